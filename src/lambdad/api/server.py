@@ -1,0 +1,139 @@
+"""The composition root: builds every part from ``Settings``, starts them in order, stops them
+in reverse.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import platform
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from lambdad import config as config_module
+from lambdad.api import lambda_api
+from lambdad.api import platform as platform_api
+from lambdad.api.errors import error_middleware
+from lambdad.config import Settings
+from lambdad.control.functions import Functions
+from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.service import Invoker
+from lambdad.observe.logs import LogStore
+from lambdad.runtime import runtimes
+from lambdad.runtime.environment import EnvironmentContext
+from lambdad.runtime.pool import RuntimeManager
+from lambdad.runtime.sandbox.process import PlainSandbox
+from lambdad.store.base import BlobStore, Queue, Store
+from lambdad.store.files import FileBlobStore
+from lambdad.store.memory import MemoryQueue
+from lambdad.store.sqlite import SqliteStore
+
+log = logging.getLogger("lambdad")
+
+#: The API accepts bodies up to a 50 MB zip in base64; handlers enforce per-call limits.
+_CLIENT_MAX = lambda_api.CODE_REQUEST_LIMIT + 1024
+
+
+class ServerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class LambdadServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = ServerState.NEW
+        data = settings.data_dir
+        self.store: Store = SqliteStore(data / "lambdad.db")
+        self.blobs: BlobStore = FileBlobStore(data / "code")
+        self.queue: Queue = MemoryQueue()
+        self.logs = LogStore(data / "logs")
+        self.sandbox = PlainSandbox()
+        self.functions = Functions(self.store, self.blobs)
+        ctx = EnvironmentContext(
+            sandbox=self.sandbox,
+            logs=self.logs,
+            runs_dir=data / "run" / "envs",
+            account_id=settings.account_id,
+            region=settings.default_region,
+            init_timeout=settings.init_timeout,
+            host_path=config_module.host_path(),
+            node=settings.node,
+            python_path=settings.python_search_path,
+            echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
+        )
+        self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
+        self.functions.on_change(self.runtime.function_changed)
+        self.invoker = Invoker(self.functions, self.runtime, self.queue)
+        self.dispatcher = Dispatcher(self.queue, self.invoker, settings.account_id)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware], client_max_size=_CLIENT_MAX)
+        app[lambda_api.FUNCTIONS] = self.functions
+        app[lambda_api.INVOKER] = self.invoker
+        app[lambda_api.ACCOUNT] = self.settings.account_id
+        app[lambda_api.DEFAULT_REGION] = self.settings.default_region
+        app[platform_api.BLOBS] = self.blobs
+        app[platform_api.LOGS] = self.logs
+        app[platform_api.DOCTOR] = self.doctor
+        app.add_routes(platform_api.routes)
+        app.add_routes(lambda_api.routes)
+        return app
+
+    async def start(self) -> None:
+        """Open storage, start the runtime side, then listen (so /health means ready)."""
+        if self.state is not ServerState.NEW:
+            raise RuntimeError("server already started")
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        await self.queue.open()
+        await self.logs.open()
+        await self.runtime.start()
+        await self.dispatcher.start()
+        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        sock = _listen(self.settings.host, self.settings.port)
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        self.state = ServerState.RUNNING
+
+    async def close(self) -> None:
+        if self.state is ServerState.CLOSED:
+            return
+        self.state = ServerState.CLOSED
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.dispatcher.close()
+        await self.runtime.close()
+        await self.logs.close()
+        await self.queue.close()
+        await self.store.close()
+
+    def doctor(self) -> dict[str, Any]:
+        return {
+            "lambdad": {
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "root": os.geteuid() == 0 if hasattr(os, "geteuid") else False,
+                "data_dir": str(self.settings.data_dir),
+            },
+            "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
+            "runtimes": runtimes.inventory(self.settings.python_search_path, self.settings.node),
+        }
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

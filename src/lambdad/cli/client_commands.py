@@ -1,0 +1,92 @@
+"""Client commands: thin HTTP clients of a running ``lambdad serve``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from lambdad.config import load_settings
+
+
+def _endpoint(args: argparse.Namespace) -> str:
+    if args.endpoint:
+        return str(args.endpoint).rstrip("/")
+    settings = load_settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def _get(url: str, timeout: float = 30.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", help="lambdad's URL (default from settings)")
+    parser.add_argument("--region", default="us-east-1", help="region of the function")
+
+
+def add_parsers(commands: Any) -> None:
+    logs = commands.add_parser("logs", help="print a function's logs")
+    logs.add_argument("function", help="function name or ARN")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    logs.add_argument("--stream", action="store_true", help="prefix each line with its stream")
+    _common(logs)
+    logs.set_defaults(run=run_logs)
+    doctor = commands.add_parser("doctor", help="what isolation and runtimes are active")
+    _common(doctor)
+    doctor.set_defaults(run=run_doctor)
+
+
+def _print_events(events: list[dict[str, Any]], with_stream: bool) -> None:
+    for event in events:
+        stamp = datetime.datetime.fromtimestamp(event["timestamp"] / 1000, datetime.UTC)
+        prefix = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z "
+        if with_stream:
+            prefix += f"{event['stream']} "
+        sys.stdout.write(prefix + event["message"] + "\n")
+    sys.stdout.flush()
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    base = _endpoint(args)
+    after = 0
+    try:
+        while True:
+            query = urllib.parse.urlencode(
+                {"function": args.function, "after": after, "wait": 20 if args.follow else 0}
+            )
+            page = _get(f"{base}/_lambdad/logs?{query}", timeout=60.0)
+            _print_events(page["events"], args.stream)
+            after = page["next"]
+            if not args.follow and not page["events"]:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        print(f"lambdad logs: {exc.code} {body}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"lambdad logs: cannot reach {base}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    base = _endpoint(args)
+    try:
+        report = _get(f"{base}/_lambdad/doctor")
+    except OSError as exc:
+        print(f"lambdad doctor: cannot reach {base}: {exc}", file=sys.stderr)
+        return 1
+    for section, values in report.items():
+        print(f"{section}:")
+        for key, value in values.items():
+            print(f"  {key}: {value}")
+    return 0

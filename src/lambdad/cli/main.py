@@ -1,0 +1,27 @@
+"""The ``lambdad`` command: ``serve`` runs the server; the rest are thin HTTP clients of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lambdad.cli import client_commands, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambdad", description="A self-hosted AWS Lambda.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(commands)
+    client_commands.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``lambdad serve``: run the server in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lambdad.api.server import LambdadServer
+from lambdad.config import Settings, load_settings
+
+log = logging.getLogger("lambdad")
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="run the lambdad server in the foreground")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 9000; 0 = any)")
+    parser.add_argument("--data-dir", type=Path, help="where metadata, code and logs live")
+    parser.add_argument("--config", type=Path, help="a TOML settings file")
+    parser.set_defaults(run=run)
+
+
+async def _serve(settings: Settings) -> None:
+    server = LambdadServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        print(
+            f"lambdad listening on http://{settings.host}:{server.port} "
+            f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
+            flush=True,
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await server.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(
+            {"host": args.host, "port": args.port, "data_dir": args.data_dir},
+            config_file=args.config,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"lambdad: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner = uvloop.run
+    runner(_serve(settings))
+    return 0

@@ -1,0 +1,127 @@
+"""Settings: one frozen value, built once at the edge and passed down to constructors.
+
+Sources, most specific first: command-line flags, ``LAMBDAD_*`` environment variables, an
+optional TOML config file (``--config`` or ``LAMBDAD_CONFIG``), then the embedded defaults.
+This is the only module of lambdad that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LAMBDAD_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lambdad"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything lambdad can be told. Durations are seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    account_id: str = "000000000000"
+    default_region: str = "us-east-1"
+    #: Multiplies every platform-defined delay (retry delays, event age checks, batching
+    #: windows, keep-alive). Never function timeouts.
+    time_scale: float = 1.0
+    #: How long an idle execution environment is kept warm before it is reaped (scaled).
+    keep_alive: float = 300.0
+    #: The on-demand init phase cap; a longer init is retried inside the first invoke.
+    init_timeout: float = 10.0
+    #: Upper bound on live execution environments across all functions.
+    max_environments: int = 256
+    #: The ``node`` executable for nodejs runtimes; empty means "look on PATH".
+    node: str = ""
+    #: Extra directories searched for ``pythonX.Y`` interpreters, ``:``-separated.
+    python_search_path: str = ""
+    log_level: str = "INFO"
+    #: Print environment output to lambdad's own log as well (debugging aid).
+    echo_function_logs: bool = False
+
+    def scaled(self, seconds: float) -> float:
+        """A platform-defined delay under ``time_scale``."""
+        return seconds * self.time_scale
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.scaled(self.keep_alive)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _HINTS[name]
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        value = str(raw).strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"setting {name}: expected a boolean, got {raw!r}")
+    if kind is Path:
+        return Path(str(raw)).expanduser()
+    try:
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}: expected {kind.__name__}, got {raw!r}") from exc
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in _FIELDS:
+            values[name] = raw
+    return values
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        document = tomllib.load(handle)
+    table = document.get("lambdad", document)
+    unknown = sorted(set(table) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+    return dict(table)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build the settings from defaults, a config file, the environment and flag overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    file_name = config_file or (Path(env["LAMBDAD_CONFIG"]) if env.get("LAMBDAD_CONFIG") else None)
+    if file_name is not None:
+        values.update(_from_file(file_name))
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = Settings(**{name: _coerce(name, raw) for name, raw in values.items()})
+    if settings.time_scale <= 0:
+        raise ValueError("setting time_scale must be positive")
+    return settings
+
+
+def host_path() -> str:
+    """The PATH lambdad itself was started with (used to find interpreters)."""
+    return os.environ.get("PATH", os.defpath)

@@ -1,0 +1,137 @@
+"""The domain's typed values: functions, their versions and aliases.
+
+These are plain frozen dataclasses. ``to_doc``/``from_doc`` turn them into the JSON documents
+the ``Store`` keeps; the AWS wire shapes are rendered by ``lambdad.api.shapes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import uuid
+from typing import Any, Self
+
+LATEST = "$LATEST"
+
+
+class State(enum.StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+    FAILED = "Failed"
+
+
+class UpdateStatus(enum.StrEnum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    IN_PROGRESS = "InProgress"
+
+
+def new_revision() -> str:
+    return str(uuid.uuid4())
+
+
+def now_timestamp() -> str:
+    """``2020-04-10T19:06:32.563+0000``, the string form of FunctionConfiguration.LastModified."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+    log_group: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionConfig:
+    """One version of a function (``$LATEST`` or a published number)."""
+
+    name: str
+    version: str
+    runtime: str | None
+    role: str
+    handler: str | None
+    code_key: str
+    code_sha256: str
+    code_size: int
+    description: str = ""
+    timeout: int = 3
+    memory_size: int = 128
+    ephemeral_storage: int = 512
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    architectures: tuple[str, ...] = ("x86_64",)
+    package_type: str = "Zip"
+    tracing_mode: str = "PassThrough"
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    layers: tuple[str, ...] = ()
+    dead_letter_target: str | None = None
+    kms_key_arn: str | None = None
+    snap_start: str = "None"
+    last_modified: str = dataclasses.field(default_factory=now_timestamp)
+    revision_id: str = dataclasses.field(default_factory=new_revision)
+    state: State = State.ACTIVE
+    last_update_status: UpdateStatus = UpdateStatus.SUCCESSFUL
+
+    @property
+    def log_group(self) -> str:
+        return self.logging.log_group or f"/aws/lambda/{self.name}"
+
+    def evolve(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        doc["architectures"] = list(self.architectures)
+        doc["layers"] = list(self.layers)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        fields = dict(doc)
+        fields["architectures"] = tuple(fields.get("architectures", ("x86_64",)))
+        fields["layers"] = tuple(fields.get("layers", ()))
+        fields["logging"] = LoggingConfig(**fields.get("logging", {}))
+        fields["state"] = State(fields.get("state", State.ACTIVE))
+        fields["last_update_status"] = UpdateStatus(
+            fields.get("last_update_status", UpdateStatus.SUCCESSFUL)
+        )
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """What belongs to the function as a whole rather than to one version."""
+
+    name: str
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    last_version: int = 0
+    created: str = dataclasses.field(default_factory=now_timestamp)
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        return cls(**doc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alias:
+    function_name: str
+    name: str
+    function_version: str
+    description: str = ""
+    #: Additional version -> weight (0.0 - 1.0): RoutingConfig.AdditionalVersionWeights.
+    weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    revision_id: str = dataclasses.field(default_factory=new_revision)
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        return cls(**doc)

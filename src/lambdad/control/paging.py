@@ -1,0 +1,46 @@
+"""``Marker`` / ``NextMarker`` pagination as every Lambda List* call does it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import TypeVar
+
+from lambdad import errors
+
+T = TypeVar("T")
+DEFAULT_PAGE = 50
+MAX_PAGE = 10_000
+
+
+def _encode(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def _decode(marker: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(marker.encode()).decode()
+        kind, _, value = text.partition(":")
+        if kind != "o":
+            raise ValueError(text)
+        return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise errors.InvalidParameterValueException("Invalid marker value.") from exc
+
+
+def page(
+    items: Sequence[T], marker: str | None, max_items: int | None
+) -> tuple[list[T], str | None]:
+    """One page of ``items`` from ``marker``; the second value is the next marker or None."""
+    size = DEFAULT_PAGE if max_items is None else max_items
+    if not 1 <= size <= MAX_PAGE:
+        raise errors.InvalidParameterValueException(
+            f"1 validation error detected: Value '{size}' at 'maxItems' failed to satisfy "
+            f"constraint: Member must have value {'less' if size > MAX_PAGE else 'greater'} "
+            f"than or equal to {MAX_PAGE if size > MAX_PAGE else 1}"
+        )
+    start = _decode(marker) if marker else 0
+    chunk = list(items[start : start + size])
+    more = start + size < len(items)
+    return chunk, _encode(start + size) if more else None

@@ -1,0 +1,510 @@
+"""Input checks of the control plane, answering with AWS Lambda's own error codes and messages.
+
+Pure functions: nothing here touches a store, the clock or the network. Each ``validate_*``
+returns ``None`` or raises a :mod:`lambdad.errors` exception whose message is the one AWS sends.
+
+Two families of errors, as on AWS:
+
+- :class:`~lambdad.errors.ValidationException` for shape constraints (lengths, patterns, ranges,
+  enums): ``1 validation error detected: Value '…' at 'field' failed to satisfy constraint: …``,
+  several joined by ``; `` under ``N validation errors detected``.
+- :class:`~lambdad.errors.InvalidParameterValueException` for the service's own rules
+  (reserved environment keys, deprecated runtimes, routing rules, …).
+
+Functions that take a whole setting (handler with runtime, logging config) expect the
+*effective* value: for an update, the stored configuration merged with the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+from lambdad.errors import (
+    InvalidParameterValueException,
+    PreconditionFailedException,
+    ResourceNotFoundException,
+    ValidationException,
+)
+
+# Patterns exactly as botocore's lambda/2015-03-31 model prints them in error messages.
+FUNCTION_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
+)
+NAMESPACED_FUNCTION_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
+)
+ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+HANDLER_PATTERN = r"[^\s]+"
+ALIAS_PATTERN = r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
+QUALIFIER_PATTERN = r"(|[a-zA-Z0-9$_-]+)"
+ENV_KEY_PATTERN = r"[a-zA-Z]([a-zA-Z0-9_])+"
+LOG_GROUP_PATTERN = r"[\.\-_/#A-Za-z0-9]+"
+
+_PREFIX = (
+    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
+)
+_ACCOUNT = r"(?:(?P<account>\d{12}):)?(?:function:)?"
+_FUNCTION_NAME_RE = re.compile(
+    _PREFIX + _ACCOUNT + r"(?P<name>[a-zA-Z0-9_\-]+)(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_\-]+))?"
+)
+_NAMESPACED_NAME_RE = re.compile(
+    _PREFIX
+    + _ACCOUNT
+    + r"(?P<name>[a-zA-Z0-9_\-.]+)(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_\-]+))?"
+)
+_PLAIN_NAME_RE = re.compile(r"[a-zA-Z0-9_\-]+")
+_ROLE_RE = re.compile(r"arn:(?:aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+")
+_HANDLER_RE = re.compile(HANDLER_PATTERN)
+_ALIAS_RE = re.compile(r"(?![0-9]+$)[a-zA-Z0-9_\-]+")
+_QUALIFIER_RE = re.compile(r"[a-zA-Z0-9$_\-]*")
+_ENV_KEY_RE = re.compile(ENV_KEY_PATTERN)
+_LOG_GROUP_RE = re.compile(LOG_GROUP_PATTERN)
+_VERSION_RE = re.compile(r"[0-9]+")
+
+SUPPORTED_RUNTIMES: frozenset[str] = frozenset(
+    {
+        *(f"python3.{minor}" for minor in range(9, 15)),
+        "nodejs18.x",
+        "nodejs20.x",
+        "nodejs22.x",
+        "provided",
+        "provided.al2",
+        "provided.al2023",
+    }
+)
+#: Runtimes AWS refuses for create and update (plus the old ones of families lambdad runs).
+DEPRECATED_RUNTIMES: frozenset[str] = frozenset(
+    {
+        "nodejs",
+        "nodejs4.3",
+        "nodejs4.3-edge",
+        "nodejs6.10",
+        "nodejs8.10",
+        "nodejs10.x",
+        "nodejs12.x",
+        "nodejs14.x",
+        "nodejs16.x",
+        "python2.7",
+        "python3.6",
+        "python3.7",
+        "python3.8",
+        "java8",
+        "dotnetcore1.0",
+        "dotnetcore2.0",
+        "dotnetcore2.1",
+        "dotnetcore3.1",
+        "go1.x",
+        "ruby2.5",
+        "ruby2.7",
+    }
+)
+_RUNTIME_SUCCESSORS = {"python": "python3.14", "nodejs": "nodejs22.x", "go1.x": "provided.al2023"}
+_RUNTIME_ORDER = (
+    *(f"python3.{minor}" for minor in range(9, 15)),
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
+)
+
+#: Environment keys AWS refuses (wire spec §3).
+RESERVED_ENV_KEYS: frozenset[str] = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+ENV_MAX_BYTES = 4096
+MAX_TAGS = 50
+ARCHITECTURES = ("x86_64", "arm64")
+LOG_FORMATS = ("JSON", "Text")
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+
+
+# ---- message builders -------------------------------------------------------------------
+
+
+def constraint(value: object, field: str, rule: str) -> str:
+    """One ``Value '…' at 'field' failed to satisfy constraint: rule`` clause."""
+    return f"Value '{value}' at '{field}' failed to satisfy constraint: {rule}"
+
+
+def validation_error(clauses: Iterable[str]) -> ValidationException:
+    """The ValidationException AWS sends for one or more constraint clauses."""
+    found = list(clauses)
+    plural = "s" if len(found) > 1 else ""
+    return ValidationException(
+        f"{len(found)} validation error{plural} detected: {'; '.join(found)}"
+    )
+
+
+def _raise_if(clauses: list[str]) -> None:
+    if clauses:
+        raise validation_error(clauses)
+
+
+def _length_clauses(value: str, field: str, minimum: int, maximum: int) -> list[str]:
+    if len(value) < minimum:
+        return [
+            constraint(value, field, f"Member must have length greater than or equal to {minimum}")
+        ]
+    if len(value) > maximum:
+        return [
+            constraint(value, field, f"Member must have length less than or equal to {maximum}")
+        ]
+    return []
+
+
+def _pattern_clause(value: str, field: str, regex: re.Pattern[str], pattern: str) -> list[str]:
+    if regex.fullmatch(value):
+        return []
+    return [constraint(value, field, f"Member must satisfy regular expression pattern: {pattern}")]
+
+
+def _range_check(value: int, field: str, minimum: int, maximum: int) -> None:
+    if value < minimum:
+        rule = f"Member must have value greater than or equal to {minimum}"
+    elif value > maximum:
+        rule = f"Member must have value less than or equal to {maximum}"
+    else:
+        return
+    raise validation_error([constraint(value, field, rule)])
+
+
+def _enum_check(value: object, field: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        rule = f"Member must satisfy enum value set: [{', '.join(allowed)}]"
+        raise validation_error([constraint(value, field, rule)])
+
+
+# ---- function names and qualifiers ------------------------------------------------------
+
+
+def parse_function_name(
+    raw: str, *, account_id: str, region: str, namespaced: bool = False
+) -> tuple[str, str | None]:
+    """Split a name, partial ARN or full ARN (each with an optional ``:qualifier``).
+
+    Returns ``(name, qualifier or None)``. ``namespaced=True`` applies the looser model of
+    GetFunction, Invoke and DeleteFunction (dots in names, 256 characters).
+
+    Raises ValidationException for a value outside the model's length or pattern,
+    ResourceNotFoundException for an ARN of another region ("Functions from 'r' are not
+    reachable in this region ('us-east-1')") or of another account ("Function not found: …").
+    """
+    regex, pattern, maximum = (
+        (_NAMESPACED_NAME_RE, NAMESPACED_FUNCTION_NAME_PATTERN, 256)
+        if namespaced
+        else (_FUNCTION_NAME_RE, FUNCTION_NAME_PATTERN, 140)
+    )
+    match = regex.fullmatch(raw)
+    clauses = _length_clauses(raw, "functionName", 1, maximum)
+    if match is None:
+        clauses.append(
+            constraint(
+                raw, "functionName", f"Member must satisfy regular expression pattern: {pattern}"
+            )
+        )
+    _raise_if(clauses)
+    assert match is not None
+    name, qualifier = match["name"], match["qualifier"]
+    if match["region"] is not None and match["region"] != region:
+        raise ResourceNotFoundException(
+            f"Functions from '{match['region']}' are not reachable in this region ('{region}')"
+        )
+    if match["account"] is not None and match["account"] != account_id:
+        arn = f"arn:aws:lambda:{region}:{match['account']}:function:{name}"
+        raise ResourceNotFoundException(f"Function not found: {arn}")
+    return name, qualifier
+
+
+def validate_function_name_for_create(name: str) -> None:
+    """Check a bare name (as returned by :func:`parse_function_name`) for CreateFunction.
+
+    AWS caps a plain name at 64 characters and answers that one with an
+    InvalidParameterValueException worded like a validation error.
+    """
+    _raise_if(_pattern_clause(name, "functionName", _PLAIN_NAME_RE, FUNCTION_NAME_PATTERN))
+    if len(name) > 64:
+        raise InvalidParameterValueException(
+            "1 validation error detected: "
+            + constraint(name, "functionName", "Member must have length less than or equal to 64")
+        )
+
+
+def validate_qualifier(q: str) -> None:
+    """A ``Qualifier`` parameter: 1-128 characters of ``[a-zA-Z0-9$_-]``."""
+    clauses = _length_clauses(q, "qualifier", 1, 128)
+    clauses += _pattern_clause(q, "qualifier", _QUALIFIER_RE, QUALIFIER_PATTERN)
+    _raise_if(clauses)
+
+
+def merge_qualifier(from_name: str | None, from_parameter: str | None) -> str | None:
+    """The qualifier of a request that may carry one in the name and one as a parameter."""
+    if from_name and from_parameter and from_name != from_parameter:
+        raise InvalidParameterValueException(
+            "The derived qualifier from the function name does not match the specified qualifier."
+        )
+    return from_parameter or from_name
+
+
+def validate_alias_name(name: str) -> None:
+    """An alias name: 1-128 characters of ``[a-zA-Z0-9-_]``, not all digits."""
+    clauses = _length_clauses(name, "name", 1, 128)
+    clauses += _pattern_clause(name, "name", _ALIAS_RE, ALIAS_PATTERN)
+    _raise_if(clauses)
+
+
+# ---- runtime and handler ----------------------------------------------------------------
+
+
+def validate_runtime(runtime: str | None, package_type: str) -> None:
+    """Runtime against the package type and the runtimes lambdad runs.
+
+    Zip needs a runtime; Image refuses one. A deprecated runtime gets AWS's "no longer
+    supported" message, any other unknown one the enum message listing lambdad's runtimes.
+    """
+    _enum_check(package_type, "packageType", ("Zip", "Image"))
+    if package_type == "Image":
+        if runtime is not None:
+            raise InvalidParameterValueException(
+                "Please don't provide Handler or Runtime or Layer when the intended function "
+                "PackageType is Image."
+            )
+        return
+    if runtime is None:
+        raise InvalidParameterValueException(
+            "Runtime and Handler are mandatory parameters for functions created with deployment "
+            "packages."
+        )
+    if runtime in SUPPORTED_RUNTIMES:
+        return
+    if runtime in DEPRECATED_RUNTIMES:
+        raise InvalidParameterValueException(_deprecated_message(runtime))
+    raise InvalidParameterValueException(
+        f"Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum "
+        f"value set: [{', '.join(_RUNTIME_ORDER)}] or be a valid ARN"
+    )
+
+
+def _deprecated_message(runtime: str) -> str:
+    family = "python" if runtime.startswith("python") else runtime
+    family = "nodejs" if runtime.startswith("nodejs") else family
+    successor = _RUNTIME_SUCCESSORS.get(family)
+    advice = f"the new runtime ({successor})" if successor else "a supported runtime"
+    return (
+        f"The runtime parameter of {runtime} is no longer supported for creating or updating AWS "
+        f"Lambda functions. We recommend you use {advice} while creating or updating functions."
+    )
+
+
+def validate_handler(handler: str | None, runtime: str | None) -> None:
+    """A handler is required whenever there is a runtime (a Zip function); ≤128, no whitespace."""
+    if handler is None:
+        if runtime is not None:
+            raise InvalidParameterValueException(
+                "Runtime and Handler are mandatory parameters for functions created with "
+                "deployment packages."
+            )
+        return
+    clauses = _length_clauses(handler, "handler", 0, 128)
+    clauses += _pattern_clause(handler, "handler", _HANDLER_RE, HANDLER_PATTERN)
+    _raise_if(clauses)
+
+
+# ---- sizes and simple strings -----------------------------------------------------------
+
+
+def validate_memory_size(v: int) -> None:
+    """128-10240 MB. Over the model's 32768 is a model error; 10241-32768 is the service's."""
+    _range_check(v, "memorySize", 128, 32768)
+    if v > 10240:
+        raise ValidationException(
+            "'MemorySize' value failed to satisfy constraint: "
+            "Member must have value less than or equal to 10240"
+        )
+
+
+def validate_timeout(v: int) -> None:
+    """1-900 seconds."""
+    _range_check(v, "timeout", 1, 900)
+
+
+def validate_ephemeral_storage(v: int) -> None:
+    """512-10240 MB of ``/tmp``."""
+    _range_check(v, "ephemeralStorage.size", 512, 10240)
+
+
+def validate_description(v: str) -> None:
+    """At most 256 characters."""
+    _raise_if(_length_clauses(v, "description", 0, 256))
+
+
+def validate_role(role: str) -> None:
+    """An IAM role ARN (never checked against IAM: lambdad has none)."""
+    _raise_if(_pattern_clause(role, "role", _ROLE_RE, ROLE_PATTERN))
+
+
+def validate_architectures(v: list[str]) -> None:
+    """Exactly one of ``x86_64`` and ``arm64``."""
+    shown = f"[{', '.join(v)}]"
+    if len(v) != 1:
+        side = "less than or equal to 1" if v else "greater than or equal to 1"
+        raise validation_error(
+            [constraint(shown, "architectures", f"Member must have length {side}")]
+        )
+    if v[0] not in ARCHITECTURES:
+        rule = (
+            "Member must satisfy constraint: [Member must satisfy enum value set: "
+            "[x86_64, arm64], Member must not be null]"
+        )
+        raise validation_error([constraint(shown, "architectures", rule)])
+
+
+# ---- environment, logging, tags ---------------------------------------------------------
+
+
+def validate_environment(variables: Mapping[str, str]) -> None:
+    """Key pattern, reserved keys (in request order), then the 4 KB limit on the JSON map."""
+    if any(not _ENV_KEY_RE.fullmatch(key) for key in variables):
+        # The member is sensitive, so AWS leaves the value out of the clause.
+        raise ValidationException(
+            "1 validation error detected: Value at 'environment.variables' failed to satisfy "
+            "constraint: Map keys must satisfy constraint: [Member must satisfy regular "
+            f"expression pattern: {ENV_KEY_PATTERN}]"
+        )
+    reserved = [key for key in variables if key in RESERVED_ENV_KEYS]
+    if reserved:
+        raise InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment "
+            "variables you have provided contains reserved keys that are currently not supported "
+            f"for modification. Reserved keys used in this request: {', '.join(reserved)}"
+        )
+    measured = json.dumps(dict(variables), separators=(",", ":"), ensure_ascii=False)
+    if len(measured.encode("utf-8")) > ENV_MAX_BYTES:
+        raise InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment "
+            "variables you have provided exceeded the 4KB limit. String measured: " + measured
+        )
+
+
+def validate_logging_config(d: Mapping[str, object]) -> None:
+    """Enums of LoggingConfig; log levels only with the JSON format (Text is the default)."""
+    log_format = d.get("LogFormat", "Text")
+    _enum_check(log_format, "loggingConfig.logFormat", LOG_FORMATS)
+    if "ApplicationLogLevel" in d:
+        _enum_check(
+            d["ApplicationLogLevel"], "loggingConfig.applicationLogLevel", APPLICATION_LOG_LEVELS
+        )
+    if "SystemLogLevel" in d:
+        _enum_check(d["SystemLogLevel"], "loggingConfig.systemLogLevel", SYSTEM_LOG_LEVELS)
+    group = d.get("LogGroup")
+    if group is not None:
+        text = str(group)
+        clauses = _length_clauses(text, "loggingConfig.logGroup", 1, 512)
+        _raise_if(
+            clauses
+            + _pattern_clause(text, "loggingConfig.logGroup", _LOG_GROUP_RE, LOG_GROUP_PATTERN)
+        )
+    has_level = "ApplicationLogLevel" in d or "SystemLogLevel" in d
+    if has_level and log_format != "JSON":
+        raise InvalidParameterValueException(
+            'LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your '
+            'request or change the LogFormat to "Json" and try again.'
+        )
+
+
+def validate_tags(d: Mapping[str, str], *, existing: Mapping[str, str] | None = None) -> None:
+    """At most 50 tags once merged with ``existing``; keys 1-128 without ``aws:``, values ≤256."""
+    merged = {**(existing or {}), **d}
+    if len(merged) > MAX_TAGS:
+        raise InvalidParameterValueException("Number of tags exceeds function tag limit.")
+    for key, value in d.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+            raise InvalidParameterValueException(f"The tag key '{key}' is invalid.")
+        if len(value) > 256:
+            raise InvalidParameterValueException(
+                f"The tag value for key '{key}' must be at most 256 characters long."
+            )
+
+
+# ---- aliases, versions, revisions -------------------------------------------------------
+
+
+def validate_routing_config(weights: Mapping[str, float], function_version: str) -> None:
+    """An alias's AdditionalVersionWeights against the version it points to.
+
+    At most one extra version, a published one other than the alias's own, with a weight in
+    [0.0, 1.0); an alias on ``$LATEST`` takes no routing. Existence is the caller's check.
+    """
+    if len(weights) > 1:
+        raise InvalidParameterValueException(
+            "Number of items in AdditionalVersionWeights cannot be greater than 1"
+        )
+    field = "routingConfig.additionalVersionWeights"
+    for version, weight in weights.items():
+        shown = f"{{{version}={weight}}}"
+        if not 0.0 <= weight < 1.0:
+            rule = (
+                "Map value must satisfy constraint: [Member must have value less than or equal "
+                "to 1.0, Member must have value greater than or equal to 0.0, "
+                "Member must not be null]"
+            )
+            raise validation_error([constraint(shown, field, rule)])
+        if version == function_version:
+            raise InvalidParameterValueException(
+                f"Invalid function version {function_version}. Function version "
+                f"{function_version} is already included in routing configuration."
+            )
+        if function_version == "$LATEST":
+            raise InvalidParameterValueException(
+                "$LATEST is not supported for an alias pointing to more than 1 version"
+            )
+        if not (_VERSION_RE.fullmatch(version) and len(version) <= 1024):
+            rule = (
+                "Map keys must satisfy constraint: [Member must have length less than or equal "
+                "to 1024, Member must have length greater than or equal to 1, Member must satisfy "
+                "regular expression pattern: [0-9]+]"
+            )
+            raise validation_error([constraint(shown, field, rule)])
+
+
+def check_revision_id(given: str | None, current: str) -> None:
+    """A request's optional RevisionId must equal the resource's current one."""
+    if given is not None and given != current:
+        raise PreconditionFailedException(
+            "The Revision Id provided does not match the latest Revision Id. Call the "
+            "GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
+
+
+def check_code_sha256(given: str | None, current: str) -> None:
+    """PublishVersion's optional CodeSha256 must equal the one of ``$LATEST``."""
+    if given is not None and given != current:
+        raise InvalidParameterValueException(
+            f"CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({current}). "
+            "Please try again with the CodeSHA256 in $LATEST."
+        )

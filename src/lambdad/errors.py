@@ -1,0 +1,115 @@
+"""The one error tree of lambdad, mirroring AWS Lambda's error codes.
+
+Errors carry data, never HTTP: ``lambdad.api.errors`` renders them to the wire in one table.
+A function's own failure (an exception in a handler, a crash, a timeout) is an invocation
+*result*, not one of these.
+
+::
+
+    LambdaError
+    ├── ServiceException                         (internal; unknown exceptions become this)
+    ├── ResourceNotFoundException
+    ├── ResourceConflictException
+    ├── ResourceNotReadyException
+    ├── PreconditionFailedException
+    ├── InvalidParameterValueException
+    ├── InvalidRequestContentException
+    ├── RequestTooLargeException                 (wire code RequestEntityTooLargeException)
+    ├── UnsupportedMediaTypeException
+    ├── TooManyRequestsException                 (reason, retry_after)
+    ├── CodeStorageExceededException
+    ├── ServiceQuotaExceededException
+    ├── InvalidRuntimeException
+    ├── InvalidZipFileException
+    ├── UnrecognizedClientException
+    └── UnknownOperationException
+"""
+
+from __future__ import annotations
+
+
+class LambdaError(Exception):
+    """Base of every error lambdad reports to a client; ``code`` is the AWS error code."""
+
+    code = "ServiceException"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ServiceException(LambdaError):
+    code = "ServiceException"
+
+
+class ResourceNotFoundException(LambdaError):
+    code = "ResourceNotFoundException"
+
+
+class ResourceConflictException(LambdaError):
+    code = "ResourceConflictException"
+
+
+class ResourceNotReadyException(LambdaError):
+    code = "ResourceNotReadyException"
+
+
+class PreconditionFailedException(LambdaError):
+    code = "PreconditionFailedException"
+
+
+class InvalidParameterValueException(LambdaError):
+    code = "InvalidParameterValueException"
+
+
+class InvalidRequestContentException(LambdaError):
+    code = "InvalidRequestContentException"
+
+
+class RequestTooLargeException(LambdaError):
+    """A payload over the limit. AWS puts ``RequestEntityTooLargeException`` on the wire."""
+
+    code = "RequestEntityTooLargeException"
+
+
+class UnsupportedMediaTypeException(LambdaError):
+    code = "UnsupportedMediaTypeException"
+
+
+class TooManyRequestsException(LambdaError):
+    code = "TooManyRequestsException"
+
+    def __init__(self, message: str, *, reason: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class CodeStorageExceededException(LambdaError):
+    code = "CodeStorageExceededException"
+
+
+class ServiceQuotaExceededException(LambdaError):
+    code = "ServiceQuotaExceededException"
+
+
+class InvalidRuntimeException(LambdaError):
+    code = "InvalidRuntimeException"
+
+
+class InvalidZipFileException(LambdaError):
+    code = "InvalidZipFileException"
+
+
+class UnrecognizedClientException(LambdaError):
+    code = "UnrecognizedClientException"
+
+
+class UnknownOperationException(LambdaError):
+    code = "UnknownOperationException"
+
+
+class ValidationException(LambdaError):
+    """Shape-level validation failures (``1 validation error detected: ...``)."""
+
+    code = "ValidationException"

@@ -1,0 +1,146 @@
+"""The invocation path: resolve the version, check limits, run it, hand back the outcome.
+
+Every caller goes through ``Invoker``: the HTTP API for ``RequestResponse`` and ``DryRun``,
+the dispatcher for queued ``Event`` invocations, and later event sources.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import json
+import time
+import uuid
+
+from lambdad import errors
+from lambdad.control.arns import Scope
+from lambdad.control.functions import Functions
+from lambdad.control.model import FunctionConfig, State
+from lambdad.invoke.payloads import check_payload
+from lambdad.runtime.invocation import Invocation, Outcome
+from lambdad.runtime.pool import RuntimeManager
+from lambdad.store.base import Queue, QueuedEvent
+
+MAX_CLIENT_CONTEXT = 3583
+
+
+class InvocationType(enum.StrEnum):
+    REQUEST_RESPONSE = "RequestResponse"
+    EVENT = "Event"
+    DRY_RUN = "DryRun"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    function_name: str
+    qualifier: str | None
+    payload: bytes
+    invocation_type: InvocationType = InvocationType.REQUEST_RESPONSE
+    tail: bool = False
+    client_context: str | None = None
+    trace_id: str | None = None
+    tenant_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Accepted:
+    """An ``Event`` or ``DryRun`` invocation that was accepted, not run here."""
+
+    request_id: str
+    executed_version: str
+
+
+def parse_invocation_type(raw: str | None) -> InvocationType:
+    try:
+        return InvocationType(raw or "RequestResponse")
+    except ValueError:
+        raise errors.InvalidParameterValueException(
+            f"1 validation error detected: Value '{raw}' at 'invocationType' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+        ) from None
+
+
+def decode_client_context(raw: str | None) -> str | None:
+    """``X-Amz-Client-Context`` is base64 of JSON; the runtime gets the decoded JSON."""
+    if not raw:
+        return None
+    if len(raw) > 3583 * 4 // 3 + 4:
+        raise errors.InvalidParameterValueException(
+            "Client context must be less than or equal to 3583 bytes."
+        )
+    try:
+        decoded = base64.b64decode(raw, validate=True).decode("utf-8")
+        json.loads(decoded)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.InvalidRequestContentException(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from exc
+    return decoded
+
+
+class Invoker:
+    def __init__(self, functions: Functions, runtime: RuntimeManager, queue: Queue) -> None:
+        self._functions = functions
+        self._runtime = runtime
+        self._queue = queue
+
+    async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
+        config = await self._functions.resolve(scope, request.function_name, request.qualifier)
+        if config.state is not State.ACTIVE:
+            raise errors.ResourceConflictException(
+                f"The operation cannot be performed at this time. The function is currently in "
+                f"the following state: {config.state.value}"
+            )
+        return config
+
+    async def invoke(self, scope: Scope, request: InvokeRequest) -> Outcome | Accepted:
+        """Run a ``RequestResponse`` invocation, or accept an ``Event`` or ``DryRun`` one."""
+        kind = request.invocation_type
+        check_payload(request.payload, kind.value)
+        config = await self._target(scope, request)
+        request_id = request.request_id or str(uuid.uuid4())
+        if kind is InvocationType.DRY_RUN:
+            return Accepted(request_id, config.version)
+        if kind is InvocationType.EVENT:
+            await self._queue.put(
+                QueuedEvent(
+                    id=request_id,
+                    function_name=config.name,
+                    qualifier=request.qualifier,
+                    payload=request.payload,
+                    region=scope.region,
+                    enqueued_at=time.time(),
+                )
+            )
+            return Accepted(request_id, config.version)
+        return await self.run(scope, config, request, request_id)
+
+    async def run(
+        self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
+    ) -> Outcome:
+        qualifier = request.qualifier
+        invocation = Invocation(
+            request_id=request_id,
+            payload=request.payload or b"{}",
+            invoked_arn=scope.function_arn(config.name, qualifier),
+            client_context=request.client_context,
+            trace_id=request.trace_id,
+            tenant_id=request.tenant_id,
+            tail=request.tail,
+        )
+        return await self._runtime.invoke(scope.region, config, invocation)
+
+    async def run_queued(self, scope: Scope, event: QueuedEvent) -> Outcome:
+        """Run one queued ``Event`` invocation (the dispatcher's entry point)."""
+        request = InvokeRequest(
+            function_name=event.function_name,
+            qualifier=event.qualifier,
+            payload=event.payload,
+            invocation_type=InvocationType.EVENT,
+            request_id=event.id,
+        )
+        config = await self._target(scope, request)
+        return await self.run(scope, config, request, event.id)

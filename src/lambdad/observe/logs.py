@@ -1,0 +1,138 @@
+"""The log store: log groups of streams of timestamped events, as CloudWatch Logs keeps them.
+
+Writes are appended in memory and flushed to one JSON-lines file per group in the background,
+so the invoke path never waits for a disk. Readers get events by group (optionally stream),
+after a position, and may wait for more (``lambdad logs --follow``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+import os
+from collections import deque
+from pathlib import Path
+
+#: Events kept in memory per group for reading; older ones are only on disk.
+_MEMORY_EVENTS = 10_000
+_FLUSH_INTERVAL = 0.2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogEvent:
+    seq: int
+    timestamp_ms: int
+    stream: str
+    message: str
+
+
+class LogStoreState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _group_file(root: Path, group: str) -> Path:
+    safe = group.strip("/").replace("/", "__") or "_"
+    return root / f"{safe}.jsonl"
+
+
+class LogStore:
+    def __init__(self, root: Path | None) -> None:
+        self._root = root
+        self._groups: dict[str, deque[LogEvent]] = {}
+        self._seq = 0
+        self._pending: dict[str, list[LogEvent]] = {}
+        self._changed = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self.state = LogStoreState.OPEN
+
+    async def open(self) -> None:
+        if self._root is not None:
+            self._root.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self._load)
+            self._flusher = asyncio.create_task(self._flush_forever(), name="log-flusher")
+
+    def _load(self) -> None:
+        assert self._root is not None
+        for path in sorted(self._root.glob("*.jsonl")):
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    with contextlib.suppress(ValueError, KeyError):
+                        row = json.loads(line)
+                        self._seq += 1
+                        event = LogEvent(self._seq, row["t"], row["s"], row["m"])
+                        self._groups.setdefault(row["g"], deque(maxlen=_MEMORY_EVENTS)).append(
+                            event
+                        )
+
+    def put(self, group: str, stream: str, timestamp_ms: int, messages: list[str]) -> None:
+        """Append events; never blocks."""
+        if self.state is LogStoreState.CLOSED:
+            return
+        events = self._groups.setdefault(group, deque(maxlen=_MEMORY_EVENTS))
+        pending = self._pending.setdefault(group, [])
+        for message in messages:
+            self._seq += 1
+            event = LogEvent(self._seq, timestamp_ms, stream, message)
+            events.append(event)
+            pending.append(event)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def read(
+        self, group: str, *, after: int = 0, stream: str | None = None, limit: int = 10_000
+    ) -> list[LogEvent]:
+        events = self._groups.get(group, ())
+        selected = [e for e in events if e.seq > after and (stream is None or e.stream == stream)]
+        return selected[:limit]
+
+    def groups(self) -> list[str]:
+        return sorted(self._groups)
+
+    async def wait(self, group: str, after: int, timeout: float) -> list[LogEvent]:
+        """Events after ``after``, waiting up to ``timeout`` seconds for the first one."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            changed = self._changed
+            found = self.read(group, after=after)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if found or remaining <= 0:
+                return found
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    def _flush(self, batches: dict[str, list[LogEvent]]) -> None:
+        assert self._root is not None
+        for group, events in batches.items():
+            lines = "".join(
+                json.dumps({"g": group, "s": e.stream, "t": e.timestamp_ms, "m": e.message}) + "\n"
+                for e in events
+            )
+            fd = os.open(_group_file(self._root, group), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                os.write(fd, lines.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+    async def _flush_once(self) -> None:
+        batches, self._pending = self._pending, {}
+        if batches and self._root is not None:
+            await asyncio.to_thread(self._flush, batches)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_INTERVAL)
+            await self._flush_once()
+
+    async def close(self) -> None:
+        if self.state is LogStoreState.CLOSED:
+            return
+        self.state = LogStoreState.CLOSED
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._flush_once()

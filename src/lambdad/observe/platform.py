@@ -1,0 +1,121 @@
+"""Lambda's platform log lines (INIT_START, START, END, REPORT, INIT_REPORT) in both formats.
+
+Text is Lambda's classic tab-separated form; JSON (``LoggingConfig.LogFormat=JSON``) is the
+``{"time","type":"platform.*","record"}`` form Lambda writes for JSON-format functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+from typing import Any
+
+
+def iso_ms(epoch_s: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch_s, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    request_id: str
+    duration_ms: float
+    memory_mb: int
+    max_memory_mb: int
+    init_duration_ms: float | None = None
+    #: None on success; "timeout" or "error" for platform-level failures.
+    status: str | None = None
+    error_type: str | None = None
+
+    @property
+    def billed_ms(self) -> int:
+        """Billed duration: the ceiling in ms, including init for on-demand cold starts."""
+        return max(1, math.ceil(self.duration_ms + (self.init_duration_ms or 0.0)))
+
+
+def _json_line(kind: str, record: dict[str, Any], at: float) -> str:
+    return json.dumps({"time": iso_ms(at), "type": kind, "record": record})
+
+
+class PlatformLines:
+    """Formats platform lines for one function's log format."""
+
+    def __init__(self, json_format: bool) -> None:
+        self.json = json_format
+
+    def init_start(self, runtime: str, at: float) -> str:
+        version = f"{runtime or 'provided'}.v1"
+        arn = f"arn:aws:lambda:::runtime:{version}"
+        if self.json:
+            return _json_line(
+                "platform.initStart",
+                {
+                    "initializationType": "on-demand",
+                    "phase": "init",
+                    "runtimeVersion": version,
+                    "runtimeVersionArn": arn,
+                },
+                at,
+            )
+        return f"INIT_START Runtime Version: {version}\tRuntime Version ARN: {arn}"
+
+    def init_report(
+        self, duration_ms: float, phase: str, status: str, error_type: str | None, at: float
+    ) -> str:
+        if self.json:
+            record: dict[str, Any] = {
+                "initializationType": "on-demand",
+                "phase": phase,
+                "status": status,
+                "metrics": {"durationMs": round(duration_ms, 3)},
+            }
+            if error_type:
+                record["errorType"] = error_type
+            return _json_line("platform.initReport", record, at)
+        line = f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: {phase}\tStatus: {status}"
+        return f"{line}\tError Type: {error_type}" if error_type else line
+
+    def start(self, request_id: str, version: str, at: float) -> str:
+        if self.json:
+            return _json_line("platform.start", {"requestId": request_id, "version": version}, at)
+        return f"START RequestId: {request_id} Version: {version}"
+
+    def end(self, request_id: str, at: float) -> str | None:
+        if self.json:
+            return None
+        return f"END RequestId: {request_id}"
+
+    def report(self, report: Report, at: float) -> str:
+        if self.json:
+            metrics: dict[str, Any] = {
+                "durationMs": round(report.duration_ms, 3),
+                "billedDurationMs": report.billed_ms,
+                "memorySizeMB": report.memory_mb,
+                "maxMemoryUsedMB": report.max_memory_mb,
+            }
+            if report.init_duration_ms is not None:
+                metrics["initDurationMs"] = round(report.init_duration_ms, 3)
+            record: dict[str, Any] = {
+                "requestId": report.request_id,
+                "metrics": metrics,
+                "status": report.status or "success",
+            }
+            if report.error_type:
+                record["errorType"] = report.error_type
+            return _json_line("platform.report", record, at)
+        fields = [
+            f"REPORT RequestId: {report.request_id}",
+            f"Duration: {report.duration_ms:.2f} ms",
+            f"Billed Duration: {report.billed_ms} ms",
+            f"Memory Size: {report.memory_mb} MB",
+            f"Max Memory Used: {report.max_memory_mb} MB",
+        ]
+        if report.init_duration_ms is not None:
+            fields.append(f"Init Duration: {report.init_duration_ms:.2f} ms")
+        if report.status:
+            fields.append(f"Status: {report.status}")
+            if report.error_type:
+                fields.append(f"Error Type: {report.error_type}")
+        return "\t".join(fields) + "\t"

@@ -1,0 +1,665 @@
+"""One execution environment: a runtime process, its Runtime API session and its logs.
+
+An environment runs one invocation at a time. Its life::
+
+    NEW ──start()──▶ INITIALIZING ──first /next──▶ IDLE ◀──▶ BUSY
+                          │                          │         │
+                          └── init failed ──▶ IDLE (init_failure set; the first invoke
+                                                    re-runs init inside itself, as Lambda does)
+    any state ──close() / crash / timeout──▶ CLOSED
+
+The Runtime API server (``rapi.py``) calls the ``rapi_*`` methods; the pool calls ``start``,
+``invoke`` and ``close``. Output of the process is read from its pipe and attributed to the
+invocation running when it was written; the pipe is drained when the runtime posts its reply,
+so everything printed before the reply belongs to that invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from lambdad.control.model import FunctionConfig
+from lambdad.observe.logs import LogStore
+from lambdad.observe.platform import PlatformLines, Report
+from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
+from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, launch
+from lambdad.runtime.sandbox.base import Exit, ProcessSpec, Sandbox, SandboxProcess
+
+_READ_CHUNK = 1 << 16
+_TAIL_BYTES = 4096
+
+
+class EnvState(enum.Enum):
+    NEW = "new"
+    INITIALIZING = "initializing"
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """What the runtime posted for an invocation."""
+
+    ok: bool
+    body: bytes
+    content_type: str
+    error_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitFailure:
+    """Why init did not finish: an ``/init/error``, an exit, a spawn failure or a timeout."""
+
+    status: str  # "error" | "timeout"
+    error_type: str | None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    #: For exits and spawn failures: the text after ``Error:`` in Lambda's message.
+    reason: str | None = None
+
+    def invoke_body(self, request_id: str) -> tuple[bytes, str]:
+        if self.body is not None:
+            return self.body, self.content_type
+        return (
+            error_body(
+                self.error_type or "Runtime.Unknown",
+                f"RequestId: {request_id} Error: {self.reason}",
+            ),
+            "application/json",
+        )
+
+
+class RuntimeApiError(Exception):
+    """A Runtime API call the environment refuses: carries the status and the error type."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnvironmentContext:
+    """What every environment of one lambdad shares."""
+
+    sandbox: Sandbox
+    logs: LogStore
+    runs_dir: Path
+    account_id: str
+    region: str
+    init_timeout: float
+    host_path: str = "/usr/local/bin:/usr/bin:/bin"
+    node: str = ""
+    python_path: str = ""
+    echo: Callable[[str], None] | None = None
+
+
+class Environment:
+    def __init__(
+        self,
+        ctx: EnvironmentContext,
+        config: FunctionConfig,
+        task_root: Path,
+        register: Callable[[Environment], Awaitable[int]],
+        unregister: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.task_root = task_root
+        self.id = uuid.uuid4().hex
+        self.state = EnvState.NEW
+        self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
+        self.init_failure: InitFailure | None = None
+        self.init_duration_ms: float | None = None
+        self.idle_since = time.monotonic()
+        self.invocations = 0
+        #: The running invocation's deadline, epoch milliseconds (``Lambda-Runtime-Deadline-Ms``).
+        self.deadline_ms = 0
+        self._register = register
+        self._unregister = unregister
+        self._lines = PlatformLines(config.logging.log_format == "JSON")
+        self._dir = ctx.runs_dir / self.id
+        self._process: SandboxProcess | None = None
+        self._port: int | None = None
+        self._exit_watch: asyncio.Task[None] | None = None
+        self._exit: Exit | None = None
+        self._partial = b""
+        self._collect: list[str] | None = None
+        self._init_waiter: asyncio.Future[InitFailure | None] | None = None
+        self._next_waiter: asyncio.Future[Invocation] | None = None
+        self._queued: Invocation | None = None
+        self._current: Invocation | None = None
+        self._reply: asyncio.Future[Reply] | None = None
+        self._on_closed: list[Callable[[Environment], None]] = []
+
+    # ---------------------------------------------------------------- logs
+
+    def _emit(self, messages: list[str]) -> None:
+        if not messages:
+            return
+        self.ctx.logs.put(self.config.log_group, self.stream, int(time.time() * 1000), messages)
+        if self._collect is not None:
+            self._collect.extend(messages)
+        if self.ctx.echo is not None:
+            for message in messages:
+                self.ctx.echo(f"[{self.config.name}] {message}")
+
+    def _on_output(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        try:
+            data = os.read(process.output_fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(process.output_fd)
+            self._flush_partial()
+            return
+        self._take_output(data)
+
+    def _take_output(self, data: bytes) -> None:
+        chunk = self._partial + data
+        *lines, self._partial = chunk.split(b"\n")
+        self._emit([line.decode("utf-8", "replace") for line in lines])
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            line, self._partial = self._partial, b""
+            self._emit([line.decode("utf-8", "replace")])
+
+    def _drain_output(self) -> None:
+        """Read everything the process has written so far, synchronously."""
+        process = self._process
+        if process is None:
+            return
+        while True:
+            try:
+                data = os.read(process.output_fd, _READ_CHUNK)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            self._take_output(data)
+        self._flush_partial()
+
+    # ---------------------------------------------------------------- process
+
+    def _process_env(self, extra: dict[str, str]) -> dict[str, str]:
+        cfg = self.config
+        tmp = self._dir / "tmp"
+        env = {
+            "PATH": f"{self.ctx.host_path}:/opt/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{self.task_root}:"
+            f"{self.task_root}/lib:/opt/lib",
+            **cfg.environment,
+            "_HANDLER": cfg.handler or "",
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._port}",
+            "LAMBDA_TASK_ROOT": str(self.task_root),
+            "LAMBDA_RUNTIME_DIR": str(self.task_root),
+            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": cfg.version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(cfg.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": cfg.log_group,
+            "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": self.ctx.region,
+            "AWS_DEFAULT_REGION": self.ctx.region,
+            "AWS_ACCESS_KEY_ID": "AKIALAMBDADLOCAL0000",
+            "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
+            "AWS_SESSION_TOKEN": "lambdad-local-session-token",
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_LAMBDA_LOG_FORMAT": cfg.logging.log_format,
+            "TMPDIR": str(tmp),
+            "HOME": str(tmp),
+        }
+        if cfg.logging.log_format == "JSON" and cfg.logging.application_log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = cfg.logging.application_log_level
+        env.update(extra)
+        for key in cfg.environment:
+            if key in ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ"):
+                env[key] = cfg.environment[key]
+        return env
+
+    async def _spawn(self) -> InitFailure | None:
+        """Start a runtime process; an immediate failure is returned, not raised."""
+        try:
+            plan: Launch = launch(
+                self.config.runtime,
+                self.task_root,
+                node=self.ctx.node,
+                python_path=self.ctx.python_path,
+            )
+        except RuntimeUnavailable as exc:
+            self._emit([str(exc)])
+            return InitFailure("error", "Runtime.InvalidEntrypoint", reason=str(exc))
+        if plan.notice:
+            self._emit([plan.notice])
+        (self._dir / "tmp").mkdir(parents=True, exist_ok=True)
+        if self._port is None:
+            self._port = await self._register(self)
+        spec = ProcessSpec(
+            argv=plan.argv,
+            env=self._process_env(plan.env),
+            cwd=self.task_root,
+            memory_mb=self.config.memory_size,
+            tmp_dir=self._dir / "tmp",
+            tmp_mb=self.config.ephemeral_storage,
+        )
+        try:
+            process = await self.ctx.sandbox.spawn(spec)
+        except OSError as exc:
+            reason = f"fork/exec {plan.argv[0]}: {(exc.strerror or str(exc)).lower()}"
+            return InitFailure("error", "Runtime.InvalidEntrypoint", reason=reason)
+        self._process = process
+        self._exit = None
+        asyncio.get_running_loop().add_reader(process.output_fd, self._on_output)
+        self._exit_watch = asyncio.create_task(self._watch(process), name=f"env-{self.id}-exit")
+        return None
+
+    async def _watch(self, process: SandboxProcess) -> None:
+        exit_status = await process.wait()
+        if process is not self._process:
+            return
+        self._exit = exit_status
+        self._drain_output()
+        reason = (
+            "Runtime exited without providing a reason"
+            if exit_status.code == 0
+            else f"Runtime exited with error: {exit_status.describe()}"
+        )
+        if self._init_waiter is not None and not self._init_waiter.done():
+            self._init_waiter.set_result(InitFailure("error", "Runtime.ExitError", reason=reason))
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(_Crashed(reason))
+        if self._next_waiter is not None and not self._next_waiter.done():
+            self._next_waiter.cancel()
+
+    async def _run_init(self, timeout: float) -> InitFailure | None:
+        """Spawn and wait for the runtime's first ``/next`` (at most ``timeout`` seconds)."""
+        self._init_waiter = asyncio.get_running_loop().create_future()
+        failure = await self._spawn()
+        if failure is None:
+            try:
+                failure = await asyncio.wait_for(asyncio.shield(self._init_waiter), timeout)
+            except TimeoutError:
+                failure = InitFailure("timeout", "Sandbox.Timedout")
+        self._init_waiter = None
+        if failure is not None:
+            await self._stop_process()
+        return failure
+
+    async def _stop_process(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(process.output_fd)
+        process.kill()
+        self._drain_from(process)
+        await process.close()
+        if self._exit_watch is not None:
+            self._exit_watch.cancel()
+            self._exit_watch = None
+
+    def _drain_from(self, process: SandboxProcess) -> None:
+        saved, self._process = self._process, process
+        try:
+            self._drain_output()
+        finally:
+            self._process = saved
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """The init phase: start the runtime and wait until it asks for work (≤ init timeout)."""
+        if self.state is not EnvState.NEW:
+            raise RuntimeError(f"environment {self.id} already started")
+        self.state = EnvState.INITIALIZING
+        began = time.perf_counter()
+        self._emit([self._lines.init_start(self.config.runtime or "provided", time.time())])
+        failure = await self._run_init(self.ctx.init_timeout)
+        self.init_duration_ms = (time.perf_counter() - began) * 1000
+        if failure is not None:
+            self.init_failure = failure
+            self._emit(
+                [
+                    self._lines.init_report(
+                        self.init_duration_ms,
+                        "init",
+                        failure.status,
+                        failure.error_type if failure.status == "error" else None,
+                        time.time(),
+                    )
+                ]
+            )
+        if self.state is EnvState.INITIALIZING:
+            self.state = EnvState.IDLE
+            self.idle_since = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (EnvState.IDLE, EnvState.BUSY) and (
+            self.init_failure is not None or (self._process is not None and self._exit is None)
+        )
+
+    def when_closed(self, callback: Callable[[Environment], None]) -> None:
+        self._on_closed.append(callback)
+
+    async def close(self) -> None:
+        if self.state is EnvState.CLOSED:
+            return
+        self.state = EnvState.CLOSED
+        for waiter in (self._init_waiter, self._next_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+        await self._stop_process()
+        if self._port is not None:
+            await self._unregister(self._port)
+            self._port = None
+        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        for callback in self._on_closed:
+            callback(self)
+
+    # ---------------------------------------------------------------- invoke
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run one invocation to its end: a reply, an error, a crash or the timeout."""
+        if self.state is not EnvState.IDLE:
+            raise RuntimeError(f"environment {self.id} is {self.state.value}, not idle")
+        self.state = EnvState.BUSY
+        self.invocations += 1
+        cold_init = self.init_duration_ms if self.invocations == 1 else None
+        self._collect = [] if invocation.tail else None
+        began = time.perf_counter()
+        deadline = began + self.config.timeout
+        self.deadline_ms = int((time.time() + self.config.timeout) * 1000)
+        self._emit([self._lines.start(invocation.request_id, self.config.version, time.time())])
+        try:
+            if self.init_failure is not None:
+                failure = await self._suppressed_init(deadline)
+                if failure is not None:
+                    return await self._finish_failed_init(invocation, failure, began, cold_init)
+            reply = await self._exchange(invocation, deadline)
+        except TimeoutError:
+            return await self._finish_timeout(invocation, began, cold_init)
+        except _Crashed as crash:
+            return await self._finish_crash(invocation, crash.reason, began, cold_init)
+        return self._finish_reply(invocation, reply, began, cold_init)
+
+    async def _suppressed_init(self, deadline: float) -> InitFailure | None:
+        """Re-run a failed init inside the invocation, bounded by the function timeout."""
+        began = time.perf_counter()
+        remaining = max(0.0, deadline - began)
+        failure = await self._run_init(remaining)
+        if failure is not None and failure.status == "timeout":
+            raise TimeoutError
+        self.init_failure = failure
+        if failure is not None:
+            elapsed = (time.perf_counter() - began) * 1000
+            self._emit(
+                [
+                    self._lines.init_report(
+                        elapsed, "invoke", "error", failure.error_type, time.time()
+                    )
+                ]
+            )
+        return failure
+
+    async def _exchange(self, invocation: Invocation, deadline: float) -> Reply:
+        loop = asyncio.get_running_loop()
+        self._reply = loop.create_future()
+        self._current = invocation
+        waiter = self._next_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(invocation)
+        else:
+            self._queued = invocation
+        try:
+            return await asyncio.wait_for(self._reply, max(0.0, deadline - time.perf_counter()))
+        finally:
+            self._current = None
+            self._queued = None
+            self._reply = None
+
+    def _report(
+        self,
+        request_id: str,
+        began: float,
+        init_ms: float | None,
+        status: str | None = None,
+        error_type: str | None = None,
+    ) -> Report:
+        memory = self._process.max_memory_mb() if self._process is not None else 0
+        return Report(
+            request_id=request_id,
+            duration_ms=(time.perf_counter() - began) * 1000,
+            memory_mb=self.config.memory_size,
+            max_memory_mb=memory,
+            init_duration_ms=init_ms,
+            status=status,
+            error_type=error_type,
+        )
+
+    def _close_invocation(self, report: Report) -> str:
+        at = time.time()
+        end = self._lines.end(report.request_id, at)
+        self._emit([*([end] if end else []), self._lines.report(report, at)])
+        collected, self._collect = self._collect, None
+        if collected is None:
+            return ""
+        text = "\n".join(collected) + "\n"
+        return text.encode("utf-8")[-_TAIL_BYTES:].decode("utf-8", "ignore")
+
+    def _finish_reply(
+        self, invocation: Invocation, reply: Reply, began: float, init_ms: float | None
+    ) -> Outcome:
+        self._drain_output()
+        report = self._report(invocation.request_id, began, init_ms)
+        log = self._close_invocation(report)
+        self.state = EnvState.IDLE
+        self.idle_since = time.monotonic()
+        return Outcome(
+            payload=reply.body,
+            content_type=reply.content_type,
+            function_error=not reply.ok,
+            log=log,
+            report=dataclasses.replace(report, error_type=None if reply.ok else reply.error_type),
+            executed_version=self.config.version,
+        )
+
+    async def _finish_failed(
+        self,
+        invocation: Invocation,
+        began: float,
+        init_ms: float | None,
+        status: str,
+        error_type: str,
+        body: bytes,
+        content_type: str,
+        log_lines: list[str],
+    ) -> Outcome:
+        await self._stop_process()
+        self._emit(log_lines)
+        report = self._report(invocation.request_id, began, init_ms, status, error_type)
+        log = self._close_invocation(report)
+        await self.close()
+        return Outcome(
+            payload=body,
+            content_type=content_type,
+            function_error=True,
+            log=log,
+            report=report,
+            executed_version=self.config.version,
+        )
+
+    async def _finish_timeout(
+        self, invocation: Invocation, began: float, init_ms: float | None
+    ) -> Outcome:
+        message = f"Task timed out after {float(self.config.timeout):.2f} seconds"
+        request_id = invocation.request_id
+        now = time.time()
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        )
+        return await self._finish_failed(
+            invocation,
+            began,
+            init_ms,
+            "timeout",
+            "Sandbox.Timedout",
+            error_body("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}"),
+            "application/json",
+            [f"{stamp} {request_id} {message}"],
+        )
+
+    async def _finish_crash(
+        self, invocation: Invocation, reason: str, began: float, init_ms: float | None
+    ) -> Outcome:
+        request_id = invocation.request_id
+        return await self._finish_failed(
+            invocation,
+            began,
+            init_ms,
+            "error",
+            "Runtime.ExitError",
+            error_body("Runtime.ExitError", f"RequestId: {request_id} Error: {reason}"),
+            "application/json",
+            [f"RequestId: {request_id} Error: {reason}", "Runtime.ExitError"],
+        )
+
+    async def _finish_failed_init(
+        self, invocation: Invocation, failure: InitFailure, began: float, init_ms: float | None
+    ) -> Outcome:
+        body, content_type = failure.invoke_body(invocation.request_id)
+        error_type = failure.error_type or "Runtime.Unknown"
+        lines = []
+        if failure.reason is not None:
+            lines = [f"RequestId: {invocation.request_id} Error: {failure.reason}", error_type]
+        return await self._finish_failed(
+            invocation, began, init_ms, "error", error_type, body, content_type, lines
+        )
+
+    # ---------------------------------------------------------------- Runtime API
+
+    async def rapi_next(self) -> Invocation:
+        """``GET /runtime/invocation/next``: the next event, waiting as long as it takes."""
+        if self.state is EnvState.CLOSED:
+            raise RuntimeApiError(500, "InternalServerError", "Internal Server Error")
+        if self._init_waiter is not None and not self._init_waiter.done():
+            self._init_waiter.set_result(None)
+        current = self._current
+        if current is not None and self._reply is not None and not self._reply.done():
+            # Either the event queued for this /next, or a second /next during one invoke,
+            # which re-renders the same event (as Lambda does).
+            self._queued = None
+            return current
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        self._next_waiter = waiter
+        try:
+            return await waiter
+        finally:
+            if self._next_waiter is waiter:
+                self._next_waiter = None
+
+    def _check_request(self, request_id: str) -> asyncio.Future[Reply]:
+        current, reply = self._current, self._reply
+        if current is None or reply is None or current.request_id != request_id:
+            raise RuntimeApiError(400, "InvalidRequestID", "Invalid request ID")
+        if reply.done():
+            raise RuntimeApiError(
+                403,
+                "InvalidStateTransition",
+                "State transition from RuntimeResponseSent to InvocationResponse failed for "
+                "runtime. Error: State transition is not allowed",
+            )
+        return reply
+
+    def rapi_response(self, request_id: str, body: bytes, content_type: str) -> None:
+        reply = self._check_request(request_id)
+        self._drain_output()
+        reply.set_result(Reply(True, body, content_type or "application/json"))
+
+    def rapi_response_too_large(self, request_id: str, size: int) -> None:
+        reply = self._check_request(request_id)
+        self._drain_output()
+        message = (
+            f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            "(6291556 bytes)."
+        )
+        reply.set_result(
+            Reply(
+                False,
+                error_body("Function.ResponseSizeTooLarge", message),
+                "application/json",
+                "Function.ResponseSizeTooLarge",
+            )
+        )
+
+    def rapi_error(
+        self, request_id: str, body: bytes, content_type: str, error_type: str | None
+    ) -> None:
+        reply = self._check_request(request_id)
+        self._drain_output()
+        body, content_type = _forwardable_error(body, content_type)
+        reply.set_result(
+            Reply(False, body, content_type, runtime_error_type(body, error_type) or "Unhandled")
+        )
+
+    def rapi_init_error(self, body: bytes, content_type: str, error_type: str | None) -> None:
+        waiter = self._init_waiter
+        if waiter is None or waiter.done():
+            raise RuntimeApiError(
+                403,
+                "InvalidStateTransition",
+                "State transition from Ready to InitError failed for runtime. "
+                "Error: State transition is not allowed",
+            )
+        self._drain_output()
+        try:
+            json.loads(body)
+            kind = "application/json"
+        except ValueError:
+            kind = "application/octet-stream"
+        waiter.set_result(
+            InitFailure(
+                "error", runtime_error_type(body, error_type) or "Runtime.Unknown", body, kind
+            )
+        )
+
+
+class _Crashed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """Error bodies are forwarded verbatim, except the X-Ray error-cause form (cause dropped)."""
+    if content_type.startswith("application/vnd.aws.lambda.error.cause+json"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return b"Invalid error body", "application/octet-stream"
+        if isinstance(parsed, dict):
+            parsed.pop("errorCause", None)
+        return json.dumps(parsed).encode(), "application/json"
+    return body, content_type or "application/json"

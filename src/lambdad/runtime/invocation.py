@@ -1,0 +1,60 @@
+"""The values that cross the runtime boundary: an invocation in, an outcome out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from lambdad.observe.platform import Report
+
+#: The largest response (or event) body the Runtime API accepts: 6 MiB + 100 bytes.
+MAX_RUNTIME_PAYLOAD = 6 * 1024 * 1024 + 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Invocation:
+    request_id: str
+    payload: bytes
+    invoked_arn: str
+    content_type: str = "application/json"
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    trace_id: str | None = None
+    tenant_id: str | None = None
+    #: Collect the invocation's log for ``X-Amz-Log-Type: Tail``.
+    tail: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an invocation produced. A function error is an outcome, not an exception."""
+
+    payload: bytes
+    content_type: str
+    #: True sets ``X-Amz-Function-Error: Unhandled``.
+    function_error: bool
+    #: The invocation's log from START to REPORT, when ``tail`` was asked for.
+    log: str
+    report: Report
+    executed_version: str = "$LATEST"
+
+    @property
+    def error_type(self) -> str | None:
+        return self.report.error_type
+
+
+def error_body(error_type: str, message: str) -> bytes:
+    """A platform error body: ``{"errorType": ..., "errorMessage": ...}``."""
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def runtime_error_type(body: bytes, header: str | None) -> str | None:
+    """The error type a runtime reported: its header, else the body's ``errorType``."""
+    if header:
+        return header
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    value = parsed.get("errorType") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else None

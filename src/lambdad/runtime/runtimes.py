@@ -1,0 +1,135 @@
+"""The runtime catalog: what command starts an environment of each managed runtime.
+
+``python3.X`` runs lambdad's own bootstrap on the closest interpreter the host has (and says
+so when it is not the exact one), ``nodejs*`` runs the bundled runtime client on the host's
+``node``, ``provided*`` runs the zip's own ``bootstrap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+BOOTSTRAPS = Path(__file__).parent / "bootstraps"
+PYTHON_BOOTSTRAP = BOOTSTRAPS / "python" / "bootstrap.py"
+NODE_BOOTSTRAP = BOOTSTRAPS / "nodejs" / "index.mjs"
+
+PYTHON_RUNTIMES = {f"python3.{minor}": (3, minor) for minor in range(9, 15)}
+NODE_RUNTIMES = {"nodejs18.x": 18, "nodejs20.x": 20, "nodejs22.x": 22}
+PROVIDED_RUNTIMES = {"provided", "provided.al2", "provided.al2023"}
+
+
+class RuntimeUnavailable(Exception):
+    """The host has nothing that can run this runtime; the message says what is missing."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start one environment's runtime process."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    #: Said in the function's log at init when the runtime is approximated.
+    notice: str | None = None
+
+
+def _interpreter_candidates(version: tuple[int, int], extra_dirs: Iterable[str]) -> list[str]:
+    exe = f"python{version[0]}.{version[1]}"
+    dirs = [*extra_dirs]
+    dirs += [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if "shims" not in d]
+    dirs += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin")), reverse=True)
+    dirs += ["/usr/local/bin", "/usr/bin"]
+    return [os.path.join(d, exe) for d in dirs if d]
+
+
+@functools.cache
+def find_python(version: tuple[int, int], extra: str = "") -> str | None:
+    """An executable ``pythonX.Y`` of exactly ``version``, or None."""
+    if sys.version_info[:2] == version:
+        return sys.executable
+    for path in _interpreter_candidates(version, [d for d in extra.split(":") if d]):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def closest_python(version: tuple[int, int], extra: str = "") -> tuple[str, tuple[int, int]]:
+    """The interpreter nearest to ``version`` (same major, nearest minor, newer preferred)."""
+    exact = find_python(version, extra)
+    if exact:
+        return exact, version
+    minors = sorted(
+        (m for _, m in PYTHON_RUNTIMES.values()),
+        key=lambda m: (abs(m - version[1]), -m),
+    )
+    for minor in minors:
+        found = find_python((3, minor), extra)
+        if found:
+            return found, (3, minor)
+    return sys.executable, sys.version_info[:2]
+
+
+@functools.cache
+def find_node(configured: str = "") -> str | None:
+    if configured:
+        return configured if os.access(configured, os.X_OK) else shutil.which(configured)
+    return shutil.which("node")
+
+
+def launch(
+    runtime: str | None, task_root: Path, *, node: str = "", python_path: str = ""
+) -> Launch:
+    """The command for ``runtime``; raises ``RuntimeUnavailable`` if the host cannot run it."""
+    if runtime in PYTHON_RUNTIMES:
+        wanted = PYTHON_RUNTIMES[runtime]
+        exe, got = closest_python(wanted, python_path)
+        notice = None
+        if got != wanted:
+            notice = (
+                f"lambdad: {runtime} is not installed on this host; "
+                f"running on python{got[0]}.{got[1]} ({exe}) instead"
+            )
+        env = {"AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}", "LAMBDA_RUNTIME_DIR": str(BOOTSTRAPS)}
+        return Launch((exe, "-s", str(PYTHON_BOOTSTRAP)), env, notice)
+    if runtime in NODE_RUNTIMES:
+        node_exe = find_node(node)
+        if node_exe is None:
+            raise RuntimeUnavailable(
+                f"The runtime {runtime} needs Node.js, and no 'node' executable was found on this "
+                "host. Install Node.js or set LAMBDAD_NODE."
+            )
+        env = {
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
+            "NODE_PATH": "/opt/nodejs/node_modules:/opt/nodejs/node"
+            f"{NODE_RUNTIMES[runtime]}/node_modules:{task_root}/node_modules",
+        }
+        return Launch((node_exe, str(NODE_BOOTSTRAP)), env)
+    if runtime in PROVIDED_RUNTIMES or runtime is None:
+        for candidate in (task_root / "bootstrap", Path("/opt/bootstrap")):
+            if candidate.is_file():
+                return Launch((str(candidate),), {})
+        raise RuntimeUnavailable(
+            f"Couldn't find valid bootstrap(s): [{task_root / 'bootstrap'} /opt/bootstrap]"
+        )
+    raise RuntimeUnavailable(f"The runtime {runtime} is not supported by lambdad.")
+
+
+def inventory(python_path: str = "", node: str = "") -> dict[str, str]:
+    """What every runtime runs on here, for ``lambdad doctor``."""
+    report: dict[str, str] = {}
+    for runtime, version in PYTHON_RUNTIMES.items():
+        exe, got = closest_python(version, python_path)
+        exact = "" if got == version else f" (closest: python{got[0]}.{got[1]})"
+        report[runtime] = f"{exe}{exact}"
+    node_exe = find_node(node)
+    for runtime in NODE_RUNTIMES:
+        report[runtime] = node_exe or "unavailable: no node executable"
+    for runtime in sorted(PROVIDED_RUNTIMES):
+        report[runtime] = "the function's own bootstrap"
+    return report

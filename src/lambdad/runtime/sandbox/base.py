@@ -1,0 +1,104 @@
+"""The ``Sandbox`` seam: how one execution environment's process is made.
+
+The runtime layer asks a ``Sandbox`` for a process from a ``ProcessSpec`` and gets back a
+``SandboxProcess``: its pid, the read end of its merged stdout/stderr, a way to wait for its exit
+and a way to kill it (and everything it started). How the process is confined (nothing, rlimits,
+cgroups and namespaces, a fork from a warm template) is the implementation's business.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+#: Signal names as Go's ``os.ProcessState.String()`` prints them (Lambda's wording).
+_GO_SIGNAL_NAMES = {
+    signal.SIGHUP: "hangup",
+    signal.SIGINT: "interrupt",
+    signal.SIGQUIT: "quit",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGTRAP: "trace/breakpoint trap",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGKILL: "killed",
+    signal.SIGUSR1: "user defined signal 1",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGUSR2: "user defined signal 2",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGALRM: "alarm clock",
+    signal.SIGTERM: "terminated",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "file size limit exceeded",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """What to run for one execution environment, and within which limits."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    memory_mb: int
+    tmp_dir: Path
+    tmp_mb: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exit:
+    """How a process ended: a code, or the signal that killed it."""
+
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> Exit:
+        return cls(None, -returncode) if returncode < 0 else cls(returncode, None)
+
+    def describe(self) -> str:
+        """``exit status 1`` or ``signal: killed``, as Lambda words it."""
+        if self.signal is not None:
+            try:
+                name = _GO_SIGNAL_NAMES.get(signal.Signals(self.signal), f"signal {self.signal}")
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"signal: {name}"
+        return f"exit status {self.code}"
+
+
+class SandboxProcess(abc.ABC):
+    pid: int
+    #: Non-blocking read end of the process's stdout and stderr.
+    output_fd: int
+
+    @abc.abstractmethod
+    async def wait(self) -> Exit: ...
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """SIGKILL the process and everything it started; idempotent."""
+
+    @abc.abstractmethod
+    def max_memory_mb(self) -> int:
+        """Peak memory of the environment so far, in MB."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Kill if alive, reap, and release every resource; idempotent."""
+
+
+class Sandbox(abc.ABC):
+    #: A short name for ``lambdad doctor``.
+    name: str
+
+    @abc.abstractmethod
+    async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
+        """Start a process; raises ``OSError`` when it cannot be executed at all."""
+
+    @abc.abstractmethod
+    def protections(self) -> dict[str, str]:
+        """What this sandbox enforces, as ``{protection: "active" | "not active: why"}``."""

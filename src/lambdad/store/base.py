@@ -1,0 +1,134 @@
+"""The storage seams: ``Store`` (metadata), ``BlobStore`` (code) and ``Queue`` (async events).
+
+Each has a local implementation (SQLite, files) and an in-memory twin, and one contract test
+suite (``tests/contract``) that every implementation passes. Drivers' exceptions never cross
+these interfaces: they become ``StoreConflict`` or ``lambdad.errors`` classes where the driver
+is imported.
+
+The metadata ``Store`` is a small document store: ``table`` names a kind of record, ``key`` is a
+tuple of strings (``("my-fn", "3")`` for a version) and the document is a JSON-ready dict. The
+domain (``lambdad.control``) turns documents into typed values; the store never interprets them.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+Key = tuple[str, ...]
+Document = dict[str, Any]
+
+
+class Table(enum.StrEnum):
+    FUNCTIONS = "functions"
+    VERSIONS = "versions"
+    ALIASES = "aliases"
+
+
+class StoreConflict(Exception):
+    """A write whose precondition failed: the key exists already, or it changed meanwhile."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Write:
+    """One write of a transaction: ``doc`` None deletes; ``create`` demands that it is new."""
+
+    table: Table
+    key: Key
+    doc: Document | None
+    create: bool = False
+
+
+class Store(abc.ABC):
+    """Metadata documents, keyed by table and tuple."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, table: Table, key: Key) -> Document | None: ...
+
+    @abc.abstractmethod
+    async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
+        """Every document whose key starts with ``prefix``, ordered by key."""
+
+    @abc.abstractmethod
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Apply every write atomically, or none: ``StoreConflict`` if a ``create`` exists."""
+
+    @abc.abstractmethod
+    async def delete_prefix(self, table: Table, prefix: Key) -> int:
+        """Delete every document under ``prefix``; returns how many."""
+
+    async def put(self, table: Table, key: Key, doc: Document, *, create: bool = False) -> None:
+        await self.write([Write(table, key, doc, create)])
+
+    async def delete(self, table: Table, key: Key) -> None:
+        await self.write([Write(table, key, None)])
+
+
+class BlobStore(abc.ABC):
+    """Content-addressed bytes (function code, layers), keyed by their SHA-256 in hex."""
+
+    @abc.abstractmethod
+    async def put(self, data: bytes) -> str:
+        """Store ``data``; returns its key (hex SHA-256). Storing the same bytes twice is free."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    async def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def unpacked(self, key: str) -> Path:
+        """A local directory holding the extracted zip ``key``, extracted once and reused."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """An accepted asynchronous invocation."""
+
+    id: str
+    function_name: str
+    qualifier: str | None
+    payload: bytes
+    region: str
+    enqueued_at: float
+    attempt: int = 0
+    not_before: float = 0.0
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Queue(abc.ABC):
+    """Durable hand-off of asynchronous events to the dispatcher."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def put(self, event: QueuedEvent) -> None:
+        """Returns once the event is as durable as this implementation makes it."""
+
+    @abc.abstractmethod
+    async def take(self) -> QueuedEvent:
+        """Wait for the next event that is due; it stays owned until ``ack`` or ``retry``."""
+
+    @abc.abstractmethod
+    async def ack(self, event_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def retry(self, event: QueuedEvent, not_before: float) -> None: ...
+
+    @abc.abstractmethod
+    def pending(self) -> int: ...

@@ -1,0 +1,151 @@
+"""In-memory twins of the storage seams, for tests and for ``--data-dir :memory:``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import heapq
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lambdad.store.base import (
+    BlobStore,
+    Document,
+    Key,
+    Queue,
+    QueuedEvent,
+    Store,
+    StoreConflict,
+    Table,
+    Write,
+)
+from lambdad.store.keys import under
+from lambdad.store.zipcode import extract_atomically
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._tables: dict[Table, dict[Key, str]] = {table: {} for table in Table}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def get(self, table: Table, key: Key) -> Document | None:
+        raw = self._tables[table].get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
+        rows = self._tables[table]
+        keys = sorted(k for k in rows if not prefix or under(k, prefix))
+        return [(k, json.loads(rows[k])) for k in keys]
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        for w in writes:
+            if w.create and w.key in self._tables[w.table]:
+                raise StoreConflict(f"{w.table}:{'/'.join(w.key)} exists")
+        for w in writes:
+            if w.doc is None:
+                self._tables[w.table].pop(w.key, None)
+            else:
+                self._tables[w.table][w.key] = json.dumps(w.doc)
+
+    async def delete_prefix(self, table: Table, prefix: Key) -> int:
+        doomed = [k for k in self._tables[table] if under(k, prefix)]
+        for k in doomed:
+            del self._tables[table][k]
+        return len(doomed)
+
+
+class MemoryBlobStore(BlobStore):
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._scratch = Path(tempfile.mkdtemp(prefix="lambdad-blobs-"))
+
+    async def put(self, data: bytes) -> str:
+        key = hashlib.sha256(data).hexdigest()
+        self._blobs[key] = data
+        return key
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return self._blobs[key]
+        except KeyError:
+            raise FileNotFoundError(key) from None
+
+    async def exists(self, key: str) -> bool:
+        return key in self._blobs
+
+    async def unpacked(self, key: str) -> Path:
+        dest = self._scratch / key
+        if not dest.exists():
+            await asyncio.to_thread(extract_atomically, await self.get(key), dest)
+        return dest
+
+
+class MemoryQueue(Queue):
+    """Events in a heap ordered by due time; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, QueuedEvent]] = []
+        self._seq = 0
+        self._owned: dict[str, QueuedEvent] = {}
+        self._wakeup = asyncio.Event()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._heap.clear()
+
+    def _push(self, event: QueuedEvent) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (event.not_before, self._seq, event))
+        self._wakeup.set()
+
+    async def put(self, event: QueuedEvent) -> None:
+        self._push(copy.copy(event))
+
+    async def take(self) -> QueuedEvent:
+        while True:
+            self._wakeup.clear()
+            if self._heap:
+                due, _, event = self._heap[0]
+                delay = due - time.time()
+                if delay <= 0:
+                    heapq.heappop(self._heap)
+                    self._owned[event.id] = event
+                    return event
+            else:
+                delay = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    async def ack(self, event_id: str) -> None:
+        self._owned.pop(event_id, None)
+
+    async def retry(self, event: QueuedEvent, not_before: float) -> None:
+        self._owned.pop(event.id, None)
+        self._push(
+            QueuedEvent(
+                id=event.id,
+                function_name=event.function_name,
+                qualifier=event.qualifier,
+                payload=event.payload,
+                region=event.region,
+                enqueued_at=event.enqueued_at,
+                attempt=event.attempt + 1,
+                not_before=not_before,
+                attributes=dict(event.attributes),
+            )
+        )
+
+    def pending(self) -> int:
+        return len(self._heap) + len(self._owned)

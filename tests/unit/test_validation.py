@@ -1,0 +1,363 @@
+"""Unit tests of the pure control-plane checks in ``lambdad.control.validation``."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdad.control import validation as v
+from lambdad.errors import (
+    InvalidParameterValueException,
+    LambdaError,
+    PreconditionFailedException,
+    ResourceNotFoundException,
+    ValidationException,
+)
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def parse(raw: str, *, namespaced: bool = False) -> tuple[str, str | None]:
+    return v.parse_function_name(raw, account_id=ACCOUNT, region=REGION, namespaced=namespaced)
+
+
+def raised(exc_type: type[LambdaError], call: object, *args: object) -> str:
+    assert callable(call)
+    with pytest.raises(exc_type) as info:
+        call(*args)
+    assert type(info.value) is exc_type
+    return info.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("my-fn", ("my-fn", None)),
+        ("my-fn:prod", ("my-fn", "prod")),
+        ("my-fn:$LATEST", ("my-fn", "$LATEST")),
+        (f"{ACCOUNT}:function:my-fn", ("my-fn", None)),
+        (f"{ACCOUNT}:function:my-fn:7", ("my-fn", "7")),
+        (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:my-fn", ("my-fn", None)),
+        (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:my_fn:live", ("my_fn", "live")),
+    ],
+)
+def test_parse_function_name_accepts_every_form(raw: str, expected: tuple[str, str | None]) -> None:
+    """Names, partial ARNs and full ARNs all yield the bare name and the optional qualifier."""
+    assert parse(raw) == expected
+
+
+def test_parse_function_name_rejects_pattern_with_model_message() -> None:
+    """A value outside the model's pattern is a ValidationException quoting that pattern."""
+    message = raised(ValidationException, parse, "my fn")
+    assert message == (
+        "1 validation error detected: Value 'my fn' at 'functionName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: " + v.FUNCTION_NAME_PATTERN
+    )
+
+
+def test_parse_function_name_reports_length_and_pattern_together() -> None:
+    """An overlong invalid value gets both clauses, length first, under a plural header."""
+    message = raised(ValidationException, parse, "x" * 140 + "!")
+    assert message.startswith("2 validation errors detected: Value '")
+    assert "Member must have length less than or equal to 140; Value '" in message
+
+
+def test_parse_function_name_dots_only_when_namespaced() -> None:
+    """Dots in a name pass the GetFunction/Invoke model but not the CreateFunction one."""
+    assert parse("my.fn", namespaced=True) == ("my.fn", None)
+    assert parse("my-fn:$LATEST.PUBLISHED", namespaced=True) == ("my-fn", "$LATEST.PUBLISHED")
+    with pytest.raises(ValidationException):
+        parse("my.fn")
+
+
+def test_parse_function_name_other_region_is_not_found() -> None:
+    """An ARN of another region is a ResourceNotFoundException naming both regions."""
+    raw = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:my-fn"
+    message = raised(ResourceNotFoundException, parse, raw)
+    assert message == "Functions from 'eu-west-1' are not reachable in this region ('us-east-1')"
+
+
+def test_parse_function_name_other_account_is_not_found() -> None:
+    """An ARN of another account is a ResourceNotFoundException for that account's ARN."""
+    message = raised(ResourceNotFoundException, parse, "999999999999:function:my-fn")
+    assert message == "Function not found: arn:aws:lambda:us-east-1:999999999999:function:my-fn"
+
+
+def test_create_name_over_64_is_invalid_parameter() -> None:
+    """CreateFunction caps a plain name at 64 characters with an InvalidParameterValueException."""
+    v.validate_function_name_for_create("a" * 64)
+    message = raised(InvalidParameterValueException, v.validate_function_name_for_create, "a" * 65)
+    assert message == (
+        f"1 validation error detected: Value '{'a' * 65}' at 'functionName' failed to satisfy "
+        "constraint: Member must have length less than or equal to 64"
+    )
+
+
+def test_qualifier_pattern_and_length() -> None:
+    """Qualifiers are 1-128 characters of [a-zA-Z0-9$_-]."""
+    v.validate_qualifier("$LATEST")
+    message = raised(ValidationException, v.validate_qualifier, "a.b")
+    assert message.endswith("Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)")
+    assert "length less than or equal to 128" in raised(
+        ValidationException, v.validate_qualifier, "a" * 129
+    )
+
+
+def test_merge_qualifier_conflict() -> None:
+    """A qualifier in the name and a different Qualifier parameter conflict."""
+    assert v.merge_qualifier("1", None) == "1"
+    assert v.merge_qualifier(None, "live") == "live"
+    message = raised(InvalidParameterValueException, v.merge_qualifier, "1", "2")
+    assert message == (
+        "The derived qualifier from the function name does not match the specified qualifier."
+    )
+
+
+def test_supported_runtimes_pass() -> None:
+    """Every runtime lambdad runs is accepted for a Zip function."""
+    assert "python3.14" in v.SUPPORTED_RUNTIMES
+    for runtime in v.SUPPORTED_RUNTIMES:
+        v.validate_runtime(runtime, "Zip")
+
+
+def test_deprecated_runtime_recommends_family_successor() -> None:
+    """A deprecated python runtime gets AWS's message naming the newest python."""
+    message = raised(InvalidParameterValueException, v.validate_runtime, "python3.6", "Zip")
+    assert message == (
+        "The runtime parameter of python3.6 is no longer supported for creating or updating AWS "
+        "Lambda functions. We recommend you use the new runtime (python3.14) while creating or "
+        "updating functions."
+    )
+
+
+def test_deprecated_runtime_outside_families_recommends_any() -> None:
+    """A deprecated runtime of a family lambdad does not run gets the generic advice."""
+    message = raised(InvalidParameterValueException, v.validate_runtime, "java8", "Zip")
+    assert message.endswith(
+        "We recommend you use a supported runtime while creating or updating functions."
+    )
+
+
+def test_unknown_runtime_lists_enum() -> None:
+    """An unknown runtime gets the enum message listing lambdad's runtimes, unquoted value."""
+    message = raised(InvalidParameterValueException, v.validate_runtime, "cobol1.0", "Zip")
+    assert message.startswith(
+        "Value cobol1.0 at 'runtime' failed to satisfy constraint: Member must satisfy enum "
+        "value set: [python3.9, "
+    )
+    assert message.endswith("provided.al2023] or be a valid ARN")
+
+
+def test_runtime_required_for_zip_and_refused_for_image() -> None:
+    """Zip functions need a runtime; Image functions must not name one."""
+    message = raised(InvalidParameterValueException, v.validate_runtime, None, "Zip")
+    assert message.startswith("Runtime and Handler are mandatory parameters")
+    v.validate_runtime(None, "Image")
+    message = raised(InvalidParameterValueException, v.validate_runtime, "python3.12", "Image")
+    assert "PackageType is Image" in message
+    assert "enum value set: [Zip, Image]" in raised(
+        ValidationException, v.validate_runtime, "python3.12", "Jar"
+    )
+
+
+def test_handler_required_with_runtime() -> None:
+    """A function with a runtime needs a handler; one without (an image) does not."""
+    v.validate_handler(None, None)
+    v.validate_handler("app.handler", "python3.12")
+    message = raised(InvalidParameterValueException, v.validate_handler, None, "provided.al2023")
+    assert message == (
+        "Runtime and Handler are mandatory parameters for functions created with deployment "
+        "packages."
+    )
+
+
+def test_handler_pattern_and_length() -> None:
+    """An empty or blank handler breaks the pattern; over 128 characters breaks the length."""
+    message = raised(ValidationException, v.validate_handler, "", "python3.12")
+    assert message == (
+        "1 validation error detected: Value '' at 'handler' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: [^\\s]+"
+    )
+    assert "length less than or equal to 128" in raised(
+        ValidationException, v.validate_handler, "a" * 129, "python3.12"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (127, "Member must have value greater than or equal to 128"),
+        (40000, "Member must have value less than or equal to 32768"),
+    ],
+)
+def test_memory_size_model_bounds(value: int, rule: str) -> None:
+    """Memory outside the model's 128-32768 is a model-style ValidationException."""
+    message = raised(ValidationException, v.validate_memory_size, value)
+    assert message == (
+        f"1 validation error detected: Value '{value}' at 'memorySize' failed to satisfy "
+        f"constraint: {rule}"
+    )
+
+
+def test_memory_size_service_bound() -> None:
+    """Memory the model allows above 10240 gets the service's own wording."""
+    v.validate_memory_size(10240)
+    message = raised(ValidationException, v.validate_memory_size, 10241)
+    assert message == (
+        "'MemorySize' value failed to satisfy constraint: "
+        "Member must have value less than or equal to 10240"
+    )
+
+
+def test_timeout_and_ephemeral_storage_bounds() -> None:
+    """Timeout is 1-900 s and ephemeral storage 512-10240 MB."""
+    v.validate_timeout(900)
+    v.validate_ephemeral_storage(512)
+    assert raised(ValidationException, v.validate_timeout, 901) == (
+        "1 validation error detected: Value '901' at 'timeout' failed to satisfy constraint: "
+        "Member must have value less than or equal to 900"
+    )
+    assert "at 'timeout'" in raised(ValidationException, v.validate_timeout, 0)
+    assert raised(ValidationException, v.validate_ephemeral_storage, 10241) == (
+        "1 validation error detected: Value '10241' at 'ephemeralStorage.size' failed to satisfy "
+        "constraint: Member must have value less than or equal to 10240"
+    )
+
+
+def test_description_and_role() -> None:
+    """Descriptions stop at 256 characters; roles must be IAM role ARNs."""
+    v.validate_description("d" * 256)
+    assert "length less than or equal to 256" in raised(
+        ValidationException, v.validate_description, "d" * 257
+    )
+    v.validate_role(f"arn:aws:iam::{ACCOUNT}:role/service-role/my-role")
+    message = raised(ValidationException, v.validate_role, "my-role")
+    assert message == (
+        "1 validation error detected: Value 'my-role' at 'role' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: "
+        "arn:(aws[a-zA-Z-]*)?:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
+    )
+
+
+def test_architectures_exactly_one_known() -> None:
+    """Architectures hold exactly one of x86_64 and arm64."""
+    v.validate_architectures(["arm64"])
+    assert raised(ValidationException, v.validate_architectures, ["x86_64", "arm64"]) == (
+        "1 validation error detected: Value '[x86_64, arm64]' at 'architectures' failed to "
+        "satisfy constraint: Member must have length less than or equal to 1"
+    )
+    assert "enum value set: [x86_64, arm64]" in raised(
+        ValidationException, v.validate_architectures, ["sparc"]
+    )
+
+
+def test_environment_reserved_keys_in_request_order() -> None:
+    """Reserved keys are listed in the order the request gave them."""
+    variables = {"OK_KEY": "1", "LAMBDA_TASK_ROOT": "y", "AWS_REGION": "x"}
+    message = raised(InvalidParameterValueException, v.validate_environment, variables)
+    assert message.endswith("Reserved keys used in this request: LAMBDA_TASK_ROOT, AWS_REGION")
+
+
+def test_environment_key_pattern_comes_first() -> None:
+    """Keys like _HANDLER or single letters fail the model's key pattern before any other rule."""
+    for key in ("_HANDLER", "A", "MY-KEY"):
+        with pytest.raises(ValidationException):
+            v.validate_environment({key: "v"})
+
+
+def test_environment_bad_key_hides_value() -> None:
+    """A key outside the pattern fails without echoing the sensitive map."""
+    message = raised(ValidationException, v.validate_environment, {"1BAD": "secret"})
+    assert "secret" not in message
+    assert message.endswith("pattern: [a-zA-Z]([a-zA-Z0-9_])+]")
+
+
+def test_environment_size_measures_json() -> None:
+    """The 4 KB limit applies to the compact JSON of the map, which the message quotes."""
+    v.validate_environment({"KEY": "v" * 4086})  # {"KEY":"…"} is exactly 4096 bytes
+    message = raised(InvalidParameterValueException, v.validate_environment, {"KEY": "v" * 4087})
+    assert message.endswith('String measured: {"KEY":"' + "v" * 4087 + '"}')
+    assert "exceeded the 4KB limit" in message
+
+
+def test_logging_config_levels_need_json() -> None:
+    """Log levels are refused unless the format is JSON, which is not the default."""
+    v.validate_logging_config({"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG"})
+    message = raised(
+        InvalidParameterValueException, v.validate_logging_config, {"SystemLogLevel": "WARN"}
+    )
+    assert message.startswith('LogLevel is not supported when LogFormat is set to "Text".')
+
+
+def test_logging_config_enums() -> None:
+    """Unknown formats and levels get the enum ValidationException of their member."""
+    message = raised(ValidationException, v.validate_logging_config, {"LogFormat": "XML"})
+    assert message == (
+        "1 validation error detected: Value 'XML' at 'loggingConfig.logFormat' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [JSON, Text]"
+    )
+    bad_level = {"LogFormat": "JSON", "SystemLogLevel": "ERROR"}
+    assert "[DEBUG, INFO, WARN]" in raised(
+        ValidationException, v.validate_logging_config, bad_level
+    )
+    assert "loggingConfig.logGroup" in raised(
+        ValidationException, v.validate_logging_config, {"LogGroup": "bad group"}
+    )
+
+
+def test_tags_limit_counts_existing() -> None:
+    """The 50-tag limit applies to the tags once merged with the existing ones."""
+    existing = {f"k{i}": "v" for i in range(49)}
+    v.validate_tags({"k0": "new", "extra": "v"}, existing=existing)
+    message = raised(
+        InvalidParameterValueException, v.validate_tags, {f"x{i}": "" for i in range(51)}
+    )
+    assert message == "Number of tags exceeds function tag limit."
+    with pytest.raises(InvalidParameterValueException):
+        v.validate_tags({"aws:owner": "me"})
+
+
+def test_alias_name_rules() -> None:
+    """Alias names are 1-128 characters of [a-zA-Z0-9-_] and not all digits."""
+    v.validate_alias_name("live-1")
+    message = raised(ValidationException, v.validate_alias_name, "123")
+    assert message == (
+        "1 validation error detected: Value '123' at 'name' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)"
+    )
+
+
+def test_routing_config_rules() -> None:
+    """One extra published version, not the alias's own, weight below 1, never on $LATEST."""
+    v.validate_routing_config({"2": 0.25}, "1")
+    v.validate_routing_config({}, "$LATEST")
+    assert raised(
+        InvalidParameterValueException, v.validate_routing_config, {"2": 0.1, "3": 0.1}, "1"
+    ) == ("Number of items in AdditionalVersionWeights cannot be greater than 1")
+    assert raised(InvalidParameterValueException, v.validate_routing_config, {"1": 0.5}, "1") == (
+        "Invalid function version 1. Function version 1 is already included in routing "
+        "configuration."
+    )
+    assert raised(
+        InvalidParameterValueException, v.validate_routing_config, {"2": 0.5}, "$LATEST"
+    ) == ("$LATEST is not supported for an alias pointing to more than 1 version")
+    weight_message = raised(ValidationException, v.validate_routing_config, {"2": 1.5}, "1")
+    assert weight_message.startswith(
+        "1 validation error detected: Value '{2=1.5}' at 'routingConfig.additionalVersionWeights'"
+    )
+    assert "pattern: [0-9]+]" in raised(
+        ValidationException, v.validate_routing_config, {"live": 0.5}, "1"
+    )
+
+
+def test_revision_and_code_sha_checks() -> None:
+    """A stale RevisionId is a precondition failure; a stale CodeSha256 an invalid parameter."""
+    v.check_revision_id(None, "r1")
+    v.check_revision_id("r1", "r1")
+    assert "does not match the latest Revision Id" in raised(
+        PreconditionFailedException, v.check_revision_id, "r0", "r1"
+    )
+    assert raised(InvalidParameterValueException, v.check_code_sha256, "a", "b") == (
+        "CodeSHA256 (a) is different from current CodeSHA256 in $LATEST (b). "
+        "Please try again with the CodeSHA256 in $LATEST."
+    )
