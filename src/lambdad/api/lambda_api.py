@@ -49,12 +49,25 @@ def _functions(request: web.Request) -> Functions:
     return request.app[FUNCTIONS]
 
 
+async def read_up_to(request: web.Request, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def _read_limited(request: web.Request, limit: int, operation: str) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise errors.RequestTooLargeException(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
         )
-    data = await request.content.read(limit + 1)
+    data = await read_up_to(request, limit + 1)
     if len(data) > limit:
         raise errors.RequestTooLargeException(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
@@ -313,7 +326,7 @@ async def invoke(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         payload = b"\0" * (limit + 1)
     else:
-        payload = await request.content.read(limit + 1)
+        payload = await read_up_to(request, limit + 1)
     log_type = request.headers.get("X-Amz-Log-Type", "None")
     outcome = await request.app[INVOKER].invoke(
         scope,
@@ -353,7 +366,7 @@ async def invoke(request: web.Request) -> web.Response:
 @routes.post("/2014-11-13/functions/{name}/invoke-async")
 async def invoke_async(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    payload = await request.content.read(1024 * 1024 + 1)
+    payload = await read_up_to(request, 1024 * 1024 + 1)
     await request.app[INVOKER].invoke(
         scope,
         InvokeRequest(

@@ -35,7 +35,7 @@ const STREAM_RESPONSE = 'response';
 const XRAY_CAUSE_LIMIT = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Errors (RIC Errors.js): the class name is the JSON-log `errorType`, `Runtime.<name>` the wire one.
+// Errors (RIC Errors.js): the class name is the JSON-log `errorType`, `Runtime.<name>` the wire's.
 
 class ImportModuleError extends Error {}
 class HandlerNotFound extends Error {}
@@ -148,7 +148,10 @@ function xrayCause(err) {
       paths: [...new Set(stack.map((e) => e.path))],
     });
     // Header values must be Latin-1 without controls: escape the rest, the JSON stays valid.
-    const ascii = cause.replace(/[^\x20-\x7e]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+    const ascii = cause.replace(
+      /[^\x20-\x7e]/g,
+      (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'),
+    );
     return ascii.length < XRAY_CAUSE_LIMIT ? ascii : '';
   } catch {
     return '';
@@ -299,8 +302,9 @@ class RuntimeClient {
   /** One request; a reused keep-alive socket the server had closed is retried once. */
   request(method, urlPath, headers, body, retried = false) {
     return new Promise((resolve, reject) => {
+      const { hostname, port, agent } = this;
       const req = http.request(
-        { hostname: this.hostname, port: this.port, path: urlPath, method, headers, agent: this.agent },
+        { hostname, port, path: urlPath, method, headers, agent },
         (res) => {
           const chunks = [];
           res.on('data', (c) => chunks.push(c));
@@ -482,7 +486,8 @@ function handlerMetadata(handler) {
   } catch {
     isAsync = false;
   }
-  return { streaming, highWaterMark: isNaN(hwm) ? undefined : hwm, isAsync, argsNum: handler.length };
+  const highWaterMark = isNaN(hwm) ? undefined : hwm;
+  return { streaming, highWaterMark, isAsync, argsNum: handler.length };
 }
 
 function warnOnCallbackHandler(meta) {
@@ -496,8 +501,9 @@ function warnOnCallbackHandler(meta) {
       'AWS Lambda plans to remove support for callback-based function handlers starting with ' +
         'Node.js 24. You will need to update this function to use an async handler to use ' +
         'Node.js 24 or later. For more information and to provide feedback on this change, see ' +
-        'https://github.com/aws/aws-lambda-nodejs-runtime-interface-client/issues/137. To disable ' +
-        'this warning, set the AWS_LAMBDA_NODEJS_DISABLE_CALLBACK_WARNING environment variable.',
+        'https://github.com/aws/aws-lambda-nodejs-runtime-interface-client/issues/137. ' +
+        'To disable this warning, set the AWS_LAMBDA_NODEJS_DISABLE_CALLBACK_WARNING ' +
+        'environment variable.',
     );
   }
 }
@@ -711,7 +717,8 @@ class Runtime {
     const complete = (result) => {
       if (completed) {
         console.error(
-          'Invocation has already been reported as done. Cannot call complete more than once per invocation.',
+          'Invocation has already been reported as done. ' +
+            'Cannot call complete more than once per invocation.',
         );
         return;
       }
@@ -838,8 +845,10 @@ class Runtime {
 // Start
 
 function installProcessHandlers(client) {
-  errorCallbacks.uncaughtException = (error) => client.postInitError(error).then(() => process.exit(129));
-  errorCallbacks.unhandledRejection = (error) => client.postInitError(error).then(() => process.exit(128));
+  errorCallbacks.uncaughtException = (error) =>
+    client.postInitError(error).then(() => process.exit(129));
+  errorCallbacks.unhandledRejection = (error) =>
+    client.postInitError(error).then(() => process.exit(128));
   process.on('uncaughtException', (error) => {
     logError('Uncaught Exception', error);
     fatal('uncaughtException', error);

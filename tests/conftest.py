@@ -1,0 +1,285 @@
+"""Fixtures that start a real ``lambdad serve`` and drive it with real clients.
+
+- ``server``: one lambdad for the whole session (fast settings), shared by most tests.
+- ``start_server``: a factory for a dedicated lambdad with its own settings and data dir,
+  stopped (and checked for leftover processes) when the test ends.
+- ``lam``: a boto3 Lambda client for ``server``, with botocore's retries off so that every
+  answer the test sees is the server's own.
+- ``make_zip`` / ``new_function``: deployment packages and functions with unique names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+REPO = Path(__file__).resolve().parent.parent
+
+#: Settings that keep the shared server quick without changing any code path.
+FAST_SETTINGS = {
+    "LAMBDAD_TIME_SCALE": "0.01",
+    "LAMBDAD_LOG_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry leads to ``pid``."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            parents[int(entry)] = int(fields[1])
+    found = []
+    for child, parent in parents.items():
+        cursor = parent
+        while cursor > 1:
+            if cursor == pid:
+                found.append(child)
+                break
+            cursor = parents.get(cursor, 0)
+    return found
+
+
+def _sessions_of(data_dir: Path) -> list[int]:
+    """Processes whose environment names ``data_dir`` (runtimes that outlived lambdad)."""
+    marker = str(data_dir).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if marker in handle.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@dataclass
+class Server:
+    """A running ``lambdad serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, region: str = "us-east-1", **config: Any) -> Any:
+        retries = config.pop("retries", {"total_max_attempts": 1})
+        return boto3.client(
+            "lambda",
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id="AKIDTEST",
+            aws_secret_access_key="secret",
+            config=Config(retries=retries, read_timeout=120, **config),
+        )
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.endpoint + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"lambdad did not stop on {sig!r}:\n{self.log()}") from None
+        return int(self.process.returncode)
+
+
+def launch_server(
+    tmp: Path, settings: Mapping[str, str] | None = None, data_dir: Path | None = None
+) -> Server:
+    data_dir = data_dir or tmp / "data"
+    port = free_port()
+    env = {**os.environ, **FAST_SETTINGS, **(settings or {})}
+    log_path = tmp / f"lambdad-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lambdad.cli.main",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+        )
+    server = Server(process, port, data_dir, log_path, env)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"lambdad exited early:\n{server.log()}")
+        with contextlib.suppress(OSError):
+            return bool(server.get_json("/_lambdad/health")["status"] == "ok")
+        return False
+
+    wait_until(healthy, timeout=30)
+    return server
+
+
+def shutdown(server: Server) -> None:
+    """Stop ``server`` and fail if it leaves any process behind."""
+    children = _descendants(server.process.pid)
+    code = server.stop()
+    assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
+    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
+    leftovers = _sessions_of(server.data_dir)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = launch_server(tmp_path_factory.mktemp("lambdad"))
+    yield srv
+    shutdown(srv)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def start(settings: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> Server:
+        """A new lambdad; pass ``data_dir`` of a stopped one to restart on its data."""
+        home = tmp_path / f"srv{len(started)}"
+        home.mkdir()
+        srv = launch_server(home, settings, data_dir)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        if srv.process.poll() is None:
+            shutdown(srv)
+
+
+@pytest.fixture
+def lam(server: Server) -> Any:
+    return server.client()
+
+
+def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> bytes:
+    """A zip of ``files`` (path -> content); ``modes`` sets unix permissions per path."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, content)
+    return buf.getvalue()
+
+
+def unique(prefix: str = "fn") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def new_function(lam: Any) -> Callable[..., dict[str, Any]]:
+    """Create a function with a unique name; keyword arguments go to CreateFunction."""
+
+    def create(
+        code: str | None = None,
+        *,
+        files: Mapping[str, str | bytes] | None = None,
+        modes: Mapping[str, int] | None = None,
+        client: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        package = (
+            files if files is not None else {"app.py": code or "def handler(e, c):\n    return e\n"}
+        )
+        params: dict[str, Any] = {
+            "FunctionName": unique(),
+            "Runtime": "python3.11",
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "Code": {"ZipFile": make_zip(package, modes)},
+        }
+        params.update(kwargs)
+        return dict((client or lam).create_function(**params))
+
+    return create
+
+
+def invoke_json(
+    client: Any, name: str, payload: Any = None, **kwargs: Any
+) -> tuple[dict[str, Any], Any]:
+    """Invoke and decode: (the response without its stream, the JSON body)."""
+    if payload is not None:
+        kwargs["Payload"] = json.dumps(payload).encode()
+    response = client.invoke(FunctionName=name, **kwargs)
+    body = response["Payload"].read()
+    response = {k: v for k, v in response.items() if k != "Payload"}
+    return response, json.loads(body) if body else None
