@@ -28,7 +28,7 @@ def handler(event, context):
 def test_invoke_returns_the_handler_result_and_the_executed_version(
     lam: Any, new_function: Any
 ) -> None:
-    """A RequestResponse invoke returns 200, the handler's JSON result and X-Amz-Executed-Version."""
+    """A RequestResponse invoke returns 200, the handler's result and X-Amz-Executed-Version."""
     fn = new_function(COUNTER)
     response, body = invoke_json(lam, fn["FunctionName"], {"hello": "world"})
     assert response["StatusCode"] == 200
@@ -102,7 +102,8 @@ def test_report_line_format(lam: Any, new_function: Any) -> None:
     report = base64.b64decode(response["LogResult"]).decode().splitlines()[-1]
     fields = report.split("\t")
     assert fields[0].startswith("REPORT RequestId: ")
-    assert fields[1].startswith("Duration: ") and fields[1].endswith(" ms")
+    assert fields[1].startswith("Duration: ")
+    assert fields[1].endswith(" ms")
     duration = float(fields[1].split()[1])
     billed = int(fields[2].removeprefix("Billed Duration: ").removesuffix(" ms"))
     init = float(fields[5].split()[2])

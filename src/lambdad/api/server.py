@@ -55,6 +55,9 @@ class LambdadServer:
         self.logs = LogStore(data / "logs")
         self.sandbox = PlainSandbox()
         self.functions = Functions(self.store, self.blobs)
+        self.python_path = ":".join(
+            p for p in (settings.python_search_path, config_module.host_path()) if p
+        )
         ctx = EnvironmentContext(
             sandbox=self.sandbox,
             logs=self.logs,
@@ -64,7 +67,7 @@ class LambdadServer:
             init_timeout=settings.init_timeout,
             host_path=config_module.host_path(),
             node=settings.node,
-            python_path=settings.python_search_path,
+            python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
         )
         self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
@@ -125,7 +128,7 @@ class LambdadServer:
                 "data_dir": str(self.settings.data_dir),
             },
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
-            "runtimes": runtimes.inventory(self.settings.python_search_path, self.settings.node),
+            "runtimes": runtimes.inventory(self.python_path, self.settings.node),
         }
 
 

@@ -21,6 +21,7 @@ from lambdad.control.model import FunctionConfig, State
 from lambdad.invoke.payloads import check_payload
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.pool import RuntimeManager
+from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import Queue, QueuedEvent
 
 MAX_CLIENT_CONTEXT = 3583
@@ -81,6 +82,25 @@ def decode_client_context(raw: str | None) -> str | None:
     return decoded
 
 
+def spec_of(config: FunctionConfig) -> FunctionSpec:
+    """The runtime's view of a function version."""
+    return FunctionSpec(
+        name=config.name,
+        version=config.version,
+        revision_id=config.revision_id,
+        runtime=config.runtime,
+        handler=config.handler,
+        code_key=config.code_key,
+        memory_size=config.memory_size,
+        timeout=config.timeout,
+        ephemeral_storage=config.ephemeral_storage,
+        environment=config.environment,
+        log_group=config.log_group,
+        log_format=config.logging.log_format,
+        log_level=config.logging.application_log_level,
+    )
+
+
 class Invoker:
     def __init__(self, functions: Functions, runtime: RuntimeManager, queue: Queue) -> None:
         self._functions = functions
@@ -131,7 +151,7 @@ class Invoker:
             tenant_id=request.tenant_id,
             tail=request.tail,
         )
-        return await self._runtime.invoke(scope.region, config, invocation)
+        return await self._runtime.invoke(scope.region, spec_of(config), invocation)
 
     async def run_queued(self, scope: Scope, event: QueuedEvent) -> Outcome:
         """Run one queued ``Event`` invocation (the dispatcher's entry point)."""

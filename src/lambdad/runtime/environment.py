@@ -28,12 +28,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from lambdad.control.model import FunctionConfig
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import PlatformLines, Report
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
 from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, launch
 from lambdad.runtime.sandbox.base import Exit, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.spec import FunctionSpec
 
 _READ_CHUNK = 1 << 16
 _TAIL_BYTES = 4096
@@ -110,7 +110,7 @@ class Environment:
     def __init__(
         self,
         ctx: EnvironmentContext,
-        config: FunctionConfig,
+        config: FunctionSpec,
         task_root: Path,
         register: Callable[[Environment], Awaitable[int]],
         unregister: Callable[[int], Awaitable[None]],
@@ -129,7 +129,7 @@ class Environment:
         self.deadline_ms = 0
         self._register = register
         self._unregister = unregister
-        self._lines = PlatformLines(config.logging.log_format == "JSON")
+        self._lines = PlatformLines(config.log_format == "JSON")
         self._dir = ctx.runs_dir / self.id
         self._process: SandboxProcess | None = None
         self._port: int | None = None
@@ -227,12 +227,12 @@ class Environment:
             "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
             "AWS_SESSION_TOKEN": "lambdad-local-session-token",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            "AWS_LAMBDA_LOG_FORMAT": cfg.logging.log_format,
+            "AWS_LAMBDA_LOG_FORMAT": cfg.log_format,
             "TMPDIR": str(tmp),
             "HOME": str(tmp),
         }
-        if cfg.logging.log_format == "JSON" and cfg.logging.application_log_level:
-            env["AWS_LAMBDA_LOG_LEVEL"] = cfg.logging.application_log_level
+        if cfg.log_format == "JSON" and cfg.log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = cfg.log_level
         env.update(extra)
         for key in cfg.environment:
             if key in ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ"):

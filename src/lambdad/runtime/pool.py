@@ -14,10 +14,10 @@ import enum
 import time
 from pathlib import Path
 
-from lambdad.control.model import FunctionConfig
 from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.rapi import RuntimeApiServer
+from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
 PoolKey = tuple[str, str, str]  # region, function name, version
@@ -31,7 +31,7 @@ class PoolState(enum.Enum):
 class Pool:
     """The environments of one function version at one revision of its configuration."""
 
-    def __init__(self, manager: RuntimeManager, config: FunctionConfig, task_root: Path) -> None:
+    def __init__(self, manager: RuntimeManager, config: FunctionSpec, task_root: Path) -> None:
         self._manager = manager
         self.config = config
         self.task_root = task_root
@@ -134,7 +134,7 @@ class RuntimeManager:
                 await pool.reap(self._idle_timeout)
             self._retired = {p for p in self._retired if p.size}
 
-    async def _pool(self, region: str, config: FunctionConfig) -> Pool:
+    async def _pool(self, region: str, config: FunctionSpec) -> Pool:
         key = (region, config.name, config.version)
         pool = self._pools.get(key)
         if pool is not None and pool.config.revision_id == config.revision_id:
@@ -154,7 +154,7 @@ class RuntimeManager:
         if pool.size:
             self._retired.add(pool)
 
-    async def invoke(self, region: str, config: FunctionConfig, invocation: Invocation) -> Outcome:
+    async def invoke(self, region: str, config: FunctionSpec, invocation: Invocation) -> Outcome:
         if self.state is not ManagerState.RUNNING:
             raise RuntimeError("runtime manager is not running")
         pool = await self._pool(region, config)

@@ -41,8 +41,7 @@ class Launch:
 
 def _interpreter_candidates(version: tuple[int, int], extra_dirs: Iterable[str]) -> list[str]:
     exe = f"python{version[0]}.{version[1]}"
-    dirs = [*extra_dirs]
-    dirs += [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if "shims" not in d]
+    dirs = [d for d in extra_dirs if "shims" not in d]
     dirs += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin")), reverse=True)
     dirs += ["/usr/local/bin", "/usr/bin"]
     return [os.path.join(d, exe) for d in dirs if d]

@@ -625,9 +625,10 @@ function createResponseStream(client, id, highWaterMark) {
   };
   req.end = (chunk, encoding, callback) => {
     if (typeof chunk === 'function') return req.end(undefined, undefined, chunk);
+    if (typeof encoding === 'function') return req.end(chunk, undefined, encoding);
     if (chunk !== undefined && chunk !== null) req.write(chunk, encoding);
     beforeFirst();
-    return origEnd(typeof encoding === 'function' ? encoding : callback);
+    return origEnd(callback);
   };
   const fail = (err, callback) => {
     const error = toRapidResponse(err);

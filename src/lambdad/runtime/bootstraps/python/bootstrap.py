@@ -42,7 +42,7 @@ _UNHANDLED_WARNING = (
     "runtime version in the INIT_START log entry. If this error correlates with a change in the "
     "runtime version, you may be able to mitigate this error by temporarily rolling back to the "
     "previous runtime version. For more information, see "
-    "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html"
+    "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"  # sic: awslambdaric 4.x
 )
 _CONTEXT_REPR = (
     "aws_request_id",

@@ -1,0 +1,29 @@
+"""What the runtime layer needs to know of a function version, and nothing more.
+
+The invoke path builds a ``FunctionSpec`` from the control plane's configuration; the runtime
+never sees the control plane itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    name: str
+    version: str
+    #: Changes whenever the configuration does; environments of an older revision retire.
+    revision_id: str
+    runtime: str | None
+    handler: str | None
+    #: The code blob's key in the ``BlobStore``.
+    code_key: str
+    memory_size: int
+    timeout: int
+    ephemeral_storage: int
+    environment: Mapping[str, str]
+    log_group: str
+    log_format: str = "Text"
+    log_level: str | None = None
