@@ -105,8 +105,8 @@ def launch(
             )
         env = {
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-            "NODE_PATH": "/opt/nodejs/node_modules:/opt/nodejs/node"
-            f"{NODE_RUNTIMES[runtime]}/node_modules:{task_root}/node_modules",
+            "NODE_PATH": f"/opt/nodejs/node{NODE_RUNTIMES[runtime]}/node_modules:"
+            f"/opt/nodejs/node_modules:{task_root}",
         }
         return Launch((node_exe, str(NODE_BOOTSTRAP)), env)
     if runtime in PROVIDED_RUNTIMES or runtime is None:
