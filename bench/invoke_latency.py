@@ -1,0 +1,233 @@
+"""Warm and cold invoke latency of a real ``lambdad serve``, beside the floors of this machine.
+
+Run: ``python bench/invoke_latency.py [--warm 3000] [--cold 30]``. It starts its own lambdad
+on a free port with a temporary data dir, and prints a Markdown table for docs/benchmarks.md.
+
+- warm: synchronous invoke of a Python echo function, over HTTP/1.1 with one keep-alive
+  connection (``http.client``), after a warm-up; beside the same client's round trip to a
+  bare aiohttp server that answers a fixed body (the loopback floor).
+- cold: the first invoke of a newly created Python function (client-observed, and the
+  ``Init Duration`` lambdad reports); beside a bare ``python3 -c pass`` spawn (the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+ROLE = "arn:aws:iam::000000000000:role/bench"
+ECHO = "def handler(event, context):\n    return event\n"
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+
+async def handle(request):
+    await request.read()
+    return web.Response(body=b'{"hello": "world"}', content_type="application/json")
+
+app = web.Application()
+app.router.add_post("/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
+        "mean_ms": statistics.fmean(samples),
+    }
+
+
+def post_loop(port: int, path: str, body: bytes, count: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        conn.request("POST", path, body=body)
+        response = conn.getresponse()
+        response.read()
+        samples.append((time.perf_counter() - began) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status}")
+    conn.close()
+    return samples
+
+
+def zip_of(source: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("app.py", source)
+    return buf.getvalue()
+
+
+def api(port: int, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = response.read()
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    conn.close()
+    return response.status, headers, payload
+
+
+def create(port: int, name: str, source: str) -> None:
+    status, _, payload = api(
+        port,
+        "POST",
+        "/2015-03-31/functions",
+        {
+            "FunctionName": name,
+            "Runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "Code": {"ZipFile": base64.b64encode(zip_of(source)).decode()},
+        },
+    )
+    if status != 201:
+        raise RuntimeError(payload.decode())
+
+
+def measure_warm(port: int, count: int) -> list[float]:
+    create(port, "echo", ECHO)
+    path = "/2015-03-31/functions/echo/invocations"
+    post_loop(port, path, b'{"hello": "world"}', 200)  # warm-up, cold start included
+    return post_loop(port, path, b'{"hello": "world"}', count)
+
+
+def measure_cold(port: int, count: int) -> tuple[list[float], list[float]]:
+    observed, reported = [], []
+    for index in range(count):
+        name = f"cold-{index}"
+        create(port, name, ECHO)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        began = time.perf_counter()
+        conn.request(
+            "POST", f"/2015-03-31/functions/{name}/invocations", b"{}", {"X-Amz-Log-Type": "Tail"}
+        )
+        response = conn.getresponse()
+        response.read()
+        observed.append((time.perf_counter() - began) * 1000)
+        log = base64.b64decode(response.getheader("X-Amz-Log-Result") or "").decode()
+        for field in log.splitlines()[-1].split("\t"):
+            if field.startswith("Init Duration: "):
+                reported.append(float(field.split()[2]))
+        conn.close()
+    return observed, reported
+
+
+def measure_spawn(count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--warm", type=int, default=3000)
+    parser.add_argument("--cold", type=int, default=30)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    bare_port, lambdad_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
+        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lambdad.cli.main",
+                "serve",
+                "--port",
+                str(lambdad_port),
+                "--data-dir",
+                str(Path(tmp) / "data"),
+            ],
+            env={**os.environ, "LAMBDAD_LOG_LEVEL": "WARNING"},
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")
+            time.sleep(0.5)  # let the bare server finish starting too
+            floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', 200)
+            floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', args.warm)
+            warm = measure_warm(lambdad_port, args.warm)
+            cold, init = measure_cold(lambdad_port, args.cold)
+            spawn = measure_spawn(args.cold)
+        finally:
+            for proc in (server, bare):
+                proc.terminate()
+                proc.wait(30)
+
+    results = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "loopback_floor": summary(floor),
+        "warm_invoke": summary(warm),
+        "cold_invoke_observed": summary(cold),
+        "cold_init_duration_reported": summary(init) if init else None,
+        "bare_python_spawn": summary(spawn),
+    }
+    print(f"# {results['machine']}, {results['date']}\n")
+    print("| measure | n | p50 ms | p99 ms | mean ms |")
+    print("|---|---|---|---|---|")
+    for key, value in results.items():
+        if isinstance(value, dict):
+            print(
+                f"| {key} | {value['n']} | {value['p50_ms']:.3f} | {value['p99_ms']:.3f} "
+                f"| {value['mean_ms']:.3f} |"
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
