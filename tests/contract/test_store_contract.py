@@ -1,0 +1,201 @@
+"""The contract every implementation of the storage seams passes (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+import zipfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from lambdad.store.base import BlobStore, Queue, QueuedEvent, Store, StoreConflict, Table, Write
+from lambdad.store.files import FileBlobStore
+from lambdad.store.memory import MemoryBlobStore, MemoryQueue, MemoryStore
+from lambdad.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+
+
+def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(factory())
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    if request.param == "memory":
+        return MemoryStore
+    return lambda: SqliteStore(tmp_path / "meta.db")
+
+
+@pytest.fixture(params=["memory", "files"])
+def make_blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], BlobStore]:
+    if request.param == "memory":
+        return MemoryBlobStore
+    return lambda: FileBlobStore(tmp_path / "code")
+
+
+def test_documents_round_trip_and_scan_by_prefix(make_store: Callable[[], Store]) -> None:
+    """Documents come back as written; a scan returns exactly the keys under its prefix, ordered."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await store.put(Table.VERSIONS, ("r", "fn", "$LATEST"), {"a": 1})
+        await store.put(Table.VERSIONS, ("r", "fn", "1"), {"a": 2})
+        await store.put(Table.VERSIONS, ("r", "fn2", "1"), {"a": 3})
+        await store.put(Table.VERSIONS, ("r", "f"), {"a": 4})
+        assert await store.get(Table.VERSIONS, ("r", "fn", "1")) == {"a": 2}
+        assert await store.get(Table.VERSIONS, ("r", "fn", "9")) is None
+        keys = [k for k, _ in await store.scan(Table.VERSIONS, ("r", "fn"))]
+        assert keys == [("r", "fn", "$LATEST"), ("r", "fn", "1")]
+        assert len(await store.scan(Table.VERSIONS)) == 4
+        assert await store.get(Table.ALIASES, ("r", "fn", "1")) is None
+        await store.close()
+
+    run(scenario)
+
+
+def test_create_conflicts_and_transactions_are_atomic(make_store: Callable[[], Store]) -> None:
+    """A create of an existing key raises StoreConflict and applies none of its transaction."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await store.put(Table.FUNCTIONS, ("r", "fn"), {"v": 1}, create=True)
+        with pytest.raises(StoreConflict):
+            await store.write(
+                [
+                    Write(Table.VERSIONS, ("r", "fn", "$LATEST"), {"v": 2}),
+                    Write(Table.FUNCTIONS, ("r", "fn"), {"v": 3}, create=True),
+                ]
+            )
+        assert await store.get(Table.VERSIONS, ("r", "fn", "$LATEST")) is None
+        assert await store.get(Table.FUNCTIONS, ("r", "fn")) == {"v": 1}
+        await store.close()
+
+    run(scenario)
+
+
+def test_delete_and_delete_prefix(make_store: Callable[[], Store]) -> None:
+    """delete removes one key; delete_prefix removes those under a prefix and counts them."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        for version in ("1", "2", "3"):
+            await store.put(Table.VERSIONS, ("r", "fn", version), {})
+        await store.put(Table.VERSIONS, ("r", "fnx", "1"), {})
+        await store.delete(Table.VERSIONS, ("r", "fn", "2"))
+        assert await store.get(Table.VERSIONS, ("r", "fn", "2")) is None
+        assert await store.delete_prefix(Table.VERSIONS, ("r", "fn")) == 2
+        assert [k for k, _ in await store.scan(Table.VERSIONS)] == [("r", "fnx", "1")]
+        await store.close()
+
+    run(scenario)
+
+
+def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
+    """What the SQLite store acknowledged is there after it is closed and opened again."""
+
+    async def scenario() -> None:
+        first = SqliteStore(tmp_path / "m.db")
+        await first.open()
+        await first.put(Table.ALIASES, ("r", "fn", "live"), {"to": "3"})
+        await first.close()
+        second = SqliteStore(tmp_path / "m.db")
+        await second.open()
+        assert await second.get(Table.ALIASES, ("r", "fn", "live")) == {"to": "3"}
+        await second.close()
+
+    run(scenario)
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("app.py", "x = 1\n")
+        archive.writestr("pkg/mod.py", "y = 2\n")
+    return buf.getvalue()
+
+
+def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], BlobStore]) -> None:
+    """A blob's key is its SHA-256; unpacking gives the zip's files, the same directory twice."""
+
+    async def scenario() -> None:
+        blobs = make_blobs()
+        data = _zip()
+        key = await blobs.put(data)
+        assert key == hashlib.sha256(data).hexdigest()
+        assert await blobs.put(data) == key
+        assert await blobs.get(key) == data
+        assert await blobs.exists(key)
+        assert not await blobs.exists("0" * 64)
+        first, second = await asyncio.gather(blobs.unpacked(key), blobs.unpacked(key))
+        assert first == second
+        assert (first / "pkg" / "mod.py").read_text() == "y = 2\n"
+        with pytest.raises(FileNotFoundError):
+            await blobs.get("f" * 64)
+
+    run(scenario)
+
+
+@pytest.fixture(params=["memory"])
+def make_queue(request: pytest.FixtureRequest) -> Callable[[], Queue]:
+    return MemoryQueue
+
+
+def _event(event_id: str, not_before: float = 0.0) -> QueuedEvent:
+    return QueuedEvent(
+        id=event_id,
+        function_name="fn",
+        qualifier=None,
+        payload=b"{}",
+        region="us-east-1",
+        enqueued_at=time.time(),
+        not_before=not_before,
+    )
+
+
+def test_queue_hands_out_due_events_in_order(make_queue: Callable[[], Queue]) -> None:
+    """take() returns due events first-in first-out and waits for delayed ones."""
+
+    async def scenario() -> None:
+        queue = make_queue()
+        await queue.open()
+        await queue.put(_event("a"))
+        await queue.put(_event("b"))
+        await queue.put(_event("later", time.time() + 0.2))
+        assert (await queue.take()).id == "a"
+        assert (await queue.take()).id == "b"
+        began = time.monotonic()
+        assert (await asyncio.wait_for(queue.take(), 5)).id == "later"
+        assert time.monotonic() - began >= 0.1
+        assert queue.pending() == 3
+        for event_id in ("a", "b", "later"):
+            await queue.ack(event_id)
+        assert queue.pending() == 0
+        await queue.close()
+
+    run(scenario)
+
+
+def test_queue_retry_counts_attempts(make_queue: Callable[[], Queue]) -> None:
+    """retry() puts an event back with its attempt counted, due no earlier than asked."""
+
+    async def scenario() -> None:
+        queue = make_queue()
+        await queue.open()
+        await queue.put(_event("x"))
+        taken = await queue.take()
+        await queue.retry(taken, time.time())
+        again = await asyncio.wait_for(queue.take(), 5)
+        assert again.id == "x"
+        assert again.attempt == 1
+        await queue.close()
+
+    run(scenario)
