@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
@@ -224,8 +225,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture
-def lam(server: Server) -> Any:
-    return server.client()
+def lam(server: Server) -> Iterator[Any]:
+    client = server.client()
+    yield client
+    client.close()
 
 
 def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> bytes:
@@ -283,3 +286,34 @@ def invoke_json(
     body = response["Payload"].read()
     response = {k: v for k, v in response.items() if k != "Payload"}
     return response, json.loads(body) if body else None
+
+
+@contextlib.contextmanager
+def refused(code: str, status: int, message: str | None = None) -> Iterator[dict[str, Any]]:
+    """Expect a ClientError with ``code`` and ``status`` (and ``message``, when given)."""
+    error: dict[str, Any] = {}
+    with pytest.raises(ClientError) as info:
+        yield error
+    response = info.value.response
+    error.update(response["Error"])
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        code,
+        status,
+    ), response
+    if message is not None:
+        assert response["Error"]["Message"] == message
+
+
+@pytest.fixture
+def unchecked(server: Server) -> Iterator[Any]:
+    """A client without botocore's own checks, so the server's answer is what the test sees."""
+    client = server.client(parameter_validation=False)
+    yield client
+    client.close()
+
+
+def bound_message(field: str, value: object, side: str, limit: int) -> str:
+    return (
+        f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+        f"constraint: Member must have value {side} than or equal to {limit}"
+    )

@@ -56,7 +56,10 @@ def test_concurrent_invokes_run_in_separate_environments(server: Any, new_functi
     def call() -> None:
         try:
             client = server.client()
-            results.append(invoke_json(client, fn["FunctionName"], {})[1])
+            try:
+                results.append(invoke_json(client, fn["FunctionName"], {})[1])
+            finally:
+                client.close()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

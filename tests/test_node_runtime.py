@@ -27,7 +27,9 @@ exports.handler = async (event, context) => {
 };
 """
 
-TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t(?P<id>[0-9a-f-]{36})\tINFO\t(.*)$")
+TEXT_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t(?P<id>[0-9a-f-]{36})\tINFO\t(.*)$"
+)
 
 
 def node_function(new_function: Any, files: dict[str, str], **kwargs: Any) -> str:
@@ -113,10 +115,18 @@ def test_thrown_error_is_unhandled_with_the_node_error_body(lam: Any, new_functi
 @pytest.mark.parametrize(
     ("files", "handler", "error_type", "message_part"),
     [
-        ({"index.js": "exports.other = 1;\n"}, "nothere.handler", "Runtime.ImportModuleError",
-         "Cannot find module 'nothere'"),
-        ({"index.js": "exports.other = async () => 1;\n"}, "index.handler",
-         "Runtime.HandlerNotFound", "index.handler is undefined or not exported"),
+        (
+            {"index.js": "exports.other = 1;\n"},
+            "nothere.handler",
+            "Runtime.ImportModuleError",
+            "Cannot find module 'nothere'",
+        ),
+        (
+            {"index.js": "exports.other = async () => 1;\n"},
+            "index.handler",
+            "Runtime.HandlerNotFound",
+            "index.handler is undefined or not exported",
+        ),
     ],
     ids=["missing-module", "missing-handler"],
 )
@@ -173,7 +183,8 @@ def test_json_log_format(lam: Any, new_function: Any) -> None:
         ("ERROR", request_id),
     ]
     assert app[0]["message"] == "hello json"
-    assert app[1]["errorMessage"] == "shown"
+    assert app[1]["message"]["errorType"] == "Error"
+    assert app[1]["message"]["errorMessage"] == "shown"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", app[0]["timestamp"])
 
 

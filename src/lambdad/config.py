@@ -94,7 +94,10 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def _from_file(path: Path) -> dict[str, Any]:
     with path.open("rb") as handle:
-        document = tomllib.load(handle)
+        try:
+            document = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
     table = document.get("lambdad", document)
     unknown = sorted(set(table) - set(_FIELDS))
     if unknown:

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from lambdad import errors
 from lambdad.api.auth import region_of
-from lambdad.api.shapes import alias_configuration, function_configuration
+from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
+from lambdad.control import validation
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
 from lambdad.invoke.payloads import SYNC_LIMIT
@@ -136,13 +137,15 @@ async def create_function(request: web.Request) -> web.Response:
 @routes.get("/2015-03-31/functions/")
 async def list_functions(request: web.Request) -> web.Response:
     scope = scope_of(request)
+    all_versions = validation.wants_all_versions(request.query.get("FunctionVersion"))
     configs, marker = await _functions(request).list_functions(
         scope,
-        all_versions=request.query.get("FunctionVersion") == "ALL",
+        all_versions=all_versions,
         marker=request.query.get("Marker"),
         max_items=_max_items(request),
     )
-    return _paged("Functions", [function_configuration(scope, c) for c in configs], marker)
+    items = [function_list_item(scope, c, qualified=all_versions) for c in configs]
+    return _paged("Functions", items, marker)
 
 
 @routes.get("/2015-03-31/functions/{name}")
@@ -150,11 +153,11 @@ async def get_function(request: web.Request) -> web.Response:
     scope = scope_of(request)
     functions = _functions(request)
     name = request.match_info["name"]
-    config = await functions.get(scope, name, request.query.get("Qualifier"))
+    config, named = await functions.lookup(scope, name, request.query.get("Qualifier"))
     record = await functions.record(scope, name)
     base = f"{request.scheme}://{request.host}"
     body: dict[str, Any] = {
-        "Configuration": function_configuration(scope, config),
+        "Configuration": function_configuration(scope, config, qualifier=named),
         "Code": {"RepositoryType": "S3", "Location": f"{base}/_lambdad/code/{config.code_key}.zip"},
     }
     if record.tags:
@@ -173,10 +176,10 @@ async def delete_function(request: web.Request) -> web.Response:
 @routes.get("/2015-03-31/functions/{name}/configuration")
 async def get_function_configuration(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    config = await _functions(request).get(
+    config, named = await _functions(request).lookup(
         scope, request.match_info["name"], request.query.get("Qualifier")
     )
-    return reply(function_configuration(scope, config))
+    return reply(function_configuration(scope, config, qualifier=named))
 
 
 @routes.put("/2015-03-31/functions/{name}/configuration")
@@ -218,7 +221,8 @@ async def list_versions(request: web.Request) -> web.Response:
     configs, marker = await _functions(request).list_versions(
         scope, request.match_info["name"], request.query.get("Marker"), _max_items(request)
     )
-    return _paged("Versions", [function_configuration(scope, c) for c in configs], marker)
+    items = [function_list_item(scope, c, qualified=True) for c in configs]
+    return _paged("Versions", items, marker)
 
 
 # ------------------------------------------------------------------------- aliases

@@ -7,12 +7,20 @@ from typing import Any
 from lambdad.control.arns import Scope
 from lambdad.control.model import LATEST, Alias, FunctionConfig
 
+#: What AWS leaves out of the items of ListFunctions and ListVersionsByFunction.
+_NOT_LISTED = ("State", "StateReason", "StateReasonCode", "LastUpdateStatus")
 
-def function_configuration(scope: Scope, cfg: FunctionConfig) -> dict[str, Any]:
-    qualifier = None if cfg.version == LATEST else cfg.version
+
+def function_configuration(
+    scope: Scope, cfg: FunctionConfig, *, qualifier: str | None = None
+) -> dict[str, Any]:
+    """FunctionConfiguration. ``FunctionArn`` carries ``qualifier`` (the version or alias the
+    request named, ``$LATEST`` included) or else the version's own number; unqualified for an
+    unnamed ``$LATEST``."""
+    arn_qualifier = qualifier or (None if cfg.version == LATEST else cfg.version)
     shape: dict[str, Any] = {
         "FunctionName": cfg.name,
-        "FunctionArn": scope.function_arn(cfg.name, qualifier),
+        "FunctionArn": scope.function_arn(cfg.name, arn_qualifier),
         "Role": cfg.role,
         "CodeSize": cfg.code_size,
         "Description": cfg.description,
@@ -43,6 +51,16 @@ def function_configuration(scope: Scope, cfg: FunctionConfig) -> dict[str, Any]:
         shape["KMSKeyArn"] = cfg.kms_key_arn
     if cfg.layers:
         shape["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in cfg.layers]
+    return shape
+
+
+def function_list_item(scope: Scope, cfg: FunctionConfig, *, qualified: bool) -> dict[str, Any]:
+    """An item of a function or version listing: no state fields; ``qualified`` puts the
+    version in every ARN (``…:$LATEST`` too), as ListVersionsByFunction and
+    ``ListFunctions(FunctionVersion=ALL)`` do."""
+    shape = function_configuration(scope, cfg, qualifier=cfg.version if qualified else None)
+    for key in _NOT_LISTED:
+        shape.pop(key, None)
     return shape
 
 

@@ -22,8 +22,16 @@ def _endpoint(args: argparse.Namespace) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def _get(url: str, timeout: float = 30.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def _scope_header(region: str) -> dict[str, str]:
+    """A SigV4 credential scope naming ``region``: how lambdad tells which region is meant."""
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+    scope = f"lambdad-cli/{day}/{region}/lambda/aws4_request"
+    return {"Authorization": f"AWS4-HMAC-SHA256 Credential={scope}"}
+
+
+def _get(url: str, region: str, timeout: float = 30.0) -> Any:
+    request = urllib.request.Request(url, headers=_scope_header(region))
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -62,7 +70,7 @@ def run_logs(args: argparse.Namespace) -> int:
             query = urllib.parse.urlencode(
                 {"function": args.function, "after": after, "wait": 20 if args.follow else 0}
             )
-            page = _get(f"{base}/_lambdad/logs?{query}", timeout=60.0)
+            page = _get(f"{base}/_lambdad/logs?{query}", args.region, timeout=60.0)
             _print_events(page["events"], args.stream)
             after = page["next"]
             if not args.follow and not page["events"]:
@@ -81,7 +89,7 @@ def run_logs(args: argparse.Namespace) -> int:
 def run_doctor(args: argparse.Namespace) -> int:
     base = _endpoint(args)
     try:
-        report = _get(f"{base}/_lambdad/doctor")
+        report = _get(f"{base}/_lambdad/doctor", args.region)
     except OSError as exc:
         print(f"lambdad doctor: cannot reach {base}: {exc}", file=sys.stderr)
         return 1

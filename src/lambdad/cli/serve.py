@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -26,14 +27,18 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> int:
     server = LambdadServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            print(f"lambdad: cannot start: {_start_failure(settings, exc)}", file=sys.stderr)
+            return 1
         print(
             f"lambdad listening on http://{settings.host}:{server.port} "
             f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
@@ -43,6 +48,13 @@ async def _serve(settings: Settings) -> None:
         log.info("stopping")
     finally:
         await server.close()
+    return 0
+
+
+def _start_failure(settings: Settings, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"{settings.host}:{settings.port} is already in use"
+    return str(exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
 
         runner = uvloop.run
-    runner(_serve(settings))
-    return 0
+    code: int = runner(_serve(settings))
+    return code

@@ -241,15 +241,25 @@ class Functions:
 
     async def get(self, scope: Scope, raw_name: str, qualifier: str | None) -> FunctionConfig:
         """The configuration of a version, alias target or ``$LATEST``."""
+        return (await self.lookup(scope, raw_name, qualifier))[0]
+
+    async def lookup(
+        self, scope: Scope, raw_name: str, qualifier: str | None
+    ) -> tuple[FunctionConfig, str | None]:
+        """The configuration a name and qualifier select, and the qualifier the request named
+        (in the ARN or as the parameter). Anything missing is "Function not found: <arn>"."""
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = self._merge_qualifier(arn_qualifier, qualifier)
-        await self._record(scope, name)
-        if qualifier is None or qualifier == LATEST:
-            return await self._version(scope, name, LATEST)
-        if qualifier.isdigit():
-            return await self._version(scope, name, qualifier)
-        alias = await self._alias(scope, name, qualifier)
-        return await self._version(scope, name, alias.function_version)
+        try:
+            await self._record(scope, name)
+            if qualifier is None or qualifier == LATEST:
+                return await self._version(scope, name, LATEST), qualifier
+            if qualifier.isdigit():
+                return await self._version(scope, name, qualifier), qualifier
+            alias = await self._alias(scope, name, qualifier)
+            return await self._version(scope, name, alias.function_version), qualifier
+        except errors.ResourceNotFoundException:
+            raise self._not_found(scope, name, qualifier) from None
 
     async def record(self, scope: Scope, raw_name: str) -> FunctionRecord:
         name, _ = self.name_of(scope, raw_name)

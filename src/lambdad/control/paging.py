@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from lambdad import errors
+from lambdad.control.validation import validate_max_items
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
@@ -34,12 +35,7 @@ def page(
 ) -> tuple[list[T], str | None]:
     """One page of ``items`` from ``marker``; the second value is the next marker or None."""
     size = DEFAULT_PAGE if max_items is None else max_items
-    if not 1 <= size <= MAX_PAGE:
-        raise errors.InvalidParameterValueException(
-            f"1 validation error detected: Value '{size}' at 'maxItems' failed to satisfy "
-            f"constraint: Member must have value {'less' if size > MAX_PAGE else 'greater'} "
-            f"than or equal to {MAX_PAGE if size > MAX_PAGE else 1}"
-        )
+    validate_max_items(size)
     start = _decode(marker) if marker else 0
     chunk = list(items[start : start + size])
     more = start + size < len(items)

@@ -271,6 +271,19 @@ def merge_qualifier(from_name: str | None, from_parameter: str | None) -> str | 
     return from_parameter or from_name
 
 
+def wants_all_versions(function_version: str | None) -> bool:
+    """ListFunctions' ``FunctionVersion``: absent, or ``ALL`` to list every version."""
+    if function_version is None:
+        return False
+    _enum_check(function_version, "functionVersion", ("ALL",))
+    return True
+
+
+def validate_max_items(max_items: int) -> None:
+    """A List* call's ``MaxItems``: 1-10000."""
+    _range_check(max_items, "maxItems", 1, 10_000)
+
+
 def validate_alias_name(name: str) -> None:
     """An alias name: 1-128 characters of ``[a-zA-Z0-9-_]``, not all digits."""
     clauses = _length_clauses(name, "name", 1, 128)

@@ -116,6 +116,6 @@ class PlatformLines:
             fields.append(f"Init Duration: {report.init_duration_ms:.2f} ms")
         if report.status:
             fields.append(f"Status: {report.status}")
-            if report.error_type:
+            if report.status == "error" and report.error_type:
                 fields.append(f"Error Type: {report.error_type}")
         return "\t".join(fields) + "\t"

@@ -142,6 +142,11 @@ class Environment:
         self._queued: Invocation | None = None
         self._current: Invocation | None = None
         self._reply: asyncio.Future[Reply] | None = None
+        #: START was logged for the running invocation.
+        self._started = False
+        self._peak_memory_mb = 0
+        #: The runtime posted its reply and has not asked for the next event yet.
+        self._responded = False
         self._on_closed: list[Callable[[Environment], None]] = []
 
     # ---------------------------------------------------------------- logs
@@ -387,17 +392,20 @@ class Environment:
             raise RuntimeError(f"environment {self.id} is {self.state.value}, not idle")
         self.state = EnvState.BUSY
         self.invocations += 1
-        cold_init = self.init_duration_ms if self.invocations == 1 else None
+        # After a failed init the retry is part of this invoke's Duration, not an Init Duration.
+        first = self.invocations == 1 and self.init_failure is None
+        cold_init = self.init_duration_ms if first else None
         self._collect = [] if invocation.tail else None
+        self._started = False
         began = time.perf_counter()
         deadline = began + self.config.timeout
         self.deadline_ms = int((time.time() + self.config.timeout) * 1000)
-        self._emit([self._lines.start(invocation.request_id, self.config.version, time.time())])
         try:
             if self.init_failure is not None:
                 failure = await self._suppressed_init(deadline)
                 if failure is not None:
                     return await self._finish_failed_init(invocation, failure, began, cold_init)
+            self._emit_start(invocation)
             reply = await self._exchange(invocation, deadline)
         except TimeoutError:
             return await self._finish_timeout(invocation, began, cold_init)
@@ -410,21 +418,29 @@ class Environment:
         began = time.perf_counter()
         remaining = max(0.0, deadline - began)
         failure = await self._run_init(remaining)
-        if failure is not None and failure.status == "timeout":
-            raise TimeoutError
         self.init_failure = failure
         if failure is not None:
             elapsed = (time.perf_counter() - began) * 1000
+            error_type = failure.error_type if failure.status == "error" else None
             self._emit(
                 [
                     self._lines.init_report(
-                        elapsed, "invoke", "error", failure.error_type, time.time()
+                        elapsed, "invoke", failure.status, error_type, time.time()
                     )
                 ]
             )
+            if failure.status == "timeout":
+                raise TimeoutError
         return failure
 
+    def _emit_start(self, invocation: Invocation) -> None:
+        """START, once per invocation: after a suppressed init, before the handler runs."""
+        if not self._started:
+            self._started = True
+            self._emit([self._lines.start(invocation.request_id, self.config.version, time.time())])
+
     async def _exchange(self, invocation: Invocation, deadline: float) -> Reply:
+        self._sample_memory()  # a process that crashes can no longer be measured
         loop = asyncio.get_running_loop()
         self._reply = loop.create_future()
         self._current = invocation
@@ -440,6 +456,12 @@ class Environment:
             self._queued = None
             self._reply = None
 
+    def _sample_memory(self) -> int:
+        """The environment's peak memory so far (kept once its process is gone)."""
+        if self._process is not None:
+            self._peak_memory_mb = max(self._peak_memory_mb, self._process.max_memory_mb())
+        return self._peak_memory_mb
+
     def _report(
         self,
         request_id: str,
@@ -448,7 +470,7 @@ class Environment:
         status: str | None = None,
         error_type: str | None = None,
     ) -> Report:
-        memory = self._process.max_memory_mb() if self._process is not None else 0
+        memory = self._sample_memory()
         return Report(
             request_id=request_id,
             duration_ms=(time.perf_counter() - began) * 1000,
@@ -497,7 +519,9 @@ class Environment:
         content_type: str,
         log_lines: list[str],
     ) -> Outcome:
+        self._sample_memory()
         await self._stop_process()
+        self._emit_start(invocation)
         self._emit(log_lines)
         report = self._report(invocation.request_id, began, init_ms, status, error_type)
         log = self._close_invocation(report)
@@ -566,6 +590,7 @@ class Environment:
             raise RuntimeApiError(500, "InternalServerError", "Internal Server Error")
         if self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_result(None)
+        self._responded = False
         current = self._current
         if current is not None and self._reply is not None and not self._reply.done():
             # Either the event queued for this /next, or a second /next during one invoke,
@@ -580,59 +605,68 @@ class Environment:
             if self._next_waiter is waiter:
                 self._next_waiter = None
 
-    def _check_request(self, request_id: str) -> asyncio.Future[Reply]:
+    def _runtime_state(self) -> str:
+        """The runtime's state as RAPID names it in its 403 messages."""
+        if self._responded:
+            return "RuntimeResponseSent"
+        if self._current is not None and self._queued is None:
+            return "Running"
+        return "Ready"
+
+    def _refuse_transition(self, to: str) -> RuntimeApiError:
+        return RuntimeApiError(
+            403,
+            "InvalidStateTransition",
+            f"State transition from {self._runtime_state()} to {to} failed for runtime. "
+            "Error: State transition is not allowed",
+        )
+
+    def _check_request(self, request_id: str, to: str) -> asyncio.Future[Reply]:
+        """The reply future of ``request_id``; RAPID checks the state before the id."""
         current, reply = self._current, self._reply
+        if self._responded or (reply is not None and reply.done()):
+            raise self._refuse_transition(to)
         if current is None or reply is None or current.request_id != request_id:
             raise RuntimeApiError(400, "InvalidRequestID", "Invalid request ID")
-        if reply.done():
-            raise RuntimeApiError(
-                403,
-                "InvalidStateTransition",
-                "State transition from RuntimeResponseSent to InvocationResponse failed for "
-                "runtime. Error: State transition is not allowed",
-            )
         return reply
 
-    def rapi_response(self, request_id: str, body: bytes, content_type: str) -> None:
-        reply = self._check_request(request_id)
+    def _accept_reply(self, reply: asyncio.Future[Reply], value: Reply) -> None:
         self._drain_output()
-        reply.set_result(Reply(True, body, content_type or "application/json"))
+        self._responded = True
+        reply.set_result(value)
+
+    def rapi_response(self, request_id: str, body: bytes, content_type: str) -> None:
+        reply = self._check_request(request_id, "InvocationResponse")
+        self._accept_reply(reply, Reply(True, body, content_type or "application/json"))
 
     def rapi_response_too_large(self, request_id: str, size: int) -> None:
-        reply = self._check_request(request_id)
-        self._drain_output()
+        reply = self._check_request(request_id, "InvocationResponse")
         message = (
             f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
             "(6291556 bytes)."
         )
-        reply.set_result(
+        self._accept_reply(
+            reply,
             Reply(
                 False,
                 error_body("Function.ResponseSizeTooLarge", message),
                 "application/json",
                 "Function.ResponseSizeTooLarge",
-            )
+            ),
         )
 
     def rapi_error(
         self, request_id: str, body: bytes, content_type: str, error_type: str | None
     ) -> None:
-        reply = self._check_request(request_id)
-        self._drain_output()
+        reply = self._check_request(request_id, "InvocationErrorResponse")
         body, content_type = _forwardable_error(body, content_type)
-        reply.set_result(
-            Reply(False, body, content_type, runtime_error_type(body, error_type) or "Unhandled")
-        )
+        kind = runtime_error_type(body, error_type) or "Unhandled"
+        self._accept_reply(reply, Reply(False, body, content_type, kind))
 
     def rapi_init_error(self, body: bytes, content_type: str, error_type: str | None) -> None:
         waiter = self._init_waiter
         if waiter is None or waiter.done():
-            raise RuntimeApiError(
-                403,
-                "InvalidStateTransition",
-                "State transition from Ready to InitError failed for runtime. "
-                "Error: State transition is not allowed",
-            )
+            raise self._refuse_transition("InitError")
         self._drain_output()
         try:
             json.loads(body)

@@ -44,8 +44,9 @@ class Outcome:
 
 
 def error_body(error_type: str, message: str) -> bytes:
-    """A platform error body: ``{"errorType": ..., "errorMessage": ...}``."""
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    """A platform error body, compact as Lambda writes it: ``{"errorType":…,"errorMessage":…}``."""
+    document = {"errorType": error_type, "errorMessage": message}
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def runtime_error_type(body: bytes, header: str | None) -> str | None:

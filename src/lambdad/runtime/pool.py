@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import time
 from pathlib import Path
@@ -31,8 +32,12 @@ class PoolState(enum.Enum):
 class Pool:
     """The environments of one function version at one revision of its configuration."""
 
-    def __init__(self, manager: RuntimeManager, config: FunctionSpec, task_root: Path) -> None:
+    def __init__(
+        self, manager: RuntimeManager, region: str, config: FunctionSpec, task_root: Path
+    ) -> None:
         self._manager = manager
+        #: Environments see the function's own region (``AWS_REGION``), not lambdad's default.
+        self._ctx = dataclasses.replace(manager.ctx, region=region)
         self.config = config
         self.task_root = task_root
         self.state = PoolState.OPEN
@@ -45,7 +50,7 @@ class Pool:
 
     def _new_environment(self) -> Environment:
         rapi = self._manager.rapi
-        env = Environment(self._manager.ctx, self.config, self.task_root, rapi.attach, rapi.detach)
+        env = Environment(self._ctx, self.config, self.task_root, rapi.attach, rapi.detach)
         env.when_closed(self._forget)
         self._all.add(env)
         return env
@@ -145,7 +150,7 @@ class RuntimeManager:
             return pool
         if pool is not None:
             await self._retire(pool)
-        pool = Pool(self, config, task_root)
+        pool = Pool(self, region, config, task_root)
         self._pools[key] = pool
         return pool
 

@@ -34,7 +34,9 @@ class RapiState(enum.Enum):
 
 
 def _json_error(status: int, error_type: str, message: str) -> web.Response:
-    body = json.dumps({"errorMessage": message, "errorType": error_type}) + "\n"
+    # Go's json.Encoder: compact, errorMessage first, a trailing newline.
+    document = {"errorMessage": message, "errorType": error_type}
+    body = json.dumps(document, separators=(",", ":")) + "\n"
     return web.Response(status=status, body=body.encode(), content_type=_JSON)
 
 
@@ -53,7 +55,7 @@ class RuntimeApiServer:
     async def start(self) -> None:
         if self.state is not RapiState.NEW:
             raise RuntimeError("Runtime API server already started")
-        self._server = web.Server(self._handle, access_log=None)
+        self._server = web.Server(self._handle, access_log=None, max_field_size=2 * 1024 * 1024)
         self._runner = web.ServerRunner(self._server, handle_signals=False)
         await self._runner.setup()
         self.state = RapiState.RUNNING

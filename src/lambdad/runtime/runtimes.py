@@ -76,9 +76,22 @@ def closest_python(version: tuple[int, int], extra: str = "") -> tuple[str, tupl
 
 @functools.cache
 def find_node(configured: str = "") -> str | None:
+    """The ``node`` to run: ``configured`` (a path or a name on PATH) if given, else PATH's."""
     if configured:
         return configured if os.access(configured, os.X_OK) else shutil.which(configured)
     return shutil.which("node")
+
+
+def _node_missing(runtime: str, configured: str) -> str:
+    if configured:
+        return (
+            f"The runtime {runtime} needs Node.js, and the configured node ({configured}) is "
+            "not an executable. Install Node.js or fix LAMBDAD_NODE."
+        )
+    return (
+        f"The runtime {runtime} needs Node.js, and no 'node' executable was found on this "
+        "host. Install Node.js or set LAMBDAD_NODE."
+    )
 
 
 def launch(
@@ -99,10 +112,7 @@ def launch(
     if runtime in NODE_RUNTIMES:
         node_exe = find_node(node)
         if node_exe is None:
-            raise RuntimeUnavailable(
-                f"The runtime {runtime} needs Node.js, and no 'node' executable was found on this "
-                "host. Install Node.js or set LAMBDAD_NODE."
-            )
+            raise RuntimeUnavailable(_node_missing(runtime, node))
         env = {
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
             "NODE_PATH": f"/opt/nodejs/node{NODE_RUNTIMES[runtime]}/node_modules:"
@@ -127,8 +137,9 @@ def inventory(python_path: str = "", node: str = "") -> dict[str, str]:
         exact = "" if got == version else f" (closest: python{got[0]}.{got[1]})"
         report[runtime] = f"{exe}{exact}"
     node_exe = find_node(node)
+    missing = f"unavailable: {node} is not executable" if node else "unavailable: no node on PATH"
     for runtime in NODE_RUNTIMES:
-        report[runtime] = node_exe or "unavailable: no node executable"
+        report[runtime] = node_exe or missing
     for runtime in sorted(PROVIDED_RUNTIMES):
         report[runtime] = "the function's own bootstrap"
     return report

@@ -9,6 +9,12 @@ can see it (error bodies, log lines, the context object), the behaviour follows 
 Only the standard library is used, and the code runs unchanged on CPython 3.9 to 3.14. Importing the
 module has no side effects, so a zygote can import it once and call ``main()`` in each forked child.
 
+Known differences from awslambdaric (which encodes with simplejson): a namedtuple in a result
+becomes an array rather than an object, and a bytes dict key is a ``Runtime.MarshalError``; a
+result the response body cannot carry (a lone surrogate) is a ``Runtime.MarshalError`` where
+awslambdaric crashes; an X-Ray cause header the Runtime API rejects is dropped and the error sent
+again without it.
+
 Exit status 1 means init failed (after ``POST /runtime/init/error``) or the Runtime API failed: it
 answered 5xx, its answer was unusable, or the connection could not be re-opened. A ``SystemExit`` or
 ``KeyboardInterrupt`` raised by user code ends the process, as on AWS.
@@ -96,6 +102,7 @@ def prepare_sys_path(environ: MutableMapping[str, str]) -> None:
 
     Order: the task root, then (only when ``PYTHONPATH`` is unset) the layer directories
     ``/opt/python/lib/pythonX.Y/site-packages`` and ``/opt/python``; ``.pth`` files in them load.
+    An unset ``PYTHONPATH`` then becomes ``LAMBDA_RUNTIME_DIR``, as on AWS.
     """
     import site
 
@@ -597,10 +604,16 @@ class RuntimeClient:
         self._post(path, body, {"Content-Type": content_type})
 
     def post_error(self, request_id: str, body: bytes, xray_cause: bytes) -> None:
+        path = "%s/invocation/%s/error" % (_API, request_id)
         headers: dict[str, Any] = {"Content-Type": "application/json"}
         if len(xray_cause) < _MAX_XRAY_CAUSE:
-            headers["Lambda-Runtime-Function-XRay-Error-Cause"] = xray_cause
-        self._post("%s/invocation/%s/error" % (_API, request_id), body, headers)
+            with_cause = dict(headers)
+            with_cause["Lambda-Runtime-Function-XRay-Error-Cause"] = xray_cause
+            # A deep stack makes a cause of tens of KiB, more than many servers take in a header:
+            # the error matters more than its X-Ray cause, so a rejected one is sent without it.
+            if self._post(path, body, with_cause, retry_on=(400, 431)):
+                return
+        self._post(path, body, headers)
 
     def post_init_error(self, body: bytes, error_type: str) -> None:
         headers = {
@@ -609,12 +622,18 @@ class RuntimeClient:
         }
         self._post(_API + "/init/error", body, headers)
 
-    def _post(self, path: str, body: bytes, headers: dict[str, Any]) -> None:
+    def _post(
+        self, path: str, body: bytes, headers: dict[str, Any], retry_on: tuple[int, ...] = ()
+    ) -> bool:
+        """POST and check the answer; False when it is one of ``retry_on``."""
         status, _, answer = self._exchange("POST", path, body, headers)
         if status >= 500:
             raise RuntimeApiError("POST %s answered %d: %r" % (path, status, answer[:200]))
+        if status in retry_on:
+            return False
         if status != 202:  # e.g. 413 for a response that is too large: lambdad has the outcome
             sys.stderr.write("lambdad runtime: POST %s answered %d: %r\n" % (path, status, answer))
+        return True
 
     def _exchange(
         self, method: str, path: str, body: bytes | None, headers: dict[str, Any]
@@ -713,8 +732,8 @@ def _make_context(invocation: Invocation) -> LambdaContext:
 def _fail_init(client: RuntimeClient, marshaller: Marshaller, json_logs: bool) -> NoReturn:
     """Log the init error, report it to ``/runtime/init/error`` and exit 1.
 
-    Called inside the ``except`` block, so the exception stays in ``sys.exc_info()`` for tools
-    that hook the report, as with awslambdaric.
+    Called inside the ``except`` block, so tools that hook the report still find the exception
+    in ``sys.exc_info()``.
     """
     exc_type, exc, tb = sys.exc_info()
     if isinstance(exc, FaultError):
