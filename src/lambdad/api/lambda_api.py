@@ -105,7 +105,7 @@ def empty(status: int = 204) -> web.Response:
     return web.Response(status=status)
 
 
-def _max_items(request: web.Request) -> int | None:
+def max_items_of(request: web.Request) -> int | None:
     raw = request.query.get("MaxItems")
     if raw is None:
         return None
@@ -115,7 +115,7 @@ def _max_items(request: web.Request) -> int | None:
         raise errors.InvalidParameterValueException(f"Invalid MaxItems value: {raw}") from None
 
 
-def _paged(key: str, items: list[dict[str, Any]], marker: str | None) -> web.Response:
+def paged(key: str, items: list[dict[str, Any]], marker: str | None) -> web.Response:
     body: dict[str, Any] = {key: items}
     if marker:
         body["NextMarker"] = marker
@@ -142,10 +142,10 @@ async def list_functions(request: web.Request) -> web.Response:
         scope,
         all_versions=all_versions,
         marker=request.query.get("Marker"),
-        max_items=_max_items(request),
+        max_items=max_items_of(request),
     )
     items = [function_list_item(scope, c, qualified=all_versions) for c in configs]
-    return _paged("Functions", items, marker)
+    return paged("Functions", items, marker)
 
 
 @routes.get("/2015-03-31/functions/{name}")
@@ -219,10 +219,10 @@ async def publish_version(request: web.Request) -> web.Response:
 async def list_versions(request: web.Request) -> web.Response:
     scope = scope_of(request)
     configs, marker = await _functions(request).list_versions(
-        scope, request.match_info["name"], request.query.get("Marker"), _max_items(request)
+        scope, request.match_info["name"], request.query.get("Marker"), max_items_of(request)
     )
     items = [function_list_item(scope, c, qualified=True) for c in configs]
-    return _paged("Versions", items, marker)
+    return paged("Versions", items, marker)
 
 
 # ------------------------------------------------------------------------- aliases
@@ -244,9 +244,9 @@ async def list_aliases(request: web.Request) -> web.Response:
         request.match_info["name"],
         request.query.get("FunctionVersion"),
         request.query.get("Marker"),
-        _max_items(request),
+        max_items_of(request),
     )
-    return _paged("Aliases", [alias_configuration(scope, a) for a in aliases], marker)
+    return paged("Aliases", [alias_configuration(scope, a) for a in aliases], marker)
 
 
 @routes.get("/2015-03-31/functions/{name}/aliases/{alias}")

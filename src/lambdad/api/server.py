@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import lambda_api
+from lambdad.api import lambda_api, layers_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
@@ -83,11 +83,13 @@ class LambdadServer:
         app[lambda_api.INVOKER] = self.invoker
         app[lambda_api.ACCOUNT] = self.settings.account_id
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
+        app[layers_api.LAYERS] = self.functions.layers
         app[platform_api.BLOBS] = self.blobs
         app[platform_api.LOGS] = self.logs
         app[platform_api.DOCTOR] = self.doctor
         app.add_routes(platform_api.routes)
         app.add_routes(lambda_api.routes)
+        app.add_routes(layers_api.routes)
         return app
 
     async def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdad.control.arns import Scope
+from lambdad.control.layer_model import LayerPolicy, LayerStatement, LayerVersion
 from lambdad.control.model import LATEST, Alias, FunctionConfig
 
 #: What AWS leaves out of the items of ListFunctions and ListVersionsByFunction.
@@ -50,7 +51,7 @@ def function_configuration(
     if cfg.kms_key_arn:
         shape["KMSKeyArn"] = cfg.kms_key_arn
     if cfg.layers:
-        shape["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in cfg.layers]
+        shape["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in cfg.layers]
     return shape
 
 
@@ -84,3 +85,77 @@ def alias_configuration(scope: Scope, alias: Alias) -> dict[str, Any]:
     if alias.weights:
         shape["RoutingConfig"] = {"AdditionalVersionWeights": dict(alias.weights)}
     return shape
+
+
+# ------------------------------------------------------------------------- layers
+
+
+def layer_version_item(scope: Scope, version: LayerVersion) -> dict[str, Any]:
+    """LayerVersionsListItem: what ListLayerVersions and ListLayers show of a version. As on
+    AWS, an empty description and unset compatibility lists are left out."""
+    shape: dict[str, Any] = {
+        "LayerVersionArn": scope.layer_version_arn(version.name, version.version),
+        "Version": version.version,
+        "CreatedDate": version.created,
+    }
+    if version.description:
+        shape["Description"] = version.description
+    if version.compatible_runtimes:
+        shape["CompatibleRuntimes"] = list(version.compatible_runtimes)
+    if version.compatible_architectures:
+        shape["CompatibleArchitectures"] = list(version.compatible_architectures)
+    if version.license_info is not None:
+        shape["LicenseInfo"] = version.license_info
+    return shape
+
+
+def layer_version(scope: Scope, version: LayerVersion, base_url: str) -> dict[str, Any]:
+    """GetLayerVersionResponse (and PublishLayerVersion's): the item plus the layer's ARN and
+    the content, whose ``Location`` is lambdad's download URL of the archive."""
+    return {
+        **layer_version_item(scope, version),
+        "LayerArn": scope.layer_arn(version.name),
+        "Content": {
+            "Location": f"{base_url}/_lambdad/code/{version.code_key}.zip",
+            "CodeSha256": version.code_sha256,
+            "CodeSize": version.code_size,
+        },
+    }
+
+
+def layers_list_item(scope: Scope, latest: LayerVersion) -> dict[str, Any]:
+    return {
+        "LayerName": latest.name,
+        "LayerArn": scope.layer_arn(latest.name),
+        "LatestMatchingVersion": layer_version_item(scope, latest),
+    }
+
+
+def layer_statement(
+    scope: Scope, version: LayerVersion, statement: LayerStatement
+) -> dict[str, Any]:
+    """One policy statement as AWS writes it: an account becomes its ``root`` principal, an
+    organisation a ``aws:PrincipalOrgID`` condition."""
+    principal: Any = statement.principal
+    if principal.isdigit():
+        principal = {"AWS": f"arn:aws:iam::{principal}:root"}
+    elif principal != "*":
+        principal = {"AWS": principal}
+    shape: dict[str, Any] = {
+        "Sid": statement.sid,
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": statement.action,
+        "Resource": scope.layer_version_arn(version.name, version.version),
+    }
+    if statement.organization_id:
+        shape["Condition"] = {"StringEquals": {"aws:PrincipalOrgID": statement.organization_id}}
+    return shape
+
+
+def layer_policy(scope: Scope, version: LayerVersion, policy: LayerPolicy) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Id": "default",
+        "Statement": [layer_statement(scope, version, s) for s in policy.statements],
+    }

@@ -7,7 +7,7 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scope:
-    """Where a request lives: every function is scoped to an account and a region."""
+    """Where a request lives: every function and layer is scoped to an account and a region."""
 
     account_id: str
     region: str
@@ -15,6 +15,12 @@ class Scope:
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         return f"{arn}:{qualifier}" if qualifier else arn
+
+    def layer_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}"
+
+    def layer_version_arn(self, name: str, version: int) -> str:
+        return f"{self.layer_arn(name)}:{version}"
 
     def role_arn(self, name: str) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{name}"

@@ -3,7 +3,8 @@
 ``Functions`` validates requests (given in the AWS request shape, already decoded from JSON),
 keeps the metadata in the ``Store`` and the code in the ``BlobStore``, and answers the invoke
 path's "which configuration runs for this name and qualifier" from a cache it keeps in step
-with its own writes.
+with its own writes. A function's ``Layers`` are resolved through ``Layers`` when written, and
+the code with every layer must stay under 250 MB unzipped.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 from lambdad import errors
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.layers import Layers
 from lambdad.control.model import (
     LATEST,
     Alias,
     FunctionConfig,
+    FunctionLayer,
     FunctionRecord,
     LoggingConfig,
     UpdateStatus,
@@ -35,7 +38,14 @@ from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 ChangeListener = Callable[[str, str], Awaitable[None]]
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
-_IDENTITY_EXCLUDED = {"version", "revision_id", "last_modified", "state", "last_update_status"}
+_IDENTITY_EXCLUDED = {
+    "version",
+    "revision_id",
+    "last_modified",
+    "state",
+    "last_update_status",
+    "code_unzipped_size",
+}
 
 
 def _same_content(a: FunctionConfig, b: FunctionConfig) -> bool:
@@ -54,10 +64,24 @@ def _decode_zip(raw: Any) -> bytes:
         ) from exc
 
 
+def _check_total_size(config: FunctionConfig) -> None:
+    """The code and its layers, unzipped, within the 250 MB a function may have."""
+    if not config.layers:
+        return
+    total = config.code_unzipped_size + sum(layer.unzipped_size for layer in config.layers)
+    if total > zipcode.MAX_UNZIPPED_BYTES:
+        raise errors.InvalidParameterValueException(
+            "Function code combined with layers exceeds the maximum allowed size of "
+            f"{zipcode.MAX_UNZIPPED_BYTES} bytes. The actual size is {total} bytes."
+        )
+
+
 class Functions:
-    def __init__(self, store: Store, blobs: BlobStore) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, layers: Layers | None = None) -> None:
         self._store = store
         self._blobs = blobs
+        #: The layer service whose versions ``Layers`` name (shared with the API).
+        self.layers = layers or Layers(store, blobs)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._cache: dict[tuple[str, str, str], FunctionConfig | Alias | None] = {}
         self._listeners: list[ChangeListener] = []
@@ -149,10 +173,13 @@ class Functions:
                 code_key=info.sha256_hex,
                 code_sha256=info.sha256_b64,
                 code_size=info.size,
+                code_unzipped_size=info.unzipped_size,
             ),
             request,
             creating=True,
+            layers=await self._layers_of(scope, request),
         )
+        _check_total_size(config)
         tags = dict(request.get("Tags") or {})
         validation.validate_tags(tags)
         async with self._lock(scope, name):
@@ -172,10 +199,33 @@ class Functions:
         await self._changed(scope, name)
         return config
 
+    async def _layers_of(
+        self, scope: Scope, request: Mapping[str, Any]
+    ) -> tuple[FunctionLayer, ...] | None:
+        """The layer versions ``request["Layers"]`` names; None when it names none."""
+        arns = request.get("Layers")
+        if arns is None:
+            return None
+        return await self.layers.for_function(scope, [str(arn) for arn in arns])
+
+    async def _code_unzipped_size(self, config: FunctionConfig) -> FunctionConfig:
+        """``config`` with its code's unzipped size, read from the blob if never recorded."""
+        if config.code_unzipped_size:
+            return config
+        data = await self._blobs.get(config.code_key)
+        info = await asyncio.to_thread(zipcode.inspect_zip, data)
+        return config.evolve(code_unzipped_size=info.unzipped_size)
+
     def _apply_config(
-        self, base: FunctionConfig, request: Mapping[str, Any], *, creating: bool
+        self,
+        base: FunctionConfig,
+        request: Mapping[str, Any],
+        *,
+        creating: bool,
+        layers: tuple[FunctionLayer, ...] | None = None,
     ) -> FunctionConfig:
-        """Validate the configuration fields of ``request`` and lay them over ``base``."""
+        """Validate the configuration fields of ``request`` and lay them over ``base``;
+        ``layers`` are the already resolved ``Layers`` (None: leave them as they are)."""
         changes: dict[str, Any] = {}
         if creating or "Role" in request:
             validation.validate_role(str(request.get("Role") or ""))
@@ -235,8 +285,8 @@ class Functions:
         snap = request.get("SnapStart")
         if isinstance(snap, Mapping) and snap.get("ApplyOn"):
             changes["snap_start"] = str(snap["ApplyOn"])
-        if request.get("Layers") is not None:
-            changes["layers"] = tuple(str(arn) for arn in request["Layers"])
+        if layers is not None:
+            changes["layers"] = layers
         return base.evolve(**changes)
 
     async def get(self, scope: Scope, raw_name: str, qualifier: str | None) -> FunctionConfig:
@@ -307,15 +357,17 @@ class Functions:
             await self._record(scope, name)
             current = await self._version(scope, name, LATEST)
             self._check_revision(current.revision_id, request.get("RevisionId"))
-            await self._blobs.put(data)
             config = current.evolve(
                 code_key=info.sha256_hex,
                 code_sha256=info.sha256_b64,
                 code_size=info.size,
+                code_unzipped_size=info.unzipped_size,
                 last_modified=now_timestamp(),
                 revision_id=new_revision(),
                 last_update_status=UpdateStatus.SUCCESSFUL,
             )
+            _check_total_size(config)
+            await self._blobs.put(data)
             await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
             if request.get("Publish"):
                 config = await self._publish_locked(scope, name, None, None, None)
@@ -335,11 +387,15 @@ class Functions:
             await self._record(scope, name)
             current = await self._version(scope, name, LATEST)
             self._check_revision(current.revision_id, request.get("RevisionId"))
-            config = self._apply_config(current, request, creating=False).evolve(
+            layers = await self._layers_of(scope, request)
+            config = self._apply_config(current, request, creating=False, layers=layers).evolve(
                 last_modified=now_timestamp(),
                 revision_id=new_revision(),
                 last_update_status=UpdateStatus.SUCCESSFUL,
             )
+            if layers:
+                config = await self._code_unzipped_size(config)
+            _check_total_size(config)
             await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
         await self._changed(scope, name)
         return config
@@ -600,10 +656,12 @@ class Functions:
             )
 
     async def count(self, scope: Scope) -> tuple[int, int]:
-        """(number of functions, total code size) for GetAccountSettings."""
+        """(number of functions, total size of function and layer code) for
+        GetAccountSettings."""
         rows = await self._store.scan(Table.VERSIONS, (scope.region,))
         names = {key[1] for key, _ in rows}
-        return len(names), sum(int(doc.get("code_size", 0)) for _, doc in rows)
+        code = sum(int(doc.get("code_size", 0)) for _, doc in rows)
+        return len(names), code + await self.layers.total_code_size(scope)
 
     # ---------------------------------------------------------------- invoke path
 

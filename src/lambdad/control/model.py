@@ -1,4 +1,4 @@
-"""The domain's typed values: functions, their versions and aliases.
+"""The domain's typed values: functions, their versions and aliases (layers: ``layer_model``).
 
 These are plain frozen dataclasses. ``to_doc``/``from_doc`` turn them into the JSON documents
 the ``Store`` keeps; the AWS wire shapes are rendered by ``lambdad.api.shapes``.
@@ -47,6 +47,23 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FunctionLayer:
+    """A layer version a function uses, copied when it was attached: deleting the layer
+    version later leaves the function (and its content) as it was, as on AWS."""
+
+    arn: str
+    code_size: int
+    code_key: str
+    unzipped_size: int = 0
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | str) -> Self:
+        if isinstance(doc, str):  # written before layers were resolved
+            return cls(arn=doc, code_size=0, code_key="")
+        return cls(**doc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FunctionConfig:
     """One version of a function (``$LATEST`` or a published number)."""
 
@@ -58,6 +75,8 @@ class FunctionConfig:
     code_key: str
     code_sha256: str
     code_size: int
+    #: Bytes of the code once unzipped (0: not recorded, read from the blob when needed).
+    code_unzipped_size: int = 0
     description: str = ""
     timeout: int = 3
     memory_size: int = 128
@@ -67,7 +86,8 @@ class FunctionConfig:
     package_type: str = "Zip"
     tracing_mode: str = "PassThrough"
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
-    layers: tuple[str, ...] = ()
+    #: In the order the runtime unpacks them into ``/opt`` (later ones win).
+    layers: tuple[FunctionLayer, ...] = ()
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
     snap_start: str = "None"
@@ -80,20 +100,25 @@ class FunctionConfig:
     def log_group(self) -> str:
         return self.logging.log_group or f"/aws/lambda/{self.name}"
 
+    @property
+    def layer_keys(self) -> tuple[str, ...]:
+        """The layers' blob keys, in order."""
+        return tuple(layer.code_key for layer in self.layers if layer.code_key)
+
     def evolve(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
 
     def to_doc(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["architectures"] = list(self.architectures)
-        doc["layers"] = list(self.layers)
+        doc["layers"] = [dataclasses.asdict(layer) for layer in self.layers]
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         fields = dict(doc)
         fields["architectures"] = tuple(fields.get("architectures", ("x86_64",)))
-        fields["layers"] = tuple(fields.get("layers", ()))
+        fields["layers"] = tuple(FunctionLayer.from_doc(d) for d in fields.get("layers", ()))
         fields["logging"] = LoggingConfig(**fields.get("logging", {}))
         fields["state"] = State(fields.get("state", State.ACTIVE))
         fields["last_update_status"] = UpdateStatus(

@@ -31,11 +31,13 @@ def _decode(marker: str) -> int:
 
 
 def page(
-    items: Sequence[T], marker: str | None, max_items: int | None
+    items: Sequence[T], marker: str | None, max_items: int | None, *, limit: int = MAX_PAGE
 ) -> tuple[list[T], str | None]:
-    """One page of ``items`` from ``marker``; the second value is the next marker or None."""
-    size = DEFAULT_PAGE if max_items is None else max_items
-    validate_max_items(size)
+    """One page of ``items`` from ``marker``; the second value is the next marker or None.
+
+    ``max_items`` defaults to 50 and must lie in 1-``limit`` (a ValidationException)."""
+    size = min(DEFAULT_PAGE, limit) if max_items is None else max_items
+    validate_max_items(size, limit)
     start = _decode(marker) if marker else 0
     chunk = list(items[start : start + size])
     more = start + size < len(items)

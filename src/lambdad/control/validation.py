@@ -279,9 +279,9 @@ def wants_all_versions(function_version: str | None) -> bool:
     return True
 
 
-def validate_max_items(max_items: int) -> None:
-    """A List* call's ``MaxItems``: 1-10000."""
-    _range_check(max_items, "maxItems", 1, 10_000)
+def validate_max_items(max_items: int, maximum: int = 10_000) -> None:
+    """A List* call's ``MaxItems``: 1-10000 (1-50 for the layer listings)."""
+    _range_check(max_items, "maxItems", 1, maximum)
 
 
 def validate_alias_name(name: str) -> None:
@@ -521,3 +521,219 @@ def check_code_sha256(given: str | None, current: str) -> None:
             f"CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({current}). "
             "Please try again with the CodeSHA256 in $LATEST."
         )
+
+
+# ---- layers ------------------------------------------------------------------------------
+
+LAYER_NAME_PATTERN = (
+    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+"
+)
+#: What AWS prints for an ARN refused by GetLayerVersionByArn (stricter than the model's).
+LAYER_VERSION_ARN_PATTERN = (
+    r"arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1}:\d{12}:layer:"
+    r"[a-zA-Z0-9-_]+:[0-9]+"
+)
+#: The member constraint AWS prints for a bad entry of a function's ``Layers``.
+FUNCTION_LAYERS_RULE = (
+    "Member must satisfy constraint: [Member must have length less than or equal to 140, "
+    "Member must have length greater than or equal to 1, Member must satisfy regular expression "
+    r"pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|"
+    r"(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+), Member must not be null]"
+)
+STATEMENT_ID_PATTERN = r"([a-zA-Z0-9-_]+)"
+LAYER_ACTION_PATTERN = "lambda:GetLayerVersion"
+LAYER_PRINCIPAL_PATTERN = r"\d{12}|\*|arn:(aws[a-zA-Z-]*):iam::\d{12}:root"
+ORGANIZATION_ID_PATTERN = r"o-[a-z0-9]{10,32}"
+MAX_FUNCTION_LAYERS = 5
+#: botocore's ``Runtime`` enum, in the model's order: any of them may be a layer's.
+LAYER_RUNTIMES = (
+    *("nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x"),
+    *("nodejs14.x", "nodejs16.x", "java8", "java8.al2", "java11", "python2.7", "python3.6"),
+    *("python3.7", "python3.8", "python3.9", "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1"),
+    *("dotnetcore3.1", "dotnet6", "dotnet8", "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7"),
+    *("provided", "provided.al2", "nodejs18.x", "python3.10", "java17", "ruby3.2", "ruby3.3"),
+    *("ruby3.4", "python3.11", "nodejs20.x", "provided.al2023", "python3.12", "java21"),
+    *("python3.13", "nodejs22.x", "nodejs24.x", "python3.14", "java25", "dotnet10", "ruby4.0"),
+)
+
+_LAYER_NAME_RE = re.compile(
+    r"arn:[a-zA-Z0-9-]+:lambda:(?P<region>[a-zA-Z0-9-]+):(?P<account>\d{12}):layer:"
+    r"(?P<name>[a-zA-Z0-9_\-]+)|(?P<plain>[a-zA-Z0-9_\-]+)"
+)
+_LAYER_VERSION_ARN_RE = re.compile(
+    r"arn:[a-zA-Z0-9-]+:lambda:(?P<region>[a-zA-Z0-9-]+):(?P<account>\d{12}):layer:"
+    r"(?P<name>[a-zA-Z0-9_\-]+):(?P<version>[0-9]+)"
+)
+_STATEMENT_ID_RE = re.compile(r"[a-zA-Z0-9_\-]+")
+_LAYER_PRINCIPAL_RE = re.compile(r"\d{12}|\*|arn:aws[a-zA-Z-]*:iam::\d{12}:root")
+_ORGANIZATION_ID_RE = re.compile(ORGANIZATION_ID_PATTERN)
+
+
+def _shown(values: Iterable[object]) -> str:
+    return f"[{', '.join(str(v) for v in values)}]"
+
+
+def parse_layer_name(raw: str) -> tuple[str, str | None, str | None]:
+    """A ``LayerName`` label: a name or an unversioned layer ARN.
+
+    Returns ``(name, region, account)``, the last two None for a plain name; raises
+    ValidationException outside the model's length (1-140) or pattern.
+    """
+    clauses = _length_clauses(raw, "layerName", 1, 140)
+    match = _LAYER_NAME_RE.fullmatch(raw)
+    if match is None:
+        clauses.append(
+            constraint(
+                raw,
+                "layerName",
+                f"Member must satisfy regular expression pattern: {LAYER_NAME_PATTERN}",
+            )
+        )
+    _raise_if(clauses)
+    assert match is not None
+    if match["plain"] is not None:
+        return match["plain"], None, None
+    return match["name"], match["region"], match["account"]
+
+
+def parse_layer_version_arn(arn: str) -> tuple[str, str, str, int] | None:
+    """``(region, account, name, version)`` of a layer version ARN, or None if it is not one."""
+    match = _LAYER_VERSION_ARN_RE.fullmatch(arn)
+    if match is None or len(arn) > 140:
+        return None
+    return match["region"], match["account"], match["name"], int(match["version"])
+
+
+def validate_layer_version_arn(arn: str) -> tuple[str, str, str, int]:
+    """GetLayerVersionByArn's ``Arn``: a ValidationException unless it names a version."""
+    parsed = parse_layer_version_arn(arn)
+    if parsed is None:
+        raise validation_error(
+            [
+                constraint(
+                    arn,
+                    "arn",
+                    f"Member must satisfy regular expression pattern: {LAYER_VERSION_ARN_PATTERN}",
+                )
+            ]
+        )
+    return parsed
+
+
+def parse_layer_version_number(raw: str) -> int:
+    """A ``VersionNumber`` label: a whole number from 1 (InvalidParameterValueException)."""
+    try:
+        number = int(raw)
+    except ValueError:
+        raise validation_error(
+            [constraint(raw, "versionNumber", "Member must be a number")]
+        ) from None
+    if number < 1:
+        raise InvalidParameterValueException("Layer Version Cannot be less than 1")
+    return number
+
+
+def validate_layer_content(
+    runtimes: list[str], architectures: list[str], description: str, license_info: str | None
+) -> None:
+    """PublishLayerVersion's fields, every clause reported at once as AWS does."""
+    clauses: list[str] = []
+    if len(runtimes) > 15:
+        clauses.append(
+            constraint(
+                _shown(runtimes),
+                "compatibleRuntimes",
+                "Member must have length less than or equal to 15",
+            )
+        )
+    elif any(runtime not in LAYER_RUNTIMES for runtime in runtimes):
+        clauses.append(
+            constraint(
+                _shown(runtimes),
+                "compatibleRuntimes",
+                f"Member must satisfy enum value set: {_shown(LAYER_RUNTIMES)}",
+            )
+        )
+    if len(architectures) > 2:
+        clauses.append(
+            constraint(
+                _shown(architectures),
+                "compatibleArchitectures",
+                "Member must have length less than or equal to 2",
+            )
+        )
+    elif any(arch not in ARCHITECTURES for arch in architectures):
+        clauses.append(
+            constraint(
+                _shown(architectures),
+                "compatibleArchitectures",
+                "Member must satisfy constraint: [Member must satisfy enum value set: "
+                "[x86_64, arm64]]",
+            )
+        )
+    clauses += _length_clauses(description, "description", 0, 256)
+    if license_info is not None:
+        clauses += _length_clauses(license_info, "licenseInfo", 0, 512)
+    _raise_if(clauses)
+
+
+def validate_layer_filters(runtime: str | None, architecture: str | None) -> None:
+    """ListLayers / ListLayerVersions ``CompatibleRuntime`` and ``CompatibleArchitecture``."""
+    clauses: list[str] = []
+    if runtime is not None and runtime not in LAYER_RUNTIMES:
+        clauses.append(
+            constraint(
+                runtime,
+                "compatibleRuntime",
+                f"Member must satisfy enum value set: {_shown(LAYER_RUNTIMES)}",
+            )
+        )
+    if architecture is not None and architecture not in ARCHITECTURES:
+        clauses.append(
+            constraint(
+                architecture,
+                "compatibleArchitecture",
+                "Member must satisfy enum value set: [x86_64, arm64]",
+            )
+        )
+    _raise_if(clauses)
+
+
+def validate_layer_statement(
+    statement_id: str, action: str, principal: str, organization_id: str | None
+) -> None:
+    """AddLayerVersionPermission's statement against the model's patterns."""
+    clauses = _length_clauses(statement_id, "statementId", 1, 100)
+    clauses += _pattern_clause(statement_id, "statementId", _STATEMENT_ID_RE, STATEMENT_ID_PATTERN)
+    if action != LAYER_ACTION_PATTERN:
+        clauses.append(
+            constraint(
+                action,
+                "action",
+                f"Member must satisfy regular expression pattern: {LAYER_ACTION_PATTERN}",
+            )
+        )
+    clauses += _pattern_clause(principal, "principal", _LAYER_PRINCIPAL_RE, LAYER_PRINCIPAL_PATTERN)
+    if organization_id is not None:
+        clauses += _length_clauses(organization_id, "organizationId", 0, 34)
+        clauses += _pattern_clause(
+            organization_id, "organizationId", _ORGANIZATION_ID_RE, ORGANIZATION_ID_PATTERN
+        )
+    _raise_if(clauses)
+
+
+def validate_function_layers(arns: list[str]) -> list[tuple[str, str, str, int]]:
+    """A function's ``Layers``: at most 5 layer version ARNs; returns each one parsed.
+
+    More than 5 is an InvalidParameterValueException, an entry that is not a version ARN a
+    ValidationException. Existence and duplicates are the caller's checks.
+    """
+    if len(arns) > MAX_FUNCTION_LAYERS:
+        raise InvalidParameterValueException("Cannot reference more than 5 layers.")
+    parsed = []
+    for arn in arns:
+        found = parse_layer_version_arn(arn)
+        if found is None:
+            raise validation_error([constraint(_shown(arns), "layers", FUNCTION_LAYERS_RULE)])
+        parsed.append(found)
+    return parsed

@@ -27,3 +27,5 @@ class FunctionSpec:
     log_group: str
     log_format: str = "Text"
     log_level: str | None = None
+    #: The layers' blob keys in the ``BlobStore``, unpacked in this order into ``/opt``.
+    layer_keys: tuple[str, ...] = ()

@@ -27,6 +27,12 @@ class Table(enum.StrEnum):
     FUNCTIONS = "functions"
     VERSIONS = "versions"
     ALIASES = "aliases"
+    #: ``(region, layer)``: what belongs to a layer as a whole (the last version number).
+    LAYERS = "layers"
+    #: ``(region, layer, version)``: one published, immutable layer version.
+    LAYER_VERSIONS = "layer_versions"
+    #: ``(region, layer, version)``: a layer version's resource-based policy.
+    LAYER_POLICIES = "layer_policies"
 
 
 class StoreConflict(Exception):
