@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from typing import Any
@@ -149,7 +150,7 @@ def test_init_errors_name_the_runtime_error_type(
 def test_console_log_lines_in_text_format(lam: Any, new_function: Any) -> None:
     """``console.log`` writes ``<ts>\\t<request id>\\tINFO\\t<message>`` between START and END."""
     name = node_function(new_function, {"index.js": ECHO_CJS})
-    response = lam.invoke(FunctionName=name, Payload=b'{"a": 1}', LogType="Tail")
+    response, _ = invoke_json(lam, name, {"a": 1}, LogType="Tail")
     request_id = response["ResponseMetadata"]["RequestId"]
     lines = tail(response)
     assert lines[0] == f"START RequestId: {request_id} Version: $LATEST"
@@ -174,7 +175,7 @@ def test_json_log_format(lam: Any, new_function: Any) -> None:
         {"index.js": code},
         LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "INFO"},
     )
-    response = lam.invoke(FunctionName=name, LogType="Tail")
+    response, _ = invoke_json(lam, name, None, LogType="Tail")
     request_id = response["ResponseMetadata"]["RequestId"]
     records = [json.loads(line) for line in tail(response) if line.startswith("{")]
     app = [r for r in records if "level" in r and r.get("type") is None]
@@ -223,20 +224,20 @@ def test_warm_environment_keeps_module_state(lam: Any, new_function: Any) -> Non
 def test_without_node_create_works_and_invoke_says_node_is_missing(start_server: Any) -> None:
     """With no usable ``node``, CreateFunction succeeds and invokes fail naming Node.js."""
     srv = start_server({"LAMBDAD_NODE": "/nonexistent/node"})
-    client = srv.client()
-    name = unique("nonode")
-    created = client.create_function(
-        FunctionName=name,
-        Runtime="nodejs20.x",
-        Role=ROLE,
-        Handler="index.handler",
-        Code={"ZipFile": make_zip({"index.js": ECHO_CJS})},
-    )
-    assert created["Runtime"] == "nodejs20.x"
-    for _ in range(2):
-        response, body = invoke_json(client, name, {})
-        assert response["StatusCode"] == 200
-        assert response["FunctionError"] == "Unhandled"
-        assert body["errorType"].startswith("Runtime.")
-        assert "Node.js" in body["errorMessage"]
-        assert "/nonexistent/node" in body["errorMessage"]
+    with contextlib.closing(srv.client()) as client:
+        name = unique("nonode")
+        created = client.create_function(
+            FunctionName=name,
+            Runtime="nodejs20.x",
+            Role=ROLE,
+            Handler="index.handler",
+            Code={"ZipFile": make_zip({"index.js": ECHO_CJS})},
+        )
+        assert created["Runtime"] == "nodejs20.x"
+        for _ in range(2):
+            response, body = invoke_json(client, name, {})
+            assert response["StatusCode"] == 200
+            assert response["FunctionError"] == "Unhandled"
+            assert body["errorType"].startswith("Runtime.")
+            assert "Node.js" in body["errorMessage"]
+            assert "/nonexistent/node" in body["errorMessage"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import importlib.metadata
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,13 +147,12 @@ def test_vendored_awslambdaric_prints_reach_the_tail_and_stay_warm(
 ) -> None:
     """What the handler prints is in the tail log, and the RIC process is reused while warm."""
     name = ric_function()
-    response = lam.invoke(FunctionName=name, Payload=b'{"n": 1}', LogType="Tail")
+    response, first = invoke_json(lam, name, {"n": 1}, LogType="Tail")
     request_id = response["ResponseMetadata"]["RequestId"]
     lines = base64.b64decode(response["LogResult"]).decode().splitlines()
     assert lines[0] == f"START RequestId: {request_id} Version: $LATEST"
     assert f"printed by {name} {{'n': 1}}" in lines
     assert lines[-1].startswith(f"REPORT RequestId: {request_id}\t")
-    first = json.loads(response["Payload"].read())
     bodies = [first] + [invoke_json(lam, name, {})[1] for _ in range(2)]
     assert [b["count"] for b in bodies] == [1, 2, 3]
     assert len({b["pid"] for b in bodies}) == 1
@@ -176,7 +174,7 @@ def test_shell_and_curl_bootstrap(lam: Any, new_function: Any) -> None:
         assert body["event"] == {"i": i}
     assert [body["count"] for _, body in results] == [1, 2, 3]
     assert len({body["pid"] for _, body in results}) == 1
-    response = lam.invoke(FunctionName=name, LogType="Tail")
+    response, _ = invoke_json(lam, name, None, LogType="Tail")
     request_id = response["ResponseMetadata"]["RequestId"]
     log = base64.b64decode(response["LogResult"]).decode().splitlines()
     assert f"handling {request_id}" in log

@@ -34,17 +34,21 @@ class LogStoreState(enum.Enum):
     CLOSED = "closed"
 
 
-def _group_file(root: Path, group: str) -> Path:
-    safe = group.strip("/").replace("/", "__") or "_"
-    return root / f"{safe}.jsonl"
+#: A log group is named within a region: (region, group name).
+GroupKey = tuple[str, str]
+
+
+def _group_file(root: Path, key: GroupKey) -> Path:
+    safe = key[1].strip("/").replace("/", "__") or "_"
+    return root / f"{key[0]}__{safe}.jsonl"
 
 
 class LogStore:
     def __init__(self, root: Path | None) -> None:
         self._root = root
-        self._groups: dict[str, deque[LogEvent]] = {}
+        self._groups: dict[GroupKey, deque[LogEvent]] = {}
         self._seq = 0
-        self._pending: dict[str, list[LogEvent]] = {}
+        self._pending: dict[GroupKey, list[LogEvent]] = {}
         self._changed = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self.state = LogStoreState.OPEN
@@ -64,11 +68,10 @@ class LogStore:
                         row = json.loads(line)
                         self._seq += 1
                         event = LogEvent(self._seq, row["t"], row["s"], row["m"])
-                        self._groups.setdefault(row["g"], deque(maxlen=_MEMORY_EVENTS)).append(
-                            event
-                        )
+                        key = (row.get("r", "us-east-1"), row["g"])
+                        self._groups.setdefault(key, deque(maxlen=_MEMORY_EVENTS)).append(event)
 
-    def put(self, group: str, stream: str, timestamp_ms: int, messages: list[str]) -> None:
+    def put(self, group: GroupKey, stream: str, timestamp_ms: int, messages: list[str]) -> None:
         """Append events; never blocks."""
         if self.state is LogStoreState.CLOSED:
             return
@@ -83,16 +86,16 @@ class LogStore:
         changed.set()
 
     def read(
-        self, group: str, *, after: int = 0, stream: str | None = None, limit: int = 10_000
+        self, group: GroupKey, *, after: int = 0, stream: str | None = None, limit: int = 10_000
     ) -> list[LogEvent]:
         events = self._groups.get(group, ())
         selected = [e for e in events if e.seq > after and (stream is None or e.stream == stream)]
         return selected[:limit]
 
-    def groups(self) -> list[str]:
+    def groups(self) -> list[GroupKey]:
         return sorted(self._groups)
 
-    async def wait(self, group: str, after: int, timeout: float) -> list[LogEvent]:
+    async def wait(self, group: GroupKey, after: int, timeout: float) -> list[LogEvent]:
         """Events after ``after``, waiting up to ``timeout`` seconds for the first one."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -104,11 +107,20 @@ class LogStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
 
-    def _flush(self, batches: dict[str, list[LogEvent]]) -> None:
+    def _flush(self, batches: dict[GroupKey, list[LogEvent]]) -> None:
         assert self._root is not None
         for group, events in batches.items():
             lines = "".join(
-                json.dumps({"g": group, "s": e.stream, "t": e.timestamp_ms, "m": e.message}) + "\n"
+                json.dumps(
+                    {
+                        "r": group[0],
+                        "g": group[1],
+                        "s": e.stream,
+                        "t": e.timestamp_ms,
+                        "m": e.message,
+                    }
+                )
+                + "\n"
                 for e in events
             )
             fd = os.open(_group_file(self._root, group), os.O_WRONLY | os.O_CREAT | os.O_APPEND)

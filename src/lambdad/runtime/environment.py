@@ -154,7 +154,9 @@ class Environment:
     def _emit(self, messages: list[str]) -> None:
         if not messages:
             return
-        self.ctx.logs.put(self.config.log_group, self.stream, int(time.time() * 1000), messages)
+        self.ctx.logs.put(
+            (self.ctx.region, self.config.log_group), self.stream, int(time.time() * 1000), messages
+        )
         if self._collect is not None:
             self._collect.extend(messages)
         if self.ctx.echo is not None:

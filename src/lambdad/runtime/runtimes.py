@@ -12,6 +12,7 @@ import functools
 import glob
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,6 +83,18 @@ def find_node(configured: str = "") -> str | None:
     return shutil.which("node")
 
 
+@functools.cache
+def node_major(exe: str) -> int | None:
+    """The major version of the ``node`` at ``exe`` (asked once per process)."""
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def _node_missing(runtime: str, configured: str) -> str:
     if configured:
         return (
@@ -118,7 +131,15 @@ def launch(
             "NODE_PATH": f"/opt/nodejs/node{NODE_RUNTIMES[runtime]}/node_modules:"
             f"/opt/nodejs/node_modules:{task_root}",
         }
-        return Launch((node_exe, str(NODE_BOOTSTRAP)), env)
+        wanted_major = NODE_RUNTIMES[runtime]
+        host_major = node_major(node_exe)
+        notice = None
+        if host_major is not None and host_major != wanted_major:
+            notice = (
+                f"lambdad: {runtime} runs on this host's Node.js {host_major} ({node_exe}), "
+                f"not Node.js {wanted_major}"
+            )
+        return Launch((node_exe, str(NODE_BOOTSTRAP)), env, notice)
     if runtime in PROVIDED_RUNTIMES or runtime is None:
         for candidate in (task_root / "bootstrap", Path("/opt/bootstrap")):
             if candidate.is_file():
