@@ -264,7 +264,7 @@ def test_doctor_reports_sandbox_and_runtimes(server: Server) -> None:
     assert f"  kind: {report['sandbox']['kind']}" in out
     assert "  memory limit: " + report["sandbox"]["memory limit"] in out
     assert "runtimes:" in out
-    assert f"  python3.11: {sys.executable}" in out
+    assert f"  python3.11: {os.path.realpath(sys.executable)}" in out
     node = [line for line in out if line.startswith("  nodejs20.x: ")]
     assert node
     assert node[0].endswith("node")

@@ -45,6 +45,9 @@ class Settings:
     node: str = ""
     #: Extra directories searched for ``pythonX.Y`` interpreters, ``:``-separated.
     python_search_path: str = ""
+    #: How environments are isolated: "auto" (the Linux sandbox when running as root with
+    #: cgroups, else plain processes), "linux", or "process".
+    sandbox: str = "auto"
     log_level: str = "INFO"
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False
@@ -122,6 +125,10 @@ def load_settings(
     settings = Settings(**{name: _coerce(name, raw) for name, raw in values.items()})
     if settings.time_scale <= 0:
         raise ValueError("setting time_scale must be positive")
+    if settings.sandbox not in ("auto", "linux", "process"):
+        raise ValueError(
+            f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"
+        )
     return settings
 
 

@@ -26,6 +26,8 @@ from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
+from lambdad.runtime.sandbox import linux
+from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
@@ -53,11 +55,11 @@ class LambdadServer:
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = MemoryQueue()
         self.logs = LogStore(data / "logs")
-        self.sandbox = PlainSandbox()
-        self.functions = Functions(self.store, self.blobs)
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
+        self.sandbox = make_sandbox(settings, self.python_path)
+        self.functions = Functions(self.store, self.blobs)
         ctx = EnvironmentContext(
             sandbox=self.sandbox,
             logs=self.logs,
@@ -132,6 +134,17 @@ class LambdadServer:
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
         }
+
+
+def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
+    """The sandbox the settings ask for; ``auto`` takes the Linux one where it can run."""
+    runs = settings.data_dir / "run" / "envs"
+    if settings.sandbox == "process" or (
+        settings.sandbox == "auto" and linux.unavailable_reason() is not None
+    ):
+        return PlainSandbox(runtimes.BOOTSTRAPS)
+    shared = runtimes.interpreter_dirs(python_path, settings.node)
+    return linux.LinuxSandbox(runs, runtimes.BOOTSTRAPS, shared)
 
 
 def _listen(host: str, port: int) -> socket.socket:

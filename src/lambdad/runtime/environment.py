@@ -32,7 +32,7 @@ from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import PlatformLines, Report
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
 from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, launch
-from lambdad.runtime.sandbox.base import Exit, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
 from lambdad.runtime.spec import FunctionSpec
 
 _READ_CHUNK = 1 << 16
@@ -114,10 +114,14 @@ class Environment:
         task_root: Path,
         register: Callable[[Environment], Awaitable[int]],
         unregister: Callable[[int], Awaitable[None]],
+        opt_dir: Path | None = None,
     ) -> None:
         self.ctx = ctx
         self.config = config
         self.task_root = task_root
+        #: The function's layers, merged in order; None when it has none.
+        self.opt_dir = opt_dir
+        self._spawns = 0
         self.id = uuid.uuid4().hex
         self.state = EnvState.NEW
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
@@ -207,20 +211,20 @@ class Environment:
 
     # ---------------------------------------------------------------- process
 
-    def _process_env(self, extra: dict[str, str]) -> dict[str, str]:
+    def _process_env(self, extra: dict[str, str], layout: Layout) -> dict[str, str]:
         cfg = self.config
-        tmp = self._dir / "tmp"
+        task = layout.task_root
         env = {
-            "PATH": f"{self.ctx.host_path}:/opt/bin",
+            "PATH": f"{self.ctx.host_path}:{layout.opt}/bin",
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{self.task_root}:"
-            f"{self.task_root}/lib:/opt/lib",
+            "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{task}:{task}/lib:"
+            f"{layout.opt}/lib",
             **cfg.environment,
             "_HANDLER": cfg.handler or "",
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._port}",
-            "LAMBDA_TASK_ROOT": str(self.task_root),
-            "LAMBDA_RUNTIME_DIR": str(self.task_root),
+            "LAMBDA_TASK_ROOT": task,
+            "LAMBDA_RUNTIME_DIR": layout.runtime_dir,
             "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
             "AWS_LAMBDA_FUNCTION_VERSION": cfg.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
@@ -235,8 +239,8 @@ class Environment:
             "AWS_SESSION_TOKEN": "lambdad-local-session-token",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             "AWS_LAMBDA_LOG_FORMAT": cfg.log_format,
-            "TMPDIR": str(tmp),
-            "HOME": str(tmp),
+            "TMPDIR": layout.tmp,
+            "HOME": layout.tmp,
         }
         if cfg.log_format == "JSON" and cfg.log_level:
             env["AWS_LAMBDA_LOG_LEVEL"] = cfg.log_level
@@ -248,10 +252,14 @@ class Environment:
 
     async def _spawn(self) -> InitFailure | None:
         """Start a runtime process; an immediate failure is returned, not raised."""
+        tmp_dir = self._dir / "tmp"
+        layout = self.ctx.sandbox.layout(self.task_root, self.opt_dir, tmp_dir)
         try:
             plan: Launch = launch(
                 self.config.runtime,
                 self.task_root,
+                self.opt_dir,
+                layout,
                 node=self.ctx.node,
                 python_path=self.ctx.python_path,
             )
@@ -260,15 +268,19 @@ class Environment:
             return InitFailure("error", "Runtime.InvalidEntrypoint", reason=str(exc))
         if plan.notice:
             self._emit([plan.notice])
-        (self._dir / "tmp").mkdir(parents=True, exist_ok=True)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
             self._port = await self._register(self)
+        self._spawns += 1
         spec = ProcessSpec(
+            name=f"{self.id}-{self._spawns}",
             argv=plan.argv,
-            env=self._process_env(plan.env),
-            cwd=self.task_root,
+            env=self._process_env(plan.env, layout),
+            cwd=layout.task_root,
+            task_root=self.task_root,
+            opt_dir=self.opt_dir,
+            tmp_dir=tmp_dir,
             memory_mb=self.config.memory_size,
-            tmp_dir=self._dir / "tmp",
             tmp_mb=self.config.ephemeral_storage,
         )
         try:
@@ -296,7 +308,8 @@ class Environment:
         if self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_result(InitFailure("error", "Runtime.ExitError", reason=reason))
         if self._reply is not None and not self._reply.done():
-            self._reply.set_exception(_Crashed(reason))
+            oom = process.oom_killed()
+            self._reply.set_exception(_Crashed(reason, "Runtime.OutOfMemory" if oom else None))
         if self._next_waiter is not None and not self._next_waiter.done():
             self._next_waiter.cancel()
 
@@ -368,6 +381,19 @@ class Environment:
             self.init_failure is not None or (self._process is not None and self._exit is None)
         )
 
+    def freeze(self) -> None:
+        """Idle: no CPU for the runtime or anything it started, until ``thaw``."""
+        if self._process is not None:
+            self._process.freeze()
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.thaw()
+
+    def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        """Whether a Runtime API connection comes from this environment's own processes."""
+        return self._process is not None and self._process.owns_connection(local, peer)
+
     def when_closed(self, callback: Callable[[Environment], None]) -> None:
         self._on_closed.append(callback)
 
@@ -412,7 +438,9 @@ class Environment:
         except TimeoutError:
             return await self._finish_timeout(invocation, began, cold_init)
         except _Crashed as crash:
-            return await self._finish_crash(invocation, crash.reason, began, cold_init)
+            return await self._finish_crash(
+                invocation, crash.reason, crash.error_type, began, cold_init
+            )
         return self._finish_reply(invocation, reply, began, cold_init)
 
     async def _suppressed_init(self, deadline: float) -> InitFailure | None:
@@ -558,7 +586,12 @@ class Environment:
         )
 
     async def _finish_crash(
-        self, invocation: Invocation, reason: str, began: float, init_ms: float | None
+        self,
+        invocation: Invocation,
+        reason: str,
+        error_type: str,
+        began: float,
+        init_ms: float | None,
     ) -> Outcome:
         request_id = invocation.request_id
         return await self._finish_failed(
@@ -566,10 +599,10 @@ class Environment:
             began,
             init_ms,
             "error",
-            "Runtime.ExitError",
-            error_body("Runtime.ExitError", f"RequestId: {request_id} Error: {reason}"),
+            error_type,
+            error_body(error_type, f"RequestId: {request_id} Error: {reason}"),
             "application/json",
-            [f"RequestId: {request_id} Error: {reason}", "Runtime.ExitError"],
+            [f"RequestId: {request_id} Error: {reason}", error_type],
         )
 
     async def _finish_failed_init(
@@ -591,6 +624,8 @@ class Environment:
         if self.state is EnvState.CLOSED:
             raise RuntimeApiError(500, "InternalServerError", "Internal Server Error")
         if self._init_waiter is not None and not self._init_waiter.done():
+            if self._process is not None:
+                self._process.end_init()
             self._init_waiter.set_result(None)
         self._responded = False
         current = self._current
@@ -683,9 +718,10 @@ class Environment:
 
 
 class _Crashed(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, error_type: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.error_type = error_type or "Runtime.ExitError"
 
 
 def _forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
+from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.rapi import RuntimeApiServer
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
@@ -33,13 +34,19 @@ class Pool:
     """The environments of one function version at one revision of its configuration."""
 
     def __init__(
-        self, manager: RuntimeManager, region: str, config: FunctionSpec, task_root: Path
+        self,
+        manager: RuntimeManager,
+        region: str,
+        config: FunctionSpec,
+        task_root: Path,
+        opt_dir: Path | None,
     ) -> None:
         self._manager = manager
         #: Environments see the function's own region (``AWS_REGION``), not lambdad's default.
         self._ctx = dataclasses.replace(manager.ctx, region=region)
         self.config = config
         self.task_root = task_root
+        self.opt_dir = opt_dir
         self.state = PoolState.OPEN
         self._idle: list[Environment] = []
         self._all: set[Environment] = set()
@@ -50,7 +57,9 @@ class Pool:
 
     def _new_environment(self) -> Environment:
         rapi = self._manager.rapi
-        env = Environment(self._ctx, self.config, self.task_root, rapi.attach, rapi.detach)
+        env = Environment(
+            self._ctx, self.config, self.task_root, rapi.attach, rapi.detach, self.opt_dir
+        )
         env.when_closed(self._forget)
         self._all.add(env)
         return env
@@ -64,6 +73,7 @@ class Pool:
         while self._idle:
             env = self._idle.pop()
             if env.alive and env.state is EnvState.IDLE:
+                env.thaw()
                 return env
             await env.close()
         env = self._new_environment()
@@ -82,6 +92,7 @@ class Pool:
             await env.close()
             raise
         if self.state is PoolState.OPEN and env.alive and env.state is EnvState.IDLE:
+            env.freeze()
             self._idle.append(env)
         elif env.state is not EnvState.CLOSED:
             await env.close()
@@ -119,6 +130,7 @@ class RuntimeManager:
         self.ctx = ctx
         self.rapi = RuntimeApiServer()
         self._blobs = blobs
+        self._layers = LayerAssembler(blobs, ctx.runs_dir.parent / "opt")
         self._idle_timeout = idle_timeout
         self._pools: dict[PoolKey, Pool] = {}
         self._retired: set[Pool] = set()
@@ -126,6 +138,7 @@ class RuntimeManager:
         self.state = ManagerState.NEW
 
     async def start(self) -> None:
+        await self.ctx.sandbox.open()
         await self.rapi.start()
         self.ctx.runs_dir.mkdir(parents=True, exist_ok=True)
         self._reaper = asyncio.create_task(self._reap_forever(), name="environment-reaper")
@@ -145,12 +158,13 @@ class RuntimeManager:
         if pool is not None and pool.config.revision_id == config.revision_id:
             return pool
         task_root = await self._blobs.unpacked(config.code_key)
+        opt_dir = await self._layers.assemble(config.layer_keys) if config.layer_keys else None
         pool = self._pools.get(key)
         if pool is not None and pool.config.revision_id == config.revision_id:
             return pool
         if pool is not None:
             await self._retire(pool)
-        pool = Pool(self, region, config, task_root)
+        pool = Pool(self, region, config, task_root, opt_dir)
         self._pools[key] = pool
         return pool
 
@@ -186,3 +200,4 @@ class RuntimeManager:
         self._retired.clear()
         await asyncio.gather(*(pool.kill() for pool in pools))
         await self.rapi.close()
+        await self.ctx.sandbox.close()

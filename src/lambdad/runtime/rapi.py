@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import socket
+import weakref
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -51,6 +52,9 @@ class RuntimeApiServer:
         self._runner: web.ServerRunner | None = None
         self._sites: dict[int, web.SockSite] = {}
         self._envs: dict[int, Environment] = {}
+        self._verified: weakref.WeakKeyDictionary[asyncio.BaseTransport, bool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self) -> None:
         if self.state is not RapiState.NEW:
@@ -94,7 +98,7 @@ class RuntimeApiServer:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         env = self._envs.get(sockname[1]) if sockname else None
-        if env is None:
+        if env is None or sockname is None or not self._trusted(request, env, sockname):
             return _json_error(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if not path.startswith(PREFIX):
@@ -118,6 +122,22 @@ class RuntimeApiServer:
         except RuntimeApiError as exc:
             return _json_error(exc.status, exc.error_type, exc.message)
         return _json_error(404, "InvalidRequest", "Not found")
+
+    def _trusted(
+        self, request: web.BaseRequest, env: Environment, sockname: tuple[str, int]
+    ) -> bool:
+        """Whether the connection is the environment's own (checked once per connection)."""
+        transport = request.transport
+        if transport is None:
+            return False
+        verdict = self._verified.get(transport)
+        if verdict is None:
+            peer = transport.get_extra_info("peername")
+            verdict = bool(peer) and env.owns_connection(
+                (sockname[0], sockname[1]), (peer[0], peer[1])
+            )
+            self._verified[transport] = verdict
+        return verdict
 
     async def _next(self, env: Environment) -> web.StreamResponse:
         try:

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from lambdad.runtime.sandbox.base import Layout
+
 BOOTSTRAPS = Path(__file__).parent / "bootstraps"
 PYTHON_BOOTSTRAP = BOOTSTRAPS / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = BOOTSTRAPS / "nodejs" / "index.mjs"
@@ -52,7 +54,9 @@ def _interpreter_candidates(version: tuple[int, int], extra_dirs: Iterable[str])
 def find_python(version: tuple[int, int], extra: str = "") -> str | None:
     """An executable ``pythonX.Y`` of exactly ``version``, or None."""
     if sys.version_info[:2] == version:
-        return sys.executable
+        # The real interpreter, not a virtualenv's link to it: environments must not see
+        # lambdad's own packages, and a sandbox can only show the interpreter's own prefix.
+        return os.path.realpath(sys.executable)
     for path in _interpreter_candidates(version, [d for d in extra.split(":") if d]):
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
@@ -108,7 +112,13 @@ def _node_missing(runtime: str, configured: str) -> str:
 
 
 def launch(
-    runtime: str | None, task_root: Path, *, node: str = "", python_path: str = ""
+    runtime: str | None,
+    task_root: Path,
+    opt_dir: Path | None,
+    layout: Layout,
+    *,
+    node: str = "",
+    python_path: str = "",
 ) -> Launch:
     """The command for ``runtime``; raises ``RuntimeUnavailable`` if the host cannot run it."""
     if runtime in PYTHON_RUNTIMES:
@@ -120,16 +130,17 @@ def launch(
                 f"lambdad: {runtime} is not installed on this host; "
                 f"running on python{got[0]}.{got[1]} ({exe}) instead"
             )
-        env = {"AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}", "LAMBDA_RUNTIME_DIR": str(BOOTSTRAPS)}
-        return Launch((exe, "-s", str(PYTHON_BOOTSTRAP)), env, notice)
+        env = {"AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}"}
+        bootstrap = f"{layout.runtime_dir}/{PYTHON_BOOTSTRAP.relative_to(BOOTSTRAPS)}"
+        return Launch((exe, "-s", bootstrap), env, notice)
     if runtime in NODE_RUNTIMES:
         node_exe = find_node(node)
         if node_exe is None:
             raise RuntimeUnavailable(_node_missing(runtime, node))
         env = {
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-            "NODE_PATH": f"/opt/nodejs/node{NODE_RUNTIMES[runtime]}/node_modules:"
-            f"/opt/nodejs/node_modules:{task_root}",
+            "NODE_PATH": f"{layout.opt}/nodejs/node{NODE_RUNTIMES[runtime]}/node_modules:"
+            f"{layout.opt}/nodejs/node_modules:{layout.task_root}",
         }
         wanted_major = NODE_RUNTIMES[runtime]
         host_major = node_major(node_exe)
@@ -139,15 +150,32 @@ def launch(
                 f"lambdad: {runtime} runs on this host's Node.js {host_major} ({node_exe}), "
                 f"not Node.js {wanted_major}"
             )
-        return Launch((node_exe, str(NODE_BOOTSTRAP)), env, notice)
+        bootstrap = f"{layout.runtime_dir}/{NODE_BOOTSTRAP.relative_to(BOOTSTRAPS)}"
+        return Launch((node_exe, bootstrap), env, notice)
     if runtime in PROVIDED_RUNTIMES or runtime is None:
-        for candidate in (task_root / "bootstrap", Path("/opt/bootstrap")):
-            if candidate.is_file():
-                return Launch((str(candidate),), {})
+        candidates = [(task_root / "bootstrap", f"{layout.task_root}/bootstrap")]
+        if opt_dir is not None:
+            candidates.append((opt_dir / "bootstrap", f"{layout.opt}/bootstrap"))
+        for host, seen in candidates:
+            if host.is_file():
+                return Launch((seen,), {})
         raise RuntimeUnavailable(
-            f"Couldn't find valid bootstrap(s): [{task_root / 'bootstrap'} /opt/bootstrap]"
+            "Couldn't find valid bootstrap(s): "
+            f"[{layout.task_root}/bootstrap {layout.opt}/bootstrap]"
         )
     raise RuntimeUnavailable(f"The runtime {runtime} is not supported by lambdad.")
+
+
+def interpreter_dirs(python_path: str = "", node: str = "") -> list[str]:
+    """The install prefixes of every interpreter the runtimes use (shown inside sandboxes)."""
+    dirs = set()
+    for version in PYTHON_RUNTIMES.values():
+        exe, _ = closest_python(version, python_path)
+        dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(exe))))
+    node_exe = find_node(node)
+    if node_exe is not None:
+        dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(node_exe))))
+    return sorted(dirs)
 
 
 def inventory(python_path: str = "", node: str = "") -> dict[str, str]:

@@ -38,14 +38,31 @@ _GO_SIGNAL_NAMES = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProcessSpec:
-    """What to run for one execution environment, and within which limits."""
+    """What to run for one execution environment, and within which limits.
 
+    ``argv``, ``env`` and ``cwd`` are as the process sees them (see ``Layout``); the paths
+    below them are the host's.
+    """
+
+    name: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
-    cwd: Path
-    memory_mb: int
+    cwd: str
+    task_root: Path
+    opt_dir: Path | None
     tmp_dir: Path
+    memory_mb: int
     tmp_mb: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where an environment's process finds its code, layers, temp dir and runtime."""
+
+    task_root: str
+    opt: str
+    tmp: str
+    runtime_dir: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,10 +107,37 @@ class SandboxProcess(abc.ABC):
     async def close(self) -> None:
         """Kill if alive, reap, and release every resource; idempotent."""
 
+    def oom_killed(self) -> bool:
+        """Whether the kernel ended a process of this environment for exceeding its memory."""
+        return False
+
+    def end_init(self) -> None:  # noqa: B027 - optional: a no-op where unsupported
+        """Init is over: from now on the CPU share follows memory (init runs unthrottled)."""
+
+    def freeze(self) -> None:  # noqa: B027 - optional: a no-op where unsupported
+        """Stop the environment from running while it is idle (no-op where unsupported)."""
+
+    def thaw(self) -> None:  # noqa: B027 - optional: a no-op where unsupported
+        """Let a frozen environment run again."""
+
+    def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        """Whether the TCP connection from ``peer`` to ``local`` is this environment's."""
+        return True
+
 
 class Sandbox(abc.ABC):
     #: A short name for ``lambdad doctor``.
     name: str
+
+    async def open(self) -> None:  # noqa: B027 - optional: nothing to prepare by default
+        """Prepare the host (cgroups, helpers); reclaim what a killed lambdad left behind."""
+
+    async def close(self) -> None:  # noqa: B027 - optional: nothing to release by default
+        """Release what ``open`` prepared; idempotent."""
+
+    @abc.abstractmethod
+    def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
+        """The paths a process of this sandbox sees for the given host paths."""
 
     @abc.abstractmethod
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:

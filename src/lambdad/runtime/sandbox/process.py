@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 from pathlib import Path
 
-from lambdad.runtime.sandbox.base import Exit, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
+
+FILE_LIMIT = 1024
 
 
 def _peak_rss_mb(pid: int) -> int:
@@ -46,6 +49,14 @@ class PlainProcess(SandboxProcess):
             self._peak_mb = max(self._peak_mb, _peak_rss_mb(self.pid))
         return self._peak_mb
 
+    def freeze(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGCONT)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -58,6 +69,17 @@ class PlainProcess(SandboxProcess):
 
 class PlainSandbox(Sandbox):
     name = "process"
+
+    def __init__(self, runtime_dir: Path) -> None:
+        self._runtime_dir = runtime_dir
+
+    def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
+        return Layout(
+            task_root=str(task_root),
+            opt=str(opt_dir) if opt_dir is not None else "/opt",
+            tmp=str(tmp_dir),
+            runtime_dir=str(self._runtime_dir),
+        )
 
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
         read_fd, write_fd = os.pipe()
@@ -78,18 +100,24 @@ class PlainSandbox(Sandbox):
             raise
         finally:
             os.close(write_fd)
+        with contextlib.suppress(OSError):
+            resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
         return PlainProcess(process, read_fd)
 
     def protections(self) -> dict[str, str]:
         gap = "not active: plain-process sandbox"
         return {
+            "isolation": "plain processes (not root, or LAMBDAD_SANDBOX=process)",
             "process group (kill on timeout)": "active",
+            "open files": f"active ({FILE_LIMIT} per process, rlimit)",
+            "freeze between invocations": "active (SIGSTOP / SIGCONT of the process group)",
             "private /tmp": "partial: TMPDIR points at a per-environment directory",
             "memory limit": gap,
             "cpu share": gap,
-            "process and file limits": gap,
+            "process limit": gap,
             "mount and pid namespaces": gap,
-            "freeze between invocations": gap,
+            "unprivileged user": gap,
+            "runtime api": "not active: any local process can reach an environment's port",
         }
 
 

@@ -1,0 +1,98 @@
+"""A function's layers, extracted in order into one directory: what it sees at ``/opt``.
+
+Later layers win, as on Lambda. The merged tree is built once per combination of layer
+versions (named by a hash of their keys), from hard links to the already extracted layer
+zips where the file system allows, so it costs little space and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from lambdad.store.base import BlobStore
+
+
+def _merge(sources: Sequence[Path], dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for source in sources:
+            for directory, dirs, files in os.walk(source):
+                rel = Path(directory).relative_to(source)
+                target_dir = staging / rel
+                target_dir.mkdir(parents=True, exist_ok=True)
+                for name in dirs:
+                    link = Path(directory) / name
+                    if link.is_symlink():
+                        _replace_with_link(link, target_dir / name)
+                for name in files:
+                    _place(Path(directory) / name, target_dir / name)
+        staging.chmod(0o755)
+        try:
+            staging.rename(dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    target.symlink_to(os.readlink(source))
+
+
+def _place(source: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    if source.is_symlink():
+        target.symlink_to(os.readlink(source))
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+class LayerAssembler:
+    def __init__(self, blobs: BlobStore, root: Path) -> None:
+        self._blobs = blobs
+        self._root = root
+        self._building: dict[str, asyncio.Future[Path]] = {}
+
+    async def assemble(self, keys: Sequence[str]) -> Path:
+        """The merged directory of the layers ``keys`` (in order), built once."""
+        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        dest = self._root / name
+        if dest.is_dir():
+            return dest
+        pending = self._building.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._building[name] = future
+        try:
+            sources = [await self._blobs.unpacked(key) for key in keys]
+            await asyncio.to_thread(_merge, sources, dest)
+            future.set_result(dest)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._building[name]
+        return dest

@@ -1,0 +1,356 @@
+"""The two small programs behind the Linux sandbox, standard library only.
+
+``spawner``: one long-lived, single-threaded helper started by lambdad (as root). For each new
+environment ("cell") it forks a child that enters new mount, PID, IPC and UTS namespaces, joins
+the cell's cgroups and forks the cell's init; it answers lambdad with the init's host pid.
+Being single-threaded, it can fork safely, and the namespace work never runs inside lambdad.
+
+``init`` (PID 1 of the cell): builds the cell's root file system (read-only system dirs, the
+code at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime``, a private tmpfs
+``/tmp`` of the cell's size, a fresh ``/proc``, a minimal ``/dev``), pivots into it, then serves
+lambdad over a control socket: ``exec`` starts a process as the cell's unprivileged user with
+rlimits, ``kill`` ends every process of the cell; exits are reported. When lambdad goes away the
+socket closes, init exits, and the kernel kills everything else in the cell.
+
+Messages are JSON over ``SOCK_SEQPACKET`` sockets; file descriptors travel with SCM_RIGHTS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+SYS_PIVOT_ROOT = 155  # x86_64
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
+
+MAX_MESSAGE = 1 << 20
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _pivot_root(new_root: str, put_old: str) -> None:
+    number = _PIVOT_ROOT.get(os.uname().machine, SYS_PIVOT_ROOT)
+    _check(_libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 8)
+    if not data:
+        return None, []
+    message: dict[str, Any] = json.loads(data)
+    return message, list(fds)
+
+
+# --------------------------------------------------------------------------- spawner
+
+
+def spawner(control_fd: int) -> None:
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sock = socket.socket(fileno=control_fd)
+    while True:
+        _reap_all()
+        try:
+            message, fds = _recv(sock)
+        except InterruptedError:
+            continue
+        if message is None:
+            return
+        try:
+            reply = _new_cell(sock, message, fds)
+        except OSError as exc:
+            reply = {"id": message.get("id"), "error": str(exc)}
+        for fd in fds:
+            os.close(fd)
+        _send(sock, reply)
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _new_cell(sock: socket.socket, spec: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    """Fork the cell's outer child; it reports the init's host pid (or an error) on a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        sock.close()
+        try:
+            init_pid = _enter_cell(spec, fds, write_end)
+            os.write(write_end, json.dumps({"pid": init_pid}).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    result: dict[str, Any] = json.loads(b"".join(chunks) or b'{"error": "cell setup died"}')
+    result["id"] = spec["id"]
+    return result
+
+
+def _enter_cell(spec: dict[str, Any], fds: list[int], report_fd: int) -> int:
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    for procs in spec.get("cgroups", []):
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(report_fd)
+        try:
+            _init(spec, fds, ready_w)
+        except BaseException as exc:
+            os.write(ready_w, f"{type(exc).__name__}: {exc}".encode())
+            os._exit(1)
+        os._exit(0)
+    os.close(ready_w)
+    status = os.read(ready_r, 65536)
+    os.close(ready_r)
+    if status != b"ok":
+        raise OSError(errno.EIO, status.decode(errors="replace") or "cell init died")
+    return pid
+
+
+# --------------------------------------------------------------------------- cell init
+
+
+def _bind(root: str, source: str, target: str, writable: bool = False) -> None:
+    dest = root + target
+    if os.path.isdir(source):
+        os.makedirs(dest, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if not os.path.exists(dest):
+            open(dest, "a").close()
+    _mount(source, dest, None, MS_BIND | MS_REC, None)
+    if not writable:
+        _mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def _build_root(spec: dict[str, Any]) -> None:
+    root = spec["root"]
+    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    os.makedirs(root, exist_ok=True)
+    _mount(root, root, None, MS_BIND, None)
+    for entry in spec["system"]:
+        path = entry["path"]
+        if entry.get("link"):
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            if not os.path.lexists(root + path):
+                os.symlink(entry["link"], root + path)
+        else:
+            _bind(root, path, path)
+    for entry in spec["binds"]:
+        _bind(root, entry["source"], entry["target"], entry.get("writable", False))
+    os.makedirs(root + "/tmp", exist_ok=True)
+    _mount(
+        "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmp_mb']}m,mode=1777"
+    )
+    os.makedirs(root + "/proc", exist_ok=True)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    os.makedirs(root + "/dev", exist_ok=True)
+    _mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            open(root + "/dev/" + name, "a").close()
+            _mount("/dev/" + name, root + "/dev/" + name, None, MS_BIND, None)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, root + "/dev/" + name)
+    old = root + "/.old-root"
+    os.makedirs(old, exist_ok=True)
+    _pivot_root(root, old)
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old-root", MNT_DETACH), "umount old root")
+    os.rmdir("/.old-root")
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, None)
+
+
+def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
+    output_fd, control_fd = fds
+    os.setsid()
+    _build_root(spec)
+    with contextlib.suppress(OSError):
+        socket.sethostname(spec.get("hostname", "lambda"))
+    os.write(ready_w, b"ok")
+    os.close(ready_w)
+    _serve(spec, output_fd, socket.socket(fileno=control_fd))
+
+
+def _serve(spec: dict[str, Any], output_fd: int, sock: socket.socket) -> None:
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watched: set[int] = set()
+    while True:
+        try:
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        for pid, status in _reaped():
+            if pid in watched:
+                watched.discard(pid)
+                _send(sock, {"op": "exit", "pid": pid, "status": status})
+        if sock.fileno() not in ready:
+            continue
+        message, _ = _recv(sock)
+        if message is None:
+            return
+        op = message.get("op")
+        if op == "exec":
+            reply = _exec(spec, output_fd, message)
+            if "pid" in reply:
+                watched.add(reply["pid"])
+            _send(sock, reply)
+        elif op == "kill":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+            _send(sock, {"op": "killed"})
+
+
+def _reaped() -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        found.append((pid, status))
+
+
+def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict[str, Any]:
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(err_r)
+            _become_user(spec)
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(output_fd, 1)
+            os.dup2(output_fd, 2)
+            os.chdir(message["cwd"])
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            os.closerange(3, err_w)
+            os.closerange(err_w + 1, 65536)
+            os.execve(message["argv"][0], message["argv"], message["env"])
+        except OSError as exc:
+            os.write(
+                err_w,
+                json.dumps({"errno": exc.errno or 0, "message": exc.strerror or str(exc)}).encode(),
+            )
+        except BaseException as exc:
+            os.write(err_w, json.dumps({"errno": 0, "message": str(exc)}).encode())
+        os._exit(127)
+    os.close(err_w)
+    failure = os.read(err_r, 65536)
+    os.close(err_r)
+    if failure:
+        os.waitpid(pid, 0)
+        detail = json.loads(failure)
+        return {"op": "exec_error", "errno": detail["errno"], "message": detail["message"]}
+    return {"op": "spawned", "pid": pid}
+
+
+def _become_user(spec: dict[str, Any]) -> None:
+    for limit, value in (
+        (resource.RLIMIT_NOFILE, spec["nofile"]),
+        (resource.RLIMIT_NPROC, spec["nproc"]),
+    ):
+        resource.setrlimit(limit, (value, value))
+    os.setgroups([])
+    os.setgid(spec["gid"])
+    os.setuid(spec["uid"])
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "spawner":
+        spawner(int(sys.argv[2]))
+    else:
+        sys.exit("usage: cellinit.py spawner FD")

@@ -1,0 +1,207 @@
+"""Control groups for execution environments, on cgroup v2 or v1, whichever the host has.
+
+One ``CellGroup`` per environment: memory limit (no swap), CPU quota in proportion to memory
+(1,769 MB is one vCPU, as on Lambda), a process limit, and a freezer. Each operation is a small
+write to a control file; nothing here blocks for long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "lambdad"
+MB = 1024 * 1024
+#: Lambda gives one full vCPU at 1,769 MB.
+MB_PER_VCPU = 1769
+CPU_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+
+
+class Version(enum.Enum):
+    V1 = "v1"
+    V2 = "v2"
+
+
+def detect(root: Path = ROOT) -> Version | None:
+    """Which cgroup hierarchy lambdad can use here, or None."""
+    if (root / "cgroup.controllers").exists():
+        return Version.V2
+    if all((root / c).is_dir() for c in V1_CONTROLLERS):
+        return Version.V1
+    return None
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read(path: Path) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+def cpu_quota_us(memory_mb: int) -> int:
+    return max(1000, CPU_PERIOD_US * memory_mb // MB_PER_VCPU)
+
+
+class Hierarchy:
+    """lambdad's part of the host's cgroups: ``<root>/lambdad`` (v2) or per controller (v1)."""
+
+    def __init__(self, version: Version, root: Path = ROOT) -> None:
+        self.version = version
+        self.root = root
+
+    def prepare(self) -> None:
+        if self.version is Version.V2:
+            parent = self.root / PARENT
+            parent.mkdir(exist_ok=True)
+            wanted = "+memory +pids +cpu"
+            with contextlib.suppress(OSError):
+                _write(self.root / "cgroup.subtree_control", wanted)
+            _write(parent / "cgroup.subtree_control", wanted)
+        else:
+            for controller in V1_CONTROLLERS:
+                (self.root / controller / PARENT).mkdir(exist_ok=True)
+
+    def leftovers(self) -> list[str]:
+        """Names of cell groups that a previous lambdad left behind."""
+        base = self.root / PARENT if self.version is Version.V2 else self.root / "memory" / PARENT
+        try:
+            return sorted(p.name for p in base.iterdir() if p.is_dir())
+        except OSError:
+            return []
+
+    def group(self, name: str) -> CellGroup:
+        return CellGroup(self, name)
+
+
+class CellGroup:
+    def __init__(self, hierarchy: Hierarchy, name: str) -> None:
+        self.hierarchy = hierarchy
+        self.name = name
+        root = hierarchy.root
+        if hierarchy.version is Version.V2:
+            self.dirs = {"all": root / PARENT / name}
+        else:
+            self.dirs = {c: root / c / PARENT / name for c in V1_CONTROLLERS}
+
+    @property
+    def v2(self) -> bool:
+        return self.hierarchy.version is Version.V2
+
+    def _dir(self, controller: str) -> Path:
+        return self.dirs["all" if self.v2 else controller]
+
+    def create(self, memory_mb: int, pids: int) -> None:
+        for path in self.dirs.values():
+            path.mkdir(exist_ok=True)
+        limit = str(memory_mb * MB)
+        if self.v2:
+            d = self._dir("memory")
+            _write(d / "memory.max", limit)
+            with contextlib.suppress(OSError):
+                _write(d / "memory.swap.max", "0")
+            _write(d / "pids.max", str(pids))
+        else:
+            memory = self._dir("memory")
+            _write(memory / "memory.limit_in_bytes", limit)
+            with contextlib.suppress(OSError):
+                _write(memory / "memory.memsw.limit_in_bytes", limit)
+            with contextlib.suppress(OSError):
+                _write(memory / "memory.swappiness", "0")
+            _write(self._dir("cpu") / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(self._dir("pids") / "pids.max", str(pids))
+
+    def limit_cpu(self, memory_mb: int | None) -> None:
+        """CPU in proportion to ``memory_mb``; None lifts the limit (the init phase)."""
+        quota = cpu_quota_us(memory_mb) if memory_mb is not None else None
+        if self.v2:
+            value = f"{quota} {CPU_PERIOD_US}" if quota is not None else f"max {CPU_PERIOD_US}"
+            _write(self._dir("cpu") / "cpu.max", value)
+        else:
+            _write(self._dir("cpu") / "cpu.cfs_quota_us", str(quota if quota is not None else -1))
+
+    def procs_files(self) -> list[str]:
+        """The ``cgroup.procs`` files a process writes its pid to, to join this group."""
+        return [str(path / "cgroup.procs") for path in self.dirs.values()]
+
+    def peak_memory_mb(self) -> int:
+        d = self._dir("memory")
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        try:
+            return int(_read(d / name)) // MB
+        except (OSError, ValueError):
+            try:
+                current = "memory.current" if self.v2 else "memory.usage_in_bytes"
+                return int(_read(d / current)) // MB
+            except (OSError, ValueError):
+                return 0
+
+    def oom_kills(self) -> int:
+        d = self._dir("memory")
+        try:
+            text = _read(d / ("memory.events" if self.v2 else "memory.oom_control"))
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def freeze(self) -> None:
+        if self.v2:
+            _write(self._dir("freezer") / "cgroup.freeze", "1")
+        else:
+            _write(self._dir("freezer") / "freezer.state", "FROZEN")
+
+    def thaw(self) -> None:
+        if self.v2:
+            _write(self._dir("freezer") / "cgroup.freeze", "0")
+        else:
+            _write(self._dir("freezer") / "freezer.state", "THAWED")
+
+    def pids(self) -> list[int]:
+        d = self._dir("pids")
+        try:
+            return [int(p) for p in _read(d / "cgroup.procs").split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the group (thawed first: v1 cannot kill frozen tasks)."""
+        with contextlib.suppress(OSError):
+            self.thaw()
+        if self.v2:
+            with contextlib.suppress(OSError):
+                _write(self._dir("all") / "cgroup.kill", "1")
+                return
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    def remove(self, timeout: float = 2.0) -> bool:
+        """Kill what is left and remove the group; False if it could not be removed in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.kill_all()
+            remaining = False
+            for path in self.dirs.values():
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    remaining = True
+            if not remaining:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)

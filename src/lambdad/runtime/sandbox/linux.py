@@ -1,0 +1,353 @@
+"""The Linux sandbox (as root): every environment in a cell of its own.
+
+A cell has its own mount, PID, IPC and UTS namespaces and its own cgroup (memory without
+swap, CPU in proportion to memory, at most 1,024 processes, a freezer); its processes run as
+an unprivileged user of its own, with at most 1,024 open files, inside a root file system with
+the code read-only at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime`` and a
+private ``/tmp`` of ``EphemeralStorage`` MB. The namespace work happens in a small helper
+process (``cellinit.py``) so that lambdad itself never forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from lambdad.runtime.sandbox import cgroups
+from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
+
+CELLINIT = Path(__file__).with_name("cellinit.py")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+#: Cell users are taken from this range, one per live environment.
+UID_BASE = 1_000_000
+UID_SLOTS = 65_536
+LIMIT_PROCS = 1024
+LIMIT_FILES = 1024
+_MAX_MESSAGE = 1 << 20
+
+
+class SandboxUnavailable(Exception):
+    """The Linux sandbox cannot run here; the message says why."""
+
+
+def unavailable_reason() -> str | None:
+    """Why the Linux sandbox cannot run on this host, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if os.geteuid() != 0:
+        return "lambdad is not running as root"
+    if cgroups.detect() is None:
+        return "no usable cgroup hierarchy under /sys/fs/cgroup"
+    return None
+
+
+def _system_entries() -> list[dict[str, str]]:
+    entries = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            entries.append({"path": path, "link": os.readlink(path)})
+        elif os.path.isdir(path):
+            entries.append({"path": path})
+    return entries
+
+
+def _covered(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def peer_uid(local: tuple[str, int], peer: tuple[str, int]) -> int | None:
+    """The uid owning the TCP socket at ``peer`` that is connected to ``local`` (loopback)."""
+
+    def hex_addr(addr: tuple[str, int]) -> str:
+        packed = socket.inet_aton(addr[0])
+        return f"{int.from_bytes(packed, 'little'):08X}:{addr[1]:04X}"
+
+    wanted_local, wanted_remote = hex_addr(peer), hex_addr(local)
+    try:
+        with open("/proc/net/tcp") as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                if fields[1] == wanted_local and fields[2] == wanted_remote:
+                    return int(fields[7])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None
+
+
+class SpawnerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class LinuxProcess(SandboxProcess):
+    def __init__(
+        self,
+        sandbox: LinuxSandbox,
+        cell_id: str,
+        group: cgroups.CellGroup,
+        control: socket.socket,
+        init_pid: int,
+        output_fd: int,
+        uid: int,
+        root: Path,
+        memory_mb: int,
+    ) -> None:
+        self._sandbox = sandbox
+        self.cell_id = cell_id
+        self._group = group
+        self._control = control
+        self.init_pid = init_pid
+        self.pid = init_pid
+        self.output_fd = output_fd
+        self.uid = uid
+        self._root = root
+        self._memory_mb = memory_mb
+        self._exit: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
+        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read_control(), name=f"cell-{cell_id}")
+        self._main_pid: int | None = None
+        self._peak_mb = 0
+        self._closed = False
+
+    async def _read_control(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(self._control, _MAX_MESSAGE)
+                if not data:
+                    break
+                message = json.loads(data)
+                if message.get("op") == "exit" and message.get("pid") == self._main_pid:
+                    code = os.waitstatus_to_exitcode(int(message["status"]))
+                    if not self._exit.done():
+                        self._exit.set_result(Exit.from_returncode(code))
+                else:
+                    await self._replies.put(message)
+        except OSError:
+            pass
+        if not self._exit.done():
+            self._exit.set_result(Exit(None, int(signal.SIGKILL)))
+        await self._replies.put({"op": "gone"})
+
+    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.get_running_loop().sock_sendall(self._control, json.dumps(message).encode())
+        return await self._replies.get()
+
+    async def start(self, argv: tuple[str, ...], env: dict[str, str], cwd: str) -> None:
+        reply = await self._request({"op": "exec", "argv": list(argv), "env": env, "cwd": cwd})
+        if reply.get("op") == "exec_error":
+            raise OSError(int(reply.get("errno") or 0), str(reply.get("message")))
+        if reply.get("op") != "spawned":
+            raise OSError(0, f"cell {self.cell_id} failed to start the runtime: {reply}")
+        self._main_pid = int(reply["pid"])
+
+    async def wait(self) -> Exit:
+        return await asyncio.shield(self._exit)
+
+    def kill(self) -> None:
+        self._group.kill_all()
+
+    def max_memory_mb(self) -> int:
+        self._peak_mb = max(self._peak_mb, self._group.peak_memory_mb())
+        return self._peak_mb
+
+    def oom_killed(self) -> bool:
+        return self._group.oom_kills() > 0
+
+    def end_init(self) -> None:
+        with contextlib.suppress(OSError):
+            self._group.limit_cpu(self._memory_mb)
+
+    def freeze(self) -> None:
+        with contextlib.suppress(OSError):
+            self._group.freeze()
+
+    def thaw(self) -> None:
+        with contextlib.suppress(OSError):
+            self._group.thaw()
+
+    def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        return peer_uid(local, peer) == self.uid
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.kill()
+        with contextlib.suppress(OSError):
+            self._control.close()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._reader), 5)
+        with contextlib.suppress(OSError):
+            os.close(self.output_fd)
+        await asyncio.to_thread(self._group.remove)
+        await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
+        self._sandbox.release(self)
+
+
+class LinuxSandbox(Sandbox):
+    name = "linux"
+
+    def __init__(self, runs_dir: Path, runtime_dir: Path, shared_dirs: list[str]) -> None:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise SandboxUnavailable(reason)
+        version = cgroups.detect()
+        assert version is not None
+        self.hierarchy = cgroups.Hierarchy(version)
+        self._runs = runs_dir
+        self._runtime_dir = runtime_dir
+        system = _system_entries()
+        roots = [e["path"] for e in system if "link" not in e]
+        self._system = system
+        self._shared = sorted({d for d in shared_dirs if d and not _covered(d, roots)})
+        self._control: socket.socket | None = None
+        self._spawner: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._uids: set[int] = set()
+        self._next_uid = 0
+        self.state = SpawnerState.NEW
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.hierarchy.prepare)
+        await asyncio.to_thread(self._reclaim)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._spawner = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-S",
+            str(CELLINIT),
+            "spawner",
+            str(theirs.fileno()),
+            pass_fds=(theirs.fileno(),),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self._control = ours
+        self.state = SpawnerState.RUNNING
+
+    def _reclaim(self) -> None:
+        """Kill and remove what a previous lambdad left: cell groups and cell directories."""
+        for name in self.hierarchy.leftovers():
+            self.hierarchy.group(name).remove()
+        if self._runs.is_dir():
+            for leftover in self._runs.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    async def close(self) -> None:
+        if self.state is SpawnerState.CLOSED:
+            return
+        self.state = SpawnerState.CLOSED
+        if self._control is not None:
+            self._control.close()
+        if self._spawner is not None:
+            try:
+                await asyncio.wait_for(self._spawner.wait(), 5)
+            except TimeoutError:
+                self._spawner.kill()
+                await self._spawner.wait()
+
+    def _allocate_uid(self) -> int:
+        for _ in range(UID_SLOTS):
+            uid = UID_BASE + self._next_uid
+            self._next_uid = (self._next_uid + 1) % UID_SLOTS
+            if uid not in self._uids:
+                self._uids.add(uid)
+                return uid
+        raise OSError("no free cell user ids")
+
+    def release(self, process: LinuxProcess) -> None:
+        self._uids.discard(process.uid)
+
+    def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
+        return Layout(task_root="/var/task", opt="/opt", tmp="/tmp", runtime_dir="/var/runtime")
+
+    async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
+        if self.state is not SpawnerState.RUNNING or self._control is None:
+            raise OSError("the Linux sandbox is not running")
+        cell_id = spec.name
+        uid = self._allocate_uid()
+        group = self.hierarchy.group(cell_id)
+        root = self._runs / cell_id / "root"
+        output_r, output_w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            await asyncio.to_thread(group.create, spec.memory_mb, LIMIT_PROCS)
+            root.mkdir(parents=True, exist_ok=True)
+            binds = [
+                {"source": str(spec.task_root), "target": "/var/task"},
+                {"source": str(self._runtime_dir), "target": "/var/runtime"},
+                *({"source": d, "target": d} for d in self._shared),
+            ]
+            if spec.opt_dir is not None:
+                binds.append({"source": str(spec.opt_dir), "target": "/opt"})
+            request = {
+                "id": cell_id,
+                "root": str(root),
+                "system": self._system,
+                "binds": binds,
+                "tmp_mb": spec.tmp_mb,
+                "cgroups": group.procs_files(),
+                "uid": uid,
+                "gid": uid,
+                "nofile": LIMIT_FILES,
+                "nproc": LIMIT_PROCS,
+                "hostname": "169.254.0.1",
+            }
+            async with self._lock:
+                socket.send_fds(
+                    self._control, [json.dumps(request).encode()], [output_w, theirs.fileno()]
+                )
+                data = await asyncio.get_running_loop().sock_recv(self._control, _MAX_MESSAGE)
+            if not data:
+                raise OSError("the sandbox helper has stopped")
+            reply = json.loads(data)
+            if "error" in reply:
+                raise OSError(f"cannot create the sandbox: {reply['error']}")
+        except BaseException:
+            self._uids.discard(uid)
+            os.close(output_r)
+            ours.close()
+            await asyncio.to_thread(group.remove)
+            raise
+        finally:
+            os.close(output_w)
+            theirs.close()
+        os.set_blocking(output_r, False)
+        ours.setblocking(False)
+        process = LinuxProcess(
+            self, cell_id, group, ours, int(reply["pid"]), output_r, uid, root, spec.memory_mb
+        )
+        try:
+            await process.start(spec.argv, dict(spec.env), spec.cwd)
+        except BaseException:
+            await process.close()
+            raise
+        return process
+
+    def protections(self) -> dict[str, str]:
+        version = self.hierarchy.version.value
+        return {
+            "isolation": f"linux sandbox (root, cgroup {version})",
+            "memory limit": f"active (cgroup {version}, no swap)",
+            "cpu share": f"active (cgroup {version}, 1 vCPU per {cgroups.MB_PER_VCPU} MB; "
+            "unlimited during init, as Lambda's init boost)",
+            "process limit": f"active ({LIMIT_PROCS} per environment)",
+            "open files": f"active ({LIMIT_FILES} per process)",
+            "private /tmp": "active (tmpfs of EphemeralStorage MB; counts toward memory)",
+            "mount and pid namespaces": "active (code read-only at /var/task, layers at /opt)",
+            "unprivileged user": f"active (one uid per environment from {UID_BASE})",
+            "runtime api": "active (each environment reaches only its own invocations)",
+            "freeze between invocations": f"active (cgroup {version} freezer)",
+        }
