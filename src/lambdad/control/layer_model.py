@@ -9,23 +9,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Self
 
-from lambdad.control.model import new_revision, now_timestamp
+from lambdad.control.model import Stored, new_revision, now_timestamp
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LayerRecord:
+class LayerRecord(Stored):
     """A layer as a whole: it outlives its versions so that numbers are never reused."""
 
     name: str
     last_version: int = 0
     created: str = dataclasses.field(default_factory=now_timestamp)
-
-    def to_doc(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Self:
-        return cls(**doc)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -38,6 +38,20 @@ def now_timestamp() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
 
 
+class Stored:
+    """A flat dataclass kept as a store document: its fields, as they are."""
+
+    __slots__ = ()
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        return cls(**doc)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
     log_format: str = "Text"
@@ -128,7 +142,7 @@ class FunctionConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class FunctionRecord:
+class FunctionRecord(Stored):
     """What belongs to the function as a whole rather than to one version."""
 
     name: str
@@ -136,16 +150,9 @@ class FunctionRecord:
     last_version: int = 0
     created: str = dataclasses.field(default_factory=now_timestamp)
 
-    def to_doc(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Self:
-        return cls(**doc)
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Alias:
+class Alias(Stored):
     function_name: str
     name: str
     function_version: str
@@ -153,10 +160,3 @@ class Alias:
     #: Additional version -> weight (0.0 - 1.0): RoutingConfig.AdditionalVersionWeights.
     weights: dict[str, float] = dataclasses.field(default_factory=dict)
     revision_id: str = dataclasses.field(default_factory=new_revision)
-
-    def to_doc(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Self:
-        return cls(**doc)

@@ -11,38 +11,25 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from lambdad.store.atomic import build_dir
 from lambdad.store.base import BlobStore
 
 
-def _merge(sources: Sequence[Path], dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        for source in sources:
-            for directory, dirs, files in os.walk(source):
-                rel = Path(directory).relative_to(source)
-                target_dir = staging / rel
-                target_dir.mkdir(parents=True, exist_ok=True)
-                for name in dirs:
-                    link = Path(directory) / name
-                    if link.is_symlink():
-                        _replace_with_link(link, target_dir / name)
-                for name in files:
-                    _place(Path(directory) / name, target_dir / name)
-        staging.chmod(0o755)
-        try:
-            staging.rename(dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def _merge(sources: Sequence[Path], staging: Path) -> None:
+    for source in sources:
+        for directory, dirs, files in os.walk(source):
+            rel = Path(directory).relative_to(source)
+            target_dir = staging / rel
+            target_dir.mkdir(parents=True, exist_ok=True)
+            for name in dirs:
+                link = Path(directory) / name
+                if link.is_symlink():
+                    _replace_with_link(link, target_dir / name)
+            for name in files:
+                _place(Path(directory) / name, target_dir / name)
 
 
 def _replace_with_link(source: Path, target: Path) -> None:
@@ -87,7 +74,7 @@ class LayerAssembler:
         self._building[name] = future
         try:
             sources = [await self._blobs.unpacked(key) for key in keys]
-            await asyncio.to_thread(_merge, sources, dest)
+            await asyncio.to_thread(build_dir, dest, lambda staging: _merge(sources, staging))
             future.set_result(dest)
         except BaseException as exc:
             future.set_exception(exc)

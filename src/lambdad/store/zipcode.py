@@ -19,15 +19,14 @@ import dataclasses
 import hashlib
 import io
 import os
-import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Literal
 
 from lambdad.errors import InvalidParameterValueException, RequestTooLargeException
+from lambdad.store.atomic import build_dir
 
 MAX_ZIPPED_BYTES = 52_428_800
 MAX_UNZIPPED_BYTES = 262_144_000
@@ -120,19 +119,7 @@ def extract_zip(data: bytes, dest: Path) -> None:
 
 def extract_atomically(data: bytes, dest: Path) -> None:
     """Unpack into a sibling staging directory, then rename it to ``dest`` in one step."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        extract_zip(data, staging)
-        try:
-            staging.rename(dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    build_dir(dest, lambda staging: extract_zip(data, staging))
 
 
 # ---- planning: every check, no file written --------------------------------------------
