@@ -6,6 +6,10 @@
 - ``lam``: a boto3 Lambda client for ``server``, with botocore's retries off so that every
   answer the test sees is the server's own.
 - ``make_zip`` / ``new_function``: deployment packages and functions with unique names.
+- ``IDENTITY`` / ``assert_environment_gone``: which environment ran a function, and that it
+  ended, under either sandbox (a plain process, or a cell with its own PID namespace).
+- ``rendezvous``: a loopback service functions reach under either sandbox, to count their runs
+  or wait for each other.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -82,6 +87,75 @@ def _descendants(pid: int) -> list[int]:
                 break
             cursor = parents.get(cursor, 0)
     return found
+
+
+#: Function source defining ``environment_identity()``: what ran this code. ``token`` is new in
+#: every process; ``cell`` is the Linux sandbox's cell (from the process's cgroup), or None for a
+#: plain process, whose ``pid`` and ``started`` (clock ticks after boot) are then the host's.
+IDENTITY = """
+import os as _os, uuid as _uuid
+
+_TOKEN = _uuid.uuid4().hex
+
+
+def environment_identity():
+    cell = None
+    with open("/proc/self/cgroup") as handle:
+        for line in handle:
+            parts = line.rstrip("\\n").split(":", 2)[2].rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-2] == "lambdad":
+                cell = parts[-1]
+    with open("/proc/self/stat", "rb") as handle:
+        started = int(handle.read().rsplit(b")", 1)[1].split()[19])
+    return {"token": _TOKEN, "pid": _os.getpid(), "started": started, "cell": cell}
+"""
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cell_dirs(cell: str | None = None) -> list[Path]:
+    """The cgroup directories of ``cell`` (every cell when None), on cgroup v2 or v1."""
+    name = cell or "*"
+    return [
+        p
+        for p in (*CGROUP_ROOT.glob(f"lambdad/{name}"), *CGROUP_ROOT.glob(f"*/lambdad/{name}"))
+        if p.is_dir()
+    ]
+
+
+def _cell_pids(directory: Path) -> set[int]:
+    try:
+        return {int(pid) for pid in (directory / "cgroup.procs").read_text().split()}
+    except (OSError, ValueError):
+        return set()
+
+
+def environment_pids(identity: Mapping[str, Any]) -> list[int]:
+    """Host pids of the live processes of the environment ``identity`` describes."""
+    if identity["cell"]:
+        pids = set().union(*(_cell_pids(d) for d in _cell_dirs(identity["cell"])))
+        return sorted(pid for pid in pids if _alive(pid))
+    pid = int(identity["pid"])
+    return [pid] if _alive(pid) and _start_time(pid) == identity["started"] else []
+
+
+def assert_environment_gone(identity: Mapping[str, Any], timeout: float = 10.0) -> None:
+    """Wait until the environment's processes (and, for a cell, its cgroups) are gone."""
+
+    def gone() -> bool:
+        return not environment_pids(identity) and not (
+            identity["cell"] and _cell_dirs(identity["cell"])
+        )
+
+    wait_until(gone, timeout=timeout)
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _sessions_of(data_dir: Path) -> list[int]:
@@ -181,14 +255,34 @@ def launch_server(
     return server
 
 
-def shutdown(server: Server) -> None:
-    """Stop ``server`` and fail if it leaves any process behind."""
+def _cells_of(server: Server, pids: set[int]) -> set[str]:
+    """The cells of ``server``: holding one of ``pids``, or named after one of its environments.
+
+    Cells are ``<environment id>-<n>``; ``<data dir>/run/envs/`` holds a directory per live
+    environment and per live cell. Other lambdads (the session's, another test run's) have cells
+    of their own at the same time, so only these are the server's.
+    """
+    runs = server.data_dir / "run" / "envs"
+    names = {p.name for p in runs.iterdir()} if runs.is_dir() else set()
+    return {
+        d.name
+        for d in _cell_dirs()
+        if d.name in names or d.name.rsplit("-", 1)[0] in names or _cell_pids(d) & pids
+    }
+
+
+def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
+    """Stop ``server`` with ``sig`` and fail if it leaves any process or cell behind."""
     children = _descendants(server.process.pid)
-    code = server.stop()
+    cells = _cells_of(server, set(children))
+    code = server.stop(sig)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
     wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
     leftovers = _sessions_of(server.data_dir)
     assert not leftovers, f"processes left behind: {leftovers}"
+    cells |= _cells_of(server, set())
+    left = {str(d): sorted(_cell_pids(d)) for cell in cells for d in _cell_dirs(cell)}
+    assert not left, f"cgroups (and their processes) left behind: {left}"
 
 
 def _alive(pid: int) -> bool:
@@ -317,3 +411,74 @@ def bound_message(field: str, value: object, side: str, limit: int) -> str:
         f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
         f"constraint: Member must have value {side} than or equal to {limit}"
     )
+
+
+#: Function source defining ``meet()``: connect to the test's ``Rendezvous`` (port in the
+#: ``RENDEZVOUS_PORT`` variable) and return the number it answers, or 0 if it closed first.
+MEET = """
+import os as _os, socket as _socket
+
+
+def meet():
+    address = ("127.0.0.1", int(_os.environ["RENDEZVOUS_PORT"]))
+    with _socket.create_connection(address, timeout=30) as connection:
+        return int(connection.recv(16) or 0)
+"""
+
+
+class Rendezvous:
+    """A loopback service that functions reach under either sandbox (cells share the network).
+
+    Connections are numbered from 1 and answered with their number once ``parties`` of them
+    are waiting, so a function can count its runs (``parties=1``) or wait for the others.
+    """
+
+    def __init__(self, parties: int = 1) -> None:
+        self.parties = parties
+        self.count = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._waiting: list[tuple[socket.socket, int]] = []
+        self._thread = threading.Thread(target=self._serve, name="rendezvous", daemon=True)
+        self._thread.start()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"RENDEZVOUS_PORT": str(self.port)}
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.count += 1
+            self._waiting.append((connection, self.count))
+            if len(self._waiting) >= self.parties:
+                for waiting, number in self._waiting:
+                    with contextlib.suppress(OSError):
+                        waiting.sendall(str(number).encode())
+                    waiting.close()
+                self._waiting.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+        for waiting, _ in self._waiting:
+            waiting.close()
+
+
+@pytest.fixture
+def rendezvous() -> Iterator[Callable[[int], Rendezvous]]:
+    """A factory of ``Rendezvous`` services, all closed when the test ends."""
+    opened: list[Rendezvous] = []
+
+    def open_one(parties: int = 1) -> Rendezvous:
+        opened.append(Rendezvous(parties))
+        return opened[-1]
+
+    yield open_one
+    for service in opened:
+        service.close()

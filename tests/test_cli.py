@@ -20,14 +20,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
+    IDENTITY,
     ROLE,
     Server,
-    _alive,
     _descendants,
-    _sessions_of,
+    assert_environment_gone,
+    environment_pids,
     free_port,
     invoke_json,
     make_zip,
+    shutdown,
     unique,
     wait_until,
 )
@@ -345,18 +347,17 @@ def test_sigint_stops_serve_cleanly(start_server: Any, client_of: Any) -> None:
         Handler="app.handler",
         Code={
             "ZipFile": make_zip(
-                {"app.py": "import os\ndef handler(e, c):\n    return os.getpid()\n"}
+                {"app.py": IDENTITY + "def handler(e, c):\n    return environment_identity()\n"}
             )
         },
     )
-    _, runtime_pid = invoke_json(client, name, {})
-    assert _alive(runtime_pid)
-    children = _descendants(srv.process.pid)
-    assert runtime_pid in children
-    assert srv.stop(signal.SIGINT) == 0
+    _, identity = invoke_json(client, name, {})
+    runtime = environment_pids(identity)
+    assert runtime, "the runtime is running"
+    assert set(runtime) <= set(_descendants(srv.process.pid))
+    shutdown(srv, signal.SIGINT)
     assert "Traceback" not in srv.log()
-    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
-    assert _sessions_of(srv.data_dir) == []
+    assert_environment_gone(identity, timeout=0)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import invoke_json, wait_until
+from tests.conftest import IDENTITY, invoke_json, wait_until
 
 COUNTER = """
 import os
@@ -47,10 +47,11 @@ def test_environments_are_reused_while_warm(lam: Any, new_function: Any) -> None
 
 def test_concurrent_invokes_run_in_separate_environments(server: Any, new_function: Any) -> None:
     """Invocations that overlap run in parallel, each in an environment of its own."""
-    fn = new_function(
-        "import os, time\ndef handler(e, c):\n    time.sleep(0.5)\n    return os.getpid()\n"
+    code = (
+        "import time\ndef handler(e, c):\n    time.sleep(0.5)\n    return environment_identity()\n"
     )
-    results: list[int] = []
+    fn = new_function(IDENTITY + code)
+    results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -71,7 +72,7 @@ def test_concurrent_invokes_run_in_separate_environments(server: Any, new_functi
         t.join(60)
     elapsed = time.monotonic() - began
     assert not errors
-    assert len(set(results)) == 4
+    assert len({identity["token"] for identity in results}) == 4
     assert elapsed < 4 * 0.5, "the invocations ran one after another"
 
 

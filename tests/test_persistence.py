@@ -9,14 +9,25 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, _alive, invoke_json, make_zip, shutdown, unique
+from tests.conftest import (
+    IDENTITY,
+    ROLE,
+    Server,
+    assert_environment_gone,
+    environment_pids,
+    invoke_json,
+    make_zip,
+    shutdown,
+    unique,
+)
 
 CODE = """
 import os
 TAG = {tag!r}
 
 def handler(event, context):
-    return {{"tag": TAG, "greeting": os.environ.get("GREETING"), "pid": os.getpid()}}
+    greeting = os.environ.get("GREETING")
+    return {{"tag": TAG, "greeting": greeting, "identity": environment_identity()}}
 """
 
 
@@ -30,7 +41,7 @@ def closing() -> Iterator[list[Any]]:
 
 
 def package(tag: str) -> bytes:
-    return make_zip({"app.py": CODE.format(tag=tag)})
+    return make_zip({"app.py": IDENTITY + CODE.format(tag=tag)})
 
 
 def run(client: Any, name: str, **kwargs: Any) -> tuple[str, str, str | None]:
@@ -106,7 +117,7 @@ def test_sigterm_stops_cleanly_with_runtimes_running(
     srv = start_server()
     lam = srv.client()
     closing.append(lam)
-    pids = set()
+    identities = []
     for tag in ("a", "b"):
         name = unique()
         lam.create_function(
@@ -116,8 +127,30 @@ def test_sigterm_stops_cleanly_with_runtimes_running(
             Handler="app.handler",
             Code={"ZipFile": package(tag)},
         )
-        pids.add(invoke_json(lam, name, {})[1]["pid"])
-    assert len(pids) == 2
+        identities.append(invoke_json(lam, name, {})[1]["identity"])
+    assert len({identity["token"] for identity in identities}) == 2
+    assert all(environment_pids(identity) for identity in identities)
     shutdown(srv)
     assert srv.process.returncode == 0
-    assert not [pid for pid in pids if _alive(pid)]
+    for identity in identities:
+        assert_environment_gone(identity, timeout=0)
+
+
+def test_a_second_lambdad_leaves_the_first_ones_environments_alone(
+    server: Server, lam: Any, start_server: Callable[..., Server]
+) -> None:
+    """Another lambdad starting on the host (its own data dir) leaves our warm environments be."""
+    name = unique()
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("warm")},
+    )
+    before = invoke_json(lam, name, {})[1]["identity"]
+    other = start_server()
+    shutdown(other)
+    assert environment_pids(before), "the first lambdad's environment is still running"
+    after = invoke_json(lam, name, {})[1]["identity"]
+    assert after["token"] == before["token"], "and still warm"

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from lambdad.runtime.runtimes import find_python
-from tests.conftest import ROLE, invoke_json, make_zip, unique, wait_until
+from tests.conftest import (
+    IDENTITY,
+    MEET,
+    ROLE,
+    assert_environment_gone,
+    invoke_json,
+    make_zip,
+    unique,
+)
 
 STREAM_NAME = re.compile(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}")
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -41,14 +49,6 @@ def invoke_tail(client: Any, name: str, payload: Any = None, **kwargs: Any) -> t
 def group_messages(server: Any, name: str) -> list[str]:
     events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
     return [event["message"] for event in events]
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except OSError:
-        return True
 
 
 # ---------------------------------------------------------------- interpreters
@@ -147,17 +147,23 @@ def test_process_environment_matches_lambda(server: Any, new_function: Any) -> N
     assert body["read_back"] == "written"
 
 
-def test_tmp_is_private_to_each_environment(server: Any, new_function: Any) -> None:
+def test_tmp_is_private_to_each_environment(
+    server: Any, new_function: Any, rendezvous: Any
+) -> None:
     """Two environments running at once each have a /tmp of their own."""
-    fn = new_function(
-        "import os, tempfile, time\n"
-        "def handler(event, context):\n"
-        "    tmp = tempfile.gettempdir()\n"
-        "    open(os.path.join(tmp, '%d.mark' % os.getpid()), 'w').close()\n"
-        "    time.sleep(0.5)\n"
-        "    marks = sorted(n for n in os.listdir(tmp) if n.endswith('.mark'))\n"
-        "    return {'tmp': tmp, 'marks': marks, 'pid': os.getpid()}\n"
-    )
+    both = rendezvous(2)
+    code = """
+import os, tempfile
+
+def handler(event, context):
+    token = environment_identity()["token"]
+    tmp = tempfile.gettempdir()
+    open(os.path.join(tmp, token + ".mark"), "w").close()
+    met = meet()
+    marks = sorted(n for n in os.listdir(tmp) if n.endswith(".mark"))
+    return {"marks": marks, "token": token, "met": met}
+"""
+    fn = new_function(IDENTITY + MEET + code, Environment={"Variables": both.env}, Timeout=20)
     results: list[dict[str, Any]] = []
 
     def call() -> None:
@@ -170,10 +176,10 @@ def test_tmp_is_private_to_each_environment(server: Any, new_function: Any) -> N
         thread.join(30)
     assert len(results) == 2
     first, second = results
-    assert first["pid"] != second["pid"]
-    assert first["tmp"] != second["tmp"]
+    assert first["token"] != second["token"]
+    assert {first["met"], second["met"]} == {1, 2}, "both had written their mark before listing"
     for result in results:
-        assert result["marks"] == [f"{result['pid']}.mark"]
+        assert result["marks"] == [f"{result['token']}.mark"]
 
 
 # ---------------------------------------------------------------- logging
@@ -316,14 +322,14 @@ def test_idle_environments_are_reaped(start_server: Any) -> None:
         Handler="app.handler",
         Code={
             "ZipFile": make_zip(
-                {"app.py": "import os\ndef handler(e, c):\n    return os.getpid()\n"}
+                {"app.py": IDENTITY + "def handler(e, c):\n    return environment_identity()\n"}
             )
         },
     )
     _, body, log = invoke_tail(client, name)
-    pid = json.loads(body)
+    identity = json.loads(body)
     assert "\tInit Duration: " in log.splitlines()[-1]
-    wait_until(lambda: process_gone(pid), timeout=10)
+    assert_environment_gone(identity, timeout=10)
     _, body, log = invoke_tail(client, name)
-    assert json.loads(body) != pid
+    assert json.loads(body)["token"] != identity["token"]
     assert "\tInit Duration: " in log.splitlines()[-1], "a reaped environment means a cold start"

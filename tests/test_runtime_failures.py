@@ -16,10 +16,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, invoke_json, make_zip, unique, wait_until
+from tests.conftest import (
+    IDENTITY,
+    MEET,
+    ROLE,
+    assert_environment_gone,
+    invoke_json,
+    make_zip,
+    unique,
+    wait_until,
+)
 
-COUNTER = """
-import os, time
+COUNTER = (
+    IDENTITY
+    + """
+import time
 count = 0
 
 def handler(event, context):
@@ -27,10 +38,13 @@ def handler(event, context):
     count += 1
     if event.get("sleep"):
         time.sleep(event["sleep"])
-    return {"count": count, "pid": os.getpid()}
+    return {"count": count, "identity": environment_identity()}
 """
+)
 
-CRASHER = """
+CRASHER = (
+    IDENTITY
+    + """
 import ctypes, os, signal
 
 def handler(event, context):
@@ -41,8 +55,9 @@ def handler(event, context):
         os.kill(os.getpid(), signal.SIGKILL)
     if how == "segv":
         ctypes.string_at(0)
-    return {"pid": os.getpid()}
+    return environment_identity()
 """
+)
 
 
 def invoke_tail(client: Any, name: str, payload: Any = None, **kwargs: Any) -> tuple[Any, ...]:
@@ -59,14 +74,6 @@ def platform_error(error_type: str, request_id: str, reason: str) -> bytes:
     return (
         f'{{"errorType":"{error_type}","errorMessage":"RequestId: {request_id} Error: {reason}"}}'
     ).encode()
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except OSError:
-        return True
 
 
 def group_messages(server: Any, name: str) -> list[str]:
@@ -107,10 +114,10 @@ def test_timeout_is_sandbox_timedout_and_replaces_the_environment(
     assert lines[-1].endswith("\tStatus: timeout\t")
     assert re.search(r"\tMax Memory Used: [1-9]\d* MB\t", lines[-1]), "measured before the kill"
 
-    wait_until(lambda: process_gone(first["pid"]), timeout=5)
+    assert_environment_gone(first["identity"], timeout=5)
     after = invoke_json(lam, name, {})[1]
     assert after["count"] == 1, "the next invoke runs in a fresh environment"
-    assert after["pid"] != first["pid"]
+    assert after["identity"]["token"] != first["identity"]["token"]
 
 
 # ---------------------------------------------------------------- crashes
@@ -130,7 +137,7 @@ def test_runtime_crash_is_runtime_exit_error(
     """A runtime that dies mid-invoke gives Runtime.ExitError with Go's wording of the exit."""
     fn = new_function(CRASHER)
     name = fn["FunctionName"]
-    before = invoke_json(lam, name, {})[1]["pid"]
+    before = invoke_json(lam, name, {})[1]
     response, body, log = invoke_tail(lam, name, {"crash": crash})
     request_id = request_id_of(response)
     assert response["StatusCode"] == 200
@@ -143,10 +150,10 @@ def test_runtime_crash_is_runtime_exit_error(
     assert lines[-1].endswith("\tStatus: error\tError Type: Runtime.ExitError\t")
     assert re.search(r"\tMax Memory Used: [1-9]\d* MB\t", lines[-1])
 
-    wait_until(lambda: process_gone(before), timeout=5)
+    assert_environment_gone(before, timeout=5)
     after_response, after = invoke_json(lam, name, {})
     assert "FunctionError" not in after_response
-    assert after["pid"] != before, "the next invoke runs in a new environment"
+    assert after["token"] != before["token"], "the next invoke runs in a new environment"
 
 
 # ---------------------------------------------------------------- init failures
@@ -277,31 +284,29 @@ def test_sys_exit_at_import_is_runtime_exit_error(server: Any, lam: Any, new_fun
 
 
 def test_init_that_fails_once_succeeds_in_the_suppressed_init(
-    server: Any, lam: Any, new_function: Any, tmp_path: Path
+    server: Any, lam: Any, new_function: Any, rendezvous: Any
 ) -> None:
     """When init fails and the retry inside the invoke succeeds, the invoke succeeds."""
-    marker = tmp_path / "initialised-once"
+    inits = rendezvous()
     code = (
-        "import os\n"
-        "marker = os.environ['MARKER']\n"
-        "if not os.path.exists(marker):\n"
-        "    open(marker, 'w').close()\n"
+        IDENTITY + MEET + "if meet() == 1:\n"
         "    raise RuntimeError('first init fails')\n"
         "def handler(event, context):\n"
-        "    return {'pid': os.getpid()}\n"
+        "    return environment_identity()\n"
     )
-    fn = new_function(code, Environment={"Variables": {"MARKER": str(marker)}})
+    fn = new_function(code, Environment={"Variables": inits.env})
     name = fn["FunctionName"]
     response, body, log = invoke_tail(lam, name)
     assert "FunctionError" not in response
-    pid = json.loads(body)["pid"]
-    assert marker.exists()
+    token = json.loads(body)["token"]
+    assert inits.count == 2, "init ran twice: failed, then retried inside the invoke"
     assert "INIT_REPORT" not in log
     messages = group_messages(server, name)
     phases = [m for m in messages if m.startswith("INIT_REPORT")]
     assert len(phases) == 1
     assert "\tPhase: init\tStatus: error\tError Type: RuntimeError" in phases[0]
-    assert invoke_json(lam, name, {})[1]["pid"] == pid, "the retried environment stays warm"
+    assert invoke_json(lam, name, {})[1]["token"] == token, "the retried environment stays warm"
+    assert inits.count == 2
 
 
 # ---------------------------------------------------------------- init timeout
@@ -356,7 +361,9 @@ def _create(client: Any, code: str, timeout: int) -> str:
 # ---------------------------------------------------------------- the Runtime API contract
 
 #: A custom runtime that exercises the Runtime API and reports what it was told.
-PROBE_RUNTIME = """
+PROBE_RUNTIME = (
+    IDENTITY
+    + """
 import json, os, sys, time, urllib.error, urllib.request
 
 API = "http://%s/2018-06-01/runtime" % os.environ["AWS_LAMBDA_RUNTIME_API"]
@@ -414,8 +421,9 @@ while True:
     elif action == "exit":
         sys.exit(0)
     else:
-        respond(request_id, {"pid": os.getpid()})
+        respond(request_id, environment_identity())
 """
+)
 
 INVALID_REQUEST_ID = '{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}\n'
 
@@ -503,13 +511,13 @@ def test_runtime_exiting_cleanly_mid_invoke(lam: Any, new_function: Any) -> None
     """A runtime that exits 0 during an invoke is Runtime.ExitError without a reason."""
     fn = _probe_function(new_function)
     name = fn["FunctionName"]
-    pid = invoke_json(lam, name, {})[1]["pid"]
+    token = invoke_json(lam, name, {})[1]["token"]
     response, body, log = invoke_tail(lam, name, {"action": "exit"})
     request_id = request_id_of(response)
     reason = "Runtime exited without providing a reason"
     assert body == platform_error("Runtime.ExitError", request_id, reason)
     assert f"RequestId: {request_id} Error: {reason}" in log.splitlines()
-    assert invoke_json(lam, name, {})[1]["pid"] != pid
+    assert invoke_json(lam, name, {})[1]["token"] != token
 
 
 @pytest.mark.parametrize("present", [True, False], ids=["not-executable", "missing"])

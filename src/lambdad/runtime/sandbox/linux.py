@@ -238,11 +238,14 @@ class LinuxSandbox(Sandbox):
         self.state = SpawnerState.RUNNING
 
     def _reclaim(self) -> None:
-        """Kill and remove what a previous lambdad left: cell groups and cell directories."""
-        for name in self.hierarchy.leftovers():
-            self.hierarchy.group(name).remove()
+        """Kill and remove what a previous lambdad on this data dir left: its cells and dirs.
+
+        Only the cells named under ``runs_dir`` are ours: other lambdads on this host keep their
+        live cells under the same cgroup parent.
+        """
         if self._runs.is_dir():
             for leftover in self._runs.iterdir():
+                self.hierarchy.group(leftover.name).remove()
                 shutil.rmtree(leftover, ignore_errors=True)
 
     async def close(self) -> None:
@@ -283,8 +286,8 @@ class LinuxSandbox(Sandbox):
         output_r, output_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            root.mkdir(parents=True, exist_ok=True)  # first: names the cell for ``_reclaim``
             await asyncio.to_thread(group.create, spec.memory_mb, LIMIT_PROCS)
-            root.mkdir(parents=True, exist_ok=True)
             binds = [
                 {"source": str(spec.task_root), "target": "/var/task"},
                 {"source": str(self._runtime_dir), "target": "/var/runtime"},
