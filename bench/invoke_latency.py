@@ -1,7 +1,13 @@
 """Warm and cold invoke latency of a real ``lambdad serve``, beside the floors of this machine.
 
-Run: ``python bench/invoke_latency.py [--warm 3000] [--cold 30]``. It starts its own lambdad
-on a free port with a temporary data dir, and prints a Markdown table for docs/benchmarks.md.
+Run: ``python bench/invoke_latency.py [--warm 3000] [--cold 30] [--sandbox linux|process]``. It
+starts its own lambdad on a free port with a temporary data dir (``--sandbox`` is passed to it as
+``LAMBDAD_SANDBOX``; ``linux`` needs root and cgroups), and prints a Markdown table for
+docs/benchmarks.md.
+
+Every function has ``MemorySize`` 1,769 MB: one full vCPU, as on Lambda, so that the Linux
+sandbox's CPU share (in proportion to memory) does not slow the handler and the figures
+compare isolation, not CPU quotas.
 
 - warm: synchronous invoke of a Python echo function, over HTTP/1.1 with one keep-alive
   connection (``http.client``), after a warm-up; beside the same client's round trip to a
@@ -32,6 +38,8 @@ from typing import Any
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 ECHO = "def handler(event, context):\n    return event\n"
+#: One full vCPU on Lambda (and in lambdad's Linux sandbox).
+MEMORY_MB = 1769
 
 BARE_SERVER = """
 import sys
@@ -124,11 +132,20 @@ def create(port: int, name: str, source: str) -> None:
             "Runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
             "Role": ROLE,
             "Handler": "app.handler",
+            "MemorySize": MEMORY_MB,
             "Code": {"ZipFile": base64.b64encode(zip_of(source)).decode()},
         },
     )
     if status != 201:
         raise RuntimeError(payload.decode())
+
+
+def doctor(port: int) -> Any:
+    """What the server says about itself (which sandbox it really runs)."""
+    status, _, payload = api(port, "GET", "/_lambdad/doctor")
+    if status != 200:
+        raise RuntimeError(payload.decode())
+    return json.loads(payload)
 
 
 def measure_warm(port: int, count: int) -> list[float]:
@@ -173,6 +190,11 @@ def main() -> int:
     parser.add_argument("--warm", type=int, default=3000)
     parser.add_argument("--cold", type=int, default=30)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--sandbox",
+        choices=("linux", "process"),
+        help="the sandbox lambdad uses (LAMBDAD_SANDBOX); default: lambdad's own choice",
+    )
     args = parser.parse_args()
 
     bare_port, lambdad_port = free_port(), free_port()
@@ -189,10 +211,15 @@ def main() -> int:
                 "--data-dir",
                 str(Path(tmp) / "data"),
             ],
-            env={**os.environ, "LAMBDAD_LOG_LEVEL": "WARNING"},
+            env={
+                **os.environ,
+                "LAMBDAD_LOG_LEVEL": "WARNING",
+                **({"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {}),
+            },
         )
         try:
             wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")
+            sandbox = doctor(lambdad_port)["sandbox"]["kind"]
             time.sleep(0.5)  # let the bare server finish starting too
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', 200)
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', args.warm)
@@ -208,13 +235,14 @@ def main() -> int:
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
+        "sandbox": sandbox,
         "loopback_floor": summary(floor),
         "warm_invoke": summary(warm),
         "cold_invoke_observed": summary(cold),
         "cold_init_duration_reported": summary(init) if init else None,
         "bare_python_spawn": summary(spawn),
     }
-    print(f"# {results['machine']}, {results['date']}\n")
+    print(f"# {results['machine']}, {results['date']}, {sandbox} sandbox\n")
     print("| measure | n | p50 ms | p99 ms | mean ms |")
     print("|---|---|---|---|---|")
     for key, value in results.items():

@@ -199,3 +199,27 @@ def test_queue_retry_counts_attempts(make_queue: Callable[[], Queue]) -> None:
         await queue.close()
 
     run(scenario)
+
+
+def test_concurrent_transactions_do_not_interleave(make_store: Callable[[], Store]) -> None:
+    """Many transactions at once all apply, none fails for another's open transaction."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await asyncio.gather(
+            *(
+                store.write(
+                    [
+                        Write(Table.VERSIONS, ("r", f"fn{i}", "$LATEST"), {"i": i}),
+                        Write(Table.FUNCTIONS, ("r", f"fn{i}"), {"i": i}),
+                    ]
+                )
+                for i in range(50)
+            ),
+            *(store.delete_prefix(Table.ALIASES, ("r", f"fn{i}")) for i in range(50)),
+        )
+        assert len(await store.scan(Table.FUNCTIONS)) == 50
+        await store.close()
+
+    run(scenario)

@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -35,6 +36,12 @@ class Report:
         return max(1, math.ceil(self.duration_ms + (self.init_duration_ms or 0.0)))
 
 
+def runtime_version(runtime: str | None) -> tuple[str, str]:
+    """The runtime version and its ARN, as INIT_START and ``platform.initStart`` name them."""
+    version = f"{runtime or 'provided'}.v1"
+    return version, f"arn:aws:lambda:::runtime:{version}"
+
+
 def _json_line(kind: str, record: dict[str, Any], at: float) -> str:
     return json.dumps({"time": iso_ms(at), "type": kind, "record": record})
 
@@ -46,8 +53,7 @@ class PlatformLines:
         self.json = json_format
 
     def init_start(self, runtime: str, at: float) -> str:
-        version = f"{runtime or 'provided'}.v1"
-        arn = f"arn:aws:lambda:::runtime:{version}"
+        version, arn = runtime_version(runtime)
         if self.json:
             return _json_line(
                 "platform.initStart",
@@ -76,6 +82,26 @@ class PlatformLines:
             return _json_line("platform.initReport", record, at)
         line = f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: {phase}\tStatus: {status}"
         return f"{line}\tError Type: {error_type}" if error_type else line
+
+    def extension(
+        self, name: str, state: str, events: Sequence[str], error_type: str | None, at: float
+    ) -> str:
+        """One extension's state at the end of init (``EXTENSION`` / ``platform.extension``)."""
+        if self.json:
+            record: dict[str, Any] = {"name": name, "state": state, "events": list(events)}
+            if error_type:
+                record["errorType"] = error_type
+            return _json_line("platform.extension", record, at)
+        line = f"EXTENSION\tName: {name}\tState: {state}\tEvents: [{','.join(events)}]"
+        return f"{line}\tError Type: {error_type}" if error_type else line
+
+    def telemetry_subscription(self, name: str, types: Sequence[str], at: float) -> str:
+        """A Telemetry API subscription (``TELEMETRY`` / ``platform.telemetrySubscription``)."""
+        if self.json:
+            record = {"name": name, "state": "Subscribed", "types": list(types)}
+            return _json_line("platform.telemetrySubscription", record, at)
+        shown = ", ".join(t.capitalize() for t in types)
+        return f"TELEMETRY\tName: {name}\tState: Subscribed\tTypes: [{shown}]"
 
     def start(self, request_id: str, version: str, at: float) -> str:
         if self.json:

@@ -9,9 +9,14 @@ An environment runs one invocation at a time. Its life::
     any state ──close() / crash / timeout──▶ CLOSED
 
 The Runtime API server (``rapi.py``) calls the ``rapi_*`` methods; the pool calls ``start``,
-``invoke`` and ``close``. Output of the process is read from its pipe and attributed to the
-invocation running when it was written; the pipe is drained when the runtime posts its reply,
-so everything printed before the reply belongs to that invocation.
+``invoke`` and ``close``. With extensions (``extensions.py``), init starts them before the
+runtime and waits for all; an invocation returns its outcome as soon as the runtime replies,
+while ``settling`` keeps the environment busy until the INVOKE subscribers are done; ``close``
+sends SHUTDOWN within Lambda's budget before the environment is killed.
+
+Output of the process is read from its pipe and attributed to the invocation running when it
+was written; the pipe is drained when the runtime posts its reply, so everything printed before
+the reply belongs to that invocation.
 """
 
 from __future__ import annotations
@@ -20,20 +25,30 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import errno
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import PlatformLines, Report
+from lambdad.runtime.extensions import (
+    Extension,
+    Extensions,
+    FunctionInfo,
+    extension_env,
+    external_extensions,
+)
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
-from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, launch
+from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, exec_wrapper, launch
 from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
 from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.telemetry import Telemetry
 
 _READ_CHUNK = 1 << 16
 _TAIL_BYTES = 4096
@@ -149,9 +164,16 @@ class Environment:
         #: START was logged for the running invocation.
         self._started = False
         self._peak_memory_mb = 0
+        #: OOM kills in the environment before the running invocation began.
+        self._oom_kills = 0
         #: The runtime posted its reply and has not asked for the next event yet.
         self._responded = False
         self._on_closed: list[Callable[[Environment], None]] = []
+        self.telemetry = Telemetry(config.log_format == "JSON", self._announce_subscription)
+        #: The extensions of the current init attempt.
+        self.extensions = self._new_extensions()
+        #: Set while a returned invocation waits for its extensions (see ``invoke``).
+        self.settling: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- logs
 
@@ -187,12 +209,24 @@ class Environment:
     def _take_output(self, data: bytes) -> None:
         chunk = self._partial + data
         *lines, self._partial = chunk.split(b"\n")
-        self._emit([line.decode("utf-8", "replace") for line in lines])
+        self._emit_output([line.decode("utf-8", "replace") for line in lines])
 
     def _flush_partial(self) -> None:
         if self._partial:
             line, self._partial = self._partial, b""
-            self._emit([line.decode("utf-8", "replace")])
+            self._emit_output([line.decode("utf-8", "replace")])
+
+    def _emit_output(self, lines: list[str]) -> None:
+        """Lines the runtime printed: the log, and ``function`` telemetry."""
+        self._emit(lines)
+        self.telemetry.function(lines)
+
+    def _emit_extension_output(self, _ext: Extension, lines: list[str]) -> None:
+        self._emit(lines)
+        self.telemetry.extension(lines)
+
+    def _announce_subscription(self, name: str, types: Sequence[str]) -> None:
+        self._emit([self._lines.telemetry_subscription(name, types, time.time())])
 
     def _drain_output(self) -> None:
         """Read everything the process has written so far, synchronously."""
@@ -250,8 +284,11 @@ class Environment:
                 env[key] = cfg.environment[key]
         return env
 
-    async def _spawn(self) -> InitFailure | None:
-        """Start a runtime process; an immediate failure is returned, not raised."""
+    async def _spawn(self, deadline: float) -> InitFailure | None:
+        """Start the extensions, then the runtime; a failure is returned, not raised.
+
+        ``TimeoutError`` when the extensions have not all registered by ``deadline``.
+        """
         tmp_dir = self._dir / "tmp"
         layout = self.ctx.sandbox.layout(self.task_root, self.opt_dir, tmp_dir)
         try:
@@ -268,14 +305,18 @@ class Environment:
             return InitFailure("error", "Runtime.InvalidEntrypoint", reason=str(exc))
         if plan.notice:
             self._emit([plan.notice])
+        wrapper = exec_wrapper(self.config.runtime, self.config.environment, layout)
+        argv = (wrapper, *plan.argv) if wrapper else plan.argv
+        external = external_extensions(self.opt_dir, layout.opt)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
             self._port = await self._register(self)
         self._spawns += 1
+        env = self._process_env(plan.env, layout)
         spec = ProcessSpec(
             name=f"{self.id}-{self._spawns}",
-            argv=plan.argv,
-            env=self._process_env(plan.env, layout),
+            argv=() if external else argv,
+            env=env,
             cwd=layout.task_root,
             task_root=self.task_root,
             opt_dir=self.opt_dir,
@@ -286,13 +327,35 @@ class Environment:
         try:
             process = await self.ctx.sandbox.spawn(spec)
         except OSError as exc:
-            reason = f"fork/exec {plan.argv[0]}: {(exc.strerror or str(exc)).lower()}"
-            return InitFailure("error", "Runtime.InvalidEntrypoint", reason=reason)
+            return self._exec_failure(argv, wrapper, layout, exc)
         self._process = process
         self._exit = None
         asyncio.get_running_loop().add_reader(process.output_fd, self._on_output)
+        if external:
+            await self.extensions.launch(process, external, extension_env(env), deadline)
+            if self.extensions.failure is not None:
+                error_type, reason = self.extensions.failure
+                return InitFailure("error", error_type, reason=reason)
+            try:
+                await process.start(argv, env, layout.task_root)
+            except OSError as exc:
+                return self._exec_failure(argv, wrapper, layout, exc)
         self._exit_watch = asyncio.create_task(self._watch(process), name=f"env-{self.id}-exit")
         return None
+
+    def _exec_failure(
+        self, argv: Sequence[str], wrapper: str | None, layout: Layout, exc: OSError
+    ) -> InitFailure:
+        """The runtime could not be executed: how Lambda reports it."""
+        strerror = exc.strerror or str(exc)
+        if wrapper is not None and exc.errno in (errno.ENOENT, errno.EACCES):
+            # A managed runtime's bootstrap script execs the wrapper: the shell's 127 or 126.
+            self._emit([f"{layout.runtime_dir}/bootstrap: line 1: {wrapper}: {strerror}"])
+            code = 127 if exc.errno == errno.ENOENT else 126
+            reason = f"Runtime exited with error: exit status {code}"
+            return InitFailure("error", "Runtime.ExitError", reason=reason)
+        reason = f"fork/exec {argv[0]}: {strerror.lower()}"
+        return InitFailure("error", "Runtime.InvalidEntrypoint", reason=reason)
 
     async def _watch(self, process: SandboxProcess) -> None:
         exit_status = await process.wait()
@@ -308,24 +371,75 @@ class Environment:
         if self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_result(InitFailure("error", "Runtime.ExitError", reason=reason))
         if self._reply is not None and not self._reply.done():
-            oom = process.oom_killed()
+            # Out of memory: killed, and by the kernel's OOM killer during this invocation (a
+            # child OOM-killed in an earlier one leaves a later crash a plain ExitError).
+            oom = exit_status.signal == signal.SIGKILL and process.oom_kills() > self._oom_kills
             self._reply.set_exception(_Crashed(reason, "Runtime.OutOfMemory" if oom else None))
         if self._next_waiter is not None and not self._next_waiter.done():
             self._next_waiter.cancel()
+        self.extensions.runtime_failed("Runtime.ExitError", reason)
 
-    async def _run_init(self, timeout: float) -> InitFailure | None:
-        """Spawn and wait for the runtime's first ``/next`` (at most ``timeout`` seconds)."""
-        self._init_waiter = asyncio.get_running_loop().create_future()
-        failure = await self._spawn()
-        if failure is None:
-            try:
-                failure = await asyncio.wait_for(asyncio.shield(self._init_waiter), timeout)
-            except TimeoutError:
-                failure = InitFailure("timeout", "Sandbox.Timedout")
+    async def _run_init(self, timeout: float, phase: str) -> InitFailure | None:
+        """Start extensions and runtime; wait until all are ready (at most ``timeout`` s)."""
+        began = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        await self.extensions.close()
+        await self.telemetry.reset()
+        self.extensions = self._new_extensions()
+        cfg = self.config
+        self.telemetry.init_start(
+            cfg.runtime, cfg.name, cfg.version, self.id, cfg.memory_size, phase
+        )
+        self._init_waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            failure = await self._spawn(deadline)
+            if failure is None:
+                failure = await asyncio.wait_for(
+                    asyncio.shield(waiter), deadline - time.monotonic()
+                )
+                self._init_runtime_done(phase, failure)
+            if failure is None:
+                await self.extensions.await_ready(deadline)
+                if self.extensions.failure is not None:
+                    error_type, reason = self.extensions.failure
+                    failure = InitFailure("error", error_type, reason=reason)
+        except TimeoutError:
+            failure = InitFailure("timeout", "Sandbox.Timedout")
+            if not waiter.done():
+                self._init_runtime_done(phase, failure)
         self._init_waiter = None
+        self._end_init(phase, began, failure)
         if failure is not None:
+            await self._shutdown("failure")
             await self._stop_process()
         return failure
+
+    def _init_runtime_done(self, phase: str, failure: InitFailure | None) -> None:
+        status = failure.status if failure else "success"
+        self.telemetry.init_runtime_done(phase, status, failure.error_type if failure else None)
+
+    def _end_init(self, phase: str, began: float, failure: InitFailure | None) -> None:
+        """Subscriptions close; each extension's state and the init report go out."""
+        self.telemetry.close_subscriptions()
+        at = time.time()
+        for name, state, events, error_type in self.extensions.statuses():
+            self._emit([self._lines.extension(name, state, events, error_type, at)])
+            self.telemetry.extension_state(name, state, events, error_type)
+        status, error_type = (failure.status, failure.error_type) if failure else ("success", None)
+        elapsed = (time.perf_counter() - began) * 1000
+        self.telemetry.init_report(phase, status, elapsed, error_type)
+
+    def _new_extensions(self) -> Extensions:
+        cfg = self.config
+        function = FunctionInfo(cfg.name, cfg.version, cfg.handler or "", self.ctx.account_id)
+        return Extensions(function, self._emit_extension_output, self._extension_failed)
+
+    def _extension_failed(self, error_type: str, reason: str) -> None:
+        """An extension ended the environment: init, or the invocation under way, fails."""
+        if self._init_waiter is not None and not self._init_waiter.done():
+            self._init_waiter.set_result(InitFailure("error", error_type, reason=reason))
+        elif self._reply is not None and not self._reply.done():
+            self._reply.set_exception(_Crashed(reason, error_type))
 
     async def _stop_process(self) -> None:
         process, self._process = self._process, None
@@ -356,7 +470,7 @@ class Environment:
         self.state = EnvState.INITIALIZING
         began = time.perf_counter()
         self._emit([self._lines.init_start(self.config.runtime or "provided", time.time())])
-        failure = await self._run_init(self.ctx.init_timeout)
+        failure = await self._run_init(self.ctx.init_timeout, "init")
         self.init_duration_ms = (time.perf_counter() - began) * 1000
         if failure is not None:
             self.init_failure = failure
@@ -378,7 +492,10 @@ class Environment:
     @property
     def alive(self) -> bool:
         return self.state in (EnvState.IDLE, EnvState.BUSY) and (
-            self.init_failure is not None or (self._process is not None and self._exit is None)
+            self.init_failure is not None
+            or (
+                self._process is not None and self._exit is None and self.extensions.failure is None
+            )
         )
 
     def freeze(self) -> None:
@@ -397,20 +514,45 @@ class Environment:
     def when_closed(self, callback: Callable[[Environment], None]) -> None:
         self._on_closed.append(callback)
 
-    async def close(self) -> None:
+    async def close(self, reason: str | None = None) -> None:
+        """End the environment; extensions get SHUTDOWN with ``reason`` (default: spindown,
+        or failure after a crash) within Lambda's budget first. Idempotent."""
         if self.state is EnvState.CLOSED:
             return
+        failed = self._exit is not None or self.extensions.failure is not None
         self.state = EnvState.CLOSED
+        settling = self.settling
+        if settling is not None and settling is not asyncio.current_task():
+            settling.cancel()
+        await self._shutdown(reason or ("failure" if failed else "spindown"))
         for waiter in (self._init_waiter, self._next_waiter):
             if waiter is not None and not waiter.done():
                 waiter.cancel()
         await self._stop_process()
+        await self.extensions.close()
+        await self.telemetry.close()
         if self._port is not None:
             await self._unregister(self._port)
             self._port = None
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
         for callback in self._on_closed:
             callback(self)
+
+    async def _shutdown(self, reason: str) -> None:
+        """SIGTERM and SHUTDOWN within Lambda's budget; nothing without extensions."""
+        process = self._process
+        if process is None or not any(e.registered for e in self.extensions):
+            return
+        self.thaw()
+        self.telemetry.flush()
+        running = self._exit_watch is not None and self._exit is None
+        await self.extensions.shutdown(process, reason, running)
+
+    async def wait_settled(self) -> None:
+        """Until a returned invocation's extensions are done (at once when there are none)."""
+        task = self.settling
+        if task is not None:
+            await asyncio.wait([task])
 
     # ---------------------------------------------------------------- invoke
 
@@ -434,6 +576,7 @@ class Environment:
                 if failure is not None:
                     return await self._finish_failed_init(invocation, failure, began, cold_init)
             self._emit_start(invocation)
+            subscribed = self.extensions.invoke(invocation, self.deadline_ms)
             reply = await self._exchange(invocation, deadline)
         except TimeoutError:
             return await self._finish_timeout(invocation, began, cold_init)
@@ -441,13 +584,15 @@ class Environment:
             return await self._finish_crash(
                 invocation, crash.reason, crash.error_type, began, cold_init
             )
+        if subscribed:
+            return self._reply_then_settle(invocation, reply, began, cold_init, deadline)
         return self._finish_reply(invocation, reply, began, cold_init)
 
     async def _suppressed_init(self, deadline: float) -> InitFailure | None:
         """Re-run a failed init inside the invocation, bounded by the function timeout."""
         began = time.perf_counter()
         remaining = max(0.0, deadline - began)
-        failure = await self._run_init(remaining)
+        failure = await self._run_init(remaining, "invoke")
         self.init_failure = failure
         if failure is not None:
             elapsed = (time.perf_counter() - began) * 1000
@@ -468,9 +613,12 @@ class Environment:
         if not self._started:
             self._started = True
             self._emit([self._lines.start(invocation.request_id, self.config.version, time.time())])
+            self.telemetry.start(invocation.request_id, self.config.version, invocation.trace_id)
 
     async def _exchange(self, invocation: Invocation, deadline: float) -> Reply:
         self._sample_memory()  # a process that crashes can no longer be measured
+        if self._process is not None:
+            self._oom_kills = self._process.oom_kills()
         loop = asyncio.get_running_loop()
         self._reply = loop.create_future()
         self._current = invocation
@@ -515,6 +663,11 @@ class Environment:
         at = time.time()
         end = self._lines.end(report.request_id, at)
         self._emit([*([end] if end else []), self._lines.report(report, at)])
+        self.telemetry.report(report)
+        return self._take_tail()
+
+    def _take_tail(self) -> str:
+        """The invocation's log so far, for ``X-Amz-Log-Result``; collecting stops."""
         collected, self._collect = self._collect, None
         if collected is None:
             return ""
@@ -526,6 +679,7 @@ class Environment:
     ) -> Outcome:
         self._drain_output()
         report = self._report(invocation.request_id, began, init_ms)
+        self._runtime_done(invocation, reply, report)
         log = self._close_invocation(report)
         self.state = EnvState.IDLE
         self.idle_since = time.monotonic()
@@ -537,6 +691,80 @@ class Environment:
             report=dataclasses.replace(report, error_type=None if reply.ok else reply.error_type),
             executed_version=self.config.version,
         )
+
+    def _runtime_done(self, invocation: Invocation, reply: Reply, report: Report) -> None:
+        self.telemetry.runtime_done(
+            invocation.request_id,
+            "success" if reply.ok else "error",
+            report.duration_ms,
+            len(reply.body),
+            None if reply.ok else reply.error_type,
+            invocation.trace_id,
+        )
+
+    def _reply_then_settle(
+        self,
+        invocation: Invocation,
+        reply: Reply,
+        began: float,
+        init_ms: float | None,
+        deadline: float,
+    ) -> Outcome:
+        """The caller's outcome now; END and REPORT when the INVOKE subscribers are done.
+
+        The tail log therefore ends at the reply.
+        """
+        self._drain_output()
+        report = self._report(invocation.request_id, began, init_ms)
+        self._runtime_done(invocation, reply, report)
+        log = self._take_tail()
+        self.settling = asyncio.create_task(
+            self._settle(invocation, began, init_ms, deadline), name=f"env-{self.id}-settle"
+        )
+        return Outcome(
+            payload=reply.body,
+            content_type=reply.content_type,
+            function_error=not reply.ok,
+            log=log,
+            report=dataclasses.replace(report, error_type=None if reply.ok else reply.error_type),
+            executed_version=self.config.version,
+        )
+
+    async def _settle(
+        self, invocation: Invocation, began: float, init_ms: float | None, deadline: float
+    ) -> None:
+        """Wait for the runtime and the INVOKE subscribers (within the timeout); then REPORT."""
+        status: str | None = None
+        error_type: str | None = None
+        try:
+            try:
+                remaining = deadline - time.perf_counter()
+                await self.extensions.await_settled(time.monotonic() + remaining)
+            except TimeoutError:
+                status = "timeout"
+            if self.extensions.failure is not None and status is None:
+                status, error_type = "error", self.extensions.failure[0]
+            self._drain_output()
+            self.extensions.drain_all()
+            if status == "timeout":
+                self._emit([self._timeout_line(invocation.request_id)])
+            self._close_invocation(
+                self._report(invocation.request_id, began, init_ms, status, error_type)
+            )
+            if status is None:
+                self.state = EnvState.IDLE
+                self.idle_since = time.monotonic()
+            else:
+                await self.close("timeout" if status == "timeout" else "failure")
+        finally:
+            self.settling = None
+
+    def _timeout_line(self, request_id: str) -> str:
+        now = time.time()
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        )
+        return f"{stamp} {request_id} Task timed out after {float(self.config.timeout):.2f} seconds"
 
     async def _finish_failed(
         self,
@@ -550,12 +778,17 @@ class Environment:
         log_lines: list[str],
     ) -> Outcome:
         self._sample_memory()
+        reason = "timeout" if status == "timeout" else "failure"
+        await self._shutdown(reason)
         await self._stop_process()
         self._emit_start(invocation)
         self._emit(log_lines)
         report = self._report(invocation.request_id, began, init_ms, status, error_type)
+        self.telemetry.runtime_done(
+            invocation.request_id, status, report.duration_ms, 0, error_type, invocation.trace_id
+        )
         log = self._close_invocation(report)
-        await self.close()
+        await self.close(reason)
         return Outcome(
             payload=body,
             content_type=content_type,
@@ -570,10 +803,6 @@ class Environment:
     ) -> Outcome:
         message = f"Task timed out after {float(self.config.timeout):.2f} seconds"
         request_id = invocation.request_id
-        now = time.time()
-        stamp = (
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        )
         return await self._finish_failed(
             invocation,
             began,
@@ -582,7 +811,7 @@ class Environment:
             "Sandbox.Timedout",
             error_body("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}"),
             "application/json",
-            [f"{stamp} {request_id} {message}"],
+            [self._timeout_line(request_id)],
         )
 
     async def _finish_crash(
@@ -627,6 +856,8 @@ class Environment:
             if self._process is not None:
                 self._process.end_init()
             self._init_waiter.set_result(None)
+        if self._responded:
+            self.extensions.runtime_next()
         self._responded = False
         current = self._current
         if current is not None and self._reply is not None and not self._reply.done():

@@ -4,6 +4,8 @@ A pool hands out an idle warm environment (most recently used first) or creates 
 concurrent invokes therefore run in separate environments, in parallel. An environment goes
 back to its pool after each invocation unless it died. The manager reaps environments idle for
 longer than the keep-alive and retires a version's pool when its configuration changes.
+An environment whose invocation has returned while its extensions finish comes back to the
+pool when they are done; a new invocation waits briefly for it rather than start another.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
 PoolKey = tuple[str, str, str]  # region, function name, version
+#: How long an invocation waits for an environment whose extensions are finishing (seconds)
+#: before it starts a new one.
+SETTLE_GRACE = 0.1
 
 
 class PoolState(enum.Enum):
@@ -50,6 +55,8 @@ class Pool:
         self.state = PoolState.OPEN
         self._idle: list[Environment] = []
         self._all: set[Environment] = set()
+        #: Returns of environments whose invocation's extensions are still running.
+        self._settling: set[asyncio.Task[None]] = set()
 
     @property
     def size(self) -> int:
@@ -70,12 +77,22 @@ class Pool:
             self._idle.remove(env)
 
     async def _acquire(self) -> Environment:
-        while self._idle:
-            env = self._idle.pop()
-            if env.alive and env.state is EnvState.IDLE:
-                env.thaw()
-                return env
-            await env.close()
+        deadline = time.monotonic() + SETTLE_GRACE
+        while True:
+            while self._idle:
+                env = self._idle.pop()
+                if env.alive and env.state is EnvState.IDLE:
+                    env.thaw()
+                    return env
+                await env.close()
+            # An environment whose extensions are finishing is usually back within
+            # milliseconds: cheaper to wait a little than to start a new one.
+            remaining = deadline - time.monotonic()
+            if not self._settling or remaining <= 0:
+                break
+            await asyncio.wait(
+                self._settling, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
         env = self._new_environment()
         try:
             await env.start()
@@ -91,12 +108,24 @@ class Pool:
         except BaseException:
             await env.close()
             raise
+        if env.settling is None:
+            await self._release(env)
+        else:  # the caller has its answer; the environment comes back when its extensions do
+            task = asyncio.create_task(self._release_when_settled(env))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+        return outcome
+
+    async def _release_when_settled(self, env: Environment) -> None:
+        await env.wait_settled()
+        await self._release(env)
+
+    async def _release(self, env: Environment) -> None:
         if self.state is PoolState.OPEN and env.alive and env.state is EnvState.IDLE:
             env.freeze()
             self._idle.append(env)
         elif env.state is not EnvState.CLOSED:
             await env.close()
-        return outcome
 
     async def reap(self, idle_for: float) -> None:
         now = time.monotonic()
@@ -115,6 +144,7 @@ class Pool:
     async def kill(self) -> None:
         await self.close()
         await asyncio.gather(*(env.close() for env in list(self._all)))
+        await asyncio.gather(*self._settling, return_exceptions=True)
 
 
 class ManagerState(enum.Enum):

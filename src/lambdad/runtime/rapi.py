@@ -1,5 +1,7 @@
 """The Runtime API server (2018-06-01): the only place that speaks HTTP to runtimes.
 
+The Extensions and Telemetry APIs share its address; their routes are in ``extensions_api.py``.
+
 Every environment gets its own listening socket on loopback, so the port a request arrives
 on says which environment is asking, and no environment can take another's invocations.
 All sockets are served by one low-level aiohttp server.
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from lambdad.runtime import extensions_api
 from lambdad.runtime.environment import RuntimeApiError
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
 
@@ -101,6 +104,8 @@ class RuntimeApiServer:
         if env is None or sockname is None or not self._trusted(request, env, sockname):
             return _json_error(500, "InternalServerError", "Internal Server Error")
         path = request.path
+        if path.startswith(extensions_api.PREFIXES):
+            return await extensions_api.handle(env, request)
         if not path.startswith(PREFIX):
             if path == "/ping" or path == "/2018-06-01/ping":
                 return web.Response(text="pong")

@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lambdad.runtime.sandbox.base import Layout
@@ -164,6 +164,21 @@ def launch(
             f"[{layout.task_root}/bootstrap {layout.opt}/bootstrap]"
         )
     raise RuntimeUnavailable(f"The runtime {runtime} is not supported by lambdad.")
+
+
+def exec_wrapper(runtime: str | None, environment: Mapping[str, str], layout: Layout) -> str | None:
+    """The ``AWS_LAMBDA_EXEC_WRAPPER`` to start a managed runtime with, as the process sees it.
+
+    Only managed runtimes honour it (their bootstrap script execs it), as on Lambda. Where the
+    sandbox shows layers and code at their host paths, ``/opt/…`` and ``/var/task/…`` follow.
+    """
+    wrapper = environment.get("AWS_LAMBDA_EXEC_WRAPPER")
+    if not wrapper or (runtime not in PYTHON_RUNTIMES and runtime not in NODE_RUNTIMES):
+        return None
+    for seen, actual in (("/opt", layout.opt), ("/var/task", layout.task_root)):
+        if seen != actual and wrapper.startswith(seen + "/"):
+            return actual + wrapper[len(seen) :]
+    return wrapper
 
 
 def interpreter_dirs(python_path: str = "", node: str = "") -> list[str]:

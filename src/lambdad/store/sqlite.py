@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db: aiosqlite.Connection | None = None
+        #: One connection: transactions must not interleave.
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -77,6 +80,10 @@ class SqliteStore(Store):
         return [(decode(k), json.loads(d)) for k, d in rows]
 
     async def write(self, writes: Sequence[Write]) -> None:
+        async with self._write_lock:
+            await self._write(writes)
+
+    async def _write(self, writes: Sequence[Write]) -> None:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -105,7 +112,8 @@ class SqliteStore(Store):
     async def delete_prefix(self, table: Table, prefix: Key) -> int:
         bounds = prefix_range(prefix)
         assert bounds is not None
-        cursor = await self.db.execute(
-            "DELETE FROM docs WHERE tbl = ? AND key >= ? AND key < ?", (table.value, *bounds)
-        )
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "DELETE FROM docs WHERE tbl = ? AND key >= ? AND key < ?", (table.value, *bounds)
+            )
         return cursor.rowcount

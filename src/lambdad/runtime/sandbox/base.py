@@ -4,14 +4,19 @@ The runtime layer asks a ``Sandbox`` for a process from a ``ProcessSpec`` and ge
 ``SandboxProcess``: its pid, the read end of its merged stdout/stderr, a way to wait for its exit
 and a way to kill it (and everything it started). How the process is confined (nothing, rlimits,
 cgroups and namespaces, a fork from a warm template) is the implementation's business.
+
+Extensions run beside the runtime in the same environment: a spec with an empty ``argv`` makes
+the environment without its main process, ``spawn_sibling`` starts extensions in it (each with
+an output pipe of its own), and ``start`` then starts the runtime.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import errno
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 #: Signal names as Go's ``os.ProcessState.String()`` prints them (Lambda's wording).
@@ -41,7 +46,8 @@ class ProcessSpec:
     """What to run for one execution environment, and within which limits.
 
     ``argv``, ``env`` and ``cwd`` are as the process sees them (see ``Layout``); the paths
-    below them are the host's.
+    below them are the host's. An empty ``argv`` makes the environment without starting its
+    main process; ``SandboxProcess.start`` starts it later (after ``spawn_sibling``).
     """
 
     name: str
@@ -87,10 +93,41 @@ class Exit:
         return f"exit status {self.code}"
 
 
+class SiblingProcess(abc.ABC):
+    """Another process of an environment (an extension), with an output pipe of its own."""
+
+    pid: int
+    #: Non-blocking read end of the process's stdout and stderr; the caller closes it.
+    output_fd: int
+
+    @abc.abstractmethod
+    async def wait(self) -> Exit: ...
+
+
 class SandboxProcess(abc.ABC):
     pid: int
     #: Non-blocking read end of the process's stdout and stderr.
     output_fd: int
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
+        """Start the main process of an environment spawned with an empty ``argv``.
+
+        Raises ``OSError`` when it cannot be executed at all.
+        """
+        raise OSError(errno.ENOTSUP, "this sandbox cannot start a main process later")
+
+    async def spawn_sibling(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str
+    ) -> SiblingProcess:
+        """Start another process in this environment: same user, limits, view and group.
+
+        Its output goes to a pipe of its own (``SiblingProcess.output_fd``). ``kill`` and
+        ``close`` end it with the rest. Raises ``OSError`` when it cannot be executed at all.
+        """
+        raise OSError(errno.ENOTSUP, "this sandbox cannot start extensions")
+
+    def signal_main(self, signum: int) -> None:  # noqa: B027 - optional: a no-op where unsupported
+        """Send ``signum`` to the main process only (SIGTERM at shutdown), not to its siblings."""
 
     @abc.abstractmethod
     async def wait(self) -> Exit: ...
@@ -107,9 +144,9 @@ class SandboxProcess(abc.ABC):
     async def close(self) -> None:
         """Kill if alive, reap, and release every resource; idempotent."""
 
-    def oom_killed(self) -> bool:
-        """Whether the kernel ended a process of this environment for exceeding its memory."""
-        return False
+    def oom_kills(self) -> int:
+        """How many processes of this environment the kernel ended for exceeding its memory."""
+        return 0
 
     def end_init(self) -> None:  # noqa: B027 - optional: a no-op where unsupported
         """Init is over: from now on the CPU share follows memory (init runs unthrottled)."""

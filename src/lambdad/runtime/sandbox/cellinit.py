@@ -4,13 +4,18 @@
 environment ("cell") it forks a child that enters new mount, PID, IPC and UTS namespaces, joins
 the cell's cgroups and forks the cell's init; it answers lambdad with the init's host pid.
 Being single-threaded, it can fork safely, and the namespace work never runs inside lambdad.
+It is the subreaper of every cell init. When lambdad goes away (its control socket reaches
+EOF, also after a SIGKILL) it thaws and kills every cell still alive, reaps them, removes their
+cgroups and directories, and exits: a frozen cell cannot notice on its own that lambdad is gone.
 
 ``init`` (PID 1 of the cell): builds the cell's root file system (read-only system dirs, the
 code at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime``, a private tmpfs
 ``/tmp`` of the cell's size, a fresh ``/proc``, a minimal ``/dev``), pivots into it, then serves
 lambdad over a control socket: ``exec`` starts a process as the cell's unprivileged user with
-rlimits, ``kill`` ends every process of the cell; exits are reported. When lambdad goes away the
-socket closes, init exits, and the kernel kills everything else in the cell.
+rlimits (with the output pipe sent along, or the cell's), ``signal`` signals one of them,
+``kill`` ends every process of the cell; the exit of every process it started is reported.
+When lambdad goes away the socket closes, init exits, and the kernel kills everything else in
+the cell.
 
 Messages are JSON over ``SOCK_SEQPACKET`` sockets; file descriptors travel with SCM_RIGHTS.
 """
@@ -24,9 +29,11 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -43,7 +50,6 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 SYS_PIVOT_ROOT = 155  # x86_64
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
@@ -101,34 +107,88 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 
 def spawner(control_fd: int) -> None:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
-    while True:
-        _reap_all()
-        try:
-            message, fds = _recv(sock)
-        except InterruptedError:
-            continue
-        if message is None:
-            return
-        try:
-            reply = _new_cell(sock, message, fds)
-        except OSError as exc:
-            reply = {"id": message.get("id"), "error": str(exc)}
-        for fd in fds:
-            os.close(fd)
-        _send(sock, reply)
+    cells: dict[int, dict[str, Any]] = {}
+    try:
+        while True:
+            for pid in _reap_all():
+                cells.pop(pid, None)
+            try:
+                message, fds = _recv(sock)
+            except InterruptedError:
+                continue
+            if message is None:
+                return
+            try:
+                reply = _new_cell(sock, message, fds)
+            except OSError as exc:
+                reply = {"id": message.get("id"), "error": str(exc)}
+            for fd in fds:
+                os.close(fd)
+            if "pid" in reply:
+                cells[int(reply["pid"])] = message
+            _send(sock, reply)
+    except OSError:
+        pass  # lambdad went away while we answered
+    finally:
+        _end_cells(cells)
 
 
-def _reap_all() -> None:
+def _reap_all() -> list[int]:
+    reaped: list[int] = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
+
+
+def _end_cells(cells: dict[int, dict[str, Any]], timeout: float = 5.0) -> None:
+    """Kill every cell still alive (thawed first), reap it, remove its cgroups and directory."""
+    specs = list(cells.values())
+    live = dict(cells)
+    deadline = time.monotonic() + timeout
+    while live and time.monotonic() < deadline:
+        for spec in live.values():
+            for procs in spec.get("cgroups", []):
+                _kill_group(os.path.dirname(procs))
+        time.sleep(0.005)
+        for pid in _reap_all():
+            live.pop(pid, None)
+    for spec in specs:
+        groups = [os.path.dirname(procs) for procs in spec.get("cgroups", [])]
+        while groups and time.monotonic() < deadline:
+            groups = [g for g in groups if not _removed(g)]
+            if groups:
+                time.sleep(0.005)
+        shutil.rmtree(os.path.dirname(spec["root"]), ignore_errors=True)
+
+
+def _removed(group: str) -> bool:
+    try:
+        os.rmdir(group)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        _kill_group(group)
+        return False
+    return True
+
+
+def _kill_group(group: str) -> None:
+    for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0"), ("cgroup.kill", "1")):
+        with contextlib.suppress(OSError), open(os.path.join(group, name), "w") as handle:
+            handle.write(value)
+    with contextlib.suppress(OSError), open(os.path.join(group, "cgroup.procs")) as handle:
+        for pid in handle.read().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _new_cell(sock: socket.socket, spec: dict[str, Any], fds: list[int]) -> dict[str, Any]:
@@ -274,19 +334,25 @@ def _serve(spec: dict[str, Any], output_fd: int, sock: socket.socket) -> None:
                 _send(sock, {"op": "exit", "pid": pid, "status": status})
         if sock.fileno() not in ready:
             continue
-        message, _ = _recv(sock)
+        message, fds = _recv(sock)
         if message is None:
             return
         op = message.get("op")
         if op == "exec":
-            reply = _exec(spec, output_fd, message)
+            # An extension brings its own output pipe; the runtime writes to the cell's.
+            reply = _exec(spec, fds[0] if fds else output_fd, message)
             if "pid" in reply:
                 watched.add(reply["pid"])
             _send(sock, reply)
+        elif op == "signal" and message.get("pid") in watched:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(message["pid"]), int(message["signal"]))
         elif op == "kill":
             with contextlib.suppress(ProcessLookupError):
                 os.kill(-1, signal.SIGKILL)
             _send(sock, {"op": "killed"})
+        for fd in fds:
+            os.close(fd)
 
 
 def _reaped() -> list[tuple[int, int]]:

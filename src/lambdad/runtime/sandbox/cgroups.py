@@ -3,12 +3,17 @@
 One ``CellGroup`` per environment: memory limit (no swap), CPU quota in proportion to memory
 (1,769 MB is one vCPU, as on Lambda), a process limit, and a freezer. Each operation is a small
 write to a control file; nothing here blocks for long.
+
+Layout: ``<root>[/<controller>]/lambdad/<instance>/<cell>``. The instance names one lambdad (its
+data dir), so several lambdads on one host never reclaim, count or kill each other's cells, and
+a lambdad restarted on the same data dir finds what its predecessor left.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import os
 import signal
 import time
@@ -51,32 +56,50 @@ def cpu_quota_us(memory_mb: int) -> int:
     return max(1000, CPU_PERIOD_US * memory_mb // MB_PER_VCPU)
 
 
-class Hierarchy:
-    """lambdad's part of the host's cgroups: ``<root>/lambdad`` (v2) or per controller (v1)."""
+def instance_name(runs_dir: Path) -> str:
+    """The cgroup parent of the lambdad whose cells live in ``runs_dir`` (same after restarts)."""
+    return hashlib.sha256(str(runs_dir.resolve()).encode()).hexdigest()[:16]
 
-    def __init__(self, version: Version, root: Path = ROOT) -> None:
+
+class Hierarchy:
+    """One lambdad's part of the host's cgroups: ``lambdad/<instance>`` (per controller on v1)."""
+
+    def __init__(self, version: Version, instance: str, root: Path = ROOT) -> None:
         self.version = version
+        self.instance = instance
         self.root = root
+
+    def bases(self) -> list[Path]:
+        """This instance's parent group: one directory on v2, one per controller on v1."""
+        if self.version is Version.V2:
+            return [self.root / PARENT / self.instance]
+        return [self.root / c / PARENT / self.instance for c in V1_CONTROLLERS]
 
     def prepare(self) -> None:
         if self.version is Version.V2:
-            parent = self.root / PARENT
-            parent.mkdir(exist_ok=True)
             wanted = "+memory +pids +cpu"
             with contextlib.suppress(OSError):
                 _write(self.root / "cgroup.subtree_control", wanted)
-            _write(parent / "cgroup.subtree_control", wanted)
+            for parent in (self.root / PARENT, self.root / PARENT / self.instance):
+                parent.mkdir(exist_ok=True)
+                _write(parent / "cgroup.subtree_control", wanted)
         else:
-            for controller in V1_CONTROLLERS:
-                (self.root / controller / PARENT).mkdir(exist_ok=True)
+            for base in self.bases():
+                base.mkdir(parents=True, exist_ok=True)
 
     def leftovers(self) -> list[str]:
-        """Names of cell groups that a previous lambdad left behind."""
-        base = self.root / PARENT if self.version is Version.V2 else self.root / "memory" / PARENT
-        try:
-            return sorted(p.name for p in base.iterdir() if p.is_dir())
-        except OSError:
-            return []
+        """Names of cell groups of this instance that a previous lambdad left behind."""
+        names: set[str] = set()
+        for base in self.bases():
+            with contextlib.suppress(OSError):
+                names.update(p.name for p in base.iterdir() if p.is_dir())
+        return sorted(names)
+
+    def release(self) -> None:
+        """Remove the instance's parent groups (they stay while a cell is left in them)."""
+        for base in self.bases():
+            with contextlib.suppress(OSError):
+                base.rmdir()
 
     def group(self, name: str) -> CellGroup:
         return CellGroup(self, name)
@@ -86,11 +109,11 @@ class CellGroup:
     def __init__(self, hierarchy: Hierarchy, name: str) -> None:
         self.hierarchy = hierarchy
         self.name = name
-        root = hierarchy.root
+        bases = hierarchy.bases()
         if hierarchy.version is Version.V2:
-            self.dirs = {"all": root / PARENT / name}
+            self.dirs = {"all": bases[0] / name}
         else:
-            self.dirs = {c: root / c / PARENT / name for c in V1_CONTROLLERS}
+            self.dirs = {c: base / name for c, base in zip(V1_CONTROLLERS, bases, strict=True)}
 
     @property
     def v2(self) -> bool:

@@ -19,17 +19,27 @@ import shutil
 import signal
 import socket
 import sys
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lambdad.runtime.sandbox import cgroups
-from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.sandbox.base import (
+    Exit,
+    Layout,
+    ProcessSpec,
+    Sandbox,
+    SandboxProcess,
+    SiblingProcess,
+)
 
 CELLINIT = Path(__file__).with_name("cellinit.py")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: Cell users are taken from this range, one per live environment.
 UID_BASE = 1_000_000
 UID_SLOTS = 65_536
+UID_BLOCKS = 4096
 LIMIT_PROCS = 1024
 LIMIT_FILES = 1024
 _MAX_MESSAGE = 1 << 20
@@ -84,10 +94,41 @@ def peer_uid(local: tuple[str, int], peer: tuple[str, int]) -> int | None:
     return None
 
 
+def cell_hosts(directory: Path) -> Path | None:
+    """The cells' ``/etc/hosts``: the host's, plus ``sandbox.localdomain`` as on Lambda.
+
+    Telemetry API subscribers listen on (and name in their URI) ``sandbox.localdomain``; cells
+    share the host's network, so it is loopback. None where the host has no such file to cover.
+    """
+    if os.path.islink("/etc") or not os.path.isfile("/etc/hosts"):
+        return None
+    path = directory / "hosts"
+    if not path.is_file():
+        with open("/etc/hosts") as handle:
+            text = handle.read()
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f"hosts.{os.getpid()}")
+        staging.write_text(f"{text.rstrip()}\n127.0.0.1\tsandbox.localdomain sandbox\n")
+        staging.replace(path)
+    return path
+
+
 class SpawnerState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
     CLOSED = "closed"
+
+
+class CellSibling(SiblingProcess):
+    """An extension in a cell; its pid is the cell's (PID namespace) pid."""
+
+    def __init__(self, pid: int, output_fd: int, exit_status: asyncio.Future[Exit]) -> None:
+        self.pid = pid
+        self.output_fd = output_fd
+        self._exit = exit_status
+
+    async def wait(self) -> Exit:
+        return await asyncio.shield(self._exit)
 
 
 class LinuxProcess(SandboxProcess):
@@ -117,6 +158,9 @@ class LinuxProcess(SandboxProcess):
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read_control(), name=f"cell-{cell_id}")
         self._main_pid: int | None = None
+        #: Exits of the cell's processes by (cell) pid: reported, or awaited by a sibling.
+        self._exits: dict[int, asyncio.Future[Exit]] = {}
+        self._request_lock = asyncio.Lock()
         self._peak_mb = 0
         self._closed = False
 
@@ -128,29 +172,71 @@ class LinuxProcess(SandboxProcess):
                 if not data:
                     break
                 message = json.loads(data)
-                if message.get("op") == "exit" and message.get("pid") == self._main_pid:
+                if message.get("op") == "exit":
                     code = os.waitstatus_to_exitcode(int(message["status"]))
-                    if not self._exit.done():
-                        self._exit.set_result(Exit.from_returncode(code))
+                    self._exited(int(message["pid"]), Exit.from_returncode(code))
                 else:
                     await self._replies.put(message)
         except OSError:
             pass
-        if not self._exit.done():
-            self._exit.set_result(Exit(None, int(signal.SIGKILL)))
+        for pending in [self._exit, *self._exits.values()]:
+            if not pending.done():
+                pending.set_result(Exit(None, int(signal.SIGKILL)))
         await self._replies.put({"op": "gone"})
 
-    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.get_running_loop().sock_sendall(self._control, json.dumps(message).encode())
-        return await self._replies.get()
+    def _exit_of(self, pid: int) -> asyncio.Future[Exit]:
+        return self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
 
-    async def start(self, argv: tuple[str, ...], env: dict[str, str], cwd: str) -> None:
-        reply = await self._request({"op": "exec", "argv": list(argv), "env": env, "cwd": cwd})
+    def _exited(self, pid: int, status: Exit) -> None:
+        for pending in (self._exit_of(pid), *([self._exit] if pid == self._main_pid else [])):
+            if not pending.done():
+                pending.set_result(status)
+
+    async def _request(self, message: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
+        data = json.dumps(message).encode()
+        async with self._request_lock:
+            if fds:
+                socket.send_fds(self._control, [data], list(fds))
+            else:
+                await asyncio.get_running_loop().sock_sendall(self._control, data)
+            return await self._replies.get()
+
+    async def _exec(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, fds: tuple[int, ...] = ()
+    ) -> int:
+        message = {"op": "exec", "argv": list(argv), "env": dict(env), "cwd": cwd}
+        reply = await self._request(message, fds)
         if reply.get("op") == "exec_error":
             raise OSError(int(reply.get("errno") or 0), str(reply.get("message")))
         if reply.get("op") != "spawned":
-            raise OSError(0, f"cell {self.cell_id} failed to start the runtime: {reply}")
-        self._main_pid = int(reply["pid"])
+            raise OSError(0, f"cell {self.cell_id} failed to start {argv[0]}: {reply}")
+        return int(reply["pid"])
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
+        self._main_pid = await self._exec(argv, env, cwd)
+        early = self._exit_of(self._main_pid)
+        if early.done() and not self._exit.done():
+            self._exit.set_result(early.result())
+
+    async def spawn_sibling(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str
+    ) -> SiblingProcess:
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = await self._exec(argv, env, cwd, (write_fd,))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        return CellSibling(pid, read_fd, self._exit_of(pid))
+
+    def signal_main(self, signum: int) -> None:
+        if self._main_pid is not None and not self._exit.done():
+            message = {"op": "signal", "pid": self._main_pid, "signal": int(signum)}
+            with contextlib.suppress(OSError):
+                self._control.send(json.dumps(message).encode())
 
     async def wait(self) -> Exit:
         return await asyncio.shield(self._exit)
@@ -162,8 +248,8 @@ class LinuxProcess(SandboxProcess):
         self._peak_mb = max(self._peak_mb, self._group.peak_memory_mb())
         return self._peak_mb
 
-    def oom_killed(self) -> bool:
-        return self._group.oom_kills() > 0
+    def oom_kills(self) -> int:
+        return self._group.oom_kills()
 
     def end_init(self) -> None:
         with contextlib.suppress(OSError):
@@ -185,10 +271,18 @@ class LinuxProcess(SandboxProcess):
             return
         self._closed = True
         self.kill()
+        # Shut down, not close, while the reader waits on the socket: a socket closed under a
+        # pending ``sock_recv`` leaves a stale selector entry that swallows the next socket
+        # given the same fd number (stdlib loop; uvloop copes), and the reader never ends.
         with contextlib.suppress(OSError):
-            self._control.close()
+            self._control.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5)
+        if not self._reader.done():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._control.close()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
         await asyncio.to_thread(self._group.remove)
@@ -205,7 +299,7 @@ class LinuxSandbox(Sandbox):
             raise SandboxUnavailable(reason)
         version = cgroups.detect()
         assert version is not None
-        self.hierarchy = cgroups.Hierarchy(version)
+        self.hierarchy = cgroups.Hierarchy(version, cgroups.instance_name(runs_dir))
         self._runs = runs_dir
         self._runtime_dir = runtime_dir
         system = _system_entries()
@@ -217,6 +311,9 @@ class LinuxSandbox(Sandbox):
         self._lock = asyncio.Lock()
         self._uids: set[int] = set()
         self._next_uid = 0
+        #: Each data dir gets its own block of uids, so two lambdads on one host never share
+        #: a cell user (the Runtime API's ownership check is by uid).
+        self.uid_base = UID_BASE + (zlib.crc32(str(runs_dir).encode()) % UID_BLOCKS) * UID_SLOTS
         self.state = SpawnerState.NEW
 
     async def open(self) -> None:
@@ -256,14 +353,15 @@ class LinuxSandbox(Sandbox):
             self._control.close()
         if self._spawner is not None:
             try:
-                await asyncio.wait_for(self._spawner.wait(), 5)
+                await asyncio.wait_for(self._spawner.wait(), 10)
             except TimeoutError:
                 self._spawner.kill()
                 await self._spawner.wait()
+        await asyncio.to_thread(self.hierarchy.release)
 
     def _allocate_uid(self) -> int:
         for _ in range(UID_SLOTS):
-            uid = UID_BASE + self._next_uid
+            uid = self.uid_base + self._next_uid
             self._next_uid = (self._next_uid + 1) % UID_SLOTS
             if uid not in self._uids:
                 self._uids.add(uid)
@@ -295,6 +393,9 @@ class LinuxSandbox(Sandbox):
             ]
             if spec.opt_dir is not None:
                 binds.append({"source": str(spec.opt_dir), "target": "/opt"})
+            hosts = cell_hosts(self._runs.parent)
+            if hosts is not None:
+                binds.append({"source": str(hosts), "target": "/etc/hosts"})
             request = {
                 "id": cell_id,
                 "root": str(root),
@@ -332,8 +433,10 @@ class LinuxSandbox(Sandbox):
         process = LinuxProcess(
             self, cell_id, group, ours, int(reply["pid"]), output_r, uid, root, spec.memory_mb
         )
+        if not spec.argv:
+            return process  # the caller starts extensions, then the runtime
         try:
-            await process.start(spec.argv, dict(spec.env), spec.cwd)
+            await process.start(spec.argv, spec.env, spec.cwd)
         except BaseException:
             await process.close()
             raise
@@ -350,7 +453,7 @@ class LinuxSandbox(Sandbox):
             "open files": f"active ({LIMIT_FILES} per process)",
             "private /tmp": "active (tmpfs of EphemeralStorage MB; counts toward memory)",
             "mount and pid namespaces": "active (code read-only at /var/task, layers at /opt)",
-            "unprivileged user": f"active (one uid per environment from {UID_BASE})",
+            "unprivileged user": f"active (one uid per environment from {self.uid_base})",
             "runtime api": "active (each environment reaches only its own invocations)",
             "freeze between invocations": f"active (cgroup {version} freezer)",
         }

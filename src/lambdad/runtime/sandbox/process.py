@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.sandbox.base import (
+    Exit,
+    Layout,
+    ProcessSpec,
+    Sandbox,
+    SandboxProcess,
+    SiblingProcess,
+)
 
 FILE_LIMIT = 1024
 
@@ -29,42 +39,137 @@ def _peak_rss_mb(pid: int) -> int:
     return 0
 
 
-class PlainProcess(SandboxProcess):
+async def _exec(
+    argv: Sequence[str], env: Mapping[str, str], cwd: str, output_fd: int, group: int | None
+) -> asyncio.subprocess.Process:
+    """Start a process writing to ``output_fd``.
+
+    ``group``: None for a session of its own; 0 for a new process group that others of the
+    environment join later (a group cannot be joined across sessions); else the group to join.
+    """
+    # ``process_group=`` would do, but uvloop's subprocess_exec does not take it.
+    placement: dict[str, Any] = (
+        {"start_new_session": True}
+        if group is None
+        else {"preexec_fn": functools.partial(os.setpgid, 0, group)}
+    )
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=output_fd,
+        stderr=output_fd,
+        cwd=cwd,
+        env=dict(env),
+        close_fds=True,
+        **placement,
+    )
+    with contextlib.suppress(OSError):
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
+    return process
+
+
+class PlainSibling(SiblingProcess):
     def __init__(self, process: asyncio.subprocess.Process, output_fd: int) -> None:
         self._process = process
         self.pid = process.pid
         self.output_fd = output_fd
-        self._peak_mb = 0
-        self._closed = False
 
     async def wait(self) -> Exit:
         return Exit.from_returncode(await self._process.wait())
 
+
+class PlainProcess(SandboxProcess):
+    """The environment's process group: its main process (the runtime) and its siblings.
+
+    The group is the runtime's session when it starts alone; when extensions start first,
+    it is a new process group (in lambdad's session) that the first extension leads.
+    """
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process | None,
+        output_fd: int,
+        output_w: int | None = None,
+    ) -> None:
+        self._process = process
+        self.pid = process.pid if process is not None else 0
+        self.output_fd = output_fd
+        #: The write end of the main output pipe, kept until the main process starts.
+        self._output_w = output_w
+        self._group = process.pid if process is not None else None
+        self._siblings: list[asyncio.subprocess.Process] = []
+        self._peak_mb = 0
+        self._closed = False
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
+        if self._process is not None or self._output_w is None:
+            raise RuntimeError("the main process was already started")
+        try:
+            self._process = await _exec(argv, env, cwd, self._output_w, self._group or 0)
+        finally:
+            os.close(self._output_w)
+            self._output_w = None
+        self.pid = self._process.pid
+        if self._group is None:
+            self._group = self.pid
+
+    async def spawn_sibling(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str
+    ) -> SiblingProcess:
+        read_fd, write_fd = os.pipe()
+        try:
+            os.set_blocking(read_fd, False)
+            process = await _exec(argv, env, cwd, write_fd, self._group or 0)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        if self._group is None:
+            self._group = process.pid
+        self._siblings.append(process)
+        return PlainSibling(process, read_fd)
+
+    async def wait(self) -> Exit:
+        if self._process is None:
+            raise RuntimeError("the main process was not started")
+        return Exit.from_returncode(await self._process.wait())
+
+    def _signal_group(self, signum: int) -> None:
+        if self._group is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._group, signum)
+
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        self._signal_group(signal.SIGKILL)
+
+    def signal_main(self, signum: int) -> None:
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signum)
 
     def max_memory_mb(self) -> int:
-        if self._process.returncode is None:
+        if self._process is not None and self._process.returncode is None:
             self._peak_mb = max(self._peak_mb, _peak_rss_mb(self.pid))
         return self._peak_mb
 
     def freeze(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGSTOP)
+        self._signal_group(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGCONT)
+        self._signal_group(signal.SIGCONT)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.kill()
-        await self._process.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.output_fd)
+        for process in [*([self._process] if self._process else []), *self._siblings]:
+            await process.wait()
+        for fd in (self.output_fd, self._output_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class PlainSandbox(Sandbox):
@@ -83,32 +188,23 @@ class PlainSandbox(Sandbox):
 
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
         read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        if not spec.argv:
+            return PlainProcess(None, read_fd, write_fd)
         try:
-            os.set_blocking(read_fd, False)
-            process = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                cwd=spec.cwd,
-                env=dict(spec.env),
-                start_new_session=True,
-                close_fds=True,
-            )
+            process = await _exec(spec.argv, spec.env, spec.cwd, write_fd, None)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        with contextlib.suppress(OSError):
-            resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
         return PlainProcess(process, read_fd)
 
     def protections(self) -> dict[str, str]:
         gap = "not active: plain-process sandbox"
         return {
             "isolation": "plain processes (not root, or LAMBDAD_SANDBOX=process)",
-            "process group (kill on timeout)": "active",
+            "process group (kill on timeout)": "active (the runtime and its extensions)",
             "open files": f"active ({FILE_LIMIT} per process, rlimit)",
             "freeze between invocations": "active (SIGSTOP / SIGCONT of the process group)",
             "private /tmp": "partial: TMPDIR points at a per-environment directory",

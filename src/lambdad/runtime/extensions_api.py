@@ -1,0 +1,113 @@
+"""The Extensions API (2020-01-01) and Telemetry API (2022-07-01) over HTTP.
+
+The Runtime API server (``rapi.py``) hands every request under ``PREFIXES`` to ``handle``, with
+the environment its port names; the environment's ``extensions`` and ``telemetry`` answer. The
+headers, bodies and errors are RAPID's (``rapi/handler``, ``rapi/middleware``): every refusal is
+``{"errorMessage","errorType"}`` with 403 (400 ``ValidationError`` for a bad subscription).
+The legacy Logs API (2020-08-15) answers as RAPID's stub does: 202 ``Logs.NotSupported``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from lambdad.runtime.extensions import ApiRefusal, ExtensionGone
+
+if TYPE_CHECKING:
+    from lambdad.runtime.environment import Environment
+
+EXTENSION = "/2020-01-01/extension/"
+TELEMETRY = "/2022-07-01/telemetry"
+LOGS = "/2020-08-15/logs"
+PREFIXES = (EXTENSION, TELEMETRY, LOGS)
+ID_HEADER = "Lambda-Extension-Identifier"
+_JSON = "application/json"
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    # Go's json.Encoder: compact, errorMessage first, a trailing newline.
+    body = json.dumps({"errorMessage": message, "errorType": error_type}, separators=(",", ":"))
+    return web.Response(status=status, body=(body + "\n").encode(), content_type=_JSON)
+
+
+def _identifier(request: web.BaseRequest) -> str:
+    value = request.headers.get(ID_HEADER, "")
+    if not value:
+        raise ApiRefusal(
+            403,
+            "Extension.MissingExtensionIdentifier",
+            "Missing Lambda-Extension-Identifier header",
+        )
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ApiRefusal(
+            403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier"
+        ) from None
+
+
+def _error_type(request: web.BaseRequest) -> str:
+    name = "Lambda-Extension-Function-Error-Type"
+    value = request.headers.get(name, "")
+    if not value:
+        raise ApiRefusal(403, "Extension.MissingHeader", f"{name} not found")
+    return value
+
+
+async def handle(env: Environment, request: web.BaseRequest) -> web.StreamResponse:
+    path, method = request.path.rstrip("/"), request.method
+    try:
+        if path.startswith(EXTENSION):
+            return await _extension(env, request, path[len(EXTENSION) :], method)
+        if path == TELEMETRY and method == "PUT":
+            return await _subscribe(env, request)
+        if path == LOGS and method == "PUT":
+            return _error(202, "Logs.NotSupported", "Logs API is not supported")
+    except ApiRefusal as refusal:
+        return _error(refusal.status, refusal.error_type, refusal.message)
+    return _error(404, "InvalidRequest", "Not found")
+
+
+async def _extension(
+    env: Environment, request: web.BaseRequest, action: str, method: str
+) -> web.StreamResponse:
+    extensions = env.extensions
+    if action == "register" and method == "POST":
+        ext, body = extensions.register(
+            request.headers.get("Lambda-Extension-Name", ""),
+            await request.read(),
+            request.headers.get("Lambda-Extension-Accept-Feature", ""),
+        )
+        return web.Response(body=body, headers={ID_HEADER: ext.id, "Content-Type": _JSON})
+    if action == "event/next" and method == "GET":
+        return await _next(env, _identifier(request))
+    if action in ("init/error", "exit/error") and method == "POST":
+        ext_id = _identifier(request)
+        error_type = _error_type(request)
+        await request.read()
+        if action == "init/error":
+            extensions.init_error(ext_id, error_type)
+        else:
+            extensions.exit_error(ext_id, error_type)
+        return web.Response(status=202, body=b'{"status":"OK"}\n', content_type=_JSON)
+    return _error(404, "InvalidRequest", "Not found")
+
+
+async def _next(env: Environment, ext_id: str) -> web.StreamResponse:
+    try:
+        event = await env.extensions.next(ext_id)
+    except ExtensionGone:
+        # The environment went away while the extension waited; it is being killed.
+        return _error(500, "InternalServerError", "Internal Server Error")
+    headers = {"Lambda-Extension-Event-Identifier": str(uuid.uuid4()), "Content-Type": _JSON}
+    return web.Response(body=event, headers=headers)
+
+
+async def _subscribe(env: Environment, request: web.BaseRequest) -> web.StreamResponse:
+    ext = env.extensions.find(_identifier(request))
+    env.telemetry.subscribe(ext.name, await request.read())
+    return web.Response(status=200, body=b'"OK"', content_type=_JSON)

@@ -1,0 +1,439 @@
+"""The Telemetry API (2022-07-01): an environment's subscriptions and their delivery.
+
+Extensions subscribe during init (``PUT /2022-07-01/telemetry``) to ``platform``, ``function``
+and ``extension`` records. Each subscription buffers ``{"time","type","record"}`` events and a
+background task POSTs them as a JSON array to the subscriber's URI (``sandbox.localdomain`` is
+loopback: environments share the host's network) or writes them as JSON lines to its TCP port,
+whenever ``maxItems`` or ``maxBytes`` is reached or ``timeoutMs`` has passed since the first
+buffered event. Nothing here blocks the invoke path: recording is an append, a batch that
+cannot be delivered is dropped and counted, and the next batch starts with a
+``platform.logsDropped`` event. Events recorded during init before a subscription existed
+(``platform.initStart``, the runtime's first lines) are replayed to it, as Lambda does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+import yarl
+
+from lambdad.observe.platform import Report, iso_ms, runtime_version
+from lambdad.runtime.extensions import ApiRefusal
+
+SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+TYPES = ("platform", "function", "extension")
+#: Inclusive ranges of the buffering settings, and their defaults.
+LIMITS = {"maxItems": (1000, 10000), "maxBytes": (262144, 1048576), "timeoutMs": (25, 30000)}
+DEFAULTS = {"maxItems": 10000, "maxBytes": 262144, "timeoutMs": 1000}
+#: Hosts a subscriber names for its own listener.
+LOCAL_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost"})
+#: Events kept during init for subscriptions made later in init.
+BACKLOG = 1000
+#: A subscription holds at most this many times its ``maxBytes`` undelivered.
+OVERFLOW = 4
+DROP_REASON = (
+    "Some logs were dropped because the downstream consumer is slower than the logs production "
+    "rate or did not acknowledge their delivery."
+)
+
+Event = dict[str, Any]
+
+
+def _invalid(message: str) -> ApiRefusal:
+    return ApiRefusal(400, "ValidationError", message)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """A validated subscription request."""
+
+    types: tuple[str, ...]
+    max_items: int
+    max_bytes: int
+    timeout_ms: int
+    #: ``http://127.0.0.1:…`` (local names resolved) for HTTP; None for TCP.
+    uri: str | None
+    port: int | None
+
+
+def _int_setting(buffering: dict[str, Any], name: str) -> int:
+    value = buffering.get(name, DEFAULTS[name])
+    low, high = LIMITS[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(f"buffering.{name}: expected integer, but got {type(value).__name__}")
+    if not low <= value <= high:
+        raise _invalid(f"buffering.{name}: must be between {low} and {high}, but got {value}")
+    return value
+
+
+def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
+    destination = document.get("destination")
+    if not isinstance(destination, dict):
+        raise _invalid("destination: missing or not an object")
+    protocol = destination.get("protocol")
+    if protocol == "HTTP":
+        uri = destination.get("URI")
+        url = yarl.URL(uri) if isinstance(uri, str) and uri else None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise _invalid("destination.URI: must be an http:// URI")
+        if url.host in LOCAL_HOSTS:
+            url = url.with_host("127.0.0.1")
+        return str(url), None
+    if protocol == "TCP":
+        port = destination.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise _invalid("destination.port: must be an integer between 1 and 65535")
+        return None, port
+    raise _invalid('destination.protocol: must be "HTTP" (with URI) or "TCP" (with port)')
+
+
+def parse_request(body: bytes) -> Request:
+    """Validate a subscription body; ``ApiRefusal`` 400 ``ValidationError`` when it is wrong."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise _invalid(f"failed to parse JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise _invalid("the request body must be a JSON object")
+    if document.get("schemaVersion") not in SCHEMA_VERSIONS:
+        allowed = ", ".join(f'"{v}"' for v in SCHEMA_VERSIONS)
+        raise _invalid(f"schemaVersion: must be one of {allowed}")
+    types = document.get("types")
+    if not isinstance(types, list) or not types or any(t not in TYPES for t in types):
+        raise _invalid('types: must be a non-empty array of "platform", "function", "extension"')
+    buffering = document.get("buffering") or {}
+    if not isinstance(buffering, dict):
+        raise _invalid("buffering: must be an object")
+    uri, port = _destination(document)
+    return Request(
+        tuple(dict.fromkeys(types)),
+        _int_setting(buffering, "maxItems"),
+        _int_setting(buffering, "maxBytes"),
+        _int_setting(buffering, "timeoutMs"),
+        uri,
+        port,
+    )
+
+
+def _category(kind: str) -> str:
+    return "platform" if kind.startswith("platform.") else kind
+
+
+class Subscription:
+    """One extension's subscription: its buffer and the task that delivers it."""
+
+    def __init__(self, name: str, request: Request) -> None:
+        self.name = name
+        self.request = request
+        self._buffer: list[tuple[Event, int]] = []
+        self._bytes = 0
+        self._dropped_records = 0
+        self._dropped_bytes = 0
+        self._has_items = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._tcp: asyncio.StreamWriter | None = None
+        self._task = asyncio.create_task(self._deliver_forever(), name=f"telemetry-{name}")
+
+    def wants(self, kind: str) -> bool:
+        return _category(kind) in self.request.types
+
+    def offer(self, event: Event, size: int) -> None:
+        if self._bytes + size > OVERFLOW * self.request.max_bytes:
+            self._dropped_records += 1
+            self._dropped_bytes += size
+            return
+        self._buffer.append((event, size))
+        self._bytes += size
+        self._has_items.set()
+        if self._full():
+            self._urgent.set()
+
+    def flush(self) -> None:
+        """Deliver what is buffered now, without waiting for ``timeoutMs``."""
+        if self._buffer:
+            self._urgent.set()
+
+    def _full(self) -> bool:
+        request = self.request
+        return len(self._buffer) >= request.max_items or self._bytes >= request.max_bytes
+
+    def _take(self) -> list[tuple[Event, int]]:
+        batch: list[tuple[Event, int]] = []
+        size = 0
+        while self._buffer and len(batch) < self.request.max_items:
+            event_size = self._buffer[0][1]
+            if batch and size + event_size > self.request.max_bytes:
+                break
+            batch.append(self._buffer.pop(0))
+            size += event_size
+        self._bytes -= size
+        if not self._buffer:
+            self._has_items.clear()
+        if not self._full():
+            self._urgent.clear()
+        return batch
+
+    async def _deliver_forever(self) -> None:
+        timeout = self.request.timeout_ms / 1000
+        while True:
+            await self._has_items.wait()
+            if not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), timeout)
+            batch = self._take()
+            if batch:
+                await self._send(batch)
+
+    async def _send(self, batch: list[tuple[Event, int]]) -> None:
+        events = [event for event, _ in batch]
+        if self._dropped_records:
+            record = {
+                "droppedBytes": self._dropped_bytes,
+                "droppedRecords": self._dropped_records,
+                "reason": DROP_REASON,
+            }
+            events.insert(0, make_event("platform.logsDropped", record))
+            self._dropped_records = self._dropped_bytes = 0
+        try:
+            delivered = await self._post(events)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            delivered = False
+        if not delivered:
+            self._dropped_records += len(batch)
+            self._dropped_bytes += sum(size for _, size in batch)
+
+    async def _post(self, events: list[Event]) -> bool:
+        payload = json.dumps(events, separators=(",", ":")).encode()
+        if self.request.uri is None:
+            return await self._write_tcp(events)
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        headers = {"Content-Type": "application/json"}
+        async with self._session.post(self.request.uri, data=payload, headers=headers) as reply:
+            await reply.read()
+            return reply.status < 300
+
+    async def _write_tcp(self, events: list[Event]) -> bool:
+        if self._tcp is None or self._tcp.is_closing():
+            assert self.request.port is not None
+            _, self._tcp = await asyncio.open_connection("127.0.0.1", self.request.port)
+        lines = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+        self._tcp.write(lines.encode())
+        try:
+            await self._tcp.drain()
+        except OSError:
+            self._tcp.close()
+            self._tcp = None
+            raise
+        return True
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._session is not None:
+            await self._session.close()
+        if self._tcp is not None:
+            self._tcp.close()
+
+
+def make_event(kind: str, record: Any, at: float | None = None) -> Event:
+    return {"time": iso_ms(time.time() if at is None else at), "type": kind, "record": record}
+
+
+def _tracing(trace_id: str | None) -> dict[str, Any]:
+    return {"tracing": {"type": "X-Amzn-Trace-Id", "value": trace_id}} if trace_id else {}
+
+
+class Telemetry:
+    """The Telemetry API of one environment: subscriptions open during init, and delivery.
+
+    ``announce(name, types)`` is told of each subscription (for the function's log).
+    """
+
+    def __init__(
+        self, json_logs: bool, announce: Callable[[str, Sequence[str]], None] | None = None
+    ) -> None:
+        self._json_logs = json_logs
+        self._announce = announce
+        self._subscriptions: dict[str, Subscription] = {}
+        #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
+        self.open = True
+        self._backlog: list[tuple[Event, int]] = []
+
+    @property
+    def active(self) -> bool:
+        return self.open or bool(self._subscriptions)
+
+    # ------------------------------------------------------------ subscriptions
+
+    def subscribe(self, name: str, body: bytes) -> None:
+        """``PUT /2022-07-01/telemetry`` by extension ``name``; refusals raise ``ApiRefusal``."""
+        if not self.open:
+            raise ApiRefusal(
+                403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed"
+            )
+        request = parse_request(body)
+        previous = self._subscriptions.pop(name, None)
+        if previous is not None:
+            asyncio.get_running_loop().create_task(previous.close())
+        subscription = Subscription(name, request)
+        self._subscriptions[name] = subscription
+        for event, size in self._backlog:
+            if subscription.wants(event["type"]):
+                subscription.offer(event, size)
+        if self._announce is not None:
+            self._announce(name, request.types)
+        record = {"name": name, "state": "Subscribed", "types": list(request.types)}
+        self.record("platform.telemetrySubscription", record)
+
+    def close_subscriptions(self) -> None:
+        """Init is over: no new subscriptions, and the backlog goes."""
+        self.open = False
+        self._backlog.clear()
+
+    def flush(self) -> None:
+        for subscription in self._subscriptions.values():
+            subscription.flush()
+
+    async def reset(self) -> None:
+        """A new init attempt: drop every subscription and reopen."""
+        await self.close()
+        self.open = True
+
+    async def close(self) -> None:
+        subscriptions = list(self._subscriptions.values())
+        self._subscriptions.clear()
+        self._backlog.clear()
+        self.open = False
+        await asyncio.gather(*(s.close() for s in subscriptions))
+
+    # ------------------------------------------------------------ recording
+
+    def record(self, kind: str, record: Any) -> None:
+        if not self.active:
+            return
+        event = make_event(kind, record)
+        size = len(json.dumps(event, separators=(",", ":")))
+        if self.open and len(self._backlog) < BACKLOG:
+            self._backlog.append((event, size))
+        for subscription in self._subscriptions.values():
+            if subscription.wants(kind):
+                subscription.offer(event, size)
+
+    def _lines(self, kind: str, lines: list[str]) -> None:
+        if not self.active:
+            return
+        for line in lines:
+            record: Any = line
+            if self._json_logs and line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+            self.record(kind, record)
+
+    def function(self, lines: list[str]) -> None:
+        self._lines("function", lines)
+
+    def extension(self, lines: list[str]) -> None:
+        self._lines("extension", lines)
+
+    # ------------------------------------------------------------ platform events
+
+    def init_start(
+        self,
+        runtime: str | None,
+        name: str,
+        version: str,
+        instance: str,
+        memory_mb: int,
+        phase: str,
+    ) -> None:
+        runtime_name, arn = runtime_version(runtime)
+        self.record(
+            "platform.initStart",
+            {
+                "initializationType": "on-demand",
+                "phase": phase,
+                "runtimeVersion": runtime_name,
+                "runtimeVersionArn": arn,
+                "functionName": name,
+                "functionVersion": version,
+                "instanceId": instance,
+                "instanceMaxMemory": memory_mb,
+            },
+        )
+
+    def init_runtime_done(self, phase: str, status: str, error_type: str | None) -> None:
+        record = {"initializationType": "on-demand", "phase": phase, "status": status}
+        self.record("platform.initRuntimeDone", _with_error(record, error_type))
+
+    def init_report(
+        self, phase: str, status: str, duration_ms: float, error_type: str | None
+    ) -> None:
+        record = {
+            "initializationType": "on-demand",
+            "phase": phase,
+            "status": status,
+            "metrics": {"durationMs": round(duration_ms, 3)},
+        }
+        self.record("platform.initReport", _with_error(record, error_type))
+
+    def extension_state(
+        self, name: str, state: str, events: Sequence[str], error_type: str | None
+    ) -> None:
+        record = {"name": name, "state": state, "events": list(events)}
+        self.record("platform.extension", _with_error(record, error_type))
+
+    def start(self, request_id: str, version: str, trace_id: str | None) -> None:
+        record = {"requestId": request_id, "version": version, **_tracing(trace_id)}
+        self.record("platform.start", record)
+
+    def runtime_done(
+        self,
+        request_id: str,
+        status: str,
+        duration_ms: float,
+        produced_bytes: int,
+        error_type: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        record = {
+            "requestId": request_id,
+            "status": status,
+            "metrics": {"durationMs": round(duration_ms, 3), "producedBytes": produced_bytes},
+            "spans": [],
+            **_tracing(trace_id),
+        }
+        self.record("platform.runtimeDone", _with_error(record, error_type))
+
+    def report(self, report: Report, trace_id: str | None = None) -> None:
+        metrics: dict[str, Any] = {
+            "durationMs": round(report.duration_ms, 3),
+            "billedDurationMs": report.billed_ms,
+            "memorySizeMB": report.memory_mb,
+            "maxMemoryUsedMB": report.max_memory_mb,
+        }
+        if report.init_duration_ms is not None:
+            metrics["initDurationMs"] = round(report.init_duration_ms, 3)
+        record = {
+            "requestId": report.request_id,
+            "status": report.status or "success",
+            "metrics": metrics,
+            **_tracing(trace_id),
+        }
+        self.record("platform.report", _with_error(record, report.error_type))
+
+
+def _with_error(record: dict[str, Any], error_type: str | None) -> dict[str, Any]:
+    if error_type:
+        record["errorType"] = error_type
+    return record
