@@ -102,9 +102,9 @@ def environment_identity():
     cell = None
     with open("/proc/self/cgroup") as handle:
         for line in handle:
-            parts = line.rstrip("\\n").split(":", 2)[2].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "lambdad":
-                cell = parts[-1]
+            parts = line.rstrip("\\n").split(":", 2)[2].strip("/").split("/")
+            if len(parts) >= 3 and parts[-3] == "lambdad":
+                cell = parts[-2] + "/" + parts[-1]
     with open("/proc/self/stat", "rb") as handle:
         started = int(handle.read().rsplit(b")", 1)[1].split()[19])
     return {"token": _TOKEN, "pid": _os.getpid(), "started": started, "cell": cell}
@@ -115,7 +115,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 def _cell_dirs(cell: str | None = None) -> list[Path]:
     """The cgroup directories of ``cell`` (every cell when None), on cgroup v2 or v1."""
-    name = cell or "*"
+    name = cell or "*/*"
     return [
         p
         for p in (*CGROUP_ROOT.glob(f"lambdad/{name}"), *CGROUP_ROOT.glob(f"*/lambdad/{name}"))
@@ -265,7 +265,7 @@ def _cells_of(server: Server, pids: set[int]) -> set[str]:
     runs = server.data_dir / "run" / "envs"
     names = {p.name for p in runs.iterdir()} if runs.is_dir() else set()
     return {
-        d.name
+        f"{d.parent.name}/{d.name}"
         for d in _cell_dirs()
         if d.name in names or d.name.rsplit("-", 1)[0] in names or _cell_pids(d) & pids
     }
