@@ -97,6 +97,8 @@ def target(
     request: pytest.FixtureRequest, server: Server, start_server: Callable[..., Server]
 ) -> Iterator[Target]:
     """The shared lambdad (Linux sandbox as root), or one on the plain-process sandbox."""
+    if request.param == "linux":
+        require_linux(server)
     srv = server if request.param == "linux" else start_server({"LAMBDAD_SANDBOX": "process"})
     client = srv.client()
     yield Target(srv, client, str(request.param))
@@ -112,6 +114,8 @@ def warm_target(
     if request.param == "process":
         settings["LAMBDAD_SANDBOX"] = "process"
     srv = start_server(settings)
+    if request.param == "linux":
+        require_linux(srv)
     client = srv.client()
     yield Target(srv, client, str(request.param))
     client.close()
@@ -120,7 +124,15 @@ def warm_target(
 @pytest.fixture
 def linux(server: Server, lam: Any) -> Target:
     """The shared lambdad (the Linux sandbox, as root)."""
+    require_linux(server)
     return Target(server, lam, "linux")
+
+
+def require_linux(server: Server) -> None:
+    """Skip unless ``server`` runs the Linux sandbox (root on Linux, not forced to processes)."""
+    kind = server.get_json("/_lambdad/doctor")["sandbox"]["kind"]
+    if kind != "linux":
+        pytest.skip(f"this lambdad runs the {kind} sandbox, not the Linux one")
 
 
 def layer(client: Any, files: Mapping[str, str], modes: Mapping[str, int] | None = None) -> str:
