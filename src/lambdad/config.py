@@ -37,6 +37,9 @@ class Settings:
     time_scale: float = 1.0
     #: How long an idle execution environment is kept warm before it is reaped (scaled).
     keep_alive: float = 300.0
+    #: Idle time before an environment is frozen (scaled); back-to-back invocations of a
+    #: warm environment then skip the freeze and thaw.
+    freeze_delay: float = 0.01
     #: The on-demand init phase cap; a longer init is retried inside the first invoke.
     init_timeout: float = 10.0
     #: Upper bound on live execution environments across all functions.

@@ -68,6 +68,7 @@ class LambdadServer:
             region=settings.default_region,
             init_timeout=settings.init_timeout,
             host_path=config_module.host_path(),
+            freeze_delay=settings.scaled(settings.freeze_delay),
             node=settings.node,
             python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,

@@ -116,6 +116,8 @@ class EnvironmentContext:
     region: str
     init_timeout: float
     host_path: str = "/usr/local/bin:/usr/bin:/bin"
+    #: Idle time before an environment is frozen (already scaled by ``time_scale``).
+    freeze_delay: float = 0.01
     node: str = ""
     python_path: str = ""
     echo: Callable[[str], None] | None = None
@@ -137,6 +139,9 @@ class Environment:
         #: The function's layers, merged in order; None when it has none.
         self.opt_dir = opt_dir
         self._spawns = 0
+        self._frozen = False
+        self._freeze_when_parked = False
+        self._freeze_timer: asyncio.TimerHandle | None = None
         self.id = uuid.uuid4().hex
         self.state = EnvState.NEW
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
@@ -499,13 +504,39 @@ class Environment:
         )
 
     def freeze(self) -> None:
-        """Idle: no CPU for the runtime or anything it started, until ``thaw``."""
-        if self._process is not None:
+        """Idle: no CPU for the runtime or anything it started, until ``thaw``.
+
+        The freeze waits until the runtime is parked in ``/next``: frozen earlier, it would
+        make that call only after the thaw, putting a round trip on the next invoke's path.
+        """
+        self._freeze_when_parked = True
+        if self._next_waiter is not None and not self._next_waiter.done():
+            self._freeze_soon()
+
+    def _freeze_soon(self) -> None:
+        """Freeze after ``freeze_delay`` of idleness: back-to-back invocations skip the
+        freeze and thaw (a cgroup write each, and two wake-ups of the runtime)."""
+        self._freeze_when_parked = False
+        if self._freeze_timer is None:
+            self._freeze_timer = asyncio.get_running_loop().call_later(
+                self.ctx.freeze_delay, self._freeze_now
+            )
+
+    def _freeze_now(self) -> None:
+        self._freeze_timer = None
+        idle = self.state is EnvState.IDLE and self._current is None
+        if idle and self._process is not None and not self._frozen:
             self._process.freeze()
+            self._frozen = True
 
     def thaw(self) -> None:
-        if self._process is not None:
+        self._freeze_when_parked = False
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
+        if self._process is not None and self._frozen:
             self._process.thaw()
+        self._frozen = False
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """Whether a Runtime API connection comes from this environment's own processes."""
@@ -521,6 +552,9 @@ class Environment:
             return
         failed = self._exit is not None or self.extensions.failure is not None
         self.state = EnvState.CLOSED
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
         settling = self.settling
         if settling is not None and settling is not asyncio.current_task():
             settling.cancel()
@@ -867,6 +901,8 @@ class Environment:
             return current
         waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         self._next_waiter = waiter
+        if self._freeze_when_parked:
+            self._freeze_soon()
         try:
             return await waiter
         finally:

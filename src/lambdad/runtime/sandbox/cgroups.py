@@ -114,6 +114,7 @@ class CellGroup:
             self.dirs = {"all": bases[0] / name}
         else:
             self.dirs = {c: base / name for c, base in zip(V1_CONTROLLERS, bases, strict=True)}
+        self._open: dict[tuple[str, int], int] = {}
 
     @property
     def v2(self) -> bool:
@@ -155,11 +156,33 @@ class CellGroup:
         """The ``cgroup.procs`` files a process writes its pid to, to join this group."""
         return [str(path / "cgroup.procs") for path in self.dirs.values()]
 
+    def _fd(self, path: Path, flags: int) -> int:
+        """A control file kept open for the group's life: the invoke path reads and writes
+        the same few files, and opening them each time costs more than the write."""
+        key = (str(path), flags)
+        fd = self._open.get(key)
+        if fd is None:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+            self._open[key] = fd
+        return fd
+
+    def _hot_write(self, path: Path, value: bytes) -> None:
+        os.pwrite(self._fd(path, os.O_WRONLY), value, 0)
+
+    def _hot_read(self, path: Path) -> str:
+        return os.pread(self._fd(path, os.O_RDONLY), 4096, 0).decode()
+
+    def close_files(self) -> None:
+        open_fds, self._open = self._open, {}
+        for fd in open_fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def peak_memory_mb(self) -> int:
         d = self._dir("memory")
         name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
         try:
-            return int(_read(d / name)) // MB
+            return int(self._hot_read(d / name)) // MB
         except (OSError, ValueError):
             try:
                 current = "memory.current" if self.v2 else "memory.usage_in_bytes"
@@ -181,15 +204,15 @@ class CellGroup:
 
     def freeze(self) -> None:
         if self.v2:
-            _write(self._dir("freezer") / "cgroup.freeze", "1")
+            self._hot_write(self._dir("freezer") / "cgroup.freeze", b"1")
         else:
-            _write(self._dir("freezer") / "freezer.state", "FROZEN")
+            self._hot_write(self._dir("freezer") / "freezer.state", b"FROZEN")
 
     def thaw(self) -> None:
         if self.v2:
-            _write(self._dir("freezer") / "cgroup.freeze", "0")
+            self._hot_write(self._dir("freezer") / "cgroup.freeze", b"0")
         else:
-            _write(self._dir("freezer") / "freezer.state", "THAWED")
+            self._hot_write(self._dir("freezer") / "freezer.state", b"THAWED")
 
     def pids(self) -> list[int]:
         d = self._dir("pids")
@@ -212,6 +235,12 @@ class CellGroup:
 
     def remove(self, timeout: float = 2.0) -> bool:
         """Kill what is left and remove the group; False if it could not be removed in time."""
+        try:
+            return self._remove(timeout)
+        finally:
+            self.close_files()
+
+    def _remove(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             self.kill_all()

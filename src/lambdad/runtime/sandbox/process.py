@@ -153,12 +153,6 @@ class PlainProcess(SandboxProcess):
             self._peak_mb = max(self._peak_mb, _peak_rss_mb(self.pid))
         return self._peak_mb
 
-    def freeze(self) -> None:
-        self._signal_group(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self._signal_group(signal.SIGCONT)
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -206,7 +200,8 @@ class PlainSandbox(Sandbox):
             "isolation": "plain processes (not root, or LAMBDAD_SANDBOX=process)",
             "process group (kill on timeout)": "active (the runtime and its extensions)",
             "open files": f"active ({FILE_LIMIT} per process, rlimit)",
-            "freeze between invocations": "active (SIGSTOP / SIGCONT of the process group)",
+            "freeze between invocations": "not active: a stopped process group would outlive a "
+            "killed lambdad",
             "private /tmp": "partial: TMPDIR points at a per-environment directory",
             "memory limit": gap,
             "cpu share": gap,
