@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def ric_function(new_function: Any) -> Any:
         bootstrap = (
             "#!/bin/sh\n"
             'export PYTHONPATH="$LAMBDA_TASK_ROOT"\n'
-            f'exec "{sys.executable}" -S -m awslambdaric app.handler\n'
+            f'exec "{os.path.realpath(sys.executable)}" -S -m awslambdaric app.handler\n'
         )
         files = {
             **vendored("awslambdaric", "simplejson", "snapshot-restore-py"),
@@ -183,7 +184,10 @@ def test_shell_and_curl_bootstrap(lam: Any, new_function: Any) -> None:
 def test_provided_al2_bootstrap_uses_the_handler_setting(lam: Any, new_function: Any) -> None:
     """On provided.al2 the bootstrap gets Handler as ``_HANDLER``; its /error body is verbatim."""
     fn = new_function(
-        files={"bootstrap": PY_BOOTSTRAP.format(python=sys.executable), "greeter.py": GREETER},
+        files={
+            "bootstrap": PY_BOOTSTRAP.format(python=os.path.realpath(sys.executable)),
+            "greeter.py": GREETER,
+        },
         modes={"bootstrap": 0o755},
         Runtime="provided.al2",
         Handler="greeter.greet",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 import time
@@ -429,7 +430,7 @@ INVALID_REQUEST_ID = '{"errorMessage":"Invalid request ID","errorType":"InvalidR
 
 
 def _probe_function(new_function: Any, **kwargs: Any) -> dict[str, Any]:
-    bootstrap = f"#!{sys.executable}\n{PROBE_RUNTIME}"
+    bootstrap = f"#!{os.path.realpath(sys.executable)}\n{PROBE_RUNTIME}"
     return dict(
         new_function(
             files={"bootstrap": bootstrap},
