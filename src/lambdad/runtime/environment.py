@@ -45,6 +45,14 @@ from lambdad.runtime.extensions import (
     external_extensions,
 )
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
+from lambdad.runtime.process_env import process_environment
+from lambdad.runtime.replies import (
+    Crashed,
+    InitFailure,
+    Reply,
+    RuntimeApiError,
+    forwardable_error,
+)
 from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, exec_wrapper, launch
 from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
 from lambdad.runtime.spec import FunctionSpec
@@ -60,49 +68,6 @@ class EnvState(enum.Enum):
     IDLE = "idle"
     BUSY = "busy"
     CLOSED = "closed"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Reply:
-    """What the runtime posted for an invocation."""
-
-    ok: bool
-    body: bytes
-    content_type: str
-    error_type: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InitFailure:
-    """Why init did not finish: an ``/init/error``, an exit, a spawn failure or a timeout."""
-
-    status: str  # "error" | "timeout"
-    error_type: str | None
-    body: bytes | None = None
-    content_type: str = "application/json"
-    #: For exits and spawn failures: the text after ``Error:`` in Lambda's message.
-    reason: str | None = None
-
-    def invoke_body(self, request_id: str) -> tuple[bytes, str]:
-        if self.body is not None:
-            return self.body, self.content_type
-        return (
-            error_body(
-                self.error_type or "Runtime.Unknown",
-                f"RequestId: {request_id} Error: {self.reason}",
-            ),
-            "application/json",
-        )
-
-
-class RuntimeApiError(Exception):
-    """A Runtime API call the environment refuses: carries the status and the error type."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,43 +216,10 @@ class Environment:
     # ---------------------------------------------------------------- process
 
     def _process_env(self, extra: dict[str, str], layout: Layout) -> dict[str, str]:
-        cfg = self.config
-        task = layout.task_root
-        env = {
-            "PATH": f"{self.ctx.host_path}:{layout.opt}/bin",
-            "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",
-            "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{task}:{task}/lib:"
-            f"{layout.opt}/lib",
-            **cfg.environment,
-            "_HANDLER": cfg.handler or "",
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._port}",
-            "LAMBDA_TASK_ROOT": task,
-            "LAMBDA_RUNTIME_DIR": layout.runtime_dir,
-            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": cfg.version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(cfg.timeout),
-            "AWS_LAMBDA_LOG_GROUP_NAME": cfg.log_group,
-            "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_REGION": self.ctx.region,
-            "AWS_DEFAULT_REGION": self.ctx.region,
-            "AWS_ACCESS_KEY_ID": "AKIALAMBDADLOCAL0000",
-            "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
-            "AWS_SESSION_TOKEN": "lambdad-local-session-token",
-            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            "AWS_LAMBDA_LOG_FORMAT": cfg.log_format,
-            "TMPDIR": layout.tmp,
-            "HOME": layout.tmp,
-        }
-        if cfg.log_format == "JSON" and cfg.log_level:
-            env["AWS_LAMBDA_LOG_LEVEL"] = cfg.log_level
-        env.update(extra)
-        for key in cfg.environment:
-            if key in ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ"):
-                env[key] = cfg.environment[key]
-        return env
+        assert self._port is not None
+        return process_environment(
+            self.config, layout, self.ctx.host_path, self.ctx.region, self._port, self.stream, extra
+        )
 
     async def _spawn(self, deadline: float) -> InitFailure | None:
         """Start the extensions, then the runtime; a failure is returned, not raised.
@@ -379,7 +311,7 @@ class Environment:
             # Out of memory: killed, and by the kernel's OOM killer during this invocation (a
             # child OOM-killed in an earlier one leaves a later crash a plain ExitError).
             oom = exit_status.signal == signal.SIGKILL and process.oom_kills() > self._oom_kills
-            self._reply.set_exception(_Crashed(reason, "Runtime.OutOfMemory" if oom else None))
+            self._reply.set_exception(Crashed(reason, "Runtime.OutOfMemory" if oom else None))
         if self._next_waiter is not None and not self._next_waiter.done():
             self._next_waiter.cancel()
         self.extensions.runtime_failed("Runtime.ExitError", reason)
@@ -444,7 +376,7 @@ class Environment:
         if self._init_waiter is not None and not self._init_waiter.done():
             self._init_waiter.set_result(InitFailure("error", error_type, reason=reason))
         elif self._reply is not None and not self._reply.done():
-            self._reply.set_exception(_Crashed(reason, error_type))
+            self._reply.set_exception(Crashed(reason, error_type))
 
     async def _stop_process(self) -> None:
         process, self._process = self._process, None
@@ -614,7 +546,7 @@ class Environment:
             reply = await self._exchange(invocation, deadline)
         except TimeoutError:
             return await self._finish_timeout(invocation, began, cold_init)
-        except _Crashed as crash:
+        except Crashed as crash:
             return await self._finish_crash(
                 invocation, crash.reason, crash.error_type, began, cold_init
             )
@@ -963,7 +895,7 @@ class Environment:
         self, request_id: str, body: bytes, content_type: str, error_type: str | None
     ) -> None:
         reply = self._check_request(request_id, "InvocationErrorResponse")
-        body, content_type = _forwardable_error(body, content_type)
+        body, content_type = forwardable_error(body, content_type)
         kind = runtime_error_type(body, error_type) or "Unhandled"
         self._accept_reply(reply, Reply(False, body, content_type, kind))
 
@@ -982,23 +914,3 @@ class Environment:
                 "error", runtime_error_type(body, error_type) or "Runtime.Unknown", body, kind
             )
         )
-
-
-class _Crashed(Exception):
-    def __init__(self, reason: str, error_type: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.error_type = error_type or "Runtime.ExitError"
-
-
-def _forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
-    """Error bodies are forwarded verbatim, except the X-Ray error-cause form (cause dropped)."""
-    if content_type.startswith("application/vnd.aws.lambda.error.cause+json"):
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return b"Invalid error body", "application/octet-stream"
-        if isinstance(parsed, dict):
-            parsed.pop("errorCause", None)
-        return json.dumps(parsed).encode(), "application/json"
-    return body, content_type or "application/json"

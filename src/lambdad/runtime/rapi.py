@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from lambdad.runtime import extensions_api
-from lambdad.runtime.environment import RuntimeApiError
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
+from lambdad.runtime.replies import RuntimeApiError
 
 if TYPE_CHECKING:
     from lambdad.runtime.environment import Environment

@@ -1,0 +1,57 @@
+"""The environment variables of a runtime process, as Lambda sets them."""
+
+from __future__ import annotations
+
+from lambdad.runtime.sandbox.base import Layout
+from lambdad.runtime.spec import FunctionSpec
+
+#: The process variables a function's own configuration may override.
+OVERRIDABLE = ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ")
+
+
+def process_environment(
+    cfg: FunctionSpec,
+    layout: Layout,
+    host_path: str,
+    region: str,
+    port: int,
+    stream: str,
+    extra: dict[str, str],
+) -> dict[str, str]:
+    """The runtime process's environment (wire spec section 3); the function's own variables
+    may override only the ones Lambda lets them."""
+    task = layout.task_root
+    env = {
+        "PATH": f"{host_path}:{layout.opt}/bin",
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{task}:{task}/lib:{layout.opt}/lib",
+        **cfg.environment,
+        "_HANDLER": cfg.handler or "",
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+        "LAMBDA_TASK_ROOT": task,
+        "LAMBDA_RUNTIME_DIR": layout.runtime_dir,
+        "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": cfg.version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(cfg.timeout),
+        "AWS_LAMBDA_LOG_GROUP_NAME": cfg.log_group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "AKIALAMBDADLOCAL0000",
+        "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
+        "AWS_SESSION_TOKEN": "lambdad-local-session-token",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_LAMBDA_LOG_FORMAT": cfg.log_format,
+        "TMPDIR": layout.tmp,
+        "HOME": layout.tmp,
+    }
+    if cfg.log_format == "JSON" and cfg.log_level:
+        env["AWS_LAMBDA_LOG_LEVEL"] = cfg.log_level
+    env.update(extra)
+    for key in cfg.environment:
+        if key in OVERRIDABLE:
+            env[key] = cfg.environment[key]
+    return env
