@@ -48,6 +48,8 @@ def process_environment(
         "TMPDIR": layout.tmp,
         "HOME": layout.tmp,
     }
+    if layout.opt != "/opt":
+        env["_LAMBDAD_OPT"] = layout.opt
     if cfg.log_format == "JSON" and cfg.log_level:
         env["AWS_LAMBDA_LOG_LEVEL"] = cfg.log_level
     env.update(extra)

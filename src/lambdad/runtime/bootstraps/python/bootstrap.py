@@ -111,7 +111,13 @@ def prepare_sys_path(environ: MutableMapping[str, str]) -> None:
     sys.path[:] = [entry for entry in sys.path if entry and os.path.abspath(entry) not in own_dirs]
     task_root = environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     layers = "PYTHONPATH" not in environ
-    layer_dirs = ["/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2], "/opt/python"]
+    # Layers are at /opt; where a sandbox cannot mount them there, lambdad names their
+    # directory in _LAMBDAD_OPT (an underscore name, which no function variable can be).
+    opt = environ.get("_LAMBDAD_OPT", "/opt")
+    layer_dirs = [
+        "%s/python/lib/python%d.%d/site-packages" % ((opt, *sys.version_info[:2])),
+        opt + "/python",
+    ]
     if layers:
         sys.path[0:0] = layer_dirs
     sys.path.insert(0, task_root)
