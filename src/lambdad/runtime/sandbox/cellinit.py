@@ -306,12 +306,31 @@ def _build_root(spec: dict[str, Any]) -> None:
 def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
     output_fd, control_fd = fds
     os.setsid()
-    _build_root(spec)
-    with contextlib.suppress(OSError):
-        socket.sethostname(spec.get("hostname", "lambda"))
-    os.write(ready_w, b"ok")
-    os.close(ready_w)
-    _serve(spec, output_fd, socket.socket(fileno=control_fd))
+    sock = socket.socket(fileno=control_fd)
+    if spec.get("deferred"):
+        # A spare cell: namespaces and cgroups now (the slow part), its root file system
+        # when lambdad hands it an environment and sends the ``build`` message.
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        message, _ = _recv(sock)
+        if message is None or message.get("op") != "build":
+            os._exit(0)
+        spec = {**spec, **message}
+        try:
+            _build_root(spec)
+        except BaseException as exc:
+            _send(sock, {"op": "build_error", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(1)
+        with contextlib.suppress(OSError):
+            socket.sethostname(spec.get("hostname", "lambda"))
+        _send(sock, {"op": "built"})
+    else:
+        _build_root(spec)
+        with contextlib.suppress(OSError):
+            socket.sethostname(spec.get("hostname", "lambda"))
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+    _serve(spec, output_fd, sock)
 
 
 def _serve(spec: dict[str, Any], output_fd: int, sock: socket.socket) -> None:

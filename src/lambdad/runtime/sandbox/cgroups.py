@@ -123,9 +123,14 @@ class CellGroup:
     def _dir(self, controller: str) -> Path:
         return self.dirs["all" if self.v2 else controller]
 
-    def create(self, memory_mb: int, pids: int) -> None:
+    def make(self) -> None:
+        """The group's directories, with no limits yet (a spare cell's group)."""
         for path in self.dirs.values():
             path.mkdir(exist_ok=True)
+
+    def create(self, memory_mb: int, pids: int) -> None:
+        """Make the group if needed and set its limits (raising from "no limit" only)."""
+        self.make()
         limit = str(memory_mb * MB)
         if self.v2:
             d = self._dir("memory")

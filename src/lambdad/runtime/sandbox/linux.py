@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import json
 import os
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import sys
+import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,8 @@ UID_BASE = 1_000_000
 UID_SLOTS = 65_536
 UID_BLOCKS = 4096
 LIMIT_PROCS = 1024
+#: Cells kept made ahead of need, so a cold start does not wait for cgroup joins.
+SPARE_CELLS = 1
 LIMIT_FILES = 1024
 _MAX_MESSAGE = 1 << 20
 
@@ -290,6 +294,18 @@ class LinuxProcess(SandboxProcess):
         self._sandbox.release(self)
 
 
+@dataclasses.dataclass(slots=True)
+class _Spare:
+    """A cell made ahead of need: namespaces and cgroups, waiting for its root file system."""
+
+    cell_id: str
+    group: cgroups.CellGroup
+    control: socket.socket
+    init_pid: int
+    output_fd: int
+    root: Path
+
+
 class LinuxSandbox(Sandbox):
     name = "linux"
 
@@ -309,6 +325,8 @@ class LinuxSandbox(Sandbox):
         self._control: socket.socket | None = None
         self._spawner: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._spares: list[_Spare] = []
+        self._filling: asyncio.Task[None] | None = None
         self._uids: set[int] = set()
         self._next_uid = 0
         #: Each data dir gets its own block of uids, so two lambdads on one host never share
@@ -333,6 +351,7 @@ class LinuxSandbox(Sandbox):
         ours.setblocking(False)
         self._control = ours
         self.state = SpawnerState.RUNNING
+        self._filling = asyncio.create_task(self._fill(), name="spare-cells")
 
     def _reclaim(self) -> None:
         """Kill and remove what a previous lambdad on this data dir left: its cells and dirs.
@@ -349,6 +368,13 @@ class LinuxSandbox(Sandbox):
         if self.state is SpawnerState.CLOSED:
             return
         self.state = SpawnerState.CLOSED
+        if self._filling is not None:
+            self._filling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filling
+        spares, self._spares = self._spares, []
+        for spare in spares:
+            await self._discard(spare)
         if self._control is not None:
             self._control.close()
         if self._spawner is not None:
@@ -374,40 +400,27 @@ class LinuxSandbox(Sandbox):
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         return Layout(task_root="/var/task", opt="/opt", tmp="/tmp", runtime_dir="/var/runtime")
 
-    async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
+    async def _make_spare(self) -> _Spare:
+        """A cell with its namespaces and cgroups but no root file system yet.
+
+        Joining cgroups is the slow part of making a cell (the kernel may wait for an RCU
+        grace period), so it happens here, off the invoke path.
+        """
         if self.state is not SpawnerState.RUNNING or self._control is None:
             raise OSError("the Linux sandbox is not running")
-        cell_id = spec.name
-        uid = self._allocate_uid()
+        cell_id = f"{uuid.uuid4().hex}-cell"
         group = self.hierarchy.group(cell_id)
         root = self._runs / cell_id / "root"
         output_r, output_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             root.mkdir(parents=True, exist_ok=True)  # first: names the cell for ``_reclaim``
-            await asyncio.to_thread(group.create, spec.memory_mb, LIMIT_PROCS)
-            binds = [
-                {"source": str(spec.task_root), "target": "/var/task"},
-                {"source": str(self._runtime_dir), "target": "/var/runtime"},
-                *({"source": d, "target": d} for d in self._shared),
-            ]
-            if spec.opt_dir is not None:
-                binds.append({"source": str(spec.opt_dir), "target": "/opt"})
-            hosts = cell_hosts(self._runs.parent)
-            if hosts is not None:
-                binds.append({"source": str(hosts), "target": "/etc/hosts"})
+            await asyncio.to_thread(group.make)
             request = {
                 "id": cell_id,
                 "root": str(root),
-                "system": self._system,
-                "binds": binds,
-                "tmp_mb": spec.tmp_mb,
                 "cgroups": group.procs_files(),
-                "uid": uid,
-                "gid": uid,
-                "nofile": LIMIT_FILES,
-                "nproc": LIMIT_PROCS,
-                "hostname": "169.254.0.1",
+                "deferred": True,
             }
             async with self._lock:
                 socket.send_fds(
@@ -420,18 +433,89 @@ class LinuxSandbox(Sandbox):
             if "error" in reply:
                 raise OSError(f"cannot create the sandbox: {reply['error']}")
         except BaseException:
-            self._uids.discard(uid)
             os.close(output_r)
             ours.close()
             await asyncio.to_thread(group.remove)
+            await asyncio.to_thread(shutil.rmtree, root.parent, True)
             raise
         finally:
             os.close(output_w)
             theirs.close()
         os.set_blocking(output_r, False)
         ours.setblocking(False)
+        return _Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
+
+    async def _discard(self, spare: _Spare) -> None:
+        with contextlib.suppress(OSError):
+            spare.control.close()
+        with contextlib.suppress(OSError):
+            os.close(spare.output_fd)
+        await asyncio.to_thread(spare.group.remove)
+        await asyncio.to_thread(shutil.rmtree, spare.root.parent, True)
+
+    async def _take_spare(self) -> _Spare:
+        spare = self._spares.pop() if self._spares else await self._make_spare()
+        if self._filling is None or self._filling.done():
+            self._filling = asyncio.create_task(self._fill(), name="spare-cells")
+        return spare
+
+    async def _fill(self) -> None:
+        while len(self._spares) < SPARE_CELLS and self.state is SpawnerState.RUNNING:
+            try:
+                spare = await self._make_spare()
+            except OSError:
+                return  # the next spawn makes its cell itself and says why if it cannot
+            if self.state is not SpawnerState.RUNNING:
+                await self._discard(spare)
+                return
+            self._spares.append(spare)
+
+    async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
+        spare = await self._take_spare()
+        uid = self._allocate_uid()
+        binds = [
+            {"source": str(spec.task_root), "target": "/var/task"},
+            {"source": str(self._runtime_dir), "target": "/var/runtime"},
+            *({"source": d, "target": d} for d in self._shared),
+        ]
+        if spec.opt_dir is not None:
+            binds.append({"source": str(spec.opt_dir), "target": "/opt"})
+        hosts = cell_hosts(self._runs.parent)
+        if hosts is not None:
+            binds.append({"source": str(hosts), "target": "/etc/hosts"})
+        build = {
+            "op": "build",
+            "system": self._system,
+            "binds": binds,
+            "tmp_mb": spec.tmp_mb,
+            "uid": uid,
+            "gid": uid,
+            "nofile": LIMIT_FILES,
+            "nproc": LIMIT_PROCS,
+            "hostname": "169.254.0.1",
+        }
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(spare.group.create, spec.memory_mb, LIMIT_PROCS)
+            await loop.sock_sendall(spare.control, json.dumps(build).encode())
+            data = await loop.sock_recv(spare.control, _MAX_MESSAGE)
+            reply = json.loads(data) if data else {"op": "gone"}
+            if reply.get("op") != "built":
+                raise OSError(f"cannot create the sandbox: {reply.get('message', reply)}")
+        except BaseException:
+            self._uids.discard(uid)
+            await self._discard(spare)
+            raise
         process = LinuxProcess(
-            self, cell_id, group, ours, int(reply["pid"]), output_r, uid, root, spec.memory_mb
+            self,
+            spare.cell_id,
+            spare.group,
+            spare.control,
+            spare.init_pid,
+            spare.output_fd,
+            uid,
+            spare.root,
+            spec.memory_mb,
         )
         if not spec.argv:
             return process  # the caller starts extensions, then the runtime
