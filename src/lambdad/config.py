@@ -42,6 +42,9 @@ class Settings:
     freeze_delay: float = 0.01
     #: The on-demand init phase cap; a longer init is retried inside the first invoke.
     init_timeout: float = 10.0
+    #: The account's concurrent executions per region (AWS: ``ConcurrentExecutions``, 1000);
+    #: at least 100 of them (all of them, below 100) always stay unreserved.
+    concurrency_limit: int = 1000
     #: Upper bound on live execution environments across all functions.
     max_environments: int = 256
     #: The ``node`` executable for nodejs runtimes; empty means "look on PATH".
@@ -128,6 +131,8 @@ def load_settings(
     settings = Settings(**{name: _coerce(name, raw) for name, raw in values.items()})
     if settings.time_scale <= 0:
         raise ValueError("setting time_scale must be positive")
+    if settings.concurrency_limit < 1:
+        raise ValueError("setting concurrency_limit must be positive")
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

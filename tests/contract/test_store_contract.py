@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import time
@@ -17,6 +18,7 @@ from lambdad.store.base import BlobStore, Queue, QueuedEvent, Store, StoreConfli
 from lambdad.store.files import FileBlobStore
 from lambdad.store.memory import MemoryBlobStore, MemoryQueue, MemoryStore
 from lambdad.store.sqlite import SqliteStore
+from lambdad.store.sqlite_queue import SqliteQueue
 
 T = TypeVar("T")
 
@@ -144,9 +146,11 @@ def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], Bl
     run(scenario)
 
 
-@pytest.fixture(params=["memory"])
-def make_queue(request: pytest.FixtureRequest) -> Callable[[], Queue]:
-    return MemoryQueue
+@pytest.fixture(params=["memory", "sqlite"])
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Queue]:
+    if request.param == "memory":
+        return MemoryQueue
+    return lambda: SqliteQueue(tmp_path / "queue.db")
 
 
 def _event(event_id: str, not_before: float = 0.0) -> QueuedEvent:
@@ -197,6 +201,49 @@ def test_queue_retry_counts_attempts(make_queue: Callable[[], Queue]) -> None:
         assert again.id == "x"
         assert again.attempt == 1
         await queue.close()
+
+    run(scenario)
+
+
+def test_queue_concurrent_puts_are_all_taken_once(make_queue: Callable[[], Queue]) -> None:
+    """Hundreds of puts at once all return, and each event is handed out exactly once."""
+
+    async def scenario() -> None:
+        queue = make_queue()
+        await queue.open()
+        await asyncio.gather(*(queue.put(_event(f"e{i}")) for i in range(300)))
+        assert queue.pending() == 300
+        taken = [await asyncio.wait_for(queue.take(), 5) for _ in range(300)]
+        assert sorted(e.id for e in taken) == sorted(f"e{i}" for i in range(300))
+        await asyncio.gather(*(queue.ack(e.id) for e in taken))
+        assert queue.pending() == 0
+        await queue.close()
+
+    run(scenario)
+
+
+def test_sqlite_queue_reopen_returns_unacked_events(tmp_path: Path) -> None:
+    """After a reopen, every event not acked is due again, taken or not, retries counted."""
+
+    async def scenario() -> None:
+        first = SqliteQueue(tmp_path / "q.db")
+        await first.open()
+        for event_id in ("done", "running", "retried", "waiting"):
+            await first.put(_event(event_id))
+        assert (await first.take()).id == "done"
+        await first.ack("done")
+        assert (await first.take()).id == "running"
+        retried = await first.take()
+        await first.retry(dataclasses.replace(retried, attributes={"k": "v"}), time.time())
+        await first.close()
+        second = SqliteQueue(tmp_path / "q.db")
+        await second.open()
+        assert second.pending() == 3
+        again = {e.id: e for e in [await asyncio.wait_for(second.take(), 5) for _ in range(3)]}
+        assert sorted(again) == ["retried", "running", "waiting"]
+        assert (again["retried"].attempt, again["retried"].attributes) == (1, {"k": "v"})
+        assert again["waiting"].payload == b"{}"
+        await second.close()
 
     run(scenario)
 

@@ -17,6 +17,7 @@ from lambdad.api.auth import region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.invoke.payloads import SYNC_LIMIT
 from lambdad.invoke.service import (
@@ -35,6 +36,7 @@ CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
 
 FUNCTIONS = web.AppKey("functions", Functions)
 INVOKER = web.AppKey("invoker", Invoker)
+RESERVATIONS = web.AppKey("reservations", Reservations)
 ACCOUNT = web.AppKey("account_id", str)
 DEFAULT_REGION = web.AppKey("default_region", str)
 
@@ -162,6 +164,9 @@ async def get_function(request: web.Request) -> web.Response:
     }
     if record.tags:
         body["Tags"] = dict(record.tags)
+    reserved = await request.app[RESERVATIONS].get(scope, record.name)
+    if reserved is not None:
+        body["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
     return reply(body)
 
 
@@ -304,19 +309,45 @@ async def untag_resource(request: web.Request) -> web.Response:
 @routes.get("/2016-08-19/account-settings")
 @routes.get("/2016-08-19/account-settings/")
 async def get_account_settings(request: web.Request) -> web.Response:
-    count, total = await _functions(request).count(scope_of(request))
+    scope = scope_of(request)
+    count, total = await _functions(request).count(scope)
+    reservations = request.app[RESERVATIONS]
     return reply(
         {
             "AccountLimit": {
                 "TotalCodeSize": 80_530_636_800,
                 "CodeSizeUnzipped": 262_144_000,
                 "CodeSizeZipped": 52_428_800,
-                "ConcurrentExecutions": 1000,
-                "UnreservedConcurrentExecutions": 1000,
+                "ConcurrentExecutions": reservations.limit,
+                "UnreservedConcurrentExecutions": await reservations.unreserved(scope.region),
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         }
     )
+
+
+# ------------------------------------------------------------------------- concurrency
+
+
+@routes.put("/2017-10-31/functions/{name}/concurrency")
+async def put_function_concurrency(request: web.Request) -> web.Response:
+    body = await json_body(request, "PutFunctionConcurrency")
+    reserved = await request.app[RESERVATIONS].put(
+        scope_of(request), request.match_info["name"], body.get("ReservedConcurrentExecutions")
+    )
+    return reply({"ReservedConcurrentExecutions": reserved})
+
+
+@routes.get("/2019-09-30/functions/{name}/concurrency")
+async def get_function_concurrency(request: web.Request) -> web.Response:
+    reserved = await request.app[RESERVATIONS].get(scope_of(request), request.match_info["name"])
+    return reply({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+
+
+@routes.delete("/2017-10-31/functions/{name}/concurrency")
+async def delete_function_concurrency(request: web.Request) -> web.Response:
+    await request.app[RESERVATIONS].delete(scope_of(request), request.match_info["name"])
+    return empty()
 
 
 # ------------------------------------------------------------------------- invoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,7 @@ async def code(request: web.Request) -> web.Response:
 
 @routes.get("/_lambdad/doctor")
 async def doctor(request: web.Request) -> web.Response:
-    return reply(request.app[DOCTOR]())
+    return reply(await asyncio.to_thread(request.app[DOCTOR]))
 
 
 @routes.get("/_lambdad/logs")

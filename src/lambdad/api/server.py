@@ -19,7 +19,9 @@ from lambdad.api import lambda_api, layers_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
+from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
+from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
@@ -31,8 +33,8 @@ from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
-from lambdad.store.memory import MemoryQueue
 from lambdad.store.sqlite import SqliteStore
+from lambdad.store.sqlite_queue import SqliteQueue
 
 log = logging.getLogger("lambdad")
 
@@ -53,7 +55,7 @@ class LambdadServer:
         data = settings.data_dir
         self.store: Store = SqliteStore(data / "lambdad.db")
         self.blobs: BlobStore = FileBlobStore(data / "code")
-        self.queue: Queue = MemoryQueue()
+        self.queue: Queue = SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs")
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
@@ -75,8 +77,11 @@ class LambdadServer:
         )
         self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
         self.functions.on_change(self.runtime.function_changed)
-        self.invoker = Invoker(self.functions, self.runtime, self.queue)
-        self.dispatcher = Dispatcher(self.queue, self.invoker, settings.account_id)
+        self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
+        self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
+        self.dispatcher = Dispatcher(
+            self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -84,6 +89,7 @@ class LambdadServer:
         app = web.Application(middlewares=[error_middleware], client_max_size=_CLIENT_MAX)
         app[lambda_api.FUNCTIONS] = self.functions
         app[lambda_api.INVOKER] = self.invoker
+        app[lambda_api.RESERVATIONS] = self.reservations
         app[lambda_api.ACCOUNT] = self.settings.account_id
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
         app[layers_api.LAYERS] = self.functions.layers

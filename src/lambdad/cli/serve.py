@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdad.api.server import LambdadServer
 from lambdad.config import Settings, load_settings
+from lambdad.runtime.sandbox.linux import SandboxUnavailable
 
 log = logging.getLogger("lambdad")
 
@@ -28,7 +29,11 @@ def add_parser(commands: Any) -> None:
 
 
 async def _serve(settings: Settings) -> int:
-    server = LambdadServer(settings)
+    try:
+        server = LambdadServer(settings)
+    except SandboxUnavailable as exc:
+        print(f"lambdad: cannot start: the Linux sandbox is unavailable: {exc}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,3 @@ class Scope:
 
     def layer_version_arn(self, name: str, version: int) -> str:
         return f"{self.layer_arn(name)}:{version}"
-
-    def role_arn(self, name: str) -> str:
-        return f"arn:aws:iam::{self.account_id}:role/{name}"

@@ -83,11 +83,18 @@ class Functions:
         #: The layer service whose versions ``Layers`` name (shared with the API).
         self.layers = layers or Layers(store, blobs)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._cache: dict[tuple[str, str, str], FunctionConfig | Alias | None] = {}
+        self._cache: dict[tuple[str, str, str], FunctionConfig | Alias] = {}
+        #: Bumped by every write to a function, so that a resolve that read the store before
+        #: the write does not put what it read back into the cache.
+        self._generation: dict[tuple[str, str], int] = {}
         self._listeners: list[ChangeListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener(region, name)`` after any write to that function."""
+        """Call ``listener(region, name)`` after a function or one of its versions is deleted.
+
+        Other changes need no notice: a pool whose configuration revision is stale retires
+        itself on the next invoke, and keeps its warm environments when nothing changed.
+        """
         self._listeners.append(listener)
 
     # ---------------------------------------------------------------- helpers
@@ -95,11 +102,14 @@ class Functions:
     def _lock(self, scope: Scope, name: str) -> asyncio.Lock:
         return self._locks.setdefault((scope.region, name), asyncio.Lock())
 
-    async def _changed(self, scope: Scope, name: str) -> None:
+    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
+        generation = (scope.region, name)
+        self._generation[generation] = self._generation.get(generation, 0) + 1
         for key in [k for k in self._cache if k[0] == scope.region and k[1] == name]:
             del self._cache[key]
-        for listener in self._listeners:
-            await listener(scope.region, name)
+        if deleted:
+            for listener in self._listeners:
+                await listener(scope.region, name)
 
     def _not_found(
         self, scope: Scope, name: str, qualifier: str | None = None
@@ -408,6 +418,7 @@ class Functions:
             if qualifier is None:
                 await self._store.delete_prefix(Table.VERSIONS, (scope.region, name))
                 await self._store.delete_prefix(Table.ALIASES, (scope.region, name))
+                await self._store.delete(Table.CONCURRENCY, (scope.region, name))
                 await self._store.delete(Table.FUNCTIONS, (scope.region, name))
             elif qualifier == LATEST:
                 raise errors.InvalidParameterValueException(
@@ -434,7 +445,7 @@ class Functions:
                         f"[{', '.join(users)}]"
                     )
                 await self._store.delete(Table.VERSIONS, (scope.region, name, qualifier))
-        await self._changed(scope, name)
+        await self._changed(scope, name, deleted=True)
 
     # ---------------------------------------------------------------- versions
 
@@ -672,8 +683,10 @@ class Functions:
         key = (scope.region, name, qualifier)
         target = self._cache.get(key)
         if target is None:
+            generation = self._generation.get((scope.region, name), 0)
             target = await self._load_target(scope, name, qualifier)
-            self._cache[key] = target
+            if self._generation.get((scope.region, name), 0) == generation:
+                self._cache[key] = target
         if isinstance(target, FunctionConfig):
             return target
         version = _draw(target)

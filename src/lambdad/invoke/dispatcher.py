@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
+import time
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -26,8 +28,18 @@ class DispatcherState(enum.Enum):
 
 
 class Dispatcher:
-    def __init__(self, queue: Queue, invoker: Invoker, account_id: str, workers: int = 64) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        invoker: Invoker,
+        account_id: str,
+        workers: int = 64,
+        *,
+        throttle_delay: float = 1.0,
+    ) -> None:
         self._queue = queue
+        #: The first delay before a throttled event runs again (doubled per throttle, capped).
+        self._throttle_delay = throttle_delay
         self._invoker = invoker
         self._account_id = account_id
         self._slots = asyncio.Semaphore(workers)
@@ -50,13 +62,43 @@ class Dispatcher:
     async def _run(self, event: QueuedEvent) -> None:
         try:
             await self._invoker.run_queued(Scope(self._account_id, event.region), event)
+        except asyncio.CancelledError:
+            # Interrupted by shutdown: left unacked, so it runs again after a restart.
+            self._slots.release()
+            raise
+        except errors.TooManyRequestsException:
+            try:
+                await self._put_back(event)
+            finally:
+                self._slots.release()
+            return
         except errors.LambdaError as exc:
             log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
         except Exception:
             log.exception("event %s for %s failed", event.id, event.function_name)
-        finally:
+        try:
             await self._queue.ack(event.id)
+        finally:
             self._slots.release()
+
+    async def _put_back(self, event: QueuedEvent) -> None:
+        """Queue a throttled event again, later, without counting an attempt (as Lambda does).
+
+        ``Queue.retry`` counts one attempt more than the event it is given carries, so it is
+        given one less. The backoff doubles per throttle (kept in the event's attributes), up
+        to 5 minutes (scaled). TODO: drop the event at its maximum age once events expire.
+        """
+        throttles = int(event.attributes.get("throttles", "0")) + 1
+        delay = min(self._throttle_delay * 2 ** (throttles - 1), self._throttle_delay * 300)
+        again = dataclasses.replace(
+            event,
+            attempt=event.attempt - 1,
+            attributes={**event.attributes, "throttles": str(throttles)},
+        )
+        log.debug(
+            "event %s for %s throttled; again in %.3f s", event.id, event.function_name, delay
+        )
+        await self._queue.retry(again, time.time() + delay)
 
     async def close(self) -> None:
         if self.state is DispatcherState.CLOSED:

@@ -18,6 +18,7 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
+from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import check_payload
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.pool import RuntimeManager
@@ -103,10 +104,13 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
 
 
 class Invoker:
-    def __init__(self, functions: Functions, runtime: RuntimeManager, queue: Queue) -> None:
+    def __init__(
+        self, functions: Functions, runtime: RuntimeManager, queue: Queue, leases: Leases
+    ) -> None:
         self._functions = functions
         self._runtime = runtime
         self._queue = queue
+        self._leases = leases
 
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
@@ -142,6 +146,7 @@ class Invoker:
     async def run(
         self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
     ) -> Outcome:
+        """Run one invocation under a concurrency lease (TooManyRequestsException without)."""
         qualifier = request.qualifier
         invocation = Invocation(
             request_id=request_id,
@@ -152,7 +157,8 @@ class Invoker:
             tenant_id=request.tenant_id,
             tail=request.tail,
         )
-        return await self._runtime.invoke(scope.region, spec_of(config), invocation)
+        async with self._leases.lease(scope.region, config.name):
+            return await self._runtime.invoke(scope.region, spec_of(config), invocation)
 
     async def run_queued(self, scope: Scope, event: QueuedEvent) -> Outcome:
         """Run one queued ``Event`` invocation (the dispatcher's entry point)."""

@@ -12,9 +12,12 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
 from collections import deque
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: Events kept in memory per group for reading; older ones are only on disk.
 _MEMORY_EVENTS = 10_000
@@ -137,7 +140,10 @@ class LogStore:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(_FLUSH_INTERVAL)
-            await self._flush_once()
+            try:
+                await self._flush_once()
+            except OSError:  # a full or failing disk: keep serving, the events stay in memory
+                log.exception("writing logs to %s failed", self._root)
 
     async def close(self) -> None:
         if self.state is LogStoreState.CLOSED:

@@ -312,8 +312,7 @@ class Environment:
             # child OOM-killed in an earlier one leaves a later crash a plain ExitError).
             oom = exit_status.signal == signal.SIGKILL and process.oom_kills() > self._oom_kills
             self._reply.set_exception(Crashed(reason, "Runtime.OutOfMemory" if oom else None))
-        if self._next_waiter is not None and not self._next_waiter.done():
-            self._next_waiter.cancel()
+        self._release_next_waiter()
         self.extensions.runtime_failed("Runtime.ExitError", reason)
 
     async def _run_init(self, timeout: float, phase: str) -> InitFailure | None:
@@ -491,9 +490,13 @@ class Environment:
         if settling is not None and settling is not asyncio.current_task():
             settling.cancel()
         await self._shutdown(reason or ("failure" if failed else "spindown"))
-        for waiter in (self._init_waiter, self._next_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.cancel()
+        if self._init_waiter is not None and not self._init_waiter.done():
+            self._init_waiter.set_result(
+                InitFailure("error", "Runtime.ExitError", reason="the environment was closed")
+            )
+        self._release_next_waiter()
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(Crashed("Runtime exited with error: signal: killed"))
         await self._stop_process()
         await self.extensions.close()
         await self.telemetry.close()
@@ -856,6 +859,15 @@ class Environment:
             f"State transition from {self._runtime_state()} to {to} failed for runtime. "
             "Error: State transition is not allowed",
         )
+
+    def _release_next_waiter(self) -> None:
+        """A runtime still waiting in ``/next`` gets a 500: its environment is going away."""
+        waiter = self._next_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                RuntimeApiError(500, "InternalServerError", "Internal Server Error")
+            )
+            waiter.exception()  # retrieved here: the handler may already be gone
 
     def _check_request(self, request_id: str, to: str) -> asyncio.Future[Reply]:
         """The reply future of ``request_id``; RAPID checks the state before the id."""

@@ -14,15 +14,19 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import logging
 import time
 from pathlib import Path
 
+from lambdad.runtime import runtimes
 from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.rapi import RuntimeApiServer
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
+
+log = logging.getLogger(__name__)
 
 PoolKey = tuple[str, str, str]  # region, function name, version
 #: How long an invocation waits for an environment whose extensions are finishing (seconds)
@@ -130,6 +134,8 @@ class Pool:
     async def reap(self, idle_for: float) -> None:
         now = time.monotonic()
         stale = [e for e in self._idle if not e.alive or now - e.idle_since >= idle_for]
+        # Out of the idle list before the first await, so no invoke can take one meanwhile.
+        self._idle = [e for e in self._idle if e not in stale]
         for env in stale:
             await env.close()
 
@@ -168,6 +174,9 @@ class RuntimeManager:
         self.state = ManagerState.NEW
 
     async def start(self) -> None:
+        node = runtimes.find_node(self.ctx.node)
+        if node is not None:  # asked once, here, so no cold start waits for ``node --version``
+            await asyncio.to_thread(runtimes.node_major, node)
         await self.ctx.sandbox.open()
         await self.rapi.start()
         self.ctx.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +188,10 @@ class RuntimeManager:
         while True:
             await asyncio.sleep(interval)
             for pool in [*self._pools.values(), *self._retired]:
-                await pool.reap(self._idle_timeout)
+                try:
+                    await pool.reap(self._idle_timeout)
+                except Exception:  # one environment's failed cleanup must not stop the reaper
+                    log.exception("reaping the environments of %s failed", pool.config.name)
             self._retired = {p for p in self._retired if p.size}
 
     async def _pool(self, region: str, config: FunctionSpec) -> Pool:
@@ -213,9 +225,6 @@ class RuntimeManager:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
         for key in [k for k in self._pools if k[0] == region and k[1] == name]:
             await self._retire(self._pools.pop(key))
-
-    def environment_count(self) -> int:
-        return sum(p.size for p in [*self._pools.values(), *self._retired])
 
     async def close(self) -> None:
         if self.state is ManagerState.CLOSED:

@@ -10,7 +10,6 @@ All sockets are served by one low-level aiohttp server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import socket
@@ -145,13 +144,7 @@ class RuntimeApiServer:
         return verdict
 
     async def _next(self, env: Environment) -> web.StreamResponse:
-        try:
-            invocation = await env.rapi_next()
-        except asyncio.CancelledError:
-            # The environment went away while the runtime waited; its process is being killed.
-            with contextlib.suppress(Exception):
-                return _json_error(500, "InternalServerError", "Internal Server Error")
-            raise
+        invocation = await env.rapi_next()
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
             "Lambda-Runtime-Deadline-Ms": str(env.deadline_ms),

@@ -33,6 +33,8 @@ class Table(enum.StrEnum):
     LAYER_VERSIONS = "layer_versions"
     #: ``(region, layer, version)``: a layer version's resource-based policy.
     LAYER_POLICIES = "layer_policies"
+    #: ``(region, function)``: a function's reserved concurrency (PutFunctionConcurrency).
+    CONCURRENCY = "concurrency"
 
 
 class StoreConflict(Exception):

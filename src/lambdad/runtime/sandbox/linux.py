@@ -472,7 +472,11 @@ class LinuxSandbox(Sandbox):
 
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
         spare = await self._take_spare()
-        uid = self._allocate_uid()
+        try:
+            uid = self._allocate_uid()
+        except BaseException:
+            await self._discard(spare)
+            raise
         binds = [
             {"source": str(spec.task_root), "target": "/var/task"},
             {"source": str(self._runtime_dir), "target": "/var/runtime"},

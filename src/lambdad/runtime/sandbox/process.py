@@ -210,8 +210,3 @@ class PlainSandbox(Sandbox):
             "unprivileged user": gap,
             "runtime api": "not active: any local process can reach an environment's port",
         }
-
-
-def ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -1,0 +1,115 @@
+"""Reserved concurrency: the share of a region's concurrent executions a function keeps.
+
+The account may run ``limit`` invocations at once per region. A function with a reservation
+runs at most that many (0 stops it), across all its versions and aliases; the functions
+without one share the rest, the unreserved pool, of which AWS always keeps at least
+``MIN_UNRESERVED`` (the whole limit when it is lower, as on a new account with 10: nothing can
+be reserved there). Reservations are documents in ``Table.CONCURRENCY`` keyed
+``(region, name)``; a per-region cache answers the invoke path without a store read, and is
+dropped whenever a function changes (a deleted function takes its reservation with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lambdad import errors
+from lambdad.control import validation
+from lambdad.control.arns import Scope
+from lambdad.control.functions import Functions
+from lambdad.store.base import Store, Table
+
+#: Concurrent executions AWS never lets reservations take from the unreserved pool.
+MIN_UNRESERVED = 100
+_FIELD = "reservedConcurrentExecutions"
+
+
+class Reservations:
+    """Put, get and delete a function's reserved concurrency; the account's figures."""
+
+    def __init__(self, store: Store, functions: Functions, limit: int) -> None:
+        self._store = store
+        self._functions = functions
+        self.limit = limit
+        #: What reservations must leave to the unreserved pool.
+        self.minimum_unreserved = min(MIN_UNRESERVED, limit)
+        self._cache: dict[str, dict[str, int]] = {}
+        self._lock = asyncio.Lock()
+        functions.on_change(self._function_changed)
+
+    async def _function_changed(self, region: str, name: str) -> None:
+        self._cache.pop(region, None)
+
+    async def _region(self, region: str) -> dict[str, int]:
+        cached = self._cache.get(region)
+        if cached is None:
+            rows = await self._store.scan(Table.CONCURRENCY, (region,))
+            cached = {key[1]: int(doc["reserved"]) for key, doc in rows}
+            self._cache[region] = cached
+        return cached
+
+    async def _name(self, scope: Scope, raw_name: str) -> str:
+        """The function ``raw_name`` (a name or ARN, unqualified) names, which must exist."""
+        name, qualifier = self._functions.name_of(scope, raw_name)
+        if qualifier is not None:
+            raise errors.InvalidParameterValueException(
+                "Concurrency settings apply to the function as a whole; "
+                "a qualified function name is not supported."
+            )
+        await self._functions.record(scope, name)
+        return name
+
+    async def put(self, scope: Scope, raw_name: str, value: Any) -> int:
+        """Reserve ``value`` executions for the function; InvalidParameterValueException when
+        that would leave less than ``minimum_unreserved`` unreserved."""
+        if value is None:
+            raise validation.validation_error(
+                [f"Value null at '{_FIELD}' failed to satisfy constraint: Member must not be null"]
+            )
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise errors.InvalidRequestContentException(
+                "Could not parse request body into json: ReservedConcurrentExecutions must be "
+                "an integer"
+            )
+        if value < 0:
+            raise validation.validation_error(
+                [
+                    validation.constraint(
+                        value, _FIELD, "Member must have value greater than or equal to 0"
+                    )
+                ]
+            )
+        name = await self._name(scope, raw_name)
+        async with self._lock:
+            reserved = await self._region(scope.region)
+            others = sum(n for fn, n in reserved.items() if fn != name)
+            minimum = self.minimum_unreserved
+            if self.limit - others - value < minimum:
+                raise errors.InvalidParameterValueException(
+                    "Specified ReservedConcurrentExecutions for function decreases account's "
+                    f"UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+                )
+            await self._store.put(Table.CONCURRENCY, (scope.region, name), {"reserved": value})
+            reserved[name] = value
+        return value
+
+    async def get(self, scope: Scope, raw_name: str) -> int | None:
+        """The function's reservation, or None when it has none."""
+        name = await self._name(scope, raw_name)
+        return (await self._region(scope.region)).get(name)
+
+    async def delete(self, scope: Scope, raw_name: str) -> None:
+        name = await self._name(scope, raw_name)
+        async with self._lock:
+            await self._store.delete(Table.CONCURRENCY, (scope.region, name))
+            (await self._region(scope.region)).pop(name, None)
+
+    async def unreserved(self, region: str) -> int:
+        """What the functions without a reservation share: the limit less every reservation."""
+        return self.limit - sum((await self._region(region)).values())
+
+    async def of(self, region: str, name: str) -> tuple[int | None, int]:
+        """(the function's reservation or None, the region's unreserved pool) for a lease."""
+        reserved = await self._region(region)
+        return reserved.get(name), self.limit - sum(reserved.values())

@@ -1,0 +1,65 @@
+"""Concurrency leases: every invocation holds one while it runs.
+
+A function with a reserved concurrency may hold that many leases at once, whatever version or
+alias runs; the functions without one share the region's unreserved pool. When none is left
+the invocation is refused with 429 ``TooManyRequestsException`` and the ``Reason`` AWS gives:
+``ReservedFunctionConcurrentInvocationLimitExceeded`` for a reservation,
+``ConcurrentInvocationLimitExceeded`` for the account. The counts live in this process; the
+check and the count happen with no ``await`` between them, so the event loop makes them atomic.
+Provisioned concurrency (issue 4 item 2) will be taken before these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from lambdad import errors
+from lambdad.control.concurrency import Reservations
+
+RESERVED_LIMIT = "ReservedFunctionConcurrentInvocationLimitExceeded"
+ACCOUNT_LIMIT = "ConcurrentInvocationLimitExceeded"
+#: The message AWS sends with either reason.
+THROTTLED = "Rate Exceeded."
+
+
+class Leases:
+    def __init__(self, reservations: Reservations, retry_after: int = 1) -> None:
+        self._reservations = reservations
+        self._retry_after = retry_after
+        #: (region, function) -> invocations running, whichever pool they came from.
+        self._running: Counter[tuple[str, str]] = Counter()
+        #: region -> invocations running on the unreserved pool.
+        self._pooled: Counter[str] = Counter()
+
+    def running(self, region: str, name: str) -> int:
+        return self._running[(region, name)]
+
+    @contextlib.asynccontextmanager
+    async def lease(self, region: str, name: str) -> AsyncIterator[None]:
+        """Hold a lease for one invocation of ``name``; TooManyRequestsException when none is
+        left. The lease is returned however the block ends (errors, timeouts, cancellation)."""
+        reserved, unreserved = await self._reservations.of(region, name)
+        key = (region, name)
+        pooled = reserved is None
+        if reserved is not None and self._running[key] >= reserved:
+            raise self._throttled(RESERVED_LIMIT)
+        if pooled and self._pooled[region] >= unreserved:
+            raise self._throttled(ACCOUNT_LIMIT)
+        self._running[key] += 1
+        if pooled:
+            self._pooled[region] += 1
+        try:
+            yield
+        finally:
+            self._running[key] -= 1
+            if self._running[key] <= 0:
+                del self._running[key]
+            if pooled:
+                self._pooled[region] -= 1
+
+    def _throttled(self, reason: str) -> errors.TooManyRequestsException:
+        return errors.TooManyRequestsException(
+            THROTTLED, reason=reason, retry_after=self._retry_after
+        )
