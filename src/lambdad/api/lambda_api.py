@@ -19,7 +19,7 @@ from lambdad.control import validation
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
-from lambdad.invoke.payloads import SYNC_LIMIT
+from lambdad.invoke.payloads import EVENT_LIMIT, check_size, limit_of
 from lambdad.invoke.service import (
     Accepted,
     InvocationType,
@@ -357,11 +357,9 @@ async def delete_function_concurrency(request: web.Request) -> web.Response:
 async def invoke(request: web.Request) -> web.Response:
     scope = scope_of(request)
     kind = parse_invocation_type(request.headers.get("X-Amz-Invocation-Type"))
-    limit = SYNC_LIMIT if kind is not InvocationType.EVENT else 1024 * 1024
-    if request.content_length is not None and request.content_length > limit:
-        payload = b"\0" * (limit + 1)
-    else:
-        payload = await read_up_to(request, limit + 1)
+    if request.content_length is not None:
+        check_size(request.content_length, kind.value)
+    payload = await read_up_to(request, limit_of(kind.value) + 1)
     log_type = request.headers.get("X-Amz-Log-Type", "None")
     outcome = await request.app[INVOKER].invoke(
         scope,
@@ -401,7 +399,7 @@ async def invoke(request: web.Request) -> web.Response:
 @routes.post("/2014-11-13/functions/{name}/invoke-async")
 async def invoke_async(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    payload = await read_up_to(request, 1024 * 1024 + 1)
+    payload = await read_up_to(request, EVENT_LIMIT + 1)
     await request.app[INVOKER].invoke(
         scope,
         InvokeRequest(

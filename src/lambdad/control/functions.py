@@ -171,7 +171,7 @@ class Functions:
                 if not isinstance(code, Mapping) or not code
                 else "lambdad accepts code as Code.ZipFile; S3 locations are not supported."
             )
-        data = _decode_zip(code["ZipFile"])
+        data = await asyncio.to_thread(_decode_zip, code["ZipFile"])
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         config = self._apply_config(
             FunctionConfig(
@@ -361,7 +361,7 @@ class Functions:
                 if not request.get("S3Bucket") and not request.get("ImageUri")
                 else "lambdad accepts code as ZipFile; S3 locations are not supported."
             )
-        data = _decode_zip(request["ZipFile"])
+        data = await asyncio.to_thread(_decode_zip, request["ZipFile"])
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         async with self._lock(scope, name):
             await self._record(scope, name)

@@ -119,7 +119,7 @@ class Layers:
         license_info = request.get("LicenseInfo")
         license_info = None if license_info is None else str(license_info)
         validation.validate_layer_content(runtimes, architectures, description, license_info)
-        data = _decode_content(request.get("Content"))
+        data = await asyncio.to_thread(_decode_content, request.get("Content"))
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         await self._blobs.put(data)
         draft = LayerVersion(

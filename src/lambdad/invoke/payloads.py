@@ -10,18 +10,27 @@ SYNC_LIMIT = 6 * 1024 * 1024
 EVENT_LIMIT = 1024 * 1024
 
 
+def limit_of(invocation_type: str) -> int:
+    return EVENT_LIMIT if invocation_type == "Event" else SYNC_LIMIT
+
+
+def check_size(size: int, invocation_type: str) -> None:
+    """Raise what AWS raises for an invoke payload of ``size`` bytes over the limit."""
+    if size <= limit_of(invocation_type):
+        return
+    if invocation_type == "Event":
+        raise errors.RequestTooLargeException(
+            f"{size} byte payload is too large for the Event invocation type "
+            f"(limit {EVENT_LIMIT} bytes)"
+        )
+    raise errors.RequestTooLargeException(
+        f"Request must be smaller than {SYNC_LIMIT} bytes for the InvokeFunction operation"
+    )
+
+
 def check_payload(payload: bytes, invocation_type: str) -> None:
     """Raise what AWS raises for an oversized or non-JSON invoke payload."""
-    if invocation_type == "Event":
-        if len(payload) > EVENT_LIMIT:
-            raise errors.RequestTooLargeException(
-                f"{len(payload)} byte payload is too large for the Event invocation type "
-                f"(limit {EVENT_LIMIT} bytes)"
-            )
-    elif len(payload) > SYNC_LIMIT:
-        raise errors.RequestTooLargeException(
-            f"Request must be smaller than {SYNC_LIMIT} bytes for the InvokeFunction operation"
-        )
+    check_size(len(payload), invocation_type)
     if not payload:
         return
     try:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lambdad.runtime.invocation import Invocation
+from lambdad.runtime.replies import RuntimeApiError
 from lambdad.runtime.sandbox.base import Exit, SandboxProcess, SiblingProcess
 
 #: RAPID's ``core.MaxAgentsAllowed``: external and internal extensions together.
@@ -83,18 +84,8 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class ApiRefusal(Exception):
-    """An Extensions or Telemetry API call refused: the status, error type and message."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def _transition(state: ExtState, to: str, who: str) -> ApiRefusal:
-    return ApiRefusal(
+def _transition(state: ExtState, to: str, who: str) -> RuntimeApiError:
+    return RuntimeApiError(
         403,
         "Extension.InvalidExtensionState",
         f"State transition from {state.value} to {to} failed for extension {who}. "
@@ -184,24 +175,24 @@ def _exit_reason(status: Exit) -> str:
 def _parse_events(body: bytes) -> list[str]:
     """The ``events`` of a register body, refused as RAPID refuses a malformed one."""
     if not body.strip():
-        raise ApiRefusal(403, "InvalidRequestFormat", "unexpected end of JSON input")
+        raise RuntimeApiError(403, "InvalidRequestFormat", "unexpected end of JSON input")
     try:
         document = json.loads(body)
     except ValueError as exc:
-        raise ApiRefusal(403, "InvalidRequestFormat", f"invalid JSON: {exc}") from exc
+        raise RuntimeApiError(403, "InvalidRequestFormat", f"invalid JSON: {exc}") from exc
     if document is None:
         return []
     if not isinstance(document, dict):
-        raise ApiRefusal(403, "InvalidRequestFormat", "the body is not a JSON object")
+        raise RuntimeApiError(403, "InvalidRequestFormat", "the body is not a JSON object")
     if document.get("configurationKeys"):
-        raise ApiRefusal(
+        raise RuntimeApiError(
             403,
             "InvalidRequestFormat",
             "configurationKeys are deprecated; use environment variables instead",
         )
     events = document.get("events") or []
     if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        raise ApiRefusal(403, "InvalidRequestFormat", "events must be an array of strings")
+        raise RuntimeApiError(403, "InvalidRequestFormat", "events must be an array of strings")
     return events
 
 
@@ -213,7 +204,7 @@ def _check_events(events: Sequence[str], internal: bool) -> None:
             continue
         else:
             problem = "ErrorInvalidEventType"
-        raise ApiRefusal(403, "Extension.InvalidEventType", f"{event}: {problem}")
+        raise RuntimeApiError(403, "Extension.InvalidEventType", f"{event}: {problem}")
 
 
 class ExtensionGone(Exception):
@@ -259,7 +250,7 @@ class Extensions:
     def find(self, ext_id: str, unknown: str | None = None) -> Extension:
         ext = self._by_id.get(ext_id)
         if ext is None:
-            raise ApiRefusal(
+            raise RuntimeApiError(
                 403,
                 "Extension.UnknownExtensionIdentifier",
                 unknown or f"Unknown extension {ext_id}",
@@ -395,7 +386,7 @@ class Extensions:
     def register(self, name: str, body: bytes, features: str) -> tuple[Extension, bytes]:
         """``POST /extension/register``: the extension and the response body."""
         if not name:
-            raise ApiRefusal(403, "Extension.InvalidExtensionName", "Empty extension name")
+            raise RuntimeApiError(403, "Extension.InvalidExtensionName", "Empty extension name")
         events = _parse_events(body)
         ext = next((e for e in self._all if e.external and e.name == name), None)
         if ext is not None:
@@ -413,15 +404,15 @@ class Extensions:
 
     def _new_internal(self, name: str) -> Extension:
         if self.phase is not Phase.INIT:
-            raise ApiRefusal(
+            raise RuntimeApiError(
                 403, "Extension.RegistrationClosed", "Extension registration closed already"
             )
         if len(self._all) >= MAX_EXTENSIONS:
-            raise ApiRefusal(
+            raise RuntimeApiError(
                 403, "Extension.TooManyExtensions", f"Extension limit ({MAX_EXTENSIONS}) reached"
             )
         if any(e.name == name for e in self._all):
-            raise ApiRefusal(
+            raise RuntimeApiError(
                 403,
                 "Extension.InvalidExtensionState",
                 "Extension with this name already registered",

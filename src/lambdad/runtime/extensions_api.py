@@ -9,13 +9,13 @@ The legacy Logs API (2020-08-15) answers as RAPID's stub does: 202 ``Logs.NotSup
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from lambdad.runtime.extensions import ApiRefusal, ExtensionGone
+from lambdad.runtime.extensions import ExtensionGone
+from lambdad.runtime.replies import RuntimeApiError, json_error_body
 
 if TYPE_CHECKING:
     from lambdad.runtime.environment import Environment
@@ -29,15 +29,14 @@ _JSON = "application/json"
 
 
 def _error(status: int, error_type: str, message: str) -> web.Response:
-    # Go's json.Encoder: compact, errorMessage first, a trailing newline.
-    body = json.dumps({"errorMessage": message, "errorType": error_type}, separators=(",", ":"))
-    return web.Response(status=status, body=(body + "\n").encode(), content_type=_JSON)
+    body = json_error_body(error_type, message)
+    return web.Response(status=status, body=body, content_type=_JSON)
 
 
 def _identifier(request: web.BaseRequest) -> str:
     value = request.headers.get(ID_HEADER, "")
     if not value:
-        raise ApiRefusal(
+        raise RuntimeApiError(
             403,
             "Extension.MissingExtensionIdentifier",
             "Missing Lambda-Extension-Identifier header",
@@ -45,7 +44,7 @@ def _identifier(request: web.BaseRequest) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise ApiRefusal(
+        raise RuntimeApiError(
             403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier"
         ) from None
 
@@ -54,7 +53,7 @@ def _error_type(request: web.BaseRequest) -> str:
     name = "Lambda-Extension-Function-Error-Type"
     value = request.headers.get(name, "")
     if not value:
-        raise ApiRefusal(403, "Extension.MissingHeader", f"{name} not found")
+        raise RuntimeApiError(403, "Extension.MissingHeader", f"{name} not found")
     return value
 
 
@@ -67,7 +66,7 @@ async def handle(env: Environment, request: web.BaseRequest) -> web.StreamRespon
             return await _subscribe(env, request)
         if path == LOGS and method == "PUT":
             return _error(202, "Logs.NotSupported", "Logs API is not supported")
-    except ApiRefusal as refusal:
+    except RuntimeApiError as refusal:
         return _error(refusal.status, refusal.error_type, refusal.message)
     return _error(404, "InvalidRequest", "Not found")
 

@@ -11,11 +11,12 @@ import asyncio
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from lambdad.store.atomic import build_dir
 from lambdad.store.base import BlobStore
+from lambdad.store.once import single_flight
 
 
 def _merge(sources: Sequence[Path], staging: Path) -> None:
@@ -59,7 +60,7 @@ class LayerAssembler:
     def __init__(self, blobs: BlobStore, root: Path) -> None:
         self._blobs = blobs
         self._root = root
-        self._building: dict[str, asyncio.Future[Path]] = {}
+        self._building: dict[Hashable, asyncio.Task[Path]] = {}
 
     async def assemble(self, keys: Sequence[str]) -> Path:
         """The merged directory of the layers ``keys`` (in order), built once."""
@@ -67,19 +68,10 @@ class LayerAssembler:
         dest = self._root / name
         if dest.is_dir():
             return dest
-        pending = self._building.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._building[name] = future
-        try:
+
+        async def build() -> Path:
             sources = [await self._blobs.unpacked(key) for key in keys]
             await asyncio.to_thread(build_dir, dest, lambda staging: _merge(sources, staging))
-            future.set_result(dest)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._building[name]
-        return dest
+            return dest
+
+        return await single_flight(self._building, name, build)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import socket
 import weakref
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from lambdad.runtime import extensions_api
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
-from lambdad.runtime.replies import RuntimeApiError
+from lambdad.runtime.replies import RuntimeApiError, json_error_body
 
 if TYPE_CHECKING:
     from lambdad.runtime.environment import Environment
@@ -37,10 +36,8 @@ class RapiState(enum.Enum):
 
 
 def _json_error(status: int, error_type: str, message: str) -> web.Response:
-    # Go's json.Encoder: compact, errorMessage first, a trailing newline.
-    document = {"errorMessage": message, "errorType": error_type}
-    body = json.dumps(document, separators=(",", ":")) + "\n"
-    return web.Response(status=status, body=body.encode(), content_type=_JSON)
+    body = json_error_body(error_type, message)
+    return web.Response(status=status, body=body, content_type=_JSON)
 
 
 def _accepted() -> web.Response:

@@ -71,3 +71,10 @@ def forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
             parsed.pop("errorCause", None)
         return json.dumps(parsed).encode(), "application/json"
     return body, content_type or "application/json"
+
+
+def json_error_body(error_type: str, message: str) -> bytes:
+    """A Runtime/Extensions API error body as RAPID writes it (Go's json.Encoder: compact,
+    errorMessage first, a trailing newline)."""
+    document = {"errorMessage": message, "errorType": error_type}
+    return (json.dumps(document, separators=(",", ":")) + "\n").encode()

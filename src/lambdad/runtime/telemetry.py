@@ -25,7 +25,7 @@ import aiohttp
 import yarl
 
 from lambdad.observe.platform import Report, iso_ms, runtime_version
-from lambdad.runtime.extensions import ApiRefusal
+from lambdad.runtime.replies import RuntimeApiError
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
 TYPES = ("platform", "function", "extension")
@@ -46,8 +46,8 @@ DROP_REASON = (
 Event = dict[str, Any]
 
 
-def _invalid(message: str) -> ApiRefusal:
-    return ApiRefusal(400, "ValidationError", message)
+def _invalid(message: str) -> RuntimeApiError:
+    return RuntimeApiError(400, "ValidationError", message)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
 
 
 def parse_request(body: bytes) -> Request:
-    """Validate a subscription body; ``ApiRefusal`` 400 ``ValidationError`` when it is wrong."""
+    """Validate a subscription body; a 400 ``ValidationError`` ``RuntimeApiError`` if wrong."""
     try:
         document = json.loads(body)
     except ValueError as exc:
@@ -277,9 +277,9 @@ class Telemetry:
     # ------------------------------------------------------------ subscriptions
 
     def subscribe(self, name: str, body: bytes) -> None:
-        """``PUT /2022-07-01/telemetry`` by extension ``name``; refusals raise ``ApiRefusal``."""
+        """``PUT /2022-07-01/telemetry`` by extension ``name``; refusals are ``RuntimeApiError``."""
         if not self.open:
-            raise ApiRefusal(
+            raise RuntimeApiError(
                 403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed"
             )
         request = parse_request(body)

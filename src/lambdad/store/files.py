@@ -7,9 +7,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Hashable
 from pathlib import Path
 
 from lambdad.store.base import BlobStore
+from lambdad.store.once import single_flight
 from lambdad.store.zipcode import extract_atomically
 
 
@@ -30,7 +32,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 class FileBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._unpacking: dict[str, asyncio.Future[Path]] = {}
+        self._unpacking: dict[Hashable, asyncio.Task[Path]] = {}
 
     def _zip_path(self, key: str) -> Path:
         if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
@@ -38,7 +40,7 @@ class FileBlobStore(BlobStore):
         return self._root / f"{key}.zip"
 
     async def put(self, data: bytes) -> str:
-        key = hashlib.sha256(data).hexdigest()
+        key = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         path = self._zip_path(key)
         if not path.exists():
             self._root.mkdir(parents=True, exist_ok=True)
@@ -55,19 +57,10 @@ class FileBlobStore(BlobStore):
         dest = self._root / key
         if dest.is_dir():
             return dest
-        pending = self._unpacking.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._unpacking[key] = future
-        try:
+
+        async def unpack() -> Path:
             data = await self.get(key)
             await asyncio.to_thread(extract_atomically, data, dest)
-            future.set_result(dest)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved; the caller below re-raises
-            raise
-        finally:
-            del self._unpacking[key]
-        return dest
+            return dest
+
+        return await single_flight(self._unpacking, key, unpack)

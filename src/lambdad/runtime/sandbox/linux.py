@@ -326,6 +326,7 @@ class LinuxSandbox(Sandbox):
         self._spawner: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._spares: list[_Spare] = []
+        self._hosts: Path | None = None
         self._filling: asyncio.Task[None] | None = None
         self._uids: set[int] = set()
         self._next_uid = 0
@@ -336,6 +337,7 @@ class LinuxSandbox(Sandbox):
 
     async def open(self) -> None:
         await asyncio.to_thread(self.hierarchy.prepare)
+        self._hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
         await asyncio.to_thread(self._reclaim)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._spawner = await asyncio.create_subprocess_exec(
@@ -422,14 +424,13 @@ class LinuxSandbox(Sandbox):
                 "cgroups": group.procs_files(),
                 "deferred": True,
             }
-            async with self._lock:
-                socket.send_fds(
-                    self._control, [json.dumps(request).encode()], [output_w, theirs.fileno()]
-                )
-                data = await asyncio.get_running_loop().sock_recv(self._control, _MAX_MESSAGE)
-            if not data:
-                raise OSError("the sandbox helper has stopped")
-            reply = json.loads(data)
+            # Shielded: a caller cancelled between the request and its reply must not leave
+            # the reply in the socket for the next request to read.
+            exchange = asyncio.ensure_future(self._ask_helper(request, [output_w, theirs.fileno()]))
+            exchange.add_done_callback(lambda t: t.cancelled() or t.exception())
+            reply = await asyncio.shield(exchange)
+            if reply.get("id") != cell_id and "error" not in reply:
+                raise OSError(f"the sandbox helper answered for another cell: {reply}")
             if "error" in reply:
                 raise OSError(f"cannot create the sandbox: {reply['error']}")
         except BaseException:
@@ -444,6 +445,16 @@ class LinuxSandbox(Sandbox):
         os.set_blocking(output_r, False)
         ours.setblocking(False)
         return _Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
+
+    async def _ask_helper(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        assert self._control is not None
+        async with self._lock:
+            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+            data = await asyncio.get_running_loop().sock_recv(self._control, _MAX_MESSAGE)
+        if not data:
+            raise OSError("the sandbox helper has stopped")
+        reply: dict[str, Any] = json.loads(data)
+        return reply
 
     async def _discard(self, spare: _Spare) -> None:
         with contextlib.suppress(OSError):
@@ -484,7 +495,7 @@ class LinuxSandbox(Sandbox):
         ]
         if spec.opt_dir is not None:
             binds.append({"source": str(spec.opt_dir), "target": "/opt"})
-        hosts = cell_hosts(self._runs.parent)
+        hosts = self._hosts
         if hosts is not None:
             binds.append({"source": str(hosts), "target": "/etc/hosts"})
         build = {
