@@ -769,9 +769,11 @@ TCP_APP = """import json, os, tempfile, time
 SINK = os.path.join(tempfile.gettempdir(), "tcp-telemetry.jsonl")
 def handler(event, context):
     deadline = time.time() + 5
-    while time.time() < deadline:
-        with open(SINK) as handle:
-            events = [json.loads(line) for line in handle if line.strip()]
+    events = []
+    while time.time() < deadline:  # polls: the first batch may not have arrived yet
+        if os.path.exists(SINK):
+            with open(SINK) as handle:
+                events = [json.loads(line) for line in handle if line.strip()]
         if any(e["type"] == "platform.start" for e in events):
             return events
         time.sleep(0.02)

@@ -54,6 +54,9 @@ class Settings:
     #: How environments are isolated: "auto" (the Linux sandbox when running as root with
     #: cgroups, else plain processes), "linux", or "process".
     sandbox: str = "auto"
+    #: In the Linux sandbox, start Python runtimes on lambdad's own interpreter as forks of a
+    #: template that has already started the interpreter and imported the bootstrap.
+    fork_python: bool = True
     log_level: str = "INFO"
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False

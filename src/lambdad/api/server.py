@@ -151,7 +151,7 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
     ):
         return PlainSandbox(runtimes.BOOTSTRAPS)
     shared = runtimes.interpreter_dirs(python_path, settings.node)
-    return linux.LinuxSandbox(runs, runtimes.BOOTSTRAPS, shared)
+    return linux.LinuxSandbox(runs, runtimes.BOOTSTRAPS, shared, fork_python=settings.fork_python)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -105,6 +105,10 @@ class Environment:
         self.opt_dir = opt_dir
         self._spawns = 0
         self._frozen = False
+        #: Set once a spawn has returned its process: a runtime forked from a template can
+        #: call the Runtime API before ``sandbox.spawn`` has even answered.
+        self._process_known = asyncio.Event()
+        self._process_known.set()
         self._freeze_when_parked = False
         self._freeze_timer: asyncio.TimerHandle | None = None
         self.id = uuid.uuid4().hex
@@ -261,10 +265,13 @@ class Environment:
             memory_mb=self.config.memory_size,
             tmp_mb=self.config.ephemeral_storage,
         )
+        self._process_known.clear()
         try:
             process = await self.ctx.sandbox.spawn(spec)
         except OSError as exc:
             return self._exec_failure(argv, wrapper, layout, exc)
+        finally:
+            self._process_known.set()
         self._process = process
         self._exit = None
         asyncio.get_running_loop().add_reader(process.output_fd, self._on_output)
@@ -469,8 +476,10 @@ class Environment:
             self._process.thaw()
         self._frozen = False
 
-    def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+    async def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """Whether a Runtime API connection comes from this environment's own processes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process_known.wait(), self.ctx.init_timeout)
         return self._process is not None and self._process.owns_connection(local, peer)
 
     def when_closed(self, callback: Callable[[Environment], None]) -> None:

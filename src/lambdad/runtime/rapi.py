@@ -97,7 +97,7 @@ class RuntimeApiServer:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         env = self._envs.get(sockname[1]) if sockname else None
-        if env is None or sockname is None or not self._trusted(request, env, sockname):
+        if env is None or sockname is None or not await self._trusted(request, env, sockname):
             return _json_error(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if path.startswith(extensions_api.PREFIXES):
@@ -124,7 +124,7 @@ class RuntimeApiServer:
             return _json_error(exc.status, exc.error_type, exc.message)
         return _json_error(404, "InvalidRequest", "Not found")
 
-    def _trusted(
+    async def _trusted(
         self, request: web.BaseRequest, env: Environment, sockname: tuple[str, int]
     ) -> bool:
         """Whether the connection is the environment's own (checked once per connection)."""
@@ -134,7 +134,7 @@ class RuntimeApiServer:
         verdict = self._verified.get(transport)
         if verdict is None:
             peer = transport.get_extra_info("peername")
-            verdict = bool(peer) and env.owns_connection(
+            verdict = bool(peer) and await env.owns_connection(
                 (sockname[0], sockname[1]), (peer[0], peer[1])
             )
             self._verified[transport] = verdict

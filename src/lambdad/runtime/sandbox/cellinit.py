@@ -105,7 +105,30 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 # --------------------------------------------------------------------------- spawner
 
 
-def spawner(control_fd: int) -> None:
+#: lambdad's Python bootstrap, imported once here when the spawner is a zygote: a Python
+#: runtime on this same interpreter then starts as a fork of a cell init (already past
+#: interpreter start-up and the bootstrap's imports) instead of a fresh interpreter.
+_ZYGOTE: Any = None
+
+
+def _load_zygote(path: str) -> None:
+    global _ZYGOTE
+    import importlib.util
+    import site
+
+    site.ENABLE_USER_SITE = False
+    site.main()  # the interpreter's site-packages, as a fresh ``python -s`` would have
+    spec = importlib.util.spec_from_file_location("lambdad_bootstrap", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _ZYGOTE = module
+
+
+def spawner(control_fd: int, zygote: str | None = None) -> None:
+    if zygote:
+        _load_zygote(zygote)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -403,6 +426,8 @@ def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict
                 signal.signal(sig, signal.SIG_DFL)
             os.closerange(3, err_w)
             os.closerange(err_w + 1, 65536)
+            if message.get("zygote") and _ZYGOTE is not None:
+                _run_zygote(message, err_w)
             os.execve(message["argv"][0], message["argv"], message["env"])
         except OSError as exc:
             os.write(
@@ -422,6 +447,29 @@ def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict
     return {"op": "spawned", "pid": pid}
 
 
+def _run_zygote(message: dict[str, Any], err_w: int) -> None:
+    """Become the Python runtime in this forked process: never returns."""
+    os.close(err_w)  # "started": what an exec would have told the cell init
+    code = 1
+    try:
+        os.environ.clear()
+        os.environ.update(message["env"])
+        sys.argv = list(message["argv"][2:]) or [""]
+        _ZYGOTE.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
 def _become_user(spec: dict[str, Any]) -> None:
     for limit, value in (
         (resource.RLIMIT_NOFILE, spec["nofile"]),
@@ -435,7 +483,7 @@ def _become_user(spec: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "spawner":
-        spawner(int(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "spawner":
+        spawner(int(sys.argv[2]), sys.argv[3] if len(sys.argv) == 4 else None)
     else:
         sys.exit("usage: cellinit.py spawner FD")

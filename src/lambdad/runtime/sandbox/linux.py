@@ -37,6 +37,8 @@ from lambdad.runtime.sandbox.base import (
 )
 
 CELLINIT = Path(__file__).with_name("cellinit.py")
+#: The Python bootstrap's path below lambdad's runtime directory (``/var/runtime`` in a cell).
+PYTHON_BOOTSTRAP_IN_RUNTIME = "python/bootstrap.py"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: Cell users are taken from this range, one per live environment.
 UID_BASE = 1_000_000
@@ -208,7 +210,9 @@ class LinuxProcess(SandboxProcess):
     async def _exec(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str, fds: tuple[int, ...] = ()
     ) -> int:
-        message = {"op": "exec", "argv": list(argv), "env": dict(env), "cwd": cwd}
+        message: dict[str, Any] = {"op": "exec", "argv": list(argv), "env": dict(env), "cwd": cwd}
+        if self._sandbox.can_fork(argv):
+            message["zygote"] = True
         reply = await self._request(message, fds)
         if reply.get("op") == "exec_error":
             raise OSError(int(reply.get("errno") or 0), str(reply.get("message")))
@@ -309,7 +313,14 @@ class _Spare:
 class LinuxSandbox(Sandbox):
     name = "linux"
 
-    def __init__(self, runs_dir: Path, runtime_dir: Path, shared_dirs: list[str]) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        runtime_dir: Path,
+        shared_dirs: list[str],
+        *,
+        fork_python: bool = False,
+    ) -> None:
         reason = unavailable_reason()
         if reason is not None:
             raise SandboxUnavailable(reason)
@@ -325,6 +336,9 @@ class LinuxSandbox(Sandbox):
         self._control: socket.socket | None = None
         self._spawner: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._fork_python = fork_python
+        #: The spawner's interpreter: a Python runtime on this one can be forked from a cell init.
+        self.zygote_python = os.path.realpath(sys.executable)
         self._spares: list[_Spare] = []
         self._hosts: Path | None = None
         self._filling: asyncio.Task[None] | None = None
@@ -341,11 +355,12 @@ class LinuxSandbox(Sandbox):
         await asyncio.to_thread(self._reclaim)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._spawner = await asyncio.create_subprocess_exec(
-            sys.executable,
+            self.zygote_python,
             "-S",
             str(CELLINIT),
             "spawner",
             str(theirs.fileno()),
+            *([str(self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME)] if self._fork_python else []),
             pass_fds=(theirs.fileno(),),
             stdin=asyncio.subprocess.DEVNULL,
         )
@@ -445,6 +460,15 @@ class LinuxSandbox(Sandbox):
         os.set_blocking(output_r, False)
         ours.setblocking(False)
         return _Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
+
+    def can_fork(self, argv: Sequence[str]) -> bool:
+        """Whether ``argv`` is lambdad's Python bootstrap on the spawner's own interpreter."""
+        return (
+            self._fork_python
+            and len(argv) == 3
+            and argv[0] == self.zygote_python
+            and argv[2] == f"/var/runtime/{PYTHON_BOOTSTRAP_IN_RUNTIME}"
+        )
 
     async def _ask_helper(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         assert self._control is not None
