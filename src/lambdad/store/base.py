@@ -114,6 +114,12 @@ class QueuedEvent:
     not_before: float = 0.0
     attributes: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    def retried(self, not_before: float) -> QueuedEvent:
+        """This event handed out again no earlier than ``not_before``, one attempt more."""
+        return dataclasses.replace(
+            self, attempt=self.attempt + 1, not_before=not_before, attributes=dict(self.attributes)
+        )
+
 
 class Queue(abc.ABC):
     """Durable hand-off of asynchronous events to the dispatcher."""

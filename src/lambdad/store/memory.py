@@ -133,19 +133,7 @@ class MemoryQueue(Queue):
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         self._owned.pop(event.id, None)
-        self._push(
-            QueuedEvent(
-                id=event.id,
-                function_name=event.function_name,
-                qualifier=event.qualifier,
-                payload=event.payload,
-                region=event.region,
-                enqueued_at=event.enqueued_at,
-                attempt=event.attempt + 1,
-                not_before=not_before,
-                attributes=dict(event.attributes),
-            )
-        )
+        self._push(event.retried(not_before))
 
     def pending(self) -> int:
         return len(self._heap) + len(self._owned)

@@ -253,17 +253,7 @@ class SqliteQueue(Queue):
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         """Count an attempt and hand the event (with its attributes) out again no earlier than
         ``not_before``."""
-        again = QueuedEvent(
-            id=event.id,
-            function_name=event.function_name,
-            qualifier=event.qualifier,
-            payload=event.payload,
-            region=event.region,
-            enqueued_at=event.enqueued_at,
-            attempt=event.attempt + 1,
-            not_before=not_before,
-            attributes=dict(event.attributes),
-        )
+        again = event.retried(not_before)
 
         def requeue() -> None:
             self._owned.pop(event.id, None)
