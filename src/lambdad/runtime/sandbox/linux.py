@@ -579,4 +579,10 @@ class LinuxSandbox(Sandbox):
             "unprivileged user": f"active (one uid per environment from {self.uid_base})",
             "runtime api": "active (each environment reaches only its own invocations)",
             "freeze between invocations": f"active (cgroup {version} freezer)",
+            "forked python runtimes": (
+                f"active (python on {self.zygote_python} starts as a fork of a template)"
+                if self._fork_python
+                else "off (LAMBDAD_FORK_PYTHON=0)"
+            ),
+            "spare cells": f"{SPARE_CELLS} made ahead of need",
         }
