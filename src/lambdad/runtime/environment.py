@@ -27,7 +27,6 @@ import dataclasses
 import enum
 import errno
 import json
-import os
 import shutil
 import signal
 import time
@@ -45,6 +44,7 @@ from lambdad.runtime.extensions import (
     external_extensions,
 )
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
+from lambdad.runtime.output import LineReader
 from lambdad.runtime.process_env import process_environment
 from lambdad.runtime.replies import (
     Crashed,
@@ -58,7 +58,6 @@ from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, San
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.runtime.telemetry import Telemetry
 
-_READ_CHUNK = 1 << 16
 _TAIL_BYTES = 4096
 
 
@@ -128,7 +127,7 @@ class Environment:
         self._port: int | None = None
         self._exit_watch: asyncio.Task[None] | None = None
         self._exit: Exit | None = None
-        self._partial = b""
+        self._reader: LineReader | None = None
         self._collect: list[str] | None = None
         self._init_waiter: asyncio.Future[InitFailure | None] | None = None
         self._next_waiter: asyncio.Future[Invocation] | None = None
@@ -163,33 +162,6 @@ class Environment:
             for message in messages:
                 self.ctx.echo(f"[{self.config.name}] {message}")
 
-    def _on_output(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        try:
-            data = os.read(process.output_fd, _READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(process.output_fd)
-            self._flush_partial()
-            return
-        self._take_output(data)
-
-    def _take_output(self, data: bytes) -> None:
-        chunk = self._partial + data
-        *lines, self._partial = chunk.split(b"\n")
-        self._emit_output([line.decode("utf-8", "replace") for line in lines])
-
-    def _flush_partial(self) -> None:
-        if self._partial:
-            line, self._partial = self._partial, b""
-            self._emit_output([line.decode("utf-8", "replace")])
-
     def _emit_output(self, lines: list[str]) -> None:
         """Lines the runtime printed: the log, and ``function`` telemetry."""
         self._emit(lines)
@@ -204,18 +176,8 @@ class Environment:
 
     def _drain_output(self) -> None:
         """Read everything the process has written so far, synchronously."""
-        process = self._process
-        if process is None:
-            return
-        while True:
-            try:
-                data = os.read(process.output_fd, _READ_CHUNK)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
-                break
-            self._take_output(data)
-        self._flush_partial()
+        if self._reader is not None:
+            self._reader.drain()
 
     # ---------------------------------------------------------------- process
 
@@ -274,7 +236,8 @@ class Environment:
             self._process_known.set()
         self._process = process
         self._exit = None
-        asyncio.get_running_loop().add_reader(process.output_fd, self._on_output)
+        self._reader = LineReader(process.output_fd, self._emit_output)
+        self._reader.start()
         if external:
             await self.extensions.launch(process, external, extension_env(env), deadline)
             if self.extensions.failure is not None:
@@ -386,23 +349,18 @@ class Environment:
 
     async def _stop_process(self) -> None:
         process, self._process = self._process, None
+        reader, self._reader = self._reader, None
         if process is None:
             return
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(process.output_fd)
+        if reader is not None:
+            reader.stop()
         process.kill()
-        self._drain_from(process)
+        if reader is not None:
+            reader.drain()
         await process.close()
         if self._exit_watch is not None:
             self._exit_watch.cancel()
             self._exit_watch = None
-
-    def _drain_from(self, process: SandboxProcess) -> None:
-        saved, self._process = self._process, process
-        try:
-            self._drain_output()
-        finally:
-            self._process = saved
 
     # ---------------------------------------------------------------- lifecycle
 

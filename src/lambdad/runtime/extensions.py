@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import enum
 import errno
+import functools
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lambdad.runtime.invocation import Invocation
+from lambdad.runtime.output import LineReader
 from lambdad.runtime.replies import RuntimeApiError
 from lambdad.runtime.sandbox.base import Exit, SandboxProcess, SiblingProcess
 
@@ -61,7 +63,6 @@ RUNTIME_ONLY = frozenset(
 #: Shutdown budgets (seconds): internal extensions only, or at least one external one.
 BUDGET_INTERNAL = 0.5
 BUDGET_EXTERNAL = 2.0
-_READ_CHUNK = 1 << 16
 
 
 class ExtState(enum.Enum):
@@ -120,7 +121,7 @@ class Extension:
     waiter: asyncio.Future[bytes] | None = None
     #: An event was handed over and the extension has not asked for the next one yet.
     busy: bool = False
-    partial: bytes = b""
+    reader: LineReader | None = None
 
 
 def external_extensions(opt_dir: Path | None, seen_opt: str) -> list[tuple[str, str]]:
@@ -285,45 +286,10 @@ class Extensions:
 
     # ------------------------------------------------------------ output
 
-    def _on_output(self, ext: Extension) -> None:
-        if ext.process is None:
-            return
-        try:
-            data = os.read(ext.process.output_fd, _READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self._take_output(ext, data)
-            return
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(ext.process.output_fd)
-        self._flush(ext)
-
-    def _take_output(self, ext: Extension, data: bytes) -> None:
-        *lines, ext.partial = (ext.partial + data).split(b"\n")
-        if lines:
-            self._emit(ext, [line.decode("utf-8", "replace") for line in lines])
-
-    def _flush(self, ext: Extension) -> None:
-        if ext.partial:
-            line, ext.partial = ext.partial, b""
-            self._emit(ext, [line.decode("utf-8", "replace")])
-
     def drain(self, ext: Extension) -> None:
         """Read everything ``ext`` has written so far, synchronously."""
-        if ext.process is None:
-            return
-        while True:
-            try:
-                data = os.read(ext.process.output_fd, _READ_CHUNK)
-            except OSError:
-                break
-            if not data:
-                break
-            self._take_output(ext, data)
-        self._flush(ext)
+        if ext.reader is not None:
+            ext.reader.drain()
 
     def drain_all(self) -> None:
         for ext in self._all:
@@ -360,7 +326,8 @@ class Extensions:
                 reason = (exc.strerror or str(exc)).lower()
                 self._fail("Extension.LaunchError", f"fork/exec {path}: {reason}")
                 return
-            asyncio.get_running_loop().add_reader(ext.process.output_fd, self._on_output, ext)
+            ext.reader = LineReader(ext.process.output_fd, functools.partial(self._emit, ext))
+            ext.reader.start()
             watcher = asyncio.create_task(self._watch(ext), name=f"extension-{name}")
             self._watchers.add(watcher)
             watcher.add_done_callback(self._watchers.discard)
@@ -575,12 +542,11 @@ class Extensions:
     async def close(self) -> None:
         """Stop reading the extensions and release their pipes; idempotent."""
         self.phase = Phase.CLOSED
-        loop = asyncio.get_running_loop()
         for ext in self._all:
             self._abandon(ext)
             if ext.process is not None and ext.process.output_fd >= 0:
-                with contextlib.suppress(ValueError, OSError):
-                    loop.remove_reader(ext.process.output_fd)
+                if ext.reader is not None:
+                    ext.reader.stop()
                 self.drain(ext)
                 with contextlib.suppress(OSError):
                     os.close(ext.process.output_fd)
