@@ -114,7 +114,7 @@ class CellGroup:
             self.dirs = {"all": bases[0] / name}
         else:
             self.dirs = {c: base / name for c, base in zip(V1_CONTROLLERS, bases, strict=True)}
-        self._open: dict[tuple[str, int], int] = {}
+        self._open: dict[tuple[str, str, int], int] = {}
 
     @property
     def v2(self) -> bool:
@@ -161,21 +161,21 @@ class CellGroup:
         """The ``cgroup.procs`` files a process writes its pid to, to join this group."""
         return [str(path / "cgroup.procs") for path in self.dirs.values()]
 
-    def _fd(self, path: Path, flags: int) -> int:
+    def _fd(self, controller: str, name: str, flags: int) -> int:
         """A control file kept open for the group's life: the invoke path reads and writes
         the same few files, and opening them each time costs more than the write."""
-        key = (str(path), flags)
+        key = (controller, name, flags)
         fd = self._open.get(key)
         if fd is None:
-            fd = os.open(path, flags | os.O_CLOEXEC)
+            fd = os.open(self._dir(controller) / name, flags | os.O_CLOEXEC)
             self._open[key] = fd
         return fd
 
-    def _hot_write(self, path: Path, value: bytes) -> None:
-        os.pwrite(self._fd(path, os.O_WRONLY), value, 0)
+    def _hot_write(self, controller: str, name: str, value: bytes) -> None:
+        os.pwrite(self._fd(controller, name, os.O_WRONLY), value, 0)
 
-    def _hot_read(self, path: Path) -> str:
-        return os.pread(self._fd(path, os.O_RDONLY), 4096, 0).decode()
+    def _hot_read(self, controller: str, name: str) -> str:
+        return os.pread(self._fd(controller, name, os.O_RDONLY), 4096, 0).decode()
 
     def close_files(self) -> None:
         open_fds, self._open = self._open, {}
@@ -187,7 +187,7 @@ class CellGroup:
         d = self._dir("memory")
         name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
         try:
-            return int(self._hot_read(d / name)) // MB
+            return int(self._hot_read("memory", name)) // MB
         except (OSError, ValueError):
             try:
                 current = "memory.current" if self.v2 else "memory.usage_in_bytes"
@@ -196,9 +196,8 @@ class CellGroup:
                 return 0
 
     def oom_kills(self) -> int:
-        d = self._dir("memory")
         try:
-            text = _read(d / ("memory.events" if self.v2 else "memory.oom_control"))
+            text = self._hot_read("memory", "memory.events" if self.v2 else "memory.oom_control")
         except OSError:
             return 0
         for line in text.splitlines():
@@ -209,15 +208,15 @@ class CellGroup:
 
     def freeze(self) -> None:
         if self.v2:
-            self._hot_write(self._dir("freezer") / "cgroup.freeze", b"1")
+            self._hot_write("freezer", "cgroup.freeze", b"1")
         else:
-            self._hot_write(self._dir("freezer") / "freezer.state", b"FROZEN")
+            self._hot_write("freezer", "freezer.state", b"FROZEN")
 
     def thaw(self) -> None:
         if self.v2:
-            self._hot_write(self._dir("freezer") / "cgroup.freeze", b"0")
+            self._hot_write("freezer", "cgroup.freeze", b"0")
         else:
-            self._hot_write(self._dir("freezer") / "freezer.state", b"THAWED")
+            self._hot_write("freezer", "freezer.state", b"THAWED")
 
     def pids(self) -> list[int]:
         d = self._dir("pids")
