@@ -44,6 +44,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from invoke_latency import free_port, percentile, wait_http
+
 ROLE = "arn:aws:iam::000000000000:role/bench"
 NOOP = "def handler(event, context):\n    return None\n"
 INVOKE = "/2015-03-31/functions/noop/invocations"
@@ -75,23 +77,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,11 +86,6 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def api(port: int, method: str, path: str, body: Any = None) -> tuple[int, bytes]:

@@ -72,6 +72,23 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def start_lambdad(port: int, data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A ``lambdad serve`` of the benchmark's own on ``port``, quiet unless something fails."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lambdad.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env={**os.environ, "LAMBDAD_LOG_LEVEL": "WARNING", **env},
+    )
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -200,22 +217,10 @@ def main() -> int:
     bare_port, lambdad_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lambdad.cli.main",
-                "serve",
-                "--port",
-                str(lambdad_port),
-                "--data-dir",
-                str(Path(tmp) / "data"),
-            ],
-            env={
-                **os.environ,
-                "LAMBDAD_LOG_LEVEL": "WARNING",
-                **({"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {}),
-            },
+        server = start_lambdad(
+            lambdad_port,
+            Path(tmp) / "data",
+            {"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {},
         )
         try:
             wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")

@@ -45,6 +45,7 @@ from invoke_latency import (
     doctor,
     free_port,
     percentile,
+    start_lambdad,
     wait_http,
     zip_of,
 )
@@ -259,19 +260,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lambdad.cli.main",
-                "serve",
-                "--port",
-                str(lambdad_port),
-                "--data-dir",
-                str(Path(tmp) / "data"),
-            ],
-            env={**os.environ, "LAMBDAD_LOG_LEVEL": "WARNING", "LAMBDAD_SANDBOX": "linux"},
-        )
+        server = start_lambdad(lambdad_port, Path(tmp) / "data", {"LAMBDAD_SANDBOX": "linux"})
         try:
             wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")
             results["sandbox"] = doctor(lambdad_port)["sandbox"]["kind"]

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from lambdad.runtime.sandbox import cgroups, linux
-from tests.conftest import Server
+from tests.conftest import Server, descendants
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -72,29 +72,6 @@ def pids_of_uids(uids: range) -> list[int]:
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    """Live processes descended from ``pid`` (lambdad's spawner, cell inits and runtimes)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
-    found = []
-    for child in parents:
-        cursor = parents.get(child, 0)
-        while cursor > 1 and cursor != pid:
-            cursor = parents.get(cursor, 0)
-        if cursor == pid:
-            found.append(child)
-    return found
-
-
 class Host:
     """What one lambdad holds on the host: cell processes, cgroups, cell dirs, mounts and fds."""
 
@@ -122,11 +99,11 @@ class Host:
 
     def spawner(self) -> int:
         lambdad = self.srv.process.pid
-        return next(p for p in children_of(lambdad) if is_cellinit(p) and parent_of(p) == lambdad)
+        return next(p for p in descendants(lambdad) if is_cellinit(p) and parent_of(p) == lambdad)
 
     def inits(self) -> list[int]:
         lambdad = self.srv.process.pid
-        return [p for p in children_of(lambdad) if is_cellinit(p) and parent_of(p) != lambdad]
+        return [p for p in descendants(lambdad) if is_cellinit(p) and parent_of(p) != lambdad]
 
     def fds(self) -> list[str]:
         """lambdad's open file descriptors, as their targets."""

@@ -65,7 +65,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every live process whose ancestry leads to ``pid``."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -273,7 +273,7 @@ def _cells_of(server: Server, pids: set[int]) -> set[str]:
 
 def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     """Stop ``server`` with ``sig`` and fail if it leaves any process or cell behind."""
-    children = _descendants(server.process.pid)
+    children = descendants(server.process.pid)
     cells = _cells_of(server, set(children))
     code = server.stop(sig)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"

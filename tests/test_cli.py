@@ -23,8 +23,8 @@ from tests.conftest import (
     IDENTITY,
     ROLE,
     Server,
-    _descendants,
     assert_environment_gone,
+    descendants,
     environment_pids,
     free_port,
     invoke_json,
@@ -354,7 +354,7 @@ def test_sigint_stops_serve_cleanly(start_server: Any, client_of: Any) -> None:
     _, identity = invoke_json(client, name, {})
     runtime = environment_pids(identity)
     assert runtime, "the runtime is running"
-    assert set(runtime) <= set(_descendants(srv.process.pid))
+    assert set(runtime) <= set(descendants(srv.process.pid))
     shutdown(srv, signal.SIGINT)
     assert "Traceback" not in srv.log()
     assert_environment_gone(identity, timeout=0)
