@@ -22,7 +22,9 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── InvalidRuntimeException
     ├── InvalidZipFileException
     ├── UnrecognizedClientException
-    └── UnknownOperationException
+    ├── UnknownOperationException
+    ├── RecursiveInvocationException             (a recursive loop stopped after 16 hops)
+    └── ProvisionedConcurrencyConfigNotFoundException
 """
 
 from __future__ import annotations
@@ -113,3 +115,13 @@ class ValidationException(LambdaError):
     """Shape-level validation failures (``1 validation error detected: ...``)."""
 
     code = "ValidationException"
+
+
+class RecursiveInvocationException(LambdaError):
+    """Lambda stopped an invocation that is part of a recursive loop (see event_config)."""
+
+    code = "RecursiveInvocationException"
+
+
+class ProvisionedConcurrencyConfigNotFoundException(LambdaError):
+    code = "ProvisionedConcurrencyConfigNotFoundException"

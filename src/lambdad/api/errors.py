@@ -31,6 +31,8 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.UnrecognizedClientException: (403, "message"),
     errors.UnknownOperationException: (404, "message"),
     errors.ValidationException: (400, "message"),
+    errors.RecursiveInvocationException: (400, "Message"),
+    errors.ProvisionedConcurrencyConfigNotFoundException: (404, "message"),
     errors.ServiceException: (500, "Message"),
 }
 
