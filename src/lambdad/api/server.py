@@ -28,6 +28,7 @@ from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
+from lambdad.runtime.scaling import ScaleRate
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
@@ -75,7 +76,12 @@ class LambdadServer:
             python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
         )
-        self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
+        self.runtime = RuntimeManager(
+            ctx,
+            self.blobs,
+            settings.idle_timeout,
+            ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+        )
         self.functions.on_change(self.runtime.function_changed)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
