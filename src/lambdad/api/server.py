@@ -28,10 +28,10 @@ from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
-from lambdad.runtime.scaling import ScaleRate
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
+from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
 from lambdad.store.sqlite import SqliteStore
