@@ -80,7 +80,13 @@ class LambdadServer:
         self.functions.on_change(self.runtime.function_changed)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
-        self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
+        self.invoker = Invoker(
+            self.functions,
+            self.runtime,
+            self.queue,
+            Leases(self.reservations),
+            self.event_configs,
+        )
         self.dispatcher = Dispatcher(
             self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
         )
