@@ -23,8 +23,9 @@ SITE = Path(boto3.__file__).resolve().parent.parent
 PACKAGES = ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "urllib3", "six.py")
 
 #: Reports ``<its trace header> <hop>`` to the recorder, then, while ``hop`` is below the
-#: event's ``budget``, invokes itself asynchronously through boto3 with ``hop + 1``. boto3 finds
-#: the endpoint (``AWS_ENDPOINT_URL_LAMBDA``), region and credentials in the environment.
+#: event's ``budget``, invokes itself (or ``NEXT_FUNCTION``) asynchronously through boto3 with
+#: ``hop + 1``. boto3 finds the endpoint (``AWS_ENDPOINT_URL_LAMBDA``), region and credentials
+#: in the environment.
 SELF_CALLING = """
 import json, os, socket
 import boto3
@@ -41,7 +42,7 @@ def handler(event, context):
     if event["hop"] < event["budget"]:
         payload = {"hop": event["hop"] + 1, "budget": event["budget"]}
         client.invoke(
-            FunctionName=context.function_name,
+            FunctionName=os.environ.get("NEXT_FUNCTION", context.function_name),
             InvocationType="Event",
             Payload=json.dumps(payload).encode(),
         )
@@ -100,9 +101,18 @@ def recorder() -> Iterator[Recorder]:
 
 
 @pytest.fixture
-def self_calling(lam: Any, server: Server, layer_arn: str, recorder: Recorder) -> Callable[[], str]:
-    def create() -> str:
-        name = unique("loop")
+def self_calling(
+    lam: Any, server: Server, layer_arn: str, recorder: Recorder
+) -> Callable[..., str]:
+    def create(name: str | None = None, calls: str | None = None) -> str:
+        """A function (named ``name``) that calls itself, or the function ``calls``."""
+        name = name or unique("loop")
+        variables = {
+            "AWS_ENDPOINT_URL_LAMBDA": server.endpoint,
+            "RECORDER_PORT": str(recorder.port),
+        }
+        if calls:
+            variables["NEXT_FUNCTION"] = calls
         lam.create_function(
             FunctionName=name,
             Runtime="python3.11",
@@ -111,12 +121,7 @@ def self_calling(lam: Any, server: Server, layer_arn: str, recorder: Recorder) -
             Timeout=30,
             Layers=[layer_arn],
             Code={"ZipFile": _zip({"app.py": SELF_CALLING})},
-            Environment={
-                "Variables": {
-                    "AWS_ENDPOINT_URL_LAMBDA": server.endpoint,
-                    "RECORDER_PORT": str(recorder.port),
-                }
-            },
+            Environment={"Variables": variables},
         )
         return name
 
@@ -152,7 +157,7 @@ def stopped_line(server: Server, name: str) -> bool:
 
 
 def test_a_function_calling_itself_is_stopped_after_16_invocations(
-    lam: Any, server: Server, recorder: Recorder, self_calling: Callable[[], str]
+    lam: Any, server: Server, recorder: Recorder, self_calling: Callable[..., str]
 ) -> None:
     """With the default Terminate, the 17th invocation of the chain is stopped (and said so in
     lambdad's log), so exactly 16 ran, each one hop further in the trace's Lineage."""
@@ -168,8 +173,26 @@ def test_a_function_calling_itself_is_stopped_after_16_invocations(
     assert len(roots) == 1, "the chain keeps one trace"
 
 
+def test_a_loop_of_two_functions_is_stopped_when_one_reaches_16(
+    lam: Any, server: Server, recorder: Recorder, self_calling: Callable[..., str]
+) -> None:
+    """A calls B calls A ...: each function's own count is kept in the Lineage, and A's 17th
+    invocation is stopped after both ran 16 times."""
+    first, second = unique("ping"), unique("pong")
+    self_calling(first, calls=second)
+    self_calling(second, calls=first)
+    start(lam, first, budget=100)
+    wait_until(lambda: stopped_line(server, first), timeout=90)
+    runs = sorted(recorder.runs, key=lambda run: run[1])
+    assert [hop for _, hop in runs] == list(range(1, 33))
+    counts = [sorted(lineage(trace).values()) for trace, _ in runs]
+    assert counts[:3] == [[1], [1, 1], [1, 2]]
+    assert counts[-1] == [16, 16]
+    assert not stopped_line(server, second)
+
+
 def test_allow_lets_the_loop_run_on(
-    lam: Any, server: Server, recorder: Recorder, self_calling: Callable[[], str]
+    lam: Any, server: Server, recorder: Recorder, self_calling: Callable[..., str]
 ) -> None:
     """With Allow, the chain runs past 16 invocations, until the event's own budget ends it."""
     name = self_calling()
