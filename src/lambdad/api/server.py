@@ -15,11 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import lambda_api, layers_api
+from lambdad.api import event_config_api, lambda_api, layers_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
+from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
@@ -84,7 +85,14 @@ class LambdadServer:
         )
         self.functions.on_change(self.runtime.function_changed)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
-        self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
+        self.event_configs = EventInvokeConfigs(self.store, self.functions)
+        self.invoker = Invoker(
+            self.functions,
+            self.runtime,
+            self.queue,
+            Leases(self.reservations),
+            self.event_configs,
+        )
         self.dispatcher = Dispatcher(
             self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
         )
@@ -99,12 +107,14 @@ class LambdadServer:
         app[lambda_api.ACCOUNT] = self.settings.account_id
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
         app[layers_api.LAYERS] = self.functions.layers
+        app[event_config_api.EVENT_CONFIGS] = self.event_configs
         app[platform_api.BLOBS] = self.blobs
         app[platform_api.LOGS] = self.logs
         app[platform_api.DOCTOR] = self.doctor
         app.add_routes(platform_api.routes)
         app.add_routes(lambda_api.routes)
         app.add_routes(layers_api.routes)
+        app.add_routes(event_config_api.routes)
         return app
 
     async def start(self) -> None:
