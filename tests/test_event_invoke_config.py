@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, make_zip, refused, unique
+from tests.conftest import ROLE, Server, make_zip, refused, unique, wait_until
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -119,6 +119,23 @@ def test_versions_and_aliases_have_their_own_configs_listed_in_pages(
     assert len(every) == 3
     empty = lam.list_function_event_invoke_configs(FunctionName=target)
     assert empty["FunctionEventInvokeConfigs"] == []
+
+
+def test_an_event_sent_to_an_alias_in_the_arn_keeps_its_qualifier(
+    lam: Any, server: Server, new_function: Callable[..., dict[str, Any]]
+) -> None:
+    """``Invoke(FunctionName="fn:alias", InvocationType="Event")`` runs the alias's version
+    (and so gets the alias's config), not $LATEST."""
+    fn = new_function("def handler(e, c):\n    print('ran', c.function_version)\n")["FunctionName"]
+    lam.publish_version(FunctionName=fn)
+    lam.create_alias(FunctionName=fn, Name="live", FunctionVersion="1")
+    lam.invoke(FunctionName=f"{fn}:live", InvocationType="Event", Payload=b"{}")
+
+    def ran() -> list[str]:
+        events = server.get_json(f"/_lambdad/logs?function={fn}")["events"]
+        return [e["message"].strip() for e in events if e["message"].startswith("ran")]
+
+    assert wait_until(ran) == ["ran 1"]
 
 
 def range_message(field: str, value: int, side: str, limit: int) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from tests.conftest import ROLE, Server, refused, unique, wait_until
 from tests.test_async_durability import Recorder
+from tests.test_provided_runtime import vendored
 
 #: The test venv's own boto3 and what it needs, for the layer the functions import it from
 #: (botocore's data cut down to the Lambda model and the files every client loads).
@@ -56,6 +59,7 @@ import os
 def handler(event, context):
     return os.environ.get("_X_AMZN_TRACE_ID")
 """
+NODE_TRACE_ECHO = "exports.handler = async () => process.env._X_AMZN_TRACE_ID ?? null;\n"
 
 
 def _wanted(path: Path) -> bool:
@@ -245,3 +249,42 @@ def test_synchronous_invokes_count_the_lineage_they_carry(
     lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
     allowed = _invoke_with_trace(lam, name, f"{root};Lineage={key}:16")
     assert lineage(allowed) == {key: 17}
+
+
+def _trace_echo(new_function: Callable[..., dict[str, Any]], runtime: str) -> str:
+    if runtime == "nodejs20.x":
+        made = new_function(
+            files={"index.js": NODE_TRACE_ECHO}, Runtime=runtime, Handler="index.handler"
+        )
+    elif runtime == "provided.al2023":
+        bootstrap = (
+            "#!/bin/sh\n"
+            'export PYTHONPATH="$LAMBDA_TASK_ROOT"\n'
+            f'exec "{os.path.realpath(sys.executable)}" -S -m awslambdaric app.handler\n'
+        )
+        files = {
+            **vendored("awslambdaric", "simplejson", "snapshot-restore-py"),
+            "app.py": TRACE_ECHO.encode(),
+            "bootstrap": bootstrap.encode(),
+        }
+        made = new_function(files=files, modes={"bootstrap": 0o755}, Runtime=runtime)
+    else:
+        made = new_function(TRACE_ECHO, Runtime=runtime)
+    return str(made["FunctionName"])
+
+
+@pytest.mark.parametrize("runtime", ["python3.11", "nodejs20.x", "provided.al2023"])
+def test_every_runtime_client_exports_the_invocations_trace_header(
+    lam: Any, new_function: Callable[..., dict[str, Any]], runtime: str
+) -> None:
+    """lambdad's Python and Node.js runtime clients and awslambdaric set ``_X_AMZN_TRACE_ID``
+    to each invocation's own header, where the SDKs pick it up."""
+    name = _trace_echo(new_function, runtime)
+    root = "Root=1-5759e988-bd862e3fe1be46a994272793"
+    sent = _invoke_with_trace(lam, name, f"{root};Lineage=0badcafe:2")
+    assert sent.startswith(root + ";")
+    assert lineage(sent)["0badcafe"] == 2
+    assert sorted(lineage(sent).values()) == [1, 2]
+    fresh = _invoke_with_trace(lam, name, None)
+    assert not fresh.startswith(root)
+    assert list(lineage(fresh).values()) == [1]

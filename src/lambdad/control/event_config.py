@@ -159,22 +159,28 @@ class EventInvokeConfigs:
     async def _check_destinations(
         self, scope: Scope, name: str, changes: Mapping[str, Any]
     ) -> None:
-        """A function destination must exist, and be another function."""
+        """A function destination must be another function of this account and region."""
         for target in (changes.get("on_success"), changes.get("on_failure")):
             named = function_of(target) if target else None
-            if target is None or named is None:
+            if named is None:
                 continue
-            region, account, other = named
-            if (region, account, other) == (scope.region, scope.account_id, name):
+            if named == (scope.region, scope.account_id, name):
                 raise errors.InvalidParameterValueException(
                     "You can't specify the function as a destination for itself."
                 )
-            if (region, account) != (scope.region, scope.account_id) or not await self._store.get(
-                Table.FUNCTIONS, (region, other)
+            if named[:2] != (scope.region, scope.account_id) or not await self._exists(
+                scope, named[2]
             ):
                 raise errors.InvalidParameterValueException(
                     f"The destination ARN {target} is invalid."
                 )
+
+    async def _exists(self, scope: Scope, name: str) -> bool:
+        try:
+            await self._functions.record(scope, name)
+        except errors.ResourceNotFoundException:
+            return False
+        return True
 
     async def put(
         self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]

@@ -147,11 +147,12 @@ class Invoker:
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
         if kind is InvocationType.EVENT:
+            _, named = self._functions.name_of(scope, request.function_name)
             await self._queue.put(
                 QueuedEvent(
                     id=request_id,
                     function_name=config.name,
-                    qualifier=request.qualifier,
+                    qualifier=request.qualifier or named,
                     payload=request.payload,
                     region=scope.region,
                     enqueued_at=time.time(),
