@@ -15,14 +15,16 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import lambda_api, layers_api
+from lambdad.api import lambda_api, layers_api, provisioned_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
+from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
@@ -79,6 +81,10 @@ class LambdadServer:
         self.functions.on_change(self.runtime.function_changed)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
+        self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
+        self.provisioner = Provisioner(
+            settings.account_id, self.functions, self.provisioned, self.runtime
+        )
         self.dispatcher = Dispatcher(
             self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
         )
@@ -93,12 +99,15 @@ class LambdadServer:
         app[lambda_api.ACCOUNT] = self.settings.account_id
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
         app[layers_api.LAYERS] = self.functions.layers
+        app[provisioned_api.CONFIGS] = self.provisioned
+        app[provisioned_api.PROVISIONER] = self.provisioner
         app[platform_api.BLOBS] = self.blobs
         app[platform_api.LOGS] = self.logs
         app[platform_api.DOCTOR] = self.doctor
         app.add_routes(platform_api.routes)
         app.add_routes(lambda_api.routes)
         app.add_routes(layers_api.routes)
+        app.add_routes(provisioned_api.routes)
         return app
 
     async def start(self) -> None:
@@ -110,6 +119,7 @@ class LambdadServer:
         await self.queue.open()
         await self.logs.open()
         await self.runtime.start()
+        await self.provisioner.start()
         await self.dispatcher.start()
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
         await self._runner.setup()

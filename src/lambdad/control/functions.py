@@ -88,6 +88,7 @@ class Functions:
         #: the write does not put what it read back into the cache.
         self._generation: dict[tuple[str, str], int] = {}
         self._listeners: list[ChangeListener] = []
+        self._write_listeners: list[ChangeListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -96,6 +97,11 @@ class Functions:
         itself on the next invoke, and keeps its warm environments when nothing changed.
         """
         self._listeners.append(listener)
+
+    def on_write(self, listener: ChangeListener) -> None:
+        """Call ``listener(region, name)`` after every change to a function, its versions or
+        its aliases (deletions included), once ``on_change`` listeners have run."""
+        self._write_listeners.append(listener)
 
     # ---------------------------------------------------------------- helpers
 
@@ -110,6 +116,8 @@ class Functions:
         if deleted:
             for listener in self._listeners:
                 await listener(scope.region, name)
+        for listener in self._write_listeners:
+            await listener(scope.region, name)
 
     def _not_found(
         self, scope: Scope, name: str, qualifier: str | None = None

@@ -35,6 +35,8 @@ class Table(enum.StrEnum):
     LAYER_POLICIES = "layer_policies"
     #: ``(region, function)``: a function's reserved concurrency (PutFunctionConcurrency).
     CONCURRENCY = "concurrency"
+    #: ``(region, function, qualifier)``: a provisioned concurrency config of a version or alias.
+    PROVISIONED = "provisioned"
 
 
 class StoreConflict(Exception):
