@@ -5,6 +5,8 @@ runtime sees, spill-over to on-demand environments, an alias move, a restart and
 from __future__ import annotations
 
 import base64
+import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,6 +17,7 @@ from tests.conftest import (
     Rendezvous,
     Server,
     assert_environment_gone,
+    environment_pids,
     invoke_json,
     refused,
     wait_until,
@@ -349,3 +352,82 @@ def test_configs_count_against_the_account_and_survive_a_restart(
     ready(client, name, "1", 2)
     assert invoke_json(client, name, {}, Qualifier="1")[1]["init"] == PROVISIONED
     assert client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 102
+
+
+def test_environments_initialise_in_parallel(
+    server: Server, new_function: Any, rendezvous: Callable[[int], Rendezvous]
+) -> None:
+    """Three provisioned environments whose init waits for all three at a rendezvous become
+    READY: their inits run at the same time, not one after another."""
+    client = server.client(REGION)
+    service = rendezvous(3)
+    code = MEET + "\nMET = meet()\n\n\ndef handler(event, context):\n    return MET\n"
+    name = published(client, new_function, code, Environment={"Variables": service.env})
+    try:
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=3
+        )
+        ready(client, name, "1", 3)
+        assert service.count == 3
+    finally:
+        client.delete_function(FunctionName=name)
+
+
+def test_provisioned_environments_are_kept_idle_and_replaced_when_they_die(
+    start_server: Callable[..., Server], new_function: Any
+) -> None:
+    """With a keep-alive of milliseconds, an idle on-demand environment is reaped while the
+    provisioned one stays; a provisioned environment that dies is replaced by a new one."""
+    srv = start_server({"LAMBDAD_KEEP_ALIVE": "1"})
+    client = srv.client(REGION)
+    name = published(client, new_function)
+    client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
+    ready(client, name, "1", 1)
+    kept = invoke_json(client, name, {}, Qualifier="1")[1]
+    assert kept["init"] == PROVISIONED
+    on_demand = invoke_json(client, name, {})[1]["identity"]
+    assert_environment_gone(on_demand)
+    again = invoke_json(client, name, {}, Qualifier="1")[1]
+    assert (again["init"], again["identity"]) == (PROVISIONED, kept["identity"])
+    for pid in environment_pids(kept["identity"]):
+        os.kill(pid, signal.SIGKILL)
+
+    def replaced() -> bool:
+        # A frozen cell dies only once thawed: that invoke is a Runtime.ExitError.
+        body = invoke_json(client, name, {}, Qualifier="1")[1]
+        return body.get("init") == PROVISIONED and body["identity"] != kept["identity"]
+
+    wait_until(replaced, timeout=30)
+
+
+def test_a_weighted_alias_splits_its_environments(server: Server, new_function: Any) -> None:
+    """When an alias with a config of 2 gains a 50% weight on another version, one environment
+    of each version is initialised."""
+    client = server.client(REGION)
+    name = published(client, new_function)
+    try:
+        second_version(client, name)
+        client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=2
+        )
+        ready(client, name, "live", 2)
+        client.update_alias(
+            FunctionName=name,
+            Name="live",
+            RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
+        )
+        ready(client, name, "live", 2)
+        seen: set[str] = set()
+
+        def both() -> bool:
+            body = invoke_json(client, name, {}, Qualifier="live")[1]
+            assert body["init"] == PROVISIONED
+            seen.add(body["version"])
+            return seen == {"1", "2"}
+
+        wait_until(both, timeout=30)
+    finally:
+        client.delete_function(FunctionName=name)
