@@ -123,6 +123,10 @@ def test_put_get_list_delete_and_what_provisioned_environments_see(
         [item] = listed["ProvisionedConcurrencyConfigs"]
         assert (item["FunctionArn"], item["Status"]) == (arn(name, "1"), "READY")
         assert item["AllocatedProvisionedConcurrentExecutions"] == 2
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+        )
+        assert ready(client, name, "1", 1)["RequestedProvisionedConcurrentExecutions"] == 1
         client.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
         with refused("ProvisionedConcurrencyConfigNotFoundException", 404, NOT_FOUND):
             client.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")

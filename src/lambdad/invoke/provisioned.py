@@ -65,6 +65,8 @@ class Provisioner:
                 await self._sync(region, name)
             except errors.LambdaError as exc:  # the function went away meanwhile
                 log.info("provisioning %s: %s", name, exc)
+            except Exception:  # the change that called us stands; its configs show no progress
+                log.exception("provisioning %s failed", name)
 
     async def _sync(self, region: str, name: str) -> None:
         targets = await self._configs.targets(region, name)

@@ -175,6 +175,7 @@ class RuntimeManager:
         self._retired: set[Pool] = set()
         #: Environments initialised ahead, per version (provisioned concurrency).
         self._provisioned: dict[PoolKey, ProvisionedSet] = {}
+        self._retired_provisioned: set[ProvisionedSet] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.state = ManagerState.NEW
 
@@ -200,6 +201,7 @@ class RuntimeManager:
             self._retired = {p for p in self._retired if p.size}
             for provisioned in self._provisioned.values():
                 provisioned.sweep()
+            self._retired_provisioned = {p for p in self._retired_provisioned if p.allocated}
 
     async def _pool(self, region: str, config: FunctionSpec) -> Pool:
         key = (region, config.name, config.version)
@@ -238,6 +240,8 @@ class RuntimeManager:
         if current is not None and (count == 0 or current.config.revision_id != config.revision_id):
             del self._provisioned[key]
             await current.close()
+            if current.allocated:  # busy ones end with their invocation, or at shutdown
+                self._retired_provisioned.add(current)
             current = None
         if count == 0 or self.state is not ManagerState.RUNNING:
             return
@@ -290,8 +294,9 @@ class RuntimeManager:
         pools = [*self._pools.values(), *self._retired]
         self._pools.clear()
         self._retired.clear()
-        provisioned = list(self._provisioned.values())
+        provisioned = [*self._provisioned.values(), *self._retired_provisioned]
         self._provisioned.clear()
+        self._retired_provisioned.clear()
         await asyncio.gather(*(pool.kill() for pool in pools), *(p.kill() for p in provisioned))
         await self.rapi.close()
         await self.ctx.sandbox.close()
