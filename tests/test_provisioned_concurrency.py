@@ -309,17 +309,31 @@ def test_provisioned_environments_follow_an_alias_and_retire(
         client.delete_function(FunctionName=name)
 
 
-def test_deleting_the_function_retires_its_environments(server: Server, new_function: Any) -> None:
-    """Deleting a function deletes its configs and ends their environments."""
+def test_deleting_a_version_or_the_function_retires_its_environments(
+    server: Server, new_function: Any
+) -> None:
+    """Deleting a version deletes its config and ends its environments, the other version's
+    stay; deleting the function ends the rest."""
     client = server.client(REGION)
     name = published(client, new_function)
-    client.put_provisioned_concurrency_config(
-        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
-    )
-    ready(client, name, "1", 1)
-    identity = invoke_json(client, name, {}, Qualifier="1")[1]["identity"]
+    second_version(client, name)
+    for version in ("1", "2"):
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1
+        )
+    identities = {}
+    for version in ("1", "2"):
+        ready(client, name, version, 1)
+        body = invoke_json(client, name, {}, Qualifier=version)[1]
+        assert body["init"] == PROVISIONED
+        identities[version] = body["identity"]
+    client.delete_function(FunctionName=name, Qualifier="2")
+    assert_environment_gone(identities["2"])
+    listed = client.list_provisioned_concurrency_configs(FunctionName=name)
+    assert [c["FunctionArn"] for c in listed["ProvisionedConcurrencyConfigs"]] == [arn(name, "1")]
+    assert invoke_json(client, name, {}, Qualifier="1")[1]["identity"] == identities["1"]
     client.delete_function(FunctionName=name)
-    assert_environment_gone(identity)
+    assert_environment_gone(identities["1"])
 
 
 def test_configs_count_against_the_account_and_survive_a_restart(

@@ -77,7 +77,8 @@ def split(requested: int, version: str, weights: dict[str, float]) -> dict[str, 
     """``requested`` environments over an alias's versions, by routing weight."""
     shares = {v: round(requested * w) for v, w in weights.items() if v != version}
     main = max(0, requested - sum(shares.values()))
-    return {v: n for v, n in {version: main, **shares}.items() if n > 0}
+    # An alias moved to $LATEST keeps its config, but nothing unpublished is provisioned.
+    return {v: n for v, n in {version: main, **shares}.items() if n > 0 and v != LATEST}
 
 
 class ProvisionedConfigs:
