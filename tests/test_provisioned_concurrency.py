@@ -7,9 +7,12 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from tests.conftest import (
     IDENTITY,
@@ -447,5 +450,38 @@ def test_a_weighted_alias_splits_its_environments(server: Server, new_function: 
             return seen == {"1", "2"}
 
         wait_until(both, timeout=30)
+    finally:
+        client.delete_function(FunctionName=name)
+
+
+def test_a_reservation_holds_provisioned_and_on_demand_together(
+    server: Server, new_function: Any, rendezvous: Callable[[int], Rendezvous]
+) -> None:
+    """With a reservation of 2 and 1 provisioned, two invokes run at once (one provisioned,
+    one on demand) and a third is throttled for the reservation."""
+    client = server.client(REGION)
+    service = rendezvous(3)  # the two invokes, and the test once it has seen the throttle
+    name = published(client, new_function, Environment={"Variables": service.env})
+    try:
+        client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+        )
+        ready(client, name, "1", 1)
+        with ThreadPoolExecutor(3) as pool:
+            running = [
+                pool.submit(invoke_json, client, name, {"meet": True}, Qualifier="1")
+                for _ in range(2)
+            ]
+            wait_until(lambda: service.count >= 2, timeout=60)
+            third = pool.submit(client.invoke, FunctionName=name, Qualifier="1")
+            error = third.exception(timeout=60)
+            assert isinstance(error, ClientError), third.result()
+            reason = error.response.get("Reason")
+            assert reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
+            with socket.create_connection(("127.0.0.1", service.port), timeout=30) as joining:
+                joining.recv(16)
+            bodies = [f.result(timeout=60)[1] for f in running]
+        assert sorted(b["init"] for b in bodies) == ["on-demand", PROVISIONED]
     finally:
         client.delete_function(FunctionName=name)
