@@ -5,6 +5,7 @@ runtime sees, spill-over to on-demand environments, an alias move, a restart and
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -483,5 +484,26 @@ def test_a_reservation_holds_provisioned_and_on_demand_together(
                 joining.recv(16)
             bodies = [f.result(timeout=60)[1] for f in running]
         assert sorted(b["init"] for b in bodies) == ["on-demand", PROVISIONED]
+    finally:
+        client.delete_function(FunctionName=name)
+
+
+def test_a_provisioned_init_is_logged_when_it_happens(server: Server, new_function: Any) -> None:
+    """A provisioned environment's init is logged ahead of any invoke, as
+    ``provisioned-concurrency`` in JSON platform records, with its init report."""
+    client = server.client()  # the logs endpoint reads the default region
+    name = published(client, new_function, LoggingConfig={"LogFormat": "JSON"})
+    try:
+        client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+        )
+        ready(client, name, "1", 1)
+        events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
+        records = [json.loads(e["message"]) for e in events]
+        kinds = {r["type"]: r["record"] for r in records if r["type"].startswith("platform.")}
+        assert kinds["platform.initStart"]["initializationType"] == PROVISIONED
+        report = kinds["platform.initReport"]
+        assert (report["initializationType"], report["status"]) == (PROVISIONED, "success")
+        assert "platform.start" not in kinds
     finally:
         client.delete_function(FunctionName=name)

@@ -373,6 +373,9 @@ class Environment:
         if self.state is not EnvState.NEW:
             raise RuntimeError(f"environment {self.id} already started")
         self.state = EnvState.INITIALIZING
+        self._lines.initialization_type = self.telemetry.initialization_type = (
+            self.initialization_type
+        )
         began = time.perf_counter()
         self._emit([self._lines.init_start(self.config.runtime or "provided", time.time())])
         failure = await self._run_init(self.ctx.init_timeout, "init")
