@@ -15,15 +15,17 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import event_config_api, lambda_api, layers_api
+from lambdad.api import event_config_api, lambda_api, layers_api, provisioned_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
@@ -93,6 +95,10 @@ class LambdadServer:
             Leases(self.reservations),
             self.event_configs,
         )
+        self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
+        self.provisioner = Provisioner(
+            settings.account_id, self.functions, self.provisioned, self.runtime
+        )
         self.dispatcher = Dispatcher(
             self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
         )
@@ -108,6 +114,8 @@ class LambdadServer:
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
         app[layers_api.LAYERS] = self.functions.layers
         app[event_config_api.EVENT_CONFIGS] = self.event_configs
+        app[provisioned_api.CONFIGS] = self.provisioned
+        app[provisioned_api.PROVISIONER] = self.provisioner
         app[platform_api.BLOBS] = self.blobs
         app[platform_api.LOGS] = self.logs
         app[platform_api.DOCTOR] = self.doctor
@@ -115,6 +123,7 @@ class LambdadServer:
         app.add_routes(lambda_api.routes)
         app.add_routes(layers_api.routes)
         app.add_routes(event_config_api.routes)
+        app.add_routes(provisioned_api.routes)
         return app
 
     async def start(self) -> None:
@@ -126,6 +135,7 @@ class LambdadServer:
         await self.queue.open()
         await self.logs.open()
         await self.runtime.start()
+        await self.provisioner.start()
         await self.dispatcher.start()
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
         await self._runner.setup()

@@ -7,11 +7,14 @@ without one share the rest, the unreserved pool, of which AWS always keeps at le
 be reserved there). Reservations are documents in ``Table.CONCURRENCY`` keyed
 ``(region, name)``; a per-region cache answers the invoke path without a store read, and is
 dropped whenever a function changes (a deleted function takes its reservation with it).
+Provisioned concurrency (``provisioned.py``) counts inside a function's reservation, and for a
+function without one it is taken from the unreserved pool, as on AWS.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from lambdad import errors
@@ -23,6 +26,11 @@ from lambdad.store.base import Store, Table
 #: Concurrent executions AWS never lets reservations take from the unreserved pool.
 MIN_UNRESERVED = 100
 _FIELD = "reservedConcurrentExecutions"
+#: Not AWS's verified wording: a reservation below the function's provisioned concurrency.
+BELOW_PROVISIONED = (
+    "Specified ReservedConcurrentExecutions for function is less than the function's "
+    "provisioned concurrency."
+)
 
 
 class Reservations:
@@ -35,19 +43,43 @@ class Reservations:
         #: What reservations must leave to the unreserved pool.
         self.minimum_unreserved = min(MIN_UNRESERVED, limit)
         self._cache: dict[str, dict[str, int]] = {}
+        #: region -> function -> provisioned concurrency its configs ask for.
+        self._provisioned: dict[str, Counter[str]] = {}
         self._lock = asyncio.Lock()
         functions.on_change(self._function_changed)
 
     async def _function_changed(self, region: str, name: str) -> None:
+        self.forget(region)
+
+    def forget(self, region: str) -> None:
+        """Drop the region's cached figures (provisioned concurrency configs changed)."""
         self._cache.pop(region, None)
+        self._provisioned.pop(region, None)
 
     async def _region(self, region: str) -> dict[str, int]:
         cached = self._cache.get(region)
         if cached is None:
             rows = await self._store.scan(Table.CONCURRENCY, (region,))
             cached = {key[1]: int(doc["reserved"]) for key, doc in rows}
+            provisioned: Counter[str] = Counter()
+            for key, doc in await self._store.scan(Table.PROVISIONED, (region,)):
+                provisioned[key[1]] += int(doc["requested"])
             self._cache[region] = cached
+            self._provisioned[region] = provisioned
         return cached
+
+    async def provisioned(self, region: str, name: str) -> int:
+        """The provisioned concurrency the function's configs ask for, all together."""
+        await self._region(region)
+        return self._provisioned[region][name]
+
+    async def _taken(self, region: str, excluding: str | None) -> int:
+        """What reservations, and the configs of functions without one, take from the limit."""
+        reserved = await self._region(region)
+        provisioned = self._provisioned[region]
+        return sum(n for fn, n in reserved.items() if fn != excluding) + sum(
+            n for fn, n in provisioned.items() if fn not in reserved and fn != excluding
+        )
 
     async def _name(self, scope: Scope, raw_name: str) -> str:
         """The function ``raw_name`` (a name or ARN, unqualified) names, which must exist."""
@@ -83,7 +115,9 @@ class Reservations:
         name = await self._name(scope, raw_name)
         async with self._lock:
             reserved = await self._region(scope.region)
-            others = sum(n for fn, n in reserved.items() if fn != name)
+            if value < self._provisioned[scope.region][name]:
+                raise errors.InvalidParameterValueException(BELOW_PROVISIONED)
+            others = await self._taken(scope.region, excluding=name)
             minimum = self.minimum_unreserved
             if self.limit - others - value < minimum:
                 raise errors.InvalidParameterValueException(
@@ -105,11 +139,21 @@ class Reservations:
             await self._store.delete(Table.CONCURRENCY, (scope.region, name))
             (await self._region(scope.region)).pop(name, None)
 
-    async def unreserved(self, region: str) -> int:
-        """What the functions without a reservation share: the limit less every reservation."""
-        return self.limit - sum((await self._region(region)).values())
+    async def unreserved(self, region: str, *, excluding: str | None = None) -> int:
+        """What the functions without a reservation share: the limit less every reservation
+        and the provisioned concurrency of the functions without one (of all but
+        ``excluding``)."""
+        return self.limit - await self._taken(region, excluding)
 
     async def of(self, region: str, name: str) -> tuple[int | None, int]:
         """(the function's reservation or None, the region's unreserved pool) for a lease."""
         reserved = await self._region(region)
-        return reserved.get(name), self.limit - sum(reserved.values())
+        return reserved.get(name), self.limit - await self._taken(region, None)
+
+    async def on_demand(self, region: str, name: str) -> tuple[int | None, int]:
+        """Like ``of``, for invocations that run on demand: a reservation less what the
+        function's provisioned concurrency takes of it."""
+        reserved, unreserved = await self.of(region, name)
+        if reserved is not None:
+            reserved = max(0, reserved - self._provisioned[region][name])
+        return reserved, unreserved

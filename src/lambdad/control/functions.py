@@ -91,6 +91,7 @@ class Functions:
         self._generation: dict[tuple[str, str], int] = {}
         self._listeners: list[ChangeListener] = []
         self._delete_listeners: list[DeleteListener] = []
+        self._write_listeners: list[ChangeListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -109,6 +110,11 @@ class Functions:
         for listener in self._delete_listeners:
             await listener(scope.region, name, qualifier)
 
+    def on_write(self, listener: ChangeListener) -> None:
+        """Call ``listener(region, name)`` after every change to a function, its versions or
+        its aliases (deletions included), once ``on_change`` listeners have run."""
+        self._write_listeners.append(listener)
+
     # ---------------------------------------------------------------- helpers
 
     def _lock(self, scope: Scope, name: str) -> asyncio.Lock:
@@ -122,6 +128,8 @@ class Functions:
         if deleted:
             for listener in self._listeners:
                 await listener(scope.region, name)
+        for listener in self._write_listeners:
+            await listener(scope.region, name)
 
     def _not_found(
         self, scope: Scope, name: str, qualifier: str | None = None

@@ -6,7 +6,9 @@ the invocation is refused with 429 ``TooManyRequestsException`` and the ``Reason
 ``ReservedFunctionConcurrentInvocationLimitExceeded`` for a reservation,
 ``ConcurrentInvocationLimitExceeded`` for the account. The counts live in this process; the
 check and the count happen with no ``await`` between them, so the event loop makes them atomic.
-Provisioned concurrency (issue 4 item 2) will be taken before these.
+An invocation served by a provisioned environment holds no lease: the environment is its
+slot. On-demand invocations of a function with provisioned concurrency get what is left of its
+reservation once the provisioned amount is taken out (``Reservations.on_demand``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Leases:
     async def lease(self, region: str, name: str) -> AsyncIterator[None]:
         """Hold a lease for one invocation of ``name``; TooManyRequestsException when none is
         left. The lease is returned however the block ends (errors, timeouts, cancellation)."""
-        reserved, unreserved = await self._reservations.of(region, name)
+        reserved, unreserved = await self._reservations.on_demand(region, name)
         key = (region, name)
         pooled = reserved is None
         if reserved is not None and self._running[key] >= reserved:

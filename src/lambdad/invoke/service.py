@@ -181,8 +181,13 @@ class Invoker:
             tenant_id=request.tenant_id,
             tail=request.tail,
         )
+        spec = spec_of(config)
+        # A free provisioned environment first (it is the invocation's slot), else on demand.
+        outcome = await self._runtime.invoke_provisioned(scope.region, spec, invocation)
+        if outcome is not None:
+            return outcome
         async with self._leases.lease(scope.region, config.name):
-            return await self._runtime.invoke(scope.region, spec_of(config), invocation)
+            return await self._runtime.invoke(scope.region, spec, invocation)
 
     async def _trace(
         self, scope: Scope, config: FunctionConfig, request_id: str, header: str | None

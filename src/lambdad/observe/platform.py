@@ -51,6 +51,8 @@ class PlatformLines:
 
     def __init__(self, json_format: bool) -> None:
         self.json = json_format
+        #: ``initializationType`` of the init records (``provisioned-concurrency``, ...).
+        self.initialization_type = "on-demand"
 
     def init_start(self, runtime: str, at: float) -> str:
         version, arn = runtime_version(runtime)
@@ -58,7 +60,7 @@ class PlatformLines:
             return _json_line(
                 "platform.initStart",
                 {
-                    "initializationType": "on-demand",
+                    "initializationType": self.initialization_type,
                     "phase": "init",
                     "runtimeVersion": version,
                     "runtimeVersionArn": arn,
@@ -72,7 +74,7 @@ class PlatformLines:
     ) -> str:
         if self.json:
             record: dict[str, Any] = {
-                "initializationType": "on-demand",
+                "initializationType": self.initialization_type,
                 "phase": phase,
                 "status": status,
                 "metrics": {"durationMs": round(duration_ms, 3)},

@@ -115,6 +115,9 @@ class Environment:
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
         self.init_failure: InitFailure | None = None
         self.init_duration_ms: float | None = None
+        #: ``AWS_LAMBDA_INITIALIZATION_TYPE``; set before ``start``. Only an on-demand
+        #: environment's first REPORT carries its Init Duration.
+        self.initialization_type = "on-demand"
         self.idle_since = time.monotonic()
         self.invocations = 0
         #: The running invocation's deadline, epoch milliseconds (``Lambda-Runtime-Deadline-Ms``).
@@ -183,6 +186,7 @@ class Environment:
 
     def _process_env(self, extra: dict[str, str], layout: Layout) -> dict[str, str]:
         assert self._port is not None
+        extra = {**extra, "AWS_LAMBDA_INITIALIZATION_TYPE": self.initialization_type}
         return process_environment(
             self.config, layout, self.ctx.host_path, self.ctx.region, self._port, self.stream, extra
         )
@@ -369,6 +373,9 @@ class Environment:
         if self.state is not EnvState.NEW:
             raise RuntimeError(f"environment {self.id} already started")
         self.state = EnvState.INITIALIZING
+        self._lines.initialization_type = self.telemetry.initialization_type = (
+            self.initialization_type
+        )
         began = time.perf_counter()
         self._emit([self._lines.init_start(self.config.runtime or "provided", time.time())])
         failure = await self._run_init(self.ctx.init_timeout, "init")
@@ -383,6 +390,14 @@ class Environment:
                         failure.status,
                         failure.error_type if failure.status == "error" else None,
                         time.time(),
+                    )
+                ]
+            )
+        elif self.initialization_type != "on-demand":  # no REPORT will carry its Init Duration
+            self._emit(
+                [
+                    self._lines.init_report(
+                        self.init_duration_ms, "init", "success", None, time.time()
                     )
                 ]
             )
@@ -500,7 +515,9 @@ class Environment:
         self.invocations += 1
         # After a failed init the retry is part of this invoke's Duration, not an Init Duration.
         first = self.invocations == 1 and self.init_failure is None
-        cold_init = self.init_duration_ms if first else None
+        cold_init = (
+            self.init_duration_ms if first and self.initialization_type == "on-demand" else None
+        )
         self._collect = [] if invocation.tail else None
         self._started = False
         began = time.perf_counter()

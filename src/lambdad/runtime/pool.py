@@ -6,6 +6,8 @@ back to its pool after each invocation unless it died. The manager reaps environ
 longer than the keep-alive and retires a version's pool when its configuration changes.
 An environment whose invocation has returned while its extensions finish comes back to the
 pool when they are done; a new invocation waits briefly for it rather than start another.
+Environments initialised ahead (provisioned concurrency, ``provisioned.py``) are kept apart
+from the pools, per version, and serve invocations before the pool does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lambdad.runtime import runtimes
 from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
+from lambdad.runtime.provisioned import ProvisionedSet
 from lambdad.runtime.rapi import RuntimeApiServer
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.runtime.spec import FunctionSpec
@@ -179,6 +182,9 @@ class RuntimeManager:
         self._idle_timeout = idle_timeout
         self._pools: dict[PoolKey, Pool] = {}
         self._retired: set[Pool] = set()
+        #: Environments initialised ahead, per version (provisioned concurrency).
+        self._provisioned: dict[PoolKey, ProvisionedSet] = {}
+        self._retired_provisioned: set[ProvisionedSet] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.state = ManagerState.NEW
 
@@ -202,6 +208,9 @@ class RuntimeManager:
                 except Exception:  # one environment's failed cleanup must not stop the reaper
                     log.exception("reaping the environments of %s failed", pool.config.name)
             self._retired = {p for p in self._retired if p.size}
+            for provisioned in self._provisioned.values():
+                provisioned.sweep()
+            self._retired_provisioned = {p for p in self._retired_provisioned if p.allocated}
 
     async def _pool(self, region: str, config: FunctionSpec) -> Pool:
         key = (region, config.name, config.version)
@@ -230,6 +239,54 @@ class RuntimeManager:
         pool = await self._pool(region, config)
         return await pool.invoke(invocation)
 
+    async def provision(
+        self, region: str, config: FunctionSpec, count: int, *, retry: bool = False
+    ) -> None:
+        """Keep ``count`` environments of the version initialised ahead (0: none); ``retry``
+        starts again after a failed init."""
+        key = (region, config.name, config.version)
+        current = self._provisioned.get(key)
+        if current is not None and (count == 0 or current.config.revision_id != config.revision_id):
+            del self._provisioned[key]
+            await current.close()
+            if current.allocated:  # busy ones end with their invocation, or at shutdown
+                self._retired_provisioned.add(current)
+            current = None
+        if count == 0 or self.state is not ManagerState.RUNNING:
+            return
+        if current is None:
+            task_root = await self._blobs.unpacked(config.code_key)
+            opt_dir = await self._layers.assemble(config.layer_keys) if config.layer_keys else None
+            current = self._provisioned.get(key)
+            if current is None:
+                ctx = dataclasses.replace(self.ctx, region=region)
+                rapi = self.rapi
+
+                def make() -> Environment:
+                    return Environment(ctx, config, task_root, rapi.attach, rapi.detach, opt_dir)
+
+                current = self._provisioned[key] = ProvisionedSet(config, make)
+        if retry:
+            current.retry()
+        current.resize(count)
+
+    def provisioned(self, region: str, name: str, version: str) -> ProvisionedSet | None:
+        """The version's provisioned environments, if it has any."""
+        return self._provisioned.get((region, name, version))
+
+    async def invoke_provisioned(
+        self, region: str, config: FunctionSpec, invocation: Invocation
+    ) -> Outcome | None:
+        """Run ``invocation`` in a free provisioned environment of the version; None (at once)
+        when it has none free."""
+        found = self._provisioned.get((region, config.name, config.version))
+        if found is None or found.config.revision_id != config.revision_id:
+            return None
+        env = found.take()
+        if env is None:
+            return None
+        return await found.run(env, invocation)
+
     async def function_changed(self, region: str, name: str) -> None:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
         self.scale_rate.forget(region, name)
@@ -247,6 +304,9 @@ class RuntimeManager:
         pools = [*self._pools.values(), *self._retired]
         self._pools.clear()
         self._retired.clear()
-        await asyncio.gather(*(pool.kill() for pool in pools))
+        provisioned = [*self._provisioned.values(), *self._retired_provisioned]
+        self._provisioned.clear()
+        self._retired_provisioned.clear()
+        await asyncio.gather(*(pool.kill() for pool in pools), *(p.kill() for p in provisioned))
         await self.rapi.close()
         await self.ctx.sandbox.close()

@@ -264,6 +264,8 @@ class Telemetry:
         self, json_logs: bool, announce: Callable[[str, Sequence[str]], None] | None = None
     ) -> None:
         self._json_logs = json_logs
+        #: ``initializationType`` of the init events (``provisioned-concurrency``, ...).
+        self.initialization_type = "on-demand"
         self._announce = announce
         self._subscriptions: dict[str, Subscription] = {}
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
@@ -361,7 +363,7 @@ class Telemetry:
         self.record(
             "platform.initStart",
             {
-                "initializationType": "on-demand",
+                "initializationType": self.initialization_type,
                 "phase": phase,
                 "runtimeVersion": runtime_name,
                 "runtimeVersionArn": arn,
@@ -373,14 +375,14 @@ class Telemetry:
         )
 
     def init_runtime_done(self, phase: str, status: str, error_type: str | None) -> None:
-        record = {"initializationType": "on-demand", "phase": phase, "status": status}
+        record = {"initializationType": self.initialization_type, "phase": phase, "status": status}
         self.record("platform.initRuntimeDone", _with_error(record, error_type))
 
     def init_report(
         self, phase: str, status: str, duration_ms: float, error_type: str | None
     ) -> None:
         record = {
-            "initializationType": "on-demand",
+            "initializationType": self.initialization_type,
             "phase": phase,
             "status": status,
             "metrics": {"durationMs": round(duration_ms, 3)},

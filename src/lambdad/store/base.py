@@ -39,6 +39,8 @@ class Table(enum.StrEnum):
     EVENT_INVOKE_CONFIGS = "event_invoke_configs"
     #: ``(region, function)``: a function's recursive loop setting (PutFunctionRecursionConfig).
     RECURSION = "recursion"
+    #: ``(region, function, qualifier)``: a provisioned concurrency config of a version or alias.
+    PROVISIONED = "provisioned"
 
 
 class StoreConflict(Exception):
