@@ -24,6 +24,7 @@ from lambdad.control.functions import Functions
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.service import Invoker
+from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
@@ -77,6 +78,7 @@ class LambdadServer:
         )
         self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
         self.functions.on_change(self.runtime.function_changed)
+        self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
         self.dispatcher = Dispatcher(
@@ -125,6 +127,7 @@ class LambdadServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.close()
+        await self.snapshots.close()
         await self.runtime.close()
         await self.logs.close()
         await self.queue.close()

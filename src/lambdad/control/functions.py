@@ -27,6 +27,7 @@ from lambdad.control.model import (
     FunctionLayer,
     FunctionRecord,
     LoggingConfig,
+    State,
     UpdateStatus,
     new_revision,
     now_timestamp,
@@ -36,6 +37,10 @@ from lambdad.store import zipcode
 from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
 ChangeListener = Callable[[str, str], Awaitable[None]]
+#: Told of every version published with SnapStart (``Pending`` until its snapshot is made).
+PublishListener = Callable[[Scope, FunctionConfig], Awaitable[None]]
+#: What a SnapStart version says while its snapshot is being made.
+SNAPSHOT_PENDING = ("Creating", "The function is being created.")
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
 _IDENTITY_EXCLUDED = {
@@ -88,6 +93,7 @@ class Functions:
         #: the write does not put what it read back into the cache.
         self._generation: dict[tuple[str, str], int] = {}
         self._listeners: list[ChangeListener] = []
+        self._publish_listeners: list[PublishListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -96,6 +102,40 @@ class Functions:
         itself on the next invoke, and keeps its warm environments when nothing changed.
         """
         self._listeners.append(listener)
+
+    def on_publish(self, listener: PublishListener) -> None:
+        """Call ``listener(scope, version)`` after a version is published with SnapStart."""
+        self._publish_listeners.append(listener)
+
+    async def _published(self, scope: Scope, config: FunctionConfig) -> None:
+        if config.snap_start_on and config.state is State.PENDING:
+            for listener in self._publish_listeners:
+                await listener(scope, config)
+
+    async def set_version_state(
+        self,
+        scope: Scope,
+        name: str,
+        version: str,
+        state: State,
+        reason: tuple[str, str] | None = None,
+    ) -> None:
+        """A published version's state (a SnapStart snapshot made, or failed); a version
+        deleted meanwhile stays deleted."""
+        async with self._lock(scope, name):
+            doc = await self._store.get(Table.VERSIONS, (scope.region, name, version))
+            if doc is None:
+                return
+            config = FunctionConfig.from_doc(doc).evolve(
+                state=state,
+                state_reason_code=reason[0] if reason else None,
+                state_reason=reason[1] if reason else None,
+                last_update_status=(
+                    UpdateStatus.FAILED if state is State.FAILED else UpdateStatus.SUCCESSFUL
+                ),
+            )
+            await self._store.put(Table.VERSIONS, (scope.region, name, version), config.to_doc())
+        await self._changed(scope, name)
 
     # ---------------------------------------------------------------- helpers
 
@@ -207,6 +247,7 @@ class Functions:
             if request.get("Publish"):
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def _layers_of(
@@ -294,7 +335,9 @@ class Functions:
             changes["kms_key_arn"] = request.get("KMSKeyArn") or None
         snap = request.get("SnapStart")
         if isinstance(snap, Mapping) and snap.get("ApplyOn"):
+            validation.validate_snap_start(str(snap["ApplyOn"]))
             changes["snap_start"] = str(snap["ApplyOn"])
+        validation.validate_snap_start_runtime(changes.get("snap_start", base.snap_start), runtime)
         if layers is not None:
             changes["layers"] = layers
         return base.evolve(**changes)
@@ -382,6 +425,7 @@ class Functions:
             if request.get("Publish"):
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def update_config(
@@ -466,6 +510,7 @@ class Functions:
         async with self._lock(scope, name):
             config = await self._publish_locked(scope, name, code_sha256, description, revision_id)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def _publish_locked(
@@ -501,6 +546,11 @@ class Functions:
             last_modified=now_timestamp(),
             revision_id=new_revision(),
         )
+        if published.snap_start_on:
+            code, reason = SNAPSHOT_PENDING
+            published = published.evolve(
+                state=State.PENDING, state_reason_code=code, state_reason=reason
+            )
         await self._store.write(
             [
                 Write(

@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 from lambdad.runtime import runtimes
-from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
+from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState, Forker
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.rapi import RuntimeApiServer
+from lambdad.runtime.replies import InitFailure
+from lambdad.runtime.snapshots import Snapshot, SnapshotState
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
@@ -49,8 +51,11 @@ class Pool:
         config: FunctionSpec,
         task_root: Path,
         opt_dir: Path | None,
+        fork: Forker | None = None,
     ) -> None:
         self._manager = manager
+        #: SnapStart: new environments are restored from the version's template.
+        self._fork = fork
         #: Environments see the function's own region (``AWS_REGION``), not lambdad's default.
         self._ctx = dataclasses.replace(manager.ctx, region=region)
         self.config = config
@@ -69,7 +74,13 @@ class Pool:
     def _new_environment(self) -> Environment:
         rapi = self._manager.rapi
         env = Environment(
-            self._ctx, self.config, self.task_root, rapi.attach, rapi.detach, self.opt_dir
+            self._ctx,
+            self.config,
+            self.task_root,
+            rapi.attach,
+            rapi.detach,
+            self.opt_dir,
+            fork=self._fork,
         )
         env.when_closed(self._forget)
         self._all.add(env)
@@ -171,6 +182,11 @@ class RuntimeManager:
         self._pools: dict[PoolKey, Pool] = {}
         self._retired: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
+        #: SnapStart templates by version, and those being made.
+        self._snapshots: dict[PoolKey, Snapshot] = {}
+        self._making: dict[PoolKey, asyncio.Task[Snapshot]] = {}
+        #: Bumped when a function or version is deleted: a template made meanwhile is dropped.
+        self._deletions: dict[tuple[str, str], int] = {}
         self.state = ManagerState.NEW
 
     async def start(self) -> None:
@@ -206,9 +222,64 @@ class RuntimeManager:
             return pool
         if pool is not None:
             await self._retire(pool)
-        pool = Pool(self, region, config, task_root, opt_dir)
+        fork: Forker | None = None
+        if config.snap_start:
+            snapshot = await self._snapshot(region, config)
+            # A template whose init fails after a restart: on-demand environments instead.
+            fork = snapshot.fork if snapshot.state is SnapshotState.READY else None
+        pool = self._pools.get(key)
+        if pool is not None and pool.config.revision_id == config.revision_id:
+            return pool
+        pool = Pool(self, region, config, task_root, opt_dir, fork)
         self._pools[key] = pool
         return pool
+
+    async def make_snapshot(self, region: str, config: FunctionSpec) -> InitFailure | None:
+        """Run a SnapStart version's init in its template (PublishVersion); None when ready."""
+        if self.state is not ManagerState.RUNNING:
+            raise RuntimeError("runtime manager is not running")
+        return (await self._snapshot(region, config)).failure
+
+    async def _snapshot(self, region: str, config: FunctionSpec) -> Snapshot:
+        """The version's template: kept, being made, or made now (the first use after a
+        restart of lambdad makes it again)."""
+        key = (region, config.name, config.version)
+        existing = self._snapshots.get(key)
+        if existing is not None and existing.config.revision_id == config.revision_id:
+            return existing
+        task = self._making.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._make_snapshot(key, config), name=f"snapshot-{key}")
+            self._making[key] = task
+        return await asyncio.shield(task)
+
+    async def _make_snapshot(self, key: PoolKey, config: FunctionSpec) -> Snapshot:
+        region = key[0]
+        deletions = self._deletions.get((region, config.name), 0)
+        try:
+            task_root = await self._blobs.unpacked(config.code_key)
+            layers = config.layer_keys
+            opt_dir = await self._layers.assemble(layers) if layers else None
+            snapshot = Snapshot(
+                dataclasses.replace(self.ctx, region=region), config, task_root, opt_dir
+            )
+            try:
+                await snapshot.make()
+            except BaseException:
+                await snapshot.close()
+                raise
+            gone = self._deletions.get((region, config.name), 0) != deletions
+            if gone or self.state is not ManagerState.RUNNING:
+                await snapshot.close()
+                return snapshot
+            previous = self._snapshots.pop(key, None)
+            if previous is not None:
+                await previous.close()
+            self._snapshots[key] = snapshot
+            return snapshot
+        finally:
+            if self._making.get(key) is asyncio.current_task():
+                del self._making[key]
 
     async def _retire(self, pool: Pool) -> None:
         await pool.close()
@@ -225,6 +296,11 @@ class RuntimeManager:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
         for key in [k for k in self._pools if k[0] == region and k[1] == name]:
             await self._retire(self._pools.pop(key))
+        self._deletions[(region, name)] = self._deletions.get((region, name), 0) + 1
+        # Templates of every version of the function: those still in use are made again on
+        # their next use (the deleted one never is).
+        for key in [k for k in self._snapshots if k[0] == region and k[1] == name]:
+            await self._snapshots.pop(key).close()
 
     async def close(self) -> None:
         if self.state is ManagerState.CLOSED:
@@ -238,5 +314,12 @@ class RuntimeManager:
         self._pools.clear()
         self._retired.clear()
         await asyncio.gather(*(pool.kill() for pool in pools))
+        making = list(self._making.values())
+        for task in making:
+            task.cancel()
+        await asyncio.gather(*making, return_exceptions=True)
+        snapshots = list(self._snapshots.values())
+        self._snapshots.clear()
+        await asyncio.gather(*(snapshot.close() for snapshot in snapshots))
         await self.rapi.close()
         await self.ctx.sandbox.close()

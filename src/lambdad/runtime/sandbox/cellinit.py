@@ -380,7 +380,13 @@ def _serve(spec: dict[str, Any], output_fd: int, sock: socket.socket) -> None:
         if message is None:
             return
         op = message.get("op")
-        if op == "exec":
+        if op == "exec" and message.get("keep_fd") and fds:
+            # A SnapStart template: the cell's output, and its control socket as fd 3.
+            reply = _exec(spec, output_fd, message, keep=fds[0])
+            if "pid" in reply:
+                watched.add(reply["pid"])
+            _send(sock, reply)
+        elif op == "exec":
             # An extension brings its own output pipe; the runtime writes to the cell's.
             reply = _exec(spec, fds[0] if fds else output_fd, message)
             if "pid" in reply:
@@ -409,7 +415,19 @@ def _reaped() -> list[tuple[int, int]]:
         found.append((pid, status))
 
 
-def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict[str, Any]:
+def _above(fd: int, floor: int) -> int:
+    """``fd`` moved to a number of at least ``floor`` (close-on-exec)."""
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    os.close(fd)
+    return moved
+
+
+def _exec(
+    spec: dict[str, Any], output_fd: int, message: dict[str, Any], keep: int | None = None
+) -> dict[str, Any]:
+    """Start a process as the cell user; ``keep`` becomes its fd 3 (a template's socket)."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -424,7 +442,12 @@ def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
-            os.closerange(3, err_w)
+            first = 3
+            if keep is not None:
+                err_w = _above(err_w, 64)
+                os.dup2(_above(keep, 64), 3)
+                first = 4
+            os.closerange(first, err_w)
             os.closerange(err_w + 1, 65536)
             if message.get("zygote") and _ZYGOTE is not None:
                 _run_zygote(message, err_w)
