@@ -61,6 +61,8 @@ register_after_restore(after, "restored")
 
 def handler(event, context):
     if event.get("meet"):
+        with open("/tmp/mine-%d" % os.getpid(), "w") as handle:
+            handle.write("x")
         meet()
     if event.get("mb"):
         block = bytearray(event["mb"] * 1024 * 1024)
@@ -77,6 +79,7 @@ def handler(event, context):
         "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
         "identity": environment_identity(),
         "template": TEMPLATE,
+        "tmp": sorted(n for n in os.listdir("/tmp") if n.startswith("mine-")),
     }
 """
 )
@@ -138,11 +141,13 @@ def test_a_published_version_is_restored_without_running_init_again(lam: Any) ->
     assert body["type"] == "snap-start"
     assert body["stream"] is None
     report = report_of(tail_of(response))
-    assert "\tRestore Duration: " in report and "\tBilled Restore Duration: " in report, report
+    assert "\tRestore Duration: " in report, report
+    assert "\tBilled Restore Duration: " in report, report
     assert "Init Duration" not in report, report
 
     again, warm = invoke_json(lam, name, {}, Qualifier=version, LogType="Tail")
-    assert warm["pid"] == body["pid"] and warm["after"] == body["after"]
+    assert warm["pid"] == body["pid"]
+    assert warm["after"] == body["after"]
     assert "Restore Duration" not in report_of(tail_of(again))
 
     _, on_latest = invoke_json(lam, name, {})
@@ -175,6 +180,12 @@ def test_two_environments_of_a_version_draw_different_random_numbers(
     assert first["token"] == second["token"], "both come from the same init"
     assert first["pid"] != second["pid"] or first["identity"] != second["identity"]
     assert first["random"] != second["random"]
+    if server.get_json("/_lambdad/doctor")["sandbox"]["kind"] == "linux":
+        # Each fork has a cgroup of its own and a /tmp of its own.
+        assert first["identity"]["cell"] != second["identity"]["cell"]
+        assert first["identity"]["cell"] != first["template"]["cell"]
+        assert first["tmp"] == [f"mine-{first['pid']}"]
+        assert second["tmp"] == [f"mine-{second['pid']}"]
     assert [tag for tag, _ in first["after"]] == ["restored"]
     assert [tag for tag, _ in second["after"]] == ["restored"]
 
@@ -257,4 +268,3 @@ def test_deleting_and_stopping_leave_no_template_or_fork_behind(
     assert restored["type"] == "snap-start"
     assert restored["pid"] != restored["init_pid"], "the template was made again on first use"
     client.close()
-

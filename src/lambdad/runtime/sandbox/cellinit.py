@@ -123,6 +123,8 @@ def _load_zygote(path: str) -> None:
         return
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if hasattr(module, "preload"):
+        module.preload()
     _ZYGOTE = module
 
 

@@ -771,17 +771,36 @@ def _log_level(value: str | None) -> str:
     return {None: "", "TRACE": "DEBUG"}.get(value, value).upper()
 
 
+_SIBLINGS: dict[str, Any] = {}
+
+
 def _sibling(name: str) -> Any:
-    """A module beside this file, loaded by its path (this directory is not on sys.path)."""
+    """A module beside this file, loaded by its path once (this directory is not on sys.path).
+
+    A zygote loads them before any cell exists (``preload``); a process started inside a cell
+    finds them in ``LAMBDA_RUNTIME_DIR``, where the bootstrap is too.
+    """
+    if name in _SIBLINGS:
+        return _SIBLINGS[name]
     import importlib.util
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR")
+    if not os.path.isfile(path) and runtime_dir:
+        path = os.path.join(runtime_dir, "python", name + ".py")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError("cannot load %s" % path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    _SIBLINGS[name] = module
     return module
+
+
+def preload() -> None:
+    """Load the modules a runtime forked from a zygote needs, while their files are at hand."""
+    _sibling("snapshot_restore_py")
+    _sibling("snapstart")
 
 
 def _fail_template(fd: int, marshaller: Marshaller, json_logs: bool) -> NoReturn:
