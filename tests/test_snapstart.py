@@ -7,6 +7,7 @@ forked from it are real processes (cells of the Linux sandbox where lambdad runs
 from __future__ import annotations
 
 import base64
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from tests.conftest import (
     refused,
     shutdown,
     unique,
+    wait_until,
 )
 
 SNAP = {"ApplyOn": "PublishedVersions"}
@@ -267,4 +269,70 @@ def test_deleting_and_stopping_leave_no_template_or_fork_behind(
     assert "FunctionError" not in response, restored
     assert restored["type"] == "snap-start"
     assert restored["pid"] != restored["init_pid"], "the template was made again on first use"
+    client.close()
+
+
+def test_the_plain_sandbox_forks_the_template_process_directly(
+    start_server: Callable[..., Server],
+) -> None:
+    """Under plain processes a SnapStart version is restored by forking the template too,
+    and stopping lambdad leaves neither behind."""
+    srv = start_server({"LAMBDAD_SANDBOX": "process"})
+    client = srv.client()
+    name = create(client)
+    version = publish_active(client, name)
+    response, body = invoke_json(client, name, {}, Qualifier=version, LogType="Tail")
+    assert "FunctionError" not in response, body
+    assert body["type"] == "snap-start"
+    assert body["pid"] != body["init_pid"]
+    assert body["before"] == [body["init_pid"]]
+    assert body["after"] == [["restored", body["pid"]]]
+    assert "\tRestore Duration: " in report_of(tail_of(response))
+    client.close()
+    shutdown(srv)
+    assert_environment_gone(body["identity"])
+    assert_environment_gone(body["template"])
+
+
+def test_a_snapshot_interrupted_by_a_stop_is_made_at_the_next_start(
+    start_server: Callable[..., Server], rendezvous: Callable[[int], Rendezvous]
+) -> None:
+    """lambdad stopped while a version's init runs: the version is Pending, and the next
+    lambdad on the same data makes its snapshot (the second init meets the first's party)."""
+    meeting = rendezvous(2)
+    srv = start_server()
+    client = srv.client()
+    code = MEET + "meet()\n\ndef handler(event, context):\n    return 'restored'\n"
+    name = create(client, code=code, Environment={"Variables": meeting.env})
+    version = str(client.publish_version(FunctionName=name)["Version"])
+    wait_until(lambda: meeting.count == 1)  # the template is in its init
+    data = srv.data_dir
+    client.close()
+    shutdown(srv)
+    again = start_server(data_dir=data)
+    client = again.client()
+    client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 0.1, "MaxAttempts": 300}
+    )
+    assert invoke_json(client, name, {}, Qualifier=version)[1] == "restored"
+    client.close()
+
+
+def test_a_killed_lambdad_leaves_no_fork_behind(start_server: Callable[..., Server]) -> None:
+    """SIGKILL of lambdad: the (frozen) environments forked from a template die and their
+    cgroups go, as cells do (the sandbox helper ends them); a restart works on."""
+    srv = start_server()
+    if srv.get_json("/_lambdad/doctor")["sandbox"]["kind"] != "linux":
+        pytest.skip("cgroups of forks exist in the Linux sandbox only")
+    client = srv.client()
+    name = create(client)
+    version = publish_active(client, name)
+    _, body = invoke_json(client, name, {}, Qualifier=version)
+    client.close()
+    srv.stop(signal.SIGKILL)
+    assert_environment_gone(body["identity"], timeout=20)
+    assert_environment_gone(body["template"], timeout=20)
+    again = start_server(data_dir=srv.data_dir)
+    client = again.client()
+    assert invoke_json(client, name, {}, Qualifier=version)[1]["type"] == "snap-start"
     client.close()

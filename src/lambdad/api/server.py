@@ -112,6 +112,7 @@ class LambdadServer:
         await self.queue.open()
         await self.logs.open()
         await self.runtime.start()
+        await self.snapshots.start(self.settings.account_id)
         await self.dispatcher.start()
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
         await self._runner.setup()

@@ -112,6 +112,13 @@ class Functions:
             for listener in self._publish_listeners:
                 await listener(scope, config)
 
+    async def pending_snapshots(self) -> list[tuple[str, FunctionConfig]]:
+        """(region, version) of every SnapStart version still ``Pending``: a lambdad stopped
+        while making their snapshots; they are made again at start."""
+        rows = await self._store.scan(Table.VERSIONS)
+        configs = [(key[0], FunctionConfig.from_doc(doc)) for key, doc in rows]
+        return [(r, c) for r, c in configs if c.snap_start_on and c.state is State.PENDING]
+
     async def set_version_state(
         self,
         scope: Scope,

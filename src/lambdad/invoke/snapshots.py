@@ -35,6 +35,11 @@ class SnapshotMaker:
         self.state = SnapshotsState.RUNNING
         functions.on_publish(self.published)
 
+    async def start(self, account_id: str) -> None:
+        """Make again the snapshots a stopped lambdad left ``Pending``."""
+        for region, config in await self._functions.pending_snapshots():
+            await self.published(Scope(account_id, region), config)
+
     async def published(self, scope: Scope, config: FunctionConfig) -> None:
         if self.state is not SnapshotsState.RUNNING:
             return

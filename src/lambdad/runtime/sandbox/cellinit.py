@@ -137,6 +137,8 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
     cells: dict[int, dict[str, Any]] = {}
+    #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
+    tracked: dict[str, dict[str, Any]] = {}
     try:
         while True:
             for pid in _reap_all():
@@ -147,6 +149,13 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
                 continue
             if message is None:
                 return
+            if message.get("op") in ("track", "untrack"):
+                if message["op"] == "track":
+                    tracked[message["id"]] = message
+                else:
+                    tracked.pop(message["id"], None)
+                _send(sock, {"id": message["id"], "ok": True})
+                continue
             try:
                 reply = _new_cell(sock, message, fds)
             except OSError as exc:
@@ -159,6 +168,8 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     except OSError:
         pass  # lambdad went away while we answered
     finally:
+        for index, group in enumerate(tracked.values()):
+            cells[-1 - index] = group  # no process of ours to reap: groups and dirs only
         _end_cells(cells)
 
 
@@ -177,7 +188,10 @@ def _reap_all() -> list[int]:
 def _end_cells(cells: dict[int, dict[str, Any]], timeout: float = 5.0) -> None:
     """Kill every cell still alive (thawed first), reap it, remove its cgroups and directory."""
     specs = list(cells.values())
-    live = dict(cells)
+    live = {pid: spec for pid, spec in cells.items() if pid > 0}
+    for spec in specs:
+        for procs in spec.get("cgroups", []):
+            _kill_group(os.path.dirname(procs))
     deadline = time.monotonic() + timeout
     while live and time.monotonic() < deadline:
         for spec in live.values():

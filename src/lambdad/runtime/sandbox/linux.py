@@ -359,7 +359,15 @@ class CellGroupPlacement(Placement):
     """A forked environment in the Linux sandbox: a cgroup of its own (memory, CPU, pids,
     freezer) inside its template's cell, whose namespaces, root and user it shares."""
 
-    def __init__(self, group: cgroups.CellGroup, run_dir: Path, uid: int, memory_mb: int) -> None:
+    def __init__(
+        self,
+        sandbox: LinuxSandbox,
+        group: cgroups.CellGroup,
+        run_dir: Path,
+        uid: int,
+        memory_mb: int,
+    ) -> None:
+        self._sandbox = sandbox
         self._group = group
         self._run_dir = run_dir
         self._uid = uid
@@ -397,6 +405,7 @@ class CellGroupPlacement(Placement):
     async def close(self) -> None:
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._run_dir, True)
+        await self._sandbox.untrack(self._group.name)
 
 
 @dataclasses.dataclass(slots=True)
@@ -574,7 +583,10 @@ class LinuxSandbox(Sandbox):
     async def _ask_helper(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         assert self._control is not None
         async with self._lock:
-            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+            if fds:
+                socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+            else:
+                self._control.send(json.dumps(request).encode())
             data = await asyncio.get_running_loop().sock_recv(self._control, _MAX_MESSAGE)
         if not data:
             raise OSError("the sandbox helper has stopped")
@@ -696,14 +708,38 @@ class LinuxSandbox(Sandbox):
         run_dir.mkdir(parents=True, exist_ok=True)  # first: names the group for ``_reclaim``
         try:
             await asyncio.to_thread(group.create, memory_mb, LIMIT_PROCS)
+            # The helper ends the group too if lambdad dies (a frozen fork cannot by itself).
+            await self._track(cell_id, group, run_dir)
             await asyncio.to_thread(_join, group, pid)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             await asyncio.to_thread(group.remove)
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
+            await self.untrack(cell_id)
             raise
-        return CellGroupPlacement(group, run_dir, uid, memory_mb)
+        return CellGroupPlacement(self, group, run_dir, uid, memory_mb)
+
+    async def _track(self, cell_id: str, group: cgroups.CellGroup, run_dir: Path) -> None:
+        request = {
+            "op": "track",
+            "id": cell_id,
+            "cgroups": group.procs_files(),
+            "root": str(run_dir / "root"),
+        }
+        await self._ask_shielded(request)
+
+    async def untrack(self, cell_id: str) -> None:
+        """The helper no longer needs to end this group (lambdad removed it)."""
+        if self.state is SpawnerState.RUNNING and self._control is not None:
+            with contextlib.suppress(OSError):
+                await self._ask_shielded({"op": "untrack", "id": cell_id})
+
+    async def _ask_shielded(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A request whose reply is read even if the caller is cancelled meanwhile."""
+        exchange = asyncio.ensure_future(self._ask_helper(request, []))
+        exchange.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(exchange)
 
     def protections(self) -> dict[str, str]:
         version = self.hierarchy.version.value
