@@ -99,7 +99,10 @@ class _Spare:
 class ForkedProcess(SandboxProcess):
     """An environment forked from a template; its limits are its placement's."""
 
-    def __init__(self, spare: _Spare, exit_status: asyncio.Future[Exit]) -> None:
+    def __init__(
+        self, spare: _Spare, exit_status: asyncio.Future[Exit], restored: Callable[[], None]
+    ) -> None:
+        self._restored = restored
         self.pid = spare.host_pid
         self.output_fd = spare.output_fd
         self.tmp = spare.tmp
@@ -123,6 +126,7 @@ class ForkedProcess(SandboxProcess):
 
     def end_init(self) -> None:
         self._placement.end_init()
+        self._restored()
 
     def freeze(self) -> None:
         self._placement.freeze()
@@ -141,6 +145,7 @@ class ForkedProcess(SandboxProcess):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exit), 5)
         await self._placement.close()
+        self._restored()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
 
@@ -268,8 +273,6 @@ class Template:
     async def fork(self, env: Mapping[str, str]) -> ForkedProcess:
         """A new environment: a spare (or a fresh fork) restored with ``env``."""
         spare = self._spares.pop() if self._spares else await self._fork_child()
-        if self._filling is None or self._filling.done():
-            self._filling = asyncio.create_task(self._fill(), name="snapstart-spares")
         try:
             spare.channel.send(json.dumps({"op": "restore", "env": dict(env)}).encode())
         except OSError:
@@ -277,7 +280,12 @@ class Template:
             raise
         finally:
             spare.channel.close()
-        return ForkedProcess(spare, self._exit_of(spare.ns_pid))
+        return ForkedProcess(spare, self._exit_of(spare.ns_pid), self.refill)
+
+    def refill(self) -> None:
+        """Make the next spare: once a restore is over, so both do not share the CPU."""
+        if self.state is TemplateState.READY and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.create_task(self._fill(), name="snapstart-spares")
 
     async def _discard(self, spare: _Spare) -> None:
         spare.channel.close()
