@@ -134,6 +134,7 @@ def test_a_published_version_is_restored_without_running_init_again(lam: Any) ->
     assert config["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
     latest = lam.get_function_configuration(FunctionName=name)
     assert latest["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+    assert lam.publish_version(FunctionName=name)["Version"] == version, "nothing new to publish"
 
     response, body = invoke_json(lam, name, {}, Qualifier=version, LogType="Tail")
     assert "FunctionError" not in response, body

@@ -50,6 +50,8 @@ _IDENTITY_EXCLUDED = {
     "state",
     "last_update_status",
     "code_unzipped_size",
+    "state_reason",
+    "state_reason_code",
 }
 
 
