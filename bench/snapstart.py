@@ -10,6 +10,8 @@ cold start) and prints a Markdown table.
   client-observed round trip and the ``Restore Duration`` lambdad reports.
 - zygote: the same number of cold starts of an echo function on lambdad's own interpreter
   (forked from the cell init's zygote), observed and ``Init Duration``.
+- warm: the same request (a new connection, ``X-Amz-Log-Type: Tail``) on a warm environment
+  of the version: the part of a cold start that is not the restore.
 - floor: a bare ``os.fork()`` of this benchmark process, the child exiting at once, reaped.
 """
 
@@ -103,6 +105,19 @@ def cold_starts(port: int, path: str, count: int, field: str) -> tuple[list[floa
     return observed, reported
 
 
+def warm_invokes(port: int, path: str, count: int) -> list[float]:
+    """The same request on a warm environment: what a cold start adds is above this."""
+    samples = []
+    for _ in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        began = time.perf_counter()
+        conn.request("POST", path, b"{}", {"X-Amz-Log-Type": "Tail"})
+        conn.getresponse().read()
+        samples.append((time.perf_counter() - began) * 1000)
+        conn.close()
+    return samples
+
+
 def bare_forks(count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -132,6 +147,7 @@ def main() -> int:
             version = create_snapstart(port, "snap")
             snap_path = f"/2015-03-31/functions/snap/invocations?Qualifier={version}"
             snap, restore = cold_starts(port, snap_path, args.cold, "Restore Duration")
+            warm = warm_invokes(port, snap_path, args.cold)
             create(port, "echo", ECHO)
             echo_path = "/2015-03-31/functions/echo/invocations"
             zygote, init = cold_starts(port, echo_path, args.cold, "Init Duration")
@@ -142,6 +158,7 @@ def main() -> int:
     rows = {
         "snapstart cold start, observed (1 s init)": summary(snap),
         "snapstart Restore Duration, reported": summary(restore),
+        "warm invoke of the version, same request (new connection, Tail)": summary(warm),
         f"zygote cold start, observed (python{sys.version_info[0]}.{sys.version_info[1]} echo)": (
             summary(zygote)
         ),

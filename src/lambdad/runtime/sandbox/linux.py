@@ -826,7 +826,7 @@ class LinuxSandbox(Sandbox):
                 "freezer, kill), own /tmp (user+mount namespace"
                 + ("" if _user_namespaces() else ": NOT AVAILABLE, shared with the template")
                 + "); shared with the other forks of the version: PID, IPC and UTS "
-                "namespaces, root file system and uid (the Runtime API also checks the "
-                "connecting socket's process group)"
+                "namespaces, root file system and uid (the Runtime API also checks that the "
+                "connecting socket is held by a process of the environment's own cgroup)"
             ),
         }

@@ -75,6 +75,12 @@ def report_init_error(fd: int, error: dict[str, Any], body: bytes) -> None:
 def serve(fd: int, hooks: ModuleType) -> None:
     """Fork on request; returns only in a child that has been restored."""
     sock = socket.socket(fileno=fd)
+    import gc
+
+    # What init made is never collected in a fork: its pages stay shared with the template
+    # instead of being copied by the children's first collections.
+    gc.collect()
+    gc.freeze()
     _send(sock, {"op": "ready"})
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
