@@ -21,6 +21,7 @@ from tests.conftest import (
     Rendezvous,
     Server,
     assert_environment_gone,
+    environment_pids,
     invoke_json,
     make_zip,
     refused,
@@ -244,32 +245,40 @@ def test_a_forked_environment_has_its_own_memory_limit(lam: Any, server: Server)
 def test_deleting_and_stopping_leave_no_template_or_fork_behind(
     start_server: Callable[..., Server],
 ) -> None:
-    """Deleting a SnapStart version ends its template and forks; a restarted lambdad makes
-    the template again on first use; stopping leaves no process or cgroup behind."""
+    """Deleting a SnapStart version ends its template and forks (the other version's template
+    lives on); a restarted lambdad makes templates again on first use; stopping leaves no
+    process or cgroup behind."""
     srv = start_server()
     client = srv.client()
     name = create(client)
     version = publish_active(client, name)
     _, body = invoke_json(client, name, {}, Qualifier=version)
+    client.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"TIME_SCALE": "0.01", "SECOND": "2"}}
+    )
+    client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    kept = publish_active(client, name)
+    _, other = invoke_json(client, name, {}, Qualifier=kept)
+    assert other["token"] != body["token"]
+
     client.delete_function(FunctionName=name, Qualifier=version)
-    _, on_latest = invoke_json(client, name, {})  # keep the function; only the version goes
-    assert on_latest["type"] == "on-demand"
     # The fork closes with its pool; the template with the version.
     assert_environment_gone(body["identity"], timeout=20)
-    if body["template"]["cell"]:
-        assert_environment_gone(body["template"], timeout=20)
+    assert_environment_gone(body["template"], timeout=20)
+    _, still = invoke_json(client, name, {}, Qualifier=kept)
+    assert still["token"] == other["token"], "the other version's template was kept"
+    assert environment_pids(other["template"]), "and its process still runs"
 
-    kept = create(client)
-    kept_version = publish_active(client, kept)
     data = srv.data_dir
     client.close()
     shutdown(srv)
     again = start_server(data_dir=data)
     client = again.client()
-    response, restored = invoke_json(client, kept, {}, Qualifier=kept_version)
+    response, restored = invoke_json(client, name, {}, Qualifier=kept)
     assert "FunctionError" not in response, restored
     assert restored["type"] == "snap-start"
     assert restored["pid"] != restored["init_pid"], "the template was made again on first use"
+    assert restored["token"] != other["token"], "by a new init"
     client.close()
 
 

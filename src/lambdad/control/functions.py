@@ -114,6 +114,10 @@ class Functions:
             for listener in self._publish_listeners:
                 await listener(scope, config)
 
+    async def versions_of(self, region: str, name: str) -> set[str]:
+        """The versions a function has now (none once it is deleted)."""
+        return {key[2] for key, _ in await self._store.scan(Table.VERSIONS, (region, name))}
+
     async def pending_snapshots(self) -> list[tuple[str, FunctionConfig]]:
         """(region, version) of every SnapStart version still ``Pending``: a lambdad stopped
         while making their snapshots; they are made again at start."""

@@ -34,6 +34,7 @@ class SnapshotMaker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.state = SnapshotsState.RUNNING
         functions.on_publish(self.published)
+        functions.on_change(self.deleted)
 
     async def start(self, account_id: str) -> None:
         """Make again the snapshots a stopped lambdad left ``Pending``."""
@@ -46,6 +47,12 @@ class SnapshotMaker:
         task = asyncio.create_task(self._make(scope, config), name=f"snapstart-{config.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def deleted(self, region: str, name: str) -> None:
+        """A function or one of its versions was deleted: its templates go too."""
+        await self._runtime.drop_snapshots(
+            region, name, await self._functions.versions_of(region, name)
+        )
 
     async def _make(self, scope: Scope, config: FunctionConfig) -> None:
         try:

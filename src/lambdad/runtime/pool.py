@@ -185,8 +185,8 @@ class RuntimeManager:
         #: SnapStart templates by version, and those being made.
         self._snapshots: dict[PoolKey, Snapshot] = {}
         self._making: dict[PoolKey, asyncio.Task[Snapshot]] = {}
-        #: Bumped when a function or version is deleted: a template made meanwhile is dropped.
-        self._deletions: dict[tuple[str, str], int] = {}
+        #: Versions deleted while their template was being made: it is closed once made.
+        self._dropped: set[PoolKey] = set()
         self.state = ManagerState.NEW
 
     async def start(self) -> None:
@@ -249,13 +249,13 @@ class RuntimeManager:
             return existing
         task = self._making.get(key)
         if task is None or task.done():
+            self._dropped.discard(key)
             task = asyncio.create_task(self._make_snapshot(key, config), name=f"snapshot-{key}")
             self._making[key] = task
         return await asyncio.shield(task)
 
     async def _make_snapshot(self, key: PoolKey, config: FunctionSpec) -> Snapshot:
         region = key[0]
-        deletions = self._deletions.get((region, config.name), 0)
         try:
             task_root = await self._blobs.unpacked(config.code_key)
             layers = config.layer_keys
@@ -268,8 +268,8 @@ class RuntimeManager:
             except BaseException:
                 await snapshot.close()
                 raise
-            gone = self._deletions.get((region, config.name), 0) != deletions
-            if gone or self.state is not ManagerState.RUNNING:
+            if key in self._dropped or self.state is not ManagerState.RUNNING:
+                self._dropped.discard(key)
                 await snapshot.close()
                 return snapshot
             previous = self._snapshots.pop(key, None)
@@ -296,10 +296,12 @@ class RuntimeManager:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
         for key in [k for k in self._pools if k[0] == region and k[1] == name]:
             await self._retire(self._pools.pop(key))
-        self._deletions[(region, name)] = self._deletions.get((region, name), 0) + 1
-        # Templates of every version of the function: those still in use are made again on
-        # their next use (the deleted one never is).
-        for key in [k for k in self._snapshots if k[0] == region and k[1] == name]:
+
+    async def drop_snapshots(self, region: str, name: str, keep: set[str]) -> None:
+        """Close the templates of ``name``'s versions that are not in ``keep`` (deleted)."""
+        for key in [k for k in self._making if k[:2] == (region, name) and k[2] not in keep]:
+            self._dropped.add(key)
+        for key in [k for k in self._snapshots if k[:2] == (region, name) and k[2] not in keep]:
             await self._snapshots.pop(key).close()
 
     async def close(self) -> None:
