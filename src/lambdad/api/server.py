@@ -27,6 +27,7 @@ from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
+from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
@@ -86,6 +87,7 @@ class LambdadServer:
             ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
         )
         self.functions.on_change(self.runtime.function_changed)
+        self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
         self.invoker = Invoker(
@@ -135,6 +137,7 @@ class LambdadServer:
         await self.queue.open()
         await self.logs.open()
         await self.runtime.start()
+        await self.snapshots.start(self.settings.account_id)
         await self.provisioner.start()
         await self.dispatcher.start()
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
@@ -151,6 +154,7 @@ class LambdadServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.close()
+        await self.snapshots.close()
         await self.runtime.close()
         await self.logs.close()
         await self.queue.close()

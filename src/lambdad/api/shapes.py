@@ -37,9 +37,15 @@ def function_configuration(
         "PackageType": cfg.package_type,
         "Architectures": list(cfg.architectures),
         "EphemeralStorage": {"Size": cfg.ephemeral_storage},
-        "SnapStart": {"ApplyOn": cfg.snap_start, "OptimizationStatus": "Off"},
+        "SnapStart": {
+            "ApplyOn": cfg.snap_start,
+            "OptimizationStatus": "On" if cfg.snap_start_on else "Off",
+        },
         "LoggingConfig": _logging(cfg),
     }
+    if cfg.state_reason_code:
+        shape["StateReason"] = cfg.state_reason or ""
+        shape["StateReasonCode"] = cfg.state_reason_code
     if cfg.runtime:
         shape["Runtime"] = cfg.runtime
     if cfg.handler:

@@ -27,6 +27,7 @@ from lambdad.control.model import (
     FunctionLayer,
     FunctionRecord,
     LoggingConfig,
+    State,
     UpdateStatus,
     new_revision,
     now_timestamp,
@@ -38,6 +39,10 @@ from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 ChangeListener = Callable[[str, str], Awaitable[None]]
 #: ``(region, name, qualifier)``: qualifier None when the whole function went.
 DeleteListener = Callable[[str, str, str | None], Awaitable[None]]
+#: Told of every version published with SnapStart (``Pending`` until its snapshot is made).
+PublishListener = Callable[[Scope, FunctionConfig], Awaitable[None]]
+#: What a SnapStart version says while its snapshot is being made.
+SNAPSHOT_PENDING = ("Creating", "The function is being created.")
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
 _IDENTITY_EXCLUDED = {
@@ -47,6 +52,8 @@ _IDENTITY_EXCLUDED = {
     "state",
     "last_update_status",
     "code_unzipped_size",
+    "state_reason",
+    "state_reason_code",
 }
 
 
@@ -92,6 +99,7 @@ class Functions:
         self._listeners: list[ChangeListener] = []
         self._delete_listeners: list[DeleteListener] = []
         self._write_listeners: list[ChangeListener] = []
+        self._publish_listeners: list[PublishListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -114,6 +122,51 @@ class Functions:
         """Call ``listener(region, name)`` after every change to a function, its versions or
         its aliases (deletions included), once ``on_change`` listeners have run."""
         self._write_listeners.append(listener)
+
+    def on_publish(self, listener: PublishListener) -> None:
+        """Call ``listener(scope, version)`` after a version is published with SnapStart."""
+        self._publish_listeners.append(listener)
+
+    async def _published(self, scope: Scope, config: FunctionConfig) -> None:
+        if config.snap_start_on and config.state is State.PENDING:
+            for listener in self._publish_listeners:
+                await listener(scope, config)
+
+    async def versions_of(self, region: str, name: str) -> set[str]:
+        """The versions a function has now (none once it is deleted)."""
+        return {key[2] for key, _ in await self._store.scan(Table.VERSIONS, (region, name))}
+
+    async def pending_snapshots(self) -> list[tuple[str, FunctionConfig]]:
+        """(region, version) of every SnapStart version still ``Pending``: a lambdad stopped
+        while making their snapshots; they are made again at start."""
+        rows = await self._store.scan(Table.VERSIONS)
+        configs = [(key[0], FunctionConfig.from_doc(doc)) for key, doc in rows]
+        return [(r, c) for r, c in configs if c.snap_start_on and c.state is State.PENDING]
+
+    async def set_version_state(
+        self,
+        scope: Scope,
+        name: str,
+        version: str,
+        state: State,
+        reason: tuple[str, str] | None = None,
+    ) -> None:
+        """A published version's state (a SnapStart snapshot made, or failed); a version
+        deleted meanwhile stays deleted."""
+        async with self._lock(scope, name):
+            doc = await self._store.get(Table.VERSIONS, (scope.region, name, version))
+            if doc is None:
+                return
+            config = FunctionConfig.from_doc(doc).evolve(
+                state=state,
+                state_reason_code=reason[0] if reason else None,
+                state_reason=reason[1] if reason else None,
+                last_update_status=(
+                    UpdateStatus.FAILED if state is State.FAILED else UpdateStatus.SUCCESSFUL
+                ),
+            )
+            await self._store.put(Table.VERSIONS, (scope.region, name, version), config.to_doc())
+        await self._changed(scope, name)
 
     # ---------------------------------------------------------------- helpers
 
@@ -227,6 +280,7 @@ class Functions:
             if request.get("Publish"):
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def _layers_of(
@@ -314,7 +368,9 @@ class Functions:
             changes["kms_key_arn"] = request.get("KMSKeyArn") or None
         snap = request.get("SnapStart")
         if isinstance(snap, Mapping) and snap.get("ApplyOn"):
+            validation.validate_snap_start(str(snap["ApplyOn"]))
             changes["snap_start"] = str(snap["ApplyOn"])
+        validation.validate_snap_start_runtime(changes.get("snap_start", base.snap_start), runtime)
         if layers is not None:
             changes["layers"] = layers
         return base.evolve(**changes)
@@ -402,6 +458,7 @@ class Functions:
             if request.get("Publish"):
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def update_config(
@@ -487,6 +544,7 @@ class Functions:
         async with self._lock(scope, name):
             config = await self._publish_locked(scope, name, code_sha256, description, revision_id)
         await self._changed(scope, name)
+        await self._published(scope, config)
         return config
 
     async def _publish_locked(
@@ -522,6 +580,11 @@ class Functions:
             last_modified=now_timestamp(),
             revision_id=new_revision(),
         )
+        if published.snap_start_on:
+            code, reason = SNAPSHOT_PENDING
+            published = published.evolve(
+                state=State.PENDING, state_reason_code=code, state_reason=reason
+            )
         await self._store.write(
             [
                 Write(

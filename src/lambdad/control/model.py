@@ -109,10 +109,17 @@ class FunctionConfig:
     revision_id: str = dataclasses.field(default_factory=new_revision)
     state: State = State.ACTIVE
     last_update_status: UpdateStatus = UpdateStatus.SUCCESSFUL
+    state_reason: str | None = None
+    state_reason_code: str | None = None
 
     @property
     def log_group(self) -> str:
         return self.logging.log_group or f"/aws/lambda/{self.name}"
+
+    @property
+    def snap_start_on(self) -> bool:
+        """A published version made with SnapStart (``OptimizationStatus: On``)."""
+        return self.snap_start == "PublishedVersions" and self.version != LATEST
 
     @property
     def layer_keys(self) -> tuple[str, ...]:

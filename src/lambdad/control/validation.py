@@ -294,6 +294,23 @@ def validate_alias_name(name: str) -> None:
 # ---- runtime and handler ----------------------------------------------------------------
 
 
+#: Managed runtimes SnapStart supports (AWS: Java 11+, Python 3.12+, .NET 8+); lambdad runs
+#: the Python ones.
+SNAP_START_RUNTIMES = frozenset({"python3.12", "python3.13", "python3.14"})
+
+
+def validate_snap_start(apply_on: str) -> None:
+    _enum_check(apply_on, "snapStart.applyOn", ("PublishedVersions", "None"))
+
+
+def validate_snap_start_runtime(apply_on: str, runtime: str | None) -> None:
+    """SnapStart on a runtime that does not support it: AWS's message."""
+    if apply_on == "PublishedVersions" and runtime not in SNAP_START_RUNTIMES:
+        raise InvalidParameterValueException(
+            f"{runtime} is not supported for SnapStart enabled functions."
+        )
+
+
 def validate_runtime(runtime: str | None, package_type: str) -> None:
     """Runtime against the package type and the runtimes lambdad runs.
 

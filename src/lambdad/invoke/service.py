@@ -110,6 +110,7 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
         log_format=config.logging.log_format,
         log_level=config.logging.application_log_level,
         layer_keys=config.layer_keys,
+        snap_start=config.snap_start_on,
     )
 
 

@@ -29,6 +29,8 @@ class Report:
     #: None on success; "timeout" or "error" for platform-level failures.
     status: str | None = None
     error_type: str | None = None
+    #: The restore of a SnapStart environment, on its first invocation only.
+    restore_duration_ms: float | None = None
 
     @property
     def billed_ms(self) -> int:
@@ -69,8 +71,37 @@ class PlatformLines:
             )
         return f"INIT_START Runtime Version: {version}\tRuntime Version ARN: {arn}"
 
+    def restore_start(self, runtime: str, at: float) -> str:
+        """A SnapStart environment is being restored (instead of INIT_START)."""
+        version, arn = runtime_version(runtime)
+        if self.json:
+            record = {"runtimeVersion": version, "runtimeVersionArn": arn}
+            return _json_line("platform.restoreStart", record, at)
+        return f"RESTORE_START Runtime Version: {version}\tRuntime Version ARN: {arn}"
+
+    def restore_report(
+        self, duration_ms: float, status: str, error_type: str | None, at: float
+    ) -> str:
+        if self.json:
+            record: dict[str, Any] = {
+                "status": status,
+                "metrics": {"durationMs": round(duration_ms, 3)},
+            }
+            if error_type:
+                record["errorType"] = error_type
+            return _json_line("platform.restoreReport", record, at)
+        line = f"RESTORE_REPORT Restore Duration: {duration_ms:.2f} ms"
+        if status != "success":
+            line += f"\tStatus: {status}" + (f"\tError Type: {error_type}" if error_type else "")
+        return line
+
     def init_report(
-        self, duration_ms: float, phase: str, status: str, error_type: str | None, at: float
+        self,
+        duration_ms: float,
+        phase: str,
+        status: str,
+        error_type: str | None,
+        at: float,
     ) -> str:
         if self.json:
             record: dict[str, Any] = {
@@ -125,6 +156,9 @@ class PlatformLines:
             }
             if report.init_duration_ms is not None:
                 metrics["initDurationMs"] = round(report.init_duration_ms, 3)
+            if report.restore_duration_ms is not None:
+                metrics["restoreDurationMs"] = round(report.restore_duration_ms, 3)
+                metrics["billedRestoreDurationMs"] = math.ceil(report.restore_duration_ms)
             record: dict[str, Any] = {
                 "requestId": report.request_id,
                 "metrics": metrics,
@@ -142,6 +176,9 @@ class PlatformLines:
         ]
         if report.init_duration_ms is not None:
             fields.append(f"Init Duration: {report.init_duration_ms:.2f} ms")
+        if report.restore_duration_ms is not None:
+            fields.append(f"Restore Duration: {report.restore_duration_ms:.2f} ms")
+            fields.append(f"Billed Restore Duration: {math.ceil(report.restore_duration_ms)} ms")
         if report.status:
             fields.append(f"Status: {report.status}")
             if report.status == "error" and report.error_type:

@@ -31,7 +31,7 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from lambdad.observe.logs import LogStore
@@ -45,7 +45,7 @@ from lambdad.runtime.extensions import (
 )
 from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
 from lambdad.runtime.output import LineReader
-from lambdad.runtime.process_env import process_environment
+from lambdad.runtime.process_env import process_environment, snap_start_environment
 from lambdad.runtime.replies import (
     Crashed,
     InitFailure,
@@ -59,6 +59,11 @@ from lambdad.runtime.spec import FunctionSpec
 from lambdad.runtime.telemetry import Telemetry
 
 _TAIL_BYTES = 4096
+#: How long a SnapStart environment may take to restore (AWS: 10 s).
+RESTORE_TIMEOUT = 10.0
+
+#: Makes a SnapStart environment's process: a fork of its version's template.
+Forker = Callable[[Mapping[str, str]], Awaitable[SandboxProcess]]
 
 
 class EnvState(enum.Enum):
@@ -96,8 +101,12 @@ class Environment:
         register: Callable[[Environment], Awaitable[int]],
         unregister: Callable[[int], Awaitable[None]],
         opt_dir: Path | None = None,
+        fork: Forker | None = None,
     ) -> None:
         self.ctx = ctx
+        #: Set for a SnapStart environment: restored from its version's template, no init.
+        self._fork = fork
+        self.restore_duration_ms: float | None = None
         self.config = config
         self.task_root = task_root
         #: The function's layers, merged in order; None when it has none.
@@ -214,7 +223,7 @@ class Environment:
             self._emit([plan.notice])
         wrapper = exec_wrapper(self.config.runtime, self.config.environment, layout)
         argv = (wrapper, *plan.argv) if wrapper else plan.argv
-        external = external_extensions(self.opt_dir, layout.opt)
+        external = external_extensions(self.opt_dir, layout.opt) if self._fork is None else []
         tmp_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
             self._port = await self._register(self)
@@ -233,7 +242,10 @@ class Environment:
         )
         self._process_known.clear()
         try:
-            process = await self.ctx.sandbox.spawn(spec)
+            if self._fork is not None:
+                process = await self._fork(snap_start_environment(env))
+            else:
+                process = await self.ctx.sandbox.spawn(spec)
         except OSError as exc:
             return self._exec_failure(argv, wrapper, layout, exc)
         finally:
@@ -376,6 +388,9 @@ class Environment:
         self._lines.initialization_type = self.telemetry.initialization_type = (
             self.initialization_type
         )
+        if self._fork is not None:
+            await self._restore()
+            return
         began = time.perf_counter()
         self._emit([self._lines.init_start(self.config.runtime or "provided", time.time())])
         failure = await self._run_init(self.ctx.init_timeout, "init")
@@ -401,6 +416,23 @@ class Environment:
                     )
                 ]
             )
+        if self.state is EnvState.INITIALIZING:
+            self.state = EnvState.IDLE
+            self.idle_since = time.monotonic()
+
+    async def _restore(self) -> None:
+        """The restore phase of a SnapStart environment: forked from the template, after-restore
+        hooks run, until the runtime's first ``/next`` (RESTORE_START … RESTORE_REPORT)."""
+        began = time.perf_counter()
+        self._emit([self._lines.restore_start(self.config.runtime or "provided", time.time())])
+        failure = await self._run_init(RESTORE_TIMEOUT, "init")
+        self.restore_duration_ms = (time.perf_counter() - began) * 1000
+        status, error_type = (failure.status, failure.error_type) if failure else ("success", None)
+        self._emit(
+            [self._lines.restore_report(self.restore_duration_ms, status, error_type, time.time())]
+        )
+        if failure is not None:
+            self.init_failure = failure
         if self.state is EnvState.INITIALIZING:
             self.state = EnvState.IDLE
             self.idle_since = time.monotonic()
@@ -610,6 +642,7 @@ class Environment:
             init_duration_ms=init_ms,
             status=status,
             error_type=error_type,
+            restore_duration_ms=self.restore_duration_ms if self.invocations == 1 else None,
         )
 
     def _close_invocation(self, report: Report) -> str:

@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 
 from lambdad.runtime import runtimes
-from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
+from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState, Forker
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.provisioned import ProvisionedSet
 from lambdad.runtime.rapi import RuntimeApiServer
+from lambdad.runtime.replies import InitFailure
 from lambdad.runtime.scaling import ScaleRate
+from lambdad.runtime.snapshots import Snapshot, SnapshotState
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
@@ -53,8 +55,11 @@ class Pool:
         config: FunctionSpec,
         task_root: Path,
         opt_dir: Path | None,
+        fork: Forker | None = None,
     ) -> None:
         self._manager = manager
+        #: SnapStart: new environments are restored from the version's template.
+        self._fork = fork
         #: Environments see the function's own region (``AWS_REGION``), not lambdad's default.
         self._ctx = dataclasses.replace(manager.ctx, region=region)
         self.config = config
@@ -73,7 +78,13 @@ class Pool:
     def _new_environment(self) -> Environment:
         rapi = self._manager.rapi
         env = Environment(
-            self._ctx, self.config, self.task_root, rapi.attach, rapi.detach, self.opt_dir
+            self._ctx,
+            self.config,
+            self.task_root,
+            rapi.attach,
+            rapi.detach,
+            self.opt_dir,
+            fork=self._fork,
         )
         env.when_closed(self._forget)
         self._all.add(env)
@@ -186,6 +197,11 @@ class RuntimeManager:
         self._provisioned: dict[PoolKey, ProvisionedSet] = {}
         self._retired_provisioned: set[ProvisionedSet] = set()
         self._reaper: asyncio.Task[None] | None = None
+        #: SnapStart templates by version, and those being made.
+        self._snapshots: dict[PoolKey, Snapshot] = {}
+        self._making: dict[PoolKey, asyncio.Task[Snapshot]] = {}
+        #: Versions deleted while their template was being made: it is closed once made.
+        self._dropped: set[PoolKey] = set()
         self.state = ManagerState.NEW
 
     async def start(self) -> None:
@@ -224,9 +240,64 @@ class RuntimeManager:
             return pool
         if pool is not None:
             await self._retire(pool)
-        pool = Pool(self, region, config, task_root, opt_dir)
+        fork: Forker | None = None
+        if config.snap_start:
+            snapshot = await self._snapshot(region, config)
+            # A template whose init fails after a restart: on-demand environments instead.
+            fork = snapshot.fork if snapshot.state is SnapshotState.READY else None
+        pool = self._pools.get(key)
+        if pool is not None and pool.config.revision_id == config.revision_id:
+            return pool
+        pool = Pool(self, region, config, task_root, opt_dir, fork)
         self._pools[key] = pool
         return pool
+
+    async def make_snapshot(self, region: str, config: FunctionSpec) -> InitFailure | None:
+        """Run a SnapStart version's init in its template (PublishVersion); None when ready."""
+        if self.state is not ManagerState.RUNNING:
+            raise RuntimeError("runtime manager is not running")
+        return (await self._snapshot(region, config)).failure
+
+    async def _snapshot(self, region: str, config: FunctionSpec) -> Snapshot:
+        """The version's template: kept, being made, or made now (the first use after a
+        restart of lambdad makes it again)."""
+        key = (region, config.name, config.version)
+        existing = self._snapshots.get(key)
+        if existing is not None and existing.config.revision_id == config.revision_id:
+            return existing
+        task = self._making.get(key)
+        if task is None or task.done():
+            self._dropped.discard(key)
+            task = asyncio.create_task(self._make_snapshot(key, config), name=f"snapshot-{key}")
+            self._making[key] = task
+        return await asyncio.shield(task)
+
+    async def _make_snapshot(self, key: PoolKey, config: FunctionSpec) -> Snapshot:
+        region = key[0]
+        try:
+            task_root = await self._blobs.unpacked(config.code_key)
+            layers = config.layer_keys
+            opt_dir = await self._layers.assemble(layers) if layers else None
+            snapshot = Snapshot(
+                dataclasses.replace(self.ctx, region=region), config, task_root, opt_dir
+            )
+            try:
+                await snapshot.make()
+            except BaseException:
+                await snapshot.close()
+                raise
+            if key in self._dropped or self.state is not ManagerState.RUNNING:
+                self._dropped.discard(key)
+                await snapshot.close()
+                return snapshot
+            previous = self._snapshots.pop(key, None)
+            if previous is not None:
+                await previous.close()
+            self._snapshots[key] = snapshot
+            return snapshot
+        finally:
+            if self._making.get(key) is asyncio.current_task():
+                del self._making[key]
 
     async def _retire(self, pool: Pool) -> None:
         await pool.close()
@@ -293,6 +364,13 @@ class RuntimeManager:
         for key in [k for k in self._pools if k[0] == region and k[1] == name]:
             await self._retire(self._pools.pop(key))
 
+    async def drop_snapshots(self, region: str, name: str, keep: set[str]) -> None:
+        """Close the templates of ``name``'s versions that are not in ``keep`` (deleted)."""
+        for key in [k for k in self._making if k[:2] == (region, name) and k[2] not in keep]:
+            self._dropped.add(key)
+        for key in [k for k in self._snapshots if k[:2] == (region, name) and k[2] not in keep]:
+            await self._snapshots.pop(key).close()
+
     async def close(self) -> None:
         if self.state is ManagerState.CLOSED:
             return
@@ -308,5 +386,12 @@ class RuntimeManager:
         self._provisioned.clear()
         self._retired_provisioned.clear()
         await asyncio.gather(*(pool.kill() for pool in pools), *(p.kill() for p in provisioned))
+        making = list(self._making.values())
+        for task in making:
+            task.cancel()
+        await asyncio.gather(*making, return_exceptions=True)
+        snapshots = list(self._snapshots.values())
+        self._snapshots.clear()
+        await asyncio.gather(*(snapshot.close() for snapshot in snapshots))
         await self.rapi.close()
         await self.ctx.sandbox.close()

@@ -57,3 +57,14 @@ def process_environment(
         if key in OVERRIDABLE:
             env[key] = cfg.environment[key]
     return env
+
+
+#: Not set in SnapStart environments (AWS: they are not available to SnapStart functions).
+_NOT_IN_SNAP_START = ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME")
+
+
+def snap_start_environment(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a SnapStart template or an environment restored from one."""
+    snap = {k: v for k, v in env.items() if k not in _NOT_IN_SNAP_START}
+    snap["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+    return snap

@@ -29,3 +29,5 @@ class FunctionSpec:
     log_level: str | None = None
     #: The layers' blob keys in the ``BlobStore``, unpacked in this order into ``/opt``.
     layer_keys: tuple[str, ...] = ()
+    #: A published version with ``SnapStart.ApplyOn=PublishedVersions``: restored from a template.
+    snap_start: bool = False

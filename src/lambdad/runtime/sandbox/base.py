@@ -18,6 +18,10 @@ import errno
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lambdad.runtime.sandbox.template import Template
 
 #: Signal names as Go's ``os.ProcessState.String()`` prints them (Lambda's wording).
 _GO_SIGNAL_NAMES = {
@@ -179,6 +183,13 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
         """Start a process; raises ``OSError`` when it cannot be executed at all."""
+
+    async def start_template(self, spec: ProcessSpec) -> Template:
+        """Start a SnapStart template: ``spec``'s runtime with a control socket, not yet ready.
+
+        Raises ``OSError`` when it cannot be executed at all.
+        """
+        raise OSError(errno.ENOTSUP, "this sandbox cannot run SnapStart templates")
 
     @abc.abstractmethod
     def protections(self) -> dict[str, str]:

@@ -123,6 +123,8 @@ def _load_zygote(path: str) -> None:
         return
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if hasattr(module, "preload"):
+        module.preload()
     _ZYGOTE = module
 
 
@@ -135,6 +137,8 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
     cells: dict[int, dict[str, Any]] = {}
+    #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
+    tracked: dict[str, dict[str, Any]] = {}
     try:
         while True:
             for pid in _reap_all():
@@ -145,6 +149,13 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
                 continue
             if message is None:
                 return
+            if message.get("op") in ("track", "untrack"):
+                if message["op"] == "track":
+                    tracked[message["id"]] = message
+                else:
+                    tracked.pop(message["id"], None)
+                _send(sock, {"id": message["id"], "ok": True})
+                continue
             try:
                 reply = _new_cell(sock, message, fds)
             except OSError as exc:
@@ -157,6 +168,8 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     except OSError:
         pass  # lambdad went away while we answered
     finally:
+        for index, group in enumerate(tracked.values()):
+            cells[-1 - index] = group  # no process of ours to reap: groups and dirs only
         _end_cells(cells)
 
 
@@ -175,7 +188,10 @@ def _reap_all() -> list[int]:
 def _end_cells(cells: dict[int, dict[str, Any]], timeout: float = 5.0) -> None:
     """Kill every cell still alive (thawed first), reap it, remove its cgroups and directory."""
     specs = list(cells.values())
-    live = dict(cells)
+    live = {pid: spec for pid, spec in cells.items() if pid > 0}
+    for spec in specs:
+        for procs in spec.get("cgroups", []):
+            _kill_group(os.path.dirname(procs))
     deadline = time.monotonic() + timeout
     while live and time.monotonic() < deadline:
         for spec in live.values():
@@ -380,7 +396,13 @@ def _serve(spec: dict[str, Any], output_fd: int, sock: socket.socket) -> None:
         if message is None:
             return
         op = message.get("op")
-        if op == "exec":
+        if op == "exec" and message.get("keep_fd") and fds:
+            # A SnapStart template: the cell's output, and its control socket as fd 3.
+            reply = _exec(spec, output_fd, message, keep=fds[0])
+            if "pid" in reply:
+                watched.add(reply["pid"])
+            _send(sock, reply)
+        elif op == "exec":
             # An extension brings its own output pipe; the runtime writes to the cell's.
             reply = _exec(spec, fds[0] if fds else output_fd, message)
             if "pid" in reply:
@@ -409,7 +431,19 @@ def _reaped() -> list[tuple[int, int]]:
         found.append((pid, status))
 
 
-def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict[str, Any]:
+def _above(fd: int, floor: int) -> int:
+    """``fd`` moved to a number of at least ``floor`` (close-on-exec)."""
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    os.close(fd)
+    return moved
+
+
+def _exec(
+    spec: dict[str, Any], output_fd: int, message: dict[str, Any], keep: int | None = None
+) -> dict[str, Any]:
+    """Start a process as the cell user; ``keep`` becomes its fd 3 (a template's socket)."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -424,7 +458,12 @@ def _exec(spec: dict[str, Any], output_fd: int, message: dict[str, Any]) -> dict
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
-            os.closerange(3, err_w)
+            first = 3
+            if keep is not None:
+                err_w = _above(err_w, 64)
+                os.dup2(_above(keep, 64), 3)
+                first = 4
+            os.closerange(first, err_w)
             os.closerange(err_w + 1, 65536)
             if message.get("zygote") and _ZYGOTE is not None:
                 _run_zygote(message, err_w)

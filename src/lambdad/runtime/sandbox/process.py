@@ -12,6 +12,7 @@ import functools
 import os
 import resource
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from lambdad.runtime.sandbox.base import (
     SandboxProcess,
     SiblingProcess,
 )
+from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
 
 FILE_LIMIT = 1024
 
@@ -166,6 +168,24 @@ class PlainProcess(SandboxProcess):
                     os.close(fd)
 
 
+class SessionPlacement(Placement):
+    """A forked environment in the plain sandbox: its own session, killed as a group."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pid, signal.SIGKILL)
+
+    def max_memory_mb(self) -> int:
+        return _peak_rss_mb(self._pid)
+
+
+async def _place(pid: int) -> Placement:
+    return SessionPlacement(pid)
+
+
 class PlainSandbox(Sandbox):
     name = "process"
 
@@ -194,6 +214,34 @@ class PlainSandbox(Sandbox):
             os.close(write_fd)
         return PlainProcess(process, read_fd)
 
+    async def start_template(self, spec: ProcessSpec) -> Template:
+        """The template as a plain process; environments are forks of it, each in its own
+        session (``TMPDIR`` per environment, as for other environments here)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        env = {**spec.env, TEMPLATE_FD_VARIABLE: str(theirs.fileno())}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                cwd=spec.cwd,
+                env=env,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            ours.close()
+            raise
+        finally:
+            os.close(write_fd)
+            theirs.close()
+        ours.setblocking(False)
+        return Template(PlainProcess(process, read_fd), ours, _place, None)
+
     def protections(self) -> dict[str, str]:
         gap = "not active: plain-process sandbox"
         return {
@@ -209,4 +257,6 @@ class PlainSandbox(Sandbox):
             "mount and pid namespaces": gap,
             "unprivileged user": gap,
             "runtime api": "not active: any local process can reach an environment's port",
+            "snapstart environments": "forks of the version's template, each in its own "
+            "session; no limits beyond those above",
         }

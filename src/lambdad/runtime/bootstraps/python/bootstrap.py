@@ -823,19 +823,81 @@ def _log_level(value: str | None) -> str:
     return {None: "", "TRACE": "DEBUG"}.get(value, value).upper()
 
 
+_SIBLINGS: dict[str, Any] = {}
+
+
+def _sibling(name: str) -> Any:
+    """A module beside this file, loaded by its path once (this directory is not on sys.path).
+
+    A zygote loads them before any cell exists (``preload``); a process started inside a cell
+    finds them in ``LAMBDA_RUNTIME_DIR``, where the bootstrap is too.
+    """
+    if name in _SIBLINGS:
+        return _SIBLINGS[name]
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR")
+    if not os.path.isfile(path) and runtime_dir:
+        path = os.path.join(runtime_dir, "python", name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load %s" % path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _SIBLINGS[name] = module
+    return module
+
+
+def preload() -> None:
+    """Load the modules a runtime forked from a zygote needs, while their files are at hand."""
+    _sibling("snapshot_restore_py")
+    _sibling("snapstart")
+
+
+def _fail_template(fd: int, marshaller: Marshaller, json_logs: bool) -> NoReturn:
+    """A SnapStart template's init failed: log it, tell lambdad, exit 1."""
+    exc_type, exc, tb = sys.exc_info()
+    if isinstance(exc, FaultError):
+        error = make_error(exc.msg, exc.error_type, exc.trace, None)
+    else:
+        error, _ = describe_exception(exc_type, exc, tb, None)
+    logging.warning(_UNHANDLED_WARNING)
+    log_error(error, json_logs, marshaller)
+    _flush_streams()
+    body = marshaller.to_json(error).encode("utf-8", "replace")
+    _sibling("snapstart").report_init_error(fd, error, body)
+    sys.exit(1)
+
+
 def main() -> NoReturn:
-    """Initialise the function, then serve events until the Runtime API goes away."""
+    """Initialise the function, then serve events until the Runtime API goes away.
+
+    With ``_LAMBDAD_TEMPLATE_FD`` set this process is a SnapStart template: after init it
+    only forks environments (``snapstart.py``), and each restored child serves events.
+    """
     environ = os.environ
+    template_fd = environ.pop("_LAMBDAD_TEMPLATE_FD", None)
     _line_buffer_streams()
     prepare_sys_path(environ)
     json_logs = (environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON"
     marshaller = Marshaller(ensure_ascii=not _unicode_responses(environ.get("AWS_EXECUTION_ENV")))
     setup_logging(json_logs, _log_level(environ.get("AWS_LAMBDA_LOG_LEVEL")))
+    hooks = sys.modules.setdefault("snapshot_restore_py", _sibling("snapshot_restore_py"))
     client = RuntimeClient(environ.get("AWS_LAMBDA_RUNTIME_API") or "127.0.0.1:9001")
     try:
         handler = load_handler(environ.get("_HANDLER", ""))
+        if template_fd is not None:
+            template = _sibling("snapstart")
+            template.run_before_snapshot(hooks)
     except Exception:
+        if template_fd is not None:
+            _fail_template(int(template_fd), marshaller, json_logs)
         _fail_init(client, marshaller, json_logs)
+    if template_fd is not None:
+        _flush_streams()
+        template.serve(int(template_fd), hooks)  # returns in a restored child only
+        client = RuntimeClient(environ.get("AWS_LAMBDA_RUNTIME_API") or "127.0.0.1:9001")
     runtime = Runtime(client, handler, marshaller, json_logs)
     try:
         runtime.serve_forever()
