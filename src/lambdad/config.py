@@ -60,6 +60,13 @@ class Settings:
     log_level: str = "INFO"
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False
+    #: The AWS-compatible endpoint (e.g. a LocalStack or moto server) through which async
+    #: destinations and dead-letter queues reach SQS, SNS and EventBridge. Empty: none, and
+    #: such deliveries are logged as failed (lambdad never reaches the internet on its own).
+    aws_endpoint_url: str = ""
+    #: Credentials lambdad signs those requests with; dummy ones when empty.
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""

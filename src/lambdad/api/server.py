@@ -22,6 +22,7 @@ from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
@@ -80,7 +81,18 @@ class LambdadServer:
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
         self.dispatcher = Dispatcher(
-            self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
+            self.queue,
+            self.invoker,
+            settings.account_id,
+            throttle_delay=settings.scaled(1.0),
+            time_scale=settings.time_scale,
+            destinations=Destinations(
+                self.invoker,
+                endpoint_url=settings.aws_endpoint_url,
+                access_key=settings.aws_access_key_id,
+                secret_key=settings.aws_secret_access_key,
+                retry_delay=settings.scaled(1.0),
+            ),
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
