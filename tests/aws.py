@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -220,3 +222,63 @@ def queued(srv: Server, request_id: str) -> tuple[int, dict[str, str]] | None:
             "SELECT attempt, attributes FROM events WHERE id = ?", (request_id,)
         ).fetchone()
     return None if row is None else (int(row[0]), json.loads(row[1]))
+
+
+#: A function that sends the event it got, as JSON, to the test's ``Collector``.
+FORWARDING = """
+import json, os, socket
+
+
+def handler(event, context):
+    address = ("127.0.0.1", int(os.environ["COLLECTOR_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(json.dumps(event).encode())
+        connection.shutdown(socket.SHUT_WR)
+        connection.recv(1)
+"""
+
+
+class Collector:
+    """A loopback service keeping the JSON document each connection sends (until EOF)."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="collector", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with connection, contextlib.suppress(OSError, ValueError):
+                connection.settimeout(10)
+                self.documents.append(json.loads(connection.makefile("rb").read()))
+                connection.sendall(b"k")
+
+    def wait(self, count: int = 1, timeout: float = 30) -> list[Any]:
+        wait_until(lambda: len(self.documents) >= count, timeout=timeout)
+        return list(self.documents[:count])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+
+
+def forwarding_function(client: Any, collector: Collector) -> str:
+    """A ``FORWARDING`` function: a destination whose events the test reads."""
+    name = unique("dest")
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": FORWARDING})},
+        Environment={"Variables": {"COLLECTOR_PORT": str(collector.port)}},
+    )
+    return str(client.get_function_configuration(FunctionName=name)["FunctionArn"])
