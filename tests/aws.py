@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from tests.conftest import (
     ROLE,
+    Rendezvous,
     Server,
     free_port,
     launch_server,
@@ -34,7 +35,8 @@ ACCOUNT = "123456789012"
 
 #: A function that reports each run to the test's ``Recorder`` (its request id and
 #: ``event["seq"]``), then does what ``event["do"]`` says: "ok" returns ``{"echo": event}``,
-#: "raise" raises ``ValueError(event["message"])``, "sleep" outlives its timeout, "exit" crashes.
+#: "raise" raises ``ValueError(event["message"])``, "sleep" outlives its timeout, "exit" crashes,
+#: "hold" waits until the test lets the ``Rendezvous`` on port ``event["gate"]`` answer.
 BEHAVING = """
 import os, socket, time
 
@@ -45,6 +47,9 @@ def handler(event, context):
         connection.sendall(f"{context.aws_request_id} {event.get('seq', -1)}\\n".encode())
         connection.recv(1)
     action = event.get("do", "ok")
+    if action == "hold":
+        with socket.create_connection(("127.0.0.1", event["gate"]), timeout=60) as gate:
+            gate.recv(16)
     if action == "raise":
         raise ValueError(event.get("message", "it failed"))
     if action == "sleep":
@@ -188,6 +193,12 @@ def behaving_function(client: Any, recorder_port: int, **kwargs: Any) -> str:
     params.update(kwargs)
     client.create_function(**params)
     return name
+
+
+def release(gate: Rendezvous) -> None:
+    """Be the second party of ``gate``: the function holding it goes on."""
+    with socket.create_connection(("127.0.0.1", gate.port), timeout=10) as connection:
+        connection.recv(16)
 
 
 def fire(client: Any, name: str, event: dict[str, Any], **kwargs: Any) -> str:

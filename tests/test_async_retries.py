@@ -12,8 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.aws import Inbox, Moto, behaving_function, fire, lambdad_with, queued, topic_into
-from tests.conftest import Server, shutdown, wait_until
+from tests.aws import (
+    Inbox,
+    Moto,
+    behaving_function,
+    fire,
+    lambdad_with,
+    queued,
+    release,
+    topic_into,
+)
+from tests.conftest import Rendezvous, Server, shutdown, wait_until
 from tests.test_async_durability import Recorder
 
 #: Every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a failure.
@@ -110,13 +119,20 @@ def test_an_sns_dead_letter_topic_gets_the_event_and_its_attributes(
 
 
 def test_a_throttled_event_waits_without_using_its_attempts(
-    moto: Moto, aws_server: Server, client: Any, recorder: Recorder
+    moto: Moto,
+    aws_server: Server,
+    client: Any,
+    recorder: Recorder,
+    rendezvous: Callable[[int], Rendezvous],
 ) -> None:
-    """An event throttled many times (reserved concurrency 0) still has all its attempts when
-    concurrency returns: a failing function then runs 3 times before it is dead-lettered."""
+    """An event throttled many times (reserved concurrency 1, held by another event) still has
+    all its attempts when concurrency frees up: a failing function then runs 3 times."""
+    gate = rendezvous(2)
     dlq = Inbox(moto)
     name = behaving_function(client, recorder.port, DeadLetterConfig={"TargetArn": dlq.arn})
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    holder = fire(client, name, {"seq": 30, "do": "hold", "gate": gate.port})
+    wait_until(lambda: runs_of(recorder, holder) == 1, timeout=30)
     request_id = fire(client, name, {"seq": 3, "do": "raise"})
 
     def throttled_often() -> bool:
@@ -129,35 +145,70 @@ def test_a_throttled_event_waits_without_using_its_attempts(
     assert row[0] == 0, "throttles must not count as attempts"
     assert runs_of(recorder, request_id) == 0
 
-    client.delete_function_concurrency(FunctionName=name)
+    release(gate)
     (letter,) = dlq.wait(1, timeout=60)
-    assert runs_of(recorder, request_id) == 3
+    assert attributes_of(letter)["RequestID"] == ("String", request_id)
     assert attributes_of(letter)["ErrorCode"] == ("Number", "200")
+    assert runs_of(recorder, request_id) == 3
+
+
+def test_reserved_concurrency_zero_fails_events_at_once(
+    moto: Moto, aws_server: Server, client: Any, recorder: Recorder
+) -> None:
+    """With reserved concurrency 0, Lambda sends new events to the DLQ without retries."""
+    dlq = Inbox(moto)
+    name = behaving_function(client, recorder.port, DeadLetterConfig={"TargetArn": dlq.arn})
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    event = {"seq": 31}
+    request_id = fire(client, name, event)
+
+    (letter,) = dlq.wait(1)
+    assert letter["Body"] == json.dumps(event)
+    assert attributes_of(letter) == {
+        "RequestID": ("String", request_id),
+        "ErrorCode": ("Number", "429"),
+        "ErrorMessage": ("String", "Rate Exceeded."),
+    }
+    wait_until(lambda: queued(aws_server, request_id) is None)
+    assert runs_of(recorder, request_id) == 0
 
 
 def test_a_deleted_functions_events_are_dropped(
-    aws_server: Server, client: Any, recorder: Recorder
+    aws_server: Server,
+    client: Any,
+    recorder: Recorder,
+    rendezvous: Callable[[int], Rendezvous],
 ) -> None:
     """Events still queued when their function is deleted are dropped, not run or kept."""
+    gate = rendezvous(2)
     name = behaving_function(client, recorder.port)
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    holder = fire(client, name, {"seq": 40, "do": "hold", "gate": gate.port})
+    wait_until(lambda: runs_of(recorder, holder) == 1, timeout=30)
     request_id = fire(client, name, {"seq": 4})
     wait_until(lambda: (queued(aws_server, request_id) or (0, {}))[1].get("throttles"))
     client.delete_function(FunctionName=name)
+    release(gate)
     wait_until(lambda: queued(aws_server, request_id) is None, timeout=30)
     assert runs_of(recorder, request_id) == 0
 
 
 def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
-    moto: Moto, start_server: Callable[..., Server], recorder: Recorder
+    moto: Moto,
+    start_server: Callable[..., Server],
+    recorder: Recorder,
+    rendezvous: Callable[[int], Rendezvous],
 ) -> None:
     """An event that could not run within MaximumEventAgeInSeconds (default 6 h, times a time
     scale of 0.0002: 4.3 s) is not run: its body goes to the DLQ with the last error (429)."""
     srv = start_server({"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, "LAMBDAD_TIME_SCALE": "0.0002"})
     client = srv.client()
+    gate = rendezvous(2)
     dlq = Inbox(moto)
     name = behaving_function(client, recorder.port, DeadLetterConfig={"TargetArn": dlq.arn})
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    holder = fire(client, name, {"seq": 50, "do": "hold", "gate": gate.port})
+    wait_until(lambda: runs_of(recorder, holder) == 1, timeout=30)
     request_id = fire(client, name, {"seq": 5})
 
     (letter,) = dlq.wait(1, timeout=60)
@@ -168,6 +219,7 @@ def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
     }
     wait_until(lambda: queued(srv, request_id) is None)
     assert runs_of(recorder, request_id) == 0
+    release(gate)
 
 
 def test_a_killed_lambdad_keeps_the_attempt_count(

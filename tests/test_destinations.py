@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,9 +21,10 @@ from tests.aws import (
     forwarding_function,
     lambdad_with,
     queued,
+    release,
     topic_into,
 )
-from tests.conftest import Server, shutdown, wait_until
+from tests.conftest import Rendezvous, Server, shutdown, wait_until
 from tests.test_async_durability import Recorder
 
 #: Every platform delay times 0.01: retries 0.6 s and 1.2 s apart, a 60 s maximum age 0.6 s.
@@ -210,24 +211,28 @@ def test_an_alias_records_its_qualified_arn_and_version(
 
 
 def test_an_expired_event_fails_with_event_age_exceeded(
-    moto: Moto, client: Any, recorder: Recorder
+    moto: Moto, client: Any, recorder: Recorder, rendezvous: Callable[[int], Rendezvous]
 ) -> None:
-    """An event throttled past MaximumEventAgeInSeconds is not run: the on-failure record says
-    EventAgeExceeded, and the DLQ gets it too."""
+    """An event throttled past MaximumEventAgeInSeconds (its function's one concurrent run is
+    held) is not run: the on-failure record says EventAgeExceeded, and the DLQ gets it too."""
+    gate = rendezvous(2)
     inbox = Inbox(moto)
     dlq = Inbox(moto)
     name = behaving_function(client, recorder.port, DeadLetterConfig={"TargetArn": dlq.arn})
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
     configure(
         client,
         name,
         MaximumEventAgeInSeconds=60,
         DestinationConfig={"OnFailure": {"Destination": inbox.arn}},
     )
+    holder = fire(client, name, {"seq": 60, "do": "hold", "gate": gate.port})
+    wait_until(lambda: runs_of(recorder, holder) == 1, timeout=30)
     event = {"seq": 6}
     request_id = fire(client, name, event)
 
     (record,) = inbox.bodies(1)
+    assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["condition"] == "EventAgeExceeded"
     assert record["requestContext"]["approximateInvokeCount"] == 0
     assert record["requestPayload"] == event
@@ -235,6 +240,7 @@ def test_an_expired_event_fails_with_event_age_exceeded(
     (letter,) = dlq.wait(1)
     assert letter["Body"] == json.dumps(event)
     assert runs_of(recorder, request_id) == 0
+    release(gate)
 
 
 def test_a_failed_delivery_does_not_stop_the_dispatcher(

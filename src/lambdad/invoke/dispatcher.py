@@ -5,7 +5,7 @@ rules for what comes after an attempt (docs/async-delivery.md):
   qualifier's ``MaximumRetryAttempts``, about 1 then 2 minutes later (scaled); the attempt
   count is kept with the event in the queue, so a restart does not reset it;
 - a throttle (429) or lambdad's own failure puts the event back with a growing delay, without
-  counting an attempt;
+  counting an attempt; but a function whose reserved concurrency is 0 fails its events at once;
 - an event older than ``MaximumEventAgeInSeconds`` (scaled) is not run again: it fails with
   ``EventAgeExceeded``; a stopped recursive loop fails at once; a deleted function's events
   are dropped;
@@ -114,7 +114,11 @@ class Dispatcher:
             outcome = await self._invoker.run_queued(scope, config, event)
         except errors.TooManyRequestsException as exc:
             refused = Response.refused(429, config.version, exc.code, exc.message)
-            await self._put_back(event, refused)
+            if await self._invoker.stopped(scope, config.name):
+                # Reserved concurrency 0: Lambda fails such events without retries.
+                await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
+            else:
+                await self._put_back(event, refused)
             return
         except errors.RecursiveInvocationException as exc:
             refused = Response.refused(RECURSION_STATUS, config.version, exc.code, exc.message)
