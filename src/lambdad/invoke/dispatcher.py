@@ -99,9 +99,9 @@ class Dispatcher:
 
     async def _attempt(self, event: QueuedEvent) -> None:
         scope = Scope(self._account_id, event.region)
-        policy = await self._configs.policy(scope, event.function_name, event.qualifier)
         try:
             config = await self._invoker.queued_target(scope, event)
+            policy = await self._configs.policy(scope, event.function_name, event.qualifier)
         except errors.ResourceNotFoundException as exc:
             log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
             await self._queue.ack(event.id)
@@ -112,21 +112,8 @@ class Dispatcher:
             return
         try:
             outcome = await self._invoker.run_queued(scope, config, event)
-        except errors.TooManyRequestsException as exc:
-            refused = Response.refused(429, config.version, exc.code, exc.message)
-            if await self._invoker.stopped(scope, config.name):
-                # Reserved concurrency 0: Lambda fails such events without retries.
-                await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
-            else:
-                await self._put_back(event, refused)
-            return
-        except errors.RecursiveInvocationException as exc:
-            refused = Response.refused(RECURSION_STATUS, config.version, exc.code, exc.message)
-            await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
-            return
         except errors.LambdaError as exc:
-            log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
-            await self._put_back(event, None)
+            await self._refused(scope, event, config, policy, exc)
             return
         response = Response.of_outcome(outcome)
         if not outcome.function_error:
@@ -135,6 +122,29 @@ class Dispatcher:
             await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, response)
         else:
             await self._retry(event, response)
+
+    async def _refused(
+        self,
+        scope: Scope,
+        event: QueuedEvent,
+        config: FunctionConfig,
+        policy: AsyncPolicy,
+        exc: errors.LambdaError,
+    ) -> None:
+        """The attempt did not run: a throttle or lambdad's own error waits (no attempt used);
+        reserved concurrency 0 and a stopped recursive loop fail at once, as on Lambda."""
+        if isinstance(exc, errors.TooManyRequestsException):
+            refused = Response.refused(429, config.version, exc.code, exc.message)
+            if not await self._invoker.stopped(scope, config.name):
+                await self._put_back(event, refused)
+                return
+        elif isinstance(exc, errors.RecursiveInvocationException):
+            refused = Response.refused(RECURSION_STATUS, config.version, exc.code, exc.message)
+        else:
+            log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
+            await self._put_back(event, None)
+            return
+        await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
 
     def _expired(self, event: QueuedEvent, policy: AsyncPolicy) -> bool:
         """Older than the policy's maximum event age (scaled, as every platform delay is)."""
