@@ -18,9 +18,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiobotocore.session import get_session
-from botocore.config import Config
-
 from lambdad.control.arns import Scope
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 
@@ -62,7 +59,7 @@ class Destinations:
         self._secret_key = secret_key or DUMMY_KEY
         self._retry_delay = retry_delay
         self._attempts = attempts
-        self._session = get_session()
+        self._session: Any = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
         self._opening = asyncio.Lock()
@@ -170,20 +167,27 @@ class Destinations:
             if self.state is DestinationsState.CLOSED:
                 raise RuntimeError("destinations are closed")
             if key not in self._clients:
-                factory = self._session.create_client(
-                    service,
-                    region_name=region,
-                    endpoint_url=self._endpoint_url,
-                    aws_access_key_id=self._access_key,
-                    aws_secret_access_key=self._secret_key,
-                    config=Config(
-                        retries={"total_max_attempts": 1},
-                        connect_timeout=5,
-                        read_timeout=30,
-                    ),
-                )
+                factory = self._factory(service, region)
                 self._clients[key] = await self._stack.enter_async_context(factory)
         return self._clients[key]
+
+    def _factory(self, service: str, region: str) -> Any:
+        """aiobotocore's client context for ``service`` in ``region``. aiobotocore is imported
+        here, on first use: botocore takes about 0.3 s to import, which every lambdad start
+        would pay, and most never send a record."""
+        from aiobotocore.session import get_session
+        from botocore.config import Config
+
+        if self._session is None:
+            self._session = get_session()
+        return self._session.create_client(
+            service,
+            region_name=region,
+            endpoint_url=self._endpoint_url,
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=self._secret_key,
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
+        )
 
     async def close(self) -> None:
         """Close every client opened. Idempotent."""
