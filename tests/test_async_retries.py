@@ -152,27 +152,6 @@ def test_a_throttled_event_waits_without_using_its_attempts(
     assert runs_of(recorder, request_id) == 3
 
 
-def test_reserved_concurrency_zero_fails_events_at_once(
-    moto: Moto, aws_server: Server, client: Any, recorder: Recorder
-) -> None:
-    """With reserved concurrency 0, Lambda sends new events to the DLQ without retries."""
-    dlq = Inbox(moto)
-    name = behaving_function(client, recorder.port, DeadLetterConfig={"TargetArn": dlq.arn})
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-    event = {"seq": 31}
-    request_id = fire(client, name, event)
-
-    (letter,) = dlq.wait(1)
-    assert letter["Body"] == json.dumps(event)
-    assert attributes_of(letter) == {
-        "RequestID": ("String", request_id),
-        "ErrorCode": ("Number", "429"),
-        "ErrorMessage": ("String", "Rate Exceeded."),
-    }
-    wait_until(lambda: queued(aws_server, request_id) is None)
-    assert runs_of(recorder, request_id) == 0
-
-
 def test_a_deleted_functions_events_are_dropped(
     aws_server: Server,
     client: Any,

@@ -36,10 +36,6 @@ class Leases:
     def running(self, region: str, name: str) -> int:
         return self._running[(region, name)]
 
-    async def reserved(self, region: str, name: str) -> int | None:
-        """The function's reserved concurrency, or None when it has none."""
-        return (await self._reservations.of(region, name))[0]
-
     @contextlib.asynccontextmanager
     async def lease(self, region: str, name: str) -> AsyncIterator[None]:
         """Hold a lease for one invocation of ``name``; TooManyRequestsException when none is

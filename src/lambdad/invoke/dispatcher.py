@@ -5,7 +5,8 @@ rules for what comes after an attempt (docs/async-delivery.md):
   qualifier's ``MaximumRetryAttempts``, about 1 then 2 minutes later (scaled); the attempt
   count is kept with the event in the queue, so a restart does not reset it;
 - a throttle (429) or lambdad's own failure puts the event back with a growing delay, without
-  counting an attempt; but a function whose reserved concurrency is 0 fails its events at once;
+  counting an attempt (also under a reserved concurrency of 0, where AWS documents sending
+  new events straight to the DLQ: see docs/async-delivery.md);
 - an event older than ``MaximumEventAgeInSeconds`` (scaled) is not run again: it fails with
   ``EventAgeExceeded``; a stopped recursive loop fails at once; a deleted function's events
   are dropped;
@@ -132,19 +133,17 @@ class Dispatcher:
         exc: errors.LambdaError,
     ) -> None:
         """The attempt did not run: a throttle or lambdad's own error waits (no attempt used);
-        reserved concurrency 0 and a stopped recursive loop fail at once, as on Lambda."""
-        if isinstance(exc, errors.TooManyRequestsException):
-            refused = Response.refused(429, config.version, exc.code, exc.message)
-            if not await self._invoker.stopped(scope, config.name):
-                await self._put_back(event, refused)
-                return
-        elif isinstance(exc, errors.RecursiveInvocationException):
+        a stopped recursive loop fails at once, as on Lambda."""
+        if isinstance(exc, errors.RecursiveInvocationException):
             refused = Response.refused(RECURSION_STATUS, config.version, exc.code, exc.message)
+            await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
+        elif isinstance(exc, errors.TooManyRequestsException):
+            await self._put_back(
+                event, Response.refused(429, config.version, exc.code, exc.message)
+            )
         else:
             log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
             await self._put_back(event, None)
-            return
-        await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
 
     def _expired(self, event: QueuedEvent, policy: AsyncPolicy) -> bool:
         """Older than the policy's maximum event age (scaled, as every platform delay is)."""

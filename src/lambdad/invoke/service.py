@@ -160,10 +160,6 @@ class Invoker:
         async with self._leases.lease(scope.region, config.name):
             return await self._runtime.invoke(scope.region, spec_of(config), invocation)
 
-    async def stopped(self, scope: Scope, name: str) -> bool:
-        """Whether ``name`` has a reserved concurrency of 0: its async events fail at once."""
-        return await self._leases.reserved(scope.region, name) == 0
-
     async def queued_target(self, scope: Scope, event: QueuedEvent) -> FunctionConfig:
         """The version a queued event runs on now (ResourceNotFoundException once deleted)."""
         return await self._target(scope, _queued_request(event))
