@@ -40,9 +40,6 @@ RECORD_KEYS = [
 ]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
-#: Every test here sets an event invoke config, whose API is built on another branch.
-pytestmark = pytest.mark.skip(reason="needs PutFunctionEventInvokeConfig")
-
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:

@@ -222,7 +222,10 @@ def test_extension_registers_before_the_runtime_and_receives_invoke(target: Targ
     }
     assert "EXTENSION\tName: echo\tState: Ready\tEvents: [INVOKE,SHUTDOWN]" in lines
     event = json.loads(said(lines, "echo EVENT")[0])
-    assert set(event) == {"eventType", "deadlineMs", "requestId", "invokedFunctionArn"}
+    assert set(event) == {"eventType", "deadlineMs", "requestId", "invokedFunctionArn", "tracing"}
+    # Every invocation has a trace header (docs/async-config.md), so INVOKE always carries it.
+    assert event["tracing"]["type"] == "X-Amzn-Trace-Id"
+    assert event["tracing"]["value"].startswith("Root=1-")
     assert (event["eventType"], event["requestId"]) == ("INVOKE", request_id)
     assert event["invokedFunctionArn"].endswith(f":function:{name}")
     assert 0 < event["deadlineMs"] - time.time() * 1000 <= 3000

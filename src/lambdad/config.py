@@ -45,6 +45,10 @@ class Settings:
     #: The account's concurrent executions per region (AWS: ``ConcurrentExecutions``, 1000);
     #: at least 100 of them (all of them, below 100) always stay unreserved.
     concurrency_limit: int = 1000
+    #: Lambda's concurrency scaling rate: new execution environments each function may add
+    #: per ``scale_window`` seconds (scaled), refilled continuously.
+    scale_rate: int = 1000
+    scale_window: float = 10.0
     #: Upper bound on live execution environments across all functions.
     max_environments: int = 256
     #: The ``node`` executable for nodejs runtimes; empty means "look on PATH".
@@ -143,6 +147,8 @@ def load_settings(
         raise ValueError("setting time_scale must be positive")
     if settings.concurrency_limit < 1:
         raise ValueError("setting concurrency_limit must be positive")
+    if settings.scale_rate < 1 or settings.scale_window <= 0:
+        raise ValueError("settings scale_rate and scale_window must be positive")
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

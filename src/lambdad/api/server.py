@@ -15,11 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import lambda_api, layers_api
+from lambdad.api import event_config_api, lambda_api, layers_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
+from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -32,6 +33,7 @@ from lambdad.runtime.pool import RuntimeManager
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
+from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
 from lambdad.store.sqlite import SqliteStore
@@ -76,16 +78,29 @@ class LambdadServer:
             python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
         )
-        self.runtime = RuntimeManager(ctx, self.blobs, settings.idle_timeout)
+        self.runtime = RuntimeManager(
+            ctx,
+            self.blobs,
+            settings.idle_timeout,
+            ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+        )
         self.functions.on_change(self.runtime.function_changed)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
-        self.invoker = Invoker(self.functions, self.runtime, self.queue, Leases(self.reservations))
+        self.event_configs = EventInvokeConfigs(self.store, self.functions)
+        self.invoker = Invoker(
+            self.functions,
+            self.runtime,
+            self.queue,
+            Leases(self.reservations),
+            self.event_configs,
+        )
         self.dispatcher = Dispatcher(
             self.queue,
             self.invoker,
             settings.account_id,
             throttle_delay=settings.scaled(1.0),
             time_scale=settings.time_scale,
+            configs=self.event_configs,
             destinations=Destinations(
                 self.invoker,
                 endpoint_url=settings.aws_endpoint_url,
@@ -105,12 +120,14 @@ class LambdadServer:
         app[lambda_api.ACCOUNT] = self.settings.account_id
         app[lambda_api.DEFAULT_REGION] = self.settings.default_region
         app[layers_api.LAYERS] = self.functions.layers
+        app[event_config_api.EVENT_CONFIGS] = self.event_configs
         app[platform_api.BLOBS] = self.blobs
         app[platform_api.LOGS] = self.logs
         app[platform_api.DOCTOR] = self.doctor
         app.add_routes(platform_api.routes)
         app.add_routes(lambda_api.routes)
         app.add_routes(layers_api.routes)
+        app.add_routes(event_config_api.routes)
         return app
 
     async def start(self) -> None:

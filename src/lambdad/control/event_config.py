@@ -2,23 +2,43 @@
 and what happens to a recursive loop.
 
 ``EventInvokeConfigs`` holds the per-qualifier ``FunctionEventInvokeConfig`` documents
-(Put/Get/Update/Delete/ListFunctionEventInvokeConfig(s)) and the per-function recursion
-setting (Get/PutFunctionRecursionConfig). The dispatcher asks it for the ``AsyncPolicy`` of the
-qualifier an event was sent to.
+(Put/Get/Update/Delete/ListFunctionEventInvokeConfig(s)), in ``Table.EVENT_INVOKE_CONFIGS``
+keyed ``(region, function, qualifier)``, and the per-function recursion setting
+(Get/PutFunctionRecursionConfig) in ``Table.RECURSION`` keyed ``(region, function)``. Both go
+when the function (or the version or alias a config belongs to) is deleted.
 
-SEAM (issue 5): the API side is being built; until then every policy is the default.
+The invoke path asks ``policy`` (the dispatcher, per event) and ``recursion`` (per invocation
+that carries a long chain): both answer from a per-function cache, filled from the store once
+and kept current by every write here and every delete of a function, version or alias.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+from collections.abc import Mapping
+from typing import Any
 
+from lambdad import errors
+from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.event_config_model import EventInvokeConfig, function_of, settings_of
+from lambdad.control.functions import Functions
+from lambdad.control.model import LATEST
+from lambdad.control.paging import page
+from lambdad.store.base import Store, Table
 
 #: Lambda's defaults for asynchronous invocation.
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE = 21600
+#: ListFunctionEventInvokeConfigs' largest page (the model's MaxItems maximum).
+MAX_LIST_PAGE = 50
+#: botocore's ``UnqualifiedFunctionName`` pattern, which the recursion calls take.
+UNQUALIFIED_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)"
+)
 
 
 class RecursiveLoop(enum.StrEnum):
@@ -37,12 +57,225 @@ class AsyncPolicy:
     on_failure: str | None = None
 
 
+def policy_of(config: EventInvokeConfig | None) -> AsyncPolicy:
+    if config is None:
+        return AsyncPolicy()
+    return AsyncPolicy(
+        max_retry_attempts=(
+            DEFAULT_RETRIES if config.max_retry_attempts is None else config.max_retry_attempts
+        ),
+        max_event_age=DEFAULT_MAX_AGE if config.max_event_age is None else config.max_event_age,
+        on_success=config.on_success,
+        on_failure=config.on_failure,
+    )
+
+
+def _qualifier_order(qualifier: str) -> tuple[int, int, str]:
+    if qualifier == LATEST:
+        return (0, 0, "")
+    return (1, int(qualifier), "") if qualifier.isdigit() else (2, 0, qualifier)
+
+
 class EventInvokeConfigs:
-    """Event invoke configs and recursion settings (stub: defaults only)."""
+    """Event invoke configs and recursion settings of every function."""
+
+    def __init__(self, store: Store, functions: Functions) -> None:
+        self._store = store
+        self._functions = functions
+        #: ``(region, function)`` -> qualifier -> config, for functions the invoke path asked of.
+        self._configs: dict[tuple[str, str], dict[str, EventInvokeConfig]] = {}
+        self._recursion: dict[tuple[str, str], RecursiveLoop] = {}
+        self._lock = asyncio.Lock()
+        functions.on_delete(self._deleted)
+
+    # ---------------------------------------------------------------- invoke path
 
     async def policy(self, scope: Scope, function_name: str, qualifier: str | None) -> AsyncPolicy:
         """The policy for events sent to ``function_name`` at ``qualifier`` (None: $LATEST)."""
-        return AsyncPolicy()
+        configs = self._configs.get((scope.region, function_name))
+        if configs is None:
+            configs = await self._load(scope.region, function_name)
+        return policy_of(configs.get(qualifier or LATEST))
 
     async def recursion(self, scope: Scope, function_name: str) -> RecursiveLoop:
-        return RecursiveLoop.TERMINATE
+        """The function's recursive loop setting (``Terminate`` unless set to ``Allow``)."""
+        key = (scope.region, function_name)
+        setting = self._recursion.get(key)
+        if setting is None:
+            async with self._lock:
+                doc = await self._store.get(Table.RECURSION, key)
+                setting = RecursiveLoop(doc["recursive_loop"]) if doc else RecursiveLoop.TERMINATE
+                self._recursion.setdefault(key, setting)
+        return setting
+
+    async def _load(self, region: str, name: str) -> dict[str, EventInvokeConfig]:
+        async with self._lock:
+            cached = self._configs.get((region, name))
+            if cached is None:
+                rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, (region, name))
+                cached = {key[2]: EventInvokeConfig.from_doc(doc) for key, doc in rows}
+                self._configs[(region, name)] = cached
+            return cached
+
+    async def _deleted(self, region: str, name: str, qualifier: str | None) -> None:
+        async with self._lock:
+            if qualifier is None:
+                await self._store.delete_prefix(Table.EVENT_INVOKE_CONFIGS, (region, name))
+                await self._store.delete(Table.RECURSION, (region, name))
+                self._configs.pop((region, name), None)
+                self._recursion.pop((region, name), None)
+                return
+            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, (region, name, qualifier))
+            self._configs.get((region, name), {}).pop(qualifier, None)
+
+    # ---------------------------------------------------------------- event invoke configs
+
+    async def _existing(
+        self, scope: Scope, raw_name: str, qualifier: str | None
+    ) -> tuple[str, str]:
+        """(name, qualifier) of a function, version or alias that exists."""
+        name, _ = self._functions.name_of(scope, raw_name)
+        try:
+            _, named = await self._functions.lookup(scope, raw_name, qualifier)
+        except errors.ResourceNotFoundException:
+            raise errors.ResourceNotFoundException("The function doesn't exist.") from None
+        return name, named or LATEST
+
+    def _named(self, scope: Scope, raw_name: str, qualifier: str | None) -> tuple[str, str]:
+        name, from_arn = self._functions.name_of(scope, raw_name)
+        merged = validation.merge_qualifier(from_arn, qualifier)
+        if merged is not None:
+            validation.validate_qualifier(merged)
+        return name, merged or LATEST
+
+    async def _write(self, scope: Scope, name: str, config: EventInvokeConfig) -> None:
+        """Store ``config``; the caller holds the lock."""
+        key = (scope.region, name, config.qualifier)
+        await self._store.put(Table.EVENT_INVOKE_CONFIGS, key, config.to_doc())
+        cached = self._configs.get((scope.region, name))
+        if cached is not None:
+            cached[config.qualifier] = config
+
+    async def _check_destinations(
+        self, scope: Scope, name: str, changes: Mapping[str, Any]
+    ) -> None:
+        """A function destination must exist, and be another function."""
+        for target in (changes.get("on_success"), changes.get("on_failure")):
+            named = function_of(target) if target else None
+            if target is None or named is None:
+                continue
+            region, account, other = named
+            if (region, account, other) == (scope.region, scope.account_id, name):
+                raise errors.InvalidParameterValueException(
+                    "You can't specify the function as a destination for itself."
+                )
+            if (region, account) != (scope.region, scope.account_id) or not await self._store.get(
+                Table.FUNCTIONS, (region, other)
+            ):
+                raise errors.InvalidParameterValueException(
+                    f"The destination ARN {target} is invalid."
+                )
+
+    async def put(
+        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+    ) -> EventInvokeConfig:
+        """Replace the qualifier's config with the settings of ``body``."""
+        changes = settings_of(body)
+        async with self._lock:
+            name, named = await self._existing(scope, raw_name, qualifier)
+            await self._check_destinations(scope, name, changes)
+            config = EventInvokeConfig(name, named).merged(changes)
+            await self._write(scope, name, config)
+        return config
+
+    async def update(
+        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+    ) -> EventInvokeConfig:
+        """Change the settings ``body`` names in the qualifier's existing config."""
+        changes = settings_of(body)
+        async with self._lock:
+            name, named = await self._existing(scope, raw_name, qualifier)
+            await self._check_destinations(scope, name, changes)
+            config = (await self._get(scope, name, named)).merged(changes)
+            await self._write(scope, name, config)
+        return config
+
+    async def _get(self, scope: Scope, name: str, qualifier: str) -> EventInvokeConfig:
+        doc = await self._store.get(Table.EVENT_INVOKE_CONFIGS, (scope.region, name, qualifier))
+        if doc is None:
+            raise errors.ResourceNotFoundException(
+                f"The function {scope.function_arn(name, qualifier)} doesn't have an "
+                "EventInvokeConfig"
+            )
+        return EventInvokeConfig.from_doc(doc)
+
+    async def get(self, scope: Scope, raw_name: str, qualifier: str | None) -> EventInvokeConfig:
+        return await self._get(scope, *self._named(scope, raw_name, qualifier))
+
+    async def delete(self, scope: Scope, raw_name: str, qualifier: str | None) -> None:
+        name, named = self._named(scope, raw_name, qualifier)
+        async with self._lock:
+            await self._get(scope, name, named)
+            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, (scope.region, name, named))
+            self._configs.get((scope.region, name), {}).pop(named, None)
+
+    async def list_configs(
+        self, scope: Scope, raw_name: str, marker: str | None, max_items: int | None
+    ) -> tuple[list[EventInvokeConfig], str | None]:
+        """One page of the function's configs, and the next marker."""
+        name, _ = await self._existing(scope, raw_name, None)
+        rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, (scope.region, name))
+        configs = sorted(
+            (EventInvokeConfig.from_doc(doc) for _, doc in rows),
+            key=lambda c: _qualifier_order(c.qualifier),
+        )
+        return page(configs, marker, max_items, limit=MAX_LIST_PAGE)
+
+    # ---------------------------------------------------------------- recursion config
+
+    async def _function(self, scope: Scope, raw_name: str) -> str:
+        name, qualifier = self._functions.name_of(scope, raw_name)
+        if qualifier is not None:
+            raise validation.validation_error(
+                [
+                    validation.constraint(
+                        raw_name,
+                        "functionName",
+                        f"Member must satisfy regular expression pattern: "
+                        f"{UNQUALIFIED_NAME_PATTERN}",
+                    )
+                ]
+            )
+        await self._functions.record(scope, name)
+        return name
+
+    async def get_recursion(self, scope: Scope, raw_name: str) -> RecursiveLoop:
+        return await self.recursion(scope, await self._function(scope, raw_name))
+
+    async def put_recursion(self, scope: Scope, raw_name: str, value: Any) -> RecursiveLoop:
+        if value is None:
+            raise validation.validation_error(
+                [
+                    "Value null at 'recursiveLoop' failed to satisfy constraint: "
+                    "Member must not be null"
+                ]
+            )
+        allowed = [RecursiveLoop.ALLOW.value, RecursiveLoop.TERMINATE.value]
+        if value not in allowed:
+            raise validation.validation_error(
+                [
+                    validation.constraint(
+                        value,
+                        "recursiveLoop",
+                        f"Member must satisfy enum value set: [{', '.join(allowed)}]",
+                    )
+                ]
+            )
+        setting = RecursiveLoop(value)
+        async with self._lock:
+            name = await self._function(scope, raw_name)
+            await self._store.put(
+                Table.RECURSION, (scope.region, name), {"recursive_loop": setting.value}
+            )
+            self._recursion[(scope.region, name)] = setting
+        return setting

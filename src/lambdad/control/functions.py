@@ -36,6 +36,8 @@ from lambdad.store import zipcode
 from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
 ChangeListener = Callable[[str, str], Awaitable[None]]
+#: ``(region, name, qualifier)``: qualifier None when the whole function went.
+DeleteListener = Callable[[str, str, str | None], Awaitable[None]]
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
 _IDENTITY_EXCLUDED = {
@@ -88,6 +90,7 @@ class Functions:
         #: the write does not put what it read back into the cache.
         self._generation: dict[tuple[str, str], int] = {}
         self._listeners: list[ChangeListener] = []
+        self._delete_listeners: list[DeleteListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -96,6 +99,15 @@ class Functions:
         itself on the next invoke, and keeps its warm environments when nothing changed.
         """
         self._listeners.append(listener)
+
+    def on_delete(self, listener: DeleteListener) -> None:
+        """Call ``listener(region, name, qualifier)`` after a function (qualifier None), one of
+        its versions or one of its aliases is deleted, so that what hangs on it goes too."""
+        self._delete_listeners.append(listener)
+
+    async def _deleted(self, scope: Scope, name: str, qualifier: str | None) -> None:
+        for listener in self._delete_listeners:
+            await listener(scope.region, name, qualifier)
 
     # ---------------------------------------------------------------- helpers
 
@@ -446,6 +458,7 @@ class Functions:
                     )
                 await self._store.delete(Table.VERSIONS, (scope.region, name, qualifier))
         await self._changed(scope, name, deleted=True)
+        await self._deleted(scope, name, qualifier)
 
     # ---------------------------------------------------------------- versions
 
@@ -601,6 +614,7 @@ class Functions:
             await self._record(scope, name)
             await self._store.delete(Table.ALIASES, (scope.region, name, alias_name))
         await self._changed(scope, name)
+        await self._deleted(scope, name, alias_name)
 
     async def list_aliases(
         self,

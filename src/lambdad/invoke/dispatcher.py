@@ -58,7 +58,7 @@ class Dispatcher:
         *,
         throttle_delay: float = 1.0,
         time_scale: float = 1.0,
-        configs: EventInvokeConfigs | None = None,
+        configs: EventInvokeConfigs,
         destinations: Destinations | None = None,
     ) -> None:
         self._queue = queue
@@ -67,7 +67,7 @@ class Dispatcher:
         self._time_scale = time_scale
         self._invoker = invoker
         self._account_id = account_id
-        self._configs = configs or EventInvokeConfigs()
+        self._configs = configs
         self._destinations = destinations or Destinations(invoker, retry_delay=time_scale)
         self._slots = asyncio.Semaphore(workers)
         self._loop_task: asyncio.Task[None] | None = None

@@ -11,13 +11,16 @@ import binascii
 import dataclasses
 import enum
 import json
+import logging
 import time
 import uuid
 
 from lambdad import errors
 from lambdad.control.arns import Scope
+from lambdad.control.event_config import EventInvokeConfigs, RecursiveLoop
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
+from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import check_payload
 from lambdad.runtime.invocation import Invocation, Outcome
@@ -26,6 +29,13 @@ from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import Queue, QueuedEvent
 
 MAX_CLIENT_CONTEXT = 3583
+#: botocore's documentation of RecursiveInvocationException.
+RECURSION_MESSAGE = (
+    "Lambda has detected your function being invoked in a recursive loop with other Amazon Web "
+    "Services resources and stopped your function's invocation."
+)
+
+log = logging.getLogger(__name__)
 
 
 class InvocationType(enum.StrEnum):
@@ -105,12 +115,19 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
 
 class Invoker:
     def __init__(
-        self, functions: Functions, runtime: RuntimeManager, queue: Queue, leases: Leases
+        self,
+        functions: Functions,
+        runtime: RuntimeManager,
+        queue: Queue,
+        leases: Leases,
+        configs: EventInvokeConfigs | None = None,
     ) -> None:
         self._functions = functions
         self._runtime = runtime
         self._queue = queue
         self._leases = leases
+        #: Recursion settings; without them every recursive loop is stopped (the default).
+        self._configs = configs
 
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
@@ -138,6 +155,7 @@ class Invoker:
                     payload=request.payload,
                     region=scope.region,
                     enqueued_at=time.time(),
+                    attributes={"trace_id": lineage.with_root(request.trace_id)},
                 )
             )
             return Accepted(request_id, config.version)
@@ -146,19 +164,45 @@ class Invoker:
     async def run(
         self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
     ) -> Outcome:
-        """Run one invocation under a concurrency lease (TooManyRequestsException without)."""
+        """Run one invocation under a concurrency lease (TooManyRequestsException without).
+
+        RecursiveInvocationException when it would be a recursive loop's invocation past
+        ``lineage.MAX_HOPS`` of a function whose recursion setting is not ``Allow``.
+        """
         qualifier = request.qualifier
+        trace_id = await self._trace(scope, config, request_id, request.trace_id)
         invocation = Invocation(
             request_id=request_id,
             payload=request.payload or b"{}",
             invoked_arn=scope.function_arn(config.name, qualifier),
             client_context=request.client_context,
-            trace_id=request.trace_id,
+            trace_id=trace_id,
             tenant_id=request.tenant_id,
             tail=request.tail,
         )
         async with self._leases.lease(scope.region, config.name):
             return await self._runtime.invoke(scope.region, spec_of(config), invocation)
+
+    async def _trace(
+        self, scope: Scope, config: FunctionConfig, request_id: str, header: str | None
+    ) -> str:
+        """The trace header the invocation runs with, one hop further down its chain."""
+        trace_id, hops = lineage.next_hop(header, scope.function_arn(config.name))
+        if hops < lineage.MAX_HOPS:
+            return trace_id
+        allowed = RecursiveLoop.TERMINATE
+        if self._configs is not None:
+            allowed = await self._configs.recursion(scope, config.name)
+        if allowed is RecursiveLoop.ALLOW:
+            return trace_id
+        log.warning(
+            "recursive loop stopped: invocation %s of %s after %d invocations in one chain "
+            "(RecursiveLoop Terminate)",
+            request_id,
+            scope.function_arn(config.name),
+            hops,
+        )
+        raise errors.RecursiveInvocationException(RECURSION_MESSAGE)
 
     async def queued_target(self, scope: Scope, event: QueuedEvent) -> FunctionConfig:
         """The version a queued event runs on now (ResourceNotFoundException once deleted)."""
@@ -176,4 +220,5 @@ def _queued_request(event: QueuedEvent) -> InvokeRequest:
         payload=event.payload,
         invocation_type=InvocationType.EVENT,
         request_id=event.id,
+        trace_id=event.attributes.get("trace_id"),
     )

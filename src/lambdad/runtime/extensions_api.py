@@ -12,9 +12,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from lambdad.runtime.extensions import ExtensionGone
+from lambdad.runtime.http11 import Request, Response
 from lambdad.runtime.replies import RuntimeApiError, json_error_body
 
 if TYPE_CHECKING:
@@ -25,16 +24,14 @@ TELEMETRY = "/2022-07-01/telemetry"
 LOGS = "/2020-08-15/logs"
 PREFIXES = (EXTENSION, TELEMETRY, LOGS)
 ID_HEADER = "Lambda-Extension-Identifier"
-_JSON = "application/json"
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    body = json_error_body(error_type, message)
-    return web.Response(status=status, body=body, content_type=_JSON)
+def _error(status: int, error_type: str, message: str) -> Response:
+    return Response(status, json_error_body(error_type, message))
 
 
-def _identifier(request: web.BaseRequest) -> str:
-    value = request.headers.get(ID_HEADER, "")
+def _identifier(request: Request) -> str:
+    value = request.header(ID_HEADER)
     if not value:
         raise RuntimeApiError(
             403,
@@ -49,15 +46,15 @@ def _identifier(request: web.BaseRequest) -> str:
         ) from None
 
 
-def _error_type(request: web.BaseRequest) -> str:
+def _error_type(request: Request) -> str:
     name = "Lambda-Extension-Function-Error-Type"
-    value = request.headers.get(name, "")
+    value = request.header(name)
     if not value:
         raise RuntimeApiError(403, "Extension.MissingHeader", f"{name} not found")
     return value
 
 
-async def handle(env: Environment, request: web.BaseRequest) -> web.StreamResponse:
+async def handle(env: Environment, request: Request) -> Response:
     path, method = request.path.rstrip("/"), request.method
     try:
         if path.startswith(EXTENSION):
@@ -71,42 +68,38 @@ async def handle(env: Environment, request: web.BaseRequest) -> web.StreamRespon
     return _error(404, "InvalidRequest", "Not found")
 
 
-async def _extension(
-    env: Environment, request: web.BaseRequest, action: str, method: str
-) -> web.StreamResponse:
+async def _extension(env: Environment, request: Request, action: str, method: str) -> Response:
     extensions = env.extensions
     if action == "register" and method == "POST":
         ext, body = extensions.register(
-            request.headers.get("Lambda-Extension-Name", ""),
-            await request.read(),
-            request.headers.get("Lambda-Extension-Accept-Feature", ""),
+            request.header("Lambda-Extension-Name"),
+            request.body or b"",
+            request.header("Lambda-Extension-Accept-Feature"),
         )
-        return web.Response(body=body, headers={ID_HEADER: ext.id, "Content-Type": _JSON})
+        return Response(200, body, ((ID_HEADER, ext.id),))
     if action == "event/next" and method == "GET":
         return await _next(env, _identifier(request))
     if action in ("init/error", "exit/error") and method == "POST":
         ext_id = _identifier(request)
         error_type = _error_type(request)
-        await request.read()
         if action == "init/error":
             extensions.init_error(ext_id, error_type)
         else:
             extensions.exit_error(ext_id, error_type)
-        return web.Response(status=202, body=b'{"status":"OK"}\n', content_type=_JSON)
+        return Response(202, b'{"status":"OK"}\n')
     return _error(404, "InvalidRequest", "Not found")
 
 
-async def _next(env: Environment, ext_id: str) -> web.StreamResponse:
+async def _next(env: Environment, ext_id: str) -> Response:
     try:
         event = await env.extensions.next(ext_id)
     except ExtensionGone:
         # The environment went away while the extension waited; it is being killed.
         return _error(500, "InternalServerError", "Internal Server Error")
-    headers = {"Lambda-Extension-Event-Identifier": str(uuid.uuid4()), "Content-Type": _JSON}
-    return web.Response(body=event, headers=headers)
+    return Response(200, event, (("Lambda-Extension-Event-Identifier", str(uuid.uuid4())),))
 
 
-async def _subscribe(env: Environment, request: web.BaseRequest) -> web.StreamResponse:
+async def _subscribe(env: Environment, request: Request) -> Response:
     ext = env.extensions.find(_identifier(request))
-    env.telemetry.subscribe(ext.name, await request.read())
-    return web.Response(status=200, body=b'"OK"', content_type=_JSON)
+    env.telemetry.subscribe(ext.name, request.body or b"")
+    return Response(200, b'"OK"')

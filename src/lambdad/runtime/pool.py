@@ -23,6 +23,7 @@ from lambdad.runtime.environment import Environment, EnvironmentContext, EnvStat
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.rapi import RuntimeApiServer
+from lambdad.runtime.scaling import ScaleRate
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
@@ -97,6 +98,7 @@ class Pool:
             await asyncio.wait(
                 self._settling, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
+        self._manager.scale_rate.take(self._ctx.region, self.config.name)
         env = self._new_environment()
         try:
             await env.start()
@@ -162,8 +164,15 @@ class ManagerState(enum.Enum):
 class RuntimeManager:
     """All pools of this lambdad, the Runtime API server, and the idle reaper."""
 
-    def __init__(self, ctx: EnvironmentContext, blobs: BlobStore, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        ctx: EnvironmentContext,
+        blobs: BlobStore,
+        idle_timeout: float,
+        scale_rate: ScaleRate | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.scale_rate = scale_rate or ScaleRate()
         self.rapi = RuntimeApiServer()
         self._blobs = blobs
         self._layers = LayerAssembler(blobs, ctx.runs_dir.parent / "opt")
@@ -223,6 +232,7 @@ class RuntimeManager:
 
     async def function_changed(self, region: str, name: str) -> None:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
+        self.scale_rate.forget(region, name)
         for key in [k for k in self._pools if k[0] == region and k[1] == name]:
             await self._retire(self._pools.pop(key))
 

@@ -4,20 +4,17 @@ The Extensions and Telemetry APIs share its address; their routes are in ``exten
 
 Every environment gets its own listening socket on loopback, so the port a request arrives
 on says which environment is asking, and no environment can take another's invocations.
-All sockets are served by one low-level aiohttp server.
+All sockets are served by one small HTTP/1.1 server (``http11.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import socket
-import weakref
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from lambdad.runtime import extensions_api
+from lambdad.runtime import extensions_api, http11
+from lambdad.runtime.http11 import Request, Response
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
 from lambdad.runtime.replies import RuntimeApiError, json_error_body
 
@@ -26,7 +23,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/2018-06-01/runtime/"
 _OK = b'{"status":"OK"}\n'
-_JSON = "application/json"
+_TRUSTED = "trusted"
 
 
 class RapiState(enum.Enum):
@@ -35,46 +32,37 @@ class RapiState(enum.Enum):
     CLOSED = "closed"
 
 
-def _json_error(status: int, error_type: str, message: str) -> web.Response:
-    body = json_error_body(error_type, message)
-    return web.Response(status=status, body=body, content_type=_JSON)
+def _json_error(status: int, error_type: str, message: str) -> Response:
+    return Response(status, json_error_body(error_type, message))
 
 
-def _accepted() -> web.Response:
-    return web.Response(status=202, body=_OK, content_type=_JSON)
+def _accepted() -> Response:
+    return Response(202, _OK)
 
 
 class RuntimeApiServer:
     def __init__(self) -> None:
         self.state = RapiState.NEW
-        self._server: web.Server | None = None
-        self._runner: web.ServerRunner | None = None
-        self._sites: dict[int, web.SockSite] = {}
+        self._server: http11.Server | None = None
         self._envs: dict[int, Environment] = {}
-        self._verified: weakref.WeakKeyDictionary[asyncio.BaseTransport, bool] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def start(self) -> None:
         if self.state is not RapiState.NEW:
             raise RuntimeError("Runtime API server already started")
-        self._server = web.Server(self._handle, access_log=None, max_field_size=2 * 1024 * 1024)
-        self._runner = web.ServerRunner(self._server, handle_signals=False)
-        await self._runner.setup()
+        self._server = http11.Server(self._handle, MAX_RUNTIME_PAYLOAD)
         self.state = RapiState.RUNNING
 
     async def close(self) -> None:
         if self.state is RapiState.CLOSED:
             return
         self.state = RapiState.CLOSED
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._sites.clear()
+        if self._server is not None:
+            await self._server.close()
         self._envs.clear()
 
     async def attach(self, env: Environment) -> int:
         """Open a socket for ``env``; returns its port."""
-        if self.state is not RapiState.RUNNING or self._runner is None:
+        if self.state is not RapiState.RUNNING or self._server is None:
             raise RuntimeError("Runtime API server is not running")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,124 +70,97 @@ class RuntimeApiServer:
         sock.listen(16)
         sock.setblocking(False)
         port = int(sock.getsockname()[1])
-        site = web.SockSite(self._runner, sock, shutdown_timeout=0.0)
-        self._sites[port] = site
         self._envs[port] = env
-        await site.start()
+        await self._server.listen(sock)
         return port
 
     async def detach(self, port: int) -> None:
         self._envs.pop(port, None)
-        site = self._sites.pop(port, None)
-        if site is not None:
-            await site.stop()
+        if self._server is not None:
+            await self._server.unlisten(port)
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        env = self._envs.get(sockname[1]) if sockname else None
-        if env is None or sockname is None or not await self._trusted(request, env, sockname):
+    async def _handle(self, request: Request) -> Response:
+        env = self._envs.get(request.local[1])
+        if env is None or not await self._trusted(request, env):
             return _json_error(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if path.startswith(extensions_api.PREFIXES):
             return await extensions_api.handle(env, request)
         if not path.startswith(PREFIX):
             if path == "/ping" or path == "/2018-06-01/ping":
-                return web.Response(text="pong")
+                return Response(200, b"pong", content_type="text/plain; charset=utf-8")
             return _json_error(404, "InvalidRequest", "Not found")
         parts = path[len(PREFIX) :].split("/")
         try:
             if parts == ["invocation", "next"] and request.method == "GET":
                 return await self._next(env)
             if len(parts) == 3 and parts[0] == "invocation" and request.method == "POST":
-                return await self._post_invocation(env, request, parts[1], parts[2])
+                return self._post_invocation(env, request, parts[1], parts[2])
             if parts == ["init", "error"] and request.method == "POST":
-                body = (await _read_capped(request))[0] or b""
                 env.rapi_init_error(
-                    body,
-                    request.headers.get("Content-Type", ""),
-                    request.headers.get("Lambda-Runtime-Function-Error-Type"),
+                    request.body or b"",
+                    request.header("Content-Type"),
+                    request.headers.get("lambda-runtime-function-error-type"),
                 )
                 return _accepted()
         except RuntimeApiError as exc:
             return _json_error(exc.status, exc.error_type, exc.message)
         return _json_error(404, "InvalidRequest", "Not found")
 
-    async def _trusted(
-        self, request: web.BaseRequest, env: Environment, sockname: tuple[str, int]
-    ) -> bool:
+    async def _trusted(self, request: Request, env: Environment) -> bool:
         """Whether the connection is the environment's own (checked once per connection)."""
-        transport = request.transport
-        if transport is None:
-            return False
-        verdict = self._verified.get(transport)
+        verdict = request.connection.get(_TRUSTED)
         if verdict is None:
-            peer = transport.get_extra_info("peername")
-            verdict = bool(peer) and await env.owns_connection(
-                (sockname[0], sockname[1]), (peer[0], peer[1])
+            verdict = bool(request.peer[1]) and await env.owns_connection(
+                request.local, request.peer
             )
-            self._verified[transport] = verdict
-        return verdict
+            request.connection[_TRUSTED] = verdict
+        return bool(verdict)
 
-    async def _next(self, env: Environment) -> web.StreamResponse:
+    async def _next(self, env: Environment) -> Response:
         invocation = await env.rapi_next()
-        headers = {
-            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(env.deadline_ms),
-            "Lambda-Runtime-Invoked-Function-Arn": invocation.invoked_arn,
-        }
+        headers = [
+            ("Lambda-Runtime-Aws-Request-Id", invocation.request_id),
+            ("Lambda-Runtime-Deadline-Ms", str(env.deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn", invocation.invoked_arn),
+        ]
         if invocation.trace_id:
-            headers["Lambda-Runtime-Trace-Id"] = invocation.trace_id
+            headers.append(("Lambda-Runtime-Trace-Id", invocation.trace_id))
         if invocation.client_context:
-            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
+            headers.append(("Lambda-Runtime-Client-Context", invocation.client_context))
         if invocation.cognito_identity:
-            headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
+            headers.append(("Lambda-Runtime-Cognito-Identity", invocation.cognito_identity))
         if invocation.tenant_id:
-            headers["Lambda-Runtime-Aws-Tenant-Id"] = invocation.tenant_id
-        headers["Content-Type"] = invocation.content_type
-        return web.Response(body=invocation.payload, headers=headers)
+            headers.append(("Lambda-Runtime-Aws-Tenant-Id", invocation.tenant_id))
+        return Response(200, invocation.payload, tuple(headers), invocation.content_type)
 
-    async def _post_invocation(
-        self, env: Environment, request: web.BaseRequest, request_id: str, action: str
-    ) -> web.StreamResponse:
+    def _post_invocation(
+        self, env: Environment, request: Request, request_id: str, action: str
+    ) -> Response:
         if action == "response":
-            mode = request.headers.get("Lambda-Runtime-Function-Response-Mode")
+            mode = request.headers.get("lambda-runtime-function-response-mode")
             if mode is not None and mode.lower() != "streaming":
                 return _json_error(
                     400, "InvalidFunctionResponseMode", "Invalid function response mode"
                 )
-            body, size = await _read_capped(request)
-            if body is None:
-                env.rapi_response_too_large(request_id, size)
+            if request.body is None:
+                env.rapi_response_too_large(request_id, request.size)
                 return _json_error(
                     413,
                     "RequestEntityTooLarge",
                     f"Exceeded maximum allowed payload size ({MAX_RUNTIME_PAYLOAD} bytes).",
                 )
-            env.rapi_response(request_id, body, request.headers.get("Content-Type", ""))
+            env.rapi_response(request_id, request.body, request.header("Content-Type"))
             return _accepted()
         if action == "error":
-            body, _ = await _read_capped(request)
-            body = body or b'{"errorMessage":"Invalid error body","errorType":"Runtime.Unknown"}'
+            body = request.body or (
+                b'{"errorMessage":"Invalid error body","errorType":"Runtime.Unknown"}'
+            )
             env.rapi_error(
                 request_id,
                 body,
-                request.headers.get("Content-Type", ""),
-                request.headers.get("Lambda-Runtime-Function-Error-Type"),
+                request.header("Content-Type"),
+                request.headers.get("lambda-runtime-function-error-type"),
             )
             return _accepted()
         return _json_error(404, "InvalidRequest", "Not found")
-
-
-async def _read_capped(request: web.BaseRequest) -> tuple[bytes | None, int]:
-    """The body if it fits the Runtime API's limit, else (None, its full size)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 20):
-        size += len(chunk)
-        if size <= MAX_RUNTIME_PAYLOAD:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
-    if size > MAX_RUNTIME_PAYLOAD:
-        return None, size
-    return b"".join(chunks), size

@@ -35,6 +35,10 @@ class Table(enum.StrEnum):
     LAYER_POLICIES = "layer_policies"
     #: ``(region, function)``: a function's reserved concurrency (PutFunctionConcurrency).
     CONCURRENCY = "concurrency"
+    #: ``(region, function, qualifier)``: a FunctionEventInvokeConfig ($LATEST, version, alias).
+    EVENT_INVOKE_CONFIGS = "event_invoke_configs"
+    #: ``(region, function)``: a function's recursive loop setting (PutFunctionRecursionConfig).
+    RECURSION = "recursion"
 
 
 class StoreConflict(Exception):

@@ -22,7 +22,6 @@ answered 5xx, its answer was unusable, or the connection could not be re-opened.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -536,16 +535,79 @@ def describe_exception(
 # --- The Runtime API client -------------------------------------------------------------------
 
 
-class _Connection(http.client.HTTPConnection):
-    """Connects within one second, then waits as long as the Runtime API takes to answer."""
+class _ProtocolError(Exception):
+    """The Runtime API answered something that is not HTTP/1.1 as lambdad speaks it."""
 
-    def connect(self) -> None:
-        super().connect()
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection, spoken by hand: the Runtime API's answers always
+    carry ``Content-Length``, and ``http.client`` (its header parsing goes through the email
+    package) costs more per invocation than everything else the bootstrap does."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0)
         self.sock.settimeout(None)
         try:  # noqa: SIM105 - contextlib would be one more import at cold start
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        self.reader = self.sock.makefile("rb")
+        self.host = address
+
+    def exchange(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, Any]
+    ) -> tuple[int, dict[str, str], bytes, bool]:
+        """Send one request; returns status, headers (lower-case names), body, keep-alive."""
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: " + self.host]
+        head = "\r\n".join(lines).encode("latin-1")
+        extra = b"".join(
+            b"\r\n" + name.encode("latin-1") + b": " + _header_bytes(value)
+            for name, value in headers.items()
+        )
+        if body is not None:
+            extra += b"\r\nContent-Length: " + str(len(body)).encode()
+        self.sock.sendall(head + extra + b"\r\n\r\n" + (body or b""))
+        status_line = self.reader.readline(65537)
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise _ProtocolError("bad status line %r" % status_line[:100])
+        status = int(parts[1])
+        answer: dict[str, str] = {}
+        while True:
+            line = self.reader.readline(1 << 21)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise _ProtocolError("bad header line %r" % line[:100])
+            answer[name.strip().lower().decode("latin-1")] = _header_text(value.strip())
+        length = answer.get("content-length")
+        if length is None:
+            raise _ProtocolError("answer without Content-Length")
+        payload = self.reader.read(int(length))
+        if len(payload) != int(length):
+            raise _ProtocolError("connection closed mid-answer")
+        return status, answer, payload, answer.get("connection", "").lower() != "close"
+
+    def close(self) -> None:
+        try:
+            self.reader.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _header_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("latin-1")
+
+
+def _header_text(value: bytes) -> str:
+    """A header value as text: UTF-8 where it is, else Latin-1 (as HTTP defines it)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeError:
+        return value.decode("latin-1")
 
 
 class Invocation:
@@ -563,33 +625,22 @@ class Invocation:
         "trace_id",
     )
 
-    def __init__(self, response: http.client.HTTPResponse, body: bytes) -> None:
-        request_id = _header(response, "Lambda-Runtime-Aws-Request-Id")
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        request_id = headers.get("lambda-runtime-aws-request-id")
         if not request_id:
             raise RuntimeApiError("GET /next answered without Lambda-Runtime-Aws-Request-Id")
         self.request_id = request_id
         try:
-            self.deadline_ms = int(_header(response, "Lambda-Runtime-Deadline-Ms") or 0)
+            self.deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
         except ValueError:
             self.deadline_ms = 0
-        self.function_arn = _header(response, "Lambda-Runtime-Invoked-Function-Arn")
-        self.trace_id = _header(response, "Lambda-Runtime-Trace-Id")
-        self.client_context = _header(response, "Lambda-Runtime-Client-Context")
-        self.cognito_identity = _header(response, "Lambda-Runtime-Cognito-Identity")
-        self.tenant_id = _header(response, "Lambda-Runtime-Aws-Tenant-Id")
-        self.content_type = _header(response, "Content-Type")
+        self.function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self.trace_id = headers.get("lambda-runtime-trace-id")
+        self.client_context = headers.get("lambda-runtime-client-context")
+        self.cognito_identity = headers.get("lambda-runtime-cognito-identity")
+        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+        self.content_type = headers.get("content-type")
         self.body = body
-
-
-def _header(response: http.client.HTTPResponse, name: str) -> str | None:
-    """A header as UTF-8 text (http.client decodes header bytes as Latin-1)."""
-    value = response.getheader(name)
-    if value is None or value.isascii():
-        return value
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return value
 
 
 class RuntimeClient:
@@ -600,10 +651,10 @@ class RuntimeClient:
         self._conn: _Connection | None = None
 
     def next_invocation(self) -> Invocation:
-        status, response, body = self._exchange("GET", _API + "/invocation/next", None, {})
+        status, headers, body = self._exchange("GET", _API + "/invocation/next", None, {})
         if status != 200:
             raise RuntimeApiError("GET /next answered %d: %r" % (status, body[:200]))
-        return Invocation(response, body)
+        return Invocation(headers, body)
 
     def post_response(self, request_id: str, body: bytes, content_type: str) -> None:
         path = "%s/invocation/%s/response" % (_API, request_id)
@@ -643,24 +694,25 @@ class RuntimeClient:
 
     def _exchange(
         self, method: str, path: str, body: bytes | None, headers: dict[str, Any]
-    ) -> tuple[int, http.client.HTTPResponse, bytes]:
+    ) -> tuple[int, dict[str, str], bytes]:
         for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = _Connection(self._address, timeout=1.0)
             try:
-                self._conn.request(method, path, body, headers)
-                response = self._conn.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._conn.close()
+                if self._conn is None:
+                    self._conn = _Connection(self._address)
+                status, answer, payload, keep_alive = self._conn.exchange(
+                    method, path, body, headers
+                )
+            except (OSError, ValueError, _ProtocolError) as exc:
+                if self._conn is not None:
+                    self._conn.close()
                 self._conn = None
                 if attempt == 2:
                     raise RuntimeApiError("%s %s failed: %r" % (method, path, exc)) from exc
                 continue
-            if response.will_close:
+            if not keep_alive:
                 self._conn.close()
                 self._conn = None
-            return response.status, response, payload
+            return status, answer, payload
         raise AssertionError("unreachable")
 
 

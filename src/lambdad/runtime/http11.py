@@ -1,0 +1,233 @@
+"""A small HTTP/1.1 server for the Runtime API's loopback sockets, on ``httptools``' parser.
+
+The Runtime API is three requests per invocation (``/next``'s answer, the ``/response`` post,
+the next ``/next``) from one client that speaks plain HTTP/1.1 with keep-alive. A general web
+framework spends most of lambdad's CPU per warm invocation on request and response objects
+this traffic never needs (docs/benchmarks.md); here a connection is a ``Protocol`` that parses
+with llhttp (through httptools), hands each whole request to one handler coroutine, and writes
+the answer as one buffer. Requests on a connection are answered in order, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import enum
+import logging
+import socket
+import typing
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Request:
+    """One request, read whole; ``body`` is None when it was larger than the server's cap."""
+
+    method: str
+    path: str
+    #: Header names in lower case.
+    headers: dict[str, str]
+    body: bytes | None
+    size: int
+    #: The local and the peer address of the connection it came on.
+    local: tuple[str, int]
+    peer: tuple[str, int]
+    #: Per-connection memo for the handler (e.g. whether the peer was checked).
+    connection: dict[str, object]
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str | None = "application/json"
+
+    def encode(self, keep_alive: bool) -> bytes:
+        try:
+            reason = HTTPStatus(self.status).phrase
+        except ValueError:
+            reason = "Unknown"
+        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
+        if self.content_type is not None:
+            lines.append(f"Content-Type: {self.content_type}")
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        if not keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _Connection(asyncio.Protocol):
+    """Parses requests off one connection and answers them in order."""
+
+    def __init__(self, handler: Handler, body_cap: int, server: Server) -> None:
+        self._handler = handler
+        self._cap = body_cap
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._local: tuple[str, int] = ("", 0)
+        self._peer: tuple[str, int] = ("", 0)
+        self._memo: dict[str, object] = {}
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_name = b""
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport, but are one.
+        self._transport = typing.cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        local, peer = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        self._local = (str(local[0]), int(local[1])) if local else ("", 0)
+        self._peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        self._server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400)
+        except httptools.HttpParserError:
+            self._fail(400)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._server.connections.discard(self)
+        # A handler already running finishes (its answer is dropped): the environment, not the
+        # connection, decides what a runtime that went away means.
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._chunks = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key in self._headers:
+            self._headers[key] += ", " + text
+        else:
+            self._headers[key] = text
+
+    def on_headers_complete(self) -> None:
+        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size <= self._cap:
+            self._chunks.append(body)
+        else:
+            self._chunks.clear()
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method().decode("latin-1")
+        path = httptools.parse_url(self._url).path.decode("latin-1")
+        body = b"".join(self._chunks) if self._size <= self._cap else None
+        request = Request(
+            method, path, self._headers, body, self._size, self._local, self._peer, self._memo
+        )
+        self._pending.append((request, self._parser.should_keep_alive()))
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._answer_all())
+
+    # answering
+
+    async def _answer_all(self) -> None:
+        try:
+            while self._pending:
+                request, keep_alive = self._pending.popleft()
+                try:
+                    response = await self._handler(request)
+                except Exception:
+                    log.exception("Runtime API %s %s failed", request.method, request.path)
+                    response = Response(500, b'{"errorMessage":"Internal Server Error"}')
+                transport = self._transport
+                if transport is None:
+                    return
+                transport.write(response.encode(keep_alive))
+                if not keep_alive:
+                    transport.close()
+                    return
+        finally:
+            self._worker = None
+
+    def _fail(self, status: int) -> None:
+        if self._transport is not None:
+            self._transport.write(Response(status, content_type=None).encode(False))
+            self._transport.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if self._worker is not None:
+            self._worker.cancel()
+
+
+class ServerState(enum.Enum):
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Server:
+    """Serves ``handler`` on any number of listening sockets; ``close`` ends every connection."""
+
+    def __init__(self, handler: Handler, body_cap: int) -> None:
+        self._handler = handler
+        self._cap = body_cap
+        self._listeners: dict[int, asyncio.AbstractServer] = {}
+        self.connections: set[_Connection] = set()
+        self.state = ServerState.RUNNING
+
+    async def listen(self, sock: socket.socket) -> int:
+        """Serve ``sock`` (bound, listening); returns its port."""
+        port = int(sock.getsockname()[1])
+        loop = asyncio.get_running_loop()
+        self._listeners[port] = await loop.create_server(
+            lambda: _Connection(self._handler, self._cap, self), sock=sock
+        )
+        return port
+
+    async def unlisten(self, port: int) -> None:
+        """Stop accepting on ``port``; its open connections end when their peer goes."""
+        listener = self._listeners.pop(port, None)
+        if listener is not None:
+            listener.close()
+
+    async def close(self) -> None:
+        if self.state is ServerState.CLOSED:
+            return
+        self.state = ServerState.CLOSED
+        for port in list(self._listeners):
+            await self.unlisten(port)
+        for connection in list(self.connections):
+            connection.close()
+        self.connections.clear()

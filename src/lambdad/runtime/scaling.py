@@ -1,0 +1,58 @@
+"""How fast a function may add execution environments (Lambda's concurrency scaling rate).
+
+AWS lets each function add at most 1,000 environments every 10 seconds, refilled continuously
+and never banked beyond 1,000 (docs: "Lambda scaling behavior"). Each function gets a token
+bucket of ``rate`` tokens refilled at ``rate`` per ``window`` seconds; a new environment takes
+one, a warm one none. Without a token the invocation is throttled (429
+``TooManyRequestsException``, Reason ``FunctionInvocationRateLimitExceeded``), which the
+dispatcher treats like any throttle of an ``Event`` invocation: it waits and tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from lambdad import errors
+
+#: Lambda's scaling rate: environments per function per window.
+DEFAULT_RATE = 1000
+DEFAULT_WINDOW = 10.0
+THROTTLED = "Rate Exceeded."
+REASON = "FunctionInvocationRateLimitExceeded"
+
+
+@dataclasses.dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class ScaleRate:
+    """Per-function token buckets; ``take`` is called before an environment is created."""
+
+    def __init__(self, rate: int = DEFAULT_RATE, window: float = DEFAULT_WINDOW) -> None:
+        if rate < 1 or window <= 0:
+            raise ValueError("the scaling rate needs a positive rate and window")
+        self.rate = rate
+        self.window = window
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def take(self, region: str, function: str) -> None:
+        """Spend one new environment of ``function``'s rate, or raise the throttle."""
+        now = time.monotonic()
+        bucket = self._buckets.get((region, function))
+        if bucket is None:
+            bucket = self._buckets[(region, function)] = _Bucket(float(self.rate), now)
+        refill = (now - bucket.at) * self.rate / self.window
+        bucket.tokens = min(float(self.rate), bucket.tokens + refill)
+        bucket.at = now
+        if bucket.tokens < 1.0:
+            wait = (1.0 - bucket.tokens) * self.window / self.rate
+            raise errors.TooManyRequestsException(
+                THROTTLED, reason=REASON, retry_after=max(1, round(wait + 0.5))
+            )
+        bucket.tokens -= 1.0
+
+    def forget(self, region: str, function: str) -> None:
+        self._buckets.pop((region, function), None)

@@ -1,0 +1,78 @@
+"""The concurrency scaling rate: how many new environments a function may add per window."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.conftest import MEET, ROLE, Rendezvous, Server, invoke_json, make_zip, unique, wait_until
+from tests.test_concurrency import release, throttle_of
+
+WAITER = MEET + "\n\ndef handler(event, context):\n    return {'met': meet()}\n"
+ECHO = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+
+
+def create(client: Any, code: str, env: dict[str, str] | None = None) -> str:
+    name = unique()
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+        Environment={"Variables": env or {}},
+    )
+    return name
+
+
+def test_a_function_beyond_its_scaling_rate_is_throttled_and_warm_ones_are_not(
+    start_server: Any, rendezvous: Any
+) -> None:
+    """With a rate of 1 environment per (very long) window, a second concurrent invoke needs a
+    second environment and gets 429 FunctionInvocationRateLimitExceeded; the warm environment
+    keeps serving, and another function has a rate of its own."""
+    server: Server = start_server({"LAMBDAD_SCALE_RATE": "1", "LAMBDAD_SCALE_WINDOW": "360000"})
+    lam = server.client()
+    meeting: Rendezvous = rendezvous(2)
+    name = create(lam, WAITER, meeting.env)
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(invoke_json, lam, name, {})
+        wait_until(lambda: meeting.count == 1)
+        throttled = pool.submit(invoke_json, lam, name, {})
+        throttle = throttle_of(throttled)
+        release(meeting)
+        assert held.result()[1] == {"met": 1}
+    assert throttle["code"] == "TooManyRequestsException"
+    assert throttle["reason"] == "FunctionInvocationRateLimitExceeded"
+    assert throttle["message"] == "Rate Exceeded."
+    assert int(throttle["retry_after"]) >= 1
+    # The warm environment needs no token.
+    echo = create(lam, ECHO)
+    first = invoke_json(lam, echo, {})[1]
+    assert [invoke_json(lam, echo, {})[1] for _ in range(3)] == [first] * 3
+
+
+def test_the_scaling_rate_refills_over_its_window(start_server: Any, rendezvous: Any) -> None:
+    """Rate 1 per 1 s (scaled): once throttled, a new environment is allowed again shortly."""
+    server: Server = start_server(
+        {"LAMBDAD_SCALE_RATE": "1", "LAMBDAD_SCALE_WINDOW": "100", "LAMBDAD_TIME_SCALE": "0.01"}
+    )
+    lam = server.client()
+    meeting: Rendezvous = rendezvous(2)
+    name = create(lam, WAITER, meeting.env)
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(invoke_json, lam, name, {})
+        wait_until(lambda: meeting.count == 1)
+        throttles: list[dict[str, Any]] = []
+
+        def second_environment_ran() -> bool:
+            second = pool.submit(invoke_json, lam, name, {})
+            if second.exception(timeout=30) is not None:
+                throttles.append(throttle_of(second))
+                return False
+            return bool(second.result()[1]["met"] == 2)
+
+        assert wait_until(second_environment_ran, 10)
+        assert held.result()[1] == {"met": 1}
+    assert throttles, "the second environment was never throttled"
+    assert {t["reason"] for t in throttles} == {"FunctionInvocationRateLimitExceeded"}

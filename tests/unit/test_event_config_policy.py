@@ -1,0 +1,89 @@
+"""``EventInvokeConfigs.policy`` and ``recursion``, the invoke path's view of the configs: they
+answer from a cache that every write and every delete keeps current, without a store read per
+event (the in-memory store twin stands in for SQLite here)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+from lambdad.control.arns import Scope
+from lambdad.control.event_config import AsyncPolicy, EventInvokeConfigs, RecursiveLoop
+from lambdad.control.functions import Functions
+from lambdad.store.base import Key, Table
+from lambdad.store.memory import MemoryBlobStore, MemoryStore
+from tests.conftest import ROLE, make_zip
+
+SCOPE = Scope("000000000000", "us-east-1")
+QUEUE = "arn:aws:sqs:us-east-1:000000000000:failures"
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, table: Table, key: Key) -> dict[str, Any] | None:
+        self.reads += 1
+        return await super().get(table, key)
+
+    async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, dict[str, Any]]]:
+        self.reads += 1
+        return await super().scan(table, prefix)
+
+
+async def _scenario() -> None:
+    store = CountingStore()
+    functions = Functions(store, MemoryBlobStore())
+    configs = EventInvokeConfigs(store, functions)
+    code = base64.b64encode(make_zip({"app.py": "def handler(e, c):\n    return e\n"}))
+    await functions.create(
+        SCOPE,
+        {
+            "FunctionName": "fn",
+            "Runtime": "python3.11",
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "Code": {"ZipFile": code.decode()},
+        },
+    )
+    await functions.publish(SCOPE, "fn", code_sha256=None, description=None, revision_id=None)
+    await functions.create_alias(SCOPE, "fn", {"Name": "live", "FunctionVersion": "1"})
+
+    assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy()
+    await configs.put(SCOPE, "fn", None, {"MaximumRetryAttempts": 0})
+    await configs.put(
+        SCOPE, "fn", "live", {"DestinationConfig": {"OnFailure": {"Destination": QUEUE}}}
+    )
+    reads = store.reads
+    for _ in range(100):
+        assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy(max_retry_attempts=0)
+        assert await configs.policy(SCOPE, "fn", "$LATEST") == AsyncPolicy(max_retry_attempts=0)
+        assert await configs.policy(SCOPE, "fn", "live") == AsyncPolicy(on_failure=QUEUE)
+        assert await configs.policy(SCOPE, "fn", "1") == AsyncPolicy()
+        assert await configs.recursion(SCOPE, "fn") is RecursiveLoop.TERMINATE
+    assert store.reads - reads <= 1, "one read for the recursion setting, then the cache"
+
+    await configs.update(SCOPE, "fn", None, {"MaximumEventAgeInSeconds": 60})
+    assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy(0, 60)
+    await configs.put_recursion(SCOPE, "fn", "Allow")
+    assert await configs.recursion(SCOPE, "fn") is RecursiveLoop.ALLOW
+
+    await functions.delete_alias(SCOPE, "fn", "live")
+    assert await configs.policy(SCOPE, "fn", "live") == AsyncPolicy()
+    await configs.delete(SCOPE, "fn", None)
+    assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy()
+    await configs.put(SCOPE, "fn", "1", {"MaximumRetryAttempts": 1})
+    await functions.delete(SCOPE, "fn", None)
+    assert await store.scan(Table.EVENT_INVOKE_CONFIGS) == []
+    assert await store.scan(Table.RECURSION) == []
+    assert await configs.policy(SCOPE, "fn", "1") == AsyncPolicy()
+    assert await configs.recursion(SCOPE, "fn") is RecursiveLoop.TERMINATE
+
+
+def test_policy_and_recursion_follow_writes_and_deletes_from_a_cache() -> None:
+    """The invoke path's answers change with every write and delete, and cost no store reads."""
+    asyncio.run(_scenario())
