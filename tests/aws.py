@@ -178,21 +178,26 @@ def bus_into(moto: Moto, inbox: Inbox) -> str:
     return bus
 
 
-def behaving_function(client: Any, recorder_port: int, **kwargs: Any) -> str:
-    """Create a ``BEHAVING`` function (keyword arguments go to CreateFunction)."""
+def function_of(client: Any, code: str, **kwargs: Any) -> str:
+    """Create a Python function of ``code`` (keyword arguments go to CreateFunction)."""
     name = unique("deliver")
     params: dict[str, Any] = {
         "FunctionName": name,
         "Runtime": "python3.11",
         "Role": ROLE,
         "Handler": "app.handler",
-        "Code": {"ZipFile": make_zip({"app.py": BEHAVING})},
+        "Code": {"ZipFile": make_zip({"app.py": code})},
         "Timeout": 30,
-        "Environment": {"Variables": {"RECORDER_PORT": str(recorder_port)}},
     }
     params.update(kwargs)
     client.create_function(**params)
     return name
+
+
+def behaving_function(client: Any, recorder_port: int, **kwargs: Any) -> str:
+    """Create a ``BEHAVING`` function (keyword arguments go to CreateFunction)."""
+    variables = {"Variables": {"RECORDER_PORT": str(recorder_port)}}
+    return function_of(client, BEHAVING, Environment=variables, **kwargs)
 
 
 def release(gate: Rendezvous) -> None:

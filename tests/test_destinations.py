@@ -19,6 +19,7 @@ from tests.aws import (
     bus_into,
     fire,
     forwarding_function,
+    function_of,
     lambdad_with,
     queued,
     release,
@@ -257,3 +258,67 @@ def test_a_failed_delivery_does_not_stop_the_dispatcher(
     request_id = fire(client, name, {"seq": 8})
     (record,) = inbox.bodies(1)
     assert record["requestContext"]["requestId"] == request_id
+
+
+#: Answers with the trace header it runs under.
+TRACE_ECHO = """
+import os
+
+
+def handler(event, context):
+    return os.environ.get("_X_AMZN_TRACE_ID")
+"""
+RECURSION_MESSAGE = (
+    "Lambda has detected your function being invoked in a recursive loop with other Amazon "
+    "Web Services resources and stopped your function's invocation."
+)
+
+
+def invoke_traced(client: Any, header: str | None, **kwargs: Any) -> Any:
+    """Invoke with ``X-Amzn-Trace-Id: header`` (as the SDK forwards it inside a function)."""
+
+    def add_header(request: Any, **_: Any) -> None:
+        if header is not None:
+            request.headers["X-Amzn-Trace-Id"] = header
+
+    client.meta.events.register("before-sign.lambda.Invoke", add_header)
+    try:
+        return client.invoke(**kwargs)
+    finally:
+        client.meta.events.unregister("before-sign.lambda.Invoke", add_header)
+
+
+def test_a_stopped_recursive_event_fails_at_once(moto: Moto, client: Any) -> None:
+    """An event whose chain already ran its function 16 times is stopped, not retried: the
+    on-failure record and the DLQ get it at once, with the 400 RecursiveInvocationException."""
+    inbox, dlq = Inbox(moto), Inbox(moto)
+    name = function_of(client, TRACE_ECHO, DeadLetterConfig={"TargetArn": dlq.arn})
+    configure(client, name, DestinationConfig={"OnFailure": {"Destination": inbox.arn}})
+    trace = json.loads(invoke_traced(client, None, FunctionName=name)["Payload"].read())
+    fields = dict(part.split("=", 1) for part in trace.split(";"))
+    key = fields["Lineage"].split(":")[0]
+    header = f"{fields['Root']};Lineage={key}:16"
+
+    event = {"seq": 9}
+    accepted = invoke_traced(
+        client, header, FunctionName=name, InvocationType="Event", Payload=json.dumps(event)
+    )
+    assert accepted["StatusCode"] == 202
+    request_id = accepted["ResponseMetadata"]["RequestId"]
+
+    (record,) = inbox.bodies(1)
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["responseContext"] == {"statusCode": 400, "executedVersion": "$LATEST"}
+    assert record["responsePayload"] == {
+        "errorType": "RecursiveInvocationException",
+        "errorMessage": RECURSION_MESSAGE,
+    }
+    (letter,) = dlq.wait(1)
+    assert letter["Body"] == json.dumps(event)
+    assert {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()} == {
+        "RequestID": request_id,
+        "ErrorCode": "400",
+        "ErrorMessage": RECURSION_MESSAGE,
+    }
