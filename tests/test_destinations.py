@@ -241,6 +241,36 @@ def test_an_expired_event_fails_with_event_age_exceeded(
     release(gate)
 
 
+def test_a_retry_past_the_maximum_age_reports_the_last_error(
+    moto: Moto, start_server: Callable[..., Server], recorder: Recorder
+) -> None:
+    """A failed event whose retry falls after MaximumEventAgeInSeconds (60 s, as long as the
+    first retry delay; both scaled to 3 s) is not run again: EventAgeExceeded with the last
+    attempt's error."""
+    srv = start_server({"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, "LAMBDAD_TIME_SCALE": "0.05"})
+    client = srv.client()
+    inbox = Inbox(moto)
+    name = behaving_function(client, recorder.port)
+    configure(
+        client,
+        name,
+        MaximumEventAgeInSeconds=60,
+        DestinationConfig={"OnFailure": {"Destination": inbox.arn}},
+    )
+    request_id = fire(client, name, {"seq": 10, "do": "raise", "message": "first and last"})
+
+    (record,) = inbox.bodies(1)
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
+    assert record["responsePayload"]["errorMessage"] == "first and last"
+    assert runs_of(recorder, request_id) == 1
+
+
 def test_a_failed_delivery_does_not_stop_the_dispatcher(
     aws_server: Server, moto: Moto, client: Any, recorder: Recorder
 ) -> None:
