@@ -93,8 +93,7 @@ class Dispatcher:
             await self._attempt(event)
         except Exception:
             log.exception("event %s for %s failed in lambdad", event.id, event.function_name)
-            with contextlib.suppress(Exception):
-                await self._put_back(event, None)
+            await self._put_back_or_keep(event)
         finally:
             self._slots.release()
 
@@ -144,6 +143,14 @@ class Dispatcher:
         else:
             log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
             await self._put_back(event, None)
+
+    async def _put_back_or_keep(self, event: QueuedEvent) -> None:
+        """Put back an event whose attempt failed in lambdad; if even that fails, the event
+        stays owned (unacknowledged) and runs again after a restart."""
+        try:
+            await self._put_back(event, None)
+        except Exception:
+            log.exception("event %s stays queued until lambdad restarts", event.id)
 
     def _expired(self, event: QueuedEvent, policy: AsyncPolicy) -> bool:
         """Older than the policy's maximum event age (scaled, as every platform delay is)."""
