@@ -149,6 +149,13 @@ def load_settings(
         raise ValueError("setting concurrency_limit must be positive")
     if settings.scale_rate < 1 or settings.scale_window <= 0:
         raise ValueError("settings scale_rate and scale_window must be positive")
+    if settings.aws_endpoint_url and not settings.aws_endpoint_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError(
+            f"setting aws_endpoint_url: expected an http:// or https:// URL, "
+            f"got {settings.aws_endpoint_url!r}"
+        )
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"
