@@ -64,6 +64,13 @@ class Settings:
     log_level: str = "INFO"
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False
+    #: The AWS-compatible endpoint (e.g. a LocalStack or moto server) through which async
+    #: destinations and dead-letter queues reach SQS, SNS and EventBridge. Empty: none, and
+    #: such deliveries are logged as failed (lambdad never reaches the internet on its own).
+    aws_endpoint_url: str = ""
+    #: Credentials lambdad signs those requests with; dummy ones when empty.
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
@@ -142,6 +149,13 @@ def load_settings(
         raise ValueError("setting concurrency_limit must be positive")
     if settings.scale_rate < 1 or settings.scale_window <= 0:
         raise ValueError("settings scale_rate and scale_window must be positive")
+    if settings.aws_endpoint_url and not settings.aws_endpoint_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError(
+            f"setting aws_endpoint_url: expected an http:// or https:// URL, "
+            f"got {settings.aws_endpoint_url!r}"
+        )
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

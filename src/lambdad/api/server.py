@@ -24,6 +24,7 @@ from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
@@ -102,7 +103,19 @@ class LambdadServer:
             settings.account_id, self.functions, self.provisioned, self.runtime
         )
         self.dispatcher = Dispatcher(
-            self.queue, self.invoker, settings.account_id, throttle_delay=settings.scaled(1.0)
+            self.queue,
+            self.invoker,
+            settings.account_id,
+            throttle_delay=settings.scaled(1.0),
+            time_scale=settings.time_scale,
+            configs=self.event_configs,
+            destinations=Destinations(
+                self.invoker,
+                endpoint_url=settings.aws_endpoint_url,
+                access_key=settings.aws_access_key_id,
+                secret_key=settings.aws_secret_access_key,
+                retry_delay=settings.scaled(1.0),
+            ),
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

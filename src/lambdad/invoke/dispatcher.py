@@ -1,7 +1,18 @@
-"""Runs queued ``Event`` invocations in the background through the ``Invoker``.
+"""Runs queued ``Event`` invocations in the background through the ``Invoker``, with Lambda's
+rules for what comes after an attempt (docs/async-delivery.md):
 
-Retries, event age, destinations and DLQs come with the durable queue; for now every accepted
-event runs once, and its outcome is in the function's log.
+- a function error (handler exception, timeout, crash, init failure) is retried up to the
+  qualifier's ``MaximumRetryAttempts``, about 1 then 2 minutes later (scaled); the attempt
+  count is kept with the event in the queue, so a restart does not reset it;
+- a throttle (429) or lambdad's own failure puts the event back with a growing delay, without
+  counting an attempt (also under a reserved concurrency of 0, where AWS documents sending
+  new events straight to the DLQ: see docs/async-delivery.md);
+- an event older than ``MaximumEventAgeInSeconds`` (scaled) is not run again: it fails with
+  ``EventAgeExceeded``; a stopped recursive loop fails at once; a deleted function's events
+  are dropped;
+- a success goes to the on-success destination; a final failure to the on-failure destination
+  and the function's dead-letter queue. The event is acknowledged after those deliveries, so
+  a crash before then runs it again (at least once).
 """
 
 from __future__ import annotations
@@ -15,10 +26,20 @@ import time
 
 from lambdad import errors
 from lambdad.control.arns import Scope
+from lambdad.control.event_config import AsyncPolicy, EventInvokeConfigs
+from lambdad.control.model import FunctionConfig
+from lambdad.invoke import records
+from lambdad.invoke.destinations import Destinations
+from lambdad.invoke.records import Condition, Response
 from lambdad.invoke.service import Invoker
 from lambdad.store.base import Queue, QueuedEvent
 
 log = logging.getLogger(__name__)
+
+#: Lambda's delays before the first and the second retry of a function error (unscaled).
+RETRY_DELAYS = (60.0, 120.0)
+#: The status a stopped recursive invocation has (as a synchronous caller would see it).
+RECURSION_STATUS = 400
 
 
 class DispatcherState(enum.Enum):
@@ -36,12 +57,18 @@ class Dispatcher:
         workers: int = 64,
         *,
         throttle_delay: float = 1.0,
+        time_scale: float = 1.0,
+        configs: EventInvokeConfigs,
+        destinations: Destinations | None = None,
     ) -> None:
         self._queue = queue
         #: The first delay before a throttled event runs again (doubled per throttle, capped).
         self._throttle_delay = throttle_delay
+        self._time_scale = time_scale
         self._invoker = invoker
         self._account_id = account_id
+        self._configs = configs
+        self._destinations = destinations or Destinations(invoker, retry_delay=time_scale)
         self._slots = asyncio.Semaphore(workers)
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -60,45 +87,178 @@ class Dispatcher:
             task.add_done_callback(self._running.discard)
 
     async def _run(self, event: QueuedEvent) -> None:
+        """One attempt at ``event``. Cancelled by shutdown, it is left unacked (it runs again
+        after a restart); a failure of lambdad's own puts it back for later."""
         try:
-            await self._invoker.run_queued(Scope(self._account_id, event.region), event)
-        except asyncio.CancelledError:
-            # Interrupted by shutdown: left unacked, so it runs again after a restart.
-            self._slots.release()
-            raise
-        except errors.TooManyRequestsException:
-            try:
-                await self._put_back(event)
-            finally:
-                self._slots.release()
-            return
-        except errors.LambdaError as exc:
-            log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
+            await self._attempt(event)
         except Exception:
-            log.exception("event %s for %s failed", event.id, event.function_name)
-        try:
-            await self._queue.ack(event.id)
+            log.exception("event %s for %s failed in lambdad", event.id, event.function_name)
+            await self._put_back_or_keep(event)
         finally:
             self._slots.release()
 
-    async def _put_back(self, event: QueuedEvent) -> None:
+    async def _attempt(self, event: QueuedEvent) -> None:
+        scope = Scope(self._account_id, event.region)
+        try:
+            config = await self._invoker.queued_target(scope, event)
+            policy = await self._configs.policy(scope, event.function_name, event.qualifier)
+        except errors.ResourceNotFoundException as exc:
+            log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
+            await self._queue.ack(event.id)
+            return
+        if self._expired(event, policy):
+            last = Response.from_attributes(event.attributes)
+            await self._fail(scope, event, config, policy, Condition.EVENT_AGE_EXCEEDED, last)
+            return
+        try:
+            outcome = await self._invoker.run_queued(scope, config, event)
+        except errors.LambdaError as exc:
+            await self._refused(scope, event, config, policy, exc)
+            return
+        response = Response.of_outcome(outcome)
+        if not outcome.function_error:
+            await self._succeed(scope, event, policy, response)
+        elif event.attempt >= policy.max_retry_attempts:
+            await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, response)
+        else:
+            await self._retry(event, response)
+
+    async def _refused(
+        self,
+        scope: Scope,
+        event: QueuedEvent,
+        config: FunctionConfig,
+        policy: AsyncPolicy,
+        exc: errors.LambdaError,
+    ) -> None:
+        """The attempt did not run: a throttle or lambdad's own error waits (no attempt used);
+        a stopped recursive loop fails at once, as on Lambda."""
+        if isinstance(exc, errors.RecursiveInvocationException):
+            refused = Response.refused(RECURSION_STATUS, config.version, exc.code, exc.message)
+            await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, refused)
+        elif isinstance(exc, errors.TooManyRequestsException):
+            await self._put_back(
+                event, Response.refused(429, config.version, exc.code, exc.message)
+            )
+        else:
+            log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
+            await self._put_back(event, None)
+
+    async def _put_back_or_keep(self, event: QueuedEvent) -> None:
+        """Put back an event whose attempt failed in lambdad; if even that fails, the event
+        stays owned (unacknowledged) and runs again after a restart."""
+        try:
+            await self._put_back(event, None)
+        except Exception:
+            log.exception("event %s stays queued until lambdad restarts", event.id)
+
+    def _expired(self, event: QueuedEvent, policy: AsyncPolicy) -> bool:
+        """Older than the policy's maximum event age (scaled, as every platform delay is)."""
+        return time.time() - event.enqueued_at > policy.max_event_age * self._time_scale
+
+    async def _retry(self, event: QueuedEvent, response: Response) -> None:
+        """Run a failed event again after Lambda's delay, one attempt more (kept durably)."""
+        delay = RETRY_DELAYS[min(event.attempt, len(RETRY_DELAYS) - 1)] * self._time_scale
+        again = dataclasses.replace(
+            event, attributes={**event.attributes, **response.to_attributes()}
+        )
+        log.info(
+            "event %s for %s failed (attempt %d); again in %.3f s",
+            event.id,
+            event.function_name,
+            event.attempt + 1,
+            delay,
+        )
+        await self._queue.retry(again, time.time() + delay)
+
+    async def _put_back(self, event: QueuedEvent, response: Response | None) -> None:
         """Queue a throttled event again, later, without counting an attempt (as Lambda does).
 
         ``Queue.retry`` counts one attempt more than the event it is given carries, so it is
         given one less. The backoff doubles per throttle (kept in the event's attributes), up
-        to 5 minutes (scaled). TODO: drop the event at its maximum age once events expire.
+        to 5 minutes (scaled); the event's maximum age ends it.
         """
         throttles = int(event.attributes.get("throttles", "0")) + 1
         delay = min(self._throttle_delay * 2 ** (throttles - 1), self._throttle_delay * 300)
+        kept = response.to_attributes() if response is not None else {}
         again = dataclasses.replace(
             event,
             attempt=event.attempt - 1,
-            attributes={**event.attributes, "throttles": str(throttles)},
+            attributes={**event.attributes, **kept, "throttles": str(throttles)},
         )
         log.debug(
             "event %s for %s throttled; again in %.3f s", event.id, event.function_name, delay
         )
         await self._queue.retry(again, time.time() + delay)
+
+    def _record(
+        self,
+        scope: Scope,
+        event: QueuedEvent,
+        condition: Condition,
+        response: Response | None,
+        invoke_count: int,
+    ) -> dict[str, object]:
+        return records.record(
+            request_id=event.id,
+            function_arn=self._invoked_arn(scope, event),
+            condition=condition,
+            invoke_count=invoke_count,
+            request_payload=event.payload,
+            response=response,
+            now=time.time(),
+        )
+
+    @staticmethod
+    def _invoked_arn(scope: Scope, event: QueuedEvent) -> str:
+        return scope.function_arn(event.function_name, event.qualifier or "$LATEST")
+
+    async def _succeed(
+        self, scope: Scope, event: QueuedEvent, policy: AsyncPolicy, response: Response
+    ) -> None:
+        if policy.on_success:
+            document = self._record(scope, event, Condition.SUCCESS, response, event.attempt + 1)
+            await self._destinations.send_record(
+                policy.on_success,
+                document,
+                success=True,
+                function_arn=self._invoked_arn(scope, event),
+            )
+        await self._queue.ack(event.id)
+
+    async def _fail(
+        self,
+        scope: Scope,
+        event: QueuedEvent,
+        config: FunctionConfig,
+        policy: AsyncPolicy,
+        condition: Condition,
+        response: Response | None,
+    ) -> None:
+        """The event's last failure: its record to the on-failure destination, its body to the
+        dead-letter queue, then it is acknowledged."""
+        ran = condition is not Condition.EVENT_AGE_EXCEEDED
+        invoke_count = event.attempt + 1 if ran else event.attempt
+        log.warning(
+            "event %s for %s failed for good (%s after %d invocations)",
+            event.id,
+            event.function_name,
+            condition.value,
+            invoke_count,
+        )
+        if policy.on_failure:
+            document = self._record(scope, event, condition, response, invoke_count)
+            await self._destinations.send_record(
+                policy.on_failure,
+                document,
+                success=False,
+                function_arn=self._invoked_arn(scope, event),
+            )
+        if config.dead_letter_target:
+            body = (event.payload or b"{}").decode("utf-8", "replace")
+            attributes = records.dead_letter_attributes(event.id, response)
+            await self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
+        await self._queue.ack(event.id)
 
     async def close(self) -> None:
         if self.state is DispatcherState.CLOSED:
@@ -110,3 +270,4 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._destinations.close()

@@ -211,15 +211,21 @@ class Invoker:
         )
         raise errors.RecursiveInvocationException(RECURSION_MESSAGE)
 
-    async def run_queued(self, scope: Scope, event: QueuedEvent) -> Outcome:
-        """Run one queued ``Event`` invocation (the dispatcher's entry point)."""
-        request = InvokeRequest(
-            function_name=event.function_name,
-            qualifier=event.qualifier,
-            payload=event.payload,
-            invocation_type=InvocationType.EVENT,
-            request_id=event.id,
-            trace_id=event.attributes.get("trace_id"),
-        )
-        config = await self._target(scope, request)
-        return await self.run(scope, config, request, event.id)
+    async def queued_target(self, scope: Scope, event: QueuedEvent) -> FunctionConfig:
+        """The version a queued event runs on now (ResourceNotFoundException once deleted)."""
+        return await self._target(scope, _queued_request(event))
+
+    async def run_queued(self, scope: Scope, config: FunctionConfig, event: QueuedEvent) -> Outcome:
+        """Run one queued ``Event`` invocation on ``config`` (the dispatcher's entry point)."""
+        return await self.run(scope, config, _queued_request(event), event.id)
+
+
+def _queued_request(event: QueuedEvent) -> InvokeRequest:
+    return InvokeRequest(
+        function_name=event.function_name,
+        qualifier=event.qualifier,
+        payload=event.payload,
+        invocation_type=InvocationType.EVENT,
+        request_id=event.id,
+        trace_id=event.attributes.get("trace_id"),
+    )

@@ -1,0 +1,199 @@
+"""Sending records to destinations and events to dead-letter queues.
+
+A Lambda function destination is an asynchronous invocation of it (through the durable queue,
+the record as its event). SQS queues, SNS topics and EventBridge buses are reached through the
+AWS-compatible endpoint of the settings (``aws_endpoint_url``) with aiobotocore, signed with the
+configured credentials or dummy ones; with no endpoint set they are not reached at all, since
+lambdad never calls out to the internet on its own. A delivery is tried a few times; one that
+still fails is logged and dropped: it never fails the event it reports on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lambdad.control.arns import Scope
+from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
+
+log = logging.getLogger(__name__)
+
+DUMMY_KEY = "lambdad"
+DETAIL_TYPE = "Lambda Function Invocation Result - {}"
+
+
+class DestinationsState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str, str]:
+    """``(service, region, account, resource)`` of ``arn``; ValueError if it is not one."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        raise ValueError(f"not an ARN: {arn}")
+    return parts[2], parts[3], parts[4], parts[5]
+
+
+class Destinations:
+    """Delivers records and dead letters; owns the AWS clients it opened (``close`` them)."""
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        *,
+        endpoint_url: str = "",
+        access_key: str = "",
+        secret_key: str = "",
+        retry_delay: float = 1.0,
+        attempts: int = 3,
+    ) -> None:
+        self._invoker = invoker
+        self._endpoint_url = endpoint_url
+        self._access_key = access_key or DUMMY_KEY
+        self._secret_key = secret_key or DUMMY_KEY
+        self._retry_delay = retry_delay
+        self._attempts = attempts
+        self._session: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._opening = asyncio.Lock()
+        self._stack = contextlib.AsyncExitStack()
+        self.state = DestinationsState.OPEN
+
+    async def send_record(
+        self, target_arn: str, record: dict[str, Any], *, success: bool, function_arn: str
+    ) -> None:
+        """Send ``record`` to the destination ``target_arn``; failures are logged."""
+        body = json.dumps(record)
+        what = f"record of {record['requestContext']['requestId']} to {target_arn}"
+
+        async def send() -> None:
+            service, region, account, _ = _arn_parts(target_arn)
+            if service == "lambda":
+                await self._invoke(Scope(account, region), target_arn, body.encode())
+            elif service == "events":
+                outcome = "Success" if success else "Failure"
+                await self._put_event(target_arn, region, body, outcome, function_arn)
+            else:
+                await self._send_message(service, target_arn, body, None)
+
+        await self._tried(what, send)
+
+    async def send_dead_letter(
+        self, target_arn: str, body: str, attributes: dict[str, Any]
+    ) -> None:
+        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic."""
+        what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
+
+        async def send() -> None:
+            service = _arn_parts(target_arn)[0]
+            await self._send_message(service, target_arn, body, attributes)
+
+        await self._tried(what, send)
+
+    async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await send()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the target or its client: tried again
+                if attempt == self._attempts:
+                    log.error("%s not delivered after %d attempts: %s", what, attempt, exc)
+                    return
+                log.warning("%s failed (attempt %d): %s", what, attempt, exc)
+                await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
+            else:
+                log.debug("%s delivered", what)
+                return
+
+    async def _invoke(self, scope: Scope, target_arn: str, payload: bytes) -> None:
+        request = InvokeRequest(
+            function_name=target_arn,
+            qualifier=None,
+            payload=payload,
+            invocation_type=InvocationType.EVENT,
+        )
+        await self._invoker.invoke(scope, request)
+
+    async def _send_message(
+        self, service: str, target_arn: str, body: str, attributes: dict[str, Any] | None
+    ) -> None:
+        extra = {"MessageAttributes": attributes} if attributes else {}
+        if service == "sqs":
+            client = await self._client("sqs", _arn_parts(target_arn)[1])
+            url = await self._queue_url(client, target_arn)
+            await client.send_message(QueueUrl=url, MessageBody=body, **extra)
+        elif service == "sns":
+            client = await self._client("sns", _arn_parts(target_arn)[1])
+            await client.publish(TopicArn=target_arn, Message=body, **extra)
+        else:
+            raise ValueError(f"unsupported destination service {service!r}")
+
+    async def _queue_url(self, client: Any, target_arn: str) -> str:
+        if target_arn not in self._queue_urls:
+            _, _, account, name = _arn_parts(target_arn)
+            found = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            self._queue_urls[target_arn] = str(found["QueueUrl"])
+        return self._queue_urls[target_arn]
+
+    async def _put_event(
+        self, bus_arn: str, region: str, body: str, outcome: str, function_arn: str
+    ) -> None:
+        client = await self._client("events", region)
+        entry = {
+            "Source": "lambda",
+            "DetailType": DETAIL_TYPE.format(outcome),
+            "Detail": body,
+            "Resources": [function_arn, bus_arn],
+            "EventBusName": bus_arn,
+        }
+        answer = await client.put_events(Entries=[entry])
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"PutEvents refused the entry: {answer['Entries']}")
+
+    async def _client(self, service: str, region: str) -> Any:
+        """The client of ``service`` in ``region``, opened on first use and kept."""
+        if not self._endpoint_url:
+            raise RuntimeError("no AWS endpoint is configured (setting aws_endpoint_url)")
+        key = (service, region)
+        async with self._opening:
+            if self.state is DestinationsState.CLOSED:
+                raise RuntimeError("destinations are closed")
+            if key not in self._clients:
+                factory = self._factory(service, region)
+                self._clients[key] = await self._stack.enter_async_context(factory)
+        return self._clients[key]
+
+    def _factory(self, service: str, region: str) -> Any:
+        """aiobotocore's client context for ``service`` in ``region``. aiobotocore is imported
+        here, on first use: botocore takes about 0.3 s to import, which every lambdad start
+        would pay, and most never send a record."""
+        from aiobotocore.session import get_session
+        from botocore.config import Config
+
+        if self._session is None:
+            self._session = get_session()
+        return self._session.create_client(
+            service,
+            region_name=region,
+            endpoint_url=self._endpoint_url,
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=self._secret_key,
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
+        )
+
+    async def close(self) -> None:
+        """Close every client opened. Idempotent."""
+        if self.state is DestinationsState.CLOSED:
+            return
+        async with self._opening:
+            self.state = DestinationsState.CLOSED
+            self._clients.clear()
+            await self._stack.aclose()

@@ -1,0 +1,300 @@
+"""moto's server as the AWS-compatible endpoint of destinations and DLQs, and what tests read
+from it: SQS queues (also subscribed to SNS topics and targeted by EventBridge rules)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from tests.conftest import (
+    ROLE,
+    Rendezvous,
+    Server,
+    free_port,
+    launch_server,
+    make_zip,
+    shutdown,
+    unique,
+    wait_until,
+)
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+#: A function that reports each run to the test's ``Recorder`` (its request id and
+#: ``event["seq"]``), then does what ``event["do"]`` says: "ok" returns ``{"echo": event}``,
+#: "raise" raises ``ValueError(event["message"])``, "sleep" outlives its timeout, "exit" crashes,
+#: "hold" waits until the test lets the ``Rendezvous`` on port ``event["gate"]`` answer.
+BEHAVING = """
+import os, socket, time
+
+
+def handler(event, context):
+    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(f"{context.aws_request_id} {event.get('seq', -1)}\\n".encode())
+        connection.recv(1)
+    action = event.get("do", "ok")
+    if action == "hold":
+        with socket.create_connection(("127.0.0.1", event["gate"]), timeout=60) as gate:
+            gate.recv(16)
+    if action == "raise":
+        raise ValueError(event.get("message", "it failed"))
+    if action == "sleep":
+        time.sleep(30)
+    if action == "exit":
+        os._exit(3)
+    return {"echo": event}
+"""
+
+
+class Moto:
+    """A ``moto.server`` process on a free port, and clients of it."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = (home / "moto.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._up, timeout=30, interval=0.1)
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError("moto.server exited early")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=5),
+        ):
+            return True
+        return False
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+class Inbox:
+    """An SQS queue of moto that a test reads everything from."""
+
+    def __init__(self, moto: Moto) -> None:
+        self.sqs = moto.client("sqs")
+        self.url = self.sqs.create_queue(QueueName=unique("inbox"))["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        self.arn = str(attributes["Attributes"]["QueueArn"])
+        self.messages: list[dict[str, Any]] = []
+
+    def _receive(self) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        for message in answer.get("Messages", []):
+            self.messages.append(message)
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return self.messages
+
+    def wait(self, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
+        """The first ``count`` messages, once that many have arrived."""
+        wait_until(lambda: len(self._receive()) >= count, timeout=timeout, interval=0.1)
+        return self.messages[:count]
+
+    def bodies(self, count: int = 1, timeout: float = 30) -> list[Any]:
+        return [json.loads(m["Body"]) for m in self.wait(count, timeout)]
+
+    def allow_from(self, source_arn: str) -> None:
+        """A queue policy that lets ``source_arn`` (a topic or rule) send to the queue."""
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "sqs:SendMessage",
+                    "Resource": self.arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+                }
+            ],
+        }
+        self.sqs.set_queue_attributes(QueueUrl=self.url, Attributes={"Policy": json.dumps(policy)})
+
+
+def topic_into(moto: Moto, inbox: Inbox, *, raw: bool) -> str:
+    """A new SNS topic delivering to ``inbox`` (raw: the message itself, with its attributes)."""
+    sns = moto.client("sns")
+    topic = str(sns.create_topic(Name=unique("topic"))["TopicArn"])
+    inbox.allow_from(topic)
+    attributes = {"RawMessageDelivery": "true"} if raw else {}
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox.arn, Attributes=attributes)
+    return topic
+
+
+def bus_into(moto: Moto, inbox: Inbox) -> str:
+    """A new EventBridge bus whose one rule (every ``lambda`` event) targets ``inbox``."""
+    events = moto.client("events")
+    name = unique("bus")
+    bus = str(events.create_event_bus(Name=name)["EventBusArn"])
+    rule = events.put_rule(
+        Name=unique("rule"), EventBusName=name, EventPattern=json.dumps({"source": ["lambda"]})
+    )
+    inbox.allow_from(str(rule["RuleArn"]))
+    events.put_targets(
+        Rule=rule["RuleArn"].rsplit("/", 1)[-1],
+        EventBusName=name,
+        Targets=[{"Id": "inbox", "Arn": inbox.arn}],
+    )
+    return bus
+
+
+def function_of(client: Any, code: str, **kwargs: Any) -> str:
+    """Create a Python function of ``code`` (keyword arguments go to CreateFunction)."""
+    name = unique("deliver")
+    params: dict[str, Any] = {
+        "FunctionName": name,
+        "Runtime": "python3.11",
+        "Role": ROLE,
+        "Handler": "app.handler",
+        "Code": {"ZipFile": make_zip({"app.py": code})},
+        "Timeout": 30,
+    }
+    params.update(kwargs)
+    client.create_function(**params)
+    return name
+
+
+def behaving_function(client: Any, recorder_port: int, **kwargs: Any) -> str:
+    """Create a ``BEHAVING`` function (keyword arguments go to CreateFunction)."""
+    variables = {"Variables": {"RECORDER_PORT": str(recorder_port)}}
+    return function_of(client, BEHAVING, Environment=variables, **kwargs)
+
+
+def release(gate: Rendezvous) -> None:
+    """Be the second party of ``gate``: the function holding it goes on."""
+    with socket.create_connection(("127.0.0.1", gate.port), timeout=10) as connection:
+        connection.recv(16)
+
+
+def fire(client: Any, name: str, event: dict[str, Any], **kwargs: Any) -> str:
+    """An ``Event`` invoke of ``event``; its request id."""
+    response = client.invoke(
+        FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode(), **kwargs
+    )
+    assert response["StatusCode"] == 202
+    return str(response["ResponseMetadata"]["RequestId"])
+
+
+def lambdad_with(moto: Moto, home: Path, **settings: str) -> Server:
+    """A lambdad whose destinations reach ``moto`` (``settings``: more ``LAMBDAD_*`` values)."""
+    env = {"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, **settings}
+    return launch_server(home, env)
+
+
+@contextlib.contextmanager
+def running(start: Callable[[], Server]) -> Iterator[Server]:
+    srv = start()
+    try:
+        yield srv
+    finally:
+        shutdown(srv)
+
+
+def queued(srv: Server, request_id: str) -> tuple[int, dict[str, str]] | None:
+    """The queue row of an event, read from lambdad's queue database: its attempt count and
+    attributes, or None once it is gone (acknowledged)."""
+    with contextlib.closing(sqlite3.connect(srv.data_dir / "queue.db", timeout=10)) as db:
+        row = db.execute(
+            "SELECT attempt, attributes FROM events WHERE id = ?", (request_id,)
+        ).fetchone()
+    return None if row is None else (int(row[0]), json.loads(row[1]))
+
+
+#: A function that sends the event it got, as JSON, to the test's ``Collector``.
+FORWARDING = """
+import json, os, socket
+
+
+def handler(event, context):
+    address = ("127.0.0.1", int(os.environ["COLLECTOR_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(json.dumps(event).encode())
+        connection.shutdown(socket.SHUT_WR)
+        connection.recv(1)
+"""
+
+
+class Collector:
+    """A loopback service keeping the JSON document each connection sends (until EOF)."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="collector", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with connection, contextlib.suppress(OSError, ValueError):
+                connection.settimeout(10)
+                self.documents.append(json.loads(connection.makefile("rb").read()))
+                connection.sendall(b"k")
+
+    def wait(self, count: int = 1, timeout: float = 30) -> list[Any]:
+        wait_until(lambda: len(self.documents) >= count, timeout=timeout)
+        return list(self.documents[:count])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+
+
+def forwarding_function(client: Any, collector: Collector) -> str:
+    """A ``FORWARDING`` function: a destination whose events the test reads."""
+    name = unique("dest")
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": FORWARDING})},
+        Environment={"Variables": {"COLLECTOR_PORT": str(collector.port)}},
+    )
+    return str(client.get_function_configuration(FunctionName=name)["FunctionArn"])
