@@ -118,7 +118,7 @@ def test_report_line_format(lam: Any, new_function: Any) -> None:
     assert billed >= duration + init - 1e-6
     assert fields[3] == "Memory Size: 256 MB"
     used = int(fields[4].removeprefix("Max Memory Used: ").removesuffix(" MB"))
-    assert 5 <= used <= 256
+    assert 1 <= used <= 256  # a forked runtime shares its template's pages (docs/zygote.md)
     assert report.endswith("\t")
 
 

@@ -55,6 +55,8 @@ SYS_PIVOT_ROOT = 155  # x86_64
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
 
 MAX_MESSAGE = 1 << 20
+#: A spare cell's /tmp size (MB) until an environment takes it and sets EphemeralStorage.
+TMP_DEFAULT_MB = 512
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -299,7 +301,10 @@ def _bind(root: str, source: str, target: str, writable: bool = False) -> None:
         _mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
-def _build_root(spec: dict[str, Any]) -> None:
+def _prepare_root(spec: dict[str, Any]) -> None:
+    """The part of the cell's root file system every environment has: system directories,
+    the runtime and shared interpreter directories (``prebind``), ``/tmp``, ``/proc``,
+    ``/dev``. A spare cell does this ahead of need."""
     root = spec["root"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     os.makedirs(root, exist_ok=True)
@@ -312,11 +317,11 @@ def _build_root(spec: dict[str, Any]) -> None:
                 os.symlink(entry["link"], root + path)
         else:
             _bind(root, path, path)
-    for entry in spec["binds"]:
+    for entry in spec.get("prebind", ()):
         _bind(root, entry["source"], entry["target"], entry.get("writable", False))
     os.makedirs(root + "/tmp", exist_ok=True)
     _mount(
-        "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmp_mb']}m,mode=1777"
+        "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_DEFAULT_MB}m,mode=1777"
     )
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -333,6 +338,20 @@ def _build_root(spec: dict[str, Any]) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, root + "/dev/" + name)
+
+
+def _enter_root(spec: dict[str, Any]) -> None:
+    """The environment's own part (its code, layers, ``/tmp`` size), then pivot into it."""
+    root = spec["root"]
+    for entry in spec["binds"]:
+        _bind(root, entry["source"], entry["target"], entry.get("writable", False))
+    _mount(
+        None,
+        root + "/tmp",
+        None,
+        MS_REMOUNT | MS_NOSUID | MS_NODEV,
+        f"size={spec['tmp_mb']}m,mode=1777",
+    )
     old = root + "/.old-root"
     os.makedirs(old, exist_ok=True)
     _pivot_root(root, old)
@@ -351,12 +370,20 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
         # when lambdad hands it an environment and sends the ``build`` message.
         os.write(ready_w, b"ok")
         os.close(ready_w)
+        try:
+            _prepare_root(spec)
+        except BaseException as exc:
+            prepared: BaseException | None = exc
+        else:
+            prepared = None
         message, _ = _recv(sock)
         if message is None or message.get("op") != "build":
             os._exit(0)
         spec = {**spec, **message}
         try:
-            _build_root(spec)
+            if prepared is not None:
+                raise prepared
+            _enter_root(spec)
         except BaseException as exc:
             _send(sock, {"op": "build_error", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(1)
@@ -364,7 +391,8 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
             socket.sethostname(spec.get("hostname", "lambda"))
         _send(sock, {"op": "built"})
     else:
-        _build_root(spec)
+        _prepare_root(spec)
+        _enter_root(spec)
         with contextlib.suppress(OSError):
             socket.sethostname(spec.get("hostname", "lambda"))
         os.write(ready_w, b"ok")

@@ -123,14 +123,29 @@ class CellGroup:
     def _dir(self, controller: str) -> Path:
         return self.dirs["all" if self.v2 else controller]
 
-    def make(self) -> None:
-        """The group's directories, with no limits yet (a spare cell's group)."""
+    def make(self, background: bool = False) -> None:
+        """The group's directories, with no limits yet (a spare cell's group).
+
+        ``background``: the smallest CPU weight until ``create``, so that a spare cell made
+        ahead (its init mounts its root file system) yields the CPUs to cold starts.
+        """
         for path in self.dirs.values():
             path.mkdir(exist_ok=True)
+        if background:
+            with contextlib.suppress(OSError):
+                self._set_weight(background=True)
+
+    def _set_weight(self, background: bool) -> None:
+        if self.v2:
+            _write(self._dir("cpu") / "cpu.weight", "1" if background else "100")
+        else:
+            _write(self._dir("cpu") / "cpu.shares", "2" if background else "1024")
 
     def create(self, memory_mb: int, pids: int) -> None:
         """Make the group if needed and set its limits (raising from "no limit" only)."""
         self.make()
+        with contextlib.suppress(OSError):
+            self._set_weight(background=False)
         limit = str(memory_mb * MB)
         if self.v2:
             d = self._dir("memory")

@@ -49,7 +49,7 @@ UID_SLOTS = 65_536
 UID_BLOCKS = 4096
 LIMIT_PROCS = 1024
 #: Cells kept made ahead of need, so a cold start does not wait for cgroup joins.
-SPARE_CELLS = 1
+SPARE_CELLS = 2
 LIMIT_FILES = 1024
 _MAX_MESSAGE = 1 << 20
 
@@ -366,6 +366,7 @@ class LinuxProcess(SandboxProcess):
     def end_init(self) -> None:
         with contextlib.suppress(OSError):
             self._group.limit_cpu(self._memory_mb)
+        self._sandbox.refill()
 
     def freeze(self) -> None:
         with contextlib.suppress(OSError):
@@ -587,7 +588,7 @@ class LinuxSandbox(Sandbox):
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         return Layout(task_root="/var/task", opt="/opt", tmp="/tmp", runtime_dir="/var/runtime")
 
-    async def _make_spare(self) -> _Spare:
+    async def _make_spare(self, background: bool = False) -> _Spare:
         """A cell with its namespaces and cgroups but no root file system yet.
 
         Joining cgroups is the slow part of making a cell (the kernel may wait for an RCU
@@ -600,14 +601,21 @@ class LinuxSandbox(Sandbox):
         root = self._runs / cell_id / "root"
         output_r, output_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
+
+        def prepare() -> None:
             root.mkdir(parents=True, exist_ok=True)  # first: names the cell for ``_reclaim``
-            await asyncio.to_thread(group.make)
+            group.make(background)
+
+        try:
+            await asyncio.to_thread(prepare)
             request = {
                 "id": cell_id,
                 "root": str(root),
                 "cgroups": group.procs_files(),
                 "deferred": True,
+                # What every environment's root has, mounted while the cell waits.
+                "system": self._system,
+                "prebind": self._prebinds(),
             }
             # Shielded: a caller cancelled between the request and its reply must not leave
             # the reply in the socket for the next request to read.
@@ -630,6 +638,15 @@ class LinuxSandbox(Sandbox):
         os.set_blocking(output_r, False)
         ours.setblocking(False)
         return _Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
+
+    def _prebinds(self) -> list[dict[str, str]]:
+        binds = [
+            {"source": str(self._runtime_dir), "target": "/var/runtime"},
+            *({"source": d, "target": d} for d in self._shared),
+        ]
+        if self._hosts is not None:
+            binds.append({"source": str(self._hosts), "target": "/etc/hosts"})
+        return binds
 
     def can_fork(self, argv: Sequence[str]) -> bool:
         """Whether ``argv`` is lambdad's Python bootstrap on the spawner's own interpreter."""
@@ -662,15 +679,30 @@ class LinuxSandbox(Sandbox):
         await asyncio.to_thread(shutil.rmtree, spare.root.parent, True)
 
     async def _take_spare(self) -> _Spare:
-        spare = self._spares.pop() if self._spares else await self._make_spare()
+        if self._spares:
+            spare = self._spares.pop()
+            if not self._spares:
+                self.refill()
+            return spare
+        self.refill()
+        return await self._make_spare()
+
+    def refill(self) -> None:
+        """Make spare cells up to ``SPARE_CELLS`` in the background.
+
+        Called when an environment's init has ended and when the last spare is taken, not on
+        every take: making a cell (a fork, namespaces, cgroup joins, some 25 mounts) would
+        compete for the CPUs with the cold start that took the spare.
+        """
+        if self.state is not SpawnerState.RUNNING:
+            return
         if self._filling is None or self._filling.done():
             self._filling = asyncio.create_task(self._fill(), name="spare-cells")
-        return spare
 
     async def _fill(self) -> None:
         while len(self._spares) < SPARE_CELLS and self.state is SpawnerState.RUNNING:
             try:
-                spare = await self._make_spare()
+                spare = await self._make_spare(background=True)
             except OSError:
                 return  # the next spawn makes its cell itself and says why if it cannot
             if self.state is not SpawnerState.RUNNING:
@@ -685,19 +717,11 @@ class LinuxSandbox(Sandbox):
         except BaseException:
             await self._discard(spare)
             raise
-        binds = [
-            {"source": str(spec.task_root), "target": "/var/task"},
-            {"source": str(self._runtime_dir), "target": "/var/runtime"},
-            *({"source": d, "target": d} for d in self._shared),
-        ]
+        binds = [{"source": str(spec.task_root), "target": "/var/task"}]
         if spec.opt_dir is not None:
             binds.append({"source": str(spec.opt_dir), "target": "/opt"})
-        hosts = self._hosts
-        if hosts is not None:
-            binds.append({"source": str(hosts), "target": "/etc/hosts"})
         build = {
             "op": "build",
-            "system": self._system,
             "binds": binds,
             "tmp_mb": spec.tmp_mb,
             "uid": uid,

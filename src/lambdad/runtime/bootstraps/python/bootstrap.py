@@ -546,7 +546,7 @@ class _Connection:
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
-        self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0)
+        self.sock = _connect(host or "127.0.0.1", int(port))
         self.sock.settimeout(None)
         try:  # noqa: SIM105 - contextlib would be one more import at cold start
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -596,6 +596,27 @@ class _Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _connect(host: str, port: int) -> socket.socket:
+    """A connection to the Runtime API within one second.
+
+    An IPv4 literal (what lambdad always gives) is connected to directly: name resolution
+    (``getaddrinfo``) would import the ``idna`` codec on first use, milliseconds of a forked
+    runtime's cold start.
+    """
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return socket.create_connection((host, port), timeout=1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _header_bytes(value: Any) -> bytes:
