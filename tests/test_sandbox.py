@@ -579,8 +579,9 @@ def test_sigterm_leaves_no_cell_behind(
     srv = linux_server()
     host = Host(srv)
     warm_cells(client_of(srv), 2)
+    # Two environments (an init and a runtime each) and the spares, refilled in the background.
+    assert wait_until(lambda: len(host.cell_processes()) == 4 + SPARE_CELLS)
     cells = host.cell_processes()
-    assert len(cells) == 4 + SPARE_CELLS, "two environments (an init and a runtime each) + spares"
     assert host.cell_groups()
     assert host.cell_dirs()
     assert srv.stop() == 0, srv.log()
@@ -597,8 +598,8 @@ def test_sigkill_ends_cells_and_restart_reclaims(
     srv = linux_server()
     host = Host(srv)
     names = warm_cells(client_of(srv), 2)
+    assert wait_until(lambda: len(host.cell_processes()) == 4 + SPARE_CELLS)
     cells = host.cell_processes()
-    assert len(cells) == 4 + SPARE_CELLS
     old_groups, old_dirs = set(host.cell_groups()), set(host.cell_dirs())
     srv.stop(signal.SIGKILL)
     wait_until(lambda: not [pid for pid in cells if alive(pid)], timeout=10)
@@ -640,6 +641,7 @@ def test_hundreds_of_environments_leak_nothing(linux_server: Callable[..., Serve
     names = warm_cells(setup, 4)
     setup.close()
     wait_until(lambda: api_connections(srv.port) == 0)
+    assert wait_until(lambda: host.counts()["cell processes"] == 8 + SPARE_CELLS)
     baseline = host.counts()
     baseline_fds = host.fds()
     assert baseline["cell processes"] == 8 + SPARE_CELLS

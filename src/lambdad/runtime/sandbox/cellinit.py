@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import gc
 import json
 import os
 import resource
@@ -128,6 +129,11 @@ def _load_zygote(path: str) -> None:
     if hasattr(module, "preload"):
         module.preload()
     _ZYGOTE = module
+    # Everything imported so far is shared with every cell and runtime forked from here: kept
+    # out of the garbage collector's scans, whose reference updates would copy those pages
+    # into each of them.
+    gc.collect()
+    gc.freeze()
 
 
 def spawner(control_fd: int, zygote: str | None = None) -> None:
@@ -141,35 +147,54 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     cells: dict[int, dict[str, Any]] = {}
     #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
     tracked: dict[str, dict[str, Any]] = {}
+    #: Cells being made, by the read end of their report pipe: many at once, so that one
+    #: cell's cgroup joins and forks never hold up the next request.
+    making: dict[int, _Making] = {}
     try:
         while True:
             for pid in _reap_all():
                 cells.pop(pid, None)
             try:
-                message, fds = _recv(sock)
+                ready, _, _ = select.select([sock.fileno(), *making], [], [])
             except InterruptedError:
                 continue
-            if message is None:
-                return
-            if message.get("op") in ("track", "untrack"):
-                if message["op"] == "track":
-                    tracked[message["id"]] = message
+            for fd in ready:
+                if fd != sock.fileno():
+                    reply = making[fd].read()
+                    if reply is not None:
+                        cell = making.pop(fd)
+                        if "pid" in reply:
+                            cells[int(reply["pid"])] = cell.spec
+                        _send(sock, reply)
+                    continue
+                message, fds = _recv(sock)
+                if message is None:
+                    return
+                if message.get("op") in ("track", "untrack"):
+                    if message["op"] == "track":
+                        tracked[message["id"]] = message
+                    else:
+                        tracked.pop(message["id"], None)
+                    _send(sock, {"id": message["id"], "seq": message.get("seq"), "ok": True})
+                    continue
+                try:
+                    cell = _Making(sock, message, fds, list(making))
+                except OSError as exc:
+                    _send(
+                        sock,
+                        {"id": message.get("id"), "seq": message.get("seq"), "error": str(exc)},
+                    )
                 else:
-                    tracked.pop(message["id"], None)
-                _send(sock, {"id": message["id"], "ok": True})
-                continue
-            try:
-                reply = _new_cell(sock, message, fds)
-            except OSError as exc:
-                reply = {"id": message.get("id"), "error": str(exc)}
-            for fd in fds:
-                os.close(fd)
-            if "pid" in reply:
-                cells[int(reply["pid"])] = message
-            _send(sock, reply)
+                    making[cell.fd] = cell
+                finally:
+                    for fd_passed in fds:
+                        os.close(fd_passed)
     except OSError:
         pass  # lambdad went away while we answered
     finally:
+        for index, cell in enumerate(making.values()):
+            cell.abandon()
+            cells[-1_000_000 - index] = cell.spec  # its init is ended with its groups
         for index, group in enumerate(tracked.values()):
             cells[-1 - index] = group  # no process of ours to reap: groups and dirs only
         _end_cells(cells)
@@ -232,33 +257,57 @@ def _kill_group(group: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def _new_cell(sock: socket.socket, spec: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-    """Fork the cell's outer child; it reports the init's host pid (or an error) on a pipe."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        sock.close()
-        try:
-            init_pid = _enter_cell(spec, fds, write_end)
-            os.write(write_end, json.dumps({"pid": init_pid}).encode())
-            code = 0
-        except BaseException as exc:
-            os.write(write_end, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
-            code = 1
-        os._exit(code)
-    os.close(write_end)
-    chunks = []
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    result: dict[str, Any] = json.loads(b"".join(chunks) or b'{"error": "cell setup died"}')
-    result["id"] = spec["id"]
-    return result
+class _Making:
+    """One cell being made: its outer child enters the namespaces and cgroups and forks the
+    init, then reports the init's host pid (or an error) on a pipe that the spawner watches."""
+
+    def __init__(
+        self, sock: socket.socket, spec: dict[str, Any], fds: list[int], others: list[int]
+    ) -> None:
+        self.spec = spec
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            sock.close()
+            for other in others:  # the report pipes of the other cells being made
+                os.close(other)
+            try:
+                init_pid = _enter_cell(spec, fds, write_end)
+                os.write(write_end, json.dumps({"pid": init_pid}).encode())
+                code = 0
+            except BaseException as exc:
+                report = {"error": f"{type(exc).__name__}: {exc}"}
+                os.write(write_end, json.dumps(report).encode())
+                code = 1
+            os._exit(code)
+        os.close(write_end)
+        self.fd = read_end
+        self.pid = pid
+        self._chunks: list[bytes] = []
+
+    def read(self) -> dict[str, Any] | None:
+        """Take what the outer child wrote; the reply for lambdad once it has finished."""
+        chunk = os.read(self.fd, 65536)
+        if chunk:
+            self._chunks.append(chunk)
+            return None
+        os.close(self.fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        result: dict[str, Any] = json.loads(
+            b"".join(self._chunks) or b'{"error": "cell setup died"}'
+        )
+        result["id"] = self.spec["id"]
+        result["seq"] = self.spec.get("seq")
+        return result
+
+    def abandon(self) -> None:
+        """lambdad went away: let the outer child finish, so its cell can be ended."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 def _enter_cell(spec: dict[str, Any], fds: list[int], report_fd: int) -> int:
@@ -308,7 +357,10 @@ def _prepare_root(spec: dict[str, Any]) -> None:
     root = spec["root"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     os.makedirs(root, exist_ok=True)
-    _mount(root, root, None, MS_BIND, None)
+    # The root's own directories (mount points, /dev entries) live in memory, in this cell's
+    # namespace only: made on the data dir's file system they cost an inode allocation and a
+    # deletion each, for every cell.
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     for entry in spec["system"]:
         path = entry["path"]
         if entry.get("link"):

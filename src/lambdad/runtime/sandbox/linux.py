@@ -506,7 +506,10 @@ class LinuxSandbox(Sandbox):
         self._shared = sorted({d for d in shared_dirs if d and not _covered(d, roots)})
         self._control: socket.socket | None = None
         self._spawner: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()
+        #: Replies of the helper, handed to the request waiting for each (by ``seq``).
+        self._replies: asyncio.Task[None] | None = None
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._seq = 0
         self._fork_python = fork_python
         #: The spawner's interpreter: a Python runtime on this one can be forked from a cell init.
         self.zygote_python = os.path.realpath(sys.executable)
@@ -538,6 +541,7 @@ class LinuxSandbox(Sandbox):
         theirs.close()
         ours.setblocking(False)
         self._control = ours
+        self._replies = asyncio.create_task(self._read_replies(), name="sandbox-helper-replies")
         self.state = SpawnerState.RUNNING
         self._filling = asyncio.create_task(self._fill(), name="spare-cells")
 
@@ -564,6 +568,15 @@ class LinuxSandbox(Sandbox):
         for spare in spares:
             await self._discard(spare)
         if self._control is not None:
+            # Shut down before closing: the reply reader is waiting on the socket.
+            with contextlib.suppress(OSError):
+                self._control.shutdown(socket.SHUT_RDWR)
+            if self._replies is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._replies), 5)
+                self._replies.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._replies
             self._control.close()
         if self._spawner is not None:
             try:
@@ -658,17 +671,42 @@ class LinuxSandbox(Sandbox):
         )
 
     async def _ask_helper(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        assert self._control is not None
-        async with self._lock:
-            if fds:
-                socket.send_fds(self._control, [json.dumps(request).encode()], fds)
-            else:
-                self._control.send(json.dumps(request).encode())
-            data = await asyncio.get_running_loop().sock_recv(self._control, _MAX_MESSAGE)
-        if not data:
+        """Send ``request`` to the helper and wait for its reply; many may be outstanding
+        (the helper makes cells concurrently), told apart by a sequence number."""
+        if self._control is None or self._replies is None:
             raise OSError("the sandbox helper has stopped")
-        reply: dict[str, Any] = json.loads(data)
-        return reply
+        self._seq += 1
+        seq = self._seq
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = waiter
+        data = json.dumps({**request, "seq": seq}).encode()
+        try:
+            if fds:
+                socket.send_fds(self._control, [data], fds)
+            else:
+                self._control.send(data)
+            return await waiter
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def _read_replies(self) -> None:
+        assert self._control is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(self._control, _MAX_MESSAGE)
+                if not data:
+                    break
+                reply: dict[str, Any] = json.loads(data)
+                waiter = self._waiting.pop(int(reply.get("seq") or 0), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(reply)
+        except OSError:
+            pass
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(OSError("the sandbox helper has stopped"))
+        self._waiting.clear()
 
     async def _discard(self, spare: _Spare) -> None:
         with contextlib.suppress(OSError):
