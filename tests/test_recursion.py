@@ -288,3 +288,48 @@ def test_every_runtime_client_exports_the_invocations_trace_header(
     fresh = _invoke_with_trace(lam, name, None)
     assert not fresh.startswith(root)
     assert list(lineage(fresh).values()) == [1]
+
+
+#: Reports its trace header to the recorder; its on-success destination carries the chain on.
+REPORTING = """
+import os, socket
+
+
+def handler(event, context):
+    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(f"{os.environ.get('_X_AMZN_TRACE_ID', '-')} 0\\n".encode())
+        connection.recv(1)
+    return "ok"
+"""
+
+
+def test_a_loop_through_on_success_destinations_is_stopped(
+    lam: Any, server: Server, recorder: Recorder
+) -> None:
+    """A's on-success destination is B and B's is A: the destinations' invocations carry the
+    trace header on, so the loop is stopped when A would run a 17th time."""
+    first, second = unique("dest-a"), unique("dest-b")
+    for name in (first, second):
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": _zip({"app.py": REPORTING})},
+            Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
+        )
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:{}"
+    for name, target in ((first, second), (second, first)):
+        lam.put_function_event_invoke_config(
+            FunctionName=name,
+            DestinationConfig={"OnSuccess": {"Destination": arn.format(target)}},
+        )
+    assert (
+        lam.invoke(FunctionName=first, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    )
+    wait_until(lambda: stopped_line(server, first), timeout=90)
+    counts = sorted(sorted(lineage(trace).values()) for trace, _ in recorder.runs)
+    assert len(counts) == 32
+    assert counts[-1] == [16, 16]
+    assert not stopped_line(server, second)

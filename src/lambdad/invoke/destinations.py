@@ -67,16 +67,25 @@ class Destinations:
         self.state = DestinationsState.OPEN
 
     async def send_record(
-        self, target_arn: str, record: dict[str, Any], *, success: bool, function_arn: str
+        self,
+        target_arn: str,
+        record: dict[str, Any],
+        *,
+        success: bool,
+        function_arn: str,
+        trace_id: str | None = None,
     ) -> None:
-        """Send ``record`` to the destination ``target_arn``; failures are logged."""
+        """Send ``record`` to the destination ``target_arn``; failures are logged.
+
+        ``trace_id``: the invocation's trace header, carried to a function destination so a
+        loop through destinations is counted like any other (``lineage.py``)."""
         body = json.dumps(record)
         what = f"record of {record['requestContext']['requestId']} to {target_arn}"
 
         async def send() -> None:
             service, region, account, _ = _arn_parts(target_arn)
             if service == "lambda":
-                await self._invoke(Scope(account, region), target_arn, body.encode())
+                await self._invoke(Scope(account, region), target_arn, body.encode(), trace_id)
             elif service == "events":
                 outcome = "Success" if success else "Failure"
                 await self._put_event(target_arn, region, body, outcome, function_arn)
@@ -113,12 +122,15 @@ class Destinations:
                 log.debug("%s delivered", what)
                 return
 
-    async def _invoke(self, scope: Scope, target_arn: str, payload: bytes) -> None:
+    async def _invoke(
+        self, scope: Scope, target_arn: str, payload: bytes, trace_id: str | None
+    ) -> None:
         request = InvokeRequest(
             function_name=target_arn,
             qualifier=None,
             payload=payload,
             invocation_type=InvocationType.EVENT,
+            trace_id=trace_id,
         )
         await self._invoker.invoke(scope, request)
 

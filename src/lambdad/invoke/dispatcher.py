@@ -28,7 +28,7 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.event_config import AsyncPolicy, EventInvokeConfigs
 from lambdad.control.model import FunctionConfig
-from lambdad.invoke import records
+from lambdad.invoke import lineage, records
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.records import Condition, Response
 from lambdad.invoke.service import Invoker
@@ -213,6 +213,12 @@ class Dispatcher:
     def _invoked_arn(scope: Scope, event: QueuedEvent) -> str:
         return scope.function_arn(event.function_name, event.qualifier or "$LATEST")
 
+    @staticmethod
+    def _trace_after(scope: Scope, event: QueuedEvent) -> str:
+        """The event's trace header one hop of its function further (as it ran)."""
+        header = event.attributes.get("trace_id")
+        return lineage.next_hop(header, scope.function_arn(event.function_name))[0]
+
     async def _succeed(
         self, scope: Scope, event: QueuedEvent, policy: AsyncPolicy, response: Response
     ) -> None:
@@ -223,6 +229,7 @@ class Dispatcher:
                 document,
                 success=True,
                 function_arn=self._invoked_arn(scope, event),
+                trace_id=self._trace_after(scope, event),
             )
         await self._queue.ack(event.id)
 
@@ -253,6 +260,7 @@ class Dispatcher:
                 document,
                 success=False,
                 function_arn=self._invoked_arn(scope, event),
+                trace_id=self._trace_after(scope, event),
             )
         if config.dead_letter_target:
             body = (event.payload or b"{}").decode("utf-8", "replace")
