@@ -9,7 +9,8 @@ from tests.conftest import MEET, ROLE, Rendezvous, Server, invoke_json, make_zip
 from tests.test_concurrency import release, throttle_of
 
 WAITER = MEET + "\n\ndef handler(event, context):\n    return {'met': meet()}\n"
-ECHO = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+#: Answers a token made at import: one per environment (pids repeat across PID namespaces).
+ECHO = "import uuid\nTOKEN = str(uuid.uuid4())\n\ndef handler(event, context):\n    return TOKEN\n"
 
 
 def create(client: Any, code: str, env: dict[str, str] | None = None) -> str:
@@ -76,3 +77,28 @@ def test_the_scaling_rate_refills_over_its_window(start_server: Any, rendezvous:
         assert held.result()[1] == {"met": 1}
     assert throttles, "the second environment was never throttled"
     assert {t["reason"] for t in throttles} == {"FunctionInvocationRateLimitExceeded"}
+
+
+def test_at_max_environments_an_idle_one_makes_room_and_busy_ones_throttle(
+    start_server: Any, rendezvous: Any
+) -> None:
+    """``LAMBDAD_MAX_ENVIRONMENTS=2``: a third function's cold start closes the environment
+    idle longest; with both busy, a new environment is refused with a 429."""
+    server: Server = start_server({"LAMBDAD_MAX_ENVIRONMENTS": "2"})
+    lam = server.client()
+    first, second, third = (create(lam, ECHO) for _ in range(3))
+    token_first = invoke_json(lam, first, {})[1]
+    invoke_json(lam, second, {})
+    invoke_json(lam, third, {})  # makes room: the first function's environment goes
+    assert invoke_json(lam, first, {})[1] != token_first, "the oldest idle environment was closed"
+
+    meeting: Rendezvous = rendezvous(3)
+    waiter = create(lam, WAITER, meeting.env)
+    with ThreadPoolExecutor(3) as pool:
+        held = [pool.submit(invoke_json, lam, waiter, {}) for _ in range(2)]
+        wait_until(lambda: meeting.count == 2)
+        refused = pool.submit(invoke_json, lam, third, {})
+        throttle = throttle_of(refused)
+        release(meeting)
+        assert sorted(f.result()[1]["met"] for f in held) == [1, 2]
+    assert throttle["reason"] == "ConcurrentInvocationLimitExceeded"

@@ -49,7 +49,9 @@ class Settings:
     #: per ``scale_window`` seconds (scaled), refilled continuously.
     scale_rate: int = 1000
     scale_window: float = 10.0
-    #: Upper bound on live execution environments across all functions.
+    #: Upper bound on on-demand execution environments alive at once across all functions
+    #: (0: none). At the bound an idle one of any function is closed to make room; with none
+    #: idle the invoke is throttled (429). Provisioned and SnapStart templates not counted.
     max_environments: int = 256
     #: The ``node`` executable for nodejs runtimes; empty means "look on PATH".
     node: str = ""

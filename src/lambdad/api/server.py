@@ -86,6 +86,7 @@ class LambdadServer:
             self.blobs,
             settings.idle_timeout,
             ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+            settings.max_environments,
         )
         self.functions.on_change(self.runtime.function_changed)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)

@@ -20,6 +20,7 @@ import logging
 import time
 from pathlib import Path
 
+from lambdad import errors
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState, Forker
 from lambdad.runtime.invocation import Invocation, Outcome
@@ -33,6 +34,10 @@ from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore
 
 log = logging.getLogger(__name__)
+
+#: The throttle when lambdad's ``max_environments`` are all busy (a host limit, not AWS's).
+ENVIRONMENTS_FULL = "Rate Exceeded. (all of this lambdad's execution environments are busy)"
+ACCOUNT_REASON = "ConcurrentInvocationLimitExceeded"
 
 PoolKey = tuple[str, str, str]  # region, function name, version
 #: How long an invocation waits for an environment whose extensions are finishing (seconds)
@@ -113,6 +118,7 @@ class Pool:
                 self._settling, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
         self._manager.scale_rate.take(self._ctx.region, self.config.name)
+        await self._manager.make_room()
         env = self._new_environment()
         try:
             await env.start()
@@ -146,6 +152,15 @@ class Pool:
             self._idle.append(env)
         elif env.state is not EnvState.CLOSED:
             await env.close()
+
+    def oldest_idle(self) -> Environment | None:
+        return min(self._idle, key=lambda env: env.idle_since, default=None)
+
+    async def evict(self, env: Environment) -> None:
+        """Close an idle environment to make room for another function's."""
+        with contextlib.suppress(ValueError):
+            self._idle.remove(env)
+        await env.close()
 
     async def reap(self, idle_for: float) -> None:
         now = time.monotonic()
@@ -184,9 +199,12 @@ class RuntimeManager:
         blobs: BlobStore,
         idle_timeout: float,
         scale_rate: ScaleRate | None = None,
+        max_environments: int = 0,
     ) -> None:
         self.ctx = ctx
         self.scale_rate = scale_rate or ScaleRate()
+        #: On-demand environments alive at once across all functions (0: no limit).
+        self.max_environments = max_environments
         self.rapi = RuntimeApiServer()
         self._blobs = blobs
         self._layers = LayerAssembler(blobs, ctx.runs_dir.parent / "opt")
@@ -357,6 +375,21 @@ class RuntimeManager:
         if env is None:
             return None
         return await found.run(env, invocation)
+
+    async def make_room(self) -> None:
+        """Before an on-demand environment is made: at ``max_environments``, close the idle
+        environment idle longest (any function's); with none idle, throttle."""
+        if not self.max_environments:
+            return
+        pools = [*self._pools.values(), *self._retired]
+        while sum(pool.size for pool in pools) >= self.max_environments:
+            candidates = [(p, e) for p in pools if (e := p.oldest_idle()) is not None]
+            if not candidates:
+                raise errors.TooManyRequestsException(
+                    ENVIRONMENTS_FULL, reason=ACCOUNT_REASON, retry_after=1
+                )
+            pool, env = min(candidates, key=lambda pair: pair[1].idle_since)
+            await pool.evict(env)
 
     async def function_changed(self, region: str, name: str) -> None:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
