@@ -8,11 +8,11 @@ An environment runs one invocation at a time. Its life::
                                                     re-runs init inside itself, as Lambda does)
     any state ──close() / crash / timeout──▶ CLOSED
 
-The Runtime API server (``rapi.py``) calls the ``rapi_*`` methods; the pool calls ``start``,
-``invoke`` and ``close``. With extensions (``extensions.py``), init starts them before the
-runtime and waits for all; an invocation returns its outcome as soon as the runtime replies,
-while ``settling`` keeps the environment busy until the INVOKE subscribers are done; ``close``
-sends SHUTDOWN within Lambda's budget before the environment is killed.
+The Runtime API server (``rapi.py``) calls the ``rapi_*`` methods (``session.py``); the pool
+calls ``start``, ``invoke`` and ``close``. With extensions (``extensions.py``), init starts them
+before the runtime and waits for all; an invocation returns its outcome as soon as the runtime
+replies, while ``settling`` keeps the environment busy until the INVOKE subscribers are done;
+``close`` sends SHUTDOWN within Lambda's budget before the environment is killed.
 
 Output of the process is read from its pipe and attributed to the invocation running when it
 was written; the pipe is drained when the runtime posts its reply, so everything printed before
@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import errno
-import json
 import shutil
 import signal
 import time
@@ -43,18 +41,17 @@ from lambdad.runtime.extensions import (
     extension_env,
     external_extensions,
 )
-from lambdad.runtime.invocation import Invocation, Outcome, error_body, runtime_error_type
+from lambdad.runtime.invocation import Invocation, Outcome, error_body
 from lambdad.runtime.output import LineReader
 from lambdad.runtime.process_env import process_environment, snap_start_environment
 from lambdad.runtime.replies import (
     Crashed,
     InitFailure,
     Reply,
-    RuntimeApiError,
-    forwardable_error,
 )
 from lambdad.runtime.runtimes import Launch, RuntimeUnavailable, exec_wrapper, launch
 from lambdad.runtime.sandbox.base import Exit, Layout, ProcessSpec, Sandbox, SandboxProcess
+from lambdad.runtime.session import EnvState, RuntimeSession
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.runtime.telemetry import Telemetry
 
@@ -64,14 +61,6 @@ RESTORE_TIMEOUT = 10.0
 
 #: Makes a SnapStart environment's process: a fork of its version's template.
 Forker = Callable[[Mapping[str, str]], Awaitable[SandboxProcess]]
-
-
-class EnvState(enum.Enum):
-    NEW = "new"
-    INITIALIZING = "initializing"
-    IDLE = "idle"
-    BUSY = "busy"
-    CLOSED = "closed"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,7 +81,7 @@ class EnvironmentContext:
     echo: Callable[[str], None] | None = None
 
 
-class Environment:
+class Environment(RuntimeSession):
     def __init__(
         self,
         ctx: EnvironmentContext,
@@ -830,116 +819,4 @@ class Environment:
             lines = [f"RequestId: {invocation.request_id} Error: {failure.reason}", error_type]
         return await self._finish_failed(
             invocation, began, init_ms, "error", error_type, body, content_type, lines
-        )
-
-    # ---------------------------------------------------------------- Runtime API
-
-    async def rapi_next(self) -> Invocation:
-        """``GET /runtime/invocation/next``: the next event, waiting as long as it takes."""
-        if self.state is EnvState.CLOSED:
-            raise RuntimeApiError(500, "InternalServerError", "Internal Server Error")
-        if self._init_waiter is not None and not self._init_waiter.done():
-            if self._process is not None:
-                self._process.end_init()
-            self._init_waiter.set_result(None)
-        if self._responded:
-            self.extensions.runtime_next()
-        self._responded = False
-        current = self._current
-        if current is not None and self._reply is not None and not self._reply.done():
-            # Either the event queued for this /next, or a second /next during one invoke,
-            # which re-renders the same event (as Lambda does).
-            self._queued = None
-            return current
-        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
-        self._next_waiter = waiter
-        if self._freeze_when_parked:
-            self._freeze_soon()
-        try:
-            return await waiter
-        finally:
-            if self._next_waiter is waiter:
-                self._next_waiter = None
-
-    def _runtime_state(self) -> str:
-        """The runtime's state as RAPID names it in its 403 messages."""
-        if self._responded:
-            return "RuntimeResponseSent"
-        if self._current is not None and self._queued is None:
-            return "Running"
-        return "Ready"
-
-    def _refuse_transition(self, to: str) -> RuntimeApiError:
-        return RuntimeApiError(
-            403,
-            "InvalidStateTransition",
-            f"State transition from {self._runtime_state()} to {to} failed for runtime. "
-            "Error: State transition is not allowed",
-        )
-
-    def _release_next_waiter(self) -> None:
-        """A runtime still waiting in ``/next`` gets a 500: its environment is going away."""
-        waiter = self._next_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(
-                RuntimeApiError(500, "InternalServerError", "Internal Server Error")
-            )
-            waiter.exception()  # retrieved here: the handler may already be gone
-
-    def _check_request(self, request_id: str, to: str) -> asyncio.Future[Reply]:
-        """The reply future of ``request_id``; RAPID checks the state before the id."""
-        current, reply = self._current, self._reply
-        if self._responded or (reply is not None and reply.done()):
-            raise self._refuse_transition(to)
-        if current is None or reply is None or current.request_id != request_id:
-            raise RuntimeApiError(400, "InvalidRequestID", "Invalid request ID")
-        return reply
-
-    def _accept_reply(self, reply: asyncio.Future[Reply], value: Reply) -> None:
-        self._drain_output()
-        self._responded = True
-        reply.set_result(value)
-
-    def rapi_response(self, request_id: str, body: bytes, content_type: str) -> None:
-        reply = self._check_request(request_id, "InvocationResponse")
-        self._accept_reply(reply, Reply(True, body, content_type or "application/json"))
-
-    def rapi_response_too_large(self, request_id: str, size: int) -> None:
-        reply = self._check_request(request_id, "InvocationResponse")
-        message = (
-            f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
-            "(6291556 bytes)."
-        )
-        self._accept_reply(
-            reply,
-            Reply(
-                False,
-                error_body("Function.ResponseSizeTooLarge", message),
-                "application/json",
-                "Function.ResponseSizeTooLarge",
-            ),
-        )
-
-    def rapi_error(
-        self, request_id: str, body: bytes, content_type: str, error_type: str | None
-    ) -> None:
-        reply = self._check_request(request_id, "InvocationErrorResponse")
-        body, content_type = forwardable_error(body, content_type)
-        kind = runtime_error_type(body, error_type) or "Unhandled"
-        self._accept_reply(reply, Reply(False, body, content_type, kind))
-
-    def rapi_init_error(self, body: bytes, content_type: str, error_type: str | None) -> None:
-        waiter = self._init_waiter
-        if waiter is None or waiter.done():
-            raise self._refuse_transition("InitError")
-        self._drain_output()
-        try:
-            json.loads(body)
-            kind = "application/json"
-        except ValueError:
-            kind = "application/octet-stream"
-        waiter.set_result(
-            InitFailure(
-                "error", runtime_error_type(body, error_type) or "Runtime.Unknown", body, kind
-            )
         )
