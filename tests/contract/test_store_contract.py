@@ -248,6 +248,25 @@ def test_sqlite_queue_reopen_returns_unacked_events(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_sqlite_queue_reads_back_payloads_beyond_its_memory_budget(tmp_path: Path) -> None:
+    """With room in memory for one payload only, every event still comes back whole."""
+
+    async def scenario() -> None:
+        queue = SqliteQueue(tmp_path / "q.db", payload_budget=10)
+        await queue.open()
+        payloads = {f"e{i}": f'{{"n": {i}}}'.encode() for i in range(4)}
+        for event_id, payload in payloads.items():
+            await queue.put(dataclasses.replace(_event(event_id), payload=payload))
+        taken = [await asyncio.wait_for(queue.take(), 5) for _ in payloads]
+        assert {e.id: e.payload for e in taken} == payloads
+        await queue.retry(taken[-1], time.time())
+        again = await asyncio.wait_for(queue.take(), 5)
+        assert (again.id, again.payload, again.attempt) == (taken[-1].id, taken[-1].payload, 1)
+        await queue.close()
+
+    run(scenario)
+
+
 def test_concurrent_transactions_do_not_interleave(make_store: Callable[[], Store]) -> None:
     """Many transactions at once all apply, none fails for another's open transaction."""
 

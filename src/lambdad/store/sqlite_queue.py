@@ -7,7 +7,9 @@ the event is on disk, and one fsync is shared by every ``put`` that arrived mean
 
 Which events are due, and which are owned by a running dispatcher worker, is kept in memory:
 on ``open`` every row is loaded and due again, so events that were running when the previous
-process died run again (at least once). See docs/queue.md.
+process died run again (at least once). Payloads stay in memory only up to
+``payload_budget`` bytes in all (a backlog of large events would otherwise hold all of them);
+the others are read back from the database when their event is taken. See docs/queue.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import enum
 import heapq
 import json
@@ -51,9 +54,12 @@ _INSERT = (
 _DELETE = "DELETE FROM events WHERE id = ?"
 _RETRY = "UPDATE events SET attempt = ?, not_before = ?, attributes = ? WHERE id = ?"
 _LOAD = (
-    "SELECT id, function_name, qualifier, payload, region, enqueued_at, attempt, not_before,"
+    "SELECT id, function_name, qualifier, NULL, region, enqueued_at, attempt, not_before,"
     " attributes FROM events ORDER BY seq"
 )
+_PAYLOAD = "SELECT payload FROM events WHERE id = ?"
+#: Payload bytes kept in memory for events not yet taken (the rest are read back at ``take``).
+PAYLOAD_BUDGET = 64 << 20
 
 
 class QueueState(enum.Enum):
@@ -85,7 +91,7 @@ def _event(row: tuple[Any, ...]) -> QueuedEvent:
         id=row[0],
         function_name=row[1],
         qualifier=row[2],
-        payload=bytes(row[3]),
+        payload=bytes(row[3]) if row[3] is not None else b"",
         region=row[4],
         enqueued_at=row[5],
         attempt=row[6],
@@ -125,8 +131,12 @@ def _apply(db: sqlite3.Connection, ops: list[tuple[str, tuple[Any, ...]]]) -> li
 class SqliteQueue(Queue):
     """Events in ``path`` (a SQLite database of their own), group-committed, due from memory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, payload_budget: int = PAYLOAD_BUDGET) -> None:
         self._path = path
+        self._budget = payload_budget
+        #: Payload bytes held by events in the heap; ids of events whose payload is on disk only.
+        self._held = 0
+        self._on_disk: set[str] = set()
         self._db: sqlite3.Connection | None = None
         #: Every database call runs on this one thread, in submission order.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queue-db")
@@ -154,7 +164,9 @@ class SqliteQueue(Queue):
         self._db = await self._call(_connect, self._path)
         rows = await self._call(lambda: self._connection().execute(_LOAD).fetchall())
         for row in rows:
-            self._push(_event(row))
+            event = _event(row)
+            self._on_disk.add(event.id)
+            self._push(event)
         self._writer = asyncio.create_task(self._write_forever(), name="queue-writer")
         self.state = QueueState.OPEN
 
@@ -220,9 +232,24 @@ class SqliteQueue(Queue):
         await future
 
     def _push(self, event: QueuedEvent) -> None:
+        if event.id not in self._on_disk:
+            if self._held + len(event.payload) > self._budget:
+                self._on_disk.add(event.id)
+                event = dataclasses.replace(event, payload=b"")
+            else:
+                self._held += len(event.payload)
         self._seq += 1
         heapq.heappush(self._heap, (event.not_before, self._seq, event))
         self._due.set()
+
+    async def _with_payload(self, event: QueuedEvent) -> QueuedEvent:
+        """The event as taken: its payload read back if it was not kept in memory."""
+        if event.id not in self._on_disk:
+            self._held -= len(event.payload)
+            return event
+        self._on_disk.discard(event.id)
+        row = await self._call(lambda: self._connection().execute(_PAYLOAD, (event.id,)).fetchone())
+        return dataclasses.replace(event, payload=bytes(row[0]) if row else b"")
 
     async def put(self, event: QueuedEvent) -> None:
         """Returns once the event is committed to disk; ``StoreConflict`` if its id is queued."""
@@ -238,7 +265,9 @@ class SqliteQueue(Queue):
                 if delay <= 0:
                     heapq.heappop(self._heap)
                     self._owned[event.id] = event
-                    return event
+                    taken = await self._with_payload(event)
+                    self._owned[event.id] = taken
+                    return taken
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._due.wait(), delay)
 
