@@ -113,14 +113,20 @@ def environment_identity():
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def _glob(pattern: str) -> list[Path]:
+    """``CGROUP_ROOT.glob(pattern)``, again when a directory went away while it was listed."""
+    for _ in range(10):
+        try:
+            return list(CGROUP_ROOT.glob(pattern))
+        except FileNotFoundError:
+            continue
+    return list(CGROUP_ROOT.glob(pattern))
+
+
 def _cell_dirs(cell: str | None = None) -> list[Path]:
     """The cgroup directories of ``cell`` (every cell when None), on cgroup v2 or v1."""
     name = cell or "*/*"
-    return [
-        p
-        for p in (*CGROUP_ROOT.glob(f"lambdad/{name}"), *CGROUP_ROOT.glob(f"*/lambdad/{name}"))
-        if p.is_dir()
-    ]
+    return [p for p in (*_glob(f"lambdad/{name}"), *_glob(f"*/lambdad/{name}")) if p.is_dir()]
 
 
 def _cell_pids(directory: Path) -> set[int]:
