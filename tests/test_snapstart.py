@@ -228,6 +228,27 @@ def test_snapstart_on_an_unsupported_runtime_is_refused(lam: Any) -> None:
         lam.update_function_configuration(FunctionName=name, Runtime="python3.11")
 
 
+def test_snapstart_refuses_large_ephemeral_storage_and_provisioned_concurrency(lam: Any) -> None:
+    """AWS: SnapStart supports neither ephemeral storage over 512 MB nor provisioned
+    concurrency (on the version, or on an alias of it)."""
+    storage = "SnapStart is not supported for functions with ephemeral storage greater than 512 MB."
+    with refused("InvalidParameterValueException", 400, storage):
+        create(lam, EphemeralStorage={"Size": 1024})
+    name = create(lam, code="def handler(event, context):\n    return 1\n")
+    with refused("InvalidParameterValueException", 400, storage):
+        lam.update_function_configuration(FunctionName=name, EphemeralStorage={"Size": 513})
+    version = publish_active(lam, name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    provisioned = (
+        "Provisioned concurrency is not supported for SnapStart enabled function versions."
+    )
+    for qualifier in (version, "live"):
+        with refused("InvalidParameterValueException", 400, provisioned):
+            lam.put_provisioned_concurrency_config(
+                FunctionName=name, Qualifier=qualifier, ProvisionedConcurrentExecutions=1
+            )
+
+
 def test_a_forked_environment_has_its_own_memory_limit(lam: Any, server: Server) -> None:
     """A 128 MB SnapStart function allocating 300 MB in a restored environment is
     Runtime.OutOfMemory, as for other cells (Linux sandbox only)."""

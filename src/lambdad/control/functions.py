@@ -370,7 +370,11 @@ class Functions:
         if isinstance(snap, Mapping) and snap.get("ApplyOn"):
             validation.validate_snap_start(str(snap["ApplyOn"]))
             changes["snap_start"] = str(snap["ApplyOn"])
-        validation.validate_snap_start_runtime(changes.get("snap_start", base.snap_start), runtime)
+        apply_on = changes.get("snap_start", base.snap_start)
+        validation.validate_snap_start_runtime(apply_on, runtime)
+        validation.validate_snap_start_storage(
+            apply_on, changes.get("ephemeral_storage", base.ephemeral_storage)
+        )
         if layers is not None:
             changes["layers"] = layers
         return base.evolve(**changes)

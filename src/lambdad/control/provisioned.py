@@ -153,6 +153,10 @@ class ProvisionedConfigs:
             configs = {c.qualifier: c for c in await self._configs(scope.region, name)}
             aliases = await self._aliases(scope.region, name)
             self._check_pairing(qualifier, configs, aliases)
+            alias = aliases.get(qualifier)
+            version = alias.function_version if alias is not None else qualifier
+            if (await self._functions.get(scope, name, version)).snap_start_on:
+                raise errors.InvalidParameterValueException(validation.SNAP_START_PROVISIONED)
             others = sum(c.requested for q, c in configs.items() if q != qualifier)
             await self._check_room(scope.region, name, others + amount, amount)
             config = ProvisionedConfig(name, qualifier, amount)

@@ -311,6 +311,21 @@ def validate_snap_start_runtime(apply_on: str, runtime: str | None) -> None:
         )
 
 
+#: AWS: "SnapStart doesn't support provisioned concurrency, Amazon EFS, or ephemeral storage
+#: greater than 512 MB." (the exact messages are not published; these say the same).
+SNAP_START_STORAGE = (
+    "SnapStart is not supported for functions with ephemeral storage greater than 512 MB."
+)
+SNAP_START_PROVISIONED = (
+    "Provisioned concurrency is not supported for SnapStart enabled function versions."
+)
+
+
+def validate_snap_start_storage(apply_on: str, ephemeral_mb: int) -> None:
+    if apply_on == "PublishedVersions" and ephemeral_mb > 512:
+        raise InvalidParameterValueException(SNAP_START_STORAGE)
+
+
 def validate_runtime(runtime: str | None, package_type: str) -> None:
     """Runtime against the package type and the runtimes lambdad runs.
 
