@@ -114,36 +114,44 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 _ZYGOTE: Any = None
 
 
-def _load_zygote(path: str) -> None:
+def _load_zygote(path: str) -> str | None:
+    """Import the bootstrap; why it could not be, or None once it is the zygote."""
     global _ZYGOTE
     import importlib.util
     import site
 
-    site.ENABLE_USER_SITE = False
-    site.main()  # the interpreter's site-packages, as a fresh ``python -s`` would have
-    spec = importlib.util.spec_from_file_location("lambdad_bootstrap", path)
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if hasattr(module, "preload"):
-        module.preload()
+    try:
+        site.ENABLE_USER_SITE = False
+        site.main()  # the interpreter's site-packages, as a fresh ``python -s`` would have
+        spec = importlib.util.spec_from_file_location("lambdad_bootstrap", path)
+        if spec is None or spec.loader is None:
+            return f"cannot load {path}"
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "preload"):
+            module.preload()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
     _ZYGOTE = module
     # Everything imported so far is shared with every cell and runtime forked from here: kept
     # out of the garbage collector's scans, whose reference updates would copy those pages
     # into each of them.
     gc.collect()
     gc.freeze()
+    return None
 
 
 def spawner(control_fd: int, zygote: str | None = None) -> None:
-    if zygote:
-        _load_zygote(zygote)
+    """Serve lambdad until its control socket closes; first a hello: this interpreter's
+    version, and whether the zygote loaded (and if not, why)."""
+    error = _load_zygote(zygote) if zygote else None
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
+    hello = {"op": "hello", "seq": 0, "version": list(sys.version_info[:3])}
+    _send(sock, {**hello, "zygote": _ZYGOTE is not None, "error": error})
     cells: dict[int, dict[str, Any]] = {}
     #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
     tracked: dict[str, dict[str, Any]] = {}
