@@ -50,6 +50,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 SYS_PIVOT_ROOT = 155  # x86_64
@@ -577,6 +578,9 @@ def _exec(
 def _run_zygote(message: dict[str, Any], err_w: int) -> None:
     """Become the Python runtime in this forked process: never returns."""
     os.close(err_w)  # "started": what an exec would have told the cell init
+    # Dropping root cleared the dumpable flag, which an exec would set again: without it the
+    # process's /proc/self files stay root's (a SnapStart fork could not write its uid_map).
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     code = 1
     try:
         os.environ.clear()
