@@ -512,8 +512,7 @@ class LinuxSandbox(Sandbox):
                 self._no_zygote(python, reason)  # before any wait: no second start is tried
             await helper.close()
             return self._main
-        self._helpers[python] = helper
-        helper.refill()
+        self._helpers[python] = helper  # its spares are made when its first cell is taken
         return helper
 
     def _allocate_uid(self) -> int:
