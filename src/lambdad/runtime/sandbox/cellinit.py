@@ -153,8 +153,8 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     sock = socket.socket(fileno=control_fd)
     hello = {"op": "hello", "seq": 0, "version": list(sys.version_info[:3])}
     _send(sock, {**hello, "zygote": _ZYGOTE is not None, "error": error})
-    if sys.version_info < (3, 9):
-        return  # no ``socket.recv_fds``: lambdad tells from the hello and does not use it
+    if not hasattr(socket, "recv_fds"):
+        return  # Python < 3.9: lambdad tells from the hello's version and does not use it
     cells: dict[int, dict[str, Any]] = {}
     #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
     tracked: dict[str, dict[str, Any]] = {}
