@@ -354,3 +354,38 @@ def test_a_snapstart_template_on_python312_is_a_fork_of_its_zygote(lam: Any) -> 
     assert seen["self"][:4] == [python, "-S", str(CELLINIT), "spawner"], seen
     assert seen["parent"] != 1, "a restored environment is a child of its template"
     assert seen["parent_cmdline"] == seen["self"], "the template is a fork of the 3.12 zygote"
+
+
+# ------------------------------------------------------------------------------------ extensions
+
+#: An external extension that registers, says it is ready, and ends at shutdown.
+EXTENSION = f"""#!{LAMBDAD_PYTHON}
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+body = json.dumps({{"events": ["SHUTDOWN"]}}).encode()
+headers = {{"Lambda-Extension-Name": "ext"}}
+request = urllib.request.Request(api + "/register", data=body, method="POST", headers=headers)
+ext_id = urllib.request.urlopen(request).headers["Lambda-Extension-Identifier"]
+headers = {{"Lambda-Extension-Identifier": ext_id}}
+urllib.request.urlopen(urllib.request.Request(api + "/event/next", headers=headers)).read()
+"""
+
+
+def test_a_runtime_started_after_its_extensions_is_forked_too(lam: Any) -> None:
+    """With an external extension (the environment is made before its runtime starts), the
+    runtime on another interpreter is still a fork of that interpreter's zygote."""
+    layer = lam.publish_layer_version(
+        LayerName=unique("zygext"),
+        Content={"ZipFile": make_zip({"extensions/ext": EXTENSION}, {"extensions/ext": 0o755})},
+    )
+    name = unique("zygext")
+    lam.create_function(
+        FunctionName=name,
+        Runtime=OTHER,
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": WHOAMI})},
+        Layers=[layer["LayerVersionArn"]],
+        Timeout=30,
+    )
+    assert_forked_on(whoami(lam, name), OTHER)

@@ -239,6 +239,7 @@ class Environment:
             tmp_dir=tmp_dir,
             memory_mb=self.config.memory_size,
             tmp_mb=self.config.ephemeral_storage,
+            runtime_argv=argv,
         )
         self._process_known.clear()
         try:

@@ -545,12 +545,10 @@ class LinuxSandbox(Sandbox):
         return self._fork_python and is_python_bootstrap(argv) and argv[0] not in self.no_zygote
 
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
-        """A cell of the helper for ``spec.argv`` (see ``_helper_for``), its process started.
-
-        An environment made with an empty ``argv`` (extensions first) is a cell of the main
-        helper: its Python runtime is forked only if it runs on lambdad's own interpreter.
-        """
-        process = await self._cell(await self._helper_for(spec.argv), spec)
+        """A cell of the helper for ``spec.argv`` (see ``_helper_for``), its process started;
+        with an empty ``argv`` (extensions first), of the helper for ``spec.runtime_argv``."""
+        helper = await self._helper_for(spec.argv or spec.runtime_argv)
+        process = await self._cell(helper, spec)
         if not spec.argv:
             return process  # the caller starts extensions, then the runtime
         try:
