@@ -1,6 +1,7 @@
 """Warm and cold invoke latency of a real ``lambdad serve``, beside the floors of this machine.
 
-Run: ``python bench/invoke_latency.py [--warm 3000] [--cold 30] [--sandbox linux|process]``. It
+Run: ``python bench/invoke_latency.py [--warm 3000] [--cold 30] [--sandbox linux|process]
+[--runtime python3.12]``. It
 starts its own lambdad on a free port with a temporary data dir (``--sandbox`` is passed to it as
 ``LAMBDAD_SANDBOX``; ``linux`` needs root and cgroups), and prints a Markdown table for
 docs/benchmarks.md.
@@ -13,7 +14,11 @@ compare isolation, not CPU quotas.
   connection (``http.client``), after a warm-up; beside the same client's round trip to a
   bare aiohttp server that answers a fixed body (the loopback floor).
 - cold: the first invoke of a newly created Python function (client-observed, and the
-  ``Init Duration`` lambdad reports); beside a bare ``python3 -c pass`` spawn (the floor).
+  ``Init Duration`` lambdad reports); beside a bare ``python3 -c pass`` spawn of the
+  interpreter the runtime resolves to (the floor). Every function has ``--runtime`` (default
+  python3.11); the very first invoke of that runtime (the warm-up's, which in the Linux sandbox
+  also starts the runtime's zygote when it is not lambdad's own interpreter) is reported
+  apart, as ``first_invoke_of_runtime``.
 """
 
 from __future__ import annotations
@@ -139,14 +144,14 @@ def api(port: int, method: str, path: str, body: Any = None) -> tuple[int, dict[
     return response.status, headers, payload
 
 
-def create(port: int, name: str, source: str) -> None:
+def create(port: int, name: str, source: str, runtime: str) -> None:
     status, _, payload = api(
         port,
         "POST",
         "/2015-03-31/functions",
         {
             "FunctionName": name,
-            "Runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+            "Runtime": runtime,
             "Role": ROLE,
             "Handler": "app.handler",
             "MemorySize": MEMORY_MB,
@@ -165,18 +170,20 @@ def doctor(port: int) -> Any:
     return json.loads(payload)
 
 
-def measure_warm(port: int, count: int) -> list[float]:
-    create(port, "echo", ECHO)
+def measure_warm(port: int, count: int, runtime: str) -> tuple[list[float], list[float]]:
+    """Warm invokes, and (apart) the warm-up's first: the runtime's first cold start."""
+    create(port, "echo", ECHO, runtime)
     path = "/2015-03-31/functions/echo/invocations"
-    post_loop(port, path, b'{"hello": "world"}', 200)  # warm-up, cold start included
-    return post_loop(port, path, b'{"hello": "world"}', count)
+    first = post_loop(port, path, b'{"hello": "world"}', 1)
+    post_loop(port, path, b'{"hello": "world"}', 200)  # warm-up
+    return post_loop(port, path, b'{"hello": "world"}', count), first
 
 
-def measure_cold(port: int, count: int) -> tuple[list[float], list[float]]:
+def measure_cold(port: int, count: int, runtime: str) -> tuple[list[float], list[float]]:
     observed, reported = [], []
     for index in range(count):
         name = f"cold-{index}"
-        create(port, name, ECHO)
+        create(port, name, ECHO, runtime)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         began = time.perf_counter()
         conn.request(
@@ -193,11 +200,11 @@ def measure_cold(port: int, count: int) -> tuple[list[float], list[float]]:
     return observed, reported
 
 
-def measure_spawn(count: int) -> list[float]:
+def measure_spawn(count: int, python: str) -> list[float]:
     samples = []
     for _ in range(count):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([python, "-c", "pass"], check=True)
         samples.append((time.perf_counter() - began) * 1000)
     return samples
 
@@ -212,6 +219,11 @@ def main() -> int:
         choices=("linux", "process"),
         help="the sandbox lambdad uses (LAMBDAD_SANDBOX); default: lambdad's own choice",
     )
+    parser.add_argument(
+        "--runtime",
+        default="python3.11",
+        help="the Runtime of the functions measured (default: python3.11)",
+    )
     args = parser.parse_args()
 
     bare_port, lambdad_port = free_port(), free_port()
@@ -224,13 +236,15 @@ def main() -> int:
         )
         try:
             wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")
-            sandbox = doctor(lambdad_port)["sandbox"]["kind"]
+            report = doctor(lambdad_port)
+            sandbox = report["sandbox"]["kind"]
+            python = str(report["runtimes"][args.runtime]).split(" (")[0]
             time.sleep(0.5)  # let the bare server finish starting too
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', 200)
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', args.warm)
-            warm = measure_warm(lambdad_port, args.warm)
-            cold, init = measure_cold(lambdad_port, args.cold)
-            spawn = measure_spawn(args.cold)
+            warm, first = measure_warm(lambdad_port, args.warm, args.runtime)
+            cold, init = measure_cold(lambdad_port, args.cold, args.runtime)
+            spawn = measure_spawn(args.cold, python)
         finally:
             for proc in (server, bare):
                 proc.terminate()
@@ -241,13 +255,15 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "sandbox": sandbox,
+        "runtime": f"{args.runtime} on {python}",
         "loopback_floor": summary(floor),
         "warm_invoke": summary(warm),
+        "first_invoke_of_runtime": summary(first),
         "cold_invoke_observed": summary(cold),
         "cold_init_duration_reported": summary(init) if init else None,
         "bare_python_spawn": summary(spawn),
     }
-    print(f"# {results['machine']}, {results['date']}, {sandbox} sandbox\n")
+    print(f"# {results['machine']}, {results['date']}, {sandbox} sandbox, {results['runtime']}\n")
     print("| measure | n | p50 ms | p99 ms | mean ms |")
     print("|---|---|---|---|---|")
     for key, value in results.items():

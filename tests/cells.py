@@ -7,6 +7,7 @@ here talks to lambdad except its ``/_lambdad/doctor`` (for its range of cell uid
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from lambdad.runtime.sandbox import cgroups, linux
@@ -29,6 +30,14 @@ def is_cellinit(pid: int) -> bool:
         return b"cellinit.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def interpreter_of(pid: int) -> str:
+    """The program a process runs, as its command line names it (argv[0])."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def api_connections(port: int) -> int:
@@ -97,9 +106,15 @@ class Host:
         """Processes of cell users, and every cell init (root) lambdad's spawner started."""
         return sorted({*pids_of_uids(self.uids), *self.inits()})
 
-    def spawner(self) -> int:
+    def spawners(self) -> list[int]:
+        """Every sandbox helper: lambdad's own interpreter's, and one per other Python in use."""
         lambdad = self.srv.process.pid
-        return next(p for p in descendants(lambdad) if is_cellinit(p) and parent_of(p) == lambdad)
+        return sorted(p for p in descendants(lambdad) if is_cellinit(p) and parent_of(p) == lambdad)
+
+    def spawner(self) -> int:
+        """The helper on lambdad's own interpreter (there from the start)."""
+        own = os.path.realpath(sys.executable)
+        return next(p for p in self.spawners() if interpreter_of(p) == own)
 
     def inits(self) -> list[int]:
         lambdad = self.srv.process.pid
@@ -126,6 +141,7 @@ class Host:
             "cell dirs": len(self.cell_dirs()),
             "lambdad mounts": self.mounts(),
             "lambdad fds": len(self.fds()),
-            "spawner fds": len(os.listdir(f"/proc/{self.spawner()}/fd")),
+            "spawners": len(self.spawners()),
+            "spawner fds": sum(len(os.listdir(f"/proc/{p}/fd")) for p in self.spawners()),
             "api connections": api_connections(self.srv.port),
         }

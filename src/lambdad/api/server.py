@@ -195,7 +195,13 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
     ):
         return PlainSandbox(runtimes.BOOTSTRAPS)
     shared = runtimes.interpreter_dirs(python_path, settings.node)
-    return linux.LinuxSandbox(runs, runtimes.BOOTSTRAPS, shared, fork_python=settings.fork_python)
+    return linux.LinuxSandbox(
+        runs,
+        runtimes.BOOTSTRAPS,
+        shared,
+        fork_python=settings.fork_python,
+        pythons=runtimes.python_interpreters(python_path),
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:

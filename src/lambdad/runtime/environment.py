@@ -228,6 +228,7 @@ class Environment(RuntimeSession):
             tmp_dir=tmp_dir,
             memory_mb=self.config.memory_size,
             tmp_mb=self.config.ephemeral_storage,
+            runtime_argv=argv,
         )
         self._process_known.clear()
         try:

@@ -181,6 +181,11 @@ def exec_wrapper(runtime: str | None, environment: Mapping[str, str], layout: La
     return wrapper
 
 
+def python_interpreters(python_path: str = "") -> list[str]:
+    """Every interpreter a ``python3.X`` runtime resolves to here, as its argv[0]."""
+    return sorted({closest_python(version, python_path)[0] for version in PYTHON_RUNTIMES.values()})
+
+
 def interpreter_dirs(python_path: str = "", node: str = "") -> list[str]:
     """The install prefixes of every interpreter the runtimes use (shown inside sandboxes)."""
     dirs = set()

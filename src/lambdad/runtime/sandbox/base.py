@@ -63,6 +63,10 @@ class ProcessSpec:
     tmp_dir: Path
     memory_mb: int
     tmp_mb: int
+    #: With an empty ``argv``: what ``SandboxProcess.start`` will run, so that the sandbox can
+    #: make the environment where that starts best (the Linux sandbox: a cell of the zygote of
+    #: that Python interpreter).
+    runtime_argv: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 SYS_PIVOT_ROOT = 155  # x86_64
@@ -114,36 +115,46 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 _ZYGOTE: Any = None
 
 
-def _load_zygote(path: str) -> None:
+def _load_zygote(path: str) -> str | None:
+    """Import the bootstrap; why it could not be, or None once it is the zygote."""
     global _ZYGOTE
     import importlib.util
     import site
 
-    site.ENABLE_USER_SITE = False
-    site.main()  # the interpreter's site-packages, as a fresh ``python -s`` would have
-    spec = importlib.util.spec_from_file_location("lambdad_bootstrap", path)
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if hasattr(module, "preload"):
-        module.preload()
+    try:
+        site.ENABLE_USER_SITE = False
+        site.main()  # the interpreter's site-packages, as a fresh ``python -s`` would have
+        spec = importlib.util.spec_from_file_location("lambdad_bootstrap", path)
+        if spec is None or spec.loader is None:
+            return f"cannot load {path}"
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "preload"):
+            module.preload()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
     _ZYGOTE = module
     # Everything imported so far is shared with every cell and runtime forked from here: kept
     # out of the garbage collector's scans, whose reference updates would copy those pages
     # into each of them.
     gc.collect()
     gc.freeze()
+    return None
 
 
 def spawner(control_fd: int, zygote: str | None = None) -> None:
-    if zygote:
-        _load_zygote(zygote)
+    """Serve lambdad until its control socket closes; first a hello: this interpreter's
+    version, and whether the zygote loaded (and if not, why)."""
+    error = _load_zygote(zygote) if zygote else None
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
+    hello = {"op": "hello", "seq": 0, "version": list(sys.version_info[:3])}
+    _send(sock, {**hello, "zygote": _ZYGOTE is not None, "error": error})
+    if not hasattr(socket, "recv_fds"):
+        return  # Python < 3.9: lambdad tells from the hello's version and does not use it
     cells: dict[int, dict[str, Any]] = {}
     #: Groups lambdad made itself (SnapStart forks): ended with the cells, by their id.
     tracked: dict[str, dict[str, Any]] = {}
@@ -569,6 +580,9 @@ def _exec(
 def _run_zygote(message: dict[str, Any], err_w: int) -> None:
     """Become the Python runtime in this forked process: never returns."""
     os.close(err_w)  # "started": what an exec would have told the cell init
+    # Dropping root cleared the dumpable flag, which an exec would set again: without it the
+    # process's /proc/self files stay root's (a SnapStart fork could not write its uid_map).
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     code = 1
     try:
         os.environ.clear()

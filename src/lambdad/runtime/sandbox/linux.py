@@ -4,23 +4,23 @@ A cell has its own mount, PID, IPC and UTS namespaces and its own cgroup (memory
 swap, CPU in proportion to memory, at most 1,024 processes, a freezer); its processes run as
 an unprivileged user of its own, with at most 1,024 open files, inside a root file system with
 the code read-only at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime`` and a
-private ``/tmp`` of ``EphemeralStorage`` MB. The namespace work happens in a small helper
-process (``cellinit.py``) so that lambdad itself never forks.
+private ``/tmp`` of ``EphemeralStorage`` MB. The namespace work happens in small helper
+processes (``cellinit.py``, driven through ``helper.py``) so that lambdad itself never forks:
+one on lambdad's own interpreter, and one per other Python interpreter in use, whose cells
+fork that interpreter's Python runtime (docs/zygote.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
-import errno
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
-import struct
 import sys
 import uuid
 import zlib
@@ -37,21 +37,27 @@ from lambdad.runtime.sandbox.base import (
     SandboxProcess,
     SiblingProcess,
 )
+from lambdad.runtime.sandbox.helper import (
+    MAX_MESSAGE,
+    PYTHON_BOOTSTRAP_IN_RUNTIME,
+    SPARE_CELLS,
+    CellSetup,
+    Helper,
+    Spare,
+    is_python_bootstrap,
+)
+from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
 
-CELLINIT = Path(__file__).with_name("cellinit.py")
-#: The Python bootstrap's path below lambdad's runtime directory (``/var/runtime`` in a cell).
-PYTHON_BOOTSTRAP_IN_RUNTIME = "python/bootstrap.py"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: Cell users are taken from this range, one per live environment.
 UID_BASE = 1_000_000
 UID_SLOTS = 65_536
 UID_BLOCKS = 4096
 LIMIT_PROCS = 1024
-#: Cells kept made ahead of need, so a cold start does not wait for cgroup joins.
-SPARE_CELLS = 2
 LIMIT_FILES = 1024
-_MAX_MESSAGE = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def _join(group: cgroups.CellGroup, pid: int) -> None:
@@ -97,90 +103,6 @@ def _covered(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def peer_uid(local: tuple[str, int], peer: tuple[str, int]) -> int | None:
-    """The uid owning the TCP socket at ``peer`` that is connected to ``local`` (loopback)."""
-    found = peer_socket(local, peer)
-    return found[0] if found is not None else None
-
-
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLM_F_REQUEST = 1
-_NLMSG_HEADER = struct.Struct("=IHHII")
-#: inet_diag_req_v2: family, protocol, ext, pad, states, then the socket id (ports and
-#: addresses big-endian, interface, cookie).
-_DIAG_REQUEST = struct.Struct("=BBBBI2s2s16s16sIII")
-#: inet_diag_msg up to the inode: family, state, timer, retrans, socket id, expires,
-#: rqueue, wqueue, uid, inode.
-_DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sIIIIIIII")
-
-
-def peer_socket(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, int] | None:
-    """The uid and inode of the TCP socket at ``peer`` that is connected to ``local``.
-
-    Asked of the kernel by the exact four-tuple (sock_diag netlink): on a busy host
-    ``/proc/net/tcp`` holds thousands of lines (5 ms to scan at 4,000), the netlink lookup
-    stays in the tens of microseconds. The table is scanned where netlink fails.
-    """
-    try:
-        return _diag_lookup(local, peer)
-    except (OSError, struct.error, ValueError):
-        return _scan_tcp_table(local, peer)
-
-
-def _diag_lookup(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, int] | None:
-    request = _DIAG_REQUEST.pack(
-        socket.AF_INET,
-        socket.IPPROTO_TCP,
-        0,
-        0,
-        0xFFFFFFFF,
-        struct.pack("!H", peer[1]),
-        struct.pack("!H", local[1]),
-        socket.inet_aton(peer[0]) + bytes(12),
-        socket.inet_aton(local[0]) + bytes(12),
-        0,
-        0xFFFFFFFF,
-        0xFFFFFFFF,
-    )
-    header = _NLMSG_HEADER.pack(
-        _NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0
-    )
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as diag:
-        diag.settimeout(1.0)
-        diag.send(header + request)
-        answer = diag.recv(8192)
-    length, kind, _flags, _seq, _pid = _NLMSG_HEADER.unpack_from(answer)
-    if kind == 2:  # NLMSG_ERROR: -errno follows
-        error = struct.unpack_from("=i", answer, _NLMSG_HEADER.size)[0]
-        if -error == errno.ENOENT:
-            return None
-        raise OSError(-error, "sock_diag lookup failed")
-    if kind != _SOCK_DIAG_BY_FAMILY or length < _NLMSG_HEADER.size + _DIAG_MESSAGE.size:
-        raise ValueError(f"unexpected sock_diag answer {kind}")
-    fields = _DIAG_MESSAGE.unpack_from(answer, _NLMSG_HEADER.size)
-    return int(fields[-2]), int(fields[-1])
-
-
-def _scan_tcp_table(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, int] | None:
-
-    def hex_addr(addr: tuple[str, int]) -> str:
-        packed = socket.inet_aton(addr[0])
-        return f"{int.from_bytes(packed, 'little'):08X}:{addr[1]:04X}"
-
-    wanted_local, wanted_remote = hex_addr(peer), hex_addr(local)
-    try:
-        with open("/proc/net/tcp") as handle:
-            next(handle)
-            for line in handle:
-                fields = line.split()
-                if fields[1] == wanted_local and fields[2] == wanted_remote:
-                    return int(fields[7]), int(fields[9])
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    return None
-
-
 def cell_hosts(directory: Path) -> Path | None:
     """The cells' ``/etc/hosts``: the host's, plus ``sandbox.localdomain`` as on Lambda.
 
@@ -219,31 +141,25 @@ class CellSibling(SiblingProcess):
 
 
 class LinuxProcess(SandboxProcess):
+    """An environment's cell: its init (a fork of ``helper``) serves the control socket."""
+
     def __init__(
-        self,
-        sandbox: LinuxSandbox,
-        cell_id: str,
-        group: cgroups.CellGroup,
-        control: socket.socket,
-        init_pid: int,
-        output_fd: int,
-        uid: int,
-        root: Path,
-        memory_mb: int,
+        self, sandbox: LinuxSandbox, helper: Helper, spare: Spare, uid: int, memory_mb: int
     ) -> None:
         self._sandbox = sandbox
-        self.cell_id = cell_id
-        self._group = group
-        self._control = control
-        self.init_pid = init_pid
-        self.pid = init_pid
-        self.output_fd = output_fd
+        self._helper = helper
+        self.cell_id = spare.cell_id
+        self._group = spare.group
+        self._control = spare.control
+        self.init_pid = spare.init_pid
+        self.pid = spare.init_pid
+        self.output_fd = spare.output_fd
         self.uid = uid
-        self._root = root
+        self._root = spare.root
         self._memory_mb = memory_mb
         self._exit: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read_control(), name=f"cell-{cell_id}")
+        self._reader = asyncio.create_task(self._read_control(), name=f"cell-{self.cell_id}")
         self._main_pid: int | None = None
         #: Exits of the cell's processes by (cell) pid: reported, or awaited by a sibling.
         self._exits: dict[int, asyncio.Future[Exit]] = {}
@@ -255,7 +171,7 @@ class LinuxProcess(SandboxProcess):
         loop = asyncio.get_running_loop()
         try:
             while True:
-                data = await loop.sock_recv(self._control, _MAX_MESSAGE)
+                data = await loop.sock_recv(self._control, MAX_MESSAGE)
                 if not data:
                     break
                 message = json.loads(data)
@@ -292,7 +208,7 @@ class LinuxProcess(SandboxProcess):
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str, fds: tuple[int, ...] = ()
     ) -> int:
         message: dict[str, Any] = {"op": "exec", "argv": list(argv), "env": dict(env), "cwd": cwd}
-        if self._sandbox.can_fork(argv):
+        if self._helper.can_fork(argv):
             message["zygote"] = True
         reply = await self._request(message, fds)
         if reply.get("op") == "exec_error":
@@ -318,7 +234,7 @@ class LinuxProcess(SandboxProcess):
             "cwd": cwd,
             "keep_fd": True,
         }
-        if self._sandbox.can_fork(argv):
+        if self._helper.can_fork(argv):
             message["zygote"] = True
         reply = await self._request(message, (control_fd,))
         if reply.get("op") == "exec_error":
@@ -366,7 +282,7 @@ class LinuxProcess(SandboxProcess):
     def end_init(self) -> None:
         with contextlib.suppress(OSError):
             self._group.limit_cpu(self._memory_mb)
-        self._sandbox.refill()
+        self._helper.refill()
 
     def freeze(self) -> None:
         with contextlib.suppress(OSError):
@@ -401,19 +317,6 @@ class LinuxProcess(SandboxProcess):
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
         self._sandbox.release(self)
-
-
-def _owns_inode(pids: Sequence[int], inode: int) -> bool:
-    """Whether one of ``pids`` holds the socket ``inode`` open."""
-    target = f"socket:[{inode}]"
-    for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(fd_dir):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"{fd_dir}/{fd}") == target:
-                        return True
-    return False
 
 
 class CellGroupPlacement(Placement):
@@ -461,7 +364,7 @@ class CellGroupPlacement(Placement):
         found = peer_socket(local, peer)
         if found is None or found[0] != self._uid:
             return False
-        return _owns_inode(self._group.pids(), found[1])
+        return owns_inode(self._group.pids(), found[1])
 
     async def close(self) -> None:
         await asyncio.to_thread(self._group.remove)
@@ -469,19 +372,16 @@ class CellGroupPlacement(Placement):
         await self._sandbox.untrack(self._group.name)
 
 
-@dataclasses.dataclass(slots=True)
-class _Spare:
-    """A cell made ahead of need: namespaces and cgroups, waiting for its root file system."""
-
-    cell_id: str
-    group: cgroups.CellGroup
-    control: socket.socket
-    init_pid: int
-    output_fd: int
-    root: Path
-
-
 class LinuxSandbox(Sandbox):
+    """Cells made by sandbox helpers: one on lambdad's own interpreter, started with the
+    sandbox, and (with ``fork_python``) one more per other Python interpreter a function's
+    runtime resolves to, started at the first cold start that needs it and kept.
+
+    A Python runtime is forked from the cell init of its own interpreter's helper; an
+    interpreter whose helper cannot run (too old, broken) has its runtimes exec'd in cells of
+    the main helper, and lambdad says why once.
+    """
+
     name = "linux"
 
     def __init__(
@@ -491,6 +391,7 @@ class LinuxSandbox(Sandbox):
         shared_dirs: list[str],
         *,
         fork_python: bool = False,
+        pythons: Sequence[str] = (),
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -504,18 +405,18 @@ class LinuxSandbox(Sandbox):
         roots = [e["path"] for e in system if "link" not in e]
         self._system = system
         self._shared = sorted({d for d in shared_dirs if d and not _covered(d, roots)})
-        self._control: socket.socket | None = None
-        self._spawner: asyncio.subprocess.Process | None = None
-        #: Replies of the helper, handed to the request waiting for each (by ``seq``).
-        self._replies: asyncio.Task[None] | None = None
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._seq = 0
         self._fork_python = fork_python
-        #: The spawner's interpreter: a Python runtime on this one can be forked from a cell init.
+        #: The main helper's interpreter: lambdad's own (its real path, not a venv's link).
         self.zygote_python = os.path.realpath(sys.executable)
-        self._spares: list[_Spare] = []
-        self._hosts: Path | None = None
-        self._filling: asyncio.Task[None] | None = None
+        #: The interpreters the Python runtimes resolve to here (for ``lambdad doctor``).
+        self._pythons = sorted({*pythons, self.zygote_python})
+        self._main: Helper | None = None
+        #: Helpers of the other interpreters, by interpreter, once started.
+        self._helpers: dict[str, Helper] = {}
+        self._starting: dict[str, asyncio.Task[Helper]] = {}
+        #: Interpreters without a zygote, and why (said once, in lambdad's log).
+        self.no_zygote: dict[str, str] = {}
+        self._setup: CellSetup | None = None
         self._uids: set[int] = set()
         self._next_uid = 0
         #: Each data dir gets its own block of uids, so two lambdads on one host never share
@@ -525,25 +426,23 @@ class LinuxSandbox(Sandbox):
 
     async def open(self) -> None:
         await asyncio.to_thread(self.hierarchy.prepare)
-        self._hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
+        hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
         await asyncio.to_thread(self._reclaim)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._spawner = await asyncio.create_subprocess_exec(
-            self.zygote_python,
-            "-S",
-            str(CELLINIT),
-            "spawner",
-            str(theirs.fileno()),
-            *([str(self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME)] if self._fork_python else []),
-            pass_fds=(theirs.fileno(),),
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        theirs.close()
-        ours.setblocking(False)
-        self._control = ours
-        self._replies = asyncio.create_task(self._read_replies(), name="sandbox-helper-replies")
+        self._setup = CellSetup(self.hierarchy, self._runs, self._system, self._prebinds(hosts))
+        main = Helper(self.zygote_python, self._setup, self._zygote_bootstrap())
+        self._main = main
         self.state = SpawnerState.RUNNING
-        self._filling = asyncio.create_task(self._fill(), name="spare-cells")
+        try:
+            await main.open()
+        except BaseException:
+            await self.close()
+            raise
+        if main.zygote_error is not None:
+            self._no_zygote(main.python, main.zygote_error)
+        main.refill()
+
+    def _zygote_bootstrap(self) -> Path | None:
+        return self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME if self._fork_python else None
 
     def _reclaim(self) -> None:
         """Kill and remove what a previous lambdad on this data dir left: its cells and dirs.
@@ -560,31 +459,61 @@ class LinuxSandbox(Sandbox):
         if self.state is SpawnerState.CLOSED:
             return
         self.state = SpawnerState.CLOSED
-        if self._filling is not None:
-            self._filling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filling
-        spares, self._spares = self._spares, []
-        for spare in spares:
-            await self._discard(spare)
-        if self._control is not None:
-            # Shut down before closing: the reply reader is waiting on the socket.
-            with contextlib.suppress(OSError):
-                self._control.shutdown(socket.SHUT_RDWR)
-            if self._replies is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._replies), 5)
-                self._replies.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._replies
-            self._control.close()
-        if self._spawner is not None:
-            try:
-                await asyncio.wait_for(self._spawner.wait(), 10)
-            except TimeoutError:
-                self._spawner.kill()
-                await self._spawner.wait()
+        for starting in list(self._starting.values()):
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await starting
+        helpers = [*self._helpers.values(), *([self._main] if self._main else [])]
+        self._helpers.clear()
+        # Side by side: each helper ends its own cells (up to seconds for frozen ones).
+        await asyncio.gather(*(helper.close() for helper in helpers))
         await asyncio.to_thread(self.hierarchy.release)
+
+    def _no_zygote(self, python: str, reason: str) -> None:
+        if python not in self.no_zygote:
+            self.no_zygote[python] = reason
+            log.warning("no zygote for %s (Python runtimes on it are exec'd): %s", python, reason)
+
+    async def _helper_for(self, argv: Sequence[str]) -> Helper:
+        """The helper whose cells can fork ``argv``; the main helper for anything else."""
+        main = self._main
+        if main is None or self.state is not SpawnerState.RUNNING:
+            raise OSError("the Linux sandbox is not running")
+        if not self.can_fork(argv) or argv[0] == main.python:
+            return main
+        python = argv[0]
+        if python in self._helpers:
+            return self._helpers[python]
+        starting = self._starting.get(python)
+        if starting is None:
+            starting = asyncio.create_task(self._start_helper(python), name=f"helper-{python}")
+            self._starting[python] = starting
+        # Shielded: the first cold start that needs the helper may be cancelled, the helper
+        # is still wanted by the next one.
+        return await asyncio.shield(starting)
+
+    async def _start_helper(self, python: str) -> Helper:
+        """Start ``python``'s helper (lazily: see docs/zygote.md); the main one if it cannot."""
+        assert self._setup is not None
+        assert self._main is not None
+        helper = Helper(python, self._setup, self._zygote_bootstrap())
+        try:
+            await helper.open()
+            reason = helper.zygote_error
+        except OSError as exc:
+            reason = str(exc)
+        except BaseException:
+            await helper.close()
+            raise
+        finally:
+            self._starting.pop(python, None)
+        if reason is not None or self.state is not SpawnerState.RUNNING:
+            if reason is not None:
+                self._no_zygote(python, reason)  # before any wait: no second start is tried
+            await helper.close()
+            return self._main
+        self._helpers[python] = helper  # its spares are made when its first cell is taken
+        return helper
 
     def _allocate_uid(self) -> int:
         for _ in range(UID_SLOTS):
@@ -601,159 +530,41 @@ class LinuxSandbox(Sandbox):
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         return Layout(task_root="/var/task", opt="/opt", tmp="/tmp", runtime_dir="/var/runtime")
 
-    async def _make_spare(self, background: bool = False) -> _Spare:
-        """A cell with its namespaces and cgroups but no root file system yet.
-
-        Joining cgroups is the slow part of making a cell (the kernel may wait for an RCU
-        grace period), so it happens here, off the invoke path.
-        """
-        if self.state is not SpawnerState.RUNNING or self._control is None:
-            raise OSError("the Linux sandbox is not running")
-        cell_id = f"{uuid.uuid4().hex}-cell"
-        group = self.hierarchy.group(cell_id)
-        root = self._runs / cell_id / "root"
-        output_r, output_w = os.pipe()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-
-        def prepare() -> None:
-            root.mkdir(parents=True, exist_ok=True)  # first: names the cell for ``_reclaim``
-            group.make(background)
-
-        try:
-            await asyncio.to_thread(prepare)
-            request = {
-                "id": cell_id,
-                "root": str(root),
-                "cgroups": group.procs_files(),
-                "deferred": True,
-                # What every environment's root has, mounted while the cell waits.
-                "system": self._system,
-                "prebind": self._prebinds(),
-            }
-            # Shielded: a caller cancelled between the request and its reply must not leave
-            # the reply in the socket for the next request to read.
-            exchange = asyncio.ensure_future(self._ask_helper(request, [output_w, theirs.fileno()]))
-            exchange.add_done_callback(lambda t: t.cancelled() or t.exception())
-            reply = await asyncio.shield(exchange)
-            if reply.get("id") != cell_id and "error" not in reply:
-                raise OSError(f"the sandbox helper answered for another cell: {reply}")
-            if "error" in reply:
-                raise OSError(f"cannot create the sandbox: {reply['error']}")
-        except BaseException:
-            os.close(output_r)
-            ours.close()
-            await asyncio.to_thread(group.remove)
-            await asyncio.to_thread(shutil.rmtree, root.parent, True)
-            raise
-        finally:
-            os.close(output_w)
-            theirs.close()
-        os.set_blocking(output_r, False)
-        ours.setblocking(False)
-        return _Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
-
-    def _prebinds(self) -> list[dict[str, str]]:
+    def _prebinds(self, hosts: Path | None) -> list[dict[str, str]]:
         binds = [
             {"source": str(self._runtime_dir), "target": "/var/runtime"},
             *({"source": d, "target": d} for d in self._shared),
         ]
-        if self._hosts is not None:
-            binds.append({"source": str(self._hosts), "target": "/etc/hosts"})
+        if hosts is not None:
+            binds.append({"source": str(hosts), "target": "/etc/hosts"})
         return binds
 
     def can_fork(self, argv: Sequence[str]) -> bool:
-        """Whether ``argv`` is lambdad's Python bootstrap on the spawner's own interpreter."""
-        return (
-            self._fork_python
-            and len(argv) == 3
-            and argv[0] == self.zygote_python
-            and argv[2] == f"/var/runtime/{PYTHON_BOOTSTRAP_IN_RUNTIME}"
-        )
-
-    async def _ask_helper(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        """Send ``request`` to the helper and wait for its reply; many may be outstanding
-        (the helper makes cells concurrently), told apart by a sequence number."""
-        if self._control is None or self._replies is None:
-            raise OSError("the sandbox helper has stopped")
-        self._seq += 1
-        seq = self._seq
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[seq] = waiter
-        data = json.dumps({**request, "seq": seq}).encode()
-        try:
-            if fds:
-                socket.send_fds(self._control, [data], fds)
-            else:
-                self._control.send(data)
-            return await waiter
-        finally:
-            self._waiting.pop(seq, None)
-
-    async def _read_replies(self) -> None:
-        assert self._control is not None
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                data = await loop.sock_recv(self._control, _MAX_MESSAGE)
-                if not data:
-                    break
-                reply: dict[str, Any] = json.loads(data)
-                waiter = self._waiting.pop(int(reply.get("seq") or 0), None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(reply)
-        except OSError:
-            pass
-        for waiter in self._waiting.values():
-            if not waiter.done():
-                waiter.set_exception(OSError("the sandbox helper has stopped"))
-        self._waiting.clear()
-
-    async def _discard(self, spare: _Spare) -> None:
-        with contextlib.suppress(OSError):
-            spare.control.close()
-        with contextlib.suppress(OSError):
-            os.close(spare.output_fd)
-        await asyncio.to_thread(spare.group.remove)
-        await asyncio.to_thread(shutil.rmtree, spare.root.parent, True)
-
-    async def _take_spare(self) -> _Spare:
-        if self._spares:
-            spare = self._spares.pop()
-            if not self._spares:
-                self.refill()
-            return spare
-        self.refill()
-        return await self._make_spare()
-
-    def refill(self) -> None:
-        """Make spare cells up to ``SPARE_CELLS`` in the background.
-
-        Called when an environment's init has ended and when the last spare is taken, not on
-        every take: making a cell (a fork, namespaces, cgroup joins, some 25 mounts) would
-        compete for the CPUs with the cold start that took the spare.
-        """
-        if self.state is not SpawnerState.RUNNING:
-            return
-        if self._filling is None or self._filling.done():
-            self._filling = asyncio.create_task(self._fill(), name="spare-cells")
-
-    async def _fill(self) -> None:
-        while len(self._spares) < SPARE_CELLS and self.state is SpawnerState.RUNNING:
-            try:
-                spare = await self._make_spare(background=True)
-            except OSError:
-                return  # the next spawn makes its cell itself and says why if it cannot
-            if self.state is not SpawnerState.RUNNING:
-                await self._discard(spare)
-                return
-            self._spares.append(spare)
+        """Whether ``argv`` is lambdad's Python bootstrap on an interpreter that has (or can
+        get) a zygote: its environments then start as forks of a cell init."""
+        return self._fork_python and is_python_bootstrap(argv) and argv[0] not in self.no_zygote
 
     async def spawn(self, spec: ProcessSpec) -> SandboxProcess:
-        spare = await self._take_spare()
+        """A cell of the helper for ``spec.argv`` (see ``_helper_for``), its process started;
+        with an empty ``argv`` (extensions first), of the helper for ``spec.runtime_argv``."""
+        helper = await self._helper_for(spec.argv or spec.runtime_argv)
+        process = await self._cell(helper, spec)
+        if not spec.argv:
+            return process  # the caller starts extensions, then the runtime
+        try:
+            await process.start(spec.argv, spec.env, spec.cwd)
+        except BaseException:
+            await process.close()
+            raise
+        return process
+
+    async def _cell(self, helper: Helper, spec: ProcessSpec) -> LinuxProcess:
+        """A spare cell of ``helper`` given the environment's root file system and user."""
+        spare = await helper.take_spare()
         try:
             uid = self._allocate_uid()
         except BaseException:
-            await self._discard(spare)
+            await helper.discard(spare)
             raise
         binds = [{"source": str(spec.task_root), "target": "/var/task"}]
         if spec.opt_dir is not None:
@@ -772,39 +583,21 @@ class LinuxSandbox(Sandbox):
         try:
             await asyncio.to_thread(spare.group.create, spec.memory_mb, LIMIT_PROCS)
             await loop.sock_sendall(spare.control, json.dumps(build).encode())
-            data = await loop.sock_recv(spare.control, _MAX_MESSAGE)
+            data = await loop.sock_recv(spare.control, MAX_MESSAGE)
             reply = json.loads(data) if data else {"op": "gone"}
             if reply.get("op") != "built":
                 raise OSError(f"cannot create the sandbox: {reply.get('message', reply)}")
         except BaseException:
             self._uids.discard(uid)
-            await self._discard(spare)
+            await helper.discard(spare)
             raise
-        process = LinuxProcess(
-            self,
-            spare.cell_id,
-            spare.group,
-            spare.control,
-            spare.init_pid,
-            spare.output_fd,
-            uid,
-            spare.root,
-            spec.memory_mb,
-        )
-        if not spec.argv:
-            return process  # the caller starts extensions, then the runtime
-        try:
-            await process.start(spec.argv, spec.env, spec.cwd)
-        except BaseException:
-            await process.close()
-            raise
-        return process
+        return LinuxProcess(self, helper, spare, uid, spec.memory_mb)
 
     async def start_template(self, spec: ProcessSpec) -> Template:
-        """The template runs in a cell of its own; each fork gets a cgroup of its own and
-        (where user namespaces are allowed) a private ``/tmp``, in the template's cell."""
-        process = await self.spawn(dataclasses.replace(spec, argv=()))
-        assert isinstance(process, LinuxProcess)
+        """The template runs in a cell of its own (of its interpreter's helper, so that a
+        Python template is a fork too); each fork gets a cgroup of its own and (where user
+        namespaces are allowed) a private ``/tmp``, in the template's cell."""
+        process = await self._cell(await self._helper_for(spec.argv), spec)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             await process.start_template(spec.argv, spec.env, spec.cwd, theirs.fileno())
@@ -843,25 +636,38 @@ class LinuxSandbox(Sandbox):
         return CellGroupPlacement(self, group, run_dir, uid, memory_mb)
 
     async def _track(self, cell_id: str, group: cgroups.CellGroup, run_dir: Path) -> None:
+        """The main helper ends the group if lambdad dies (whichever helper made the cell)."""
+        if self._main is None:
+            raise OSError("the Linux sandbox is not running")
         request = {
             "op": "track",
             "id": cell_id,
             "cgroups": group.procs_files(),
             "root": str(run_dir / "root"),
         }
-        await self._ask_shielded(request)
+        await self._main.ask_shielded(request)
 
     async def untrack(self, cell_id: str) -> None:
         """The helper no longer needs to end this group (lambdad removed it)."""
-        if self.state is SpawnerState.RUNNING and self._control is not None:
+        if self.state is SpawnerState.RUNNING and self._main is not None:
             with contextlib.suppress(OSError):
-                await self._ask_shielded({"op": "untrack", "id": cell_id})
+                await self._main.ask_shielded({"op": "untrack", "id": cell_id})
 
-    async def _ask_shielded(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A request whose reply is read even if the caller is cancelled meanwhile."""
-        exchange = asyncio.ensure_future(self._ask_helper(request, []))
-        exchange.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return await asyncio.shield(exchange)
+    def zygotes(self) -> dict[str, str]:
+        """For ``lambdad doctor``: how each Python interpreter's runtimes start."""
+        report = {}
+        for python in self._pythons:
+            helper = self._main if python == self.zygote_python else self._helpers.get(python)
+            if not self._fork_python:
+                state = "exec (LAMBDAD_FORK_PYTHON=0)"
+            elif python in self.no_zygote:
+                state = f"exec (no zygote: {self.no_zygote[python]})"
+            elif helper is not None and helper.zygote:
+                state = f"zygote (python {helper.version}, helper pid {helper.pid})"
+            else:
+                state = "zygote (its helper starts at the first cold start that needs it)"
+            report[f"python {python}"] = state
+        return report
 
     def protections(self) -> dict[str, str]:
         version = self.hierarchy.version.value
@@ -878,11 +684,13 @@ class LinuxSandbox(Sandbox):
             "runtime api": "active (each environment reaches only its own invocations)",
             "freeze between invocations": f"active (cgroup {version} freezer)",
             "forked python runtimes": (
-                f"active (python on {self.zygote_python} starts as a fork of a template)"
+                "active (a Python runtime starts as a fork of a template on its own "
+                "interpreter: see each python entry)"
                 if self._fork_python
                 else "off (LAMBDAD_FORK_PYTHON=0)"
             ),
-            "spare cells": f"{SPARE_CELLS} made ahead of need",
+            **self.zygotes(),
+            "spare cells": f"{SPARE_CELLS} per helper made ahead of need",
             "snapstart environments": (
                 "forks of the version's template cell: own cgroup (memory, cpu, pids, "
                 "freezer, kill), own /tmp (user+mount namespace"
