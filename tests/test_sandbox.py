@@ -676,7 +676,7 @@ def test_hundreds_of_environments_leak_nothing(linux_server: Callable[..., Serve
     # Retired environments close as the configuration changes; the API's client connections
     # close when the clients do: both settle within moments.
     try:
-        wait_until(lambda: host.counts() == baseline, timeout=10)
+        wait_until(lambda: host.counts() == baseline, timeout=30)
     except AssertionError:
         pytest.fail(
             f"leaked: {host.counts()} vs {baseline}; "
