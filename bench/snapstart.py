@@ -149,7 +149,7 @@ def main() -> int:
             snap_path = f"/2015-03-31/functions/snap/invocations?Qualifier={version}"
             snap, restore = cold_starts(port, snap_path, args.cold, "Restore Duration")
             warm = warm_invokes(port, snap_path, args.cold)
-            create(port, "echo", ECHO)
+            create(port, "echo", ECHO, "python3.12")
             echo_path = "/2015-03-31/functions/echo/invocations"
             zygote, init = cold_starts(port, echo_path, args.cold, "Init Duration")
             floor = bare_forks(args.cold)
@@ -162,9 +162,7 @@ def main() -> int:
         "snapstart cold start, observed (1 s init)": summary(snap),
         "snapstart Restore Duration, reported": summary(restore),
         "warm invoke of the version, same request (new connection, Tail)": summary(warm),
-        f"{fresh} cold start, observed (python{sys.version_info[0]}.{sys.version_info[1]} echo)": (
-            summary(zygote)
-        ),
+        f"{fresh} cold start, observed (python3.12 echo)": (summary(zygote)),
         f"{fresh} Init Duration, reported": summary(init),
         "bare fork() + exit + wait (floor)": summary(floor),
     }
