@@ -122,6 +122,14 @@ def linux_server(start_server: Callable[..., Server]) -> Callable[..., Server]:
 
 
 @pytest.fixture
+def lam(linux_server: Callable[..., Server]) -> Iterator[Any]:
+    """A client of a Linux-sandbox lambdad, whatever ``LAMBDAD_SANDBOX`` the suite runs with."""
+    client = linux_server().client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def own(linux_server: Callable[..., Server]) -> Iterator[tuple[Server, Any]]:
     """A dedicated lambdad (its helpers are this test's alone) and a client of it."""
     srv = linux_server()
