@@ -98,6 +98,17 @@ class Host:
         """Every cell's group directories (one per controller on cgroup v1)."""
         return sorted(p for d in self.instance_dirs() for p in d.iterdir() if p.is_dir())
 
+    def frozen_cells(self) -> int:
+        """How many cells are frozen (cgroup v1 freezer, or v2 ``cgroup.freeze``)."""
+        frozen = 0
+        for group in self.cell_groups():
+            for name, value in (("freezer.state", "FROZEN"), ("cgroup.freeze", "1")):
+                try:
+                    frozen += (group / name).read_text().strip() == value
+                except OSError:
+                    continue
+        return frozen
+
     def cell_dirs(self) -> list[Path]:
         runs = self.srv.data_dir / "run" / "envs"
         return sorted(runs.iterdir()) if runs.is_dir() else []

@@ -618,6 +618,7 @@ def test_restart_reclaims_what_a_killed_lambdad_and_spawner_left(
     srv = linux_server()
     host = Host(srv)
     warm_cells(client_of(srv), 2)
+    assert wait_until(lambda: host.frozen_cells() == 2), "both idle environments freeze"
     cells = host.cell_processes()
     os.kill(host.spawner(), signal.SIGKILL)
     srv.stop(signal.SIGKILL)
