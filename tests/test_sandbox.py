@@ -717,6 +717,40 @@ def test_cells_close_promptly_on_the_standard_event_loop(tmp_path: Path) -> None
     assert max(took) < 1.0, took
 
 
+def test_the_helper_makes_a_burst_of_cells_larger_than_its_socket_holds(tmp_path: Path) -> None:
+    """300 cells asked for at once (more requests than the helper's socket buffers hold):
+    every one is made, none refused, and all close again."""
+
+    async def burst() -> list[BaseException | Any]:
+        sandbox = linux.LinuxSandbox(tmp_path / "run" / "envs", tmp_path, [])
+        await sandbox.open()
+        try:
+            spec = ProcessSpec(
+                name="cell",
+                argv=(),
+                env={},
+                cwd="/",
+                task_root=tmp_path,
+                opt_dir=None,
+                tmp_dir=tmp_path,
+                memory_mb=128,
+                tmp_mb=16,
+            )
+            made = await asyncio.gather(
+                *(sandbox.spawn(spec) for _ in range(300)), return_exceptions=True
+            )
+            await asyncio.gather(
+                *(cell.close() for cell in made if not isinstance(cell, BaseException))
+            )
+            return made
+        finally:
+            await sandbox.close()
+
+    made = asyncio.run(asyncio.wait_for(burst(), 120))
+    failures = [repr(cell) for cell in made if isinstance(cell, BaseException)]
+    assert not failures, failures[:3]
+
+
 # ------------------------------------------------------------------------------------ doctor
 
 PROTECTIONS = (

@@ -93,6 +93,7 @@ class Helper:
         #: Replies of the helper, handed to the request waiting for each (by ``seq``).
         self._replies: asyncio.Task[None] | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._sending = asyncio.Lock()
         self._seq = 0
         self._spares: list[Spare] = []
         self._filling: asyncio.Task[None] | None = None
@@ -197,13 +198,30 @@ class Helper:
         self._waiting[seq] = waiter
         data = json.dumps({**request, "seq": seq}).encode()
         try:
-            if fds:
-                socket.send_fds(self._control, [data], list(fds))
-            else:
-                self._control.send(data)
+            await self._send(self._control, data, fds)
             return await waiter
         finally:
             self._waiting.pop(seq, None)
+
+    async def _send(self, control: socket.socket, data: bytes, fds: Sequence[int]) -> None:
+        """Send one message, waiting while the socket is full (a burst of cells asked for at
+        once): one sender at a time, as a file descriptor has one writer callback."""
+        loop = asyncio.get_running_loop()
+        async with self._sending:
+            while True:
+                try:
+                    if fds:
+                        socket.send_fds(control, [data], list(fds))
+                    else:
+                        control.send(data)
+                    return
+                except BlockingIOError:
+                    writable: asyncio.Future[None] = loop.create_future()
+                    loop.add_writer(control.fileno(), _resolve, writable)
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(control.fileno())
 
     async def ask_shielded(
         self, request: dict[str, Any], fds: Sequence[int] = ()
@@ -321,3 +339,8 @@ class Helper:
                 await self.discard(spare)
                 return
             self._spares.append(spare)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
