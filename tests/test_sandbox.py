@@ -685,6 +685,22 @@ def test_hundreds_of_environments_leak_nothing(linux_server: Callable[..., Serve
         )
 
 
+def test_cells_made_by_an_outer_child_work_and_leave_nothing(
+    linux_server: Callable[..., Server], client_of: Callable[[Server], Any]
+) -> None:
+    """Where ``clone`` cannot be called directly (other architectures), an outer child enters
+    the namespaces and forks each cell's init: environments run and stop as with clone."""
+    srv = linux_server(_LAMBDAD_CELL_CLONE="0")
+    assert "outer child" in srv.get_json("/_lambdad/doctor")["sandbox"]["cell making"]
+    host = Host(srv)
+    warm_cells(client_of(srv), 2)
+    assert wait_until(lambda: len(host.cell_processes()) == 4 + SPARE_CELLS)
+    cells = host.cell_processes()
+    assert srv.stop() == 0, srv.log()
+    assert not [pid for pid in cells if alive(pid)]
+    assert host.cell_groups() == []
+
+
 def test_cells_close_promptly_on_the_standard_event_loop(tmp_path: Path) -> None:
     """Without uvloop (lambdad's fallback), a cell closes in moments and the next one starts."""
 

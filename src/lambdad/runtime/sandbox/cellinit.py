@@ -153,7 +153,10 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=control_fd)
     hello = {"op": "hello", "seq": 0, "version": list(sys.version_info[:3])}
-    _send(sock, {**hello, "zygote": _ZYGOTE is not None, "error": error})
+    _send(
+        sock,
+        {**hello, "zygote": _ZYGOTE is not None, "error": error, "clone": _SYS_CLONE is not None},
+    )
     if not hasattr(socket, "recv_fds"):
         return  # Python < 3.9: lambdad tells from the hello's version and does not use it
     cells: dict[int, dict[str, Any]] = {}
@@ -337,8 +340,13 @@ class _Making:
 
 
 #: ``clone`` as a system call (flags, stack, parent tid, child tid, tls), where its argument
-#: order is known; None elsewhere (the outer-child way is used).
-_SYS_CLONE = {"x86_64": 56}.get(platform.machine())
+#: order is known; None elsewhere (the outer-child way is used; ``_LAMBDAD_CELL_CLONE=0`` in
+#: the helper's environment asks for it too, so that it is tested where clone works).
+_SYS_CLONE = (
+    {"x86_64": 56}.get(platform.machine())
+    if os.environ.get("_LAMBDAD_CELL_CLONE", "1") != "0"
+    else None
+)
 SIGCHLD = 17
 
 

@@ -85,6 +85,7 @@ class Helper:
         self._setup = setup
         self._bootstrap = bootstrap
         self.zygote = False
+        self.clones = False
         #: Why the zygote is not loaded, when it was asked for and is not.
         self.zygote_error: str | None = None
         self.version = ""
@@ -131,6 +132,8 @@ class Helper:
         if tuple(hello.get("version", ()))[:2] < OLDEST_PYTHON:
             raise OSError(f"python {self.version} is older than 3.9, the oldest the helper runs on")
         self.zygote = bool(hello.get("zygote"))
+        #: Whether cell inits are cloned into their namespaces (else an outer child makes them).
+        self.clones = bool(hello.get("clone"))
         if self._bootstrap is not None and not self.zygote:
             self.zygote_error = str(hello.get("error") or "the bootstrap did not load")
         self._replies = asyncio.create_task(self._read_replies(), name="sandbox-helper-replies")

@@ -693,6 +693,11 @@ class LinuxSandbox(Sandbox):
             ),
             **self.zygotes(),
             "spare cells": f"{SPARE_CELLS} per helper made ahead of need",
+            "cell making": (
+                "clone into new namespaces (one process per cell)"
+                if self._main is not None and self._main.clones
+                else "an outer child enters the namespaces and forks the cell's init"
+            ),
             "snapstart environments": (
                 "forks of the version's template cell: own cgroup (memory, cpu, pids, "
                 "freezer, kill), own /tmp (user+mount namespace"
