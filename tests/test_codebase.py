@@ -17,6 +17,7 @@ SRC = REPO / "src" / "lambdad"
 #: The layers, top to bottom (docs/layers.md); a module may import its own layer or lower ones.
 LAYERS = [
     {"cli"},
+    {"app"},
     {"api"},
     {"events"},
     {"invoke"},

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from lambdad.api.server import LambdadServer
+from lambdad.app import CloseFailed, Lambdad, StartFailed
 from lambdad.config import Settings, load_settings
 from lambdad.runtime.sandbox.linux import SandboxUnavailable
 
@@ -30,7 +29,7 @@ def add_parser(commands: Any) -> None:
 
 async def _serve(settings: Settings) -> int:
     try:
-        server = LambdadServer(settings)
+        server = Lambdad(settings)
     except SandboxUnavailable as exc:
         print(f"lambdad: cannot start: the Linux sandbox is unavailable: {exc}", file=sys.stderr)
         return 1
@@ -39,11 +38,12 @@ async def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        try:
-            await server.start()
-        except OSError as exc:
-            print(f"lambdad: cannot start: {_start_failure(settings, exc)}", file=sys.stderr)
-            return 1
+        await server.start()
+    except StartFailed as exc:  # what started has been stopped again
+        print(f"lambdad: cannot start: {exc}", file=sys.stderr)
+        return 1
+    stopped = False
+    try:
         print(
             f"lambdad listening on http://{settings.host}:{server.port} "
             f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
@@ -52,14 +52,18 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
+        stopped = await _close(server)
+    return 0 if stopped else 1
+
+
+async def _close(server: Lambdad) -> bool:
+    """Stop every part; False (and a message) if some failed to stop."""
+    try:
         await server.close()
-    return 0
-
-
-def _start_failure(settings: Settings, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"{settings.host}:{settings.port} is already in use"
-    return str(exc)
+    except CloseFailed as exc:  # each failure is logged; every other part is stopped
+        print(f"lambdad: stopped with errors: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

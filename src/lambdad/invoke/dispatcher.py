@@ -13,6 +13,11 @@ rules for what comes after an attempt (docs/async-delivery.md):
 - a success goes to the on-success destination; a final failure to the on-failure destination
   and the function's dead-letter queue. The event is acknowledged after those deliveries, so
   a crash before then runs it again (at least once).
+
+The delays are the ``RetryPolicy``'s (``invoke/retries.py``). No failure of one step stops the
+dispatcher: a failing ``take`` is logged and tried again after a bounded exponential backoff; a
+failing ``ack`` or ``retry`` is tried again the same way while the event stays owned (a restart
+runs it again); a failing invoke puts the event back; a failing delivery is logged and dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -31,13 +37,12 @@ from lambdad.control.model import FunctionConfig
 from lambdad.invoke import lineage, records
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.records import Condition, Response
+from lambdad.invoke.retries import Retries
 from lambdad.invoke.service import Invoker
 from lambdad.store.base import Queue, QueuedEvent
 
 log = logging.getLogger(__name__)
 
-#: Lambda's delays before the first and the second retry of a function error (unscaled).
-RETRY_DELAYS = (60.0, 120.0)
 #: The status a stopped recursive invocation has (as a synchronous caller would see it).
 RECURSION_STATUS = 400
 
@@ -56,32 +61,43 @@ class Dispatcher:
         account_id: str,
         workers: int = 64,
         *,
-        throttle_delay: float = 1.0,
-        time_scale: float = 1.0,
+        retries: Retries,
         configs: EventInvokeConfigs,
         destinations: Destinations | None = None,
     ) -> None:
         self._queue = queue
-        #: The first delay before a throttled event runs again (doubled per throttle, capped).
-        self._throttle_delay = throttle_delay
-        self._time_scale = time_scale
+        self._retries = retries
         self._invoker = invoker
         self._account_id = account_id
         self._configs = configs
-        self._destinations = destinations or Destinations(invoker, retry_delay=time_scale)
+        self._destinations = destinations or Destinations(invoker, retry_delay=retries.time_scale)
         self._slots = asyncio.Semaphore(workers)
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self.state = DispatcherState.NEW
 
     async def start(self) -> None:
+        if self.state is not DispatcherState.NEW:
+            raise RuntimeError(f"dispatcher is {self.state.value}")
         self._loop_task = asyncio.create_task(self._take_forever(), name="event-dispatcher")
+        self._loop_task.add_done_callback(_report_end)
         self.state = DispatcherState.RUNNING
 
     async def _take_forever(self) -> None:
+        """Take due events and run each in a task of its own, one per free worker slot. A
+        failing ``take`` is logged and tried again after a growing (bounded) wait."""
+        backoff = self._retries.step_backoff()
         while True:
             await self._slots.acquire()
-            event = await self._queue.take()
+            try:
+                event = await self._queue.take()
+            except Exception:
+                self._slots.release()
+                delay = backoff.next_delay()
+                log.exception("taking the next event failed; again in %.3f s", delay)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
             task = asyncio.create_task(self._run(event), name=f"event-{event.id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -93,9 +109,38 @@ class Dispatcher:
             await self._attempt(event)
         except Exception:
             log.exception("event %s for %s failed in lambdad", event.id, event.function_name)
-            await self._put_back_or_keep(event)
+            await self._put_back(event, None)
         finally:
             self._slots.release()
+
+    async def _settle(
+        self, event: QueuedEvent, what: str, op: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run the queue operation ``op`` on ``event`` until it succeeds, waiting longer after
+        each failure; meanwhile the event stays owned, so a restart runs it again."""
+        backoff = self._retries.step_backoff()
+        while True:
+            try:
+                await op()
+                return
+            except Exception:
+                delay = backoff.next_delay()
+                log.exception("%s of event %s failed; again in %.3f s", what, event.id, delay)
+                await asyncio.sleep(delay)
+
+    async def _ack(self, event: QueuedEvent) -> None:
+        await self._settle(event, "acknowledging", lambda: self._queue.ack(event.id))
+
+    async def _requeue(self, event: QueuedEvent, not_before: float) -> None:
+        await self._settle(event, "requeueing", lambda: self._queue.retry(event, not_before))
+
+    async def _deliver(self, event: QueuedEvent, what: str, send: Awaitable[None]) -> None:
+        """A delivery never fails the event it reports on: a failure is logged and dropped
+        (``Destinations`` has already tried it again)."""
+        try:
+            await send
+        except Exception:
+            log.exception("the %s of event %s was not delivered", what, event.id)
 
     async def _attempt(self, event: QueuedEvent) -> None:
         scope = Scope(self._account_id, event.region)
@@ -104,9 +149,10 @@ class Dispatcher:
             policy = await self._configs.policy(scope, event.function_name, event.qualifier)
         except errors.ResourceNotFoundException as exc:
             log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
-            await self._queue.ack(event.id)
+            await self._ack(event)
             return
-        if self._expired(event, policy):
+        retry = self._retries.for_config(policy)
+        if retry.expired(event.enqueued_at, time.time()):
             last = Response.from_attributes(event.attributes)
             await self._fail(scope, event, config, policy, Condition.EVENT_AGE_EXCEEDED, last)
             return
@@ -116,12 +162,13 @@ class Dispatcher:
             await self._refused(scope, event, config, policy, exc)
             return
         response = Response.of_outcome(outcome)
+        delay = retry.retry_delay(event.attempt)
         if not outcome.function_error:
             await self._succeed(scope, event, policy, response)
-        elif event.attempt >= policy.max_retry_attempts:
+        elif delay is None:
             await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, response)
         else:
-            await self._retry(event, response)
+            await self._retry(event, response, delay)
 
     async def _refused(
         self,
@@ -144,21 +191,8 @@ class Dispatcher:
             log.warning("event %s for %s: %s; again later", event.id, event.function_name, exc)
             await self._put_back(event, None)
 
-    async def _put_back_or_keep(self, event: QueuedEvent) -> None:
-        """Put back an event whose attempt failed in lambdad; if even that fails, the event
-        stays owned (unacknowledged) and runs again after a restart."""
-        try:
-            await self._put_back(event, None)
-        except Exception:
-            log.exception("event %s stays queued until lambdad restarts", event.id)
-
-    def _expired(self, event: QueuedEvent, policy: AsyncPolicy) -> bool:
-        """Older than the policy's maximum event age (scaled, as every platform delay is)."""
-        return time.time() - event.enqueued_at > policy.max_event_age * self._time_scale
-
-    async def _retry(self, event: QueuedEvent, response: Response) -> None:
-        """Run a failed event again after Lambda's delay, one attempt more (kept durably)."""
-        delay = RETRY_DELAYS[min(event.attempt, len(RETRY_DELAYS) - 1)] * self._time_scale
+    async def _retry(self, event: QueuedEvent, response: Response, delay: float) -> None:
+        """Run a failed event again after ``delay``, one attempt more (kept durably)."""
         again = dataclasses.replace(
             event, attributes={**event.attributes, **response.to_attributes()}
         )
@@ -169,17 +203,17 @@ class Dispatcher:
             event.attempt + 1,
             delay,
         )
-        await self._queue.retry(again, time.time() + delay)
+        await self._requeue(again, time.time() + delay)
 
     async def _put_back(self, event: QueuedEvent, response: Response | None) -> None:
         """Queue a throttled event again, later, without counting an attempt (as Lambda does).
 
         ``Queue.retry`` counts one attempt more than the event it is given carries, so it is
         given one less. The backoff doubles per throttle (kept in the event's attributes), up
-        to 5 minutes (scaled); the event's maximum age ends it.
+        to 5 minutes (scaled, ``Retries.throttled_delay``); the event's maximum age ends it.
         """
         throttles = int(event.attributes.get("throttles", "0")) + 1
-        delay = min(self._throttle_delay * 2 ** (throttles - 1), self._throttle_delay * 300)
+        delay = self._retries.throttled_delay(throttles)
         kept = response.to_attributes() if response is not None else {}
         again = dataclasses.replace(
             event,
@@ -189,7 +223,7 @@ class Dispatcher:
         log.debug(
             "event %s for %s throttled; again in %.3f s", event.id, event.function_name, delay
         )
-        await self._queue.retry(again, time.time() + delay)
+        await self._requeue(again, time.time() + delay)
 
     def _record(
         self,
@@ -224,14 +258,15 @@ class Dispatcher:
     ) -> None:
         if policy.on_success:
             document = self._record(scope, event, Condition.SUCCESS, response, event.attempt + 1)
-            await self._destinations.send_record(
+            send = self._destinations.send_record(
                 policy.on_success,
                 document,
                 success=True,
                 function_arn=self._invoked_arn(scope, event),
                 trace_id=self._trace_after(scope, event),
             )
-        await self._queue.ack(event.id)
+            await self._deliver(event, "success record", send)
+        await self._ack(event)
 
     async def _fail(
         self,
@@ -255,18 +290,20 @@ class Dispatcher:
         )
         if policy.on_failure:
             document = self._record(scope, event, condition, response, invoke_count)
-            await self._destinations.send_record(
+            send = self._destinations.send_record(
                 policy.on_failure,
                 document,
                 success=False,
                 function_arn=self._invoked_arn(scope, event),
                 trace_id=self._trace_after(scope, event),
             )
+            await self._deliver(event, "failure record", send)
         if config.dead_letter_target:
             body = (event.payload or b"{}").decode("utf-8", "replace")
             attributes = records.dead_letter_attributes(event.id, response)
-            await self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
-        await self._queue.ack(event.id)
+            dead = self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
+            await self._deliver(event, "dead letter", dead)
+        await self._ack(event)
 
     async def close(self) -> None:
         if self.state is DispatcherState.CLOSED:
@@ -279,3 +316,9 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._destinations.close()
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """The take loop ends only when the dispatcher is closed; anything else is said loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the event dispatcher stopped", exc_info=task.exception())

@@ -1,0 +1,302 @@
+"""The composition root: builds every part of lambdad from ``Settings``, wires them together, and
+starts them in order and stops them in reverse through one ``contextlib.AsyncExitStack``.
+
+Only this module knows every concrete class; each part gets what it needs through its
+constructor. ``Lambdad.__init__`` builds and wires (listeners of one part on another go there
+too); ``Lambdad._parts`` lists what starts and stops, in start order. A new part is one line
+in each. See docs/lifecycle.md.
+
+Starting: each part is started in turn; if one fails, everything started so far (and the
+failing part itself, whose ``close`` must accept a partial start) is closed in reverse, and
+``StartFailed`` says why. Closing: every part is closed in reverse even when some fail; each
+failure is logged and ``CloseFailed`` lists them at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import os
+import platform
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from lambdad import config as config_module
+from lambdad.api.server import HttpListener, Services, build_app
+from lambdad.config import Settings
+from lambdad.control.concurrency import Reservations
+from lambdad.control.event_config import EventInvokeConfigs
+from lambdad.control.functions import Functions
+from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.destinations import Destinations
+from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.retries import Retries
+from lambdad.invoke.service import Invoker
+from lambdad.invoke.snapshots import SnapshotMaker
+from lambdad.observe.logs import LogStore
+from lambdad.runtime import runtimes
+from lambdad.runtime.environment import EnvironmentContext
+from lambdad.runtime.pool import RuntimeManager
+from lambdad.runtime.sandbox import linux
+from lambdad.runtime.sandbox.base import Sandbox
+from lambdad.runtime.sandbox.process import PlainSandbox
+from lambdad.runtime.scaling import ScaleRate
+from lambdad.store.base import BlobStore, Queue, Store
+from lambdad.store.files import FileBlobStore
+from lambdad.store.sqlite import SqliteStore
+from lambdad.store.sqlite_queue import SqliteQueue
+
+log = logging.getLogger("lambdad")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Part:
+    """One thing that starts and stops with lambdad."""
+
+    name: str
+    start: Callable[[], Awaitable[None]]
+    close: Callable[[], Awaitable[None]]
+
+
+class StartFailed(Exception):
+    """A part could not start; everything started before it has been closed again."""
+
+    def __init__(self, part: str, cause: BaseException) -> None:
+        super().__init__(describe(cause))
+        self.part = part
+        self.cause = cause
+
+
+class CloseFailed(Exception):
+    """One or more parts failed to close (every other part was closed all the same)."""
+
+    def __init__(self, failures: Sequence[tuple[str, BaseException]]) -> None:
+        super().__init__("; ".join(f"{name}: {describe(exc)}" for name, exc in failures))
+        self.failures = list(failures)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a user: an OSError's text and file, else the exception's text."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class LifecycleState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Lifecycle:
+    """Starts ``parts`` in order and closes them in reverse, through one exit stack."""
+
+    def __init__(self, parts: Sequence[Part]) -> None:
+        self._parts = list(parts)
+        self._stack = contextlib.AsyncExitStack()
+        self._failures: list[tuple[str, BaseException]] = []
+        self.state = LifecycleState.NEW
+
+    async def start(self) -> None:
+        """Start every part in order; on a failure close what started (``StartFailed``)."""
+        if self.state is not LifecycleState.NEW:
+            raise RuntimeError(f"lambdad is {self.state.value}")
+        self.state = LifecycleState.STARTING
+        for part in self._parts:
+            # Pushed first: a part that fails half-way through its start is closed too.
+            self._stack.push_async_callback(self._close_part, part)
+            try:
+                await part.start()
+            except Exception as exc:
+                log.debug("starting %s failed; closing what started", part.name, exc_info=True)
+                await self._unwind()
+                raise StartFailed(part.name, exc) from exc
+            except BaseException:  # cancelled: still close what started, then go on cancelling
+                await self._unwind()
+                raise
+            if self.state is not LifecycleState.STARTING:
+                raise RuntimeError("lambdad was closed while it started")
+        self.state = LifecycleState.RUNNING
+
+    async def close(self) -> None:
+        """Close every started part in reverse; ``CloseFailed`` if any failed. Idempotent."""
+        if self.state is LifecycleState.CLOSED:
+            return
+        await self._unwind()
+        if self._failures:
+            raise CloseFailed(self._failures)
+
+    async def _unwind(self) -> None:
+        self.state = LifecycleState.CLOSED
+        await self._stack.aclose()
+
+    async def _close_part(self, part: Part) -> None:
+        try:
+            await part.close()
+        except Exception as exc:  # the other parts must close all the same
+            log.error("closing %s failed", part.name, exc_info=exc)
+            self._failures.append((part.name, exc))
+
+
+class Lambdad:
+    """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
+    (tests pass a queue that fails on purpose)."""
+
+    def __init__(self, settings: Settings, *, queue: Queue | None = None) -> None:
+        self.settings = settings
+        data = settings.data_dir
+        self.store: Store = SqliteStore(data / "lambdad.db")
+        self.blobs: BlobStore = FileBlobStore(data / "code")
+        self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
+        self.logs = LogStore(data / "logs")
+        self.python_path = ":".join(
+            p for p in (settings.python_search_path, config_module.host_path()) if p
+        )
+        self.sandbox = make_sandbox(settings, self.python_path)
+        self.functions = Functions(self.store, self.blobs)
+        self.runtime = RuntimeManager(
+            self._environment_context(),
+            self.blobs,
+            settings.idle_timeout,
+            ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+            settings.max_environments,
+        )
+        self.functions.on_change(self.runtime.function_changed)
+        self.snapshots = SnapshotMaker(self.functions, self.runtime)
+        self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
+        self.event_configs = EventInvokeConfigs(self.store, self.functions)
+        self.invoker = Invoker(
+            self.functions,
+            self.runtime,
+            self.queue,
+            Leases(self.reservations),
+            self.event_configs,
+        )
+        self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
+        self.provisioner = Provisioner(
+            settings.account_id, self.functions, self.provisioned, self.runtime
+        )
+        self.dispatcher = Dispatcher(
+            self.queue,
+            self.invoker,
+            settings.account_id,
+            retries=Retries.from_settings(settings),
+            configs=self.event_configs,
+            destinations=Destinations(
+                self.invoker,
+                endpoint_url=settings.aws_endpoint_url,
+                access_key=settings.aws_access_key_id,
+                secret_key=settings.aws_secret_access_key,
+                retry_delay=settings.scaled(1.0),
+            ),
+        )
+        self.http = HttpListener(lambda: build_app(self._services()), settings.host, settings.port)
+        self.lifecycle = Lifecycle(self._parts())
+
+    def _environment_context(self) -> EnvironmentContext:
+        settings = self.settings
+        return EnvironmentContext(
+            sandbox=self.sandbox,
+            logs=self.logs,
+            runs_dir=settings.data_dir / "run" / "envs",
+            account_id=settings.account_id,
+            region=settings.default_region,
+            init_timeout=settings.init_timeout,
+            host_path=config_module.host_path(),
+            freeze_delay=settings.scaled(settings.freeze_delay),
+            node=settings.node,
+            python_path=self.python_path,
+            echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
+        )
+
+    def _services(self) -> Services:
+        return Services(
+            account_id=self.settings.account_id,
+            default_region=self.settings.default_region,
+            functions=self.functions,
+            invoker=self.invoker,
+            reservations=self.reservations,
+            event_configs=self.event_configs,
+            provisioned=self.provisioned,
+            provisioner=self.provisioner,
+            blobs=self.blobs,
+            logs=self.logs,
+            doctor=self.doctor,
+        )
+
+    def _parts(self) -> list[Part]:
+        """What starts, in order (storage, the runtime side, background work, then listening,
+        so ``/health`` answering means ready); they stop in reverse."""
+        return [
+            Part("data directory", self._make_data_dir, _nothing),
+            Part("metadata store", self.store.open, self.store.close),
+            Part("event queue", self.queue.open, self.queue.close),
+            Part("log store", self.logs.open, self.logs.close),
+            Part("runtime", self.runtime.start, self.runtime.close),
+            Part(
+                "snapshots",
+                lambda: self.snapshots.start(self.settings.account_id),
+                self.snapshots.close,
+            ),
+            Part("provisioned concurrency", self.provisioner.start, _nothing),
+            Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
+            Part("HTTP listener", self.http.start, self.http.close),
+        ]
+
+    @property
+    def state(self) -> LifecycleState:
+        return self.lifecycle.state
+
+    @property
+    def port(self) -> int | None:
+        return self.http.port
+
+    async def _make_data_dir(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def start(self) -> None:
+        """Start every part; ``StartFailed`` (with everything closed again) if one cannot."""
+        await self.lifecycle.start()
+
+    async def close(self) -> None:
+        """Stop every part in reverse; ``CloseFailed`` if some failed. Idempotent."""
+        await self.lifecycle.close()
+
+    def doctor(self) -> dict[str, Any]:
+        return {
+            "lambdad": {
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "root": os.geteuid() == 0 if hasattr(os, "geteuid") else False,
+                "data_dir": str(self.settings.data_dir),
+            },
+            "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
+            "runtimes": runtimes.inventory(self.python_path, self.settings.node),
+        }
+
+
+async def _nothing() -> None:
+    return None
+
+
+def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
+    """The sandbox the settings ask for; ``auto`` takes the Linux one where it can run."""
+    runs = settings.data_dir / "run" / "envs"
+    if settings.sandbox == "process" or (
+        settings.sandbox == "auto" and linux.unavailable_reason() is not None
+    ):
+        return PlainSandbox(runtimes.BOOTSTRAPS)
+    shared = runtimes.interpreter_dirs(python_path, settings.node)
+    return linux.LinuxSandbox(
+        runs,
+        runtimes.BOOTSTRAPS,
+        shared,
+        fork_python=settings.fork_python,
+        pythons=runtimes.python_interpreters(python_path),
+    )
