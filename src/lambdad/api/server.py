@@ -92,11 +92,13 @@ class HttpListener:
         """Listen; ``OSError`` saying which address when it cannot."""
         if self.state is not ListenerState.NEW:
             raise RuntimeError(f"listener is {self.state.value}")
-        self._runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self._app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         sock = _listen(self._host, self._requested_port)
         self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        await web.SockSite(self._runner, sock).start()
         self.state = ListenerState.LISTENING
 
     async def close(self) -> None:
