@@ -14,7 +14,18 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lambdad.store.base import BlobStore, Queue, QueuedEvent, Store, StoreConflict, Table, Write
+from lambdad.store.base import (
+    BlobNotFound,
+    BlobStore,
+    Queue,
+    QueuedEvent,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+    Table,
+    Write,
+)
 from lambdad.store.files import FileBlobStore
 from lambdad.store.memory import MemoryBlobStore, MemoryQueue, MemoryStore
 from lambdad.store.sqlite import SqliteStore
@@ -140,7 +151,7 @@ def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], Bl
         first, second = await asyncio.gather(blobs.unpacked(key), blobs.unpacked(key))
         assert first == second
         assert (first / "pkg" / "mod.py").read_text() == "y = 2\n"
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(BlobNotFound):
             await blobs.get("f" * 64)
 
     run(scenario)
@@ -287,5 +298,127 @@ def test_concurrent_transactions_do_not_interleave(make_store: Callable[[], Stor
         )
         assert len(await store.scan(Table.FUNCTIONS)) == 50
         await store.close()
+
+    run(scenario)
+
+
+# ---- failures: the stores' own errors, never a driver's ----------------------------------
+
+
+def _no_driver_type(exc: BaseException) -> None:
+    """The error is one of the store's own (its cause may be the driver's)."""
+    assert isinstance(exc, StoreError)
+    assert type(exc).__module__ == "lambdad.store.base"
+
+
+def test_a_closed_store_refuses_every_call(make_store: Callable[[], Store]) -> None:
+    """After close, reads, scans, writes and deletes raise StoreUnavailable."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await store.put(Table.FUNCTIONS, ("r", "fn"), {"v": 1})
+        await store.close()
+        calls = [
+            store.get(Table.FUNCTIONS, ("r", "fn")),
+            store.scan(Table.FUNCTIONS),
+            store.put(Table.FUNCTIONS, ("r", "fn"), {"v": 2}),
+            store.delete_prefix(Table.FUNCTIONS, ("r",)),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailable) as raised:
+                await call
+            _no_driver_type(raised.value)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("damage", ["parent-is-a-file", "garbage"])
+def test_a_sqlite_store_that_cannot_open_says_so(tmp_path: Path, damage: str) -> None:
+    """A database whose directory cannot be made, or a file that is not a database, makes
+    open() raise StoreUnavailable naming the file, not an OSError or sqlite3's error."""
+    if damage == "parent-is-a-file":
+        (tmp_path / "data").write_text("a file where the data directory should be")
+        path = tmp_path / "data" / "meta.db"
+    else:
+        path = tmp_path / "meta.db"
+        path.write_bytes(b"not a database at all" * 100)
+
+    async def scenario() -> None:
+        store = SqliteStore(path)
+        with pytest.raises(StoreUnavailable, match=r"meta\.db") as raised:
+            await store.open()
+        _no_driver_type(raised.value)
+        await store.close()
+
+    run(scenario)
+
+
+def test_missing_blobs_raise_blob_not_found(make_blobs: Callable[[], BlobStore]) -> None:
+    """get and unpacked of a key never stored, or of something that is not a key, raise
+    BlobNotFound; exists says False."""
+
+    async def scenario() -> None:
+        blobs = make_blobs()
+        for key in ("a" * 64, "../../etc/passwd", ""):
+            assert not await blobs.exists(key)
+            with pytest.raises(BlobNotFound):
+                await blobs.get(key)
+            with pytest.raises(BlobNotFound):
+                await blobs.unpacked(key)
+
+    run(scenario)
+
+
+def test_a_blob_deleted_from_disk_is_not_found(tmp_path: Path) -> None:
+    """A zip removed from the code directory behind lambdad's back is BlobNotFound, not
+    FileNotFoundError; an unreadable code directory is StoreUnavailable."""
+
+    async def scenario() -> None:
+        blobs = FileBlobStore(tmp_path / "code")
+        key = await blobs.put(_zip())
+        (tmp_path / "code" / f"{key}.zip").unlink()
+        with pytest.raises(BlobNotFound) as missing:
+            await blobs.get(key)
+        _no_driver_type(missing.value)
+        with pytest.raises(BlobNotFound):
+            await blobs.unpacked(key)
+        (tmp_path / "code").rmdir()
+        (tmp_path / "code").write_text("a file where the code directory should be")
+        with pytest.raises(StoreUnavailable) as broken:
+            await blobs.put(_zip())
+        _no_driver_type(broken.value)
+
+    run(scenario)
+
+
+def test_a_closed_queue_refuses_changes(make_queue: Callable[[], Queue]) -> None:
+    """After close, put, ack and retry raise StoreUnavailable."""
+
+    async def scenario() -> None:
+        queue = make_queue()
+        await queue.open()
+        await queue.put(_event("e1"))
+        taken = await queue.take()
+        await queue.close()
+        calls = [queue.put(_event("e2")), queue.ack(taken.id), queue.retry(taken, 0.0)]
+        for call in calls:
+            with pytest.raises(StoreUnavailable) as raised:
+                await call
+            _no_driver_type(raised.value)
+
+    run(scenario)
+
+
+def test_a_sqlite_queue_that_cannot_open_says_so(tmp_path: Path) -> None:
+    """A queue database that is a directory makes open() raise StoreUnavailable."""
+    (tmp_path / "queue.db").mkdir()
+
+    async def scenario() -> None:
+        queue = SqliteQueue(tmp_path / "queue.db")
+        with pytest.raises(StoreUnavailable, match=r"queue\.db") as raised:
+            await queue.open()
+        _no_driver_type(raised.value)
+        await queue.close()
 
     run(scenario)

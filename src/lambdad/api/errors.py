@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lambdad import errors
+from lambdad.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 )
             )
         raise
+    except StoreError as exc:  # lambdad's own storage failed: the client sees Lambda's 500
+        log.error("%s %s failed in storage: %s", request.method, request.path, exc)
+        return render(errors.ServiceException("An internal error occurred."))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return render(errors.ServiceException("An internal error occurred."))

@@ -12,7 +12,7 @@ from aiohttp import web
 from lambdad import errors
 from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
 from lambdad.observe.logs import LogStore
-from lambdad.store.base import BlobStore
+from lambdad.store.base import BlobNotFound, BlobStore
 
 BLOBS = web.AppKey("blobs", BlobStore)
 LOGS = web.AppKey("logs", LogStore)
@@ -31,7 +31,7 @@ async def health(request: web.Request) -> web.Response:
 async def code(request: web.Request) -> web.Response:
     try:
         data = await request.app[BLOBS].get(request.match_info["key"])
-    except FileNotFoundError:
+    except BlobNotFound:
         raise errors.ResourceNotFoundException("Code not found") from None
     return web.Response(body=data, content_type="application/zip")
 

@@ -1,9 +1,15 @@
 """The storage seams: ``Store`` (metadata), ``BlobStore`` (code) and ``Queue`` (async events).
 
 Each has a local implementation (SQLite, files) and an in-memory twin, and one contract test
-suite (``tests/contract``) that every implementation passes. Drivers' exceptions never cross
-these interfaces: they become ``StoreConflict`` or ``lambdad.errors`` classes where the driver
-is imported.
+suite (``tests/contract``) that every implementation passes. Drivers' exceptions
+(``sqlite3.Error``, aiosqlite's, ``OSError`` of the file system) never cross these interfaces:
+they become one of these where the driver is imported (``raise StoreUnavailable(...) from
+exc``), and the layers above turn them into ``lambdad.errors`` as the operation calls for::
+
+    StoreError
+    ├── StoreConflict       a write's precondition failed (the key exists, or changed)
+    ├── StoreUnavailable    the store cannot serve now: not open, closed, a database or disk error
+    └── BlobNotFound        no blob under that key (its file went missing, or never was)
 
 The metadata ``Store`` is a small document store: ``table`` names a kind of record, ``key`` is a
 tuple of strings (``("my-fn", "3")`` for a version) and the document is a JSON-ready dict. The
@@ -43,8 +49,25 @@ class Table(enum.StrEnum):
     PROVISIONED = "provisioned"
 
 
-class StoreConflict(Exception):
+class StoreError(Exception):
+    """Root of every error the storage seams raise."""
+
+
+class StoreConflict(StoreError):
     """A write whose precondition failed: the key exists already, or it changed meanwhile."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve the call now: it is not open or already closed, or its database
+    or disk failed. The message says which store and why."""
+
+
+class BlobNotFound(StoreError):
+    """No blob under ``key``: a key never stored, or its bytes went missing from disk."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no blob {key}")
+        self.key = key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,14 +119,16 @@ class BlobStore(abc.ABC):
         """Store ``data``; returns its key (hex SHA-256). Storing the same bytes twice is free."""
 
     @abc.abstractmethod
-    async def get(self, key: str) -> bytes: ...
+    async def get(self, key: str) -> bytes:
+        """The bytes stored under ``key``; ``BlobNotFound`` if there are none."""
 
     @abc.abstractmethod
     async def exists(self, key: str) -> bool: ...
 
     @abc.abstractmethod
     async def unpacked(self, key: str) -> Path:
-        """A local directory holding the extracted zip ``key``, extracted once and reused."""
+        """A local directory holding the extracted zip ``key``, extracted once and reused;
+        ``BlobNotFound`` if there is no such zip."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

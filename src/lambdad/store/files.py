@@ -1,4 +1,8 @@
-"""Content-addressed code on the local file system: ``<root>/<hex>.zip`` and ``<root>/<hex>/``."""
+"""Content-addressed code on the local file system: ``<root>/<hex>.zip`` and ``<root>/<hex>/``.
+
+The file system's errors become the store's own here: a missing zip is ``BlobNotFound``, any
+other ``OSError`` ``StoreUnavailable``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import tempfile
 from collections.abc import Hashable
 from pathlib import Path
 
-from lambdad.store.base import BlobStore
+from lambdad.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from lambdad.store.once import single_flight
 from lambdad.store.zipcode import extract_atomically
 
@@ -35,25 +39,35 @@ class FileBlobStore(BlobStore):
         self._unpacking: dict[Hashable, asyncio.Task[Path]] = {}
 
     def _zip_path(self, key: str) -> Path:
-        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
-            raise FileNotFoundError(key)
+        if not _is_key(key):
+            raise BlobNotFound(key)
         return self._root / f"{key}.zip"
 
     async def put(self, data: bytes) -> str:
         key = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         path = self._zip_path(key)
         if not path.exists():
-            self._root.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(_write_atomically, path, data)
+            try:
+                self._root.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(_write_atomically, path, data)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot store code in {self._root}: {exc}") from exc
         return key
 
     async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._zip_path(key).read_bytes)
+        path = self._zip_path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read code {path}: {exc}") from exc
 
     async def exists(self, key: str) -> bool:
-        return self._zip_path(key).exists()
+        return _is_key(key) and self._zip_path(key).exists()
 
     async def unpacked(self, key: str) -> Path:
+        self._zip_path(key)  # a key, not a path
         dest = self._root / key
         if dest.is_dir():
             return dest
@@ -64,3 +78,8 @@ class FileBlobStore(BlobStore):
             return dest
 
         return await single_flight(self._unpacking, key, unpack)
+
+
+def _is_key(key: str) -> bool:
+    """A blob key: 64 lowercase hex digits (a SHA-256), so never a path of its own."""
+    return len(key) == 64 and all(c in "0123456789abcdef" for c in key)

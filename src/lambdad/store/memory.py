@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lambdad.store.base import (
+    BlobNotFound,
     BlobStore,
     Document,
     Key,
@@ -21,6 +22,7 @@ from lambdad.store.base import (
     QueuedEvent,
     Store,
     StoreConflict,
+    StoreUnavailable,
     Table,
     Write,
 )
@@ -29,25 +31,36 @@ from lambdad.store.zipcode import extract_atomically
 
 
 class MemoryStore(Store):
+    """Documents in dicts. Usable without ``open``; after ``close`` every call is refused with
+    ``StoreUnavailable``, as a closed database refuses it."""
+
     def __init__(self) -> None:
         self._tables: dict[Table, dict[Key, str]] = {table: {} for table in Table}
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the in-memory store is closed")
 
     async def open(self) -> None:
         return None
 
     async def close(self) -> None:
-        return None
+        self._closed = True
 
     async def get(self, table: Table, key: Key) -> Document | None:
+        self._check()
         raw = self._tables[table].get(key)
         return None if raw is None else json.loads(raw)
 
     async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
+        self._check()
         rows = self._tables[table]
         keys = sorted(k for k in rows if not prefix or under(k, prefix))
         return [(k, json.loads(rows[k])) for k in keys]
 
     async def write(self, writes: Sequence[Write]) -> None:
+        self._check()
         for w in writes:
             if w.create and w.key in self._tables[w.table]:
                 raise StoreConflict(f"{w.table}:{'/'.join(w.key)} exists")
@@ -58,6 +71,7 @@ class MemoryStore(Store):
                 self._tables[w.table][w.key] = json.dumps(w.doc)
 
     async def delete_prefix(self, table: Table, prefix: Key) -> int:
+        self._check()
         doomed = [k for k in self._tables[table] if under(k, prefix)]
         for k in doomed:
             del self._tables[table][k]
@@ -78,15 +92,16 @@ class MemoryBlobStore(BlobStore):
         try:
             return self._blobs[key]
         except KeyError:
-            raise FileNotFoundError(key) from None
+            raise BlobNotFound(key) from None
 
     async def exists(self, key: str) -> bool:
         return key in self._blobs
 
     async def unpacked(self, key: str) -> Path:
+        data = await self.get(key)  # BlobNotFound first: a key is never a path of its own
         dest = self._scratch / key
         if not dest.exists():
-            await asyncio.to_thread(extract_atomically, await self.get(key), dest)
+            await asyncio.to_thread(extract_atomically, data, dest)
         return dest
 
 
@@ -98,11 +113,17 @@ class MemoryQueue(Queue):
         self._seq = 0
         self._owned: dict[str, QueuedEvent] = {}
         self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the in-memory event queue is closed")
 
     async def open(self) -> None:
         return None
 
     async def close(self) -> None:
+        self._closed = True
         self._heap.clear()
 
     def _push(self, event: QueuedEvent) -> None:
@@ -111,6 +132,7 @@ class MemoryQueue(Queue):
         self._wakeup.set()
 
     async def put(self, event: QueuedEvent) -> None:
+        self._check()
         self._push(copy.copy(event))
 
     async def take(self) -> QueuedEvent:
@@ -129,9 +151,11 @@ class MemoryQueue(Queue):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
 
     async def ack(self, event_id: str) -> None:
+        self._check()
         self._owned.pop(event_id, None)
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
+        self._check()
         self._owned.pop(event.id, None)
         self._push(event.retried(not_before))
 

@@ -1,16 +1,29 @@
-"""The SQLite (WAL) implementation of ``Store``: one table of JSON documents."""
+"""The SQLite (WAL) implementation of ``Store``: one table of JSON documents.
+
+The one module that imports ``aiosqlite`` for metadata: its errors (and ``sqlite3``'s, and the
+file system's) become ``StoreConflict`` or ``StoreUnavailable`` here.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiosqlite
 
-from lambdad.store.base import Document, Key, Store, StoreConflict, Table, Write
+from lambdad.store.base import (
+    Document,
+    Key,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+    Table,
+    Write,
+)
 from lambdad.store.keys import decode, encode, prefix_range
 
 SCHEMA_VERSION = 1
@@ -27,6 +40,19 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
+@contextlib.contextmanager
+def _translated(path: Path, doing: str) -> Iterator[None]:
+    """Driver errors as the store's own: a conflict, or the store being unavailable."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise StoreConflict(str(exc)) from exc
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreUnavailable(f"the metadata store {path} failed {doing}: {exc}") from exc
+    except ValueError as exc:  # aiosqlite's "no active connection" / "Connection closed"
+        raise StoreUnavailable(f"the metadata store {path} is closed: {exc}") from exc
+
+
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -37,12 +63,27 @@ class SqliteStore(Store):
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise RuntimeError("store is not open")
+            raise StoreUnavailable(f"the metadata store {self._path} is not open")
         return self._db
 
     async def open(self) -> None:
+        """Open (creating and migrating) the database; ``StoreUnavailable`` if it cannot."""
+        with _translated(self._path, "to open"):
+            await self._open()
+
+    async def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            await self._prepare(db)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+
+    @staticmethod
+    async def _prepare(db: aiosqlite.Connection) -> None:
+        """Set the connection up and bring the schema to ``SCHEMA_VERSION``."""
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA busy_timeout=5000")
@@ -53,18 +94,19 @@ class SqliteStore(Store):
             await db.executescript(
                 f"BEGIN; {_MIGRATIONS[version]} PRAGMA user_version={version}; COMMIT;"
             )
-        self._db = db
 
     async def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            await db.close()
+            with _translated(self._path, "to close"):
+                await db.close()
 
     async def get(self, table: Table, key: Key) -> Document | None:
-        async with self.db.execute(
-            "SELECT doc FROM docs WHERE tbl = ? AND key = ?", (table.value, encode(key))
-        ) as cursor:
-            row = await cursor.fetchone()
+        with _translated(self._path, "a read"):
+            async with self.db.execute(
+                "SELECT doc FROM docs WHERE tbl = ? AND key = ?", (table.value, encode(key))
+            ) as cursor:
+                row = await cursor.fetchone()
         return None if row is None else json.loads(row[0])
 
     async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
@@ -75,13 +117,15 @@ class SqliteStore(Store):
         else:
             sql = "SELECT key, doc FROM docs WHERE tbl = ? AND key >= ? AND key < ? ORDER BY key"
             args = (table.value, *bounds)
-        async with self.db.execute(sql, args) as cursor:
-            rows = await cursor.fetchall()
+        with _translated(self._path, "a scan"):
+            async with self.db.execute(sql, args) as cursor:
+                rows = await cursor.fetchall()
         return [(decode(k), json.loads(d)) for k, d in rows]
 
     async def write(self, writes: Sequence[Write]) -> None:
         async with self._write_lock:
-            await self._write(writes)
+            with _translated(self._path, "a write"):
+                await self._write(writes)
 
     async def _write(self, writes: Sequence[Write]) -> None:
         db = self.db
@@ -101,11 +145,9 @@ class SqliteStore(Store):
                         "INSERT OR REPLACE INTO docs (tbl, key, doc) VALUES (?, ?, ?)",
                         (w.table.value, key, json.dumps(w.doc)),
                     )
-        except sqlite3.IntegrityError as exc:
-            await db.execute("ROLLBACK")
-            raise StoreConflict(str(exc)) from exc
         except BaseException:
-            await db.execute("ROLLBACK")
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
             raise
         await db.execute("COMMIT")
 
@@ -113,7 +155,9 @@ class SqliteStore(Store):
         bounds = prefix_range(prefix)
         assert bounds is not None
         async with self._write_lock:
-            cursor = await self.db.execute(
-                "DELETE FROM docs WHERE tbl = ? AND key >= ? AND key < ?", (table.value, *bounds)
-            )
+            with _translated(self._path, "a delete"):
+                cursor = await self.db.execute(
+                    "DELETE FROM docs WHERE tbl = ? AND key >= ? AND key < ?",
+                    (table.value, *bounds),
+                )
         return cursor.rowcount

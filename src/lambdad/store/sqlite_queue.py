@@ -10,6 +10,9 @@ on ``open`` every row is loaded and due again, so events that were running when 
 process died run again (at least once). Payloads stay in memory only up to
 ``payload_budget`` bytes in all (a backlog of large events would otherwise hold all of them);
 the others are read back from the database when their event is taken. See docs/queue.md.
+
+``sqlite3``'s errors and the file system's become ``StoreUnavailable`` here (a duplicate id
+``StoreConflict``); nothing of the driver crosses the ``Queue`` seam.
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lambdad import errors
-from lambdad.store.base import Queue, QueuedEvent, StoreConflict
+from lambdad.store.base import Queue, QueuedEvent, StoreConflict, StoreUnavailable
 
 SCHEMA_VERSION = 1
 
@@ -101,11 +103,16 @@ def _event(row: tuple[Any, ...]) -> QueuedEvent:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -153,14 +160,15 @@ class SqliteQueue(Queue):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, fn, *args)
-        except sqlite3.Error as exc:
-            raise errors.ServiceException(f"event queue: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"the event queue {self._path} failed: {exc}") from exc
+        except RuntimeError as exc:  # the executor was shut down: the queue is closed
+            raise StoreUnavailable(f"the event queue {self._path} is closed") from exc
 
     async def open(self) -> None:
         """Open (creating) the database; every stored event is due again, unowned."""
         if self.state is not QueueState.NEW:
             raise RuntimeError(f"queue is {self.state.value}")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await self._call(_connect, self._path)
         rows = await self._call(lambda: self._connection().execute(_LOAD).fetchall())
         for row in rows:
@@ -172,7 +180,7 @@ class SqliteQueue(Queue):
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            raise RuntimeError("queue is not open")
+            raise StoreUnavailable(f"the event queue {self._path} is not open")
         return self._db
 
     async def close(self) -> None:
@@ -225,7 +233,7 @@ class SqliteQueue(Queue):
 
     async def _submit(self, sql: str, params: tuple[Any, ...], then: Callable[[], None]) -> None:
         if self.state is not QueueState.OPEN:
-            raise RuntimeError(f"queue is {self.state.value}")
+            raise StoreUnavailable(f"the event queue {self._path} is {self.state.value}")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ops.append((sql, params, then, future))
         self._ops_ready.set()

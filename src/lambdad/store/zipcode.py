@@ -10,6 +10,8 @@ a thread. Both refuse the same archives with the same errors:
   ``Could not unzip uploaded file. Please check your file, then try to upload again.``
 - 250 MB or more unzipped: InvalidParameterValueException
   ``Unzipped size must be smaller than 262144000 bytes``
+
+A file system failure while unpacking (a full disk, a missing directory) is ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 
 from lambdad.errors import InvalidParameterValueException, RequestTooLargeException
 from lambdad.store.atomic import build_dir
+from lambdad.store.base import StoreUnavailable
 
 MAX_ZIPPED_BYTES = 52_428_800
 MAX_UNZIPPED_BYTES = 262_144_000
@@ -119,7 +122,10 @@ def extract_zip(data: bytes, dest: Path) -> None:
 
 def extract_atomically(data: bytes, dest: Path) -> None:
     """Unpack into a sibling staging directory, then rename it to ``dest`` in one step."""
-    build_dir(dest, lambda staging: extract_zip(data, staging))
+    try:
+        build_dir(dest, lambda staging: extract_zip(data, staging))
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot unpack code into {dest}: {exc}") from exc
 
 
 # ---- planning: every check, no file written --------------------------------------------
