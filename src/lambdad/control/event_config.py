@@ -27,6 +27,7 @@ from lambdad.control.event_config_model import EventInvokeConfig, function_of, s
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
 from lambdad.control.paging import page
+from lambdad.control.requests import PutFunctionEventInvokeConfigRequest
 from lambdad.store.base import Store, Table
 
 #: Lambda's defaults for asynchronous invocation.
@@ -143,10 +144,7 @@ class EventInvokeConfigs:
 
     def _named(self, scope: Scope, raw_name: str, qualifier: str | None) -> tuple[str, str]:
         name, from_arn = self._functions.name_of(scope, raw_name)
-        merged = validation.merge_qualifier(from_arn, qualifier)
-        if merged is not None:
-            validation.validate_qualifier(merged)
-        return name, merged or LATEST
+        return name, validation.merge_qualifier(from_arn, qualifier) or LATEST
 
     async def _write(self, scope: Scope, name: str, config: EventInvokeConfig) -> None:
         """Store ``config``; the caller holds the lock."""
@@ -183,24 +181,24 @@ class EventInvokeConfigs:
         return True
 
     async def put(
-        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+        self, scope: Scope, request: PutFunctionEventInvokeConfigRequest
     ) -> EventInvokeConfig:
-        """Replace the qualifier's config with the settings of ``body``."""
-        changes = settings_of(body)
+        """Replace the qualifier's config with the settings of ``request``."""
+        changes = settings_of(request)
         async with self._lock:
-            name, named = await self._existing(scope, raw_name, qualifier)
+            name, named = await self._existing(scope, request.function_name, request.qualifier)
             await self._check_destinations(scope, name, changes)
             config = EventInvokeConfig(name, named).merged(changes)
             await self._write(scope, name, config)
         return config
 
     async def update(
-        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+        self, scope: Scope, request: PutFunctionEventInvokeConfigRequest
     ) -> EventInvokeConfig:
-        """Change the settings ``body`` names in the qualifier's existing config."""
-        changes = settings_of(body)
+        """Change the settings ``request`` names in the qualifier's existing config."""
+        changes = settings_of(request)
         async with self._lock:
-            name, named = await self._existing(scope, raw_name, qualifier)
+            name, named = await self._existing(scope, request.function_name, request.qualifier)
             await self._check_destinations(scope, name, changes)
             config = (await self._get(scope, name, named)).merged(changes)
             await self._write(scope, name, config)
@@ -258,25 +256,8 @@ class EventInvokeConfigs:
     async def get_recursion(self, scope: Scope, raw_name: str) -> RecursiveLoop:
         return await self.recursion(scope, await self._function(scope, raw_name))
 
-    async def put_recursion(self, scope: Scope, raw_name: str, value: Any) -> RecursiveLoop:
-        if value is None:
-            raise validation.validation_error(
-                [
-                    "Value null at 'recursiveLoop' failed to satisfy constraint: "
-                    "Member must not be null"
-                ]
-            )
-        allowed = [RecursiveLoop.ALLOW.value, RecursiveLoop.TERMINATE.value]
-        if value not in allowed:
-            raise validation.validation_error(
-                [
-                    validation.constraint(
-                        value,
-                        "recursiveLoop",
-                        f"Member must satisfy enum value set: [{', '.join(allowed)}]",
-                    )
-                ]
-            )
+    async def put_recursion(self, scope: Scope, raw_name: str, value: str) -> RecursiveLoop:
+        """Set the function's recursive loop setting (``value``: a model enum, already checked)."""
         setting = RecursiveLoop(value)
         async with self._lock:
             name = await self._function(scope, raw_name)
