@@ -35,11 +35,6 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE = 21600
 #: ListFunctionEventInvokeConfigs' largest page (the model's MaxItems maximum).
 MAX_LIST_PAGE = 50
-#: botocore's ``UnqualifiedFunctionName`` pattern, which the recursion calls take.
-UNQUALIFIED_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
-    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)"
-)
 
 
 class RecursiveLoop(enum.StrEnum):
@@ -238,18 +233,8 @@ class EventInvokeConfigs:
     # ---------------------------------------------------------------- recursion config
 
     async def _function(self, scope: Scope, raw_name: str) -> str:
-        name, qualifier = self._functions.name_of(scope, raw_name)
-        if qualifier is not None:
-            raise validation.validation_error(
-                [
-                    validation.constraint(
-                        raw_name,
-                        "functionName",
-                        f"Member must satisfy regular expression pattern: "
-                        f"{UNQUALIFIED_NAME_PATTERN}",
-                    )
-                ]
-            )
+        """The function ``raw_name`` names (the model's pattern admits no qualifier here)."""
+        name, _ = self._functions.name_of(scope, raw_name)
         await self._functions.record(scope, name)
         return name
 
