@@ -213,3 +213,19 @@ def test_query_and_label_members_are_checked(server: Server) -> None:
     status, error = call(server, "GET", "/2015-03-31/functions/fn/aliases/bad%20alias")
     assert status == 400
     assert "at 'name' failed to satisfy constraint" in message(error)
+
+
+@pytest.mark.parametrize(
+    "label", ["%ED%A0%80", "%00", "%FF%FE", "a%0Ab", "x" * 300, "fn:1:2", "%24LATEST"]
+)
+def test_odd_function_name_labels_are_4xx(server: Server, label: str) -> None:
+    """A label outside the model's FunctionName pattern (bytes that are not UTF-8, control
+    characters, too long) is a 4xx from every call that takes one, never a 5xx."""
+    for method, path in (
+        ("GET", f"/2015-03-31/functions/{label}"),
+        ("GET", f"/2015-03-31/functions/{label}/configuration"),
+        ("DELETE", f"/2015-03-31/functions/{label}"),
+        ("POST", f"/2015-03-31/functions/{label}/invocations"),
+    ):
+        status, _ = call(server, method, path, b"{}" if method == "POST" else None)
+        assert 400 <= status < 500, (method, path, status)
