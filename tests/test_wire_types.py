@@ -229,3 +229,14 @@ def test_odd_function_name_labels_are_4xx(server: Server, label: str) -> None:
     ):
         status, _ = call(server, method, path, b"{}" if method == "POST" else None)
         assert 400 <= status < 500, (method, path, status)
+
+
+def test_a_dotted_name_is_not_found_where_the_model_allows_dots(lam: Any) -> None:
+    """GetFunction and Invoke take the model's NamespacedFunctionName (dots allowed): AWS
+    answers an unknown dotted name with ResourceNotFoundException, not a ValidationException."""
+    with refused("ResourceNotFoundException", 404):
+        lam.get_function(FunctionName="no.such.function")
+    with refused("ResourceNotFoundException", 404):
+        lam.invoke(FunctionName="no.such.function", Payload=b"{}")
+    with refused("ValidationException", 400):
+        lam.update_function_configuration(FunctionName="no.such.function", Timeout=5)

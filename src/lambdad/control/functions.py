@@ -209,8 +209,14 @@ class Functions:
         return Alias.from_doc(doc)
 
     def name_of(self, scope: Scope, raw: str) -> tuple[str, str | None]:
-        """Split a name, partial ARN or ARN into (name, qualifier)."""
-        return validation.parse_function_name(raw, account_id=scope.account_id, region=scope.region)
+        """Split a name, partial ARN or ARN into (name, qualifier).
+
+        The request was checked against its operation's own name pattern when decoded, so the
+        loosest form (dots, ``$LATEST.PUBLISHED``) is accepted here: a name no function has is
+        then "not found", as on AWS."""
+        return validation.parse_function_name(
+            raw, account_id=scope.account_id, region=scope.region, namespaced=True
+        )
 
     # ---------------------------------------------------------------- functions
 
