@@ -235,6 +235,14 @@ def test_query_members_are_typed_and_checked() -> None:
         ValidationException, "ListLayers", query={"MaxItems": "51"}
     )
     assert decoded("ListFunctions", query={"MaxItems": "7"}) == {"MaxItems": 7}
+    for odd in ("1_0", " 7", "+7", "9" * 30):
+        assert refused(ValidationException, "ListFunctions", query={"MaxItems": odd}).endswith(
+            "Member must be a number"
+        )
+    layer = {"LayerName": "layer", "VersionNumber": "9" * 19}
+    assert refused(ValidationException, "GetLayerVersion", labels=layer).endswith(
+        "Member must be a number"
+    )
     found = decoded(
         "UntagResource",
         labels={"Resource": "arn:aws:lambda:us-east-1:123456789012:function:fn"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -30,6 +31,8 @@ CODE_REQUEST_LIMIT = 70_167_211
 #: Largest request body of any other control-plane call.
 CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
 CODE_OPERATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "PublishLayerVersion"})
+#: What Java's ``Long.parseLong`` takes (no spaces, "+" or "_" as Python's ``int`` would).
+_NUMBER = re.compile(r"-?[0-9]{1,20}")
 #: Bodies larger than this are decoded in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 256 * 1024
 
@@ -181,12 +184,12 @@ def _scalar(member: Member, text: Any) -> Any:
     """A label, query or header value as its shape's type (lists: each item a string)."""
     kind = member.shape.type_name
     if kind in ("integer", "long"):
-        try:
-            return int(text, 10)
-        except ValueError:
+        low, high = values.INT_RANGE[kind]
+        if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
             raise validation_error(
                 [constraint(text, values.lower_camel(member.name), "Member must be a number")]
-            ) from None
+            )
+        return int(text)
     if kind == "boolean":
         return text.lower() == "true"
     return text

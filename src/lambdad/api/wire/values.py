@@ -22,7 +22,7 @@ from typing import Any
 from lambdad import errors
 from lambdad.control.validation import constraint
 
-_INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _JAVA_TYPES = {
     "string": "java.lang.String",
     "integer": "java.lang.Integer",
@@ -127,7 +127,7 @@ def _string(shape: Any, value: Any, where: str) -> str:
 def _integer(shape: Any, value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise _mismatch(shape, value, where)
-    low, high = _INT_RANGE[shape.type_name]
+    low, high = INT_RANGE[shape.type_name]
     if not low <= value <= high:
         java = "int" if shape.type_name == "integer" else "long"
         raise parse_error(
