@@ -12,7 +12,7 @@ from multidict import CIMultiDict, MultiDict
 
 from lambdad.api import event_config_api, lambda_api, layers_api, provisioned_api
 from lambdad.api.wire import headers, values
-from lambdad.api.wire.decode import HANDLED, decode_values
+from lambdad.api.wire.decode import DISPATCHING, HANDLED, decode_values, routed_operations
 from lambdad.api.wire.model import operation
 from lambdad.control import requests
 from lambdad.errors import (
@@ -311,12 +311,21 @@ def test_every_struct_field_is_a_member_of_its_operation() -> None:
 
 
 def test_every_route_decodes_its_operation() -> None:
-    """Every route of the Lambda API decodes its request (directly or through ``handles``)."""
+    """Every route of the Lambda API decodes its request, through ``handles`` or (a path of
+    several operations) by calling ``decode`` for each operation it names."""
     for module in _modules():
         for route in module.routes:
             handler = route.handler  # type: ignore[attr-defined]
-            source = inspect.getsource(inspect.unwrap(handler))
-            assert handler in HANDLED or "await decode(" in source, handler
+            if handler in HANDLED:
+                continue
+            source = inspect.getsource(handler)
+            assert "await decode(" in source, handler
+            for name in DISPATCHING[handler]:
+                assert f'"{name}"' in source, name
+    assert len(routed_operations()) == 43
+    assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
+        routed_operations()
+    )
 
 
 def _variants(shape: Any, depth: int = 0) -> list[Any]:

@@ -17,7 +17,7 @@ from lambdad.api.shapes import (
     layer_version_item,
     layers_list_item,
 )
-from lambdad.api.wire.decode import decode, handles
+from lambdad.api.wire.decode import decode, dispatches, handles
 from lambdad.control.layers import Layers
 from lambdad.control.requests import (
     AddLayerVersionPermissionRequest,
@@ -46,6 +46,7 @@ def _base_url(request: web.Request) -> str:
 
 @routes.get("/2018-10-31/layers")
 @routes.get("/2018-10-31/layers/")
+@dispatches("ListLayers", "GetLayerVersionByArn")
 async def list_layers(request: web.Request) -> web.Response:
     """ListLayers, or GetLayerVersionByArn when the query says ``find=LayerVersion`` (the
     model's two operations share the path)."""

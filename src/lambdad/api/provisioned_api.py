@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from lambdad.api.lambda_api import empty, paged, reply, scope_of
-from lambdad.api.wire.decode import decode, handles
+from lambdad.api.wire.decode import decode, dispatches, handles
 from lambdad.control.arns import Scope
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.requests import (
@@ -55,6 +55,7 @@ async def put_provisioned_concurrency_config(
 
 
 @routes.get(PATH)
+@dispatches("GetProvisionedConcurrencyConfig", "ListProvisionedConcurrencyConfigs")
 async def get_provisioned_concurrency_config(request: web.Request) -> web.Response:
     """GetProvisionedConcurrencyConfig, or ListProvisionedConcurrencyConfigs when the query
     says ``List=ALL`` (the model's two operations share the path)."""

@@ -198,6 +198,27 @@ def _scalar(member: Member, text: Any) -> Any:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Every handler :func:`handles` made, with its operation's name (for tests and tooling).
 HANDLED: dict[Handler, str] = {}
+#: Handlers that serve several operations on one path and call :func:`decode` themselves.
+DISPATCHING: dict[Handler, tuple[str, ...]] = {}
+
+
+def routed_operations() -> frozenset[str]:
+    """The name of every operation lambdad routes (once the API modules are imported)."""
+    dispatched = {name for names in DISPATCHING.values() for name in names}
+    return frozenset(HANDLED.values()) | dispatched
+
+
+def dispatches(*names: str) -> Callable[[Handler], Handler]:
+    """Mark a handler that picks one of ``names`` from the request (the model gives some
+    operations one path, told apart by a query member) and decodes it itself."""
+    for name in names:
+        operation(name)
+
+    def mark(handler: Handler) -> Handler:
+        DISPATCHING[handler] = names
+        return handler
+
+    return mark
 
 
 def handles(
