@@ -277,7 +277,7 @@ def null_clause(path: str) -> str:
     return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
 
 
-#: (shape name, member name) whose model constraints the service checks itself, with its own
+#: Member paths (``runtime``) whose model constraints the service checks itself, with its own
 #: message (see ``lambdad.control.validation``): the member is still type-checked.
 ServiceChecked = frozenset[str]
 
