@@ -164,9 +164,11 @@ def test_publish_into_a_layer_arn(lam: Any, publish: Publish) -> None:
             {"CompatibleArchitectures": ["sparc"]},
             "ValidationException",
             400,
+            # AWS lists the member's rules and "Member must not be null" (seen in a CloudFormation
+            # error quoted in aws-cloudformation/cfn-lint#4428).
             "1 validation error detected: Value '[sparc]' at 'compatibleArchitectures' failed "
             "to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum "
-            "value set: [x86_64, arm64]]",
+            "value set: [x86_64, arm64], Member must not be null]",
             id="architecture-enum",
         ),
         pytest.param(
@@ -181,9 +183,11 @@ def test_publish_into_a_layer_arn(lam: Any, publish: Publish) -> None:
             {"LayerName": "bad name"},
             "ValidationException",
             400,
+            # The current model's LayerName pattern, which AWS quotes.
             "1 validation error detected: Value 'bad name' at 'layerName' failed to satisfy "
-            r"constraint: Member must satisfy regular expression pattern: (arn:[a-zA-Z0-9-]+:"
-            r"lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+",
+            r"constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:"
+            r"lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
+            r"[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+",
             id="name-pattern",
         ),
     ],
@@ -661,7 +665,7 @@ def test_function_layers_must_exist(
     assert error["Message"].startswith(
         f"1 validation error detected: Value '[{unversioned}]' at 'layers' failed to satisfy "
         "constraint: Member must satisfy constraint: [Member must have length less than or "
-        "equal to 140"
+        "equal to 2048"  # the current model's LayerVersionArn
     )
     assert "Layers" not in lam.get_function_configuration(FunctionName=name)
 

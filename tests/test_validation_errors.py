@@ -20,8 +20,9 @@ RESERVED_MESSAGE = (
     "variables you have provided contains reserved keys that are currently not supported for "
     "modification. Reserved keys used in this request: AWS_REGION, AWS_LAMBDA_RUNTIME_API"
 )
+#: The current botocore model's FunctionName pattern, which AWS quotes.
 NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
     r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
 )
 

@@ -5,12 +5,19 @@ event (the in-memory store twin stands in for SQLite here)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from typing import Any
 
 from lambdad.control.arns import Scope
 from lambdad.control.event_config import AsyncPolicy, EventInvokeConfigs, RecursiveLoop
 from lambdad.control.functions import Functions
+from lambdad.control.requests import (
+    CreateAliasRequest,
+    CreateFunctionRequest,
+    Destination,
+    DestinationConfig,
+    FunctionCode,
+    PutFunctionEventInvokeConfigRequest,
+)
 from lambdad.store.base import Key, Table
 from lambdad.store.memory import MemoryBlobStore, MemoryStore
 from tests.conftest import ROLE, make_zip
@@ -35,28 +42,38 @@ class CountingStore(MemoryStore):
         return await super().scan(table, prefix)
 
 
+def _settings(**fields: Any) -> PutFunctionEventInvokeConfigRequest:
+    return PutFunctionEventInvokeConfigRequest(function_name="fn", **fields)
+
+
 async def _scenario() -> None:
     store = CountingStore()
     functions = Functions(store, MemoryBlobStore())
     configs = EventInvokeConfigs(store, functions)
-    code = base64.b64encode(make_zip({"app.py": "def handler(e, c):\n    return e\n"}))
+    code = make_zip({"app.py": "def handler(e, c):\n    return e\n"})
     await functions.create(
         SCOPE,
-        {
-            "FunctionName": "fn",
-            "Runtime": "python3.11",
-            "Role": ROLE,
-            "Handler": "app.handler",
-            "Code": {"ZipFile": code.decode()},
-        },
+        CreateFunctionRequest(
+            function_name="fn",
+            runtime="python3.11",
+            role=ROLE,
+            handler="app.handler",
+            code=FunctionCode(zip_file=code),
+        ),
     )
     await functions.publish(SCOPE, "fn", code_sha256=None, description=None, revision_id=None)
-    await functions.create_alias(SCOPE, "fn", {"Name": "live", "FunctionVersion": "1"})
+    await functions.create_alias(
+        SCOPE, CreateAliasRequest(function_name="fn", name="live", function_version="1")
+    )
 
     assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy()
-    await configs.put(SCOPE, "fn", None, {"MaximumRetryAttempts": 0})
+    await configs.put(SCOPE, _settings(maximum_retry_attempts=0))
     await configs.put(
-        SCOPE, "fn", "live", {"DestinationConfig": {"OnFailure": {"Destination": QUEUE}}}
+        SCOPE,
+        _settings(
+            qualifier="live",
+            destination_config=DestinationConfig(on_failure=Destination(destination=QUEUE)),
+        ),
     )
     reads = store.reads
     for _ in range(100):
@@ -67,7 +84,7 @@ async def _scenario() -> None:
         assert await configs.recursion(SCOPE, "fn") is RecursiveLoop.TERMINATE
     assert store.reads - reads <= 1, "one read for the recursion setting, then the cache"
 
-    await configs.update(SCOPE, "fn", None, {"MaximumEventAgeInSeconds": 60})
+    await configs.update(SCOPE, _settings(maximum_event_age_in_seconds=60))
     assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy(0, 60)
     await configs.put_recursion(SCOPE, "fn", "Allow")
     assert await configs.recursion(SCOPE, "fn") is RecursiveLoop.ALLOW
@@ -76,7 +93,7 @@ async def _scenario() -> None:
     assert await configs.policy(SCOPE, "fn", "live") == AsyncPolicy()
     await configs.delete(SCOPE, "fn", None)
     assert await configs.policy(SCOPE, "fn", None) == AsyncPolicy()
-    await configs.put(SCOPE, "fn", "1", {"MaximumRetryAttempts": 1})
+    await configs.put(SCOPE, _settings(qualifier="1", maximum_retry_attempts=1))
     await functions.delete(SCOPE, "fn", None)
     assert await store.scan(Table.EVENT_INVOKE_CONFIGS) == []
     assert await store.scan(Table.RECURSION) == []

@@ -93,16 +93,6 @@ def test_create_name_over_64_is_invalid_parameter() -> None:
     )
 
 
-def test_qualifier_pattern_and_length() -> None:
-    """Qualifiers are 1-128 characters of [a-zA-Z0-9$_-]."""
-    v.validate_qualifier("$LATEST")
-    message = raised(ValidationException, v.validate_qualifier, "a.b")
-    assert message.endswith("Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)")
-    assert "length less than or equal to 128" in raised(
-        ValidationException, v.validate_qualifier, "a" * 129
-    )
-
-
 def test_merge_qualifier_conflict() -> None:
     """A qualifier in the name and a different Qualifier parameter conflict."""
     assert v.merge_qualifier("1", None) == "1"
@@ -155,9 +145,6 @@ def test_runtime_required_for_zip_and_refused_for_image() -> None:
     v.validate_runtime(None, "Image")
     message = raised(InvalidParameterValueException, v.validate_runtime, "python3.12", "Image")
     assert "PackageType is Image" in message
-    assert "enum value set: [Zip, Image]" in raised(
-        ValidationException, v.validate_runtime, "python3.12", "Jar"
-    )
 
 
 def test_handler_required_with_runtime() -> None:
@@ -168,34 +155,6 @@ def test_handler_required_with_runtime() -> None:
     assert message == (
         "Runtime and Handler are mandatory parameters for functions created with deployment "
         "packages."
-    )
-
-
-def test_handler_pattern_and_length() -> None:
-    """An empty or blank handler breaks the pattern; over 128 characters breaks the length."""
-    message = raised(ValidationException, v.validate_handler, "", "python3.12")
-    assert message == (
-        "1 validation error detected: Value '' at 'handler' failed to satisfy constraint: "
-        "Member must satisfy regular expression pattern: [^\\s]+"
-    )
-    assert "length less than or equal to 128" in raised(
-        ValidationException, v.validate_handler, "a" * 129, "python3.12"
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "rule"),
-    [
-        (127, "Member must have value greater than or equal to 128"),
-        (40000, "Member must have value less than or equal to 32768"),
-    ],
-)
-def test_memory_size_model_bounds(value: int, rule: str) -> None:
-    """Memory outside the model's 128-32768 is a model-style ValidationException."""
-    message = raised(ValidationException, v.validate_memory_size, value)
-    assert message == (
-        f"1 validation error detected: Value '{value}' at 'memorySize' failed to satisfy "
-        f"constraint: {rule}"
     )
 
 
@@ -224,52 +183,11 @@ def test_timeout_and_ephemeral_storage_bounds() -> None:
     )
 
 
-def test_description_and_role() -> None:
-    """Descriptions stop at 256 characters; roles must be IAM role ARNs."""
-    v.validate_description("d" * 256)
-    assert "length less than or equal to 256" in raised(
-        ValidationException, v.validate_description, "d" * 257
-    )
-    v.validate_role(f"arn:aws:iam::{ACCOUNT}:role/service-role/my-role")
-    message = raised(ValidationException, v.validate_role, "my-role")
-    assert message == (
-        "1 validation error detected: Value 'my-role' at 'role' failed to satisfy constraint: "
-        "Member must satisfy regular expression pattern: "
-        "arn:(aws[a-zA-Z-]*)?:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
-    )
-
-
-def test_architectures_exactly_one_known() -> None:
-    """Architectures hold exactly one of x86_64 and arm64."""
-    v.validate_architectures(["arm64"])
-    assert raised(ValidationException, v.validate_architectures, ["x86_64", "arm64"]) == (
-        "1 validation error detected: Value '[x86_64, arm64]' at 'architectures' failed to "
-        "satisfy constraint: Member must have length less than or equal to 1"
-    )
-    assert "enum value set: [x86_64, arm64]" in raised(
-        ValidationException, v.validate_architectures, ["sparc"]
-    )
-
-
 def test_environment_reserved_keys_in_request_order() -> None:
     """Reserved keys are listed in the order the request gave them."""
     variables = {"OK_KEY": "1", "LAMBDA_TASK_ROOT": "y", "AWS_REGION": "x"}
     message = raised(InvalidParameterValueException, v.validate_environment, variables)
     assert message.endswith("Reserved keys used in this request: LAMBDA_TASK_ROOT, AWS_REGION")
-
-
-def test_environment_key_pattern_comes_first() -> None:
-    """Keys like _HANDLER or single letters fail the model's key pattern before any other rule."""
-    for key in ("_HANDLER", "A", "MY-KEY"):
-        with pytest.raises(ValidationException):
-            v.validate_environment({key: "v"})
-
-
-def test_environment_bad_key_hides_value() -> None:
-    """A key outside the pattern fails without echoing the sensitive map."""
-    message = raised(ValidationException, v.validate_environment, {"1BAD": "secret"})
-    assert "secret" not in message
-    assert message.endswith("pattern: [a-zA-Z]([a-zA-Z0-9_])+]")
 
 
 def test_environment_size_measures_json() -> None:
@@ -282,27 +200,9 @@ def test_environment_size_measures_json() -> None:
 
 def test_logging_config_levels_need_json() -> None:
     """Log levels are refused unless the format is JSON, which is not the default."""
-    v.validate_logging_config({"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG"})
-    message = raised(
-        InvalidParameterValueException, v.validate_logging_config, {"SystemLogLevel": "WARN"}
-    )
+    v.validate_log_levels("JSON", "DEBUG", None)
+    message = raised(InvalidParameterValueException, v.validate_log_levels, "Text", None, "WARN")
     assert message.startswith('LogLevel is not supported when LogFormat is set to "Text".')
-
-
-def test_logging_config_enums() -> None:
-    """Unknown formats and levels get the enum ValidationException of their member."""
-    message = raised(ValidationException, v.validate_logging_config, {"LogFormat": "XML"})
-    assert message == (
-        "1 validation error detected: Value 'XML' at 'loggingConfig.logFormat' failed to satisfy "
-        "constraint: Member must satisfy enum value set: [JSON, Text]"
-    )
-    bad_level = {"LogFormat": "JSON", "SystemLogLevel": "ERROR"}
-    assert "[DEBUG, INFO, WARN]" in raised(
-        ValidationException, v.validate_logging_config, bad_level
-    )
-    assert "loggingConfig.logGroup" in raised(
-        ValidationException, v.validate_logging_config, {"LogGroup": "bad group"}
-    )
 
 
 def test_tags_limit_counts_existing() -> None:
@@ -315,16 +215,6 @@ def test_tags_limit_counts_existing() -> None:
     assert message == "Number of tags exceeds function tag limit."
     with pytest.raises(InvalidParameterValueException):
         v.validate_tags({"aws:owner": "me"})
-
-
-def test_alias_name_rules() -> None:
-    """Alias names are 1-128 characters of [a-zA-Z0-9-_] and not all digits."""
-    v.validate_alias_name("live-1")
-    message = raised(ValidationException, v.validate_alias_name, "123")
-    assert message == (
-        "1 validation error detected: Value '123' at 'name' failed to satisfy constraint: "
-        "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)"
-    )
 
 
 def test_routing_config_rules() -> None:
@@ -341,12 +231,9 @@ def test_routing_config_rules() -> None:
     assert raised(
         InvalidParameterValueException, v.validate_routing_config, {"2": 0.5}, "$LATEST"
     ) == ("$LATEST is not supported for an alias pointing to more than 1 version")
-    weight_message = raised(ValidationException, v.validate_routing_config, {"2": 1.5}, "1")
+    weight_message = raised(ValidationException, v.validate_routing_config, {"2": 1.0}, "1")
     assert weight_message.startswith(
-        "1 validation error detected: Value '{2=1.5}' at 'routingConfig.additionalVersionWeights'"
-    )
-    assert "pattern: [0-9]+]" in raised(
-        ValidationException, v.validate_routing_config, {"live": 0.5}, "1"
+        "1 validation error detected: Value '{2=1.0}' at 'routingConfig.additionalVersionWeights'"
     )
 
 

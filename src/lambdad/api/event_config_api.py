@@ -7,16 +7,24 @@ from typing import Any
 
 from aiohttp import web
 
-from lambdad.api.lambda_api import empty, json_body, max_items_of, paged, reply, scope_of
+from lambdad.api.lambda_api import empty, paged, reply, scope_of
+from lambdad.api.wire.decode import handles
 from lambdad.control.arns import Scope
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.event_config_model import EventInvokeConfig
+from lambdad.control.requests import (
+    FunctionRequest,
+    ListByFunctionRequest,
+    PutFunctionEventInvokeConfigRequest,
+    PutFunctionRecursionConfigRequest,
+    QualifiedFunctionRequest,
+)
 
 EVENT_CONFIGS = web.AppKey("event_configs", EventInvokeConfigs)
 
 routes = web.RouteTableDef()
-_CONFIG = "/2019-09-25/functions/{name}/event-invoke-config"
-_RECURSION = "/2024-08-31/functions/{name}/recursion-config"
+_CONFIG = "/2019-09-25/functions/{FunctionName}/event-invoke-config"
+_RECURSION = "/2024-08-31/functions/{FunctionName}/recursion-config"
 
 
 def event_invoke_config(scope: Scope, config: EventInvokeConfig) -> dict[str, Any]:
@@ -41,62 +49,71 @@ def _configs(request: web.Request) -> EventInvokeConfigs:
     return request.app[EVENT_CONFIGS]
 
 
-async def _written(request: web.Request, operation: str, *, replace: bool) -> web.Response:
+@routes.put(_CONFIG)
+@handles("PutFunctionEventInvokeConfig", PutFunctionEventInvokeConfigRequest)
+async def put_function_event_invoke_config(
+    request: web.Request, req: PutFunctionEventInvokeConfigRequest
+) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, operation)
-    configs = _configs(request)
-    write = configs.put if replace else configs.update
-    config = await write(scope, request.match_info["name"], request.query.get("Qualifier"), body)
+    config = await _configs(request).put(scope, req)
     return reply(event_invoke_config(scope, config))
 
 
-@routes.put(_CONFIG)
-async def put_function_event_invoke_config(request: web.Request) -> web.Response:
-    return await _written(request, "PutFunctionEventInvokeConfig", replace=True)
-
-
 @routes.post(_CONFIG)
-async def update_function_event_invoke_config(request: web.Request) -> web.Response:
-    return await _written(request, "UpdateFunctionEventInvokeConfig", replace=False)
+@handles("UpdateFunctionEventInvokeConfig", PutFunctionEventInvokeConfigRequest)
+async def update_function_event_invoke_config(
+    request: web.Request, req: PutFunctionEventInvokeConfigRequest
+) -> web.Response:
+    scope = scope_of(request)
+    config = await _configs(request).update(scope, req)
+    return reply(event_invoke_config(scope, config))
 
 
 @routes.get(_CONFIG)
-async def get_function_event_invoke_config(request: web.Request) -> web.Response:
+@handles("GetFunctionEventInvokeConfig", QualifiedFunctionRequest)
+async def get_function_event_invoke_config(
+    request: web.Request, req: QualifiedFunctionRequest
+) -> web.Response:
     scope = scope_of(request)
-    config = await _configs(request).get(
-        scope, request.match_info["name"], request.query.get("Qualifier")
-    )
+    config = await _configs(request).get(scope, req.function_name, req.qualifier)
     return reply(event_invoke_config(scope, config))
 
 
 @routes.delete(_CONFIG)
-async def delete_function_event_invoke_config(request: web.Request) -> web.Response:
-    await _configs(request).delete(
-        scope_of(request), request.match_info["name"], request.query.get("Qualifier")
-    )
+@handles("DeleteFunctionEventInvokeConfig", QualifiedFunctionRequest)
+async def delete_function_event_invoke_config(
+    request: web.Request, req: QualifiedFunctionRequest
+) -> web.Response:
+    await _configs(request).delete(scope_of(request), req.function_name, req.qualifier)
     return empty()
 
 
 @routes.get(_CONFIG + "/list")
-async def list_function_event_invoke_configs(request: web.Request) -> web.Response:
+@handles("ListFunctionEventInvokeConfigs", ListByFunctionRequest)
+async def list_function_event_invoke_configs(
+    request: web.Request, req: ListByFunctionRequest
+) -> web.Response:
     scope = scope_of(request)
     found, marker = await _configs(request).list_configs(
-        scope, request.match_info["name"], request.query.get("Marker"), max_items_of(request)
+        scope, req.function_name, req.marker, req.max_items
     )
     items = [event_invoke_config(scope, c) for c in found]
     return paged("FunctionEventInvokeConfigs", items, marker)
 
 
 @routes.get(_RECURSION)
-async def get_function_recursion_config(request: web.Request) -> web.Response:
-    setting = await _configs(request).get_recursion(scope_of(request), request.match_info["name"])
+@handles("GetFunctionRecursionConfig", FunctionRequest)
+async def get_function_recursion_config(request: web.Request, req: FunctionRequest) -> web.Response:
+    setting = await _configs(request).get_recursion(scope_of(request), req.function_name)
     return reply({"RecursiveLoop": setting.value})
 
 
 @routes.put(_RECURSION)
-async def put_function_recursion_config(request: web.Request) -> web.Response:
-    body = await json_body(request, "PutFunctionRecursionConfig")
+@handles("PutFunctionRecursionConfig", PutFunctionRecursionConfigRequest)
+async def put_function_recursion_config(
+    request: web.Request, req: PutFunctionRecursionConfigRequest
+) -> web.Response:
     setting = await _configs(request).put_recursion(
-        scope_of(request), request.match_info["name"], body.get("RecursiveLoop")
+        scope_of(request), req.function_name, req.recursive_loop
     )
     return reply({"RecursiveLoop": setting.value})

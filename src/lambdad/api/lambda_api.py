@@ -1,7 +1,8 @@
 """The Lambda REST API (botocore's ``lambda`` model, rest-json): one small handler per call.
 
-Handlers parse the wire (path labels, query, headers, JSON bodies), call the domain, and
-render AWS shapes. They hold no rules of their own.
+Each handler is given its request already decoded and checked against the model
+(:mod:`lambdad.api.wire`), calls the domain, and renders AWS shapes. They hold no rules of
+their own.
 """
 
 from __future__ import annotations
@@ -12,27 +13,35 @@ from typing import Any
 
 from aiohttp import web
 
-from lambdad import errors
 from lambdad.api.auth import region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
-from lambdad.control import validation
+from lambdad.api.wire import headers
+from lambdad.api.wire.decode import CODE_REQUEST_LIMIT as CODE_REQUEST_LIMIT
+from lambdad.api.wire.decode import handles, read_up_to
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
-from lambdad.invoke.payloads import EVENT_LIMIT, check_size, limit_of
-from lambdad.invoke.service import (
-    Accepted,
-    InvocationType,
-    Invoker,
-    InvokeRequest,
-    decode_client_context,
-    parse_invocation_type,
+from lambdad.control.requests import (
+    AliasRequest,
+    CreateAliasRequest,
+    CreateFunctionRequest,
+    FunctionRequest,
+    ListAliasesRequest,
+    ListByFunctionRequest,
+    ListFunctionsRequest,
+    ListTagsRequest,
+    PublishVersionRequest,
+    PutFunctionConcurrencyRequest,
+    QualifiedFunctionRequest,
+    TagResourceRequest,
+    UntagResourceRequest,
+    UpdateAliasRequest,
+    UpdateFunctionCodeRequest,
+    UpdateFunctionConfigurationRequest,
+    Wire,
 )
-
-#: Largest CreateFunction / UpdateFunctionCode request AWS takes (a 50 MB zip in base64, + JSON).
-CODE_REQUEST_LIMIT = 70_167_211
-#: Largest request body of any other control-plane call.
-CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
+from lambdad.invoke.payloads import EVENT_LIMIT, check_size, limit_of
+from lambdad.invoke.service import Accepted, InvocationType, Invoker, InvokeRequest
 
 FUNCTIONS = web.AppKey("functions", Functions)
 INVOKER = web.AppKey("invoker", Invoker)
@@ -41,6 +50,24 @@ ACCOUNT = web.AppKey("account_id", str)
 DEFAULT_REGION = web.AppKey("default_region", str)
 
 routes = web.RouteTableDef()
+
+_FUNCTION = "/2015-03-31/functions/{FunctionName}"
+_ALIAS = _FUNCTION + "/aliases/{Name}"
+
+
+class NoInput(Wire, frozen=True, kw_only=True):
+    """The input of a call that takes none (GetAccountSettings)."""
+
+
+class InvokeParameters(Wire, frozen=True, kw_only=True):
+    """Invoke's members other than the payload (read raw by the handler)."""
+
+    function_name: str
+    qualifier: str | None = None
+    invocation_type: str | None = None
+    log_type: str | None = None
+    client_context: str | None = None
+    tenant_id: str | None = None
 
 
 def scope_of(request: web.Request) -> Scope:
@@ -52,51 +79,6 @@ def _functions(request: web.Request) -> Functions:
     return request.app[FUNCTIONS]
 
 
-async def read_up_to(request: web.Request, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes when it is longer."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await request.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-async def _read_limited(request: web.Request, limit: int, operation: str) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.RequestTooLargeException(
-            f"Request must be smaller than {limit} bytes for the {operation} operation"
-        )
-    data = await read_up_to(request, limit + 1)
-    if len(data) > limit:
-        raise errors.RequestTooLargeException(
-            f"Request must be smaller than {limit} bytes for the {operation} operation"
-        )
-    return data
-
-
-async def json_body(
-    request: web.Request, operation: str, limit: int = CONTROL_REQUEST_LIMIT
-) -> dict[str, Any]:
-    raw = await _read_limited(request, limit, operation)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise errors.InvalidRequestContentException(
-            f"Could not parse request body into json: {exc}"
-        ) from exc
-    if not isinstance(body, dict):
-        raise errors.InvalidRequestContentException(
-            "Could not parse request body into json: the body is not a JSON object"
-        )
-    return body
-
-
 def reply(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         status=status, body=json.dumps(data).encode(), content_type="application/json"
@@ -105,16 +87,6 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 def empty(status: int = 204) -> web.Response:
     return web.Response(status=status)
-
-
-def max_items_of(request: web.Request) -> int | None:
-    raw = request.query.get("MaxItems")
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise errors.InvalidParameterValueException(f"Invalid MaxItems value: {raw}") from None
 
 
 def paged(key: str, items: list[dict[str, Any]], marker: str | None) -> web.Response:
@@ -128,35 +100,33 @@ def paged(key: str, items: list[dict[str, Any]], marker: str | None) -> web.Resp
 
 
 @routes.post("/2015-03-31/functions")
-async def create_function(request: web.Request) -> web.Response:
+@handles("CreateFunction", CreateFunctionRequest)
+async def create_function(request: web.Request, req: CreateFunctionRequest) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "CreateFunction", CODE_REQUEST_LIMIT)
-    config = await _functions(request).create(scope, body)
+    config = await _functions(request).create(scope, req)
     return reply(function_configuration(scope, config), 201)
 
 
 @routes.get("/2015-03-31/functions")
 @routes.get("/2015-03-31/functions/")
-async def list_functions(request: web.Request) -> web.Response:
+@handles("ListFunctions", ListFunctionsRequest)
+async def list_functions(request: web.Request, req: ListFunctionsRequest) -> web.Response:
     scope = scope_of(request)
-    all_versions = validation.wants_all_versions(request.query.get("FunctionVersion"))
+    all_versions = req.function_version == "ALL"
     configs, marker = await _functions(request).list_functions(
-        scope,
-        all_versions=all_versions,
-        marker=request.query.get("Marker"),
-        max_items=max_items_of(request),
+        scope, all_versions=all_versions, marker=req.marker, max_items=req.max_items
     )
     items = [function_list_item(scope, c, qualified=all_versions) for c in configs]
     return paged("Functions", items, marker)
 
 
-@routes.get("/2015-03-31/functions/{name}")
-async def get_function(request: web.Request) -> web.Response:
+@routes.get(_FUNCTION)
+@handles("GetFunction", QualifiedFunctionRequest)
+async def get_function(request: web.Request, req: QualifiedFunctionRequest) -> web.Response:
     scope = scope_of(request)
     functions = _functions(request)
-    name = request.match_info["name"]
-    config, named = await functions.lookup(scope, name, request.query.get("Qualifier"))
-    record = await functions.record(scope, name)
+    config, named = await functions.lookup(scope, req.function_name, req.qualifier)
+    record = await functions.record(scope, req.function_name)
     base = f"{request.scheme}://{request.host}"
     body: dict[str, Any] = {
         "Configuration": function_configuration(scope, config, qualifier=named),
@@ -170,61 +140,66 @@ async def get_function(request: web.Request) -> web.Response:
     return reply(body)
 
 
-@routes.delete("/2015-03-31/functions/{name}")
-async def delete_function(request: web.Request) -> web.Response:
-    await _functions(request).delete(
-        scope_of(request), request.match_info["name"], request.query.get("Qualifier")
-    )
+@routes.delete(_FUNCTION)
+@handles("DeleteFunction", QualifiedFunctionRequest)
+async def delete_function(request: web.Request, req: QualifiedFunctionRequest) -> web.Response:
+    await _functions(request).delete(scope_of(request), req.function_name, req.qualifier)
     return empty()
 
 
-@routes.get("/2015-03-31/functions/{name}/configuration")
-async def get_function_configuration(request: web.Request) -> web.Response:
+@routes.get(_FUNCTION + "/configuration")
+@handles("GetFunctionConfiguration", QualifiedFunctionRequest)
+async def get_function_configuration(
+    request: web.Request, req: QualifiedFunctionRequest
+) -> web.Response:
     scope = scope_of(request)
-    config, named = await _functions(request).lookup(
-        scope, request.match_info["name"], request.query.get("Qualifier")
-    )
+    config, named = await _functions(request).lookup(scope, req.function_name, req.qualifier)
     return reply(function_configuration(scope, config, qualifier=named))
 
 
-@routes.put("/2015-03-31/functions/{name}/configuration")
-async def update_function_configuration(request: web.Request) -> web.Response:
+@routes.put(_FUNCTION + "/configuration")
+@handles("UpdateFunctionConfiguration", UpdateFunctionConfigurationRequest)
+async def update_function_configuration(
+    request: web.Request, req: UpdateFunctionConfigurationRequest
+) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "UpdateFunctionConfiguration")
-    config = await _functions(request).update_config(scope, request.match_info["name"], body)
+    config = await _functions(request).update_config(scope, req)
     return reply(function_configuration(scope, config))
 
 
-@routes.put("/2015-03-31/functions/{name}/code")
-async def update_function_code(request: web.Request) -> web.Response:
+@routes.put(_FUNCTION + "/code")
+@handles("UpdateFunctionCode", UpdateFunctionCodeRequest)
+async def update_function_code(
+    request: web.Request, req: UpdateFunctionCodeRequest
+) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "UpdateFunctionCode", CODE_REQUEST_LIMIT)
-    config = await _functions(request).update_code(scope, request.match_info["name"], body)
+    config = await _functions(request).update_code(scope, req)
     return reply(function_configuration(scope, config))
 
 
 # ------------------------------------------------------------------------- versions
 
 
-@routes.post("/2015-03-31/functions/{name}/versions")
-async def publish_version(request: web.Request) -> web.Response:
+@routes.post(_FUNCTION + "/versions")
+@handles("PublishVersion", PublishVersionRequest)
+async def publish_version(request: web.Request, req: PublishVersionRequest) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "PublishVersion")
     config = await _functions(request).publish(
         scope,
-        request.match_info["name"],
-        code_sha256=body.get("CodeSha256"),
-        description=body.get("Description"),
-        revision_id=body.get("RevisionId"),
+        req.function_name,
+        code_sha256=req.code_sha256,
+        description=req.description,
+        revision_id=req.revision_id,
     )
     return reply(function_configuration(scope, config), 201)
 
 
-@routes.get("/2015-03-31/functions/{name}/versions")
-async def list_versions(request: web.Request) -> web.Response:
+@routes.get(_FUNCTION + "/versions")
+@handles("ListVersionsByFunction", ListByFunctionRequest)
+async def list_versions(request: web.Request, req: ListByFunctionRequest) -> web.Response:
     scope = scope_of(request)
     configs, marker = await _functions(request).list_versions(
-        scope, request.match_info["name"], request.query.get("Marker"), max_items_of(request)
+        scope, req.function_name, req.marker, req.max_items
     )
     items = [function_list_item(scope, c, qualified=True) for c in configs]
     return paged("Versions", items, marker)
@@ -233,82 +208,75 @@ async def list_versions(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------- aliases
 
 
-@routes.post("/2015-03-31/functions/{name}/aliases")
-async def create_alias(request: web.Request) -> web.Response:
+@routes.post(_FUNCTION + "/aliases")
+@handles("CreateAlias", CreateAliasRequest)
+async def create_alias(request: web.Request, req: CreateAliasRequest) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "CreateAlias")
-    alias = await _functions(request).create_alias(scope, request.match_info["name"], body)
+    alias = await _functions(request).create_alias(scope, req)
     return reply(alias_configuration(scope, alias), 201)
 
 
-@routes.get("/2015-03-31/functions/{name}/aliases")
-async def list_aliases(request: web.Request) -> web.Response:
+@routes.get(_FUNCTION + "/aliases")
+@handles("ListAliases", ListAliasesRequest)
+async def list_aliases(request: web.Request, req: ListAliasesRequest) -> web.Response:
     scope = scope_of(request)
     aliases, marker = await _functions(request).list_aliases(
-        scope,
-        request.match_info["name"],
-        request.query.get("FunctionVersion"),
-        request.query.get("Marker"),
-        max_items_of(request),
+        scope, req.function_name, req.function_version, req.marker, req.max_items
     )
     return paged("Aliases", [alias_configuration(scope, a) for a in aliases], marker)
 
 
-@routes.get("/2015-03-31/functions/{name}/aliases/{alias}")
-async def get_alias(request: web.Request) -> web.Response:
+@routes.get(_ALIAS)
+@handles("GetAlias", AliasRequest)
+async def get_alias(request: web.Request, req: AliasRequest) -> web.Response:
     scope = scope_of(request)
-    alias = await _functions(request).get_alias(
-        scope, request.match_info["name"], request.match_info["alias"]
-    )
+    alias = await _functions(request).get_alias(scope, req.function_name, req.name)
     return reply(alias_configuration(scope, alias))
 
 
-@routes.put("/2015-03-31/functions/{name}/aliases/{alias}")
-async def update_alias(request: web.Request) -> web.Response:
+@routes.put(_ALIAS)
+@handles("UpdateAlias", UpdateAliasRequest)
+async def update_alias(request: web.Request, req: UpdateAliasRequest) -> web.Response:
     scope = scope_of(request)
-    body = await json_body(request, "UpdateAlias")
-    alias = await _functions(request).update_alias(
-        scope, request.match_info["name"], request.match_info["alias"], body
-    )
+    alias = await _functions(request).update_alias(scope, req)
     return reply(alias_configuration(scope, alias))
 
 
-@routes.delete("/2015-03-31/functions/{name}/aliases/{alias}")
-async def delete_alias(request: web.Request) -> web.Response:
-    await _functions(request).delete_alias(
-        scope_of(request), request.match_info["name"], request.match_info["alias"]
-    )
+@routes.delete(_ALIAS)
+@handles("DeleteAlias", AliasRequest)
+async def delete_alias(request: web.Request, req: AliasRequest) -> web.Response:
+    await _functions(request).delete_alias(scope_of(request), req.function_name, req.name)
     return empty()
 
 
 # ------------------------------------------------------------------------- tags, account
 
 
-@routes.get("/2017-03-31/tags/{arn}")
-async def list_tags(request: web.Request) -> web.Response:
-    tags = await _functions(request).tags(scope_of(request), request.match_info["arn"])
+@routes.get("/2017-03-31/tags/{Resource}")
+@handles("ListTags", ListTagsRequest)
+async def list_tags(request: web.Request, req: ListTagsRequest) -> web.Response:
+    tags = await _functions(request).tags(scope_of(request), req.resource)
     return reply({"Tags": tags})
 
 
-@routes.post("/2017-03-31/tags/{arn}")
-async def tag_resource(request: web.Request) -> web.Response:
-    body = await json_body(request, "TagResource")
-    await _functions(request).tag(
-        scope_of(request), request.match_info["arn"], body.get("Tags") or {}
-    )
+@routes.post("/2017-03-31/tags/{Resource}")
+@handles("TagResource", TagResourceRequest)
+async def tag_resource(request: web.Request, req: TagResourceRequest) -> web.Response:
+    await _functions(request).tag(scope_of(request), req.resource, req.tags)
     return empty()
 
 
-@routes.delete("/2017-03-31/tags/{arn}")
-async def untag_resource(request: web.Request) -> web.Response:
-    keys = request.query.getall("tagKeys", [])
-    await _functions(request).untag(scope_of(request), request.match_info["arn"], list(keys))
+@routes.delete("/2017-03-31/tags/{Resource}")
+@handles("UntagResource", UntagResourceRequest)
+async def untag_resource(request: web.Request, req: UntagResourceRequest) -> web.Response:
+    await _functions(request).untag(scope_of(request), req.resource, req.tag_keys)
     return empty()
 
 
 @routes.get("/2016-08-19/account-settings")
 @routes.get("/2016-08-19/account-settings/")
-async def get_account_settings(request: web.Request) -> web.Response:
+@handles("GetAccountSettings", NoInput)
+async def get_account_settings(request: web.Request, req: NoInput) -> web.Response:
     scope = scope_of(request)
     count, total = await _functions(request).count(scope)
     reservations = request.app[RESERVATIONS]
@@ -329,49 +297,53 @@ async def get_account_settings(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------- concurrency
 
 
-@routes.put("/2017-10-31/functions/{name}/concurrency")
-async def put_function_concurrency(request: web.Request) -> web.Response:
-    body = await json_body(request, "PutFunctionConcurrency")
+@routes.put("/2017-10-31/functions/{FunctionName}/concurrency")
+@handles("PutFunctionConcurrency", PutFunctionConcurrencyRequest)
+async def put_function_concurrency(
+    request: web.Request, req: PutFunctionConcurrencyRequest
+) -> web.Response:
     reserved = await request.app[RESERVATIONS].put(
-        scope_of(request), request.match_info["name"], body.get("ReservedConcurrentExecutions")
+        scope_of(request), req.function_name, req.reserved_concurrent_executions
     )
     return reply({"ReservedConcurrentExecutions": reserved})
 
 
-@routes.get("/2019-09-30/functions/{name}/concurrency")
-async def get_function_concurrency(request: web.Request) -> web.Response:
-    reserved = await request.app[RESERVATIONS].get(scope_of(request), request.match_info["name"])
+@routes.get("/2019-09-30/functions/{FunctionName}/concurrency")
+@handles("GetFunctionConcurrency", FunctionRequest)
+async def get_function_concurrency(request: web.Request, req: FunctionRequest) -> web.Response:
+    reserved = await request.app[RESERVATIONS].get(scope_of(request), req.function_name)
     return reply({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
 
 
-@routes.delete("/2017-10-31/functions/{name}/concurrency")
-async def delete_function_concurrency(request: web.Request) -> web.Response:
-    await request.app[RESERVATIONS].delete(scope_of(request), request.match_info["name"])
+@routes.delete("/2017-10-31/functions/{FunctionName}/concurrency")
+@handles("DeleteFunctionConcurrency", FunctionRequest)
+async def delete_function_concurrency(request: web.Request, req: FunctionRequest) -> web.Response:
+    await request.app[RESERVATIONS].delete(scope_of(request), req.function_name)
     return empty()
 
 
 # ------------------------------------------------------------------------- invoke
 
 
-@routes.post("/2015-03-31/functions/{name}/invocations")
-async def invoke(request: web.Request) -> web.Response:
+@routes.post(_FUNCTION + "/invocations")
+@handles("Invoke", InvokeParameters)
+async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
     scope = scope_of(request)
-    kind = parse_invocation_type(request.headers.get("X-Amz-Invocation-Type"))
+    kind = headers.invocation_type(req.invocation_type)
     if request.content_length is not None:
         check_size(request.content_length, kind.value)
     payload = await read_up_to(request, limit_of(kind.value) + 1)
-    log_type = request.headers.get("X-Amz-Log-Type", "None")
     outcome = await request.app[INVOKER].invoke(
         scope,
         InvokeRequest(
-            function_name=request.match_info["name"],
-            qualifier=request.query.get("Qualifier"),
+            function_name=req.function_name,
+            qualifier=req.qualifier,
             payload=payload,
             invocation_type=kind,
-            tail=log_type == "Tail" and kind is InvocationType.REQUEST_RESPONSE,
-            client_context=decode_client_context(request.headers.get("X-Amz-Client-Context")),
+            tail=headers.wants_tail(req.log_type, kind),
+            client_context=headers.client_context(req.client_context),
             trace_id=request.headers.get("X-Amzn-Trace-Id"),
-            tenant_id=request.headers.get("X-Amz-Tenant-Id"),
+            tenant_id=req.tenant_id,
         ),
     )
     if isinstance(outcome, Accepted):
@@ -383,27 +355,30 @@ async def invoke(request: web.Request) -> web.Response:
                 "X-Amz-Executed-Version": outcome.executed_version,
             },
         )
-    headers = {
+    response_headers = {
         "x-amzn-RequestId": outcome.report.request_id,
         "X-Amz-Executed-Version": outcome.executed_version,
         "Content-Type": outcome.content_type or "application/json",
     }
     if outcome.function_error:
-        headers["X-Amz-Function-Error"] = "Unhandled"
-    if log_type == "Tail":
-        headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log.encode()).decode()
-    return web.Response(status=200, body=outcome.payload, headers=headers)
+        response_headers["X-Amz-Function-Error"] = "Unhandled"
+    if req.log_type == "Tail":
+        response_headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log.encode()).decode()
+    return web.Response(status=200, body=outcome.payload, headers=response_headers)
 
 
-@routes.post("/2014-11-13/functions/{name}/invoke-async/")
-@routes.post("/2014-11-13/functions/{name}/invoke-async")
-async def invoke_async(request: web.Request) -> web.Response:
+@routes.post("/2014-11-13/functions/{FunctionName}/invoke-async/")
+@routes.post("/2014-11-13/functions/{FunctionName}/invoke-async")
+@handles("InvokeAsync", FunctionRequest)
+async def invoke_async(request: web.Request, req: FunctionRequest) -> web.Response:
     scope = scope_of(request)
+    if request.content_length is not None:
+        check_size(request.content_length, InvocationType.EVENT.value)
     payload = await read_up_to(request, EVENT_LIMIT + 1)
     await request.app[INVOKER].invoke(
         scope,
         InvokeRequest(
-            function_name=request.match_info["name"],
+            function_name=req.function_name,
             qualifier=None,
             payload=payload,
             invocation_type=InvocationType.EVENT,

@@ -7,14 +7,20 @@ from typing import Any
 
 from aiohttp import web
 
-from lambdad.api.lambda_api import empty, json_body, max_items_of, paged, reply, scope_of
+from lambdad.api.lambda_api import empty, paged, reply, scope_of
+from lambdad.api.wire.decode import decode, dispatches, handles
 from lambdad.control.arns import Scope
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.requests import (
+    ListByFunctionRequest,
+    ProvisionedConcurrencyConfigRequest,
+    PutProvisionedConcurrencyConfigRequest,
+)
 from lambdad.invoke.provisioned import ProvisionedStatus, Provisioner
 
 CONFIGS = web.AppKey("provisioned_configs", ProvisionedConfigs)
 PROVISIONER = web.AppKey("provisioner", Provisioner)
-PATH = "/2019-09-30/functions/{name}/provisioned-concurrency"
+PATH = "/2019-09-30/functions/{FunctionName}/provisioned-concurrency"
 
 routes = web.RouteTableDef()
 
@@ -39,37 +45,38 @@ async def _statuses(request: web.Request, scope: Scope, name: str) -> list[Provi
 
 
 @routes.put(PATH)
-async def put_provisioned_concurrency_config(request: web.Request) -> web.Response:
-    scope = scope_of(request)
-    body = await json_body(request, "PutProvisionedConcurrencyConfig")
-    config = await request.app[CONFIGS].put(
-        scope,
-        request.match_info["name"],
-        request.query.get("Qualifier"),
-        body.get("ProvisionedConcurrentExecutions"),
-    )
+@handles("PutProvisionedConcurrencyConfig", PutProvisionedConcurrencyConfigRequest)
+async def put_provisioned_concurrency_config(
+    request: web.Request, req: PutProvisionedConcurrencyConfigRequest
+) -> web.Response:
+    config = await request.app[CONFIGS].put(scope_of(request), req)
     # Accepted: the environments are being initialised.
     return reply(_shape(ProvisionedStatus(config, 0, 0, "IN_PROGRESS")), 202)
 
 
 @routes.get(PATH)
+@dispatches("GetProvisionedConcurrencyConfig", "ListProvisionedConcurrencyConfigs")
 async def get_provisioned_concurrency_config(request: web.Request) -> web.Response:
+    """GetProvisionedConcurrencyConfig, or ListProvisionedConcurrencyConfigs when the query
+    says ``List=ALL`` (the model's two operations share the path)."""
     if request.query.get("List") == "ALL":
-        return await _list(request)
-    scope = scope_of(request)
-    config = await request.app[CONFIGS].get(
-        scope, request.match_info["name"], request.query.get("Qualifier")
+        listing = await decode(request, "ListProvisionedConcurrencyConfigs", ListByFunctionRequest)
+        return await _list(request, listing)
+    req = await decode(
+        request, "GetProvisionedConcurrencyConfig", ProvisionedConcurrencyConfigRequest
     )
+    scope = scope_of(request)
+    config = await request.app[CONFIGS].get(scope, req.function_name, req.qualifier)
     statuses = await _statuses(request, scope, config.function_name)
     found = [s for s in statuses if s.config.qualifier == config.qualifier]
     status = found[0] if found else ProvisionedStatus(config, 0, 0, "IN_PROGRESS")
     return reply(_shape(status))
 
 
-async def _list(request: web.Request) -> web.Response:
+async def _list(request: web.Request, req: ListByFunctionRequest) -> web.Response:
     scope = scope_of(request)
     configs, marker = await request.app[CONFIGS].list_configs(
-        scope, request.match_info["name"], request.query.get("Marker"), max_items_of(request)
+        scope, req.function_name, req.marker, req.max_items
     )
     statuses = {}
     if configs:
@@ -84,8 +91,9 @@ async def _list(request: web.Request) -> web.Response:
 
 
 @routes.delete(PATH)
-async def delete_provisioned_concurrency_config(request: web.Request) -> web.Response:
-    await request.app[CONFIGS].delete(
-        scope_of(request), request.match_info["name"], request.query.get("Qualifier")
-    )
+@handles("DeleteProvisionedConcurrencyConfig", ProvisionedConcurrencyConfigRequest)
+async def delete_provisioned_concurrency_config(
+    request: web.Request, req: ProvisionedConcurrencyConfigRequest
+) -> web.Response:
+    await request.app[CONFIGS].delete(scope_of(request), req.function_name, req.qualifier)
     return empty()

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
 
 from lambdad import errors
-from lambdad.control import validation
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
 from lambdad.store.base import Store, Table
 
 #: Concurrent executions AWS never lets reservations take from the unreserved pool.
 MIN_UNRESERVED = 100
-_FIELD = "reservedConcurrentExecutions"
 #: Not AWS's verified wording: a reservation below the function's provisioned concurrency.
 BELOW_PROVISIONED = (
     "Specified ReservedConcurrentExecutions for function is less than the function's "
@@ -92,26 +89,10 @@ class Reservations:
         await self._functions.record(scope, name)
         return name
 
-    async def put(self, scope: Scope, raw_name: str, value: Any) -> int:
-        """Reserve ``value`` executions for the function; InvalidParameterValueException when
-        that would leave less than ``minimum_unreserved`` unreserved."""
-        if value is None:
-            raise validation.validation_error(
-                [f"Value null at '{_FIELD}' failed to satisfy constraint: Member must not be null"]
-            )
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise errors.InvalidRequestContentException(
-                "Could not parse request body into json: ReservedConcurrentExecutions must be "
-                "an integer"
-            )
-        if value < 0:
-            raise validation.validation_error(
-                [
-                    validation.constraint(
-                        value, _FIELD, "Member must have value greater than or equal to 0"
-                    )
-                ]
-            )
+    async def put(self, scope: Scope, raw_name: str, value: int) -> int:
+        """Reserve ``value`` executions (0 or more, as the model checks) for the function;
+        InvalidParameterValueException when that would leave less than
+        ``minimum_unreserved`` unreserved."""
         name = await self._name(scope, raw_name)
         async with self._lock:
             reserved = await self._region(scope.region)

@@ -27,6 +27,7 @@ from lambdad.control.event_config_model import EventInvokeConfig, function_of, s
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
 from lambdad.control.paging import page
+from lambdad.control.requests import PutFunctionEventInvokeConfigRequest
 from lambdad.store.base import Store, Table
 
 #: Lambda's defaults for asynchronous invocation.
@@ -34,11 +35,6 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE = 21600
 #: ListFunctionEventInvokeConfigs' largest page (the model's MaxItems maximum).
 MAX_LIST_PAGE = 50
-#: botocore's ``UnqualifiedFunctionName`` pattern, which the recursion calls take.
-UNQUALIFIED_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
-    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)"
-)
 
 
 class RecursiveLoop(enum.StrEnum):
@@ -143,10 +139,7 @@ class EventInvokeConfigs:
 
     def _named(self, scope: Scope, raw_name: str, qualifier: str | None) -> tuple[str, str]:
         name, from_arn = self._functions.name_of(scope, raw_name)
-        merged = validation.merge_qualifier(from_arn, qualifier)
-        if merged is not None:
-            validation.validate_qualifier(merged)
-        return name, merged or LATEST
+        return name, validation.merge_qualifier(from_arn, qualifier) or LATEST
 
     async def _write(self, scope: Scope, name: str, config: EventInvokeConfig) -> None:
         """Store ``config``; the caller holds the lock."""
@@ -183,24 +176,24 @@ class EventInvokeConfigs:
         return True
 
     async def put(
-        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+        self, scope: Scope, request: PutFunctionEventInvokeConfigRequest
     ) -> EventInvokeConfig:
-        """Replace the qualifier's config with the settings of ``body``."""
-        changes = settings_of(body)
+        """Replace the qualifier's config with the settings of ``request``."""
+        changes = settings_of(request)
         async with self._lock:
-            name, named = await self._existing(scope, raw_name, qualifier)
+            name, named = await self._existing(scope, request.function_name, request.qualifier)
             await self._check_destinations(scope, name, changes)
             config = EventInvokeConfig(name, named).merged(changes)
             await self._write(scope, name, config)
         return config
 
     async def update(
-        self, scope: Scope, raw_name: str, qualifier: str | None, body: Mapping[str, Any]
+        self, scope: Scope, request: PutFunctionEventInvokeConfigRequest
     ) -> EventInvokeConfig:
-        """Change the settings ``body`` names in the qualifier's existing config."""
-        changes = settings_of(body)
+        """Change the settings ``request`` names in the qualifier's existing config."""
+        changes = settings_of(request)
         async with self._lock:
-            name, named = await self._existing(scope, raw_name, qualifier)
+            name, named = await self._existing(scope, request.function_name, request.qualifier)
             await self._check_destinations(scope, name, changes)
             config = (await self._get(scope, name, named)).merged(changes)
             await self._write(scope, name, config)
@@ -240,43 +233,16 @@ class EventInvokeConfigs:
     # ---------------------------------------------------------------- recursion config
 
     async def _function(self, scope: Scope, raw_name: str) -> str:
-        name, qualifier = self._functions.name_of(scope, raw_name)
-        if qualifier is not None:
-            raise validation.validation_error(
-                [
-                    validation.constraint(
-                        raw_name,
-                        "functionName",
-                        f"Member must satisfy regular expression pattern: "
-                        f"{UNQUALIFIED_NAME_PATTERN}",
-                    )
-                ]
-            )
+        """The function ``raw_name`` names (the model's pattern admits no qualifier here)."""
+        name, _ = self._functions.name_of(scope, raw_name)
         await self._functions.record(scope, name)
         return name
 
     async def get_recursion(self, scope: Scope, raw_name: str) -> RecursiveLoop:
         return await self.recursion(scope, await self._function(scope, raw_name))
 
-    async def put_recursion(self, scope: Scope, raw_name: str, value: Any) -> RecursiveLoop:
-        if value is None:
-            raise validation.validation_error(
-                [
-                    "Value null at 'recursiveLoop' failed to satisfy constraint: "
-                    "Member must not be null"
-                ]
-            )
-        allowed = [RecursiveLoop.ALLOW.value, RecursiveLoop.TERMINATE.value]
-        if value not in allowed:
-            raise validation.validation_error(
-                [
-                    validation.constraint(
-                        value,
-                        "recursiveLoop",
-                        f"Member must satisfy enum value set: [{', '.join(allowed)}]",
-                    )
-                ]
-            )
+    async def put_recursion(self, scope: Scope, raw_name: str, value: str) -> RecursiveLoop:
+        """Set the function's recursive loop setting (``value``: a model enum, already checked)."""
         setting = RecursiveLoop(value)
         async with self._lock:
             name = await self._function(scope, raw_name)

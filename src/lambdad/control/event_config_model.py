@@ -1,11 +1,11 @@
 """The typed values of asynchronous invocation settings, and the checks of their requests.
 
 ``EventInvokeConfig`` is one ``FunctionEventInvokeConfig`` document (per ``$LATEST``, version or
-alias); ``settings_of`` turns a Put/Update request body into the fields it sets, with AWS's
-validation: ``MaximumRetryAttempts`` 0-2, ``MaximumEventAgeInSeconds`` 60-21600, destination
-ARNs that match the model's pattern (a ``ValidationException``) and name a service Lambda
-delivers to: a function, an SQS queue, an SNS topic or an EventBridge bus (anything else is
-refused with ``InvalidParameterValueException``).
+alias); ``settings_of`` turns a Put/Update request (already checked against the model's
+ranges and patterns by ``lambdad.api``) into the fields it sets, with the service's rules: at
+least one setting, and destinations that name a service Lambda delivers to: a function, an SQS
+queue, an SNS topic or an EventBridge bus (anything else is refused with
+``InvalidParameterValueException``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from lambdad import errors
-from lambdad.control import validation
+from lambdad.control.requests import PutFunctionEventInvokeConfigRequest
 
-MIN_RETRIES, MAX_RETRIES = 0, 2
-MIN_AGE, MAX_AGE = 60, 21600
-MAX_DESTINATION = 350
-
-#: botocore's ``DestinationArn`` pattern, as AWS prints it in its ValidationException.
-DESTINATION_PATTERN = (
-    r"^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1})?:"
-    r"(\d{12})?:(.*)"
-)
 _DESTINATION_RE = re.compile(
     r"arn:(aws[a-zA-Z0-9-]*):(?P<service>[a-zA-Z0-9\-]+):([a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d)?:"
     r"(\d{12})?:(?P<resource>.*)"
@@ -39,11 +30,6 @@ _DESTINATION_KINDS = {
     "sns": re.compile(r"[a-zA-Z0-9\-_]+(\.fifo)?"),
     "events": re.compile(r"event-bus/[A-Za-z0-9\-_./]+"),
 }
-_FIELDS = {
-    "MaximumRetryAttempts": ("maximumRetryAttempts", MIN_RETRIES, MAX_RETRIES),
-    "MaximumEventAgeInSeconds": ("maximumEventAgeInSeconds", MIN_AGE, MAX_AGE),
-}
-_SIDES = {"OnSuccess": "onSuccess", "OnFailure": "onFailure"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,90 +57,28 @@ class EventInvokeConfig:
         return dataclasses.replace(self, **changes, last_modified=time.time())
 
 
-def _integer(body: Mapping[str, Any], key: str, clauses: list[str]) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    field, minimum, maximum = _FIELDS[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise errors.InvalidRequestContentException(
-            f"Could not parse request body into json: {key} must be an integer"
-        )
-    if value < minimum:
-        clauses.append(
-            validation.constraint(
-                value, field, f"Member must have value greater than or equal to {minimum}"
-            )
-        )
-    elif value > maximum:
-        clauses.append(
-            validation.constraint(
-                value, field, f"Member must have value less than or equal to {maximum}"
-            )
-        )
-    return value
-
-
-def _destinations(raw: Any, clauses: list[str]) -> dict[str, str | None]:
-    """``{"on_success": arn or None, ...}`` for the sides the request names."""
-    if not isinstance(raw, Mapping):
-        raise errors.InvalidRequestContentException(
-            "Could not parse request body into json: DestinationConfig must be an object"
-        )
-    found: dict[str, str | None] = {}
-    for side, field in _SIDES.items():
-        if side not in raw:
-            continue
-        entry = raw[side] or {}
-        target = entry.get("Destination") if isinstance(entry, Mapping) else None
-        if target is not None and not isinstance(target, str):
-            raise errors.InvalidRequestContentException(
-                f"Could not parse request body into json: {side}.Destination must be a string"
-            )
-        where = f"destinationConfig.{field}.destination"
-        if target and len(target) > MAX_DESTINATION:
-            clauses.append(
-                validation.constraint(
-                    target,
-                    where,
-                    f"Member must have length less than or equal to {MAX_DESTINATION}",
-                )
-            )
-        elif target and _DESTINATION_RE.fullmatch(target) is None:
-            clauses.append(
-                validation.constraint(
-                    target,
-                    where,
-                    f"Member must satisfy regular expression pattern: {DESTINATION_PATTERN}",
-                )
-            )
-        found["on_success" if side == "OnSuccess" else "on_failure"] = target or None
-    return found
-
-
-def settings_of(body: Mapping[str, Any]) -> dict[str, Any]:
+def settings_of(request: PutFunctionEventInvokeConfigRequest) -> dict[str, Any]:
     """The fields a Put/Update request sets, keyed as ``EventInvokeConfig``'s.
 
-    Raises InvalidParameterValueException when it sets nothing, ValidationException for values
-    outside the model (every such value named, as AWS does), and InvalidParameterValueException
-    for a destination Lambda cannot deliver to.
+    Raises InvalidParameterValueException when it sets nothing, or names a destination Lambda
+    cannot deliver to. A destination side given without an ARN (``"OnSuccess": {}``) clears it.
     """
-    if all(body.get(k) is None for k in (*_FIELDS, "DestinationConfig")):
+    destinations = request.destination_config
+    retries, age = request.maximum_retry_attempts, request.maximum_event_age_in_seconds
+    if retries is None and age is None and destinations is None:
         raise errors.InvalidParameterValueException(
             "You must specify at least one of error handling or destination setting."
         )
-    clauses: list[str] = []
     changes: dict[str, Any] = {}
-    retries = _integer(body, "MaximumRetryAttempts", clauses)
-    age = _integer(body, "MaximumEventAgeInSeconds", clauses)
     if retries is not None:
         changes["max_retry_attempts"] = retries
     if age is not None:
         changes["max_event_age"] = age
-    if body.get("DestinationConfig") is not None:
-        changes.update(_destinations(body["DestinationConfig"], clauses))
-    if clauses:
-        raise validation.validation_error(clauses)
+    if destinations is not None:
+        if destinations.on_success is not None:
+            changes["on_success"] = destinations.on_success.destination or None
+        if destinations.on_failure is not None:
+            changes["on_failure"] = destinations.on_failure.destination or None
     _check_services(changes.get("on_success"), changes.get("on_failure"))
     return changes
 

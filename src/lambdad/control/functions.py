@@ -1,6 +1,7 @@
 """Functions, versions and aliases: the rules of Lambda's control plane.
 
-``Functions`` validates requests (given in the AWS request shape, already decoded from JSON),
+``Functions`` takes typed requests (:mod:`lambdad.control.requests`, decoded and checked
+against botocore's model by ``lambdad.api``), applies the service's own rules,
 keeps the metadata in the ``Store`` and the code in the ``BlobStore``, and answers the invoke
 path's "which configuration runs for this name and qualifier" from a cache it keeps in step
 with its own writes. A function's ``Layers`` are resolved through ``Layers`` when written, and
@@ -10,8 +11,6 @@ the code with every layer must stay under 250 MB unzipped.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -33,6 +32,15 @@ from lambdad.control.model import (
     now_timestamp,
 )
 from lambdad.control.paging import page
+from lambdad.control.requests import (
+    AliasRoutingConfiguration,
+    CreateAliasRequest,
+    CreateFunctionRequest,
+    FunctionSettings,
+    UpdateAliasRequest,
+    UpdateFunctionCodeRequest,
+    UpdateFunctionConfigurationRequest,
+)
 from lambdad.store import zipcode
 from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
@@ -60,17 +68,6 @@ _IDENTITY_EXCLUDED = {
 def _same_content(a: FunctionConfig, b: FunctionConfig) -> bool:
     da, db = a.to_doc(), b.to_doc()
     return all(da[k] == db[k] for k in da if k not in _IDENTITY_EXCLUDED)
-
-
-def _decode_zip(raw: Any) -> bytes:
-    if not isinstance(raw, str):
-        raise errors.InvalidParameterValueException("Please provide a source for function code.")
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise errors.InvalidRequestContentException(
-            "Could not parse request body into json: Could not parse payload into json"
-        ) from exc
 
 
 def _check_total_size(config: FunctionConfig) -> None:
@@ -212,39 +209,37 @@ class Functions:
         return Alias.from_doc(doc)
 
     def name_of(self, scope: Scope, raw: str) -> tuple[str, str | None]:
-        """Split a name, partial ARN or ARN into (name, qualifier)."""
-        return validation.parse_function_name(raw, account_id=scope.account_id, region=scope.region)
+        """Split a name, partial ARN or ARN into (name, qualifier).
 
-    @staticmethod
-    def _check_revision(current: str, expected: str | None, what: str = "GetFunction") -> None:
-        if expected is not None and expected != current:
-            raise errors.PreconditionFailedException(
-                "The Revision Id provided does not match the latest Revision Id. "
-                f"Call the {what} API to retrieve the latest Revision Id"
-            )
+        The request was checked against its operation's own name pattern when decoded, so the
+        loosest form (dots, ``$LATEST.PUBLISHED``) is accepted here: a name no function has is
+        then "not found", as on AWS."""
+        return validation.parse_function_name(
+            raw, account_id=scope.account_id, region=scope.region, namespaced=True
+        )
 
     # ---------------------------------------------------------------- functions
 
-    async def create(self, scope: Scope, request: Mapping[str, Any]) -> FunctionConfig:
-        name, qualifier = self.name_of(scope, str(request.get("FunctionName", "")))
+    async def create(self, scope: Scope, request: CreateFunctionRequest) -> FunctionConfig:
+        name, qualifier = self.name_of(scope, request.function_name)
         validation.validate_function_name_for_create(name)
         if qualifier is not None:
             raise errors.InvalidParameterValueException(
                 "Unsupported function name qualifier: cannot create a function with a qualifier"
             )
-        package_type = str(request.get("PackageType") or "Zip")
+        package_type = request.package_type or "Zip"
         if package_type != "Zip":
             raise errors.InvalidParameterValueException(
                 "lambdad runs zip packages only; PackageType Image is not supported."
             )
-        code = request.get("Code")
-        if not isinstance(code, Mapping) or "ZipFile" not in code:
+        code = request.code
+        data = code.zip_file
+        if data is None:
             raise errors.InvalidParameterValueException(
                 "Please provide a source for function code."
-                if not isinstance(code, Mapping) or not code
+                if code.s3_bucket is None and code.s3_key is None and code.image_uri is None
                 else "lambdad accepts code as Code.ZipFile; S3 locations are not supported."
             )
-        data = await asyncio.to_thread(_decode_zip, code["ZipFile"])
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         config = self._apply_config(
             FunctionConfig(
@@ -260,10 +255,10 @@ class Functions:
             ),
             request,
             creating=True,
-            layers=await self._layers_of(scope, request),
+            layers=await self._layers_of(scope, request.layers),
         )
         _check_total_size(config)
-        tags = dict(request.get("Tags") or {})
+        tags = dict(request.tags or {})
         validation.validate_tags(tags)
         async with self._lock(scope, name):
             await self._blobs.put(data)
@@ -277,20 +272,19 @@ class Functions:
                 )
             except StoreConflict as exc:
                 raise errors.ResourceConflictException(f"Function already exist: {name}") from exc
-            if request.get("Publish"):
+            if request.publish:
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
         await self._published(scope, config)
         return config
 
     async def _layers_of(
-        self, scope: Scope, request: Mapping[str, Any]
+        self, scope: Scope, arns: list[str] | None
     ) -> tuple[FunctionLayer, ...] | None:
-        """The layer versions ``request["Layers"]`` names; None when it names none."""
-        arns = request.get("Layers")
+        """The layer versions ``arns`` (a request's ``Layers``) name; None when not given."""
         if arns is None:
             return None
-        return await self.layers.for_function(scope, [str(arn) for arn in arns])
+        return await self.layers.for_function(scope, arns)
 
     async def _code_unzipped_size(self, config: FunctionConfig) -> FunctionConfig:
         """``config`` with its code's unzipped size, read from the blob if never recorded."""
@@ -303,73 +297,65 @@ class Functions:
     def _apply_config(
         self,
         base: FunctionConfig,
-        request: Mapping[str, Any],
+        request: FunctionSettings,
         *,
         creating: bool,
         layers: tuple[FunctionLayer, ...] | None = None,
     ) -> FunctionConfig:
-        """Validate the configuration fields of ``request`` and lay them over ``base``;
-        ``layers`` are the already resolved ``Layers`` (None: leave them as they are)."""
+        """Apply the service's rules to the configuration members of ``request`` and lay them
+        over ``base``; ``layers`` are the already resolved ``Layers`` (None: leave them)."""
         changes: dict[str, Any] = {}
-        if creating or "Role" in request:
-            validation.validate_role(str(request.get("Role") or ""))
-            changes["role"] = request["Role"]
-        if "Runtime" in request or creating:
-            validation.validate_runtime(request.get("Runtime"), base.package_type)
-            changes["runtime"] = request.get("Runtime")
+        if request.role is not None:
+            changes["role"] = request.role
+        if request.runtime is not None or creating:
+            validation.validate_runtime(request.runtime, base.package_type)
+            changes["runtime"] = request.runtime
         runtime = changes.get("runtime", base.runtime)
-        if "Handler" in request or creating:
-            validation.validate_handler(request.get("Handler"), runtime)
-            changes["handler"] = request.get("Handler")
-        if "Description" in request:
-            validation.validate_description(str(request["Description"]))
-            changes["description"] = str(request["Description"])
-        if request.get("MemorySize") is not None:
-            validation.validate_memory_size(int(request["MemorySize"]))
-            changes["memory_size"] = int(request["MemorySize"])
-        if request.get("Timeout") is not None:
-            validation.validate_timeout(int(request["Timeout"]))
-            changes["timeout"] = int(request["Timeout"])
-        storage = request.get("EphemeralStorage")
-        if isinstance(storage, Mapping) and storage.get("Size") is not None:
-            validation.validate_ephemeral_storage(int(storage["Size"]))
-            changes["ephemeral_storage"] = int(storage["Size"])
-        env = request.get("Environment")
-        if isinstance(env, Mapping):
-            variables = {str(k): str(v) for k, v in (env.get("Variables") or {}).items()}
+        if request.handler is not None or creating:
+            validation.validate_handler(request.handler, runtime)
+            changes["handler"] = request.handler
+        if request.description is not None:
+            changes["description"] = request.description
+        if request.memory_size is not None:
+            validation.validate_memory_size(request.memory_size)
+            changes["memory_size"] = request.memory_size
+        if request.timeout is not None:
+            validation.validate_timeout(request.timeout)
+            changes["timeout"] = request.timeout
+        if request.ephemeral_storage is not None:
+            validation.validate_ephemeral_storage(request.ephemeral_storage.size)
+            changes["ephemeral_storage"] = request.ephemeral_storage.size
+        if request.environment is not None:
+            variables = dict(request.environment.variables or {})
             validation.validate_environment(variables)
             changes["environment"] = variables
-        if request.get("Architectures") is not None:
-            archs = list(request["Architectures"])
-            validation.validate_architectures(archs)
-            changes["architectures"] = tuple(archs)
-        logging = request.get("LoggingConfig")
-        if isinstance(logging, Mapping):
-            validation.validate_logging_config(dict(logging))
-            merged = dict(logging)
-            log_format = merged.get("LogFormat", base.logging.log_format)
+        if isinstance(request, CreateFunctionRequest) and request.architectures is not None:
+            changes["architectures"] = tuple(request.architectures)
+        logging = request.logging_config
+        if logging is not None:
+            log_format = logging.log_format or "Text"
+            validation.validate_log_levels(
+                log_format, logging.application_log_level, logging.system_log_level
+            )
+            log_format = logging.log_format or base.logging.log_format
             changes["logging"] = LoggingConfig(
                 log_format=log_format,
-                application_log_level=merged.get("ApplicationLogLevel")
+                application_log_level=logging.application_log_level
                 or (base.logging.application_log_level if log_format == "JSON" else None)
                 or ("INFO" if log_format == "JSON" else None),
-                system_log_level=merged.get("SystemLogLevel")
+                system_log_level=logging.system_log_level
                 or (base.logging.system_log_level if log_format == "JSON" else None)
                 or ("INFO" if log_format == "JSON" else None),
-                log_group=merged.get("LogGroup") or base.logging.log_group,
+                log_group=logging.log_group or base.logging.log_group,
             )
-        tracing = request.get("TracingConfig")
-        if isinstance(tracing, Mapping) and tracing.get("Mode"):
-            changes["tracing_mode"] = str(tracing["Mode"])
-        dlq = request.get("DeadLetterConfig")
-        if isinstance(dlq, Mapping):
-            changes["dead_letter_target"] = dlq.get("TargetArn") or None
-        if "KMSKeyArn" in request:
-            changes["kms_key_arn"] = request.get("KMSKeyArn") or None
-        snap = request.get("SnapStart")
-        if isinstance(snap, Mapping) and snap.get("ApplyOn"):
-            validation.validate_snap_start(str(snap["ApplyOn"]))
-            changes["snap_start"] = str(snap["ApplyOn"])
+        if request.tracing_config is not None and request.tracing_config.mode:
+            changes["tracing_mode"] = request.tracing_config.mode
+        if request.dead_letter_config is not None:
+            changes["dead_letter_target"] = request.dead_letter_config.target_arn or None
+        if request.kms_key_arn is not None:
+            changes["kms_key_arn"] = request.kms_key_arn or None
+        if request.snap_start is not None and request.snap_start.apply_on:
+            changes["snap_start"] = request.snap_start.apply_on
         apply_on = changes.get("snap_start", base.snap_start)
         validation.validate_snap_start_runtime(apply_on, runtime)
         validation.validate_snap_start_storage(
@@ -389,7 +375,7 @@ class Functions:
         """The configuration a name and qualifier select, and the qualifier the request named
         (in the ARN or as the parameter). Anything missing is "Function not found: <arn>"."""
         name, arn_qualifier = self.name_of(scope, raw_name)
-        qualifier = self._merge_qualifier(arn_qualifier, qualifier)
+        qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         try:
             await self._record(scope, name)
             if qualifier is None or qualifier == LATEST:
@@ -405,18 +391,6 @@ class Functions:
         name, _ = self.name_of(scope, raw_name)
         return await self._record(scope, name)
 
-    @staticmethod
-    def _merge_qualifier(from_arn: str | None, explicit: str | None) -> str | None:
-        if from_arn and explicit and from_arn != explicit:
-            raise errors.InvalidParameterValueException(
-                "The derived qualifier from the function name does not match the specified "
-                "qualifier."
-            )
-        qualifier = explicit or from_arn
-        if qualifier is not None:
-            validation.validate_qualifier(qualifier)
-        return qualifier
-
     async def list_functions(
         self, scope: Scope, *, all_versions: bool, marker: str | None, max_items: int | None
     ) -> tuple[list[FunctionConfig], str | None]:
@@ -427,26 +401,24 @@ class Functions:
         configs.sort(key=lambda c: (c.name, _version_order(c.version)))
         return page(configs, marker, max_items)
 
-    async def update_code(
-        self, scope: Scope, raw_name: str, request: Mapping[str, Any]
-    ) -> FunctionConfig:
-        name, qualifier = self.name_of(scope, raw_name)
+    async def update_code(self, scope: Scope, request: UpdateFunctionCodeRequest) -> FunctionConfig:
+        name, qualifier = self.name_of(scope, request.function_name)
         if qualifier is not None:
             raise errors.InvalidParameterValueException(
                 "Unsupported function name qualifier: cannot update code of a qualified function"
             )
-        if "ZipFile" not in request:
+        data = request.zip_file
+        if data is None:
             raise errors.InvalidParameterValueException(
                 "Please provide a source for function code."
-                if not request.get("S3Bucket") and not request.get("ImageUri")
+                if not request.s3_bucket and not request.image_uri
                 else "lambdad accepts code as ZipFile; S3 locations are not supported."
             )
-        data = await asyncio.to_thread(_decode_zip, request["ZipFile"])
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         async with self._lock(scope, name):
             await self._record(scope, name)
             current = await self._version(scope, name, LATEST)
-            self._check_revision(current.revision_id, request.get("RevisionId"))
+            validation.check_revision_id(request.revision_id, current.revision_id)
             config = current.evolve(
                 code_key=info.sha256_hex,
                 code_sha256=info.sha256_b64,
@@ -459,16 +431,16 @@ class Functions:
             _check_total_size(config)
             await self._blobs.put(data)
             await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
-            if request.get("Publish"):
+            if request.publish:
                 config = await self._publish_locked(scope, name, None, None, None)
         await self._changed(scope, name)
         await self._published(scope, config)
         return config
 
     async def update_config(
-        self, scope: Scope, raw_name: str, request: Mapping[str, Any]
+        self, scope: Scope, request: UpdateFunctionConfigurationRequest
     ) -> FunctionConfig:
-        name, qualifier = self.name_of(scope, raw_name)
+        name, qualifier = self.name_of(scope, request.function_name)
         if qualifier is not None:
             raise errors.InvalidParameterValueException(
                 "Unsupported function name qualifier: cannot update configuration of a "
@@ -477,8 +449,8 @@ class Functions:
         async with self._lock(scope, name):
             await self._record(scope, name)
             current = await self._version(scope, name, LATEST)
-            self._check_revision(current.revision_id, request.get("RevisionId"))
-            layers = await self._layers_of(scope, request)
+            validation.check_revision_id(request.revision_id, current.revision_id)
+            layers = await self._layers_of(scope, request.layers)
             config = self._apply_config(current, request, creating=False, layers=layers).evolve(
                 last_modified=now_timestamp(),
                 revision_id=new_revision(),
@@ -493,7 +465,7 @@ class Functions:
 
     async def delete(self, scope: Scope, raw_name: str, qualifier: str | None) -> None:
         name, arn_qualifier = self.name_of(scope, raw_name)
-        qualifier = self._merge_qualifier(arn_qualifier, qualifier)
+        qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         async with self._lock(scope, name):
             await self._record(scope, name)
             if qualifier is None:
@@ -561,14 +533,8 @@ class Functions:
     ) -> FunctionConfig:
         record = await self._record(scope, name)
         latest = await self._version(scope, name, LATEST)
-        if code_sha256 and code_sha256 != latest.code_sha256:
-            raise errors.InvalidParameterValueException(
-                f"CodeSHA256 ({code_sha256}) is different from current CodeSHA256 in $LATEST "
-                f"({latest.code_sha256}). Please try again with the CodeSHA256 in $LATEST."
-            )
-        self._check_revision(latest.revision_id, revision_id)
-        if description is not None:
-            validation.validate_description(description)
+        validation.check_code_sha256(code_sha256 or None, latest.code_sha256)
+        validation.check_revision_id(revision_id, latest.revision_id)
         if record.last_version:
             newest = await self._store.get(
                 Table.VERSIONS, (scope.region, name, str(record.last_version))
@@ -625,13 +591,11 @@ class Functions:
             if target != LATEST:
                 await self._version(scope, name, target)
 
-    async def create_alias(self, scope: Scope, raw_name: str, request: Mapping[str, Any]) -> Alias:
-        name, _ = self.name_of(scope, raw_name)
-        alias_name = str(request.get("Name") or "")
-        validation.validate_alias_name(alias_name)
-        version = str(request.get("FunctionVersion") or "")
-        validation.validate_qualifier(version)
-        weights = _weights(request)
+    async def create_alias(self, scope: Scope, request: CreateAliasRequest) -> Alias:
+        name, _ = self.name_of(scope, request.function_name)
+        alias_name = request.name
+        version = request.function_version
+        weights = _weights(request.routing_config)
         async with self._lock(scope, name):
             await self._record(scope, name)
             await self._check_alias_target(scope, name, version, weights)
@@ -639,7 +603,7 @@ class Functions:
                 function_name=name,
                 name=alias_name,
                 function_version=version,
-                description=str(request.get("Description") or ""),
+                description=request.description or "",
                 weights=weights,
             )
             try:
@@ -658,25 +622,24 @@ class Functions:
         await self._record(scope, name)
         return await self._alias(scope, name, alias_name)
 
-    async def update_alias(
-        self, scope: Scope, raw_name: str, alias_name: str, request: Mapping[str, Any]
-    ) -> Alias:
-        name, _ = self.name_of(scope, raw_name)
+    async def update_alias(self, scope: Scope, request: UpdateAliasRequest) -> Alias:
+        name, _ = self.name_of(scope, request.function_name)
+        alias_name = request.name
         async with self._lock(scope, name):
             await self._record(scope, name)
             current = await self._alias(scope, name, alias_name)
-            self._check_revision(current.revision_id, request.get("RevisionId"), "GetAlias")
-            version = str(request.get("FunctionVersion") or current.function_version)
-            validation.validate_qualifier(version)
-            weights = _weights(request) if "RoutingConfig" in request else current.weights
+            validation.check_revision_id(request.revision_id, current.revision_id, "GetAlias")
+            version = request.function_version or current.function_version
+            routing = request.routing_config
+            weights = current.weights if routing is None else _weights(routing)
             await self._check_alias_target(scope, name, version, weights)
             alias = Alias(
                 function_name=name,
                 name=alias_name,
                 function_version=version,
-                description=str(request["Description"])
-                if request.get("Description") is not None
-                else current.description,
+                description=current.description
+                if request.description is None
+                else request.description,
                 weights=weights,
             )
             await self._store.put(Table.ALIASES, (scope.region, name, alias_name), alias.to_doc())
@@ -726,7 +689,7 @@ class Functions:
         name = self._tag_target(scope, arn)
         async with self._lock(scope, name):
             record = await self._record(scope, name)
-            merged = {**record.tags, **{str(k): str(v) for k, v in tags.items()}}
+            merged = {**record.tags, **tags}
             validation.validate_tags(merged)
             await self._store.put(
                 Table.FUNCTIONS,
@@ -768,7 +731,7 @@ class Functions:
     async def resolve(self, scope: Scope, raw_name: str, qualifier: str | None) -> FunctionConfig:
         """The configuration an invocation runs: alias weights are drawn here, per call."""
         name, arn_qualifier = self.name_of(scope, raw_name)
-        qualifier = self._merge_qualifier(arn_qualifier, qualifier) or LATEST
+        qualifier = validation.merge_qualifier(arn_qualifier, qualifier) or LATEST
         key = (scope.region, name, qualifier)
         target = self._cache.get(key)
         if target is None:
@@ -800,10 +763,10 @@ def _draw(alias: Alias) -> str:
     return alias.function_version
 
 
-def _weights(request: Mapping[str, Any]) -> dict[str, float]:
-    routing = request.get("RoutingConfig") or {}
-    raw = routing.get("AdditionalVersionWeights") or {} if isinstance(routing, Mapping) else {}
-    return {str(k): float(v) for k, v in raw.items()}
+def _weights(routing: AliasRoutingConfiguration | None) -> dict[str, float]:
+    if routing is None:
+        return {}
+    return dict(routing.additional_version_weights or {})
 
 
 def _version_order(version: str) -> tuple[int, int]:

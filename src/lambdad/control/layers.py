@@ -1,6 +1,7 @@
 """Layers: immutable, numbered archives that functions unpack into ``/opt``, and who may use them.
 
-``Layers`` validates requests (in the AWS request shape), keeps each layer's record (its last
+``Layers`` takes typed requests (:mod:`lambdad.control.requests`, checked against the model by
+``lambdad.api``), applies the service's rules, keeps each layer's record (its last
 version number, so that numbers are never reused, even after every version is deleted), its
 versions and their policies in the ``Store``, and the archives in the ``BlobStore``.
 ``Functions`` asks it which layer versions a function's ``Layers`` name (:meth:`for_function`).
@@ -9,10 +10,6 @@ versions and their policies in the ``Store``, and the archives in the ``BlobStor
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-from collections.abc import Mapping
-from typing import Any
 
 from lambdad import errors
 from lambdad.control import validation
@@ -20,6 +17,11 @@ from lambdad.control.arns import Scope
 from lambdad.control.layer_model import LayerPolicy, LayerRecord, LayerStatement, LayerVersion
 from lambdad.control.model import FunctionLayer
 from lambdad.control.paging import page
+from lambdad.control.requests import (
+    AddLayerVersionPermissionRequest,
+    LayerVersionContentInput,
+    PublishLayerVersionRequest,
+)
 from lambdad.store import zipcode
 from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
@@ -30,24 +32,15 @@ NO_POLICY = "No policy is associated with the given resource."
 _PUBLISH_ATTEMPTS = 5
 
 
-def _decode_content(content: Any) -> bytes:
-    if not isinstance(content, Mapping) or not content:
-        raise errors.InvalidParameterValueException("Missing Content")
-    if "ZipFile" not in content:
+def _content(content: LayerVersionContentInput) -> bytes:
+    if content.zip_file is None:
+        if content.s3_bucket is None and content.s3_key is None:
+            raise errors.InvalidParameterValueException("Missing Content")
         raise errors.InvalidParameterValueException(
             "lambdad accepts layer content as Content.ZipFile only; S3 locations "
             "(S3Bucket, S3Key, S3ObjectVersion) are not supported."
         )
-    try:
-        return base64.b64decode(str(content["ZipFile"]), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise errors.InvalidRequestContentException(
-            "Could not parse request body into json: Could not parse payload into json"
-        ) from exc
-
-
-def _strings(raw: Any) -> list[str]:
-    return [str(item) for item in raw or ()]
+    return content.zip_file
 
 
 class Layers:
@@ -97,29 +90,21 @@ class Layers:
 
     @staticmethod
     def _check_revision(policy: LayerPolicy | None, expected: str | None) -> None:
-        current = policy.revision_id if policy else None
-        if expected is not None and expected != current:
-            raise errors.PreconditionFailedException(
-                "The Revision Id provided does not match the latest Revision Id. "
-                "Call the GetLayerPolicy API to retrieve the latest Revision Id"
-            )
+        current = policy.revision_id if policy else ""
+        validation.check_revision_id(expected, current, "GetLayerPolicy")
 
     # ---------------------------------------------------------------- versions
 
-    async def publish(
-        self, scope: Scope, raw_name: str, request: Mapping[str, Any]
-    ) -> LayerVersion:
+    async def publish(self, scope: Scope, request: PublishLayerVersionRequest) -> LayerVersion:
         """A new version, numbered one past the layer's last (the first is 1)."""
-        name, here = self._name(scope, raw_name)
+        name, here = self._name(scope, request.layer_name)
         if not here:
             raise errors.ResourceNotFoundException(NOT_FOUND)
-        runtimes = _strings(request.get("CompatibleRuntimes"))
-        architectures = _strings(request.get("CompatibleArchitectures"))
-        description = str(request.get("Description") or "")
-        license_info = request.get("LicenseInfo")
-        license_info = None if license_info is None else str(license_info)
-        validation.validate_layer_content(runtimes, architectures, description, license_info)
-        data = await asyncio.to_thread(_decode_content, request.get("Content"))
+        runtimes = request.compatible_runtimes or []
+        architectures = request.compatible_architectures or []
+        description = request.description or ""
+        license_info = request.license_info
+        data = _content(request.content)
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
         await self._blobs.put(data)
         draft = LayerVersion(
@@ -168,8 +153,8 @@ class Layers:
             f"Could not publish a version of layer {draft.name}: too many concurrent publishers."
         )
 
-    async def get_version(self, scope: Scope, raw_name: str, raw_number: str) -> LayerVersion:
-        number = validation.parse_layer_version_number(raw_number)
+    async def get_version(self, scope: Scope, raw_name: str, number: int) -> LayerVersion:
+        validation.check_layer_version_number(number)
         found = await self._find(scope, raw_name, number)
         if found is None:
             raise errors.ResourceNotFoundException(NOT_FOUND)
@@ -179,12 +164,12 @@ class Layers:
         region, account, name, number = validation.validate_layer_version_arn(arn)
         if (region, account) != (scope.region, scope.account_id):
             raise errors.ResourceNotFoundException(NOT_FOUND)
-        return await self.get_version(scope, name, str(number))
+        return await self.get_version(scope, name, number)
 
-    async def delete_version(self, scope: Scope, raw_name: str, raw_number: str) -> None:
+    async def delete_version(self, scope: Scope, raw_name: str, number: int) -> None:
         """Delete a version and its policy; nothing to delete is no error. Functions that use
         it keep its content: the blob stays, and their configuration holds its key."""
-        number = validation.parse_layer_version_number(raw_number)
+        validation.check_layer_version_number(number)
         name, here = self._name(scope, raw_name)
         if not here:
             return
@@ -205,7 +190,6 @@ class Layers:
         max_items: int | None,
     ) -> tuple[list[LayerVersion], str | None]:
         """The versions matching the filters, newest first; none for an unknown layer."""
-        validation.validate_layer_filters(runtime, architecture)
         name, here = self._name(scope, raw_name)
         rows = await self._store.scan(Table.LAYER_VERSIONS, (scope.region, name)) if here else []
         versions = [LayerVersion.from_doc(doc) for _, doc in rows]
@@ -227,7 +211,6 @@ class Layers:
     ) -> tuple[list[LayerVersion], str | None]:
         """Each layer's newest version matching the filters, by layer name; layers with no
         matching version are left out."""
-        validation.validate_layer_filters(runtime, architecture)
         newest: dict[str, LayerVersion] = {}
         for _, doc in await self._store.scan(Table.LAYER_VERSIONS, (scope.region,)):
             version = LayerVersion.from_doc(doc)
@@ -247,26 +230,18 @@ class Layers:
     # ---------------------------------------------------------------- permissions
 
     async def add_permission(
-        self,
-        scope: Scope,
-        raw_name: str,
-        raw_number: str,
-        request: Mapping[str, Any],
-        revision_id: str | None,
+        self, scope: Scope, request: AddLayerVersionPermissionRequest
     ) -> tuple[LayerVersion, LayerStatement, LayerPolicy]:
         """Grant ``lambda:GetLayerVersion``; a statement id already used is a 409 conflict."""
-        number = validation.parse_layer_version_number(raw_number)
-        organization = request.get("OrganizationId")
+        number = request.version_number
+        validation.check_layer_version_number(number)
         statement = LayerStatement(
-            sid=str(request.get("StatementId") or ""),
-            action=str(request.get("Action") or ""),
-            principal=str(request.get("Principal") or ""),
-            organization_id=None if organization is None else str(organization),
+            sid=request.statement_id,
+            action=request.action,
+            principal=request.principal,
+            organization_id=request.organization_id,
         )
-        validation.validate_layer_statement(
-            statement.sid, statement.action, statement.principal, statement.organization_id
-        )
-        version = await self._existing(scope, raw_name, number)
+        version = await self._existing(scope, request.layer_name, number)
         async with self._lock(scope, version.name):
             policy = await self._policy(scope, version)
             if policy is not None and policy.find(statement.sid) is not None:
@@ -274,7 +249,7 @@ class Layers:
                     f"The statement id ({statement.sid}) provided already exists. Please provide "
                     "a new statement id, or remove the existing statement."
                 )
-            self._check_revision(policy, revision_id)
+            self._check_revision(policy, request.revision_id)
             updated = LayerPolicy(statements=(*(policy.statements if policy else ()), statement))
             await self._store.put(
                 Table.LAYER_POLICIES,
@@ -284,9 +259,9 @@ class Layers:
         return version, statement, updated
 
     async def get_policy(
-        self, scope: Scope, raw_name: str, raw_number: str
+        self, scope: Scope, raw_name: str, number: int
     ) -> tuple[LayerVersion, LayerPolicy]:
-        number = validation.parse_layer_version_number(raw_number)
+        validation.check_layer_version_number(number)
         version = await self._existing(scope, raw_name, number)
         policy = await self._policy(scope, version)
         if policy is None:
@@ -297,12 +272,12 @@ class Layers:
         self,
         scope: Scope,
         raw_name: str,
-        raw_number: str,
+        number: int,
         statement_id: str,
         revision_id: str | None,
     ) -> None:
         """Drop one statement; the policy goes with its last statement."""
-        number = validation.parse_layer_version_number(raw_number)
+        validation.check_layer_version_number(number)
         version = await self._existing(scope, raw_name, number)
         key = (scope.region, version.name, str(version.version))
         async with self._lock(scope, version.name):

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from lambdad import errors
-from lambdad.control.validation import validate_max_items
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
@@ -35,9 +34,9 @@ def page(
 ) -> tuple[list[T], str | None]:
     """One page of ``items`` from ``marker``; the second value is the next marker or None.
 
-    ``max_items`` defaults to 50 and must lie in 1-``limit`` (a ValidationException)."""
+    ``max_items`` defaults to 50 (at most ``limit``); its range is the operation's model's,
+    checked when the request is decoded."""
     size = min(DEFAULT_PAGE, limit) if max_items is None else max_items
-    validate_max_items(size, limit)
     start = _decode(marker) if marker else 0
     chunk = list(items[start : start + size])
     more = start + size < len(items)

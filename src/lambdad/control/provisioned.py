@@ -17,7 +17,6 @@ import dataclasses
 import datetime
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from lambdad import errors
 from lambdad.control import validation
@@ -26,9 +25,9 @@ from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST, Alias, Stored
 from lambdad.control.paging import page
+from lambdad.control.requests import PutProvisionedConcurrencyConfigRequest
 from lambdad.store.base import Store, Table
 
-_FIELD = "provisionedConcurrentExecutions"
 UNPUBLISHED = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
 NOT_A_TARGET = "The function resource provided must be an alias or a published version."
 NOT_FOUND = "No Provisioned Concurrency Config found for this function"
@@ -120,14 +119,7 @@ class ProvisionedConfigs:
     ) -> tuple[str, str]:
         """(function, qualifier) of a request; the version or alias must exist."""
         name, from_arn = self._functions.name_of(scope, raw_name)
-        if from_arn and qualifier and from_arn != qualifier:
-            raise errors.InvalidParameterValueException(
-                "The derived qualifier from the function name does not match the specified "
-                "qualifier."
-            )
-        qualifier = qualifier or from_arn
-        if qualifier is not None:
-            validation.validate_qualifier(qualifier)
+        qualifier = validation.merge_qualifier(from_arn, qualifier)
         if qualifier is None or qualifier == LATEST:
             raise errors.InvalidParameterValueException(unpublished)
         await self._functions.record(scope, name)
@@ -144,11 +136,13 @@ class ProvisionedConfigs:
     # ---------------------------------------------------------------- API
 
     async def put(
-        self, scope: Scope, raw_name: str, qualifier: str | None, value: Any
+        self, scope: Scope, request: PutProvisionedConcurrencyConfigRequest
     ) -> ProvisionedConfig:
-        """Ask for ``value`` initialised environments of a version or alias."""
-        amount = _amount(value)
-        name, qualifier = await self._target_of(scope, raw_name, qualifier, UNPUBLISHED)
+        """Ask for the request's number of initialised environments of a version or alias."""
+        amount = request.provisioned_concurrent_executions
+        name, qualifier = await self._target_of(
+            scope, request.function_name, request.qualifier, UNPUBLISHED
+        )
         async with self._lock:
             configs = {c.qualifier: c for c in await self._configs(scope.region, name)}
             aliases = await self._aliases(scope.region, name)
@@ -249,24 +243,3 @@ class ProvisionedConfigs:
                 if not await self._exists(region, name, config.qualifier):
                     await self._store.delete(Table.PROVISIONED, (region, name, config.qualifier))
         await self._notify(region, name)
-
-
-def _amount(value: Any) -> int:
-    if value is None:
-        raise validation.validation_error(
-            [f"Value null at '{_FIELD}' failed to satisfy constraint: Member must not be null"]
-        )
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise errors.InvalidRequestContentException(
-            "Could not parse request body into json: ProvisionedConcurrentExecutions must be "
-            "an integer"
-        )
-    if value < 1:
-        raise validation.validation_error(
-            [
-                validation.constraint(
-                    value, _FIELD, "Member must have value greater than or equal to 1"
-                )
-            ]
-        )
-    return value

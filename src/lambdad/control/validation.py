@@ -28,24 +28,19 @@ from lambdad.errors import (
     ValidationException,
 )
 
-# Patterns exactly as botocore's lambda/2015-03-31 model prints them in error messages.
+# Patterns as the current botocore lambda/2015-03-31 model prints them in error messages.
 FUNCTION_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
     r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
 )
 NAMESPACED_FUNCTION_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
     r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
 )
-ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
-HANDLER_PATTERN = r"[^\s]+"
-ALIAS_PATTERN = r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
-QUALIFIER_PATTERN = r"(|[a-zA-Z0-9$_-]+)"
-ENV_KEY_PATTERN = r"[a-zA-Z]([a-zA-Z0-9_])+"
-LOG_GROUP_PATTERN = r"[\.\-_/#A-Za-z0-9]+"
 
 _PREFIX = (
-    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
+    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?"
+    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
 )
 _ACCOUNT = r"(?:(?P<account>\d{12}):)?(?:function:)?"
 _FUNCTION_NAME_RE = re.compile(
@@ -56,14 +51,6 @@ _NAMESPACED_NAME_RE = re.compile(
     + _ACCOUNT
     + r"(?P<name>[a-zA-Z0-9_\-.]+)(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_\-]+))?"
 )
-_PLAIN_NAME_RE = re.compile(r"[a-zA-Z0-9_\-]+")
-_ROLE_RE = re.compile(r"arn:(?:aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+")
-_HANDLER_RE = re.compile(HANDLER_PATTERN)
-_ALIAS_RE = re.compile(r"(?![0-9]+$)[a-zA-Z0-9_\-]+")
-_QUALIFIER_RE = re.compile(r"[a-zA-Z0-9$_\-]*")
-_ENV_KEY_RE = re.compile(ENV_KEY_PATTERN)
-_LOG_GROUP_RE = re.compile(LOG_GROUP_PATTERN)
-_VERSION_RE = re.compile(r"[0-9]+")
 
 SUPPORTED_RUNTIMES: frozenset[str] = frozenset(
     {
@@ -138,10 +125,6 @@ RESERVED_ENV_KEYS: frozenset[str] = frozenset(
 )
 ENV_MAX_BYTES = 4096
 MAX_TAGS = 50
-ARCHITECTURES = ("x86_64", "arm64")
-LOG_FORMATS = ("JSON", "Text")
-APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 
 
 # ---- message builders -------------------------------------------------------------------
@@ -194,12 +177,6 @@ def _range_check(value: int, field: str, minimum: int, maximum: int) -> None:
     raise validation_error([constraint(value, field, rule)])
 
 
-def _enum_check(value: object, field: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        rule = f"Member must satisfy enum value set: [{', '.join(allowed)}]"
-        raise validation_error([constraint(value, field, rule)])
-
-
 # ---- function names and qualifiers ------------------------------------------------------
 
 
@@ -244,22 +221,14 @@ def parse_function_name(
 def validate_function_name_for_create(name: str) -> None:
     """Check a bare name (as returned by :func:`parse_function_name`) for CreateFunction.
 
-    AWS caps a plain name at 64 characters and answers that one with an
-    InvalidParameterValueException worded like a validation error.
+    AWS caps a plain name at 64 characters (the model allows 140 for an ARN) and answers that
+    one with an InvalidParameterValueException worded like a validation error.
     """
-    _raise_if(_pattern_clause(name, "functionName", _PLAIN_NAME_RE, FUNCTION_NAME_PATTERN))
     if len(name) > 64:
         raise InvalidParameterValueException(
             "1 validation error detected: "
             + constraint(name, "functionName", "Member must have length less than or equal to 64")
         )
-
-
-def validate_qualifier(q: str) -> None:
-    """A ``Qualifier`` parameter: 1-128 characters of ``[a-zA-Z0-9$_-]``."""
-    clauses = _length_clauses(q, "qualifier", 1, 128)
-    clauses += _pattern_clause(q, "qualifier", _QUALIFIER_RE, QUALIFIER_PATTERN)
-    _raise_if(clauses)
 
 
 def merge_qualifier(from_name: str | None, from_parameter: str | None) -> str | None:
@@ -271,36 +240,12 @@ def merge_qualifier(from_name: str | None, from_parameter: str | None) -> str | 
     return from_parameter or from_name
 
 
-def wants_all_versions(function_version: str | None) -> bool:
-    """ListFunctions' ``FunctionVersion``: absent, or ``ALL`` to list every version."""
-    if function_version is None:
-        return False
-    _enum_check(function_version, "functionVersion", ("ALL",))
-    return True
-
-
-def validate_max_items(max_items: int, maximum: int = 10_000) -> None:
-    """A List* call's ``MaxItems``: 1-10000 (1-50 for the layer listings)."""
-    _range_check(max_items, "maxItems", 1, maximum)
-
-
-def validate_alias_name(name: str) -> None:
-    """An alias name: 1-128 characters of ``[a-zA-Z0-9-_]``, not all digits."""
-    clauses = _length_clauses(name, "name", 1, 128)
-    clauses += _pattern_clause(name, "name", _ALIAS_RE, ALIAS_PATTERN)
-    _raise_if(clauses)
-
-
 # ---- runtime and handler ----------------------------------------------------------------
 
 
 #: Managed runtimes SnapStart supports (AWS: Java 11+, Python 3.12+, .NET 8+); lambdad runs
 #: the Python ones.
 SNAP_START_RUNTIMES = frozenset({"python3.12", "python3.13", "python3.14"})
-
-
-def validate_snap_start(apply_on: str) -> None:
-    _enum_check(apply_on, "snapStart.applyOn", ("PublishedVersions", "None"))
 
 
 def validate_snap_start_runtime(apply_on: str, runtime: str | None) -> None:
@@ -332,7 +277,6 @@ def validate_runtime(runtime: str | None, package_type: str) -> None:
     Zip needs a runtime; Image refuses one. A deprecated runtime gets AWS's "no longer
     supported" message, any other unknown one the enum message listing lambdad's runtimes.
     """
-    _enum_check(package_type, "packageType", ("Zip", "Image"))
     if package_type == "Image":
         if runtime is not None:
             raise InvalidParameterValueException(
@@ -367,25 +311,21 @@ def _deprecated_message(runtime: str) -> str:
 
 
 def validate_handler(handler: str | None, runtime: str | None) -> None:
-    """A handler is required whenever there is a runtime (a Zip function); ≤128, no whitespace."""
-    if handler is None:
-        if runtime is not None:
-            raise InvalidParameterValueException(
-                "Runtime and Handler are mandatory parameters for functions created with "
-                "deployment packages."
-            )
-        return
-    clauses = _length_clauses(handler, "handler", 0, 128)
-    clauses += _pattern_clause(handler, "handler", _HANDLER_RE, HANDLER_PATTERN)
-    _raise_if(clauses)
+    """A handler is required whenever there is a runtime (a Zip function); its length and
+    pattern are the model's, checked when the request is decoded."""
+    if handler is None and runtime is not None:
+        raise InvalidParameterValueException(
+            "Runtime and Handler are mandatory parameters for functions created with "
+            "deployment packages."
+        )
 
 
 # ---- sizes and simple strings -----------------------------------------------------------
 
 
 def validate_memory_size(v: int) -> None:
-    """128-10240 MB. Over the model's 32768 is a model error; 10241-32768 is the service's."""
-    _range_check(v, "memorySize", 128, 32768)
+    """At most 10240 MB: the model allows 128-32768 (checked when decoded); above 10240 is the
+    service's own refusal."""
     if v > 10240:
         raise ValidationException(
             "'MemorySize' value failed to satisfy constraint: "
@@ -394,53 +334,21 @@ def validate_memory_size(v: int) -> None:
 
 
 def validate_timeout(v: int) -> None:
-    """1-900 seconds."""
+    """At most 900 seconds (the model's 1-5400 is checked when decoded)."""
     _range_check(v, "timeout", 1, 900)
 
 
 def validate_ephemeral_storage(v: int) -> None:
-    """512-10240 MB of ``/tmp``."""
+    """At most 10240 MB of ``/tmp`` (the model's 512-32768 is checked when decoded)."""
     _range_check(v, "ephemeralStorage.size", 512, 10240)
-
-
-def validate_description(v: str) -> None:
-    """At most 256 characters."""
-    _raise_if(_length_clauses(v, "description", 0, 256))
-
-
-def validate_role(role: str) -> None:
-    """An IAM role ARN (never checked against IAM: lambdad has none)."""
-    _raise_if(_pattern_clause(role, "role", _ROLE_RE, ROLE_PATTERN))
-
-
-def validate_architectures(v: list[str]) -> None:
-    """Exactly one of ``x86_64`` and ``arm64``."""
-    shown = f"[{', '.join(v)}]"
-    if len(v) != 1:
-        side = "less than or equal to 1" if v else "greater than or equal to 1"
-        raise validation_error(
-            [constraint(shown, "architectures", f"Member must have length {side}")]
-        )
-    if v[0] not in ARCHITECTURES:
-        rule = (
-            "Member must satisfy constraint: [Member must satisfy enum value set: "
-            "[x86_64, arm64], Member must not be null]"
-        )
-        raise validation_error([constraint(shown, "architectures", rule)])
 
 
 # ---- environment, logging, tags ---------------------------------------------------------
 
 
 def validate_environment(variables: Mapping[str, str]) -> None:
-    """Key pattern, reserved keys (in request order), then the 4 KB limit on the JSON map."""
-    if any(not _ENV_KEY_RE.fullmatch(key) for key in variables):
-        # The member is sensitive, so AWS leaves the value out of the clause.
-        raise ValidationException(
-            "1 validation error detected: Value at 'environment.variables' failed to satisfy "
-            "constraint: Map keys must satisfy constraint: [Member must satisfy regular "
-            f"expression pattern: {ENV_KEY_PATTERN}]"
-        )
+    """Reserved keys (in request order), then the 4 KB limit on the JSON map (the key pattern
+    is the model's, checked when decoded)."""
     reserved = [key for key in variables if key in RESERVED_ENV_KEYS]
     if reserved:
         raise InvalidParameterValueException(
@@ -456,26 +364,11 @@ def validate_environment(variables: Mapping[str, str]) -> None:
         )
 
 
-def validate_logging_config(d: Mapping[str, object]) -> None:
-    """Enums of LoggingConfig; log levels only with the JSON format (Text is the default)."""
-    log_format = d.get("LogFormat", "Text")
-    _enum_check(log_format, "loggingConfig.logFormat", LOG_FORMATS)
-    if "ApplicationLogLevel" in d:
-        _enum_check(
-            d["ApplicationLogLevel"], "loggingConfig.applicationLogLevel", APPLICATION_LOG_LEVELS
-        )
-    if "SystemLogLevel" in d:
-        _enum_check(d["SystemLogLevel"], "loggingConfig.systemLogLevel", SYSTEM_LOG_LEVELS)
-    group = d.get("LogGroup")
-    if group is not None:
-        text = str(group)
-        clauses = _length_clauses(text, "loggingConfig.logGroup", 1, 512)
-        _raise_if(
-            clauses
-            + _pattern_clause(text, "loggingConfig.logGroup", _LOG_GROUP_RE, LOG_GROUP_PATTERN)
-        )
-    has_level = "ApplicationLogLevel" in d or "SystemLogLevel" in d
-    if has_level and log_format != "JSON":
+def validate_log_levels(
+    log_format: str, application_level: str | None, system_level: str | None
+) -> None:
+    """Log levels only with the JSON format (``log_format``: the request's, Text if absent)."""
+    if (application_level or system_level) and log_format != "JSON":
         raise InvalidParameterValueException(
             'LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your '
             'request or change the LogFormat to "Json" and try again.'
@@ -503,7 +396,8 @@ def validate_routing_config(weights: Mapping[str, float], function_version: str)
     """An alias's AdditionalVersionWeights against the version it points to.
 
     At most one extra version, a published one other than the alias's own, with a weight in
-    [0.0, 1.0); an alias on ``$LATEST`` takes no routing. Existence is the caller's check.
+    [0.0, 1.0) (the model allows 1.0 and checks the keys' pattern when decoded); an alias on
+    ``$LATEST`` takes no routing. Existence is the caller's check.
     """
     if len(weights) > 1:
         raise InvalidParameterValueException(
@@ -528,21 +422,15 @@ def validate_routing_config(weights: Mapping[str, float], function_version: str)
             raise InvalidParameterValueException(
                 "$LATEST is not supported for an alias pointing to more than 1 version"
             )
-        if not (_VERSION_RE.fullmatch(version) and len(version) <= 1024):
-            rule = (
-                "Map keys must satisfy constraint: [Member must have length less than or equal "
-                "to 1024, Member must have length greater than or equal to 1, Member must satisfy "
-                "regular expression pattern: [0-9]+]"
-            )
-            raise validation_error([constraint(shown, field, rule)])
 
 
-def check_revision_id(given: str | None, current: str) -> None:
-    """A request's optional RevisionId must equal the resource's current one."""
+def check_revision_id(given: str | None, current: str, api: str = "GetFunction") -> None:
+    """A request's optional RevisionId must equal the resource's current one; the message
+    names the call that reads it (``GetFunction``, ``GetAlias``, ``GetLayerPolicy``)."""
     if given is not None and given != current:
         raise PreconditionFailedException(
             "The Revision Id provided does not match the latest Revision Id. Call the "
-            "GetFunction/GetAlias API to retrieve the latest Revision Id"
+            f"{api} API to retrieve the latest Revision Id"
         )
 
 
@@ -565,28 +453,7 @@ LAYER_VERSION_ARN_PATTERN = (
     r"arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1}:\d{12}:layer:"
     r"[a-zA-Z0-9-_]+:[0-9]+"
 )
-#: The member constraint AWS prints for a bad entry of a function's ``Layers``.
-FUNCTION_LAYERS_RULE = (
-    "Member must satisfy constraint: [Member must have length less than or equal to 140, "
-    "Member must have length greater than or equal to 1, Member must satisfy regular expression "
-    r"pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|"
-    r"(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+), Member must not be null]"
-)
-STATEMENT_ID_PATTERN = r"([a-zA-Z0-9-_]+)"
-LAYER_ACTION_PATTERN = "lambda:GetLayerVersion"
-LAYER_PRINCIPAL_PATTERN = r"\d{12}|\*|arn:(aws[a-zA-Z-]*):iam::\d{12}:root"
-ORGANIZATION_ID_PATTERN = r"o-[a-z0-9]{10,32}"
 MAX_FUNCTION_LAYERS = 5
-#: botocore's ``Runtime`` enum, in the model's order: any of them may be a layer's.
-LAYER_RUNTIMES = (
-    *("nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x"),
-    *("nodejs14.x", "nodejs16.x", "java8", "java8.al2", "java11", "python2.7", "python3.6"),
-    *("python3.7", "python3.8", "python3.9", "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1"),
-    *("dotnetcore3.1", "dotnet6", "dotnet8", "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7"),
-    *("provided", "provided.al2", "nodejs18.x", "python3.10", "java17", "ruby3.2", "ruby3.3"),
-    *("ruby3.4", "python3.11", "nodejs20.x", "provided.al2023", "python3.12", "java21"),
-    *("python3.13", "nodejs22.x", "nodejs24.x", "python3.14", "java25", "dotnet10", "ruby4.0"),
-)
 
 _LAYER_NAME_RE = re.compile(
     r"arn:[a-zA-Z0-9-]+:lambda:(?P<region>[a-zA-Z0-9-]+):(?P<account>\d{12}):layer:"
@@ -596,13 +463,6 @@ _LAYER_VERSION_ARN_RE = re.compile(
     r"arn:[a-zA-Z0-9-]+:lambda:(?P<region>[a-zA-Z0-9-]+):(?P<account>\d{12}):layer:"
     r"(?P<name>[a-zA-Z0-9_\-]+):(?P<version>[0-9]+)"
 )
-_STATEMENT_ID_RE = re.compile(r"[a-zA-Z0-9_\-]+")
-_LAYER_PRINCIPAL_RE = re.compile(r"\d{12}|\*|arn:aws[a-zA-Z-]*:iam::\d{12}:root")
-_ORGANIZATION_ID_RE = re.compile(ORGANIZATION_ID_PATTERN)
-
-
-def _shown(values: Iterable[object]) -> str:
-    return f"[{', '.join(str(v) for v in values)}]"
 
 
 def parse_layer_name(raw: str) -> tuple[str, str | None, str | None]:
@@ -652,113 +512,18 @@ def validate_layer_version_arn(arn: str) -> tuple[str, str, str, int]:
     return parsed
 
 
-def parse_layer_version_number(raw: str) -> int:
-    """A ``VersionNumber`` label: a whole number from 1 (InvalidParameterValueException)."""
-    try:
-        number = int(raw)
-    except ValueError:
-        raise validation_error(
-            [constraint(raw, "versionNumber", "Member must be a number")]
-        ) from None
+def check_layer_version_number(number: int) -> None:
+    """A layer ``VersionNumber`` from 1 (the service's InvalidParameterValueException)."""
     if number < 1:
         raise InvalidParameterValueException("Layer Version Cannot be less than 1")
-    return number
-
-
-def validate_layer_content(
-    runtimes: list[str], architectures: list[str], description: str, license_info: str | None
-) -> None:
-    """PublishLayerVersion's fields, every clause reported at once as AWS does."""
-    clauses: list[str] = []
-    if len(runtimes) > 15:
-        clauses.append(
-            constraint(
-                _shown(runtimes),
-                "compatibleRuntimes",
-                "Member must have length less than or equal to 15",
-            )
-        )
-    elif any(runtime not in LAYER_RUNTIMES for runtime in runtimes):
-        clauses.append(
-            constraint(
-                _shown(runtimes),
-                "compatibleRuntimes",
-                f"Member must satisfy enum value set: {_shown(LAYER_RUNTIMES)}",
-            )
-        )
-    if len(architectures) > 2:
-        clauses.append(
-            constraint(
-                _shown(architectures),
-                "compatibleArchitectures",
-                "Member must have length less than or equal to 2",
-            )
-        )
-    elif any(arch not in ARCHITECTURES for arch in architectures):
-        clauses.append(
-            constraint(
-                _shown(architectures),
-                "compatibleArchitectures",
-                "Member must satisfy constraint: [Member must satisfy enum value set: "
-                "[x86_64, arm64]]",
-            )
-        )
-    clauses += _length_clauses(description, "description", 0, 256)
-    if license_info is not None:
-        clauses += _length_clauses(license_info, "licenseInfo", 0, 512)
-    _raise_if(clauses)
-
-
-def validate_layer_filters(runtime: str | None, architecture: str | None) -> None:
-    """ListLayers / ListLayerVersions ``CompatibleRuntime`` and ``CompatibleArchitecture``."""
-    clauses: list[str] = []
-    if runtime is not None and runtime not in LAYER_RUNTIMES:
-        clauses.append(
-            constraint(
-                runtime,
-                "compatibleRuntime",
-                f"Member must satisfy enum value set: {_shown(LAYER_RUNTIMES)}",
-            )
-        )
-    if architecture is not None and architecture not in ARCHITECTURES:
-        clauses.append(
-            constraint(
-                architecture,
-                "compatibleArchitecture",
-                "Member must satisfy enum value set: [x86_64, arm64]",
-            )
-        )
-    _raise_if(clauses)
-
-
-def validate_layer_statement(
-    statement_id: str, action: str, principal: str, organization_id: str | None
-) -> None:
-    """AddLayerVersionPermission's statement against the model's patterns."""
-    clauses = _length_clauses(statement_id, "statementId", 1, 100)
-    clauses += _pattern_clause(statement_id, "statementId", _STATEMENT_ID_RE, STATEMENT_ID_PATTERN)
-    if action != LAYER_ACTION_PATTERN:
-        clauses.append(
-            constraint(
-                action,
-                "action",
-                f"Member must satisfy regular expression pattern: {LAYER_ACTION_PATTERN}",
-            )
-        )
-    clauses += _pattern_clause(principal, "principal", _LAYER_PRINCIPAL_RE, LAYER_PRINCIPAL_PATTERN)
-    if organization_id is not None:
-        clauses += _length_clauses(organization_id, "organizationId", 0, 34)
-        clauses += _pattern_clause(
-            organization_id, "organizationId", _ORGANIZATION_ID_RE, ORGANIZATION_ID_PATTERN
-        )
-    _raise_if(clauses)
 
 
 def validate_function_layers(arns: list[str]) -> list[tuple[str, str, str, int]]:
-    """A function's ``Layers``: at most 5 layer version ARNs; returns each one parsed.
+    """A function's ``Layers`` (each matching the model's pattern, checked when decoded): at
+    most 5 layer version ARNs; returns each one parsed.
 
-    More than 5 is an InvalidParameterValueException, an entry that is not a version ARN a
-    ValidationException. Existence and duplicates are the caller's checks.
+    More than 5, or an ARN that names no layer version of an account (an ``awslayer``), is an
+    InvalidParameterValueException. Existence and duplicates are the caller's checks.
     """
     if len(arns) > MAX_FUNCTION_LAYERS:
         raise InvalidParameterValueException("Cannot reference more than 5 layers.")
@@ -766,6 +531,6 @@ def validate_function_layers(arns: list[str]) -> list[tuple[str, str, str, int]]
     for arn in arns:
         found = parse_layer_version_arn(arn)
         if found is None:
-            raise validation_error([constraint(_shown(arns), "layers", FUNCTION_LAYERS_RULE)])
+            raise InvalidParameterValueException(f"Layer version {arn} does not exist.")
         parsed.append(found)
     return parsed

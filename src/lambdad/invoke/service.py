@@ -6,11 +6,8 @@ the dispatcher for queued ``Event`` invocations, and later event sources.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import enum
-import json
 import logging
 import time
 import uuid
@@ -28,7 +25,6 @@ from lambdad.runtime.pool import RuntimeManager
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import Queue, QueuedEvent
 
-MAX_CLIENT_CONTEXT = 3583
 #: botocore's documentation of RecursiveInvocationException.
 RECURSION_MESSAGE = (
     "Lambda has detected your function being invoked in a recursive loop with other Amazon Web "
@@ -63,34 +59,6 @@ class Accepted:
 
     request_id: str
     executed_version: str
-
-
-def parse_invocation_type(raw: str | None) -> InvocationType:
-    try:
-        return InvocationType(raw or "RequestResponse")
-    except ValueError:
-        raise errors.InvalidParameterValueException(
-            f"1 validation error detected: Value '{raw}' at 'invocationType' failed to satisfy "
-            "constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
-        ) from None
-
-
-def decode_client_context(raw: str | None) -> str | None:
-    """``X-Amz-Client-Context`` is base64 of JSON; the runtime gets the decoded JSON."""
-    if not raw:
-        return None
-    if len(raw) > 3583 * 4 // 3 + 4:
-        raise errors.InvalidParameterValueException(
-            "Client context must be less than or equal to 3583 bytes."
-        )
-    try:
-        decoded = base64.b64decode(raw, validate=True).decode("utf-8")
-        json.loads(decoded)
-    except (binascii.Error, ValueError) as exc:
-        raise errors.InvalidRequestContentException(
-            "Client context must be a valid Base64-encoded JSON object."
-        ) from exc
-    return decoded
 
 
 def spec_of(config: FunctionConfig) -> FunctionSpec:

@@ -1,0 +1,239 @@
+"""One HTTP request of the Lambda API, decoded into its operation's typed request value.
+
+:func:`decode` reads the body (refusing one over the operation's size limit before reading
+it), then :func:`decode_values` reads every input member from where the model says it travels,
+checks types and constraints (:mod:`.values`), and ``msgspec.convert`` builds the Struct of
+:mod:`lambdad.control.requests` (or of the API) that the handler hands on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+from multidict import MultiMapping
+
+from lambdad import errors
+from lambdad.api.wire import values
+from lambdad.api.wire.model import BODY, HEADER, LABEL, QUERY, Member, Operation, operation
+from lambdad.control.validation import constraint, validation_error
+
+T = TypeVar("T")
+
+#: Largest CreateFunction / UpdateFunctionCode / PublishLayerVersion request AWS takes (a 50 MB
+#: zip in base64, plus the JSON around it).
+CODE_REQUEST_LIMIT = 70_167_211
+#: Largest request body of any other control-plane call.
+CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
+CODE_OPERATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "PublishLayerVersion"})
+#: What Java's ``Long.parseLong`` takes (no spaces, "+" or "_" as Python's ``int`` would).
+_NUMBER = re.compile(r"-?[0-9]{1,20}")
+#: Bodies larger than this are decoded in a worker thread, off the event loop.
+_THREAD_THRESHOLD = 256 * 1024
+
+#: Member paths whose model constraints the service checks itself with its own message (the
+#: member is still type-checked): ``Runtime`` (deprecated runtimes get their own message, an
+#: unknown one "… or be a valid ARN"), Invoke's ``InvocationType`` (InvalidParameterValue),
+#: GetLayerVersionByArn's ``Arn``.
+SERVICE_CHECKED: Mapping[str, frozenset[str]] = {
+    "CreateFunction": frozenset({"runtime"}),
+    "UpdateFunctionConfiguration": frozenset({"runtime"}),
+    "Invoke": frozenset({"invocationType"}),
+    # AWS prints a stricter pattern than the model's for an ARN that is not a layer version.
+    "GetLayerVersionByArn": frozenset({"arn"}),
+}
+
+
+#: Members the model requires that AWS lets a request leave out: the provisioned concurrency
+#: calls take the qualifier from a qualified function name as well.
+NOT_REQUIRED: Mapping[str, frozenset[str]] = {
+    "PutProvisionedConcurrencyConfig": frozenset({"Qualifier"}),
+    "GetProvisionedConcurrencyConfig": frozenset({"Qualifier"}),
+    "DeleteProvisionedConcurrencyConfig": frozenset({"Qualifier"}),
+}
+
+
+def request_limit(name: str) -> int:
+    """The largest request body the operation ``name`` takes."""
+    return CODE_REQUEST_LIMIT if name in CODE_OPERATIONS else CONTROL_REQUEST_LIMIT
+
+
+def too_large(limit: int, name: str) -> errors.RequestTooLargeException:
+    return errors.RequestTooLargeException(
+        f"Request must be smaller than {limit} bytes for the {name} operation"
+    )
+
+
+async def read_up_to(request: web.Request, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def read_body(request: web.Request, name: str) -> bytes:
+    """The whole body of operation ``name``; RequestEntityTooLarge over its limit, refused from
+    the declared ``Content-Length`` before anything is read."""
+    limit = request_limit(name)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, name)
+    data = await read_up_to(request, limit + 1)
+    if len(data) > limit:
+        raise too_large(limit, name)
+    return data
+
+
+async def decode(request: web.Request, name: str, kind: type[T]) -> T:
+    """The request of operation ``name`` as a ``kind`` Struct, checked against the model."""
+    op = operation(name)
+    body = await read_body(request, name) if op.has_json_body else b""
+    args = (op, request.match_info, request.query, request.headers, body)
+    if len(body) > _THREAD_THRESHOLD:
+        found = await asyncio.to_thread(decode_values, *args)
+    else:
+        found = decode_values(*args)
+    return msgspec.convert(found, kind)
+
+
+def decode_values(
+    op: Operation,
+    labels: Mapping[str, str],
+    query: MultiMapping[str],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Every input member of ``op`` that the request gives, typed and checked.
+
+    Raises InvalidRequestContentException for a body that is not a JSON object or a member of
+    the wrong type, ValidationException listing every constraint broken.
+    """
+    document = _json_object(op, body) if op.has_json_body else {}
+    found: dict[str, Any] = {}
+    for member in op.members:
+        if member.location == BODY:
+            if member.name == op.payload:
+                continue
+            raw = document.get(member.name)
+            if raw is not None:
+                found[member.name] = values.typed(
+                    member.shape, raw, f'{op.input_name}["{member.name}"]'
+                )
+            continue
+        text = _text_of(member, labels, query, headers)
+        if text is not None:
+            found[member.name] = _scalar(member, text)
+    if op.payload is not None:
+        # The raw body is read by the handler, under the operation's own limits.
+        found[op.payload] = b""
+    clauses: list[str] = []
+    if op.shape is not None:
+        skip = SERVICE_CHECKED.get(op.name, frozenset())
+        optional = NOT_REQUIRED.get(op.name, frozenset())
+        values.check(op.shape, found, "", clauses, skip=skip, optional=optional)
+    if clauses:
+        raise validation_error(clauses)
+    if op.payload is not None:
+        del found[op.payload]
+    return found
+
+
+def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise values.parse_error(str(exc)) from None
+    if not isinstance(document, dict):
+        raise values.parse_error(
+            f"Cannot deserialize value of type `{op.input_name}` from {values.token(document)}"
+        )
+    return document
+
+
+def _text_of(
+    member: Member,
+    labels: Mapping[str, str],
+    query: MultiMapping[str],
+    headers: Mapping[str, str],
+) -> Any:
+    if member.location == LABEL:
+        return labels.get(member.wire_name)
+    if member.location == QUERY:
+        if member.shape.type_name == "list":
+            found = query.getall(member.wire_name, [])
+            return list(found) if found else None
+        return query.get(member.wire_name)
+    if member.location == HEADER:
+        return headers.get(member.wire_name)
+    return None
+
+
+def _scalar(member: Member, text: Any) -> Any:
+    """A label, query or header value as its shape's type (lists: each item a string)."""
+    kind = member.shape.type_name
+    if kind in ("integer", "long"):
+        low, high = values.INT_RANGE[kind]
+        if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
+            raise validation_error(
+                [constraint(text, values.lower_camel(member.name), "Member must be a number")]
+            )
+        return int(text)
+    if kind == "boolean":
+        return text.lower() == "true"
+    return text
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Every handler :func:`handles` made, with its operation's name (for tests and tooling).
+HANDLED: dict[Handler, str] = {}
+#: Handlers that serve several operations on one path and call :func:`decode` themselves.
+DISPATCHING: dict[Handler, tuple[str, ...]] = {}
+
+
+def routed_operations() -> frozenset[str]:
+    """The name of every operation lambdad routes (once the API modules are imported)."""
+    dispatched = {name for names in DISPATCHING.values() for name in names}
+    return frozenset(HANDLED.values()) | dispatched
+
+
+def dispatches(*names: str) -> Callable[[Handler], Handler]:
+    """Mark a handler that picks one of ``names`` from the request (the model gives some
+    operations one path, told apart by a query member) and decodes it itself."""
+    for name in names:
+        operation(name)
+
+    def mark(handler: Handler) -> Handler:
+        DISPATCHING[handler] = names
+        return handler
+
+    return mark
+
+
+def handles(
+    name: str, kind: type[T]
+) -> Callable[[Callable[[web.Request, T], Awaitable[web.StreamResponse]]], Handler]:
+    """Decorate an aiohttp handler of operation ``name``: it is called with the request
+    decoded into ``kind`` (see :func:`decode`), so no handler reads the raw wire."""
+    operation(name)  # an unknown name fails at import, not on the first request
+
+    def wrap(handler: Callable[[web.Request, T], Awaitable[web.StreamResponse]]) -> Handler:
+        @functools.wraps(handler)
+        async def decoded(request: web.Request) -> web.StreamResponse:
+            return await handler(request, await decode(request, name, kind))
+
+        HANDLED[decoded] = name
+        return decoded
+
+    return wrap

@@ -1,0 +1,84 @@
+"""botocore's ``lambda`` service model, loaded once from the installed botocore (no network).
+
+An :class:`Operation` is what the decoder needs of one call: where each input member travels
+(URI label, query string, header, JSON body or raw payload) and the shapes that constrain it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from botocore.loaders import Loader
+from botocore.model import ServiceModel
+
+#: Where a member travels on the wire.
+LABEL, QUERY, HEADER, BODY = "uri", "querystring", "header", "body"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Member:
+    """One input member: its model name, wire name (label, query key or header) and shape."""
+
+    name: str
+    wire_name: str
+    location: str
+    shape: Any
+    required: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    method: str
+    uri: str
+    #: The input shape's name (``CreateFunctionRequest``), used in parse messages.
+    input_name: str
+    #: The input structure shape (None for an operation without input).
+    shape: Any
+    members: tuple[Member, ...]
+    #: The member that is the whole raw body (Invoke's ``Payload``), if any.
+    payload: str | None
+
+    @property
+    def has_json_body(self) -> bool:
+        return self.payload is None and any(m.location == BODY for m in self.members)
+
+
+@functools.cache
+def service() -> ServiceModel:
+    """The ``lambda`` service model of the installed botocore."""
+    return ServiceModel(Loader().load_service_model("lambda", "service-2"), "lambda")
+
+
+@functools.cache
+def operation(name: str) -> Operation:
+    """The operation ``name`` (``CreateFunction``); KeyError-like botocore error if unknown."""
+    op = service().operation_model(name)
+    shape = op.input_shape
+    members: list[Member] = []
+    payload = None
+    if shape is not None:
+        payload = shape.serialization.get("payload")
+        required = set(shape.required_members)
+        for member_name, member in shape.members.items():
+            location = member.serialization.get("location", BODY)
+            members.append(
+                Member(
+                    name=member_name,
+                    wire_name=member.serialization.get("name", member_name),
+                    location=location,
+                    shape=member,
+                    required=member_name in required,
+                )
+            )
+    return Operation(
+        name=name,
+        method=op.http["method"],
+        uri=op.http["requestUri"],
+        input_name=shape.name if shape is not None else f"{name}Request",
+        shape=shape,
+        members=tuple(members),
+        payload=payload,
+    )

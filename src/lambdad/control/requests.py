@@ -1,0 +1,297 @@
+"""The typed requests of the Lambda API that the control plane takes.
+
+``lambdad.api`` decodes every request against botocore's ``lambda`` model (types, required
+members, lengths, ranges, patterns, enums) and converts it into one of these Structs, so the
+control plane never sees a raw dict. Field names are snake_case; each maps to its wire member
+(PascalCase, or the explicit ``name=``). ``None`` means the member was not given (a JSON
+``null`` is "not given", as on AWS). The service's own rules (reserved environment keys,
+memory and timeout limits, deprecated runtimes, ...) are checked by the control plane.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Wire(msgspec.Struct, rename="pascal", frozen=True, kw_only=True):
+    """Base of every request value: PascalCase wire names, immutable, keyword-only."""
+
+
+# ---------------------------------------------------------------------------- nested shapes
+
+
+class FunctionCode(Wire, frozen=True, kw_only=True):
+    zip_file: bytes | None = None
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+    s3_object_version: str | None = None
+    image_uri: str | None = None
+
+
+class Environment(Wire, frozen=True, kw_only=True):
+    variables: dict[str, str] | None = None
+
+
+class DeadLetterConfig(Wire, frozen=True, kw_only=True):
+    target_arn: str | None = None
+
+
+class TracingConfig(Wire, frozen=True, kw_only=True):
+    mode: str | None = None
+
+
+class EphemeralStorage(Wire, frozen=True, kw_only=True):
+    size: int
+
+
+class SnapStart(Wire, frozen=True, kw_only=True):
+    apply_on: str | None = None
+
+
+class LoggingConfig(Wire, frozen=True, kw_only=True):
+    log_format: str | None = None
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+    log_group: str | None = None
+
+
+class AliasRoutingConfiguration(Wire, frozen=True, kw_only=True):
+    additional_version_weights: dict[str, float] | None = None
+
+
+class Destination(Wire, frozen=True, kw_only=True):
+    destination: str | None = None
+
+
+class DestinationConfig(Wire, frozen=True, kw_only=True):
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+
+
+class LayerVersionContentInput(Wire, frozen=True, kw_only=True):
+    zip_file: bytes | None = None
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+    s3_object_version: str | None = None
+
+
+# ---------------------------------------------------------------------------- functions
+
+
+class FunctionSettings(Wire, frozen=True, kw_only=True):
+    """The configuration members CreateFunction and UpdateFunctionConfiguration share."""
+
+    role: str | None = None
+    handler: str | None = None
+    description: str | None = None
+    timeout: int | None = None
+    memory_size: int | None = None
+    environment: Environment | None = None
+    runtime: str | None = None
+    dead_letter_config: DeadLetterConfig | None = None
+    kms_key_arn: str | None = msgspec.field(default=None, name="KMSKeyArn")
+    tracing_config: TracingConfig | None = None
+    layers: list[str] | None = None
+    ephemeral_storage: EphemeralStorage | None = None
+    snap_start: SnapStart | None = None
+    logging_config: LoggingConfig | None = None
+
+
+class CreateFunctionRequest(FunctionSettings, frozen=True, kw_only=True):
+    function_name: str
+    code: FunctionCode
+    publish: bool = False
+    package_type: str | None = None
+    tags: dict[str, str] | None = None
+    architectures: list[str] | None = None
+
+
+class UpdateFunctionConfigurationRequest(FunctionSettings, frozen=True, kw_only=True):
+    function_name: str
+    revision_id: str | None = None
+
+
+class UpdateFunctionCodeRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    zip_file: bytes | None = None
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+    image_uri: str | None = None
+    architectures: list[str] | None = None
+    publish: bool = False
+    dry_run: bool = False
+    revision_id: str | None = None
+
+
+class FunctionRequest(Wire, frozen=True, kw_only=True):
+    """A call that names a function and nothing else (GetFunctionConcurrency, ...)."""
+
+    function_name: str
+
+
+class QualifiedFunctionRequest(Wire, frozen=True, kw_only=True):
+    """GetFunction, GetFunctionConfiguration, DeleteFunction: a function and a qualifier."""
+
+    function_name: str
+    qualifier: str | None = None
+
+
+class ListFunctionsRequest(Wire, frozen=True, kw_only=True):
+    master_region: str | None = None
+    function_version: str | None = None
+    marker: str | None = None
+    max_items: int | None = None
+
+
+class ListByFunctionRequest(Wire, frozen=True, kw_only=True):
+    """ListVersionsByFunction, ListFunctionEventInvokeConfigs, ...: one page of a function's."""
+
+    function_name: str
+    marker: str | None = None
+    max_items: int | None = None
+
+
+class PublishVersionRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    code_sha256: str | None = None
+    description: str | None = None
+    revision_id: str | None = None
+
+
+# ---------------------------------------------------------------------------- aliases
+
+
+class CreateAliasRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    name: str
+    function_version: str
+    description: str | None = None
+    routing_config: AliasRoutingConfiguration | None = None
+
+
+class UpdateAliasRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    name: str
+    function_version: str | None = None
+    description: str | None = None
+    routing_config: AliasRoutingConfiguration | None = None
+    revision_id: str | None = None
+
+
+class AliasRequest(Wire, frozen=True, kw_only=True):
+    """GetAlias, DeleteAlias."""
+
+    function_name: str
+    name: str
+
+
+class ListAliasesRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    function_version: str | None = None
+    marker: str | None = None
+    max_items: int | None = None
+
+
+# ---------------------------------------------------------------------------- tags, concurrency
+
+
+class TagResourceRequest(Wire, frozen=True, kw_only=True):
+    resource: str
+    tags: dict[str, str]
+
+
+class UntagResourceRequest(Wire, frozen=True, kw_only=True):
+    resource: str
+    tag_keys: list[str]
+
+
+class ListTagsRequest(Wire, frozen=True, kw_only=True):
+    resource: str
+
+
+class PutFunctionConcurrencyRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    reserved_concurrent_executions: int
+
+
+# ---------------------------------------------------------------------------- async settings
+
+
+class PutFunctionEventInvokeConfigRequest(Wire, frozen=True, kw_only=True):
+    """PutFunctionEventInvokeConfig and UpdateFunctionEventInvokeConfig."""
+
+    function_name: str
+    qualifier: str | None = None
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_in_seconds: int | None = None
+    destination_config: DestinationConfig | None = None
+
+
+class PutFunctionRecursionConfigRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    recursive_loop: str
+
+
+class PutProvisionedConcurrencyConfigRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    qualifier: str | None = None
+    provisioned_concurrent_executions: int
+
+
+class ProvisionedConcurrencyConfigRequest(Wire, frozen=True, kw_only=True):
+    """GetProvisionedConcurrencyConfig, DeleteProvisionedConcurrencyConfig (the qualifier may
+    come in the function name instead)."""
+
+    function_name: str
+    qualifier: str | None = None
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+class PublishLayerVersionRequest(Wire, frozen=True, kw_only=True):
+    layer_name: str
+    content: LayerVersionContentInput
+    description: str | None = None
+    compatible_runtimes: list[str] | None = None
+    compatible_architectures: list[str] | None = None
+    license_info: str | None = None
+
+
+class ListLayersRequest(Wire, frozen=True, kw_only=True):
+    compatible_runtime: str | None = None
+    compatible_architecture: str | None = None
+    marker: str | None = None
+    max_items: int | None = None
+
+
+class ListLayerVersionsRequest(ListLayersRequest, frozen=True, kw_only=True):
+    layer_name: str
+
+
+class LayerVersionRequest(Wire, frozen=True, kw_only=True):
+    """GetLayerVersion, DeleteLayerVersion, GetLayerVersionPolicy."""
+
+    layer_name: str
+    version_number: int
+
+
+class GetLayerVersionByArnRequest(Wire, frozen=True, kw_only=True):
+    arn: str
+
+
+class AddLayerVersionPermissionRequest(Wire, frozen=True, kw_only=True):
+    layer_name: str
+    version_number: int
+    statement_id: str
+    action: str
+    principal: str
+    organization_id: str | None = None
+    revision_id: str | None = None
+
+
+class RemoveLayerVersionPermissionRequest(Wire, frozen=True, kw_only=True):
+    layer_name: str
+    version_number: int
+    statement_id: str
+    revision_id: str | None = None
