@@ -132,7 +132,7 @@ async def create_function(request: web.Request) -> web.Response:
     scope = scope_of(request)
     body = await json_body(request, "CreateFunction", CODE_REQUEST_LIMIT)
     config = await _functions(request).create(scope, body)
-    return reply(function_configuration(scope, config), 201)
+    return reply(function_configuration(scope, config, bare_arn=True), 201)
 
 
 @routes.get("/2015-03-31/functions")
@@ -216,6 +216,7 @@ async def publish_version(request: web.Request) -> web.Response:
         code_sha256=body.get("CodeSha256"),
         description=body.get("Description"),
         revision_id=body.get("RevisionId"),
+        publish_to=body.get("PublishTo"),
     )
     return reply(function_configuration(scope, config), 201)
 
@@ -375,14 +376,9 @@ async def invoke(request: web.Request) -> web.Response:
         ),
     )
     if isinstance(outcome, Accepted):
+        # AWS names the executed version only on a synchronous answer.
         status = 202 if kind is InvocationType.EVENT else 204
-        return web.Response(
-            status=status,
-            headers={
-                "x-amzn-RequestId": outcome.request_id,
-                "X-Amz-Executed-Version": outcome.executed_version,
-            },
-        )
+        return web.Response(status=status, headers={"x-amzn-RequestId": outcome.request_id})
     headers = {
         "x-amzn-RequestId": outcome.report.request_id,
         "X-Amz-Executed-Version": outcome.executed_version,

@@ -15,7 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import event_config_api, lambda_api, layers_api, provisioned_api
+from lambdad.api import (
+    event_config_api,
+    lambda_api,
+    layers_api,
+    provisioned_api,
+    runtime_management_api,
+)
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
@@ -67,7 +73,9 @@ class LambdadServer:
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
         self.sandbox = make_sandbox(settings, self.python_path)
-        self.functions = Functions(self.store, self.blobs)
+        self.functions = Functions(
+            self.store, self.blobs, settle_delay=settings.function_settle_delay
+        )
         ctx = EnvironmentContext(
             sandbox=self.sandbox,
             logs=self.logs,
@@ -140,6 +148,7 @@ class LambdadServer:
         app.add_routes(layers_api.routes)
         app.add_routes(event_config_api.routes)
         app.add_routes(provisioned_api.routes)
+        app.add_routes(runtime_management_api.routes)
         return app
 
     async def start(self) -> None:
