@@ -580,7 +580,7 @@ class Functions:
         )
 
     async def record(self, scope: Scope, raw_name: str) -> FunctionRecord:
-        name, _ = self.name_of(scope, raw_name)
+        name, _ = self._namespaced_name_of(scope, raw_name)
         return await self._record(scope, name)
 
     @staticmethod
@@ -591,7 +591,7 @@ class Functions:
                 "qualifier."
             )
         qualifier = explicit if explicit is not None else from_arn
-        if qualifier is not None:
+        if qualifier is not None and qualifier != LATEST_PUBLISHED:
             validation.validate_qualifier(qualifier)
         return qualifier
 
