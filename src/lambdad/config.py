@@ -64,8 +64,8 @@ class Settings:
     #: template that has already started the interpreter and imported the bootstrap.
     fork_python: bool = True
     #: How long a new function stays ``Pending`` and an update ``InProgress`` before lambdad
-    #: completes it (not scaled). 0: right after the answer, and an invoke or update arriving
-    #: first completes it; longer, they are refused as AWS refuses them meanwhile
+    #: completes it (not scaled). 0: right after the answer, and a read, invoke or update
+    #: arriving first completes it; longer, invokes and updates are refused as AWS refuses them
     #: (docs/function-states.md). For trying out clients' waiters and retries.
     function_settle_delay: float = 0.0
     log_level: str = "INFO"

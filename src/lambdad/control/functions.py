@@ -310,6 +310,13 @@ class Functions:
             await self._store.write(writes)
         return bool(writes)
 
+    async def _settle_now(self, scope: Scope, name: str) -> None:
+        """Finish the function's create or update now, for a read or invoke that came first."""
+        async with self._lock(scope, name):
+            changed = await self._settle_locked(scope, name)
+        if changed:
+            await self._changed(scope, name)
+
     def _due(self, scope: Scope, name: str) -> bool:
         """Whether the function's create or update may finish now: its transition's time has
         come, or none is under way (one interrupted by a restart)."""
@@ -560,18 +567,21 @@ class Functions:
         (in the ARN or as the parameter). Anything missing is "Function not found: <arn>"."""
         name, arn_qualifier = self._namespaced_name_of(scope, raw_name)
         qualifier = self._merge_qualifier(arn_qualifier, qualifier)
+        config = await self._lookup(scope, name, qualifier)
+        if config.settling and self._due(scope, name):
+            await self._settle_now(scope, name)
+            config = await self._lookup(scope, name, qualifier)
+        return config, qualifier
+
+    async def _lookup(self, scope: Scope, name: str, qualifier: str | None) -> FunctionConfig:
         try:
             await self._record(scope, name)
             if qualifier is None or _is_version(qualifier):
-                config = await self._version(scope, name, qualifier or LATEST)
-            else:
-                alias = await self._alias(scope, name, qualifier)
-                config = await self._version(scope, name, alias.function_version)
+                return await self._version(scope, name, qualifier or LATEST)
+            alias = await self._alias(scope, name, qualifier)
+            return await self._version(scope, name, alias.function_version)
         except errors.ResourceNotFoundException:
             raise self._not_found(scope, name, qualifier) from None
-        if config.settling and self._due(scope, name):
-            self._settle_later(scope, name)  # one interrupted by a restart of lambdad
-        return config, qualifier
 
     def _namespaced_name_of(self, scope: Scope, raw: str) -> tuple[str, str | None]:
         """Like ``name_of``, for the calls whose name may carry ``:$LATEST.PUBLISHED``."""
@@ -737,7 +747,11 @@ class Functions:
                 "function version or $LATEST."
             )
         await self._record(scope, name)
-        return await self._version(scope, name, qualifier or LATEST)
+        config = await self._version(scope, name, qualifier or LATEST)
+        if config.settling and self._due(scope, name):
+            await self._settle_now(scope, name)
+            config = await self._version(scope, name, qualifier or LATEST)
+        return config
 
     async def put_runtime_management(
         self,
@@ -1095,10 +1109,7 @@ class Functions:
         except errors.ResourceNotFoundException:
             raise self._not_found(scope, name, qualifier) from None
         if config.state is State.PENDING and config.settling and self._due(scope, name):
-            async with self._lock(scope, name):
-                changed = await self._settle_locked(scope, name)
-            if changed:
-                await self._changed(scope, name)
+            await self._settle_now(scope, name)
             self._forget_cached(scope, name)
             config = await self._resolve(scope, name, qualifier)
         return config
