@@ -47,8 +47,6 @@ ChangeListener = Callable[[str, str], Awaitable[None]]
 DeleteListener = Callable[[str, str, str | None], Awaitable[None]]
 #: Told of every version published with SnapStart (``Pending`` until its snapshot is made).
 PublishListener = Callable[[Scope, FunctionConfig], Awaitable[None]]
-#: What a SnapStart version says while its snapshot is being made.
-SNAPSHOT_PENDING = CREATING
 #: PublishTo's one value: publish to ``$LATEST.PUBLISHED`` instead of a new number.
 PUBLISH_TO_LATEST_PUBLISHED = "LATEST_PUBLISHED"
 #: The tables whose rows belong to one function, keyed ``(region, function, ...)``: what
@@ -341,13 +339,18 @@ class Functions:
                 "The operation cannot be performed at this time. An update is in progress for "
                 f"resource: {arn}"
             )
-        await self._settle_locked(scope, name)
+        if await self._settle_locked(scope, name):
+            self._invalidate(scope, name)
         return await self._version(scope, name, LATEST)
 
-    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
+    def _invalidate(self, scope: Scope, name: str) -> None:
+        """Forget what the cache holds of the function, and what a resolve under way read."""
         generation = (scope.region, name)
         self._generation[generation] = self._generation.get(generation, 0) + 1
         self._forget_cached(scope, name)
+
+    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
+        self._invalidate(scope, name)
         if deleted:
             for listener in self._listeners:
                 await listener(scope.region, name)
