@@ -142,7 +142,8 @@ def test_create_with_publish_answers_version_1_under_the_unqualified_arn(
 def test_not_found_messages_name_the_arn_as_aws_does(lam: Any, new_function: Any) -> None:
     """AWS names the unqualified ARN on GetFunction of a missing function, the qualifier
     given (`:$LATEST`, `:1221`, an alias) when there is one, `:$LATEST` on Invoke of a missing
-    function, and "Cannot find alias arn: ..." on GetAlias."""
+    function, "Cannot find alias arn: ..." on GetAlias and "Alias not found: ..." on
+    UpdateAlias."""
     missing = unique()
     with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{missing}"):
         lam.get_function(FunctionName=missing)
@@ -157,6 +158,8 @@ def test_not_found_messages_name_the_arn_as_aws_does(lam: Any, new_function: Any
         lam.invoke(FunctionName=name, Qualifier="nope")
     with refused("ResourceNotFoundException", 404, f"Cannot find alias arn: {ARN}{name}:nope"):
         lam.get_alias(FunctionName=name, Name="nope")
+    with refused("ResourceNotFoundException", 404, f"Alias not found: {ARN}{name}:nope"):
+        lam.update_alias(FunctionName=name, Name="nope", FunctionVersion="$LATEST")
 
 
 # ----------------------------------------------------------------------------- tags

@@ -966,7 +966,12 @@ class Functions:
         name, _ = self.name_of(scope, raw_name)
         async with self._lock(scope, name):
             await self._record(scope, name)
-            current = await self._alias(scope, name, alias_name)
+            try:
+                current = await self._alias(scope, name, alias_name)
+            except errors.ResourceNotFoundException:  # AWS words UpdateAlias's own way
+                raise errors.ResourceNotFoundException(
+                    f"Alias not found: {scope.function_arn(name, alias_name)}"
+                ) from None
             self._check_revision(current.revision_id, request.get("RevisionId"), "GetAlias")
             version = str(request.get("FunctionVersion") or current.function_version)
             validation.validate_qualifier(version)
