@@ -879,8 +879,6 @@ class Functions:
             description=latest.description if description is None else description,
             last_modified=now_timestamp(),
             revision_id=new_revision(),
-            runtime_update_on=UpdateRuntimeOn.AUTO,
-            runtime_version_arn=None,
         )
         if latest.settling or published.snap_start_on:
             published = _creating(published)
