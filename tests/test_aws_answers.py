@@ -214,6 +214,8 @@ def test_tag_requests_are_checked_as_aws_checks_them(lam: Any, new_function: Any
     assert error["Message"].startswith(
         "1 validation error detected: Value 'arn:aws:something' at 'resource' failed to satisfy"
     )
+    with refused("ValidationException", 400):
+        lam.list_tags(Resource="arn:aws:lambda:us-east-1:000000000000:layer:some-layer")
     mapping = "arn:aws:lambda:us-east-1:000000000000:event-source-mapping:" + (
         "12345678-1234-1234-1234-123456789012"
     )
