@@ -141,9 +141,9 @@ def test_create_with_publish_answers_version_1_under_the_unqualified_arn(
 
 def test_not_found_messages_name_the_arn_as_aws_does(lam: Any, new_function: Any) -> None:
     """AWS names the unqualified ARN on GetFunction of a missing function, the qualifier
-    given (`:$LATEST`, `:1221`, an alias) when there is one, `:$LATEST` on Invoke of a missing
-    function, "Cannot find alias arn: ..." on GetAlias and "Alias not found: ..." on
-    UpdateAlias."""
+    given (`:$LATEST`, `:1221`, an alias) when there is one, `:$LATEST` on Invoke and
+    PutFunctionConcurrency of a missing function (not on GetFunctionConcurrency), "Cannot
+    find alias arn: ..." on GetAlias and "Alias not found: ..." on UpdateAlias."""
     missing = unique()
     with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{missing}"):
         lam.get_function(FunctionName=missing)
@@ -151,6 +151,10 @@ def test_not_found_messages_name_the_arn_as_aws_does(lam: Any, new_function: Any
         lam.get_function_configuration(FunctionName=missing, Qualifier="$LATEST")
     with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{missing}:$LATEST"):
         lam.invoke(FunctionName=missing)
+    with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{missing}:$LATEST"):
+        lam.put_function_concurrency(FunctionName=missing, ReservedConcurrentExecutions=1)
+    with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{missing}"):
+        lam.get_function_concurrency(FunctionName=missing)
     name = new_function()["FunctionName"]
     with refused("ResourceNotFoundException", 404, f"Function not found: {ARN}{name}:1221"):
         lam.get_function(FunctionName=name, Qualifier="1221")
