@@ -86,18 +86,21 @@ def test_create_function_returns_the_full_configuration(lam: Any) -> None:
     assert created["TracingConfig"] == {"Mode": "PassThrough"}
     assert created["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"}
     assert created["Version"] == "$LATEST"
-    assert created["State"] == "Active"
-    assert created["LastUpdateStatus"] == "Successful"
+    # AWS answers a new function Pending ("being created"), without LastUpdateStatus.
+    assert created["State"] == "Pending"
+    assert created["StateReasonCode"] == "Creating"
+    assert "LastUpdateStatus" not in created
     assert str(uuid.UUID(created["RevisionId"])) == created["RevisionId"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", created["LastModified"])
 
 
 def test_create_with_publish_returns_version_1(lam: Any, new_function: Any) -> None:
-    """Publish=True publishes at once: the answer is version 1 with its qualified ARN."""
+    """Publish=True publishes at once: the answer is version 1, under the function's
+    unqualified ARN as AWS answers it."""
     created = new_function(reporter("v1"), Publish=True)
     name = created["FunctionName"]
     assert created["Version"] == "1"
-    assert created["FunctionArn"] == f"{PREFIX}{name}:1"
+    assert created["FunctionArn"] == f"{PREFIX}{name}"
     assert tag_of(lam, name, Qualifier="1") == ("v1", "1")
 
 
@@ -136,9 +139,11 @@ def test_get_function_returns_configuration_code_and_tags(lam: Any) -> None:
     )
     got = lam.get_function(FunctionName=name)
     config = got["Configuration"]
-    for key in ("FunctionArn", "CodeSha256", "CodeSize", "RevisionId", "Handler", "Runtime"):
+    for key in ("FunctionArn", "CodeSha256", "CodeSize", "Handler", "Runtime"):
         assert config[key] == created[key]
-    assert config["State"] == "Active"
+    # As on AWS, the function is Active once created, under a new RevisionId.
+    assert (config["State"], config["LastUpdateStatus"]) == ("Active", "Successful")
+    assert config["RevisionId"] != created["RevisionId"]
     assert got["Code"]["RepositoryType"] == "S3"
     with urllib.request.urlopen(got["Code"]["Location"], timeout=30) as download:
         assert download.read() == package
@@ -267,7 +272,9 @@ def test_update_function_code_runs_the_new_code(lam: Any, new_function: Any) -> 
     assert updated["CodeSha256"] == sha256_b64(reporter_zip("v2"))
     assert updated["CodeSize"] == len(reporter_zip("v2"))
     assert updated["Version"] == "$LATEST"
-    assert updated["LastUpdateStatus"] == "Successful"
+    # AWS answers an update InProgress, with the reason it gives a create.
+    assert updated["LastUpdateStatus"] == "InProgress"
+    assert updated["LastUpdateStatusReasonCode"] == "Creating"
     assert tag_of(lam, name) == ("v2", "$LATEST")
     assert tag_of(lam, name, Qualifier="1") == ("v1", "1"), "a published version is immutable"
     published = lam.update_function_code(
@@ -279,9 +286,10 @@ def test_update_function_code_runs_the_new_code(lam: Any, new_function: Any) -> 
 
 
 def test_update_code_with_a_stale_revision_is_412(lam: Any, new_function: Any) -> None:
-    """A RevisionId that is no longer current fails with 412 PreconditionFailedException."""
-    created = new_function(reporter("v1"))
-    name = created["FunctionName"]
+    """A RevisionId that is no longer current fails with 412 PreconditionFailedException
+    (the current one is GetFunction's: on AWS it changes when the create completes)."""
+    name = new_function(reporter("v1"))["FunctionName"]
+    created = lam.get_function_configuration(FunctionName=name)
     first = lam.update_function_code(
         FunctionName=name, ZipFile=reporter_zip("v2"), RevisionId=created["RevisionId"]
     )
@@ -321,7 +329,7 @@ def test_update_function_configuration_is_seen_by_the_next_invoke(
     assert 3000 < after["remaining"] <= 30000
     config = lam.get_function_configuration(FunctionName=name)
     assert config["Description"] == "reports its settings"
-    assert config["RevisionId"] == updated["RevisionId"]
+    assert config["RevisionId"] != updated["RevisionId"], "AWS: a new one once it completes"
     lam.update_function_configuration(FunctionName=name, Handler="app.other")
     assert invoke_json(lam, name, {})[1] == {"tag": "other-handler"}
 
@@ -386,8 +394,8 @@ def test_delete_refuses_latest_and_versions_behind_an_alias(lam: Any, new_functi
 
 def test_publish_version_checks_code_sha256_and_revision(lam: Any, new_function: Any) -> None:
     """PublishVersion refuses a CodeSha256 not $LATEST's (400) and a stale RevisionId (412)."""
-    created = new_function(reporter("v1"))
-    name = created["FunctionName"]
+    name = new_function(reporter("v1"))["FunctionName"]
+    created = lam.get_function_configuration(FunctionName=name)
     wrong = sha256_b64(b"something else")
     with refused(
         "InvalidParameterValueException",

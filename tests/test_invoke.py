@@ -196,14 +196,15 @@ def test_event_invocations_are_accepted_and_run(server: Any, lam: Any, new_funct
 
 
 def test_invoke_of_a_missing_function(lam: Any) -> None:
-    """An unknown function is a 404 ResourceNotFoundException naming its ARN."""
+    """An unknown function is a 404 ResourceNotFoundException naming its ARN; Invoke, unlike
+    GetFunction, names the ``$LATEST`` it would have run (as AWS answers since 2025)."""
     with pytest.raises(ClientError) as info:
         lam.invoke(FunctionName="missing-fn")
     error = info.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
     assert error["Error"]["Code"] == "ResourceNotFoundException"
     assert error["Error"]["Message"] == (
-        "Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing-fn"
+        "Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing-fn:$LATEST"
     )
 
 

@@ -159,7 +159,9 @@ class Lambdad:
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
         self.sandbox = make_sandbox(settings, self.python_path)
-        self.functions = Functions(self.store, self.blobs)
+        self.functions = Functions(
+            self.store, self.blobs, settle_delay=settings.function_settle_delay
+        )
         self.runtime = RuntimeManager(
             self._environment_context(),
             self.blobs,

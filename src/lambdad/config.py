@@ -63,6 +63,11 @@ class Settings:
     #: In the Linux sandbox, start Python runtimes on lambdad's own interpreter as forks of a
     #: template that has already started the interpreter and imported the bootstrap.
     fork_python: bool = True
+    #: How long a new function stays ``Pending`` and an update ``InProgress`` before lambdad
+    #: completes it (not scaled). 0: right after the answer, and a read, invoke or update
+    #: arriving first completes it; longer, invokes and updates are refused as AWS refuses them
+    #: (docs/function-states.md). For trying out clients' waiters and retries.
+    function_settle_delay: float = 0.0
     log_level: str = "INFO"
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False

@@ -206,13 +206,14 @@ def test_logging_config_levels_need_json() -> None:
 
 
 def test_tags_limit_counts_existing() -> None:
-    """The 50-tag limit applies to the tags once merged with the existing ones."""
+    """The 50-tag limit applies to the tags once merged with the existing ones; AWS says
+    "Number of tags exceeds resource tag limit."."""
     existing = {f"k{i}": "v" for i in range(49)}
     v.validate_tags({"k0": "new", "extra": "v"}, existing=existing)
     message = raised(
         InvalidParameterValueException, v.validate_tags, {f"x{i}": "" for i in range(51)}
     )
-    assert message == "Number of tags exceeds function tag limit."
+    assert message == "Number of tags exceeds resource tag limit."
     with pytest.raises(InvalidParameterValueException):
         v.validate_tags({"aws:owner": "me"})
 

@@ -104,7 +104,7 @@ def paged(key: str, items: list[dict[str, Any]], marker: str | None) -> web.Resp
 async def create_function(request: web.Request, req: CreateFunctionRequest) -> web.Response:
     scope = scope_of(request)
     config = await _functions(request).create(scope, req)
-    return reply(function_configuration(scope, config), 201)
+    return reply(function_configuration(scope, config, bare_arn=True), 201)
 
 
 @routes.get("/2015-03-31/functions")
@@ -190,6 +190,7 @@ async def publish_version(request: web.Request, req: PublishVersionRequest) -> w
         code_sha256=req.code_sha256,
         description=req.description,
         revision_id=req.revision_id,
+        publish_to=req.publish_to,
     )
     return reply(function_configuration(scope, config), 201)
 
@@ -347,14 +348,9 @@ async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
         ),
     )
     if isinstance(outcome, Accepted):
+        # AWS names the executed version only on a synchronous answer.
         status = 202 if kind is InvocationType.EVENT else 204
-        return web.Response(
-            status=status,
-            headers={
-                "x-amzn-RequestId": outcome.request_id,
-                "X-Amz-Executed-Version": outcome.executed_version,
-            },
-        )
+        return web.Response(status=status, headers={"x-amzn-RequestId": outcome.request_id})
     response_headers = {
         "x-amzn-RequestId": outcome.report.request_id,
         "X-Amz-Executed-Version": outcome.executed_version,

@@ -15,7 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from lambdad.api import event_config_api, lambda_api, layers_api, provisioned_api
+from lambdad.api import (
+    event_config_api,
+    lambda_api,
+    layers_api,
+    provisioned_api,
+    runtime_management_api,
+)
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.control.concurrency import Reservations
@@ -68,6 +74,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)
     app.add_routes(provisioned_api.routes)
+    app.add_routes(runtime_management_api.routes)
     return app
 
 

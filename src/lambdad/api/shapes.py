@@ -6,19 +6,39 @@ from typing import Any
 
 from lambdad.control.arns import Scope
 from lambdad.control.layer_model import LayerPolicy, LayerStatement, LayerVersion
-from lambdad.control.model import LATEST, Alias, FunctionConfig
+from lambdad.control.model import (
+    LATEST,
+    Alias,
+    FunctionConfig,
+    State,
+    UpdateStatus,
+    runtime_version_arn,
+)
 
 #: What AWS leaves out of the items of ListFunctions and ListVersionsByFunction.
-_NOT_LISTED = ("State", "StateReason", "StateReasonCode", "LastUpdateStatus")
+_NOT_LISTED = (
+    "State",
+    "StateReason",
+    "StateReasonCode",
+    "LastUpdateStatus",
+    "LastUpdateStatusReason",
+    "LastUpdateStatusReasonCode",
+)
 
 
 def function_configuration(
-    scope: Scope, cfg: FunctionConfig, *, qualifier: str | None = None
+    scope: Scope, cfg: FunctionConfig, *, qualifier: str | None = None, bare_arn: bool = False
 ) -> dict[str, Any]:
     """FunctionConfiguration. ``FunctionArn`` carries ``qualifier`` (the version or alias the
     request named, ``$LATEST`` included) or else the version's own number; unqualified for an
-    unnamed ``$LATEST``."""
-    arn_qualifier = qualifier or (None if cfg.version == LATEST else cfg.version)
+    unnamed ``$LATEST``, and with ``bare_arn`` (CreateFunction with ``Publish`` answers the
+    new version under the function's ARN, as AWS does).
+
+    As on AWS: a version being created (``Pending``) has no ``LastUpdateStatus``; an update
+    in progress or failed says why; every zip function names its ``RuntimeVersionConfig``;
+    ``Environment`` is there once ``Environment.Variables`` was given, even empty."""
+    own = None if cfg.version == LATEST else cfg.version
+    arn_qualifier = None if bare_arn else qualifier or own
     shape: dict[str, Any] = {
         "FunctionName": cfg.name,
         "FunctionArn": scope.function_arn(cfg.name, arn_qualifier),
@@ -33,7 +53,6 @@ def function_configuration(
         "TracingConfig": {"Mode": cfg.tracing_mode},
         "RevisionId": cfg.revision_id,
         "State": cfg.state.value,
-        "LastUpdateStatus": cfg.last_update_status.value,
         "PackageType": cfg.package_type,
         "Architectures": list(cfg.architectures),
         "EphemeralStorage": {"Size": cfg.ephemeral_storage},
@@ -46,11 +65,22 @@ def function_configuration(
     if cfg.state_reason_code:
         shape["StateReason"] = cfg.state_reason or ""
         shape["StateReasonCode"] = cfg.state_reason_code
+    if cfg.state is not State.PENDING:
+        shape["LastUpdateStatus"] = cfg.last_update_status.value
+        if cfg.last_update_status is not UpdateStatus.SUCCESSFUL and (
+            cfg.last_update_status_reason_code
+        ):
+            shape["LastUpdateStatusReason"] = cfg.last_update_status_reason or ""
+            shape["LastUpdateStatusReasonCode"] = cfg.last_update_status_reason_code
     if cfg.runtime:
         shape["Runtime"] = cfg.runtime
+        shape["RuntimeVersionConfig"] = {
+            "RuntimeVersionArn": cfg.runtime_version_arn
+            or runtime_version_arn(scope.region, cfg.runtime)
+        }
     if cfg.handler:
         shape["Handler"] = cfg.handler
-    if cfg.environment:
+    if cfg.environment or cfg.environment_set:
         shape["Environment"] = {"Variables": dict(cfg.environment)}
     if cfg.dead_letter_target:
         shape["DeadLetterConfig"] = {"TargetArn": cfg.dead_letter_target}

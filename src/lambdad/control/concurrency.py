@@ -19,6 +19,7 @@ from collections import Counter
 from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
+from lambdad.control.model import LATEST
 from lambdad.store.base import Store, Table
 
 #: Concurrent executions AWS never lets reservations take from the unreserved pool.
@@ -93,7 +94,13 @@ class Reservations:
         """Reserve ``value`` executions (0 or more, as the model checks) for the function;
         InvalidParameterValueException when that would leave less than
         ``minimum_unreserved`` unreserved."""
-        name = await self._name(scope, raw_name)
+        try:
+            name = await self._name(scope, raw_name)
+        except errors.ResourceNotFoundException:  # AWS names $LATEST here, unlike Get/Delete
+            missing, _ = self._functions.name_of(scope, raw_name)
+            raise errors.ResourceNotFoundException(
+                f"Function not found: {scope.function_arn(missing, LATEST)}"
+            ) from None
         async with self._lock:
             reserved = await self._region(scope.region)
             if value < self._provisioned[scope.region][name]:

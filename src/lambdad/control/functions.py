@@ -11,7 +11,10 @@ the code with every layer must stay under 250 MB unzipped.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,13 +23,16 @@ from lambdad.control import validation
 from lambdad.control.arns import Scope
 from lambdad.control.layers import Layers
 from lambdad.control.model import (
+    CREATING,
     LATEST,
+    LATEST_PUBLISHED,
     Alias,
     FunctionConfig,
     FunctionLayer,
     FunctionRecord,
     LoggingConfig,
     State,
+    UpdateRuntimeOn,
     UpdateStatus,
     new_revision,
     now_timestamp,
@@ -37,6 +43,7 @@ from lambdad.control.requests import (
     CreateAliasRequest,
     CreateFunctionRequest,
     FunctionSettings,
+    PutRuntimeManagementConfigRequest,
     UpdateAliasRequest,
     UpdateFunctionCodeRequest,
     UpdateFunctionConfigurationRequest,
@@ -49,8 +56,29 @@ ChangeListener = Callable[[str, str], Awaitable[None]]
 DeleteListener = Callable[[str, str, str | None], Awaitable[None]]
 #: Told of every version published with SnapStart (``Pending`` until its snapshot is made).
 PublishListener = Callable[[Scope, FunctionConfig], Awaitable[None]]
-#: What a SnapStart version says while its snapshot is being made.
-SNAPSHOT_PENDING = ("Creating", "The function is being created.")
+#: PublishTo's one value: publish to ``$LATEST.PUBLISHED`` instead of a new number.
+PUBLISH_TO_LATEST_PUBLISHED = "LATEST_PUBLISHED"
+#: The tables whose rows belong to one function, keyed ``(region, function, ...)``: what
+#: DeleteFunction removes in one store write.
+_FUNCTION_TABLES = (
+    Table.VERSIONS,
+    Table.ALIASES,
+    Table.EVENT_INVOKE_CONFIGS,
+    Table.PROVISIONED,
+)
+#: The tables that keep one row per function, keyed ``(region, function)``.
+_FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
+#: An ARN TagResource, UntagResource and ListTags accept (the model's TaggableResource).
+_TAGGABLE_RE = re.compile(
+    r"arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
+    r"(function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?"
+    r"|code-signing-config:csc-[a-z0-9]{17}"
+    r"|event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}"
+    r"|(capacity-provider|network-connector):[a-zA-Z0-9-_]{1,64})"
+)
+_TAGGABLE_PATTERN = _TAGGABLE_RE.pattern
+_log = logging.getLogger(__name__)
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
 _IDENTITY_EXCLUDED = {
@@ -62,10 +90,58 @@ _IDENTITY_EXCLUDED = {
     "code_unzipped_size",
     "state_reason",
     "state_reason_code",
+    "last_update_status_reason",
+    "last_update_status_reason_code",
+    "content_id",
+    "runtime_update_on",
+    "runtime_version_arn",
 }
 
 
+def _settled(config: FunctionConfig) -> FunctionConfig:
+    """``config`` once its create or update has finished: ``Active`` and ``Successful``, with
+    a new RevisionId (as on AWS, whose revision changes when the update completes)."""
+    return config.evolve(
+        state=State.ACTIVE if config.state is State.PENDING else config.state,
+        state_reason=None,
+        state_reason_code=None,
+        last_update_status=UpdateStatus.SUCCESSFUL,
+        last_update_status_reason=None,
+        last_update_status_reason_code=None,
+        revision_id=new_revision(),
+    )
+
+
+def _creating(config: FunctionConfig) -> FunctionConfig:
+    """``config`` as CreateFunction answers it: ``Pending``, being created."""
+    code, reason = CREATING
+    return config.evolve(
+        state=State.PENDING,
+        state_reason_code=code,
+        state_reason=reason,
+        last_update_status=UpdateStatus.IN_PROGRESS,
+        last_update_status_reason=None,
+        last_update_status_reason_code=None,
+    )
+
+
+def _updating(config: FunctionConfig) -> FunctionConfig:
+    """``config`` as an update answers it: ``InProgress`` (the reason AWS gives is the one of
+    a create), with a new RevisionId and a new content."""
+    code, reason = CREATING
+    return config.evolve(
+        last_modified=now_timestamp(),
+        revision_id=new_revision(),
+        content_id=str(uuid.uuid4()),
+        last_update_status=UpdateStatus.IN_PROGRESS,
+        last_update_status_reason_code=code,
+        last_update_status_reason=reason,
+    )
+
+
 def _same_content(a: FunctionConfig, b: FunctionConfig) -> bool:
+    if a.content_id and b.content_id:
+        return a.content_id == b.content_id
     da, db = a.to_doc(), b.to_doc()
     return all(da[k] == db[k] for k in da if k not in _IDENTITY_EXCLUDED)
 
@@ -83,7 +159,14 @@ def _check_total_size(config: FunctionConfig) -> None:
 
 
 class Functions:
-    def __init__(self, store: Store, blobs: BlobStore, layers: Layers | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        layers: Layers | None = None,
+        *,
+        settle_delay: float = 0.0,
+    ) -> None:
         self._store = store
         self._blobs = blobs
         #: The layer service whose versions ``Layers`` name (shared with the API).
@@ -97,6 +180,11 @@ class Functions:
         self._delete_listeners: list[DeleteListener] = []
         self._write_listeners: list[ChangeListener] = []
         self._publish_listeners: list[PublishListener] = []
+        #: How long a create stays ``Pending`` and an update ``InProgress`` (0: they finish
+        #: right after the answer). See docs/function-states.md.
+        self._settle_delay = settle_delay
+        #: (region, function) -> the task finishing its create or update, and when it will.
+        self._transitions: dict[tuple[str, str], tuple[asyncio.Task[None], float]] = {}
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(region, name)`` after a function or one of its versions is deleted.
@@ -170,11 +258,91 @@ class Functions:
     def _lock(self, scope: Scope, name: str) -> asyncio.Lock:
         return self._locks.setdefault((scope.region, name), asyncio.Lock())
 
-    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
+    # ---------------------------------------------------------------- states
+
+    def _settle_later(self, scope: Scope, name: str) -> None:
+        """Finish the function's create or update just answered once ``settle_delay`` has
+        passed (by default right after the answer)."""
+        key = (scope.region, name)
+        running = self._transitions.get(key)
+        if running is not None and not running[0].done():
+            return
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._settle(scope, name), name=f"settle-{scope.region}-{name}")
+        self._transitions[key] = (task, loop.time() + self._settle_delay)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._transitions.get(key, (None, 0.0))[0] is done:
+                del self._transitions[key]
+
+        task.add_done_callback(forget)
+
+    async def _settle(self, scope: Scope, name: str) -> None:
+        try:
+            if self._settle_delay:
+                await asyncio.sleep(self._settle_delay)
+            async with self._lock(scope, name):
+                changed = await self._settle_locked(scope, name)
+            if changed:
+                await self._changed(scope, name)
+        except Exception:  # a failed transition is retried by the next read or write
+            _log.exception("finishing the update of %s failed", name)
+
+    async def _settle_locked(self, scope: Scope, name: str) -> bool:
+        """Finish every create or update of the function now (its lock held); True if any."""
+        rows = await self._store.scan(Table.VERSIONS, (scope.region, name))
+        writes = [
+            Write(Table.VERSIONS, key, _settled(config).to_doc())
+            for key, config in ((key, FunctionConfig.from_doc(doc)) for key, doc in rows)
+            if config.settling
+        ]
+        if writes:
+            await self._store.write(writes)
+        return bool(writes)
+
+    async def _settle_now(self, scope: Scope, name: str) -> None:
+        """Finish the function's create or update now, for a read or invoke that came first."""
+        async with self._lock(scope, name):
+            changed = await self._settle_locked(scope, name)
+        if changed:
+            await self._changed(scope, name)
+
+    def _due(self, scope: Scope, name: str) -> bool:
+        """Whether the function's create or update may finish now: its transition's time has
+        come, or none is under way (one interrupted by a restart)."""
+        running = self._transitions.get((scope.region, name))
+        return running is None or running[1] <= asyncio.get_running_loop().time()
+
+    async def _ready_for_update(self, scope: Scope, name: str) -> FunctionConfig:
+        """``$LATEST`` for a write (lock held): a create or update still under way is finished
+        first when its time has come, else the write is refused as AWS refuses it."""
+        current = await self._version(scope, name, LATEST)
+        if not current.settling:
+            return current
+        if not self._due(scope, name):
+            arn = scope.function_arn(name)
+            if current.state is State.PENDING:
+                raise errors.ResourceConflictException(
+                    f"The operation cannot be performed at this time. The resource {arn} is "
+                    f"currently in the following state: 'Pending'. StateReasonCode: "
+                    f"'{current.state_reason_code}'"
+                )
+            raise errors.ResourceConflictException(
+                "The operation cannot be performed at this time. An update is in progress for "
+                f"resource: {arn}"
+            )
+        if await self._settle_locked(scope, name):
+            self._invalidate(scope, name)
+        return await self._version(scope, name, LATEST)
+
+    def _invalidate(self, scope: Scope, name: str) -> None:
+        """Forget what the cache holds of the function, and what a resolve under way read."""
         generation = (scope.region, name)
         self._generation[generation] = self._generation.get(generation, 0) + 1
-        for key in [k for k in self._cache if k[0] == scope.region and k[1] == name]:
-            del self._cache[key]
+        self._forget_cached(scope, name)
+
+    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
+        self._invalidate(scope, name)
         if deleted:
             for listener in self._listeners:
                 await listener(scope.region, name)
@@ -252,14 +420,17 @@ class Functions:
                 code_sha256=info.sha256_b64,
                 code_size=info.size,
                 code_unzipped_size=info.unzipped_size,
+                content_id=str(uuid.uuid4()),
             ),
             request,
             creating=True,
             layers=await self._layers_of(scope, request.layers),
         )
+        config = _creating(config)
         _check_total_size(config)
         tags = dict(request.tags or {})
         validation.validate_tags(tags)
+        publish_to = _publish_to(request)
         async with self._lock(scope, name):
             await self._blobs.put(data)
             record = FunctionRecord(name=name, tags=tags)
@@ -272,8 +443,11 @@ class Functions:
                 )
             except StoreConflict as exc:
                 raise errors.ResourceConflictException(f"Function already exist: {name}") from exc
-            if request.publish:
-                config = await self._publish_locked(scope, name, None, None, None)
+            if request.publish or publish_to:
+                config = await self._publish_locked(
+                    scope, name, None, None, None, to_latest_published=publish_to
+                )
+        self._settle_later(scope, name)
         await self._changed(scope, name)
         await self._published(scope, config)
         return config
@@ -325,10 +499,11 @@ class Functions:
         if request.ephemeral_storage is not None:
             validation.validate_ephemeral_storage(request.ephemeral_storage.size)
             changes["ephemeral_storage"] = request.ephemeral_storage.size
-        if request.environment is not None:
-            variables = dict(request.environment.variables or {})
+        if request.environment is not None and request.environment.variables is not None:
+            variables = dict(request.environment.variables)
             validation.validate_environment(variables)
             changes["environment"] = variables
+            changes["environment_set"] = True
         if isinstance(request, CreateFunctionRequest) and request.architectures is not None:
             changes["architectures"] = tuple(request.architectures)
         logging = request.logging_config
@@ -376,14 +551,19 @@ class Functions:
         (in the ARN or as the parameter). Anything missing is "Function not found: <arn>"."""
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
+        config = await self._lookup(scope, name, qualifier)
+        if config.settling and self._due(scope, name):
+            await self._settle_now(scope, name)
+            config = await self._lookup(scope, name, qualifier)
+        return config, qualifier
+
+    async def _lookup(self, scope: Scope, name: str, qualifier: str | None) -> FunctionConfig:
         try:
             await self._record(scope, name)
-            if qualifier is None or qualifier == LATEST:
-                return await self._version(scope, name, LATEST), qualifier
-            if qualifier.isdigit():
-                return await self._version(scope, name, qualifier), qualifier
+            if qualifier is None or _is_version(qualifier):
+                return await self._version(scope, name, qualifier or LATEST)
             alias = await self._alias(scope, name, qualifier)
-            return await self._version(scope, name, alias.function_version), qualifier
+            return await self._version(scope, name, alias.function_version)
         except errors.ResourceNotFoundException:
             raise self._not_found(scope, name, qualifier) from None
 
@@ -415,24 +595,27 @@ class Functions:
                 else "lambdad accepts code as ZipFile; S3 locations are not supported."
             )
         info = await asyncio.to_thread(zipcode.inspect_zip, data)
+        publish_to = _publish_to(request)
         async with self._lock(scope, name):
             await self._record(scope, name)
-            current = await self._version(scope, name, LATEST)
+            current = await self._ready_for_update(scope, name)
             validation.check_revision_id(request.revision_id, current.revision_id)
-            config = current.evolve(
-                code_key=info.sha256_hex,
-                code_sha256=info.sha256_b64,
-                code_size=info.size,
-                code_unzipped_size=info.unzipped_size,
-                last_modified=now_timestamp(),
-                revision_id=new_revision(),
-                last_update_status=UpdateStatus.SUCCESSFUL,
+            config = _updating(
+                current.evolve(
+                    code_key=info.sha256_hex,
+                    code_sha256=info.sha256_b64,
+                    code_size=info.size,
+                    code_unzipped_size=info.unzipped_size,
+                )
             )
             _check_total_size(config)
             await self._blobs.put(data)
             await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
-            if request.publish:
-                config = await self._publish_locked(scope, name, None, None, None)
+            if request.publish or publish_to:
+                config = await self._publish_locked(
+                    scope, name, None, None, None, to_latest_published=publish_to
+                )
+        self._settle_later(scope, name)
         await self._changed(scope, name)
         await self._published(scope, config)
         return config
@@ -448,41 +631,41 @@ class Functions:
             )
         async with self._lock(scope, name):
             await self._record(scope, name)
-            current = await self._version(scope, name, LATEST)
+            current = await self._ready_for_update(scope, name)
             validation.check_revision_id(request.revision_id, current.revision_id)
             layers = await self._layers_of(scope, request.layers)
-            config = self._apply_config(current, request, creating=False, layers=layers).evolve(
-                last_modified=now_timestamp(),
-                revision_id=new_revision(),
-                last_update_status=UpdateStatus.SUCCESSFUL,
-            )
+            config = _updating(self._apply_config(current, request, creating=False, layers=layers))
             if layers:
                 config = await self._code_unzipped_size(config)
             _check_total_size(config)
             await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
+        self._settle_later(scope, name)
         await self._changed(scope, name)
         return config
 
     async def delete(self, scope: Scope, raw_name: str, qualifier: str | None) -> None:
+        """DeleteFunction: the whole function (its versions, aliases and configurations, in
+        one store write) or one version. As on AWS, ``$LATEST`` cannot be deleted on its own
+        (checked before the function's existence) and a version that does not exist is
+        already deleted."""
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
+        if qualifier == LATEST:
+            raise errors.InvalidParameterValueException(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        if qualifier is not None and not _is_version(qualifier):
+            raise errors.InvalidParameterValueException(
+                "Deletion of aliases is not supported. Use DeleteAlias instead."
+            )
         async with self._lock(scope, name):
             await self._record(scope, name)
             if qualifier is None:
-                await self._store.delete_prefix(Table.VERSIONS, (scope.region, name))
-                await self._store.delete_prefix(Table.ALIASES, (scope.region, name))
-                await self._store.delete(Table.CONCURRENCY, (scope.region, name))
-                await self._store.delete(Table.FUNCTIONS, (scope.region, name))
-            elif qualifier == LATEST:
-                raise errors.InvalidParameterValueException(
-                    "$LATEST version cannot be deleted without deleting the function."
-                )
-            elif not qualifier.isdigit():
-                raise errors.InvalidParameterValueException(
-                    "Deletion of aliases is not supported. Use DeleteAlias instead."
-                )
+                await self._store.write(await self._function_rows(scope, name))
             else:
-                await self._version(scope, name, qualifier)
+                doc = await self._store.get(Table.VERSIONS, (scope.region, name, qualifier))
+                if doc is None:
+                    return
                 aliases = [
                     Alias.from_doc(doc)
                     for _, doc in await self._store.scan(Table.ALIASES, (scope.region, name))
@@ -501,6 +684,68 @@ class Functions:
         await self._changed(scope, name, deleted=True)
         await self._deleted(scope, name, qualifier)
 
+    async def _function_rows(self, scope: Scope, name: str) -> list[Write]:
+        """Deletions of every row of the function, in every table that keeps some."""
+        prefix = (scope.region, name)
+        writes = [Write(table, prefix, None) for table in _FUNCTION_ROWS]
+        for table in _FUNCTION_TABLES:
+            writes += [Write(table, key, None) for key, _ in await self._store.scan(table, prefix)]
+        return writes
+
+    # ---------------------------------------------------------------- runtime management
+
+    async def runtime_management(
+        self, scope: Scope, raw_name: str, qualifier: str | None
+    ) -> FunctionConfig:
+        """The version GetRuntimeManagementConfig describes (``$LATEST`` by default)."""
+        return await self._runtime_target(scope, raw_name, qualifier)
+
+    async def _runtime_target(
+        self, scope: Scope, raw_name: str, qualifier: str | None
+    ) -> FunctionConfig:
+        name, arn_qualifier = self.name_of(scope, raw_name)
+        qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
+        if qualifier is not None and not _is_version(qualifier):
+            raise errors.InvalidParameterValueException(
+                "Runtime management configs are not supported on aliases. Please specify a "
+                "function version or $LATEST."
+            )
+        await self._record(scope, name)
+        config = await self._version(scope, name, qualifier or LATEST)
+        if config.settling and self._due(scope, name):
+            await self._settle_now(scope, name)
+            config = await self._version(scope, name, qualifier or LATEST)
+        return config
+
+    async def put_runtime_management(
+        self, scope: Scope, request: PutRuntimeManagementConfigRequest
+    ) -> FunctionConfig:
+        """PutRuntimeManagementConfig: ``Manual`` pins ``RuntimeVersionArn`` (required then,
+        and refused with the other modes); the version's RuntimeVersionConfig follows it."""
+        version_arn = request.runtime_version_arn
+        mode = UpdateRuntimeOn(request.update_runtime_on)
+        if mode is UpdateRuntimeOn.MANUAL and not version_arn:
+            raise errors.InvalidParameterValueException(
+                "RuntimeVersionArn must be specified when UpdateRuntimeOn is Manual."
+            )
+        if mode is not UpdateRuntimeOn.MANUAL and version_arn:
+            raise errors.InvalidParameterValueException(
+                f"RuntimeVersionArn can only be specified when UpdateRuntimeOn is Manual, not "
+                f"{mode.value}."
+            )
+        target = await self._runtime_target(scope, request.function_name, request.qualifier)
+        async with self._lock(scope, target.name):
+            key = (scope.region, target.name, target.version)
+            doc = await self._store.get(Table.VERSIONS, key)
+            if doc is None:
+                raise self._not_found(scope, target.name, target.version)
+            config = FunctionConfig.from_doc(doc).evolve(
+                runtime_update_on=mode, runtime_version_arn=version_arn
+            )
+            await self._store.put(Table.VERSIONS, key, config.to_doc())
+        await self._changed(scope, target.name)
+        return config
+
     # ---------------------------------------------------------------- versions
 
     async def publish(
@@ -511,14 +756,28 @@ class Functions:
         code_sha256: str | None,
         description: str | None,
         revision_id: str | None,
+        publish_to: str | None = None,
     ) -> FunctionConfig:
+        """PublishVersion: a new version when ``$LATEST`` changed since the newest one was
+        published (its code or any of its configuration), else that newest version. With
+        ``publish_to`` ``LATEST_PUBLISHED``, ``$LATEST.PUBLISHED`` is (re)published instead."""
         name, qualifier = self.name_of(scope, raw_name)
         if qualifier is not None:
             raise errors.InvalidParameterValueException(
                 "Unsupported function name qualifier: cannot publish a qualified function"
             )
+        to_latest_published = publish_to == PUBLISH_TO_LATEST_PUBLISHED
         async with self._lock(scope, name):
-            config = await self._publish_locked(scope, name, code_sha256, description, revision_id)
+            await self._record(scope, name)
+            await self._ready_for_update(scope, name)
+            config = await self._publish_locked(
+                scope,
+                name,
+                code_sha256,
+                description,
+                revision_id,
+                to_latest_published=to_latest_published,
+            )
         await self._changed(scope, name)
         await self._published(scope, config)
         return config
@@ -530,31 +789,35 @@ class Functions:
         code_sha256: str | None,
         description: str | None,
         revision_id: str | None,
+        *,
+        to_latest_published: bool = False,
     ) -> FunctionConfig:
+        """Publish ``$LATEST`` (lock held). A version published while ``$LATEST`` is still
+        being created or updated starts ``Pending`` as on AWS, and ``$LATEST`` gets a new
+        RevisionId."""
         record = await self._record(scope, name)
         latest = await self._version(scope, name, LATEST)
         validation.check_code_sha256(code_sha256 or None, latest.code_sha256)
         validation.check_revision_id(revision_id, latest.revision_id)
-        if record.last_version:
-            newest = await self._store.get(
-                Table.VERSIONS, (scope.region, name, str(record.last_version))
-            )
+        newest_key = LATEST_PUBLISHED if to_latest_published else str(record.last_version)
+        if to_latest_published or record.last_version:
+            newest = await self._store.get(Table.VERSIONS, (scope.region, name, newest_key))
             if newest is not None:
                 previous = FunctionConfig.from_doc(newest)
                 if _same_content(previous, latest.evolve(description=previous.description)):
                     return previous
-        number = record.last_version + 1
+        number = record.last_version if to_latest_published else record.last_version + 1
+        version = LATEST_PUBLISHED if to_latest_published else str(number)
         published = latest.evolve(
-            version=str(number),
+            version=version,
             description=latest.description if description is None else description,
             last_modified=now_timestamp(),
             revision_id=new_revision(),
         )
-        if published.snap_start_on:
-            code, reason = SNAPSHOT_PENDING
-            published = published.evolve(
-                state=State.PENDING, state_reason_code=code, state_reason=reason
-            )
+        if latest.settling or published.snap_start_on:
+            published = _creating(published)
+        else:
+            published = _settled(published).evolve(revision_id=published.revision_id)
         await self._store.write(
             [
                 Write(
@@ -564,7 +827,12 @@ class Functions:
                         name=name, tags=record.tags, last_version=number, created=record.created
                     ).to_doc(),
                 ),
-                Write(Table.VERSIONS, (scope.region, name, str(number)), published.to_doc()),
+                Write(Table.VERSIONS, (scope.region, name, version), published.to_doc()),
+                Write(
+                    Table.VERSIONS,
+                    (scope.region, name, LATEST),
+                    latest.evolve(revision_id=new_revision()).to_doc(),
+                ),
             ]
         )
         return published
@@ -627,7 +895,12 @@ class Functions:
         alias_name = request.name
         async with self._lock(scope, name):
             await self._record(scope, name)
-            current = await self._alias(scope, name, alias_name)
+            try:
+                current = await self._alias(scope, name, alias_name)
+            except errors.ResourceNotFoundException:  # AWS words UpdateAlias's own way
+                raise errors.ResourceNotFoundException(
+                    f"Alias not found: {scope.function_arn(name, alias_name)}"
+                ) from None
             validation.check_revision_id(request.revision_id, current.revision_id, "GetAlias")
             version = request.function_version or current.function_version
             routing = request.routing_config
@@ -675,18 +948,42 @@ class Functions:
     # ---------------------------------------------------------------- tags
 
     async def tags(self, scope: Scope, arn: str) -> dict[str, str]:
+        """ListTags of a function ARN."""
         return (await self._record(scope, self._tag_target(scope, arn))).tags
 
     def _tag_target(self, scope: Scope, arn: str) -> str:
+        """The function a tagging call's ARN names. As on AWS: an ARN outside the model's
+        pattern is a ValidationException, another kind of resource (which lambdad does not
+        have) is not found, and a version or alias ARN is refused before any lookup."""
+        if not _TAGGABLE_RE.fullmatch(arn):
+            raise errors.ValidationException(
+                f"1 validation error detected: Value '{arn}' at 'resource' failed to satisfy "
+                f"constraint: Member must satisfy regular expression pattern: {_TAGGABLE_PATTERN}"
+            )
+        kind = arn.split(":")[5]
+        if kind != "function":
+            what = {
+                "event-source-mapping": "Event source mapping",
+                "code-signing-config": "Code signing config",
+                "capacity-provider": "Capacity provider",
+                "network-connector": "Network connector",
+            }[kind]
+            raise errors.ResourceNotFoundException(f"{what} not found: {arn}")
         name, qualifier = self.name_of(scope, arn)
         if qualifier is not None:
             raise errors.InvalidParameterValueException(
-                "Tags are not supported on function versions or aliases."
+                "Tags on function aliases and versions are not supported. Please specify a "
+                "function ARN."
             )
         return name
 
     async def tag(self, scope: Scope, arn: str, tags: Mapping[str, str]) -> None:
+        """TagResource: at least one tag; at most 50 on the function once merged."""
         name = self._tag_target(scope, arn)
+        if not tags:
+            raise errors.InvalidParameterValueException(
+                "An error occurred and the request cannot be processed."
+            )
         async with self._lock(scope, name):
             record = await self._record(scope, name)
             merged = {**record.tags, **tags}
@@ -703,7 +1000,13 @@ class Functions:
             )
 
     async def untag(self, scope: Scope, arn: str, keys: list[str]) -> None:
+        """UntagResource: ``TagKeys`` is required (an empty list reaches AWS as none at all)."""
         name = self._tag_target(scope, arn)
+        if not keys:
+            raise errors.ValidationException(
+                "1 validation error detected: Value null at 'tagKeys' failed to satisfy "
+                "constraint: Member must not be null"
+            )
         async with self._lock(scope, name):
             record = await self._record(scope, name)
             remaining = {k: v for k, v in record.tags.items() if k not in set(keys)}
@@ -729,9 +1032,26 @@ class Functions:
     # ---------------------------------------------------------------- invoke path
 
     async def resolve(self, scope: Scope, raw_name: str, qualifier: str | None) -> FunctionConfig:
-        """The configuration an invocation runs: alias weights are drawn here, per call."""
+        """The configuration an invocation runs: alias weights are drawn here, per call.
+
+        A function still being created (``Pending``) is finished first when its time has
+        come (always, unless lambdad was told to keep it pending), so that an invoke right
+        after CreateFunction runs instead of being refused (docs/function-states.md).
+        Anything missing is "Function not found: <arn>:<qualifier or $LATEST>", as Invoke says.
+        """
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier) or LATEST
+        try:
+            config = await self._resolve(scope, name, qualifier)
+        except errors.ResourceNotFoundException:
+            raise self._not_found(scope, name, qualifier) from None
+        if config.state is State.PENDING and config.settling and self._due(scope, name):
+            await self._settle_now(scope, name)
+            self._forget_cached(scope, name)
+            config = await self._resolve(scope, name, qualifier)
+        return config
+
+    async def _resolve(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig:
         key = (scope.region, name, qualifier)
         target = self._cache.get(key)
         if target is None:
@@ -741,17 +1061,17 @@ class Functions:
                 self._cache[key] = target
         if isinstance(target, FunctionConfig):
             return target
-        version = _draw(target)
-        return await self.resolve(scope, name, version)
+        return await self._resolve(scope, name, _draw(target))
+
+    def _forget_cached(self, scope: Scope, name: str) -> None:
+        for key in [k for k in self._cache if k[0] == scope.region and k[1] == name]:
+            del self._cache[key]
 
     async def _load_target(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig | Alias:
         await self._record(scope, name)
-        if qualifier == LATEST or qualifier.isdigit():
+        if _is_version(qualifier):
             return await self._version(scope, name, qualifier)
-        try:
-            return await self._alias(scope, name, qualifier)
-        except errors.ResourceNotFoundException:
-            raise self._not_found(scope, name, qualifier) from None
+        return await self._alias(scope, name, qualifier)
 
 
 def _draw(alias: Alias) -> str:
@@ -770,4 +1090,16 @@ def _weights(routing: AliasRoutingConfiguration | None) -> dict[str, float]:
 
 
 def _version_order(version: str) -> tuple[int, int]:
-    return (0, 0) if version == LATEST else (1, int(version))
+    if version == LATEST:
+        return (0, 0)
+    return (2, 0) if version == LATEST_PUBLISHED else (1, int(version))
+
+
+def _is_version(qualifier: str) -> bool:
+    """A version qualifier (a number, ``$LATEST`` or ``$LATEST.PUBLISHED``), not an alias."""
+    return qualifier.isdigit() or qualifier in (LATEST, LATEST_PUBLISHED)
+
+
+def _publish_to(request: CreateFunctionRequest | UpdateFunctionCodeRequest) -> bool:
+    """Whether a request's ``PublishTo`` asks for ``$LATEST.PUBLISHED`` (its one value)."""
+    return request.publish_to == PUBLISH_TO_LATEST_PUBLISHED

@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import hashlib
 import uuid
 from typing import Any, Self
 
 LATEST = "$LATEST"
+#: The version ``PublishVersion(PublishTo=LATEST_PUBLISHED)`` creates and republishes in place.
+LATEST_PUBLISHED = "$LATEST.PUBLISHED"
 
 
 class State(enum.StrEnum):
@@ -26,6 +29,26 @@ class UpdateStatus(enum.StrEnum):
     SUCCESSFUL = "Successful"
     FAILED = "Failed"
     IN_PROGRESS = "InProgress"
+
+
+#: ``(reason code, reason)`` of a function being created, and of an update in progress: AWS
+#: answers both with ``Creating`` / "The function is being created.".
+CREATING = ("Creating", "The function is being created.")
+
+
+class UpdateRuntimeOn(enum.StrEnum):
+    """PutRuntimeManagementConfig's runtime update modes."""
+
+    AUTO = "Auto"
+    FUNCTION_UPDATE = "FunctionUpdate"
+    MANUAL = "Manual"
+
+
+def runtime_version_arn(region: str, runtime: str) -> str:
+    """The ARN of the runtime version lambdad runs ``runtime`` on: one per runtime and region,
+    shaped like AWS's (``arn:aws:lambda:<region>::runtime:<64 hex digits>``)."""
+    digest = hashlib.sha256(f"lambdad-runtime:{runtime}".encode()).hexdigest()
+    return f"arn:aws:lambda:{region}::runtime:{digest}"
 
 
 def new_revision() -> str:
@@ -96,6 +119,9 @@ class FunctionConfig:
     memory_size: int = 128
     ephemeral_storage: int = 512
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``Environment.Variables`` was given (possibly empty): AWS then echoes
+    #: ``{"Variables": {}}``; never given, it leaves ``Environment`` out.
+    environment_set: bool = False
     architectures: tuple[str, ...] = ("x86_64",)
     package_type: str = "Zip"
     tracing_mode: str = "PassThrough"
@@ -111,6 +137,24 @@ class FunctionConfig:
     last_update_status: UpdateStatus = UpdateStatus.SUCCESSFUL
     state_reason: str | None = None
     state_reason_code: str | None = None
+    last_update_status_reason: str | None = None
+    last_update_status_reason_code: str | None = None
+    #: A new id on every change of code or configuration of ``$LATEST``, copied into the
+    #: versions published from it: PublishVersion publishes when it differs from the newest
+    #: version's ("": written before it was kept, compared by content instead).
+    content_id: str = ""
+    #: PutRuntimeManagementConfig of this version.
+    runtime_update_on: UpdateRuntimeOn = UpdateRuntimeOn.AUTO
+    #: The runtime version pinned with ``Manual`` (None otherwise).
+    runtime_version_arn: str | None = None
+
+    @property
+    def settling(self) -> bool:
+        """Created or updated, and not yet ``Active`` / ``Successful`` (a SnapStart version
+        whose snapshot is being made is not settling: its snapshot decides)."""
+        if self.snap_start_on:
+            return False
+        return self.state is State.PENDING or self.last_update_status is UpdateStatus.IN_PROGRESS
 
     @property
     def log_group(self) -> str:
@@ -144,6 +188,9 @@ class FunctionConfig:
         fields["state"] = State(fields.get("state", State.ACTIVE))
         fields["last_update_status"] = UpdateStatus(
             fields.get("last_update_status", UpdateStatus.SUCCESSFUL)
+        )
+        fields["runtime_update_on"] = UpdateRuntimeOn(
+            fields.get("runtime_update_on", UpdateRuntimeOn.AUTO)
         )
         return cls(**fields)
 

@@ -234,10 +234,9 @@ class ProvisionedConfigs:
 
     async def _function_changed(self, region: str, name: str) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
-        every change, since an alias may have moved."""
+        every change, since an alias may have moved (and DeleteFunction removes a function's
+        configs in its own store write, so an empty list may be news too)."""
         configs = await self._configs(region, name)
-        if not configs:
-            return
         async with self._lock:
             for config in configs:
                 if not await self._exists(region, name, config.qualifier):

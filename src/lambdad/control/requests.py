@@ -101,6 +101,7 @@ class CreateFunctionRequest(FunctionSettings, frozen=True, kw_only=True):
     function_name: str
     code: FunctionCode
     publish: bool = False
+    publish_to: str | None = None
     package_type: str | None = None
     tags: dict[str, str] | None = None
     architectures: list[str] | None = None
@@ -119,6 +120,7 @@ class UpdateFunctionCodeRequest(Wire, frozen=True, kw_only=True):
     image_uri: str | None = None
     architectures: list[str] | None = None
     publish: bool = False
+    publish_to: str | None = None
     dry_run: bool = False
     revision_id: str | None = None
 
@@ -156,6 +158,7 @@ class PublishVersionRequest(Wire, frozen=True, kw_only=True):
     code_sha256: str | None = None
     description: str | None = None
     revision_id: str | None = None
+    publish_to: str | None = None
 
 
 # ---------------------------------------------------------------------------- aliases
@@ -295,3 +298,10 @@ class RemoveLayerVersionPermissionRequest(Wire, frozen=True, kw_only=True):
     version_number: int
     statement_id: str
     revision_id: str | None = None
+
+
+class PutRuntimeManagementConfigRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    update_runtime_on: str
+    qualifier: str | None = None
+    runtime_version_arn: str | None = None

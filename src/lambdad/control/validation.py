@@ -379,7 +379,7 @@ def validate_tags(d: Mapping[str, str], *, existing: Mapping[str, str] | None = 
     """At most 50 tags once merged with ``existing``; keys 1-128 without ``aws:``, values ≤256."""
     merged = {**(existing or {}), **d}
     if len(merged) > MAX_TAGS:
-        raise InvalidParameterValueException("Number of tags exceeds function tag limit.")
+        raise InvalidParameterValueException("Number of tags exceeds resource tag limit.")
     for key, value in d.items():
         if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
             raise InvalidParameterValueException(f"The tag key '{key}' is invalid.")

@@ -66,7 +66,7 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
     return FunctionSpec(
         name=config.name,
         version=config.version,
-        revision_id=config.revision_id,
+        revision_id=config.content_id or config.revision_id,
         runtime=config.runtime,
         handler=config.handler,
         code_key=config.code_key,

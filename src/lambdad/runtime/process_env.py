@@ -6,7 +6,12 @@ from lambdad.runtime.sandbox.base import Layout
 from lambdad.runtime.spec import FunctionSpec
 
 #: The process variables a function's own configuration may override.
-OVERRIDABLE = ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ")
+OVERRIDABLE = ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ", "AWS_XRAY_DAEMON_ADDRESS")
+#: Where the X-Ray SDKs send segments (UDP): Lambda's daemon listens on port 2000 of a
+#: link-local address; lambdad has no daemon, so the address is the sandbox's own loopback,
+#: where nothing listens and the datagrams are dropped.
+XRAY_DAEMON_HOST = "127.0.0.1"
+XRAY_DAEMON_PORT = "2000"
 
 
 def process_environment(
@@ -44,6 +49,14 @@ def process_environment(
         "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
         "AWS_SESSION_TOKEN": "lambdad-local-session-token",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": f"{XRAY_DAEMON_HOST}:{XRAY_DAEMON_PORT}",
+        "_AWS_XRAY_DAEMON_ADDRESS": XRAY_DAEMON_HOST,
+        "_AWS_XRAY_DAEMON_PORT": XRAY_DAEMON_PORT,
+        # What the managed runtimes' bootstrap shell leaves behind: it runs in the task root
+        # and execs the runtime (bash lowers SHLVL on exec: 0), under the C.UTF-8 locale.
+        "PWD": task,
+        "SHLVL": "0",
+        "LC_CTYPE": "C.UTF-8",
         "AWS_LAMBDA_LOG_FORMAT": cfg.log_format,
         "TMPDIR": layout.tmp,
         "HOME": layout.tmp,
