@@ -17,7 +17,7 @@ from lambdad.runtime.http11 import Request, Response
 from lambdad.runtime.replies import RuntimeApiError, json_error_body
 
 if TYPE_CHECKING:
-    from lambdad.runtime.environment import Environment
+    from lambdad.runtime.channel import Tenant
 
 EXTENSION = "/2020-01-01/extension/"
 TELEMETRY = "/2022-07-01/telemetry"
@@ -54,7 +54,7 @@ def _error_type(request: Request) -> str:
     return value
 
 
-async def handle(env: Environment, request: Request) -> Response:
+async def handle(env: Tenant, request: Request) -> Response:
     path, method = request.path.rstrip("/"), request.method
     try:
         if path.startswith(EXTENSION):
@@ -68,7 +68,7 @@ async def handle(env: Environment, request: Request) -> Response:
     return _error(404, "InvalidRequest", "Not found")
 
 
-async def _extension(env: Environment, request: Request, action: str, method: str) -> Response:
+async def _extension(env: Tenant, request: Request, action: str, method: str) -> Response:
     extensions = env.extensions
     if action == "register" and method == "POST":
         ext, body = extensions.register(
@@ -90,7 +90,7 @@ async def _extension(env: Environment, request: Request, action: str, method: st
     return _error(404, "InvalidRequest", "Not found")
 
 
-async def _next(env: Environment, ext_id: str) -> Response:
+async def _next(env: Tenant, ext_id: str) -> Response:
     try:
         event = await env.extensions.next(ext_id)
     except ExtensionGone:
@@ -99,7 +99,7 @@ async def _next(env: Environment, ext_id: str) -> Response:
     return Response(200, event, (("Lambda-Extension-Event-Identifier", str(uuid.uuid4())),))
 
 
-async def _subscribe(env: Environment, request: Request) -> Response:
+async def _subscribe(env: Tenant, request: Request) -> Response:
     ext = env.extensions.find(_identifier(request))
     env.telemetry.subscribe(ext.name, request.body or b"")
     return Response(200, b'"OK"')
