@@ -27,6 +27,7 @@ from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
 from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
@@ -88,7 +89,7 @@ class LambdadServer:
             ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
             settings.max_environments,
         )
-        self.functions.on_change(self.runtime.function_changed)
+        retire_deleted(self.functions.changes, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)

@@ -22,6 +22,7 @@ from typing import Any
 from lambdad import errors
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.changes import Change, VersionPublished
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST, Alias, Stored
@@ -90,7 +91,7 @@ class ProvisionedConfigs:
         self._reservations = reservations
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
-        functions.on_write(self._function_changed)
+        functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(region, name)`` after a function's configs or targets changed."""
@@ -238,9 +239,12 @@ class ProvisionedConfigs:
         rows = await self._store.scan(Table.PROVISIONED)
         return sorted({(key[0], key[1]) for key, _ in rows})
 
-    async def _function_changed(self, region: str, name: str) -> None:
+    async def _function_changed(self, change: Change) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
-        every change, since an alias may have moved."""
+        every change, since an alias may have moved (a publish is heard as its write)."""
+        if isinstance(change, VersionPublished):
+            return
+        region, name = change.region, change.name
         configs = await self._configs(region, name)
         if not configs:
             return
