@@ -14,9 +14,9 @@ import socket
 
 from lambdad.runtime import extensions_api, http11
 from lambdad.runtime.channel import RuntimeSide, Tenant
-from lambdad.runtime.http11 import Request, Response
+from lambdad.runtime.http11 import Request, Response, error_response
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
-from lambdad.runtime.replies import RuntimeApiError, json_error_body
+from lambdad.runtime.replies import RuntimeApiError
 
 PREFIX = "/2018-06-01/runtime/"
 _OK = b'{"status":"OK"}\n'
@@ -27,10 +27,6 @@ class RapiState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-def _json_error(status: int, error_type: str, message: str) -> Response:
-    return Response(status, json_error_body(error_type, message))
 
 
 def _accepted() -> Response:
@@ -79,14 +75,14 @@ class RuntimeApiServer:
     async def _handle(self, request: Request) -> Response:
         env = self._envs.get(request.local[1])
         if env is None or not await self._trusted(request, env):
-            return _json_error(500, "InternalServerError", "Internal Server Error")
+            return error_response(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if path.startswith(extensions_api.PREFIXES):
             return await extensions_api.handle(env, request)
         if not path.startswith(PREFIX):
             if path == "/ping" or path == "/2018-06-01/ping":
                 return Response(200, b"pong", content_type="text/plain; charset=utf-8")
-            return _json_error(404, "InvalidRequest", "Not found")
+            return error_response(404, "InvalidRequest", "Not found")
         parts = path[len(PREFIX) :].split("/")
         try:
             if parts == ["invocation", "next"] and request.method == "GET":
@@ -101,8 +97,8 @@ class RuntimeApiServer:
                 )
                 return _accepted()
         except RuntimeApiError as exc:
-            return _json_error(exc.status, exc.error_type, exc.message)
-        return _json_error(404, "InvalidRequest", "Not found")
+            return error_response(exc.status, exc.error_type, exc.message)
+        return error_response(404, "InvalidRequest", "Not found")
 
     async def _trusted(self, request: Request, env: Tenant) -> bool:
         """Whether the connection is the environment's own (checked once per connection)."""
@@ -138,12 +134,12 @@ class RuntimeApiServer:
         if action == "response":
             mode = request.headers.get("lambda-runtime-function-response-mode")
             if mode is not None and mode.lower() != "streaming":
-                return _json_error(
+                return error_response(
                     400, "InvalidFunctionResponseMode", "Invalid function response mode"
                 )
             if request.body is None:
                 channel.respond_too_large(request_id, request.size)
-                return _json_error(
+                return error_response(
                     413,
                     "RequestEntityTooLarge",
                     f"Exceeded maximum allowed payload size ({MAX_RUNTIME_PAYLOAD} bytes).",
@@ -161,4 +157,4 @@ class RuntimeApiServer:
                 request.headers.get("lambda-runtime-function-error-type"),
             )
             return _accepted()
-        return _json_error(404, "InvalidRequest", "Not found")
+        return error_response(404, "InvalidRequest", "Not found")

@@ -54,7 +54,8 @@ class InitFailure:
 
 
 class RuntimeApiError(Exception):
-    """A Runtime API call the environment refuses: carries the status and the error type."""
+    """A Runtime, Extensions or Telemetry API call refused: carries the status and the error
+    type; the server answers it with ``http11.error_response``."""
 
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -116,10 +117,3 @@ def forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
             parsed.pop("errorCause", None)
         return json.dumps(parsed).encode(), "application/json"
     return body, content_type or "application/json"
-
-
-def json_error_body(error_type: str, message: str) -> bytes:
-    """A Runtime/Extensions API error body as RAPID writes it (Go's json.Encoder: compact,
-    errorMessage first, a trailing newline)."""
-    document = {"errorMessage": message, "errorType": error_type}
-    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
