@@ -36,6 +36,7 @@ from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.retries import Retries
+from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
 from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
@@ -169,7 +170,7 @@ class Lambdad:
             ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
             settings.max_environments,
         )
-        self.functions.on_change(self.runtime.function_changed)
+        retire_deleted(self.functions.changes, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)

@@ -18,6 +18,7 @@ from collections import Counter
 
 from lambdad import errors
 from lambdad.control.arns import Scope
+from lambdad.control.changes import Change, FunctionDeleted
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
 from lambdad.store.base import Store, Table
@@ -44,10 +45,11 @@ class Reservations:
         #: region -> function -> provisioned concurrency its configs ask for.
         self._provisioned: dict[str, Counter[str]] = {}
         self._lock = asyncio.Lock()
-        functions.on_change(self._function_changed)
+        functions.changes.subscribe(self._function_changed)
 
-    async def _function_changed(self, region: str, name: str) -> None:
-        self.forget(region)
+    async def _function_changed(self, change: Change) -> None:
+        if isinstance(change, FunctionDeleted):
+            self.forget(change.region)
 
     def forget(self, region: str) -> None:
         """Drop the region's cached figures (provisioned concurrency configs changed)."""

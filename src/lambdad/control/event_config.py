@@ -23,6 +23,7 @@ from typing import Any
 from lambdad import errors
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.changes import AliasDeleted, Change, FunctionDeleted
 from lambdad.control.event_config_model import EventInvokeConfig, function_of, settings_of
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
@@ -82,7 +83,7 @@ class EventInvokeConfigs:
         self._configs: dict[tuple[str, str], dict[str, EventInvokeConfig]] = {}
         self._recursion: dict[tuple[str, str], RecursiveLoop] = {}
         self._lock = asyncio.Lock()
-        functions.on_delete(self._deleted)
+        functions.changes.subscribe(self._changed)
 
     # ---------------------------------------------------------------- invoke path
 
@@ -112,6 +113,13 @@ class EventInvokeConfigs:
                 cached = {key[2]: EventInvokeConfig.from_doc(doc) for key, doc in rows}
                 self._configs[(region, name)] = cached
             return cached
+
+    async def _changed(self, change: Change) -> None:
+        """What hangs on a deleted function, version or alias goes with it."""
+        if isinstance(change, FunctionDeleted):
+            await self._deleted(change.region, change.name, change.qualifier)
+        elif isinstance(change, AliasDeleted):
+            await self._deleted(change.region, change.name, change.alias)
 
     async def _deleted(self, region: str, name: str, qualifier: str | None) -> None:
         async with self._lock:

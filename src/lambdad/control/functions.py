@@ -15,12 +15,20 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lambdad import errors
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.changes import (
+    AliasDeleted,
+    Change,
+    ChangeStream,
+    FunctionChanged,
+    FunctionDeleted,
+    VersionPublished,
+)
 from lambdad.control.layers import Layers
 from lambdad.control.model import (
     CREATING,
@@ -51,11 +59,6 @@ from lambdad.control.requests import (
 from lambdad.store import zipcode
 from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
-ChangeListener = Callable[[str, str], Awaitable[None]]
-#: ``(region, name, qualifier)``: qualifier None when the whole function went.
-DeleteListener = Callable[[str, str, str | None], Awaitable[None]]
-#: Told of every version published with SnapStart (``Pending`` until its snapshot is made).
-PublishListener = Callable[[Scope, FunctionConfig], Awaitable[None]]
 #: PublishTo's one value: publish to ``$LATEST.PUBLISHED`` instead of a new number.
 PUBLISH_TO_LATEST_PUBLISHED = "LATEST_PUBLISHED"
 #: The tables whose rows belong to one function, keyed ``(region, function, ...)``: what
@@ -176,46 +179,31 @@ class Functions:
         #: Bumped by every write to a function, so that a resolve that read the store before
         #: the write does not put what it read back into the cache.
         self._generation: dict[tuple[str, str], int] = {}
-        self._listeners: list[ChangeListener] = []
-        self._delete_listeners: list[DeleteListener] = []
-        self._write_listeners: list[ChangeListener] = []
-        self._publish_listeners: list[PublishListener] = []
         #: How long a create stays ``Pending`` and an update ``InProgress`` (0: they finish
         #: right after the answer). See docs/function-states.md.
         self._settle_delay = settle_delay
         #: (region, function) -> the task finishing its create or update, and when it will.
         self._transitions: dict[tuple[str, str], tuple[asyncio.Task[None], float]] = {}
+        #: Every committed write, as typed events (``changes.py``); the cache above follows
+        #: it first, so that a stream fed by other nodes keeps it fresh too.
+        self.changes = ChangeStream()
+        self.changes.subscribe(self._forget)
 
-    def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener(region, name)`` after a function or one of its versions is deleted.
+    async def _forget(self, change: Change) -> None:
+        """Drop what the cache holds of a function that changed."""
+        self._forget_function(change.region, change.name)
 
-        Other changes need no notice: a pool whose configuration revision is stale retires
-        itself on the next invoke, and keeps its warm environments when nothing changed.
-        """
-        self._listeners.append(listener)
-
-    def on_delete(self, listener: DeleteListener) -> None:
-        """Call ``listener(region, name, qualifier)`` after a function (qualifier None), one of
-        its versions or one of its aliases is deleted, so that what hangs on it goes too."""
-        self._delete_listeners.append(listener)
-
-    async def _deleted(self, scope: Scope, name: str, qualifier: str | None) -> None:
-        for listener in self._delete_listeners:
-            await listener(scope.region, name, qualifier)
-
-    def on_write(self, listener: ChangeListener) -> None:
-        """Call ``listener(region, name)`` after every change to a function, its versions or
-        its aliases (deletions included), once ``on_change`` listeners have run."""
-        self._write_listeners.append(listener)
-
-    def on_publish(self, listener: PublishListener) -> None:
-        """Call ``listener(scope, version)`` after a version is published with SnapStart."""
-        self._publish_listeners.append(listener)
+    def _forget_function(self, region: str, name: str) -> None:
+        """Drop the function from the cache and bump its generation, so that a resolve that
+        read the store before a write does not put what it read back into the cache."""
+        generation = (region, name)
+        self._generation[generation] = self._generation.get(generation, 0) + 1
+        for key in [k for k in self._cache if k[:2] == generation]:
+            del self._cache[key]
 
     async def _published(self, scope: Scope, config: FunctionConfig) -> None:
-        if config.snap_start_on and config.state is State.PENDING:
-            for listener in self._publish_listeners:
-                await listener(scope, config)
+        if config.version != LATEST:
+            await self.changes.publish(VersionPublished(scope.region, config.name, config))
 
     async def versions_of(self, region: str, name: str) -> set[str]:
         """The versions a function has now (none once it is deleted)."""
@@ -337,17 +325,10 @@ class Functions:
 
     def _invalidate(self, scope: Scope, name: str) -> None:
         """Forget what the cache holds of the function, and what a resolve under way read."""
-        generation = (scope.region, name)
-        self._generation[generation] = self._generation.get(generation, 0) + 1
-        self._forget_cached(scope, name)
+        self._forget_function(scope.region, name)
 
-    async def _changed(self, scope: Scope, name: str, *, deleted: bool = False) -> None:
-        self._invalidate(scope, name)
-        if deleted:
-            for listener in self._listeners:
-                await listener(scope.region, name)
-        for listener in self._write_listeners:
-            await listener(scope.region, name)
+    async def _changed(self, scope: Scope, name: str) -> None:
+        await self.changes.publish(FunctionChanged(scope.region, name))
 
     def _not_found(
         self, scope: Scope, name: str, qualifier: str | None = None
@@ -681,8 +662,7 @@ class Functions:
                         f"[{', '.join(users)}]"
                     )
                 await self._store.delete(Table.VERSIONS, (scope.region, name, qualifier))
-        await self._changed(scope, name, deleted=True)
-        await self._deleted(scope, name, qualifier)
+        await self.changes.publish(FunctionDeleted(scope.region, name, qualifier))
 
     async def _function_rows(self, scope: Scope, name: str) -> list[Write]:
         """Deletions of every row of the function, in every table that keeps some."""
@@ -924,8 +904,7 @@ class Functions:
         async with self._lock(scope, name):
             await self._record(scope, name)
             await self._store.delete(Table.ALIASES, (scope.region, name, alias_name))
-        await self._changed(scope, name)
-        await self._deleted(scope, name, alias_name)
+        await self.changes.publish(AliasDeleted(scope.region, name, alias_name))
 
     async def list_aliases(
         self,

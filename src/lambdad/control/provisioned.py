@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from lambdad import errors
 from lambdad.control import validation
 from lambdad.control.arns import Scope
+from lambdad.control.changes import Change, VersionPublished
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST, Alias, Stored
@@ -89,7 +90,7 @@ class ProvisionedConfigs:
         self._reservations = reservations
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
-        functions.on_write(self._function_changed)
+        functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(region, name)`` after a function's configs or targets changed."""
@@ -232,10 +233,14 @@ class ProvisionedConfigs:
         rows = await self._store.scan(Table.PROVISIONED)
         return sorted({(key[0], key[1]) for key, _ in rows})
 
-    async def _function_changed(self, region: str, name: str) -> None:
+    async def _function_changed(self, change: Change) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
         every change, since an alias may have moved (and DeleteFunction removes a function's
-        configs in its own store write, so an empty list may be news too)."""
+        configs in its own store write, so an empty list may be news too; a publish is heard
+        as its write)."""
+        if isinstance(change, VersionPublished):
+            return
+        region, name = change.region, change.name
         configs = await self._configs(region, name)
         async with self._lock:
             for config in configs:

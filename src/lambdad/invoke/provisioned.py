@@ -18,8 +18,8 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
 from lambdad.control.provisioned import ProvisionedConfig, ProvisionedConfigs, Target
+from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.invoke.service import spec_of
-from lambdad.runtime.pool import RuntimeManager
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Provisioner:
         account_id: str,
         functions: Functions,
         configs: ProvisionedConfigs,
-        runtime: RuntimeManager,
+        runtime: RuntimePort,
     ) -> None:
         self._account_id = account_id
         self._functions = functions

@@ -20,8 +20,8 @@ from lambdad.control.model import FunctionConfig, State
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import check_payload
+from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.runtime.invocation import Invocation, Outcome
-from lambdad.runtime.pool import RuntimeManager
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import Queue, QueuedEvent
 
@@ -86,7 +86,7 @@ class Invoker:
     def __init__(
         self,
         functions: Functions,
-        runtime: RuntimeManager,
+        runtime: RuntimePort,
         queue: Queue,
         leases: Leases,
         configs: EventInvokeConfigs | None = None,

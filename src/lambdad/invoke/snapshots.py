@@ -9,10 +9,11 @@ import enum
 import logging
 
 from lambdad.control.arns import Scope
+from lambdad.control.changes import Change, FunctionDeleted, VersionPublished
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
+from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.invoke.service import spec_of
-from lambdad.runtime.pool import RuntimeManager
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,27 @@ class SnapshotsState(enum.Enum):
 class SnapshotMaker:
     """Makes the templates of published SnapStart versions and records the outcome."""
 
-    def __init__(self, functions: Functions, runtime: RuntimeManager) -> None:
+    def __init__(self, functions: Functions, runtime: RuntimePort) -> None:
         self._functions = functions
         self._runtime = runtime
         self._tasks: set[asyncio.Task[None]] = set()
         self.state = SnapshotsState.RUNNING
-        functions.on_publish(self.published)
-        functions.on_change(self.deleted)
+        self._account_id = ""
+        functions.changes.subscribe(self._changed)
 
     async def start(self, account_id: str) -> None:
         """Make again the snapshots a stopped lambdad left ``Pending``."""
+        self._account_id = account_id
         for region, config in await self._functions.pending_snapshots():
             await self.published(Scope(account_id, region), config)
+
+    async def _changed(self, change: Change) -> None:
+        if isinstance(change, FunctionDeleted):
+            await self.deleted(change.region, change.name)
+        elif isinstance(change, VersionPublished):
+            config = change.config
+            if config.snap_start_on and config.state is State.PENDING:
+                await self.published(Scope(self._account_id, change.region), config)
 
     async def published(self, scope: Scope, config: FunctionConfig) -> None:
         if self.state is not SnapshotsState.RUNNING:

@@ -13,21 +13,17 @@ import uuid
 from typing import TYPE_CHECKING
 
 from lambdad.runtime.extensions import ExtensionGone
-from lambdad.runtime.http11 import Request, Response
-from lambdad.runtime.replies import RuntimeApiError, json_error_body
+from lambdad.runtime.http11 import Request, Response, error_response
+from lambdad.runtime.replies import RuntimeApiError
 
 if TYPE_CHECKING:
-    from lambdad.runtime.environment import Environment
+    from lambdad.runtime.channel import Tenant
 
 EXTENSION = "/2020-01-01/extension/"
 TELEMETRY = "/2022-07-01/telemetry"
 LOGS = "/2020-08-15/logs"
 PREFIXES = (EXTENSION, TELEMETRY, LOGS)
 ID_HEADER = "Lambda-Extension-Identifier"
-
-
-def _error(status: int, error_type: str, message: str) -> Response:
-    return Response(status, json_error_body(error_type, message))
 
 
 def _identifier(request: Request) -> str:
@@ -54,7 +50,7 @@ def _error_type(request: Request) -> str:
     return value
 
 
-async def handle(env: Environment, request: Request) -> Response:
+async def handle(env: Tenant, request: Request) -> Response:
     path, method = request.path.rstrip("/"), request.method
     try:
         if path.startswith(EXTENSION):
@@ -62,13 +58,13 @@ async def handle(env: Environment, request: Request) -> Response:
         if path == TELEMETRY and method == "PUT":
             return await _subscribe(env, request)
         if path == LOGS and method == "PUT":
-            return _error(202, "Logs.NotSupported", "Logs API is not supported")
+            return error_response(202, "Logs.NotSupported", "Logs API is not supported")
     except RuntimeApiError as refusal:
-        return _error(refusal.status, refusal.error_type, refusal.message)
-    return _error(404, "InvalidRequest", "Not found")
+        return error_response(refusal.status, refusal.error_type, refusal.message)
+    return error_response(404, "InvalidRequest", "Not found")
 
 
-async def _extension(env: Environment, request: Request, action: str, method: str) -> Response:
+async def _extension(env: Tenant, request: Request, action: str, method: str) -> Response:
     extensions = env.extensions
     if action == "register" and method == "POST":
         ext, body = extensions.register(
@@ -87,19 +83,19 @@ async def _extension(env: Environment, request: Request, action: str, method: st
         else:
             extensions.exit_error(ext_id, error_type)
         return Response(202, b'{"status":"OK"}\n')
-    return _error(404, "InvalidRequest", "Not found")
+    return error_response(404, "InvalidRequest", "Not found")
 
 
-async def _next(env: Environment, ext_id: str) -> Response:
+async def _next(env: Tenant, ext_id: str) -> Response:
     try:
         event = await env.extensions.next(ext_id)
     except ExtensionGone:
         # The environment went away while the extension waited; it is being killed.
-        return _error(500, "InternalServerError", "Internal Server Error")
+        return error_response(500, "InternalServerError", "Internal Server Error")
     return Response(200, event, (("Lambda-Extension-Event-Identifier", str(uuid.uuid4())),))
 
 
-async def _subscribe(env: Environment, request: Request) -> Response:
+async def _subscribe(env: Tenant, request: Request) -> Response:
     ext = env.extensions.find(_identifier(request))
     env.telemetry.subscribe(ext.name, request.body or b"")
     return Response(200, b'"OK"')

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import dataclasses
 import enum
+import json
 import logging
 import socket
 import typing
@@ -68,6 +69,14 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(status: int, error_type: str, message: str) -> Response:
+    """The one error body of the Runtime, Extensions and Telemetry APIs, as RAPID renders it
+    (``rendering.RenderJSON``: Go's json.Encoder, so compact, ``errorMessage`` first, and a
+    trailing newline), with ``Content-Type: application/json``."""
+    document = {"errorMessage": message, "errorType": error_type}
+    return Response(status, (json.dumps(document, separators=(",", ":")) + "\n").encode())
 
 
 class _Connection(asyncio.Protocol):
@@ -169,7 +178,7 @@ class _Connection(asyncio.Protocol):
                     response = await self._handler(request)
                 except Exception:
                     log.exception("Runtime API %s %s failed", request.method, request.path)
-                    response = Response(500, b'{"errorMessage":"Internal Server Error"}')
+                    response = error_response(500, "InternalServerError", "Internal Server Error")
                 transport = self._transport
                 if transport is None:
                     return
@@ -182,7 +191,8 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, status: int) -> None:
         if self._transport is not None:
-            self._transport.write(Response(status, content_type=None).encode(False))
+            response = error_response(status, "InvalidRequest", HTTPStatus(status).phrase)
+            self._transport.write(response.encode(False))
             self._transport.close()
 
     def close(self) -> None:

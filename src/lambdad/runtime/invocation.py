@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 from lambdad.observe.platform import Report
 
@@ -41,6 +42,31 @@ class Outcome:
     @property
     def error_type(self) -> str | None:
         return self.report.error_type
+
+
+@dataclasses.dataclass(slots=True)
+class Run:
+    """One invocation in an environment: its request, its clock and its deadline."""
+
+    invocation: Invocation
+    timeout: int
+    #: ``time.perf_counter()`` at its start; the deadline on the same clock.
+    began: float
+    deadline: float
+    #: ``Lambda-Runtime-Deadline-Ms`` (epoch milliseconds).
+    deadline_ms: int
+    #: The Init Duration its REPORT carries (an on-demand environment's first only).
+    init_ms: float | None = None
+
+    @classmethod
+    def begin(cls, invocation: Invocation, timeout: int) -> Run:
+        began = time.perf_counter()
+        deadline_ms = int((time.time() + timeout) * 1000)
+        return cls(invocation, timeout, began, began + timeout, deadline_ms)
+
+    @property
+    def request_id(self) -> str:
+        return self.invocation.request_id
 
 
 def error_body(error_type: str, message: str) -> bytes:

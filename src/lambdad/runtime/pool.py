@@ -22,14 +22,14 @@ from pathlib import Path
 
 from lambdad import errors
 from lambdad.runtime import runtimes
-from lambdad.runtime.environment import Environment, EnvironmentContext, Forker
+from lambdad.runtime.environment import Environment, EnvironmentContext, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.layers import LayerAssembler
 from lambdad.runtime.provisioned import ProvisionedSet
 from lambdad.runtime.rapi import RuntimeApiServer
 from lambdad.runtime.replies import InitFailure
+from lambdad.runtime.runner import Forker
 from lambdad.runtime.scaling import ScaleRate
-from lambdad.runtime.session import EnvState
 from lambdad.runtime.snapshots import Snapshot, SnapshotState
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import BlobStore

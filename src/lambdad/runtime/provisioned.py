@@ -17,9 +17,8 @@ import enum
 import logging
 from collections.abc import Callable
 
-from lambdad.runtime.environment import Environment
+from lambdad.runtime.environment import Environment, EnvState
 from lambdad.runtime.invocation import Invocation, Outcome
-from lambdad.runtime.session import EnvState
 from lambdad.runtime.spec import FunctionSpec
 
 log = logging.getLogger(__name__)

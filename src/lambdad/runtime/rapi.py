@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import enum
 import socket
-from typing import TYPE_CHECKING
 
 from lambdad.runtime import extensions_api, http11
-from lambdad.runtime.http11 import Request, Response
+from lambdad.runtime.channel import RuntimeSide, Tenant
+from lambdad.runtime.http11 import Request, Response, error_response
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
-from lambdad.runtime.replies import RuntimeApiError, json_error_body
-
-if TYPE_CHECKING:
-    from lambdad.runtime.environment import Environment
+from lambdad.runtime.replies import RuntimeApiError
 
 PREFIX = "/2018-06-01/runtime/"
 _OK = b'{"status":"OK"}\n'
@@ -32,10 +29,6 @@ class RapiState(enum.Enum):
     CLOSED = "closed"
 
 
-def _json_error(status: int, error_type: str, message: str) -> Response:
-    return Response(status, json_error_body(error_type, message))
-
-
 def _accepted() -> Response:
     return Response(202, _OK)
 
@@ -44,7 +37,7 @@ class RuntimeApiServer:
     def __init__(self) -> None:
         self.state = RapiState.NEW
         self._server: http11.Server | None = None
-        self._envs: dict[int, Environment] = {}
+        self._envs: dict[int, Tenant] = {}
 
     async def start(self) -> None:
         if self.state is not RapiState.NEW:
@@ -60,7 +53,7 @@ class RuntimeApiServer:
             await self._server.close()
         self._envs.clear()
 
-    async def attach(self, env: Environment) -> int:
+    async def attach(self, env: Tenant) -> int:
         """Open a socket for ``env``; returns its port."""
         if self.state is not RapiState.RUNNING or self._server is None:
             raise RuntimeError("Runtime API server is not running")
@@ -82,32 +75,32 @@ class RuntimeApiServer:
     async def _handle(self, request: Request) -> Response:
         env = self._envs.get(request.local[1])
         if env is None or not await self._trusted(request, env):
-            return _json_error(500, "InternalServerError", "Internal Server Error")
+            return error_response(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if path.startswith(extensions_api.PREFIXES):
             return await extensions_api.handle(env, request)
         if not path.startswith(PREFIX):
             if path == "/ping" or path == "/2018-06-01/ping":
                 return Response(200, b"pong", content_type="text/plain; charset=utf-8")
-            return _json_error(404, "InvalidRequest", "Not found")
+            return error_response(404, "InvalidRequest", "Not found")
         parts = path[len(PREFIX) :].split("/")
         try:
             if parts == ["invocation", "next"] and request.method == "GET":
-                return await self._next(env)
+                return await self._next(env.channel)
             if len(parts) == 3 and parts[0] == "invocation" and request.method == "POST":
-                return self._post_invocation(env, request, parts[1], parts[2])
+                return self._post_invocation(env.channel, request, parts[1], parts[2])
             if parts == ["init", "error"] and request.method == "POST":
-                env.rapi_init_error(
+                env.channel.init_error(
                     request.body or b"",
                     request.header("Content-Type"),
                     request.headers.get("lambda-runtime-function-error-type"),
                 )
                 return _accepted()
         except RuntimeApiError as exc:
-            return _json_error(exc.status, exc.error_type, exc.message)
-        return _json_error(404, "InvalidRequest", "Not found")
+            return error_response(exc.status, exc.error_type, exc.message)
+        return error_response(404, "InvalidRequest", "Not found")
 
-    async def _trusted(self, request: Request, env: Environment) -> bool:
+    async def _trusted(self, request: Request, env: Tenant) -> bool:
         """Whether the connection is the environment's own (checked once per connection)."""
         verdict = request.connection.get(_TRUSTED)
         if verdict is None:
@@ -117,11 +110,12 @@ class RuntimeApiServer:
             request.connection[_TRUSTED] = verdict
         return bool(verdict)
 
-    async def _next(self, env: Environment) -> Response:
-        invocation = await env.rapi_next()
+    async def _next(self, channel: RuntimeSide) -> Response:
+        delivery = await channel.next()
+        invocation = delivery.invocation
         headers = [
             ("Lambda-Runtime-Aws-Request-Id", invocation.request_id),
-            ("Lambda-Runtime-Deadline-Ms", str(env.deadline_ms)),
+            ("Lambda-Runtime-Deadline-Ms", str(delivery.deadline_ms)),
             ("Lambda-Runtime-Invoked-Function-Arn", invocation.invoked_arn),
         ]
         if invocation.trace_id:
@@ -135,32 +129,32 @@ class RuntimeApiServer:
         return Response(200, invocation.payload, tuple(headers), invocation.content_type)
 
     def _post_invocation(
-        self, env: Environment, request: Request, request_id: str, action: str
+        self, channel: RuntimeSide, request: Request, request_id: str, action: str
     ) -> Response:
         if action == "response":
             mode = request.headers.get("lambda-runtime-function-response-mode")
             if mode is not None and mode.lower() != "streaming":
-                return _json_error(
+                return error_response(
                     400, "InvalidFunctionResponseMode", "Invalid function response mode"
                 )
             if request.body is None:
-                env.rapi_response_too_large(request_id, request.size)
-                return _json_error(
+                channel.respond_too_large(request_id, request.size)
+                return error_response(
                     413,
                     "RequestEntityTooLarge",
                     f"Exceeded maximum allowed payload size ({MAX_RUNTIME_PAYLOAD} bytes).",
                 )
-            env.rapi_response(request_id, request.body, request.header("Content-Type"))
+            channel.respond(request_id, request.body, request.header("Content-Type"))
             return _accepted()
         if action == "error":
             body = request.body or (
                 b'{"errorMessage":"Invalid error body","errorType":"Runtime.Unknown"}'
             )
-            env.rapi_error(
+            channel.error(
                 request_id,
                 body,
                 request.header("Content-Type"),
                 request.headers.get("lambda-runtime-function-error-type"),
             )
             return _accepted()
-        return _json_error(404, "InvalidRequest", "Not found")
+        return error_response(404, "InvalidRequest", "Not found")

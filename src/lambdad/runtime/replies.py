@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from lambdad.runtime.invocation import error_body
+from lambdad.observe.platform import Report
+from lambdad.runtime.invocation import Outcome, error_body
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -16,6 +17,17 @@ class Reply:
     body: bytes
     content_type: str
     error_type: str | None = None
+
+    def outcome(self, log: str, report: Report, version: str) -> Outcome:
+        """What the caller gets of this reply."""
+        return Outcome(
+            payload=self.body,
+            content_type=self.content_type,
+            function_error=not self.ok,
+            log=log,
+            report=report,
+            executed_version=version,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,7 +54,8 @@ class InitFailure:
 
 
 class RuntimeApiError(Exception):
-    """A Runtime API call the environment refuses: carries the status and the error type."""
+    """A Runtime, Extensions or Telemetry API call refused: carries the status and the error
+    type; the server answers it with ``http11.error_response``."""
 
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -60,6 +73,39 @@ class Crashed(Exception):
         self.error_type = error_type or "Runtime.ExitError"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ending:
+    """How an invocation that failed in the platform ends: REPORT's status and error type, the
+    caller's body, and the lines its log gets after START."""
+
+    status: str  # "error" | "timeout"
+    error_type: str
+    body: bytes
+    content_type: str
+    lines: tuple[str, ...]
+
+
+def timed_out(request_id: str, timeout: int, line: str) -> Ending:
+    message = f"Task timed out after {float(timeout):.2f} seconds"
+    body = error_body("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}")
+    return Ending("timeout", "Sandbox.Timedout", body, "application/json", (line,))
+
+
+def crashed(request_id: str, crash: Crashed) -> Ending:
+    message = f"RequestId: {request_id} Error: {crash.reason}"
+    body = error_body(crash.error_type, message)
+    return Ending("error", crash.error_type, body, "application/json", (message, crash.error_type))
+
+
+def init_failed(request_id: str, failure: InitFailure) -> Ending:
+    body, content_type = failure.invoke_body(request_id)
+    error_type = failure.error_type or "Runtime.Unknown"
+    lines: tuple[str, ...] = ()
+    if failure.reason is not None:
+        lines = (f"RequestId: {request_id} Error: {failure.reason}", error_type)
+    return Ending("error", error_type, body, content_type, lines)
+
+
 def forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
     """Error bodies are forwarded verbatim, except the X-Ray error-cause form (cause dropped)."""
     if content_type.startswith("application/vnd.aws.lambda.error.cause+json"):
@@ -71,10 +117,3 @@ def forwardable_error(body: bytes, content_type: str) -> tuple[bytes, str]:
             parsed.pop("errorCause", None)
         return json.dumps(parsed).encode(), "application/json"
     return body, content_type or "application/json"
-
-
-def json_error_body(error_type: str, message: str) -> bytes:
-    """A Runtime/Extensions API error body as RAPID writes it (Go's json.Encoder: compact,
-    errorMessage first, a trailing newline)."""
-    document = {"errorMessage": message, "errorType": error_type}
-    return (json.dumps(document, separators=(",", ":")) + "\n").encode()

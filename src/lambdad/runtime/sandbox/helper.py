@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdad.runtime.sandbox import cgroups
+from lambdad.runtime.sandbox.spares import SparePool
 
 CELLINIT = Path(__file__).with_name("cellinit.py")
 #: The Python bootstrap's path below lambdad's runtime directory (``/var/runtime`` in a cell).
@@ -62,7 +63,7 @@ class CellSetup:
 
 
 @dataclasses.dataclass(slots=True)
-class Spare:
+class SpareCell:
     """A cell made ahead of need: namespaces and cgroups, waiting for its root file system."""
 
     cell_id: str
@@ -96,8 +97,14 @@ class Helper:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._sending = asyncio.Lock()
         self._seq = 0
-        self._spares: list[Spare] = []
-        self._filling: asyncio.Task[None] | None = None
+        #: Refilled when a cell's init is over (``refill``) and when the last one is taken.
+        self._spares = SparePool(
+            SPARE_CELLS,
+            self.make_spare,
+            self.discard,
+            name="spare-cells",
+            refill_when_emptied=True,
+        )
         self.state = HelperState.NEW
 
     @property
@@ -163,13 +170,7 @@ class Helper:
         if self.state is HelperState.CLOSED:
             return
         self.state = HelperState.CLOSED
-        if self._filling is not None:
-            self._filling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filling
-        spares, self._spares = self._spares, []
-        for spare in spares:
-            await self.discard(spare)
+        await self._spares.close()
         if self._control is not None:
             # Shut down before closing: the reply reader is waiting on the socket.
             with contextlib.suppress(OSError):
@@ -256,7 +257,7 @@ class Helper:
 
     # ------------------------------------------------------------------------ spare cells
 
-    async def make_spare(self, background: bool = False) -> Spare:
+    async def make_spare(self, background: bool = False) -> SpareCell:
         """A cell with its namespaces and cgroups but no root file system yet.
 
         Joining cgroups is the slow part of making a cell (the kernel may wait for an RCU
@@ -301,9 +302,9 @@ class Helper:
             theirs.close()
         os.set_blocking(output_r, False)
         ours.setblocking(False)
-        return Spare(cell_id, group, ours, int(reply["pid"]), output_r, root)
+        return SpareCell(cell_id, group, ours, int(reply["pid"]), output_r, root)
 
-    async def discard(self, spare: Spare) -> None:
+    async def discard(self, spare: SpareCell) -> None:
         with contextlib.suppress(OSError):
             spare.control.close()
         with contextlib.suppress(OSError):
@@ -311,37 +312,18 @@ class Helper:
         await asyncio.to_thread(spare.group.remove)
         await asyncio.to_thread(shutil.rmtree, spare.root.parent, True)
 
-    async def take_spare(self) -> Spare:
-        if self._spares:
-            spare = self._spares.pop()
-            if not self._spares:
-                self.refill()
-            return spare
-        self.refill()
-        return await self.make_spare()
+    async def take_spare(self) -> SpareCell:
+        return await self._spares.take()
 
     def refill(self) -> None:
         """Make spare cells up to ``SPARE_CELLS`` in the background.
 
-        Called when an environment's init has ended and when the last spare is taken, not on
-        every take: making a cell (a fork, namespaces, cgroup joins, some 25 mounts) would
-        compete for the CPUs with the cold start that took the spare.
+        Called when an environment's init has ended (and by the pool when the last spare is
+        taken), not on every take: making a cell (a fork, namespaces, cgroup joins, some 25
+        mounts) would compete for the CPUs with the cold start that took the spare.
         """
-        if self.state is not HelperState.RUNNING:
-            return
-        if self._filling is None or self._filling.done():
-            self._filling = asyncio.create_task(self._fill(), name="spare-cells")
-
-    async def _fill(self) -> None:
-        while len(self._spares) < SPARE_CELLS and self.state is HelperState.RUNNING:
-            try:
-                spare = await self.make_spare(background=True)
-            except OSError:
-                return  # the next spawn makes its cell itself and says why if it cannot
-            if self.state is not HelperState.RUNNING:
-                await self.discard(spare)
-                return
-            self._spares.append(spare)
+        if self.state is HelperState.RUNNING:
+            self._spares.refill()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

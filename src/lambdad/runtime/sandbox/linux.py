@@ -43,7 +43,7 @@ from lambdad.runtime.sandbox.helper import (
     SPARE_CELLS,
     CellSetup,
     Helper,
-    Spare,
+    SpareCell,
     is_python_bootstrap,
 )
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
@@ -144,19 +144,16 @@ class LinuxProcess(SandboxProcess):
     """An environment's cell: its init (a fork of ``helper``) serves the control socket."""
 
     def __init__(
-        self, sandbox: LinuxSandbox, helper: Helper, spare: Spare, uid: int, memory_mb: int
+        self, sandbox: LinuxSandbox, helper: Helper, spare: SpareCell, uid: int, memory_mb: int
     ) -> None:
-        self._sandbox = sandbox
         self._helper = helper
         self.cell_id = spare.cell_id
-        self._group = spare.group
+        self._placement = CellPlacement(sandbox, helper, spare, uid, memory_mb)
         self._control = spare.control
         self.init_pid = spare.init_pid
         self.pid = spare.init_pid
         self.output_fd = spare.output_fd
         self.uid = uid
-        self._root = spare.root
-        self._memory_mb = memory_mb
         self._exit: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read_control(), name=f"cell-{self.cell_id}")
@@ -270,30 +267,26 @@ class LinuxProcess(SandboxProcess):
         return await asyncio.shield(self._exit)
 
     def kill(self) -> None:
-        self._group.kill_all()
+        self._placement.kill()
 
     def max_memory_mb(self) -> int:
-        self._peak_mb = max(self._peak_mb, self._group.peak_memory_mb())
+        self._peak_mb = max(self._peak_mb, self._placement.max_memory_mb())
         return self._peak_mb
 
     def oom_kills(self) -> int:
-        return self._group.oom_kills()
+        return self._placement.oom_kills()
 
     def end_init(self) -> None:
-        with contextlib.suppress(OSError):
-            self._group.limit_cpu(self._memory_mb)
-        self._helper.refill()
+        self._placement.end_init()
 
     def freeze(self) -> None:
-        with contextlib.suppress(OSError):
-            self._group.freeze()
+        self._placement.freeze()
 
     def thaw(self) -> None:
-        with contextlib.suppress(OSError):
-            self._group.thaw()
+        self._placement.thaw()
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
-        return peer_uid(local, peer) == self.uid
+        return self._placement.owns_connection(local, peer)
 
     async def close(self) -> None:
         if self._closed:
@@ -314,26 +307,14 @@ class LinuxProcess(SandboxProcess):
         self._control.close()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
-        await asyncio.to_thread(self._group.remove)
-        await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
-        self._sandbox.release(self)
+        await self._placement.close()
 
 
-class CellGroupPlacement(Placement):
-    """A forked environment in the Linux sandbox: a cgroup of its own (memory, CPU, pids,
-    freezer) inside its template's cell, whose namespaces, root and user it shares."""
+class _GroupPlacement(Placement):
+    """An environment's limits in a cgroup of its own (memory, CPU, pids, freezer)."""
 
-    def __init__(
-        self,
-        sandbox: LinuxSandbox,
-        group: cgroups.CellGroup,
-        run_dir: Path,
-        uid: int,
-        memory_mb: int,
-    ) -> None:
-        self._sandbox = sandbox
+    def __init__(self, group: cgroups.CellGroup, uid: int, memory_mb: int) -> None:
         self._group = group
-        self._run_dir = run_dir
         self._uid = uid
         self._memory_mb = memory_mb
 
@@ -357,6 +338,47 @@ class CellGroupPlacement(Placement):
     def thaw(self) -> None:
         with contextlib.suppress(OSError):
             self._group.thaw()
+
+
+class CellPlacement(_GroupPlacement):
+    """An environment in a cell of its own: its cgroup, its user, its root file system."""
+
+    def __init__(
+        self, sandbox: LinuxSandbox, helper: Helper, spare: SpareCell, uid: int, memory_mb: int
+    ) -> None:
+        super().__init__(spare.group, uid, memory_mb)
+        self._sandbox = sandbox
+        self._helper = helper
+        self._root = spare.root
+
+    def end_init(self) -> None:
+        super().end_init()
+        self._helper.refill()  # the next spare cell is made once this init is over
+
+    def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        return peer_uid(local, peer) == self._uid
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._group.remove)
+        await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
+        self._sandbox.release_uid(self._uid)
+
+
+class CellGroupPlacement(_GroupPlacement):
+    """A forked environment in the Linux sandbox: a cgroup of its own (memory, CPU, pids,
+    freezer) inside its template's cell, whose namespaces, root and user it shares."""
+
+    def __init__(
+        self,
+        sandbox: LinuxSandbox,
+        group: cgroups.CellGroup,
+        run_dir: Path,
+        uid: int,
+        memory_mb: int,
+    ) -> None:
+        super().__init__(group, uid, memory_mb)
+        self._sandbox = sandbox
+        self._run_dir = run_dir
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """The cell's uid, and a socket held by a process of this environment's own group:
@@ -524,8 +546,8 @@ class LinuxSandbox(Sandbox):
                 return uid
         raise OSError("no free cell user ids")
 
-    def release(self, process: LinuxProcess) -> None:
-        self._uids.discard(process.uid)
+    def release_uid(self, uid: int) -> None:
+        self._uids.discard(uid)
 
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         return Layout(task_root="/var/task", opt="/opt", tmp="/tmp", runtime_dir="/var/runtime")

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lambdad.runtime.sandbox.base import Exit, SandboxProcess
+from lambdad.runtime.sandbox.spares import SparePool
 
 _MAX_MESSAGE = 1 << 20
 #: Children forked ahead of need per template.
@@ -86,7 +87,7 @@ class TemplateState(enum.Enum):
 
 
 @dataclasses.dataclass(slots=True)
-class _Spare:
+class _SpareFork:
     ns_pid: int
     host_pid: int
     output_fd: int
@@ -100,7 +101,7 @@ class ForkedProcess(SandboxProcess):
     """An environment forked from a template; its limits are its placement's."""
 
     def __init__(
-        self, spare: _Spare, exit_status: asyncio.Future[Exit], restored: Callable[[], None]
+        self, spare: _SpareFork, exit_status: asyncio.Future[Exit], restored: Callable[[], None]
     ) -> None:
         self._restored = restored
         self.pid = spare.host_pid
@@ -166,8 +167,10 @@ class Template:
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._lock = asyncio.Lock()
-        self._spares: list[_Spare] = []
-        self._filling: asyncio.Task[None] | None = None
+        #: Refilled once a restore is over (``refill``), so that both do not share the CPU.
+        self._spares = SparePool(
+            SPARE_FORKS, lambda _background: self._fork_child(), self._discard, name="spare-forks"
+        )
         self._forks = 0
         self._reader = asyncio.create_task(self._read(), name="snapstart-template")
 
@@ -221,12 +224,12 @@ class Template:
         )
         if result.ok:
             self.state = TemplateState.READY
-            self._filling = asyncio.create_task(self._fill(), name="snapstart-spares")
+            self._spares.refill()
         else:
             self.state = TemplateState.FAILED
         return result
 
-    async def _fork_child(self) -> _Spare:
+    async def _fork_child(self) -> _SpareFork:
         """Fork a child, learn its pids, and place it (off the cold-start path)."""
         if self.state is not TemplateState.READY:
             raise OSError("the SnapStart template is not ready")
@@ -257,22 +260,11 @@ class Template:
             os.close(output_w)
             theirs.close()
         os.set_blocking(output_r, False)
-        return _Spare(ns_pid, host_pid, output_r, ours, placement, str(hello.get("tmp", "")))
-
-    async def _fill(self) -> None:
-        while len(self._spares) < SPARE_FORKS and self.state is TemplateState.READY:
-            try:
-                spare = await self._fork_child()
-            except OSError:
-                return  # the next cold start forks itself and says why if it cannot
-            if self.state is not TemplateState.READY:
-                await self._discard(spare)
-                return
-            self._spares.append(spare)
+        return _SpareFork(ns_pid, host_pid, output_r, ours, placement, str(hello.get("tmp", "")))
 
     async def fork(self, env: Mapping[str, str]) -> ForkedProcess:
         """A new environment: a spare (or a fresh fork) restored with ``env``."""
-        spare = self._spares.pop() if self._spares else await self._fork_child()
+        spare = await self._spares.take()
         try:
             spare.channel.send(json.dumps({"op": "restore", "env": dict(env)}).encode())
         except OSError:
@@ -284,10 +276,10 @@ class Template:
 
     def refill(self) -> None:
         """Make the next spare: once a restore is over, so both do not share the CPU."""
-        if self.state is TemplateState.READY and (self._filling is None or self._filling.done()):
-            self._filling = asyncio.create_task(self._fill(), name="snapstart-spares")
+        if self.state is TemplateState.READY:
+            self._spares.refill()
 
-    async def _discard(self, spare: _Spare) -> None:
+    async def _discard(self, spare: _SpareFork) -> None:
         spare.channel.close()
         spare.placement.kill()
         with contextlib.suppress(TimeoutError):
@@ -301,13 +293,7 @@ class Template:
         if self.state is TemplateState.CLOSED:
             return
         self.state = TemplateState.CLOSED
-        if self._filling is not None:
-            self._filling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filling
-        spares, self._spares = self._spares, []
-        for spare in spares:
-            await self._discard(spare)
+        await self._spares.close()
         with contextlib.suppress(OSError):
             self._control.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):

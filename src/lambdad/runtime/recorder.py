@@ -1,0 +1,171 @@
+"""What one environment tells the world: its log stream, its platform lines and its telemetry.
+
+An environment calls the recorder at each step of its life (init, restore, START, the runtime's
+reply, END/REPORT); the recorder writes the platform line in the function's log format to the
+log store (and to lambdad's own log with ``echo``), sends the matching ``platform.*`` event to
+the Telemetry API's subscribers, and keeps the invocation's lines for ``X-Amz-Log-Result``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from lambdad.observe.logs import LogStore
+from lambdad.observe.platform import PlatformLines, Report
+from lambdad.runtime.extensions import Extension
+from lambdad.runtime.invocation import Invocation
+from lambdad.runtime.replies import InitFailure
+from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.telemetry import Telemetry
+
+_TAIL_BYTES = 4096
+
+
+def _failure_fields(failure: InitFailure | None) -> tuple[str, str | None]:
+    return (failure.status, failure.error_type) if failure else ("success", None)
+
+
+class Recorder:
+    def __init__(
+        self,
+        logs: LogStore,
+        region: str,
+        config: FunctionSpec,
+        stream: str,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self._logs = logs
+        self._group = (region, config.log_group)
+        self._config = config
+        self.stream = stream
+        self._echo = echo
+        self._lines = PlatformLines(config.log_format == "JSON")
+        self.telemetry = Telemetry(config.log_format == "JSON", self._subscribed)
+        #: The running invocation's lines, when its caller asked for the tail.
+        self._collect: list[str] | None = None
+        #: START was logged for the running invocation.
+        self._started = False
+
+    def set_initialization_type(self, kind: str) -> None:
+        self._lines.initialization_type = self.telemetry.initialization_type = kind
+
+    # ------------------------------------------------------------ lines
+
+    def emit(self, messages: list[str]) -> None:
+        if not messages:
+            return
+        self._logs.put(self._group, self.stream, int(time.time() * 1000), messages)
+        if self._collect is not None:
+            self._collect.extend(messages)
+        if self._echo is not None:
+            for message in messages:
+                self._echo(f"[{self._config.name}] {message}")
+
+    def output(self, lines: list[str]) -> None:
+        """Lines the runtime printed: the log, and ``function`` telemetry."""
+        self.emit(lines)
+        self.telemetry.function(lines)
+
+    def extension_output(self, _ext: Extension, lines: list[str]) -> None:
+        self.emit(lines)
+        self.telemetry.extension(lines)
+
+    def _subscribed(self, name: str, types: Sequence[str]) -> None:
+        self.emit([self._lines.telemetry_subscription(name, types, time.time())])
+
+    # ------------------------------------------------------------ init and restore
+
+    def init_start(self) -> None:
+        self.emit([self._lines.init_start(self._config.runtime or "provided", time.time())])
+
+    def restore_start(self) -> None:
+        self.emit([self._lines.restore_start(self._config.runtime or "provided", time.time())])
+
+    def init_report(self, duration_ms: float, phase: str, failure: InitFailure | None) -> None:
+        status, error_type = _failure_fields(failure)
+        error_type = error_type if status == "error" else None
+        line = self._lines.init_report(duration_ms, phase, status, error_type, time.time())
+        self.emit([line])
+
+    def restore_report(self, duration_ms: float, failure: InitFailure | None) -> None:
+        status, error_type = _failure_fields(failure)
+        self.emit([self._lines.restore_report(duration_ms, status, error_type, time.time())])
+
+    def init_begun(self, env_id: str, phase: str) -> None:
+        cfg = self._config
+        self.telemetry.init_start(
+            cfg.runtime, cfg.name, cfg.version, env_id, cfg.memory_size, phase
+        )
+
+    def init_runtime_done(self, phase: str, failure: InitFailure | None) -> None:
+        status, error_type = _failure_fields(failure)
+        self.telemetry.init_runtime_done(phase, status, error_type)
+
+    def init_ended(
+        self,
+        phase: str,
+        duration_ms: float,
+        failure: InitFailure | None,
+        extensions: Sequence[tuple[str, str, tuple[str, ...], str | None]],
+    ) -> None:
+        """Subscriptions close; each extension's state and the init report go out."""
+        self.telemetry.close_subscriptions()
+        at = time.time()
+        for name, state, events, error_type in extensions:
+            self.emit([self._lines.extension(name, state, events, error_type, at)])
+            self.telemetry.extension_state(name, state, events, error_type)
+        status, error_type = _failure_fields(failure)
+        self.telemetry.init_report(phase, status, duration_ms, error_type)
+
+    # ------------------------------------------------------------ invocations
+
+    def begin(self, invocation: Invocation) -> None:
+        """An invocation begins; its lines are kept when its caller asked for the tail."""
+        self._collect = [] if invocation.tail else None
+        self._started = False
+
+    def start(self, invocation: Invocation) -> None:
+        """START, once per invocation: after a suppressed init, before the handler runs."""
+        if not self._started:
+            self._started = True
+            version = self._config.version
+            self.emit([self._lines.start(invocation.request_id, version, time.time())])
+            self.telemetry.start(invocation.request_id, version, invocation.trace_id)
+
+    def runtime_done(
+        self,
+        invocation: Invocation,
+        status: str,
+        duration_ms: float,
+        size: int,
+        error_type: str | None,
+    ) -> None:
+        self.telemetry.runtime_done(
+            invocation.request_id, status, duration_ms, size, error_type, invocation.trace_id
+        )
+
+    def timeout_line(self, request_id: str) -> str:
+        """The log line of an invocation that ran out of time."""
+        now = time.time()
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        )
+        timeout = float(self._config.timeout)
+        return f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"
+
+    def finish(self, report: Report) -> str:
+        """END and REPORT; returns the invocation's tail (collecting stops)."""
+        at = time.time()
+        end = self._lines.end(report.request_id, at)
+        self.emit([*([end] if end else []), self._lines.report(report, at)])
+        self.telemetry.report(report)
+        return self.take_tail()
+
+    def take_tail(self) -> str:
+        """The invocation's log so far, for ``X-Amz-Log-Result``; collecting stops."""
+        collected, self._collect = self._collect, None
+        if collected is None:
+            return ""
+        text = "\n".join(collected) + "\n"
+        return text.encode("utf-8")[-_TAIL_BYTES:].decode("utf-8", "ignore")
