@@ -17,37 +17,14 @@ from tests.aws import (
     Moto,
     behaving_function,
     fire,
-    lambdad_with,
     queued,
     release,
     topic_into,
 )
-from tests.conftest import Rendezvous, Server, shutdown, wait_until
-from tests.test_async_durability import Recorder
+from tests.conftest import Recorder, Rendezvous, Server, wait_until
 
-#: Every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a failure.
-SCALE = "0.01"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    service = Moto(tmp_path_factory.mktemp("moto"))
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def aws_server(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = lambdad_with(moto, tmp_path_factory.mktemp("lambdad"), LAMBDAD_TIME_SCALE=SCALE)
-    yield srv
-    shutdown(srv)
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
+# ``aws_server`` runs every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a
+# failure.
 
 
 @pytest.fixture
@@ -58,7 +35,7 @@ def client(aws_server: Server) -> Iterator[Any]:
 
 
 def runs_of(recorder: Recorder, request_id: str) -> int:
-    return sum(1 for run_id, _ in list(recorder.runs) if run_id == request_id)
+    return recorder.runs_of(request_id)
 
 
 def attributes_of(message: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, invoke_json, make_zip, unique, wait_until
+from tests.conftest import Server, create_function, invoke_json, make_zip, unique, wait_until
 
 PYTHON = os.path.realpath(sys.executable)
 
@@ -148,18 +148,8 @@ def layer(client: Any, files: Mapping[str, str], modes: Mapping[str, int] | None
 def function(
     client: Any, code: str, layers: list[str], env: Mapping[str, str] | None = None, **kwargs: Any
 ) -> str:
-    name = unique()
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Layers=layers,
-        Environment={"Variables": dict(env or {})},
-        **kwargs,
-    )
-    return name
+    created = create_function(client, code, Layers=layers, env=env or {}, **kwargs)
+    return str(created["FunctionName"])
 
 
 def messages(srv: Server, name: str) -> list[str]:

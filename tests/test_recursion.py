@@ -16,8 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROLE, Server, refused, unique, wait_until
-from tests.test_async_durability import Recorder
+from tests.conftest import ROLE, Recorder, Server, refused, unique, wait_until
 from tests.test_provided_runtime import vendored
 
 #: The test venv's own boto3 and what it needs, for the layer the functions import it from
@@ -95,13 +94,6 @@ def layer_arn(server: Server) -> Iterator[str]:
     )
     yield str(published["LayerVersionArn"])
     client.close()
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
 
 
 @pytest.fixture

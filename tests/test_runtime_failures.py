@@ -20,11 +20,9 @@ import pytest
 from tests.conftest import (
     IDENTITY,
     MEET,
-    ROLE,
     assert_environment_gone,
+    create_function,
     invoke_json,
-    make_zip,
-    unique,
     wait_until,
 )
 
@@ -347,16 +345,7 @@ def test_init_timeout_is_retried_inside_the_invoke(start_server: Any, tmp_path: 
 
 
 def _create(client: Any, code: str, timeout: int) -> str:
-    name = unique()
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Timeout=timeout,
-    )
-    return name
+    return str(create_function(client, code, Timeout=timeout)["FunctionName"])
 
 
 # ---------------------------------------------------------------- the Runtime API contract

@@ -31,7 +31,7 @@ from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import ProcessSpec
 from lambdad.runtime.sandbox.linux import SPARE_CELLS
 from tests.cells import Host, alive, api_connections, pids_of_uids
-from tests.conftest import ROLE, Server, make_zip, unique, wait_until
+from tests.conftest import Server, create_function, unique, wait_until
 
 pytestmark = pytest.mark.skipif(
     linux.unavailable_reason() is not None,
@@ -90,17 +90,9 @@ def ok(client: Any, name: str, event: Any = None) -> Any:
 
 def create(client: Any, code: str, **kwargs: Any) -> str:
     """A new Python function running ``code`` (``app.py``); keywords go to CreateFunction."""
-    name = unique("sbx")
-    package = make_zip({"app.py": code, **kwargs.pop("files", {})}, kwargs.pop("modes", None))
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package},
-        **{"Timeout": 60, **kwargs},
-    )
-    return name
+    files = {"app.py": code, **kwargs.pop("files", {})}
+    options: dict[str, Any] = {"Timeout": 60, **kwargs}
+    return str(create_function(client, name=unique("sbx"), files=files, **options)["FunctionName"])
 
 
 def retire(client: Any, name: str) -> None:

@@ -17,13 +17,12 @@ import pytest
 from tests.conftest import (
     IDENTITY,
     MEET,
-    ROLE,
     Rendezvous,
     Server,
     assert_environment_gone,
+    create_function,
     environment_pids,
     invoke_json,
-    make_zip,
     refused,
     shutdown,
     unique,
@@ -89,20 +88,14 @@ def handler(event, context):
 
 
 def create(client: Any, code: str = APP, **kwargs: Any) -> str:
-    name = unique("snap")
-    params: dict[str, Any] = {
-        "FunctionName": name,
-        "Runtime": "python3.12",
-        "Role": ROLE,
-        "Handler": "app.handler",
-        "Code": {"ZipFile": make_zip({"app.py": code})},
+    options: dict[str, Any] = {
         "SnapStart": SNAP,
         "Timeout": 30,
         "Environment": {"Variables": {"TIME_SCALE": "0.01"}},
+        **kwargs,
     }
-    params.update(kwargs)
-    client.create_function(**params)
-    return name
+    created = create_function(client, code, name=unique("snap"), runtime="python3.12", **options)
+    return str(created["FunctionName"])
 
 
 def publish_active(client: Any, name: str) -> str:

@@ -28,7 +28,7 @@ from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.helper import CELLINIT
 from lambdad.runtime.sandbox.linux import SPARE_CELLS
 from tests.cells import Host, alive, api_connections, interpreter_of
-from tests.conftest import ROLE, Server, make_zip, unique, wait_until
+from tests.conftest import ROLE, Server, create_function, make_zip, unique, wait_until
 
 LAMBDAD_PYTHON = os.path.realpath(sys.executable)
 #: The runtimes whose exact interpreter this host has and which are not lambdad's own.
@@ -78,16 +78,8 @@ def interpreter(runtime: str) -> str:
 
 
 def create(client: Any, runtime: str) -> str:
-    name = unique("zyg")
-    client.create_function(
-        FunctionName=name,
-        Runtime=runtime,
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": WHOAMI})},
-        Timeout=30,
-    )
-    return name
+    created = create_function(client, WHOAMI, name=unique("zyg"), runtime=runtime, Timeout=30)
+    return str(created["FunctionName"])
 
 
 def whoami(client: Any, name: str, event: Any = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdad.api.server import LambdadServer
 from lambdad.config import Settings, load_settings
+from lambdad.observe.loopwatch import LoopWatch
 from lambdad.runtime.sandbox.linux import SandboxUnavailable
 
 log = logging.getLogger("lambdad")
@@ -38,12 +39,15 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch = LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
     try:
         try:
             await server.start()
         except OSError as exc:
             print(f"lambdad: cannot start: {_start_failure(settings, exc)}", file=sys.stderr)
             return 1
+        if watch is not None:  # once listening: opening the stores may take its time
+            watch.start()
         print(
             f"lambdad listening on http://{settings.host}:{server.port} "
             f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
@@ -52,7 +56,11 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
-        await server.close()
+        try:
+            await server.close()
+        finally:
+            if watch is not None:
+                watch.close()
     return 0
 
 
