@@ -43,6 +43,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lambdad.runtime.sandbox import linux
+
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -324,6 +326,17 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except OSError:
         return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``root`` are skipped where the Linux sandbox cannot run."""
+    reason = linux.unavailable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"the Linux sandbox cannot run here: {reason}")
+    for item in items:
+        if item.get_closest_marker("root") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
