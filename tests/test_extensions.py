@@ -92,7 +92,7 @@ class Target:
     sandbox: str
 
 
-@pytest.fixture(params=["linux", "process"])
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root), "process"])
 def target(
     request: pytest.FixtureRequest, server: Server, start_server: Callable[..., Server]
 ) -> Iterator[Target]:
@@ -105,7 +105,7 @@ def target(
     client.close()
 
 
-@pytest.fixture(params=["linux", "process"])
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root), "process"])
 def warm_target(
     request: pytest.FixtureRequest, start_server: Callable[..., Server]
 ) -> Iterator[Target]:
@@ -121,7 +121,7 @@ def warm_target(
     client.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root)])
 def linux(server: Server, lam: Any) -> Target:
     """The shared lambdad (the Linux sandbox, as root)."""
     require_linux(server)

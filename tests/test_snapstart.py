@@ -242,6 +242,7 @@ def test_snapstart_refuses_large_ephemeral_storage_and_provisioned_concurrency(l
             )
 
 
+@pytest.mark.root
 def test_a_forked_environment_has_its_own_memory_limit(lam: Any, server: Server) -> None:
     """A 128 MB SnapStart function allocating 300 MB in a restored environment is
     Runtime.OutOfMemory, as for other cells (Linux sandbox only)."""
@@ -342,6 +343,7 @@ def test_a_snapshot_interrupted_by_a_stop_is_made_at_the_next_start(
     client.close()
 
 
+@pytest.mark.root
 def test_a_killed_lambdad_leaves_no_fork_behind(start_server: Callable[..., Server]) -> None:
     """SIGKILL of lambdad: the (frozen) environments forked from a template die and their
     cgroups go, as cells do (the sandbox helper ends them); a restart works on."""

@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from lambdad.runtime import runtimes
-from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.helper import CELLINIT
 from lambdad.runtime.sandbox.linux import SPARE_CELLS
 from tests.cells import Host, alive, api_connections, interpreter_of
@@ -41,10 +40,7 @@ OTHERS = [
 OTHER = "python3.12" if "python3.12" in OTHERS else (OTHERS or ["none"])[0]
 
 pytestmark = [
-    pytest.mark.skipif(
-        linux.unavailable_reason() is not None,
-        reason=f"the Linux sandbox cannot run here: {linux.unavailable_reason()}",
-    ),
+    pytest.mark.root,
     pytest.mark.skipif(
         not OTHERS, reason="this host has no Python interpreter (3.9+) besides lambdad's own"
     ),

@@ -6,8 +6,9 @@ quarter threshold (its Python stack, from ``sys._current_frames()``, and its sch
 and system call, from ``/proc``) until the no-op runs, then decides whether the loop was
 *blocked* or merely *starved*:
 
-- blocked on CPU: the loop thread itself consumed at least half of the late interval (its own
-  CPU clock, ``pthread_getcpuclockid``); a descheduled process does not advance it;
+- blocked on CPU: the loop thread itself consumed more CPU than the threshold during the
+  late interval (its own CPU clock, ``pthread_getcpuclockid``): load stretches the wall time
+  of such work but never its CPU time, and a descheduled thread does not advance it;
 - blocked off CPU: every sample found the loop thread asleep (state S or D) in the same frame
   outside the loop's idle wait, in a system call other than ``futex`` (``time.sleep``, a
   blocking read), or in ``futex`` (the GIL, a lock) while the process's other threads used at
@@ -73,7 +74,7 @@ class Lateness:
         """Late by more than the threshold, and not because the process was starved."""
         if self.wall <= self.threshold:
             return False
-        if self.loop_cpu >= self.wall / 2 and self.loop_cpu >= self.threshold * 3 / 4:
+        if self.loop_cpu > self.threshold:
             return True
         asleep = [s for s in self.samples if s.state in ("S", "D") and not s.idle]
         if len(asleep) < 2 or len(asleep) != len(self.samples):
