@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from tests.conftest import Recorder, Server, create_function, unique, wait_until
 
 #: A function that sleeps ``event["sleep"]`` seconds, then reports its request id (the event
@@ -55,6 +57,7 @@ def test_legacy_invoke_async_is_accepted_and_runs(
     wait_until(lambda: any(seq == 7 for _, seq in list(recorder.runs)), timeout=30)
 
 
+@pytest.mark.slow
 def test_no_accepted_event_is_lost_when_lambdad_is_killed(
     start_server: Callable[..., Server], recorder: Recorder
 ) -> None:

@@ -46,6 +46,7 @@ def attributes_of(message: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.parametrize("failure", ["raise", "exit", "sleep"])
+@pytest.mark.slow
 def test_a_function_error_runs_three_times_then_is_dead_lettered(
     moto: Moto, aws_server: Server, client: Any, recorder: Recorder, failure: str
 ) -> None:
@@ -75,6 +76,7 @@ def test_a_function_error_runs_three_times_then_is_dead_lettered(
     assert runs_of(recorder, request_id) == 3
 
 
+@pytest.mark.slow
 def test_an_sns_dead_letter_topic_gets_the_event_and_its_attributes(
     moto: Moto, client: Any, recorder: Recorder
 ) -> None:
@@ -95,6 +97,7 @@ def test_an_sns_dead_letter_topic_gets_the_event_and_its_attributes(
     assert runs_of(recorder, request_id) == 3
 
 
+@pytest.mark.slow
 def test_a_throttled_event_waits_without_using_its_attempts(
     moto: Moto,
     aws_server: Server,
@@ -149,6 +152,7 @@ def test_a_deleted_functions_events_are_dropped(
     assert runs_of(recorder, request_id) == 0
 
 
+@pytest.mark.slow
 def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
     moto: Moto,
     start_server: Callable[..., Server],
@@ -178,6 +182,7 @@ def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
     release(gate)
 
 
+@pytest.mark.slow
 def test_a_killed_lambdad_keeps_the_attempt_count(
     moto: Moto, start_server: Callable[..., Server], recorder: Recorder, tmp_path: Path
 ) -> None:

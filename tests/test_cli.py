@@ -89,6 +89,7 @@ def aws(start_server: Any, tmp_path: Path) -> Any:
     return call
 
 
+@pytest.mark.slow
 def test_aws_cli_worked_example(aws: Any, tmp_path: Path) -> None:
     """The README's AWS CLI sequence creates, invokes (with a tail), lists and gets ``hello``."""
     (tmp_path / "app.py").write_text(HELLO)

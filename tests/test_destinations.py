@@ -218,6 +218,7 @@ def test_an_expired_event_fails_with_event_age_exceeded(
     release(gate)
 
 
+@pytest.mark.slow
 def test_a_retry_past_the_maximum_age_reports_the_last_error(
     moto: Moto, start_server: Callable[..., Server], recorder: Recorder
 ) -> None:

@@ -289,6 +289,7 @@ def _qualifiers(client: Any, name: str) -> list[str]:
     return [c["FunctionArn"].rsplit(":", 1)[1] for c in configs["FunctionEventInvokeConfigs"]]
 
 
+@pytest.mark.slow
 def test_configs_survive_a_restart_and_go_with_what_they_belong_to(
     start_server: Callable[..., Server],
 ) -> None:

@@ -221,6 +221,7 @@ def test_extension_registers_before_the_runtime_and_receives_invoke(target: Targ
     assert 0 < event["deadlineMs"] - time.time() * 1000 <= 3000
 
 
+@pytest.mark.slow
 def test_invocation_completes_only_when_the_extension_is_ready(linux: Target) -> None:
     """The caller gets the result at once; the environment (and REPORT) waits for the extension."""
     arn = layer(linux.client, {"extensions/echo": ECHO})
@@ -255,6 +256,7 @@ def test_extension_past_the_timeout_ends_the_environment(linux: Target) -> None:
     assert said(lines, "echo SHUTDOWN")[0].startswith("timeout")
 
 
+@pytest.mark.slow
 def test_spindown_sends_shutdown_within_the_budget(target: Target) -> None:
     """Retiring an environment sends SHUTDOWN (spindown, 2,000 ms deadline) to its extension."""
     arn = layer(target.client, {"extensions/echo": ECHO})

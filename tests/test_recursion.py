@@ -152,6 +152,7 @@ def stopped_line(server: Server, name: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_function_calling_itself_is_stopped_after_16_invocations(
     lam: Any, server: Server, recorder: Recorder, self_calling: Callable[..., str]
 ) -> None:

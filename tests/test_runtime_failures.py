@@ -311,6 +311,7 @@ def test_init_that_fails_once_succeeds_in_the_suppressed_init(
 # ---------------------------------------------------------------- init timeout
 
 
+@pytest.mark.slow
 def test_init_timeout_is_retried_inside_the_invoke(start_server: Any, tmp_path: Path) -> None:
     """An init longer than the init cap is re-run inside the invoke, bounded by Timeout."""
     srv = start_server({"LAMBDAD_INIT_TIMEOUT": "1"})

@@ -226,6 +226,7 @@ def handler(event, context):
 """
 
 
+@pytest.mark.slow
 def test_fork_bomb_is_capped_at_1024_inside_its_environment(lam: Any) -> None:
     """2,000 forks get at most ~1,024 processes (EAGAIN); other functions and the host go on."""
     bomb = create(lam, FORK_BOMB, MemorySize=2048)
@@ -580,6 +581,7 @@ def test_sigterm_leaves_no_cell_behind(
     assert host.cell_dirs() == []
 
 
+@pytest.mark.slow
 def test_sigkill_ends_cells_and_restart_reclaims(
     linux_server: Callable[..., Server], client_of: Callable[[Server], Any]
 ) -> None:
@@ -622,6 +624,7 @@ def test_restart_reclaims_what_a_killed_lambdad_and_spawner_left(
     assert not old_dirs & set(Host(again).cell_dirs())
 
 
+@pytest.mark.slow
 def test_hundreds_of_environments_leak_nothing(linux_server: Callable[..., Server]) -> None:
     """200 environments made and retired leave processes, cgroups, mounts and fds as before."""
     # A keep-alive longer than the test, however slow the machine: idle reaping of the four

@@ -192,6 +192,7 @@ BROKEN_HELPERS = {
 
 
 @pytest.mark.parametrize("broken_how", sorted(BROKEN_HELPERS))
+@pytest.mark.slow
 def test_an_interpreter_whose_helper_cannot_start_is_execd_and_said_once(
     linux_server: Callable[..., Server], outside_tmp: Path, broken_how: str
 ) -> None:
@@ -250,6 +251,7 @@ def warm_two_versions(client: Any) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_sigterm_ends_every_helpers_cells(linux_server: Callable[..., Server]) -> None:
     """Stopping lambdad ends the cells of every helper: processes, cgroups, dirs, helpers."""
     srv = linux_server()
@@ -268,6 +270,7 @@ def test_sigterm_ends_every_helpers_cells(linux_server: Callable[..., Server]) -
     assert host.cell_dirs() == []
 
 
+@pytest.mark.slow
 def test_sigkill_ends_every_helpers_cells_and_restart_reclaims(
     linux_server: Callable[..., Server],
 ) -> None:
@@ -294,6 +297,7 @@ def test_sigkill_ends_every_helpers_cells_and_restart_reclaims(
         client.close()
 
 
+@pytest.mark.slow
 def test_many_environments_on_another_interpreter_leak_nothing(
     linux_server: Callable[..., Server],
 ) -> None:
