@@ -402,7 +402,7 @@ def unique(prefix: str = "fn") -> str:
 
 
 #: The handler of a function created without code: it answers its event.
-ECHO = "def handler(e, c):\n    return e\n"
+ECHO_CODE = "def handler(e, c):\n    return e\n"
 
 
 def create_function(
@@ -420,7 +420,7 @@ def create_function(
     """CreateFunction through ``client``: ``code`` as ``app.py`` (or the package ``files``,
     with unix ``modes``), a unique name unless ``name``; ``env`` becomes
     ``Environment.Variables``; other keyword arguments go to CreateFunction as they are."""
-    package = files if files is not None else {"app.py": code or ECHO}
+    package = files if files is not None else {"app.py": code or ECHO_CODE}
     params: dict[str, Any] = {
         "FunctionName": name or unique(),
         "Runtime": runtime,
