@@ -6,7 +6,6 @@ render AWS shapes. They hold no rules of their own.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -53,25 +52,16 @@ def _functions(request: web.Request) -> Functions:
     return request.app[FUNCTIONS]
 
 
-#: Bodies larger than this are put together in a thread (a 70 MB code upload took 150 ms).
-_JOIN_ON_LOOP = 1 << 20
-
-
 async def read_up_to(request: web.Request, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes when it is longer.
-
-    Chunks are taken as they arrive (``readany``, no copy) and joined in a thread when large.
-    """
+    """The body, or its first ``limit`` bytes when it is longer."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
-        chunk = await request.content.readany()
+        chunk = await request.content.read(limit - size)
         if not chunk:
             break
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-    if size > _JOIN_ON_LOOP:
-        return await asyncio.to_thread(b"".join, chunks)
+        chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 
