@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from lambdad.config import load_settings
 from lambdad.observe.loopwatch import LoopWatch, WatchState
 
 THRESHOLD = 0.1
@@ -128,3 +129,11 @@ def test_a_threshold_must_be_positive() -> None:
     """A zero or negative threshold is refused when the watchdog is made."""
     with pytest.raises(ValueError, match="positive"):
         LoopWatch(0)
+
+
+def test_the_watchdog_setting_is_off_by_default_and_never_negative() -> None:
+    """``LAMBDAD_LOOP_WATCHDOG_MS`` defaults to 0 (no watchdog) and refuses negative values."""
+    assert load_settings(environ={}).loop_watchdog_ms == 0
+    assert load_settings(environ={"LAMBDAD_LOOP_WATCHDOG_MS": "100"}).loop_watchdog_ms == 100
+    with pytest.raises(ValueError, match="loop_watchdog_ms"):
+        load_settings(environ={"LAMBDAD_LOOP_WATCHDOG_MS": "-1"})
