@@ -307,16 +307,43 @@ def test_extensions_start_before_the_main_process(opened: Callable[[], Any]) -> 
     run(scenario)
 
 
-def test_close_kills_a_live_process_and_is_idempotent(opened: Callable[[], Any]) -> None:
-    """``close`` ends a process still running, reaps it, and may be called again."""
+def test_the_main_process_starts_after_an_extension_has_exited(
+    opened: Callable[[], Any], request: pytest.FixtureRequest
+) -> None:
+    """An extension that has already exited does not keep ``start`` from running the main
+    process (Lambda then reports the extension's failure; the sandbox must still start)."""
+    if request.node.callspec.params["opened"] == "plain":
+        reason = "PlainProcess joins the process group the first extension led; once it is "
+        reason += "reaped the group is gone and setpgid fails (SubprocessError, not OSError)"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
     async def scenario() -> None:
         async with opened() as box:
-            process = await box.spawn("echo up; sleep 300")
+            process = await box.spawn(None)
+            cwd = box.layout.task_root
+            sibling = await process.spawn_sibling(["/bin/sh", "-c", "exit 0"], BASE_ENV, cwd)
+            assert await asyncio.wait_for(sibling.wait(), PATIENCE) == Exit(0, None)
+            os.close(sibling.output_fd)
+            await process.start(["/bin/sh", "-c", "exit 5"], BASE_ENV, cwd)
+            assert await finish(process) == Exit(5, None)
+            await process.close()
+
+    run(scenario)
+
+
+def test_close_kills_a_live_process_and_is_idempotent(opened: Callable[[], Any]) -> None:
+    """``close`` ends a process still running and what it started, reaps it, and may be
+    called again."""
+    mark = f"CONTRACT_MARK_{uuid.uuid4().hex}"
+
+    async def scenario() -> None:
+        async with opened() as box:
+            process = await box.spawn("sleep 300 & echo up; wait", {mark: "1"})
             assert b"up" in await read_some(process.output_fd, b"up")
             await asyncio.wait_for(process.close(), PATIENCE)
             await asyncio.wait_for(process.close(), PATIENCE)
             assert (await finish(process)).signal == signal.SIGKILL
+            wait_until(lambda: not holders_of(mark), timeout=PATIENCE)
 
     run(scenario)
 
