@@ -16,7 +16,7 @@ import time
 import pytest
 
 from lambdad.config import load_settings
-from lambdad.observe.loopwatch import LoopWatch, WatchState
+from lambdad.observe.loopwatch import Lateness, LoopWatch, WatchState
 
 THRESHOLD = 0.1
 
@@ -137,3 +137,26 @@ def test_the_watchdog_setting_is_off_by_default_and_never_negative() -> None:
     assert load_settings(environ={"LAMBDAD_LOOP_WATCHDOG_MS": "100"}).loop_watchdog_ms == 100
     with pytest.raises(ValueError, match="loop_watchdog_ms"):
         load_settings(environ={"LAMBDAD_LOOP_WATCHDOG_MS": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("wall", "loop_cpu", "process_cpu", "waiting", "blocked"),
+    [
+        (0.09, 0.09, 0.09, 0.0, False),  # not late enough
+        (0.30, 0.15, 0.16, 0.10, True),  # the loop computed for 150 ms
+        (0.30, 0.09, 0.10, 0.20, False),  # 90 ms of work stretched by load
+        (0.50, 0.01, 0.02, 0.48, False),  # descheduled: runnable, waiting for a CPU
+        (0.50, 0.00, 0.01, 0.00, False),  # stopped: asleep, and nothing else ran either
+        (0.30, 0.00, 0.28, 0.01, True),  # asleep while another thread ran: the GIL
+        (0.30, 0.00, 0.15, 0.01, False),  # asleep, others ran half of it: not sure, quiet
+        (0.30, 0.00, 0.28, None, False),  # no schedstat: no GIL verdict
+    ],
+)
+def test_only_a_loop_that_computed_or_was_held_is_blocked(
+    wall: float, loop_cpu: float, process_cpu: float, waiting: float | None, blocked: bool
+) -> None:
+    """The verdict, from the clocks alone (no stack samples): a loop that used more CPU than
+    the threshold, or slept while the process's other threads ran (the GIL), was blocked; a
+    late loop that was starved or stopped was not."""
+    lateness = Lateness(wall, loop_cpu, process_cpu, THRESHOLD, (), waiting)
+    assert lateness.blocked() is blocked

@@ -12,7 +12,12 @@ and system call, from ``/proc``) until the no-op runs, then decides whether the 
 - blocked off CPU: every sample found the loop thread asleep (state S or D) in the same frame
   outside the loop's idle wait, in a system call other than ``futex`` (``time.sleep``, a
   blocking read), or in ``futex`` (the GIL, a lock) while the process's other threads used at
-  least half of the interval (a thread holding the GIL in C code).
+  least half of the interval (a thread holding the GIL in C code);
+- held off the GIL: the loop thread spent more than the threshold neither running nor waiting
+  for a CPU (its ``schedstat``: run time and run-queue delay) while the process's other threads
+  ran for most of that time. The no-op's wake-up ends the loop's idle wait, so that sleep was
+  a wait for the GIL held by a thread computing in C code (``json.loads`` moved to a thread),
+  which the watcher, needing the GIL to sample, cannot see otherwise.
 
 A thread that is runnable but not running (state R, no CPU consumed) is starved, not blocked,
 and is never reported: the watchdog must not flake on a loaded machine (``docs/testing.md``).
@@ -69,12 +74,26 @@ class Lateness:
     process_cpu: float
     threshold: float
     samples: tuple[Sample, ...]
+    #: How long the loop thread waited for a CPU (run-queue delay); None where unknown.
+    loop_waiting: float | None = None
+
+    @property
+    def held(self) -> float:
+        """How long the loop thread slept (neither ran nor waited for a CPU); 0 if unknown."""
+        if self.loop_waiting is None:
+            return 0.0
+        return max(0.0, self.wall - self.loop_cpu - self.loop_waiting)
+
+    def gil_held(self) -> bool:
+        """The loop slept longer than the threshold while other threads of the process ran."""
+        others = self.process_cpu - self.loop_cpu
+        return self.held > self.threshold and others >= 0.8 * self.held
 
     def blocked(self) -> bool:
         """Late by more than the threshold, and not because the process was starved."""
         if self.wall <= self.threshold:
             return False
-        if self.loop_cpu > self.threshold:
+        if self.loop_cpu > self.threshold or self.gil_held():
             return True
         asleep = [s for s in self.samples if s.state in ("S", "D") and not s.idle]
         if len(asleep) < 2 or len(asleep) != len(self.samples):
@@ -86,7 +105,12 @@ class Lateness:
 
     def describe(self) -> str:
         where = collections.Counter(s.where for s in self.samples if not s.idle)
-        place = where.most_common(1)[0][0] if where else "no Python frame (C code of the loop)"
+        if self.loop_cpu <= self.threshold and self.gil_held():
+            place = f"another thread holding the GIL (loop thread asleep {self.held * 1000:.0f} ms)"
+        elif where:
+            place = where.most_common(1)[0][0]
+        else:
+            place = "no Python frame (C code of the loop)"
         return (
             f"event loop blocked for {self.wall * 1000:.0f} ms "
             f"(loop thread CPU {self.loop_cpu * 1000:.0f} ms, "
@@ -148,6 +172,7 @@ class LoopWatch:
             ran.set()
 
         loop_cpu = self._loop_cpu()
+        waiting = _run_delay(self._native)
         process_cpu = time.process_time()
         posted = time.monotonic()
         try:
@@ -162,12 +187,15 @@ class LoopWatch:
             sample = self._sample()
             if sample is not None:
                 samples.append(sample)
+        waited = _run_delay(self._native)
         return Lateness(
             wall=done[0] - posted,
             loop_cpu=done[1] - loop_cpu,
             process_cpu=time.process_time() - process_cpu,
             threshold=self.threshold,
             samples=tuple(samples),
+            # Read after the no-op ran: any later wait only makes ``held`` smaller.
+            loop_waiting=None if waiting is None or waited is None else waited - waiting,
         )
 
     def _loop_cpu(self) -> float:
@@ -182,6 +210,15 @@ class LoopWatch:
             return None
         state, syscall = _thread_state(self._native)
         return Sample(state, syscall, _where(frame), _idle(frame))
+
+
+def _run_delay(native_id: int) -> float | None:
+    """Seconds a thread of this process has spent runnable but waiting for a CPU."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _thread_state(native_id: int) -> tuple[str, int | None]:
