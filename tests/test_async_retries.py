@@ -23,8 +23,9 @@ from tests.aws import (
 )
 from tests.conftest import Recorder, Rendezvous, Server, wait_until
 
-# ``aws_server`` runs every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a
-# failure.
+#: ``aws_server`` runs every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a
+#: failure.
+SCALE = "0.01"
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from tests.aws import (
 )
 from tests.conftest import Recorder, Rendezvous, Server, wait_until
 
-# ``aws_server`` runs every platform delay times 0.01: retries 0.6 s and 1.2 s apart, a 60 s
-# maximum age 0.6 s.
+#: ``aws_server`` runs every platform delay times 0.01: retries 0.6 s and 1.2 s apart, a 60 s
+#: maximum age 0.6 s.
+SCALE = "0.01"
 ACCOUNT = "000000000000"
 RECORD_KEYS = [
     "version",
