@@ -7,25 +7,14 @@ import contextlib
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from tests.conftest import (
-    ROLE,
+    Moto,
     Rendezvous,
     Server,
-    free_port,
-    launch_server,
-    make_zip,
-    shutdown,
+    create_function,
     unique,
     wait_until,
 )
@@ -58,50 +47,6 @@ def handler(event, context):
         os._exit(3)
     return {"echo": event}
 """
-
-
-class Moto:
-    """A ``moto.server`` process on a free port, and clients of it."""
-
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._log = (home / "moto.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._up, timeout=30, interval=0.1)
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError("moto.server exited early")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=5),
-        ):
-            return True
-        return False
-
-    def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"total_max_attempts": 1}),
-        )
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 class Inbox:
@@ -180,18 +125,8 @@ def bus_into(moto: Moto, inbox: Inbox) -> str:
 
 def function_of(client: Any, code: str, **kwargs: Any) -> str:
     """Create a Python function of ``code`` (keyword arguments go to CreateFunction)."""
-    name = unique("deliver")
-    params: dict[str, Any] = {
-        "FunctionName": name,
-        "Runtime": "python3.11",
-        "Role": ROLE,
-        "Handler": "app.handler",
-        "Code": {"ZipFile": make_zip({"app.py": code})},
-        "Timeout": 30,
-    }
-    params.update(kwargs)
-    client.create_function(**params)
-    return name
+    options: dict[str, Any] = {"Timeout": 30, **kwargs}
+    return str(create_function(client, code, name=unique("deliver"), **options)["FunctionName"])
 
 
 def behaving_function(client: Any, recorder_port: int, **kwargs: Any) -> str:
@@ -213,21 +148,6 @@ def fire(client: Any, name: str, event: dict[str, Any], **kwargs: Any) -> str:
     )
     assert response["StatusCode"] == 202
     return str(response["ResponseMetadata"]["RequestId"])
-
-
-def lambdad_with(moto: Moto, home: Path, **settings: str) -> Server:
-    """A lambdad whose destinations reach ``moto`` (``settings``: more ``LAMBDAD_*`` values)."""
-    env = {"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, **settings}
-    return launch_server(home, env)
-
-
-@contextlib.contextmanager
-def running(start: Callable[[], Server]) -> Iterator[Server]:
-    srv = start()
-    try:
-        yield srv
-    finally:
-        shutdown(srv)
 
 
 def queued(srv: Server, request_id: str) -> tuple[int, dict[str, str]] | None:
@@ -288,13 +208,8 @@ class Collector:
 
 def forwarding_function(client: Any, collector: Collector) -> str:
     """A ``FORWARDING`` function: a destination whose events the test reads."""
-    name = unique("dest")
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": FORWARDING})},
-        Environment={"Variables": {"COLLECTOR_PORT": str(collector.port)}},
+    env = {"COLLECTOR_PORT": str(collector.port)}
+    created = create_function(client, FORWARDING, name=unique("dest"), env=env)
+    return str(
+        client.get_function_configuration(FunctionName=created["FunctionName"])["FunctionArn"]
     )
-    return str(client.get_function_configuration(FunctionName=name)["FunctionArn"])

@@ -5,7 +5,13 @@
   stopped (and checked for leftover processes) when the test ends.
 - ``lam``: a boto3 Lambda client for ``server``, with botocore's retries off so that every
   answer the test sees is the server's own.
-- ``make_zip`` / ``new_function``: deployment packages and functions with unique names.
+- ``make_zip`` / ``create_function`` / ``new_function``: deployment packages, and functions with
+  unique names made through any client (``new_function`` defaults to ``lam``).
+- ``moto`` / ``aws_server``: one moto server for the session (SQS, SNS, EventBridge), and one
+  lambdad whose destinations and dead-letter queues reach it.
+- ``recorder``: a loopback service functions report their runs to (one per test).
+- Every lambdad the fixtures start runs its loop-lag watchdog (``LAMBDAD_LOOP_WATCHDOG_MS``);
+  a test during which one of them blocked its event loop fails (``docs/testing.md``).
 - ``IDENTITY`` / ``assert_environment_gone``: which environment ran a function, and that it
   ended, under either sandbox (a plain process, or a cell with its own PID namespace).
 - ``rendezvous``: a loopback service functions reach under either sandbox, to count their runs
@@ -37,6 +43,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lambdad.runtime.sandbox import linux
+
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 FAST_SETTINGS = {
     "LAMBDAD_TIME_SCALE": "0.01",
     "LAMBDAD_LOG_LEVEL": "WARNING",
+    "LAMBDAD_LOOP_WATCHDOG_MS": "100",
 }
+
+#: What the loop-lag watchdog writes to lambdad's log when the event loop was blocked.
+LOOP_BLOCKED = "event loop blocked"
 
 
 def free_port() -> int:
@@ -189,6 +201,8 @@ class Server:
     data_dir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: How much of the log ``new_loop_blocks`` has read.
+    checked: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -212,6 +226,16 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def new_loop_blocks(self) -> list[str]:
+        """The watchdog's "event loop blocked" lines written since the last call."""
+        with self.log_path.open("rb") as handle:
+            handle.seek(self.checked)
+            text = handle.read()
+        end = text.rfind(b"\n") + 1
+        self.checked += end
+        lines = text[:end].decode(errors="replace").splitlines()
+        return [line for line in lines if LOOP_BLOCKED in line]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -222,6 +246,10 @@ class Server:
                 self.process.wait()
                 raise AssertionError(f"lambdad did not stop on {sig!r}:\n{self.log()}") from None
         return int(self.process.returncode)
+
+
+#: Every lambdad the fixtures started, whose logs ``_loop_watchdog`` reads after each test.
+_WATCHED: list[Server] = []
 
 
 def launch_server(
@@ -249,6 +277,7 @@ def launch_server(
             cwd=tmp,
         )
     server = Server(process, port, data_dir, log_path, env)
+    _WATCHED.append(server)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -297,6 +326,31 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except OSError:
         return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``root`` are skipped where the Linux sandbox cannot run."""
+    reason = linux.unavailable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"the Linux sandbox cannot run here: {reason}")
+    for item in items:
+        if item.get_closest_marker("root") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _loop_watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test during which a lambdad of the fixtures blocked its event loop (unless it
+    is marked ``blocks_loop``: a known block, being fixed)."""
+    yield
+    blocks: list[str] = []
+    for srv in list(_WATCHED):
+        blocks += srv.new_loop_blocks()
+        if srv.process.poll() is not None:
+            _WATCHED.remove(srv)
+    if blocks and request.node.get_closest_marker("blocks_loop") is None:
+        pytest.fail("lambdad blocked its event loop:\n" + "\n".join(blocks), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -348,30 +402,45 @@ def unique(prefix: str = "fn") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+#: The handler of a function created without code: it answers its event.
+ECHO_CODE = "def handler(e, c):\n    return e\n"
+
+
+def create_function(
+    client: Any,
+    code: str | None = None,
+    *,
+    name: str | None = None,
+    runtime: str = "python3.11",
+    handler: str = "app.handler",
+    files: Mapping[str, str | bytes] | None = None,
+    modes: Mapping[str, int] | None = None,
+    env: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """CreateFunction through ``client``: ``code`` as ``app.py`` (or the package ``files``,
+    with unix ``modes``), a unique name unless ``name``; ``env`` becomes
+    ``Environment.Variables``; other keyword arguments go to CreateFunction as they are."""
+    package = files if files is not None else {"app.py": code or ECHO_CODE}
+    params: dict[str, Any] = {
+        "FunctionName": name or unique(),
+        "Runtime": runtime,
+        "Role": ROLE,
+        "Handler": handler,
+        "Code": {"ZipFile": make_zip(package, modes)},
+    }
+    if env is not None:
+        params["Environment"] = {"Variables": dict(env)}
+    params.update(kwargs)
+    return dict(client.create_function(**params))
+
+
 @pytest.fixture
 def new_function(lam: Any) -> Callable[..., dict[str, Any]]:
-    """Create a function with a unique name; keyword arguments go to CreateFunction."""
+    """``create_function`` with ``lam`` as the default client (``client=`` picks another)."""
 
-    def create(
-        code: str | None = None,
-        *,
-        files: Mapping[str, str | bytes] | None = None,
-        modes: Mapping[str, int] | None = None,
-        client: Any = None,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        package = (
-            files if files is not None else {"app.py": code or "def handler(e, c):\n    return e\n"}
-        )
-        params: dict[str, Any] = {
-            "FunctionName": unique(),
-            "Runtime": "python3.11",
-            "Role": ROLE,
-            "Handler": "app.handler",
-            "Code": {"ZipFile": make_zip(package, modes)},
-        }
-        params.update(kwargs)
-        return dict((client or lam).create_function(**params))
+    def create(code: str | None = None, *, client: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return create_function(client or lam, code, **kwargs)
 
     return create
 
@@ -488,3 +557,112 @@ def rendezvous() -> Iterator[Callable[[int], Rendezvous]]:
     yield open_one
     for service in opened:
         service.close()
+
+
+class Recorder:
+    """A loopback service that keeps every line functions send it, one line per connection:
+    ``<request id> <number>``, as ``(request id, number)`` in ``runs``."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="recorder", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(10)
+                line = connection.makefile("rb").readline().decode().split()
+                if len(line) == 2:
+                    self.runs.append((line[0], int(line[1])))
+                connection.sendall(b"k")
+
+    def ids(self) -> set[str]:
+        return {request_id for request_id, _ in list(self.runs)}
+
+    def runs_of(self, request_id: str) -> int:
+        """How many runs reported ``request_id``."""
+        return sum(1 for run_id, _ in list(self.runs) if run_id == request_id)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """A ``Recorder`` of this test alone (functions get its port in ``RECORDER_PORT``)."""
+    service = Recorder()
+    yield service
+    service.close()
+
+
+class Moto:
+    """A ``moto.server`` process on a free port, and clients of it."""
+
+    region = "us-east-1"
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = (home / "moto.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._up, timeout=30, interval=0.1)
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError("moto.server exited early")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=5),
+        ):
+            return True
+        return False
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """One moto server for the session: the AWS that destinations and DLQs reach."""
+    service = Moto(tmp_path_factory.mktemp("moto"))
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="session")
+def aws_server(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A lambdad for the session whose destinations and dead-letter queues reach ``moto``."""
+    settings = {"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint}
+    srv = launch_server(tmp_path_factory.mktemp("lambdad-aws"), settings)
+    yield srv
+    shutdown(srv)

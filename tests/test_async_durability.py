@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, make_zip, unique, wait_until
+from tests.conftest import Recorder, Server, create_function, unique, wait_until
 
 #: A function that sleeps ``event["sleep"]`` seconds, then reports its request id (the event
 #: id) and ``event["seq"]`` to the test's ``Recorder`` (so a run counts once it has finished).
@@ -30,58 +28,10 @@ def handler(event, context):
 """
 
 
-class Recorder:
-    """A loopback service that keeps every line functions send it, one line per connection."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, int]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=512)
-        self.port = int(self._listener.getsockname()[1])
-        self._thread = threading.Thread(target=self._serve, name="recorder", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            with connection, contextlib.suppress(OSError):
-                connection.settimeout(10)
-                line = connection.makefile("rb").readline().decode().split()
-                if len(line) == 2:
-                    self.runs.append((line[0], int(line[1])))
-                connection.sendall(b"k")
-
-    def ids(self) -> set[str]:
-        return {request_id for request_id, _ in list(self.runs)}
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(10)
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
-
-
 def recording_function(client: Any, recorder: Recorder) -> str:
-    name = unique("async")
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": RECORDING})},
-        Timeout=60,
-        Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
-    )
-    return name
+    env = {"RECORDER_PORT": str(recorder.port)}
+    created = create_function(client, RECORDING, name=unique("async"), Timeout=60, env=env)
+    return str(created["FunctionName"])
 
 
 def test_an_event_invoke_runs(server: Server, lam: Any, recorder: Recorder) -> None:
@@ -107,6 +57,7 @@ def test_legacy_invoke_async_is_accepted_and_runs(
     wait_until(lambda: any(seq == 7 for _, seq in list(recorder.runs)), timeout=30)
 
 
+@pytest.mark.slow
 def test_no_accepted_event_is_lost_when_lambdad_is_killed(
     start_server: Callable[..., Server], recorder: Recorder
 ) -> None:

@@ -17,37 +17,15 @@ from tests.aws import (
     Moto,
     behaving_function,
     fire,
-    lambdad_with,
     queued,
     release,
     topic_into,
 )
-from tests.conftest import Rendezvous, Server, shutdown, wait_until
-from tests.test_async_durability import Recorder
+from tests.conftest import Recorder, Rendezvous, Server, wait_until
 
-#: Every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a failure.
+#: ``aws_server`` runs every platform delay times 0.01: retries come 0.6 s, then 1.2 s, after a
+#: failure.
 SCALE = "0.01"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    service = Moto(tmp_path_factory.mktemp("moto"))
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def aws_server(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = lambdad_with(moto, tmp_path_factory.mktemp("lambdad"), LAMBDAD_TIME_SCALE=SCALE)
-    yield srv
-    shutdown(srv)
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
 
 
 @pytest.fixture
@@ -58,7 +36,7 @@ def client(aws_server: Server) -> Iterator[Any]:
 
 
 def runs_of(recorder: Recorder, request_id: str) -> int:
-    return sum(1 for run_id, _ in list(recorder.runs) if run_id == request_id)
+    return recorder.runs_of(request_id)
 
 
 def attributes_of(message: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -69,6 +47,7 @@ def attributes_of(message: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.parametrize("failure", ["raise", "exit", "sleep"])
+@pytest.mark.slow
 def test_a_function_error_runs_three_times_then_is_dead_lettered(
     moto: Moto, aws_server: Server, client: Any, recorder: Recorder, failure: str
 ) -> None:
@@ -98,6 +77,7 @@ def test_a_function_error_runs_three_times_then_is_dead_lettered(
     assert runs_of(recorder, request_id) == 3
 
 
+@pytest.mark.slow
 def test_an_sns_dead_letter_topic_gets_the_event_and_its_attributes(
     moto: Moto, client: Any, recorder: Recorder
 ) -> None:
@@ -118,6 +98,7 @@ def test_an_sns_dead_letter_topic_gets_the_event_and_its_attributes(
     assert runs_of(recorder, request_id) == 3
 
 
+@pytest.mark.slow
 def test_a_throttled_event_waits_without_using_its_attempts(
     moto: Moto,
     aws_server: Server,
@@ -172,6 +153,7 @@ def test_a_deleted_functions_events_are_dropped(
     assert runs_of(recorder, request_id) == 0
 
 
+@pytest.mark.slow
 def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
     moto: Moto,
     start_server: Callable[..., Server],
@@ -201,6 +183,7 @@ def test_an_event_past_its_maximum_age_is_dead_lettered_unrun(
     release(gate)
 
 
+@pytest.mark.slow
 def test_a_killed_lambdad_keeps_the_attempt_count(
     moto: Moto, start_server: Callable[..., Server], recorder: Recorder, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ from tests.conftest import (
     ROLE,
     Server,
     assert_environment_gone,
+    create_function,
     descendants,
     environment_pids,
     free_port,
@@ -88,6 +89,7 @@ def aws(start_server: Any, tmp_path: Path) -> Any:
     return call
 
 
+@pytest.mark.slow
 def test_aws_cli_worked_example(aws: Any, tmp_path: Path) -> None:
     """The README's AWS CLI sequence creates, invokes (with a tail), lists and gets ``hello``."""
     (tmp_path / "app.py").write_text(HELLO)
@@ -140,16 +142,8 @@ def test_aws_cli_worked_example(aws: Any, tmp_path: Path) -> None:
 
 def printer(lam: Any, region_tag: str = "") -> str:
     """A function (unique name) that prints ``said <event.word><region_tag>``."""
-    name = unique("logs")
     code = f"def handler(event, context):\n    print('said ' + event['word'] + {region_tag!r})\n"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-    )
-    return name
+    return str(create_function(lam, code, name=unique("logs"))["FunctionName"])
 
 
 def test_logs_prints_a_function_log(server: Server, lam: Any) -> None:

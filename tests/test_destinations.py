@@ -20,15 +20,14 @@ from tests.aws import (
     fire,
     forwarding_function,
     function_of,
-    lambdad_with,
     queued,
     release,
     topic_into,
 )
-from tests.conftest import Rendezvous, Server, shutdown, wait_until
-from tests.test_async_durability import Recorder
+from tests.conftest import Recorder, Rendezvous, Server, wait_until
 
-#: Every platform delay times 0.01: retries 0.6 s and 1.2 s apart, a 60 s maximum age 0.6 s.
+#: ``aws_server`` runs every platform delay times 0.01: retries 0.6 s and 1.2 s apart, a 60 s
+#: maximum age 0.6 s.
 SCALE = "0.01"
 ACCOUNT = "000000000000"
 RECORD_KEYS = [
@@ -40,27 +39,6 @@ RECORD_KEYS = [
     "responsePayload",
 ]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    service = Moto(tmp_path_factory.mktemp("moto"))
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def aws_server(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = lambdad_with(moto, tmp_path_factory.mktemp("lambdad"), LAMBDAD_TIME_SCALE=SCALE)
-    yield srv
-    shutdown(srv)
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
 
 
 @pytest.fixture
@@ -84,7 +62,7 @@ def configure(client: Any, name: str, qualifier: str | None = None, **config: An
 
 
 def runs_of(recorder: Recorder, request_id: str) -> int:
-    return sum(1 for run_id, _ in list(recorder.runs) if run_id == request_id)
+    return recorder.runs_of(request_id)
 
 
 def arn_of(name: str, qualifier: str = "$LATEST") -> str:
@@ -241,6 +219,7 @@ def test_an_expired_event_fails_with_event_age_exceeded(
     release(gate)
 
 
+@pytest.mark.slow
 def test_a_retry_past_the_maximum_age_reports_the_last_error(
     moto: Moto, start_server: Callable[..., Server], recorder: Recorder
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, make_zip, refused, unique, wait_until
+from tests.conftest import Server, create_function, refused, unique, wait_until
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -281,13 +281,7 @@ def test_recursion_config_defaults_to_terminate_and_takes_allow(
 
 
 def _create(client: Any, name: str) -> None:
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})},
-    )
+    create_function(client, name=name)
 
 
 def _qualifiers(client: Any, name: str) -> list[str]:
@@ -295,6 +289,7 @@ def _qualifiers(client: Any, name: str) -> list[str]:
     return [c["FunctionArn"].rsplit(":", 1)[1] for c in configs["FunctionEventInvokeConfigs"]]
 
 
+@pytest.mark.slow
 def test_configs_survive_a_restart_and_go_with_what_they_belong_to(
     start_server: Callable[..., Server],
 ) -> None:

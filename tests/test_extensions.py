@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, Server, invoke_json, make_zip, unique, wait_until
+from tests.conftest import Server, create_function, invoke_json, make_zip, unique, wait_until
 
 PYTHON = os.path.realpath(sys.executable)
 
@@ -92,7 +92,7 @@ class Target:
     sandbox: str
 
 
-@pytest.fixture(params=["linux", "process"])
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root), "process"])
 def target(
     request: pytest.FixtureRequest, server: Server, start_server: Callable[..., Server]
 ) -> Iterator[Target]:
@@ -105,7 +105,7 @@ def target(
     client.close()
 
 
-@pytest.fixture(params=["linux", "process"])
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root), "process"])
 def warm_target(
     request: pytest.FixtureRequest, start_server: Callable[..., Server]
 ) -> Iterator[Target]:
@@ -121,7 +121,7 @@ def warm_target(
     client.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=[pytest.param("linux", marks=pytest.mark.root)])
 def linux(server: Server, lam: Any) -> Target:
     """The shared lambdad (the Linux sandbox, as root)."""
     require_linux(server)
@@ -148,18 +148,8 @@ def layer(client: Any, files: Mapping[str, str], modes: Mapping[str, int] | None
 def function(
     client: Any, code: str, layers: list[str], env: Mapping[str, str] | None = None, **kwargs: Any
 ) -> str:
-    name = unique()
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Layers=layers,
-        Environment={"Variables": dict(env or {})},
-        **kwargs,
-    )
-    return name
+    created = create_function(client, code, Layers=layers, env=env or {}, **kwargs)
+    return str(created["FunctionName"])
 
 
 def messages(srv: Server, name: str) -> list[str]:
@@ -231,6 +221,7 @@ def test_extension_registers_before_the_runtime_and_receives_invoke(target: Targ
     assert 0 < event["deadlineMs"] - time.time() * 1000 <= 3000
 
 
+@pytest.mark.slow
 def test_invocation_completes_only_when_the_extension_is_ready(linux: Target) -> None:
     """The caller gets the result at once; the environment (and REPORT) waits for the extension."""
     arn = layer(linux.client, {"extensions/echo": ECHO})
@@ -265,6 +256,7 @@ def test_extension_past_the_timeout_ends_the_environment(linux: Target) -> None:
     assert said(lines, "echo SHUTDOWN")[0].startswith("timeout")
 
 
+@pytest.mark.slow
 def test_spindown_sends_shutdown_within_the_budget(target: Target) -> None:
     """Retiring an environment sends SHUTDOWN (spindown, 2,000 ms deadline) to its extension."""
     arn = layer(target.client, {"extensions/echo": ECHO})

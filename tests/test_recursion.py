@@ -16,8 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROLE, Server, refused, unique, wait_until
-from tests.test_async_durability import Recorder
+from tests.conftest import ROLE, Recorder, Server, refused, unique, wait_until
 from tests.test_provided_runtime import vendored
 
 #: The test venv's own boto3 and what it needs, for the layer the functions import it from
@@ -98,13 +97,6 @@ def layer_arn(server: Server) -> Iterator[str]:
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    service = Recorder()
-    yield service
-    service.close()
-
-
-@pytest.fixture
 def self_calling(
     lam: Any, server: Server, layer_arn: str, recorder: Recorder
 ) -> Callable[..., str]:
@@ -160,6 +152,7 @@ def stopped_line(server: Server, name: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_function_calling_itself_is_stopped_after_16_invocations(
     lam: Any, server: Server, recorder: Recorder, self_calling: Callable[..., str]
 ) -> None:

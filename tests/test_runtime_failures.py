@@ -20,11 +20,9 @@ import pytest
 from tests.conftest import (
     IDENTITY,
     MEET,
-    ROLE,
     assert_environment_gone,
+    create_function,
     invoke_json,
-    make_zip,
-    unique,
     wait_until,
 )
 
@@ -313,6 +311,7 @@ def test_init_that_fails_once_succeeds_in_the_suppressed_init(
 # ---------------------------------------------------------------- init timeout
 
 
+@pytest.mark.slow
 def test_init_timeout_is_retried_inside_the_invoke(start_server: Any, tmp_path: Path) -> None:
     """An init longer than the init cap is re-run inside the invoke, bounded by Timeout."""
     srv = start_server({"LAMBDAD_INIT_TIMEOUT": "1"})
@@ -347,16 +346,7 @@ def test_init_timeout_is_retried_inside_the_invoke(start_server: Any, tmp_path: 
 
 
 def _create(client: Any, code: str, timeout: int) -> str:
-    name = unique()
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Timeout=timeout,
-    )
-    return name
+    return str(create_function(client, code, Timeout=timeout)["FunctionName"])
 
 
 # ---------------------------------------------------------------- the Runtime API contract

@@ -31,12 +31,9 @@ from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import ProcessSpec
 from lambdad.runtime.sandbox.linux import SPARE_CELLS
 from tests.cells import Host, alive, api_connections, pids_of_uids
-from tests.conftest import ROLE, Server, make_zip, unique, wait_until
+from tests.conftest import Server, create_function, unique, wait_until
 
-pytestmark = pytest.mark.skipif(
-    linux.unavailable_reason() is not None,
-    reason=f"the Linux sandbox cannot run here: {linux.unavailable_reason()}",
-)
+pytestmark = pytest.mark.root
 
 LINUX = {"LAMBDAD_SANDBOX": "linux"}
 
@@ -90,17 +87,9 @@ def ok(client: Any, name: str, event: Any = None) -> Any:
 
 def create(client: Any, code: str, **kwargs: Any) -> str:
     """A new Python function running ``code`` (``app.py``); keywords go to CreateFunction."""
-    name = unique("sbx")
-    package = make_zip({"app.py": code, **kwargs.pop("files", {})}, kwargs.pop("modes", None))
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package},
-        **{"Timeout": 60, **kwargs},
-    )
-    return name
+    files = {"app.py": code, **kwargs.pop("files", {})}
+    options: dict[str, Any] = {"Timeout": 60, **kwargs}
+    return str(create_function(client, name=unique("sbx"), files=files, **options)["FunctionName"])
 
 
 def retire(client: Any, name: str) -> None:
@@ -237,6 +226,7 @@ def handler(event, context):
 """
 
 
+@pytest.mark.slow
 def test_fork_bomb_is_capped_at_1024_inside_its_environment(lam: Any) -> None:
     """2,000 forks get at most ~1,024 processes (EAGAIN); other functions and the host go on."""
     bomb = create(lam, FORK_BOMB, MemorySize=2048)
@@ -591,6 +581,7 @@ def test_sigterm_leaves_no_cell_behind(
     assert host.cell_dirs() == []
 
 
+@pytest.mark.slow
 def test_sigkill_ends_cells_and_restart_reclaims(
     linux_server: Callable[..., Server], client_of: Callable[[Server], Any]
 ) -> None:
@@ -633,6 +624,7 @@ def test_restart_reclaims_what_a_killed_lambdad_and_spawner_left(
     assert not old_dirs & set(Host(again).cell_dirs())
 
 
+@pytest.mark.slow
 def test_hundreds_of_environments_leak_nothing(linux_server: Callable[..., Server]) -> None:
     """200 environments made and retired leave processes, cgroups, mounts and fds as before."""
     # A keep-alive longer than the test, however slow the machine: idle reaping of the four

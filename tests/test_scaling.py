@@ -5,7 +5,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.conftest import MEET, ROLE, Rendezvous, Server, invoke_json, make_zip, unique, wait_until
+from tests.conftest import (
+    MEET,
+    Rendezvous,
+    Server,
+    create_function,
+    invoke_json,
+    wait_until,
+)
 from tests.test_concurrency import release, throttle_of
 
 WAITER = MEET + "\n\ndef handler(event, context):\n    return {'met': meet()}\n"
@@ -14,16 +21,7 @@ ECHO = "import uuid\nTOKEN = str(uuid.uuid4())\n\ndef handler(event, context):\n
 
 
 def create(client: Any, code: str, env: dict[str, str] | None = None) -> str:
-    name = unique()
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Environment={"Variables": env or {}},
-    )
-    return name
+    return str(create_function(client, code, env=env or {})["FunctionName"])
 
 
 def test_a_function_beyond_its_scaling_rate_is_throttled_and_warm_ones_are_not(

@@ -17,13 +17,12 @@ import pytest
 from tests.conftest import (
     IDENTITY,
     MEET,
-    ROLE,
     Rendezvous,
     Server,
     assert_environment_gone,
+    create_function,
     environment_pids,
     invoke_json,
-    make_zip,
     refused,
     shutdown,
     unique,
@@ -89,20 +88,14 @@ def handler(event, context):
 
 
 def create(client: Any, code: str = APP, **kwargs: Any) -> str:
-    name = unique("snap")
-    params: dict[str, Any] = {
-        "FunctionName": name,
-        "Runtime": "python3.12",
-        "Role": ROLE,
-        "Handler": "app.handler",
-        "Code": {"ZipFile": make_zip({"app.py": code})},
+    options: dict[str, Any] = {
         "SnapStart": SNAP,
         "Timeout": 30,
         "Environment": {"Variables": {"TIME_SCALE": "0.01"}},
+        **kwargs,
     }
-    params.update(kwargs)
-    client.create_function(**params)
-    return name
+    created = create_function(client, code, name=unique("snap"), runtime="python3.12", **options)
+    return str(created["FunctionName"])
 
 
 def publish_active(client: Any, name: str) -> str:
@@ -249,6 +242,7 @@ def test_snapstart_refuses_large_ephemeral_storage_and_provisioned_concurrency(l
             )
 
 
+@pytest.mark.root
 def test_a_forked_environment_has_its_own_memory_limit(lam: Any, server: Server) -> None:
     """A 128 MB SnapStart function allocating 300 MB in a restored environment is
     Runtime.OutOfMemory, as for other cells (Linux sandbox only)."""
@@ -349,6 +343,7 @@ def test_a_snapshot_interrupted_by_a_stop_is_made_at_the_next_start(
     client.close()
 
 
+@pytest.mark.root
 def test_a_killed_lambdad_leaves_no_fork_behind(start_server: Callable[..., Server]) -> None:
     """SIGKILL of lambdad: the (frozen) environments forked from a template die and their
     cgroups go, as cells do (the sandbox helper ends them); a restart works on."""

@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 
 from lambdad.runtime import runtimes
-from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.helper import CELLINIT
 from lambdad.runtime.sandbox.linux import SPARE_CELLS
 from tests.cells import Host, alive, api_connections, interpreter_of
-from tests.conftest import ROLE, Server, make_zip, unique, wait_until
+from tests.conftest import ROLE, Server, create_function, make_zip, unique, wait_until
 
 LAMBDAD_PYTHON = os.path.realpath(sys.executable)
 #: The runtimes whose exact interpreter this host has and which are not lambdad's own.
@@ -41,10 +40,7 @@ OTHERS = [
 OTHER = "python3.12" if "python3.12" in OTHERS else (OTHERS or ["none"])[0]
 
 pytestmark = [
-    pytest.mark.skipif(
-        linux.unavailable_reason() is not None,
-        reason=f"the Linux sandbox cannot run here: {linux.unavailable_reason()}",
-    ),
+    pytest.mark.root,
     pytest.mark.skipif(
         not OTHERS, reason="this host has no Python interpreter (3.9+) besides lambdad's own"
     ),
@@ -78,16 +74,8 @@ def interpreter(runtime: str) -> str:
 
 
 def create(client: Any, runtime: str) -> str:
-    name = unique("zyg")
-    client.create_function(
-        FunctionName=name,
-        Runtime=runtime,
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": WHOAMI})},
-        Timeout=30,
-    )
-    return name
+    created = create_function(client, WHOAMI, name=unique("zyg"), runtime=runtime, Timeout=30)
+    return str(created["FunctionName"])
 
 
 def whoami(client: Any, name: str, event: Any = None) -> dict[str, Any]:
@@ -204,6 +192,7 @@ BROKEN_HELPERS = {
 
 
 @pytest.mark.parametrize("broken_how", sorted(BROKEN_HELPERS))
+@pytest.mark.slow
 def test_an_interpreter_whose_helper_cannot_start_is_execd_and_said_once(
     linux_server: Callable[..., Server], outside_tmp: Path, broken_how: str
 ) -> None:
@@ -262,6 +251,7 @@ def warm_two_versions(client: Any) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_sigterm_ends_every_helpers_cells(linux_server: Callable[..., Server]) -> None:
     """Stopping lambdad ends the cells of every helper: processes, cgroups, dirs, helpers."""
     srv = linux_server()
@@ -280,6 +270,7 @@ def test_sigterm_ends_every_helpers_cells(linux_server: Callable[..., Server]) -
     assert host.cell_dirs() == []
 
 
+@pytest.mark.slow
 def test_sigkill_ends_every_helpers_cells_and_restart_reclaims(
     linux_server: Callable[..., Server],
 ) -> None:
@@ -306,6 +297,7 @@ def test_sigkill_ends_every_helpers_cells_and_restart_reclaims(
         client.close()
 
 
+@pytest.mark.slow
 def test_many_environments_on_another_interpreter_leak_nothing(
     linux_server: Callable[..., Server],
 ) -> None:

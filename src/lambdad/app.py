@@ -40,6 +40,7 @@ from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
 from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
+from lambdad.observe.loopwatch import LoopWatch
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
@@ -200,6 +201,10 @@ class Lambdad:
             ),
         )
         self.http = HttpListener(lambda: build_app(self._services()), settings.host, settings.port)
+        #: Reports an event loop blocked longer than ``loop_watchdog_ms`` (0: not watched).
+        self.loop_watch = (
+            LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
+        )
         self.lifecycle = Lifecycle(self._parts())
 
     def _environment_context(self) -> EnvironmentContext:
@@ -250,6 +255,8 @@ class Lambdad:
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("HTTP listener", self.http.start, self.http.close),
+            # Last: once listening, start-up work (imports, opening stores) is over.
+            Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
 
     @property
@@ -259,6 +266,14 @@ class Lambdad:
     @property
     def port(self) -> int | None:
         return self.http.port
+
+    async def _watch_loop(self) -> None:
+        if self.loop_watch is not None:
+            self.loop_watch.start()
+
+    async def _unwatch_loop(self) -> None:
+        if self.loop_watch is not None:
+            self.loop_watch.close()
 
     async def _make_data_dir(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

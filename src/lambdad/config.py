@@ -78,6 +78,9 @@ class Settings:
     #: Credentials lambdad signs those requests with; dummy ones when empty.
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
+    #: Log a warning when the event loop was blocked for longer than this many milliseconds
+    #: (``lambdad.observe.loopwatch``; the test suite runs with 100). 0: no watchdog.
+    loop_watchdog_ms: int = 0
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
@@ -163,6 +166,8 @@ def load_settings(
             f"setting aws_endpoint_url: expected an http:// or https:// URL, "
             f"got {settings.aws_endpoint_url!r}"
         )
+    if settings.loop_watchdog_ms < 0:
+        raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

@@ -179,19 +179,21 @@ class Destinations:
             if self.state is DestinationsState.CLOSED:
                 raise RuntimeError("destinations are closed")
             if key not in self._clients:
-                factory = self._factory(service, region)
+                # Importing aiobotocore and loading the service's model take 0.1-0.3 s.
+                factory = await asyncio.to_thread(self._factory, service, region)
                 self._clients[key] = await self._stack.enter_async_context(factory)
         return self._clients[key]
 
     def _factory(self, service: str, region: str) -> Any:
-        """aiobotocore's client context for ``service`` in ``region``. aiobotocore is imported
-        here, on first use: botocore takes about 0.3 s to import, which every lambdad start
-        would pay, and most never send a record."""
+        """aiobotocore's client context for ``service`` in ``region``, its model loaded (run in
+        a thread). aiobotocore is imported here, on first use: botocore takes about 0.3 s to
+        import, which every lambdad start would pay, and most never send a record."""
         from aiobotocore.session import get_session
         from botocore.config import Config
 
         if self._session is None:
             self._session = get_session()
+        self._session.warm_up_loader_caches(service)
         return self._session.create_client(
             service,
             region_name=region,

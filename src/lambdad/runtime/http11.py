@@ -26,6 +26,10 @@ import httptools
 
 log = logging.getLogger(__name__)
 
+#: The most a request line and headers may take together (the Runtime API's are small); a
+#: larger head is refused with 431 before more of it is kept.
+MAX_HEAD = 64 * 1024
+
 
 @dataclasses.dataclass(slots=True)
 class Request:
@@ -93,7 +97,7 @@ class _Connection(asyncio.Protocol):
         self._memo: dict[str, object] = {}
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._header_name = b""
+        self._head = 0
         self._chunks: list[bytes] = []
         self._size = 0
         self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
@@ -119,7 +123,7 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(400)
         except httptools.HttpParserError:
-            self._fail(400)
+            self._fail(431 if self._head > MAX_HEAD else 400)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -131,14 +135,22 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = b""
+        self._head = 0
         self._headers = {}
         self._chunks = []
         self._size = 0
 
+    def _count_head(self, size: int) -> None:
+        self._head += size
+        if self._head > MAX_HEAD:
+            raise ValueError("request head too large")  # stops the parser: a 431
+
     def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         if key in self._headers:
