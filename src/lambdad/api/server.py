@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from lambdad import config as config_module
-from lambdad.api import event_config_api, lambda_api, layers_api, provisioned_api
+from lambdad.api import event_config_api, http, lambda_api, layers_api, provisioned_api
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
 from lambdad.config import Settings
@@ -43,9 +43,6 @@ from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
 
 log = logging.getLogger("lambdad")
-
-#: The API accepts bodies up to a 50 MB zip in base64; handlers enforce per-call limits.
-_CLIENT_MAX = lambda_api.CODE_REQUEST_LIMIT + 1024
 
 
 class ServerState(enum.Enum):
@@ -122,7 +119,7 @@ class LambdadServer:
         self.port: int | None = None
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=_CLIENT_MAX)
+        app = web.Application(middlewares=[error_middleware], client_max_size=http.MAX_BODY)
         app[lambda_api.FUNCTIONS] = self.functions
         app[lambda_api.INVOKER] = self.invoker
         app[lambda_api.RESERVATIONS] = self.reservations
@@ -154,7 +151,7 @@ class LambdadServer:
         await self.snapshots.start(self.settings.account_id)
         await self.provisioner.start()
         await self.dispatcher.start()
-        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
+        self._runner = http.Runner(self.build_app(), http_timeouts(self.settings))
         await self._runner.setup()
         sock = _listen(self.settings.host, self.settings.port)
         self.port = int(sock.getsockname()[1])
@@ -201,6 +198,14 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         shared,
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
+    )
+
+
+def http_timeouts(settings: Settings) -> http.HttpTimeouts:
+    return http.HttpTimeouts(
+        idle=settings.http_idle_timeout,
+        header=settings.http_header_timeout,
+        body=settings.http_body_timeout,
     )
 
 
