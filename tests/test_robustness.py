@@ -23,7 +23,7 @@ import json
 import pkgutil
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -578,23 +578,83 @@ def _short_bodies(port: int, requests: list[tuple[str, bytes]]) -> list[Finding]
 
 
 def _send_mutations(client: RawClient, name: str, mutation_list: list[Mutation]) -> list[Finding]:
+    """Send each mutation; a rejected one must leave no trace (``_trace`` says where to look)."""
     findings: list[Finding] = []
+    trace = _trace(name)
+    before = trace(client, {}) if trace else None
     for mutation in mutation_list:
         values = materialise(mutation.values)
-        target = mutation.values.get("FunctionName")
-        destroys = name == "DeleteFunction" and isinstance(target, Fresh)
-        if destroys:
+        if name == "DeleteFunction" and isinstance(mutation.values.get("FunctionName"), Fresh):
             values.update(victim(client))
         answer = client.send(wire_model.build(name, values))
         findings += check_answer(answer, name, mutation)
-        if destroys and answer.status is not None and answer.status >= 400:
-            still = _call(client, "GetFunction", {"FunctionName": values["FunctionName"]})
-            if still.status != 200:
-                body = answer.body.decode("utf-8", "replace")
-                findings.append(
-                    Finding("deleted on error", name, mutation.member, mutation.kind, 404, body)
+        if trace is None or answer.status is None:
+            continue
+        after = trace(client, values)
+        if name in _ABSOLUTE:
+            before = _ABSOLUTE[name]
+        if answer.status >= 400 and after != before:
+            findings.append(
+                Finding(
+                    "changed on error",
+                    name,
+                    mutation.member,
+                    mutation.kind,
+                    answer.status,
+                    _difference(before, after),
                 )
+            )
+        before = after
     return findings
+
+
+Trace = Callable[[RawClient, Mapping[str, Any]], Any]
+
+#: What a rejected request of these operations must leave, whatever came before: no new
+#: function; the throwaway function still there.
+_ABSOLUTE: dict[str, Any] = {"CreateFunction": None, "DeleteFunction": True}
+
+
+def _trace(name: str) -> Trace | None:
+    """What a rejected request of operation ``name`` must leave unchanged (None: nothing)."""
+    base = BASE.get(name, {})
+    if name == "CreateFunction":
+        return _created
+    if name == "DeleteFunction":
+        return _victim_exists
+    if name == "PublishLayerVersion":
+        return _layer_versions
+    writes = wire_model.operation(name).http["method"] != "GET"
+    if writes and MF in (base.get("FunctionName"), base.get("Resource", "").split(":")[-1]):
+        parts = _PARTS_OF.get(name, ("function",))
+        return lambda client, _: _state_of(client, MF, parts)
+    return None
+
+
+def _created(client: RawClient, values: Mapping[str, Any]) -> Any:
+    name = values.get("FunctionName")
+    if not isinstance(name, str) or not name:
+        return None
+    return _call(client, "GetFunction", {"FunctionName": name}).status == 200 or None
+
+
+def _victim_exists(client: RawClient, values: Mapping[str, Any]) -> Any:
+    name = values.get("FunctionName")
+    if not isinstance(name, str) or not name.startswith("robust-victim"):
+        return True
+    return _call(client, "GetFunction", {"FunctionName": name}).status == 200
+
+
+def _layer_versions(client: RawClient, values: Mapping[str, Any]) -> Any:
+    answer = _call(client, "ListLayerVersions", {"LayerName": LAYER, "MaxItems": 50})
+    return len(json.loads(answer.body).get("LayerVersions", [])) if answer.status == 200 else None
+
+
+def _difference(before: Any, after: Any) -> str:
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+        return "; ".join(f"{k}: {before.get(k)!r:.80} -> {after.get(k)!r:.80}" for k in keys)
+    return f"{before!r} -> {after!r}"
 
 
 #: Reads whose answers must satisfy the model: (operation, values) per function.
@@ -676,33 +736,79 @@ def read_back(client: RawClient, snapshot: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-#: Members of the read-only function that no request of this test may change.
-_STABLE = (
-    "Description",
-    "Timeout",
-    "MemorySize",
-    "Handler",
-    "Runtime",
-    "Role",
-    "Environment",
-    "Layers",
-    "CodeSha256",
-    "Architectures",
-    "EphemeralStorage",
-    "TracingConfig",
-)
+#: Configuration members that change without a request (or with every accepted one).
+_VOLATILE = {"LastModified", "RevisionId", "State", "StateReason", "StateReasonCode"}
+_VOLATILE |= {"LastUpdateStatus", "LastUpdateStatusReason", "LastUpdateStatusReasonCode"}
 
 
-def _state_of(client: RawClient, name: str) -> dict[str, Any]:
-    config = _must(_call(client, "GetFunctionConfiguration", {"FunctionName": name}), "config")
-    state = {key: config.get(key) for key in _STABLE}
-    state["Tags"] = _must(_call(client, "ListTags", {"Resource": fn_arn(name)}), "tags")
+def _function_part(client: RawClient, name: str) -> Any:
+    """Configuration, code, tags and reserved concurrency, as GetFunction reports them."""
+    got = _must(_call(client, "GetFunction", {"FunctionName": name}), "function")
+    config = got.get("Configuration", {})
+    got["Configuration"] = {k: v for k, v in config.items() if k not in _VOLATILE}
+    got.pop("Code", None)  # a presigned location, new on every call
+    return got
+
+
+def _versions_part(client: RawClient, name: str) -> Any:
+    listed = _call(client, "ListVersionsByFunction", {"FunctionName": name, "MaxItems": 1000})
+    return sorted(v["Version"] for v in _must(listed, "versions")["Versions"])
+
+
+def _aliases_part(client: RawClient, name: str) -> Any:
     aliases = _must(_call(client, "ListAliases", {"FunctionName": name}), "aliases")["Aliases"]
-    state["Aliases"] = sorted((a["Name"], a["FunctionVersion"]) for a in aliases)
-    state["Concurrency"] = _must(
-        _call(client, "GetFunctionConcurrency", {"FunctionName": name}), "c"
+    return sorted(json.dumps(a, sort_keys=True) for a in aliases if a.pop("RevisionId", 1))
+
+
+def _event_configs_part(client: RawClient, name: str) -> Any:
+    listed = _call(client, "ListFunctionEventInvokeConfigs", {"FunctionName": name})
+    configs = _must(listed, "event configs")["FunctionEventInvokeConfigs"]
+    return sorted(
+        json.dumps({k: v for k, v in c.items() if k != "LastModified"}, sort_keys=True)
+        for c in configs
     )
-    return state
+
+
+def _provisioned_part(client: RawClient, name: str) -> Any:
+    listed = _call(client, "ListProvisionedConcurrencyConfigs", {"FunctionName": name})
+    provisioned = _must(listed, "provisioned")["ProvisionedConcurrencyConfigs"]
+    return sorted(
+        (p["FunctionArn"], p["RequestedProvisionedConcurrentExecutions"]) for p in provisioned
+    )
+
+
+def _recursion_part(client: RawClient, name: str) -> Any:
+    return _must(_call(client, "GetFunctionRecursionConfig", {"FunctionName": name}), "loop")
+
+
+Part = Callable[[RawClient, str], Any]
+_PARTS: dict[str, Part] = {
+    "function": _function_part,
+    "versions": _versions_part,
+    "aliases": _aliases_part,
+    "event configs": _event_configs_part,
+    "provisioned": _provisioned_part,
+    "recursion": _recursion_part,
+}
+
+#: The parts of a function each write operation can change (the rest: "function").
+_PARTS_OF = {
+    "PublishVersion": ("function", "versions"),
+    "UpdateFunctionCode": ("function", "versions"),
+    "CreateAlias": ("aliases",),
+    "UpdateAlias": ("aliases",),
+    "DeleteAlias": ("aliases",),
+    "PutFunctionEventInvokeConfig": ("event configs",),
+    "UpdateFunctionEventInvokeConfig": ("event configs",),
+    "DeleteFunctionEventInvokeConfig": ("event configs",),
+    "PutProvisionedConcurrencyConfig": ("provisioned",),
+    "DeleteProvisionedConcurrencyConfig": ("provisioned",),
+    "PutFunctionRecursionConfig": ("recursion",),
+}
+
+
+def _state_of(client: RawClient, name: str, parts: tuple[str, ...] = tuple(_PARTS)) -> Any:
+    return {part: _PARTS[part](client, name) for part in parts}
 
 
 def healthy_afterwards(client: RawClient, server: Server) -> list[Finding]:
