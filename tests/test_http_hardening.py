@@ -58,6 +58,20 @@ def read_until_closed(sock: socket.socket) -> bytes:
         data += chunk
 
 
+def trickle(sock: socket.socket, data: bytes) -> None:
+    """Send ``data`` a byte every 50 ms until the server closes; fail on the hang guard."""
+    deadline = time.monotonic() + GUARD
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return  # closed: the deadline worked
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # the behaviour under test: a slow client, not synchronisation
+    raise AssertionError("a trickling client was never cut off")
+
+
 def parse(raw: bytes) -> tuple[int, dict[str, str], Any]:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -102,14 +116,7 @@ def test_trickled_head_is_closed(edge: Server) -> None:
     """Sending a head one byte at a time does not extend the header timeout."""
     head = b"GET /_lambdad/health HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 1000
     with connect(edge) as sock:
-        for byte in head:
-            try:
-                sock.sendall(bytes([byte]))
-            except OSError:
-                break  # closed: the deadline worked
-            time.sleep(0.05)  # the behaviour under test: a slow client, not synchronisation
-        else:
-            raise AssertionError("the trickled head was never cut off")
+        trickle(sock, head)
         assert read_until_closed(sock) == b""
 
 
@@ -129,12 +136,7 @@ def test_trickled_body_is_closed(edge: Server) -> None:
             b"POST /2015-03-31/functions/fn/invocations HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 100000\r\n\r\n"
         )
-        for _ in range(100000):
-            try:
-                sock.sendall(b" ")
-            except OSError:
-                break
-            time.sleep(0.05)  # the behaviour under test: a slow client, not synchronisation
+        trickle(sock, b" " * 100000)
         read_until_closed(sock)
 
 
@@ -160,6 +162,25 @@ def test_huge_declared_length_is_refused_before_reading(edge: Server, path: str)
         raw = sock.recv(65536)
     body = assert_aws_error(raw, 413, "RequestEntityTooLargeException")
     assert "Request must be smaller than" in body["message"]
+
+
+def test_event_invoke_declared_over_its_limit_is_refused(edge: Server) -> None:
+    """An Event invoke declaring more than 1 MB is refused before its body is read.
+
+    AWS answers 413 ``RequestEntityTooLargeException`` with "<n> byte payload is too large for
+    the Event invocation type (limit 1048576 bytes)".
+    """
+    size = 2 * 1024 * 1024
+    with connect(edge) as sock:
+        sock.sendall(
+            b"POST /2015-03-31/functions/fn/invocations HTTP/1.1\r\nHost: x\r\n"
+            b"X-Amz-Invocation-Type: Event\r\n" + f"Content-Length: {size}\r\n\r\n{{".encode()
+        )
+        raw = sock.recv(65536)
+    body = assert_aws_error(raw, 413, "RequestEntityTooLargeException")
+    assert body["message"] == (
+        f"{size} byte payload is too large for the Event invocation type (limit 1048576 bytes)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -55,13 +55,14 @@ class Protocol(RequestHandler):
         self._deadline: asyncio.TimerHandle | None = None
         #: The body of the newest request whose head has arrived (None: none yet).
         self._body: StreamReader | None = None
+        self._heads = 0  # request heads received on this connection
 
     def data_received(self, data: bytes) -> None:
-        heads = self._request_count
+        newest = self._messages[-1] if self._messages else None
         body = self._body
         in_body = body is not None and not body.is_eof()
         super().data_received(data)
-        if self._request_count != heads and self._messages:
+        if self._messages and self._messages[-1] is not newest:
             self._head_arrived(self._messages[-1][1])
         elif not in_body:
             self._arm_head_deadline()
@@ -69,6 +70,7 @@ class Protocol(RequestHandler):
             self._disarm()
 
     def _head_arrived(self, body: StreamReader) -> None:
+        self._heads += 1
         self._disarm()
         self._body = body
         if not body.is_eof():
@@ -77,12 +79,13 @@ class Protocol(RequestHandler):
     def _arm_head_deadline(self) -> None:
         if self._deadline is not None:
             return
-        heads = self._request_count
-        self._deadline = self._loop.call_later(self._timeouts.header, self._head_expired, heads)
+        self._deadline = self._loop.call_later(
+            self._timeouts.header, self._head_expired, self._heads
+        )
 
     def _head_expired(self, heads: int) -> None:
         self._deadline = None
-        if self._request_count == heads and self.transport is not None:
+        if self._heads == heads and self.transport is not None:
             log.info("closing a connection whose request head did not arrive in time")
             self.force_close()
 

@@ -8,21 +8,16 @@ from aiohttp import web
 
 from lambdad import errors
 from lambdad.api.lambda_api import CODE_REQUEST_LIMIT, CONTROL_REQUEST_LIMIT
-from lambdad.invoke.payloads import EVENT_LIMIT, SYNC_LIMIT
+from lambdad.invoke.payloads import EVENT_LIMIT, check_size
 
 #: The largest body each operation takes; every other route takes CONTROL_REQUEST_LIMIT.
-#: Keys are handler names (``create_function`` serves CreateFunction). Invoke's handler
-#: applies the tighter limit of an ``Event`` invocation itself.
+#: Keys are handler names (``create_function`` serves CreateFunction).
 _BODY_LIMITS = {
     "create_function": CODE_REQUEST_LIMIT,
     "update_function_code": CODE_REQUEST_LIMIT,
     "publish_layer_version": CODE_REQUEST_LIMIT,
-    "invoke": SYNC_LIMIT,
     "invoke_async": EVENT_LIMIT,
 }
-#: The operation names AWS's size messages use where they differ from the handler's.
-_OPERATION_NAMES = {"invoke": "InvokeFunction"}
-
 #: The largest body any route takes (aiohttp's own ``client_max_size``).
 MAX_BODY = CODE_REQUEST_LIMIT + 1024
 
@@ -37,9 +32,12 @@ def refuse_oversized(request: web.Request) -> None:
     if declared is None:
         return
     name = str(getattr(request.match_info.handler, "__name__", ""))
+    if name == "invoke":  # the limit (and AWS's message) depends on the invocation type
+        check_size(declared, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
+        return
     limit = _BODY_LIMITS.get(name, CONTROL_REQUEST_LIMIT)
     if declared > limit:
-        operation = _OPERATION_NAMES.get(name) or _camel(name)
+        operation = _camel(name)
         raise errors.RequestTooLargeException(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
         )
