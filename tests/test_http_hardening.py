@@ -204,6 +204,32 @@ def test_parser_errors_are_aws_shaped(edge: Server, raw: bytes) -> None:
     assert_aws_error(answer, 400, "InvalidRequestContentException")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/2015-03-31/functions",
+        "/2015-03-31/functions/fn/invocations",
+        "/2014-11-13/functions/fn/invoke-async",
+    ],
+)
+def test_bad_chunk_while_the_body_is_read(edge: Server, path: str) -> None:
+    """A chunk aiohttp cannot parse, arriving while a handler reads the body, is an AWS-shaped
+    400 at once, not a wait for the body timeout and not a logged internal error.
+    """
+    with connect(edge) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100"), "no 100 Continue"
+        sock.sendall(b"5\r\nabcde\r\nzz\r\n")
+        raw = read_until_closed(sock)
+    body = assert_aws_error(raw, 400, "InvalidRequestContentException")
+    assert body["message"].startswith("Could not parse request body"), body
+    assert edge.get_json("/_lambdad/health")["status"] == "ok"
+    assert "Traceback" not in edge.log()
+
+
 def test_client_disconnect_is_not_an_internal_error(edge: Server) -> None:
     """A client that goes away mid-body is not logged as an unhandled error."""
     for path in ("/2015-03-31/functions", "/2015-03-31/functions/fn/invocations"):

@@ -14,6 +14,7 @@ import logging
 import uuid
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from lambdad import errors
@@ -113,6 +114,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             exc.headers.setdefault(REQUEST_ID, request_id)
             raise
         response = render(error, request_id)
+    except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
+        log.info("unparseable body in %s %s: %s", request.method, request.path, exc.message)
+        response = render(
+            errors.InvalidRequestContentException(f"Could not parse request body: {exc.message}"),
+            request_id,
+        )
+        response.force_close()
     except ConnectionError:
         if not _client_gone(request):
             log.exception("unhandled error in %s %s", request.method, request.path)

@@ -23,6 +23,8 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -63,7 +65,14 @@ class Protocol(RequestHandler):
         in_body = body is not None and not body.is_eof()
         super().data_received(data)
         if self._messages and self._messages[-1] is not newest:
-            self._head_arrived(self._messages[-1][1])
+            message, payload = self._messages[-1]
+            if in_body and body is not None and not isinstance(message, RawRequestMessage):
+                # A body aiohttp could not parse (a bad chunk): its reader would wait forever.
+                # The reader fails; its end is marked so that aiohttp does not linger on it.
+                reason = str(getattr(message, "message", "") or "bad body").splitlines()[0]
+                body.set_exception(BadHttpMessage(reason))
+                body.feed_eof()
+            self._head_arrived(payload)
         elif not in_body:
             self._arm_head_deadline()
         elif body is not None and body.is_eof():
