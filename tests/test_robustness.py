@@ -515,7 +515,8 @@ def test_unrouted_operations_answer_unknown_operation(
 def test_raw_malformations_on_every_route(
     robust_server: Server, routes: dict[str, bool], seeded: dict[str, Any]
 ) -> None:
-    """Non-JSON, truncated and non-object bodies, short and huge declared lengths: no 5xx.
+    """Non-JSON, truncated and non-object bodies, chunked and badly chunked bodies, short and
+    huge declared lengths: no 5xx, no hang, AWS-shaped errors.
 
     AWS answers an unparseable body with ``InvalidRequestContentException`` (400) and a
     body over the operation's limit with ``RequestEntityTooLargeException`` (413).
@@ -534,8 +535,17 @@ def test_raw_malformations_on_every_route(
         ]:
             variant = dataclasses.replace(request, body=body)
             findings += check_answer(client.send(variant), name, None, kind)
-        head = _head(request, len(request.body) + 100)
-        shorts.append((name, head + request.body))
+        shorts.append((name, _head(request, len(request.body) + 100) + request.body))
+        shorts.append((name, _head(request, None) + b"100\r\n" + request.body))
+        for kind, chunks in [
+            ("chunked body", b"%x\r\n%s\r\n0\r\n\r\n" % (len(request.body), request.body)),
+            ("bad chunk", b"zz\r\nabc\r\n"),
+        ]:
+            if not request.body:
+                continue
+            answer = client.exchange(_head(request, None) + chunks, request.method)
+            findings += check_answer(answer, name, None, kind)
+            client.close()
         huge = client.exchange(_head(request, 10**12) + b"{", request.method)
         findings += check_answer(huge, name, None, "huge Content-Length")
         if huge.status != 413:
@@ -547,15 +557,19 @@ def test_raw_malformations_on_every_route(
     assert not findings, summary(findings)
 
 
-def _head(request: HttpRequest, length: int) -> bytes:
+def _head(request: HttpRequest, length: int | None) -> bytes:
+    """The request's head declaring ``length`` bytes of body (None: a chunked body)."""
     lines = [f"{request.method} {request.target} HTTP/1.1", "Host: 127.0.0.1"]
     lines += [f"{k}: {v}" for k, v in request.headers.items()]
-    lines.append(f"Content-Length: {length}")
+    lines.append(
+        f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    )
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def _short_bodies(port: int, requests: list[tuple[str, bytes]]) -> list[Finding]:
-    """Send each body short of its declared length at once; each must end, not hang."""
+    """Send each body short of its declared length or chunk size, all at once; each must be
+    answered or closed before the hang guard."""
 
     def one(item: tuple[str, bytes]) -> list[Finding]:
         name, raw = item
