@@ -501,25 +501,49 @@ def mutations(name: str, base: Mapping[str, Any], depth: int = 3) -> Iterator[Mu
 
 
 def _json_mutations(
-    name: str, base: Mapping[str, Any], shape: Shape, path: list[str | int], depth: int
+    name: str,
+    base: Mapping[str, Any],
+    shape: Shape,
+    path: list[str | int],
+    depth: int,
+    note: str = "",
 ) -> Iterator[Mutation]:
+    """Mutations of the JSON member at ``path``, then of its members (``depth`` levels).
+
+    A member absent from ``base`` gets a model-generated parent first; when that parent does
+    not itself satisfy the model (a pattern the generator cannot meet), the mutations under it
+    are noted "[generated parent]", since the request is invalid for that reason as well.
+    """
     label = ".".join(str(p) for p in path)
     for kind, value in _body_values(shape):
-        yield _mutation(name, base, label, kind, path, value)
+        yield _mutation(name, base, label, kind + note, path, value)
     if depth <= 1:
         return
     current = _value_at(base, path)
     if shape.type_name == "structure":
+        seeded, inner = _seeded(name, base, path, current, _example(shape), note)
         for member, member_shape in shape.members.items():
-            seeded = base if isinstance(current, dict) else _set(dict(base), path, {})
-            yield from _json_mutations(name, seeded, member_shape, [*path, member], depth - 1)
+            yield from _json_mutations(
+                name, seeded, member_shape, [*path, member], depth - 1, inner
+            )
     elif shape.type_name == "list":
-        seeded = base if current else _set(dict(base), path, [_example(shape.member)])
-        yield from _json_mutations(name, seeded, shape.member, [*path, 0], depth - 1)
+        seeded, inner = _seeded(name, base, path, current, [_example(shape.member)], note)
+        yield from _json_mutations(name, seeded, shape.member, [*path, 0], depth - 1, inner)
     elif shape.type_name == "map":
         key = next(iter(current)) if isinstance(current, dict) and current else "k"
-        seeded = base if current else _set(dict(base), path, {key: _example(shape.value)})
-        yield from _json_mutations(name, seeded, shape.value, [*path, key], depth - 1)
+        seeded, inner = _seeded(name, base, path, current, {key: _example(shape.value)}, note)
+        yield from _json_mutations(name, seeded, shape.value, [*path, key], depth - 1, inner)
+
+
+def _seeded(
+    name: str, base: Mapping[str, Any], path: list[str | int], current: Any, example: Any, note: str
+) -> tuple[Mapping[str, Any], str]:
+    if current:
+        return base, note
+    seeded = _set(dict(base), path, example)
+    if note or _request_problems(name, seeded):
+        return seeded, " [generated parent]"
+    return seeded, ""
 
 
 def _mutation(
