@@ -164,6 +164,25 @@ def test_huge_declared_length_is_refused_before_reading(edge: Server, path: str)
     assert "Request must be smaller than" in body["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/2015-03-31/functions"),
+        ("PUT", "/2015-03-31/functions/fn/code"),
+        ("POST", "/2018-10-31/layers/lay/versions"),
+    ],
+)
+def test_code_uploads_may_declare_more_than_6_mb(edge: Server, method: str, path: str) -> None:
+    """CreateFunction, UpdateFunctionCode and PublishLayerVersion take up to 70,167,211 bytes
+    (a 50 MB zip in base64), so a 10 MB declared body is waited for, not refused.
+    """
+    with connect(edge) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n{{".encode()
+        )
+        assert read_until_closed(sock) == b""  # closed by the body timeout, not answered 413
+
+
 def test_event_invoke_declared_over_its_limit_is_refused(edge: Server) -> None:
     """An Event invoke declaring more than 1 MB is refused before its body is read.
 

@@ -10,16 +10,27 @@ from lambdad import errors
 from lambdad.api.lambda_api import CODE_REQUEST_LIMIT, CONTROL_REQUEST_LIMIT
 from lambdad.invoke.payloads import EVENT_LIMIT, check_size
 
-#: The largest body each operation takes; every other route takes CONTROL_REQUEST_LIMIT.
-#: Keys are handler names (``create_function`` serves CreateFunction).
+#: (method, path with labels as ``{}``, no trailing slash) -> (operation, largest body).
+#: Every other route takes CONTROL_REQUEST_LIMIT. Keyed by the route, not the handler, so
+#: renaming a handler or a path label cannot silently change a limit.
 _BODY_LIMITS = {
-    "create_function": CODE_REQUEST_LIMIT,
-    "update_function_code": CODE_REQUEST_LIMIT,
-    "publish_layer_version": CODE_REQUEST_LIMIT,
-    "invoke_async": EVENT_LIMIT,
+    ("POST", "/2015-03-31/functions"): ("CreateFunction", CODE_REQUEST_LIMIT),
+    ("PUT", "/2015-03-31/functions/{}/code"): ("UpdateFunctionCode", CODE_REQUEST_LIMIT),
+    ("POST", "/2018-10-31/layers/{}/versions"): ("PublishLayerVersion", CODE_REQUEST_LIMIT),
+    ("POST", "/2014-11-13/functions/{}/invoke-async"): ("InvokeAsync", EVENT_LIMIT),
 }
+#: Invoke's limit (and AWS's message) depends on the invocation type.
+_INVOKE = ("POST", "/2015-03-31/functions/{}/invocations")
+
 #: The largest body any route takes (aiohttp's own ``client_max_size``).
 MAX_BODY = CODE_REQUEST_LIMIT + 1024
+
+
+def route_key(request: web.Request) -> tuple[str, str]:
+    """The request's route as (method, path with ``{}`` for each label)."""
+    route = request.match_info.route
+    canonical = route.resource.canonical if route.resource is not None else ""
+    return route.method, re.sub(r"\{[^}]*\}", "{}", canonical).rstrip("/")
 
 
 def refuse_oversized(request: web.Request) -> None:
@@ -31,13 +42,13 @@ def refuse_oversized(request: web.Request) -> None:
     declared = request.content_length
     if declared is None:
         return
-    name = str(getattr(request.match_info.handler, "__name__", ""))
-    if name == "invoke":  # the limit (and AWS's message) depends on the invocation type
+    key = route_key(request)
+    if key == _INVOKE:
         check_size(declared, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
         return
-    limit = _BODY_LIMITS.get(name, CONTROL_REQUEST_LIMIT)
+    handler = str(getattr(request.match_info.handler, "__name__", ""))
+    operation, limit = _BODY_LIMITS.get(key, (_camel(handler), CONTROL_REQUEST_LIMIT))
     if declared > limit:
-        operation = _camel(name)
         raise errors.RequestTooLargeException(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
         )
