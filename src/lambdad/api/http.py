@@ -32,6 +32,7 @@ from aiohttp.web_request import BaseRequest
 from lambdad import errors
 from lambdad.api import limits
 from lambdad.api.errors import render
+from lambdad.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,14 @@ class HttpTimeouts:
     idle: float = 60.0
     header: float = 10.0
     body: float = 300.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> HttpTimeouts:
+        return cls(
+            idle=settings.http_idle_timeout,
+            header=settings.http_header_timeout,
+            body=settings.http_body_timeout,
+        )
 
 
 class Protocol(RequestHandler):

@@ -151,7 +151,7 @@ class LambdadServer:
         await self.snapshots.start(self.settings.account_id)
         await self.provisioner.start()
         await self.dispatcher.start()
-        self._runner = http.Runner(self.build_app(), http_timeouts(self.settings))
+        self._runner = http.Runner(self.build_app(), http.HttpTimeouts.of(self.settings))
         await self._runner.setup()
         sock = _listen(self.settings.host, self.settings.port)
         self.port = int(sock.getsockname()[1])
@@ -198,14 +198,6 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         shared,
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
-    )
-
-
-def http_timeouts(settings: Settings) -> http.HttpTimeouts:
-    return http.HttpTimeouts(
-        idle=settings.http_idle_timeout,
-        header=settings.http_header_timeout,
-        body=settings.http_body_timeout,
     )
 
 
