@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from lambdad import config as config_module
+from lambdad.api.http import HttpTimeouts
 from lambdad.api.server import HttpListener, Services, build_app
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
@@ -200,7 +201,12 @@ class Lambdad:
                 retry_delay=settings.scaled(1.0),
             ),
         )
-        self.http = HttpListener(lambda: build_app(self._services()), settings.host, settings.port)
+        self.http = HttpListener(
+            lambda: build_app(self._services()),
+            settings.host,
+            settings.port,
+            HttpTimeouts.of(settings),
+        )
         #: Reports an event loop blocked longer than ``loop_watchdog_ms`` (0: not watched).
         self.loop_watch = (
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None

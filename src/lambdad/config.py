@@ -81,6 +81,13 @@ class Settings:
     #: Log a warning when the event loop was blocked for longer than this many milliseconds
     #: (``lambdad.observe.loopwatch``; the test suite runs with 100). 0: no watchdog.
     loop_watchdog_ms: int = 0
+    #: How long the API's HTTP connections may wait (never scaled): a connection with no
+    #: request in flight is closed after ``http_idle_timeout``; a request head must arrive
+    #: within ``http_header_timeout`` of its first byte, and its body within
+    #: ``http_body_timeout`` of the head.
+    http_idle_timeout: float = 60.0
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 300.0
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
@@ -159,6 +166,9 @@ def load_settings(
         raise ValueError("setting concurrency_limit must be positive")
     if settings.scale_rate < 1 or settings.scale_window <= 0:
         raise ValueError("settings scale_rate and scale_window must be positive")
+    http = (settings.http_idle_timeout, settings.http_header_timeout, settings.http_body_timeout)
+    if min(http) <= 0:
+        raise ValueError("settings http_*_timeout must be positive")
     if settings.aws_endpoint_url and not settings.aws_endpoint_url.startswith(
         ("http://", "https://")
     ):

@@ -1,4 +1,11 @@
-"""The one place where errors become HTTP responses, in the rest-json shape botocore parses."""
+"""The one place where errors become HTTP responses, in the rest-json shape botocore parses.
+
+An error renders by the first class of its MRO found in ``_WIRE`` (so a subclass of a mapped
+error renders as its base does, under its own ``code``). The body carries exactly the members
+of AWS's error shape in botocore's ``lambda`` model: ``Type`` and ``message`` or ``Message``
+(per shape), plus ``Reason`` for ``TooManyRequestsException``, whose ``Retry-After`` is a
+header. Every response, success or error, carries ``x-amzn-RequestId``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,18 @@ import logging
 import uuid
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from lambdad import errors
+from lambdad.api.limits import refuse_oversized
 from lambdad.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
-#: code -> (HTTP status, the message member's name in that error shape)
+REQUEST_ID = "x-amzn-RequestId"
+
+#: class -> (HTTP status, the message member's name in that error shape)
 _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.ResourceNotFoundException: (404, "Message"),
     errors.ResourceConflictException: (409, "message"),
@@ -35,16 +46,22 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.RecursiveInvocationException: (400, "Message"),
     errors.ProvisionedConcurrencyConfigNotFoundException: (404, "message"),
     errors.ServiceException: (500, "Message"),
+    errors.LambdaError: (500, "Message"),
 }
 
 
+def wire_of(exc: errors.LambdaError) -> tuple[int, str]:
+    """(HTTP status, message member) of ``exc``: its nearest mapped class's."""
+    for cls in type(exc).__mro__:
+        if cls in _WIRE:
+            return _WIRE[cls]
+    return (500, "Message")
+
+
 def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
-    status, key = _WIRE.get(type(exc), (500, "Message"))
+    status, key = wire_of(exc)
     body: dict[str, object] = {"Type": "Service" if status >= 500 else "User", key: exc.message}
-    headers = {
-        "x-amzn-ErrorType": exc.code,
-        "x-amzn-RequestId": request_id or str(uuid.uuid4()),
-    }
+    headers = {"x-amzn-ErrorType": exc.code, REQUEST_ID: request_id or str(uuid.uuid4())}
     if isinstance(exc, errors.TooManyRequestsException):
         body["Reason"] = exc.reason
         headers["Retry-After"] = str(exc.retry_after)
@@ -56,28 +73,67 @@ def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Respon
     )
 
 
+def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:
+    """The Lambda error an aiohttp HTTP exception stands for (None: a non-error answer)."""
+    if exc.status in (404, 405):
+        return errors.UnknownOperationException("Unknown operation")
+    if exc.status == 413:
+        return errors.RequestTooLargeException(exc.text or "Request entity too large")
+    if exc.status >= 500:
+        return errors.ServiceException("An internal error occurred.")
+    if exc.status >= 400:
+        return errors.InvalidRequestContentException(exc.text or exc.reason)
+    return None
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error into an AWS-shaped response; cancellation always propagates."""
+    """Turn every error into an AWS-shaped response and stamp ``x-amzn-RequestId`` on all.
+
+    A declared body over the operation's limit is refused before the handler runs. A client
+    that went away mid-request is logged quietly, not as an internal error. Cancellation
+    always propagates.
+    """
+    request_id = str(uuid.uuid4())
+    response: web.StreamResponse
     try:
-        return await handler(request)
+        if request.match_info.http_exception is None:
+            refuse_oversized(request)
+        response = await handler(request)
     except errors.LambdaError as exc:
-        return render(exc)
+        response = render(exc, request_id)
+        if isinstance(exc, errors.RequestTooLargeException):
+            response.force_close()  # don't read (or linger over) the body just refused
     except web.HTTPException as exc:
-        if exc.status == 404:
-            return render(errors.UnknownOperationException("Unknown operation"))
-        if exc.status == 405:
-            return render(errors.UnknownOperationException("Unknown operation"))
-        if exc.status == 413:
-            return render(
-                errors.RequestTooLargeException(
-                    "Request must be smaller than 70167211 bytes for the operation"
-                )
-            )
-        raise
+        error = _from_http(exc)
+        if error is None:
+            exc.headers.setdefault(REQUEST_ID, request_id)
+            raise
+        response = render(error, request_id)
+    except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
+        log.info("unparseable body in %s %s: %s", request.method, request.path, exc.message)
+        response = render(
+            errors.InvalidRequestContentException(f"Could not parse request body: {exc.message}"),
+            request_id,
+        )
+        response.force_close()
+    except ConnectionError:
+        if not _client_gone(request):
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return render(errors.ServiceException("An internal error occurred."), request_id)
+        log.debug("client went away during %s %s", request.method, request.path)
+        response = render(errors.InvalidRequestContentException("Connection lost"), request_id)
     except StoreError as exc:  # lambdad's own storage failed: the client sees Lambda's 500
         log.error("%s %s failed in storage: %s", request.method, request.path, exc)
-        return render(errors.ServiceException("An internal error occurred."))
+        response = render(errors.ServiceException("An internal error occurred."), request_id)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return render(errors.ServiceException("An internal error occurred."))
+        response = render(errors.ServiceException("An internal error occurred."), request_id)
+    if not response.prepared:
+        response.headers.setdefault(REQUEST_ID, request_id)
+    return response

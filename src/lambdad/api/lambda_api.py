@@ -40,7 +40,7 @@ from lambdad.control.requests import (
     UpdateFunctionConfigurationRequest,
     Wire,
 )
-from lambdad.invoke.payloads import EVENT_LIMIT, check_size, limit_of
+from lambdad.invoke.payloads import EVENT_LIMIT, limit_of
 from lambdad.invoke.service import Accepted, InvocationType, Invoker, InvokeRequest
 
 FUNCTIONS = web.AppKey("functions", Functions)
@@ -331,8 +331,6 @@ async def delete_function_concurrency(request: web.Request, req: FunctionRequest
 async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
     scope = scope_of(request)
     kind = headers.invocation_type(req.invocation_type)
-    if request.content_length is not None:
-        check_size(request.content_length, kind.value)
     payload = await read_up_to(request, limit_of(kind.value) + 1)
     outcome = await request.app[INVOKER].invoke(
         scope,
@@ -368,8 +366,6 @@ async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
 @handles("InvokeAsync", FunctionRequest)
 async def invoke_async(request: web.Request, req: FunctionRequest) -> web.Response:
     scope = scope_of(request)
-    if request.content_length is not None:
-        check_size(request.content_length, InvocationType.EVENT.value)
     payload = await read_up_to(request, EVENT_LIMIT + 1)
     await request.app[INVOKER].invoke(
         scope,

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from lambdad.api import (
     event_config_api,
+    http,
     lambda_api,
     layers_api,
     provisioned_api,
@@ -32,9 +33,6 @@ from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
 from lambdad.store.base import BlobStore
-
-#: The API accepts bodies up to a 50 MB zip in base64; handlers enforce per-call limits.
-_CLIENT_MAX = lambda_api.CODE_REQUEST_LIMIT + 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,7 +54,7 @@ class Services:
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=_CLIENT_MAX)
+    app = web.Application(middlewares=[error_middleware], client_max_size=http.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.RESERVATIONS] = services.reservations
@@ -85,10 +83,18 @@ class ListenerState(enum.Enum):
 
 
 class HttpListener:
-    """Serves an application on ``host:port`` (0: any free port, then in ``port``)."""
+    """Serves an application on ``host:port`` (0: any free port, then in ``port``), each
+    connection bounded by ``timeouts`` (``lambdad.api.http``)."""
 
-    def __init__(self, app: Callable[[], web.Application], host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Callable[[], web.Application],
+        host: str,
+        port: int,
+        timeouts: http.HttpTimeouts,
+    ) -> None:
         self._app = app
+        self._timeouts = timeouts
         self._host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None
@@ -99,9 +105,7 @@ class HttpListener:
         """Listen; ``OSError`` saying which address when it cannot."""
         if self.state is not ListenerState.NEW:
             raise RuntimeError(f"listener is {self.state.value}")
-        self._runner = web.AppRunner(
-            self._app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
-        )
+        self._runner = http.Runner(self._app(), self._timeouts)
         await self._runner.setup()
         sock = _listen(self._host, self._requested_port)
         self.port = int(sock.getsockname()[1])

@@ -1,0 +1,52 @@
+"""The largest request body each operation takes, checked on the declared length before reading.
+
+The limits themselves are the wire decoder's (``lambdad.api.wire.decode.request_limit``) and
+the invoke path's (``lambdad.invoke.payloads``): this module only applies them early, from the
+operation the route's handler decodes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from lambdad.api.wire.decode import (
+    CODE_REQUEST_LIMIT,
+    DISPATCHING,
+    HANDLED,
+    request_limit,
+    too_large,
+)
+from lambdad.invoke.payloads import EVENT_LIMIT, check_size
+
+#: The largest body any route takes (aiohttp's own ``client_max_size``).
+MAX_BODY = CODE_REQUEST_LIMIT + 1024
+
+
+def operation_of(request: web.Request) -> str:
+    """The operation the request's route serves (the first one of a path shared by several)."""
+    handler = request.match_info.handler
+    if handler in HANDLED:
+        return HANDLED[handler]
+    if handler in DISPATCHING:
+        return DISPATCHING[handler][0]
+    return re.sub(r"(?:^|_)([a-z0-9])", lambda m: m.group(1).upper(), handler.__name__)
+
+
+def refuse_oversized(request: web.Request) -> None:
+    """Raise ``RequestTooLargeException`` when the declared body is over the route's limit.
+
+    Checked before any handler reads the body, so a client that declares a huge length and
+    sends less is answered at once instead of being waited for.
+    """
+    declared = request.content_length
+    if declared is None:
+        return
+    name = operation_of(request)
+    if name == "Invoke":  # the limit, and AWS's message, depend on the invocation type
+        check_size(declared, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
+        return
+    limit = EVENT_LIMIT if name == "InvokeAsync" else request_limit(name)
+    if declared > limit:
+        raise too_large(limit, name)
