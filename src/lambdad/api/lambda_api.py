@@ -399,6 +399,8 @@ async def invoke(request: web.Request) -> web.Response:
 @routes.post("/2014-11-13/functions/{name}/invoke-async")
 async def invoke_async(request: web.Request) -> web.Response:
     scope = scope_of(request)
+    if request.content_length is not None:
+        check_size(request.content_length, InvocationType.EVENT.value)
     payload = await read_up_to(request, EVENT_LIMIT + 1)
     await request.app[INVOKER].invoke(
         scope,

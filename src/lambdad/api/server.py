@@ -168,6 +168,7 @@ class LambdadServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.close()
+        await self.invoker.close()
         await self.snapshots.close()
         await self.runtime.close()
         await self.logs.close()

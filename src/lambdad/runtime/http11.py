@@ -53,18 +53,57 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str | None = "application/json"
 
-    def encode(self, keep_alive: bool) -> bytes:
+    def head(self, keep_alive: bool) -> bytes:
+        """The status line and headers, ready to write before ``body``.
+
+        No header can carry CR, LF or NUL (they would split the answer into forged headers or
+        a second response): such a character is written percent-encoded (``%0D``, ``%0A``,
+        ``%00``), and anything outside Latin-1 as UTF-8.
+        """
         try:
             reason = HTTPStatus(self.status).phrase
         except ValueError:
             reason = "Unknown"
         lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
         if self.content_type is not None:
-            lines.append(f"Content-Type: {self.content_type}")
-        lines.extend(f"{name}: {value}" for name, value in self.headers)
+            lines.append(f"Content-Type: {_safe(self.content_type)}")
+        lines.extend(f"{_safe(name)}: {_safe(value)}" for name, value in self.headers)
         if not keep_alive:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        text = "\r\n".join(lines) + "\r\n\r\n"
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
+
+    def encode(self, keep_alive: bool) -> bytes:
+        """The whole answer as one buffer (``head`` + ``body``; copies the body)."""
+        return self.head(keep_alive) + self.body
+
+
+#: Bodies up to this size go out in one buffer with the head (one segment); larger ones are
+#: written apart so that an event or response of megabytes is not copied on the loop.
+_JOIN_LIMIT = 64 * 1024
+
+
+def _write(transport: asyncio.Transport, response: Response, keep_alive: bool) -> None:
+    head = response.head(keep_alive)
+    if len(response.body) <= _JOIN_LIMIT:
+        transport.write(head + response.body)
+    else:
+        transport.write(head)
+        transport.write(response.body)
+
+
+_UNSAFE = str.maketrans({"\r": "%0D", "\n": "%0A", "\0": "%00"})
+
+
+def _safe(text: str) -> str:
+    """``text`` with CR, LF and NUL percent-encoded: a header value cannot end its line."""
+    if "\r" in text or "\n" in text or "\0" in text:
+        log.warning("Runtime API header with CR, LF or NUL encoded: %r", text[:200])
+        return text.translate(_UNSAFE)
+    return text
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -173,7 +212,7 @@ class _Connection(asyncio.Protocol):
                 transport = self._transport
                 if transport is None:
                     return
-                transport.write(response.encode(keep_alive))
+                _write(transport, response, keep_alive)
                 if not keep_alive:
                     transport.close()
                     return
@@ -182,7 +221,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, status: int) -> None:
         if self._transport is not None:
-            self._transport.write(Response(status, content_type=None).encode(False))
+            self._transport.write(Response(status, content_type=None).head(False))
             self._transport.close()
 
     def close(self) -> None:
