@@ -6,6 +6,7 @@ render AWS shapes. They hold no rules of their own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -31,6 +32,8 @@ from lambdad.invoke.service import (
 
 #: Largest CreateFunction / UpdateFunctionCode request AWS takes (a 50 MB zip in base64, + JSON).
 CODE_REQUEST_LIMIT = 70_167_211
+#: Bodies larger than this are joined in a thread: a copy of megabytes takes milliseconds.
+JOIN_IN_THREAD = 1024 * 1024
 #: Largest request body of any other control-plane call.
 CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
 
@@ -53,15 +56,24 @@ def _functions(request: web.Request) -> Functions:
 
 
 async def read_up_to(request: web.Request, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes when it is longer."""
+    """The body, or its first ``limit`` bytes when it is longer.
+
+    Chunks are taken as they arrived (``readchunk``), so the body is copied once, at the end:
+    ``read(n)`` would join aiohttp's buffered chunks first, a second copy of megabytes on the
+    event loop. A large body is joined in a thread (``bytes.join`` releases the GIL there).
+    """
     chunks: list[bytes] = []
     size = 0
     while size < limit:
-        chunk = await request.content.read(limit - size)
+        chunk, _ = await request.content.readchunk()
         if not chunk:
             break
-        chunks.append(chunk)
-        size += len(chunk)
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+    if len(chunks) == 1:
+        return chunks[0]
+    if size > JOIN_IN_THREAD:
+        return await asyncio.to_thread(b"".join, chunks)
     return b"".join(chunks)
 
 

@@ -81,6 +81,18 @@ class Response:
         return self.head(keep_alive) + self.body
 
 
+#: Bodies larger than this are joined in a thread (``bytes.join`` releases the GIL for it).
+_JOIN_IN_THREAD = 1024 * 1024
+
+
+async def _joined(chunks: list[bytes], size: int) -> bytes:
+    if len(chunks) == 1:
+        return chunks[0]
+    if size > _JOIN_IN_THREAD:
+        return await asyncio.to_thread(b"".join, chunks)
+    return b"".join(chunks)
+
+
 #: Bodies up to this size go out in one buffer with the head (one segment); larger ones are
 #: written apart so that an event or response of megabytes is not copied on the loop.
 _JOIN_LIMIT = 64 * 1024
@@ -126,7 +138,9 @@ class _Connection(asyncio.Protocol):
         self._header_name = b""
         self._chunks: list[bytes] = []
         self._size = 0
-        self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._pending: collections.deque[tuple[Request, list[bytes] | None, bool]] = (
+            collections.deque()
+        )
         self._worker: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -190,11 +204,12 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("latin-1")
         path = httptools.parse_url(self._url).path.decode("latin-1")
-        body = b"".join(self._chunks) if self._size <= self._cap else None
+        # The body is joined by the worker (a large one in a thread), not in this callback.
         request = Request(
-            method, path, self._headers, body, self._size, self._local, self._peer, self._memo
+            method, path, self._headers, None, self._size, self._local, self._peer, self._memo
         )
-        self._pending.append((request, self._parser.should_keep_alive()))
+        chunks = self._chunks if self._size <= self._cap else None
+        self._pending.append((request, chunks, self._parser.should_keep_alive()))
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._answer_all())
 
@@ -203,7 +218,9 @@ class _Connection(asyncio.Protocol):
     async def _answer_all(self) -> None:
         try:
             while self._pending:
-                request, keep_alive = self._pending.popleft()
+                request, chunks, keep_alive = self._pending.popleft()
+                if chunks is not None:
+                    request.body = await _joined(chunks, request.size)
                 try:
                     response = await self._handler(request)
                 except Exception:
