@@ -56,7 +56,8 @@ def json_error(payload: bytes) -> str | None:
 
     The fast path skims the payload with msgspec and checks its UTF-8; only a payload that
     fails it is parsed with ``json`` (which also accepts what msgspec refuses and Jackson, AWS's
-    parser, takes: a byte order mark, lone surrogate escapes) and described from its error.
+    parser, takes: a byte order mark, lone surrogate escapes; not ``NaN`` or ``Infinity``, which
+    Jackson refuses by default) and described from its error.
     """
     try:
         _skim.decode(_WRAP_HEAD + payload + b"}")
@@ -66,12 +67,19 @@ def json_error(payload: bytes) -> str | None:
     else:
         return None
     try:
-        json.loads(payload)
+        json.loads(payload, parse_constant=_non_standard)
     except UnicodeDecodeError:
         return _PREFIX + "Invalid UTF-8 start byte"
     except ValueError as exc:
         return _PREFIX + _describe(exc, payload)
     return None
+
+
+def _non_standard(token: str) -> object:
+    raise ValueError(
+        f"Non-standard token '{token}': enable JsonParser.Feature.ALLOW_NON_NUMERIC_NUMBERS "
+        "to allow"
+    )
 
 
 def _describe(exc: ValueError, payload: bytes) -> str:
