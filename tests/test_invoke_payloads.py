@@ -12,7 +12,7 @@ from tests.conftest import invoke_json, refused
 from tests.test_provided_runtime import vendored
 
 #: Larger than what lambdad checks on its event loop (``payloads.INLINE_LIMIT``).
-LARGE = 256 * 1024
+LARGE = 256 * 1024 + 1
 EVENT_LIMIT = 1024 * 1024
 NOT_JSON = (
     "Could not parse request body into json: Could not parse payload into json: "
