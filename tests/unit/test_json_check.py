@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -67,5 +68,26 @@ def test_the_helper_answers_as_the_check_in_place_and_survives_being_killed() ->
             await checker.close()
         assert checker._proc is None
         assert await checker.error_of(b"nope") == json_error(b"nope")
+
+    asyncio.run(scenario())
+
+
+def test_a_check_cancelled_midway_does_not_leave_the_next_one_a_stale_answer() -> None:
+    """A check cancelled while the helper works (its caller went away) retires that helper,
+    so the next check reads its own answer, not the cancelled one's."""
+
+    async def scenario() -> None:
+        checker = JsonChecker()
+        invalid = json.dumps([{"id": i} for i in range(200_000)]).encode()[:-1]
+        try:
+            task = asyncio.create_task(checker.error_of(invalid))
+            while checker._proc is None:  # noqa: ASYNC110 - polling the checker's own state
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert await checker.error_of(b"[1]") is None
+        finally:
+            await checker.close()
 
     asyncio.run(scenario())

@@ -26,6 +26,8 @@ import msgspec
 
 #: The helper exits after this long without a payload (it is started again when needed).
 IDLE_EXIT = 120.0
+#: A helper that has not answered within this long is replaced (a 6 MB check takes < 0.1 s).
+ANSWER_TIMEOUT = 30.0
 #: How much lower the helper's CPU priority is than lambdad's.
 HELPER_NICENESS = 10
 #: The helper's stdin pipe is grown to this size (Linux's default cap for unprivileged users).
@@ -154,10 +156,16 @@ class JsonChecker:
         async with self._lock:
             for _attempt in range(2):
                 try:
-                    return await self._ask(await self._helper(), payload)
-                except (OSError, asyncio.IncompleteReadError, RuntimeError) as exc:
-                    log.warning("JSON check helper failed (%s); starting another", exc)
+                    async with asyncio.timeout(ANSWER_TIMEOUT):
+                        return await self._ask(await self._helper(), payload)
+                except (OSError, asyncio.IncompleteReadError, RuntimeError, TimeoutError) as exc:
+                    log.warning("JSON check helper failed (%r); starting another", exc)
                     await self._discard()
+                except asyncio.CancelledError:
+                    # A frame half written or an answer unread: this helper's pipes are out
+                    # of step, so the next check must not use it.
+                    self._abandon()
+                    raise
         log.warning("JSON check helper unavailable; checking a %d-byte payload here", len(payload))
         return json_error(payload)
 
@@ -193,6 +201,12 @@ class JsonChecker:
         size = int.from_bytes(await proc.stdout.readexactly(4), "big")
         answer = await proc.stdout.readexactly(size) if size else b""
         return answer.decode("utf-8") or None
+
+    def _abandon(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def _discard(self) -> None:
         proc, self._proc = self._proc, None
