@@ -38,6 +38,13 @@ def handler(event, context):
     }
 """
 
+NODE_CONTEXT = """
+exports.handler = async (event, context) => {
+  const cc = context.clientContext;
+  return {custom: cc.custom, env: cc.env, installation_id: cc.client.installation_id};
+};
+"""
+
 RIC_CONTEXT = """
 def handler(event, context):
     cc = context.client_context
@@ -151,6 +158,24 @@ def test_a_pretty_printed_client_context_reaches_awslambdaric_intact(
     }
     fn = new_function(
         files=files, modes={"bootstrap": 0o755}, Runtime="provided.al2023", Handler="unused"
+    )
+    response, body = invoke_json(
+        lam, fn["FunctionName"], {}, ClientContext=_pretty_client_context()
+    )
+    assert "FunctionError" not in response, body
+    assert body == {
+        "custom": CLIENT_CONTEXT["custom"],
+        "env": CLIENT_CONTEXT["env"],
+        "installation_id": "inst-1",
+    }
+
+
+def test_a_pretty_printed_client_context_reaches_a_node_function_intact(
+    lam: Any, new_function: Any
+) -> None:
+    """Node.js functions get the same client context as ``context.clientContext``."""
+    fn = new_function(
+        files={"index.js": NODE_CONTEXT}, Runtime="nodejs20.x", Handler="index.handler"
     )
     response, body = invoke_json(
         lam, fn["FunctionName"], {}, ClientContext=_pretty_client_context()
