@@ -265,6 +265,12 @@ def test_doctor_reports_sandbox_and_runtimes(server: Server) -> None:
     assert node
     assert node[0].endswith("node")
     assert "  provided.al2023: the function's own bootstrap" in out
+    runtimes = report["runtimes"]
+    for runtime in ("python3.14", "python3.15", "nodejs24.x", "nodejs26.x"):
+        assert any(line.startswith(f"  {runtime}: ") for line in out), runtime
+    assert runtimes["python3.15"].endswith("preview)")
+    assert runtimes["nodejs26.x"].endswith("preview)")
+    assert not runtimes["nodejs24.x"].endswith("preview)")
 
 
 def test_doctor_without_a_server_fails_cleanly() -> None:

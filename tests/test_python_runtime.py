@@ -90,6 +90,30 @@ def test_a_missing_interpreter_falls_back_to_the_closest_and_says_so(
     ), "the notice belongs to the init phase"
 
 
+@pytest.mark.parametrize("runtime", ["python3.14", "python3.15"])
+def test_the_newest_python_runtimes_run_on_the_closest_interpreter(
+    server: Any, lam: Any, new_function: Any, runtime: str
+) -> None:
+    """python3.14 (first-class on Lambda) and python3.15 (a preview the current Lambda model
+    lists) are accepted and run: on their own interpreter, else the closest the host has, with
+    AWS_EXECUTION_ENV naming the runtime asked for."""
+    minor = int(runtime.split(".")[1])
+    fn = new_function(VERSION_REPORTER, Runtime=runtime)
+    assert fn["Runtime"] == runtime
+    response, body = invoke_json(lam, fn["FunctionName"], {})
+    assert "FunctionError" not in response, body
+    assert body["env"] == f"AWS_Lambda_{runtime}"
+    expected = find_python((3, minor), os.environ.get("PATH", ""))
+    if expected is not None:
+        assert body["version"] == [3, minor]
+    else:
+        assert body["version"][0] == 3
+        assert body["version"][1] < minor
+        notices = [m for m in group_messages(server, fn["FunctionName"]) if "lambdad:" in m]
+        assert notices
+        assert f"{runtime} is not installed" in notices[0]
+
+
 # ---------------------------------------------------------------- process environment
 
 ENV_REPORTER = """

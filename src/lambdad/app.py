@@ -259,6 +259,7 @@ class Lambdad:
                 self.snapshots.close,
             ),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
+            Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("HTTP listener", self.http.start, self.http.close),
             # Last: once listening, start-up work (imports, opening stores) is over.

@@ -18,7 +18,7 @@ from lambdad.api.wire.decode import (
     request_limit,
     too_large,
 )
-from lambdad.invoke.payloads import EVENT_LIMIT, check_size
+from lambdad.invoke.payloads import check_size
 
 #: The largest body any route takes (aiohttp's own ``client_max_size``).
 MAX_BODY = CODE_REQUEST_LIMIT + 1024
@@ -47,6 +47,9 @@ def refuse_oversized(request: web.Request) -> None:
     if name == "Invoke":  # the limit, and AWS's message, depend on the invocation type
         check_size(declared, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
         return
-    limit = EVENT_LIMIT if name == "InvokeAsync" else request_limit(name)
+    if name == "InvokeAsync":  # an asynchronous invoke: Event's limit and message
+        check_size(declared, "Event")
+        return
+    limit = request_limit(name)
     if declared > limit:
         raise too_large(limit, name)

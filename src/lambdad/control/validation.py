@@ -52,12 +52,11 @@ _NAMESPACED_NAME_RE = re.compile(
     + r"(?P<name>[a-zA-Z0-9_\-.]+)(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_\-]+))?"
 )
 
+#: Every runtime lambdad runs; python3.15 and nodejs26.x are previews (docs/runtimes.md).
 SUPPORTED_RUNTIMES: frozenset[str] = frozenset(
     {
-        *(f"python3.{minor}" for minor in range(9, 15)),
-        "nodejs18.x",
-        "nodejs20.x",
-        "nodejs22.x",
+        *(f"python3.{minor}" for minor in range(9, 16)),
+        *(f"nodejs{major}.x" for major in (18, 20, 22, 24, 26)),
         "provided",
         "provided.al2",
         "provided.al2023",
@@ -89,12 +88,10 @@ DEPRECATED_RUNTIMES: frozenset[str] = frozenset(
         "ruby2.7",
     }
 )
-_RUNTIME_SUCCESSORS = {"python": "python3.14", "nodejs": "nodejs22.x", "go1.x": "provided.al2023"}
+_RUNTIME_SUCCESSORS = {"python": "python3.14", "nodejs": "nodejs24.x", "go1.x": "provided.al2023"}
 _RUNTIME_ORDER = (
-    *(f"python3.{minor}" for minor in range(9, 15)),
-    "nodejs18.x",
-    "nodejs20.x",
-    "nodejs22.x",
+    *(f"python3.{minor}" for minor in range(9, 16)),
+    *(f"nodejs{major}.x" for major in (18, 20, 22, 24, 26)),
     "provided",
     "provided.al2",
     "provided.al2023",

@@ -19,7 +19,7 @@ from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
-from lambdad.invoke.payloads import check_payload
+from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.spec import FunctionSpec
@@ -90,6 +90,7 @@ class Invoker:
         queue: Queue,
         leases: Leases,
         configs: EventInvokeConfigs | None = None,
+        payloads: PayloadCheck | None = None,
     ) -> None:
         self._functions = functions
         self._runtime = runtime
@@ -97,6 +98,12 @@ class Invoker:
         self._leases = leases
         #: Recursion settings; without them every recursive loop is stopped (the default).
         self._configs = configs
+        #: Checks payloads off the event loop (a helper process for large ones).
+        self._payloads = payloads or PayloadCheck()
+
+    async def close(self) -> None:
+        """Stop what the invoker started (the payload check's helper). Idempotent."""
+        await self._payloads.close()
 
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
@@ -110,7 +117,7 @@ class Invoker:
     async def invoke(self, scope: Scope, request: InvokeRequest) -> Outcome | Accepted:
         """Run a ``RequestResponse`` invocation, or accept an ``Event`` or ``DryRun`` one."""
         kind = request.invocation_type
-        check_payload(request.payload, kind.value)
+        await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
         request_id = request.request_id or str(uuid.uuid4())
         if kind is InvocationType.DRY_RUN:
@@ -145,7 +152,7 @@ class Invoker:
             request_id=request_id,
             payload=request.payload or b"{}",
             invoked_arn=scope.function_arn(config.name, qualifier),
-            client_context=request.client_context,
+            client_context=compact_client_context(request.client_context),
             trace_id=trace_id,
             tenant_id=request.tenant_id,
             tail=request.tail,

@@ -58,18 +58,69 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str | None = "application/json"
 
-    def encode(self, keep_alive: bool) -> bytes:
+    def head(self, keep_alive: bool) -> bytes:
+        """The status line and headers, ready to write before ``body``.
+
+        No header can carry CR, LF or NUL (they would split the answer into forged headers or
+        a second response): such a character is written percent-encoded (``%0D``, ``%0A``,
+        ``%00``), and anything outside Latin-1 as UTF-8.
+        """
         try:
             reason = HTTPStatus(self.status).phrase
         except ValueError:
             reason = "Unknown"
         lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
         if self.content_type is not None:
-            lines.append(f"Content-Type: {self.content_type}")
-        lines.extend(f"{name}: {value}" for name, value in self.headers)
+            lines.append(f"Content-Type: {_safe(self.content_type)}")
+        lines.extend(f"{_safe(name)}: {_safe(value)}" for name, value in self.headers)
         if not keep_alive:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        text = "\r\n".join(lines) + "\r\n\r\n"
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
+
+    def encode(self, keep_alive: bool) -> bytes:
+        """The whole answer as one buffer (``head`` + ``body``; copies the body)."""
+        return self.head(keep_alive) + self.body
+
+
+#: Bodies larger than this are joined in a thread (``bytes.join`` releases the GIL for it).
+_JOIN_IN_THREAD = 1024 * 1024
+
+
+async def _joined(chunks: list[bytes], size: int) -> bytes:
+    if len(chunks) == 1:
+        return chunks[0]
+    if size > _JOIN_IN_THREAD:
+        return await asyncio.to_thread(b"".join, chunks)
+    return b"".join(chunks)
+
+
+#: Bodies up to this size go out in one buffer with the head (one segment); larger ones are
+#: written apart so that an event or response of megabytes is not copied on the loop.
+_JOIN_LIMIT = 64 * 1024
+
+
+def _write(transport: asyncio.Transport, response: Response, keep_alive: bool) -> None:
+    head = response.head(keep_alive)
+    if len(response.body) <= _JOIN_LIMIT:
+        transport.write(head + response.body)
+    else:
+        transport.write(head)
+        transport.write(response.body)
+
+
+_UNSAFE = str.maketrans({"\r": "%0D", "\n": "%0A", "\0": "%00"})
+
+
+def _safe(text: str) -> str:
+    """``text`` with CR, LF and NUL percent-encoded: a header value cannot end its line."""
+    if "\r" in text or "\n" in text or "\0" in text:
+        log.warning("Runtime API header with CR, LF or NUL encoded: %r", text[:200])
+        return text.translate(_UNSAFE)
+    return text
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -100,7 +151,9 @@ class _Connection(asyncio.Protocol):
         self._head = 0
         self._chunks: list[bytes] = []
         self._size = 0
-        self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._pending: collections.deque[tuple[Request, list[bytes] | None, bool]] = (
+            collections.deque()
+        )
         self._worker: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -172,11 +225,12 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("latin-1")
         path = httptools.parse_url(self._url).path.decode("latin-1")
-        body = b"".join(self._chunks) if self._size <= self._cap else None
+        # The body is joined by the worker (a large one in a thread), not in this callback.
         request = Request(
-            method, path, self._headers, body, self._size, self._local, self._peer, self._memo
+            method, path, self._headers, None, self._size, self._local, self._peer, self._memo
         )
-        self._pending.append((request, self._parser.should_keep_alive()))
+        chunks = self._chunks if self._size <= self._cap else None
+        self._pending.append((request, chunks, self._parser.should_keep_alive()))
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._answer_all())
 
@@ -185,7 +239,9 @@ class _Connection(asyncio.Protocol):
     async def _answer_all(self) -> None:
         try:
             while self._pending:
-                request, keep_alive = self._pending.popleft()
+                request, chunks, keep_alive = self._pending.popleft()
+                if chunks is not None:
+                    request.body = await _joined(chunks, request.size)
                 try:
                     response = await self._handler(request)
                 except Exception:
@@ -194,7 +250,7 @@ class _Connection(asyncio.Protocol):
                 transport = self._transport
                 if transport is None:
                     return
-                transport.write(response.encode(keep_alive))
+                _write(transport, response, keep_alive)
                 if not keep_alive:
                     transport.close()
                     return

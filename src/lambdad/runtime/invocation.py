@@ -6,6 +6,8 @@ import dataclasses
 import json
 import time
 
+import msgspec
+
 from lambdad.observe.platform import Report
 
 #: The largest response (or event) body the Runtime API accepts: 6 MiB + 100 bytes.
@@ -75,13 +77,21 @@ def error_body(error_type: str, message: str) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+class _ErrorTyped(msgspec.Struct):
+    """The one member read from an error body; msgspec skips the rest without building it."""
+
+    errorType: object = None
+
+
+_error_typed = msgspec.json.Decoder(_ErrorTyped)
+
+
 def runtime_error_type(body: bytes, header: str | None) -> str | None:
     """The error type a runtime reported: its header, else the body's ``errorType``."""
     if header:
         return header
     try:
-        parsed = json.loads(body)
-    except ValueError:
+        value = _error_typed.decode(body).errorType
+    except msgspec.DecodeError:
         return None
-    value = parsed.get("errorType") if isinstance(parsed, dict) else None
     return value if isinstance(value, str) else None

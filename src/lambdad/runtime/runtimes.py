@@ -2,7 +2,9 @@
 
 ``python3.X`` runs lambdad's own bootstrap on the closest interpreter the host has (and says
 so when it is not the exact one), ``nodejs*`` runs the bundled runtime client on the host's
-``node``, ``provided*`` runs the zip's own ``bootstrap``.
+``node`` whatever its major version (and says so when it differs), ``provided*`` runs the zip's
+own ``bootstrap``. ``PREVIEW_RUNTIMES`` are ids the current Lambda model lists ahead of their
+general availability; they run the same way, on the closest interpreter (docs/runtimes.md).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ BOOTSTRAPS = Path(__file__).parent / "bootstraps"
 PYTHON_BOOTSTRAP = BOOTSTRAPS / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = BOOTSTRAPS / "nodejs" / "index.mjs"
 
-PYTHON_RUNTIMES = {f"python3.{minor}": (3, minor) for minor in range(9, 15)}
-NODE_RUNTIMES = {"nodejs18.x": 18, "nodejs20.x": 20, "nodejs22.x": 22}
+PYTHON_RUNTIMES = {f"python3.{minor}": (3, minor) for minor in range(9, 16)}
+NODE_RUNTIMES = {f"nodejs{major}.x": major for major in (18, 20, 22, 24, 26)}
+#: Accepted ahead of general availability, on the closest interpreter the host has.
+PREVIEW_RUNTIMES = frozenset({"python3.15", "nodejs26.x"})
 PROVIDED_RUNTIMES = {"provided", "provided.al2", "provided.al2023"}
 
 
@@ -199,16 +203,28 @@ def interpreter_dirs(python_path: str = "", node: str = "") -> list[str]:
 
 
 def inventory(python_path: str = "", node: str = "") -> dict[str, str]:
-    """What every runtime runs on here, for ``lambdad doctor``."""
+    """What every runtime runs on here, for ``lambdad doctor``: the program, then in
+    parentheses how it differs from the runtime's own interpreter (and ``preview``)."""
     report: dict[str, str] = {}
     for runtime, version in PYTHON_RUNTIMES.items():
         exe, got = closest_python(version, python_path)
-        exact = "" if got == version else f" (closest: python{got[0]}.{got[1]})"
-        report[runtime] = f"{exe}{exact}"
+        notes = [] if got == version else [f"closest: python{got[0]}.{got[1]}"]
+        report[runtime] = _with_notes(exe, runtime, notes)
     node_exe = find_node(node)
     missing = f"unavailable: {node} is not executable" if node else "unavailable: no node on PATH"
-    for runtime in NODE_RUNTIMES:
-        report[runtime] = node_exe or missing
+    host_major = node_major(node_exe) if node_exe is not None else None
+    for runtime, major in NODE_RUNTIMES.items():
+        if node_exe is None:
+            report[runtime] = missing
+            continue
+        notes = [] if host_major in (None, major) else [f"host Node.js {host_major}"]
+        report[runtime] = _with_notes(node_exe, runtime, notes)
     for runtime in sorted(PROVIDED_RUNTIMES):
         report[runtime] = "the function's own bootstrap"
     return report
+
+
+def _with_notes(program: str, runtime: str, notes: list[str]) -> str:
+    if runtime in PREVIEW_RUNTIMES:
+        notes = [*notes, "preview"]
+    return f"{program} ({', '.join(notes)})" if notes else program

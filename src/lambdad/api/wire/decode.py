@@ -33,6 +33,8 @@ CONTROL_REQUEST_LIMIT = 6 * 1024 * 1024
 CODE_OPERATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "PublishLayerVersion"})
 #: What Java's ``Long.parseLong`` takes (no spaces, "+" or "_" as Python's ``int`` would).
 _NUMBER = re.compile(r"-?[0-9]{1,20}")
+#: Bodies larger than this are joined in a worker thread, off the event loop.
+_JOIN_IN_THREAD = 1024 * 1024
 #: Bodies larger than this are decoded in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 256 * 1024
 
@@ -70,15 +72,24 @@ def too_large(limit: int, name: str) -> errors.RequestTooLargeException:
 
 
 async def read_up_to(request: web.Request, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes when it is longer."""
+    """The body, or its first ``limit`` bytes when it is longer.
+
+    Chunks are taken as they arrived (``readchunk``), so the body is copied once, at the end:
+    ``read(n)`` would join aiohttp's buffered chunks first, a second copy of megabytes on the
+    event loop. A large body is joined in a thread (``bytes.join`` releases the GIL there).
+    """
     chunks: list[bytes] = []
     size = 0
     while size < limit:
-        chunk = await request.content.read(limit - size)
+        chunk, _ = await request.content.readchunk()
         if not chunk:
             break
-        chunks.append(chunk)
-        size += len(chunk)
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+    if len(chunks) == 1:
+        return chunks[0]
+    if size > _JOIN_IN_THREAD:
+        return await asyncio.to_thread(b"".join, chunks)
     return b"".join(chunks)
 
 

@@ -1,0 +1,226 @@
+"""Whether an invoke payload is JSON, answered in place or by a helper process.
+
+``json_error`` is the check itself. ``JsonChecker`` runs it in a helper process for payloads
+too large to check on the event loop: a parse in a thread would hold the GIL (no JSON parser
+releases it), so it would stall the loop just as long. The helper is a plain interpreter
+running ``serve()`` of this module, started on first use; it reads frames (an 8-byte length,
+then the payload) from its stdin and answers each with a 4-byte length and AWS's message in
+UTF-8 (length 0: the payload is JSON). It exits when idle for ``IDLE_EXIT`` seconds or when
+its stdin closes (lambdad closed it or went away), so it never outlives lambdad.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import io
+import json
+import logging
+import os
+import select
+import sys
+from pathlib import Path
+
+import msgspec
+
+#: The helper exits after this long without a payload (it is started again when needed).
+IDLE_EXIT = 120.0
+#: A helper that has not answered within this long is replaced (a 6 MB check takes < 0.1 s).
+ANSWER_TIMEOUT = 30.0
+#: How much lower the helper's CPU priority is than lambdad's.
+HELPER_NICENESS = 10
+#: The helper's stdin pipe is grown to this size (Linux's default cap for unprivileged users).
+PIPE_SIZE = 1024 * 1024
+
+_PREFIX = "Could not parse request body into json: Could not parse payload into json: "
+_WRAP_HEAD = b'{"_":'
+_SERVE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from lambdad.invoke.json_check import serve; serve()"
+)
+#: The directory lambdad's package is in, put first on the helper's ``sys.path``.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+log = logging.getLogger(__name__)
+
+
+class _Skim(msgspec.Struct):
+    """Decoding ``{"_": payload}`` into a struct without fields skips the payload: msgspec
+    checks its syntax without building a Python object (about 10x faster than json.loads)."""
+
+
+_skim = msgspec.json.Decoder(_Skim)
+
+
+def json_error(payload: bytes) -> str | None:
+    """AWS's message for a payload that is not JSON, or None when it is JSON.
+
+    The fast path skims the payload with msgspec and checks its UTF-8; only a payload that
+    fails it is parsed with ``json`` (which also accepts what msgspec refuses and Jackson, AWS's
+    parser, takes: a byte order mark, lone surrogate escapes; not ``NaN`` or ``Infinity``, which
+    Jackson refuses by default) and described from its error.
+    """
+    try:
+        _skim.decode(_WRAP_HEAD + payload + b"}")
+        payload.decode("utf-8")
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    else:
+        return None
+    try:
+        json.loads(payload, parse_constant=_non_standard)
+    except UnicodeDecodeError:
+        return _PREFIX + "Invalid UTF-8 start byte"
+    except ValueError as exc:
+        return _PREFIX + _describe(exc, payload)
+    return None
+
+
+def _non_standard(token: str) -> object:
+    raise ValueError(
+        f"Non-standard token '{token}': enable JsonParser.Feature.ALLOW_NON_NUMERIC_NUMBERS "
+        "to allow"
+    )
+
+
+def _describe(exc: ValueError, payload: bytes) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        excerpt = payload[:64].decode("utf-8", "replace")
+        return (
+            f"Unrecognized token '{excerpt.split()[0] if excerpt.split() else excerpt}': "
+            "was expecting (JSON String, Number, Array, Object or token 'null', 'true' or "
+            f"'false')\n at [Source: (byte[])\"{excerpt}\"; line: {exc.lineno}, "
+            f"column: {exc.colno}]"
+        )
+    return str(exc)
+
+
+# ---- the helper process's side ------------------------------------------------------------
+
+
+def serve() -> None:
+    """The helper's main loop: answer every framed payload on stdin until EOF or idle.
+
+    It runs at a lower CPU priority: on a busy machine the large payload waits for its check,
+    not the small invocations running beside it.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(HELPER_NICENESS)
+    # Unbuffered: between frames nothing may wait in a Python buffer that select() cannot see.
+    stdin, stdout = io.FileIO(sys.stdin.fileno(), "rb", closefd=False), sys.stdout.buffer
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        while select.select([stdin], [], [], IDLE_EXIT)[0]:
+            head = _read_exactly(stdin, 8)
+            if head is None:
+                return
+            payload = _read_exactly(stdin, int.from_bytes(head, "big"))
+            if payload is None:
+                return
+            answer = (json_error(payload) or "").encode("utf-8")
+            stdout.write(len(answer).to_bytes(4, "big") + answer)
+            stdout.flush()
+
+
+def _read_exactly(stream: io.FileIO, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        count = stream.readinto(view[done:])
+        if not count:
+            return None
+        done += count
+    return bytes(buffer)
+
+
+# ---- lambdad's side -----------------------------------------------------------------------
+
+
+class JsonChecker:
+    """Checks payloads in the helper process, one at a time, starting it when needed.
+
+    If the helper cannot be started or dies twice in a row, the payload is checked in place
+    (correct, but on the loop) and a warning is logged.
+    """
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def error_of(self, payload: bytes) -> str | None:
+        """``json_error(payload)``, computed by the helper."""
+        if self._closed:
+            return json_error(payload)
+        async with self._lock:
+            for _attempt in range(2):
+                try:
+                    async with asyncio.timeout(ANSWER_TIMEOUT):
+                        return await self._ask(await self._helper(), payload)
+                except (OSError, asyncio.IncompleteReadError, RuntimeError, TimeoutError) as exc:
+                    log.warning("JSON check helper failed (%r); starting another", exc)
+                    await self._discard()
+                except asyncio.CancelledError:
+                    # A frame half written or an answer unread: this helper's pipes are out
+                    # of step, so the next check must not use it.
+                    self._abandon()
+                    raise
+        log.warning("JSON check helper unavailable; checking a %d-byte payload here", len(payload))
+        return json_error(payload)
+
+    async def _helper(self) -> asyncio.subprocess.Process:
+        if self._closed:
+            raise RuntimeError("the JSON check helper is closed")
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            return proc
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _SERVE,
+            _PACKAGE_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        pipe = proc.stdin.get_extra_info("pipe") if proc.stdin is not None else None
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        self._proc = proc
+        return proc
+
+    @staticmethod
+    async def _ask(proc: asyncio.subprocess.Process, payload: bytes) -> str | None:
+        if proc.stdin is None or proc.stdout is None:
+            raise RuntimeError("the JSON check helper has no pipes")
+        proc.stdin.write(len(payload).to_bytes(8, "big"))
+        proc.stdin.write(payload)
+        await proc.stdin.drain()
+        size = int.from_bytes(await proc.stdout.readexactly(4), "big")
+        answer = await proc.stdout.readexactly(size) if size else b""
+        return answer.decode("utf-8") or None
+
+    def _abandon(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    async def _discard(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+
+    async def close(self) -> None:
+        """Stop the helper (later checks run in place). Idempotent."""
+        self._closed = True
+        async with self._lock:
+            await self._discard()

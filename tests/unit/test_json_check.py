@@ -1,0 +1,93 @@
+"""The JSON check of invoke payloads and its helper process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+
+from lambdad.invoke.json_check import JsonChecker, json_error
+
+PREFIX = "Could not parse request body into json: Could not parse payload into json: "
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a": [1, 2.5, true, null, "x"]}',
+        b"  [] ",
+        b'"\\ud800"',  # a lone surrogate escape: Jackson (AWS) takes it
+        b"\xef\xbb\xbf{}",  # a byte order mark: Jackson takes it
+        '"h\u00e9llo"'.encode(),
+    ],
+)
+def test_json_is_accepted(payload: bytes) -> None:
+    """Every payload AWS's parser takes is JSON here too."""
+    assert json_error(payload) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "start"),
+    [
+        (b"hello there", "Unrecognized token 'hello'"),
+        (b"[1, 2,]", "Unrecognized token '[1,'"),
+        (b'{"a": 1', "Unrecognized token '{\"a\":'"),
+        (b"[NaN]", "Non-standard token 'NaN'"),
+        (b'"\xff"', "Invalid UTF-8 start byte"),
+    ],
+)
+def test_non_json_gets_aws_message(payload: bytes, start: str) -> None:
+    """A payload that is not JSON (for Jackson, AWS's parser, ``NaN`` is not) gets
+    ``Could not parse request body into json: ...``."""
+    message = json_error(payload)
+    assert message is not None
+    assert message.startswith(PREFIX + start), message
+
+
+def test_the_helper_answers_as_the_check_in_place_and_survives_being_killed() -> None:
+    """Large payloads are checked by the helper with the same answers; a helper that died is
+    replaced, and after close the check runs in place."""
+
+    async def scenario() -> None:
+        checker = JsonChecker()
+        valid = json.dumps([{"id": i} for i in range(50_000)]).encode()
+        invalid = valid[:-1]
+        try:
+            assert await checker.error_of(valid) is None
+            assert await checker.error_of(invalid) == json_error(invalid)
+            helper = checker._proc
+            assert helper is not None
+            helper.kill()
+            await helper.wait()
+            assert await checker.error_of(valid) is None
+            assert checker._proc is not None
+            assert checker._proc.pid != helper.pid
+        finally:
+            await checker.close()
+        assert checker._proc is None
+        assert await checker.error_of(b"nope") == json_error(b"nope")
+
+    asyncio.run(scenario())
+
+
+def test_a_check_cancelled_midway_does_not_leave_the_next_one_a_stale_answer() -> None:
+    """A check cancelled while the helper works (its caller went away) retires that helper,
+    so the next check reads its own answer, not the cancelled one's."""
+
+    async def scenario() -> None:
+        checker = JsonChecker()
+        invalid = json.dumps([{"id": i} for i in range(200_000)]).encode()[:-1]
+        try:
+            task = asyncio.create_task(checker.error_of(invalid))
+            while checker._proc is None:  # noqa: ASYNC110 - polling the checker's own state
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert await checker.error_of(b"[1]") is None
+        finally:
+            await checker.close()
+
+    asyncio.run(scenario())
