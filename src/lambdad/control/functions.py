@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -71,16 +70,6 @@ _FUNCTION_TABLES = (
 )
 #: The tables that keep one row per function, keyed ``(region, function)``.
 _FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
-#: An ARN TagResource, UntagResource and ListTags accept (the model's TaggableResource).
-_TAGGABLE_RE = re.compile(
-    r"arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
-    r"(function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?"
-    r"|code-signing-config:csc-[a-z0-9]{17}"
-    r"|event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-    r"[0-9a-fA-F]{12}"
-    r"|(capacity-provider|network-connector):[a-zA-Z0-9-_]{1,64})"
-)
-_TAGGABLE_PATTERN = _TAGGABLE_RE.pattern
 _log = logging.getLogger(__name__)
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
@@ -363,9 +352,7 @@ class Functions:
         The request was checked against its operation's own name pattern when decoded, so the
         loosest form (dots, ``$LATEST.PUBLISHED``) is accepted here: a name no function has is
         then "not found", as on AWS."""
-        return validation.parse_function_name(
-            raw, account_id=scope.account_id, region=scope.region, namespaced=True
-        )
+        return validation.parse_function_name(raw, account_id=scope.account_id, region=scope.region)
 
     # ---------------------------------------------------------------- functions
 
@@ -931,14 +918,9 @@ class Functions:
         return (await self._record(scope, self._tag_target(scope, arn))).tags
 
     def _tag_target(self, scope: Scope, arn: str) -> str:
-        """The function a tagging call's ARN names. As on AWS: an ARN outside the model's
-        pattern is a ValidationException, another kind of resource (which lambdad does not
-        have) is not found, and a version or alias ARN is refused before any lookup."""
-        if not _TAGGABLE_RE.fullmatch(arn):
-            raise errors.ValidationException(
-                f"1 validation error detected: Value '{arn}' at 'resource' failed to satisfy "
-                f"constraint: Member must satisfy regular expression pattern: {_TAGGABLE_PATTERN}"
-            )
+        """The function a tagging call's ARN names. As on AWS: another kind of resource (which
+        lambdad does not have) is not found, and a version or alias ARN is refused before any
+        lookup. The ARN matches the model's TaggableResource pattern (checked when decoded)."""
         kind = arn.split(":")[5]
         if kind != "function":
             what = {
