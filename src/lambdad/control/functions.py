@@ -258,10 +258,7 @@ class Functions:
         try:
             if self._settle_delay:
                 await asyncio.sleep(self._settle_delay)
-            async with self._lock(scope, name):
-                changed = await self._settle_locked(scope, name)
-            if changed:
-                await self._changed(scope, name)
+            await self._settle_unlocked(scope, name)
         except Exception:  # a failed transition is retried by the next read or write
             _log.exception("finishing the update of %s failed", name)
 
@@ -277,12 +274,20 @@ class Functions:
             await self._store.write(writes)
         return bool(writes)
 
-    async def _settle_now(self, scope: Scope, name: str) -> None:
-        """Finish the function's create or update now, for a read or invoke that came first."""
+    async def _settle_unlocked(self, scope: Scope, name: str) -> None:
+        """Finish every create or update of the function now (taking its lock)."""
         async with self._lock(scope, name):
             changed = await self._settle_locked(scope, name)
         if changed:
             await self._changed(scope, name)
+
+    async def _settle_now(self, scope: Scope, name: str, config: FunctionConfig) -> bool:
+        """For a read or invoke that came first: finish the create or update ``config`` is in
+        when its time has come (True), so that the caller reads again."""
+        if not (config.settling and self._due(scope, name)):
+            return False
+        await self._settle_unlocked(scope, name)
+        return True
 
     def _due(self, scope: Scope, name: str) -> bool:
         """Whether the function's create or update may finish now: its transition's time has
@@ -309,12 +314,8 @@ class Functions:
                 f"resource: {arn}"
             )
         if await self._settle_locked(scope, name):
-            self._invalidate(scope, name)
+            self._forget_function(scope.region, name)
         return await self._version(scope, name, LATEST)
-
-    def _invalidate(self, scope: Scope, name: str) -> None:
-        """Forget what the cache holds of the function, and what a resolve under way read."""
-        self._forget_function(scope.region, name)
 
     async def _changed(self, scope: Scope, name: str) -> None:
         await self.changes.publish(FunctionChanged(scope.region, name))
@@ -520,8 +521,7 @@ class Functions:
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         config = await self._lookup(scope, name, qualifier)
-        if config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
+        if await self._settle_now(scope, name, config):
             config = await self._lookup(scope, name, qualifier)
         return config, qualifier
 
@@ -679,8 +679,7 @@ class Functions:
             )
         await self._record(scope, name)
         config = await self._version(scope, name, qualifier or LATEST)
-        if config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
+        if await self._settle_now(scope, name, config):
             config = await self._version(scope, name, qualifier or LATEST)
         return config
 
@@ -1006,9 +1005,7 @@ class Functions:
             config = await self._resolve(scope, name, qualifier)
         except errors.ResourceNotFoundException:
             raise self._not_found(scope, name, qualifier) from None
-        if config.state is State.PENDING and config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
-            self._forget_cached(scope, name)
+        if config.state is State.PENDING and await self._settle_now(scope, name, config):
             config = await self._resolve(scope, name, qualifier)
         return config
 
@@ -1023,10 +1020,6 @@ class Functions:
         if isinstance(target, FunctionConfig):
             return target
         return await self._resolve(scope, name, _draw(target))
-
-    def _forget_cached(self, scope: Scope, name: str) -> None:
-        for key in [k for k in self._cache if k[0] == scope.region and k[1] == name]:
-            del self._cache[key]
 
     async def _load_target(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig | Alias:
         await self._record(scope, name)
