@@ -16,7 +16,6 @@ from aiohttp import web
 from lambdad.api.auth import region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
 from lambdad.api.wire import headers
-from lambdad.api.wire.decode import CODE_REQUEST_LIMIT as CODE_REQUEST_LIMIT
 from lambdad.api.wire.decode import handles, read_up_to
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
