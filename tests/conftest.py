@@ -77,9 +77,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process whose ancestry leads to ``pid``."""
-    parents: dict[int, int] = {}
+def live_processes() -> dict[int, list[bytes]]:
+    """Every live (not zombie) process: pid -> the fields of ``/proc/<pid>/stat`` after its
+    name (state, parent, process group, session, ...)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -89,7 +90,26 @@ def descendants(pid: int) -> list[int]:
         except OSError:
             continue
         if fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
+            found[int(entry)] = fields
+    return found
+
+
+def processes_marked(mark: str) -> list[int]:
+    """The live processes whose environment holds ``mark``."""
+    found = []
+    for pid in live_processes():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if mark.encode() in handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry leads to ``pid``."""
+    parents = {child: int(fields[1]) for child, fields in live_processes().items()}
     found = []
     for child, parent in parents.items():
         cursor = parent
