@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import IDENTITY, MEET, invoke_json, wait_until
+from tests.conftest import IDENTITY, MEET, invoke_json, refused, wait_until
 
 COUNTER = """
 import os
@@ -206,6 +206,21 @@ def test_invoke_of_a_missing_function(lam: Any) -> None:
     assert error["Error"]["Message"] == (
         "Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing-fn:$LATEST"
     )
+
+
+def test_an_unknown_invocation_type_quotes_the_model_enum(
+    unchecked: Any, new_function: Any
+) -> None:
+    """AWS answers an ``X-Amz-Invocation-Type`` outside the model's enum with a 400
+    InvalidParameterValueException worded as a validation error listing the enum."""
+    name = new_function(COUNTER)["FunctionName"]
+    with refused(
+        "InvalidParameterValueException",
+        400,
+        "1 validation error detected: Value 'Later' at 'invocationType' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+    ):
+        unchecked.invoke(FunctionName=name, InvocationType="Later", Payload=b"{}")
 
 
 def test_payload_limits(lam: Any, new_function: Any) -> None:
