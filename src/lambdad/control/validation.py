@@ -132,14 +132,11 @@ def validation_error(clauses: Iterable[str]) -> ValidationException:
     )
 
 
-def _range_check(value: int, field: str, minimum: int, maximum: int) -> None:
-    if value < minimum:
-        rule = f"Member must have value greater than or equal to {minimum}"
-    elif value > maximum:
+def _at_most(value: int, field: str, maximum: int) -> None:
+    """The service's maximum inside the model's wider range (whose minimum the decoder checks)."""
+    if value > maximum:
         rule = f"Member must have value less than or equal to {maximum}"
-    else:
-        return
-    raise validation_error([constraint(value, field, rule)])
+        raise validation_error([constraint(value, field, rule)])
 
 
 # ---- function names and qualifiers ------------------------------------------------------
@@ -285,12 +282,12 @@ def validate_memory_size(v: int) -> None:
 
 def validate_timeout(v: int) -> None:
     """At most 900 seconds (the model's 1-5400 is checked when decoded)."""
-    _range_check(v, "timeout", 1, 900)
+    _at_most(v, "timeout", 900)
 
 
 def validate_ephemeral_storage(v: int) -> None:
     """At most 10240 MB of ``/tmp`` (the model's 512-32768 is checked when decoded)."""
-    _range_check(v, "ephemeralStorage.size", 512, 10240)
+    _at_most(v, "ephemeralStorage.size", 10240)
 
 
 # ---- environment, logging, tags ---------------------------------------------------------
