@@ -112,6 +112,9 @@ RESERVED_ENV_KEYS: frozenset[str] = frozenset(
     }
 )
 ENV_MAX_BYTES = 4096
+_RUNTIME_AND_HANDLER = (
+    "Runtime and Handler are mandatory parameters for functions created with deployment packages."
+)
 MAX_TAGS = 50
 
 
@@ -232,10 +235,7 @@ def validate_runtime(runtime: str | None, package_type: str) -> None:
             )
         return
     if runtime is None:
-        raise InvalidParameterValueException(
-            "Runtime and Handler are mandatory parameters for functions created with deployment "
-            "packages."
-        )
+        raise InvalidParameterValueException(_RUNTIME_AND_HANDLER)
     if runtime in SUPPORTED_RUNTIMES:
         return
     if runtime in DEPRECATED_RUNTIMES:
@@ -261,10 +261,7 @@ def validate_handler(handler: str | None, runtime: str | None) -> None:
     """A handler is required whenever there is a runtime (a Zip function); its length and
     pattern are the model's, checked when the request is decoded."""
     if handler is None and runtime is not None:
-        raise InvalidParameterValueException(
-            "Runtime and Handler are mandatory parameters for functions created with "
-            "deployment packages."
-        )
+        raise InvalidParameterValueException(_RUNTIME_AND_HANDLER)
 
 
 # ---- sizes and simple strings -----------------------------------------------------------
