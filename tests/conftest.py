@@ -196,22 +196,6 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _sessions_of(data_dir: Path) -> list[int]:
-    """Processes whose environment names ``data_dir`` (runtimes that outlived lambdad)."""
-    marker = str(data_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker in handle.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
 @dataclass
 class Server:
     """A running ``lambdad serve`` process."""
@@ -333,7 +317,7 @@ def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     code = server.stop(sig)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
     wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
-    leftovers = _sessions_of(server.data_dir)
+    leftovers = processes_marked(str(server.data_dir))
     assert not leftovers, f"processes left behind: {leftovers}"
     cells |= _cells_of(server, set())
     left = {str(d): sorted(_cell_pids(d)) for cell in cells for d in _cell_dirs(cell)}
