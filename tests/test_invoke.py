@@ -135,6 +135,19 @@ def test_client_context_reaches_the_function(lam: Any, new_function: Any) -> Non
     assert body == {"custom": {"k": "v"}, "env": {"platform": "x"}, "app": "demo"}
 
 
+def test_a_pretty_printed_client_context_reaches_the_function(lam: Any, new_function: Any) -> None:
+    """A client context of indented, non-ASCII JSON (newlines inside) reaches the function
+    intact: lambdad re-serialises it compactly, so the Runtime API header it travels in
+    carries no CR or LF (issue 9: lambdad's own Python bootstrap failed on one)."""
+    fn = new_function("def handler(e, c):\n    return c.client_context.custom\n")
+    custom = {"greeting": "grüß dich", "lines": ["a", "b"]}
+    pretty = json.dumps({"custom": custom}, indent=2, ensure_ascii=False)
+    encoded = base64.b64encode(pretty.encode()).decode()
+    response, body = invoke_json(lam, fn["FunctionName"], {}, ClientContext=encoded)
+    assert "FunctionError" not in response
+    assert body == custom
+
+
 def test_context_object_fields(lam: Any, new_function: Any) -> None:
     """The context carries the function's identity and the remaining time."""
     fn = new_function(
