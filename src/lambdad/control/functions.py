@@ -664,12 +664,8 @@ class Functions:
     async def runtime_management(
         self, scope: Scope, raw_name: str, qualifier: str | None
     ) -> FunctionConfig:
-        """The version GetRuntimeManagementConfig describes (``$LATEST`` by default)."""
-        return await self._runtime_target(scope, raw_name, qualifier)
-
-    async def _runtime_target(
-        self, scope: Scope, raw_name: str, qualifier: str | None
-    ) -> FunctionConfig:
+        """The version Get/PutRuntimeManagementConfig describes (``$LATEST`` by default; an
+        alias is refused)."""
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         if qualifier is not None and not _is_version(qualifier):
@@ -699,7 +695,7 @@ class Functions:
                 f"RuntimeVersionArn can only be specified when UpdateRuntimeOn is Manual, not "
                 f"{mode.value}."
             )
-        target = await self._runtime_target(scope, request.function_name, request.qualifier)
+        target = await self.runtime_management(scope, request.function_name, request.qualifier)
         async with self._lock(scope, target.name):
             key = (scope.region, target.name, target.version)
             doc = await self._store.get(Table.VERSIONS, key)
