@@ -11,6 +11,7 @@ the code with every layer must stay under 250 MB unzipped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import uuid
@@ -785,9 +786,7 @@ class Functions:
                 Write(
                     Table.FUNCTIONS,
                     (scope.region, name),
-                    FunctionRecord(
-                        name=name, tags=record.tags, last_version=number, created=record.created
-                    ).to_doc(),
+                    dataclasses.replace(record, last_version=number).to_doc(),
                 ),
                 Write(Table.VERSIONS, (scope.region, name, version), published.to_doc()),
                 Write(
@@ -947,12 +946,7 @@ class Functions:
             await self._store.put(
                 Table.FUNCTIONS,
                 (scope.region, name),
-                FunctionRecord(
-                    name=name,
-                    tags=merged,
-                    last_version=record.last_version,
-                    created=record.created,
-                ).to_doc(),
+                dataclasses.replace(record, tags=merged).to_doc(),
             )
 
     async def untag(self, scope: Scope, arn: str, keys: list[str]) -> None:
@@ -969,12 +963,7 @@ class Functions:
             await self._store.put(
                 Table.FUNCTIONS,
                 (scope.region, name),
-                FunctionRecord(
-                    name=name,
-                    tags=remaining,
-                    last_version=record.last_version,
-                    created=record.created,
-                ).to_doc(),
+                dataclasses.replace(record, tags=remaining).to_doc(),
             )
 
     async def count(self, scope: Scope) -> tuple[int, int]:
