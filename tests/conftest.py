@@ -77,9 +77,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process whose ancestry leads to ``pid``."""
-    parents: dict[int, int] = {}
+def live_processes() -> dict[int, list[bytes]]:
+    """Every live (not zombie) process: pid -> the fields of ``/proc/<pid>/stat`` after its
+    name (state, parent, process group, session, ...)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -89,7 +90,26 @@ def descendants(pid: int) -> list[int]:
         except OSError:
             continue
         if fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
+            found[int(entry)] = fields
+    return found
+
+
+def processes_marked(mark: str) -> list[int]:
+    """The live processes whose environment holds ``mark``."""
+    found = []
+    for pid in live_processes():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if mark.encode() in handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry leads to ``pid``."""
+    parents = {child: int(fields[1]) for child, fields in live_processes().items()}
     found = []
     for child, parent in parents.items():
         cursor = parent
@@ -174,22 +194,6 @@ def _start_time(pid: int) -> int | None:
             return int(handle.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _sessions_of(data_dir: Path) -> list[int]:
-    """Processes whose environment names ``data_dir`` (runtimes that outlived lambdad)."""
-    marker = str(data_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker in handle.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
 
 
 @dataclass
@@ -313,7 +317,7 @@ def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     code = server.stop(sig)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
     wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
-    leftovers = _sessions_of(server.data_dir)
+    leftovers = processes_marked(str(server.data_dir))
     assert not leftovers, f"processes left behind: {leftovers}"
     cells |= _cells_of(server, set())
     left = {str(d): sorted(_cell_pids(d)) for cell in cells for d in _cell_dirs(cell)}

@@ -9,9 +9,22 @@ import re
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import ROLE, bound_message, invoke_json, make_zip, refused, unique
+from tests.conftest import (
+    IDENTITY,
+    ROLE,
+    Server,
+    assert_environment_gone,
+    bound_message,
+    create_function,
+    environment_pids,
+    invoke_json,
+    make_zip,
+    refused,
+    unique,
+)
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -361,6 +374,22 @@ def test_delete_function_and_its_versions(lam: Any, new_function: Any) -> None:
         "$LATEST",
         "1",
     ]
+
+
+def test_deleting_a_function_ends_its_warm_environments(
+    start_server: Callable[..., Server],
+) -> None:
+    """DeleteFunction ends the function's warm execution environments (the runtime hears of it
+    on the change stream) instead of leaving them until they are reaped idle; the keep-alive
+    here is far longer than the wait, so only the deletion can end them."""
+    server = start_server({"LAMBDAD_KEEP_ALIVE": "1000000"})
+    client = server.client()
+    code = IDENTITY + "def handler(e, c):\n    return environment_identity()\n"
+    name = create_function(client, code)["FunctionName"]
+    identity = invoke_json(client, name, {})[1]
+    assert environment_pids(identity)
+    client.delete_function(FunctionName=name)
+    assert_environment_gone(identity, timeout=30)
 
 
 def test_delete_refuses_latest_and_versions_behind_an_alias(lam: Any, new_function: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import IDENTITY, MEET, invoke_json, wait_until
+from tests.conftest import IDENTITY, MEET, invoke_json, refused, wait_until
 
 COUNTER = """
 import os
@@ -135,6 +135,19 @@ def test_client_context_reaches_the_function(lam: Any, new_function: Any) -> Non
     assert body == {"custom": {"k": "v"}, "env": {"platform": "x"}, "app": "demo"}
 
 
+def test_a_pretty_printed_client_context_reaches_the_function(lam: Any, new_function: Any) -> None:
+    """A client context of indented, non-ASCII JSON (newlines inside) reaches the function
+    intact: lambdad re-serialises it compactly, so the Runtime API header it travels in
+    carries no CR or LF (issue 9: lambdad's own Python bootstrap failed on one)."""
+    fn = new_function("def handler(e, c):\n    return c.client_context.custom\n")
+    custom = {"greeting": "grüß dich", "lines": ["a", "b"]}
+    pretty = json.dumps({"custom": custom}, indent=2, ensure_ascii=False)
+    encoded = base64.b64encode(pretty.encode()).decode()
+    response, body = invoke_json(lam, fn["FunctionName"], {}, ClientContext=encoded)
+    assert "FunctionError" not in response
+    assert body == custom
+
+
 def test_context_object_fields(lam: Any, new_function: Any) -> None:
     """The context carries the function's identity and the remaining time."""
     fn = new_function(
@@ -206,6 +219,21 @@ def test_invoke_of_a_missing_function(lam: Any) -> None:
     assert error["Error"]["Message"] == (
         "Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing-fn:$LATEST"
     )
+
+
+def test_an_unknown_invocation_type_quotes_the_model_enum(
+    unchecked: Any, new_function: Any
+) -> None:
+    """AWS answers an ``X-Amz-Invocation-Type`` outside the model's enum with a 400
+    InvalidParameterValueException worded as a validation error listing the enum."""
+    name = new_function(COUNTER)["FunctionName"]
+    with refused(
+        "InvalidParameterValueException",
+        400,
+        "1 validation error detected: Value 'Later' at 'invocationType' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+    ):
+        unchecked.invoke(FunctionName=name, InvocationType="Later", Payload=b"{}")
 
 
 def test_payload_limits(lam: Any, new_function: Any) -> None:

@@ -14,40 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_SETTINGS, wait_until
+from tests.conftest import FAST_SETTINGS, live_processes, processes_marked, wait_until
 
 LAMBDAD = [sys.executable, "-m", "lambdad.cli.main", "serve"]
 
 
 def _session_members(sid: int) -> list[int]:
     """Live processes in session ``sid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != b"Z":
-            found.append(int(entry))
-    return found
-
-
-def _marked(marker: str) -> list[int]:
-    """Processes whose environment holds ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, fields in live_processes().items() if int(fields[3]) == sid]
 
 
 def _serve(port: int, data_dir: Path) -> tuple[subprocess.CompletedProcess[str], list[int]]:
@@ -69,7 +43,7 @@ def _serve(port: int, data_dir: Path) -> tuple[subprocess.CompletedProcess[str],
     left: list[int] = []
 
     def nothing_left() -> bool:
-        left[:] = sorted(set(_session_members(process.pid)) | set(_marked(marker)))
+        left[:] = sorted(set(_session_members(process.pid)) | set(processes_marked(marker)))
         return not left
 
     with contextlib.suppress(AssertionError):  # what is left is the caller's to assert

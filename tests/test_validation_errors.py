@@ -300,7 +300,6 @@ def test_a_request_over_70167211_bytes_is_413(lam: Any) -> None:
         )
 
 
-@pytest.mark.blocks_loop("json_body parses the 70 MB request on the event loop (100-350 ms)")
 def test_a_zip_over_50mb_is_413(lam: Any, new_function: Any) -> None:
     """A zip over 52428800 bytes whose request is under the body limit is still 413."""
     name = new_function()["FunctionName"]

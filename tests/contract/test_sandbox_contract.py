@@ -24,7 +24,7 @@ from lambdad.runtime import runtimes
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Exit, ProcessSpec, Sandbox, SandboxProcess
 from lambdad.runtime.sandbox.process import PlainSandbox
-from tests.conftest import wait_until
+from tests.conftest import processes_marked, wait_until
 
 T = TypeVar("T")
 
@@ -144,24 +144,6 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def holders_of(mark: str) -> list[int]:
-    """Host pids of the live processes whose environment holds ``mark``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                found = mark.encode() in handle.read()
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                zombie = handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except OSError:
-            continue
-        if found and not zombie:
-            pids.append(int(entry))
-    return pids
-
-
 def test_a_process_gets_exactly_its_environment(
     opened: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,11 +240,11 @@ def test_kill_ends_the_process_and_everything_it_started(opened: Callable[[], An
             script = "sleep 300 & sleep 300 & echo started; wait"
             process = await box.spawn(script, {mark: "1"})
             assert b"started" in await read_some(process.output_fd, b"started")
-            assert len(holders_of(mark)) == 3
+            assert len(processes_marked(mark)) == 3
             process.kill()
             process.kill()
             assert await finish(process) == Exit(None, signal.SIGKILL)
-            wait_until(lambda: not holders_of(mark), timeout=PATIENCE)
+            wait_until(lambda: not processes_marked(mark), timeout=PATIENCE)
             await process.close()
 
     run(scenario)
@@ -343,7 +325,7 @@ def test_close_kills_a_live_process_and_is_idempotent(opened: Callable[[], Any])
             await asyncio.wait_for(process.close(), PATIENCE)
             await asyncio.wait_for(process.close(), PATIENCE)
             assert (await finish(process)).signal == signal.SIGKILL
-            wait_until(lambda: not holders_of(mark), timeout=PATIENCE)
+            wait_until(lambda: not processes_marked(mark), timeout=PATIENCE)
 
     run(scenario)
 

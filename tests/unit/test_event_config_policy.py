@@ -9,6 +9,7 @@ from typing import Any
 
 from lambdad.control.arns import Scope
 from lambdad.control.event_config import AsyncPolicy, EventInvokeConfigs, RecursiveLoop
+from lambdad.control.event_config_model import service_of
 from lambdad.control.functions import Functions
 from lambdad.control.requests import (
     CreateAliasRequest,
@@ -104,3 +105,11 @@ async def _scenario() -> None:
 def test_policy_and_recursion_follow_writes_and_deletes_from_a_cache() -> None:
     """The invoke path's answers change with every write and delete, and cost no store reads."""
     asyncio.run(_scenario())
+
+
+def test_destinations_in_every_region_the_model_allows_are_accepted() -> None:
+    """A destination ARN of an ``eusc-`` or ISO region names its service as any other does: the
+    model's DestinationArn pattern allows those regions, and so does AWS."""
+    for region in ("us-east-1", "eusc-de-east-1", "us-isof-south-1", "us-gov-west-1"):
+        assert service_of(f"arn:aws:sqs:{region}:000000000000:q") == "sqs"
+    assert service_of("arn:aws:s3:us-east-1:000000000000:bucket") is None

@@ -127,16 +127,6 @@ def test_unzipped_size_limit() -> None:
     assert info.value.message == "Unzipped size must be smaller than 262144000 bytes"
 
 
-def test_request_size_limit() -> None:
-    """A request body over AWS's limit names the operation."""
-    zipcode.check_request_size(zipcode.MAX_REQUEST_BYTES, "CreateFunction")
-    with pytest.raises(RequestTooLargeException) as info:
-        zipcode.check_request_size(zipcode.MAX_REQUEST_BYTES + 1, "UpdateFunctionCode")
-    assert info.value.message == (
-        "Request must be smaller than 70167211 bytes for the UpdateFunctionCode operation"
-    )
-
-
 def test_extract_keeps_modes_and_symlinks(tmp_path: Path) -> None:
     """Extraction keeps exec bits, makes files readable, dirs 0o755 and inner symlinks."""
     data = build(

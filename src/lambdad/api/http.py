@@ -1,4 +1,4 @@
-"""The HTTP/1.1 edge under the API: connection timeouts, AWS-shaped parser errors, body limits.
+"""The HTTP/1.1 edge under the API: connection timeouts and AWS-shaped parser errors.
 
 aiohttp parses requests; this module bounds how long a connection may hold the server:
 
@@ -11,8 +11,8 @@ aiohttp parses requests; this module bounds how long a connection may hold the s
   shorter than its declared ``Content-Length`` ends here, with the connection closed).
 
 A request line, header or chunk aiohttp cannot parse is answered with an AWS-shaped 400
-(``InvalidRequestContentException``) instead of aiohttp's plain-text one, and every route
-refuses a declared ``Content-Length`` over its operation's limit before reading the body.
+(``InvalidRequestContentException``) instead of aiohttp's plain-text one. Body limits are
+applied before reading by the error middleware (``lambdad.api.limits``).
 """
 
 from __future__ import annotations
@@ -30,14 +30,10 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from lambdad import errors
-from lambdad.api import limits
 from lambdad.api.errors import render
 from lambdad.config import Settings
 
 log = logging.getLogger(__name__)
-
-#: The largest body any route takes (aiohttp's own ``client_max_size``).
-MAX_BODY = limits.MAX_BODY
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

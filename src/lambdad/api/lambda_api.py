@@ -16,7 +16,6 @@ from aiohttp import web
 from lambdad.api.auth import region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
 from lambdad.api.wire import headers
-from lambdad.api.wire.decode import CODE_REQUEST_LIMIT as CODE_REQUEST_LIMIT
 from lambdad.api.wire.decode import handles, read_up_to
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
@@ -331,6 +330,7 @@ async def delete_function_concurrency(request: web.Request, req: FunctionRequest
 async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
     scope = scope_of(request)
     kind = headers.invocation_type(req.invocation_type)
+    tail = headers.wants_tail(req.log_type, kind)
     payload = await read_up_to(request, limit_of(kind.value) + 1)
     outcome = await request.app[INVOKER].invoke(
         scope,
@@ -339,7 +339,7 @@ async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
             qualifier=req.qualifier,
             payload=payload,
             invocation_type=kind,
-            tail=headers.wants_tail(req.log_type, kind),
+            tail=tail,
             client_context=headers.client_context(req.client_context),
             trace_id=request.headers.get("X-Amzn-Trace-Id"),
             tenant_id=req.tenant_id,
@@ -356,7 +356,7 @@ async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
     }
     if outcome.function_error:
         response_headers["X-Amz-Function-Error"] = "Unhandled"
-    if req.log_type == "Tail":
+    if tail:
         response_headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log.encode()).decode()
     return web.Response(status=200, body=outcome.payload, headers=response_headers)
 

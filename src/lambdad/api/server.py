@@ -20,6 +20,7 @@ from lambdad.api import (
     http,
     lambda_api,
     layers_api,
+    limits,
     provisioned_api,
     runtime_management_api,
 )
@@ -54,7 +55,7 @@ class Services:
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=http.MAX_BODY)
+    app = web.Application(middlewares=[error_middleware], client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.RESERVATIONS] = services.reservations

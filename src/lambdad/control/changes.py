@@ -5,7 +5,7 @@ function (its cached configuration, the runtime's pools and templates, reserved 
 provisioned concurrency, event invoke configs) subscribes to the one ``ChangeStream`` and
 picks the events it cares about. Events are plain frozen values naming the function by region
 and name, so that a later cluster node can feed the same stream from what the store tells it
-of another node's writes.
+of another node's writes (docs/function-changes.md).
 
 Subscribers are called in the order they subscribed, one event at a time, each awaited before
 the next; one that raises is logged and the others still hear of the change (the write stands).

@@ -19,9 +19,10 @@ from typing import Any, Self
 from lambdad import errors
 from lambdad.control.requests import PutFunctionEventInvokeConfigRequest
 
+#: The ARN part of the model's DestinationArn pattern (checked when decoded), with groups.
 _DESTINATION_RE = re.compile(
-    r"arn:(aws[a-zA-Z0-9-]*):(?P<service>[a-zA-Z0-9\-]+):([a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d)?:"
-    r"(\d{12})?:(?P<resource>.*)"
+    r"arn:(aws[a-zA-Z0-9-]*):(?P<service>[a-zA-Z0-9\-]+):"
+    r"((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d)?:(\d{12})?:(?P<resource>.*)"
 )
 #: What each destination service's ARN names: ``(service, resource pattern)``.
 _DESTINATION_KINDS = {

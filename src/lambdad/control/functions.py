@@ -11,9 +11,9 @@ the code with every layer must stay under 250 MB unzipped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -71,16 +71,6 @@ _FUNCTION_TABLES = (
 )
 #: The tables that keep one row per function, keyed ``(region, function)``.
 _FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
-#: An ARN TagResource, UntagResource and ListTags accept (the model's TaggableResource).
-_TAGGABLE_RE = re.compile(
-    r"arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
-    r"(function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?"
-    r"|code-signing-config:csc-[a-z0-9]{17}"
-    r"|event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-    r"[0-9a-fA-F]{12}"
-    r"|(capacity-provider|network-connector):[a-zA-Z0-9-_]{1,64})"
-)
-_TAGGABLE_PATTERN = _TAGGABLE_RE.pattern
 _log = logging.getLogger(__name__)
 
 #: Fields compared to decide whether PublishVersion has anything new to publish.
@@ -269,10 +259,7 @@ class Functions:
         try:
             if self._settle_delay:
                 await asyncio.sleep(self._settle_delay)
-            async with self._lock(scope, name):
-                changed = await self._settle_locked(scope, name)
-            if changed:
-                await self._changed(scope, name)
+            await self._settle_unlocked(scope, name)
         except Exception:  # a failed transition is retried by the next read or write
             _log.exception("finishing the update of %s failed", name)
 
@@ -288,12 +275,20 @@ class Functions:
             await self._store.write(writes)
         return bool(writes)
 
-    async def _settle_now(self, scope: Scope, name: str) -> None:
-        """Finish the function's create or update now, for a read or invoke that came first."""
+    async def _settle_unlocked(self, scope: Scope, name: str) -> None:
+        """Finish every create or update of the function now (taking its lock)."""
         async with self._lock(scope, name):
             changed = await self._settle_locked(scope, name)
         if changed:
             await self._changed(scope, name)
+
+    async def _settle_now(self, scope: Scope, name: str, config: FunctionConfig) -> bool:
+        """For a read or invoke that came first: finish the create or update ``config`` is in
+        when its time has come (True), so that the caller reads again."""
+        if not (config.settling and self._due(scope, name)):
+            return False
+        await self._settle_unlocked(scope, name)
+        return True
 
     def _due(self, scope: Scope, name: str) -> bool:
         """Whether the function's create or update may finish now: its transition's time has
@@ -320,12 +315,8 @@ class Functions:
                 f"resource: {arn}"
             )
         if await self._settle_locked(scope, name):
-            self._invalidate(scope, name)
+            self._forget_function(scope.region, name)
         return await self._version(scope, name, LATEST)
-
-    def _invalidate(self, scope: Scope, name: str) -> None:
-        """Forget what the cache holds of the function, and what a resolve under way read."""
-        self._forget_function(scope.region, name)
 
     async def _changed(self, scope: Scope, name: str) -> None:
         await self.changes.publish(FunctionChanged(scope.region, name))
@@ -363,9 +354,7 @@ class Functions:
         The request was checked against its operation's own name pattern when decoded, so the
         loosest form (dots, ``$LATEST.PUBLISHED``) is accepted here: a name no function has is
         then "not found", as on AWS."""
-        return validation.parse_function_name(
-            raw, account_id=scope.account_id, region=scope.region, namespaced=True
-        )
+        return validation.parse_function_name(raw, account_id=scope.account_id, region=scope.region)
 
     # ---------------------------------------------------------------- functions
 
@@ -533,8 +522,7 @@ class Functions:
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         config = await self._lookup(scope, name, qualifier)
-        if config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
+        if await self._settle_now(scope, name, config):
             config = await self._lookup(scope, name, qualifier)
         return config, qualifier
 
@@ -677,12 +665,8 @@ class Functions:
     async def runtime_management(
         self, scope: Scope, raw_name: str, qualifier: str | None
     ) -> FunctionConfig:
-        """The version GetRuntimeManagementConfig describes (``$LATEST`` by default)."""
-        return await self._runtime_target(scope, raw_name, qualifier)
-
-    async def _runtime_target(
-        self, scope: Scope, raw_name: str, qualifier: str | None
-    ) -> FunctionConfig:
+        """The version Get/PutRuntimeManagementConfig describes (``$LATEST`` by default; an
+        alias is refused)."""
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier)
         if qualifier is not None and not _is_version(qualifier):
@@ -692,8 +676,7 @@ class Functions:
             )
         await self._record(scope, name)
         config = await self._version(scope, name, qualifier or LATEST)
-        if config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
+        if await self._settle_now(scope, name, config):
             config = await self._version(scope, name, qualifier or LATEST)
         return config
 
@@ -713,7 +696,7 @@ class Functions:
                 f"RuntimeVersionArn can only be specified when UpdateRuntimeOn is Manual, not "
                 f"{mode.value}."
             )
-        target = await self._runtime_target(scope, request.function_name, request.qualifier)
+        target = await self.runtime_management(scope, request.function_name, request.qualifier)
         async with self._lock(scope, target.name):
             key = (scope.region, target.name, target.version)
             doc = await self._store.get(Table.VERSIONS, key)
@@ -803,9 +786,7 @@ class Functions:
                 Write(
                     Table.FUNCTIONS,
                     (scope.region, name),
-                    FunctionRecord(
-                        name=name, tags=record.tags, last_version=number, created=record.created
-                    ).to_doc(),
+                    dataclasses.replace(record, last_version=number).to_doc(),
                 ),
                 Write(Table.VERSIONS, (scope.region, name, version), published.to_doc()),
                 Write(
@@ -931,14 +912,9 @@ class Functions:
         return (await self._record(scope, self._tag_target(scope, arn))).tags
 
     def _tag_target(self, scope: Scope, arn: str) -> str:
-        """The function a tagging call's ARN names. As on AWS: an ARN outside the model's
-        pattern is a ValidationException, another kind of resource (which lambdad does not
-        have) is not found, and a version or alias ARN is refused before any lookup."""
-        if not _TAGGABLE_RE.fullmatch(arn):
-            raise errors.ValidationException(
-                f"1 validation error detected: Value '{arn}' at 'resource' failed to satisfy "
-                f"constraint: Member must satisfy regular expression pattern: {_TAGGABLE_PATTERN}"
-            )
+        """The function a tagging call's ARN names. As on AWS: another kind of resource (which
+        lambdad does not have) is not found, and a version or alias ARN is refused before any
+        lookup. The ARN matches the model's TaggableResource pattern (checked when decoded)."""
         kind = arn.split(":")[5]
         if kind != "function":
             what = {
@@ -970,12 +946,7 @@ class Functions:
             await self._store.put(
                 Table.FUNCTIONS,
                 (scope.region, name),
-                FunctionRecord(
-                    name=name,
-                    tags=merged,
-                    last_version=record.last_version,
-                    created=record.created,
-                ).to_doc(),
+                dataclasses.replace(record, tags=merged).to_doc(),
             )
 
     async def untag(self, scope: Scope, arn: str, keys: list[str]) -> None:
@@ -992,12 +963,7 @@ class Functions:
             await self._store.put(
                 Table.FUNCTIONS,
                 (scope.region, name),
-                FunctionRecord(
-                    name=name,
-                    tags=remaining,
-                    last_version=record.last_version,
-                    created=record.created,
-                ).to_doc(),
+                dataclasses.replace(record, tags=remaining).to_doc(),
             )
 
     async def count(self, scope: Scope) -> tuple[int, int]:
@@ -1024,9 +990,7 @@ class Functions:
             config = await self._resolve(scope, name, qualifier)
         except errors.ResourceNotFoundException:
             raise self._not_found(scope, name, qualifier) from None
-        if config.state is State.PENDING and config.settling and self._due(scope, name):
-            await self._settle_now(scope, name)
-            self._forget_cached(scope, name)
+        if config.state is State.PENDING and await self._settle_now(scope, name, config):
             config = await self._resolve(scope, name, qualifier)
         return config
 
@@ -1041,10 +1005,6 @@ class Functions:
         if isinstance(target, FunctionConfig):
             return target
         return await self._resolve(scope, name, _draw(target))
-
-    def _forget_cached(self, scope: Scope, name: str) -> None:
-        for key in [k for k in self._cache if k[0] == scope.region and k[1] == name]:
-            del self._cache[key]
 
     async def _load_target(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig | Alias:
         await self._record(scope, name)

@@ -7,7 +7,9 @@ Two families of errors, as on AWS:
 
 - :class:`~lambdad.errors.ValidationException` for shape constraints (lengths, patterns, ranges,
   enums): ``1 validation error detected: Value '…' at 'field' failed to satisfy constraint: …``,
-  several joined by ``; `` under ``N validation errors detected``.
+  several joined by ``; `` under ``N validation errors detected``. The model's own constraints
+  are checked by the wire decoder (``lambdad.api.wire``) with the builders below; this module
+  checks only the service's tighter limits inside them (Timeout up to 900, not 5400, ...).
 - :class:`~lambdad.errors.InvalidParameterValueException` for the service's own rules
   (reserved environment keys, deprecated runtimes, routing rules, …).
 
@@ -28,28 +30,14 @@ from lambdad.errors import (
     ValidationException,
 )
 
-# Patterns as the current botocore lambda/2015-03-31 model prints them in error messages.
-FUNCTION_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
-    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
-)
-NAMESPACED_FUNCTION_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
-    r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
-)
-
-_PREFIX = (
+#: A name, partial ARN or ARN with an optional qualifier: the loosest of the model's function
+#: name patterns (GetFunction's, with dots and ``$LATEST.PUBLISHED``), with named groups. The
+#: decoder has already checked each request against its own operation's pattern.
+_FUNCTION_NAME_RE = re.compile(
     r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?"
     r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
-)
-_ACCOUNT = r"(?:(?P<account>\d{12}):)?(?:function:)?"
-_FUNCTION_NAME_RE = re.compile(
-    _PREFIX + _ACCOUNT + r"(?P<name>[a-zA-Z0-9_\-]+)(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_\-]+))?"
-)
-_NAMESPACED_NAME_RE = re.compile(
-    _PREFIX
-    + _ACCOUNT
-    + r"(?P<name>[a-zA-Z0-9_\-.]+)(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_\-]+))?"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?"
+    r"(?P<name>[a-zA-Z0-9_\-.]+)(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_\-]+))?"
 )
 
 #: Every runtime lambdad runs; python3.15 and nodejs26.x are previews (docs/runtimes.md).
@@ -121,6 +109,9 @@ RESERVED_ENV_KEYS: frozenset[str] = frozenset(
     }
 )
 ENV_MAX_BYTES = 4096
+_RUNTIME_AND_HANDLER = (
+    "Runtime and Handler are mandatory parameters for functions created with deployment packages."
+)
 MAX_TAGS = 50
 
 
@@ -141,69 +132,28 @@ def validation_error(clauses: Iterable[str]) -> ValidationException:
     )
 
 
-def _raise_if(clauses: list[str]) -> None:
-    if clauses:
-        raise validation_error(clauses)
-
-
-def _length_clauses(value: str, field: str, minimum: int, maximum: int) -> list[str]:
-    if len(value) < minimum:
-        return [
-            constraint(value, field, f"Member must have length greater than or equal to {minimum}")
-        ]
-    if len(value) > maximum:
-        return [
-            constraint(value, field, f"Member must have length less than or equal to {maximum}")
-        ]
-    return []
-
-
-def _pattern_clause(value: str, field: str, regex: re.Pattern[str], pattern: str) -> list[str]:
-    if regex.fullmatch(value):
-        return []
-    return [constraint(value, field, f"Member must satisfy regular expression pattern: {pattern}")]
-
-
-def _range_check(value: int, field: str, minimum: int, maximum: int) -> None:
-    if value < minimum:
-        rule = f"Member must have value greater than or equal to {minimum}"
-    elif value > maximum:
+def _at_most(value: int, field: str, maximum: int) -> None:
+    """The service's maximum inside the model's wider range (whose minimum the decoder checks)."""
+    if value > maximum:
         rule = f"Member must have value less than or equal to {maximum}"
-    else:
-        return
-    raise validation_error([constraint(value, field, rule)])
+        raise validation_error([constraint(value, field, rule)])
 
 
 # ---- function names and qualifiers ------------------------------------------------------
 
 
-def parse_function_name(
-    raw: str, *, account_id: str, region: str, namespaced: bool = False
-) -> tuple[str, str | None]:
+def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str, str | None]:
     """Split a name, partial ARN or full ARN (each with an optional ``:qualifier``).
 
-    Returns ``(name, qualifier or None)``. ``namespaced=True`` applies the looser model of
-    GetFunction, Invoke and DeleteFunction (dots in names, 256 characters).
-
-    Raises ValidationException for a value outside the model's length or pattern,
-    ResourceNotFoundException for an ARN of another region ("Functions from 'r' are not
-    reachable in this region ('us-east-1')") or of another account ("Function not found: …").
+    Returns ``(name, qualifier or None)``. The request's length and pattern are the model's,
+    checked when it is decoded; a value that is no function name at all (from a path outside
+    the Lambda API) names no function: ResourceNotFoundException. So is an ARN of another
+    region ("Functions from 'r' are not reachable in this region ('us-east-1')") or of another
+    account ("Function not found: …").
     """
-    regex, pattern, maximum = (
-        (_NAMESPACED_NAME_RE, NAMESPACED_FUNCTION_NAME_PATTERN, 256)
-        if namespaced
-        else (_FUNCTION_NAME_RE, FUNCTION_NAME_PATTERN, 140)
-    )
-    match = regex.fullmatch(raw)
-    clauses = _length_clauses(raw, "functionName", 1, maximum)
+    match = _FUNCTION_NAME_RE.fullmatch(raw)
     if match is None:
-        clauses.append(
-            constraint(
-                raw, "functionName", f"Member must satisfy regular expression pattern: {pattern}"
-            )
-        )
-    _raise_if(clauses)
-    assert match is not None
+        raise ResourceNotFoundException(f"Function not found: {raw}")
     name, qualifier = match["name"], match["qualifier"]
     if match["region"] is not None and match["region"] != region:
         raise ResourceNotFoundException(
@@ -282,10 +232,7 @@ def validate_runtime(runtime: str | None, package_type: str) -> None:
             )
         return
     if runtime is None:
-        raise InvalidParameterValueException(
-            "Runtime and Handler are mandatory parameters for functions created with deployment "
-            "packages."
-        )
+        raise InvalidParameterValueException(_RUNTIME_AND_HANDLER)
     if runtime in SUPPORTED_RUNTIMES:
         return
     if runtime in DEPRECATED_RUNTIMES:
@@ -311,10 +258,7 @@ def validate_handler(handler: str | None, runtime: str | None) -> None:
     """A handler is required whenever there is a runtime (a Zip function); its length and
     pattern are the model's, checked when the request is decoded."""
     if handler is None and runtime is not None:
-        raise InvalidParameterValueException(
-            "Runtime and Handler are mandatory parameters for functions created with "
-            "deployment packages."
-        )
+        raise InvalidParameterValueException(_RUNTIME_AND_HANDLER)
 
 
 # ---- sizes and simple strings -----------------------------------------------------------
@@ -332,12 +276,12 @@ def validate_memory_size(v: int) -> None:
 
 def validate_timeout(v: int) -> None:
     """At most 900 seconds (the model's 1-5400 is checked when decoded)."""
-    _range_check(v, "timeout", 1, 900)
+    _at_most(v, "timeout", 900)
 
 
 def validate_ephemeral_storage(v: int) -> None:
     """At most 10240 MB of ``/tmp`` (the model's 512-32768 is checked when decoded)."""
-    _range_check(v, "ephemeralStorage.size", 512, 10240)
+    _at_most(v, "ephemeralStorage.size", 10240)
 
 
 # ---- environment, logging, tags ---------------------------------------------------------
@@ -372,18 +316,14 @@ def validate_log_levels(
         )
 
 
-def validate_tags(d: Mapping[str, str], *, existing: Mapping[str, str] | None = None) -> None:
-    """At most 50 tags once merged with ``existing``; keys 1-128 without ``aws:``, values ≤256."""
-    merged = {**(existing or {}), **d}
-    if len(merged) > MAX_TAGS:
+def validate_tags(tags: Mapping[str, str]) -> None:
+    """A function's tags (the merged ones, for TagResource): at most 50, no key starting with
+    ``aws:``. Key and value lengths and patterns are the model's, checked when decoded."""
+    if len(tags) > MAX_TAGS:
         raise InvalidParameterValueException("Number of tags exceeds resource tag limit.")
-    for key, value in d.items():
-        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+    for key in tags:
+        if key.lower().startswith("aws:"):
             raise InvalidParameterValueException(f"The tag key '{key}' is invalid.")
-        if len(value) > 256:
-            raise InvalidParameterValueException(
-                f"The tag value for key '{key}' must be at most 256 characters long."
-            )
 
 
 # ---- aliases, versions, revisions -------------------------------------------------------
@@ -442,9 +382,6 @@ def check_code_sha256(given: str | None, current: str) -> None:
 
 # ---- layers ------------------------------------------------------------------------------
 
-LAYER_NAME_PATTERN = (
-    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+"
-)
 #: What AWS prints for an ARN refused by GetLayerVersionByArn (stricter than the model's).
 LAYER_VERSION_ARN_PATTERN = (
     r"arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1}:\d{12}:layer:"
@@ -465,21 +402,13 @@ _LAYER_VERSION_ARN_RE = re.compile(
 def parse_layer_name(raw: str) -> tuple[str, str | None, str | None]:
     """A ``LayerName`` label: a name or an unversioned layer ARN.
 
-    Returns ``(name, region, account)``, the last two None for a plain name; raises
-    ValidationException outside the model's length (1-140) or pattern.
+    Returns ``(name, region, account)``, the last two None for a plain name. The label's length
+    and pattern are the model's, checked when the request is decoded; a value that is no layer
+    name at all names no layer (ResourceNotFoundException).
     """
-    clauses = _length_clauses(raw, "layerName", 1, 140)
     match = _LAYER_NAME_RE.fullmatch(raw)
     if match is None:
-        clauses.append(
-            constraint(
-                raw,
-                "layerName",
-                f"Member must satisfy regular expression pattern: {LAYER_NAME_PATTERN}",
-            )
-        )
-    _raise_if(clauses)
-    assert match is not None
+        raise ResourceNotFoundException("The resource you requested does not exist.")
     if match["plain"] is not None:
         return match["plain"], None, None
     return match["name"], match["region"], match["account"]

@@ -74,7 +74,7 @@ class Retries:
         """The wait after the ``throttles``-th throttle in a row (1-based), whatever the
         function's config: 1 s doubled each time, at most 5 minutes (scaled)."""
         first = THROTTLE_DELAY * self.time_scale
-        return min(math.ldexp(first, min(throttles - 1, 16)), first * THROTTLE_CAP)
+        return doubled(first, throttles - 1, first * THROTTLE_CAP)
 
     def step_backoff(self) -> Backoff:
         """A fresh backoff for the dispatcher's own failing steps."""
@@ -92,10 +92,15 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The wait after one more failure in a row."""
-        delay = min(math.ldexp(self._first, self._failures), self._cap)
-        if delay < self._cap:  # stop counting at the cap: 2**n would overflow a float
-            self._failures += 1
+        delay = doubled(self._first, self._failures, self._cap)
+        self._failures += 1
         return delay
 
     def reset(self) -> None:
         self._failures = 0
+
+
+def doubled(first: float, times: int, cap: float) -> float:
+    """``first`` doubled ``times`` times, at most ``cap`` (the exponent is bounded, so that a
+    long run of failures cannot overflow a float)."""
+    return min(math.ldexp(first, min(times, 64)), cap)

@@ -33,8 +33,6 @@ from lambdad.store.base import StoreUnavailable
 
 MAX_ZIPPED_BYTES = 52_428_800
 MAX_UNZIPPED_BYTES = 262_144_000
-#: The whole JSON request of CreateFunction / UpdateFunctionCode / PublishLayerVersion.
-MAX_REQUEST_BYTES = 70_167_211
 CORRUPT_MESSAGE = "Could not unzip uploaded file. Please check your file, then try to upload again."
 
 _MAX_LINK_HOPS = 40
@@ -72,14 +70,6 @@ class _Entry:
     mode: int
     member: zipfile.ZipInfo
     target: str = ""
-
-
-def check_request_size(size: int, operation: str) -> None:
-    """The body limit AWS applies before it even decodes a code upload."""
-    if size > MAX_REQUEST_BYTES:
-        raise RequestTooLargeException(
-            f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {operation} operation"
-        )
 
 
 def inspect_zip(data: bytes) -> ZipInfo:

@@ -7,6 +7,9 @@ import binascii
 import json
 
 from lambdad import errors
+from lambdad.api.wire import values
+from lambdad.api.wire.model import operation
+from lambdad.control.validation import constraint
 from lambdad.invoke.service import InvocationType
 
 #: Largest decoded client context AWS takes, in bytes.
@@ -14,13 +17,15 @@ MAX_CLIENT_CONTEXT = 3583
 
 
 def invocation_type(raw: str | None) -> InvocationType:
-    """The invocation type; an unknown one is AWS's InvalidParameterValueException."""
+    """The invocation type; one outside the model's enum is AWS's InvalidParameterValueException
+    (worded as a validation error, quoting the model's enum)."""
     try:
         return InvocationType(raw or "RequestResponse")
     except ValueError:
+        (member,) = [m for m in operation("Invoke").members if m.name == "InvocationType"]
+        rule = (values.violations(member.shape, raw) or values.rules_of(member.shape))[0]
         raise errors.InvalidParameterValueException(
-            f"1 validation error detected: Value '{raw}' at 'invocationType' failed to satisfy "
-            "constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            "1 validation error detected: " + constraint(raw, "invocationType", rule)
         ) from None
 
 
