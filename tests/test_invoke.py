@@ -169,6 +169,23 @@ def test_context_object_fields(lam: Any, new_function: Any) -> None:
     assert 5000 < body["remaining"] <= 7000
 
 
+def test_the_invoked_arn_carries_the_qualifier_given_in_the_name(
+    lam: Any, new_function: Any
+) -> None:
+    """As on AWS, ``context.invoked_function_arn`` is the ARN the caller invoked: a qualifier
+    given in the function name (``fn:live``, no ``Qualifier``) is part of it, as is one given
+    as the parameter; an unqualified invoke's ARN has none."""
+    fn = new_function("def handler(e, c):\n    return c.invoked_function_arn\n")
+    name = fn["FunctionName"]
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    arn = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+    assert invoke_json(lam, f"{name}:live", {})[1] == f"{arn}:live"
+    assert invoke_json(lam, f"{arn}:1", {})[1] == f"{arn}:1"
+    assert invoke_json(lam, name, {}, Qualifier="live")[1] == f"{arn}:live"
+    assert invoke_json(lam, name, {})[1] == arn
+
+
 def test_function_error_is_unhandled_with_the_runtime_body(lam: Any, new_function: Any) -> None:
     """An exception in the handler gives 200, FunctionError Unhandled and the RIC error body."""
     fn = new_function("def handler(e, c):\n    raise ValueError('boom')\n")

@@ -123,12 +123,11 @@ class Invoker:
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
         if kind is InvocationType.EVENT:
-            _, named = self._functions.name_of(scope, request.function_name)
             await self._queue.put(
                 QueuedEvent(
                     id=request_id,
                     function_name=config.name,
-                    qualifier=request.qualifier or named,
+                    qualifier=self._named_qualifier(scope, request),
                     payload=request.payload,
                     region=scope.region,
                     enqueued_at=time.time(),
@@ -138,6 +137,12 @@ class Invoker:
             return Accepted(request_id, config.version)
         return await self.run(scope, config, request, request_id)
 
+    def _named_qualifier(self, scope: Scope, request: InvokeRequest) -> str | None:
+        """The qualifier the caller named: the parameter, else the one in the function's ARN
+        (``resolve`` already refused the two when they differ)."""
+        _, in_name = self._functions.name_of(scope, request.function_name)
+        return request.qualifier or in_name
+
     async def run(
         self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
     ) -> Outcome:
@@ -146,12 +151,11 @@ class Invoker:
         RecursiveInvocationException when it would be a recursive loop's invocation past
         ``lineage.MAX_HOPS`` of a function whose recursion setting is not ``Allow``.
         """
-        qualifier = request.qualifier
         trace_id = await self._trace(scope, config, request_id, request.trace_id)
         invocation = Invocation(
             request_id=request_id,
             payload=request.payload or b"{}",
-            invoked_arn=scope.function_arn(config.name, qualifier),
+            invoked_arn=scope.function_arn(config.name, self._named_qualifier(scope, request)),
             client_context=compact_client_context(request.client_context),
             trace_id=trace_id,
             tenant_id=request.tenant_id,
