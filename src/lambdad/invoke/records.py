@@ -6,6 +6,11 @@ The record is the one of the wire spec §6, in its key order: ``version``, ``tim
 (``statusCode``, ``executedVersion``, ``functionError`` on a function error) and
 ``responsePayload``. A dead-letter message is the event body as it was sent, with the
 ``RequestID``, ``ErrorCode`` and ``ErrorMessage`` attributes. See docs/async-delivery.md.
+
+The payloads (up to 1 MB and 6 MB) are never parsed to build a record: the JSON carrying each
+(``Embed``: the payload's own bytes when it is standard JSON, worked out off the event loop
+when it is large) is spliced into the record as ``msgspec.Raw``, so building one costs the
+loop a copy of its bytes (docs/invoke-payloads.md).
 """
 
 from __future__ import annotations
@@ -14,9 +19,16 @@ import dataclasses
 import datetime
 import enum
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from lambdad.runtime.invocation import Outcome, error_body
+
+#: The JSON that carries a payload in a record: the payload itself when it is standard JSON,
+#: else what it reads as, or its text, or ``null`` when empty (``Invoker.embedded_payload``).
+Embed = Callable[[bytes], Awaitable[bytes]]
 
 #: How much of a failed attempt's response an event keeps for a later record (its attributes
 #: are stored with it): SQS and SNS take 256 KB messages, so a larger record is not deliverable.
@@ -98,7 +110,15 @@ def timestamp(now: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def record(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """A destination record: the request it reports on and its JSON (UTF-8)."""
+
+    request_id: str
+    body: bytes
+
+
+async def record(
     *,
     request_id: str,
     function_arn: str,
@@ -107,9 +127,11 @@ def record(
     request_payload: bytes,
     response: Response | None,
     now: float,
-) -> dict[str, Any]:
+    embed: Embed,
+) -> Record:
     """The invocation record sent to a destination. ``response`` is None for an event that
-    never reached the function (it expired first): the record then has no response parts."""
+    never reached the function (it expired first): the record then has no response parts.
+    ``embed`` gives the JSON each payload is carried as; nothing here parses a payload."""
     document: dict[str, Any] = {
         "version": "1.0",
         "timestamp": timestamp(now),
@@ -119,7 +141,7 @@ def record(
             "condition": condition.value,
             "approximateInvokeCount": invoke_count,
         },
-        "requestPayload": _json_or_text(request_payload),
+        "requestPayload": msgspec.Raw(await embed(request_payload)),
     }
     if response is not None:
         context: dict[str, Any] = {
@@ -129,8 +151,8 @@ def record(
         if response.function_error:
             context["functionError"] = response.function_error
         document["responseContext"] = context
-        document["responsePayload"] = _json_or_text(response.payload)
-    return document
+        document["responsePayload"] = msgspec.Raw(await embed(response.payload))
+    return Record(request_id, msgspec.json.encode(document))
 
 
 def dead_letter_attributes(request_id: str, response: Response | None) -> dict[str, Any]:
