@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lambdad.invoke.json_check import JsonChecker, embedding, json_error
+from lambdad.invoke.json_check import JsonChecker, embedding, error_message, json_error
 
 PREFIX = "Could not parse request body into json: Could not parse payload into json: "
 
@@ -120,15 +120,19 @@ def test_embedding_splices_standard_json_and_keeps_the_rest_as_it_reads(
     assert embedding(payload) == expected
 
 
-def test_the_helper_answers_embedding_questions_as_in_place() -> None:
-    """The helper's embedding of large payloads is the one worked out in place."""
+def test_the_helper_answers_embedding_and_message_questions_as_in_place() -> None:
+    """The helper's embedding and error message of large payloads are the ones worked out in
+    place, a lone surrogate in a message included."""
 
     async def scenario() -> None:
         checker = JsonChecker()
         valid = json.dumps([{"id": i, "k": "é"} for i in range(50_000)]).encode()
+        error = b'{"errorMessage": "\\ud800 \xc3\xa9", "trace": ' + valid + b"}"
         try:
             for payload in (valid, valid[:-1], b"\xef\xbb\xbf" + valid, valid + b"x"):
                 assert await checker.embedding_of(payload) == embedding(payload)
+                assert await checker.error_message_of(payload) == error_message(payload)
+            assert await checker.error_message_of(error) == "\ud800 é" == error_message(error)
             assert await checker.error_of(valid[:-1]) == json_error(valid[:-1])
         finally:
             await checker.close()

@@ -112,10 +112,15 @@ def test_a_response_survives_the_event_attributes() -> None:
     assert Response.from_attributes({"throttles": "2"}) is None
 
 
+async def _message_in_place(payload: bytes) -> str:
+    """``PayloadCheck.error_message`` without the helper process."""
+    return json_check.error_message(payload)
+
+
 def test_dead_letter_attributes_clip_the_message_to_1_kb() -> None:
     """``ErrorMessage`` is the response's ``errorMessage``, its first 1 KB (whole characters)."""
     long = Response(200, "$LATEST", "Unhandled", json.dumps({"errorMessage": "é" * 1000}).encode())
-    attributes = dead_letter_attributes("r4", long)
+    attributes = asyncio.run(dead_letter_attributes("r4", long, _message_in_place))
     assert attributes["RequestID"] == {"DataType": "String", "StringValue": "r4"}
     assert attributes["ErrorCode"] == {"DataType": "Number", "StringValue": "200"}
     assert attributes["ErrorMessage"] == {"DataType": "String", "StringValue": "é" * 512}
@@ -271,3 +276,46 @@ def test_a_large_record_built_through_the_helper_is_the_parsing_builders(
 
     expected = json.loads(_old_record(request_payload, response))
     assert _canonical(asyncio.run(build())) == _canonical(expected)
+
+
+def _old_error_message(response: Response) -> str:
+    """A dead letter's message as it was worked out before: the response parsed."""
+    parsed = _old_json_or_text(response.payload)
+    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
+        message: str = parsed["errorMessage"]
+    else:
+        message = response.payload.decode("utf-8", "replace")
+    return message or (response.function_error or f"HTTP {response.status}")
+
+
+ERROR_BODIES = {
+    **PAYLOADS,
+    "error": b'{"errorMessage": "bad \\u00e9 \\"x\\"", "errorType": "ValueError"}',
+    "no message": b'{"errorType": "ValueError", "stackTrace": []}',
+    "message not a string": b'{"errorMessage": 1}',
+    "message twice": b'{"errorMessage": "first", "errorMessage": "last"}',
+    "message after nan": b'{"trace": [NaN], "errorMessage": "after nan"}',
+    "message and invalid utf-8": b'{"errorMessage": "m", "x": "\xff"}',
+    "large error": b'{"stackTrace": ' + _big_json(2_000_000) + b', "errorMessage": "big"}',
+    "large truncated error": b'{"errorMessage": "cut", "stackTrace": ' + _big_json(400_000),
+    "large text": ("é" * 1_000_000).encode(),
+}
+
+
+@pytest.mark.parametrize("payload", ERROR_BODIES.values(), ids=ERROR_BODIES.keys())
+def test_a_dead_letter_message_is_the_one_the_parsing_code_read(payload: bytes) -> None:
+    """A dead letter's ``ErrorMessage`` is the response's ``errorMessage`` when it is a JSON
+    object with a string one, else its text, else the function error: what it was when the
+    response was parsed with ``json.loads``, now read by msgspec or by the helper process."""
+    response = Response(200, "$LATEST", "Unhandled", payload)
+    expected = _old_error_message(response)
+    clipped = expected.encode()[:1024].decode("utf-8", "ignore")
+
+    async def attributes() -> dict[str, Any]:
+        check = PayloadCheck()
+        try:
+            return await dead_letter_attributes("r5", response, check.error_message)
+        finally:
+            await check.close()
+
+    assert asyncio.run(attributes())["ErrorMessage"]["StringValue"] == clipped

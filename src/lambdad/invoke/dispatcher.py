@@ -241,7 +241,7 @@ class Dispatcher:
             request_payload=event.payload,
             response=response,
             now=time.time(),
-            embed=self._invoker.embedded_payload,
+            embed=self._invoker.payloads.embedded,
         )
 
     @staticmethod
@@ -303,7 +303,9 @@ class Dispatcher:
             await self._deliver(event, "failure record", send)
         if config.dead_letter_target:
             body = (event.payload or b"{}").decode("utf-8", "replace")
-            attributes = records.dead_letter_attributes(event.id, response)
+            attributes = await records.dead_letter_attributes(
+                event.id, response, self._invoker.payloads.error_message
+            )
             dead = self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
             await self._deliver(event, "dead letter", dead)
         await self._ack(event)

@@ -1,16 +1,16 @@
-"""Whether a payload is JSON, and how it is carried inside a record, answered in place or by
-a helper process.
+"""What a payload is as JSON, answered in place or by a helper process.
 
-``json_error`` is the invoke check itself; ``embedding`` says how a payload goes into a larger
-JSON document (a destination record). ``JsonChecker`` runs either in a helper process for
+Three questions: ``json_error``, the invoke check itself; ``embedding``, how a payload goes
+into a larger JSON document (a destination record); ``error_message``, the message of an error
+response (a dead letter's attribute). ``JsonChecker`` answers them in a helper process for
 payloads too large for the event loop: a parse in a thread would hold the GIL (no JSON parser
 releases it), so it would stall the loop just as long. The helper is a plain interpreter
-running ``serve()`` of this module, started on first use; it reads frames (an 8-byte length,
-its top bit set for an ``embedding`` question, then the payload) from its stdin and answers
-each with a 4-byte length and the answer: AWS's message in UTF-8 (length 0: the payload is
-JSON), or the payload's embedding (length 0: the payload itself). It exits when idle for
-``IDLE_EXIT`` seconds or when its stdin closes (lambdad closed it or went away), so it never
-outlives lambdad.
+running ``serve()`` of this module, started on first use; it reads frames (8 bytes: the
+question's number in the top byte, the payload's length below it; then the payload) from its
+stdin and answers each with a 4-byte length and the answer: AWS's message in UTF-8 (length 0:
+the payload is JSON), the payload's embedding (length 0: the payload itself), or the error
+message in UTF-8. It exits when idle for ``IDLE_EXIT`` seconds or when its stdin closes
+(lambdad closed it or went away), so it never outlives lambdad.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ HELPER_NICENESS = 10
 PIPE_SIZE = 1024 * 1024
 
 _PREFIX = "Could not parse request body into json: Could not parse payload into json: "
-#: The top bit of a frame's length: the question is ``embedding``, not ``json_error``.
-_EMBED = 1 << 63
+#: The questions' numbers, put in the top byte of a frame's 8-byte length.
+_CHECK, _EMBED, _ERROR_MESSAGE = 0, 1, 2
+_QUESTION_SHIFT = 56
 _SERVE = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from lambdad.invoke.json_check import serve; serve()"
@@ -54,6 +55,15 @@ log = logging.getLogger(__name__)
 #: any Python object (about 10x faster than json.loads). (Wrapping the payload as
 #: ``{"_": payload}`` into a struct, as before, let ``1,"b":2`` through as JSON.)
 _skim = msgspec.json.Decoder(msgspec.Raw)
+
+
+class _ErrorBody(msgspec.Struct):
+    """The one member read from an error response; msgspec skips the rest without building it."""
+
+    message: object = msgspec.field(name="errorMessage", default=None)
+
+
+_error_body = msgspec.json.Decoder(_ErrorBody)
 
 
 def is_standard(payload: bytes) -> bool:
@@ -123,6 +133,35 @@ def embedding(payload: bytes) -> bytes | None:
         return msgspec.json.encode(payload.decode("utf-8", "replace"))
 
 
+def error_message(payload: bytes) -> str:
+    """The ``errorMessage`` of a payload that is a JSON object with a string one, else the
+    payload's text (invalid UTF-8 replaced). Standard JSON is read by msgspec, which builds
+    only that member; anything else is read by Python's ``json``, as AWS's error bodies are.
+    """
+    try:
+        message = _error_body.decode(payload).message
+        payload.decode("utf-8")
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        try:
+            parsed = json.loads(payload)
+        except (ValueError, RecursionError):
+            parsed = None
+        message = parsed.get("errorMessage") if isinstance(parsed, dict) else None
+    if isinstance(message, str):
+        return message
+    return payload.decode("utf-8", "replace")
+
+
+def _answer_to(question: int, payload: bytes) -> bytes:
+    """The helper's answer to ``question`` about ``payload``, as it goes on the pipe."""
+    if question == _EMBED:
+        return embedding(payload) or b""
+    if question == _ERROR_MESSAGE:
+        # json reads lone surrogate escapes into the message: they cross the pipe as they are.
+        return error_message(payload).encode("utf-8", "surrogatepass")
+    return (json_error(payload) or "").encode("utf-8")
+
+
 # ---- the helper process's side ------------------------------------------------------------
 
 
@@ -141,14 +180,11 @@ def serve() -> None:
             head = _read_exactly(stdin, 8)
             if head is None:
                 return
-            question = int.from_bytes(head, "big")
-            payload = _read_exactly(stdin, question & ~_EMBED)
+            frame = int.from_bytes(head, "big")
+            payload = _read_exactly(stdin, frame & ((1 << _QUESTION_SHIFT) - 1))
             if payload is None:
                 return
-            if question & _EMBED:
-                answer = embedding(payload) or b""
-            else:
-                answer = (json_error(payload) or "").encode("utf-8")
+            answer = _answer_to(frame >> _QUESTION_SHIFT, payload)
             stdout.write(len(answer).to_bytes(4, "big") + answer)
             stdout.flush()
 
@@ -182,7 +218,7 @@ class JsonChecker:
 
     async def error_of(self, payload: bytes) -> str | None:
         """``json_error(payload)``, computed by the helper."""
-        answer = await self._answer(payload, 0)
+        answer = await self._answer(payload, _CHECK)
         if answer is None:
             return json_error(payload)
         return answer.decode("utf-8") or None
@@ -193,6 +229,13 @@ class JsonChecker:
         if answer is None:
             return embedding(payload)
         return answer or None
+
+    async def error_message_of(self, payload: bytes) -> str:
+        """``error_message(payload)``, computed by the helper."""
+        answer = await self._answer(payload, _ERROR_MESSAGE)
+        if answer is None:
+            return error_message(payload)
+        return answer.decode("utf-8", "surrogatepass")
 
     async def _answer(self, payload: bytes, question: int) -> bytes | None:
         """The helper's answer to ``question`` about ``payload``; None if there is no helper
@@ -241,7 +284,7 @@ class JsonChecker:
     async def _ask(proc: asyncio.subprocess.Process, payload: bytes, question: int) -> bytes:
         if proc.stdin is None or proc.stdout is None:
             raise RuntimeError("the JSON check helper has no pipes")
-        proc.stdin.write((len(payload) | question).to_bytes(8, "big"))
+        proc.stdin.write((question << _QUESTION_SHIFT | len(payload)).to_bytes(8, "big"))
         proc.stdin.write(payload)
         await proc.stdin.drain()
         size = int.from_bytes(await proc.stdout.readexactly(4), "big")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,8 +26,11 @@ import msgspec
 from lambdad.runtime.invocation import Outcome, error_body
 
 #: The JSON that carries a payload in a record: the payload itself when it is standard JSON,
-#: else what it reads as, or its text, or ``null`` when empty (``Invoker.embedded_payload``).
+#: else what it reads as, or its text, or ``null`` when empty (``PayloadCheck.embedded``).
 Embed = Callable[[bytes], Awaitable[bytes]]
+#: The error message of a response: its ``errorMessage``, else its text
+#: (``PayloadCheck.error_message``).
+MessageOf = Callable[[bytes], Awaitable[str]]
 
 #: How much of a failed attempt's response an event keeps for a later record (its attributes
 #: are stored with it): SQS and SNS take 256 KB messages, so a larger record is not deliverable.
@@ -84,25 +86,6 @@ class Response:
             attributes.get("response", "").encode(),
         )
 
-    def error_message(self) -> str:
-        """The error message of this response: its ``errorMessage``, else its body."""
-        parsed = _json_or_text(self.payload)
-        if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-            message: str = parsed["errorMessage"]
-        else:
-            message = self.payload.decode("utf-8", "replace")
-        return message or (self.function_error or f"HTTP {self.status}")
-
-
-def _json_or_text(data: bytes) -> Any:
-    """The payload as JSON where it is JSON, else as text (None when empty)."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode("utf-8", "replace")
-
 
 def timestamp(now: float) -> str:
     """``2019-11-14T18:16:05.568Z``: UTC, milliseconds."""
@@ -155,11 +138,23 @@ async def record(
     return Record(request_id, msgspec.json.encode(document))
 
 
-def dead_letter_attributes(request_id: str, response: Response | None) -> dict[str, Any]:
-    """The message attributes of a DLQ message, in the shape SQS and SNS both take."""
-    status = response.status if response is not None else 429
-    message = response.error_message() if response is not None else "Event age exceeded"
-    clipped = message.encode()[:DLQ_MESSAGE_LIMIT].decode("utf-8", "ignore")
+async def dead_letter_attributes(
+    request_id: str, response: Response | None, message_of: MessageOf
+) -> dict[str, Any]:
+    """The message attributes of a DLQ message, in the shape SQS and SNS both take.
+
+    ``ErrorMessage`` is the response's error message (``message_of``), else its function error,
+    else ``HTTP <status>``; its first 1 KB in whole characters."""
+    if response is None:
+        status, message = 429, "Event age exceeded"
+    else:
+        status = response.status
+        message = await message_of(response.payload)
+        message = message or response.function_error or f"HTTP {status}"
+    # 1 KB of UTF-8 is at most 1,024 characters; a lone surrogate (json reads one from an
+    # escape) has no UTF-8 and is dropped.
+    head = message[:DLQ_MESSAGE_LIMIT].encode("utf-8", "surrogatepass")
+    clipped = head[:DLQ_MESSAGE_LIMIT].decode("utf-8", "ignore")
     return {
         "RequestID": {"DataType": "String", "StringValue": request_id},
         "ErrorCode": {"DataType": "Number", "StringValue": str(status)},

@@ -105,10 +105,11 @@ class Invoker:
         """Stop what the invoker started (the payload check's helper). Idempotent."""
         await self._payloads.close()
 
-    async def embedded_payload(self, payload: bytes) -> bytes:
-        """The JSON carrying ``payload`` in a destination record (``PayloadCheck.embedded``),
-        worked out off the event loop when the payload is large."""
-        return await self._payloads.embedded(payload)
+    @property
+    def payloads(self) -> PayloadCheck:
+        """What reads payloads off the event loop (destination records and dead letters use
+        it too, so one helper process serves them all)."""
+        return self._payloads
 
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
