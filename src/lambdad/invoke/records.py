@@ -10,7 +10,8 @@ The record is the one of the wire spec §6, in its key order: ``version``, ``tim
 The payloads (up to 1 MB and 6 MB) are never parsed to build a record: the JSON carrying each
 (``Embed``: the payload's own bytes when it is standard JSON, worked out off the event loop
 when it is large) is spliced into the record as ``msgspec.Raw``, so building one costs the
-loop a copy of its bytes (docs/invoke-payloads.md).
+loop a copy of its bytes (docs/invoke-payloads.md). A dead letter's message is read the same
+way (``MessageOf``: only ``errorMessage`` is decoded, off the loop when the response is large).
 """
 
 from __future__ import annotations
