@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lambdad.invoke.json_check import JsonChecker, json_error
+from lambdad.invoke.json_check import JsonChecker, embedding, error_message, json_error
 
 PREFIX = "Could not parse request body into json: Could not parse payload into json: "
 
@@ -87,6 +87,53 @@ def test_a_check_cancelled_midway_does_not_leave_the_next_one_a_stale_answer() -
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             assert await checker.error_of(b"[1]") is None
+        finally:
+            await checker.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_value_followed_by_members_is_not_json() -> None:
+    """``1, "b": 2`` is not one JSON value: AWS refuses it (the check once took it as JSON,
+    as it skimmed the payload wrapped in an object)."""
+    message = json_error(b'1, "b": 2')
+    assert message is not None
+    assert message.startswith(PREFIX), message
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b' {"a": "\\u00e9"} ', None),
+        (b"", b"null"),
+        (b"plain", b'"plain"'),
+        (b"[NaN]", b"[NaN]"),
+        (b'\xef\xbb\xbf{"a": 1}', b'{"a": 1}'),
+        (b'1, "b": 2', b'"1, \\"b\\": 2"'),
+    ],
+)
+def test_embedding_splices_standard_json_and_keeps_the_rest_as_it_reads(
+    payload: bytes, expected: bytes | None
+) -> None:
+    """Standard JSON is carried as it is (None); anything else as Python's json reads it, as
+    its text when it is not JSON, and an empty payload as null."""
+    assert embedding(payload) == expected
+
+
+def test_the_helper_answers_embedding_and_message_questions_as_in_place() -> None:
+    """The helper's embedding and error message of large payloads are the ones worked out in
+    place, a lone surrogate in a message included."""
+
+    async def scenario() -> None:
+        checker = JsonChecker()
+        valid = json.dumps([{"id": i, "k": "é"} for i in range(50_000)]).encode()
+        error = b'{"errorMessage": "\\ud800 \xc3\xa9", "trace": ' + valid + b"}"
+        try:
+            for payload in (valid, valid[:-1], b"\xef\xbb\xbf" + valid, valid + b"x"):
+                assert await checker.embedding_of(payload) == embedding(payload)
+                assert await checker.error_message_of(payload) == error_message(payload)
+            assert await checker.error_message_of(error) == "\ud800 é" == error_message(error)
+            assert await checker.error_of(valid[:-1]) == json_error(valid[:-1])
         finally:
             await checker.close()
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lambdad.control.arns import Scope
+from lambdad.invoke.records import Record
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Destinations:
     async def send_record(
         self,
         target_arn: str,
-        record: dict[str, Any],
+        record: Record,
         *,
         success: bool,
         function_arn: str,
@@ -79,14 +79,17 @@ class Destinations:
 
         ``trace_id``: the invocation's trace header, carried to a function destination so a
         loop through destinations is counted like any other (``lineage.py``)."""
-        body = json.dumps(record)
-        what = f"record of {record['requestContext']['requestId']} to {target_arn}"
+        what = f"record of {record.request_id} to {target_arn}"
 
         async def send() -> None:
             service, region, account, _ = _arn_parts(target_arn)
             if service == "lambda":
-                await self._invoke(Scope(account, region), target_arn, body.encode(), trace_id)
-            elif service == "events":
+                await self._invoke(Scope(account, region), target_arn, record.body, trace_id)
+                return
+            # The AWS clients take text: a record over their message size (256 KB or 1 MB) is
+            # refused by the service, so this decode is small for any record that arrives.
+            body = record.body.decode("utf-8")
+            if service == "events":
                 outcome = "Success" if success else "Failure"
                 await self._put_event(target_arn, region, body, outcome, function_arn)
             else:

@@ -225,15 +225,15 @@ class Dispatcher:
         )
         await self._requeue(again, time.time() + delay)
 
-    def _record(
+    async def _record(
         self,
         scope: Scope,
         event: QueuedEvent,
         condition: Condition,
         response: Response | None,
         invoke_count: int,
-    ) -> dict[str, object]:
-        return records.record(
+    ) -> records.Record:
+        return await records.record(
             request_id=event.id,
             function_arn=self._invoked_arn(scope, event),
             condition=condition,
@@ -241,6 +241,7 @@ class Dispatcher:
             request_payload=event.payload,
             response=response,
             now=time.time(),
+            embed=self._invoker.payloads.embedded,
         )
 
     @staticmethod
@@ -257,7 +258,9 @@ class Dispatcher:
         self, scope: Scope, event: QueuedEvent, policy: AsyncPolicy, response: Response
     ) -> None:
         if policy.on_success:
-            document = self._record(scope, event, Condition.SUCCESS, response, event.attempt + 1)
+            document = await self._record(
+                scope, event, Condition.SUCCESS, response, event.attempt + 1
+            )
             send = self._destinations.send_record(
                 policy.on_success,
                 document,
@@ -289,7 +292,7 @@ class Dispatcher:
             invoke_count,
         )
         if policy.on_failure:
-            document = self._record(scope, event, condition, response, invoke_count)
+            document = await self._record(scope, event, condition, response, invoke_count)
             send = self._destinations.send_record(
                 policy.on_failure,
                 document,
@@ -300,7 +303,9 @@ class Dispatcher:
             await self._deliver(event, "failure record", send)
         if config.dead_letter_target:
             body = (event.payload or b"{}").decode("utf-8", "replace")
-            attributes = records.dead_letter_attributes(event.id, response)
+            attributes = await records.dead_letter_attributes(
+                event.id, response, self._invoker.payloads.error_message
+            )
             dead = self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
             await self._deliver(event, "dead letter", dead)
         await self._ack(event)

@@ -6,6 +6,12 @@ The record is the one of the wire spec §6, in its key order: ``version``, ``tim
 (``statusCode``, ``executedVersion``, ``functionError`` on a function error) and
 ``responsePayload``. A dead-letter message is the event body as it was sent, with the
 ``RequestID``, ``ErrorCode`` and ``ErrorMessage`` attributes. See docs/async-delivery.md.
+
+The payloads (up to 1 MB and 6 MB) are never parsed to build a record: the JSON carrying each
+(``Embed``: the payload's own bytes when it is standard JSON, worked out off the event loop
+when it is large) is spliced into the record as ``msgspec.Raw``, so building one costs the
+loop a copy of its bytes (docs/invoke-payloads.md). A dead letter's message is read the same
+way (``MessageOf``: only ``errorMessage`` is decoded, off the loop when the response is large).
 """
 
 from __future__ import annotations
@@ -13,10 +19,19 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from lambdad.runtime.invocation import Outcome, error_body
+
+#: The JSON that carries a payload in a record: the payload itself when it is standard JSON,
+#: else what it reads as, or its text, or ``null`` when empty (``PayloadCheck.embedded``).
+Embed = Callable[[bytes], Awaitable[bytes]]
+#: The error message of a response: its ``errorMessage``, else its text
+#: (``PayloadCheck.error_message``).
+MessageOf = Callable[[bytes], Awaitable[str]]
 
 #: How much of a failed attempt's response an event keeps for a later record (its attributes
 #: are stored with it): SQS and SNS take 256 KB messages, so a larger record is not deliverable.
@@ -72,25 +87,6 @@ class Response:
             attributes.get("response", "").encode(),
         )
 
-    def error_message(self) -> str:
-        """The error message of this response: its ``errorMessage``, else its body."""
-        parsed = _json_or_text(self.payload)
-        if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-            message: str = parsed["errorMessage"]
-        else:
-            message = self.payload.decode("utf-8", "replace")
-        return message or (self.function_error or f"HTTP {self.status}")
-
-
-def _json_or_text(data: bytes) -> Any:
-    """The payload as JSON where it is JSON, else as text (None when empty)."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode("utf-8", "replace")
-
 
 def timestamp(now: float) -> str:
     """``2019-11-14T18:16:05.568Z``: UTC, milliseconds."""
@@ -98,7 +94,15 @@ def timestamp(now: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def record(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """A destination record: the request it reports on and its JSON (UTF-8)."""
+
+    request_id: str
+    body: bytes
+
+
+async def record(
     *,
     request_id: str,
     function_arn: str,
@@ -107,9 +111,11 @@ def record(
     request_payload: bytes,
     response: Response | None,
     now: float,
-) -> dict[str, Any]:
+    embed: Embed,
+) -> Record:
     """The invocation record sent to a destination. ``response`` is None for an event that
-    never reached the function (it expired first): the record then has no response parts."""
+    never reached the function (it expired first): the record then has no response parts.
+    ``embed`` gives the JSON each payload is carried as; nothing here parses a payload."""
     document: dict[str, Any] = {
         "version": "1.0",
         "timestamp": timestamp(now),
@@ -119,7 +125,7 @@ def record(
             "condition": condition.value,
             "approximateInvokeCount": invoke_count,
         },
-        "requestPayload": _json_or_text(request_payload),
+        "requestPayload": msgspec.Raw(await embed(request_payload)),
     }
     if response is not None:
         context: dict[str, Any] = {
@@ -129,15 +135,27 @@ def record(
         if response.function_error:
             context["functionError"] = response.function_error
         document["responseContext"] = context
-        document["responsePayload"] = _json_or_text(response.payload)
-    return document
+        document["responsePayload"] = msgspec.Raw(await embed(response.payload))
+    return Record(request_id, msgspec.json.encode(document))
 
 
-def dead_letter_attributes(request_id: str, response: Response | None) -> dict[str, Any]:
-    """The message attributes of a DLQ message, in the shape SQS and SNS both take."""
-    status = response.status if response is not None else 429
-    message = response.error_message() if response is not None else "Event age exceeded"
-    clipped = message.encode()[:DLQ_MESSAGE_LIMIT].decode("utf-8", "ignore")
+async def dead_letter_attributes(
+    request_id: str, response: Response | None, message_of: MessageOf
+) -> dict[str, Any]:
+    """The message attributes of a DLQ message, in the shape SQS and SNS both take.
+
+    ``ErrorMessage`` is the response's error message (``message_of``), else its function error,
+    else ``HTTP <status>``; its first 1 KB in whole characters."""
+    if response is None:
+        status, message = 429, "Event age exceeded"
+    else:
+        status = response.status
+        message = await message_of(response.payload)
+        message = message or response.function_error or f"HTTP {status}"
+    # 1 KB of UTF-8 is at most 1,024 characters; a lone surrogate (json reads one from an
+    # escape) has no UTF-8 and is dropped.
+    head = message[:DLQ_MESSAGE_LIMIT].encode("utf-8", "surrogatepass")
+    clipped = head[:DLQ_MESSAGE_LIMIT].decode("utf-8", "ignore")
     return {
         "RequestID": {"DataType": "String", "StringValue": request_id},
         "ErrorCode": {"DataType": "Number", "StringValue": str(status)},

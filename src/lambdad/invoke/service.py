@@ -105,6 +105,12 @@ class Invoker:
         """Stop what the invoker started (the payload check's helper). Idempotent."""
         await self._payloads.close()
 
+    @property
+    def payloads(self) -> PayloadCheck:
+        """What reads payloads off the event loop (destination records and dead letters use
+        it too, so one helper process serves them all)."""
+        return self._payloads
+
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
         if config.state is not State.ACTIVE:
