@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from lambdad.invoke.json_check import PARSE_PREFIX, TOO_DEEP
 from tests.conftest import invoke_json, refused
 from tests.test_provided_runtime import vendored
 
@@ -75,6 +76,19 @@ def test_a_large_payload_that_is_not_json_gets_the_same_answer_as_a_small_one(
         with refused("InvalidRequestContentException", 400) as error:
             lam.invoke(FunctionName=fn["FunctionName"], Payload=payload)
         assert error["Message"].startswith(NOT_JSON), error
+
+
+def test_a_deeply_nested_payload_is_refused_not_a_500(lam: Any, new_function: Any) -> None:
+    """A payload nested deeper than Lambda's parser allows (Jackson's limit is 1,000 levels) is
+    refused with 400 InvalidRequestContentException, small or large; the next invoke runs."""
+    fn = new_function(SUMMARY)
+    for depth in (5_000, 300_000):  # checked in place, and by the helper process
+        payload = b"[" * depth + b"]" * depth
+        with refused("InvalidRequestContentException", 400) as error:
+            lam.invoke(FunctionName=fn["FunctionName"], Payload=payload)
+        assert error["Message"] == PARSE_PREFIX + TOO_DEEP, error
+    _, body = invoke_json(lam, fn["FunctionName"], Payload=b"[1]")
+    assert body == {"items": 1, "last": 1}
 
 
 def test_large_payloads_that_are_json_reach_the_function(lam: Any, new_function: Any) -> None:

@@ -537,6 +537,7 @@ def test_raw_malformations_on_every_route(
             ("JSON array body", b"[1, 2]"),
             ("JSON string body", b'"x"'),
             ("lone surrogate body", b'{"a": "\\ud800"}'),
+            ("deeply nested body", b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
         ]:
             variant = dataclasses.replace(request, body=body)
             findings += check_answer(client.send(variant), name, None, kind)

@@ -37,7 +37,10 @@ HELPER_NICENESS = 10
 #: The helper's stdin pipe is grown to this size (Linux's default cap for unprivileged users).
 PIPE_SIZE = 1024 * 1024
 
-_PREFIX = "Could not parse request body into json: Could not parse payload into json: "
+#: How AWS's messages for a body its JSON parser (Jackson) refused begin.
+PARSE_PREFIX = "Could not parse request body into json: Could not parse payload into json: "
+#: Jackson's refusal of a document nested deeper than it allows (1,000 levels).
+TOO_DEEP = "Document nesting depth exceeds the maximum allowed (1000)"
 #: The questions' numbers, put in the top byte of a frame's 8-byte length.
 _CHECK, _EMBED, _ERROR_MESSAGE = 0, 1, 2
 _QUESTION_SHIFT = 56
@@ -92,9 +95,11 @@ def json_error(payload: bytes) -> str | None:
     try:
         json.loads(payload, parse_constant=_non_standard)
     except UnicodeDecodeError:
-        return _PREFIX + "Invalid UTF-8 start byte"
+        return PARSE_PREFIX + "Invalid UTF-8 start byte"
+    except RecursionError:
+        return PARSE_PREFIX + TOO_DEEP
     except ValueError as exc:
-        return _PREFIX + _describe(exc, payload)
+        return PARSE_PREFIX + _describe(exc, payload)
     return None
 
 

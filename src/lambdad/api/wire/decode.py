@@ -22,6 +22,7 @@ from lambdad import errors
 from lambdad.api.wire import values
 from lambdad.api.wire.model import BODY, HEADER, LABEL, QUERY, Member, Operation, operation
 from lambdad.control.validation import constraint, validation_error
+from lambdad.invoke import json_check
 
 T = TypeVar("T")
 
@@ -166,6 +167,8 @@ def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise values.parse_error(str(exc)) from None
+    except RecursionError:
+        raise values.parse_error(json_check.TOO_DEEP) from None
     if not isinstance(document, dict):
         raise values.parse_error(
             f"Cannot deserialize value of type `{op.input_name}` from {values.token(document)}"

@@ -21,6 +21,7 @@ from typing import Any
 
 from lambdad import errors
 from lambdad.control.validation import constraint
+from lambdad.invoke import json_check
 
 INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _JAVA_TYPES = {
@@ -41,9 +42,7 @@ _SEPARATORS = "\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 def parse_error(detail: str) -> errors.InvalidRequestContentException:
     """The exception Lambda answers for a body it cannot read into the request type."""
-    return errors.InvalidRequestContentException(
-        f"Could not parse request body into json: Could not parse payload into json: {detail}"
-    )
+    return errors.InvalidRequestContentException(json_check.PARSE_PREFIX + detail)
 
 
 def lower_camel(name: str) -> str:
