@@ -97,43 +97,42 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
     A declared body over the operation's limit is refused before the handler runs. A client
     that went away mid-request is logged quietly, not as an internal error. Cancellation
-    always propagates.
+    always propagates. A request id is made only for an answer that has none (Invoke's carries
+    its invocation's).
     """
-    request_id = str(uuid.uuid4())
     response: web.StreamResponse
     try:
         if request.match_info.http_exception is None:
             refuse_oversized(request)
         response = await handler(request)
     except errors.LambdaError as exc:
-        response = render(exc, request_id)
+        response = render(exc)
         if isinstance(exc, errors.RequestTooLargeException):
             response.force_close()  # don't read (or linger over) the body just refused
     except web.HTTPException as exc:
         error = _from_http(exc)
         if error is None:
-            exc.headers.setdefault(REQUEST_ID, request_id)
+            exc.headers.setdefault(REQUEST_ID, str(uuid.uuid4()))
             raise
-        response = render(error, request_id)
+        response = render(error)
     except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
         log.info("unparseable body in %s %s: %s", request.method, request.path, exc.message)
         response = render(
             errors.InvalidRequestContentException(f"Could not parse request body: {exc.message}"),
-            request_id,
         )
         response.force_close()
     except ConnectionError:
         if not _client_gone(request):
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return render(errors.ServiceException("An internal error occurred."), request_id)
+            return render(errors.ServiceException("An internal error occurred."))
         log.debug("client went away during %s %s", request.method, request.path)
-        response = render(errors.InvalidRequestContentException("Connection lost"), request_id)
+        response = render(errors.InvalidRequestContentException("Connection lost"))
     except StoreError as exc:  # lambdad's own storage failed: the client sees Lambda's 500
         log.error("%s %s failed in storage: %s", request.method, request.path, exc)
-        response = render(errors.ServiceException("An internal error occurred."), request_id)
+        response = render(errors.ServiceException("An internal error occurred."))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        response = render(errors.ServiceException("An internal error occurred."), request_id)
-    if not response.prepared:
-        response.headers.setdefault(REQUEST_ID, request_id)
+        response = render(errors.ServiceException("An internal error occurred."))
+    if not response.prepared and REQUEST_ID not in response.headers:
+        response.headers[REQUEST_ID] = str(uuid.uuid4())
     return response

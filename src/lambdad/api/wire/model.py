@@ -40,10 +40,8 @@ class Operation:
     members: tuple[Member, ...]
     #: The member that is the whole raw body (Invoke's ``Payload``), if any.
     payload: str | None
-
-    @property
-    def has_json_body(self) -> bool:
-        return self.payload is None and any(m.location == BODY for m in self.members)
+    #: Whether the body is a JSON document of members (no raw payload, some body member).
+    has_json_body: bool
 
 
 @functools.cache
@@ -81,4 +79,5 @@ def operation(name: str) -> Operation:
         shape=shape,
         members=tuple(members),
         payload=payload,
+        has_json_body=payload is None and any(m.location == BODY for m in members),
     )

@@ -317,15 +317,32 @@ def _check_structure(
     skip: ServiceChecked,
     optional: frozenset[str] = frozenset(),
 ) -> None:
-    required = set(shape.required_members) - optional
-    for name, member in shape.members.items():
-        where = f"{path}.{lower_camel(name)}" if path else lower_camel(name)
+    for name, member, camel, required in _members(shape):
+        where = f"{path}.{camel}" if path else camel
         item = value.get(name)
         if item is None:
-            if name in required:
+            if required and name not in optional:
                 clauses.append(null_clause(where))
             continue
         check(member, item, where, clauses, skip=skip)
+
+
+_Members = tuple[tuple[str, Any, str, bool], ...]
+#: Each structure's members, read once (the entry keeps its shape, so an id is never reused).
+_MEMBERS: dict[int, tuple[Any, _Members]] = {}
+
+
+def _members(shape: Any) -> _Members:
+    """(name, shape, path name, required) of each member of the structure ``shape``."""
+    entry = _MEMBERS.get(id(shape))
+    if entry is None or entry[0] is not shape:
+        required = set(shape.required_members)
+        found = tuple(
+            (name, member, lower_camel(name), name in required)
+            for name, member in shape.members.items()
+        )
+        entry = _MEMBERS[id(shape)] = (shape, found)
+    return entry[1]
 
 
 def _size_clauses(shape: Any, value: Any, path: str) -> list[str]:
