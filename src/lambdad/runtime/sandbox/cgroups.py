@@ -109,6 +109,8 @@ class CellGroup:
     def __init__(self, hierarchy: Hierarchy, name: str) -> None:
         self.hierarchy = hierarchy
         self.name = name
+        #: Whether ``make`` has made the group's directories.
+        self._made = False
         bases = hierarchy.bases()
         if hierarchy.version is Version.V2:
             self.dirs = {"all": bases[0] / name}
@@ -131,6 +133,7 @@ class CellGroup:
         """
         for path in self.dirs.values():
             path.mkdir(exist_ok=True)
+        self._made = True
         if background:
             with contextlib.suppress(OSError):
                 self._set_weight(background=True)
@@ -142,8 +145,14 @@ class CellGroup:
             _write(self._dir("cpu") / "cpu.shares", "2" if background else "1024")
 
     def create(self, memory_mb: int, pids: int) -> None:
-        """Make the group if needed and set its limits (raising from "no limit" only)."""
-        self.make()
+        """Make the group if needed and set its limits (raising from "no limit" only).
+
+        A group made ahead (a spare cell's) is not made again: a mkdir in the cgroup file
+        system waits for the kernel's cgroup lock, which other cells' creation and removal
+        can hold for a long time, and this runs on the event loop on a cold start.
+        """
+        if not self._made:
+            self.make()
         with contextlib.suppress(OSError):
             self._set_weight(background=False)
         limit = str(memory_mb * MB)
