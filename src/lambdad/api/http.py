@@ -78,7 +78,9 @@ class Protocol(RequestHandler):
                 body.set_exception(BadHttpMessage(reason))
                 body.feed_eof()
             self._head_arrived(payload)
-        elif not in_body:
+        elif data and not in_body:
+            # Part of a head is buffered. (aiohttp feeds b"" on every resume of reading, once a
+            # request is handled: no byte arrived then, so no deadline starts.)
             self._arm_head_deadline()
         elif body is not None and body.is_eof():
             self._disarm()
