@@ -251,7 +251,11 @@ class _Connection(asyncio.Protocol):
             while self._pending:
                 request, chunks, keep_alive = self._pending.popleft()
                 if chunks is not None:
-                    request.body = await _joined(chunks, request.size)
+                    # One chunk (or none) is the usual case: no coroutine for it.
+                    if len(chunks) <= 1:
+                        request.body = chunks[0] if chunks else b""
+                    else:
+                        request.body = await _joined(chunks, request.size)
                 try:
                     response = await self._handler(request)
                 except Exception:

@@ -82,8 +82,11 @@ async def read_up_to(request: web.Request, limit: int) -> bytes:
     """
     chunks: list[bytes] = []
     size = 0
+    content = request.content
     while size < limit:
-        chunk, _ = await request.content.readchunk()
+        if content.at_eof() and content.exception() is None:
+            break  # all of the body was read: no readchunk just to be told so
+        chunk, _ = await content.readchunk()
         if not chunk:
             break
         chunks.append(chunk[: limit - size])
