@@ -113,12 +113,20 @@ async def read_body(request: web.Request, name: str) -> bytes:
 async def decode(request: web.Request, name: str, kind: type[T]) -> T:
     """The request of operation ``name`` as a ``kind`` Struct, checked against the model."""
     op = operation(name)
-    body = await read_body(request, name) if op.has_json_body else b""
+    if not op.has_json_body:
+        return _decode_bodiless(op, request, kind)
+    body = await read_body(request, name)
     args = (op, request.match_info, request.query, request.headers, body)
     if len(body) > _THREAD_THRESHOLD:
         found = await asyncio.to_thread(decode_values, *args)
     else:
         found = decode_values(*args)
+    return msgspec.convert(found, kind)
+
+
+def _decode_bodiless(op: Operation, request: web.Request, kind: type[T]) -> T:
+    """:func:`decode` of an operation without a JSON body: nothing to read, nothing awaited."""
+    found = decode_values(op, request.match_info, request.query, request.headers, b"")
     return msgspec.convert(found, kind)
 
 
@@ -316,9 +324,13 @@ def handles(
     operation(name)  # an unknown name fails at import, not on the first request
 
     def wrap(handler: Callable[[web.Request, T], Awaitable[web.StreamResponse]]) -> Handler:
+        op = operation(name)
+
         @functools.wraps(handler)
         async def decoded(request: web.Request) -> web.StreamResponse:
-            return await handler(request, await decode(request, name, kind))
+            if op.has_json_body:
+                return await handler(request, await decode(request, name, kind))
+            return await handler(request, _decode_bodiless(op, request, kind))
 
         HANDLED[decoded] = name
         return decoded
