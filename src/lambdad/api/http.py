@@ -65,12 +65,13 @@ class Protocol(RequestHandler):
         self._heads = 0  # request heads received on this connection
 
     def data_received(self, data: bytes) -> None:
-        newest = self._messages[-1] if self._messages else None
+        messages = self._messages
+        newest = messages[-1] if messages else None
         body = self._body
         in_body = body is not None and not body.is_eof()
         super().data_received(data)
-        if self._messages and self._messages[-1] is not newest:
-            message, payload = self._messages[-1]
+        if messages and messages[-1] is not newest:
+            message, payload = messages[-1]
             if in_body and body is not None and not isinstance(message, RawRequestMessage):
                 # A body aiohttp could not parse (a bad chunk): its reader would wait forever.
                 # The reader fails; its end is marked so that aiohttp does not linger on it.
@@ -78,14 +79,17 @@ class Protocol(RequestHandler):
                 body.set_exception(BadHttpMessage(reason))
                 body.feed_eof()
             self._head_arrived(payload)
-        elif not in_body:
+        elif data and not in_body:
+            # Part of a head is buffered. (aiohttp feeds b"" on every resume of reading, once a
+            # request is handled: no byte arrived then, so no deadline starts.)
             self._arm_head_deadline()
-        elif body is not None and body.is_eof():
+        elif self._deadline is not None and body is not None and body.is_eof():
             self._disarm()
 
     def _head_arrived(self, body: StreamReader) -> None:
         self._heads += 1
-        self._disarm()
+        if self._deadline is not None:
+            self._disarm()
         self._body = body
         if not body.is_eof():
             self._deadline = self._loop.call_later(self._timeouts.body, self._body_expired, body)

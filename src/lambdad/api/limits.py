@@ -13,15 +13,19 @@ from aiohttp import web
 
 from lambdad.api.wire.decode import (
     CODE_REQUEST_LIMIT,
+    CONTROL_REQUEST_LIMIT,
     DISPATCHING,
     HANDLED,
     request_limit,
     too_large,
 )
-from lambdad.invoke.payloads import check_size
+from lambdad.invoke.payloads import EVENT_LIMIT, SYNC_LIMIT, check_size
 
 #: The largest body any route takes (aiohttp's own ``client_max_size``).
 MAX_BODY = CODE_REQUEST_LIMIT + 1024
+#: The smallest of those limits: a declared length up to it is over none of them, so the
+#: route's operation is not even looked up (every request with a small body).
+_SMALLEST_LIMIT = min(EVENT_LIMIT, SYNC_LIMIT, CODE_REQUEST_LIMIT, CONTROL_REQUEST_LIMIT)
 
 
 def operation_of(request: web.Request) -> str:
@@ -41,7 +45,7 @@ def refuse_oversized(request: web.Request) -> None:
     sends less is answered at once instead of being waited for.
     """
     declared = request.content_length
-    if declared is None:
+    if declared is None or declared <= _SMALLEST_LIMIT:
         return
     name = operation_of(request)
     if name == "Invoke":  # the limit, and AWS's message, depend on the invocation type

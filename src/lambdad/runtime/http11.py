@@ -65,21 +65,31 @@ class Response:
         a second response): such a character is written percent-encoded (``%0D``, ``%0A``,
         ``%00``), and anything outside Latin-1 as UTF-8.
         """
+        reason = _REASONS.get(self.status, "Unknown")
+        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
+        if self.content_type is not None:
+            lines.append(f"Content-Type: {self.content_type}")
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        if not keep_alive:
+            lines.append("Connection: close")
+        text = "\r\n".join(lines)
+        # One look over the whole head: the only CR and LF are the line ends joined in.
+        if text.count("\r") >= len(lines) or text.count("\n") >= len(lines) or "\0" in text:
+            text = "\r\n".join(self._safe_lines(reason, keep_alive))
+        text += "\r\n\r\n"
         try:
-            reason = HTTPStatus(self.status).phrase
-        except ValueError:
-            reason = "Unknown"
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
+
+    def _safe_lines(self, reason: str, keep_alive: bool) -> list[str]:
         lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
         if self.content_type is not None:
             lines.append(f"Content-Type: {_safe(self.content_type)}")
         lines.extend(f"{_safe(name)}: {_safe(value)}" for name, value in self.headers)
         if not keep_alive:
             lines.append("Connection: close")
-        text = "\r\n".join(lines) + "\r\n\r\n"
-        try:
-            return text.encode("latin-1")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "backslashreplace")
+        return lines
 
     def encode(self, keep_alive: bool) -> bytes:
         """The whole answer as one buffer (``head`` + ``body``; copies the body)."""
@@ -112,6 +122,7 @@ def _write(transport: asyncio.Transport, response: Response, keep_alive: bool) -
         transport.write(response.body)
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 _UNSAFE = str.maketrans({"\r": "%0D", "\n": "%0A", "\0": "%00"})
 
 
@@ -193,17 +204,16 @@ class _Connection(asyncio.Protocol):
         self._chunks = []
         self._size = 0
 
-    def _count_head(self, size: int) -> None:
-        self._head += size
+    def on_url(self, url: bytes) -> None:
+        self._head += len(url)
         if self._head > MAX_HEAD:
             raise ValueError("request head too large")  # stops the parser: a 431
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value))
+        self._head += len(name) + len(value)
+        if self._head > MAX_HEAD:
+            raise ValueError("request head too large")  # stops the parser: a 431
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         if key in self._headers:
@@ -241,7 +251,11 @@ class _Connection(asyncio.Protocol):
             while self._pending:
                 request, chunks, keep_alive = self._pending.popleft()
                 if chunks is not None:
-                    request.body = await _joined(chunks, request.size)
+                    # One chunk (or none) is the usual case: no coroutine for it.
+                    if len(chunks) <= 1:
+                        request.body = chunks[0] if chunks else b""
+                    else:
+                        request.body = await _joined(chunks, request.size)
                 try:
                     response = await self._handler(request)
                 except Exception:

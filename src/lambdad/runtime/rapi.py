@@ -74,7 +74,13 @@ class RuntimeApiServer:
 
     async def _handle(self, request: Request) -> Response:
         env = self._envs.get(request.local[1])
-        if env is None or not await self._trusted(request, env):
+        if env is None:
+            return error_response(500, "InternalServerError", "Internal Server Error")
+        # A connection's verdict is kept after its first request: no coroutine for the rest.
+        trusted = request.connection.get(_TRUSTED)
+        if trusted is None:
+            trusted = await self._trusted(request, env)
+        if not trusted:
             return error_response(500, "InternalServerError", "Internal Server Error")
         path = request.path
         if path.startswith(extensions_api.PREFIXES):

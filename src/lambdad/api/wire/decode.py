@@ -9,6 +9,7 @@ checks types and constraints (:mod:`.values`), and ``msgspec.convert`` builds th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,7 @@ from multidict import MultiMapping
 
 from lambdad import errors
 from lambdad.api.wire import values
-from lambdad.api.wire.model import BODY, HEADER, LABEL, QUERY, Member, Operation, operation
+from lambdad.api.wire.model import BODY, HEADER, LABEL, QUERY, Operation, operation
 from lambdad.control.validation import constraint, validation_error
 from lambdad.invoke import json_check
 
@@ -81,8 +82,11 @@ async def read_up_to(request: web.Request, limit: int) -> bytes:
     """
     chunks: list[bytes] = []
     size = 0
+    content = request.content
     while size < limit:
-        chunk, _ = await request.content.readchunk()
+        if content.at_eof() and content.exception() is None:
+            break  # all of the body was read: no readchunk just to be told so
+        chunk, _ = await content.readchunk()
         if not chunk:
             break
         chunks.append(chunk[: limit - size])
@@ -109,12 +113,20 @@ async def read_body(request: web.Request, name: str) -> bytes:
 async def decode(request: web.Request, name: str, kind: type[T]) -> T:
     """The request of operation ``name`` as a ``kind`` Struct, checked against the model."""
     op = operation(name)
-    body = await read_body(request, name) if op.has_json_body else b""
+    if not op.has_json_body:
+        return _decode_bodiless(op, request, kind)
+    body = await read_body(request, name)
     args = (op, request.match_info, request.query, request.headers, body)
     if len(body) > _THREAD_THRESHOLD:
         found = await asyncio.to_thread(decode_values, *args)
     else:
         found = decode_values(*args)
+    return msgspec.convert(found, kind)
+
+
+def _decode_bodiless(op: Operation, request: web.Request, kind: type[T]) -> T:
+    """:func:`decode` of an operation without a JSON body: nothing to read, nothing awaited."""
+    found = decode_values(op, request.match_info, request.query, request.headers, b"")
     return msgspec.convert(found, kind)
 
 
@@ -130,34 +142,128 @@ def decode_values(
     Raises InvalidRequestContentException for a body that is not a JSON object or a member of
     the wrong type, ValidationException listing every constraint broken.
     """
-    document = _json_object(op, body) if op.has_json_body else {}
+    document = _json_object(op, body) if op.has_json_body else _NO_DOCUMENT
     found: dict[str, Any] = {}
-    for member in op.members:
-        if member.location == BODY:
-            if member.name == op.payload:
-                continue
-            raw = document.get(member.name)
-            if raw is not None:
-                found[member.name] = values.typed(
-                    member.shape, raw, f'{op.input_name}["{member.name}"]'
-                )
-            continue
-        text = _text_of(member, labels, query, headers)
-        if text is not None:
-            found[member.name] = _scalar(member, text)
-    if op.payload is not None:
-        # The raw body is read by the handler, under the operation's own limits.
-        found[op.payload] = b""
     clauses: list[str] = []
-    if op.shape is not None:
-        skip = SERVICE_CHECKED.get(op.name, frozenset())
-        optional = NOT_REQUIRED.get(op.name, frozenset())
-        values.check(op.shape, found, "", clauses, skip=skip, optional=optional)
+    skip = SERVICE_CHECKED.get(op.name, frozenset())
+    # One pass in model order: a type error raises at once (the first one in model order, as
+    # when every member was typed before any was checked); constraint clauses are gathered.
+    for step in _plan(op):
+        where = step.where
+        if where is _PAYLOAD:
+            # The raw body is read by the handler, under the operation's own limits.
+            item: Any = b""
+        elif where is _BODY:
+            raw = document.get(step.name)
+            item = None if raw is None else values.typed(step.shape, raw, step.chain)
+        elif where is _LABEL:
+            item = labels.get(step.wire_name)
+        elif where is _HEADER:
+            item = headers.get(step.wire_name)
+        elif where is _QUERY:
+            if step.many:
+                item = list(query.getall(step.wire_name, [])) or None
+            else:
+                item = query.get(step.wire_name)
+        else:
+            item = None
+        if item is None:
+            if step.required:
+                clauses.append(values.null_clause(step.camel))
+            continue
+        if step.number and where is not _BODY:
+            item = _number(step, item)
+        elif step.flag and where is not _BODY:
+            item = item.lower() == "true"
+        if where is not _PAYLOAD:
+            found[step.name] = item
+        if step.checked:
+            good = step.good
+            if type(item) is str and item in good:
+                continue
+            before = len(clauses)
+            values.check(step.shape, item, step.camel, clauses, skip=skip)
+            if type(item) is str and len(clauses) == before and len(item) <= _GOOD_LENGTH:
+                if len(good) >= _GOOD_ENTRIES:
+                    good.clear()
+                good[item] = None
     if clauses:
         raise validation_error(clauses)
-    if op.payload is not None:
-        del found[op.payload]
     return found
+
+
+#: Where a plan step reads its member (compared by identity).
+_PAYLOAD, _BODY, _LABEL, _HEADER, _QUERY = "payload", BODY, LABEL, HEADER, QUERY
+_NOWHERE = "nowhere"  # a location the decoder does not read: the member is never given
+_NO_DOCUMENT: Mapping[str, Any] = {}
+#: Strings a step has seen pass its constraints, so a repeated one (a function name on every
+#: invoke) is not matched again; bounded in count and length.
+_GOOD_ENTRIES = 1024
+_GOOD_LENGTH = 256
+
+
+@dataclasses.dataclass(slots=True)
+class _Step:
+    """One input member as :func:`decode_values` reads and checks it, worked out once."""
+
+    name: str
+    wire_name: str
+    where: str
+    shape: Any
+    #: Its path in a validation clause (``functionName``) and Jackson's reference chain.
+    camel: str
+    chain: str
+    #: A missing member is a "must not be null" clause.
+    required: bool
+    #: A query member sent as a list; a label/query/header member read as a number or flag.
+    many: bool
+    number: bool
+    flag: bool
+    #: The member has model constraints that the service does not check itself.
+    checked: bool
+    good: dict[str, None]
+
+
+_PLANS: dict[str, tuple[Operation, tuple[_Step, ...]]] = {}
+
+
+def _plan(op: Operation) -> tuple[_Step, ...]:
+    entry = _PLANS.get(op.name)
+    if entry is not None and entry[0] is op:
+        return entry[1]
+    skip = SERVICE_CHECKED.get(op.name, frozenset())
+    optional = NOT_REQUIRED.get(op.name, frozenset())
+    steps: list[_Step] = []
+    for member in op.members:
+        shape = member.shape
+        kind = shape.type_name
+        camel = values.lower_camel(member.name)
+        where = {BODY: _BODY, LABEL: _LABEL, HEADER: _HEADER, QUERY: _QUERY}.get(
+            member.location, _NOWHERE
+        )
+        if member.name == op.payload:
+            where = _PAYLOAD
+        nested = kind in ("structure", "list", "map")
+        rules = nested or bool(values.rules_of(shape))
+        steps.append(
+            _Step(
+                name=member.name,
+                wire_name=member.wire_name,
+                where=where,
+                shape=shape,
+                camel=camel,
+                chain=f'{op.input_name}["{member.name}"]',
+                required=member.required and member.name not in optional,
+                many=kind == "list",
+                number=kind in ("integer", "long"),
+                flag=kind == "boolean",
+                checked=op.shape is not None and rules and camel not in skip,
+                good={},
+            )
+        )
+    plan = tuple(steps)
+    _PLANS[op.name] = (op, plan)
+    return plan
 
 
 def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
@@ -176,37 +282,12 @@ def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
     return document
 
 
-def _text_of(
-    member: Member,
-    labels: Mapping[str, str],
-    query: MultiMapping[str],
-    headers: Mapping[str, str],
-) -> Any:
-    if member.location == LABEL:
-        return labels.get(member.wire_name)
-    if member.location == QUERY:
-        if member.shape.type_name == "list":
-            found = query.getall(member.wire_name, [])
-            return list(found) if found else None
-        return query.get(member.wire_name)
-    if member.location == HEADER:
-        return headers.get(member.wire_name)
-    return None
-
-
-def _scalar(member: Member, text: Any) -> Any:
-    """A label, query or header value as its shape's type (lists: each item a string)."""
-    kind = member.shape.type_name
-    if kind in ("integer", "long"):
-        low, high = values.INT_RANGE[kind]
-        if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
-            raise validation_error(
-                [constraint(text, values.lower_camel(member.name), "Member must be a number")]
-            )
-        return int(text)
-    if kind == "boolean":
-        return text.lower() == "true"
-    return text
+def _number(step: _Step, text: str) -> int:
+    """A label, query or header value of an integer member."""
+    low, high = values.INT_RANGE[step.shape.type_name]
+    if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
+        raise validation_error([constraint(text, step.camel, "Member must be a number")])
+    return int(text)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -243,9 +324,13 @@ def handles(
     operation(name)  # an unknown name fails at import, not on the first request
 
     def wrap(handler: Callable[[web.Request, T], Awaitable[web.StreamResponse]]) -> Handler:
+        op = operation(name)
+
         @functools.wraps(handler)
         async def decoded(request: web.Request) -> web.StreamResponse:
-            return await handler(request, await decode(request, name, kind))
+            if op.has_json_body:
+                return await handler(request, await decode(request, name, kind))
+            return await handler(request, _decode_bodiless(op, request, kind))
 
         HANDLED[decoded] = name
         return decoded
