@@ -7,10 +7,10 @@ import contextlib
 import json
 import socket
 import sqlite3
-import threading
 from typing import Any
 
 from tests.conftest import (
+    LoopbackService,
     Moto,
     Rendezvous,
     Server,
@@ -174,36 +174,21 @@ def handler(event, context):
 """
 
 
-class Collector:
+class Collector(LoopbackService):
     """A loopback service keeping the JSON document each connection sends (until EOF)."""
+
+    name = "collector"
 
     def __init__(self) -> None:
         self.documents: list[Any] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._thread = threading.Thread(target=self._serve, name="collector", daemon=True)
-        self._thread.start()
+        super().__init__(backlog=128)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            with connection, contextlib.suppress(OSError, ValueError):
-                connection.settimeout(10)
-                self.documents.append(json.loads(connection.makefile("rb").read()))
-                connection.sendall(b"k")
+    def handle(self, connection: socket.socket) -> None:
+        self.documents.append(json.loads(connection.makefile("rb").read()))
 
     def wait(self, count: int = 1, timeout: float = 30) -> list[Any]:
         wait_until(lambda: len(self.documents) >= count, timeout=timeout)
         return list(self.documents[:count])
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(10)
 
 
 def forwarding_function(client: Any, collector: Collector) -> str:

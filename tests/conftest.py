@@ -563,16 +563,20 @@ def rendezvous() -> Iterator[Callable[[int], Rendezvous]]:
         service.close()
 
 
-class Recorder:
-    """A loopback service that keeps every line functions send it, one line per connection:
-    ``<request id> <number>``, as ``(request id, number)`` in ``runs``."""
+class LoopbackService:
+    """A loopback TCP service on a thread of its own: each connection is handed to ``handle``
+    (errors of one connection are its own), then answered ``k``. ``close`` stops it."""
 
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, int]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+    name = "loopback"
+
+    def __init__(self, backlog: int = 512) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
         self.port = int(self._listener.getsockname()[1])
-        self._thread = threading.Thread(target=self._serve, name="recorder", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
@@ -580,12 +584,32 @@ class Recorder:
                 connection, _ = self._listener.accept()
             except OSError:
                 return
-            with connection, contextlib.suppress(OSError):
+            with connection, contextlib.suppress(OSError, ValueError):
                 connection.settimeout(10)
-                line = connection.makefile("rb").readline().decode().split()
-                if len(line) == 2:
-                    self.runs.append((line[0], int(line[1])))
+                self.handle(connection)
                 connection.sendall(b"k")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+
+
+class Recorder(LoopbackService):
+    """A loopback service that keeps every line functions send it, one line per connection:
+    ``<request id> <number>``, as ``(request id, number)`` in ``runs``."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        line = connection.makefile("rb").readline().decode().split()
+        if len(line) == 2:
+            self.runs.append((line[0], int(line[1])))
 
     def ids(self) -> set[str]:
         return {request_id for request_id, _ in list(self.runs)}
@@ -593,12 +617,6 @@ class Recorder:
     def runs_of(self, request_id: str) -> int:
         """How many runs reported ``request_id``."""
         return sum(1 for run_id, _ in list(self.runs) if run_id == request_id)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(10)
 
 
 @pytest.fixture
