@@ -305,3 +305,41 @@ class PutRuntimeManagementConfigRequest(Wire, frozen=True, kw_only=True):
     update_runtime_on: str
     qualifier: str | None = None
     runtime_version_arn: str | None = None
+
+
+# ---------------------------------------------------------------------------- function policies
+
+
+class AddPermissionRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    statement_id: str
+    action: str
+    principal: str
+    source_arn: str | None = None
+    source_account: str | None = None
+    event_source_token: str | None = None
+    qualifier: str | None = None
+    revision_id: str | None = None
+    principal_org_id: str | None = msgspec.field(default=None, name="PrincipalOrgID")
+    function_url_auth_type: str | None = None
+    invoked_via_function_url: bool | None = None
+
+
+class RemovePermissionRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    statement_id: str
+    qualifier: str | None = None
+    revision_id: str | None = None
+
+
+class ResourcePolicyRequest(Wire, frozen=True, kw_only=True):
+    """GetResourcePolicy, DeleteResourcePolicy (``RevisionId`` only on the delete)."""
+
+    resource_arn: str
+    revision_id: str | None = None
+
+
+class PutResourcePolicyRequest(Wire, frozen=True, kw_only=True):
+    resource_arn: str
+    policy: str
+    revision_id: str | None = None
