@@ -396,6 +396,10 @@ class Functions:
             creating=True,
             layers=await self._layers_of(scope, request.layers),
         )
+        if request.tenancy_config is not None:
+            config = config.evolve(
+                tenant_isolation_mode=request.tenancy_config.tenant_isolation_mode
+            )
         config = _creating(config)
         _check_total_size(config)
         tags = dict(request.tags or {})

@@ -55,6 +55,10 @@ class LoggingConfig(Wire, frozen=True, kw_only=True):
     log_group: str | None = None
 
 
+class TenancyConfig(Wire, frozen=True, kw_only=True):
+    tenant_isolation_mode: str
+
+
 class AliasRoutingConfiguration(Wire, frozen=True, kw_only=True):
     additional_version_weights: dict[str, float] | None = None
 
@@ -105,6 +109,8 @@ class CreateFunctionRequest(FunctionSettings, frozen=True, kw_only=True):
     package_type: str | None = None
     tags: dict[str, str] | None = None
     architectures: list[str] | None = None
+    #: Set at create only: the model has no TenancyConfig in UpdateFunctionConfiguration.
+    tenancy_config: TenancyConfig | None = None
 
 
 class UpdateFunctionConfigurationRequest(FunctionSettings, frozen=True, kw_only=True):
