@@ -3,9 +3,10 @@
 ``FunctionPolicies`` serves AddPermission / RemovePermission / GetPolicy (one statement at a
 time) and Get/Put/DeleteResourcePolicy (the whole document) over one stored policy per
 function, version or alias, in ``Table.FUNCTION_POLICIES`` keyed ``(account, region, function,
-qualifier or "")``. A policy goes with its function, version or alias (it listens to the
-function change stream). ``policy_for`` answers the invoke path from a cache kept in step with
-every write here; the decision itself is ``lambdad.control.policies``.
+qualifier or "")``. A policy goes with its function (in DeleteFunction's one store write),
+and with its version or alias (this listens to the function change stream). ``policy_for``,
+``allows_invoke`` and ``allows_url`` answer the invoke path from a cache kept in step with
+every write here; the decisions themselves are ``lambdad.control.policies``.
 
 Each change gives the policy a new RevisionId; GetPolicy returns it and AddPermission,
 RemovePermission, PutResourcePolicy and DeleteResourcePolicy check it. Before a policy exists,
@@ -24,6 +25,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.changes import AliasDeleted, Change, FunctionDeleted
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST, new_revision
+from lambdad.control.policies import RequestContext, may_invoke, may_invoke_url
 from lambdad.control.policy_documents import (
     check_size,
     empty_document,
@@ -105,6 +107,37 @@ class FunctionPolicies:
         stored = self._cache[key]
         return None if stored is None else stored.document
 
+    async def allows_invoke(
+        self, scope: Scope, name: str, qualifier: str | None, context: RequestContext
+    ) -> bool:
+        """Whether ``context`` may Invoke the function, version or alias (``policies.may_invoke``
+        over its policy; ``scope`` is the function owner's)."""
+        resource = scope.function_arn(name, None if qualifier in (None, LATEST) else qualifier)
+        policy = await self.policy_for(scope, name, qualifier)
+        return may_invoke(
+            policy, owner_account=scope.account_id, resource=resource, context=context
+        )
+
+    async def allows_url(
+        self,
+        scope: Scope,
+        name: str,
+        qualifier: str | None,
+        auth_type: str,
+        context: RequestContext,
+    ) -> bool:
+        """Whether a request through the function URL of ``name`` (``qualifier``: None or an
+        alias) with ``auth_type`` may invoke it (``policies.may_invoke_url``)."""
+        resource = scope.function_arn(name, None if qualifier in (None, LATEST) else qualifier)
+        policy = await self.policy_for(scope, name, qualifier)
+        return may_invoke_url(
+            policy,
+            owner_account=scope.account_id,
+            resource=resource,
+            auth_type=auth_type,
+            context=context,
+        )
+
     async def _changed(self, change: Change) -> None:
         """A deleted function, version or alias takes its policy with it."""
         account = str(getattr(change, "account_id", self._default_account))
@@ -115,8 +148,7 @@ class FunctionPolicies:
 
     async def _deleted(self, account: str, region: str, name: str, qualifier: str | None) -> None:
         async with self._lock:
-            if qualifier is None:
-                await self._store.delete_prefix(Table.FUNCTION_POLICIES, (account, region, name))
+            if qualifier is None:  # DeleteFunction removed the rows in its own write
                 for key in [k for k in self._cache if k[:3] == (account, region, name)]:
                     del self._cache[key]
                 return
