@@ -201,19 +201,19 @@ def _aws_principal_matches(value: str, context: RequestContext) -> bool:
 
 
 def _action_matches(patterns: Any, action: str) -> bool:
-    return any(_glob(str(p).lower())(action.lower()) for p in _as_list(patterns))
+    return any(_glob(str(p).lower())(action.lower()) is not None for p in _as_list(patterns))
 
 
 def _resource_matches(patterns: Any, resource: str) -> bool:
-    return any(_glob(str(p))(resource) for p in _as_list(patterns))
+    return any(_glob(str(p))(resource) is not None for p in _as_list(patterns))
 
 
 @functools.lru_cache(maxsize=1024)
-def _glob(pattern: str) -> Callable[[str], bool]:
+def _glob(pattern: str) -> Callable[[str], re.Match[str] | None]:
     """IAM's wildcards: ``*`` any run of characters (colons too), ``?`` one character
     (not ``fnmatch``, whose ``[...]`` classes IAM does not have)."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(regex, re.DOTALL).fullmatch  # type: ignore[return-value]
+    return re.compile(regex, re.DOTALL).fullmatch
 
 
 # ---------------------------------------------------------------- conditions
@@ -268,7 +268,7 @@ def _arn_like(actual: str, pattern: str) -> bool:
     got, want = actual.split(":", 5), pattern.split(":", 5)
     if len(got) != 6 or len(want) != 6:
         return False
-    return all(_glob(w)(g) for g, w in zip(got, want, strict=True))
+    return all(_glob(w)(g) is not None for g, w in zip(got, want, strict=True))
 
 
 def _any(match: Callable[[str, str], bool]) -> Callable[[str, Iterable[str]], bool]:
@@ -288,7 +288,7 @@ def _equal_ignore_case(a: str, w: str) -> bool:
 
 
 def _like(a: str, w: str) -> bool:
-    return bool(_glob(w)(a))
+    return _glob(w)(a) is not None
 
 
 _OPERATORS: dict[str, Callable[[str, Iterable[str]], bool]] = {
