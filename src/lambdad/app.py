@@ -31,6 +31,7 @@ from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -176,6 +177,7 @@ class Lambdad:
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
+        self.policies = FunctionPolicies(self.store, self.functions, settings.account_id)
         self.invoker = Invoker(
             self.functions,
             self.runtime,
@@ -237,6 +239,7 @@ class Lambdad:
             invoker=self.invoker,
             reservations=self.reservations,
             event_configs=self.event_configs,
+            policies=self.policies,
             provisioned=self.provisioned,
             provisioner=self.provisioner,
             blobs=self.blobs,

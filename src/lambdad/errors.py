@@ -24,7 +24,9 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── UnrecognizedClientException
     ├── UnknownOperationException
     ├── RecursiveInvocationException             (a recursive loop stopped after 16 hops)
-    └── ProvisionedConcurrencyConfigNotFoundException
+    ├── ProvisionedConcurrencyConfigNotFoundException
+    ├── PolicyLengthExceededException            (a resource policy over 20 KB)
+    └── PublicPolicyException
 """
 
 from __future__ import annotations
@@ -125,3 +127,11 @@ class RecursiveInvocationException(LambdaError):
 
 class ProvisionedConcurrencyConfigNotFoundException(LambdaError):
     code = "ProvisionedConcurrencyConfigNotFoundException"
+
+
+class PolicyLengthExceededException(LambdaError):
+    code = "PolicyLengthExceededException"
+
+
+class PublicPolicyException(LambdaError):
+    code = "PublicPolicyException"

@@ -57,6 +57,10 @@ async def _scenario() -> None:
     await store.put(Table.RECURSION, (region, "fn"), {"recursive_loop": "Allow"})
     await store.put(Table.EVENT_INVOKE_CONFIGS, (region, "fn", "live"), {"retries": 0})
     await store.put(Table.PROVISIONED, (region, "fn", "1"), {"requested": 1})
+    account = SCOPE.account_id
+    await store.put(Table.FUNCTION_POLICIES, (account, region, "fn", ""), {"document": {}})
+    await store.put(Table.FUNCTION_POLICIES, (account, region, "fn", "live"), {"document": {}})
+    await store.put(Table.FUNCTION_POLICIES, (account, region, "other", ""), {"document": {}})
     store.transactions.clear()
 
     await functions.delete(SCOPE, "fn", None)
@@ -68,9 +72,12 @@ async def _scenario() -> None:
         assert not [key for key, _ in await store.scan(table, (region,)) if key[1] == "fn"]
         assert await store.get(table, (region, "fn")) is None
     assert await store.get(Table.FUNCTIONS, (region, "other")) is not None
+    assert not await store.scan(Table.FUNCTION_POLICIES, (account, region, "fn"))
+    assert await store.get(Table.FUNCTION_POLICIES, (account, region, "other", "")) is not None
 
 
 def test_delete_function_is_one_store_write() -> None:
     """The function's record, versions, aliases, reserved and provisioned concurrency, event
-    invoke and recursion configs go in one transaction; other functions stay."""
+    invoke and recursion configs and resource policies go in one transaction; other functions
+    stay."""
     asyncio.run(_scenario())

@@ -45,6 +45,8 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.ValidationException: (400, "message"),
     errors.RecursiveInvocationException: (400, "Message"),
     errors.ProvisionedConcurrencyConfigNotFoundException: (404, "message"),
+    errors.PolicyLengthExceededException: (400, "message"),
+    errors.PublicPolicyException: (400, "Message"),
     errors.ServiceException: (500, "Message"),
     errors.LambdaError: (500, "Message"),
 }

@@ -21,6 +21,7 @@ from lambdad.api import (
     lambda_api,
     layers_api,
     limits,
+    policy_api,
     provisioned_api,
     runtime_management_api,
 )
@@ -29,6 +30,7 @@ from lambdad.api.errors import error_middleware
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
@@ -46,6 +48,7 @@ class Services:
     invoker: Invoker
     reservations: Reservations
     event_configs: EventInvokeConfigs
+    policies: FunctionPolicies
     provisioned: ProvisionedConfigs
     provisioner: Provisioner
     blobs: BlobStore
@@ -63,6 +66,7 @@ def build_app(services: Services) -> web.Application:
     app[lambda_api.DEFAULT_REGION] = services.default_region
     app[layers_api.LAYERS] = services.functions.layers
     app[event_config_api.EVENT_CONFIGS] = services.event_configs
+    app[policy_api.POLICIES] = services.policies
     app[provisioned_api.CONFIGS] = services.provisioned
     app[provisioned_api.PROVISIONER] = services.provisioner
     app[platform_api.BLOBS] = services.blobs
@@ -72,6 +76,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)
+    app.add_routes(policy_api.routes)
     app.add_routes(provisioned_api.routes)
     app.add_routes(runtime_management_api.routes)
     return app

@@ -88,6 +88,8 @@ def function_configuration(
         shape["KMSKeyArn"] = cfg.kms_key_arn
     if cfg.layers:
         shape["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in cfg.layers]
+    if cfg.tenant_isolation_mode:
+        shape["TenancyConfig"] = {"TenantIsolationMode": cfg.tenant_isolation_mode}
     return shape
 
 

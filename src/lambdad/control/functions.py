@@ -69,6 +69,8 @@ _FUNCTION_TABLES = (
     Table.EVENT_INVOKE_CONFIGS,
     Table.PROVISIONED,
 )
+#: The tables whose rows belong to one function, keyed ``(account, region, function, ...)``.
+_ACCOUNT_TABLES = (Table.FUNCTION_POLICIES,)
 #: The tables that keep one row per function, keyed ``(region, function)``.
 _FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
 _log = logging.getLogger(__name__)
@@ -396,6 +398,10 @@ class Functions:
             creating=True,
             layers=await self._layers_of(scope, request.layers),
         )
+        if request.tenancy_config is not None:
+            config = config.evolve(
+                tenant_isolation_mode=request.tenancy_config.tenant_isolation_mode
+            )
         config = _creating(config)
         _check_total_size(config)
         tags = dict(request.tags or {})
@@ -658,6 +664,10 @@ class Functions:
         writes = [Write(table, prefix, None) for table in _FUNCTION_ROWS]
         for table in _FUNCTION_TABLES:
             writes += [Write(table, key, None) for key, _ in await self._store.scan(table, prefix)]
+        # Tables keyed by account first (resource policies).
+        owned = (scope.account_id, *prefix)
+        for table in _ACCOUNT_TABLES:
+            writes += [Write(table, key, None) for key, _ in await self._store.scan(table, owned)]
         return writes
 
     # ---------------------------------------------------------------- runtime management

@@ -241,6 +241,8 @@ class FunctionConfig:
     runtime_update_on: UpdateRuntimeOn = UpdateRuntimeOn.AUTO
     #: The runtime version pinned with ``Manual`` (None otherwise).
     runtime_version_arn: str | None = None
+    #: ``TenancyConfig.TenantIsolationMode`` (``PER_TENANT``), set at create only; None: off.
+    tenant_isolation_mode: str | None = None
 
     @property
     def settling(self) -> bool:

@@ -55,6 +55,10 @@ class LoggingConfig(Wire, frozen=True, kw_only=True):
     log_group: str | None = None
 
 
+class TenancyConfig(Wire, frozen=True, kw_only=True):
+    tenant_isolation_mode: str
+
+
 class AliasRoutingConfiguration(Wire, frozen=True, kw_only=True):
     additional_version_weights: dict[str, float] | None = None
 
@@ -105,6 +109,8 @@ class CreateFunctionRequest(FunctionSettings, frozen=True, kw_only=True):
     package_type: str | None = None
     tags: dict[str, str] | None = None
     architectures: list[str] | None = None
+    #: Set at create only: the model has no TenancyConfig in UpdateFunctionConfiguration.
+    tenancy_config: TenancyConfig | None = None
 
 
 class UpdateFunctionConfigurationRequest(FunctionSettings, frozen=True, kw_only=True):
@@ -305,3 +311,41 @@ class PutRuntimeManagementConfigRequest(Wire, frozen=True, kw_only=True):
     update_runtime_on: str
     qualifier: str | None = None
     runtime_version_arn: str | None = None
+
+
+# ---------------------------------------------------------------------------- function policies
+
+
+class AddPermissionRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    statement_id: str
+    action: str
+    principal: str
+    source_arn: str | None = None
+    source_account: str | None = None
+    event_source_token: str | None = None
+    qualifier: str | None = None
+    revision_id: str | None = None
+    principal_org_id: str | None = msgspec.field(default=None, name="PrincipalOrgID")
+    function_url_auth_type: str | None = None
+    invoked_via_function_url: bool | None = None
+
+
+class RemovePermissionRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    statement_id: str
+    qualifier: str | None = None
+    revision_id: str | None = None
+
+
+class ResourcePolicyRequest(Wire, frozen=True, kw_only=True):
+    """GetResourcePolicy, DeleteResourcePolicy (``RevisionId`` only on the delete)."""
+
+    resource_arn: str
+    revision_id: str | None = None
+
+
+class PutResourcePolicyRequest(Wire, frozen=True, kw_only=True):
+    resource_arn: str
+    policy: str
+    revision_id: str | None = None

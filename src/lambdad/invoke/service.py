@@ -125,6 +125,7 @@ class Invoker:
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
+        check_tenant(scope, config, request.tenant_id)
         request_id = request.request_id or str(uuid.uuid4())
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
@@ -137,7 +138,7 @@ class Invoker:
                     payload=request.payload,
                     region=scope.region,
                     enqueued_at=time.time(),
-                    attributes={"trace_id": lineage.with_root(request.trace_id)},
+                    attributes=_attributes(request),
                 )
             )
             return Accepted(request_id, config.version)
@@ -169,9 +170,12 @@ class Invoker:
         )
         spec = spec_of(config)
         # A free provisioned environment first (it is the invocation's slot), else on demand.
-        outcome = await self._runtime.invoke_provisioned(scope.region, spec, invocation)
-        if outcome is not None:
-            return outcome
+        # A tenant's invocation runs only in an environment made for its tenant: never in a
+        # provisioned one (made ahead, for no tenant).
+        if invocation.tenant_id is None:
+            outcome = await self._runtime.invoke_provisioned(scope.region, spec, invocation)
+            if outcome is not None:
+                return outcome
         async with self._leases.lease(scope.region, config.name):
             return await self._runtime.invoke(scope.region, spec, invocation)
 
@@ -213,4 +217,31 @@ def _queued_request(event: QueuedEvent) -> InvokeRequest:
         invocation_type=InvocationType.EVENT,
         request_id=event.id,
         trace_id=event.attributes.get("trace_id"),
+        tenant_id=event.attributes.get("tenant_id"),
     )
+
+
+def _attributes(request: InvokeRequest) -> dict[str, str]:
+    """What a queued event keeps of its request beyond the payload: the trace header, and
+    the tenant it runs for."""
+    attributes = {"trace_id": lineage.with_root(request.trace_id)}
+    if request.tenant_id is not None:
+        attributes["tenant_id"] = request.tenant_id
+    return attributes
+
+
+def check_tenant(scope: Scope, config: FunctionConfig, tenant_id: str | None) -> None:
+    """A function with tenant isolation is invoked with a tenant id, any other without one:
+    InvalidParameterValueException either way, as on AWS (the wording is lambdad's; AWS's
+    troubleshooting guide names the error, not its message)."""
+    isolated = config.tenant_isolation_mode is not None
+    if isolated and tenant_id is None:
+        raise errors.InvalidParameterValueException(
+            f"The function {scope.function_arn(config.name)} has tenant isolation mode "
+            f"{config.tenant_isolation_mode}: specify a tenant ID (X-Amz-Tenant-Id) to invoke it."
+        )
+    if not isolated and tenant_id is not None:
+        raise errors.InvalidParameterValueException(
+            f"The function {scope.function_arn(config.name)} does not have tenant isolation "
+            "enabled: invoke it without a tenant ID (X-Amz-Tenant-Id)."
+        )

@@ -74,6 +74,9 @@ class Pool:
         self.state = PoolState.OPEN
         self._idle: list[Environment] = []
         self._all: set[Environment] = set()
+        #: The tenant each environment was made for (None: a function without tenant
+        #: isolation). An environment serves only invocations of its own tenant.
+        self._tenant: dict[Environment, str | None] = {}
         #: Returns of environments whose invocation's extensions are still running.
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -81,7 +84,7 @@ class Pool:
     def size(self) -> int:
         return len(self._all)
 
-    def _new_environment(self) -> Environment:
+    def _new_environment(self, tenant: str | None = None) -> Environment:
         rapi = self._manager.rapi
         env = Environment(
             self._ctx,
@@ -94,18 +97,26 @@ class Pool:
         )
         env.when_closed(self._forget)
         self._all.add(env)
+        self._tenant[env] = tenant
         return env
 
     def _forget(self, env: Environment) -> None:
         self._all.discard(env)
+        self._tenant.pop(env, None)
         with contextlib.suppress(ValueError):
             self._idle.remove(env)
 
-    async def _acquire(self) -> Environment:
+    def _take_idle(self, tenant: str | None) -> Environment | None:
+        """The most recently used idle environment of ``tenant``, out of the idle list."""
+        for i in range(len(self._idle) - 1, -1, -1):
+            if self._tenant.get(self._idle[i]) == tenant:
+                return self._idle.pop(i)
+        return None
+
+    async def _acquire(self, tenant: str | None) -> Environment:
         deadline = time.monotonic() + SETTLE_GRACE
         while True:
-            while self._idle:
-                env = self._idle.pop()
+            while (env := self._take_idle(tenant)) is not None:
                 if env.alive and env.state is EnvState.IDLE:
                     env.thaw()
                     return env
@@ -120,7 +131,7 @@ class Pool:
             )
         self._manager.scale_rate.take(self._ctx.region, self.config.name)
         await self._manager.make_room()
-        env = self._new_environment()
+        env = self._new_environment(tenant)
         try:
             await env.start()
         except BaseException:
@@ -129,7 +140,7 @@ class Pool:
         return env
 
     async def invoke(self, invocation: Invocation) -> Outcome:
-        env = await self._acquire()
+        env = await self._acquire(invocation.tenant_id)
         try:
             outcome = await env.invoke(invocation)
         except BaseException:

@@ -47,6 +47,9 @@ class Table(enum.StrEnum):
     RECURSION = "recursion"
     #: ``(region, function, qualifier)``: a provisioned concurrency config of a version or alias.
     PROVISIONED = "provisioned"
+    #: ``(account, region, function, qualifier or "")``: a function's, version's or alias's
+    #: resource-based policy (AddPermission, PutResourcePolicy).
+    FUNCTION_POLICIES = "function_policies"
 
 
 class StoreError(Exception):
