@@ -47,6 +47,10 @@ class Table(enum.StrEnum):
     RECURSION = "recursion"
     #: ``(region, function, qualifier)``: a provisioned concurrency config of a version or alias.
     PROVISIONED = "provisioned"
+    #: ``(account, region, function, qualifier)``: a function URL config ($LATEST or alias).
+    FUNCTION_URLS = "function_urls"
+    #: ``(url_id,)``: which config a url-id belongs to (account, region, function, qualifier).
+    FUNCTION_URL_IDS = "function_url_ids"
 
 
 class StoreError(Exception):
