@@ -109,11 +109,23 @@ def _clf_time(now: float) -> str:
     )
 
 
+def _text(value: str) -> str:
+    """A header or path as text: bytes that were not UTF-8 (kept by the HTTP parser as lone
+    surrogates, which JSON cannot carry) are read as Latin-1 instead, as HTTP/1.1 allows."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+    return value
+
+
 def _headers_and_cookies(headers: CIMultiDictProxy[str]) -> tuple[dict[str, str], list[str]]:
     joined: dict[str, str] = {}
     cookies: list[str] = []
-    for name, value in headers.items():
-        key = name.lower()
+    for name, raw in headers.items():
+        key, value = _text(name).lower(), _text(raw)
         if key == "cookie":
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
         elif key in joined:
@@ -142,7 +154,7 @@ def _body(body: bytes, content_type: str | None) -> tuple[str, bool]:
 def build_event(request: UrlRequest, now: float | None = None) -> bytes:
     """The payload format 2.0 event of ``request``, as JSON."""
     now = time.time() if now is None else now
-    raw_path, _, raw_query = request.raw_target.partition("?")
+    raw_path, _, raw_query = _text(request.raw_target).partition("?")
     headers, cookies = _headers_and_cookies(request.headers)
     context: dict[str, Any] = {
         "accountId": request.account_id,
