@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, wait_until
 from tests.url_client import call_url
 
 ECHO_NODE = "exports.handler = async (event) => event;\n"
@@ -402,3 +402,22 @@ def test_a_broken_chunked_body_is_400(url_of: Callable[..., str]) -> None:
         b"zz\r\nhello\r\n0\r\n\r\n",
     )
     assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:200]
+
+
+def test_url_invocations_log_start_end_report(
+    url_of: Callable[..., str], new_function: Any, server: Server
+) -> None:
+    """A URL invocation is an invocation like any other: START, END and REPORT lines under the
+    request id the response's x-amzn-RequestId and the event's requestContext.requestId carry."""
+    function = new_function()
+    answer = call_url(url_of(function=function))
+    request_id = answer.header("x-amzn-RequestId")
+    assert answer.json()["requestContext"]["requestId"] == request_id
+
+    def lines() -> list[str]:
+        path = f"/_lambdad/logs?function={function['FunctionName']}"
+        return [e["message"] for e in server.get_json(path)["events"]]
+
+    wait_until(lambda: any(m.startswith(f"REPORT RequestId: {request_id}") for m in lines()))
+    assert any(m.startswith(f"START RequestId: {request_id}") for m in lines())
+    assert any(m.startswith(f"END RequestId: {request_id}") for m in lines())
