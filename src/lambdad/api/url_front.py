@@ -6,13 +6,16 @@ for every request, then either the API's own handling or ``serve_url``. A URL re
 
 1. the url-id is looked up in memory (``FunctionUrls.find``); an unknown or malformed one is
    AWS's ``403`` ``{"Message":null}`` (``AccessDeniedException``);
-2. ``authorize(config, request, caller)``: the one seam for access control (resource policies
-   and ``AWS_IAM`` signatures plug in here; today it allows every request);
-3. a CORS preflight is answered from the config without invoking (``url_cors``);
-4. the body is read (6 MB at most: ``413``), the payload format 2.0 event built
-   (``url_event``) and the function invoked synchronously through ``Invoker`` (concurrency,
-   START / END / REPORT, the invoked ARN qualified by the alias);
-5. the result becomes the response (``url_event.infer_response``), CORS headers are added, and
+2. a CORS preflight is answered from the config without invoking (``url_cors``), before any
+   authorization (browsers send preflights unsigned and without credentials);
+3. the body is read (6 MB at most: ``413``);
+4. ``authorize(config, request, caller)``, with ``caller = caller_identity(request, body)``:
+   the one seam for access control (resource policies and ``AWS_IAM`` signatures plug in
+   here; today it allows every request);
+5. the payload format 2.0 event is built (``url_event``) and the function invoked
+   synchronously through ``Invoker`` (concurrency, START / END / REPORT, the invoked ARN
+   qualified by the alias);
+6. the result becomes the response (``url_event.infer_response``), CORS headers are added, and
    ``write_response`` sends it: the one function a streaming path replaces.
 
 Errors, as AWS URLs give them (docs/function-urls.md): a function error, timeout or crash, or a
@@ -99,12 +102,14 @@ def _refusal_of(exc: errors.LambdaError) -> UrlRefused:
 # ------------------------------------------------------------------------- seams
 
 
-def caller_identity(request: web.Request) -> CallerIdentity | None:
-    """Who signed the request (None: nobody known). The SigV4 check fills this in."""
+async def caller_identity(request: web.Request, body: bytes) -> CallerIdentity | None:
+    """Who signed the request (None: nobody known). The SigV4 check fills this in (async, so
+    that it may read the access keys; ``body`` for the payload hash); a forged signature
+    raises ``forbidden()``."""
     return None
 
 
-def authorize(
+async def authorize(
     config: FunctionUrlConfig, request: web.Request, caller: CallerIdentity | None
 ) -> None:
     """Raise ``forbidden()`` when ``caller`` may not invoke the URL ``config``.
@@ -184,13 +189,14 @@ def _config_of(request: web.Request, host: str) -> tuple[FunctionUrlConfig, str]
 
 async def _serve(request: web.Request, host: str, request_id: str) -> web.StreamResponse:
     config, domain = _config_of(request, host)
-    caller = caller_identity(request)
-    authorize(config, request, caller)
     cors = config.cors
     if cors is not None and url_cors.is_preflight(request.method, request.headers):
+        # Before authorization: a browser never signs a preflight, nor sends its credentials.
         headers = url_cors.preflight_headers(cors, request.headers)
         return await write_response(request, UrlResponse(200, headers, b""), request_id)
     body = await _read_body(request)
+    caller = await caller_identity(request, body)
+    await authorize(config, request, caller)
     event = build_event(
         UrlRequest(
             method=request.method,
