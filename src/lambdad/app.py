@@ -27,12 +27,14 @@ from typing import Any
 from lambdad import config as config_module
 from lambdad.api.http import HttpTimeouts
 from lambdad.api.server import HttpListener, Services, build_app
+from lambdad.api.url_host import UrlShape
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
@@ -185,6 +187,7 @@ class Lambdad:
             Leases(self.reservations),
             self.event_configs,
         )
+        self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.provisioner = Provisioner(
             settings.account_id, self.functions, self.provisioned, self.runtime
@@ -245,6 +248,8 @@ class Lambdad:
             blobs=self.blobs,
             logs=self.logs,
             doctor=self.doctor,
+            function_urls=self.function_urls,
+            url_shape=UrlShape.of(self.settings),
         )
 
     def _parts(self) -> list[Part]:
@@ -255,6 +260,7 @@ class Lambdad:
             Part("metadata store", self.store.open, self.store.close),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
+            Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
             Part(
                 "snapshots",

@@ -88,6 +88,13 @@ class Settings:
     http_idle_timeout: float = 60.0
     http_header_timeout: float = 10.0
     http_body_timeout: float = 300.0
+    #: How ``FunctionUrl`` is written: ``<scheme>://<url-id>.lambda-url.<region>.<domain>:<port>/``
+    #: (port 0: the port lambdad listens on; the scheme's default port is left out). Any
+    #: request whose Host is ``<url-id>.lambda-url.<region>.<anything>`` is served as that URL,
+    #: so these only change what is shown (behind a reverse proxy or a DNS wildcard).
+    url_scheme: str = "http"
+    url_domain: str = "localhost"
+    url_port: int = 0
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
@@ -178,6 +185,10 @@ def load_settings(
         )
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
+    if settings.url_scheme not in ("http", "https"):
+        raise ValueError(f"setting url_scheme: expected http or https, got {settings.url_scheme!r}")
+    if not 0 <= settings.url_port <= 65535 or not settings.url_domain:
+        raise ValueError("settings url_port (0-65535) and url_domain (not empty) are invalid")
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

@@ -24,14 +24,18 @@ from lambdad.api import (
     policy_api,
     provisioned_api,
     runtime_management_api,
+    url_front,
+    urls_api,
 )
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
+from lambdad.api.url_host import UrlShape
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
@@ -54,11 +58,17 @@ class Services:
     blobs: BlobStore
     logs: LogStore
     doctor: Callable[[], dict[str, Any]]
+    function_urls: FunctionUrls
+    url_shape: UrlShape
 
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=limits.MAX_BODY)
+    # Function URL requests are told apart by Host before anything of the API runs.
+    app = web.Application(
+        middlewares=[url_front.url_middleware, error_middleware],
+        client_max_size=limits.MAX_BODY,
+    )
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.RESERVATIONS] = services.reservations
@@ -72,6 +82,9 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
     app[platform_api.DOCTOR] = services.doctor
+    app[urls_api.URLS] = services.function_urls
+    app[urls_api.URL_SHAPE] = services.url_shape
+    app[url_front.URL_INVOKER] = services.invoker
     app.add_routes(platform_api.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)
@@ -79,6 +92,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(policy_api.routes)
     app.add_routes(provisioned_api.routes)
     app.add_routes(runtime_management_api.routes)
+    app.add_routes(urls_api.routes)
     return app
 
 

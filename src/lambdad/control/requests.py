@@ -255,6 +255,37 @@ class ProvisionedConcurrencyConfigRequest(Wire, frozen=True, kw_only=True):
     qualifier: str | None = None
 
 
+# ---------------------------------------------------------------------------- function URLs
+
+
+class Cors(Wire, frozen=True, kw_only=True):
+    """A function URL's cross-origin settings (every member optional, as in the model)."""
+
+    allow_credentials: bool | None = None
+    allow_headers: list[str] | None = None
+    allow_methods: list[str] | None = None
+    allow_origins: list[str] | None = None
+    expose_headers: list[str] | None = None
+    max_age: int | None = None
+
+
+class FunctionUrlConfigRequest(Wire, frozen=True, kw_only=True):
+    """Create/UpdateFunctionUrlConfig: the function, its alias (None: ``$LATEST``) and the
+    settings the request gives (Create requires ``AuthType``; the model says so)."""
+
+    function_name: str
+    qualifier: str | None = None
+    auth_type: str | None = None
+    cors: Cors | None = None
+    invoke_mode: str | None = None
+
+
+class ListFunctionUrlConfigsRequest(Wire, frozen=True, kw_only=True):
+    function_name: str
+    marker: str | None = None
+    max_items: int | None = None
+
+
 # ---------------------------------------------------------------------------- layers
 
 

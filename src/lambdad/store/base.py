@@ -50,6 +50,10 @@ class Table(enum.StrEnum):
     #: ``(account, region, function, qualifier or "")``: a function's, version's or alias's
     #: resource-based policy (AddPermission, PutResourcePolicy).
     FUNCTION_POLICIES = "function_policies"
+    #: ``(account, region, function, qualifier)``: a function URL config ($LATEST or alias).
+    FUNCTION_URLS = "function_urls"
+    #: ``(url_id,)``: which config a url-id belongs to (account, region, function, qualifier).
+    FUNCTION_URL_IDS = "function_url_ids"
 
 
 class StoreError(Exception):

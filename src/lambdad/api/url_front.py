@@ -1,0 +1,260 @@
+"""The function URL front door: a request whose Host is ``<url-id>.lambda-url.<region>.<any>``
+is served here, whatever its method and path, before any Lambda API route.
+
+``url_middleware`` is the application's outermost middleware: one substring test of the Host
+for every request, then either the API's own handling or ``serve_url``. A URL request goes:
+
+1. the url-id is looked up in memory (``FunctionUrls.find``); an unknown or malformed one is
+   AWS's ``403`` ``{"Message":null}`` (``AccessDeniedException``);
+2. a CORS preflight is answered from the config without invoking (``url_cors``), before any
+   authorization (browsers send preflights unsigned and without credentials);
+3. the body is read (6 MB at most: ``413``);
+4. ``authorize(config, request, caller)``, with ``caller = caller_identity(request, body)``:
+   the one seam for access control (resource policies and ``AWS_IAM`` signatures plug in
+   here; today it allows every request);
+5. the payload format 2.0 event is built (``url_event``) and the function invoked
+   synchronously through ``Invoker`` (concurrency, START / END / REPORT, the invoked ARN
+   qualified by the alias);
+6. the result becomes the response (``url_event.infer_response``), CORS headers are added, and
+   ``write_response`` sends it: the one function a streaming path replaces.
+
+Errors, as AWS URLs give them (docs/function-urls.md): a function error, timeout or crash, or a
+result that is no HTTP response: ``502`` ``Internal Server Error``; throttled: ``429``; a
+body or event over 6 MB: ``413``; a body that cannot be parsed (bad chunk): ``400``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
+
+from lambdad import errors
+from lambdad.api import url_cors
+from lambdad.api.url_event import (
+    BadResponse,
+    CallerIdentity,
+    UrlRequest,
+    UrlResponse,
+    build_event,
+    infer_response,
+)
+from lambdad.api.url_host import MARK, parse_host
+from lambdad.api.urls_api import URLS
+from lambdad.api.wire.decode import read_up_to
+from lambdad.control.url_model import AuthType, FunctionUrlConfig
+from lambdad.invoke.payloads import SYNC_LIMIT
+from lambdad.invoke.service import Invoker, InvokeRequest
+from lambdad.runtime.invocation import Outcome
+
+log = logging.getLogger(__name__)
+
+URL_INVOKER = web.AppKey("url_invoker", Invoker)
+
+#: The largest request body a URL takes (AWS: the 6 MB synchronous invoke payload).
+BODY_LIMIT = SYNC_LIMIT
+
+
+class UrlRefused(Exception):
+    """A URL request answered with an error response of AWS's (status, body, error type)."""
+
+    def __init__(self, status: int, body: bytes, error_type: str | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.error_type = error_type
+
+
+def forbidden() -> UrlRefused:
+    """AWS's answer for an unknown url-id, or a caller the URL's policy does not allow."""
+    return UrlRefused(403, b'{"Message":null}', "AccessDeniedException")
+
+
+def _failed() -> UrlRefused:
+    """A function error, timeout or crash, or a result that is no HTTP response."""
+    return UrlRefused(502, b"Internal Server Error")
+
+
+def _too_large() -> UrlRefused:
+    return UrlRefused(
+        413, b'{"Message":"Request Entity Too Large"}', "RequestEntityTooLargeException"
+    )
+
+
+def _throttled() -> UrlRefused:
+    return UrlRefused(429, b'{"Message":"Too Many Requests"}', "TooManyRequestsException")
+
+
+def _refusal_of(exc: errors.LambdaError) -> UrlRefused:
+    """What a URL answers for an error of the invoke path."""
+    if isinstance(exc, errors.TooManyRequestsException):
+        return _throttled()
+    if isinstance(exc, errors.RequestTooLargeException):
+        return _too_large()
+    if isinstance(exc, errors.ResourceNotFoundException):  # deleted while we looked
+        return forbidden()
+    return _failed()
+
+
+# ------------------------------------------------------------------------- seams
+
+
+async def caller_identity(request: web.Request, body: bytes) -> CallerIdentity | None:
+    """Who signed the request (None: nobody known). The SigV4 check fills this in (async, so
+    that it may read the access keys; ``body`` for the payload hash); a forged signature
+    raises ``forbidden()``."""
+    return None
+
+
+async def authorize(
+    config: FunctionUrlConfig, request: web.Request, caller: CallerIdentity | None
+) -> None:
+    """Raise ``forbidden()`` when ``caller`` may not invoke the URL ``config``.
+
+    The seam for access control: ``AuthType NONE`` needing a public resource policy, and
+    ``AWS_IAM`` needing a valid signature from an allowed account, plug in here. Today every
+    request is allowed.
+    """
+
+
+async def write_response(
+    request: web.Request, response: UrlResponse, request_id: str
+) -> web.StreamResponse:
+    """Send a buffered URL response (the one place a streaming path replaces)."""
+    out = web.Response(status=response.status, body=response.body)
+    for name, value in response.headers:
+        out.headers.add(name, value)
+    out.headers["x-amzn-RequestId"] = request_id
+    return out
+
+
+# ------------------------------------------------------------------------- serving
+
+
+@web.middleware
+async def url_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve function URL requests; hand every other request to the API."""
+    host = request.headers.get("Host")
+    if host is None or MARK not in host.lower():
+        return await handler(request)
+    return await serve_url(request, host)
+
+
+async def serve_url(request: web.Request, host: str) -> web.StreamResponse:
+    """Answer one URL request (never raises but for cancellation)."""
+    request_id = str(uuid.uuid4())
+    try:
+        return await _serve(request, host, request_id)
+    except UrlRefused as refused:
+        return _refusal(refused, request_id)
+    except HttpProcessingError as exc:
+        log.info("unparseable URL request body: %s", exc.message)
+        refusal = _refusal(UrlRefused(400, b'{"Message":"Bad Request"}'), request_id)
+        refusal.force_close()
+        return refusal
+    except ConnectionError:
+        log.debug("client went away during a URL request")
+        return _refusal(UrlRefused(400, b'{"Message":"Bad Request"}'), request_id)
+    except Exception:
+        log.exception("URL request %s failed", request_id)
+        return _refusal(_failed(), request_id)
+
+
+def _refusal(refused: UrlRefused, request_id: str) -> web.Response:
+    response = web.Response(
+        status=refused.status, body=refused.body, content_type="application/json"
+    )
+    response.headers["x-amzn-RequestId"] = request_id
+    if refused.error_type:
+        response.headers["x-amzn-ErrorType"] = refused.error_type
+    if refused.status == 413:
+        response.force_close()  # the body was not read
+    return response
+
+
+def _config_of(request: web.Request, host: str) -> tuple[FunctionUrlConfig, str]:
+    parsed = parse_host(host)
+    if parsed is None:
+        raise forbidden()
+    url_id, region = parsed
+    config = request.app[URLS].find(url_id)
+    if config is None or config.region != region:
+        raise forbidden()
+    name = host.strip().lower()
+    return config, name.rsplit(":", 1)[0] if ":" in name else name
+
+
+async def _serve(request: web.Request, host: str, request_id: str) -> web.StreamResponse:
+    config, domain = _config_of(request, host)
+    cors = config.cors
+    if cors is not None and url_cors.is_preflight(request.method, request.headers):
+        # Before authorization: a browser never signs a preflight, nor sends its credentials.
+        headers = url_cors.preflight_headers(cors, request.headers)
+        return await write_response(request, UrlResponse(200, headers, b""), request_id)
+    body = await _read_body(request)
+    caller = await caller_identity(request, body)
+    await authorize(config, request, caller)
+    event = build_event(
+        UrlRequest(
+            method=request.method,
+            raw_target=request.raw_path,
+            headers=request.headers,
+            body=body,
+            source_ip=request.remote or "",
+            protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+            url_id=config.url_id,
+            domain_name=domain,
+            account_id=config.account_id,
+            request_id=request_id,
+            caller=caller,
+            iam=config.auth_type is AuthType.AWS_IAM,
+        )
+    )
+    outcome = await _invoke(request, config, event, request_id)
+    if outcome.function_error:
+        raise _failed()
+    try:
+        response = infer_response(outcome.payload)
+    except BadResponse as exc:
+        log.info("URL request %s: the function's result is no HTTP response: %s", request_id, exc)
+        raise _failed() from None
+    if cors is not None:
+        extra = url_cors.response_headers(cors, request.headers.get("Origin"))
+        headers = url_cors.without_cors(response.headers) + extra
+        response = UrlResponse(response.status, headers, response.body)
+    return await write_response(request, response, request_id)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > BODY_LIMIT:
+        raise _too_large()
+    body = await read_up_to(request, BODY_LIMIT + 1)
+    if len(body) > BODY_LIMIT:
+        raise _too_large()
+    return body
+
+
+async def _invoke(
+    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+) -> Outcome:
+    try:
+        outcome = await request.app[URL_INVOKER].invoke(
+            config.scope,
+            InvokeRequest(
+                function_name=config.function_name,
+                qualifier=config.alias,
+                payload=event,
+                trace_id=request.headers.get("X-Amzn-Trace-Id"),
+                request_id=request_id,
+            ),
+        )
+    except errors.LambdaError as exc:
+        log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
+        raise _refusal_of(exc) from None
+    if not isinstance(outcome, Outcome):  # a RequestResponse invoke always runs
+        raise _failed()
+    return outcome
