@@ -14,8 +14,10 @@ from lambdad.api import (
     event_config_api,
     lambda_api,
     layers_api,
+    policy_api,
     provisioned_api,
     runtime_management_api,
+    urls_api,
 )
 from lambdad.api.wire import headers, values
 from lambdad.api.wire.decode import DISPATCHING, HANDLED, decode_values, routed_operations
@@ -299,7 +301,15 @@ def test_invoke_headers() -> None:
 
 
 def _modules() -> list[Any]:
-    return [lambda_api, layers_api, event_config_api, provisioned_api, runtime_management_api]
+    return [
+        lambda_api,
+        layers_api,
+        event_config_api,
+        provisioned_api,
+        runtime_management_api,
+        policy_api,
+        urls_api,
+    ]
 
 
 def test_every_struct_field_is_a_member_of_its_operation() -> None:
@@ -328,7 +338,7 @@ def test_every_route_decodes_its_operation() -> None:
             assert "await decode(" in source, handler
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
-    assert len(routed_operations()) == 50  # 45, and the five function URL config calls
+    assert len(routed_operations()) == 56  # 45, five function URL config calls, six policy calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

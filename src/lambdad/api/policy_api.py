@@ -12,6 +12,7 @@ from lambdad.control.permissions import FunctionPolicies, StoredPolicy
 from lambdad.control.policy_documents import compact
 from lambdad.control.requests import (
     AddPermissionRequest,
+    GetResourcePolicyRequest,
     PutResourcePolicyRequest,
     QualifiedFunctionRequest,
     RemovePermissionRequest,
@@ -58,8 +59,8 @@ async def get_policy(request: web.Request, req: QualifiedFunctionRequest) -> web
 
 
 @routes.get(_RESOURCE_POLICY)
-@handles("GetResourcePolicy", ResourcePolicyRequest)
-async def get_resource_policy(request: web.Request, req: ResourcePolicyRequest) -> web.Response:
+@handles("GetResourcePolicy", GetResourcePolicyRequest)
+async def get_resource_policy(request: web.Request, req: GetResourcePolicyRequest) -> web.Response:
     stored = await _policies(request).get_resource_policy(scope_of(request), req.resource_arn)
     return _policy(stored)
 

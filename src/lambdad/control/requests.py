@@ -369,8 +369,12 @@ class RemovePermissionRequest(Wire, frozen=True, kw_only=True):
     revision_id: str | None = None
 
 
+class GetResourcePolicyRequest(Wire, frozen=True, kw_only=True):
+    resource_arn: str
+
+
 class ResourcePolicyRequest(Wire, frozen=True, kw_only=True):
-    """GetResourcePolicy, DeleteResourcePolicy (``RevisionId`` only on the delete)."""
+    """DeleteResourcePolicy."""
 
     resource_arn: str
     revision_id: str | None = None
