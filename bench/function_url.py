@@ -125,6 +125,14 @@ def main() -> int:
             if status != 201:
                 raise RuntimeError(payload.decode())
             host = json.loads(payload)["FunctionUrl"].split("//")[1].rstrip("/")
+            for sid, action, extra in (
+                ("url", "lambda:InvokeFunctionUrl", {"FunctionUrlAuthType": "NONE"}),
+                ("invoke", "lambda:InvokeFunction", {}),
+            ):  # a public URL needs both grants (as on AWS)
+                body = {"StatementId": sid, "Action": action, "Principal": "*", **extra}
+                status, _, payload = api(port, "POST", "/2015-03-31/functions/hello/policy", body)
+                if status != 201:
+                    raise RuntimeError(payload.decode())
             time.sleep(0.5)  # let the bare server finish starting too
             post_loop(bare_port, "/floor", b'{"hello": "world"}', 200)
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', args.warm)

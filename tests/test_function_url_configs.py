@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, create_function, refused
-from tests.url_client import call_url
+from tests.url_client import call_url, make_public
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -162,6 +162,7 @@ def test_alias_urls_list_in_pages_and_go_with_their_alias(lam: Any, fn: str) -> 
 def test_deleting_the_function_deletes_its_url(lam: Any, fn: str) -> None:
     """AWS: a deleted function's URL configs go with it; its URL then answers 403."""
     url = lam.create_function_url_config(FunctionName=fn, AuthType="NONE")["FunctionUrl"]
+    make_public(lam, fn)
     assert call_url(url).status == 200
     lam.delete_function(FunctionName=fn)
     assert call_url(url).status == 403
@@ -178,6 +179,7 @@ def test_url_ids_survive_a_restart(start_server: Callable[..., Server], tmp_path
     client = first.client()
     name = str(create_function(client)["FunctionName"])
     url = client.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    make_public(client, name)
     first.stop()
     second = start_server(data_dir=data_dir)
     again = second.client().get_function_url_config(FunctionName=name)["FunctionUrl"]
@@ -200,6 +202,7 @@ def test_url_settings_shape_the_url(start_server: Callable[..., Server]) -> None
     client = srv.client(region="eu-west-1")
     name = str(create_function(client)["FunctionName"])
     url = client.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    make_public(client, name)
     assert re.fullmatch(r"https://[a-z0-9]{32}\.lambda-url\.eu-west-1\.fn\.example\.net/", url)
     answer = call_url(url, port=srv.port)
     assert answer.status == 200

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, wait_until
-from tests.url_client import call_url
+from tests.url_client import call_url, make_public
 
 ECHO_NODE = "exports.handler = async (event) => event;\n"
 
@@ -41,7 +41,10 @@ def url_of(lam: Any, new_function: Callable[..., dict[str, Any]]) -> Callable[..
     ) -> str:
         name = (function or new_function(code))["FunctionName"]
         config.setdefault("AuthType", "NONE")
-        return str(lam.create_function_url_config(FunctionName=name, **config)["FunctionUrl"])
+        url = str(lam.create_function_url_config(FunctionName=name, **config)["FunctionUrl"])
+        if config["AuthType"] == "NONE":
+            make_public(lam, name)
+        return url
 
     return make
 
@@ -265,17 +268,58 @@ def test_an_alias_url_invokes_the_alias(lam: Any, new_function: Any) -> None:
     url = lam.create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")[
         "FunctionUrl"
     ]
+    make_public(lam, name, "live")
     assert call_url(url).json()["arn"].endswith(f":function:{name}:live")
 
 
-def test_aws_iam_urls_carry_an_authorizer(url_of: Callable[..., str]) -> None:
-    """AWS: an AWS_IAM URL's event has requestContext.authorizer.iam (the caller's identity;
-    its members are null until signatures are verified)."""
-    event = call_url(url_of(AuthType="AWS_IAM")).json()
-    assert set(event["requestContext"]["authorizer"]["iam"]) == {
-        "accessKey", "accountId", "callerId", "cognitoIdentity", "principalOrgId", "userArn",
-        "userId",
-    }  # fmt: skip
+def test_a_none_url_needs_a_public_grant_of_both_actions(lam: Any, new_function: Any) -> None:
+    """AWS (since October 2025): an AuthType NONE URL answers 403 {"Message":"Forbidden"} unless
+    its resource policy grants the public both lambda:InvokeFunctionUrl and
+    lambda:InvokeFunction; removing either grant closes it again."""
+    name = new_function()["FunctionName"]
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    refused = call_url(url)
+    assert (refused.status, refused.body) == (403, b'{"Message":"Forbidden"}')
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="url-only",
+        Action="lambda:InvokeFunctionUrl",
+        Principal="*",
+        FunctionUrlAuthType="NONE",
+    )
+    assert call_url(url).status == 403
+    lam.add_permission(
+        FunctionName=name, StatementId="invoke", Action="lambda:InvokeFunction", Principal="*"
+    )
+    assert call_url(url).status == 200
+    lam.remove_permission(FunctionName=name, StatementId="invoke")
+    assert call_url(url).status == 403
+
+
+def test_a_grant_for_another_auth_type_does_not_open_a_none_url(
+    lam: Any, new_function: Any
+) -> None:
+    """AWS: a statement conditioned on lambda:FunctionUrlAuthType AWS_IAM does not apply to a
+    NONE URL's anonymous requests."""
+    name = new_function()["FunctionName"]
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="iam-url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal="*",
+        FunctionUrlAuthType="AWS_IAM",
+    )
+    lam.add_permission(
+        FunctionName=name, StatementId="invoke", Action="lambda:InvokeFunction", Principal="*"
+    )
+    assert call_url(url).status == 403
+
+
+def test_an_unsigned_request_to_an_aws_iam_url_is_forbidden(url_of: Callable[..., str]) -> None:
+    """AWS: an AWS_IAM URL refuses a request without a SigV4 signature with 403."""
+    answer = call_url(url_of(AuthType="AWS_IAM"))
+    assert (answer.status, answer.body) == (403, b'{"Message":"Forbidden"}')
 
 
 CORS = {

@@ -55,3 +55,24 @@ def call_url(
         return Answer(response.status, response.getheaders(), response.read())
     finally:
         connection.close()
+
+
+def make_public(lam: Any, name: str, qualifier: str | None = None) -> None:
+    """Grant the public both actions an ``AuthType NONE`` URL needs (as the AWS console does
+    when it creates one)."""
+    where = {"Qualifier": qualifier} if qualifier else {}
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="public-url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal="*",
+        FunctionUrlAuthType="NONE",
+        **where,
+    )
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="public-invoke",
+        Action="lambda:InvokeFunction",
+        Principal="*",
+        **where,
+    )

@@ -10,8 +10,7 @@ for every request, then either the API's own handling or ``serve_url``. A URL re
    authorization (browsers send preflights unsigned and without credentials);
 3. the body is read (6 MB at most: ``413``);
 4. ``authorize(config, request, caller)``, with ``caller = caller_identity(request, body)``:
-   the one seam for access control (resource policies and ``AWS_IAM`` signatures plug in
-   here; today it allows every request);
+   the URL's resource policy decides (``403`` ``{"Message":"Forbidden"}`` when it refuses);
 5. the payload format 2.0 event is built (``url_event``) and the function invoked
    synchronously through ``Invoker`` (concurrency, START / END / REPORT, the invoked ARN
    qualified by the alias);
@@ -34,6 +33,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api import url_cors
+from lambdad.api.policy_api import POLICIES
 from lambdad.api.url_event import (
     BadResponse,
     CallerIdentity,
@@ -45,6 +45,7 @@ from lambdad.api.url_event import (
 from lambdad.api.url_host import MARK, parse_host
 from lambdad.api.urls_api import URLS
 from lambdad.api.wire.decode import read_up_to
+from lambdad.control.policies import RequestContext
 from lambdad.control.url_model import AuthType, FunctionUrlConfig
 from lambdad.invoke.payloads import SYNC_LIMIT
 from lambdad.invoke.service import Invoker, InvokeRequest
@@ -71,6 +72,12 @@ class UrlRefused(Exception):
 def forbidden() -> UrlRefused:
     """AWS's answer for an unknown url-id, or a caller the URL's policy does not allow."""
     return UrlRefused(403, b'{"Message":null}', "AccessDeniedException")
+
+
+def denied() -> UrlRefused:
+    """AWS's answer when the URL's resource policy (or a missing signature) refuses the
+    caller: ``403`` ``{"Message":"Forbidden"}``."""
+    return UrlRefused(403, b'{"Message":"Forbidden"}', "AccessDeniedException")
 
 
 def _failed() -> UrlRefused:
@@ -112,12 +119,25 @@ async def caller_identity(request: web.Request, body: bytes) -> CallerIdentity |
 async def authorize(
     config: FunctionUrlConfig, request: web.Request, caller: CallerIdentity | None
 ) -> None:
-    """Raise ``forbidden()`` when ``caller`` may not invoke the URL ``config``.
+    """Raise ``denied()`` when the URL's resource policy does not let ``caller`` invoke it.
 
-    The seam for access control: ``AuthType NONE`` needing a public resource policy, and
-    ``AWS_IAM`` needing a valid signature from an allowed account, plug in here. Today every
-    request is allowed.
+    ``AuthType NONE``: the policy must grant the public both ``lambda:InvokeFunctionUrl`` and
+    ``lambda:InvokeFunction`` (AWS's rule since October 2025); ``AWS_IAM``: a signed caller of
+    the owner account, or of an account the policy grants both actions
+    (``control.policies.may_invoke_url``).
     """
+    if config.auth_type is AuthType.AWS_IAM and caller is None:
+        raise denied()
+    context = RequestContext(
+        account_id=caller.account_id if caller is not None else None,
+        principal_arn=caller.user_arn if caller is not None else None,
+        org_id=caller.principal_org_id if caller is not None else None,
+    )
+    allowed = await request.app[POLICIES].allows_url(
+        config.scope, config.function_name, config.alias, config.auth_type.value, context
+    )
+    if not allowed:
+        raise denied()
 
 
 async def write_response(
