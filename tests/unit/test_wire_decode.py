@@ -16,6 +16,7 @@ from lambdad.api import (
     layers_api,
     provisioned_api,
     runtime_management_api,
+    stream_api,
 )
 from lambdad.api.wire import headers, values
 from lambdad.api.wire.decode import DISPATCHING, HANDLED, decode_values, routed_operations
@@ -299,7 +300,14 @@ def test_invoke_headers() -> None:
 
 
 def _modules() -> list[Any]:
-    return [lambda_api, layers_api, event_config_api, provisioned_api, runtime_management_api]
+    return [
+        lambda_api,
+        layers_api,
+        event_config_api,
+        provisioned_api,
+        runtime_management_api,
+        stream_api,
+    ]
 
 
 def test_every_struct_field_is_a_member_of_its_operation() -> None:
@@ -328,7 +336,7 @@ def test_every_route_decodes_its_operation() -> None:
             assert "await decode(" in source, handler
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
-    assert len(routed_operations()) == 45
+    assert len(routed_operations()) == 46
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

@@ -23,6 +23,7 @@ from lambdad.api import (
     limits,
     provisioned_api,
     runtime_management_api,
+    stream_api,
 )
 from lambdad.api import platform as platform_api
 from lambdad.api.errors import error_middleware
@@ -74,6 +75,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(event_config_api.routes)
     app.add_routes(provisioned_api.routes)
     app.add_routes(runtime_management_api.routes)
+    app.add_routes(stream_api.routes)
     return app
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import Report
-from lambdad.runtime import launch
+from lambdad.runtime import launch, streamed
 from lambdad.runtime.channel import ChannelHooks, InvocationChannel
 from lambdad.runtime.extensions import Extensions, FunctionInfo
 from lambdad.runtime.invocation import Invocation, Outcome, Run
@@ -355,6 +355,8 @@ class Environment:
             self.runner.invocation_begins()
             timeout = run.deadline - time.perf_counter()
             reply = await self.channel.exchange(invocation, run.deadline_ms, timeout)
+            if reply.stream is not None:
+                reply = await streamed.read_reply(reply.stream, invocation.sink, run.deadline)
         except TimeoutError:
             line = self.recorder.timeout_line(run.request_id)
             return await self._finish_failed(run, timed_out(run.request_id, run.timeout, line))

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 from lambdad.observe.platform import Report
+from lambdad.runtime.body_stream import BodyStream
 from lambdad.runtime.invocation import Outcome, error_body
 
 
@@ -17,6 +18,8 @@ class Reply:
     body: bytes
     content_type: str
     error_type: str | None = None
+    #: A streamed ``/response``: its body, still arriving (``body`` is then empty).
+    stream: BodyStream | None = None
 
     def outcome(self, log: str, report: Report, version: str) -> Outcome:
         """What the caller gets of this reply."""
