@@ -43,12 +43,14 @@ async def read_reply(
     if limit is None:
         limit = MAX_STREAMED_RESPONSE if sink is not None else MAX_RESPONSE_PAYLOAD
     gathered: list[bytes] = []
+    size = 0
     if sink is not None:
         sink.begin(body.content_type)
     try:
         async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
             while (chunk := await body.read()) is not None:
-                if body.size > limit:
+                size += len(chunk)
+                if size > limit:
                     body.too_large = True
                     return _too_large(body.size, limit, sink is not None)
                 if sink is not None:
