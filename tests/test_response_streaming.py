@@ -22,11 +22,13 @@ from tests.conftest import Rendezvous, refused, unique, wait_until
 
 #: A custom runtime in Python that streams its ``/response`` with chunked transfer encoding.
 #: The event says what to send: ``chunks`` (the first one alone, then ``meet`` the
-#: rendezvous), ``error`` (in the trailers after the chunks), ``hang`` (seconds, before the end).
+#: rendezvous), ``error`` (in the trailers after the chunks), ``hang`` (seconds, before the end),
+#: ``exit`` (the process exits after its first chunk).
 STREAMING_BOOTSTRAP = """#!{python}
 import base64, http.client, json, os, socket, time
 
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+PROCESS = os.urandom(8).hex()  # who this process is (pids repeat in a pid namespace)
 api = "/2018-06-01/runtime/invocation"
 
 def meet():
@@ -49,10 +51,12 @@ while True:
     )
     connection.endheaders()
     for i, text in enumerate(event.get("chunks", [])):
-        data = text.replace("{{pid}}", str(os.getpid())).encode()
+        data = text.replace("{{process}}", PROCESS).encode()
         connection.send(b"%x\\r\\n%s\\r\\n" % (len(data), data))
         if i == 0 and event.get("meet"):
             meet()
+        if event.get("exit"):
+            os._exit(3)
     time.sleep(event.get("hang", 0))
     trailers = b""
     if event.get("error"):
@@ -212,14 +216,15 @@ def test_client_gone_mid_stream_leaves_the_environment_reusable(lam: Any, stream
     and its environment serves the next invocation (one environment: reserved concurrency 1)."""
     name, meeting = streamer
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    response = stream(lam, name, {"chunks": ["pid {pid}", "more", "and more"], "meet": True})
+    event = {"chunks": ["process {process}", "more", "and more"], "meet": True}
+    response = stream(lam, name, event)
     first = next(events(response))
     response["EventStream"].close()
     meet(meeting.port)
 
     def second() -> bytes | None:
         try:
-            return collect(stream(lam, name, {"chunks": ["pid {pid}"]}))[0]
+            return collect(stream(lam, name, {"chunks": ["process {process}"]}))[0]
         except ClientError as exc:  # throttled while the first one runs
             if exc.response["Error"]["Code"] != "TooManyRequestsException":
                 raise
@@ -310,3 +315,17 @@ def test_node_error_after_first_write(lam: Any, new_function: Any) -> None:
     assert body.startswith(b"first ")
     assert complete["ErrorCode"] == "Error"
     assert complete["ErrorDetails"] == "broke after the first chunk"
+
+
+def test_runtime_exit_mid_stream_ends_it_with_an_error(lam: Any, streamer: Any) -> None:
+    """A runtime that exits mid-stream: the bytes sent, then InvokeComplete with the crash's
+    error, worded as Invoke's ``Runtime.ExitError``; the next invocation gets a new environment
+    (AWS resets a crashed one)."""
+    name, _ = streamer
+    body, complete = collect(stream(lam, name, {"chunks": ["process {process}"], "exit": True}))
+    assert body.startswith(b"process ")
+    assert complete["ErrorCode"] == "Runtime.ExitError"
+    assert complete["ErrorDetails"].endswith("Error: Runtime exited with error: exit status 3")
+    again, complete = collect(stream(lam, name, {"chunks": ["process {process}"]}))
+    assert complete == {}
+    assert again != body

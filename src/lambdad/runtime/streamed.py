@@ -34,6 +34,7 @@ from lambdad.runtime.streaming import ResponseSink
 ERROR_TYPE = "lambda-runtime-function-error-type"
 ERROR_BODY = "lambda-runtime-function-error-body"
 TOO_LARGE = "Function.ResponseSizeTooLarge"
+TRUNCATED = "Runtime.TruncatedResponse"
 
 
 async def read_reply(
@@ -60,7 +61,7 @@ async def read_reply(
     except BodyBroken as exc:
         if isinstance(exc.cause, Crashed):
             raise exc.cause from None
-        raise Crashed("HTTP request detected as truncated", "Runtime.TruncatedResponse") from exc
+        raise Crashed("HTTP request detected as truncated", TRUNCATED) from exc
     finally:
         body.discard()
         if sink is not None:
