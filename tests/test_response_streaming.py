@@ -23,7 +23,7 @@ from tests.conftest import Rendezvous, refused, unique, wait_until
 #: A custom runtime in Python that streams its ``/response`` with chunked transfer encoding.
 #: The event says what to send: ``chunks`` (the first one alone, then ``meet`` the
 #: rendezvous), ``error`` (in the trailers after the chunks), ``hang`` (seconds, before the end),
-#: ``exit`` (the process exits after its first chunk).
+#: ``exit`` (the process exits after its first chunk), ``big`` (that many more bytes).
 STREAMING_BOOTSTRAP = """#!{python}
 import base64, http.client, json, os, socket, time
 
@@ -57,6 +57,11 @@ while True:
             meet()
         if event.get("exit"):
             os._exit(3)
+    left = event.get("big", 0)
+    while left:
+        data = b"b" * min(left, 65536)
+        connection.send(b"%x\\r\\n%s\\r\\n" % (len(data), data))
+        left -= len(data)
     time.sleep(event.get("hang", 0))
     trailers = b""
     if event.get("error"):
@@ -329,3 +334,17 @@ def test_runtime_exit_mid_stream_ends_it_with_an_error(lam: Any, streamer: Any) 
     again, complete = collect(stream(lam, name, {"chunks": ["process {process}"]}))
     assert complete == {}
     assert again != body
+
+
+def test_plain_invoke_of_a_stream_over_6_mb_is_too_large(lam: Any, streamer: Any) -> None:
+    """``Invoke`` of a function that streams more than the buffered limit answers
+    Function.ResponseSizeTooLarge as a function error (as Lambda does for a buffered response
+    over 6 MB); the environment serves the next invocations."""
+    name, _ = streamer
+    payload = json.dumps({"chunks": ["process {process}"], "big": 7 * 1024 * 1024})
+    response = lam.invoke(FunctionName=name, Payload=payload)
+    assert response["FunctionError"] == "Unhandled"
+    assert json.loads(response["Payload"].read())["errorType"] == "Function.ResponseSizeTooLarge"
+    first = lam.invoke(FunctionName=name, Payload=json.dumps({"chunks": ["process {process}"]}))
+    second = lam.invoke(FunctionName=name, Payload=json.dumps({"chunks": ["process {process}"]}))
+    assert first["Payload"].read() == second["Payload"].read()
