@@ -75,6 +75,22 @@ while True:
     connection.getresponse().read()
 """
 
+#: The custom-runtime tutorial's sh + curl bootstrap, streaming what a pipe writes (``-T -``
+#: uploads it chunked as it comes).
+CURL_BOOTSTRAP = """#!/bin/sh
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
+while true; do
+  HEADERS="$(mktemp)"
+  curl -sS -o /dev/null -D "$HEADERS" "$API/next"
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  rm -f "$HEADERS"
+  { echo "first"; echo "second"; } | curl -sS -o /dev/null -X POST -T - \\
+    -H "Lambda-Runtime-Function-Response-Mode: streaming" -H "Transfer-Encoding: chunked" \\
+    "$API/$REQUEST_ID/response"
+done
+"""
+
 STREAMIFY = """
 const net = require('node:net');
 
@@ -348,3 +364,16 @@ def test_plain_invoke_of_a_stream_over_6_mb_is_too_large(lam: Any, streamer: Any
     first = lam.invoke(FunctionName=name, Payload=json.dumps({"chunks": ["process {process}"]}))
     second = lam.invoke(FunctionName=name, Payload=json.dumps({"chunks": ["process {process}"]}))
     assert first["Payload"].read() == second["Payload"].read()
+
+
+def test_shell_and_curl_bootstrap_streams(lam: Any, new_function: Any) -> None:
+    """A sh + curl bootstrap that posts its response with the streaming header streams too."""
+    fn = new_function(
+        files={"bootstrap": CURL_BOOTSTRAP},
+        modes={"bootstrap": 0o755},
+        Runtime="provided.al2023",
+        Handler="function.handler",
+    )
+    body, complete = collect(stream(lam, fn["FunctionName"]))
+    assert body == b"first\nsecond\n"
+    assert complete == {}

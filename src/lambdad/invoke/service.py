@@ -233,6 +233,9 @@ class Invoker:
         started = asyncio.create_task(sink.started.wait())
         try:
             await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            sink.abandon()  # the caller is gone before the response started
+            raise
         finally:
             started.cancel()
         if task.done():
