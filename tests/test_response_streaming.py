@@ -377,3 +377,23 @@ def test_shell_and_curl_bootstrap_streams(lam: Any, new_function: Any) -> None:
     body, complete = collect(stream(lam, fn["FunctionName"]))
     assert body == b"first\nsecond\n"
     assert complete == {}
+
+
+@pytest.mark.slow
+def test_stream_over_200_mb_ends_too_large(lam: Any, streamer: Any) -> None:
+    """A stream past Lambda's 200 MB limit ends with Function.ResponseSizeTooLarge after the
+    200 MB sent; the environment serves the next invocation."""
+    name, _ = streamer
+    limit = 200 * 1024 * 1024
+    event = {"chunks": ["process {process}"], "big": limit}
+    sent, complete = 0, None
+    for kind, value in events(stream(lam, name, event)):
+        if kind == "PayloadChunk":
+            sent += len(value)
+        else:
+            complete = value
+    assert complete is not None
+    assert complete["ErrorCode"] == "Function.ResponseSizeTooLarge"
+    assert limit - 65536 < sent <= limit  # every whole chunk within the limit
+    first = collect(stream(lam, name, {"chunks": ["process {process}"]}))
+    assert first == collect(stream(lam, name, {"chunks": ["process {process}"]}))
