@@ -397,3 +397,15 @@ def test_stream_over_200_mb_ends_too_large(lam: Any, streamer: Any) -> None:
     assert limit - 65536 < sent <= limit  # every whole chunk within the limit
     first = collect(stream(lam, name, {"chunks": ["process {process}"]}))
     assert first == collect(stream(lam, name, {"chunks": ["process {process}"]}))
+
+
+def test_event_invocation_type_is_refused(unchecked: Any, new_function: Any) -> None:
+    """``InvocationType=Event`` is outside the model's enum for this operation
+    (RequestResponse, DryRun): a ValidationException quoting it, before anything runs."""
+    name = new_function()["FunctionName"]
+    message = (
+        "1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
+    )
+    with refused("ValidationException", 400, message):
+        unchecked.invoke_with_response_stream(FunctionName=name, InvocationType="Event")
