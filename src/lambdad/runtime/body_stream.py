@@ -66,6 +66,9 @@ class BodyStream:
         self._cause: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[None] | None = None
+        #: The reader took the end, discarded the body, or the body broke.
+        self._settled = False
+        self._settling: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ the connection's side
 
@@ -92,6 +95,7 @@ class BodyStream:
         if self.state is BodyState.OPEN:
             self._cause = cause
             self._end(BodyState.BROKEN)
+        self._settle()
 
     def _end(self, state: BodyState) -> None:
         if self.state is not BodyState.OPEN:
@@ -112,8 +116,10 @@ class BodyStream:
         """The next chunk, or None after the last one; ``BodyBroken`` if it never comes."""
         while not self._chunks:
             if self.state is BodyState.COMPLETE:
+                self._settle()
                 return None
             if self.state is BodyState.BROKEN:
+                self._settle()
                 raise BodyBroken(self._cause)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -135,6 +141,21 @@ class BodyStream:
         if self._paused:
             self._paused = False
             self._resume()
+        self._settle()
+
+    def _settle(self) -> None:
+        self._settled = True
+        if self._settling is not None and not self._settling.done():
+            self._settling.set_result(None)
+
+    async def settled(self) -> None:
+        """Until the reader is done with the body: it read the end, discarded the body (and so
+        decided, e.g., that it is too large), or the body broke."""
+        if self._settled:
+            return
+        if self._settling is None:
+            self._settling = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._settling)
 
     async def ended(self) -> None:
         """Until the body is complete or broken."""

@@ -170,7 +170,8 @@ class RuntimeApiServer:
             body.discard()
             await body.ended()
             raise
-        await body.ended()
+        await body.settled()  # the invocation has decided (e.g. too large) …
+        await body.ended()  # … and the runtime has sent it all
         if body.too_large:
             return error_response(
                 413,
