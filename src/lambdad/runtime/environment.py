@@ -371,9 +371,8 @@ class Environment:
         self.runner.drain()
         report = self._report(run)
         status, error_type = ("success", None) if reply.ok else ("error", reply.error_type)
-        self.recorder.runtime_done(
-            invocation, status, report.duration_ms, len(reply.body), error_type
-        )
+        size = len(reply.body) if reply.stream is None else reply.stream.size
+        self.recorder.runtime_done(invocation, status, report.duration_ms, size, error_type)
         if subscribed:
             # The caller's outcome now; END and REPORT when the INVOKE subscribers are done,
             # so the tail log ends at the reply.

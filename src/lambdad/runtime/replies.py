@@ -18,7 +18,8 @@ class Reply:
     body: bytes
     content_type: str
     error_type: str | None = None
-    #: A streamed ``/response``: its body, still arriving (``body`` is then empty).
+    #: A streamed ``/response``: its body, still arriving when the runtime's reply is accepted
+    #: (``body`` is then empty); kept on the reply read from it, for its size.
     stream: BodyStream | None = None
 
     def outcome(self, log: str, report: Report, version: str) -> Outcome:

@@ -74,7 +74,7 @@ def _ended(body: BodyStream, payload: bytes) -> Reply:
     error_type = body.trailers.get(ERROR_TYPE)
     raw = body.trailers.get(ERROR_BODY)
     if not error_type and raw is None:
-        return Reply(True, payload, body.content_type or "application/octet-stream")
+        return Reply(True, payload, body.content_type or "application/octet-stream", stream=body)
     document = b""
     if raw is not None:
         try:
@@ -84,7 +84,7 @@ def _ended(body: BodyStream, payload: bytes) -> Reply:
     kind = runtime_error_type(document, error_type) or "Unhandled"
     if not document:
         document = error_body(kind, "")
-    return Reply(False, document, "application/json", kind)
+    return Reply(False, document, "application/json", kind, stream=body)
 
 
 def _too_large(size: int, limit: int, streaming: bool) -> Reply:
