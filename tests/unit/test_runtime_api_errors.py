@@ -207,3 +207,41 @@ def test_a_handler_that_fails_answers_500_in_the_same_shape() -> None:
             await server.close()
 
     _assert_error(asyncio.run(main()), 500, "InternalServerError")
+
+
+_STREAMING = "Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n"
+
+
+def _streamed(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\n{_STREAMING}\r\n".encode()
+    return head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def test_a_streamed_reply_for_an_unknown_request_id_is_a_400() -> None:
+    """A streamed ``/response`` for no invocation under way is refused as a buffered one is,
+    once its body has been read."""
+
+    async def scenario(_s: RuntimeApiServer, port: int, _e: _Environment) -> Answer:
+        return await _ask(port, _streamed("/2018-06-01/runtime/invocation/x/response", b"x"))
+
+    _assert_error(_run(scenario), 400, "InvalidRequestID")
+
+
+def test_a_streamed_reply_the_invocation_refused_as_too_large_is_a_413() -> None:
+    """A streamed reply past the limit is answered 413 ``RequestEntityTooLarge`` at its end."""
+
+    async def scenario(_s: RuntimeApiServer, port: int, env: _Environment) -> Answer:
+        exchange = asyncio.ensure_future(
+            env.channel.exchange(Invocation("rid", b"{}", "arn"), 0, 10)
+        )
+        await _ask(port, _request("GET", "/2018-06-01/runtime/invocation/next"))
+        path = "/2018-06-01/runtime/invocation/rid/response"
+        answer = asyncio.ensure_future(_ask(port, _streamed(path, b"too much")))
+        reply = await exchange
+        assert reply.stream is not None
+        assert await reply.stream.read() == b"too much"
+        reply.stream.too_large = True
+        reply.stream.discard()
+        return await answer
+
+    _assert_error(_run(scenario), 413, "RequestEntityTooLarge")

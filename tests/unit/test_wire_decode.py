@@ -17,6 +17,7 @@ from lambdad.api import (
     policy_api,
     provisioned_api,
     runtime_management_api,
+    stream_api,
     urls_api,
 )
 from lambdad.api.wire import headers, values
@@ -309,6 +310,7 @@ def _modules() -> list[Any]:
         runtime_management_api,
         policy_api,
         urls_api,
+        stream_api,
     ]
 
 
@@ -338,7 +340,9 @@ def test_every_route_decodes_its_operation() -> None:
             assert "await decode(" in source, handler
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
-    assert len(routed_operations()) == 56  # 45, five function URL config calls, six policy calls
+    assert (
+        len(routed_operations()) == 57
+    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

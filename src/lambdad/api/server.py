@@ -24,6 +24,7 @@ from lambdad.api import (
     policy_api,
     provisioned_api,
     runtime_management_api,
+    stream_api,
     url_front,
     urls_api,
 )
@@ -93,6 +94,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(provisioned_api.routes)
     app.add_routes(runtime_management_api.routes)
     app.add_routes(urls_api.routes)
+    app.add_routes(stream_api.routes)
     return app
 
 

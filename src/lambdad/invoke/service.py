@@ -6,6 +6,7 @@ the dispatcher for queued ``Event`` invocations, and later event sources.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -23,6 +24,7 @@ from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.streaming import ResponseSink
 from lambdad.store.base import Queue, QueuedEvent
 
 #: botocore's documentation of RecursiveInvocationException.
@@ -32,6 +34,9 @@ RECURSION_MESSAGE = (
 )
 
 log = logging.getLogger(__name__)
+
+#: Streamed invocations under way (a task nobody holds could be collected).
+_RUNNING: set[asyncio.Task[Outcome]] = set()
 
 
 class InvocationType(enum.StrEnum):
@@ -51,6 +56,64 @@ class InvokeRequest:
     trace_id: str | None = None
     tenant_id: str | None = None
     request_id: str | None = None
+    #: Set by ``invoke_streaming``: where a streamed response goes as it arrives.
+    sink: ResponseSink | None = None
+
+
+class StreamedInvocation:
+    """An invocation whose response is under way: ``async for chunk in it`` yields the bytes
+    the runtime streams as they come, then ``await it.outcome()`` tells how it ended.
+
+    When the runtime did not stream (a buffered reply, an error or a timeout before any byte),
+    there are no chunks and the outcome's payload is the whole response: the caller sends it
+    in one piece. ``abandon()`` when the caller goes away: the function runs on, undisturbed,
+    and its chunks are dropped.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        executed_version: str,
+        sink: ResponseSink,
+        task: asyncio.Task[Outcome],
+    ) -> None:
+        self.request_id = request_id
+        self.executed_version = executed_version
+        self._sink = sink
+        self._task = task
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the runtime streamed (the chunks are the response)."""
+        return self._sink.streamed
+
+    @property
+    def content_type(self) -> str:
+        """The streamed response's ``Content-Type`` as the runtime posted it."""
+        return self._sink.content_type
+
+    def __aiter__(self) -> StreamedInvocation:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._sink.get()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def outcome(self) -> Outcome:
+        """The invocation's outcome, once it ended (shielded: the caller may be cancelled)."""
+        return await asyncio.shield(self._task)
+
+    def abandon(self) -> None:
+        """The caller is gone: the invocation runs to its end; its chunks are dropped."""
+        self._sink.abandon()
+        self._task.add_done_callback(_retrieved)
+
+
+def _retrieved(task: asyncio.Task[Outcome]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("abandoned streamed invocation failed: %r", task.exception())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,6 +207,42 @@ class Invoker:
             return Accepted(request_id, config.version)
         return await self.run(scope, config, request, request_id)
 
+    async def invoke_streaming(
+        self, scope: Scope, request: InvokeRequest
+    ) -> StreamedInvocation | Accepted:
+        """Start a ``RequestResponse`` invocation whose response the caller takes as it comes
+        (or accept a ``DryRun`` one).
+
+        Returns once the response starts: the runtime began streaming, or the invocation
+        ended (a buffered reply, a function error, a timeout). What fails before that (not
+        found, throttled, a bad qualifier or payload) is raised here, as ``invoke`` raises it.
+        """
+        kind = request.invocation_type
+        await self._payloads.check(request.payload, kind.value)
+        config = await self._target(scope, request)
+        request_id = request.request_id or str(uuid.uuid4())
+        if kind is not InvocationType.REQUEST_RESPONSE:
+            return Accepted(request_id, config.version)
+        sink = ResponseSink()
+        streaming = dataclasses.replace(request, sink=sink)
+        task = asyncio.create_task(
+            self.run(scope, config, streaming, request_id), name=f"invoke-{request_id}"
+        )
+        _RUNNING.add(task)  # held until it ends, whatever the caller does
+        task.add_done_callback(_RUNNING.discard)
+        task.add_done_callback(lambda _: sink.end())
+        started = asyncio.create_task(sink.started.wait())
+        try:
+            await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            sink.abandon()  # the caller is gone before the response started
+            raise
+        finally:
+            started.cancel()
+        if task.done():
+            task.result()  # raises what failed before the response started
+        return StreamedInvocation(request_id, config.version, sink, task)
+
     def _named_qualifier(self, scope: Scope, request: InvokeRequest) -> str | None:
         """The qualifier the caller named: the parameter, else the one in the function's ARN
         (``resolve`` already refused the two when they differ)."""
@@ -167,6 +266,7 @@ class Invoker:
             trace_id=trace_id,
             tenant_id=request.tenant_id,
             tail=request.tail,
+            sink=request.sink,
         )
         spec = spec_of(config)
         # A free provisioned environment first (it is the invocation's slot), else on demand.

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from lambdad.runtime.body_stream import BodyStream
 from lambdad.runtime.invocation import Invocation, error_body, runtime_error_type
 from lambdad.runtime.replies import (
     Crashed,
@@ -63,6 +64,8 @@ class RuntimeSide(Protocol):
     def respond(self, request_id: str, body: bytes, content_type: str) -> None: ...
 
     def respond_too_large(self, request_id: str, size: int) -> None: ...
+
+    def respond_stream(self, request_id: str, body: BodyStream) -> None: ...
 
     def error(
         self, request_id: str, body: bytes, content_type: str, error_type: str | None
@@ -122,6 +125,8 @@ class InvocationChannel:
         self._queued = False
         #: The runtime posted its reply and has not asked for the next event yet.
         self._responded = False
+        #: The body of a streamed reply, while the runtime may still be sending it.
+        self._streaming: BodyStream | None = None
 
     # ------------------------------------------------------------ the environment's side
 
@@ -152,6 +157,11 @@ class InvocationChannel:
     def crash(self, crash: Crashed) -> bool:
         """The invocation under way ends with ``crash``; False when none awaits its reply."""
         current = self._current
+        streaming = self._streaming
+        if streaming is not None and self._responded:
+            streaming.fail(crash)  # a streamed reply's body ends with the crash
+            self._streaming = None
+            return True
         if current is None or current.reply.done():
             return False
         current.reply.set_exception(crash)
@@ -197,6 +207,7 @@ class InvocationChannel:
         if self._responded:
             self._hooks.done()
         self._responded = False
+        self._streaming = None
         current = self._current
         if current is not None and not current.reply.done():
             # Either the event queued for this /next, or a second /next during one invoke,
@@ -224,6 +235,13 @@ class InvocationChannel:
         )
         kind = "Function.ResponseSizeTooLarge"
         self._accept(reply, Reply(False, error_body(kind, message), "application/json", kind))
+
+    def respond_stream(self, request_id: str, body: BodyStream) -> None:
+        """A streamed ``/response`` began: the invocation's reply is its body, to be read."""
+        reply = self._check(request_id, "InvocationResponse")
+        self._streaming = body
+        content_type = body.content_type or "application/octet-stream"
+        self._accept(reply, Reply(True, b"", content_type, stream=body))
 
     def error(
         self, request_id: str, body: bytes, content_type: str, error_type: str | None

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import Report
-from lambdad.runtime import launch
+from lambdad.runtime import launch, streamed
+from lambdad.runtime.body_stream import BodyStream
 from lambdad.runtime.channel import ChannelHooks, InvocationChannel
 from lambdad.runtime.extensions import Extensions, FunctionInfo
 from lambdad.runtime.invocation import Invocation, Outcome, Run
@@ -51,6 +52,8 @@ from lambdad.runtime.telemetry import Telemetry
 
 #: How long a SnapStart environment may take to restore (AWS: 10 s).
 RESTORE_TIMEOUT = 10.0
+#: How long a streamed reply whose connection closed waits to see the runtime's exit (s).
+EXIT_GRACE = 0.5
 
 
 class EnvState(enum.Enum):
@@ -135,6 +138,8 @@ class Environment:
         self.extensions = self._new_extensions()
         #: Set while a returned invocation waits for its extensions (see ``invoke``).
         self.settling: asyncio.Task[None] | None = None
+        #: How the runtime's exit ended an invocation, once it exited.
+        self._exit_crash: Crashed | None = None
 
     @property
     def stream(self) -> str:
@@ -177,7 +182,8 @@ class Environment:
 
     def _runtime_exited(self, reason: str, oom: bool) -> None:
         if not self.channel.fail_init(InitFailure("error", "Runtime.ExitError", reason=reason)):
-            self.channel.crash(Crashed(reason, "Runtime.OutOfMemory" if oom else None))
+            self._exit_crash = Crashed(reason, "Runtime.OutOfMemory" if oom else None)
+            self.channel.crash(self._exit_crash)
         self.channel.release_parked()
         self.extensions.runtime_failed("Runtime.ExitError", reason)
 
@@ -355,6 +361,8 @@ class Environment:
             self.runner.invocation_begins()
             timeout = run.deadline - time.perf_counter()
             reply = await self.channel.exchange(invocation, run.deadline_ms, timeout)
+            if reply.stream is not None:
+                reply = await self._read_streamed(run, reply.stream)
         except TimeoutError:
             line = self.recorder.timeout_line(run.request_id)
             return await self._finish_failed(run, timed_out(run.request_id, run.timeout, line))
@@ -363,9 +371,8 @@ class Environment:
         self.runner.drain()
         report = self._report(run)
         status, error_type = ("success", None) if reply.ok else ("error", reply.error_type)
-        self.recorder.runtime_done(
-            invocation, status, report.duration_ms, len(reply.body), error_type
-        )
+        size = len(reply.body) if reply.stream is None else reply.stream.size
+        self.recorder.runtime_done(invocation, status, report.duration_ms, size, error_type)
         if subscribed:
             # The caller's outcome now; END and REPORT when the INVOKE subscribers are done,
             # so the tail log ends at the reply.
@@ -377,6 +384,19 @@ class Environment:
         return reply.outcome(
             log, dataclasses.replace(report, error_type=error_type), self.config.version
         )
+
+    async def _read_streamed(self, run: Run, body: BodyStream) -> Reply:
+        """A streamed reply read to its end. A runtime's connection that closes mid-stream is
+        usually its process exiting: that exit, once seen (within ``EXIT_GRACE``), is the
+        crash reported, as a buffered invocation's would be."""
+        try:
+            return await streamed.read_reply(body, run.invocation.sink, run.deadline)
+        except Crashed as crash:
+            if crash.error_type == streamed.TRUNCATED:
+                grace = min(EXIT_GRACE, run.deadline - time.perf_counter())
+                if await self.runner.exited(grace) and self._exit_crash is not None:
+                    raise self._exit_crash from None
+            raise
 
     def _idle(self) -> None:
         self.state = EnvState.IDLE

@@ -24,6 +24,8 @@ from http import HTTPStatus
 
 import httptools
 
+from lambdad.runtime.body_stream import BodyState, BodyStream
+
 log = logging.getLogger(__name__)
 
 #: The most a request line and headers may take together (the Runtime API's are small); a
@@ -46,6 +48,8 @@ class Request:
     peer: tuple[str, int]
     #: Per-connection memo for the handler (e.g. whether the peer was checked).
     connection: dict[str, object]
+    #: A streamed request's body, handed over at the end of its head (``body`` is then None).
+    stream: BodyStream | None = None
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -135,6 +139,12 @@ def _safe(text: str) -> str:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Whether a request (by its lower-case headers) is streamed rather than read whole.
+Streams = Callable[[dict[str, str]], bool]
+
+
+def _never(headers: dict[str, str]) -> bool:
+    return False
 
 
 def error_response(status: int, error_type: str, message: str) -> Response:
@@ -148,9 +158,14 @@ def error_response(status: int, error_type: str, message: str) -> Response:
 class _Connection(asyncio.Protocol):
     """Parses requests off one connection and answers them in order."""
 
-    def __init__(self, handler: Handler, body_cap: int, server: Server) -> None:
+    def __init__(
+        self, handler: Handler, body_cap: int, server: Server, streams: Streams = _never
+    ) -> None:
         self._handler = handler
         self._cap = body_cap
+        self._streams = streams
+        #: The body of the request being read, when it is streamed.
+        self._body: BodyStream | None = None
         self._server = server
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -191,6 +206,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._body is not None:
+            self._body.fail()
+            self._body = None
         self._server.connections.discard(self)
         # A handler already running finishes (its answer is dropped): the environment, not the
         # connection, decides what a runtime that went away means.
@@ -216,6 +234,9 @@ class _Connection(asyncio.Protocol):
             raise ValueError("request head too large")  # stops the parser: a 431
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
+        if self._body is not None:
+            self._body.trailer(key, text)  # a trailer field, after a streamed body
+            return
         if key in self._headers:
             self._headers[key] += ", " + text
         else:
@@ -224,8 +245,35 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self._streams(self._headers):
+            self._stream_request()
+
+    def _stream_request(self) -> None:
+        """Hand the request to its handler now; its body follows through a ``BodyStream``."""
+        transport = self._transport
+        if transport is None:
+            return
+        body = BodyStream(
+            self._headers.get("content-type", ""), transport.pause_reading, self._resume
+        )
+        self._body = body
+        method = self._parser.get_method().decode("latin-1")
+        path = httptools.parse_url(self._url).path.decode("latin-1")
+        request = Request(
+            method, path, self._headers, None, 0, self._local, self._peer, self._memo, body
+        )
+        self._pending.append((request, None, self._parser.should_keep_alive()))
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._answer_all())
+
+    def _resume(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
 
     def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(body)
+            return
         self._size += len(body)
         if self._size <= self._cap:
             self._chunks.append(body)
@@ -233,6 +281,10 @@ class _Connection(asyncio.Protocol):
             self._chunks.clear()
 
     def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.finish()
+            self._body = None
+            return
         method = self._parser.get_method().decode("latin-1")
         path = httptools.parse_url(self._url).path.decode("latin-1")
         # The body is joined by the worker (a large one in a thread), not in this callback.
@@ -261,6 +313,11 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("Runtime API %s %s failed", request.method, request.path)
                     response = error_response(500, "InternalServerError", "Internal Server Error")
+                if request.stream is not None and request.stream.state is BodyState.OPEN:
+                    # What the handler left of a streamed body is dropped; the answer follows
+                    # the whole request, as for any other.
+                    request.stream.discard()
+                    await request.stream.ended()
                 transport = self._transport
                 if transport is None:
                     return
@@ -278,6 +335,9 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def close(self) -> None:
+        if self._body is not None:
+            self._body.fail()
+            self._body = None
         if self._transport is not None:
             self._transport.close()
         if self._worker is not None:
@@ -292,9 +352,10 @@ class ServerState(enum.Enum):
 class Server:
     """Serves ``handler`` on any number of listening sockets; ``close`` ends every connection."""
 
-    def __init__(self, handler: Handler, body_cap: int) -> None:
+    def __init__(self, handler: Handler, body_cap: int, streams: Streams = _never) -> None:
         self._handler = handler
         self._cap = body_cap
+        self._streams = streams
         self._listeners: dict[int, asyncio.AbstractServer] = {}
         self.connections: set[_Connection] = set()
         self.state = ServerState.RUNNING
@@ -304,7 +365,7 @@ class Server:
         port = int(sock.getsockname()[1])
         loop = asyncio.get_running_loop()
         self._listeners[port] = await loop.create_server(
-            lambda: _Connection(self._handler, self._cap, self), sock=sock
+            lambda: _Connection(self._handler, self._cap, self, self._streams), sock=sock
         )
         return port
 

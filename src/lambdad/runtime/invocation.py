@@ -9,9 +9,14 @@ import time
 import msgspec
 
 from lambdad.observe.platform import Report
+from lambdad.runtime.streaming import ResponseSink
 
 #: The largest response (or event) body the Runtime API accepts: 6 MiB + 100 bytes.
 MAX_RUNTIME_PAYLOAD = 6 * 1024 * 1024 + 100
+#: The largest buffered response a caller gets (Lambda's 6 MB, as in its error message).
+MAX_RESPONSE_PAYLOAD = 6_291_556
+#: The largest streamed response (AWS: 200 MB since July 2025, 20 MB before).
+MAX_STREAMED_RESPONSE = 200 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,6 +31,8 @@ class Invocation:
     tenant_id: str | None = None
     #: Collect the invocation's log for ``X-Amz-Log-Type: Tail``.
     tail: bool = False
+    #: Where a streamed response goes as it arrives; None: the caller takes it whole.
+    sink: ResponseSink | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

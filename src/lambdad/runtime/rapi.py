@@ -13,9 +13,10 @@ import enum
 import socket
 
 from lambdad.runtime import extensions_api, http11
+from lambdad.runtime.body_stream import BodyBroken, BodyStream
 from lambdad.runtime.channel import RuntimeSide, Tenant
 from lambdad.runtime.http11 import Request, Response, error_response
-from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD
+from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD, MAX_STREAMED_RESPONSE
 from lambdad.runtime.replies import RuntimeApiError
 
 PREFIX = "/2018-06-01/runtime/"
@@ -33,6 +34,22 @@ def _accepted() -> Response:
     return Response(202, _OK)
 
 
+def _streamed(headers: dict[str, str]) -> bool:
+    """A ``/response`` in streaming mode is read as it arrives (``BodyStream``)."""
+    mode = headers.get("lambda-runtime-function-response-mode")
+    return mode is not None and mode.lower() == "streaming"
+
+
+async def _whole(stream: BodyStream) -> bytes | None:
+    """A streamed body read whole (a streaming-mode header on another call); None if over
+    the Runtime API's cap."""
+    chunks: list[bytes] = []
+    while (chunk := await stream.read()) is not None:
+        if stream.size <= MAX_RUNTIME_PAYLOAD:
+            chunks.append(chunk)
+    return b"".join(chunks) if stream.size <= MAX_RUNTIME_PAYLOAD else None
+
+
 class RuntimeApiServer:
     def __init__(self) -> None:
         self.state = RapiState.NEW
@@ -42,7 +59,7 @@ class RuntimeApiServer:
     async def start(self) -> None:
         if self.state is not RapiState.NEW:
             raise RuntimeError("Runtime API server already started")
-        self._server = http11.Server(self._handle, MAX_RUNTIME_PAYLOAD)
+        self._server = http11.Server(self._handle, MAX_RUNTIME_PAYLOAD, _streamed)
         self.state = RapiState.RUNNING
 
     async def close(self) -> None:
@@ -94,6 +111,14 @@ class RuntimeApiServer:
             if parts == ["invocation", "next"] and request.method == "GET":
                 return await self._next(env.channel)
             if len(parts) == 3 and parts[0] == "invocation" and request.method == "POST":
+                if request.stream is not None:
+                    if parts[2] == "response":
+                        return await self._post_stream(env.channel, request.stream, parts[1])
+                    try:
+                        request.body = await _whole(request.stream)
+                    except BodyBroken:
+                        return error_response(400, "InvalidRequest", "Bad Request")
+                    request.size = request.stream.size
                 return self._post_invocation(env.channel, request, parts[1], parts[2])
             if parts == ["init", "error"] and request.method == "POST":
                 env.channel.init_error(
@@ -133,6 +158,27 @@ class RuntimeApiServer:
         if invocation.tenant_id:
             headers.append(("Lambda-Runtime-Aws-Tenant-Id", invocation.tenant_id))
         return Response(200, invocation.payload, tuple(headers), invocation.content_type)
+
+    async def _post_stream(
+        self, channel: RuntimeSide, body: BodyStream, request_id: str
+    ) -> Response:
+        """A streamed ``/response``: the invocation reads the body as it arrives; the runtime is
+        answered once it has sent all of it (413 when the invocation refused it as too large)."""
+        try:
+            channel.respond_stream(request_id, body)
+        except RuntimeApiError:
+            body.discard()
+            await body.ended()
+            raise
+        await body.settled()  # the invocation has decided (e.g. too large) …
+        await body.ended()  # … and the runtime has sent it all
+        if body.too_large:
+            return error_response(
+                413,
+                "RequestEntityTooLarge",
+                f"Exceeded maximum allowed payload size ({MAX_STREAMED_RESPONSE} bytes).",
+            )
+        return _accepted()
 
     def _post_invocation(
         self, channel: RuntimeSide, request: Request, request_id: str, action: str

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 from lambdad.observe.platform import Report
+from lambdad.runtime.body_stream import BodyStream
 from lambdad.runtime.invocation import Outcome, error_body
 
 
@@ -17,6 +18,9 @@ class Reply:
     body: bytes
     content_type: str
     error_type: str | None = None
+    #: A streamed ``/response``: its body, still arriving when the runtime's reply is accepted
+    #: (``body`` is then empty); kept on the reply read from it, for its size.
+    stream: BodyStream | None = None
 
     def outcome(self, log: str, report: Report, version: str) -> Outcome:
         """What the caller gets of this reply."""

@@ -116,6 +116,14 @@ class Runner:
         oom = exit_status.signal == signal.SIGKILL and process.oom_kills() > self._oom_kills
         self._on_exit(reason, oom)
 
+    async def exited(self, timeout: float) -> bool:
+        """Whether the runtime has exited, waiting at most ``timeout`` s for its exit (and its
+        exit listener) to be seen."""
+        task = self._watch_task
+        if task is not None and not task.done() and timeout > 0:
+            await asyncio.wait([task], timeout=timeout)
+        return self.exit is not None
+
     def drain(self) -> None:
         """Read everything the process has written so far, synchronously."""
         if self._reader is not None:
