@@ -153,3 +153,24 @@ def test_node_context_has_the_tenant_id(
     )["FunctionName"]
     _, got = invoke_json(lam, name, {}, TenantId="green")
     assert got == {"tenant": "green"}
+
+
+def test_streamed_invocations_keep_tenants_apart(lam: Any, isolated: str) -> None:
+    """InvokeWithResponseStream takes X-Amz-Tenant-Id as Invoke does: required for a
+    tenant-isolated function, and the response comes from that tenant's own environment."""
+    with refused("InvalidParameterValueException", 400):
+        lam.invoke_with_response_stream(FunctionName=isolated)
+
+    def streamed(tenant: str) -> dict[str, Any]:
+        answer = lam.invoke_with_response_stream(FunctionName=isolated, TenantId=tenant)
+        body = b"".join(
+            event["PayloadChunk"]["Payload"]
+            for event in answer["EventStream"]
+            if "PayloadChunk" in event
+        )
+        return dict(json.loads(body))
+
+    blue, green = streamed("blue"), streamed("green")
+    assert (blue["tenant"], green["tenant"]) == ("blue", "green")
+    assert blue["token"] != green["token"]
+    assert streamed("blue")["token"] == blue["token"]

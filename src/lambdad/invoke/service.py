@@ -220,6 +220,7 @@ class Invoker:
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
+        check_tenant(scope, config, request.tenant_id)
         request_id = request.request_id or str(uuid.uuid4())
         if kind is not InvocationType.REQUEST_RESPONSE:
             return Accepted(request_id, config.version)
