@@ -8,7 +8,7 @@ import base64
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from lambdad.api import url_cors
+from lambdad.api import url_cors, url_event
 from lambdad.api.url_event import BadResponse, infer_response, is_text
 from lambdad.api.url_host import UrlShape, parse_host
 from lambdad.control.url_model import CorsSettings, new_url_id
@@ -128,3 +128,22 @@ def test_cors_matching() -> None:
         "Access-Control-Allow-Origin",
         "https://b.example",
     )
+
+
+def test_a_prelude_sets_status_headers_and_cookies() -> None:
+    """An HttpResponseStream prelude: statusCode, headers and each cookie as a Set-Cookie;
+    statusCode defaults to 200 and Content-Type to application/octet-stream; a prelude that is
+    not a JSON object is no response."""
+    head = url_event.prelude_response(b'{"headers": {"x-a": 1}, "cookies": ["c=1"]}')
+    assert head.status == 200
+    assert head.headers == [
+        ("Content-Type", "application/octet-stream"),
+        ("x-a", "1"),
+        ("Set-Cookie", "c=1"),
+    ]
+    typed = url_event.prelude_response(b'{"statusCode": 404, "headers": {"content-type": "t"}}')
+    assert (typed.status, typed.headers) == (404, [("content-type", "t")])
+    assert url_event.prelude_response(b"").status == 200
+    for bad in (b"[1]", b"{", b'{"statusCode": 1000}'):
+        with pytest.raises(url_event.BadResponse):
+            url_event.prelude_response(bad)

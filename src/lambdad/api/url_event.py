@@ -283,3 +283,34 @@ def infer_response(payload: bytes) -> UrlResponse:
     if isinstance(result, dict) and "statusCode" in result:
         return _structured(result)
     return UrlResponse(200, [("Content-Type", "application/json")], payload)
+
+
+#: The ``Content-Type`` of a streamed response that starts with an HTTP prelude
+#: (``awslambda.HttpResponseStream.from``): JSON metadata, then ``PRELUDE_END``, then the body.
+PRELUDE_TYPE = "application/vnd.awslambda.http-integration-response"
+PRELUDE_END = b"\0" * 8
+#: The longest prelude lambdad waits for before it calls the response malformed.
+MAX_PRELUDE = 1 << 20
+
+
+def prelude_response(prelude: bytes) -> UrlResponse:
+    """The status and headers a streamed response's prelude sets (``statusCode`` 200,
+    ``Content-Type`` ``application/octet-stream`` when absent); the body follows the prelude."""
+    try:
+        meta = _decode(prelude) if prelude.strip() else {}
+    except msgspec.DecodeError as exc:
+        raise BadResponse("the prelude is not JSON") from exc
+    if not isinstance(meta, dict):
+        raise BadResponse("the prelude is not an object")
+    head = _structured({**meta, "statusCode": meta.get("statusCode", 200), "body": None})
+    headers = [(n, v) for n, v in head.headers if not _defaulted(n, v, meta)]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.insert(0, ("Content-Type", "application/octet-stream"))
+    return UrlResponse(head.status, headers, b"")
+
+
+def _defaulted(name: str, value: str, meta: Mapping[str, Any]) -> bool:
+    """The ``Content-Type`` ``_structured`` adds when the result names none."""
+    given = meta.get("headers") or {}
+    named = isinstance(given, dict) and any(str(k).lower() == "content-type" for k in given)
+    return name == "Content-Type" and value == "application/json" and not named

@@ -35,20 +35,24 @@ from lambdad import errors
 from lambdad.api import url_cors
 from lambdad.api.policy_api import POLICIES
 from lambdad.api.url_event import (
+    MAX_PRELUDE,
+    PRELUDE_END,
+    PRELUDE_TYPE,
     BadResponse,
     CallerIdentity,
     UrlRequest,
     UrlResponse,
     build_event,
     infer_response,
+    prelude_response,
 )
 from lambdad.api.url_host import MARK, parse_host
 from lambdad.api.urls_api import URLS
 from lambdad.api.wire.decode import read_up_to
 from lambdad.control.policies import RequestContext
-from lambdad.control.url_model import AuthType, FunctionUrlConfig
+from lambdad.control.url_model import AuthType, FunctionUrlConfig, InvokeMode
 from lambdad.invoke.payloads import SYNC_LIMIT
-from lambdad.invoke.service import Invoker, InvokeRequest
+from lambdad.invoke.service import Invoker, InvokeRequest, StreamedInvocation
 from lambdad.runtime.invocation import Outcome
 
 log = logging.getLogger(__name__)
@@ -233,19 +237,125 @@ async def _serve(request: web.Request, host: str, request_id: str) -> web.Stream
             iam=config.auth_type is AuthType.AWS_IAM,
         )
     )
+    if config.invoke_mode is InvokeMode.RESPONSE_STREAM:
+        return await _serve_streamed(request, config, event, request_id)
     outcome = await _invoke(request, config, event, request_id)
+    response = _with_cors(config, request, _buffered(outcome, request_id))
+    return await write_response(request, response, request_id)
+
+
+def _buffered(outcome: Outcome, request_id: str) -> UrlResponse:
+    """The response a function's whole result makes (``502`` for an error or no response)."""
     if outcome.function_error:
         raise _failed()
     try:
-        response = infer_response(outcome.payload)
+        return infer_response(outcome.payload)
     except BadResponse as exc:
         log.info("URL request %s: the function's result is no HTTP response: %s", request_id, exc)
         raise _failed() from None
-    if cors is not None:
-        extra = url_cors.response_headers(cors, request.headers.get("Origin"))
-        headers = url_cors.without_cors(response.headers) + extra
-        response = UrlResponse(response.status, headers, response.body)
-    return await write_response(request, response, request_id)
+
+
+def _with_cors(
+    config: FunctionUrlConfig, request: web.Request, response: UrlResponse
+) -> UrlResponse:
+    """The config's CORS headers in place of any the function set."""
+    if config.cors is None:
+        return response
+    extra = url_cors.response_headers(config.cors, request.headers.get("Origin"))
+    headers = url_cors.without_cors(response.headers) + extra
+    return UrlResponse(response.status, headers, response.body)
+
+
+# ------------------------------------------------------------------------- streaming
+
+
+async def _serve_streamed(
+    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+) -> web.StreamResponse:
+    """``InvokeMode RESPONSE_STREAM``: the response goes out chunk by chunk as the function
+    writes it (chunked transfer), its status and headers from the ``HttpResponseStream``
+    prelude when it has one. A function that answers buffered is answered as a buffered URL
+    would; a failure after the first byte ends the response unfinished (the connection is
+    closed before the last chunk), as the client must not take a broken stream for a whole."""
+    try:
+        started = await request.app[URL_INVOKER].invoke_streaming(
+            config.scope, _invoke_request(request, config, event, request_id)
+        )
+    except errors.LambdaError as exc:
+        log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
+        raise _refusal_of(exc) from None
+    if not isinstance(started, StreamedInvocation):  # a RequestResponse invoke always runs
+        raise _failed()
+    try:
+        return await _relay(request, config, started, request_id)
+    except BaseException:  # refused, cancelled or failed: the function runs on undisturbed
+        started.abandon()
+        raise
+
+
+async def _relay(
+    request: web.Request, config: FunctionUrlConfig, started: StreamedInvocation, request_id: str
+) -> web.StreamResponse:
+    if not started.streamed:
+        whole = _with_cors(config, request, _buffered(await started.outcome(), request_id))
+        return await write_response(request, whole, request_id)
+    head = UrlResponse(200, [("Content-Type", started.content_type)], b"")
+    first = b""
+    if started.content_type == PRELUDE_TYPE:
+        head, first = await _prelude(started, request_id)
+    head = _with_cors(config, request, head)
+    response = web.StreamResponse(status=head.status)
+    for name, value in head.headers:
+        response.headers.add(name, value)
+    response.headers["x-amzn-RequestId"] = request_id
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for chunk in started:
+            await response.write(chunk)
+    except ConnectionError:
+        started.abandon()  # the client went away; the function runs on
+        log.debug("client went away during streamed URL request %s", request_id)
+        return response
+    outcome = await started.outcome()
+    if outcome.function_error:
+        log.info("URL request %s: the function failed mid-stream", request_id)
+        response.force_close()
+        if request.transport is not None:
+            request.transport.close()  # no last chunk: the client sees a broken response
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _prelude(started: StreamedInvocation, request_id: str) -> tuple[UrlResponse, bytes]:
+    """Read up to the prelude's end: the status and headers it sets, and the body bytes that
+    came with it. ``502`` when it never ends or is no prelude."""
+    held = bytearray()
+    async for chunk in started:
+        held += chunk
+        end = held.find(PRELUDE_END)
+        if end >= 0:
+            try:
+                return prelude_response(bytes(held[:end])), bytes(held[end + len(PRELUDE_END) :])
+            except BadResponse as exc:
+                log.info("URL request %s: a malformed prelude: %s", request_id, exc)
+                break
+        if len(held) > MAX_PRELUDE:
+            log.info("URL request %s: the prelude does not end", request_id)
+            break
+    else:
+        outcome = await started.outcome()
+        if outcome.function_error:
+            raise _failed()
+        try:  # the stream ended with the prelude: no body
+            return prelude_response(bytes(held).rstrip(b"\0")), b""
+        except BadResponse:
+            pass
+    started.abandon()
+    raise _failed()
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -263,14 +373,7 @@ async def _invoke(
 ) -> Outcome:
     try:
         outcome = await request.app[URL_INVOKER].invoke(
-            config.scope,
-            InvokeRequest(
-                function_name=config.function_name,
-                qualifier=config.alias,
-                payload=event,
-                trace_id=request.headers.get("X-Amzn-Trace-Id"),
-                request_id=request_id,
-            ),
+            config.scope, _invoke_request(request, config, event, request_id)
         )
     except errors.LambdaError as exc:
         log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
@@ -278,3 +381,15 @@ async def _invoke(
     if not isinstance(outcome, Outcome):  # a RequestResponse invoke always runs
         raise _failed()
     return outcome
+
+
+def _invoke_request(
+    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+) -> InvokeRequest:
+    return InvokeRequest(
+        function_name=config.function_name,
+        qualifier=config.alias,
+        payload=event,
+        trace_id=request.headers.get("X-Amzn-Trace-Id"),
+        request_id=request_id,
+    )
