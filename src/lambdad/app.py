@@ -27,6 +27,7 @@ from typing import Any
 from lambdad import config as config_module
 from lambdad.api.http import HttpTimeouts
 from lambdad.api.server import HttpListener, Services, build_app
+from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
@@ -49,6 +50,7 @@ from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
+from lambdad.store.access_keys import KeyRing
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
 from lambdad.store.sqlite import SqliteStore
@@ -201,6 +203,10 @@ class Lambdad:
                 retry_delay=settings.scaled(1.0),
             ),
         )
+        #: SigV4 mode: the keys of ``lambdad keys``, seen as they change; None in open mode.
+        self.verifier = (
+            SigV4Verifier(KeyRing(settings.data_dir)) if settings.auth == "sigv4" else None
+        )
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,
@@ -242,6 +248,7 @@ class Lambdad:
             blobs=self.blobs,
             logs=self.logs,
             doctor=self.doctor,
+            verifier=self.verifier,
         )
 
     def _parts(self) -> list[Part]:
@@ -301,6 +308,7 @@ class Lambdad:
                 "root": os.geteuid() == 0 if hasattr(os, "geteuid") else False,
                 "data_dir": str(self.settings.data_dir),
             },
+            "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
         }

@@ -1,19 +1,68 @@
-"""SigV4: which region (and access key) a request speaks for.
+"""Who a request speaks for: its region and, in SigV4 mode, its verified caller.
 
-lambdad accepts any credentials (a self-hosted endpoint has no IAM); it reads the credential
-scope so that the region a client is configured for is the region its resources live in.
+Open mode (``LAMBDAD_AUTH=open``, the default) accepts any credentials, as a self-hosted
+endpoint without IAM may: the credential scope of the ``Authorization`` header names the region,
+and the configured account is the caller's. SigV4 mode (``LAMBDAD_AUTH=sigv4``) verifies every
+request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``
+and function URL hosts (whose ``AuthType`` decides), and attaches the ``Verified`` caller: its
+account scopes everything the request touches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
+from lambdad.api.sigv4 import SigV4Verifier, Verified, payload_sha256
+from lambdad.api.wire.decode import READ_BODY, read_up_to
+
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
+#: The verified caller of a request (SigV4 mode only).
+CALLER = web.RequestKey("lambdad_caller", Verified)
+#: Paths answered without a signature.
+_UNSIGNED = frozenset({"/_lambdad/health"})
+#: ``Host`` of a function URL (``<url-id>.lambda-url.<region>.<domain>``): URLs verify their
+#: own way, by their ``AuthType``.
+_URL_HOST = re.compile(r"[a-z0-9]{32}\.lambda-url\.")
+#: Bodies larger than this are hashed in a worker thread.
+_HASH_IN_THREAD = 256 * 1024
 
 
 def region_of(headers: CIMultiDictProxy[str], default: str) -> str:
     auth = headers.get("Authorization", "")
     match = _CREDENTIAL.search(auth)
     return match.group(3) if match else default
+
+
+def caller_of(request: web.Request) -> Verified | None:
+    """The verified caller of ``request``; None in open mode."""
+    return request.get(CALLER)
+
+
+def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
+    """Refuse every request whose signature does not hold, with AWS's error; let the rest
+    through with their caller attached."""
+
+    @web.middleware
+    async def verify(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in _UNSIGNED or _URL_HOST.match(request.host):
+            return await handler(request)
+        body = b""
+        if request.can_read_body:
+            body = await read_up_to(request, max_body + 1)
+            request[READ_BODY] = body
+        if len(body) > _HASH_IN_THREAD:
+            digest = await asyncio.to_thread(payload_sha256, body)
+        else:
+            digest = payload_sha256(body)
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        request[CALLER] = verifier.verify(
+            request.method, raw_path, raw_query, request.headers, digest
+        )
+        return await handler(request)
+
+    return verify

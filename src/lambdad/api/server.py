@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from lambdad.api import (
     event_config_api,
@@ -25,7 +26,9 @@ from lambdad.api import (
     runtime_management_api,
 )
 from lambdad.api import platform as platform_api
+from lambdad.api.auth import sigv4_middleware
 from lambdad.api.errors import error_middleware
+from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
@@ -51,11 +54,16 @@ class Services:
     blobs: BlobStore
     logs: LogStore
     doctor: Callable[[], dict[str, Any]]
+    #: SigV4 mode: every request is verified by it. None: open mode.
+    verifier: SigV4Verifier | None = None
 
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=limits.MAX_BODY)
+    middlewares: list[Middleware] = [error_middleware]
+    if services.verifier is not None:
+        middlewares.append(sigv4_middleware(services.verifier, limits.MAX_BODY))
+    app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.RESERVATIONS] = services.reservations
