@@ -51,6 +51,7 @@ from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
+from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
 from lambdad.store.sqlite import SqliteStore
@@ -159,7 +160,7 @@ class Lambdad:
         self.store: Store = SqliteStore(data / "lambdad.db")
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
-        self.logs = LogStore(data / "logs")
+        self.logs = LogStore(data / "logs", settings.account_id)
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
@@ -186,9 +187,7 @@ class Lambdad:
             self.event_configs,
         )
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
-        self.provisioner = Provisioner(
-            settings.account_id, self.functions, self.provisioned, self.runtime
-        )
+        self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
         self.dispatcher = Dispatcher(
             self.queue,
             self.invoker,
@@ -257,14 +256,11 @@ class Lambdad:
         return [
             Part("data directory", self._make_data_dir, _nothing),
             Part("metadata store", self.store.open, self.store.close),
+            Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
             Part("runtime", self.runtime.start, self.runtime.close),
-            Part(
-                "snapshots",
-                lambda: self.snapshots.start(self.settings.account_id),
-                self.snapshots.close,
-            ),
+            Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
@@ -288,6 +284,13 @@ class Lambdad:
     async def _unwatch_loop(self) -> None:
         if self.loop_watch is not None:
             self.loop_watch.close()
+
+    async def _move_under_accounts(self) -> None:
+        moved = await move_under_accounts(self.store, self.settings.account_id)
+        if moved:
+            log.info(
+                "moved %d rows from before accounts to account %s", moved, self.settings.account_id
+            )
 
     async def _make_data_dir(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── MissingAuthenticationTokenException      (sigv4 mode: a request with no signature)
     ├── InvalidSignatureException                (a wrong signature, or a date out of range)
     ├── IncompleteSignatureException             (an Authorization header that does not parse)
+    ├── AccessDeniedException                    (another account's resource, not granted)
     ├── UnknownOperationException
     ├── RecursiveInvocationException             (a recursive loop stopped after 16 hops)
     └── ProvisionedConcurrencyConfigNotFoundException
@@ -120,6 +121,10 @@ class InvalidSignatureException(LambdaError):
 
 class IncompleteSignatureException(LambdaError):
     code = "IncompleteSignatureException"
+
+
+class AccessDeniedException(LambdaError):
+    code = "AccessDeniedException"
 
 
 class UnknownOperationException(LambdaError):

@@ -44,6 +44,7 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.MissingAuthenticationTokenException: (403, "message"),
     errors.InvalidSignatureException: (403, "message"),
     errors.IncompleteSignatureException: (403, "message"),
+    errors.AccessDeniedException: (403, "Message"),
     errors.UnknownOperationException: (404, "message"),
     errors.ValidationException: (400, "message"),
     errors.RecursiveInvocationException: (400, "Message"),

@@ -293,7 +293,7 @@ async def get_account_settings(request: web.Request, req: NoInput) -> web.Respon
                 "CodeSizeUnzipped": 262_144_000,
                 "CodeSizeZipped": 52_428_800,
                 "ConcurrentExecutions": reservations.limit,
-                "UnreservedConcurrentExecutions": await reservations.unreserved(scope.region),
+                "UnreservedConcurrentExecutions": await reservations.unreserved(scope),
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         }

@@ -12,6 +12,10 @@ class Scope:
     account_id: str
     region: str
 
+    def key(self, *rest: str) -> tuple[str, ...]:
+        """A store key of this account and region: ``(account, region, *rest)``."""
+        return (self.account_id, self.region, *rest)
+
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         return f"{arn}:{qualifier}" if qualifier else arn
