@@ -336,3 +336,53 @@ def test_big_signed_body_is_verified(secured: tuple[Server, dict[str, str]]) -> 
         client, files={"app.py": "def handler(e, c):\n    return 1\n", "blob.bin": blob}
     )
     wait_until(lambda: client.get_function(FunctionName=created["FunctionName"]))
+
+
+def test_code_location_downloads_without_a_signature(
+    secured: tuple[Server, dict[str, str]],
+) -> None:
+    """GetFunction's ``Code.Location`` downloads with a plain GET, as AWS's presigned S3 URL
+    does."""
+    server, key = secured
+    client = client_of(server, key)
+    name = create_function(client)["FunctionName"]
+    location = client.get_function(FunctionName=name)["Code"]["Location"]
+    with urllib.request.urlopen(location, timeout=30) as download:
+        assert download.read()[:2] == b"PK"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": ""},
+        {"Authorization": "AWS4-HMAC-SHA256"},
+        {"Authorization": "AWS4-HMAC-SHA256 Credential=, SignedHeaders=, Signature="},
+        {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=A/B/C/D/aws4_request, "
+            "SignedHeaders=host, Signature=zz",
+            "X-Amz-Date": "not-a-date",
+        },
+        {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=A/20240101/r/lambda/aws4_request, "
+            "SignedHeaders=x-amz-date, Signature=00",
+            "X-Amz-Date": "20240101T000000Z",
+        },
+        {"Authorization": "AWS4-HMAC-SHA256 " + "a=b, " * 1000},
+    ],
+)
+def test_garbage_signatures_get_an_aws_403(
+    secured: tuple[Server, dict[str, str]], headers: dict[str, str]
+) -> None:
+    """A forged or garbled Authorization header is a 403 with an AWS error code, never a 5xx."""
+    server, _ = secured
+    status, got, body = raw(server, "/2015-03-31/functions/", headers)
+    assert status == 403
+    assert got["x-amzn-ErrorType"].endswith("Exception")
+    assert body["message"]
+
+
+def test_presigned_query_garbage_gets_an_aws_403(secured: tuple[Server, dict[str, str]]) -> None:
+    """A presigned query missing its parts is IncompleteSignatureException."""
+    server, _ = secured
+    status, got, _ = raw(server, "/2015-03-31/functions/?X-Amz-Algorithm=AWS4-HMAC-SHA256")
+    assert (status, got["x-amzn-ErrorType"]) == (403, "IncompleteSignatureException")

@@ -3,9 +3,9 @@
 Open mode (``LAMBDAD_AUTH=open``, the default) accepts any credentials, as a self-hosted
 endpoint without IAM may: the credential scope of the ``Authorization`` header names the region,
 and the configured account is the caller's. SigV4 mode (``LAMBDAD_AUTH=sigv4``) verifies every
-request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``
-and function URL hosts (whose ``AuthType`` decides), and attaches the ``Verified`` caller: its
-account scopes everything the request touches.
+request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``,
+code downloads and function URL hosts (whose ``AuthType`` decides), and attaches the
+``Verified`` caller: its account scopes everything the request touches.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/a
 CALLER = web.RequestKey("lambdad_caller", Verified)
 #: Paths answered without a signature.
 _UNSIGNED = frozenset({"/_lambdad/health"})
+#: Code downloads (``Code.Location``, ``Content.Location``): like AWS's presigned S3 URLs, the
+#: URL itself is the permission (it names the zip by its SHA-256, which only a reader of the
+#: function or layer learns).
+_CODE = "/_lambdad/code/"
 #: ``Host`` of a function URL (``<url-id>.lambda-url.<region>.<domain>``): URLs verify their
 #: own way, by their ``AuthType``.
 _URL_HOST = re.compile(r"[a-z0-9]{32}\.lambda-url\.")
@@ -49,7 +53,8 @@ def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
 
     @web.middleware
     async def verify(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _UNSIGNED or _URL_HOST.match(request.host):
+        path = request.path
+        if path in _UNSIGNED or path.startswith(_CODE) or _URL_HOST.match(request.host):
             return await handler(request)
         body = b""
         if request.can_read_body:
