@@ -8,9 +8,14 @@ account's function is "not found" to a caller no policy grants it to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -169,13 +174,42 @@ def test_an_old_data_dir_is_served_as_the_default_account(
     assert ":333333333333:" in created["FunctionArn"]
     shutdown(server)
     asyncio.run(_to_old_layout(server.data_dir / "lambdad.db"))
+    _queue_an_old_event(server.data_dir / "queue.db", "old-one", b'{"queued": "before"}')
+    legacy_log = server.data_dir / "logs" / "us-east-1__aws__lambda__old-one.jsonl"
+    row = {"r": "us-east-1", "g": "/aws/lambda/old-one", "s": "s", "t": 1, "m": "legacy line"}
+    legacy_log.write_text(json.dumps(row) + "\n")
 
     again = start_server(settings, data_dir=server.data_dir)
     client = again.client()
     assert [f["FunctionName"] for f in client.list_functions()["Functions"]] == ["old-one"]
     assert invoke_json(client, "old-one", {"x": 1})[1]["owner"] == "old"
+    wait_until(lambda: "before" in _open_logs(again, "old-one"), timeout=30)
+    assert "legacy line" in _open_logs(again, "old-one")
     shutdown(again)
     assert asyncio.run(_first_keys(server.data_dir / "lambdad.db")) == {"333333333333"}
+
+
+def _queue_an_old_event(path: Path, function: str, payload: bytes) -> None:
+    """An async event as a queue from before accounts holds it (no account column)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("ALTER TABLE events DROP COLUMN account_id")
+        db.execute(
+            "INSERT INTO events (id, function_name, qualifier, payload, region, enqueued_at,"
+            " attempt, not_before, attributes) VALUES (?, ?, NULL, ?, 'us-east-1', ?, 0, 0, '{}')",
+            (str(uuid.uuid4()), function, payload, time.time()),
+        )
+        db.execute("PRAGMA user_version=1")
+        db.commit()
+
+
+def _open_logs(server: Server, function: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "lambdad.cli.main", "logs", function, "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
 
 
 async def _to_old_layout(path: Path) -> None:

@@ -386,3 +386,11 @@ def test_presigned_query_garbage_gets_an_aws_403(secured: tuple[Server, dict[str
     server, _ = secured
     status, got, _ = raw(server, "/2015-03-31/functions/?X-Amz-Algorithm=AWS4-HMAC-SHA256")
     assert (status, got["x-amzn-ErrorType"]) == (403, "IncompleteSignatureException")
+
+
+def test_a_url_host_does_not_skip_verification(secured: tuple[Server, dict[str, str]]) -> None:
+    """A ``Host`` of the function URL form does not make an API request unsigned."""
+    server, _ = secured
+    host = "a" * 32 + ".lambda-url.us-east-1.localhost"
+    status, got, _ = raw(server, "/2015-03-31/functions/", {"Host": host})
+    assert (status, got["x-amzn-ErrorType"]) == (403, "MissingAuthenticationTokenException")

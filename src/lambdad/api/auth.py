@@ -4,14 +4,15 @@ Open mode (``LAMBDAD_AUTH=open``, the default) accepts any credentials, as a sel
 endpoint without IAM may: the credential scope of the ``Authorization`` header names the region,
 and the configured account is the caller's. SigV4 mode (``LAMBDAD_AUTH=sigv4``) verifies every
 request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``,
-code downloads and function URL hosts (whose ``AuthType`` decides), and attaches the
-``Verified`` caller: its account scopes everything the request touches.
+code downloads and handlers marked ``@unsigned`` (function URLs: their ``AuthType`` decides),
+and attaches the ``Verified`` caller: its account scopes everything the request touches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -19,6 +20,8 @@ from multidict import CIMultiDictProxy
 
 from lambdad.api.sigv4 import SigV4Verifier, Verified, payload_sha256
 from lambdad.api.wire.decode import READ_BODY, read_up_to
+
+H = TypeVar("H")
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 #: The verified caller of a request (SigV4 mode only).
@@ -29,9 +32,7 @@ _UNSIGNED = frozenset({"/_lambdad/health"})
 #: URL itself is the permission (it names the zip by its SHA-256, which only a reader of the
 #: function or layer learns).
 _CODE = "/_lambdad/code/"
-#: ``Host`` of a function URL (``<url-id>.lambda-url.<region>.<domain>``): URLs verify their
-#: own way, by their ``AuthType``.
-_URL_HOST = re.compile(r"[a-z0-9]{32}\.lambda-url\.")
+_UNSIGNED_MARK = "_lambdad_unsigned"
 #: Bodies larger than this are hashed in a worker thread.
 _HASH_IN_THREAD = 256 * 1024
 
@@ -47,6 +48,14 @@ def caller_of(request: web.Request) -> Verified | None:
     return request.get(CALLER)
 
 
+def unsigned(handler: H) -> H:
+    """Mark a route's handler as verified its own way, not by the API's SigV4 check (function
+    URLs: ``AuthType=NONE`` needs nothing, ``AWS_IAM`` calls ``SigV4Verifier.verify`` itself).
+    Never decided from the ``Host`` header, which any client may set."""
+    setattr(handler, _UNSIGNED_MARK, True)
+    return handler
+
+
 def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
     """Refuse every request whose signature does not hold, with AWS's error; let the rest
     through with their caller attached."""
@@ -54,7 +63,11 @@ def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
     @web.middleware
     async def verify(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in _UNSIGNED or path.startswith(_CODE) or _URL_HOST.match(request.host):
+        if (
+            path in _UNSIGNED
+            or path.startswith(_CODE)
+            or getattr(request.match_info.handler, _UNSIGNED_MARK, False)
+        ):
             return await handler(request)
         body = b""
         if request.can_read_body:
