@@ -14,6 +14,7 @@ now earlier than 20160928T174724Z (20160928T175224Z - 5 min.)`` (403, from ListF
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import subprocess
 import sys
@@ -394,3 +395,27 @@ def test_a_url_host_does_not_skip_verification(secured: tuple[Server, dict[str, 
     host = "a" * 32 + ".lambda-url.us-east-1.localhost"
     status, got, _ = raw(server, "/2015-03-31/functions/", {"Host": host})
     assert (status, got["x-amzn-ErrorType"]) == (403, "MissingAuthenticationTokenException")
+
+
+def test_oversized_chunked_invoke_is_413_not_a_signature_error(
+    secured: tuple[Server, dict[str, str]],
+) -> None:
+    """A signed Invoke whose chunked body is over 6 MB is refused as without SigV4 (AWS: 413
+    RequestEntityTooLargeException), after reading no more than the limit."""
+    server, key = secured
+    client = client_of(server, key)
+    name = create_function(client)["FunctionName"]
+    body = b'"' + b"x" * (6 * 1024 * 1024 + 10) + b'"'
+    path = f"/2015-03-31/functions/{name}/invocations"
+    request = AWSRequest(method="POST", url=server.endpoint + path, data=body)
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    SigV4Auth(credentials, "lambda", "us-east-1").add_auth(request)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    headers = dict(request.headers.items())
+    conn.request("POST", path, body=chunks, headers=headers, encode_chunked=True)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 413
+    assert response.getheader("x-amzn-ErrorType") == "RequestEntityTooLargeException"

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
+from lambdad.api.limits import body_limit, refuse_read
 from lambdad.api.sigv4 import SigV4Verifier, Verified, payload_sha256
 from lambdad.api.wire.decode import READ_BODY, read_up_to
 
@@ -56,7 +57,7 @@ def unsigned(handler: H) -> H:
     return handler
 
 
-def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
+def sigv4_middleware(verifier: SigV4Verifier) -> Middleware:
     """Refuse every request whose signature does not hold, with AWS's error; let the rest
     through with their caller attached."""
 
@@ -71,7 +72,8 @@ def sigv4_middleware(verifier: SigV4Verifier, max_body: int) -> Middleware:
             return await handler(request)
         body = b""
         if request.can_read_body:
-            body = await read_up_to(request, max_body + 1)
+            body = await read_up_to(request, body_limit(request) + 1)
+            refuse_read(request, len(body))  # 413 as without SigV4, not a signature mismatch
             request[READ_BODY] = body
         if len(body) > _HASH_IN_THREAD:
             digest = await asyncio.to_thread(payload_sha256, body)

@@ -62,7 +62,7 @@ def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
     middlewares: list[Middleware] = [error_middleware]
     if services.verifier is not None:
-        middlewares.append(sigv4_middleware(services.verifier, limits.MAX_BODY))
+        middlewares.append(sigv4_middleware(services.verifier))
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
