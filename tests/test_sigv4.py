@@ -173,13 +173,13 @@ def test_signed_calls_work_and_carry_the_key_account(
 def test_no_signature_is_missing_authentication_token(
     secured: tuple[Server, dict[str, str]],
 ) -> None:
-    """AWS answers an unsigned request 403 MissingAuthenticationTokenException
-    ``Missing Authentication Token``."""
+    """AWS answers an unsigned request 403 MissingAuthenticationTokenException with the body
+    ``{"message":"Missing Authentication Token"}``."""
     server, _ = secured
     status, headers, body = raw(server, "/2015-03-31/functions/")
     assert status == 403
     assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
-    assert body["message"] == "Missing Authentication Token"
+    assert body == {"message": "Missing Authentication Token"}
 
 
 def test_health_needs_no_signature(secured: tuple[Server, dict[str, str]]) -> None:

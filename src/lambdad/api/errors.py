@@ -62,9 +62,20 @@ def wire_of(exc: errors.LambdaError) -> tuple[int, str]:
     return (500, "Message")
 
 
+#: Refused by AWS's front end before Lambda sees the request: the body is ``{"message": ...}``
+#: alone, without Lambda's ``Type``.
+_FRONT_END = (
+    errors.MissingAuthenticationTokenException,
+    errors.InvalidSignatureException,
+    errors.IncompleteSignatureException,
+)
+
+
 def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
     status, key = wire_of(exc)
     body: dict[str, object] = {"Type": "Service" if status >= 500 else "User", key: exc.message}
+    if isinstance(exc, _FRONT_END):
+        del body["Type"]
     headers = {"x-amzn-ErrorType": exc.code, REQUEST_ID: request_id or str(uuid.uuid4())}
     if isinstance(exc, errors.TooManyRequestsException):
         body["Reason"] = exc.reason
