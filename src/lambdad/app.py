@@ -202,10 +202,9 @@ class Lambdad:
                 retry_delay=settings.scaled(1.0),
             ),
         )
-        #: SigV4 mode: the keys of ``lambdad keys``, seen as they change; None in open mode.
-        self.verifier = (
-            SigV4Verifier(KeyRing(settings.data_dir)) if settings.auth == "sigv4" else None
-        )
+        #: The keys of ``lambdad keys``, seen as they change: every API request is checked
+        #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
+        self.verifier = SigV4Verifier(KeyRing(settings.data_dir))
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,
@@ -248,6 +247,7 @@ class Lambdad:
             logs=self.logs,
             doctor=self.doctor,
             verifier=self.verifier,
+            auth=self.settings.auth,
         )
 
     def _parts(self) -> list[Part]:

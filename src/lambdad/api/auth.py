@@ -10,7 +10,6 @@ and attaches the ``Verified`` caller: its account scopes everything the request 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TypeVar
 
@@ -19,12 +18,14 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
 from lambdad.api.limits import body_limit, refuse_read
-from lambdad.api.sigv4 import SigV4Verifier, Verified, payload_sha256
+from lambdad.api.sigv4 import SigV4Verifier, Verified
 from lambdad.api.wire.decode import READ_BODY, read_up_to
 
 H = TypeVar("H")
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
+#: The app's verifier (function URLs with ``AuthType=AWS_IAM`` verify with it).
+VERIFIER = web.AppKey("sigv4_verifier", SigV4Verifier)
 #: The verified caller of a request (SigV4 mode only).
 CALLER = web.RequestKey("lambdad_caller", Verified)
 #: Paths answered without a signature.
@@ -34,8 +35,6 @@ _UNSIGNED = frozenset({"/_lambdad/health"})
 #: function or layer learns).
 _CODE = "/_lambdad/code/"
 _UNSIGNED_MARK = "_lambdad_unsigned"
-#: Bodies larger than this are hashed in a worker thread.
-_HASH_IN_THREAD = 256 * 1024
 
 
 def region_of(headers: CIMultiDictProxy[str], default: str) -> str:
@@ -75,13 +74,9 @@ def sigv4_middleware(verifier: SigV4Verifier) -> Middleware:
             body = await read_up_to(request, body_limit(request) + 1)
             refuse_read(request, len(body))  # 413 as without SigV4, not a signature mismatch
             request[READ_BODY] = body
-        if len(body) > _HASH_IN_THREAD:
-            digest = await asyncio.to_thread(payload_sha256, body)
-        else:
-            digest = payload_sha256(body)
         raw_path, _, raw_query = request.raw_path.partition("?")
-        request[CALLER] = verifier.verify(
-            request.method, raw_path, raw_query, request.headers, digest
+        request[CALLER] = await verifier.verify_body(
+            request.method, raw_path, raw_query, request.headers, body
         )
         return await handler(request)
 

@@ -26,7 +26,7 @@ from lambdad.api import (
     runtime_management_api,
 )
 from lambdad.api import platform as platform_api
-from lambdad.api.auth import sigv4_middleware
+from lambdad.api.auth import VERIFIER, sigv4_middleware
 from lambdad.api.errors import error_middleware
 from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.control.concurrency import Reservations
@@ -54,14 +54,17 @@ class Services:
     blobs: BlobStore
     logs: LogStore
     doctor: Callable[[], dict[str, Any]]
-    #: SigV4 mode: every request is verified by it. None: open mode.
+    #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
+    #: ``AuthType=AWS_IAM`` use it in either mode).
     verifier: SigV4Verifier | None = None
+    #: "sigv4": every API request is verified by ``verifier``; "open": none is.
+    auth: str = "open"
 
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
     middlewares: list[Middleware] = [error_middleware]
-    if services.verifier is not None:
+    if services.auth == "sigv4" and services.verifier is not None:
         middlewares.append(sigv4_middleware(services.verifier))
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
@@ -76,6 +79,8 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
     app[platform_api.DOCTOR] = services.doctor
+    if services.verifier is not None:
+        app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)
