@@ -419,3 +419,19 @@ def test_oversized_chunked_invoke_is_413_not_a_signature_error(
     conn.close()
     assert response.status == 413
     assert response.getheader("x-amzn-ErrorType") == "RequestEntityTooLargeException"
+
+
+def test_escaped_paths_and_repeated_query_keys_verify(
+    secured: tuple[Server, dict[str, str]],
+) -> None:
+    """Requests whose path holds an escaped ARN and whose query repeats a key (UntagResource)
+    or holds ``$`` verify as AWS verifies them."""
+    server, key = secured
+    client = client_of(server, key)
+    created = create_function(client)
+    arn = created["FunctionArn"]
+    client.get_function(FunctionName=created["FunctionName"], Qualifier="$LATEST")
+    client.tag_resource(Resource=arn, Tags={"a": "1", "b c": "2 3", "d/e": "x=y"})
+    client.untag_resource(Resource=arn, TagKeys=["a", "b c"])
+    assert client.list_tags(Resource=arn)["Tags"] == {"d/e": "x=y"}
+    assert client.list_versions_by_function(FunctionName=arn, MaxItems=5)["Versions"]
