@@ -255,3 +255,30 @@ def test_doctor_names_the_mode(two: tuple[Server, Any, Any, dict]) -> None:
         check=True,
     )
     assert "mode: sigv4" in done.stdout
+
+
+def test_aws_cli_with_a_key_sees_its_account(two: tuple[Server, Any, Any, dict]) -> None:
+    """``aws lambda list-functions`` with bob's key lists bob's function, by bob's ARN; with a
+    key lambdad does not know, the CLI reports AWS's UnrecognizedClientException."""
+    server, _, _, creds = two
+
+    def aws(key_id: str, secret: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": key_id,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        argv = ["aws", "lambda", "list-functions", "--endpoint-url", server.endpoint]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+    done = aws(creds["bob"]["AccessKeyId"], creds["bob"]["SecretAccessKey"])
+    assert done.returncode == 0, done.stderr
+    arns = [f["FunctionArn"] for f in json.loads(done.stdout)["Functions"]]
+    assert f"arn:aws:lambda:us-east-1:{BOB}:function:{NAME}" in arns
+    assert all(f":{BOB}:" in arn for arn in arns)
+    refused_run = aws("AKIANOTAKEYATALL0000", "x" * 40)
+    assert refused_run.returncode != 0
+    assert "UnrecognizedClientException" in refused_run.stderr
