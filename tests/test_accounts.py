@@ -160,7 +160,11 @@ def test_layers_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:
     assert bob.list_layers()["Layers"] == []
     with refused("AccessDeniedException", 403) as error:
         create_function(bob, Layers=[layer["LayerVersionArn"]])
-    assert "lambda:GetLayerVersion" in error["Message"]
+    assert error["Message"] == (
+        f"User: arn:aws:iam::{BOB}:user/bob is not authorized to perform: lambda:GetLayerVersion "
+        f"on resource: {layer['LayerVersionArn']} because no resource-based policy allows the "
+        "lambda:GetLayerVersion action"
+    )
 
 
 def test_an_old_data_dir_is_served_as_the_default_account(

@@ -75,7 +75,7 @@ def scope_of(request: web.Request) -> Scope:
     mode."""
     caller = caller_of(request)
     if caller is not None:
-        return Scope(caller.identity.account_id, caller.region)
+        return Scope(caller.identity.account_id, caller.region, caller.identity.user_arn)
     app = request.app
     return Scope(app[ACCOUNT], region_of(request.headers, app[DEFAULT_REGION]))
 

@@ -319,7 +319,7 @@ class Layers:
                 # accounts yet: another account's layer is refused as AWS refuses one that no
                 # policy grants (docs/accounts-and-sigv4.md).
                 raise errors.AccessDeniedException(
-                    f"User: arn:aws:iam::{scope.account_id}:root is not authorized to perform: "
+                    f"User: {scope.principal_arn} is not authorized to perform: "
                     f"lambda:GetLayerVersion on resource: {arn} because no resource-based policy "
                     "allows the lambda:GetLayerVersion action"
                 )
