@@ -8,6 +8,7 @@ account's function is "not found" to a caller no policy grants it to.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -83,6 +84,13 @@ def test_invocations_run_each_account_code_apart(two: tuple[Server, Any, Any, di
     for _ in range(2):  # warm environments too
         assert invoke_json(alice, NAME, {"n": 1})[1]["owner"] == "alice"
         assert invoke_json(bob, NAME, {"n": 1})[1]["owner"] == "bob"
+    # Taking turns, each account's environment stays warm: the pools are apart (one shared
+    # pool would retire the other account's environment at every turn).
+    for client in (alice, bob, alice, bob):
+        response, _ = invoke_json(client, NAME, {"n": 2}, LogType="Tail")
+        report = base64.b64decode(response["LogResult"]).decode().splitlines()[-1]
+        assert report.startswith("REPORT")
+        assert "Init Duration" not in report
 
 
 def test_another_account_arn_is_not_found(two: tuple[Server, Any, Any, dict]) -> None:
