@@ -435,3 +435,32 @@ def test_escaped_paths_and_repeated_query_keys_verify(
     client.untag_resource(Resource=arn, TagKeys=["a", "b c"])
     assert client.list_tags(Resource=arn)["Tags"] == {"d/e": "x=y"}
     assert client.list_versions_by_function(FunctionName=arn, MaxItems=5)["Versions"]
+
+
+def test_keys_created_at_once_are_all_kept(tmp_path: Path) -> None:
+    """Several ``lambdad keys create`` at the same time each keep their key (the file is
+    rewritten under a lock)."""
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lambdad.cli.main",
+                "keys",
+                "create",
+                "--account-id",
+                ACCOUNT,
+                "--name",
+                f"user{i}",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    made = {json.loads(p.communicate(timeout=60)[0])["AccessKeyId"] for p in processes}
+    listed = {k["AccessKeyId"] for k in keys(tmp_path, "list")["AccessKeys"]}
+    assert len(made) == 4
+    assert listed == made

@@ -92,3 +92,13 @@ def test_a_deleted_key_is_unknown_at_once(tmp_path: Path) -> None:
     replacement.replace(tmp_path / FILE_NAME)
     with pytest.raises(errors.UnrecognizedClientException):
         check.verify("GET", "/", "", headers(signature), EMPTY_SHA256)
+
+
+def test_an_invalid_key_file_keeps_the_last_good_keys(tmp_path: Path) -> None:
+    """A key file edited into invalid JSON keeps the keys read before (no lock-out)."""
+    check = verifier(tmp_path)
+    signature = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    check.verify("GET", "/", "", headers(signature), EMPTY_SHA256)
+    (tmp_path / FILE_NAME).write_text("{not json")
+    found = check.verify("GET", "/", "", headers(signature), EMPTY_SHA256)
+    assert found.identity.account_id == "111122223333"
