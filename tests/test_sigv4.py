@@ -464,3 +464,19 @@ def test_keys_created_at_once_are_all_kept(tmp_path: Path) -> None:
     listed = {k["AccessKeyId"] for k in keys(tmp_path, "list")["AccessKeys"]}
     assert len(made) == 4
     assert listed == made
+
+
+def test_non_ascii_signature_parts_get_an_aws_403(
+    secured: tuple[Server, dict[str, str]],
+) -> None:
+    """Non-ASCII bytes in the signature, the scope or a signed header are a signature mismatch
+    (403), never a 5xx."""
+    server, key = secured
+    now = datetime.datetime.now(datetime.UTC)
+    auth = (
+        f"AWS4-HMAC-SHA256 Credential={key['AccessKeyId']}/{now:%Y%m%d}/us-\xe9ast-1/lambda/"
+        "aws4_request, SignedHeaders=host;x-amz-date;x-odd, Signature=\xe9\xe9"
+    )
+    headers = {"Authorization": auth, "X-Amz-Date": f"{now:%Y%m%dT%H%M%SZ}", "X-Odd": "\xff"}
+    status, got, _ = raw(server, "/2015-03-31/functions/", headers)
+    assert (status, got["x-amzn-ErrorType"]) == (403, "InvalidSignatureException")

@@ -124,16 +124,17 @@ class SigV4Verifier:
         claimed = headers.get("X-Amz-Content-SHA256")
         if claimed is not None and claimed != UNSIGNED_PAYLOAD and claimed != payload_hash:
             raise errors.InvalidSignatureException(_MISMATCH)
-        body = claimed or payload_hash
-        wanted = self._signature(key.secret_access_key, signed, method, raw_path, headers, body)
-        if not hmac.compare_digest(wanted, signed.signature) and not (
-            signed.expires is not None
-            and hmac.compare_digest(
-                self._signature(
-                    key.secret_access_key, signed, method, raw_path, headers, UNSIGNED_PAYLOAD
-                ),
-                signed.signature,
+        # A presigned URL may have been signed over UNSIGNED-PAYLOAD instead of the body.
+        hashes = [claimed or payload_hash]
+        if signed.expires is not None and hashes[0] != UNSIGNED_PAYLOAD:
+            hashes.append(UNSIGNED_PAYLOAD)
+        given = _bytes(signed.signature)
+        if not any(
+            hmac.compare_digest(
+                self._signature(key.secret_access_key, signed, method, raw_path, headers, h),
+                given,
             )
+            for h in hashes
         ):
             raise errors.InvalidSignatureException(_MISMATCH)
         identity = Identity(key.account_id, key.access_key_id, key.user_name, key.user_id)
@@ -195,7 +196,7 @@ class SigV4Verifier:
         raw_path: str,
         headers: MultiMapping[str],
         payload_hash: str,
-    ) -> str:
+    ) -> bytes:
         canonical = "\n".join(
             (
                 method.upper(),
@@ -208,23 +209,28 @@ class SigV4Verifier:
         )
         scope = f"{signed.day}/{signed.region}/{signed.service}/aws4_request"
         to_sign = "\n".join(
-            (ALGORITHM, signed.amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest())
+            (ALGORITHM, signed.amz_date, scope, hashlib.sha256(_bytes(canonical)).hexdigest())
         )
         key = self._signing_key(secret, signed.day, signed.region)
-        return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(key, _bytes(to_sign), hashlib.sha256).hexdigest().encode()
 
     def _signing_key(self, secret: str, day: str, region: str) -> bytes:
         """The derived key of (secret, day, region), computed once a day per key and region."""
         cache_key = (secret, day, region)
         key = self._signing_keys.get(cache_key)
         if key is None:
-            key = ("AWS4" + secret).encode()
+            key = _bytes("AWS4" + secret)
             for part in (day, region, self._service, "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+                key = hmac.new(key, _bytes(part), hashlib.sha256).digest()
             if len(self._signing_keys) >= 4096:
                 self._signing_keys.clear()
             self._signing_keys[cache_key] = key
         return key
+
+
+def _bytes(text: str) -> bytes:
+    """``text`` as sent: header bytes that were not UTF-8 come back as they arrived."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def payload_sha256(body: bytes) -> str:
