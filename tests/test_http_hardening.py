@@ -312,6 +312,13 @@ def test_renderer_follows_the_class_hierarchy() -> None:
     assert response.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
 
 
+_FRONT_END = (
+    errors.MissingAuthenticationTokenException,
+    errors.InvalidSignatureException,
+    errors.IncompleteSignatureException,
+)
+
+
 def _error_classes() -> list[type[errors.LambdaError]]:
     found: list[type[errors.LambdaError]] = []
     pending = [errors.LambdaError]
@@ -328,6 +335,7 @@ def test_error_bodies_match_the_model(cls: type[errors.LambdaError]) -> None:
 
     botocore's ``lambda`` model gives each error shape's HTTP status and members (``Type`` and
     ``message`` or ``Message``; TooManyRequests adds ``Reason`` and a ``Retry-After`` header).
+    Signature errors come from AWS's front end as ``{"message": ...}``.
     """
     model = botocore.session.get_session().get_service_model("lambda")
     exc = (
@@ -339,6 +347,9 @@ def test_error_bodies_match_the_model(cls: type[errors.LambdaError]) -> None:
     assert isinstance(response.body, bytes)
     body = json.loads(response.body)
     shape_name = "RequestTooLargeException" if cls is errors.RequestTooLargeException else cls.code
+    if cls in _FRONT_END:  # refused by AWS's front end, before Lambda: {"message": ...} alone
+        assert set(body) == {"message"}
+        return
     if shape_name not in model.shape_names:
         assert set(body) == {"Type", "message"} or set(body) == {"Type", "Message"}
         return

@@ -27,6 +27,7 @@ from typing import Any
 from lambdad import config as config_module
 from lambdad.api.http import HttpTimeouts
 from lambdad.api.server import HttpListener, Services, build_app
+from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
 from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
@@ -52,6 +53,8 @@ from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
+from lambdad.store.access_keys import KeyRing
+from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
 from lambdad.store.sqlite import SqliteStore
@@ -160,7 +163,7 @@ class Lambdad:
         self.store: Store = SqliteStore(data / "lambdad.db")
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
-        self.logs = LogStore(data / "logs")
+        self.logs = LogStore(data / "logs", settings.account_id)
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
@@ -179,7 +182,7 @@ class Lambdad:
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
-        self.policies = FunctionPolicies(self.store, self.functions, settings.account_id)
+        self.policies = FunctionPolicies(self.store, self.functions)
         self.invoker = Invoker(
             self.functions,
             self.runtime,
@@ -189,9 +192,7 @@ class Lambdad:
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
-        self.provisioner = Provisioner(
-            settings.account_id, self.functions, self.provisioned, self.runtime
-        )
+        self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
         self.dispatcher = Dispatcher(
             self.queue,
             self.invoker,
@@ -206,6 +207,9 @@ class Lambdad:
                 retry_delay=settings.scaled(1.0),
             ),
         )
+        #: The keys of ``lambdad keys``, seen as they change: every API request is checked
+        #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
+        self.verifier = SigV4Verifier(KeyRing(settings.data_dir))
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,
@@ -250,6 +254,8 @@ class Lambdad:
             doctor=self.doctor,
             function_urls=self.function_urls,
             url_shape=UrlShape.of(self.settings),
+            verifier=self.verifier,
+            auth=self.settings.auth,
         )
 
     def _parts(self) -> list[Part]:
@@ -258,15 +264,12 @@ class Lambdad:
         return [
             Part("data directory", self._make_data_dir, _nothing),
             Part("metadata store", self.store.open, self.store.close),
+            Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
-            Part(
-                "snapshots",
-                lambda: self.snapshots.start(self.settings.account_id),
-                self.snapshots.close,
-            ),
+            Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
@@ -291,6 +294,13 @@ class Lambdad:
         if self.loop_watch is not None:
             self.loop_watch.close()
 
+    async def _move_under_accounts(self) -> None:
+        moved = await move_under_accounts(self.store, self.settings.account_id)
+        if moved:
+            log.info(
+                "moved %d rows from before accounts to account %s", moved, self.settings.account_id
+            )
+
     async def _make_data_dir(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -310,6 +320,7 @@ class Lambdad:
                 "root": os.geteuid() == 0 if hasattr(os, "geteuid") else False,
                 "data_dir": str(self.settings.data_dir),
             },
+            "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
         }

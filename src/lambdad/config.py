@@ -30,7 +30,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 9000
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"
+    #: Who may call the API: "open" (any credentials, all in ``account_id``) or "sigv4"
+    #: (SigV4 signatures by the keys of ``lambdad keys``, each in its own account).
+    auth: str = "open"
     default_region: str = "us-east-1"
     #: Multiplies every platform-defined delay (retry delays, event age checks, batching
     #: windows, keep-alive). Never function timeouts.
@@ -189,6 +193,10 @@ def load_settings(
         raise ValueError(f"setting url_scheme: expected http or https, got {settings.url_scheme!r}")
     if not 0 <= settings.url_port <= 65535 or not settings.url_domain:
         raise ValueError("settings url_port (0-65535) and url_domain (not empty) are invalid")
+    if settings.auth not in ("open", "sigv4"):
+        raise ValueError(f"setting auth: expected open or sigv4, got {settings.auth!r}")
+    if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
+        raise ValueError(f"setting account_id: expected 12 digits, got {settings.account_id!r}")
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

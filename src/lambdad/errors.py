@@ -21,7 +21,11 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ServiceQuotaExceededException
     ├── InvalidRuntimeException
     ├── InvalidZipFileException
-    ├── UnrecognizedClientException
+    ├── UnrecognizedClientException              (an access key lambdad does not know)
+    ├── MissingAuthenticationTokenException      (sigv4 mode: a request with no signature)
+    ├── InvalidSignatureException                (a wrong signature, or a date out of range)
+    ├── IncompleteSignatureException             (an Authorization header that does not parse)
+    ├── AccessDeniedException                    (another account's resource, not granted)
     ├── UnknownOperationException
     ├── RecursiveInvocationException             (a recursive loop stopped after 16 hops)
     ├── ProvisionedConcurrencyConfigNotFoundException
@@ -107,6 +111,22 @@ class InvalidZipFileException(LambdaError):
 
 class UnrecognizedClientException(LambdaError):
     code = "UnrecognizedClientException"
+
+
+class MissingAuthenticationTokenException(LambdaError):
+    code = "MissingAuthenticationTokenException"
+
+
+class InvalidSignatureException(LambdaError):
+    code = "InvalidSignatureException"
+
+
+class IncompleteSignatureException(LambdaError):
+    code = "IncompleteSignatureException"
+
+
+class AccessDeniedException(LambdaError):
+    code = "AccessDeniedException"
 
 
 class UnknownOperationException(LambdaError):

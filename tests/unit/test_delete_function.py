@@ -52,28 +52,26 @@ async def _scenario() -> None:
     await functions.create_alias(
         SCOPE, CreateAliasRequest(function_name="fn", name="live", function_version="1")
     )
-    region = SCOPE.region
-    await store.put(Table.CONCURRENCY, (region, "fn"), {"reserved": 5})
-    await store.put(Table.RECURSION, (region, "fn"), {"recursive_loop": "Allow"})
-    await store.put(Table.EVENT_INVOKE_CONFIGS, (region, "fn", "live"), {"retries": 0})
-    await store.put(Table.PROVISIONED, (region, "fn", "1"), {"requested": 1})
-    account = SCOPE.account_id
-    await store.put(Table.FUNCTION_POLICIES, (account, region, "fn", ""), {"document": {}})
-    await store.put(Table.FUNCTION_POLICIES, (account, region, "fn", "live"), {"document": {}})
-    await store.put(Table.FUNCTION_POLICIES, (account, region, "other", ""), {"document": {}})
+    await store.put(Table.CONCURRENCY, SCOPE.key("fn"), {"reserved": 5})
+    await store.put(Table.RECURSION, SCOPE.key("fn"), {"recursive_loop": "Allow"})
+    await store.put(Table.EVENT_INVOKE_CONFIGS, SCOPE.key("fn", "live"), {"retries": 0})
+    await store.put(Table.PROVISIONED, SCOPE.key("fn", "1"), {"requested": 1})
+    await store.put(Table.FUNCTION_POLICIES, SCOPE.key("fn", ""), {"document": {}})
+    await store.put(Table.FUNCTION_POLICIES, SCOPE.key("fn", "live"), {"document": {}})
+    await store.put(Table.FUNCTION_POLICIES, SCOPE.key("other", ""), {"document": {}})
     store.transactions.clear()
 
     await functions.delete(SCOPE, "fn", None)
 
-    touching = [t for t in store.transactions if any(w.key[1] == "fn" for w in t)]
+    touching = [t for t in store.transactions if any(w.key[2] == "fn" for w in t)]
     assert len(touching) == 1
     assert store.prefix_deletes == 0
     for table in Table:
-        assert not [key for key, _ in await store.scan(table, (region,)) if key[1] == "fn"]
-        assert await store.get(table, (region, "fn")) is None
-    assert await store.get(Table.FUNCTIONS, (region, "other")) is not None
-    assert not await store.scan(Table.FUNCTION_POLICIES, (account, region, "fn"))
-    assert await store.get(Table.FUNCTION_POLICIES, (account, region, "other", "")) is not None
+        assert not [key for key, _ in await store.scan(table, SCOPE.key()) if key[2] == "fn"]
+        assert await store.get(table, SCOPE.key("fn")) is None
+    assert await store.get(Table.FUNCTIONS, SCOPE.key("other")) is not None
+    assert not await store.scan(Table.FUNCTION_POLICIES, SCOPE.key("fn"))
+    assert await store.get(Table.FUNCTION_POLICIES, SCOPE.key("other", "")) is not None
 
 
 def test_delete_function_is_one_store_write() -> None:

@@ -30,7 +30,7 @@ OWNER_CALLER = RequestContext(account_id=OWNER, principal_arn=f"arn:aws:iam::{OW
 
 async def _setup() -> tuple[Functions, FunctionPolicies]:
     functions = Functions(MemoryStore(), MemoryBlobStore())
-    policies = FunctionPolicies(MemoryStore(), functions, OWNER)
+    policies = FunctionPolicies(MemoryStore(), functions)
     await functions.create(
         SCOPE,
         CreateFunctionRequest(

@@ -1,19 +1,83 @@
-"""SigV4: which region (and access key) a request speaks for.
+"""Who a request speaks for: its region and, in SigV4 mode, its verified caller.
 
-lambdad accepts any credentials (a self-hosted endpoint has no IAM); it reads the credential
-scope so that the region a client is configured for is the region its resources live in.
+Open mode (``LAMBDAD_AUTH=open``, the default) accepts any credentials, as a self-hosted
+endpoint without IAM may: the credential scope of the ``Authorization`` header names the region,
+and the configured account is the caller's. SigV4 mode (``LAMBDAD_AUTH=sigv4``) verifies every
+request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``,
+code downloads and handlers marked ``@unsigned`` (function URLs: their ``AuthType`` decides),
+and attaches the ``Verified`` caller: its account scopes everything the request touches.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
+from lambdad.api.limits import body_limit, refuse_read
+from lambdad.api.sigv4 import SigV4Verifier, Verified
+from lambdad.api.wire.decode import READ_BODY, read_up_to
+
+H = TypeVar("H")
+
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
+#: The app's verifier (function URLs with ``AuthType=AWS_IAM`` verify with it).
+VERIFIER = web.AppKey("sigv4_verifier", SigV4Verifier)
+#: The verified caller of a request (SigV4 mode only).
+CALLER = web.RequestKey("lambdad_caller", Verified)
+#: Paths answered without a signature.
+_UNSIGNED = frozenset({"/_lambdad/health"})
+#: Code downloads (``Code.Location``, ``Content.Location``): like AWS's presigned S3 URLs, the
+#: URL itself is the permission (it names the zip by its SHA-256, which only a reader of the
+#: function or layer learns).
+_CODE = "/_lambdad/code/"
+_UNSIGNED_MARK = "_lambdad_unsigned"
 
 
 def region_of(headers: CIMultiDictProxy[str], default: str) -> str:
     auth = headers.get("Authorization", "")
     match = _CREDENTIAL.search(auth)
     return match.group(3) if match else default
+
+
+def caller_of(request: web.Request) -> Verified | None:
+    """The verified caller of ``request``; None in open mode."""
+    return request.get(CALLER)
+
+
+def unsigned(handler: H) -> H:
+    """Mark a route's handler as verified its own way, not by the API's SigV4 check (function
+    URLs: ``AuthType=NONE`` needs nothing, ``AWS_IAM`` calls ``SigV4Verifier.verify`` itself).
+    Never decided from the ``Host`` header, which any client may set."""
+    setattr(handler, _UNSIGNED_MARK, True)
+    return handler
+
+
+def sigv4_middleware(verifier: SigV4Verifier) -> Middleware:
+    """Refuse every request whose signature does not hold, with AWS's error; let the rest
+    through with their caller attached."""
+
+    @web.middleware
+    async def verify(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if (
+            path in _UNSIGNED
+            or path.startswith(_CODE)
+            or getattr(request.match_info.handler, _UNSIGNED_MARK, False)
+        ):
+            return await handler(request)
+        body = b""
+        if request.can_read_body:
+            body = await read_up_to(request, body_limit(request) + 1)
+            refuse_read(request, len(body))  # 413 as without SigV4, not a signature mismatch
+            request[READ_BODY] = body
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        request[CALLER] = await verifier.verify_body(
+            request.method, raw_path, raw_query, request.headers, body
+        )
+        return await handler(request)
+
+    return verify

@@ -41,6 +41,10 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.InvalidRuntimeException: (502, "Message"),
     errors.InvalidZipFileException: (502, "Message"),
     errors.UnrecognizedClientException: (403, "message"),
+    errors.MissingAuthenticationTokenException: (403, "message"),
+    errors.InvalidSignatureException: (403, "message"),
+    errors.IncompleteSignatureException: (403, "message"),
+    errors.AccessDeniedException: (403, "Message"),
     errors.UnknownOperationException: (404, "message"),
     errors.ValidationException: (400, "message"),
     errors.RecursiveInvocationException: (400, "Message"),
@@ -60,9 +64,20 @@ def wire_of(exc: errors.LambdaError) -> tuple[int, str]:
     return (500, "Message")
 
 
+#: Refused by AWS's front end before Lambda sees the request: the body is ``{"message": ...}``
+#: alone, without Lambda's ``Type``.
+_FRONT_END = (
+    errors.MissingAuthenticationTokenException,
+    errors.InvalidSignatureException,
+    errors.IncompleteSignatureException,
+)
+
+
 def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
     status, key = wire_of(exc)
     body: dict[str, object] = {"Type": "Service" if status >= 500 else "User", key: exc.message}
+    if isinstance(exc, _FRONT_END):
+        del body["Type"]
     headers = {"x-amzn-ErrorType": exc.code, REQUEST_ID: request_id or str(uuid.uuid4())}
     if isinstance(exc, errors.TooManyRequestsException):
         body["Reason"] = exc.reason

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lambdad.api.auth import region_of
+from lambdad.api.auth import caller_of, region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
 from lambdad.api.wire import headers
 from lambdad.api.wire.decode import handles, read_up_to
@@ -70,6 +70,12 @@ class InvokeParameters(Wire, frozen=True, kw_only=True):
 
 
 def scope_of(request: web.Request) -> Scope:
+    """The account and region a request speaks for: its verified caller's account and signed
+    region in SigV4 mode; the configured account and the credential scope's region in open
+    mode."""
+    caller = caller_of(request)
+    if caller is not None:
+        return Scope(caller.identity.account_id, caller.region, caller.identity.user_arn)
     app = request.app
     return Scope(app[ACCOUNT], region_of(request.headers, app[DEFAULT_REGION]))
 
@@ -287,7 +293,7 @@ async def get_account_settings(request: web.Request, req: NoInput) -> web.Respon
                 "CodeSizeUnzipped": 262_144_000,
                 "CodeSizeZipped": 52_428_800,
                 "ConcurrentExecutions": reservations.limit,
-                "UnreservedConcurrentExecutions": await reservations.unreserved(scope.region),
+                "UnreservedConcurrentExecutions": await reservations.unreserved(scope),
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         }

@@ -19,7 +19,7 @@ from lambdad.api.wire.decode import (
     request_limit,
     too_large,
 )
-from lambdad.invoke.payloads import EVENT_LIMIT, SYNC_LIMIT, check_size
+from lambdad.invoke.payloads import EVENT_LIMIT, SYNC_LIMIT, check_size, limit_of
 
 #: The largest body any route takes (aiohttp's own ``client_max_size``).
 MAX_BODY = CODE_REQUEST_LIMIT + 1024
@@ -57,3 +57,28 @@ def refuse_oversized(request: web.Request) -> None:
     limit = request_limit(name)
     if declared > limit:
         raise too_large(limit, name)
+
+
+def body_limit(request: web.Request) -> int:
+    """The largest body the request's route takes (an unrouted path: a control call's)."""
+    if request.match_info.http_exception is not None:
+        return CONTROL_REQUEST_LIMIT
+    name = operation_of(request)
+    if name == "Invoke":
+        return limit_of(request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
+    if name == "InvokeAsync":
+        return EVENT_LIMIT
+    return request_limit(name)
+
+
+def refuse_read(request: web.Request, size: int) -> None:
+    """``refuse_oversized`` for a body of ``size`` bytes already read (a chunked one)."""
+    if request.match_info.http_exception is not None:
+        return
+    name = operation_of(request)
+    if name == "Invoke":
+        check_size(size, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
+    elif name == "InvokeAsync":
+        check_size(size, "Event")
+    elif size > request_limit(name):
+        raise too_large(request_limit(name), name)

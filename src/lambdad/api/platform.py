@@ -53,7 +53,7 @@ async def logs(request: web.Request) -> web.Response:
     after = int(request.query.get("after", "0") or 0)
     wait = min(float(request.query.get("wait", "0") or 0), 60.0)
     store = request.app[LOGS]
-    key = (scope.region, group)
+    key = (scope.account_id, scope.region, group)
     events = await store.wait(key, after, wait) if wait > 0 else store.read(key, after=after)
     body = {
         "group": group,

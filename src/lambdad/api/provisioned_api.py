@@ -40,8 +40,8 @@ def _shape(status: ProvisionedStatus) -> dict[str, Any]:
 
 async def _statuses(request: web.Request, scope: Scope, name: str) -> list[ProvisionedStatus]:
     provisioner = request.app[PROVISIONER]
-    targets = await request.app[CONFIGS].targets(scope.region, name)
-    return [provisioner.describe(scope.region, target) for target in targets]
+    targets = await request.app[CONFIGS].targets(scope, name)
+    return [provisioner.describe(scope, target) for target in targets]
 
 
 @routes.put(PATH)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from lambdad.api import (
     event_config_api,
@@ -29,7 +30,9 @@ from lambdad.api import (
     urls_api,
 )
 from lambdad.api import platform as platform_api
+from lambdad.api.auth import VERIFIER, sigv4_middleware
 from lambdad.api.errors import error_middleware
+from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
@@ -61,15 +64,21 @@ class Services:
     doctor: Callable[[], dict[str, Any]]
     function_urls: FunctionUrls
     url_shape: UrlShape
+    #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
+    #: ``AuthType=AWS_IAM`` use it in either mode).
+    verifier: SigV4Verifier | None = None
+    #: "sigv4": every API request is verified by ``verifier``; "open": none is.
+    auth: str = "open"
 
 
 def build_app(services: Services) -> web.Application:
     """The aiohttp application serving every front door over ``services``."""
-    # Function URL requests are told apart by Host before anything of the API runs.
-    app = web.Application(
-        middlewares=[url_front.url_middleware, error_middleware],
-        client_max_size=limits.MAX_BODY,
-    )
+    # Function URL requests are told apart by Host before anything of the API runs (they
+    # never reach the API's handlers, signed or not).
+    middlewares: list[Middleware] = [url_front.url_middleware, error_middleware]
+    if services.auth == "sigv4" and services.verifier is not None:
+        middlewares.append(sigv4_middleware(services.verifier))
+    app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.RESERVATIONS] = services.reservations
@@ -86,6 +95,8 @@ def build_app(services: Services) -> web.Application:
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
+    if services.verifier is not None:
+        app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from lambdad.config import load_settings
 
@@ -29,8 +34,26 @@ def _scope_header(region: str) -> dict[str, str]:
     return {"Authorization": f"AWS4-HMAC-SHA256 Credential={scope}"}
 
 
+@functools.cache
+def _credentials() -> Any:
+    """The user's AWS credentials, looked up once per command (None: none configured)."""
+    return botocore.session.Session().get_credentials()
+
+
+def _signed_headers(url: str, region: str) -> dict[str, str]:
+    """Headers of a GET of ``url`` signed with the AWS credentials the AWS CLI would use
+    (environment, profile, ...), so that a server in SigV4 mode knows the caller and its
+    account; with none, the bare credential scope (enough in open mode)."""
+    credentials = _credentials()
+    if credentials is None:
+        return _scope_header(region)
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
+    return dict(request.headers.items())
+
+
 def _get(url: str, region: str, timeout: float = 30.0) -> Any:
-    request = urllib.request.Request(url, headers=_scope_header(region))
+    request = urllib.request.Request(url, headers=_signed_headers(url, region))
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 

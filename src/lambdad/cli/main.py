@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lambdad.cli import client_commands, serve
+from lambdad.cli import client_commands, keys_commands, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
     client_commands.add_parsers(commands)
+    keys_commands.add_parser(commands)
     return parser
 
 

@@ -3,9 +3,9 @@
 ``Functions`` publishes an event after each write it commits; everything that hangs on a
 function (its cached configuration, the runtime's pools and templates, reserved and
 provisioned concurrency, event invoke configs) subscribes to the one ``ChangeStream`` and
-picks the events it cares about. Events are plain frozen values naming the function by region
-and name, so that a later cluster node can feed the same stream from what the store tells it
-of another node's writes (docs/function-changes.md).
+picks the events it cares about. Events are plain frozen values naming the function by its
+scope (account and region) and name, so that a later cluster node can feed the same stream
+from what the store tells it of another node's writes (docs/function-changes.md).
 
 Subscribers are called in the order they subscribed, one event at a time, each awaited before
 the next; one that raises is logged and the others still hear of the change (the write stands).
@@ -17,6 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
+from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class FunctionChanged:
     """The function, one of its versions or one of its aliases was written (not deleted)."""
 
-    region: str
+    scope: Scope
     name: str
 
 
@@ -34,14 +35,14 @@ class FunctionChanged:
 class FunctionDeleted:
     """The whole function (``qualifier`` None) or one of its versions was deleted."""
 
-    region: str
+    scope: Scope
     name: str
     qualifier: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AliasDeleted:
-    region: str
+    scope: Scope
     name: str
     alias: str
 
@@ -50,7 +51,7 @@ class AliasDeleted:
 class VersionPublished:
     """A version was published (``config`` is the version's configuration)."""
 
-    region: str
+    scope: Scope
     name: str
     config: FunctionConfig
 

@@ -5,7 +5,7 @@ runs at most that many (0 stops it), across all its versions and aliases; the fu
 without one share the rest, the unreserved pool, of which AWS always keeps at least
 ``MIN_UNRESERVED`` (the whole limit when it is lower, as on a new account with 10: nothing can
 be reserved there). Reservations are documents in ``Table.CONCURRENCY`` keyed
-``(region, name)``; a per-region cache answers the invoke path without a store read, and is
+``(account, region, name)``; a per-region cache answers the invoke path without a store read, and is
 dropped whenever a function changes (a deleted function takes its reservation with it).
 Provisioned concurrency (``provisioned.py``) counts inside a function's reservation, and for a
 function without one it is taken from the unreserved pool, as on AWS.
@@ -41,42 +41,42 @@ class Reservations:
         self.limit = limit
         #: What reservations must leave to the unreserved pool.
         self.minimum_unreserved = min(MIN_UNRESERVED, limit)
-        self._cache: dict[str, dict[str, int]] = {}
-        #: region -> function -> provisioned concurrency its configs ask for.
-        self._provisioned: dict[str, Counter[str]] = {}
+        self._cache: dict[Scope, dict[str, int]] = {}
+        #: scope -> function -> provisioned concurrency its configs ask for.
+        self._provisioned: dict[Scope, Counter[str]] = {}
         self._lock = asyncio.Lock()
         functions.changes.subscribe(self._function_changed)
 
     async def _function_changed(self, change: Change) -> None:
         if isinstance(change, FunctionDeleted):
-            self.forget(change.region)
+            self.forget(change.scope)
 
-    def forget(self, region: str) -> None:
-        """Drop the region's cached figures (provisioned concurrency configs changed)."""
-        self._cache.pop(region, None)
-        self._provisioned.pop(region, None)
+    def forget(self, scope: Scope) -> None:
+        """Drop the scope's cached figures (provisioned concurrency configs changed)."""
+        self._cache.pop(scope, None)
+        self._provisioned.pop(scope, None)
 
-    async def _region(self, region: str) -> dict[str, int]:
-        cached = self._cache.get(region)
+    async def _region(self, scope: Scope) -> dict[str, int]:
+        cached = self._cache.get(scope)
         if cached is None:
-            rows = await self._store.scan(Table.CONCURRENCY, (region,))
-            cached = {key[1]: int(doc["reserved"]) for key, doc in rows}
+            rows = await self._store.scan(Table.CONCURRENCY, scope.key())
+            cached = {key[2]: int(doc["reserved"]) for key, doc in rows}
             provisioned: Counter[str] = Counter()
-            for key, doc in await self._store.scan(Table.PROVISIONED, (region,)):
-                provisioned[key[1]] += int(doc["requested"])
-            self._cache[region] = cached
-            self._provisioned[region] = provisioned
+            for key, doc in await self._store.scan(Table.PROVISIONED, scope.key()):
+                provisioned[key[2]] += int(doc["requested"])
+            self._cache[scope] = cached
+            self._provisioned[scope] = provisioned
         return cached
 
-    async def provisioned(self, region: str, name: str) -> int:
+    async def provisioned(self, scope: Scope, name: str) -> int:
         """The provisioned concurrency the function's configs ask for, all together."""
-        await self._region(region)
-        return self._provisioned[region][name]
+        await self._region(scope)
+        return self._provisioned[scope][name]
 
-    async def _taken(self, region: str, excluding: str | None) -> int:
+    async def _taken(self, scope: Scope, excluding: str | None) -> int:
         """What reservations, and the configs of functions without one, take from the limit."""
-        reserved = await self._region(region)
-        provisioned = self._provisioned[region]
+        reserved = await self._region(scope)
+        provisioned = self._provisioned[scope]
         return sum(n for fn, n in reserved.items() if fn != excluding) + sum(
             n for fn, n in provisioned.items() if fn not in reserved and fn != excluding
         )
@@ -104,46 +104,46 @@ class Reservations:
                 f"Function not found: {scope.function_arn(missing, LATEST)}"
             ) from None
         async with self._lock:
-            reserved = await self._region(scope.region)
-            if value < self._provisioned[scope.region][name]:
+            reserved = await self._region(scope)
+            if value < self._provisioned[scope][name]:
                 raise errors.InvalidParameterValueException(BELOW_PROVISIONED)
-            others = await self._taken(scope.region, excluding=name)
+            others = await self._taken(scope, excluding=name)
             minimum = self.minimum_unreserved
             if self.limit - others - value < minimum:
                 raise errors.InvalidParameterValueException(
                     "Specified ReservedConcurrentExecutions for function decreases account's "
                     f"UnreservedConcurrentExecution below its minimum value of [{minimum}]."
                 )
-            await self._store.put(Table.CONCURRENCY, (scope.region, name), {"reserved": value})
+            await self._store.put(Table.CONCURRENCY, scope.key(name), {"reserved": value})
             reserved[name] = value
         return value
 
     async def get(self, scope: Scope, raw_name: str) -> int | None:
         """The function's reservation, or None when it has none."""
         name = await self._name(scope, raw_name)
-        return (await self._region(scope.region)).get(name)
+        return (await self._region(scope)).get(name)
 
     async def delete(self, scope: Scope, raw_name: str) -> None:
         name = await self._name(scope, raw_name)
         async with self._lock:
-            await self._store.delete(Table.CONCURRENCY, (scope.region, name))
-            (await self._region(scope.region)).pop(name, None)
+            await self._store.delete(Table.CONCURRENCY, scope.key(name))
+            (await self._region(scope)).pop(name, None)
 
-    async def unreserved(self, region: str, *, excluding: str | None = None) -> int:
+    async def unreserved(self, scope: Scope, *, excluding: str | None = None) -> int:
         """What the functions without a reservation share: the limit less every reservation
         and the provisioned concurrency of the functions without one (of all but
         ``excluding``)."""
-        return self.limit - await self._taken(region, excluding)
+        return self.limit - await self._taken(scope, excluding)
 
-    async def of(self, region: str, name: str) -> tuple[int | None, int]:
-        """(the function's reservation or None, the region's unreserved pool) for a lease."""
-        reserved = await self._region(region)
-        return reserved.get(name), self.limit - await self._taken(region, None)
+    async def of(self, scope: Scope, name: str) -> tuple[int | None, int]:
+        """(the function's reservation or None, the scope's unreserved pool) for a lease."""
+        reserved = await self._region(scope)
+        return reserved.get(name), self.limit - await self._taken(scope, None)
 
-    async def on_demand(self, region: str, name: str) -> tuple[int | None, int]:
+    async def on_demand(self, scope: Scope, name: str) -> tuple[int | None, int]:
         """Like ``of``, for invocations that run on demand: a reservation less what the
         function's provisioned concurrency takes of it."""
-        reserved, unreserved = await self.of(region, name)
+        reserved, unreserved = await self.of(scope, name)
         if reserved is not None:
-            reserved = max(0, reserved - self._provisioned[region][name])
+            reserved = max(0, reserved - self._provisioned[scope][name])
         return reserved, unreserved

@@ -3,9 +3,9 @@ and what happens to a recursive loop.
 
 ``EventInvokeConfigs`` holds the per-qualifier ``FunctionEventInvokeConfig`` documents
 (Put/Get/Update/Delete/ListFunctionEventInvokeConfig(s)), in ``Table.EVENT_INVOKE_CONFIGS``
-keyed ``(region, function, qualifier)``, and the per-function recursion setting
-(Get/PutFunctionRecursionConfig) in ``Table.RECURSION`` keyed ``(region, function)``. Both go
-when the function (or the version or alias a config belongs to) is deleted.
+keyed ``(account, region, function, qualifier)``, and the per-function recursion setting
+(Get/PutFunctionRecursionConfig) in ``Table.RECURSION`` keyed ``(account, region, function)``.
+Both go when the function (or the version or alias a config belongs to) is deleted.
 
 The invoke path asks ``policy`` (the dispatcher, per event) and ``recursion`` (per invocation
 that carries a long chain): both answer from a per-function cache, filled from the store once
@@ -79,9 +79,10 @@ class EventInvokeConfigs:
     def __init__(self, store: Store, functions: Functions) -> None:
         self._store = store
         self._functions = functions
-        #: ``(region, function)`` -> qualifier -> config, for functions the invoke path asked of.
-        self._configs: dict[tuple[str, str], dict[str, EventInvokeConfig]] = {}
-        self._recursion: dict[tuple[str, str], RecursiveLoop] = {}
+        #: ``(account, region, function)`` -> qualifier -> config, for functions the invoke
+        #: path asked of.
+        self._configs: dict[tuple[str, ...], dict[str, EventInvokeConfig]] = {}
+        self._recursion: dict[tuple[str, ...], RecursiveLoop] = {}
         self._lock = asyncio.Lock()
         functions.changes.subscribe(self._changed)
 
@@ -89,14 +90,14 @@ class EventInvokeConfigs:
 
     async def policy(self, scope: Scope, function_name: str, qualifier: str | None) -> AsyncPolicy:
         """The policy for events sent to ``function_name`` at ``qualifier`` (None: $LATEST)."""
-        configs = self._configs.get((scope.region, function_name))
+        configs = self._configs.get(scope.key(function_name))
         if configs is None:
-            configs = await self._load(scope.region, function_name)
+            configs = await self._load(scope, function_name)
         return policy_of(configs.get(qualifier or LATEST))
 
     async def recursion(self, scope: Scope, function_name: str) -> RecursiveLoop:
         """The function's recursive loop setting (``Terminate`` unless set to ``Allow``)."""
-        key = (scope.region, function_name)
+        key = scope.key(function_name)
         setting = self._recursion.get(key)
         if setting is None:
             async with self._lock:
@@ -105,32 +106,32 @@ class EventInvokeConfigs:
                 self._recursion.setdefault(key, setting)
         return setting
 
-    async def _load(self, region: str, name: str) -> dict[str, EventInvokeConfig]:
+    async def _load(self, scope: Scope, name: str) -> dict[str, EventInvokeConfig]:
         async with self._lock:
-            cached = self._configs.get((region, name))
+            cached = self._configs.get(scope.key(name))
             if cached is None:
-                rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, (region, name))
-                cached = {key[2]: EventInvokeConfig.from_doc(doc) for key, doc in rows}
-                self._configs[(region, name)] = cached
+                rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, scope.key(name))
+                cached = {key[3]: EventInvokeConfig.from_doc(doc) for key, doc in rows}
+                self._configs[scope.key(name)] = cached
             return cached
 
     async def _changed(self, change: Change) -> None:
         """What hangs on a deleted function, version or alias goes with it."""
         if isinstance(change, FunctionDeleted):
-            await self._deleted(change.region, change.name, change.qualifier)
+            await self._deleted(change.scope, change.name, change.qualifier)
         elif isinstance(change, AliasDeleted):
-            await self._deleted(change.region, change.name, change.alias)
+            await self._deleted(change.scope, change.name, change.alias)
 
-    async def _deleted(self, region: str, name: str, qualifier: str | None) -> None:
+    async def _deleted(self, scope: Scope, name: str, qualifier: str | None) -> None:
         async with self._lock:
             if qualifier is None:
-                await self._store.delete_prefix(Table.EVENT_INVOKE_CONFIGS, (region, name))
-                await self._store.delete(Table.RECURSION, (region, name))
-                self._configs.pop((region, name), None)
-                self._recursion.pop((region, name), None)
+                await self._store.delete_prefix(Table.EVENT_INVOKE_CONFIGS, scope.key(name))
+                await self._store.delete(Table.RECURSION, scope.key(name))
+                self._configs.pop(scope.key(name), None)
+                self._recursion.pop(scope.key(name), None)
                 return
-            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, (region, name, qualifier))
-            self._configs.get((region, name), {}).pop(qualifier, None)
+            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, scope.key(name, qualifier))
+            self._configs.get(scope.key(name), {}).pop(qualifier, None)
 
     # ---------------------------------------------------------------- event invoke configs
 
@@ -151,9 +152,9 @@ class EventInvokeConfigs:
 
     async def _write(self, scope: Scope, name: str, config: EventInvokeConfig) -> None:
         """Store ``config``; the caller holds the lock."""
-        key = (scope.region, name, config.qualifier)
+        key = scope.key(name, config.qualifier)
         await self._store.put(Table.EVENT_INVOKE_CONFIGS, key, config.to_doc())
-        cached = self._configs.get((scope.region, name))
+        cached = self._configs.get(scope.key(name))
         if cached is not None:
             cached[config.qualifier] = config
 
@@ -208,7 +209,7 @@ class EventInvokeConfigs:
         return config
 
     async def _get(self, scope: Scope, name: str, qualifier: str) -> EventInvokeConfig:
-        doc = await self._store.get(Table.EVENT_INVOKE_CONFIGS, (scope.region, name, qualifier))
+        doc = await self._store.get(Table.EVENT_INVOKE_CONFIGS, scope.key(name, qualifier))
         if doc is None:
             raise errors.ResourceNotFoundException(
                 f"The function {scope.function_arn(name, qualifier)} doesn't have an "
@@ -223,15 +224,15 @@ class EventInvokeConfigs:
         name, named = self._named(scope, raw_name, qualifier)
         async with self._lock:
             await self._get(scope, name, named)
-            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, (scope.region, name, named))
-            self._configs.get((scope.region, name), {}).pop(named, None)
+            await self._store.delete(Table.EVENT_INVOKE_CONFIGS, scope.key(name, named))
+            self._configs.get(scope.key(name), {}).pop(named, None)
 
     async def list_configs(
         self, scope: Scope, raw_name: str, marker: str | None, max_items: int | None
     ) -> tuple[list[EventInvokeConfig], str | None]:
         """One page of the function's configs, and the next marker."""
         name, _ = await self._existing(scope, raw_name, None)
-        rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, (scope.region, name))
+        rows = await self._store.scan(Table.EVENT_INVOKE_CONFIGS, scope.key(name))
         configs = sorted(
             (EventInvokeConfig.from_doc(doc) for _, doc in rows),
             key=lambda c: _qualifier_order(c.qualifier),
@@ -255,7 +256,7 @@ class EventInvokeConfigs:
         async with self._lock:
             name = await self._function(scope, raw_name)
             await self._store.put(
-                Table.RECURSION, (scope.region, name), {"recursive_loop": setting.value}
+                Table.RECURSION, scope.key(name), {"recursive_loop": setting.value}
             )
-            self._recursion[(scope.region, name)] = setting
+            self._recursion[scope.key(name)] = setting
         return setting

@@ -61,17 +61,16 @@ from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
 
 #: PublishTo's one value: publish to ``$LATEST.PUBLISHED`` instead of a new number.
 PUBLISH_TO_LATEST_PUBLISHED = "LATEST_PUBLISHED"
-#: The tables whose rows belong to one function, keyed ``(region, function, ...)``: what
+#: The tables whose rows belong to one function, keyed ``(account, region, function, ...)``: what
 #: DeleteFunction removes in one store write.
 _FUNCTION_TABLES = (
     Table.VERSIONS,
     Table.ALIASES,
     Table.EVENT_INVOKE_CONFIGS,
     Table.PROVISIONED,
+    Table.FUNCTION_POLICIES,
 )
-#: The tables whose rows belong to one function, keyed ``(account, region, function, ...)``.
-_ACCOUNT_TABLES = (Table.FUNCTION_POLICIES,)
-#: The tables that keep one row per function, keyed ``(region, function)``.
+#: The tables that keep one row per function, keyed ``(account, region, function)``.
 _FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
 _log = logging.getLogger(__name__)
 
@@ -166,16 +165,16 @@ class Functions:
         self._blobs = blobs
         #: The layer service whose versions ``Layers`` name (shared with the API).
         self.layers = layers or Layers(store, blobs)
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._cache: dict[tuple[str, str, str], FunctionConfig | Alias] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._cache: dict[tuple[str, ...], FunctionConfig | Alias] = {}
         #: Bumped by every write to a function, so that a resolve that read the store before
         #: the write does not put what it read back into the cache.
-        self._generation: dict[tuple[str, str], int] = {}
+        self._generation: dict[tuple[str, ...], int] = {}
         #: How long a create stays ``Pending`` and an update ``InProgress`` (0: they finish
         #: right after the answer). See docs/function-states.md.
         self._settle_delay = settle_delay
-        #: (region, function) -> the task finishing its create or update, and when it will.
-        self._transitions: dict[tuple[str, str], tuple[asyncio.Task[None], float]] = {}
+        #: (account, region, function) -> the task finishing its create or update, and when it will.
+        self._transitions: dict[tuple[str, ...], tuple[asyncio.Task[None], float]] = {}
         #: Every committed write, as typed events (``changes.py``); the cache above follows
         #: it first, so that a stream fed by other nodes keeps it fresh too.
         self.changes = ChangeStream()
@@ -183,29 +182,29 @@ class Functions:
 
     async def _forget(self, change: Change) -> None:
         """Drop what the cache holds of a function that changed."""
-        self._forget_function(change.region, change.name)
+        self._forget_function(change.scope, change.name)
 
-    def _forget_function(self, region: str, name: str) -> None:
+    def _forget_function(self, scope: Scope, name: str) -> None:
         """Drop the function from the cache and bump its generation, so that a resolve that
         read the store before a write does not put what it read back into the cache."""
-        generation = (region, name)
+        generation = scope.key(name)
         self._generation[generation] = self._generation.get(generation, 0) + 1
-        for key in [k for k in self._cache if k[:2] == generation]:
+        for key in [k for k in self._cache if k[:3] == generation]:
             del self._cache[key]
 
     async def _published(self, scope: Scope, config: FunctionConfig) -> None:
         if config.version != LATEST:
-            await self.changes.publish(VersionPublished(scope.region, config.name, config))
+            await self.changes.publish(VersionPublished(scope, config.name, config))
 
-    async def versions_of(self, region: str, name: str) -> set[str]:
+    async def versions_of(self, scope: Scope, name: str) -> set[str]:
         """The versions a function has now (none once it is deleted)."""
-        return {key[2] for key, _ in await self._store.scan(Table.VERSIONS, (region, name))}
+        return {key[3] for key, _ in await self._store.scan(Table.VERSIONS, scope.key(name))}
 
-    async def pending_snapshots(self) -> list[tuple[str, FunctionConfig]]:
-        """(region, version) of every SnapStart version still ``Pending``: a lambdad stopped
+    async def pending_snapshots(self) -> list[tuple[Scope, FunctionConfig]]:
+        """(scope, version) of every SnapStart version still ``Pending``: a lambdad stopped
         while making their snapshots; they are made again at start."""
         rows = await self._store.scan(Table.VERSIONS)
-        configs = [(key[0], FunctionConfig.from_doc(doc)) for key, doc in rows]
+        configs = [(Scope(key[0], key[1]), FunctionConfig.from_doc(doc)) for key, doc in rows]
         return [(r, c) for r, c in configs if c.snap_start_on and c.state is State.PENDING]
 
     async def set_version_state(
@@ -219,7 +218,7 @@ class Functions:
         """A published version's state (a SnapStart snapshot made, or failed); a version
         deleted meanwhile stays deleted."""
         async with self._lock(scope, name):
-            doc = await self._store.get(Table.VERSIONS, (scope.region, name, version))
+            doc = await self._store.get(Table.VERSIONS, scope.key(name, version))
             if doc is None:
                 return
             config = FunctionConfig.from_doc(doc).evolve(
@@ -230,25 +229,27 @@ class Functions:
                     UpdateStatus.FAILED if state is State.FAILED else UpdateStatus.SUCCESSFUL
                 ),
             )
-            await self._store.put(Table.VERSIONS, (scope.region, name, version), config.to_doc())
+            await self._store.put(Table.VERSIONS, scope.key(name, version), config.to_doc())
         await self._changed(scope, name)
 
     # ---------------------------------------------------------------- helpers
 
     def _lock(self, scope: Scope, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((scope.region, name), asyncio.Lock())
+        return self._locks.setdefault(scope.key(name), asyncio.Lock())
 
     # ---------------------------------------------------------------- states
 
     def _settle_later(self, scope: Scope, name: str) -> None:
         """Finish the function's create or update just answered once ``settle_delay`` has
         passed (by default right after the answer)."""
-        key = (scope.region, name)
+        key = scope.key(name)
         running = self._transitions.get(key)
         if running is not None and not running[0].done():
             return
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._settle(scope, name), name=f"settle-{scope.region}-{name}")
+        task = loop.create_task(
+            self._settle(scope, name), name=f"settle-{scope.account_id}-{scope.region}-{name}"
+        )
         self._transitions[key] = (task, loop.time() + self._settle_delay)
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -267,7 +268,7 @@ class Functions:
 
     async def _settle_locked(self, scope: Scope, name: str) -> bool:
         """Finish every create or update of the function now (its lock held); True if any."""
-        rows = await self._store.scan(Table.VERSIONS, (scope.region, name))
+        rows = await self._store.scan(Table.VERSIONS, scope.key(name))
         writes = [
             Write(Table.VERSIONS, key, _settled(config).to_doc())
             for key, config in ((key, FunctionConfig.from_doc(doc)) for key, doc in rows)
@@ -295,7 +296,7 @@ class Functions:
     def _due(self, scope: Scope, name: str) -> bool:
         """Whether the function's create or update may finish now: its transition's time has
         come, or none is under way (one interrupted by a restart)."""
-        running = self._transitions.get((scope.region, name))
+        running = self._transitions.get(scope.key(name))
         return running is None or running[1] <= asyncio.get_running_loop().time()
 
     async def _ready_for_update(self, scope: Scope, name: str) -> FunctionConfig:
@@ -317,11 +318,11 @@ class Functions:
                 f"resource: {arn}"
             )
         if await self._settle_locked(scope, name):
-            self._forget_function(scope.region, name)
+            self._forget_function(scope, name)
         return await self._version(scope, name, LATEST)
 
     async def _changed(self, scope: Scope, name: str) -> None:
-        await self.changes.publish(FunctionChanged(scope.region, name))
+        await self.changes.publish(FunctionChanged(scope, name))
 
     def _not_found(
         self, scope: Scope, name: str, qualifier: str | None = None
@@ -331,19 +332,19 @@ class Functions:
         )
 
     async def _record(self, scope: Scope, name: str) -> FunctionRecord:
-        doc = await self._store.get(Table.FUNCTIONS, (scope.region, name))
+        doc = await self._store.get(Table.FUNCTIONS, scope.key(name))
         if doc is None:
             raise self._not_found(scope, name)
         return FunctionRecord.from_doc(doc)
 
     async def _version(self, scope: Scope, name: str, version: str) -> FunctionConfig:
-        doc = await self._store.get(Table.VERSIONS, (scope.region, name, version))
+        doc = await self._store.get(Table.VERSIONS, scope.key(name, version))
         if doc is None:
             raise self._not_found(scope, name, None if version == LATEST else version)
         return FunctionConfig.from_doc(doc)
 
     async def _alias(self, scope: Scope, name: str, alias: str) -> Alias:
-        doc = await self._store.get(Table.ALIASES, (scope.region, name, alias))
+        doc = await self._store.get(Table.ALIASES, scope.key(name, alias))
         if doc is None:
             raise errors.ResourceNotFoundException(
                 f"Cannot find alias arn: {scope.function_arn(name, alias)}"
@@ -413,8 +414,8 @@ class Functions:
             try:
                 await self._store.write(
                     [
-                        Write(Table.FUNCTIONS, (scope.region, name), record.to_doc(), create=True),
-                        Write(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc()),
+                        Write(Table.FUNCTIONS, scope.key(name), record.to_doc(), create=True),
+                        Write(Table.VERSIONS, scope.key(name, LATEST), config.to_doc()),
                     ]
                 )
             except StoreConflict as exc:
@@ -549,7 +550,7 @@ class Functions:
     async def list_functions(
         self, scope: Scope, *, all_versions: bool, marker: str | None, max_items: int | None
     ) -> tuple[list[FunctionConfig], str | None]:
-        rows = await self._store.scan(Table.VERSIONS, (scope.region,))
+        rows = await self._store.scan(Table.VERSIONS, scope.key())
         configs = [FunctionConfig.from_doc(doc) for _, doc in rows]
         if not all_versions:
             configs = [c for c in configs if c.version == LATEST]
@@ -585,7 +586,7 @@ class Functions:
             )
             _check_total_size(config)
             await self._blobs.put(data)
-            await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
+            await self._store.put(Table.VERSIONS, scope.key(name, LATEST), config.to_doc())
             if request.publish or publish_to:
                 config = await self._publish_locked(
                     scope, name, None, None, None, to_latest_published=publish_to
@@ -613,7 +614,7 @@ class Functions:
             if layers:
                 config = await self._code_unzipped_size(config)
             _check_total_size(config)
-            await self._store.put(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc())
+            await self._store.put(Table.VERSIONS, scope.key(name, LATEST), config.to_doc())
         self._settle_later(scope, name)
         await self._changed(scope, name)
         return config
@@ -638,12 +639,12 @@ class Functions:
             if qualifier is None:
                 await self._store.write(await self._function_rows(scope, name))
             else:
-                doc = await self._store.get(Table.VERSIONS, (scope.region, name, qualifier))
+                doc = await self._store.get(Table.VERSIONS, scope.key(name, qualifier))
                 if doc is None:
                     return
                 aliases = [
                     Alias.from_doc(doc)
-                    for _, doc in await self._store.scan(Table.ALIASES, (scope.region, name))
+                    for _, doc in await self._store.scan(Table.ALIASES, scope.key(name))
                 ]
                 users = [
                     a.name
@@ -655,19 +656,15 @@ class Functions:
                         "Unable to delete version because the following aliases reference it: "
                         f"[{', '.join(users)}]"
                     )
-                await self._store.delete(Table.VERSIONS, (scope.region, name, qualifier))
-        await self.changes.publish(FunctionDeleted(scope.region, name, qualifier))
+                await self._store.delete(Table.VERSIONS, scope.key(name, qualifier))
+        await self.changes.publish(FunctionDeleted(scope, name, qualifier))
 
     async def _function_rows(self, scope: Scope, name: str) -> list[Write]:
         """Deletions of every row of the function, in every table that keeps some."""
-        prefix = (scope.region, name)
+        prefix = scope.key(name)
         writes = [Write(table, prefix, None) for table in _FUNCTION_ROWS]
         for table in _FUNCTION_TABLES:
             writes += [Write(table, key, None) for key, _ in await self._store.scan(table, prefix)]
-        # Tables keyed by account first (resource policies).
-        owned = (scope.account_id, *prefix)
-        for table in _ACCOUNT_TABLES:
-            writes += [Write(table, key, None) for key, _ in await self._store.scan(table, owned)]
         return writes
 
     # ---------------------------------------------------------------- runtime management
@@ -708,7 +705,7 @@ class Functions:
             )
         target = await self.runtime_management(scope, request.function_name, request.qualifier)
         async with self._lock(scope, target.name):
-            key = (scope.region, target.name, target.version)
+            key = scope.key(target.name, target.version)
             doc = await self._store.get(Table.VERSIONS, key)
             if doc is None:
                 raise self._not_found(scope, target.name, target.version)
@@ -774,7 +771,7 @@ class Functions:
         validation.check_revision_id(revision_id, latest.revision_id)
         newest_key = LATEST_PUBLISHED if to_latest_published else str(record.last_version)
         if to_latest_published or record.last_version:
-            newest = await self._store.get(Table.VERSIONS, (scope.region, name, newest_key))
+            newest = await self._store.get(Table.VERSIONS, scope.key(name, newest_key))
             if newest is not None:
                 previous = FunctionConfig.from_doc(newest)
                 if _same_content(previous, latest.evolve(description=previous.description)):
@@ -795,13 +792,13 @@ class Functions:
             [
                 Write(
                     Table.FUNCTIONS,
-                    (scope.region, name),
+                    scope.key(name),
                     dataclasses.replace(record, last_version=number).to_doc(),
                 ),
-                Write(Table.VERSIONS, (scope.region, name, version), published.to_doc()),
+                Write(Table.VERSIONS, scope.key(name, version), published.to_doc()),
                 Write(
                     Table.VERSIONS,
-                    (scope.region, name, LATEST),
+                    scope.key(name, LATEST),
                     latest.evolve(revision_id=new_revision()).to_doc(),
                 ),
             ]
@@ -813,7 +810,7 @@ class Functions:
     ) -> tuple[list[FunctionConfig], str | None]:
         name, _ = self.name_of(scope, raw_name)
         await self._record(scope, name)
-        rows = await self._store.scan(Table.VERSIONS, (scope.region, name))
+        rows = await self._store.scan(Table.VERSIONS, scope.key(name))
         configs = sorted(
             (FunctionConfig.from_doc(doc) for _, doc in rows),
             key=lambda c: _version_order(c.version),
@@ -847,7 +844,7 @@ class Functions:
             )
             try:
                 await self._store.put(
-                    Table.ALIASES, (scope.region, name, alias_name), alias.to_doc(), create=True
+                    Table.ALIASES, scope.key(name, alias_name), alias.to_doc(), create=True
                 )
             except StoreConflict as exc:
                 raise errors.ResourceConflictException(
@@ -886,7 +883,7 @@ class Functions:
                 else request.description,
                 weights=weights,
             )
-            await self._store.put(Table.ALIASES, (scope.region, name, alias_name), alias.to_doc())
+            await self._store.put(Table.ALIASES, scope.key(name, alias_name), alias.to_doc())
         await self._changed(scope, name)
         return alias
 
@@ -894,8 +891,8 @@ class Functions:
         name, _ = self.name_of(scope, raw_name)
         async with self._lock(scope, name):
             await self._record(scope, name)
-            await self._store.delete(Table.ALIASES, (scope.region, name, alias_name))
-        await self.changes.publish(AliasDeleted(scope.region, name, alias_name))
+            await self._store.delete(Table.ALIASES, scope.key(name, alias_name))
+        await self.changes.publish(AliasDeleted(scope, name, alias_name))
 
     async def list_aliases(
         self,
@@ -908,8 +905,7 @@ class Functions:
         name, _ = self.name_of(scope, raw_name)
         await self._record(scope, name)
         aliases = [
-            Alias.from_doc(doc)
-            for _, doc in await self._store.scan(Table.ALIASES, (scope.region, name))
+            Alias.from_doc(doc) for _, doc in await self._store.scan(Table.ALIASES, scope.key(name))
         ]
         if version:
             aliases = [a for a in aliases if a.function_version == version]
@@ -955,7 +951,7 @@ class Functions:
             validation.validate_tags(merged)
             await self._store.put(
                 Table.FUNCTIONS,
-                (scope.region, name),
+                scope.key(name),
                 dataclasses.replace(record, tags=merged).to_doc(),
             )
 
@@ -972,15 +968,15 @@ class Functions:
             remaining = {k: v for k, v in record.tags.items() if k not in set(keys)}
             await self._store.put(
                 Table.FUNCTIONS,
-                (scope.region, name),
+                scope.key(name),
                 dataclasses.replace(record, tags=remaining).to_doc(),
             )
 
     async def count(self, scope: Scope) -> tuple[int, int]:
         """(number of functions, total size of function and layer code) for
         GetAccountSettings."""
-        rows = await self._store.scan(Table.VERSIONS, (scope.region,))
-        names = {key[1] for key, _ in rows}
+        rows = await self._store.scan(Table.VERSIONS, scope.key())
+        names = {key[2] for key, _ in rows}
         code = sum(int(doc.get("code_size", 0)) for _, doc in rows)
         return len(names), code + await self.layers.total_code_size(scope)
 
@@ -1005,12 +1001,12 @@ class Functions:
         return config
 
     async def _resolve(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig:
-        key = (scope.region, name, qualifier)
+        key = scope.key(name, qualifier)
         target = self._cache.get(key)
         if target is None:
-            generation = self._generation.get((scope.region, name), 0)
+            generation = self._generation.get(scope.key(name), 0)
             target = await self._load_target(scope, name, qualifier)
-            if self._generation.get((scope.region, name), 0) == generation:
+            if self._generation.get(scope.key(name), 0) == generation:
                 self._cache[key] = target
         if isinstance(target, FunctionConfig):
             return target

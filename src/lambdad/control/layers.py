@@ -47,12 +47,12 @@ class Layers:
     def __init__(self, store: Store, blobs: BlobStore) -> None:
         self._store = store
         self._blobs = blobs
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
     # ---------------------------------------------------------------- helpers
 
     def _lock(self, scope: Scope, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((scope.region, name), asyncio.Lock())
+        return self._locks.setdefault(scope.key(name), asyncio.Lock())
 
     @staticmethod
     def _name(scope: Scope, raw: str) -> tuple[str, bool]:
@@ -71,7 +71,7 @@ class Layers:
         name, here = self._name(scope, raw)
         if not here:
             return None
-        doc = await self._store.get(Table.LAYER_VERSIONS, (scope.region, name, str(number)))
+        doc = await self._store.get(Table.LAYER_VERSIONS, scope.key(name, str(number)))
         return None if doc is None else LayerVersion.from_doc(doc)
 
     async def _existing(self, scope: Scope, raw: str, number: int) -> LayerVersion:
@@ -84,7 +84,7 @@ class Layers:
         return found
 
     async def _policy(self, scope: Scope, version: LayerVersion) -> LayerPolicy | None:
-        key = (scope.region, version.name, str(version.version))
+        key = scope.key(version.name, str(version.version))
         doc = await self._store.get(Table.LAYER_POLICIES, key)
         return None if doc is None else LayerPolicy.from_doc(doc)
 
@@ -126,7 +126,7 @@ class Layers:
         """Write ``draft`` as the next version; a number taken meanwhile (by another node
         sharing the store) is a conflict on the create-only write, and the next one is tried."""
         for _ in range(_PUBLISH_ATTEMPTS):
-            doc = await self._store.get(Table.LAYERS, (scope.region, draft.name))
+            doc = await self._store.get(Table.LAYERS, scope.key(draft.name))
             record = LayerRecord.from_doc(doc) if doc else LayerRecord(name=draft.name)
             number = record.last_version + 1
             published = LayerVersion.from_doc({**draft.to_doc(), "version": number})
@@ -135,12 +135,12 @@ class Layers:
                     [
                         Write(
                             Table.LAYERS,
-                            (scope.region, draft.name),
+                            scope.key(draft.name),
                             LayerRecord(draft.name, number, record.created).to_doc(),
                         ),
                         Write(
                             Table.LAYER_VERSIONS,
-                            (scope.region, draft.name, str(number)),
+                            scope.key(draft.name, str(number)),
                             published.to_doc(),
                             create=True,
                         ),
@@ -173,7 +173,7 @@ class Layers:
         name, here = self._name(scope, raw_name)
         if not here:
             return
-        key = (scope.region, name, str(number))
+        key = scope.key(name, str(number))
         async with self._lock(scope, name):
             await self._store.write(
                 [Write(Table.LAYER_VERSIONS, key, None), Write(Table.LAYER_POLICIES, key, None)]
@@ -191,7 +191,7 @@ class Layers:
     ) -> tuple[list[LayerVersion], str | None]:
         """The versions matching the filters, newest first; none for an unknown layer."""
         name, here = self._name(scope, raw_name)
-        rows = await self._store.scan(Table.LAYER_VERSIONS, (scope.region, name)) if here else []
+        rows = await self._store.scan(Table.LAYER_VERSIONS, scope.key(name)) if here else []
         versions = [LayerVersion.from_doc(doc) for _, doc in rows]
         matching = sorted(
             (v for v in versions if v.matches(runtime, architecture)),
@@ -212,7 +212,7 @@ class Layers:
         """Each layer's newest version matching the filters, by layer name; layers with no
         matching version are left out."""
         newest: dict[str, LayerVersion] = {}
-        for _, doc in await self._store.scan(Table.LAYER_VERSIONS, (scope.region,)):
+        for _, doc in await self._store.scan(Table.LAYER_VERSIONS, scope.key()):
             version = LayerVersion.from_doc(doc)
             best = newest.get(version.name)
             if version.matches(runtime, architecture) and (
@@ -224,7 +224,7 @@ class Layers:
 
     async def total_code_size(self, scope: Scope) -> int:
         """The zipped size of every layer version of the region (GetAccountSettings)."""
-        rows = await self._store.scan(Table.LAYER_VERSIONS, (scope.region,))
+        rows = await self._store.scan(Table.LAYER_VERSIONS, scope.key())
         return sum(int(doc.get("code_size", 0)) for _, doc in rows)
 
     # ---------------------------------------------------------------- permissions
@@ -253,7 +253,7 @@ class Layers:
             updated = LayerPolicy(statements=(*(policy.statements if policy else ()), statement))
             await self._store.put(
                 Table.LAYER_POLICIES,
-                (scope.region, version.name, str(version.version)),
+                scope.key(version.name, str(version.version)),
                 updated.to_doc(),
             )
         return version, statement, updated
@@ -279,7 +279,7 @@ class Layers:
         """Drop one statement; the policy goes with its last statement."""
         validation.check_layer_version_number(number)
         version = await self._existing(scope, raw_name, number)
-        key = (scope.region, version.name, str(version.version))
+        key = scope.key(version.name, str(version.version))
         async with self._lock(scope, version.name):
             policy = await self._policy(scope, version)
             if policy is None:
@@ -314,8 +314,16 @@ class Layers:
                     "Layers are not in the same region as the function. Layers are expected to "
                     f"be in region {scope.region}."
                 )
-            mine = account == scope.account_id
-            version = await self._find(scope, name, number) if mine else None
+            if account != scope.account_id:
+                # Layer version permissions (AddLayerVersionPermission) are not applied across
+                # accounts yet: another account's layer is refused as AWS refuses one that no
+                # policy grants (docs/accounts-and-sigv4.md).
+                raise errors.AccessDeniedException(
+                    f"User: {scope.principal_arn} is not authorized to perform: "
+                    f"lambda:GetLayerVersion on resource: {arn} because no resource-based policy "
+                    "allows the lambda:GetLayerVersion action"
+                )
+            version = await self._find(scope, name, number)
             if version is None:
                 raise errors.InvalidParameterValueException(f"Layer version {arn} does not exist.")
             layer_arn = arn.rsplit(":", 1)[0]

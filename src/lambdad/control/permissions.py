@@ -79,11 +79,9 @@ def _is_version(qualifier: str) -> bool:
 class FunctionPolicies:
     """Every function's resource-based policies."""
 
-    def __init__(self, store: Store, functions: Functions, default_account: str) -> None:
+    def __init__(self, store: Store, functions: Functions) -> None:
         self._store = store
         self._functions = functions
-        #: The account of changes that do not name one (the server's only account, for now).
-        self._default_account = default_account
         self._lock = asyncio.Lock()
         self._cache: dict[Key, StoredPolicy | None] = {}
         functions.changes.subscribe(self._changed)
@@ -140,19 +138,18 @@ class FunctionPolicies:
 
     async def _changed(self, change: Change) -> None:
         """A deleted function, version or alias takes its policy with it."""
-        account = str(getattr(change, "account_id", self._default_account))
         if isinstance(change, FunctionDeleted):
-            await self._deleted(account, change.region, change.name, change.qualifier)
+            await self._deleted(change.scope, change.name, change.qualifier)
         elif isinstance(change, AliasDeleted):
-            await self._deleted(account, change.region, change.name, change.alias)
+            await self._deleted(change.scope, change.name, change.alias)
 
-    async def _deleted(self, account: str, region: str, name: str, qualifier: str | None) -> None:
+    async def _deleted(self, scope: Scope, name: str, qualifier: str | None) -> None:
         async with self._lock:
             if qualifier is None:  # DeleteFunction removed the rows in its own write
-                for key in [k for k in self._cache if k[:3] == (account, region, name)]:
+                for key in [k for k in self._cache if k[:3] == scope.key(name)]:
                     del self._cache[key]
                 return
-            key = (account, region, name, qualifier)
+            key = scope.key(name, qualifier)
             await self._store.delete(Table.FUNCTION_POLICIES, key)
             self._cache.pop(key, None)
 

@@ -45,7 +45,7 @@ ALIAS_TAKEN = "Version is pointed by a Provisioned Concurrency alias"
 #: The most configs one ListProvisionedConcurrencyConfigs page holds.
 MAX_LIST_PAGE = 50
 
-Listener = Callable[[str, str], Awaitable[None]]
+Listener = Callable[[Scope, str], Awaitable[None]]
 
 
 def _timestamp() -> str:
@@ -93,27 +93,27 @@ class ProvisionedConfigs:
         functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
-        """Call ``listener(region, name)`` after a function's configs or targets changed."""
+        """Call ``listener(scope, name)`` after a function's configs or targets changed."""
         self._listeners.append(listener)
 
-    async def _notify(self, region: str, name: str) -> None:
-        self._reservations.forget(region)
+    async def _notify(self, scope: Scope, name: str) -> None:
+        self._reservations.forget(scope)
         for listener in self._listeners:
-            await listener(region, name)
+            await listener(scope, name)
 
     # ---------------------------------------------------------------- lookups
 
-    async def _configs(self, region: str, name: str) -> list[ProvisionedConfig]:
-        rows = await self._store.scan(Table.PROVISIONED, (region, name))
+    async def _configs(self, scope: Scope, name: str) -> list[ProvisionedConfig]:
+        rows = await self._store.scan(Table.PROVISIONED, scope.key(name))
         return [ProvisionedConfig.from_doc(doc) for _, doc in rows]
 
-    async def _aliases(self, region: str, name: str) -> dict[str, Alias]:
-        rows = await self._store.scan(Table.ALIASES, (region, name))
-        return {key[2]: Alias.from_doc(doc) for key, doc in rows}
+    async def _aliases(self, scope: Scope, name: str) -> dict[str, Alias]:
+        rows = await self._store.scan(Table.ALIASES, scope.key(name))
+        return {key[3]: Alias.from_doc(doc) for key, doc in rows}
 
-    async def _exists(self, region: str, name: str, qualifier: str) -> bool:
+    async def _exists(self, scope: Scope, name: str, qualifier: str) -> bool:
         table = Table.VERSIONS if qualifier.isdigit() else Table.ALIASES
-        return await self._store.get(table, (region, name, qualifier)) is not None
+        return await self._store.get(table, scope.key(name, qualifier)) is not None
 
     async def _target_of(
         self, scope: Scope, raw_name: str, qualifier: str | None, unpublished: str
@@ -124,7 +124,7 @@ class ProvisionedConfigs:
         if qualifier is None or qualifier == LATEST:
             raise errors.InvalidParameterValueException(unpublished)
         await self._functions.record(scope, name)
-        if await self._exists(scope.region, name, qualifier):
+        if await self._exists(scope, name, qualifier):
             return name, qualifier
         if qualifier.isdigit():
             raise errors.ResourceNotFoundException(
@@ -145,20 +145,18 @@ class ProvisionedConfigs:
             scope, request.function_name, request.qualifier, UNPUBLISHED
         )
         async with self._lock:
-            configs = {c.qualifier: c for c in await self._configs(scope.region, name)}
-            aliases = await self._aliases(scope.region, name)
+            configs = {c.qualifier: c for c in await self._configs(scope, name)}
+            aliases = await self._aliases(scope, name)
             self._check_pairing(qualifier, configs, aliases)
             alias = aliases.get(qualifier)
             version = alias.function_version if alias is not None else qualifier
             if (await self._functions.get(scope, name, version)).snap_start_on:
                 raise errors.InvalidParameterValueException(validation.SNAP_START_PROVISIONED)
             others = sum(c.requested for q, c in configs.items() if q != qualifier)
-            await self._check_room(scope.region, name, others + amount, amount)
+            await self._check_room(scope, name, others + amount, amount)
             config = ProvisionedConfig(name, qualifier, amount)
-            await self._store.put(
-                Table.PROVISIONED, (scope.region, name, qualifier), config.to_doc()
-            )
-        await self._notify(scope.region, name)
+            await self._store.put(Table.PROVISIONED, scope.key(name, qualifier), config.to_doc())
+        await self._notify(scope, name)
         return config
 
     @staticmethod
@@ -177,14 +175,14 @@ class ProvisionedConfigs:
         if any(a.function_version == qualifier and n in configs for n, a in aliases.items()):
             raise errors.ResourceConflictException(ALIAS_TAKEN)
 
-    async def _check_room(self, region: str, name: str, total: int, amount: int) -> None:
+    async def _check_room(self, scope: Scope, name: str, total: int, amount: int) -> None:
         """The function's configs must fit its reservation, or leave the unreserved minimum."""
-        reserved, _ = await self._reservations.of(region, name)
+        reserved, _ = await self._reservations.of(scope, name)
         if reserved is not None:
             if total > reserved:
                 raise errors.InvalidParameterValueException(OVER_RESERVED)
             return
-        unreserved = await self._reservations.unreserved(region, excluding=name)
+        unreserved = await self._reservations.unreserved(scope, excluding=name)
         minimum = self._reservations.minimum_unreserved
         if unreserved - total < minimum:
             raise errors.InvalidParameterValueException(
@@ -194,7 +192,7 @@ class ProvisionedConfigs:
 
     async def get(self, scope: Scope, raw_name: str, qualifier: str | None) -> ProvisionedConfig:
         name, qualifier = await self._target_of(scope, raw_name, qualifier, NOT_A_TARGET)
-        doc = await self._store.get(Table.PROVISIONED, (scope.region, name, qualifier))
+        doc = await self._store.get(Table.PROVISIONED, scope.key(name, qualifier))
         if doc is None:
             raise errors.ProvisionedConcurrencyConfigNotFoundException(NOT_FOUND)
         return ProvisionedConfig.from_doc(doc)
@@ -203,23 +201,23 @@ class ProvisionedConfigs:
         """Remove the config (a missing one is no error, as on AWS)."""
         name, qualifier = await self._target_of(scope, raw_name, qualifier, NOT_A_TARGET)
         async with self._lock:
-            await self._store.delete(Table.PROVISIONED, (scope.region, name, qualifier))
-        await self._notify(scope.region, name)
+            await self._store.delete(Table.PROVISIONED, scope.key(name, qualifier))
+        await self._notify(scope, name)
 
     async def list_configs(
         self, scope: Scope, raw_name: str, marker: str | None, max_items: int | None
     ) -> tuple[list[ProvisionedConfig], str | None]:
         name, _ = self._functions.name_of(scope, raw_name)
         await self._functions.record(scope, name)
-        return page(await self._configs(scope.region, name), marker, max_items, limit=50)
+        return page(await self._configs(scope, name), marker, max_items, limit=50)
 
     # ---------------------------------------------------------------- targets
 
-    async def targets(self, region: str, name: str) -> list[Target]:
+    async def targets(self, scope: Scope, name: str) -> list[Target]:
         """Every config of the function and the versions it keeps initialised now."""
-        aliases = await self._aliases(region, name)
+        aliases = await self._aliases(scope, name)
         found = []
-        for config in await self._configs(region, name):
+        for config in await self._configs(scope, name):
             alias = aliases.get(config.qualifier)
             if alias is None:
                 versions = {config.qualifier: config.requested}
@@ -228,10 +226,10 @@ class ProvisionedConfigs:
             found.append(Target(config, versions))
         return found
 
-    async def functions_with_configs(self) -> list[tuple[str, str]]:
-        """(region, function) of every function that has a config, for a restart."""
+    async def functions_with_configs(self) -> list[tuple[Scope, str]]:
+        """(scope, function) of every function that has a config, for a restart."""
         rows = await self._store.scan(Table.PROVISIONED)
-        return sorted({(key[0], key[1]) for key, _ in rows})
+        return [(Scope(a, r), n) for a, r, n in sorted({key[:3] for key, _ in rows})]
 
     async def _function_changed(self, change: Change) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
@@ -240,10 +238,10 @@ class ProvisionedConfigs:
         as its write)."""
         if isinstance(change, VersionPublished):
             return
-        region, name = change.region, change.name
-        configs = await self._configs(region, name)
+        scope, name = change.scope, change.name
+        configs = await self._configs(scope, name)
         async with self._lock:
             for config in configs:
-                if not await self._exists(region, name, config.qualifier):
-                    await self._store.delete(Table.PROVISIONED, (region, name, config.qualifier))
-        await self._notify(region, name)
+                if not await self._exists(scope, name, config.qualifier):
+                    await self._store.delete(Table.PROVISIONED, scope.key(name, config.qualifier))
+        await self._notify(scope, name)

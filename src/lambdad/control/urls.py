@@ -91,21 +91,19 @@ class FunctionUrls:
     # ---------------------------------------------------------------- change stream
 
     async def _changed(self, change: Change) -> None:
-        """A deleted function takes all its URL configs along; a deleted alias its own.
-
-        Changes name a region and a function; the account is the one of each config found.
-        """
+        """A deleted function takes all its URL configs along; a deleted alias its own."""
         if isinstance(change, FunctionDeleted) and change.qualifier is None:
-            await self._forget(change.region, change.name, None)
+            await self._forget(change.scope, change.name, None)
         elif isinstance(change, AliasDeleted):
-            await self._forget(change.region, change.name, change.alias)
+            await self._forget(change.scope, change.name, change.alias)
 
-    async def _forget(self, region: str, name: str, qualifier: str | None) -> None:
+    async def _forget(self, scope: Scope, name: str, qualifier: str | None) -> None:
         async with self._lock:
             gone = [
                 c
                 for c in self._by_id.values()
-                if c.region == region
+                if c.account_id == scope.account_id
+                and c.region == scope.region
                 and c.function_name == name
                 and (qualifier is None or c.qualifier == qualifier)
             ]

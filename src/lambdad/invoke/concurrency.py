@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 from lambdad import errors
+from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 
 RESERVED_LIMIT = "ReservedFunctionConcurrentInvocationLimitExceeded"
@@ -30,28 +31,28 @@ class Leases:
     def __init__(self, reservations: Reservations, retry_after: int = 1) -> None:
         self._reservations = reservations
         self._retry_after = retry_after
-        #: (region, function) -> invocations running, whichever pool they came from.
-        self._running: Counter[tuple[str, str]] = Counter()
-        #: region -> invocations running on the unreserved pool.
-        self._pooled: Counter[str] = Counter()
+        #: (scope, function) -> invocations running, whichever pool they came from.
+        self._running: Counter[tuple[Scope, str]] = Counter()
+        #: scope (account and scope) -> invocations running on the unreserved pool.
+        self._pooled: Counter[Scope] = Counter()
 
-    def running(self, region: str, name: str) -> int:
-        return self._running[(region, name)]
+    def running(self, scope: Scope, name: str) -> int:
+        return self._running[(scope, name)]
 
     @contextlib.asynccontextmanager
-    async def lease(self, region: str, name: str) -> AsyncIterator[None]:
+    async def lease(self, scope: Scope, name: str) -> AsyncIterator[None]:
         """Hold a lease for one invocation of ``name``; TooManyRequestsException when none is
         left. The lease is returned however the block ends (errors, timeouts, cancellation)."""
-        reserved, unreserved = await self._reservations.on_demand(region, name)
-        key = (region, name)
+        reserved, unreserved = await self._reservations.on_demand(scope, name)
+        key = (scope, name)
         pooled = reserved is None
         if reserved is not None and self._running[key] >= reserved:
             raise self._throttled(RESERVED_LIMIT)
-        if pooled and self._pooled[region] >= unreserved:
+        if pooled and self._pooled[scope] >= unreserved:
             raise self._throttled(ACCOUNT_LIMIT)
         self._running[key] += 1
         if pooled:
-            self._pooled[region] += 1
+            self._pooled[scope] += 1
         try:
             yield
         finally:
@@ -59,7 +60,7 @@ class Leases:
             if self._running[key] <= 0:
                 del self._running[key]
             if pooled:
-                self._pooled[region] -= 1
+                self._pooled[scope] -= 1
 
     def _throttled(self, reason: str) -> errors.TooManyRequestsException:
         return errors.TooManyRequestsException(

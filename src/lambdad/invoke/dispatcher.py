@@ -143,7 +143,7 @@ class Dispatcher:
             log.exception("the %s of event %s was not delivered", what, event.id)
 
     async def _attempt(self, event: QueuedEvent) -> None:
-        scope = Scope(self._account_id, event.region)
+        scope = Scope(event.account_id or self._account_id, event.region)
         try:
             config = await self._invoker.queued_target(scope, event)
             policy = await self._configs.policy(scope, event.function_name, event.qualifier)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from lambdad.control.arns import Scope
 from lambdad.control.changes import Change, ChangeStream, FunctionDeleted
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.replies import InitFailure
-from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.spec import FunctionSpec, Place
 
 
 class ProvisionedView(Protocol):
@@ -32,25 +33,30 @@ class ProvisionedView(Protocol):
 
 class RuntimePort(Protocol):
     async def invoke(
-        self, region: str, config: FunctionSpec, invocation: Invocation
+        self, place: Place, config: FunctionSpec, invocation: Invocation
     ) -> Outcome: ...
 
     async def invoke_provisioned(
-        self, region: str, config: FunctionSpec, invocation: Invocation
+        self, place: Place, config: FunctionSpec, invocation: Invocation
     ) -> Outcome | None:
         """None (at once) when the version has no provisioned environment free."""
 
     async def provision(
-        self, region: str, config: FunctionSpec, count: int, *, retry: bool = False
+        self, place: Place, config: FunctionSpec, count: int, *, retry: bool = False
     ) -> None: ...
 
-    def provisioned(self, region: str, name: str, version: str) -> ProvisionedView | None: ...
+    def provisioned(self, place: Place, name: str, version: str) -> ProvisionedView | None: ...
 
-    async def make_snapshot(self, region: str, config: FunctionSpec) -> InitFailure | None: ...
+    async def make_snapshot(self, place: Place, config: FunctionSpec) -> InitFailure | None: ...
 
-    async def drop_snapshots(self, region: str, name: str, keep: set[str]) -> None: ...
+    async def drop_snapshots(self, place: Place, name: str, keep: set[str]) -> None: ...
 
-    async def function_changed(self, region: str, name: str) -> None: ...
+    async def function_changed(self, place: Place, name: str) -> None: ...
+
+
+def place_of(scope: Scope) -> Place:
+    """The runtime's name for a function's account and region."""
+    return Place(scope.account_id, scope.region)
 
 
 def retire_deleted(changes: ChangeStream, runtime: RuntimePort) -> None:
@@ -62,6 +68,6 @@ def retire_deleted(changes: ChangeStream, runtime: RuntimePort) -> None:
 
     async def retire(change: Change) -> None:
         if isinstance(change, FunctionDeleted):
-            await runtime.function_changed(change.region, change.name)
+            await runtime.function_changed(place_of(change.scope), change.name)
 
     changes.subscribe(retire)

@@ -21,7 +21,7 @@ from lambdad.control.model import FunctionConfig, State
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
-from lambdad.invoke.runtime_port import RuntimePort
+from lambdad.invoke.runtime_port import RuntimePort, place_of
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.runtime.streaming import ResponseSink
@@ -200,6 +200,7 @@ class Invoker:
                     qualifier=self._named_qualifier(scope, request),
                     payload=request.payload,
                     region=scope.region,
+                    account_id=scope.account_id,
                     enqueued_at=time.time(),
                     attributes=_attributes(request),
                 )
@@ -274,11 +275,11 @@ class Invoker:
         # A tenant's invocation runs only in an environment made for its tenant: never in a
         # provisioned one (made ahead, for no tenant).
         if invocation.tenant_id is None:
-            outcome = await self._runtime.invoke_provisioned(scope.region, spec, invocation)
+            outcome = await self._runtime.invoke_provisioned(place_of(scope), spec, invocation)
             if outcome is not None:
                 return outcome
-        async with self._leases.lease(scope.region, config.name):
-            return await self._runtime.invoke(scope.region, spec, invocation)
+        async with self._leases.lease(scope, config.name):
+            return await self._runtime.invoke(place_of(scope), spec, invocation)
 
     async def _trace(
         self, scope: Scope, config: FunctionConfig, request_id: str, header: str | None

@@ -12,7 +12,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.changes import Change, FunctionDeleted, VersionPublished
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
-from lambdad.invoke.runtime_port import RuntimePort
+from lambdad.invoke.runtime_port import RuntimePort, place_of
 from lambdad.invoke.service import spec_of
 
 log = logging.getLogger(__name__)
@@ -34,22 +34,20 @@ class SnapshotMaker:
         self._runtime = runtime
         self._tasks: set[asyncio.Task[None]] = set()
         self.state = SnapshotsState.RUNNING
-        self._account_id = ""
         functions.changes.subscribe(self._changed)
 
-    async def start(self, account_id: str) -> None:
+    async def start(self) -> None:
         """Make again the snapshots a stopped lambdad left ``Pending``."""
-        self._account_id = account_id
-        for region, config in await self._functions.pending_snapshots():
-            await self.published(Scope(account_id, region), config)
+        for scope, config in await self._functions.pending_snapshots():
+            await self.published(scope, config)
 
     async def _changed(self, change: Change) -> None:
         if isinstance(change, FunctionDeleted):
-            await self.deleted(change.region, change.name)
+            await self.deleted(change.scope, change.name)
         elif isinstance(change, VersionPublished):
             config = change.config
             if config.snap_start_on and config.state is State.PENDING:
-                await self.published(Scope(self._account_id, change.region), config)
+                await self.published(change.scope, config)
 
     async def published(self, scope: Scope, config: FunctionConfig) -> None:
         if self.state is not SnapshotsState.RUNNING:
@@ -58,15 +56,15 @@ class SnapshotMaker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def deleted(self, region: str, name: str) -> None:
+    async def deleted(self, scope: Scope, name: str) -> None:
         """A function or one of its versions was deleted: its templates go too."""
         await self._runtime.drop_snapshots(
-            region, name, await self._functions.versions_of(region, name)
+            place_of(scope), name, await self._functions.versions_of(scope, name)
         )
 
     async def _make(self, scope: Scope, config: FunctionConfig) -> None:
         try:
-            failed = await self._runtime.make_snapshot(scope.region, spec_of(config)) is not None
+            failed = await self._runtime.make_snapshot(place_of(scope), spec_of(config)) is not None
         except Exception:  # a broken template must not leave the version Pending forever
             log.exception("making the snapshot of %s:%s failed", config.name, config.version)
             failed = True

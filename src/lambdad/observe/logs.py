@@ -14,6 +14,7 @@ import enum
 import json
 import logging
 import os
+import re
 from collections import deque
 from pathlib import Path
 
@@ -37,18 +38,25 @@ class LogStoreState(enum.Enum):
     CLOSED = "closed"
 
 
-#: A log group is named within a region: (region, group name).
-GroupKey = tuple[str, str]
+#: A log group is named within an account and region: (account, region, group name).
+GroupKey = tuple[str, str, str]
+
+
+_HAS_ACCOUNT = re.compile(r"\d{12}__")
 
 
 def _group_file(root: Path, key: GroupKey) -> Path:
-    safe = key[1].strip("/").replace("/", "__") or "_"
-    return root / f"{key[0]}__{safe}.jsonl"
+    safe = key[2].strip("/").replace("/", "__") or "_"
+    return root / f"{key[0]}__{key[1]}__{safe}.jsonl"
 
 
 class LogStore:
-    def __init__(self, root: Path | None) -> None:
+    """Log groups by (account, region, name). Files written before accounts (their rows carry
+    no account, and their names none) are read as ``default_account``'s."""
+
+    def __init__(self, root: Path | None, default_account: str = "000000000000") -> None:
         self._root = root
+        self._default_account = default_account
         self._groups: dict[GroupKey, deque[LogEvent]] = {}
         self._seq = 0
         self._pending: dict[GroupKey, list[LogEvent]] = {}
@@ -64,14 +72,23 @@ class LogStore:
 
     def _load(self) -> None:
         assert self._root is not None
-        for path in sorted(self._root.glob("*.jsonl")):
+        # Files from before accounts first: their events are older than any of the others.
+        paths = sorted(
+            self._root.glob("*.jsonl"),
+            key=lambda p: (_HAS_ACCOUNT.match(p.name) is not None, p.name),
+        )
+        for path in paths:
             with path.open(encoding="utf-8") as handle:
                 for line in handle:
                     with contextlib.suppress(ValueError, KeyError):
                         row = json.loads(line)
                         self._seq += 1
                         event = LogEvent(self._seq, row["t"], row["s"], row["m"])
-                        key = (row.get("r", "us-east-1"), row["g"])
+                        key = (
+                            row.get("a", self._default_account),
+                            row.get("r", "us-east-1"),
+                            row["g"],
+                        )
                         self._groups.setdefault(key, deque(maxlen=_MEMORY_EVENTS)).append(event)
 
     def put(self, group: GroupKey, stream: str, timestamp_ms: int, messages: list[str]) -> None:
@@ -116,8 +133,9 @@ class LogStore:
             lines = "".join(
                 json.dumps(
                     {
-                        "r": group[0],
-                        "g": group[1],
+                        "a": group[0],
+                        "r": group[1],
+                        "g": group[2],
                         "s": e.stream,
                         "t": e.timestamp_ms,
                         "m": e.message,

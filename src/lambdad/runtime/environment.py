@@ -115,7 +115,7 @@ class Environment:
         self._dir = ctx.runs_dir / self.id
         self._port: int | None = None
         stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
-        self.recorder = Recorder(ctx.logs, ctx.region, config, stream, ctx.echo)
+        self.recorder = Recorder(ctx.logs, ctx.account_id, ctx.region, config, stream, ctx.echo)
         self.runner = Runner(
             ctx.sandbox,
             fork,

@@ -31,7 +31,7 @@ from lambdad.runtime.replies import InitFailure
 from lambdad.runtime.runner import Forker
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.runtime.snapshots import Snapshot, SnapshotState
-from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.spec import FunctionSpec, Place
 from lambdad.store.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,15 @@ log = logging.getLogger(__name__)
 ENVIRONMENTS_FULL = "Rate Exceeded. (all of this lambdad's execution environments are busy)"
 ACCOUNT_REASON = "ConcurrentInvocationLimitExceeded"
 
-PoolKey = tuple[str, str, str]  # region, function name, version
+PoolKey = tuple[Place, str, str]  # account and region, function name, version
 #: How long an invocation waits for an environment whose extensions are finishing (seconds)
 #: before it starts a new one.
 SETTLE_GRACE = 0.1
+
+
+def _placed(ctx: EnvironmentContext, place: Place) -> EnvironmentContext:
+    """``ctx`` for environments of a function of ``place``."""
+    return dataclasses.replace(ctx, account_id=place.account_id, region=place.region)
 
 
 class PoolState(enum.Enum):
@@ -57,7 +62,7 @@ class Pool:
     def __init__(
         self,
         manager: RuntimeManager,
-        region: str,
+        place: Place,
         config: FunctionSpec,
         task_root: Path,
         opt_dir: Path | None,
@@ -66,8 +71,10 @@ class Pool:
         self._manager = manager
         #: SnapStart: new environments are restored from the version's template.
         self._fork = fork
-        #: Environments see the function's own region (``AWS_REGION``), not lambdad's default.
-        self._ctx = dataclasses.replace(manager.ctx, region=region)
+        #: Environments see the function's own account and region (``AWS_REGION``), not
+        #: lambdad's defaults.
+        self._place = place
+        self._ctx = _placed(manager.ctx, place)
         self.config = config
         self.task_root = task_root
         self.opt_dir = opt_dir
@@ -129,7 +136,7 @@ class Pool:
             await asyncio.wait(
                 self._settling, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
-        self._manager.scale_rate.take(self._ctx.region, self.config.name)
+        self._manager.scale_rate.take(self._place, self.config.name)
         await self._manager.make_room()
         env = self._new_environment(tenant)
         try:
@@ -258,8 +265,8 @@ class RuntimeManager:
                 provisioned.sweep()
             self._retired_provisioned = {p for p in self._retired_provisioned if p.allocated}
 
-    async def _pool(self, region: str, config: FunctionSpec) -> Pool:
-        key = (region, config.name, config.version)
+    async def _pool(self, place: Place, config: FunctionSpec) -> Pool:
+        key = (place, config.name, config.version)
         pool = self._pools.get(key)
         if pool is not None and pool.config.revision_id == config.revision_id:
             return pool
@@ -272,26 +279,26 @@ class RuntimeManager:
             await self._retire(pool)
         fork: Forker | None = None
         if config.snap_start:
-            snapshot = await self._snapshot(region, config)
+            snapshot = await self._snapshot(place, config)
             # A template whose init fails after a restart: on-demand environments instead.
             fork = snapshot.fork if snapshot.state is SnapshotState.READY else None
         pool = self._pools.get(key)
         if pool is not None and pool.config.revision_id == config.revision_id:
             return pool
-        pool = Pool(self, region, config, task_root, opt_dir, fork)
+        pool = Pool(self, place, config, task_root, opt_dir, fork)
         self._pools[key] = pool
         return pool
 
-    async def make_snapshot(self, region: str, config: FunctionSpec) -> InitFailure | None:
+    async def make_snapshot(self, place: Place, config: FunctionSpec) -> InitFailure | None:
         """Run a SnapStart version's init in its template (PublishVersion); None when ready."""
         if self.state is not ManagerState.RUNNING:
             raise RuntimeError("runtime manager is not running")
-        return (await self._snapshot(region, config)).failure
+        return (await self._snapshot(place, config)).failure
 
-    async def _snapshot(self, region: str, config: FunctionSpec) -> Snapshot:
+    async def _snapshot(self, place: Place, config: FunctionSpec) -> Snapshot:
         """The version's template: kept, being made, or made now (the first use after a
         restart of lambdad makes it again)."""
-        key = (region, config.name, config.version)
+        key = (place, config.name, config.version)
         existing = self._snapshots.get(key)
         if existing is not None and existing.config.revision_id == config.revision_id:
             return existing
@@ -303,14 +310,12 @@ class RuntimeManager:
         return await asyncio.shield(task)
 
     async def _make_snapshot(self, key: PoolKey, config: FunctionSpec) -> Snapshot:
-        region = key[0]
+        place = key[0]
         try:
             task_root = await self._blobs.unpacked(config.code_key)
             layers = config.layer_keys
             opt_dir = await self._layers.assemble(layers) if layers else None
-            snapshot = Snapshot(
-                dataclasses.replace(self.ctx, region=region), config, task_root, opt_dir
-            )
+            snapshot = Snapshot(_placed(self.ctx, place), config, task_root, opt_dir)
             try:
                 await snapshot.make()
             except BaseException:
@@ -334,18 +339,18 @@ class RuntimeManager:
         if pool.size:
             self._retired.add(pool)
 
-    async def invoke(self, region: str, config: FunctionSpec, invocation: Invocation) -> Outcome:
+    async def invoke(self, place: Place, config: FunctionSpec, invocation: Invocation) -> Outcome:
         if self.state is not ManagerState.RUNNING:
             raise RuntimeError("runtime manager is not running")
-        pool = await self._pool(region, config)
+        pool = await self._pool(place, config)
         return await pool.invoke(invocation)
 
     async def provision(
-        self, region: str, config: FunctionSpec, count: int, *, retry: bool = False
+        self, place: Place, config: FunctionSpec, count: int, *, retry: bool = False
     ) -> None:
         """Keep ``count`` environments of the version initialised ahead (0: none); ``retry``
         starts again after a failed init."""
-        key = (region, config.name, config.version)
+        key = (place, config.name, config.version)
         current = self._provisioned.get(key)
         if current is not None and (count == 0 or current.config.revision_id != config.revision_id):
             del self._provisioned[key]
@@ -360,7 +365,7 @@ class RuntimeManager:
             opt_dir = await self._layers.assemble(config.layer_keys) if config.layer_keys else None
             current = self._provisioned.get(key)
             if current is None:
-                ctx = dataclasses.replace(self.ctx, region=region)
+                ctx = _placed(self.ctx, place)
                 rapi = self.rapi
 
                 def make() -> Environment:
@@ -371,16 +376,16 @@ class RuntimeManager:
             current.retry()
         current.resize(count)
 
-    def provisioned(self, region: str, name: str, version: str) -> ProvisionedSet | None:
+    def provisioned(self, place: Place, name: str, version: str) -> ProvisionedSet | None:
         """The version's provisioned environments, if it has any."""
-        return self._provisioned.get((region, name, version))
+        return self._provisioned.get((place, name, version))
 
     async def invoke_provisioned(
-        self, region: str, config: FunctionSpec, invocation: Invocation
+        self, place: Place, config: FunctionSpec, invocation: Invocation
     ) -> Outcome | None:
         """Run ``invocation`` in a free provisioned environment of the version; None (at once)
         when it has none free."""
-        found = self._provisioned.get((region, config.name, config.version))
+        found = self._provisioned.get((place, config.name, config.version))
         if found is None or found.config.revision_id != config.revision_id:
             return None
         env = found.take()
@@ -403,17 +408,17 @@ class RuntimeManager:
             pool, env = min(candidates, key=lambda pair: pair[1].idle_since)
             await pool.evict(env)
 
-    async def function_changed(self, region: str, name: str) -> None:
+    async def function_changed(self, place: Place, name: str) -> None:
         """A function's configuration changed or it was deleted: retire pools that are stale."""
-        self.scale_rate.forget(region, name)
-        for key in [k for k in self._pools if k[0] == region and k[1] == name]:
+        self.scale_rate.forget(place, name)
+        for key in [k for k in self._pools if k[0] == place and k[1] == name]:
             await self._retire(self._pools.pop(key))
 
-    async def drop_snapshots(self, region: str, name: str, keep: set[str]) -> None:
+    async def drop_snapshots(self, place: Place, name: str, keep: set[str]) -> None:
         """Close the templates of ``name``'s versions that are not in ``keep`` (deleted)."""
-        for key in [k for k in self._making if k[:2] == (region, name) and k[2] not in keep]:
+        for key in [k for k in self._making if k[:2] == (place, name) and k[2] not in keep]:
             self._dropped.add(key)
-        for key in [k for k in self._snapshots if k[:2] == (region, name) and k[2] not in keep]:
+        for key in [k for k in self._snapshots if k[:2] == (place, name) and k[2] not in keep]:
             await self._snapshots.pop(key).close()
 
     async def close(self) -> None:

@@ -30,13 +30,14 @@ class Recorder:
     def __init__(
         self,
         logs: LogStore,
+        account_id: str,
         region: str,
         config: FunctionSpec,
         stream: str,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self._logs = logs
-        self._group = (region, config.log_group)
+        self._group = (account_id, region, config.log_group)
         self._config = config
         self.stream = stream
         self._echo = echo

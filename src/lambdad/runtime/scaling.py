@@ -14,6 +14,7 @@ import dataclasses
 import time
 
 from lambdad import errors
+from lambdad.runtime.spec import Place
 
 #: Lambda's scaling rate: environments per function per window.
 DEFAULT_RATE = 1000
@@ -36,14 +37,14 @@ class ScaleRate:
             raise ValueError("the scaling rate needs a positive rate and window")
         self.rate = rate
         self.window = window
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._buckets: dict[tuple[Place, str], _Bucket] = {}
 
-    def take(self, region: str, function: str) -> None:
+    def take(self, place: Place, function: str) -> None:
         """Spend one new environment of ``function``'s rate, or raise the throttle."""
         now = time.monotonic()
-        bucket = self._buckets.get((region, function))
+        bucket = self._buckets.get((place, function))
         if bucket is None:
-            bucket = self._buckets[(region, function)] = _Bucket(float(self.rate), now)
+            bucket = self._buckets[(place, function)] = _Bucket(float(self.rate), now)
         refill = (now - bucket.at) * self.rate / self.window
         bucket.tokens = min(float(self.rate), bucket.tokens + refill)
         bucket.at = now
@@ -54,5 +55,5 @@ class ScaleRate:
             )
         bucket.tokens -= 1.0
 
-    def forget(self, region: str, function: str) -> None:
-        self._buckets.pop((region, function), None)
+    def forget(self, place: Place, function: str) -> None:
+        self._buckets.pop((place, function), None)

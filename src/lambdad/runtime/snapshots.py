@@ -62,7 +62,7 @@ class Snapshot:
 
     def _emit(self, messages: list[str]) -> None:
         if messages:
-            key = (self.ctx.region, self.config.log_group)
+            key = (self.ctx.account_id, self.ctx.region, self.config.log_group)
             self.ctx.logs.put(key, self.stream, int(time.time() * 1000), messages)
 
     def _spec(self) -> ProcessSpec:

@@ -11,6 +11,15 @@ from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Place:
+    """Whose function it is and where: its account and region. Environments of two accounts'
+    same-named functions never share a pool."""
+
+    account_id: str
+    region: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FunctionSpec:
     name: str
     version: str

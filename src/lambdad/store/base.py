@@ -151,6 +151,9 @@ class QueuedEvent:
     attempt: int = 0
     not_before: float = 0.0
     attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The account the function belongs to; "" for events queued before accounts (they are the
+    #: configured default account's).
+    account_id: str = ""
 
     def retried(self, not_before: float) -> QueuedEvent:
         """This event handed out again no earlier than ``not_before``, one attempt more."""

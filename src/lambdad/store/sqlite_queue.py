@@ -32,7 +32,7 @@ from typing import Any
 
 from lambdad.store.base import Queue, QueuedEvent, StoreConflict, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
     CREATE TABLE IF NOT EXISTS events (
@@ -45,19 +45,23 @@ _SCHEMA = """
         enqueued_at REAL NOT NULL,
         attempt INTEGER NOT NULL,
         not_before REAL NOT NULL,
-        attributes TEXT NOT NULL
+        attributes TEXT NOT NULL,
+        account_id TEXT NOT NULL DEFAULT ''
     );
 """
+#: Version 1 queues (before accounts) get the column; their events keep "" (the default
+#: account).
+_ADD_ACCOUNT = "ALTER TABLE events ADD COLUMN account_id TEXT NOT NULL DEFAULT ''"
 
 _INSERT = (
     "INSERT INTO events (id, function_name, qualifier, payload, region, enqueued_at, attempt,"
-    " not_before, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " not_before, attributes, account_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM events WHERE id = ?"
 _RETRY = "UPDATE events SET attempt = ?, not_before = ?, attributes = ? WHERE id = ?"
 _LOAD = (
     "SELECT id, function_name, qualifier, NULL, region, enqueued_at, attempt, not_before,"
-    " attributes FROM events ORDER BY seq"
+    " attributes, account_id FROM events ORDER BY seq"
 )
 _PAYLOAD = "SELECT payload FROM events WHERE id = ?"
 #: Payload bytes kept in memory for events not yet taken (the rest are read back at ``take``).
@@ -85,6 +89,7 @@ def _row(event: QueuedEvent) -> tuple[Any, ...]:
         event.attempt,
         event.not_before,
         json.dumps(event.attributes),
+        event.account_id,
     )
 
 
@@ -99,6 +104,7 @@ def _event(row: tuple[Any, ...]) -> QueuedEvent:
         attempt=row[6],
         not_before=row[7],
         attributes=json.loads(row[8]),
+        account_id=row[9],
     )
 
 
@@ -109,7 +115,11 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "account_id" not in columns:
+            db.execute(_ADD_ACCOUNT)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         db.close()
         raise

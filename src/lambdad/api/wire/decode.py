@@ -73,6 +73,10 @@ def too_large(limit: int, name: str) -> errors.RequestTooLargeException:
     )
 
 
+#: The body, when something before the handler had to read it (SigV4 hashes it).
+READ_BODY = web.RequestKey("lambdad_body", bytes)
+
+
 async def read_up_to(request: web.Request, limit: int) -> bytes:
     """The body, or its first ``limit`` bytes when it is longer.
 
@@ -80,6 +84,9 @@ async def read_up_to(request: web.Request, limit: int) -> bytes:
     ``read(n)`` would join aiohttp's buffered chunks first, a second copy of megabytes on the
     event loop. A large body is joined in a thread (``bytes.join`` releases the GIL there).
     """
+    already: bytes | None = request.get(READ_BODY)
+    if already is not None:  # read by SigV4 verification, before the handler ran
+        return already[:limit]
     chunks: list[bytes] = []
     size = 0
     content = request.content
