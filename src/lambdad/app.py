@@ -189,6 +189,7 @@ class Lambdad:
             self.queue,
             Leases(self.reservations),
             self.event_configs,
+            policies=self.policies,
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)

@@ -9,7 +9,8 @@ for every request, then either the API's own handling or ``serve_url``. A URL re
 2. a CORS preflight is answered from the config without invoking (``url_cors``), before any
    authorization (browsers send preflights unsigned and without credentials);
 3. the body is read (6 MB at most: ``413``);
-4. ``authorize(config, request, caller)``, with ``caller = caller_identity(request, body)``:
+4. ``authorize(config, request, caller)``, with ``caller = caller_identity(config, request,
+   body)`` (``AWS_IAM``: the SigV4 signature, service ``lambda``, verified):
    the URL's resource policy decides (``403`` ``{"Message":"Forbidden"}`` when it refuses);
 5. the payload format 2.0 event is built (``url_event``) and the function invoked
    synchronously through ``Invoker`` (concurrency, START / END / REPORT, the invoked ARN
@@ -33,6 +34,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api import url_cors
+from lambdad.api.auth import VERIFIER
 from lambdad.api.policy_api import POLICIES
 from lambdad.api.url_event import (
     MAX_PRELUDE,
@@ -113,11 +115,35 @@ def _refusal_of(exc: errors.LambdaError) -> UrlRefused:
 # ------------------------------------------------------------------------- seams
 
 
-async def caller_identity(request: web.Request, body: bytes) -> CallerIdentity | None:
-    """Who signed the request (None: nobody known). The SigV4 check fills this in (async, so
-    that it may read the access keys; ``body`` for the payload hash); a forged signature
-    raises ``forbidden()``."""
-    return None
+async def caller_identity(
+    config: FunctionUrlConfig, request: web.Request, body: bytes
+) -> CallerIdentity | None:
+    """Who signed a request to an ``AWS_IAM`` URL (SigV4, service ``lambda``, with a key of
+    ``lambdad keys``, in either auth mode); None for an ``AuthType NONE`` URL, whose requests
+    are anonymous whatever they carry, or an unsigned request. A signature that does not hold
+    is ``denied()``."""
+    if config.auth_type is not AuthType.AWS_IAM:
+        return None
+    headers = request.headers
+    if "Authorization" not in headers and "X-Amz-Signature" not in request.query:
+        return None
+    verifier = request.app.get(VERIFIER)
+    if verifier is None:
+        raise denied()
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    try:
+        verified = await verifier.verify_body(request.method, raw_path, raw_query, headers, body)
+    except errors.LambdaError as exc:
+        log.info("URL request refused: %s: %s", exc.code, exc.message)
+        raise denied() from None
+    identity = verified.identity
+    return CallerIdentity(
+        access_key=identity.access_key_id,
+        account_id=identity.account_id,
+        caller_id=identity.user_id,
+        user_arn=identity.user_arn,
+        user_id=identity.user_id,
+    )
 
 
 async def authorize(
@@ -219,7 +245,7 @@ async def _serve(request: web.Request, host: str, request_id: str) -> web.Stream
         headers = url_cors.preflight_headers(cors, request.headers)
         return await write_response(request, UrlResponse(200, headers, b""), request_id)
     body = await _read_body(request)
-    caller = await caller_identity(request, body)
+    caller = await caller_identity(config, request, body)
     await authorize(config, request, caller)
     event = build_event(
         UrlRequest(

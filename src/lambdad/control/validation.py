@@ -165,6 +165,12 @@ def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str,
     return name, qualifier
 
 
+def account_of_function(raw: str) -> str | None:
+    """The account a function name's ARN (or partial ARN) names; None for a plain name."""
+    match = _FUNCTION_NAME_RE.fullmatch(raw)
+    return None if match is None else match["account"]
+
+
 def validate_function_name_for_create(name: str) -> None:
     """Check a bare name (as returned by :func:`parse_function_name`) for CreateFunction.
 

@@ -14,10 +14,13 @@ import time
 import uuid
 
 from lambdad import errors
+from lambdad.control import validation
 from lambdad.control.arns import Scope
 from lambdad.control.event_config import EventInvokeConfigs, RecursiveLoop
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig, State
+from lambdad.control.permissions import FunctionPolicies
+from lambdad.control.policies import RequestContext
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
@@ -154,8 +157,11 @@ class Invoker:
         leases: Leases,
         configs: EventInvokeConfigs | None = None,
         payloads: PayloadCheck | None = None,
+        policies: FunctionPolicies | None = None,
     ) -> None:
         self._functions = functions
+        #: Resource policies: who of another account may invoke (without: nobody may).
+        self._policies = policies
         self._runtime = runtime
         self._queue = queue
         self._leases = leases
@@ -174,6 +180,28 @@ class Invoker:
         it too, so one helper process serves them all)."""
         return self._payloads
 
+    async def owner_scope(self, scope: Scope, request: InvokeRequest) -> Scope:
+        """The scope the invocation runs in: the caller's, or, for an ARN of another account,
+        that account's once its resource policy lets the caller invoke (AWS: otherwise
+        AccessDeniedException, whether or not the function exists)."""
+        owner = validation.account_of_function(request.function_name)
+        if owner is None or owner == scope.account_id:
+            return scope
+        target = Scope(owner, scope.region, scope.caller_arn)
+        name, in_name = self._functions.name_of(target, request.function_name)
+        qualifier = validation.merge_qualifier(in_name, request.qualifier)
+        context = RequestContext(account_id=scope.account_id, principal_arn=scope.principal_arn)
+        allowed = self._policies is not None and await self._policies.allows_invoke(
+            target, name, qualifier, context
+        )
+        if not allowed:
+            raise errors.AccessDeniedException(
+                f"User: {scope.principal_arn} is not authorized to perform: "
+                f"lambda:InvokeFunction on resource: {target.function_arn(name, qualifier)} "
+                "because no resource-based policy allows the lambda:InvokeFunction action"
+            )
+        return target
+
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
         config = await self._functions.resolve(scope, request.function_name, request.qualifier)
         if config.state is not State.ACTIVE:
@@ -185,6 +213,7 @@ class Invoker:
 
     async def invoke(self, scope: Scope, request: InvokeRequest) -> Outcome | Accepted:
         """Run a ``RequestResponse`` invocation, or accept an ``Event`` or ``DryRun`` one."""
+        scope = await self.owner_scope(scope, request)
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
@@ -218,6 +247,7 @@ class Invoker:
         ended (a buffered reply, a function error, a timeout). What fails before that (not
         found, throttled, a bad qualifier or payload) is raised here, as ``invoke`` raises it.
         """
+        scope = await self.owner_scope(scope, request)
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
