@@ -94,13 +94,14 @@ def test_invocations_run_each_account_code_apart(two: tuple[Server, Any, Any, di
 
 
 def test_another_account_arn_is_not_found(two: tuple[Server, Any, Any, dict]) -> None:
-    """A full ARN of another account's function is "Function not found" to the caller, as AWS
-    answers without a policy granting it."""
+    """A full ARN of another account's function is "Function not found" to the caller's
+    control-plane calls, and Invoke of it is AccessDeniedException (AWS: without a resource
+    policy granting the caller lambda:InvokeFunction)."""
     _, alice, _, _ = two
     arn = f"arn:aws:lambda:us-east-1:{BOB}:function:{NAME}"
     with refused("ResourceNotFoundException", 404):
         alice.get_function(FunctionName=arn)
-    with refused("ResourceNotFoundException", 404):
+    with refused("AccessDeniedException", 403):
         alice.invoke(FunctionName=arn, Payload=b"{}")
 
 
