@@ -31,6 +31,7 @@ import ctypes
 import errno
 import os
 import struct
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -310,6 +311,8 @@ def _error(what: str) -> OSError:
 
 def unavailable_reason(machine: Optional[str] = None) -> Optional[str]:
     """Why this kernel or machine cannot run the filter, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return "seccomp is Linux's"
     machine = machine or os.uname().machine
     if machine not in ARCHES:
         return "no filter for %s (x86_64 and aarch64 only)" % machine
