@@ -147,6 +147,7 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     """Serve lambdad until its control socket closes; first a hello: this interpreter's
     version, and whether the zygote loaded (and if not, why)."""
     error = _load_zygote(zygote) if zygote else None
+    filter_error = _load_filters()
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -155,7 +156,13 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     hello = {"op": "hello", "seq": 0, "version": list(sys.version_info[:3])}
     _send(
         sock,
-        {**hello, "zygote": _ZYGOTE is not None, "error": error, "clone": _SYS_CLONE is not None},
+        {
+            **hello,
+            "zygote": _ZYGOTE is not None,
+            "error": error,
+            "clone": _SYS_CLONE is not None,
+            "filter_error": filter_error,
+        },
     )
     if not hasattr(socket, "recv_fds"):
         return  # Python < 3.9: lambdad tells from the hello's version and does not use it
@@ -595,6 +602,7 @@ def _exec(
         try:
             os.close(err_r)
             _become_user(spec)
+            _confine(template=keep is not None)
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(output_fd, 1)
@@ -655,6 +663,45 @@ def _run_zygote(message: dict[str, Any], err_w: int) -> None:
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+#: The seccomp filters (``bootstraps/python/syscall_filter.py``), made ready once by the
+#: spawner and installed in every process a cell init starts: the full one, and the one for a
+#: SnapStart template (whose forks still make their private /tmp, then install the full one).
+_FILTERS: dict[str, Any] = {}
+SYSCALL_FILTER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.realpath(__file__))),
+    "bootstraps",
+    "python",
+    "syscall_filter.py",
+)
+
+
+def _load_filters() -> str | None:
+    """Build the filters; why they cannot be used here, or None once they are ready."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location("lambdad_syscall_filter", SYSCALL_FILTER)
+        if spec is None or spec.loader is None:
+            return f"cannot load {SYSCALL_FILTER}"
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        reason: str | None = module.unavailable_reason()
+        if reason is None:
+            _FILTERS["full"] = module.Filter(module.program())
+            _FILTERS["template"] = module.Filter(module.program(template=True))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return reason
+
+
+def _confine(template: bool) -> None:
+    """Install the syscall filter in this process (a child about to become a runtime or an
+    extension, already the cell's user with ``no_new_privs``); it covers all it starts."""
+    chosen = _FILTERS.get("template" if template else "full")
+    if chosen is not None:
+        chosen.install()
 
 
 def _become_user(spec: dict[str, Any]) -> None:

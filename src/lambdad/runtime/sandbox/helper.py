@@ -89,6 +89,7 @@ class Helper:
         self.clones = False
         #: Why the zygote is not loaded, when it was asked for and is not.
         self.zygote_error: str | None = None
+        self.filter_error: str | None = None
         self.version = ""
         self._process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
@@ -141,6 +142,8 @@ class Helper:
         self.zygote = bool(hello.get("zygote"))
         #: Whether cell inits are cloned into their namespaces (else an outer child makes them).
         self.clones = bool(hello.get("clone"))
+        #: Why the helper's cells run without the syscall filter (None: they have it).
+        self.filter_error = hello.get("filter_error")
         if self._bootstrap is not None and not self.zygote:
             self.zygote_error = str(hello.get("error") or "the bootstrap did not load")
         self._replies = asyncio.create_task(self._read_replies(), name="sandbox-helper-replies")

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lambdad.runtime.bootstraps.python import syscall_filter
 from lambdad.runtime.sandbox import cgroups
 from lambdad.runtime.sandbox.base import (
     Exit,
@@ -693,6 +694,12 @@ class LinuxSandbox(Sandbox):
             report[f"python {python}"] = state
         return report
 
+    def _filter_state(self) -> str:
+        reason = self._main.filter_error if self._main is not None else "not started"
+        if reason is not None:
+            return f"NOT ACTIVE: {reason}"
+        return f"active ({syscall_filter.describe()}; the runtime, its extensions and children)"
+
     def protections(self) -> dict[str, str]:
         version = self.hierarchy.version.value
         return {
@@ -707,6 +714,7 @@ class LinuxSandbox(Sandbox):
             "unprivileged user": f"active (one uid per environment from {self.uid_base})",
             "runtime api": "active (each environment reaches only its own invocations)",
             "freeze between invocations": f"active (cgroup {version} freezer)",
+            "syscall filter": self._filter_state(),
             "forked python runtimes": (
                 "active (a Python runtime starts as a fork of a template on its own "
                 "interpreter: see each python entry)"

@@ -1,7 +1,9 @@
-"""The plain-process sandbox: a process group per environment, no confinement.
+"""The plain-process sandbox: a process group per environment, little confinement.
 
-Works as any user on any POSIX host. It enforces the timeout (by killing the group) and
-reports peak memory from ``/proc``; the limits and walls of the Linux sandbox are not here.
+Works as any user on any POSIX host. It enforces the timeout (by killing the group), reports
+peak memory from ``/proc`` and, where the kernel has seccomp, installs the syscall filter in
+every process it starts (``no_new_privs`` and seccomp need no privilege); the other limits and
+walls of the Linux sandbox are not here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lambdad.runtime.bootstraps.python import syscall_filter
 from lambdad.runtime.sandbox.base import (
     Exit,
     Layout,
@@ -41,20 +44,31 @@ def _peak_rss_mb(pid: int) -> int:
     return 0
 
 
+def _prepare_child(group: int | None, confine: syscall_filter.Filter | None) -> None:
+    """In the child, before exec: join ``group`` (unless None), install the filter."""
+    if group is not None:
+        os.setpgid(0, group)
+    if confine is not None:
+        confine.install()
+
+
 async def _exec(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str, output_fd: int, group: int | None
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    output_fd: int,
+    group: int | None,
+    confine: syscall_filter.Filter | None,
 ) -> asyncio.subprocess.Process:
-    """Start a process writing to ``output_fd``.
+    """Start a process writing to ``output_fd``, under ``confine`` (the syscall filter).
 
     ``group``: None for a session of its own; 0 for a new process group that others of the
     environment join later (a group cannot be joined across sessions); else the group to join.
     """
     # ``process_group=`` would do, but uvloop's subprocess_exec does not take it.
-    placement: dict[str, Any] = (
-        {"start_new_session": True}
-        if group is None
-        else {"preexec_fn": functools.partial(os.setpgid, 0, group)}
-    )
+    placement: dict[str, Any] = {"start_new_session": True} if group is None else {}
+    if group is not None or confine is not None:
+        placement["preexec_fn"] = functools.partial(_prepare_child, group, confine)
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -92,8 +106,10 @@ class PlainProcess(SandboxProcess):
         process: asyncio.subprocess.Process | None,
         output_fd: int,
         output_w: int | None = None,
+        confine: syscall_filter.Filter | None = None,
     ) -> None:
         self._process = process
+        self._confine = confine
         self.pid = process.pid if process is not None else 0
         self.output_fd = output_fd
         #: The write end of the main output pipe, kept until the main process starts.
@@ -107,7 +123,9 @@ class PlainProcess(SandboxProcess):
         if self._process is not None or self._output_w is None:
             raise RuntimeError("the main process was already started")
         try:
-            self._process = await _exec(argv, env, cwd, self._output_w, self._group or 0)
+            self._process = await _exec(
+                argv, env, cwd, self._output_w, self._group or 0, self._confine
+            )
         finally:
             os.close(self._output_w)
             self._output_w = None
@@ -121,7 +139,7 @@ class PlainProcess(SandboxProcess):
         read_fd, write_fd = os.pipe()
         try:
             os.set_blocking(read_fd, False)
-            process = await _exec(argv, env, cwd, write_fd, self._group or 0)
+            process = await _exec(argv, env, cwd, write_fd, self._group or 0, self._confine)
         except BaseException:
             os.close(read_fd)
             raise
@@ -191,6 +209,11 @@ class PlainSandbox(Sandbox):
 
     def __init__(self, runtime_dir: Path) -> None:
         self._runtime_dir = runtime_dir
+        #: Why processes run without the syscall filter here (None: they have it).
+        self.filter_error = syscall_filter.unavailable_reason()
+        self._confine = (
+            syscall_filter.Filter(syscall_filter.program()) if self.filter_error is None else None
+        )
 
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         return Layout(
@@ -204,15 +227,15 @@ class PlainSandbox(Sandbox):
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         if not spec.argv:
-            return PlainProcess(None, read_fd, write_fd)
+            return PlainProcess(None, read_fd, write_fd, self._confine)
         try:
-            process = await _exec(spec.argv, spec.env, spec.cwd, write_fd, None)
+            process = await _exec(spec.argv, spec.env, spec.cwd, write_fd, None, self._confine)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        return PlainProcess(process, read_fd)
+        return PlainProcess(process, read_fd, confine=self._confine)
 
     async def start_template(self, spec: ProcessSpec) -> Template:
         """The template as a plain process; environments are forks of it, each in its own
@@ -231,6 +254,8 @@ class PlainSandbox(Sandbox):
                 env=env,
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,
+                # Its forks make no private /tmp here: the full filter from the start.
+                **self._filtered(),
             )
         except BaseException:
             os.close(read_fd)
@@ -240,7 +265,12 @@ class PlainSandbox(Sandbox):
             os.close(write_fd)
             theirs.close()
         ours.setblocking(False)
-        return Template(PlainProcess(process, read_fd), ours, _place, None)
+        return Template(PlainProcess(process, read_fd, confine=self._confine), ours, _place, None)
+
+    def _filtered(self) -> dict[str, Any]:
+        if self._confine is None:
+            return {}
+        return {"preexec_fn": functools.partial(_prepare_child, None, self._confine)}
 
     def protections(self) -> dict[str, str]:
         gap = "not active: plain-process sandbox"
@@ -255,6 +285,13 @@ class PlainSandbox(Sandbox):
             "cpu share": gap,
             "process limit": gap,
             "mount and pid namespaces": gap,
+            "network namespace": "not active: plain-process sandbox (functions share the "
+            "host's network, its loopback services included)",
+            "syscall filter": (
+                f"active ({syscall_filter.describe()}; no_new_privs)"
+                if self.filter_error is None
+                else f"NOT ACTIVE: {self.filter_error}"
+            ),
             "unprivileged user": gap,
             "runtime api": "not active: any local process can reach an environment's port",
             "snapstart environments": "forks of the version's template, each in its own "

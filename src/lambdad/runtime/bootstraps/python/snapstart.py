@@ -7,7 +7,8 @@ control socket (``SOCK_SEQPACKET``, JSON messages, fds by SCM_RIGHTS):
 - ``fork`` (with an output pipe and a channel socket) makes a child that takes the pipe as
   stdout/stderr, sends its pid on the channel with SCM_CREDENTIALS (so lambdad learns it in
   its own PID namespace), gives itself a private ``/tmp`` when asked (a user and mount
-  namespace of its own with a tmpfs, then no capabilities), and waits;
+  namespace of its own with a tmpfs, then no capabilities), then installs the full syscall
+  filter (the template's own lets exactly that ``unshare`` and ``mount`` through), and waits;
 - the child's ``restore`` message on the channel brings its environment variables: it
   reseeds ``random``, runs the after-restore hooks and returns to the bootstrap, which serves
   the Runtime API as any runtime does;
@@ -72,9 +73,28 @@ def report_init_error(fd: int, error: dict[str, Any], body: bytes) -> None:
         _send(sock, {"op": "init_error", "type": error["errorType"], "body": body.decode()})
 
 
+def _load_filter() -> Any:
+    """The full syscall filter, made ready for the forks, when this template runs under a
+    filter (the cell's; None in a sandbox without one)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "syscall_filter.py")
+    spec = importlib.util.spec_from_file_location("lambdad_syscall_filter", path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load %s" % path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: Loaded with this module: by a zygote before any cell exists, or from ``/var/runtime``.
+_FILTER_MODULE = _load_filter()
+
+
 def serve(fd: int, hooks: ModuleType) -> None:
     """Fork on request; returns only in a child that has been restored."""
     sock = socket.socket(fileno=fd)
+    confine = _FILTER_MODULE.Filter(_FILTER_MODULE.program()) if _FILTER_MODULE.active() else None
     import gc
 
     # What init made is never collected in a fork: its pages stay shared with the template
@@ -115,7 +135,7 @@ def serve(fd: int, hooks: ModuleType) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(wake_r)
             os.close(wake_w)
-            _become_child(fds[0], fds[1], message, hooks)
+            _become_child(fds[0], fds[1], message, hooks, confine)
             return
         children.add(pid)
         for extra in fds:
@@ -141,7 +161,9 @@ def _reaped() -> list[tuple[int, int]]:
         found.append((pid, status))
 
 
-def _become_child(output_fd: int, channel_fd: int, message: dict[str, Any], hooks: Any) -> None:
+def _become_child(
+    output_fd: int, channel_fd: int, message: dict[str, Any], hooks: Any, confine: Any
+) -> None:
     os.setsid()
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
@@ -150,6 +172,8 @@ def _become_child(output_fd: int, channel_fd: int, message: dict[str, Any], hook
     tmp = "template's"
     if message.get("tmp_mb"):
         tmp = _private_tmp(int(message["tmp_mb"]))
+        if confine is not None:
+            _tighten(confine)
     credentials = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
     channel.sendmsg(
         [json.dumps({"op": "hello", "tmp": tmp}).encode()],
@@ -170,6 +194,17 @@ def _become_child(output_fd: int, channel_fd: int, message: dict[str, Any], hook
         import traceback
 
         traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _tighten(confine: Any) -> None:
+    """The full filter on top of the template's: no ``unshare`` or ``mount`` from here on.
+    A child that cannot have it does not run."""
+    try:
+        confine.install()
+    except OSError as exc:
+        sys.stderr.write("lambdad: cannot install the syscall filter: %s\n" % exc)
         sys.stderr.flush()
         os._exit(1)
 
