@@ -986,10 +986,14 @@ class Functions:
         """
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier) or LATEST
-        try:
-            config = await self._resolve(scope, name, qualifier)
-        except errors.ResourceNotFoundException:
-            raise self._not_found(scope, name, qualifier) from None
+        cached = self._cache.get((scope.region, name, qualifier))
+        if isinstance(cached, FunctionConfig):
+            config = cached  # (the usual case: no coroutine for it)
+        else:
+            try:
+                config = await self._resolve(scope, name, qualifier)
+            except errors.ResourceNotFoundException:
+                raise self._not_found(scope, name, qualifier) from None
         if config.state is State.PENDING and await self._settle_now(scope, name, config):
             config = await self._resolve(scope, name, qualifier)
         return config

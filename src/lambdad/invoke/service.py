@@ -10,7 +10,6 @@ import dataclasses
 import enum
 import logging
 import time
-import uuid
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -21,6 +20,7 @@ from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import RuntimePort
+from lambdad.observe.request_ids import new_request_id
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.store.base import Queue, QueuedEvent
@@ -125,7 +125,7 @@ class Invoker:
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = request.request_id or new_request_id()
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
         if kind is InvocationType.EVENT:
