@@ -90,6 +90,9 @@ class ProvisionedConfigs:
         self._reservations = reservations
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        #: Functions whose configs listeners may have acted on (any notified, or found with
+        #: configs at a restart): a change to another function with no config is no news.
+        self._notified: set[tuple[str, str]] = set()
         functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
@@ -97,6 +100,7 @@ class ProvisionedConfigs:
         self._listeners.append(listener)
 
     async def _notify(self, region: str, name: str) -> None:
+        self._notified.add((region, name))
         self._reservations.forget(region)
         for listener in self._listeners:
             await listener(region, name)
@@ -231,7 +235,9 @@ class ProvisionedConfigs:
     async def functions_with_configs(self) -> list[tuple[str, str]]:
         """(region, function) of every function that has a config, for a restart."""
         rows = await self._store.scan(Table.PROVISIONED)
-        return sorted({(key[0], key[1]) for key, _ in rows})
+        found = sorted({(key[0], key[1]) for key, _ in rows})
+        self._notified.update(found)
+        return found
 
     async def _function_changed(self, change: Change) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
@@ -242,6 +248,10 @@ class ProvisionedConfigs:
             return
         region, name = change.region, change.name
         configs = await self._configs(region, name)
+        if not configs and (region, name) not in self._notified:
+            # No config now and none a listener acted on (most functions, and every create
+            # and its settling): nothing to remove, nothing to tell, no cache to drop.
+            return
         async with self._lock:
             for config in configs:
                 if not await self._exists(region, name, config.qualifier):
