@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import random
 import uuid
@@ -263,8 +264,9 @@ class Functions:
         except Exception:  # a failed transition is retried by the next read or write
             _log.exception("finishing the update of %s failed", name)
 
-    async def _settle_locked(self, scope: Scope, name: str) -> bool:
-        """Finish every create or update of the function now (its lock held); True if any."""
+    async def _settle_locked(self, scope: Scope, name: str) -> list[Write]:
+        """Finish every create or update of the function now (its lock held); the writes made
+        (none: nothing was under way)."""
         rows = await self._store.scan(Table.VERSIONS, (scope.region, name))
         writes = [
             Write(Table.VERSIONS, key, _settled(config).to_doc())
@@ -273,14 +275,29 @@ class Functions:
         ]
         if writes:
             await self._store.write(writes)
-        return bool(writes)
+        return writes
 
     async def _settle_unlocked(self, scope: Scope, name: str) -> None:
-        """Finish every create or update of the function now (taking its lock)."""
+        """Finish every create or update of the function now (taking its lock).
+
+        The settled versions are left in the cache when nothing else changed the function
+        meanwhile: the invoke that usually follows a create at once (and waits for this, see
+        ``resolve``) then reads no store.
+        """
+        generation = (scope.region, name)
         async with self._lock(scope, name):
-            changed = await self._settle_locked(scope, name)
-        if changed:
-            await self._changed(scope, name)
+            writes = await self._settle_locked(scope, name)
+            before = self._generation.get(generation, 0)
+        if not writes:
+            return
+        await self._changed(scope, name)
+        if self._generation.get(generation, 0) == before + 1:  # only our own change was heard
+            for write in writes:
+                if write.doc is not None:  # (a settling write is never a deletion)
+                    # What a read would return (the store keeps JSON).
+                    doc = json.loads(json.dumps(write.doc))
+                    config = FunctionConfig.from_doc(doc)
+                    self._cache[(scope.region, name, str(write.key[2]))] = config
 
     async def _settle_now(self, scope: Scope, name: str, config: FunctionConfig) -> bool:
         """For a read or invoke that came first: finish the create or update ``config`` is in
@@ -990,6 +1007,11 @@ class Functions:
         if isinstance(cached, FunctionConfig):
             config = cached  # (the usual case: no coroutine for it)
         else:
+            running = self._transitions.get((scope.region, name))
+            if running is not None and self._due(scope, name) and not running[0].done():
+                # The create or update is finishing now (an invoke right after CreateFunction):
+                # wait for it rather than read the configuration it is about to replace.
+                await asyncio.wait([running[0]])
             try:
                 config = await self._resolve(scope, name, qualifier)
             except errors.ResourceNotFoundException:
@@ -1011,7 +1033,9 @@ class Functions:
         return await self._resolve(scope, name, _draw(target))
 
     async def _load_target(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig | Alias:
-        await self._record(scope, name)
+        # One read: a version or alias row exists only beside its function's record (they are
+        # written together and a function's rows are deleted in one write), and whatever is
+        # missing, ``resolve`` answers its own "Function not found".
         if _is_version(qualifier):
             return await self._version(scope, name, qualifier)
         return await self._alias(scope, name, qualifier)

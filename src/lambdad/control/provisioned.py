@@ -93,6 +93,9 @@ class ProvisionedConfigs:
         #: Functions whose configs listeners may have acted on (any notified, or found with
         #: configs at a restart): a change to another function with no config is no news.
         self._notified: set[tuple[str, str]] = set()
+        #: ``functions_with_configs`` has read the store once (at start): every function
+        #: with a config is in ``_notified`` from then on.
+        self._all_known = False
         functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
@@ -237,6 +240,7 @@ class ProvisionedConfigs:
         rows = await self._store.scan(Table.PROVISIONED)
         found = sorted({(key[0], key[1]) for key, _ in rows})
         self._notified.update(found)
+        self._all_known = True
         return found
 
     async def _function_changed(self, change: Change) -> None:
@@ -247,11 +251,12 @@ class ProvisionedConfigs:
         if isinstance(change, VersionPublished):
             return
         region, name = change.region, change.name
-        configs = await self._configs(region, name)
-        if not configs and (region, name) not in self._notified:
-            # No config now and none a listener acted on (most functions, and every create
-            # and its settling): nothing to remove, nothing to tell, no cache to drop.
+        if self._all_known and (region, name) not in self._notified:
+            # A function with a config has been notified (its put did) or was found at the
+            # restart: this one has none, so nothing to remove, nothing to tell, no cache to
+            # drop, and no store to read (most functions; every create and its settling).
             return
+        configs = await self._configs(region, name)
         async with self._lock:
             for config in configs:
                 if not await self._exists(region, name, config.qualifier):
