@@ -291,13 +291,16 @@ class Functions:
         if not writes:
             return
         await self._changed(scope, name)
-        if self._generation.get(generation, 0) == before + 1:  # only our own change was heard
-            for write in writes:
-                if write.doc is not None:  # (a settling write is never a deletion)
-                    # What a read would return (the store keeps JSON).
-                    doc = json.loads(json.dumps(write.doc))
-                    config = FunctionConfig.from_doc(doc)
-                    self._cache[(scope.region, name, str(write.key[2]))] = config
+        self._keep(scope, name, [w.doc for w in writes if w.doc is not None], before)
+
+    def _keep(self, scope: Scope, name: str, docs: list[dict[str, Any]], before: int) -> None:
+        """Cache the versions just written (``docs``) when the function's generation was
+        ``before`` at the write and only that write's own change was heard since."""
+        if self._generation.get((scope.region, name), 0) != before + 1:
+            return
+        for doc in docs:
+            config = FunctionConfig.from_doc(json.loads(json.dumps(doc)))  # as a read returns it
+            self._cache[(scope.region, name, config.version)] = config
 
     async def _settle_now(self, scope: Scope, name: str, config: FunctionConfig) -> bool:
         """For a read or invoke that came first: finish the create or update ``config`` is in
@@ -418,6 +421,12 @@ class Functions:
         tags = dict(request.tags or {})
         validation.validate_tags(tags)
         publish_to = _publish_to(request)
+        # With no settle delay and nothing published, the create is stored already finished
+        # (``Active``): the answer still says ``Pending``, as AWS's does, but no second write
+        # follows it for the invoke that usually comes next to wait for.
+        settled = None if self._settle_delay or request.publish or publish_to else _settled(config)
+        stored = config if settled is None else settled
+        generation = (scope.region, name)
         async with self._lock(scope, name):
             await self._blobs.put(data)
             record = FunctionRecord(name=name, tags=tags)
@@ -425,7 +434,7 @@ class Functions:
                 await self._store.write(
                     [
                         Write(Table.FUNCTIONS, (scope.region, name), record.to_doc(), create=True),
-                        Write(Table.VERSIONS, (scope.region, name, LATEST), config.to_doc()),
+                        Write(Table.VERSIONS, (scope.region, name, LATEST), stored.to_doc()),
                     ]
                 )
             except StoreConflict as exc:
@@ -434,8 +443,12 @@ class Functions:
                 config = await self._publish_locked(
                     scope, name, None, None, None, to_latest_published=publish_to
                 )
-        self._settle_later(scope, name)
+            before = self._generation.get(generation, 0)
+        if settled is None:
+            self._settle_later(scope, name)
         await self._changed(scope, name)
+        if settled is not None:
+            self._keep(scope, name, [stored.to_doc()], before)
         await self._published(scope, config)
         return config
 
