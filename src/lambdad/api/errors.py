@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -19,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api.limits import refuse_oversized
+from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Respon
     body: dict[str, object] = {"Type": "Service" if status >= 500 else "User", key: exc.message}
     if isinstance(exc, _FRONT_END):
         del body["Type"]
-    headers = {"x-amzn-ErrorType": exc.code, REQUEST_ID: request_id or str(uuid.uuid4())}
+    headers = {"x-amzn-ErrorType": exc.code, REQUEST_ID: request_id or new_request_id()}
     if isinstance(exc, errors.TooManyRequestsException):
         body["Reason"] = exc.reason
         headers["Retry-After"] = str(exc.retry_after)
@@ -129,7 +129,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         error = _from_http(exc)
         if error is None:
-            exc.headers.setdefault(REQUEST_ID, str(uuid.uuid4()))
+            exc.headers.setdefault(REQUEST_ID, new_request_id())
             raise
         response = render(error)
     except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
@@ -151,5 +151,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = render(errors.ServiceException("An internal error occurred."))
     if not response.prepared and REQUEST_ID not in response.headers:
-        response.headers[REQUEST_ID] = str(uuid.uuid4())
+        response.headers[REQUEST_ID] = new_request_id()
     return response

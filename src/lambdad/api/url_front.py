@@ -26,7 +26,6 @@ body or event over 6 MB: ``413``; a body that cannot be parsed (bad chunk): ``40
 from __future__ import annotations
 
 import logging
-import uuid
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -55,6 +54,7 @@ from lambdad.control.policies import RequestContext
 from lambdad.control.url_model import AuthType, FunctionUrlConfig, InvokeMode
 from lambdad.invoke.payloads import SYNC_LIMIT
 from lambdad.invoke.service import Invoker, InvokeRequest, StreamedInvocation
+from lambdad.observe.request_ids import new_request_id
 from lambdad.runtime.invocation import Outcome
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ async def url_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def serve_url(request: web.Request, host: str) -> web.StreamResponse:
     """Answer one URL request (never raises but for cancellation)."""
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     try:
         return await _serve(request, host, request_id)
     except UrlRefused as refused:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import random
 import uuid
@@ -266,8 +267,9 @@ class Functions:
         except Exception:  # a failed transition is retried by the next read or write
             _log.exception("finishing the update of %s failed", name)
 
-    async def _settle_locked(self, scope: Scope, name: str) -> bool:
-        """Finish every create or update of the function now (its lock held); True if any."""
+    async def _settle_locked(self, scope: Scope, name: str) -> list[Write]:
+        """Finish every create or update of the function now (its lock held); the writes made
+        (none: nothing was under way)."""
         rows = await self._store.scan(Table.VERSIONS, scope.key(name))
         writes = [
             Write(Table.VERSIONS, key, _settled(config).to_doc())
@@ -276,14 +278,32 @@ class Functions:
         ]
         if writes:
             await self._store.write(writes)
-        return bool(writes)
+        return writes
 
     async def _settle_unlocked(self, scope: Scope, name: str) -> None:
-        """Finish every create or update of the function now (taking its lock)."""
+        """Finish every create or update of the function now (taking its lock).
+
+        The settled versions are left in the cache when nothing else changed the function
+        meanwhile: the invoke that usually follows a create at once (and waits for this, see
+        ``resolve``) then reads no store.
+        """
+        generation = scope.key(name)
         async with self._lock(scope, name):
-            changed = await self._settle_locked(scope, name)
-        if changed:
-            await self._changed(scope, name)
+            writes = await self._settle_locked(scope, name)
+            before = self._generation.get(generation, 0)
+        if not writes:
+            return
+        await self._changed(scope, name)
+        self._keep(scope, name, [w.doc for w in writes if w.doc is not None], before)
+
+    def _keep(self, scope: Scope, name: str, docs: list[dict[str, Any]], before: int) -> None:
+        """Cache the versions just written (``docs``) when the function's generation was
+        ``before`` at the write and only that write's own change was heard since."""
+        if self._generation.get(scope.key(name), 0) != before + 1:
+            return
+        for doc in docs:
+            config = FunctionConfig.from_doc(json.loads(json.dumps(doc)))  # as a read returns it
+            self._cache[scope.key(name, config.version)] = config
 
     async def _settle_now(self, scope: Scope, name: str, config: FunctionConfig) -> bool:
         """For a read or invoke that came first: finish the create or update ``config`` is in
@@ -408,6 +428,12 @@ class Functions:
         tags = dict(request.tags or {})
         validation.validate_tags(tags)
         publish_to = _publish_to(request)
+        # With no settle delay and nothing published, the create is stored already finished
+        # (``Active``): the answer still says ``Pending``, as AWS's does, but no second write
+        # follows it for the invoke that usually comes next to wait for.
+        settled = None if self._settle_delay or request.publish or publish_to else _settled(config)
+        stored = config if settled is None else settled
+        generation = scope.key(name)
         async with self._lock(scope, name):
             await self._blobs.put(data)
             record = FunctionRecord(name=name, tags=tags)
@@ -415,7 +441,7 @@ class Functions:
                 await self._store.write(
                     [
                         Write(Table.FUNCTIONS, scope.key(name), record.to_doc(), create=True),
-                        Write(Table.VERSIONS, scope.key(name, LATEST), config.to_doc()),
+                        Write(Table.VERSIONS, scope.key(name, LATEST), stored.to_doc()),
                     ]
                 )
             except StoreConflict as exc:
@@ -424,8 +450,12 @@ class Functions:
                 config = await self._publish_locked(
                     scope, name, None, None, None, to_latest_published=publish_to
                 )
-        self._settle_later(scope, name)
+            before = self._generation.get(generation, 0)
+        if settled is None:
+            self._settle_later(scope, name)
         await self._changed(scope, name)
+        if settled is not None:
+            self._keep(scope, name, [stored.to_doc()], before)
         await self._published(scope, config)
         return config
 
@@ -992,10 +1022,19 @@ class Functions:
         """
         name, arn_qualifier = self.name_of(scope, raw_name)
         qualifier = validation.merge_qualifier(arn_qualifier, qualifier) or LATEST
-        try:
-            config = await self._resolve(scope, name, qualifier)
-        except errors.ResourceNotFoundException:
-            raise self._not_found(scope, name, qualifier) from None
+        cached = self._cache.get(scope.key(name, qualifier))
+        if isinstance(cached, FunctionConfig):
+            config = cached  # (the usual case: no coroutine for it)
+        else:
+            running = self._transitions.get(scope.key(name))
+            if running is not None and self._due(scope, name) and not running[0].done():
+                # The create or update is finishing now (an invoke right after CreateFunction):
+                # wait for it rather than read the configuration it is about to replace.
+                await asyncio.wait([running[0]])
+            try:
+                config = await self._resolve(scope, name, qualifier)
+            except errors.ResourceNotFoundException:
+                raise self._not_found(scope, name, qualifier) from None
         if config.state is State.PENDING and await self._settle_now(scope, name, config):
             config = await self._resolve(scope, name, qualifier)
         return config
@@ -1013,7 +1052,9 @@ class Functions:
         return await self._resolve(scope, name, _draw(target))
 
     async def _load_target(self, scope: Scope, name: str, qualifier: str) -> FunctionConfig | Alias:
-        await self._record(scope, name)
+        # One read: a version or alias row exists only beside its function's record (they are
+        # written together and a function's rows are deleted in one write), and whatever is
+        # missing, ``resolve`` answers its own "Function not found".
         if _is_version(qualifier):
             return await self._version(scope, name, qualifier)
         return await self._alias(scope, name, qualifier)

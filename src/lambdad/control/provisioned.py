@@ -90,6 +90,12 @@ class ProvisionedConfigs:
         self._reservations = reservations
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        #: Functions whose configs listeners may have acted on (any notified, or found with
+        #: configs at a restart): a change to another function with no config is no news.
+        self._notified: set[tuple[str, ...]] = set()
+        #: ``functions_with_configs`` has read the store once (at start): every function
+        #: with a config is in ``_notified`` from then on.
+        self._all_known = False
         functions.changes.subscribe(self._function_changed)
 
     def on_change(self, listener: Listener) -> None:
@@ -97,6 +103,7 @@ class ProvisionedConfigs:
         self._listeners.append(listener)
 
     async def _notify(self, scope: Scope, name: str) -> None:
+        self._notified.add(scope.key(name))
         self._reservations.forget(scope)
         for listener in self._listeners:
             await listener(scope, name)
@@ -229,7 +236,10 @@ class ProvisionedConfigs:
     async def functions_with_configs(self) -> list[tuple[Scope, str]]:
         """(scope, function) of every function that has a config, for a restart."""
         rows = await self._store.scan(Table.PROVISIONED)
-        return [(Scope(a, r), n) for a, r, n in sorted({key[:3] for key, _ in rows})]
+        found = sorted({key[:3] for key, _ in rows})
+        self._notified.update(found)
+        self._all_known = True
+        return [(Scope(a, r), n) for a, r, n in found]
 
     async def _function_changed(self, change: Change) -> None:
         """Configs of deleted versions, aliases or functions go with them; listeners hear of
@@ -239,6 +249,11 @@ class ProvisionedConfigs:
         if isinstance(change, VersionPublished):
             return
         scope, name = change.scope, change.name
+        if self._all_known and scope.key(name) not in self._notified:
+            # A function with a config has been notified (its put did) or was found at the
+            # restart: this one has none, so nothing to remove, nothing to tell, no cache to
+            # drop, and no store to read (most functions; every create and its settling).
+            return
         configs = await self._configs(scope, name)
         async with self._lock:
             for config in configs:

@@ -142,6 +142,11 @@ def _at_most(value: int, field: str, maximum: int) -> None:
 # ---- function names and qualifiers ------------------------------------------------------
 
 
+#: Names parsed before (every invoke parses its function's): (raw, account, region) -> result.
+_PARSED: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+_PARSED_KEPT = 4096
+
+
 def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str, str | None]:
     """Split a name, partial ARN or full ARN (each with an optional ``:qualifier``).
 
@@ -151,6 +156,10 @@ def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str,
     region ("Functions from 'r' are not reachable in this region ('us-east-1')") or of another
     account ("Function not found: …").
     """
+    key = (raw, account_id, region)
+    parsed = _PARSED.get(key)
+    if parsed is not None:
+        return parsed
     match = _FUNCTION_NAME_RE.fullmatch(raw)
     if match is None:
         raise ResourceNotFoundException(f"Function not found: {raw}")
@@ -162,7 +171,10 @@ def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str,
     if match["account"] is not None and match["account"] != account_id:
         arn = f"arn:aws:lambda:{region}:{match['account']}:function:{name}"
         raise ResourceNotFoundException(f"Function not found: {arn}")
-    return name, qualifier
+    if len(_PARSED) >= _PARSED_KEPT:
+        _PARSED.clear()
+    parsed = _PARSED[key] = (name, qualifier)
+    return parsed
 
 
 def account_of_function(raw: str) -> str | None:

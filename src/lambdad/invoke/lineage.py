@@ -18,6 +18,7 @@ unless the function's recursion setting is ``Allow``.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 import urllib.parse
@@ -58,9 +59,19 @@ def with_root(header: str | None) -> str:
     return _format(fields)
 
 
+#: Each function's ``Lineage`` key, worked out once (bounded: cleared when full).
+_KEYS: dict[str, str] = {}
+_KEYS_KEPT = 4096
+
+
 def key_of(function_arn: str) -> str:
     """A function's ``Lineage`` key."""
-    return hashlib.sha256(function_arn.encode()).hexdigest()[:8]
+    key = _KEYS.get(function_arn)
+    if key is None:
+        if len(_KEYS) >= _KEYS_KEPT:
+            _KEYS.clear()
+        key = _KEYS[function_arn] = hashlib.sha256(function_arn.encode()).hexdigest()[:8]
+    return key
 
 
 def _lineage(raw: str | None) -> dict[str, int]:
@@ -76,6 +87,14 @@ def next_hop(header: str | None, function_arn: str) -> tuple[str, int]:
     """(the header this invocation runs with, how many times the chain ran the function
     before it). The header gets a ``Root`` when it has none, a new ``Parent`` (this
     invocation's segment), ``Sampled=0`` unless set, and the function's count plus one."""
+    if not header:
+        # A chain's first invocation (most are): the header is written out directly, as the
+        # general path below writes it, from one read of 20 random bytes (the Root's 96 bits
+        # and the Parent's 64).
+        random = os.urandom(20).hex()
+        root = f"1-{int(time.time()):08x}-{random[:24]}"
+        first = f"{key_of(function_arn)}:1"
+        return f"Root={root};Parent={random[24:]};Sampled=0;Lineage={first}", 0
     fields = _fields(header)
     fields.setdefault("Root", new_root())
     fields["Parent"] = secrets.token_hex(8)

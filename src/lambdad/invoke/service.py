@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import logging
 import time
-import uuid
 
 from lambdad import errors
 from lambdad.control import validation
@@ -25,6 +24,7 @@ from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import RuntimePort, place_of
+from lambdad.observe.request_ids import new_request_id
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.spec import FunctionSpec
 from lambdad.runtime.streaming import ResponseSink
@@ -218,7 +218,7 @@ class Invoker:
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
         check_tenant(scope, config, request.tenant_id)
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = request.request_id or new_request_id()
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
         if kind is InvocationType.EVENT:
@@ -252,7 +252,7 @@ class Invoker:
         await self._payloads.check(request.payload, kind.value)
         config = await self._target(scope, request)
         check_tenant(scope, config, request.tenant_id)
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = request.request_id or new_request_id()
         if kind is not InvocationType.REQUEST_RESPONSE:
             return Accepted(request_id, config.version)
         sink = ResponseSink()

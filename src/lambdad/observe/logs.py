@@ -60,7 +60,8 @@ class LogStore:
         self._groups: dict[GroupKey, deque[LogEvent]] = {}
         self._seq = 0
         self._pending: dict[GroupKey, list[LogEvent]] = {}
-        self._changed = asyncio.Event()
+        #: Set at the next ``put``; made only when a follower waits (not on every put).
+        self._changed: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.state = LogStoreState.OPEN
 
@@ -102,8 +103,10 @@ class LogStore:
             event = LogEvent(self._seq, timestamp_ms, stream, message)
             events.append(event)
             pending.append(event)
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     def read(
         self, group: GroupKey, *, after: int = 0, stream: str | None = None, limit: int = 10_000
@@ -120,6 +123,8 @@ class LogStore:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             changed = self._changed
+            if changed is None:
+                changed = self._changed = asyncio.Event()
             found = self.read(group, after=after)
             remaining = deadline - asyncio.get_running_loop().time()
             if found or remaining <= 0:

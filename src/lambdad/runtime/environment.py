@@ -381,9 +381,9 @@ class Environment:
         else:
             log = self.recorder.finish(report)
             self._idle()
-        return reply.outcome(
-            log, dataclasses.replace(report, error_type=error_type), self.config.version
-        )
+        if error_type is not None:  # (a copy only for a function error)
+            report = dataclasses.replace(report, error_type=error_type)
+        return reply.outcome(log, report, self.config.version)
 
     async def _read_streamed(self, run: Run, body: BodyStream) -> Reply:
         """A streamed reply read to its end. A runtime's connection that closes mid-stream is

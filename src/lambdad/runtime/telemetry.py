@@ -395,7 +395,11 @@ class Telemetry:
         record = {"name": name, "state": state, "events": list(events)}
         self.record("platform.extension", _with_error(record, error_type))
 
+    # The three events of every invocation build nothing while no one is subscribed.
+
     def start(self, request_id: str, version: str, trace_id: str | None) -> None:
+        if not self.active:
+            return
         record = {"requestId": request_id, "version": version, **_tracing(trace_id)}
         self.record("platform.start", record)
 
@@ -408,6 +412,8 @@ class Telemetry:
         error_type: str | None = None,
         trace_id: str | None = None,
     ) -> None:
+        if not self.active:
+            return
         record = {
             "requestId": request_id,
             "status": status,
@@ -418,6 +424,8 @@ class Telemetry:
         self.record("platform.runtimeDone", _with_error(record, error_type))
 
     def report(self, report: Report, trace_id: str | None = None) -> None:
+        if not self.active:
+            return
         metrics: dict[str, Any] = {
             "durationMs": round(report.duration_ms, 3),
             "billedDurationMs": report.billed_ms,

@@ -14,19 +14,20 @@ from lambdad.invoke.service import InvocationType
 
 #: Largest decoded client context AWS takes, in bytes.
 MAX_CLIENT_CONTEXT = 3583
+_INVOCATION_TYPES = {kind.value: kind for kind in InvocationType}
 
 
 def invocation_type(raw: str | None) -> InvocationType:
     """The invocation type; one outside the model's enum is AWS's InvalidParameterValueException
     (worded as a validation error, quoting the model's enum)."""
-    try:
-        return InvocationType(raw or "RequestResponse")
-    except ValueError:
+    kind = _INVOCATION_TYPES.get(raw or "RequestResponse")
+    if kind is None:
         (member,) = [m for m in operation("Invoke").members if m.name == "InvocationType"]
         rule = (values.violations(member.shape, raw) or values.rules_of(member.shape))[0]
         raise errors.InvalidParameterValueException(
             "1 validation error detected: " + constraint(raw, "invocationType", rule)
-        ) from None
+        )
+    return kind
 
 
 def client_context(raw: str | None) -> str | None:

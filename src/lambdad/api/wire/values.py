@@ -195,6 +195,13 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(python)
 
 
+def prepare(shape: Any) -> None:
+    """Compile the pattern of a string ``shape`` now rather than at its first check."""
+    pattern = shape.metadata.get("pattern") if shape.type_name == "string" else None
+    if pattern is not None:
+        _regex(pattern)
+
+
 def java_length(text: str) -> int:
     """A string's length as Java counts it (UTF-16 code units)."""
     if text.isascii():
