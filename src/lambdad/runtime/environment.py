@@ -121,6 +121,7 @@ class Environment:
             ctx.freeze_delay,
             lambda: self.state is EnvState.IDLE and not self.channel.busy,
         )
+        self.telemetry.address = self._address
         self.channel = InvocationChannel(
             ChannelHooks(
                 drain=self.runner.drain,
@@ -135,6 +136,11 @@ class Environment:
         self.extensions = self._new_extensions()
         #: Set while a returned invocation waits for its extensions (see ``invoke``).
         self.settling: asyncio.Task[None] | None = None
+
+    def _address(self) -> str:
+        """Where this environment's own listeners are reached (its cell's address)."""
+        process = self.runner.process
+        return process.address() if process is not None else "127.0.0.1"
 
     @property
     def stream(self) -> str:
@@ -159,7 +165,14 @@ class Environment:
         layout = ctx.sandbox.layout(self.task_root, self.opt_dir, tmp_dir)
         name = f"{self.id}-{self._spawns}"
         where = launch.Where(
-            name, self.task_root, self.opt_dir, tmp_dir, layout, self._port, self.stream
+            name,
+            self.task_root,
+            self.opt_dir,
+            tmp_dir,
+            layout,
+            self._port,
+            self.stream,
+            ctx.sandbox.reach(),
         )
         host = launch.Host(ctx.region, ctx.host_path, ctx.node, ctx.python_path)
         forked = self._fork is not None

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ import yarl
 
 from lambdad.observe.platform import Report, iso_ms, runtime_version
 from lambdad.runtime.replies import RuntimeApiError
+from lambdad.runtime.sandbox.network import marked_socket
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
 TYPES = ("platform", "function", "extension")
@@ -84,7 +86,7 @@ def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise _invalid("destination.URI: must be an http:// URI")
         if url.host in LOCAL_HOSTS:
-            url = url.with_host("127.0.0.1")
+            url = url.with_host(LOOPBACK)
         return str(url), None
     if protocol == "TCP":
         port = destination.get("port")
@@ -126,12 +128,32 @@ def _category(kind: str) -> str:
     return "platform" if kind.startswith("platform.") else kind
 
 
-class Subscription:
-    """One extension's subscription: its buffer and the task that delivers it."""
+def _marked(addr_info: Any) -> socket.socket:
+    """aiohttp's socket factory: a socket the cells' walls let through."""
+    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
+    return marked_socket(family, kind, proto)
 
-    def __init__(self, name: str, request: Request) -> None:
+
+def _loopback() -> str:
+    return LOOPBACK
+
+
+#: What a subscriber's local host names are resolved to when the parse happens; replaced, at
+#: delivery, by the environment's own address (a cell with a network of its own).
+LOOPBACK = "127.0.0.1"
+
+
+class Subscription:
+    """One extension's subscription: its buffer and the task that delivers it.
+
+    ``address()`` is where the environment's own listeners are reached (``127.0.0.1`` where
+    it shares lambdad's network); connections to it are marked so the cell's walls let them in.
+    """
+
+    def __init__(self, name: str, request: Request, address: Callable[[], str] = _loopback) -> None:
         self.name = name
         self.request = request
+        self._address = address
         self._buffer: list[tuple[Event, int]] = []
         self._bytes = 0
         self._dropped_records = 0
@@ -216,16 +238,28 @@ class Subscription:
             return await self._write_tcp(events)
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(socket_factory=_marked)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         headers = {"Content-Type": "application/json"}
-        async with self._session.post(self.request.uri, data=payload, headers=headers) as reply:
+        uri = yarl.URL(self.request.uri)
+        if uri.host == LOOPBACK:
+            uri = uri.with_host(self._address())
+        async with self._session.post(uri, data=payload, headers=headers) as reply:
             await reply.read()
             return reply.status < 300
 
     async def _write_tcp(self, events: list[Event]) -> bool:
         if self._tcp is None or self._tcp.is_closing():
             assert self.request.port is not None
-            _, self._tcp = await asyncio.open_connection("127.0.0.1", self.request.port)
+            sock = marked_socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await loop.sock_connect(sock, (self._address(), self.request.port))
+            except BaseException:
+                sock.close()
+                raise
+            _, self._tcp = await asyncio.open_connection(sock=sock)
         lines = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
         self._tcp.write(lines.encode())
         try:
@@ -268,6 +302,8 @@ class Telemetry:
         self.initialization_type = "on-demand"
         self._announce = announce
         self._subscriptions: dict[str, Subscription] = {}
+        #: Where the environment's own listeners are (set by the environment once it knows).
+        self.address: Callable[[], str] = _loopback
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
         self.open = True
         self._backlog: list[tuple[Event, int]] = []
@@ -288,7 +324,7 @@ class Telemetry:
         previous = self._subscriptions.pop(name, None)
         if previous is not None:
             asyncio.get_running_loop().create_task(previous.close())
-        subscription = Subscription(name, request)
+        subscription = Subscription(name, request, lambda: self.address())
         self._subscriptions[name] = subscription
         for event, size in self._backlog:
             if subscription.wants(event["type"]):

@@ -80,6 +80,21 @@ class Layout:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Reach:
+    """How an environment's processes and lambdad reach each other.
+
+    ``api_host``: the address each environment's Runtime API socket is bound to (and named in
+    ``AWS_LAMBDA_RUNTIME_API``); ``mark``: the firewall mark of lambdad's sockets that cells may
+    talk to; ``endpoints``: ``host:port`` of lambdad's AWS endpoint as a function may name it
+    (its loopback) to the ``host:port`` a cell reaches it at.
+    """
+
+    api_host: str = "127.0.0.1"
+    mark: int = 0
+    endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Exit:
     """How a process ended: a code, or the signal that killed it."""
 
@@ -169,6 +184,11 @@ class SandboxProcess(abc.ABC):
         """Whether the TCP connection from ``peer`` to ``local`` is this environment's."""
         return True
 
+    def address(self) -> str:
+        """Where lambdad reaches what the environment's processes listen on (an extension's
+        Telemetry API listener): its own address when it has a network of its own."""
+        return "127.0.0.1"
+
 
 class Sandbox(abc.ABC):
     #: A short name for ``lambdad doctor``.
@@ -194,6 +214,10 @@ class Sandbox(abc.ABC):
         Raises ``OSError`` when it cannot be executed at all.
         """
         raise OSError(errno.ENOTSUP, "this sandbox cannot run SnapStart templates")
+
+    def reach(self) -> Reach:
+        """How environments and lambdad reach each other (loopback, by default)."""
+        return Reach()
 
     @abc.abstractmethod
     def protections(self) -> dict[str, str]:

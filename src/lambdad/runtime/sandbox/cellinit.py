@@ -34,6 +34,7 @@ import select
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any, NoReturn
@@ -42,6 +43,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -146,7 +148,10 @@ def _load_zygote(path: str) -> str | None:
 def spawner(control_fd: int, zygote: str | None = None) -> None:
     """Serve lambdad until its control socket closes; first a hello: this interpreter's
     version, and whether the zygote loaded (and if not, why)."""
+    global _HOST_NET
     error = _load_zygote(zygote) if zygote else None
+    with contextlib.suppress(OSError):
+        _HOST_NET = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # No parent-death signal: the spawner outlives lambdad just long enough to end its cells.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -287,7 +292,7 @@ class _Making:
         self._chunks: list[bytes] = []
         read_end, write_end = os.pipe()
         self.direct = _SYS_CLONE is not None
-        pid = _clone_cell() if self.direct else os.fork()
+        pid = _clone_cell(_net_flag(spec)) if self.direct else os.fork()
         if pid == 0:
             os.close(read_end)
             sock.close()
@@ -350,10 +355,11 @@ _SYS_CLONE = (
 SIGCHLD = 17
 
 
-def _clone_cell() -> int:
-    """Like ``fork``, into new mount, PID, IPC and UTS namespaces: the child is PID 1."""
+def _clone_cell(extra: int = 0) -> int:
+    """Like ``fork``, into new mount, PID, IPC and UTS namespaces (and ``extra``): the child
+    is PID 1."""
     assert _SYS_CLONE is not None
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD | extra
     pid = int(_libc.syscall(_SYS_CLONE, ctypes.c_ulong(flags), None, None, None, None))
     if pid < 0:
         error = ctypes.get_errno()
@@ -376,7 +382,8 @@ def _run_init(spec: dict[str, Any], fds: list[int], ready_w: int) -> NoReturn:
 
 
 def _enter_cell(spec: dict[str, Any], fds: list[int], report_fd: int) -> int:
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | _net_flag(spec)
+    _check(_libc.unshare(flags), "unshare")
     for procs in spec.get("cgroups", []):
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
@@ -400,6 +407,70 @@ def _enter_cell(spec: dict[str, Any], fds: list[int], report_fd: int) -> int:
 
 
 # --------------------------------------------------------------------------- cell init
+
+
+#: The host's network namespace, opened when the spawner starts: a cell's init (already in its
+#: own namespace) goes back to it to make its veth pair's host end.
+_HOST_NET: int | None = None
+
+
+def _net_flag(spec: dict[str, Any]) -> int:
+    """A cell with a ``net`` part gets a network namespace of its own."""
+    return CLONE_NEWNET if spec.get("net") else 0
+
+
+def _ip_batch(ip: str, commands: list[str], keep: tuple[int, ...] = ()) -> None:
+    done = subprocess.run(
+        [ip, "-batch", "-"],
+        input="\n".join(commands) + "\n",
+        capture_output=True,
+        text=True,
+        pass_fds=keep,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        raise OSError(errno.EIO, f"ip: {done.stderr.strip()}")
+
+
+def _join_network(net: dict[str, Any] | None) -> None:
+    """In a new network namespace: a veth pair whose host end is a port of lambdad's bridge
+    (made from the host's namespace), ``eth0`` with the cell's address and default route, and
+    loopback up. IPv6 is off: the walls are IPv4 (``network.py``)."""
+    if not net:
+        return
+    if _HOST_NET is None:
+        raise OSError(errno.EINVAL, "the host's network namespace is not known")
+    ip, host_if = net["ip"], net["host_if"]
+    cell_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(_HOST_NET, CLONE_NEWNET), "setns (host network)")
+        try:
+            _ip_batch(
+                ip,
+                [
+                    f"link add {host_if} type veth peer name eth0 netns /proc/self/fd/{cell_ns}",
+                    f"link set {host_if} master {net['bridge']}",
+                    f"link set dev {host_if} type bridge_slave isolated on",
+                    f"link set {host_if} up",
+                ],
+                (cell_ns,),
+            )
+        finally:
+            _check(_libc.setns(cell_ns, CLONE_NEWNET), "setns (cell network)")
+    finally:
+        os.close(cell_ns)
+        os.close(_HOST_NET)  # this init's copy: the cell has no business with it
+    with contextlib.suppress(OSError), open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as f:
+        f.write("1")
+    _ip_batch(
+        ip,
+        [
+            "link set lo up",
+            f"addr add {net['address']}/{net['prefix']} dev eth0",
+            "link set eth0 up",
+            f"route add default via {net['gateway']}",
+        ],
+    )
 
 
 def _bind(root: str, source: str, target: str, writable: bool = False) -> None:
@@ -488,6 +559,7 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
         os.write(ready_w, b"ok")
         os.close(ready_w)
         try:
+            _join_network(spec.get("net"))
             _prepare_root(spec)
         except BaseException as exc:
             prepared: BaseException | None = exc
@@ -508,6 +580,7 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
             socket.sethostname(spec.get("hostname", "lambda"))
         _send(sock, {"op": "built"})
     else:
+        _join_network(spec.get("net"))
         _prepare_root(spec)
         _enter_root(spec)
         with contextlib.suppress(OSError):

@@ -33,6 +33,7 @@ from lambdad.runtime.sandbox.base import (
     Exit,
     Layout,
     ProcessSpec,
+    Reach,
     Sandbox,
     SandboxProcess,
     SiblingProcess,
@@ -46,6 +47,7 @@ from lambdad.runtime.sandbox.helper import (
     SpareCell,
     is_python_bootstrap,
 )
+from lambdad.runtime.sandbox.network import MARK, CellLink, CellNetwork, EndpointRelay
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
 
@@ -288,6 +290,13 @@ class LinuxProcess(SandboxProcess):
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return self._placement.owns_connection(local, peer)
 
+    def address(self) -> str:
+        return self._placement.address()
+
+    @property
+    def link(self) -> CellLink | None:
+        return self._placement.link
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -350,18 +359,25 @@ class CellPlacement(_GroupPlacement):
         self._sandbox = sandbox
         self._helper = helper
         self._root = spare.root
+        self.link = spare.link
 
     def end_init(self) -> None:
         super().end_init()
         self._helper.refill()  # the next spare cell is made once this init is over
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        if self.link is not None:  # the cell's own address: no other cell can have it
+            return peer[0] == self.link.address
         return peer_uid(local, peer) == self._uid
+
+    def address(self) -> str:
+        return self.link.address if self.link is not None else "127.0.0.1"
 
     async def close(self) -> None:
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
         self._sandbox.release_uid(self._uid)
+        self._sandbox.network.release(self.link)
 
 
 class CellGroupPlacement(_GroupPlacement):
@@ -375,18 +391,30 @@ class CellGroupPlacement(_GroupPlacement):
         run_dir: Path,
         uid: int,
         memory_mb: int,
+        cell: tuple[CellLink, int] | None = None,
     ) -> None:
         super().__init__(group, uid, memory_mb)
         self._sandbox = sandbox
         self._run_dir = run_dir
+        #: The template cell's network end and its init's pid, where it has a network.
+        self._cell = cell
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """The cell's uid, and a socket held by a process of this environment's own group:
         forks of one template share a uid, so the uid alone cannot tell them apart."""
-        found = peer_socket(local, peer)
+        if self._cell is not None:
+            link, init_pid = self._cell
+            if peer[0] != link.address:
+                return False
+            found = peer_socket(local, peer, init_pid)
+        else:
+            found = peer_socket(local, peer)
         if found is None or found[0] != self._uid:
             return False
         return owns_inode(self._group.pids(), found[1])
+
+    def address(self) -> str:
+        return self._cell[0].address if self._cell is not None else "127.0.0.1"
 
     async def close(self) -> None:
         await asyncio.to_thread(self._group.remove)
@@ -414,6 +442,8 @@ class LinuxSandbox(Sandbox):
         *,
         fork_python: bool = False,
         pythons: Sequence[str] = (),
+        network: CellNetwork | None = None,
+        endpoint: tuple[str, int] | None = None,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -444,13 +474,27 @@ class LinuxSandbox(Sandbox):
         #: Each data dir gets its own block of uids, so two lambdads on one host never share
         #: a cell user (the Runtime API's ownership check is by uid).
         self.uid_base = UID_BASE + (zlib.crc32(str(runs_dir).encode()) % UID_BLOCKS) * UID_SLOTS
+        #: The cells' network namespaces and walls (docs/sandbox.md), or why they are not built.
+        self.network = network or CellNetwork(runs_dir, enabled=False)
+        #: lambdad's own API (host, port), relayed to the cells at their gateway.
+        self._endpoint = endpoint
+        self._relay: EndpointRelay | None = None
+        self._reach = Reach()
         self.state = SpawnerState.NEW
 
     async def open(self) -> None:
         await asyncio.to_thread(self.hierarchy.prepare)
         hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
         await asyncio.to_thread(self._reclaim)
-        self._setup = CellSetup(self.hierarchy, self._runs, self._system, self._prebinds(hosts))
+        await self._open_network()
+        self._setup = CellSetup(
+            self.hierarchy,
+            self._runs,
+            self._system,
+            self._prebinds(hosts),
+            self.network,
+            shutil.which("ip") or "ip",
+        )
         main = Helper(self.zygote_python, self._setup, self._zygote_bootstrap())
         self._main = main
         self.state = SpawnerState.RUNNING
@@ -462,6 +506,30 @@ class LinuxSandbox(Sandbox):
         if main.zygote_error is not None:
             self._no_zygote(main.python, main.zygote_error)
         main.refill()
+
+    async def _open_network(self) -> None:
+        """The bridge and walls, and lambdad's endpoint relayed at the cells' gateway."""
+        network = self.network
+        await network.open()
+        if not network.active:
+            return
+        endpoints: dict[str, str] = {}
+        if self._endpoint is not None and self._endpoint[1]:
+            host, port = self._endpoint
+            relay = EndpointRelay(network, host, port)
+            try:
+                await relay.start()
+            except OSError as exc:
+                log.warning("lambdad's endpoint is not reachable from cells: %s", exc)
+            else:
+                self._relay = relay
+                at = f"{network.gateway}:{relay.port}"
+                names = {host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::", ""}
+                endpoints = {f"{name}:{port}": at for name in names}
+        self._reach = Reach(network.gateway, MARK, endpoints)
+
+    def reach(self) -> Reach:
+        return self._reach
 
     def _zygote_bootstrap(self) -> Path | None:
         return self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME if self._fork_python else None
@@ -490,6 +558,9 @@ class LinuxSandbox(Sandbox):
         # Side by side: each helper ends its own cells (up to seconds for frozen ones).
         await asyncio.gather(*(helper.close() for helper in helpers))
         await asyncio.to_thread(self.hierarchy.release)
+        if self._relay is not None:
+            await self._relay.close()
+        await self.network.close()
 
     def _no_zygote(self, python: str, reason: str) -> None:
         if python not in self.no_zygote:
@@ -633,13 +704,16 @@ class LinuxSandbox(Sandbox):
             theirs.close()
         ours.setblocking(False)
         uid, memory_mb = process.uid, spec.memory_mb
+        cell = (process.link, process.init_pid) if process.link is not None else None
 
         async def place(pid: int) -> Placement:
-            return await self._place_fork(pid, uid, memory_mb)
+            return await self._place_fork(pid, uid, memory_mb, cell)
 
         return Template(process, ours, place, spec.tmp_mb)
 
-    async def _place_fork(self, pid: int, uid: int, memory_mb: int) -> Placement:
+    async def _place_fork(
+        self, pid: int, uid: int, memory_mb: int, cell: tuple[CellLink, int] | None = None
+    ) -> Placement:
         """Move a forked child (host ``pid``) into a new group with the version's limits."""
         cell_id = f"{uuid.uuid4().hex}-fork"
         run_dir = self._runs / cell_id
@@ -657,7 +731,7 @@ class LinuxSandbox(Sandbox):
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
             await self.untrack(cell_id)
             raise
-        return CellGroupPlacement(self, group, run_dir, uid, memory_mb)
+        return CellGroupPlacement(self, group, run_dir, uid, memory_mb, cell)
 
     async def _track(self, cell_id: str, group: cgroups.CellGroup, run_dir: Path) -> None:
         """The main helper ends the group if lambdad dies (whichever helper made the cell)."""
@@ -706,6 +780,7 @@ class LinuxSandbox(Sandbox):
             "mount and pid namespaces": "active (code read-only at /var/task, layers at /opt)",
             "unprivileged user": f"active (one uid per environment from {self.uid_base})",
             "runtime api": "active (each environment reaches only its own invocations)",
+            **self.network.protections(),
             "freeze between invocations": f"active (cgroup {version} freezer)",
             "forked python runtimes": (
                 "active (a Python runtime starts as a fork of a template on its own "

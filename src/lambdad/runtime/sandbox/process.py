@@ -257,6 +257,10 @@ class PlainSandbox(Sandbox):
             "mount and pid namespaces": gap,
             "unprivileged user": gap,
             "runtime api": "not active: any local process can reach an environment's port",
+            "network namespace": "not active: needs the Linux sandbox (root); functions share "
+            "the host's network: they reach its loopback services and accept connections",
+            "outbound port 25": "not blocked (needs the Linux sandbox)",
+            "egress policy": "not active: needs the Linux sandbox's network namespace",
             "snapstart environments": "forks of the version's template, each in its own "
             "session; no limits beyond those above",
         }

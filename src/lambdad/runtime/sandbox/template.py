@@ -63,6 +63,10 @@ class Placement(abc.ABC):
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return True
 
+    def address(self) -> str:
+        """Where lambdad reaches the environment's listeners (``SandboxProcess.address``)."""
+        return "127.0.0.1"
+
     async def close(self) -> None:  # noqa: B027 - optional: nothing to release by default
         """Release what the placement holds (after ``kill``)."""
 
@@ -137,6 +141,9 @@ class ForkedProcess(SandboxProcess):
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return self._placement.owns_connection(local, peer)
+
+    def address(self) -> str:
+        return self._placement.address()
 
     async def close(self) -> None:
         if self._closed:
