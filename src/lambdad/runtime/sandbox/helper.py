@@ -63,8 +63,6 @@ class CellSetup:
     prebinds: list[dict[str, str]]
     #: The cells' network (a namespace each) where it could be built.
     network: CellNetwork
-    #: The ``ip`` command the cells' inits set their network up with.
-    ip: str = "ip"
 
 
 @dataclasses.dataclass(slots=True)
@@ -297,7 +295,7 @@ class Helper:
             }
             if link is not None:
                 # Its own network namespace, set up by its init while it waits.
-                request["net"] = link.request(self._setup.ip)
+                request["net"] = link.request()
             reply = await self.ask_shielded(request, (output_w, theirs.fileno()))
             if reply.get("id") != cell_id and "error" not in reply:
                 raise OSError(f"the sandbox helper answered for another cell: {reply}")

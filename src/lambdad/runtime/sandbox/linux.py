@@ -1,6 +1,7 @@
 """The Linux sandbox (as root): every environment in a cell of its own.
 
-A cell has its own mount, PID, IPC and UTS namespaces and its own cgroup (memory without
+A cell has its own mount, PID, IPC, UTS and network namespaces (``network.py``: outbound only,
+behind NAT, walled by nftables) and its own cgroup (memory without
 swap, CPU in proportion to memory, at most 1,024 processes, a freezer); its processes run as
 an unprivileged user of its own, with at most 1,024 open files, inside a root file system with
 the code read-only at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime`` and a
@@ -108,8 +109,9 @@ def _covered(path: str, roots: list[str]) -> bool:
 def cell_hosts(directory: Path) -> Path | None:
     """The cells' ``/etc/hosts``: the host's, plus ``sandbox.localdomain`` as on Lambda.
 
-    Telemetry API subscribers listen on (and name in their URI) ``sandbox.localdomain``; cells
-    share the host's network, so it is loopback. None where the host has no such file to cover.
+    Telemetry API subscribers listen on (and name in their URI) ``sandbox.localdomain``: the
+    cell's own loopback (lambdad delivers to the cell's address). None where the host has no
+    such file to cover.
     """
     if os.path.islink("/etc") or not os.path.isfile("/etc/hosts"):
         return None
@@ -493,7 +495,6 @@ class LinuxSandbox(Sandbox):
             self._system,
             self._prebinds(hosts),
             self.network,
-            shutil.which("ip") or "ip",
         )
         main = Helper(self.zygote_python, self._setup, self._zygote_bootstrap())
         self._main = main

@@ -102,10 +102,9 @@ class CellLink:
     bridge: str
     host_if: str
 
-    def request(self, ip: str) -> dict[str, object]:
+    def request(self) -> dict[str, object]:
         """The ``net`` part of the cell's spawn request (``cellinit.py``)."""
         return {
-            "ip": ip,
             "address": self.address,
             "prefix": self.prefix,
             "gateway": self.gateway,
