@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import enum
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -121,7 +122,7 @@ class Environment:
             ctx.freeze_delay,
             lambda: self.state is EnvState.IDLE and not self.channel.busy,
         )
-        self.telemetry.address = self._address
+        self.telemetry.sockets = self._socket
         self.channel = InvocationChannel(
             ChannelHooks(
                 drain=self.runner.drain,
@@ -137,10 +138,12 @@ class Environment:
         #: Set while a returned invocation waits for its extensions (see ``invoke``).
         self.settling: asyncio.Task[None] | None = None
 
-    def _address(self) -> str:
-        """Where this environment's own listeners are reached (its cell's address)."""
+    def _socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in this environment's network (its cell's, where it has its own)."""
         process = self.runner.process
-        return process.address() if process is not None else "127.0.0.1"
+        if process is None:
+            return socket.socket(family, kind, proto)
+        return process.socket(family, kind, proto)
 
     @property
     def stream(self) -> str:

@@ -27,7 +27,6 @@ import yarl
 
 from lambdad.observe.platform import Report, iso_ms, runtime_version
 from lambdad.runtime.replies import RuntimeApiError
-from lambdad.runtime.sandbox.network import marked_socket
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
 TYPES = ("platform", "function", "extension")
@@ -86,7 +85,7 @@ def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise _invalid("destination.URI: must be an http:// URI")
         if url.host in LOCAL_HOSTS:
-            url = url.with_host(LOOPBACK)
+            url = url.with_host("127.0.0.1")
         return str(url), None
     if protocol == "TCP":
         port = destination.get("port")
@@ -128,32 +127,21 @@ def _category(kind: str) -> str:
     return "platform" if kind.startswith("platform.") else kind
 
 
-def _marked(addr_info: Any) -> socket.socket:
-    """aiohttp's socket factory: a socket the cells' walls let through."""
-    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
-    return marked_socket(family, kind, proto)
-
-
-def _loopback() -> str:
-    return LOOPBACK
-
-
-#: What a subscriber's local host names are resolved to when the parse happens; replaced, at
-#: delivery, by the environment's own address (a cell with a network of its own).
-LOOPBACK = "127.0.0.1"
+#: Makes a socket in the environment's network (``SandboxProcess.socket``).
+SocketFactory = Callable[[int, int, int], socket.socket]
 
 
 class Subscription:
     """One extension's subscription: its buffer and the task that delivers it.
 
-    ``address()`` is where the environment's own listeners are reached (``127.0.0.1`` where
-    it shares lambdad's network); connections to it are marked so the cell's walls let them in.
+    Its connections are made by ``sockets``, in the environment's own network, so that a
+    listener on the environment's loopback is reached even in a cell with a namespace of its own.
     """
 
-    def __init__(self, name: str, request: Request, address: Callable[[], str] = _loopback) -> None:
+    def __init__(self, name: str, request: Request, sockets: SocketFactory = socket.socket) -> None:
         self.name = name
         self.request = request
-        self._address = address
+        self._sockets = sockets
         self._buffer: list[tuple[Event, int]] = []
         self._bytes = 0
         self._dropped_records = 0
@@ -238,24 +226,23 @@ class Subscription:
             return await self._write_tcp(events)
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
-            connector = aiohttp.TCPConnector(socket_factory=_marked)
+            connector = aiohttp.TCPConnector(
+                socket_factory=lambda info: self._sockets(info[0], info[1], info[2])
+            )
             self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         headers = {"Content-Type": "application/json"}
-        uri = yarl.URL(self.request.uri)
-        if uri.host == LOOPBACK:
-            uri = uri.with_host(self._address())
-        async with self._session.post(uri, data=payload, headers=headers) as reply:
+        async with self._session.post(self.request.uri, data=payload, headers=headers) as reply:
             await reply.read()
             return reply.status < 300
 
     async def _write_tcp(self, events: list[Event]) -> bool:
         if self._tcp is None or self._tcp.is_closing():
             assert self.request.port is not None
-            sock = marked_socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = self._sockets(socket.AF_INET, socket.SOCK_STREAM, 0)
             try:
                 sock.setblocking(False)
                 loop = asyncio.get_running_loop()
-                await loop.sock_connect(sock, (self._address(), self.request.port))
+                await loop.sock_connect(sock, ("127.0.0.1", self.request.port))
             except BaseException:
                 sock.close()
                 raise
@@ -302,8 +289,8 @@ class Telemetry:
         self.initialization_type = "on-demand"
         self._announce = announce
         self._subscriptions: dict[str, Subscription] = {}
-        #: Where the environment's own listeners are (set by the environment once it knows).
-        self.address: Callable[[], str] = _loopback
+        #: Makes sockets in the environment's network (set by the environment).
+        self.sockets: SocketFactory = socket.socket
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
         self.open = True
         self._backlog: list[tuple[Event, int]] = []
@@ -324,7 +311,7 @@ class Telemetry:
         previous = self._subscriptions.pop(name, None)
         if previous is not None:
             asyncio.get_running_loop().create_task(previous.close())
-        subscription = Subscription(name, request, lambda: self.address())
+        subscription = Subscription(name, request, lambda *args: self.sockets(*args))
         self._subscriptions[name] = subscription
         for event, size in self._backlog:
             if subscription.wants(event["type"]):

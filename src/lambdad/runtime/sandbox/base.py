@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import errno
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,10 +185,10 @@ class SandboxProcess(abc.ABC):
         """Whether the TCP connection from ``peer`` to ``local`` is this environment's."""
         return True
 
-    def address(self) -> str:
-        """Where lambdad reaches what the environment's processes listen on (an extension's
-        Telemetry API listener): its own address when it has a network of its own."""
-        return "127.0.0.1"
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in the environment's network, through which lambdad reaches what its
+        processes listen on (an extension's Telemetry API listener, on its loopback)."""
+        return socket.socket(family, kind, proto)
 
 
 class Sandbox(abc.ABC):

@@ -48,7 +48,13 @@ from lambdad.runtime.sandbox.helper import (
     SpareCell,
     is_python_bootstrap,
 )
-from lambdad.runtime.sandbox.network import MARK, CellLink, CellNetwork, EndpointRelay
+from lambdad.runtime.sandbox.network import (
+    MARK,
+    CellLink,
+    CellNetwork,
+    CellSockets,
+    EndpointRelay,
+)
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
 
@@ -292,8 +298,8 @@ class LinuxProcess(SandboxProcess):
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return self._placement.owns_connection(local, peer)
 
-    def address(self) -> str:
-        return self._placement.address()
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        return self._placement.socket(family, kind, proto)
 
     @property
     def link(self) -> CellLink | None:
@@ -362,6 +368,7 @@ class CellPlacement(_GroupPlacement):
         self._helper = helper
         self._root = spare.root
         self.link = spare.link
+        self._sockets = CellSockets(spare.init_pid) if spare.link is not None else None
 
     def end_init(self) -> None:
         super().end_init()
@@ -372,10 +379,14 @@ class CellPlacement(_GroupPlacement):
             return peer[0] == self.link.address
         return peer_uid(local, peer) == self._uid
 
-    def address(self) -> str:
-        return self.link.address if self.link is not None else "127.0.0.1"
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if self._sockets is None:
+            return socket.socket(family, kind, proto)
+        return self._sockets.socket(family, kind, proto)
 
     async def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
         self._sandbox.release_uid(self._uid)
@@ -400,6 +411,7 @@ class CellGroupPlacement(_GroupPlacement):
         self._run_dir = run_dir
         #: The template cell's network end and its init's pid, where it has a network.
         self._cell = cell
+        self._sockets = CellSockets(cell[1]) if cell is not None else None
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """The cell's uid, and a socket held by a process of this environment's own group:
@@ -415,10 +427,14 @@ class CellGroupPlacement(_GroupPlacement):
             return False
         return owns_inode(self._group.pids(), found[1])
 
-    def address(self) -> str:
-        return self._cell[0].address if self._cell is not None else "127.0.0.1"
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if self._sockets is None:
+            return socket.socket(family, kind, proto)
+        return self._sockets.socket(family, kind, proto)
 
     async def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._run_dir, True)
         await self._sandbox.untrack(self._group.name)

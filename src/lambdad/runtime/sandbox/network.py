@@ -7,8 +7,8 @@ the cells' gateway address; the cells' traffic to anything else is masqueraded o
 host's own interfaces. One nftables table per lambdad (``inet lambdad_<hash>``) builds the
 walls:
 
-- nothing from outside (the host or the network) opens a connection into a cell, except
-  lambdad itself (its sockets carry ``MARK``: the Telemetry API pushing to an extension);
+- nothing from outside (the host or the network) opens a connection into a cell (lambdad's
+  Telemetry API pushes to an extension through a socket made in the cell: ``CellSockets``);
 - a cell opens connections to the host only to sockets of lambdad that carry ``MARK`` (each
   environment's Runtime, Extensions and Telemetry API port, and the relay to lambdad's own
   AWS endpoint); every other host address and port is refused, and the host's loopback is
@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import enum
 import ipaddress
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -292,7 +294,6 @@ class CellNetwork:
                 "  chain output {",
                 "    type filter hook output priority filter - 5; policy accept;",
                 f'    oifname "{br}" ct state established,related accept',
-                f'    oifname "{br}" meta mark {mark} accept',
                 f'    oifname "{br}" {reject}',
                 "  }",
                 "  chain forward {",
@@ -438,9 +439,42 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
                 sink.write_eof()
 
 
-def marked_socket(family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket lambdad opens towards a cell (the Telemetry API's pushes): marked."""
-    sock = socket.socket(family, kind, proto)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
-    return sock
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"setns: {os.strerror(error)}")
+
+
+class CellSockets:
+    """Sockets made inside a cell's network namespace, for lambdad to reach what the cell
+    listens on at its own loopback (the Telemetry API's pushes to an extension).
+
+    ``setns`` moves only the calling thread; it goes back to its own namespace before
+    returning, with no other work in between, so the event loop's thread can call it.
+    """
+
+    def __init__(self, init_pid: int) -> None:
+        self._pid = init_pid
+        self._fd: int | None = None
+
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if self._fd is None:
+            self._fd = os.open(f"/proc/{self._pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(self._fd)
+            try:
+                return socket.socket(family, kind, proto)
+            finally:
+                _setns(home)
+        finally:
+            os.close(home)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
