@@ -98,6 +98,14 @@ def handler(event, context):
         url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"
         with urllib.request.urlopen(url, timeout=10) as reply:
             return {"url": url, "health": json.loads(reply.read())}
+    if action == "arp":
+        with urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"):
+            pass
+        for line in open("/proc/net/arp").read().splitlines()[1:]:
+            fields = line.split()
+            if fields[0] == gateway():
+                return fields[3]
+        return None
     if action == "dns":
         return socket.gethostbyname(event["name"])
     raise ValueError(action)
@@ -409,3 +417,28 @@ def test_without_the_nft_command_cells_share_the_network_and_doctor_says_so(
     name = create_function(client, PROBE, Timeout=30)["FunctionName"]
     _, where = invoke_json(client, name, {"do": "listen"})
     assert where["ip"] == "127.0.0.1"
+
+
+def test_a_warm_cell_keeps_its_gateway_while_other_cells_come_and_go(
+    probe: Callable[[dict[str, Any]], Any], server: Server, lam: Any
+) -> None:
+    """The bridge keeps one hardware address while cells' veths are added and removed, so a
+    warm cell's ARP entry for its gateway never goes stale (it would stall for ~30 s)."""
+    first = probe({"do": "arp"})
+    churn = create_function(lam, PROBE, Timeout=30)["FunctionName"]
+    try:
+        for _ in range(6):
+            lam.update_function_configuration(FunctionName=churn, Description=uuid.uuid4().hex)
+            wait_until(
+                lambda: (
+                    lam.get_function(FunctionName=churn)["Configuration"]["LastUpdateStatus"]
+                    == "Successful"
+                )
+            )
+            invoke_json(lam, churn, {"do": "raw"})
+    finally:
+        lam.delete_function(FunctionName=churn)
+    bridge = walls_of(server)["network namespace"].split("bridge ")[1].split()[0]
+    shown = subprocess.run(["ip", "-o", "link", "show", bridge], capture_output=True, text=True)
+    assert first in shown.stdout
+    assert probe({"do": "arp"}) == first
