@@ -442,3 +442,33 @@ def test_a_warm_cell_keeps_its_gateway_while_other_cells_come_and_go(
     shown = subprocess.run(["ip", "-o", "link", "show", bridge], capture_output=True, text=True)
     assert first in shown.stdout
     assert probe({"do": "arp"}) == first
+
+
+def test_a_function_narrows_the_egress_policy_for_its_own_cells(
+    server: Server, lam: Any, lan_host: LanHost
+) -> None:
+    """A function's ``LAMBDAD_EGRESS_DENY`` variable refuses its destination to that
+    function's cells only; the rules go when its environments do."""
+    require_walls(server)
+    denied = {"LAMBDAD_EGRESS_DENY": f"{lan_host.address}/32:{lan_host.port}"}
+    narrowed = create_function(lam, PROBE, env=denied, Timeout=30)["FunctionName"]
+    other = create_function(lam, PROBE, Timeout=30)["FunctionName"]
+    targets = [["lan", lan_host.address, lan_host.port]]
+    table = walls_of(server)["network namespace"].split("table inet ")[1].rstrip(")")
+
+    def own_chains() -> int:
+        listed = subprocess.run(
+            ["nft", "list", "table", "inet", table], capture_output=True, text=True
+        ).stdout
+        return listed.count("chain fn_")
+
+    try:
+        _, answers = invoke_json(lam, narrowed, {"do": "tcp", "targets": targets})
+        assert answers == {"lan": f"failed {errno.EHOSTUNREACH}"}
+        _, answers = invoke_json(lam, other, {"do": "tcp", "targets": targets})
+        assert answers == {"lan": "ok hello from the lan"}
+        assert own_chains() == 1
+    finally:
+        lam.delete_function(FunctionName=narrowed)
+        lam.delete_function(FunctionName=other)
+    wait_until(lambda: own_chains() == 0)

@@ -54,6 +54,7 @@ from lambdad.runtime.sandbox.network import (
     CellNetwork,
     CellSockets,
     EndpointRelay,
+    function_narrowing,
 )
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
@@ -305,6 +306,10 @@ class LinuxProcess(SandboxProcess):
     def link(self) -> CellLink | None:
         return self._placement.link
 
+    def narrowed(self) -> None:
+        """The cell has egress rules of its own, removed when it closes."""
+        self._placement.narrowed = True
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -369,6 +374,8 @@ class CellPlacement(_GroupPlacement):
         self._root = spare.root
         self.link = spare.link
         self._sockets = CellSockets(spare.init_pid) if spare.link is not None else None
+        #: Whether the function's own egress rules were applied to this cell.
+        self.narrowed = False
 
     def end_init(self) -> None:
         super().end_init()
@@ -387,6 +394,8 @@ class CellPlacement(_GroupPlacement):
     async def close(self) -> None:
         if self._sockets is not None:
             self._sockets.close()
+        if self.narrowed and self.link is not None:
+            await asyncio.to_thread(self._sandbox.network.widen, self.link)
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
         self._sandbox.release_uid(self._uid)
@@ -703,7 +712,22 @@ class LinuxSandbox(Sandbox):
             self._uids.discard(uid)
             await helper.discard(spare)
             raise
-        return LinuxProcess(self, helper, spare, uid, spec.memory_mb)
+        process = LinuxProcess(self, helper, spare, uid, spec.memory_mb)
+        if spare.link is not None:
+            try:
+                await self._narrow(process, spare.link, spec.env)
+            except BaseException:
+                await process.close()
+                raise
+        return process
+
+    async def _narrow(self, process: LinuxProcess, link: CellLink, env: Mapping[str, str]) -> None:
+        """The function's own egress rules (``LAMBDAD_EGRESS_DENY``/``_ALLOW`` variables), on
+        this cell: one ``nft`` run on the cold start of such functions only."""
+        rules = function_narrowing(env)
+        if rules is not None:
+            await asyncio.to_thread(self.network.narrow, link, rules)
+            process.narrowed()
 
     async def start_template(self, spec: ProcessSpec) -> Template:
         """The template runs in a cell of its own (of its interpreter's helper, so that a

@@ -14,7 +14,8 @@ walls:
   AWS endpoint); every other host address and port is refused, and the host's loopback is
   not even in the cell's namespace;
 - outbound TCP and UDP to other hosts works, except port 25 and what the egress policy
-  (``egress_deny``, ``egress_allow``) refuses; no IPv6 (the cells have none).
+  (``egress_deny``, ``egress_allow``, narrowed per function by its ``LAMBDAD_EGRESS_DENY``
+  and ``LAMBDAD_EGRESS_ALLOW`` variables) refuses; no IPv6 (the cells have none).
 
 The cell's side (veth, address, route) is set up by the cell's init while the cell waits as
 a spare (``cellinit.py``), never on a cold start's path. Where the walls cannot be built (no
@@ -36,7 +37,7 @@ import shutil
 import socket
 import subprocess
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ POOL = ipaddress.IPv4Network("10.222.0.0/16")
 SUBNET_PREFIX = 22
 #: Outbound TCP port refused to every cell, as on Lambda (SMTP).
 BLOCKED_PORTS = (25,)
+#: Function environment variables that narrow the egress policy for that function's cells
+#: (same syntax as the settings; they can only take away, never add).
+FUNCTION_DENY = "LAMBDAD_EGRESS_DENY"
+FUNCTION_ALLOW = "LAMBDAD_EGRESS_ALLOW"
 
 
 class NetworkState(enum.Enum):
@@ -113,6 +118,26 @@ class CellLink:
             "bridge": self.bridge,
             "host_if": self.host_if,
         }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Narrowing:
+    """One function's own egress rules, applied to its cells on top of lambdad's."""
+
+    deny: tuple[EgressRule, ...]
+    allow: tuple[EgressRule, ...]
+
+
+def function_narrowing(env: Mapping[str, str]) -> Narrowing | None:
+    """The function's ``LAMBDAD_EGRESS_DENY``/``_ALLOW`` variables; None without either.
+    ``OSError`` (the function's init fails, saying why) when one cannot be read."""
+    deny, allow = env.get(FUNCTION_DENY, ""), env.get(FUNCTION_ALLOW, "")
+    if not deny.strip() and not allow.strip():
+        return None
+    try:
+        return Narrowing(parse_rules(deny), parse_rules(allow))
+    except ValueError as exc:
+        raise OSError(f"the function's {FUNCTION_DENY}/{FUNCTION_ALLOW}: {exc}") from exc
 
 
 def nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
@@ -212,6 +237,37 @@ class CellNetwork:
             address = ipaddress.IPv4Address(link.address)
             self._used.discard(int(address) - int(self.subnet.network_address))
 
+    def narrow(self, link: CellLink, rules: Narrowing) -> None:
+        """Apply a function's own rules to one cell (a chain of its own, reached from the
+        ``functions`` map by the cell's address). Blocking: one ``nft`` run."""
+        chain = f"fn_{link.host_if}"
+        reject = "reject with icmpx admin-prohibited"
+        lines = [f"add chain inet {self.table} {chain}"]
+        rule = f"add rule inet {self.table} {chain}"
+        lines += [f"{rule} {r.nft()} {reject}" for r in rules.deny]
+        if rules.allow:
+            lines += [f"{rule} {r.nft()} return" for r in rules.allow]
+            lines += [
+                f"{rule} ip daddr {server} meta l4proto {{ tcp, udp }} th dport 53 return"
+                for server in nameservers()
+                if _is_ipv4(server)
+            ]
+            lines.append(f"{rule} {reject}")
+        element = f"{{ {link.address} : jump {chain} }}"
+        lines.append(f"add element inet {self.table} functions {element}")
+        self._run([self._nft, "-f", "-"], "\n".join(lines) + "\n")
+
+    def widen(self, link: CellLink) -> None:
+        """Remove a cell's own rules (it is gone). Blocking: one ``nft`` run."""
+        chain = f"fn_{link.host_if}"
+        commands = (
+            f"delete element inet {self.table} functions {{ {link.address} }}\n"
+            f"flush chain inet {self.table} {chain}\n"
+            f"delete chain inet {self.table} {chain}\n"
+        )
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            self._run([self._nft, "-f", "-"], commands)
+
     def listener(self, port: int = 0) -> socket.socket:
         """A listening socket on the gateway, marked: cells may connect to it."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -279,6 +335,7 @@ class CellNetwork:
         reject = "reject with icmpx admin-prohibited"
         egress = [f"meta l4proto tcp th dport {port} {reject}" for port in BLOCKED_PORTS]
         egress += [f"{rule.nft()} {reject}" for rule in self.deny]
+        egress.append("ip saddr vmap @functions")  # a function's own rules, where it has some
         if self.allow:
             egress += [f"{rule.nft()} accept" for rule in self.allow]
             egress += [
@@ -290,6 +347,9 @@ class CellNetwork:
         return "\n".join(
             [
                 f"table inet {self.table} {{",
+                "  map functions {",
+                "    type ipv4_addr : verdict;",
+                "  }",
                 "  chain input {",
                 "    type filter hook input priority filter - 5; policy accept;",
                 f'    iifname "{br}" ct state established,related accept',
@@ -342,7 +402,8 @@ class CellNetwork:
                 f"{self.gateway}; no IPv6; nftables table inet {self.table})"
             ),
             "outbound port 25": "blocked",
-            "egress policy": f"active (nftables: {policy})",
+            "egress policy": f"active (nftables: {policy}; a function narrows it for its own "
+            f"cells with its {FUNCTION_DENY} and {FUNCTION_ALLOW} variables)",
         }
         loopback = [s for s in nameservers() if s.startswith("127.") or s == "::1"]
         if loopback:
