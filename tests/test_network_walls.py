@@ -472,3 +472,15 @@ def test_a_function_narrows_the_egress_policy_for_its_own_cells(
         lam.delete_function(FunctionName=narrowed)
         lam.delete_function(FunctionName=other)
     wait_until(lambda: own_chains() == 0)
+
+
+def test_the_plain_sandbox_says_it_builds_no_network_walls(
+    start_server: Callable[..., Server],
+) -> None:
+    """The plain-process sandbox names every network wall it cannot build in ``lambdad
+    doctor``: functions there share the host's network."""
+    sandbox = walls_of(start_server({"LAMBDAD_SANDBOX": "process"}))
+    assert sandbox["kind"] == "process"
+    assert sandbox["network namespace"].startswith("not active: needs the Linux sandbox")
+    assert sandbox["outbound port 25"].startswith("not blocked")
+    assert sandbox["egress policy"].startswith("not active")
