@@ -425,13 +425,16 @@ _NLMSG = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 1, 4, 0x200, 0x400
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER, IFLA_BRPORT_ISOLATED = 1, 33
 IFA_ADDRESS, IFA_LOCAL, RTA_OIF, RTA_GATEWAY = 1, 2, 4, 5
 IFF_UP = 1
+IFLA_BRPORT_STATE, BR_STATE_FORWARDING = 1, 3
+#: How long a cell's init waits for its bridge port to forward (then it goes on regardless).
+PORT_WAIT = 2.0
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -453,6 +456,40 @@ def _netlink(sock: socket.socket, kind: int, body: bytes, flags: int = 0) -> Non
         error = -struct.unpack_from("=i", answer, _NLMSG.size)[0]
         if error:
             raise OSError(error, f"netlink {kind}: {os.strerror(error)}")
+
+
+def _attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    found = {}
+    while offset + 4 <= end:
+        size, kind = struct.unpack_from("=HH", data, offset)
+        if size < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4 : offset + size]
+        offset += (size + 3) & ~3
+    return found
+
+
+def _port_state(host: socket.socket, name: bytes) -> int:
+    """The bridge port state of the host's interface ``name`` (-1 when not known)."""
+    body = _link() + _attr(IFLA_IFNAME, name)
+    host.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST, 2, 0) + body)
+    answer = host.recv(65536)
+    length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(answer)
+    if kind != RTM_NEWLINK:
+        return -1
+    info = _attrs(answer, _NLMSG.size + _IFINFO.size, length).get(IFLA_LINKINFO, b"")
+    port = _attrs(info, 0, len(info)).get(IFLA_INFO_SLAVE_DATA, b"")
+    state = _attrs(port, 0, len(port)).get(IFLA_BRPORT_STATE, b"")
+    return state[0] if state else -1
+
+
+def _await_forwarding(host: socket.socket, name: bytes) -> None:
+    """Wait (a little) until the bridge forwards the cell's port: the kernel enables it once
+    it has seen the link's carrier, asynchronously, and a packet sent before is dropped (a
+    runtime's first SYN: a one-second retransmission on the cold start)."""
+    deadline = time.monotonic() + PORT_WAIT
+    while _port_state(host, name) != BR_STATE_FORWARDING and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 def _rtnetlink() -> socket.socket:
@@ -514,13 +551,17 @@ def _join_network(net: dict[str, Any] | None) -> None:
             _check(_libc.setns(cell_ns, CLONE_NEWNET), "setns (cell network)")
         with host:
             _host_end(host, net, bridge, cell_ns)
+            with (
+                contextlib.suppress(OSError),
+                open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as handle,
+            ):
+                handle.write("1")
+            with _rtnetlink() as cell:
+                _cell_end(cell, net)
+            _await_forwarding(host, net["host_if"].encode() + b"\0")
     finally:
         os.close(cell_ns)
         os.close(_HOST_NET)  # this init's copy: the cell has no business with it
-    with contextlib.suppress(OSError), open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as f:
-        f.write("1")
-    with _rtnetlink() as cell:
-        _cell_end(cell, net)
 
 
 def _bind(root: str, source: str, target: str, writable: bool = False) -> None:
