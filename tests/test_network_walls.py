@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.cells import Host
 from tests.conftest import Server, create_function, invoke_json, make_zip, unique, wait_until
 
 pytestmark = pytest.mark.root
@@ -484,3 +486,43 @@ def test_the_plain_sandbox_says_it_builds_no_network_walls(
     assert sandbox["network namespace"].startswith("not active: needs the Linux sandbox")
     assert sandbox["outbound port 25"].startswith("not blocked")
     assert sandbox["egress policy"].startswith("not active")
+
+
+def bridge_and_table(srv: Server) -> tuple[str, str]:
+    line = walls_of(srv)["network namespace"]
+    return line.split("bridge ")[1].split()[0], line.split("table inet ")[1].rstrip(")")
+
+
+def present(bridge: str, table: str) -> tuple[bool, bool]:
+    link = subprocess.run(["ip", "link", "show", bridge], capture_output=True)
+    listed = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True)
+    return link.returncode == 0, listed.returncode == 0
+
+
+def test_a_restart_removes_what_a_killed_lambdad_and_its_helper_left(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """With lambdad and its sandbox helper both SIGKILLed, the cells' bridge and table stay
+    until the next lambdad on the same data dir starts, which removes them."""
+    srv = start_server(LINUX, data_dir=tmp_path / "kept")
+    require_walls(srv)
+    bridge, table = bridge_and_table(srv)
+    os.kill(Host(srv).spawner(), signal.SIGKILL)
+    srv.stop(signal.SIGKILL)
+    assert present(bridge, table) == (True, True)
+    again = start_server(LINUX, data_dir=tmp_path / "kept")
+    assert present(bridge, table) == (False, False)
+    assert bridge_and_table(again)[0] != bridge
+
+
+def test_a_killed_lambdad_leaves_no_bridge_or_table_behind(
+    start_server: Callable[..., Server],
+) -> None:
+    """When lambdad is killed (SIGKILL), its sandbox helper removes the cells' bridge and
+    firewall table as it ends the cells."""
+    srv = start_server(LINUX)
+    require_walls(srv)
+    bridge, table = bridge_and_table(srv)
+    assert present(bridge, table) == (True, True)
+    srv.stop(signal.SIGKILL)
+    wait_until(lambda: present(bridge, table) == (False, False), timeout=30)

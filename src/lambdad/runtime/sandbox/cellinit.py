@@ -190,6 +190,10 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
                 message, fds = _recv(sock)
                 if message is None:
                     return
+                if message.get("op") == "at_exit":
+                    _AT_EXIT.append([str(arg) for arg in message["argv"]])
+                    _send(sock, {"id": message.get("id"), "seq": message.get("seq"), "ok": True})
+                    continue
                 if message.get("op") in ("track", "untrack"):
                     if message["op"] == "track":
                         tracked[message["id"]] = message
@@ -218,6 +222,20 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
         for index, group in enumerate(tracked.values()):
             cells[-1 - index] = group  # no process of ours to reap: groups and dirs only
         _end_cells(cells)
+        _run_at_exit()
+
+
+#: Commands lambdad asked to be run once its cells are ended (``at_exit``): the removal of
+#: the cells' bridge and firewall table, also when lambdad was killed.
+_AT_EXIT: list[list[str]] = []
+
+
+def _run_at_exit() -> None:
+    import subprocess
+
+    for argv in _AT_EXIT:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
 
 
 def _reap_all() -> list[int]:

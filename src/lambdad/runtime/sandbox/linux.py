@@ -526,6 +526,9 @@ class LinuxSandbox(Sandbox):
         self.state = SpawnerState.RUNNING
         try:
             await main.open()
+            if self.network.active:  # removed by the helper too, should lambdad be killed
+                for argv in self.network.tear_down_commands():
+                    await main.ask_shielded({"op": "at_exit", "argv": argv})
         except BaseException:
             await self.close()
             raise

@@ -2,7 +2,7 @@
 
 Every cell gets a network namespace of its own with its own loopback and one interface,
 ``eth0``, the far end of a veth pair whose near end is a port of a bridge lambdad owns
-(``lbd<hash of the data dir>``, isolated ports: cells never reach each other). The bridge has
+(``lbd<hash>``, isolated ports: cells never reach each other). The bridge has
 the cells' gateway address; the cells' traffic to anything else is masqueraded out of the
 host's own interfaces. One nftables table per lambdad (``inet lambdad_<hash>``) builds the
 walls:
@@ -36,6 +36,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -164,7 +165,13 @@ class CellNetwork:
         allow: Sequence[EgressRule] = (),
         deny: Sequence[EgressRule] = (),
     ) -> None:
-        tag = f"{zlib.crc32(str(runs_dir).encode()):08x}"
+        # Per lambdad process, not per data dir: a killed lambdad's helper removes its bridge
+        # and table after ending its cells, maybe after a new lambdad on the same data dir
+        # has made its own.
+        tag = f"{zlib.crc32(f'{runs_dir}:{os.getpid()}:{time.time_ns()}'.encode()):08x}"
+        #: Written as the bridge's alias, with lambdad's pid: a later lambdad on this data
+        #: dir removes what one killed with its helper left (``_reclaim``).
+        self._owner = f"lambdad {zlib.crc32(str(runs_dir).encode()):08x}"
         self.bridge = f"lbd{tag}"
         self.table = f"lambdad_{tag}"
         self._slot = int(tag, 16)
@@ -290,7 +297,7 @@ class CellNetwork:
             raise OSError(f"{' '.join(argv[:3])}: {done.stderr.strip() or done.returncode}")
 
     def _build(self) -> None:
-        self._tear_down()  # a killed predecessor on this data dir left them
+        self._reclaim()
         self.subnet = self._free_subnet()
         self.gateway = str(self.subnet.network_address + 1)
         # A fixed address: a bridge otherwise takes the lowest of its ports' (the veths come and
@@ -301,6 +308,7 @@ class CellNetwork:
         batch = (
             f"link add {self.bridge} address {mac} type bridge\n"
             f"addr add {self.gateway}/{SUBNET_PREFIX} dev {self.bridge}\n"
+            f'link set {self.bridge} alias "{self._owner} {os.getpid()}"\n'
             f"link set {self.bridge} up\n"
         )
         self._run([self._ip, "-batch", "-"], batch)
@@ -309,11 +317,34 @@ class CellNetwork:
             handle.write("1")
         self._run([self._nft, "-f", "-"], self.ruleset())
 
-    def _tear_down(self) -> None:
-        for argv in (
+    def tear_down_commands(self) -> list[list[str]]:
+        """What removes the table and the bridge (also run by the main sandbox helper when
+        it ends, so that a killed lambdad leaves neither behind)."""
+        return [
             [self._nft, "delete", "table", "inet", self.table],
             [self._ip, "link", "del", self.bridge],
-        ):
+        ]
+
+    def _reclaim(self) -> None:
+        """Remove the bridges and tables of earlier lambdads on this data dir that are gone
+        (killed together with their helper, which would otherwise have removed them)."""
+        for entry in Path("/sys/class/net").glob("lbd*"):
+            try:
+                owner, _, pid = (entry / "ifalias").read_text().strip().rpartition(" ")
+            except OSError:
+                continue
+            if owner != self._owner or not pid.isdigit() or _alive(int(pid)):
+                continue
+            tag = entry.name.removeprefix("lbd")
+            for argv in (
+                [self._nft, "delete", "table", "inet", f"lambdad_{tag}"],
+                [self._ip, "link", "del", entry.name],
+            ):
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run(argv, capture_output=True, timeout=30)
+
+    def _tear_down(self) -> None:
+        for argv in self.tear_down_commands():
             if argv[0]:
                 with contextlib.suppress(OSError, subprocess.SubprocessError):
                     subprocess.run(argv, capture_output=True, timeout=30)
@@ -412,6 +443,16 @@ class CellNetwork:
                 f"({', '.join(loopback)}); docs/sandbox.md says what to do"
             )
         return lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_ipv4(text: str) -> bool:
