@@ -550,6 +550,15 @@ def _cell_end(cell: socket.socket, net: dict[str, Any]) -> None:
     _netlink(cell, RTM_NEWROUTE, route, NLM_F_CREATE | NLM_F_EXCL)
 
 
+def _no_ipv6() -> None:
+    """No IPv6 in this network namespace: the walls are IPv4 only."""
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as handle:
+            handle.write("1")
+    except OSError:
+        pass
+
+
 def _join_network(net: dict[str, Any] | None) -> None:
     """In a new network namespace: a veth pair whose host end is a port of lambdad's bridge
     (made through a netlink socket of the host's namespace), ``eth0`` with the cell's address
@@ -569,11 +578,7 @@ def _join_network(net: dict[str, Any] | None) -> None:
             _check(_libc.setns(cell_ns, CLONE_NEWNET), "setns (cell network)")
         with host:
             _host_end(host, net, bridge, cell_ns)
-            with (
-                contextlib.suppress(OSError),
-                open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as handle,
-            ):
-                handle.write("1")
+            _no_ipv6()
             with _rtnetlink() as cell:
                 _cell_end(cell, net)
             _await_forwarding(host, net["host_if"].encode() + b"\0")
