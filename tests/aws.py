@@ -31,13 +31,14 @@ import os, socket, time
 
 
 def handler(event, context):
-    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    address = (os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0], int(os.environ["RECORDER_PORT"]))
     with socket.create_connection(address, timeout=30) as connection:
         connection.sendall(f"{context.aws_request_id} {event.get('seq', -1)}\\n".encode())
         connection.recv(1)
     action = event.get("do", "ok")
     if action == "hold":
-        with socket.create_connection(("127.0.0.1", event["gate"]), timeout=60) as gate:
+        host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+        with socket.create_connection((host, event["gate"]), timeout=60) as gate:
             gate.recv(16)
     if action == "raise":
         raise ValueError(event.get("message", "it failed"))
@@ -166,7 +167,8 @@ import json, os, socket
 
 
 def handler(event, context):
-    address = ("127.0.0.1", int(os.environ["COLLECTOR_PORT"]))
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    address = (host, int(os.environ["COLLECTOR_PORT"]))
     with socket.create_connection(address, timeout=30) as connection:
         connection.sendall(json.dumps(event).encode())
         connection.shutdown(socket.SHUT_WR)

@@ -44,6 +44,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lambdad.runtime.sandbox import linux
+from lambdad.runtime.sandbox.network import MARK as CELL_MARK
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
@@ -499,14 +500,28 @@ import os as _os, socket as _socket
 
 
 def meet():
-    address = ("127.0.0.1", int(_os.environ["RENDEZVOUS_PORT"]))
+    host = _os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    address = (host, int(_os.environ["RENDEZVOUS_PORT"]))
     with _socket.create_connection(address, timeout=30) as connection:
         return int(connection.recv(16) or 0)
 """
 
 
+def service_listener(backlog: int = 128) -> socket.socket:
+    """A test service's listening socket that functions reach under either sandbox: on every
+    address, marked (as root) so that the Linux sandbox's cells may connect to it at their
+    gateway (``AWS_LAMBDA_RUNTIME_API``'s host, docs/sandbox.md); loopback otherwise."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with contextlib.suppress(OSError):  # not root: the plain sandbox shares the network
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CELL_MARK)
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(backlog)
+    return sock
+
+
 class Rendezvous:
-    """A loopback service that functions reach under either sandbox (cells share the network).
+    """A service that functions reach under either sandbox (``service_listener``).
 
     Connections are numbered from 1 and answered with their number once ``parties`` of them
     are waiting, so a function can count its runs (``parties=1``) or wait for the others.
@@ -515,7 +530,7 @@ class Rendezvous:
     def __init__(self, parties: int = 1) -> None:
         self.parties = parties
         self.count = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = service_listener()
         self.port = int(self._listener.getsockname()[1])
         self._waiting: list[tuple[socket.socket, int]] = []
         self._thread = threading.Thread(target=self._serve, name="rendezvous", daemon=True)
@@ -570,7 +585,7 @@ class LoopbackService:
     name = "loopback"
 
     def __init__(self, backlog: int = 512) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self._listener = service_listener(backlog)
         self.port = int(self._listener.getsockname()[1])
         self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()

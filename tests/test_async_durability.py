@@ -21,7 +21,7 @@ import os, socket, time
 
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    address = (os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0], int(os.environ["RECORDER_PORT"]))
     with socket.create_connection(address, timeout=30) as connection:
         connection.sendall(f"{context.aws_request_id} {event.get('seq', -1)}\\n".encode())
         connection.recv(1)

@@ -27,7 +27,8 @@ const net = require('node:net');
 
 function meet() {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(process.env.RENDEZVOUS_PORT), '127.0.0.1');
+    const host = process.env.AWS_LAMBDA_RUNTIME_API.split(':')[0];
+    const socket = net.connect(Number(process.env.RENDEZVOUS_PORT), host);
     socket.on('data', () => { socket.destroy(); resolve(); });
     socket.on('error', reject);
   });

@@ -160,7 +160,11 @@ def test_process_environment_matches_lambda(server: Any, new_function: Any) -> N
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
     assert env["LAMBDA_TASK_ROOT"] == body["cwd"]
     assert "app.py" in body["files"]
-    assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
+    # Lambda's is 127.0.0.1:9001; a cell with a network of its own reaches lambdad at its
+    # gateway (docs/sandbox.md), a port per environment.
+    walls = server.get_json("/_lambdad/doctor")["sandbox"].get("network namespace", "")
+    host = walls.split("gateway ")[1].split(";")[0] if walls.startswith("active") else "127.0.0.1"
+    assert re.fullmatch(re.escape(host) + r":\d+", env["AWS_LAMBDA_RUNTIME_API"])
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
     assert env["AWS_LAMBDA_LOG_FORMAT"] == "Text"
     assert env["TZ"] == ":UTC"

@@ -36,7 +36,7 @@ client = boto3.client("lambda")
 
 
 def handler(event, context):
-    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    address = (os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0], int(os.environ["RECORDER_PORT"]))
     with socket.create_connection(address, timeout=30) as connection:
         trace = os.environ.get("_X_AMZN_TRACE_ID", "-")
         connection.sendall(f"{trace} {event['hop']}\\n".encode())
@@ -289,7 +289,7 @@ import os, socket
 
 
 def handler(event, context):
-    address = ("127.0.0.1", int(os.environ["RECORDER_PORT"]))
+    address = (os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0], int(os.environ["RECORDER_PORT"]))
     with socket.create_connection(address, timeout=30) as connection:
         connection.sendall(f"{os.environ.get('_X_AMZN_TRACE_ID', '-')} 0\\n".encode())
         connection.recv(1)

@@ -32,7 +32,7 @@ PROCESS = os.urandom(8).hex()  # who this process is (pids repeat in a pid names
 api = "/2018-06-01/runtime/invocation"
 
 def meet():
-    with socket.create_connection(("127.0.0.1", int(os.environ["RENDEZVOUS_PORT"]))) as s:
+    with socket.create_connection((host, int(os.environ["RENDEZVOUS_PORT"]))) as s:
         s.recv(16)
 
 connection = http.client.HTTPConnection(host, int(port))
@@ -96,7 +96,8 @@ const net = require('node:net');
 
 function meet() {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(process.env.RENDEZVOUS_PORT), '127.0.0.1');
+    const host = process.env.AWS_LAMBDA_RUNTIME_API.split(':')[0];
+    const socket = net.connect(Number(process.env.RENDEZVOUS_PORT), host);
     socket.on('data', () => { socket.destroy(); resolve(); });
     socket.on('error', reject);
   });

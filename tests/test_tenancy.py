@@ -29,7 +29,8 @@ import os, random, socket
 TOKEN = random.getrandbits(48)
 
 def handler(event, context):
-    with socket.create_connection(("127.0.0.1", int(os.environ["RECORDER_PORT"]))) as s:
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    with socket.create_connection((host, int(os.environ["RECORDER_PORT"]))) as s:
         s.sendall(f"{context.tenant_id} {TOKEN}\\n".encode())
         s.recv(1)
 """

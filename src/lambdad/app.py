@@ -51,6 +51,7 @@ from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.base import Sandbox
+from lambdad.runtime.sandbox.network import CellNetwork, parse_rules
 from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
@@ -339,10 +340,18 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
     ):
         return PlainSandbox(runtimes.BOOTSTRAPS)
     shared = runtimes.interpreter_dirs(python_path, settings.node)
+    network = CellNetwork(
+        runs,
+        enabled=settings.cell_network,
+        allow=parse_rules(settings.egress_allow),
+        deny=parse_rules(settings.egress_deny),
+    )
     return linux.LinuxSandbox(
         runs,
         runtimes.BOOTSTRAPS,
         shared,
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
+        network=network,
+        endpoint=(settings.host, settings.port),
     )

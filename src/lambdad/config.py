@@ -67,6 +67,15 @@ class Settings:
     #: In the Linux sandbox, start Python runtimes on lambdad's own interpreter as forks of a
     #: template that has already started the interpreter and imported the bootstrap.
     fork_python: bool = True
+    #: In the Linux sandbox, give every cell a network namespace of its own (outbound only,
+    #: behind NAT; docs/sandbox.md). Off, or where it cannot be built, cells share the host's.
+    cell_network: bool = True
+    #: Outbound destinations cells may not reach: ``CIDR[:port]`` entries, comma-separated
+    #: (``10.0.0.0/8, 192.168.1.7:443``). Enforced by the kernel (nftables).
+    egress_deny: str = ""
+    #: When set, the only outbound destinations cells may reach (and the host's nameservers),
+    #: ``CIDR[:port]`` entries; ``egress_deny`` wins over it.
+    egress_allow: str = ""
     #: How long a new function stays ``Pending`` and an update ``InProgress`` before lambdad
     #: completes it (not scaled). 0: right after the answer, and a read, invoke or update
     #: arriving first completes it; longer, invokes and updates are refused as AWS refuses them

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import enum
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,7 @@ class Environment:
             ctx.freeze_delay,
             lambda: self.state is EnvState.IDLE and not self.channel.busy,
         )
+        self.telemetry.sockets = self._socket
         self.channel = InvocationChannel(
             ChannelHooks(
                 drain=self.runner.drain,
@@ -140,6 +142,13 @@ class Environment:
         self.settling: asyncio.Task[None] | None = None
         #: How the runtime's exit ended an invocation, once it exited.
         self._exit_crash: Crashed | None = None
+
+    def _socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in this environment's network (its cell's, where it has its own)."""
+        process = self.runner.process
+        if process is None:
+            return socket.socket(family, kind, proto)
+        return process.socket(family, kind, proto)
 
     @property
     def stream(self) -> str:
@@ -164,7 +173,14 @@ class Environment:
         layout = ctx.sandbox.layout(self.task_root, self.opt_dir, tmp_dir)
         name = f"{self.id}-{self._spawns}"
         where = launch.Where(
-            name, self.task_root, self.opt_dir, tmp_dir, layout, self._port, self.stream
+            name,
+            self.task_root,
+            self.opt_dir,
+            tmp_dir,
+            layout,
+            self._port,
+            self.stream,
+            ctx.sandbox.reach(),
         )
         host = launch.Host(ctx.region, ctx.host_path, ctx.node, ctx.python_path)
         forked = self._fork is not None

@@ -334,6 +334,10 @@ class _Connection(asyncio.Protocol):
             self._transport.write(response.encode(False))
             self._transport.close()
 
+    @property
+    def local_port(self) -> int:
+        return self._local[1]
+
     def close(self) -> None:
         if self._body is not None:
             self._body.fail()
@@ -370,10 +374,13 @@ class Server:
         return port
 
     async def unlisten(self, port: int) -> None:
-        """Stop accepting on ``port``; its open connections end when their peer goes."""
+        """Stop accepting on ``port`` and end its open connections: their peer (a cell with a
+        network namespace of its own) may vanish without a FIN ever reaching us."""
         listener = self._listeners.pop(port, None)
         if listener is not None:
             listener.close()
+        for connection in [c for c in self.connections if c.local_port == port]:
+            connection.close()
 
     async def close(self) -> None:
         if self.state is ServerState.CLOSED:

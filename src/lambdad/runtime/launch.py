@@ -16,7 +16,7 @@ from lambdad.runtime.extensions import external_extensions
 from lambdad.runtime.process_env import process_environment
 from lambdad.runtime.replies import InitFailure
 from lambdad.runtime.runtimes import exec_wrapper, launch
-from lambdad.runtime.sandbox.base import Layout, ProcessSpec
+from lambdad.runtime.sandbox.base import Layout, ProcessSpec, Reach
 from lambdad.runtime.spec import FunctionSpec
 
 
@@ -58,6 +58,8 @@ class Where:
     layout: Layout
     port: int
     stream: str
+    #: How the environment reaches lambdad (its Runtime API address, lambdad's endpoint).
+    reach: Reach = dataclasses.field(default_factory=Reach)
 
 
 def plan(
@@ -78,7 +80,7 @@ def plan(
     external = [] if forked else external_extensions(where.opt_dir, layout.opt)
     extra = {**found.env, "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type}
     env = process_environment(
-        config, layout, host.host_path, host.region, where.port, where.stream, extra
+        config, layout, host.host_path, host.region, where.port, where.stream, extra, where.reach
     )
     spec = ProcessSpec(
         name=where.name,

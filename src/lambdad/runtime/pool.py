@@ -224,7 +224,7 @@ class RuntimeManager:
         self.scale_rate = scale_rate or ScaleRate()
         #: On-demand environments alive at once across all functions (0: no limit).
         self.max_environments = max_environments
-        self.rapi = RuntimeApiServer()
+        self.rapi = RuntimeApiServer(ctx.sandbox.reach)
         self._blobs = blobs
         self._layers = LayerAssembler(blobs, ctx.runs_dir.parent / "opt")
         self._idle_timeout = idle_timeout

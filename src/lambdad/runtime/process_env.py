@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lambdad.runtime.sandbox.base import Layout
+from lambdad.runtime.sandbox.base import Layout, Reach
 from lambdad.runtime.spec import FunctionSpec
 
 #: The process variables a function's own configuration may override.
@@ -22,10 +22,12 @@ def process_environment(
     port: int,
     stream: str,
     extra: dict[str, str],
+    reach: Reach | None = None,
 ) -> dict[str, str]:
     """The runtime process's environment (wire spec section 3); the function's own variables
     may override only the ones Lambda lets them."""
     task = layout.task_root
+    reach = reach or Reach()
     env = {
         "PATH": f"{host_path}:{layout.opt}/bin",
         "LANG": "en_US.UTF-8",
@@ -33,7 +35,7 @@ def process_environment(
         "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:{task}:{task}/lib:{layout.opt}/lib",
         **cfg.environment,
         "_HANDLER": cfg.handler or "",
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+        "AWS_LAMBDA_RUNTIME_API": f"{reach.api_host}:{port}",
         "LAMBDA_TASK_ROOT": task,
         "LAMBDA_RUNTIME_DIR": layout.runtime_dir,
         "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
@@ -69,6 +71,19 @@ def process_environment(
     for key in cfg.environment:
         if key in OVERRIDABLE:
             env[key] = cfg.environment[key]
+    return _reachable_endpoints(env, reach)
+
+
+def _reachable_endpoints(env: dict[str, str], reach: Reach) -> dict[str, str]:
+    """``AWS_ENDPOINT_URL*`` naming lambdad's loopback address, as the cell reaches lambdad."""
+    if not reach.endpoints:
+        return env
+    for key, value in env.items():
+        if key.startswith("AWS_ENDPOINT_URL"):
+            scheme, sep, rest = value.partition("://")
+            netloc, slash, path = rest.partition("/")
+            if sep and netloc in reach.endpoints:
+                env[key] = f"{scheme}://{reach.endpoints[netloc]}{slash}{path}"
     return env
 
 

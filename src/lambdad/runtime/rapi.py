@@ -2,8 +2,9 @@
 
 The Extensions and Telemetry APIs share its address; their routes are in ``extensions_api.py``.
 
-Every environment gets its own listening socket on loopback, so the port a request arrives
-on says which environment is asking, and no environment can take another's invocations.
+Every environment gets its own listening socket (on loopback, or on the cells' gateway where
+cells have networks of their own: ``Reach``), so the port a request arrives on says which
+environment is asking, and no environment can take another's invocations.
 All sockets are served by one small HTTP/1.1 server (``http11.py``).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import socket
+from collections.abc import Callable
 
 from lambdad.runtime import extensions_api, http11
 from lambdad.runtime.body_stream import BodyBroken, BodyStream
@@ -18,6 +20,7 @@ from lambdad.runtime.channel import RuntimeSide, Tenant
 from lambdad.runtime.http11 import Request, Response, error_response
 from lambdad.runtime.invocation import MAX_RUNTIME_PAYLOAD, MAX_STREAMED_RESPONSE
 from lambdad.runtime.replies import RuntimeApiError
+from lambdad.runtime.sandbox.base import Reach
 
 PREFIX = "/2018-06-01/runtime/"
 _OK = b'{"status":"OK"}\n'
@@ -51,7 +54,10 @@ async def _whole(stream: BodyStream) -> bytes | None:
 
 
 class RuntimeApiServer:
-    def __init__(self) -> None:
+    def __init__(self, reach: Callable[[], Reach] = Reach) -> None:
+        #: Where environments' sockets are bound, asked at each ``attach`` (the sandbox knows
+        #: once it is open).
+        self._reach = reach
         self.state = RapiState.NEW
         self._server: http11.Server | None = None
         self._envs: dict[int, Tenant] = {}
@@ -74,9 +80,12 @@ class RuntimeApiServer:
         """Open a socket for ``env``; returns its port."""
         if self.state is not RapiState.RUNNING or self._server is None:
             raise RuntimeError("Runtime API server is not running")
+        reach = self._reach()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        if reach.mark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, reach.mark)
+        sock.bind((reach.api_host, 0))
         sock.listen(16)
         sock.setblocking(False)
         port = int(sock.getsockname()[1])

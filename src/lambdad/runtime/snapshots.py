@@ -80,7 +80,14 @@ class Snapshot:
         if plan.notice:
             self._emit([plan.notice])
         env = process_environment(
-            self.config, layout, self.ctx.host_path, self.ctx.region, 0, self.stream, plan.env
+            self.config,
+            layout,
+            self.ctx.host_path,
+            self.ctx.region,
+            0,
+            self.stream,
+            plan.env,
+            self.ctx.sandbox.reach(),
         )
         return ProcessSpec(
             name=f"{self.id}-template",

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,12 +127,21 @@ def _category(kind: str) -> str:
     return "platform" if kind.startswith("platform.") else kind
 
 
-class Subscription:
-    """One extension's subscription: its buffer and the task that delivers it."""
+#: Makes a socket in the environment's network (``SandboxProcess.socket``).
+SocketFactory = Callable[[int, int, int], socket.socket]
 
-    def __init__(self, name: str, request: Request) -> None:
+
+class Subscription:
+    """One extension's subscription: its buffer and the task that delivers it.
+
+    Its connections are made by ``sockets``, in the environment's own network, so that a
+    listener on the environment's loopback is reached even in a cell with a namespace of its own.
+    """
+
+    def __init__(self, name: str, request: Request, sockets: SocketFactory = socket.socket) -> None:
         self.name = name
         self.request = request
+        self._sockets = sockets
         self._buffer: list[tuple[Event, int]] = []
         self._bytes = 0
         self._dropped_records = 0
@@ -216,7 +226,10 @@ class Subscription:
             return await self._write_tcp(events)
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(
+                socket_factory=lambda info: self._sockets(info[0], info[1], info[2])
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         headers = {"Content-Type": "application/json"}
         async with self._session.post(self.request.uri, data=payload, headers=headers) as reply:
             await reply.read()
@@ -225,7 +238,15 @@ class Subscription:
     async def _write_tcp(self, events: list[Event]) -> bool:
         if self._tcp is None or self._tcp.is_closing():
             assert self.request.port is not None
-            _, self._tcp = await asyncio.open_connection("127.0.0.1", self.request.port)
+            sock = self._sockets(socket.AF_INET, socket.SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await loop.sock_connect(sock, ("127.0.0.1", self.request.port))
+            except BaseException:
+                sock.close()
+                raise
+            _, self._tcp = await asyncio.open_connection(sock=sock)
         lines = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
         self._tcp.write(lines.encode())
         try:
@@ -268,6 +289,8 @@ class Telemetry:
         self.initialization_type = "on-demand"
         self._announce = announce
         self._subscriptions: dict[str, Subscription] = {}
+        #: Makes sockets in the environment's network (set by the environment).
+        self.sockets: SocketFactory = socket.socket
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
         self.open = True
         self._backlog: list[tuple[Event, int]] = []
@@ -288,7 +311,7 @@ class Telemetry:
         previous = self._subscriptions.pop(name, None)
         if previous is not None:
             asyncio.get_running_loop().create_task(previous.close())
-        subscription = Subscription(name, request)
+        subscription = Subscription(name, request, lambda *args: self.sockets(*args))
         self._subscriptions[name] = subscription
         for event, size in self._backlog:
             if subscription.wants(event["type"]):

@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import errno
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,21 @@ class Layout:
     opt: str
     tmp: str
     runtime_dir: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reach:
+    """How an environment's processes and lambdad reach each other.
+
+    ``api_host``: the address each environment's Runtime API socket is bound to (and named in
+    ``AWS_LAMBDA_RUNTIME_API``); ``mark``: the firewall mark of lambdad's sockets that cells may
+    talk to; ``endpoints``: ``host:port`` of lambdad's AWS endpoint as a function may name it
+    (its loopback) to the ``host:port`` a cell reaches it at.
+    """
+
+    api_host: str = "127.0.0.1"
+    mark: int = 0
+    endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -169,6 +185,11 @@ class SandboxProcess(abc.ABC):
         """Whether the TCP connection from ``peer`` to ``local`` is this environment's."""
         return True
 
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in the environment's network, through which lambdad reaches what its
+        processes listen on (an extension's Telemetry API listener, on its loopback)."""
+        return socket.socket(family, kind, proto)
+
 
 class Sandbox(abc.ABC):
     #: A short name for ``lambdad doctor``.
@@ -194,6 +215,10 @@ class Sandbox(abc.ABC):
         Raises ``OSError`` when it cannot be executed at all.
         """
         raise OSError(errno.ENOTSUP, "this sandbox cannot run SnapStart templates")
+
+    def reach(self) -> Reach:
+        """How environments and lambdad reach each other (loopback, by default)."""
+        return Reach()
 
     @abc.abstractmethod
     def protections(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdad.runtime.sandbox import cgroups
+from lambdad.runtime.sandbox.network import CellLink, CellNetwork
 from lambdad.runtime.sandbox.spares import SparePool
 
 CELLINIT = Path(__file__).with_name("cellinit.py")
@@ -60,6 +61,8 @@ class CellSetup:
     system: list[dict[str, str]]
     #: Bound into every cell ahead of need: the runtime, interpreter prefixes, ``/etc/hosts``.
     prebinds: list[dict[str, str]]
+    #: The cells' network (a namespace each) where it could be built.
+    network: CellNetwork
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,6 +75,8 @@ class SpareCell:
     init_pid: int
     output_fd: int
     root: Path
+    #: The cell's network end; None when cells share the host's network.
+    link: CellLink | None = None
 
 
 class Helper:
@@ -271,6 +276,8 @@ class Helper:
         cell_id = f"{uuid.uuid4().hex}-cell"
         group = self._setup.hierarchy.group(cell_id)
         root = self._setup.runs / cell_id / "root"
+        network = self._setup.network
+        link = network.allocate(cell_id)
         output_r, output_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
@@ -289,6 +296,9 @@ class Helper:
                 "system": self._setup.system,
                 "prebind": self._setup.prebinds,
             }
+            if link is not None:
+                # Its own network namespace, set up by its init while it waits.
+                request["net"] = link.request()
             reply = await self.ask_shielded(request, (output_w, theirs.fileno()))
             if reply.get("id") != cell_id and "error" not in reply:
                 raise OSError(f"the sandbox helper answered for another cell: {reply}")
@@ -299,13 +309,14 @@ class Helper:
             ours.close()
             await asyncio.to_thread(group.remove)
             await asyncio.to_thread(shutil.rmtree, root.parent, True)
+            network.release(link)
             raise
         finally:
             os.close(output_w)
             theirs.close()
         os.set_blocking(output_r, False)
         ours.setblocking(False)
-        return SpareCell(cell_id, group, ours, int(reply["pid"]), output_r, root)
+        return SpareCell(cell_id, group, ours, int(reply["pid"]), output_r, root, link)
 
     async def discard(self, spare: SpareCell) -> None:
         with contextlib.suppress(OSError):
@@ -314,6 +325,7 @@ class Helper:
             os.close(spare.output_fd)
         await asyncio.to_thread(spare.group.remove)
         await asyncio.to_thread(shutil.rmtree, spare.root.parent, True)
+        self._setup.network.release(spare.link)
 
     async def take_spare(self) -> SpareCell:
         return await self._spares.take()

@@ -1,6 +1,7 @@
 """The Linux sandbox (as root): every environment in a cell of its own.
 
-A cell has its own mount, PID, IPC and UTS namespaces and its own cgroup (memory without
+A cell has its own mount, PID, IPC, UTS and network namespaces (``network.py``: outbound only,
+behind NAT, walled by nftables) and its own cgroup (memory without
 swap, CPU in proportion to memory, at most 1,024 processes, a freezer); its processes run as
 an unprivileged user of its own, with at most 1,024 open files, inside a root file system with
 the code read-only at ``/var/task``, layers at ``/opt``, the runtime at ``/var/runtime`` and a
@@ -34,6 +35,7 @@ from lambdad.runtime.sandbox.base import (
     Exit,
     Layout,
     ProcessSpec,
+    Reach,
     Sandbox,
     SandboxProcess,
     SiblingProcess,
@@ -46,6 +48,14 @@ from lambdad.runtime.sandbox.helper import (
     Helper,
     SpareCell,
     is_python_bootstrap,
+)
+from lambdad.runtime.sandbox.network import (
+    MARK,
+    CellLink,
+    CellNetwork,
+    CellSockets,
+    EndpointRelay,
+    function_narrowing,
 )
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
@@ -107,8 +117,9 @@ def _covered(path: str, roots: list[str]) -> bool:
 def cell_hosts(directory: Path) -> Path | None:
     """The cells' ``/etc/hosts``: the host's, plus ``sandbox.localdomain`` as on Lambda.
 
-    Telemetry API subscribers listen on (and name in their URI) ``sandbox.localdomain``; cells
-    share the host's network, so it is loopback. None where the host has no such file to cover.
+    Telemetry API subscribers listen on (and name in their URI) ``sandbox.localdomain``: the
+    cell's own loopback (lambdad delivers to the cell's address). None where the host has no
+    such file to cover.
     """
     if os.path.islink("/etc") or not os.path.isfile("/etc/hosts"):
         return None
@@ -289,6 +300,17 @@ class LinuxProcess(SandboxProcess):
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return self._placement.owns_connection(local, peer)
 
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        return self._placement.socket(family, kind, proto)
+
+    @property
+    def link(self) -> CellLink | None:
+        return self._placement.link
+
+    def narrowed(self) -> None:
+        """The cell has egress rules of its own, removed when it closes."""
+        self._placement.narrowed = True
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -351,18 +373,34 @@ class CellPlacement(_GroupPlacement):
         self._sandbox = sandbox
         self._helper = helper
         self._root = spare.root
+        self.link = spare.link
+        self._sockets = CellSockets(spare.init_pid) if spare.link is not None else None
+        #: Whether the function's own egress rules were applied to this cell.
+        self.narrowed = False
 
     def end_init(self) -> None:
         super().end_init()
         self._helper.refill()  # the next spare cell is made once this init is over
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
+        if self.link is not None:  # the cell's own address: no other cell can have it
+            return peer[0] == self.link.address
         return peer_uid(local, peer) == self._uid
 
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if self._sockets is None:
+            return socket.socket(family, kind, proto)
+        return self._sockets.socket(family, kind, proto)
+
     async def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
+        if self.narrowed and self.link is not None:
+            await asyncio.to_thread(self._sandbox.network.widen, self.link)
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._root.parent, True)
         self._sandbox.release_uid(self._uid)
+        self._sandbox.network.release(self.link)
 
 
 class CellGroupPlacement(_GroupPlacement):
@@ -376,20 +414,37 @@ class CellGroupPlacement(_GroupPlacement):
         run_dir: Path,
         uid: int,
         memory_mb: int,
+        cell: tuple[CellLink, int] | None = None,
     ) -> None:
         super().__init__(group, uid, memory_mb)
         self._sandbox = sandbox
         self._run_dir = run_dir
+        #: The template cell's network end and its init's pid, where it has a network.
+        self._cell = cell
+        self._sockets = CellSockets(cell[1]) if cell is not None else None
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         """The cell's uid, and a socket held by a process of this environment's own group:
         forks of one template share a uid, so the uid alone cannot tell them apart."""
-        found = peer_socket(local, peer)
+        if self._cell is not None:
+            link, init_pid = self._cell
+            if peer[0] != link.address:
+                return False
+            found = peer_socket(local, peer, init_pid)
+        else:
+            found = peer_socket(local, peer)
         if found is None or found[0] != self._uid:
             return False
         return owns_inode(self._group.pids(), found[1])
 
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if self._sockets is None:
+            return socket.socket(family, kind, proto)
+        return self._sockets.socket(family, kind, proto)
+
     async def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
         await asyncio.to_thread(self._group.remove)
         await asyncio.to_thread(shutil.rmtree, self._run_dir, True)
         await self._sandbox.untrack(self._group.name)
@@ -415,6 +470,8 @@ class LinuxSandbox(Sandbox):
         *,
         fork_python: bool = False,
         pythons: Sequence[str] = (),
+        network: CellNetwork | None = None,
+        endpoint: tuple[str, int] | None = None,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -445,24 +502,64 @@ class LinuxSandbox(Sandbox):
         #: Each data dir gets its own block of uids, so two lambdads on one host never share
         #: a cell user (the Runtime API's ownership check is by uid).
         self.uid_base = UID_BASE + (zlib.crc32(str(runs_dir).encode()) % UID_BLOCKS) * UID_SLOTS
+        #: The cells' network namespaces and walls (docs/sandbox.md), or why they are not built.
+        self.network = network or CellNetwork(runs_dir, enabled=False)
+        #: lambdad's own API (host, port), relayed to the cells at their gateway.
+        self._endpoint = endpoint
+        self._relay: EndpointRelay | None = None
+        self._reach = Reach()
         self.state = SpawnerState.NEW
 
     async def open(self) -> None:
         await asyncio.to_thread(self.hierarchy.prepare)
         hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
         await asyncio.to_thread(self._reclaim)
-        self._setup = CellSetup(self.hierarchy, self._runs, self._system, self._prebinds(hosts))
+        await self._open_network()
+        self._setup = CellSetup(
+            self.hierarchy,
+            self._runs,
+            self._system,
+            self._prebinds(hosts),
+            self.network,
+        )
         main = Helper(self.zygote_python, self._setup, self._zygote_bootstrap())
         self._main = main
         self.state = SpawnerState.RUNNING
         try:
             await main.open()
+            if self.network.active:  # removed by the helper too, should lambdad be killed
+                for argv in self.network.tear_down_commands():
+                    await main.ask_shielded({"op": "at_exit", "argv": argv})
         except BaseException:
             await self.close()
             raise
         if main.zygote_error is not None:
             self._no_zygote(main.python, main.zygote_error)
         main.refill()
+
+    async def _open_network(self) -> None:
+        """The bridge and walls, and lambdad's endpoint relayed at the cells' gateway."""
+        network = self.network
+        await network.open()
+        if not network.active:
+            return
+        endpoints: dict[str, str] = {}
+        if self._endpoint is not None and self._endpoint[1]:
+            host, port = self._endpoint
+            relay = EndpointRelay(network, host, port)
+            try:
+                await relay.start()
+            except OSError as exc:
+                log.warning("lambdad's endpoint is not reachable from cells: %s", exc)
+            else:
+                self._relay = relay
+                at = f"{network.gateway}:{relay.port}"
+                names = {host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::", ""}
+                endpoints = {f"{name}:{port}": at for name in names}
+        self._reach = Reach(network.gateway, MARK, endpoints)
+
+    def reach(self) -> Reach:
+        return self._reach
 
     def _zygote_bootstrap(self) -> Path | None:
         return self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME if self._fork_python else None
@@ -491,6 +588,9 @@ class LinuxSandbox(Sandbox):
         # Side by side: each helper ends its own cells (up to seconds for frozen ones).
         await asyncio.gather(*(helper.close() for helper in helpers))
         await asyncio.to_thread(self.hierarchy.release)
+        if self._relay is not None:
+            await self._relay.close()
+        await self.network.close()
 
     def _no_zygote(self, python: str, reason: str) -> None:
         if python not in self.no_zygote:
@@ -616,7 +716,22 @@ class LinuxSandbox(Sandbox):
             self._uids.discard(uid)
             await helper.discard(spare)
             raise
-        return LinuxProcess(self, helper, spare, uid, spec.memory_mb)
+        process = LinuxProcess(self, helper, spare, uid, spec.memory_mb)
+        if spare.link is not None:
+            try:
+                await self._narrow(process, spare.link, spec.env)
+            except BaseException:
+                await process.close()
+                raise
+        return process
+
+    async def _narrow(self, process: LinuxProcess, link: CellLink, env: Mapping[str, str]) -> None:
+        """The function's own egress rules (``LAMBDAD_EGRESS_DENY``/``_ALLOW`` variables), on
+        this cell: one ``nft`` run on the cold start of such functions only."""
+        rules = function_narrowing(env)
+        if rules is not None:
+            await asyncio.to_thread(self.network.narrow, link, rules)
+            process.narrowed()
 
     async def start_template(self, spec: ProcessSpec) -> Template:
         """The template runs in a cell of its own (of its interpreter's helper, so that a
@@ -634,13 +749,16 @@ class LinuxSandbox(Sandbox):
             theirs.close()
         ours.setblocking(False)
         uid, memory_mb = process.uid, spec.memory_mb
+        cell = (process.link, process.init_pid) if process.link is not None else None
 
         async def place(pid: int) -> Placement:
-            return await self._place_fork(pid, uid, memory_mb)
+            return await self._place_fork(pid, uid, memory_mb, cell)
 
         return Template(process, ours, place, spec.tmp_mb)
 
-    async def _place_fork(self, pid: int, uid: int, memory_mb: int) -> Placement:
+    async def _place_fork(
+        self, pid: int, uid: int, memory_mb: int, cell: tuple[CellLink, int] | None = None
+    ) -> Placement:
         """Move a forked child (host ``pid``) into a new group with the version's limits."""
         cell_id = f"{uuid.uuid4().hex}-fork"
         run_dir = self._runs / cell_id
@@ -658,7 +776,7 @@ class LinuxSandbox(Sandbox):
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
             await self.untrack(cell_id)
             raise
-        return CellGroupPlacement(self, group, run_dir, uid, memory_mb)
+        return CellGroupPlacement(self, group, run_dir, uid, memory_mb, cell)
 
     async def _track(self, cell_id: str, group: cgroups.CellGroup, run_dir: Path) -> None:
         """The main helper ends the group if lambdad dies (whichever helper made the cell)."""
@@ -713,6 +831,7 @@ class LinuxSandbox(Sandbox):
             "mount and pid namespaces": "active (code read-only at /var/task, layers at /opt)",
             "unprivileged user": f"active (one uid per environment from {self.uid_base})",
             "runtime api": "active (each environment reaches only its own invocations)",
+            **self.network.protections(),
             "freeze between invocations": f"active (cgroup {version} freezer)",
             "syscall filter": self._filter_state(),
             "forked python runtimes": (

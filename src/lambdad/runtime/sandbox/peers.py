@@ -33,13 +33,19 @@ _DIAG_REQUEST = struct.Struct("=BBBBI2s2s16s16sIII")
 _DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sIIIIIIII")
 
 
-def peer_socket(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, int] | None:
+def peer_socket(
+    local: tuple[str, int], peer: tuple[str, int], netns_pid: int | None = None
+) -> tuple[int, int] | None:
     """The uid and inode of the TCP socket at ``peer`` that is connected to ``local``.
 
     Asked of the kernel by the exact four-tuple (sock_diag netlink): on a busy host
     ``/proc/net/tcp`` holds thousands of lines (5 ms to scan at 4,000), the netlink lookup
-    stays in the tens of microseconds. The table is scanned where netlink fails.
+    stays in the tens of microseconds. The table is scanned where netlink fails, and where
+    the peer is in another network namespace (that of ``netns_pid``: a cell's own, which
+    holds only that cell's sockets).
     """
+    if netns_pid is not None:
+        return _scan_tcp_table(local, peer, f"/proc/{netns_pid}/net/tcp")
     try:
         return _diag_lookup(local, peer)
     except (OSError, struct.error, ValueError):
@@ -80,7 +86,9 @@ def _diag_lookup(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, in
     return int(fields[-2]), int(fields[-1])
 
 
-def _scan_tcp_table(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int, int] | None:
+def _scan_tcp_table(
+    local: tuple[str, int], peer: tuple[str, int], table: str = "/proc/net/tcp"
+) -> tuple[int, int] | None:
 
     def hex_addr(addr: tuple[str, int]) -> str:
         packed = socket.inet_aton(addr[0])
@@ -88,7 +96,7 @@ def _scan_tcp_table(local: tuple[str, int], peer: tuple[str, int]) -> tuple[int,
 
     wanted_local, wanted_remote = hex_addr(peer), hex_addr(local)
     try:
-        with open("/proc/net/tcp") as handle:
+        with open(table) as handle:
             next(handle)
             for line in handle:
                 fields = line.split()

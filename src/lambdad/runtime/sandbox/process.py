@@ -285,8 +285,6 @@ class PlainSandbox(Sandbox):
             "cpu share": gap,
             "process limit": gap,
             "mount and pid namespaces": gap,
-            "network namespace": "not active: plain-process sandbox (functions share the "
-            "host's network, its loopback services included)",
             "syscall filter": (
                 f"active ({syscall_filter.describe()}; no_new_privs)"
                 if self.filter_error is None
@@ -294,6 +292,10 @@ class PlainSandbox(Sandbox):
             ),
             "unprivileged user": gap,
             "runtime api": "not active: any local process can reach an environment's port",
+            "network namespace": "not active: needs the Linux sandbox (root); functions share "
+            "the host's network: they reach its loopback services and accept connections",
+            "outbound port 25": "not blocked (needs the Linux sandbox)",
+            "egress policy": "not active: needs the Linux sandbox's network namespace",
             "snapstart environments": "forks of the version's template, each in its own "
             "session; no limits beyond those above",
         }

@@ -63,6 +63,10 @@ class Placement(abc.ABC):
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return True
 
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in the environment's network (``SandboxProcess.socket``)."""
+        return socket.socket(family, kind, proto)
+
     async def close(self) -> None:  # noqa: B027 - optional: nothing to release by default
         """Release what the placement holds (after ``kill``)."""
 
@@ -137,6 +141,9 @@ class ForkedProcess(SandboxProcess):
 
     def owns_connection(self, local: tuple[str, int], peer: tuple[str, int]) -> bool:
         return self._placement.owns_connection(local, peer)
+
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        return self._placement.socket(family, kind, proto)
 
     async def close(self) -> None:
         if self._closed:
