@@ -52,8 +52,9 @@ def url_of(lam: Any, new_function: Callable[..., dict[str, Any]]) -> Callable[..
 def test_the_event_is_payload_format_2(url_of: Callable[..., str], server: Server) -> None:
     """AWS: headers lowercased and repeats joined with ','; Cookie moved to cookies; rawPath and
     rawQueryString as sent; queryStringParameters decoded with repeats joined; requestContext
-    with http, requestId, time, timeEpoch, domainName, domainPrefix, apiId, accountId; no
-    authorizer for AuthType NONE; a text body as it is."""
+    with http, requestId, time, timeEpoch, domainName, domainPrefix, apiId, accountId
+    ("anonymous" for AuthType NONE); no authorizer for AuthType NONE; the x-forwarded-for /
+    -proto / -port and x-amzn-trace-id headers AWS's front end adds; a text body as it is."""
     url = url_of()
     answer = call_url(
         url,
@@ -86,7 +87,11 @@ def test_the_event_is_payload_format_2(url_of: Callable[..., str], server: Serve
     assert event["isBase64Encoded"] is False
     context = event["requestContext"]
     assert "authorizer" not in context
-    assert context["accountId"] == "000000000000"
+    assert context["accountId"] == "anonymous"  # AWS, for AuthType NONE
+    assert event["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert event["headers"]["x-forwarded-proto"] == "http"
+    assert event["headers"]["x-forwarded-port"] == url.rsplit(":", 1)[1].rstrip("/")
+    assert event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
     assert (context["apiId"], context["domainPrefix"], context["domainName"]) == (
         url_id,
         url_id,

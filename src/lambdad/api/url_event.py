@@ -86,6 +86,10 @@ class UrlRequest:
     request_id: str
     caller: CallerIdentity | None = None
     iam: bool = False
+    #: The scheme and port the client addressed (``x-forwarded-proto`` / ``-port``).
+    scheme: str = "http"
+    port: str = "80"
+    trace_id: str = ""
 
 
 def is_text(content_type: str | None) -> bool:
@@ -151,13 +155,29 @@ def _body(body: bytes, content_type: str | None) -> tuple[str, bool]:
     return base64.b64encode(body).decode("ascii"), True
 
 
+def _forwarded(headers: dict[str, str], request: UrlRequest) -> None:
+    """The headers AWS's front end adds to a URL request: who connected, over what scheme
+    and port (kept when a proxy in front of lambdad set them), and the trace header."""
+    forwarded_for = headers.get("x-forwarded-for")
+    if request.source_ip:
+        headers["x-forwarded-for"] = (
+            f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
+        )
+    headers.setdefault("x-forwarded-proto", request.scheme)
+    headers.setdefault("x-forwarded-port", request.port)
+    if request.trace_id:
+        headers.setdefault("x-amzn-trace-id", request.trace_id)
+
+
 def build_event(request: UrlRequest, now: float | None = None) -> bytes:
     """The payload format 2.0 event of ``request``, as JSON."""
     now = time.time() if now is None else now
     raw_path, _, raw_query = _text(request.raw_target).partition("?")
     headers, cookies = _headers_and_cookies(request.headers)
+    _forwarded(headers, request)
     context: dict[str, Any] = {
-        "accountId": request.account_id,
+        # AWS: "anonymous" for AuthType NONE, the owner's account for AWS_IAM.
+        "accountId": request.account_id if request.iam else "anonymous",
         "apiId": request.url_id,
         "authentication": None,
     }

@@ -52,6 +52,7 @@ from lambdad.api.urls_api import URLS
 from lambdad.api.wire.decode import read_up_to
 from lambdad.control.policies import RequestContext
 from lambdad.control.url_model import AuthType, FunctionUrlConfig, InvokeMode
+from lambdad.invoke import lineage
 from lambdad.invoke.payloads import SYNC_LIMIT
 from lambdad.invoke.service import Invoker, InvokeRequest, StreamedInvocation
 from lambdad.observe.request_ids import new_request_id
@@ -225,6 +226,14 @@ def _refusal(refused: UrlRefused, request_id: str) -> web.Response:
     return response
 
 
+def _port_of(host: str, scheme: str) -> str:
+    """The port the client addressed: the Host header's, else the scheme's default."""
+    _, colon, port = host.strip().rpartition(":")
+    if colon and port.isdigit():
+        return port
+    return "443" if scheme == "https" else "80"
+
+
 def _config_of(request: web.Request, host: str) -> tuple[FunctionUrlConfig, str]:
     parsed = parse_host(host)
     if parsed is None:
@@ -247,6 +256,7 @@ async def _serve(request: web.Request, host: str, request_id: str) -> web.Stream
     body = await _read_body(request)
     caller = await caller_identity(config, request, body)
     await authorize(config, request, caller)
+    trace = lineage.with_root(request.headers.get("X-Amzn-Trace-Id"))
     event = build_event(
         UrlRequest(
             method=request.method,
@@ -261,11 +271,15 @@ async def _serve(request: web.Request, host: str, request_id: str) -> web.Stream
             request_id=request_id,
             caller=caller,
             iam=config.auth_type is AuthType.AWS_IAM,
+            scheme=request.scheme,
+            port=_port_of(host, request.scheme),
+            trace_id=trace,
         )
     )
+    invocation = _invoke_request(config, event, request_id, trace)
     if config.invoke_mode is InvokeMode.RESPONSE_STREAM:
-        return await _serve_streamed(request, config, event, request_id)
-    outcome = await _invoke(request, config, event, request_id)
+        return await _serve_streamed(request, config, invocation)
+    outcome = await _invoke(request, config, invocation)
     response = _with_cors(config, request, _buffered(outcome, request_id))
     return await write_response(request, response, request_id)
 
@@ -296,17 +310,16 @@ def _with_cors(
 
 
 async def _serve_streamed(
-    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+    request: web.Request, config: FunctionUrlConfig, invocation: InvokeRequest
 ) -> web.StreamResponse:
     """``InvokeMode RESPONSE_STREAM``: the response goes out chunk by chunk as the function
     writes it (chunked transfer), its status and headers from the ``HttpResponseStream``
     prelude when it has one. A function that answers buffered is answered as a buffered URL
     would; a failure after the first byte ends the response unfinished (the connection is
     closed before the last chunk), as the client must not take a broken stream for a whole."""
+    request_id = str(invocation.request_id)
     try:
-        started = await request.app[URL_INVOKER].invoke_streaming(
-            config.scope, _invoke_request(request, config, event, request_id)
-        )
+        started = await request.app[URL_INVOKER].invoke_streaming(config.scope, invocation)
     except errors.LambdaError as exc:
         log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
         raise _refusal_of(exc) from None
@@ -395,12 +408,11 @@ async def _read_body(request: web.Request) -> bytes:
 
 
 async def _invoke(
-    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+    request: web.Request, config: FunctionUrlConfig, invocation: InvokeRequest
 ) -> Outcome:
+    request_id = str(invocation.request_id)
     try:
-        outcome = await request.app[URL_INVOKER].invoke(
-            config.scope, _invoke_request(request, config, event, request_id)
-        )
+        outcome = await request.app[URL_INVOKER].invoke(config.scope, invocation)
     except errors.LambdaError as exc:
         log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
         raise _refusal_of(exc) from None
@@ -410,12 +422,12 @@ async def _invoke(
 
 
 def _invoke_request(
-    request: web.Request, config: FunctionUrlConfig, event: bytes, request_id: str
+    config: FunctionUrlConfig, event: bytes, request_id: str, trace: str
 ) -> InvokeRequest:
     return InvokeRequest(
         function_name=config.function_name,
         qualifier=config.alias,
         payload=event,
-        trace_id=request.headers.get("X-Amzn-Trace-Id"),
+        trace_id=trace,
         request_id=request_id,
     )

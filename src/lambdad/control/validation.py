@@ -179,6 +179,8 @@ def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str,
 
 def account_of_function(raw: str) -> str | None:
     """The account a function name's ARN (or partial ARN) names; None for a plain name."""
+    if ":" not in raw:  # a plain name (most invocations): no pattern to run
+        return None
     match = _FUNCTION_NAME_RE.fullmatch(raw)
     return None if match is None else match["account"]
 
