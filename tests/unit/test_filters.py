@@ -199,6 +199,18 @@ OPERATOR_CASES = [
     ("Does not exist", {"ProductName": [{"exists": False}]}, {}, True),
     ("Does not exist", {"ProductName": [{"exists": False}]}, {"ProductName": "x"}, False),
     (
+        "Does not exist, under a missing parent",
+        {"detail": {"c-count": [{"exists": False}]}},
+        {"other": 1},
+        True,
+    ),
+    (
+        "Does not exist is not met by a plain value where an object was expected",
+        {"detail": {"c-count": [{"exists": False}]}},
+        {"detail": "text"},
+        False,
+    ),
+    (
         "Exists works on leaf nodes only",
         {"detail": [{"exists": True}]},
         {"detail": {"a": 1}},
@@ -303,6 +315,14 @@ def test_five_filters_are_allowed_and_a_sixth_is_refused() -> None:
     with pytest.raises(InvalidParameterValueException):
         compile_criteria([*five, '{"a": [1]}'])
     compile_criteria([*five, '{"a": [1]}'], max_filters=10)
+
+
+def test_a_filter_without_pattern_is_refused() -> None:
+    """A Filter with no Pattern is refused like a malformed one ("Invalid filter pattern
+    definition.")."""
+    with pytest.raises(InvalidParameterValueException) as caught:
+        compile_criteria([None])
+    assert caught.value.message == INVALID_PATTERN
 
 
 def test_console_example_a_is_1_or_2() -> None:

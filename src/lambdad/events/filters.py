@@ -96,12 +96,19 @@ class _Leaf:
 
 @dataclass(frozen=True, slots=True)
 class _Object:
-    """A nested pattern: every field (AND) and every ``$or`` group must match."""
+    """A nested pattern: every field (AND) and every ``$or`` group must match.
+
+    ``if_absent``: the pattern holds where its object is missing altogether (every field is
+    ``exists: false``), as EventBridge matches ``exists: false`` against a path's absence.
+    """
 
     fields: tuple[tuple[str, _Leaf | _Object], ...]
     alternatives: tuple[tuple[_Object, ...], ...]
+    if_absent: bool
 
     def matches(self, value: Any) -> bool:
+        if value is _MISSING:
+            return self.if_absent
         if isinstance(value, dict):
             return self._matches_object(value)
         if isinstance(value, list):
@@ -168,7 +175,7 @@ class RecordFilter:
 
 
 def compile_criteria(
-    filters: Iterable[str],
+    filters: Iterable[str | None],
     *,
     source: Source | None = None,
     max_filters: int = DEFAULT_MAX_FILTERS,
@@ -187,7 +194,7 @@ def compile_criteria(
     return RecordFilter(tuple(_compile_text(text, data_key) for text in patterns))
 
 
-def _compile_text(text: str, stream_data_key: str | None) -> _Object:
+def _compile_text(text: str | None, stream_data_key: str | None) -> _Object:
     if not isinstance(text, str) or not text or len(text) > MAX_PATTERN_LENGTH:
         raise InvalidParameterValueException(INVALID_PATTERN)
     try:
@@ -230,7 +237,10 @@ def _object(document: Any, depth: int) -> _Object:
             fields.append((key, _leaf(value)))
         else:
             raise _Invalid(f"{key}: a value is an array or an object")
-    return _Object(tuple(fields), tuple(groups))
+    absent = all(rule.if_absent for _, rule in fields) and all(
+        any(alternative.if_absent for alternative in group) for group in groups
+    )
+    return _Object(tuple(fields), tuple(groups), absent)
 
 
 def _or_group(value: Any, depth: int) -> tuple[_Object, ...]:
