@@ -24,6 +24,7 @@ from lambdad.events.filters import (
     for_dynamodb,
     for_kinesis,
     for_sqs,
+    view_for,
 )
 
 
@@ -433,6 +434,15 @@ def test_dynamodb_multi_level_filtering() -> None:
     assert criteria.matches(for_dynamodb(record))
     record["dynamodb"]["Keys"] = {"Id": {"N": "102"}}
     assert not criteria.matches(for_dynamodb(record))
+
+
+def test_view_for_names_each_sources_view() -> None:
+    """Each source name maps to its view function, for the pollers to pick by source."""
+    assert (view_for("sqs"), view_for("kinesis"), view_for("dynamodb")) == (
+        for_sqs,
+        for_kinesis,
+        for_dynamodb,
+    )
 
 
 def test_views_leave_the_record_untouched() -> None:

@@ -442,6 +442,17 @@ def for_dynamodb(record: Mapping[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
+View = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def view_for(source: Source) -> View:
+    """The view function of a source: ``for_sqs``, ``for_kinesis`` or ``for_dynamodb``."""
+    return _VIEWS[source]
+
+
+_VIEWS: dict[str, View] = {"sqs": for_sqs, "kinesis": for_kinesis, "dynamodb": for_dynamodb}
+
+
 def _base64_text(data: str) -> str:
     try:
         return base64.b64decode(data, validate=True).decode("utf-8")
