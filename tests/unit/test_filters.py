@@ -445,6 +445,16 @@ def test_view_for_names_each_sources_view() -> None:
     )
 
 
+def test_dynamodb_numbers_are_strings_so_numeric_never_matches_them() -> None:
+    """DynamoDB's "N" values are JSON strings ({"N": "101"}): ``numeric`` compares JSON numbers
+    only, so it never matches them, and exact matching must name the string ("101")."""
+    record = for_dynamodb({"dynamodb": {"NewImage": {"Quantity": {"N": "5"}}}})
+    numeric = {"dynamodb": {"NewImage": {"Quantity": {"N": [{"numeric": [">", 1]}]}}}}
+    assert not passes(numeric, record)
+    assert passes({"dynamodb": {"NewImage": {"Quantity": {"N": ["5"]}}}}, record)
+    assert not passes({"dynamodb": {"NewImage": {"Quantity": {"N": [5]}}}}, record)
+
+
 def test_views_leave_the_record_untouched() -> None:
     """The views are copies: the record the function receives keeps its body and data as sent."""
     record = {"body": '{"a": 1}'}
