@@ -190,7 +190,7 @@ def compile_criteria(
         raise InvalidParameterValueException(
             f"The number of filters in FilterCriteria exceeds the limit of {max_filters}."
         )
-    data_key = DATA_KEYS.get(source or "") if source in ("kinesis", "dynamodb") else None
+    data_key = DATA_KEYS[source] if source in ("kinesis", "dynamodb") else None
     return RecordFilter(tuple(_compile_text(text, data_key) for text in patterns))
 
 
