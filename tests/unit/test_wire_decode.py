@@ -341,8 +341,8 @@ def test_every_route_decodes_its_operation() -> None:
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
     assert (
-        len(routed_operations()) == 57
-    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls
+        len(routed_operations()) == 62
+    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )
