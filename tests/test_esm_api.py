@@ -513,3 +513,21 @@ def test_mappings_survive_a_restart(start_server: Any, moto: Moto) -> None:
     assert state_of(client, on) == "Enabled"
     assert state_of(client, off) == "Disabled"
     assert len(client.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"]) == 2
+
+
+@pytest.mark.slow
+def test_a_mapping_in_transition_cannot_be_updated(start_server: Any, moto: Moto) -> None:
+    """While a mapping is ``Creating`` (for the settle delay) Get shows it so, and AWS refuses
+    an update with ResourceInUseException; once ``Enabled`` it can be updated."""
+    srv = start_server({**settings_of(moto), "LAMBDAD_FUNCTION_SETTLE_DELAY": "3"})
+    client = srv.client()
+    fn = create_function(client)["FunctionName"]
+    wait_until(lambda: client.get_function(FunctionName=fn)["Configuration"]["State"] == "Active")
+    uuid = client.create_event_source_mapping(EventSourceArn=queue_arn(moto), FunctionName=fn)[
+        "UUID"
+    ]
+    assert state_of(client, uuid) == "Creating"
+    with refused("ResourceInUseException", 400):
+        client.update_event_source_mapping(UUID=uuid, BatchSize=5)
+    settled(client, uuid, "Enabled")
+    assert client.update_event_source_mapping(UUID=uuid, BatchSize=5)["State"] == "Updating"

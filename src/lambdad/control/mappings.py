@@ -226,14 +226,15 @@ class EventSourceMappings:
     async def update(
         self, scope: Scope, request: UpdateEventSourceMappingRequest
     ) -> EventSourceMapping:
-        """Change what Lambda lets change; answered ``Updating``, ``Enabling`` or ``Disabling``.
-        A mapping being created, updated or deleted is ResourceInUseException on AWS; lambdad
-        answers ResourceConflictException (the error lambdad's tree has)."""
+        """Change what Lambda lets change (not the source); answered ``Updating``,
+        ``Enabling`` or ``Disabling``. A mapping still in a transition is
+        ResourceInUseException, as on AWS."""
         async with self._lock:
             current = await self.get(scope, request.uuid)
             if current.state in TRANSITIONAL:
-                raise errors.ResourceConflictException(
-                    "Cannot update the event source mapping because it is in use."
+                raise errors.ResourceInUseException(
+                    f"Cannot update the event source mapping {current.uuid} while it is "
+                    f"{current.state}. Please try again later."
                 )
             changes = settings_for(SourceKind(current.kind), current.source_arn, request, current)
             if request.function_name is not None:
