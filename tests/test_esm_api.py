@@ -5,6 +5,8 @@ DynamoDB streams of a moto server (lambdad's account id is moto's)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -531,3 +533,37 @@ def test_a_mapping_in_transition_cannot_be_updated(start_server: Any, moto: Moto
         client.update_event_source_mapping(UUID=uuid, BatchSize=5)
     settled(client, uuid, "Enabled")
     assert client.update_event_source_mapping(UUID=uuid, BatchSize=5)["State"] == "Updating"
+
+
+def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
+    esm_server: Server, client: Any, moto: Moto
+) -> None:
+    """``lambdad esm`` prints each mapping's UUID, state, source, function and last result;
+    ``lambdad doctor`` says which source kinds have pollers and where sources are reached."""
+    fn = create_function(client)["FunctionName"]
+    source = queue_arn(moto)
+    uuid = client.create_event_source_mapping(EventSourceArn=source, FunctionName=fn)["UUID"]
+    settled(client, uuid, "Enabled")
+    cli = [sys.executable, "-m", "lambdad.cli.main"]
+    done = subprocess.run(
+        [*cli, "esm", "--endpoint", esm_server.endpoint, "--function", fn],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    header, line = done.stdout.splitlines()
+    assert header.split() == ["UUID", "STATE", "SOURCE", "FUNCTION", "LAST", "RESULT"]
+    assert line.split()[:4] == [uuid, "Enabled", source, fn]
+    report = esm_server.get_json("/_lambdad/doctor")["event sources"]
+    assert report["endpoint sqs"] == moto.endpoint
+    assert report["pollers"] == "none yet"
+    doctor = subprocess.run(
+        [*cli, "doctor", "--endpoint", esm_server.endpoint],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert "event sources:" in doctor.stdout.splitlines()

@@ -38,7 +38,7 @@ from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.aws_clients import AwsClients
-from lambdad.events.pollers import Pollers
+from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
@@ -220,7 +220,7 @@ class Lambdad:
         self.pollers = Pollers(
             self.mappings,
             AwsClients(
-                {s: settings.endpoint_of(s) for s in ("sqs", "kinesis", "dynamodbstreams")},
+                {s: settings.endpoint_of(s) for s in SOURCE_SERVICES},
                 access_key=settings.aws_access_key_id,
                 secret_key=settings.aws_secret_access_key,
             ),
@@ -345,6 +345,7 @@ class Lambdad:
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
+            "event sources": self.pollers.report(),
         }
 
 

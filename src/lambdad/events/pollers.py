@@ -33,6 +33,10 @@ from lambdad.invoke.service import Invoker
 log = logging.getLogger(__name__)
 
 
+#: The services event sources live in, by botocore's names.
+SOURCE_SERVICES = ("sqs", "kinesis", "dynamodbstreams")
+
+
 class Poller(Protocol):
     """One mapping's consumer: started once, closed once (close must accept a failed start)."""
 
@@ -96,6 +100,17 @@ class Pollers:
         """Make pollers of mappings of ``kind`` (``sqs``, ``kinesis``, ``dynamodb``) with
         ``factory`` (register before ``start``)."""
         self._factories[kind] = factory
+
+    def report(self) -> dict[str, str]:
+        """What ``lambdad doctor`` shows: which kinds have pollers, how many run, and the
+        endpoint each source service is reached at."""
+        kinds = ", ".join(sorted(self._factories)) or "none yet"
+        endpoints = {s: self._clients.endpoint(s) or "none" for s in SOURCE_SERVICES}
+        return {
+            "pollers": kinds,
+            "running": str(len(self._running)),
+            **{f"endpoint {s}": url for s, url in endpoints.items()},
+        }
 
     def running(self) -> list[EventSourceMapping]:
         """The mappings a poller runs for (their configuration as the poller got it)."""
