@@ -113,6 +113,7 @@ def test_an_sqs_mapping_is_created_then_enabled_with_sqs_defaults(client: Any, m
         f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:{uuid}"
     )
     assert "StartingPosition" not in made
+    assert made["FunctionResponseTypes"] == []
     assert "MaximumRetryAttempts" not in made
     got = settled(client, uuid, "Enabled")
     assert got["LastModified"] == made["LastModified"]
@@ -127,7 +128,8 @@ def test_an_sqs_mapping_is_created_then_enabled_with_sqs_defaults(client: Any, m
 
 def test_a_kinesis_mapping_has_the_stream_defaults(client: Any, moto: Moto) -> None:
     """AWS gives a Kinesis mapping batch 100, retries -1 (forever), record age -1,
-    no bisecting, parallelization 1, and an empty OnFailure destination."""
+    no bisecting, parallelization 1, no tumbling window, an empty OnFailure destination and
+    the streams' StateTransitionReason ``User action``."""
     fn = create_function(client)
     source = stream_arn(moto)
     made = client.create_event_source_mapping(
@@ -140,6 +142,9 @@ def test_a_kinesis_mapping_has_the_stream_defaults(client: Any, moto: Moto) -> N
     assert made["BisectBatchOnFunctionError"] is False
     assert made["ParallelizationFactor"] == 1
     assert made["DestinationConfig"] == {"OnFailure": {}}
+    assert made["TumblingWindowInSeconds"] == 0
+    assert made["FunctionResponseTypes"] == []
+    assert made["StateTransitionReason"] == "User action"
     settled(client, made["UUID"], "Enabled")
 
 

@@ -14,6 +14,7 @@ from lambdad.api import (
     event_config_api,
     lambda_api,
     layers_api,
+    mappings_api,
     policy_api,
     provisioned_api,
     runtime_management_api,
@@ -311,6 +312,7 @@ def _modules() -> list[Any]:
         policy_api,
         urls_api,
         stream_api,
+        mappings_api,
     ]
 
 

@@ -56,8 +56,7 @@ def mapping_configuration(mapping: EventSourceMapping) -> dict[str, Any]:
         body["MaximumRetryAttempts"] = mapping.maximum_retry_attempts
         if mapping.tumbling_window is not None:
             body["TumblingWindowInSeconds"] = mapping.tumbling_window
-    if mapping.function_response_types:
-        body["FunctionResponseTypes"] = list(mapping.function_response_types)
+    body["FunctionResponseTypes"] = list(mapping.function_response_types)
     body["EventSourceMappingArn"] = mapping.arn
     return body
 

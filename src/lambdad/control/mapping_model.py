@@ -46,8 +46,10 @@ TRANSITIONAL = frozenset(
 
 #: What Lambda says of a mapping nothing has been delivered from yet.
 NO_RECORDS = "No records processed"
-#: StateTransitionReason of a change made through the API.
+#: StateTransitionReason of a change made through the API: Lambda words it one way for
+#: queues, another for streams.
 USER_INITIATED = "USER_INITIATED"
+USER_ACTION = "User action"
 #: At most this many filters in FilterCriteria.
 MAX_FILTERS = 5
 
@@ -259,7 +261,7 @@ def _stream_settings(
         ("maximum_retry_attempts", request.maximum_retry_attempts, -1),
         ("maximum_record_age", request.maximum_record_age_in_seconds, -1),
         ("parallelization_factor", request.parallelization_factor, 1),
-        ("tumbling_window", request.tumbling_window_in_seconds, None),
+        ("tumbling_window", request.tumbling_window_in_seconds, 0),
     )
     for field, value, default in pairs:
         if value is not None:
@@ -304,6 +306,11 @@ def starting_position(
             "StartingPositionTimestamp is only allowed when StartingPosition is AT_TIMESTAMP."
         )
     return position, _epoch(stamp)
+
+
+def user_reason(kind: SourceKind) -> str:
+    """StateTransitionReason of a mapping of ``kind`` changed through the API."""
+    return USER_ACTION if RULES[kind].stream else USER_INITIATED
 
 
 def _epoch(stamp: float | str | None) -> float | None:

@@ -29,6 +29,7 @@ from lambdad.control.mapping_model import (
     kind_of,
     settings_for,
     starting_position,
+    user_reason,
 )
 from lambdad.control.paging import page
 from lambdad.control.requests import (
@@ -187,6 +188,7 @@ class EventSourceMappings:
             qualifier=qualifier,
             state=MappingState.CREATING.value,
             enabled=enabled,
+            state_reason=user_reason(kind),
             starting_position=position,
             starting_position_timestamp=stamp,
             tags=dict(request.tags or {}),
