@@ -37,8 +37,8 @@ from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
-from lambdad.events.aws_clients import AwsClients
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
+from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher

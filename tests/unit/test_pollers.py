@@ -13,8 +13,8 @@ from lambdad.control.functions import Functions
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.requests import UpdateEventSourceMappingRequest
-from lambdad.events.aws_clients import AwsClients
 from lambdad.events.pollers import PollerContext, Pollers, PollersState, no_poller
+from lambdad.invoke.aws_clients import AwsClients
 from lambdad.store.base import Table
 from lambdad.store.memory import MemoryBlobStore, MemoryStore
 

@@ -27,7 +27,7 @@ from lambdad.control.mappings import (
     MappingEvent,
     MappingRemoved,
 )
-from lambdad.events.aws_clients import AwsClients
+from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.service import Invoker
 
 log = logging.getLogger(__name__)
