@@ -572,3 +572,28 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
         timeout=60,
     )
     assert "event sources:" in doctor.stdout.splitlines()
+
+
+def test_a_source_that_does_not_exist_is_refused(client: Any, moto: Moto) -> None:
+    """AWS refuses a mapping of a queue that does not exist ("Error occurred while
+    ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. ...") and of a
+    Kinesis or DynamoDB stream that does not exist ("Stream not found: <arn>"), both
+    InvalidParameterValueException."""
+    fn = create_function(client)["FunctionName"]
+    queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{unique('nowhere')}"
+    message = (
+        "Error occurred while ReceiveMessage. SQS Error Code: "
+        "AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue does "
+        "not exist."
+    )
+    with refused("InvalidParameterValueException", 400, message):
+        client.create_event_source_mapping(EventSourceArn=queue, FunctionName=fn)
+    streams = [
+        f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{unique('nowhere')}",
+        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/{unique('t')}/stream/2025-01-01T00:00:00.000",
+    ]
+    for stream in streams:
+        with refused("InvalidParameterValueException", 400, f"Stream not found: {stream}"):
+            client.create_event_source_mapping(
+                EventSourceArn=stream, FunctionName=fn, StartingPosition="LATEST"
+            )

@@ -38,6 +38,7 @@ from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
+from lambdad.events.sources import SourceChecker
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -214,18 +215,18 @@ class Lambdad:
         )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
+        source_clients = AwsClients(
+            {s: settings.endpoint_of(s) for s in SOURCE_SERVICES},
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+        )
         self.mappings = EventSourceMappings(
-            self.store, self.functions, settle_delay=settings.function_settle_delay
+            self.store,
+            self.functions,
+            settle_delay=settings.function_settle_delay,
+            check_source=SourceChecker(source_clients),
         )
-        self.pollers = Pollers(
-            self.mappings,
-            AwsClients(
-                {s: settings.endpoint_of(s) for s in SOURCE_SERVICES},
-                access_key=settings.aws_access_key_id,
-                secret_key=settings.aws_secret_access_key,
-            ),
-            self.invoker,
-        )
+        self.pollers = Pollers(self.mappings, source_clients, self.invoker)
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir))

@@ -58,6 +58,13 @@ class MappingRemoved:
 
 MappingEvent = MappingSettled | MappingRemoved
 MappingListener = Callable[[MappingEvent], Awaitable[None]]
+#: Asks a source's service whether it exists (raising Lambda's error when it does not); wired
+#: by the composition root (``lambdad.events.sources``), since the domain does no IO itself.
+SourceCheck = Callable[[SourceKind, str], Awaitable[None]]
+
+
+async def _no_check(kind: SourceKind, arn: str) -> None:
+    return None
 
 
 def _not_found() -> errors.ResourceNotFoundException:
@@ -67,9 +74,17 @@ def _not_found() -> errors.ResourceNotFoundException:
 class EventSourceMappings:
     """Every event source mapping, its state transitions and its tags."""
 
-    def __init__(self, store: Store, functions: Functions, *, settle_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        functions: Functions,
+        *,
+        settle_delay: float = 0.0,
+        check_source: SourceCheck = _no_check,
+    ) -> None:
         self._store = store
         self._functions = functions
+        self._check_source = check_source
         self._settle_delay = settle_delay
         self._listeners: list[MappingListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,6 +192,7 @@ class EventSourceMappings:
         if request.tags:
             validation.validate_tags(request.tags)
         name, qualifier = await self._function(scope, request.function_name)
+        await self._check_source(kind, source)
         enabled = request.enabled is not False
         mapping = EventSourceMapping(
             uuid=str(uuid_module.uuid4()),
