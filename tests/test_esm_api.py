@@ -597,3 +597,28 @@ def test_a_source_that_does_not_exist_is_refused(client: Any, moto: Moto) -> Non
             client.create_event_source_mapping(
                 EventSourceArn=stream, FunctionName=fn, StartingPosition="LATEST"
             )
+
+
+def test_update_clears_filters_and_moves_to_another_function(client: Any, moto: Moto) -> None:
+    """An update with empty FilterCriteria removes the filters; one naming another function
+    moves the mapping, unless that function already has a mapping of the same source
+    (ResourceConflictException)."""
+    first = create_function(client)["FunctionName"]
+    second = create_function(client)
+    third = create_function(client)["FunctionName"]
+    queue = queue_arn(moto)
+    uuid = client.create_event_source_mapping(
+        EventSourceArn=queue,
+        FunctionName=first,
+        FilterCriteria={"Filters": [{"Pattern": '{"body": {"a": [1]}}'}]},
+    )["UUID"]
+    client.create_event_source_mapping(EventSourceArn=queue, FunctionName=third)
+    settled(client, uuid, "Enabled")
+    cleared = client.update_event_source_mapping(UUID=uuid, FilterCriteria={})
+    assert "FilterCriteria" not in cleared
+    settled(client, uuid, "Enabled")
+    moved = client.update_event_source_mapping(UUID=uuid, FunctionName=second["FunctionName"])
+    assert moved["FunctionArn"] == second["FunctionArn"]
+    settled(client, uuid, "Enabled")
+    with refused("ResourceConflictException", 409):
+        client.update_event_source_mapping(UUID=uuid, FunctionName=third)

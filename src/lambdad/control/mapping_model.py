@@ -167,7 +167,8 @@ def _unsupported(member: str) -> errors.InvalidParameterValueException:
 
 def _check_filters(request: MappingSettings) -> list[str] | None:
     """FilterCriteria's shape: at most 5 filters, each pattern a JSON object (the pattern
-    language itself is checked by the filter engine)."""
+    language itself is checked by the filter engine). No filters (``{}`` or ``{"Filters":
+    []}``) clears them: None."""
     criteria = request.filter_criteria
     if criteria is None:
         return None
@@ -185,7 +186,7 @@ def _check_filters(request: MappingSettings) -> list[str] | None:
         if not isinstance(parsed, dict):
             raise errors.InvalidParameterValueException("Invalid filter pattern definition.")
         patterns.append(item.pattern or "")
-    return patterns
+    return patterns or None
 
 
 def settings_for(

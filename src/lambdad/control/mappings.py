@@ -221,6 +221,8 @@ class EventSourceMappings:
     async def _refuse_duplicate(self, scope: Scope, new: EventSourceMapping) -> None:
         for _, doc in await self._store.scan(Table.EVENT_SOURCE_MAPPINGS, scope.key()):
             old = EventSourceMapping.from_doc(doc)
+            if old.uuid == new.uuid:
+                continue
             if old.source_arn != new.source_arn or old.function_arn != new.function_arn:
                 continue
             if new.kind == SourceKind.SQS:
@@ -261,6 +263,8 @@ class EventSourceMappings:
             state = _update_state(current, request.enabled)
             enabled = current.enabled if request.enabled is None else request.enabled
             updated = current.changed(**changes, state=state.value, enabled=enabled)
+            if request.function_name is not None:
+                await self._refuse_duplicate(scope, updated)
             await self._store.put(
                 Table.EVENT_SOURCE_MAPPINGS, scope.key(current.uuid), updated.to_doc()
             )
