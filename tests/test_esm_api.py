@@ -622,3 +622,26 @@ def test_update_clears_filters_and_moves_to_another_function(client: Any, moto: 
     settled(client, uuid, "Enabled")
     with refused("ResourceConflictException", 409):
         client.update_event_source_mapping(UUID=uuid, FunctionName=third)
+
+
+@pytest.mark.slow
+def test_each_source_service_is_reached_at_its_own_endpoint(start_server: Any, moto: Moto) -> None:
+    """``LAMBDAD_AWS_ENDPOINT_URL_SQS`` alone makes queues reachable (a missing queue is
+    refused) while streams, with no endpoint, are not asked and are accepted."""
+    srv = start_server(
+        {"LAMBDAD_AWS_ENDPOINT_URL_SQS": moto.endpoint, "LAMBDAD_ACCOUNT_ID": ACCOUNT}
+    )
+    client = srv.client()
+    fn = create_function(client)["FunctionName"]
+    with refused("InvalidParameterValueException", 400):
+        client.create_event_source_mapping(
+            EventSourceArn=f"arn:aws:sqs:us-east-1:{ACCOUNT}:{unique('nowhere')}", FunctionName=fn
+        )
+    made = client.create_event_source_mapping(
+        EventSourceArn=f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{unique('unasked')}",
+        FunctionName=fn,
+        StartingPosition="TRIM_HORIZON",
+    )
+    assert made["State"] == "Creating"
+    report = srv.get_json("/_lambdad/doctor")["event sources"]
+    assert (report["endpoint sqs"], report["endpoint kinesis"]) == (moto.endpoint, "none")
