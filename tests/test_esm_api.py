@@ -645,3 +645,25 @@ def test_each_source_service_is_reached_at_its_own_endpoint(start_server: Any, m
     assert made["State"] == "Creating"
     report = srv.get_json("/_lambdad/doctor")["event sources"]
     assert (report["endpoint sqs"], report["endpoint kinesis"]) == (moto.endpoint, "none")
+
+
+def test_a_mapping_of_a_deleted_function_says_so(client: Any, moto: Moto) -> None:
+    """Once its function is deleted a mapping stays (as on AWS), consumes nothing and says in
+    LastProcessingResult that the function is not found; re-creating the function brings it
+    back to its poller (here: the message that no SQS poller is available yet)."""
+    fn = create_function(client)
+    name = fn["FunctionName"]
+    uuid = client.create_event_source_mapping(EventSourceArn=queue_arn(moto), FunctionName=name)[
+        "UUID"
+    ]
+    settled(client, uuid, "Enabled")
+
+    def result() -> str:
+        return str(client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"])
+
+    wait_until(lambda: result() == NO_POLLER.format("sqs"))
+    client.delete_function(FunctionName=name)
+    wait_until(lambda: result() == f"PROBLEM: Function not found: {fn['FunctionArn']}")
+    assert state_of(client, uuid) == "Enabled"
+    create_function(client, name=name)
+    wait_until(lambda: result() == NO_POLLER.format("sqs"))

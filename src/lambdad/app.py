@@ -226,7 +226,7 @@ class Lambdad:
             settle_delay=settings.function_settle_delay,
             check_source=SourceChecker(source_clients),
         )
-        self.pollers = Pollers(self.mappings, source_clients, self.invoker)
+        self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir))

@@ -115,6 +115,12 @@ class EventSourceMappings:
         rows = await self._store.scan(Table.EVENT_SOURCE_MAPPINGS)
         return [EventSourceMapping.from_doc(doc) for _, doc in rows]
 
+    async def of_function(self, scope: Scope, name: str) -> list[EventSourceMapping]:
+        """The scope's mappings of function ``name`` (any qualifier)."""
+        rows = await self._store.scan(Table.EVENT_SOURCE_MAPPINGS, scope.key())
+        found = (EventSourceMapping.from_doc(doc) for _, doc in rows)
+        return [m for m in found if m.function_name == name]
+
     # ---------------------------------------------------------------- transitions
 
     def _settle_later(self, scope: Scope, uuid: str) -> None:

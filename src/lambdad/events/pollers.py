@@ -9,6 +9,11 @@ registered per source kind (``register("sqs", factory)``); a factory gets the ma
 ``LastProcessingResult``) and returns any object with ``async start()`` and ``async
 close()``. A kind with no factory leaves its mappings ``Enabled`` and says so in their
 ``LastProcessingResult``.
+
+A mapping whose function (or version, alias) does not exist consumes nothing, as on AWS: it
+stays as it is, and its ``LastProcessingResult`` says the function was not found. Pollers
+follow the functions' change stream: deleting a function (version, alias) closes its mappings'
+pollers, and writing it again (re-creating it) starts them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from lambdad import errors
 from lambdad.control.arns import Scope
+from lambdad.control.changes import AliasDeleted, Change, FunctionChanged, FunctionDeleted
+from lambdad.control.functions import Functions
 from lambdad.control.mapping_model import EventSourceMapping, MappingState
 from lambdad.control.mappings import (
     EventSourceMappings,
@@ -64,6 +72,11 @@ class PollerContext:
 PollerFactory = Callable[[EventSourceMapping, PollerContext], Poller]
 
 
+def function_not_found(mapping: EventSourceMapping) -> str:
+    """LastProcessingResult of a mapping whose function does not exist."""
+    return f"PROBLEM: Function not found: {mapping.function_arn}"
+
+
 def no_poller(kind: str) -> str:
     """LastProcessingResult of a mapping whose kind has no poller in this lambdad."""
     return f"PROBLEM: no poller is available for {kind} event sources yet"
@@ -85,9 +98,14 @@ class Pollers:
     """The running pollers, one per enabled mapping."""
 
     def __init__(
-        self, mappings: EventSourceMappings, clients: AwsClients, invoker: Invoker
+        self,
+        mappings: EventSourceMappings,
+        clients: AwsClients,
+        invoker: Invoker,
+        functions: Functions | None = None,
     ) -> None:
         self._mappings = mappings
+        self._functions = functions
         self._clients = clients
         self._invoker = invoker
         self._factories: dict[str, PollerFactory] = {}
@@ -95,6 +113,8 @@ class Pollers:
         self._lock = asyncio.Lock()
         self.state = PollersState.NEW
         mappings.subscribe(self._heard)
+        if functions is not None:
+            functions.changes.subscribe(self._function_changed)
 
     def register(self, kind: str, factory: PollerFactory) -> None:
         """Make pollers of mappings of ``kind`` (``sqs``, ``kinesis``, ``dynamodb``) with
@@ -160,9 +180,47 @@ class Pollers:
                 await self._close(entry)
             await self._launch(mapping)
 
+    async def _function_changed(self, change: Change) -> None:
+        """Close the pollers of a deleted function, version or alias; start those of a
+        function written again."""
+        if self.state is not PollersState.RUNNING or not isinstance(
+            change, FunctionChanged | FunctionDeleted | AliasDeleted
+        ):
+            return
+        gone: str | None = None
+        if isinstance(change, FunctionDeleted):
+            gone = change.qualifier or ""
+        elif isinstance(change, AliasDeleted):
+            gone = change.alias
+        for mapping in await self._mappings.of_function(change.scope, change.name):
+            if gone is None:
+                await self._follow(mapping)
+            elif gone == "" or mapping.qualifier == gone:
+                await self._stop(mapping.uuid)
+                if mapping.state == MappingState.ENABLED:
+                    await self._mappings.record_result(
+                        change.scope, mapping.uuid, function_not_found(mapping)
+                    )
+
+    async def _function_exists(self, mapping: EventSourceMapping) -> bool:
+        """Whether the mapping's function exists (its record: no lock taken, since this runs
+        inside the functions' change stream; a missing version or alias is the poller's to
+        find when it invokes)."""
+        if self._functions is None:
+            return True
+        scope = Scope(mapping.account_id, mapping.region)
+        try:
+            await self._functions.record(scope, mapping.function_name)
+        except errors.ResourceNotFoundException:
+            return False
+        return True
+
     async def _launch(self, mapping: EventSourceMapping) -> None:
         """Make and start the mapping's poller (the lock held)."""
         context = PollerContext(mapping, self._clients, self._invoker, self._mappings)
+        if not await self._function_exists(mapping):
+            await context.processing_result(function_not_found(mapping))
+            return
         factory = self._factories.get(mapping.kind)
         if factory is None:
             await context.processing_result(no_poller(mapping.kind))
