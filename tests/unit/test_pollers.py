@@ -8,15 +8,18 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import pytest
+
 from lambdad.control.arns import Scope
 from lambdad.control.functions import Functions
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.requests import UpdateEventSourceMappingRequest
 from lambdad.events.pollers import PollerContext, Pollers, PollersState, no_poller
-from lambdad.invoke.aws_clients import AwsClients
+from lambdad.invoke.aws_clients import AwsClients, NoEndpoint
 from lambdad.store.base import Table
 from lambdad.store.memory import MemoryBlobStore, MemoryStore
+from tests.conftest import Moto, unique
 
 SCOPE = Scope("123456789012", "us-east-1")
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:q"
@@ -146,13 +149,18 @@ def test_update_restarts_disable_stops_enable_starts_and_delete_stops() -> None:
 
 
 def test_a_poller_reports_its_processing_result_into_the_mapping() -> None:
-    """``processing_result(text)`` becomes the mapping's LastProcessingResult."""
+    """``processing_result(text)`` becomes the mapping's LastProcessingResult; with no
+    endpoint configured, ``source_client()`` raises NoEndpoint naming the source's service."""
 
     async def test(world: World) -> None:
         await world.put("a", QUEUE, "sqs")
         await world.pollers.start()
-        await world.live()[0].context.processing_result("OK")
+        context = world.live()[0].context
+        await context.processing_result("OK")
         assert (await world.mappings.get(SCOPE, "a")).last_processing_result == "OK"
+        with pytest.raises(NoEndpoint) as caught:
+            await context.source_client()
+        assert caught.value.service == "sqs"
 
     run(test)
 
@@ -192,5 +200,26 @@ def test_close_closes_every_poller_once_and_is_idempotent() -> None:
 
         await eventually_async(state, lambda: settled[-1] == "Enabled")
         assert len(world.made) == 2
+
+    run(test)
+
+
+def test_a_poller_reaches_its_source_through_the_context(moto: Moto) -> None:
+    """``source_client()`` is a client of the source's service at the configured endpoint:
+    a poller can read the queue its mapping names."""
+    name = unique("q")
+    url = moto.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+    moto.client("sqs").send_message(QueueUrl=url, MessageBody="hello")
+    arn = f"arn:aws:sqs:{moto.region}:123456789012:{name}"
+
+    async def test(world: World) -> None:
+        world.pollers = Pollers(world.mappings, AwsClients({"sqs": moto.endpoint}), cast(Any, None))
+        world.pollers.register("sqs", world.factory)
+        await world.put("a", arn, "sqs")
+        await world.pollers.start()
+        sqs = await world.live()[0].context.source_client()
+        found = await sqs.get_queue_url(QueueName=name)
+        got = await sqs.receive_message(QueueUrl=found["QueueUrl"], WaitTimeSeconds=1)
+        assert [m["Body"] for m in got["Messages"]] == ["hello"]
 
     run(test)

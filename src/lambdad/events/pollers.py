@@ -23,7 +23,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: The services event sources live in, by botocore's names.
 SOURCE_SERVICES = ("sqs", "kinesis", "dynamodbstreams")
+#: The service a mapping of each kind reads.
+_SERVICE_OF = {"sqs": "sqs", "kinesis": "kinesis", "dynamodb": "dynamodbstreams"}
 
 
 class Poller(Protocol):
@@ -61,6 +63,13 @@ class PollerContext:
     clients: AwsClients
     invoker: Invoker
     _mappings: EventSourceMappings
+
+    async def source_client(self) -> Any:
+        """The aiobotocore client of the mapping's source service (SQS, Kinesis or DynamoDB
+        Streams) in the source's region, opened on first use, closed with the pollers;
+        ``NoEndpoint`` when no endpoint is configured for it."""
+        service = _SERVICE_OF[self.mapping.kind]
+        return await self.clients.client(service, self.mapping.source_arn.split(":")[3])
 
     async def processing_result(self, text: str) -> None:
         """Set the mapping's ``LastProcessingResult`` to ``text``."""
