@@ -10,6 +10,7 @@ refusing, with Lambda's messages, what the kind does not take.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import json
 import time
@@ -317,10 +318,8 @@ def user_reason(kind: SourceKind) -> str:
 def _epoch(stamp: float | str | None) -> float | None:
     if stamp is None or isinstance(stamp, float | int):
         return stamp
-    from datetime import datetime
-
     try:
-        return datetime.fromisoformat(stamp).timestamp()
+        return datetime.datetime.fromisoformat(stamp).timestamp()
     except ValueError:
         raise errors.InvalidParameterValueException(
             f"Invalid StartingPositionTimestamp: {stamp}"
