@@ -176,7 +176,7 @@ def _check_filters(request: MappingSettings) -> list[str] | None:
     filters = criteria.filters or []
     if len(filters) > MAX_FILTERS:
         raise errors.InvalidParameterValueException(
-            "The total number of filters in the FilterCriteria exceeds the limit of 5."
+            f"The number of filters in FilterCriteria exceeds the limit of {MAX_FILTERS}."
         )
     patterns = []
     for item in filters:

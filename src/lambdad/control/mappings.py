@@ -63,7 +63,17 @@ MappingListener = Callable[[MappingEvent], Awaitable[None]]
 SourceCheck = Callable[[SourceKind, str], Awaitable[None]]
 
 
+#: Validates FilterCriteria patterns in Lambda's filter language (raising
+#: InvalidParameterValueException); wired by the composition root (the filter engine lives in
+#: ``lambdad.events``). Without one only the patterns' shape is checked.
+FilterCheck = Callable[[SourceKind, list[str]], None]
+
+
 async def _no_check(kind: SourceKind, arn: str) -> None:
+    return None
+
+
+def _shape_only(kind: SourceKind, patterns: list[str]) -> None:
     return None
 
 
@@ -81,10 +91,12 @@ class EventSourceMappings:
         *,
         settle_delay: float = 0.0,
         check_source: SourceCheck = _no_check,
+        check_filters: FilterCheck = _shape_only,
     ) -> None:
         self._store = store
         self._functions = functions
         self._check_source = check_source
+        self._check_filters = check_filters
         self._settle_delay = settle_delay
         self._listeners: list[MappingListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,6 +206,7 @@ class EventSourceMappings:
         source = request.event_source_arn
         kind = kind_of(source)
         settings = settings_for(kind, source, request, None)
+        self._check_filters(kind, settings.get("filters") or [])
         position, stamp = starting_position(kind, request)
         if request.tags:
             validation.validate_tags(request.tags)
@@ -262,7 +275,9 @@ class EventSourceMappings:
                     f"Cannot update the event source mapping {current.uuid} while it is "
                     f"{current.state}. Please try again later."
                 )
-            changes = settings_for(SourceKind(current.kind), current.source_arn, request, current)
+            kind = SourceKind(current.kind)
+            changes = settings_for(kind, current.source_arn, request, current)
+            self._check_filters(kind, changes.get("filters") or [])
             if request.function_name is not None:
                 name, qualifier = await self._function(scope, request.function_name)
                 changes |= {"function_name": name, "qualifier": qualifier}
