@@ -33,9 +33,13 @@ from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.pollers import SOURCE_SERVICES, Pollers
+from lambdad.events.sources import SourceChecker
+from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
@@ -209,6 +213,20 @@ class Lambdad:
                 retry_delay=settings.scaled(1.0),
             ),
         )
+        #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
+        #: as functions' states.
+        source_clients = AwsClients(
+            {s: settings.endpoint_of(s) for s in SOURCE_SERVICES},
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+        )
+        self.mappings = EventSourceMappings(
+            self.store,
+            self.functions,
+            settle_delay=settings.function_settle_delay,
+            check_source=SourceChecker(source_clients),
+        )
+        self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir))
@@ -255,6 +273,7 @@ class Lambdad:
             logs=self.logs,
             doctor=self.doctor,
             function_urls=self.function_urls,
+            mappings=self.mappings,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,
@@ -275,6 +294,8 @@ class Lambdad:
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
+            Part("event source mappings", self.mappings.start, self.mappings.close),
+            Part("pollers", self.pollers.start, self.pollers.close),
             Part("HTTP listener", self.http.start, self.http.close),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
@@ -325,6 +346,7 @@ class Lambdad:
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
+            "event sources": self.pollers.report(),
         }
 
 

@@ -88,6 +88,11 @@ class Settings:
     #: destinations and dead-letter queues reach SQS, SNS and EventBridge. Empty: none, and
     #: such deliveries are logged as failed (lambdad never reaches the internet on its own).
     aws_endpoint_url: str = ""
+    #: Per-service endpoints of event sources (SQS queues, Kinesis streams, DynamoDB streams),
+    #: named like botocore's ``AWS_ENDPOINT_URL_<SERVICE>``; empty: ``aws_endpoint_url``.
+    aws_endpoint_url_sqs: str = ""
+    aws_endpoint_url_kinesis: str = ""
+    aws_endpoint_url_dynamodbstreams: str = ""
     #: Credentials lambdad signs those requests with; dummy ones when empty.
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
@@ -109,6 +114,12 @@ class Settings:
     url_domain: str = "localhost"
     url_port: int = 0
 
+    def endpoint_of(self, service: str) -> str:
+        """The endpoint through which lambdad reaches ``service`` (``sqs``, ``kinesis``,
+        ``dynamodbstreams``, or any other: ``aws_endpoint_url``); empty: none."""
+        own: str = getattr(self, f"aws_endpoint_url_{service}", "")
+        return own or self.aws_endpoint_url
+
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
         return seconds * self.time_scale
@@ -119,6 +130,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_ENDPOINTS = [name for name in _FIELDS if name.startswith("aws_endpoint_url")]
 _HINTS = typing.get_type_hints(Settings)
 
 
@@ -189,13 +201,10 @@ def load_settings(
     http = (settings.http_idle_timeout, settings.http_header_timeout, settings.http_body_timeout)
     if min(http) <= 0:
         raise ValueError("settings http_*_timeout must be positive")
-    if settings.aws_endpoint_url and not settings.aws_endpoint_url.startswith(
-        ("http://", "https://")
-    ):
-        raise ValueError(
-            f"setting aws_endpoint_url: expected an http:// or https:// URL, "
-            f"got {settings.aws_endpoint_url!r}"
-        )
+    for name in _ENDPOINTS:
+        url = getattr(settings, name)
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"setting {name}: expected an http:// or https:// URL, got {url!r}")
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.url_scheme not in ("http", "https"):

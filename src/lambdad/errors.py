@@ -10,6 +10,7 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ServiceException                         (internal; unknown exceptions become this)
     ├── ResourceNotFoundException
     ├── ResourceConflictException
+    ├── ResourceInUseException                   (an event source mapping mid-transition)
     ├── ResourceNotReadyException
     ├── PreconditionFailedException
     ├── InvalidParameterValueException
@@ -56,6 +57,10 @@ class ResourceNotFoundException(LambdaError):
 
 class ResourceConflictException(LambdaError):
     code = "ResourceConflictException"
+
+
+class ResourceInUseException(LambdaError):
+    code = "ResourceInUseException"
 
 
 class ResourceNotReadyException(LambdaError):

@@ -14,6 +14,7 @@ from lambdad.api import (
     event_config_api,
     lambda_api,
     layers_api,
+    mappings_api,
     policy_api,
     provisioned_api,
     runtime_management_api,
@@ -311,6 +312,7 @@ def _modules() -> list[Any]:
         policy_api,
         urls_api,
         stream_api,
+        mappings_api,
     ]
 
 
@@ -341,8 +343,8 @@ def test_every_route_decodes_its_operation() -> None:
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
     assert (
-        len(routed_operations()) == 57
-    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls
+        len(routed_operations()) == 62
+    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

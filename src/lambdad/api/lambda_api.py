@@ -20,6 +20,7 @@ from lambdad.api.wire.decode import handles, read_up_to
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
+from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.requests import (
     AliasRequest,
     CreateAliasRequest,
@@ -44,6 +45,7 @@ from lambdad.invoke.service import Accepted, InvocationType, Invoker, InvokeRequ
 
 FUNCTIONS = web.AppKey("functions", Functions)
 INVOKER = web.AppKey("invoker", Invoker)
+MAPPINGS = web.AppKey("event_source_mappings", EventSourceMappings)
 RESERVATIONS = web.AppKey("reservations", Reservations)
 ACCOUNT = web.AppKey("account_id", str)
 DEFAULT_REGION = web.AppKey("default_region", str)
@@ -258,24 +260,32 @@ async def delete_alias(request: web.Request, req: AliasRequest) -> web.Response:
 # ------------------------------------------------------------------------- tags, account
 
 
+def _tagged(request: web.Request, arn: str) -> Functions | EventSourceMappings:
+    """Who keeps the tags of the resource ``arn`` names (the model's TaggableResource
+    pattern, checked when decoded): event source mappings theirs, functions the rest."""
+    if arn.split(":")[5] == "event-source-mapping":
+        return request.app[MAPPINGS]
+    return _functions(request)
+
+
 @routes.get("/2017-03-31/tags/{Resource}")
 @handles("ListTags", ListTagsRequest)
 async def list_tags(request: web.Request, req: ListTagsRequest) -> web.Response:
-    tags = await _functions(request).tags(scope_of(request), req.resource)
+    tags = await _tagged(request, req.resource).tags(scope_of(request), req.resource)
     return reply({"Tags": tags})
 
 
 @routes.post("/2017-03-31/tags/{Resource}")
 @handles("TagResource", TagResourceRequest)
 async def tag_resource(request: web.Request, req: TagResourceRequest) -> web.Response:
-    await _functions(request).tag(scope_of(request), req.resource, req.tags)
+    await _tagged(request, req.resource).tag(scope_of(request), req.resource, req.tags)
     return empty()
 
 
 @routes.delete("/2017-03-31/tags/{Resource}")
 @handles("UntagResource", UntagResourceRequest)
 async def untag_resource(request: web.Request, req: UntagResourceRequest) -> web.Response:
-    await _functions(request).untag(scope_of(request), req.resource, req.tag_keys)
+    await _tagged(request, req.resource).untag(scope_of(request), req.resource, req.tag_keys)
     return empty()
 
 

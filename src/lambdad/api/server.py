@@ -22,6 +22,7 @@ from lambdad.api import (
     lambda_api,
     layers_api,
     limits,
+    mappings_api,
     policy_api,
     provisioned_api,
     runtime_management_api,
@@ -38,6 +39,7 @@ from lambdad.api.wire import decode
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
@@ -65,6 +67,7 @@ class Services:
     doctor: Callable[[], dict[str, Any]]
     function_urls: FunctionUrls
     url_shape: UrlShape
+    mappings: EventSourceMappings
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
     #: ``AuthType=AWS_IAM`` use it in either mode).
     verifier: SigV4Verifier | None = None
@@ -82,6 +85,7 @@ def build_app(services: Services) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
+    app[lambda_api.MAPPINGS] = services.mappings
     app[lambda_api.RESERVATIONS] = services.reservations
     app[lambda_api.ACCOUNT] = services.account_id
     app[lambda_api.DEFAULT_REGION] = services.default_region
@@ -107,6 +111,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(runtime_management_api.routes)
     app.add_routes(urls_api.routes)
     app.add_routes(stream_api.routes)
+    app.add_routes(mappings_api.routes)
     return app
 
 

@@ -73,6 +73,10 @@ def add_parsers(commands: Any) -> None:
     doctor = commands.add_parser("doctor", help="what isolation and runtimes are active")
     _common(doctor)
     doctor.set_defaults(run=run_doctor)
+    esm = commands.add_parser("esm", help="list event source mappings and how they are doing")
+    esm.add_argument("--function", help="only the mappings of this function (name or ARN)")
+    _common(esm)
+    esm.set_defaults(run=run_esm)
 
 
 def _print_events(events: list[dict[str, Any]], with_stream: bool) -> None:
@@ -120,4 +124,42 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"{section}:")
         for key, value in values.items():
             print(f"  {key}: {value}")
+    return 0
+
+
+def _mappings(base: str, region: str, function: str | None) -> list[dict[str, Any]]:
+    """Every event source mapping of the region (ListEventSourceMappings, page by page)."""
+    found: list[dict[str, Any]] = []
+    marker: str | None = None
+    while True:
+        query = {k: v for k, v in (("FunctionName", function), ("Marker", marker)) if v}
+        url = f"{base}/2015-03-31/event-source-mappings"
+        page = _get(f"{url}?{urllib.parse.urlencode(query)}" if query else url, region)
+        found.extend(page.get("EventSourceMappings", []))
+        marker = page.get("NextMarker")
+        if not marker:
+            return found
+
+
+def run_esm(args: argparse.Namespace) -> int:
+    """One line per mapping: UUID, state, source, function, last processing result."""
+    base = _endpoint(args)
+    try:
+        mappings = _mappings(base, args.region, args.function)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        print(f"lambdad esm: {exc.code} {body}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"lambdad esm: cannot reach {base}: {exc}", file=sys.stderr)
+        return 1
+    rows = [("UUID", "STATE", "SOURCE", "FUNCTION", "LAST RESULT")]
+    for m in mappings:
+        function = str(m.get("FunctionArn", "")).split(":function:")[-1]
+        row = (m["UUID"], m["State"], m["EventSourceArn"], function, m["LastProcessingResult"])
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        print("  ".join([*cells, row[4]]))
     return 0

@@ -384,3 +384,62 @@ class PutResourcePolicyRequest(Wire, frozen=True, kw_only=True):
     resource_arn: str
     policy: str
     revision_id: str | None = None
+
+
+# ---------------------------------------------------------------------------- event source mappings
+
+
+class Filter(Wire, frozen=True, kw_only=True):
+    pattern: str | None = None
+
+
+class FilterCriteria(Wire, frozen=True, kw_only=True):
+    filters: list[Filter] | None = None
+
+
+class ScalingConfig(Wire, frozen=True, kw_only=True):
+    maximum_concurrency: int | None = None
+
+
+class MappingSettings(Wire, frozen=True, kw_only=True):
+    """What Create and Update of an event source mapping both set."""
+
+    function_name: str | None = None
+    enabled: bool | None = None
+    batch_size: int | None = None
+    filter_criteria: FilterCriteria | None = None
+    scaling_config: ScalingConfig | None = None
+    maximum_batching_window_in_seconds: int | None = None
+    parallelization_factor: int | None = None
+    destination_config: DestinationConfig | None = None
+    maximum_record_age_in_seconds: int | None = None
+    bisect_batch_on_function_error: bool | None = None
+    maximum_retry_attempts: int | None = None
+    tumbling_window_in_seconds: int | None = None
+    function_response_types: list[str] | None = None
+
+
+class CreateEventSourceMappingRequest(MappingSettings, frozen=True, kw_only=True):
+    event_source_arn: str | None = None
+    starting_position: str | None = None
+    #: Epoch seconds.
+    starting_position_timestamp: float | str | None = None
+    tags: dict[str, str] | None = None
+    #: Sources lambdad does not poll (Kafka, MQ, DocumentDB): refused by the service.
+    topics: list[str] | None = None
+    queues: list[str] | None = None
+
+
+class UpdateEventSourceMappingRequest(MappingSettings, frozen=True, kw_only=True):
+    uuid: str = msgspec.field(name="UUID")
+
+
+class EventSourceMappingRequest(Wire, frozen=True, kw_only=True):
+    uuid: str = msgspec.field(name="UUID")
+
+
+class ListEventSourceMappingsRequest(Wire, frozen=True, kw_only=True):
+    event_source_arn: str | None = None
+    function_name: str | None = None
+    marker: str | None = None
+    max_items: int | None = None

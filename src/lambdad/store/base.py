@@ -54,6 +54,8 @@ class Table(enum.StrEnum):
     FUNCTION_URLS = "function_urls"
     #: ``(url_id,)``: which config a url-id belongs to (account, region, function, qualifier).
     FUNCTION_URL_IDS = "function_url_ids"
+    #: ``(account, region, uuid)``: an event source mapping (CreateEventSourceMapping).
+    EVENT_SOURCE_MAPPINGS = "event_source_mappings"
 
 
 class StoreError(Exception):

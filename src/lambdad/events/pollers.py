@@ -1,0 +1,271 @@
+"""Keeps one poller running per ``Enabled`` event source mapping.
+
+``Pollers`` loads every mapping when it starts and then follows the mappings' own
+notifications (``EventSourceMappings.subscribe``): a mapping that settles ``Enabled`` gets a
+poller (a changed one, after an update, is restarted with its new configuration), one that
+settles ``Disabled`` or is deleted has its poller closed. Pollers are made by a factory
+registered per source kind (``register("sqs", factory)``); a factory gets the mapping and a
+``PollerContext`` (AWS clients, and ``processing_result`` to report into the mapping's
+``LastProcessingResult``) and returns any object with ``async start()`` and ``async
+close()``. A kind with no factory leaves its mappings ``Enabled`` and says so in their
+``LastProcessingResult``.
+
+A mapping whose function (or version, alias) does not exist consumes nothing, as on AWS: it
+stays as it is, and its ``LastProcessingResult`` says the function was not found. Pollers
+follow the functions' change stream: deleting a function (version, alias) closes its mappings'
+pollers, and writing it again (re-creating it) starts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lambdad import errors
+from lambdad.control.arns import Scope
+from lambdad.control.changes import AliasDeleted, Change, FunctionChanged, FunctionDeleted
+from lambdad.control.functions import Functions
+from lambdad.control.mapping_model import EventSourceMapping, MappingState
+from lambdad.control.mappings import (
+    EventSourceMappings,
+    MappingEvent,
+    MappingRemoved,
+)
+from lambdad.invoke.aws_clients import AwsClients
+from lambdad.invoke.service import Invoker
+
+log = logging.getLogger(__name__)
+
+
+#: The services event sources live in, by botocore's names.
+SOURCE_SERVICES = ("sqs", "kinesis", "dynamodbstreams")
+#: The service a mapping of each kind reads.
+_SERVICE_OF = {"sqs": "sqs", "kinesis": "kinesis", "dynamodb": "dynamodbstreams"}
+
+
+class Poller(Protocol):
+    """One mapping's consumer: started once, closed once (close must accept a failed start)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollerContext:
+    """What a poller reaches besides its mapping."""
+
+    mapping: EventSourceMapping
+    clients: AwsClients
+    invoker: Invoker
+    _mappings: EventSourceMappings
+
+    async def source_client(self) -> Any:
+        """The aiobotocore client of the mapping's source service (SQS, Kinesis or DynamoDB
+        Streams) in the source's region, opened on first use, closed with the pollers;
+        ``NoEndpoint`` when no endpoint is configured for it."""
+        service = _SERVICE_OF[self.mapping.kind]
+        return await self.clients.client(service, self.mapping.source_arn.split(":")[3])
+
+    async def processing_result(self, text: str) -> None:
+        """Set the mapping's ``LastProcessingResult`` to ``text``."""
+        mapping = self.mapping
+        scope = Scope(mapping.account_id, mapping.region)
+        await self._mappings.record_result(scope, mapping.uuid, text)
+
+
+PollerFactory = Callable[[EventSourceMapping, PollerContext], Poller]
+
+
+def function_not_found(mapping: EventSourceMapping) -> str:
+    """LastProcessingResult of a mapping whose function does not exist."""
+    return f"PROBLEM: Function not found: {mapping.function_arn}"
+
+
+def no_poller(kind: str) -> str:
+    """LastProcessingResult of a mapping whose kind has no poller in this lambdad."""
+    return f"PROBLEM: no poller is available for {kind} event sources yet"
+
+
+class PollersState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(slots=True)
+class _Running:
+    mapping: EventSourceMapping
+    poller: Poller
+
+
+class Pollers:
+    """The running pollers, one per enabled mapping."""
+
+    def __init__(
+        self,
+        mappings: EventSourceMappings,
+        clients: AwsClients,
+        invoker: Invoker,
+        functions: Functions | None = None,
+    ) -> None:
+        self._mappings = mappings
+        self._functions = functions
+        self._clients = clients
+        self._invoker = invoker
+        self._factories: dict[str, PollerFactory] = {}
+        self._running: dict[str, _Running] = {}
+        self._lock = asyncio.Lock()
+        self.state = PollersState.NEW
+        mappings.subscribe(self._heard)
+        if functions is not None:
+            functions.changes.subscribe(self._function_changed)
+
+    def register(self, kind: str, factory: PollerFactory) -> None:
+        """Make pollers of mappings of ``kind`` (``sqs``, ``kinesis``, ``dynamodb``) with
+        ``factory`` (register before ``start``)."""
+        self._factories[kind] = factory
+
+    def report(self) -> dict[str, str]:
+        """What ``lambdad doctor`` shows: which kinds have pollers, how many run, and the
+        endpoint each source service is reached at."""
+        kinds = ", ".join(sorted(self._factories)) or "none yet"
+        endpoints = {s: self._clients.endpoint(s) or "none" for s in SOURCE_SERVICES}
+        return {
+            "pollers": kinds,
+            "running": str(len(self._running)),
+            **{f"endpoint {s}": url for s, url in endpoints.items()},
+        }
+
+    def running(self) -> list[EventSourceMapping]:
+        """The mappings a poller runs for (their configuration as the poller got it)."""
+        return [entry.mapping for entry in self._running.values()]
+
+    async def start(self) -> None:
+        """Start a poller for every enabled mapping."""
+        if self.state is not PollersState.NEW:
+            raise RuntimeError(f"pollers are {self.state.value}")
+        self.state = PollersState.RUNNING
+        for mapping in await self._mappings.all():
+            await self._follow(mapping)
+
+    async def close(self) -> None:
+        """Close every poller, then the AWS clients. Idempotent."""
+        if self.state is PollersState.CLOSED:
+            return
+        self.state = PollersState.CLOSED
+        async with self._lock:
+            running, self._running = list(self._running.values()), {}
+        for entry in reversed(running):
+            await self._close(entry)
+        await self._clients.close()
+
+    async def _heard(self, event: MappingEvent) -> None:
+        if self.state is not PollersState.RUNNING:
+            return
+        if isinstance(event, MappingRemoved):
+            await self._stop(event.mapping.uuid)
+        else:
+            await self._follow(event.mapping)
+
+    async def _follow(self, mapping: EventSourceMapping) -> None:
+        """Run, restart or stop the poller of ``mapping`` as its state says."""
+        if mapping.state != MappingState.ENABLED:
+            if mapping.state == MappingState.DISABLED:
+                await self._stop(mapping.uuid)
+            return
+        async with self._lock:
+            if self.state is not PollersState.RUNNING:
+                return
+            entry = self._running.get(mapping.uuid)
+            if entry is not None and entry.mapping.last_modified == mapping.last_modified:
+                return
+            if entry is not None:
+                del self._running[mapping.uuid]
+                await self._close(entry)
+            await self._launch(mapping)
+
+    async def _function_changed(self, change: Change) -> None:
+        """Close the pollers of a deleted function, version or alias; start those of a
+        function written again."""
+        if self.state is not PollersState.RUNNING or not isinstance(
+            change, FunctionChanged | FunctionDeleted | AliasDeleted
+        ):
+            return
+        gone: str | None = None
+        if isinstance(change, FunctionDeleted):
+            gone = change.qualifier or ""
+        elif isinstance(change, AliasDeleted):
+            gone = change.alias
+        for mapping in await self._mappings.of_function(change.scope, change.name):
+            if gone is None:
+                await self._follow(mapping)
+            elif gone == "" or mapping.qualifier == gone:
+                await self._stop(mapping.uuid)
+                if mapping.state == MappingState.ENABLED:
+                    await self._mappings.record_result(
+                        change.scope, mapping.uuid, function_not_found(mapping)
+                    )
+
+    async def _function_exists(self, mapping: EventSourceMapping) -> bool:
+        """Whether the mapping's function exists (its record: no lock taken, since this runs
+        inside the functions' change stream; a missing version or alias is the poller's to
+        find when it invokes)."""
+        if self._functions is None:
+            return True
+        scope = Scope(mapping.account_id, mapping.region)
+        try:
+            await self._functions.record(scope, mapping.function_name)
+        except errors.ResourceNotFoundException:
+            return False
+        return True
+
+    async def _launch(self, mapping: EventSourceMapping) -> None:
+        """Make and start the mapping's poller (the lock held)."""
+        context = PollerContext(mapping, self._clients, self._invoker, self._mappings)
+        if not await self._function_exists(mapping):
+            await context.processing_result(function_not_found(mapping))
+            return
+        factory = self._factories.get(mapping.kind)
+        if factory is None:
+            await context.processing_result(no_poller(mapping.kind))
+            return
+        try:
+            poller = factory(mapping, context)
+        except Exception as exc:
+            await self._failed(context, exc)
+            return
+        entry = _Running(mapping, poller)
+        try:
+            await poller.start()
+        except Exception as exc:
+            await self._close(entry)
+            await self._failed(context, exc)
+            return
+        self._running[mapping.uuid] = entry
+
+    async def _failed(self, context: PollerContext, exc: Exception) -> None:
+        log.error(
+            "the poller of event source mapping %s did not start",
+            context.mapping.uuid,
+            exc_info=exc,
+        )
+        await context.processing_result(f"PROBLEM: the poller did not start: {exc}")
+
+    async def _stop(self, uuid: str) -> None:
+        async with self._lock:
+            entry = self._running.pop(uuid, None)
+            if entry is not None:
+                await self._close(entry)
+
+    async def _close(self, entry: _Running) -> None:
+        try:
+            await entry.poller.close()
+        except Exception:
+            log.exception(
+                "closing the poller of event source mapping %s failed", entry.mapping.uuid
+            )
