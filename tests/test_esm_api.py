@@ -667,3 +667,29 @@ def test_a_mapping_of_a_deleted_function_says_so(client: Any, moto: Moto) -> Non
     assert state_of(client, uuid) == "Enabled"
     create_function(client, name=name)
     wait_until(lambda: result() == NO_POLLER.format("sqs"))
+
+
+def test_filter_patterns_are_checked_by_the_filter_language(client: Any, moto: Moto) -> None:
+    """AWS: a FilterCriteria pattern the filter language refuses (a leaf that is not an array,
+    an unknown operator, a plain pattern on a stream's data) is InvalidParameterValueException
+    "Invalid filter pattern definition." at create and at update; a valid one is kept."""
+    fn = create_function(client)["FunctionName"]
+    queue = queue_arn(moto)
+    for bad in ('{"body": {"a": 1}}', '{"body": {"a": [{"shiny": 1}]}}'):
+        with refused("InvalidParameterValueException", 400) as error:
+            client.create_event_source_mapping(
+                EventSourceArn=queue,
+                FunctionName=fn,
+                FilterCriteria={"Filters": [{"Pattern": bad}]},
+            )
+        assert error["Message"] == "Invalid filter pattern definition."
+    good = '{"body": {"a": [{"numeric": [">", 1]}]}}'
+    created = client.create_event_source_mapping(
+        EventSourceArn=queue, FunctionName=fn, FilterCriteria={"Filters": [{"Pattern": good}]}
+    )
+    assert created["FilterCriteria"] == {"Filters": [{"Pattern": good}]}
+    settled(client, created["UUID"], "Enabled")
+    with refused("InvalidParameterValueException", 400):
+        client.update_event_source_mapping(
+            UUID=created["UUID"], FilterCriteria={"Filters": [{"Pattern": '{"x": "y"}'}]}
+        )

@@ -33,10 +33,12 @@ from lambdad.config import Settings
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
+from lambdad.control.mapping_model import SourceKind
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.filters import compile_criteria
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.sources import SourceChecker
 from lambdad.invoke.aws_clients import AwsClients
@@ -66,6 +68,12 @@ from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
 
 log = logging.getLogger("lambdad")
+
+
+def check_filter_criteria(kind: SourceKind, patterns: list[str]) -> None:
+    """A mapping's ``FilterCriteria`` validated by the filter language (AWS's
+    InvalidParameterValueException for a pattern it refuses)."""
+    compile_criteria(patterns, source=kind.value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -225,6 +233,7 @@ class Lambdad:
             self.functions,
             settle_delay=settings.function_settle_delay,
             check_source=SourceChecker(source_clients),
+            check_filters=check_filter_criteria,
         )
         self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
