@@ -2,7 +2,8 @@
 
 A Lambda function destination is an asynchronous invocation of it (through the durable queue,
 the record as its event). SQS queues, SNS topics and EventBridge buses are reached through the
-AWS-compatible endpoint of the settings (``aws_endpoint_url``) with aiobotocore, signed with the
+AWS-compatible endpoint of the settings (``aws_endpoint_url``) with aiobotocore
+(``aws_clients.py``), signed with the
 configured credentials or dummy ones; with no endpoint set they are not reached at all, since
 lambdad never calls out to the internet on its own. A delivery is tried a few times; one that
 still fails is logged and dropped: it never fails the event it reports on.
@@ -11,19 +12,18 @@ still fails is logged and dropped: it never fails the event it reports on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lambdad.control.arns import Scope
+from lambdad.invoke.aws_clients import AwsClients, AwsEndpoint
 from lambdad.invoke.records import Record
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 
 log = logging.getLogger(__name__)
 
-DUMMY_KEY = "lambdad"
 DETAIL_TYPE = "Lambda Function Invocation Result - {}"
 
 
@@ -54,16 +54,10 @@ class Destinations:
         attempts: int = 3,
     ) -> None:
         self._invoker = invoker
-        self._endpoint_url = endpoint_url
-        self._access_key = access_key or DUMMY_KEY
-        self._secret_key = secret_key or DUMMY_KEY
+        self._aws = AwsClients(AwsEndpoint(endpoint_url, access_key, secret_key))
         self._retry_delay = retry_delay
         self._attempts = attempts
-        self._session: Any = None
-        self._clients: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
-        self._opening = asyncio.Lock()
-        self._stack = contextlib.AsyncExitStack()
         self.state = DestinationsState.OPEN
 
     async def send_record(
@@ -174,43 +168,14 @@ class Destinations:
             raise RuntimeError(f"PutEvents refused the entry: {answer['Entries']}")
 
     async def _client(self, service: str, region: str) -> Any:
-        """The client of ``service`` in ``region``, opened on first use and kept."""
-        if not self._endpoint_url:
-            raise RuntimeError("no AWS endpoint is configured (setting aws_endpoint_url)")
-        key = (service, region)
-        async with self._opening:
-            if self.state is DestinationsState.CLOSED:
-                raise RuntimeError("destinations are closed")
-            if key not in self._clients:
-                # Importing aiobotocore and loading the service's model take 0.1-0.3 s.
-                factory = await asyncio.to_thread(self._factory, service, region)
-                self._clients[key] = await self._stack.enter_async_context(factory)
-        return self._clients[key]
-
-    def _factory(self, service: str, region: str) -> Any:
-        """aiobotocore's client context for ``service`` in ``region``, its model loaded (run in
-        a thread). aiobotocore is imported here, on first use: botocore takes about 0.3 s to
-        import, which every lambdad start would pay, and most never send a record."""
-        from aiobotocore.session import get_session
-        from botocore.config import Config
-
-        if self._session is None:
-            self._session = get_session()
-        self._session.warm_up_loader_caches(service)
-        return self._session.create_client(
-            service,
-            region_name=region,
-            endpoint_url=self._endpoint_url,
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
-            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
-        )
+        """The client of ``service`` in ``region`` (``aws_clients.py``)."""
+        if self.state is DestinationsState.CLOSED:
+            raise RuntimeError("destinations are closed")
+        return await self._aws.client(service, region)
 
     async def close(self) -> None:
         """Close every client opened. Idempotent."""
         if self.state is DestinationsState.CLOSED:
             return
-        async with self._opening:
-            self.state = DestinationsState.CLOSED
-            self._clients.clear()
-            await self._stack.aclose()
+        self.state = DestinationsState.CLOSED
+        await self._aws.close()
