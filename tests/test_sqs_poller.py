@@ -36,8 +36,8 @@ REGION = "us-east-1"
 
 #: Writes every batch it is given to ``OUT_DIR`` (before failing, so failed deliveries count),
 #: appends each FIFO record's body to its group's file, and counts the batches running with it.
-#: A body ``fail-once...`` fails the batch the first time it is seen; ``poison...`` is always
-#: reported as a batch item failure; ``ANSWER`` replaces the answer.
+#: A body ``fail-once...`` fails the batch the first time it is seen, ``crash...`` every time;
+#: ``poison...`` is always reported as a batch item failure; ``ANSWER`` replaces the answer.
 HANDLER = """
 import json, os, time
 
@@ -62,6 +62,8 @@ def handler(event, context):
             if not os.path.exists(marker):
                 open(marker, "w").close()
                 raise RuntimeError("fails once: " + body)
+        if body.startswith("crash"):
+            raise RuntimeError("always fails: " + body)
         if body.startswith("poison"):
             failures.append({"itemIdentifier": record["messageId"]})
     if "ANSWER" in os.environ:
@@ -350,6 +352,65 @@ def test_a_failed_batch_reappears_and_is_delivered_again(tmp_path: Path, moto: M
             assert delivered.count("fail-once-1") == 2
             assert FUNCTION_FAILED in test.results
             assert test.results[-1] == OK
+
+    asyncio.run(scenario())
+
+
+def test_a_poison_message_goes_to_the_dead_letter_queue_and_blocks_nothing(
+    tmp_path: Path, moto: Moto
+) -> None:
+    """A message whose batch always fails reappears until the queue's redrive policy moves it
+    to its dead-letter queue (maxReceiveCount), while the messages behind it are delivered:
+    as on AWS, the queue's redrive policy, not Lambda, ends a poison message."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto) as test:
+            dlq_url, dlq_arn = test.queue()
+            policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
+            url, arn = test.queue(VisibilityTimeout="1", RedrivePolicy=policy)
+            bodies = ["crash-1"] + [f"ok{n}" for n in range(6)]
+            test.send(url, bodies)
+            await test.poll(url, arn, batch_size=1)
+            await _eventually(lambda: test.left(url) == 0)
+            await _eventually(lambda: test.left(dlq_url) == 1)
+            delivered = test.delivered()
+            assert sorted(b for b in delivered if b.startswith("ok")) == bodies[1:]
+            assert delivered.count("crash-1") == 2
+
+    asyncio.run(scenario())
+
+
+def test_batching_window_gathers_more_than_one_receive(tmp_path: Path, moto: Moto) -> None:
+    """With a batching window, a batch grows past SQS's 10 messages per receive up to
+    BatchSize (AWS: up to 10,000 with MaximumBatchingWindowInSeconds)."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto) as test:
+            url, arn = test.queue()
+            bodies = [f"m{n}" for n in range(25)]
+            test.send(url, bodies)
+            # 100 s at the tests' time scale (0.01): a 1 s window.
+            await test.poll(url, arn, batch_size=25, batching_window=100)
+            await _eventually(lambda: sorted(test.delivered()) == sorted(bodies))
+            assert max(len(b["records"]) for b in test.batches()) > 10
+
+    asyncio.run(scenario())
+
+
+def test_a_deleted_function_consumes_nothing(tmp_path: Path, moto: Moto) -> None:
+    """Once its function is deleted the poller deletes no message and says why in its
+    processing result (AWS keeps the mapping and consumes nothing)."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto) as test:
+            client = test.lambda_client  # type: ignore[attr-defined]
+            await asyncio.to_thread(client.delete_function, FunctionName=test.function)
+            url, arn = test.queue(VisibilityTimeout="1")
+            test.send(url, ["d1"])
+            await test.poll(url, arn)
+            await _eventually(lambda: any("Function not found" in r for r in test.results))
+            assert test.results[-1].startswith("PROBLEM: ")
+            assert await asyncio.to_thread(test.left, url) == 1
 
     asyncio.run(scenario())
 

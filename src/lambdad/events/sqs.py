@@ -169,29 +169,37 @@ class SqsPoller:
             log.exception("on_result failed")
 
     async def _work(self) -> None:
+        """One worker: batches until the poller closes or the queue is empty and others poll.
+        A failure of the endpoint (receive or delete) is reported and retried with backoff:
+        a worker never dies of one, so the last worker never leaves the queue unpolled."""
         backoff = BACKOFF_FIRST
         try:
             while self.state is PollerState.RUNNING:
                 try:
-                    batch = await self._gather()
-                except (asyncio.CancelledError, errors.LambdaError):
+                    if not await self._step():
+                        return
+                except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the endpoint's or the client's failure: retried
-                    log.warning("receiving from %s failed: %s", self.source.queue_arn, exc)
+                    log.warning("polling %s failed: %s", self.source.queue_arn, exc)
                     self._report(SOURCE_FAILED.format(exc))
                     await asyncio.sleep(self._scale * backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
-                    continue
-                backoff = BACKOFF_FIRST
-                if not batch.messages:
-                    if self._alive > 1:
-                        return  # scale down: the queue is empty for now
-                    continue
-                if self._receiving == 0 and self._alive < self.source.concurrency_cap:
-                    self._spawn()  # scale up: nobody is polling while this batch runs
-                await self._handle(batch)
+                else:
+                    backoff = BACKOFF_FIRST
         finally:
             self._alive -= 1
+
+    async def _step(self) -> bool:
+        """Gather and handle one batch; False when this worker should stop (scale down)."""
+        batch = await self._gather()
+        if not batch.messages:
+            return self._alive <= 1  # the queue is empty for now: all but one worker stop
+        running = self.state is PollerState.RUNNING
+        if running and self._receiving == 0 and self._alive < self.source.concurrency_cap:
+            self._spawn()  # scale up: nobody is polling while this batch runs
+        await self._handle(batch)
+        return True
 
     async def _client(self) -> Any:
         client = await self._clients.client("sqs", self.source.region)
