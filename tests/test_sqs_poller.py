@@ -490,3 +490,26 @@ def test_close_cancels_a_long_poll(tmp_path: Path, moto: Moto) -> None:
                 await poller.start()
 
     asyncio.run(scenario())
+
+
+def test_close_returns_the_messages_of_a_batch_under_way(tmp_path: Path, moto: Moto) -> None:
+    """Closing the poller while its function runs makes the batch's messages visible again at
+    once instead of after the queue's visibility timeout (a disabled mapping gives back what
+    it held; delivery stays at-least-once)."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto, {"SLEEP": "2"}) as test:
+            url, arn = test.queue(VisibilityTimeout="600")
+            test.send(url, ["held"])
+            poller = await test.poll(url, arn)
+            await _eventually(lambda: any(test.out.glob("running-*")))
+            await poller.close()
+            names = ["ApproximateNumberOfMessages"]
+
+            def visible() -> int:
+                found = test.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+                return int(found["Attributes"][names[0]])
+
+            await _eventually(lambda: visible() == 1)
+
+    asyncio.run(scenario())

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lambdad.runtime.invocation import Outcome
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: ``LastProcessingResult`` values. ``OK`` and ``PROBLEM: Function call failed`` are AWS's;
 #: the others follow their form (AWS's exact words for them are not documented).
@@ -259,7 +260,10 @@ class SqsPoller:
 
     async def _run(self, batch: _Batch) -> None:
         source = self.source
-        records = [record_of(m, source.queue_arn, source.region) for m in batch.messages]
+        records = await _off_loop(
+            len(batch.messages),
+            lambda: [record_of(m, source.queue_arn, source.region) for m in batch.messages],
+        )
         keep = [r for r in records if self._passes(r)]
         kept = {r["messageId"] for r in keep}
         dropped = [m for m in batch.messages if m["MessageId"] not in kept]
@@ -291,7 +295,8 @@ class SqsPoller:
         """Invoke the function with ``records``; None when it could not be invoked (retried
         with backoff while the messages stay invisible, then left)."""
         source = self.source
-        payload = await _encoded({"Records": list(records)})
+        event = {"Records": list(records)}
+        payload = await _off_loop(len(records), lambda: json.dumps(event).encode())
         backoff = BACKOFF_FIRST
         while True:
             request = InvokeRequest(source.function_name, source.qualifier, payload)
@@ -359,8 +364,9 @@ class SqsPoller:
             )
 
 
-async def _encoded(event: dict[str, Any]) -> bytes:
-    """``event`` as JSON bytes; a large one is encoded off the event loop."""
-    if len(event["Records"]) <= RECEIVE_MAX:
-        return json.dumps(event).encode()
-    return await asyncio.to_thread(lambda: json.dumps(event).encode())
+async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
+    """``work()`` for ``count`` messages: here for one receive's worth, in a thread for a
+    batch gathered over a window (up to 10,000 records must not hold the event loop)."""
+    if count <= RECEIVE_MAX:
+        return work()
+    return await asyncio.to_thread(work)
