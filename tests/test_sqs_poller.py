@@ -513,3 +513,22 @@ def test_close_returns_the_messages_of_a_batch_under_way(tmp_path: Path, moto: M
             await _eventually(lambda: visible() == 1)
 
     asyncio.run(scenario())
+
+
+def test_a_missing_queue_is_reported_and_polled_again(tmp_path: Path, moto: Moto) -> None:
+    """A queue that does not exist (yet) is reported in the processing result and polled
+    again with backoff: once it exists its messages are delivered (AWS: the mapping reports
+    the problem and keeps retrying)."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto) as test:
+            name = unique("late")
+            url = f"{moto.endpoint}/{ACCOUNT}/{name}"
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            await test.poll(url, arn)
+            await _eventually(lambda: any("Cannot read from the queue" in r for r in test.results))
+            created = test.sqs.create_queue(QueueName=name)["QueueUrl"]
+            test.send(created, ["late1"])
+            await _eventually(lambda: test.delivered() == ["late1"])
+
+    asyncio.run(scenario())

@@ -118,8 +118,13 @@ class SqsPoller:
         self._invoker = invoker
         self._on_result = on_result
         self._scale = time_scale
-        # A long poll's answer takes up to 20 s; the read timeout leaves it room.
-        endpoint = dataclasses.replace(source.endpoint, read_timeout=LONG_POLL + 10)
+        # A long poll's answer takes up to 20 s; the read timeout leaves it room. Every
+        # worker may hold a long poll and a delete at once: connections enough for both.
+        endpoint = dataclasses.replace(
+            source.endpoint,
+            read_timeout=LONG_POLL + 10,
+            connections=2 * source.concurrency_cap + 2,
+        )
         self._clients = AwsClients(endpoint)
         self._workers: set[asyncio.Task[None]] = set()
         #: Workers alive (counted synchronously, so two never both decide to be the last).

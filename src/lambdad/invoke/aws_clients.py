@@ -28,6 +28,8 @@ class AwsEndpoint:
     secret_key: str = ""
     #: How long one request may wait for its answer (a long poll waits up to 20 s).
     read_timeout: float = 30.0
+    #: Connections a client keeps open at most (a long poll holds one for up to 20 s).
+    connections: int = 64
 
 
 class AwsClientsState(enum.Enum):
@@ -82,7 +84,7 @@ class AwsClients:
                 retries={"total_max_attempts": 1},
                 connect_timeout=5,
                 read_timeout=self.endpoint.read_timeout,
-                max_pool_connections=64,
+                max_pool_connections=self.endpoint.connections,
             ),
         )
 
