@@ -265,11 +265,16 @@ class SqsPoller:
 
     async def _run(self, batch: _Batch) -> None:
         source = self.source
-        records = await _off_loop(
-            len(batch.messages),
-            lambda: [record_of(m, source.queue_arn, source.region) for m in batch.messages],
+        messages = list(batch.messages)
+        # The filter runs with the records' making: off the loop for a large batch.
+        keep = await _off_loop(
+            len(messages),
+            lambda: [
+                r
+                for r in (record_of(m, source.queue_arn, source.region) for m in messages)
+                if self._passes(r)
+            ],
         )
-        keep = [r for r in records if self._passes(r)]
         kept = {r["messageId"] for r in keep}
         dropped = [m for m in batch.messages if m["MessageId"] not in kept]
         if dropped:
