@@ -262,8 +262,8 @@ def test_standard_queue_is_delivered_in_batches_in_lambdas_record_shape(
 
 def test_fifo_queue_keeps_order_within_each_message_group(tmp_path: Path, moto: Moto) -> None:
     """On a FIFO queue each message group's messages reach the function in the order they were
-    sent, with FIFO's MessageGroupId and MessageDeduplicationId
-    attributes (as Lambda delivers FIFO queues)."""
+    sent, with FIFO's MessageGroupId and MessageDeduplicationId attributes (as Lambda
+    delivers FIFO queues)."""
 
     async def scenario() -> None:
         async with harness(tmp_path, moto) as test:
