@@ -15,6 +15,7 @@ import pytest
 from tests.aws import ACCOUNT
 from tests.conftest import (
     Moto,
+    Recorder,
     Server,
     create_function,
     launch_server,
@@ -117,13 +118,7 @@ def test_an_sqs_mapping_is_created_then_enabled_with_sqs_defaults(client: Any, m
     assert "MaximumRetryAttempts" not in made
     got = settled(client, uuid, "Enabled")
     assert got["LastModified"] == made["LastModified"]
-    # This branch has no SQS poller: the mapping says so.
-    wait_until(
-        lambda: (
-            client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"]
-            == NO_POLLER.format("sqs")
-        )
-    )
+    assert got["LastProcessingResult"] == "No records processed"  # an empty queue
 
 
 def test_a_kinesis_mapping_has_the_stream_defaults(client: Any, moto: Moto) -> None:
@@ -563,7 +558,7 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     assert line.split()[:4] == [uuid, "Enabled", source, fn]
     report = esm_server.get_json("/_lambdad/doctor")["event sources"]
     assert report["endpoint sqs"] == moto.endpoint
-    assert report["pollers"] == "none yet"
+    assert report["pollers"] == "sqs"
     doctor = subprocess.run(
         [*cli, "doctor", "--endpoint", esm_server.endpoint],
         capture_output=True,
@@ -650,23 +645,24 @@ def test_each_source_service_is_reached_at_its_own_endpoint(start_server: Any, m
 def test_a_mapping_of_a_deleted_function_says_so(client: Any, moto: Moto) -> None:
     """Once its function is deleted a mapping stays (as on AWS), consumes nothing and says in
     LastProcessingResult that the function is not found; re-creating the function brings it
-    back to its poller (here: the message that no SQS poller is available yet)."""
+    back to its poller (here a Kinesis mapping, whose poller lambdad does not have yet: the
+    mapping says so)."""
     fn = create_function(client)
     name = fn["FunctionName"]
-    uuid = client.create_event_source_mapping(EventSourceArn=queue_arn(moto), FunctionName=name)[
-        "UUID"
-    ]
+    uuid = client.create_event_source_mapping(
+        EventSourceArn=stream_arn(moto), FunctionName=name, StartingPosition="LATEST"
+    )["UUID"]
     settled(client, uuid, "Enabled")
 
     def result() -> str:
         return str(client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"])
 
-    wait_until(lambda: result() == NO_POLLER.format("sqs"))
+    wait_until(lambda: result() == NO_POLLER.format("kinesis"))
     client.delete_function(FunctionName=name)
     wait_until(lambda: result() == f"PROBLEM: Function not found: {fn['FunctionArn']}")
     assert state_of(client, uuid) == "Enabled"
     create_function(client, name=name)
-    wait_until(lambda: result() == NO_POLLER.format("sqs"))
+    wait_until(lambda: result() == NO_POLLER.format("kinesis"))
 
 
 def test_filter_patterns_are_checked_by_the_filter_language(client: Any, moto: Moto) -> None:
@@ -693,3 +689,71 @@ def test_filter_patterns_are_checked_by_the_filter_language(client: Any, moto: M
         client.update_event_source_mapping(
             UUID=created["UUID"], FilterCriteria={"Filters": [{"Pattern": '{"x": "y"}'}]}
         )
+
+
+#: Reports each SQS record's body to the test's recorder, then fails on a body "fail".
+SQS_REPORTER = """
+import os, socket
+
+def handler(event, context):
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    for record in event["Records"]:
+        assert record["eventSource"] == "aws:sqs"
+        with socket.create_connection((host, int(os.environ["RECORDER_PORT"]))) as s:
+            s.sendall(f"{record['body']} {len(event['Records'])}\\n".encode())
+            s.recv(1)
+        if record["body"] == "fail":
+            raise RuntimeError("failed on purpose")
+"""
+
+
+def test_an_sqs_mapping_delivers_the_queue_to_its_function(
+    client: Any, moto: Moto, recorder: Recorder
+) -> None:
+    """AWS: an enabled SQS mapping long-polls the queue, invokes the function with batches of
+    Lambda's SQS records, deletes what succeeded, and reports OK as LastProcessingResult; its
+    FilterCriteria drop what does not match (deleted unseen); once Disabled it takes nothing."""
+    fn = create_function(client, SQS_REPORTER, env={"RECORDER_PORT": str(recorder.port)})
+    arn = queue_arn(moto)
+    sqs = moto.client("sqs")
+    url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"]
+    uuid = client.create_event_source_mapping(
+        EventSourceArn=arn,
+        FunctionName=fn["FunctionName"],
+        BatchSize=5,
+        FilterCriteria={"Filters": [{"Pattern": '{"body": [{"prefix": "m"}]}'}]},
+    )["UUID"]
+    settled(client, uuid, "Enabled")
+    for i in range(7):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=url, MessageBody="skipped")
+    wait_until(lambda: len({body for body, _ in recorder.runs}) >= 7, timeout=60)
+    assert {body for body, _ in recorder.runs} == {f"m{i}" for i in range(7)}
+    assert all(size <= 5 for _, size in recorder.runs)
+
+    def drained() -> bool:
+        counts = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return all(int(v) == 0 for v in counts.values())
+
+    wait_until(drained, timeout=60)
+    wait_until(
+        lambda: client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"] == "OK",
+        timeout=30,
+    )
+    client.update_event_source_mapping(UUID=uuid, Enabled=False)
+    settled(client, uuid, "Disabled")
+    seen = len(recorder.runs)
+    sqs.send_message(QueueUrl=url, MessageBody="m-late")
+    # A long poll already waiting on the queue when the poller stopped may still be handed the
+    # message (the endpoint does not know its client went away): then it is invisible until
+    # its visibility timeout, and never delivered to the function.
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    held = int(counts["ApproximateNumberOfMessages"]) + int(
+        counts["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert held == 1
+    assert client.get_event_source_mapping(UUID=uuid)["State"] == "Disabled"
+    assert len(recorder.runs) == seen

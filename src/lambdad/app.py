@@ -41,6 +41,7 @@ from lambdad.control.urls import FunctionUrls
 from lambdad.events.filters import compile_criteria
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.sources import SourceChecker
+from lambdad.events.sqs_mapping import sqs_factory
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -236,6 +237,7 @@ class Lambdad:
             check_filters=check_filter_criteria,
         )
         self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
+        self.pollers.register("sqs", sqs_factory(settings.time_scale))
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir))

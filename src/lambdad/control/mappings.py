@@ -148,11 +148,26 @@ class EventSourceMappings:
         try:
             if self._settle_delay:
                 await asyncio.sleep(self._settle_delay)
+            await self._stop_first(scope, uuid)
             event = await self._settle_now(scope, uuid)
             if event is not None:
                 await self._tell(event)
         except Exception:  # settled again at the next start
             _log.exception("settling event source mapping %s failed", uuid)
+
+    async def _stop_first(self, scope: Scope, uuid: str) -> None:
+        """A mapping settling ``Disabled`` or being deleted has its poller stopped before the
+        state says so: once a mapping reads ``Disabled`` (or is gone) nothing more is delivered
+        (AWS), and messages a poll under way took are back in the queue."""
+        doc = await self._store.get(Table.EVENT_SOURCE_MAPPINGS, scope.key(uuid))
+        if doc is None:
+            return
+        mapping = EventSourceMapping.from_doc(doc)
+        if mapping.state == MappingState.DELETING:
+            await self._tell(MappingRemoved(mapping))
+        elif mapping.state in TRANSITIONAL and not mapping.enabled:
+            disabled = dataclasses.replace(mapping, state=MappingState.DISABLED.value)
+            await self._tell(MappingSettled(disabled))
 
     async def _settle_now(self, scope: Scope, uuid: str) -> MappingEvent | None:
         async with self._lock:

@@ -15,11 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 from collections.abc import Mapping
 from typing import Any
 
 DUMMY_KEY = "lambdad"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AwsEndpoint:
+    """One endpoint and its credentials, for a client holder of its own (an event source
+    poller's: its long polls must not wait behind destinations' sends, nor theirs behind it)."""
+
+    url: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    #: How long one request may wait for its answer (a long poll waits up to 20 s).
+    read_timeout: float = 60.0
+    #: Connections a client keeps open at most.
+    connections: int = 10
 
 
 class NoEndpoint(Exception):
@@ -45,8 +60,12 @@ class AwsClients:
         default: str = "",
         access_key: str = "",
         secret_key: str = "",
+        read_timeout: float = 60.0,
+        connections: int = 10,
     ) -> None:
         self._endpoints = dict(endpoints or {})
+        self._read_timeout = read_timeout
+        self._connections = connections
         self._default = default
         self._access_key = access_key or DUMMY_KEY
         self._secret_key = secret_key or DUMMY_KEY
@@ -55,6 +74,28 @@ class AwsClients:
         self._opening = asyncio.Lock()
         self._session: Any = None
         self.state = ClientsState.OPEN
+
+    @classmethod
+    def of(cls, endpoint: AwsEndpoint) -> AwsClients:
+        """Clients of every service at one endpoint."""
+        return cls(
+            default=endpoint.url,
+            access_key=endpoint.access_key,
+            secret_key=endpoint.secret_key,
+            read_timeout=endpoint.read_timeout,
+            connections=endpoint.connections,
+        )
+
+    def endpoint_settings(self, service: str) -> AwsEndpoint:
+        """The endpoint of ``service`` and these clients' credentials, for a client holder of
+        its own."""
+        return AwsEndpoint(
+            url=self.endpoint(service),
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+            read_timeout=self._read_timeout,
+            connections=self._connections,
+        )
 
     def endpoint(self, service: str) -> str:
         """The endpoint of ``service`` ("" when none is configured)."""
@@ -89,7 +130,12 @@ class AwsClients:
             aws_access_key_id=self._access_key,
             aws_secret_access_key=self._secret_key,
             # Long polls (SQS's 20 s wait) must fit in the read timeout.
-            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60),
+            config=Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=self._read_timeout,
+                max_pool_connections=self._connections,
+            ),
         )
 
     async def close(self) -> None:
