@@ -65,6 +65,10 @@ TMP_DEFAULT_MB = 512
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# The calls a cell's init makes, looked up once here (in the spawner) rather than by each init:
+# a lookup makes and stores an object, and every page a forked child writes becomes its own.
+for _name in ("mount", "umount2", "setns", "unshare", "syscall", "prctl"):
+    getattr(_libc, _name)
 
 
 def _check(result: int, what: str) -> None:
@@ -151,6 +155,11 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
     global _HOST_NET
     error = _load_zygote(zygote) if zygote else None
     filter_error = _load_filters()
+    # The filters and their module too (made after the zygote's imports were frozen): frozen
+    # with the zygote only, the cells held 0.03-0.13 MB more each (measured; one collection
+    # and freeze after both measured 0.03-0.08 MB more than this).
+    gc.collect()
+    gc.freeze()
     with contextlib.suppress(OSError):
         _HOST_NET = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
