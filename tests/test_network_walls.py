@@ -100,6 +100,9 @@ def handler(event, context):
         url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"
         with urllib.request.urlopen(url, timeout=10) as reply:
             return {"url": url, "health": json.loads(reply.read())}
+    if action == "ipv6":
+        lines = open("/proc/net/if_inet6").read().splitlines()
+        return sorted([line.split()[0], line.split()[-1]] for line in lines)
     if action == "arp":
         with urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"):
             pass
@@ -318,6 +321,20 @@ def test_outbound_port_25_is_blocked(
 def test_raw_sockets_are_refused(probe: Callable[[dict[str, Any]], Any]) -> None:
     """A raw socket cannot be opened (Lambda: ``ping`` does not work)."""
     assert probe({"do": "raw"}) == "EPERM"
+
+
+def test_cells_have_no_ipv6_address_but_loopbacks(
+    server: Server, probe: Callable[[dict[str, Any]], Any]
+) -> None:
+    """A cell's only IPv6 address is its loopback's ``::1`` (Lambda gives IPv6 only to
+    dual-stack VPC functions), and the host ends of the cells' veth pairs have none either."""
+    assert probe({"do": "ipv6"}) == [["00000000000000000000000000000001", "lo"]]
+    bridge = walls_of(server)["network namespace"].split("bridge ")[1].split()[0]
+    ports = {path.name for path in Path(f"/sys/class/net/{bridge}/brif").iterdir()}
+    assert ports
+    with open("/proc/net/if_inet6") as handle:
+        addressed = {line.split()[-1] for line in handle.read().splitlines()}
+    assert not ports & addressed
 
 
 def test_dns_resolves_as_on_the_host(probe: Callable[[dict[str, Any]], Any]) -> None:
