@@ -7,8 +7,9 @@ network (``cellinit._join_network`` and, where the code has it, ``_network_ready
 pair, the bridge port, addresses, route, the wait for the port to forward). Printed: the time
 from the release until the last cell is done, and the per-cell p50 and maximum. ``--src`` picks
 the ``src`` directory whose ``cellinit.py`` is measured (another checkout's, to compare). The
-namespaces' creation is not in the figure (each is made before the release); what is, is the
-part the kernel serialises on its rtnl lock.
+namespaces' creation is not in the figure (each is made before the release) unless
+``--namespace`` (then each makes its namespace once released, and that is timed too);
+``--no-network`` times the namespaces alone.
 """
 
 from __future__ import annotations
@@ -38,13 +39,21 @@ def load_cellinit(src: Path) -> Any:
     return module
 
 
-def one_cell(cellinit: Any, index: int, go_r: int, report_w: int) -> None:
+def one_cell(
+    cellinit: Any, index: int, go_r: int, report_w: int, late_ns: bool, network: bool
+) -> None:
     """In a forked child: a network namespace, then the cell's network once released."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
+    if not late_ns and libc.unshare(CLONE_NEWNET) != 0:
         os._exit(1)
     os.read(go_r, 1)  # EOF: released
     began = time.monotonic()
+    if late_ns and libc.unshare(CLONE_NEWNET) != 0:
+        os._exit(1)
+    if not network:
+        os.write(report_w, json.dumps([began, time.monotonic()]).encode().ljust(64))
+        time.sleep(0.5)
+        os._exit(0)
     net = {
         "bridge": BRIDGE,
         "host_if": f"lvb{index}",
@@ -67,6 +76,8 @@ def one_cell(cellinit: Any, index: int, go_r: int, report_w: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cells", type=int, default=100)
+    parser.add_argument("--namespace", action="store_true", help="time the namespaces too")
+    parser.add_argument("--no-network", action="store_true", help="time the namespaces alone")
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -88,7 +99,8 @@ def main() -> int:
             pid = os.fork()
             if pid == 0:
                 os.close(go_w)
-                one_cell(cellinit, index, go_r, report_w)
+                late = args.namespace or args.no_network
+                one_cell(cellinit, index, go_r, report_w, late, not args.no_network)
             children.append(pid)
         time.sleep(0.5)  # every child in its namespace, waiting
         released = time.monotonic()
