@@ -284,6 +284,12 @@ def main() -> int:
                 "environments": len(tokens),
                 "init_durations": inits,
                 "function_errors": failed,
+                "latencies_ms": sorted(round(x, 2) for x in lat),
+                "init_durations_ms": sorted(
+                    float(a["log"].split("Init Duration: ")[1].split(" ms")[0])
+                    for a in answers
+                    if "Init Duration: " in a["log"]
+                ),
             }
             results["burst_floor"] = {
                 "n": args.burst,

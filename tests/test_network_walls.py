@@ -100,6 +100,11 @@ def handler(event, context):
         url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"
         with urllib.request.urlopen(url, timeout=10) as reply:
             return {"url": url, "health": json.loads(reply.read())}
+    if action == "read":
+        return open(event["path"]).read()
+    if action == "ipv6":
+        lines = open("/proc/net/if_inet6").read().splitlines()
+        return sorted([line.split()[0], line.split()[-1]] for line in lines)
     if action == "arp":
         with urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/_lambdad/health"):
             pass
@@ -320,6 +325,20 @@ def test_raw_sockets_are_refused(probe: Callable[[dict[str, Any]], Any]) -> None
     assert probe({"do": "raw"}) == "EPERM"
 
 
+def test_cells_have_no_ipv6_address_but_loopbacks(
+    server: Server, probe: Callable[[dict[str, Any]], Any]
+) -> None:
+    """A cell's only IPv6 address is its loopback's ``::1`` (Lambda gives IPv6 only to
+    dual-stack VPC functions), and the host ends of the cells' veth pairs have none either."""
+    assert probe({"do": "ipv6"}) == [["00000000000000000000000000000001", "lo"]]
+    bridge = walls_of(server)["network namespace"].split("bridge ")[1].split()[0]
+    ports = {path.name for path in Path(f"/sys/class/net/{bridge}/brif").iterdir()}
+    assert ports
+    with open("/proc/net/if_inet6") as handle:
+        addressed = {line.split()[-1] for line in handle.read().splitlines()}
+    assert not ports & addressed
+
+
 def test_dns_resolves_as_on_the_host(probe: Callable[[dict[str, Any]], Any]) -> None:
     """A name the host resolves, the function resolves to the same address."""
     try:
@@ -350,6 +369,25 @@ def test_egress_deny_rule_is_enforced(
         client, name, {"do": "udp", "host": lan_host.address, "port": lan_host.port}
     )
     assert failed(udp)
+
+
+def test_cells_read_the_resolv_conf_lambdad_is_given(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """With ``LAMBDAD_CELL_RESOLV_CONF`` a function reads that file as ``/etc/resolv.conf``
+    (how a host whose own resolver is on loopback gives cells one they can reach), and
+    ``lambdad doctor`` says so."""
+    upstream = [s for s in Path("/etc/resolv.conf").read_text().split() if s[:1].isdigit()]
+    resolv = tmp_path / "resolv.conf"
+    text = f"nameserver {upstream[0] if upstream else '192.0.2.53'}\noptions ndots:3\n"
+    resolv.write_text(text)
+    srv = start_server({**LINUX, "LAMBDAD_CELL_RESOLV_CONF": str(resolv)})
+    require_walls(srv)
+    assert walls_of(srv)["dns"].startswith(f"cells read {resolv} as their /etc/resolv.conf")
+    client = srv.client()
+    name = create_function(client, PROBE, Timeout=30)["FunctionName"]
+    _, answer = invoke_json(client, name, {"do": "read", "path": "/etc/resolv.conf"})
+    assert answer == text
 
 
 def test_egress_allow_list_is_all_a_cell_reaches(

@@ -378,6 +378,7 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         enabled=settings.cell_network,
         allow=parse_rules(settings.egress_allow),
         deny=parse_rules(settings.egress_deny),
+        resolv_conf=settings.cell_resolv_conf,
     )
     return linux.LinuxSandbox(
         runs,

@@ -76,6 +76,11 @@ class Settings:
     #: When set, the only outbound destinations cells may reach (and the host's nameservers),
     #: ``CIDR[:port]`` entries; ``egress_deny`` wins over it.
     egress_allow: str = ""
+    #: The ``resolv.conf`` the cells read (with their own network namespace). Empty: the
+    #: host's, except where it names only loopback resolvers (systemd-resolved's 127.0.0.53,
+    #: out of a cell's reach) and ``/run/systemd/resolve/resolv.conf`` names their upstream
+    #: servers: then that file.
+    cell_resolv_conf: str = ""
     #: How long a new function stays ``Pending`` and an update ``InProgress`` before lambdad
     #: completes it (not scaled). 0: right after the answer, and a read, invoke or update
     #: arriving first completes it; longer, invokes and updates are refused as AWS refuses them

@@ -660,6 +660,9 @@ class LinuxSandbox(Sandbox):
         ]
         if hosts is not None:
             binds.append({"source": str(hosts), "target": "/etc/hosts"})
+        resolv = self.network.resolv_conf_bind()
+        if resolv is not None:
+            binds.append(resolv)
         return binds
 
     def can_fork(self, argv: Sequence[str]) -> bool:

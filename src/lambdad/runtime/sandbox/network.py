@@ -141,7 +141,32 @@ def function_narrowing(env: Mapping[str, str]) -> Narrowing | None:
         raise OSError(f"the function's {FUNCTION_DENY}/{FUNCTION_ALLOW}: {exc}") from exc
 
 
-def nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+#: systemd-resolved's list of the upstream servers its loopback stub forwards to.
+UPSTREAM_RESOLV_CONF = Path("/run/systemd/resolve/resolv.conf")
+
+
+def _loopback(server: str) -> bool:
+    return server.startswith("127.") or server == "::1"
+
+
+def cells_resolv_conf(
+    setting: str, host: Path = HOST_RESOLV_CONF, upstream: Path = UPSTREAM_RESOLV_CONF
+) -> Path | None:
+    """The file to bind over a cell's ``/etc/resolv.conf``, or None for the host's own: the
+    setting when given; else, where the host's names only loopback resolvers (unreachable
+    from a cell), the upstream servers' file when it names one a cell can reach."""
+    if setting:
+        return Path(setting)
+    servers = nameservers(host)
+    if not servers or not all(_loopback(s) for s in servers):
+        return None
+    if any(not _loopback(s) for s in nameservers(upstream)):
+        return upstream
+    return None
+
+
+def nameservers(path: Path = HOST_RESOLV_CONF) -> list[str]:
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -164,6 +189,7 @@ class CellNetwork:
         enabled: bool = True,
         allow: Sequence[EgressRule] = (),
         deny: Sequence[EgressRule] = (),
+        resolv_conf: str = "",
     ) -> None:
         # Per lambdad process, not per data dir: a killed lambdad's helper removes its bridge
         # and table after ending its cells, maybe after a new lambdad on the same data dir
@@ -178,6 +204,8 @@ class CellNetwork:
         self._enabled = enabled
         self.allow = tuple(allow)
         self.deny = tuple(deny)
+        #: What the cells read as ``/etc/resolv.conf`` when it is not the host's own.
+        self.resolv_conf = cells_resolv_conf(resolv_conf)
         self.subnet: ipaddress.IPv4Network | None = None
         self.gateway = ""
         self._ip = shutil.which("ip") or ""
@@ -191,6 +219,21 @@ class CellNetwork:
     @property
     def active(self) -> bool:
         return self.state is NetworkState.RUNNING
+
+    def nameservers(self) -> list[str]:
+        """The nameservers the cells are given."""
+        return nameservers(self.resolv_conf or HOST_RESOLV_CONF)
+
+    def resolv_conf_bind(self) -> dict[str, str] | None:
+        """The bind that puts ``resolv_conf`` where a cell reads ``/etc/resolv.conf`` (where
+        the host's is a link, at the path it leads to: a bind follows the link); None when
+        cells read the host's own, or share the host's network."""
+        if self.resolv_conf is None or not self.active:
+            return None
+        target = os.path.realpath(HOST_RESOLV_CONF)
+        if target.startswith("/etc/") and not os.path.exists(target):
+            return None  # a dangling link into the read-only /etc: nothing to bind over
+        return {"source": str(self.resolv_conf), "target": target}
 
     async def open(self) -> None:
         """Build the bridge and the walls; where they cannot be built, say why and go on."""
@@ -256,7 +299,7 @@ class CellNetwork:
             lines += [f"{rule} {r.nft()} return" for r in rules.allow]
             lines += [
                 f"{rule} ip daddr {server} meta l4proto {{ tcp, udp }} th dport 53 return"
-                for server in nameservers()
+                for server in self.nameservers()
                 if _is_ipv4(server)
             ]
             lines.append(f"{rule} {reject}")
@@ -371,7 +414,7 @@ class CellNetwork:
             egress += [f"{rule.nft()} accept" for rule in self.allow]
             egress += [
                 f"ip daddr {server} meta l4proto {{ tcp, udp }} th dport 53 accept"
-                for server in nameservers()
+                for server in self.nameservers()
                 if _is_ipv4(server)
             ]
             egress.append(reject)
@@ -436,8 +479,14 @@ class CellNetwork:
             "egress policy": f"active (nftables: {policy}; a function narrows it for its own "
             f"cells with its {FUNCTION_DENY} and {FUNCTION_ALLOW} variables)",
         }
-        loopback = [s for s in nameservers() if s.startswith("127.") or s == "::1"]
-        if loopback:
+        loopback = [s for s in self.nameservers() if _loopback(s)]
+        if self.resolv_conf is not None:
+            lines["dns"] = f"cells read {self.resolv_conf} as their /etc/resolv.conf" + (
+                f" (NOT REACHABLE from cells: {', '.join(loopback)} is on loopback)"
+                if loopback
+                else ""
+            )
+        elif loopback:
             lines["dns"] = (
                 f"NOT REACHABLE from cells: the host's resolver is on loopback "
                 f"({', '.join(loopback)}); docs/sandbox.md says what to do"

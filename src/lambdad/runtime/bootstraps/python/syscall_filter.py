@@ -278,9 +278,14 @@ class Filter:
     installing (in a freshly forked child) is two system calls and no allocation."""
 
     def __init__(self, code: bytes, machine: Optional[str] = None) -> None:
-        self._libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         self._buffer = ctypes.create_string_buffer(code, len(code))
         self._fprog = _SockFprog(len(code) // 8, ctypes.addressof(self._buffer))
+        # Looked up and made here, not on first use in the child: each lookup makes and
+        # stores an object, and every page a forked child writes becomes its own copy.
+        self._prctl = libc.prctl
+        self._syscall = libc.syscall
+        self._pointer = ctypes.byref(self._fprog)
         self._seccomp = SECCOMP[ARCHES[machine or os.uname().machine][1]]
 
     def install(self) -> None:
@@ -291,16 +296,15 @@ class Filter:
         speculative-store-bypass mitigation for the process (older kernels tie it to seccomp by
         default, at a cost to every function); the filter is not a Spectre mitigation.
         """
-        libc = self._libc
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        if self._prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise _error("no_new_privs")
-        pointer = ctypes.byref(self._fprog)
+        pointer = self._pointer
         flags = _SECCOMP_FILTER_FLAG_SPEC_ALLOW
-        if libc.syscall(self._seccomp, _SECCOMP_SET_MODE_FILTER, flags, pointer) == 0:
+        if self._syscall(self._seccomp, _SECCOMP_SET_MODE_FILTER, flags, pointer) == 0:
             return
         if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS):
             raise _error("seccomp")
-        if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, pointer, 0, 0) != 0:
+        if self._prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, pointer, 0, 0) != 0:
             raise _error("seccomp")
 
 
