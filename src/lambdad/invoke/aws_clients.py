@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,27 @@ class AwsEndpoint:
     read_timeout: float = 60.0
     #: Connections a client keeps open at most.
     connections: int = 10
+
+
+#: One aiobotocore session for the whole process: its loader keeps every model and endpoint
+#: file it parsed, so a second holder of clients (each event source poller has its own) does
+#: not parse them again. Parsing holds the GIL for tens of milliseconds, which the event loop
+#: would feel each time.
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+
+
+def _shared_session(service: str) -> Any:
+    """The process's aiobotocore session, with ``service``'s model and endpoint files loaded
+    (call in a worker thread)."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            from aiobotocore.session import get_session
+
+            _SESSION = get_session()
+        _SESSION.warm_up_loader_caches(service)
+        return _SESSION
 
 
 class NoEndpoint(Exception):
@@ -117,12 +139,9 @@ class AwsClients:
     def _factory(self, service: str, region: str) -> Any:
         """aiobotocore's client context for ``service`` in ``region``, its model loaded (run in
         a thread: imports and model loading). aiobotocore is imported here, on first use."""
-        from aiobotocore.session import get_session
         from botocore.config import Config
 
-        if self._session is None:
-            self._session = get_session()
-        self._session.warm_up_loader_caches(service)
+        self._session = _shared_session(service)
         return self._session.create_client(
             service,
             region_name=region,
