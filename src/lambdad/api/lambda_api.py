@@ -341,26 +341,31 @@ async def delete_function_concurrency(request: web.Request, req: FunctionRequest
 # ------------------------------------------------------------------------- invoke
 
 
+async def invoke_request(
+    request: web.Request, req: InvokeParameters, kind: InvocationType
+) -> InvokeRequest:
+    """What Invoke and InvokeWithResponseStream ask of the invoker: the request's members and
+    headers, and its payload read up to the limit of its invocation type."""
+    payload = await read_up_to(request, limit_of(kind.value) + 1)
+    return InvokeRequest(
+        function_name=req.function_name,
+        qualifier=req.qualifier,
+        payload=payload,
+        invocation_type=kind,
+        tail=headers.wants_tail(req.log_type, kind),
+        client_context=headers.client_context(req.client_context),
+        trace_id=request.headers.get("X-Amzn-Trace-Id"),
+        tenant_id=req.tenant_id,
+    )
+
+
 @routes.post(_FUNCTION + "/invocations")
 @handles("Invoke", InvokeParameters)
 async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
-    scope = scope_of(request)
     kind = headers.invocation_type(req.invocation_type)
-    tail = headers.wants_tail(req.log_type, kind)
-    payload = await read_up_to(request, limit_of(kind.value) + 1)
-    outcome = await request.app[INVOKER].invoke(
-        scope,
-        InvokeRequest(
-            function_name=req.function_name,
-            qualifier=req.qualifier,
-            payload=payload,
-            invocation_type=kind,
-            tail=tail,
-            client_context=headers.client_context(req.client_context),
-            trace_id=request.headers.get("X-Amzn-Trace-Id"),
-            tenant_id=req.tenant_id,
-        ),
-    )
+    invocation = await invoke_request(request, req, kind)
+    tail = invocation.tail
+    outcome = await request.app[INVOKER].invoke(scope_of(request), invocation)
     if isinstance(outcome, Accepted):
         # AWS names the executed version only on a synchronous answer.
         status = 202 if kind is InvocationType.EVENT else 204

@@ -19,11 +19,9 @@ import msgspec
 from aiohttp import web
 
 from lambdad.api import eventstream
-from lambdad.api.lambda_api import INVOKER, InvokeParameters, scope_of
-from lambdad.api.wire import headers
-from lambdad.api.wire.decode import handles, read_up_to
-from lambdad.invoke.payloads import limit_of
-from lambdad.invoke.service import Accepted, InvocationType, InvokeRequest, StreamedInvocation
+from lambdad.api.lambda_api import INVOKER, InvokeParameters, invoke_request, scope_of
+from lambdad.api.wire.decode import handles
+from lambdad.invoke.service import Accepted, InvocationType, StreamedInvocation
 from lambdad.runtime.invocation import Outcome
 
 log = logging.getLogger(__name__)
@@ -39,21 +37,9 @@ async def invoke_with_response_stream(
     request: web.Request, req: InvokeParameters
 ) -> web.StreamResponse:
     kind = InvocationType(req.invocation_type or "RequestResponse")
-    tail = headers.wants_tail(req.log_type, kind)
-    payload = await read_up_to(request, limit_of(kind.value) + 1)
-    started = await request.app[INVOKER].invoke_streaming(
-        scope_of(request),
-        InvokeRequest(
-            function_name=req.function_name,
-            qualifier=req.qualifier,
-            payload=payload,
-            invocation_type=kind,
-            tail=tail,
-            client_context=headers.client_context(req.client_context),
-            trace_id=request.headers.get("X-Amzn-Trace-Id"),
-            tenant_id=req.tenant_id,
-        ),
-    )
+    invocation = await invoke_request(request, req, kind)
+    tail = invocation.tail
+    started = await request.app[INVOKER].invoke_streaming(scope_of(request), invocation)
     if isinstance(started, Accepted):
         return web.Response(status=204, headers={"x-amzn-RequestId": started.request_id})
     response = web.StreamResponse(
