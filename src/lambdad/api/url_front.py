@@ -25,7 +25,9 @@ body or event over 6 MB: ``413``; a body that cannot be parsed (bad chunk): ``40
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -100,6 +102,16 @@ def _too_large() -> UrlRefused:
 
 def _throttled() -> UrlRefused:
     return UrlRefused(429, b'{"Message":"Too Many Requests"}', "TooManyRequestsException")
+
+
+@contextlib.contextmanager
+def _refused_as_url(request_id: str) -> Iterator[None]:
+    """An error of the invoke path becomes the answer a URL gives for it."""
+    try:
+        yield
+    except errors.LambdaError as exc:
+        log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
+        raise _refusal_of(exc) from None
 
 
 def _refusal_of(exc: errors.LambdaError) -> UrlRefused:
@@ -318,11 +330,8 @@ async def _serve_streamed(
     would; a failure after the first byte ends the response unfinished (the connection is
     closed before the last chunk), as the client must not take a broken stream for a whole."""
     request_id = str(invocation.request_id)
-    try:
+    with _refused_as_url(request_id):
         started = await request.app[URL_INVOKER].invoke_streaming(config.scope, invocation)
-    except errors.LambdaError as exc:
-        log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
-        raise _refusal_of(exc) from None
     if not isinstance(started, StreamedInvocation):  # a RequestResponse invoke always runs
         raise _failed()
     try:
@@ -410,12 +419,8 @@ async def _read_body(request: web.Request) -> bytes:
 async def _invoke(
     request: web.Request, config: FunctionUrlConfig, invocation: InvokeRequest
 ) -> Outcome:
-    request_id = str(invocation.request_id)
-    try:
+    with _refused_as_url(str(invocation.request_id)):
         outcome = await request.app[URL_INVOKER].invoke(config.scope, invocation)
-    except errors.LambdaError as exc:
-        log.info("URL request %s refused: %s: %s", request_id, exc.code, exc.message)
-        raise _refusal_of(exc) from None
     if not isinstance(outcome, Outcome):  # a RequestResponse invoke always runs
         raise _failed()
     return outcome
