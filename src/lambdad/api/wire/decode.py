@@ -338,6 +338,15 @@ def dispatches(*names: str) -> Callable[[Handler], Handler]:
     return mark
 
 
+#: Operations whose IAM action is not ``lambda:<operation>``.
+_ACTIONS = {"Invoke": "InvokeFunction", "InvokeWithResponseStream": "InvokeFunction"}
+
+
+def iam_action(name: str) -> str:
+    """The IAM action operation ``name`` is authorized as (``lambda:GetFunction``)."""
+    return f"lambda:{_ACTIONS.get(name, name)}"
+
+
 def handles(
     name: str, kind: type[T]
 ) -> Callable[[Callable[[web.Request, T], Awaitable[web.StreamResponse]]], Handler]:
@@ -350,9 +359,12 @@ def handles(
 
         @functools.wraps(handler)
         async def decoded(request: web.Request) -> web.StreamResponse:
-            if op.has_json_body:
-                return await handler(request, await decode(request, name, kind))
-            return await handler(request, _decode_bodiless(op, request, kind))
+            try:
+                if op.has_json_body:
+                    return await handler(request, await decode(request, name, kind))
+                return await handler(request, _decode_bodiless(op, request, kind))
+            except errors.NotAuthorizedOnResource as exc:
+                raise exc.for_action(iam_action(name)) from None
 
         HANDLED[decoded] = name
         KINDS[name] = kind
