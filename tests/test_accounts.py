@@ -185,6 +185,13 @@ def test_layers_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:
         f"on resource: {layer['LayerVersionArn']} because no resource-based policy allows the "
         "lambda:GetLayerVersion action"
     )
+    arn = layer["LayerVersionArn"]
+    with refused("AccessDeniedException", 403) as error:
+        bob.get_layer_version_by_arn(Arn=arn)
+    assert f"lambda:GetLayerVersion on resource: {arn} because" in error["Message"]
+    with refused("AccessDeniedException", 403) as error:
+        bob.get_layer_version(LayerName=arn.rsplit(":", 1)[0], VersionNumber=layer["Version"])
+    assert f"lambda:GetLayerVersion on resource: {arn} because" in error["Message"]
 
 
 def test_an_old_data_dir_is_served_as_the_default_account(

@@ -123,6 +123,7 @@ async def decode(request: web.Request, name: str, kind: type[T]) -> T:
     op = operation(name)
     if not op.has_json_body:
         return _decode_bodiless(op, request, kind)
+    request[OPERATION] = name
     body = await read_body(request, name)
     args = (op, request.match_info, request.query, request.headers, body)
     if len(body) > _THREAD_THRESHOLD:
@@ -134,6 +135,7 @@ async def decode(request: web.Request, name: str, kind: type[T]) -> T:
 
 def _decode_bodiless(op: Operation, request: web.Request, kind: type[T]) -> T:
     """:func:`decode` of an operation without a JSON body: nothing to read, nothing awaited."""
+    request[OPERATION] = op.name
     found = decode_values(op, request.match_info, request.query, request.headers, b"")
     return msgspec.convert(found, kind)
 
@@ -338,8 +340,15 @@ def dispatches(*names: str) -> Callable[[Handler], Handler]:
     return mark
 
 
+#: The operation a request was decoded as (errors raised after decoding may name it).
+OPERATION = web.RequestKey("operation", str)
+
 #: Operations whose IAM action is not ``lambda:<operation>``.
-_ACTIONS = {"Invoke": "InvokeFunction", "InvokeWithResponseStream": "InvokeFunction"}
+_ACTIONS = {
+    "Invoke": "InvokeFunction",
+    "InvokeWithResponseStream": "InvokeFunction",
+    "GetLayerVersionByArn": "GetLayerVersion",
+}
 
 
 def iam_action(name: str) -> str:
@@ -359,12 +368,9 @@ def handles(
 
         @functools.wraps(handler)
         async def decoded(request: web.Request) -> web.StreamResponse:
-            try:
-                if op.has_json_body:
-                    return await handler(request, await decode(request, name, kind))
-                return await handler(request, _decode_bodiless(op, request, kind))
-            except errors.NotAuthorizedOnResource as exc:
-                raise exc.for_action(iam_action(name)) from None
+            if op.has_json_body:
+                return await handler(request, await decode(request, name, kind))
+            return await handler(request, _decode_bodiless(op, request, kind))
 
         HANDLED[decoded] = name
         KINDS[name] = kind
