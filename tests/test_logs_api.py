@@ -109,7 +109,7 @@ def count(kind, request_id=None):
                and (request_id is None or e["record"]["requestId"] == request_id))
 def handler(event, context):
     for number in range(event.get("lines", 1)):
-        print("hello-logs", context.aws_request_id, number)
+        print("hello-logs", context.aws_request_id, number, "x" * event.get("width", 0))
     deadline = time.time() + 10
     def done():
         if "report_of" in event:
@@ -308,7 +308,7 @@ def test_http_subscriber_gets_the_logs_api_records(target: Target, collector: Co
         "maxMemoryUsedMB",
     }
     assert report["metrics"]["memorySizeMB"] == 256
-    assert f"hello-logs {first} 0\n" in by_kind["function"]
+    assert f"hello-logs {first} 0 \n" in by_kind["function"]
     assert "logs subscribed\n" in by_kind["extension"]
     for telemetry_only in ("platform.initStart", "platform.initReport", "platform.initRuntimeDone"):
         assert telemetry_only not in by_kind
@@ -383,7 +383,21 @@ def test_a_full_buffer_is_delivered_at_max_items(linux: Target, collector: Colle
     batches = collector.batches("logs")
     assert [len(b["events"]) for b in batches[:2]] == [1000, 1000]
     records = [e["record"] for b in batches[:2] for e in b["events"]]
-    assert records == [f"hello-logs {request_id} {n}\n" for n in range(2000)]
+    assert records == [f"hello-logs {request_id} {n} \n" for n in range(2000)]
+
+
+def test_a_full_buffer_is_delivered_at_max_bytes(linux: Target, collector: Collector) -> None:
+    """Batches are cut before they would pass ``maxBytes`` (the events' compact JSON) and
+    sent at once, without waiting for ``timeoutMs``."""
+    subscription = http_subscription(
+        types=["function"], buffering={"maxItems": 10000, "maxBytes": 262144, "timeoutMs": 30000}
+    )
+    name = deploy(linux, collector, {"logs": [("logs", subscription)]})
+    run(linux, name, {"lines": 600, "width": 1000, "functions": 400})
+    wait_until(lambda: len(collector.batches("logs")) >= 2, timeout=15)
+    for batch in collector.batches("logs")[:2]:
+        sizes = [len(json.dumps(e, separators=(",", ":"))) for e in batch["events"]]
+        assert sum(sizes) <= 262144 < sum(sizes) + max(sizes), "as many as fit"
 
 
 # ----------------------------------------------------------------------------- faults
@@ -445,5 +459,5 @@ def test_logs_and_telemetry_subscribers_side_by_side(target: Target, collector: 
     telemetry_lines = [
         e["record"] for e in collector.events("telemetry") if e["type"] == "function"
     ]
-    assert f"hello-logs {first} 0\n" in logs_lines
-    assert f"hello-logs {first} 0" in telemetry_lines
+    assert f"hello-logs {first} 0 \n" in logs_lines
+    assert f"hello-logs {first} 0 " in telemetry_lines
