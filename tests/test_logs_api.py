@@ -87,9 +87,9 @@ def seen(kind):
 
 while True:
     if next_event(ext_id)["eventType"] == "SHUTDOWN":
-        deadline = time.time() + 1.5  # (polled) the platform.fault of a crash is on its way
-        waiting = bool(os.environ.get("AWAIT_FAULT"))
-        while waiting and time.time() < deadline and not seen("platform.fault"):
+        deadline = time.time() + 1.5  # (polled) the REPORT of a crash is on its way
+        waiting = bool(os.environ.get("AWAIT_REPORT"))
+        while waiting and time.time() < deadline and not seen("platform.report"):
             time.sleep(0.01)
         sys.exit(0)
 """
@@ -404,10 +404,10 @@ def test_a_full_buffer_is_delivered_at_max_bytes(linux: Target, collector: Colle
 
 
 def test_a_crash_is_a_platform_fault(linux: Target, collector: Collector) -> None:
-    """A runtime that dies mid-invoke is told to subscribers as ``platform.fault`` before
-    their SHUTDOWN, with the lines Lambda logs for it."""
+    """A runtime that dies mid-invoke is told to subscribers as ``platform.fault`` (the lines
+    Lambda logs for it), END and REPORT before their SHUTDOWN."""
     subscription = http_subscription(types=["platform"])
-    name = deploy(linux, collector, {"logs": [("logs", subscription)]}, AWAIT_FAULT="1")
+    name = deploy(linux, collector, {"logs": [("logs", subscription)]}, AWAIT_REPORT="1")
     response, body = invoke_json(linux.client, name, {"crash": True})
     assert body["errorType"] == "Runtime.ExitError"
     request_id = response["ResponseMetadata"]["RequestId"]
@@ -416,6 +416,10 @@ def test_a_crash_is_a_platform_fault(linux: Target, collector: Collector) -> Non
         f"RequestId: {request_id} Error: Runtime exited with error: exit status 7\n"
         "Runtime.ExitError"
     )
+    report = collector.wait_for("logs", "platform.report", requestId=request_id)
+    kinds = [e["type"] for e in collector.events("logs")]
+    assert kinds.index("platform.fault") < kinds.index("platform.end")
+    assert report["record"]["metrics"]["durationMs"] > 0
 
 
 # ----------------------------------------------------------------------------- both APIs

@@ -458,17 +458,18 @@ class Environment:
         """A timeout, a crash or a failed init: the environment ends with the invocation."""
         self.runner.sample_memory()
         reason = "timeout" if ending.status == "timeout" else "failure"
-        # The failure is told before SHUTDOWN, so that subscribers still hear of it.
+        # The invocation ends (its fault, END and REPORT told) before SHUTDOWN, as on Lambda:
+        # subscribers still hear of it, and its Duration does not count the shutdown.
         self.runner.drain()
         self.recorder.start(run.invocation)
         self.recorder.fault(list(ending.lines))
-        await self._shutdown(reason)
-        await self.runner.stop()
         report = self._report(run, ending.status, ending.error_type)
         self.recorder.runtime_done(
             run.invocation, ending.status, report.duration_ms, 0, ending.error_type
         )
         log = self.recorder.finish(report)
+        await self._shutdown(reason)
+        await self.runner.stop()
         await self.close(reason)
         reply = Reply(False, ending.body, ending.content_type, ending.error_type)
         return reply.outcome(log, report, self.config.version)
