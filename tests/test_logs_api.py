@@ -45,11 +45,18 @@ def forward(document):
         with open(SINK, "a") as handle:
             handle.write(line)
 
+REFUSALS = [int(os.environ.get("REFUSE_BATCHES", "0"))]
+
 class Sink(http.server.BaseHTTPRequestHandler):
     def receive(self):
         batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        forward({"via": "HTTP", "method": self.command, "path": self.path, "events": batch})
-        self.send_response(200)
+        refused = REFUSALS[0] > 0
+        REFUSALS[0] -= 1
+        if refused:
+            forward({"refused": [e["type"] for e in batch]})
+        else:
+            forward({"via": "HTTP", "method": self.command, "path": self.path, "events": batch})
+        self.send_response(500 if refused else 200)
         self.end_headers()
     do_POST = do_PUT = receive
     def log_message(self, *args):
@@ -112,6 +119,8 @@ def handler(event, context):
         print("hello-logs", context.aws_request_id, number, "x" * event.get("width", 0))
     deadline = time.time() + 10
     def done():
+        if "seen" in event:
+            return count(event["seen"]) > 0
         if "report_of" in event:
             return count("platform.report", event["report_of"]) >= event.get("subscribers", 1)
         return count("function") >= event.get("functions", 0)
@@ -133,7 +142,7 @@ class Collector:
         self._listener = service_listener()
         self.port = int(self._listener.getsockname()[1])
         self.documents: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         threading.Thread(target=self._accept, name="collector", daemon=True).start()
 
     def _accept(self) -> None:
@@ -147,7 +156,7 @@ class Collector:
     def _read(self, connection: socket.socket) -> None:
         with connection, connection.makefile("rb") as lines:
             for line in lines:
-                with self._lock:
+                with self.lock:
                     self.documents.append(json.loads(line))
 
     def close(self) -> None:
@@ -156,14 +165,14 @@ class Collector:
         self._listener.close()
 
     def batches(self, name: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             return [d for d in self.documents if d["from"] == name and "events" in d]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for batch in self.batches(name) for e in batch["events"]]
 
     def answers(self, name: str) -> list[tuple[str, int, str]]:
-        with self._lock:
+        with self.lock:
             found = [d for d in self.documents if d["from"] == name and "subscribed" in d]
         return [(d["subscribed"], d["status"], d["answer"]) for d in found]
 
@@ -398,6 +407,27 @@ def test_a_full_buffer_is_delivered_at_max_bytes(linux: Target, collector: Colle
     for batch in collector.batches("logs")[:2]:
         sizes = [len(json.dumps(e, separators=(",", ":"))) for e in batch["events"]]
         assert sum(sizes) <= 262144 < sum(sizes) + max(sizes), "as many as fit"
+
+
+def test_an_undelivered_batch_is_counted_in_platform_logs_dropped(
+    linux: Target, collector: Collector
+) -> None:
+    """A batch the subscriber refuses is dropped, and the next one starts with a
+    ``platform.logsDropped`` in the Logs API's words (AWS drops what its subscriber cannot
+    take, and says so)."""
+    subscription = http_subscription(types=["platform", "function"])
+    name = deploy(linux, collector, {"logs": [("logs", subscription)]}, REFUSE_BATCHES="1")
+    run(linux, name, {})
+    run(linux, name, {"seen": "platform.logsDropped"})
+    dropped = collector.wait_for("logs", "platform.logsDropped")["record"]
+    with collector.lock:
+        refused = next(d["refused"] for d in collector.documents if "refused" in d)
+    assert dropped["droppedRecords"] == len(refused)
+    assert dropped["droppedBytes"] > 0
+    assert dropped["reason"] == (
+        "Consumer seems to have fallen behind as it has not acknowledged receipt of logs."
+    )
+    assert collector.events("logs")[0]["type"] == "platform.logsDropped"
 
 
 # ----------------------------------------------------------------------------- faults
