@@ -56,6 +56,13 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 
 
+#: What ``backlog`` reports, and the queue attribute each is read from.
+_BACKLOG = {
+    "waiting": "ApproximateNumberOfMessages",
+    "in flight": "ApproximateNumberOfMessagesNotVisible",
+}
+
+
 class PollerState(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
@@ -160,6 +167,18 @@ class SqsPoller:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self._clients.close()
+
+    async def backlog(self) -> dict[str, int]:
+        """The queue's ``ApproximateNumberOfMessages`` (``waiting``) and
+        ``ApproximateNumberOfMessagesNotVisible`` (``in flight``), asked of the endpoint."""
+        if self.state is PollerState.CLOSED:
+            raise RuntimeError("the poller is closed")
+        client = await self._clients.client("sqs", self.source.region)
+        answer = await client.get_queue_attributes(
+            QueueUrl=self.source.queue_url, AttributeNames=list(_BACKLOG.values())
+        )
+        found = answer.get("Attributes", {})
+        return {key: int(found.get(name, 0)) for key, name in _BACKLOG.items()}
 
     def _spawn(self) -> None:
         self._alive += 1

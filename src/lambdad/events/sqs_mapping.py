@@ -71,6 +71,14 @@ class SqsMappingPoller:
         self._poller = SqsPoller(source, self._ctx.invoker, self._result, time_scale=self._scale)
         await self._poller.start()
 
+    async def backlog(self) -> dict[str, int] | None:
+        """The queue's messages waiting and in flight (``SqsPoller.backlog``); None before the
+        poller runs or after it closed."""
+        poller = self._poller
+        if poller is None or self.state is not MappingPollerState.RUNNING:
+            return None
+        return await poller.backlog()
+
     def _result(self, text: str) -> None:
         """Store ``text`` as the mapping's LastProcessingResult when it changed."""
         if text == self._last_result or self.state is MappingPollerState.CLOSED:
