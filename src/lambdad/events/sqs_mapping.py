@@ -41,6 +41,7 @@ class SqsMappingPoller:
         self._ctx = ctx
         self._scale = time_scale
         self._poller: SqsPoller | None = None
+        self._closed_poller: SqsPoller | None = None
         self._last_result: str | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self.state = MappingPollerState.NEW
@@ -93,12 +94,20 @@ class SqsMappingPoller:
         if not task.cancelled() and task.exception() is not None:
             log.warning("mapping %s: result not stored: %r", self.mapping.uuid, task.exception())
 
+    async def released(self) -> None:
+        """Return once the long polls the close found under way ended and what they brought
+        is back in the queue (``SqsPoller.released``)."""
+        if self._closed_poller is not None:
+            await self._closed_poller.released()
+
     async def close(self) -> None:
-        """Stop polling (messages taken but not invoked go back to the queue). Idempotent."""
+        """Stop polling (messages taken but not invoked go back to the queue, those a long
+        poll under way takes too, once it ends). Idempotent."""
         if self.state is MappingPollerState.CLOSED:
             return
         self.state = MappingPollerState.CLOSED
         poller, self._poller = self._poller, None
+        self._closed_poller = poller
         if poller is not None:
             await poller.close()
         if self._writes:
