@@ -285,6 +285,7 @@ class Lambdad:
             doctor=self.doctor,
             function_urls=self.function_urls,
             mappings=self.mappings,
+            esm_status=self.pollers.status,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,
