@@ -118,7 +118,11 @@ def render_json11(exc: errors.LambdaError, request_id: str | None = None) -> web
     return web.Response(
         status=status,
         body=json.dumps({"__type": code, "message": exc.message}).encode(),
-        headers={"Content-Type": JSON11_TYPE, REQUEST_ID: request_id or new_request_id()},
+        headers={
+            "Content-Type": JSON11_TYPE,
+            "x-amzn-ErrorType": code,
+            REQUEST_ID: request_id or new_request_id(),
+        },
     )
 
 

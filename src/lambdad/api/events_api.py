@@ -78,7 +78,8 @@ def _failed(entries: list[FailedEntry]) -> dict[str, Any]:
 
 
 def _paged(key: str, items: list[dict[str, Any]], token: str | None) -> web.Response:
-    body: dict[str, Any] = {key: items}
+    """A page; an empty list of targets is left out (the model's list has at least one)."""
+    body: dict[str, Any] = {key: items} if items or key == "Rules" else {}
     if token is not None:
         body["NextToken"] = token
     return answer(body)
