@@ -13,7 +13,8 @@ import datetime
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +26,7 @@ from botocore.exceptions import ClientError
 from lambdad.control.rule_model import Rule, RuleTarget
 from lambdad.control.scheduled_event import scheduled_event
 from tests.conftest import Server, unique
+from tests.test_sigv4 import keys as sigv4_keys
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -369,3 +371,33 @@ def test_scheduled_event_payload() -> None:
     ]:
         target = RuleTarget("t", FUNCTION_ARN, input_path=path)
         assert json.loads(scheduled_event(rule, at, ACCOUNT, REGION, target)) == expected
+
+
+def test_sigv4_mode_verifies_and_scopes_events_calls(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """In SigV4 mode an events call signed for ``events`` with a known key is served in the
+    key's account; a wrong secret is AWS's 403 signature mismatch."""
+    data = tmp_path / "data"
+    key = sigv4_keys(data, "create", "--account-id", "111122223333", "--name", "ops")
+    secured = start_server({"LAMBDAD_AUTH": "sigv4"}, data_dir=data)
+
+    def client(secret: str) -> Any:
+        return boto3.client(
+            "events",
+            endpoint_url=secured.endpoint,
+            region_name=REGION,
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=secret,
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    good = client(key["SecretAccessKey"])
+    arn = good.put_rule(Name="signed", ScheduleExpression="rate(1 hour)")["RuleArn"]
+    assert arn == f"arn:aws:events:{REGION}:111122223333:rule/signed"
+    bad = client("x" * 40)
+    with pytest.raises(ClientError) as info:
+        bad.list_rules()
+    assert error_of(info)[:2] == ("InvalidSignatureException", 403)
+    good.close()
+    bad.close()

@@ -126,8 +126,16 @@ def render_json11(exc: errors.LambdaError, request_id: str | None = None) -> web
     )
 
 
+def is_json11(request: web.Request) -> bool:
+    """Whether ``request`` speaks JSON 1.1 (``POST /`` with ``X-Amz-Target``), known before any
+    handler runs, so that a refusal by SigV4 verification is in that shape as well."""
+    return request.get(JSON11, False) or (
+        request.path == "/" and request.method == "POST" and "X-Amz-Target" in request.headers
+    )
+
+
 def _render_for(request: web.Request, exc: errors.LambdaError) -> web.Response:
-    return render_json11(exc) if request.get(JSON11) else render(exc)
+    return render_json11(exc) if is_json11(request) else render(exc)
 
 
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:
