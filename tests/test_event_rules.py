@@ -316,6 +316,7 @@ def test_raw_json11_answers(server: Server) -> None:
     assert garbled.json()["__type"] == "SerializationException"
 
 
+@pytest.mark.slow
 def test_aws_cli_put_rule(server: Server) -> None:
     """``aws events put-rule`` and ``describe-rule`` work against lambdad as against AWS."""
     name = unique("cli")
@@ -373,6 +374,7 @@ def test_scheduled_event_payload() -> None:
         assert json.loads(scheduled_event(rule, at, ACCOUNT, REGION, target)) == expected
 
 
+@pytest.mark.slow
 def test_sigv4_mode_verifies_and_scopes_events_calls(
     tmp_path: Path, start_server: Callable[..., Server]
 ) -> None:
@@ -401,3 +403,42 @@ def test_sigv4_mode_verifies_and_scopes_events_calls(
     assert error_of(info)[:2] == ("InvalidSignatureException", 403)
     good.close()
     bad.close()
+
+
+@pytest.mark.slow
+def test_rules_survive_a_restart(start_server: Callable[..., Server]) -> None:
+    """A rule, its state, targets and tags are still there after lambdad restarts on its
+    data, as what AWS acknowledged is never lost."""
+    first = start_server()
+
+    def client(server: Server) -> Any:
+        return boto3.client(
+            "events",
+            endpoint_url=server.endpoint,
+            region_name=REGION,
+            aws_access_key_id="AKIDTEST",
+            aws_secret_access_key="secret",
+        )
+
+    before = client(first)
+    arn = before.put_rule(
+        Name="kept",
+        ScheduleExpression="cron(0 6 ? * MON *)",
+        State="DISABLED",
+        Tags=[{"Key": "k", "Value": "v"}],
+    )["RuleArn"]
+    before.put_targets(Rule="kept", Targets=[{"Id": "t", "Arn": FUNCTION_ARN, "Input": "{}"}])
+    before.close()
+    first.stop()
+    second = start_server(data_dir=first.data_dir)
+    after = client(second)
+    described = after.describe_rule(Name="kept")
+    assert (described["State"], described["ScheduleExpression"]) == (
+        "DISABLED",
+        "cron(0 6 ? * MON *)",
+    )
+    assert after.list_targets_by_rule(Rule="kept")["Targets"] == [
+        {"Id": "t", "Arn": FUNCTION_ARN, "Input": "{}"}
+    ]
+    assert after.list_tags_for_resource(ResourceARN=arn)["Tags"] == [{"Key": "k", "Value": "v"}]
+    after.close()
