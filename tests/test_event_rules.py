@@ -13,13 +13,14 @@ import datetime
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -293,27 +294,30 @@ def test_rules_are_per_account_and_region(server: Server, events: Any) -> None:
         other.close()
 
 
-def test_raw_json11_answers(server: Server) -> None:
-    """An unknown X-Amz-Target is JSON 1.1's UnknownOperationException; a body that is not JSON
-    a SerializationException; both in JSON 1.1's error shape with a request id."""
+def post(server: Server, body: bytes, target: str | None) -> tuple[int, dict[str, str], Any]:
+    """(status, headers, JSON body) of a raw ``POST /``."""
     headers = {"Content-Type": "application/x-amz-json-1.1"}
-    unknown = requests.post(
-        server.endpoint + "/",
-        data="{}",
-        headers={**headers, "X-Amz-Target": "AWSEvents.Nope"},
-        timeout=30,
-    )
-    assert unknown.status_code == 400
-    assert unknown.json()["__type"] == "UnknownOperationException"
-    assert "x-amzn-RequestId" in unknown.headers
-    garbled = requests.post(
-        server.endpoint + "/",
-        data="{not json",
-        headers={**headers, "X-Amz-Target": "AWSEvents.ListRules"},
-        timeout=30,
-    )
-    assert garbled.status_code == 400
-    assert garbled.json()["__type"] == "SerializationException"
+    if target is not None:
+        headers["X-Amz-Target"] = target
+    request = urllib.request.Request(server.endpoint + "/", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def test_raw_json11_answers(server: Server) -> None:
+    """An unknown X-Amz-Target is JSON 1.1's 400 UnknownOperationException and a body that is
+    not JSON a SerializationException, in JSON 1.1's error shape with a request id; a POST /
+    without a target keeps Lambda's 404 UnknownOperationException."""
+    status, headers, body = post(server, b"{}", "AWSEvents.Nope")
+    assert (status, body["__type"]) == (400, "UnknownOperationException")
+    assert "x-amzn-RequestId" in headers
+    status, _, body = post(server, b"{not json", "AWSEvents.ListRules")
+    assert (status, body["__type"]) == (400, "SerializationException")
+    status, headers, body = post(server, b"{}", None)
+    assert (status, headers["x-amzn-ErrorType"]) == (404, "UnknownOperationException")
 
 
 @pytest.mark.slow
