@@ -115,7 +115,11 @@ class EventRules:
 
     def subscribe(self, listener: RuleListener) -> None:
         """Call ``listener`` with every rule written or deleted from now on (in order, each
-        awaited; one that raises is logged and the write stands)."""
+        awaited; one that raises is logged and the write stands).
+
+        Listeners are called while the rules' lock is held, so that they hear the writes in
+        the order they were made: a listener must be quick and must not write rules itself
+        (reading them, ``all()``, is fine)."""
         self._listeners.append(listener)
 
     async def all(self) -> list[Rule]:
@@ -178,7 +182,7 @@ class EventRules:
             if rule.targets:
                 raise errors.ValidationException("Rule can't be deleted since it has targets.")
             await self._store.delete(Table.EVENT_RULES, scope.key(name))
-        await self._publish(RuleDeleted(rule))
+            await self._publish(RuleDeleted(rule))
 
     async def list_rules(
         self,
