@@ -14,10 +14,13 @@ server log must hold no traceback.
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.session
+import msgspec
 import pytest
 from botocore.model import ServiceModel
 
@@ -153,8 +156,38 @@ def robust(start_server: Callable[..., Server]) -> Server:
 
 def test_every_target_is_covered() -> None:
     """Every AWSEvents.* target lambdad serves has a valid base request here."""
-    served = {op for key, (service, op) in targets().items() if key.startswith("AWSEvents.")}
+    served = {op for key, (_, op, _) in targets().items() if key.startswith("AWSEvents.")}
     assert served == set(BASE)
+
+
+def test_every_struct_field_is_a_member_of_its_operation() -> None:
+    """Each target's request Struct names only members of its operation's input shape, nested
+    Structs (Target, Tag, RetryPolicy, DeadLetterConfig) included."""
+    for service, name, kind in targets().values():
+        shape = botocore.session.get_session().get_service_model(service)
+        _fields_within(kind, shape.operation_model(name).input_shape, name)
+
+
+def _fields_within(struct: Any, shape: Any, where: str) -> None:
+    for field in msgspec.structs.fields(struct):
+        assert field.encode_name in shape.members, (where, field.encode_name)
+        member = shape.members[field.encode_name]
+        union = typing.get_origin(field.type) in (typing.Union, types.UnionType)
+        for arg in typing.get_args(field.type) if union else (field.type,):
+            if typing.get_origin(arg) is list:
+                (item,) = typing.get_args(arg)
+                if _is_struct(item):
+                    _fields_within(item, member.member, f"{where}.{field.encode_name}[]")
+            elif _is_struct(arg):
+                _fields_within(arg, member, f"{where}.{field.encode_name}")
+
+
+def _is_struct(kind: Any) -> bool:
+    return (
+        typing.get_origin(kind) is None
+        and isinstance(kind, type)
+        and (issubclass(kind, msgspec.Struct))
+    )
 
 
 def test_mutations_get_timely_json11_answers(robust: Server) -> None:

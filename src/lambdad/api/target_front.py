@@ -55,9 +55,10 @@ def target(
     return register
 
 
-def targets() -> dict[str, tuple[str, str]]:
-    """Every ``X-Amz-Target`` served, with its (service, operation) (for tests)."""
-    return {key: (t.service, t.name) for key, t in _TARGETS.items()}
+def targets() -> dict[str, tuple[str, str, type[Any]]]:
+    """Every ``X-Amz-Target`` served, with its (service, operation, request type) (for
+    tests)."""
+    return {key: (t.service, t.name, t.kind) for key, t in _TARGETS.items()}
 
 
 def answer(data: dict[str, Any] | None = None) -> web.Response:
