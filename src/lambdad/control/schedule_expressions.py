@@ -54,7 +54,7 @@ class InvalidExpression(ValueError):
     (EventBridge rules answer ``Parameter ScheduleExpression is not valid.`` whatever it is).
     """
 
-    def __init__(self, expression: str, reason: str, message: str | None = None) -> None:
+    def __init__(self, expression: str, reason: str = "", message: str | None = None) -> None:
         self.expression = expression
         self.reason = reason
         super().__init__(message or f"Invalid Schedule Expression {expression}")
