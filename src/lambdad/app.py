@@ -37,6 +37,7 @@ from lambdad.control.mapping_model import SourceKind
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.rules import EventRules
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.filters import compile_criteria
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
@@ -237,10 +238,12 @@ class Lambdad:
             check_filters=check_filter_criteria,
         )
         self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
+        #: EventBridge scheduled rules (the firing engine subscribes to their changes).
+        self.rules = EventRules(self.store)
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
-        self.verifier = SigV4Verifier(KeyRing(settings.data_dir))
+        self.verifier = SigV4Verifier(KeyRing(settings.data_dir), also=frozenset({"events"}))
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,
@@ -285,6 +288,7 @@ class Lambdad:
             doctor=self.doctor,
             function_urls=self.function_urls,
             mappings=self.mappings,
+            rules=self.rules,
             esm_status=self.pollers.status,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,

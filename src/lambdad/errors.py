@@ -31,7 +31,8 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── RecursiveInvocationException             (a recursive loop stopped after 16 hops)
     ├── ProvisionedConcurrencyConfigNotFoundException
     ├── PolicyLengthExceededException            (a resource policy over 20 KB)
-    └── PublicPolicyException
+    ├── PublicPolicyException
+    └── LimitExceededException                   (EventBridge: too many targets on a rule)
 """
 
 from __future__ import annotations
@@ -183,3 +184,9 @@ class PolicyLengthExceededException(LambdaError):
 
 class PublicPolicyException(LambdaError):
     code = "PublicPolicyException"
+
+
+class LimitExceededException(LambdaError):
+    """EventBridge's: a rule's targets (or another quota) would exceed AWS's limit."""
+
+    code = "LimitExceededException"

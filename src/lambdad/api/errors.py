@@ -53,6 +53,7 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.ProvisionedConcurrencyConfigNotFoundException: (404, "message"),
     errors.PolicyLengthExceededException: (400, "message"),
     errors.PublicPolicyException: (400, "Message"),
+    errors.LimitExceededException: (400, "message"),
     errors.ServiceException: (500, "Message"),
     errors.LambdaError: (500, "Message"),
 }
@@ -92,6 +93,52 @@ def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Respon
     )
 
 
+#: A request answered in the JSON 1.1 protocol (EventBridge, ``lambdad.api.target_front``):
+#: its errors are ``{"__type": ..., "message": ...}`` as botocore's JSON parser reads them.
+JSON11 = web.RequestKey("lambdad_json11", bool)
+JSON11_TYPE = "application/x-amz-json-1.1"
+#: Lambda's codes that JSON 1.1 services word their own way.
+_JSON11_CODES = {
+    errors.InvalidRequestContentException: "SerializationException",
+    errors.ServiceException: "InternalException",
+    errors.RequestTooLargeException: "RequestEntityTooLargeException",
+}
+
+
+def render_json11(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
+    """``exc`` as a JSON 1.1 service answers it: 400 for the client's errors (all of
+    EventBridge's, not-found included), 500 for internal ones, 413 for an oversized body."""
+    code = exc.code
+    for cls in type(exc).__mro__:
+        if cls in _JSON11_CODES:
+            code = _JSON11_CODES[cls]
+            break
+    status = wire_of(exc)[0]
+    if status not in (403, 413) and status < 500:
+        status = 400
+    return web.Response(
+        status=status,
+        body=json.dumps({"__type": code, "message": exc.message}).encode(),
+        headers={
+            "Content-Type": JSON11_TYPE,
+            "x-amzn-ErrorType": code,
+            REQUEST_ID: request_id or new_request_id(),
+        },
+    )
+
+
+def is_json11(request: web.Request) -> bool:
+    """Whether ``request`` speaks JSON 1.1 (``POST /`` with ``X-Amz-Target``), known before any
+    handler runs, so that a refusal by SigV4 verification is in that shape as well."""
+    return request.get(JSON11, False) or (
+        request.path == "/" and request.method == "POST" and "X-Amz-Target" in request.headers
+    )
+
+
+def _render_for(request: web.Request, exc: errors.LambdaError) -> web.Response:
+    return render_json11(exc) if is_json11(request) else render(exc)
+
+
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:
     """The Lambda error an aiohttp HTTP exception stands for (None: a non-error answer)."""
     if exc.status in (404, 405):
@@ -127,7 +174,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except errors.LambdaError as exc:
         if isinstance(exc, errors.NotAuthorizedOnResource) and OPERATION in request:
             exc = exc.for_action(iam_action(request[OPERATION]))
-        response = render(exc)
+        response = _render_for(request, exc)
         if isinstance(exc, errors.RequestTooLargeException):
             response.force_close()  # don't read (or linger over) the body just refused
     except web.HTTPException as exc:
@@ -135,25 +182,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error is None:
             exc.headers.setdefault(REQUEST_ID, new_request_id())
             raise
-        response = render(error)
+        response = _render_for(request, error)
     except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
         log.info("unparseable body in %s %s: %s", request.method, request.path, exc.message)
-        response = render(
+        response = _render_for(
+            request,
             errors.InvalidRequestContentException(f"Could not parse request body: {exc.message}"),
         )
         response.force_close()
     except ConnectionError:
         if not _client_gone(request):
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return render(errors.ServiceException("An internal error occurred."))
+            return _render_for(request, errors.ServiceException("An internal error occurred."))
         log.debug("client went away during %s %s", request.method, request.path)
-        response = render(errors.InvalidRequestContentException("Connection lost"))
+        response = _render_for(request, errors.InvalidRequestContentException("Connection lost"))
     except StoreError as exc:  # lambdad's own storage failed: the client sees Lambda's 500
         log.error("%s %s failed in storage: %s", request.method, request.path, exc)
-        response = render(errors.ServiceException("An internal error occurred."))
+        response = _render_for(request, errors.ServiceException("An internal error occurred."))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        response = render(errors.ServiceException("An internal error occurred."))
+        response = _render_for(request, errors.ServiceException("An internal error occurred."))
     if not response.prepared and REQUEST_ID not in response.headers:
         response.headers[REQUEST_ID] = new_request_id()
     return response

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Middleware
 
 from lambdad.api import (
     event_config_api,
+    events_api,
     http,
     lambda_api,
     layers_api,
@@ -27,6 +28,7 @@ from lambdad.api import (
     provisioned_api,
     runtime_management_api,
     stream_api,
+    target_front,
     url_front,
     urls_api,
 )
@@ -42,6 +44,7 @@ from lambdad.control.functions import Functions
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.rules import EventRules
 from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
@@ -68,6 +71,8 @@ class Services:
     function_urls: FunctionUrls
     url_shape: UrlShape
     mappings: EventSourceMappings
+    #: EventBridge scheduled rules (``AWSEvents.*`` on ``POST /``).
+    rules: EventRules
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
     esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
@@ -104,6 +109,7 @@ def build_app(services: Services) -> web.Application:
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
+    app[events_api.RULES] = services.rules
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
@@ -116,6 +122,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(urls_api.routes)
     app.add_routes(stream_api.routes)
     app.add_routes(mappings_api.routes)
+    app.add_routes(target_front.routes)  # POST /: EventBridge (events_api) by X-Amz-Target
     return app
 
 

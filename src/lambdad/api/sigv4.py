@@ -86,18 +86,21 @@ def has_signature(headers: MultiMapping[str], raw_query: str) -> bool:
 
 
 class SigV4Verifier:
-    """Verifies requests against the keys of ``keys`` for ``service``."""
+    """Verifies requests against the keys of ``keys`` for ``service`` (or any of ``also``: the
+    other services lambdad serves on the same port, such as ``events``)."""
 
     def __init__(
         self,
         keys: KeyRing,
         service: str = "lambda",
         clock: Callable[[], float] = time.time,
+        also: frozenset[str] = frozenset(),
     ) -> None:
         self._keys = keys
         self._service = service
+        self._services = also | {service}
         self._clock = clock
-        self._signing_keys: dict[tuple[str, str, str], bytes] = {}
+        self._signing_keys: dict[tuple[str, str, str, str], bytes] = {}
 
     def verify(
         self,
@@ -113,7 +116,7 @@ class SigV4Verifier:
         ``payload_hash`` is the hex SHA-256 of the body (``payload_sha256``).
         """
         signed = _parse(headers, raw_query)
-        if signed.service != self._service:
+        if signed.service not in self._services:
             raise errors.InvalidSignatureException(
                 f"Credential should be scoped to correct service: '{self._service}'. "
             )
@@ -211,16 +214,17 @@ class SigV4Verifier:
         to_sign = "\n".join(
             (ALGORITHM, signed.amz_date, scope, hashlib.sha256(_bytes(canonical)).hexdigest())
         )
-        key = self._signing_key(secret, signed.day, signed.region)
+        key = self._signing_key(secret, signed.day, signed.region, signed.service)
         return hmac.new(key, _bytes(to_sign), hashlib.sha256).hexdigest().encode()
 
-    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
-        """The derived key of (secret, day, region), computed once a day per key and region."""
-        cache_key = (secret, day, region)
+    def _signing_key(self, secret: str, day: str, region: str, service: str) -> bytes:
+        """The derived key of (secret, day, region, service), computed once a day per key,
+        region and service."""
+        cache_key = (secret, day, region, service)
         key = self._signing_keys.get(cache_key)
         if key is None:
             key = _bytes("AWS4" + secret)
-            for part in (day, region, self._service, "aws4_request"):
+            for part in (day, region, service, "aws4_request"):
                 key = hmac.new(key, _bytes(part), hashlib.sha256).digest()
             if len(self._signing_keys) >= 4096:
                 self._signing_keys.clear()

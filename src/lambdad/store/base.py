@@ -56,6 +56,8 @@ class Table(enum.StrEnum):
     FUNCTION_URL_IDS = "function_url_ids"
     #: ``(account, region, uuid)``: an event source mapping (CreateEventSourceMapping).
     EVENT_SOURCE_MAPPINGS = "event_source_mappings"
+    #: ``(account, region, name)``: an EventBridge scheduled rule, its targets and tags.
+    EVENT_RULES = "event_rules"
 
 
 class StoreError(Exception):

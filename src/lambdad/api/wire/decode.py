@@ -118,9 +118,10 @@ async def read_body(request: web.Request, name: str) -> bytes:
     return data
 
 
-async def decode(request: web.Request, name: str, kind: type[T]) -> T:
-    """The request of operation ``name`` as a ``kind`` Struct, checked against the model."""
-    op = operation(name)
+async def decode(request: web.Request, name: str, kind: type[T], service: str = "lambda") -> T:
+    """The request of operation ``name`` (of the ``service`` model) as a ``kind`` Struct,
+    checked against the model."""
+    op = operation(name, service)
     if not op.has_json_body:
         return _decode_bodiless(op, request, kind)
     request[OPERATION] = name
@@ -155,7 +156,7 @@ def decode_values(
     document = _json_object(op, body) if op.has_json_body else _NO_DOCUMENT
     found: dict[str, Any] = {}
     clauses: list[str] = []
-    skip = SERVICE_CHECKED.get(op.name, frozenset())
+    skip = _service_checked(op)
     # One pass in model order: a type error raises at once (the first one in model order, as
     # when every member was typed before any was checked); constraint clauses are gathered.
     for step in _plan(op):
@@ -234,15 +235,19 @@ class _Step:
     good: dict[str, None]
 
 
-_PLANS: dict[str, tuple[Operation, tuple[_Step, ...]]] = {}
+_PLANS: dict[tuple[str, str], tuple[Operation, tuple[_Step, ...]]] = {}
+
+
+def _service_checked(op: Operation) -> frozenset[str]:
+    return SERVICE_CHECKED.get(op.name, frozenset()) if op.service == "lambda" else frozenset()
 
 
 def _plan(op: Operation) -> tuple[_Step, ...]:
-    entry = _PLANS.get(op.name)
+    entry = _PLANS.get((op.service, op.name))
     if entry is not None and entry[0] is op:
         return entry[1]
-    skip = SERVICE_CHECKED.get(op.name, frozenset())
-    optional = NOT_REQUIRED.get(op.name, frozenset())
+    skip = _service_checked(op)
+    optional = NOT_REQUIRED.get(op.name, frozenset()) if op.service == "lambda" else frozenset()
     steps: list[_Step] = []
     for member in op.members:
         shape = member.shape
@@ -272,7 +277,7 @@ def _plan(op: Operation) -> tuple[_Step, ...]:
             )
         )
     plan = tuple(steps)
-    _PLANS[op.name] = (op, plan)
+    _PLANS[(op.service, op.name)] = (op, plan)
     return plan
 
 
@@ -307,6 +312,9 @@ HANDLED: dict[Handler, str] = {}
 DISPATCHING: dict[Handler, tuple[str, ...]] = {}
 #: The request type each :func:`handles` operation is decoded into.
 KINDS: dict[str, type[Any]] = {}
+#: (service, operation) of every operation of another service than Lambda that lambdad serves
+#: (``events``: routed by ``X-Amz-Target``, ``lambdad.api.target_front``).
+OTHER_SERVICES: set[tuple[str, str]] = set()
 
 
 def prepare() -> None:
@@ -315,6 +323,9 @@ def prepare() -> None:
     first Invoke after a start paid some 2 ms for these)."""
     for name in sorted(routed_operations()):
         for step in _plan(operation(name)):
+            values.prepare(step.shape)
+    for service, name in sorted(OTHER_SERVICES):
+        for step in _plan(operation(name, service)):
             values.prepare(step.shape)
     for kind in KINDS.values():
         with contextlib.suppress(msgspec.ValidationError):

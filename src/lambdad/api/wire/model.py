@@ -1,4 +1,5 @@
-"""botocore's ``lambda`` service model, loaded once from the installed botocore (no network).
+"""botocore's service models (``lambda`` by default, ``events``, ...), loaded once from the
+installed botocore (no network).
 
 An :class:`Operation` is what the decoder needs of one call: where each input member travels
 (URI label, query string, header, JSON body or raw payload) and the shapes that constrain it.
@@ -31,6 +32,8 @@ class Member:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Operation:
     name: str
+    #: The service model's name (``lambda``, ``events``).
+    service: str
     method: str
     uri: str
     #: The input shape's name (``CreateFunctionRequest``), used in parse messages.
@@ -45,15 +48,16 @@ class Operation:
 
 
 @functools.cache
-def service() -> ServiceModel:
-    """The ``lambda`` service model of the installed botocore."""
-    return ServiceModel(Loader().load_service_model("lambda", "service-2"), "lambda")
+def service(name: str = "lambda") -> ServiceModel:
+    """The service model ``name`` of the installed botocore."""
+    return ServiceModel(Loader().load_service_model(name, "service-2"), name)
 
 
 @functools.cache
-def operation(name: str) -> Operation:
-    """The operation ``name`` (``CreateFunction``); KeyError-like botocore error if unknown."""
-    op = service().operation_model(name)
+def operation(name: str, service_name: str = "lambda") -> Operation:
+    """The operation ``name`` (``CreateFunction``) of ``service_name``'s model; KeyError-like
+    botocore error if unknown."""
+    op = service(service_name).operation_model(name)
     shape = op.input_shape
     members: list[Member] = []
     payload = None
@@ -73,6 +77,7 @@ def operation(name: str) -> Operation:
             )
     return Operation(
         name=name,
+        service=service_name,
         method=op.http["method"],
         uri=op.http["requestUri"],
         input_name=shape.name if shape is not None else f"{name}Request",
