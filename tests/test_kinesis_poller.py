@@ -1,0 +1,527 @@
+"""Kinesis event source mappings polled by a real lambdad from the suite's moto server.
+
+Each test creates a Kinesis stream on moto, a function on lambdad (whose account id is moto's)
+and a mapping through the API, puts records with boto3 and reads what the function was given
+from a ``Collector``: a service the function reports every batch to and asks how to answer
+(return a value, or raise), so a test can fail a batch and clear the fault later. The failure
+sink test builds a lambdad in this process to give the poller a recording ``FailureSink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from lambdad.app import Lambdad
+from lambdad.config import load_settings
+from lambdad.events.kinesis import KinesisReader
+from lambdad.events.stream_mapping import stream_factory
+from lambdad.events.stream_poller import BatchFailure
+from tests.aws import ACCOUNT
+from tests.conftest import (
+    ROLE,
+    Moto,
+    Server,
+    create_function,
+    launch_server,
+    service_listener,
+    shutdown,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+#: Reports its batch to the collector (one JSON line) and does what the collector answers:
+#: ``{"raise": message}`` fails the invoke, ``{"return": value}`` returns ``value``.
+HANDLER = """
+import json, os, socket
+
+def handler(event, context):
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    address = (host, int(os.environ["COLLECTOR_PORT"]))
+    with socket.create_connection(address, timeout=60) as connection:
+        stream = connection.makefile("rwb")
+        line = {"request_id": context.aws_request_id, "event": event}
+        stream.write(json.dumps(line).encode() + b"\\n")
+        stream.flush()
+        answer = json.loads(stream.readline())
+    if "raise" in answer:
+        raise RuntimeError(answer["raise"])
+    return answer.get("return")
+"""
+
+Answer = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+class Collector:
+    """Keeps every batch functions report (a thread per connection, so batches run side by
+    side) and answers each by ``answer(records)`` (default: return null)."""
+
+    def __init__(self) -> None:
+        self._listener = service_listener()
+        self.port = int(self._listener.getsockname()[1])
+        self.batches: list[list[dict[str, Any]]] = []
+        self.answer: Answer = lambda records: {}
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="collector", daemon=True)
+        self._thread.start()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"COLLECTOR_PORT": str(self.port)}
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError, ValueError):
+            stream = connection.makefile("rwb")
+            line = json.loads(stream.readline())
+            records = line["event"]["Records"]
+            with self._lock:
+                self.batches.append(records)
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                answer = self.answer(records)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+            stream.write(json.dumps(answer).encode() + b"\n")
+            stream.flush()
+
+    def datas(self) -> list[str]:
+        """Every record's data, once per delivery, in delivery order."""
+        return [data_of(r) for batch in list(self.batches) for r in batch]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(10)
+
+
+def data_of(record: dict[str, Any]) -> str:
+    return base64.b64decode(record["kinesis"]["data"]).decode()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    service = Collector()
+    yield service
+    service.close()
+
+
+def settings_of(moto: Moto) -> dict[str, str]:
+    return {"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, "LAMBDAD_ACCOUNT_ID": ACCOUNT}
+
+
+@pytest.fixture(scope="module")
+def esm_server(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A lambdad of moto's account whose streams are moto's."""
+    srv = launch_server(tmp_path_factory.mktemp("lambdad-kinesis"), settings_of(moto))
+    yield srv
+    shutdown(srv)
+
+
+@pytest.fixture
+def client(esm_server: Server) -> Iterator[Any]:
+    lam = esm_server.client()
+    yield lam
+    lam.close()
+
+
+class Stream:
+    """A Kinesis stream of moto."""
+
+    def __init__(self, moto: Moto, shards: int = 1) -> None:
+        self.kinesis = moto.client("kinesis")
+        self.name = unique("s")
+        self.kinesis.create_stream(StreamName=self.name, ShardCount=shards)
+        summary = self.kinesis.describe_stream_summary(StreamName=self.name)
+        self.arn = str(summary["StreamDescriptionSummary"]["StreamARN"])
+
+    def put(self, datas: list[str], key: Callable[[int], str] = str) -> list[str]:
+        """Put each data (partition key ``key(n)``); the shard each went to."""
+        return [
+            self.kinesis.put_record(StreamARN=self.arn, Data=d.encode(), PartitionKey=key(n))[
+                "ShardId"
+            ]
+            for n, d in enumerate(datas)
+        ]
+
+
+def mapping(client: Any, function: str, stream: Stream, **options: Any) -> str:
+    """A mapping of ``stream`` to ``function``, once it reads ``Enabled``."""
+    options.setdefault("StartingPosition", "TRIM_HORIZON")
+    made = client.create_event_source_mapping(
+        EventSourceArn=stream.arn, FunctionName=function, **options
+    )
+    uuid = str(made["UUID"])
+    wait_until(lambda: client.get_event_source_mapping(UUID=uuid)["State"] == "Enabled")
+    return uuid
+
+
+def function(client: Any, collector: Collector) -> str:
+    return str(create_function(client, HANDLER, env=collector.env, Timeout=60)["FunctionName"])
+
+
+def per_shard_sequences(batches: list[list[dict[str, Any]]]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for batch in batches:
+        for record in batch:
+            shard = record["eventID"].split(":")[0]
+            found.setdefault(shard, []).append(int(record["kinesis"]["sequenceNumber"]))
+    return found
+
+
+def test_every_shard_is_delivered_in_order_in_lambdas_record_shape(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """Lambda reads every shard of the stream in order and hands the function batches of at
+    most BatchSize Kinesis records (data in base64, eventID ``shard:sequence``, the function's
+    role as invokeIdentityArn); LastProcessingResult reads OK."""
+    stream = Stream(moto, shards=3)
+    datas = [f"r{n}" for n in range(40)]
+    shards = stream.put(datas)
+    uuid = mapping(client, function(client, collector), stream, BatchSize=5)
+    wait_until(lambda: set(collector.datas()) == set(datas), timeout=60)
+    assert all(len(b) <= 5 for b in collector.batches)
+    sequences = per_shard_sequences(collector.batches)
+    assert set(sequences) == set(shards)
+    for seqs in sequences.values():
+        assert seqs == sorted(seqs)
+    record = collector.batches[0][0]
+    assert set(record) == {
+        "kinesis",
+        "eventSource",
+        "eventVersion",
+        "eventID",
+        "eventName",
+        "invokeIdentityArn",
+        "awsRegion",
+        "eventSourceARN",
+    }
+    inner = record["kinesis"]
+    assert set(inner) == {
+        "kinesisSchemaVersion",
+        "partitionKey",
+        "sequenceNumber",
+        "data",
+        "approximateArrivalTimestamp",
+    }
+    assert inner["kinesisSchemaVersion"] == "1.0"
+    assert isinstance(inner["approximateArrivalTimestamp"], float)
+    assert abs(inner["approximateArrivalTimestamp"] - time.time()) < 600
+    assert record["eventID"] == f"{record['eventID'].split(':')[0]}:{inner['sequenceNumber']}"
+    assert record["eventSource"] == "aws:kinesis"
+    assert record["eventName"] == "aws:kinesis:record"
+    assert record["eventVersion"] == "1.0"
+    assert record["invokeIdentityArn"] == ROLE
+    assert record["eventSourceARN"] == stream.arn
+    assert record["awsRegion"] == "us-east-1"
+    wait_until(lambda: client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"] == "OK")
+
+
+def test_latest_starts_after_what_the_stream_held_and_trim_horizon_reads_it(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """A mapping starting at LATEST delivers only records put after it began reading; one at
+    TRIM_HORIZON delivers the stream's oldest records too."""
+    stream = Stream(moto)
+    stream.put(["old-0", "old-1"])
+    latest = function(client, collector)
+    mapping(client, latest, stream, StartingPosition="LATEST")
+    count = 0
+
+    def fresh_seen() -> bool:
+        nonlocal count
+        stream.put([f"new-{count}"])
+        count += 1
+        return any(d.startswith("new-") for d in collector.datas())
+
+    wait_until(fresh_seen, timeout=60, interval=0.3)
+    assert not [d for d in collector.datas() if d.startswith("old-")]
+    other = Collector()
+    try:
+        mapping(client, function(client, other), stream)
+        wait_until(lambda: {"old-0", "old-1", "new-0"} <= set(other.datas()), timeout=60)
+        assert other.datas()[:2] == ["old-0", "old-1"]
+    finally:
+        other.close()
+
+
+def test_a_failing_batch_is_retried_until_the_fault_clears_and_order_holds(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """A function error makes Lambda retry the same batch (MaximumRetryAttempts -1: until it
+    succeeds); the records after it wait, and are delivered in order once it has."""
+    stream = Stream(moto)
+    failures = 0
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        nonlocal failures
+        if "bad" in [data_of(r) for r in records] and failures < 3:
+            failures += 1
+            return {"raise": "not yet"}
+        return {}
+
+    collector.answer = answer
+    stream.put(["a", "bad", "c"])
+    mapping(client, function(client, collector), stream, BatchSize=3)
+    wait_until(lambda: len(collector.batches) >= 4, timeout=60)
+    stream.put(["d", "e"])
+    wait_until(lambda: "e" in collector.datas(), timeout=60)
+    batches = [[data_of(r) for r in b] for b in collector.batches]
+    assert batches[:4] == [["a", "bad", "c"]] * 4
+    assert [d for b in batches[4:] for d in b] == ["d", "e"]
+
+
+def test_bisect_splits_a_failing_batch_until_the_bad_record_is_alone(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With BisectBatchOnFunctionError Lambda splits a failing batch in two and retries each
+    half (the split costs no retry); the bad record alone exhausts MaximumRetryAttempts and is
+    given up on, and every other record is delivered."""
+    stream = Stream(moto)
+    collector.answer = lambda records: (
+        {"raise": "poison"} if "poison" in [data_of(r) for r in records] else {}
+    )
+    stream.put(["a", "b", "poison", "d"])
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        BatchSize=4,
+        BisectBatchOnFunctionError=True,
+        MaximumRetryAttempts=1,
+    )
+    wait_until(lambda: "d" in collector.datas(), timeout=60)
+    stream.put(["after"])
+    wait_until(lambda: "after" in collector.datas(), timeout=60)
+    batches = [[data_of(r) for r in b] for b in collector.batches]
+    assert batches == [
+        ["a", "b", "poison", "d"],
+        ["a", "b"],
+        ["poison", "d"],
+        ["poison"],
+        ["poison"],
+        ["d"],
+        ["after"],
+    ]
+
+
+def test_report_batch_item_failures_restarts_at_the_lowest_failed_sequence_number(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With ReportBatchItemFailures Lambda checkpoints before the lowest sequence number the
+    function reports, and the retry starts there: the records before it are not sent again."""
+    stream = Stream(moto)
+    reported = False
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        nonlocal reported
+        failed = [r["kinesis"]["sequenceNumber"] for r in records if data_of(r) in ("c", "e")]
+        if reported or not failed:
+            return {"return": {"batchItemFailures": []}}
+        reported = True
+        return {"return": {"batchItemFailures": [{"itemIdentifier": s} for s in failed]}}
+
+    collector.answer = answer
+    stream.put(["a", "b", "c", "d", "e"])
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        BatchSize=5,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    wait_until(lambda: len(collector.batches) >= 2, timeout=60)
+    batches = [[data_of(r) for r in b] for b in collector.batches]
+    assert batches == [["a", "b", "c", "d", "e"], ["c", "d", "e"]]
+
+
+def test_parallelization_runs_batches_side_by_side_and_keeps_each_keys_order(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 Lambda runs several batches of one shard at a time,
+    each partition key's records in one of them at a time and in order."""
+    stream = Stream(moto)
+    keys = ["k0", "k1", "k2", "k3", "k4", "k5"]
+    datas = [f"{keys[n % 6]}-{n // 6}" for n in range(60)]
+    stream.put(datas, key=lambda n: keys[n % 6])
+    both = threading.Event()
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        if collector.in_flight >= 2:
+            both.set()
+        both.wait(10)  # the first batch waits (at most 10 s) for a second beside it
+        return {}
+
+    collector.answer = answer
+    mapping(client, function(client, collector), stream, BatchSize=5, ParallelizationFactor=4)
+    wait_until(lambda: set(collector.datas()) == set(datas), timeout=60)
+    assert collector.most_in_flight >= 2
+    for key in keys:
+        mine = [int(d.split("-")[1]) for d in collector.datas() if d.startswith(key + "-")]
+        assert mine == sorted(mine)
+        assert len(mine) == len(set(mine)) == 10
+
+
+def test_disabling_stops_delivery_and_enabling_resumes_from_the_checkpoint(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """Once a mapping reads Disabled nothing more is delivered through it; enabled again, it
+    resumes after the last record it processed, skipping none."""
+    stream = Stream(moto)
+    stream.put(["one"])
+    uuid = mapping(client, function(client, collector), stream)
+    wait_until(lambda: collector.datas() == ["one"], timeout=60)
+    client.update_event_source_mapping(UUID=uuid, Enabled=False)
+    wait_until(lambda: client.get_event_source_mapping(UUID=uuid)["State"] == "Disabled")
+    stream.put(["two", "three"])
+    witness = Collector()
+    try:
+        mapping(client, function(client, witness), stream)
+        wait_until(lambda: witness.datas() == ["one", "two", "three"], timeout=60)
+        assert collector.datas() == ["one"]
+    finally:
+        witness.close()
+    client.update_event_source_mapping(UUID=uuid, Enabled=True)
+    wait_until(lambda: collector.datas() == ["one", "two", "three"], timeout=60)
+
+
+def test_a_restart_resumes_from_the_durable_checkpoint_skipping_nothing(
+    moto: Moto, collector: Collector, tmp_path: Path
+) -> None:
+    """Lambda keeps each shard's checkpoint: after lambdad stops and starts again on its data,
+    the mapping resumes after the last record done (at-least-once: nothing skipped, at most
+    the batch under way at the stop repeated)."""
+    home = tmp_path / "one"
+    home.mkdir()
+    srv = launch_server(home, settings_of(moto))
+    stream = Stream(moto, shards=2)
+    first = [f"a{n}" for n in range(10)]
+    stream.put(first)
+    try:
+        lam = srv.client()
+        mapping(lam, function(lam, collector), stream, BatchSize=3)
+        wait_until(lambda: set(collector.datas()) == set(first), timeout=60)
+    finally:
+        shutdown(srv)
+    second = [f"b{n}" for n in range(10)]
+    stream.put(second)
+    again = tmp_path / "two"
+    again.mkdir()
+    srv = launch_server(again, settings_of(moto), data_dir=srv.data_dir)
+    try:
+        wait_until(lambda: set(collector.datas()) == set(first + second), timeout=60)
+        repeats = len(collector.datas()) - len(first + second)
+        assert repeats <= 2 * 3  # at most the batch under way on each shard
+        assert not [d for d in collector.datas()[len(first) + 6 :] if d.startswith("a")]
+    finally:
+        shutdown(srv, signal.SIGTERM)
+
+
+def test_retry_exhaustion_sends_the_batch_to_the_failure_sink_and_the_shard_moves_on(
+    tmp_path: Path, moto: Moto, collector: Collector
+) -> None:
+    """After MaximumRetryAttempts retries Lambda gives the batch up: its on-failure record says
+    RetryAttemptsExhausted with the invoke count, the last invoke's request id, status 200,
+    function error Unhandled and the KinesisBatchInfo of the shard, and the next records are
+    delivered."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.failures: list[BatchFailure] = []
+
+        async def send(self, failure: BatchFailure) -> None:
+            self.failures.append(failure)
+
+    sink = Sink()
+    collector.answer = lambda records: (
+        {"raise": "bad"} if "bad" in [data_of(r) for r in records] else {}
+    )
+
+    async def scenario() -> None:
+        settings = load_settings(
+            {
+                "host": "127.0.0.1",
+                "port": 0,
+                "data_dir": tmp_path / "data",
+                "account_id": ACCOUNT,
+                "aws_endpoint_url": moto.endpoint,
+            },
+            environ={"LAMBDAD_TIME_SCALE": "0.01"},
+        )
+        app = Lambdad(settings)
+        app.pollers.register(
+            "kinesis",
+            stream_factory(
+                store=app.store,
+                role_of=app._role_of,
+                reader_of=KinesisReader,
+                sink_of=lambda mapping, ctx: sink,
+                time_scale=settings.time_scale,
+            ),
+        )
+        await app.start()
+        try:
+            lam = boto3.client(
+                "lambda",
+                endpoint_url=f"http://127.0.0.1:{app.port}",
+                region_name="us-east-1",
+                aws_access_key_id="AKIDTEST",
+                aws_secret_access_key="secret",
+                config=Config(retries={"total_max_attempts": 1}),
+            )
+            stream = Stream(moto)
+            stream.put(["x", "bad"])
+            name = await asyncio.to_thread(function, lam, collector)
+            await asyncio.to_thread(mapping, lam, name, stream, BatchSize=2, MaximumRetryAttempts=2)
+            deadline = time.monotonic() + 60
+            while not sink.failures:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(stream.put, ["next"])
+            while "next" not in collector.datas():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        finally:
+            await app.close()
+
+    asyncio.run(scenario())
+    (failure,) = sink.failures
+    assert failure.condition == "RetryAttemptsExhausted"
+    assert failure.invoke_count == 3
+    assert [r.event["kinesis"]["data"] for r in failure.records] == [
+        base64.b64encode(b"x").decode(),
+        base64.b64encode(b"bad").decode(),
+    ]
+    assert failure.batch_info_key == "KinesisBatchInfo"
+    assert failure.shard_id == "shardId-000000000000"
+    assert (failure.status_code, failure.function_error) == (200, "Unhandled")
+    assert failure.executed_version == "$LATEST"
+    assert failure.request_id
+    assert [[data_of(r) for r in b] for b in collector.batches] == [["x", "bad"]] * 3 + [["next"]]
