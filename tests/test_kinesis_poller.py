@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ from botocore.config import Config
 
 from lambdad.app import Lambdad
 from lambdad.config import load_settings
-from lambdad.events.kinesis import KinesisReader
+from lambdad.control.arns import Scope
+from lambdad.events.checkpoints import Checkpoints
+from lambdad.events.kinesis import KinesisReader, record_of
+from lambdad.events.shards import Page, Position, PositionKind, Shard, StreamRecord
 from lambdad.events.stream_mapping import stream_factory
-from lambdad.events.stream_poller import BatchFailure
+from lambdad.events.stream_poller import BatchFailure, StreamPoller, StreamSource
 from tests.aws import ACCOUNT
 from tests.conftest import (
     ROLE,
@@ -444,6 +447,67 @@ def test_a_restart_resumes_from_the_durable_checkpoint_skipping_nothing(
         shutdown(srv, signal.SIGTERM)
 
 
+@contextlib.asynccontextmanager
+async def in_process(
+    tmp_path: Path, moto: Moto, collector: Collector, sink: Any = None
+) -> AsyncIterator[tuple[Lambdad, Any, str]]:
+    """A lambdad built in this process (time scale 0.01) whose kinesis pollers send what
+    they give up on to ``sink``, a boto3 client of it and a function reporting to
+    ``collector``."""
+    settings = load_settings(
+        {
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": tmp_path / "data",
+            "account_id": ACCOUNT,
+            "aws_endpoint_url": moto.endpoint,
+        },
+        environ={"LAMBDAD_TIME_SCALE": "0.01"},
+    )
+    app = Lambdad(settings)
+    app.pollers.register(
+        "kinesis",
+        stream_factory(
+            store=app.store,
+            role_of=app._role_of,
+            reader_of=KinesisReader,
+            sink_of=lambda mapping, ctx: sink,
+            time_scale=settings.time_scale,
+        ),
+    )
+    await app.start()
+    try:
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=f"http://127.0.0.1:{app.port}",
+            region_name="us-east-1",
+            aws_access_key_id="AKIDTEST",
+            aws_secret_access_key="secret",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        name = await asyncio.to_thread(function, lam, collector)
+        yield app, lam, name
+    finally:
+        await app.close()
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+class Sink:
+    """A ``FailureSink`` that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.failures: list[BatchFailure] = []
+
+    async def send(self, failure: BatchFailure) -> None:
+        self.failures.append(failure)
+
+
 def test_retry_exhaustion_sends_the_batch_to_the_failure_sink_and_the_shard_moves_on(
     tmp_path: Path, moto: Moto, collector: Collector
 ) -> None:
@@ -451,65 +515,19 @@ def test_retry_exhaustion_sends_the_batch_to_the_failure_sink_and_the_shard_move
     RetryAttemptsExhausted with the invoke count, the last invoke's request id, status 200,
     function error Unhandled and the KinesisBatchInfo of the shard, and the next records are
     delivered."""
-
-    class Sink:
-        def __init__(self) -> None:
-            self.failures: list[BatchFailure] = []
-
-        async def send(self, failure: BatchFailure) -> None:
-            self.failures.append(failure)
-
     sink = Sink()
     collector.answer = lambda records: (
         {"raise": "bad"} if "bad" in [data_of(r) for r in records] else {}
     )
 
     async def scenario() -> None:
-        settings = load_settings(
-            {
-                "host": "127.0.0.1",
-                "port": 0,
-                "data_dir": tmp_path / "data",
-                "account_id": ACCOUNT,
-                "aws_endpoint_url": moto.endpoint,
-            },
-            environ={"LAMBDAD_TIME_SCALE": "0.01"},
-        )
-        app = Lambdad(settings)
-        app.pollers.register(
-            "kinesis",
-            stream_factory(
-                store=app.store,
-                role_of=app._role_of,
-                reader_of=KinesisReader,
-                sink_of=lambda mapping, ctx: sink,
-                time_scale=settings.time_scale,
-            ),
-        )
-        await app.start()
-        try:
-            lam = boto3.client(
-                "lambda",
-                endpoint_url=f"http://127.0.0.1:{app.port}",
-                region_name="us-east-1",
-                aws_access_key_id="AKIDTEST",
-                aws_secret_access_key="secret",
-                config=Config(retries={"total_max_attempts": 1}),
-            )
+        async with in_process(tmp_path, moto, collector, sink) as (_, lam, name):
             stream = Stream(moto)
             stream.put(["x", "bad"])
-            name = await asyncio.to_thread(function, lam, collector)
             await asyncio.to_thread(mapping, lam, name, stream, BatchSize=2, MaximumRetryAttempts=2)
-            deadline = time.monotonic() + 60
-            while not sink.failures:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await eventually(lambda: sink.failures)
             await asyncio.to_thread(stream.put, ["next"])
-            while "next" not in collector.datas():
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-        finally:
-            await app.close()
+            await eventually(lambda: "next" in collector.datas())
 
     asyncio.run(scenario())
     (failure,) = sink.failures
@@ -525,3 +543,114 @@ def test_retry_exhaustion_sends_the_batch_to_the_failure_sink_and_the_shard_move
     assert failure.executed_version == "$LATEST"
     assert failure.request_id
     assert [[data_of(r) for r in b] for b in collector.batches] == [["x", "bad"]] * 3 + [["next"]]
+
+
+class ScriptedStream:
+    """A ``StreamReader`` of a stream whose shards a test lays out (split and merged ones
+    among them): each shard's records, closed or open. Iterators are ``shard:index``."""
+
+    batch_info_key = "KinesisBatchInfo"
+
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+        self.layout: dict[str, tuple[Shard, list[StreamRecord]]] = {}
+        self.next_sequence = 1
+
+    def shard(self, name: str, datas: list[str], *parents: str, closed: bool = False) -> None:
+        records = []
+        for data in datas:
+            raw = {
+                "SequenceNumber": str(self.next_sequence),
+                "Data": data.encode(),
+                "PartitionKey": "k",
+                "ApproximateArrivalTimestamp": time.time(),
+            }
+            records.append(record_of(raw, name, self.arn, ROLE))
+            self.next_sequence += 1
+        ending = records[-1].sequence_number if closed and records else None
+        first = records[0].sequence_number if records else str(self.next_sequence)
+        parent = parents[0] if parents else None
+        adjacent = parents[1] if len(parents) > 1 else None
+        self.layout[name] = (Shard(name, parent, adjacent, first, ending), records)
+
+    async def shards(self) -> list[Shard]:
+        return [shard for shard, _ in self.layout.values()]
+
+    async def iterator(self, shard_id: str, position: Position) -> str:
+        _, records = self.layout[shard_id]
+        start = 0
+        if position.kind is PositionKind.AFTER_SEQUENCE_NUMBER:
+            start = 1 + [r.sequence_number for r in records].index(str(position.sequence_number))
+        return f"{shard_id}:{start}"
+
+    async def read(self, iterator: str, limit: int) -> Page:
+        name, index = iterator.rsplit(":", 1)
+        shard, records = self.layout[name]
+        start = int(index)
+        page = records[start : start + limit]
+        end = start + len(page)
+        closed = shard.ending_sequence_number is not None
+        following = None if closed and end == len(records) else f"{name}:{end}"
+        return Page(page, following, 0)
+
+    async def close(self) -> None:
+        return None
+
+
+def test_split_and_merged_shards_are_read_after_their_parents(
+    tmp_path: Path, moto: Moto, collector: Collector
+) -> None:
+    """Lambda reads a shard made by a split or a merge only once its parents (both, for a
+    merge) are read to their end; a child starts at its first record whatever the mapping's
+    StartingPosition, and every shard is read."""
+    slow = {"parent": 2}
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        if "p0" in [data_of(r) for r in records] and slow["parent"] > 0:
+            slow["parent"] -= 1  # the parent's first batch fails twice: its children wait
+            return {"raise": "later"}
+        return {}
+
+    collector.answer = answer
+    arn = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/scripted"
+    script = ScriptedStream(arn)
+    script.shard("shardId-0", ["p0", "p1", "p2"], closed=True)
+    script.shard("shardId-1", ["c1-0", "c1-1"], "shardId-0", closed=True)
+    script.shard("shardId-2", ["c2-0"], "shardId-0", closed=True)
+    script.shard("shardId-3", ["m0", "m1"], "shardId-1", "shardId-2")
+
+    async def scenario() -> None:
+        async with in_process(tmp_path, moto, collector) as (app, _, name):
+            scope = Scope(ACCOUNT, "us-east-1")
+            source = StreamSource(
+                scope=scope,
+                mapping_uuid="scripted",
+                function_name=name,
+                qualifier=None,
+                stream_arn=arn,
+                starting_position=Position(PositionKind.LATEST),
+                batch_size=2,
+            )
+            poller = StreamPoller(
+                source,
+                script,
+                app.invoker,
+                Checkpoints(app.store, scope, "scripted"),
+                lambda result: None,
+                time_scale=0.01,
+                discovery_interval=0.05,
+            )
+            await poller.start()
+            try:
+                await eventually(lambda: "m1" in collector.datas())
+            finally:
+                await poller.close()
+
+    asyncio.run(scenario())
+    order = collector.datas()
+    done = list(dict.fromkeys(order))
+    parent_end = max(order.index(d) for d in ("p0", "p1", "p2"))
+    children = [order.index(d) for d in ("c1-0", "c1-1", "c2-0")]
+    assert min(children) > parent_end
+    assert min(order.index(d) for d in ("m0", "m1")) > max(children)
+    assert set(done) == {"p0", "p1", "p2", "c1-0", "c1-1", "c2-0", "m0", "m1"}
