@@ -545,6 +545,36 @@ def test_retry_exhaustion_sends_the_batch_to_the_failure_sink_and_the_shard_move
     assert [[data_of(r) for r in b] for b in collector.batches] == [["x", "bad"]] * 3 + [["next"]]
 
 
+def test_a_record_older_than_the_maximum_age_is_given_up_on(
+    tmp_path: Path, moto: Moto, collector: Collector
+) -> None:
+    """With MaximumRecordAgeInSeconds (60 s, here scaled to 0.6 s) and retries unlimited,
+    Lambda retries a failing batch until its records are too old, then gives it up with the
+    condition RecordAgeExceeded and reads on."""
+    sink = Sink()
+    collector.answer = lambda records: (
+        {"raise": "bad"} if "bad" in [data_of(r) for r in records] else {}
+    )
+
+    async def scenario() -> None:
+        async with in_process(tmp_path, moto, collector, sink) as (_, lam, name):
+            stream = Stream(moto)
+            stream.put(["bad"])
+            await asyncio.to_thread(mapping, lam, name, stream, MaximumRecordAgeInSeconds=60)
+            await eventually(lambda: sink.failures)
+            await asyncio.to_thread(stream.put, ["next"])
+            await eventually(lambda: "next" in collector.datas())
+
+    asyncio.run(scenario())
+    (failure,) = sink.failures
+    assert failure.condition == "RecordAgeExceeded"
+    assert [data_of(r.event) for r in failure.records] == ["bad"]
+    # "bad" was delivered until it grew too old (or not at all, had it been by its first
+    # invoke), never after "next".
+    assert collector.datas()[-1] == "next"
+    assert set(collector.datas()[:-1]) <= {"bad"}
+
+
 class ScriptedStream:
     """A ``StreamReader`` of a stream whose shards a test lays out (split and merged ones
     among them): each shard's records, closed or open. Iterators are ``shard:index``."""

@@ -44,7 +44,7 @@ from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
-from lambdad.events.stream_mapping import stream_factory
+from lambdad.events.stream_mapping import forget_removed, stream_factory
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -250,6 +250,7 @@ class Lambdad:
                 time_scale=settings.time_scale,
             ),
         )
+        self.mappings.subscribe(forget_removed(self.store))
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir))

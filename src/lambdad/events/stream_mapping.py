@@ -19,6 +19,7 @@ from typing import Any
 
 from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
+from lambdad.control.mappings import MappingEvent, MappingRemoved
 from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.filters import compile_criteria, for_dynamodb, for_kinesis
 from lambdad.events.pollers import PollerContext
@@ -154,6 +155,19 @@ def _record_filter(
     else:
         criteria, view = compile_criteria(patterns, source="kinesis"), for_kinesis
     return lambda record: criteria.matches(view(record))
+
+
+def forget_removed(store: Store) -> Callable[[MappingEvent], Awaitable[None]]:
+    """A listener of ``EventSourceMappings.subscribe`` deleting a deleted stream mapping's
+    checkpoints (subscribe it after ``Pollers``, so the poller is closed first)."""
+
+    async def heard(event: MappingEvent) -> None:
+        mapping = event.mapping
+        if isinstance(event, MappingRemoved) and mapping.kind != "sqs":
+            scope = Scope(mapping.account_id, mapping.region)
+            await Checkpoints(store, scope, mapping.uuid).forget()
+
+    return heard
 
 
 def stream_factory(

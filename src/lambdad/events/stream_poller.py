@@ -445,6 +445,15 @@ class StreamPoller:
         todo = collections.deque([_Try(records)])
         while todo:
             attempt = todo[0]
+            expired = self._expired(attempt.records)
+            if expired:
+                gone = _Try(attempt.records[:expired], attempt.retries, attempt.invokes)
+                await self._fail(name, gone, _Result(0), RECORD_AGE_EXCEEDED)
+                await self._finish(name, block, gone.records)
+                attempt.records = attempt.records[expired:]
+                if not attempt.records:
+                    todo.popleft()
+                    continue
             result = await self._invoke(attempt.records)
             attempt.invokes += 1
             if result.done:
@@ -483,13 +492,23 @@ class StreamPoller:
             and result.outcome.function_error
         )
 
+    def _expired(self, records: Sequence[StreamRecord]) -> int:
+        """How many of ``records`` (a prefix: they arrived in order) are older than
+        ``MaximumRecordAgeInSeconds``."""
+        age = self.source.maximum_record_age
+        if age < 0:
+            return 0
+        limit = time.time() - self._scale * age
+        count = 0
+        while count < len(records) and records[count].arrival < limit:
+            count += 1
+        return count
+
     def _give_up(self, attempt: _Try, result: _Result) -> str | None:
         """Why a failed batch is given up on now, or None to try it again."""
         source = self.source
-        if source.maximum_record_age >= 0:
-            oldest = min(r.arrival for r in attempt.records)
-            if time.time() - oldest > self._scale * source.maximum_record_age:
-                return RECORD_AGE_EXCEEDED
+        if self._expired(attempt.records[-1:]):
+            return RECORD_AGE_EXCEEDED
         bisecting = self._bisects(attempt, result)
         limit = source.maximum_retry_attempts
         if not bisecting and limit >= 0 and attempt.retries >= limit:
