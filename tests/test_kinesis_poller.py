@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import signal
 import socket
@@ -78,7 +79,11 @@ class Collector:
         self._listener = service_listener()
         self.port = int(self._listener.getsockname()[1])
         self.batches: list[list[dict[str, Any]]] = []
+        #: Every event, whole.
+        self.events: list[dict[str, Any]] = []
         self.answer: Answer = lambda records: {}
+        #: When set, answers from the whole event instead of ``answer``.
+        self.answer_event: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.in_flight = 0
         self.most_in_flight = 0
         self._lock = threading.Lock()
@@ -104,10 +109,14 @@ class Collector:
             records = line["event"]["Records"]
             with self._lock:
                 self.batches.append(records)
+                self.events.append(line["event"])
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
             try:
-                answer = self.answer(records)
+                if self.answer_event is not None:
+                    answer = self.answer_event(line["event"])
+                else:
+                    answer = self.answer(records)
             finally:
                 with self._lock:
                     self.in_flight -= 1
@@ -684,3 +693,51 @@ def test_split_and_merged_shards_are_read_after_their_parents(
     assert min(children) > parent_end
     assert min(order.index(d) for d in ("m0", "m1")) > max(children)
     assert set(done) == {"p0", "p1", "p2", "c1-0", "c1-1", "c2-0", "m0", "m1"}
+
+
+def test_a_tumbling_window_passes_state_between_invokes_and_ends_with_a_final_invoke(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With TumblingWindowInSeconds Lambda groups records by the window their arrival falls
+    in: each invoke carries the window's bounds, the state the function returned last in it
+    (``{}`` first), shardId and eventSourceARN; once the window ends the function is invoked
+    with no records and isFinalInvokeForWindow true, holding the window's whole state."""
+
+    def answer(event: dict[str, Any]) -> dict[str, Any]:
+        seen = list(event["state"].get("seen", []))
+        seen += [data_of(r) for r in event["Records"]]
+        return {"return": {"state": {"seen": seen}}}
+
+    collector.answer_event = answer
+    stream = Stream(moto)
+    datas = [f"r{n}" for n in range(6)]
+    stream.put(datas)
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        BatchSize=2,
+        TumblingWindowInSeconds=60,  # 0.6 s at the tests' time scale
+    )
+
+    def finals() -> list[dict[str, Any]]:
+        return [e for e in list(collector.events) if e["isFinalInvokeForWindow"]]
+
+    wait_until(lambda: sorted(d for e in finals() for d in e["state"]["seen"]) == datas, timeout=60)
+    shard = "shardId-000000000000"
+    by_window: dict[str, list[dict[str, Any]]] = {}
+    for event in collector.events:
+        assert event["shardId"] == shard
+        assert event["eventSourceARN"] == stream.arn
+        assert event["isWindowTerminatedEarly"] is False
+        assert event["window"]["start"] < event["window"]["end"]
+        assert event["window"]["end"].endswith("Z")
+        by_window.setdefault(event["window"]["start"], []).append(event)
+    for events in by_window.values():
+        assert events[0]["state"] == {}
+        for before, after in itertools.pairwise(events):
+            returned = before["state"].get("seen", []) + [data_of(r) for r in before["Records"]]
+            assert after["state"] == {"seen": returned}
+        assert events[-1]["isFinalInvokeForWindow"] is True
+        assert events[-1]["Records"] == []
+        assert not any(e["isFinalInvokeForWindow"] for e in events[:-1])

@@ -63,6 +63,7 @@ def source_of(mapping: EventSourceMapping) -> StreamSource:
         maximum_record_age=-1 if mapping.maximum_record_age is None else mapping.maximum_record_age,
         report_batch_item_failures="ReportBatchItemFailures" in mapping.function_response_types,
         record_filter=_record_filter(mapping.kind, mapping.filters),
+        tumbling_window=float(mapping.tumbling_window or 0),
     )
 
 

@@ -33,6 +33,7 @@ from lambdad.events.checkpoints import Checkpoint, Checkpoints
 from lambdad.events.shards import Position, PositionKind, Shard, StreamReader, StreamRecord
 from lambdad.events.sqs import FUNCTION_FAILED, FUNCTION_UNUSABLE, OK, THROTTLED
 from lambdad.events.sqs_records import AllFailed, failed_ids
+from lambdad.events.tumbling import Window, window_start
 from lambdad.invoke.service import Accepted, Invoker, InvokeRequest
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class StreamSource:
     report_batch_item_failures: bool = False
     #: True for the records the mapping's ``FilterCriteria`` let through; None: all of them.
     record_filter: Callable[[dict[str, Any]], bool] | None = None
+    #: ``TumblingWindowInSeconds`` as configured (the poller applies the time scale); 0: none.
+    tumbling_window: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +208,11 @@ class StreamPoller:
         #: The ending sequence number of each closed shard, as the last listing said.
         self._endings: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: The open tumbling window of each shard (windows keep one lane: their state is
+        #: passed from one invoke to the next).
+        self._windows: dict[str, Window] = {}
+        self._window_length = time_scale * source.tumbling_window
+        self._lanes = 1 if self._window_length > 0 else max(1, source.parallelization)
         self.state = PollerState.CREATED
 
     def lag(self) -> dict[str, int]:
@@ -340,7 +348,12 @@ class StreamPoller:
             if block:
                 await self._process(name, block)
                 last = block[-1].sequence_number
+            window = self._windows.get(name)
+            if window is not None and not block and time.time() >= window.end:
+                await self._close_window(name)  # caught up with the shard past its end
             if not buffer and (iterator is None or self._at_end(name, last)):
+                if name in self._windows:
+                    await self._close_window(name)
                 await self._checkpoints.put(name, Checkpoint(last, finished=True))
                 return
 
@@ -365,7 +378,7 @@ class StreamPoller:
         the first record, or the shard ends (``last`` done and nothing more of a closed
         shard); the iterator after what was read."""
         source = self.source
-        want = source.batch_size * max(1, source.parallelization)
+        want = source.batch_size * self._lanes
         window = self._scale * source.batching_window
         idle = max(POLL_FLOOR, self._scale * POLL_INTERVAL)
         began = time.monotonic() if buffer else None
@@ -386,11 +399,18 @@ class StreamPoller:
             elif iterator is not None:
                 if not page.records and self._at_end(name, last):
                     break
-                await asyncio.sleep(idle)
+                tumbling = self._windows.get(name)
+                if tumbling is None:
+                    await asyncio.sleep(idle)
+                    continue
+                until_end = tumbling.end - time.time()
+                if until_end <= 0:
+                    break  # the open window ends: its final invoke is due
+                await asyncio.sleep(min(idle, until_end))
         return iterator
 
     def _take(self, buffer: collections.deque[StreamRecord]) -> list[StreamRecord]:
-        want = self.source.batch_size * max(1, self.source.parallelization)
+        want = self.source.batch_size * self._lanes
         block: list[StreamRecord] = []
         size = 0
         while buffer and len(block) < want:
@@ -404,13 +424,54 @@ class StreamPoller:
     # -- a block of a shard -------------------------------------------------------------
 
     async def _process(self, name: str, records: list[StreamRecord]) -> None:
-        """Deliver a block of ``name``'s records, lane by lane, checkpointing as it goes."""
+        """Deliver a block of ``name``'s records, lane by lane, checkpointing as it goes
+        (with tumbling windows: window by window, each run of records of one window after
+        the windows before it are closed)."""
+        if self._window_length <= 0:
+            await self._process_run(name, records)
+            return
+        while records:
+            window = self._windows.get(name)
+            start = window_start(records[0].arrival, self._window_length)
+            if window is not None and start > window.start:
+                await self._close_window(name)
+                window = None
+            if window is None:
+                window = self._windows[name] = Window.of(records[0].arrival, self._window_length)
+            count = 0
+            while count < len(records) and records[count].arrival < window.end:
+                count += 1
+            count = max(count, 1)  # a record of an earlier window joins the open one
+            await self._process_run(name, records[:count])
+            records = records[count:]
+            if window.too_big():
+                await self._close_window(name, early=True)
+
+    async def _close_window(self, name: str, *, early: bool = False) -> None:
+        """The window's final invoke (no records, ``isFinalInvokeForWindow``), retried as a
+        batch is; then the checkpoint moves past the window's records."""
+        window = self._windows.pop(name)
+        retries = 0
+        limit = self.source.maximum_retry_attempts
+        while True:
+            result = await self._invoke(name, [], window, final=True, early=early)
+            if result.outcome is not None and not result.outcome.function_error:
+                break
+            if limit >= 0 and retries >= limit:
+                log.warning("the final invoke of a window of %s failed", name)
+                break
+            retries += 1
+            await self._pause(min(BACKOFF_FIRST * 2 ** (retries - 1), BACKOFF_MAX))
+        if window.last is not None:
+            await self._checkpoints.put(name, Checkpoint(window.last))
+
+    async def _process_run(self, name: str, records: list[StreamRecord]) -> None:
         block = _Block(records)
         lanes: dict[int, list[StreamRecord]] = {}
         dropped: list[StreamRecord] = []
         for record in records:
             if self._passes(record):
-                lane = lane_of(record.partition_key, self.source.parallelization)
+                lane = lane_of(record.partition_key, self._lanes)
                 lanes.setdefault(lane, []).append(record)
             else:
                 dropped.append(record)
@@ -432,7 +493,10 @@ class StreamPoller:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             sequence = block.finish(records)
-            if sequence is not None:
+            window = self._windows.get(name)
+            if sequence is not None and window is not None:
+                window.last = sequence  # written when the window closes
+            elif sequence is not None:
                 await self._checkpoints.put(name, Checkpoint(sequence))
 
     async def _run_lane(self, name: str, block: _Block, records: list[StreamRecord]) -> None:
@@ -454,7 +518,7 @@ class StreamPoller:
                 if not attempt.records:
                     todo.popleft()
                     continue
-            result = await self._invoke(attempt.records)
+            result = await self._invoke(name, attempt.records, self._windows.get(name))
             attempt.invokes += 1
             if result.done:
                 await self._finish(name, block, attempt.records[: result.done])
@@ -552,10 +616,21 @@ class StreamPoller:
         except Exception:  # the destination's failure does not hold the shard
             log.exception("the on-failure destination of %s failed", self.source.mapping_uuid)
 
-    async def _invoke(self, records: list[StreamRecord]) -> _Result:
-        """Invoke the function with ``records`` (a throttled invoke is retried, never lost)."""
+    async def _invoke(
+        self,
+        name: str,
+        records: list[StreamRecord],
+        window: Window | None = None,
+        *,
+        final: bool = False,
+        early: bool = False,
+    ) -> _Result:
+        """Invoke the function with ``records`` (of ``window``, when windows are on); a
+        throttled invoke is retried, never lost."""
         source = self.source
-        event = {"Records": [r.event for r in records]}
+        event: dict[str, Any] = {"Records": [r.event for r in records]}
+        if window is not None:
+            event |= window.fields(name, source.stream_arn, final=final, early=early)
         if len(records) > 100:
             payload = await asyncio.to_thread(lambda: json.dumps(event).encode())
         else:
@@ -575,6 +650,8 @@ class StreamPoller:
                 return _Result(0, refused=exc)
             if isinstance(outcome, Accepted):  # RequestResponse always runs
                 raise TypeError(f"unexpected invoke result {outcome!r}")
+            if window is not None and not outcome.function_error:
+                window.absorb(outcome.payload)
             return _Result(self._succeeded(outcome, records), outcome)
 
     def _succeeded(self, outcome: Outcome, records: list[StreamRecord]) -> int:
