@@ -769,3 +769,44 @@ def test_a_tumbling_window_passes_state_between_invokes_and_ends_with_a_final_in
         assert events[-1]["isFinalInvokeForWindow"] is True
         assert events[-1]["Records"] == []
         assert not any(e["isFinalInvokeForWindow"] for e in events[:-1])
+
+
+def test_a_malformed_partial_batch_response_fails_the_whole_batch(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """AWS treats a batchItemFailures entry naming no record of the batch as a failure of the
+    whole batch: it is retried from its first record."""
+    stream = Stream(moto)
+    answers = [{"return": {"batchItemFailures": [{"itemIdentifier": "not-a-sequence"}]}}]
+    collector.answer = lambda records: answers.pop() if answers else {}
+    stream.put(["a", "b"])
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        BatchSize=2,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    wait_until(lambda: len(collector.batches) >= 2, timeout=60)
+    assert [[data_of(r) for r in b] for b in collector.batches] == [["a", "b"], ["a", "b"]]
+
+
+def test_at_timestamp_starts_at_the_first_record_put_from_then(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """A mapping starting AT_TIMESTAMP delivers the records that arrived at or after
+    StartingPositionTimestamp, not those before."""
+    stream = Stream(moto)
+    stream.put(["before"])
+    moment = time.time() + 0.5  # the clock passes it between the two puts
+    wait_until(lambda: time.time() > moment + 0.1, timeout=5)
+    stream.put(["after-0", "after-1"])
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        StartingPosition="AT_TIMESTAMP",
+        StartingPositionTimestamp=moment,
+    )
+    wait_until(lambda: "after-1" in collector.datas(), timeout=60)
+    assert collector.datas() == ["after-0", "after-1"]
