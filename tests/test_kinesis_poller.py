@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import itertools
 import json
 import signal
@@ -506,7 +507,7 @@ async def in_process(
         "kinesis",
         stream_factory(
             store=app.store,
-            role_of=app._role_of,
+            role_of=app.role_of,
             reader_of=KinesisReader,
             sink_of=lambda mapping, ctx: sink,
             time_scale=settings.time_scale,
@@ -758,7 +759,8 @@ def test_a_tumbling_window_passes_state_between_invokes_and_ends_with_a_final_in
         assert event["shardId"] == shard
         assert event["eventSourceARN"] == stream.arn
         assert event["isWindowTerminatedEarly"] is False
-        assert event["window"]["start"] < event["window"]["end"]
+        bounds = [datetime.datetime.fromisoformat(event["window"][k]) for k in ("start", "end")]
+        assert bounds[0] < bounds[1]
         assert event["window"]["end"].endswith("Z")
         by_window.setdefault(event["window"]["start"], []).append(event)
     for events in by_window.values():

@@ -245,7 +245,7 @@ class Lambdad:
             "kinesis",
             stream_factory(
                 store=self.store,
-                role_of=self._role_of,
+                role_of=self.role_of,
                 reader_of=KinesisReader,
                 time_scale=settings.time_scale,
             ),
@@ -266,7 +266,7 @@ class Lambdad:
         )
         self.lifecycle = Lifecycle(self._parts())
 
-    async def _role_of(self, scope: Scope, name: str, qualifier: str | None) -> str:
+    async def role_of(self, scope: Scope, name: str, qualifier: str | None) -> str:
         """The execution role of a function (its version or alias): a stream record's
         ``invokeIdentityArn``."""
         return (await self.functions.get(scope, name, qualifier)).role
