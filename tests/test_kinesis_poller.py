@@ -812,3 +812,47 @@ def test_at_timestamp_starts_at_the_first_record_put_from_then(
     )
     wait_until(lambda: "after-1" in collector.datas(), timeout=60)
     assert collector.datas() == ["after-0", "after-1"]
+
+
+def test_throttled_invokes_are_retried_without_losing_a_record(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """A throttled invoke (here reserved concurrency 0) is retried, not counted as a failure:
+    LastProcessingResult says the call is throttled, and once the function may run every
+    record is delivered, in order, though MaximumRetryAttempts is 0."""
+    stream = Stream(moto)
+    name = function(client, collector)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    stream.put(["a", "b", "c"])
+    uuid = mapping(client, name, stream, BatchSize=2, MaximumRetryAttempts=0)
+    wait_until(
+        lambda: (
+            client.get_event_source_mapping(UUID=uuid)["LastProcessingResult"]
+            == "PROBLEM: Function call throttled"
+        ),
+        timeout=60,
+    )
+    client.delete_function_concurrency(FunctionName=name)
+    wait_until(lambda: collector.datas() == ["a", "b", "c"], timeout=60)
+
+
+def test_records_the_filter_drops_are_skipped(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With FilterCriteria Lambda invokes only with the records whose decoded JSON data
+    matches, skipping the others (the shard reads on past them)."""
+    stream = Stream(moto)
+    datas = [json.dumps({"kind": kind, "n": n}) for n, kind in enumerate("kdkddk")]
+    stream.put(datas)
+    pattern = json.dumps({"data": {"kind": ["k"]}})
+    mapping(
+        client,
+        function(client, collector),
+        stream,
+        BatchSize=10,
+        FilterCriteria={"Filters": [{"Pattern": pattern}]},
+    )
+    wait_until(lambda: len(collector.datas()) >= 3, timeout=60)
+    stream.put([json.dumps({"kind": "k", "n": 6})])
+    wait_until(lambda: len(collector.datas()) >= 4, timeout=60)
+    assert [json.loads(d)["n"] for d in collector.datas()] == [0, 2, 5, 6]

@@ -56,6 +56,8 @@ POLL_INTERVAL = 1.0
 POLL_FLOOR = 0.02
 #: Seconds between listings of the stream's shards (not scaled: a listing is a request).
 DISCOVERY_INTERVAL = 1.0
+#: Batches of more records than this are filtered and encoded in a thread.
+OFF_LOOP_AT = 100
 #: Retry backoff of a failed batch, and of a failed read: doubling from the first to the most.
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
@@ -469,8 +471,14 @@ class StreamPoller:
         block = _Block(records)
         lanes: dict[int, list[StreamRecord]] = {}
         dropped: list[StreamRecord] = []
-        for record in records:
-            if self._passes(record):
+        if self.source.record_filter is None:
+            passed = [True] * len(records)
+        elif len(records) <= OFF_LOOP_AT:
+            passed = [self._passes(r) for r in records]
+        else:  # thousands of records through a filter must not hold the event loop
+            passed = await asyncio.to_thread(lambda: [self._passes(r) for r in records])
+        for record, passes in zip(records, passed, strict=True):
+            if passes:
                 lane = lane_of(record.partition_key, self._lanes)
                 lanes.setdefault(lane, []).append(record)
             else:
@@ -631,7 +639,7 @@ class StreamPoller:
         event: dict[str, Any] = {"Records": [r.event for r in records]}
         if window is not None:
             event |= window.fields(name, source.stream_arn, final=final, early=early)
-        if len(records) > 100:
+        if len(records) > OFF_LOOP_AT:
             payload = await asyncio.to_thread(lambda: json.dumps(event).encode())
         else:
             payload = json.dumps(event).encode()
