@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lambdad import errors
@@ -56,11 +56,18 @@ POLL_INTERVAL = 1.0
 POLL_FLOOR = 0.02
 #: Seconds between listings of the stream's shards (not scaled: a listing is a request).
 DISCOVERY_INTERVAL = 1.0
+#: Seconds ``close`` lets invokes under way finish (so their checkpoints are written and a
+#: restart repeats nothing) before it cancels them.
+CLOSE_GRACE = 5.0
 #: Batches of more records than this are filtered and encoded in a thread.
 OFF_LOOP_AT = 100
 #: Retry backoff of a failed batch, and of a failed read: doubling from the first to the most.
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
+
+
+class _Closing(Exception):
+    """The poller is closing: a shard task stops where it is, its checkpoint as it is."""
 
 
 class PollerState(enum.Enum):
@@ -215,6 +222,10 @@ class StreamPoller:
         self._windows: dict[str, Window] = {}
         self._window_length = time_scale * source.tumbling_window
         self._lanes = 1 if self._window_length > 0 else max(1, source.parallelization)
+        #: Invokes under way (with their checkpoint writes), and whether there are none.
+        self._invoking = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.state = PollerState.CREATED
 
     def lag(self) -> dict[str, int]:
@@ -236,10 +247,15 @@ class StreamPoller:
         )
 
     async def close(self) -> None:
-        """Stop every shard task and the supervisor, release the reader. Idempotent."""
+        """Stop every shard task and the supervisor, release the reader. Idempotent.
+
+        No new invoke starts; invokes under way get ``CLOSE_GRACE`` seconds to finish and
+        write their checkpoints, then everything is cancelled."""
         if self.state is PollerState.CLOSED:
             return
         self.state = PollerState.CLOSED
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), CLOSE_GRACE)
         tasks = [t for t in (self._supervisor, *self._shards.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -323,6 +339,8 @@ class StreamPoller:
                 try:
                     await self._read_shard(name, checkpoint, first)
                     break
+                except _Closing:
+                    return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -349,6 +367,8 @@ class StreamPoller:
             block = self._take(buffer)
             if block:
                 await self._process(name, block)
+                if self.state is PollerState.CLOSED:
+                    raise _Closing  # the block may be unfinished: its checkpoint says where
                 last = block[-1].sequence_number
             window = self._windows.get(name)
             if window is not None and not block and time.time() >= window.end:
@@ -456,7 +476,10 @@ class StreamPoller:
         retries = 0
         limit = self.source.maximum_retry_attempts
         while True:
-            result = await self._invoke(name, [], window, final=True, early=early)
+            if self.state is PollerState.CLOSED:
+                raise _Closing  # the window is read again from the checkpoint before it
+            with self._under_way():
+                result = await self._invoke(name, [], window, final=True, early=early)
             if result.outcome is not None and not result.outcome.function_error:
                 break
             if limit >= 0 and retries >= limit:
@@ -515,7 +538,7 @@ class StreamPoller:
     async def _deliver(self, name: str, block: _Block, records: list[StreamRecord]) -> None:
         """Invoke with ``records`` until each is done: succeeded, or given up on."""
         todo = collections.deque([_Try(records)])
-        while todo:
+        while todo and self.state is PollerState.RUNNING:
             attempt = todo[0]
             expired = self._expired(attempt.records)
             if expired:
@@ -526,11 +549,14 @@ class StreamPoller:
                 if not attempt.records:
                     todo.popleft()
                     continue
-            result = await self._invoke(name, attempt.records, self._windows.get(name))
-            attempt.invokes += 1
-            if result.done:
-                await self._finish(name, block, attempt.records[: result.done])
-                attempt.records = attempt.records[result.done :]
+            with self._under_way():
+                result = await self._invoke(name, attempt.records, self._windows.get(name))
+                attempt.invokes += 1
+                if result.done:
+                    await self._finish(name, block, attempt.records[: result.done])
+                    attempt.records = attempt.records[result.done :]
+            if self.state is not PollerState.RUNNING:
+                return  # closing: what is not done is read again from the checkpoint
             if not attempt.records:
                 todo.popleft()
                 continue
@@ -553,6 +579,18 @@ class StreamPoller:
                 continue
             attempt.retries += 1
             await self._pause(min(BACKOFF_FIRST * 2 ** (attempt.retries - 1), BACKOFF_MAX))
+
+    @contextlib.contextmanager
+    def _under_way(self) -> Iterator[None]:
+        """Count an invoke (and its checkpoint write) as under way: ``close`` waits for it."""
+        self._invoking += 1
+        self._settled.clear()
+        try:
+            yield
+        finally:
+            self._invoking -= 1
+            if not self._invoking:
+                self._settled.set()
 
     def _bisects(self, attempt: _Try, result: _Result) -> bool:
         """A function error (not a partial failure) of a batch of two or more is split."""
@@ -650,6 +688,8 @@ class StreamPoller:
                 outcome = await self._invoker.invoke(source.scope, request)
             except errors.TooManyRequestsException:
                 self._report(THROTTLED)
+                if self.state is not PollerState.RUNNING:
+                    return _Result(0)  # closing: the batch is read again later
                 await self._pause(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
