@@ -540,15 +540,10 @@ class StreamPoller:
         todo = collections.deque([_Try(records)])
         while todo and self.state is PollerState.RUNNING:
             attempt = todo[0]
-            expired = self._expired(attempt.records)
-            if expired:
-                gone = _Try(attempt.records[:expired], attempt.retries, attempt.invokes)
-                await self._fail(name, gone, _Result(0), RECORD_AGE_EXCEEDED)
-                await self._finish(name, block, gone.records)
-                attempt.records = attempt.records[expired:]
-                if not attempt.records:
-                    todo.popleft()
-                    continue
+            await self._drop_expired(name, block, attempt)
+            if not attempt.records:
+                todo.popleft()
+                continue
             with self._under_way():
                 result = await self._invoke(name, attempt.records, self._windows.get(name))
                 attempt.invokes += 1
@@ -557,26 +552,40 @@ class StreamPoller:
                     attempt.records = attempt.records[result.done :]
             if self.state is not PollerState.RUNNING:
                 return  # closing: what is not done is read again from the checkpoint
-            if not attempt.records:
+            if attempt.records:
+                await self._failed(name, block, todo, result)
+            else:
                 todo.popleft()
-                continue
-            condition = self._give_up(attempt, result)
-            if condition is not None:
-                await self._fail(name, attempt, result, condition)
-                await self._finish(name, block, attempt.records)
-                todo.popleft()
-                continue
-            if self._bisects(attempt, result):
-                half = len(attempt.records) // 2
-                todo.popleft()
-                invokes = attempt.invokes
-                todo.extendleft(
-                    [
-                        _Try(attempt.records[half:], attempt.retries, invokes),
-                        _Try(attempt.records[:half], attempt.retries, invokes),
-                    ]
-                )
-                continue
+
+    async def _drop_expired(self, name: str, block: _Block, attempt: _Try) -> None:
+        """Give up on the records at the head of ``attempt`` that are too old."""
+        expired = self._expired(attempt.records)
+        if expired:
+            gone = _Try(attempt.records[:expired], attempt.retries, attempt.invokes)
+            await self._fail(name, gone, _Result(0), RECORD_AGE_EXCEEDED)
+            await self._finish(name, block, gone.records)
+            attempt.records = attempt.records[expired:]
+
+    async def _failed(
+        self, name: str, block: _Block, todo: collections.deque[_Try], result: _Result
+    ) -> None:
+        """After ``todo[0]`` failed: give it up, bisect it, or wait to retry it."""
+        attempt = todo[0]
+        condition = self._give_up(attempt, result)
+        if condition is not None:
+            await self._fail(name, attempt, result, condition)
+            await self._finish(name, block, attempt.records)
+            todo.popleft()
+        elif self._bisects(attempt, result):
+            half = len(attempt.records) // 2
+            todo.popleft()
+            todo.extendleft(
+                [
+                    _Try(attempt.records[half:], attempt.retries, attempt.invokes),
+                    _Try(attempt.records[:half], attempt.retries, attempt.invokes),
+                ]
+            )
+        else:
             attempt.retries += 1
             await self._pause(min(BACKOFF_FIRST * 2 ** (attempt.retries - 1), BACKOFF_MAX))
 
