@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 
 from lambdad.control.arns import Scope
+from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.events.checkpoints import Checkpoint, Checkpoints
 from lambdad.events.kinesis import record_of
 from lambdad.events.shards import StreamRecord
-from lambdad.events.stream_poller import _Block, lane_of
+from lambdad.events.stream_mapping import OnFailureSink
+from lambdad.events.stream_poller import BatchFailure, _Block, lane_of
 from lambdad.events.tumbling import MAX_STATE, Window, iso, window_start
 from lambdad.store.memory import MemoryStore
 
@@ -120,3 +123,47 @@ def test_checkpoints_are_kept_per_mapping_and_shard_and_forgotten_with_the_mappi
         assert await two.get("shard-a") == Checkpoint("1")
 
     asyncio.run(scenario())
+
+
+def test_a_failure_goes_to_the_mappings_on_failure_destination_with_the_function_arn() -> None:
+    """A batch given up on is sent to the mapping's DestinationConfig.OnFailure with what the
+    on-failure record needs, the mapping's function ARN among it; no destination, no send."""
+    sent: list[dict[str, object]] = []
+
+    class Destination:
+        async def send(self, **fields: object) -> None:
+            sent.append(fields)
+
+    mapping = EventSourceMapping(
+        uuid="u",
+        account_id="123456789012",
+        region="us-east-2",
+        source_arn=ARN,
+        kind="kinesis",
+        function_name="f",
+        qualifier="live",
+        state="Enabled",
+        on_failure="arn:aws:sqs:us-east-2:123456789012:dlq",
+    )
+    failure = BatchFailure(
+        stream_arn=ARN,
+        batch_info_key="KinesisBatchInfo",
+        shard_id="shardId-1",
+        records=tuple(records("1", "2")),
+        condition="RetryAttemptsExhausted",
+        request_id=None,
+        invoke_count=3,
+        status_code=None,
+        executed_version=None,
+        function_error="ResourceNotFoundException",
+    )
+    asyncio.run(OnFailureSink(Destination(), mapping).send(failure))
+    (fields,) = sent
+    assert fields["destination_arn"] == "arn:aws:sqs:us-east-2:123456789012:dlq"
+    assert fields["function_arn"] == "arn:aws:lambda:us-east-2:123456789012:function:f:live"
+    assert fields["condition"] == "RetryAttemptsExhausted"
+    assert len(str(fields["request_id"])) == 36  # one of its own: no invoke answered
+    assert (fields["invoke_count"], fields["shard_id"]) == (3, "shardId-1")
+    none = dataclasses.replace(mapping, on_failure=None)
+    asyncio.run(OnFailureSink(Destination(), none).send(failure))
+    assert len(sent) == 1

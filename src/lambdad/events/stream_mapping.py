@@ -4,8 +4,9 @@ into a ``StreamSource`` and a ``StreamPoller`` reading the stream through the ki
 
 The factory takes what the poller needs beyond the mapping: the store its checkpoints live in,
 how to find the function's role (Kinesis records carry it as ``invokeIdentityArn``), how to
-make the kind's reader from the source client, and the on-failure sink (until the on-failure
-destination's sender is merged, batches given up on are logged). Each batch's
+make the kind's reader from the source client, and the on-failure sink (``destination_sinks``
+turns a sender of on-failure records into one; without a sink, batches given up on are
+logged and dropped). Each batch's
 ``LastProcessingResult`` is stored when it changes, not once per batch.
 """
 
@@ -14,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
@@ -23,8 +25,8 @@ from lambdad.control.mappings import MappingEvent, MappingRemoved
 from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.filters import compile_criteria, for_dynamodb, for_kinesis
 from lambdad.events.pollers import PollerContext
-from lambdad.events.shards import Position, PositionKind, StreamReader
-from lambdad.events.stream_poller import FailureSink, StreamPoller, StreamSource
+from lambdad.events.shards import Position, PositionKind, StreamReader, StreamRecord
+from lambdad.events.stream_poller import BatchFailure, FailureSink, StreamPoller, StreamSource
 from lambdad.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,69 @@ RoleOf = Callable[[Scope, str, str | None], Awaitable[str]]
 ReaderOf = Callable[[Any, str, str], StreamReader]
 #: The on-failure sink of a mapping (None: batches given up on are logged and dropped).
 SinkOf = Callable[[EventSourceMapping, PollerContext], FailureSink | None]
+
+
+class FailureDestination(Protocol):
+    """What sends a stream's on-failure record to a destination ARN (the shape of
+    ``lambdad.events.stream_failures.StreamFailureDestination``)."""
+
+    async def send(
+        self,
+        *,
+        destination_arn: str,
+        batch_info_key: str,
+        stream_arn: str,
+        shard_id: str,
+        records: Sequence[StreamRecord],
+        condition: str,
+        request_id: str,
+        invoke_count: int,
+        status_code: int | None,
+        executed_version: str | None,
+        function_error: str | None,
+        function_arn: str,
+    ) -> None: ...
+
+
+class OnFailureSink:
+    """The ``FailureSink`` of a mapping with ``DestinationConfig.OnFailure``: each batch given
+    up on is sent to the destination as Lambda's on-failure record."""
+
+    def __init__(self, destination: FailureDestination, mapping: EventSourceMapping) -> None:
+        self._destination = destination
+        self._mapping = mapping
+
+    async def send(self, failure: BatchFailure) -> None:
+        if not self._mapping.on_failure:
+            return
+        await self._destination.send(
+            destination_arn=self._mapping.on_failure,
+            batch_info_key=failure.batch_info_key,
+            stream_arn=failure.stream_arn,
+            shard_id=failure.shard_id,
+            records=failure.records,
+            condition=failure.condition,
+            # No invoke answered (the function could not be invoked): a request id of its own.
+            request_id=failure.request_id or str(uuid.uuid4()),
+            invoke_count=failure.invoke_count,
+            status_code=failure.status_code,
+            executed_version=failure.executed_version,
+            function_error=failure.function_error,
+            function_arn=self._mapping.function_arn,
+        )
+
+
+def destination_sinks(
+    destination_of: Callable[[PollerContext], FailureDestination],
+) -> SinkOf:
+    """A ``SinkOf`` sending to each mapping's on-failure destination (none without one)."""
+
+    def sink_of(mapping: EventSourceMapping, ctx: PollerContext) -> FailureSink | None:
+        if not mapping.on_failure:
+            return None
+        return OnFailureSink(destination_of(ctx), mapping)
+
+    return sink_of
 
 
 class MappingPollerState(enum.Enum):
@@ -93,9 +158,11 @@ class StreamMappingPoller:
         self._writes: set[asyncio.Task[None]] = set()
         self.state = MappingPollerState.NEW
 
-    def lag(self) -> dict[str, int]:
-        """Milliseconds behind the stream's tip, per shard being read."""
-        return self._poller.lag() if self._poller is not None else {}
+    def lag(self) -> dict[str, int] | None:
+        """Milliseconds behind the stream's tip, per shard being read; None before the
+        first read said (``Pollers.status`` shows it in ``lambdad esm``)."""
+        lag = self._poller.lag() if self._poller is not None else {}
+        return lag or None
 
     async def start(self) -> None:
         if self.state is not MappingPollerState.NEW:
