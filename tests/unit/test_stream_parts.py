@@ -8,14 +8,15 @@ import asyncio
 import base64
 import dataclasses
 import datetime
+import time
 
 from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.events.checkpoints import Checkpoint, Checkpoints
 from lambdad.events.kinesis import record_of
-from lambdad.events.shards import StreamRecord
+from lambdad.events.shards import Page, StreamRecord
 from lambdad.events.stream_mapping import OnFailureSink
-from lambdad.events.stream_poller import BatchFailure, _Block, lane_of
+from lambdad.events.stream_poller import BatchFailure, _behind, _Block, lane_of
 from lambdad.events.tumbling import MAX_STATE, Window, iso, window_start
 from lambdad.store.memory import MemoryStore
 
@@ -167,3 +168,12 @@ def test_a_failure_goes_to_the_mappings_on_failure_destination_with_the_function
     none = dataclasses.replace(mapping, on_failure=None)
     asyncio.run(OnFailureSink(Destination(), none).send(failure))
     assert len(sent) == 1
+
+
+def test_lag_is_what_the_service_says_else_the_newest_records_age() -> None:
+    """A shard's lag is Kinesis's MillisBehindLatest when the read carries it; for a service
+    that does not say, the age of the newest record read, and 0 after an empty read."""
+    assert _behind(Page([], "it", 1200)) == 1200
+    assert _behind(Page([], "it", None)) == 0
+    old = StreamRecord("1", time.time() - 5, "k", 1, {})
+    assert 4000 <= _behind(Page([old], "it", None)) <= 60_000

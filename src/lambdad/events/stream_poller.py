@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.events.checkpoints import Checkpoint, Checkpoints
-from lambdad.events.shards import Position, PositionKind, Shard, StreamReader, StreamRecord
+from lambdad.events.shards import (
+    Page,
+    Position,
+    PositionKind,
+    Shard,
+    StreamReader,
+    StreamRecord,
+)
 from lambdad.events.sqs import FUNCTION_FAILED, FUNCTION_UNUSABLE, OK, THROTTLED
 from lambdad.events.sqs_records import AllFailed, failed_ids
 from lambdad.events.tumbling import Window, window_start
@@ -178,6 +185,17 @@ def lane_of(partition_key: str, lanes: int) -> int:
     return int.from_bytes(digest[:8], "big") % lanes
 
 
+def _behind(page: Page) -> int:
+    """Milliseconds behind the stream's tip after reading ``page``: what the service says
+    (Kinesis's MillisBehindLatest), else the age of the page's newest record (0 for an
+    empty page: caught up)."""
+    if page.behind_ms is not None:
+        return page.behind_ms
+    if not page.records:
+        return 0
+    return max(0, int((time.time() - page.records[-1].arrival) * 1000))
+
+
 def _estimate(record: StreamRecord) -> int:
     return record.size_bytes * 4 // 3 + RECORD_OVERHEAD
 
@@ -229,8 +247,9 @@ class StreamPoller:
         self.state = PollerState.CREATED
 
     def lag(self) -> dict[str, int]:
-        """Milliseconds each shard being read is behind the stream's tip (Kinesis's
-        MillisBehindLatest of the last read; shards the service says nothing of are absent)."""
+        """Milliseconds each shard being read is behind the stream's tip, as of its last read
+        (Kinesis's MillisBehindLatest; for a service that does not say, the age of the newest
+        record read, 0 once a read finds nothing new)."""
         return dict(self._lag)
 
     def reading(self) -> list[str]:
@@ -407,8 +426,7 @@ class StreamPoller:
         while iterator is not None and len(buffer) < want:
             page = await self._reader.read(iterator, want - len(buffer))
             iterator = page.next_iterator
-            if page.behind_ms is not None:
-                self._lag[name] = page.behind_ms
+            self._lag[name] = _behind(page)
             buffer.extend(page.records)
             if buffer and began is None:
                 began = time.monotonic()
