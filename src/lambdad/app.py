@@ -30,6 +30,7 @@ from lambdad.api.server import HttpListener, Services, build_app
 from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
 from lambdad.config import Settings
+from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
@@ -40,9 +41,11 @@ from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.filters import compile_criteria
+from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
+from lambdad.events.stream_mapping import forget_removed, stream_factory
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -241,6 +244,16 @@ class Lambdad:
         #: EventBridge scheduled rules (the firing engine subscribes to their changes).
         self.rules = EventRules(self.store)
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
+        self.pollers.register(
+            "kinesis",
+            stream_factory(
+                store=self.store,
+                role_of=self.role_of,
+                reader_of=KinesisReader,
+                time_scale=settings.time_scale,
+            ),
+        )
+        self.mappings.subscribe(forget_removed(self.store))
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir), also=frozenset({"events"}))
@@ -255,6 +268,11 @@ class Lambdad:
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
         )
         self.lifecycle = Lifecycle(self._parts())
+
+    async def role_of(self, scope: Scope, name: str, qualifier: str | None) -> str:
+        """The execution role of a function (its version or alias): a stream record's
+        ``invokeIdentityArn``."""
+        return (await self.functions.get(scope, name, qualifier)).role
 
     def _environment_context(self) -> EnvironmentContext:
         settings = self.settings

@@ -54,6 +54,9 @@ class Table(enum.StrEnum):
     FUNCTION_URLS = "function_urls"
     #: ``(url_id,)``: which config a url-id belongs to (account, region, function, qualifier).
     FUNCTION_URL_IDS = "function_url_ids"
+    #: ``(account, region, mapping uuid, shard id)``: how far a stream mapping has processed a
+    #: shard (the last sequence number done, and whether the shard is read to its end).
+    STREAM_CHECKPOINTS = "stream_checkpoints"
     #: ``(account, region, uuid)``: an event source mapping (CreateEventSourceMapping).
     EVENT_SOURCE_MAPPINGS = "event_source_mappings"
     #: ``(account, region, name)``: an EventBridge scheduled rule, its targets and tags.
