@@ -165,7 +165,6 @@ def kinesis_stream(moto: Moto) -> str:
     return str(summary["StreamARN"])
 
 
-@pytest.mark.skip(reason="Kinesis poller not merged yet")
 def test_a_killed_lambdad_loses_no_kinesis_record(
     start_server: Callable[..., Server], moto: Moto, recorder: Recorder
 ) -> None:

@@ -40,12 +40,19 @@ from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import compile_criteria
 from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
-from lambdad.events.stream_mapping import forget_removed, stream_factory
+from lambdad.events.stream_failures import StreamFailureDestination
+from lambdad.events.stream_mapping import (
+    ReaderOf,
+    destination_sinks,
+    forget_removed,
+    stream_factory,
+)
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -244,15 +251,24 @@ class Lambdad:
         #: EventBridge scheduled rules (the firing engine subscribes to their changes).
         self.rules = EventRules(self.store)
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
-        self.pollers.register(
-            "kinesis",
-            stream_factory(
-                store=self.store,
-                role_of=self.role_of,
-                reader_of=KinesisReader,
-                time_scale=settings.time_scale,
-            ),
+        on_failure = destination_sinks(
+            lambda ctx: StreamFailureDestination(ctx.clients, retry_delay=settings.scaled(1.0))
         )
+        readers: dict[str, ReaderOf] = {
+            "kinesis": KinesisReader,
+            "dynamodb": lambda client, arn, role: DynamoDbStreamsReader(client, arn),
+        }
+        for kind, reader_of in readers.items():
+            self.pollers.register(
+                kind,
+                stream_factory(
+                    store=self.store,
+                    role_of=self.role_of,
+                    reader_of=reader_of,
+                    sink_of=on_failure,
+                    time_scale=settings.time_scale,
+                ),
+            )
         self.mappings.subscribe(forget_removed(self.store))
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
