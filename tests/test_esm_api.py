@@ -558,7 +558,7 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     assert line.split()[:4] == [uuid, "Enabled", source, fn]
     report = esm_server.get_json("/_lambdad/doctor")["event sources"]
     assert report["endpoint sqs"] == moto.endpoint
-    assert report["pollers"] == "sqs"
+    assert report["pollers"] == "mq, sqs"
     doctor = subprocess.run(
         [*cli, "doctor", "--endpoint", esm_server.endpoint],
         capture_output=True,
