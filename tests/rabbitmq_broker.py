@@ -22,6 +22,7 @@ from pathlib import Path
 #: Where Debian's package puts the server's own scripts (``/usr/sbin/rabbitmq-server`` is a
 #: wrapper that switches to the ``rabbitmq`` user and its fixed directories).
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+CTL = SERVER.with_name("rabbitmqctl")
 #: Starting a node takes 4-10 s on a busy host.
 START_TIMEOUT = 90.0
 
@@ -147,6 +148,20 @@ class Broker:
             timeout=10,
             check=False,
         )
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl`` against this node (its output); RuntimeError when it fails."""
+        done = subprocess.run(
+            [str(CTL), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr[-1000:]}")
+        return done.stdout
 
     def restart(self) -> None:
         """Stop, then start again on the same port with the same data."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import socket
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ BROKER_ARN = (
     "arn:aws:mq:us-east-1:000000000000:broker:test-broker:b-1234a5b6-78cd-901e-2fgh-3i45j6k178l9"
 )
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:000000000000:secret:broker-guest"
+#: A user of the ``tenant`` virtual host only (made by ``test_a_virtual_host_...``).
+TENANT_SECRET = "arn:aws:secretsmanager:us-east-1:000000000000:secret:tenant"
 MISSING_SECRET = "arn:aws:secretsmanager:us-east-1:000000000000:secret:not-given"
 AUTH = [{"Type": "BASIC_AUTH", "URI": SECRET_ARN}]
 
@@ -56,7 +60,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 def mq_settings(broker: Broker) -> dict[str, str]:
     return {
         "LAMBDAD_MQ_BROKERS": json.dumps({BROKER_ARN: broker.url}),
-        "LAMBDAD_SECRETS": json.dumps({SECRET_ARN: {"username": "guest", "password": "guest"}}),
+        "LAMBDAD_SECRETS": json.dumps(
+            {
+                SECRET_ARN: {"username": "guest", "password": "guest"},
+                TENANT_SECRET: {"username": "tenant-user", "password": "tenant-pass"},
+            }
+        ),
     }
 
 
@@ -129,8 +138,13 @@ def forwarder(client: Any, sink: EventSink) -> str:
     )
 
 
+def _at(url: str, vhost: str) -> str:
+    """The broker's URL with a virtual host (``/`` is ``%2F``)."""
+    return f"{url}/{urllib.parse.quote(vhost, safe='')}"
+
+
 async def _declare(url: str, queue: str, vhost: str = "/") -> None:
-    async with await aio_pika.connect(url, virtualhost=vhost) as connection:
+    async with await aio_pika.connect(_at(url, vhost)) as connection:
         channel = await connection.channel()
         await channel.declare_queue(queue, durable=True)
 
@@ -143,7 +157,7 @@ def declare(broker: Broker, vhost: str = "/") -> str:
 
 
 async def _publish(url: str, queue: str, messages: list[aio_pika.Message], vhost: str) -> None:
-    async with await aio_pika.connect(url, virtualhost=vhost) as connection:
+    async with await aio_pika.connect(_at(url, vhost)) as connection:
         channel = await connection.channel(publisher_confirms=True)
         for message in messages:
             await channel.default_exchange.publish(message, routing_key=queue)
@@ -472,6 +486,31 @@ def test_disabling_stops_delivery(client: Any, broker: Broker, sink: EventSink) 
     wait_until(lambda: sink.bodies() == [b"one", b"two"], timeout=60)
 
 
+def test_a_virtual_host_and_its_own_user_are_used(
+    client: Any, broker: Broker, sink: EventSink
+) -> None:
+    """AWS: with VIRTUAL_HOST the mapping consumes the queue of that virtual host, logging in
+    with the BASIC_AUTH secret's user, and the messages are keyed ``queue::vhost``."""
+    vhost = unique("tenant")
+    broker.ctl("add_vhost", vhost)
+    with contextlib.suppress(RuntimeError):  # made by an earlier run of the module
+        broker.ctl("add_user", "tenant-user", "tenant-pass")
+    broker.ctl("set_permissions", "-p", vhost, "tenant-user", ".*", ".*", ".*")
+    broker.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    fn = forwarder(client, sink)
+    queue = declare(broker, vhost)
+    access = [
+        {"Type": "BASIC_AUTH", "URI": TENANT_SECRET},
+        {"Type": "VIRTUAL_HOST", "URI": vhost},
+    ]
+    uuid = create_mapping(client, fn, queue, SourceAccessConfigurations=access)
+    publish(broker, queue, b"in the tenant", vhost=vhost)
+    wait_until(lambda: sink.events, timeout=60)
+    assert list(sink.events[0]["rmqMessagesByQueue"]) == [f"{queue}::{vhost}"]
+    assert sink.bodies() == [b"in the tenant"]
+    wait_until(lambda: result_of(client, uuid) == "OK", timeout=30)
+
+
 def test_a_secret_lambdad_does_not_have_is_reported(client: Any, broker: Broker) -> None:
     """AWS accepts any secret ARN at create and reports one it cannot read on the mapping;
     lambdad says so in LastProcessingResult and consumes nothing."""
@@ -532,3 +571,28 @@ def test_the_mapping_reconnects_after_a_broker_restart(
         client.close()
         shutdown(srv)
         node.stop()
+
+
+def test_broken_mq_settings_are_refused_when_lambdad_starts() -> None:
+    """``LAMBDAD_MQ_BROKERS`` must be a JSON object of amqp:// or amqps:// URLs and
+    ``LAMBDAD_SECRETS`` one of objects of strings: anything else stops lambdad at start with
+    the setting's name, never later in a poller."""
+    from lambdad.config import load_settings
+
+    for name, value in [
+        ("LAMBDAD_MQ_BROKERS", "not json"),
+        ("LAMBDAD_MQ_BROKERS", json.dumps([BROKER_ARN])),
+        ("LAMBDAD_MQ_BROKERS", json.dumps({BROKER_ARN: "http://127.0.0.1:5672"})),
+        ("LAMBDAD_SECRETS", json.dumps({SECRET_ARN: "guest"})),
+        ("LAMBDAD_SECRETS", json.dumps({SECRET_ARN: {"username": 7}})),
+    ]:
+        with pytest.raises(ValueError, match=name[len("LAMBDAD_") :].lower()):
+            load_settings(environ={name: value})
+    good = load_settings(
+        environ={
+            "LAMBDAD_MQ_BROKERS": json.dumps({BROKER_ARN: "amqps://broker.example:5671"}),
+            "LAMBDAD_SECRETS": json.dumps({SECRET_ARN: {"username": "u", "password": "p"}}),
+        }
+    )
+    assert good.mq_broker_urls == {BROKER_ARN: "amqps://broker.example:5671"}
+    assert good.secret_values[SECRET_ARN] == {"username": "u", "password": "p"}

@@ -58,8 +58,9 @@ RECORD_OVERHEAD = 600
 #: Reconnect and throttle backoff (seconds, scaled by the time scale).
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
-#: How long opening a connection may take (not scaled).
+#: How long opening a connection may take, and closing one (not scaled).
 CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
 
 
 class PollerState(enum.Enum):
@@ -137,6 +138,8 @@ class RabbitPoller:
         self._on_result = on_result
         self._scale = time_scale
         self._task: asyncio.Task[None] | None = None
+        #: A delivery taken but left for the next batch (this one was full).
+        self._carry: AbstractIncomingMessage | None = None
         #: Connections opened (a reconnect adds one): for tests and ``lambdad doctor``.
         self.connections = 0
         self.state = PollerState.CREATED
@@ -155,7 +158,8 @@ class RabbitPoller:
         self.state = PollerState.CLOSED
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Closing the connection of a broker that stopped answering must not hold us.
+            await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
 
     def _report(self, result: str) -> None:
         try:
@@ -168,6 +172,7 @@ class RabbitPoller:
         backoff (reset once a connection is up)."""
         backoff = BACKOFF_FIRST
         while self.state is PollerState.RUNNING:
+            self._carry = None  # a new connection delivers it again
             try:
                 async with await open_connection(self.source) as connection:
                     self.connections += 1
@@ -228,8 +233,11 @@ class RabbitPoller:
         self, inbox: asyncio.Queue[AbstractIncomingMessage], lost: asyncio.Event
     ) -> list[AbstractIncomingMessage]:
         """One batch: the first delivery, then more until ``batch_size``, the window's end
-        (from the first message) or the payload budget."""
-        first = await self._next(inbox, lost, None)
+        (from the first message) or the payload budget (a message that would pass it opens
+        the next batch)."""
+        first, self._carry = self._carry, None
+        if first is None:
+            first = await self._next(inbox, lost, None)
         assert first is not None
         batch = [first]
         size = _record_size(first)
@@ -239,8 +247,8 @@ class RabbitPoller:
             if message is None:
                 break
             size += _record_size(message)
-            if size > PAYLOAD_BUDGET:  # taken next time (it stays first in line)
-                await message.nack(requeue=True)
+            if size > PAYLOAD_BUDGET:
+                self._carry = message
                 break
             batch.append(message)
         return batch
