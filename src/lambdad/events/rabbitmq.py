@@ -2,7 +2,7 @@
 one function, through aio-pika (the asyncio AMQP 0-9-1 client).
 
 ``RabbitPoller`` connects to the broker with the mapping's credentials and virtual host,
-consumes the queue with a prefetch of the batch size, gathers a batch (up to ``batch_size``
+consumes the queue with a prefetch of two batches, gathers a batch (up to ``batch_size``
 messages, the batching window counted from the first message, or the invoke payload limit),
 invokes the function synchronously with Lambda's ``aws:rmq`` event, and then acknowledges the
 batch (success) or rejects it with requeue (a function error: the broker redelivers it,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -23,11 +24,11 @@ import decimal
 import enum
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aio_pika
+import msgspec
 import yarl
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: msgspec's JSON encoder: several times faster than ``json`` on a batch of records.
+_ENCODER = msgspec.json.Encoder()
 
 #: ``LastProcessingResult`` values (``OK`` and ``PROBLEM: Function call failed`` are AWS's).
 OK = "OK"
@@ -55,6 +58,8 @@ DEFAULT_WINDOW = 0.5
 PAYLOAD_BUDGET = 6 * 1024 * 1024 - 64 * 1024
 #: JSON a record adds beyond its base64 body, counted generously.
 RECORD_OVERHEAD = 600
+#: AMQP's prefetch count is a 16-bit number.
+MAX_PREFETCH = 65_535
 #: Reconnect and throttle backoff (seconds, scaled by the time scale).
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
@@ -88,6 +93,15 @@ class RabbitSource:
     batching_window: float = DEFAULT_WINDOW
     #: True for the records the mapping's ``FilterCriteria`` let through; None: all of them.
     record_filter: Callable[[dict[str, Any]], bool] | None = None
+    #: Deliveries the broker may have in flight to the poller unacknowledged; None: two
+    #: batches (``prefetch_count``).
+    prefetch: int | None = None
+
+    @property
+    def prefetch_count(self) -> int:
+        """Two batches by default: the next batch arrives while the function runs this one
+        (with one batch only, every batch waits a round trip after the previous ack)."""
+        return min(self.prefetch or 2 * self.batch_size, MAX_PREFETCH)
 
     @property
     def queue_key(self) -> str:
@@ -119,6 +133,58 @@ class _Unusable(Exception):
     goes back to the queue with the connection."""
 
 
+class _Inbox:
+    """The deliveries of one connection, waiting to be batched. The gatherer sleeps until
+    enough have arrived (one wake-up per batch, not per message)."""
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[AbstractIncomingMessage] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._need = 0
+        self.lost = False
+
+    def put(self, message: AbstractIncomingMessage) -> None:
+        self._messages.append(message)
+        if len(self._messages) >= self._need:
+            self._wake()
+
+    def lose(self) -> None:
+        """The connection or channel closed: wake the gatherer to end the session."""
+        self.lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait_for(self, count: int, timeout: float | None) -> None:
+        """Until ``count`` deliveries wait or ``timeout`` seconds pass; ``_Lost`` when the
+        connection goes."""
+        if self.lost:
+            raise _Lost("the broker closed the connection")
+        if len(self._messages) >= count or (timeout is not None and timeout <= 0):
+            return
+        self._need = count
+        self._waiter = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._waiter, timeout)
+        self._waiter = None
+        if self.lost:
+            raise _Lost("the broker closed the connection")
+
+    def take(self, count: int, budget: int) -> list[AbstractIncomingMessage]:
+        """Up to ``count`` deliveries, first come first, within ``budget`` bytes of records
+        (the first one whatever its size)."""
+        batch = [self._messages.popleft()]
+        size = _record_size(batch[0])
+        while self._messages and len(batch) < count:
+            size += _record_size(self._messages[0])
+            if size > budget:
+                break
+            batch.append(self._messages.popleft())
+        return batch
+
+
 class RabbitPoller:
     """Consumes ``source``'s queue and invokes its function through ``invoker``; ``on_result``
     is told each batch's (and each broker failure's) ``LastProcessingResult``. ``start``
@@ -138,8 +204,6 @@ class RabbitPoller:
         self._on_result = on_result
         self._scale = time_scale
         self._task: asyncio.Task[None] | None = None
-        #: A delivery taken but left for the next batch (this one was full).
-        self._carry: AbstractIncomingMessage | None = None
         #: Connections opened (a reconnect adds one): for tests and ``lambdad doctor``.
         self.connections = 0
         self.state = PollerState.CREATED
@@ -172,7 +236,6 @@ class RabbitPoller:
         backoff (reset once a connection is up)."""
         backoff = BACKOFF_FIRST
         while self.state is PollerState.RUNNING:
-            self._carry = None  # a new connection delivers it again
             try:
                 async with await open_connection(self.source) as connection:
                     self.connections += 1
@@ -190,68 +253,28 @@ class RabbitPoller:
 
     async def _session(self, connection: aio_pika.abc.AbstractConnection) -> None:
         """Consume on one connection until it or its channel is lost (``_Lost``)."""
-        lost = asyncio.Event()
-        connection.close_callbacks.add(lambda *_: lost.set())
+        inbox = _Inbox()
+        connection.close_callbacks.add(lambda *_: inbox.lose())
         channel = await connection.channel()
-        channel.close_callbacks.add(lambda *_: lost.set())
-        await channel.set_qos(prefetch_count=self.source.batch_size)
+        channel.close_callbacks.add(lambda *_: inbox.lose())
+        await channel.set_qos(prefetch_count=self.source.prefetch_count)
         queue = await channel.get_queue(self.source.queue, ensure=True)
-        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
         async def deliver(message: AbstractIncomingMessage) -> None:
-            inbox.put_nowait(message)
+            inbox.put(message)
 
         await queue.consume(deliver)
         while True:
-            batch = await self._gather(inbox, lost)
+            batch = await self._gather(inbox)
             await self._handle(batch)
 
-    async def _next(
-        self, inbox: asyncio.Queue[AbstractIncomingMessage], lost: asyncio.Event, wait: float | None
-    ) -> AbstractIncomingMessage | None:
-        """The next delivery, None when ``wait`` seconds pass first; ``_Lost`` when the
-        connection goes."""
-        if not inbox.empty():
-            return inbox.get_nowait()
-        if lost.is_set():
-            raise _Lost("the broker closed the connection")
-        getter = asyncio.ensure_future(inbox.get())
-        watcher = asyncio.ensure_future(lost.wait())
-        try:
-            await asyncio.wait({getter, watcher}, timeout=wait, return_when="FIRST_COMPLETED")
-        finally:
-            watcher.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        if lost.is_set():
-            raise _Lost("the broker closed the connection")
-        return None
-
-    async def _gather(
-        self, inbox: asyncio.Queue[AbstractIncomingMessage], lost: asyncio.Event
-    ) -> list[AbstractIncomingMessage]:
+    async def _gather(self, inbox: _Inbox) -> list[AbstractIncomingMessage]:
         """One batch: the first delivery, then more until ``batch_size``, the window's end
-        (from the first message) or the payload budget (a message that would pass it opens
-        the next batch)."""
-        first, self._carry = self._carry, None
-        if first is None:
-            first = await self._next(inbox, lost, None)
-        assert first is not None
-        batch = [first]
-        size = _record_size(first)
-        deadline = time.monotonic() + self._scale * self.source.batching_window
-        while len(batch) < self.source.batch_size:
-            message = await self._next(inbox, lost, max(0.0, deadline - time.monotonic()))
-            if message is None:
-                break
-            size += _record_size(message)
-            if size > PAYLOAD_BUDGET:
-                self._carry = message
-                break
-            batch.append(message)
-        return batch
+        (from the first message) or the payload budget (a message that would pass it stays
+        first in line for the next batch)."""
+        await inbox.wait_for(1, None)
+        await inbox.wait_for(self.source.batch_size, self._scale * self.source.batching_window)
+        return inbox.take(self.source.batch_size, PAYLOAD_BUDGET)
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
         """Filter, invoke, then acknowledge or requeue one batch."""
@@ -294,7 +317,7 @@ class RabbitPoller:
             "eventSourceArn": self.source.broker_arn,
             "rmqMessagesByQueue": {self.source.queue_key: list(records)},
         }
-        return json.dumps(event).encode()
+        return _ENCODER.encode(event)
 
     async def _invoke(self, records: Sequence[dict[str, Any]]) -> Outcome | None:
         """Invoke with ``records``. Throttles are retried with backoff while the poller runs;
