@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import io
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -52,6 +53,14 @@ NOOP = "def handler(event, context):\n    return None\n"
 BODY = b"x" * 100
 #: Mean messages per invoke of each poller round.
 BATCHES: list[float] = []
+#: This process's CPU time per message (µs) of each round, by measure: load-independent,
+#: unlike the rates (the function's own process is not counted).
+CPU: dict[str, list[float]] = {"plain": [], "poller": []}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def fill(url: str, count: int) -> str:
@@ -168,10 +177,14 @@ async def bench(args: argparse.Namespace, broker: Broker, data: Path) -> dict[st
         results: dict[str, list[float]] = {"plain": [], "poller": []}
         for _ in range(args.rounds):
             queue = await fill(broker.url, args.messages)
+            began = cpu_seconds()
             rate = await plain_consumer(broker.url, queue, args.messages, args.batch)
+            CPU["plain"].append((cpu_seconds() - began) / args.messages * 1e6)
             results["plain"].append(rate)
             queue = await fill(broker.url, args.messages)
+            began = cpu_seconds()
             rate = await through_poller(app, broker.url, queue, args.messages, args.batch)
+            CPU["poller"].append((cpu_seconds() - began) / args.messages * 1e6)
             results["poller"].append(rate)
         return results
     finally:
@@ -209,6 +222,10 @@ def main() -> None:
         f"| poller, no-op function, batch {args.batch}, MQ's default 500 ms window | "
         f"{poller:.0f} msg/s ({poller / plain:.0%} of the plain consumer's; "
         f"{statistics.mean(BATCHES):.0f} messages per invoke) |"
+    )
+    print(
+        f"| CPU of this process per message, median (plain / poller) | "
+        f"{statistics.median(CPU['plain']):.0f} / {statistics.median(CPU['poller']):.0f} µs |"
     )
     print(
         f"| rounds (plain / poller) | {', '.join(f'{r:.0f}' for r in result['plain'])} / "
