@@ -511,6 +511,41 @@ def test_a_virtual_host_and_its_own_user_are_used(
     wait_until(lambda: result_of(client, uuid) == "OK", timeout=30)
 
 
+def test_a_throttled_batch_waits_and_is_delivered_later(
+    client: Any, broker: Broker, sink: EventSink
+) -> None:
+    """AWS retries a batch whose invoke is throttled, holding its messages: with reserved
+    concurrency 0 the mapping reports the throttling and delivers nothing; once the
+    function may run again the held batch is delivered."""
+    fn = forwarder(client, sink)
+    client.put_function_concurrency(FunctionName=fn, ReservedConcurrentExecutions=0)
+    queue = declare(broker)
+    uuid = create_mapping(client, fn, queue)
+    publish(broker, queue, b"held")
+    wait_until(lambda: result_of(client, uuid) == "PROBLEM: Function call throttled", timeout=60)
+    assert sink.events == []
+    client.delete_function_concurrency(FunctionName=fn)
+    wait_until(lambda: sink.bodies() == [b"held"], timeout=60)
+    wait_until(lambda: result_of(client, uuid) == "OK", timeout=30)
+
+
+def test_an_update_takes_effect_on_the_running_mapping(
+    client: Any, broker: Broker, sink: EventSink
+) -> None:
+    """AWS: an update (here BatchSize and the window) applies to what is consumed next: a
+    full batch goes at once, without waiting for the window (300 s, scaled to 3 s here)."""
+    fn = forwarder(client, sink)
+    queue = declare(broker)
+    uuid = create_mapping(client, fn, queue, BatchSize=1)
+    publish(broker, queue, b"single")
+    wait_until(lambda: sink.bodies() == [b"single"], timeout=60)
+    client.update_event_source_mapping(UUID=uuid, BatchSize=4, MaximumBatchingWindowInSeconds=300)
+    settled(client, uuid, "Enabled")
+    publish(broker, queue, *[f"b{i}".encode() for i in range(4)])
+    wait_until(lambda: len(sink.messages()) == 5, timeout=60)
+    assert [len(ms) for ms in sink.events[-1]["rmqMessagesByQueue"].values()] == [4]
+
+
 def test_a_secret_lambdad_does_not_have_is_reported(client: Any, broker: Broker) -> None:
     """AWS accepts any secret ARN at create and reports one it cannot read on the mapping;
     lambdad says so in LastProcessingResult and consumes nothing."""
