@@ -204,6 +204,8 @@ class RabbitPoller:
         self._on_result = on_result
         self._scale = time_scale
         self._task: asyncio.Task[None] | None = None
+        #: How long to pause after the next failed batch.
+        self._failure_pause = BACKOFF_FIRST
         #: Connections opened (a reconnect adds one): for tests and ``lambdad doctor``.
         self.connections = 0
         self.state = PollerState.CREATED
@@ -297,8 +299,13 @@ class RabbitPoller:
         elif outcome.function_error:
             self._report(FUNCTION_FAILED)
             await last.nack(multiple=True, requeue=True)
+            # The broker hands the batch back at once: pause (1 s doubling to 30 s, scaled,
+            # reset by a success) so that a poison message is not retried in a hot loop.
+            await asyncio.sleep(self._scale * self._failure_pause)
+            self._failure_pause = min(self._failure_pause * 2, BACKOFF_MAX)
         else:
             self._report(OK)
+            self._failure_pause = BACKOFF_FIRST
             await last.ack(multiple=True)
 
     def _passes(self, record: dict[str, Any]) -> bool:
