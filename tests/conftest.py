@@ -60,28 +60,35 @@ FAST_SETTINGS = {
 LOOP_BLOCKED = "event loop blocked"
 
 #: System packages the suite uses when they can be had: ``nft`` builds the Linux sandbox's
-#: network walls (docs/sandbox.md); without it those tests skip.
-SYSTEM_PACKAGES = {"nft": "nftables"}
+#: network walls (docs/sandbox.md); ``rabbitmq-server`` is the broker of the Amazon MQ event
+#: source tests (tests/rabbitmq_broker.py). Without them those tests skip.
+SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Install the system packages the tests need, as the README's test command promises, when
-    the suite runs as root on a host with apt-get and they are missing."""
+    the suite runs as root on a host with apt-get and they are missing (the package lists are
+    refreshed once if the first attempt fails)."""
     import shutil
 
-    missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if shutil.which(cmd) is None]
+    search = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+    missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if not shutil.which(cmd, path=search)]
     if not missing or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", *missing],
-        capture_output=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    install = ["install", "-y", "-q", "--no-install-recommends", *missing]
+    done = _apt(install)
+    if done.returncode != 0:
+        _apt(["update", "-q"])
+        done = _apt(install)
     if done.returncode != 0:  # the tests that need them skip and say why
         sys.stderr.write(f"could not install {missing}: {done.stderr.decode()[-500:]}\n")
+
+
+def _apt(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(
+        ["apt-get", *args], capture_output=True, env=env, timeout=600, check=False
+    )
 
 
 def free_port() -> int:

@@ -574,7 +574,7 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     assert line.split()[4].startswith("waiting=")
     report = esm_server.get_json("/_lambdad/doctor")["event sources"]
     assert report["endpoint sqs"] == moto.endpoint
-    assert {"sqs", "kinesis"} <= set(report["pollers"].split(", "))
+    assert {"sqs", "kinesis", "dynamodb", "mq"} <= set(report["pollers"].split(", "))
     doctor = subprocess.run(
         [*cli, "doctor", "--endpoint", esm_server.endpoint],
         capture_output=True,

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import yarl
+
 from lambdad import config as config_module
 from lambdad.api.http import HttpTimeouts
 from lambdad.api.server import HttpListener, Services, build_app
@@ -41,9 +43,10 @@ from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
-from lambdad.events.filters import compile_criteria
+from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
+from lambdad.events.rabbitmq_mapping import mq_factory
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
 from lambdad.events.stream_failures import StreamFailureDestination
@@ -85,7 +88,14 @@ log = logging.getLogger("lambdad")
 def check_filter_criteria(kind: SourceKind, patterns: list[str]) -> None:
     """A mapping's ``FilterCriteria`` validated by the filter language (AWS's
     InvalidParameterValueException for a pattern it refuses)."""
-    compile_criteria(patterns, source=kind.value)
+    compile_criteria(patterns, source=_FILTER_SOURCES.get(kind))  # MQ: no stream rule
+
+
+_FILTER_SOURCES: dict[SourceKind, Source] = {
+    SourceKind.SQS: "sqs",
+    SourceKind.KINESIS: "kinesis",
+    SourceKind.DYNAMODB: "dynamodb",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -244,7 +254,7 @@ class Lambdad:
             self.store,
             self.functions,
             settle_delay=settings.function_settle_delay,
-            check_source=SourceChecker(source_clients),
+            check_source=SourceChecker(source_clients, brokers=settings.mq_broker_urls),
             check_filters=check_filter_criteria,
         )
         self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
@@ -270,6 +280,10 @@ class Lambdad:
                 ),
             )
         self.mappings.subscribe(forget_removed(self.store))
+        self.pollers.register(
+            "mq",
+            mq_factory(settings.mq_broker_urls, settings.secret_values, settings.time_scale),
+        )
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(KeyRing(settings.data_dir), also=frozenset({"events"}))
@@ -397,7 +411,17 @@ class Lambdad:
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
             "event sources": self.pollers.report(),
+            "mq brokers": {
+                arn: redact_url(url) for arn, url in self.settings.mq_broker_urls.items()
+            }
+            or {"none": "LAMBDAD_MQ_BROKERS is not set"},
         }
+
+
+def redact_url(url: str) -> str:
+    """An AMQP URL without the password it may carry (what ``lambdad doctor`` shows)."""
+    parsed = yarl.URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
 
 
 async def _nothing() -> None:

@@ -8,6 +8,7 @@ This is the only module of lambdad that reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 import typing
@@ -98,6 +99,13 @@ class Settings:
     aws_endpoint_url_sqs: str = ""
     aws_endpoint_url_kinesis: str = ""
     aws_endpoint_url_dynamodbstreams: str = ""
+    #: Amazon MQ for RabbitMQ brokers lambdad reaches: JSON ``{"<broker ARN>":
+    #: "amqp://host:port"}`` (``amqps://`` for TLS). A mapping of a broker not named here is
+    #: refused at create.
+    mq_brokers: str = ""
+    #: The Secrets Manager secrets event sources name (lambdad has no Secrets Manager): JSON
+    #: ``{"<secret ARN>": {"username": "...", "password": "..."}}``.
+    secrets: str = ""
     #: Credentials lambdad signs those requests with; dummy ones when empty.
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
@@ -125,6 +133,16 @@ class Settings:
         own: str = getattr(self, f"aws_endpoint_url_{service}", "")
         return own or self.aws_endpoint_url
 
+    @property
+    def mq_broker_urls(self) -> dict[str, str]:
+        """``mq_brokers`` parsed: broker ARN -> AMQP URL (checked by ``load_settings``)."""
+        return _json_object("mq_brokers", self.mq_brokers)
+
+    @property
+    def secret_values(self) -> dict[str, dict[str, str]]:
+        """``secrets`` parsed: secret ARN -> its key/value pairs (checked by ``load_settings``)."""
+        return _json_object("secrets", self.secrets)
+
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
         return seconds * self.time_scale
@@ -132,6 +150,28 @@ class Settings:
     @property
     def idle_timeout(self) -> float:
         return self.scaled(self.keep_alive)
+
+
+def _json_object(name: str, text: str) -> dict[str, Any]:
+    """A setting holding a JSON object of objects or strings; ValueError otherwise."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"setting {name}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"setting {name}: expected a JSON object")
+    return value
+
+
+def _check_mq(settings: Settings) -> None:
+    for arn, url in settings.mq_broker_urls.items():
+        if not isinstance(url, str) or not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"setting mq_brokers: {arn}: expected an amqp:// or amqps:// URL")
+    for arn, secret in settings.secret_values.items():
+        if not isinstance(secret, dict) or not all(isinstance(v, str) for v in secret.values()):
+            raise ValueError(f"setting secrets: {arn}: expected an object of strings")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -210,6 +250,7 @@ def load_settings(
         url = getattr(settings, name)
         if url and not url.startswith(("http://", "https://")):
             raise ValueError(f"setting {name}: expected an http:// or https:// URL, got {url!r}")
+    _check_mq(settings)
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.url_scheme not in ("http", "https"):

@@ -39,6 +39,10 @@ def mapping_configuration(mapping: EventSourceMapping) -> dict[str, Any]:
     body["EventSourceArn"] = mapping.source_arn
     if mapping.filters is not None:
         body["FilterCriteria"] = {"Filters": [{"Pattern": p} for p in mapping.filters]}
+    if mapping.queues is not None:
+        body["Queues"] = list(mapping.queues)
+    if mapping.source_access is not None:
+        body["SourceAccessConfigurations"] = [dict(c) for c in mapping.source_access]
     if mapping.maximum_concurrency is not None:
         body["ScalingConfig"] = {"MaximumConcurrency": mapping.maximum_concurrency}
     body |= {
@@ -48,7 +52,7 @@ def mapping_configuration(mapping: EventSourceMapping) -> dict[str, Any]:
         "State": mapping.state,
         "StateTransitionReason": mapping.state_reason,
     }
-    if mapping.kind != "sqs":
+    if mapping.kind not in ("sqs", "mq"):
         on_failure = {"Destination": mapping.on_failure} if mapping.on_failure else {}
         body["DestinationConfig"] = {"OnFailure": on_failure}
         body["MaximumRecordAgeInSeconds"] = mapping.maximum_record_age

@@ -59,6 +59,8 @@ class SourceKind(enum.StrEnum):
     SQS = "sqs"
     KINESIS = "kinesis"
     DYNAMODB = "dynamodb"
+    #: Amazon MQ for RabbitMQ (``arn:aws:mq:...:broker:NAME:ID``).
+    MQ = "mq"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ RULES = {
     SourceKind.SQS: KindRules(10, 10_000, stream=False),
     SourceKind.KINESIS: KindRules(100, 10_000, stream=True),
     SourceKind.DYNAMODB: KindRules(100, 10_000, stream=True),
+    SourceKind.MQ: KindRules(100, 10_000, stream=False),
 }
 #: FIFO queues take batches of at most 10.
 FIFO_MAX_BATCH = 10
@@ -99,6 +102,8 @@ def kind_of(source_arn: str) -> SourceKind:
         return SourceKind.KINESIS
     if service == "dynamodb" and "/stream/" in resource and resource.startswith("table/"):
         return SourceKind.DYNAMODB
+    if service == "mq" and resource.startswith("broker:") and resource.count(":") == 2:
+        return SourceKind.MQ
     raise errors.InvalidParameterValueException("Unrecognized event source.")
 
 
@@ -138,6 +143,12 @@ class EventSourceMapping:
     maximum_record_age: int | None = None
     parallelization_factor: int | None = None
     tumbling_window: int | None = None
+    #: Amazon MQ: the one queue consumed, and ``SourceAccessConfigurations`` as given
+    #: (``[{"Type": ..., "URI": ...}]``).
+    queues: list[str] | None = None
+    source_access: list[dict[str, str]] | None = None
+    #: Amazon MQ's default batching window (500 ms) applies: no window was ever set.
+    default_window: bool = False
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
@@ -200,6 +211,10 @@ def settings_for(
     window (SQS), a missing or wrong StartingPosition (streams), an OnSuccess destination."""
     rules = RULES[kind]
     changes: dict[str, Any] = {}
+    if kind is SourceKind.MQ:
+        changes |= _mq_settings(request, current)
+    elif request.source_access_configurations is not None:
+        raise _unsupported("SourceAccessConfigurations")
     if not rules.stream:
         for field, member in _STREAM_ONLY:
             if getattr(request, field) is not None:
@@ -219,6 +234,9 @@ def settings_for(
     window = request.maximum_batching_window_in_seconds
     if window is not None:
         changes["batching_window"] = window
+        changes["default_window"] = False
+    elif current is None and kind is SourceKind.MQ:
+        changes["default_window"] = True
     _check_batch(kind, source_arn, changes, current)
     if request.filter_criteria is not None:
         changes["filters"] = _check_filters(request)
@@ -229,6 +247,71 @@ def settings_for(
     if rules.stream:
         changes |= _stream_settings(request, current)
     return changes
+
+
+#: The SourceAccessConfigurations types an Amazon MQ for RabbitMQ mapping takes.
+BASIC_AUTH = "BASIC_AUTH"
+VIRTUAL_HOST = "VIRTUAL_HOST"
+
+
+def _mq_settings(request: MappingSettings, current: EventSourceMapping | None) -> dict[str, Any]:
+    """An Amazon MQ mapping's ``SourceAccessConfigurations``: exactly one BASIC_AUTH secret,
+    at most one VIRTUAL_HOST (not changed by an update), nothing else; no ScalingConfig or
+    FunctionResponseTypes (Lambda's MQ pollers have neither)."""
+    if request.scaling_config is not None:
+        raise _unsupported("ScalingConfig")
+    if request.function_response_types:
+        raise _unsupported("FunctionResponseTypes")
+    given = request.source_access_configurations
+    if given is None:
+        if current is None:
+            raise errors.InvalidParameterValueException(
+                "SourceAccessConfigurations is required for Amazon MQ event sources: "
+                "a BASIC_AUTH secret."
+            )
+        return {}
+    access = [{"Type": c.type or "", "URI": c.uri or ""} for c in given]
+    types = [c["Type"] for c in access]
+    for kind in types:
+        if kind not in (BASIC_AUTH, VIRTUAL_HOST):
+            raise errors.InvalidParameterValueException(
+                f"Unsupported source access configuration type {kind} for Amazon MQ."
+            )
+    if types.count(BASIC_AUTH) != 1 or types.count(VIRTUAL_HOST) > 1:
+        raise errors.InvalidParameterValueException(
+            "SourceAccessConfigurations must have exactly one BASIC_AUTH and at most one "
+            "VIRTUAL_HOST for Amazon MQ."
+        )
+    if current is not None:
+        if VIRTUAL_HOST in types:
+            raise errors.InvalidParameterValueException(
+                "VIRTUAL_HOST cannot be specified in an UpdateEventSourceMapping request."
+            )
+        old = [c for c in current.source_access or [] if c["Type"] == VIRTUAL_HOST]
+        access += old
+    return {"source_access": access}
+
+
+def check_queues(kind: SourceKind, queues: list[str] | None) -> list[str] | None:
+    """``Queues``: exactly one for Amazon MQ (the model allows one at most), refused for every
+    other kind."""
+    if kind is not SourceKind.MQ:
+        if queues is not None:
+            raise _unsupported("Queues")
+        return None
+    if not queues:
+        raise errors.InvalidParameterValueException(
+            "Queues is required for Amazon MQ event sources: the name of one queue."
+        )
+    return list(queues)
+
+
+def access_value(mapping: EventSourceMapping, kind: str) -> str | None:
+    """The URI of the mapping's source access configuration of ``kind``, if any."""
+    for item in mapping.source_access or []:
+        if item.get("Type") == kind:
+            return item.get("URI")
+    return None
 
 
 def _check_batch(

@@ -26,6 +26,7 @@ from lambdad.control.mapping_model import (
     EventSourceMapping,
     MappingState,
     SourceKind,
+    check_queues,
     kind_of,
     settings_for,
     starting_position,
@@ -209,7 +210,7 @@ class EventSourceMappings:
     ) -> EventSourceMapping:
         """A new mapping, answered ``Creating`` (``Enabled`` once settled, unless created with
         ``Enabled: false``)."""
-        if request.topics is not None or request.queues is not None:
+        if request.topics is not None:
             raise errors.InvalidParameterValueException("Unrecognized event source.")
         if not request.event_source_arn:
             raise errors.InvalidParameterValueException("Unrecognized event source.")
@@ -221,6 +222,7 @@ class EventSourceMappings:
         source = request.event_source_arn
         kind = kind_of(source)
         settings = settings_for(kind, source, request, None)
+        settings["queues"] = check_queues(kind, request.queues)
         self._check_filters(kind, settings.get("filters") or [])
         position, stamp = starting_position(kind, request)
         if request.tags:
@@ -258,6 +260,8 @@ class EventSourceMappings:
             if old.uuid == new.uuid:
                 continue
             if old.source_arn != new.source_arn or old.function_arn != new.function_arn:
+                continue
+            if old.queues != new.queues:  # one broker, other queues
                 continue
             if new.kind == SourceKind.SQS:
                 raise errors.ResourceConflictException(

@@ -401,6 +401,11 @@ class ScalingConfig(Wire, frozen=True, kw_only=True):
     maximum_concurrency: int | None = None
 
 
+class SourceAccessConfiguration(Wire, frozen=True, kw_only=True):
+    type: str | None = None
+    uri: str | None = msgspec.field(default=None, name="URI")
+
+
 class MappingSettings(Wire, frozen=True, kw_only=True):
     """What Create and Update of an event source mapping both set."""
 
@@ -417,6 +422,7 @@ class MappingSettings(Wire, frozen=True, kw_only=True):
     maximum_retry_attempts: int | None = None
     tumbling_window_in_seconds: int | None = None
     function_response_types: list[str] | None = None
+    source_access_configurations: list[SourceAccessConfiguration] | None = None
 
 
 class CreateEventSourceMappingRequest(MappingSettings, frozen=True, kw_only=True):
@@ -425,7 +431,7 @@ class CreateEventSourceMappingRequest(MappingSettings, frozen=True, kw_only=True
     #: Epoch seconds.
     starting_position_timestamp: float | str | None = None
     tags: dict[str, str] | None = None
-    #: Sources lambdad does not poll (Kafka, MQ, DocumentDB): refused by the service.
+    #: Kafka's topics (Kafka is not polled: refused); MQ's one queue.
     topics: list[str] | None = None
     queues: list[str] | None = None
 

@@ -5,7 +5,8 @@ InvalidParameterValueException: ``Error occurred while ReceiveMessage. SQS Error
 AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: ...`` for a queue, ``Stream not
 found: <arn>`` for a Kinesis or DynamoDB stream. ``SourceChecker`` asks the source's service
 through ``AwsClients`` (SQS GetQueueUrl, Kinesis DescribeStreamSummary, DynamoDB Streams
-DescribeStream). A source lambdad cannot ask (no endpoint configured, the endpoint does not
+DescribeStream); an Amazon MQ broker must be one lambdad is told of (``LAMBDAD_MQ_BROKERS``).
+A source lambdad cannot ask (no endpoint configured, the endpoint does not
 answer within ``timeout``, any other error) is not refused here: its poller reports the
 problem in the mapping's ``LastProcessingResult``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from lambdad import errors
@@ -38,12 +40,27 @@ def _code_of(exc: Exception) -> str | None:
 class SourceChecker:
     """Refuses a mapping of a source its service says does not exist."""
 
-    def __init__(self, clients: AwsClients, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        clients: AwsClients,
+        *,
+        brokers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self._clients = clients
+        self._brokers = brokers or {}
         self._timeout = timeout
 
     async def __call__(self, kind: SourceKind, arn: str) -> None:
-        """InvalidParameterValueException, in Lambda's words, when the source does not exist."""
+        """InvalidParameterValueException, in Lambda's words, when the source does not exist
+        (an Amazon MQ broker: when it is not one of ``LAMBDAD_MQ_BROKERS``)."""
+        if kind is SourceKind.MQ:
+            if arn not in self._brokers:
+                raise errors.InvalidParameterValueException(
+                    f"The broker {arn} does not exist or cannot be reached: lambdad reaches "
+                    "the brokers of LAMBDAD_MQ_BROKERS only."
+                )
+            return
         try:
             async with asyncio.timeout(self._timeout):
                 await self._ask(kind, arn)
