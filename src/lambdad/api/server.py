@@ -24,6 +24,7 @@ from lambdad.api import (
     limits,
     mappings_api,
     policy_api,
+    prometheus,
     provisioned_api,
     runtime_management_api,
     stream_api,
@@ -46,6 +47,7 @@ from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
+from lambdad.observe.metrics import Metrics
 from lambdad.store.base import BlobStore
 
 
@@ -68,6 +70,9 @@ class Services:
     function_urls: FunctionUrls
     url_shape: UrlShape
     mappings: EventSourceMappings
+    #: Lambda's metrics and EMF custom metrics; lambdad's own gauges for ``/metrics``.
+    metrics: Metrics
+    own_gauges: Callable[[], dict[str, float]]
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
     #: ``AuthType=AWS_IAM`` use it in either mode).
     verifier: SigV4Verifier | None = None
@@ -97,12 +102,15 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
     app[platform_api.DOCTOR] = services.doctor
+    app[prometheus.METRICS] = services.metrics
+    app[prometheus.OWN_GAUGES] = services.own_gauges
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
+    app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)

@@ -63,8 +63,8 @@ class Destinations:
         success: bool,
         function_arn: str,
         trace_id: str | None = None,
-    ) -> None:
-        """Send ``record`` to the destination ``target_arn``; failures are logged.
+    ) -> bool:
+        """Send ``record`` to the destination ``target_arn``; failures are logged (False).
 
         ``trace_id``: the invocation's trace header, carried to a function destination so a
         loop through destinations is counted like any other (``lineage.py``)."""
@@ -84,21 +84,22 @@ class Destinations:
             else:
                 await self._send_message(service, target_arn, body, None)
 
-        await self._tried(what, send)
+        return await self._tried(what, send)
 
     async def send_dead_letter(
         self, target_arn: str, body: str, attributes: dict[str, Any]
-    ) -> None:
-        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic."""
+    ) -> bool:
+        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic
+        (False: not delivered, logged)."""
         what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
 
         async def send() -> None:
             service = _arn_parts(target_arn)[0]
             await self._send_message(service, target_arn, body, attributes)
 
-        await self._tried(what, send)
+        return await self._tried(what, send)
 
-    async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
+    async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> bool:
         for attempt in range(1, self._attempts + 1):
             try:
                 await send()
@@ -107,12 +108,13 @@ class Destinations:
             except Exception as exc:  # any failure of the target or its client: tried again
                 if attempt == self._attempts:
                     log.error("%s not delivered after %d attempts: %s", what, attempt, exc)
-                    return
+                    return False
                 log.warning("%s failed (attempt %d): %s", what, attempt, exc)
                 await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
             else:
                 log.debug("%s delivered", what)
-                return
+                return True
+        return False
 
     async def _invoke(
         self, scope: Scope, target_arn: str, payload: bytes, trace_id: str | None

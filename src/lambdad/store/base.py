@@ -56,6 +56,9 @@ class Table(enum.StrEnum):
     FUNCTION_URL_IDS = "function_url_ids"
     #: ``(account, region, uuid)``: an event source mapping (CreateEventSourceMapping).
     EVENT_SOURCE_MAPPINGS = "event_source_mappings"
+    #: ``(account, region, minute)``: one minute of metrics (``store/metric_rows.py``); the
+    #: minute is epoch minutes, zero-padded to 10 digits so keys sort in time.
+    METRICS = "metrics"
 
 
 class StoreError(Exception):

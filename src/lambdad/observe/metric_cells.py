@@ -1,0 +1,162 @@
+"""What lambdad records about one function version, alias and account in one minute.
+
+A ``Cell`` is one minute of one ``CellKey``: the account, the region, the function, the
+qualifier the caller named (None: unqualified) and the version that ran. Counts and
+distributions are kept only at that finest level and summed into every coarser dimension set
+when read (``Metrics.query``); gauges (concurrency) cannot be summed that way and are kept per
+series instead (``Metrics`` ``gauges``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lambdad.observe.distribution import Distribution
+
+#: (account, region, function, qualifier named or None, executed version)
+CellKey = tuple[str, str, str, str | None, str]
+#: Dimensions as CloudWatch names them, sorted by name: (("FunctionName", "f"), ...).
+Dims = tuple[tuple[str, str], ...]
+
+_COUNTS = (
+    "invocations",
+    "errors",
+    "throttles",
+    "provisioned_invocations",
+    "spillover",
+    "async_received",
+    "async_dropped",
+    "dead_letter_errors",
+    "destination_failures",
+    "recursive_dropped",
+)
+
+
+class Cell:
+    __slots__ = (*_COUNTS, "async_age", "duration")
+
+    def __init__(self) -> None:
+        self.invocations = 0
+        self.errors = 0
+        self.throttles = 0
+        self.provisioned_invocations = 0
+        self.spillover = 0
+        self.async_received = 0
+        self.async_dropped = 0
+        self.dead_letter_errors = 0
+        self.destination_failures = 0
+        self.recursive_dropped = 0
+        self.duration: Distribution | None = None
+        self.async_age: Distribution | None = None
+
+    def merge(self, other: Cell) -> None:
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("duration", "async_age"):
+            theirs = getattr(other, name)
+            if theirs is not None:
+                mine = getattr(self, name)
+                if mine is None:
+                    mine = Distribution()
+                    setattr(self, name, mine)
+                mine.merge(theirs)
+
+    def to_json(self) -> list[Any]:
+        counts: list[Any] = [getattr(self, name) for name in _COUNTS]
+        return [
+            *counts,
+            self.duration.to_json() if self.duration else None,
+            self.async_age.to_json() if self.async_age else None,
+        ]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> Cell:
+        cell = cls()
+        for name, value in zip(_COUNTS, row, strict=False):
+            setattr(cell, name, int(value))
+        duration, age = row[len(_COUNTS)], row[len(_COUNTS) + 1]
+        cell.duration = Distribution.from_json(duration) if duration else None
+        cell.async_age = Distribution.from_json(age) if age else None
+        return cell
+
+
+def _counted(attribute: str) -> Callable[[Cell], Distribution | None]:
+    """A count as CloudWatch's samples: ``n`` samples of value 1."""
+
+    def read(cell: Cell) -> Distribution | None:
+        n = getattr(cell, attribute)
+        if not n:
+            return None
+        made = Distribution()
+        made.add(1.0, n)
+        return made
+
+    return read
+
+
+def _errors(cell: Cell) -> Distribution | None:
+    """One sample per invocation, 1 for an error and 0 otherwise (Average: the error rate)."""
+    if not cell.invocations:
+        return None
+    made = Distribution()
+    if cell.errors:
+        made.add(1.0, cell.errors)
+    if cell.invocations > cell.errors:
+        made.add(0.0, cell.invocations - cell.errors)
+    return made
+
+
+def _throttles(cell: Cell) -> Distribution | None:
+    """Throttled requests; a minute with invocations and no throttle reads 0 (as AWS shows)."""
+    if cell.throttles:
+        return _counted("throttles")(cell)
+    if cell.invocations:
+        made = Distribution()
+        made.add(0.0)
+        return made
+    return None
+
+
+#: Lambda's metrics read from cells: name -> (reader, unit).
+CELL_METRICS: dict[str, tuple[Callable[[Cell], Distribution | None], str]] = {
+    "Invocations": (_counted("invocations"), "Count"),
+    "Errors": (_errors, "Count"),
+    "Throttles": (_throttles, "Count"),
+    "Duration": (lambda c: c.duration, "Milliseconds"),
+    "ProvisionedConcurrencyInvocations": (_counted("provisioned_invocations"), "Count"),
+    "ProvisionedConcurrencySpilloverInvocations": (_counted("spillover"), "Count"),
+    "AsyncEventsReceived": (_counted("async_received"), "Count"),
+    "AsyncEventAge": (lambda c: c.async_age, "Milliseconds"),
+    "AsyncEventsDropped": (_counted("async_dropped"), "Count"),
+    "DeadLetterErrors": (_counted("dead_letter_errors"), "Count"),
+    "DestinationDeliveryFailures": (_counted("destination_failures"), "Count"),
+    "RecursiveInvocationsDropped": (_counted("recursive_dropped"), "Count"),
+}
+
+#: Gauges, kept per series: name -> unit.
+GAUGE_METRICS = {
+    "ConcurrentExecutions": "Count",
+    "UnreservedConcurrentExecutions": "Count",
+    "ClaimedAccountConcurrency": "Count",
+    "ProvisionedConcurrentExecutions": "Count",
+    "ProvisionedConcurrencyUtilization": "None",
+}
+
+
+def resource_of(key: CellKey) -> str:
+    """The ``Resource`` dimension: the function, or ``function:qualifier``."""
+    return key[2] if key[3] is None else f"{key[2]}:{key[3]}"
+
+
+def dims_of(key: CellKey) -> list[Dims]:
+    """Every dimension set a cell counts towards: the account (none), the function, the
+    resource, and for an alias the version it ran (``ExecutedVersion``)."""
+    name = key[2]
+    resource = resource_of(key)
+    found: list[Dims] = [(), (("FunctionName", name),)]
+    found.append((("FunctionName", name), ("Resource", resource)))
+    qualifier = key[3]
+    if qualifier is not None and qualifier != key[4] and not qualifier.isdigit():
+        found.append((("ExecutedVersion", key[4]), ("FunctionName", name), ("Resource", resource)))
+    return found

@@ -1,0 +1,606 @@
+"""Lambda's metrics and EMF custom metrics at one-minute resolution, as CloudWatch keeps them.
+
+Recording (the ``invoked``, ``throttled``, ``started`` ... methods) is what the invoke path
+calls: it only updates the current minute's objects in memory (no lock, no await, no store
+write: the event loop is the only writer). Finished minutes stay in memory for
+``retention`` seconds; ``flush`` writes the minutes that changed through a ``MetricsArchive``
+(every ``flush_interval`` and at close), and ``open`` reads them back, so a restart loses at
+most the seconds since the last flush.
+
+Reading: ``query`` answers what GetMetricStatistics and GetMetricData ask (a metric, its exact
+dimension set, a time range, a period, statistics and percentiles); ``list_metrics`` what
+ListMetrics asks. See docs/metrics.md for what each metric means and what differs from AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from lambdad.observe import emf
+from lambdad.observe.distribution import Distribution
+from lambdad.observe.metric_cells import (
+    CELL_METRICS,
+    GAUGE_METRICS,
+    Cell,
+    CellKey,
+    Dims,
+    dims_of,
+    resource_of,
+)
+
+log = logging.getLogger(__name__)
+
+LAMBDA = "AWS/Lambda"
+MINUTE = 60
+#: Statistics CloudWatch names; anything else must be a percentile ``pNN`` / ``pNN.NN``.
+STATISTICS = ("SampleCount", "Sum", "Minimum", "Maximum", "Average")
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,10})?|100)$")
+#: How long the EMF lines of a function wait before they are parsed (off the invoke path).
+_EMF_TICK = 0.2
+#: EMF lines kept waiting at most (more are dropped: a function printing metrics faster than
+#: they are parsed cannot grow lambdad's memory).
+_EMF_BACKLOG = 10_000
+#: (account, region, namespace, metric, dims) of a gauge or custom series.
+SeriesKey = tuple[str, str, str, str, Dims]
+
+
+class Scoped(Protocol):
+    """An account and region (``lambdad.control.arns.Scope`` is one)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+
+class MetricsArchive(Protocol):
+    """Where minutes are kept across restarts: one document per account, region and minute."""
+
+    async def load(self) -> list[tuple[str, str, int, dict[str, Any]]]: ...
+
+    async def save(self, rows: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None: ...
+
+    async def drop(self, keys: Sequence[tuple[str, str, int]]) -> None: ...
+
+
+class BadQuery(ValueError):
+    """A query CloudWatch would refuse (the message says why, in CloudWatch's words)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Datapoint:
+    #: The start of the period (epoch seconds).
+    timestamp: int
+    unit: str
+    #: Statistic or percentile name -> value.
+    values: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricId:
+    namespace: str
+    name: str
+    dimensions: Dims
+
+
+class Minute:
+    """Everything recorded in one minute, all accounts together."""
+
+    __slots__ = ("cells", "custom", "gauges", "units")
+
+    def __init__(self) -> None:
+        self.cells: dict[CellKey, Cell] = {}
+        self.gauges: dict[SeriesKey, Distribution] = {}
+        self.custom: dict[SeriesKey, Distribution] = {}
+        #: custom series -> its unit (the last one given).
+        self.units: dict[SeriesKey, str] = {}
+
+
+class MetricsState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Metrics:
+    def __init__(
+        self,
+        archive: MetricsArchive | None = None,
+        *,
+        retention: float = 15 * 86400,
+        flush_interval: float = 10.0,
+        enabled: bool = True,
+    ) -> None:
+        self._archive = archive
+        self.retention = retention
+        self._flush_interval = flush_interval
+        self.enabled = enabled
+        self._minutes: dict[int, Minute] = {}
+        self._minute = -1
+        self._now = Minute()
+        #: Minutes to write at the next flush (the current one is always written).
+        self._dirty: set[int] = set()
+        #: Per-series totals since start of the finished minutes (Prometheus' counters).
+        self.totals: dict[CellKey, Cell] = {}
+        #: Invocations running: per (account, region, function), per resource, per account.
+        self._running: dict[tuple[str, ...], int] = {}
+        #: (account, region, minute) rows past retention, deleted at the next flush.
+        self._expired: list[tuple[str, str, int]] = []
+        self._emf: deque[tuple[str, str, str, str]] = deque(maxlen=_EMF_BACKLOG)
+        self._task: asyncio.Task[None] | None = None
+        self.state = MetricsState.NEW
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Read back the minutes kept (within retention) and start flushing."""
+        if self.state is not MetricsState.NEW:
+            raise RuntimeError(f"metrics are {self.state.value}")
+        if self._archive is not None:
+            self._restore(await self._archive.load())
+        self._task = asyncio.create_task(self._tick_forever(), name="metrics")
+        self.state = MetricsState.OPEN
+
+    async def close(self) -> None:
+        """Parse the EMF lines waiting, write what changed. Idempotent."""
+        if self.state is MetricsState.CLOSED:
+            return
+        self.state = MetricsState.CLOSED
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.parse_emf()
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def _tick_forever(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            await asyncio.sleep(_EMF_TICK)
+            try:
+                self.parse_emf()
+                if time.monotonic() - last_flush >= self._flush_interval:
+                    last_flush = time.monotonic()
+                    await self.flush()
+            except Exception:  # a failing store: keep recording, try again next time
+                log.exception("writing metrics failed")
+
+    # ------------------------------------------------------------ the minute
+
+    def _current(self) -> Minute:
+        minute = int(time.time()) // MINUTE
+        if minute != self._minute:
+            self._roll(minute)
+        return self._now
+
+    def _roll(self, minute: int) -> None:
+        """A new minute: fold the last one into the totals, drop what is past retention."""
+        finished = self._now
+        if self._minute >= 0:
+            self._dirty.add(self._minute)
+            for key, cell in finished.cells.items():
+                total = self.totals.get(key)
+                if total is None:
+                    total = self.totals[key] = Cell()
+                total.merge(cell)
+        self._minute = minute
+        self._now = self._minutes.setdefault(minute, Minute())
+        oldest = minute - int(self.retention // MINUTE)
+        for m in [m for m in self._minutes if m < oldest]:
+            gone = self._minutes.pop(m)
+            if self._archive is not None:
+                self._expired.extend((a, r, m) for a, r in _accounts_of(gone))
+
+    def _cell(self, key: CellKey) -> Cell:
+        cells = self._current().cells
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell()
+        return cell
+
+    def _gauge(self, key: SeriesKey, value: float) -> None:
+        gauges = self._now.gauges
+        found = gauges.get(key)
+        if found is None:
+            found = gauges[key] = Distribution()
+        found.add(value)
+
+    # ------------------------------------------------------------ recording (the invoke path)
+
+    def invoked(
+        self, key: CellKey, duration_ms: float, error: bool, *, provisioned: bool = False
+    ) -> None:
+        """An invocation ran (it counts in Invocations, Errors and Duration)."""
+        if not self.enabled:
+            return
+        cell = self._cell(key)
+        cell.invocations += 1
+        if error:
+            cell.errors += 1
+        if provisioned:
+            cell.provisioned_invocations += 1
+        duration = cell.duration
+        if duration is None:
+            duration = cell.duration = Distribution()
+        duration.add(duration_ms)
+
+    def spilled(self, key: CellKey) -> None:
+        """An invocation ran on demand while every provisioned environment was busy."""
+        if self.enabled:
+            self._cell(key).spillover += 1
+
+    def throttled(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).throttles += 1
+
+    def recursion_stopped(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).recursive_dropped += 1
+
+    def async_received(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).async_received += 1
+
+    def async_age(self, key: CellKey, age_ms: float) -> None:
+        if not self.enabled:
+            return
+        cell = self._cell(key)
+        if cell.async_age is None:
+            cell.async_age = Distribution()
+        cell.async_age.add(max(0.0, age_ms))
+
+    def async_dropped(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).async_dropped += 1
+
+    def dead_letter_failed(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).dead_letter_errors += 1
+
+    def destination_failed(self, key: CellKey) -> None:
+        if self.enabled:
+            self._cell(key).destination_failures += 1
+
+    def started(self, key: CellKey, *, provisioned: tuple[int, int] | None = None) -> None:
+        """An invocation of ``key`` starts running (ConcurrentExecutions); ``provisioned``:
+        (busy, allocated) of the version's provisioned environments, this one included."""
+        if not self.enabled:
+            return
+        self._current()
+        account, region, name = key[0], key[1], key[2]
+        resource = resource_of(key)
+        running = self._running
+        by_function = (account, region, name)
+        by_resource = (account, region, name, resource)
+        by_account = (account, region)
+        for k in (by_function, by_resource, by_account):
+            running[k] = running.get(k, 0) + 1
+        fn = (("FunctionName", name),)
+        res = (("FunctionName", name), ("Resource", resource))
+        gauge = self._gauge
+        gauge((account, region, LAMBDA, "ConcurrentExecutions", fn), running[by_function])
+        gauge((account, region, LAMBDA, "ConcurrentExecutions", res), running[by_resource])
+        gauge((account, region, LAMBDA, "ConcurrentExecutions", ()), running[by_account])
+        if provisioned is not None:
+            busy, allocated = provisioned
+            by_prov = (account, region, name, resource, "p")
+            running[by_prov] = running.get(by_prov, 0) + 1
+            gauge((account, region, LAMBDA, "ProvisionedConcurrentExecutions", res), busy)
+            gauge((account, region, LAMBDA, "ProvisionedConcurrentExecutions", fn), busy)
+            gauge(
+                (account, region, LAMBDA, "ProvisionedConcurrencyUtilization", res),
+                busy / allocated if allocated else 0.0,
+            )
+
+    def ended(self, key: CellKey, *, provisioned: bool = False) -> None:
+        """An invocation that ``started`` ended, however."""
+        if not self.enabled:
+            return
+        account, region, name = key[0], key[1], key[2]
+        resource = resource_of(key)
+        keys: list[tuple[str, ...]] = [
+            (account, region, name),
+            (account, region, name, resource),
+            (account, region),
+        ]
+        if provisioned:
+            keys.append((account, region, name, resource, "p"))
+        running = self._running
+        for k in keys:
+            left = running.get(k, 0) - 1
+            if left > 0:
+                running[k] = left
+            else:
+                running.pop(k, None)
+
+    def pool(self, account: str, region: str, unreserved_running: int, claimed: int) -> None:
+        """The account's pool as a lease was taken: UnreservedConcurrentExecutions and
+        ClaimedAccountConcurrency."""
+        if not self.enabled:
+            return
+        self._current()
+        self._gauge(
+            (account, region, LAMBDA, "UnreservedConcurrentExecutions", ()), unreserved_running
+        )
+        self._gauge((account, region, LAMBDA, "ClaimedAccountConcurrency", ()), claimed)
+
+    def current_cells(self) -> dict[CellKey, Cell]:
+        """The current minute's cells (what ``totals`` does not hold yet)."""
+        return self._current().cells
+
+    def running(self, account: str, region: str, name: str | None = None) -> int:
+        """Invocations running now, of a function or of the account and region."""
+        key = (account, region) if name is None else (account, region, name)
+        return self._running.get(key, 0)
+
+    def running_functions(self) -> list[tuple[str, str, str, int]]:
+        """(account, region, function, running) of every function running now."""
+        return [(k[0], k[1], k[2], n) for k, n in self._running.items() if len(k) == 3]
+
+    # ------------------------------------------------------------ EMF
+
+    def offer_emf(self, account: str, region: str, log_group: str, line: str) -> None:
+        """A log line that looks like EMF (``emf.looks_like``): parsed later, off this path."""
+        if self.enabled:
+            self._emf.append((account, region, log_group, line))
+
+    def parse_emf(self) -> int:
+        """Turn the waiting EMF lines into custom metrics; returns how many metrics."""
+        found = 0
+        while self._emf:
+            account, region, _group, line = self._emf.popleft()
+            for point in emf.parse(line):
+                self.record_custom(account, region, point)
+                found += 1
+        return found
+
+    def record_custom(self, account: str, region: str, point: emf.Point) -> None:
+        """One custom metric's values at ``point.timestamp_ms`` (within retention)."""
+        now = time.time()
+        at = point.timestamp_ms / 1000.0
+        if not now - self.retention < at <= now + 2 * 3600:
+            at = now  # CloudWatch refuses these; the values are kept as of now
+        minute_no = int(at) // MINUTE
+        self._current()
+        minute = self._minutes.setdefault(minute_no, Minute())
+        if minute_no != self._minute:
+            self._dirty.add(minute_no)
+        key = (account, region, point.namespace, point.name, point.dimensions)
+        found = minute.custom.get(key)
+        if found is None:
+            found = minute.custom[key] = Distribution()
+        for value, count in point.values:
+            found.add(value, count)
+        minute.units[key] = point.unit
+
+    # ------------------------------------------------------------ reading
+
+    def _series(
+        self, minute: Minute, scope: Scoped, namespace: str, metric: str, dims: Dims
+    ) -> tuple[Distribution | None, str]:
+        account, region = scope.account_id, scope.region
+        if namespace == LAMBDA and metric in CELL_METRICS:
+            reader, unit = CELL_METRICS[metric]
+            merged: Distribution | None = None
+            for key, cell in minute.cells.items():
+                if key[0] != account or key[1] != region or dims not in dims_of(key):
+                    continue
+                found = reader(cell)
+                if found is None:
+                    continue
+                if merged is None:
+                    merged = Distribution()
+                merged.merge(found)
+            return merged, unit
+        series: SeriesKey = (account, region, namespace, metric, dims)
+        if namespace == LAMBDA and metric in GAUGE_METRICS:
+            return minute.gauges.get(series), GAUGE_METRICS[metric]
+        return minute.custom.get(series), minute.units.get(series, "None")
+
+    def query(
+        self,
+        scope: Scoped,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        start: float,
+        end: float,
+        period: int,
+        statistics: Sequence[str],
+    ) -> list[Datapoint]:
+        """The datapoints of one metric (its exact dimension set, as CloudWatch matches)
+        between ``start`` and ``end`` (epoch seconds), one per ``period`` seconds (a multiple
+        of 60) that has data, oldest first. ``statistics``: CloudWatch's names and
+        percentiles (``p99``, ``p99.9``). BadQuery for what CloudWatch refuses."""
+        check_query(start, end, period, statistics)
+        self._current()
+        dims = tuple(sorted(dimensions.items()))
+        first = int(start) // MINUTE
+        last = math.ceil(end / MINUTE)
+        per = period // MINUTE
+        buckets: dict[int, Distribution] = {}
+        unit = "None"
+        for minute_no in sorted(m for m in self._minutes if first <= m < last):
+            found, unit_found = self._series(
+                self._minutes[minute_no], scope, namespace, metric, dims
+            )
+            if found is None or not found.count:
+                continue
+            unit = unit_found
+            slot = first + (minute_no - first) // per * per
+            merged = buckets.get(slot)
+            if merged is None:
+                merged = buckets[slot] = Distribution()
+            merged.merge(found)
+        return [
+            Datapoint(slot * MINUTE, unit, statistics_of(buckets[slot], statistics))
+            for slot in sorted(buckets)
+        ]
+
+    def list_metrics(
+        self,
+        scope: Scoped,
+        namespace: str | None = None,
+        metric: str | None = None,
+        dimensions: Iterable[tuple[str, str | None]] = (),
+    ) -> list[MetricId]:
+        """Every metric with data kept (in retention) that matches: the namespace, the name,
+        and each dimension filter (a name, with a value or any value)."""
+        self._current()
+        account, region = scope.account_id, scope.region
+        found: set[MetricId] = set()
+        for minute in self._minutes.values():
+            for key, cell in minute.cells.items():
+                if key[0] != account or key[1] != region:
+                    continue
+                for name, (reader, _unit) in CELL_METRICS.items():
+                    if reader(cell) is not None:
+                        found.update(MetricId(LAMBDA, name, d) for d in dims_of(key))
+            for series in (minute.gauges, minute.custom):
+                for k in series:
+                    if k[0] == account and k[1] == region:
+                        found.add(MetricId(k[2], k[3], k[4]))
+        wanted = list(dimensions)
+        return sorted(
+            (
+                m
+                for m in found
+                if (namespace is None or m.namespace == namespace)
+                and (metric is None or m.name == metric)
+                and all(_has(m.dimensions, n, v) for n, v in wanted)
+            ),
+            key=lambda m: (m.namespace, m.name, m.dimensions),
+        )
+
+    # ------------------------------------------------------------ keeping
+
+    async def flush(self) -> None:
+        """Write the minutes that changed since the last flush (and the current one)."""
+        if self._archive is None:
+            return
+        self._current()
+        expired, self._expired = self._expired, []
+        if expired:
+            await self._archive.drop(expired)
+        dirty, self._dirty = self._dirty, set()
+        dirty.add(self._minute)
+        rows: list[tuple[str, str, int, dict[str, Any]]] = []
+        for minute_no in sorted(dirty):
+            minute = self._minutes.get(minute_no)
+            if minute is not None:
+                rows.extend(self._documents(minute_no, minute))
+        try:
+            await self._archive.save(rows)
+        except BaseException:
+            self._dirty |= dirty
+            raise
+
+    def _documents(
+        self, minute_no: int, minute: Minute
+    ) -> list[tuple[str, str, int, dict[str, Any]]]:
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def doc(account: str, region: str) -> dict[str, Any]:
+            return docs.setdefault((account, region), {"cells": [], "gauges": [], "custom": []})
+
+        for key, cell in minute.cells.items():
+            doc(key[0], key[1])["cells"].append([key[2], key[3], key[4], cell.to_json()])
+        for gauge, dist in minute.gauges.items():
+            doc(gauge[0], gauge[1])["gauges"].append(
+                [gauge[2], gauge[3], [list(d) for d in gauge[4]], dist.to_json()]
+            )
+        for series, dist in minute.custom.items():
+            doc(series[0], series[1])["custom"].append(
+                [
+                    series[2],
+                    series[3],
+                    [list(d) for d in series[4]],
+                    minute.units.get(series, "None"),
+                    dist.to_json(),
+                ]
+            )
+        return [(a, r, minute_no, d) for (a, r), d in docs.items()]
+
+    def _restore(self, rows: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+        oldest = int(time.time() - self.retention) // MINUTE
+        for account, region, minute_no, document in rows:
+            if minute_no < oldest:
+                self._expired.append((account, region, minute_no))
+                continue
+            try:
+                self._restore_one(
+                    account, region, self._minutes.setdefault(minute_no, Minute()), document
+                )
+            except (KeyError, TypeError, ValueError, IndexError):
+                log.warning(
+                    "metrics of minute %d for %s/%s unreadable; skipped", minute_no, account, region
+                )
+
+    @staticmethod
+    def _restore_one(account: str, region: str, minute: Minute, document: dict[str, Any]) -> None:
+        for name, qualifier, version, row in document.get("cells", []):
+            minute.cells[(account, region, name, qualifier, version)] = Cell.from_json(row)
+        for namespace, metric, dims, row in document.get("gauges", []):
+            gauge: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
+            minute.gauges[gauge] = Distribution.from_json(row)
+        for namespace, metric, dims, unit, row in document.get("custom", []):
+            custom: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
+            minute.custom[custom] = Distribution.from_json(row)
+            minute.units[custom] = str(unit)
+
+
+def _accounts_of(minute: Minute) -> set[tuple[str, str]]:
+    seen: set[tuple[str, str]] = {(k[0], k[1]) for k in minute.cells}
+    seen.update((k[0], k[1]) for k in minute.gauges)
+    seen.update((k[0], k[1]) for k in minute.custom)
+    return seen
+
+
+def _has(dims: Dims, name: str, value: str | None) -> bool:
+    return any(n == name and (value is None or v == value) for n, v in dims)
+
+
+def check_query(start: float, end: float, period: int, statistics: Sequence[str]) -> None:
+    """BadQuery for what CloudWatch refuses: a period that is not a positive multiple of
+    60, an end not after the start, an unknown statistic."""
+    if period <= 0 or period % MINUTE:
+        raise BadQuery("The parameter Period must be a multiple of 60.")
+    if end <= start:
+        raise BadQuery("The parameter StartTime must be less than the parameter EndTime.")
+    if not statistics:
+        raise BadQuery(
+            "At least one of the parameters Statistics and ExtendedStatistics must be specified."
+        )
+    for name in statistics:
+        if name not in STATISTICS and not _PERCENTILE.match(name):
+            raise BadQuery(f"The value {name} for parameter Statistics is not valid.")
+
+
+def statistics_of(dist: Distribution, statistics: Sequence[str]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for name in statistics:
+        if name == "SampleCount":
+            values[name] = dist.count
+        elif name == "Sum":
+            values[name] = dist.total
+        elif name == "Minimum":
+            values[name] = dist.minimum
+        elif name == "Maximum":
+            values[name] = dist.maximum
+        elif name == "Average":
+            values[name] = dist.total / dist.count
+        else:
+            values[name] = dist.percentile(float(name[1:]))
+    return values
