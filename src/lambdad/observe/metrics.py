@@ -107,6 +107,38 @@ class Minute:
         self.units: dict[SeriesKey, str] = {}
 
 
+#: Cell keys whose ``_Handles`` are kept (past it the cache starts again).
+_KEYS_KEPT = 4096
+
+
+class _Handles:
+    """The keys ``started`` and ``ended`` touch for one cell key, built once."""
+
+    __slots__ = ("concurrency", "provisioned", "provisioned_gauges", "utilization")
+
+    def __init__(self, key: CellKey) -> None:
+        account, region, name = key[0], key[1], key[2]
+        resource = resource_of(key)
+        fn: Dims = (("FunctionName", name),)
+        res: Dims = (("FunctionName", name), ("Resource", resource))
+        concurrent = "ConcurrentExecutions"
+        #: (running-count key, its ConcurrentExecutions series): function, resource, account.
+        self.concurrency: tuple[tuple[tuple[str, ...], SeriesKey], ...] = (
+            ((account, region, name), (account, region, LAMBDA, concurrent, fn)),
+            ((account, region, name, resource), (account, region, LAMBDA, concurrent, res)),
+            ((account, region), (account, region, LAMBDA, concurrent, ())),
+        )
+        self.provisioned = (account, region, name, resource, "p")
+        prov = "ProvisionedConcurrentExecutions"
+        self.provisioned_gauges: tuple[SeriesKey, ...] = (
+            (account, region, LAMBDA, prov, res),
+            (account, region, LAMBDA, prov, fn),
+        )
+        self.utilization: SeriesKey = (
+            account, region, LAMBDA, "ProvisionedConcurrencyUtilization", res,
+        )  # fmt: skip
+
+
 class MetricsState(enum.Enum):
     NEW = "new"
     OPEN = "open"
@@ -135,6 +167,8 @@ class Metrics:
         self.totals: dict[CellKey, Cell] = {}
         #: Invocations running: per (account, region, function), per resource, per account.
         self._running: dict[tuple[str, ...], int] = {}
+        self._keys: dict[CellKey, _Handles] = {}
+        self._pools: dict[tuple[str, str], tuple[SeriesKey, SeriesKey]] = {}
         #: (account, region, minute) rows past retention, deleted at the next flush.
         self._expired: list[tuple[str, str, int]] = []
         self._emf: deque[tuple[str, str, str, str]] = deque(maxlen=_EMF_BACKLOG)
@@ -211,11 +245,18 @@ class Metrics:
         return cell
 
     def _gauge(self, key: SeriesKey, value: float) -> None:
+        """A gauge's sample: count, sum, minimum and maximum (no histogram: CloudWatch users
+        read these with Maximum, and a bucket per sample would cost a logarithm)."""
         gauges = self._now.gauges
         found = gauges.get(key)
         if found is None:
             found = gauges[key] = Distribution()
-        found.add(value)
+        found.count += 1
+        found.total += value
+        if value > found.maximum:
+            found.maximum = value
+        if value < found.minimum:
+            found.minimum = value
 
     # ------------------------------------------------------------ recording (the invoke path)
 
@@ -273,57 +314,52 @@ class Metrics:
         if self.enabled:
             self._cell(key).destination_failures += 1
 
+    def _handles(self, key: CellKey) -> _Handles:
+        """The running-count and gauge keys of ``key``, made once (bounded)."""
+        found = self._keys.get(key)
+        if found is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            found = self._keys[key] = _Handles(key)
+        return found
+
     def started(self, key: CellKey, *, provisioned: tuple[int, int] | None = None) -> None:
         """An invocation of ``key`` starts running (ConcurrentExecutions); ``provisioned``:
         (busy, allocated) of the version's provisioned environments, this one included."""
         if not self.enabled:
             return
         self._current()
-        account, region, name = key[0], key[1], key[2]
-        resource = resource_of(key)
+        h = self._handles(key)
         running = self._running
-        by_function = (account, region, name)
-        by_resource = (account, region, name, resource)
-        by_account = (account, region)
-        for k in (by_function, by_resource, by_account):
-            running[k] = running.get(k, 0) + 1
-        fn = (("FunctionName", name),)
-        res = (("FunctionName", name), ("Resource", resource))
         gauge = self._gauge
-        gauge((account, region, LAMBDA, "ConcurrentExecutions", fn), running[by_function])
-        gauge((account, region, LAMBDA, "ConcurrentExecutions", res), running[by_resource])
-        gauge((account, region, LAMBDA, "ConcurrentExecutions", ()), running[by_account])
+        for count_key, gauge_key in h.concurrency:
+            n = running[count_key] = running.get(count_key, 0) + 1
+            gauge(gauge_key, n)
         if provisioned is not None:
             busy, allocated = provisioned
-            by_prov = (account, region, name, resource, "p")
-            running[by_prov] = running.get(by_prov, 0) + 1
-            gauge((account, region, LAMBDA, "ProvisionedConcurrentExecutions", res), busy)
-            gauge((account, region, LAMBDA, "ProvisionedConcurrentExecutions", fn), busy)
-            gauge(
-                (account, region, LAMBDA, "ProvisionedConcurrencyUtilization", res),
-                busy / allocated if allocated else 0.0,
-            )
+            running[h.provisioned] = running.get(h.provisioned, 0) + 1
+            for gauge_key in h.provisioned_gauges:
+                gauge(gauge_key, busy)
+            gauge(h.utilization, busy / allocated if allocated else 0.0)
 
     def ended(self, key: CellKey, *, provisioned: bool = False) -> None:
         """An invocation that ``started`` ended, however."""
         if not self.enabled:
             return
-        account, region, name = key[0], key[1], key[2]
-        resource = resource_of(key)
-        keys: list[tuple[str, ...]] = [
-            (account, region, name),
-            (account, region, name, resource),
-            (account, region),
-        ]
-        if provisioned:
-            keys.append((account, region, name, resource, "p"))
+        h = self._handles(key)
         running = self._running
-        for k in keys:
-            left = running.get(k, 0) - 1
+        for count_key, _ in h.concurrency:
+            left = running.get(count_key, 0) - 1
             if left > 0:
-                running[k] = left
+                running[count_key] = left
             else:
-                running.pop(k, None)
+                running.pop(count_key, None)
+        if provisioned:
+            left = running.get(h.provisioned, 0) - 1
+            if left > 0:
+                running[h.provisioned] = left
+            else:
+                running.pop(h.provisioned, None)
 
     def pool(self, account: str, region: str, unreserved_running: int, claimed: int) -> None:
         """The account's pool as a lease was taken: UnreservedConcurrentExecutions and
@@ -331,10 +367,15 @@ class Metrics:
         if not self.enabled:
             return
         self._current()
-        self._gauge(
-            (account, region, LAMBDA, "UnreservedConcurrentExecutions", ()), unreserved_running
-        )
-        self._gauge((account, region, LAMBDA, "ClaimedAccountConcurrency", ()), claimed)
+        where = (account, region)
+        keys = self._pools.get(where)
+        if keys is None:
+            keys = self._pools[where] = (
+                (account, region, LAMBDA, "UnreservedConcurrentExecutions", ()),
+                (account, region, LAMBDA, "ClaimedAccountConcurrency", ()),
+            )
+        self._gauge(keys[0], unreserved_running)
+        self._gauge(keys[1], claimed)
 
     def current_cells(self) -> dict[CellKey, Cell]:
         """The current minute's cells (what ``totals`` does not hold yet)."""
