@@ -100,7 +100,10 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[index]
 
 
-def summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float]) -> dict[str, float] | None:
+    """n, p50, p99 and mean; None without samples (``--cold 0``)."""
+    if not samples:
+        return None
     return {
         "n": len(samples),
         "p50_ms": percentile(samples, 50),
