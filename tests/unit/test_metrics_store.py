@@ -14,6 +14,7 @@ import pytest
 
 from lambdad.observe import emf
 from lambdad.observe.distribution import Distribution
+from lambdad.observe.metric_cells import cell_filter, dims_of
 from lambdad.observe.metrics import BadQuery, Metrics
 
 
@@ -130,3 +131,18 @@ def test_bad_queries_are_refused() -> None:
                                       (60, 0, 60, ["Mean"]), (60, 0, 60, [])]:  # fmt: skip
         with pytest.raises(BadQuery):
             metrics.query(Scope(), "AWS/Lambda", "Invocations", {}, start, end, period, stats)
+
+
+def test_a_query_matches_the_cells_whose_dimension_sets_it_names() -> None:
+    """``cell_filter`` picks exactly the cells that ``dims_of`` counts towards a series."""
+    keys = [
+        ("a", "r", "fn", None, "$LATEST"),
+        ("a", "r", "fn", "live", "2"),
+        ("a", "r", "fn", "2", "2"),
+        ("a", "r", "other", "live", "1"),
+    ]
+    every = {d for key in keys for d in dims_of(key)} | {(("Resource", "fn"),)}
+    for dims in every:
+        wanted = cell_filter(dims)
+        chosen = [k for k in keys if wanted is not None and wanted(k)]
+        assert chosen == [k for k in keys if dims in dims_of(k)], dims

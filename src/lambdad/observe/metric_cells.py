@@ -149,6 +149,38 @@ def resource_of(key: CellKey) -> str:
     return key[2] if key[3] is None else f"{key[2]}:{key[3]}"
 
 
+def _executed_version(key: CellKey) -> bool:
+    """Whether the cell's invocations count under ``ExecutedVersion`` (named by an alias)."""
+    qualifier = key[3]
+    return qualifier is not None and qualifier != key[4] and not qualifier.isdigit()
+
+
+def cell_filter(dims: Dims) -> Callable[[CellKey], bool] | None:
+    """Which cells (of one account and region) count towards the series ``dims``: the same
+    answer as ``dims in dims_of(key)``, decided once per query. None: no cell does."""
+    found = dict(dims)
+    names = sorted(found)
+    if not names:
+        return lambda key: True
+    name = found.get("FunctionName")
+    if name is None:
+        return None
+    if names == ["FunctionName"]:
+        return lambda key: key[2] == name
+    resource = found.get("Resource")
+    if names == ["FunctionName", "Resource"]:
+        return lambda key: key[2] == name and resource_of(key) == resource
+    version = found.get("ExecutedVersion")
+    if names == ["ExecutedVersion", "FunctionName", "Resource"]:
+        return lambda key: (
+            key[2] == name
+            and key[4] == version
+            and resource_of(key) == resource
+            and _executed_version(key)
+        )
+    return None
+
+
 def dims_of(key: CellKey) -> list[Dims]:
     """Every dimension set a cell counts towards: the account (none), the function, the
     resource, and for an alias the version it ran (``ExecutedVersion``)."""
@@ -156,7 +188,6 @@ def dims_of(key: CellKey) -> list[Dims]:
     resource = resource_of(key)
     found: list[Dims] = [(), (("FunctionName", name),)]
     found.append((("FunctionName", name), ("Resource", resource)))
-    qualifier = key[3]
-    if qualifier is not None and qualifier != key[4] and not qualifier.isdigit():
+    if _executed_version(key):
         found.append((("ExecutedVersion", key[4]), ("FunctionName", name), ("Resource", resource)))
     return found

@@ -34,6 +34,7 @@ from lambdad.observe.metric_cells import (
     Cell,
     CellKey,
     Dims,
+    cell_filter,
     dims_of,
     resource_of,
 )
@@ -435,8 +436,11 @@ class Metrics:
         if namespace == LAMBDA and metric in CELL_METRICS:
             reader, unit = CELL_METRICS[metric]
             merged: Distribution | None = None
+            counts = cell_filter(dims)
+            if counts is None:
+                return None, unit
             for key, cell in minute.cells.items():
-                if key[0] != account or key[1] != region or dims not in dims_of(key):
+                if key[0] != account or key[1] != region or not counts(key):
                     continue
                 found = reader(cell)
                 if found is None:
