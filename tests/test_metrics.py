@@ -4,6 +4,8 @@ platform query path and through Prometheus' own text parser (docs/metrics.md).""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -356,3 +358,32 @@ def test_a_query_for_what_cloudwatch_refuses_is_a_400(server: Server) -> None:
         error_type = info.value.headers.get("x-amzn-ErrorType", "")
         assert error_type.startswith("InvalidParameterValueException"), (params, error_type)
     assert query(server, "NoSuchMetric", {"FunctionName": "nobody"}) == {}
+
+
+def test_the_cli_prints_a_line_per_minute(server: Server, lam: Any) -> None:
+    """``lambdad metrics FUNCTION`` prints a header and a line per minute with data, the
+    invocations and errors counted; a metric asked with ``--metric`` gets its own column."""
+    name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
+    invoke_json(lam, name, {})
+    invoke_json(lam, name, {"fail": True})
+    base = [sys.executable, "-m", "lambdad.cli.main", "metrics", name]
+    done = subprocess.run(
+        [*base, "--endpoint", server.endpoint], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == [
+        "TIME", "(UTC)", "Invocations:Sum", "Errors:Sum", "Throttles:Sum", "Duration:p50",
+        "Duration:p99", "ConcurrentExecutions:Maximum",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[1:]]
+    assert sum(int(row[1]) for row in rows) == 2
+    assert sum(int(row[2]) for row in rows) == 1
+    asked = subprocess.run(
+        [*base, "--metric", "Invocations", "--endpoint", server.endpoint, "--period", "61"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert asked.returncode == 1
+    assert "Period must be a multiple of 60" in asked.stderr
