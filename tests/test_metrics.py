@@ -26,6 +26,7 @@ from tests.conftest import (
     refused,
     wait_until,
 )
+from tests.url_client import call_url, make_public
 
 FAILS_ON_ASK = """
 import time
@@ -387,3 +388,16 @@ def test_the_cli_prints_a_line_per_minute(server: Server, lam: Any) -> None:
     )
     assert asked.returncode == 1
     assert "Period must be a multiple of 60" in asked.stderr
+
+
+def test_a_function_url_keeps_its_own_metrics_path(server: Server, lam: Any) -> None:
+    """``/metrics`` on a function URL's host is the function's own path (the URL is told apart
+    by its Host before any of lambdad's routes), while lambdad's host serves Prometheus."""
+    name = create_function(lam, "def handler(e, c):\n    return {'path': e['rawPath']}\n")[
+        "FunctionName"
+    ]
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    make_public(lam, name)
+    answer = call_url(url, "/metrics", port=server.port)
+    assert (answer.status, answer.json()) == (200, {"path": "/metrics"})
+    assert "lambdad_invocations" in scrape(server)
