@@ -329,16 +329,24 @@ class Metrics:
         (busy, allocated) of the version's provisioned environments, this one included."""
         if not self.enabled:
             return
-        self._current()
+        gauges = self._current().gauges
         h = self._handles(key)
         running = self._running
-        gauge = self._gauge
         for count_key, gauge_key in h.concurrency:
             n = running[count_key] = running.get(count_key, 0) + 1
-            gauge(gauge_key, n)
+            found = gauges.get(gauge_key)
+            if found is None:
+                found = gauges[gauge_key] = Distribution()
+            found.count += 1
+            found.total += n
+            if n > found.maximum:
+                found.maximum = n
+            if n < found.minimum:
+                found.minimum = n
         if provisioned is not None:
             busy, allocated = provisioned
             running[h.provisioned] = running.get(h.provisioned, 0) + 1
+            gauge = self._gauge
             for gauge_key in h.provisioned_gauges:
                 gauge(gauge_key, busy)
             gauge(h.utilization, busy / allocated if allocated else 0.0)
