@@ -4,6 +4,7 @@ platform query path and through Prometheus' own text parser (docs/metrics.md).""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -401,3 +402,27 @@ def test_a_function_url_keeps_its_own_metrics_path(server: Server, lam: Any) -> 
     answer = call_url(url, "/metrics", port=server.port)
     assert (answer.status, answer.json()) == (200, {"path": "/metrics"})
     assert "lambdad_invocations" in scrape(server)
+
+
+def test_a_stopped_recursive_loop_counts_in_recursive_invocations_dropped(
+    server: Server, lam: Any
+) -> None:
+    """An invoke whose trace header already shows 16 invocations of the function is stopped
+    and counts in RecursiveInvocationsDropped, not in Invocations (AWS: the number of times
+    Lambda stopped an invocation as part of a recursive loop)."""
+    name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
+    arn = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+    key = hashlib.sha256(arn.encode()).hexdigest()[:8]
+    header = f"Root=1-5759e988-bd862e3fe1be46a994272793;Lineage={key}:16"
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["X-Amzn-Trace-Id"] = header
+
+    lam.meta.events.register("before-sign.lambda.Invoke", add_header)
+    try:
+        with refused("RecursiveInvocationException", 400):
+            lam.invoke(FunctionName=name)
+    finally:
+        lam.meta.events.unregister("before-sign.lambda.Invoke", add_header)
+    assert query(server, "RecursiveInvocationsDropped", fn_dims(name))["Sum"] == 1
+    assert query(server, "Invocations", fn_dims(name)) == {}
