@@ -5,6 +5,7 @@ platform query path and through Prometheus' own text parser (docs/metrics.md).""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from tests.conftest import (
     refused,
     wait_until,
 )
+from tests.test_sigv4 import client_of, keys
 from tests.url_client import call_url, make_public
 
 FAILS_ON_ASK = """
@@ -79,6 +82,10 @@ def handler(event, context):
     print('{"_aws": "not a metric", "note": "a line that only looks like EMF"}')
     return "ok"
 """
+
+
+#: The ``lambdad`` command, as the tests run it.
+CLI = [sys.executable, "-m", "lambdad.cli.main"]
 
 
 def query(
@@ -368,7 +375,7 @@ def test_the_cli_prints_a_line_per_minute(server: Server, lam: Any) -> None:
     name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
     invoke_json(lam, name, {})
     invoke_json(lam, name, {"fail": True})
-    base = [sys.executable, "-m", "lambdad.cli.main", "metrics", name]
+    base = [*CLI, "metrics", name]
     done = subprocess.run(
         [*base, "--endpoint", server.endpoint], capture_output=True, text=True, check=False
     )
@@ -426,3 +433,46 @@ def test_a_stopped_recursive_loop_counts_in_recursive_invocations_dropped(
         lam.meta.events.unregister("before-sign.lambda.Invoke", add_header)
     assert query(server, "RecursiveInvocationsDropped", fn_dims(name))["Sum"] == 1
     assert query(server, "Invocations", fn_dims(name)) == {}
+
+
+def _cli_invocations(server: Server, key: dict[str, str], function: str) -> int:
+    """The Invocations ``lambdad metrics`` shows a user holding ``key``, summed."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    env.pop("AWS_PROFILE", None)
+    done = subprocess.run(
+        [*CLI, "metrics", function, "--metric", "Invocations", "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return sum(int(line.split()[1]) for line in done.stdout.splitlines()[1:])
+
+
+@pytest.mark.slow
+def test_each_account_sees_its_own_metrics(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Two accounts' same-named functions are two metric series: each account's query sees
+    only its own invocations (in SigV4 mode, where ``/metrics`` is signed like the API)."""
+    data = tmp_path / "data"
+    alice_key = keys(data, "create", "--account-id", "111111111111", "--name", "alice")
+    bob_key = keys(data, "create", "--account-id", "222222222222", "--name", "bob")
+    server = start_server({"LAMBDAD_AUTH": "sigv4"}, data_dir=data)
+    alice, bob = client_of(server, alice_key), client_of(server, bob_key)
+    for client in (alice, bob):
+        create_function(client, FAILS_ON_ASK, name="same-name")
+    for client in (alice, alice, bob):
+        invoke_json(client, "same-name", {})
+    assert _cli_invocations(server, alice_key, "same-name") == 2
+    assert _cli_invocations(server, bob_key, "same-name") == 1
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.endpoint + "/metrics", timeout=30)
+    assert info.value.code == 403
