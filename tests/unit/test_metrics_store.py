@@ -146,3 +146,21 @@ def test_a_query_matches_the_cells_whose_dimension_sets_it_names() -> None:
         wanted = cell_filter(dims)
         chosen = [k for k in keys if wanted is not None and wanted(k)]
         assert chosen == [k for k in keys if dims in dims_of(k)], dims
+
+
+def test_the_async_query_answers_as_the_sync_one() -> None:
+    """``query_async`` and ``list_metrics_async`` (which let the loop run between minutes)
+    answer what ``query`` and ``list_metrics`` answer."""
+
+    async def scenario() -> None:
+        metrics = Metrics()
+        for n in range(5):
+            metrics.invoked(KEY, 10.0 * (n + 1), n == 0)
+        now = time.time()
+        args = (Scope(), "AWS/Lambda", "Duration", {"FunctionName": "fn"}, now - 600, now + 60)
+        stats = ["p50", "Sum", "SampleCount"]
+        assert await metrics.query_async(*args, 60, stats) == metrics.query(*args, 60, stats)
+        assert await metrics.list_metrics_async(Scope()) == metrics.list_metrics(Scope())
+        assert len(metrics.list_metrics(Scope(), metric="Errors")) == 3
+
+    asyncio.run(scenario())

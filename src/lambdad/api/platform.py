@@ -114,7 +114,7 @@ async def metrics_query(request: web.Request) -> web.Response:
     if not metric:
         raise errors.InvalidParameterValueException("The parameter metric is required.")
     try:
-        points = request.app[METRICS].query(
+        points = await request.app[METRICS].query_async(
             scope,
             request.query.get("namespace", LAMBDA),
             metric,
@@ -133,7 +133,7 @@ async def metrics_query(request: web.Request) -> web.Response:
 @routes.get("/_lambdad/metrics/list")
 async def metrics_list(request: web.Request) -> web.Response:
     """The metrics with data kept: optional ``namespace``, ``metric``, ``dimension`` filters."""
-    found = request.app[METRICS].list_metrics(
+    found = await request.app[METRICS].list_metrics_async(
         scope_of(request),
         request.query.get("namespace") or None,
         request.query.get("metric") or None,

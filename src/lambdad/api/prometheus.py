@@ -10,6 +10,8 @@ this route: they are told apart by their Host first (``url_front``).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 
 from aiohttp import web
@@ -62,27 +64,39 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 routes = web.RouteTableDef()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a scrape shows, copied on the event loop so that rendering can run in a thread:
+    cells since start by (account, region, function, resource), invocations running now,
+    lambdad's own gauges."""
+
+    totals: dict[tuple[str, str, str, str], Cell]
+    running: list[tuple[str, str, str, int]]
+    own: dict[str, float]
+
+
+def snapshot(metrics: Metrics, own: dict[str, float]) -> Snapshot:
+    """Merge the totals and the current minute into cells of this scrape's own (the
+    metrics' objects go on changing; these do not)."""
+    merged: dict[tuple[str, str, str, str], Cell] = {}
+    for source in (metrics.totals, metrics.current_cells()):
+        for key, cell in source.items():
+            label = (key[0], key[1], key[2], resource_of(key))
+            found = merged.get(label)
+            if found is None:
+                found = merged[label] = Cell()
+            found.merge(cell)
+    return Snapshot(merged, metrics.running_functions(), own)
+
+
 class LambdadCollector(Collector):
-    """Reads ``Metrics`` (and lambdad's own gauges) when Prometheus scrapes."""
+    """Yields a ``Snapshot`` as Prometheus metric families."""
 
-    def __init__(self, metrics: Metrics, own: dict[str, float]) -> None:
-        self._metrics = metrics
-        self._own = own
-
-    def _totals(self) -> dict[tuple[str, str, str, str], Cell]:
-        """Cells since start, by account, region, function and resource."""
-        merged: dict[tuple[str, str, str, str], Cell] = {}
-        for source in (self._metrics.totals, self._metrics.current_cells()):
-            for key, cell in source.items():
-                label = (key[0], key[1], key[2], resource_of(key))
-                found = merged.get(label)
-                if found is None:
-                    found = merged[label] = Cell()
-                found.merge(cell)
-        return merged
+    def __init__(self, taken: Snapshot) -> None:
+        self._taken = taken
 
     def collect(self) -> Iterator[Metric]:
-        totals = self._totals()
+        totals = self._taken.totals
         for name, text, attribute in COUNTERS:
             family = CounterMetricFamily(name, text, labels=LABELS)
             for labels, cell in totals.items():
@@ -96,18 +110,19 @@ class LambdadCollector(Collector):
             "Invocations running now",
             labels=["account", "region", "function"],
         )
-        for account, region, function, n in self._metrics.running_functions():
+        for account, region, function, n in self._taken.running:
             running.add_metric([account, region, function], n)
         yield running
+        own = self._taken.own
         yield GaugeMetricFamily(
             "lambdad_environments",
             "Execution environments alive (on demand and provisioned)",
-            value=self._own.get("environments", 0.0),
+            value=own.get("environments", 0.0),
         )
         yield GaugeMetricFamily(
             "lambdad_queue_depth",
             "Asynchronous events queued, not yet done",
-            value=self._own.get("queue_depth", 0.0),
+            value=own.get("queue_depth", 0.0),
         )
 
     def _durations(self, totals: dict[tuple[str, str, str, str], Cell]) -> Metric:
@@ -125,21 +140,25 @@ class LambdadCollector(Collector):
 
 def _buckets(duration: Distribution) -> tuple[list[tuple[str, float]], float]:
     """Cumulative bucket counts (bounds in seconds) from a distribution in milliseconds."""
-    buckets = [(str(b), duration.count_at_most(b * 1000.0)) for b in DURATION_BUCKETS]
+    counts = duration.cumulative([b * 1000.0 for b in DURATION_BUCKETS])
+    buckets = [(str(b), n) for b, n in zip(DURATION_BUCKETS, counts, strict=True)]
     buckets.append(("+Inf", duration.count))
     return buckets, duration.total / 1000.0
 
 
-def render(metrics: Metrics, own: dict[str, float]) -> bytes:
-    """The exposition text of ``metrics`` and ``own`` gauges."""
+def render(taken: Snapshot) -> bytes:
+    """The exposition text of a snapshot (any thread: it reads nothing shared)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LambdadCollector(metrics, own))
+    registry.register(LambdadCollector(taken))
     return generate_latest(registry)
 
 
 @routes.get("/metrics")
 async def prometheus_metrics(request: web.Request) -> web.Response:
-    body = render(request.app[METRICS], request.app[OWN_GAUGES]())
+    """Copied on the loop, rendered in a thread: the client library's formatting takes about
+    1 ms per function shown, which must not hold the event loop."""
+    taken = snapshot(request.app[METRICS], request.app[OWN_GAUGES]())
+    body = await asyncio.to_thread(render, taken)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

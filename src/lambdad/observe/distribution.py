@@ -11,6 +11,7 @@ dimension set are computed from the merged buckets, never averaged.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 #: Bucket width: each bucket's upper bound is ``GAMMA`` times its lower one.
@@ -89,10 +90,19 @@ class Distribution:
                 return min(self.maximum, max(self.minimum, bucket_value(bucket)))
         return self.maximum
 
-    def count_at_most(self, bound: float) -> float:
-        """How many values are at most ``bound`` (whole buckets: a bucket that straddles the
-        bound counts when its middle is within it)."""
-        return sum(n for b, n in self.buckets.items() if bucket_value(b) <= bound)
+    def cumulative(self, bounds: Sequence[float]) -> list[float]:
+        """For each of the ascending ``bounds``, how many values are at most it (whole
+        buckets: a bucket that straddles a bound counts when its middle is within it)."""
+        counts: list[float] = []
+        ordered = sorted(self.buckets.items())
+        seen = 0.0
+        index = 0
+        for bound in bounds:
+            while index < len(ordered) and bucket_value(ordered[index][0]) <= bound:
+                seen += ordered[index][1]
+                index += 1
+            counts.append(seen)
+        return counts
 
     def to_json(self) -> list[Any]:
         return [self.count, self.total, self.minimum, self.maximum, list(self.buckets.items())]

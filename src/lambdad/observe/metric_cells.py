@@ -9,7 +9,7 @@ series instead (``Metrics`` ``gauges``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lambdad.observe.distribution import Distribution
@@ -81,58 +81,69 @@ class Cell:
         return cell
 
 
-def _counted(attribute: str) -> Callable[[Cell], Distribution | None]:
-    """A count as CloudWatch's samples: ``n`` samples of value 1."""
+#: Lambda's metrics read from cells: name -> (how they are read, the cell's attribute, unit).
+#: "count": n samples of 1; "errors": one sample per invocation, 1 for an error and 0
+#: otherwise (Average: the error rate); "throttles": a count, and 0 in a minute with
+#: invocations and no throttle (as AWS shows); "values": the cell's distribution.
+CELL_METRICS: dict[str, tuple[str, str, str]] = {
+    "Invocations": ("count", "invocations", "Count"),
+    "Errors": ("errors", "errors", "Count"),
+    "Throttles": ("throttles", "throttles", "Count"),
+    "Duration": ("values", "duration", "Milliseconds"),
+    "ProvisionedConcurrencyInvocations": ("count", "provisioned_invocations", "Count"),
+    "ProvisionedConcurrencySpilloverInvocations": ("count", "spillover", "Count"),
+    "AsyncEventsReceived": ("count", "async_received", "Count"),
+    "AsyncEventAge": ("values", "async_age", "Milliseconds"),
+    "AsyncEventsDropped": ("count", "async_dropped", "Count"),
+    "DeadLetterErrors": ("count", "dead_letter_errors", "Count"),
+    "DestinationDeliveryFailures": ("count", "destination_failures", "Count"),
+    "RecursiveInvocationsDropped": ("count", "recursive_dropped", "Count"),
+}
 
-    def read(cell: Cell) -> Distribution | None:
-        n = getattr(cell, attribute)
-        if not n:
-            return None
-        made = Distribution()
-        made.add(1.0, n)
-        return made
 
-    return read
-
-
-def _errors(cell: Cell) -> Distribution | None:
-    """One sample per invocation, 1 for an error and 0 otherwise (Average: the error rate)."""
-    if not cell.invocations:
-        return None
+def series_of(metric: str, cells: Iterable[Cell]) -> Distribution | None:
+    """``metric`` over ``cells`` together (None: no sample): counts are summed first and made
+    into samples once; distributions are merged."""
+    kind, attribute, _ = CELL_METRICS[metric]
+    if kind == "values":
+        merged: Distribution | None = None
+        for cell in cells:
+            found = getattr(cell, attribute)
+            if found is not None:
+                if merged is None:
+                    merged = Distribution()
+                merged.merge(found)
+        return merged
+    total = invocations = 0
+    for cell in cells:
+        total += getattr(cell, attribute)
+        invocations += cell.invocations
     made = Distribution()
-    if cell.errors:
-        made.add(1.0, cell.errors)
-    if cell.invocations > cell.errors:
-        made.add(0.0, cell.invocations - cell.errors)
+    if kind == "errors":
+        if not invocations:
+            return None
+        if total:
+            made.add(1.0, total)
+        if invocations > total:
+            made.add(0.0, invocations - total)
+    elif total:
+        made.add(1.0, total)
+    elif kind == "throttles" and invocations:
+        made.add(0.0)
+    else:
+        return None
     return made
 
 
-def _throttles(cell: Cell) -> Distribution | None:
-    """Throttled requests; a minute with invocations and no throttle reads 0 (as AWS shows)."""
-    if cell.throttles:
-        return _counted("throttles")(cell)
-    if cell.invocations:
-        made = Distribution()
-        made.add(0.0)
-        return made
-    return None
+def present(cell: Cell) -> list[str]:
+    """The metrics a cell has a sample of (what ListMetrics lists)."""
+    found = []
+    for metric, (kind, attribute, _) in CELL_METRICS.items():
+        value = getattr(cell, attribute)
+        if value or (kind in ("errors", "throttles") and cell.invocations):
+            found.append(metric)
+    return found
 
-
-#: Lambda's metrics read from cells: name -> (reader, unit).
-CELL_METRICS: dict[str, tuple[Callable[[Cell], Distribution | None], str]] = {
-    "Invocations": (_counted("invocations"), "Count"),
-    "Errors": (_errors, "Count"),
-    "Throttles": (_throttles, "Count"),
-    "Duration": (lambda c: c.duration, "Milliseconds"),
-    "ProvisionedConcurrencyInvocations": (_counted("provisioned_invocations"), "Count"),
-    "ProvisionedConcurrencySpilloverInvocations": (_counted("spillover"), "Count"),
-    "AsyncEventsReceived": (_counted("async_received"), "Count"),
-    "AsyncEventAge": (lambda c: c.async_age, "Milliseconds"),
-    "AsyncEventsDropped": (_counted("async_dropped"), "Count"),
-    "DeadLetterErrors": (_counted("dead_letter_errors"), "Count"),
-    "DestinationDeliveryFailures": (_counted("destination_failures"), "Count"),
-    "RecursiveInvocationsDropped": (_counted("recursive_dropped"), "Count"),
-}
 
 #: Gauges, kept per series: name -> unit.
 GAUGE_METRICS = {

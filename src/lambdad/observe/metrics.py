@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from lambdad.observe import emf
@@ -36,7 +36,9 @@ from lambdad.observe.metric_cells import (
     Dims,
     cell_filter,
     dims_of,
+    present,
     resource_of,
+    series_of,
 )
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class MetricId:
 class Minute:
     """Everything recorded in one minute, all accounts together."""
 
-    __slots__ = ("cells", "custom", "gauges", "units")
+    __slots__ = ("cells", "custom", "gauges", "merged", "units")
 
     def __init__(self) -> None:
         self.cells: dict[CellKey, Cell] = {}
@@ -106,6 +108,9 @@ class Minute:
         self.custom: dict[SeriesKey, Distribution] = {}
         #: custom series -> its unit (the last one given).
         self.units: dict[SeriesKey, str] = {}
+        #: (account, region, metric, dims) -> Lambda's metric merged over the minute's cells,
+        #: kept once the minute is over (``Metrics.query``).
+        self.merged: dict[tuple[str, str, str, Dims], Distribution | None] = {}
 
 
 #: Cell keys whose ``_Handles`` are kept (past it the cache starts again).
@@ -438,24 +443,33 @@ class Metrics:
     # ------------------------------------------------------------ reading
 
     def _series(
-        self, minute: Minute, scope: Scoped, namespace: str, metric: str, dims: Dims
+        self,
+        minute: Minute,
+        scope: Scoped,
+        namespace: str,
+        metric: str,
+        dims: Dims,
+        cached: bool = False,
     ) -> tuple[Distribution | None, str]:
+        """One minute of a series; ``cached``: the minute is over, so what is merged for
+        Lambda's metrics is kept with it (its cells no longer change)."""
         account, region = scope.account_id, scope.region
         if namespace == LAMBDA and metric in CELL_METRICS:
-            reader, unit = CELL_METRICS[metric]
-            merged: Distribution | None = None
+            unit = CELL_METRICS[metric][2]
             counts = cell_filter(dims)
             if counts is None:
                 return None, unit
-            for key, cell in minute.cells.items():
-                if key[0] != account or key[1] != region or not counts(key):
-                    continue
-                found = reader(cell)
-                if found is None:
-                    continue
-                if merged is None:
-                    merged = Distribution()
-                merged.merge(found)
+            cache_key = (account, region, metric, dims)
+            if cached and cache_key in minute.merged:
+                return minute.merged[cache_key], unit
+            cells = [
+                cell
+                for key, cell in minute.cells.items()
+                if key[0] == account and key[1] == region and counts(key)
+            ]
+            merged = series_of(metric, cells)
+            if cached:
+                minute.merged[cache_key] = merged
             return merged, unit
         series: SeriesKey = (account, region, namespace, metric, dims)
         if namespace == LAMBDA and metric in GAUGE_METRICS:
@@ -477,6 +491,48 @@ class Metrics:
         between ``start`` and ``end`` (epoch seconds), one per ``period`` seconds (a multiple
         of 60) that has data, oldest first. ``statistics``: CloudWatch's names and
         percentiles (``p99``, ``p99.9``). BadQuery for what CloudWatch refuses."""
+        steps = self._query(scope, namespace, metric, dimensions, start, end, period, statistics)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: list[Datapoint] = done.value
+                return result
+
+    async def query_async(
+        self,
+        scope: Scoped,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        start: float,
+        end: float,
+        period: int,
+        statistics: Sequence[str],
+    ) -> list[Datapoint]:
+        """``query``, letting the event loop run between minutes (a query over many minutes
+        of many functions merges thousands of sketches; no slice of it blocks the loop)."""
+        steps = self._query(scope, namespace, metric, dimensions, start, end, period, statistics)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: list[Datapoint] = done.value
+                return result
+            await asyncio.sleep(0)
+
+    def _query(
+        self,
+        scope: Scoped,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        start: float,
+        end: float,
+        period: int,
+        statistics: Sequence[str],
+    ) -> Generator[None, None, list[Datapoint]]:
+        """``query`` one minute at a time (a yield after each)."""
         check_query(start, end, period, statistics)
         self._current()
         dims = tuple(sorted(dimensions.items()))
@@ -486,9 +542,13 @@ class Metrics:
         buckets: dict[int, Distribution] = {}
         unit = "None"
         for minute_no in sorted(m for m in self._minutes if first <= m < last):
+            minute = self._minutes.get(minute_no)  # gone meanwhile: past retention
+            if minute is None:
+                continue
             found, unit_found = self._series(
-                self._minutes[minute_no], scope, namespace, metric, dims
+                minute, scope, namespace, metric, dims, cached=minute_no != self._minute
             )
+            yield
             if found is None or not found.count:
                 continue
             unit = unit_found
@@ -511,20 +571,57 @@ class Metrics:
     ) -> list[MetricId]:
         """Every metric with data kept (in retention) that matches: the namespace, the name,
         and each dimension filter (a name, with a value or any value)."""
+        steps = self._list(scope, namespace, metric, dimensions)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: list[MetricId] = done.value
+                return result
+
+    async def list_metrics_async(
+        self,
+        scope: Scoped,
+        namespace: str | None = None,
+        metric: str | None = None,
+        dimensions: Iterable[tuple[str, str | None]] = (),
+    ) -> list[MetricId]:
+        """``list_metrics``, letting the event loop run between minutes."""
+        steps = self._list(scope, namespace, metric, dimensions)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: list[MetricId] = done.value
+                return result
+            await asyncio.sleep(0)
+
+    def _list(
+        self,
+        scope: Scoped,
+        namespace: str | None,
+        metric: str | None,
+        dimensions: Iterable[tuple[str, str | None]],
+    ) -> Generator[None, None, list[MetricId]]:
         self._current()
         account, region = scope.account_id, scope.region
         found: set[MetricId] = set()
-        for minute in self._minutes.values():
-            for key, cell in minute.cells.items():
-                if key[0] != account or key[1] != region:
-                    continue
-                for name, (reader, _unit) in CELL_METRICS.items():
-                    if reader(cell) is not None:
-                        found.update(MetricId(LAMBDA, name, d) for d in dims_of(key))
+        names: dict[CellKey, set[str]] = {}
+        for minute_no in list(self._minutes):
+            minute = self._minutes.get(minute_no)
+            if minute is None:
+                continue
+            for key, cell in list(minute.cells.items()):
+                if key[0] == account and key[1] == region:
+                    names.setdefault(key, set()).update(present(cell))
             for series in (minute.gauges, minute.custom):
-                for k in series:
+                for k in list(series):
                     if k[0] == account and k[1] == region:
                         found.add(MetricId(k[2], k[3], k[4]))
+            yield
+        for key, metrics in names.items():
+            for dims in dims_of(key):
+                found.update(MetricId(LAMBDA, name, dims) for name in metrics)
         wanted = list(dimensions)
         return sorted(
             (
