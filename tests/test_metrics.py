@@ -4,8 +4,12 @@ platform query path and through Prometheus' own text parser (docs/metrics.md).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -476,3 +480,29 @@ def test_each_account_sees_its_own_metrics(
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(server.endpoint + "/metrics", timeout=30)
     assert info.value.code == 403
+
+
+def _stored_invocations(data_dir: Path, name: str) -> int:
+    """Invocations of ``name`` in the metrics rows lambdad has written to its store."""
+    with contextlib.closing(
+        sqlite3.connect(f"file:{data_dir / 'lambdad.db'}?mode=ro", uri=True)
+    ) as db:
+        rows = db.execute("SELECT doc FROM docs WHERE tbl = 'metrics'").fetchall()
+    return sum(
+        cell[3][0] for (doc,) in rows for cell in json.loads(doc)["cells"] if cell[0] == name
+    )
+
+
+@pytest.mark.slow
+def test_metrics_flushed_before_a_sigkill_survive_it(start_server: Callable[..., Server]) -> None:
+    """Metrics are written to the store every ``metrics_flush_interval``: once written, a
+    SIGKILL does not lose them (what came after the last write is lost, docs/metrics.md)."""
+    first = start_server({"LAMBDAD_METRICS_FLUSH_INTERVAL": "0.2"})
+    client = first.client()
+    name = create_function(client, FAILS_ON_ASK)["FunctionName"]
+    for _ in range(3):
+        invoke_json(client, name, {})
+    wait_until(lambda: _stored_invocations(first.data_dir, name) == 3, timeout=30)
+    first.stop(signal.SIGKILL)
+    again = start_server(data_dir=first.data_dir)
+    assert query(again, "Invocations", fn_dims(name))["Sum"] == 3
