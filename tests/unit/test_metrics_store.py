@@ -15,7 +15,8 @@ import pytest
 from lambdad.observe import emf
 from lambdad.observe.distribution import Distribution
 from lambdad.observe.metric_cells import cell_filter, dims_of
-from lambdad.observe.metrics import BadQuery, Metrics
+from lambdad.observe.metric_queries import BadQuery
+from lambdad.observe.metrics import Metrics
 
 
 class Scope:

@@ -15,7 +15,8 @@ from lambdad import errors
 from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
 from lambdad.api.prometheus import METRICS
 from lambdad.observe.logs import LogStore
-from lambdad.observe.metrics import LAMBDA, BadQuery
+from lambdad.observe.metric_queries import BadQuery
+from lambdad.observe.metrics import LAMBDA
 from lambdad.store.base import BlobNotFound, BlobStore
 
 BLOBS = web.AppKey("blobs", BlobStore)

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import math
-import re
 import time
 from collections import deque
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -40,21 +38,24 @@ from lambdad.observe.metric_cells import (
     resource_of,
     series_of,
 )
+from lambdad.observe.metric_minutes import Minute, SeriesKey, accounts_of, documents, restore
+from lambdad.observe.metric_queries import (
+    MINUTE,
+    Datapoint,
+    MetricId,
+    check_query,
+    has_dimension,
+    statistics_of,
+)
 
 log = logging.getLogger(__name__)
 
 LAMBDA = "AWS/Lambda"
-MINUTE = 60
-#: Statistics CloudWatch names; anything else must be a percentile ``pNN`` / ``pNN.NN``.
-STATISTICS = ("SampleCount", "Sum", "Minimum", "Maximum", "Average")
-_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,10})?|100)$")
 #: How long the EMF lines of a function wait before they are parsed (off the invoke path).
 _EMF_TICK = 0.2
 #: EMF lines kept waiting at most (more are dropped: a function printing metrics faster than
 #: they are parsed cannot grow lambdad's memory).
 _EMF_BACKLOG = 10_000
-#: (account, region, namespace, metric, dims) of a gauge or custom series.
-SeriesKey = tuple[str, str, str, str, Dims]
 
 
 class Scoped(Protocol):
@@ -75,42 +76,6 @@ class MetricsArchive(Protocol):
     async def save(self, rows: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None: ...
 
     async def drop(self, keys: Sequence[tuple[str, str, int]]) -> None: ...
-
-
-class BadQuery(ValueError):
-    """A query CloudWatch would refuse (the message says why, in CloudWatch's words)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Datapoint:
-    #: The start of the period (epoch seconds).
-    timestamp: int
-    unit: str
-    #: Statistic or percentile name -> value.
-    values: dict[str, float]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MetricId:
-    namespace: str
-    name: str
-    dimensions: Dims
-
-
-class Minute:
-    """Everything recorded in one minute, all accounts together."""
-
-    __slots__ = ("cells", "custom", "gauges", "merged", "units")
-
-    def __init__(self) -> None:
-        self.cells: dict[CellKey, Cell] = {}
-        self.gauges: dict[SeriesKey, Distribution] = {}
-        self.custom: dict[SeriesKey, Distribution] = {}
-        #: custom series -> its unit (the last one given).
-        self.units: dict[SeriesKey, str] = {}
-        #: (account, region, metric, dims) -> Lambda's metric merged over the minute's cells,
-        #: kept once the minute is over (``Metrics.query``).
-        self.merged: dict[tuple[str, str, str, Dims], Distribution | None] = {}
 
 
 #: Cell keys whose ``_Handles`` are kept (past it the cache starts again).
@@ -241,7 +206,7 @@ class Metrics:
         for m in [m for m in self._minutes if m < oldest]:
             gone = self._minutes.pop(m)
             if self._archive is not None:
-                self._expired.extend((a, r, m) for a, r in _accounts_of(gone))
+                self._expired.extend((a, r, m) for a, r in accounts_of(gone))
 
     def _cell(self, key: CellKey) -> Cell:
         cells = self._current().cells
@@ -629,7 +594,7 @@ class Metrics:
                 for m in found
                 if (namespace is None or m.namespace == namespace)
                 and (metric is None or m.name == metric)
-                and all(_has(m.dimensions, n, v) for n, v in wanted)
+                and all(has_dimension(m.dimensions, n, v) for n, v in wanted)
             ),
             key=lambda m: (m.namespace, m.name, m.dimensions),
         )
@@ -650,38 +615,12 @@ class Metrics:
         for minute_no in sorted(dirty):
             minute = self._minutes.get(minute_no)
             if minute is not None:
-                rows.extend(self._documents(minute_no, minute))
+                rows.extend(documents(minute_no, minute))
         try:
             await self._archive.save(rows)
         except BaseException:
             self._dirty |= dirty
             raise
-
-    def _documents(
-        self, minute_no: int, minute: Minute
-    ) -> list[tuple[str, str, int, dict[str, Any]]]:
-        docs: dict[tuple[str, str], dict[str, Any]] = {}
-
-        def doc(account: str, region: str) -> dict[str, Any]:
-            return docs.setdefault((account, region), {"cells": [], "gauges": [], "custom": []})
-
-        for key, cell in minute.cells.items():
-            doc(key[0], key[1])["cells"].append([key[2], key[3], key[4], cell.to_json()])
-        for gauge, dist in minute.gauges.items():
-            doc(gauge[0], gauge[1])["gauges"].append(
-                [gauge[2], gauge[3], [list(d) for d in gauge[4]], dist.to_json()]
-            )
-        for series, dist in minute.custom.items():
-            doc(series[0], series[1])["custom"].append(
-                [
-                    series[2],
-                    series[3],
-                    [list(d) for d in series[4]],
-                    minute.units.get(series, "None"),
-                    dist.to_json(),
-                ]
-            )
-        return [(a, r, minute_no, d) for (a, r), d in docs.items()]
 
     def _restore(self, rows: list[tuple[str, str, int, dict[str, Any]]]) -> None:
         oldest = int(time.time() - self.retention) // MINUTE
@@ -690,67 +629,8 @@ class Metrics:
                 self._expired.append((account, region, minute_no))
                 continue
             try:
-                self._restore_one(
-                    account, region, self._minutes.setdefault(minute_no, Minute()), document
-                )
+                restore(account, region, self._minutes.setdefault(minute_no, Minute()), document)
             except (KeyError, TypeError, ValueError, IndexError):
                 log.warning(
                     "metrics of minute %d for %s/%s unreadable; skipped", minute_no, account, region
                 )
-
-    @staticmethod
-    def _restore_one(account: str, region: str, minute: Minute, document: dict[str, Any]) -> None:
-        for name, qualifier, version, row in document.get("cells", []):
-            minute.cells[(account, region, name, qualifier, version)] = Cell.from_json(row)
-        for namespace, metric, dims, row in document.get("gauges", []):
-            gauge: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
-            minute.gauges[gauge] = Distribution.from_json(row)
-        for namespace, metric, dims, unit, row in document.get("custom", []):
-            custom: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
-            minute.custom[custom] = Distribution.from_json(row)
-            minute.units[custom] = str(unit)
-
-
-def _accounts_of(minute: Minute) -> set[tuple[str, str]]:
-    seen: set[tuple[str, str]] = {(k[0], k[1]) for k in minute.cells}
-    seen.update((k[0], k[1]) for k in minute.gauges)
-    seen.update((k[0], k[1]) for k in minute.custom)
-    return seen
-
-
-def _has(dims: Dims, name: str, value: str | None) -> bool:
-    return any(n == name and (value is None or v == value) for n, v in dims)
-
-
-def check_query(start: float, end: float, period: int, statistics: Sequence[str]) -> None:
-    """BadQuery for what CloudWatch refuses: a period that is not a positive multiple of
-    60, an end not after the start, an unknown statistic."""
-    if period <= 0 or period % MINUTE:
-        raise BadQuery("The parameter Period must be a multiple of 60.")
-    if end <= start:
-        raise BadQuery("The parameter StartTime must be less than the parameter EndTime.")
-    if not statistics:
-        raise BadQuery(
-            "At least one of the parameters Statistics and ExtendedStatistics must be specified."
-        )
-    for name in statistics:
-        if name not in STATISTICS and not _PERCENTILE.match(name):
-            raise BadQuery(f"The value {name} for parameter Statistics is not valid.")
-
-
-def statistics_of(dist: Distribution, statistics: Sequence[str]) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for name in statistics:
-        if name == "SampleCount":
-            values[name] = dist.count
-        elif name == "Sum":
-            values[name] = dist.total
-        elif name == "Minimum":
-            values[name] = dist.minimum
-        elif name == "Maximum":
-            values[name] = dist.maximum
-        elif name == "Average":
-            values[name] = dist.total / dist.count
-        else:
-            values[name] = dist.percentile(float(name[1:]))
-    return values
