@@ -67,6 +67,7 @@ from lambdad.invoke.service import Invoker
 from lambdad.invoke.snapshots import SnapshotMaker
 from lambdad.observe.logs import LogStore
 from lambdad.observe.loopwatch import LoopWatch
+from lambdad.observe.metrics import Metrics
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
@@ -79,6 +80,7 @@ from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store
 from lambdad.store.files import FileBlobStore
+from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
 
@@ -199,6 +201,12 @@ class Lambdad:
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs", settings.account_id)
+        self.metrics = Metrics(
+            StoredMetrics(self.store),
+            retention=settings.metrics_retention_days * 86400,
+            flush_interval=settings.metrics_flush_interval,
+            enabled=settings.metrics,
+        )
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
@@ -222,9 +230,10 @@ class Lambdad:
             self.functions,
             self.runtime,
             self.queue,
-            Leases(self.reservations),
+            Leases(self.reservations, metrics=self.metrics),
             self.event_configs,
             policies=self.policies,
+            metrics=self.metrics,
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
@@ -318,6 +327,7 @@ class Lambdad:
             node=settings.node,
             python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
+            emf=self.metrics.offer_emf if settings.metrics else None,
         )
 
     def _services(self) -> Services:
@@ -333,6 +343,8 @@ class Lambdad:
             provisioner=self.provisioner,
             blobs=self.blobs,
             logs=self.logs,
+            metrics=self.metrics,
+            own_gauges=self.own_gauges,
             doctor=self.doctor,
             function_urls=self.function_urls,
             mappings=self.mappings,
@@ -352,6 +364,7 @@ class Lambdad:
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
+            Part("metrics", self.metrics.open, self.metrics.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
@@ -398,6 +411,13 @@ class Lambdad:
     async def close(self) -> None:
         """Stop every part in reverse; ``CloseFailed`` if some failed. Idempotent."""
         await self.lifecycle.close()
+
+    def own_gauges(self) -> dict[str, float]:
+        """lambdad's own figures for ``/metrics``: environments alive, events queued."""
+        return {
+            "environments": float(self.runtime.environment_count()),
+            "queue_depth": float(self.queue.pending()),
+        }
 
     def doctor(self) -> dict[str, Any]:
         return {

@@ -126,6 +126,13 @@ class Settings:
     url_scheme: str = "http"
     url_domain: str = "localhost"
     url_port: int = 0
+    #: Record Lambda's metrics and EMF custom metrics (docs/metrics.md); off: none recorded,
+    #: ``/metrics`` shows lambdad's own gauges only.
+    metrics: bool = True
+    #: How long one-minute metric data is kept, in days (CloudWatch keeps it 15 days).
+    metrics_retention_days: float = 15.0
+    #: How often metrics are written to the store (seconds, not scaled; also at close).
+    metrics_flush_interval: float = 10.0
 
     def endpoint_of(self, service: str) -> str:
         """The endpoint through which lambdad reaches ``service`` (``sqs``, ``kinesis``,
@@ -257,6 +264,10 @@ def load_settings(
         raise ValueError(f"setting url_scheme: expected http or https, got {settings.url_scheme!r}")
     if not 0 <= settings.url_port <= 65535 or not settings.url_domain:
         raise ValueError("settings url_port (0-65535) and url_domain (not empty) are invalid")
+    if settings.metrics_retention_days <= 0 or settings.metrics_flush_interval <= 0:
+        raise ValueError(
+            "settings metrics_retention_days and metrics_flush_interval must be positive"
+        )
     if settings.auth not in ("open", "sigv4"):
         raise ValueError(f"setting auth: expected open or sigv4, got {settings.auth!r}")
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):

@@ -1,10 +1,12 @@
-"""lambdad's own endpoints under ``/_lambdad/``: health, code downloads, logs, doctor, and the
-event source mappings' status (``/_lambdad/esm``: state, last result, lag)."""
+"""lambdad's own endpoints under ``/_lambdad/``: health, code downloads, logs, metrics, doctor,
+and the event source mappings' status (``/_lambdad/esm``: state, last result, lag)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,9 +14,12 @@ from aiohttp import web
 
 from lambdad import errors
 from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
+from lambdad.api.prometheus import METRICS
 from lambdad.control.arns import Scope
 from lambdad.events.pollers import MappingStatus
 from lambdad.observe.logs import LogStore
+from lambdad.observe.metric_queries import BadQuery
+from lambdad.observe.metrics import LAMBDA
 from lambdad.store.base import BlobNotFound, BlobStore
 
 BLOBS = web.AppKey("blobs", BlobStore)
@@ -96,5 +101,87 @@ async def logs(request: web.Request) -> web.Response:
             for e in events
         ],
         "next": events[-1].seq if events else after,
+    }
+    return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+
+def _dimensions(request: web.Request) -> list[tuple[str, str | None]]:
+    """``dimension=Name=Value`` (or ``dimension=Name``: any value) query parameters."""
+    found: list[tuple[str, str | None]] = []
+    for raw in request.query.getall("dimension", []):
+        name, sep, value = raw.partition("=")
+        if not name:
+            raise errors.InvalidParameterValueException(f"Invalid dimension {raw!r}")
+        found.append((name, value if sep else None))
+    return found
+
+
+def _number(request: web.Request, name: str, default: float | None = None) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise errors.InvalidParameterValueException(f"The parameter {name} is required.")
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.InvalidParameterValueException(f"Invalid {name}: {raw!r}") from None
+    if not math.isfinite(value) or abs(value) > 1e11:
+        raise errors.InvalidParameterValueException(f"Invalid {name}: {raw!r}")
+    return value
+
+
+@routes.get("/_lambdad/metrics/query")
+async def metrics_query(request: web.Request) -> web.Response:
+    """One metric's datapoints: ``namespace`` (AWS/Lambda), ``metric``, ``dimension`` (each
+    ``Name=Value``, the exact set), ``start`` / ``end`` (epoch s; the last hour), ``period``
+    (s, 60), ``stat`` (each a statistic or percentile; Sum)."""
+    scope = scope_of(request)
+    dims = _dimensions(request)
+    if any(value is None for _, value in dims):
+        raise errors.InvalidParameterValueException("Each dimension needs a value: Name=Value")
+    now = time.time()
+    end = _number(request, "end", now)
+    start = _number(request, "start", end - 3600.0)
+    period = _number(request, "period", 60.0)
+    stats = request.query.getall("stat", ["Sum"])
+    metric = request.query.get("metric", "")
+    if not metric:
+        raise errors.InvalidParameterValueException("The parameter metric is required.")
+    try:
+        points = await request.app[METRICS].query_async(
+            scope,
+            request.query.get("namespace", LAMBDA),
+            metric,
+            {n: v for n, v in dims if v is not None},
+            start,
+            end,
+            int(period) if period.is_integer() else -1,
+            stats,
+        )
+    except BadQuery as exc:
+        raise errors.InvalidParameterValueException(str(exc)) from None
+    body = {"datapoints": [{"timestamp": p.timestamp, "unit": p.unit, **p.values} for p in points]}
+    return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+
+@routes.get("/_lambdad/metrics/list")
+async def metrics_list(request: web.Request) -> web.Response:
+    """The metrics with data kept: optional ``namespace``, ``metric``, ``dimension`` filters."""
+    found = await request.app[METRICS].list_metrics_async(
+        scope_of(request),
+        request.query.get("namespace") or None,
+        request.query.get("metric") or None,
+        _dimensions(request),
+    )
+    body = {
+        "metrics": [
+            {
+                "namespace": m.namespace,
+                "metric": m.name,
+                "dimensions": [{"name": n, "value": v} for n, v in m.dimensions],
+            }
+            for m in found
+        ]
     }
     return web.Response(body=json.dumps(body).encode(), content_type="application/json")

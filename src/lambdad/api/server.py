@@ -25,6 +25,7 @@ from lambdad.api import (
     limits,
     mappings_api,
     policy_api,
+    prometheus,
     provisioned_api,
     runtime_management_api,
     stream_api,
@@ -49,6 +50,7 @@ from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
+from lambdad.observe.metrics import Metrics
 from lambdad.store.base import BlobStore
 
 
@@ -73,6 +75,9 @@ class Services:
     mappings: EventSourceMappings
     #: EventBridge scheduled rules (``AWSEvents.*`` on ``POST /``).
     rules: EventRules
+    #: Lambda's metrics and EMF custom metrics; lambdad's own gauges for ``/metrics``.
+    metrics: Metrics
+    own_gauges: Callable[[], dict[str, float]]
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
     esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
@@ -106,6 +111,8 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.DOCTOR] = services.doctor
     if services.esm_status is not None:
         app[platform_api.ESM_STATUS] = services.esm_status
+    app[prometheus.METRICS] = services.metrics
+    app[prometheus.OWN_GAUGES] = services.own_gauges
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
@@ -113,6 +120,7 @@ def build_app(services: Services) -> web.Application:
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
+    app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
+from lambdad.observe.metrics import Metrics
 
 RESERVED_LIMIT = "ReservedFunctionConcurrentInvocationLimitExceeded"
 ACCOUNT_LIMIT = "ConcurrentInvocationLimitExceeded"
@@ -28,8 +29,12 @@ THROTTLED = "Rate Exceeded."
 
 
 class Leases:
-    def __init__(self, reservations: Reservations, retry_after: int = 1) -> None:
+    def __init__(
+        self, reservations: Reservations, retry_after: int = 1, metrics: Metrics | None = None
+    ) -> None:
         self._reservations = reservations
+        #: Told the account's pool at each lease (Unreserved and Claimed concurrency).
+        self._metrics = metrics
         self._retry_after = retry_after
         #: (scope, function) -> invocations running, whichever pool they came from.
         self._running: Counter[tuple[Scope, str]] = Counter()
@@ -53,6 +58,10 @@ class Leases:
         self._running[key] += 1
         if pooled:
             self._pooled[scope] += 1
+        if self._metrics is not None:
+            in_pool = self._pooled[scope]
+            claimed = in_pool + self._reservations.limit - unreserved
+            self._metrics.pool(scope.account_id, scope.region, in_pool, claimed)
         try:
             yield
         finally:

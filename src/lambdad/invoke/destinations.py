@@ -119,8 +119,8 @@ class Destinations:
         success: bool,
         function_arn: str,
         trace_id: str | None = None,
-    ) -> None:
-        """Send ``record`` to the destination ``target_arn``; failures are logged.
+    ) -> bool:
+        """Send ``record`` to the destination ``target_arn``; failures are logged (False).
 
         ``trace_id``: the invocation's trace header, carried to a function destination so a
         loop through destinations is counted like any other (``lineage.py``)."""
@@ -140,21 +140,22 @@ class Destinations:
             else:
                 await self._sender.send(target_arn, body)
 
-        await self._tried(what, send)
+        return await self._tried(what, send)
 
     async def send_dead_letter(
         self, target_arn: str, body: str, attributes: dict[str, Any]
-    ) -> None:
-        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic."""
+    ) -> bool:
+        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic
+        (False: not delivered, logged)."""
         what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
 
         async def send() -> None:
             await self._sender.send(target_arn, body, attributes)
 
-        await self._tried(what, send)
+        return await self._tried(what, send)
 
-    async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
-        await tried(what, send, attempts=self._attempts, retry_delay=self._retry_delay)
+    async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> bool:
+        return await tried(what, send, attempts=self._attempts, retry_delay=self._retry_delay)
 
     async def _invoke(
         self, scope: Scope, target_arn: str, payload: bytes, trace_id: str | None

@@ -38,7 +38,7 @@ from lambdad.invoke import lineage, records
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.records import Condition, Response
 from lambdad.invoke.retries import Retries
-from lambdad.invoke.service import Invoker
+from lambdad.invoke.service import Invoker, cell_key
 from lambdad.store.base import Queue, QueuedEvent
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,14 @@ class Dispatcher:
     async def _requeue(self, event: QueuedEvent, not_before: float) -> None:
         await self._settle(event, "requeueing", lambda: self._queue.retry(event, not_before))
 
-    async def _deliver(self, event: QueuedEvent, what: str, send: Awaitable[None]) -> None:
+    async def _deliver(self, event: QueuedEvent, what: str, send: Awaitable[bool]) -> bool:
         """A delivery never fails the event it reports on: a failure is logged and dropped
-        (``Destinations`` has already tried it again)."""
+        (``Destinations`` has already tried it again). False when it was not delivered."""
         try:
-            await send
+            return await send
         except Exception:
             log.exception("the %s of event %s was not delivered", what, event.id)
+            return False
 
     async def _attempt(self, event: QueuedEvent) -> None:
         scope = Scope(event.account_id or self._account_id, event.region)
@@ -156,6 +157,9 @@ class Dispatcher:
             last = Response.from_attributes(event.attributes)
             await self._fail(scope, event, config, policy, Condition.EVENT_AGE_EXCEEDED, last)
             return
+        self._invoker.metrics.async_age(
+            cell_key(scope, config, event.qualifier), (time.time() - event.enqueued_at) * 1000
+        )
         try:
             outcome = await self._invoker.run_queued(scope, config, event)
         except errors.LambdaError as exc:
@@ -164,7 +168,7 @@ class Dispatcher:
         response = Response.of_outcome(outcome)
         delay = retry.retry_delay(event.attempt)
         if not outcome.function_error:
-            await self._succeed(scope, event, policy, response)
+            await self._succeed(scope, event, config, policy, response)
         elif delay is None:
             await self._fail(scope, event, config, policy, Condition.RETRIES_EXHAUSTED, response)
         else:
@@ -255,7 +259,12 @@ class Dispatcher:
         return lineage.next_hop(header, scope.function_arn(event.function_name))[0]
 
     async def _succeed(
-        self, scope: Scope, event: QueuedEvent, policy: AsyncPolicy, response: Response
+        self,
+        scope: Scope,
+        event: QueuedEvent,
+        config: FunctionConfig,
+        policy: AsyncPolicy,
+        response: Response,
     ) -> None:
         if policy.on_success:
             document = await self._record(
@@ -268,7 +277,8 @@ class Dispatcher:
                 function_arn=self._invoked_arn(scope, event),
                 trace_id=self._trace_after(scope, event),
             )
-            await self._deliver(event, "success record", send)
+            if not await self._deliver(event, "success record", send):
+                self._invoker.metrics.destination_failed(cell_key(scope, config, event.qualifier))
         await self._ack(event)
 
     async def _fail(
@@ -282,6 +292,9 @@ class Dispatcher:
     ) -> None:
         """The event's last failure: its record to the on-failure destination, its body to the
         dead-letter queue, then it is acknowledged."""
+        metrics = self._invoker.metrics
+        key = cell_key(scope, config, event.qualifier)
+        metrics.async_dropped(key)
         ran = condition is not Condition.EVENT_AGE_EXCEEDED
         invoke_count = event.attempt + 1 if ran else event.attempt
         log.warning(
@@ -300,14 +313,16 @@ class Dispatcher:
                 function_arn=self._invoked_arn(scope, event),
                 trace_id=self._trace_after(scope, event),
             )
-            await self._deliver(event, "failure record", send)
+            if not await self._deliver(event, "failure record", send):
+                metrics.destination_failed(key)
         if config.dead_letter_target:
             body = (event.payload or b"{}").decode("utf-8", "replace")
             attributes = await records.dead_letter_attributes(
                 event.id, response, self._invoker.payloads.error_message
             )
             dead = self._destinations.send_dead_letter(config.dead_letter_target, body, attributes)
-            await self._deliver(event, "dead letter", dead)
+            if not await self._deliver(event, "dead letter", dead):
+                metrics.dead_letter_failed(key)
         await self._ack(event)
 
     async def close(self) -> None:

@@ -28,6 +28,10 @@ class ProvisionedView(Protocol):
     def allocated(self) -> int: ...
 
     @property
+    def busy(self) -> int:
+        """Environments of ``allocated`` running an invocation now."""
+
+    @property
     def failure(self) -> str | None: ...
 
 

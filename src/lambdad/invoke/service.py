@@ -23,10 +23,12 @@ from lambdad.control.policies import RequestContext
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
-from lambdad.invoke.runtime_port import RuntimePort, place_of
+from lambdad.invoke.runtime_port import ProvisionedView, RuntimePort, place_of
+from lambdad.observe.metric_cells import CellKey
+from lambdad.observe.metrics import Metrics
 from lambdad.observe.request_ids import new_request_id
 from lambdad.runtime.invocation import Invocation, Outcome
-from lambdad.runtime.spec import FunctionSpec
+from lambdad.runtime.spec import FunctionSpec, Place
 from lambdad.runtime.streaming import ResponseSink
 from lambdad.store.base import Queue, QueuedEvent
 
@@ -158,8 +160,11 @@ class Invoker:
         configs: EventInvokeConfigs | None = None,
         payloads: PayloadCheck | None = None,
         policies: FunctionPolicies | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._functions = functions
+        #: Lambda's metrics (docs/metrics.md); recording is in-memory, never awaited.
+        self.metrics = metrics or Metrics(enabled=False)
         #: Resource policies: who of another account may invoke (without: nobody may).
         self._policies = policies
         self._runtime = runtime
@@ -222,11 +227,12 @@ class Invoker:
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
         if kind is InvocationType.EVENT:
+            qualifier = self._named_qualifier(scope, request)
             await self._queue.put(
                 QueuedEvent(
                     id=request_id,
                     function_name=config.name,
-                    qualifier=self._named_qualifier(scope, request),
+                    qualifier=qualifier,
                     payload=request.payload,
                     region=scope.region,
                     account_id=scope.account_id,
@@ -234,6 +240,7 @@ class Invoker:
                     attributes=_attributes(request),
                 )
             )
+            self.metrics.async_received(cell_key(scope, config, qualifier))
             return Accepted(request_id, config.version)
         return await self.run(scope, config, request, request_id)
 
@@ -289,11 +296,17 @@ class Invoker:
         RecursiveInvocationException when it would be a recursive loop's invocation past
         ``lineage.MAX_HOPS`` of a function whose recursion setting is not ``Allow``.
         """
-        trace_id = await self._trace(scope, config, request_id, request.trace_id)
+        qualifier = self._named_qualifier(scope, request)
+        key = cell_key(scope, config, qualifier)
+        try:
+            trace_id = await self._trace(scope, config, request_id, request.trace_id)
+        except errors.RecursiveInvocationException:
+            self.metrics.recursion_stopped(key)
+            raise
         invocation = Invocation(
             request_id=request_id,
             payload=request.payload or b"{}",
-            invoked_arn=scope.function_arn(config.name, self._named_qualifier(scope, request)),
+            invoked_arn=scope.function_arn(config.name, qualifier),
             client_context=compact_client_context(request.client_context),
             trace_id=trace_id,
             tenant_id=request.tenant_id,
@@ -301,15 +314,60 @@ class Invoker:
             sink=request.sink,
         )
         spec = spec_of(config)
+        place = place_of(scope)
+        metrics = self.metrics
+        spilled = False
         # A free provisioned environment first (it is the invocation's slot), else on demand.
         # A tenant's invocation runs only in an environment made for its tenant: never in a
         # provisioned one (made ahead, for no tenant).
         if invocation.tenant_id is None:
-            outcome = await self._runtime.invoke_provisioned(place_of(scope), spec, invocation)
+            view = self._runtime.provisioned(place, config.name, config.version)
+            if view is None or not view.allocated:
+                outcome = await self._runtime.invoke_provisioned(place, spec, invocation)
+            else:
+                outcome = await self._provisioned(key, view, place, spec, invocation)
+                spilled = outcome is None
             if outcome is not None:
                 return outcome
-        async with self._leases.lease(scope, config.name):
-            return await self._runtime.invoke(place_of(scope), spec, invocation)
+        try:
+            async with self._leases.lease(scope, config.name):
+                metrics.started(key)
+                try:
+                    outcome = await self._runtime.invoke(place, spec, invocation)
+                finally:
+                    metrics.ended(key)
+        except errors.TooManyRequestsException:
+            metrics.throttled(key)
+            raise
+        metrics.invoked(key, outcome.report.duration_ms, outcome.function_error)
+        if spilled:
+            metrics.spilled(key)
+        return outcome
+
+    async def _provisioned(
+        self,
+        key: CellKey,
+        view: ProvisionedView,
+        place: Place,
+        spec: FunctionSpec,
+        invocation: Invocation,
+    ) -> Outcome | None:
+        """Run in a free provisioned environment of the version, counted as such; None when
+        every one is busy."""
+        busy = view.busy
+        if busy >= view.allocated:
+            return None
+        metrics = self.metrics
+        metrics.started(key, provisioned=(busy + 1, view.allocated))
+        try:
+            outcome = await self._runtime.invoke_provisioned(place, spec, invocation)
+        finally:
+            metrics.ended(key, provisioned=True)
+        if outcome is not None:
+            metrics.invoked(
+                key, outcome.report.duration_ms, outcome.function_error, provisioned=True
+            )
+        return outcome
 
     async def _trace(
         self, scope: Scope, config: FunctionConfig, request_id: str, header: str | None
@@ -339,6 +397,11 @@ class Invoker:
     async def run_queued(self, scope: Scope, config: FunctionConfig, event: QueuedEvent) -> Outcome:
         """Run one queued ``Event`` invocation on ``config`` (the dispatcher's entry point)."""
         return await self.run(scope, config, _queued_request(event), event.id)
+
+
+def cell_key(scope: Scope, config: FunctionConfig, qualifier: str | None) -> CellKey:
+    """Where an invocation of ``config`` named with ``qualifier`` counts in the metrics."""
+    return (scope.account_id, scope.region, config.name, qualifier, config.version)
 
 
 def _queued_request(event: QueuedEvent) -> InvokeRequest:

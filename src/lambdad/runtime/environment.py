@@ -81,6 +81,9 @@ class EnvironmentContext:
     node: str = ""
     python_path: str = ""
     echo: Callable[[str], None] | None = None
+    #: Takes a function's log line that looks like EMF (account, region, log group, line),
+    #: to be parsed later (``observe/emf.py``); None: EMF lines are only logged.
+    emf: Callable[[str, str, str, str], None] | None = None
 
 
 class Environment:
@@ -116,7 +119,9 @@ class Environment:
         self._dir = ctx.runs_dir / self.id
         self._port: int | None = None
         stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
-        self.recorder = Recorder(ctx.logs, ctx.account_id, ctx.region, config, stream, ctx.echo)
+        self.recorder = Recorder(
+            ctx.logs, ctx.account_id, ctx.region, config, stream, ctx.echo, ctx.emf
+        )
         self.runner = Runner(
             ctx.sandbox,
             fork,

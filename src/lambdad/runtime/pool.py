@@ -376,6 +376,13 @@ class RuntimeManager:
             current.retry()
         current.resize(count)
 
+    def environment_count(self) -> int:
+        """Execution environments alive: on demand (retired pools' included) and
+        provisioned."""
+        pools = [*self._pools.values(), *self._retired]
+        sets = [*self._provisioned.values(), *self._retired_provisioned]
+        return sum(p.size for p in pools) + sum(s.allocated for s in sets)
+
     def provisioned(self, place: Place, name: str, version: str) -> ProvisionedSet | None:
         """The version's provisioned environments, if it has any."""
         return self._provisioned.get((place, name, version))

@@ -53,6 +53,11 @@ class ProvisionedSet:
         return len(self._free) + len(self._busy)
 
     @property
+    def busy(self) -> int:
+        """Environments running an invocation now."""
+        return len(self._busy)
+
+    @property
     def available(self) -> int:
         return min(self.allocated, self.target)
 

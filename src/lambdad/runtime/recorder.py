@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from lambdad.observe.emf import looks_like
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import PlatformLines, Report
 from lambdad.runtime.extensions import Extension
@@ -35,8 +36,10 @@ class Recorder:
         config: FunctionSpec,
         stream: str,
         echo: Callable[[str], None] | None = None,
+        emf: Callable[[str, str, str, str], None] | None = None,
     ) -> None:
         self._logs = logs
+        self._emf = emf
         self._group = (account_id, region, config.log_group)
         self._config = config
         self.stream = stream
@@ -64,9 +67,15 @@ class Recorder:
                 self._echo(f"[{self._config.name}] {message}")
 
     def output(self, lines: list[str]) -> None:
-        """Lines the runtime printed: the log, and ``function`` telemetry."""
+        """Lines the runtime printed: the log, ``function`` telemetry, and EMF metrics (only
+        lines that look like EMF are handed on, to be parsed later)."""
         self.emit(lines)
         self.telemetry.function(lines)
+        emf = self._emf
+        if emf is not None:
+            for line in lines:
+                if '"_aws"' in line and looks_like(line):
+                    emf(*self._group, line)
 
     def extension_output(self, _ext: Extension, lines: list[str]) -> None:
         self.emit(lines)

@@ -14,8 +14,9 @@ from lambdad.store.base import Store, Table, Write
 
 _ACCOUNT = re.compile(r"\d{12}")
 #: Tables no account owns: keyed by something global (a function URL's url-id, unique across
-#: accounts, names the config it belongs to).
-_GLOBAL_TABLES = frozenset({Table.FUNCTION_URL_IDS})
+#: accounts, names the config it belongs to). Metrics came after accounts: every row has one
+#: (and the table is the largest, so it is not scanned at every start for nothing).
+_GLOBAL_TABLES = frozenset({Table.FUNCTION_URL_IDS, Table.METRICS})
 
 
 def is_account_key(key: tuple[str, ...]) -> bool:

@@ -61,6 +61,9 @@ class Table(enum.StrEnum):
     EVENT_SOURCE_MAPPINGS = "event_source_mappings"
     #: ``(account, region, name)``: an EventBridge scheduled rule, its targets and tags.
     EVENT_RULES = "event_rules"
+    #: ``(account, region, minute)``: one minute of metrics (``store/metric_rows.py``); the
+    #: minute is epoch minutes, zero-padded to 10 digits so keys sort in time.
+    METRICS = "metrics"
 
 
 class StoreError(Exception):

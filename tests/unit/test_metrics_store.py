@@ -1,0 +1,167 @@
+"""``observe.metrics`` without a server: the sketch's percentiles, EMF parsing, the minutes
+kept through an archive and dropped past retention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from lambdad.observe import emf
+from lambdad.observe.distribution import Distribution
+from lambdad.observe.metric_cells import cell_filter, dims_of
+from lambdad.observe.metric_queries import BadQuery
+from lambdad.observe.metrics import Metrics
+
+
+class Scope:
+    account_id = "111122223333"
+    region = "eu-west-1"
+
+
+KEY = ("111122223333", "eu-west-1", "fn", None, "$LATEST")
+
+
+class Archive:
+    """An in-memory ``MetricsArchive``."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    async def load(self) -> list[tuple[str, str, int, dict[str, Any]]]:
+        return [(a, r, m, json.loads(json.dumps(d))) for (a, r, m), d in self.rows.items()]
+
+    async def save(self, rows: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None:
+        for a, r, m, doc in rows:
+            self.rows[(a, r, m)] = json.loads(json.dumps(doc))
+
+    async def drop(self, keys: Sequence[tuple[str, str, int]]) -> None:
+        for key in keys:
+            self.rows.pop(key, None)
+
+
+def test_sketch_percentiles_are_within_one_percent() -> None:
+    """Percentiles read from the log-bucket sketch are within 1 % of the exact ones, p0 and
+    p100 are exact, and merging two sketches equals one sketch of both samples."""
+    rng = random.Random(7)
+    values = [rng.lognormvariate(3, 1.5) for _ in range(5000)]
+    one, left, right = Distribution(), Distribution(), Distribution()
+    for i, v in enumerate(values):
+        one.add(v)
+        (left if i % 2 else right).add(v)
+    left.merge(right)
+    ordered = sorted(values)
+    for p in (50, 90, 99, 99.9):
+        exact = ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        assert one.percentile(p) == pytest.approx(exact, rel=0.025)
+        assert left.percentile(p) == one.percentile(p)
+    assert (one.percentile(0), one.percentile(100)) == (min(values), max(values))
+
+
+def test_emf_parsing_follows_the_specification() -> None:
+    """Each dimension set of a directive is a series; arrays are samples; a directive with a
+    missing dimension value or an AWS/ namespace yields nothing."""
+    line = json.dumps(
+        {
+            "_aws": {
+                "Timestamp": 1_700_000_000_000,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "App",
+                        "Dimensions": [["service"], ["service", "stage"], []],
+                        "Metrics": [{"Name": "Latency", "Unit": "Milliseconds"}, {"Name": "X"}],
+                    },
+                    {"Namespace": "AWS/Lambda", "Dimensions": [[]], "Metrics": [{"Name": "N"}]},
+                    {"Namespace": "Other", "Dimensions": [["missing"]], "Metrics": [{"Name": "N"}]},
+                ],
+            },
+            "service": "api",
+            "stage": "prod",
+            "Latency": [1, 2, 3],
+            "N": 1,
+        }
+    )
+    assert emf.looks_like(line)
+    points = emf.parse(line)
+    assert [(p.namespace, p.name, p.dimensions, p.unit) for p in points] == [
+        ("App", "Latency", (("service", "api"),), "Milliseconds"),
+        ("App", "Latency", (("service", "api"), ("stage", "prod")), "Milliseconds"),
+        ("App", "Latency", (), "Milliseconds"),
+    ]
+    assert points[0].values == ((1.0, 1.0), (2.0, 1.0), (3.0, 1.0))
+    for bad in ("{", '{"_aws": 1}', "[1]", '{"_aws": {"Timestamp": "x"}}', "x" * 10):
+        assert emf.parse(bad) == []
+
+
+def test_minutes_survive_through_the_archive_and_expire() -> None:
+    """What was recorded is written at close and read back by the next ``Metrics``; a minute
+    past retention is neither read back nor kept in the archive."""
+
+    async def scenario() -> None:
+        archive = Archive()
+        first = Metrics(archive, flush_interval=3600)
+        await first.open()
+        first.invoked(KEY, 12.5, False)
+        first.invoked(KEY, 30.0, True)
+        await first.close()
+        old = int(time.time() // 60) - 30 * 1440
+        archive.rows[(KEY[0], KEY[1], old)] = next(iter(archive.rows.values()))
+        second = Metrics(archive, flush_interval=3600)
+        await second.open()
+        now = time.time()
+        points = second.query(
+            Scope(), "AWS/Lambda", "Errors", {"FunctionName": "fn"}, now - 45 * 86400,
+            now + 60, 60 * 60 * 24 * 50, ["Sum", "SampleCount"],
+        )  # fmt: skip
+        assert [(p.values["Sum"], p.values["SampleCount"]) for p in points] == [(1, 2)]
+        await second.close()
+        assert all(m != old for _, _, m in archive.rows)
+
+    asyncio.run(scenario())
+
+
+def test_bad_queries_are_refused() -> None:
+    """Periods not a multiple of 60, reversed ranges and unknown statistics raise BadQuery."""
+    metrics = Metrics()
+    for period, start, end, stats in [(90, 0, 60, ["Sum"]), (60, 60, 0, ["Sum"]),
+                                      (60, 0, 60, ["Mean"]), (60, 0, 60, [])]:  # fmt: skip
+        with pytest.raises(BadQuery):
+            metrics.query(Scope(), "AWS/Lambda", "Invocations", {}, start, end, period, stats)
+
+
+def test_a_query_matches_the_cells_whose_dimension_sets_it_names() -> None:
+    """``cell_filter`` picks exactly the cells that ``dims_of`` counts towards a series."""
+    keys = [
+        ("a", "r", "fn", None, "$LATEST"),
+        ("a", "r", "fn", "live", "2"),
+        ("a", "r", "fn", "2", "2"),
+        ("a", "r", "other", "live", "1"),
+    ]
+    every = {d for key in keys for d in dims_of(key)} | {(("Resource", "fn"),)}
+    for dims in every:
+        wanted = cell_filter(dims)
+        chosen = [k for k in keys if wanted is not None and wanted(k)]
+        assert chosen == [k for k in keys if dims in dims_of(k)], dims
+
+
+def test_the_async_query_answers_as_the_sync_one() -> None:
+    """``query_async`` and ``list_metrics_async`` (which let the loop run between minutes)
+    answer what ``query`` and ``list_metrics`` answer."""
+
+    async def scenario() -> None:
+        metrics = Metrics()
+        for n in range(5):
+            metrics.invoked(KEY, 10.0 * (n + 1), n == 0)
+        now = time.time()
+        args = (Scope(), "AWS/Lambda", "Duration", {"FunctionName": "fn"}, now - 600, now + 60)
+        stats = ["p50", "Sum", "SampleCount"]
+        assert await metrics.query_async(*args, 60, stats) == metrics.query(*args, 60, stats)
+        assert await metrics.list_metrics_async(Scope()) == metrics.list_metrics(Scope())
+        assert len(metrics.list_metrics(Scope(), metric="Errors")) == 3
+
+    asyncio.run(scenario())
