@@ -170,6 +170,19 @@ def doctor(port: int) -> Any:
     return json.loads(payload)
 
 
+def wait_made_ahead(port: int, timeout: float = 60.0) -> str:
+    """Wait (with a deadline) until the sandbox has made what it makes ahead of need (spare
+    cells, cells' networks: ``made ahead`` in ``lambdad doctor``); what it says it holds."""
+    deadline = time.monotonic() + timeout
+    said = ""
+    while time.monotonic() < deadline:
+        said = str(doctor(port)["sandbox"].get("made ahead", ""))
+        if "making" not in said:
+            return said
+        time.sleep(0.1)
+    return said
+
+
 def measure_warm(port: int, count: int, runtime: str) -> tuple[list[float], list[float]]:
     """Warm invokes, and (apart) the warm-up's first: the runtime's first cold start."""
     create(port, "echo", ECHO, runtime)
