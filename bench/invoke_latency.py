@@ -253,6 +253,8 @@ def main() -> int:
             sandbox = report["sandbox"]["kind"]
             python = str(report["runtimes"][args.runtime]).split(" (")[0]
             time.sleep(0.5)  # let the bare server finish starting too
+            # The spare cells and the cells' networks made ahead, as on a server up for a while.
+            wait_made_ahead(lambdad_port)
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', 200)
             floor = post_loop(bare_port, "/floor", b'{"hello": "world"}', args.warm)
             warm, first = measure_warm(lambdad_port, args.warm, args.runtime)
