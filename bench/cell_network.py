@@ -9,7 +9,10 @@ from the release until the last cell is done, and the per-cell p50 and maximum. 
 the ``src`` directory whose ``cellinit.py`` is measured (another checkout's, to compare). The
 namespaces' creation is not in the figure (each is made before the release) unless
 ``--namespace`` (then each makes its namespace once released, and that is timed too);
-``--no-network`` times the namespaces alone.
+``--no-network`` times the namespaces alone. ``--joined`` measures what a cell does instead
+when lambdad has made its network ahead (``ready_networks.py``): the namespaces are made and
+set up first (not timed, as lambdad does while idle), and once released each cell only
+``setns``es into its own.
 """
 
 from __future__ import annotations
@@ -39,6 +42,55 @@ def load_cellinit(src: Path) -> Any:
     return module
 
 
+def net_of(index: int) -> dict[str, Any]:
+    return {
+        "bridge": BRIDGE,
+        "host_if": f"lvb{index}",
+        "address": f"10.229.{1 + index // 250}.{2 + index % 250}",
+        "prefix": 22,
+        "gateway": "10.229.0.1",
+    }
+
+
+def made_ahead(cellinit: Any, count: int) -> list[int]:
+    """``count`` namespaces set up as lambdad makes them ahead (by a child, as lambdad's
+    helper does): their descriptors, received over a socket."""
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        made = []
+        for index in range(count):
+            if cellinit._libc.unshare(CLONE_NEWNET) != 0:
+                os._exit(1)
+            host = cellinit._join_network(net_of(index))
+            cellinit._network_ready(host, net_of(index))
+            made.append(os.open("/proc/self/ns/net", os.O_RDONLY))
+        for start in range(0, count, 200):
+            socket.send_fds(theirs, [b"x"], made[start : start + 200])
+        os._exit(0)
+    fds: list[int] = []
+    while len(fds) < count:
+        _data, got, _flags, _addr = socket.recv_fds(ours, 16, 200)
+        fds += got
+    os.waitpid(pid, 0)
+    return fds
+
+
+def one_joined(fd: int, go_r: int, report_w: int) -> None:
+    """In a forked child: once released, join the namespace made ahead for it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.read(go_r, 1)
+    began = time.monotonic()
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        os._exit(1)
+    os.close(fd)
+    os.write(report_w, json.dumps([began, time.monotonic()]).encode().ljust(64))
+    time.sleep(0.5)
+    os._exit(0)
+
+
 def one_cell(
     cellinit: Any, index: int, go_r: int, report_w: int, late_ns: bool, network: bool
 ) -> None:
@@ -54,13 +106,7 @@ def one_cell(
         os.write(report_w, json.dumps([began, time.monotonic()]).encode().ljust(64))
         time.sleep(0.5)
         os._exit(0)
-    net = {
-        "bridge": BRIDGE,
-        "host_if": f"lvb{index}",
-        "address": f"10.229.{1 + index // 250}.{2 + index % 250}",
-        "prefix": 22,
-        "gateway": "10.229.0.1",
-    }
+    net = net_of(index)
     try:
         host = cellinit._join_network(net)
         if hasattr(cellinit, "_network_ready"):
@@ -78,6 +124,9 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=100)
     parser.add_argument("--namespace", action="store_true", help="time the namespaces too")
     parser.add_argument("--no-network", action="store_true", help="time the namespaces alone")
+    parser.add_argument(
+        "--joined", action="store_true", help="join namespaces made ahead (lambdad's default)"
+    )
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -92,6 +141,7 @@ def main() -> int:
         subprocess.run(command, check=True)
     try:
         cellinit._HOST_NET = os.open("/proc/self/ns/net", os.O_RDONLY)
+        ready = made_ahead(cellinit, args.cells) if args.joined else []
         report_r, report_w = os.pipe()
         go_r, go_w = os.pipe()
         children = []
@@ -99,9 +149,13 @@ def main() -> int:
             pid = os.fork()
             if pid == 0:
                 os.close(go_w)
+                if args.joined:
+                    one_joined(ready[index], go_r, report_w)
                 late = args.namespace or args.no_network
                 one_cell(cellinit, index, go_r, report_w, late, not args.no_network)
             children.append(pid)
+        for fd in ready:
+            os.close(fd)
         time.sleep(0.5)  # every child in its namespace, waiting
         released = time.monotonic()
         os.close(go_w)

@@ -47,6 +47,7 @@ from invoke_latency import (
     percentile,
     start_lambdad,
     wait_http,
+    wait_made_ahead,
     zip_of,
 )
 
@@ -203,7 +204,12 @@ def descends_from(pid: int, ancestor: int) -> bool:
 def our_cells(server_pid: int) -> dict[str, list[int]]:
     """This server's cells (cgroup v1 pids hierarchy): cell directory -> its processes."""
     cells: dict[str, list[int]] = {}
-    for procs in PIDS_ROOT.glob("*/*/cgroup.procs"):
+    instances = [p for p in PIDS_ROOT.iterdir() if p.is_dir()] if PIDS_ROOT.is_dir() else []
+    try:
+        found = [procs for instance in instances for procs in instance.glob("*/cgroup.procs")]
+    except FileNotFoundError:  # another lambdad on this host removed its instance meanwhile
+        return our_cells(server_pid)
+    for procs in found:
         try:
             pids = [int(p) for p in procs.read_text().split()]
         except OSError:
@@ -265,6 +271,8 @@ def main() -> int:
             wait_http(f"http://127.0.0.1:{lambdad_port}/_lambdad/health")
             results["sandbox"] = doctor(lambdad_port)["sandbox"]["kind"]
             time.sleep(0.5)  # let the bare server finish starting too
+            # The spare cells and the cells' networks made ahead, as on a server up for a while.
+            results["made_ahead"] = wait_made_ahead(lambdad_port)
 
             # 1. burst of cold invokes, beside the same burst against the bare server
             burst(bare_port, "/floor", args.burst)  # warm-up of the floor server
@@ -347,7 +355,8 @@ def main() -> int:
     )
     b, bf = results["burst"], results["burst_floor"]
     pss, s, sf = results["idle_pss"], results["sustained"], results["sustained_floor"]
-    print(f"# {machine}, {time.strftime('%Y-%m-%d')}, {results['sandbox']} sandbox\n")
+    print(f"# {machine}, {time.strftime('%Y-%m-%d')}, {results['sandbox']} sandbox")
+    print(f"# made ahead: {results['made_ahead'] or 'n/a'}; load {os.getloadavg()[0]:.2f}\n")
     print("| measure | n | p50 ms | p99 ms | result |")
     print("|---|---|---|---|---|")
     print(

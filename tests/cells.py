@@ -142,6 +142,15 @@ class Host:
                 continue
         return sorted(targets)
 
+    def made_ahead(self) -> str:
+        """What the sandbox holds made ahead of need (``lambdad doctor``)."""
+        return str(self.srv.get_json("/_lambdad/doctor")["sandbox"].get("made ahead", ""))
+
+    def settled(self) -> bool:
+        """Whether nothing is being made ahead of need now (spare cells, cells' networks):
+        one being made holds descriptors and processes of its own until it is ready."""
+        return "making" not in self.made_ahead()
+
     def mounts(self) -> int:
         return len(Path(f"/proc/{self.srv.process.pid}/mountinfo").read_text().splitlines())
 

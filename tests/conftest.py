@@ -54,6 +54,10 @@ FAST_SETTINGS = {
     "LAMBDAD_TIME_SCALE": "0.01",
     "LAMBDAD_LOG_LEVEL": "WARNING",
     "LAMBDAD_LOOP_WATCHDOG_MS": "100",
+    # Fewer cells' networks made ahead than the default 128: every test server would make
+    # (and, stopping, destroy) that many namespaces. Cells beyond them make their own, so
+    # both ways are exercised.
+    "LAMBDAD_CELL_NETWORKS_AHEAD": "8",
 }
 
 #: What the loop-lag watchdog writes to lambdad's log when the event loop was blocked.

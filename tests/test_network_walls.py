@@ -21,13 +21,23 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cells import Host
-from tests.conftest import Server, create_function, invoke_json, make_zip, unique, wait_until
+from tests.cells import Host, parent_of
+from tests.conftest import (
+    MEET,
+    Rendezvous,
+    Server,
+    create_function,
+    invoke_json,
+    make_zip,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.root
 
@@ -564,3 +574,82 @@ def test_a_killed_lambdad_leaves_no_bridge_or_table_behind(
     assert present(bridge, table) == (True, True)
     srv.stop(signal.SIGKILL)
     wait_until(lambda: present(bridge, table) == (False, False), timeout=30)
+
+
+#: Waits until all its runs are up at once, then tries a host service and the LAN host.
+BURST_PROBE = (
+    MEET
+    + """
+import json, socket
+
+
+def handler(event, context):
+    meet()
+    gateway = _os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    answers = {}
+    for name, host, port in event["targets"]:
+        try:
+            with socket.create_connection((gateway if host == "GATEWAY" else host, port), 5):
+                answers[name] = "ok"
+        except OSError as error:
+            answers[name] = f"failed {error.errno}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((gateway, 9))
+        return {"address": sock.getsockname()[0], "answers": answers}
+"""
+)
+
+
+def test_cells_made_in_a_burst_join_networks_made_ahead_one_each(
+    start_server: Callable[..., Server], lan_host: LanHost
+) -> None:
+    """Cells made beyond the spares join network namespaces lambdad made ahead of need: each
+    live cell still has a namespace and an address of its own, and the walls hold in it."""
+    srv = start_server({**LINUX, "LAMBDAD_CELL_NETWORKS_AHEAD": "4"})
+    require_walls(srv)
+    host = Host(srv)
+    wait_until(lambda: "4 of 4 cells' networks" in host.made_ahead() and host.settled(), 30)
+    client = srv.client()
+    service = Rendezvous(6)
+    with socket.create_server(("0.0.0.0", 0)) as unmarked:
+        targets = [
+            ["service at the gateway", "GATEWAY", unmarked.getsockname()[1]],
+            ["lan", lan_host.address, lan_host.port],
+        ]
+        try:
+            name = create_function(
+                client, BURST_PROBE, env=service.env, Timeout=60, MemorySize=128
+            )["FunctionName"]
+            event = {"targets": targets}
+            with ThreadPoolExecutor(6) as pool:
+                runs = list(pool.map(lambda _: invoke_json(client, name, event), range(6)))
+            cells = {path.name for path in host.cell_dirs()}
+            bridge = walls_of(srv)["network namespace"].split("bridge ")[1].split()[0]
+            ports = {entry.name for entry in Path(f"/sys/class/net/{bridge}/brif").iterdir()}
+            spawners = set(host.spawners())
+            inits = [pid for pid in host.inits() if parent_of(pid) in spawners]
+            namespaces = [namespace_of(pid) for pid in inits]
+        finally:
+            service.close()
+            client.close()
+    assert all("FunctionError" not in response for response, _ in runs), runs
+    answers = [body for _, body in runs]
+    assert len({answer["address"] for answer in answers}) == 6
+    for answer in answers:
+        assert failed(answer["answers"]["service at the gateway"]), answer
+        assert answer["answers"]["lan"] == "ok", answer
+    namespaces = [namespace for namespace in namespaces if namespace]
+    assert len(set(namespaces)) == len(namespaces) >= 6
+    assert os.readlink("/proc/self/ns/net") not in namespaces
+    # A cell that made its own network named its host end after itself; the others joined one
+    # made ahead (the two spares made at start found none ready yet).
+    made_own = {cell for cell in cells if f"lv{cell[:12]}" in ports}
+    assert len(cells - made_own) >= 4, (cells, ports)
+
+
+def namespace_of(pid: int) -> str:
+    """The network namespace of process ``pid`` (empty if it has gone)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""

@@ -470,5 +470,6 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
         network=network,
+        networks_ahead=settings.cell_networks_ahead,
         endpoint=(settings.host, settings.port),
     )

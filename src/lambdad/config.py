@@ -71,6 +71,10 @@ class Settings:
     #: In the Linux sandbox, give every cell a network namespace of its own (outbound only,
     #: behind NAT; docs/sandbox.md). Off, or where it cannot be built, cells share the host's.
     cell_network: bool = True
+    #: Cells' networks (namespace, veth, address, route) kept made ahead of need, so that a
+    #: burst of cold starts beyond the spare cells joins them instead of making its own,
+    #: which the kernel serialises (docs/sandbox.md). 0: every cell makes its own.
+    cell_networks_ahead: int = 128
     #: Outbound destinations cells may not reach: ``CIDR[:port]`` entries, comma-separated
     #: (``10.0.0.0/8, 192.168.1.7:443``). Enforced by the kernel (nftables).
     egress_deny: str = ""

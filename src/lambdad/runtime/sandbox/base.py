@@ -201,6 +201,9 @@ class Sandbox(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional: nothing to release by default
         """Release what ``open`` prepared; idempotent."""
 
+    async def settle(self) -> None:  # noqa: B027 - optional: nothing is made ahead by default
+        """Wait until nothing is being made ahead of need (spare cells, cells' networks)."""
+
     @abc.abstractmethod
     def layout(self, task_root: Path, opt_dir: Path | None, tmp_dir: Path) -> Layout:
         """The paths a process of this sandbox sees for the given host paths."""

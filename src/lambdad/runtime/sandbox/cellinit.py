@@ -210,6 +210,9 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
                     _AT_EXIT.append([str(arg) for arg in message["argv"]])
                     _send(sock, {"id": message.get("id"), "seq": message.get("seq"), "ok": True})
                     continue
+                if message.get("op") == "networks":
+                    _make_networks(sock, message, list(making))
+                    continue
                 if message.get("op") in ("track", "untrack"):
                     if message["op"] == "track":
                         tracked[message["id"]] = message
@@ -239,6 +242,43 @@ def spawner(control_fd: int, zygote: str | None = None) -> None:
             cells[-1 - index] = group  # no process of ours to reap: groups and dirs only
         _end_cells(cells)
         _run_at_exit()
+
+
+#: At most this many network namespaces per ``networks`` request (their descriptors travel in
+#: one message; the kernel takes up to 253).
+MAX_NETWORKS = 64
+
+
+def _make_networks(sock: socket.socket, request: dict[str, Any], others: list[int]) -> None:
+    """Network namespaces made ahead of need, one per entry of ``nets`` (each with its veth
+    pair on the bridge, address, route, and its bridge port forwarding), by a child at the
+    lowest CPU priority, which sends their descriptors to lambdad in its reply (lambdad holds
+    them until a cell joins one: ``_init``) and exits. The spawner does not wait for it."""
+    pid = os.fork()
+    if pid != 0:
+        return
+    made: list[int] = []
+    try:
+        for other in others:  # the report pipes of the cells being made
+            os.close(other)
+        os.nice(19)
+        for net in request["nets"][:MAX_NETWORKS]:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare (network)")
+            host = _join_network(net)
+            _network_ready(host, net)
+            made.append(os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        reply: dict[str, Any] = {"id": request.get("id"), "seq": request.get("seq"), "ok": True}
+    except BaseException as exc:
+        reply = {
+            "id": request.get("id"),
+            "seq": request.get("seq"),
+            "error": f"{type(exc).__name__}: {exc}",
+            "made": len(made),
+        }
+    try:
+        _send(sock, reply, made)
+    finally:
+        os._exit(0)
 
 
 #: Commands lambdad asked to be run once its cells are ended (``at_exit``): the removal of
@@ -635,7 +675,6 @@ def _join_network(net: dict[str, Any] | None) -> socket.socket | None:
         return host
     finally:
         os.close(cell_ns)
-        os.close(_HOST_NET)  # this init's copy: the cell has no business with it
 
 
 def _network_ready(host: socket.socket | None, net: dict[str, Any] | None) -> None:
@@ -723,7 +762,26 @@ def _enter_root(spec: dict[str, Any]) -> None:
 
 
 def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
-    output_fd, control_fd = fds
+    output_fd, control_fd = fds[:2]
+    if len(fds) > 2:
+        # A network namespace made ahead of need (``networks``), veth, address and route
+        # included: joined, nothing to set up (no request under the kernel's rtnl lock).
+        _check(_libc.setns(fds[2], CLONE_NEWNET), "setns (the cell's network)")
+        os.close(fds[2])
+    _init_cell(spec, output_fd, control_fd, ready_w)
+
+
+def _forget_host_net() -> None:
+    """Close this init's copy of the host's network namespace: the cell has no business
+    with it (once its own network is joined or made)."""
+    global _HOST_NET
+    if _HOST_NET is not None:
+        with contextlib.suppress(OSError):
+            os.close(_HOST_NET)
+        _HOST_NET = None
+
+
+def _init_cell(spec: dict[str, Any], output_fd: int, control_fd: int, ready_w: int) -> None:
     os.setsid()
     sock = socket.socket(fileno=control_fd)
     if spec.get("deferred"):
@@ -733,6 +791,7 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
         os.close(ready_w)
         try:
             host = _join_network(spec.get("net"))
+            _forget_host_net()
             _prepare_root(spec)
             _network_ready(host, spec.get("net"))
         except BaseException as exc:
@@ -756,6 +815,7 @@ def _init(spec: dict[str, Any], fds: list[int], ready_w: int) -> None:
     else:
         # The mounts are made while the bridge enables the cell's port.
         host = _join_network(spec.get("net"))
+        _forget_host_net()
         _prepare_root(spec)
         _enter_root(spec)
         with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ from typing import Any
 
 from lambdad.runtime.sandbox import cgroups
 from lambdad.runtime.sandbox.network import CellLink, CellNetwork
+from lambdad.runtime.sandbox.ready_networks import ReadyNetworks
 from lambdad.runtime.sandbox.spares import SparePool
 
 CELLINIT = Path(__file__).with_name("cellinit.py")
@@ -63,6 +64,8 @@ class CellSetup:
     prebinds: list[dict[str, str]]
     #: The cells' network (a namespace each) where it could be built.
     network: CellNetwork
+    #: Cells' networks made ahead of need (None: each cell makes its own).
+    networks: ReadyNetworks | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -246,22 +249,37 @@ class Helper:
 
     async def _read_replies(self) -> None:
         assert self._control is not None
-        loop = asyncio.get_running_loop()
         try:
             while True:
-                data = await loop.sock_recv(self._control, MAX_MESSAGE)
+                data, fds = await _recv_fds(self._control)
                 if not data:
+                    _close_all(fds)
                     break
                 reply: dict[str, Any] = json.loads(data)
+                if fds:
+                    reply["fds"] = fds  # the namespaces of a ``networks`` reply
                 waiter = self._waiting.pop(int(reply.get("seq") or 0), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(reply)
+                else:
+                    _close_all(fds)  # its asker gave up (lambdad is stopping)
         except OSError:
             pass
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(OSError("the sandbox helper has stopped"))
         self._waiting.clear()
+
+    async def make_networks(self, links: Sequence[CellLink]) -> list[int]:
+        """Network namespaces made ahead for ``links`` (``ready_networks.py``): their
+        descriptors, in order; fewer when the rest could not be made (``OSError`` if none)."""
+        nets = [link.request() for link in links]
+        request = {"op": "networks", "id": uuid.uuid4().hex, "nets": nets}
+        reply = await self.ask(request)
+        fds: list[int] = list(reply.get("fds", []))
+        if not fds and "error" in reply:
+            raise OSError(f"cannot make the cells' networks: {reply['error']}")
+        return fds
 
     # ------------------------------------------------------------------------ spare cells
 
@@ -277,7 +295,8 @@ class Helper:
         group = self._setup.hierarchy.group(cell_id)
         root = self._setup.runs / cell_id / "root"
         network = self._setup.network
-        link = network.allocate(cell_id)
+        ready = self._setup.networks.take() if self._setup.networks is not None else None
+        link = ready.link if ready is not None else network.allocate(cell_id)
         output_r, output_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
@@ -296,10 +315,14 @@ class Helper:
                 "system": self._setup.system,
                 "prebind": self._setup.prebinds,
             }
-            if link is not None:
+            fds = [output_w, theirs.fileno()]
+            if ready is not None:
+                # A network namespace made ahead, which its init joins.
+                fds.append(ready.fd)
+            elif link is not None:
                 # Its own network namespace, set up by its init while it waits.
                 request["net"] = link.request()
-            reply = await self.ask_shielded(request, (output_w, theirs.fileno()))
+            reply = await self.ask_shielded(request, fds)
             if reply.get("id") != cell_id and "error" not in reply:
                 raise OSError(f"the sandbox helper answered for another cell: {reply}")
             if "error" in reply:
@@ -314,6 +337,8 @@ class Helper:
         finally:
             os.close(output_w)
             theirs.close()
+            if ready is not None:
+                os.close(ready.fd)  # the cell's init holds it now (or it is gone)
         os.set_blocking(output_r, False)
         ours.setblocking(False)
         return SpareCell(cell_id, group, ours, int(reply["pid"]), output_r, root, link)
@@ -330,6 +355,10 @@ class Helper:
     async def take_spare(self) -> SpareCell:
         return await self._spares.take()
 
+    @property
+    def spares(self) -> SparePool[SpareCell]:
+        return self._spares
+
     def refill(self) -> None:
         """Make spare cells up to ``SPARE_CELLS`` in the background.
 
@@ -339,6 +368,33 @@ class Helper:
         """
         if self.state is HelperState.RUNNING:
             self._spares.refill()
+
+
+#: The most descriptors one reply carries (``cellinit.MAX_NETWORKS`` namespaces).
+MAX_REPLY_FDS = 64
+
+
+async def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One message from the non-blocking ``sock`` and the descriptors it carries."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_REPLY_FDS)
+        except BlockingIOError:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(sock.fileno(), _resolve, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(sock.fileno())
+            continue
+        return data, list(fds)
+
+
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

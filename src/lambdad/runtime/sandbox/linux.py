@@ -58,6 +58,7 @@ from lambdad.runtime.sandbox.network import (
     function_narrowing,
 )
 from lambdad.runtime.sandbox.peers import owns_inode, peer_socket, peer_uid
+from lambdad.runtime.sandbox.ready_networks import ReadyNetworks
 from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Template
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
@@ -471,6 +472,7 @@ class LinuxSandbox(Sandbox):
         fork_python: bool = False,
         pythons: Sequence[str] = (),
         network: CellNetwork | None = None,
+        networks_ahead: int = 0,
         endpoint: tuple[str, int] | None = None,
     ) -> None:
         reason = unavailable_reason()
@@ -504,6 +506,9 @@ class LinuxSandbox(Sandbox):
         self.uid_base = UID_BASE + (zlib.crc32(str(runs_dir).encode()) % UID_BLOCKS) * UID_SLOTS
         #: The cells' network namespaces and walls (docs/sandbox.md), or why they are not built.
         self.network = network or CellNetwork(runs_dir, enabled=False)
+        #: Cells' networks made ahead of need (``ready_networks.py``), once the walls are up.
+        self._networks_ahead = networks_ahead
+        self._networks: ReadyNetworks | None = None
         #: lambdad's own API (host, port), relayed to the cells at their gateway.
         self._endpoint = endpoint
         self._relay: EndpointRelay | None = None
@@ -515,12 +520,15 @@ class LinuxSandbox(Sandbox):
         hosts = await asyncio.to_thread(cell_hosts, self._runs.parent)
         await asyncio.to_thread(self._reclaim)
         await self._open_network()
+        if self.network.active and self._networks_ahead > 0:
+            self._networks = ReadyNetworks(self.network, self._networks_ahead, self._make_networks)
         self._setup = CellSetup(
             self.hierarchy,
             self._runs,
             self._system,
             self._prebinds(hosts),
             self.network,
+            self._networks,
         )
         main = Helper(self.zygote_python, self._setup, self._zygote_bootstrap())
         self._main = main
@@ -536,6 +544,36 @@ class LinuxSandbox(Sandbox):
         if main.zygote_error is not None:
             self._no_zygote(main.python, main.zygote_error)
         main.refill()
+        if self._networks is not None:
+            self._networks.refill()
+
+    async def _make_networks(self, links: Sequence[CellLink]) -> list[int]:
+        if self._main is None or self.state is not SpawnerState.RUNNING:
+            raise OSError("the Linux sandbox is not running")
+        return await self._main.make_networks(links)
+
+    async def settle(self) -> None:
+        """Wait until no spare cell and no cell network is being made."""
+        while True:
+            pools = [h.spares for h in (self._main, *self._helpers.values()) if h is not None]
+            busy = [p for p in pools if p.filling]
+            if self._networks is not None and self._networks.filling:
+                await self._networks.settle()
+            elif busy:
+                await asyncio.gather(*(p.settle() for p in busy))
+            else:
+                return
+
+    def made_ahead(self) -> str:
+        """For ``lambdad doctor``: what is ready ahead of need now."""
+        helpers = [h for h in (self._main, *self._helpers.values()) if h is not None]
+        spares = sum(len(h.spares) for h in helpers)
+        filling = any(h.spares.filling for h in helpers)
+        said = f"{spares} spare cells ({SPARE_CELLS} per helper)"
+        if self._networks is not None:
+            said += f", {len(self._networks)} of {self._networks.target} cells' networks"
+            filling = filling or self._networks.filling
+        return said + ("; making more" if filling else "")
 
     async def _open_network(self) -> None:
         """The bridge and walls, and lambdad's endpoint relayed at the cells' gateway."""
@@ -585,6 +623,8 @@ class LinuxSandbox(Sandbox):
                 await starting
         helpers = [*self._helpers.values(), *([self._main] if self._main else [])]
         self._helpers.clear()
+        if self._networks is not None:
+            await self._networks.close()
         # Side by side: each helper ends its own cells (up to seconds for frozen ones).
         await asyncio.gather(*(helper.close() for helper in helpers))
         await asyncio.to_thread(self.hierarchy.release)
@@ -845,6 +885,7 @@ class LinuxSandbox(Sandbox):
             ),
             **self.zygotes(),
             "spare cells": f"{SPARE_CELLS} per helper made ahead of need",
+            "made ahead": self.made_ahead(),
             "cell making": (
                 "clone into new namespaces (one process per cell)"
                 if self._main is not None and self._main.clones

@@ -78,6 +78,16 @@ class SparePool(Generic[T]):
                 return
             self._items.append(item)
 
+    @property
+    def filling(self) -> bool:
+        return self._filling is not None and not self._filling.done()
+
+    async def settle(self) -> None:
+        """Wait until no spare is being made."""
+        while self._filling is not None and not self._filling.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(self._filling)
+
     async def close(self) -> None:
         """Stop filling and discard every spare. Idempotent."""
         if self.state is SparesState.CLOSED:
