@@ -93,14 +93,25 @@ def test_invocations_run_each_account_code_apart(two: tuple[Server, Any, Any, di
         assert "Init Duration" not in report
 
 
-def test_another_account_arn_is_not_found(two: tuple[Server, Any, Any, dict]) -> None:
-    """A full ARN of another account's function is "Function not found" to the caller's
-    control-plane calls, and Invoke of it is AccessDeniedException (AWS: without a resource
-    policy granting the caller lambda:InvokeFunction)."""
+def test_another_account_arn_is_access_denied(two: tuple[Server, Any, Any, dict]) -> None:
+    """A full ARN of another account's function is AccessDeniedException to the caller's
+    control-plane calls and invokes, whether or not the function exists, naming the caller,
+    the IAM action and the resource (AWS: "User: ... is not authorized to perform:
+    lambda:GetFunctionConfiguration on resource: ... because no resource-based policy allows
+    the ... action")."""
     _, alice, _, _ = two
     arn = f"arn:aws:lambda:us-east-1:{BOB}:function:{NAME}"
-    with refused("ResourceNotFoundException", 404):
+    with refused("AccessDeniedException", 403) as error:
         alice.get_function(FunctionName=arn)
+    message = error["Message"]
+    assert message.startswith("User: arn:aws:iam::")
+    assert f"lambda:GetFunction on resource: {arn} because no resource-based policy" in message
+    with refused("AccessDeniedException", 403) as error:
+        alice.get_function_configuration(FunctionName=arn + "-missing:1")
+    assert f"on resource: {arn}-missing:1 " in error["Message"]
+    with refused("AccessDeniedException", 403) as error:
+        alice.delete_function(FunctionName=arn)
+    assert "lambda:DeleteFunction" in error["Message"]
     with refused("AccessDeniedException", 403):
         alice.invoke(FunctionName=arn, Payload=b"{}")
 
@@ -174,6 +185,13 @@ def test_layers_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:
         f"on resource: {layer['LayerVersionArn']} because no resource-based policy allows the "
         "lambda:GetLayerVersion action"
     )
+    arn = layer["LayerVersionArn"]
+    with refused("AccessDeniedException", 403) as error:
+        bob.get_layer_version_by_arn(Arn=arn)
+    assert f"lambda:GetLayerVersion on resource: {arn} because" in error["Message"]
+    with refused("AccessDeniedException", 403) as error:
+        bob.get_layer_version(LayerName=arn.rsplit(":", 1)[0], VersionNumber=layer["Version"])
+    assert f"lambda:GetLayerVersion on resource: {arn} because" in error["Message"]
 
 
 def test_an_old_data_dir_is_served_as_the_default_account(

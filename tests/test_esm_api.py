@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.aws import ACCOUNT
 from tests.conftest import (
+    MEET,
     Moto,
     Recorder,
+    Rendezvous,
     Server,
     create_function,
     launch_server,
@@ -535,15 +537,28 @@ def test_a_mapping_in_transition_cannot_be_updated(start_server: Any, moto: Moto
     assert client.update_event_source_mapping(UUID=uuid, BatchSize=5)["State"] == "Updating"
 
 
+def esm_status(server: Server, function: str | None = None) -> dict[str, dict[str, Any]]:
+    """``/_lambdad/esm`` (the default region's mappings) by UUID."""
+    query = f"?function={function}" if function else ""
+    found = server.get_json(f"/_lambdad/esm{query}")["EventSourceMappings"]
+    return {m["UUID"]: m for m in found}
+
+
+def polling(server: Server, uuid: str) -> bool:
+    return bool(esm_status(server).get(uuid, {}).get("Polling"))
+
+
 def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     esm_server: Server, client: Any, moto: Moto
 ) -> None:
-    """``lambdad esm`` prints each mapping's UUID, state, source, function and last result;
-    ``lambdad doctor`` says which source kinds have pollers and where sources are reached."""
+    """``lambdad esm`` prints each mapping's UUID, state, source, function, lag and last
+    result; ``lambdad doctor`` says which source kinds have pollers and where sources are
+    reached, and shows each mapping of the caller's region."""
     fn = create_function(client)["FunctionName"]
     source = queue_arn(moto)
     uuid = client.create_event_source_mapping(EventSourceArn=source, FunctionName=fn)["UUID"]
     settled(client, uuid, "Enabled")
+    wait_until(lambda: polling(esm_server, uuid))
     cli = [sys.executable, "-m", "lambdad.cli.main"]
     done = subprocess.run(
         [*cli, "esm", "--endpoint", esm_server.endpoint, "--function", fn],
@@ -554,8 +569,9 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     )
     assert done.returncode == 0, done.stderr
     header, line = done.stdout.splitlines()
-    assert header.split() == ["UUID", "STATE", "SOURCE", "FUNCTION", "LAST", "RESULT"]
+    assert header.split() == ["UUID", "STATE", "SOURCE", "FUNCTION", "LAG", "LAST", "RESULT"]
     assert line.split()[:4] == [uuid, "Enabled", source, fn]
+    assert line.split()[4].startswith("waiting=")
     report = esm_server.get_json("/_lambdad/doctor")["event sources"]
     assert report["endpoint sqs"] == moto.endpoint
     assert report["pollers"] == "sqs"
@@ -567,6 +583,10 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
         timeout=60,
     )
     assert "event sources:" in doctor.stdout.splitlines()
+    assert "event source mappings:" in doctor.stdout.splitlines()
+    (mine,) = [line for line in doctor.stdout.splitlines() if line.strip().startswith(uuid)]
+    assert "Enabled, polling, lag waiting=" in mine
+    assert source in mine
 
 
 def test_a_source_that_does_not_exist_is_refused(client: Any, moto: Moto) -> None:
@@ -748,12 +768,69 @@ def test_an_sqs_mapping_delivers_the_queue_to_its_function(
     seen = len(recorder.runs)
     sqs.send_message(QueueUrl=url, MessageBody="m-late")
     # A long poll already waiting on the queue when the poller stopped may still be handed the
-    # message (the endpoint does not know its client went away): then it is invisible until
-    # its visibility timeout, and never delivered to the function.
-    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    held = int(counts["ApproximateNumberOfMessages"]) + int(
-        counts["ApproximateNumberOfMessagesNotVisible"]
-    )
-    assert held == 1
+    # message (the endpoint does not know its client went away): the poller gives it back at
+    # once, so it ends visible, and it is never delivered to the function.
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+    def counts() -> list[int]:
+        found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return [int(found[n]) for n in names]
+
+    wait_until(lambda: counts() == [1, 0], timeout=60)
     assert client.get_event_source_mapping(UUID=uuid)["State"] == "Disabled"
     assert len(recorder.runs) == seen
+
+
+#: Holds every batch at the test's rendezvous (released when it closes), so that messages
+#: stay in flight while the test reads the queue's backlog.
+HOLDING = (
+    MEET
+    + """
+
+def handler(event, context):
+    meet()
+"""
+)
+
+
+def test_lambdad_esm_shows_an_sqs_mappings_backlog(
+    esm_server: Server,
+    client: Any,
+    moto: Moto,
+    rendezvous: Callable[[int], Rendezvous],
+) -> None:
+    """An SQS mapping's lag is its queue's backlog, asked of the endpoint: messages waiting
+    (ApproximateNumberOfMessages) and in flight (ApproximateNumberOfMessagesNotVisible), in
+    ``/_lambdad/esm`` and ``lambdad esm``; a Disabled mapping has no poller and no lag."""
+    gate = rendezvous(1000)
+    fn = create_function(client, HOLDING, env=gate.env, Timeout=60)["FunctionName"]
+    sqs = moto.client("sqs")
+    name = unique("backlog")
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for n in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    uuid = client.create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=fn, BatchSize=1, ScalingConfig={"MaximumConcurrency": 2}
+    )["UUID"]
+    held = {"waiting": 3, "in flight": 2}
+    wait_until(lambda: esm_status(esm_server, fn)[uuid]["Backlog"] == held, timeout=60)
+    status = esm_status(esm_server, fn)[uuid]
+    assert status["Lag"] == "waiting=3,inflight=2"
+    assert status["Polling"] is True
+    assert status["MillisBehind"] is None
+    cli = [sys.executable, "-m", "lambdad.cli.main", "esm", "--endpoint", esm_server.endpoint]
+    done = subprocess.run(
+        [*cli, "--function", fn], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].split()[4] == "waiting=3,inflight=2"
+    client.update_event_source_mapping(UUID=uuid, Enabled=False)
+    settled(client, uuid, "Disabled")
+    gate.close()
+    off = esm_status(esm_server, fn)[uuid]
+    assert off["Polling"] is False
+    assert off["Lag"] == "-"
+    assert off["State"] == "Disabled"

@@ -497,6 +497,39 @@ def test_close_cancels_a_long_poll(tmp_path: Path, moto: Moto) -> None:
     asyncio.run(scenario())
 
 
+def test_what_a_long_poll_under_way_at_close_takes_goes_back_to_the_queue(
+    tmp_path: Path, moto: Moto
+) -> None:
+    """A long poll already waiting on the queue when the poller closes may still be handed a
+    message (the endpoint does not know its client is going): the poller lets that poll
+    finish, never delivers what it brings, and makes it visible again at once rather than
+    after the queue's visibility timeout (issue 12: "messages a poll in flight took go back
+    to the queue")."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, moto) as test:
+            url, arn = test.queue(VisibilityTimeout="600")
+            poller = await test.poll(url, arn)
+            await _eventually(lambda: poller._receiving > 0)
+            await asyncio.wait_for(poller.close(), timeout=10)
+            await asyncio.to_thread(test.send, url, ["late"])
+            await asyncio.wait_for(poller.released(), timeout=60)
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            found = await asyncio.to_thread(
+                test.sqs.get_queue_attributes, QueueUrl=url, AttributeNames=names
+            )
+            assert [int(found["Attributes"][n]) for n in names] == [1, 0]
+            assert test.batches() == []
+            # The closing poll did take it: this is its second receive.
+            again = await asyncio.to_thread(
+                test.sqs.receive_message, QueueUrl=url, MessageSystemAttributeNames=["All"]
+            )
+            (message,) = again["Messages"]
+            assert message["Attributes"]["ApproximateReceiveCount"] == "2"
+
+    asyncio.run(scenario())
+
+
 def test_close_returns_the_messages_of_a_batch_under_way(tmp_path: Path, moto: Moto) -> None:
     """Closing the poller while its function runs makes the batch's messages visible again at
     once instead of after the queue's visibility timeout (a disabled mapping gives back what

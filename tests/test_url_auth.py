@@ -140,17 +140,16 @@ def test_cross_account_invoke_needs_a_grant(
 def test_cross_account_grants_do_not_reach_the_control_plane(
     two_accounts: tuple[Server, dict[str, str], dict[str, str]],
 ) -> None:
-    """A grant of lambda:InvokeFunction lets the other account invoke, nothing more: reading the
-    function by its ARN stays refused (lambdad answers ResourceNotFoundException where AWS
-    answers AccessDeniedException; docs/accounts-and-sigv4.md)."""
+    """A grant of lambda:InvokeFunction lets the other account invoke, nothing more: reading or
+    deleting the function by its ARN stays AccessDeniedException, as on AWS."""
     server, alice, bob = two_accounts
     owner, other = client_of(server, alice), client_of(server, bob)
     arn = create_function(owner, name=unique("guarded"))["FunctionArn"]
     owner.add_permission(
         FunctionName=arn, StatementId="bob", Action="lambda:InvokeFunction", Principal=OTHER
     )
-    with refused("ResourceNotFoundException", 404):
+    with refused("AccessDeniedException", 403):
         other.get_function(FunctionName=arn)
-    with refused("ResourceNotFoundException", 404):
+    with refused("AccessDeniedException", 403):
         other.delete_function(FunctionName=arn)
     assert owner.get_function(FunctionName=arn)["Configuration"]["FunctionArn"] == arn

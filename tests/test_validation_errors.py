@@ -300,9 +300,6 @@ def test_a_request_over_70167211_bytes_is_413(lam: Any) -> None:
         )
 
 
-@pytest.mark.blocks_loop(
-    "decoding a 70 MB body's base64 ZipFile holds the GIL 100-160 ms in the decoding thread"
-)
 def test_a_zip_over_50mb_is_413(lam: Any, new_function: Any) -> None:
     """A zip over 52428800 bytes whose request is under the body limit is still 413."""
     name = new_function()["FunctionName"]

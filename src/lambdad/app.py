@@ -289,6 +289,7 @@ class Lambdad:
             function_urls=self.function_urls,
             mappings=self.mappings,
             rules=self.rules,
+            esm_status=self.pollers.status,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,

@@ -135,6 +135,29 @@ class AccessDeniedException(LambdaError):
     code = "AccessDeniedException"
 
 
+class NotAuthorizedOnResource(AccessDeniedException):
+    """A resource of another account, named where no resource policy grants the caller. The
+    API layer, which knows the operation, words it as AWS does (``for_action``)."""
+
+    def __init__(self, principal_arn: str, resource_arn: str) -> None:
+        self.principal_arn = principal_arn
+        self.resource_arn = resource_arn
+        super().__init__(
+            f"User: {principal_arn} is not authorized to perform this operation on resource: "
+            f"{resource_arn}"
+        )
+
+    def _words(self, action: str) -> str:
+        return (
+            f"User: {self.principal_arn} is not authorized to perform: {action} on resource: "
+            f"{self.resource_arn} because no resource-based policy allows the {action} action"
+        )
+
+    def for_action(self, action: str) -> AccessDeniedException:
+        """The same refusal naming the IAM ``action`` (``lambda:GetFunction``)."""
+        return AccessDeniedException(self._words(action))
+
+
 class UnknownOperationException(LambdaError):
     code = "UnknownOperationException"
 

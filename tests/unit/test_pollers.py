@@ -223,3 +223,98 @@ def test_a_poller_reaches_its_source_through_the_context(moto: Moto) -> None:
         assert [m["Body"] for m in got["Messages"]] == ["hello"]
 
     run(test)
+
+
+@dataclasses.dataclass
+class LaggingPoller(FakePoller):
+    """A stream poller that knows how far behind each shard is."""
+
+    def lag(self) -> dict[str, int] | None:
+        return {"shardId-0": 1200, "shardId-1": 40}
+
+
+@dataclasses.dataclass
+class BackloggedPoller(FakePoller):
+    """A queue poller whose queue answers, or hangs (``hang``), or fails (``broken``)."""
+
+    hang: bool = False
+    broken: bool = False
+
+    async def backlog(self) -> dict[str, int] | None:
+        if self.broken:
+            raise RuntimeError("endpoint down")
+        if self.hang:
+            await asyncio.sleep(3600)
+        return {"waiting": 12, "in flight": 3}
+
+
+def test_status_gives_each_mappings_state_result_and_lag() -> None:
+    """``Pollers.status`` lists the scope's mappings oldest first with their state and last
+    result, whether a poller runs, and its lag: milliseconds behind per shard from a
+    ``Lagging`` poller, messages waiting and in flight from a ``Backlogged`` one, unknown
+    (``-``) without a poller or when asking it fails; a function filter keeps its mappings."""
+
+    async def test(world: World) -> None:
+        kinds: dict[str, type[FakePoller]] = {
+            "kinesis": LaggingPoller,
+            "sqs": BackloggedPoller,
+        }
+
+        def factory(mapping: EventSourceMapping, context: PollerContext) -> FakePoller:
+            poller = kinds[mapping.kind](mapping, context)
+            if mapping.uuid == "broken":
+                cast(BackloggedPoller, poller).broken = True
+            world.made.append(poller)
+            return poller
+
+        world.pollers.register("sqs", factory)
+        world.pollers.register("kinesis", factory)
+        await world.put("queue", QUEUE, "sqs")
+        await world.put("stream", STREAM, "kinesis")
+        await world.put("off", QUEUE + "2", "sqs", enabled=False)
+        await world.put("broken", QUEUE + "3", "sqs")
+        await world.mappings.start()
+        await world.pollers.start()
+        found = {s.mapping.uuid: s for s in await world.pollers.status(SCOPE)}
+        assert set(found) == {"queue", "stream", "off", "broken"}
+        queue = found["queue"].to_json()
+        assert queue["Polling"] is True
+        assert queue["State"] == "Enabled"
+        assert queue["LastProcessingResult"] == "No records processed"
+        assert queue["Backlog"] == {"waiting": 12, "in flight": 3}
+        assert queue["Lag"] == "waiting=12,inflight=3"
+        stream = found["stream"].to_json()
+        assert stream["MillisBehind"] == {"shardId-0": 1200, "shardId-1": 40}
+        assert stream["Lag"] == "behind=1200ms"
+        assert found["off"].to_json()["Polling"] is False
+        assert found["off"].lag_text() == "-"
+        assert found["broken"].polling is True
+        assert found["broken"].lag_text() == "-"
+        assert await world.pollers.status(Scope("999999999999", "us-east-1")) == []
+        assert [s.mapping.uuid for s in await world.pollers.status(SCOPE, ("other", None))] == []
+        mine = await world.pollers.status(SCOPE, ("fn", None))
+        assert len(mine) == 4
+
+    run(test)
+
+
+def test_a_hanging_backlog_is_unknown_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queue that does not answer within ``LAG_TIMEOUT`` gives an unknown lag; the listing
+    itself answers."""
+    monkeypatch.setattr("lambdad.events.pollers.LAG_TIMEOUT", 0.05)
+
+    async def test(world: World) -> None:
+        def factory(mapping: EventSourceMapping, context: PollerContext) -> FakePoller:
+            poller = BackloggedPoller(mapping, context, hang=True)
+            world.made.append(poller)
+            return poller
+
+        world.pollers.register("sqs", factory)
+        await world.put("queue", QUEUE, "sqs")
+        await world.mappings.start()
+        await world.pollers.start()
+        (status,) = await world.pollers.status(SCOPE)
+        assert status.polling is True
+        assert status.backlog is None
+
+    run(test)

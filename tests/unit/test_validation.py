@@ -8,6 +8,7 @@ from lambdad.control import validation as v
 from lambdad.errors import (
     InvalidParameterValueException,
     LambdaError,
+    NotAuthorizedOnResource,
     PreconditionFailedException,
     ResourceNotFoundException,
     ValidationException,
@@ -67,10 +68,14 @@ def test_parse_function_name_other_region_is_not_found() -> None:
     assert message == "Functions from 'eu-west-1' are not reachable in this region ('us-east-1')"
 
 
-def test_parse_function_name_other_account_is_not_found() -> None:
-    """An ARN of another account is a ResourceNotFoundException for that account's ARN."""
-    message = raised(ResourceNotFoundException, parse, "999999999999:function:my-fn")
-    assert message == "Function not found: arn:aws:lambda:us-east-1:999999999999:function:my-fn"
+def test_parse_function_name_other_account_is_access_denied() -> None:
+    """An ARN of another account is AccessDeniedException naming that account's ARN (AWS:
+    whether or not the function exists; the API layer names the action)."""
+    message = raised(NotAuthorizedOnResource, parse, "999999999999:function:my-fn")
+    assert message == (
+        f"User: arn:aws:iam::{ACCOUNT}:root is not authorized to perform this operation on "
+        "resource: arn:aws:lambda:us-east-1:999999999999:function:my-fn"
+    )
 
 
 def test_create_name_over_64_is_invalid_parameter() -> None:

@@ -399,3 +399,26 @@ def test_no_input_makes_the_decoder_fail_other_than_as_aws_does() -> None:
                 msgspec.convert(found, struct)
                 tried += 1
     assert tried > 100
+
+
+def test_a_long_blob_decodes_in_slices_as_it_would_at_once() -> None:
+    """A blob longer than one decoding slice gives the same bytes as one strict decode, and
+    broken base64 anywhere in it (a bad character, padding in the middle, a short tail) is
+    refused as it would be in a short blob."""
+    import base64
+    import binascii
+    import random
+
+    from lambdad.api.wire import values
+
+    text = base64.b64encode(random.Random(7).randbytes(3_000_001)).decode()
+    assert len(text) > values._B64_SLICE
+    assert values._b64decode(text) == base64.b64decode(text)
+    middle = values._B64_SLICE
+    for broken in (
+        text[:-1],
+        text[:2_000_000] + "!" + text[2_000_001:],
+        text[:middle] + "==" + text[middle + 2 :],
+    ):
+        with pytest.raises((binascii.Error, ValueError)):
+            values._b64decode(broken)

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api.limits import refuse_oversized
+from lambdad.api.wire.decode import OPERATION, iam_action
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import StoreError
 
@@ -171,6 +172,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             refuse_oversized(request)
         response = await handler(request)
     except errors.LambdaError as exc:
+        if isinstance(exc, errors.NotAuthorizedOnResource) and OPERATION in request:
+            exc = exc.for_action(iam_action(request[OPERATION]))
         response = _render_for(request, exc)
         if isinstance(exc, errors.RequestTooLargeException):
             response.force_close()  # don't read (or linger over) the body just refused

@@ -1,16 +1,19 @@
-"""lambdad's own endpoints under ``/_lambdad/``: health, code downloads, logs, doctor."""
+"""lambdad's own endpoints under ``/_lambdad/``: health, code downloads, logs, doctor, and the
+event source mappings' status (``/_lambdad/esm``: state, last result, lag)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from lambdad import errors
 from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
+from lambdad.control.arns import Scope
+from lambdad.events.pollers import MappingStatus
 from lambdad.observe.logs import LogStore
 from lambdad.store.base import BlobNotFound, BlobStore
 
@@ -18,6 +21,9 @@ BLOBS = web.AppKey("blobs", BlobStore)
 LOGS = web.AppKey("logs", LogStore)
 Doctor = Callable[[], dict[str, Any]]
 DOCTOR: web.AppKey[Doctor] = web.AppKey("doctor")
+#: ``Pollers.status``: the scope's mappings (of one function's name and qualifier) and lag.
+EsmStatus = Callable[[Scope, tuple[str, str | None] | None], Awaitable[list[MappingStatus]]]
+ESM_STATUS: web.AppKey[EsmStatus] = web.AppKey("esm_status")
 
 routes = web.RouteTableDef()
 
@@ -38,7 +44,35 @@ async def code(request: web.Request) -> web.Response:
 
 @routes.get("/_lambdad/doctor")
 async def doctor(request: web.Request) -> web.Response:
-    return reply(await asyncio.to_thread(request.app[DOCTOR]))
+    """The server's report, and a line per event source mapping of the caller's scope."""
+    report = await asyncio.to_thread(request.app[DOCTOR])
+    status = request.app.get(ESM_STATUS)
+    if status is not None:
+        lines = {s.mapping.uuid: _doctor_line(s) for s in await status(scope_of(request), None)}
+        report["event source mappings"] = lines or {"mappings": "none"}
+    return reply(report)
+
+
+def _doctor_line(status: MappingStatus) -> str:
+    m = status.mapping
+    polling = "polling" if status.polling else "not polling"
+    return (
+        f"{m.state}, {polling}, lag {status.lag_text()}, {m.source_arn} -> "
+        f"{m.function_arn}: {m.last_processing_result}"
+    )
+
+
+@routes.get("/_lambdad/esm")
+async def esm(request: web.Request) -> web.Response:
+    """The caller's scope's event source mappings (``function``: only that function's, a
+    qualified name only that qualifier's), each with its state, last processing result,
+    whether a poller runs, and its lag."""
+    scope = scope_of(request)
+    raw = request.query.get("function")
+    function = request.app[FUNCTIONS].name_of(scope, raw) if raw else None
+    status = request.app.get(ESM_STATUS)
+    found = await status(scope, function) if status is not None else []
+    return reply({"EventSourceMappings": [s.to_json() for s in found]})
 
 
 @routes.get("/_lambdad/logs")

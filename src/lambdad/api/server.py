@@ -73,6 +73,8 @@ class Services:
     mappings: EventSourceMappings
     #: EventBridge scheduled rules (``AWSEvents.*`` on ``POST /``).
     rules: EventRules
+    #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
+    esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
     #: ``AuthType=AWS_IAM`` use it in either mode).
     verifier: SigV4Verifier | None = None
@@ -102,6 +104,8 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
     app[platform_api.DOCTOR] = services.doctor
+    if services.esm_status is not None:
+        app[platform_api.ESM_STATUS] = services.esm_status
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker

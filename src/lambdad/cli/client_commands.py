@@ -127,25 +127,13 @@ def run_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mappings(base: str, region: str, function: str | None) -> list[dict[str, Any]]:
-    """Every event source mapping of the region (ListEventSourceMappings, page by page)."""
-    found: list[dict[str, Any]] = []
-    marker: str | None = None
-    while True:
-        query = {k: v for k, v in (("FunctionName", function), ("Marker", marker)) if v}
-        url = f"{base}/2015-03-31/event-source-mappings"
-        page = _get(f"{url}?{urllib.parse.urlencode(query)}" if query else url, region)
-        found.extend(page.get("EventSourceMappings", []))
-        marker = page.get("NextMarker")
-        if not marker:
-            return found
-
-
 def run_esm(args: argparse.Namespace) -> int:
-    """One line per mapping: UUID, state, source, function, last processing result."""
+    """One line per mapping of the region: UUID, state, source, function, lag (a queue's
+    messages waiting and in flight, or how far the shard furthest behind is), last result."""
     base = _endpoint(args)
+    query = f"?{urllib.parse.urlencode({'function': args.function})}" if args.function else ""
     try:
-        mappings = _mappings(base, args.region, args.function)
+        mappings = _get(f"{base}/_lambdad/esm{query}", args.region)["EventSourceMappings"]
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")
         print(f"lambdad esm: {exc.code} {body}", file=sys.stderr)
@@ -153,13 +141,17 @@ def run_esm(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lambdad esm: cannot reach {base}: {exc}", file=sys.stderr)
         return 1
-    rows = [("UUID", "STATE", "SOURCE", "FUNCTION", "LAST RESULT")]
+    rows = [("UUID", "STATE", "SOURCE", "FUNCTION", "LAG", "LAST RESULT")]
     for m in mappings:
         function = str(m.get("FunctionArn", "")).split(":function:")[-1]
-        row = (m["UUID"], m["State"], m["EventSourceArn"], function, m["LastProcessingResult"])
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        state = m["State"] if m.get("Polling") or m["State"] != "Enabled" else "Enabled*"
+        rows.append(
+            (m["UUID"], state, m["EventSourceArn"], function, m["Lag"], m["LastProcessingResult"])
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
-        print("  ".join([*cells, row[4]]))
+        cells = [cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)]
+        print("  ".join([*cells, row[5]]))
+    if any(row[1] == "Enabled*" for row in rows[1:]):
+        print("* Enabled but not polling: see LAST RESULT")
     return 0

@@ -377,7 +377,9 @@ class Functions:
         The request was checked against its operation's own name pattern when decoded, so the
         loosest form (dots, ``$LATEST.PUBLISHED``) is accepted here: a name no function has is
         then "not found", as on AWS."""
-        return validation.parse_function_name(raw, account_id=scope.account_id, region=scope.region)
+        return validation.parse_function_name(
+            raw, account_id=scope.account_id, region=scope.region, principal_arn=scope.caller_arn
+        )
 
     # ---------------------------------------------------------------- functions
 

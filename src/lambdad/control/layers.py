@@ -155,6 +155,12 @@ class Layers:
 
     async def get_version(self, scope: Scope, raw_name: str, number: int) -> LayerVersion:
         validation.check_layer_version_number(number)
+        _, region, account = validation.parse_layer_name(raw_name)
+        if region in (None, scope.region) and account not in (None, scope.account_id):
+            # Layer version permissions are not applied across accounts yet.
+            raise errors.NotAuthorizedOnResource(
+                scope.principal_arn, self._version_arn(scope, raw_name, number)
+            )
         found = await self._find(scope, raw_name, number)
         if found is None:
             raise errors.ResourceNotFoundException(NOT_FOUND)
@@ -162,8 +168,10 @@ class Layers:
 
     async def get_by_arn(self, scope: Scope, arn: str) -> LayerVersion:
         region, account, name, number = validation.validate_layer_version_arn(arn)
-        if (region, account) != (scope.region, scope.account_id):
+        if region != scope.region:
             raise errors.ResourceNotFoundException(NOT_FOUND)
+        if account != scope.account_id:  # layer version permissions are not applied yet
+            raise errors.NotAuthorizedOnResource(scope.principal_arn, arn)
         return await self.get_version(scope, name, number)
 
     async def delete_version(self, scope: Scope, raw_name: str, number: int) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 
 from lambdad.errors import (
     InvalidParameterValueException,
+    NotAuthorizedOnResource,
     PreconditionFailedException,
     ResourceNotFoundException,
     ValidationException,
@@ -147,14 +148,17 @@ _PARSED: dict[tuple[str, str, str], tuple[str, str | None]] = {}
 _PARSED_KEPT = 4096
 
 
-def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str, str | None]:
+def parse_function_name(
+    raw: str, *, account_id: str, region: str, principal_arn: str | None = None
+) -> tuple[str, str | None]:
     """Split a name, partial ARN or full ARN (each with an optional ``:qualifier``).
 
     Returns ``(name, qualifier or None)``. The request's length and pattern are the model's,
     checked when it is decoded; a value that is no function name at all (from a path outside
     the Lambda API) names no function: ResourceNotFoundException. So is an ARN of another
-    region ("Functions from 'r' are not reachable in this region ('us-east-1')") or of another
-    account ("Function not found: …").
+    region ("Functions from 'r' are not reachable in this region ('us-east-1')"). An ARN of
+    another account is AccessDeniedException, whether or not the function exists, as AWS
+    answers a caller no resource policy grants (the API layer names the action).
     """
     key = (raw, account_id, region)
     parsed = _PARSED.get(key)
@@ -170,7 +174,10 @@ def parse_function_name(raw: str, *, account_id: str, region: str) -> tuple[str,
         )
     if match["account"] is not None and match["account"] != account_id:
         arn = f"arn:aws:lambda:{region}:{match['account']}:function:{name}"
-        raise ResourceNotFoundException(f"Function not found: {arn}")
+        raise NotAuthorizedOnResource(
+            principal_arn or f"arn:aws:iam::{account_id}:root",
+            f"{arn}:{qualifier}" if qualifier else arn,
+        )
     if len(_PARSED) >= _PARSED_KEPT:
         _PARSED.clear()
     parsed = _PARSED[key] = (name, qualifier)

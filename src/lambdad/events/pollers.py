@@ -23,7 +23,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -55,6 +55,64 @@ class Poller(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class Lagging(Protocol):
+    """A stream poller that knows how far behind it is: milliseconds behind the newest record,
+    per shard it reads (Kinesis's MillisBehindLatest, or now minus the newest record's
+    arrival); None when it does not know yet. Cheap and synchronous: no request is made."""
+
+    def lag(self) -> dict[str, int] | None: ...
+
+
+@runtime_checkable
+class Backlogged(Protocol):
+    """A queue poller that can ask its queue how many messages wait
+    (``{"waiting": ApproximateNumberOfMessages, "in flight":
+    ApproximateNumberOfMessagesNotVisible}``); None when it cannot tell."""
+
+    async def backlog(self) -> dict[str, int] | None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MappingStatus:
+    """How one mapping is doing, for ``lambdad esm`` and ``lambdad doctor``."""
+
+    mapping: EventSourceMapping
+    #: Whether a poller runs for it now.
+    polling: bool
+    #: Milliseconds behind per shard (streams), or None.
+    behind_ms: dict[str, int] | None = None
+    #: Messages waiting and in flight (queues), or None.
+    backlog: dict[str, int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.mapping
+        return {
+            "UUID": m.uuid,
+            "State": m.state,
+            "StateTransitionReason": m.state_reason,
+            "EventSourceArn": m.source_arn,
+            "FunctionArn": m.function_arn,
+            "LastProcessingResult": m.last_processing_result,
+            "Polling": self.polling,
+            "MillisBehind": self.behind_ms,
+            "Backlog": self.backlog,
+            "Lag": self.lag_text(),
+        }
+
+    def lag_text(self) -> str:
+        """One word: ``waiting=12,inflight=3`` (a queue), ``behind=1200ms`` (the shard
+        furthest behind), ``-`` (unknown)."""
+        if self.backlog is not None:
+            waiting = self.backlog.get("waiting", 0)
+            return f"waiting={waiting},inflight={self.backlog.get('in flight', 0)}"
+        if self.behind_ms:
+            return f"behind={max(self.behind_ms.values())}ms"
+        if self.behind_ms is not None:
+            return "behind=0ms"
+        return "-"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PollerContext:
     """What a poller reaches besides its mapping."""
@@ -76,6 +134,15 @@ class PollerContext:
         mapping = self.mapping
         scope = Scope(mapping.account_id, mapping.region)
         await self._mappings.record_result(scope, mapping.uuid, text)
+
+
+#: Seconds a poller's lag may take to be asked (a queue's attributes) before it is unknown.
+LAG_TIMEOUT = 2.0
+
+
+def _of_function(mapping: EventSourceMapping, name: str, qualifier: str | None) -> bool:
+    """Whether ``mapping`` is of function ``name`` (and of ``qualifier``, when given)."""
+    return mapping.function_name == name and (qualifier is None or mapping.qualifier == qualifier)
 
 
 PollerFactory = Callable[[EventSourceMapping, PollerContext], Poller]
@@ -140,6 +207,36 @@ class Pollers:
             "running": str(len(self._running)),
             **{f"endpoint {s}": url for s, url in endpoints.items()},
         }
+
+    async def status(
+        self, scope: Scope, function: tuple[str, str | None] | None = None
+    ) -> list[MappingStatus]:
+        """Every mapping of ``scope`` (of ``function``'s name and qualifier, when given), oldest
+        first, with its poller's lag: asked of the poller (``Lagging``, ``Backlogged``), each
+        answer bounded by ``LAG_TIMEOUT`` seconds (then unknown)."""
+        found = [
+            m
+            for m in await self._mappings.all()
+            if (m.account_id, m.region) == (scope.account_id, scope.region)
+            and (function is None or _of_function(m, *function))
+        ]
+        found.sort(key=lambda m: (m.last_modified, m.uuid))
+        return list(await asyncio.gather(*(self._status(m) for m in found)))
+
+    async def _status(self, mapping: EventSourceMapping) -> MappingStatus:
+        entry = self._running.get(mapping.uuid)
+        if entry is None:
+            return MappingStatus(mapping, polling=False)
+        poller = entry.poller
+        behind = poller.lag() if isinstance(poller, Lagging) else None
+        backlog: dict[str, int] | None = None
+        if isinstance(poller, Backlogged):
+            try:
+                async with asyncio.timeout(LAG_TIMEOUT):
+                    backlog = await poller.backlog()
+            except Exception as exc:  # unknown (timed out, refused): not the listing's error
+                log.info("backlog of mapping %s unknown: %r", mapping.uuid, exc)
+        return MappingStatus(mapping, polling=True, behind_ms=behind, backlog=backlog)
 
     def running(self) -> list[EventSourceMapping]:
         """The mappings a poller runs for (their configuration as the poller got it)."""

@@ -56,6 +56,13 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 
 
+#: What ``backlog`` reports, and the queue attribute each is read from.
+_BACKLOG = {
+    "waiting": "ApproximateNumberOfMessages",
+    "in flight": "ApproximateNumberOfMessagesNotVisible",
+}
+
+
 class PollerState(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
@@ -135,6 +142,11 @@ class SqsPoller:
         self._visibility = 30.0
         self._visibility_read = False
         self._last_result = ""
+        #: Receives whose answer no worker has taken: a worker closed while its long poll ran.
+        #: The request is left to finish (the endpoint may hand it messages all the same) and
+        #: what it brings goes back to the queue (``_linger``).
+        self._receives: set[asyncio.Task[Any]] = set()
+        self._lingering: asyncio.Task[None] | None = None
         self.state = PollerState.CREATED
 
     @property
@@ -150,8 +162,11 @@ class SqsPoller:
         self._spawn()
 
     async def close(self) -> None:
-        """Stop polling: cancel every worker (a long poll under way too), return what they
-        held to the queue, close the clients. Idempotent."""
+        """Stop polling: cancel every worker and return what they held to the queue; nothing
+        is delivered after this returns. A long poll under way is not cut off (the endpoint
+        may hand it messages all the same): it finishes in the background, what it brings is
+        made visible again at once, then the clients close (``released`` waits for that).
+        Idempotent."""
         if self.state is PollerState.CLOSED:
             return
         self.state = PollerState.CLOSED
@@ -159,7 +174,53 @@ class SqsPoller:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        await self._clients.close()
+        stranded = list(self._receives)
+        if not stranded:
+            await self._clients.close()
+            return
+        self._lingering = asyncio.get_running_loop().create_task(
+            self._linger(stranded), name=f"sqs-poller-release-{self.source.queue_arn}"
+        )
+
+    async def released(self) -> None:
+        """Return once the long polls a close found under way have ended and what they
+        brought is visible in the queue again (at once when there were none)."""
+        if self._lingering is not None:
+            await asyncio.shield(self._lingering)
+
+    async def _linger(self, stranded: list[asyncio.Task[Any]]) -> None:
+        """Wait for receives a close left running (a long poll ends within its wait and the
+        read timeout), give their messages back, close the clients."""
+        try:
+            done, _ = await asyncio.wait(stranded, timeout=LONG_POLL + 10)
+            taken = [
+                m
+                for task in done
+                if not task.cancelled() and task.exception() is None
+                for m in task.result().get("Messages", [])
+            ]
+            if taken:
+                log.info("%d messages a closing poll took go back to the queue", len(taken))
+                await self._release(taken)
+        except Exception:  # the endpoint's failure: the messages reappear after their timeout
+            log.exception("giving back what a closing poll of %s took", self.source.queue_arn)
+        finally:
+            for task in stranded:
+                task.cancel()
+            self._receives.clear()
+            await self._clients.close()
+
+    async def backlog(self) -> dict[str, int]:
+        """The queue's ``ApproximateNumberOfMessages`` (``waiting``) and
+        ``ApproximateNumberOfMessagesNotVisible`` (``in flight``), asked of the endpoint."""
+        if self.state is PollerState.CLOSED:
+            raise RuntimeError("the poller is closed")
+        client = await self._clients.client("sqs", self.source.region)
+        answer = await client.get_queue_attributes(
+            QueueUrl=self.source.queue_url, AttributeNames=list(_BACKLOG.values())
+        )
+        found = answer.get("Attributes", {})
+        return {key: int(found.get(name, 0)) for key, name in _BACKLOG.items()}
 
     def _spawn(self) -> None:
         self._alive += 1
@@ -218,17 +279,29 @@ class SqsPoller:
         return client
 
     async def _receive(self, client: Any, count: int, wait: int) -> list[dict[str, Any]]:
-        self._receiving += 1
-        try:
-            answer = await client.receive_message(
+        """One ReceiveMessage. A worker cancelled while it waits (the poller closes) leaves the
+        request running, in ``_receives``, for ``close`` to give back what it brings."""
+        call = asyncio.ensure_future(
+            client.receive_message(
                 QueueUrl=self.source.queue_url,
                 MaxNumberOfMessages=count,
                 WaitTimeSeconds=wait,
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
+        )
+        self._receives.add(call)
+        self._receiving += 1
+        abandoned = False
+        try:
+            answer = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
         finally:
             self._receiving -= 1
+            if not abandoned:
+                self._receives.discard(call)
         return list(answer.get("Messages", []))
 
     async def _gather(self) -> _Batch:
@@ -240,15 +313,20 @@ class SqsPoller:
         if not batch.messages or window <= 0:
             return batch
         deadline = batch.received_at + window
-        while len(batch.messages) < self.source.batch_size and batch.size < PAYLOAD_BUDGET:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            wait = min(int(left), LONG_POLL)
-            more = await self._receive(client, self._want(len(batch.messages)), wait)
-            batch.messages.extend(more)
-            if not more and wait == 0:
-                await asyncio.sleep(min(0.05, left))
+        try:
+            while len(batch.messages) < self.source.batch_size and batch.size < PAYLOAD_BUDGET:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(int(left), LONG_POLL)
+                more = await self._receive(client, self._want(len(batch.messages)), wait)
+                batch.messages.extend(more)
+                if not more and wait == 0:
+                    await asyncio.sleep(min(0.05, left))
+        except asyncio.CancelledError:  # closed while gathering: what is gathered goes back
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._release(batch.messages), 5)
+            raise
         return batch
 
     def _want(self, have: int) -> int:

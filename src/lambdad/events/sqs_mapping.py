@@ -41,6 +41,7 @@ class SqsMappingPoller:
         self._ctx = ctx
         self._scale = time_scale
         self._poller: SqsPoller | None = None
+        self._closed_poller: SqsPoller | None = None
         self._last_result: str | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self.state = MappingPollerState.NEW
@@ -71,6 +72,14 @@ class SqsMappingPoller:
         self._poller = SqsPoller(source, self._ctx.invoker, self._result, time_scale=self._scale)
         await self._poller.start()
 
+    async def backlog(self) -> dict[str, int] | None:
+        """The queue's messages waiting and in flight (``SqsPoller.backlog``); None before the
+        poller runs or after it closed."""
+        poller = self._poller
+        if poller is None or self.state is not MappingPollerState.RUNNING:
+            return None
+        return await poller.backlog()
+
     def _result(self, text: str) -> None:
         """Store ``text`` as the mapping's LastProcessingResult when it changed."""
         if text == self._last_result or self.state is MappingPollerState.CLOSED:
@@ -85,12 +94,20 @@ class SqsMappingPoller:
         if not task.cancelled() and task.exception() is not None:
             log.warning("mapping %s: result not stored: %r", self.mapping.uuid, task.exception())
 
+    async def released(self) -> None:
+        """Return once the long polls the close found under way ended and what they brought
+        is back in the queue (``SqsPoller.released``)."""
+        if self._closed_poller is not None:
+            await self._closed_poller.released()
+
     async def close(self) -> None:
-        """Stop polling (messages taken but not invoked go back to the queue). Idempotent."""
+        """Stop polling (messages taken but not invoked go back to the queue, those a long
+        poll under way takes too, once it ends). Idempotent."""
         if self.state is MappingPollerState.CLOSED:
             return
         self.state = MappingPollerState.CLOSED
         poller, self._poller = self._poller, None
+        self._closed_poller = poller
         if poller is not None:
             await poller.close()
         if self._writes:

@@ -34,6 +34,62 @@ def _arn_parts(arn: str) -> tuple[str, str, str, str]:
     return parts[2], parts[3], parts[4], parts[5]
 
 
+async def tried(
+    what: str, send: Callable[[], Awaitable[None]], *, attempts: int, retry_delay: float
+) -> bool:
+    """Run ``send`` up to ``attempts`` times, ``retry_delay`` doubling between tries; a failure
+    that outlasts them is logged, never raised (cancellation is). True when it got through."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await send()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of the target or its client: tried again
+            if attempt == attempts:
+                log.error("%s not delivered after %d attempts: %s", what, attempt, exc)
+                return False
+            log.warning("%s failed (attempt %d): %s", what, attempt, exc)
+            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+        else:
+            log.debug("%s delivered", what)
+            return True
+    return False
+
+
+class MessageSender:
+    """Sends a text message to an SQS queue or SNS topic by its ARN through ``clients`` (queue
+    URLs asked once and kept). Async destinations, dead letters and the on-failure records of
+    stream event sources all leave through one."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+        self._queue_urls: dict[str, str] = {}
+
+    async def send(
+        self, target_arn: str, body: str, attributes: dict[str, Any] | None = None
+    ) -> None:
+        """Send ``body`` (with message ``attributes``); ValueError for a target that is not an
+        SQS queue or SNS topic, the client's error when the service refuses."""
+        service, region, _, _ = _arn_parts(target_arn)
+        extra = {"MessageAttributes": attributes} if attributes else {}
+        if service == "sqs":
+            client = await self._clients.client("sqs", region)
+            url = await self._queue_url(client, target_arn)
+            await client.send_message(QueueUrl=url, MessageBody=body, **extra)
+        elif service == "sns":
+            client = await self._clients.client("sns", region)
+            await client.publish(TopicArn=target_arn, Message=body, **extra)
+        else:
+            raise ValueError(f"unsupported destination service {service!r}")
+
+    async def _queue_url(self, client: Any, target_arn: str) -> str:
+        if target_arn not in self._queue_urls:
+            _, _, account, name = _arn_parts(target_arn)
+            found = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            self._queue_urls[target_arn] = str(found["QueueUrl"])
+        return self._queue_urls[target_arn]
+
+
 class Destinations:
     """Delivers records and dead letters; owns the AWS clients it opened (``close`` them)."""
 
@@ -53,7 +109,7 @@ class Destinations:
         self._clients = AwsClients(
             default=endpoint_url, access_key=access_key, secret_key=secret_key
         )
-        self._queue_urls: dict[str, str] = {}
+        self._sender = MessageSender(self._clients)
 
     async def send_record(
         self,
@@ -82,7 +138,7 @@ class Destinations:
                 outcome = "Success" if success else "Failure"
                 await self._put_event(target_arn, region, body, outcome, function_arn)
             else:
-                await self._send_message(service, target_arn, body, None)
+                await self._sender.send(target_arn, body)
 
         await self._tried(what, send)
 
@@ -93,26 +149,12 @@ class Destinations:
         what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
 
         async def send() -> None:
-            service = _arn_parts(target_arn)[0]
-            await self._send_message(service, target_arn, body, attributes)
+            await self._sender.send(target_arn, body, attributes)
 
         await self._tried(what, send)
 
     async def _tried(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await send()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of the target or its client: tried again
-                if attempt == self._attempts:
-                    log.error("%s not delivered after %d attempts: %s", what, attempt, exc)
-                    return
-                log.warning("%s failed (attempt %d): %s", what, attempt, exc)
-                await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
-            else:
-                log.debug("%s delivered", what)
-                return
+        await tried(what, send, attempts=self._attempts, retry_delay=self._retry_delay)
 
     async def _invoke(
         self, scope: Scope, target_arn: str, payload: bytes, trace_id: str | None
@@ -125,27 +167,6 @@ class Destinations:
             trace_id=trace_id,
         )
         await self._invoker.invoke(scope, request)
-
-    async def _send_message(
-        self, service: str, target_arn: str, body: str, attributes: dict[str, Any] | None
-    ) -> None:
-        extra = {"MessageAttributes": attributes} if attributes else {}
-        if service == "sqs":
-            client = await self._client("sqs", _arn_parts(target_arn)[1])
-            url = await self._queue_url(client, target_arn)
-            await client.send_message(QueueUrl=url, MessageBody=body, **extra)
-        elif service == "sns":
-            client = await self._client("sns", _arn_parts(target_arn)[1])
-            await client.publish(TopicArn=target_arn, Message=body, **extra)
-        else:
-            raise ValueError(f"unsupported destination service {service!r}")
-
-    async def _queue_url(self, client: Any, target_arn: str) -> str:
-        if target_arn not in self._queue_urls:
-            _, _, account, name = _arn_parts(target_arn)
-            found = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-            self._queue_urls[target_arn] = str(found["QueueUrl"])
-        return self._queue_urls[target_arn]
 
     async def _put_event(
         self, bus_arn: str, region: str, body: str, outcome: str, function_arn: str

@@ -136,6 +136,14 @@ class PlatformLines:
         shown = ", ".join(t.capitalize() for t in types)
         return f"TELEMETRY\tName: {name}\tState: Subscribed\tTypes: [{shown}]"
 
+    def logs_subscription(self, name: str, types: Sequence[str], at: float) -> str:
+        """A Logs API subscription (``LOGS`` / ``platform.logsSubscription``)."""
+        if self.json:
+            record = {"name": name, "state": "Subscribed", "types": list(types)}
+            return _json_line("platform.logsSubscription", record, at)
+        shown = ", ".join(t.capitalize() for t in types)
+        return f"LOGS\tName: {name}\tState: Subscribed\tTypes: [{shown}]"
+
     def start(self, request_id: str, version: str, at: float) -> str:
         if self.json:
             return _json_line("platform.start", {"requestId": request_id, "version": version}, at)

@@ -445,7 +445,7 @@ class Environment:
             self.runner.drain()
             self.extensions.drain_all()
             if status == "timeout":
-                self.recorder.emit([self.recorder.timeout_line(run.request_id)])
+                self.recorder.fault([self.recorder.timeout_line(run.request_id)])
             self.recorder.finish(self._report(run, status, error_type))
             if status is None:
                 self._idle()
@@ -458,15 +458,18 @@ class Environment:
         """A timeout, a crash or a failed init: the environment ends with the invocation."""
         self.runner.sample_memory()
         reason = "timeout" if ending.status == "timeout" else "failure"
-        await self._shutdown(reason)
-        await self.runner.stop()
+        # The invocation ends (its fault, END and REPORT told) before SHUTDOWN, as on Lambda:
+        # subscribers still hear of it, and its Duration does not count the shutdown.
+        self.runner.drain()
         self.recorder.start(run.invocation)
-        self.recorder.emit(list(ending.lines))
+        self.recorder.fault(list(ending.lines))
         report = self._report(run, ending.status, ending.error_type)
         self.recorder.runtime_done(
             run.invocation, ending.status, report.duration_ms, 0, ending.error_type
         )
         log = self.recorder.finish(report)
+        await self._shutdown(reason)
+        await self.runner.stop()
         await self.close(reason)
         reply = Reply(False, ending.body, ending.content_type, ending.error_type)
         return reply.outcome(log, report, self.config.version)

@@ -4,7 +4,8 @@ The Runtime API server (``rapi.py``) hands every request under ``PREFIXES`` to `
 the environment its port names; the environment's ``extensions`` and ``telemetry`` answer. The
 headers, bodies and errors are RAPID's (``rapi/handler``, ``rapi/middleware``): every refusal is
 ``{"errorMessage","errorType"}`` with 403 (400 ``ValidationError`` for a bad subscription).
-The legacy Logs API (2020-08-15) answers as RAPID's stub does: 202 ``Logs.NotSupported``.
+The legacy Logs API (``PUT /2020-08-15/logs``, ``logs_api.py``) answers as AWS does: ``200
+"OK"``, or 400 ``Logs.ValidationError`` for a bad subscription.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from lambdad.runtime import logs_api
 from lambdad.runtime.extensions import ExtensionGone
 from lambdad.runtime.http11 import Request, Response, error_response
 from lambdad.runtime.replies import RuntimeApiError
@@ -58,7 +60,7 @@ async def handle(env: Tenant, request: Request) -> Response:
         if path == TELEMETRY and method == "PUT":
             return await _subscribe(env, request)
         if path == LOGS and method == "PUT":
-            return error_response(202, "Logs.NotSupported", "Logs API is not supported")
+            return await _subscribe_logs(env, request)
     except RuntimeApiError as refusal:
         return error_response(refusal.status, refusal.error_type, refusal.message)
     return error_response(404, "InvalidRequest", "Not found")
@@ -98,4 +100,10 @@ async def _next(env: Tenant, ext_id: str) -> Response:
 async def _subscribe(env: Tenant, request: Request) -> Response:
     ext = env.extensions.find(_identifier(request))
     env.telemetry.subscribe(ext.name, request.body or b"")
+    return Response(200, b'"OK"')
+
+
+async def _subscribe_logs(env: Tenant, request: Request) -> Response:
+    ext = env.extensions.find(_identifier(request))
+    logs_api.subscribe(env.telemetry, ext.name, request.body or b"")
     return Response(200, b'"OK"')

@@ -72,8 +72,11 @@ class Recorder:
         self.emit(lines)
         self.telemetry.extension(lines)
 
-    def _subscribed(self, name: str, types: Sequence[str]) -> None:
-        self.emit([self._lines.telemetry_subscription(name, types, time.time())])
+    def _subscribed(self, api: str, name: str, types: Sequence[str]) -> None:
+        if api == "logs":
+            self.emit([self._lines.logs_subscription(name, types, time.time())])
+        else:
+            self.emit([self._lines.telemetry_subscription(name, types, time.time())])
 
     # ------------------------------------------------------------ init and restore
 
@@ -146,6 +149,13 @@ class Recorder:
             invocation.request_id, status, duration_ms, size, error_type, invocation.trace_id
         )
 
+    def fault(self, lines: list[str]) -> None:
+        """The platform's lines of a failed invocation (a crash, a timeout, a failed init):
+        the log, and ``platform.fault`` (the Logs API's)."""
+        self.emit(lines)
+        if lines:
+            self.telemetry.fault("\n".join(lines))
+
     def timeout_line(self, request_id: str) -> str:
         """The log line of an invocation that ran out of time."""
         now = time.time()
@@ -160,6 +170,7 @@ class Recorder:
         at = time.time()
         end = self._lines.end(report.request_id, at)
         self.emit([*([end] if end else []), self._lines.report(report, at)])
+        self.telemetry.end(report.request_id)
         self.telemetry.report(report)
         return self.take_tail()
 

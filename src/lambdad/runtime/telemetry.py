@@ -9,6 +9,10 @@ buffered event. Nothing here blocks the invoke path: recording is an append, a b
 cannot be delivered is dropped and counted, and the next batch starts with a
 ``platform.logsDropped`` event. Events recorded during init before a subscription existed
 (``platform.initStart``, the runtime's first lines) are replayed to it, as Lambda does.
+
+The legacy Logs API (2020-08-15, ``logs_api.py``) rides on the same machinery: its
+subscriptions sit beside the Telemetry API's, and each subscription's ``Dialect`` turns the one
+stream of recorded events into its API's schema (or leaves an event out).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 import yarl
@@ -45,10 +49,16 @@ DROP_REASON = (
 )
 
 Event = dict[str, Any]
+#: Events only the Logs API sends; a Telemetry API subscriber never gets them.
+LOGS_ONLY = frozenset({"platform.end", "platform.fault", "platform.logsSubscription"})
 
 
-def _invalid(message: str) -> RuntimeApiError:
-    return RuntimeApiError(400, "ValidationError", message)
+class _Invalid(Exception):
+    """A subscription body is wrong; ``parse_subscription`` answers it in its API's type."""
+
+
+def _invalid(message: str) -> _Invalid:
+    return _Invalid(message)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +72,9 @@ class Request:
     #: ``http://127.0.0.1:…`` (local names resolved) for HTTP; None for TCP.
     uri: str | None
     port: int | None
+    schema: str = ""
+    #: How batches reach an HTTP destination (the Logs API lets a subscriber ask for PUT).
+    method: str = "POST"
 
 
 def _int_setting(buffering: dict[str, Any], name: str) -> int:
@@ -74,14 +87,25 @@ def _int_setting(buffering: dict[str, Any], name: str) -> int:
     return value
 
 
+def _url(uri: Any) -> yarl.URL | None:
+    """``uri`` parsed, or None when it is not a URL with a valid port."""
+    if not isinstance(uri, str) or not uri:
+        return None
+    try:
+        url = yarl.URL(uri)
+        url.port  # noqa: B018  (an out-of-range port raises only when read)
+    except ValueError:
+        return None
+    return url
+
+
 def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
     destination = document.get("destination")
     if not isinstance(destination, dict):
         raise _invalid("destination: missing or not an object")
     protocol = destination.get("protocol")
     if protocol == "HTTP":
-        uri = destination.get("URI")
-        url = yarl.URL(uri) if isinstance(uri, str) and uri else None
+        url = _url(destination.get("URI"))
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise _invalid("destination.URI: must be an http:// URI")
         if url.host in LOCAL_HOSTS:
@@ -95,16 +119,39 @@ def _destination(document: dict[str, Any]) -> tuple[str | None, int | None]:
     raise _invalid('destination.protocol: must be "HTTP" (with URI) or "TCP" (with port)')
 
 
+def parse_subscription(
+    body: bytes,
+    schemas: Sequence[str],
+    default_schema: str | None,
+    error_type: str,
+    methods: bool = False,
+) -> Request:
+    """Validate a subscription body against ``schemas`` (``default_schema`` when absent, if
+    one; an HTTP ``destination.method`` when ``methods``); a wrong one is a 400
+    ``RuntimeApiError`` of ``error_type``."""
+    try:
+        return _parse(body, schemas, default_schema, methods)
+    except _Invalid as exc:
+        raise RuntimeApiError(400, error_type, str(exc)) from None
+
+
 def parse_request(body: bytes) -> Request:
-    """Validate a subscription body; a 400 ``ValidationError`` ``RuntimeApiError`` if wrong."""
+    """A Telemetry API subscription; a 400 ``ValidationError`` ``RuntimeApiError`` if wrong."""
+    return parse_subscription(body, SCHEMA_VERSIONS, None, "ValidationError")
+
+
+def _parse(
+    body: bytes, schemas: Sequence[str], default_schema: str | None, methods: bool
+) -> Request:
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise _invalid(f"failed to parse JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise _invalid("the request body must be a JSON object")
-    if document.get("schemaVersion") not in SCHEMA_VERSIONS:
-        allowed = ", ".join(f'"{v}"' for v in SCHEMA_VERSIONS)
+    schema = document.get("schemaVersion", default_schema)
+    if schema not in schemas:
+        allowed = ", ".join(f'"{v}"' for v in schemas)
         raise _invalid(f"schemaVersion: must be one of {allowed}")
     types = document.get("types")
     if not isinstance(types, list) or not types or any(t not in TYPES for t in types):
@@ -120,7 +167,16 @@ def parse_request(body: bytes) -> Request:
         _int_setting(buffering, "timeoutMs"),
         uri,
         port,
+        str(schema),
+        _method(document["destination"]) if methods and uri is not None else "POST",
     )
+
+
+def _method(destination: dict[str, Any]) -> str:
+    method = destination.get("method", "POST")
+    if method not in ("POST", "PUT"):
+        raise _invalid('destination.method: must be "POST" or "PUT"')
+    return str(method)
 
 
 def _category(kind: str) -> str:
@@ -131,6 +187,59 @@ def _category(kind: str) -> str:
 SocketFactory = Callable[[int, int, int], socket.socket]
 
 
+class Dialect(Protocol):
+    """How one API's subscribers see the recorded events (hashable: one per schema)."""
+
+    #: ``telemetry`` or ``logs``: an extension subscribes through one of them only.
+    api: ClassVar[str]
+    #: The ``reason`` of this API's ``platform.logsDropped``.
+    drop_reason: ClassVar[str]
+
+    def event(self, kind: str, record: Any, at: float) -> Event | None:
+        """The event a subscriber gets for a recorded one, or None when it gets none."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TelemetryDialect:
+    """The Telemetry API's events: records as recorded; JSON-format functions' lines parsed."""
+
+    json_logs: bool
+    api: ClassVar[str] = "telemetry"
+    drop_reason: ClassVar[str] = DROP_REASON
+
+    def event(self, kind: str, record: Any, at: float) -> Event | None:
+        if kind in LOGS_ONLY:
+            return None
+        if kind in ("function", "extension") and self.json_logs and record.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(record)
+        return make_event(kind, record, at)
+
+
+def _size(event: Event) -> int:
+    return len(json.dumps(event, separators=(",", ":")))
+
+
+def _offer(
+    subscription: Subscription,
+    kind: str,
+    record: Any,
+    at: float,
+    made: dict[Dialect, tuple[Event, int] | None],
+) -> None:
+    """Offer a recorded event to ``subscription`` in its schema (``made`` caches per schema)."""
+    if not subscription.wants(kind):
+        return
+    dialect = subscription.dialect
+    if dialect not in made:
+        event = dialect.event(kind, record, at)
+        made[dialect] = None if event is None else (event, _size(event))
+    item = made[dialect]
+    if item is not None:
+        subscription.offer(*item)
+
+
 class Subscription:
     """One extension's subscription: its buffer and the task that delivers it.
 
@@ -138,9 +247,16 @@ class Subscription:
     listener on the environment's loopback is reached even in a cell with a namespace of its own.
     """
 
-    def __init__(self, name: str, request: Request, sockets: SocketFactory = socket.socket) -> None:
+    def __init__(
+        self,
+        name: str,
+        request: Request,
+        dialect: Dialect,
+        sockets: SocketFactory = socket.socket,
+    ) -> None:
         self.name = name
         self.request = request
+        self.dialect = dialect
         self._sockets = sockets
         self._buffer: list[tuple[Event, int]] = []
         self._bytes = 0
@@ -208,7 +324,7 @@ class Subscription:
             record = {
                 "droppedBytes": self._dropped_bytes,
                 "droppedRecords": self._dropped_records,
-                "reason": DROP_REASON,
+                "reason": self.dialect.drop_reason,
             }
             events.insert(0, make_event("platform.logsDropped", record))
             self._dropped_records = self._dropped_bytes = 0
@@ -221,9 +337,10 @@ class Subscription:
             self._dropped_bytes += sum(size for _, size in batch)
 
     async def _post(self, events: list[Event]) -> bool:
-        payload = json.dumps(events, separators=(",", ":")).encode()
-        if self.request.uri is None:
+        uri, method = self.request.uri, self.request.method
+        if uri is None:
             return await self._write_tcp(events)
+        payload = json.dumps(events, separators=(",", ":")).encode()
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
             connector = aiohttp.TCPConnector(
@@ -231,7 +348,7 @@ class Subscription:
             )
             self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         headers = {"Content-Type": "application/json"}
-        async with self._session.post(self.request.uri, data=payload, headers=headers) as reply:
+        async with self._session.request(method, uri, data=payload, headers=headers) as reply:
             await reply.read()
             return reply.status < 300
 
@@ -276,13 +393,16 @@ def _tracing(trace_id: str | None) -> dict[str, Any]:
 
 
 class Telemetry:
-    """The Telemetry API of one environment: subscriptions open during init, and delivery.
+    """The Telemetry and Logs APIs of one environment: subscriptions open during init, and
+    delivery.
 
-    ``announce(name, types)`` is told of each subscription (for the function's log).
+    ``announce(api, name, types)`` is told of each subscription (for the function's log).
     """
 
     def __init__(
-        self, json_logs: bool, announce: Callable[[str, Sequence[str]], None] | None = None
+        self,
+        json_logs: bool,
+        announce: Callable[[str, str, Sequence[str]], None] | None = None,
     ) -> None:
         self._json_logs = json_logs
         #: ``initializationType`` of the init events (``provisioned-concurrency``, ...).
@@ -293,7 +413,7 @@ class Telemetry:
         self.sockets: SocketFactory = socket.socket
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
         self.open = True
-        self._backlog: list[tuple[Event, int]] = []
+        self._backlog: list[tuple[str, Any, float]] = []
 
     @property
     def active(self) -> bool:
@@ -308,18 +428,33 @@ class Telemetry:
                 403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed"
             )
         request = parse_request(body)
+        if self.subscribed_through(name) not in (None, TelemetryDialect.api):
+            raise RuntimeApiError(
+                400, "ValidationError", f"{name} is already subscribed through the Logs API"
+            )
+        self.add(name, request, TelemetryDialect(self._json_logs), "platform.telemetrySubscription")
+
+    def subscribed_through(self, name: str) -> str | None:
+        """The API (``telemetry`` or ``logs``) extension ``name`` subscribed through, if any."""
+        subscription = self._subscriptions.get(name)
+        return None if subscription is None else subscription.dialect.api
+
+    def add(self, name: str, request: Request, dialect: Dialect, announced_as: str) -> None:
+        """Subscribe ``name`` (replacing its previous subscription) and announce it with an
+        ``announced_as`` event; the events kept since init began are replayed to it first."""
         previous = self._subscriptions.pop(name, None)
         if previous is not None:
             asyncio.get_running_loop().create_task(previous.close())
-        subscription = Subscription(name, request, lambda *args: self.sockets(*args))
+        subscription = Subscription(name, request, dialect, lambda *args: self.sockets(*args))
         self._subscriptions[name] = subscription
-        for event, size in self._backlog:
-            if subscription.wants(event["type"]):
-                subscription.offer(event, size)
+        made: dict[Dialect, tuple[Event, int] | None] = {}
+        for kind, record, at in self._backlog:
+            _offer(subscription, kind, record, at, made)
+            made.clear()
         if self._announce is not None:
-            self._announce(name, request.types)
+            self._announce(dialect.api, name, request.types)
         record = {"name": name, "state": "Subscribed", "types": list(request.types)}
-        self.record("platform.telemetrySubscription", record)
+        self.record(announced_as, record)
 
     def close_subscriptions(self) -> None:
         """Init is over: no new subscriptions, and the backlog goes."""
@@ -345,25 +480,21 @@ class Telemetry:
     # ------------------------------------------------------------ recording
 
     def record(self, kind: str, record: Any) -> None:
+        """One event for every subscriber, each in its API's schema (built once per schema)."""
         if not self.active:
             return
-        event = make_event(kind, record)
-        size = len(json.dumps(event, separators=(",", ":")))
+        at = time.time()
         if self.open and len(self._backlog) < BACKLOG:
-            self._backlog.append((event, size))
+            self._backlog.append((kind, record, at))
+        made: dict[Dialect, tuple[Event, int] | None] = {}
         for subscription in self._subscriptions.values():
-            if subscription.wants(kind):
-                subscription.offer(event, size)
+            _offer(subscription, kind, record, at, made)
 
     def _lines(self, kind: str, lines: list[str]) -> None:
         if not self.active:
             return
         for line in lines:
-            record: Any = line
-            if self._json_logs and line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-            self.record(kind, record)
+            self.record(kind, line)
 
     def function(self, lines: list[str]) -> None:
         self._lines("function", lines)
@@ -425,6 +556,16 @@ class Telemetry:
             return
         record = {"requestId": request_id, "version": version, **_tracing(trace_id)}
         self.record("platform.start", record)
+
+    def end(self, request_id: str) -> None:
+        """``platform.end`` (the Logs API's END)."""
+        if self.active:
+            self.record("platform.end", {"requestId": request_id})
+
+    def fault(self, message: str) -> None:
+        """``platform.fault``: the invocation failed in the platform (the Logs API's)."""
+        if self.active:
+            self.record("platform.fault", message)
 
     def runtime_done(
         self,

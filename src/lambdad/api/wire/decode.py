@@ -124,6 +124,7 @@ async def decode(request: web.Request, name: str, kind: type[T], service: str = 
     op = operation(name, service)
     if not op.has_json_body:
         return _decode_bodiless(op, request, kind)
+    request[OPERATION] = name
     body = await read_body(request, name)
     args = (op, request.match_info, request.query, request.headers, body)
     if len(body) > _THREAD_THRESHOLD:
@@ -135,6 +136,7 @@ async def decode(request: web.Request, name: str, kind: type[T], service: str = 
 
 def _decode_bodiless(op: Operation, request: web.Request, kind: type[T]) -> T:
     """:func:`decode` of an operation without a JSON body: nothing to read, nothing awaited."""
+    request[OPERATION] = op.name
     found = decode_values(op, request.match_info, request.query, request.headers, b"")
     return msgspec.convert(found, kind)
 
@@ -347,6 +349,22 @@ def dispatches(*names: str) -> Callable[[Handler], Handler]:
         return handler
 
     return mark
+
+
+#: The operation a request was decoded as (errors raised after decoding may name it).
+OPERATION = web.RequestKey("operation", str)
+
+#: Operations whose IAM action is not ``lambda:<operation>``.
+_ACTIONS = {
+    "Invoke": "InvokeFunction",
+    "InvokeWithResponseStream": "InvokeFunction",
+    "GetLayerVersionByArn": "GetLayerVersion",
+}
+
+
+def iam_action(name: str) -> str:
+    """The IAM action operation ``name`` is authorized as (``lambda:GetFunction``)."""
+    return f"lambda:{_ACTIONS.get(name, name)}"
 
 
 def handles(
