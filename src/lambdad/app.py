@@ -178,7 +178,7 @@ class Lambdad:
         self.store: Store = SqliteStore(data / "lambdad.db")
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
-        self.logs = LogStore(data / "logs", settings.account_id)
+        self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
