@@ -33,7 +33,14 @@ from lambdad.api.logs_requests import (
 from lambdad.api.target_front import answer, target
 from lambdad.control.arns import Scope
 from lambdad.observe.log_filters import InvalidFilterPattern, compile_pattern
-from lambdad.observe.logs import RETENTION_DAYS, GroupKey, LogEvent, LogGroup, LogStore
+from lambdad.observe.logs import (
+    EVENT_OVERHEAD,
+    RETENTION_DAYS,
+    GroupKey,
+    LogEvent,
+    LogGroup,
+    LogStore,
+)
 
 LOG_STORE = web.AppKey("log_store", LogStore)
 _PREFIX, _SERVICE = "Logs_20140328", "logs"
@@ -42,6 +49,7 @@ _TOKEN_DIGITS = 56
 _TOO_OLD_MS = 14 * 86_400_000
 _TOO_NEW_MS = 2 * 3_600_000
 _BATCH_SPAN_MS = 86_400_000
+_MAX_BATCH_BYTES = 1_048_576
 _GROUP_ARN = re.compile(r"arn:aws[a-z-]*:logs:([a-z0-9-]+):(\d{12}):log-group:([^:]+)(?::\*)?")
 
 
@@ -381,6 +389,9 @@ async def put_log_events(request: web.Request, req: PutLogEventsRequest) -> web.
     group = store.group(key)
     if req.log_stream_name not in group.streams:
         raise errors.ResourceNotFoundException("The specified log stream does not exist.")
+    size = sum(len(e.message.encode("utf-8", "replace")) + EVENT_OVERHEAD for e in req.log_events)
+    if size > _MAX_BATCH_BYTES:
+        raise _invalid(f"Upload too large: {size} bytes exceeds limit of {_MAX_BATCH_BYTES}")
     stamps = [e.timestamp for e in req.log_events]
     if stamps != sorted(stamps):
         raise _invalid(
