@@ -14,6 +14,7 @@ from lambdad import errors
 from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
 from lambdad.control.arns import Scope
 from lambdad.events.pollers import MappingStatus
+from lambdad.observe.log_filters import InvalidFilterPattern, compile_pattern
 from lambdad.observe.logs import LogStore
 from lambdad.store.base import BlobNotFound, BlobStore
 
@@ -77,7 +78,13 @@ async def esm(request: web.Request) -> web.Response:
 
 @routes.get("/_lambdad/logs")
 async def logs(request: web.Request) -> web.Response:
-    """Events of a function's log group: ``function``, ``after`` (a position), ``wait`` (s)."""
+    """Events of a function's log group: ``function``, ``after`` (a position), ``wait`` (s),
+    ``filter`` (a CloudWatch Logs filter pattern). ``next`` is the position to read after
+    next time: past the events read, matching or not."""
+    try:
+        match = compile_pattern(request.query.get("filter"))
+    except InvalidFilterPattern:
+        raise errors.InvalidParameterValueException("Invalid filter pattern") from None
     scope = scope_of(request)
     raw = request.query.get("function", "")
     group = request.query.get("group")
@@ -94,6 +101,7 @@ async def logs(request: web.Request) -> web.Response:
         "events": [
             {"seq": e.seq, "timestamp": e.timestamp_ms, "stream": e.stream, "message": e.message}
             for e in events
+            if match(e.message)
         ],
         "next": events[-1].seq if events else after,
     }

@@ -30,6 +30,9 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from lambdad import errors
 
@@ -46,6 +49,20 @@ RETENTION_DAYS = (
     2922, 3288, 3653,
 )  # fmt: skip
 _DAY_MS = 86_400_000
+_decode_row = msgspec.json.Decoder(dict[str, Any]).decode
+_encode_row = msgspec.json.Encoder().encode
+
+
+def _row_bytes(row: dict[str, Any]) -> bytes:
+    """One line of a segment file (text that is not UTF-8, as lone surrogates, replaced)."""
+    try:
+        return _encode_row(row) + b"\n"
+    except UnicodeEncodeError:
+        clean = {
+            k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v
+            for k, v in row.items()
+        }
+        return _encode_row(clean) + b"\n"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ class _Segment:
         "id",
         "max_time",
         "messages",
+        "min_time",
         "path",
         "seqs",
         "streams",
@@ -96,6 +114,7 @@ class _Segment:
         self.messages: list[str] = []
         self.bytes = 0
         self.max_time = -(2**62)
+        self.min_time = 2**62
         #: Events already written to ``path``.
         self.flushed = 0
 
@@ -106,6 +125,7 @@ class _Segment:
         self.messages.append(message)
         self.bytes += size
         self.max_time = max(self.max_time, timestamp)
+        self.min_time = min(self.min_time, timestamp)
 
 
 @dataclasses.dataclass(slots=True)
@@ -223,10 +243,10 @@ class LogStore:
 
     def _load_file(self, path: Path) -> None:
         segments: dict[GroupKey, _Segment] = {}
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             for line in handle:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    row = json.loads(line)
+                with contextlib.suppress(ValueError, KeyError, TypeError, msgspec.DecodeError):
+                    row = _decode_row(line)
                     key = (row.get("a", self._default_account), row.get("r", "us-east-1"), row["g"])
                     segment = segments.get(key)
                     if segment is None:
@@ -446,6 +466,10 @@ class LogStore:
             count = len(seqs)  # a snapshot: a put on the loop may append meanwhile
             if not count or seqs[count - 1] <= after or (before is not None and seqs[0] >= before):
                 continue
+            if (low is not None and segment.max_time < low) or (
+                end_ms is not None and segment.min_time >= end_ms
+            ):
+                continue  # nothing of it in the time range
             first = bisect_right(seqs, after, 0, count)
             last = count if before is None else bisect_right(seqs, before - 1, 0, count)
             rows = range(first, last) if forward else range(last - 1, first - 1, -1)
@@ -488,16 +512,16 @@ class LogStore:
 
     # ------------------------------------------------------------------ disk
 
-    def _pending(self) -> list[tuple[Path, str]]:
-        writes: list[tuple[Path, str]] = []
+    def _pending(self) -> list[tuple[Path, bytes]]:
+        writes: list[tuple[Path, bytes]] = []
         for key, group in self._groups.items():
             for segment in group.segments:
                 end = len(segment.seqs)
                 if segment.path is None or segment.flushed >= end:
                     continue
                 head = {"a": key[0], "r": key[1], "g": key[2]}
-                lines = "".join(
-                    json.dumps(
+                lines = b"".join(
+                    _row_bytes(
                         {
                             **head,
                             "q": segment.seqs[i],
@@ -506,7 +530,6 @@ class LogStore:
                             "m": segment.messages[i],
                         }
                     )
-                    + "\n"
                     for i in range(segment.flushed, end)
                 )
                 segment.flushed = end
@@ -531,12 +554,12 @@ class LogStore:
 
     @staticmethod
     def _write(
-        root: Path, writes: list[tuple[Path, str]], unlink: list[Path], meta: str | None
+        root: Path, writes: list[tuple[Path, bytes]], unlink: list[Path], meta: str | None
     ) -> None:
         for path, lines in writes:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, lines.encode("utf-8", "replace"))
+                os.write(fd, lines)
             finally:
                 os.close(fd)
         for path in unlink:
@@ -565,5 +588,5 @@ class LogStore:
                 self._sweep()
             try:
                 await self._flush_once()
-            except OSError:  # a full or failing disk: keep serving, the events stay in memory
+            except Exception:  # a full or failing disk: keep serving, the events stay in memory
                 log.exception("writing logs to %s failed", self._root)
