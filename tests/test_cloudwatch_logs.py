@@ -511,3 +511,73 @@ def test_aws_cli_reads_a_function_log(server: Server, lam: Any, tmp_path: Path) 
         aws("filter-log-events", "--log-group-name", group, "--filter-pattern", marker)
     )
     assert [e["message"] for e in found["events"]] == [f"{marker} printed"]
+
+
+# ------------------------------------------------------------------ live tail
+
+
+def test_start_live_tail_streams_new_events(server: Server, lam: Any) -> None:
+    """StartLiveTail (boto3 with ``inject_host_prefix=False``: botocore sends it to the
+    ``stream-`` host otherwise) answers an event stream: ``sessionStart``, then
+    ``sessionUpdate``s with the new events its filter pattern matches, as AWS does."""
+    name = invoked(lam, ["before the tail"])
+    group = f"/aws/lambda/{name}"
+    logs = boto3.client(
+        "logs",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=30, inject_host_prefix=False),
+    )
+    try:
+        until_reported(logs, group)
+        arn = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["logGroupArn"]
+        answer = logs.start_live_tail(logGroupIdentifiers=[arn], logEventFilterPattern="tailed")
+        stream = answer["responseStream"]
+        events = iter(stream)
+        start = next(events)["sessionStart"]
+        assert start["logGroupIdentifiers"] == [arn]
+        assert start["logEventFilterPattern"] == "tailed"
+        invoke_json(lam, name, {"lines": ["tailed one", "not this"]})
+        seen: list[str] = []
+        for event in events:
+            update = event["sessionUpdate"]
+            assert update["sessionMetadata"] == {"sampled": False}
+            seen += [r["message"] for r in update["sessionResults"]]
+            if seen:
+                break
+        assert seen == ["tailed one"]
+        stream.close()
+        with pytest.raises(ClientError) as excinfo:
+            logs.start_live_tail(logGroupIdentifiers=[arn + "-never"])
+        assert error_of(excinfo)[0] == "ResourceNotFoundException"
+        with pytest.raises(ClientError) as excinfo:
+            logs.start_live_tail(logGroupIdentifiers=[arn], logEventFilterPattern='"open')
+        assert error_of(excinfo) == ("InvalidParameterException", "Invalid filter pattern")
+    finally:
+        logs.close()
+
+
+@pytest.mark.slow
+def test_an_open_live_tail_does_not_hold_up_a_stop(start_server: Any) -> None:
+    """A server asked to stop ends its live tail sessions rather than wait for their clients."""
+    srv = start_server()
+    logs = logs_client(srv)
+    tail = boto3.client(
+        "logs",
+        endpoint_url=srv.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=30, inject_host_prefix=False),
+    )
+    try:
+        logs.create_log_group(logGroupName="/tailed")
+        stream = tail.start_live_tail(logGroupIdentifiers=["/tailed"])["responseStream"]
+        assert "sessionStart" in next(iter(stream))
+        assert srv.stop(timeout=15) == 0
+        stream.close()
+    finally:
+        logs.close()
+        tail.close()

@@ -83,6 +83,11 @@ def _key(scope: Scope, name: str | None, identifier: str | None = None) -> Group
     return (scope.account_id, scope.region, name)
 
 
+def resolve_group(scope: Scope, identifier: str) -> GroupKey:
+    """The group a ``logGroupIdentifier`` (a name or an ARN) names."""
+    return _key(scope, None, identifier)
+
+
 def _arn_key(scope: Scope, arn: str) -> GroupKey:
     found = _GROUP_ARN.fullmatch(arn)
     if found is None or (found.group(2), found.group(1)) != (scope.account_id, scope.region):

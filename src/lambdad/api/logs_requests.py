@@ -109,3 +109,10 @@ class TagResourceRequest(LogsWire, frozen=True, kw_only=True):
 class UntagResourceRequest(LogsWire, frozen=True, kw_only=True):
     resource_arn: str
     tag_keys: list[str]
+
+
+class StartLiveTailRequest(LogsWire, frozen=True, kw_only=True):
+    log_group_identifiers: list[str]
+    log_stream_names: list[str] | None = None
+    log_stream_name_prefixes: list[str] | None = None
+    log_event_filter_pattern: str | None = None

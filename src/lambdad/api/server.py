@@ -23,6 +23,7 @@ from lambdad.api import (
     lambda_api,
     layers_api,
     limits,
+    live_tail,
     logs_api,
     mappings_api,
     policy_api,
@@ -105,6 +106,8 @@ def build_app(services: Services) -> web.Application:
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
     app[logs_api.LOG_STORE] = services.logs
+    app[live_tail.SESSIONS] = live_tail.Sessions()
+    app.on_shutdown.append(live_tail.end_sessions)
     app[platform_api.DOCTOR] = services.doctor
     if services.esm_status is not None:
         app[platform_api.ESM_STATUS] = services.esm_status
