@@ -146,6 +146,54 @@ def test_application_log_level_filters_json_logs(server: Server, lam: Any, logs:
     assert len(either) == 2
 
 
+PRINTS_LEVELS = (
+    "def handler(event, context):\n"
+    '    print(\'{"level": "debug", "msg": "noise \' + event[\'n\'] + \'"}\')\n'
+    "    print('plain text ' + event['n'])\n"
+    '    print(\'{"level": "error", "msg": "kept \' + event[\'n\'] + \'"}\')\n'
+    "    return 'ok'\n"
+)
+
+
+def test_log_levels_filter_printed_json_and_platform_lines(
+    server: Server, lam: Any, logs: Any
+) -> None:
+    """Lambda filters JSON logs by level itself, whatever printed them: with
+    ApplicationLogLevel WARN a printed ``{"level": "debug"}`` line is left out, an ``error``
+    one kept (a plain text line is not filtered); SystemLogLevel WARN leaves out Lambda's INFO
+    lines (START, REPORT), as AWS documents."""
+    name = str(
+        create_function(
+            lam,
+            PRINTS_LEVELS,
+            name=unique("cwl"),
+            LoggingConfig={
+                "LogFormat": "JSON",
+                "ApplicationLogLevel": "WARN",
+                "SystemLogLevel": "WARN",
+            },
+        )["FunctionName"]
+    )
+    invoke_json(lam, name, {"n": "1"})
+    invoke_json(lam, name, {"n": "2"})
+    group = f"/aws/lambda/{name}"
+
+    def both() -> list[str] | None:
+        try:
+            found = [e["message"] for e in group_events(logs, group)]
+        except ClientError:
+            return None
+        return found if any("kept 2" in m for m in found) else None
+
+    messages = wait_until(both)
+    assert messages == [
+        "plain text 1",
+        '{"level": "error", "msg": "kept 1"}',
+        "plain text 2",
+        '{"level": "error", "msg": "kept 2"}',
+    ]
+
+
 # ------------------------------------------------------------------ users' groups
 
 
