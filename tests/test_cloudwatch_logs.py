@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,30 @@ def test_function_group_and_stream_are_described(server: Server, lam: Any, logs:
     assert stream["firstEventTimestamp"] <= stream["lastEventTimestamp"]
     assert stream["lastIngestionTime"] >= stream["lastEventTimestamp"]
     assert stream["arn"] == f"{described['logGroupArn']}:log-stream:{stream['logStreamName']}"
+
+
+def test_a_function_logs_to_the_group_its_logging_config_names(
+    server: Server, lam: Any, logs: Any
+) -> None:
+    """A function with ``LoggingConfig.LogGroup`` writes there, not to ``/aws/lambda/NAME``,
+    as on AWS; ``lambdad logs NAME`` reads that group too."""
+    custom = f"/custom/{unique('lg')}"
+    name = invoked(
+        lam, ["to my own group"], LoggingConfig={"LogFormat": "Text", "LogGroup": custom}
+    )
+    messages = [e["message"] for e in until_reported(logs, custom)]
+    assert "to my own group" in messages
+    assert logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"] == []
+    printed = subprocess.run(
+        [sys.executable, "-m", "lambdad.cli.main", "logs", name, "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines()[-1].split(" ", 1)[1].startswith("REPORT RequestId:")
+    assert any(line.endswith(" to my own group") for line in printed.stdout.splitlines())
 
 
 def test_get_log_events_reads_a_function_stream(server: Server, lam: Any, logs: Any) -> None:

@@ -88,9 +88,13 @@ async def logs(request: web.Request) -> web.Response:
     scope = scope_of(request)
     raw = request.query.get("function", "")
     group = request.query.get("group")
-    if not group:
-        name, _ = request.app[FUNCTIONS].name_of(scope, raw)
-        group = f"/aws/lambda/{name}"
+    if not group:  # the function's LoggingConfig.LogGroup (``/aws/lambda/<name>`` by default)
+        name, qualifier = request.app[FUNCTIONS].name_of(scope, raw)
+        try:
+            config = await request.app[FUNCTIONS].get(scope, name, qualifier)
+            group = config.log_group
+        except errors.ResourceNotFoundException:  # deleted: its logs remain
+            group = f"/aws/lambda/{name}"
     after = int(request.query.get("after", "0") or 0)
     wait = min(float(request.query.get("wait", "0") or 0), 60.0)
     store = request.app[LOGS]
