@@ -50,6 +50,8 @@ _TOO_OLD_MS = 14 * 86_400_000
 _TOO_NEW_MS = 2 * 3_600_000
 _BATCH_SPAN_MS = 86_400_000
 _MAX_BATCH_BYTES = 1_048_576
+#: GetLogEvents and FilterLogEvents answer at most 1 MB of events, as AWS does.
+_MAX_ANSWER_BYTES = 1_048_576
 _GROUP_ARN = re.compile(r"arn:aws[a-z-]*:logs:([a-z0-9-]+):(\d{12}):log-group:([^:]+)(?::\*)?")
 
 
@@ -311,6 +313,7 @@ async def get_log_events(request: web.Request, req: GetLogEventsRequest) -> web.
         "start_ms": req.start_time,
         "end_ms": req.end_time,
         "limit": limit,
+        "max_bytes": _MAX_ANSWER_BYTES,
     }
     if req.next_token is not None:
         direction, at = _position(req.next_token)
@@ -366,6 +369,7 @@ async def filter_log_events(request: web.Request, req: FilterLogEventsRequest) -
         match=None if req.filter_pattern is None or not req.filter_pattern.strip() else match,
         after=after,
         limit=req.limit or 10_000,
+        max_bytes=_MAX_ANSWER_BYTES,
     )
     body: dict[str, Any] = {
         "events": [

@@ -430,15 +430,19 @@ class LogStore:
         before: int | None = None,
         limit: int = 10_000,
         forward: bool = True,
+        max_bytes: int | None = None,
     ) -> Scan:
         """Events of group ``key`` by stream (names or a name prefix), time (``start_ms`` <=
         timestamp < ``end_ms``), filter and position (after ``after``, before ``before``), in
-        ingestion order; backwards, the last ``limit`` of them. Scans columns: call it from a
-        thread for a large group (:meth:`scan_async`)."""
+        ingestion order; backwards, the last ``limit`` of them; at most ``max_bytes`` (message
+        bytes + 26 each, at least one event). Scans columns: call it from a thread for a large
+        group (:meth:`scan_async`)."""
         group = self.group(key)
         if prefix is not None:
             streams = {s for s in group.streams if s.startswith(prefix)}
-        return self._collect(group, streams, start_ms, end_ms, match, after, limit, forward, before)
+        return self._collect(
+            group, streams, start_ms, end_ms, match, after, limit, forward, before, max_bytes
+        )
 
     async def scan_async(self, key: GroupKey, **kwargs: object) -> Scan:
         self.group(key)  # not found: raised on the loop
@@ -455,8 +459,10 @@ class LogStore:
         limit: int,
         forward: bool,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> Scan:
         cutoff = group.cutoff_ms(_now_ms())
+        budget = max_bytes if max_bytes is not None else 2**62
         low = start_ms if cutoff is None else max(cutoff, start_ms or cutoff)
         segments = list(group.segments)
         found: list[LogEvent] = []
@@ -482,14 +488,23 @@ class LogStore:
                     continue
                 if match is not None and not match(messages[i]):
                     continue
-                found.append(LogEvent(seqs[i], stamp, names[i], messages[i]))
+                message = messages[i]
+                budget -= len(message.encode("utf-8", "replace")) + EVENT_OVERHEAD
+                if budget < 0 and found:
+                    return self._full(found, forward)
+                found.append(LogEvent(seqs[i], stamp, names[i], message))
                 if len(found) >= limit:
-                    if not forward:
-                        found.reverse()
-                    return Scan(found, found[-1].seq if forward else found[0].seq)
+                    return self._full(found, forward)
         if not forward:
             found.reverse()
         return Scan(found, None)
+
+    @staticmethod
+    def _full(found: list[LogEvent], forward: bool) -> Scan:
+        """A page cut short (by its limit or bytes): more may follow."""
+        if not forward:
+            found.reverse()
+        return Scan(found, found[-1].seq if forward else found[0].seq)
 
     @property
     def position(self) -> int:
