@@ -128,6 +128,25 @@ class _Segment:
         self.min_time = min(self.min_time, timestamp)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Batch:
+    """New rows of one segment, for its file."""
+
+    path: Path
+    key: GroupKey
+    seqs: list[int]
+    times: list[int]
+    streams: list[str]
+    messages: list[str]
+
+    def lines(self) -> bytes:
+        account, region, name = self.key
+        return b"".join(
+            _row_bytes({"a": account, "r": region, "g": name, "q": q, "s": s, "t": t, "m": m})
+            for q, t, s, m in zip(self.seqs, self.times, self.streams, self.messages, strict=True)
+        )
+
+
 @dataclasses.dataclass(slots=True)
 class LogStream:
     name: str
@@ -527,28 +546,26 @@ class LogStore:
 
     # ------------------------------------------------------------------ disk
 
-    def _pending(self) -> list[tuple[Path, bytes]]:
-        writes: list[tuple[Path, bytes]] = []
+    def _pending(self) -> list[_Batch]:
+        """What to append to each segment's file: slices of its columns (cheap copies; the
+        lines are encoded in the flusher's thread)."""
+        writes: list[_Batch] = []
         for key, group in self._groups.items():
             for segment in group.segments:
                 end = len(segment.seqs)
                 if segment.path is None or segment.flushed >= end:
                     continue
-                head = {"a": key[0], "r": key[1], "g": key[2]}
-                lines = b"".join(
-                    _row_bytes(
-                        {
-                            **head,
-                            "q": segment.seqs[i],
-                            "s": segment.streams[i],
-                            "t": segment.times[i],
-                            "m": segment.messages[i],
-                        }
+                start, segment.flushed = segment.flushed, end
+                writes.append(
+                    _Batch(
+                        segment.path,
+                        key,
+                        segment.seqs[start:end].tolist(),
+                        segment.times[start:end].tolist(),
+                        segment.streams[start:end],
+                        segment.messages[start:end],
                     )
-                    for i in range(segment.flushed, end)
                 )
-                segment.flushed = end
-                writes.append((segment.path, lines))
         return writes
 
     def _meta(self) -> str:
@@ -568,13 +585,11 @@ class LogStore:
         return json.dumps({"groups": rows})
 
     @staticmethod
-    def _write(
-        root: Path, writes: list[tuple[Path, bytes]], unlink: list[Path], meta: str | None
-    ) -> None:
-        for path, lines in writes:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    def _write(root: Path, writes: list[_Batch], unlink: list[Path], meta: str | None) -> None:
+        for batch in writes:
+            fd = os.open(batch.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, lines)
+                os.write(fd, batch.lines())
             finally:
                 os.close(fd)
         for path in unlink:
