@@ -87,10 +87,13 @@ def build(name: str, values: dict[str, Any]) -> HttpRequest:
     return HttpRequest("POST", "/", headers, wire_model.dump_json(values))
 
 
-def mutations(name: str) -> Iterator[tuple[str, dict[str, Any], bool]]:
-    """(what changed, the request's values, whether the model forbids them)."""
+def mutations(
+    name: str, base: dict[str, Any] | None = None
+) -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """(what changed, the request's values, whether the model forbids them), from ``base``
+    (``BASE[name]`` unless given)."""
     shape = model().operation_model(name).input_shape
-    base = BASE[name]
+    base = BASE[name] if base is None else base
 
     def judged(label: str, values: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
         return label, values, bool(wire_model.problems(shape, values, name))
@@ -162,6 +165,34 @@ def test_mutations_get_timely_json11_answers(robust: Server) -> None:
     log = robust.log()
     assert "Traceback" not in log, log[-3000:]
     assert "unhandled error" not in log, log[-3000:]
+    assert not findings, "\n".join(findings[:40])
+
+
+def test_live_tail_refusals_are_timely_json11_answers(robust: Server) -> None:
+    """Each StartLiveTail request the model forbids, and each malformed body, is refused in
+    time in JSON 1.1's shape before any event stream starts (valid ones would stream until the
+    client leaves, so only refusals are sent here)."""
+    name = "StartLiveTail"
+    base = {"logGroupIdentifiers": [GROUP_ARN], "logEventFilterPattern": "robust"}
+    client = RawClient(robust.port)
+    findings: list[str] = []
+    try:
+        for what, values, invalid in mutations(name, base):
+            if invalid:
+                findings += check(client.send(build(name, values)), f"{name} {what}", True)
+        for what, body in [("not JSON", b"{nope"), ("array", b"[]"), ("string", b'"x"')]:
+            request = build(name, {})
+            request = HttpRequest(request.method, request.target, request.headers, body)
+            findings += check(client.send(request), f"{name} {what}", True)
+        for what, values in [
+            ("unknown group", {"logGroupIdentifiers": [GROUP_ARN + "-never"]}),
+            ("malformed pattern", {**base, "logEventFilterPattern": '"open'}),
+        ]:
+            findings += check(client.send(build(name, values)), f"{name} {what}", True)
+    finally:
+        client.close()
+    log = robust.log()
+    assert "Traceback" not in log, log[-3000:]
     assert not findings, "\n".join(findings[:40])
 
 

@@ -48,6 +48,15 @@ def test_the_bound_drops_the_oldest_segments() -> None:
     assert held == len(events) * (100 + EVENT_OVERHEAD)
 
 
+def test_streams_whose_events_are_all_dropped_go_too() -> None:
+    """A stream whose every event the bound dropped is no longer described (streams made by
+    each environment would otherwise pile up); one with events left stays."""
+    store = LogStore(None, max_bytes=64 * 1024 * 4)
+    fill(store, 1000, stream="early")
+    fill(store, 5000, stream="late")
+    assert set(store.group(KEY).streams) == {"late"}
+
+
 def test_scan_by_time_stream_pattern_and_direction() -> None:
     """A scan selects by time (start inclusive, end exclusive), stream and pattern, pages
     forwards after a position and backwards before one."""

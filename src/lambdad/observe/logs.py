@@ -99,6 +99,7 @@ class _Segment:
         "max_time",
         "messages",
         "min_time",
+        "names",
         "path",
         "seqs",
         "streams",
@@ -112,6 +113,8 @@ class _Segment:
         self.times = array("q")
         self.streams: list[str] = []
         self.messages: list[str] = []
+        #: The streams it holds events of.
+        self.names: set[str] = set()
         self.bytes = 0
         self.max_time = -(2**62)
         self.min_time = 2**62
@@ -122,6 +125,7 @@ class _Segment:
         self.seqs.append(seq)
         self.times.append(timestamp)
         self.streams.append(stream)
+        self.names.add(stream)
         self.messages.append(message)
         self.bytes += size
         self.max_time = max(self.max_time, timestamp)
@@ -356,6 +360,12 @@ class LogStore:
     def _drop(self, group: LogGroup, segment: _Segment) -> None:
         group.segments = [s for s in group.segments if s is not segment]
         self._bytes -= segment.bytes
+        # Streams whose every event is gone go too (each environment makes one: without
+        # this the metadata would grow without bound).
+        left = set().union(*(s.names for s in group.segments))
+        for name in segment.names - left:
+            group.streams.pop(name, None)
+            self._meta_dirty = True
         if segment.path is not None and not any(
             s.path == segment.path for g in self._groups.values() for s in g.segments
         ):
