@@ -148,3 +148,31 @@ def test_written_events_and_metadata_are_read_back(tmp_path: Path) -> None:
     ]
     legacy_key = ("000000000000", "us-east-1", "/legacy")
     assert [e.message for e in store.read(legacy_key)] == ["from before"]
+
+
+def test_rows_that_do_not_parse_are_skipped(tmp_path: Path) -> None:
+    """A torn last line and rows with members of the wrong type are skipped at start; the
+    rows around them are read (and the columns stay aligned)."""
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    good = {"a": KEY[0], "r": KEY[1], "g": KEY[2], "q": 5, "s": "s", "t": NOW, "m": "good"}
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "q": 6, "t": "not a time", "m": "bad time"}),
+        json.dumps({**good, "q": 7, "s": 3, "m": "bad stream"}),
+        json.dumps({**good, "q": 8, "m": "after"}),
+        '{"a": "000000000000", "r": "us-',
+    ]
+    (segments / "00000000000000000001-00000001.jsonl").write_text("\n".join(lines))
+
+    async def load() -> LogStore:
+        store = LogStore(tmp_path)
+        await store.open()
+        await store.close()
+        return store
+
+    store = asyncio.run(load())
+    assert [(e.seq, e.stream, e.message) for e in store.read(KEY)] == [
+        (5, "s", "good"),
+        (8, "s", "after"),
+    ]

@@ -34,12 +34,12 @@ from lambdad.api.target_front import answer, target
 from lambdad.control.arns import Scope
 from lambdad.observe.log_filters import InvalidFilterPattern, compile_pattern
 from lambdad.observe.logs import (
-    EVENT_OVERHEAD,
     RETENTION_DAYS,
     GroupKey,
     LogEvent,
     LogGroup,
     LogStore,
+    event_size,
 )
 
 LOG_STORE = web.AppKey("log_store", LogStore)
@@ -398,7 +398,7 @@ async def put_log_events(request: web.Request, req: PutLogEventsRequest) -> web.
     group = store.group(key)
     if req.log_stream_name not in group.streams:
         raise errors.ResourceNotFoundException("The specified log stream does not exist.")
-    size = sum(len(e.message.encode("utf-8", "replace")) + EVENT_OVERHEAD for e in req.log_events)
+    size = sum(event_size(e.message) for e in req.log_events)
     if size > _MAX_BATCH_BYTES:
         raise _invalid(f"Upload too large: {size} bytes exceeds limit of {_MAX_BATCH_BYTES}")
     stamps = [e.timestamp for e in req.log_events]

@@ -49,8 +49,31 @@ RETENTION_DAYS = (
     2922, 3288, 3653,
 )  # fmt: skip
 _DAY_MS = 86_400_000
+_MIN_TIME, _MAX_TIME = -(2**62), 2**62
 _decode_row = msgspec.json.Decoder(dict[str, Any]).decode
 _encode_row = msgspec.json.Encoder().encode
+
+
+def _row_of(line: bytes, account: str) -> tuple[GroupKey, int, int, str, str] | None:
+    """(group, position, timestamp, stream, message) of a stored row; None: not one."""
+    try:
+        row = _decode_row(line)
+    except msgspec.DecodeError:
+        return None
+    seq, stamp, stream, message = row.get("q", 0), row.get("t"), row.get("s"), row.get("m")
+    a, r, g = row.get("a", account), row.get("r", "us-east-1"), row.get("g")
+    if (
+        type(seq) is not int
+        or type(stamp) is not int
+        or type(stream) is not str
+        or type(message) is not str
+        or type(a) is not str
+        or type(r) is not str
+        or type(g) is not str
+        or not (_MIN_TIME < stamp < _MAX_TIME and 0 <= seq < _MAX_TIME)
+    ):
+        return None
+    return (a, r, g), seq, stamp, stream, message
 
 
 def _row_bytes(row: dict[str, Any]) -> bytes:
@@ -83,6 +106,13 @@ GroupKey = tuple[str, str, str]
 
 
 _HAS_ACCOUNT = re.compile(r"\d{12}__")
+
+
+def event_size(message: str) -> int:
+    """An event's size as CloudWatch Logs counts it: its message's UTF-8 bytes plus 26."""
+    if message.isascii():
+        return len(message) + EVENT_OVERHEAD
+    return len(message.encode("utf-8", "replace")) + EVENT_OVERHEAD
 
 
 def _now_ms() -> int:
@@ -265,19 +295,23 @@ class LogStore:
                 self._groups[key] = group
 
     def _load_file(self, path: Path) -> None:
+        """The rows of one file, each into its group's segment of this file; a row that does
+        not parse or has a member of the wrong type is skipped (a torn last line)."""
         segments: dict[GroupKey, _Segment] = {}
         with path.open("rb") as handle:
-            for line in handle:
-                with contextlib.suppress(ValueError, KeyError, TypeError, msgspec.DecodeError):
-                    row = _decode_row(line)
-                    key = (row.get("a", self._default_account), row.get("r", "us-east-1"), row["g"])
-                    segment = segments.get(key)
-                    if segment is None:
-                        segment = segments[key] = self._new_segment(self._group(key, row["t"]))
-                        segment.path = path
-                    # Positions are kept across restarts (rows of the older layout have none).
-                    self._seq = max(self._seq + 1, int(row.get("q", 0)))
-                    self._add(self._groups[key], segment, row["t"], row["s"], row["m"], row["t"])
+            data = handle.read()
+        for line in data.splitlines():
+            row = _row_of(line, self._default_account)
+            if row is None:
+                continue
+            key, seq, stamp, stream, message = row
+            segment = segments.get(key)
+            if segment is None:
+                segment = segments[key] = self._new_segment(self._group(key, stamp))
+                segment.path = path
+            # Positions are kept across restarts (rows of the older layout have none).
+            self._seq = max(self._seq + 1, seq)
+            self._add(self._groups[key], segment, stamp, stream, message, stamp)
         for segment in segments.values():
             segment.flushed = len(segment.seqs)
 
@@ -313,7 +347,7 @@ class LogStore:
     def _add(
         self, group: LogGroup, segment: _Segment, stamp: int, stream: str, message: str, now: int
     ) -> None:
-        size = len(message.encode("utf-8", "replace")) + EVENT_OVERHEAD
+        size = event_size(message)
         segment.append(self._seq, stamp, stream, message, size)
         self._bytes += size
         info = group.streams.get(stream)
@@ -518,7 +552,7 @@ class LogStore:
                 if match is not None and not match(messages[i]):
                     continue
                 message = messages[i]
-                budget -= len(message.encode("utf-8", "replace")) + EVENT_OVERHEAD
+                budget -= event_size(message)
                 if budget < 0 and found:
                     return self._full(found, forward)
                 found.append(LogEvent(seqs[i], stamp, names[i], message))
