@@ -379,7 +379,8 @@ def test_filter_log_events_pages_streams_and_times(logs: Any) -> None:
 
 def test_describe_log_streams_orders(logs: Any) -> None:
     """DescribeLogStreams orders by name or by last event time, descending if asked, pages,
-    and refuses LastEventTime ordering with a prefix (AWS's rule)."""
+    and refuses LastEventTime ordering with a prefix (AWS's rule); DeleteLogStream removes a
+    stream with its events."""
     group = f"/streams/{unique('st')}"
     logs.create_log_group(logGroupName=group)
     now = int(time.time() * 1000)
@@ -409,6 +410,15 @@ def test_describe_log_streams_orders(logs: Any) -> None:
     with pytest.raises(ClientError) as excinfo:
         logs.create_log_stream(logGroupName=group, logStreamName="a")
     assert error_of(excinfo)[0] == "ResourceAlreadyExistsException"
+    logs.delete_log_stream(logGroupName=group, logStreamName="a")
+    assert names() == ["b", "c"]
+    assert [e["message"] for e in group_events(logs, group)] == ["b", "c"]
+    with pytest.raises(ClientError) as excinfo:
+        logs.delete_log_stream(logGroupName=group, logStreamName="a")
+    assert error_of(excinfo) == (
+        "ResourceNotFoundException",
+        "The specified log stream does not exist.",
+    )
 
 
 def test_put_log_events_rules(logs: Any) -> None:

@@ -50,6 +50,7 @@ BASE: dict[str, dict[str, Any]] = {
     "UntagResource": {"resourceArn": GROUP_ARN, "tagKeys": ["never"]},
     "ListTagsForResource": {"resourceArn": GROUP_ARN},
     "CreateLogStream": {"logGroupName": GROUP, "logStreamName": "made"},
+    "DeleteLogStream": {"logGroupName": GROUP, "logStreamName": "doomed"},
     "DescribeLogStreams": {"logGroupName": GROUP, "orderBy": "LogStreamName", "limit": 5},
     "GetLogEvents": {
         "logGroupName": GROUP,
@@ -111,6 +112,7 @@ def robust(start_server: Callable[..., Server]) -> Server:
         ("CreateLogGroup", {"logGroupName": GROUP}),
         ("CreateLogGroup", {"logGroupName": "/robust/doomed"}),
         ("CreateLogStream", {"logGroupName": GROUP, "logStreamName": "s"}),
+        ("CreateLogStream", {"logGroupName": GROUP, "logStreamName": "doomed"}),
         ("PutLogEvents", BASE["PutLogEvents"]),
     ]:
         answer = client.send(build(name, values))

@@ -101,6 +101,36 @@ def test_retention_hides_and_drops() -> None:
     assert store.group(other).segments == []
 
 
+def test_deleting_a_stream_removes_its_events(tmp_path: Path) -> None:
+    """DeleteLogStream's store side: the stream's events leave memory and disk, the other
+    streams' stay (with their positions), and a second delete is not found."""
+
+    async def run() -> tuple[list[str], list[str]]:
+        store = LogStore(tmp_path)
+        await store.open()
+        store.put(KEY, "a", NOW, ["a1"])
+        store.put(KEY, "b", NOW, ["b1"])
+        await store.close()
+        store = LogStore(tmp_path)
+        await store.open()
+        store.put(KEY, "a", NOW, ["a2"])
+        store.delete_stream(KEY, "a")
+        with pytest.raises(errors.ResourceNotFoundException):
+            store.delete_stream(KEY, "a")
+        held = [e.message for e in store.read(KEY)]
+        await store.close()
+        again = LogStore(tmp_path)
+        await again.open()
+        await again.close()
+        return held, [e.message for e in again.read(KEY)]
+
+    held, reread = asyncio.run(run())
+    assert held == reread == ["b1"]
+    text = "".join(p.read_text() for p in (tmp_path / "segments").glob("*.jsonl"))
+    assert '"a1"' not in text
+    assert '"a2"' not in text
+
+
 def test_groups_and_streams_errors() -> None:
     """Creating what exists and reading what does not raise CloudWatch Logs' errors."""
     store = LogStore(None)

@@ -241,6 +241,13 @@ async def create_log_stream(request: web.Request, req: StreamName) -> web.Respon
     return answer()
 
 
+@target(_PREFIX, _SERVICE, "DeleteLogStream", StreamName)
+async def delete_log_stream(request: web.Request, req: StreamName) -> web.Response:
+    key = _key(scope_of(request), req.log_group_name)
+    _store(request).delete_stream(key, req.log_stream_name)
+    return answer()
+
+
 @target(_PREFIX, _SERVICE, "DescribeLogStreams", DescribeLogStreamsRequest)
 async def describe_log_streams(
     request: web.Request, req: DescribeLogStreamsRequest

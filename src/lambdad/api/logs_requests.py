@@ -34,7 +34,7 @@ class DescribeLogGroupsRequest(LogsWire, frozen=True, kw_only=True):
 
 
 class StreamName(LogsWire, frozen=True, kw_only=True):
-    """CreateLogStream."""
+    """CreateLogStream, DeleteLogStream."""
 
     log_group_name: str
     log_stream_name: str

@@ -131,6 +131,7 @@ class _Segment:
         "min_time",
         "names",
         "path",
+        "rewrite",
         "seqs",
         "streams",
         "times",
@@ -150,6 +151,8 @@ class _Segment:
         self.min_time = 2**62
         #: Events already written to ``path``.
         self.flushed = 0
+        #: ``path`` holds rows no longer here: write it anew.
+        self.rewrite = False
 
     def append(self, seq: int, timestamp: int, stream: str, message: str, size: int) -> None:
         self.seqs.append(seq)
@@ -172,6 +175,8 @@ class _Batch:
     times: list[int]
     streams: list[str]
     messages: list[str]
+    #: The file is written anew (rows were deleted), not appended to.
+    truncate: bool = False
 
     def lines(self) -> bytes:
         account, region, name = self.key
@@ -442,6 +447,31 @@ class LogStore:
         group.streams[name] = LogStream(name, _now_ms())
         self._meta_dirty = True
 
+    def delete_stream(self, key: GroupKey, name: str) -> None:
+        """The stream and its events, from memory and (rewriting its segments) disk."""
+        group = self.group(key)
+        if name not in group.streams:
+            raise errors.ResourceNotFoundException("The specified log stream does not exist.")
+        del group.streams[name]
+        self._meta_dirty = True
+        kept: list[_Segment] = []
+        for segment in group.segments:
+            if name not in segment.names:
+                kept.append(segment)
+                continue
+            # A new object: scans in threads keep reading the old one's columns.
+            fresh = _Segment(segment.id, segment.path)
+            fresh.rewrite = segment.path is not None
+            for i, stream in enumerate(segment.streams):
+                if stream != name:
+                    message = segment.messages[i]
+                    fresh.append(
+                        segment.seqs[i], segment.times[i], stream, message, event_size(message)
+                    )
+            self._bytes -= segment.bytes - fresh.bytes
+            kept.append(fresh)
+        group.segments = kept
+
     def set_retention(self, key: GroupKey, days: int | None) -> None:
         self.group(key).retention_days = days
         self._meta_dirty = True
@@ -597,9 +627,10 @@ class LogStore:
         for key, group in self._groups.items():
             for segment in group.segments:
                 end = len(segment.seqs)
-                if segment.path is None or segment.flushed >= end:
+                if segment.path is None or (segment.flushed >= end and not segment.rewrite):
                     continue
                 start, segment.flushed = segment.flushed, end
+                truncate, segment.rewrite = segment.rewrite, False
                 writes.append(
                     _Batch(
                         segment.path,
@@ -608,6 +639,7 @@ class LogStore:
                         segment.times[start:end].tolist(),
                         segment.streams[start:end],
                         segment.messages[start:end],
+                        truncate,
                     )
                 )
         return writes
@@ -631,7 +663,8 @@ class LogStore:
     @staticmethod
     def _write(root: Path, writes: list[_Batch], unlink: list[Path], meta: str | None) -> None:
         for batch in writes:
-            fd = os.open(batch.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            mode = os.O_TRUNC if batch.truncate else os.O_APPEND
+            fd = os.open(batch.path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
             try:
                 os.write(fd, batch.lines())
             finally:
