@@ -2,8 +2,8 @@
 
 Each group's events live in **segments** (columns of sequence numbers, timestamps, stream
 names and messages; a new segment every ``segment_bytes``), held in memory for reading and
-appended to one JSON-lines file per segment (``segments/<id>.jsonl``) by a background flusher,
-so the invoke path never waits for a disk. The store is bounded: past ``max_bytes`` (events
+appended to one JSON-lines file per segment (``segments/<id>.jsonl``, ``log_files.py``) by a
+background flusher, so the invoke path never waits for a disk. The store is bounded: past ``max_bytes`` (events
 counted as CloudWatch counts them, message bytes + 26) the oldest segment of any group is
 dropped, in memory and on disk; a group's retention drops its segments whose newest event is
 older than it, and hides older events from reads at once. Group and stream metadata
@@ -23,18 +23,16 @@ import dataclasses
 import enum
 import json
 import logging
-import os
 import re
 import time
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from lambdad import errors
+from lambdad.observe.log_files import Batch, row_of, write_files
+from lambdad.observe.log_files import GroupKey as GroupKey
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +47,6 @@ RETENTION_DAYS = (
     2922, 3288, 3653,
 )  # fmt: skip
 _DAY_MS = 86_400_000
-_MIN_TIME, _MAX_TIME = -(2**62), 2**62
-_decode_row = msgspec.json.Decoder(dict[str, Any]).decode
-_encode_row = msgspec.json.Encoder().encode
-
-
-def _row_of(line: bytes, account: str) -> tuple[GroupKey, int, int, str, str] | None:
-    """(group, position, timestamp, stream, message) of a stored row; None: not one."""
-    try:
-        row = _decode_row(line)
-    except msgspec.DecodeError:
-        return None
-    seq, stamp, stream, message = row.get("q", 0), row.get("t"), row.get("s"), row.get("m")
-    a, r, g = row.get("a", account), row.get("r", "us-east-1"), row.get("g")
-    if (
-        type(seq) is not int
-        or type(stamp) is not int
-        or type(stream) is not str
-        or type(message) is not str
-        or type(a) is not str
-        or type(r) is not str
-        or type(g) is not str
-        or not (_MIN_TIME < stamp < _MAX_TIME and 0 <= seq < _MAX_TIME)
-    ):
-        return None
-    return (a, r, g), seq, stamp, stream, message
-
-
-def _row_bytes(row: dict[str, Any]) -> bytes:
-    """One line of a segment file (text that is not UTF-8, as lone surrogates, replaced)."""
-    try:
-        return _encode_row(row) + b"\n"
-    except UnicodeEncodeError:
-        clean = {
-            k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v
-            for k, v in row.items()
-        }
-        return _encode_row(clean) + b"\n"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,10 +60,6 @@ class LogEvent:
 class LogStoreState(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-#: A log group is named within an account and region: (account, region, group name).
-GroupKey = tuple[str, str, str]
 
 
 _HAS_ACCOUNT = re.compile(r"\d{12}__")
@@ -163,27 +120,6 @@ class _Segment:
         self.bytes += size
         self.max_time = max(self.max_time, timestamp)
         self.min_time = min(self.min_time, timestamp)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Batch:
-    """New rows of one segment, for its file."""
-
-    path: Path
-    key: GroupKey
-    seqs: list[int]
-    times: list[int]
-    streams: list[str]
-    messages: list[str]
-    #: The file is written anew (rows were deleted), not appended to.
-    truncate: bool = False
-
-    def lines(self) -> bytes:
-        account, region, name = self.key
-        return b"".join(
-            _row_bytes({"a": account, "r": region, "g": name, "q": q, "s": s, "t": t, "m": m})
-            for q, t, s, m in zip(self.seqs, self.times, self.streams, self.messages, strict=True)
-        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -306,7 +242,7 @@ class LogStore:
         with path.open("rb") as handle:
             data = handle.read()
         for line in data.splitlines():
-            row = _row_of(line, self._default_account)
+            row = row_of(line, self._default_account)
             if row is None:
                 continue
             key, seq, stamp, stream, message = row
@@ -620,10 +556,10 @@ class LogStore:
 
     # ------------------------------------------------------------------ disk
 
-    def _pending(self) -> list[_Batch]:
+    def _pending(self) -> list[Batch]:
         """What to append to each segment's file: slices of its columns (cheap copies; the
         lines are encoded in the flusher's thread)."""
-        writes: list[_Batch] = []
+        writes: list[Batch] = []
         for key, group in self._groups.items():
             for segment in group.segments:
                 end = len(segment.seqs)
@@ -632,7 +568,7 @@ class LogStore:
                 start, segment.flushed = segment.flushed, end
                 truncate, segment.rewrite = segment.rewrite, False
                 writes.append(
-                    _Batch(
+                    Batch(
                         segment.path,
                         key,
                         segment.seqs[start:end].tolist(),
@@ -660,23 +596,6 @@ class LogStore:
         ]
         return json.dumps({"groups": rows})
 
-    @staticmethod
-    def _write(root: Path, writes: list[_Batch], unlink: list[Path], meta: str | None) -> None:
-        for batch in writes:
-            mode = os.O_TRUNC if batch.truncate else os.O_APPEND
-            fd = os.open(batch.path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
-            try:
-                os.write(fd, batch.lines())
-            finally:
-                os.close(fd)
-        for path in unlink:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if meta is not None:
-            temporary = root / "meta.json.tmp"
-            temporary.write_text(meta, "utf-8")
-            temporary.replace(root / "meta.json")
-
     async def _flush_once(self) -> None:
         assert self._root is not None
         writes = self._pending()
@@ -684,7 +603,7 @@ class LogStore:
         meta = self._meta() if self._meta_dirty else None
         self._meta_dirty = False
         if writes or unlink or meta is not None:
-            await asyncio.to_thread(self._write, self._root, writes, unlink, meta)
+            await asyncio.to_thread(write_files, self._root, writes, unlink, meta)
 
     async def _flush_forever(self) -> None:
         swept = asyncio.get_running_loop().time()
