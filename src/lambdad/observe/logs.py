@@ -5,9 +5,10 @@ names and messages; a new segment every ``segment_bytes``), held in memory for r
 appended to one JSON-lines file per segment (``segments/<id>.jsonl``, ``log_files.py``) by a
 background flusher, so the invoke path never waits for a disk. The store is bounded: past
 ``max_bytes`` (events counted as CloudWatch counts them, message bytes + 26) the oldest
-segment of any group is dropped, in memory and on disk; a group's retention drops its segments whose newest event is
-older than it, and hides older events from reads at once. Group and stream metadata
-(creation times, retention, tags, streams made by CreateLogStream) are in ``meta.json``.
+segment of any group is dropped, in memory and on disk; a group's retention drops its
+segments whose newest event is older than it, and hides older events from reads at once.
+Group and stream metadata (creation times, retention, tags, streams made by CreateLogStream)
+are in ``meta.json``.
 
 Readers get events by group (optionally stream), after a position (``read``, ``wait``: what
 ``lambdad logs --follow`` uses), or scan a group by stream and time with a filter pattern
