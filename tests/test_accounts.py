@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdad.store.base import Table
 from lambdad.store.sqlite import SqliteStore
@@ -166,6 +168,40 @@ def test_logs_and_async_events_stay_in_their_account(
     assert "from-bob" not in alice_logs
     assert "ran bob" in bob_logs
     assert "from-alice" not in bob_logs
+
+
+def test_log_groups_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:
+    """Through the CloudWatch Logs API each account sees only its own log groups: the
+    same-named function's group of the other account is not found, as on AWS."""
+    server, alice, _, creds = two
+    alice.invoke(FunctionName=NAME, Payload=b"{}")
+    group = f"/aws/lambda/{NAME}"
+    alice_logs, bob_logs = (
+        boto3.client(
+            "logs",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        for key in (creds["alice"], creds["bob"])
+    )
+    try:
+        wait_until(lambda: alice_logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"])
+        arn = alice_logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["arn"]
+        assert f":{ALICE}:log-group:" in arn
+        bob_logs.create_log_group(logGroupName="/bob/only")
+        names = [g["logGroupName"] for g in alice_logs.describe_log_groups()["logGroups"]]
+        assert "/bob/only" not in names
+        bobs = bob_logs.describe_log_groups()["logGroups"]
+        assert "/bob/only" in [g["logGroupName"] for g in bobs]
+        assert all(f":{BOB}:log-group:" in g["arn"] for g in bobs)
+        with pytest.raises(ClientError) as excinfo:
+            bob_logs.filter_log_events(logGroupIdentifier=arn[:-2])
+        assert excinfo.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    finally:
+        alice_logs.close()
+        bob_logs.close()
 
 
 def test_layers_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:

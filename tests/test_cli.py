@@ -227,6 +227,36 @@ def test_logs_follow_shows_new_events(server: Server, lam: Any, follower: Any) -
     assert not any(line.endswith("said before") for line in later)
 
 
+def test_logs_follow_with_a_filter(server: Server, lam: Any, follower: Any) -> None:
+    """``lambdad logs --follow --filter PATTERN`` prints only the events the CloudWatch Logs
+    filter pattern matches (the engine of FilterLogEvents), new ones as they come."""
+    name = printer(lam)
+    lines = follower(name, "--endpoint", server.endpoint, "--filter", "said -skip")
+    invoke_json(lam, name, {"word": "skip"})
+    invoke_json(lam, name, {"word": "kept"})
+    later = read_until(lines, "said kept")
+    assert [line.split(" ", 1)[1] for line in later] == ["said kept"]
+
+
+def test_logs_filter_without_follow_and_a_bad_pattern(server: Server, lam: Any) -> None:
+    """``lambdad logs --filter`` prints the matching events and ends; a malformed pattern is
+    refused with the server's "Invalid filter pattern"."""
+    name = printer(lam)
+    invoke_json(lam, name, {"word": "one"})
+    invoke_json(lam, name, {"word": "two"})
+
+    def matching() -> list[str]:
+        done = run([*LAMBDAD, "logs", name, "--endpoint", server.endpoint, "--filter", "?one ?two"])
+        assert done.returncode == 0, done.stderr
+        found = [line.split(" ", 1)[1] for line in done.stdout.splitlines()]
+        return found if len(found) == 2 else []
+
+    assert wait_until(matching) == ["said one", "said two"]
+    bad = run([*LAMBDAD, "logs", name, "--endpoint", server.endpoint, "--filter", '"open'])
+    assert bad.returncode == 1
+    assert "Invalid filter pattern" in bad.stderr
+
+
 def test_logs_of_one_region_leave_out_another(server: Server, lam: Any, client_of: Any) -> None:
     """A same-named function in another region does not show in ``lambdad logs --region``."""
     name = printer(lam, " in east")

@@ -200,7 +200,7 @@ class Lambdad:
         self.store: Store = SqliteStore(data / "lambdad.db")
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
-        self.logs = LogStore(data / "logs", settings.account_id)
+        self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.metrics = Metrics(
             StoredMetrics(self.store),
             retention=settings.metrics_retention_days * 86400,
@@ -295,7 +295,9 @@ class Lambdad:
         )
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
-        self.verifier = SigV4Verifier(KeyRing(settings.data_dir), also=frozenset({"events"}))
+        self.verifier = SigV4Verifier(
+            KeyRing(settings.data_dir), also=frozenset({"events", "logs"})
+        )
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,

@@ -92,6 +92,9 @@ class Settings:
     #: (docs/function-states.md). For trying out clients' waiters and retries.
     function_settle_delay: float = 0.0
     log_level: str = "INFO"
+    #: The log store's bound (bytes of events as CloudWatch Logs counts them, on disk and in
+    #: memory): past it the oldest segment of any group is dropped. 0: unbounded.
+    log_max_bytes: int = 256 * 1024 * 1024
     #: Print environment output to lambdad's own log as well (debugging aid).
     echo_function_logs: bool = False
     #: The AWS-compatible endpoint (e.g. a LocalStack or moto server) through which async

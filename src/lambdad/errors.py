@@ -32,7 +32,9 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ProvisionedConcurrencyConfigNotFoundException
     ├── PolicyLengthExceededException            (a resource policy over 20 KB)
     ├── PublicPolicyException
-    └── LimitExceededException                   (EventBridge: too many targets on a rule)
+    ├── LimitExceededException                   (EventBridge: too many targets on a rule)
+    ├── InvalidParameterException                (CloudWatch Logs' bad-input error)
+    └── ResourceAlreadyExistsException           (CloudWatch Logs: a group or stream exists)
 """
 
 from __future__ import annotations
@@ -190,3 +192,15 @@ class LimitExceededException(LambdaError):
     """EventBridge's: a rule's targets (or another quota) would exceed AWS's limit."""
 
     code = "LimitExceededException"
+
+
+class InvalidParameterException(LambdaError):
+    """CloudWatch Logs' answer to bad input (its model violations included)."""
+
+    code = "InvalidParameterException"
+
+
+class ResourceAlreadyExistsException(LambdaError):
+    """CloudWatch Logs: the log group or stream to create exists."""
+
+    code = "ResourceAlreadyExistsException"

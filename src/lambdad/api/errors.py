@@ -54,6 +54,8 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.PolicyLengthExceededException: (400, "message"),
     errors.PublicPolicyException: (400, "Message"),
     errors.LimitExceededException: (400, "message"),
+    errors.InvalidParameterException: (400, "message"),
+    errors.ResourceAlreadyExistsException: (400, "message"),
     errors.ServiceException: (500, "Message"),
     errors.LambdaError: (500, "Message"),
 }
@@ -135,8 +137,18 @@ def is_json11(request: web.Request) -> bool:
     )
 
 
+#: CloudWatch Logs' targets: it reports its model's violations as ``InvalidParameterException``.
+LOGS_TARGET_PREFIX = "Logs_20140328."
+
+
 def _render_for(request: web.Request, exc: errors.LambdaError) -> web.Response:
-    return render_json11(exc) if is_json11(request) else render(exc)
+    if not is_json11(request):
+        return render(exc)
+    if isinstance(exc, errors.ValidationException) and request.headers.get(
+        "X-Amz-Target", ""
+    ).startswith(LOGS_TARGET_PREFIX):
+        exc = errors.InvalidParameterException(exc.message)
+    return render_json11(exc)
 
 
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:

@@ -26,6 +26,10 @@ def _header(name: str, value: str) -> bytes:
     )
 
 
+#: One string header (for other event streams than Invoke's: CloudWatch Logs' live tail).
+header = _header
+
+
 def _event_headers(event_type: str, content_type: str) -> bytes:
     return (
         _header(":event-type", event_type)

@@ -17,6 +17,7 @@ from lambdad.api.lambda_api import FUNCTIONS, reply, scope_of
 from lambdad.api.prometheus import METRICS
 from lambdad.control.arns import Scope
 from lambdad.events.pollers import MappingStatus
+from lambdad.observe.log_filters import InvalidFilterPattern, compile_pattern
 from lambdad.observe.logs import LogStore
 from lambdad.observe.metric_queries import BadQuery
 from lambdad.observe.metrics import LAMBDA
@@ -82,13 +83,23 @@ async def esm(request: web.Request) -> web.Response:
 
 @routes.get("/_lambdad/logs")
 async def logs(request: web.Request) -> web.Response:
-    """Events of a function's log group: ``function``, ``after`` (a position), ``wait`` (s)."""
+    """Events of a function's log group: ``function``, ``after`` (a position), ``wait`` (s),
+    ``filter`` (a CloudWatch Logs filter pattern). ``next`` is the position to read after
+    next time: past the events read, matching or not."""
+    try:
+        match = compile_pattern(request.query.get("filter"))
+    except InvalidFilterPattern:
+        raise errors.InvalidParameterValueException("Invalid filter pattern") from None
     scope = scope_of(request)
     raw = request.query.get("function", "")
     group = request.query.get("group")
-    if not group:
-        name, _ = request.app[FUNCTIONS].name_of(scope, raw)
-        group = f"/aws/lambda/{name}"
+    if not group:  # the function's LoggingConfig.LogGroup (``/aws/lambda/<name>`` by default)
+        name, qualifier = request.app[FUNCTIONS].name_of(scope, raw)
+        try:
+            config = await request.app[FUNCTIONS].get(scope, name, qualifier)
+            group = config.log_group
+        except errors.ResourceNotFoundException:  # deleted: its logs remain
+            group = f"/aws/lambda/{name}"
     after = int(request.query.get("after", "0") or 0)
     wait = min(float(request.query.get("wait", "0") or 0), 60.0)
     store = request.app[LOGS]
@@ -99,6 +110,7 @@ async def logs(request: web.Request) -> web.Response:
         "events": [
             {"seq": e.seq, "timestamp": e.timestamp_ms, "stream": e.stream, "message": e.message}
             for e in events
+            if match(e.message)
         ],
         "next": events[-1].seq if events else after,
     }

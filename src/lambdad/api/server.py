@@ -23,6 +23,8 @@ from lambdad.api import (
     lambda_api,
     layers_api,
     limits,
+    live_tail,
+    logs_api,
     mappings_api,
     policy_api,
     prometheus,
@@ -108,6 +110,9 @@ def build_app(services: Services) -> web.Application:
     app[provisioned_api.PROVISIONER] = services.provisioner
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
+    app[logs_api.LOG_STORE] = services.logs
+    app[live_tail.SESSIONS] = live_tail.Sessions()
+    app.on_shutdown.append(live_tail.end_sessions)
     app[platform_api.DOCTOR] = services.doctor
     if services.esm_status is not None:
         app[platform_api.ESM_STATUS] = services.esm_status
@@ -130,7 +135,8 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(urls_api.routes)
     app.add_routes(stream_api.routes)
     app.add_routes(mappings_api.routes)
-    app.add_routes(target_front.routes)  # POST /: EventBridge (events_api) by X-Amz-Target
+    # POST /: EventBridge (events_api) and CloudWatch Logs (logs_api) by X-Amz-Target
+    app.add_routes(target_front.routes)
     return app
 
 

@@ -68,6 +68,11 @@ def add_parsers(commands: Any) -> None:
     logs.add_argument("function", help="function name or ARN")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     logs.add_argument("--stream", action="store_true", help="prefix each line with its stream")
+    logs.add_argument(
+        "--filter",
+        metavar="PATTERN",
+        help="only events matching this CloudWatch Logs filter pattern (as FilterLogEvents)",
+    )
     _common(logs)
     logs.set_defaults(run=run_logs)
     doctor = commands.add_parser("doctor", help="what isolation and runtimes are active")
@@ -94,14 +99,15 @@ def run_logs(args: argparse.Namespace) -> int:
     after = 0
     try:
         while True:
-            query = urllib.parse.urlencode(
-                {"function": args.function, "after": after, "wait": 20 if args.follow else 0}
-            )
+            params = {"function": args.function, "after": after, "wait": 20 if args.follow else 0}
+            if args.filter:
+                params["filter"] = args.filter
+            query = urllib.parse.urlencode(params)
             page = _get(f"{base}/_lambdad/logs?{query}", args.region, timeout=60.0)
             _print_events(page["events"], args.stream)
-            after = page["next"]
-            if not args.follow and not page["events"]:
+            if not args.follow and page["next"] == after:
                 return 0
+            after = page["next"]
     except KeyboardInterrupt:
         return 0
     except urllib.error.HTTPError as exc:

@@ -145,6 +145,7 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
         log_group=config.log_group,
         log_format=config.logging.log_format,
         log_level=config.logging.application_log_level,
+        system_log_level=config.logging.system_log_level,
         layer_keys=config.layer_keys,
         snap_start=config.snap_start_on,
     )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from lambdad.observe.emf import looks_like
+from lambdad.observe.log_levels import application_filter, platform_shown
 from lambdad.observe.logs import LogStore
 from lambdad.observe.platform import PlatformLines, Report
 from lambdad.runtime.extensions import Extension
@@ -50,6 +51,10 @@ class Recorder:
         self._collect: list[str] | None = None
         #: START was logged for the running invocation.
         self._started = False
+        json_logs = config.log_format == "JSON"
+        #: Log-level filtering (JSON format only, as on AWS).
+        self._keep = application_filter(config.log_level) if json_logs else None
+        self._platform_shown = platform_shown(config.system_log_level) if json_logs else True
 
     def set_initialization_type(self, kind: str) -> None:
         self._lines.initialization_type = self.telemetry.initialization_type = kind
@@ -66,10 +71,16 @@ class Recorder:
             for message in messages:
                 self._echo(f"[{self._config.name}] {message}")
 
+    def platform(self, messages: list[str]) -> None:
+        """Lambda's own lines (INFO): left out at ``SystemLogLevel`` WARN."""
+        if self._platform_shown:
+            self.emit(messages)
+
     def output(self, lines: list[str]) -> None:
-        """Lines the runtime printed: the log, ``function`` telemetry, and EMF metrics (only
-        lines that look like EMF are handed on, to be parsed later)."""
-        self.emit(lines)
+        """Lines the runtime printed: the log (those at ``ApplicationLogLevel`` or above),
+        ``function`` telemetry, and EMF metrics (only lines that look like EMF are handed on,
+        to be parsed later)."""
+        self.emit(lines if self._keep is None else self._keep(lines))
         self.telemetry.function(lines)
         emf = self._emf
         if emf is not None:
@@ -78,32 +89,32 @@ class Recorder:
                     emf(*self._group, line)
 
     def extension_output(self, _ext: Extension, lines: list[str]) -> None:
-        self.emit(lines)
+        self.emit(lines if self._keep is None else self._keep(lines))
         self.telemetry.extension(lines)
 
     def _subscribed(self, api: str, name: str, types: Sequence[str]) -> None:
         if api == "logs":
-            self.emit([self._lines.logs_subscription(name, types, time.time())])
+            self.platform([self._lines.logs_subscription(name, types, time.time())])
         else:
-            self.emit([self._lines.telemetry_subscription(name, types, time.time())])
+            self.platform([self._lines.telemetry_subscription(name, types, time.time())])
 
     # ------------------------------------------------------------ init and restore
 
     def init_start(self) -> None:
-        self.emit([self._lines.init_start(self._config.runtime or "provided", time.time())])
+        self.platform([self._lines.init_start(self._config.runtime or "provided", time.time())])
 
     def restore_start(self) -> None:
-        self.emit([self._lines.restore_start(self._config.runtime or "provided", time.time())])
+        self.platform([self._lines.restore_start(self._config.runtime or "provided", time.time())])
 
     def init_report(self, duration_ms: float, phase: str, failure: InitFailure | None) -> None:
         status, error_type = _failure_fields(failure)
         error_type = error_type if status == "error" else None
         line = self._lines.init_report(duration_ms, phase, status, error_type, time.time())
-        self.emit([line])
+        self.platform([line])
 
     def restore_report(self, duration_ms: float, failure: InitFailure | None) -> None:
         status, error_type = _failure_fields(failure)
-        self.emit([self._lines.restore_report(duration_ms, status, error_type, time.time())])
+        self.platform([self._lines.restore_report(duration_ms, status, error_type, time.time())])
 
     def init_begun(self, env_id: str, phase: str) -> None:
         cfg = self._config
@@ -126,7 +137,7 @@ class Recorder:
         self.telemetry.close_subscriptions()
         at = time.time()
         for name, state, events, error_type in extensions:
-            self.emit([self._lines.extension(name, state, events, error_type, at)])
+            self.platform([self._lines.extension(name, state, events, error_type, at)])
             self.telemetry.extension_state(name, state, events, error_type)
         status, error_type = _failure_fields(failure)
         self.telemetry.init_report(phase, status, duration_ms, error_type)
@@ -143,7 +154,7 @@ class Recorder:
         if not self._started:
             self._started = True
             version = self._config.version
-            self.emit([self._lines.start(invocation.request_id, version, time.time())])
+            self.platform([self._lines.start(invocation.request_id, version, time.time())])
             self.telemetry.start(invocation.request_id, version, invocation.trace_id)
 
     def runtime_done(
@@ -178,7 +189,7 @@ class Recorder:
         """END and REPORT; returns the invocation's tail (collecting stops)."""
         at = time.time()
         end = self._lines.end(report.request_id, at)
-        self.emit([*([end] if end else []), self._lines.report(report, at)])
+        self.platform([*([end] if end else []), self._lines.report(report, at)])
         self.telemetry.end(report.request_id)
         self.telemetry.report(report)
         return self.take_tail()

@@ -36,6 +36,8 @@ class FunctionSpec:
     log_group: str
     log_format: str = "Text"
     log_level: str | None = None
+    #: ``LoggingConfig.SystemLogLevel`` (JSON format only): WARN leaves Lambda's lines out.
+    system_log_level: str | None = None
     #: The layers' blob keys in the ``BlobStore``, unpacked in this order into ``/opt``.
     layer_keys: tuple[str, ...] = ()
     #: A published version with ``SnapStart.ApplyOn=PublishedVersions``: restored from a template.
