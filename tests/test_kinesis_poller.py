@@ -660,6 +660,9 @@ class ScriptedStream:
         following = None if closed and end == len(records) else f"{name}:{end}"
         return Page(page, following, 0)
 
+    async def anchor(self, shard_id: str) -> Position:
+        return Position(PositionKind.TRIM_HORIZON)  # this script's LATEST is its start too
+
     async def close(self) -> None:
         return None
 

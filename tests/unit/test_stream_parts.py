@@ -14,7 +14,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.events.checkpoints import Checkpoint, Checkpoints
 from lambdad.events.kinesis import record_of
-from lambdad.events.shards import Page, StreamRecord
+from lambdad.events.shards import Page, Position, PositionKind, StreamRecord
 from lambdad.events.stream_mapping import OnFailureSink
 from lambdad.events.stream_poller import BatchFailure, _behind, _Block, lane_of
 from lambdad.events.tumbling import MAX_STATE, Window, iso, window_start
@@ -105,8 +105,9 @@ def test_a_kinesis_record_is_lambdas_shape() -> None:
 
 
 def test_checkpoints_are_kept_per_mapping_and_shard_and_forgotten_with_the_mapping() -> None:
-    """A mapping's checkpoints are keyed by account, region, mapping and shard; forgetting
-    the mapping's removes them all and no other mapping's."""
+    """A mapping's checkpoints are keyed by account, region, mapping and shard (a LATEST
+    mapping's pinned start kept with them); forgetting the mapping's removes them all and no
+    other mapping's."""
 
     async def scenario() -> None:
         store = MemoryStore()
@@ -119,7 +120,10 @@ def test_checkpoints_are_kept_per_mapping_and_shard_and_forgotten_with_the_mappi
         assert await one.get("shard-a") == Checkpoint("5")
         assert await one.get("shard-b") == Checkpoint("9", finished=True)
         assert await one.get("shard-c") is None
-        assert await one.forget() == 2
+        start = Position(PositionKind.AT_TIMESTAMP, timestamp=1700000000.25)
+        await one.put("shard-d", Checkpoint(None, start=start))
+        assert await one.get("shard-d") == Checkpoint(None, start=start)
+        assert await one.forget() == 3
         assert await one.get("shard-a") is None
         assert await two.get("shard-a") == Checkpoint("1")
 

@@ -379,6 +379,14 @@ class StreamPoller:
         position = first
         if last is not None:
             position = Position(PositionKind.AFTER_SEQUENCE_NUMBER, last)
+        elif checkpoint is not None and checkpoint.start is not None:
+            position = checkpoint.start
+        elif first.kind is PositionKind.LATEST:
+            # LATEST moves on: pin it down before reading, so a restart that comes before any
+            # record is done resumes here rather than at a later LATEST (AWS, never down,
+            # delivers what was put meanwhile).
+            position = await self._reader.anchor(name)
+            await self._checkpoints.put(name, Checkpoint(None, start=position))
         iterator: str | None = await self._reader.iterator(name, position)
         buffer: collections.deque[StreamRecord] = collections.deque()
         while True:
