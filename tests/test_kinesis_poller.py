@@ -34,7 +34,7 @@ from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.kinesis import KinesisReader, record_of
 from lambdad.events.shards import Page, Position, PositionKind, Shard, StreamRecord
 from lambdad.events.stream_mapping import stream_factory
-from lambdad.events.stream_poller import BatchFailure, StreamPoller, StreamSource
+from lambdad.events.stream_poller import BatchFailure, StreamPoller, StreamSource, lane_of
 from tests.aws import ACCOUNT
 from tests.conftest import (
     ROLE,
@@ -400,6 +400,38 @@ def test_parallelization_runs_batches_side_by_side_and_keeps_each_keys_order(
         mine = [int(d.split("-")[1]) for d in collector.datas() if d.startswith(key + "-")]
         assert mine == sorted(mine)
         assert len(mine) == len(set(mine)) == 10
+
+
+def test_a_retrying_key_does_not_hold_back_the_keys_of_other_lanes(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 each lane of a shard proceeds on its own (AWS's
+    concurrent batches per shard): while one key's batch keeps failing and is retried, the
+    records of a key in another lane, put after it, are delivered; once the fault clears the
+    failing key's records follow, in order."""
+    stream = Stream(moto)
+    bad = "key-bad"
+    good = next(f"key-{n}" for n in itertools.count() if lane_of(f"key-{n}", 2) != lane_of(bad, 2))
+    release = threading.Event()
+    collector.answer = lambda records: (
+        {"raise": "not yet"}
+        if not release.is_set() and any(data_of(r).startswith("bad") for r in records)
+        else {}
+    )
+    stream.put(["bad-0", "bad-1"], key=lambda n: bad)
+    stream.put([f"good-{n}" for n in range(6)], key=lambda n: good)
+    mapping(client, function(client, collector), stream, BatchSize=2, ParallelizationFactor=2)
+    wait_until(lambda: "good-5" in collector.datas(), timeout=60)
+    assert "bad-0" in collector.datas()  # tried, failing, while the other lane ran on
+    release.set()
+    stream.put(["bad-2"], key=lambda n: bad)
+    wait_until(lambda: "bad-2" in collector.datas(), timeout=60)
+    goods = [d for d in collector.datas() if d.startswith("good-")]
+    assert goods == [f"good-{n}" for n in range(6)]
+    bads = list(dict.fromkeys(d for d in collector.datas() if d.startswith("bad-")))
+    assert bads == ["bad-0", "bad-1", "bad-2"]
+    last_bad = max(i for i, d in enumerate(collector.datas()) if d in ("bad-0", "bad-1"))
+    assert collector.datas().index("good-5") < last_bad
 
 
 def test_disabling_stops_delivery_and_enabling_resumes_from_the_checkpoint(

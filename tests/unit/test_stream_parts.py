@@ -43,6 +43,20 @@ def test_a_block_checkpoints_only_past_records_every_lane_has_finished() -> None
     assert block.finish(records("3", "4")) is None
     assert block.finish(records("1")) == "1"
     assert block.finish(records("2")) == "4"
+    assert block.pending() == 0
+
+
+def test_a_growing_block_lets_go_of_what_the_checkpoint_passed() -> None:
+    """Records read later join the block behind the ones held; the block holds only records
+    from the first one not done, so a lane running ahead of a retrying one is bounded by what
+    the shard reader lets in."""
+    block = _Block(records("1", "2"))
+    block.extend(records("3", "4"))
+    assert block.finish(records("2", "3")) is None
+    assert block.pending() == 4
+    assert block.finish(records("1")) == "3"
+    assert block.pending() == 1
+    assert block.finish(records("1")) is None  # done before: nothing moves
 
 
 def test_windows_are_aligned_on_their_length_and_written_like_aws() -> None:
