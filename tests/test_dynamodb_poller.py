@@ -353,6 +353,22 @@ def test_report_batch_item_failures_retries_from_the_lowest_failed_sequence_numb
     ]
 
 
+def test_parallelization_keeps_each_items_changes_in_order(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 Lambda runs several batches of a shard at a time,
+    keeping the changes of one item (its keys) in order."""
+    table = Table(moto)
+    for n in range(6):
+        for pk in "abcd":
+            table.put(pk, v=str(n))
+    mapping(client, function(client, collector), table, BatchSize=2, ParallelizationFactor=3)
+    wait_until(lambda: len(changes(collector)) >= 24, timeout=60)
+    for pk in "abcd":
+        mine = [c.split("=")[1] for c in changes(collector) if c.split(" ")[1].startswith(pk)]
+        assert mine == [str(n) for n in range(6)]
+
+
 def test_a_restart_resumes_from_the_durable_checkpoint(
     moto: Moto, collector: Collector, tmp_path: Path
 ) -> None:

@@ -516,6 +516,36 @@ def test_a_kill_of_lambdad_loses_no_record_and_repeats_at_most_a_batch_a_shard(
     assert sum(counts.values()) - len(datas) <= 2 * 3
 
 
+def test_a_kill_with_lanes_running_on_loses_no_record_and_keeps_each_keys_order(
+    start_server: Callable[..., Server], moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 the shard checkpoint passes only records every lane
+    has finished: after a SIGKILL with lanes at different points, a restart delivers every
+    record (at-least-once), each key's first deliveries in order."""
+    slow = threading.Event()
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        slow.wait(0.05)
+        return {}
+
+    collector.answer = answer
+    srv = start_server(settings_of(moto))
+    stream = Stream(moto)
+    keys = [f"k{n}" for n in range(5)]
+    datas = [f"{keys[n % 5]}-{n // 5}" for n in range(80)]
+    stream.put(datas, key=lambda n: keys[n % 5])
+    lam = srv.client()
+    mapping(lam, function(lam, collector), stream, BatchSize=2, ParallelizationFactor=3)
+    wait_until(lambda: len(collector.datas()) >= 16, timeout=60)
+    srv.stop(signal.SIGKILL)
+    assert len(set(collector.datas())) < len(datas), "the kill should find records unread"
+    start_server(settings_of(moto), data_dir=srv.data_dir)
+    wait_until(lambda: set(collector.datas()) == set(datas), timeout=120)
+    for key in keys:
+        firsts = list(dict.fromkeys(d for d in collector.datas() if d.startswith(key + "-")))
+        assert firsts == [f"{key}-{n}" for n in range(16)]
+
+
 @contextlib.asynccontextmanager
 async def in_process(
     tmp_path: Path, moto: Moto, collector: Collector, sink: Any = None
