@@ -211,6 +211,25 @@ def test_iterators_start_where_their_position_says(moto: Moto) -> None:
     with_reader(moto, arn, scenario)
 
 
+def test_the_anchor_of_a_shard_is_after_its_last_record_or_its_horizon(moto: Moto) -> None:
+    """The durable stand-in for LATEST: TRIM_HORIZON while the shard holds nothing, then
+    AFTER_SEQUENCE_NUMBER its last record, from which only later writes are read."""
+    ddb, name, arn = table(moto, "KEYS_ONLY")
+
+    async def scenario(reader: DynamoDbStreamsReader) -> None:
+        shard_id = (await reader.shards())[0].shard_id
+        assert await reader.anchor(shard_id) == Position(PositionKind.TRIM_HORIZON)
+        for sk in range(3):
+            await asyncio.to_thread(ddb.put_item, TableName=name, Item=key("a", sk))
+        anchor = await reader.anchor(shard_id)
+        assert anchor.kind is PositionKind.AFTER_SEQUENCE_NUMBER
+        await asyncio.to_thread(ddb.put_item, TableName=name, Item=key("a", 9))
+        later = await read_all(reader, await reader.iterator(shard_id, anchor))
+        assert [int(e["dynamodb"]["Keys"]["sk"]["N"]) for e in later] == [9]
+
+    with_reader(moto, arn, scenario)
+
+
 def test_an_empty_read_of_an_open_shard_keeps_an_iterator(moto: Moto) -> None:
     """Reading an open shard past its last record gives no records and an iterator to read
     from later (AWS: NextShardIterator stays set while the shard is open); records written

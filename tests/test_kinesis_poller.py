@@ -34,7 +34,7 @@ from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.kinesis import KinesisReader, record_of
 from lambdad.events.shards import Page, Position, PositionKind, Shard, StreamRecord
 from lambdad.events.stream_mapping import stream_factory
-from lambdad.events.stream_poller import BatchFailure, StreamPoller, StreamSource
+from lambdad.events.stream_poller import BatchFailure, StreamPoller, StreamSource, lane_of
 from tests.aws import ACCOUNT
 from tests.conftest import (
     ROLE,
@@ -402,6 +402,38 @@ def test_parallelization_runs_batches_side_by_side_and_keeps_each_keys_order(
         assert len(mine) == len(set(mine)) == 10
 
 
+def test_a_retrying_key_does_not_hold_back_the_keys_of_other_lanes(
+    client: Any, moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 each lane of a shard proceeds on its own (AWS's
+    concurrent batches per shard): while one key's batch keeps failing and is retried, the
+    records of a key in another lane, put after it, are delivered; once the fault clears the
+    failing key's records follow, in order."""
+    stream = Stream(moto)
+    bad = "key-bad"
+    good = next(f"key-{n}" for n in itertools.count() if lane_of(f"key-{n}", 2) != lane_of(bad, 2))
+    release = threading.Event()
+    collector.answer = lambda records: (
+        {"raise": "not yet"}
+        if not release.is_set() and any(data_of(r).startswith("bad") for r in records)
+        else {}
+    )
+    stream.put(["bad-0", "bad-1"], key=lambda n: bad)
+    stream.put([f"good-{n}" for n in range(6)], key=lambda n: good)
+    mapping(client, function(client, collector), stream, BatchSize=2, ParallelizationFactor=2)
+    wait_until(lambda: "good-5" in collector.datas(), timeout=60)
+    assert "bad-0" in collector.datas()  # tried, failing, while the other lane ran on
+    release.set()
+    stream.put(["bad-2"], key=lambda n: bad)
+    wait_until(lambda: "bad-2" in collector.datas(), timeout=60)
+    goods = [d for d in collector.datas() if d.startswith("good-")]
+    assert goods == [f"good-{n}" for n in range(6)]
+    bads = list(dict.fromkeys(d for d in collector.datas() if d.startswith("bad-")))
+    assert bads == ["bad-0", "bad-1", "bad-2"]
+    last_bad = max(i for i, d in enumerate(collector.datas()) if d in ("bad-0", "bad-1"))
+    assert collector.datas().index("good-5") < last_bad
+
+
 def test_disabling_stops_delivery_and_enabling_resumes_from_the_checkpoint(
     client: Any, moto: Moto, collector: Collector
 ) -> None:
@@ -482,6 +514,36 @@ def test_a_kill_of_lambdad_loses_no_record_and_repeats_at_most_a_batch_a_shard(
     counts = {d: collector.datas().count(d) for d in datas}
     assert max(counts.values()) <= 2
     assert sum(counts.values()) - len(datas) <= 2 * 3
+
+
+def test_a_kill_with_lanes_running_on_loses_no_record_and_keeps_each_keys_order(
+    start_server: Callable[..., Server], moto: Moto, collector: Collector
+) -> None:
+    """With ParallelizationFactor above 1 the shard checkpoint passes only records every lane
+    has finished: after a SIGKILL with lanes at different points, a restart delivers every
+    record (at-least-once), each key's first deliveries in order."""
+    slow = threading.Event()
+
+    def answer(records: list[dict[str, Any]]) -> dict[str, Any]:
+        slow.wait(0.05)
+        return {}
+
+    collector.answer = answer
+    srv = start_server(settings_of(moto))
+    stream = Stream(moto)
+    keys = [f"k{n}" for n in range(5)]
+    datas = [f"{keys[n % 5]}-{n // 5}" for n in range(80)]
+    stream.put(datas, key=lambda n: keys[n % 5])
+    lam = srv.client()
+    mapping(lam, function(lam, collector), stream, BatchSize=2, ParallelizationFactor=3)
+    wait_until(lambda: len(collector.datas()) >= 16, timeout=60)
+    srv.stop(signal.SIGKILL)
+    assert len(set(collector.datas())) < len(datas), "the kill should find records unread"
+    start_server(settings_of(moto), data_dir=srv.data_dir)
+    wait_until(lambda: set(collector.datas()) == set(datas), timeout=120)
+    for key in keys:
+        firsts = list(dict.fromkeys(d for d in collector.datas() if d.startswith(key + "-")))
+        assert firsts == [f"{key}-{n}" for n in range(16)]
 
 
 @contextlib.asynccontextmanager
@@ -659,6 +721,9 @@ class ScriptedStream:
         closed = shard.ending_sequence_number is not None
         following = None if closed and end == len(records) else f"{name}:{end}"
         return Page(page, following, 0)
+
+    async def anchor(self, shard_id: str) -> Position:
+        return Position(PositionKind.TRIM_HORIZON)  # this script's LATEST is its start too
 
     async def close(self) -> None:
         return None

@@ -254,8 +254,11 @@ class Lambdad:
         )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
+        #: The sources' own endpoints, and the shared one for what else a poller reaches
+        #: (a stream mapping's on-failure SNS topic).
         source_clients = AwsClients(
             {s: settings.endpoint_of(s) for s in SOURCE_SERVICES},
+            default=settings.aws_endpoint_url,
             access_key=settings.aws_access_key_id,
             secret_key=settings.aws_secret_access_key,
         )

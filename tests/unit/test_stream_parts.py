@@ -14,7 +14,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.events.checkpoints import Checkpoint, Checkpoints
 from lambdad.events.kinesis import record_of
-from lambdad.events.shards import Page, StreamRecord
+from lambdad.events.shards import Page, Position, PositionKind, StreamRecord
 from lambdad.events.stream_mapping import OnFailureSink
 from lambdad.events.stream_poller import BatchFailure, _behind, _Block, lane_of
 from lambdad.events.tumbling import MAX_STATE, Window, iso, window_start
@@ -43,6 +43,20 @@ def test_a_block_checkpoints_only_past_records_every_lane_has_finished() -> None
     assert block.finish(records("3", "4")) is None
     assert block.finish(records("1")) == "1"
     assert block.finish(records("2")) == "4"
+    assert block.pending() == 0
+
+
+def test_a_growing_block_lets_go_of_what_the_checkpoint_passed() -> None:
+    """Records read later join the block behind the ones held; the block holds only records
+    from the first one not done, so a lane running ahead of a retrying one is bounded by what
+    the shard reader lets in."""
+    block = _Block(records("1", "2"))
+    block.extend(records("3", "4"))
+    assert block.finish(records("2", "3")) is None
+    assert block.pending() == 4
+    assert block.finish(records("1")) == "3"
+    assert block.pending() == 1
+    assert block.finish(records("1")) is None  # done before: nothing moves
 
 
 def test_windows_are_aligned_on_their_length_and_written_like_aws() -> None:
@@ -105,8 +119,9 @@ def test_a_kinesis_record_is_lambdas_shape() -> None:
 
 
 def test_checkpoints_are_kept_per_mapping_and_shard_and_forgotten_with_the_mapping() -> None:
-    """A mapping's checkpoints are keyed by account, region, mapping and shard; forgetting
-    the mapping's removes them all and no other mapping's."""
+    """A mapping's checkpoints are keyed by account, region, mapping and shard (a LATEST
+    mapping's pinned start kept with them); forgetting the mapping's removes them all and no
+    other mapping's."""
 
     async def scenario() -> None:
         store = MemoryStore()
@@ -119,7 +134,10 @@ def test_checkpoints_are_kept_per_mapping_and_shard_and_forgotten_with_the_mappi
         assert await one.get("shard-a") == Checkpoint("5")
         assert await one.get("shard-b") == Checkpoint("9", finished=True)
         assert await one.get("shard-c") is None
-        assert await one.forget() == 2
+        start = Position(PositionKind.AT_TIMESTAMP, timestamp=1700000000.25)
+        await one.put("shard-d", Checkpoint(None, start=start))
+        assert await one.get("shard-d") == Checkpoint(None, start=start)
+        assert await one.forget() == 3
         assert await one.get("shard-a") is None
         assert await two.get("shard-a") == Checkpoint("1")
 

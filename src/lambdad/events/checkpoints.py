@@ -5,7 +5,9 @@ One document per ``(account, region, mapping uuid, shard id)`` in
 it was delivered, filtered out or sent to the on-failure destination) and whether the shard
 is read to its end (a closed shard whose children may now be read). The shard poller writes it
 after each batch; a poller started again (a restart of lambdad, an update of the mapping)
-resumes ``AFTER_SEQUENCE_NUMBER`` it.
+resumes ``AFTER_SEQUENCE_NUMBER`` it. Before any record is done, a ``LATEST`` mapping stores
+where ``LATEST`` was when it first opened the shard (``start``), so a restart resumes there
+instead of at a later ``LATEST``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from lambdad.control.arns import Scope
+from lambdad.events.shards import Position, PositionKind
 from lambdad.store.base import Store, Table
 
 
@@ -22,6 +25,8 @@ class Checkpoint:
     sequence_number: str | None
     #: The shard is closed and every record of it is done.
     finished: bool = False
+    #: Where to resume while ``sequence_number`` is None (a durable stand-in for ``LATEST``).
+    start: Position | None = None
 
 
 class Checkpoints:
@@ -36,10 +41,25 @@ class Checkpoints:
         doc = await self._store.get(Table.STREAM_CHECKPOINTS, self._key(shard_id))
         if doc is None:
             return None
-        return Checkpoint(doc.get("sequence_number"), bool(doc.get("finished", False)))
+        start = doc.get("start")
+        return Checkpoint(
+            doc.get("sequence_number"),
+            bool(doc.get("finished", False)),
+            _position(start) if isinstance(start, dict) else None,
+        )
 
     async def put(self, shard_id: str, checkpoint: Checkpoint) -> None:
-        doc = {"sequence_number": checkpoint.sequence_number, "finished": checkpoint.finished}
+        doc: dict[str, object] = {
+            "sequence_number": checkpoint.sequence_number,
+            "finished": checkpoint.finished,
+        }
+        if checkpoint.start is not None:
+            start = checkpoint.start
+            doc["start"] = {
+                "kind": start.kind.value,
+                "sequence_number": start.sequence_number,
+                "timestamp": start.timestamp,
+            }
         await self._store.put(Table.STREAM_CHECKPOINTS, self._key(shard_id), doc)
 
     async def forget(self) -> int:
@@ -50,3 +70,12 @@ class Checkpoints:
 
     def _key(self, shard_id: str) -> tuple[str, ...]:
         return self._scope.key(self._uuid, shard_id)
+
+
+def _position(doc: dict[str, object]) -> Position:
+    sequence, stamp = doc.get("sequence_number"), doc.get("timestamp")
+    return Position(
+        PositionKind(str(doc["kind"])),
+        str(sequence) if sequence is not None else None,
+        float(stamp) if isinstance(stamp, int | float) else None,
+    )

@@ -102,6 +102,23 @@ class DynamoDbStreamsReader:
         following = answer.get("NextShardIterator")
         return Page(records, str(following) if following else None)
 
+    async def anchor(self, shard_id: str) -> Position:
+        """After the shard's last record now (read from its start to its current end: DynamoDB
+        Streams has no timestamp iterator); ``TRIM_HORIZON`` when it holds none yet."""
+        iterator: str | None = await self.iterator(shard_id, Position(PositionKind.TRIM_HORIZON))
+        last: str | None = None
+        while iterator is not None:
+            answer = await self._client.get_records(ShardIterator=iterator, Limit=READ_MAX)
+            found = answer.get("Records", [])
+            if not found:
+                break
+            last = str(found[-1]["dynamodb"]["SequenceNumber"])
+            following = answer.get("NextShardIterator")
+            iterator = str(following) if following else None
+        if last is None:
+            return Position(PositionKind.TRIM_HORIZON)
+        return Position(PositionKind.AFTER_SEQUENCE_NUMBER, last)
+
     async def close(self) -> None:
         """Refuse further reads (the client is its owner's). Idempotent."""
         self.state = ReaderState.CLOSED

@@ -88,6 +88,11 @@ class StreamReader(Protocol):
         """Up to ``limit`` records from ``iterator`` and the iterator after them."""
         ...
 
+    async def anchor(self, shard_id: str) -> Position:
+        """A position that means ``LATEST`` as of now and still means it later: where a
+        ``LATEST`` mapping resumes after a restart that came before it did any record."""
+        ...
+
     async def close(self) -> None:
         """Release what the reader holds. Idempotent."""
         ...

@@ -3,14 +3,15 @@
 ``StreamPoller`` reads one stream through any ``StreamReader`` (``lambdad.events.shards``).
 A supervisor lists the stream's shards and starts one reader task per shard whose parents are
 read to their end (a shard whose parent is no longer listed was trimmed away: it starts at
-once). A shard task reads its shard in order: it gathers a block of records (up to
-``BatchSize`` times ``ParallelizationFactor`` within the batching window and the payload budget),
-splits it into lanes by partition key (one lane unless ``ParallelizationFactor`` > 1; a key
-always falls in the same lane, so its records stay in order), runs the lanes side by side, each
-one batch at a time, and advances the shard's durable checkpoint past the longest run of
-records every lane has finished. A failed batch is retried with backoff (bisected when asked)
-until it succeeds, runs out of retries or grows too old; then it goes to the ``FailureSink``
-and the lane moves on. Decisions and differences from AWS: docs/event-source-mappings.md.
+once). A shard task reads its shard in order. With one lane it gathers a block of records (up
+to ``BatchSize`` within the batching window and the payload budget), delivers it and reads the
+next. With ``ParallelizationFactor`` > 1 it hands each record to the lane of its partition key
+(a key always falls in the same lane, so its records stay in order) and each lane delivers
+on its own, one batch at a time, so a lane retrying a batch holds back no other lane. Either
+way the shard's durable checkpoint advances past the longest run of records that are done.
+A failed batch is retried with backoff (bisected when asked) until it succeeds, runs out of
+retries or grows too old; then it goes to the ``FailureSink`` and the lane moves on.
+Decisions and differences from AWS: docs/event-source-mappings.md.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ DISCOVERY_INTERVAL = 1.0
 CLOSE_GRACE = 5.0
 #: Batches of more records than this are filtered and encoded in a thread.
 OFF_LOOP_AT = 100
+#: With ParallelizationFactor > 1, reading pauses while the shard holds this many times
+#: ``BatchSize`` x ``ParallelizationFactor`` records not yet behind its checkpoint (a lane
+#: retrying holds the checkpoint back while the others run on).
+LANES_AHEAD = 4
 #: Retry backoff of a failed batch, and of a failed read: doubling from the first to the most.
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
@@ -157,24 +162,62 @@ class _Result:
 
 
 class _Block:
-    """Records of a shard being processed: which are done, and the checkpoint they allow."""
+    """Records of a shard being processed, in shard order: which are done, and the checkpoint
+    they allow. Records may be added as they are read (``extend``); those done at the head
+    are let go as the checkpoint passes them."""
 
-    def __init__(self, records: list[StreamRecord]) -> None:
-        self.records = records
-        self._index = {r.sequence_number: n for n, r in enumerate(records)}
-        self._done = [False] * len(records)
-        self._prefix = 0
+    def __init__(self, records: Sequence[StreamRecord] = ()) -> None:
+        self._order: collections.deque[str] = collections.deque()
+        self._done: dict[str, bool] = {}
+        self.extend(records)
+
+    def extend(self, records: Sequence[StreamRecord]) -> None:
+        for record in records:
+            self._order.append(record.sequence_number)
+            self._done[record.sequence_number] = False
+
+    def pending(self) -> int:
+        """Records held: not done, or done behind one that is not."""
+        return len(self._order)
 
     def finish(self, records: Sequence[StreamRecord]) -> str | None:
         """Mark ``records`` done; the new checkpoint when the done prefix grew."""
         for record in records:
-            self._done[self._index[record.sequence_number]] = True
-        start = self._prefix
-        while self._prefix < len(self._done) and self._done[self._prefix]:
-            self._prefix += 1
-        if self._prefix == start:
-            return None
-        return self.records[self._prefix - 1].sequence_number
+            if record.sequence_number in self._done:
+                self._done[record.sequence_number] = True
+        passed = None
+        while self._order and self._done[self._order[0]]:
+            passed = self._order.popleft()
+            del self._done[passed]
+        return passed
+
+
+class _LaneQueue:
+    """One lane's records waiting, in order; None marks the end of the shard."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[StreamRecord | None] = collections.deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: StreamRecord | None) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Whether an item is waiting, after at most ``timeout`` seconds (None: for ever)."""
+        if not self._items:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout)
+        return bool(self._items)
+
+    def peek(self) -> StreamRecord | None:
+        return self._items[0]
+
+    def take(self) -> StreamRecord | None:
+        item = self._items.popleft()
+        if not self._items:
+            self._ready.clear()
+        return item
 
 
 def lane_of(partition_key: str, lanes: int) -> int:
@@ -379,7 +422,18 @@ class StreamPoller:
         position = first
         if last is not None:
             position = Position(PositionKind.AFTER_SEQUENCE_NUMBER, last)
+        elif checkpoint is not None and checkpoint.start is not None:
+            position = checkpoint.start
+        elif first.kind is PositionKind.LATEST:
+            # LATEST moves on: pin it down before reading, so a restart that comes before any
+            # record is done resumes here rather than at a later LATEST (AWS, never down,
+            # delivers what was put meanwhile).
+            position = await self._reader.anchor(name)
+            await self._checkpoints.put(name, Checkpoint(None, start=position))
         iterator: str | None = await self._reader.iterator(name, position)
+        if self._lanes > 1:
+            await self._read_lanes(name, iterator, last)
+            return
         buffer: collections.deque[StreamRecord] = collections.deque()
         while True:
             iterator = await self._fill(name, iterator, buffer, last)
@@ -397,6 +451,104 @@ class StreamPoller:
                     await self._close_window(name)
                 await self._checkpoints.put(name, Checkpoint(last, finished=True))
                 return
+
+    async def _read_lanes(self, name: str, iterator: str | None, last: str | None) -> None:
+        """Read ``name`` into one queue per lane, each lane delivering on its own: a lane
+        retrying a batch holds back only its own keys (and the checkpoint), not the others.
+        Reading pauses while the shard holds ``LANES_AHEAD`` blocks' worth of records the
+        checkpoint has not passed."""
+        block = _Block()
+        queues = [_LaneQueue() for _ in range(self._lanes)]
+        workers = [
+            asyncio.create_task(self._lane(name, block, queue), name=f"{name}-lane-{n}")
+            for n, queue in enumerate(queues)
+        ]
+        ahead = self.source.batch_size * self._lanes * LANES_AHEAD
+        idle = max(POLL_FLOOR, self._scale * POLL_INTERVAL)
+        try:
+            while True:
+                self._raise_failed(workers)
+                if self.state is not PollerState.RUNNING:
+                    # invokes under way finish and write their checkpoints (close waits)
+                    for queue in queues:
+                        queue.put(None)
+                    await asyncio.gather(*workers, return_exceptions=True)
+                    raise _Closing
+                room = ahead - block.pending()
+                if room <= 0:
+                    await asyncio.sleep(idle)
+                    continue
+                page = await self._reader.read(iterator, room) if iterator is not None else None
+                records = page.records if page is not None else []
+                if page is not None:
+                    iterator = page.next_iterator
+                    self._lag[name] = _behind(page)
+                if records:
+                    await self._dispatch(name, block, queues, records)
+                    last = records[-1].sequence_number
+                    continue
+                if iterator is None or self._at_end(name, last):
+                    break
+                await asyncio.sleep(idle)
+            for queue in queues:
+                queue.put(None)
+            await asyncio.gather(*workers)
+            self._raise_failed(workers)
+            if self.state is not PollerState.RUNNING:
+                raise _Closing
+            await self._checkpoints.put(name, Checkpoint(last, finished=True))
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    @staticmethod
+    def _raise_failed(workers: list[asyncio.Task[None]]) -> None:
+        for worker in workers:
+            if worker.done() and not worker.cancelled() and worker.exception() is not None:
+                raise worker.exception()  # type: ignore[misc]
+
+    async def _dispatch(
+        self,
+        name: str,
+        block: _Block,
+        queues: list[_LaneQueue],
+        records: list[StreamRecord],
+    ) -> None:
+        """Hand ``records`` to their lanes; those the filter drops are done at once."""
+        block.extend(records)
+        passed = await self._filtered(records)
+        dropped = [r for r, ok in zip(records, passed, strict=True) if not ok]
+        for record, ok in zip(records, passed, strict=True):
+            if ok:
+                queues[lane_of(record.partition_key, self._lanes)].put(record)
+        if dropped:
+            await self._finish(name, block, dropped)
+
+    async def _lane(self, name: str, block: _Block, queue: _LaneQueue) -> None:
+        """Deliver one lane's records in order, a batch at a time (up to ``BatchSize``,
+        gathered for at most the batching window from its first record), until its queue
+        says the shard ended or the poller closes."""
+        size = self.source.batch_size
+        window = self._scale * self.source.batching_window
+        while self.state is PollerState.RUNNING:
+            await queue.wait()
+            first = queue.take()
+            if first is None:
+                return
+            batch, weight = [first], _estimate(first)
+            deadline = time.monotonic() + window
+            while len(batch) < size:
+                left = deadline - time.monotonic()
+                if not await queue.wait(max(0.0, left)):
+                    break
+                following = queue.peek()
+                if following is None or weight + _estimate(following) > PAYLOAD_BUDGET:
+                    break  # the end of the shard is taken on the next turn
+                batch.append(following)
+                weight += _estimate(following)
+                queue.take()
+            await self._deliver(name, block, batch)
 
     def _at_end(self, name: str, last: str | None) -> bool:
         """Whether ``last`` is the closed shard ``name``'s ending sequence number (or past it):
@@ -512,12 +664,7 @@ class StreamPoller:
         block = _Block(records)
         lanes: dict[int, list[StreamRecord]] = {}
         dropped: list[StreamRecord] = []
-        if self.source.record_filter is None:
-            passed = [True] * len(records)
-        elif len(records) <= OFF_LOOP_AT:
-            passed = [self._passes(r) for r in records]
-        else:  # thousands of records through a filter must not hold the event loop
-            passed = await asyncio.to_thread(lambda: [self._passes(r) for r in records])
+        passed = await self._filtered(records)
         for record, passes in zip(records, passed, strict=True):
             if passes:
                 lane = lane_of(record.partition_key, self._lanes)
@@ -527,6 +674,15 @@ class StreamPoller:
         if dropped:
             await self._finish(name, block, dropped)
         await asyncio.gather(*(self._run_lane(name, block, lane) for lane in lanes.values()))
+
+    async def _filtered(self, records: list[StreamRecord]) -> list[bool]:
+        """Whether each of ``records`` passes the mapping's filter."""
+        if self.source.record_filter is None:
+            return [True] * len(records)
+        if len(records) <= OFF_LOOP_AT:
+            return [self._passes(r) for r in records]
+        # thousands of records through a filter must not hold the event loop
+        return await asyncio.to_thread(lambda: [self._passes(r) for r in records])
 
     def _passes(self, record: StreamRecord) -> bool:
         check = self.source.record_filter
