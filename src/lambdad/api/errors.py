@@ -1,5 +1,11 @@
 """The one place where errors become HTTP responses, in the rest-json shape botocore parses.
 
+Each service lambdad serves renders errors in its own shape: Lambda's below, EventBridge
+Scheduler's in ``_SCHEDULER`` (``{"Message": ...}`` and Scheduler's codes: a Lambda
+``ResourceConflictException`` is Scheduler's ``ConflictException``, a body Lambda would call
+``InvalidRequestContent`` is Scheduler's ``ValidationException``). The service is the one of
+the operation the request's route serves (``decode.service_of``).
+
 An error renders by the first class of its MRO found in ``_WIRE`` (so a subclass of a mapped
 error renders as its base does, under its own ``code``). The body carries exactly the members
 of AWS's error shape in botocore's ``lambda`` model: ``Type`` and ``message`` or ``Message``
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -18,6 +25,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api.limits import refuse_oversized
+from lambdad.api.wire.decode import service_of
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import StoreError
 
@@ -74,6 +82,49 @@ _FRONT_END = (
 )
 
 
+#: EventBridge Scheduler's errors: class -> (HTTP status, Scheduler's error code). Anything
+#: else renders as Lambda's (auth, size limits), or as ``InternalServerException``.
+_SCHEDULER: dict[type[errors.LambdaError], tuple[int, str]] = {
+    errors.ValidationException: (400, "ValidationException"),
+    errors.InvalidParameterValueException: (400, "ValidationException"),
+    errors.InvalidRequestContentException: (400, "ValidationException"),
+    errors.ResourceNotFoundException: (404, "ResourceNotFoundException"),
+    errors.ResourceConflictException: (409, "ConflictException"),
+    errors.ServiceQuotaExceededException: (402, "ServiceQuotaExceededException"),
+    errors.TooManyRequestsException: (429, "ThrottlingException"),
+}
+_KEPT = (
+    errors.RequestTooLargeException,
+    errors.UnsupportedMediaTypeException,
+    errors.UnrecognizedClientException,
+    errors.MissingAuthenticationTokenException,
+    errors.InvalidSignatureException,
+    errors.IncompleteSignatureException,
+    errors.AccessDeniedException,
+    errors.UnknownOperationException,
+)
+
+
+def render_scheduler(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
+    """``exc`` as EventBridge Scheduler answers: ``x-amzn-ErrorType`` and ``{"Message"}``."""
+    if isinstance(exc, _KEPT):
+        return render(exc, request_id)
+    status, code = 500, "InternalServerException"
+    for cls in type(exc).__mro__:
+        if cls in _SCHEDULER:
+            status, code = _SCHEDULER[cls]
+            break
+    message = (
+        exc.message if status < 500 else "Unexpected error occurred while processing the request"
+    )
+    return web.Response(
+        status=status,
+        body=json.dumps({"Message": message}).encode(),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": code, REQUEST_ID: request_id or new_request_id()},
+    )
+
+
 def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
     status, key = wire_of(exc)
     body: dict[str, object] = {"Type": "Service" if status >= 500 else "User", key: exc.message}
@@ -89,6 +140,14 @@ def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Respon
         content_type="application/json",
         headers=headers,
     )
+
+
+def _renderer(request: web.Request) -> Callable[[errors.LambdaError], web.Response]:
+    """How errors of the request's service render (Lambda's for a path no route serves)."""
+    match = request.match_info
+    if match.http_exception is None and service_of(match.handler) == "scheduler":
+        return render_scheduler
+    return render
 
 
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:
@@ -119,12 +178,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     its invocation's).
     """
     response: web.StreamResponse
+    answer = _renderer(request)
     try:
         if request.match_info.http_exception is None:
             refuse_oversized(request)
         response = await handler(request)
     except errors.LambdaError as exc:
-        response = render(exc)
+        response = answer(exc)
         if isinstance(exc, errors.RequestTooLargeException):
             response.force_close()  # don't read (or linger over) the body just refused
     except web.HTTPException as exc:
@@ -132,25 +192,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error is None:
             exc.headers.setdefault(REQUEST_ID, new_request_id())
             raise
-        response = render(error)
+        response = answer(error)
     except HttpProcessingError as exc:  # a body aiohttp could not parse, met while reading
         log.info("unparseable body in %s %s: %s", request.method, request.path, exc.message)
-        response = render(
+        response = answer(
             errors.InvalidRequestContentException(f"Could not parse request body: {exc.message}"),
         )
         response.force_close()
     except ConnectionError:
         if not _client_gone(request):
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return render(errors.ServiceException("An internal error occurred."))
+            return answer(errors.ServiceException("An internal error occurred."))
         log.debug("client went away during %s %s", request.method, request.path)
-        response = render(errors.InvalidRequestContentException("Connection lost"))
+        response = answer(errors.InvalidRequestContentException("Connection lost"))
     except StoreError as exc:  # lambdad's own storage failed: the client sees Lambda's 500
         log.error("%s %s failed in storage: %s", request.method, request.path, exc)
-        response = render(errors.ServiceException("An internal error occurred."))
+        response = answer(errors.ServiceException("An internal error occurred."))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        response = render(errors.ServiceException("An internal error occurred."))
+        response = answer(errors.ServiceException("An internal error occurred."))
     if not response.prepared and REQUEST_ID not in response.headers:
         response.headers[REQUEST_ID] = new_request_id()
     return response

@@ -26,6 +26,7 @@ from lambdad.api import (
     policy_api,
     provisioned_api,
     runtime_management_api,
+    scheduler_api,
     stream_api,
     url_front,
     urls_api,
@@ -42,6 +43,7 @@ from lambdad.control.functions import Functions
 from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
+from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
@@ -68,6 +70,7 @@ class Services:
     function_urls: FunctionUrls
     url_shape: UrlShape
     mappings: EventSourceMappings
+    schedules: Schedules
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
     #: ``AuthType=AWS_IAM`` use it in either mode).
     verifier: SigV4Verifier | None = None
@@ -100,6 +103,7 @@ def build_app(services: Services) -> web.Application:
     app[urls_api.URLS] = services.function_urls
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
+    app[scheduler_api.SCHEDULES] = services.schedules
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
@@ -112,6 +116,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(urls_api.routes)
     app.add_routes(stream_api.routes)
     app.add_routes(mappings_api.routes)
+    app.add_routes(scheduler_api.routes)
     return app
 
 

@@ -87,10 +87,12 @@ class Destinations:
         await self._tried(what, send)
 
     async def send_dead_letter(
-        self, target_arn: str, body: str, attributes: dict[str, Any]
+        self, target_arn: str, body: str, attributes: dict[str, Any], *, label: str | None = None
     ) -> None:
-        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic."""
-        what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
+        """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic
+        (``label`` names it in the log: Lambda's ``RequestID`` attribute by default)."""
+        name = label or attributes["RequestID"]["StringValue"]
+        what = f"dead letter {name} to {target_arn}"
 
         async def send() -> None:
             service = _arn_parts(target_arn)[0]

@@ -1,4 +1,5 @@
-"""botocore's ``lambda`` service model, loaded once from the installed botocore (no network).
+"""botocore's service models (``lambda``, ``scheduler``, ...), loaded once from the installed
+botocore (no network).
 
 An :class:`Operation` is what the decoder needs of one call: where each input member travels
 (URI label, query string, header, JSON body or raw payload) and the shapes that constrain it.
@@ -31,6 +32,8 @@ class Member:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Operation:
     name: str
+    #: The botocore service the operation belongs to (``lambda``, ``scheduler``).
+    service: str
     method: str
     uri: str
     #: The input shape's name (``CreateFunctionRequest``), used in parse messages.
@@ -44,16 +47,21 @@ class Operation:
     has_json_body: bool
 
 
-@functools.cache
-def service() -> ServiceModel:
-    """The ``lambda`` service model of the installed botocore."""
-    return ServiceModel(Loader().load_service_model("lambda", "service-2"), "lambda")
+#: The service whose model an operation is looked up in when none is named.
+LAMBDA = "lambda"
 
 
 @functools.cache
-def operation(name: str) -> Operation:
-    """The operation ``name`` (``CreateFunction``); KeyError-like botocore error if unknown."""
-    op = service().operation_model(name)
+def service(name: str = LAMBDA) -> ServiceModel:
+    """The service model ``name`` (``lambda``, ``scheduler``) of the installed botocore."""
+    return ServiceModel(Loader().load_service_model(name, "service-2"), name)
+
+
+@functools.cache
+def operation(name: str, service_name: str = LAMBDA) -> Operation:
+    """The operation ``name`` (``CreateFunction``) of ``service_name``'s model; KeyError-like
+    botocore error if unknown."""
+    op = service(service_name).operation_model(name)
     shape = op.input_shape
     members: list[Member] = []
     payload = None
@@ -73,6 +81,7 @@ def operation(name: str) -> Operation:
             )
     return Operation(
         name=name,
+        service=service_name,
         method=op.http["method"],
         uri=op.http["requestUri"],
         input_name=shape.name if shape is not None else f"{name}Request",
