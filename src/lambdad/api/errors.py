@@ -92,6 +92,7 @@ _SCHEDULER: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.ResourceConflictException: (409, "ConflictException"),
     errors.ServiceQuotaExceededException: (402, "ServiceQuotaExceededException"),
     errors.TooManyRequestsException: (429, "ThrottlingException"),
+    errors.UnknownOperationException: (404, "UnknownOperationException"),
 }
 _KEPT = (
     errors.RequestTooLargeException,
@@ -101,7 +102,6 @@ _KEPT = (
     errors.InvalidSignatureException,
     errors.IncompleteSignatureException,
     errors.AccessDeniedException,
-    errors.UnknownOperationException,
 )
 
 
@@ -142,12 +142,19 @@ def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Respon
     )
 
 
+#: Path prefixes only Scheduler's operations use: a request under one that no route serves
+#: (an empty name) is answered in Scheduler's shape.
+_SCHEDULER_PATHS = ("/schedules", "/schedule-groups", "/tags/")
+
+
 def _renderer(request: web.Request) -> Callable[[errors.LambdaError], web.Response]:
     """How errors of the request's service render (Lambda's for a path no route serves)."""
     match = request.match_info
-    if match.http_exception is None and service_of(match.handler) == "scheduler":
-        return render_scheduler
-    return render
+    if match.http_exception is None:
+        scheduler = service_of(match.handler) == "scheduler"
+    else:
+        scheduler = request.path.startswith(_SCHEDULER_PATHS)
+    return render_scheduler if scheduler else render
 
 
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:

@@ -47,6 +47,8 @@ _REFIRE_WITHIN = KEEP_DONE_IDS / 2
 #: At most this many missed occurrences are stepped over when planning (a minute's rate over
 #: two years); a trigger further behind starts from now.
 _MAX_SKIPPED = 1_000_000
+#: More changed triggers than this at once are re-read with one scan of their source.
+_SCAN_ABOVE = 16
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -151,6 +153,11 @@ class TimeTriggers:
         self._dirty: dict[TriggerId, TriggerSource] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Due occurrences waiting for their record; the recorder writes whatever piled up
+        #: during its previous commit in one transaction (group commit).
+        self._due_plans: list[_Plan] = []
+        self._due_ready = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
         self._fires: set[asyncio.Task[None]] = set()
         self.state = TriggersState.NEW
 
@@ -170,6 +177,7 @@ class TimeTriggers:
                 self._plan(source, trigger, starting=True)
         self.state = TriggersState.RUNNING
         self._task = asyncio.create_task(self._run(), name="time-triggers")
+        self._recorder = asyncio.create_task(self._record_forever(), name="trigger-records")
 
     async def close(self) -> None:
         """Stop firing; fires under way are cancelled (their record makes the next start fire
@@ -177,7 +185,7 @@ class TimeTriggers:
         if self.state is TriggersState.CLOSED:
             return
         self.state = TriggersState.CLOSED
-        tasks = [t for t in (self._task, *self._fires) if t is not None]
+        tasks = [t for t in (self._task, self._recorder, *self._fires) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -221,25 +229,42 @@ class TimeTriggers:
         self._wake.set()
 
     async def _refresh(self) -> None:
+        """Plan again every trigger that changed (one read each, or one scan of its source
+        when many changed at once: a thousand creates must not hold up due fires)."""
         dirty, self._dirty = self._dirty, {}
+        by_source: dict[str, list[TriggerId]] = {}
         for trigger_id, source in dirty.items():
-            trigger = await source.trigger(trigger_id)
-            if trigger is None:
-                self._plans.pop(trigger_id, None)
-                self._last.pop(trigger_id, None)
-                await self._store.delete(Table.TRIGGER_FIRES, trigger_id)
+            by_source.setdefault(source.kind, []).append(trigger_id)
+        for kind, ids in by_source.items():
+            source = self._sources[kind]
+            if len(ids) > _SCAN_ABOVE:
+                every = {t.id: t for t in await source.triggers()}
+                found = [every.get(trigger_id) for trigger_id in ids]
             else:
-                self._plan(source, trigger, starting=False)
+                found = [await source.trigger(trigger_id) for trigger_id in ids]
+            gone: list[Write] = []
+            for trigger_id, trigger in zip(ids, found, strict=True):
+                if trigger is None:
+                    self._plans.pop(trigger_id, None)
+                    self._last.pop(trigger_id, None)
+                    gone.append(Write(Table.TRIGGER_FIRES, trigger_id, None))
+                else:
+                    self._plan(source, trigger, starting=False)
+            if gone:
+                await self._store.write(gone)
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             try:
-                if self._dirty:
-                    await self._refresh()
                 due = self._due()
                 if due:
-                    await self._fire(due)
+                    self._due_plans += due
+                    self._due_ready.set()
+                if self._dirty:
+                    await self._refresh()
+                    continue
+                if due:
                     continue
             except StoreError as exc:  # the store failed: try again shortly
                 log.error("time triggers: %s", exc)
@@ -259,18 +284,30 @@ class TimeTriggers:
                 found.append(plan)
         return found
 
+    async def _record_forever(self) -> None:
+        """Record due occurrences, then fire them: everything that came due while the previous
+        commit was under way goes in the next one (no timer: one row per commit when idle)."""
+        while True:
+            await self._due_ready.wait()
+            self._due_ready.clear()
+            plans, self._due_plans = self._due_plans, []
+            if not plans:
+                continue
+            try:
+                await self._fire(plans)
+            except StoreError as exc:  # recorded on the next turn
+                log.error("time triggers: recording %d occurrence(s): %s", len(plans), exc)
+                self._due_plans = plans + self._due_plans
+                await asyncio.sleep(1.0)
+                self._due_ready.set()
+
     async def _fire(self, plans: list[_Plan]) -> None:
         """Record every due occurrence in one transaction, then hand each to its source."""
         at = time.time()
         writes = [
             Write(Table.TRIGGER_FIRES, p.trigger.id, {"last": p.nominal, "at": at}) for p in plans
         ]
-        try:
-            await self._store.write(writes)
-        except StoreError:
-            for plan in plans:  # planned again, to be recorded on the next turn
-                heapq.heappush(self._heap, (plan.due, plan.seq, plan.trigger.id))
-            raise
+        await self._store.write(writes)
         for plan in plans:
             trigger = plan.trigger
             self._last[trigger.id] = plan.nominal
