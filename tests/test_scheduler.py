@@ -483,3 +483,35 @@ def test_no_occurrence_is_missed_or_doubled_across_sigkill(
         assert all(len(ids) == 1 for ids in ids_by_time.values()), ids_by_time  # none doubled
         assert [b - a for a, b in itertools.pairwise(times)] == [60] * (len(times) - 1)
     shutdown(again)
+
+
+@pytest.mark.slow
+def test_occurrences_missed_while_stopped_fire_once(start_server: Any, recorder: Recorder) -> None:
+    """Of the occurrences that came due while lambdad was stopped, only the most recent fires
+    (once, at start); the schedule then goes on (docs/schedules.md: AWS is never down, so this
+    is lambdad's rule, after Scheduler's event age)."""
+    srv = start_server(FAST_CLOCK)
+    lam, sched = srv.client(), scheduler_client(srv)
+    function = recording(lam, recorder)
+    sched.create_schedule(
+        Name="missed",
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow=OFF,
+        Target=target(fn_arn(function), Input=input_of(20)),
+    )
+    wait_until(lambda: len(fires(recorder, 20)) >= 2, timeout=60)
+    shutdown(srv)
+    lam.close()
+    sched.close()
+    last_before = max(at for _, at in fires(recorder, 20))
+    # Thirty minutes of the clock later: some 25 occurrences were missed meanwhile.
+    later = {"LAMBDAD_SCHEDULER_CLOCK": "2030-01-01T00:30:00Z,60"}
+    again = start_server(later, data_dir=srv.data_dir)
+    resumed = CLOCK_START.timestamp() + 30 * 60
+    wait_until(lambda: len([at for _, at in fires(recorder, 20) if at > resumed]) >= 2, 60)
+    after = sorted({at for _, at in fires(recorder, 20) if at > last_before})
+    caught_up = [at for at in after if at <= resumed]
+    assert len(caught_up) == 1, after  # the latest missed only
+    assert resumed - caught_up[0] < 60, after
+    assert [b - a for a, b in itertools.pairwise(after)] == [60] * (len(after) - 1)
+    shutdown(again)

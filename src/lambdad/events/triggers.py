@@ -44,9 +44,9 @@ TriggerId = tuple[str, ...]
 #: A recorded fire older than this (real seconds) is not fired again at start: the queue may
 #: have forgotten its id by then.
 _REFIRE_WITHIN = KEEP_DONE_IDS / 2
-#: At most this many missed occurrences are stepped over when planning (a minute's rate over
-#: two years); a trigger further behind starts from now.
-_MAX_SKIPPED = 1_000_000
+#: At most this many missed occurrences are stepped over one by one when planning (a week of
+#: a minute's rate, some milliseconds); a trigger further behind counts on from now.
+_MAX_SKIPPED = 10_000
 #: More changed triggers than this at once are re-read with one scan of their source.
 _SCAN_ABOVE = 16
 
@@ -208,12 +208,15 @@ class TimeTriggers:
         nominal = _next(trigger, trigger.anchor if last is None else last)
         missed: float | None = None
         skipped = 0
-        while nominal is not None and nominal <= now and skipped < _MAX_SKIPPED:
+        while nominal is not None and nominal <= now:
             missed, skipped = nominal, skipped + 1
+            if skipped >= _MAX_SKIPPED:  # so far behind: none fires, counting on from now
+                missed, nominal = None, _next(trigger, now)
+                break
             nominal = _next(trigger, nominal)
-        if missed is not None:
-            if starting and now - missed <= trigger.event_age:
-                nominal, skipped = missed, skipped - 1
+        if missed is not None and starting and now - missed <= trigger.event_age:
+            nominal, skipped = missed, skipped - 1
+        if skipped:
             log.info("%s: %d occurrence(s) missed while stopped or disabled", trigger.id, skipped)
         self._plans.pop(trigger.id, None)
         if nominal is None:
