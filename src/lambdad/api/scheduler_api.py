@@ -99,8 +99,13 @@ def _summary(schedule: Schedule) -> dict[str, Any]:
     }
 
 
+#: The ``default`` group's CreationDate until it is first tagged (it is never created): the day
+#: EventBridge Scheduler launched.
+_DEFAULT_GROUP_CREATED = datetime.datetime(2022, 11, 10, tzinfo=datetime.UTC).timestamp()
+
+
 def _group(group: ScheduleGroup) -> dict[str, Any]:
-    created = group.created or datetime.datetime(2022, 11, 10, tzinfo=datetime.UTC).timestamp()
+    created = group.created or _DEFAULT_GROUP_CREATED
     return {
         "Arn": group.arn,
         "CreationDate": _date(created),
