@@ -173,7 +173,8 @@ def test_create_get_update_delete_schedule(sched: Any) -> None:
 
 def test_schedule_errors_have_schedulers_shape(sched: Any, server: Server) -> None:
     """A duplicate name is ConflictException, a missing group ResourceNotFoundException, a bad
-    expression, time zone or retry policy ValidationException, each as ``{"Message": ...}``.
+    expression, time zone, retry policy, window or dates ValidationException, each as
+    ``{"Message": ...}``.
 
     AWS answers these with Scheduler's codes and the ``Message`` member."""
     name = unique("s")
@@ -200,6 +201,21 @@ def test_schedule_errors_have_schedulers_shape(sched: Any, server: Server) -> No
     with refused("ValidationException", 400):
         sched.create_schedule(
             Name=unique("s"), **{**args, "FlexibleTimeWindow": {"Mode": "FLEXIBLE"}}
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    too_early = (
+        "The StartDate you specify cannot be earlier than 5 minutes prior to the current time."
+    )
+    with refused("ValidationException", 400, too_early):
+        sched.create_schedule(
+            Name=unique("s"), StartDate=now - datetime.timedelta(minutes=10), **args
+        )
+    with refused("ValidationException", 400, "The StartDate must come before the EndDate."):
+        sched.create_schedule(
+            Name=unique("s"),
+            StartDate=now + datetime.timedelta(hours=2),
+            EndDate=now + datetime.timedelta(hours=1),
+            **args,
         )
     # The body of an error is Scheduler's: the message member only.
     request = urllib.request.Request(server.endpoint + f"/schedules/{unique('s')}", method="GET")
