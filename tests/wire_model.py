@@ -1,4 +1,5 @@
-"""botocore's ``lambda`` model as a test tool: serialise requests, check values, derive mutations.
+"""botocore's ``lambda`` model (others' too, as ``service:Operation``) as a test tool: serialise
+requests, check values, derive mutations.
 
 - ``build(operation, values)``: a raw HTTP request (method, target, headers, body) the way
   botocore's rest-json serialiser lays it out (labels, query, headers, JSON body or payload).
@@ -34,12 +35,15 @@ ABSENT = object()
 
 
 @functools.cache
-def model() -> ServiceModel:
-    return botocore.session.get_session().get_service_model("lambda")
+def model(service: str = "lambda") -> ServiceModel:
+    return botocore.session.get_session().get_service_model(service)
 
 
 def operation(name: str) -> OperationModel:
-    return model().operation_model(name)
+    """The operation ``name`` of the ``lambda`` model, or of another service's when named
+    ``service:Operation`` (``scheduler:CreateSchedule``): every helper here takes such names."""
+    service, _, op = name.rpartition(":")
+    return model(service or "lambda").operation_model(op)
 
 
 class Placeholder:

@@ -33,6 +33,7 @@ from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
 from lambdad.config import Settings
 from lambdad.control.arns import Scope
+from lambdad.control.clock import SchedulerClock
 from lambdad.control.concurrency import Reservations
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
@@ -41,12 +42,14 @@ from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
+from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.rabbitmq_mapping import mq_factory
+from lambdad.events.schedules import ScheduleTriggers
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
 from lambdad.events.stream_failures import StreamFailureDestination
@@ -56,6 +59,7 @@ from lambdad.events.stream_mapping import (
     forget_removed,
     stream_factory,
 )
+from lambdad.events.triggers import TimeTriggers
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -238,19 +242,37 @@ class Lambdad:
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
+        #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
+        self.destinations = Destinations(
+            self.invoker,
+            endpoint_url=settings.aws_endpoint_url,
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+            retry_delay=settings.scaled(1.0),
+        )
         self.dispatcher = Dispatcher(
             self.queue,
             self.invoker,
             settings.account_id,
             retries=Retries.from_settings(settings),
             configs=self.event_configs,
-            destinations=Destinations(
-                self.invoker,
-                endpoint_url=settings.aws_endpoint_url,
-                access_key=settings.aws_access_key_id,
-                secret_key=settings.aws_secret_access_key,
-                retry_delay=settings.scaled(1.0),
-            ),
+            destinations=self.destinations,
+        )
+        #: EventBridge Scheduler: schedules fire on the schedulers' clock (never scaled).
+        self.scheduler_clock = SchedulerClock(*settings.scheduler_clock_start)
+        self.schedules = Schedules(self.store, now=self.scheduler_clock.now)
+        self.time_triggers = TimeTriggers(
+            self.store,
+            self.scheduler_clock,
+            [
+                ScheduleTriggers(
+                    self.schedules,
+                    self.invoker,
+                    self.destinations,
+                    self.scheduler_clock,
+                    retry_delay=settings.scaled(1.0),
+                )
+            ],
         )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
@@ -355,6 +377,7 @@ class Lambdad:
             mappings=self.mappings,
             rules=self.rules,
             esm_status=self.pollers.status,
+            schedules=self.schedules,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,
@@ -378,6 +401,7 @@ class Lambdad:
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
+            Part("schedules", self.time_triggers.start, self.time_triggers.close),
             Part("HTTP listener", self.http.start, self.http.close),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),

@@ -8,6 +8,7 @@ This is the only module of lambdad that reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import tomllib
@@ -130,6 +131,11 @@ class Settings:
     #: (port 0: the port lambdad listens on; the scheme's default port is left out). Any
     #: request whose Host is ``<url-id>.lambda-url.<region>.<anything>`` is served as that URL,
     #: so these only change what is shown (behind a reverse proxy or a DNS wildcard).
+    #: The schedulers' clock (EventBridge Scheduler and scheduled rules):
+    #: ``<ISO-8601 instant>[,<speed>]`` makes their "now" start at that instant when lambdad
+    #: starts and advance ``speed`` times faster than real time. Empty: the real clock.
+    #: ``time_scale`` never changes when schedules fire.
+    scheduler_clock: str = ""
     url_scheme: str = "http"
     url_domain: str = "localhost"
     url_port: int = 0
@@ -156,6 +162,27 @@ class Settings:
     def secret_values(self) -> dict[str, dict[str, str]]:
         """``secrets`` parsed: secret ARN -> its key/value pairs (checked by ``load_settings``)."""
         return _json_object("secrets", self.secrets)
+
+    @property
+    def scheduler_clock_start(self) -> tuple[float | None, float]:
+        """``(instant in epoch seconds or None for the real clock, speed)`` of
+        ``scheduler_clock``; ValueError if it does not parse."""
+        if not self.scheduler_clock.strip():
+            return None, 1.0
+        instant, _, speed = self.scheduler_clock.partition(",")
+        try:
+            when = datetime.datetime.fromisoformat(instant.strip().replace("Z", "+00:00"))
+            rate = float(speed) if speed.strip() else 1.0
+        except ValueError as exc:
+            raise ValueError(
+                "setting scheduler_clock: expected <ISO-8601 instant>[,<speed>], got "
+                f"{self.scheduler_clock!r}"
+            ) from exc
+        if not rate > 0:
+            raise ValueError("setting scheduler_clock: the speed must be positive")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.timestamp(), rate
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""
@@ -279,6 +306,7 @@ def load_settings(
         raise ValueError(f"setting auth: expected open or sigv4, got {settings.auth!r}")
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
         raise ValueError(f"setting account_id: expected 12 digits, got {settings.account_id!r}")
+    settings.scheduler_clock_start  # noqa: B018 -- parsed now, so a bad value stops the start
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(
             f"setting sandbox: expected auto, linux or process, got {settings.sandbox!r}"

@@ -422,3 +422,46 @@ def test_a_sqlite_queue_that_cannot_open_says_so(tmp_path: Path) -> None:
         await queue.close()
 
     run(scenario)
+
+
+def test_queue_refuses_a_kept_id_after_its_ack(make_queue: Callable[[], Queue]) -> None:
+    """A ``keep_id`` event's id is refused (StoreConflict) while queued and after its ack; an
+    ordinary event's id is free again once acked."""
+
+    async def scenario() -> None:
+        queue = make_queue()
+        await queue.open()
+        kept = dataclasses.replace(_event("occurrence"), keep_id=True)
+        await queue.put(kept)
+        with pytest.raises(StoreConflict):
+            await queue.put(kept)
+        await queue.put(_event("plain"))
+        for _ in range(2):
+            await queue.ack((await asyncio.wait_for(queue.take(), 5)).id)
+        with pytest.raises(StoreConflict):
+            await queue.put(kept)
+        await queue.put(_event("plain"))
+        assert queue.pending() == 1
+        await queue.close()
+
+    run(scenario)
+
+
+def test_sqlite_queue_keeps_acked_ids_across_a_reopen(tmp_path: Path) -> None:
+    """A kept id stays refused after a reopen, and its done row is not handed out again."""
+
+    async def scenario() -> None:
+        first = SqliteQueue(tmp_path / "q.db")
+        await first.open()
+        kept = dataclasses.replace(_event("occurrence"), keep_id=True)
+        await first.put(kept)
+        await first.ack((await first.take()).id)
+        await first.close()
+        second = SqliteQueue(tmp_path / "q.db")
+        await second.open()
+        assert second.pending() == 0
+        with pytest.raises(StoreConflict):
+            await second.put(kept)
+        await second.close()
+
+    run(scenario)

@@ -319,10 +319,10 @@ def _modules() -> list[Any]:
 def test_every_struct_field_is_a_member_of_its_operation() -> None:
     """Each handler's request Struct names only members of its operation's input shape."""
     checked = 0
-    for handler, name in HANDLED.items():
+    for handler, op in HANDLED.items():
         kind = inspect.signature(inspect.unwrap(handler), eval_str=True).parameters["req"]
         struct = kind.annotation
-        shape = operation(name).shape
+        name, shape = op.name, op.shape
         members = set(shape.members) if shape is not None else set()
         fields = {f.encode_name for f in msgspec.structs.fields(struct)}
         assert fields <= members, (name, fields - members)
@@ -373,12 +373,11 @@ def test_no_input_makes_the_decoder_fail_other_than_as_aws_does() -> None:
     """For every routed operation and member, any value is either refused with an AWS error or
     converted into the handler's Struct: never an unexpected exception (a 500)."""
     structs = {
-        name: inspect.signature(inspect.unwrap(h), eval_str=True).parameters["req"].annotation
-        for h, name in HANDLED.items()
+        op: inspect.signature(inspect.unwrap(h), eval_str=True).parameters["req"].annotation
+        for h, op in HANDLED.items()
     }
     tried = 0
-    for name, struct in structs.items():
-        op = operation(name)
+    for op, struct in structs.items():
         base = {m.wire_name: "fn" for m in op.members if m.location == "uri"}
         for member in op.members:
             for value in _variants(member.shape):

@@ -1,5 +1,11 @@
 """The one place where errors become HTTP responses, in the rest-json shape botocore parses.
 
+Each service lambdad serves renders errors in its own shape: Lambda's below, EventBridge
+Scheduler's in ``_SCHEDULER`` (``{"Message": ...}`` and Scheduler's codes: a Lambda
+``ResourceConflictException`` is Scheduler's ``ConflictException``, a body Lambda would call
+``InvalidRequestContent`` is Scheduler's ``ValidationException``). The service is the one of
+the operation the request's route serves (``decode.service_of``).
+
 An error renders by the first class of its MRO found in ``_WIRE`` (so a subclass of a mapped
 error renders as its base does, under its own ``code``). The body carries exactly the members
 of AWS's error shape in botocore's ``lambda`` model: ``Type`` and ``message`` or ``Message``
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -18,7 +25,7 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api.limits import refuse_oversized
-from lambdad.api.wire.decode import OPERATION, iam_action
+from lambdad.api.wire.decode import OPERATION, iam_action, service_of
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import StoreError
 
@@ -76,6 +83,49 @@ _FRONT_END = (
     errors.InvalidSignatureException,
     errors.IncompleteSignatureException,
 )
+
+
+#: EventBridge Scheduler's errors: class -> (HTTP status, Scheduler's error code). Anything
+#: else renders as Lambda's (auth, size limits), or as ``InternalServerException``.
+_SCHEDULER: dict[type[errors.LambdaError], tuple[int, str]] = {
+    errors.ValidationException: (400, "ValidationException"),
+    errors.InvalidParameterValueException: (400, "ValidationException"),
+    errors.InvalidRequestContentException: (400, "ValidationException"),
+    errors.ResourceNotFoundException: (404, "ResourceNotFoundException"),
+    errors.ResourceConflictException: (409, "ConflictException"),
+    errors.ServiceQuotaExceededException: (402, "ServiceQuotaExceededException"),
+    errors.TooManyRequestsException: (429, "ThrottlingException"),
+    errors.UnknownOperationException: (404, "UnknownOperationException"),
+}
+_KEPT = (
+    errors.RequestTooLargeException,
+    errors.UnsupportedMediaTypeException,
+    errors.UnrecognizedClientException,
+    errors.MissingAuthenticationTokenException,
+    errors.InvalidSignatureException,
+    errors.IncompleteSignatureException,
+    errors.AccessDeniedException,
+)
+
+
+def render_scheduler(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
+    """``exc`` as EventBridge Scheduler answers: ``x-amzn-ErrorType`` and ``{"Message"}``."""
+    if isinstance(exc, _KEPT):
+        return render(exc, request_id)
+    status, code = 500, "InternalServerException"
+    for cls in type(exc).__mro__:
+        if cls in _SCHEDULER:
+            status, code = _SCHEDULER[cls]
+            break
+    message = (
+        exc.message if status < 500 else "Unexpected error occurred while processing the request"
+    )
+    return web.Response(
+        status=status,
+        body=json.dumps({"Message": message}).encode(),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": code, REQUEST_ID: request_id or new_request_id()},
+    )
 
 
 def render(exc: errors.LambdaError, request_id: str | None = None) -> web.Response:
@@ -143,12 +193,27 @@ LOGS_TARGET_PREFIX = "Logs_20140328."
 
 def _render_for(request: web.Request, exc: errors.LambdaError) -> web.Response:
     if not is_json11(request):
-        return render(exc)
+        return _renderer(request)(exc)
     if isinstance(exc, errors.ValidationException) and request.headers.get(
         "X-Amz-Target", ""
     ).startswith(LOGS_TARGET_PREFIX):
         exc = errors.InvalidParameterException(exc.message)
     return render_json11(exc)
+
+
+#: Path prefixes only Scheduler's operations use: a request under one that no route serves
+#: (an empty name) is answered in Scheduler's shape.
+_SCHEDULER_PATHS = ("/schedules", "/schedule-groups", "/tags/")
+
+
+def _renderer(request: web.Request) -> Callable[[errors.LambdaError], web.Response]:
+    """How errors of the request's service render (Lambda's for a path no route serves)."""
+    match = request.match_info
+    if match.http_exception is None:
+        scheduler = service_of(match.handler) == "scheduler"
+    else:
+        scheduler = request.path.startswith(_SCHEDULER_PATHS)
+    return render_scheduler if scheduler else render
 
 
 def _from_http(exc: web.HTTPException) -> errors.LambdaError | None:

@@ -17,6 +17,7 @@ from lambdad.api.wire.decode import (
     DISPATCHING,
     HANDLED,
     request_limit,
+    service_of,
     too_large,
 )
 from lambdad.invoke.payloads import EVENT_LIMIT, SYNC_LIMIT, check_size, limit_of
@@ -32,7 +33,7 @@ def operation_of(request: web.Request) -> str:
     """The operation the request's route serves (the first one of a path shared by several)."""
     handler = request.match_info.handler
     if handler in HANDLED:
-        return HANDLED[handler]
+        return HANDLED[handler].name
     if handler in DISPATCHING:
         return DISPATCHING[handler][0]
     return re.sub(r"(?:^|_)([a-z0-9])", lambda m: m.group(1).upper(), handler.__name__)
@@ -54,7 +55,7 @@ def refuse_oversized(request: web.Request) -> None:
     if name == "InvokeAsync":  # an asynchronous invoke: Event's limit and message
         check_size(declared, "Event")
         return
-    limit = request_limit(name)
+    limit = request_limit(name, service_of(request.match_info.handler))
     if declared > limit:
         raise too_large(limit, name)
 
@@ -68,7 +69,7 @@ def body_limit(request: web.Request) -> int:
         return limit_of(request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
     if name == "InvokeAsync":
         return EVENT_LIMIT
-    return request_limit(name)
+    return request_limit(name, service_of(request.match_info.handler))
 
 
 def refuse_read(request: web.Request, size: int) -> None:
@@ -80,5 +81,5 @@ def refuse_read(request: web.Request, size: int) -> None:
         check_size(size, request.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
     elif name == "InvokeAsync":
         check_size(size, "Event")
-    elif size > request_limit(name):
-        raise too_large(request_limit(name), name)
+    elif size > request_limit(name, service_of(request.match_info.handler)):
+        raise too_large(request_limit(name, service_of(request.match_info.handler)), name)

@@ -30,6 +30,7 @@ from lambdad.api import (
     prometheus,
     provisioned_api,
     runtime_management_api,
+    scheduler_api,
     stream_api,
     target_front,
     url_front,
@@ -48,6 +49,7 @@ from lambdad.control.mappings import EventSourceMappings
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
+from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
@@ -80,6 +82,7 @@ class Services:
     #: Lambda's metrics and EMF custom metrics; lambdad's own gauges for ``/metrics``.
     metrics: Metrics
     own_gauges: Callable[[], dict[str, float]]
+    schedules: Schedules
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
     esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
@@ -122,6 +125,7 @@ def build_app(services: Services) -> web.Application:
     app[urls_api.URL_SHAPE] = services.url_shape
     app[url_front.URL_INVOKER] = services.invoker
     app[events_api.RULES] = services.rules
+    app[scheduler_api.SCHEDULES] = services.schedules
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
@@ -135,6 +139,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(urls_api.routes)
     app.add_routes(stream_api.routes)
     app.add_routes(mappings_api.routes)
+    app.add_routes(scheduler_api.routes)
     # POST /: EventBridge (events_api) and CloudWatch Logs (logs_api) by X-Amz-Target
     app.add_routes(target_front.routes)
     return app

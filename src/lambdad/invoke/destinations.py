@@ -143,11 +143,13 @@ class Destinations:
         return await self._tried(what, send)
 
     async def send_dead_letter(
-        self, target_arn: str, body: str, attributes: dict[str, Any]
+        self, target_arn: str, body: str, attributes: dict[str, Any], *, label: str | None = None
     ) -> bool:
         """Send the event ``body`` as-is, with ``attributes``, to an SQS queue or SNS topic
-        (False: not delivered, logged)."""
-        what = f"dead letter {attributes['RequestID']['StringValue']} to {target_arn}"
+        (False: not delivered, logged; ``label`` names it in the log: Lambda's ``RequestID``
+        attribute by default)."""
+        name = label or attributes["RequestID"]["StringValue"]
+        what = f"dead letter {name} to {target_arn}"
 
         async def send() -> None:
             await self._sender.send(target_arn, body, attributes)

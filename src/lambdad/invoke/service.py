@@ -61,6 +61,9 @@ class InvokeRequest:
     trace_id: str | None = None
     tenant_id: str | None = None
     request_id: str | None = None
+    #: ``request_id`` is an idempotency key (an ``Event`` invoke only): a second invoke with it
+    #: is refused with ``StoreConflict`` by the queue, even after the first one ran.
+    once: bool = False
     #: Set by ``invoke_streaming``: where a streamed response goes as it arrives.
     sink: ResponseSink | None = None
 
@@ -239,6 +242,7 @@ class Invoker:
                     account_id=scope.account_id,
                     enqueued_at=time.time(),
                     attributes=_attributes(request),
+                    keep_id=request.once,
                 )
             )
             self.metrics.async_received(cell_key(scope, config, qualifier))

@@ -64,6 +64,12 @@ class Table(enum.StrEnum):
     #: ``(account, region, minute)``: one minute of metrics (``store/metric_rows.py``); the
     #: minute is epoch minutes, zero-padded to 10 digits so keys sort in time.
     METRICS = "metrics"
+    #: ``(account, region, group)``: an EventBridge Scheduler schedule group (not ``default``).
+    SCHEDULE_GROUPS = "schedule_groups"
+    #: ``(account, region, group, name)``: an EventBridge Scheduler schedule.
+    SCHEDULES = "schedules"
+    #: ``(kind, *trigger key)``: the last occurrence a time trigger fired (``events.schedules``).
+    TRIGGER_FIRES = "trigger_fires"
 
 
 class StoreError(Exception):
@@ -164,12 +170,21 @@ class QueuedEvent:
     #: The account the function belongs to; "" for events queued before accounts (they are the
     #: configured default account's).
     account_id: str = ""
+    #: The id is an idempotency key: once the event is acknowledged, the queue remembers the
+    #: id (for ``KEEP_DONE_IDS`` seconds), so putting it again is a ``StoreConflict`` as while it
+    #: was queued. A schedule's occurrence is queued this way (docs/schedules.md).
+    keep_id: bool = False
 
     def retried(self, not_before: float) -> QueuedEvent:
         """This event handed out again no earlier than ``not_before``, one attempt more."""
         return dataclasses.replace(
             self, attempt=self.attempt + 1, not_before=not_before, attributes=dict(self.attributes)
         )
+
+
+#: How long a queue remembers the acknowledged id of a ``keep_id`` event (two days: beyond
+#: Scheduler's longest event age, one day).
+KEEP_DONE_IDS = 2 * 86400.0
 
 
 class Queue(abc.ABC):
@@ -183,7 +198,8 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def put(self, event: QueuedEvent) -> None:
-        """Returns once the event is as durable as this implementation makes it."""
+        """Returns once the event is as durable as this implementation makes it;
+        ``StoreConflict`` if its id is queued (or, for a ``keep_id`` event, was acknowledged)."""
 
     @abc.abstractmethod
     async def take(self) -> QueuedEvent:

@@ -112,6 +112,8 @@ class MemoryQueue(Queue):
         self._heap: list[tuple[float, int, QueuedEvent]] = []
         self._seq = 0
         self._owned: dict[str, QueuedEvent] = {}
+        #: Ids queued or running, and acknowledged ids of ``keep_id`` events.
+        self._ids: set[str] = set()
         self._wakeup = asyncio.Event()
         self._closed = False
 
@@ -133,6 +135,9 @@ class MemoryQueue(Queue):
 
     async def put(self, event: QueuedEvent) -> None:
         self._check()
+        if event.id in self._ids:
+            raise StoreConflict(f"event {event.id} exists")
+        self._ids.add(event.id)
         self._push(copy.copy(event))
 
     async def take(self) -> QueuedEvent:
@@ -152,7 +157,9 @@ class MemoryQueue(Queue):
 
     async def ack(self, event_id: str) -> None:
         self._check()
-        self._owned.pop(event_id, None)
+        event = self._owned.pop(event_id, None)
+        if event is None or not event.keep_id:
+            self._ids.discard(event_id)
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         self._check()

@@ -11,6 +11,10 @@ process died run again (at least once). Payloads stay in memory only up to
 ``payload_budget`` bytes in all (a backlog of large events would otherwise hold all of them);
 the others are read back from the database when their event is taken. See docs/queue.md.
 
+An event put with ``keep_id`` is not deleted when acknowledged: its row is marked done (its
+payload dropped) and kept for ``KEEP_DONE_IDS`` seconds, so putting its id again is a
+``StoreConflict`` even after it ran (a schedule's occurrence re-queued after a crash).
+
 ``sqlite3``'s errors and the file system's become ``StoreUnavailable`` here (a duplicate id
 ``StoreConflict``); nothing of the driver crosses the ``Queue`` seam.
 """
@@ -30,9 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lambdad.store.base import Queue, QueuedEvent, StoreConflict, StoreUnavailable
+from lambdad.store.base import (
+    KEEP_DONE_IDS,
+    Queue,
+    QueuedEvent,
+    StoreConflict,
+    StoreUnavailable,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
     CREATE TABLE IF NOT EXISTS events (
@@ -46,22 +56,32 @@ _SCHEMA = """
         attempt INTEGER NOT NULL,
         not_before REAL NOT NULL,
         attributes TEXT NOT NULL,
-        account_id TEXT NOT NULL DEFAULT ''
+        account_id TEXT NOT NULL DEFAULT '',
+        keep INTEGER NOT NULL DEFAULT 0,
+        done REAL
     );
 """
 #: Version 1 queues (before accounts) get the column; their events keep "" (the default
 #: account).
 _ADD_ACCOUNT = "ALTER TABLE events ADD COLUMN account_id TEXT NOT NULL DEFAULT ''"
+#: Version 2 queues get the idempotency columns: ``keep`` (the id outlives the ack) and
+#: ``done`` (when a kept event was acknowledged; NULL while it is queued).
+_ADD_KEEP = (
+    "ALTER TABLE events ADD COLUMN keep INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE events ADD COLUMN done REAL",
+)
 
 _INSERT = (
     "INSERT INTO events (id, function_name, qualifier, payload, region, enqueued_at, attempt,"
-    " not_before, attributes, account_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " not_before, attributes, account_id, keep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM events WHERE id = ?"
+_MARK_DONE = "UPDATE events SET done = ?, payload = x'' WHERE id = ?"
+_FORGET_DONE = "DELETE FROM events WHERE done IS NOT NULL AND done < ?"
 _RETRY = "UPDATE events SET attempt = ?, not_before = ?, attributes = ? WHERE id = ?"
 _LOAD = (
     "SELECT id, function_name, qualifier, NULL, region, enqueued_at, attempt, not_before,"
-    " attributes, account_id FROM events ORDER BY seq"
+    " attributes, account_id, keep FROM events WHERE done IS NULL ORDER BY seq"
 )
 _PAYLOAD = "SELECT payload FROM events WHERE id = ?"
 #: Payload bytes kept in memory for events not yet taken (the rest are read back at ``take``).
@@ -90,6 +110,7 @@ def _row(event: QueuedEvent) -> tuple[Any, ...]:
         event.not_before,
         json.dumps(event.attributes),
         event.account_id,
+        int(event.keep_id),
     )
 
 
@@ -105,6 +126,7 @@ def _event(row: tuple[Any, ...]) -> QueuedEvent:
         not_before=row[7],
         attributes=json.loads(row[8]),
         account_id=row[9],
+        keep_id=bool(row[10]),
     )
 
 
@@ -119,6 +141,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if "account_id" not in columns:
             db.execute(_ADD_ACCOUNT)
+        if "keep" not in columns:
+            for statement in _ADD_KEEP:
+                db.execute(statement)
+        db.execute(_FORGET_DONE, (time.time() - KEEP_DONE_IDS,))
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         db.close()
@@ -290,12 +316,16 @@ class SqliteQueue(Queue):
                 await asyncio.wait_for(self._due.wait(), delay)
 
     async def ack(self, event_id: str) -> None:
-        """Delete the event; it will not run again."""
+        """Delete the event (mark it done, if its id is kept); it will not run again."""
 
         def forget() -> None:
             self._owned.pop(event_id, None)
 
-        await self._submit(_DELETE, (event_id,), forget)
+        owned = self._owned.get(event_id)
+        if owned is not None and owned.keep_id:
+            await self._submit(_MARK_DONE, (time.time(), event_id), forget)
+        else:
+            await self._submit(_DELETE, (event_id,), forget)
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         """Count an attempt and hand the event (with its attributes) out again no earlier than

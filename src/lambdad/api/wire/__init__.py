@@ -1,4 +1,6 @@
-"""The Lambda API's wire, read once: botocore's ``lambda`` model drives decoding and checks.
+"""The wire of the AWS APIs lambdad serves, read once: botocore's service models (``lambda``,
+``scheduler``) drive decoding and checks; every operation is decoded by the one decoder, the
+model it belongs to being a parameter.
 
 - :mod:`.model` loads the model and describes each operation's HTTP binding;
 - :mod:`.values` checks JSON values against shapes (types first, then constraints);

@@ -22,7 +22,7 @@ from multidict import MultiMapping
 
 from lambdad import errors
 from lambdad.api.wire import values
-from lambdad.api.wire.model import BODY, HEADER, LABEL, QUERY, Operation, operation
+from lambdad.api.wire.model import BODY, HEADER, LABEL, LAMBDA, QUERY, Operation, operation
 from lambdad.control.validation import constraint, validation_error
 from lambdad.invoke import json_check
 
@@ -63,9 +63,18 @@ NOT_REQUIRED: Mapping[str, frozenset[str]] = {
 }
 
 
-def request_limit(name: str) -> int:
+def request_limit(name: str, service: str = LAMBDA) -> int:
     """The largest request body the operation ``name`` takes."""
-    return CODE_REQUEST_LIMIT if name in CODE_OPERATIONS else CONTROL_REQUEST_LIMIT
+    code = service == LAMBDA and name in CODE_OPERATIONS
+    return CODE_REQUEST_LIMIT if code else CONTROL_REQUEST_LIMIT
+
+
+def _service_checked(op: Operation) -> frozenset[str]:
+    return SERVICE_CHECKED.get(op.name, frozenset()) if op.service == LAMBDA else frozenset()
+
+
+def _not_required(op: Operation) -> frozenset[str]:
+    return NOT_REQUIRED.get(op.name, frozenset()) if op.service == LAMBDA else frozenset()
 
 
 def too_large(limit: int, name: str) -> errors.RequestTooLargeException:
@@ -106,10 +115,10 @@ async def read_up_to(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_body(request: web.Request, name: str) -> bytes:
+async def read_body(request: web.Request, name: str, service: str = LAMBDA) -> bytes:
     """The whole body of operation ``name``; RequestEntityTooLarge over its limit, refused from
     the declared ``Content-Length`` before anything is read."""
-    limit = request_limit(name)
+    limit = request_limit(name, service)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, name)
     data = await read_up_to(request, limit + 1)
@@ -118,14 +127,14 @@ async def read_body(request: web.Request, name: str) -> bytes:
     return data
 
 
-async def decode(request: web.Request, name: str, kind: type[T], service: str = "lambda") -> T:
-    """The request of operation ``name`` (of the ``service`` model) as a ``kind`` Struct,
-    checked against the model."""
+async def decode(request: web.Request, name: str, kind: type[T], service: str = LAMBDA) -> T:
+    """The request of operation ``name`` (of ``service``'s model) as a ``kind`` Struct, checked
+    against the model."""
     op = operation(name, service)
     if not op.has_json_body:
         return _decode_bodiless(op, request, kind)
     request[OPERATION] = name
-    body = await read_body(request, name)
+    body = await read_body(request, name, service)
     args = (op, request.match_info, request.query, request.headers, body)
     if len(body) > _THREAD_THRESHOLD:
         found = await asyncio.to_thread(decode_values, *args)
@@ -238,16 +247,12 @@ class _Step:
 _PLANS: dict[tuple[str, str], tuple[Operation, tuple[_Step, ...]]] = {}
 
 
-def _service_checked(op: Operation) -> frozenset[str]:
-    return SERVICE_CHECKED.get(op.name, frozenset()) if op.service == "lambda" else frozenset()
-
-
 def _plan(op: Operation) -> tuple[_Step, ...]:
     entry = _PLANS.get((op.service, op.name))
     if entry is not None and entry[0] is op:
         return entry[1]
     skip = _service_checked(op)
-    optional = NOT_REQUIRED.get(op.name, frozenset()) if op.service == "lambda" else frozenset()
+    optional = _not_required(op)
     steps: list[_Step] = []
     for member in op.members:
         shape = member.shape
@@ -306,14 +311,15 @@ def _number(step: _Step, text: str) -> int:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: Every handler :func:`handles` made, with its operation's name (for tests and tooling).
-HANDLED: dict[Handler, str] = {}
-#: Handlers that serve several operations on one path and call :func:`decode` themselves.
+#: Every handler :func:`handles` made, with its operation (for tests and tooling).
+HANDLED: dict[Handler, Operation] = {}
+#: Handlers that serve several (Lambda) operations on one path and call :func:`decode`
+#: themselves.
 DISPATCHING: dict[Handler, tuple[str, ...]] = {}
 #: The request type each :func:`handles` operation is decoded into.
-KINDS: dict[str, type[Any]] = {}
+KINDS: dict[tuple[str, str], type[Any]] = {}
 #: (service, operation) of every operation of another service than Lambda that lambdad serves
-#: (``events``: routed by ``X-Amz-Target``, ``lambdad.api.target_front``).
+#: by ``X-Amz-Target`` (``events``, ``logs``: ``lambdad.api.target_front``).
 OTHER_SERVICES: set[tuple[str, str]] = set()
 
 
@@ -321,8 +327,9 @@ def prepare() -> None:
     """Work out now what decoding each routed operation needs the first time it is called:
     its plan, the patterns of its members compiled, msgspec's view of its request type (the
     first Invoke after a start paid some 2 ms for these)."""
-    for name in sorted(routed_operations()):
-        for step in _plan(operation(name)):
+    ops = {operation(name) for name in routed_operations()} | set(HANDLED.values())
+    for op in ops:
+        for step in _plan(op):
             values.prepare(step.shape)
     for service, name in sorted(OTHER_SERVICES):
         for step in _plan(operation(name, service)):
@@ -332,10 +339,18 @@ def prepare() -> None:
             msgspec.convert({}, kind)
 
 
-def routed_operations() -> frozenset[str]:
-    """The name of every operation lambdad routes (once the API modules are imported)."""
+def routed_operations(service: str = LAMBDA) -> frozenset[str]:
+    """The name of every operation of ``service`` lambdad routes (once the API modules are
+    imported)."""
+    handled = {op.name for op in HANDLED.values() if op.service == service}
     dispatched = {name for names in DISPATCHING.values() for name in names}
-    return frozenset(HANDLED.values()) | dispatched
+    return frozenset(handled | (dispatched if service == LAMBDA else set()))
+
+
+def service_of(handler: Handler) -> str:
+    """The service whose operation ``handler`` serves (``lambda`` for any other handler)."""
+    op = HANDLED.get(handler)
+    return op.service if op is not None else LAMBDA
 
 
 def dispatches(*names: str) -> Callable[[Handler], Handler]:
@@ -368,23 +383,24 @@ def iam_action(name: str) -> str:
 
 
 def handles(
-    name: str, kind: type[T]
+    name: str, kind: type[T], service: str = LAMBDA
 ) -> Callable[[Callable[[web.Request, T], Awaitable[web.StreamResponse]]], Handler]:
-    """Decorate an aiohttp handler of operation ``name``: it is called with the request
-    decoded into ``kind`` (see :func:`decode`), so no handler reads the raw wire."""
-    operation(name)  # an unknown name fails at import, not on the first request
+    """Decorate an aiohttp handler of operation ``name`` of ``service``'s model: it is called
+    with the request decoded into ``kind`` (see :func:`decode`), so no handler reads the raw
+    wire."""
+    operation(name, service)  # an unknown name fails at import, not on the first request
 
     def wrap(handler: Callable[[web.Request, T], Awaitable[web.StreamResponse]]) -> Handler:
-        op = operation(name)
+        op = operation(name, service)
 
         @functools.wraps(handler)
         async def decoded(request: web.Request) -> web.StreamResponse:
             if op.has_json_body:
-                return await handler(request, await decode(request, name, kind))
+                return await handler(request, await decode(request, name, kind, service))
             return await handler(request, _decode_bodiless(op, request, kind))
 
-        HANDLED[decoded] = name
-        KINDS[name] = kind
+        HANDLED[decoded] = op
+        KINDS[(service, name)] = kind
         return decoded
 
     return wrap

@@ -1,4 +1,4 @@
-"""botocore's service models (``lambda`` by default, ``events``, ...), loaded once from the
+"""botocore's service models (``lambda``, ``scheduler``, ``events``, ...), loaded once from the
 installed botocore (no network).
 
 An :class:`Operation` is what the decoder needs of one call: where each input member travels
@@ -32,7 +32,7 @@ class Member:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Operation:
     name: str
-    #: The service model's name (``lambda``, ``events``).
+    #: The botocore service the operation belongs to (``lambda``, ``scheduler``).
     service: str
     method: str
     uri: str
@@ -47,14 +47,18 @@ class Operation:
     has_json_body: bool
 
 
+#: The service whose model an operation is looked up in when none is named.
+LAMBDA = "lambda"
+
+
 @functools.cache
-def service(name: str = "lambda") -> ServiceModel:
-    """The service model ``name`` of the installed botocore."""
+def service(name: str = LAMBDA) -> ServiceModel:
+    """The service model ``name`` (``lambda``, ``scheduler``) of the installed botocore."""
     return ServiceModel(Loader().load_service_model(name, "service-2"), name)
 
 
 @functools.cache
-def operation(name: str, service_name: str = "lambda") -> Operation:
+def operation(name: str, service_name: str = LAMBDA) -> Operation:
     """The operation ``name`` (``CreateFunction``) of ``service_name``'s model; KeyError-like
     botocore error if unknown."""
     op = service(service_name).operation_model(name)

@@ -1,0 +1,351 @@
+"""Time triggers: what fires when a schedule's occurrence comes, exactly once per occurrence.
+
+A kind of trigger (EventBridge Scheduler's schedules, EventBridge scheduled rules) plugs in as a
+:class:`TriggerSource`; :class:`TimeTriggers` owns the clock, the timing and the durable record
+of what fired. For each occurrence it
+
+1. writes ``(last occurrence, real time)`` of the trigger to ``Table.TRIGGER_FIRES`` (one
+   transaction for every occurrence due at that moment), then
+2. asks the source to ``fire`` it with an id made from the trigger and the occurrence; the
+   source delivers idempotently per id (the async queue refuses an id it has queued or run,
+   ``QueuedEvent.keep_id``).
+
+A crash between the two is repaired at start: the last recorded occurrence of every trigger is
+fired again with the same id, which the queue turns into a no-op if it got there before. So an
+occurrence due while lambdad runs is neither skipped nor doubled. Occurrences missed while
+lambdad was down: the most recent one fires once at start if it is younger than the trigger's
+``event_age``; older ones are skipped (docs/schedules.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import enum
+import functools
+import hashlib
+import heapq
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from lambdad.control.clock import SchedulerClock
+from lambdad.control.schedule_expressions import ScheduleExpression
+from lambdad.store.base import KEEP_DONE_IDS, Store, StoreError, Table, Write
+
+log = logging.getLogger(__name__)
+
+#: ``scope.key(kind, *name)``: a trigger's identity, and the key of its fire record.
+TriggerId = tuple[str, ...]
+#: A recorded fire older than this (real seconds) is not fired again at start: the queue may
+#: have forgotten its id by then.
+_REFIRE_WITHIN = KEEP_DONE_IDS / 2
+#: At most this many missed occurrences are stepped over one by one when planning (a week of
+#: a minute's rate, some milliseconds); a trigger further behind counts on from now.
+_MAX_SKIPPED = 10_000
+#: More changed triggers than this at once are re-read with one scan of their source.
+_SCAN_ABOVE = 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trigger:
+    """One enabled time trigger as its source describes it."""
+
+    id: TriggerId
+    expression: ScheduleExpression
+    #: Epoch seconds the first occurrence is counted from (a StartDate, or the creation time).
+    anchor: float
+    #: No occurrence after this (epoch seconds); None: none.
+    end: float | None
+    #: Each occurrence fires at a stable random point of ``[occurrence, occurrence + window)``.
+    window: float
+    #: How old (seconds) a missed occurrence may be and still fire when lambdad starts.
+    event_age: float
+    #: The source's own description (what to invoke, with what), opaque here.
+    detail: Any = None
+
+
+class TriggerSource(Protocol):
+    """A kind of time trigger: where they are defined and how an occurrence is delivered."""
+
+    kind: str
+
+    async def triggers(self) -> list[Trigger]:
+        """Every enabled trigger of this kind."""
+        ...
+
+    async def trigger(self, trigger_id: TriggerId) -> Trigger | None:
+        """The trigger as it is now; None when it was deleted or disabled."""
+        ...
+
+    def subscribe(self, listener: Callable[[TriggerId], None]) -> None:
+        """Call ``listener`` with a trigger's id whenever it is created, changed or deleted."""
+        ...
+
+    async def fire(self, trigger: Trigger, occurrence: float, fire_id: str) -> None:
+        """Deliver ``occurrence`` (epoch seconds); at most once per ``fire_id``, whatever
+        number of calls. Failures are the source's to retry or dead-letter."""
+        ...
+
+    async def finished(self, trigger: Trigger) -> None:
+        """The trigger has no occurrence left (a one-time schedule fired, an end date passed)."""
+        ...
+
+
+def fire_id(trigger_id: TriggerId, occurrence: float) -> str:
+    """The id of one occurrence of one trigger: the same on every attempt and every restart."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lambdad:{'/'.join(trigger_id)}@{occurrence!r}"))
+
+
+def _offset(trigger: Trigger, occurrence: float) -> float:
+    if trigger.window <= 0:
+        return 0.0
+    digest = hashlib.blake2b(fire_id(trigger.id, occurrence).encode(), digest_size=8).digest()
+    return trigger.window * int.from_bytes(digest) / 2**64
+
+
+def _at(epoch: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+
+def _next(trigger: Trigger, after: float) -> float | None:
+    found = trigger.expression.next_after(_at(after))
+    if found is None:
+        return None
+    nominal = found.timestamp()
+    if trigger.end is not None and not trigger.expression.is_one_time() and nominal > trigger.end:
+        return None
+    return nominal
+
+
+@dataclasses.dataclass(slots=True)
+class _Plan:
+    trigger: Trigger
+    source: TriggerSource
+    nominal: float
+    due: float
+    seq: int
+
+
+class TriggersState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class TimeTriggers:
+    """Fires the triggers of ``sources`` on ``clock``, recording each occurrence in ``store``."""
+
+    def __init__(
+        self, store: Store, clock: SchedulerClock, sources: Sequence[TriggerSource]
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._sources = {source.kind: source for source in sources}
+        self._plans: dict[TriggerId, _Plan] = {}
+        self._heap: list[tuple[float, int, TriggerId]] = []
+        self._seq = 0
+        self._last: dict[TriggerId, float] = {}
+        self._dirty: dict[TriggerId, TriggerSource] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Due occurrences waiting for their record; the recorder writes whatever piled up
+        #: during its previous commit in one transaction (group commit).
+        self._due_plans: list[_Plan] = []
+        self._due_ready = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._fires: set[asyncio.Task[None]] = set()
+        self.state = TriggersState.NEW
+
+    async def start(self) -> None:
+        """Load every trigger and its record, repair the last fire of each, start firing."""
+        if self.state is not TriggersState.NEW:
+            raise RuntimeError(f"time triggers are {self.state.value}")
+        records = dict(await self._store.scan(Table.TRIGGER_FIRES))
+        for source in self._sources.values():
+            source.subscribe(functools.partial(self._changed, source))
+            for trigger in await source.triggers():
+                record = records.get(trigger.id)
+                if record is not None:
+                    self._last[trigger.id] = float(record["last"])
+                    if time.time() - float(record["at"]) < _REFIRE_WITHIN:
+                        self._spawn(source, trigger, float(record["last"]), then_finish=False)
+                self._plan(source, trigger, starting=True)
+        self.state = TriggersState.RUNNING
+        self._task = asyncio.create_task(self._run(), name="time-triggers")
+        self._recorder = asyncio.create_task(self._record_forever(), name="trigger-records")
+
+    async def close(self) -> None:
+        """Stop firing; fires under way are cancelled (their record makes the next start fire
+        them again). Idempotent."""
+        if self.state is TriggersState.CLOSED:
+            return
+        self.state = TriggersState.CLOSED
+        tasks = [t for t in (self._task, self._recorder, *self._fires) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def scheduled(self) -> int:
+        """How many triggers have an occurrence planned."""
+        return len(self._plans)
+
+    def _changed(self, source: TriggerSource, trigger_id: TriggerId) -> None:
+        self._dirty[trigger_id] = source
+        self._wake.set()
+
+    def _plan(self, source: TriggerSource, trigger: Trigger, *, starting: bool) -> None:
+        """Plan the trigger's next occurrence after its last fire (or its anchor). Occurrences
+        already past are missed: at start the latest fires if young enough; else skipped."""
+        now = self._clock.now()
+        last = self._last.get(trigger.id)
+        nominal = _next(trigger, trigger.anchor if last is None else last)
+        missed: float | None = None
+        skipped = 0
+        while nominal is not None and nominal <= now:
+            missed, skipped = nominal, skipped + 1
+            if skipped >= _MAX_SKIPPED:  # so far behind: none fires, counting on from now
+                missed, nominal = None, _next(trigger, now)
+                break
+            nominal = _next(trigger, nominal)
+        if missed is not None and starting and now - missed <= trigger.event_age:
+            nominal, skipped = missed, skipped - 1
+        if skipped:
+            log.info("%s: %d occurrence(s) missed while stopped or disabled", trigger.id, skipped)
+        self._plans.pop(trigger.id, None)
+        if nominal is None:
+            self._spawn_finished(source, trigger)
+            return
+        self._push(source, trigger, nominal)
+
+    def _push(self, source: TriggerSource, trigger: Trigger, nominal: float) -> None:
+        self._seq += 1
+        due = nominal + _offset(trigger, nominal)
+        self._plans[trigger.id] = _Plan(trigger, source, nominal, due, self._seq)
+        heapq.heappush(self._heap, (due, self._seq, trigger.id))
+        self._wake.set()
+
+    async def _refresh(self) -> None:
+        """Plan again every trigger that changed (one read each, or one scan of its source
+        when many changed at once: a thousand creates must not hold up due fires)."""
+        dirty, self._dirty = self._dirty, {}
+        by_source: dict[str, list[TriggerId]] = {}
+        for trigger_id, source in dirty.items():
+            by_source.setdefault(source.kind, []).append(trigger_id)
+        for kind, ids in by_source.items():
+            source = self._sources[kind]
+            if len(ids) > _SCAN_ABOVE:
+                every = {t.id: t for t in await source.triggers()}
+                found = [every.get(trigger_id) for trigger_id in ids]
+            else:
+                found = [await source.trigger(trigger_id) for trigger_id in ids]
+            gone: list[Write] = []
+            for trigger_id, trigger in zip(ids, found, strict=True):
+                if trigger is None:
+                    self._plans.pop(trigger_id, None)
+                    self._last.pop(trigger_id, None)
+                    gone.append(Write(Table.TRIGGER_FIRES, trigger_id, None))
+                else:
+                    self._plan(source, trigger, starting=False)
+            if gone:
+                await self._store.write(gone)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = self._due()
+                if due:
+                    self._due_plans += due
+                    self._due_ready.set()
+                if self._dirty:
+                    await self._refresh()
+                    continue
+                if due:
+                    continue
+            except StoreError as exc:  # the store failed: try again shortly
+                log.error("time triggers: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            delay = self._clock.real_delay(self._heap[0][0]) if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _due(self) -> list[_Plan]:
+        now = self._clock.now()
+        found: list[_Plan] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, trigger_id = heapq.heappop(self._heap)
+            plan = self._plans.get(trigger_id)
+            if plan is not None and plan.seq == seq:
+                found.append(plan)
+        return found
+
+    async def _record_forever(self) -> None:
+        """Record due occurrences, then fire them: everything that came due while the previous
+        commit was under way goes in the next one (no timer: one row per commit when idle)."""
+        while True:
+            await self._due_ready.wait()
+            self._due_ready.clear()
+            plans, self._due_plans = self._due_plans, []
+            if not plans:
+                continue
+            try:
+                await self._fire(plans)
+            except StoreError as exc:  # recorded on the next turn
+                log.error("time triggers: recording %d occurrence(s): %s", len(plans), exc)
+                self._due_plans = plans + self._due_plans
+                await asyncio.sleep(1.0)
+                self._due_ready.set()
+
+    async def _fire(self, plans: list[_Plan]) -> None:
+        """Record every due occurrence in one transaction, then hand each to its source."""
+        at = time.time()
+        writes = [
+            Write(Table.TRIGGER_FIRES, p.trigger.id, {"last": p.nominal, "at": at}) for p in plans
+        ]
+        await self._store.write(writes)
+        for plan in plans:
+            trigger = plan.trigger
+            self._last[trigger.id] = plan.nominal
+            following = _next(trigger, plan.nominal)
+            self._plans.pop(trigger.id, None)
+            if following is not None:
+                self._push(plan.source, trigger, following)
+            self._spawn(plan.source, trigger, plan.nominal, then_finish=following is None)
+
+    def _spawn(
+        self, source: TriggerSource, trigger: Trigger, occurrence: float, *, then_finish: bool
+    ) -> None:
+        async def deliver() -> None:
+            try:
+                await source.fire(trigger, occurrence, fire_id(trigger.id, occurrence))
+                if then_finish:
+                    await source.finished(trigger)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("firing %s at %s failed", trigger.id, _at(occurrence))
+
+        self._track(asyncio.create_task(deliver(), name=f"fire-{trigger.id[-1]}"))
+
+    def _spawn_finished(self, source: TriggerSource, trigger: Trigger) -> None:
+        async def finish() -> None:
+            try:
+                await source.finished(trigger)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("finishing %s failed", trigger.id)
+
+        self._track(asyncio.create_task(finish(), name=f"finish-{trigger.id[-1]}"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._fires.add(task)
+        task.add_done_callback(self._fires.discard)
