@@ -128,7 +128,7 @@ STREAMING = {"StartLiveTail"}
 
 def test_every_target_is_covered() -> None:
     """Every Logs_20140328.* target lambdad serves has a valid base request here."""
-    served = {op for key, (_, op) in targets().items() if key.startswith(f"{PREFIX}.")}
+    served = {op for key, (_, op, _) in targets().items() if key.startswith(f"{PREFIX}.")}
     assert served == set(BASE) | STREAMING
 
 

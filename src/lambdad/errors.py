@@ -141,7 +141,7 @@ class NotAuthorizedOnResource(AccessDeniedException):
     """A resource of another account, named where no resource policy grants the caller. The
     API layer, which knows the operation, words it as AWS does (``for_action``)."""
 
-    def __init__(self, principal_arn: str, resource_arn: str) -> None:
+    def __init__(self, principal_arn: str, resource_arn: str = "") -> None:
         self.principal_arn = principal_arn
         self.resource_arn = resource_arn
         super().__init__(
