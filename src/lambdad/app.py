@@ -295,7 +295,9 @@ class Lambdad:
         )
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
-        self.verifier = SigV4Verifier(KeyRing(settings.data_dir), also=frozenset({"events"}))
+        self.verifier = SigV4Verifier(
+            KeyRing(settings.data_dir), also=frozenset({"events", "monitoring"})
+        )
         self.http = HttpListener(
             lambda: build_app(self._services()),
             settings.host,

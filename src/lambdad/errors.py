@@ -190,3 +190,22 @@ class LimitExceededException(LambdaError):
     """EventBridge's: a rule's targets (or another quota) would exceed AWS's limit."""
 
     code = "LimitExceededException"
+
+
+class InvalidParameterCombinationException(LambdaError):
+    """CloudWatch: parameters that cannot be used together (query code
+    ``InvalidParameterCombination``)."""
+
+    code = "InvalidParameterCombinationException"
+
+
+class MissingRequiredParameterException(LambdaError):
+    """CloudWatch: a parameter it needs is missing (query code ``MissingParameter``)."""
+
+    code = "MissingRequiredParameterException"
+
+
+class InvalidNextToken(LambdaError):
+    """CloudWatch: a pagination token it did not hand out."""
+
+    code = "InvalidNextToken"
