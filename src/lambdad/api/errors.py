@@ -169,7 +169,7 @@ _CLOUDWATCH_CODES: dict[str, tuple[str, str | None, int]] = {
     "ValidationException": ("ValidationException", "ValidationError;Sender", 400),
     "InvalidRequestContentException": ("SerializationException", None, 400),
     "ServiceException": ("InternalServiceFault", "InternalServiceError;Receiver", 500),
-    "RequestTooLargeException": ("RequestEntityTooLargeException", None, 413),
+    "RequestEntityTooLargeException": ("RequestEntityTooLargeException", None, 413),
     "UnknownOperationException": ("UnknownOperationException", None, 404),
 }
 
