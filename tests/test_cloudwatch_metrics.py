@@ -11,7 +11,8 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,19 +22,20 @@ from botocore.config import Config
 
 from tests.conftest import Server, create_function, invoke_json, refused, unique, wait_until
 from tests.test_metrics import EMF, FAILS_ON_ASK
+from tests.test_sigv4 import keys as sigv4_keys
 
 REGION = "us-east-1"
 UTC = datetime.UTC
 CBOR_PATH = "/service/GraniteServiceVersion20100801/operation/"
 
 
-def _client(server: Server, **config: Any) -> Any:
+def _client(server: Server, key: str = "AKIDTEST", secret: str = "secret", **config: Any) -> Any:
     return boto3.client(
         "cloudwatch",
         endpoint_url=server.endpoint,
         region_name=REGION,
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         config=Config(retries={"total_max_attempts": 1}, **config),
     )
 
@@ -466,3 +468,28 @@ def test_garbage_cbor_and_unknown_operations(server: Server) -> None:
     status, document = _post(server, CBOR_PATH + "ListMetrics", b"", headers)
     assert status == 200
     assert "Metrics" in document
+
+
+@pytest.mark.slow
+def test_sigv4_mode_scopes_metrics_by_account(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """In SigV4 mode a cloudwatch call signed for ``monitoring`` with a known key reads and
+    writes the key's account's metrics only; a wrong secret is AWS's 403 signature mismatch,
+    in CloudWatch's error shape."""
+    data = tmp_path / "data"
+    alice = sigv4_keys(data, "create", "--account-id", "111122223333", "--name", "alice")
+    bob = sigv4_keys(data, "create", "--account-id", "444455556666", "--name", "bob")
+    secured = start_server({"LAMBDAD_AUTH": "sigv4"}, data_dir=data)
+    first = _client(secured, alice["AccessKeyId"], alice["SecretAccessKey"])
+    second = _client(secured, bob["AccessKeyId"], bob["SecretAccessKey"])
+    wrong = _client(secured, alice["AccessKeyId"], "x" * 40)
+    namespace = unique("Signed")
+    first.put_metric_data(Namespace=namespace, MetricData=[{"MetricName": "Hits", "Value": 1}])
+    listed = first.list_metrics(Namespace=namespace)["Metrics"]
+    assert listed == [{"Namespace": namespace, "MetricName": "Hits", "Dimensions": []}]
+    assert second.list_metrics(Namespace=namespace)["Metrics"] == []
+    with refused("InvalidSignatureException", 403):
+        wrong.list_metrics()
+    for client in (first, second, wrong):
+        client.close()
