@@ -350,7 +350,7 @@ def test_bad_queries_get_cloudwatchs_answers(cw_unchecked: Any) -> None:
     """Bad input answers CloudWatch's error codes (the query protocol's, as botocore reports
     them) with HTTP 400: a start not before the end, a period not a multiple of 60, no
     statistic, Statistics with ExtendedStatistics, more than 1,440 datapoints, a metric math
-    expression (not supported), a token lambdad did not hand out."""
+    expression (not supported), more than 500 queries, a token lambdad did not hand out."""
     cw = cw_unchecked
     start, end = _window()
     common: dict[str, Any] = {"Namespace": "AWS/Lambda", "MetricName": "Invocations"}
@@ -399,6 +399,12 @@ def test_bad_queries_get_cloudwatchs_answers(cw_unchecked: Any) -> None:
     with refused("InvalidParameterValue", 400):
         cw.get_metric_data(
             MetricDataQueries=[_stat_query("m", "f", "Invocations", "TM(10%:90%)")],
+            StartTime=start,
+            EndTime=end,
+        )
+    with refused("InvalidParameterValue", 400):
+        cw.get_metric_data(
+            MetricDataQueries=[_stat_query(f"m{i}", "f", "Invocations", "Sum") for i in range(501)],
             StartTime=start,
             EndTime=end,
         )

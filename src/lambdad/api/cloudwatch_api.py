@@ -37,6 +37,8 @@ from lambdad.observe.metrics import Metrics
 MAX_STATISTICS_POINTS = 1440
 #: GetMetricData's default MaxDatapoints.
 MAX_DATA_POINTS = 100_800
+#: GetMetricData takes at most this many queries.
+MAX_QUERIES = 500
 LIST_PAGE = 500
 #: How far back and ahead PutMetricData takes a timestamp (CloudWatch's two weeks, two hours).
 PAST, FUTURE = 14 * 86400, 2 * 3600
@@ -203,6 +205,10 @@ async def get_metric_data(request: web.Request, req: GetMetricDataRequest) -> An
     limit = MAX_DATA_POINTS if req.max_datapoints is None else req.max_datapoints
     if limit < 1:
         raise invalid("The parameter MaxDatapoints must be greater than 0.")
+    if len(req.metric_data_queries) > MAX_QUERIES:
+        raise invalid(
+            f"The collection MetricDataQueries must not have more than {MAX_QUERIES} members."
+        )
     seen: set[str] = set()
     asked: list[tuple[str, str, MetricStat, str, str]] = []
     for index, query in enumerate(req.metric_data_queries, 1):
