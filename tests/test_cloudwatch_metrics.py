@@ -462,7 +462,8 @@ def _post(server: Server, path: str, body: bytes, headers: dict[str, str]) -> tu
 
 def test_garbage_cbor_and_unknown_operations(server: Server) -> None:
     """A body that is not a CBOR map is a 400 SerializationException, an operation lambdad
-    does not serve a 404, both in CBOR with ``__type`` (what botocore's RPC v2 parser reads)."""
+    does not serve a 404, an absurd time range a 400, all in CBOR with ``__type`` (what
+    botocore's RPC v2 parser reads)."""
     headers = {"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"}
     for body in (b"\xff\xff", cbor2.dumps([1, 2]), cbor2.dumps({"Namespace": b"bytes"})):
         status, document = _post(server, CBOR_PATH + "ListMetrics", body, headers)
@@ -471,6 +472,19 @@ def test_garbage_cbor_and_unknown_operations(server: Server) -> None:
     status, document = _post(server, CBOR_PATH + "PutMetricAlarm", cbor2.dumps({}), headers)
     assert status == 404
     assert "PutMetricAlarm" in document["message"]
+    absurd = {
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Invocations",
+        "StartTime": -1e308,
+        "EndTime": 1e308,
+        "Period": 60,
+        "Statistics": ["Sum"],
+    }
+    status, document = _post(
+        server, CBOR_PATH + "GetMetricStatistics", cbor2.dumps(absurd), headers
+    )
+    assert status == 400
+    assert document["__type"].endswith("#InvalidParameterValueException")
     status, document = _post(server, CBOR_PATH + "ListMetrics", b"", headers)
     assert status == 200
     assert "Metrics" in document

@@ -43,6 +43,8 @@ LIST_PAGE = 500
 #: How far back and ahead PutMetricData takes a timestamp (CloudWatch's two weeks, two hours).
 PAST, FUTURE = 14 * 86400, 2 * 3600
 RECENT = 3 * 3600
+#: The timestamps a request may name: years 1 to 9999 (what an ISO 8601 date can say).
+EARLIEST, LATEST = -62_135_596_800.0, 253_402_300_799.0
 _QUERY_ID = re.compile(r"[a-z][A-Za-z0-9_]*")
 _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{1,10})?|100)")
 
@@ -60,12 +62,12 @@ def _seconds(value: float | str, member: str) -> float:
     if isinstance(value, str):
         try:
             parsed = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise invalid(f"The parameter {member} must be a valid ISO 8601 date.") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=datetime.UTC)
-        return parsed.timestamp()
-    if not math.isfinite(value):
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=datetime.UTC)
+            value = parsed.timestamp()
+        except (ValueError, OverflowError):
+            value = math.nan
+    if not EARLIEST <= value <= LATEST:  # NaN too
         raise invalid(f"The parameter {member} must be a valid ISO 8601 date.")
     return value
 
