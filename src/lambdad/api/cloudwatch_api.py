@@ -212,7 +212,7 @@ async def get_metric_data(request: web.Request, req: GetMetricDataRequest) -> An
             f"The collection MetricDataQueries must not have more than {MAX_QUERIES} members."
         )
     seen: set[str] = set()
-    asked: list[tuple[str, str, MetricStat, str, str]] = []
+    asked: list[tuple[str, str, MetricStat, str, str, dict[str, str]]] = []
     for index, query in enumerate(req.metric_data_queries, 1):
         where = f"MetricDataQueries.member.{index}"
         if _QUERY_ID.fullmatch(query.id) is None:
@@ -239,13 +239,15 @@ async def get_metric_data(request: web.Request, req: GetMetricDataRequest) -> An
                 " not support)."
             )
         namespace, name = _check_stat(query.metric_stat, where)
+        dims = _dimensions(
+            query.metric_stat.metric.dimensions, f"{where}.MetricStat.Metric.Dimensions"
+        )
         if query.return_data is False:
             continue
-        asked.append((query.id, query.label or name, query.metric_stat, namespace, name))
+        asked.append((query.id, query.label or name, query.metric_stat, namespace, name, dims))
     descending = req.scan_by != "TimestampAscending"
     results: list[tuple[str, str, list[tuple[int, float]]]] = []
-    for query_id, label, stat, namespace, name in asked:
-        dims = _dimensions(stat.metric.dimensions, "MetricStat.Metric.Dimensions")
+    for query_id, label, stat, namespace, name, dims in asked:
         points = await _query(request, namespace, name, dims, start, end, stat.period, [stat.stat])
         series = [
             (p.timestamp, p.values[stat.stat])
