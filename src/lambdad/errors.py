@@ -32,7 +32,10 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ProvisionedConcurrencyConfigNotFoundException
     ├── PolicyLengthExceededException            (a resource policy over 20 KB)
     ├── PublicPolicyException
-    └── LimitExceededException                   (EventBridge: too many targets on a rule)
+    ├── LimitExceededException                   (EventBridge: too many targets on a rule)
+    ├── InvalidParameterCombinationException     (CloudWatch: parameters used together)
+    ├── MissingRequiredParameterException        (CloudWatch: a parameter it needs is missing)
+    └── InvalidNextToken                         (CloudWatch: a token it did not hand out)
 """
 
 from __future__ import annotations
