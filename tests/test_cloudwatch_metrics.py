@@ -350,7 +350,10 @@ def test_bad_queries_get_cloudwatchs_answers(cw_unchecked: Any) -> None:
     """Bad input answers CloudWatch's error codes (the query protocol's, as botocore reports
     them) with HTTP 400: a start not before the end, a period not a multiple of 60, no
     statistic, Statistics with ExtendedStatistics, more than 1,440 datapoints, a metric math
-    expression (not supported), more than 500 queries, a token lambdad did not hand out."""
+    expression or a trimmed mean (not supported), a statistic CloudWatch does not know
+    (ValidationError "... is not a valid statistic."), missing required parameters
+    (MissingParameter "The parameter X is required.", one line each, as CloudWatch words it),
+    more than 500 queries, a token lambdad did not hand out."""
     cw = cw_unchecked
     start, end = _window()
     common: dict[str, Any] = {"Namespace": "AWS/Lambda", "MetricName": "Invocations"}
@@ -405,6 +408,36 @@ def test_bad_queries_get_cloudwatchs_answers(cw_unchecked: Any) -> None:
     with refused("InvalidParameterValue", 400):
         cw.get_metric_data(
             MetricDataQueries=[_stat_query(f"m{i}", "f", "Invocations", "Sum") for i in range(501)],
+            StartTime=start,
+            EndTime=end,
+        )
+    with refused(
+        "ValidationError",
+        400,
+        "The value Median for parameter MetricDataQueries.member.1.MetricStat.Stat is not a"
+        " valid statistic.",
+    ):
+        cw.get_metric_data(
+            MetricDataQueries=[_stat_query("m", "f", "Invocations", "Median")],
+            StartTime=start,
+            EndTime=end,
+        )
+    with refused(
+        "MissingParameter",
+        400,
+        "The parameter StartTime is required.\nThe parameter EndTime is required.",
+    ):
+        cw.get_metric_statistics(**common, Period=60, Statistics=["Sum"])
+    with refused(
+        "MissingParameter",
+        400,
+        "The parameter MetricDataQueries.member.2.Id is required.",
+    ):
+        cw.get_metric_data(
+            MetricDataQueries=[
+                _stat_query("m", "f", "Invocations", "Sum"),
+                {"MetricStat": _stat_query("x", "f", "Errors", "Sum")["MetricStat"]},
+            ],
             StartTime=start,
             EndTime=end,
         )

@@ -43,6 +43,12 @@ LIST_PAGE = 500
 RECENT = 3 * 3600
 _QUERY_ID = re.compile(r"[a-z][A-Za-z0-9_]*")
 _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{1,10})?|100)")
+#: The other statistics CloudWatch knows (trimmed and windsorized means, percentile ranks,
+#: trimmed counts and sums, the interquartile mean): valid, not answered by lambdad.
+_OTHER_STATISTICS = re.compile(
+    r"(tm|wm|tc|ts)(\d{1,2}(\.\d{1,10})?|100)|(tm|wm|tc|ts|pr)\([^()]{0,64}\)|iqm",
+    re.IGNORECASE,
+)
 
 
 def _supported(stat: str) -> bool:
@@ -122,6 +128,11 @@ def _check_stat(stat: MetricStat, where: str) -> tuple[str, str]:
     if metric.metric_name is None:
         raise errors.MissingRequiredParameterException(
             f"The parameter {where}.MetricStat.Metric.MetricName is required."
+        )
+    if not _supported(stat.stat) and _OTHER_STATISTICS.fullmatch(stat.stat) is None:
+        raise errors.ValidationException(
+            f"The value {stat.stat[:64]} for parameter {where}.MetricStat.Stat is not a valid"
+            " statistic."
         )
     if not _supported(stat.stat):
         raise invalid(

@@ -24,7 +24,7 @@ from lambdad import errors
 from lambdad.api import target_front
 from lambdad.api.errors import CLOUDWATCH, CLOUDWATCH_PREFIX, JSON10_TYPE
 from lambdad.api.wire import cbor
-from lambdad.api.wire.decode import OTHER_SERVICES, decode_document, read_body
+from lambdad.api.wire.decode import OTHER_SERVICES, decode_document, json_document, read_body
 from lambdad.api.wire.model import operation as model_operation
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def operation(
         _OPERATIONS[name] = _Operation(kind, handler)
         OTHER_SERVICES.add((SERVICE, name))
 
-        @target_front.target(CLOUDWATCH_PREFIX, SERVICE, name, kind)
+        @target_front.target(CLOUDWATCH_PREFIX, SERVICE, name, kind, reader=_read_json)
         async def json_answer(request: web.Request, decoded: T) -> web.Response:
             request[CLOUDWATCH] = "json"
             return _json(await handler(request, decoded))
@@ -63,6 +63,52 @@ def operation(
         return handler
 
     return register
+
+
+async def _read_json(request: web.Request, name: str, kind: type[Any]) -> Any:
+    """A JSON 1.0 request of ``name``, read as a CBOR one is."""
+    document = json_document(model_operation(name, SERVICE), await read_body(request, name))
+    return _checked(request, name, kind, document)
+
+
+def _checked(request: web.Request, name: str, kind: type[T], document: dict[str, Any]) -> T:
+    """``document`` decoded into ``kind`` against the model, a missing required parameter
+    first answered as CloudWatch does: ``MissingParameter`` "The parameter X is required."
+    (one line each, paths as its query protocol names them: ``MetricData.member.1.MetricName``)."""
+    missing = missing_parameters(model_operation(name, SERVICE).shape, document, "")
+    if missing:
+        raise errors.MissingRequiredParameterException("\n".join(missing[:_MISSING_SHOWN]))
+    return decode_document(request, name, kind, SERVICE, document)
+
+
+#: At most this many missing parameters are named in one answer.
+_MISSING_SHOWN = 100
+
+
+def missing_parameters(shape: Any, value: Any, prefix: str) -> list[str]:
+    """Every required member missing from ``value`` (of structure ``shape``), nested
+    structures and lists of them included; values of the wrong type are left to the decoder."""
+    if shape is None or not isinstance(value, dict):
+        return []
+    found: list[str] = []
+    required = set(shape.required_members)
+    for member, member_shape in shape.members.items():
+        item = value.get(member)
+        path = f"{prefix}{member}"
+        if item is None:
+            if member in required:
+                found.append(f"The parameter {path} is required.")
+            continue
+        if member_shape.type_name == "structure":
+            found += missing_parameters(member_shape, item, f"{path}.")
+        elif member_shape.type_name == "list" and isinstance(item, list):
+            inner = member_shape.member
+            if inner.type_name == "structure":
+                for index, element in enumerate(item, 1):
+                    found += missing_parameters(inner, element, f"{path}.member.{index}.")
+        if len(found) >= _MISSING_SHOWN:
+            break
+    return found
 
 
 def operations() -> dict[str, type[Any]]:
@@ -91,7 +137,7 @@ async def cbor_operation(request: web.Request) -> web.Response:
     if entry is None:
         raise errors.UnknownOperationException(f"Unknown operation {name[:256]}")
     document = cbor.read(await read_body(request, name))
-    decoded = decode_document(request, name, entry.kind, SERVICE, document)
+    decoded = _checked(request, name, entry.kind, document)
     answer = await entry.handler(request, decoded)
     return web.Response(
         body=cbor.write(answer),

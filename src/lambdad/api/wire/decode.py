@@ -296,6 +296,12 @@ def _plan(op: Operation) -> tuple[_Step, ...]:
     return plan
 
 
+def json_document(op: Operation, body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body of ``op`` (an empty body is ``{}``), or
+    InvalidRequestContentException in the words :func:`decode` uses."""
+    return _json_object(op, body)
+
+
 def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
