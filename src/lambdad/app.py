@@ -321,7 +321,7 @@ class Lambdad:
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(
-            KeyRing(settings.data_dir), also=frozenset({"events", "logs"})
+            KeyRing(settings.data_dir), also=frozenset({"events", "logs", "monitoring"})
         )
         self.http = HttpListener(
             lambda: build_app(self._services()),

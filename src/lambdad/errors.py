@@ -34,7 +34,10 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── PublicPolicyException
     ├── LimitExceededException                   (EventBridge: too many targets on a rule)
     ├── InvalidParameterException                (CloudWatch Logs' bad-input error)
-    └── ResourceAlreadyExistsException           (CloudWatch Logs: a group or stream exists)
+    ├── ResourceAlreadyExistsException           (CloudWatch Logs: a group or stream exists)
+    ├── InvalidParameterCombinationException     (CloudWatch: parameters used together)
+    ├── MissingRequiredParameterException        (CloudWatch: a parameter it needs is missing)
+    └── InvalidNextToken                         (CloudWatch: a token it did not hand out)
 """
 
 from __future__ import annotations
@@ -204,3 +207,22 @@ class ResourceAlreadyExistsException(LambdaError):
     """CloudWatch Logs: the log group or stream to create exists."""
 
     code = "ResourceAlreadyExistsException"
+
+
+class InvalidParameterCombinationException(LambdaError):
+    """CloudWatch: parameters that cannot be used together (query code
+    ``InvalidParameterCombination``)."""
+
+    code = "InvalidParameterCombinationException"
+
+
+class MissingRequiredParameterException(LambdaError):
+    """CloudWatch: a parameter it needs is missing (query code ``MissingParameter``)."""
+
+    code = "MissingRequiredParameterException"
+
+
+class InvalidNextToken(LambdaError):
+    """CloudWatch: a pagination token it did not hand out."""
+
+    code = "InvalidNextToken"

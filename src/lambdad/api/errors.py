@@ -25,6 +25,8 @@ from aiohttp.typedefs import Handler
 
 from lambdad import errors
 from lambdad.api.limits import refuse_oversized
+from lambdad.api.wire import cbor
+from lambdad.api.wire.cbor import CBOR_TYPE
 from lambdad.api.wire.decode import OPERATION, iam_action, service_of
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import StoreError
@@ -64,6 +66,9 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.InvalidParameterException: (400, "message"),
     errors.ResourceAlreadyExistsException: (400, "message"),
     errors.ServiceException: (500, "Message"),
+    errors.InvalidParameterCombinationException: (400, "message"),
+    errors.MissingRequiredParameterException: (400, "message"),
+    errors.InvalidNextToken: (400, "message"),
     errors.LambdaError: (500, "Message"),
 }
 
@@ -187,11 +192,85 @@ def is_json11(request: web.Request) -> bool:
     )
 
 
+#: A request of CloudWatch's metrics API (``lambdad.api.cloudwatch_front``): ``"cbor"`` (Smithy
+#: RPC v2 CBOR, what botocore sends) or ``"json"`` (JSON 1.0 with ``X-Amz-Target``).
+CLOUDWATCH = web.RequestKey("lambdad_cloudwatch", str)
+CLOUDWATCH_PREFIX = "GraniteServiceVersion20100801"
+CLOUDWATCH_PATH = f"/service/{CLOUDWATCH_PREFIX}/operation/"
+JSON10_TYPE = "application/x-amz-json-1.0"
+#: lambdad's code -> (CloudWatch's error shape, its query error code and fault, HTTP status).
+#: The query code travels in ``x-amzn-query-error``, so botocore reports the code CloudWatch's
+#: query protocol always gave (``InvalidParameterValue``).
+_CLOUDWATCH_CODES: dict[str, tuple[str, str | None, int]] = {
+    "InvalidParameterValueException": (
+        "InvalidParameterValueException",
+        "InvalidParameterValue;Sender",
+        400,
+    ),
+    "InvalidParameterCombinationException": (
+        "InvalidParameterCombinationException",
+        "InvalidParameterCombination;Sender",
+        400,
+    ),
+    "MissingRequiredParameterException": (
+        "MissingRequiredParameterException",
+        "MissingParameter;Sender",
+        400,
+    ),
+    "InvalidNextToken": ("InvalidNextToken", "InvalidNextToken;Sender", 400),
+    "ValidationException": ("ValidationException", "ValidationError;Sender", 400),
+    "InvalidRequestContentException": ("SerializationException", None, 400),
+    "ServiceException": ("InternalServiceFault", "InternalServiceError;Receiver", 500),
+    "RequestEntityTooLargeException": ("RequestEntityTooLargeException", None, 413),
+    "UnknownOperationException": ("UnknownOperationException", None, 404),
+}
+
+
+def cloudwatch_protocol(request: web.Request) -> str | None:
+    """``"cbor"`` or ``"json"`` for a request of CloudWatch's API (known from its path or
+    target before any handler runs, so that a SigV4 refusal is in its shape too), else None."""
+    found: str | None = request.get(CLOUDWATCH)
+    if found is not None:
+        return found
+    if request.path.startswith(CLOUDWATCH_PATH):
+        return "cbor"
+    if request.path == "/" and request.headers.get("X-Amz-Target", "").startswith(
+        CLOUDWATCH_PREFIX + "."
+    ):
+        return "json"
+    return None
+
+
+def render_cloudwatch(
+    exc: errors.LambdaError, protocol: str, request_id: str | None = None
+) -> web.Response:
+    """``exc`` as CloudWatch answers it: ``{"__type", "message"}`` in CBOR or JSON, the query
+    error code in ``x-amzn-query-error``."""
+    found = _CLOUDWATCH_CODES.get(exc.code)
+    if found is None:
+        status = wire_of(exc)[0]
+        found = (exc.code, None, 400 if 400 < status < 500 and status != 403 else status)
+    shape, query_code, status = found
+    document = {"__type": f"com.amazonaws.cloudwatch#{shape}", "message": exc.message}
+    headers = {"x-amzn-ErrorType": shape, REQUEST_ID: request_id or new_request_id()}
+    if query_code is not None:
+        headers["x-amzn-query-error"] = query_code
+    if protocol == "cbor":
+        headers["smithy-protocol"] = "rpc-v2-cbor"
+        headers["Content-Type"] = CBOR_TYPE
+        return web.Response(status=status, body=cbor.write(document), headers=headers)
+    headers["Content-Type"] = JSON10_TYPE
+    return web.Response(status=status, body=json.dumps(document).encode(), headers=headers)
+
+
 #: CloudWatch Logs' targets: it reports its model's violations as ``InvalidParameterException``.
 LOGS_TARGET_PREFIX = "Logs_20140328."
 
 
 def _render_for(request: web.Request, exc: errors.LambdaError) -> web.Response:
+    protocol = cloudwatch_protocol(request)
+    if protocol is not None:
+        return render_cloudwatch(exc, protocol)
     if not is_json11(request):
         return _renderer(request)(exc)
     if isinstance(exc, errors.ValidationException) and request.headers.get(

@@ -17,6 +17,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from lambdad.api import (
+    cloudwatch_api,  # noqa: F401  (registers CloudWatch's operations)
+    cloudwatch_front,
     event_config_api,
     events_api,
     http,
@@ -140,8 +142,10 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(stream_api.routes)
     app.add_routes(mappings_api.routes)
     app.add_routes(scheduler_api.routes)
-    # POST /: EventBridge (events_api) and CloudWatch Logs (logs_api) by X-Amz-Target
+    # POST /: EventBridge, CloudWatch Logs and CloudWatch's JSON 1.0, by X-Amz-Target
     app.add_routes(target_front.routes)
+    # CloudWatch's metrics API in RPC v2 CBOR (cloudwatch_api's handlers register themselves)
+    app.add_routes(cloudwatch_front.routes)
     return app
 
 

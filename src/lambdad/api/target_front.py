@@ -25,6 +25,8 @@ from lambdad.api.wire.model import operation
 
 T = TypeVar("T")
 TargetHandler = Callable[[web.Request, Any], Awaitable[web.Response]]
+#: Reads a target's request value itself: (request, operation, request type) -> the value.
+Reader = Callable[[web.Request, str, type[Any]], Awaitable[Any]]
 
 routes = web.RouteTableDef()
 
@@ -35,20 +37,22 @@ class _Target:
     name: str
     kind: type[Any]
     handler: TargetHandler
+    reader: Reader | None
 
 
 _TARGETS: dict[str, _Target] = {}
 
 
 def target(
-    prefix: str, service: str, name: str, kind: type[T]
+    prefix: str, service: str, name: str, kind: type[T], reader: Reader | None = None
 ) -> Callable[[Callable[[web.Request, T], Awaitable[web.Response]]], TargetHandler]:
     """Register a handler of ``<prefix>.<name>`` (operation ``name`` of the ``service``
-    model); it is called with the body decoded into ``kind``."""
+    model); it is called with the body decoded into ``kind`` (by ``reader``, when the service
+    checks something before the model's decoding)."""
     operation(name, service)  # an unknown name fails at import, not on the first request
 
     def register(handler: Callable[[web.Request, T], Awaitable[web.Response]]) -> TargetHandler:
-        _TARGETS[f"{prefix}.{name}"] = _Target(service, name, kind, handler)
+        _TARGETS[f"{prefix}.{name}"] = _Target(service, name, kind, handler, reader)
         OTHER_SERVICES.add((service, name))
         return handler
 
@@ -75,5 +79,8 @@ async def json_target(request: web.Request) -> web.Response:
     entry = _TARGETS.get(name)
     if entry is None:
         raise errors.UnknownOperationException(f"Unknown operation {name[:256]}")
-    decoded = await decode(request, entry.name, entry.kind, entry.service)
+    if entry.reader is not None:
+        decoded = await entry.reader(request, entry.name, entry.kind)
+    else:
+        decoded = await decode(request, entry.name, entry.kind, entry.service)
     return await entry.handler(request, decoded)

@@ -533,10 +533,12 @@ class Metrics:
         namespace: str | None = None,
         metric: str | None = None,
         dimensions: Iterable[tuple[str, str | None]] = (),
+        since: float | None = None,
     ) -> list[MetricId]:
         """Every metric with data kept (in retention) that matches: the namespace, the name,
-        and each dimension filter (a name, with a value or any value)."""
-        steps = self._list(scope, namespace, metric, dimensions)
+        and each dimension filter (a name, with a value or any value); ``since`` (epoch
+        seconds): only metrics with data in a minute from then on."""
+        steps = self._list(scope, namespace, metric, dimensions, since)
         while True:
             try:
                 next(steps)
@@ -550,9 +552,10 @@ class Metrics:
         namespace: str | None = None,
         metric: str | None = None,
         dimensions: Iterable[tuple[str, str | None]] = (),
+        since: float | None = None,
     ) -> list[MetricId]:
         """``list_metrics``, letting the event loop run between minutes."""
-        steps = self._list(scope, namespace, metric, dimensions)
+        steps = self._list(scope, namespace, metric, dimensions, since)
         while True:
             try:
                 next(steps)
@@ -567,12 +570,14 @@ class Metrics:
         namespace: str | None,
         metric: str | None,
         dimensions: Iterable[tuple[str, str | None]],
+        since: float | None = None,
     ) -> Generator[None, None, list[MetricId]]:
         self._current()
         account, region = scope.account_id, scope.region
         found: set[MetricId] = set()
         names: dict[CellKey, set[str]] = {}
-        for minute_no in list(self._minutes):
+        first = -1 if since is None else int(since) // MINUTE
+        for minute_no in [m for m in self._minutes if m >= first]:
             minute = self._minutes.get(minute_no)
             if minute is None:
                 continue

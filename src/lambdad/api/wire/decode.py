@@ -143,6 +143,18 @@ async def decode(request: web.Request, name: str, kind: type[T], service: str = 
     return msgspec.convert(found, kind)
 
 
+def decode_document(
+    request: web.Request, name: str, kind: type[T], service: str, document: Mapping[str, Any]
+) -> T:
+    """The request of operation ``name`` whose body was decoded from another format than JSON
+    (``document``, plain values: CBOR's timestamps already epoch seconds), checked as
+    :func:`decode` checks a JSON body."""
+    op = operation(name, service)
+    request[OPERATION] = name
+    found = decode_values(op, {}, request.query, {}, b"", document=document)
+    return msgspec.convert(found, kind)
+
+
 def _decode_bodiless(op: Operation, request: web.Request, kind: type[T]) -> T:
     """:func:`decode` of an operation without a JSON body: nothing to read, nothing awaited."""
     request[OPERATION] = op.name
@@ -156,13 +168,16 @@ def decode_values(
     query: MultiMapping[str],
     headers: Mapping[str, str],
     body: bytes,
+    document: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every input member of ``op`` that the request gives, typed and checked.
 
+    ``document``: the body already decoded (a CBOR request's map), instead of ``body``'s JSON.
     Raises InvalidRequestContentException for a body that is not a JSON object or a member of
     the wrong type, ValidationException listing every constraint broken.
     """
-    document = _json_object(op, body) if op.has_json_body else _NO_DOCUMENT
+    if document is None:
+        document = _json_object(op, body) if op.has_json_body else _NO_DOCUMENT
     found: dict[str, Any] = {}
     clauses: list[str] = []
     skip = _service_checked(op)
@@ -284,6 +299,12 @@ def _plan(op: Operation) -> tuple[_Step, ...]:
     plan = tuple(steps)
     _PLANS[(op.service, op.name)] = (op, plan)
     return plan
+
+
+def json_document(op: Operation, body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body of ``op`` (an empty body is ``{}``), or
+    InvalidRequestContentException in the words :func:`decode` uses."""
+    return _json_object(op, body)
 
 
 def _json_object(op: Operation, body: bytes) -> dict[str, Any]:
