@@ -49,6 +49,7 @@ from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.rabbitmq_mapping import mq_factory
+from lambdad.events.rule_triggers import RuleTriggers
 from lambdad.events.schedules import ScheduleTriggers
 from lambdad.events.sources import SourceChecker
 from lambdad.events.sqs_mapping import sqs_factory
@@ -261,6 +262,8 @@ class Lambdad:
         #: EventBridge Scheduler: schedules fire on the schedulers' clock (never scaled).
         self.scheduler_clock = SchedulerClock(*settings.scheduler_clock_start)
         self.schedules = Schedules(self.store, now=self.scheduler_clock.now)
+        #: EventBridge scheduled rules, on the same clock and the same firing engine.
+        self.rules = EventRules(self.store, clock=self.scheduler_clock.now)
         self.time_triggers = TimeTriggers(
             self.store,
             self.scheduler_clock,
@@ -271,7 +274,8 @@ class Lambdad:
                     self.destinations,
                     self.scheduler_clock,
                     retry_delay=settings.scaled(1.0),
-                )
+                ),
+                RuleTriggers(self.rules, self.invoker),
             ],
         )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
@@ -292,8 +296,6 @@ class Lambdad:
             check_filters=check_filter_criteria,
         )
         self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
-        #: EventBridge scheduled rules (the firing engine subscribes to their changes).
-        self.rules = EventRules(self.store)
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
         on_failure = destination_sinks(
             lambda ctx: StreamFailureDestination(ctx.clients, retry_delay=settings.scaled(1.0))

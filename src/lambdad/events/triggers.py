@@ -113,7 +113,7 @@ def _at(epoch: float) -> datetime.datetime:
 
 
 def _next(trigger: Trigger, after: float) -> float | None:
-    found = trigger.expression.next_after(_at(after))
+    found = trigger.expression.next_after(_at(after), anchor=_at(trigger.anchor))
     if found is None:
         return None
     nominal = found.timestamp()
