@@ -11,11 +11,13 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from lambdad.runtime.telemetry import REQUEST_TIMEOUT
 from tests.conftest import (
     Server,
     invoke_json,
@@ -46,12 +48,22 @@ def forward(document):
             handle.write(line)
 
 REFUSALS = [int(os.environ.get("REFUSE_BATCHES", "0"))]
+REFUSE_UNTIL = [os.environ.get("REFUSE_UNTIL")]  # every batch up to one holding this type
+HANGS = [int(os.environ.get("HANG_BATCHES", "0"))]
 
 class Sink(http.server.BaseHTTPRequestHandler):
     def receive(self):
         batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        refused = REFUSALS[0] > 0
+        with lock:
+            hang = HANGS[0] > 0
+            HANGS[0] -= 1
+        if hang:  # never answers (its thread waits until the extension exits)
+            forward({"held": [e["type"] for e in batch]})
+            threading.Event().wait()
+        refused = REFUSALS[0] > 0 or REFUSE_UNTIL[0] is not None
         REFUSALS[0] -= 1
+        if REFUSE_UNTIL[0] in [e["type"] for e in batch]:
+            REFUSE_UNTIL[0] = None
         if refused:
             forward({"refused": [e["type"] for e in batch]})
         else:
@@ -245,6 +257,7 @@ def deploy(
     target: Target,
     collector: Collector,
     subscriptions: dict[str, list[tuple[str, Any]]],
+    timeout: int = 3,
     **env: str,
 ) -> str:
     """A function with one forwarder per entry of ``subscriptions`` (name: its requests)."""
@@ -253,7 +266,8 @@ def deploy(
     variables |= {"COLLECTOR_PORT": str(collector.port), **env}
     if target.sandbox == "linux":
         variables["BIND_SANDBOX"] = "1"  # cells resolve sandbox.localdomain, as Lambda's do
-    return function(target.client, APP, [layer(target.client, files)], variables, MemorySize=256)
+    layers = [layer(target.client, files)]
+    return function(target.client, APP, layers, variables, MemorySize=256, Timeout=timeout)
 
 
 def run(target: Target, name: str, event: dict[str, Any]) -> str:
@@ -428,6 +442,57 @@ def test_an_undelivered_batch_is_counted_in_platform_logs_dropped(
         "Consumer seems to have fallen behind as it has not acknowledged receipt of logs."
     )
     assert collector.events("logs")[0]["type"] == "platform.logsDropped"
+
+
+def test_a_drop_with_nothing_after_it_is_still_told(linux: Target, collector: Collector) -> None:
+    """When the subscriber refuses a batch and nothing is recorded afterwards (the function is
+    busy and silent), ``platform.logsDropped`` is delivered on its own after the buffering
+    time: a drop is an event of its own, not only the head of a later batch."""
+    subscription = http_subscription(types=["platform", "function"])
+    subscriptions = {"logs": [("logs", subscription)]}
+    name = deploy(linux, collector, subscriptions, REFUSE_UNTIL="function")
+    run(linux, name, {"seen": "platform.logsDropped"})
+    with collector.lock:
+        refused = [t for d in collector.documents for t in d.get("refused", [])]
+    first = collector.batches("logs")[0]["events"]
+    assert first[0]["type"] == "platform.logsDropped"
+    assert first[0]["record"]["droppedRecords"] == len(
+        [kind for kind in refused if kind != "platform.logsDropped"]
+    )
+    assert "function" in refused
+
+
+def test_a_subscriber_that_never_answers_does_not_stall_delivery(
+    linux: Target, collector: Collector
+) -> None:
+    """A subscriber that takes a batch and never answers loses that batch after a bounded time
+    (AWS gives each delivery a timeout); the next batch starts with ``platform.logsDropped``
+    counting it, and delivery goes on."""
+    subscription = http_subscription(types=["platform", "function"])
+    subscriptions = {"logs": [("logs", subscription)]}
+    name = deploy(linux, collector, subscriptions, timeout=20, HANG_BATCHES="1")
+    request_id = run(linux, name, {"seen": "platform.logsDropped"})
+    with collector.lock:
+        held = next(d["held"] for d in collector.documents if "held" in d)
+    dropped = collector.events("logs")[0]
+    assert dropped["type"] == "platform.logsDropped"
+    assert dropped["record"]["droppedRecords"] == len(held)
+    run(linux, name, {"report_of": request_id})  # the previous REPORT, delivered meanwhile
+
+
+def test_a_batch_waiting_for_a_frozen_subscriber_is_not_dropped(
+    linux: Target, collector: Collector
+) -> None:
+    """A batch sent as the environment freezes waits for the thaw, however long the environment
+    stays idle: the delivery timeout counts only the time the subscriber could answer (on
+    Lambda the platform's delivery freezes with the sandbox)."""
+    subscription = http_subscription(types=["platform", "function"])
+    name = deploy(linux, collector, {"logs": [("logs", subscription)]})
+    first = run(linux, name, {})
+    time.sleep(REQUEST_TIMEOUT + 1)  # the idle time under test, not a synchronisation
+    second = run(linux, name, {"report_of": first})
+    run(linux, name, {"report_of": second})  # all sent before the thaw has arrived by now
+    assert "platform.logsDropped" not in [e["type"] for e in collector.events("logs")]
 
 
 # ----------------------------------------------------------------------------- faults

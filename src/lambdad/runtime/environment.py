@@ -131,6 +131,7 @@ class Environment:
             lambda: self.state is EnvState.IDLE and not self.channel.busy,
         )
         self.telemetry.sockets = self._socket
+        self.telemetry.clock = self.runner.running_time
         self.channel = InvocationChannel(
             ChannelHooks(
                 drain=self.runner.drain,

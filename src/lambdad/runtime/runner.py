@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from lambdad.runtime import launch
@@ -54,6 +55,9 @@ class Runner:
         #: OOM kills in the environment before the running invocation began.
         self._oom_kills = 0
         self._frozen = False
+        #: When the current freeze began, and how long earlier freezes lasted (monotonic s).
+        self._frozen_at = 0.0
+        self._frozen_for = 0.0
         self._freeze_when_parked = False
         self._freeze_timer: asyncio.TimerHandle | None = None
 
@@ -198,12 +202,21 @@ class Runner:
         if self._idle() and self.process is not None and not self._frozen:
             self.process.freeze()
             self._frozen = True
+            self._frozen_at = time.monotonic()
 
     def thaw(self) -> None:
         self.cancel_freeze()
         if self.process is not None and self._frozen:
             self.process.thaw()
+        if self._frozen:
+            self._frozen_for += time.monotonic() - self._frozen_at
         self._frozen = False
+
+    def running_time(self) -> float:
+        """Monotonic seconds, without those the process spent frozen: a clock for timeouts
+        of things the process must do (it can do nothing while frozen)."""
+        now = time.monotonic()
+        return now - self._frozen_for - (now - self._frozen_at if self._frozen else 0.0)
 
     def cancel_freeze(self) -> None:
         self._freeze_when_parked = False

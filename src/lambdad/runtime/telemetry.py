@@ -6,9 +6,11 @@ background task POSTs them as a JSON array to the subscriber's URI (``sandbox.lo
 loopback: environments share the host's network) or writes them as JSON lines to its TCP port,
 whenever ``maxItems`` or ``maxBytes`` is reached or ``timeoutMs`` has passed since the first
 buffered event. Nothing here blocks the invoke path: recording is an append, a batch that
-cannot be delivered is dropped and counted, and the next batch starts with a
-``platform.logsDropped`` event. Events recorded during init before a subscription existed
-(``platform.initStart``, the runtime's first lines) are replayed to it, as Lambda does.
+cannot be delivered (refused, failed, or unanswered for ``REQUEST_TIMEOUT`` seconds while the
+environment runs) is dropped and counted, and the next batch starts with a
+``platform.logsDropped`` event; when nothing else follows, that event goes on its own.
+Events recorded during init before a subscription existed (``platform.initStart``, the
+runtime's first lines) are replayed to it, as Lambda does.
 
 The legacy Logs API (2020-08-15, ``logs_api.py``) rides on the same machinery: its
 subscriptions sit beside the Telemetry API's, and each subscription's ``Dialect`` turns the one
@@ -23,7 +25,7 @@ import dataclasses
 import json
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
@@ -43,6 +45,12 @@ LOCAL_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost"})
 BACKLOG = 1000
 #: A subscription holds at most this many times its ``maxBytes`` undelivered.
 OVERFLOW = 4
+#: Seconds of the environment's running time a subscriber has to take one batch (the time it
+#: spends frozen does not count: it cannot answer then).
+REQUEST_TIMEOUT = 5.0
+#: The longest wait before delivering again after failed deliveries (the wait doubles from
+#: ``timeoutMs`` with each failure in a row, unless the buffer fills).
+RETRY_WAIT_MAX = 5.0
 DROP_REASON = (
     "Some logs were dropped because the downstream consumer is slower than the logs production "
     "rate or did not acknowledge their delivery."
@@ -185,6 +193,8 @@ def _category(kind: str) -> str:
 
 #: Makes a socket in the environment's network (``SandboxProcess.socket``).
 SocketFactory = Callable[[int, int, int], socket.socket]
+#: The environment's running time in seconds (a clock that stands still while it is frozen).
+Clock = Callable[[], float]
 
 
 class Dialect(Protocol):
@@ -253,11 +263,15 @@ class Subscription:
         request: Request,
         dialect: Dialect,
         sockets: SocketFactory = socket.socket,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.name = name
         self.request = request
         self.dialect = dialect
         self._sockets = sockets
+        self._clock = clock
+        #: Deliveries that failed in a row (each doubles the wait before the next).
+        self._failures = 0
         self._buffer: list[tuple[Event, int]] = []
         self._bytes = 0
         self._dropped_records = 0
@@ -275,6 +289,7 @@ class Subscription:
         if self._bytes + size > OVERFLOW * self.request.max_bytes:
             self._dropped_records += 1
             self._dropped_bytes += size
+            self._has_items.set()
             return
         self._buffer.append((event, size))
         self._bytes += size
@@ -301,40 +316,78 @@ class Subscription:
             batch.append(self._buffer.pop(0))
             size += event_size
         self._bytes -= size
-        if not self._buffer:
-            self._has_items.clear()
         if not self._full():
             self._urgent.clear()
         return batch
 
-    async def _deliver_forever(self) -> None:
+    def _wait(self) -> float:
+        """Seconds to buffer before the next delivery: ``timeoutMs``, doubled for each
+        delivery that failed in a row (at most ``RETRY_WAIT_MAX``, or ``timeoutMs`` if more)."""
         timeout = self.request.timeout_ms / 1000
+        if not self._failures:
+            return timeout
+        return max(timeout, min(timeout * (1 << min(self._failures, 16)), RETRY_WAIT_MAX))
+
+    async def _deliver_forever(self) -> None:
         while True:
             await self._has_items.wait()
             if not self._urgent.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), timeout)
+                    await asyncio.wait_for(self._urgent.wait(), self._wait())
             batch = self._take()
-            if batch:
+            if batch or self._dropped_records:
                 await self._send(batch)
+            if not self._buffer and not self._dropped_records:
+                self._has_items.clear()
 
     async def _send(self, batch: list[tuple[Event, int]]) -> None:
+        """Deliver ``batch``, after a ``platform.logsDropped`` when records were dropped (the
+        batch alone may be empty then); an undelivered batch is counted as dropped in turn."""
         events = [event for event, _ in batch]
-        if self._dropped_records:
+        reported = self._dropped_records, self._dropped_bytes
+        if reported[0]:
             record = {
-                "droppedBytes": self._dropped_bytes,
-                "droppedRecords": self._dropped_records,
+                "droppedBytes": reported[1],
+                "droppedRecords": reported[0],
                 "reason": self.dialect.drop_reason,
             }
             events.insert(0, make_event("platform.logsDropped", record))
-            self._dropped_records = self._dropped_bytes = 0
         try:
-            delivered = await self._post(events)
+            delivered = await self._bounded(self._post(events))
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
             delivered = False
-        if not delivered:
+        if delivered:
+            # Records dropped while the batch was on its way are told in the next one.
+            self._dropped_records -= reported[0]
+            self._dropped_bytes -= reported[1]
+            self._failures = 0
+        else:
             self._dropped_records += len(batch)
             self._dropped_bytes += sum(size for _, size in batch)
+            self._failures += 1
+
+    async def _bounded(self, delivery: Coroutine[Any, Any, bool]) -> bool:
+        """``delivery``'s result, or TimeoutError once it has taken ``REQUEST_TIMEOUT`` seconds
+        of the environment's running time: a frozen subscriber cannot answer, and gets its
+        answer's time once thawed (as on Lambda, where the platform freezes with it)."""
+        task = asyncio.ensure_future(delivery)
+        deadline = self._clock() + REQUEST_TIMEOUT
+        try:
+            # The running time passes no faster than real time: sleeping for what is left of it
+            # never overshoots, and a frozen environment costs one wake-up per REQUEST_TIMEOUT.
+            while (left := deadline - self._clock()) > 0:
+                done, _ = await asyncio.wait([task], timeout=left)
+                if done:
+                    return task.result()
+            raise TimeoutError(f"no answer in {REQUEST_TIMEOUT} s")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                if self._tcp is not None:  # a line may be half written
+                    self._tcp.close()
+                    self._tcp = None
 
     async def _post(self, events: list[Event]) -> bool:
         uri, method = self.request.uri, self.request.method
@@ -411,6 +464,8 @@ class Telemetry:
         self._subscriptions: dict[str, Subscription] = {}
         #: Makes sockets in the environment's network (set by the environment).
         self.sockets: SocketFactory = socket.socket
+        #: The environment's running time (set by the environment; it stands still while frozen).
+        self.clock: Clock = time.monotonic
         #: Subscriptions are accepted (init); events are kept for late subscribers meanwhile.
         self.open = True
         self._backlog: list[tuple[str, Any, float]] = []
@@ -445,7 +500,9 @@ class Telemetry:
         previous = self._subscriptions.pop(name, None)
         if previous is not None:
             asyncio.get_running_loop().create_task(previous.close())
-        subscription = Subscription(name, request, dialect, lambda *args: self.sockets(*args))
+        subscription = Subscription(
+            name, request, dialect, lambda *args: self.sockets(*args), lambda: self.clock()
+        )
         self._subscriptions[name] = subscription
         made: dict[Dialect, tuple[Event, int] | None] = {}
         for kind, record, at in self._backlog:
