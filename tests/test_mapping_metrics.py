@@ -27,13 +27,17 @@ from tests.test_kinesis_poller import Stream, settings_of
 
 pytestmark = pytest.mark.slow
 
-#: Succeeds, and fails a batch holding a record whose body is ``{"kind": "bad"}``.
+#: Succeeds, and fails a batch holding a record (an SQS body or Kinesis data) that says "bad".
 HANDLER = """
-import json
+import base64
 
 def handler(event, context):
     for record in event["Records"]:
-        if "body" in record and json.loads(record["body"]).get("kind") == "bad":
+        if "body" in record:
+            data = record["body"]
+        else:
+            data = base64.b64decode(record["kinesis"]["data"]).decode()
+        if "bad" in data:
             raise RuntimeError("bad record")
     return None
 """
@@ -117,6 +121,55 @@ def test_kinesis_mapping_records_iterator_age(lam: Any, cw: Any, moto: Moto) -> 
     # no MetricsConfig: no event counts
     by_uuid = [{"Name": "EventSourceMappingUUID", "Value": made["UUID"]}]
     assert cw.list_metrics(Namespace="AWS/Lambda", Dimensions=by_uuid)["Metrics"] == []
+
+
+def test_kinesis_mapping_counts_what_it_gives_up_on(lam: Any, cw: Any, moto: Moto) -> None:
+    """A stream mapping with EventCount on counts the records of a batch it gives up on
+    (retries exhausted) and sends to its on-failure destination as
+    OnFailureDestinationDeliveredEventCount, not as DroppedEventCount (which Lambda counts
+    for records given up on that no destination took)."""
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    stream = Stream(moto)
+    stream.put(["bad", "good"], key=lambda n: "same")
+    name = create_function(lam, HANDLER, Timeout=30)["FunctionName"]
+    made = lam.create_event_source_mapping(
+        EventSourceArn=stream.arn,
+        FunctionName=name,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=1,
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": arn}},
+        MetricsConfig={"Metrics": ["EventCount"]},
+    )
+    mapping = {"EventSourceMappingUUID": made["UUID"]}
+
+    def total(metric: str) -> float:
+        return sum(_stat(cw, metric, mapping, "Sum"))
+
+    assert wait_until(lambda: total("InvokedEventCount") == 2, 60)
+    assert wait_until(lambda: total("OnFailureDestinationDeliveredEventCount") == 1, 30)
+    assert total("DroppedEventCount") == 0
+    assert total("FailedInvokeEventCount") == 1
+    assert total("PolledEventCount") == 2
+    assert "Messages" in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)
+
+    # without a destination the record given up on is dropped
+    bare = Stream(moto)
+    bare.put(["bad"])
+    plain = lam.create_event_source_mapping(
+        EventSourceArn=bare.arn,
+        FunctionName=name,
+        StartingPosition="TRIM_HORIZON",
+        MaximumRetryAttempts=0,
+        MetricsConfig={"Metrics": ["EventCount"]},
+    )
+    mapping = {"EventSourceMappingUUID": plain["UUID"]}  # what ``total`` now reads
+    assert wait_until(lambda: total("DroppedEventCount") == 1, 60)
+    assert total("OnFailureDestinationDeliveredEventCount") == 0
 
 
 def test_sqs_mapping_event_counts(lam: Any, cw: Any, moto: Moto) -> None:

@@ -248,6 +248,10 @@ def _behind(page: Page) -> int:
     return max(0, int((time.time() - page.records[-1].arrival) * 1000))
 
 
+def _uncounted(metric: str, n: int) -> None:
+    """``MappingMetrics.count`` of a poller given no metrics."""
+
+
 def _estimate(record: StreamRecord) -> int:
     return record.size_bytes * 4 // 3 + RECORD_OVERHEAD
 
@@ -854,10 +858,11 @@ class StreamPoller:
             last.sequence_number,
             condition,
         )
+        # DroppedEventCount: given up on and not sent on (no destination, or it failed)
         metrics = self._metrics
-        if metrics is not None:
-            metrics.count(DROPPED, len(attempt.records))
+        count = metrics.count if metrics is not None else _uncounted
         if self._sink is None:
+            count(DROPPED, len(attempt.records))
             return
         try:
             await self._sink.send(failure)
@@ -865,9 +870,9 @@ class StreamPoller:
             raise
         except Exception:  # the destination's failure does not hold the shard
             log.exception("the on-failure destination of %s failed", self.source.mapping_uuid)
+            count(DROPPED, len(attempt.records))
             return
-        if metrics is not None:
-            metrics.count(ON_FAILURE_DELIVERED, len(attempt.records))
+        count(ON_FAILURE_DELIVERED, len(attempt.records))
 
     async def _invoke(
         self,
