@@ -14,6 +14,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lambdad.observe.distribution import Distribution
+from lambdad.observe.metric_cells import Cell
 from tests.conftest import (
     Moto,
     Server,
@@ -248,3 +250,19 @@ def test_metrics_config_takes_event_count_only(lam: Any, moto: Moto) -> None:
     _enabled(lam, made["UUID"])
     updated = lam.update_event_source_mapping(UUID=made["UUID"], MetricsConfig={"Metrics": []})
     assert updated["MetricsConfig"] == {"Metrics": []}
+
+
+def test_cells_keep_iterator_age_and_read_rows_written_before_it() -> None:
+    """A minute's cell keeps IteratorAge through its stored form, and a cell stored before
+    IteratorAge existed (one member fewer) still reads back, with none."""
+    cell = Cell()
+    cell.invocations = 2
+    cell.iterator_age = Distribution()
+    cell.iterator_age.add(1500.0)
+    again = Cell.from_json(json.loads(json.dumps(cell.to_json())))
+    assert again.invocations == 2
+    assert again.iterator_age is not None
+    assert again.iterator_age.maximum == 1500.0
+    older = Cell.from_json(cell.to_json()[:-1])
+    assert older.invocations == 2
+    assert older.iterator_age is None
