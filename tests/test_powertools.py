@@ -34,7 +34,7 @@ metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE
 # added here once lambdad receives segments (@tracer.capture_lambda_handler on handler).
 
 
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event, context):
     logger.info("order placed", extra={"order": event["order"]})
@@ -103,9 +103,9 @@ def test_powertools_logger_and_metrics_in_a_layer(
     server: Server, lam: Any, logs: Any, cw: Any, powertools_layer: str
 ) -> None:
     """A handler using Powertools' Logger and Metrics from a layer runs; its structured log line
-    is found by FilterLogEvents with a JSON filter pattern and its EMF metric (namespace, service
-    and custom dimensions) by GetMetricData, as on AWS where Powertools' EMF lines printed to
-    the function's log become CloudWatch metrics."""
+    is found by FilterLogEvents with a JSON filter pattern and its EMF metrics (its own with the
+    service and a custom dimension, and ColdStart) by GetMetricData, as on AWS where
+    Powertools' EMF lines printed to the function's log become CloudWatch metrics."""
     service = unique("orders")
     namespace = unique("Shop")
     name = create_function(
@@ -163,5 +163,15 @@ def test_powertools_logger_and_metrics_in_a_layer(
         return float(sum(answer["MetricDataResults"][0]["Values"]))
 
     assert wait_until(lambda: total() == 3, timeout=20)
+    # the cold start metric Powertools prints as an EMF line of its own
+    query["MetricStat"]["Metric"] = {
+        "Namespace": namespace,
+        "MetricName": "ColdStart",
+        "Dimensions": [
+            {"Name": "function_name", "Value": name},
+            {"Name": "service", "Value": service},
+        ],
+    }
+    assert wait_until(lambda: total() == 1, timeout=20)
     listed = cw.list_metrics(Namespace=namespace)["Metrics"]
-    assert [m["MetricName"] for m in listed] == ["OrdersPlaced"]
+    assert sorted(m["MetricName"] for m in listed) == ["ColdStart", "OrdersPlaced"]
