@@ -45,6 +45,8 @@ def mapping_configuration(mapping: EventSourceMapping) -> dict[str, Any]:
         body["SourceAccessConfigurations"] = [dict(c) for c in mapping.source_access]
     if mapping.maximum_concurrency is not None:
         body["ScalingConfig"] = {"MaximumConcurrency": mapping.maximum_concurrency}
+    if mapping.metrics is not None:
+        body["MetricsConfig"] = {"Metrics": list(mapping.metrics)}
     body |= {
         "FunctionArn": mapping.function_arn,
         "LastModified": mapping.last_modified,

@@ -136,6 +136,8 @@ class EventSourceMapping:
     function_response_types: list[str] = dataclasses.field(default_factory=list)
     on_failure: str | None = None
     maximum_concurrency: int | None = None
+    #: ``MetricsConfig.Metrics``: ``EventCount`` turns the event counts on (docs/metrics.md).
+    metrics: list[str] | None = None
     starting_position: str | None = None
     starting_position_timestamp: float | None = None
     bisect: bool | None = None
@@ -201,6 +203,20 @@ def _check_filters(request: MappingSettings) -> list[str] | None:
     return patterns or None
 
 
+#: The ``MetricsConfig.Metrics`` values a mapping of a kind lambdad polls takes (``ErrorCount``
+#: and ``KafkaMetrics`` are Kafka's, which lambdad does not poll).
+_METRICS = ("EventCount",)
+
+
+def _check_metrics(metrics: list[str]) -> list[str]:
+    for metric in metrics:
+        if metric not in _METRICS:
+            raise errors.InvalidParameterValueException(
+                f"Unsupported MetricsConfig metric {metric} for this event source."
+            )
+    return sorted(set(metrics))
+
+
 def settings_for(
     kind: SourceKind, source_arn: str, request: MappingSettings, current: EventSourceMapping | None
 ) -> dict[str, Any]:
@@ -244,6 +260,8 @@ def settings_for(
         changes["function_response_types"] = list(request.function_response_types)
     if request.scaling_config is not None:
         changes["maximum_concurrency"] = request.scaling_config.maximum_concurrency
+    if request.metrics_config is not None:
+        changes["metrics"] = _check_metrics(request.metrics_config.metrics or [])
     if rules.stream:
         changes |= _stream_settings(request, current)
     return changes

@@ -401,6 +401,10 @@ class ScalingConfig(Wire, frozen=True, kw_only=True):
     maximum_concurrency: int | None = None
 
 
+class MetricsConfig(Wire, frozen=True, kw_only=True):
+    metrics: list[str] | None = None
+
+
 class SourceAccessConfiguration(Wire, frozen=True, kw_only=True):
     type: str | None = None
     uri: str | None = msgspec.field(default=None, name="URI")
@@ -414,6 +418,7 @@ class MappingSettings(Wire, frozen=True, kw_only=True):
     batch_size: int | None = None
     filter_criteria: FilterCriteria | None = None
     scaling_config: ScalingConfig | None = None
+    metrics_config: MetricsConfig | None = None
     maximum_batching_window_in_seconds: int | None = None
     parallelization_factor: int | None = None
     destination_config: DestinationConfig | None = None

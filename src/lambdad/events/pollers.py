@@ -37,6 +37,7 @@ from lambdad.control.mappings import (
 )
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.service import Invoker
+from lambdad.observe.mapping_metrics import EVENT_COUNT, MappingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,20 @@ class PollerContext:
         ``NoEndpoint`` when no endpoint is configured for it."""
         service = _SERVICE_OF[self.mapping.kind]
         return await self.clients.client(service, self.mapping.source_arn.split(":")[3])
+
+    def metrics(self) -> MappingMetrics:
+        """What the mapping's poller records in Lambda's metrics: IteratorAge, and the event
+        counts when ``MetricsConfig`` asks for ``EventCount``."""
+        mapping = self.mapping
+        return MappingMetrics(
+            self.invoker.metrics,
+            account=mapping.account_id,
+            region=mapping.region,
+            uuid=mapping.uuid,
+            function=mapping.function_name,
+            qualifier=mapping.qualifier,
+            event_counts=EVENT_COUNT in (mapping.metrics or ()),
+        )
 
     async def processing_result(self, text: str) -> None:
         """Set the mapping's ``LastProcessingResult`` to ``text``."""

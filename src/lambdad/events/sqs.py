@@ -29,6 +29,14 @@ from lambdad.control.arns import Scope
 from lambdad.events.sqs_records import AllFailed, failed_ids, record_of
 from lambdad.invoke.aws_clients import AwsClients, AwsEndpoint
 from lambdad.invoke.service import Accepted, Invoker, InvokeRequest
+from lambdad.observe.mapping_metrics import (
+    DELETED,
+    FAILED_INVOKE,
+    FILTERED_OUT,
+    INVOKED,
+    POLLED,
+    MappingMetrics,
+)
 
 if TYPE_CHECKING:
     from lambdad.runtime.invocation import Outcome
@@ -120,11 +128,13 @@ class SqsPoller:
         on_result: Callable[[str], None],
         *,
         time_scale: float = 1.0,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.source = source
         self._invoker = invoker
         self._on_result = on_result
         self._scale = time_scale
+        self._metrics = metrics
         # A long poll's answer takes up to 20 s; the read timeout leaves it room. Every
         # worker may hold a long poll and a delete at once: connections enough for both.
         endpoint = dataclasses.replace(
@@ -355,6 +365,10 @@ class SqsPoller:
         )
         kept = {r["messageId"] for r in keep}
         dropped = [m for m in batch.messages if m["MessageId"] not in kept]
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.count(POLLED, len(messages))
+            metrics.count(FILTERED_OUT, len(dropped))
         if dropped:
             await self._delete(dropped)
         if not keep:
@@ -362,9 +376,16 @@ class SqsPoller:
         batch.messages = [m for m in batch.messages if m["MessageId"] in kept]
         outcome = await self._invoke(keep, batch.received_at)
         if outcome is None:
+            if metrics is not None:
+                metrics.count(FAILED_INVOKE, len(keep))
             return  # left to reappear after the visibility timeout
         done = self._succeeded(outcome, [r["messageId"] for r in keep])
-        await self._delete([m for m in batch.messages if m["MessageId"] in done])
+        if metrics is not None:
+            metrics.count(INVOKED, len(keep))
+            metrics.count(FAILED_INVOKE, len(keep) - len(done))
+        deleted = await self._delete([m for m in batch.messages if m["MessageId"] in done])
+        if metrics is not None:
+            metrics.count(DELETED, deleted)
         batch.messages = []
 
     def _passes(self, record: dict[str, Any]) -> bool:
@@ -423,7 +444,9 @@ class SqsPoller:
         self._report(OK)
         return set(ids) - failed
 
-    async def _delete(self, messages: Sequence[dict[str, Any]]) -> None:
+    async def _delete(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Delete ``messages``; how many were deleted."""
+        deleted = 0
         client = await self._client()
         for start in range(0, len(messages), RECEIVE_MAX):
             chunk = messages[start : start + RECEIVE_MAX]
@@ -433,8 +456,10 @@ class SqsPoller:
             answer = await client.delete_message_batch(
                 QueueUrl=self.source.queue_url, Entries=entries
             )
+            deleted += len(answer.get("Successful", []))
             for failure in answer.get("Failed", []):
                 log.warning("deleting a message of %s failed: %s", self.source.queue_arn, failure)
+        return deleted
 
     async def _release(self, messages: Sequence[dict[str, Any]]) -> None:
         """Make ``messages`` visible again at once (the poller stops before running them)."""

@@ -69,7 +69,13 @@ class SqsMappingPoller:
         )
         if self.state is not MappingPollerState.RUNNING:  # closed while the URL was asked
             return
-        self._poller = SqsPoller(source, self._ctx.invoker, self._result, time_scale=self._scale)
+        self._poller = SqsPoller(
+            source,
+            self._ctx.invoker,
+            self._result,
+            time_scale=self._scale,
+            metrics=self._ctx.metrics(),
+        )
         await self._poller.start()
 
     async def backlog(self) -> dict[str, int] | None:

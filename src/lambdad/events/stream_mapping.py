@@ -184,6 +184,7 @@ class StreamMappingPoller:
             self._result,
             self._sink,
             time_scale=self._scale,
+            metrics=self._ctx.metrics(),
         )
         await self._poller.start()
 

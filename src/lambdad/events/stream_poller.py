@@ -43,6 +43,15 @@ from lambdad.events.sqs import FUNCTION_FAILED, FUNCTION_UNUSABLE, OK, THROTTLED
 from lambdad.events.sqs_records import AllFailed, failed_ids
 from lambdad.events.tumbling import Window, window_start
 from lambdad.invoke.service import Accepted, Invoker, InvokeRequest
+from lambdad.observe.mapping_metrics import (
+    DROPPED,
+    FAILED_INVOKE,
+    FILTERED_OUT,
+    INVOKED,
+    ON_FAILURE_DELIVERED,
+    POLLED,
+    MappingMetrics,
+)
 
 if TYPE_CHECKING:
     from lambdad.runtime.invocation import Outcome
@@ -239,6 +248,10 @@ def _behind(page: Page) -> int:
     return max(0, int((time.time() - page.records[-1].arrival) * 1000))
 
 
+def _uncounted(metric: str, n: int) -> None:
+    """``MappingMetrics.count`` of a poller given no metrics."""
+
+
 def _estimate(record: StreamRecord) -> int:
     return record.size_bytes * 4 // 3 + RECORD_OVERHEAD
 
@@ -261,8 +274,10 @@ class StreamPoller:
         *,
         time_scale: float = 1.0,
         discovery_interval: float = DISCOVERY_INTERVAL,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.source = source
+        self._metrics = metrics
         self._reader = reader
         self._invoker = invoker
         self._checkpoints = checkpoints
@@ -676,13 +691,20 @@ class StreamPoller:
         await asyncio.gather(*(self._run_lane(name, block, lane) for lane in lanes.values()))
 
     async def _filtered(self, records: list[StreamRecord]) -> list[bool]:
-        """Whether each of ``records`` passes the mapping's filter."""
+        """Whether each of ``records`` (read from the stream: PolledEventCount) passes the
+        mapping's filter (those that do not: FilteredOutEventCount)."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.count(POLLED, len(records))
         if self.source.record_filter is None:
             return [True] * len(records)
         if len(records) <= OFF_LOOP_AT:
-            return [self._passes(r) for r in records]
-        # thousands of records through a filter must not hold the event loop
-        return await asyncio.to_thread(lambda: [self._passes(r) for r in records])
+            passed = [self._passes(r) for r in records]
+        else:  # thousands of records through a filter must not hold the event loop
+            passed = await asyncio.to_thread(lambda: [self._passes(r) for r in records])
+        if metrics is not None:
+            metrics.count(FILTERED_OUT, passed.count(False))
+        return passed
 
     def _passes(self, record: StreamRecord) -> bool:
         check = self.source.record_filter
@@ -836,7 +858,11 @@ class StreamPoller:
             last.sequence_number,
             condition,
         )
+        # DroppedEventCount: given up on and not sent on (no destination, or it failed)
+        metrics = self._metrics
+        count = metrics.count if metrics is not None else _uncounted
         if self._sink is None:
+            count(DROPPED, len(attempt.records))
             return
         try:
             await self._sink.send(failure)
@@ -844,6 +870,9 @@ class StreamPoller:
             raise
         except Exception:  # the destination's failure does not hold the shard
             log.exception("the on-failure destination of %s failed", self.source.mapping_uuid)
+            count(DROPPED, len(attempt.records))
+            return
+        count(ON_FAILURE_DELIVERED, len(attempt.records))
 
     async def _invoke(
         self,
@@ -865,8 +894,11 @@ class StreamPoller:
         else:
             payload = json.dumps(event).encode()
         backoff = BACKOFF_FIRST
+        metrics = self._metrics
         while True:
             request = InvokeRequest(source.function_name, source.qualifier, payload)
+            # IteratorAge: from the newest record's arrival to this invoke
+            age_ms = (time.time() - records[-1].arrival) * 1000.0 if records else None
             try:
                 outcome = await self._invoker.invoke(source.scope, request)
             except errors.TooManyRequestsException:
@@ -878,12 +910,20 @@ class StreamPoller:
                 continue
             except errors.LambdaError as exc:  # gone, inactive, payload too large...
                 self._report(FUNCTION_UNUSABLE.format(exc))
+                if metrics is not None:
+                    metrics.count(FAILED_INVOKE, len(records))
                 return _Result(0, refused=exc)
             if isinstance(outcome, Accepted):  # RequestResponse always runs
                 raise TypeError(f"unexpected invoke result {outcome!r}")
             if window is not None and not outcome.function_error:
                 window.absorb(outcome.payload)
-            return _Result(self._succeeded(outcome, records), outcome)
+            done = self._succeeded(outcome, records)
+            if metrics is not None:
+                if age_ms is not None:
+                    metrics.iterator_age(age_ms, outcome.executed_version)
+                metrics.count(INVOKED, len(records))
+                metrics.count(FAILED_INVOKE, len(records) - done)
+            return _Result(done, outcome)
 
     def _succeeded(self, outcome: Outcome, records: list[StreamRecord]) -> int:
         """How many records of the batch (a prefix) ``outcome`` lets the checkpoint pass."""

@@ -32,9 +32,11 @@ _COUNTS = (
     "recursive_dropped",
 )
 
+_DISTRIBUTIONS = ("duration", "async_age", "iterator_age")
+
 
 class Cell:
-    __slots__ = (*_COUNTS, "async_age", "duration")
+    __slots__ = (*_COUNTS, "async_age", "duration", "iterator_age")
 
     def __init__(self) -> None:
         self.invocations = 0
@@ -49,11 +51,13 @@ class Cell:
         self.recursive_dropped = 0
         self.duration: Distribution | None = None
         self.async_age: Distribution | None = None
+        #: Stream mappings' invocations: ms from the newest record's arrival to the invoke.
+        self.iterator_age: Distribution | None = None
 
     def merge(self, other: Cell) -> None:
         for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("duration", "async_age"):
+        for name in _DISTRIBUTIONS:
             theirs = getattr(other, name)
             if theirs is not None:
                 mine = getattr(self, name)
@@ -68,6 +72,7 @@ class Cell:
             *counts,
             self.duration.to_json() if self.duration else None,
             self.async_age.to_json() if self.async_age else None,
+            self.iterator_age.to_json() if self.iterator_age else None,
         ]
 
     @classmethod
@@ -78,6 +83,9 @@ class Cell:
         duration, age = row[len(_COUNTS)], row[len(_COUNTS) + 1]
         cell.duration = Distribution.from_json(duration) if duration else None
         cell.async_age = Distribution.from_json(age) if age else None
+        # rows written before IteratorAge was kept end with the async age
+        stream_age = row[len(_COUNTS) + 2] if len(row) > len(_COUNTS) + 2 else None
+        cell.iterator_age = Distribution.from_json(stream_age) if stream_age else None
         return cell
 
 
@@ -98,6 +106,7 @@ CELL_METRICS: dict[str, tuple[str, str, str]] = {
     "DeadLetterErrors": ("count", "dead_letter_errors", "Count"),
     "DestinationDeliveryFailures": ("count", "destination_failures", "Count"),
     "RecursiveInvocationsDropped": ("count", "recursive_dropped", "Count"),
+    "IteratorAge": ("values", "iterator_age", "Milliseconds"),
 }
 
 

@@ -285,6 +285,27 @@ class Metrics:
         if self.enabled:
             self._cell(key).destination_failures += 1
 
+    def iterator_age(self, key: CellKey, age_ms: float) -> None:
+        """A stream mapping invoked ``key`` with a batch whose newest record arrived
+        ``age_ms`` before (IteratorAge)."""
+        if self.enabled:
+            cell = self._cell(key)
+            if cell.iterator_age is None:
+                cell.iterator_age = Distribution()
+            cell.iterator_age.add(max(0.0, age_ms))
+
+    def add_count(self, key: SeriesKey, n: int) -> None:
+        """``n`` more of a count series kept per series (an event source mapping's event
+        counts): ``n`` samples of 1 in the current minute, unit Count."""
+        if not self.enabled or n <= 0:
+            return
+        minute = self._current()
+        found = minute.custom.get(key)
+        if found is None:
+            found = minute.custom[key] = Distribution()
+            minute.units[key] = "Count"
+        found.add(1.0, n)
+
     def _handles(self, key: CellKey) -> _Handles:
         """The running-count and gauge keys of ``key``, made once (bounded)."""
         found = self._keys.get(key)
