@@ -7,6 +7,8 @@ import contextlib
 import http.server
 import json
 import re
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -112,6 +114,17 @@ def test_active_function_is_sampled_and_its_segment_joins_lambdad_spans(
 
     listed = server.get_json(f"/_lambdad/traces?function={name}")["Traces"]
     assert [t["TraceId"] for t in listed] == [fields["Root"]]
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "lambdad.cli.main", "traces", name, "--endpoint", server.endpoint],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert printed.startswith(fields["Root"])
+    assert re.search(r"ms\s+ Invocation\n", printed)  # indented under the function span
+    assert re.search(r"ms\s+ inner\n", printed)
 
 
 def test_passthrough_and_a_callers_decision(server: Server, lam: Any) -> None:

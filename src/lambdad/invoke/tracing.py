@@ -64,6 +64,8 @@ class Tracing:
         decided = caller_decision(caller)
         if decided is None:
             decided = "1" if mode == ACTIVE and self._sampler.sample(function_arn) else "0"
+        if f";Sampled={decided};" in header:  # most invocations: nothing to change
+            return header
         return lineage.with_field(header, "Sampled", decided)
 
     def begin(self, scope: Scope, function: str, header: str) -> None:
