@@ -4,7 +4,8 @@ up on a loaded machine.
 Run: ``python bench/ab_invoke.py --a-src OLD/src --b-src NEW/src [--b-env LAMBDAD_METRICS=0]
 [--warm 1500] [--rounds 5] [--sandbox linux] [--b-tracing Active [--b-sampled] [--otlp-sink]]``.
 ``--b-tracing`` creates B's function with that ``TracingConfig.Mode``; ``--b-sampled`` sends
-every B invoke a caller's ``Sampled=1`` trace header (every one traced: the worst case);
+every B invoke a caller's ``Sampled=1`` trace header (every one traced: the worst case), and
+every A invoke one with ``Sampled=0``;
 ``--otlp-sink`` gives B an OTLP/HTTP receiver (a process of its own) to export to.
 
 Both servers run at the same time, each with its own data directory and an echo function
@@ -128,11 +129,13 @@ def main() -> int:
 
 
 def headers_of(side: str, args: argparse.Namespace) -> dict[str, str]:
-    """A new caller's trace header, sampled, for each B invoke under ``--b-sampled``."""
-    if side != "B" or not args.b_sampled:
+    """Under ``--b-sampled``, a new caller's trace header for each invoke: sampled for B, not
+    for A (so both parse one, and only B traces)."""
+    if not args.b_sampled:
         return {}
     root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
-    return {"X-Amzn-Trace-Id": f"Root={root};Parent={os.urandom(8).hex()};Sampled=1"}
+    sampled = 1 if side == "B" else 0
+    return {"X-Amzn-Trace-Id": f"Root={root};Parent={os.urandom(8).hex()};Sampled={sampled}"}
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -150,7 +153,7 @@ def compare(args: argparse.Namespace) -> int:
                 create(ports[side], args.runtime, args.b_tracing if side == "B" else None)
             conns = {side: connect(ports[side]) for side in "AB"}
             for _ in range(300):  # warm-up, both
-                one(conns["A"])
+                one(conns["A"], headers_of("A", args))
                 one(conns["B"], headers_of("B", args))
             everything: dict[str, list[float]] = {"A": [], "B": []}
             cpu_all: dict[str, list[float]] = {"A": [], "B": []}

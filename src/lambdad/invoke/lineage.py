@@ -112,6 +112,11 @@ def field(header: str | None, name: str) -> str | None:
     return _fields(header).get(name)
 
 
+def fields(header: str | None) -> dict[str, str]:
+    """The fields of a trace header."""
+    return _fields(header)
+
+
 def with_field(header: str, name: str, value: str) -> str:
     """``header`` with ``name`` set to ``value``."""
     fields = _fields(header)

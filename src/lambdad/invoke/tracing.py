@@ -84,11 +84,11 @@ class Tracing:
         outcome: Outcome,
     ) -> None:
         """lambdad's spans of one sampled invocation (in memory; export is batched)."""
-        root = lineage.field(header, "Root")
-        parent = lineage.field(header, "Parent")
+        fields = lineage.fields(header)
+        root, parent = fields.get("Root"), fields.get("Parent")
         if not root or not parent:
             return
-        caller_parent = lineage.field(caller, "Parent") if caller else None
+        caller_parent = lineage.fields(caller).get("Parent") if caller else None
         spans = invocation_spans(
             root,
             caller_parent if caller_parent and len(caller_parent) == 16 else None,

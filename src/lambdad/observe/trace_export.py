@@ -100,7 +100,7 @@ class SpanExporter:
         self.exported += len(spans)
 
     async def close(self) -> None:
-        """Stop; what is buffered is posted once more (bounded by the timeout)."""
+        """Stop; spans still buffered are not sent (a batch being posted is abandoned)."""
         if self.state is ExporterState.CLOSED:
             return
         self.state = ExporterState.CLOSED
