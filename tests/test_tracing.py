@@ -12,6 +12,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -332,3 +333,47 @@ def test_an_unreachable_exporter_does_not_fail_invokes(start_server: Any) -> Non
     wait_until(lambda: server.get_json("/_lambdad/doctor")["tracing"]["spans not exported"] > 0)
     assert server.get_json("/_lambdad/doctor")["tracing"]["otlp endpoint"].endswith(f":{port}/t")
     client.close()
+
+
+# ------------------------------------------------------------------ the real X-Ray SDK
+
+XRAY_SDK_HANDLER = """
+from aws_xray_sdk.core import xray_recorder
+
+@xray_recorder.capture("sdk-work")
+def work():
+    xray_recorder.current_subsegment().put_annotation("answer", 42)
+    return 42
+
+def handler(event, context):
+    import os
+    return {"header": os.environ.get("_X_AMZN_TRACE_ID", ""), "value": work()}
+"""
+
+
+def _package_files(*packages: str) -> dict[str, bytes]:
+    """The installed packages' files, to ship inside a function's zip."""
+    files: dict[str, bytes] = {}
+    for package in packages:
+        module = pytest.importorskip(package)
+        root = Path(module.__file__ or "").parent
+        for path in root.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                files[str(Path(package) / path.relative_to(root))] = path.read_bytes()
+    return files
+
+
+def test_the_x_ray_sdk_sends_its_subsegments_from_inside_the_cell(server: Server, lam: Any) -> None:
+    """A handler using the AWS X-Ray SDK for Python (``xray_recorder.capture``) as on Lambda:
+    its subsegment reaches lambdad through ``AWS_XRAY_DAEMON_ADDRESS`` and hangs under the
+    invocation's ``AWS::Lambda::Function`` span."""
+    files = {"app.py": XRAY_SDK_HANDLER.encode(), **_package_files("aws_xray_sdk", "wrapt")}
+    name = create_function(lam, files=files, TracingConfig={"Mode": "Active"})["FunctionName"]
+    body = invoke(server, name, {})
+    assert body["value"] == 42
+    fields = dict(p.split("=", 1) for p in body["header"].split(";"))
+    assert fields["Sampled"] == "1"
+    trace = trace_of(server, fields["Root"], lambda s: "sdk-work" in names(s))
+    work = next(s for s in trace["Spans"] if s["Name"] == "sdk-work")
+    assert work["ParentId"] == fields["Parent"]
+    assert work["Service"] == name
