@@ -209,8 +209,8 @@ class Traces:
         """The account's traces (of one function), newest first."""
         for trace in reversed(self._traces.values()):
             owner = trace.owner
-            if owner is None or owner[:2] != (account, region):
-                continue
+            if owner is None or owner[:2] != (account, region) or not trace.spans:
+                continue  # not the caller's, or begun but never run (throttled)
             if name is None or owner[2] == name:
                 yield trace
 
