@@ -171,6 +171,28 @@ def test_udp_garbage_is_counted_and_dropped(server: Server, lam: Any) -> None:
     assert server.get_json("/_lambdad/health")["status"] == "ok"
 
 
+def test_an_event_invocation_shows_its_time_in_the_queue(server: Server, lam: Any) -> None:
+    """An ``Event`` invocation's trace has, as X-Ray shows it on Lambda, ``Dwell Time`` (in
+    the queue) and ``Attempt #1`` under the ``AWS::Lambda`` span, which starts when the event
+    was accepted; the caller's trace id is kept."""
+    name = traced(lam)
+    root = "1-5759e988-bd862e3fe1be46a9942727aa"
+    url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.add_header("X-Amz-Invocation-Type", "Event")
+    request.add_header("X-Amzn-Trace-Id", f"Root={root};Sampled=1")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 202
+    trace = trace_of(server, root, lambda s: {"Dwell Time", "Invocation"} <= names(s))
+    by_name = {s["Name"]: s for s in trace["Spans"]}
+    origins = {s["Attributes"].get("aws.xray.origin"): s for s in trace["Spans"]}
+    service = origins["AWS::Lambda"]
+    assert by_name["Dwell Time"]["ParentId"] == service["Id"]
+    assert by_name["Attempt #1"]["ParentId"] == service["Id"]
+    assert service["StartTime"] == by_name["Dwell Time"]["StartTime"]
+    assert by_name["Dwell Time"]["EndTime"] == by_name["Attempt #1"]["StartTime"]
+
+
 def test_unknown_trace_and_bad_limit(server: Server) -> None:
     """Reading a trace lambdad does not hold is a 404 ResourceNotFoundException, a bad limit a
     400, never a 500."""

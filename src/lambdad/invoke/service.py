@@ -298,9 +298,16 @@ class Invoker:
         return request.qualifier or in_name
 
     async def run(
-        self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
+        self,
+        scope: Scope,
+        config: FunctionConfig,
+        request: InvokeRequest,
+        request_id: str,
+        queued: tuple[float, int] | None = None,
     ) -> Outcome:
         """Run one invocation under a concurrency lease (TooManyRequestsException without).
+
+        ``queued``: an ``Event`` invocation's (time accepted, attempts before), for its trace.
 
         RecursiveInvocationException when it would be a recursive loop's invocation past
         ``lineage.MAX_HOPS`` of a function whose recursion setting is not ``Allow``.
@@ -329,7 +336,7 @@ class Invoker:
         began = time.time()
         outcome = await self._dispatch(key, scope, config, invocation)
         times = (began, time.time())
-        tracing.record(scope, config.name, request.trace_id, trace_id, times, outcome)
+        tracing.record(scope, config.name, request.trace_id, trace_id, times, outcome, queued)
         return outcome
 
     async def _dispatch(
@@ -422,7 +429,8 @@ class Invoker:
 
     async def run_queued(self, scope: Scope, config: FunctionConfig, event: QueuedEvent) -> Outcome:
         """Run one queued ``Event`` invocation on ``config`` (the dispatcher's entry point)."""
-        return await self.run(scope, config, _queued_request(event), event.id)
+        queued = (event.enqueued_at, event.attempt)
+        return await self.run(scope, config, _queued_request(event), event.id, queued)
 
 
 def cell_key(scope: Scope, config: FunctionConfig, qualifier: str | None) -> CellKey:

@@ -82,6 +82,7 @@ class Tracing:
         header: str,
         times: tuple[float, float],
         outcome: Outcome,
+        queued: tuple[float, int] | None = None,
     ) -> None:
         """lambdad's spans of one sampled invocation (in memory; export is batched)."""
         fields = lineage.fields(header)
@@ -99,5 +100,6 @@ class Tracing:
             outcome.report.init_duration_ms,
             outcome.report.duration_ms,
             outcome.function_error,
+            queued,
         )
         self.traces.add(spans, (scope.account_id, scope.region, function))

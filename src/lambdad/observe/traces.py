@@ -308,10 +308,15 @@ def invocation_spans(
     init_ms: float | None,
     duration_ms: float,
     error: bool,
+    queued: tuple[float, int] | None = None,
 ) -> list[Span]:
     """lambdad's spans of one sampled invocation, as Lambda's segments: ``AWS::Lambda`` (the
     service, from the request to the response), ``AWS::Lambda::Function`` (whose id is the
-    ``Parent`` the function saw) with ``Initialization``, ``Invocation`` and ``Overhead``."""
+    ``Parent`` the function saw) with ``Initialization``, ``Invocation`` and ``Overhead``.
+
+    ``queued``: an ``Event`` invocation's (time accepted, attempts before): the service span
+    then starts when it was accepted, with ``Dwell Time`` (in the queue) and ``Attempt #<n>``.
+    """
     trace_id = otel_trace_id(root)
     began, ended = times
     init_s = (init_ms or 0.0) / 1000
@@ -324,7 +329,7 @@ def invocation_spans(
             service_segment,
             caller_parent,
             function,
-            began,
+            min(began, queued[0]) if queued else began,
             ended,
             function,
             KIND_SERVER,
@@ -343,6 +348,8 @@ def invocation_spans(
             attributes=(("aws.xray.origin", "AWS::Lambda::Function"), ("xray.source", "lambdad")),
         ),
     ]
+    if queued is not None:
+        spans += _queue_spans(trace_id, service_segment, function, began, ended, queued)
     parts = [("Invocation", run_start, run_end), ("Overhead", run_end, ended)]
     if init_ms:
         parts.insert(0, ("Initialization", began, began + init_s))
@@ -363,3 +370,39 @@ def invocation_spans(
             )
         )
     return spans
+
+
+def _queue_spans(
+    trace_id: str,
+    service_segment: str,
+    function: str,
+    began: float,
+    ended: float,
+    queued: tuple[float, int],
+) -> list[Span]:
+    """An ``Event`` invocation's ``Dwell Time`` and ``Attempt #<n>`` under the service span."""
+    accepted, attempts = queued
+    source = (("xray.source", "lambdad"),)
+    base = int(service_segment, 16)
+    return [
+        Span(
+            trace_id,
+            f"{base ^ 0x10:016x}",
+            service_segment,
+            "Dwell Time",
+            min(accepted, began),
+            began,
+            function,
+            attributes=source,
+        ),
+        Span(
+            trace_id,
+            f"{base ^ 0x11:016x}",
+            service_segment,
+            f"Attempt #{attempts + 1}",
+            began,
+            ended,
+            function,
+            attributes=source,
+        ),
+    ]
