@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -91,3 +92,24 @@ def test_traces_are_bounded() -> None:
     assert all(len(t.spans) == 2 for t in listed)
     assert traces.get("000000000000", "1-5759e988-bd862e3fe1be46a994272701") is not None
     assert traces.get("111111111111", "1-5759e988-bd862e3fe1be46a994272701") is None
+
+
+def test_a_taken_segment_port_falls_back_to_a_free_one() -> None:
+    """Port 2000 (Lambda's daemon port) when free; when another listener holds it (two
+    lambdads with the plain sandbox on one host), any free port, never a failed start."""
+
+    async def scenario() -> tuple[int, int]:
+        first, second = Traces(), Traces()
+        await first.open("127.0.0.1", 0)
+        taken = first.address
+        assert taken is not None
+        await second.open("127.0.0.1", taken[1])
+        moved = second.address
+        assert moved is not None
+        await first.close()
+        await second.close()
+        await second.close()  # idempotent
+        return taken[1], moved[1]
+
+    taken, moved = asyncio.run(scenario())
+    assert moved not in (taken, 0)
