@@ -112,6 +112,8 @@ def test_active_function_is_sampled_and_its_segment_joins_lambdad_spans(
     assert spans["work"]["ParentId"] == fields["Parent"]
     assert spans["inner"]["ParentId"] == spans["work"]["Id"]
     assert spans["Invocation"]["ParentId"] == fields["Parent"]
+    assert spans["Initialization"]["ParentId"] == fields["Parent"]  # the cold start's init
+    assert spans["Initialization"]["EndTime"] <= spans["Invocation"]["StartTime"]
 
     listed = server.get_json(f"/_lambdad/traces?function={name}")["Traces"]
     assert [t["TraceId"] for t in listed] == [fields["Root"]]
