@@ -2,21 +2,28 @@
 up on a loaded machine.
 
 Run: ``python bench/ab_invoke.py --a-src OLD/src --b-src NEW/src [--b-env LAMBDAD_METRICS=0]
-[--warm 1500] [--rounds 5] [--sandbox linux]``. Both servers run at the same time, each with
-its own data directory and an echo function (``MemorySize`` 1,769 MB, as in
-``invoke_latency.py``); one client sends A, B, A, B, ... over a keep-alive connection to each,
-so that whatever else the machine does at a moment slows both alike. Printed per round and
-over all: warm invoke p50 and p99 for each side, B / A, and each lambdad's own CPU per invoke
-(``/proc/<pid>/stat``). Sides swap which goes first every round.
+[--warm 1500] [--rounds 5] [--sandbox linux] [--b-tracing Active [--b-sampled] [--otlp-sink]]``.
+``--b-tracing`` creates B's function with that ``TracingConfig.Mode``; ``--b-sampled`` sends
+every B invoke a caller's ``Sampled=1`` trace header (every one traced: the worst case), and
+every A invoke one with ``Sampled=0``;
+``--otlp-sink`` gives B an OTLP/HTTP receiver (a process of its own) to export to.
+
+Both servers run at the same time, each with its own data directory and an echo function
+(``MemorySize`` 1,769 MB, as in ``invoke_latency.py``); one client sends A, B, A, B, ... over
+a keep-alive connection to each, so that whatever else the machine does at a moment slows both
+alike. Printed per round and over all: warm invoke p50 and p99 for each side, B / A, and each
+lambdad's own CPU per invoke (``/proc/<pid>/stat``). Sides swap which goes first every round.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,15 +33,45 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from invoke_latency import (
     ECHO,
+    MEMORY_MB,
+    ROLE,
+    api,
     cpu_seconds,
-    create,
     free_port,
     percentile,
     start_lambdad,
     wait_http,
+    zip_of,
 )
 
 PATH = "/2015-03-31/functions/echo/invocations"
+#: An OTLP/HTTP receiver that reads each export and answers 200 (``--otlp-sink``).
+SINK = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def create(port: int, runtime: str, tracing: str | None) -> None:
+    """The echo function, with ``TracingConfig.Mode`` ``tracing`` when given."""
+    body: dict[str, object] = {
+        "FunctionName": "echo",
+        "Runtime": runtime,
+        "Role": ROLE,
+        "Handler": "app.handler",
+        "MemorySize": MEMORY_MB,
+        "Code": {"ZipFile": base64.b64encode(zip_of(ECHO)).decode()},
+    }
+    if tracing:
+        body["TracingConfig"] = {"Mode": tracing}
+    status, _, payload = api(port, "POST", "/2015-03-31/functions", body)
+    if status != 201:
+        raise RuntimeError(payload.decode())
 
 
 def connect(port: int) -> http.client.HTTPConnection:
@@ -44,9 +81,9 @@ def connect(port: int) -> http.client.HTTPConnection:
     return conn
 
 
-def one(conn: http.client.HTTPConnection) -> float:
+def one(conn: http.client.HTTPConnection, headers: dict[str, str] | None = None) -> float:
     began = time.perf_counter()
-    conn.request("POST", PATH, body=b'{"hello": "world"}')
+    conn.request("POST", PATH, body=b'{"hello": "world"}', headers=headers or {})
     response = conn.getresponse()
     response.read()
     if response.status != 200:
@@ -74,7 +111,34 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sandbox", choices=("linux", "process"))
     parser.add_argument("--runtime", default="python3.11")
+    parser.add_argument("--b-tracing", choices=("Active", "PassThrough"))
+    parser.add_argument("--b-sampled", action="store_true", help="Sampled=1 on every B invoke")
+    parser.add_argument("--otlp-sink", action="store_true", help="an OTLP receiver for B")
     args = parser.parse_args()
+    sink = None
+    if args.otlp_sink:
+        sink_port = free_port()
+        sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
+        args.b_env.append(f"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{sink_port}")
+    try:
+        return compare(args)
+    finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait(30)
+
+
+def headers_of(side: str, args: argparse.Namespace) -> dict[str, str]:
+    """Under ``--b-sampled``, a new caller's trace header for each invoke: sampled for B, not
+    for A (so both parse one, and only B traces)."""
+    if not args.b_sampled:
+        return {}
+    root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
+    sampled = 1 if side == "B" else 0
+    return {"X-Amzn-Trace-Id": f"Root={root};Parent={os.urandom(8).hex()};Sampled={sampled}"}
+
+
+def compare(args: argparse.Namespace) -> int:
 
     ports = {"A": free_port(), "B": free_port()}
     envs = {
@@ -86,11 +150,11 @@ def main() -> int:
         try:
             for side in "AB":
                 wait_http(f"http://127.0.0.1:{ports[side]}/_lambdad/health")
-                create(ports[side], "echo", ECHO, args.runtime)
+                create(ports[side], args.runtime, args.b_tracing if side == "B" else None)
             conns = {side: connect(ports[side]) for side in "AB"}
             for _ in range(300):  # warm-up, both
-                one(conns["A"])
-                one(conns["B"])
+                one(conns["A"], headers_of("A", args))
+                one(conns["B"], headers_of("B", args))
             everything: dict[str, list[float]] = {"A": [], "B": []}
             cpu_all: dict[str, list[float]] = {"A": [], "B": []}
             print("| round | A p50 | B p50 | B/A p50 | A p99 | B p99 | A CPU µs | B CPU µs |")
@@ -101,7 +165,7 @@ def main() -> int:
                 cpu = {side: cpu_seconds(servers[side].pid) for side in "AB"}
                 for _ in range(args.warm):
                     for side in order:
-                        samples[side].append(one(conns[side]))
+                        samples[side].append(one(conns[side], headers_of(side, args)))
                 for side in "AB":
                     spent = (cpu_seconds(servers[side].pid) - cpu[side]) / args.warm * 1e6
                     cpu_all[side].append(spent)

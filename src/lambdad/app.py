@@ -70,9 +70,12 @@ from lambdad.invoke.retries import Retries
 from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
 from lambdad.invoke.snapshots import SnapshotMaker
+from lambdad.invoke.tracing import Tracing
 from lambdad.observe.logs import LogStore
 from lambdad.observe.loopwatch import LoopWatch
 from lambdad.observe.metrics import Metrics
+from lambdad.observe.trace_export import SpanExporter
+from lambdad.observe.traces import Traces
 from lambdad.runtime import runtimes
 from lambdad.runtime.environment import EnvironmentContext
 from lambdad.runtime.pool import RuntimeManager
@@ -212,6 +215,12 @@ class Lambdad:
             flush_interval=settings.metrics_flush_interval,
             enabled=settings.metrics,
         )
+        url = settings.otlp_traces_url
+        self.traces = Traces(
+            max_traces=settings.trace_max_traces,
+            max_spans=settings.trace_max_spans,
+            exporter=SpanExporter(url) if url else None,
+        )
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
@@ -239,6 +248,7 @@ class Lambdad:
             self.event_configs,
             policies=self.policies,
             metrics=self.metrics,
+            tracing=Tracing(self.traces),
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
@@ -357,6 +367,7 @@ class Lambdad:
             python_path=self.python_path,
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
             emf=self.metrics.offer_emf if settings.metrics else None,
+            xray=lambda: self.traces.address,
         )
 
     def _services(self) -> Services:
@@ -373,6 +384,7 @@ class Lambdad:
             blobs=self.blobs,
             logs=self.logs,
             metrics=self.metrics,
+            traces=self.traces,
             own_gauges=self.own_gauges,
             doctor=self.doctor,
             function_urls=self.function_urls,
@@ -397,6 +409,8 @@ class Lambdad:
             Part("metrics", self.metrics.open, self.metrics.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
+            # After the runtime: the sandbox knows the cells' gateway once it runs.
+            Part("trace listener", self._open_traces, self.traces.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
@@ -432,6 +446,11 @@ class Lambdad:
                 "moved %d rows from before accounts to account %s", moved, self.settings.account_id
             )
 
+    async def _open_traces(self) -> None:
+        """The X-Ray segment listener, where the cells reach lambdad (docs/tracing.md)."""
+        reach = self.sandbox.reach()
+        await self.traces.open(reach.api_host, self.settings.xray_port, reach.mark)
+
     async def _make_data_dir(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -466,6 +485,7 @@ class Lambdad:
                 arn: redact_url(url) for arn, url in self.settings.mq_broker_urls.items()
             }
             or {"none": "LAMBDAD_MQ_BROKERS is not set"},
+            "tracing": self.traces.report(),
         }
 
 

@@ -146,6 +146,27 @@ class Settings:
     metrics_retention_days: float = 15.0
     #: How often metrics are written to the store (seconds, not scaled; also at close).
     metrics_flush_interval: float = 10.0
+    #: Traces kept in memory (spans of sampled invocations and the functions' X-Ray
+    #: segments; the oldest trace goes first) and spans kept per trace (docs/tracing.md).
+    trace_max_traces: int = 1000
+    trace_max_spans: int = 1000
+    #: The UDP port of the X-Ray segment listener on the cells' gateway (Lambda's daemon:
+    #: 2000; any free one when it is taken; 0: any free one).
+    xray_port: int = 2000
+    #: OTLP/HTTP endpoints spans are exported to; read from the standard
+    #: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` appended) and
+    #: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) too. Empty: no export.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+
+    @property
+    def otlp_traces_url(self) -> str:
+        """Where spans are exported (empty: nowhere), as the OTel SDKs resolve the two."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return ""
 
     def endpoint_of(self, service: str) -> str:
         """The endpoint through which lambdad reaches ``service`` (``sqs``, ``kinesis``,
@@ -239,8 +260,12 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ValueError(f"setting {name}: expected {kind.__name__}, got {raw!r}") from exc
 
 
+#: The OpenTelemetry SDKs' standard variables lambdad reads as its own settings.
+_OTEL = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {name.lower(): environ[name] for name in _OTEL if environ.get(name)}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
@@ -306,6 +331,11 @@ def load_settings(
         raise ValueError(f"setting auth: expected open or sigv4, got {settings.auth!r}")
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
         raise ValueError(f"setting account_id: expected 12 digits, got {settings.account_id!r}")
+    for url in (settings.otel_exporter_otlp_endpoint, settings.otel_exporter_otlp_traces_endpoint):
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"OTLP endpoint: expected an http:// or https:// URL, got {url!r}")
+    if settings.trace_max_traces < 1 or settings.trace_max_spans < 1:
+        raise ValueError("settings trace_max_traces and trace_max_spans must be positive")
     settings.scheduler_clock_start  # noqa: B018 -- parsed now, so a bad value stops the start
     if settings.sandbox not in ("auto", "linux", "process"):
         raise ValueError(

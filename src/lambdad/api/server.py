@@ -39,6 +39,7 @@ from lambdad.api import (
     urls_api,
 )
 from lambdad.api import platform as platform_api
+from lambdad.api import traces as traces_api
 from lambdad.api.auth import VERIFIER, sigv4_middleware
 from lambdad.api.errors import error_middleware
 from lambdad.api.sigv4 import SigV4Verifier
@@ -57,6 +58,7 @@ from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
 from lambdad.observe.metrics import Metrics
+from lambdad.observe.traces import Traces
 from lambdad.store.base import BlobStore
 
 
@@ -83,6 +85,8 @@ class Services:
     rules: EventRules
     #: Lambda's metrics and EMF custom metrics; lambdad's own gauges for ``/metrics``.
     metrics: Metrics
+    #: Traces: the functions' X-Ray segments and lambdad's spans (``/_lambdad/traces``).
+    traces: Traces
     own_gauges: Callable[[], dict[str, float]]
     schedules: Schedules
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
@@ -115,6 +119,7 @@ def build_app(services: Services) -> web.Application:
     app[provisioned_api.PROVISIONER] = services.provisioner
     app[platform_api.BLOBS] = services.blobs
     app[platform_api.LOGS] = services.logs
+    app[traces_api.TRACES] = services.traces
     app[logs_api.LOG_STORE] = services.logs
     app[live_tail.SESSIONS] = live_tail.Sessions()
     app.on_shutdown.append(live_tail.end_sessions)
@@ -131,6 +136,7 @@ def build_app(services: Services) -> web.Application:
     if services.verifier is not None:
         app[VERIFIER] = services.verifier
     app.add_routes(platform_api.routes)
+    app.add_routes(traces_api.routes)
     app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(layers_api.routes)

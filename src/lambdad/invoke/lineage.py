@@ -105,3 +105,22 @@ def next_hop(header: str | None, function_arn: str) -> tuple[str, int]:
     lineage[key] = hops + 1
     fields["Lineage"] = "|".join(f"{k}:{count}" for k, count in lineage.items())
     return _format(fields), hops
+
+
+def field(header: str | None, name: str) -> str | None:
+    """One field of a trace header (None when absent)."""
+    return _fields(header).get(name)
+
+
+def fields(header: str | None) -> dict[str, str]:
+    """The fields of a trace header."""
+    return _fields(header)
+
+
+def with_field(header: str, name: str, value: str) -> str:
+    """``header`` with ``name`` set to ``value``."""
+    fields = _fields(header)
+    if fields.get(name) == value:
+        return header
+    fields[name] = value
+    return _format(fields)

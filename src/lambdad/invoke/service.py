@@ -24,6 +24,7 @@ from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import ProvisionedView, RuntimePort, place_of
+from lambdad.invoke.tracing import Tracing
 from lambdad.observe.metric_cells import CellKey
 from lambdad.observe.metrics import Metrics
 from lambdad.observe.request_ids import new_request_id
@@ -165,8 +166,11 @@ class Invoker:
         payloads: PayloadCheck | None = None,
         policies: FunctionPolicies | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._functions = functions
+        #: Active tracing's sampling and lambdad's spans (docs/tracing.md); None: none kept.
+        self.tracing = tracing
         #: Lambda's metrics (docs/metrics.md); recording is in-memory, never awaited.
         self.metrics = metrics or Metrics(enabled=False)
         #: Resource policies: who of another account may invoke (without: nobody may).
@@ -294,9 +298,16 @@ class Invoker:
         return request.qualifier or in_name
 
     async def run(
-        self, scope: Scope, config: FunctionConfig, request: InvokeRequest, request_id: str
+        self,
+        scope: Scope,
+        config: FunctionConfig,
+        request: InvokeRequest,
+        request_id: str,
+        queued: tuple[float, int] | None = None,
     ) -> Outcome:
         """Run one invocation under a concurrency lease (TooManyRequestsException without).
+
+        ``queued``: an ``Event`` invocation's (time accepted, attempts before), for its trace.
 
         RecursiveInvocationException when it would be a recursive loop's invocation past
         ``lineage.MAX_HOPS`` of a function whose recursion setting is not ``Allow``.
@@ -318,6 +329,20 @@ class Invoker:
             tail=request.tail,
             sink=request.sink,
         )
+        tracing = self.tracing
+        if tracing is None or "Sampled=1" not in trace_id:
+            return await self._dispatch(key, scope, config, invocation)
+        tracing.begin(scope, config.name, trace_id)
+        began = time.time()
+        outcome = await self._dispatch(key, scope, config, invocation)
+        times = (began, time.time())
+        tracing.record(scope, config.name, request.trace_id, trace_id, times, outcome, queued)
+        return outcome
+
+    async def _dispatch(
+        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+    ) -> Outcome:
+        """Run ``invocation`` in a provisioned environment, else under a concurrency lease."""
         spec = spec_of(config)
         place = place_of(scope)
         metrics = self.metrics
@@ -378,7 +403,10 @@ class Invoker:
         self, scope: Scope, config: FunctionConfig, request_id: str, header: str | None
     ) -> str:
         """The trace header the invocation runs with, one hop further down its chain."""
-        trace_id, hops = lineage.next_hop(header, scope.function_arn(config.name))
+        arn = scope.function_arn(config.name)
+        trace_id, hops = lineage.next_hop(header, arn)
+        if self.tracing is not None:
+            trace_id = self.tracing.decide(arn, config.tracing_mode, header, trace_id)
         if hops < lineage.MAX_HOPS:
             return trace_id
         allowed = RecursiveLoop.TERMINATE
@@ -401,7 +429,8 @@ class Invoker:
 
     async def run_queued(self, scope: Scope, config: FunctionConfig, event: QueuedEvent) -> Outcome:
         """Run one queued ``Event`` invocation on ``config`` (the dispatcher's entry point)."""
-        return await self.run(scope, config, _queued_request(event), event.id)
+        queued = (event.enqueued_at, event.attempt)
+        return await self.run(scope, config, _queued_request(event), event.id, queued)
 
 
 def cell_key(scope: Scope, config: FunctionConfig, qualifier: str | None) -> CellKey:

@@ -84,6 +84,8 @@ class EnvironmentContext:
     #: Takes a function's log line that looks like EMF (account, region, log group, line),
     #: to be parsed later (``observe/emf.py``); None: EMF lines are only logged.
     emf: Callable[[str, str, str, str], None] | None = None
+    #: Where lambdad's X-Ray segment listener is, as cells reach it (None: none runs).
+    xray: Callable[[], tuple[str, int] | None] | None = None
 
 
 class Environment:
@@ -188,7 +190,8 @@ class Environment:
             self.stream,
             ctx.sandbox.reach(),
         )
-        host = launch.Host(ctx.region, ctx.host_path, ctx.node, ctx.python_path)
+        xray = ctx.xray() if ctx.xray is not None else None
+        host = launch.Host(ctx.region, ctx.host_path, ctx.node, ctx.python_path, xray)
         forked = self._fork is not None
         try:
             plan = launch.plan(host, self.config, where, self.initialization_type, forked)

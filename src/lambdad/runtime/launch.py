@@ -28,6 +28,8 @@ class Host:
     host_path: str
     node: str
     python_path: str
+    #: lambdad's X-Ray segment listener as cells reach it (None: none runs).
+    xray: tuple[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,7 +82,15 @@ def plan(
     external = [] if forked else external_extensions(where.opt_dir, layout.opt)
     extra = {**found.env, "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type}
     env = process_environment(
-        config, layout, host.host_path, host.region, where.port, where.stream, extra, where.reach
+        config,
+        layout,
+        host.host_path,
+        host.region,
+        where.port,
+        where.stream,
+        extra,
+        where.reach,
+        host.xray,
     )
     spec = ProcessSpec(
         name=where.name,

@@ -7,9 +7,9 @@ from lambdad.runtime.spec import FunctionSpec
 
 #: The process variables a function's own configuration may override.
 OVERRIDABLE = ("PATH", "LD_LIBRARY_PATH", "LANG", "TZ", "AWS_XRAY_DAEMON_ADDRESS")
-#: Where the X-Ray SDKs send segments (UDP): Lambda's daemon listens on port 2000 of a
-#: link-local address; lambdad has no daemon, so the address is the sandbox's own loopback,
-#: where nothing listens and the datagrams are dropped.
+#: Where the X-Ray SDKs send segments (UDP) when lambdad runs no segment listener: Lambda's
+#: daemon listens on port 2000 of a link-local address; this is the sandbox's own loopback,
+#: where nothing listens. With a listener (docs/tracing.md) the variables name it instead.
 XRAY_DAEMON_HOST = "127.0.0.1"
 XRAY_DAEMON_PORT = "2000"
 
@@ -23,11 +23,13 @@ def process_environment(
     stream: str,
     extra: dict[str, str],
     reach: Reach | None = None,
+    xray: tuple[str, int] | None = None,
 ) -> dict[str, str]:
     """The runtime process's environment (wire spec section 3); the function's own variables
     may override only the ones Lambda lets them."""
     task = layout.task_root
     reach = reach or Reach()
+    xray_host, xray_port = (xray[0], str(xray[1])) if xray else (XRAY_DAEMON_HOST, XRAY_DAEMON_PORT)
     env = {
         "PATH": f"{host_path}:{layout.opt}/bin",
         "LANG": "en_US.UTF-8",
@@ -51,9 +53,9 @@ def process_environment(
         "AWS_SECRET_ACCESS_KEY": "lambdad-local-secret-key",
         "AWS_SESSION_TOKEN": "lambdad-local-session-token",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-        "AWS_XRAY_DAEMON_ADDRESS": f"{XRAY_DAEMON_HOST}:{XRAY_DAEMON_PORT}",
-        "_AWS_XRAY_DAEMON_ADDRESS": XRAY_DAEMON_HOST,
-        "_AWS_XRAY_DAEMON_PORT": XRAY_DAEMON_PORT,
+        "AWS_XRAY_DAEMON_ADDRESS": f"{xray_host}:{xray_port}",
+        "_AWS_XRAY_DAEMON_ADDRESS": xray_host,
+        "_AWS_XRAY_DAEMON_PORT": xray_port,
         # What the managed runtimes' bootstrap shell leaves behind: it runs in the task root
         # and execs the runtime (bash lowers SHLVL on exec: 0), under the C.UTF-8 locale.
         "PWD": task,

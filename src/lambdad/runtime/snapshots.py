@@ -88,6 +88,7 @@ class Snapshot:
             self.stream,
             plan.env,
             self.ctx.sandbox.reach(),
+            self.ctx.xray() if self.ctx.xray is not None else None,
         )
         return ProcessSpec(
             name=f"{self.id}-template",

@@ -1,0 +1,408 @@
+"""Traces: the functions' X-Ray segments (received over UDP) and lambdad's own spans.
+
+Functions send segment documents as the X-Ray daemon receives them, one per datagram:
+``{"format":"json","version":1}\\n<segment JSON>`` (X-Ray SDKs, Powertools Tracer). A document
+is a segment or an independent subsegment (``"type":"subsegment"``, with ``parent_id``); each
+one and its nested ``subsegments`` become spans. Anything else is counted and dropped.
+
+Spans are kept per trace, newest traces last, at most ``max_traces`` traces of at most
+``max_spans`` spans (the oldest trace goes first), and handed to the exporter when one is set.
+A trace belongs to the account of the invocation lambdad recorded in it; a trace only a
+function's segments reached (not sampled by lambdad) is kept but never listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import enum
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from lambdad.observe.otlp import KIND_SERVER, Span, valid_ids
+from lambdad.observe.trace_export import SpanExporter
+
+log = logging.getLogger(__name__)
+
+#: The daemon protocol's header line (the X-Ray SDKs send exactly this; spaces tolerated).
+_HEADER = {"format": "json", "version": 1}
+_MAX_DEPTH = 32
+Owner = tuple[str, str, str]  # (account, region, function name)
+
+
+def otel_trace_id(root: str) -> str:
+    """The OpenTelemetry trace id of an X-Ray root: its 32 hex digits (``1-`` and ``-`` gone)."""
+    return root[2:].replace("-", "") if root.startswith("1-") else ""
+
+
+def xray_root(trace_id: str) -> str:
+    """The X-Ray form of a 32-hex-digit trace id."""
+    return f"1-{trace_id[:8]}-{trace_id[8:]}"
+
+
+@dataclasses.dataclass(slots=True)
+class Trace:
+    """One trace's spans, and the invocation that owns it."""
+
+    trace_id: str
+    spans: list[Span] = dataclasses.field(default_factory=list)
+    owner: Owner | None = None
+    started: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "TraceId": xray_root(self.trace_id),
+            "OtelTraceId": self.trace_id,
+            "Function": self.owner[2] if self.owner else None,
+            "StartTime": self.started,
+            "Spans": [span_json(s) for s in sorted(self.spans, key=lambda s: s.start)],
+        }
+
+
+def span_json(span: Span) -> dict[str, Any]:
+    return {
+        "Id": span.span_id,
+        "ParentId": span.parent_id,
+        "Name": span.name,
+        "Service": span.service,
+        "StartTime": span.start,
+        "EndTime": span.end,
+        "Error": span.error,
+        "Attributes": dict(span.attributes),
+    }
+
+
+class ListenerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Traces:
+    """The trace store, the UDP segment listener and the exporter's feed."""
+
+    def __init__(
+        self,
+        *,
+        max_traces: int = 1000,
+        max_spans: int = 1000,
+        exporter: SpanExporter | None = None,
+    ) -> None:
+        self._traces: collections.OrderedDict[str, Trace] = collections.OrderedDict()
+        self._max_traces = max_traces
+        self._max_spans = max_spans
+        self.exporter = exporter
+        self._transport: asyncio.DatagramTransport | None = None
+        #: Datagrams dropped as not a segment document, and segments received.
+        self.garbage = 0
+        self.received = 0
+        self.state = ListenerState.NEW
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the listener receives segments, once open."""
+        if self._transport is None:
+            return None
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    async def open(self, host: str, port: int = 0, mark: int = 0) -> None:
+        """Listen for segment documents on UDP ``host:port``; ``mark``: the socket's firewall
+        mark, so cells may reach it through their walls (docs/sandbox.md)."""
+        if self.state is not ListenerState.NEW:
+            return
+        self.state = ListenerState.RUNNING
+        try:
+            sock = _bound(host, port, mark)
+        except OSError as exc:
+            if not port:
+                raise
+            log.info("X-Ray segment port %s:%d is taken (%s): another port", host, port, exc)
+            sock = _bound(host, 0, mark)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        self._transport = transport
+        if self.exporter is not None:
+            self.exporter.open()
+
+    async def close(self) -> None:
+        if self.state is ListenerState.CLOSED:
+            return
+        self.state = ListenerState.CLOSED
+        if self._transport is not None:
+            self._transport.close()
+        if self.exporter is not None:
+            await self.exporter.close()
+
+    def report(self) -> dict[str, Any]:
+        """For ``lambdad doctor``: the listener, what it received and dropped, the export."""
+        address = self.address
+        exporter = self.exporter
+        return {
+            "segment listener": f"udp {address[0]}:{address[1]}" if address else "not running",
+            "segments received": self.received,
+            "datagrams dropped": self.garbage,
+            "traces kept": len(self._traces),
+            "otlp endpoint": exporter.url if exporter else "none",
+            "spans exported": exporter.exported if exporter else 0,
+            "spans not exported": exporter.dropped if exporter else 0,
+        }
+
+    def datagram(self, data: bytes) -> None:
+        """One datagram: a segment document kept, anything else counted and dropped."""
+        try:
+            spans = _parse(data)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            spans = None
+        if not spans:
+            self.garbage += 1
+            return
+        self.received += 1
+        self.add(spans)
+
+    def add(self, spans: list[Span], owner: Owner | None = None) -> None:
+        """Keep spans of one trace (and offer them to the exporter)."""
+        trace_id = spans[0].trace_id
+        trace = self._traces.get(trace_id)
+        if trace is None:
+            trace = self._traces[trace_id] = Trace(trace_id, started=spans[0].start)
+            while len(self._traces) > self._max_traces:
+                self._traces.popitem(last=False)
+        if owner is not None and trace.owner is None:
+            trace.owner = owner
+        if not spans[0].service:  # a function's subsegments: the function's service
+            service = trace.owner[2] if trace.owner else "function"
+            spans = [dataclasses.replace(s, service=service) for s in spans]
+        room = self._max_spans - len(trace.spans)
+        kept = spans[:room] if room > 0 else []
+        trace.spans.extend(kept)
+        trace.started = min(trace.started, *(s.start for s in kept)) if kept else trace.started
+        if self.exporter is not None and kept:
+            self.exporter.offer(kept)
+
+    def begin(self, root: str, owner: Owner) -> None:
+        """A sampled invocation starts: its trace is ``owner``'s (the segments the function
+        sends while it runs are then told apart by it)."""
+        trace_id = otel_trace_id(root)
+        if trace_id in self._traces:
+            trace = self._traces[trace_id]
+            trace.owner = trace.owner or owner
+            return
+        self._traces[trace_id] = Trace(trace_id, owner=owner, started=time.time())
+        while len(self._traces) > self._max_traces:
+            self._traces.popitem(last=False)
+
+    def get(self, account: str, trace_id: str) -> Trace | None:
+        """A trace of ``account`` by its X-Ray root or its 32 hex digits."""
+        key = otel_trace_id(trace_id) if trace_id.startswith("1-") else trace_id.lower()
+        trace = self._traces.get(key)
+        if trace is None or trace.owner is None or trace.owner[0] != account:
+            return None
+        return trace
+
+    def of_function(self, account: str, region: str, name: str | None) -> Iterator[Trace]:
+        """The account's traces (of one function), newest first."""
+        for trace in reversed(self._traces.values()):
+            owner = trace.owner
+            if owner is None or owner[:2] != (account, region) or not trace.spans:
+                continue  # not the caller's, or begun but never run (throttled)
+            if name is None or owner[2] == name:
+                yield trace
+
+
+def _bound(host: str, port: int, mark: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if mark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, traces: Traces) -> None:
+        self._traces = traces
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self._traces.datagram(data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("segment listener: %s", exc)
+
+
+def _parse(data: bytes) -> list[Span]:
+    """The spans of one daemon-protocol datagram; ValueError when it is not one."""
+    head, sep, body = data.partition(b"\n")
+    if not sep or json.loads(head) != _HEADER:
+        raise ValueError("not a segment document")
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("not a segment document")
+    root = document["trace_id"]
+    if not isinstance(root, str):
+        raise ValueError("no trace id")
+    trace_id = otel_trace_id(root)
+    parent = document.get("parent_id")
+    service = str(document.get("name", "")) if document.get("type") != "subsegment" else ""
+    spans: list[Span] = []
+    _collect(document, trace_id, parent, service, spans, 0)
+    return spans
+
+
+def _collect(
+    doc: dict[str, Any],
+    trace_id: str,
+    parent: Any,
+    service: str,
+    spans: list[Span],
+    depth: int,
+) -> None:
+    if depth > _MAX_DEPTH or not isinstance(doc, dict):
+        raise ValueError("too deep")
+    span_id, name = doc["id"], doc["name"]
+    start = float(doc["start_time"])
+    end = float(doc.get("end_time", start))
+    parent_id = parent if isinstance(parent, str) else None
+    if not (isinstance(span_id, str) and isinstance(name, str)):
+        raise ValueError("bad segment")
+    if not valid_ids(trace_id, span_id.lower(), parent_id and parent_id.lower()):
+        raise ValueError("bad ids")
+    attributes: list[tuple[str, str | int | float | bool]] = [("xray.source", "function")]
+    if isinstance(doc.get("origin"), str):
+        attributes.append(("aws.xray.origin", doc["origin"]))
+    if isinstance(doc.get("namespace"), str):
+        attributes.append(("aws.xray.namespace", doc["namespace"]))
+    spans.append(
+        Span(
+            trace_id,
+            span_id.lower(),
+            parent_id.lower() if parent_id else None,
+            name,
+            start,
+            max(start, end),
+            service,
+            error=bool(doc.get("error") or doc.get("fault")),
+            attributes=tuple(attributes),
+        )
+    )
+    for child in doc.get("subsegments") or ():
+        _collect(child, trace_id, span_id.lower(), service, spans, depth + 1)
+
+
+def invocation_spans(
+    root: str,
+    caller_parent: str | None,
+    function_segment: str,
+    service_segment: str,
+    function: str,
+    times: tuple[float, float],
+    init_ms: float | None,
+    duration_ms: float,
+    error: bool,
+    queued: tuple[float, int] | None = None,
+) -> list[Span]:
+    """lambdad's spans of one sampled invocation, as Lambda's segments: ``AWS::Lambda`` (the
+    service, from the request to the response), ``AWS::Lambda::Function`` (whose id is the
+    ``Parent`` the function saw) with ``Initialization``, ``Invocation`` and ``Overhead``.
+
+    ``queued``: an ``Event`` invocation's (time accepted, attempts before): the service span
+    then starts when it was accepted, with ``Dwell Time`` (in the queue) and ``Attempt #<n>``.
+    """
+    trace_id = otel_trace_id(root)
+    began, ended = times
+    init_s = (init_ms or 0.0) / 1000
+    run_start = max(began + init_s, ended - duration_ms / 1000)
+    run_end = min(ended, run_start + duration_ms / 1000)
+    origin = ("aws.xray.origin", "AWS::Lambda")
+    spans = [
+        Span(
+            trace_id,
+            service_segment,
+            caller_parent,
+            function,
+            min(began, queued[0]) if queued else began,
+            ended,
+            function,
+            KIND_SERVER,
+            error,
+            (origin, ("xray.source", "lambdad")),
+        ),
+        Span(
+            trace_id,
+            function_segment,
+            service_segment,
+            function,
+            began,
+            ended,
+            function,
+            error=error,
+            attributes=(("aws.xray.origin", "AWS::Lambda::Function"), ("xray.source", "lambdad")),
+        ),
+    ]
+    if queued is not None:
+        spans += _queue_spans(trace_id, service_segment, function, began, ended, queued)
+    parts = [("Invocation", run_start, run_end), ("Overhead", run_end, ended)]
+    if init_ms:
+        parts.insert(0, ("Initialization", began, began + init_s))
+    for index, (name, start, end) in enumerate(parts):
+        if end <= start and name == "Overhead":
+            continue
+        span_id = f"{int(function_segment, 16) ^ (index + 1):016x}"
+        spans.append(
+            Span(
+                trace_id,
+                span_id,
+                function_segment,
+                name,
+                start,
+                end,
+                function,
+                attributes=(("xray.source", "lambdad"),),
+            )
+        )
+    return spans
+
+
+def _queue_spans(
+    trace_id: str,
+    service_segment: str,
+    function: str,
+    began: float,
+    ended: float,
+    queued: tuple[float, int],
+) -> list[Span]:
+    """An ``Event`` invocation's ``Dwell Time`` and ``Attempt #<n>`` under the service span."""
+    accepted, attempts = queued
+    source = (("xray.source", "lambdad"),)
+    base = int(service_segment, 16)
+    return [
+        Span(
+            trace_id,
+            f"{base ^ 0x10:016x}",
+            service_segment,
+            "Dwell Time",
+            min(accepted, began),
+            began,
+            function,
+            attributes=source,
+        ),
+        Span(
+            trace_id,
+            f"{base ^ 0x11:016x}",
+            service_segment,
+            f"Attempt #{attempts + 1}",
+            began,
+            ended,
+            function,
+            attributes=source,
+        ),
+    ]
