@@ -232,7 +232,7 @@ def test_metrics_chart_renders(console: Console, function: str, page: Any) -> No
             break
         assert time.monotonic() < deadline, "no Invocations datapoint shown"
         page.reload()
-    assert chart.locator("svg circle.point").count() >= 1
+    assert chart.locator("svg .point").count() >= 1
     assert page.locator('.chart[data-metric="Duration (ms)"] svg').count() == 1
     shot(page, "metrics")
 

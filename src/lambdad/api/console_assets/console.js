@@ -82,6 +82,7 @@ async function listPage(marker, history) {
       h("thead", {}, h("tr", {}, ["Name", "State", "Runtime", "Memory", "Last invocation", "Last modified"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No functions yet.")))),
     h("div", { class: "bar" }, prev, h("span", { class: "muted" }, `Page ${history.length + 1}`), next));
+  document.body.dataset.shownAt = String(performance.now());
   document.body.dataset.loaded = "list";
   document.body.dataset.loadMs = String(Math.round(performance.now() - started));
 }
@@ -161,6 +162,7 @@ async function configTab(name, base, body) {
       table("urls", ["URL", "Auth type", "Invoke mode"], urls.body.FunctionUrlConfigs.map((u) => [h("a", { href: u.FunctionUrl }, u.FunctionUrl), u.AuthType, u.InvokeMode || "BUFFERED"]), "")] : null,
     esms.ok && esms.body.EventSourceMappings.length ? [h("h2", {}, "Event source mappings"),
       table("mappings", ["Source", "State", "Batch size", "Last result"], esms.body.EventSourceMappings.map((m) => [m.EventSourceArn || "", m.State, String(m.BatchSize), m.LastProcessingResult || ""]), "")] : null);
+  document.body.dataset.shownAt = String(performance.now());
   document.body.dataset.loaded = "function";
   document.body.dataset.loadMs = String(Math.round(performance.now() - started));
 }
@@ -256,13 +258,15 @@ const CHARTS = [
 ];
 const COLOURS = ["#0b63c4", "#d9730d"];
 
-function chart(title, stats, points, start, end) {
+function chart(title, stats, points, start, end, period) {
   const W = 340, H = 160, L = 40, B = 20;
   const max = Math.max(1, ...points.flatMap((p) => stats.map((s) => p[s] || 0)));
   const x = (t) => L + ((t - start) / (end - start)) * (W - L - 5);
   const y = (v) => H - B - (v / max) * (H - B - 8);
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
   const add = (tag, attrs, text) => {
     const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
@@ -275,13 +279,21 @@ function chart(title, stats, points, start, end) {
   add("text", { x: L - 4, y: H - B, "text-anchor": "end", "font-size": 10 }, "0");
   add("text", { x: L, y: H - 5, "font-size": 10 }, new Date(start * 1000).toLocaleTimeString());
   add("text", { x: W - 5, y: H - 5, "font-size": 10, "text-anchor": "end" }, new Date(end * 1000).toLocaleTimeString());
-  const sorted = [...points].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
-  stats.forEach((s, i) => {
-    const pts = sorted.filter((p) => p[s] !== undefined).map((p) => [x(Date.parse(p.timestamp) / 1000), y(p[s])]);
-    if (pts.length === 1) add("circle", { cx: pts[0][0], cy: pts[0][1], r: 3, fill: COLOURS[i], class: "point" });
-    if (pts.length > 1) add("polyline", { points: pts.map((p) => p.join(",")).join(" "), fill: "none", stroke: COLOURS[i], "stroke-width": 2, class: "series" });
-    pts.forEach(([cx, cy]) => add("circle", { cx, cy, r: 2, fill: COLOURS[i], class: "point" }));
-  });
+  const sorted = [...points].sort((a, b) => a.timestamp - b.timestamp);
+  if (stats.length === 1 && stats[0] === "Sum") { // counts: a bar per period
+    const w = Math.max(1.5, x(start + period) - x(start) - 1);
+    for (const p of sorted) {
+      const v = p.Sum || 0;
+      add("rect", { x: x(p.timestamp), y: y(v), width: w, height: H - B - y(v), fill: COLOURS[0], class: "point" })
+        .append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"), { textContent: `${new Date(p.timestamp * 1000).toLocaleTimeString()}: ${v}` }));
+    }
+  } else {
+    stats.forEach((s, i) => {
+      const pts = sorted.filter((p) => p[s] !== undefined).map((p) => [x(p.timestamp + period / 2), y(p[s])]);
+      if (pts.length > 1) add("polyline", { points: pts.map((p) => p.join(",")).join(" "), fill: "none", stroke: COLOURS[i], "stroke-width": 2, class: "series" });
+      pts.forEach(([cx, cy]) => add("circle", { cx, cy, r: 2.5, fill: COLOURS[i], class: "point" }));
+    });
+  }
   const legend = stats.length > 1 ? h("span", { class: "muted" }, " ", stats.map((s, i) => h("span", { style: `color:${COLOURS[i]}` }, s + " "))) : null;
   return h("div", { class: "chart", "data-metric": title, "data-points": String(points.length) }, h("h3", {}, title, legend), svg,
     points.length ? null : h("p", { class: "muted" }, "No data in this range."));
@@ -298,7 +310,7 @@ async function metricsTab(name, base, body) {
     const results = await Promise.all(CHARTS.map(([, metric, stats]) =>
       api(`/_lambdad/metrics/query?metric=${metric}&dimension=${enc("FunctionName=" + name)}&start=${start}&end=${end}&period=${period}` + stats.map((s) => "&stat=" + s).join(""))));
     fill(grid, ...CHARTS.map(([title, , stats], i) => results[i].ok
-      ? chart(title, stats, results[i].body.datapoints, start, end)
+      ? chart(title, stats, results[i].body.datapoints, start, end, period)
       : h("div", { class: "chart error" }, title + ": " + errorText(results[i]))));
     document.body.dataset.loaded = "metrics";
   };
@@ -345,6 +357,8 @@ async function route() {
 }
 
 async function start() {
+  window.addEventListener("hashchange", route);
+  route(); // the page's own requests go out beside whoami's
   const who = await api("/_lambdad/console/whoami");
   if (who.ok) {
     const w = who.body;
@@ -358,8 +372,6 @@ async function start() {
       });
     }
   }
-  window.addEventListener("hashchange", route);
-  route();
 }
 
 start();
