@@ -113,7 +113,25 @@ def function(console: Console) -> str:
         timeout=60,
     )
     client.publish_version(FunctionName=name)
-    client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    client.update_function_configuration(FunctionName=name, Description="second")
+    wait_until(
+        lambda: (
+            client.get_function(FunctionName=name)["Configuration"]["LastUpdateStatus"]
+            == "Successful"
+        ),
+        timeout=60,
+    )
+    client.publish_version(FunctionName=name)
+    client.create_alias(
+        FunctionName=name,
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.25}},
+    )
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)
+    client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
+    client.create_function_url_config(FunctionName=name, AuthType="NONE")
+    client.invoke(FunctionName=name, Payload=b"{}")
     return name
 
 
@@ -134,7 +152,8 @@ def shot(page: Any, name: str) -> None:
 
 
 def test_list_shows_functions(console: Console, function: str, page: Any) -> None:
-    """The function list shows each function with its state, runtime and memory."""
+    """The function list shows each function with its state, runtime, memory and last
+    invocation."""
     page.goto(console.url)
     row = page.locator(f'tr[data-function="{function}"]')
     row.wait_for()
@@ -142,14 +161,15 @@ def test_list_shows_functions(console: Console, function: str, page: Any) -> Non
     assert "Active" in text
     assert "python3.11" in text
     assert "256 MB" in text
+    assert row.locator("td.last-invocation").inner_text() != "—"
     shot(page, "functions")
 
 
 def test_function_page_shows_configuration_versions_and_aliases(
     console: Console, function: str, page: Any
 ) -> None:
-    """The function page shows the configuration (code size included), its versions and its
-    aliases."""
+    """The function page shows the configuration (code size included), its versions, its
+    aliases with their weights, reserved concurrency, the event invoke config and the URL."""
     page.goto(console.url + f"#/fn/{function}")
     page.wait_for_selector("body[data-loaded=function]")
     body = page.locator("#tab-body").inner_text()
@@ -158,7 +178,14 @@ def test_function_page_shows_configuration_versions_and_aliases(
     versions = page.locator("#versions").inner_text()
     assert "$LATEST" in versions
     assert "1" in versions.split()
-    assert "live" in page.locator("#aliases").inner_text()
+    assert "second" in versions
+    aliases = page.locator("#aliases").inner_text()
+    assert "live" in aliases
+    assert "2: 25 %" in aliases
+    assert "1: 75 %" in aliases
+    assert "Reserved concurrency\n7" in body or "Reserved concurrency\t7" in body
+    assert "Maximum retry attempts\n1" in body or "Maximum retry attempts\t1" in body
+    assert ".lambda-url." in page.locator("#urls").inner_text()
     shot(page, "function")
 
 

@@ -12,6 +12,7 @@ carry ``X-Lambdad-Console`` (a header a cross-site form cannot set).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import html
@@ -25,7 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from lambdad import errors
 from lambdad.api.auth import CALLER
-from lambdad.api.lambda_api import scope_of
+from lambdad.api.lambda_api import FUNCTIONS, scope_of
 from lambdad.api.platform import LOGS
 from lambdad.api.sigv4 import SigV4Verifier, Verified
 
@@ -39,6 +40,8 @@ _ASSETS = Path(str(importlib.resources.files("lambdad.api") / "console_assets"))
 _OPEN_PREFIXES = ("/console/login", "/console/assets/")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LAMBDA_PREFIX = "/aws/lambda/"
+#: Functions one summary request may ask about (a page of the list is 50).
+MAX_SUMMARY = 100
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -206,20 +209,29 @@ async def whoami(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/_lambdad/console/last-invocations")
-async def last_invocations(request: web.Request) -> web.Response:
-    """Function name -> the time (ms) of the last event in its ``/aws/lambda/<name>`` log
-    group: when it last ran, as far as its logs tell."""
+@routes.get("/_lambdad/console/summary")
+async def summary(request: web.Request) -> web.Response:
+    """What the function list shows beyond ``ListFunctions`` (which, as on AWS, carries no
+    ``State``), for each ``name`` asked (at most ``MAX_SUMMARY``): its ``$LATEST`` state and
+    the time (ms) of the last event in its ``/aws/lambda/<name>`` log group, when it last ran
+    as far as its logs tell. A name with no function is left out."""
+    names = request.query.getall("name", [])[:MAX_SUMMARY]
     scope = scope_of(request)
-    found: dict[str, int] = {}
-    for group in request.app[LOGS].groups_of(scope.account_id, scope.region):
-        name = group.key[2]
-        if not name.startswith(_LAMBDA_PREFIX):
+    logs = request.app[LOGS]
+    functions = request.app[FUNCTIONS]
+    found: dict[str, dict[str, object]] = {}
+    for name in names:
+        try:
+            config = await functions.get(scope, name, None)
+        except errors.LambdaError:
             continue
-        last = max((s.last_ms for s in group.streams.values() if s.last_ms), default=None)
-        if last is not None:
-            found[name[len(_LAMBDA_PREFIX) :]] = last
-    return web.json_response({"lastInvocations": found})
+        key = (scope.account_id, scope.region, _LAMBDA_PREFIX + name)
+        last = None
+        with contextlib.suppress(errors.ResourceNotFoundException):
+            streams = logs.group(key).streams.values()
+            last = max((s.last_ms for s in streams if s.last_ms), default=None)
+        found[name] = {"state": str(config.state), "lastInvocation": last}
+    return web.json_response({"functions": found})
 
 
 def _region_ok(region: str) -> bool:

@@ -56,19 +56,19 @@ const enc = encodeURIComponent;
 async function listPage(marker, history) {
   const started = performance.now();
   const q = "?MaxItems=" + PAGE + (marker ? "&Marker=" + enc(marker) : "");
-  const [fns, last] = await Promise.all([
-    api("/2015-03-31/functions/" + q),
-    api("/_lambdad/console/last-invocations"),
-  ]);
+  const fns = await api("/2015-03-31/functions/" + q);
   if (!fns.ok) { fill(view(), h("p", { class: "error" }, errorText(fns))); return; }
-  const lastOf = (last.ok && last.body.lastInvocations) || {};
+  // State and last invocation: ListFunctions has neither (as on AWS)
+  const names = fns.body.Functions.map((f) => "name=" + enc(f.FunctionName)).join("&");
+  const sum = names ? await api("/_lambdad/console/summary?" + names) : { ok: false };
+  const extra = (sum.ok && sum.body.functions) || {};
   const rows = fns.body.Functions.map((f) =>
     h("tr", { "data-function": f.FunctionName },
       h("td", {}, h("a", { href: "#/fn/" + enc(f.FunctionName) }, f.FunctionName)),
-      h("td", { class: "state-" + (f.State || "Active") }, f.State || "Active"),
+      h("td", { class: "state-" + ((extra[f.FunctionName] || {}).state || "") }, (extra[f.FunctionName] || {}).state || "—"),
       h("td", {}, f.Runtime || f.PackageType || ""),
       h("td", {}, f.MemorySize + " MB"),
-      h("td", {}, fmtTime(lastOf[f.FunctionName])),
+      h("td", { class: "last-invocation" }, fmtTime((extra[f.FunctionName] || {}).lastInvocation)),
       h("td", {}, fmtTime(Date.parse(f.LastModified)))));
   const prev = history.length
     ? h("button", { onclick: () => listPage(history[history.length - 1], history.slice(0, -1)) }, "← Previous")
