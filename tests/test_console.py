@@ -131,6 +131,11 @@ def function(console: Console) -> str:
     client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)
     client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
     client.create_function_url_config(FunctionName=name, AuthType="NONE")
+    client.create_event_source_mapping(
+        FunctionName=name,
+        EventSourceArn="arn:aws:sqs:us-east-1:000000000000:console-queue",
+        Enabled=False,
+    )
     client.invoke(FunctionName=name, Payload=b"{}")
     return name
 
@@ -169,7 +174,8 @@ def test_function_page_shows_configuration_versions_and_aliases(
     console: Console, function: str, page: Any
 ) -> None:
     """The function page shows the configuration (code size included), its versions, its
-    aliases with their weights, reserved concurrency, the event invoke config and the URL."""
+    aliases with their weights, reserved concurrency, the event invoke config, the URL and the
+    event source mapping."""
     page.goto(console.url + f"#/fn/{function}")
     page.wait_for_selector("body[data-loaded=function]")
     body = page.locator("#tab-body").inner_text()
@@ -186,6 +192,7 @@ def test_function_page_shows_configuration_versions_and_aliases(
     assert "Reserved concurrency\n7" in body or "Reserved concurrency\t7" in body
     assert "Maximum retry attempts\n1" in body or "Maximum retry attempts\t1" in body
     assert ".lambda-url." in page.locator("#urls").inner_text()
+    assert "console-queue" in page.locator("#mappings").inner_text()
     shot(page, "function")
 
 

@@ -119,7 +119,7 @@ async function configTab(name, base, body) {
     api(base + "/aliases?MaxItems=50"),
     api("/2019-09-25/functions/" + enc(name) + "/event-invoke-config"),
     api("/2021-10-31/functions/" + enc(name) + "/urls"),
-    api("/2015-03-31/event-source-mappings/?FunctionName=" + enc(name)),
+    api("/2015-03-31/event-source-mappings?FunctionName=" + enc(name)),
     api("/2019-09-30/functions/" + enc(name) + "/provisioned-concurrency?List=ALL"),
   ]);
   if (!fn.ok) { fill(body, h("p", { class: "error" }, errorText(fn))); return; }
