@@ -43,6 +43,8 @@ import json
 
 def handler(event, context):
     print("console-test says", json.dumps(event))
+    if isinstance(event, dict) and event.get("fail"):
+        raise ValueError("asked to fail")
     return {"echo": event, "ok": True}
 """
 
@@ -158,7 +160,7 @@ def shot(page: Any, name: str) -> None:
 
 def test_list_shows_functions(console: Console, function: str, page: Any) -> None:
     """The function list shows each function with its state, runtime, memory and last
-    invocation."""
+    invocation; a function can be opened by name."""
     page.goto(console.url)
     row = page.locator(f'tr[data-function="{function}"]')
     row.wait_for()
@@ -168,6 +170,10 @@ def test_list_shows_functions(console: Console, function: str, page: Any) -> Non
     assert "256 MB" in text
     assert row.locator("td.last-invocation").inner_text() != "—"
     shot(page, "functions")
+    page.fill("#goto input", function)
+    page.press("#goto input", "Enter")
+    page.wait_for_selector("body[data-loaded=function]")
+    assert page.locator("h1").inner_text() == function
 
 
 def test_function_page_shows_configuration_versions_and_aliases(
@@ -214,6 +220,50 @@ def test_invoke_shows_result_log_tail_and_report(
     assert "Duration" in report
     assert "Max Memory Used" in report
     shot(page, "invoke")
+
+
+def test_invoke_shows_a_function_error(console: Console, function: str, page: Any) -> None:
+    """A function that raises shows as failed with its error document (Lambda answers 200 with
+    X-Amz-Function-Error: Unhandled); an event that is not JSON is refused in the page."""
+    page.goto(console.url + f"#/fn/{function}/invoke")
+    page.fill("#event", "{not json")
+    page.click("#invoke")
+    assert "not valid JSON" in page.locator("#invoke-result").inner_text()
+    page.fill("#event", '{"fail": true}')
+    page.click("#invoke")
+    result = page.locator("#result")
+    result.wait_for()
+    assert json.loads(result.inner_text())["errorMessage"] == "asked to fail"
+    assert "Failed: Unhandled" in page.locator("#invoke-result").inner_text()
+
+
+def test_list_pages_through_many_functions(console: Console, function: str, page: Any) -> None:
+    """The list shows 50 functions a page (ListFunctions' MaxItems and Marker) and pages on."""
+    client = console.server.client()
+    names = [f"page-{i:03d}-{unique('p')}" for i in range(55)]
+    for name in names:
+        create_function(client, name=name)
+    page.goto(console.url)
+    page.locator("#functions tbody tr").first.wait_for()
+    assert page.locator("#functions tbody tr").count() == 50
+    seen = set(
+        page.locator("#functions tbody tr").evaluate_all("rs => rs.map(r => r.dataset.function)")
+    )
+    while not set(names) <= seen:
+        before = page.locator("#functions tbody tr").first.get_attribute("data-function")
+        page.click("#next-page")
+        page.wait_for_function(
+            "b => document.querySelector('#functions tbody tr')?.dataset.function !== b",
+            arg=before,
+        )
+        seen |= set(
+            page.locator("#functions tbody tr").evaluate_all(
+                "rs => rs.map(r => r.dataset.function)"
+            )
+        )
+    assert "Page 2" in page.locator("main").inner_text()
+    for name in names:
+        client.delete_function(FunctionName=name)
 
 
 def test_saved_test_event_comes_back(console: Console, function: str, page: Any) -> None:

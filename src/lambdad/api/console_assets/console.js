@@ -78,6 +78,8 @@ async function listPage(marker, history) {
     : null;
   fill(view(), 
     h("h1", {}, "Functions"),
+    h("form", { class: "bar", id: "goto", onsubmit: (e) => { e.preventDefault(); const n = e.target.elements.fn.value.trim(); if (n) location.hash = "#/fn/" + enc(n); } },
+      h("input", { name: "fn", placeholder: "Function name or ARN", size: 40, "aria-label": "Function name" }), h("button", { type: "submit" }, "Open")),
     h("table", { id: "functions" },
       h("thead", {}, h("tr", {}, ["Name", "State", "Runtime", "Memory", "Last invocation", "Last modified"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No functions yet.")))),
