@@ -266,6 +266,17 @@ def test_list_pages_through_many_functions(console: Console, function: str, page
         client.delete_function(FunctionName=name)
 
 
+def test_invoke_a_version(console: Console, function: str, page: Any) -> None:
+    """Invoke can run a published version (or an alias): the answer says which version ran
+    (X-Amz-Executed-Version)."""
+    page.goto(console.url + f"#/fn/{function}/invoke")
+    page.locator('#qualifier option[value="1"]').wait_for(state="attached")
+    page.select_option("#qualifier", "1")
+    page.click("#invoke")
+    page.locator("#result").wait_for()
+    assert page.locator("#executed-version").inner_text() == "version 1"
+
+
 def test_saved_test_event_comes_back(console: Console, function: str, page: Any) -> None:
     """A saved test event is kept in the browser and can be picked again."""
     page.goto(console.url + f"#/fn/{function}/invoke")

@@ -191,6 +191,11 @@ async function invokeTab(name, base, body) {
     Object.keys(saved).map((k) => h("option", { value: k }, k)));
   select.addEventListener("change", () => { if (select.value) box.value = savedEvents(name)[select.value]; });
   const eventName = h("input", { id: "event-name", placeholder: "Event name" });
+  const qualifier = h("select", { id: "qualifier", "aria-label": "Version or alias" }, h("option", { value: "" }, "$LATEST"));
+  Promise.all([api(base + "/versions?MaxItems=50"), api(base + "/aliases?MaxItems=50")]).then(([v, a]) => {
+    if (a.ok) add(qualifier, a.body.Aliases.map((x) => h("option", { value: x.Name }, "alias " + x.Name)));
+    if (v.ok) add(qualifier, v.body.Versions.filter((x) => x.Version !== "$LATEST").map((x) => h("option", { value: x.Version }, "version " + x.Version)));
+  });
   const out = h("div", { id: "invoke-result" });
   const save = () => {
     const all = savedEvents(name); const key = eventName.value.trim() || "event";
@@ -200,7 +205,8 @@ async function invokeTab(name, base, body) {
   const run = async () => {
     try { JSON.parse(box.value); } catch (e) { fill(out, h("p", { class: "error" }, "The event is not valid JSON: " + e.message)); return; }
     fill(out, h("p", { class: "muted" }, "Invoking…"));
-    const r = await api(base + "/invocations", { method: "POST", body: box.value, headers: { "X-Amz-Log-Type": "Tail", "Content-Type": "application/json" } });
+    const q = qualifier.value ? "?Qualifier=" + enc(qualifier.value) : "";
+    const r = await api(base + "/invocations" + q, { method: "POST", body: box.value, headers: { "X-Amz-Log-Type": "Tail", "Content-Type": "application/json" } });
     if (r.status >= 300) { fill(out, h("p", { class: "error", id: "invoke-error" }, errorText(r))); return; }
     const fnError = r.headers.get("X-Amz-Function-Error");
     const logB64 = r.headers.get("X-Amz-Log-Result") || "";
@@ -208,7 +214,7 @@ async function invokeTab(name, base, body) {
     const report = parseReport(log);
     fill(out, 
       h("h2", {}, fnError ? h("span", { class: "error" }, "Failed: " + fnError) : h("span", { class: "ok" }, "Succeeded"),
-        " ", h("span", { class: "muted" }, "version " + (r.headers.get("X-Amz-Executed-Version") || ""))),
+        " ", h("span", { class: "muted", id: "executed-version" }, "version " + (r.headers.get("X-Amz-Executed-Version") || ""))),
       report ? h("p", { class: "report", id: "report" }, Object.entries(report).map(([k, v]) => h("span", {}, h("b", {}, k + ": "), v))) : null,
       h("h2", {}, "Result"), h("pre", { id: "result" }, typeof r.body === "string" ? r.body : JSON.stringify(r.body, null, 2)),
       h("h2", {}, "Log tail"), h("pre", { id: "log-tail" }, log));
@@ -216,7 +222,7 @@ async function invokeTab(name, base, body) {
   fill(body, 
     h("label", { for: "event" }, "Event (JSON)"), box,
     h("div", { class: "bar" }, h("button", { class: "primary", id: "invoke", onclick: run }, "Invoke"),
-      select, eventName, h("button", { id: "save-event", onclick: save }, "Save event")),
+      qualifier, select, eventName, h("button", { id: "save-event", onclick: save }, "Save event")),
     out);
 }
 
