@@ -443,3 +443,16 @@ def test_requests_without_a_session_get_the_login_page_or_403(
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(bad, timeout=10)
     assert caught.value.code == 401
+
+
+def test_console_endpoints_take_bad_input_without_a_5xx(console: Console) -> None:
+    """The console's own paths answer odd input plainly: names that are no function are left
+    out of the summary, asset names that climb out of the assets are not found."""
+    base = console.url.removesuffix("/console/")
+    odd = "&".join(f"name={n}" for n in ["%00", "a" * 300, "arn%3Aaws%3Ax", "", "%F0%9F%98%80"])
+    with urllib.request.urlopen(base + "/_lambdad/console/summary?" + odd, timeout=10) as r:
+        assert json.loads(r.read()) == {"functions": {}}
+    for path in ["/console/assets/..%2Fconsole.py", "/console/assets/.hidden", "/console/nothing"]:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(base + path, timeout=10)
+        assert caught.value.code == 404, path
