@@ -456,3 +456,31 @@ def test_console_endpoints_take_bad_input_without_a_5xx(console: Console) -> Non
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(base + path, timeout=10)
         assert caught.value.code == 404, path
+
+
+def test_logs_tail_answers_the_last_matching_lines_then_reads_on(
+    console: Console, function: str
+) -> None:
+    """``/_lambdad/logs?tail=N`` (the console's first read) answers the last N lines matching
+    the filter and a position after which only newer lines are read."""
+    client = console.server.client()
+    marks = [unique("tail") for _ in range(3)]
+    for mark in marks:
+        client.invoke(FunctionName=function, Payload=json.dumps({"m": mark}).encode())
+    query = f"/_lambdad/logs?function={function}&filter=console-test&tail=2"
+    first = console.server.get_json(query)
+    messages = [e["message"] for e in first["events"]]
+    assert len(messages) == 2
+    assert marks[1] in messages[0]
+    assert marks[2] in messages[1]
+    newer = unique("tail")
+    client.invoke(FunctionName=function, Payload=json.dumps({"m": newer}).encode())
+    position, seen = first["next"], []
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:  # a wait ends at any line, matching or not
+        page = console.server.get_json(
+            f"/_lambdad/logs?function={function}&filter=console-test&after={position}&wait=10"
+        )
+        position, seen = page["next"], seen + [e["message"] for e in page["events"]]
+    assert len(seen) == 1
+    assert newer in seen[0]

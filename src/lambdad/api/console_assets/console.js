@@ -237,18 +237,17 @@ async function logsTab(name, base, body) {
     if (controller) controller.abort();
     const mine = controller = new AbortController();
     pre.textContent = "";
-    let after = 0;
-    // the last hour first, then new lines as they come (long poll)
+    let after = null;
+    // the last 500 matching lines first, then new lines as they come (long poll)
     while (!mine.signal.aborted) {
-      const q = `?function=${enc(name)}&after=${after}&filter=${enc(filter.value)}${after ? "&wait=20" : ""}`;
+      const q = `?function=${enc(name)}&filter=${enc(filter.value)}` + (after === null ? "&tail=500" : `&after=${after}&wait=20`);
       let r;
       try { r = await api("/_lambdad/logs" + q, { signal: mine.signal }); } catch (e) { return; }
       if (!r.ok) { status.textContent = errorText(r); status.className = "error"; return; }
       status.className = "muted"; status.textContent = "live";
       const lines = r.body.events.map((e) => new Date(e.timestamp).toISOString() + "  " + e.message.replace(/\n$/, "")).join("\n");
       if (lines) { pre.textContent += (pre.textContent ? "\n" : "") + lines; pre.scrollTop = pre.scrollHeight; }
-      after = r.body.next || after;
-      if (!after) await new Promise((ok) => setTimeout(ok, 1000)); // nothing stored yet
+      after = r.body.next;
     }
   };
   filter.addEventListener("keydown", (e) => { if (e.key === "Enter") start(); });
