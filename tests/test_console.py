@@ -131,6 +131,9 @@ def function(console: Console) -> str:
         RoutingConfig={"AdditionalVersionWeights": {"2": 0.25}},
     )
     client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)
+    client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="2", ProvisionedConcurrentExecutions=1
+    )
     client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
     client.create_function_url_config(FunctionName=name, AuthType="NONE")
     client.create_event_source_mapping(
@@ -180,8 +183,8 @@ def test_function_page_shows_configuration_versions_and_aliases(
     console: Console, function: str, page: Any
 ) -> None:
     """The function page shows the configuration (code size included), its versions, its
-    aliases with their weights, reserved concurrency, the event invoke config, the URL and the
-    event source mapping."""
+    aliases with their weights, reserved and provisioned concurrency, the event invoke config,
+    the URL and the event source mapping."""
     page.goto(console.url + f"#/fn/{function}")
     page.wait_for_selector("body[data-loaded=function]")
     body = page.locator("#tab-body").inner_text()
@@ -199,6 +202,9 @@ def test_function_page_shows_configuration_versions_and_aliases(
     assert "Maximum retry attempts\n1" in body or "Maximum retry attempts\t1" in body
     assert ".lambda-url." in page.locator("#urls").inner_text()
     assert "console-queue" in page.locator("#mappings").inner_text()
+    provisioned = page.locator("#provisioned tbody tr").inner_text().split("\t")
+    assert provisioned[:2] == ["2", "1"]
+    assert provisioned[3] in ("IN_PROGRESS", "READY")
     shot(page, "function")
 
 
