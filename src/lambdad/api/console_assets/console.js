@@ -145,7 +145,7 @@ async function configTab(name, base, body) {
       ["Function ARN", c.FunctionArn]]),
     h("h2", {}, "Concurrency"),
     kv([["Reserved concurrency", reserved === undefined ? "unreserved" : String(reserved)]]),
-    table("provisioned", ["Qualifier", "Requested", "Allocated", "Status"], provRows, "No provisioned concurrency."),
+    table("provisioned", ["Provisioned on", "Requested", "Allocated", "Status"], provRows, "No provisioned concurrency."),
     h("h2", {}, "Versions"),
     table("versions", ["Version", "Description", "Code SHA-256", "Last modified"],
       versions.ok ? versions.body.Versions.map((v) => [v.Version, v.Description || "", v.CodeSha256.slice(0, 12) + "…", v.LastModified]) : [], "No versions."),
