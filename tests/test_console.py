@@ -321,7 +321,8 @@ def test_logs_page_shows_a_line_and_filters(console: Console, function: str, pag
 
 
 def test_metrics_chart_renders(console: Console, function: str, page: Any) -> None:
-    """The metrics tab draws the invocations chart from lambdad's metrics (inline SVG)."""
+    """The metrics tab draws the invocations chart from lambdad's metrics (inline SVG), again
+    over another range."""
     client = console.server.client()
     client.invoke(FunctionName=function, Payload=b"{}")
     deadline = time.monotonic() + 30
@@ -336,6 +337,10 @@ def test_metrics_chart_renders(console: Console, function: str, page: Any) -> No
     assert chart.locator("svg .point").count() >= 1
     assert page.locator('.chart[data-metric="Duration (ms)"] svg').count() == 1
     shot(page, "metrics")
+    page.evaluate("delete document.body.dataset.loaded")
+    page.select_option("#range", "86400")  # a day: wider periods, the same invocations
+    page.wait_for_selector("body[data-loaded=metrics]")
+    assert int(chart.get_attribute("data-points") or 0) > 0
 
 
 def test_traces_tab_says_when_there_are_none(console: Console, function: str, page: Any) -> None:
