@@ -65,8 +65,9 @@ LOOP_BLOCKED = "event loop blocked"
 
 #: System packages the suite uses when they can be had: ``nft`` builds the Linux sandbox's
 #: network walls (docs/sandbox.md); ``rabbitmq-server`` is the broker of the Amazon MQ event
-#: source tests (tests/rabbitmq_broker.py). Without them those tests skip.
-SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server"}
+#: source tests (tests/rabbitmq_broker.py); ``chromium`` is the browser of the web console's
+#: tests (tests/test_console.py, driven by Playwright). Without them those tests skip.
+SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server", "chromium": "chromium"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

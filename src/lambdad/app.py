@@ -28,7 +28,7 @@ import yarl
 
 from lambdad import config as config_module
 from lambdad.api.http import HttpTimeouts
-from lambdad.api.server import HttpListener, Services, build_app
+from lambdad.api.server import HttpListener, Services, build_app, build_console_app
 from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
 from lambdad.config import Settings
@@ -341,6 +341,15 @@ class Lambdad:
             settings.port,
             HttpTimeouts.of(settings),
         )
+        #: The web console on its own port (docs/console.md); None when ``console_port`` is -1.
+        self.console: HttpListener | None = None
+        if settings.console_port >= 0:
+            self.console = HttpListener(
+                lambda: build_console_app(self._services()),
+                settings.host,
+                settings.console_port,
+                HttpTimeouts.of(settings),
+            )
         #: Reports an event loop blocked longer than ``loop_watchdog_ms`` (0: not watched).
         self.loop_watch = (
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
@@ -419,9 +428,21 @@ class Lambdad:
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", self.time_triggers.start, self.time_triggers.close),
             Part("HTTP listener", self.http.start, self.http.close),
+            *self._console_part(),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _console_part(self) -> list[Part]:
+        console = self.console
+        if console is None:
+            return []
+
+        async def start() -> None:
+            await console.start()
+            log.info("web console on http://%s:%s/console/", self.settings.host, console.port)
+
+        return [Part("web console", start, console.close)]
 
     @property
     def state(self) -> LifecycleState:

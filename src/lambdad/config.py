@@ -31,6 +31,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 9000
+    #: The web console's own port (``http://<host>:<console_port>/console/``, docs/console.md);
+    #: -1: no console, 0: any free port.
+    console_port: int = -1
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"
@@ -327,6 +330,8 @@ def load_settings(
         raise ValueError(
             "settings metrics_retention_days and metrics_flush_interval must be positive"
         )
+    if not -1 <= settings.console_port <= 65535:
+        raise ValueError("setting console_port: expected -1 (off) or 0-65535")
     if settings.auth not in ("open", "sigv4"):
         raise ValueError(f"setting auth: expected open or sigv4, got {settings.auth!r}")
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):

@@ -18,7 +18,7 @@ from lambdad.api.prometheus import METRICS
 from lambdad.control.arns import Scope
 from lambdad.events.pollers import MappingStatus
 from lambdad.observe.log_filters import InvalidFilterPattern, compile_pattern
-from lambdad.observe.logs import LogStore
+from lambdad.observe.logs import LogEvent, LogStore
 from lambdad.observe.metric_queries import BadQuery
 from lambdad.observe.metrics import LAMBDA
 from lambdad.store.base import BlobNotFound, BlobStore
@@ -85,7 +85,8 @@ async def esm(request: web.Request) -> web.Response:
 async def logs(request: web.Request) -> web.Response:
     """Events of a function's log group: ``function``, ``after`` (a position), ``wait`` (s),
     ``filter`` (a CloudWatch Logs filter pattern). ``next`` is the position to read after
-    next time: past the events read, matching or not."""
+    next time: past the events read, matching or not. ``tail=N`` instead answers the last N
+    matching events (at most 10,000; the web console's first read)."""
     try:
         match = compile_pattern(request.query.get("filter"))
     except InvalidFilterPattern:
@@ -104,6 +105,16 @@ async def logs(request: web.Request) -> web.Response:
     wait = min(float(request.query.get("wait", "0") or 0), 60.0)
     store = request.app[LOGS]
     key = (scope.account_id, scope.region, group)
+    tail = int(_number(request, "tail", 0))
+    if tail > 0:  # the last ``tail`` matching events; then read on after the newest position
+        position = store.position
+        try:
+            scan = await store.scan_async(key, match=match, limit=min(tail, 10_000), forward=False)
+            events = scan.events
+        except errors.ResourceNotFoundException:
+            events = []
+        body = {"group": group, "events": [_event(e) for e in events], "next": position}
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
     events = await store.wait(key, after, wait) if wait > 0 else store.read(key, after=after)
     body = {
         "group": group,
@@ -115,6 +126,10 @@ async def logs(request: web.Request) -> web.Response:
         "next": events[-1].seq if events else after,
     }
     return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+
+def _event(e: LogEvent) -> dict[str, object]:
+    return {"seq": e.seq, "timestamp": e.timestamp_ms, "stream": e.stream, "message": e.message}
 
 
 def _dimensions(request: web.Request) -> list[tuple[str, str | None]]:

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from lambdad.api import (
     cloudwatch_api,  # noqa: F401  (registers CloudWatch's operations)
     cloudwatch_front,
+    console,
     event_config_api,
     events_api,
     http,
@@ -106,6 +107,27 @@ def build_app(services: Services) -> web.Application:
     if services.auth == "sigv4" and services.verifier is not None:
         middlewares.append(sigv4_middleware(services.verifier))
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
+    _serve_api(app, services)
+    return app
+
+
+def build_console_app(services: Services) -> web.Application:
+    """The web console's application (its own port): the console's pages and the same API
+    routes as ``build_app``, a request speaking for the caller its session cookie names
+    (SigV4 mode) instead of a signature. No function URLs here: Host is never looked at."""
+    verifier = services.verifier if services.auth == "sigv4" else None
+    sessions = console.Sessions()
+    middlewares: list[Middleware] = [error_middleware, console.session_middleware(sessions)]
+    app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
+    app[console.SESSIONS] = sessions
+    app[console.LOGIN] = console.Login(verifier, services.default_region)
+    _serve_api(app, services)
+    app.add_routes(console.routes)
+    return app
+
+
+def _serve_api(app: web.Application, services: Services) -> None:
+    """Wire ``services`` into ``app`` and add every API route."""
     app[lambda_api.FUNCTIONS] = services.functions
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.MAPPINGS] = services.mappings
@@ -152,7 +174,6 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(target_front.routes)
     # CloudWatch's metrics API in RPC v2 CBOR (cloudwatch_api's handlers register themselves)
     app.add_routes(cloudwatch_front.routes)
-    return app
 
 
 class ListenerState(enum.Enum):

@@ -143,6 +143,20 @@ class SigV4Verifier:
         identity = Identity(key.account_id, key.access_key_id, key.user_name, key.user_id)
         return Verified(identity, signed.region)
 
+    def identity_of(self, access_key_id: str, secret_access_key: str) -> Identity | None:
+        """Who holds this key pair (the web console's login), or None: an unknown key id or a
+        secret that does not match (compared in constant time)."""
+        key = self._keys.lookup(access_key_id)
+        if key is None or not hmac.compare_digest(
+            _bytes(key.secret_access_key), _bytes(secret_access_key)
+        ):
+            return None
+        return Identity(key.account_id, key.access_key_id, key.user_name, key.user_id)
+
+    def holds(self, access_key_id: str) -> bool:
+        """Whether the key file still holds this key id (a console session ends with its key)."""
+        return self._keys.lookup(access_key_id) is not None
+
     async def verify_body(
         self,
         method: str,

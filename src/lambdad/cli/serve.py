@@ -49,6 +49,11 @@ async def _serve(settings: Settings) -> int:
             f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
             flush=True,
         )
+        if server.console is not None:
+            print(
+                f"web console on http://{settings.host}:{server.console.port}/console/",
+                flush=True,
+            )
         await stop.wait()
         log.info("stopping")
     finally:
