@@ -352,6 +352,24 @@ def test_traces_tab_says_when_there_are_none(console: Console, function: str, pa
     shot(page, "traces")
 
 
+def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> None:
+    """A function with TracingConfig Active, invoked with a sampled trace header, shows its
+    trace in the traces tab as a timeline with lambdad's spans (the function's segments, its
+    Initialization and Invocation)."""
+    client = console.server.client()
+    name = unique("traced")
+    create_function(client, CODE, name=name, TracingConfig={"Mode": "Active"})
+    wait_until(
+        lambda: client.get_function(FunctionName=name)["Configuration"]["State"] == "Active",
+        timeout=60,
+    )
+    client.invoke(FunctionName=name, Payload=b"{}")
+    page.goto(console.url + f"#/fn/{name}/traces")
+    page.locator(".timeline").first.wait_for()
+    labels = page.locator(".timeline .label").all_inner_texts()
+    assert name in labels and "Invocation" in labels, labels
+
+
 def test_api_request_without_console_header_is_refused(console: Console) -> None:
     """A console request that changes something without X-Lambdad-Console is refused (403),
     so a cross-site form cannot invoke through a logged-in browser."""

@@ -338,14 +338,15 @@ async function tracesTab(name, base, body) {
   if (!traces.length) { fill(body, h("p", { class: "muted" }, "No traces yet.")); return; }
   fill(body, ...traces.slice(0, 20).map((t) => {
     const spans = t.spans || t.Spans || [];
-    const t0 = Math.min(...spans.map((s) => s.start ?? s.startTime ?? 0));
-    const t1 = Math.max(...spans.map((s) => s.end ?? s.endTime ?? 0));
+    const t0 = Math.min(...spans.map((s) => s.StartTime ?? s.start ?? s.startTime ?? 0));
+    const t1 = Math.max(...spans.map((s) => s.EndTime ?? s.end ?? s.endTime ?? 0));
     const width = Math.max(t1 - t0, 1e-9);
     return h("div", { class: "timeline" }, h("h3", {}, t.traceId || t.id || t.TraceId || "trace"),
       spans.map((s) => {
-        const a = (s.start ?? s.startTime ?? t0) - t0, b = (s.end ?? s.endTime ?? t0) - t0;
-        const bar = h("i", { style: `left:${(a / width) * 100}%;width:${((b - a) / width) * 100}%`, title: `${s.name}: ${Math.round((b - a) * 1e6) / 1e3} ms` });
-        return h("div", { class: "span-row" }, h("span", { class: "label" }, s.name || ""), h("span", { class: "track" }, bar));
+        const a = (s.StartTime ?? s.start ?? s.startTime ?? t0) - t0, b = (s.EndTime ?? s.end ?? s.endTime ?? t0) - t0;
+        const label = s.Name || s.name || "";
+        const bar = h("i", { style: `left:${(a / width) * 100}%;width:${((b - a) / width) * 100}%`, title: `${label}: ${Math.round((b - a) * 1e6) / 1e3} ms` });
+        return h("div", { class: "span-row" }, h("span", { class: "label" }, label), h("span", { class: "track" }, bar));
       }));
   }));
 }
