@@ -58,6 +58,8 @@ FAST_SETTINGS = {
     # (and, stopping, destroy) that many namespaces. Cells beyond them make their own, so
     # both ways are exercised.
     "LAMBDAD_CELL_NETWORKS_AHEAD": "8",
+    # No web console (on by default, port 9001): the console's tests ask for one.
+    "LAMBDAD_CONSOLE_PORT": "-1",
 }
 
 #: What the loop-lag watchdog writes to lambdad's log when the event loop was blocked.

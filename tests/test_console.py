@@ -367,7 +367,8 @@ def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> N
     page.goto(console.url + f"#/fn/{name}/traces")
     page.locator(".timeline").first.wait_for()
     labels = page.locator(".timeline .label").all_inner_texts()
-    assert name in labels and "Invocation" in labels, labels
+    assert name in labels, labels
+    assert "Invocation" in labels, labels
 
 
 def test_api_request_without_console_header_is_refused(console: Console) -> None:
@@ -513,3 +514,31 @@ def test_logs_tail_answers_the_last_matching_lines_then_reads_on(
         position, seen = page["next"], seen + [e["message"] for e in page["events"]]
     assert len(seen) == 1
     assert newer in seen[0]
+
+
+def test_a_taken_console_port_falls_back_to_a_free_one(tmp_path: Path) -> None:
+    """The console's port (9001 unless set) already in use does not stop lambdad: the console
+    listens on a free port, says which, and serves its page there."""
+    import re
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    server = launch_server(tmp_path, {"LAMBDAD_CONSOLE_PORT": str(port)})
+    try:
+        said: list[str] = []
+
+        def announced() -> bool:
+            said[:] = re.findall(r"web console on (http://\S+)", server.log_path.read_text())
+            return bool(said)
+
+        wait_until(announced, timeout=30)
+        assert f":{port}/" not in said[0]
+        with urllib.request.urlopen(said[0], timeout=10) as answer:
+            assert answer.status == 200
+            assert b"<html" in answer.read().lower()
+    finally:
+        shutdown(server)
+        taken.close()

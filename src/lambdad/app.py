@@ -349,6 +349,7 @@ class Lambdad:
                 settings.host,
                 settings.console_port,
                 HttpTimeouts.of(settings),
+                any_port_if_taken=True,
             )
         #: Reports an event loop blocked longer than ``loop_watchdog_ms`` (0: not watched).
         self.loop_watch = (

@@ -32,8 +32,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 9000
     #: The web console's own port (``http://<host>:<console_port>/console/``, docs/console.md);
-    #: -1: no console, 0: any free port.
-    console_port: int = -1
+    #: -1: no console, 0: any free port; a port in use falls back to a free one (logged).
+    console_port: int = 9001
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"

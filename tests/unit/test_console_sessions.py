@@ -47,9 +47,9 @@ def test_login_check_takes_only_the_key_files_secret(tmp_path: Path) -> None:
 
 
 def test_console_port_setting() -> None:
-    """``LAMBDAD_CONSOLE_PORT``: -1 (no console, the default), 0 (any free port) or a port;
+    """``LAMBDAD_CONSOLE_PORT``: 9001 by default, -1 (no console), 0 (any free port) or a port;
     anything else stops lambdad at start, naming the setting."""
-    assert load_settings(environ={}).console_port == -1
+    assert load_settings(environ={}).console_port == 9001
     assert load_settings(environ={"LAMBDAD_CONSOLE_PORT": "9001"}).console_port == 9001
     for bad in ("-2", "65536"):
         with pytest.raises(ValueError, match="console_port"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import errno
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,8 @@ from lambdad.observe.logs import LogStore
 from lambdad.observe.metrics import Metrics
 from lambdad.observe.traces import Traces
 from lambdad.store.base import BlobStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,11 +195,15 @@ class HttpListener:
         host: str,
         port: int,
         timeouts: http.HttpTimeouts,
+        *,
+        any_port_if_taken: bool = False,
     ) -> None:
         self._app = app
         self._timeouts = timeouts
         self._host = host
         self._requested_port = port
+        #: A port already in use is not fatal: listen on a free one (and say so).
+        self._any_port_if_taken = any_port_if_taken
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.state = ListenerState.NEW
@@ -208,7 +215,13 @@ class HttpListener:
         decode.prepare()  # ~6 ms now, not ~2 ms on the first request of an operation
         self._runner = http.Runner(self._app(), self._timeouts)
         await self._runner.setup()
-        sock = _listen(self._host, self._requested_port)
+        try:
+            sock = _listen(self._host, self._requested_port)
+        except OSError as exc:
+            if not (self._any_port_if_taken and exc.errno == errno.EADDRINUSE):
+                raise
+            log.warning("%s: listening on a free port instead", exc.strerror)
+            sock = _listen(self._host, 0)
         self.port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
         self.state = ListenerState.LISTENING
