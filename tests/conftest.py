@@ -593,15 +593,6 @@ class Rendezvous:
                     waiting.close()
                 self._waiting.clear()
 
-    def settle(self, timeout: float = 30) -> None:
-        """Return once every connection made before this call has been handled: connections
-        are taken one at a time, in order, so once a probe of ours (an empty line) is
-        answered, all those queued before it were."""
-        address = self._listener.getsockname()[:2]
-        with socket.create_connection(address, timeout=timeout) as probe:
-            probe.sendall(b"\n")
-            probe.recv(1)
-
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
@@ -650,6 +641,15 @@ class LoopbackService:
                 connection.settimeout(10)
                 self.handle(connection)
                 connection.sendall(b"k")
+
+    def settle(self, timeout: float = 30) -> None:
+        """Return once every connection made before this call has been handled: connections
+        are taken one at a time, in order, so once a probe of ours (an empty line) is
+        answered, all those queued before it were."""
+        address = self._listener.getsockname()[:2]
+        with socket.create_connection(address, timeout=timeout) as probe:
+            probe.sendall(b"\n")
+            probe.recv(1)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
