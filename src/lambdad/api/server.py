@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from lambdad.api import (
     cloudwatch_api,  # noqa: F401  (registers CloudWatch's operations)
     cloudwatch_front,
+    durable_api,
     event_config_api,
     events_api,
     http,
@@ -53,6 +54,7 @@ from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.durable import DurableEngine
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
@@ -85,6 +87,7 @@ class Services:
     metrics: Metrics
     own_gauges: Callable[[], dict[str, float]]
     schedules: Schedules
+    durable: DurableEngine
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
     esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
@@ -106,6 +109,7 @@ def build_app(services: Services) -> web.Application:
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.MAPPINGS] = services.mappings
     app[lambda_api.RESERVATIONS] = services.reservations
+    app[lambda_api.DURABLE] = services.durable
     app[lambda_api.ACCOUNT] = services.account_id
     app[lambda_api.DEFAULT_REGION] = services.default_region
     app[layers_api.LAYERS] = services.functions.layers
@@ -133,6 +137,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(platform_api.routes)
     app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
+    app.add_routes(durable_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)
     app.add_routes(policy_api.routes)
