@@ -268,3 +268,13 @@ def test_an_execution_waiting_across_a_kill_completes_after_restart(
 def _has_event(client: Any, arn: str, event_type: str) -> bool:
     events = client.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
     return any(e["EventType"] == event_type for e in events)
+
+
+def test_a_durable_invoke_checks_its_payload(lam: Any, durable_fn: str) -> None:
+    """A durable invoke whose payload is not JSON is refused before any execution starts
+    (AWS: InvalidRequestContentException, as for any invoke)."""
+    with pytest.raises(ClientError) as caught:
+        lam.invoke(FunctionName=durable_fn, Payload=b"{not json", DurableExecutionName="bad")
+    assert caught.value.response["Error"]["Code"] == "InvalidRequestContentException"
+    listed = lam.list_durable_executions_by_function(FunctionName=durable_fn)
+    assert listed["DurableExecutions"] == []

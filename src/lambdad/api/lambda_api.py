@@ -443,6 +443,8 @@ async def durable_invoke(
                 "have a durable config."
             )
         return None
+    kind = InvocationType.REQUEST_RESPONSE if sync else InvocationType.EVENT
+    await request.app[INVOKER].payloads.check(payload, kind.value)
     engine = request.app[DURABLE]
     doc = await engine.begin(scope, config, name, payload)
     base = {"X-Amz-Durable-Execution-Arn": doc["arn"], "X-Amz-Executed-Version": config.version}

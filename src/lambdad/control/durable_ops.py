@@ -5,6 +5,10 @@ events it records.
 Handled: STEP (START, SUCCEED, FAIL, RETRY), WAIT (START, CANCEL), CONTEXT (START, SUCCEED,
 FAIL) and EXECUTION (SUCCEED, FAIL). CALLBACK and CHAINED_INVOKE are refused with
 ``InvalidParameterValueException`` until they are built (docs/durable-functions.md).
+
+A step's ``Attempt`` counts as the SDK's own local runner counts it
+(``aws-durable-execution-sdk-python-testing``): 0 when started, one more on each RETRY,
+SUCCEED and FAIL; a RETRY without ``NextAttemptDelaySeconds`` is due at once.
 """
 
 from __future__ import annotations
@@ -71,24 +75,25 @@ def apply(ops: dict[str, Op], update: dict[str, Any], now: float) -> Op:
 
 
 def _step_start(op: Op, update: dict[str, Any], now: float) -> None:
-    details = op.setdefault("StepDetails", {"Attempt": 1})
+    details = op.setdefault("StepDetails", {"Attempt": 0})
     details.pop("NextAttemptTimestamp", None)
     op["Status"] = "STARTED"
 
 
 def _step_end(status: str) -> Any:
     def end(op: Op, update: dict[str, Any], now: float) -> None:
-        details = op.setdefault("StepDetails", {"Attempt": 1})
+        details = op.setdefault("StepDetails", {"Attempt": 0})
         details.pop("NextAttemptTimestamp", None)
+        details["Attempt"] = int(details.get("Attempt", 0)) + 1
         _finish(op, details, status, update, now)
 
     return end
 
 
 def _step_retry(op: Op, update: dict[str, Any], now: float) -> None:
-    details = op.setdefault("StepDetails", {"Attempt": 1})
-    delay = (update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 1
-    details["Attempt"] = int(details.get("Attempt", 1)) + 1
+    details = op.setdefault("StepDetails", {"Attempt": 0})
+    delay = (update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 0
+    details["Attempt"] = int(details.get("Attempt", 0)) + 1
     details["NextAttemptTimestamp"] = now + delay
     if update.get("Error") is not None:
         details["Error"] = update["Error"]
