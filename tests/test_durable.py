@@ -20,11 +20,12 @@ SDK = "aws-durable-execution-sdk-python==3.0.0"
 
 #: Two steps around a two-second wait; each step reports its name to the test's Recorder when
 #: it runs (a replay that skips a step reports nothing).
-TWO_STEPS = """
+REPORT = """
 import os, socket
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
-from aws_durable_execution_sdk_python.config import Duration
+from aws_durable_execution_sdk_python.config import Duration, JitterStrategy, StepConfig
+from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
 
 def report(name, number):
@@ -34,7 +35,11 @@ def report(name, number):
         connection.sendall(f"{name} {number}\\n".encode())
         connection.recv(1)
     return number
+"""
 
+TWO_STEPS = (
+    REPORT
+    + """
 
 @durable_execution
 def handler(event, context: DurableContext):
@@ -43,6 +48,36 @@ def handler(event, context: DurableContext):
     two = context.step(lambda _: report("two", 2), name="two")
     return {"sum": one + two, "input": event.get("tag")}
 """
+)
+
+#: A step that fails on its first attempt and is retried a second later; then the handler
+#: fails when the event asks it to.
+RETRYING = (
+    REPORT
+    + """
+
+RETRY = create_retry_strategy(
+    RetryStrategyConfig(
+        max_attempts=3, initial_delay=Duration.from_seconds(1), jitter_strategy=JitterStrategy.NONE
+    )
+)
+
+
+def flaky(step):
+    report("flaky", step.attempt)
+    if step.attempt < 2:
+        raise RuntimeError("not yet")
+    return step.attempt
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    tries = context.step(flaky, name="flaky", config=StepConfig(retry_strategy=RETRY))
+    if event.get("fail"):
+        raise ValueError("the handler gave up")
+    return {"tries": tries}
+"""
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +108,10 @@ def _kept(path: Path) -> bool:
     return True
 
 
-def durable_function(client: Any, recorder: Recorder, files: dict[str, bytes], **kw: Any) -> str:
-    package = {**files, "app.py": TWO_STEPS.encode()}
+def durable_function(
+    client: Any, recorder: Recorder, files: dict[str, bytes], code: str = TWO_STEPS
+) -> str:
+    package = {**files, "app.py": code.encode()}
     created = create_function(
         client,
         files=package,
@@ -83,7 +120,6 @@ def durable_function(client: Any, recorder: Recorder, files: dict[str, bytes], *
         MemorySize=256,
         env={"RECORDER_PORT": str(recorder.port)},
         DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
-        **kw,
     )
     return str(created["FunctionName"])
 
@@ -91,6 +127,39 @@ def durable_function(client: Any, recorder: Recorder, files: dict[str, bytes], *
 @pytest.fixture
 def durable_fn(lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]) -> str:
     return durable_function(lam, recorder, sdk_files)
+
+
+@pytest.mark.slow
+def test_a_failed_step_is_retried_after_its_delay(
+    lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A step that raises is checkpointed as a RETRY and the execution is re-invoked when the
+    retry's delay has passed; the second attempt's result is the step's (AWS: the SDK's retry
+    strategy decides, the service keeps the timer)."""
+    name = durable_function(lam, recorder, sdk_files, RETRYING)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert "FunctionError" not in response
+    assert json.loads(response["Payload"].read()) == {"tries": 2}
+    assert sorted(recorder.runs) == [("flaky", 1), ("flaky", 2)]
+
+
+@pytest.mark.slow
+def test_a_handler_that_raises_fails_the_execution(
+    lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A handler that raises ends its execution FAILED with the error; a synchronous invoke
+    answers it as a function error (AWS: X-Amz-Function-Error with the error's type)."""
+    name = durable_function(lam, recorder, sdk_files, RETRYING)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = lam.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    assert response["FunctionError"] == "Unhandled"
+    body = json.loads(response["Payload"].read())
+    assert body["errorType"] == "ValueError"
+    assert body["errorMessage"] == "the handler gave up"
+    execution = lam.get_durable_execution(DurableExecutionArn=response["DurableExecutionArn"])
+    assert execution["Status"] == "FAILED"
+    assert execution["Error"]["ErrorType"] == "ValueError"
 
 
 def steps_run(recorder: Recorder) -> list[str]:
