@@ -347,3 +347,34 @@ def test_a_durable_invoke_checks_its_payload(lam: Any, durable_fn: str) -> None:
     assert caught.value.response["Error"]["Code"] == "InvalidRequestContentException"
     listed = lam.list_durable_executions_by_function(FunctionName=durable_fn)
     assert listed["DurableExecutions"] == []
+
+
+def test_the_cli_lists_shows_and_tells_the_history(
+    server: Server, lam: Any, durable_fn: str
+) -> None:
+    """``lambdad durable list|show|history`` print a function's executions, one execution and
+    its history, through the public API."""
+    name = unique("cli")
+    started = lam.invoke(
+        FunctionName=durable_fn,
+        InvocationType="Event",
+        Payload=b'{"wait": 60}',
+        DurableExecutionName=name,
+    )
+    lam.stop_durable_execution(DurableExecutionArn=started["DurableExecutionArn"])
+    cli = [sys.executable, "-m", "lambdad.cli.main", "durable"]
+    where = ["--endpoint", server.endpoint]
+
+    def run(*argv: str) -> str:
+        done = subprocess.run([*cli, *argv, *where], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = run("list", durable_fn)
+    assert any(line.split()[:2] == [name, "STOPPED"] for line in listed.splitlines())
+    shown = json.loads(run("show", durable_fn, name))
+    assert shown["DurableExecutionArn"] == started["DurableExecutionArn"]
+    assert shown["Status"] == "STOPPED"
+    history = run("history", durable_fn, name).splitlines()
+    assert "ExecutionStarted" in history[0]
+    assert "ExecutionStopped" in history[-1]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lambdad.cli import client_commands, keys_commands, metrics_command, serve
+from lambdad.cli import client_commands, durable_command, keys_commands, metrics_command, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_commands.add_parsers(commands)
     keys_commands.add_parser(commands)
     metrics_command.add_parser(commands)
+    durable_command.add_parser(commands)
     return parser
 
 
