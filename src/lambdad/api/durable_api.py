@@ -81,9 +81,7 @@ async def history(request: web.Request, req: HistoryRequest) -> web.Response:
 @handles("StopDurableExecution", StopRequest)
 async def stop(request: web.Request, req: StopRequest) -> web.Response:
     error = await _error_body(request)
-    doc = await _engine(request).executions.stop(
-        scope_of(request), req.durable_execution_arn, error
-    )
+    doc = await _engine(request).stop(scope_of(request), req.durable_execution_arn, error)
     return reply({"StopTimestamp": doc["end"]})
 
 

@@ -145,7 +145,8 @@ class DurableExecutions:
             "retention_days": config.durable_retention_days,
             "last_checkpoint": None,
         }
-        _record(doc, "ExecutionStarted", execution_op, now, {"Input": {"Payload": text}})
+        details = {"Input": {"Payload": text}, "ExecutionTimeout": timeout}
+        _record(doc, "ExecutionStarted", execution_op, now, details)
         return doc
 
     async def get(self, scope: Scope, arn: str) -> Doc:
@@ -185,14 +186,25 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
-    async def end_invocation(self, key: Key) -> Doc | None:
-        """The invocation ended: its tokens stop working. Returns the execution as it is."""
+    async def end_invocation(
+        self, key: Key, started: float, request_id: str, error: Any = None
+    ) -> Doc | None:
+        """The invocation ended (``InvocationCompleted``): its tokens stop working. Returns
+        the execution as it is."""
         async with self._lock(key):
             doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
             if doc is None:
                 return None
             doc["invoking"] = False
             doc["seq"] += 1
+            details: Doc = {
+                "StartTimestamp": started,
+                "EndTimestamp": self._clock(),
+                "RequestId": request_id,
+                "Error": {} if error is None else {"Payload": error},
+            }
+            execution = _ops(doc)[doc["invocation_id"]]
+            _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
             await self._save(key, doc)
             return doc
 
@@ -330,8 +342,8 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     details: Doc = {}
     if status == "SUCCEEDED":
         details = {"Result": {"Payload": doc["result"] or ""}}
-    elif doc["error"] is not None:
-        details = {"Error": {"Payload": doc["error"]}}
+    else:
+        details = {"Error": {} if doc["error"] is None else {"Payload": doc["error"]}}
     name = {"TIMED_OUT": "ExecutionTimedOut"}.get(status, f"Execution{status.title()}")
     _record(doc, name, execution, now, details)
 

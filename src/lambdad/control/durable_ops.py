@@ -161,8 +161,10 @@ _UPDATES = {
 
 def event_of(update: dict[str, Any], op: Op) -> tuple[str, dict[str, Any]] | None:
     """The history event an update records (type, details), or None (EXECUTION's own end is
-    recorded when the execution ends)."""
-    name = _EVENTS.get((update["Type"], update["Action"]))
+    recorded when the execution ends). A step's RETRY is a ``StepFailed`` whose
+    ``RetryDetails`` name the delay before the next attempt."""
+    kind, action = update["Type"], update["Action"]
+    name = "StepFailed" if (kind, action) == ("STEP", "RETRY") else _EVENTS.get((kind, action))
     if name is None:
         return None
     details: dict[str, Any] = {}
@@ -171,11 +173,22 @@ def event_of(update: dict[str, Any], op: Op) -> tuple[str, dict[str, Any]] | Non
             "Duration": (update.get("WaitOptions") or {}).get("WaitSeconds") or 0,
             "ScheduledEndTimestamp": op["WaitDetails"]["ScheduledEndTimestamp"],
         }
-    elif name.endswith("Succeeded") and update.get("Payload") is not None:
-        details = {"Result": {"Payload": update["Payload"]}}
-    elif name.endswith("Failed") and update.get("Error") is not None:
-        details = {"Error": {"Payload": update["Error"]}}
+    elif name.endswith("Succeeded"):
+        details = {"Result": _data(update.get("Payload"))}
+    elif name.endswith("Failed"):
+        details = {"Error": _data(update.get("Error"))}
+    if kind == "STEP" and name != "StepStarted":
+        delay = (update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 0
+        details["RetryDetails"] = {
+            "CurrentAttempt": op["StepDetails"]["Attempt"],
+            "NextAttemptDelaySeconds": delay if action == "RETRY" else 0,
+        }
     return name, details
+
+
+def _data(value: Any) -> dict[str, Any]:
+    """An event's payload member (``{"Payload": ...}``; empty when there is none)."""
+    return {} if value is None else {"Payload": value}
 
 
 def due(ops: dict[str, Op], now: float) -> list[Op]:

@@ -61,6 +61,8 @@ class DurableEngine:
         self._retry_delay = retry_delay
         self._drivers: dict[Key, asyncio.Task[None]] = {}
         self._ended: dict[Key, asyncio.Event] = {}
+        #: Set when something of a sleeping execution changed (a stop): its driver looks again.
+        self._changed: dict[Key, asyncio.Event] = {}
         self.state = EngineState.NEW
 
     async def start(self) -> None:
@@ -101,8 +103,17 @@ class DurableEngine:
             await asyncio.wait_for(ended.wait(), timeout)
         return await self.executions.get_key(key) or doc
 
+    async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
+        """StopDurableExecution: the execution ends ``STOPPED``, its driver stops sleeping."""
+        doc = await self.executions.stop(scope, arn, error)
+        self.wake(scope.key(doc["function"], doc["name"]))
+        return doc
+
     def wake(self, key: Key) -> None:
-        """Something of the execution changed: make sure a driver looks at it."""
+        """Something of the execution changed: its driver looks at it now."""
+        changed = self._changed.get(key)
+        if changed is not None:
+            changed.set()
         self._drive(key)
 
     def _drive(self, key: Key) -> None:
@@ -133,7 +144,7 @@ class DurableEngine:
                 break
             due = durable_ops.next_due(durable_ops_of(doc))
             if doc["seq"] > 0 and not doc["invoking"] and due is not None and due > now:
-                await asyncio.sleep(min(due, doc["deadline"]) - now)
+                await self._sleep(key, min(due, doc["deadline"]) - now)
                 continue
             if not await self._invoke_once(key):
                 failures += 1
@@ -154,23 +165,40 @@ class DurableEngine:
         if event is not None:
             event.set()
 
+    async def _sleep(self, key: Key, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the execution is woken (``wake``)."""
+        changed = self._changed.setdefault(key, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), seconds)
+        finally:
+            self._changed.pop(key, None)
+
     async def _invoke_once(self, key: Key) -> bool:
         """One invocation of the execution's handler; False when it crashed or could not run."""
         doc = await self.executions.begin_invocation(key)
         if doc is None:
             return True
         scope = Scope(key[0], key[1])
+        started, request_id = time.time(), new_request_id()
         try:
             config = await self._functions.resolve(scope, doc["function"], doc["version"])
-            outcome = await self._invoker.run(scope, config, _request(doc), new_request_id())
+            outcome = await self._invoker.run(scope, config, _request(doc), request_id)
         except errors.LambdaError as exc:
             log.warning("durable execution %s: invocation not run: %s", doc["arn"], exc)
-            await self.executions.end_invocation(key)
+            error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
+            await self.executions.end_invocation(key, started, request_id, error)
             return False
-        doc = await self.executions.end_invocation(key) or doc
         answer = _answer(outcome.payload) if not outcome.function_error else None
+        failure: dict[str, str] | None = None
         if answer is None:
-            log.warning("durable execution %s: invocation failed", doc["arn"])
+            log.warning("durable execution %s: invocation %s failed", doc["arn"], request_id)
+            failure = {
+                "ErrorType": outcome.error_type or "Runtime.InvalidResponse",
+                "ErrorMessage": outcome.payload.decode("utf-8", "replace")[:1024],
+            }
+        await self.executions.end_invocation(key, started, request_id, failure)
+        if answer is None:
             return False
         status = answer.get("Status")
         if status == "SUCCEEDED":
