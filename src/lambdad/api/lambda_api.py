@@ -435,6 +435,8 @@ async def durable_invoke(
 ) -> web.Response | None:
     """Invoke's answer when the function is durable (None: an ordinary invoke). A durable
     execution name for a function without ``DurableConfig`` is InvalidParameterValueException."""
+    named = InvokeRequest(function_name=function_name, qualifier=qualifier, payload=payload)
+    scope = await request.app[INVOKER].owner_scope(scope, named)
     config = await request.app[FUNCTIONS].resolve(scope, function_name, qualifier)
     if not config.durable:
         if name is not None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_ops
+from lambdad.control import durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.store.base import Key, Store, Table
@@ -246,8 +246,6 @@ class DurableExecutions:
     ) -> dict[str, Any]:
         """CheckpointDurableExecution: apply ``updates`` under the current token; the answer
         carries the next token and the operations the updates changed."""
-        for update in updates:
-            durable_ops.check(update)
         key = self.key_of(scope, arn)
         async with self._lock(key):
             doc = await self._load(key)
@@ -260,6 +258,7 @@ class DurableExecutions:
                 return dict(last["answer"])
             if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
                 raise errors.InvalidParameterValueException(INVALID_TOKEN)
+            durable_checks.check_batch(updates, _ops(doc))
             answer = self._apply(doc, updates)
             doc["last_checkpoint"] = {
                 "client_token": client_token,
@@ -301,7 +300,7 @@ class DurableExecutions:
         under way."""
         doc = await self.get(scope, arn)
         seq = _seq_of(doc, token)
-        if seq is None or seq < doc["invocation_seq"] or seq > doc["seq"]:
+        if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
 

@@ -3,8 +3,8 @@ operations (wire-shaped dicts, as GetDurableExecutionState returns them), and th
 events it records.
 
 Handled: STEP (START, SUCCEED, FAIL, RETRY), WAIT (START, CANCEL), CONTEXT (START, SUCCEED,
-FAIL) and EXECUTION (SUCCEED, FAIL). CALLBACK and CHAINED_INVOKE are refused with
-``InvalidParameterValueException`` until they are built (docs/durable-functions.md).
+FAIL) and EXECUTION (SUCCEED, FAIL); ``durable_checks`` has refused anything else (CALLBACK and
+CHAINED_INVOKE until they are built, docs/durable-functions.md) before an update gets here.
 
 A step's ``Attempt`` counts as the SDK's own local runner counts it
 (``aws-durable-execution-sdk-python-testing``): 0 when started, one more on each RETRY,
@@ -19,20 +19,6 @@ from lambdad import errors
 
 Op = dict[str, Any]
 
-SUPPORTED = {
-    ("STEP", "START"),
-    ("STEP", "SUCCEED"),
-    ("STEP", "FAIL"),
-    ("STEP", "RETRY"),
-    ("WAIT", "START"),
-    ("WAIT", "CANCEL"),
-    ("CONTEXT", "START"),
-    ("CONTEXT", "SUCCEED"),
-    ("CONTEXT", "FAIL"),
-    ("EXECUTION", "SUCCEED"),
-    ("EXECUTION", "FAIL"),
-}
-
 #: The history event type of each (type, action).
 _EVENTS = {
     ("STEP", "START"): "StepStarted",
@@ -44,16 +30,6 @@ _EVENTS = {
     ("CONTEXT", "SUCCEED"): "ContextSucceeded",
     ("CONTEXT", "FAIL"): "ContextFailed",
 }
-
-
-def check(update: dict[str, Any]) -> None:
-    """``InvalidParameterValueException`` for an update lambdad does not handle yet."""
-    kind = (update.get("Type"), update.get("Action"))
-    if kind not in SUPPORTED:
-        raise errors.InvalidParameterValueException(
-            f"Invalid operation update: action {kind[1]} on an operation of type {kind[0]} "
-            "is not supported."
-        )
 
 
 def apply(ops: dict[str, Op], update: dict[str, Any], now: float) -> Op:
