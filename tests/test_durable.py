@@ -175,6 +175,33 @@ def test_an_execution_past_its_timeout_times_out(
 
 
 @pytest.mark.slow
+def test_a_throttled_execution_runs_once_concurrency_is_back(
+    lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """An execution whose function has no concurrency left is not failed: its invocations
+    count against the function's concurrency like any invoke, and it runs once there is some
+    (AWS: durable invocations respect reserved concurrency)."""
+    name = durable_function(lam, recorder, sdk_files)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    started = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"wait": 1}')
+    arn = started["DurableExecutionArn"]
+    events = lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
+    assert recorder.runs == []
+    lam.delete_function_concurrency(FunctionName=name)
+    wait_until(
+        lambda: lam.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING",
+        timeout=60,
+    )
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "SUCCEEDED"
+    events = lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    completed = [e for e in events if e["EventType"] == "InvocationCompleted"]
+    assert len(completed) == 2, "throttled attempts are not invocations"
+    assert steps_run(recorder) == ["one", "two"]
+
+
+@pytest.mark.slow
 def test_a_handler_that_raises_fails_the_execution(
     lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:

@@ -187,10 +187,10 @@ class DurableExecutions:
             return doc
 
     async def end_invocation(
-        self, key: Key, started: float, request_id: str, error: Any = None
+        self, key: Key, started: float, request_id: str, error: Any = None, *, record: bool = True
     ) -> Doc | None:
-        """The invocation ended (``InvocationCompleted``): its tokens stop working. Returns
-        the execution as it is."""
+        """The invocation ended (``InvocationCompleted``, unless not ``record``: one that never
+        ran): its tokens stop working. Returns the execution as it is."""
         async with self._lock(key):
             doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
             if doc is None:
@@ -203,8 +203,9 @@ class DurableExecutions:
                 "RequestId": request_id,
                 "Error": {} if error is None else {"Payload": error},
             }
-            execution = _ops(doc)[doc["invocation_id"]]
-            _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
+            if record:
+                execution = _ops(doc)[doc["invocation_id"]]
+                _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
             await self._save(key, doc)
             return doc
 

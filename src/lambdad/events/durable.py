@@ -39,6 +39,14 @@ MAX_ATTEMPTS = 3
 INPUT_OPERATIONS = 1000
 
 
+class Ran(enum.Enum):
+    """How one invocation of an execution went."""
+
+    DONE = "done"  # the handler answered SUCCEEDED, FAILED or PENDING
+    FAILED = "failed"  # it crashed, timed out, answered nonsense, or could not run
+    THROTTLED = "throttled"  # no concurrency was left: it did not run (tried again, uncounted)
+
+
 class EngineState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -146,21 +154,24 @@ class DurableEngine:
             if doc["seq"] > 0 and not doc["invoking"] and due is not None and due > now:
                 await self._sleep(key, min(due, doc["deadline"]) - now)
                 continue
-            if not await self._invoke_once(key):
+            ran = await self._invoke_once(key)
+            if ran is Ran.THROTTLED:
+                await self._sleep(key, self._retry_delay)  # not a failure: it never ran
+            elif ran is Ran.FAILED:
                 failures += 1
                 if failures >= MAX_ATTEMPTS:
                     error = {
                         "ErrorType": "Lambda.InvocationFailed",
-                        "ErrorMessage": "invocations failed",
+                        "ErrorMessage": f"{MAX_ATTEMPTS} invocations of the handler failed",
                     }
                     await self.executions.finish(key, "FAILED", error=error)
                     break
-                await asyncio.sleep(self._retry_delay)
+                await self._sleep(key, self._retry_delay)
             else:
                 failures = 0
-            doc = await self.executions.get_key(key)
-            if doc is not None and doc["status"] == "RUNNING" and _stalled(doc):
-                break  # nothing timed is pending (callbacks are not built yet)
+                doc = await self.executions.get_key(key)
+                if doc is not None and doc["status"] == "RUNNING" and _stalled(doc):
+                    break  # PENDING with nothing timed to wait for (callbacks are not built)
         event = self._ended.pop(key, None)
         if event is not None:
             event.set()
@@ -174,21 +185,24 @@ class DurableEngine:
         finally:
             self._changed.pop(key, None)
 
-    async def _invoke_once(self, key: Key) -> bool:
-        """One invocation of the execution's handler; False when it crashed or could not run."""
+    async def _invoke_once(self, key: Key) -> Ran:
+        """One invocation of the execution's handler."""
         doc = await self.executions.begin_invocation(key)
         if doc is None:
-            return True
+            return Ran.DONE
         scope = Scope(key[0], key[1])
         started, request_id = time.time(), new_request_id()
         try:
             config = await self._functions.resolve(scope, doc["function"], doc["version"])
             outcome = await self._invoker.run(scope, config, _request(doc), request_id)
+        except errors.TooManyRequestsException:
+            await self.executions.end_invocation(key, started, request_id, record=False)
+            return Ran.THROTTLED
         except errors.LambdaError as exc:
             log.warning("durable execution %s: invocation not run: %s", doc["arn"], exc)
             error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
             await self.executions.end_invocation(key, started, request_id, error)
-            return False
+            return Ran.FAILED
         answer = _answer(outcome.payload) if not outcome.function_error else None
         failure: dict[str, str] | None = None
         if answer is None:
@@ -199,13 +213,13 @@ class DurableEngine:
             }
         await self.executions.end_invocation(key, started, request_id, failure)
         if answer is None:
-            return False
+            return Ran.FAILED
         status = answer.get("Status")
         if status == "SUCCEEDED":
             await self.executions.finish(key, "SUCCEEDED", result=answer.get("Result"))
         elif status == "FAILED":
             await self.executions.finish(key, "FAILED", error=answer.get("Error"))
-        return True
+        return Ran.DONE
 
 
 def durable_ops_of(doc: Doc) -> dict[str, Any]:
