@@ -436,3 +436,21 @@ def test_the_cli_lists_shows_and_tells_the_history(
     history = run("history", durable_fn, name).splitlines()
     assert "ExecutionStarted" in history[0]
     assert any("ExecutionStopped" in line for line in history)
+
+
+def test_an_unknown_execution_is_not_found(lam: Any) -> None:
+    """GetDurableExecution and StopDurableExecution of an execution that does not exist are
+    ResourceNotFoundException (404), as AWS answers."""
+    arn = (
+        "arn:aws:lambda:us-east-1:000000000000:function:nothing:$LATEST"
+        "/durable-execution/none/0123456789abcdef"
+    )
+    for call in (
+        lambda: lam.get_durable_execution(DurableExecutionArn=arn),
+        lambda: lam.stop_durable_execution(DurableExecutionArn=arn),
+        lambda: lam.get_durable_execution_history(DurableExecutionArn=arn),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

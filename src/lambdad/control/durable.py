@@ -35,6 +35,8 @@ _ARN = re.compile(
 )
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
 INVALID_TOKEN = "Invalid checkpoint token"
+#: The SDK local runner's words for an execution that does not exist.
+NOT_FOUND = "Durable Execution does not exist"
 
 
 def token_of(doc: Doc) -> str:
@@ -69,7 +71,7 @@ class DurableExecutions:
     async def _load(self, key: Key) -> Doc:
         doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
         if doc is None:
-            raise errors.ResourceNotFoundException(f"Durable execution not found: {key[-1]}")
+            raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
     async def _save(self, key: Key, doc: Doc) -> None:
@@ -80,7 +82,7 @@ class DurableExecutions:
         names none of this scope)."""
         found = _ARN.fullmatch(arn)
         if found is None or (found[2], found[3]) != (scope.region, scope.account_id):
-            raise errors.ResourceNotFoundException(f"Durable execution not found: {arn}")
+            raise errors.ResourceNotFoundException(NOT_FOUND)
         return scope.key(found[4], found[6])
 
     # ------------------------------------------------------------------ start and read
