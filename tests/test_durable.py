@@ -454,3 +454,45 @@ def test_an_unknown_execution_is_not_found(lam: Any) -> None:
             call()
         assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_history_and_listings_are_paged(lam: Any, durable_fn: str) -> None:
+    """GetDurableExecutionHistory and ListDurableExecutionsByFunction answer MaxItems at a time
+    with a NextMarker for the rest, in order or reversed, and filter by status (AWS:
+    ``Marker``, ``ReverseOrder``, ``Statuses``)."""
+    arns = []
+    for _ in range(2):
+        started = lam.invoke(
+            FunctionName=durable_fn, InvocationType="Event", Payload=b'{"wait": 300}'
+        )
+        arns.append(started["DurableExecutionArn"])
+    for arn in arns:  # each waits now, its history still
+        wait_until(lambda arn=arn: _has_event(lam, arn, "InvocationCompleted"), timeout=60)
+    events = lam.get_durable_execution_history(DurableExecutionArn=arns[0])["Events"]
+    first = lam.get_durable_execution_history(DurableExecutionArn=arns[0], MaxItems=1)
+    assert [e["EventId"] for e in first["Events"]] == [1]
+    rest = lam.get_durable_execution_history(
+        DurableExecutionArn=arns[0], MaxItems=1000, Marker=first["NextMarker"]
+    )
+    assert [e["EventId"] for e in rest["Events"]] == [e["EventId"] for e in events[1:]]
+    assert "NextMarker" not in rest
+    backwards = lam.get_durable_execution_history(DurableExecutionArn=arns[0], ReverseOrder=True)
+    assert backwards["Events"] == events[::-1]
+    page = lam.list_durable_executions_by_function(FunctionName=durable_fn, MaxItems=1)
+    more = lam.list_durable_executions_by_function(
+        FunctionName=durable_fn, MaxItems=1, Marker=page["NextMarker"]
+    )
+    listed = page["DurableExecutions"] + more["DurableExecutions"]
+    assert sorted(e["DurableExecutionArn"] for e in listed) == sorted(arns)
+    lam.stop_durable_execution(DurableExecutionArn=arns[0])
+    by_status = {
+        status: lam.list_durable_executions_by_function(FunctionName=durable_fn, Statuses=[status])
+        for status in ("STOPPED", "RUNNING")
+    }
+    assert [e["DurableExecutionArn"] for e in by_status["STOPPED"]["DurableExecutions"]] == [
+        arns[0]
+    ]
+    assert [e["DurableExecutionArn"] for e in by_status["RUNNING"]["DurableExecutions"]] == [
+        arns[1]
+    ]
+    lam.stop_durable_execution(DurableExecutionArn=arns[1])
