@@ -260,7 +260,7 @@ def test_two_steps_and_a_wait_succeed_with_each_step_run_once(
     assert execution["Status"] == "SUCCEEDED"
     assert json.loads(execution["Result"]) == {"sum": 3, "input": "t1"}
 
-    history = lam.get_durable_execution_history(DurableExecutionArn=arn, IncludeExecutionData=True)
+    history = lam.get_durable_execution_history(DurableExecutionArn=arn)
     types = [(e["EventType"], e.get("Name")) for e in history["Events"]]
     assert types[0][0] == "ExecutionStarted"
     assert types[-1][0] == "ExecutionSucceeded"

@@ -72,7 +72,7 @@ async def history(request: web.Request, req: HistoryRequest) -> web.Response:
     events = list(doc["history"])
     if req.reverse_order:
         events.reverse()
-    if not req.include_execution_data:
+    if req.include_execution_data is False:  # AWS's default: included
         events = [_without_data(event) for event in events]
     return reply(page(events, "Events", req.marker, req.max_items))
 

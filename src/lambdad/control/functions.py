@@ -1099,7 +1099,7 @@ def _publish_to(request: CreateFunctionRequest | UpdateFunctionCodeRequest) -> b
 
 def _durable_changes(base: FunctionConfig, durable: DurableConfig) -> dict[str, Any]:
     """A ``DurableConfig``'s members as changes of ``base`` (what is not given is kept; the
-    timeout defaults to AWS's 86,400 seconds, the retention to 14 days)."""
+    timeout defaults to 86,400 seconds, the retention to AWS's 30 days)."""
     timeout = durable.execution_timeout or base.durable_execution_timeout or 86400
     days = durable.retention_period_in_days or base.durable_retention_days
     return {"durable_execution_timeout": timeout, "durable_retention_days": days}

@@ -245,8 +245,8 @@ class FunctionConfig:
     tenant_isolation_mode: str | None = None
     #: ``DurableConfig.ExecutionTimeout`` in seconds; None: not a durable function.
     durable_execution_timeout: int | None = None
-    #: ``DurableConfig.RetentionPeriodInDays`` (AWS's default: 14).
-    durable_retention_days: int = 14
+    #: ``DurableConfig.RetentionPeriodInDays`` (AWS's default: 30).
+    durable_retention_days: int = 30
 
     @property
     def durable(self) -> bool:
