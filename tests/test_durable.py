@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Recorder, Server, create_function, unique, wait_until
+from tests.conftest import Recorder, Server, create_function, shutdown, unique, wait_until
 
 #: The SDK release these tests install into each durable function's zip.
 SDK = "aws-durable-execution-sdk-python==3.0.0"
@@ -47,6 +47,19 @@ def handler(event, context: DurableContext):
     context.wait(Duration.from_seconds(event.get("wait", 2)), name="pause")
     two = context.step(lambda _: report("two", 2), name="two")
     return {"sum": one + two, "input": event.get("tag")}
+"""
+)
+
+#: A step that reports, then takes a minute (long enough to stop lambdad in the middle).
+SLOW_STEP = (
+    REPORT
+    + """
+import time
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return context.step(lambda _: report("slow", 1) and time.sleep(60), name="slow")
 """
 )
 
@@ -496,3 +509,26 @@ def test_history_and_listings_are_paged(lam: Any, durable_fn: str) -> None:
         arns[1]
     ]
     lam.stop_durable_execution(DurableExecutionArn=arns[1])
+
+
+@pytest.mark.slow
+def test_an_invocation_cut_by_a_shutdown_is_replayed_after_restart(
+    start_server: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """Stopping lambdad while an execution's handler runs leaves no process behind and loses
+    nothing: after the restart the execution is invoked again from its checkpoints (AWS: an
+    interrupted invocation is retried; a step that had not ended may run again)."""
+    srv: Server = start_server()
+    client = srv.client()
+    name = durable_function(client, recorder, sdk_files, SLOW_STEP)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    started = client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    arn = started["DurableExecutionArn"]
+    wait_until(lambda: len(recorder.runs) == 1, timeout=60)
+    shutdown(srv)
+
+    again: Server = start_server(data_dir=srv.data_dir)
+    client = again.client()
+    wait_until(lambda: len(recorder.runs) == 2, timeout=60)
+    assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
+    client.stop_durable_execution(DurableExecutionArn=arn)
