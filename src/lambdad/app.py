@@ -35,6 +35,7 @@ from lambdad.config import Settings
 from lambdad.control.arns import Scope
 from lambdad.control.clock import SchedulerClock
 from lambdad.control.concurrency import Reservations
+from lambdad.control.durable import DurableExecutions
 from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.control.mapping_model import SourceKind
@@ -44,6 +45,7 @@ from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.durable import DurableEngine
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
@@ -225,6 +227,7 @@ class Lambdad:
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
         self.sandbox = make_sandbox(settings, self.python_path)
+        self.sandbox.api_url = api_url(settings.host, settings.port)
         self.functions = Functions(
             self.store, self.blobs, settle_delay=settings.function_settle_delay
         )
@@ -249,6 +252,13 @@ class Lambdad:
             policies=self.policies,
             metrics=self.metrics,
             tracing=Tracing(self.traces),
+        )
+        #: Durable executions and the engine that drives them (docs/durable-functions.md).
+        self.durable = DurableEngine(
+            DurableExecutions(self.store),
+            self.functions,
+            self.invoker,
+            retry_delay=settings.scaled(1.0),
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
@@ -402,6 +412,7 @@ class Lambdad:
             rules=self.rules,
             esm_status=self.pollers.status,
             schedules=self.schedules,
+            durable=self.durable,
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,
@@ -429,6 +440,7 @@ class Lambdad:
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", self.time_triggers.start, self.time_triggers.close),
             Part("HTTP listener", self.http.start, self.http.close),
+            Part("durable executions", self.durable.start, self.durable.close),
             *self._console_part(),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
@@ -519,6 +531,15 @@ def redact_url(url: str) -> str:
 
 async def _nothing() -> None:
     return None
+
+
+def api_url(host: str, port: int) -> str:
+    """lambdad's API as a process on this host reaches it ("" before the port is known)."""
+    if not port:
+        return ""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def make_sandbox(settings: Settings, python_path: str) -> Sandbox:

@@ -10,6 +10,7 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ServiceException                         (internal; unknown exceptions become this)
     ├── ResourceNotFoundException
     ├── ResourceConflictException
+    ├── DurableExecutionAlreadyStartedException
     ├── ResourceInUseException                   (an event source mapping mid-transition)
     ├── ResourceNotReadyException
     ├── PreconditionFailedException
@@ -63,6 +64,12 @@ class ResourceNotFoundException(LambdaError):
 
 class ResourceConflictException(LambdaError):
     code = "ResourceConflictException"
+
+
+class DurableExecutionAlreadyStartedException(LambdaError):
+    """A durable invoke named an execution that exists with another payload."""
+
+    code = "DurableExecutionAlreadyStartedException"
 
 
 class ResourceInUseException(LambdaError):

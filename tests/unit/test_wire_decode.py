@@ -11,6 +11,7 @@ import pytest
 from multidict import CIMultiDict, MultiDict
 
 from lambdad.api import (
+    durable_api,
     event_config_api,
     lambda_api,
     layers_api,
@@ -313,6 +314,7 @@ def _modules() -> list[Any]:
         urls_api,
         stream_api,
         mappings_api,
+        durable_api,
     ]
 
 
@@ -343,8 +345,9 @@ def test_every_route_decodes_its_operation() -> None:
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
     assert (
-        len(routed_operations()) == 62
-    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping calls
+        len(routed_operations()) == 68
+    )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping
+    # calls, six durable execution calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lambdad import errors
 from lambdad.api.auth import caller_of, region_of
 from lambdad.api.shapes import alias_configuration, function_configuration, function_list_item
 from lambdad.api.wire import headers
@@ -40,6 +41,7 @@ from lambdad.control.requests import (
     UpdateFunctionConfigurationRequest,
     Wire,
 )
+from lambdad.events.durable import DurableEngine
 from lambdad.invoke.payloads import EVENT_LIMIT, limit_of
 from lambdad.invoke.service import Accepted, InvocationType, Invoker, InvokeRequest
 
@@ -47,6 +49,7 @@ FUNCTIONS = web.AppKey("functions", Functions)
 INVOKER = web.AppKey("invoker", Invoker)
 MAPPINGS = web.AppKey("event_source_mappings", EventSourceMappings)
 RESERVATIONS = web.AppKey("reservations", Reservations)
+DURABLE = web.AppKey("durable_engine", DurableEngine)
 ACCOUNT = web.AppKey("account_id", str)
 DEFAULT_REGION = web.AppKey("default_region", str)
 
@@ -69,6 +72,12 @@ class InvokeParameters(Wire, frozen=True, kw_only=True):
     log_type: str | None = None
     client_context: str | None = None
     tenant_id: str | None = None
+
+
+class InvokeMembers(InvokeParameters, frozen=True, kw_only=True):
+    """Invoke's members: InvokeWithResponseStream's, and the durable execution's name."""
+
+    durable_execution_name: str | None = None
 
 
 def scope_of(request: web.Request) -> Scope:
@@ -360,11 +369,23 @@ async def invoke_request(
 
 
 @routes.post(_FUNCTION + "/invocations")
-@handles("Invoke", InvokeParameters)
-async def invoke(request: web.Request, req: InvokeParameters) -> web.Response:
+@handles("Invoke", InvokeMembers)
+async def invoke(request: web.Request, req: InvokeMembers) -> web.Response:
     kind = headers.invocation_type(req.invocation_type)
     invocation = await invoke_request(request, req, kind)
     tail = invocation.tail
+    if kind is not InvocationType.DRY_RUN:
+        durable = await durable_invoke(
+            request,
+            scope_of(request),
+            req.function_name,
+            req.qualifier,
+            req.durable_execution_name,
+            invocation.payload,
+            sync=kind is InvocationType.REQUEST_RESPONSE,
+        )
+        if durable is not None:
+            return durable
     outcome = await request.app[INVOKER].invoke(scope_of(request), invocation)
     if isinstance(outcome, Accepted):
         # AWS names the executed version only on a synchronous answer.
@@ -398,3 +419,51 @@ async def invoke_async(request: web.Request, req: FunctionRequest) -> web.Respon
         ),
     )
     return reply({"Status": 202}, 202)
+
+
+# ------------------------------------------------------------------ Invoke of a durable function
+
+
+async def durable_invoke(
+    request: web.Request,
+    scope: Scope,
+    function_name: str,
+    qualifier: str | None,
+    name: str | None,
+    payload: bytes,
+    sync: bool,
+) -> web.Response | None:
+    """Invoke's answer when the function is durable (None: an ordinary invoke). A durable
+    execution name for a function without ``DurableConfig`` is InvalidParameterValueException."""
+    named = InvokeRequest(function_name=function_name, qualifier=qualifier, payload=payload)
+    scope = await request.app[INVOKER].owner_scope(scope, named)
+    config = await request.app[FUNCTIONS].resolve(scope, function_name, qualifier)
+    if not config.durable:
+        if name is not None:
+            raise errors.InvalidParameterValueException(
+                "You cannot specify a durable execution name for a function that does not "
+                "have a durable config."
+            )
+        return None
+    kind = InvocationType.REQUEST_RESPONSE if sync else InvocationType.EVENT
+    await request.app[INVOKER].payloads.check(payload, kind.value)
+    engine = request.app[DURABLE]
+    doc = await engine.begin(scope, config, name, payload)
+    base = {"X-Amz-Durable-Execution-Arn": doc["arn"], "X-Amz-Executed-Version": config.version}
+    if not sync:
+        return web.Response(status=202, headers=base)
+    doc = await engine.wait_end(scope, doc, SYNC_LIMIT)
+    headers = {**base, "Content-Type": "application/json"}
+    if doc["status"] == "SUCCEEDED":
+        return web.Response(status=200, body=(doc["result"] or "null").encode(), headers=headers)
+    headers["X-Amz-Function-Error"] = "Unhandled"
+    error = doc["error"] or {
+        "ErrorType": doc["status"],
+        "ErrorMessage": f"Execution {doc['status']}",
+    }
+    body = {"errorType": error.get("ErrorType"), "errorMessage": error.get("ErrorMessage")}
+    return web.Response(status=200, body=json.dumps(body).encode(), headers=headers)
+
+
+#: How long a synchronous durable invoke waits for its execution (Lambda's 15 minutes).
+SYNC_LIMIT = 900.0

@@ -21,6 +21,7 @@ from lambdad.api import (
     cloudwatch_api,  # noqa: F401  (registers CloudWatch's operations)
     cloudwatch_front,
     console,
+    durable_api,
     event_config_api,
     events_api,
     http,
@@ -56,6 +57,7 @@ from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
 from lambdad.control.schedules import Schedules
 from lambdad.control.urls import FunctionUrls
+from lambdad.events.durable import DurableEngine
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.service import Invoker
 from lambdad.observe.logs import LogStore
@@ -93,6 +95,7 @@ class Services:
     traces: Traces
     own_gauges: Callable[[], dict[str, float]]
     schedules: Schedules
+    durable: DurableEngine
     #: The mappings' status and lag (``Pollers.status``), for ``/_lambdad/esm`` and doctor.
     esm_status: platform_api.EsmStatus | None = None
     #: Verifies SigV4 signatures against the keys of ``lambdad keys`` (function URLs with
@@ -135,6 +138,7 @@ def _serve_api(app: web.Application, services: Services) -> None:
     app[lambda_api.INVOKER] = services.invoker
     app[lambda_api.MAPPINGS] = services.mappings
     app[lambda_api.RESERVATIONS] = services.reservations
+    app[lambda_api.DURABLE] = services.durable
     app[lambda_api.ACCOUNT] = services.account_id
     app[lambda_api.DEFAULT_REGION] = services.default_region
     app[layers_api.LAYERS] = services.functions.layers
@@ -164,6 +168,7 @@ def _serve_api(app: web.Application, services: Services) -> None:
     app.add_routes(traces_api.routes)
     app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
+    app.add_routes(durable_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)
     app.add_routes(policy_api.routes)

@@ -90,6 +90,11 @@ def function_configuration(
         shape["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in cfg.layers]
     if cfg.tenant_isolation_mode:
         shape["TenancyConfig"] = {"TenantIsolationMode": cfg.tenant_isolation_mode}
+    if cfg.durable_execution_timeout is not None:
+        shape["DurableConfig"] = {
+            "ExecutionTimeout": cfg.durable_execution_timeout,
+            "RetentionPeriodInDays": cfg.durable_retention_days,
+        }
     return shape
 
 

@@ -6,7 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lambdad.cli import client_commands, keys_commands, metrics_command, serve, traces_command
+from lambdad.cli import (
+    client_commands,
+    durable_command,
+    keys_commands,
+    metrics_command,
+    serve,
+    traces_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_commands.add_parser(commands)
     metrics_command.add_parser(commands)
     traces_command.add_parser(commands)
+    durable_command.add_parser(commands)
     return parser
 
 

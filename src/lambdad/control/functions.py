@@ -51,6 +51,7 @@ from lambdad.control.requests import (
     AliasRoutingConfiguration,
     CreateAliasRequest,
     CreateFunctionRequest,
+    DurableConfig,
     FunctionSettings,
     PutRuntimeManagementConfigRequest,
     UpdateAliasRequest,
@@ -70,6 +71,7 @@ _FUNCTION_TABLES = (
     Table.EVENT_INVOKE_CONFIGS,
     Table.PROVISIONED,
     Table.FUNCTION_POLICIES,
+    Table.DURABLE_EXECUTIONS,
 )
 #: The tables that keep one row per function, keyed ``(account, region, function)``.
 _FUNCTION_ROWS = (Table.FUNCTIONS, Table.CONCURRENCY, Table.RECURSION)
@@ -547,6 +549,8 @@ class Functions:
         )
         if layers is not None:
             changes["layers"] = layers
+        if request.durable_config is not None:
+            changes.update(_durable_changes(base, request.durable_config))
         return base.evolve(**changes)
 
     async def get(self, scope: Scope, raw_name: str, qualifier: str | None) -> FunctionConfig:
@@ -1091,3 +1095,11 @@ def _is_version(qualifier: str) -> bool:
 def _publish_to(request: CreateFunctionRequest | UpdateFunctionCodeRequest) -> bool:
     """Whether a request's ``PublishTo`` asks for ``$LATEST.PUBLISHED`` (its one value)."""
     return request.publish_to == PUBLISH_TO_LATEST_PUBLISHED
+
+
+def _durable_changes(base: FunctionConfig, durable: DurableConfig) -> dict[str, Any]:
+    """A ``DurableConfig``'s members as changes of ``base`` (what is not given is kept; the
+    timeout defaults to 86,400 seconds, the retention to AWS's 30 days)."""
+    timeout = durable.execution_timeout or base.durable_execution_timeout or 86400
+    days = durable.retention_period_in_days or base.durable_retention_days
+    return {"durable_execution_timeout": timeout, "durable_retention_days": days}

@@ -243,6 +243,15 @@ class FunctionConfig:
     runtime_version_arn: str | None = None
     #: ``TenancyConfig.TenantIsolationMode`` (``PER_TENANT``), set at create only; None: off.
     tenant_isolation_mode: str | None = None
+    #: ``DurableConfig.ExecutionTimeout`` in seconds; None: not a durable function.
+    durable_execution_timeout: int | None = None
+    #: ``DurableConfig.RetentionPeriodInDays`` (AWS's default: 30).
+    durable_retention_days: int = 30
+
+    @property
+    def durable(self) -> bool:
+        """Whether the function has a ``DurableConfig`` (its invokes start durable executions)."""
+        return self.durable_execution_timeout is not None
 
     @property
     def settling(self) -> bool:

@@ -59,6 +59,12 @@ class TenancyConfig(Wire, frozen=True, kw_only=True):
     tenant_isolation_mode: str
 
 
+class DurableConfig(Wire, frozen=True, kw_only=True):
+    execution_timeout: int | None = None
+    retention_period_in_days: int | None = None
+    kms_key_arn: str | None = msgspec.field(default=None, name="KMSKeyArn")
+
+
 class AliasRoutingConfiguration(Wire, frozen=True, kw_only=True):
     additional_version_weights: dict[str, float] | None = None
 
@@ -99,6 +105,7 @@ class FunctionSettings(Wire, frozen=True, kw_only=True):
     ephemeral_storage: EphemeralStorage | None = None
     snap_start: SnapStart | None = None
     logging_config: LoggingConfig | None = None
+    durable_config: DurableConfig | None = None
 
 
 class CreateFunctionRequest(FunctionSettings, frozen=True, kw_only=True):

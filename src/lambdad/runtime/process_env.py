@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lambdad.runtime.sandbox.base import Layout, Reach
 from lambdad.runtime.spec import FunctionSpec
 
@@ -73,7 +75,15 @@ def process_environment(
     for key in cfg.environment:
         if key in OVERRIDABLE:
             env[key] = cfg.environment[key]
+    if reach.api_url and not _names_endpoint(cfg.environment):
+        # An AWS SDK inside the function reaches lambdad's Lambda API (boto3 reads it).
+        env["AWS_ENDPOINT_URL_LAMBDA"] = reach.api_url
     return _reachable_endpoints(env, reach)
+
+
+def _names_endpoint(variables: Mapping[str, str]) -> bool:
+    """The function's own variables name the Lambda endpoint (they win)."""
+    return "AWS_ENDPOINT_URL_LAMBDA" in variables or "AWS_ENDPOINT_URL" in variables
 
 
 def _reachable_endpoints(env: dict[str, str], reach: Reach) -> dict[str, str]:

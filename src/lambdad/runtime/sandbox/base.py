@@ -87,12 +87,15 @@ class Reach:
     ``api_host``: the address each environment's Runtime API socket is bound to (and named in
     ``AWS_LAMBDA_RUNTIME_API``); ``mark``: the firewall mark of lambdad's sockets that cells may
     talk to; ``endpoints``: ``host:port`` of lambdad's AWS endpoint as a function may name it
-    (its loopback) to the ``host:port`` a cell reaches it at.
+    (its loopback) to the ``host:port`` a cell reaches it at; ``api_url``: lambdad's own API
+    as lambdad's host names it (``http://127.0.0.1:9001``), "" when unknown: functions get it
+    as ``AWS_ENDPOINT_URL_LAMBDA`` (rewritten through ``endpoints`` for a cell).
     """
 
     api_host: str = "127.0.0.1"
     mark: int = 0
     endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    api_url: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -219,9 +222,12 @@ class Sandbox(abc.ABC):
         """
         raise OSError(errno.ENOTSUP, "this sandbox cannot run SnapStart templates")
 
+    #: lambdad's own API URL (``Reach.api_url``), set by whoever builds the sandbox.
+    api_url: str = ""
+
     def reach(self) -> Reach:
         """How environments and lambdad reach each other (loopback, by default)."""
-        return Reach()
+        return Reach(api_url=self.api_url)
 
     @abc.abstractmethod
     def protections(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -597,7 +598,7 @@ class LinuxSandbox(Sandbox):
         self._reach = Reach(network.gateway, MARK, endpoints)
 
     def reach(self) -> Reach:
-        return self._reach
+        return dataclasses.replace(self._reach, api_url=self.api_url)
 
     def _zygote_bootstrap(self) -> Path | None:
         return self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME if self._fork_python else None

@@ -1,0 +1,174 @@
+"""The durable execution API (``/2025-12-01/durable-executions/...``) and the durable side of
+Invoke (docs/durable-functions.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from lambdad import errors
+from lambdad.api.lambda_api import DURABLE, FUNCTIONS, reply, scope_of
+from lambdad.api.wire.decode import handles, read_up_to
+from lambdad.control.durable import Doc, page
+from lambdad.control.durable_requests import (
+    CheckpointRequest,
+    ErrorObject,
+    ExecutionRequest,
+    HistoryRequest,
+    ListExecutionsRequest,
+    StateRequest,
+    StopRequest,
+    plain,
+)
+from lambdad.events.durable import DurableEngine
+
+routes = web.RouteTableDef()
+
+#: StopDurableExecution's body: an error object (AWS's request limit is 6 MB; this is plenty).
+STOP_BODY_LIMIT = 1024 * 1024
+
+#: The ARN travels in one path segment, its ``/`` percent-encoded; matched whole here.
+_EXECUTION = "/2025-12-01/durable-executions/{DurableExecutionArn:.+}"
+
+
+def _engine(request: web.Request) -> DurableEngine:
+    return request.app[DURABLE]
+
+
+@routes.post(_EXECUTION + "/checkpoint")
+@handles("CheckpointDurableExecution", CheckpointRequest)
+async def checkpoint(request: web.Request, req: CheckpointRequest) -> web.Response:
+    engine = _engine(request)
+    updates = [plain(update) for update in req.updates or []]
+    answer = await engine.executions.checkpoint(
+        scope_of(request),
+        req.durable_execution_arn,
+        req.checkpoint_token,
+        updates,
+        req.client_token,
+    )
+    return reply(answer)
+
+
+@routes.get(_EXECUTION + "/state")
+@handles("GetDurableExecutionState", StateRequest)
+async def state(request: web.Request, req: StateRequest) -> web.Response:
+    answer = await _engine(request).executions.state(
+        scope_of(request),
+        req.durable_execution_arn,
+        req.checkpoint_token,
+        req.marker,
+        req.max_items,
+    )
+    return reply(answer)
+
+
+@routes.get(_EXECUTION + "/history")
+@handles("GetDurableExecutionHistory", HistoryRequest)
+async def history(request: web.Request, req: HistoryRequest) -> web.Response:
+    doc = await _engine(request).executions.get(scope_of(request), req.durable_execution_arn)
+    events = list(doc["history"])
+    if req.reverse_order:
+        events.reverse()
+    if req.include_execution_data is False:  # AWS's default: included
+        events = [_without_data(event) for event in events]
+    return reply(page(events, "Events", req.marker, req.max_items))
+
+
+@routes.post(_EXECUTION + "/stop")
+@handles("StopDurableExecution", StopRequest)
+async def stop(request: web.Request, req: StopRequest) -> web.Response:
+    error = await _error_body(request)
+    doc = await _engine(request).stop(scope_of(request), req.durable_execution_arn, error)
+    return reply({"StopTimestamp": doc["end"]})
+
+
+@routes.get(_EXECUTION)
+@handles("GetDurableExecution", ExecutionRequest)
+async def get_execution(request: web.Request, req: ExecutionRequest) -> web.Response:
+    doc = await _engine(request).executions.get(scope_of(request), req.durable_execution_arn)
+    include = req.include_execution_data is not False
+    return reply(execution_shape(doc, include))
+
+
+@routes.get("/2025-12-01/functions/{FunctionName}/durable-executions")
+@handles("ListDurableExecutionsByFunction", ListExecutionsRequest)
+async def list_executions(request: web.Request, req: ListExecutionsRequest) -> web.Response:
+    scope = scope_of(request)
+    config = await request.app[FUNCTIONS].get(scope, req.function_name, req.qualifier)
+    docs = await _engine(request).executions.of_function(scope, config.name)
+    if req.qualifier is not None:
+        docs = [d for d in docs if d["version"] == config.version]
+    if req.durable_execution_name is not None:
+        docs = [d for d in docs if d["name"] == req.durable_execution_name]
+    if req.statuses:
+        docs = [d for d in docs if d["status"] in req.statuses]
+    if req.reverse_order:
+        docs.reverse()
+    items = [_summary(d) for d in docs]
+    return reply(page(items, "DurableExecutions", req.marker, req.max_items))
+
+
+async def _error_body(request: web.Request) -> dict[str, Any] | None:
+    """StopDurableExecution's body: the ``ErrorObject`` itself (the operation's payload)."""
+    body = await read_up_to(request, STOP_BODY_LIMIT)
+    if not body.strip():
+        return None
+    try:
+        error = msgspec.json.decode(body, type=ErrorObject)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise errors.InvalidRequestContentException(
+            f"Could not parse request body into json: {exc}"
+        ) from None
+    found: dict[str, Any] = plain(error)
+    return found
+
+
+def execution_shape(doc: Doc, include_data: bool = True) -> dict[str, Any]:
+    """GetDurableExecution's answer."""
+    shape: dict[str, Any] = {
+        "DurableExecutionArn": doc["arn"],
+        "DurableExecutionName": doc["name"],
+        "FunctionArn": doc["function_arn"],
+        "StartTimestamp": doc["start"],
+        "Status": doc["status"],
+        "Version": doc["version"],
+        "DurableConfig": {
+            "ExecutionTimeout": doc["timeout"],
+            "RetentionPeriodInDays": doc["retention_days"],
+        },
+        "ExecutionDataIncluded": include_data,
+    }
+    if doc["end"] is not None:
+        shape["EndTimestamp"] = doc["end"]
+    if include_data:
+        shape["InputPayload"] = doc["input"]
+        if doc["result"] is not None:
+            shape["Result"] = doc["result"]
+        if doc["error"] is not None:
+            shape["Error"] = doc["error"]
+    return shape
+
+
+def _summary(doc: Doc) -> dict[str, Any]:
+    item = {
+        "DurableExecutionArn": doc["arn"],
+        "DurableExecutionName": doc["name"],
+        "FunctionArn": doc["function_arn"],
+        "Status": doc["status"],
+        "StartTimestamp": doc["start"],
+    }
+    if doc["end"] is not None:
+        item["EndTimestamp"] = doc["end"]
+    return item
+
+
+def _without_data(event: dict[str, Any]) -> dict[str, Any]:
+    """An event without its payloads (IncludeExecutionData false)."""
+    out = dict(event)
+    for key, value in event.items():
+        if key.endswith("Details") and isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if k not in ("Input", "Result", "Error")}
+    return out

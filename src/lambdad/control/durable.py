@@ -1,0 +1,365 @@
+"""Durable executions: their records, checkpoint tokens, operations and history
+(docs/durable-functions.md).
+
+One document per execution in ``Table.DURABLE_EXECUTIONS`` under
+``(account, region, function, execution name)``. Every change of one execution is made under
+its lock (one lambdad process owns its executions), then written whole.
+
+A checkpoint token names the execution's invocation and a sequence number: each invocation the
+engine starts and each accepted checkpoint advance it, so a token of an earlier invocation or
+of a superseded checkpoint is refused ("Invalid checkpoint token"), except that a checkpoint
+retried with the same client token and checkpoint token gets the answer it got the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from lambdad import errors
+from lambdad.control import durable_checks, durable_ops
+from lambdad.control.arns import Scope
+from lambdad.control.model import FunctionConfig
+from lambdad.store.base import Key, Store, Table
+
+Doc = dict[str, Any]
+
+_ARN = re.compile(
+    r"arn:([a-zA-Z0-9-]+):lambda:([a-zA-Z0-9-]+):(\d{12}):function:([a-zA-Z0-9_-]+):"
+    r"(\$LATEST(?:\.PUBLISHED)?|[0-9]+)/durable-execution/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)"
+)
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
+INVALID_TOKEN = "Invalid checkpoint token"
+#: The SDK local runner's words for an execution that does not exist.
+NOT_FOUND = "Durable Execution does not exist"
+
+
+def token_of(doc: Doc) -> str:
+    """The execution's current checkpoint token."""
+    return base64.b64encode(f"{doc['invocation_id']}:{doc['seq']}".encode()).decode()
+
+
+def _seq_of(doc: Doc, token: str) -> int | None:
+    """The sequence number ``token`` carries, if it is a token of this execution."""
+    try:
+        text = base64.b64decode(token, validate=True).decode()
+    except ValueError:
+        return None
+    owner, _, seq = text.rpartition(":")
+    if owner != doc["invocation_id"] or not seq.isdigit():
+        return None
+    return int(seq)
+
+
+class DurableExecutions:
+    """The durable executions of every account, and what CheckpointDurableExecution,
+    GetDurableExecutionState and the engine do to them."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._locks: dict[Key, asyncio.Lock] = {}
+
+    def _lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def _load(self, key: Key) -> Doc:
+        doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        if doc is None:
+            raise errors.ResourceNotFoundException(NOT_FOUND)
+        return doc
+
+    async def _save(self, key: Key, doc: Doc) -> None:
+        await self._store.put(Table.DURABLE_EXECUTIONS, key, doc)
+
+    def key_of(self, scope: Scope, arn: str) -> Key:
+        """The store key of the execution ``arn`` names (ResourceNotFoundException when it
+        names none of this scope)."""
+        found = _ARN.fullmatch(arn)
+        if found is None or (found[2], found[3]) != (scope.region, scope.account_id):
+            raise errors.ResourceNotFoundException(NOT_FOUND)
+        return scope.key(found[4], found[6])
+
+    # ------------------------------------------------------------------ start and read
+
+    async def start(
+        self, scope: Scope, config: FunctionConfig, name: str | None, payload: bytes
+    ) -> tuple[Doc, bool]:
+        """The execution ``name`` of the function (a new one, or, for a name already used with
+        the same payload, the existing one: ``(doc, False)``).
+        DurableExecutionAlreadyStartedException for a used name with another payload."""
+        name = name or str(uuid.uuid4())
+        key = scope.key(config.name, name)
+        text = payload.decode("utf-8", "replace") if payload else "{}"
+        async with self._lock(key):
+            old = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+            if old is not None:
+                if old["input"] != text:
+                    raise errors.DurableExecutionAlreadyStartedException(
+                        f"Durable execution with name {name} already exists with a different "
+                        "payload."
+                    )
+                return old, False
+            doc = self._new(scope, config, name, text)
+            await self._save(key, doc)
+            return doc, True
+
+    def _new(self, scope: Scope, config: FunctionConfig, name: str, text: str) -> Doc:
+        now = self._clock()
+        invocation_id = uuid.uuid4().hex
+        arn = (
+            f"{scope.function_arn(config.name, config.version)}/durable-execution/"
+            f"{name}/{invocation_id}"
+        )
+        execution_op = {
+            "Id": invocation_id,
+            "Type": "EXECUTION",
+            "StartTimestamp": now,
+            "Status": "STARTED",
+            "ExecutionDetails": {"InputPayload": text},
+        }
+        timeout = config.durable_execution_timeout or 86400
+        doc: Doc = {
+            "arn": arn,
+            "name": name,
+            "function": config.name,
+            "function_arn": scope.function_arn(config.name, config.version),
+            "version": config.version,
+            "invocation_id": invocation_id,
+            "input": text,
+            "status": "RUNNING",
+            "start": now,
+            "end": None,
+            "result": None,
+            "error": None,
+            "seq": 0,
+            "invocation_seq": 0,
+            "invoking": False,
+            "ops": [execution_op],
+            "history": [],
+            "timeout": timeout,
+            "deadline": now + timeout,
+            "retention_days": config.durable_retention_days,
+            "last_checkpoint": None,
+        }
+        details = {"Input": {"Payload": text}, "ExecutionTimeout": timeout}
+        _record(doc, "ExecutionStarted", execution_op, now, details)
+        return doc
+
+    async def get(self, scope: Scope, arn: str) -> Doc:
+        return await self._load(self.key_of(scope, arn))
+
+    async def get_key(self, key: Key) -> Doc | None:
+        return await self._store.get(Table.DURABLE_EXECUTIONS, key)
+
+    async def of_function(self, scope: Scope, function: str) -> list[Doc]:
+        """The function's executions, oldest first."""
+        rows = await self._store.scan(Table.DURABLE_EXECUTIONS, scope.key(function))
+        return sorted((doc for _, doc in rows), key=lambda d: (d["start"], d["name"]))
+
+    async def running(self) -> list[tuple[Key, Doc]]:
+        """Every execution of every account that has not ended (what the engine resumes)."""
+        rows = await self._store.scan(Table.DURABLE_EXECUTIONS)
+        return [(key, doc) for key, doc in rows if doc["status"] == "RUNNING"]
+
+    # ------------------------------------------------------------------ the engine's side
+
+    async def begin_invocation(self, key: Key) -> Doc | None:
+        """Ready the execution for its next invocation: end what is due, and issue the
+        invocation's checkpoint token. None when it has ended (or is gone)."""
+        async with self._lock(key):
+            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+            if doc is None or doc["status"] != "RUNNING":
+                return None
+            now = self._clock()
+            ops = _ops(doc)
+            for op in durable_ops.due(ops, now):
+                if op["Type"] == "WAIT":
+                    _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
+            doc["ops"] = list(ops.values())
+            doc["seq"] += 1
+            doc["invocation_seq"] = doc["seq"]
+            doc["invoking"] = True
+            await self._save(key, doc)
+            return doc
+
+    async def end_invocation(
+        self, key: Key, started: float, request_id: str, error: Any = None, *, record: bool = True
+    ) -> Doc | None:
+        """The invocation ended (``InvocationCompleted``, unless not ``record``: one that never
+        ran): its tokens stop working. Returns the execution as it is."""
+        async with self._lock(key):
+            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+            if doc is None:
+                return None
+            doc["invoking"] = False
+            doc["seq"] += 1
+            details: Doc = {
+                "StartTimestamp": started,
+                "EndTimestamp": self._clock(),
+                "RequestId": request_id,
+                "Error": {} if error is None else {"Payload": error},
+            }
+            if record:
+                execution = _ops(doc)[doc["invocation_id"]]
+                _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
+            await self._save(key, doc)
+            return doc
+
+    async def finish(
+        self, key: Key, status: str, result: str | None = None, error: Any = None
+    ) -> Doc | None:
+        """End the execution with ``status`` (a no-op once it has ended)."""
+        async with self._lock(key):
+            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+            if doc is None or doc["status"] != "RUNNING":
+                return doc
+            _end(doc, status, result, error, self._clock())
+            await self._save(key, doc)
+            return doc
+
+    async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
+        """StopDurableExecution: a running execution ends ``STOPPED``; an ended one is
+        InvalidParameterValueException (AWS refuses to stop what has ended)."""
+        key = self.key_of(scope, arn)
+        async with self._lock(key):
+            doc = await self._load(key)
+            if doc["status"] != "RUNNING":
+                raise errors.InvalidParameterValueException(
+                    f"Durable execution {arn} has already ended: {doc['status']}"
+                )
+            _end(doc, "STOPPED", None, error, self._clock())
+            await self._save(key, doc)
+            return doc
+
+    # ------------------------------------------------------------------ the SDK's side
+
+    async def checkpoint(
+        self,
+        scope: Scope,
+        arn: str,
+        token: str,
+        updates: list[dict[str, Any]],
+        client_token: str | None,
+    ) -> dict[str, Any]:
+        """CheckpointDurableExecution: apply ``updates`` under the current token; the answer
+        carries the next token and the operations the updates changed."""
+        key = self.key_of(scope, arn)
+        async with self._lock(key):
+            doc = await self._load(key)
+            last = doc["last_checkpoint"]
+            if (
+                client_token is not None
+                and last is not None
+                and (last["client_token"], last["token"]) == (client_token, token)
+            ):
+                return dict(last["answer"])
+            if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
+                raise errors.InvalidParameterValueException(INVALID_TOKEN)
+            durable_checks.check_batch(updates, _ops(doc))
+            answer = self._apply(doc, updates)
+            doc["last_checkpoint"] = {
+                "client_token": client_token,
+                "token": token,
+                "answer": answer,
+            }
+            await self._save(key, doc)
+            return answer
+
+    def _apply(self, doc: Doc, updates: list[dict[str, Any]]) -> dict[str, Any]:
+        now = self._clock()
+        ops = _ops(doc)
+        changed: dict[str, Any] = {}
+        for update in updates:
+            if update["Type"] == "EXECUTION":
+                update = {**update, "Id": doc["invocation_id"]}
+            op = durable_ops.apply(ops, update, now)
+            changed[op["Id"]] = op
+            event = durable_ops.event_of(update, op)
+            if event is not None:
+                _record(doc, event[0], op, now, event[1])
+        doc["ops"] = list(ops.values())
+        execution = ops[doc["invocation_id"]]
+        if execution["Status"] != "STARTED":
+            status = execution["Status"]
+            result = next((u.get("Payload") for u in updates if u["Type"] == "EXECUTION"), None)
+            error = next((u.get("Error") for u in updates if u["Type"] == "EXECUTION"), None)
+            _end(doc, status, result, error, now)
+        doc["seq"] += 1
+        return {
+            "CheckpointToken": token_of(doc),
+            "NewExecutionState": {"Operations": list(changed.values())},
+        }
+
+    async def state(
+        self, scope: Scope, arn: str, token: str, marker: str | None, max_items: int | None
+    ) -> dict[str, Any]:
+        """GetDurableExecutionState: a page of the operations, for a token of the invocation
+        under way."""
+        doc = await self.get(scope, arn)
+        seq = _seq_of(doc, token)
+        if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
+            raise errors.InvalidParameterValueException(INVALID_TOKEN)
+        return page(doc["ops"], "Operations", marker, max_items)
+
+
+def page(items: list[Any], member: str, marker: str | None, max_items: int | None) -> Doc:
+    """``items`` from ``marker`` (an index), at most ``max_items`` (1000 when 0 or absent)."""
+    start = int(marker) if marker and marker.isdigit() else 0
+    size = max_items or 1000
+    body: Doc = {member: items[start : start + size]}
+    if start + size < len(items):
+        body["NextMarker"] = str(start + size)
+    return body
+
+
+def _ops(doc: Doc) -> dict[str, Any]:
+    return {op["Id"]: op for op in doc["ops"]}
+
+
+def _waited(op: dict[str, Any]) -> int:
+    seconds: float = op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]
+    return round(seconds)
+
+
+def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> None:
+    doc["status"] = status
+    doc["end"] = now
+    doc["invoking"] = False
+    if result is not None:
+        doc["result"] = result
+    if error is not None:
+        doc["error"] = error
+    ops = _ops(doc)
+    execution = ops[doc["invocation_id"]]
+    if execution["Status"] == "STARTED":
+        execution["Status"] = status
+    execution["EndTimestamp"] = now
+    doc["ops"] = list(ops.values())
+    details: Doc = {}
+    if status == "SUCCEEDED":
+        details = {"Result": {"Payload": doc["result"] or ""}}
+    else:
+        details = {"Error": {} if doc["error"] is None else {"Payload": doc["error"]}}
+    name = {"TIMED_OUT": "ExecutionTimedOut"}.get(status, f"Execution{status.title()}")
+    _record(doc, name, execution, now, details)
+
+
+def _record(doc: Doc, event_type: str, op: dict[str, Any], now: float, details: Doc) -> None:
+    """Append a history event of ``op``."""
+    event: Doc = {
+        "EventType": event_type,
+        "EventId": len(doc["history"]) + 1,
+        "Id": op["Id"],
+        "EventTimestamp": now,
+    }
+    for member in ("SubType", "Name", "ParentId"):
+        if op.get(member) is not None:
+            event[member] = op[member]
+    event[f"{event_type}Details"] = details
+    doc["history"].append(event)

@@ -1,0 +1,267 @@
+"""The durable execution engine: invokes a durable function's handler with the durable input,
+reads its ``SUCCEEDED`` / ``FAILED`` / ``PENDING`` answer, and re-invokes a ``PENDING``
+execution when its next wait ends or step retry is due (docs/durable-functions.md).
+
+Each running execution has one driver task. Its timer is the execution's own record (the
+operations' ``ScheduledEndTimestamp`` / ``NextAttemptTimestamp``), so nothing else needs
+keeping: at start every ``RUNNING`` execution of the store gets a driver again, which sleeps
+until its next due time (or invokes at once, replaying from the checkpoints, when it was cut
+off mid-invocation). Waits and step retry delays are wall-clock: ``LAMBDAD_TIME_SCALE`` never
+changes them; it scales only the delay before an invocation that failed is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+from typing import Any
+
+from lambdad import errors
+from lambdad.control import durable_ops
+from lambdad.control.arns import Scope
+from lambdad.control.durable import Doc, DurableExecutions, token_of
+from lambdad.control.functions import Functions
+from lambdad.control.model import FunctionConfig
+from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
+from lambdad.observe.request_ids import new_request_id
+from lambdad.store.base import Key
+
+log = logging.getLogger(__name__)
+
+#: How many times an invocation that crashed or could not run is tried before the execution
+#: fails (AWS retries such invocations too; its count is not documented).
+MAX_ATTEMPTS = 3
+#: The operations handed in the invocation's input; the SDK pages for the rest.
+INPUT_OPERATIONS = 1000
+
+
+class Ran(enum.Enum):
+    """How one invocation of an execution went."""
+
+    DONE = "done"  # the handler answered SUCCEEDED, FAILED or PENDING
+    FAILED = "failed"  # it crashed, timed out, answered nonsense, or could not run
+    THROTTLED = "throttled"  # no concurrency was left: it did not run (tried again, uncounted)
+
+
+class EngineState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class DurableEngine:
+    """Drives every running durable execution of this lambdad to its end."""
+
+    def __init__(
+        self,
+        executions: DurableExecutions,
+        functions: Functions,
+        invoker: Invoker,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.executions = executions
+        self._functions = functions
+        self._invoker = invoker
+        self._retry_delay = retry_delay
+        self._drivers: dict[Key, asyncio.Task[None]] = {}
+        self._ended: dict[Key, asyncio.Event] = {}
+        #: Set when something of a sleeping execution changed (a stop): its driver looks again.
+        self._changed: dict[Key, asyncio.Event] = {}
+        self.state = EngineState.NEW
+
+    async def start(self) -> None:
+        """Resume every execution that had not ended when lambdad last stopped."""
+        self.state = EngineState.RUNNING
+        for key, _ in await self.executions.running():
+            self._drive(key)
+
+    async def close(self) -> None:
+        """Stop the drivers (their executions resume at the next start). Idempotent."""
+        self.state = EngineState.CLOSED
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
+        self._drivers.clear()
+
+    async def begin(
+        self, scope: Scope, config: FunctionConfig, name: str | None, payload: bytes
+    ) -> Doc:
+        """Start the execution ``name`` of ``config`` (or find it: the same name and payload)."""
+        doc, created = await self.executions.start(scope, config, name, payload)
+        key = scope.key(config.name, doc["name"])
+        if created:
+            log.info("durable execution %s started", doc["arn"])
+        if doc["status"] == "RUNNING":
+            self._drive(key)
+        return doc
+
+    async def wait_end(self, scope: Scope, doc: Doc, timeout: float) -> Doc:
+        """The execution once it has ended, or as it is after ``timeout`` seconds."""
+        key = scope.key(doc["function"], doc["name"])
+        ended = self._ended.setdefault(key, asyncio.Event())
+        current = await self.executions.get_key(key)
+        if current is not None and current["status"] != "RUNNING":
+            return current
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), timeout)
+        return await self.executions.get_key(key) or doc
+
+    async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
+        """StopDurableExecution: the execution ends ``STOPPED``, its driver stops sleeping."""
+        doc = await self.executions.stop(scope, arn, error)
+        self.wake(scope.key(doc["function"], doc["name"]))
+        return doc
+
+    def wake(self, key: Key) -> None:
+        """Something of the execution changed: its driver looks at it now."""
+        changed = self._changed.get(key)
+        if changed is not None:
+            changed.set()
+        self._drive(key)
+
+    def _drive(self, key: Key) -> None:
+        if self.state is not EngineState.RUNNING:
+            return
+        task = self._drivers.get(key)
+        if task is not None and not task.done():
+            return
+        task = asyncio.create_task(self._run(key), name=f"durable-{key[-1]}")
+        self._drivers[key] = task
+        task.add_done_callback(lambda t: self._done(key, t))
+
+    def _done(self, key: Key, task: asyncio.Task[None]) -> None:
+        if self._drivers.get(key) is task:
+            del self._drivers[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("durable execution driver %s failed", key, exc_info=task.exception())
+
+    async def _run(self, key: Key) -> None:
+        failures = 0
+        while True:
+            doc = await self.executions.get_key(key)
+            if doc is None or doc["status"] != "RUNNING":
+                break
+            now = time.time()
+            if now >= doc["deadline"]:
+                await self.executions.finish(key, "TIMED_OUT")
+                break
+            due = durable_ops.next_due(durable_ops_of(doc))
+            if doc["seq"] > 0 and not doc["invoking"] and due is not None and due > now:
+                await self._sleep(key, min(due, doc["deadline"]) - now)
+                continue
+            ran = await self._invoke_once(key)
+            if ran is Ran.THROTTLED:
+                await self._sleep(key, self._retry_delay)  # not a failure: it never ran
+            elif ran is Ran.FAILED:
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    error = {
+                        "ErrorType": "Lambda.InvocationFailed",
+                        "ErrorMessage": f"{MAX_ATTEMPTS} invocations of the handler failed",
+                    }
+                    await self.executions.finish(key, "FAILED", error=error)
+                    break
+                await self._sleep(key, self._retry_delay)
+            else:
+                failures = 0
+                doc = await self.executions.get_key(key)
+                if doc is not None and doc["status"] == "RUNNING" and _stalled(doc):
+                    break  # PENDING with nothing timed to wait for (callbacks are not built)
+        event = self._ended.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def _sleep(self, key: Key, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the execution is woken (``wake``)."""
+        changed = self._changed.setdefault(key, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), seconds)
+        finally:
+            self._changed.pop(key, None)
+
+    async def _invoke_once(self, key: Key) -> Ran:
+        """One invocation of the execution's handler."""
+        doc = await self.executions.begin_invocation(key)
+        if doc is None:
+            return Ran.DONE
+        scope = Scope(key[0], key[1])
+        started, request_id = time.time(), new_request_id()
+        try:
+            config = await self._functions.resolve(scope, doc["function"], doc["version"])
+            outcome = await self._invoker.run(scope, config, _request(doc), request_id)
+        except errors.TooManyRequestsException:
+            await self.executions.end_invocation(key, started, request_id, record=False)
+            return Ran.THROTTLED
+        except errors.LambdaError as exc:
+            log.warning("durable execution %s: invocation not run: %s", doc["arn"], exc)
+            error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
+            await self.executions.end_invocation(key, started, request_id, error)
+            return Ran.FAILED
+        answer = _answer(outcome.payload) if not outcome.function_error else None
+        failure: dict[str, str] | None = None
+        if answer is None:
+            log.warning("durable execution %s: invocation %s failed", doc["arn"], request_id)
+            failure = {
+                "ErrorType": outcome.error_type or "Runtime.InvalidResponse",
+                "ErrorMessage": outcome.payload.decode("utf-8", "replace")[:1024],
+            }
+        await self.executions.end_invocation(key, started, request_id, failure)
+        if answer is None:
+            return Ran.FAILED
+        status = answer.get("Status")
+        if status == "SUCCEEDED":
+            await self.executions.finish(key, "SUCCEEDED", result=answer.get("Result"))
+        elif status == "FAILED":
+            await self.executions.finish(key, "FAILED", error=answer.get("Error"))
+        return Ran.DONE
+
+
+def durable_ops_of(doc: Doc) -> dict[str, Any]:
+    return {op["Id"]: op for op in doc["ops"]}
+
+
+def _stalled(doc: Doc) -> bool:
+    """A PENDING execution with nothing timed to wait for."""
+    return (
+        not doc["invoking"]
+        and durable_ops.next_due(durable_ops_of(doc)) is None
+        and not any(op["Status"] == "READY" for op in doc["ops"])
+    )
+
+
+def _request(doc: Doc) -> InvokeRequest:
+    ops = doc["ops"]
+    state: dict[str, Any] = {"Operations": ops[:INPUT_OPERATIONS]}
+    if len(ops) > INPUT_OPERATIONS:
+        state["NextMarker"] = str(INPUT_OPERATIONS)
+    payload = {
+        "DurableExecutionArn": doc["arn"],
+        "CheckpointToken": token_of(doc),
+        "InitialExecutionState": state,
+    }
+    return InvokeRequest(
+        function_name=doc["function"],
+        qualifier=doc["version"],
+        payload=json.dumps(payload).encode(),
+        invocation_type=InvocationType.REQUEST_RESPONSE,
+    )
+
+
+def _answer(payload: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("Status") not in (
+        "SUCCEEDED",
+        "FAILED",
+        "PENDING",
+    ):
+        return None
+    return answer
