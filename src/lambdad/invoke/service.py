@@ -317,6 +317,7 @@ class Invoker:
             tenant_id=request.tenant_id,
             tail=request.tail,
             sink=request.sink,
+            paced=request.invocation_type is InvocationType.EVENT,
         )
         spec = spec_of(config)
         place = place_of(scope)
