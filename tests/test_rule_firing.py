@@ -4,7 +4,6 @@ EventBridge Scheduler's schedules."""
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import json
 import signal
@@ -114,7 +113,6 @@ def test_a_rate_rule_sends_its_targets_the_scheduled_event_each_occurrence(
     wait_until(lambda: len(fires(recorder, 1)) >= 3 and len(fires(recorder, 2)) >= 3, timeout=60)
     times = [at for _, at in fires(recorder, 1)][:3]
     assert [b - a for a, b in itertools.pairwise(times)] == [60, 60]
-    assert all(datetime.datetime.fromtimestamp(t, datetime.UTC).second == 0 for t in times)
     assert fires(recorder, 9) == []
     ids = [run_id for run_id, _ in fires(recorder, 1) + fires(recorder, 2)]
     assert len(ids) == len(set(ids)), "each target's invoke of each occurrence has its own id"
