@@ -15,6 +15,7 @@ import pytest
 from botocore.config import Config
 
 from tests.conftest import (
+    Moto,
     Recorder,
     Server,
     create_function,
@@ -157,3 +158,54 @@ def test_a_rule_fires_once_per_occurrence_across_a_sigkill(
     assert all(len(ids) == 1 for ids in ids_by_time.values()), ids_by_time  # none doubled
     assert [b - a for a, b in itertools.pairwise(times)] == [60] * (len(times) - 1)  # none missed
     assert fires(recorder, 9) == []
+
+
+@pytest.mark.slow
+def test_a_rule_whose_target_function_is_missing_goes_to_the_targets_dlq(
+    moto: Moto, start_server: Any
+) -> None:
+    """A target whose function does not exist sends the event to the target's DeadLetterConfig
+    queue with EventBridge's attributes (RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
+    RETRY_ATTEMPTS); a target with an Input sends that Input.
+
+    AWS: EventBridge does not retry a target resource that no longer exists; it sends the event
+    straight to the DLQ (RetryPolicy applies to retriable errors only)."""
+    srv = start_server({"LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint, **FAST_CLOCK})
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName=unique("rule-dlq"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events = events_client(srv)
+    name = unique("lost")
+    missing = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{unique('gone')}"
+    events.put_rule(Name=name, ScheduleExpression="rate(1 minute)")
+    events.put_targets(
+        Rule=name,
+        Targets=[
+            {
+                "Id": "gone",
+                "Arn": missing,
+                "Input": '{"x": 1}',
+                "DeadLetterConfig": {"Arn": queue_arn},
+                "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 600},
+            }
+        ],
+    )
+
+    def received() -> list[dict[str, Any]]:
+        answer = sqs.receive_message(
+            QueueUrl=url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
+        )
+        return list(answer.get("Messages", []))
+
+    messages = wait_until(received, timeout=60)
+    attributes = {k: v["StringValue"] for k, v in messages[0]["MessageAttributes"].items()}
+    assert attributes["RULE_ARN"] == f"arn:aws:events:us-east-1:{ACCOUNT}:rule/{name}"
+    assert attributes["TARGET_ARN"] == missing
+    assert attributes["ERROR_CODE"] == "RESOURCE_NOT_FOUND"
+    assert attributes["RETRY_ATTEMPTS"] == "0"
+    assert attributes["ERROR_MESSAGE"]
+    assert "EXHAUSTED_RETRY_CONDITION" not in attributes  # not retried at all
+    assert messages[0]["Body"] == '{"x": 1}'
+    events.close()

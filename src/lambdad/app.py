@@ -295,7 +295,13 @@ class Lambdad:
                     self.scheduler_clock,
                     retry_delay=settings.scaled(1.0),
                 ),
-                RuleTriggers(self.rules, self.invoker),
+                RuleTriggers(
+                    self.rules,
+                    self.invoker,
+                    self.destinations,
+                    self.scheduler_clock,
+                    retry_delay=settings.scaled(1.0),
+                ),
             ],
         )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay

@@ -135,6 +135,10 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     end_date: float | None = None
     description: str | None = None
     kms_key_arn: str | None = None
+    #: CreateSchedule's ClientToken and a digest of the rest of its request: the same create
+    #: sent again (an SDK's retry) answers as the first did instead of ConflictException.
+    client_token: str | None = None
+    request_digest: str | None = None
 
 
 class ScheduleGroup(msgspec.Struct, frozen=True, kw_only=True):

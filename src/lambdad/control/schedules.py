@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -36,7 +37,15 @@ DEFAULT_RETRY_ATTEMPTS = 185
 DEFAULT_EVENT_AGE = 86400
 #: How far in the past a StartDate may be (AWS: five minutes).
 START_DATE_SLACK = 300.0
+
 _LAMBDA_ARN = "arn:aws:lambda:"
+
+
+def _digest(request: ScheduleRequest) -> str:
+    """What a CreateSchedule asked for, its ClientToken aside (an idempotent retry's check)."""
+    body = msgspec.json.encode(msgspec.structs.replace(request, client_token=None))
+    return hashlib.sha256(body).hexdigest()
+
 
 #: Called with (scope, group, name) after a schedule was created, changed or deleted.
 ScheduleListener = Callable[[Scope, str, str], None]
@@ -90,6 +99,12 @@ class Schedules:
             await self._group_or_fail(scope, group)
             now = self._now()
             schedule = self._build(scope, request, group, created=now, check_start=True)
+            if request.client_token is not None:
+                schedule = msgspec.structs.replace(
+                    schedule,
+                    client_token=request.client_token,
+                    request_digest=_digest(request),
+                )
             try:
                 await self._store.put(
                     Table.SCHEDULES,
@@ -98,6 +113,14 @@ class Schedules:
                     create=True,
                 )
             except StoreConflict:
+                existing = await self.find(scope, group, request.name)
+                if (
+                    existing is not None
+                    and request.client_token is not None
+                    and existing.client_token == request.client_token
+                    and existing.request_digest == _digest(request)
+                ):
+                    return existing  # the same create again: answered as the first time
                 raise errors.ResourceConflictException(
                     f"Schedule {request.name} already exists."
                 ) from None

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 KIND = "schedule"
 #: What Lambda answers that Scheduler tries again (throttling, a function not ready, a fault).
-_RETRIED = (
+RETRIED = (
     errors.TooManyRequestsException,
     errors.ResourceConflictException,
     errors.ServiceException,
@@ -128,7 +128,7 @@ class ScheduleTriggers:
             except (errors.LambdaError, StoreError) as exc:
                 code = exc.code if isinstance(exc, errors.LambdaError) else "ServiceException"
                 message = exc.message if isinstance(exc, errors.LambdaError) else str(exc)
-                retried = isinstance(exc, (*_RETRIED, StoreError))
+                retried = isinstance(exc, (*RETRIED, StoreError))
                 aged = self._clock.now() - occurrence >= schedule.event_age
                 if retried and attempt <= schedule.retry_attempts and not aged:
                     await asyncio.sleep(self._retry_delay * min(2 ** (attempt - 1), 60))

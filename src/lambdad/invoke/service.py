@@ -328,6 +328,7 @@ class Invoker:
             tenant_id=request.tenant_id,
             tail=request.tail,
             sink=request.sink,
+            paced=request.invocation_type is InvocationType.EVENT,
         )
         tracing = self.tracing
         if tracing is None or "Sampled=1" not in trace_id:

@@ -33,6 +33,10 @@ class Invocation:
     tail: bool = False
     #: Where a streamed response goes as it arrives; None: the caller takes it whole.
     sink: ResponseSink | None = None
+    #: An ``Event`` invocation from the async queue: nobody waits on its answer, so it may
+    #: wait for an environment of its function to come back rather than start one more
+    #: while ``pool.PACED_STARTS`` are already starting (docs/async-delivery.md).
+    paced: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

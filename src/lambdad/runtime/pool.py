@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,11 @@ PoolKey = tuple[Place, str, str]  # account and region, function name, version
 #: How long an invocation waits for an environment whose extensions are finishing (seconds)
 #: before it starts a new one.
 SETTLE_GRACE = 0.1
+#: How many environments of one function a burst of queued (``paced``) invocations starts at
+#: once; the rest wait for whichever comes first, an environment coming back or a start
+#: ending. A thousand events at once would otherwise start dozens of runtimes together, and
+#: on a small host their starts starve lambdad itself of CPU (docs/async-delivery.md).
+PACED_STARTS = max(2, os.cpu_count() or 2)
 
 
 def _placed(ctx: EnvironmentContext, place: Place) -> EnvironmentContext:
@@ -86,6 +92,10 @@ class Pool:
         self._tenant: dict[Environment, str | None] = {}
         #: Returns of environments whose invocation's extensions are still running.
         self._settling: set[asyncio.Task[None]] = set()
+        #: Environments starting now, and what paced invocations wait on: set (and replaced)
+        #: when an environment comes back or a start ends.
+        self._starting = 0
+        self._moved = asyncio.Event()
 
     @property
     def size(self) -> int:
@@ -120,7 +130,11 @@ class Pool:
                 return self._idle.pop(i)
         return None
 
-    async def _acquire(self, tenant: str | None) -> Environment:
+    def _signal(self) -> None:
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def _acquire(self, tenant: str | None, *, paced: bool = False) -> Environment:
         deadline = time.monotonic() + SETTLE_GRACE
         while True:
             while (env := self._take_idle(tenant)) is not None:
@@ -128,6 +142,9 @@ class Pool:
                     env.thaw()
                     return env
                 await env.close()
+            if paced and self._starting >= PACED_STARTS and self.state is PoolState.OPEN:
+                await self._moved.wait()  # one came back or a start ended: look again
+                continue
             # An environment whose extensions are finishing is usually back within
             # milliseconds: cheaper to wait a little than to start a new one.
             remaining = deadline - time.monotonic()
@@ -139,15 +156,19 @@ class Pool:
         self._manager.scale_rate.take(self._place, self.config.name)
         await self._manager.make_room()
         env = self._new_environment(tenant)
+        self._starting += 1
         try:
             await env.start()
         except BaseException:
             await env.close()
             raise
+        finally:
+            self._starting -= 1
+            self._signal()
         return env
 
     async def invoke(self, invocation: Invocation) -> Outcome:
-        env = await self._acquire(invocation.tenant_id)
+        env = await self._acquire(invocation.tenant_id, paced=invocation.paced)
         try:
             outcome = await env.invoke(invocation)
         except BaseException:
@@ -169,6 +190,7 @@ class Pool:
         if self.state is PoolState.OPEN and env.alive and env.state is EnvState.IDLE:
             env.freeze()
             self._idle.append(env)
+            self._signal()
         elif env.state is not EnvState.CLOSED:
             await env.close()
 
@@ -194,6 +216,7 @@ class Pool:
         if self.state is PoolState.CLOSED:
             return
         self.state = PoolState.CLOSED
+        self._signal()  # paced invocations waiting here stop waiting
         idle, self._idle = self._idle, []
         await asyncio.gather(*(env.close() for env in idle))
 
