@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ def handler(event, context):
             "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
             "xray": {k: v for k, v in os.environ.items() if "XRAY" in k}}
 """
+
+
+def fresh_root() -> str:
+    """An X-Ray root no other test of the session uses (the server and its traces are shared)."""
+    return f"1-5759e988-{uuid.uuid4().hex[:24]}"
 
 
 def traced(client: Any, mode: str = "Active") -> str:
@@ -136,7 +142,7 @@ def test_passthrough_and_a_callers_decision(server: Server, lam: Any) -> None:
     passthrough = traced(lam, "PassThrough")
     assert invoke(server, passthrough, {})["fields"]["Sampled"] == "0"
     assert server.get_json(f"/_lambdad/traces?function={passthrough}")["Traces"] == []
-    root = "1-5759e988-bd862e3fe1be46a994272793"
+    root = fresh_root()
     caller = f"Root={root};Parent=53995c3f42cd8ad8;Sampled=1"
     fields = invoke(server, passthrough, {}, caller)["fields"]
     assert (fields["Root"], fields["Sampled"]) == (root, "1")
@@ -147,7 +153,7 @@ def test_passthrough_and_a_callers_decision(server: Server, lam: Any) -> None:
     assert service["ParentId"] == "53995c3f42cd8ad8"
 
     active = traced(lam)
-    unsampled = "Root=1-5759e988-bd862e3fe1be46a994272794;Parent=53995c3f42cd8ad8;Sampled=0"
+    unsampled = f"Root={fresh_root()};Parent=53995c3f42cd8ad8;Sampled=0"
     assert invoke(server, active, {}, unsampled)["fields"]["Sampled"] == "0"
     assert server.get_json(f"/_lambdad/traces?function={active}")["Traces"] == []
 
@@ -178,7 +184,7 @@ def test_an_event_invocation_shows_its_time_in_the_queue(server: Server, lam: An
     the queue) and ``Attempt #1`` under the ``AWS::Lambda`` span, which starts when the event
     was accepted; the caller's trace id is kept."""
     name = traced(lam)
-    root = "1-5759e988-bd862e3fe1be46a9942727aa"
+    root = fresh_root()
     url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
     request = urllib.request.Request(url, data=b"{}", method="POST")
     request.add_header("X-Amz-Invocation-Type", "Event")
@@ -351,7 +357,7 @@ def test_an_unreachable_exporter_does_not_fail_invokes(start_server: Any) -> Non
     server = start_server({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/t"})
     client = server.client()
     name = traced(client)
-    caller = "Root=1-5759e988-bd862e3fe1be46a9942727{:02x};Sampled=1"
+    caller = "Root=1-5759e988-" + uuid.uuid4().hex[:22] + "{:02x};Sampled=1"
     for n in range(5):
         assert invoke(server, name, {"send": True}, caller.format(n))["fields"]["Sampled"] == "1"
     wait_until(lambda: server.get_json("/_lambdad/doctor")["tracing"]["spans not exported"] > 0)
