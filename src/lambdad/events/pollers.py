@@ -160,6 +160,42 @@ def _of_function(mapping: EventSourceMapping, name: str, qualifier: str | None) 
     return mapping.function_name == name and (qualifier is None or mapping.qualifier == qualifier)
 
 
+class ResultWriter:
+    """A mapping poller's ``LastProcessingResult``: stored when it changes, by a task of its
+    own (never awaited on the poller's path); ``stop`` ends the writes, ``drain`` awaits those
+    under way."""
+
+    def __init__(self, ctx: PollerContext) -> None:
+        self._ctx = ctx
+        self._last: str | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def __call__(self, text: str) -> None:
+        if text == self._last or self._stopped:
+            return
+        self._last = text
+        task = asyncio.get_running_loop().create_task(self._ctx.processing_result(text))
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "mapping %s: result not stored: %r", self._ctx.mapping.uuid, task.exception()
+            )
+
+    def stop(self) -> None:
+        """Store nothing more (the poller is closing)."""
+        self._stopped = True
+
+    async def drain(self) -> None:
+        """Wait for the writes under way."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+
 PollerFactory = Callable[[EventSourceMapping, PollerContext], Poller]
 
 

@@ -10,7 +10,6 @@ why, as AWS reports a secret it cannot read. Each result is stored when it chang
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from lambdad.control.mapping_model import (
     access_value,
 )
 from lambdad.events.filters import compile_criteria
-from lambdad.events.pollers import PollerContext
+from lambdad.events.pollers import PollerContext, ResultWriter
 from lambdad.events.rabbitmq import DEFAULT_WINDOW, RabbitPoller, RabbitSource, for_mq
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,7 @@ class RabbitMappingPoller:
         self._secrets = secrets
         self._scale = time_scale
         self._poller: RabbitPoller | None = None
-        self._last_result: str | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self._result = ResultWriter(ctx)
         self.state = MappingPollerState.NEW
 
     def source(self) -> RabbitSource | str:
@@ -106,30 +104,16 @@ class RabbitMappingPoller:
         self._poller = RabbitPoller(source, self._ctx.invoker, self._result, time_scale=self._scale)
         await self._poller.start()
 
-    def _result(self, text: str) -> None:
-        """Store ``text`` as the mapping's LastProcessingResult when it changed."""
-        if text == self._last_result or self.state is MappingPollerState.CLOSED:
-            return
-        self._last_result = text
-        task = asyncio.get_running_loop().create_task(self._ctx.processing_result(text))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("mapping %s: result not stored: %r", self.mapping.uuid, task.exception())
-
     async def close(self) -> None:
         """Stop consuming (unacknowledged messages go back to the queue). Idempotent."""
         if self.state is MappingPollerState.CLOSED:
             return
         self.state = MappingPollerState.CLOSED
+        self._result.stop()
         poller, self._poller = self._poller, None
         if poller is not None:
             await poller.close()
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._result.drain()
 
 
 def _record_filter(patterns: list[str] | None) -> Callable[[dict[str, Any]], bool] | None:

@@ -10,7 +10,6 @@ changes, not once per batch.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.events.filters import compile_criteria, for_sqs
-from lambdad.events.pollers import PollerContext
+from lambdad.events.pollers import PollerContext, ResultWriter
 from lambdad.events.sqs import SqsPoller, SqsSource
 
 log = logging.getLogger(__name__)
@@ -42,8 +41,7 @@ class SqsMappingPoller:
         self._scale = time_scale
         self._poller: SqsPoller | None = None
         self._closed_poller: SqsPoller | None = None
-        self._last_result: str | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self._result = ResultWriter(ctx)
         self.state = MappingPollerState.NEW
 
     async def start(self) -> None:
@@ -86,20 +84,6 @@ class SqsMappingPoller:
             return None
         return await poller.backlog()
 
-    def _result(self, text: str) -> None:
-        """Store ``text`` as the mapping's LastProcessingResult when it changed."""
-        if text == self._last_result or self.state is MappingPollerState.CLOSED:
-            return
-        self._last_result = text
-        task = asyncio.get_running_loop().create_task(self._ctx.processing_result(text))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("mapping %s: result not stored: %r", self.mapping.uuid, task.exception())
-
     async def released(self) -> None:
         """Return once the long polls the close found under way ended and what they brought
         is back in the queue (``SqsPoller.released``)."""
@@ -112,12 +96,12 @@ class SqsMappingPoller:
         if self.state is MappingPollerState.CLOSED:
             return
         self.state = MappingPollerState.CLOSED
+        self._result.stop()
         poller, self._poller = self._poller, None
         self._closed_poller = poller
         if poller is not None:
             await poller.close()
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._result.drain()
 
 
 def _record_filter(patterns: list[str] | None) -> Callable[[dict[str, Any]], bool] | None:

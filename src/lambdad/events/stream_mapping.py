@@ -12,7 +12,6 @@ logged and dropped). Each batch's
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import uuid
@@ -24,7 +23,7 @@ from lambdad.control.mapping_model import EventSourceMapping
 from lambdad.control.mappings import MappingEvent, MappingRemoved
 from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.filters import compile_criteria, for_dynamodb, for_kinesis
-from lambdad.events.pollers import PollerContext
+from lambdad.events.pollers import PollerContext, ResultWriter
 from lambdad.events.shards import Position, PositionKind, StreamReader, StreamRecord
 from lambdad.events.stream_poller import BatchFailure, FailureSink, StreamPoller, StreamSource
 from lambdad.store.base import Store
@@ -154,8 +153,7 @@ class StreamMappingPoller:
         self._sink = sink
         self._scale = time_scale
         self._poller: StreamPoller | None = None
-        self._last_result: str | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self._result = ResultWriter(ctx)
         self.state = MappingPollerState.NEW
 
     def lag(self) -> dict[str, int] | None:
@@ -188,30 +186,16 @@ class StreamMappingPoller:
         )
         await self._poller.start()
 
-    def _result(self, text: str) -> None:
-        """Store ``text`` as the mapping's LastProcessingResult when it changed."""
-        if text == self._last_result or self.state is MappingPollerState.CLOSED:
-            return
-        self._last_result = text
-        task = asyncio.get_running_loop().create_task(self._ctx.processing_result(text))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("mapping %s: result not stored: %r", self.mapping.uuid, task.exception())
-
     async def close(self) -> None:
         """Stop polling (a batch under way is read again from the checkpoint). Idempotent."""
         if self.state is MappingPollerState.CLOSED:
             return
         self.state = MappingPollerState.CLOSED
+        self._result.stop()
         poller, self._poller = self._poller, None
         if poller is not None:
             await poller.close()
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._result.drain()
 
 
 def _record_filter(
