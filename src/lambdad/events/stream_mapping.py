@@ -15,8 +15,8 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lambdad.control.arns import Scope
 from lambdad.control.mapping_model import EventSourceMapping
@@ -24,7 +24,8 @@ from lambdad.control.mappings import MappingEvent, MappingRemoved
 from lambdad.events.checkpoints import Checkpoints
 from lambdad.events.filters import compile_criteria, for_dynamodb, for_kinesis
 from lambdad.events.pollers import PollerContext, ResultWriter
-from lambdad.events.shards import Position, PositionKind, StreamReader, StreamRecord
+from lambdad.events.shards import Position, PositionKind, StreamReader
+from lambdad.events.stream_failures import FailureDestination
 from lambdad.events.stream_poller import BatchFailure, FailureSink, StreamPoller, StreamSource
 from lambdad.store.base import Store
 
@@ -36,28 +37,6 @@ RoleOf = Callable[[Scope, str, str | None], Awaitable[str]]
 ReaderOf = Callable[[Any, str, str], StreamReader]
 #: The on-failure sink of a mapping (None: batches given up on are logged and dropped).
 SinkOf = Callable[[EventSourceMapping, PollerContext], FailureSink | None]
-
-
-class FailureDestination(Protocol):
-    """What sends a stream's on-failure record to a destination ARN (the shape of
-    ``lambdad.events.stream_failures.StreamFailureDestination``)."""
-
-    async def send(
-        self,
-        *,
-        destination_arn: str,
-        batch_info_key: str,
-        stream_arn: str,
-        shard_id: str,
-        records: Sequence[StreamRecord],
-        condition: str,
-        request_id: str,
-        invoke_count: int,
-        status_code: int | None,
-        executed_version: str | None,
-        function_error: str | None,
-        function_arn: str,
-    ) -> None: ...
 
 
 class OnFailureSink:
