@@ -6,6 +6,7 @@ SDK, runs as a durable execution and its history and result must match the requi
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import Server, create_function
 from tests.durable_conformance import history, requirements
@@ -79,16 +81,14 @@ def conformance(
     function whose handler picks the requirement's handler by the execution's name."""
     client = server.client()
     name = f"conformance-{uuid.uuid4().hex[:8]}"
-    create_function(
-        client,
-        name=name,
-        files={**sdk_files, "conformance.py": HANDLERS.read_bytes()},
-        handler="conformance.handler",
-        Timeout=60,
-        MemorySize=256,
-        DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
-    )
-    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    files = {**sdk_files, "conformance.py": HANDLERS.read_bytes()}
+    targets = {
+        kind: _durable(client, files, f"{name}-{kind.lower()}", handler, {})
+        for kind, handler in (("ECHO", "echo_target"), ("FAIL", "failing_target"))
+    }
+    _durable(client, files, name, "handler", {f"TARGET_{k}": v for k, v in targets.items()})
+    for function in (name, *targets.values()):
+        client.get_waiter("function_active_v2").wait(FunctionName=function)
     selected = {
         item.callspec.params["rid"]
         for item in request.session.items
@@ -103,6 +103,23 @@ def conformance(
     yield runs
     pool.shutdown(wait=False, cancel_futures=True)
     client.close()
+
+
+def _durable(
+    client: Any, files: dict[str, bytes], name: str, handler: str, env: dict[str, str]
+) -> str:
+    """A durable function of the conformance zip whose entry point is ``handler``."""
+    create_function(
+        client,
+        name=name,
+        files=files,
+        handler=f"conformance.{handler}",
+        env=env,
+        Timeout=60,
+        MemorySize=256,
+        DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+    )
+    return name
 
 
 def run(server: Server, function: str, req: Requirement) -> Run:
@@ -120,6 +137,7 @@ def run(server: Server, function: str, req: Requirement) -> Run:
     )
     result.arn = started["DurableExecutionArn"]
     seen, progress = 0, time.monotonic()
+    callbacks = Callbacks(client, req.spec.get("CallbackActions") or [], result.bound)
     while True:
         result.execution = client.get_durable_execution(DurableExecutionArn=result.arn)
         result.events = client.get_durable_execution_history(
@@ -132,6 +150,7 @@ def run(server: Server, function: str, req: Requirement) -> Run:
         ):
             client.stop_durable_execution(DurableExecutionArn=result.arn)
             break
+        result.problems += callbacks.answer(result.events)
         if len(result.events) > seen:
             seen, progress = len(result.events), time.monotonic()
         elif time.monotonic() - progress > NO_PROGRESS:
@@ -140,6 +159,63 @@ def run(server: Server, function: str, req: Requirement) -> Run:
         time.sleep(0.2)
     client.close()
     return result
+
+
+class Callbacks:
+    """The requirement's ``CallbackActions``: each new ``CallbackStarted`` gets the first
+    unused action whose ``CallbackName`` matches its name (``*`` any, ``${/re/}`` a regular
+    expression), sent after the action's ``Delay`` (the external system's pace, as the
+    requirements set it). A heartbeat leaves the callback open for a later action."""
+
+    def __init__(self, client: Any, actions: list[dict[str, Any]], bound: history.Bindings):
+        self._client, self._actions, self._bound = client, actions, bound
+        self._used: set[int] = set()
+        self._done: set[str] = set()
+
+    def answer(self, events: list[dict[str, Any]]) -> list[str]:
+        problems: list[str] = []
+        for event in events:
+            callback_id = (event.get("CallbackStartedDetails") or {}).get("CallbackId")
+            if event["EventType"] != "CallbackStarted" or callback_id in self._done:
+                continue
+            index = self._action_for(event.get("Name", ""))
+            if index is None:
+                self._done.add(callback_id)
+                if self._actions:
+                    problems.append(f"no callback action for {event.get('Name')!r}")
+                continue
+            self._used.add(index)
+            action = self._actions[index]
+            if action["Operation"].lower() != "heartbeat":
+                self._done.add(callback_id)
+            time.sleep(float(action.get("Delay", 0)))
+            try:
+                self._send(callback_id, action["Operation"].lower(), action.get("Payload"))
+            except ClientError as exc:
+                problems.append(f"{action['Operation']} of callback {callback_id}: {exc}")
+        return problems
+
+    def _action_for(self, name: str) -> int | None:
+        for index, action in enumerate(self._actions):
+            wanted = str(self._bound.substitute(action["CallbackName"]))
+            pattern = re.match(r"^\$\{/(.+)/\}$", wanted)
+            if index not in self._used and (
+                wanted in ("*", name) or (pattern is not None and re.search(pattern[1], name))
+            ):
+                return index
+        return None
+
+    def _send(self, callback_id: str, operation: str, payload: Any) -> None:
+        payload = self._bound.substitute(payload)
+        if operation == "success":
+            extra = {} if payload is None else {"Result": json.dumps(payload).encode()}
+            self._client.send_durable_execution_callback_success(CallbackId=callback_id, **extra)
+        elif operation == "failure":
+            self._client.send_durable_execution_callback_failure(
+                CallbackId=callback_id, Error=payload or {}
+            )
+        else:
+            self._client.send_durable_execution_callback_heartbeat(CallbackId=callback_id)
 
 
 def check(req: Requirement, result: Run) -> list[str]:
