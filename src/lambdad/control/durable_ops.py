@@ -169,11 +169,19 @@ def event_of(update: dict[str, Any], op: Op) -> tuple[str, dict[str, Any]] | Non
     return name, details
 
 
+#: The longest payload a history event carries (``EventResult.Payload``'s bound in AWS's
+#: model); a longer one is cut there and marked ``Truncated``.
+MAX_EVENT_PAYLOAD = 6_291_456
+
+
 def data(value: Any) -> dict[str, Any]:
-    """An event's payload member (``{"Payload": ..., "Truncated": false}``; empty when there
-    is none). Payloads are kept whole: a checkpoint's payload is already bounded by the
-    request's size limit."""
-    return {} if value is None else {"Payload": value, "Truncated": False}
+    """An event's payload member, ``{"Payload": ..., "Truncated": ...}`` (empty when there is
+    none). A text payload past ``MAX_EVENT_PAYLOAD`` characters is cut there."""
+    if value is None:
+        return {}
+    if isinstance(value, str) and len(value) > MAX_EVENT_PAYLOAD:
+        return {"Payload": value[:MAX_EVENT_PAYLOAD], "Truncated": True}
+    return {"Payload": value, "Truncated": False}
 
 
 def due(ops: dict[str, Op], now: float) -> list[Op]:
