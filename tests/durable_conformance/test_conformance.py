@@ -47,6 +47,8 @@ PARALLEL = 8
 #: How long an execution may go without a new history event before it counts as stuck.
 NO_PROGRESS = 60.0
 
+#: Why a callback, wait-for-callback or chained-invoke requirement fails while lambdad refuses
+#: those updates; once it takes them, the requirement must pass like any other.
 CALLBACKS_PENDING = "callbacks/chained invokes land on branch dcallback"
 
 
@@ -240,16 +242,14 @@ def check(req: Requirement, result: Run) -> list[str]:
     return problems
 
 
-def _marks(suite: str) -> list[pytest.MarkDecorator]:
-    marks = [pytest.mark.slow]
-    if suite in NEEDS_CALLBACKS:
-        marks.append(pytest.mark.xfail(reason=CALLBACKS_PENDING, strict=True))
-    return marks
+def _unbuilt(result: Run) -> bool:
+    """The execution failed because lambdad refused a CALLBACK or CHAINED_INVOKE update as
+    not built yet (``control/durable_checks.py``)."""
+    return "are not supported yet" in json.dumps(result.events, default=str)
 
 
-@pytest.mark.parametrize(
-    "rid", [pytest.param(rid, id=rid, marks=_marks(suite)) for rid, suite in IDS]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("rid", [pytest.param(rid, id=rid) for rid, _ in IDS])
 def test_requirement(
     rid: str,
     conformance_requirements: dict[str, Requirement],
@@ -260,6 +260,8 @@ def test_requirement(
     req = conformance_requirements[rid]
     result = conformance[rid].result(timeout=600)
     problems = check(req, result)
+    if problems and req.suite in NEEDS_CALLBACKS and _unbuilt(result):
+        pytest.xfail(CALLBACKS_PENDING)
     detail = json.dumps(result.events, indent=1, default=str)[:6000]
     assert not problems, f"{rid} ({req.spec.get('description')}): {problems}\n{detail}"
 
