@@ -404,6 +404,11 @@ def _echo(value: Any) -> Callable[[Any], Any]:
     return lambda _: value
 
 
+def replay_logging(c: DurableContext) -> Any:
+    """The context's logger, logging during replays too (so a re-run shows in the logs)."""
+    return c.logger.with_is_replaying(lambda: False)
+
+
 @durable_with_child_context
 def echo_child(c: DurableContext, value: Any) -> Any:
     return c.step(_echo(value))
@@ -440,7 +445,7 @@ def step_wait_child(c: DurableContext, value: Any) -> Any:
 
 @durable_with_child_context
 def large_child(c: DurableContext, value: Any) -> Any:
-    c.logger.info(value)
+    replay_logging(c).info(value)
     small = c.step(_echo("x"))
     return small * (300 * 1024)
 
@@ -463,7 +468,7 @@ def none_child(c: DurableContext) -> Any:
 
 @durable_with_child_context
 def logging_child(c: DurableContext, value: Any) -> Any:
-    c.logger.info(value)
+    replay_logging(c).info(value)
     return value
 
 
@@ -1426,26 +1431,40 @@ def map_operation_serdes_wait(event: Any, ctx: DurableContext) -> Any:
 
 
 class Printer(DurableInstrumentationPlugin):
-    """Prints one JSON line per hook (the requirements check them in the logs)."""
+    """Prints one JSON line per hook (the requirements check them in the logs), each with the
+    execution's ARN; operation and attempt hooks only for steps."""
 
-    def __init__(self, tag: str = "CONFPLUGIN", faulty: bool = False) -> None:
-        self.tag, self.faulty, self.arn = tag, faulty, ""
+    def __init__(self, tag: str, arn: str, faulty: bool = False) -> None:
+        self.tag, self.arn, self.faulty = tag, arn, faulty
 
     def _emit(self, hook: str, **fields: Any) -> None:
-        print(
-            json.dumps(
-                {"plugin": self.tag, "hook": hook, "durableExecutionArn": self.arn, **fields}
-            )
-        )
+        record = {"plugin": self.tag, "hook": hook, "durableExecutionArn": self.arn, **fields}
+        print(json.dumps(record), flush=True)
         if self.faulty:
             raise RuntimeError(f"{hook} failed")
 
     def on_invocation_start(self, info: Any) -> None:
-        self.arn = getattr(info, "durable_execution_arn", "")
-        self._emit("invocation-start", first=getattr(info, "is_first_invocation", None))
+        self._emit("invocation-start", first=info.is_first_invocation)
 
     def on_invocation_end(self, info: Any) -> None:
-        self._emit("invocation-end", status=str(getattr(info, "status", "")))
+        self._emit("invocation-end", status=info.status.value)
+
+    def on_operation_start(self, info: Any) -> None:
+        if info.operation_type.value == "STEP":
+            self._emit("operation-start", op=info.operation_id)
+
+    def on_operation_end(self, info: Any) -> None:
+        if info.operation_type.value == "STEP":
+            self._emit("operation-end", op=info.operation_id, status=info.status.value)
+
+    def on_user_function_start(self, info: Any) -> None:
+        if info.operation_type.value == "STEP":
+            self._emit("attempt-start", n=info.attempt, op=info.operation_id)
+
+    def on_user_function_end(self, info: Any) -> None:
+        if info.operation_type.value == "STEP":
+            fields = {"n": info.attempt, "outcome": info.outcome.value, "op": info.operation_id}
+            self._emit("attempt-end", **fields)
 
 
 class Factory:
@@ -1453,12 +1472,12 @@ class Factory:
         self.tag, self.faulty = tag, faulty
 
     def create_plugin(self, info: Any) -> Printer:
-        return Printer(self.tag, self.faulty)
+        return Printer(self.tag, info.execution_arn or "", self.faulty)
 
 
 def _greeting(event: Any, ctx: DurableContext) -> Any:
     def greet(step: Any) -> str:
-        print(f"Greeting step running for: {event['Input']}")
+        step.logger.info(f"Greeting step running for: {event['Input']}")
         return f"Hello, {event['Input']}!"
 
     return ctx.step(greet)

@@ -18,8 +18,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, create_function
-from tests.durable_conformance import history, requirements
+from tests.durable_conformance import history, logs, requirements
 from tests.durable_conformance.requirements import NEEDS_CALLBACKS, Requirement
+from tests.test_cloudwatch_logs import logs_client as logs_client_of
 from tests.test_durable import sdk_files
 
 __all__ = ["sdk_files"]
@@ -61,6 +62,7 @@ class Run:
         self.execution: dict[str, Any] = {}
         self.bound = history.Bindings()
         self.problems: list[str] = []
+        self.log_problems: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +90,8 @@ def conformance(
         kind: _durable(client, files, f"{name}-{kind.lower()}", handler, {})
         for kind, handler in (("ECHO", "echo_target"), ("FAIL", "failing_target"))
     }
-    _durable(client, files, name, "handler", {f"TARGET_{k}": v for k, v in targets.items()})
+    env = {f"TARGET_{k}": v for k, v in targets.items()}
+    _durable(client, files, name, "handler", env, LoggingConfig={"LogFormat": "JSON"})
     for function in (name, *targets.values()):
         client.get_waiter("function_active_v2").wait(FunctionName=function)
     selected = {
@@ -108,7 +111,12 @@ def conformance(
 
 
 def _durable(
-    client: Any, files: dict[str, bytes], name: str, handler: str, env: dict[str, str]
+    client: Any,
+    files: dict[str, bytes],
+    name: str,
+    handler: str,
+    env: dict[str, str],
+    **config: Any,
 ) -> str:
     """A durable function of the conformance zip whose entry point is ``handler``."""
     create_function(
@@ -120,6 +128,7 @@ def _durable(
         Timeout=60,
         MemorySize=256,
         DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+        **config,
     )
     return name
 
@@ -159,8 +168,41 @@ def run(server: Server, function: str, req: Requirement) -> Run:
             result.problems.append(f"no new history event for {NO_PROGRESS:.0f} s")
             break
         time.sleep(0.2)
+    if req.spec.get("ExpectedLogs"):
+        logs_client = logs_client_of(server)
+        result.log_problems = _logs(logs_client, function, req, result)
+        logs_client.close()
     client.close()
     return result
+
+
+def _logs(client: Any, function: str, req: Requirement, result: Run) -> list[str]:
+    """How the execution's log records differ from the requirement's ``ExpectedLogs``: the
+    records carrying its ARN (the SDK's logger adds ``executionArn``, the plugins
+    ``durableExecutionArn``), read as AWS's runner reads them (FilterLogEvents), until they
+    match or 10 s have passed (lambdad writes an invocation's logs as it ends)."""
+    bound = history.Bindings(result.bound.values)
+    history.match(req.expected_events, result.events, bound)  # binds the ids logs name
+    expected = bound.substitute(req.spec["ExpectedLogs"])
+    pattern = f'{{ ($.durableExecutionArn = "{result.arn}") || ($.executionArn = "{result.arn}") }}'
+    deadline = time.monotonic() + 10
+    while True:
+        events = _log_events(client, function, pattern)
+        problems = logs.check(expected, events)
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(0.5)
+
+
+def _log_events(client: Any, function: str, pattern: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function}", "filterPattern": pattern}
+    while True:
+        page = client.filter_log_events(**kwargs)
+        events += page.get("events", [])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
 
 
 class Callbacks:
@@ -222,7 +264,7 @@ class Callbacks:
 
 def check(req: Requirement, result: Run) -> list[str]:
     """How ``result`` differs from what ``req`` expects (history, then status and result)."""
-    problems = list(result.problems)
+    problems = list(result.problems) + result.log_problems
     problems += history.match(req.expected_events, result.events, result.bound)
     expected = req.expected_result
     if expected is None:
