@@ -25,7 +25,8 @@ from tests.test_durable import sdk_files
 
 __all__ = ["sdk_files"]
 
-HANDLERS = Path(__file__).with_name("handlers.py")
+#: The handlers' package, shipped in the function's zip as ``conformance/``.
+HANDLERS = Path(__file__).with_name("handlers")
 
 #: Requirement ids per suite in the package's 1.0.0 release (a newer release's extra ones are
 #: reported by ``test_every_requirement_is_known``).
@@ -85,10 +86,13 @@ def conformance(
     function whose handler picks the requirement's handler by the execution's name."""
     client = server.client()
     name = f"conformance-{uuid.uuid4().hex[:8]}"
-    files = {**sdk_files, "conformance.py": HANDLERS.read_bytes()}
+    files = {
+        **sdk_files,
+        **{f"conformance/{path.name}": path.read_bytes() for path in HANDLERS.glob("*.py")},
+    }
     targets = {
         kind: _durable(client, files, f"{name}-{kind.lower()}", handler, {})
-        for kind, handler in (("ECHO", "echo_target"), ("FAIL", "failing_target"))
+        for kind, handler in (("ECHO", "invokes.echo_target"), ("FAIL", "invokes.failing_target"))
     }
     env = {f"TARGET_{k}": v for k, v in targets.items()}
     _durable(client, files, name, "handler", env, LoggingConfig={"LogFormat": "JSON"})
