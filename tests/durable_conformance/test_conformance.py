@@ -23,7 +23,7 @@ from tests.durable_conformance.requirements import NEEDS_CALLBACKS, Requirement
 from tests.test_cloudwatch_logs import logs_client as logs_client_of
 from tests.test_durable import sdk_files
 
-__all__ = ["sdk_files"]
+__all__ = ["sdk_files"]  # the SDK's zip entries (a session fixture of tests/test_durable.py)
 
 #: The handlers' package, shipped in the function's zip as ``conformance/``.
 HANDLERS = Path(__file__).with_name("handlers")
