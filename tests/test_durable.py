@@ -96,15 +96,19 @@ def handler(event, context: DurableContext):
 @pytest.fixture(scope="session")
 def sdk_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The SDK and its dependencies as zip entries, installed once per session from PyPI
-    (botocore's models other than Lambda's are left out: the zip stays small)."""
-    target = tmp_path_factory.mktemp("durable-sdk")
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), SDK],
-        capture_output=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot install {SDK} from PyPI: {done.stderr.decode()[-500:]}")
+    (botocore's models other than Lambda's are left out: the zip stays small). Every module
+    that imports this fixture gets its own instance of it; they share one installation."""
+    target = tmp_path_factory.getbasetemp() / "durable-sdk"
+    if not target.is_dir():
+        staging = tmp_path_factory.mktemp("durable-sdk-staging")
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(staging), SDK],
+            capture_output=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot install {SDK} from PyPI: {done.stderr.decode()[-500:]}")
+        staging.rename(target)
     return {
         str(path.relative_to(target)): path.read_bytes()
         for path in target.rglob("*")

@@ -147,7 +147,7 @@ class DurableExecutions:
             "retention_days": config.durable_retention_days,
             "last_checkpoint": None,
         }
-        details = {"Input": {"Payload": text}, "ExecutionTimeout": timeout}
+        details = {"Input": durable_ops.data(text), "ExecutionTimeout": timeout}
         _record(doc, "ExecutionStarted", execution_op, now, details)
         return doc
 
@@ -203,7 +203,7 @@ class DurableExecutions:
                 "StartTimestamp": started,
                 "EndTimestamp": self._clock(),
                 "RequestId": request_id,
-                "Error": {} if error is None else {"Payload": error},
+                "Error": durable_ops.data(error),
             }
             if record:
                 execution = _ops(doc)[doc["invocation_id"]]
@@ -343,9 +343,9 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     doc["ops"] = list(ops.values())
     details: Doc = {}
     if status == "SUCCEEDED":
-        details = {"Result": {"Payload": doc["result"] or ""}}
+        details = {"Result": durable_ops.data(doc["result"] or "")}
     else:
-        details = {"Error": {} if doc["error"] is None else {"Payload": doc["error"]}}
+        details = {"Error": durable_ops.data(doc["error"])}
     name = {"TIMED_OUT": "ExecutionTimedOut"}.get(status, f"Execution{status.title()}")
     _record(doc, name, execution, now, details)
 

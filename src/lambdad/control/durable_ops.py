@@ -96,6 +96,8 @@ def _context_start(op: Op, update: dict[str, Any], now: float) -> None:
 def _context_end(status: str) -> Any:
     def end(op: Op, update: dict[str, Any], now: float) -> None:
         details = op.setdefault("ContextDetails", {})
+        if (update.get("ContextOptions") or {}).get("ReplayChildren"):
+            details["ReplayChildren"] = True
         _finish(op, details, status, update, now)
 
     return end
@@ -137,10 +139,15 @@ _UPDATES = {
 
 def event_of(update: dict[str, Any], op: Op) -> tuple[str, dict[str, Any]] | None:
     """The history event an update records (type, details), or None (EXECUTION's own end is
-    recorded when the execution ends). A step's RETRY is a ``StepFailed`` whose
-    ``RetryDetails`` name the delay before the next attempt."""
+    recorded when the execution ends). A step's RETRY records the attempt that ended: a
+    ``StepFailed`` when it carries an ``Error`` (a retried failure), a ``StepSucceeded``
+    otherwise (a wait-for-condition poll whose state is its ``Payload``); its
+    ``RetryDetails`` name the attempt and the delay before the next one. A step's final end
+    names only the attempt (no delay: there is no next one)."""
     kind, action = update["Type"], update["Action"]
-    name = "StepFailed" if (kind, action) == ("STEP", "RETRY") else _EVENTS.get((kind, action))
+    name = _EVENTS.get((kind, action))
+    if (kind, action) == ("STEP", "RETRY"):
+        name = "StepFailed" if update.get("Error") is not None else "StepSucceeded"
     if name is None:
         return None
     details: dict[str, Any] = {}
@@ -150,21 +157,31 @@ def event_of(update: dict[str, Any], op: Op) -> tuple[str, dict[str, Any]] | Non
             "ScheduledEndTimestamp": op["WaitDetails"]["ScheduledEndTimestamp"],
         }
     elif name.endswith("Succeeded"):
-        details = {"Result": _data(update.get("Payload"))}
+        details = {"Result": data(update.get("Payload"))}
     elif name.endswith("Failed"):
-        details = {"Error": _data(update.get("Error"))}
+        details = {"Error": data(update.get("Error"))}
     if kind == "STEP" and name != "StepStarted":
-        delay = (update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 0
-        details["RetryDetails"] = {
-            "CurrentAttempt": op["StepDetails"]["Attempt"],
-            "NextAttemptDelaySeconds": delay if action == "RETRY" else 0,
-        }
+        retry: dict[str, Any] = {"CurrentAttempt": op["StepDetails"]["Attempt"]}
+        if action == "RETRY":
+            options = update.get("StepOptions") or {}
+            retry["NextAttemptDelaySeconds"] = options.get("NextAttemptDelaySeconds") or 0
+        details["RetryDetails"] = retry
     return name, details
 
 
-def _data(value: Any) -> dict[str, Any]:
-    """An event's payload member (``{"Payload": ...}``; empty when there is none)."""
-    return {} if value is None else {"Payload": value}
+#: The longest payload a history event carries (``EventResult.Payload``'s bound in AWS's
+#: model); a longer one is cut there and marked ``Truncated``.
+MAX_EVENT_PAYLOAD = 6_291_456
+
+
+def data(value: Any) -> dict[str, Any]:
+    """An event's payload member, ``{"Payload": ..., "Truncated": ...}`` (empty when there is
+    none). A text payload past ``MAX_EVENT_PAYLOAD`` characters is cut there."""
+    if value is None:
+        return {}
+    if isinstance(value, str) and len(value) > MAX_EVENT_PAYLOAD:
+        return {"Payload": value[:MAX_EVENT_PAYLOAD], "Truncated": True}
+    return {"Payload": value, "Truncated": False}
 
 
 def due(ops: dict[str, Op], now: float) -> list[Op]:

@@ -207,10 +207,7 @@ class DurableEngine:
         failure: dict[str, str] | None = None
         if answer is None:
             log.warning("durable execution %s: invocation %s failed", doc["arn"], request_id)
-            failure = {
-                "ErrorType": outcome.error_type or "Runtime.InvalidResponse",
-                "ErrorMessage": outcome.payload.decode("utf-8", "replace")[:1024],
-            }
+            failure = _failure(outcome.payload, outcome.error_type)
         await self.executions.end_invocation(key, started, request_id, failure)
         if answer is None:
             return Ran.FAILED
@@ -251,6 +248,23 @@ def _request(doc: Doc) -> InvokeRequest:
         payload=json.dumps(payload).encode(),
         invocation_type=InvocationType.REQUEST_RESPONSE,
     )
+
+
+def _failure(payload: bytes, error_type: str | None) -> dict[str, str]:
+    """The error of an invocation that did not answer: the runtime's own error object
+    (``{"errorType", "errorMessage"}``) when it sent one, else the answer's text."""
+    text = payload.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errorMessage"), str):
+        kind = body.get("errorType")
+        return {
+            "ErrorType": kind if isinstance(kind, str) else error_type or "Runtime.Unknown",
+            "ErrorMessage": body["errorMessage"][:1024],
+        }
+    return {"ErrorType": error_type or "Runtime.InvalidResponse", "ErrorMessage": text[:1024]}
 
 
 def _answer(payload: bytes) -> dict[str, Any] | None:
