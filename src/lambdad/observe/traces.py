@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: The daemon protocol's header line (the X-Ray SDKs send exactly this; spaces tolerated).
 _HEADER = {"format": "json", "version": 1}
 _MAX_DEPTH = 32
+#: X-Ray indexes at most 50 annotations per trace; a segment keeps at most that many.
+_MAX_ANNOTATIONS = 50
 Owner = tuple[str, str, str]  # (account, region, function name)
 
 
@@ -281,6 +283,7 @@ def _collect(
         attributes.append(("aws.xray.origin", doc["origin"]))
     if isinstance(doc.get("namespace"), str):
         attributes.append(("aws.xray.namespace", doc["namespace"]))
+    attributes += _annotations(doc.get("annotations"))
     spans.append(
         Span(
             trace_id,
@@ -296,6 +299,18 @@ def _collect(
     )
     for child in doc.get("subsegments") or ():
         _collect(child, trace_id, span_id.lower(), service, spans, depth + 1)
+
+
+def _annotations(given: Any) -> list[tuple[str, str | int | float | bool]]:
+    """A segment's X-Ray annotations (string, number or boolean values, as X-Ray indexes
+    them) as ``aws.xray.annotation.<key>`` attributes; other values and keys are left out."""
+    if not isinstance(given, dict):
+        return []
+    return [
+        (f"aws.xray.annotation.{key}", value)
+        for key, value in list(given.items())[:_MAX_ANNOTATIONS]
+        if isinstance(key, str) and len(key) <= 500 and isinstance(value, str | int | float)
+    ]
 
 
 def invocation_spans(
