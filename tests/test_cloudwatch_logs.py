@@ -673,3 +673,54 @@ def test_an_open_live_tail_does_not_hold_up_a_stop(start_server: Any) -> None:
     finally:
         logs.close()
         tail.close()
+
+
+@pytest.mark.slow
+def test_aws_cli_manages_a_log_group(server: Server, tmp_path: Path) -> None:
+    """``aws logs create-log-group``, ``put-retention-policy``, ``describe-log-groups`` (showing
+    ``retentionInDays``), ``delete-retention-policy`` and ``delete-log-group`` work as against
+    AWS; an unknown group is ``ResourceNotFoundException`` and a retention CloudWatch does
+    not offer is ``InvalidParameterException``, as the CLI reports them."""
+    group = f"/custom/{unique('cli')}"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+    }
+
+    def aws(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["aws", "logs", *args, "--endpoint-url", server.endpoint],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode == 0) is ok, (done.stdout, done.stderr)
+        return done
+
+    def described() -> list[dict[str, Any]]:
+        out = aws("describe-log-groups", "--log-group-name-prefix", group).stdout
+        return list(json.loads(out)["logGroups"])
+
+    aws("create-log-group", "--log-group-name", group)
+    assert (
+        "ResourceAlreadyExistsException"
+        in aws("create-log-group", "--log-group-name", group, ok=False).stderr
+    )
+    aws("put-retention-policy", "--log-group-name", group, "--retention-in-days", "7")
+    assert [(g["logGroupName"], g.get("retentionInDays")) for g in described()] == [(group, 7)]
+    refused_days = aws(
+        "put-retention-policy", "--log-group-name", group, "--retention-in-days", "8", ok=False
+    )
+    assert "InvalidParameterException" in refused_days.stderr
+    aws("delete-retention-policy", "--log-group-name", group)
+    assert "retentionInDays" not in described()[0]
+    aws("delete-log-group", "--log-group-name", group)
+    assert described() == []
+    gone = aws("delete-log-group", "--log-group-name", group, ok=False)
+    assert "ResourceNotFoundException" in gone.stderr
