@@ -35,7 +35,11 @@ def timed_loads(page: object, url: str, marker: str, loads: int) -> list[float]:
     for _ in range(loads):
         page.goto("about:blank")  # type: ignore[attr-defined]
         page.goto(url)  # type: ignore[attr-defined]
-        page.wait_for_selector(f"body[data-loaded={marker}]")  # type: ignore[attr-defined]
+        try:
+            page.wait_for_selector(f"body[data-loaded={marker}]")  # type: ignore[attr-defined]
+        except Exception:
+            print("not loaded:", page.inner_text("body")[:2000], file=sys.stderr)  # type: ignore[attr-defined]
+            raise
         found.append(float(page.evaluate("Number(document.body.dataset.shownAt)")))  # type: ignore[attr-defined]
     return found
 
@@ -106,6 +110,16 @@ def main() -> int:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
                 page = browser.new_page()
+                page.on(
+                    "requestfailed",
+                    lambda r: print("request failed:", r.url, r.failure, file=sys.stderr),
+                )
+                page.on(
+                    "response",
+                    lambda r: (
+                        r.status >= 500 and print("answer:", r.status, r.url, file=sys.stderr)
+                    ),
+                )
                 page.set_default_timeout(60_000)
                 pages = {
                     "function list (first 50 of them)": (base + "#/", "list"),

@@ -344,12 +344,12 @@ def test_metrics_chart_renders(console: Console, function: str, page: Any) -> No
 
 
 def test_traces_tab_says_when_there_are_none(console: Console, function: str, page: Any) -> None:
-    """The traces tab reads /_lambdad/traces; without it, a plain sentence, not an error."""
+    """The traces tab of a function with no sampled invocation says so in a plain sentence,
+    not an error."""
     page.goto(console.url + f"#/fn/{function}/traces")
     found = page.locator("#traces-none, .timeline, #tab-body p.muted").first
     found.wait_for()
     assert "error" not in (found.get_attribute("class") or "")
-    shot(page, "traces")
 
 
 def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> None:
@@ -369,6 +369,7 @@ def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> N
     labels = page.locator(".timeline .label").all_inner_texts()
     assert name in labels, labels
     assert "Invocation" in labels, labels
+    shot(page, "traces")
 
 
 def test_api_request_without_console_header_is_refused(console: Console) -> None:
