@@ -354,8 +354,8 @@ def test_traces_tab_says_when_there_are_none(console: Console, function: str, pa
 
 def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> None:
     """A function with TracingConfig Active, invoked with a sampled trace header, shows its
-    trace in the traces tab as a timeline with lambdad's spans (the function's segments, its
-    Initialization and Invocation)."""
+    trace in the traces tab as a timeline with lambdad's spans (the function's segments named
+    with their X-Ray origin, its Initialization and Invocation indented under them)."""
     client = console.server.client()
     name = unique("traced")
     create_function(client, CODE, name=name, TracingConfig={"Mode": "Active"})
@@ -367,8 +367,11 @@ def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> N
     page.goto(console.url + f"#/fn/{name}/traces")
     page.locator(".timeline").first.wait_for()
     labels = page.locator(".timeline .label").all_inner_texts()
-    assert name in labels, labels
+    assert f"{name} (AWS::Lambda)" in labels, labels
+    assert f"{name} (AWS::Lambda::Function)" in labels, labels
     assert "Invocation" in labels, labels
+    invocation = page.locator(".timeline .label", has_text="Invocation").first
+    assert "padding-left:24px" in (invocation.get_attribute("style") or "")  # under both
     shot(page, "traces")
 
 

@@ -448,8 +448,10 @@ class Environment:
     def _trace_init_extensions(self, run: Run) -> None:
         """A sampled first invocation: its extensions' init (or restore) spans."""
         restored = self.restore_duration_ms is not None and self.invocations == 1
+        if not (run.init_ms or restored) or self.ctx.spans is None:
+            return  # a warm invocation (most): no init in its trace
         ids = sampled_ids(run.invocation.trace_id)
-        if ids is None or self.ctx.spans is None or not (run.init_ms or restored):
+        if ids is None:
             return
         spans = extension_init_spans(ids, restored, self.extensions.init_times())
         if spans:
