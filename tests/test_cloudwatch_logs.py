@@ -724,3 +724,35 @@ def test_aws_cli_manages_a_log_group(server: Server, tmp_path: Path) -> None:
     assert described() == []
     gone = aws("delete-log-group", "--log-group-name", group, ok=False)
     assert "ResourceNotFoundException" in gone.stderr
+
+
+def test_the_calls_of_aws_logs_tail(server: Server, lam: Any, logs: Any) -> None:
+    """``aws logs tail GROUP --since 1h [--filter-pattern P] --follow`` (the AWS CLI v2's; not
+    on PyPI, so its calls are made here as its ``awscli/customizations/logs/tail.py`` makes
+    them): FilterLogEvents pages with ``interleaved=True`` and ``startTime``, then, to
+    follow, the same call again from the newest event's timestamp, dropping the event ids it
+    has seen; new events come through, old ones once."""
+    marker = unique("tail")
+    name = invoked(lam, [f"{marker} one", f"{marker} two"])
+    group = f"/aws/lambda/{name}"
+    until_reported(logs, group)
+    since = int((time.time() - 3600) * 1000)
+    kwargs: dict[str, Any] = {
+        "logGroupName": group,
+        "interleaved": True,
+        "startTime": since,
+        "filterPattern": marker,
+    }
+    pages = logs.get_paginator("filter_log_events").paginate(**kwargs)
+    first = [e for page in pages for e in page["events"]]
+    assert [e["message"] for e in first] == [f"{marker} one", f"{marker} two"]
+
+    seen = {e["eventId"] for e in first}
+    kwargs["startTime"] = max(e["timestamp"] for e in first)  # --follow: from the newest
+    invoke_json(lam, name, {"lines": [f"{marker} three", "unmatched"]})
+
+    def followed() -> list[str]:
+        answer = logs.filter_log_events(**kwargs)
+        return [e["message"] for e in answer["events"] if e["eventId"] not in seen]
+
+    assert wait_until(followed, timeout=20) == [f"{marker} three"]
