@@ -326,11 +326,19 @@ def _span(data: bytes) -> dict[str, Any]:
 def test_spans_are_exported_over_otlp(start_server: Any, otlp: OtlpReceiver) -> None:
     """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, lambdad's spans and the function's segments
     reach an OTLP/HTTP protobuf receiver under the X-Ray root's 32 hex digits as trace id,
-    with their parent links."""
+    with their parent links; segments whose ids or times OTLP cannot carry (``0x`` ids,
+    times past any year) are dropped when received and do not cost the export."""
     server = start_server({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint})
     client = server.client()
     name = traced(client)
-    fields = invoke(server, name, {"send": True})["fields"]
+    header = '{"format":"json","version":1}\n'
+    hostile = [
+        header + json.dumps({"trace_id": fresh_root(), "id": "0x0123456789abcd", "name": "x",
+                             "start_time": 1.0}),
+        header + json.dumps({"trace_id": fresh_root(), "id": "0123456789abcdef", "name": "x",
+                             "start_time": 1e30}),
+    ]  # fmt: skip
+    fields = invoke(server, name, {"send": True, "garbage": hostile})["fields"]
     trace_id = fields["Root"][2:].replace("-", "")
 
     def exported() -> Any:

@@ -34,6 +34,9 @@ _HEADER = {"format": "json", "version": 1}
 _MAX_DEPTH = 32
 #: X-Ray indexes at most 50 annotations per trace; a segment keeps at most that many.
 _MAX_ANNOTATIONS = 50
+#: The latest time a segment may give (epoch seconds, the year 5138): far beyond any real
+#: one, and within what OTLP's fixed64 nanoseconds hold.
+_LATEST_TIME = 1e11
 Owner = tuple[str, str, str]  # (account, region, function name)
 
 
@@ -273,6 +276,8 @@ def _collect(
     span_id, name = doc["id"], doc["name"]
     start = float(doc["start_time"])
     end = float(doc.get("end_time", start))
+    if not (0 <= start <= _LATEST_TIME and 0 <= end <= _LATEST_TIME):
+        raise ValueError("times out of range")  # NaN and infinities too
     parent_id = parent if isinstance(parent, str) else None
     if not (isinstance(span_id, str) and isinstance(name, str)):
         raise ValueError("bad segment")
