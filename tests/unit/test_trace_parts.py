@@ -73,6 +73,9 @@ def test_the_callers_decision_wins() -> None:
         segment(id=" 123456789abcdef"),
         segment(parent_id="0x0123456789abcd"),
         segment(start_time=1e30),
+        segment(name="\ud800"),  # a lone surrogate: not UTF-8, which OTLP's strings are
+        segment(origin="\udfff"),
+        segment(annotations={"k": "\ud800"}),
         segment(start_time=-1),
         HEADER + b'{"trace_id":"' + ROOT.encode() + b'","id":"70de5b6f19ff9a0a",'
         b'"name":"fn","start_time":NaN}',

@@ -289,6 +289,10 @@ def _collect(
     if isinstance(doc.get("namespace"), str):
         attributes.append(("aws.xray.namespace", doc["namespace"]))
     attributes += _annotations(doc.get("annotations"))
+    for _, value in attributes:
+        if isinstance(value, str):
+            value.encode()  # UnicodeEncodeError (a ValueError): a lone surrogate from JSON
+    name.encode()
     spans.append(
         Span(
             trace_id,
