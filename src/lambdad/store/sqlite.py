@@ -29,6 +29,12 @@ from lambdad.store.keys import decode, encode, prefix_range
 SCHEMA_VERSION = 1
 #: Keys per ``IN (...)`` of ``get_many`` (under SQLite's default 999 host parameters).
 _MANY = 500
+_MAX_SQL_INT = 2**63 - 1
+
+
+def _clamped(value: int) -> int:
+    return min(max(0, value), _MAX_SQL_INT)
+
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -130,7 +136,8 @@ class SqliteStore(Store):
         bounds = prefix_range(prefix)
         where = "tbl = ?" if bounds is None else "tbl = ? AND key >= ? AND key < ?"
         sql = f"SELECT key, doc FROM docs WHERE {where} ORDER BY key LIMIT ? OFFSET ?"
-        args = (table.value, *(bounds or ()), max(0, limit), max(0, offset))
+        # SQLite's integers are 64-bit: an offset past them is past every row anyway.
+        args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
         with _translated(self._path, "a scan"):
             async with self.db.execute(sql, args) as cursor:
                 rows = await cursor.fetchall()
