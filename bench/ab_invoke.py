@@ -45,10 +45,12 @@ from invoke_latency import (
 )
 
 PATH = "/2015-03-31/functions/echo/invocations"
-#: An OTLP/HTTP receiver that reads each export and answers 200 (``--otlp-sink``).
+#: An OTLP/HTTP receiver that reads each export and answers 200 (``--otlp-sink``), keeping
+#: the connection open as collectors do (HTTP/1.1), so lambdad's exporter reuses it.
 SINK = """
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()

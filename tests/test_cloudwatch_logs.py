@@ -673,3 +673,86 @@ def test_an_open_live_tail_does_not_hold_up_a_stop(start_server: Any) -> None:
     finally:
         logs.close()
         tail.close()
+
+
+@pytest.mark.slow
+def test_aws_cli_manages_a_log_group(server: Server, tmp_path: Path) -> None:
+    """``aws logs create-log-group``, ``put-retention-policy``, ``describe-log-groups`` (showing
+    ``retentionInDays``), ``delete-retention-policy`` and ``delete-log-group`` work as against
+    AWS; an unknown group is ``ResourceNotFoundException`` and a retention CloudWatch does
+    not offer is ``InvalidParameterException``, as the CLI reports them."""
+    group = f"/custom/{unique('cli')}"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+    }
+
+    def aws(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["aws", "logs", *args, "--endpoint-url", server.endpoint],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode == 0) is ok, (done.stdout, done.stderr)
+        return done
+
+    def described() -> list[dict[str, Any]]:
+        out = aws("describe-log-groups", "--log-group-name-prefix", group).stdout
+        return list(json.loads(out)["logGroups"])
+
+    aws("create-log-group", "--log-group-name", group)
+    assert (
+        "ResourceAlreadyExistsException"
+        in aws("create-log-group", "--log-group-name", group, ok=False).stderr
+    )
+    aws("put-retention-policy", "--log-group-name", group, "--retention-in-days", "7")
+    assert [(g["logGroupName"], g.get("retentionInDays")) for g in described()] == [(group, 7)]
+    refused_days = aws(
+        "put-retention-policy", "--log-group-name", group, "--retention-in-days", "8", ok=False
+    )
+    assert "InvalidParameterException" in refused_days.stderr
+    aws("delete-retention-policy", "--log-group-name", group)
+    assert "retentionInDays" not in described()[0]
+    aws("delete-log-group", "--log-group-name", group)
+    assert described() == []
+    gone = aws("delete-log-group", "--log-group-name", group, ok=False)
+    assert "ResourceNotFoundException" in gone.stderr
+
+
+def test_the_calls_of_aws_logs_tail(server: Server, lam: Any, logs: Any) -> None:
+    """``aws logs tail GROUP --since 1h [--filter-pattern P] --follow`` (the AWS CLI v2's; not
+    on PyPI, so its calls are made here as its ``awscli/customizations/logs/tail.py`` makes
+    them): FilterLogEvents pages with ``interleaved=True`` and ``startTime``, then, to
+    follow, the same call again from the newest event's timestamp, dropping the event ids it
+    has seen; new events come through, old ones once."""
+    marker = unique("tail")
+    name = invoked(lam, [f"{marker} one", f"{marker} two"])
+    group = f"/aws/lambda/{name}"
+    until_reported(logs, group)
+    since = int((time.time() - 3600) * 1000)
+    kwargs: dict[str, Any] = {
+        "logGroupName": group,
+        "interleaved": True,
+        "startTime": since,
+        "filterPattern": marker,
+    }
+    pages = logs.get_paginator("filter_log_events").paginate(**kwargs)
+    first = [e for page in pages for e in page["events"]]
+    assert [e["message"] for e in first] == [f"{marker} one", f"{marker} two"]
+
+    seen = {e["eventId"] for e in first}
+    kwargs["startTime"] = max(e["timestamp"] for e in first)  # --follow: from the newest
+    invoke_json(lam, name, {"lines": [f"{marker} three", "unmatched"]})
+
+    def followed() -> list[str]:
+        answer = logs.filter_log_events(**kwargs)
+        return [e["message"] for e in answer["events"] if e["eventId"] not in seen]
+
+    assert wait_until(followed, timeout=20) == [f"{marker} three"]

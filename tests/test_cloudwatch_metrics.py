@@ -546,3 +546,52 @@ def test_sigv4_mode_scopes_metrics_by_account(
         wrong.list_metrics()
     for client in (first, second, wrong):
         client.close()
+
+
+def test_aws_cli_get_metric_data_and_list_metrics(server: Server, lam: Any) -> None:
+    """``aws cloudwatch get-metric-data`` (with ``--metric-data-queries`` as JSON, as users
+    paste them) and ``aws cloudwatch list-metrics`` read a function's metrics as against AWS."""
+    name = _invoked(lam)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDTEST",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+    def aws(*args: str) -> Any:
+        argv = ["aws", "cloudwatch", *args, "--endpoint-url", server.endpoint]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    start, end = _window()
+    queries = [_stat_query("calls", name, "Invocations", "Sum")]
+    queries.append(_stat_query("errors", name, "Errors", "Sum"))
+
+    def answered() -> Any:
+        found = aws(
+            "get-metric-data",
+            "--metric-data-queries",
+            json.dumps(queries),
+            "--start-time",
+            start.isoformat(),
+            "--end-time",
+            end.isoformat(),
+        )
+        results = {r["Id"]: r for r in found["MetricDataResults"]}
+        return results if sum(results["calls"]["Values"]) == 4 else None
+
+    results = wait_until(answered, timeout=20)
+    assert sum(results["errors"]["Values"]) == 1
+    assert results["calls"]["StatusCode"] == "Complete"
+    listed = aws(
+        "list-metrics",
+        "--namespace",
+        "AWS/Lambda",
+        "--dimensions",
+        f"Name=FunctionName,Value={name}",
+    )["Metrics"]
+    assert {"Invocations", "Errors", "Duration"} <= {m["MetricName"] for m in listed}

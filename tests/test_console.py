@@ -344,18 +344,18 @@ def test_metrics_chart_renders(console: Console, function: str, page: Any) -> No
 
 
 def test_traces_tab_says_when_there_are_none(console: Console, function: str, page: Any) -> None:
-    """The traces tab reads /_lambdad/traces; without it, a plain sentence, not an error."""
+    """The traces tab of a function with no sampled invocation says so in a plain sentence,
+    not an error."""
     page.goto(console.url + f"#/fn/{function}/traces")
     found = page.locator("#traces-none, .timeline, #tab-body p.muted").first
     found.wait_for()
     assert "error" not in (found.get_attribute("class") or "")
-    shot(page, "traces")
 
 
 def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> None:
     """A function with TracingConfig Active, invoked with a sampled trace header, shows its
-    trace in the traces tab as a timeline with lambdad's spans (the function's segments, its
-    Initialization and Invocation)."""
+    trace in the traces tab as a timeline with lambdad's spans (the function's segments named
+    with their X-Ray origin, its Initialization and Invocation indented under them)."""
     client = console.server.client()
     name = unique("traced")
     create_function(client, CODE, name=name, TracingConfig={"Mode": "Active"})
@@ -367,8 +367,12 @@ def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> N
     page.goto(console.url + f"#/fn/{name}/traces")
     page.locator(".timeline").first.wait_for()
     labels = page.locator(".timeline .label").all_inner_texts()
-    assert name in labels, labels
+    assert f"{name} (AWS::Lambda)" in labels, labels
+    assert f"{name} (AWS::Lambda::Function)" in labels, labels
     assert "Invocation" in labels, labels
+    invocation = page.locator(".timeline .label", has_text="Invocation").first
+    assert "padding-left:24px" in (invocation.get_attribute("style") or "")  # under both
+    shot(page, "traces")
 
 
 def test_api_request_without_console_header_is_refused(console: Console) -> None:

@@ -231,6 +231,19 @@ def test_list_functions_pages_with_the_paginator(lam: Any, new_function: Any) ->
     assert all("State" not in f and "LastUpdateStatus" not in f for f in listed)
 
 
+def test_list_functions_past_the_end_is_an_empty_page(lam: Any, new_function: Any) -> None:
+    """A marker past the last function (however far: markers are lambdad's own offsets) is an
+    empty page without a NextMarker, never a 5xx."""
+    new_function()
+    for offset in (10**6, 10**30):
+        marker = base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+        for version in ("ALL", None):
+            extra = {"FunctionVersion": version} if version else {}
+            page = lam.list_functions(Marker=marker, **extra)
+            assert page["Functions"] == []
+            assert "NextMarker" not in page
+
+
 def test_list_functions_all_versions_lists_published_versions(lam: Any, new_function: Any) -> None:
     """FunctionVersion=ALL lists every version of every function, each with its qualified ARN."""
     name = new_function(reporter("v1"), Publish=True)["FunctionName"]

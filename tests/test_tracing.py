@@ -326,11 +326,19 @@ def _span(data: bytes) -> dict[str, Any]:
 def test_spans_are_exported_over_otlp(start_server: Any, otlp: OtlpReceiver) -> None:
     """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, lambdad's spans and the function's segments
     reach an OTLP/HTTP protobuf receiver under the X-Ray root's 32 hex digits as trace id,
-    with their parent links."""
+    with their parent links; segments whose ids or times OTLP cannot carry (``0x`` ids,
+    times past any year) are dropped when received and do not cost the export."""
     server = start_server({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint})
     client = server.client()
     name = traced(client)
-    fields = invoke(server, name, {"send": True})["fields"]
+    header = '{"format":"json","version":1}\n'
+    hostile = [
+        header + json.dumps({"trace_id": fresh_root(), "id": "0x0123456789abcd", "name": "x",
+                             "start_time": 1.0}),
+        header + json.dumps({"trace_id": fresh_root(), "id": "0123456789abcdef", "name": "x",
+                             "start_time": 1e30}),
+    ]  # fmt: skip
+    fields = invoke(server, name, {"send": True, "garbage": hostile})["fields"]
     trace_id = fields["Root"][2:].replace("-", "")
 
     def exported() -> Any:
@@ -407,3 +415,82 @@ def test_the_x_ray_sdk_sends_its_subsegments_from_inside_the_cell(server: Server
     work = next(s for s in trace["Spans"] if s["Name"] == "sdk-work")
     assert work["ParentId"] == fields["Parent"]
     assert work["Service"] == name
+
+
+# ------------------------------------------------------------------ extensions and SnapStart
+
+
+def test_extensions_init_and_post_invoke_time_are_spans(server: Server, lam: Any) -> None:
+    """A sampled cold invocation of a function with an external extension has, as X-Ray shows
+    extensions on Lambda, the extension's init (``Extension <name>`` under ``Initialization``)
+    and its time after the runtime's response (``Extensions`` under the function segment,
+    with ``Extension <name>`` under it), in the invocation's trace."""
+    from tests.test_extensions import ECHO, layer
+
+    arn = layer(lam, {"extensions/echo": ECHO})
+    name = create_function(
+        lam,
+        TRACED,
+        Layers=[arn],
+        TracingConfig={"Mode": "Active"},
+        env={"EXTENSION_DELAY": "0.05"},
+    )["FunctionName"]
+    root = fresh_root()
+    fields = invoke(server, name, {}, f"Root={root};Sampled=1")["fields"]
+    parent = fields["Parent"]
+    trace = trace_of(server, root, lambda s: "Extensions" in names(s))
+    by_id = {s["Id"]: s for s in trace["Spans"]}
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for span in trace["Spans"]:
+        by_name.setdefault(span["Name"], []).append(span)
+    init = by_name["Initialization"][0]
+    assert init["ParentId"] == parent
+    extensions = by_name["Extensions"][0]
+    assert extensions["ParentId"] == parent
+    echo = {by_id[s["ParentId"]]["Name"]: s for s in by_name["Extension echo"]}
+    assert set(echo) == {"Initialization", "Extensions"}
+    assert echo["Initialization"]["ParentId"] == init["Id"]
+    assert echo["Extensions"]["ParentId"] == extensions["Id"]
+    assert echo["Extensions"]["Attributes"]["faas.extension"] == "echo"
+    for span in (*echo.values(), extensions):
+        assert span["EndTime"] >= span["StartTime"] > 0
+        assert span["Service"] == name
+    assert extensions["StartTime"] >= by_name["Invocation"][0]["StartTime"]
+
+    # a warm invocation: the extension's post-invoke time only
+    root = fresh_root()
+    invoke(server, name, {}, f"Root={root};Sampled=1")
+    trace = trace_of(server, root, lambda s: "Extensions" in names(s))
+    assert "Initialization" not in names(trace["Spans"])
+    assert [s["Name"] for s in trace["Spans"]].count("Extension echo") == 1
+
+
+def test_a_snapstart_environment_shows_its_restore(server: Server, lam: Any) -> None:
+    """A sampled first invocation of a SnapStart version's restored environment has a
+    ``Restore`` span under the function segment and no ``Initialization``, as X-Ray shows
+    restored environments on Lambda; the next invocation has neither."""
+    from tests.test_snapstart import create, publish_active
+
+    name = create(lam, TracingConfig={"Mode": "Active"})
+    version = publish_active(lam, name)
+    url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations?Qualifier={version}"
+    roots = []
+    for _ in range(2):
+        root = fresh_root()
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        request.add_header("X-Amzn-Trace-Id", f"Root={root};Sampled=1")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+        roots.append(root)
+    first = trace_of(server, roots[0], lambda s: "Invocation" in names(s))
+    restore = next(s for s in first["Spans"] if s["Name"] == "Restore")
+    function_segment = next(
+        s
+        for s in first["Spans"]
+        if s["Attributes"].get("aws.xray.origin") == "AWS::Lambda::Function"
+    )
+    assert restore["ParentId"] == function_segment["Id"]
+    assert restore["EndTime"] > restore["StartTime"]
+    assert "Initialization" not in names(first["Spans"])
+    second = trace_of(server, roots[1], lambda s: "Invocation" in names(s))
+    assert not {"Restore", "Initialization"} & names(second["Spans"])

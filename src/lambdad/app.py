@@ -394,6 +394,7 @@ class Lambdad:
             echo=(lambda line: log.info("%s", line)) if settings.echo_function_logs else None,
             emf=self.metrics.offer_emf if settings.metrics else None,
             xray=lambda: self.traces.address,
+            spans=self.traces.add,
         )
 
     def _services(self) -> Services:

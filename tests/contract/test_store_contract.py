@@ -73,6 +73,33 @@ def test_documents_round_trip_and_scan_by_prefix(make_store: Callable[[], Store]
     run(scenario)
 
 
+def test_a_page_of_a_scan_and_many_gets(make_store: Callable[[], Store]) -> None:
+    """``scan_page`` is the slice of ``scan`` from an offset (past the end: nothing);
+    ``get_many`` answers each key in order, None where nothing is stored."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        for name in ("d", "a", "c", "b", "e"):
+            await store.put(Table.FUNCTIONS, ("acct", "r", name), {"n": name})
+        await store.put(Table.FUNCTIONS, ("acct", "s", "z"), {"n": "z"})
+        prefix = ("acct", "r")
+        everything = await store.scan(Table.FUNCTIONS, prefix)
+        cases = ((0, 2), (2, 2), (4, 2), (5, 2), (9, 1), (0, 0), (1, 100), (10**30, 10**30))
+        for offset, limit in cases:
+            page = await store.scan_page(Table.FUNCTIONS, prefix, offset, limit)
+            assert page == everything[offset : offset + limit], (offset, limit)
+        assert [k[-1] for k, _ in await store.scan_page(Table.FUNCTIONS, (), 5, 9)] == ["z"]
+        keys = [("acct", "r", "c"), ("acct", "r", "nope"), ("acct", "r", "a"), ("acct", "s", "z")]
+        found = await store.get_many(Table.FUNCTIONS, keys)
+        assert found == [{"n": "c"}, None, {"n": "a"}, {"n": "z"}]
+        many = [("acct", "r", f"x{i}") for i in range(1200)]
+        assert await store.get_many(Table.FUNCTIONS, many) == [None] * 1200
+        await store.close()
+
+    run(scenario)
+
+
 def test_create_conflicts_and_transactions_are_atomic(make_store: Callable[[], Store]) -> None:
     """A create of an existing key raises StoreConflict and applies none of its transaction."""
 
@@ -322,6 +349,8 @@ def test_a_closed_store_refuses_every_call(make_store: Callable[[], Store]) -> N
         calls = [
             store.get(Table.FUNCTIONS, ("r", "fn")),
             store.scan(Table.FUNCTIONS),
+            store.scan_page(Table.FUNCTIONS, ("r",), 0, 10),
+            store.get_many(Table.FUNCTIONS, [("r", "fn")]),
             store.put(Table.FUNCTIONS, ("r", "fn"), {"v": 2}),
             store.delete_prefix(Table.FUNCTIONS, ("r",)),
         ]

@@ -67,6 +67,20 @@ def test_the_callers_decision_wins() -> None:
         segment(name=["x"]),
         segment(start_time="soon"),
         segment(parent_id="abc"),
+        segment(id="0x0123456789abcd"),  # int(..., 16) takes these; bytes.fromhex does not
+        segment(id="+123456789abcdef"),
+        segment(id="1_23456789abcdef"),
+        segment(id=" 123456789abcdef"),
+        segment(parent_id="0x0123456789abcd"),
+        segment(start_time=1e30),
+        segment(name="\ud800"),  # a lone surrogate: not UTF-8, which OTLP's strings are
+        segment(origin="\udfff"),
+        segment(annotations={"k": "\ud800"}),
+        segment(start_time=-1),
+        HEADER + b'{"trace_id":"' + ROOT.encode() + b'","id":"70de5b6f19ff9a0a",'
+        b'"name":"fn","start_time":NaN}',
+        HEADER + b'{"trace_id":"' + ROOT.encode() + b'","id":"70de5b6f19ff9a0a",'
+        b'"name":"fn","start_time":1,"end_time":Infinity}',
         segment(subsegments=[{"id": "70de5b6f19ff9a0b"}]),
         segment(subsegments=[None]),
         HEADER + b'{"trace_id":"' + ROOT.encode() + b'","subsegments":' + b"[" * 5000,

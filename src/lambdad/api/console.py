@@ -215,16 +215,14 @@ async def summary(request: web.Request) -> web.Response:
     ``State``), for each ``name`` asked (at most ``MAX_SUMMARY``): its ``$LATEST`` state and
     the time (ms) of the last event in its ``/aws/lambda/<name>`` log group, when it last ran
     as far as its logs tell. A name with no function is left out."""
-    names = request.query.getall("name", [])[:MAX_SUMMARY]
+    asked = request.query.getall("name", [])[:MAX_SUMMARY]
+    names = [n for n in asked if 0 < len(n) <= 64 and n.replace("-", "").replace("_", "").isalnum()]
     scope = scope_of(request)
     logs = request.app[LOGS]
     functions = request.app[FUNCTIONS]
     found: dict[str, dict[str, object]] = {}
-    for name in names:
-        try:
-            config = await functions.get(scope, name, None)
-        except errors.LambdaError:
-            continue
+    configs = await functions.latest_of(scope, names)
+    for name, config in configs.items():
         key = (scope.account_id, scope.region, _LAMBDA_PREFIX + name)
         last = None
         with contextlib.suppress(errors.ResourceNotFoundException):

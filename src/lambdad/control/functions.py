@@ -46,7 +46,7 @@ from lambdad.control.model import (
     new_revision,
     now_timestamp,
 )
-from lambdad.control.paging import page
+from lambdad.control.paging import DEFAULT_PAGE, marker_at, offset_of, page
 from lambdad.control.requests import (
     AliasRoutingConfiguration,
     CreateAliasRequest,
@@ -586,12 +586,35 @@ class Functions:
     async def list_functions(
         self, scope: Scope, *, all_versions: bool, marker: str | None, max_items: int | None
     ) -> tuple[list[FunctionConfig], str | None]:
+        if not all_versions:
+            return await self._list_latest(scope, marker, max_items)
         rows = await self._store.scan(Table.VERSIONS, scope.key())
         configs = [FunctionConfig.from_doc(doc) for _, doc in rows]
-        if not all_versions:
-            configs = [c for c in configs if c.version == LATEST]
         configs.sort(key=lambda c: (c.name, _version_order(c.version)))
         return page(configs, marker, max_items)
+
+    async def latest_of(self, scope: Scope, names: list[str]) -> dict[str, FunctionConfig]:
+        """The ``$LATEST`` configuration of each of ``names`` that is a function, read at once
+        (the console's function list: docs/console.md)."""
+        docs = await self._store.get_many(Table.VERSIONS, [scope.key(n, LATEST) for n in names])
+        return {
+            name: FunctionConfig.from_doc(doc)
+            for name, doc in zip(names, docs, strict=True)
+            if doc is not None
+        }
+
+    async def _list_latest(
+        self, scope: Scope, marker: str | None, max_items: int | None
+    ) -> tuple[list[FunctionConfig], str | None]:
+        """A page of functions by name, reading only that page: the names from the records
+        (one per function, in key order, which is name order), then their ``$LATEST``."""
+        start = offset_of(marker)
+        size = DEFAULT_PAGE if max_items is None else max_items
+        rows = await self._store.scan_page(Table.FUNCTIONS, scope.key(), start, size + 1)
+        keys = [scope.key(key[-1], LATEST) for key, _ in rows[:size]]
+        docs = await self._store.get_many(Table.VERSIONS, keys)
+        configs = [FunctionConfig.from_doc(doc) for doc in docs if doc is not None]
+        return configs, marker_at(start + size) if len(rows) > size else None
 
     async def update_code(self, scope: Scope, request: UpdateFunctionCodeRequest) -> FunctionConfig:
         name, qualifier = self.name_of(scope, request.function_name)

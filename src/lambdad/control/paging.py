@@ -29,6 +29,16 @@ def _decode(marker: str) -> int:
         raise errors.InvalidParameterValueException("Invalid marker value.") from exc
 
 
+def offset_of(marker: str | None) -> int:
+    """Where a page starts: 0 without a marker (InvalidParameterValueException when bad)."""
+    return max(0, _decode(marker)) if marker else 0
+
+
+def marker_at(offset: int) -> str:
+    """The marker of the page that starts at ``offset``."""
+    return _encode(offset)
+
+
 def page(
     items: Sequence[T], marker: str | None, max_items: int | None, *, limit: int = MAX_PAGE
 ) -> tuple[list[T], str | None]:

@@ -101,5 +101,6 @@ class Tracing:
             outcome.report.duration_ms,
             outcome.function_error,
             queued,
+            outcome.report.restore_duration_ms,
         )
         self.traces.add(spans, (scope.account_id, scope.region, function))

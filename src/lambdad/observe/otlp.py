@@ -83,8 +83,13 @@ def _key_value(key: str, value: str | int | float | bool) -> bytes:
     return _string(1, key) + _field(2, _any_value(value))
 
 
+#: The largest time a fixed64 of nanoseconds holds (a segment's times are checked when
+#: parsed; this keeps the encoder total whatever it is given).
+_MAX_NANOS = 2**64 - 1
+
+
 def _nanos(seconds: float) -> int:
-    return max(0, round(seconds * 1e9))
+    return min(max(0, round(seconds * 1e9)), _MAX_NANOS)
 
 
 #: The fixed-size fields' tags and lengths: trace id (1, 16 bytes), span id (2, 8 bytes),
@@ -142,11 +147,10 @@ def valid_ids(trace_id: str, span_id: str, parent_id: str | None) -> bool:
     return _hex(trace_id, 32) and _hex(span_id, 16) and (parent_id is None or _hex(parent_id, 16))
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _hex(text: str, digits: int) -> bool:
-    if len(text) != digits:
-        return False
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
+    """Exactly ``digits`` hex digits (``int(text, 16)`` would also take ``0x``, a sign,
+    ``_`` and spaces, which ``bytes.fromhex`` then refuses)."""
+    return len(text) == digits and _HEX_DIGITS.issuperset(text)

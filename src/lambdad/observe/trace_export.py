@@ -12,6 +12,7 @@ import collections
 import contextlib
 import enum
 import logging
+import struct
 
 import aiohttp
 
@@ -84,7 +85,14 @@ class SpanExporter:
         return [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
 
     async def _post(self, session: aiohttp.ClientSession, spans: list[Span]) -> None:
-        body = encode_request(spans, SCOPE, self._version)
+        try:
+            body = encode_request(spans, SCOPE, self._version)
+        except (ValueError, TypeError, OverflowError, struct.error) as exc:
+            # Spans are checked when made; should one slip through, the batch is lost, not
+            # the exporter.
+            self.dropped += len(spans)
+            log.warning("OTLP export: a batch could not be encoded, spans dropped: %s", exc)
+            return
         headers = {"Content-Type": "application/x-protobuf"}
         try:
             async with session.post(self.url, data=body, headers=headers) as response:

@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 #: The daemon protocol's header line (the X-Ray SDKs send exactly this; spaces tolerated).
 _HEADER = {"format": "json", "version": 1}
 _MAX_DEPTH = 32
+#: X-Ray indexes at most 50 annotations per trace; a segment keeps at most that many.
+_MAX_ANNOTATIONS = 50
+#: The latest time a segment may give (epoch seconds, the year 5138): far beyond any real
+#: one, and within what OTLP's fixed64 nanoseconds hold.
+_LATEST_TIME = 1e11
 Owner = tuple[str, str, str]  # (account, region, function name)
 
 
@@ -271,6 +276,8 @@ def _collect(
     span_id, name = doc["id"], doc["name"]
     start = float(doc["start_time"])
     end = float(doc.get("end_time", start))
+    if not (0 <= start <= _LATEST_TIME and 0 <= end <= _LATEST_TIME):
+        raise ValueError("times out of range")  # NaN and infinities too
     parent_id = parent if isinstance(parent, str) else None
     if not (isinstance(span_id, str) and isinstance(name, str)):
         raise ValueError("bad segment")
@@ -281,6 +288,11 @@ def _collect(
         attributes.append(("aws.xray.origin", doc["origin"]))
     if isinstance(doc.get("namespace"), str):
         attributes.append(("aws.xray.namespace", doc["namespace"]))
+    attributes += _annotations(doc.get("annotations"))
+    for _, value in attributes:
+        if isinstance(value, str):
+            value.encode()  # UnicodeEncodeError (a ValueError): a lone surrogate from JSON
+    name.encode()
     spans.append(
         Span(
             trace_id,
@@ -298,6 +310,18 @@ def _collect(
         _collect(child, trace_id, span_id.lower(), service, spans, depth + 1)
 
 
+def _annotations(given: Any) -> list[tuple[str, str | int | float | bool]]:
+    """A segment's X-Ray annotations (string, number or boolean values, as X-Ray indexes
+    them) as ``aws.xray.annotation.<key>`` attributes; other values and keys are left out."""
+    if not isinstance(given, dict):
+        return []
+    return [
+        (f"aws.xray.annotation.{key}", value)
+        for key, value in list(given.items())[:_MAX_ANNOTATIONS]
+        if isinstance(key, str) and len(key) <= 500 and isinstance(value, str | int | float)
+    ]
+
+
 def invocation_spans(
     root: str,
     caller_parent: str | None,
@@ -309,17 +333,19 @@ def invocation_spans(
     duration_ms: float,
     error: bool,
     queued: tuple[float, int] | None = None,
+    restore_ms: float | None = None,
 ) -> list[Span]:
     """lambdad's spans of one sampled invocation, as Lambda's segments: ``AWS::Lambda`` (the
     service, from the request to the response), ``AWS::Lambda::Function`` (whose id is the
-    ``Parent`` the function saw) with ``Initialization``, ``Invocation`` and ``Overhead``.
+    ``Parent`` the function saw) with ``Initialization`` (or a SnapStart environment's
+    ``Restore``), ``Invocation`` and ``Overhead``.
 
     ``queued``: an ``Event`` invocation's (time accepted, attempts before): the service span
     then starts when it was accepted, with ``Dwell Time`` (in the queue) and ``Attempt #<n>``.
     """
     trace_id = otel_trace_id(root)
     began, ended = times
-    init_s = (init_ms or 0.0) / 1000
+    init_s = ((init_ms or 0.0) + (restore_ms or 0.0)) / 1000
     run_start = max(began + init_s, ended - duration_ms / 1000)
     run_end = min(ended, run_start + duration_ms / 1000)
     origin = ("aws.xray.origin", "AWS::Lambda")
@@ -350,19 +376,20 @@ def invocation_spans(
     ]
     if queued is not None:
         spans += _queue_spans(trace_id, service_segment, function, began, ended, queued)
-    parts = [("Invocation", run_start, run_end), ("Overhead", run_end, ended)]
+    parts = [(INVOCATION, run_start, run_end), (OVERHEAD, run_end, ended)]
     if init_ms:
-        parts.insert(0, ("Initialization", began, began + init_s))
-    for index, (name, start, end) in enumerate(parts):
-        if end <= start and name == "Overhead":
+        parts.insert(0, (INITIALIZATION, began, began + init_s))
+    elif restore_ms:
+        parts.insert(0, (RESTORE, began, began + init_s))
+    for part, start, end in parts:
+        if end <= start and part == OVERHEAD:
             continue
-        span_id = f"{int(function_segment, 16) ^ (index + 1):016x}"
         spans.append(
             Span(
                 trace_id,
-                span_id,
+                part_id(function_segment, part),
                 function_segment,
-                name,
+                _PART_NAMES[part],
                 start,
                 end,
                 function,
@@ -370,6 +397,95 @@ def invocation_spans(
             )
         )
     return spans
+
+
+#: The function segment's subsegments lambdad records; a part's span id is the function
+#: segment's id XOR the part (so spans recorded apart, as the extensions', can name it).
+INITIALIZATION, INVOCATION, OVERHEAD, RESTORE, EXTENSIONS = 1, 2, 3, 4, 5
+_PART_NAMES = {
+    INITIALIZATION: "Initialization",
+    INVOCATION: "Invocation",
+    OVERHEAD: "Overhead",
+    RESTORE: "Restore",
+    EXTENSIONS: "Extensions",
+}
+
+
+def part_id(function_segment: str, part: int) -> str:
+    return f"{int(function_segment, 16) ^ part:016x}"
+
+
+def sampled_ids(header: str | None) -> tuple[str, str] | None:
+    """``(Root, Parent)`` of a sampled invocation's trace header, else None."""
+    if not header or "Sampled=1" not in header:
+        return None
+    fields = dict(p.split("=", 1) for p in header.split(";") if "=" in p)
+    root, parent = fields.get("Root", ""), fields.get("Parent", "")
+    if not otel_trace_id(root) or len(parent) != 16:
+        return None
+    try:
+        int(parent, 16)
+    except ValueError:
+        return None
+    return root, parent
+
+
+def extension_init_spans(
+    ids: tuple[str, str], restored: bool, times: list[tuple[str, float, float]]
+) -> list[Span]:
+    """One ``Extension <name>`` span per extension under ``Initialization`` (or ``Restore``),
+    from its launch (an internal one: its registration) to its first ``/next``."""
+    root, function_segment = ids
+    parent = part_id(function_segment, RESTORE if restored else INITIALIZATION)
+    return [
+        _extension_span(root, parent, index, name, start, end)
+        for index, (name, start, end) in enumerate(times)
+    ]
+
+
+def extension_invoke_spans(
+    ids: tuple[str, str], responded: float, times: list[tuple[str, float]]
+) -> list[Span]:
+    """An invocation's ``Extensions`` span under the function segment, from the runtime's
+    response to the last INVOKE subscriber's next ``/next`` (Lambda's post-runtime extensions
+    duration), with one ``Extension <name>`` span per subscriber under it."""
+    if not times:
+        return []
+    root, function_segment = ids
+    own = part_id(function_segment, EXTENSIONS)
+    ended = max(responded, *(done for _, done in times))
+    spans = [
+        Span(
+            otel_trace_id(root),
+            own,
+            function_segment,
+            "Extensions",
+            responded,
+            ended,
+            "",
+            attributes=(("xray.source", "lambdad"),),
+        )
+    ]
+    spans += [
+        _extension_span(root, own, 0x40 + index, name, responded, done)
+        for index, (name, done) in enumerate(times)
+    ]
+    return spans
+
+
+def _extension_span(
+    root: str, parent: str, index: int, name: str, start: float, end: float
+) -> Span:
+    return Span(
+        otel_trace_id(root),
+        f"{int(parent, 16) ^ (0x100 + index):016x}",
+        parent,
+        f"Extension {name}",
+        start,
+        max(start, end),
+        "",
+        attributes=(("xray.source", "lambdad"), ("faas.extension", name)),
+    )
 
 
 def _queue_spans(

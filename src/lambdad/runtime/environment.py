@@ -29,7 +29,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from lambdad.observe.logs import LogStore
+from lambdad.observe.otlp import Span
 from lambdad.observe.platform import Report
+from lambdad.observe.traces import extension_init_spans, extension_invoke_spans, sampled_ids
 from lambdad.runtime import launch, streamed
 from lambdad.runtime.body_stream import BodyStream
 from lambdad.runtime.channel import ChannelHooks, InvocationChannel
@@ -86,6 +88,8 @@ class EnvironmentContext:
     emf: Callable[[str, str, str, str], None] | None = None
     #: Where lambdad's X-Ray segment listener is, as cells reach it (None: none runs).
     xray: Callable[[], tuple[str, int] | None] | None = None
+    #: Takes lambdad's spans of a sampled invocation's extensions (docs/tracing.md).
+    spans: Callable[[list[Span]], None] | None = None
 
 
 class Environment:
@@ -398,6 +402,8 @@ class Environment:
         status, error_type = ("success", None) if reply.ok else ("error", reply.error_type)
         size = len(reply.body) if reply.stream is None else reply.stream.size
         self.recorder.runtime_done(invocation, status, report.duration_ms, size, error_type)
+        if self.ctx.spans is not None and "Sampled=1" in (invocation.trace_id or ""):
+            self._trace_init_extensions(run)
         if subscribed:
             # The caller's outcome now; END and REPORT when the INVOKE subscribers are done,
             # so the tail log ends at the reply.
@@ -439,8 +445,30 @@ class Environment:
             restore_duration_ms=self.restore_duration_ms if self.invocations == 1 else None,
         )
 
+    def _trace_init_extensions(self, run: Run) -> None:
+        """A sampled first invocation: its extensions' init (or restore) spans."""
+        restored = self.restore_duration_ms is not None and self.invocations == 1
+        if not (run.init_ms or restored) or self.ctx.spans is None:
+            return  # a warm invocation (most): no init in its trace
+        ids = sampled_ids(run.invocation.trace_id)
+        if ids is None:
+            return
+        spans = extension_init_spans(ids, restored, self.extensions.init_times())
+        if spans:
+            self.ctx.spans(spans)
+
+    def _trace_post_invoke(self, run: Run, responded: float) -> None:
+        """A sampled invocation's extensions' time after the runtime's response."""
+        ids = sampled_ids(run.invocation.trace_id)
+        if ids is None or self.ctx.spans is None:
+            return
+        spans = extension_invoke_spans(ids, responded, self.extensions.post_invoke_times())
+        if spans:
+            self.ctx.spans(spans)
+
     async def _settle(self, run: Run) -> None:
         """Wait for the runtime and the INVOKE subscribers (within the timeout); then REPORT."""
+        responded = time.time()
         status: str | None = None
         error_type: str | None = None
         try:
@@ -456,6 +484,7 @@ class Environment:
             if status == "timeout":
                 self.recorder.fault([self.recorder.timeout_line(run.request_id)])
             self.recorder.finish(self._report(run, status, error_type))
+            self._trace_post_invoke(run, responded)
             if status is None:
                 self._idle()
             else:

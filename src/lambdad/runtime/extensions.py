@@ -122,6 +122,11 @@ class Extension:
     #: An event was handed over and the extension has not asked for the next one yet.
     busy: bool = False
     reader: LineReader | None = None
+    #: For its trace spans (epoch seconds): launched (external) or registered (internal);
+    #: its first ``/next`` (init done); its last ``/next`` after an INVOKE.
+    launched: float = 0.0
+    ready_at: float | None = None
+    done_at: float = 0.0
 
 
 def external_extensions(opt_dir: Path | None, seen_opt: str) -> list[tuple[str, str]]:
@@ -233,6 +238,8 @@ class Extensions:
         self.failure: tuple[str, str] | None = None
         #: The runtime asked for its next event since the last INVOKE.
         self.runtime_ready = True
+        #: The last INVOKE's subscribers.
+        self.invoked: list[Extension] = []
         self._changed = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
         self._emit = emit
@@ -316,7 +323,7 @@ class Extensions:
             self._fail("Extension.LaunchError", "ErrTooManyExtensions")
             return
         for name, path in paths:
-            ext = self._add(Extension(name, True))
+            ext = self._add(Extension(name, True, launched=time.time()))
             try:
                 ext.process = await process.spawn_sibling([path], env, "/")
             except OSError as exc:
@@ -384,7 +391,7 @@ class Extensions:
                 "Extension.InvalidExtensionState",
                 "Extension with this name already registered",
             )
-        return self._add(Extension(name, False))
+        return self._add(Extension(name, False, launched=time.time()))
 
     def _register_body(self, features: str) -> bytes:
         document = {
@@ -402,6 +409,11 @@ class Extensions:
         if ext.state not in (ExtState.REGISTERED, ExtState.READY, ExtState.RUNNING):
             raise _transition(ext.state, "Ready", ext.id)
         self.drain(ext)
+        now = time.time()
+        if ext.ready_at is None:
+            ext.ready_at = now
+        if ext.busy:
+            ext.done_at = now
         ext.busy = False
         ext.state = ExtState.READY
         self._wake()
@@ -479,11 +491,20 @@ class Extensions:
             for e in self._all
             if INVOKE in e.events and e.state in (ExtState.READY, ExtState.RUNNING)
         ]
+        self.invoked = subscribers
         if subscribers:
             event = invoke_event(invocation, deadline_ms)
             for ext in subscribers:
                 self._deliver(ext, event)
         return bool(subscribers)
+
+    def init_times(self) -> list[tuple[str, float, float]]:
+        """``(name, launched, ready)`` of each extension that finished its init (epoch s)."""
+        return [(e.name, e.launched, e.ready_at) for e in self._all if e.ready_at is not None]
+
+    def post_invoke_times(self) -> list[tuple[str, float]]:
+        """``(name, done)`` of the last INVOKE's subscribers that asked for their next event."""
+        return [(e.name, e.done_at) for e in self.invoked if not e.busy]
 
     def runtime_next(self) -> None:
         """The runtime asked for its next event after posting its reply."""

@@ -130,6 +130,18 @@ class Store(abc.ABC):
     async def delete_prefix(self, table: Table, prefix: Key) -> int:
         """Delete every document under ``prefix``; returns how many."""
 
+    async def scan_page(
+        self, table: Table, prefix: Key, offset: int, limit: int
+    ) -> list[tuple[Key, Document]]:
+        """At most ``limit`` of ``scan(table, prefix)``'s documents, from its ``offset``-th
+        (a page of a list; implementations read only that page)."""
+        rows = await self.scan(table, prefix)
+        return rows[max(0, offset) : max(0, offset) + max(0, limit)]
+
+    async def get_many(self, table: Table, keys: Sequence[Key]) -> list[Document | None]:
+        """``get`` of each key, in order (implementations read them in one go)."""
+        return [await self.get(table, key) for key in keys]
+
     async def put(self, table: Table, key: Key, doc: Document, *, create: bool = False) -> None:
         await self.write([Write(table, key, doc, create)])
 

@@ -27,6 +27,14 @@ from lambdad.store.base import (
 from lambdad.store.keys import decode, encode, prefix_range
 
 SCHEMA_VERSION = 1
+#: Keys per ``IN (...)`` of ``get_many`` (under SQLite's default 999 host parameters).
+_MANY = 500
+_MAX_SQL_INT = 2**63 - 1
+
+
+def _clamped(value: int) -> int:
+    return min(max(0, value), _MAX_SQL_INT)
+
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -121,6 +129,32 @@ class SqliteStore(Store):
             async with self.db.execute(sql, args) as cursor:
                 rows = await cursor.fetchall()
         return [(decode(k), json.loads(d)) for k, d in rows]
+
+    async def scan_page(
+        self, table: Table, prefix: Key, offset: int, limit: int
+    ) -> list[tuple[Key, Document]]:
+        bounds = prefix_range(prefix)
+        where = "tbl = ?" if bounds is None else "tbl = ? AND key >= ? AND key < ?"
+        sql = f"SELECT key, doc FROM docs WHERE {where} ORDER BY key LIMIT ? OFFSET ?"
+        # SQLite's integers are 64-bit: an offset past them is past every row anyway.
+        args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
+        with _translated(self._path, "a scan"):
+            async with self.db.execute(sql, args) as cursor:
+                rows = await cursor.fetchall()
+        return [(decode(k), json.loads(d)) for k, d in rows]
+
+    async def get_many(self, table: Table, keys: Sequence[Key]) -> list[Document | None]:
+        found: dict[str, Document] = {}
+        encoded = [encode(key) for key in keys]
+        for at in range(0, len(encoded), _MANY):
+            chunk = encoded[at : at + _MANY]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, doc FROM docs WHERE tbl = ? AND key IN ({marks})"
+            with _translated(self._path, "a read"):
+                async with self.db.execute(sql, (table.value, *chunk)) as cursor:
+                    rows = await cursor.fetchall()
+            found.update((k, json.loads(d)) for k, d in rows)
+        return [found.get(key) for key in encoded]
 
     async def write(self, writes: Sequence[Write]) -> None:
         async with self._write_lock:

@@ -341,12 +341,15 @@ async function tracesTab(name, base, body) {
     const t0 = Math.min(...spans.map((s) => s.StartTime ?? s.start ?? s.startTime ?? 0));
     const t1 = Math.max(...spans.map((s) => s.EndTime ?? s.end ?? s.endTime ?? 0));
     const width = Math.max(t1 - t0, 1e-9);
+    const parents = new Map(spans.map((s) => [s.Id, s.ParentId]));
+    const depth = (s) => { let d = 0, p = s.ParentId; while (p && parents.has(p) && d < 8) { d++; p = parents.get(p); } return d; };
     return h("div", { class: "timeline" }, h("h3", {}, t.traceId || t.id || t.TraceId || "trace"),
       spans.map((s) => {
         const a = (s.StartTime ?? s.start ?? s.startTime ?? t0) - t0, b = (s.EndTime ?? s.end ?? s.endTime ?? t0) - t0;
-        const label = s.Name || s.name || "";
+        const origin = s.Attributes && s.Attributes["aws.xray.origin"];
+        const label = (s.Name || s.name || "") + (origin ? ` (${origin})` : "");
         const bar = h("i", { style: `left:${(a / width) * 100}%;width:${((b - a) / width) * 100}%`, title: `${label}: ${Math.round((b - a) * 1e6) / 1e3} ms` });
-        return h("div", { class: "span-row" }, h("span", { class: "label" }, label), h("span", { class: "track" }, bar));
+        return h("div", { class: "span-row" }, h("span", { class: "label", style: `padding-left:${depth(s) * 12}px`, title: label }, label), h("span", { class: "track" }, bar));
       }));
   }));
 }
