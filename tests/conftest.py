@@ -45,6 +45,8 @@ from botocore.exceptions import ClientError
 
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.network import MARK as CELL_MARK
+from tests.postgres_server import PostgresServer
+from tests.postgres_server import unavailable_reason as postgres_unavailable
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
@@ -68,17 +70,26 @@ LOOP_BLOCKED = "event loop blocked"
 #: System packages the suite uses when they can be had: ``nft`` builds the Linux sandbox's
 #: network walls (docs/sandbox.md); ``rabbitmq-server`` is the broker of the Amazon MQ event
 #: source tests (tests/rabbitmq_broker.py); ``chromium`` is the browser of the web console's
-#: tests (tests/test_console.py, driven by Playwright). Without them those tests skip.
-SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server", "chromium": "chromium"}
+#: tests (tests/test_console.py, driven by Playwright); ``postgresql`` is the server of the
+#: PostgreSQL store's tests (tests/postgres_server.py; Debian puts ``initdb`` under
+#: ``/usr/lib/postgresql/<version>/bin``). Without them those tests skip.
+SYSTEM_PACKAGES = {
+    "nft": "nftables",
+    "rabbitmq-server": "rabbitmq-server",
+    "chromium": "chromium",
+    "initdb": "postgresql",
+}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Install the system packages the tests need, as the README's test command promises, when
     the suite runs as root on a host with apt-get and they are missing (the package lists are
     refreshed once if the first attempt fails)."""
+    import glob
     import shutil
 
-    search = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+    postgres = glob.glob("/usr/lib/postgresql/*/bin")
+    search = ":".join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin", *postgres])
     missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if not shutil.which(cmd, path=search)]
     if not missing or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return
@@ -419,6 +430,19 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for srv in started:
         if srv.process.poll() is None:
             shutdown(srv)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/postgres_server.py); tests take a
+    database of their own from it with ``postgres.database()``. Skips where none can run."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    pg = PostgresServer()
+    pg.start()
+    yield pg
+    pg.close()
 
 
 @pytest.fixture
