@@ -88,7 +88,7 @@ from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
-from lambdad.store.base import BlobStore, Queue, Store
+from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
@@ -200,6 +200,21 @@ class Lifecycle:
             self._failures.append((part.name, exc))
 
 
+def metadata_store(settings: Settings) -> Store:
+    """The metadata store ``settings`` name: PostgreSQL at ``store_url`` (cluster mode,
+    docs/cluster.md), else the embedded SQLite database of the data dir. ``StoreUnavailable``
+    if PostgreSQL is asked for and its driver is not installed."""
+    if not settings.store_url:
+        return SqliteStore(settings.data_dir / "lambdad.db")
+    try:  # imported only when asked for: the embedded default needs no PostgreSQL driver
+        from lambdad.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the PostgreSQL store needs psycopg ({exc}): pip install 'lambdad[postgres]'"
+        ) from exc
+    return PostgresStore(settings.store_url)
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -207,7 +222,7 @@ class Lambdad:
     def __init__(self, settings: Settings, *, queue: Queue | None = None) -> None:
         self.settings = settings
         data = settings.data_dir
-        self.store: Store = SqliteStore(data / "lambdad.db")
+        self.store: Store = metadata_store(settings)
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)

@@ -1,0 +1,157 @@
+"""``lambdad serve`` with its metadata in PostgreSQL (``LAMBDAD_STORE_URL``, docs/cluster.md):
+the same API end to end through boto3, kept across a restart, shared by a second lambdad."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import ROLE, Server, invoke_json, make_zip, shutdown, unique
+from tests.postgres_server import PostgresServer
+
+CODE = """
+import os
+
+def handler(event, context):
+    return {"tag": TAG, "greeting": os.environ.get("GREETING"), "event": event}
+"""
+
+
+def package(tag: str) -> bytes:
+    return make_zip({"app.py": f"TAG = {tag!r}\n" + CODE})
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Any]]:
+    """boto3 clients to close when the test ends."""
+    clients: list[Any] = []
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def test_serve_on_postgres_keeps_everything_across_a_restart(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """Functions, versions, aliases, configuration and concurrency made through boto3 live in
+    PostgreSQL (no SQLite metadata file in the data dir) and are all there after a restart."""
+    url = postgres.database()
+    first = start_server({"LAMBDAD_STORE_URL": url})
+    lam = first.client()
+    closing.append(lam)
+    name = unique()
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+        Publish=True,
+    )
+    _, body = invoke_json(lam, name, {"n": 1})
+    assert body == {"tag": "v1", "greeting": "hi", "event": {"n": 1}}
+    lam.update_function_code(FunctionName=name, ZipFile=package("v2"))
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}, MemorySize=256
+    )
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
+    before = lam.get_function(FunctionName=name)["Configuration"]
+    assert invoke_json(lam, name)[1]["tag"] == "v2"
+    shutdown(first)
+    assert not (first.data_dir / "lambdad.db").exists()
+
+    second = start_server({"LAMBDAD_STORE_URL": url}, data_dir=first.data_dir)
+    lam = second.client()
+    closing.append(lam)
+    assert lam.get_function(FunctionName=name)["Configuration"] == before
+    listed = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert listed == [name]
+    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    concurrency = lam.get_function_concurrency(FunctionName=name)
+    assert concurrency["ReservedConcurrentExecutions"] == 3
+    assert invoke_json(lam, name, {"n": 2})[1] == {
+        "tag": "v2",
+        "greeting": "hello",
+        "event": {"n": 2},
+    }
+    assert invoke_json(lam, name, Qualifier="live")[1]["tag"] == "v1"
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM docs WHERE tbl = 'versions'").fetchone()
+    assert row == (3,)
+
+
+def test_two_servers_on_one_database_share_the_metadata(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function created through one lambdad is listed and described by another lambdad on
+    the same database, and a delete through the second is seen by the first."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+    )
+    assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+    described = lam_two.get_function_configuration(FunctionName=name)
+    assert described["FunctionArn"].endswith(f":function:{name}")
+    lam_two.delete_function(FunctionName=name)
+    assert lam_one.list_functions()["Functions"] == []
+
+
+def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    """A store URL that is not postgresql:// is refused before anything starts."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lambdad.cli.main", "serve", "--store-url", "mysql://x/y"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "store_url" in done.stderr
+
+
+def test_an_unreachable_database_stops_the_start_naming_it(tmp_path: Path) -> None:
+    """With no PostgreSQL at the store URL, serve exits 1 saying which database it could not
+    reach, without printing the URL's password."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "lambdad.cli.main", "serve", "--port", "0"),
+                *("--data-dir", str(tmp_path / "data")),
+                *("--store-url", f"postgresql://lambdad:s3cret@127.0.0.1:{port}/meta"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+            env={**os.environ, "LAMBDAD_CONSOLE_PORT": "-1"},
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"127.0.0.1:{port}/meta" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
