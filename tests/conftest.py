@@ -70,26 +70,17 @@ LOOP_BLOCKED = "event loop blocked"
 #: System packages the suite uses when they can be had: ``nft`` builds the Linux sandbox's
 #: network walls (docs/sandbox.md); ``rabbitmq-server`` is the broker of the Amazon MQ event
 #: source tests (tests/rabbitmq_broker.py); ``chromium`` is the browser of the web console's
-#: tests (tests/test_console.py, driven by Playwright); ``postgresql`` is the server of the
-#: PostgreSQL store's tests (tests/postgres_server.py; Debian puts ``initdb`` under
-#: ``/usr/lib/postgresql/<version>/bin``). Without them those tests skip.
-SYSTEM_PACKAGES = {
-    "nft": "nftables",
-    "rabbitmq-server": "rabbitmq-server",
-    "chromium": "chromium",
-    "initdb": "postgresql",
-}
+#: tests (tests/test_console.py, driven by Playwright). Without them those tests skip.
+SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server", "chromium": "chromium"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Install the system packages the tests need, as the README's test command promises, when
     the suite runs as root on a host with apt-get and they are missing (the package lists are
     refreshed once if the first attempt fails)."""
-    import glob
     import shutil
 
-    postgres = glob.glob("/usr/lib/postgresql/*/bin")
-    search = ":".join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin", *postgres])
+    search = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
     missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if not shutil.which(cmd, path=search)]
     if not missing or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return

