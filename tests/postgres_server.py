@@ -114,7 +114,9 @@ def _usable_by(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
 class PostgresServer:
     """One PostgreSQL cluster of its own at ``127.0.0.1:port`` (user ``postgres``, trust)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: commits wait for the disk (PostgreSQL's defaults, for benchmarks);
+        otherwise fsync is off, as a test server needs nothing to survive a crash."""
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError(unavailable_reason())
@@ -124,6 +126,7 @@ class PostgresServer:
         self.home = Path(tempfile.mkdtemp(prefix="lambdad-pg-"))
         self.data = self.home / "data"
         self.process: subprocess.Popen[bytes] | None = None
+        self.durable = durable
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -153,11 +156,10 @@ class PostgresServer:
         settings = {
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.home),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
             "max_connections": "200",
         }
+        if not self.durable:
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         options = [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
         with log:
             self.process = subprocess.Popen(

@@ -1,7 +1,8 @@
 """The storage seams: ``Store`` (metadata), ``BlobStore`` (code) and ``Queue`` (async events).
 
-Each has a local implementation (SQLite, files) and an in-memory twin, and one contract test
-suite (``tests/contract``) that every implementation passes. Drivers' exceptions
+Each has a local implementation (SQLite, files) and an in-memory twin, ``Store`` a PostgreSQL
+one for clusters too, and one contract test suite (``tests/contract``) that every
+implementation passes. Drivers' exceptions
 (``sqlite3.Error``, aiosqlite's, ``OSError`` of the file system) never cross these interfaces:
 they become one of these where the driver is imported (``raise StoreUnavailable(...) from
 exc``), and the layers above turn them into ``lambdad.errors`` as the operation calls for::

@@ -182,7 +182,8 @@ class PostgresStore(Store):
                         raise
 
     async def _write(self, writes: Sequence[Write], note: str) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
+        # Pipeline mode: the whole transaction goes out in one round trip, not one per statement.
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             for w in writes:
                 key = encode(w.key)
                 if w.doc is None:
