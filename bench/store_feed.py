@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.postgres_server import PostgresServer, unavailable_reason
 
-from lambdad.store.base import Change, Store, Table
+from lambdad.store.base import Store, StoreChange, Table
 from lambdad.store.postgres import PostgresStore
 from lambdad.store.sqlite import SqliteStore
 
@@ -71,7 +71,7 @@ async def feed(url: str, writes: int) -> tuple[list[float], list[float]]:
     arrived: dict[str, float] = {}
     waiter: asyncio.Event = asyncio.Event()
 
-    def on_change(change: Change) -> None:
+    def on_change(change: StoreChange) -> None:
         arrived[change.key[-1]] = time.perf_counter()
         waiter.set()
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from lambdad.store.base import Change, StoreError, StoreUnavailable, Table, Write
+from lambdad.store.base import StoreChange, StoreError, StoreUnavailable, Table, Write
 from lambdad.store.postgres import PostgresStore
 from lambdad.store.postgres_schema import migrations
 from tests.postgres_server import PostgresServer
@@ -107,13 +107,13 @@ def test_two_stores_see_each_others_changes(postgres: PostgresServer) -> None:
         writer, reader = PostgresStore(url), PostgresStore(url)
         await writer.open()
         await reader.open()
-        seen: list[Change] = []
-        own: list[Change] = []
+        seen: list[StoreChange] = []
+        own: list[StoreChange] = []
         reader.subscribe(seen.append)
         writer.subscribe(own.append)
         await writer.put(Table.CONCURRENCY, ("a", "r", "fn"), {"reserved": 5})
         await wait_for(lambda: len(seen) == 1)
-        assert seen == [Change(Table.CONCURRENCY, ("a", "r", "fn"))]
+        assert seen == [StoreChange(Table.CONCURRENCY, ("a", "r", "fn"))]
         await writer.put(Table.FUNCTIONS, ("a", "r", "fn"), {}, create=True)
         await wait_for(lambda: len(seen) == 2)
         with pytest.raises(StoreError):  # a conflict: rolled back, so no notification
@@ -132,9 +132,9 @@ def test_two_stores_see_each_others_changes(postgres: PostgresServer) -> None:
         await writer.delete_prefix(Table.ALIASES, ("a", "r", "fn"))
         await wait_for(lambda: len(seen) == 5)
         assert seen[2:] == [
-            Change(Table.ALIASES, ("a", "r", "fn", "live")),
-            Change(Table.ALIASES, ("a", "r", "fn", "old")),
-            Change(Table.ALIASES, ("a", "r", "fn"), prefix=True),
+            StoreChange(Table.ALIASES, ("a", "r", "fn", "live")),
+            StoreChange(Table.ALIASES, ("a", "r", "fn", "old")),
+            StoreChange(Table.ALIASES, ("a", "r", "fn"), prefix=True),
         ]
         assert seen[4].covers(Table.ALIASES, ("a", "r", "fn", "x"))
         assert not seen[4].covers(Table.ALIASES, ("a", "r", "fn2", "x"))
@@ -153,7 +153,7 @@ def test_a_large_transaction_names_whole_tables(postgres: PostgresServer) -> Non
         writer, reader = PostgresStore(url), PostgresStore(url)
         await writer.open()
         await reader.open()
-        seen: list[Change] = []
+        seen: list[StoreChange] = []
         reader.subscribe(seen.append)
         await writer.write(
             [Write(Table.METRICS, ("a", "r", f"{i:010d}"), {}) for i in range(500)]
@@ -161,8 +161,8 @@ def test_a_large_transaction_names_whole_tables(postgres: PostgresServer) -> Non
         )
         await wait_for(lambda: len(seen) == 2)
         assert seen == [
-            Change(Table.FUNCTIONS, (), prefix=True),
-            Change(Table.METRICS, (), prefix=True),
+            StoreChange(Table.FUNCTIONS, (), prefix=True),
+            StoreChange(Table.METRICS, (), prefix=True),
         ]
         assert seen[0].covers(Table.FUNCTIONS, ("b", "r", "other"))
         await writer.close()
@@ -183,16 +183,16 @@ def test_the_store_and_its_feed_recover_from_a_server_restart() -> None:
             writer, reader = PostgresStore(url), PostgresStore(url)
             await writer.open()
             await reader.open()
-            seen: list[Change] = []
+            seen: list[StoreChange] = []
             reader.subscribe(seen.append)
             await writer.put(Table.FUNCTIONS, ("a", "r", "before"), {})
             await wait_for(lambda: len(seen) == 1)
             await asyncio.to_thread(server.stop)
             await asyncio.to_thread(server.start)
-            await wait_for(lambda: Change(None) in seen)
+            await wait_for(lambda: StoreChange(None) in seen)
             assert await writer.get(Table.FUNCTIONS, ("a", "r", "before")) == {}
             await writer.put(Table.FUNCTIONS, ("a", "r", "after"), {})
-            await wait_for(lambda: Change(Table.FUNCTIONS, ("a", "r", "after")) in seen)
+            await wait_for(lambda: StoreChange(Table.FUNCTIONS, ("a", "r", "after")) in seen)
             await writer.close()
             await reader.close()
 

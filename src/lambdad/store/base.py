@@ -108,7 +108,7 @@ class Write:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Change:
+class StoreChange:
     """A change another process made to the metadata (``Store.subscribe``).
 
     ``key`` was written or deleted; with ``prefix``, every key under ``key`` may have changed
@@ -131,7 +131,7 @@ class Change:
         return key == self.key
 
 
-ChangeListener = Callable[[Change], None]
+StoreChangeListener = Callable[[StoreChange], None]
 
 
 def _no_subscription() -> None:
@@ -141,7 +141,7 @@ def _no_subscription() -> None:
 class Store(abc.ABC):
     """Metadata documents, keyed by table and tuple."""
 
-    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+    def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         """Call ``listener`` (on the event loop, never concurrently with itself) with every
         change that other processes make through their own ``Store`` on the same data, so that
         caches of this process can forget what went stale. Returns the unsubscribe function.

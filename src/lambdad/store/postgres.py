@@ -21,10 +21,10 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from lambdad.store.base import (
-    ChangeListener,
     Document,
     Key,
     Store,
+    StoreChangeListener,
     StoreConflict,
     StoreUnavailable,
     Table,
@@ -133,7 +133,7 @@ class PostgresStore(Store):
             with _translated(self._where, "to close"):
                 await pool.close()
 
-    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+    def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         return self._feed.subscribe(listener)
 
     async def get(self, table: Table, key: Key) -> Document | None:

@@ -3,12 +3,12 @@
 Every write transaction of a ``PostgresStore`` sends one notification on ``CHANNEL`` as part of
 the transaction (PostgreSQL delivers it at commit, never for a rollback): ``{"o": origin,
 "c": [[table, [key...], prefix], ...]}``. Each store keeps one connection that LISTENs, and
-hands what other origins changed to its subscribers as ``Change`` values. A payload larger
+hands what other origins changed to its subscribers as ``StoreChange`` values. A payload larger
 than PostgreSQL's limit (8000 bytes) names whole tables instead of keys.
 
 When the listening connection breaks (PostgreSQL restarted, the network dropped), changes may
 be missed until it is back: after reconnecting, the feed hands every subscriber
-``Change(None)`` ("anything may have changed").
+``StoreChange(None)`` ("anything may have changed").
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from lambdad.store.base import Change, ChangeListener, StoreUnavailable, Table, Write
+from lambdad.store.base import StoreChange, StoreChangeListener, StoreUnavailable, Table, Write
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ def changes_of(writes: Sequence[Write]) -> list[tuple[str, list[str], bool]]:
     return [(table, list(key), False) for table, key in seen]
 
 
-def decode(text: str) -> tuple[str, list[Change]]:
+def decode(text: str) -> tuple[str, list[StoreChange]]:
     """``(origin, changes)`` of a notification; ValueError if it is not one of ours."""
     body = json.loads(text)
     found = []
     for table, key, prefix in body["c"]:
-        found.append(Change(Table(table), tuple(str(part) for part in key), bool(prefix)))
+        found.append(StoreChange(Table(table), tuple(str(part) for part in key), bool(prefix)))
     return str(body["o"]), found
 
 
@@ -75,11 +75,11 @@ class ChangeFeed:
         self._url = url
         self._origin = origin
         self._describe = describe
-        self._listeners: list[ChangeListener] = []
+        self._listeners: list[StoreChangeListener] = []
         self._task: asyncio.Task[None] | None = None
         self.state = FeedState.NEW
 
-    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+    def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         self._listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -119,7 +119,7 @@ class ChangeFeed:
             except psycopg.Error as exc:
                 log.warning("the change feed of %s lost its connection: %s", self._describe, exc)
             conn = await self._reconnect()
-            self._deliver(Change(None))
+            self._deliver(StoreChange(None))
 
     async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
         self.state = FeedState.RECONNECTING
@@ -146,7 +146,7 @@ class ChangeFeed:
         for change in changes:
             self._deliver(change)
 
-    def _deliver(self, change: Change) -> None:
+    def _deliver(self, change: StoreChange) -> None:
         for listener in list(self._listeners):
             try:
                 listener(change)
