@@ -3,7 +3,9 @@ the same API end to end through boto3, kept across a restart, shared by a second
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,8 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, Server, invoke_json, make_zip, shutdown, unique
+from tests.conftest import ROLE, Server, invoke_json, make_zip, shutdown, unique, wait_until
 from tests.postgres_server import PostgresServer
 
 CODE = """
@@ -117,6 +120,80 @@ def test_two_servers_on_one_database_share_the_metadata(
     assert described["FunctionArn"].endswith(f":function:{name}")
     lam_two.delete_function(FunctionName=name)
     assert lam_one.list_functions()["Functions"] == []
+
+
+def share_code(source: Server, dest: Server) -> None:
+    """Copy ``source``'s code zips into ``dest``'s code directory (content-addressed, so the
+    same names): what a shared blob store will do (docs/cluster.md, part 3)."""
+    code = dest.data_dir / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    for archive in (source.data_dir / "code").glob("*.zip"):
+        shutil.copyfile(archive, code / archive.name)
+
+
+def test_a_change_through_one_server_reaches_the_other_servers_caches(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A configuration update, a reserved concurrency, a recursion setting and a resource
+    policy written through one lambdad take effect on another lambdad that had them cached
+    (the store's change feed drops the stale entries)."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+    )
+    share_code(one, two)
+    assert invoke_json(lam_two, name)[1]["greeting"] == "hi"  # now cached by the second
+    lam_one.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}
+    )
+    lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+    wait_until(lambda: invoke_json(lam_two, name)[1]["greeting"] == "hello")
+
+    lam_one.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+
+    def throttled() -> bool:
+        try:
+            invoke_json(lam_two, name)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "TooManyRequestsException"
+        return False
+
+    wait_until(throttled)
+    lam_one.delete_function_concurrency(FunctionName=name)
+    wait_until(lambda: not throttled())
+
+    recursion = lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"]
+    assert recursion == "Terminate"
+    lam_one.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
+    wait_until(
+        lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    )
+
+    def policy_statements() -> int:
+        try:
+            policy = lam_two.get_policy(FunctionName=name)["Policy"]
+        except lam_two.exceptions.ResourceNotFoundException:
+            return 0
+        return len(json.loads(policy)["Statement"])
+
+    assert policy_statements() == 0
+    lam_one.add_permission(
+        FunctionName=name,
+        StatementId="s1",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+    )
+    wait_until(lambda: policy_statements() == 1)
 
 
 def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:

@@ -276,6 +276,10 @@ class Lambdad:
             retry_delay=settings.scaled(1.0),
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
+        #: Other nodes' writes (a shared PostgreSQL store) drop what they made stale in this
+        #: process's caches; an embedded store has no other node (docs/cluster.md).
+        for cache in (self.functions, self.reservations, self.event_configs, self.policies):
+            self.store.subscribe(cache.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
         #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
