@@ -145,6 +145,30 @@ def test_two_stores_see_each_others_changes(postgres: PostgresServer) -> None:
     run(scenario)
 
 
+def test_an_unsubscribed_listener_hears_nothing_more(postgres: PostgresServer) -> None:
+    """After unsubscribing, a listener hears no change; the store's other listeners still do."""
+    url = postgres.database()
+
+    async def scenario() -> None:
+        writer, reader = PostgresStore(url), PostgresStore(url)
+        await writer.open()
+        await reader.open()
+        kept: list[StoreChange] = []
+        dropped: list[StoreChange] = []
+        reader.subscribe(kept.append)
+        unsubscribe = reader.subscribe(dropped.append)
+        await writer.put(Table.FUNCTIONS, ("a", "r", "one"), {})
+        await wait_for(lambda: len(kept) == 1 and len(dropped) == 1)
+        unsubscribe()
+        await writer.put(Table.FUNCTIONS, ("a", "r", "two"), {})
+        await wait_for(lambda: len(kept) == 2)
+        assert dropped == [StoreChange(Table.FUNCTIONS, ("a", "r", "one"))]
+        await writer.close()
+        await reader.close()
+
+    run(scenario)
+
+
 def test_a_large_transaction_names_whole_tables(postgres: PostgresServer) -> None:
     """A transaction whose keys do not fit one notification is announced as its tables."""
     url = postgres.database()

@@ -20,6 +20,7 @@ from lambdad.store.base import (
     Queue,
     QueuedEvent,
     Store,
+    StoreChange,
     StoreConflict,
     StoreError,
     StoreUnavailable,
@@ -369,6 +370,44 @@ def test_concurrent_transactions_do_not_interleave(make_store: Callable[[], Stor
         )
         assert len(await store.scan(Table.FUNCTIONS)) == 50
         await store.close()
+
+    run(scenario)
+
+
+def test_a_store_never_tells_its_subscribers_of_its_own_writes(
+    make_store: Callable[[], Store],
+) -> None:
+    """Subscribers hear other processes' changes only: writes, transactions and deletes made
+    through the store itself (the only ones a SQLite or in-memory store ever has) are not
+    delivered to it, while a later write through another store on the same data is (where
+    changes are shared at all); unsubscribing is accepted, twice too."""
+    shares_changes = not isinstance(make_store(), MemoryStore | SqliteStore)
+
+    async def scenario() -> None:
+        store, other = make_store(), make_store()
+        heard: list[StoreChange] = []
+        arrived = asyncio.Event()
+
+        def listen(change: StoreChange) -> None:
+            heard.append(change)
+            arrived.set()
+
+        unsubscribe = store.subscribe(listen)
+        await store.open()
+        await other.open()
+        await store.put(Table.FUNCTIONS, ("a", "r", "fn"), {})
+        await store.write([Write(Table.VERSIONS, ("a", "r", "fn", "1"), {})])
+        await store.delete_prefix(Table.VERSIONS, ("a", "r", "fn"))
+        await other.put(Table.FUNCTIONS, ("a", "r", "marker"), {})
+        if shares_changes:  # changes arrive in commit order: the store's own would be first
+            await asyncio.wait_for(arrived.wait(), 10)
+            assert heard == [StoreChange(Table.FUNCTIONS, ("a", "r", "marker"))]
+        else:
+            assert heard == []
+        unsubscribe()
+        unsubscribe()
+        await store.close()
+        await other.close()
 
     run(scenario)
 
