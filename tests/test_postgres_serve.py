@@ -72,6 +72,7 @@ def test_serve_on_postgres_keeps_everything_across_a_restart(
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
     before = lam.get_function(FunctionName=name)["Configuration"]
     assert invoke_json(lam, name)[1]["tag"] == "v2"
+    assert first.get_json("/_lambdad/doctor")["store"] == {"metadata": url}
     shutdown(first)
     assert not (first.data_dir / "lambdad.db").exists()
 

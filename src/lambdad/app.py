@@ -537,6 +537,11 @@ class Lambdad:
                 "data_dir": str(self.settings.data_dir),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
+            "store": {
+                "metadata": redact_url(self.settings.store_url)
+                if self.settings.store_url
+                else f"sqlite {self.settings.data_dir / 'lambdad.db'}"
+            },
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
             "event sources": self.pollers.report(),
@@ -549,7 +554,8 @@ class Lambdad:
 
 
 def redact_url(url: str) -> str:
-    """An AMQP URL without the password it may carry (what ``lambdad doctor`` shows)."""
+    """An AMQP or PostgreSQL URL without the password it may carry (what ``lambdad doctor``
+    shows)."""
     parsed = yarl.URL(url)
     return str(parsed.with_password("***")) if parsed.password else url
 
