@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import ROLE, Server, invoke_json, make_zip, shutdown, unique, wait_until
 from tests.postgres_server import PostgresServer
+from tests.url_client import call_url, make_public
 
 CODE = """
 import os
@@ -195,6 +196,36 @@ def test_a_change_through_one_server_reaches_the_other_servers_caches(
         Principal="events.amazonaws.com",
     )
     wait_until(lambda: policy_statements() == 1)
+
+
+def test_a_function_url_made_through_one_server_is_served_by_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function URL created through one lambdad answers on another lambdad of the same
+    database; deleted through the first, the other stops serving it."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one = one.client()
+    closing.append(lam_one)
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+    )
+    share_code(one, two)
+    make_public(lam_one, name)
+    function_url = lam_one.create_function_url_config(FunctionName=name, AuthType="NONE")[
+        "FunctionUrl"
+    ]
+    wait_until(lambda: call_url(function_url, port=two.port).status == 200)
+    assert call_url(function_url, port=two.port).json()["greeting"] == "hi"
+    lam_one.delete_function_url_config(FunctionName=name)
+    wait_until(lambda: call_url(function_url, port=two.port).status != 200)
 
 
 def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:

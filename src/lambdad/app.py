@@ -278,7 +278,13 @@ class Lambdad:
         self.function_urls = FunctionUrls(self.store, self.functions)
         #: Other nodes' writes (a shared PostgreSQL store) drop what they made stale in this
         #: process's caches; an embedded store has no other node (docs/cluster.md).
-        for cache in (self.functions, self.reservations, self.event_configs, self.policies):
+        for cache in (
+            self.functions,
+            self.reservations,
+            self.event_configs,
+            self.policies,
+            self.function_urls,
+        ):
             self.store.subscribe(cache.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
