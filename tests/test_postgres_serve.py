@@ -228,6 +228,46 @@ def test_a_function_url_made_through_one_server_is_served_by_the_other(
     wait_until(lambda: call_url(function_url, port=two.port).status != 200)
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, which it may stop and start."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def test_two_servers_recover_from_a_postgres_restart(
+    start_server: Callable[..., Server], own_postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """After PostgreSQL restarts under two lambdads, both serve again without a restart of
+    their own, and a change through one is again seen by the other (which had the old value
+    cached): its change feed reconnected and dropped what it may have missed."""
+    url = own_postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+    )
+    assert lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == (
+        "Terminate"
+    )
+    own_postgres.stop()
+    own_postgres.start()
+    lam_one.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
+    wait_until(
+        lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    )
+    assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+
+
 def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:
     """A store URL that is not postgresql:// is refused before anything starts."""
     done = subprocess.run(

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "lambdad_changes"
 #: PostgreSQL's limit is 8000 bytes; some room for the origin and framing.
 MAX_PAYLOAD = 7900
+#: TCP keepalives of the listening connection (seconds idle, then between 3 probes): it only
+#: ever reads, so a peer gone without a word (a host down, a partition) is noticed within
+#: about 20 s, not hours.
+KEEPALIVE_IDLE = 5
 #: Reconnection backoff of the listening connection: first delay, and the longest.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
@@ -102,7 +106,15 @@ class ChangeFeed:
         self._task = asyncio.create_task(self._run(conn), name="store change feed")
 
     async def _listen(self) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, connect_timeout=10)
+        conn = await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=10,
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE,
+            keepalives_interval=KEEPALIVE_IDLE,
+            keepalives_count=3,
+        )
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
         except BaseException:
