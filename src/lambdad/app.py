@@ -287,6 +287,7 @@ class Lambdad:
         ):
             self.store.subscribe(cache.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
+        self.store.subscribe(self.provisioned.forget_stored)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
         #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
         self.destinations = Destinations(
