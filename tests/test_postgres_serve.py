@@ -17,7 +17,18 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, Server, invoke_json, make_zip, shutdown, unique, wait_until
+from tests.conftest import (
+    IDENTITY,
+    ROLE,
+    Server,
+    assert_environment_gone,
+    environment_pids,
+    invoke_json,
+    make_zip,
+    shutdown,
+    unique,
+    wait_until,
+)
 from tests.postgres_server import PostgresServer
 from tests.url_client import call_url, make_public
 
@@ -26,6 +37,12 @@ import os
 
 def handler(event, context):
     return {"tag": TAG, "greeting": os.environ.get("GREETING"), "event": event}
+"""
+
+
+WHO = """
+def handler(event, context):
+    return environment_identity()
 """
 
 
@@ -226,6 +243,34 @@ def test_a_function_url_made_through_one_server_is_served_by_the_other(
     assert call_url(function_url, port=two.port).json()["greeting"] == "hi"
     lam_one.delete_function_url_config(FunctionName=name)
     wait_until(lambda: call_url(function_url, port=two.port).status != 200)
+
+
+def test_a_function_deleted_through_one_server_leaves_no_environment_on_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function deleted through one lambdad has its warm environments on another lambdad of
+    the same database retired at once (not at the idle timeout), and is not found there."""
+    url = postgres.database()
+    settings = {"LAMBDAD_STORE_URL": url, "LAMBDAD_KEEP_ALIVE": "100000"}  # no idle reaping
+    one = start_server(settings)
+    two = start_server(settings)
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": IDENTITY + WHO})},
+    )
+    share_code(one, two)
+    identity = invoke_json(lam_two, name)[1]
+    assert environment_pids(identity), "warm on the second server"
+    lam_one.delete_function(FunctionName=name)
+    assert_environment_gone(identity)
+    with pytest.raises(lam_two.exceptions.ResourceNotFoundException):
+        lam_two.invoke(FunctionName=name)
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.remote_deletes import RetireDeletedElsewhere
 from lambdad.invoke.retries import Retries
 from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
@@ -254,6 +255,8 @@ class Lambdad:
             settings.max_environments,
         )
         retire_deleted(self.functions.changes, self.runtime)
+        #: ... and of those other nodes delete (a shared PostgreSQL store, docs/cluster.md).
+        self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
@@ -462,6 +465,7 @@ class Lambdad:
             Part("metrics", self.metrics.open, self.metrics.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
+            Part("deletes through other nodes", _nothing, self.remote_deletes.close),
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
