@@ -36,6 +36,7 @@ from lambdad.store.postgres_schema import SchemaTooNew, migrate
 
 #: How many times a write transaction is run again after a deadlock or serialisation failure.
 WRITE_ATTEMPTS = 5
+MAX_BIGINT = 2**63 - 1
 #: Seconds to wait for a first connection, and for a pooled one.
 CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 30.0
@@ -164,6 +165,41 @@ class PostgresStore(Store):
                 rows = await cursor.fetchall()
         return [(decode(k), _document(d)) for k, d in rows]
 
+    async def scan_page(
+        self, table: Table, prefix: Key, offset: int, limit: int
+    ) -> list[tuple[Key, Document]]:
+        """At most ``limit`` of ``scan(table, prefix)``'s documents from its ``offset``-th,
+        reading only that page (``Store.scan_page``, where the base class has it)."""
+        bounds = prefix_range(prefix)
+        where = "tbl = %s" if bounds is None else "tbl = %s AND key >= %s AND key < %s"
+        # PostgreSQL's LIMIT and OFFSET are bigints: beyond them is past every row anyway.
+        args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
+        with _translated(self._where, "a scan"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    f"SELECT key, doc::text FROM docs WHERE {where}"
+                    " ORDER BY key LIMIT %s OFFSET %s",
+                    args,
+                )
+                rows = await cursor.fetchall()
+        return [(decode(k), _document(d)) for k, d in rows]
+
+    async def get_many(self, table: Table, keys: Sequence[Key]) -> list[Document | None]:
+        """``get`` of each key, in order, in one query (``Store.get_many``, where the base
+        class has it)."""
+        if not keys:
+            return []
+        encoded = [encode(key) for key in keys]
+        with _translated(self._where, "a read"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT key, doc::text FROM docs WHERE tbl = %s AND key = ANY(%s)",
+                    (table.value, encoded),
+                )
+                rows = await cursor.fetchall()
+        found = {k: _document(d) for k, d in rows}
+        return [found.get(key) for key in encoded]
+
     async def write(self, writes: Sequence[Write]) -> None:
         if not writes:
             self.pool  # noqa: B018 -- a closed store refuses even an empty transaction
@@ -216,6 +252,10 @@ class PostgresStore(Store):
                 if cursor.rowcount:
                     await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, note))
         return cursor.rowcount
+
+
+def _clamped(value: int) -> int:
+    return min(max(0, value), MAX_BIGINT)
 
 
 def _document(text: str) -> Document:
