@@ -45,6 +45,8 @@ from botocore.exceptions import ClientError
 
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.network import MARK as CELL_MARK
+from tests.postgres_server import PostgresServer
+from tests.postgres_server import unavailable_reason as postgres_unavailable
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +72,54 @@ LOOP_BLOCKED = "event loop blocked"
 #: source tests (tests/rabbitmq_broker.py); ``chromium`` is the browser of the web console's
 #: tests (tests/test_console.py, driven by Playwright). Without them those tests skip.
 SYSTEM_PACKAGES = {"nft": "nftables", "rabbitmq-server": "rabbitmq-server", "chromium": "chromium"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the metadata store of every lambdad the fixtures start: the embedded SQLite, or "
+        "a database of its own on one PostgreSQL server for the session (docs/cluster.md)",
+    )
+
+
+#: ``--store``, and the PostgreSQL server and databases (by data dir, so that a restart on the
+#: same data dir finds its database) of ``--store postgres``.
+_STORE: dict[str, str] = {"kind": "sqlite"}
+_POSTGRES: list[PostgresServer] = []
+_DATABASES: dict[Path, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _STORE["kind"] = config.getoption("--store")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for pg in _POSTGRES:
+        pg.close()
+    _POSTGRES.clear()
+
+
+def session_postgres() -> PostgresServer:
+    """The session's PostgreSQL server, started on first use (skips where none can run)."""
+    if not _POSTGRES:
+        reason = postgres_unavailable()
+        if reason is not None:
+            pytest.skip(reason)
+        pg = PostgresServer()
+        pg.start()
+        _POSTGRES.append(pg)
+    return _POSTGRES[0]
+
+
+def _store_settings(data_dir: Path) -> dict[str, str]:
+    """With ``--store postgres``, the store URL of the lambdad on ``data_dir``."""
+    if _STORE["kind"] != "postgres":
+        return {}
+    if data_dir not in _DATABASES:
+        _DATABASES[data_dir] = session_postgres().database()
+    return {"LAMBDAD_STORE_URL": _DATABASES[data_dir]}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -300,7 +350,7 @@ def launch_server(
 ) -> Server:
     data_dir = data_dir or tmp / "data"
     port = free_port()
-    env = {**os.environ, **FAST_SETTINGS, **(settings or {})}
+    env = {**os.environ, **FAST_SETTINGS, **_store_settings(data_dir), **(settings or {})}
     log_path = tmp / f"lambdad-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -419,6 +469,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for srv in started:
         if srv.process.poll() is None:
             shutdown(srv)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """One real PostgreSQL server for the session (tests/postgres_server.py); tests take a
+    database of their own from it with ``postgres.database()``. Skips where none can run."""
+    return session_postgres()
 
 
 @pytest.fixture

@@ -235,7 +235,8 @@ def test_an_old_data_dir_is_served_as_the_default_account(
 ) -> None:
     """Rows written before accounts, keyed (region, ...), are moved under the configured
     default account when lambdad opens the data dir: the function is listed and invoked."""
-    settings = {"LAMBDAD_ACCOUNT_ID": "333333333333"}
+    # The old layout is written into the SQLite file itself (also under ``--store postgres``).
+    settings = {"LAMBDAD_ACCOUNT_ID": "333333333333", "LAMBDAD_STORE_URL": ""}
     server = start_server(settings)
     created = create_function(server.client(), CODE, name="old-one", env={"OWNER": "old"})
     assert ":333333333333:" in created["FunctionArn"]

@@ -497,12 +497,14 @@ def _stored_invocations(data_dir: Path, name: str) -> int:
 def test_metrics_flushed_before_a_sigkill_survive_it(start_server: Callable[..., Server]) -> None:
     """Metrics are written to the store every ``metrics_flush_interval``: once written, a
     SIGKILL does not lose them (what came after the last write is lost, docs/metrics.md)."""
-    first = start_server({"LAMBDAD_METRICS_FLUSH_INTERVAL": "0.2"})
+    # The stored rows are read from the SQLite file itself (also under ``--store postgres``).
+    sqlite = {"LAMBDAD_STORE_URL": ""}
+    first = start_server({"LAMBDAD_METRICS_FLUSH_INTERVAL": "0.2", **sqlite})
     client = first.client()
     name = create_function(client, FAILS_ON_ASK)["FunctionName"]
     for _ in range(3):
         invoke_json(client, name, {})
     wait_until(lambda: _stored_invocations(first.data_dir, name) == 3, timeout=30)
     first.stop(signal.SIGKILL)
-    again = start_server(data_dir=first.data_dir)
+    again = start_server(sqlite, data_dir=first.data_dir)
     assert query(again, "Invocations", fn_dims(name))["Sum"] == 3

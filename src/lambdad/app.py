@@ -68,6 +68,7 @@ from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.remote_deletes import RetireDeletedElsewhere
 from lambdad.invoke.retries import Retries
 from lambdad.invoke.runtime_port import retire_deleted
 from lambdad.invoke.service import Invoker
@@ -88,7 +89,7 @@ from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
-from lambdad.store.base import BlobStore, Queue, Store
+from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
@@ -200,6 +201,21 @@ class Lifecycle:
             self._failures.append((part.name, exc))
 
 
+def metadata_store(settings: Settings) -> Store:
+    """The metadata store ``settings`` name: PostgreSQL at ``store_url`` (cluster mode,
+    docs/cluster.md), else the embedded SQLite database of the data dir. ``StoreUnavailable``
+    if PostgreSQL is asked for and its driver is not installed."""
+    if not settings.store_url:
+        return SqliteStore(settings.data_dir / "lambdad.db")
+    try:  # imported only when asked for: the embedded default needs no PostgreSQL driver
+        from lambdad.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the PostgreSQL store needs psycopg ({exc}): pip install 'lambdad[postgres]'"
+        ) from exc
+    return PostgresStore(settings.store_url)
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -207,7 +223,7 @@ class Lambdad:
     def __init__(self, settings: Settings, *, queue: Queue | None = None) -> None:
         self.settings = settings
         data = settings.data_dir
-        self.store: Store = SqliteStore(data / "lambdad.db")
+        self.store: Store = metadata_store(settings)
         self.blobs: BlobStore = FileBlobStore(data / "code")
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
@@ -239,6 +255,8 @@ class Lambdad:
             settings.max_environments,
         )
         retire_deleted(self.functions.changes, self.runtime)
+        #: ... and of those other nodes delete (a shared PostgreSQL store, docs/cluster.md).
+        self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
@@ -261,7 +279,18 @@ class Lambdad:
             retry_delay=settings.scaled(1.0),
         )
         self.function_urls = FunctionUrls(self.store, self.functions)
+        #: Other nodes' writes (a shared PostgreSQL store) drop what they made stale in this
+        #: process's caches; an embedded store has no other node (docs/cluster.md).
+        for cache in (
+            self.functions,
+            self.reservations,
+            self.event_configs,
+            self.policies,
+            self.function_urls,
+        ):
+            self.store.subscribe(cache.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
+        self.store.subscribe(self.provisioned.forget_stored)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
         #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
         self.destinations = Destinations(
@@ -437,6 +466,7 @@ class Lambdad:
             Part("metrics", self.metrics.open, self.metrics.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
+            Part("deletes through other nodes", _nothing, self.remote_deletes.close),
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
@@ -519,6 +549,11 @@ class Lambdad:
                 "data_dir": str(self.settings.data_dir),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
+            "store": {
+                "metadata": redact_url(self.settings.store_url)
+                if self.settings.store_url
+                else f"sqlite {self.settings.data_dir / 'lambdad.db'}"
+            },
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),
             "event sources": self.pollers.report(),
@@ -531,7 +566,8 @@ class Lambdad:
 
 
 def redact_url(url: str) -> str:
-    """An AMQP URL without the password it may carry (what ``lambdad doctor`` shows)."""
+    """An AMQP or PostgreSQL URL without the password it may carry (what ``lambdad doctor``
+    shows)."""
     parsed = yarl.URL(url)
     return str(parsed.with_password("***")) if parsed.password else url
 

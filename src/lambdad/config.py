@@ -35,6 +35,11 @@ class Settings:
     #: -1: no console, 0: any free port; a port in use falls back to a free one (logged).
     console_port: int = 9001
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    #: Where the metadata (functions, versions, configs, ...) lives. Empty: the embedded
+    #: SQLite database in ``data_dir``. ``postgresql://user:password@host:port/dbname``: that
+    #: PostgreSQL database, shared by every lambdad given the same URL (docs/cluster.md; needs
+    #: ``pip install 'lambdad[postgres]'``). Code, the event queue and logs stay in ``data_dir``.
+    store_url: str = ""
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"
     #: Who may call the API: "open" (any credentials, all in ``account_id``) or "sigv4"
@@ -320,6 +325,8 @@ def load_settings(
         if url and not url.startswith(("http://", "https://")):
             raise ValueError(f"setting {name}: expected an http:// or https:// URL, got {url!r}")
     _check_mq(settings)
+    if settings.store_url and not settings.store_url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("setting store_url: expected a postgresql:// URL (or empty: SQLite)")
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.url_scheme not in ("http", "https"):

@@ -20,6 +20,7 @@ from lambdad.store.base import (
     Queue,
     QueuedEvent,
     Store,
+    StoreChange,
     StoreConflict,
     StoreError,
     StoreUnavailable,
@@ -38,10 +39,16 @@ def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(factory())
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Stores of one implementation, all on the same (new, empty) data."""
     if request.param == "memory":
         return MemoryStore
+    if request.param == "postgres":
+        from lambdad.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres").database()
+        return lambda: PostgresStore(url)
     return lambda: SqliteStore(tmp_path / "meta.db")
 
 
@@ -139,18 +146,83 @@ def test_delete_and_delete_prefix(make_store: Callable[[], Store]) -> None:
     run(scenario)
 
 
-def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
-    """What the SQLite store acknowledged is there after it is closed and opened again."""
+def test_durable_stores_survive_reopen(make_store: Callable[[], Store]) -> None:
+    """What the SQLite or PostgreSQL store acknowledged is there after it is closed and opened
+    again (the in-memory store keeps nothing past its process, by design)."""
+    if isinstance(make_store(), MemoryStore):
+        pytest.skip("the in-memory store is not durable")
 
     async def scenario() -> None:
-        first = SqliteStore(tmp_path / "m.db")
+        first = make_store()
         await first.open()
         await first.put(Table.ALIASES, ("r", "fn", "live"), {"to": "3"})
         await first.close()
-        second = SqliteStore(tmp_path / "m.db")
+        second = make_store()
         await second.open()
         assert await second.get(Table.ALIASES, ("r", "fn", "live")) == {"to": "3"}
         await second.close()
+
+    run(scenario)
+
+
+def test_scans_order_keys_by_code_point(make_store: Callable[[], Store]) -> None:
+    """Keys sort by code point in every store (not by a locale's collation): upper case before
+    lower, punctuation by its code, non-ASCII last; a prefix never matches a longer name."""
+    names = ["a", "B", "a-b", "a_b", "Z", "\u00e9t\u00e9", "a.b", "A", "ab", "a b", "\u65e5"]
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        for name in names:
+            await store.put(Table.FUNCTIONS, ("acct", "r", name), {"n": name})
+        await store.put(Table.FUNCTIONS, ("acct", "r2", "a"), {})
+        keys = [k[2] for k, _ in await store.scan(Table.FUNCTIONS, ("acct", "r"))]
+        assert keys == sorted(names)
+        assert [k for k, _ in await store.scan(Table.FUNCTIONS, ("acct", "r", "a"))] == []
+        await store.close()
+
+    run(scenario)
+
+
+def test_documents_keep_every_json_value(make_store: Callable[[], Store]) -> None:
+    """A document comes back equal to what was written: nesting, unicode (NUL and emoji
+    included), big and negative numbers, floats, booleans and nulls."""
+    doc = {
+        "text": 'nul\u0000 tab\t quote" \u00e9 \U0001f600',
+        "n": [0, -1, 2**53, 1.5, -2.25e-10],
+        "flags": {"t": True, "f": False, "none": None},
+        "empty": {"list": [], "map": {}, "s": ""},
+    }
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await store.put(Table.VERSIONS, ("acct", "r", "fn", "1"), doc)
+        assert await store.get(Table.VERSIONS, ("acct", "r", "fn", "1")) == doc
+        await store.close()
+
+    run(scenario)
+
+
+def test_concurrent_creates_of_one_key_admit_exactly_one(make_store: Callable[[], Store]) -> None:
+    """Of many creates of the same key at once, exactly one succeeds; the rest conflict."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+
+        async def create(i: int) -> bool:
+            try:
+                await store.put(Table.FUNCTIONS, ("acct", "r", "fn"), {"i": i}, create=True)
+            except StoreConflict:
+                return False
+            return True
+
+        won = await asyncio.gather(*(create(i) for i in range(20)))
+        assert won.count(True) == 1
+        stored = await store.get(Table.FUNCTIONS, ("acct", "r", "fn"))
+        assert stored == {"i": won.index(True)}
+        await store.close()
 
     run(scenario)
 
@@ -325,6 +397,44 @@ def test_concurrent_transactions_do_not_interleave(make_store: Callable[[], Stor
         )
         assert len(await store.scan(Table.FUNCTIONS)) == 50
         await store.close()
+
+    run(scenario)
+
+
+def test_a_store_never_tells_its_subscribers_of_its_own_writes(
+    make_store: Callable[[], Store],
+) -> None:
+    """Subscribers hear other processes' changes only: writes, transactions and deletes made
+    through the store itself (the only ones a SQLite or in-memory store ever has) are not
+    delivered to it, while a later write through another store on the same data is (where
+    changes are shared at all); unsubscribing is accepted, twice too."""
+    shares_changes = not isinstance(make_store(), MemoryStore | SqliteStore)
+
+    async def scenario() -> None:
+        store, other = make_store(), make_store()
+        heard: list[StoreChange] = []
+        arrived = asyncio.Event()
+
+        def listen(change: StoreChange) -> None:
+            heard.append(change)
+            arrived.set()
+
+        unsubscribe = store.subscribe(listen)
+        await store.open()
+        await other.open()
+        await store.put(Table.FUNCTIONS, ("a", "r", "fn"), {})
+        await store.write([Write(Table.VERSIONS, ("a", "r", "fn", "1"), {})])
+        await store.delete_prefix(Table.VERSIONS, ("a", "r", "fn"))
+        await other.put(Table.FUNCTIONS, ("a", "r", "marker"), {})
+        if shares_changes:  # changes arrive in commit order: the store's own would be first
+            await asyncio.wait_for(arrived.wait(), 10)
+            assert heard == [StoreChange(Table.FUNCTIONS, ("a", "r", "marker"))]
+        else:
+            assert heard == []
+        unsubscribe()
+        unsubscribe()
+        await store.close()
+        await other.close()
 
     run(scenario)
 

@@ -14,6 +14,7 @@ from typing import Any
 from lambdad.app import CloseFailed, Lambdad, StartFailed
 from lambdad.config import Settings, load_settings
 from lambdad.runtime.sandbox.linux import SandboxUnavailable
+from lambdad.store.base import StoreUnavailable
 
 log = logging.getLogger("lambdad")
 
@@ -23,6 +24,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 9000; 0 = any)")
     parser.add_argument("--data-dir", type=Path, help="where metadata, code and logs live")
+    parser.add_argument(
+        "--store-url", help="a postgresql:// URL: keep the metadata there (default: data dir)"
+    )
     parser.add_argument("--config", type=Path, help="a TOML settings file")
     parser.set_defaults(run=run)
 
@@ -32,6 +36,9 @@ async def _serve(settings: Settings) -> int:
         server = Lambdad(settings)
     except SandboxUnavailable as exc:
         print(f"lambdad: cannot start: the Linux sandbox is unavailable: {exc}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:
+        print(f"lambdad: cannot start: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,7 +81,12 @@ async def _close(server: Lambdad) -> bool:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(
-            {"host": args.host, "port": args.port, "data_dir": args.data_dir},
+            {
+                "host": args.host,
+                "port": args.port,
+                "data_dir": args.data_dir,
+                "store_url": args.store_url,
+            },
             config_file=args.config,
         )
     except (ValueError, OSError) as exc:

@@ -21,7 +21,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.changes import Change, FunctionDeleted
 from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
-from lambdad.store.base import Store, Table
+from lambdad.store.base import Store, StoreChange, Table
 
 #: Concurrent executions AWS never lets reservations take from the unreserved pool.
 MIN_UNRESERVED = 100
@@ -55,6 +55,16 @@ class Reservations:
         """Drop the scope's cached figures (provisioned concurrency configs changed)."""
         self._cache.pop(scope, None)
         self._provisioned.pop(scope, None)
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop the figures another node's write (``Store.subscribe``) may have made stale."""
+        if change.table not in (None, Table.CONCURRENCY, Table.PROVISIONED):
+            return
+        if change.table is not None and len(change.key) >= 2:
+            self.forget(Scope(change.key[0], change.key[1]))
+            return
+        self._cache.clear()
+        self._provisioned.clear()
 
     async def _region(self, scope: Scope) -> dict[str, int]:
         cached = self._cache.get(scope)

@@ -29,7 +29,7 @@ from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST
 from lambdad.control.paging import page
 from lambdad.control.requests import PutFunctionEventInvokeConfigRequest
-from lambdad.store.base import Store, Table
+from lambdad.store.base import Store, StoreChange, Table
 
 #: Lambda's defaults for asynchronous invocation.
 DEFAULT_RETRIES = 2
@@ -105,6 +105,17 @@ class EventInvokeConfigs:
                 setting = RecursiveLoop(doc["recursive_loop"]) if doc else RecursiveLoop.TERMINATE
                 self._recursion.setdefault(key, setting)
         return setting
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop the configs another node's write (``Store.subscribe``) may have made stale."""
+        if change.table not in (None, Table.EVENT_INVOKE_CONFIGS, Table.RECURSION):
+            return
+        if change.table is not None and len(change.key) >= 3:
+            self._configs.pop(change.key[:3], None)
+            self._recursion.pop(change.key[:3], None)
+            return
+        self._configs.clear()
+        self._recursion.clear()
 
     async def _load(self, scope: Scope, name: str) -> dict[str, EventInvokeConfig]:
         async with self._lock:

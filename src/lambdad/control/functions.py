@@ -59,7 +59,7 @@ from lambdad.control.requests import (
     UpdateFunctionConfigurationRequest,
 )
 from lambdad.store import zipcode
-from lambdad.store.base import BlobStore, Store, StoreConflict, Table, Write
+from lambdad.store.base import BlobStore, Store, StoreChange, StoreConflict, Table, Write
 
 #: PublishTo's one value: publish to ``$LATEST.PUBLISHED`` instead of a new number.
 PUBLISH_TO_LATEST_PUBLISHED = "LATEST_PUBLISHED"
@@ -186,6 +186,17 @@ class Functions:
     async def _forget(self, change: Change) -> None:
         """Drop what the cache holds of a function that changed."""
         self._forget_function(change.scope, change.name)
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop what another node's write (``Store.subscribe``) may have made stale: the
+        function whose row changed, or every function when the change is not that precise."""
+        if change.table not in (None, Table.FUNCTIONS, Table.VERSIONS, Table.ALIASES):
+            return
+        if change.table is not None and len(change.key) >= 3:
+            self._forget_function(Scope(change.key[0], change.key[1]), change.key[2])
+            return
+        for account, region, name in {k[:3] for k in (*self._cache, *self._generation)}:
+            self._forget_function(Scope(account, region), name)
 
     def _forget_function(self, scope: Scope, name: str) -> None:
         """Drop the function from the cache and bump its generation, so that a resolve that

@@ -38,7 +38,7 @@ from lambdad.control.requests import (
     PutResourcePolicyRequest,
     RemovePermissionRequest,
 )
-from lambdad.store.base import Key, Store, Table
+from lambdad.store.base import Key, Store, StoreChange, Table
 
 NOT_FOUND = "The resource you requested does not exist."
 NO_POLICY = "No policy is associated with the given resource."
@@ -142,6 +142,11 @@ class FunctionPolicies:
             await self._deleted(change.scope, change.name, change.qualifier)
         elif isinstance(change, AliasDeleted):
             await self._deleted(change.scope, change.name, change.alias)
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop the policies another node's write (``Store.subscribe``) may have made stale."""
+        for key in [k for k in self._cache if change.covers(Table.FUNCTION_POLICIES, k)]:
+            del self._cache[key]
 
     async def _deleted(self, scope: Scope, name: str, qualifier: str | None) -> None:
         async with self._lock:

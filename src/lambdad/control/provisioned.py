@@ -27,7 +27,7 @@ from lambdad.control.functions import Functions
 from lambdad.control.model import LATEST, Alias, Stored
 from lambdad.control.paging import page
 from lambdad.control.requests import PutProvisionedConcurrencyConfigRequest
-from lambdad.store.base import Store, Table
+from lambdad.store.base import Store, StoreChange, Table
 
 UNPUBLISHED = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
 NOT_A_TARGET = "The function resource provided must be an alias or a published version."
@@ -97,6 +97,14 @@ class ProvisionedConfigs:
         #: with a config is in ``_notified`` from then on.
         self._all_known = False
         functions.changes.subscribe(self._function_changed)
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Another node wrote provisioned configs (``Store.subscribe``): the function they
+        belong to may have configs now, so its next change is looked at (``_notified``)."""
+        if change.table is Table.PROVISIONED and len(change.key) >= 3:
+            self._notified.add(change.key[:3])
+        elif change.table in (None, Table.PROVISIONED):
+            self._all_known = False
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(scope, name)`` after a function's configs or targets changed."""

@@ -22,8 +22,10 @@ AWS's messages (the service's own; the decoder answers the model's constraints):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
+import logging
 from typing import Any
 
 from lambdad import errors
@@ -42,7 +44,9 @@ from lambdad.control.url_model import (
     new_url_id,
     now_stamp,
 )
-from lambdad.store.base import Store, Table, Write
+from lambdad.store.base import Store, StoreChange, Table, Write
+
+log = logging.getLogger(__name__)
 
 #: ListFunctionUrlConfigs' largest page (the model's MaxItems maximum).
 MAX_LIST_PAGE = 50
@@ -66,21 +70,63 @@ class FunctionUrls:
         self._by_id: dict[str, FunctionUrlConfig] = {}
         self._lock = asyncio.Lock()
         self.state = UrlsState.NEW
+        #: Other nodes' writes to URL configs, re-read in the order they came (``_follow``).
+        self._stale: asyncio.Queue[StoreChange] = asyncio.Queue()
+        self._follower: asyncio.Task[None] | None = None
         functions.changes.subscribe(self._changed)
 
     async def start(self) -> None:
-        """Load every config into the url-id index."""
+        """Load every config into the url-id index, and follow other nodes' writes."""
         if self.state is not UrlsState.NEW:
             return
-        for _, doc in await self._store.scan(Table.FUNCTION_URLS):
-            config = FunctionUrlConfig.from_doc(doc)
-            self._by_id[config.url_id] = config
+        await self._reload()
         self.state = UrlsState.STARTED
+        self._follower = asyncio.create_task(self._follow(), name="function URL index")
+
+    async def _reload(self) -> None:
+        rows = await self._store.scan(Table.FUNCTION_URLS)
+        configs = [FunctionUrlConfig.from_doc(doc) for _, doc in rows]
+        self._by_id = {config.url_id: config for config in configs}
 
     async def close(self) -> None:
         """Forget the index. Idempotent."""
         self.state = UrlsState.CLOSED
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         self._by_id.clear()
+
+    # ---------------------------------------------------------------- other nodes' writes
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Another node wrote URL configs (``Store.subscribe``): the index reads again what
+        ``change`` names. (An index, not a cache: ``find`` never reads the store itself.)"""
+        if self.state is not UrlsState.CLOSED and change.table in (None, Table.FUNCTION_URLS):
+            self._stale.put_nowait(change)
+
+    async def _follow(self) -> None:
+        while True:
+            change = await self._stale.get()
+            try:
+                async with self._lock:
+                    await self._reread(change)
+            except Exception:  # the next change, or a reconnect's StoreChange(None), repairs it
+                log.exception("the function URL index could not read %s again", change)
+
+    async def _reread(self, change: StoreChange) -> None:
+        """The config ``change`` names as the store has it now (every config, when the change
+        names more than one row). Its url-id row changes in the same transaction."""
+        if change.table is None or change.prefix or len(change.key) != 4:
+            await self._reload()
+            return
+        doc = await self._store.get(Table.FUNCTION_URLS, change.key)
+        for config in [c for c in self._by_id.values() if _key(c) == change.key]:
+            del self._by_id[config.url_id]
+        if doc is not None:
+            config = FunctionUrlConfig.from_doc(doc)
+            self._by_id[config.url_id] = config
 
     # ---------------------------------------------------------------- the URL front door
 

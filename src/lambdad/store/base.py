@@ -1,7 +1,8 @@
 """The storage seams: ``Store`` (metadata), ``BlobStore`` (code) and ``Queue`` (async events).
 
-Each has a local implementation (SQLite, files) and an in-memory twin, and one contract test
-suite (``tests/contract``) that every implementation passes. Drivers' exceptions
+Each has a local implementation (SQLite, files) and an in-memory twin, ``Store`` a PostgreSQL
+one for clusters too, and one contract test suite (``tests/contract``) that every
+implementation passes. Drivers' exceptions
 (``sqlite3.Error``, aiosqlite's, ``OSError`` of the file system) never cross these interfaces:
 they become one of these where the driver is imported (``raise StoreUnavailable(...) from
 exc``), and the layers above turn them into ``lambdad.errors`` as the operation calls for::
@@ -21,7 +22,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,50 @@ class Write:
     create: bool = False
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreChange:
+    """A change another process made to the metadata (``Store.subscribe``).
+
+    ``key`` was written or deleted; with ``prefix``, every key under ``key`` may have changed
+    (a ``delete_prefix``, or ``()``: anything in ``table``). ``table`` None: the feed lost track
+    for a while (its connection dropped and came back), so anything may have changed.
+    """
+
+    table: Table | None
+    key: Key = ()
+    prefix: bool = False
+
+    def covers(self, table: Table, key: Key) -> bool:
+        """Whether ``key`` of ``table`` may be what changed."""
+        if self.table is None:
+            return True
+        if self.table is not table:
+            return False
+        if self.prefix:
+            return key[: len(self.key)] == self.key
+        return key == self.key
+
+
+StoreChangeListener = Callable[[StoreChange], None]
+
+
+def _no_subscription() -> None:
+    return None
+
+
 class Store(abc.ABC):
     """Metadata documents, keyed by table and tuple."""
+
+    def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
+        """Call ``listener`` (on the event loop, never concurrently with itself) with every
+        change that other processes make through their own ``Store`` on the same data, so that
+        caches of this process can forget what went stale. Returns the unsubscribe function.
+
+        A store only one process uses (SQLite, memory) has no such changes: it never calls
+        ``listener``. The changes this instance makes are not delivered: the code that makes
+        them updates its own caches.
+        """
+        return _no_subscription
 
     @abc.abstractmethod
     async def open(self) -> None: ...

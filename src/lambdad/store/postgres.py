@@ -1,0 +1,263 @@
+"""The PostgreSQL implementation of ``Store`` (cluster mode, docs/cluster.md).
+
+The same documents as the SQLite store, in one table ``docs (tbl, key, doc)``
+(``store/migrations/postgres/``), through a pool of psycopg 3 connections; every write
+transaction also notifies the change feed (``store/postgres_feed.py``). The one module that
+imports psycopg for metadata: its errors become ``StoreConflict`` or ``StoreUnavailable`` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+
+from lambdad.store.base import (
+    Document,
+    Key,
+    Store,
+    StoreChangeListener,
+    StoreConflict,
+    StoreUnavailable,
+    Table,
+    Write,
+)
+from lambdad.store.keys import decode, encode, prefix_range
+from lambdad.store.postgres_feed import CHANNEL, ChangeFeed, changes_of, payload
+from lambdad.store.postgres_schema import SchemaTooNew, migrate
+
+#: How many times a write transaction is run again after a deadlock or serialisation failure.
+WRITE_ATTEMPTS = 5
+MAX_BIGINT = 2**63 - 1
+#: Seconds to wait for a first connection, and for a pooled one.
+CONNECT_TIMEOUT = 10
+POOL_TIMEOUT = 30.0
+
+
+def describe(url: str) -> str:
+    """Where ``url`` points, for messages: ``host:port/dbname``, never a password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "a PostgreSQL database (unparsable URL)"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"postgresql://{host}:{port}/{info.get('dbname') or ''}"
+
+
+class PostgresState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@contextlib.contextmanager
+def _translated(where: str, doing: str) -> Iterator[None]:
+    """Driver errors as the store's own: a conflict, or the store being unavailable."""
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        raise StoreConflict(str(exc)) from exc
+    except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, OSError) as exc:
+        raise StoreUnavailable(f"the metadata store {where} failed {doing}: {exc}") from exc
+
+
+class PostgresStore(Store):
+    """Documents in PostgreSQL. ``pool_size`` bounds the connections this process holds."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self._url = url
+        self._where = describe(url)
+        self._pool_size = pool_size
+        self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        #: Tells this store's own notifications from other processes'.
+        self._origin = uuid.uuid4().hex
+        self._feed = ChangeFeed(url, self._origin, self._where)
+        self.state = PostgresState.NEW
+
+    @property
+    def pool(self) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self.state is not PostgresState.OPEN or self._pool is None:
+            raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect, bring the schema up to date and listen for changes; ``StoreUnavailable``
+        (naming the database, never the password) if any of it fails."""
+        if self.state is not PostgresState.NEW:
+            raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
+        with _translated(self._where, "to open"):
+            await self._migrate()
+            pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+            pool = psycopg_pool.AsyncConnectionPool(
+                self._url,
+                min_size=1,
+                max_size=self._pool_size,
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                timeout=POOL_TIMEOUT,
+                open=False,
+                name="lambdad-store",
+            )
+            await pool.open(wait=True, timeout=POOL_TIMEOUT)
+        try:
+            await self._feed.start()
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        self.state = PostgresState.OPEN
+
+    async def _migrate(self) -> None:
+        async with await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        ) as conn:
+            try:
+                await migrate(conn)
+            except SchemaTooNew as exc:
+                raise StoreUnavailable(f"the metadata store {self._where}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop listening and close every connection. Idempotent."""
+        self.state = PostgresState.CLOSED
+        await self._feed.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with _translated(self._where, "to close"):
+                await pool.close()
+
+    def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
+        return self._feed.subscribe(listener)
+
+    async def get(self, table: Table, key: Key) -> Document | None:
+        with _translated(self._where, "a read"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT doc::text FROM docs WHERE tbl = %s AND key = %s",
+                    (table.value, encode(key)),
+                )
+                row = await cursor.fetchone()
+        return None if row is None else _document(row[0])
+
+    async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
+        bounds = prefix_range(prefix)
+        with _translated(self._where, "a scan"):
+            async with self.pool.connection() as conn:
+                if bounds is None:
+                    cursor = await conn.execute(
+                        "SELECT key, doc::text FROM docs WHERE tbl = %s ORDER BY key",
+                        (table.value,),
+                    )
+                else:
+                    cursor = await conn.execute(
+                        "SELECT key, doc::text FROM docs"
+                        " WHERE tbl = %s AND key >= %s AND key < %s ORDER BY key",
+                        (table.value, *bounds),
+                    )
+                rows = await cursor.fetchall()
+        return [(decode(k), _document(d)) for k, d in rows]
+
+    async def scan_page(
+        self, table: Table, prefix: Key, offset: int, limit: int
+    ) -> list[tuple[Key, Document]]:
+        """At most ``limit`` of ``scan(table, prefix)``'s documents from its ``offset``-th,
+        reading only that page (``Store.scan_page``, where the base class has it)."""
+        bounds = prefix_range(prefix)
+        where = "tbl = %s" if bounds is None else "tbl = %s AND key >= %s AND key < %s"
+        # PostgreSQL's LIMIT and OFFSET are bigints: beyond them is past every row anyway.
+        args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
+        with _translated(self._where, "a scan"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    f"SELECT key, doc::text FROM docs WHERE {where}"
+                    " ORDER BY key LIMIT %s OFFSET %s",
+                    args,
+                )
+                rows = await cursor.fetchall()
+        return [(decode(k), _document(d)) for k, d in rows]
+
+    async def get_many(self, table: Table, keys: Sequence[Key]) -> list[Document | None]:
+        """``get`` of each key, in order, in one query (``Store.get_many``, where the base
+        class has it)."""
+        if not keys:
+            return []
+        encoded = [encode(key) for key in keys]
+        with _translated(self._where, "a read"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT key, doc::text FROM docs WHERE tbl = %s AND key = ANY(%s)",
+                    (table.value, encoded),
+                )
+                rows = await cursor.fetchall()
+        found = {k: _document(d) for k, d in rows}
+        return [found.get(key) for key in encoded]
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            self.pool  # noqa: B018 -- a closed store refuses even an empty transaction
+            return
+        # Rows locked in one order by every transaction cannot deadlock each other; the sort
+        # is stable, so writes of one key keep their order.
+        ordered = sorted(writes, key=lambda w: (w.table.value, encode(w.key)))
+        note = payload(self._origin, changes_of(writes))
+        with _translated(self._where, "a write"):
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    await self._write(ordered, note)
+                    return
+                except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                    if attempt == WRITE_ATTEMPTS - 1:
+                        raise
+
+    async def _write(self, writes: Sequence[Write], note: str) -> None:
+        # Pipeline mode: the whole transaction goes out in one round trip, not one per statement.
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            for w in writes:
+                key = encode(w.key)
+                if w.doc is None:
+                    await conn.execute(
+                        "DELETE FROM docs WHERE tbl = %s AND key = %s", (w.table.value, key)
+                    )
+                elif w.create:
+                    await conn.execute(
+                        "INSERT INTO docs (tbl, key, doc) VALUES (%s, %s, %s::json)",
+                        (w.table.value, key, json.dumps(w.doc)),
+                    )
+                else:
+                    await conn.execute(
+                        "INSERT INTO docs (tbl, key, doc) VALUES (%s, %s, %s::json)"
+                        " ON CONFLICT (tbl, key) DO UPDATE SET doc = EXCLUDED.doc",
+                        (w.table.value, key, json.dumps(w.doc)),
+                    )
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, note))
+
+    async def delete_prefix(self, table: Table, prefix: Key) -> int:
+        bounds = prefix_range(prefix)
+        assert bounds is not None
+        note = payload(self._origin, [(table.value, list(prefix), True)])
+        with _translated(self._where, "a delete"):
+            async with self.pool.connection() as conn, conn.transaction():
+                cursor = await conn.execute(
+                    "DELETE FROM docs WHERE tbl = %s AND key >= %s AND key < %s",
+                    (table.value, *bounds),
+                )
+                if cursor.rowcount:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, note))
+        return cursor.rowcount
+
+
+def _clamped(value: int) -> int:
+    return min(max(0, value), MAX_BIGINT)
+
+
+def _document(text: str) -> Document:
+    doc: Document = json.loads(text)
+    return doc

@@ -1,0 +1,351 @@
+"""``lambdad serve`` with its metadata in PostgreSQL (``LAMBDAD_STORE_URL``, docs/cluster.md):
+the same API end to end through boto3, kept across a restart, shared by a second lambdad."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import (
+    IDENTITY,
+    ROLE,
+    Server,
+    assert_environment_gone,
+    environment_pids,
+    invoke_json,
+    make_zip,
+    shutdown,
+    unique,
+    wait_until,
+)
+from tests.postgres_server import PostgresServer
+from tests.url_client import call_url, make_public
+
+CODE = """
+import os
+
+def handler(event, context):
+    return {"tag": TAG, "greeting": os.environ.get("GREETING"), "event": event}
+"""
+
+
+WHO = """
+def handler(event, context):
+    return environment_identity()
+"""
+
+
+def package(tag: str) -> bytes:
+    return make_zip({"app.py": f"TAG = {tag!r}\n" + CODE})
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Any]]:
+    """boto3 clients to close when the test ends."""
+    clients: list[Any] = []
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def test_serve_on_postgres_keeps_everything_across_a_restart(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """Functions, versions, aliases, configuration and concurrency made through boto3 live in
+    PostgreSQL (no SQLite metadata file in the data dir) and are all there after a restart."""
+    url = postgres.database()
+    first = start_server({"LAMBDAD_STORE_URL": url})
+    lam = first.client()
+    closing.append(lam)
+    name = unique()
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+        Publish=True,
+    )
+    _, body = invoke_json(lam, name, {"n": 1})
+    assert body == {"tag": "v1", "greeting": "hi", "event": {"n": 1}}
+    lam.update_function_code(FunctionName=name, ZipFile=package("v2"))
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}, MemorySize=256
+    )
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
+    before = lam.get_function(FunctionName=name)["Configuration"]
+    assert invoke_json(lam, name)[1]["tag"] == "v2"
+    assert first.get_json("/_lambdad/doctor")["store"] == {"metadata": url}
+    shutdown(first)
+    assert not (first.data_dir / "lambdad.db").exists()
+
+    second = start_server({"LAMBDAD_STORE_URL": url}, data_dir=first.data_dir)
+    lam = second.client()
+    closing.append(lam)
+    assert lam.get_function(FunctionName=name)["Configuration"] == before
+    listed = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert listed == [name]
+    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    concurrency = lam.get_function_concurrency(FunctionName=name)
+    assert concurrency["ReservedConcurrentExecutions"] == 3
+    assert invoke_json(lam, name, {"n": 2})[1] == {
+        "tag": "v2",
+        "greeting": "hello",
+        "event": {"n": 2},
+    }
+    assert invoke_json(lam, name, Qualifier="live")[1]["tag"] == "v1"
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM docs WHERE tbl = 'versions'").fetchone()
+    assert row == (3,)
+
+
+def test_two_servers_on_one_database_share_the_metadata(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function created through one lambdad is listed and described by another lambdad on
+    the same database, and a delete through the second is seen by the first."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+    )
+    assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+    described = lam_two.get_function_configuration(FunctionName=name)
+    assert described["FunctionArn"].endswith(f":function:{name}")
+    lam_two.delete_function(FunctionName=name)
+    assert lam_one.list_functions()["Functions"] == []
+
+
+def share_code(source: Server, dest: Server) -> None:
+    """Copy ``source``'s code zips into ``dest``'s code directory (content-addressed, so the
+    same names): what a shared blob store will do (docs/cluster.md, part 3)."""
+    code = dest.data_dir / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    for archive in (source.data_dir / "code").glob("*.zip"):
+        shutil.copyfile(archive, code / archive.name)
+
+
+def test_a_change_through_one_server_reaches_the_other_servers_caches(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A configuration update, a reserved concurrency, a recursion setting and a resource
+    policy written through one lambdad take effect on another lambdad that had them cached
+    (the store's change feed drops the stale entries)."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+    )
+    share_code(one, two)
+    assert invoke_json(lam_two, name)[1]["greeting"] == "hi"  # now cached by the second
+    lam_one.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}
+    )
+    lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+    wait_until(lambda: invoke_json(lam_two, name)[1]["greeting"] == "hello")
+
+    lam_one.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+
+    def throttled() -> bool:
+        try:
+            invoke_json(lam_two, name)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "TooManyRequestsException"
+        return False
+
+    wait_until(throttled)
+    lam_one.delete_function_concurrency(FunctionName=name)
+    wait_until(lambda: not throttled())
+
+    recursion = lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"]
+    assert recursion == "Terminate"
+    lam_one.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
+    wait_until(
+        lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    )
+
+    def policy_statements() -> int:
+        try:
+            policy = lam_two.get_policy(FunctionName=name)["Policy"]
+        except lam_two.exceptions.ResourceNotFoundException:
+            return 0
+        return len(json.loads(policy)["Statement"])
+
+    assert policy_statements() == 0
+    lam_one.add_permission(
+        FunctionName=name,
+        StatementId="s1",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+    )
+    wait_until(lambda: policy_statements() == 1)
+
+
+def test_a_function_url_made_through_one_server_is_served_by_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function URL created through one lambdad answers on another lambdad of the same
+    database; deleted through the first, the other stops serving it."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one = one.client()
+    closing.append(lam_one)
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+        Environment={"Variables": {"GREETING": "hi"}},
+    )
+    share_code(one, two)
+    make_public(lam_one, name)
+    function_url = lam_one.create_function_url_config(FunctionName=name, AuthType="NONE")[
+        "FunctionUrl"
+    ]
+    wait_until(lambda: call_url(function_url, port=two.port).status == 200)
+    assert call_url(function_url, port=two.port).json()["greeting"] == "hi"
+    lam_one.delete_function_url_config(FunctionName=name)
+    wait_until(lambda: call_url(function_url, port=two.port).status != 200)
+
+
+def test_a_function_deleted_through_one_server_leaves_no_environment_on_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function deleted through one lambdad has its warm environments on another lambdad of
+    the same database retired at once (not at the idle timeout), and is not found there."""
+    url = postgres.database()
+    settings = {"LAMBDAD_STORE_URL": url, "LAMBDAD_KEEP_ALIVE": "100000"}  # no idle reaping
+    one = start_server(settings)
+    two = start_server(settings)
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": IDENTITY + WHO})},
+    )
+    share_code(one, two)
+    identity = invoke_json(lam_two, name)[1]
+    assert environment_pids(identity), "warm on the second server"
+    lam_one.delete_function(FunctionName=name)
+    assert_environment_gone(identity)
+    with pytest.raises(lam_two.exceptions.ResourceNotFoundException):
+        lam_two.invoke(FunctionName=name)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, which it may stop and start."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def test_two_servers_recover_from_a_postgres_restart(
+    start_server: Callable[..., Server], own_postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """After PostgreSQL restarts under two lambdads, both serve again without a restart of
+    their own, and a change through one is again seen by the other (which had the old value
+    cached): its change feed reconnected and dropped what it may have missed."""
+    url = own_postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+    )
+    assert lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == (
+        "Terminate"
+    )
+    own_postgres.stop()
+    own_postgres.start()
+    lam_one.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
+    wait_until(
+        lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    )
+    assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+
+
+def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    """A store URL that is not postgresql:// is refused before anything starts."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lambdad.cli.main", "serve", "--store-url", "mysql://x/y"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "store_url" in done.stderr
+
+
+def test_an_unreachable_database_stops_the_start_naming_it(tmp_path: Path) -> None:
+    """With no PostgreSQL at the store URL, serve exits 1 saying which database it could not
+    reach, without printing the URL's password."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "lambdad.cli.main", "serve", "--port", "0"),
+                *("--data-dir", str(tmp_path / "data")),
+                *("--store-url", f"postgresql://lambdad:s3cret@127.0.0.1:{port}/meta"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+            env={**os.environ, "LAMBDAD_CONSOLE_PORT": "-1"},
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"127.0.0.1:{port}/meta" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
