@@ -80,7 +80,7 @@ async def history(request: web.Request, req: HistoryRequest) -> web.Response:
 @routes.post(_EXECUTION + "/stop")
 @handles("StopDurableExecution", StopRequest)
 async def stop(request: web.Request, req: StopRequest) -> web.Response:
-    error = await _error_body(request)
+    error = await error_body(request)
     doc = await _engine(request).stop(scope_of(request), req.durable_execution_arn, error)
     return reply({"StopTimestamp": doc["end"]})
 
@@ -111,14 +111,16 @@ async def list_executions(request: web.Request, req: ListExecutionsRequest) -> w
     return reply(page(items, "DurableExecutions", req.marker, req.max_items))
 
 
-async def _error_body(request: web.Request) -> dict[str, Any] | None:
-    """StopDurableExecution's body: the ``ErrorObject`` itself (the operation's payload)."""
+async def error_body(request: web.Request) -> dict[str, Any] | None:
+    """The ``ErrorObject`` that is the whole body (StopDurableExecution's,
+    SendDurableExecutionCallbackFailure's): the operation's payload. A body nested too deep
+    to decode is refused like any body that does not parse."""
     body = await read_up_to(request, STOP_BODY_LIMIT)
     if not body.strip():
         return None
     try:
         error = msgspec.json.decode(body, type=ErrorObject)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise errors.InvalidRequestContentException(
             f"Could not parse request body into json: {exc}"
         ) from None

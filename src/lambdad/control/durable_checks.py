@@ -130,9 +130,16 @@ def _execution(update: Op, current: Op | None) -> None:
     _closing(update)
 
 
-def _not_yet(update: Op, current: Op | None) -> None:
-    """CALLBACK and CHAINED_INVOKE are not built yet (docs/durable-functions.md)."""
-    _refuse(f"Invalid operation update: operations of type {update['Type']} are not supported yet.")
+def _callback(update: Op, current: Op | None) -> None:
+    if current is not None:
+        _refuse("Cannot start a CALLBACK that already exist.")
+
+
+def _chained_invoke(update: Op, current: Op | None) -> None:
+    if current is not None:
+        _refuse("Cannot start a CHAINED_INVOKE operation that already exists.")
+    if not (update.get("ChainedInvokeOptions") or {}).get("FunctionName"):
+        _refuse("Update for CHAINED_INVOKE operation requires ChainedInvokeOptions.")
 
 
 _TRANSITIONS = {
@@ -140,6 +147,6 @@ _TRANSITIONS = {
     "CONTEXT": _context,
     "WAIT": _wait,
     "EXECUTION": _execution,
-    "CALLBACK": _not_yet,
-    "CHAINED_INVOKE": _not_yet,
+    "CALLBACK": _callback,
+    "CHAINED_INVOKE": _chained_invoke,
 }

@@ -21,9 +21,8 @@ import time
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_ops
 from lambdad.control.arns import Scope
-from lambdad.control.durable import Doc, DurableExecutions, token_of
+from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
@@ -71,6 +70,8 @@ class DurableEngine:
         self._ended: dict[Key, asyncio.Event] = {}
         #: Set when something of a sleeping execution changed (a stop): its driver looks again.
         self._changed: dict[Key, asyncio.Event] = {}
+        #: Executions woken while their driver was busy: it looks again before it stops.
+        self._poked: set[Key] = set()
         self.state = EngineState.NEW
 
     async def start(self) -> None:
@@ -117,8 +118,17 @@ class DurableEngine:
         self.wake(scope.key(doc["function"], doc["name"]))
         return doc
 
+    async def settle(self, key: Key, change: Settle) -> Doc:
+        """Apply ``change`` to the execution (a callback or a chained invoke ended) and wake
+        its driver: the handler is invoked again to see it."""
+        doc = await self.executions.settle(key, change)
+        if doc.get("woken"):
+            self.wake(key)
+        return doc
+
     def wake(self, key: Key) -> None:
         """Something of the execution changed: its driver looks at it now."""
+        self._poked.add(key)
         changed = self._changed.get(key)
         if changed is not None:
             changed.set()
@@ -150,8 +160,9 @@ class DurableEngine:
             if now >= doc["deadline"]:
                 await self.executions.finish(key, "TIMED_OUT")
                 break
-            due = durable_ops.next_due(durable_ops_of(doc))
-            if doc["seq"] > 0 and not doc["invoking"] and due is not None and due > now:
+            due = next_due(doc)
+            idle = doc["seq"] > 0 and not doc["invoking"] and not doc.get("woken")
+            if idle and due is not None and due > now:
                 await self._sleep(key, min(due, doc["deadline"]) - now)
                 continue
             ran = await self._invoke_once(key)
@@ -169,9 +180,16 @@ class DurableEngine:
                 await self._sleep(key, self._retry_delay)
             else:
                 failures = 0
+                self._poked.discard(key)
                 doc = await self.executions.get_key(key)
-                if doc is not None and doc["status"] == "RUNNING" and _stalled(doc):
-                    break  # PENDING with nothing timed to wait for (callbacks are not built)
+                if (
+                    doc is not None
+                    and doc["status"] == "RUNNING"
+                    and _stalled(doc)
+                    and key not in self._poked
+                ):
+                    break  # PENDING with nothing timed: a callback or a chained invoke wakes it
+        self._poked.discard(key)
         event = self._ended.pop(key, None)
         if event is not None:
             event.set()
@@ -230,7 +248,8 @@ def _stalled(doc: Doc) -> bool:
     """A PENDING execution with nothing timed to wait for."""
     return (
         not doc["invoking"]
-        and durable_ops.next_due(durable_ops_of(doc)) is None
+        and not doc.get("woken")
+        and next_due(doc) is None
         and not any(op["Status"] == "READY" for op in doc["ops"])
     )
 
