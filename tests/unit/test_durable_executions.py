@@ -161,6 +161,11 @@ def test_state_is_paged() -> None:
             [{"Id": "c", "Type": "CALLBACK", "Action": "SUCCEED"}],
             "Invalid action for the given operation type.",
         ),
+        (
+            [],
+            [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START"}],
+            "Update for CHAINED_INVOKE operation requires ChainedInvokeOptions.",
+        ),
     ],
 )
 def test_batches_breaking_the_rules_are_refused_whole(

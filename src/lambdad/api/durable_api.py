@@ -42,7 +42,7 @@ def _engine(request: web.Request) -> DurableEngine:
 async def checkpoint(request: web.Request, req: CheckpointRequest) -> web.Response:
     engine = _engine(request)
     updates = [plain(update) for update in req.updates or []]
-    answer = await engine.executions.checkpoint(
+    answer = await engine.checkpoint(
         scope_of(request),
         req.durable_execution_arn,
         req.checkpoint_token,

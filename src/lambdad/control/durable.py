@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_callbacks, durable_checks, durable_ops
+from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.store.base import Key, Store, Table
@@ -311,6 +311,8 @@ class DurableExecutions:
             event = durable_ops.event_of(update, op)
             if update["Type"] == "CALLBACK":
                 event = durable_callbacks.start(doc, op, update, now)[1:]
+            elif update["Type"] == "CHAINED_INVOKE":
+                event = durable_chained.start(doc, op, update, now)[1:]
             if event is not None:
                 _record(doc, event[0], op, now, event[1])
         doc["ops"] = list(ops.values())

@@ -25,6 +25,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig
+from lambdad.events.durable_chained import ChainedInvokes
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import Key
@@ -72,17 +73,34 @@ class DurableEngine:
         self._changed: dict[Key, asyncio.Event] = {}
         #: Executions woken while their driver was busy: it looks again before it stops.
         self._poked: set[Key] = set()
+        #: The chained invokes under way (events/durable_chained.py).
+        self.chained = ChainedInvokes(self)
         self.state = EngineState.NEW
+
+    @property
+    def functions(self) -> Functions:
+        return self._functions
+
+    @property
+    def invoker(self) -> Invoker:
+        return self._invoker
+
+    @property
+    def retry_delay(self) -> float:
+        """Seconds before an invocation that failed or was throttled is tried again."""
+        return self._retry_delay
 
     async def start(self) -> None:
         """Resume every execution that had not ended when lambdad last stopped."""
         self.state = EngineState.RUNNING
-        for key, _ in await self.executions.running():
+        for key, doc in await self.executions.running():
             self._drive(key)
+            self.chained.launch(key, doc)
 
     async def close(self) -> None:
         """Stop the drivers (their executions resume at the next start). Idempotent."""
         self.state = EngineState.CLOSED
+        await self.chained.close()
         drivers = list(self._drivers.values())
         for task in drivers:
             task.cancel()
@@ -118,6 +136,24 @@ class DurableEngine:
         self.wake(scope.key(doc["function"], doc["name"]))
         return doc
 
+    async def checkpoint(
+        self,
+        scope: Scope,
+        arn: str,
+        token: str,
+        updates: list[dict[str, Any]],
+        client_token: str | None,
+    ) -> dict[str, Any]:
+        """CheckpointDurableExecution (``DurableExecutions.checkpoint``); a chained invoke it
+        starts is launched."""
+        answer = await self.executions.checkpoint(scope, arn, token, updates, client_token)
+        if any(update["Type"] == "CHAINED_INVOKE" for update in updates):
+            key = self.executions.key_of(scope, arn)
+            doc = await self.executions.get_key(key)
+            if doc is not None:
+                self.chained.launch(key, doc)
+        return answer
+
     async def settle(self, key: Key, change: Settle) -> Doc:
         """Apply ``change`` to the execution (a callback or a chained invoke ended) and wake
         its driver: the handler is invoked again to see it."""
@@ -151,7 +187,10 @@ class DurableEngine:
             log.error("durable execution driver %s failed", key, exc_info=task.exception())
 
     async def _run(self, key: Key) -> None:
+        """Drive the execution until it ends, or until it waits for nothing timed (a callback,
+        a chained invoke: ``wake`` drives it again)."""
         failures = 0
+        stalled = False
         while True:
             doc = await self.executions.get_key(key)
             if doc is None or doc["status"] != "RUNNING":
@@ -188,11 +227,13 @@ class DurableEngine:
                     and _stalled(doc)
                     and key not in self._poked
                 ):
-                    break  # PENDING with nothing timed: a callback or a chained invoke wakes it
+                    stalled = True  # PENDING, nothing timed: a callback or chained invoke wakes it
+                    break
         self._poked.discard(key)
-        event = self._ended.pop(key, None)
-        if event is not None:
-            event.set()
+        if not stalled:
+            event = self._ended.pop(key, None)
+            if event is not None:
+                event.set()
 
     async def _sleep(self, key: Key, seconds: float) -> None:
         """Sleep ``seconds``, or less when the execution is woken (``wake``)."""
