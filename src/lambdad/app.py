@@ -260,6 +260,7 @@ class Lambdad:
             self.invoker,
             retry_delay=settings.scaled(1.0),
         )
+        self.invoker.durable = self.durable  # every invoker's way to start executions
         self.function_urls = FunctionUrls(self.store, self.functions)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)

@@ -39,6 +39,24 @@ MAX_ATTEMPTS = 3
 INPUT_OPERATIONS = 1000
 
 
+#: How long a synchronous invocation waits for its execution (Lambda's 15 minutes).
+SYNC_LIMIT = 900.0
+
+
+def answer_of(doc: Doc) -> tuple[bytes, bool]:
+    """What a synchronous invoke of an execution answers: its result, or (failed, stopped,
+    timed out, or still running past the synchronous limit) the error as a function error's
+    ``{"errorType", "errorMessage"}``; and whether it is an error."""
+    if doc["status"] == "SUCCEEDED":
+        return (doc["result"] or "null").encode(), False
+    error = doc["error"] or {
+        "ErrorType": doc["status"],
+        "ErrorMessage": f"Execution {doc['status']}",
+    }
+    body = {"errorType": error.get("ErrorType"), "errorMessage": error.get("ErrorMessage")}
+    return json.dumps(body).encode(), True
+
+
 class Ran(enum.Enum):
     """How one invocation of an execution went."""
 
@@ -118,6 +136,23 @@ class DurableEngine:
         if doc["status"] == "RUNNING":
             self._drive(key)
         return doc
+
+    async def start_execution(
+        self, scope: Scope, config: FunctionConfig, payload: bytes, name: str | None
+    ) -> str:
+        """``DurableStarter``: an execution started by another invoker (InvokeAsync, a
+        mapping, a schedule, a URL); its ARN."""
+        doc = await self.begin(scope, config, name, payload)
+        return str(doc["arn"])
+
+    async def run_execution(
+        self, scope: Scope, config: FunctionConfig, payload: bytes
+    ) -> tuple[str, bytes, bool]:
+        """``DurableStarter``: start an execution and answer its end (within ``SYNC_LIMIT``)."""
+        doc = await self.begin(scope, config, None, payload)
+        doc = await self.wait_end(scope, doc, SYNC_LIMIT)
+        body, failed = answer_of(doc)
+        return str(doc["arn"]), body, failed
 
     async def wait_end(self, scope: Scope, doc: Doc, timeout: float) -> Doc:
         """The execution once it has ended, or as it is after ``timeout`` seconds."""
