@@ -3,13 +3,23 @@ InvokeWithResponseStream and schedules start durable executions (docs/durable-fu
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import Recorder, Server, launch_server, shutdown, unique, wait_until
+from tests.conftest import (
+    Recorder,
+    Server,
+    create_function,
+    launch_server,
+    shutdown,
+    unique,
+    wait_until,
+)
+from tests.test_cloudwatch_logs import logs_client
 from tests.test_durable import REPORT, durable_function, sdk_files, steps_run
 from tests.test_scheduler import FAST_CLOCK, OFF, fn_arn, scheduler_client, target
 from tests.url_client import call_url
@@ -54,6 +64,26 @@ def test_invoke_async_starts_an_execution(lam: Any, one_step: str, recorder: Rec
     execution = lam.get_durable_execution(DurableExecutionArn=done["DurableExecutionArn"])
     assert json.loads(execution["Result"]) == {"got": {"via": "invoke-async"}}
     assert steps_run(recorder) == ["one"]
+
+
+@pytest.mark.slow
+def test_executions_are_listed_by_start_time(lam: Any, one_step: str) -> None:
+    """ListDurableExecutionsByFunction's StartedAfter and StartedBefore keep the executions
+    started in that span (AWS: both bounds inclusive filters on the start time)."""
+    lam.invoke(FunctionName=one_step, Payload=b"{}")
+    [listed] = _executions(lam, one_step)
+    started = listed["StartTimestamp"]
+    second = datetime.timedelta(seconds=1)
+
+    def between(**bounds: Any) -> int:
+        found = lam.list_durable_executions_by_function(FunctionName=one_step, **bounds)
+        return len(found["DurableExecutions"])
+
+    assert between(StartedAfter=started - second) == 1
+    assert between(StartedAfter=started + second) == 0
+    assert between(StartedBefore=started + second) == 1
+    assert between(StartedBefore=started - second) == 0
+    assert between(StartedAfter=started - second, StartedBefore=started + second) == 1
 
 
 @pytest.mark.slow
@@ -128,3 +158,47 @@ def test_a_schedule_starts_an_execution_each_time_it_fires(
     assert all(len(n) == 36 for n in names), "named after the occurrence's id"
     lam.close()
     sched.close()
+
+
+#: Logs one line with the SDK's logger, which names the execution.
+LOGGING = (
+    REPORT
+    + """
+
+@durable_execution
+def handler(event, context: DurableContext):
+    context.logger.info("inside the execution")
+    return "logged"
+"""
+)
+
+
+@pytest.mark.slow
+def test_the_execution_arn_is_in_the_function_logs(
+    lam: Any, server: Server, sdk_files: dict[str, bytes]
+) -> None:
+    """A durable function's log records written with the SDK's logger carry the execution's
+    ARN (AWS: with the JSON log format, as ``executionArn``)."""
+    name = str(
+        create_function(
+            lam,
+            files={**sdk_files, "app.py": LOGGING.encode()},
+            name=unique("durable"),
+            Timeout=60,
+            MemorySize=256,
+            LoggingConfig={"LogFormat": "JSON"},
+            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+        )["FunctionName"]
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert json.loads(response["Payload"].read()) == "logged"
+    logs = logs_client(server)
+
+    def logged() -> list[dict[str, Any]]:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        return [json.loads(e["message"]) for e in events if "inside the execution" in e["message"]]
+
+    [record] = wait_until(logged, timeout=60)
+    assert record["executionArn"] == response["DurableExecutionArn"]
+    logs.close()

@@ -171,3 +171,63 @@ def test_a_callback_of_an_ended_execution_is_closed() -> None:
             durable_callbacks.parse_id("bm90IGFuIGlk")
 
     run({}, scenario)
+
+
+def test_an_ended_execution_is_gone_after_its_retention() -> None:
+    """An execution that ended more than RetentionPeriodInDays ago is not found, not listed,
+    and deleted by the sweep (AWS: it is kept that long after it ends); a running one is kept
+    however old."""
+
+    async def scenario(executions: DurableExecutions, clock: Clock, cid: str) -> None:
+        clock.now += 400 * 86400
+        assert [d["name"] for d in await executions.of_function(SCOPE, "flow")] == ["run-1"]
+        doc = await executions.finish(KEY, "STOPPED")
+        assert doc is not None
+        clock.now += 30 * 86400 - 1  # the default retention: 30 days
+        await executions.get(SCOPE, doc["arn"])
+        assert await executions.expire() == 0
+        clock.now += 1
+        with pytest.raises(errors.ResourceNotFoundException):
+            await executions.get(SCOPE, doc["arn"])
+        assert await executions.of_function(SCOPE, "flow") == []
+        assert await executions.expire() == 1
+        assert await executions.get_key(KEY) is None
+
+    run({}, scenario)
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        (
+            {
+                "Id": "s",
+                "Type": "STEP",
+                "Action": "FAIL",
+                "Error": {"ErrorMessage": "x" * 40000},
+            },
+            "Error object size must be less than 32768 bytes.",
+        ),
+        (
+            {
+                "Id": "i",
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "Payload": "x" * 1_048_577,
+                "ChainedInvokeOptions": {"FunctionName": "other"},
+            },
+            "CHAINED_INVOKE input payload size must be less than or equal to 1048576 bytes.",
+        ),
+    ],
+)
+def test_oversized_payloads_are_refused(update: dict[str, Any], message: str) -> None:
+    """A checkpoint whose error object or chained invoke input is over its limit is
+    InvalidParameterValueException (the SDK local runner's limits and words)."""
+
+    async def scenario(executions: DurableExecutions, clock: Clock, cid: str) -> None:
+        doc = await executions.begin_invocation(KEY)
+        assert doc is not None
+        with pytest.raises(errors.InvalidParameterValueException, match=f"^{message}$"):
+            await executions.checkpoint(SCOPE, doc["arn"], token_of(doc), [update], None)
+
+    run({}, scenario)

@@ -3,6 +3,7 @@ Invoke (docs/durable-functions.md)."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import msgspec
@@ -105,10 +106,35 @@ async def list_executions(request: web.Request, req: ListExecutionsRequest) -> w
         docs = [d for d in docs if d["name"] == req.durable_execution_name]
     if req.statuses:
         docs = [d for d in docs if d["status"] in req.statuses]
+    if req.started_after is not None:
+        after = _instant(req.started_after, "StartedAfter")
+        docs = [d for d in docs if d["start"] >= after]
+    if req.started_before is not None:
+        before = _instant(req.started_before, "StartedBefore")
+        docs = [d for d in docs if d["start"] <= before]
     if req.reverse_order:
         docs.reverse()
     items = [_summary(d) for d in docs]
     return reply(page(items, "DurableExecutions", req.marker, req.max_items))
+
+
+def _instant(value: float | str, member: str) -> float:
+    """A timestamp member (ISO 8601 in the query string, or epoch seconds) as epoch seconds."""
+    if isinstance(value, float | int):
+        return float(value)
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidParameterValueException(
+            f"{member} must be a timestamp: {value}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 async def error_body(request: web.Request) -> dict[str, Any] | None:

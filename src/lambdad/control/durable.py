@@ -159,7 +159,10 @@ class DurableExecutions:
         return doc
 
     async def get(self, scope: Scope, arn: str) -> Doc:
-        return await self._load(self.key_of(scope, arn))
+        doc = await self._load(self.key_of(scope, arn))
+        if expired(doc, self._clock()):
+            raise errors.ResourceNotFoundException(NOT_FOUND)
+        return doc
 
     async def get_key(self, key: Key) -> Doc | None:
         return await self._store.get(Table.DURABLE_EXECUTIONS, key)
@@ -167,7 +170,22 @@ class DurableExecutions:
     async def of_function(self, scope: Scope, function: str) -> list[Doc]:
         """The function's executions, oldest first."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS, scope.key(function))
-        return sorted((doc for _, doc in rows), key=lambda d: (d["start"], d["name"]))
+        now = self._clock()
+        kept = (doc for _, doc in rows if not expired(doc, now))
+        return sorted(kept, key=lambda d: (d["start"], d["name"]))
+
+    async def expire(self) -> int:
+        """Delete every execution that ended more than its ``RetentionPeriodInDays`` ago (AWS:
+        it is gone then); how many were deleted."""
+        now = self._clock()
+        gone = 0
+        for key, doc in await self._store.scan(Table.DURABLE_EXECUTIONS):
+            if expired(doc, now):
+                async with self._lock(key):
+                    await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+                self._locks.pop(key, None)
+                gone += 1
+        return gone
 
     async def running(self) -> list[tuple[Key, Doc]]:
         """Every execution of every account that has not ended (what the engine resumes)."""
@@ -338,6 +356,16 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+#: AWS's retention when a function's DurableConfig names none.
+RETENTION_DAYS = 30
+
+
+def expired(doc: Doc, now: float) -> bool:
+    """Whether the execution ended more than its retention period ago."""
+    days = doc.get("retention_days") or RETENTION_DAYS
+    return doc["end"] is not None and doc["end"] + days * 86400 <= now
 
 
 def next_due(doc: Doc) -> float | None:

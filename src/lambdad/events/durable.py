@@ -80,11 +80,15 @@ class DurableEngine:
         functions: Functions,
         invoker: Invoker,
         retry_delay: float = 1.0,
+        sweep_interval: float = 3600.0,
     ) -> None:
         self.executions = executions
         self._functions = functions
         self._invoker = invoker
         self._retry_delay = retry_delay
+        #: How often executions past their retention are deleted.
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._drivers: dict[Key, asyncio.Task[None]] = {}
         self._ended: dict[Key, asyncio.Event] = {}
         #: Set when something of a sleeping execution changed (a stop): its driver looks again.
@@ -114,16 +118,33 @@ class DurableEngine:
         for key, doc in await self.executions.running():
             self._drive(key)
             self.chained.launch(key, doc)
+        self._sweeper = asyncio.create_task(self._sweep(), name="durable-retention")
 
     async def close(self) -> None:
         """Stop the drivers (their executions resume at the next start). Idempotent."""
         self.state = EngineState.CLOSED
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         await self.chained.close()
         drivers = list(self._drivers.values())
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
         self._drivers.clear()
+
+    async def _sweep(self) -> None:
+        """Delete the executions past their retention now and every ``sweep_interval``."""
+        while True:
+            try:
+                gone = await self.executions.expire()
+            except Exception:  # a store hiccup: try again at the next sweep
+                log.exception("durable executions: retention sweep failed")
+            else:
+                if gone:
+                    log.info("durable executions: %d past their retention deleted", gone)
+            await asyncio.sleep(self._sweep_interval)
 
     async def begin(
         self, scope: Scope, config: FunctionConfig, name: str | None, payload: bytes
