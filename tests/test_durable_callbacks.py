@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -254,3 +255,41 @@ def test_a_callback_completed_after_a_restart_resumes_the_execution(
     assert execution["Status"] == "SUCCEEDED"
     assert json.loads(execution["Result"]) == {"answer": "42"}
     assert steps_run(recorder) == ["after", "submitted"]
+
+
+@pytest.mark.slow
+def test_a_synchronous_invoke_waits_for_the_callback(
+    server: Server, lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A synchronous invoke of a durable function answers when its execution ends, however long
+    the execution waits for a callback in between (AWS: the invoke waits for the whole
+    execution, within the synchronous limit)."""
+    name = durable_function(lam, recorder, sdk_files, CALLBACK)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    answers: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(server.client().invoke(FunctionName=name, Payload=b"{}"))
+    )
+    caller.start()
+    arn = wait_until(lambda: _executions(lam, name), timeout=60)[0]["DurableExecutionArn"]
+    callback_id = _callback_id(lam, arn)
+    _submitted(lam, arn)
+    wait_until(lambda: not _invoking(lam, arn), timeout=60)
+    assert caller.is_alive(), "the invoke answered before the execution ended"
+    lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=b'"late"')
+    caller.join(timeout=120)
+    [response] = answers
+    assert response["DurableExecutionArn"] == arn
+    assert json.loads(response["Payload"].read()) == {"answer": '"late"'}
+
+
+def _executions(client: Any, name: str) -> list[dict[str, Any]]:
+    found = client.list_durable_executions_by_function(FunctionName=name)
+    return list(found["DurableExecutions"])
+
+
+def _invoking(client: Any, arn: str) -> bool:
+    """Whether an invocation of the execution is under way (its last InvocationCompleted
+    is older than the last event of the handler)."""
+    events = _events(client, arn)
+    return events[-1]["EventType"] != "InvocationCompleted"
