@@ -1,6 +1,7 @@
 """The durable execution engine: invokes a durable function's handler with the durable input,
 reads its ``SUCCEEDED`` / ``FAILED`` / ``PENDING`` answer, and re-invokes a ``PENDING``
-execution when its next wait ends or step retry is due (docs/durable-functions.md).
+execution when its next wait ends, step retry or callback timeout is due, or when a callback
+or chained invoke ends (``wake``; docs/durable-functions.md).
 
 Each running execution has one driver task. Its timer is the execution's own record (the
 operations' ``ScheduledEndTimestamp`` / ``NextAttemptTimestamp``), so nothing else needs
