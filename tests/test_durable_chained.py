@@ -31,9 +31,11 @@ def handler(event, context: DurableContext):
 """
 )
 
-#: A plain function: doubles ``n``, or raises when there is none.
+#: A plain function: doubles ``n``, answers ``big`` bytes, or raises.
 PLAIN = """
 def handler(event, context):
+    if "big" in event:
+        return "x" * event["big"]
     if "n" not in event:
         raise KeyError("n is missing")
     return {"doubled": event["n"] * 2}
@@ -87,8 +89,9 @@ def test_a_plain_function_is_invoked_and_its_result_returned(
 def test_a_failing_target_fails_the_invoke(
     lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:
-    """A target that raises, or that does not exist, fails the chained invoke with its error,
-    which the caller sees as the SDK's InvokeError (AWS: ChainedInvokeFailed)."""
+    """A target that raises, that does not exist, or whose result is over 1 MiB fails the
+    chained invoke with its error, which the caller sees as the SDK's InvokeError (AWS:
+    ChainedInvokeFailed; the limit and words are the SDK local runner's)."""
     caller = durable_function(lam, recorder, sdk_files, CALLER)
     target = _plain(lam)
     lam.get_waiter("function_active_v2").wait(FunctionName=caller)
@@ -104,6 +107,14 @@ def test_a_failing_target_fails_the_invoke(
     failed = [e for e in _events(lam, ran["arn"]) if e["EventType"] == "ChainedInvokeFailed"]
     error = failed[0]["ChainedInvokeFailedDetails"]["Error"]["Payload"]
     assert error["ErrorType"] == "ResourceNotFoundException"
+
+    ran = _run(lam, caller, {"target": target, "payload": {"big": 1_100_000}})
+    assert ran["result"]["error"] == "InvokeError"
+    failed = [e for e in _events(lam, ran["arn"]) if e["EventType"] == "ChainedInvokeFailed"]
+    error = failed[0]["ChainedInvokeFailedDetails"]["Error"]["Payload"]
+    assert error["ErrorMessage"] == (
+        "CHAINED_INVOKE output payload size must be less than or equal to 1048576 bytes."
+    )
     assert steps_run(recorder) == []
 
 

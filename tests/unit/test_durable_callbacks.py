@@ -231,3 +231,16 @@ def test_oversized_payloads_are_refused(update: dict[str, Any], message: str) ->
             await executions.checkpoint(SCOPE, doc["arn"], token_of(doc), [update], None)
 
     run({}, scenario)
+
+
+def test_a_callback_succeeded_without_a_result_has_none() -> None:
+    """SendDurableExecutionCallbackSuccess without a body leaves the callback without a
+    ``Result`` (the SDK answers None), not with an empty string."""
+
+    async def scenario(executions: DurableExecutions, clock: Clock, cid: str) -> None:
+        change = lambda doc, ops, now: durable_callbacks.succeed(doc, ops, "cb", None, now)  # noqa: E731
+        doc = await settle(executions, KEY, change)
+        assert callback_op(doc)["CallbackDetails"] == {"CallbackId": cid}
+        assert events(doc)[-1] == ("CallbackSucceeded", {"Result": {}})
+
+    run({}, scenario)

@@ -46,7 +46,7 @@ async def succeed(request: web.Request, req: CallbackRequest) -> web.Response:
                 f"less than or equal to {durable_callbacks.RESULT_LIMIT}"
             ]
         )
-    result = body.decode("utf-8", "replace")
+    result = body.decode("utf-8", "replace") if body else None
     return await _settle(
         request,
         req.callback_id,

@@ -92,12 +92,16 @@ def open_callback(doc: Doc, ops: dict[str, Op], op_id: str) -> Op:
     return op
 
 
-def succeed(doc: Doc, ops: dict[str, Op], op_id: str, result: str, now: float) -> list[Event]:
-    """SendDurableExecutionCallbackSuccess: ``CallbackSucceeded`` with ``result``."""
+def succeed(
+    doc: Doc, ops: dict[str, Op], op_id: str, result: str | None, now: float
+) -> list[Event]:
+    """SendDurableExecutionCallbackSuccess: ``CallbackSucceeded`` with ``result`` (None: the
+    request had no body, and the callback has no result)."""
     op = open_callback(doc, ops, op_id)
-    op["CallbackDetails"]["Result"] = result
+    if result is not None:
+        op["CallbackDetails"]["Result"] = result
     _close(doc, op, "SUCCEEDED", now)
-    return [(op, "CallbackSucceeded", {"Result": {"Payload": result}})]
+    return [(op, "CallbackSucceeded", {"Result": {} if result is None else {"Payload": result}})]
 
 
 def fail(

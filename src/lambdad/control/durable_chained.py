@@ -23,6 +23,13 @@ Op = dict[str, Any]
 Doc = dict[str, Any]
 Event = tuple[Op, str, dict[str, Any]]
 
+#: The largest result a chained invoke takes back (1 MiB); a larger one fails it, in the SDK
+#: local runner's words.
+MAX_RESULT_BYTES = 1_048_576
+RESULT_TOO_LARGE = (
+    f"CHAINED_INVOKE output payload size must be less than or equal to {MAX_RESULT_BYTES} bytes."
+)
+
 #: How each end is recorded: the status to event type.
 _EVENTS = {
     "SUCCEEDED": "ChainedInvokeSucceeded",

@@ -71,21 +71,27 @@ class ChainedInvokes:
         self._tasks.clear()
 
     async def _run(self, key: Key, doc: Doc, op_id: str, target: dict[str, Any]) -> None:
-        scope = Scope(key[0], key[1])
-        while True:
-            try:
-                status, result, error = await self._invoke(scope, doc, op_id, target)
-            except errors.TooManyRequestsException:
-                await asyncio.sleep(self._engine.retry_delay)  # it did not run: try again
-                continue
-            except errors.LambdaError as exc:
-                status, result, error = "FAILED", None, _error(exc.code, exc.message)
-            break
+        status, result, error = await self._outcome(Scope(key[0], key[1]), doc, op_id, target)
+        if result is not None and len(result.encode()) > durable_chained.MAX_RESULT_BYTES:
+            status, result = "FAILED", None
+            error = {"ErrorMessage": durable_chained.RESULT_TOO_LARGE}
         change = durable_chained.end(status, result, error, op_id)
         try:
             await self._engine.settle(key, change)
         except errors.ResourceNotFoundException:
             log.info("chained invoke %s of %s: its execution is gone", op_id, key)
+
+    async def _outcome(
+        self, scope: Scope, doc: Doc, op_id: str, target: dict[str, Any]
+    ) -> tuple[str, str | None, dict[str, Any] | None]:
+        """How the invoke ended; a throttled target is tried again until it runs."""
+        while True:
+            try:
+                return await self._invoke(scope, doc, op_id, target)
+            except errors.TooManyRequestsException:
+                await asyncio.sleep(self._engine.retry_delay)  # it did not run: try again
+            except errors.LambdaError as exc:
+                return "FAILED", None, _error(exc.code, exc.message)
 
     async def _invoke(
         self, scope: Scope, doc: Doc, op_id: str, target: dict[str, Any]
