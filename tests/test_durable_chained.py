@@ -79,6 +79,8 @@ def test_a_plain_function_is_invoked_and_its_result_returned(
     assert [e["EventType"] for e in events] == ["ChainedInvokeStarted", "ChainedInvokeSucceeded"]
     assert events[0]["Name"] == "call"
     assert events[0]["ChainedInvokeStartedDetails"]["FunctionName"] == target
+    assert events[0]["ChainedInvokeStartedDetails"]["ExecutedVersion"] == "$LATEST"
+    assert "DurableExecutionArn" not in events[0]["ChainedInvokeStartedDetails"]
     assert json.loads(events[0]["ChainedInvokeStartedDetails"]["Input"]["Payload"]) == {"n": 21}
     assert json.loads(events[1]["ChainedInvokeSucceededDetails"]["Result"]["Payload"]) == {
         "doubled": 42
@@ -122,7 +124,8 @@ def test_a_failing_target_fails_the_invoke(
 def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
     start_server: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:
-    """``context.invoke`` of a durable function starts an execution of it; lambdad killed with
+    """``context.invoke`` of a durable function starts an execution of it, named in
+    ChainedInvokeStarted's DurableExecutionArn; lambdad killed with
     SIGKILL while that execution waits, then restarted, finishes both: the child's steps each
     run once, and the caller gets the child's result (AWS: executions survive the service's
     failures; a chained invoke of a durable function is a durable execution of its own)."""
@@ -162,3 +165,5 @@ def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
     assert client.get_durable_execution(DurableExecutionArn=child_arn)["Status"] == "SUCCEEDED"
     listed = client.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"]
     assert len(listed) == 1, "the restart found the same child execution"
+    [started_event] = [e for e in _events(client, arn) if e["EventType"] == "ChainedInvokeStarted"]
+    assert started_event["ChainedInvokeStartedDetails"]["DurableExecutionArn"] == child_arn

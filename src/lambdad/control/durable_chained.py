@@ -30,6 +30,11 @@ RESULT_TOO_LARGE = (
     f"CHAINED_INVOKE output payload size must be less than or equal to {MAX_RESULT_BYTES} bytes."
 )
 
+#: The member the engine adds to a CHAINED_INVOKE START before it is checkpointed: what the
+#: target resolved to (``ExecutedVersion``, and a durable target's child
+#: ``DurableExecutionArn``), recorded in ``ChainedInvokeStarted`` as AWS records them.
+RESOLVED = "lambdad:Resolved"
+
 #: How each end is recorded: the status to event type.
 _EVENTS = {
     "SUCCEEDED": "ChainedInvokeSucceeded",
@@ -52,6 +57,7 @@ def start(doc: Doc, op: Op, update: dict[str, Any], now: float) -> Event:
     if options.get("TenantId") is not None:
         details["TenantId"] = options["TenantId"]
     details["Input"] = {} if payload is None else {"Payload": payload}
+    details.update(update.get(RESOLVED) or {})
     return op, "ChainedInvokeStarted", details
 
 
@@ -65,10 +71,11 @@ def open_invokes(doc: Doc) -> dict[str, dict[str, Any]]:
     }
 
 
-def child_name(doc: Doc, op_id: str) -> str:
-    """The name of the durable execution a chained invoke of a durable function starts: the
-    same for the same operation of the same execution, so a restart finds it again."""
-    digest = hashlib.sha256(f"{doc['arn']}\n{op_id}".encode()).hexdigest()
+def child_name(arn: str, op_id: str) -> str:
+    """The name of the durable execution a chained invoke of a durable function starts (the
+    caller's ARN, the operation's id): the same for the same operation of the same execution,
+    so a restart finds it again."""
+    digest = hashlib.sha256(f"{arn}\n{op_id}".encode()).hexdigest()
     return f"chained-{digest[:48]}"
 
 

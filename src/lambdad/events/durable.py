@@ -203,8 +203,11 @@ class DurableEngine:
     ) -> dict[str, Any]:
         """CheckpointDurableExecution (``DurableExecutions.checkpoint``); a chained invoke it
         starts is launched."""
+        chained = any(update["Type"] == "CHAINED_INVOKE" for update in updates)
+        if chained:
+            updates = await self.chained.resolve(scope, arn, updates)
         answer = await self.executions.checkpoint(scope, arn, token, updates, client_token)
-        if any(update["Type"] == "CHAINED_INVOKE" for update in updates):
+        if chained:
             key = self.executions.key_of(scope, arn)
             doc = await self.executions.get_key(key)
             if doc is not None:

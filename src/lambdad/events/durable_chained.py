@@ -42,6 +42,39 @@ class ChainedInvokes:
         self._tasks: dict[tuple[Key, str], asyncio.Task[None]] = {}
         self._closed = False
 
+    async def resolve(
+        self, scope: Scope, arn: str, updates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``updates`` with each CHAINED_INVOKE START's target resolved (its version; a durable
+        target's child execution created, not yet run) for ``ChainedInvokeStarted``. A target
+        that does not resolve is left as it is: its invoke fails when it is launched."""
+        resolved = []
+        for update in updates:
+            if update["Type"] == "CHAINED_INVOKE" and update["Action"] == "START":
+                update = await self._resolved(scope, arn, update)
+            resolved.append(update)
+        return resolved
+
+    async def _resolved(self, scope: Scope, arn: str, update: dict[str, Any]) -> dict[str, Any]:
+        name = (update.get("ChainedInvokeOptions") or {}).get("FunctionName")
+        if not name:
+            return update
+        try:
+            config = await self._engine.functions.resolve(scope, name, None)
+        except errors.LambdaError:
+            return update
+        target: dict[str, Any] = {"ExecutedVersion": config.version}
+        if config.durable:
+            payload = update.get("Payload")
+            child, _ = await self._engine.executions.start(
+                scope,
+                config,
+                durable_chained.child_name(arn, update["Id"]),
+                payload.encode() if payload is not None else b"",
+            )
+            target["DurableExecutionArn"] = child["arn"]
+        return {**update, durable_chained.RESOLVED: target}
+
     def launch(self, key: Key, doc: Doc) -> None:
         """Start a task for every open chained invoke of the execution ``doc`` that has none."""
         if self._closed or doc["status"] != "RUNNING":
@@ -101,7 +134,7 @@ class ChainedInvokes:
         config = await engine.functions.resolve(scope, target["function"], None)
         payload = str(target["payload"]).encode()
         if config.durable:
-            name = durable_chained.child_name(doc, op_id)
+            name = durable_chained.child_name(doc["arn"], op_id)
             child = await engine.begin(scope, config, name, payload)
             while child["status"] == "RUNNING":
                 child = await engine.wait_end(scope, child, CHILD_WAIT)
