@@ -195,6 +195,8 @@ def test_a_callback_of_a_stopped_execution_is_closed(
         callback_id: "CallbackTimeoutException",
         "bm90LWFuLWlk": "InvalidParameterValueException",
         "WyJub25lIiwgIm5vbmUiLCAib3AiXQ==": "ResourceNotFoundException",
+        # An id with "/" and "+" (base64) travels percent-encoded in its one path segment.
+        "WyJmbi1ub25lIiwgIm4wIiwgIsO/w74+PzAiXQ==": "ResourceNotFoundException",
     }
     for given, code in cases.items():
         with pytest.raises(ClientError) as caught:
