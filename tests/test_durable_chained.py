@@ -67,16 +67,22 @@ def test_a_plain_function_is_invoked_and_its_result_returned(
     lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:
     """``context.invoke`` of a plain function: lambdad invokes it with the payload, records its
-    result on the CHAINED_INVOKE operation and invokes the caller again, which goes on with it
-    (AWS: ChainedInvokeStarted, ChainedInvokeSucceeded)."""
+    result on the CHAINED_INVOKE operation once the caller's invocation has ended, and invokes
+    the caller again, which goes on with it (AWS: ChainedInvokeStarted, InvocationCompleted,
+    ChainedInvokeSucceeded)."""
     caller = durable_function(lam, recorder, sdk_files, CALLER)
     target = _plain(lam)
     lam.get_waiter("function_active_v2").wait(FunctionName=caller)
     ran = _run(lam, caller, {"target": target, "payload": {"n": 21}})
     assert ran["result"] == {"answer": {"doubled": 42}}
     assert steps_run(recorder) == ["caller"]
+    history = [e["EventType"] for e in _events(lam, ran["arn"])]
+    assert history[1:4] == [
+        "ChainedInvokeStarted",
+        "InvocationCompleted",
+        "ChainedInvokeSucceeded",
+    ], "the target's end is recorded after the invocation that started it"
     events = [e for e in _events(lam, ran["arn"]) if e["EventType"].startswith("ChainedInvoke")]
-    assert [e["EventType"] for e in events] == ["ChainedInvokeStarted", "ChainedInvokeSucceeded"]
     assert events[0]["Name"] == "call"
     assert events[0]["ChainedInvokeStartedDetails"]["FunctionName"] == target
     assert events[0]["ChainedInvokeStartedDetails"]["ExecutedVersion"] == "$LATEST"

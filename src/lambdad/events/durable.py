@@ -40,6 +40,8 @@ MAX_ATTEMPTS = 3
 INPUT_OPERATIONS = 1000
 
 
+#: How often ``until_idle`` looks at the execution again (an invocation's end also wakes it).
+IDLE_CHECK = 30.0
 #: How long a synchronous invocation waits for its execution (Lambda's 15 minutes).
 SYNC_LIMIT = 900.0
 
@@ -96,6 +98,8 @@ class DurableEngine:
         self._changed: dict[Key, asyncio.Event] = {}
         #: Executions woken while their driver was busy: it looks again before it stops.
         self._poked: set[Key] = set()
+        #: Set when an invocation of the execution ends (``until_idle``).
+        self._idle: dict[Key, asyncio.Event] = {}
         #: The chained invokes under way (events/durable_chained.py).
         self.chained = ChainedInvokes(self)
         self.state = EngineState.NEW
@@ -222,6 +226,21 @@ class DurableEngine:
             self.wake(key)
         return doc
 
+    async def until_idle(self, key: Key) -> None:
+        """Return once no invocation of the execution is under way (at once when none is)."""
+        while True:
+            idle = self._idle.setdefault(key, asyncio.Event())
+            doc = await self.executions.get_key(key)
+            if doc is None or not doc["invoking"] or self.state is not EngineState.RUNNING:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), IDLE_CHECK)
+
+    def _ended_invocation(self, key: Key) -> None:
+        idle = self._idle.pop(key, None)
+        if idle is not None:
+            idle.set()
+
     def wake(self, key: Key) -> None:
         """Something of the execution changed: its driver looks at it now."""
         self._poked.add(key)
@@ -290,6 +309,7 @@ class DurableEngine:
                     stalled = True  # PENDING, nothing timed: a callback or chained invoke wakes it
                     break
         self._poked.discard(key)
+        self._ended_invocation(key)
         if not stalled:
             event = self._ended.pop(key, None)
             if event is not None:
@@ -316,11 +336,13 @@ class DurableEngine:
             outcome = await self._invoker.run(scope, config, _request(doc), request_id)
         except errors.TooManyRequestsException:
             await self.executions.end_invocation(key, started, request_id, record=False)
+            self._ended_invocation(key)
             return Ran.THROTTLED
         except errors.LambdaError as exc:
             log.warning("durable execution %s: invocation not run: %s", doc["arn"], exc)
             error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
             await self.executions.end_invocation(key, started, request_id, error)
+            self._ended_invocation(key)
             return Ran.FAILED
         answer = _answer(outcome.payload) if not outcome.function_error else None
         failure: dict[str, str] | None = None
@@ -331,6 +353,7 @@ class DurableEngine:
                 "ErrorMessage": outcome.payload.decode("utf-8", "replace")[:1024],
             }
         await self.executions.end_invocation(key, started, request_id, failure)
+        self._ended_invocation(key)
         if answer is None:
             return Ran.FAILED
         status = answer.get("Status")

@@ -109,6 +109,10 @@ class ChainedInvokes:
             status, result = "FAILED", None
             error = {"ErrorMessage": durable_chained.RESULT_TOO_LARGE}
         change = durable_chained.end(status, result, error, op_id)
+        # The end is recorded once the invocation that started the invoke has ended, as AWS's
+        # histories show it (InvocationCompleted, then ChainedInvoke*): a fast target would
+        # otherwise end inside it.
+        await self._engine.until_idle(key)
         try:
             await self._engine.settle(key, change)
         except errors.ResourceNotFoundException:
