@@ -278,6 +278,7 @@ class Lambdad:
             self.invoker,
             retry_delay=settings.scaled(1.0),
         )
+        self.invoker.durable = self.durable  # every invoker's way to start executions
         self.function_urls = FunctionUrls(self.store, self.functions)
         #: Other nodes' writes (a shared PostgreSQL store) drop what they made stale in this
         #: process's caches; an embedded store has no other node (docs/cluster.md).

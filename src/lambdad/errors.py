@@ -11,6 +11,7 @@ A function's own failure (an exception in a handler, a crash, a timeout) is an i
     ├── ResourceNotFoundException
     ├── ResourceConflictException
     ├── DurableExecutionAlreadyStartedException
+    ├── CallbackTimeoutException                 (a durable callback that ended, or timed out)
     ├── ResourceInUseException                   (an event source mapping mid-transition)
     ├── ResourceNotReadyException
     ├── PreconditionFailedException
@@ -70,6 +71,12 @@ class DurableExecutionAlreadyStartedException(LambdaError):
     """A durable invoke named an execution that exists with another payload."""
 
     code = "DurableExecutionAlreadyStartedException"
+
+
+class CallbackTimeoutException(LambdaError):
+    """A durable execution's callback was completed, timed out, or its execution ended."""
+
+    code = "CallbackTimeoutException"
 
 
 class ResourceInUseException(LambdaError):

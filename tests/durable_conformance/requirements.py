@@ -19,9 +19,6 @@ import yaml
 
 PACKAGE = "aws-durable-execution-conformance-tests==1.0.0"
 
-#: The suites whose handlers need callbacks or chained invokes.
-NEEDS_CALLBACKS = ("callback", "wait_for_callback", "invoke")
-
 _GENERATED = re.compile(r"^\$\{GEN_STR:(\d+)\}$")
 
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import Server, create_function
 from tests.durable_conformance import history, logs, requirements
-from tests.durable_conformance.requirements import NEEDS_CALLBACKS, Requirement
+from tests.durable_conformance.requirements import Requirement
 from tests.test_cloudwatch_logs import logs_client as logs_client_of
 from tests.test_durable import sdk_files
 
@@ -48,10 +48,6 @@ IDS = [(f"{n}-{i}", suite) for suite, (n, count) in SUITES.items() for i in rang
 PARALLEL = 8
 #: How long an execution may go without a new history event before it counts as stuck.
 NO_PROGRESS = 60.0
-
-#: Why a callback, wait-for-callback or chained-invoke requirement fails while lambdad refuses
-#: those updates; once it takes them, the requirement must pass like any other.
-CALLBACKS_PENDING = "callbacks/chained invokes land on branch dcallback"
 
 
 class Run:
@@ -288,12 +284,6 @@ def check(req: Requirement, result: Run) -> list[str]:
     return problems
 
 
-def _unbuilt(result: Run) -> bool:
-    """The execution failed because lambdad refused a CALLBACK or CHAINED_INVOKE update as
-    not built yet (``control/durable_checks.py``)."""
-    return "are not supported yet" in json.dumps(result.events, default=str)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("rid", [pytest.param(rid, id=rid) for rid, _ in IDS])
 def test_requirement(
@@ -306,8 +296,6 @@ def test_requirement(
     req = conformance_requirements[rid]
     result = conformance[rid].result(timeout=600)
     problems = check(req, result)
-    if problems and req.suite in NEEDS_CALLBACKS and _unbuilt(result):
-        pytest.xfail(CALLBACKS_PENDING)
     detail = json.dumps(result.events, indent=1, default=str)[:6000]
     assert not problems, f"{rid} ({req.spec.get('description')}): {problems}\n{detail}"
 

@@ -152,9 +152,19 @@ def test_state_is_paged() -> None:
             "Cannot checkpoint multiple operations with the same ID.",
         ),
         (
-            [],
             [{"Id": "c", "Type": "CALLBACK", "Action": "START"}],
-            "Invalid operation update: operations of type CALLBACK are not supported yet.",
+            [{"Id": "c", "Type": "CALLBACK", "Action": "START"}],
+            "Cannot start a CALLBACK that already exist.",
+        ),
+        (
+            [],
+            [{"Id": "c", "Type": "CALLBACK", "Action": "SUCCEED"}],
+            "Invalid action for the given operation type.",
+        ),
+        (
+            [],
+            [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START"}],
+            "Update for CHAINED_INVOKE operation requires ChainedInvokeOptions.",
         ),
     ],
 )

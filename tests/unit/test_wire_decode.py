@@ -12,6 +12,7 @@ from multidict import CIMultiDict, MultiDict
 
 from lambdad.api import (
     durable_api,
+    durable_callbacks_api,
     event_config_api,
     lambda_api,
     layers_api,
@@ -315,6 +316,7 @@ def _modules() -> list[Any]:
         stream_api,
         mappings_api,
         durable_api,
+        durable_callbacks_api,
     ]
 
 
@@ -345,9 +347,9 @@ def test_every_route_decodes_its_operation() -> None:
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
     assert (
-        len(routed_operations()) == 68
+        len(routed_operations()) == 71
     )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping
-    # calls, six durable execution calls
+    # calls, six durable execution calls, three durable callback calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

@@ -3,6 +3,7 @@ Invoke (docs/durable-functions.md)."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import msgspec
@@ -42,7 +43,7 @@ def _engine(request: web.Request) -> DurableEngine:
 async def checkpoint(request: web.Request, req: CheckpointRequest) -> web.Response:
     engine = _engine(request)
     updates = [plain(update) for update in req.updates or []]
-    answer = await engine.executions.checkpoint(
+    answer = await engine.checkpoint(
         scope_of(request),
         req.durable_execution_arn,
         req.checkpoint_token,
@@ -80,7 +81,7 @@ async def history(request: web.Request, req: HistoryRequest) -> web.Response:
 @routes.post(_EXECUTION + "/stop")
 @handles("StopDurableExecution", StopRequest)
 async def stop(request: web.Request, req: StopRequest) -> web.Response:
-    error = await _error_body(request)
+    error = await error_body(request)
     doc = await _engine(request).stop(scope_of(request), req.durable_execution_arn, error)
     return reply({"StopTimestamp": doc["end"]})
 
@@ -105,20 +106,47 @@ async def list_executions(request: web.Request, req: ListExecutionsRequest) -> w
         docs = [d for d in docs if d["name"] == req.durable_execution_name]
     if req.statuses:
         docs = [d for d in docs if d["status"] in req.statuses]
+    if req.started_after is not None:
+        after = _instant(req.started_after, "StartedAfter")
+        docs = [d for d in docs if d["start"] >= after]
+    if req.started_before is not None:
+        before = _instant(req.started_before, "StartedBefore")
+        docs = [d for d in docs if d["start"] <= before]
     if req.reverse_order:
         docs.reverse()
     items = [_summary(d) for d in docs]
     return reply(page(items, "DurableExecutions", req.marker, req.max_items))
 
 
-async def _error_body(request: web.Request) -> dict[str, Any] | None:
-    """StopDurableExecution's body: the ``ErrorObject`` itself (the operation's payload)."""
+def _instant(value: float | str, member: str) -> float:
+    """A timestamp member (ISO 8601 in the query string, or epoch seconds) as epoch seconds."""
+    if isinstance(value, float | int):
+        return float(value)
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidParameterValueException(
+            f"{member} must be a timestamp: {value}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+async def error_body(request: web.Request) -> dict[str, Any] | None:
+    """The ``ErrorObject`` that is the whole body (StopDurableExecution's,
+    SendDurableExecutionCallbackFailure's): the operation's payload. A body nested too deep
+    to decode is refused like any body that does not parse."""
     body = await read_up_to(request, STOP_BODY_LIMIT)
     if not body.strip():
         return None
     try:
         error = msgspec.json.decode(body, type=ErrorObject)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise errors.InvalidRequestContentException(
             f"Could not parse request body into json: {exc}"
         ) from None

@@ -41,6 +41,7 @@ _WIRE: dict[type[errors.LambdaError], tuple[int, str]] = {
     errors.ResourceConflictException: (409, "message"),
     errors.ResourceInUseException: (400, "Message"),
     errors.DurableExecutionAlreadyStartedException: (409, "Message"),
+    errors.CallbackTimeoutException: (400, "Message"),
     errors.ResourceNotReadyException: (502, "message"),
     errors.PreconditionFailedException: (412, "message"),
     errors.InvalidParameterValueException: (400, "message"),

@@ -41,7 +41,7 @@ from lambdad.control.requests import (
     UpdateFunctionConfigurationRequest,
     Wire,
 )
-from lambdad.events.durable import DurableEngine
+from lambdad.events.durable import SYNC_LIMIT, DurableEngine, answer_of
 from lambdad.invoke.payloads import EVENT_LIMIT, limit_of
 from lambdad.invoke.service import Accepted, InvocationType, Invoker, InvokeRequest
 
@@ -454,16 +454,7 @@ async def durable_invoke(
         return web.Response(status=202, headers=base)
     doc = await engine.wait_end(scope, doc, SYNC_LIMIT)
     headers = {**base, "Content-Type": "application/json"}
-    if doc["status"] == "SUCCEEDED":
-        return web.Response(status=200, body=(doc["result"] or "null").encode(), headers=headers)
-    headers["X-Amz-Function-Error"] = "Unhandled"
-    error = doc["error"] or {
-        "ErrorType": doc["status"],
-        "ErrorMessage": f"Execution {doc['status']}",
-    }
-    body = {"errorType": error.get("ErrorType"), "errorMessage": error.get("ErrorMessage")}
-    return web.Response(status=200, body=json.dumps(body).encode(), headers=headers)
-
-
-#: How long a synchronous durable invoke waits for its execution (Lambda's 15 minutes).
-SYNC_LIMIT = 900.0
+    body, failed = answer_of(doc)
+    if failed:
+        headers["X-Amz-Function-Error"] = "Unhandled"
+    return web.Response(status=200, body=body, headers=headers)

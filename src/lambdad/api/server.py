@@ -22,6 +22,7 @@ from lambdad.api import (
     cloudwatch_front,
     console,
     durable_api,
+    durable_callbacks_api,
     event_config_api,
     events_api,
     http,
@@ -169,6 +170,7 @@ def _serve_api(app: web.Application, services: Services) -> None:
     app.add_routes(prometheus.routes)
     app.add_routes(lambda_api.routes)
     app.add_routes(durable_api.routes)
+    app.add_routes(durable_callbacks_api.routes)
     app.add_routes(layers_api.routes)
     app.add_routes(event_config_api.routes)
     app.add_routes(policy_api.routes)

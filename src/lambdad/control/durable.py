@@ -22,12 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_checks, durable_ops
+from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.store.base import Key, Store, Table
 
 Doc = dict[str, Any]
+#: A change made to an execution from outside its handler (``DurableExecutions.settle``).
+Settle = Callable[[Doc, dict[str, Any], float], list[durable_callbacks.Event]]
 
 _ARN = re.compile(
     r"arn:([a-zA-Z0-9-]+):lambda:([a-zA-Z0-9-]+):(\d{12}):function:([a-zA-Z0-9_-]+):"
@@ -146,13 +148,21 @@ class DurableExecutions:
             "deadline": now + timeout,
             "retention_days": config.durable_retention_days,
             "last_checkpoint": None,
+            #: Open callbacks' timers (durable_callbacks).
+            "callbacks": {},
+            #: Something the handler has not seen ended (a callback, a chained invoke): invoke
+            #: it again even when nothing is timed. Cleared when an invocation begins.
+            "woken": False,
         }
         details = {"Input": durable_ops.data(text), "ExecutionTimeout": timeout}
         _record(doc, "ExecutionStarted", execution_op, now, details)
         return doc
 
     async def get(self, scope: Scope, arn: str) -> Doc:
-        return await self._load(self.key_of(scope, arn))
+        doc = await self._load(self.key_of(scope, arn))
+        if expired(doc, self._clock()):
+            raise errors.ResourceNotFoundException(NOT_FOUND)
+        return doc
 
     async def get_key(self, key: Key) -> Doc | None:
         return await self._store.get(Table.DURABLE_EXECUTIONS, key)
@@ -160,7 +170,22 @@ class DurableExecutions:
     async def of_function(self, scope: Scope, function: str) -> list[Doc]:
         """The function's executions, oldest first."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS, scope.key(function))
-        return sorted((doc for _, doc in rows), key=lambda d: (d["start"], d["name"]))
+        now = self._clock()
+        kept = (doc for _, doc in rows if not expired(doc, now))
+        return sorted(kept, key=lambda d: (d["start"], d["name"]))
+
+    async def expire(self) -> int:
+        """Delete every execution that ended more than its ``RetentionPeriodInDays`` ago (AWS:
+        it is gone then); how many were deleted."""
+        now = self._clock()
+        gone = 0
+        for key, doc in await self._store.scan(Table.DURABLE_EXECUTIONS):
+            if expired(doc, now):
+                async with self._lock(key):
+                    await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+                self._locks.pop(key, None)
+                gone += 1
+        return gone
 
     async def running(self) -> list[tuple[Key, Doc]]:
         """Every execution of every account that has not ended (what the engine resumes)."""
@@ -181,7 +206,10 @@ class DurableExecutions:
             for op in durable_ops.due(ops, now):
                 if op["Type"] == "WAIT":
                     _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
+            for op, event_type, details in durable_callbacks.due(doc, ops, now):
+                _record(doc, event_type, op, now, details)
             doc["ops"] = list(ops.values())
+            doc["woken"] = False
             doc["seq"] += 1
             doc["invocation_seq"] = doc["seq"]
             doc["invoking"] = True
@@ -220,6 +248,24 @@ class DurableExecutions:
             if doc is None or doc["status"] != "RUNNING":
                 return doc
             _end(doc, status, result, error, self._clock())
+            await self._save(key, doc)
+            return doc
+
+    async def settle(self, key: Key, change: Settle) -> Doc:
+        """Apply ``change`` to the execution under its lock (an operation that ended outside
+        the handler: a callback, a chained invoke), record the events it returns and mark the
+        execution ``woken`` when there are any. ResourceNotFoundException when it is gone;
+        whatever ``change`` raises leaves it as it was."""
+        async with self._lock(key):
+            doc = await self._load(key)
+            now = self._clock()
+            ops = _ops(doc)
+            events = change(doc, ops, now)
+            for op, event_type, details in events:
+                _record(doc, event_type, op, now, details)
+            doc["ops"] = list(ops.values())
+            if events:
+                doc["woken"] = True
             await self._save(key, doc)
             return doc
 
@@ -281,6 +327,10 @@ class DurableExecutions:
             op = durable_ops.apply(ops, update, now)
             changed[op["Id"]] = op
             event = durable_ops.event_of(update, op)
+            if update["Type"] == "CALLBACK":
+                event = durable_callbacks.start(doc, op, update, now)[1:]
+            elif update["Type"] == "CHAINED_INVOKE":
+                event = durable_chained.start(doc, op, update, now)[1:]
             if event is not None:
                 _record(doc, event[0], op, now, event[1])
         doc["ops"] = list(ops.values())
@@ -306,6 +356,27 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+#: AWS's retention when a function's DurableConfig names none.
+RETENTION_DAYS = 30
+
+
+def expired(doc: Doc, now: float) -> bool:
+    """Whether the execution ended more than its retention period ago."""
+    days = doc.get("retention_days") or RETENTION_DAYS
+    return doc["end"] is not None and doc["end"] + days * 86400 <= now
+
+
+def next_due(doc: Doc) -> float | None:
+    """When the execution's next timer is due: a wait's end, a step's retry, a callback's
+    timeout (None: nothing is timed)."""
+    times = [
+        t
+        for t in (durable_ops.next_due(_ops(doc)), durable_callbacks.next_due(doc))
+        if t is not None
+    ]
+    return min(times) if times else None
 
 
 def page(items: list[Any], member: str, marker: str | None, max_items: int | None) -> Doc:

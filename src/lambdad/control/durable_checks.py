@@ -8,6 +8,7 @@ the operations as they were before the batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +49,30 @@ def check_batch(updates: list[Op], ops: Mapping[str, Op]) -> None:
         _refuse("EXECUTION checkpoint must be the last update.")
     _check_ids(updates, ops)
     for update in updates:
+        _check_sizes(update)
         _check_update(update, ops.get(update["Id"]))
+
+
+#: The largest error object an update may carry, as JSON (the SDK local runner's limit).
+MAX_ERROR_BYTES = 32768
+#: The largest input of a chained invoke (1 MiB, as an asynchronous invoke's payload).
+MAX_CHAINED_INPUT_BYTES = 1_048_576
+
+
+def _check_sizes(update: Op) -> None:
+    error = update.get("Error")
+    if error is not None and len(json.dumps(error)) > MAX_ERROR_BYTES:
+        _refuse(f"Error object size must be less than {MAX_ERROR_BYTES} bytes.")
+    payload = update.get("Payload")
+    if (
+        update["Type"] == "CHAINED_INVOKE"
+        and payload is not None
+        and len(payload.encode()) > MAX_CHAINED_INPUT_BYTES
+    ):
+        _refuse(
+            "CHAINED_INVOKE input payload size must be less than or equal to "
+            f"{MAX_CHAINED_INPUT_BYTES} bytes."
+        )
 
 
 def _check_ids(updates: list[Op], ops: Mapping[str, Op]) -> None:
@@ -130,9 +154,16 @@ def _execution(update: Op, current: Op | None) -> None:
     _closing(update)
 
 
-def _not_yet(update: Op, current: Op | None) -> None:
-    """CALLBACK and CHAINED_INVOKE are not built yet (docs/durable-functions.md)."""
-    _refuse(f"Invalid operation update: operations of type {update['Type']} are not supported yet.")
+def _callback(update: Op, current: Op | None) -> None:
+    if current is not None:
+        _refuse("Cannot start a CALLBACK that already exist.")
+
+
+def _chained_invoke(update: Op, current: Op | None) -> None:
+    if current is not None:
+        _refuse("Cannot start a CHAINED_INVOKE operation that already exists.")
+    if not (update.get("ChainedInvokeOptions") or {}).get("FunctionName"):
+        _refuse("Update for CHAINED_INVOKE operation requires ChainedInvokeOptions.")
 
 
 _TRANSITIONS = {
@@ -140,6 +171,6 @@ _TRANSITIONS = {
     "CONTEXT": _context,
     "WAIT": _wait,
     "EXECUTION": _execution,
-    "CALLBACK": _not_yet,
-    "CHAINED_INVOKE": _not_yet,
+    "CALLBACK": _callback,
+    "CHAINED_INVOKE": _chained_invoke,
 }

@@ -3,8 +3,9 @@ operations (wire-shaped dicts, as GetDurableExecutionState returns them), and th
 events it records.
 
 Handled: STEP (START, SUCCEED, FAIL, RETRY), WAIT (START, CANCEL), CONTEXT (START, SUCCEED,
-FAIL) and EXECUTION (SUCCEED, FAIL); ``durable_checks`` has refused anything else (CALLBACK and
-CHAINED_INVOKE until they are built, docs/durable-functions.md) before an update gets here.
+FAIL), EXECUTION (SUCCEED, FAIL), and the START of CALLBACK and CHAINED_INVOKE (their details
+and events: ``durable_callbacks``, ``durable_chained``); ``durable_checks`` has refused anything
+else before an update gets here.
 
 A step's ``Attempt`` counts as the SDK's own local runner counts it
 (``aws-durable-execution-sdk-python-testing``): 0 when started, one more on each RETRY,
@@ -130,6 +131,8 @@ _UPDATES = {
     ("WAIT", "START"): _wait_start,
     ("WAIT", "CANCEL"): _wait_cancel,
     ("CONTEXT", "START"): _context_start,
+    ("CALLBACK", "START"): _context_start,  # its id and timers: durable_callbacks.start
+    ("CHAINED_INVOKE", "START"): _context_start,  # the invoke itself: durable_chained
     ("CONTEXT", "SUCCEED"): _context_end("SUCCEEDED"),
     ("CONTEXT", "FAIL"): _context_end("FAILED"),
     ("EXECUTION", "SUCCEED"): _execution_end("SUCCEEDED"),

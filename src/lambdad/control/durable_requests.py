@@ -112,3 +112,10 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_drop_none(v) for v in value]
     return value
+
+
+class CallbackRequest(Wire, frozen=True, kw_only=True):
+    """SendDurableExecutionCallbackSuccess / Failure / Heartbeat: the id (the body, a result
+    or an error, is read by the handler)."""
+
+    callback_id: str

@@ -1,6 +1,7 @@
 """The durable execution engine: invokes a durable function's handler with the durable input,
 reads its ``SUCCEEDED`` / ``FAILED`` / ``PENDING`` answer, and re-invokes a ``PENDING``
-execution when its next wait ends or step retry is due (docs/durable-functions.md).
+execution when its next wait ends, step retry or callback timeout is due, or when a callback
+or chained invoke ends (``wake``; docs/durable-functions.md).
 
 Each running execution has one driver task. Its timer is the execution's own record (the
 operations' ``ScheduledEndTimestamp`` / ``NextAttemptTimestamp``), so nothing else needs
@@ -21,11 +22,11 @@ import time
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_ops
 from lambdad.control.arns import Scope
-from lambdad.control.durable import Doc, DurableExecutions, token_of
+from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig
+from lambdad.events.durable_chained import ChainedInvokes
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 from lambdad.observe.request_ids import new_request_id
 from lambdad.store.base import Key
@@ -37,6 +38,26 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 #: The operations handed in the invocation's input; the SDK pages for the rest.
 INPUT_OPERATIONS = 1000
+
+
+#: How often ``until_idle`` looks at the execution again (an invocation's end also wakes it).
+IDLE_CHECK = 30.0
+#: How long a synchronous invocation waits for its execution (Lambda's 15 minutes).
+SYNC_LIMIT = 900.0
+
+
+def answer_of(doc: Doc) -> tuple[bytes, bool]:
+    """What a synchronous invoke of an execution answers: its result, or (failed, stopped,
+    timed out, or still running past the synchronous limit) the error as a function error's
+    ``{"errorType", "errorMessage"}``; and whether it is an error."""
+    if doc["status"] == "SUCCEEDED":
+        return (doc["result"] or "null").encode(), False
+    error = doc["error"] or {
+        "ErrorType": doc["status"],
+        "ErrorMessage": f"Execution {doc['status']}",
+    }
+    body = {"errorType": error.get("ErrorType"), "errorMessage": error.get("ErrorMessage")}
+    return json.dumps(body).encode(), True
 
 
 class Ran(enum.Enum):
@@ -62,31 +83,73 @@ class DurableEngine:
         functions: Functions,
         invoker: Invoker,
         retry_delay: float = 1.0,
+        sweep_interval: float = 3600.0,
     ) -> None:
         self.executions = executions
         self._functions = functions
         self._invoker = invoker
         self._retry_delay = retry_delay
+        #: How often executions past their retention are deleted.
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._drivers: dict[Key, asyncio.Task[None]] = {}
         self._ended: dict[Key, asyncio.Event] = {}
         #: Set when something of a sleeping execution changed (a stop): its driver looks again.
         self._changed: dict[Key, asyncio.Event] = {}
+        #: Executions woken while their driver was busy: it looks again before it stops.
+        self._poked: set[Key] = set()
+        #: Set when an invocation of the execution ends (``until_idle``).
+        self._idle: dict[Key, asyncio.Event] = {}
+        #: The chained invokes under way (events/durable_chained.py).
+        self.chained = ChainedInvokes(self)
         self.state = EngineState.NEW
+
+    @property
+    def functions(self) -> Functions:
+        return self._functions
+
+    @property
+    def invoker(self) -> Invoker:
+        return self._invoker
+
+    @property
+    def retry_delay(self) -> float:
+        """Seconds before an invocation that failed or was throttled is tried again."""
+        return self._retry_delay
 
     async def start(self) -> None:
         """Resume every execution that had not ended when lambdad last stopped."""
         self.state = EngineState.RUNNING
-        for key, _ in await self.executions.running():
+        for key, doc in await self.executions.running():
             self._drive(key)
+            self.chained.launch(key, doc)
+        self._sweeper = asyncio.create_task(self._sweep(), name="durable-retention")
 
     async def close(self) -> None:
         """Stop the drivers (their executions resume at the next start). Idempotent."""
         self.state = EngineState.CLOSED
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self.chained.close()
         drivers = list(self._drivers.values())
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
         self._drivers.clear()
+
+    async def _sweep(self) -> None:
+        """Delete the executions past their retention now and every ``sweep_interval``."""
+        while True:
+            try:
+                gone = await self.executions.expire()
+            except Exception:  # a store hiccup: try again at the next sweep
+                log.exception("durable executions: retention sweep failed")
+            else:
+                if gone:
+                    log.info("durable executions: %d past their retention deleted", gone)
+            await asyncio.sleep(self._sweep_interval)
 
     async def begin(
         self, scope: Scope, config: FunctionConfig, name: str | None, payload: bytes
@@ -99,6 +162,23 @@ class DurableEngine:
         if doc["status"] == "RUNNING":
             self._drive(key)
         return doc
+
+    async def start_execution(
+        self, scope: Scope, config: FunctionConfig, payload: bytes, name: str | None
+    ) -> str:
+        """``DurableStarter``: an execution started by another invoker (InvokeAsync, a
+        mapping, a schedule, a URL); its ARN."""
+        doc = await self.begin(scope, config, name, payload)
+        return str(doc["arn"])
+
+    async def run_execution(
+        self, scope: Scope, config: FunctionConfig, payload: bytes
+    ) -> tuple[str, bytes, bool]:
+        """``DurableStarter``: start an execution and answer its end (within ``SYNC_LIMIT``)."""
+        doc = await self.begin(scope, config, None, payload)
+        doc = await self.wait_end(scope, doc, SYNC_LIMIT)
+        body, failed = answer_of(doc)
+        return str(doc["arn"]), body, failed
 
     async def wait_end(self, scope: Scope, doc: Doc, timeout: float) -> Doc:
         """The execution once it has ended, or as it is after ``timeout`` seconds."""
@@ -117,8 +197,53 @@ class DurableEngine:
         self.wake(scope.key(doc["function"], doc["name"]))
         return doc
 
+    async def checkpoint(
+        self,
+        scope: Scope,
+        arn: str,
+        token: str,
+        updates: list[dict[str, Any]],
+        client_token: str | None,
+    ) -> dict[str, Any]:
+        """CheckpointDurableExecution (``DurableExecutions.checkpoint``); a chained invoke it
+        starts is launched."""
+        chained = any(update["Type"] == "CHAINED_INVOKE" for update in updates)
+        if chained:
+            updates = await self.chained.resolve(scope, arn, updates)
+        answer = await self.executions.checkpoint(scope, arn, token, updates, client_token)
+        if chained:
+            key = self.executions.key_of(scope, arn)
+            doc = await self.executions.get_key(key)
+            if doc is not None:
+                self.chained.launch(key, doc)
+        return answer
+
+    async def settle(self, key: Key, change: Settle) -> Doc:
+        """Apply ``change`` to the execution (a callback or a chained invoke ended) and wake
+        its driver: the handler is invoked again to see it."""
+        doc = await self.executions.settle(key, change)
+        if doc.get("woken"):
+            self.wake(key)
+        return doc
+
+    async def until_idle(self, key: Key) -> None:
+        """Return once no invocation of the execution is under way (at once when none is)."""
+        while True:
+            idle = self._idle.setdefault(key, asyncio.Event())
+            doc = await self.executions.get_key(key)
+            if doc is None or not doc["invoking"] or self.state is not EngineState.RUNNING:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), IDLE_CHECK)
+
+    def _ended_invocation(self, key: Key) -> None:
+        idle = self._idle.pop(key, None)
+        if idle is not None:
+            idle.set()
+
     def wake(self, key: Key) -> None:
         """Something of the execution changed: its driver looks at it now."""
+        self._poked.add(key)
         changed = self._changed.get(key)
         if changed is not None:
             changed.set()
@@ -141,7 +266,10 @@ class DurableEngine:
             log.error("durable execution driver %s failed", key, exc_info=task.exception())
 
     async def _run(self, key: Key) -> None:
+        """Drive the execution until it ends, or until it waits for nothing timed (a callback,
+        a chained invoke: ``wake`` drives it again)."""
         failures = 0
+        stalled = False
         while True:
             doc = await self.executions.get_key(key)
             if doc is None or doc["status"] != "RUNNING":
@@ -150,8 +278,9 @@ class DurableEngine:
             if now >= doc["deadline"]:
                 await self.executions.finish(key, "TIMED_OUT")
                 break
-            due = durable_ops.next_due(durable_ops_of(doc))
-            if doc["seq"] > 0 and not doc["invoking"] and due is not None and due > now:
+            due = next_due(doc)
+            idle = doc["seq"] > 0 and not doc["invoking"] and not doc.get("woken")
+            if idle and due is not None and due > now:
                 await self._sleep(key, min(due, doc["deadline"]) - now)
                 continue
             ran = await self._invoke_once(key)
@@ -169,12 +298,22 @@ class DurableEngine:
                 await self._sleep(key, self._retry_delay)
             else:
                 failures = 0
+                self._poked.discard(key)
                 doc = await self.executions.get_key(key)
-                if doc is not None and doc["status"] == "RUNNING" and _stalled(doc):
-                    break  # PENDING with nothing timed to wait for (callbacks are not built)
-        event = self._ended.pop(key, None)
-        if event is not None:
-            event.set()
+                if (
+                    doc is not None
+                    and doc["status"] == "RUNNING"
+                    and _stalled(doc)
+                    and key not in self._poked
+                ):
+                    stalled = True  # PENDING, nothing timed: a callback or chained invoke wakes it
+                    break
+        self._poked.discard(key)
+        self._ended_invocation(key)
+        if not stalled:
+            event = self._ended.pop(key, None)
+            if event is not None:
+                event.set()
 
     async def _sleep(self, key: Key, seconds: float) -> None:
         """Sleep ``seconds``, or less when the execution is woken (``wake``)."""
@@ -197,11 +336,13 @@ class DurableEngine:
             outcome = await self._invoker.run(scope, config, _request(doc), request_id)
         except errors.TooManyRequestsException:
             await self.executions.end_invocation(key, started, request_id, record=False)
+            self._ended_invocation(key)
             return Ran.THROTTLED
         except errors.LambdaError as exc:
             log.warning("durable execution %s: invocation not run: %s", doc["arn"], exc)
             error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
             await self.executions.end_invocation(key, started, request_id, error)
+            self._ended_invocation(key)
             return Ran.FAILED
         answer = _answer(outcome.payload) if not outcome.function_error else None
         failure: dict[str, str] | None = None
@@ -209,6 +350,7 @@ class DurableEngine:
             log.warning("durable execution %s: invocation %s failed", doc["arn"], request_id)
             failure = _failure(outcome.payload, outcome.error_type)
         await self.executions.end_invocation(key, started, request_id, failure)
+        self._ended_invocation(key)
         if answer is None:
             return Ran.FAILED
         status = answer.get("Status")
@@ -227,7 +369,8 @@ def _stalled(doc: Doc) -> bool:
     """A PENDING execution with nothing timed to wait for."""
     return (
         not doc["invoking"]
-        and durable_ops.next_due(durable_ops_of(doc)) is None
+        and not doc.get("woken")
+        and next_due(doc) is None
         and not any(op["Status"] == "READY" for op in doc["ops"])
     )
 

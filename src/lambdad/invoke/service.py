@@ -22,6 +22,7 @@ from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.policies import RequestContext
 from lambdad.invoke import lineage
 from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.durable_port import DurableStarter, durable_outcome
 from lambdad.invoke.payloads import PayloadCheck, compact_client_context
 from lambdad.invoke.runtime_port import ProvisionedView, RuntimePort, place_of
 from lambdad.invoke.tracing import Tracing
@@ -131,6 +132,8 @@ class Accepted:
 
     request_id: str
     executed_version: str
+    #: The durable execution the invocation started (a durable function's).
+    durable_arn: str | None = None
 
 
 def spec_of(config: FunctionConfig) -> FunctionSpec:
@@ -182,6 +185,8 @@ class Invoker:
         self._configs = configs
         #: Checks payloads off the event loop (a helper process for large ones).
         self._payloads = payloads or PayloadCheck()
+        #: Starts durable functions' executions (the engine; set by the composition root).
+        self.durable: DurableStarter | None = None
 
     async def close(self) -> None:
         """Stop what the invoker started (the payload check's helper). Idempotent."""
@@ -234,6 +239,8 @@ class Invoker:
         request_id = request.request_id or new_request_id()
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)
+        if config.durable and self.durable is not None:
+            return await self._durable(self.durable, scope, config, request, request_id)
         if kind is InvocationType.EVENT:
             qualifier = self._named_qualifier(scope, request)
             await self._queue.put(
@@ -273,9 +280,12 @@ class Invoker:
             return Accepted(request_id, config.version)
         sink = ResponseSink()
         streaming = dataclasses.replace(request, sink=sink)
-        task = asyncio.create_task(
-            self.run(scope, config, streaming, request_id), name=f"invoke-{request_id}"
+        running = (
+            self._durable_sync(self.durable, scope, config, request, request_id)
+            if config.durable and self.durable is not None
+            else self.run(scope, config, streaming, request_id)
         )
+        task = asyncio.create_task(running, name=f"invoke-{request_id}")
         _RUNNING.add(task)  # held until it ends, whatever the caller does
         task.add_done_callback(_RUNNING.discard)
         task.add_done_callback(lambda _: sink.end())
@@ -290,6 +300,35 @@ class Invoker:
         if task.done():
             task.result()  # raises what failed before the response started
         return StreamedInvocation(request_id, config.version, sink, task)
+
+    async def _durable(
+        self,
+        starter: DurableStarter,
+        scope: Scope,
+        config: FunctionConfig,
+        request: InvokeRequest,
+        request_id: str,
+    ) -> Outcome | Accepted:
+        """A durable function's invocation: an ``Event`` one starts an execution
+        (``Accepted``), a ``RequestResponse`` one answers the execution's end."""
+        if request.invocation_type is InvocationType.EVENT:
+            # An idempotent invoke (a schedule's occurrence) names its execution: a repeat
+            # after a restart finds it instead of starting another.
+            name = request.request_id if request.once else None
+            arn = await starter.start_execution(scope, config, request.payload, name)
+            return Accepted(request_id, config.version, durable_arn=arn)
+        return await self._durable_sync(starter, scope, config, request, request_id)
+
+    async def _durable_sync(
+        self,
+        starter: DurableStarter,
+        scope: Scope,
+        config: FunctionConfig,
+        request: InvokeRequest,
+        request_id: str,
+    ) -> Outcome:
+        _, body, failed = await starter.run_execution(scope, config, request.payload)
+        return durable_outcome(request_id, config, body, failed)
 
     def _named_qualifier(self, scope: Scope, request: InvokeRequest) -> str | None:
         """The qualifier the caller named: the parameter, else the one in the function's ARN
