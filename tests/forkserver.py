@@ -95,6 +95,9 @@ def main() -> None:
 
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
+    # What a lambdad with AWS endpoints (most of the suite's: moto) imports on first use.
+    import aiobotocore.session  # noqa: F401
+    import botocore.config  # noqa: F401
 
     request = serve(sys.argv[-1])
     sys.exit(run_child(request))
