@@ -30,14 +30,22 @@ from typing import Any
 
 def serve(path: str) -> dict[str, Any]:
     """Answer requests until a fork; return the spawn request in the child (never in the
-    parent, which runs until it is killed)."""
+    parent, which runs until it is killed or the pytest that started it is gone)."""
+    parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    listener.settimeout(1.0)
     codes: dict[int, int | None] = {}
     gc.freeze()  # what the imports made stays out of the children's collections (fewer copies)
     while True:
-        connection, _ = listener.accept()
+        try:
+            connection, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # pytest died without killing us (SIGKILL, a timeout)
+                sys.exit(0)
+            continue
+        connection.settimeout(None)
         with connection:
             line = connection.makefile("rb").readline()
             if not line:  # a probe: is it listening yet
