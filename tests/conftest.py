@@ -3,6 +3,8 @@
 - ``server``: one lambdad for the whole session (fast settings), shared by most tests.
 - ``start_server``: a factory for a dedicated lambdad with its own settings and data dir,
   stopped (and checked for leftover processes) when the test ends.
+- Every lambdad is forked from one fork server that has imported lambdad once
+  (``tests/forkserver.py``; ``LAMBDAD_TEST_FORK_SERVER=0``: plain subprocesses).
 - ``lam``: a boto3 Lambda client for ``server``, with botocore's retries off so that every
   answer the test sees is the server's own.
 - ``make_zip`` / ``create_function`` / ``new_function``: deployment packages, and functions with
