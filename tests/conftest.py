@@ -3,6 +3,8 @@
 - ``server``: one lambdad for the whole session (fast settings), shared by most tests.
 - ``start_server``: a factory for a dedicated lambdad with its own settings and data dir,
   stopped (and checked for leftover processes) when the test ends.
+- Every lambdad is forked from one fork server that has imported lambdad once
+  (``tests/forkserver.py``; ``LAMBDAD_TEST_FORK_SERVER=0``: plain subprocesses).
 - ``lam``: a boto3 Lambda client for ``server``, with botocore's retries off so that every
   answer the test sees is the server's own.
 - ``make_zip`` / ``create_function`` / ``new_function``: deployment packages, and functions with
@@ -24,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -285,11 +288,109 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
+class ForkedProcess:
+    """A ``lambdad serve`` forked by the suite's fork server (``tests/forkserver.py``), with
+    the part of ``subprocess.Popen``'s interface the tests use; its exit status is the fork
+    server's to read (it is the parent)."""
+
+    def __init__(self, forker: ForkServer, pid: int, args: list[str]) -> None:
+        self._forker = forker
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._forker.returncode(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.005)
+        return int(self.returncode or 0)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """The session's fork server of ``lambdad serve`` processes (started on first use)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = str(home / "forkserver.sock")
+        self._log = (home / "forkserver.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.forkserver", "lambdad.cli.main", "serve", self.path],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+        def listening() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the fork server exited: {(home / 'forkserver.log')}")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                return probe.connect_ex(self.path) == 0
+
+        wait_until(listening, timeout=60, interval=0.01)
+
+    def _ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(self.path)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            answer: dict[str, Any] = json.loads(sock.makefile("rb").readline())
+            return answer
+
+    def spawn(self, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path) -> ForkedProcess:
+        request = {"op": "spawn", "argv": argv, "env": dict(env), "cwd": str(cwd), "log": str(log)}
+        pid = int(self._ask(request)["pid"])
+        return ForkedProcess(self, pid, [sys.executable, "-m", "lambdad.cli.main", *argv])
+
+    def returncode(self, pid: int) -> int | None:
+        code = self._ask({"op": "status", "pid": pid})["returncode"]
+        return None if code is None else int(code)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+        shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+
+
+_FORK_SERVER: list[ForkServer] = []
+
+
+def fork_server() -> ForkServer | None:
+    """The session's fork server; None where lambdads are started as plain subprocesses
+    (``LAMBDAD_TEST_FORK_SERVER=0``)."""
+    if os.environ.get("LAMBDAD_TEST_FORK_SERVER", "1") == "0":
+        return None
+    if not _FORK_SERVER:
+        import atexit
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="lambdad-forkserver-"))
+        _FORK_SERVER.append(ForkServer(home))
+        atexit.register(_FORK_SERVER[0].close)
+    return _FORK_SERVER[0]
+
+
 @dataclass
 class Server:
     """A running ``lambdad serve`` process."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ForkedProcess
     port: int
     data_dir: Path
     log_path: Path
@@ -352,23 +453,21 @@ def launch_server(
     port = free_port()
     env = {**os.environ, **FAST_SETTINGS, **_store_settings(data_dir), **(settings or {})}
     log_path = tmp / f"lambdad-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lambdad.cli.main",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp,
-        )
+    argv = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
+    forker = fork_server()
+    process: subprocess.Popen[bytes] | ForkedProcess
+    if forker is not None:
+        log_path.touch()
+        process = forker.spawn(argv, env, tmp, log_path)
+    else:
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lambdad.cli.main", *argv],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=tmp,
+            )
     server = Server(process, port, data_dir, log_path, env)
     _WATCHED.append(server)
 

@@ -4,9 +4,12 @@ lambdad (docs/durable-functions.md)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -94,26 +97,43 @@ def handler(event, context: DurableContext):
 
 
 @pytest.fixture(scope="session")
-def sdk_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The SDK and its dependencies as zip entries, installed once per session from PyPI
-    (botocore's models other than Lambda's are left out: the zip stays small). Every module
-    that imports this fixture gets its own instance of it; they share one installation."""
-    target = tmp_path_factory.getbasetemp() / "durable-sdk"
-    if not target.is_dir():
-        staging = tmp_path_factory.mktemp("durable-sdk-staging")
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(staging), SDK],
-            capture_output=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot install {SDK} from PyPI: {done.stderr.decode()[-500:]}")
-        staging.rename(target)
+def sdk_files() -> dict[str, bytes]:
+    """The SDK and its dependencies as zip entries, installed from PyPI once per machine
+    (``installed_sdk``; botocore's models other than Lambda's are left out: the zip stays
+    small)."""
+    target = installed_sdk()
     return {
         str(path.relative_to(target)): path.read_bytes()
         for path in target.rglob("*")
         if path.is_file() and _kept(path.relative_to(target))
     }
+
+
+def installed_sdk() -> Path:
+    """``pip install --target`` of SDK, kept under the user's cache directory
+    (``$XDG_CACHE_HOME/lambdad-tests/``, named after the pinned release) for later sessions:
+    the install took 20 s of every run. Made in a directory of its own and renamed into place
+    when complete, so a session never sees half an install, and two sessions at once keep
+    whichever finished first."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lambdad-tests"
+    final = cache / SDK.replace("==", "-")
+    if final.is_dir():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="installing-", dir=cache))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(work), SDK],
+        capture_output=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        pytest.skip(f"cannot install {SDK} from PyPI: {done.stderr.decode()[-500:]}")
+    try:
+        work.rename(final)
+    except OSError:  # another session put its own there first
+        shutil.rmtree(work, ignore_errors=True)
+    return final
 
 
 def _kept(path: Path) -> bool:

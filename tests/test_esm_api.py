@@ -523,7 +523,7 @@ def test_mappings_survive_a_restart(start_server: Any, moto: Moto) -> None:
 def test_a_mapping_in_transition_cannot_be_updated(start_server: Any, moto: Moto) -> None:
     """While a mapping is ``Creating`` (for the settle delay) Get shows it so, and AWS refuses
     an update with ResourceInUseException; once ``Enabled`` it can be updated."""
-    srv = start_server({**settings_of(moto), "LAMBDAD_FUNCTION_SETTLE_DELAY": "3"})
+    srv = start_server({**settings_of(moto), "LAMBDAD_FUNCTION_SETTLE_DELAY": "2"})
     client = srv.client()
     fn = create_function(client)["FunctionName"]
     wait_until(lambda: client.get_function(FunctionName=fn)["Configuration"]["State"] == "Active")

@@ -46,7 +46,8 @@ def handler(event, context):
     time.sleep(float(os.environ.get("LINGER", "0.2")))
 """
 
-TOTAL = 300
+#: Enough for the kill to find batches done, in flight and not yet read (300 added only time).
+TOTAL = 200
 BATCH = 10
 #: ScalingConfig.MaximumConcurrency: at most this many batches are in flight at the kill.
 CONCURRENCY = 2

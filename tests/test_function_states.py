@@ -114,7 +114,7 @@ def test_while_pending_or_in_progress_aws_refuses_invokes_and_updates(
     function is currently in the following state: Pending", its update "...The resource <arn> is
     currently in the following state: 'Pending'. StateReasonCode: 'Creating'", and an update
     while another is InProgress "...An update is in progress for resource: <arn>"."""
-    server = start_server({"LAMBDAD_FUNCTION_SETTLE_DELAY": "5"})
+    server = start_server({"LAMBDAD_FUNCTION_SETTLE_DELAY": "3"})
     client = server.client()
     name = _create(client)["FunctionName"]
     assert client.get_function(FunctionName=name)["Configuration"]["State"] == "Pending"

@@ -251,7 +251,8 @@ def test_kill_ends_the_process_and_everything_it_started(opened: Callable[[], An
             script = "sleep 300 & sleep 300 & echo started; wait"
             process = await box.spawn(script, {mark: "1"})
             assert b"started" in await read_some(process.output_fd, b"started")
-            assert len(processes_marked(mark)) == 3
+            # A sleep being exec'd has no readable environment for a moment: poll.
+            wait_until(lambda: len(processes_marked(mark)) == 3, timeout=PATIENCE)
             process.kill()
             process.kill()
             assert await finish(process) == Exit(None, signal.SIGKILL)

@@ -12,10 +12,6 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-
 from lambdad.config import load_settings
 
 
@@ -37,6 +33,11 @@ def _scope_header(region: str) -> dict[str, str]:
 @functools.cache
 def _credentials() -> Any:
     """The user's AWS credentials, looked up once per command (None: none configured)."""
+    # Imported here, not at the top: ``lambdad serve`` imports this module (the command line
+    # is one parser) and never signs, and botocore's session and client take a fifth of its
+    # start-up.
+    import botocore.session
+
     return botocore.session.Session().get_credentials()
 
 
@@ -47,6 +48,9 @@ def _signed_headers(url: str, region: str) -> dict[str, str]:
     credentials = _credentials()
     if credentials is None:
         return _scope_header(region)
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method="GET", url=url)
     SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
     return dict(request.headers.items())

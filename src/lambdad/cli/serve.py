@@ -9,12 +9,12 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lambdad.app import CloseFailed, Lambdad, StartFailed
 from lambdad.config import Settings, load_settings
-from lambdad.runtime.sandbox.linux import SandboxUnavailable
-from lambdad.store.base import StoreUnavailable
+
+if TYPE_CHECKING:
+    from lambdad.app import Lambdad
 
 log = logging.getLogger("lambdad")
 
@@ -32,6 +32,12 @@ def add_parser(commands: Any) -> None:
 
 
 async def _serve(settings: Settings) -> int:
+    # The server is imported here, not at the top: the command line is one parser, and every
+    # other command (a thin HTTP client) would pay lambdad's whole import, some 0.8 s of CPU.
+    from lambdad.app import Lambdad, StartFailed
+    from lambdad.runtime.sandbox.linux import SandboxUnavailable
+    from lambdad.store.base import StoreUnavailable
+
     try:
         server = Lambdad(settings)
     except SandboxUnavailable as exc:
@@ -70,6 +76,8 @@ async def _serve(settings: Settings) -> int:
 
 async def _close(server: Lambdad) -> bool:
     """Stop every part; False (and a message) if some failed to stop."""
+    from lambdad.app import CloseFailed
+
     try:
         await server.close()
     except CloseFailed as exc:  # each failure is logged; every other part is stopped

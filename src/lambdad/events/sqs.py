@@ -200,18 +200,24 @@ class SqsPoller:
 
     async def _linger(self, stranded: list[asyncio.Task[Any]]) -> None:
         """Wait for receives a close left running (a long poll ends within its wait and the
-        read timeout), give their messages back, close the clients."""
+        read timeout), give each one's messages back as soon as it ends (not once all have:
+        the others may wait out their whole long poll), close the clients."""
         try:
-            done, _ = await asyncio.wait(stranded, timeout=LONG_POLL + 10)
-            taken = [
-                m
-                for task in done
-                if not task.cancelled() and task.exception() is None
-                for m in task.result().get("Messages", [])
-            ]
-            if taken:
-                log.info("%d messages a closing poll took go back to the queue", len(taken))
-                await self._release(taken)
+            pending = set(stranded)
+            deadline = time.monotonic() + LONG_POLL + 10
+            while pending and (left := deadline - time.monotonic()) > 0:
+                done, pending = await asyncio.wait(
+                    pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                taken = [
+                    m
+                    for task in done
+                    if not task.cancelled() and task.exception() is None
+                    for m in task.result().get("Messages", [])
+                ]
+                if taken:
+                    log.info("%d messages a closing poll took go back to the queue", len(taken))
+                    await self._release(taken)
         except Exception:  # the endpoint's failure: the messages reappear after their timeout
             log.exception("giving back what a closing poll of %s took", self.source.queue_arn)
         finally:
