@@ -53,7 +53,7 @@ SETTLE_GRACE = 0.1
 PACED_STARTS = max(2, os.cpu_count() or 2)
 #: What a start is taken to last before one of the pool was timed (seconds).
 ASSUMED_START = 0.25
-#: The weight of the newest sample in the pool's running averages of starts and invocations.
+#: The weight of the newest sample in the pool's running average of its starts.
 _NEWEST = 0.2
 
 
@@ -108,9 +108,8 @@ class Pool:
         self._waiters: collections.deque[tuple[str | None, asyncio.Future[Environment | None]]] = (
             collections.deque()
         )
-        #: Running averages (seconds) of a start and of an invocation in this pool.
+        #: The running average of a start of this pool (seconds).
         self._start_time: float | None = None
-        self._run_time: float | None = None
 
     @property
     def size(self) -> int:
@@ -153,21 +152,15 @@ class Pool:
                 future.set_result(None)
 
     def _worth_waiting(self, timed_out: bool) -> bool:
-        """Whether a paced invocation waits for a busy environment rather than start one: while
-        ``PACED_STARTS`` are starting; and while the wait it can expect (its place behind the
-        others waiting, over the busy environments' pace) is shorter than a start, unless it
-        has already waited that long. A burst of short events is then served by the
-        environments there are, as fast as they turn round, instead of starting runtimes that
-        take the CPU those environments need."""
+        """Whether a paced invocation waits for a busy environment rather than start one:
+        while ``PACED_STARTS`` are starting; and, once, for as long as a start takes (an
+        environment coming back sooner than that serves it sooner). A burst of short events
+        is then served by the environments there are, as fast as they turn round, instead of
+        starting runtimes that take the CPU those environments need; events that would wait
+        longer than a start get environments of their own, ``PACED_STARTS`` at a time."""
         if self._starting >= PACED_STARTS:
             return True
-        if timed_out or self._run_time is None:
-            return False
-        busy = len(self._all) - len(self._idle) - self._starting
-        if busy <= 0:
-            return False
-        start = self._start_time if self._start_time is not None else ASSUMED_START
-        return (len(self._waiters) + 1) * self._run_time / busy < start
+        return not timed_out and len(self._all) - len(self._idle) - self._starting > 0
 
     async def _wait_for_return(self, tenant: str | None) -> tuple[Environment | None, bool]:
         """Wait (at most about one start) for an environment handed back by ``_release``:
@@ -233,13 +226,11 @@ class Pool:
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         env = await self._acquire(invocation.tenant_id, paced=invocation.paced)
-        began = time.monotonic()
         try:
             outcome = await env.invoke(invocation)
         except BaseException:
             await env.close()
             raise
-        self._run_time = _averaged(self._run_time, time.monotonic() - began)
         if env.settling is None:
             await self._release(env)
         else:  # the caller has its answer; the environment comes back when its extensions do
