@@ -40,8 +40,10 @@ def test_a_burst_of_events_starts_paced_environments_and_a_sync_invoke_is_not_he
 
 
 #: Init and handler each meet a rendezvous of their own: one counts starts, the other runs.
+#: The init also takes two seconds (a slow-init function, not a synchronisation): a start is
+#: then clearly longer than the wait for the warm environment, even on a loaded machine.
 COUNTING = """
-import os, socket
+import os, socket, time
 
 
 def meet(variable):
@@ -51,6 +53,7 @@ def meet(variable):
 
 
 meet("STARTS_PORT")
+time.sleep(2.0)
 
 
 def handler(event, context):
@@ -62,10 +65,10 @@ def handler(event, context):
 def test_a_burst_of_short_events_is_served_by_the_warm_environment(
     lam: Any, new_function: Any, rendezvous: Any
 ) -> None:
-    """Twenty Event invokes of a quick function with one warm environment run in it, each
-    waiting for it to come back (sooner than a start would take), rather than start runtimes
-    of their own (before this, five environments started; at most PACED_STARTS more may start
-    on a slow machine). How AWS's async pollers scale up is not documented."""
+    """Twenty Event invokes of a quick, slow-to-start function with one warm environment run
+    in it, each waiting for it to come back (sooner than a start would take), rather than
+    start runtimes of their own (before this, PACED_STARTS more started while it served them).
+    How AWS's async pollers scale up is not documented."""
     starts, runs = rendezvous(), rendezvous()
     variables = {"STARTS_PORT": str(starts.port), "RUNS_PORT": str(runs.port)}
     name = str(new_function(COUNTING, env=variables, Timeout=30)["FunctionName"])
@@ -74,4 +77,4 @@ def test_a_burst_of_short_events_is_served_by_the_warm_environment(
     for _ in range(20):
         assert lam.invoke(FunctionName=name, InvocationType="Event")["StatusCode"] == 202
     wait_until(lambda: runs.count >= 21, timeout=60)
-    assert starts.count <= 1 + PACED_STARTS
+    assert starts.count == 1
