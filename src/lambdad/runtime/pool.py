@@ -57,6 +57,17 @@ ASSUMED_START = 0.25
 _NEWEST = 0.2
 
 
+def _time_out(future: asyncio.Future[Environment | None]) -> None:
+    if not future.done():
+        future.cancel()
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not only a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _averaged(average: float | None, sample: float) -> float:
     return sample if average is None else average + _NEWEST * (sample - average)
 
@@ -164,25 +175,30 @@ class Pool:
 
     async def _wait_for_return(self, tenant: str | None) -> tuple[Environment | None, bool]:
         """Wait (at most about one start) for an environment handed back by ``_release``:
-        (the environment or None, whether the wait timed out)."""
-        future: asyncio.Future[Environment | None] = asyncio.get_running_loop().create_future()
+        (the environment or None, whether the wait timed out). A future and a timer, not
+        ``asyncio.wait``: a burst makes thousands of these waits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Environment | None] = loop.create_future()
         entry = (tenant, future)
         self._waiters.append(entry)
         start = self._start_time if self._start_time is not None else ASSUMED_START
+        timer = loop.call_later(start, _time_out, future)
         try:
-            await asyncio.wait((future,), timeout=start)
-        except BaseException:
-            if future.done() and (env := future.result()) is not None:
+            env = await future
+        except asyncio.CancelledError:
+            if future.cancelled():  # the wait ran out (or its task was cancelled)
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                if not _cancelling():  # the timer's: only it cancels the future
+                    return None, True
+                raise
+            if (env := future.result()) is not None:
                 env.freeze()  # handed over as the wait was cancelled: idle again
                 self._idle.append(env)
             raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
-        if not future.done():
-            future.cancel()
-            return None, True
-        return future.result(), False
+            timer.cancel()
+        return env, False
 
     async def _acquire(self, tenant: str | None, *, paced: bool = False) -> Environment:
         deadline = time.monotonic() + SETTLE_GRACE
