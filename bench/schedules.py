@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import socket
 import sys
@@ -66,6 +67,44 @@ def handler(event, context):
             time.sleep(0.05)
     raise RuntimeError("the benchmark's listener could not be reached")
 """
+
+
+class CpuSampler:
+    """Every 0.1 s: lambdad's CPU seconds (user + system, from ``/proc``) and the machine's
+    busy CPU seconds, so each burst's figures say how much CPU lambdad got while the machine
+    is shared (the context a fire delay needs: the floor is the CPU it is given)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float, float]] = []
+        self._tick = os.sysconf("SC_CLK_TCK")
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _process(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._tick
+
+    def _machine(self) -> float:
+        with open("/proc/stat") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        return (sum(values) - values[3] - values[4]) / self._tick
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.samples.append((time.time(), self._process(), self._machine()))
+            except (OSError, IndexError, ValueError):
+                return
+            time.sleep(0.1)
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """(lambdad's CPU seconds, the machine's average busy CPUs) from ``start`` to ``end``."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return 0.0, 0.0
+        first, last = inside[0], inside[-1]
+        return last[1] - first[1], (last[2] - first[2]) / max(last[0] - first[0], 1e-9)
 
 
 class Listener:
@@ -134,7 +173,13 @@ def clock_reading(sched: Any) -> tuple[float, float]:
 
 
 def run_layout(
-    sched: Any, listener: Listener, layout: str, count: int, speed: float, minutes: int
+    sched: Any,
+    listener: Listener,
+    layout: str,
+    count: int,
+    speed: float,
+    minutes: int,
+    cpu: CpuSampler,
 ) -> list[float]:
     clock, real = clock_reading(sched)
     group = f"bench-{layout}"
@@ -191,9 +236,12 @@ def run_layout(
         delays.append((line["began"] - due_real) * 1000)
         by_minute.setdefault(k, []).append(delays[-1])
     for k, found in sorted(by_minute.items()):
+        due_real = real + (first + k * 60 - clock) / speed
+        used, busy = cpu.between(due_real - 0.05, due_real + max(found) / 1000 + 0.05)
         print(
             f"  minute {k}: {len(found)} fires, p50 {percentile(found, 50):.0f} ms,"
-            f" p99 {percentile(found, 99):.0f} ms",
+            f" p99 {percentile(found, 99):.0f} ms; lambdad used {used:.2f} CPU s,"
+            f" the machine {busy:.2f} of {os.cpu_count()} CPUs busy",
             file=sys.stderr,
         )
     expected = count * (minutes + 1)
@@ -229,10 +277,11 @@ def main() -> int:
                 Environment={"Variables": {"BENCH_PORT": str(listener.port)}},
             )
             warm_up(lam, 8)
+            cpu = CpuSampler(server.pid)
             rows = []
             for layout in args.layouts.split(","):
                 delays = run_layout(
-                    sched, listener, layout, args.schedules, args.speed, args.minutes
+                    sched, listener, layout, args.schedules, args.speed, args.minutes, cpu
                 )
                 rows.append((layout, delays))
         finally:

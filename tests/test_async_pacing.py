@@ -37,3 +37,44 @@ def test_a_burst_of_events_starts_paced_environments_and_a_sync_invoke_is_not_he
         with socket.create_connection((host, port), timeout=5) as connection:
             connection.recv(16)
         rendezvous.close()
+
+
+#: Init and handler each meet a rendezvous of their own: one counts starts, the other runs.
+#: The init also takes two seconds (a slow-init function, not a synchronisation): a start is
+#: then clearly longer than the wait for the warm environment, even on a loaded machine.
+COUNTING = """
+import os, socket, time
+
+
+def meet(variable):
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    with socket.create_connection((host, int(os.environ[variable])), timeout=30) as connection:
+        return int(connection.recv(16) or 0)
+
+
+meet("STARTS_PORT")
+time.sleep(2.0)
+
+
+def handler(event, context):
+    meet("RUNS_PORT")
+    return None
+"""
+
+
+def test_a_burst_of_short_events_is_served_by_the_warm_environment(
+    lam: Any, new_function: Any, rendezvous: Any
+) -> None:
+    """Twenty Event invokes of a quick, slow-to-start function with one warm environment run
+    in it, each waiting for it to come back (sooner than a start would take), rather than
+    start runtimes of their own (before this, PACED_STARTS more started while it served them).
+    How AWS's async pollers scale up is not documented."""
+    starts, runs = rendezvous(), rendezvous()
+    variables = {"STARTS_PORT": str(starts.port), "RUNS_PORT": str(runs.port)}
+    name = str(new_function(COUNTING, env=variables, Timeout=30)["FunctionName"])
+    invoke_json(lam, name)
+    assert (starts.count, runs.count) == (1, 1)
+    for _ in range(20):
+        assert lam.invoke(FunctionName=name, InvocationType="Event")["StatusCode"] == 202
+    wait_until(lambda: runs.count >= 21, timeout=60)
+    assert starts.count == 1

@@ -62,6 +62,7 @@ from lambdad.events.stream_mapping import (
     forget_removed,
     stream_factory,
 )
+from lambdad.events.trigger_retries import TriggerRetries
 from lambdad.events.triggers import TimeTriggers
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
@@ -314,6 +315,8 @@ class Lambdad:
         self.schedules = Schedules(self.store, now=self.scheduler_clock.now)
         #: EventBridge scheduled rules, on the same clock and the same firing engine.
         self.rules = EventRules(self.store, clock=self.scheduler_clock.now)
+        #: Retries of a schedule's or a rule target's invoke, kept in the store.
+        self.trigger_retries = TriggerRetries(self.store, retry_delay=settings.scaled(1.0))
         self.time_triggers = TimeTriggers(
             self.store,
             self.scheduler_clock,
@@ -323,14 +326,14 @@ class Lambdad:
                     self.invoker,
                     self.destinations,
                     self.scheduler_clock,
-                    retry_delay=settings.scaled(1.0),
+                    self.trigger_retries,
                 ),
                 RuleTriggers(
                     self.rules,
                     self.invoker,
                     self.destinations,
                     self.scheduler_clock,
-                    retry_delay=settings.scaled(1.0),
+                    self.trigger_retries,
                 ),
             ],
         )
@@ -477,6 +480,7 @@ class Lambdad:
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", self.time_triggers.start, self.time_triggers.close),
+            Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
             Part("HTTP listener", self.http.start, self.http.close),
             Part("durable executions", self.durable.start, self.durable.close),
             *self._console_part(),

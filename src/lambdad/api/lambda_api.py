@@ -22,6 +22,7 @@ from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
 from lambdad.control.functions import Functions
 from lambdad.control.mappings import EventSourceMappings
+from lambdad.control.model import FunctionConfig
 from lambdad.control.requests import (
     AliasRequest,
     CreateAliasRequest,
@@ -374,19 +375,21 @@ async def invoke(request: web.Request, req: InvokeMembers) -> web.Response:
     kind = headers.invocation_type(req.invocation_type)
     invocation = await invoke_request(request, req, kind)
     tail = invocation.tail
+    invoker = request.app[INVOKER]
+    resolved = None
     if kind is not InvocationType.DRY_RUN:
+        # Resolved once, for the durable check and the invoke (alias weights drawn once).
+        resolved = await invoker.resolve(scope_of(request), invocation)
         durable = await durable_invoke(
             request,
-            scope_of(request),
-            req.function_name,
-            req.qualifier,
+            resolved,
             req.durable_execution_name,
             invocation.payload,
             sync=kind is InvocationType.REQUEST_RESPONSE,
         )
         if durable is not None:
             return durable
-    outcome = await request.app[INVOKER].invoke(scope_of(request), invocation)
+    outcome = await invoker.invoke(scope_of(request), invocation, resolved)
     if isinstance(outcome, Accepted):
         # AWS names the executed version only on a synchronous answer.
         status = 202 if kind is InvocationType.EVENT else 204
@@ -426,18 +429,15 @@ async def invoke_async(request: web.Request, req: FunctionRequest) -> web.Respon
 
 async def durable_invoke(
     request: web.Request,
-    scope: Scope,
-    function_name: str,
-    qualifier: str | None,
+    resolved: tuple[Scope, FunctionConfig],
     name: str | None,
     payload: bytes,
     sync: bool,
 ) -> web.Response | None:
-    """Invoke's answer when the function is durable (None: an ordinary invoke). A durable
-    execution name for a function without ``DurableConfig`` is InvalidParameterValueException."""
-    named = InvokeRequest(function_name=function_name, qualifier=qualifier, payload=payload)
-    scope = await request.app[INVOKER].owner_scope(scope, named)
-    config = await request.app[FUNCTIONS].resolve(scope, function_name, qualifier)
+    """Invoke's answer when the function ``resolved`` (``Invoker.resolve``) is durable (None:
+    an ordinary invoke). A durable execution name for a function without ``DurableConfig`` is
+    InvalidParameterValueException."""
+    scope, config = resolved
     if not config.durable:
         if name is not None:
             raise errors.InvalidParameterValueException(

@@ -8,9 +8,10 @@ target's invoke has a request id of its own derived from the occurrence's ``fire
 target's id, and is queued ``once``: a fire repeated after a restart queues nothing twice.
 
 A target Lambda refuses is handled as EventBridge handles an undeliverable event: a retriable
-answer (throttling, a function not ready, a fault) is tried again with exponential backoff up
-to the target's ``RetryPolicy`` (``MaximumRetryAttempts``, default 185;
-``MaximumEventAgeInSeconds``, default 86,400); anything else (no such function, no permission)
+answer (throttling, a function not ready, a fault) is tried again with exponential backoff and
+jitter, durably (``events/trigger_retries.py``: a restart resumes it), up to the target's
+``RetryPolicy`` (``MaximumRetryAttempts``, default 185; ``MaximumEventAgeInSeconds``, default
+86,400); anything else (no such function, no permission)
 is not retried. Then the event goes to the target's ``DeadLetterConfig`` SQS queue with
 EventBridge's message attributes (``RULE_ARN``, ``TARGET_ARN``, ``ERROR_CODE``,
 ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION``, ``RETRY_ATTEMPTS``), or is logged and dropped
@@ -34,6 +35,7 @@ from lambdad.control.rules import EventRules, RuleEvent
 from lambdad.control.schedule_expressions import InvalidExpression, parse_expression
 from lambdad.control.scheduled_event import scheduled_event
 from lambdad.events.schedules import RETRIED
+from lambdad.events.trigger_retries import RetryKey, TriggerRetries
 from lambdad.events.triggers import Trigger, TriggerId
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
@@ -47,8 +49,6 @@ KIND = "rule"
 EVENT_AGE = 24 * 3600.0
 #: EventBridge's default ``MaximumRetryAttempts`` of a target.
 RETRY_ATTEMPTS = 185
-#: The longest wait between two attempts (seconds, before the time scale).
-_MAX_BACKOFF = 60.0
 #: EventBridge's ``ERROR_CODE`` of a dead letter, by Lambda's answer.
 _ERROR_CODES = {
     "ResourceNotFoundException": "RESOURCE_NOT_FOUND",
@@ -74,13 +74,14 @@ class RuleTriggers:
         invoker: Invoker,
         dead_letters: Destinations,
         clock: SchedulerClock,
-        retry_delay: float = 1.0,
+        retries: TriggerRetries,
     ) -> None:
         self._rules = rules
         self._invoker = invoker
         self._dead_letters = dead_letters
         self._clock = clock
-        self._retry_delay = retry_delay
+        self._retries = retries
+        retries.handle(KIND, self._retry)
 
     @staticmethod
     def _trigger(rule: Rule) -> Trigger | None:
@@ -134,59 +135,77 @@ class RuleTriggers:
         occurrence: float,
         fire_id: str,
     ) -> None:
-        payload = scheduled_event(rule, when, rule.account_id, rule.region, target)
         attempts = target.maximum_retry_attempts
-        if attempts is None:
-            attempts = RETRY_ATTEMPTS
         age = target.maximum_event_age_in_seconds
-        event_age = EVENT_AGE if age is None else float(age)
+        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{fire_id}/{target.id}"))
+        delivery = {
+            "account": rule.account_id,
+            "region": rule.region,
+            "rule": rule.arn,
+            "target": target.arn,
+            "payload": scheduled_event(rule, when, rule.account_id, rule.region, target).decode(),
+            "attempts": RETRY_ATTEMPTS if attempts is None else attempts,
+            "event_age": EVENT_AGE if age is None else float(age),
+            "dead_letter": target.dead_letter_arn,
+            "occurrence": occurrence,
+            "request_id": request_id,
+        }
+        await self._attempt((*trigger_id(rule), request_id), delivery, 0)
+
+    async def _retry(self, key: RetryKey, record: dict[str, Any]) -> None:
+        await self._attempt(key, record, int(record["retry"]))
+
+    async def _attempt(self, key: RetryKey, delivery: dict[str, Any], retries: int) -> None:
+        """One attempt at a target's invoke, after ``retries`` retries (0: the first)."""
         request = InvokeRequest(
-            function_name=target.arn,
+            function_name=delivery["target"],
             qualifier=None,
-            payload=payload,
+            payload=delivery["payload"].encode(),
             invocation_type=InvocationType.EVENT,
-            request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{fire_id}/{target.id}")),
+            request_id=delivery["request_id"],
             once=True,
         )
-        retries = 0
-        while True:
-            try:
-                await self._invoker.invoke(rule.scope, request)
+        try:
+            await self._invoker.invoke(Scope(delivery["account"], delivery["region"]), request)
+        except StoreConflict:
+            pass  # queued before (a fire repeated after a restart)
+        except (errors.LambdaError, StoreError) as exc:
+            code = exc.code if isinstance(exc, errors.LambdaError) else "ServiceException"
+            message = exc.message if isinstance(exc, errors.LambdaError) else str(exc)
+            retried = isinstance(exc, (*RETRIED, StoreError))
+            aged = self._clock.now() - float(delivery["occurrence"]) >= delivery["event_age"]
+            if retried and retries < int(delivery["attempts"]) and not aged:
+                log.info(
+                    "rule %s: invoking %s was refused (%s); retry %d",
+                    delivery["rule"],
+                    delivery["target"],
+                    code,
+                    retries + 1,
+                )
+                await self._retries.later(key, delivery, retries + 1)
                 return
-            except StoreConflict:
-                return  # queued before (a fire repeated after a restart)
-            except (errors.LambdaError, StoreError) as exc:
-                code = exc.code if isinstance(exc, errors.LambdaError) else "ServiceException"
-                message = exc.message if isinstance(exc, errors.LambdaError) else str(exc)
-                retried = isinstance(exc, (*RETRIED, StoreError))
-                aged = self._clock.now() - occurrence >= event_age
-                if retried and retries < attempts and not aged:
-                    retries += 1
-                    backoff = min(2.0 ** (retries - 1), _MAX_BACKOFF)
-                    await asyncio.sleep(self._retry_delay * backoff)
-                    continue
-                condition = None
-                if retried:
-                    condition = "MaximumEventAgeInSeconds" if aged else "MaximumRetryAttempts"
-                await self._dead_letter(rule, target, payload, code, message, condition, retries)
-                return
+            condition = None
+            if retried:
+                condition = "MaximumEventAgeInSeconds" if aged else "MaximumRetryAttempts"
+            await self._dead_letter(delivery, code, message, condition, retries)
+        if retries:
+            await self._retries.done(key)
 
     async def _dead_letter(
         self,
-        rule: Rule,
-        target: RuleTarget,
-        payload: bytes,
+        delivery: dict[str, Any],
         code: str,
         message: str,
         condition: str | None,
         retries: int,
     ) -> None:
-        log.warning("rule %s could not invoke %s: %s: %s", rule.arn, target.arn, code, message)
-        if target.dead_letter_arn is None:
+        rule_arn, target_arn = delivery["rule"], delivery["target"]
+        log.warning("rule %s could not invoke %s: %s: %s", rule_arn, target_arn, code, message)
+        if delivery["dead_letter"] is None:
             return
         values = {
-            "RULE_ARN": rule.arn,
-            "TARGET_ARN": target.arn,
+            "RULE_ARN": rule_arn,
+            "TARGET_ARN": target_arn,
             "ERROR_CODE": _ERROR_CODES.get(code, "SDK_CLIENT_ERROR"),
             "ERROR_MESSAGE": message,
             "RETRY_ATTEMPTS": str(retries),
@@ -197,7 +216,10 @@ class RuleTriggers:
             name: {"DataType": "String", "StringValue": value} for name, value in values.items()
         }
         await self._dead_letters.send_dead_letter(
-            target.dead_letter_arn, payload.decode(), attributes, label=f"{rule.arn}/{target.id}"
+            delivery["dead_letter"],
+            delivery["payload"],
+            attributes,
+            label=f"{rule_arn}/{delivery['request_id']}",
         )
 
     async def finished(self, trigger: Trigger) -> None:

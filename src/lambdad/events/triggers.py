@@ -49,6 +49,9 @@ _REFIRE_WITHIN = KEEP_DONE_IDS / 2
 _MAX_SKIPPED = 10_000
 #: More changed triggers than this at once are re-read with one scan of their source.
 _SCAN_ABOVE = 16
+#: Occurrences handed to their sources between two yields to the loop, so that the first
+#: of a burst are queued (and run) while the rest are still being handed over.
+_HAND_OVER = 32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -311,6 +314,7 @@ class TimeTriggers:
             Write(Table.TRIGGER_FIRES, p.trigger.id, {"last": p.nominal, "at": at}) for p in plans
         ]
         await self._store.write(writes)
+        finishing: list[bool] = []
         for plan in plans:
             trigger = plan.trigger
             self._last[trigger.id] = plan.nominal
@@ -318,7 +322,15 @@ class TimeTriggers:
             self._plans.pop(trigger.id, None)
             if following is not None:
                 self._push(plan.source, trigger, following)
-            self._spawn(plan.source, trigger, plan.nominal, then_finish=following is None)
+            finishing.append(following is None)
+        for count, (plan, finish) in enumerate(zip(plans, finishing, strict=True), 1):
+            self._spawn(plan.source, plan.trigger, plan.nominal, then_finish=finish)
+            if count % _HAND_OVER == 0:
+                # A thousand due at once: the queue's group commit takes the first ones while
+                # the next are handed over, so the dispatcher starts on them about a hundred
+                # milliseconds sooner than after the last (cancelled here, the record makes
+                # the next start fire the rest).
+                await asyncio.sleep(0)
 
     def _spawn(
         self, source: TriggerSource, trigger: Trigger, occurrence: float, *, then_finish: bool

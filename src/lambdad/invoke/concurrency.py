@@ -13,9 +13,7 @@ reservation once the provisioned amount is taken out (``Reservations.on_demand``
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 
 from lambdad import errors
 from lambdad.control.arns import Scope
@@ -44,10 +42,14 @@ class Leases:
     def running(self, scope: Scope, name: str) -> int:
         return self._running[(scope, name)]
 
-    @contextlib.asynccontextmanager
-    async def lease(self, scope: Scope, name: str) -> AsyncIterator[None]:
-        """Hold a lease for one invocation of ``name``; TooManyRequestsException when none is
-        left. The lease is returned however the block ends (errors, timeouts, cancellation)."""
+    def lease(self, scope: Scope, name: str) -> Lease:
+        """``async with``: hold a lease for one invocation of ``name``; TooManyRequestsException
+        when none is left. The lease is returned however the block ends (errors, timeouts,
+        cancellation)."""
+        return Lease(self, scope, name)
+
+    async def _take(self, scope: Scope, name: str) -> bool:
+        """Count one invocation of ``name`` (True: on the unreserved pool)."""
         reserved, unreserved = await self._reservations.on_demand(scope, name)
         key = (scope, name)
         pooled = reserved is None
@@ -62,16 +64,38 @@ class Leases:
             in_pool = self._pooled[scope]
             claimed = in_pool + self._reservations.limit - unreserved
             self._metrics.pool(scope.account_id, scope.region, in_pool, claimed)
-        try:
-            yield
-        finally:
-            self._running[key] -= 1
-            if self._running[key] <= 0:
-                del self._running[key]
-            if pooled:
-                self._pooled[scope] -= 1
+        return pooled
+
+    def _give_back(self, scope: Scope, name: str, pooled: bool) -> None:
+        key = (scope, name)
+        self._running[key] -= 1
+        if self._running[key] <= 0:
+            del self._running[key]
+        if pooled:
+            self._pooled[scope] -= 1
 
     def _throttled(self, reason: str) -> errors.TooManyRequestsException:
         return errors.TooManyRequestsException(
             THROTTLED, reason=reason, retry_after=self._retry_after
         )
+
+
+class Lease:
+    """One invocation's lease (``Leases.lease``): a class rather than a generator-based
+    context manager, as it is taken on every invocation."""
+
+    __slots__ = ("_leases", "_name", "_pooled", "_scope")
+
+    def __init__(self, leases: Leases, scope: Scope, name: str) -> None:
+        self._leases = leases
+        self._scope = scope
+        self._name = name
+        self._pooled: bool | None = None
+
+    async def __aenter__(self) -> None:
+        self._pooled = await self._leases._take(self._scope, self._name)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._pooled is not None:
+            self._leases._give_back(self._scope, self._name, self._pooled)
+            self._pooled = None

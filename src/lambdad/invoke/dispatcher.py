@@ -45,6 +45,40 @@ log = logging.getLogger(__name__)
 
 #: The status a stopped recursive invocation has (as a synchronous caller would see it).
 RECURSION_STATUS = 400
+#: Events whose outcome is being settled at once, per worker slot (``_Slot``).
+SETTLING_PER_WORKER = 8
+
+
+class _Slot:
+    """One event's hold on the dispatcher: a worker slot while its attempt runs, then a
+    settling slot while its outcome is acknowledged, requeued or delivered.
+
+    The worker slots bound the invocations under way; waiting for the queue's commit of an
+    acknowledgement (an fsync, tens of milliseconds on a busy disk) in one would make a burst
+    of short invocations run at the pace of the commits, not of the function.
+    """
+
+    __slots__ = ("_settling", "_state", "_workers")
+
+    def __init__(self, workers: asyncio.Semaphore, settling: asyncio.Semaphore) -> None:
+        self._workers = workers
+        self._settling = settling
+        self._state = "worker"
+
+    async def attempt_ended(self) -> None:
+        """Trade the worker slot for a settling one (waiting while too many settle)."""
+        if self._state == "worker":
+            await self._settling.acquire()
+            self._workers.release()
+            self._state = "settling"
+
+    def release(self) -> None:
+        """Give back whichever slot is held. Idempotent."""
+        if self._state == "worker":
+            self._workers.release()
+        elif self._state == "settling":
+            self._settling.release()
+        self._state = "released"
 
 
 class DispatcherState(enum.Enum):
@@ -72,6 +106,7 @@ class Dispatcher:
         self._configs = configs
         self._destinations = destinations or Destinations(invoker, retry_delay=retries.time_scale)
         self._slots = asyncio.Semaphore(workers)
+        self._settling = asyncio.Semaphore(workers * SETTLING_PER_WORKER)
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self.state = DispatcherState.NEW
@@ -98,20 +133,22 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            task = asyncio.create_task(self._run(event), name=f"event-{event.id}")
+            slot = _Slot(self._slots, self._settling)
+            task = asyncio.create_task(self._run(event, slot), name=f"event-{event.id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, event: QueuedEvent) -> None:
+    async def _run(self, event: QueuedEvent, slot: _Slot) -> None:
         """One attempt at ``event``. Cancelled by shutdown, it is left unacked (it runs again
         after a restart); a failure of lambdad's own puts it back for later."""
         try:
-            await self._attempt(event)
+            await self._attempt(event, slot)
         except Exception:
             log.exception("event %s for %s failed in lambdad", event.id, event.function_name)
+            await slot.attempt_ended()
             await self._put_back(event, None)
         finally:
-            self._slots.release()
+            slot.release()
 
     async def _settle(
         self, event: QueuedEvent, what: str, op: Callable[[], Awaitable[None]]
@@ -143,7 +180,7 @@ class Dispatcher:
             log.exception("the %s of event %s was not delivered", what, event.id)
             return False
 
-    async def _attempt(self, event: QueuedEvent) -> None:
+    async def _attempt(self, event: QueuedEvent, slot: _Slot) -> None:
         scope = Scope(event.account_id or self._account_id, event.region)
         try:
             config = await self._invoker.queued_target(scope, event)
@@ -163,8 +200,10 @@ class Dispatcher:
         try:
             outcome = await self._invoker.run_queued(scope, config, event)
         except errors.LambdaError as exc:
+            await slot.attempt_ended()
             await self._refused(scope, event, config, policy, exc)
             return
+        await slot.attempt_ended()
         response = Response.of_outcome(outcome)
         delay = retry.retry_delay(event.attempt)
         if not outcome.function_error:

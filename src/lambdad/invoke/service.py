@@ -221,20 +221,35 @@ class Invoker:
         return target
 
     async def _target(self, scope: Scope, request: InvokeRequest) -> FunctionConfig:
-        config = await self._functions.resolve(scope, request.function_name, request.qualifier)
-        if config.state is not State.ACTIVE:
-            raise errors.ResourceConflictException(
-                f"The operation cannot be performed at this time. The function is currently in "
-                f"the following state: {config.state.value}"
-            )
-        return config
+        return _active(
+            await self._functions.resolve(scope, request.function_name, request.qualifier)
+        )
 
-    async def invoke(self, scope: Scope, request: InvokeRequest) -> Outcome | Accepted:
-        """Run a ``RequestResponse`` invocation, or accept an ``Event`` or ``DryRun`` one."""
+    async def resolve(self, scope: Scope, request: InvokeRequest) -> tuple[Scope, FunctionConfig]:
+        """The scope ``request`` runs in and the configuration it runs (an alias's weights
+        drawn here), whatever the function's state: for ``invoke(..., resolved)``."""
         scope = await self.owner_scope(scope, request)
+        config = await self._functions.resolve(scope, request.function_name, request.qualifier)
+        return scope, config
+
+    async def invoke(
+        self,
+        scope: Scope,
+        request: InvokeRequest,
+        resolved: tuple[Scope, FunctionConfig] | None = None,
+    ) -> Outcome | Accepted:
+        """Run a ``RequestResponse`` invocation, or accept an ``Event`` or ``DryRun`` one;
+        ``resolved``: what ``resolve`` answered for it (so it is not resolved twice)."""
+        if resolved is None:
+            scope = await self.owner_scope(scope, request)
+        else:
+            scope = resolved[0]
         kind = request.invocation_type
         await self._payloads.check(request.payload, kind.value)
-        config = await self._target(scope, request)
+        if resolved is None:
+            config = await self._target(scope, request)
+        else:
+            config = _active(resolved[1])
         check_tenant(scope, config, request.tenant_id)
         request_id = request.request_id or new_request_id()
         if kind is InvocationType.DRY_RUN:
@@ -471,6 +486,16 @@ class Invoker:
         """Run one queued ``Event`` invocation on ``config`` (the dispatcher's entry point)."""
         queued = (event.enqueued_at, event.attempt)
         return await self.run(scope, config, _queued_request(event), event.id, queued)
+
+
+def _active(config: FunctionConfig) -> FunctionConfig:
+    """``config``, if it can be invoked now (ResourceConflictException otherwise, as AWS)."""
+    if config.state is not State.ACTIVE:
+        raise errors.ResourceConflictException(
+            f"The operation cannot be performed at this time. The function is currently in "
+            f"the following state: {config.state.value}"
+        )
+    return config
 
 
 def cell_key(scope: Scope, config: FunctionConfig, qualifier: str | None) -> CellKey:

@@ -13,6 +13,7 @@ from the pools, per version, and serve invocations before the pool does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -50,6 +51,25 @@ SETTLE_GRACE = 0.1
 #: ending. A thousand events at once would otherwise start dozens of runtimes together, and
 #: on a small host their starts starve lambdad itself of CPU (docs/async-delivery.md).
 PACED_STARTS = max(2, os.cpu_count() or 2)
+#: What a start is taken to last before one of the pool was timed (seconds).
+ASSUMED_START = 0.25
+#: The weight of the newest sample in the pool's running average of its starts.
+_NEWEST = 0.2
+
+
+def _time_out(future: asyncio.Future[Environment | None]) -> None:
+    if not future.done():
+        future.cancel()
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not only a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _averaged(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _NEWEST * (sample - average)
 
 
 def _placed(ctx: EnvironmentContext, place: Place) -> EnvironmentContext:
@@ -92,10 +112,15 @@ class Pool:
         self._tenant: dict[Environment, str | None] = {}
         #: Returns of environments whose invocation's extensions are still running.
         self._settling: set[asyncio.Task[None]] = set()
-        #: Environments starting now, and what paced invocations wait on: set (and replaced)
-        #: when an environment comes back or a start ends.
+        #: Environments starting now.
         self._starting = 0
-        self._moved = asyncio.Event()
+        #: Paced invocations waiting for an environment to come back, first come first served:
+        #: a returning environment is handed to the first of its tenant (None: look again).
+        self._waiters: collections.deque[tuple[str | None, asyncio.Future[Environment | None]]] = (
+            collections.deque()
+        )
+        #: The running average of a start of this pool (seconds).
+        self._start_time: float | None = None
 
     @property
     def size(self) -> int:
@@ -130,20 +155,66 @@ class Pool:
                 return self._idle.pop(i)
         return None
 
-    def _signal(self) -> None:
-        self._moved.set()
-        self._moved = asyncio.Event()
+    def _wake_waiters(self) -> None:
+        """Every paced invocation waiting here looks again (a start ended, the pool closed)."""
+        waiters, self._waiters = self._waiters, collections.deque()
+        for _, future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def _worth_waiting(self, timed_out: bool) -> bool:
+        """Whether a paced invocation waits for a busy environment rather than start one:
+        while ``PACED_STARTS`` are starting; and, once, for as long as a start takes (an
+        environment coming back sooner than that serves it sooner). A burst of short events
+        is then served by the environments there are, as fast as they turn round, instead of
+        starting runtimes that take the CPU those environments need; events that would wait
+        longer than a start get environments of their own, ``PACED_STARTS`` at a time."""
+        if self._starting >= PACED_STARTS:
+            return True
+        return not timed_out and len(self._all) - len(self._idle) - self._starting > 0
+
+    async def _wait_for_return(self, tenant: str | None) -> tuple[Environment | None, bool]:
+        """Wait (at most about one start) for an environment handed back by ``_release``:
+        (the environment or None, whether the wait timed out). A future and a timer, not
+        ``asyncio.wait``: a burst makes thousands of these waits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Environment | None] = loop.create_future()
+        entry = (tenant, future)
+        self._waiters.append(entry)
+        start = self._start_time if self._start_time is not None else ASSUMED_START
+        timer = loop.call_later(start, _time_out, future)
+        try:
+            env = await future
+        except asyncio.CancelledError:
+            if future.cancelled():  # the wait ran out (or its task was cancelled)
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                if not _cancelling():  # the timer's: only it cancels the future
+                    return None, True
+                raise
+            if (env := future.result()) is not None:
+                env.freeze()  # handed over as the wait was cancelled: idle again
+                self._idle.append(env)
+            raise
+        finally:
+            timer.cancel()
+        return env, False
 
     async def _acquire(self, tenant: str | None, *, paced: bool = False) -> Environment:
         deadline = time.monotonic() + SETTLE_GRACE
+        timed_out = False
         while True:
             while (env := self._take_idle(tenant)) is not None:
                 if env.alive and env.state is EnvState.IDLE:
                     env.thaw()
                     return env
                 await env.close()
-            if paced and self._starting >= PACED_STARTS and self.state is PoolState.OPEN:
-                await self._moved.wait()  # one came back or a start ended: look again
+            if paced and self.state is PoolState.OPEN and self._worth_waiting(timed_out):
+                handed, timed_out = await self._wait_for_return(tenant)
+                if handed is not None:
+                    if handed.alive and handed.state is EnvState.IDLE:
+                        return handed
+                    await handed.close()
                 continue
             # An environment whose extensions are finishing is usually back within
             # milliseconds: cheaper to wait a little than to start a new one.
@@ -157,6 +228,7 @@ class Pool:
         await self._manager.make_room()
         env = self._new_environment(tenant)
         self._starting += 1
+        began = time.monotonic()
         try:
             await env.start()
         except BaseException:
@@ -164,7 +236,8 @@ class Pool:
             raise
         finally:
             self._starting -= 1
-            self._signal()
+            self._wake_waiters()
+        self._start_time = _averaged(self._start_time, time.monotonic() - began)
         return env
 
     async def invoke(self, invocation: Invocation) -> Outcome:
@@ -188,9 +261,14 @@ class Pool:
 
     async def _release(self, env: Environment) -> None:
         if self.state is PoolState.OPEN and env.alive and env.state is EnvState.IDLE:
+            tenant = self._tenant.get(env)
+            for entry in self._waiters:  # straight to the first paced invocation waiting
+                if entry[0] == tenant and not entry[1].done():
+                    self._waiters.remove(entry)
+                    entry[1].set_result(env)
+                    return
             env.freeze()
             self._idle.append(env)
-            self._signal()
         elif env.state is not EnvState.CLOSED:
             await env.close()
 
@@ -216,7 +294,7 @@ class Pool:
         if self.state is PoolState.CLOSED:
             return
         self.state = PoolState.CLOSED
-        self._signal()  # paced invocations waiting here stop waiting
+        self._wake_waiters()  # paced invocations waiting here stop waiting
         idle, self._idle = self._idle, []
         await asyncio.gather(*(env.close() for env in idle))
 

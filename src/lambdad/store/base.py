@@ -71,6 +71,9 @@ class Table(enum.StrEnum):
     SCHEDULES = "schedules"
     #: ``(kind, *trigger key)``: the last occurrence a time trigger fired (``events.schedules``).
     TRIGGER_FIRES = "trigger_fires"
+    #: ``(account, region, kind, *trigger name, delivery id)``: a time trigger's invoke that
+    #: Lambda refused, waiting for its next attempt (``events/trigger_retries.py``).
+    TRIGGER_RETRIES = "trigger_retries"
     #: ``(account, region, function, execution name)``: a durable execution, its operations and
     #: its history (``control/durable.py``).
     DURABLE_EXECUTIONS = "durable_executions"

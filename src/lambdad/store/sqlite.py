@@ -61,6 +61,29 @@ def _translated(path: Path, doing: str) -> Iterator[None]:
         raise StoreUnavailable(f"the metadata store {path} is closed: {exc}") from exc
 
 
+_DELETE = "DELETE FROM docs WHERE tbl = ? AND key = ?"
+_INSERT = "INSERT INTO docs (tbl, key, doc) VALUES (?, ?, ?)"
+_PUT = "INSERT OR REPLACE INTO docs (tbl, key, doc) VALUES (?, ?, ?)"
+
+
+def _statements(writes: Sequence[Write]) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """``writes`` as SQL statements in order, each with the rows of a run of writes of the
+    same kind (applied in order, so a later write of a key still wins)."""
+    runs: list[tuple[str, list[tuple[str, ...]]]] = []
+    for w in writes:
+        key = encode(w.key)
+        row: tuple[str, ...]
+        if w.doc is None:
+            sql, row = _DELETE, (w.table.value, key)
+        else:
+            sql, row = (_INSERT if w.create else _PUT), (w.table.value, key, json.dumps(w.doc))
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(row)
+        else:
+            runs.append((sql, [row]))
+    return runs
+
+
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -165,20 +188,13 @@ class SqliteStore(Store):
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            for w in writes:
-                key = encode(w.key)
-                if w.doc is None:
-                    await db.execute("DELETE FROM docs WHERE tbl = ? AND key = ?", (w.table, key))
-                elif w.create:
-                    await db.execute(
-                        "INSERT INTO docs (tbl, key, doc) VALUES (?, ?, ?)",
-                        (w.table.value, key, json.dumps(w.doc)),
-                    )
+            # Consecutive writes of the same kind go to the database thread as one
+            # ``executemany`` (a thousand fire records at once are one hop, not a thousand).
+            for sql, rows in _statements(writes):
+                if len(rows) == 1:
+                    await db.execute(sql, rows[0])
                 else:
-                    await db.execute(
-                        "INSERT OR REPLACE INTO docs (tbl, key, doc) VALUES (?, ?, ?)",
-                        (w.table.value, key, json.dumps(w.doc)),
-                    )
+                    await db.executemany(sql, rows)
         except BaseException:
             if db.in_transaction:
                 await db.execute("ROLLBACK")

@@ -33,6 +33,17 @@ from lambdad.runtime.sandbox.template import TEMPLATE_FD_VARIABLE, Placement, Te
 FILE_LIMIT = 1024
 
 
+def _hwm_mb(status: bytes) -> int:
+    """``VmHWM`` (peak resident set) of a ``/proc/<pid>/status`` text, in MB (0: none)."""
+    at = status.find(b"VmHWM:")
+    if at < 0:
+        return 0
+    try:
+        return int(status[at + 6 : status.index(b"kB", at)]) // 1024
+    except ValueError:
+        return 0
+
+
 def _peak_rss_mb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
@@ -117,6 +128,10 @@ class PlainProcess(SandboxProcess):
         self._group = process.pid if process is not None else None
         self._siblings: list[asyncio.subprocess.Process] = []
         self._peak_mb = 0
+        #: ``/proc/<pid>/status`` of the main process, kept open: one ``pread`` a sample (it
+        #: is read at every invocation). A dead process's file answers an error, never
+        #: another process's figures.
+        self._status_fd: int | None = None
         self._closed = False
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
@@ -170,8 +185,16 @@ class PlainProcess(SandboxProcess):
 
     def max_memory_mb(self) -> int:
         if self._process is not None and self._process.returncode is None:
-            self._peak_mb = max(self._peak_mb, _peak_rss_mb(self.pid))
+            self._peak_mb = max(self._peak_mb, self._sample_peak())
         return self._peak_mb
+
+    def _sample_peak(self) -> int:
+        try:
+            if self._status_fd is None:
+                self._status_fd = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
+            return _hwm_mb(os.pread(self._status_fd, 16384, 0))
+        except OSError:
+            return 0
 
     async def close(self) -> None:
         if self._closed:
@@ -180,10 +203,11 @@ class PlainProcess(SandboxProcess):
         self.kill()
         for process in [*([self._process] if self._process else []), *self._siblings]:
             await process.wait()
-        for fd in (self.output_fd, self._output_w):
+        for fd in (self.output_fd, self._output_w, self._status_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self._status_fd = None
 
 
 class SessionPlacement(Placement):
