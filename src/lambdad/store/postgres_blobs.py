@@ -4,8 +4,8 @@ The blobs live in the metadata store's database (``store/migrations/postgres/000
 ``blob_chunks`` holds each zip in 1 MiB slices, and the ``blobs`` row, written last in the same
 transaction, says the blob is complete. Every node keeps what it has stored or fetched in a
 ``FileBlobStore`` of its own data dir, so a zip crosses the network at most once per node and
-is unpacked once per node, as on a single node. What comes from the database is checked
-against its key (its SHA-256) before it is cached.
+is unpacked once per node, as on a single node. What comes from the database is streamed to
+disk a chunk at a time (never the whole zip in memory) and kept only if it hashes to its key.
 
 The one module that imports psycopg for blobs: its errors become ``StoreUnavailable`` here.
 """
@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import hashlib
-from collections.abc import Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,20 +154,24 @@ class PostgresBlobStore(BlobStore):
         await single_flight(self._fetching, key, lambda: self._fetch(key))
 
     async def _fetch(self, key: str) -> None:
-        with _translated(self._where, "to read a blob"):
-            async with self.pool.connection() as conn:
-                cursor = await conn.execute(
-                    "SELECT b.size, b.chunks, c.data FROM blobs b"
-                    " JOIN blob_chunks c ON c.key = b.key"
+        """Stream the chunks of ``key`` to this node's disk, one row in memory at a time."""
+        rows = 0
+
+        async def chunks(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[bytes]:
+            nonlocal rows
+            async with conn.cursor() as cursor:
+                async for (data,) in cursor.stream(
+                    "SELECT c.data FROM blobs b JOIN blob_chunks c ON c.key = b.key"
                     " WHERE b.key = %s ORDER BY c.seq",
                     (key,),
-                )
-                rows = await cursor.fetchall()
-        if not rows:
+                ):
+                    rows += 1
+                    yield bytes(data)
+
+        with _translated(self._where, "to read a blob"):
+            async with self.pool.connection() as conn:
+                hashed = await self.local.put_stream(key, chunks(conn))
+        if rows == 0:
             raise BlobNotFound(key)
-        data = b"".join(bytes(row[2]) for row in rows)
-        size, chunks = int(rows[0][0]), int(rows[0][1])
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        if len(rows) != chunks or len(data) != size or digest != key:
+        if not hashed:
             raise StoreUnavailable(f"the code store {self._where} holds a damaged blob {key}")
-        await self.local.put(data)
