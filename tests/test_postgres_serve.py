@@ -329,11 +329,12 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 def test_two_servers_recover_from_a_postgres_restart(
-    start_server: Callable[..., Server], own_postgres: PostgresServer, closing: list[Any]
+    own_postgres: PostgresServer, start_server: Callable[..., Server], closing: list[Any]
 ) -> None:
     """After PostgreSQL restarts under two lambdads, both serve again without a restart of
     their own, and a change through one is again seen by the other (which had the old value
-    cached): its change feed reconnected and dropped what it may have missed."""
+    cached): its change feed reconnected and dropped what it may have missed; new code
+    uploaded through one is fetched and run by the other (the code store reconnected too)."""
     url = own_postgres.database()
     one = start_server({"LAMBDAD_STORE_URL": url})
     two = start_server({"LAMBDAD_STORE_URL": url})
@@ -357,6 +358,9 @@ def test_two_servers_recover_from_a_postgres_restart(
         lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
     )
     assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+    lam_one.update_function_code(FunctionName=name, ZipFile=package("v2"))
+    lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+    wait_until(lambda: invoke_json(lam_two, name)[1]["tag"] == "v2")
 
 
 def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:
