@@ -111,8 +111,9 @@ class PostgresBlobStore(BlobStore):
                 cursor = await conn.execute("SELECT 1 FROM blobs WHERE key = %s", (key,))
                 if await cursor.fetchone() is not None:
                     return key
+                view = memoryview(data)  # slices without copies; psycopg sends them as bytea
                 chunks = [
-                    (key, seq, data[start : start + CHUNK_BYTES])
+                    (key, seq, view[start : start + CHUNK_BYTES])
                     for seq, start in enumerate(range(0, max(len(data), 1), CHUNK_BYTES))
                 ]
                 async with conn.cursor() as cur:
