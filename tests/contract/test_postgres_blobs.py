@@ -134,3 +134,18 @@ def test_a_closed_or_unreachable_store_is_unavailable(
         await nowhere.close()
 
     run(scenario)
+
+
+def test_the_store_url_selects_the_code_store(tmp_path: Path) -> None:
+    """With no store URL the code lives in the data dir alone (the embedded default); with a
+    PostgreSQL one it lives in that database, cached in the data dir's ``code``."""
+    from lambdad.app import blob_store
+    from lambdad.config import Settings
+    from lambdad.store.files import FileBlobStore
+
+    embedded = blob_store(Settings(data_dir=tmp_path))
+    assert type(embedded) is FileBlobStore
+    url = "postgresql://u@127.0.0.1:1/db"
+    clustered = blob_store(Settings(data_dir=tmp_path, store_url=url))
+    assert isinstance(clustered, PostgresBlobStore)
+    assert clustered.state.value == "new"
