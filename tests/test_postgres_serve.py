@@ -1,14 +1,15 @@
 """``lambdad serve`` with its metadata in PostgreSQL (``LAMBDAD_STORE_URL``, docs/cluster.md):
-the same API end to end through boto3, kept across a restart, shared by a second lambdad."""
+the same API end to end through boto3, kept across a restart, shared by a second lambdad; code
+and layers uploaded through one lambdad run on another (the blobs live in the same database)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,10 @@ def test_serve_on_postgres_keeps_everything_across_a_restart(
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
     before = lam.get_function(FunctionName=name)["Configuration"]
     assert invoke_json(lam, name)[1]["tag"] == "v2"
-    assert first.get_json("/_lambdad/doctor")["store"] == {"metadata": url}
+    assert first.get_json("/_lambdad/doctor")["store"] == {
+        "metadata": url,
+        "code": f"{url}, cached in {first.data_dir / 'code'}",
+    }
     shutdown(first)
     assert not (first.data_dir / "lambdad.db").exists()
 
@@ -141,15 +145,6 @@ def test_two_servers_on_one_database_share_the_metadata(
     assert lam_one.list_functions()["Functions"] == []
 
 
-def share_code(source: Server, dest: Server) -> None:
-    """Copy ``source``'s code zips into ``dest``'s code directory (content-addressed, so the
-    same names): what a shared blob store will do (docs/cluster.md, part 3)."""
-    code = dest.data_dir / "code"
-    code.mkdir(parents=True, exist_ok=True)
-    for archive in (source.data_dir / "code").glob("*.zip"):
-        shutil.copyfile(archive, code / archive.name)
-
-
 def test_a_change_through_one_server_reaches_the_other_servers_caches(
     start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
 ) -> None:
@@ -170,7 +165,6 @@ def test_a_change_through_one_server_reaches_the_other_servers_caches(
         Code={"ZipFile": package("v1")},
         Environment={"Variables": {"GREETING": "hi"}},
     )
-    share_code(one, two)
     assert invoke_json(lam_two, name)[1]["greeting"] == "hi"  # now cached by the second
     lam_one.update_function_configuration(
         FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}
@@ -234,7 +228,6 @@ def test_a_function_url_made_through_one_server_is_served_by_the_other(
         Code={"ZipFile": package("v1")},
         Environment={"Variables": {"GREETING": "hi"}},
     )
-    share_code(one, two)
     make_public(lam_one, name)
     function_url = lam_one.create_function_url_config(FunctionName=name, AuthType="NONE")[
         "FunctionUrl"
@@ -264,13 +257,66 @@ def test_a_function_deleted_through_one_server_leaves_no_environment_on_the_othe
         Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": IDENTITY + WHO})},
     )
-    share_code(one, two)
     identity = invoke_json(lam_two, name)[1]
     assert environment_pids(identity), "warm on the second server"
     lam_one.delete_function(FunctionName=name)
     assert_environment_gone(identity)
     with pytest.raises(lam_two.exceptions.ResourceNotFoundException):
         lam_two.invoke(FunctionName=name)
+
+
+LAYERED = """
+import layermod
+
+def handler(event, context):
+    return {"tag": TAG, "layer": layermod.WORD}
+"""
+
+
+def test_code_and_layers_uploaded_through_one_server_run_on_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A function's code and a layer uploaded through one lambdad are invoked and downloaded
+    through another lambdad of the same database (which never saw the upload): it fetches the
+    zips from PostgreSQL into its own data dir once; new code through the first is run by the
+    second as soon as the update is done."""
+    url = postgres.database()
+    one = start_server({"LAMBDAD_STORE_URL": url})
+    two = start_server({"LAMBDAD_STORE_URL": url})
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    layer_zip = make_zip({"python/layermod.py": "WORD = 'from the layer'\n"})
+    layer = lam_one.publish_layer_version(LayerName=unique(), Content={"ZipFile": layer_zip})
+    code = make_zip({"app.py": "TAG = 'v1'\n" + LAYERED})
+    name = unique()
+    lam_one.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": code},
+        Layers=[layer["LayerVersionArn"]],
+    )
+    assert not list((two.data_dir / "code").glob("*.zip")), "nothing uploaded to the second"
+    assert invoke_json(lam_two, name)[1] == {"tag": "v1", "layer": "from the layer"}
+    cached = {p.name for p in (two.data_dir / "code").glob("*.zip")}
+    assert cached == {p.name for p in (one.data_dir / "code").glob("*.zip")}
+    assert len(cached) == 2
+
+    location = lam_two.get_function(FunctionName=name)["Code"]["Location"]
+    with urllib.request.urlopen(location, timeout=30) as download:
+        assert download.read() == code
+    got = lam_two.get_layer_version_by_arn(Arn=layer["LayerVersionArn"])
+    with urllib.request.urlopen(got["Content"]["Location"], timeout=30) as download:
+        assert download.read() == layer_zip
+
+    lam_one.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": "TAG = 'v2'\n" + LAYERED})
+    )
+    lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+    wait_until(lambda: invoke_json(lam_two, name)[1]["tag"] == "v2")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (3,)
 
 
 @pytest.fixture
@@ -283,11 +329,12 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 def test_two_servers_recover_from_a_postgres_restart(
-    start_server: Callable[..., Server], own_postgres: PostgresServer, closing: list[Any]
+    own_postgres: PostgresServer, start_server: Callable[..., Server], closing: list[Any]
 ) -> None:
     """After PostgreSQL restarts under two lambdads, both serve again without a restart of
     their own, and a change through one is again seen by the other (which had the old value
-    cached): its change feed reconnected and dropped what it may have missed."""
+    cached): its change feed reconnected and dropped what it may have missed; new code
+    uploaded through one is fetched and run by the other (the code store reconnected too)."""
     url = own_postgres.database()
     one = start_server({"LAMBDAD_STORE_URL": url})
     two = start_server({"LAMBDAD_STORE_URL": url})
@@ -311,6 +358,9 @@ def test_two_servers_recover_from_a_postgres_restart(
         lambda: lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
     )
     assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
+    lam_one.update_function_code(FunctionName=name, ZipFile=package("v2"))
+    lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+    wait_until(lambda: invoke_json(lam_two, name)[1]["tag"] == "v2")
 
 
 def test_a_bad_store_url_stops_the_start_with_a_message(tmp_path: Path) -> None:

@@ -18,11 +18,19 @@ from tests.conftest import ROLE, Server, make_zip, unique
 
 
 def _delete_code(server: Server, code_sha256: str) -> None:
-    """Remove a function's zip (and any unpacked copy) from the code directory."""
+    """Remove a function's zip (and any unpacked copy) from the code directory, and from the
+    database of a PostgreSQL store (where the code directory is only a cache of it)."""
     key = base64.b64decode(code_sha256).hex()
     code = server.data_dir / "code"
     (code / f"{key}.zip").unlink()
     shutil.rmtree(code / key, ignore_errors=True)
+    url = server.env.get("LAMBDAD_STORE_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM blobs WHERE key = %s", (key,))
+            conn.execute("DELETE FROM blob_chunks WHERE key = %s", (key,))
 
 
 def test_a_function_whose_code_went_missing_answers_aws_errors(

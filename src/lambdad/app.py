@@ -217,6 +217,21 @@ def metadata_store(settings: Settings) -> Store:
     return PostgresStore(settings.store_url)
 
 
+def blob_store(settings: Settings) -> BlobStore:
+    """The code store: with a PostgreSQL ``store_url`` the zips live in that database too,
+    cached in the data dir's ``code`` (docs/cluster.md); else only in the data dir."""
+    cache = settings.data_dir / "code"
+    if not settings.store_url:
+        return FileBlobStore(cache)
+    try:
+        from lambdad.store.postgres_blobs import PostgresBlobStore
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the PostgreSQL store needs psycopg ({exc}): pip install 'lambdad[postgres]'"
+        ) from exc
+    return PostgresBlobStore(settings.store_url, cache)
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -225,7 +240,7 @@ class Lambdad:
         self.settings = settings
         data = settings.data_dir
         self.store: Store = metadata_store(settings)
-        self.blobs: BlobStore = FileBlobStore(data / "code")
+        self.blobs: BlobStore = blob_store(settings)
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.metrics = Metrics(
@@ -464,6 +479,7 @@ class Lambdad:
         return [
             Part("data directory", self._make_data_dir, _nothing),
             Part("metadata store", self.store.open, self.store.close),
+            Part("code store", self.blobs.open, self.blobs.close),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
@@ -546,6 +562,7 @@ class Lambdad:
         }
 
     def doctor(self) -> dict[str, Any]:
+        code = self.settings.data_dir / "code"
         return {
             "lambdad": {
                 "python": sys.version.split()[0],
@@ -557,7 +574,12 @@ class Lambdad:
             "store": {
                 "metadata": redact_url(self.settings.store_url)
                 if self.settings.store_url
-                else f"sqlite {self.settings.data_dir / 'lambdad.db'}"
+                else f"sqlite {self.settings.data_dir / 'lambdad.db'}",
+                "code": (
+                    f"{redact_url(self.settings.store_url)}, cached in {code}"
+                    if self.settings.store_url
+                    else f"files {code}"
+                ),
             },
             "sandbox": {"kind": self.sandbox.name, **self.sandbox.protections()},
             "runtimes": runtimes.inventory(self.python_path, self.settings.node),

@@ -38,7 +38,9 @@ class Settings:
     #: Where the metadata (functions, versions, configs, ...) lives. Empty: the embedded
     #: SQLite database in ``data_dir``. ``postgresql://user:password@host:port/dbname``: that
     #: PostgreSQL database, shared by every lambdad given the same URL (docs/cluster.md; needs
-    #: ``pip install 'lambdad[postgres]'``). Code, the event queue and logs stay in ``data_dir``.
+    #: ``pip install 'lambdad[postgres]'``). Code and layer zips are stored there too, with
+    #: ``data_dir/code`` as this node's cache of them; the event queue and logs stay in
+    #: ``data_dir``.
     store_url: str = ""
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"

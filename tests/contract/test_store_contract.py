@@ -52,10 +52,18 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
     return lambda: SqliteStore(tmp_path / "meta.db")
 
 
-@pytest.fixture(params=["memory", "files"])
+@pytest.fixture(params=["memory", "files", "postgres"])
 def make_blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], BlobStore]:
+    """Blob stores of one implementation (open them before use): PostgreSQL's on a new, empty
+    database, each with a cache directory of its own, as each node has."""
     if request.param == "memory":
         return MemoryBlobStore
+    if request.param == "postgres":
+        from lambdad.store.postgres_blobs import PostgresBlobStore
+
+        url = request.getfixturevalue("postgres").database()
+        caches = iter(range(1000))
+        return lambda: PostgresBlobStore(url, tmp_path / f"code{next(caches)}")
     return lambda: FileBlobStore(tmp_path / "code")
 
 
@@ -240,6 +248,7 @@ def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], Bl
 
     async def scenario() -> None:
         blobs = make_blobs()
+        await blobs.open()
         data = _zip()
         key = await blobs.put(data)
         assert key == hashlib.sha256(data).hexdigest()
@@ -252,6 +261,8 @@ def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], Bl
         assert (first / "pkg" / "mod.py").read_text() == "y = 2\n"
         with pytest.raises(BlobNotFound):
             await blobs.get("f" * 64)
+        await blobs.close()
+        await blobs.close()
 
     run(scenario)
 
@@ -499,12 +510,14 @@ def test_missing_blobs_raise_blob_not_found(make_blobs: Callable[[], BlobStore])
 
     async def scenario() -> None:
         blobs = make_blobs()
+        await blobs.open()
         for key in ("a" * 64, "../../etc/passwd", ""):
             assert not await blobs.exists(key)
             with pytest.raises(BlobNotFound):
                 await blobs.get(key)
             with pytest.raises(BlobNotFound):
                 await blobs.unpacked(key)
+        await blobs.close()
 
     run(scenario)
 

@@ -25,7 +25,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default 9000; 0 = any)")
     parser.add_argument("--data-dir", type=Path, help="where metadata, code and logs live")
     parser.add_argument(
-        "--store-url", help="a postgresql:// URL: keep the metadata there (default: data dir)"
+        "--store-url",
+        help="a postgresql:// URL: keep the metadata and code there (default: data dir)",
     )
     parser.add_argument("--config", type=Path, help="a TOML settings file")
     parser.set_defaults(run=run)

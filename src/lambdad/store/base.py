@@ -198,6 +198,12 @@ class Store(abc.ABC):
 class BlobStore(abc.ABC):
     """Content-addressed bytes (function code, layers), keyed by their SHA-256 in hex."""
 
+    async def open(self) -> None:  # noqa: B027 (optional: a local store has nothing to open)
+        """Connect to what holds the blobs (nothing to do for a local store)."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Let go of the connections ``open`` made. Idempotent."""
+
     @abc.abstractmethod
     async def put(self, data: bytes) -> str:
         """Store ``data``; returns its key (hex SHA-256). Storing the same bytes twice is free."""

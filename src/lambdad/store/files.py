@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from pathlib import Path
 
 from lambdad.store.base import BlobNotFound, BlobStore, StoreUnavailable
@@ -53,6 +53,35 @@ class FileBlobStore(BlobStore):
             except OSError as exc:
                 raise StoreUnavailable(f"cannot store code in {self._root}: {exc}") from exc
         return key
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> bool:
+        """Store the bytes ``chunks`` yields under ``key``, written as they come (never all in
+        memory) and kept only if they hash to ``key``: False (nothing kept) if they do not."""
+        path = self._zip_path(key)
+        digest = hashlib.sha256()
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".blob.", dir=self._root)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot store code in {self._root}: {exc}") from exc
+        kept = False
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(handle.flush)
+                await asyncio.to_thread(os.fsync, handle.fileno())
+            if digest.hexdigest() == key:
+                await asyncio.to_thread(os.replace, tmp, path)
+                kept = True
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot store code in {self._root}: {exc}") from exc
+        finally:
+            if not kept:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        return kept
 
     async def get(self, key: str) -> bytes:
         path = self._zip_path(key)
