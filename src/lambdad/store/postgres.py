@@ -42,6 +42,26 @@ CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 30.0
 
 
+async def open_pool(
+    url: str, size: int, name: str
+) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    """A pool of up to ``size`` autocommit connections to ``url``, checked before each use,
+    open with its first connection made (the metadata and the code store both use one)."""
+    pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+    pool = psycopg_pool.AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT,
+        open=False,
+        name=name,
+    )
+    await pool.open(wait=True, timeout=POOL_TIMEOUT)
+    return pool
+
+
 def describe(url: str) -> str:
     """Where ``url`` points, for messages: ``host:port/dbname``, never a password."""
     try:
@@ -96,18 +116,7 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
         with _translated(self._where, "to open"):
             await self._migrate()
-            pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
-            pool = psycopg_pool.AsyncConnectionPool(
-                self._url,
-                min_size=1,
-                max_size=self._pool_size,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
-                check=psycopg_pool.AsyncConnectionPool.check_connection,
-                timeout=POOL_TIMEOUT,
-                open=False,
-                name="lambdad-store",
-            )
-            await pool.open(wait=True, timeout=POOL_TIMEOUT)
+            pool = await open_pool(self._url, self._pool_size, "lambdad-store")
         try:
             await self._feed.start()
         except BaseException:

@@ -25,7 +25,7 @@ import psycopg_pool
 from lambdad.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from lambdad.store.files import FileBlobStore, _is_key
 from lambdad.store.once import single_flight
-from lambdad.store.postgres import CONNECT_TIMEOUT, POOL_TIMEOUT, describe
+from lambdad.store.postgres import CONNECT_TIMEOUT, describe, open_pool
 from lambdad.store.postgres_schema import SchemaTooNew, migrate
 
 #: The slice of a zip one row holds.
@@ -78,18 +78,7 @@ class PostgresBlobStore(BlobStore):
                     await migrate(conn)
                 except SchemaTooNew as exc:
                     raise StoreUnavailable(f"the code store {self._where}: {exc}") from exc
-            pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
-            pool = psycopg_pool.AsyncConnectionPool(
-                self._url,
-                min_size=1,
-                max_size=self._pool_size,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
-                check=psycopg_pool.AsyncConnectionPool.check_connection,
-                timeout=POOL_TIMEOUT,
-                open=False,
-                name="lambdad-blobs",
-            )
-            await pool.open(wait=True, timeout=POOL_TIMEOUT)
+            pool = await open_pool(self._url, self._pool_size, "lambdad-blobs")
         self._pool = pool
         self.state = BlobState.OPEN
 
