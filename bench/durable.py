@@ -1,0 +1,375 @@
+"""Durable functions (issue 15): the cost of a checkpointed step, how late a replay starts after
+its wait, and executions per second of a three-step workflow, beside a plain warm invoke.
+
+Run: ``PYTHONPATH=src python bench/durable.py [--steps 100] [--runs 5] [--waits 20]
+[--executions 200] [--concurrency 4] [--sandbox linux|process]``. It installs the official
+``aws-durable-execution-sdk-python`` from PyPI once (``pip install --target`` into
+``--sdk-dir``, default ``~/.cache/lambdad-bench/durable-sdk``), starts its own lambdad on a free
+port with a temporary data dir and prints a Markdown table for docs/benchmarks.md.
+
+- plain: synchronous warm invokes of a plain Python echo function (one keep-alive connection),
+  the floor every durable figure stands on.
+- step: a durable handler runs ``--steps`` steps that do nothing; the handler times each
+  ``context.step`` call itself (``time.perf_counter`` around it: the SDK's checkpoint of the
+  step's START and SUCCEED, through botocore and the cell's relay, to lambdad and back) and
+  returns the times; p50/p99 over every step of ``--runs`` executions, and the whole
+  execution's round trip. Also lambdad's own CPU per step (its process's user+system time
+  over the runs, divided by the steps: a figure that load does not stretch).
+- replay: ``--waits`` executions, started ``Event`` a little apart, each waiting 1 s. The
+  replay's start is the handler's entry in the invocation after the wait (the outer handler
+  notes ``time.time()`` before the SDK's wrapper runs; the step after the wait returns it);
+  its delay is that minus the wait's ``ScheduledEndTimestamp`` (from the history's
+  ``WaitStarted``). Also lambdad's side alone: the replaying invocation's ``StartTimestamp``
+  (its ``InvocationCompleted``) minus the same end.
+- throughput: ``--executions`` synchronous invokes of a three-step workflow from
+  ``--concurrency`` client threads (after one round to warm as many environments); executions
+  per second from the first request to the last answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from invoke_latency import (  # noqa: E402
+    ECHO,
+    ROLE,
+    api,
+    cpu_seconds,
+    create,
+    free_port,
+    percentile,
+    post_loop,
+    start_lambdad,
+    wait_http,
+)
+
+SDK = "aws-durable-execution-sdk-python==3.0.0"
+
+STEPS = """
+import time
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    times = []
+    for index in range(event["steps"]):
+        began = time.perf_counter()
+        context.step(lambda _: None, name=f"s{index}")
+        times.append((time.perf_counter() - began) * 1000)
+    return {"times": times}
+"""
+
+REPLAY = """
+import time
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration
+
+ENTERED = [0.0]
+
+
+@durable_execution
+def workflow(event, context: DurableContext):
+    context.wait(Duration.from_seconds(event["wait"]), name="pause")
+    return context.step(lambda _: ENTERED[0], name="entered")
+
+
+def handler(event, context):
+    ENTERED[0] = time.time()
+    return workflow(event, context)
+"""
+
+THREE_STEPS = """
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    one = context.step(lambda _: 1, name="one")
+    two = context.step(lambda _: one + 1, name="two")
+    return context.step(lambda _: {"sum": one + two}, name="three")
+"""
+
+DURABLE = {"ExecutionTimeout": 3600, "RetentionPeriodInDays": 1}
+
+
+def sdk_files(sdk_dir: Path) -> dict[str, bytes]:
+    """The SDK and its dependencies as zip entries (botocore's models other than Lambda's left
+    out, as tests/test_durable.py does), installed into ``sdk_dir`` the first time."""
+    if not sdk_dir.is_dir():
+        staging = sdk_dir.with_name(sdk_dir.name + ".staging")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(staging), SDK],
+            check=True,
+        )
+        sdk_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(sdk_dir)
+    files = {}
+    for path in sdk_dir.rglob("*"):
+        relative = path.relative_to(sdk_dir)
+        parts = relative.parts
+        if not path.is_file() or "__pycache__" in parts or parts[0] == "bin":
+            continue
+        if parts[0].endswith(".dist-info"):
+            continue
+        if parts[:2] == ("botocore", "data") and len(parts) > 3 and parts[2] != "lambda":
+            continue
+        files[str(relative)] = path.read_bytes()
+    return files
+
+
+def create_durable(port: int, name: str, source: str, files: dict[str, bytes]) -> None:
+    import base64
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+        archive.writestr("app.py", source)
+    status, _, payload = api(
+        port,
+        "POST",
+        "/2015-03-31/functions",
+        {
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "MemorySize": 1769,
+            "Timeout": 300,
+            "Code": {"ZipFile": base64.b64encode(buf.getvalue()).decode()},
+            "DurableConfig": DURABLE,
+        },
+    )
+    if status != 201:
+        raise RuntimeError(payload.decode())
+
+
+def invoke(
+    port: int, name: str, event: Any, *, asynchronous: bool = False
+) -> tuple[bytes, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    headers = {"X-Amz-Invocation-Type": "Event"} if asynchronous else {}
+    conn.request(
+        "POST", f"/2015-03-31/functions/{name}/invocations", json.dumps(event).encode(), headers
+    )
+    response = conn.getresponse()
+    body = response.read()
+    got = {k.lower(): v for k, v in response.getheaders()}
+    conn.close()
+    if response.status not in (200, 202) or "x-amz-function-error" in got:
+        raise RuntimeError(f"{name}: HTTP {response.status} {body[:500]!r}")
+    return body, got
+
+
+def history(port: int, arn: str) -> list[dict[str, Any]]:
+    from urllib.parse import quote
+
+    events: list[dict[str, Any]] = []
+    marker = ""
+    while True:
+        query = "?IncludeExecutionData=true" + (f"&Marker={quote(marker)}" if marker else "")
+        status, _, payload = api(
+            port, "GET", f"/2025-12-01/durable-executions/{quote(arn, safe='')}/history{query}"
+        )
+        if status != 200:
+            raise RuntimeError(payload.decode())
+        body = json.loads(payload)
+        events += body["Events"]
+        marker = body.get("NextMarker") or ""
+        if not marker:
+            return events
+
+
+def execution(port: int, arn: str) -> dict[str, Any]:
+    from urllib.parse import quote
+
+    status, _, payload = api(port, "GET", f"/2025-12-01/durable-executions/{quote(arn, safe='')}")
+    if status != 200:
+        raise RuntimeError(payload.decode())
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+def stats(samples: list[float]) -> str:
+    return f"{percentile(samples, 50):.2f} / {percentile(samples, 99):.2f}"
+
+
+def measure_steps(port: int, pid: int, steps: int, runs: int) -> dict[str, Any]:
+    invoke(port, "steps", {"steps": 2})  # a warm environment with the SDK imported
+    per_step: list[float] = []
+    whole: list[float] = []
+    cpu = cpu_seconds(pid)
+    for _ in range(runs):
+        began = time.perf_counter()
+        body, _ = invoke(port, "steps", {"steps": steps})
+        whole.append((time.perf_counter() - began) * 1000)
+        per_step += json.loads(body)["times"]
+    lambdad_cpu = (cpu_seconds(pid) - cpu) / (steps * runs) * 1e3
+    empty: list[float] = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        invoke(port, "steps", {"steps": 0})
+        empty.append((time.perf_counter() - began) * 1000)
+    return {
+        "per_step": per_step,
+        "whole": whole,
+        "empty": empty,
+        "lambdad_cpu_ms_per_step": lambdad_cpu,
+    }
+
+
+def measure_replay(port: int, count: int) -> dict[str, list[float]]:
+    invoke(port, "replay", {"wait": 1})  # warm
+    arns = []
+    for _ in range(count):
+        _, headers = invoke(port, "replay", {"wait": 1}, asynchronous=True)
+        arns.append(headers["x-amz-durable-execution-arn"])
+        time.sleep(0.25)  # spread the timers (pacing, not synchronisation)
+    handler: list[float] = []
+    engine: list[float] = []
+    deadline = time.monotonic() + 120
+    for arn in arns:
+        while True:
+            status = execution(port, arn)["Status"]
+            if status != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{arn} still running")
+            time.sleep(0.1)
+        if status != "SUCCEEDED":
+            raise RuntimeError(f"{arn}: {status}")
+        events = history(port, arn)
+        end = next(
+            e["WaitStartedDetails"]["ScheduledEndTimestamp"]
+            for e in events
+            if e["EventType"] == "WaitStarted"
+        )
+        entered = next(
+            float(json.loads(e["StepSucceededDetails"]["Result"]["Payload"]))
+            for e in events
+            if e["EventType"] == "StepSucceeded"
+        )
+        invocations = [e for e in events if e["EventType"] == "InvocationCompleted"]
+        replay_start = invocations[1]["InvocationCompletedDetails"]["StartTimestamp"]
+        handler.append((entered - _epoch(end)) * 1000)
+        engine.append((_epoch(replay_start) - _epoch(end)) * 1000)
+    return {"handler": handler, "engine": engine}
+
+
+def _epoch(value: Any) -> float:
+    return float(value)
+
+
+def measure_throughput(port: int, count: int, concurrency: int) -> dict[str, float]:
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: invoke(port, "three", {}), range(concurrency)))  # warm
+        lock = threading.Lock()
+        done = [0]
+
+        def one(_: int) -> None:
+            invoke(port, "three", {})
+            with lock:
+                done[0] += 1
+
+        began = time.perf_counter()
+        list(pool.map(one, range(count)))
+        elapsed = time.perf_counter() - began
+    return {"executions": float(done[0]), "seconds": elapsed, "per_second": done[0] / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--waits", type=int, default=20)
+    parser.add_argument("--executions", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--plain", type=int, default=1000)
+    parser.add_argument(
+        "--sdk-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "lambdad-bench" / "durable-sdk-3.0.0",
+    )
+    parser.add_argument("--sandbox", choices=("linux", "process"))
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    files = sdk_files(args.sdk_dir)
+    port = free_port()
+    env = {"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {}
+    with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
+        server = start_lambdad(port, Path(tmp), env)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/_lambdad/health")
+            create(port, "echo", ECHO, "python3.12")
+            create_durable(port, "steps", STEPS, files)
+            create_durable(port, "replay", REPLAY, files)
+            create_durable(port, "three", THREE_STEPS, files)
+            path = "/2015-03-31/functions/echo/invocations"
+            post_loop(port, path, b"{}", 100)
+            plain = post_loop(port, path, b"{}", args.plain)
+            steps = measure_steps(port, server.pid, args.steps, args.runs)
+            replay = measure_replay(port, args.waits)
+            throughput = measure_throughput(port, args.executions, args.concurrency)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    step_p50 = percentile(steps["per_step"], 50)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    print("| measure | p50 / p99 (ms) | bar |")
+    print("|---|---|---|")
+    print(f"| plain warm invoke ({len(plain)}) | {stats(plain)} | |")
+    print(
+        f"| one no-op step, timed in the handler ({len(steps['per_step'])}) | "
+        f"{stats(steps['per_step'])} | ≤ 2 ms p50: {'yes' if step_p50 <= 2 else 'no'} |"
+    )
+    print(
+        f"| execution of {args.steps} steps, round trip ({args.runs}) | {stats(steps['whole'])} | |"
+    )
+    print(f"| execution of 0 steps, round trip ({args.runs}) | {stats(steps['empty'])} | |")
+    print(f"| lambdad CPU per step | {steps['lambdad_cpu_ms_per_step']:.2f} ms (mean) | |")
+    replay_p50 = percentile(replay["handler"], 50)
+    print(
+        f"| replay start after the wait's end, handler entry ({len(replay['handler'])}) | "
+        f"{stats(replay['handler'])} | ≤ 50 ms: {'yes' if replay_p50 <= 50 else 'no'} |"
+    )
+    print(
+        f"| replay start after the wait's end, lambdad's invocation start | "
+        f"{stats(replay['engine'])} | |"
+    )
+    print(
+        f"| three-step executions, {args.concurrency} clients | "
+        f"{throughput['per_second']:.1f} /s ({int(throughput['executions'])} in "
+        f"{throughput['seconds']:.1f} s) | |"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"plain": plain, "steps": steps, "replay": replay, "throughput": throughput})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    socket.setdefaulttimeout(600)
+    sys.exit(main())
