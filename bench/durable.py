@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from invoke_latency import (  # noqa: E402
+from invoke_latency import (
     ECHO,
     ROLE,
     api,
