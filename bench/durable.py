@@ -21,6 +21,10 @@ port with a temporary data dir and prints a Markdown table for docs/benchmarks.m
   its delay is that minus the wait's ``ScheduledEndTimestamp`` (from the history's
   ``WaitStarted``). Also lambdad's side alone: the replaying invocation's ``StartTimestamp``
   (its ``InvocationCompleted``) minus the same end.
+- lambdad's share (``--share``): lambdad's own cost of a checkpoint, in process, without a
+  function: ``DurableExecutions.checkpoint`` over the SQLite store (the one ``serve`` uses),
+  a step's START and its SUCCEED as two checkpoints (the SDK's usual pair), ``--steps`` steps
+  per execution, ``--runs`` executions; p50/p99 per checkpoint.
 - throughput: ``--executions`` synchronous invokes of a three-step workflow from
   ``--concurrency`` client threads (after one round to warm as many environments); executions
   per second from the first request to the last answer.
@@ -61,18 +65,52 @@ from invoke_latency import (
 SDK = "aws-durable-execution-sdk-python==3.0.0"
 
 STEPS = """
+import threading
 import time
+
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.lambda_service import LambdaClient
+
+#: Each CheckpointDurableExecution call of the SDK: (its start, botocore's send, the response
+#: received, its end), perf_counter seconds; botocore's own events mark the middle two.
+CALLS = []
+MARKS = threading.local()
+ORIGINAL = LambdaClient.checkpoint
+
+
+def timed(self, *args, **kwargs):
+    events = self.client.meta.events
+    if not getattr(events, "bench_hooked", False):
+        events.register(
+            "before-send.lambda.*", lambda **_: setattr(MARKS, "sent", time.perf_counter())
+        )
+        events.register(
+            "response-received.lambda.*", lambda **_: setattr(MARKS, "got", time.perf_counter())
+        )
+        events.bench_hooked = True
+    began = time.perf_counter()
+    try:
+        return ORIGINAL(self, *args, **kwargs)
+    finally:
+        CALLS.append((began, MARKS.sent, MARKS.got, time.perf_counter()))
+
+
+LambdaClient.checkpoint = timed
 
 
 @durable_execution
 def handler(event, context: DurableContext):
+    del CALLS[:]
     times = []
     for index in range(event["steps"]):
         began = time.perf_counter()
         context.step(lambda _: None, name=f"s{index}")
         times.append((time.perf_counter() - began) * 1000)
-    return {"times": times}
+    calls = [
+        [(sent - began) * 1000, (got - sent) * 1000, (end - got) * 1000]
+        for began, sent, got, end in CALLS
+    ]
+    return {"times": times, "calls": calls}
 """
 
 REPLAY = """
@@ -103,6 +141,27 @@ def handler(event, context: DurableContext):
     one = context.step(lambda _: 1, name="one")
     two = context.step(lambda _: one + 1, name="two")
     return context.step(lambda _: {"sum": one + two}, name="three")
+"""
+
+#: A plain function that times ``count`` GETs of ``path`` on lambdad's endpoint as the function
+#: reaches it (through the cell's relay), over one keep-alive connection, without botocore.
+PROBE = """
+import http.client, os, time
+from urllib.parse import urlsplit
+
+
+def handler(event, context):
+    url = urlsplit(os.environ["AWS_ENDPOINT_URL_LAMBDA"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    times = []
+    for _ in range(event["count"]):
+        began = time.perf_counter()
+        conn.request("GET", event["path"])
+        response = conn.getresponse()
+        response.read()
+        times.append((time.perf_counter() - began) * 1000)
+    conn.close()
+    return times
 """
 
 DURABLE = {"ExecutionTimeout": 3600, "RetentionPeriodInDays": 1}
@@ -215,13 +274,16 @@ def stats(samples: list[float]) -> str:
 def measure_steps(port: int, pid: int, steps: int, runs: int) -> dict[str, Any]:
     invoke(port, "steps", {"steps": 2})  # a warm environment with the SDK imported
     per_step: list[float] = []
+    calls: list[list[float]] = []
     whole: list[float] = []
     cpu = cpu_seconds(pid)
     for _ in range(runs):
         began = time.perf_counter()
         body, _ = invoke(port, "steps", {"steps": steps})
         whole.append((time.perf_counter() - began) * 1000)
-        per_step += json.loads(body)["times"]
+        answer = json.loads(body)
+        per_step += answer["times"]
+        calls += answer["calls"]
     lambdad_cpu = (cpu_seconds(pid) - cpu) / (steps * runs) * 1e3
     empty: list[float] = []
     for _ in range(runs):
@@ -231,6 +293,8 @@ def measure_steps(port: int, pid: int, steps: int, runs: int) -> dict[str, Any]:
     return {
         "per_step": per_step,
         "whole": whole,
+        "calls": calls,
+        "checkpoints_per_step": len(calls) / (steps * runs),
         "empty": empty,
         "lambdad_cpu_ms_per_step": lambdad_cpu,
     }
@@ -278,6 +342,28 @@ def _epoch(value: Any) -> float:
     return float(value)
 
 
+def measure_relay(port: int, arn: str, count: int) -> dict[str, list[float]]:
+    """GetDurableExecution of one execution, from inside a function (through the relay) and
+    from the host (straight to lambdad), each over one keep-alive connection."""
+    from urllib.parse import quote
+
+    path = f"/2025-12-01/durable-executions/{quote(arn, safe='')}"
+    invoke(port, "probe", {"path": path, "count": 20})  # warm
+    inside: list[float] = json.loads(invoke(port, "probe", {"path": path, "count": count})[0])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    host: list[float] = []
+    for _ in range(count):
+        began = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        host.append((time.perf_counter() - began) * 1000)
+    conn.close()
+    return {"inside": inside, "host": host}
+
+
 def measure_throughput(port: int, count: int, concurrency: int) -> dict[str, float]:
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda _: invoke(port, "three", {}), range(concurrency)))  # warm
@@ -295,6 +381,56 @@ def measure_throughput(port: int, count: int, concurrency: int) -> dict[str, flo
     return {"executions": float(done[0]), "seconds": elapsed, "per_second": done[0] / elapsed}
 
 
+def measure_share(steps: int, runs: int) -> list[float]:
+    """lambdad's own time per checkpoint (ms), in process, over the SQLite store."""
+    import asyncio
+
+    from lambdad.control.arns import Scope
+    from lambdad.control.durable import DurableExecutions, token_of
+    from lambdad.control.model import FunctionConfig
+    from lambdad.store.sqlite import SqliteStore
+
+    scope = Scope("000000000000", "us-east-1")
+    config = FunctionConfig(
+        name="steps",
+        version="$LATEST",
+        runtime="python3.12",
+        role=ROLE,
+        handler="app.handler",
+        code_key="",
+        code_sha256="",
+        code_size=0,
+        durable_execution_timeout=3600,
+    )
+
+    async def run(path: Path) -> list[float]:
+        store = SqliteStore(path)
+        await store.open()
+        executions = DurableExecutions(store)
+        samples: list[float] = []
+        for index in range(runs):
+            doc, _ = await executions.start(scope, config, f"run-{index}", b"{}")
+            began = await executions.begin_invocation(scope.key("steps", f"run-{index}"))
+            assert began is not None
+            token = token_of(began)
+            for number in range(steps):
+                for action in ("START", "SUCCEED"):
+                    update = {"Id": f"s{number}", "Type": "STEP", "Action": action}
+                    update["SubType"] = "Step"
+                    update["Name"] = f"s{number}"
+                    if action == "SUCCEED":
+                        update["Payload"] = "null"
+                    at = time.perf_counter()
+                    answer = await executions.checkpoint(scope, doc["arn"], token, [update], None)
+                    samples.append((time.perf_counter() - at) * 1000)
+                    token = answer["CheckpointToken"]
+        await store.close()
+        return samples
+
+    with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
+        return asyncio.run(run(Path(tmp) / "store.db"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=100)
@@ -309,9 +445,22 @@ def main() -> int:
         default=Path.home() / ".cache" / "lambdad-bench" / "durable-sdk-3.0.0",
     )
     parser.add_argument("--sandbox", choices=("linux", "process"))
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="measure only lambdad's own share of a checkpoint, in process",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
+    if args.share:
+        share = measure_share(args.steps, args.runs)
+        print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(
+            f"| lambdad's share of a checkpoint ({len(share)}; {args.steps} steps "
+            f"x {args.runs}) | {stats(share)} |"
+        )
+        return 0
     files = sdk_files(args.sdk_dir)
     port = free_port()
     env = {"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {}
@@ -323,11 +472,14 @@ def main() -> int:
             create_durable(port, "steps", STEPS, files)
             create_durable(port, "replay", REPLAY, files)
             create_durable(port, "three", THREE_STEPS, files)
+            create(port, "probe", PROBE, "python3.12")
             path = "/2015-03-31/functions/echo/invocations"
             post_loop(port, path, b"{}", 100)
             plain = post_loop(port, path, b"{}", args.plain)
             steps = measure_steps(port, server.pid, args.steps, args.runs)
             replay = measure_replay(port, args.waits)
+            _, started = invoke(port, "three", {})
+            relay = measure_relay(port, started["x-amz-durable-execution-arn"], args.plain)
             throughput = measure_throughput(port, args.executions, args.concurrency)
         finally:
             server.terminate()
@@ -349,6 +501,31 @@ def main() -> int:
     )
     print(f"| execution of 0 steps, round trip ({args.runs}) | {stats(steps['empty'])} | |")
     print(f"| lambdad CPU per step | {steps['lambdad_cpu_ms_per_step']:.2f} ms (mean) | |")
+    calls = steps["calls"]
+    for index, part in enumerate(
+        (
+            "botocore builds and signs",
+            "the wire: cell relay, lambdad, back",
+            "botocore parses",
+        )
+    ):
+        print(
+            f"| a checkpoint call: {part} ({len(calls)}) | {stats([c[index] for c in calls])} | |"
+        )
+    print(
+        f"| GetDurableExecution from inside a function, through the relay ({len(relay['inside'])}) "
+        f"| {stats(relay['inside'])} | |"
+    )
+    print(
+        f"| GetDurableExecution from the host, straight ({len(relay['host'])}) "
+        f"| {stats(relay['host'])} | |"
+    )
+    if len(calls) == len(steps["per_step"]):
+        # One call per step: the rest of the step is the SDK's own (its batcher's wait for
+        # more updates, 1 ms once a caller is blocked; its threads' hand-offs).
+        rest = [t - sum(c) for t, c in zip(steps["per_step"], calls, strict=True)]
+        print(f"| a step: the SDK's own, outside the call ({len(rest)}) | {stats(rest)} | |")
+    print(f"| checkpoint calls per step | {steps['checkpoints_per_step']:.2f} | |")
     replay_p50 = percentile(replay["handler"], 50)
     print(
         f"| replay start after the wait's end, handler entry ({len(replay['handler'])}) | "
@@ -365,7 +542,15 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(
-            json.dumps({"plain": plain, "steps": steps, "replay": replay, "throughput": throughput})
+            json.dumps(
+                {
+                    "plain": plain,
+                    "steps": steps,
+                    "replay": replay,
+                    "relay": relay,
+                    "throughput": throughput,
+                }
+            )
         )
     return 0
 

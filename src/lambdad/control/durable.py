@@ -3,7 +3,9 @@
 
 One document per execution in ``Table.DURABLE_EXECUTIONS`` under
 ``(account, region, function, execution name)``. Every change of one execution is made under
-its lock (one lambdad process owns its executions), then written whole.
+its lock (one lambdad process owns its executions), then written whole. While an invocation
+of an execution is under way its document is also kept in memory, written through: the
+changes of that invocation (its checkpoints, its end) read it from there, not from the store.
 
 A checkpoint token names the execution's invocation and a sequence number: each invocation the
 engine starts and each accepted checkpoint advance it, so a token of an earlier invocation or
@@ -15,17 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from lambdad import errors
 from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
-from lambdad.store.base import Key, Store, Table
+from lambdad.store.base import Key, Store, StoreChange, Table
 
 Doc = dict[str, Any]
 #: A change made to an execution from outside its handler (``DurableExecutions.settle``).
@@ -66,18 +69,58 @@ class DurableExecutions:
         self._store = store
         self._clock = clock
         self._locks: dict[Key, asyncio.Lock] = {}
+        #: The documents of the executions with an invocation under way on this lambdad, as
+        #: last written (write-through): a checkpoint reads none from the store.
+        self._live: dict[Key, Doc] = {}
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
+    @contextlib.asynccontextmanager
+    async def _editing(self, key: Key) -> AsyncIterator[None]:
+        """Hold the execution's lock for a change; a change that fails part-way (a refused
+        update, a store error) drops the kept document, so the next one reads the store."""
+        async with self._lock(key):
+            try:
+                yield
+            except BaseException:
+                self._live.pop(key, None)
+                raise
+
+    async def _read(self, key: Key) -> Doc | None:
+        """The execution, from memory while an invocation of it is under way here."""
+        live = self._live.get(key)
+        if live is not None:
+            return live
+        return await self._store.get(Table.DURABLE_EXECUTIONS, key)
+
     async def _load(self, key: Key) -> Doc:
-        doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        doc = await self._read(key)
         if doc is None:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
     async def _save(self, key: Key, doc: Doc) -> None:
+        """Write the execution (durable before anything answers), and keep it in memory while
+        an invocation of it is under way."""
         await self._store.put(Table.DURABLE_EXECUTIONS, key, doc)
+        if doc["invoking"] and doc["status"] == "RUNNING":
+            self._live[key] = doc
+        else:
+            self._live.pop(key, None)
+
+    def forget(self, prefix: Key) -> None:
+        """Drop the kept documents under ``prefix`` (their rows were deleted or changed
+        elsewhere: the next change reads the store)."""
+        for key in [k for k in self._live if k[: len(prefix)] == prefix]:
+            del self._live[key]
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop the kept documents another node's write (``Store.subscribe``) may have made
+        stale."""
+        if change.table in (None, Table.DURABLE_EXECUTIONS):
+            for key in [k for k in self._live if change.covers(Table.DURABLE_EXECUTIONS, k)]:
+                del self._live[key]
 
     def key_of(self, scope: Scope, arn: str) -> Key:
         """The store key of the execution ``arn`` names (ResourceNotFoundException when it
@@ -98,8 +141,8 @@ class DurableExecutions:
         name = name or str(uuid.uuid4())
         key = scope.key(config.name, name)
         text = payload.decode("utf-8", "replace") if payload else "{}"
-        async with self._lock(key):
-            old = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            old = await self._read(key)
             if old is not None:
                 if old["input"] != text:
                     raise errors.DurableExecutionAlreadyStartedException(
@@ -159,7 +202,10 @@ class DurableExecutions:
         return doc
 
     async def get(self, scope: Scope, arn: str) -> Doc:
-        doc = await self._load(self.key_of(scope, arn))
+        """The execution as stored (never a change not yet durable)."""
+        doc = await self._store.get(Table.DURABLE_EXECUTIONS, self.key_of(scope, arn))
+        if doc is None:
+            raise errors.ResourceNotFoundException(NOT_FOUND)
         if expired(doc, self._clock()):
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
@@ -181,8 +227,9 @@ class DurableExecutions:
         gone = 0
         for key, doc in await self._store.scan(Table.DURABLE_EXECUTIONS):
             if expired(doc, now):
-                async with self._lock(key):
+                async with self._editing(key):
                     await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+                    self._live.pop(key, None)
                 self._locks.pop(key, None)
                 gone += 1
         return gone
@@ -197,8 +244,8 @@ class DurableExecutions:
     async def begin_invocation(self, key: Key) -> Doc | None:
         """Ready the execution for its next invocation: end what is due, and issue the
         invocation's checkpoint token. None when it has ended (or is gone)."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING":
                 return None
             now = self._clock()
@@ -221,8 +268,8 @@ class DurableExecutions:
     ) -> Doc | None:
         """The invocation ended (``InvocationCompleted``, unless not ``record``: one that never
         ran): its tokens stop working. Returns the execution as it is."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None:
                 return None
             doc["invoking"] = False
@@ -243,8 +290,8 @@ class DurableExecutions:
         self, key: Key, status: str, result: str | None = None, error: Any = None
     ) -> Doc | None:
         """End the execution with ``status`` (a no-op once it has ended)."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING":
                 return doc
             _end(doc, status, result, error, self._clock())
@@ -256,7 +303,7 @@ class DurableExecutions:
         the handler: a callback, a chained invoke), record the events it returns and mark the
         execution ``woken`` when there are any. ResourceNotFoundException when it is gone;
         whatever ``change`` raises leaves it as it was."""
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             now = self._clock()
             ops = _ops(doc)
@@ -273,7 +320,7 @@ class DurableExecutions:
         """StopDurableExecution: a running execution ends ``STOPPED``; an ended one is
         InvalidParameterValueException (AWS refuses to stop what has ended)."""
         key = self.key_of(scope, arn)
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             if doc["status"] != "RUNNING":
                 raise errors.InvalidParameterValueException(
@@ -296,7 +343,7 @@ class DurableExecutions:
         """CheckpointDurableExecution: apply ``updates`` under the current token; the answer
         carries the next token and the operations the updates changed."""
         key = self.key_of(scope, arn)
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             last = doc["last_checkpoint"]
             if (
