@@ -278,3 +278,51 @@ def test_a_deleted_execution_is_not_written_back() -> None:
             assert await store.get(Table.DURABLE_EXECUTIONS, key) is None
 
     asyncio.run(main())
+
+
+def test_history_events_are_rows_of_their_own() -> None:
+    """A checkpoint stores its new events as rows of their own beside the execution's record
+    (which holds no history); the history reads back whole and in order past nine events."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        token = token_of(doc)
+        for number in range(6):
+            updates = [step(f"s{number}", "START"), step(f"s{number}", "SUCCEED", Payload="1")]
+            answer = await executions.checkpoint(SCOPE, doc["arn"], token, updates, None)
+            token = answer["CheckpointToken"]
+        key = SCOPE.key("flow", "run-1")
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "history" not in record
+        rows = await store.scan(Table.DURABLE_EVENTS, key)
+        assert [event["EventId"] for _, event in rows] == list(range(1, 14))
+        stored = await executions.get(SCOPE, doc["arn"])
+        assert [e["EventId"] for e in stored["history"]] == list(range(1, 14))
+
+    asyncio.run(main())
+
+
+def test_a_document_with_its_history_inside_is_read_and_moved_to_rows() -> None:
+    """An execution stored before events had rows (its history inside its document) reads
+    back whole, and its next change moves every event to rows."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        key = SCOPE.key("flow", "run-1")
+        legacy = await executions.get(SCOPE, doc["arn"])
+        legacy.pop("_event_rows")
+        await store.delete_prefix(Table.DURABLE_EVENTS, key)
+        await store.put(Table.DURABLE_EXECUTIONS, key, legacy)
+        fresh = DurableExecutions(store)
+        assert (await fresh.get(SCOPE, doc["arn"]))["history"] == legacy["history"]
+        await fresh.checkpoint(SCOPE, doc["arn"], token_of(doc), [step("s1", "START")], None)
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "history" not in record
+        rows = await store.scan(Table.DURABLE_EVENTS, key)
+        assert [event["EventType"] for _, event in rows] == ["ExecutionStarted", "StepStarted"]
+
+    asyncio.run(main())

@@ -1,9 +1,11 @@
 """Durable executions: their records, checkpoint tokens, operations and history
 (docs/durable-functions.md).
 
-One document per execution in ``Table.DURABLE_EXECUTIONS`` under
-``(account, region, function, execution name)``. Every change of one execution is made under
-its lock (one lambdad process owns its executions), then written whole. While an invocation
+One record per execution in ``Table.DURABLE_EXECUTIONS`` under
+``(account, region, function, execution name)`` (its state and operations), and one row per
+history event in ``Table.DURABLE_EVENTS`` under that key and the event's id. Every change of
+one execution is made under its lock (one lambdad process owns its executions), then written:
+the record and the new events, in one transaction. While an invocation
 of an execution is under way its document is also kept in memory, written through: the
 changes of that invocation (its checkpoints, its end) read it from there, not from the store.
 
@@ -28,7 +30,7 @@ from lambdad import errors
 from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
-from lambdad.store.base import Key, Store, StoreChange, Table
+from lambdad.store.base import Key, Store, StoreChange, Table, Write
 
 Doc = dict[str, Any]
 #: A change made to an execution from outside its handler (``DurableExecutions.settle``).
@@ -92,7 +94,21 @@ class DurableExecutions:
         live = self._live.get(key)
         if live is not None:
             return live
-        return await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        return await self._stored(key)
+
+    async def _stored(self, key: Key) -> Doc | None:
+        """The execution as stored: its record, and its history from its rows (a document
+        written before events had rows of their own keeps them inside)."""
+        doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        if doc is None:
+            return None
+        if "history" in doc:
+            doc[_EVENT_ROWS] = 0
+        else:
+            rows = await self._store.scan(Table.DURABLE_EVENTS, key)
+            doc["history"] = [event for _, event in rows]
+            doc[_EVENT_ROWS] = len(rows)
+        return doc
 
     async def _load(self, key: Key) -> Doc:
         doc = await self._read(key)
@@ -101,9 +117,19 @@ class DurableExecutions:
         return doc
 
     async def _save(self, key: Key, doc: Doc) -> None:
-        """Write the execution (durable before anything answers), and keep it in memory while
-        an invocation of it is under way."""
-        await self._store.put(Table.DURABLE_EXECUTIONS, key, doc)
+        """Write the execution (durable before anything answers): its record and the events
+        not yet stored, in one transaction; keep it in memory while an invocation of it is
+        under way."""
+        history = doc["history"]
+        stored = doc.get(_EVENT_ROWS, 0)
+        record = {k: v for k, v in doc.items() if k not in ("history", _EVENT_ROWS)}
+        writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        writes += [
+            Write(Table.DURABLE_EVENTS, (*key, _event_key(event["EventId"])), event)
+            for event in history[stored:]
+        ]
+        await self._store.write(writes)
+        doc[_EVENT_ROWS] = len(history)
         if doc["invoking"] and doc["status"] == "RUNNING":
             self._live[key] = doc
         else:
@@ -203,7 +229,7 @@ class DurableExecutions:
 
     async def get(self, scope: Scope, arn: str) -> Doc:
         """The execution as stored (never a change not yet durable)."""
-        doc = await self._store.get(Table.DURABLE_EXECUTIONS, self.key_of(scope, arn))
+        doc = await self._stored(self.key_of(scope, arn))
         if doc is None:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         if expired(doc, self._clock()):
@@ -211,10 +237,11 @@ class DurableExecutions:
         return doc
 
     async def get_key(self, key: Key) -> Doc | None:
+        """The execution's stored record (without its history)."""
         return await self._store.get(Table.DURABLE_EXECUTIONS, key)
 
     async def of_function(self, scope: Scope, function: str) -> list[Doc]:
-        """The function's executions, oldest first."""
+        """The function's executions, oldest first (their records, without history)."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS, scope.key(function))
         now = self._clock()
         kept = (doc for _, doc in rows if not expired(doc, now))
@@ -229,13 +256,15 @@ class DurableExecutions:
             if expired(doc, now):
                 async with self._editing(key):
                     await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+                    await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
                     self._live.pop(key, None)
                 self._locks.pop(key, None)
                 gone += 1
         return gone
 
     async def running(self) -> list[tuple[Key, Doc]]:
-        """Every execution of every account that has not ended (what the engine resumes)."""
+        """Every execution of every account that has not ended (what the engine resumes; their
+        records, without history)."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS)
         return [(key, doc) for key, doc in rows if doc["status"] == "RUNNING"]
 
@@ -403,6 +432,15 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+#: How many of a document's history events are stored as rows (kept in memory only).
+_EVENT_ROWS = "_event_rows"
+
+
+def _event_key(event_id: int) -> str:
+    """An event's row key: its id, zero-padded so that rows sort in order."""
+    return f"{event_id:09d}"
 
 
 #: AWS's retention when a function's DurableConfig names none.
