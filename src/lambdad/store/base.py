@@ -71,11 +71,13 @@ class Table(enum.StrEnum):
     SCHEDULES = "schedules"
     #: ``(kind, *trigger key)``: the last occurrence a time trigger fired (``events.schedules``).
     TRIGGER_FIRES = "trigger_fires"
-    #: ``(account, region, function, execution name)``: a durable execution and its operations
-    #: (``control/durable.py``).
+    #: ``(account, region, function, execution name)``: a durable execution, its operations and
+    #: its history (``control/durable.py``).
     DURABLE_EXECUTIONS = "durable_executions"
     #: ``(account, region, function, execution name, event id)``: one event of a durable
-    #: execution's history, the id zero-padded to nine digits (``control/durable.py``).
+    #: execution's history, the id zero-padded to nine digits; the execution's record above
+    #: keeps none of them (one written before this table keeps its history inside until its
+    #: next change: ``control/durable.py``).
     DURABLE_EVENTS = "durable_events"
 
 
