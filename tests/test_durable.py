@@ -556,3 +556,53 @@ def test_an_invocation_cut_by_a_shutdown_is_replayed_after_restart(
     wait_until(lambda: len(recorder.runs) == 2, timeout=60)
     assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
     client.stop_durable_execution(DurableExecutionArn=arn)
+
+
+#: ``steps`` steps that report nothing (no waits: the execution ends in one invocation).
+STEPS_ONLY = """
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return [context.step(lambda _: n, name=f"s{n}") for n in range(event["steps"])]
+"""
+
+
+def test_deleting_the_function_deletes_its_executions_histories(
+    lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """DeleteFunction deletes the function's executions with their history events: a function
+    made again under the same name starts an execution of the same name afresh (AWS: a
+    deleted function's executions are gone)."""
+    name = unique("durable")
+    package = {**sdk_files, "app.py": STEPS_ONLY.encode()}
+    histories = []
+    for steps in (5, 1):
+        create_function(
+            lam,
+            files=package,
+            name=name,
+            Timeout=60,
+            MemorySize=256,
+            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+        )
+        lam.get_waiter("function_active_v2").wait(FunctionName=name)
+        response = lam.invoke(
+            FunctionName=name,
+            DurableExecutionName="again",
+            Payload=json.dumps({"steps": steps}).encode(),
+        )
+        assert json.loads(response["Payload"].read()) == list(range(steps))
+        arn = response["DurableExecutionArn"]
+        events = lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+        histories.append([e["EventType"] for e in events])
+        lam.delete_function(FunctionName=name)
+    assert len(histories[0]) == 13
+    assert histories[1] == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]

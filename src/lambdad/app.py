@@ -306,6 +306,7 @@ class Lambdad:
             self.function_urls,
         ):
             self.store.subscribe(cache.forget_stored)
+        self.store.subscribe(self.durable.executions.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.store.subscribe(self.provisioned.forget_stored)
         self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)

@@ -14,6 +14,7 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.durable import Doc, DurableExecutions, token_of
 from lambdad.control.model import FunctionConfig
+from lambdad.store.base import StoreChange, StoreUnavailable, Table
 from lambdad.store.memory import MemoryStore
 
 SCOPE = Scope("111122223333", "eu-west-1")
@@ -190,3 +191,138 @@ def test_batches_breaking_the_rules_are_refused_whole(
         assert (await executions.get(SCOPE, doc["arn"]))["ops"] == kept
 
     run(scenario)
+
+
+class FailingStore(MemoryStore):
+    """An in-memory store whose next ``fail`` writes fail as a lost database would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = 0
+
+    async def write(self, writes: Any) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise StoreUnavailable("the database went away")
+        await super().write(writes)
+
+
+def started(store: MemoryStore) -> Callable[[], Awaitable[tuple[DurableExecutions, Doc]]]:
+    async def make() -> tuple[DurableExecutions, Doc]:
+        executions = DurableExecutions(store)
+        await executions.start(SCOPE, CONFIG, "run-1", b"{}")
+        begun = await executions.begin_invocation(SCOPE.key("flow", "run-1"))
+        assert begun is not None
+        return executions, begun
+
+    return make
+
+
+def test_a_checkpoint_whose_write_failed_changed_nothing() -> None:
+    """A checkpoint that could not be stored is refused and leaves the execution as stored:
+    the same checkpoint retried with the same token is applied once (the running execution
+    kept in memory is not left ahead of the store)."""
+
+    async def main() -> None:
+        store = FailingStore()
+        executions, doc = await started(store)()
+        token = token_of(doc)
+        store.fail = 1
+        with pytest.raises(StoreUnavailable):
+            await executions.checkpoint(SCOPE, doc["arn"], token, [step("s1", "START")], None)
+        await executions.checkpoint(SCOPE, doc["arn"], token, [step("s1", "START")], None)
+        stored = await executions.get(SCOPE, doc["arn"])
+        assert [e["EventType"] for e in stored["history"]] == ["ExecutionStarted", "StepStarted"]
+
+    asyncio.run(main())
+
+
+def test_checkpoints_are_stored_before_they_are_answered() -> None:
+    """Each accepted checkpoint is in the store when it is answered (a new DurableExecutions
+    over the same store, as after a restart, sees it), though the running execution is read
+    from memory."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        answer = await executions.checkpoint(
+            SCOPE, doc["arn"], token_of(doc), [step("s1", "START")], None
+        )
+        await executions.checkpoint(
+            SCOPE, doc["arn"], answer["CheckpointToken"], [step("s1", "SUCCEED")], None
+        )
+        after_restart = DurableExecutions(store)
+        stored = await after_restart.get(SCOPE, doc["arn"])
+        assert [op["Status"] for op in stored["ops"]] == ["STARTED", "SUCCEEDED"]
+
+    asyncio.run(main())
+
+
+def test_a_deleted_execution_is_not_written_back() -> None:
+    """An execution deleted under a running invocation (DeleteFunction; another node's
+    delete, heard on the change feed) is forgotten: its next checkpoint is
+    ResourceNotFoundException, not a write that brings it back."""
+
+    async def main() -> None:
+        for forget in ("local", "feed"):
+            store = MemoryStore()
+            executions, doc = await started(store)()
+            key = SCOPE.key("flow", "run-1")
+            await store.delete(Table.DURABLE_EXECUTIONS, key)
+            if forget == "local":
+                executions.forget(SCOPE.key("flow"))
+            else:
+                executions.forget_stored(StoreChange(Table.DURABLE_EXECUTIONS, key))
+            with pytest.raises(errors.ResourceNotFoundException):
+                await executions.checkpoint(SCOPE, doc["arn"], token_of(doc), [], None)
+            assert await store.get(Table.DURABLE_EXECUTIONS, key) is None
+
+    asyncio.run(main())
+
+
+def test_history_events_are_rows_of_their_own() -> None:
+    """A checkpoint stores its new events as rows of their own beside the execution's record
+    (which holds no history); the history reads back whole and in order past nine events."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        token = token_of(doc)
+        for number in range(6):
+            updates = [step(f"s{number}", "START"), step(f"s{number}", "SUCCEED", Payload="1")]
+            answer = await executions.checkpoint(SCOPE, doc["arn"], token, updates, None)
+            token = answer["CheckpointToken"]
+        key = SCOPE.key("flow", "run-1")
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "history" not in record
+        rows = await store.scan(Table.DURABLE_EVENTS, key)
+        assert [event["EventId"] for _, event in rows] == list(range(1, 14))
+        stored = await executions.get(SCOPE, doc["arn"])
+        assert [e["EventId"] for e in stored["history"]] == list(range(1, 14))
+
+    asyncio.run(main())
+
+
+def test_a_document_with_its_history_inside_is_read_and_moved_to_rows() -> None:
+    """An execution stored before events had rows (its history inside its document) reads
+    back whole, and its next change moves every event to rows."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        key = SCOPE.key("flow", "run-1")
+        legacy = await executions.get(SCOPE, doc["arn"])
+        legacy.pop("_event_rows")
+        await store.delete_prefix(Table.DURABLE_EVENTS, key)
+        await store.put(Table.DURABLE_EXECUTIONS, key, legacy)
+        fresh = DurableExecutions(store)
+        assert (await fresh.get(SCOPE, doc["arn"]))["history"] == legacy["history"]
+        await fresh.checkpoint(SCOPE, doc["arn"], token_of(doc), [step("s1", "START")], None)
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "history" not in record
+        rows = await store.scan(Table.DURABLE_EVENTS, key)
+        assert [event["EventType"] for _, event in rows] == ["ExecutionStarted", "StepStarted"]
+
+    asyncio.run(main())

@@ -1,9 +1,13 @@
 """Durable executions: their records, checkpoint tokens, operations and history
 (docs/durable-functions.md).
 
-One document per execution in ``Table.DURABLE_EXECUTIONS`` under
-``(account, region, function, execution name)``. Every change of one execution is made under
-its lock (one lambdad process owns its executions), then written whole.
+One record per execution in ``Table.DURABLE_EXECUTIONS`` under
+``(account, region, function, execution name)`` (its state and operations), and one row per
+history event in ``Table.DURABLE_EVENTS`` under that key and the event's id. Every change of
+one execution is made under its lock (one lambdad process owns its executions), then written:
+the record and the new events, in one transaction. While an invocation
+of an execution is under way its document is also kept in memory, written through: the
+changes of that invocation (its checkpoints, its end) read it from there, not from the store.
 
 A checkpoint token names the execution's invocation and a sequence number: each invocation the
 engine starts and each accepted checkpoint advance it, so a token of an earlier invocation or
@@ -15,17 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from lambdad import errors
 from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
-from lambdad.store.base import Key, Store, Table
+from lambdad.store.base import Key, Store, StoreChange, Table, Write
 
 Doc = dict[str, Any]
 #: A change made to an execution from outside its handler (``DurableExecutions.settle``).
@@ -66,18 +71,82 @@ class DurableExecutions:
         self._store = store
         self._clock = clock
         self._locks: dict[Key, asyncio.Lock] = {}
+        #: The documents of the executions with an invocation under way on this lambdad, as
+        #: last written (write-through): a checkpoint reads none from the store.
+        self._live: dict[Key, Doc] = {}
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def _load(self, key: Key) -> Doc:
+    @contextlib.asynccontextmanager
+    async def _editing(self, key: Key) -> AsyncIterator[None]:
+        """Hold the execution's lock for a change; a change that fails part-way (a refused
+        update, a store error) drops the kept document, so the next one reads the store."""
+        async with self._lock(key):
+            try:
+                yield
+            except BaseException:
+                self._live.pop(key, None)
+                raise
+
+    async def _read(self, key: Key) -> Doc | None:
+        """The execution, from memory while an invocation of it is under way here."""
+        live = self._live.get(key)
+        if live is not None:
+            return live
+        return await self._stored(key)
+
+    async def _stored(self, key: Key) -> Doc | None:
+        """The execution as stored: its record, and its history from its rows (a document
+        written before events had rows of their own keeps them inside)."""
         doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        if doc is None:
+            return None
+        if "history" in doc:
+            doc[_EVENT_ROWS] = 0
+        else:
+            rows = await self._store.scan(Table.DURABLE_EVENTS, key)
+            doc["history"] = [event for _, event in rows]
+            doc[_EVENT_ROWS] = len(rows)
+        return doc
+
+    async def _load(self, key: Key) -> Doc:
+        doc = await self._read(key)
         if doc is None:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
     async def _save(self, key: Key, doc: Doc) -> None:
-        await self._store.put(Table.DURABLE_EXECUTIONS, key, doc)
+        """Write the execution (durable before anything answers): its record and the events
+        not yet stored, in one transaction; keep it in memory while an invocation of it is
+        under way."""
+        history = doc["history"]
+        stored = doc.get(_EVENT_ROWS, 0)
+        record = {k: v for k, v in doc.items() if k not in ("history", _EVENT_ROWS)}
+        writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        writes += [
+            Write(Table.DURABLE_EVENTS, (*key, _event_key(event["EventId"])), event)
+            for event in history[stored:]
+        ]
+        await self._store.write(writes)
+        doc[_EVENT_ROWS] = len(history)
+        if doc["invoking"] and doc["status"] == "RUNNING":
+            self._live[key] = doc
+        else:
+            self._live.pop(key, None)
+
+    def forget(self, prefix: Key) -> None:
+        """Drop the kept documents under ``prefix`` (their rows were deleted or changed
+        elsewhere: the next change reads the store)."""
+        for key in [k for k in self._live if k[: len(prefix)] == prefix]:
+            del self._live[key]
+
+    def forget_stored(self, change: StoreChange) -> None:
+        """Drop the kept documents another node's write (``Store.subscribe``) may have made
+        stale."""
+        if change.table in (None, Table.DURABLE_EXECUTIONS):
+            for key in [k for k in self._live if change.covers(Table.DURABLE_EXECUTIONS, k)]:
+                del self._live[key]
 
     def key_of(self, scope: Scope, arn: str) -> Key:
         """The store key of the execution ``arn`` names (ResourceNotFoundException when it
@@ -98,8 +167,8 @@ class DurableExecutions:
         name = name or str(uuid.uuid4())
         key = scope.key(config.name, name)
         text = payload.decode("utf-8", "replace") if payload else "{}"
-        async with self._lock(key):
-            old = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            old = await self._read(key)
             if old is not None:
                 if old["input"] != text:
                     raise errors.DurableExecutionAlreadyStartedException(
@@ -159,16 +228,20 @@ class DurableExecutions:
         return doc
 
     async def get(self, scope: Scope, arn: str) -> Doc:
-        doc = await self._load(self.key_of(scope, arn))
+        """The execution as stored (never a change not yet durable)."""
+        doc = await self._stored(self.key_of(scope, arn))
+        if doc is None:
+            raise errors.ResourceNotFoundException(NOT_FOUND)
         if expired(doc, self._clock()):
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
     async def get_key(self, key: Key) -> Doc | None:
+        """The execution's stored record (without its history)."""
         return await self._store.get(Table.DURABLE_EXECUTIONS, key)
 
     async def of_function(self, scope: Scope, function: str) -> list[Doc]:
-        """The function's executions, oldest first."""
+        """The function's executions, oldest first (their records, without history)."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS, scope.key(function))
         now = self._clock()
         kept = (doc for _, doc in rows if not expired(doc, now))
@@ -181,14 +254,17 @@ class DurableExecutions:
         gone = 0
         for key, doc in await self._store.scan(Table.DURABLE_EXECUTIONS):
             if expired(doc, now):
-                async with self._lock(key):
+                async with self._editing(key):
                     await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+                    await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
+                    self._live.pop(key, None)
                 self._locks.pop(key, None)
                 gone += 1
         return gone
 
     async def running(self) -> list[tuple[Key, Doc]]:
-        """Every execution of every account that has not ended (what the engine resumes)."""
+        """Every execution of every account that has not ended (what the engine resumes; their
+        records, without history)."""
         rows = await self._store.scan(Table.DURABLE_EXECUTIONS)
         return [(key, doc) for key, doc in rows if doc["status"] == "RUNNING"]
 
@@ -197,8 +273,8 @@ class DurableExecutions:
     async def begin_invocation(self, key: Key) -> Doc | None:
         """Ready the execution for its next invocation: end what is due, and issue the
         invocation's checkpoint token. None when it has ended (or is gone)."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING":
                 return None
             now = self._clock()
@@ -221,8 +297,8 @@ class DurableExecutions:
     ) -> Doc | None:
         """The invocation ended (``InvocationCompleted``, unless not ``record``: one that never
         ran): its tokens stop working. Returns the execution as it is."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None:
                 return None
             doc["invoking"] = False
@@ -243,8 +319,8 @@ class DurableExecutions:
         self, key: Key, status: str, result: str | None = None, error: Any = None
     ) -> Doc | None:
         """End the execution with ``status`` (a no-op once it has ended)."""
-        async with self._lock(key):
-            doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        async with self._editing(key):
+            doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING":
                 return doc
             _end(doc, status, result, error, self._clock())
@@ -256,7 +332,7 @@ class DurableExecutions:
         the handler: a callback, a chained invoke), record the events it returns and mark the
         execution ``woken`` when there are any. ResourceNotFoundException when it is gone;
         whatever ``change`` raises leaves it as it was."""
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             now = self._clock()
             ops = _ops(doc)
@@ -273,7 +349,7 @@ class DurableExecutions:
         """StopDurableExecution: a running execution ends ``STOPPED``; an ended one is
         InvalidParameterValueException (AWS refuses to stop what has ended)."""
         key = self.key_of(scope, arn)
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             if doc["status"] != "RUNNING":
                 raise errors.InvalidParameterValueException(
@@ -296,7 +372,7 @@ class DurableExecutions:
         """CheckpointDurableExecution: apply ``updates`` under the current token; the answer
         carries the next token and the operations the updates changed."""
         key = self.key_of(scope, arn)
-        async with self._lock(key):
+        async with self._editing(key):
             doc = await self._load(key)
             last = doc["last_checkpoint"]
             if (
@@ -356,6 +432,15 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+#: How many of a document's history events are stored as rows (kept in memory only).
+_EVENT_ROWS = "_event_rows"
+
+
+def _event_key(event_id: int) -> str:
+    """An event's row key: its id, zero-padded so that rows sort in order."""
+    return f"{event_id:09d}"
 
 
 #: AWS's retention when a function's DurableConfig names none.

@@ -23,6 +23,7 @@ from typing import Any
 
 from lambdad import errors
 from lambdad.control.arns import Scope
+from lambdad.control.changes import Change, FunctionDeleted
 from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
 from lambdad.control.functions import Functions
 from lambdad.control.model import FunctionConfig
@@ -103,6 +104,7 @@ class DurableEngine:
         #: The chained invokes under way (events/durable_chained.py).
         self.chained = ChainedInvokes(self)
         self.state = EngineState.NEW
+        functions.changes.subscribe(self._function_changed)
 
     @property
     def functions(self) -> Functions:
@@ -116,6 +118,12 @@ class DurableEngine:
     def retry_delay(self) -> float:
         """Seconds before an invocation that failed or was throttled is tried again."""
         return self._retry_delay
+
+    async def _function_changed(self, change: Change) -> None:
+        """A deleted function's executions are gone from the store: forget their kept
+        documents, so no checkpoint of a running one writes it back."""
+        if isinstance(change, FunctionDeleted) and change.qualifier is None:
+            self.executions.forget(change.scope.key(change.name))
 
     async def start(self) -> None:
         """Resume every execution that had not ended when lambdad last stopped."""

@@ -14,9 +14,10 @@ from lambdad.store.base import Store, Table, Write
 
 _ACCOUNT = re.compile(r"\d{12}")
 #: Tables no account owns: keyed by something global (a function URL's url-id, unique across
-#: accounts, names the config it belongs to). Metrics came after accounts: every row has one
-#: (and the table is the largest, so it is not scanned at every start for nothing).
-_GLOBAL_TABLES = frozenset({Table.FUNCTION_URL_IDS, Table.METRICS})
+#: accounts, names the config it belongs to). Metrics and durable executions' events came after
+#: accounts: every row has one (and the tables are the largest, so they are not scanned at every
+#: start for nothing).
+_GLOBAL_TABLES = frozenset({Table.FUNCTION_URL_IDS, Table.METRICS, Table.DURABLE_EVENTS})
 
 
 def is_account_key(key: tuple[str, ...]) -> bool:

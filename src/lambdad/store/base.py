@@ -77,6 +77,11 @@ class Table(enum.StrEnum):
     #: ``(account, region, function, execution name)``: a durable execution, its operations and
     #: its history (``control/durable.py``).
     DURABLE_EXECUTIONS = "durable_executions"
+    #: ``(account, region, function, execution name, event id)``: one event of a durable
+    #: execution's history, the id zero-padded to nine digits; the execution's record above
+    #: keeps none of them (one written before this table keeps its history inside until its
+    #: next change: ``control/durable.py``).
+    DURABLE_EVENTS = "durable_events"
 
 
 class StoreError(Exception):
