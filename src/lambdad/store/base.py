@@ -74,8 +74,8 @@ class Table(enum.StrEnum):
     #: ``(account, region, kind, *trigger name, delivery id)``: a time trigger's invoke that
     #: Lambda refused, waiting for its next attempt (``events/trigger_retries.py``).
     TRIGGER_RETRIES = "trigger_retries"
-    #: ``(account, region, function, execution name)``: a durable execution, its operations and
-    #: its history (``control/durable.py``).
+    #: ``(account, region, function, execution name)``: a durable execution and its operations
+    #: (``control/durable.py``); its history is in ``DURABLE_EVENTS``.
     DURABLE_EXECUTIONS = "durable_executions"
     #: ``(account, region, function, execution name, event id)``: one event of a durable
     #: execution's history, the id zero-padded to nine digits; the execution's record above
