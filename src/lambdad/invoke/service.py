@@ -391,7 +391,11 @@ class Invoker:
         began = time.time()
         outcome = await self._dispatch(key, scope, config, invocation)
         times = (began, time.time())
-        tracing.record(scope, config.name, request.trace_id, trace_id, times, outcome, queued)
+        # Recorded once the caller's answer is on its way (the next turn of the loop), not
+        # before: spans are for later reading, the answer is waited for.
+        asyncio.get_running_loop().call_soon(
+            tracing.record, scope, config.name, request.trace_id, trace_id, times, outcome, queued
+        )
         return outcome
 
     async def _dispatch(
