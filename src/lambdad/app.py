@@ -92,6 +92,7 @@ from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
+from lambdad.store.function_credentials import FunctionCredentials
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
@@ -260,6 +261,10 @@ class Lambdad:
         )
         self.sandbox = make_sandbox(settings, self.python_path)
         self.sandbox.api_url = api_url(settings.host, settings.port)
+        #: SigV4 mode: the credentials of each function's own SDK (docs/accounts-and-sigv4.md).
+        self.function_credentials = (
+            FunctionCredentials(settings.data_dir) if settings.auth == "sigv4" else None
+        )
         self.functions = Functions(
             self.store, self.blobs, settle_delay=settings.function_settle_delay
         )
@@ -398,7 +403,9 @@ class Lambdad:
         #: The keys of ``lambdad keys``, seen as they change: every API request is checked
         #: against them in SigV4 mode; function URLs with ``AuthType=AWS_IAM`` in both modes.
         self.verifier = SigV4Verifier(
-            KeyRing(settings.data_dir), also=frozenset({"events", "logs", "monitoring"})
+            KeyRing(settings.data_dir),
+            also=frozenset({"events", "logs", "monitoring"}),
+            sessions=self.function_credentials,
         )
         self.http = HttpListener(
             lambda: build_app(self._services()),
@@ -444,7 +451,15 @@ class Lambdad:
             emf=self.metrics.offer_emf if settings.metrics else None,
             xray=lambda: self.traces.address,
             spans=self.traces.add,
+            credentials=self._credential_variables if self.function_credentials else None,
         )
+
+    def _credential_variables(
+        self, account_id: str, region: str, role: str, function_name: str
+    ) -> dict[str, str]:
+        assert self.function_credentials is not None
+        issued = self.function_credentials.issue(account_id, region, role, function_name)
+        return issued.environment()
 
     def _services(self) -> Services:
         return Services(

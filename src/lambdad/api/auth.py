@@ -5,21 +5,28 @@ endpoint without IAM may: the credential scope of the ``Authorization`` header n
 and the configured account is the caller's. SigV4 mode (``LAMBDAD_AUTH=sigv4``) verifies every
 request (``lambdad.api.sigv4``) before it is routed or decoded, except ``GET /_lambdad/health``,
 code downloads and handlers marked ``@unsigned`` (function URLs: their ``AuthType`` decides),
-and attaches the ``Verified`` caller: its account scopes everything the request touches.
+and attaches the ``Verified`` caller: its account scopes everything the request touches. A
+caller signing with a function's credentials (``lambdad.store.function_credentials``) is
+refused once that function no longer exists, as the security token AWS no longer knows.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
+from lambdad import errors
 from lambdad.api.limits import body_limit, refuse_read
 from lambdad.api.sigv4 import SigV4Verifier, Verified
 from lambdad.api.wire.decode import READ_BODY, read_up_to
+from lambdad.control.arns import Scope
+from lambdad.control.functions import Functions
+from lambdad.store.function_credentials import Session
 
 H = TypeVar("H")
 
@@ -56,9 +63,26 @@ def unsigned(handler: H) -> H:
     return handler
 
 
-def sigv4_middleware(verifier: SigV4Verifier) -> Middleware:
+def function_alive(functions: Functions) -> Callable[[Session], Awaitable[bool]]:
+    """Whether a function credential's function still exists."""
+
+    async def alive(session: Session) -> bool:
+        scope = Scope(session.account_id, session.region)
+        try:
+            await functions.get(scope, session.function_name, None)
+        except errors.ResourceNotFoundException:
+            return False
+        return True
+
+    return alive
+
+
+def sigv4_middleware(
+    verifier: SigV4Verifier, alive: Callable[[Session], Awaitable[bool]] | None = None
+) -> Middleware:
     """Refuse every request whose signature does not hold, with AWS's error; let the rest
-    through with their caller attached."""
+    through with their caller attached. ``alive`` says whether a function credential's
+    function still exists (None: not checked)."""
 
     @web.middleware
     async def verify(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -75,9 +99,14 @@ def sigv4_middleware(verifier: SigV4Verifier) -> Middleware:
             refuse_read(request, len(body))  # 413 as without SigV4, not a signature mismatch
             request[READ_BODY] = body
         raw_path, _, raw_query = request.raw_path.partition("?")
-        request[CALLER] = await verifier.verify_body(
+        caller = await verifier.verify_body(
             request.method, raw_path, raw_query, request.headers, body
         )
+        if caller.session is not None and alive is not None and not await alive(caller.session):
+            raise errors.UnrecognizedClientException(
+                "The security token included in the request is invalid."
+            )
+        request[CALLER] = caller
         return await handler(request)
 
     return verify

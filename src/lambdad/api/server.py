@@ -44,7 +44,7 @@ from lambdad.api import (
 )
 from lambdad.api import platform as platform_api
 from lambdad.api import traces as traces_api
-from lambdad.api.auth import VERIFIER, sigv4_middleware
+from lambdad.api.auth import VERIFIER, function_alive, sigv4_middleware
 from lambdad.api.errors import error_middleware
 from lambdad.api.sigv4 import SigV4Verifier
 from lambdad.api.url_host import UrlShape
@@ -112,7 +112,7 @@ def build_app(services: Services) -> web.Application:
     # never reach the API's handlers, signed or not).
     middlewares: list[Middleware] = [url_front.url_middleware, error_middleware]
     if services.auth == "sigv4" and services.verifier is not None:
-        middlewares.append(sigv4_middleware(services.verifier))
+        middlewares.append(sigv4_middleware(services.verifier, function_alive(services.functions)))
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     _serve_api(app, services)
     return app

@@ -16,8 +16,11 @@ answers with (all 403):
 
 Both forms botocore makes are read: the ``Authorization`` header and the presigned query
 (``X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...&X-Amz-Signature=...``). A replay within
-the five minutes is accepted, as AWS accepts it. ``X-Amz-Security-Token`` is signed over like
-any header but not checked: lambdad has no STS (docs/accounts-and-sigv4.md). Signatures are
+the five minutes is accepted, as AWS accepts it. A key id that
+starts ``ASIA`` and is no key of the key file is a function's credential: its
+``X-Amz-Security-Token`` must be the session token issued with it
+(``lambdad.store.function_credentials``), and the caller is the function's role session in the
+function's account (docs/accounts-and-sigv4.md). Signatures are
 compared in constant time. The same verifier serves function URLs with ``AuthType=AWS_IAM``.
 """
 
@@ -39,6 +42,7 @@ from multidict import MultiMapping
 from lambdad import errors
 from lambdad.control.identity import Identity
 from lambdad.store.access_keys import KeyRing
+from lambdad.store.function_credentials import FunctionCredentials, Session
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -62,6 +66,9 @@ class Verified:
 
     identity: Identity
     region: str
+    #: The function session the request was signed with (a function's own SDK); None for a key
+    #: of the key file.
+    session: Session | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,8 +102,10 @@ class SigV4Verifier:
         service: str = "lambda",
         clock: Callable[[], float] = time.time,
         also: frozenset[str] = frozenset(),
+        sessions: FunctionCredentials | None = None,
     ) -> None:
         self._keys = keys
+        self._sessions = sessions
         self._service = service
         self._services = also | {service}
         self._clock = clock
@@ -122,7 +131,14 @@ class SigV4Verifier:
             )
         self._check_date(signed)
         key = self._keys.lookup(signed.key_id)
-        if key is None:
+        session = None
+        if key is None and self._sessions is not None and signed.key_id.startswith("ASIA"):
+            session = self._sessions.open(signed.key_id, _session_token(headers, raw_query))
+        if key is not None:
+            secret = key.secret_access_key
+        elif session is not None:
+            secret = session.secret_access_key
+        else:
             raise errors.UnrecognizedClientException(_INVALID_TOKEN)
         claimed = headers.get("X-Amz-Content-SHA256")
         if claimed is not None and claimed != UNSIGNED_PAYLOAD and claimed != payload_hash:
@@ -134,12 +150,22 @@ class SigV4Verifier:
         given = _bytes(signed.signature)
         if not any(
             hmac.compare_digest(
-                self._signature(key.secret_access_key, signed, method, raw_path, headers, h),
+                self._signature(secret, signed, method, raw_path, headers, h),
                 given,
             )
             for h in hashes
         ):
             raise errors.InvalidSignatureException(_MISMATCH)
+        if session is not None:
+            identity = Identity(
+                session.account_id,
+                session.access_key_id,
+                f"{session.role_name}/{session.function_name}",
+                f"{session.role_id}:{session.function_name}",
+                session.arn,
+            )
+            return Verified(identity, signed.region, session)
+        assert key is not None
         identity = Identity(key.account_id, key.access_key_id, key.user_name, key.user_id)
         return Verified(identity, signed.region)
 
@@ -244,6 +270,16 @@ class SigV4Verifier:
                 self._signing_keys.clear()
             self._signing_keys[cache_key] = key
         return key
+
+
+def _session_token(headers: MultiMapping[str], raw_query: str) -> str | None:
+    """The request's ``X-Amz-Security-Token`` (header, or presigned query parameter)."""
+    token = headers.get("X-Amz-Security-Token")
+    if token is None:
+        for key, value in _query_pairs(raw_query):
+            if key == "X-Amz-Security-Token":
+                return unquote(value)
+    return token
 
 
 def _bytes(text: str) -> bytes:

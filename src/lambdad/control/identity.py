@@ -13,17 +13,21 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Identity:
-    """An IAM user of ``account_id`` named ``name``, calling with ``access_key_id``."""
+    """An IAM user of ``account_id`` named ``name`` (or a function's role session, ``arn``),
+    calling with ``access_key_id``."""
 
     account_id: str
     access_key_id: str
     name: str
     #: IAM's unique id of the user (``AIDA`` + 17 characters), stable for the key's user.
     user_id: str
+    #: The caller's ARN when it is not an IAM user: a function's role session
+    #: (``arn:aws:sts::ACCOUNT:assumed-role/ROLE/FUNCTION``).
+    arn: str | None = None
 
     @property
     def user_arn(self) -> str:
-        return f"arn:aws:iam::{self.account_id}:user/{self.name}"
+        return self.arn or f"arn:aws:iam::{self.account_id}:user/{self.name}"
 
     def authorizer_iam(self) -> dict[str, Any]:
         """``requestContext.authorizer.iam`` of a function URL event (payload format 2.0)."""

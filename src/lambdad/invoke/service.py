@@ -155,6 +155,7 @@ def spec_of(config: FunctionConfig) -> FunctionSpec:
         system_log_level=config.logging.system_log_level,
         layer_keys=config.layer_keys,
         snap_start=config.snap_start_on,
+        role=config.role,
     )
 
 

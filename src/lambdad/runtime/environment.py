@@ -90,6 +90,15 @@ class EnvironmentContext:
     xray: Callable[[], tuple[str, int] | None] | None = None
     #: Takes lambdad's spans of a sampled invocation's extensions (docs/tracing.md).
     spans: Callable[[list[Span]], None] | None = None
+    #: SigV4 mode: the credential variables of a function's environment (account, region, role
+    #: ARN, function name); None: the fixed local keys of open mode.
+    credentials: Callable[[str, str, str, str], dict[str, str]] | None = None
+
+    def credential_variables(self, config: FunctionSpec) -> dict[str, str]:
+        """What overrides the default credential variables of ``config``'s environments."""
+        if self.credentials is None:
+            return {}
+        return self.credentials(self.account_id, self.region, config.role, config.name)
 
 
 class Environment:
@@ -195,7 +204,14 @@ class Environment:
             ctx.sandbox.reach(),
         )
         xray = ctx.xray() if ctx.xray is not None else None
-        host = launch.Host(ctx.region, ctx.host_path, ctx.node, ctx.python_path, xray)
+        host = launch.Host(
+            ctx.region,
+            ctx.host_path,
+            ctx.node,
+            ctx.python_path,
+            xray,
+            ctx.credential_variables(self.config),
+        )
         forked = self._fork is not None
         try:
             plan = launch.plan(host, self.config, where, self.initialization_type, forked)

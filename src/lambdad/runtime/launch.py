@@ -30,6 +30,8 @@ class Host:
     python_path: str
     #: lambdad's X-Ray segment listener as cells reach it (None: none runs).
     xray: tuple[str, int] | None = None
+    #: The function's credential variables (SigV4 mode); empty: the fixed local keys.
+    credentials: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,7 +82,11 @@ def plan(
     wrapper = exec_wrapper(config.runtime, config.environment, layout)
     argv = (wrapper, *found.argv) if wrapper else found.argv
     external = [] if forked else external_extensions(where.opt_dir, layout.opt)
-    extra = {**found.env, "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type}
+    extra = {
+        **found.env,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
+        **host.credentials,
+    }
     env = process_environment(
         config,
         layout,

@@ -86,7 +86,7 @@ class Snapshot:
             self.ctx.region,
             0,
             self.stream,
-            plan.env,
+            {**plan.env, **self.ctx.credential_variables(self.config)},
             self.ctx.sandbox.reach(),
             self.ctx.xray() if self.ctx.xray is not None else None,
         )

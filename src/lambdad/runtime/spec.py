@@ -42,3 +42,5 @@ class FunctionSpec:
     layer_keys: tuple[str, ...] = ()
     #: A published version with ``SnapStart.ApplyOn=PublishedVersions``: restored from a template.
     snap_start: bool = False
+    #: The execution role's ARN (function credentials in SigV4 mode name its role session).
+    role: str = ""
