@@ -110,6 +110,7 @@ class NodeRegistry:
         dir, and finding runtimes runs programs); before listening, so the id is known once
         the node answers. Once."""
         if self.info is None:
+            self._started = self._clock()
             self.info = await asyncio.to_thread(self._describe)
 
     async def start(self) -> None:
@@ -117,7 +118,6 @@ class NodeRegistry:
         if self.state is not RegistryState.NEW:
             return
         await self.describe()
-        self._started = self._clock()
         self.state = RegistryState.RUNNING
         if not self.shared:
             return
@@ -161,7 +161,9 @@ class NodeRegistry:
         if self.shared:
             rows = [doc for _, doc in await self.store.scan(Table.NODES)]
         else:
-            rows = [self._record()] if self.state is RegistryState.RUNNING else []
+            # Known from ``describe``, before listening: a request never finds the list empty.
+            known = self.info is not None and self.state is not RegistryState.CLOSED
+            rows = [self._record()] if known else []
         me = self.info.id if self.info is not None else ""
         listed = []
         for doc in rows:
