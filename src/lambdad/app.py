@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import importlib.metadata
 import logging
 import os
 import platform
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -40,6 +42,7 @@ from lambdad.control.event_config import EventInvokeConfigs
 from lambdad.control.functions import Functions
 from lambdad.control.mapping_model import SourceKind
 from lambdad.control.mappings import EventSourceMappings
+from lambdad.control.nodes import NodeInfo, NodeRegistry, node_id
 from lambdad.control.permissions import FunctionPolicies
 from lambdad.control.provisioned import ProvisionedConfigs
 from lambdad.control.rules import EventRules
@@ -423,6 +426,19 @@ class Lambdad:
                 HttpTimeouts.of(settings),
                 any_port_if_taken=True,
             )
+        #: This node's record among the cluster's (docs/cluster.md): written to a shared store
+        #: once listening, refreshed by a heartbeat, removed on a clean stop.
+        self.nodes = NodeRegistry(
+            self.store,
+            self._describe_node,
+            lease=settings.node_lease,
+            shared=bool(settings.store_url),
+            address=self._node_address,
+            load=lambda: {
+                "Environments": self.runtime.environment_count(),
+                "QueueDepth": self.queue.pending(),
+            },
+        )
         #: Reports an event loop blocked longer than ``loop_watchdog_ms`` (0: not watched).
         self.loop_watch = (
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
@@ -487,6 +503,8 @@ class Lambdad:
             url_shape=UrlShape.of(self.settings),
             verifier=self.verifier,
             auth=self.settings.auth,
+            role=self.settings.role,
+            nodes=self.nodes.nodes,
         )
 
     def _parts(self) -> list[Part]:
@@ -494,6 +512,7 @@ class Lambdad:
         so ``/health`` answering means ready); they stop in reverse."""
         return [
             Part("data directory", self._make_data_dir, _nothing),
+            Part("node description", self.nodes.describe, _nothing),
             Part("metadata store", self.store.open, self.store.close),
             Part("code store", self.blobs.open, self.blobs.close),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
@@ -515,6 +534,8 @@ class Lambdad:
             Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
             Part("HTTP listener", self.http.start, self.http.close),
             Part("durable executions", self.durable.start, self.durable.close),
+            # Once listening (its address is known); it deregisters first when stopping.
+            Part("node registry", self.nodes.start, self.nodes.close),
             *self._console_part(),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
@@ -577,14 +598,49 @@ class Lambdad:
             "queue_depth": float(self.queue.pending()),
         }
 
+    def _describe_node(self) -> NodeInfo:
+        """What this node registers (run in a thread: it reads files and runs programs)."""
+        found = runtimes.inventory(self.python_path, self.settings.node)
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+        except (ValueError, OSError, AttributeError):
+            memory = 0
+        return NodeInfo(
+            id=node_id(self.settings.data_dir),
+            role=self.settings.role,
+            version=_version(),
+            cpus=os.cpu_count() or 1,
+            memory_mb=memory,
+            runtimes=tuple(r for r, where in found.items() if not where.startswith("unavailable")),
+        )
+
+    def _node_address(self) -> str:
+        """Where other nodes and clients reach this node's listener."""
+        host = self.settings.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        port = self.http.port or self.settings.port
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     def doctor(self) -> dict[str, Any]:
         code = self.settings.data_dir / "code"
+        info = self.nodes.info
         return {
             "lambdad": {
                 "python": sys.version.split()[0],
                 "platform": platform.platform(),
                 "root": os.geteuid() == 0 if hasattr(os, "geteuid") else False,
                 "data_dir": str(self.settings.data_dir),
+            },
+            "node": {
+                "id": info.id if info is not None else "(not started)",
+                "role": self.settings.role,
+                "address": self._node_address(),
+                "registry": (
+                    f"shared store, lease {self.settings.node_lease:g} s"
+                    if self.settings.store_url
+                    else "none (single node: no store URL)"
+                ),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
@@ -613,6 +669,13 @@ def redact_url(url: str) -> str:
     shows)."""
     parsed = yarl.URL(url)
     return str(parsed.with_password("***")) if parsed.password else url
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("lambdad")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _nothing() -> None:

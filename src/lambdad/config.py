@@ -25,6 +25,10 @@ def default_data_dir() -> Path:
     return Path(base) / "lambdad"
 
 
+#: The roles of ``lambdad serve --role`` (docs/cluster.md).
+ROLES = ("all", "api", "worker")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Everything lambdad can be told. Durations are seconds."""
@@ -42,6 +46,14 @@ class Settings:
     #: ``data_dir/code`` as this node's cache of them; the event queue and logs stay in
     #: ``data_dir``.
     store_url: str = ""
+    #: What this node does in a cluster (docs/cluster.md): "all" (the default: everything, as
+    #: a single process does), "api" (the API and function URLs) or "worker" (runs
+    #: environments; its listener answers only health and the cluster's node list). A role
+    #: other than "all" needs ``store_url``.
+    role: str = "all"
+    #: How long a node of a shared store counts as up after its last heartbeat (it beats
+    #: every third of this); a clean stop removes it at once. Not scaled.
+    node_lease: float = 15.0
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"
     #: Who may call the API: "open" (any credentials, all in ``account_id``) or "sigv4"
@@ -329,6 +341,10 @@ def load_settings(
     _check_mq(settings)
     if settings.store_url and not settings.store_url.startswith(("postgresql://", "postgres://")):
         raise ValueError("setting store_url: expected a postgresql:// URL (or empty: SQLite)")
+    if settings.role not in ROLES:
+        raise ValueError(f"setting role: expected all, api or worker, got {settings.role!r}")
+    if settings.node_lease <= 0:
+        raise ValueError("setting node_lease must be positive")
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.url_scheme not in ("http", "https"):

@@ -30,6 +30,9 @@ DOCTOR: web.AppKey[Doctor] = web.AppKey("doctor")
 #: ``Pollers.status``: the scope's mappings (of one function's name and qualifier) and lag.
 EsmStatus = Callable[[Scope, tuple[str, str | None] | None], Awaitable[list[MappingStatus]]]
 ESM_STATUS: web.AppKey[EsmStatus] = web.AppKey("esm_status")
+#: ``NodeRegistry.nodes``: every node of the cluster, with its health (docs/cluster.md).
+NodeList = Callable[[], Awaitable[list[dict[str, Any]]]]
+NODES: web.AppKey[NodeList] = web.AppKey("nodes")
 
 routes = web.RouteTableDef()
 
@@ -37,6 +40,14 @@ routes = web.RouteTableDef()
 @routes.get("/_lambdad/health")
 async def health(request: web.Request) -> web.Response:
     return reply({"status": "ok"})
+
+
+@routes.get("/_lambdad/cluster")
+async def cluster(request: web.Request) -> web.Response:
+    """The nodes of the cluster as this node reads them from the shared store: id, role,
+    address, version, capacity, load, last heartbeat and health (``up`` or ``gone``)."""
+    nodes = request.app.get(NODES)
+    return reply({"Nodes": await nodes() if nodes is not None else []})
 
 
 @routes.get("/_lambdad/code/{key}.zip")

@@ -35,6 +35,7 @@ from lambdad.api import (
     policy_api,
     prometheus,
     provisioned_api,
+    roles,
     runtime_management_api,
     scheduler_api,
     stream_api,
@@ -104,6 +105,10 @@ class Services:
     verifier: SigV4Verifier | None = None
     #: "sigv4": every API request is verified by ``verifier``; "open": none is.
     auth: str = "open"
+    #: This node's role (``all``, ``api``, ``worker``): a worker serves no API.
+    role: str = "all"
+    #: Every node of the cluster (``/_lambdad/cluster``).
+    nodes: platform_api.NodeList | None = None
 
 
 def build_app(services: Services) -> web.Application:
@@ -111,6 +116,8 @@ def build_app(services: Services) -> web.Application:
     # Function URL requests are told apart by Host before anything of the API runs (they
     # never reach the API's handlers, signed or not).
     middlewares: list[Middleware] = [url_front.url_middleware, error_middleware]
+    if services.role == "worker":
+        middlewares.insert(0, roles.worker_middleware)
     if services.auth == "sigv4" and services.verifier is not None:
         middlewares.append(sigv4_middleware(services.verifier, function_alive(services.functions)))
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
@@ -125,6 +132,8 @@ def build_console_app(services: Services) -> web.Application:
     verifier = services.verifier if services.auth == "sigv4" else None
     sessions = console.Sessions()
     middlewares: list[Middleware] = [error_middleware, console.session_middleware(sessions)]
+    if services.role == "worker":
+        middlewares.insert(0, roles.worker_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=limits.MAX_BODY)
     app[console.SESSIONS] = sessions
     app[console.LOGIN] = console.Login(verifier, services.default_region)
@@ -156,6 +165,8 @@ def _serve_api(app: web.Application, services: Services) -> None:
     app[platform_api.DOCTOR] = services.doctor
     if services.esm_status is not None:
         app[platform_api.ESM_STATUS] = services.esm_status
+    if services.nodes is not None:
+        app[platform_api.NODES] = services.nodes
     app[prometheus.METRICS] = services.metrics
     app[prometheus.OWN_GAUGES] = services.own_gauges
     app[urls_api.URLS] = services.function_urls

@@ -82,6 +82,9 @@ def add_parsers(commands: Any) -> None:
     doctor = commands.add_parser("doctor", help="what isolation and runtimes are active")
     _common(doctor)
     doctor.set_defaults(run=run_doctor)
+    cluster = commands.add_parser("cluster", help="list the cluster's nodes, health and load")
+    _common(cluster)
+    cluster.set_defaults(run=run_cluster)
     esm = commands.add_parser("esm", help="list event source mappings and how they are doing")
     esm.add_argument("--function", help="only the mappings of this function (name or ARN)")
     _common(esm)
@@ -134,6 +137,42 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"{section}:")
         for key, value in values.items():
             print(f"  {key}: {value}")
+    return 0
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    """One line per node, as the node at ``--endpoint`` reads them from the shared store:
+    id (``*`` that node itself), role, health, address, load, capacity, version."""
+    base = _endpoint(args)
+    try:
+        nodes = _get(f"{base}/_lambdad/cluster", args.region)["Nodes"]
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        print(f"lambdad cluster: {exc.code} {body}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"lambdad cluster: cannot reach {base}: {exc}", file=sys.stderr)
+        return 1
+    rows = [("ID", "ROLE", "HEALTH", "ADDRESS", "ENVS", "QUEUED", "CPUS", "MEMORY", "VERSION")]
+    for n in nodes:
+        load, capacity = n.get("Load", {}), n.get("Capacity", {})
+        health = n["Health"] if n["Health"] == "up" else f"gone ({n['HeartbeatAge']:.0f}s)"
+        rows.append(
+            (
+                n["Id"] + ("*" if n.get("Self") else ""),
+                n["Role"],
+                health,
+                n["Address"],
+                str(load.get("Environments", "")),
+                str(load.get("QueueDepth", "")),
+                str(capacity.get("Cpus", "")),
+                f"{capacity.get('MemoryMB', 0)} MB",
+                n.get("Version", ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lambdad.config import Settings, load_settings
+from lambdad.config import ROLES, Settings, load_settings
 
 if TYPE_CHECKING:
     from lambdad.app import Lambdad
@@ -27,6 +27,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--store-url",
         help="a postgresql:// URL: keep the metadata and code there (default: data dir)",
+    )
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        help="what this node does in a cluster: all (default), api or worker (docs/cluster.md)",
     )
     parser.add_argument("--config", type=Path, help="a TOML settings file")
     parser.set_defaults(run=run)
@@ -60,7 +65,8 @@ async def _serve(settings: Settings) -> int:
     try:
         print(
             f"lambdad listening on http://{settings.host}:{server.port} "
-            f"(data: {settings.data_dir}, sandbox: {server.sandbox.name})",
+            f"(data: {settings.data_dir}, sandbox: {server.sandbox.name}, "
+            f"role: {settings.role})",
             flush=True,
         )
         if server.console is not None:
@@ -95,11 +101,19 @@ def run(args: argparse.Namespace) -> int:
                 "port": args.port,
                 "data_dir": args.data_dir,
                 "store_url": args.store_url,
+                "role": args.role,
             },
             config_file=args.config,
         )
     except (ValueError, OSError) as exc:
         print(f"lambdad: {exc}", file=sys.stderr)
+        return 2
+    if settings.role != "all" and not settings.store_url:
+        print(
+            f"lambdad: role {settings.role} needs a shared store: set LAMBDAD_STORE_URL (or "
+            "--store-url) to the cluster's postgresql:// URL; without one, run role all",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -82,6 +82,9 @@ class Table(enum.StrEnum):
     #: keeps none of them (one written before this table keeps its history inside until its
     #: next change: ``control/durable.py``).
     DURABLE_EVENTS = "durable_events"
+    #: ``(node id,)``: a lambdad of a shared store, its role, address, capacity and last
+    #: heartbeat (``control/nodes.py``). Not keyed by account: nodes serve every account.
+    NODES = "nodes"
 
 
 class StoreError(Exception):
