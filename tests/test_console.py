@@ -33,7 +33,7 @@ from tests.conftest import (
     unique,
     wait_until,
 )
-from tests.test_durable import durable_function, sdk_files
+from tests.test_durable import RETRYING, durable_function, sdk_files
 
 __all__ = ["sdk_files"]  # the durable SDK fixture, used by name
 
@@ -459,6 +459,35 @@ def test_a_waiting_execution_is_stopped_from_the_console(
     assert page.locator("#stop-execution").count() == 0
     assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "STOPPED"
     assert _events(client, arn)[-1] == "ExecutionStopped"
+
+
+def test_a_failed_execution_shows_its_error(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A failed execution's page shows FAILED and the handler's error object (AWS:
+    GetDurableExecution's Error); an execution that does not exist shows the API's error
+    in the page, not a broken page."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files, RETRYING)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = client.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    assert response.get("FunctionError")
+    arn = response["DurableExecutionArn"]
+
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(arn, safe=""))
+    page.wait_for_selector("body[data-loaded=execution]")
+    assert page.locator("#execution-status").inner_text() == "FAILED"
+    error = json.loads(page.locator("#execution-error").inner_text())
+    assert error["ErrorType"] == "ValueError"
+    assert "the handler gave up" in error["ErrorMessage"]
+    assert page.locator("#execution-result").count() == 0
+
+    head, _, tail = arn.rsplit("/", 2)  # .../durable-execution/<name>/<id>
+    missing_arn = f"{head}/no-such-run/{tail}"
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(missing_arn, safe=""))
+    missing = page.locator("#execution-load-error")
+    missing.wait_for()
+    assert "ResourceNotFoundException" in missing.inner_text()
 
 
 def test_api_request_without_console_header_is_refused(console: Console) -> None:

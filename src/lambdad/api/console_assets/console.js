@@ -231,7 +231,7 @@ async function historyOf(base) {
 async function executionPage(arn) {
   const base = "/2025-12-01/durable-executions/" + enc(arn);
   const [r, hist] = await Promise.all([api(base), historyOf(base)]);
-  if (!r.ok) { fill(view(), h("p", {}, h("a", { href: "#/" }, "← Functions")), h("p", { class: "error" }, errorText(r))); return; }
+  if (!r.ok) { fill(view(), h("p", {}, h("a", { href: "#/" }, "← Functions")), h("p", { class: "error", id: "execution-load-error" }, errorText(r))); return; }
   const x = r.body;
   const fn = x.FunctionArn.split(":")[6];
   const stop = async () => {
