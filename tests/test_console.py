@@ -438,6 +438,41 @@ def test_durable_executions_are_listed_and_shown(
     shot(page, "durable-execution")
 
 
+ECHO = """
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return event
+"""
+
+
+def test_durable_executions_are_paged_newest_first(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """The executions section shows 20 executions a page, newest first, with Next and
+    Previous (ListDurableExecutionsByFunction's Marker; AWS's console lists newest first)."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files, ECHO)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    runs = [f"run-{i:02}" for i in range(21)]
+    for run in runs:
+        client.invoke(FunctionName=name, Payload=b"{}", DurableExecutionName=run)
+
+    page.goto(console.url + f"#/fn/{name}")
+    rows = page.locator("#executions tbody tr")
+    page.locator('#executions tr[data-execution="run-20"]').wait_for()
+    names = "rows => rows.map(r => r.dataset.execution)"
+    assert rows.evaluate_all(names) == runs[:0:-1]
+    page.click("#executions-next")
+    page.locator('#executions tr[data-execution="run-00"]').wait_for()
+    assert rows.evaluate_all(names) == ["run-00"]
+    page.get_by_role("button", name="← Previous").click()
+    page.locator('#executions tr[data-execution="run-20"]').wait_for()
+    assert rows.count() == 20
+
+
 def test_a_waiting_execution_is_stopped_from_the_console(
     console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:
