@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from tests.conftest import (
     REPO,
+    Recorder,
     Server,
     create_function,
     free_port,
@@ -31,6 +33,9 @@ from tests.conftest import (
     unique,
     wait_until,
 )
+from tests.test_durable import RETRYING, durable_function, sdk_files
+
+__all__ = ["sdk_files"]  # the durable SDK fixture, used by name
 
 pytestmark = pytest.mark.slow
 
@@ -373,6 +378,151 @@ def test_traces_tab_draws_a_sampled_invocation(console: Console, page: Any) -> N
     invocation = page.locator(".timeline .label", has_text="Invocation").first
     assert "padding-left:24px" in (invocation.get_attribute("style") or "")  # under both
     shot(page, "traces")
+
+
+def _events(client: Any, arn: str) -> list[str]:
+    history = client.get_durable_execution_history(DurableExecutionArn=arn)
+    return [e["EventType"] for e in history["Events"]]
+
+
+def test_durable_executions_are_listed_and_shown(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A durable function's page lists its executions (filtered by status), and an execution's
+    page shows its status, input, result and its history's events in the order the API gives
+    them, each event's details on demand (what AWS's console shows for an execution)."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = client.invoke(
+        FunctionName=name, Payload=b'{"wait": 1, "tag": "web"}', DurableExecutionName="web-run"
+    )
+    assert json.loads(response["Payload"].read()) == {"sum": 3, "input": "web"}
+    arn = response["DurableExecutionArn"]
+
+    page.goto(console.url + f"#/fn/{name}")
+    section = page.locator("#durable-executions")
+    row = section.locator('tr[data-execution="web-run"]')
+    row.wait_for()
+    assert "SUCCEEDED" in row.inner_text()
+    if SCREENSHOTS:
+        section.screenshot(path=str(REPO / "docs" / "console" / "durable-executions.png"))
+    page.select_option("#execution-filter", "RUNNING")
+    section.get_by_text("No RUNNING executions.").wait_for()
+    page.select_option("#execution-filter", "SUCCEEDED")
+    row.wait_for()
+
+    row.locator("a").click()
+    page.wait_for_selector("body[data-loaded=execution]")
+    assert page.locator("#execution-status").inner_text() == "SUCCEEDED"
+    assert page.locator("#stop-execution").count() == 0
+    assert json.loads(page.locator("#execution-input").inner_text()) == {"wait": 1, "tag": "web"}
+    assert json.loads(page.locator("#execution-result").inner_text()) == {"sum": 3, "input": "web"}
+    shown = page.locator("#history tbody tr").evaluate_all("rows => rows.map(r => r.dataset.event)")
+    assert shown == _events(client, arn)
+    key = [t for t in shown if not t.startswith("Invocation")]
+    assert key == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "WaitStarted",
+        "WaitSucceeded",
+        "StepStarted",
+        "StepSucceeded",
+        "ExecutionSucceeded",
+    ]
+    first = page.locator("#history tbody tr").first
+    assert not first.locator("pre").is_visible()
+    first.locator("summary").click()
+    assert "ExecutionStartedDetails" in first.locator("pre").inner_text()
+    shot(page, "durable-execution")
+
+
+ECHO = """
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return event
+"""
+
+
+def test_durable_executions_are_paged_newest_first(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """The executions section shows 20 executions a page, newest first, with Next and
+    Previous (ListDurableExecutionsByFunction's Marker; AWS's console lists newest first)."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files, ECHO)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    runs = [f"run-{i:02}" for i in range(21)]
+    for run in runs:
+        client.invoke(FunctionName=name, Payload=b"{}", DurableExecutionName=run)
+
+    page.goto(console.url + f"#/fn/{name}")
+    rows = page.locator("#executions tbody tr")
+    page.locator('#executions tr[data-execution="run-20"]').wait_for()
+    names = "rows => rows.map(r => r.dataset.execution)"
+    assert rows.evaluate_all(names) == runs[:0:-1]
+    page.click("#executions-next")
+    page.locator('#executions tr[data-execution="run-00"]').wait_for()
+    assert rows.evaluate_all(names) == ["run-00"]
+    page.get_by_role("button", name="← Previous").click()
+    page.locator('#executions tr[data-execution="run-20"]').wait_for()
+    assert rows.count() == 20
+
+
+def test_a_waiting_execution_is_stopped_from_the_console(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """Stop on a running execution's page (after a confirmation) stops it: the page and
+    GetDurableExecution then say STOPPED (AWS: StopDurableExecution ends a running execution)."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"wait": 300}')
+    arn = response["DurableExecutionArn"]
+    wait_until(lambda: "WaitStarted" in _events(client, arn), timeout=60)
+
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(arn, safe=""))
+    page.wait_for_selector("body[data-loaded=execution]")
+    assert page.locator("#execution-status").inner_text() == "RUNNING"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#stop-execution")
+    page.locator("#execution-status", has_text="STOPPED").wait_for()
+    assert page.locator("#stop-execution").count() == 0
+    assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "STOPPED"
+    assert _events(client, arn)[-1] == "ExecutionStopped"
+
+
+def test_a_failed_execution_shows_its_error(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """A failed execution's page shows FAILED and the handler's error object (AWS:
+    GetDurableExecution's Error); an execution that does not exist shows the API's error
+    in the page, not a broken page."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files, RETRYING)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = client.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    assert response.get("FunctionError")
+    arn = response["DurableExecutionArn"]
+
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(arn, safe=""))
+    page.wait_for_selector("body[data-loaded=execution]")
+    assert page.locator("#execution-status").inner_text() == "FAILED"
+    error = json.loads(page.locator("#execution-error").inner_text())
+    assert error["ErrorType"] == "ValueError"
+    assert "the handler gave up" in error["ErrorMessage"]
+    assert page.locator("#execution-result").count() == 0
+
+    head, _, tail = arn.rsplit("/", 2)  # .../durable-execution/<name>/<id>
+    missing_arn = f"{head}/no-such-run/{tail}"
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(missing_arn, safe=""))
+    missing = page.locator("#execution-load-error")
+    missing.wait_for()
+    assert "ResourceNotFoundException" in missing.inner_text()
 
 
 def test_api_request_without_console_header_is_refused(console: Console) -> None:

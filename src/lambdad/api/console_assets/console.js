@@ -1,5 +1,6 @@
 // lambdad's web console (docs/console.md): plain JavaScript, no build step, no network beyond
-// lambdad. Routes: #/ (functions), #/fn/<name>[/<tab>] (tabs: config, invoke, logs, metrics, traces).
+// lambdad. Routes: #/ (functions), #/fn/<name>[/<tab>] (tabs: config, invoke, logs, metrics, traces),
+// #/exec/<durable execution ARN> (one durable execution: its status, payloads and history).
 "use strict";
 
 const PAGE = 50;
@@ -167,6 +168,105 @@ async function configTab(name, base, body) {
   document.body.dataset.shownAt = String(performance.now());
   document.body.dataset.loaded = "function";
   document.body.dataset.loadMs = String(Math.round(performance.now() - started));
+  if (c.DurableConfig) {
+    const section = h("section", { id: "durable-executions" }, h("h2", {}, "Durable executions"), h("p", { class: "muted" }, "Loading…"));
+    body.append(section);
+    await executionsSection(name, section, "", null, []);
+  }
+}
+
+// ---------------------------------------------------------------- durable executions
+const EXEC_PAGE = 20;
+const STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
+const fmtSeconds = (s) => (s ? fmtTime(s * 1000) : "—");
+const took = (a, b) => (a && b ? (Math.round((b - a) * 1000) / 1000) + " s" : "—");
+const execHref = (arn) => "#/exec/" + enc(arn);
+
+// ListDurableExecutionsByFunction, newest first, EXEC_PAGE a page, filtered by status
+async function executionsSection(name, el, status, marker, history) {
+  const q = `?MaxItems=${EXEC_PAGE}&ReverseOrder=true` + (status ? "&Statuses=" + enc(status) : "") + (marker ? "&Marker=" + enc(marker) : "");
+  const r = await api("/2025-12-01/functions/" + enc(name) + "/durable-executions" + q);
+  const select = h("select", { id: "execution-filter", "aria-label": "Status" }, h("option", { value: "" }, "All statuses"),
+    STATUSES.map((s) => h("option", { value: s, selected: s === status }, s)));
+  select.addEventListener("change", () => executionsSection(name, el, select.value, null, []));
+  const refresh = h("button", { id: "executions-refresh", onclick: () => executionsSection(name, el, status, marker, history) }, "Refresh");
+  if (!r.ok) { fill(el, h("h2", {}, "Durable executions"), h("p", { class: "error" }, errorText(r))); return; }
+  const rows = r.body.DurableExecutions.map((x) => h("tr", { "data-execution": x.DurableExecutionName },
+    h("td", {}, h("a", { href: execHref(x.DurableExecutionArn) }, x.DurableExecutionName)),
+    h("td", { class: "status-" + x.Status }, x.Status),
+    h("td", {}, fmtSeconds(x.StartTimestamp)), h("td", {}, fmtSeconds(x.EndTimestamp)),
+    h("td", {}, took(x.StartTimestamp, x.EndTimestamp))));
+  const prev = history.length
+    ? h("button", { onclick: () => executionsSection(name, el, status, history[history.length - 1], history.slice(0, -1)) }, "← Previous") : null;
+  const next = r.body.NextMarker
+    ? h("button", { id: "executions-next", onclick: () => executionsSection(name, el, status, r.body.NextMarker, [...history, marker]) }, "Next →") : null;
+  fill(el, h("h2", {}, "Durable executions"), h("div", { class: "bar" }, select, refresh),
+    h("table", { id: "executions" },
+      h("thead", {}, h("tr", {}, ["Name", "Status", "Started", "Ended", "Duration"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted" }, status ? "No " + status + " executions." : "No executions yet.")))),
+    prev || next ? h("div", { class: "bar" }, prev, h("span", { class: "muted" }, `Page ${history.length + 1}`), next) : null);
+  el.dataset.loaded = "1";
+}
+
+// a payload as sent (a JSON string), indented when it is JSON
+function payload(text) {
+  if (typeof text !== "string") return JSON.stringify(text, null, 2);
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; }
+}
+
+// GetDurableExecutionHistory, every page (1,000 events a page)
+async function historyOf(base) {
+  const events = [];
+  let marker = null;
+  for (let i = 0; i < 50; i++) {
+    const r = await api(base + "/history?MaxItems=1000" + (marker ? "&Marker=" + enc(marker) : ""));
+    if (!r.ok) return { error: r };
+    events.push(...r.body.Events);
+    marker = r.body.NextMarker;
+    if (!marker) break;
+  }
+  return { events, more: Boolean(marker) };
+}
+
+async function executionPage(arn) {
+  const base = "/2025-12-01/durable-executions/" + enc(arn);
+  const [r, hist] = await Promise.all([api(base), historyOf(base)]);
+  if (!r.ok) { fill(view(), h("p", {}, h("a", { href: "#/" }, "← Functions")), h("p", { class: "error", id: "execution-load-error" }, errorText(r))); return; }
+  const x = r.body;
+  const fn = x.FunctionArn.split(":")[6];
+  const stop = async () => {
+    if (!confirm(`Stop the execution ${x.DurableExecutionName}?`)) return;
+    const s = await api(base + "/stop", { method: "POST" });
+    if (!s.ok) { stopOut.textContent = errorText(s); return; }
+    await executionPage(arn);
+  };
+  const stopOut = h("span", { class: "error", id: "stop-error" });
+  const t0 = x.StartTimestamp;
+  const details = (e) => Object.entries(e).filter(([k]) => k.endsWith("Details"));
+  const rows = hist.error ? [] : hist.events.map((e) => h("tr", { "data-event": e.EventType },
+    h("td", {}, String(e.EventId)), h("td", {}, e.EventType + (e.SubType ? " (" + e.SubType + ")" : "")),
+    h("td", { class: "event-id", title: e.Id || "" }, (e.Id || "").length > 16 ? e.Id.slice(0, 16) + "…" : e.Id || ""), h("td", {}, e.Name || ""),
+    h("td", { title: fmtSeconds(e.EventTimestamp) }, e.EventTimestamp ? "+" + took(t0, e.EventTimestamp).replace("—", "0 s") : ""),
+    h("td", {}, details(e).length ? h("details", {}, h("summary", {}, "Details"),
+      h("pre", {}, JSON.stringify(Object.fromEntries(details(e)), null, 2))) : "")));
+  fill(view(),
+    h("p", {}, h("a", { href: "#/fn/" + enc(fn) }, "← " + fn)),
+    h("h1", {}, x.DurableExecutionName, " ", h("span", { id: "execution-status", class: "status-" + x.Status }, x.Status)),
+    h("div", { class: "bar" }, h("button", { onclick: () => executionPage(arn) }, "Refresh"),
+      x.Status === "RUNNING" ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
+    kv([["Execution ARN", x.DurableExecutionArn], ["Function", x.FunctionArn], ["Version", x.Version],
+      ["Started", fmtSeconds(x.StartTimestamp)], ["Ended", fmtSeconds(x.EndTimestamp)], ["Duration", took(x.StartTimestamp, x.EndTimestamp)],
+      ["Execution timeout", x.DurableConfig && x.DurableConfig.ExecutionTimeout + " s"],
+      ["Retention", x.DurableConfig && x.DurableConfig.RetentionPeriodInDays + " days"]]),
+    h("h2", {}, "Input"), h("pre", { id: "execution-input" }, payload(x.InputPayload ?? "")),
+    x.Result !== undefined ? [h("h2", {}, "Result"), h("pre", { id: "execution-result" }, payload(x.Result))] : null,
+    x.Error ? [h("h2", {}, "Error"), h("pre", { id: "execution-error", class: "error" }, JSON.stringify(x.Error, null, 2))] : null,
+    h("h2", {}, "History"),
+    hist.error ? h("p", { class: "error" }, errorText(hist.error))
+      : rows.length ? h("table", { id: "history" }, h("thead", {}, h("tr", {}, ["#", "Event", "Id", "Name", "Time", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+        : h("p", { class: "muted", id: "history" }, "No events."),
+    hist.more ? h("p", { class: "muted" }, "Only the first 50,000 events are shown.") : null);
+  document.body.dataset.loaded = "execution";
 }
 
 // ---------------------------------------------------------------- invoke
@@ -360,7 +460,8 @@ async function route() {
   delete document.body.dataset.loaded;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   try {
-    if (parts[0] === "fn" && parts[1]) await functionPage(parts[1], TABS.includes(parts[2]) ? parts[2] : "config");
+    if (parts[0] === "exec" && parts[1]) await executionPage(parts[1]);
+    else if (parts[0] === "fn" && parts[1]) await functionPage(parts[1], TABS.includes(parts[2]) ? parts[2] : "config");
     else await listPage(null, []);
   } catch (e) {
     if (e.message !== "not logged in") fill(view(), h("p", { class: "error" }, String(e)));
