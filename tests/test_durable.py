@@ -496,7 +496,8 @@ def test_an_unknown_execution_is_not_found(lam: Any) -> None:
 def test_history_and_listings_are_paged(lam: Any, durable_fn: str) -> None:
     """GetDurableExecutionHistory and ListDurableExecutionsByFunction answer MaxItems at a time
     with a NextMarker for the rest, in order or reversed, and filter by status (AWS:
-    ``Marker``, ``ReverseOrder``, ``Statuses``)."""
+    ``Marker``, ``ReverseOrder``, ``Statuses``); an execution's name with an id that is not its
+    own is ResourceNotFoundException, as AWS answers."""
     arns = []
     for _ in range(2):
         started = lam.invoke(
@@ -532,6 +533,16 @@ def test_history_and_listings_are_paged(lam: Any, durable_fn: str) -> None:
     assert [e["DurableExecutionArn"] for e in by_status["RUNNING"]["DurableExecutions"]] == [
         arns[1]
     ]
+    # The running execution's name with an id lambdad never issued names no execution.
+    forged = arns[1].rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
+    for call in (
+        lambda: lam.get_durable_execution(DurableExecutionArn=forged),
+        lambda: lam.get_durable_execution_history(DurableExecutionArn=forged),
+        lambda: lam.stop_durable_execution(DurableExecutionArn=forged),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
     lam.stop_durable_execution(DurableExecutionArn=arns[1])
 
 

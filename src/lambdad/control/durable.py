@@ -110,9 +110,12 @@ class DurableExecutions:
             doc[_EVENT_ROWS] = len(rows)
         return doc
 
-    async def _load(self, key: Key) -> Doc:
+    async def _load(self, key: Key, arn: str | None = None) -> Doc:
+        """The execution at ``key`` (ResourceNotFoundException without one, or when ``arn``,
+        the ARN a caller gave, is not its ARN: an old execution's id after a name was used
+        again, or an id never issued)."""
         doc = await self._read(key)
-        if doc is None:
+        if doc is None or (arn is not None and doc["arn"] != arn):
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
@@ -230,7 +233,7 @@ class DurableExecutions:
     async def get(self, scope: Scope, arn: str) -> Doc:
         """The execution as stored (never a change not yet durable)."""
         doc = await self._stored(self.key_of(scope, arn))
-        if doc is None:
+        if doc is None or doc["arn"] != arn:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         if expired(doc, self._clock()):
             raise errors.ResourceNotFoundException(NOT_FOUND)
@@ -350,7 +353,7 @@ class DurableExecutions:
         InvalidParameterValueException (AWS refuses to stop what has ended)."""
         key = self.key_of(scope, arn)
         async with self._editing(key):
-            doc = await self._load(key)
+            doc = await self._load(key, arn)
             if doc["status"] != "RUNNING":
                 raise errors.InvalidParameterValueException(
                     f"Durable execution {arn} has already ended: {doc['status']}"
@@ -373,7 +376,7 @@ class DurableExecutions:
         carries the next token and the operations the updates changed."""
         key = self.key_of(scope, arn)
         async with self._editing(key):
-            doc = await self._load(key)
+            doc = await self._load(key, arn)
             last = doc["last_checkpoint"]
             if (
                 client_token is not None
