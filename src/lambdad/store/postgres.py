@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -40,6 +41,29 @@ MAX_BIGINT = 2**63 - 1
 #: Seconds to wait for a first connection, and for a pooled one.
 CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 30.0
+#: Once lambdad is stopping: seconds to wait for a pooled connection (a stop must be prompt
+#: even when the database is down), and, after one such wait failed, for every later one.
+STOP_TIMEOUT = 2.0
+STOP_TIMEOUT_DOWN = 0.1
+
+log = logging.getLogger(__name__)
+
+
+def bound_for_stop(
+    pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None,
+) -> None:
+    """Make ``pool`` give up on a connection after ``STOP_TIMEOUT`` rather than its usual wait."""
+    if pool is not None:
+        pool.timeout = min(pool.timeout, STOP_TIMEOUT)
+
+
+def found_down(
+    pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None,
+) -> None:
+    """A wait for a connection failed while stopping: the database is down, so every later
+    wait gives up at once (a stop's last writes must not each wait ``STOP_TIMEOUT``)."""
+    if pool is not None:
+        pool.timeout = STOP_TIMEOUT_DOWN
 
 
 async def open_pool(
@@ -101,6 +125,7 @@ class PostgresStore(Store):
         #: Tells this store's own notifications from other processes'.
         self._origin = uuid.uuid4().hex
         self._feed = ChangeFeed(url, self._origin, self._where)
+        self._stopping = False
         self.state = PostgresState.NEW
 
     @property
@@ -142,6 +167,10 @@ class PostgresStore(Store):
         if pool is not None:
             with _translated(self._where, "to close"):
                 await pool.close()
+
+    def stopping(self) -> None:
+        self._stopping = True
+        bound_for_stop(self._pool)
 
     def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         return self._feed.subscribe(listener)
@@ -217,14 +246,22 @@ class PostgresStore(Store):
         # is stable, so writes of one key keep their order.
         ordered = sorted(writes, key=lambda w: (w.table.value, encode(w.key)))
         note = payload(self._origin, changes_of(writes))
-        with _translated(self._where, "a write"):
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    await self._write(ordered, note)
-                    return
-                except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                    if attempt == WRITE_ATTEMPTS - 1:
-                        raise
+        try:
+            with _translated(self._where, "a write"):
+                for attempt in range(WRITE_ATTEMPTS):
+                    try:
+                        await self._write(ordered, note)
+                        return
+                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                        if attempt == WRITE_ATTEMPTS - 1:
+                            raise
+        except StoreUnavailable as exc:
+            if self._stopping:
+                if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+                    found_down(self._pool)
+                written = sorted({f"{w.table.value} {'/'.join(w.key)}" for w in writes})
+                log.warning("stopping: not written to %s (unreachable): %s", self._where, written)
+            raise
 
     async def _write(self, writes: Sequence[Write], note: str) -> None:
         # Pipeline mode: the whole transaction goes out in one round trip, not one per statement.
