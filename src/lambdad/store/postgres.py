@@ -139,7 +139,7 @@ class PostgresStore(Store):
         (naming the database, never the password) if any of it fails."""
         if self.state is not PostgresState.NEW:
             raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
-        with _translated(self._where, "to open"):
+        with self._translated("to open"):
             await self._migrate()
             pool = await open_pool(self._url, self._pool_size, "lambdad-store")
         try:
@@ -165,18 +165,30 @@ class PostgresStore(Store):
         await self._feed.close()
         pool, self._pool = self._pool, None
         if pool is not None:
-            with _translated(self._where, "to close"):
+            with self._translated("to close"):
                 await pool.close()
 
     def stopping(self) -> None:
         self._stopping = True
         bound_for_stop(self._pool)
 
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """``_translated`` for this store; while stopping, a wait for a connection that timed
+        out marks the database down (``found_down``), for reads and writes alike."""
+        try:
+            with _translated(self._where, doing):
+                yield
+        except StoreUnavailable as exc:
+            if self._stopping and isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+                found_down(self._pool)
+            raise
+
     def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         return self._feed.subscribe(listener)
 
     async def get(self, table: Table, key: Key) -> Document | None:
-        with _translated(self._where, "a read"):
+        with self._translated("a read"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     "SELECT doc::text FROM docs WHERE tbl = %s AND key = %s",
@@ -187,7 +199,7 @@ class PostgresStore(Store):
 
     async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
         bounds = prefix_range(prefix)
-        with _translated(self._where, "a scan"):
+        with self._translated("a scan"):
             async with self.pool.connection() as conn:
                 if bounds is None:
                     cursor = await conn.execute(
@@ -212,7 +224,7 @@ class PostgresStore(Store):
         where = "tbl = %s" if bounds is None else "tbl = %s AND key >= %s AND key < %s"
         # PostgreSQL's LIMIT and OFFSET are bigints: beyond them is past every row anyway.
         args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
-        with _translated(self._where, "a scan"):
+        with self._translated("a scan"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     f"SELECT key, doc::text FROM docs WHERE {where}"
@@ -228,7 +240,7 @@ class PostgresStore(Store):
         if not keys:
             return []
         encoded = [encode(key) for key in keys]
-        with _translated(self._where, "a read"):
+        with self._translated("a read"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     "SELECT key, doc::text FROM docs WHERE tbl = %s AND key = ANY(%s)",
@@ -247,7 +259,7 @@ class PostgresStore(Store):
         ordered = sorted(writes, key=lambda w: (w.table.value, encode(w.key)))
         note = payload(self._origin, changes_of(writes))
         try:
-            with _translated(self._where, "a write"):
+            with self._translated("a write"):
                 for attempt in range(WRITE_ATTEMPTS):
                     try:
                         await self._write(ordered, note)
@@ -255,10 +267,8 @@ class PostgresStore(Store):
                     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                         if attempt == WRITE_ATTEMPTS - 1:
                             raise
-        except StoreUnavailable as exc:
+        except StoreUnavailable:
             if self._stopping:
-                if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
-                    found_down(self._pool)
                 written = sorted({f"{w.table.value} {'/'.join(w.key)}" for w in writes})
                 log.warning("stopping: not written to %s (unreachable): %s", self._where, written)
             raise
@@ -289,7 +299,7 @@ class PostgresStore(Store):
         bounds = prefix_range(prefix)
         assert bounds is not None
         note = payload(self._origin, [(table.value, list(prefix), True)])
-        with _translated(self._where, "a delete"):
+        with self._translated("a delete"):
             async with self.pool.connection() as conn, conn.transaction():
                 cursor = await conn.execute(
                     "DELETE FROM docs WHERE tbl = %s AND key >= %s AND key < %s",
