@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -399,3 +400,28 @@ def test_an_unreachable_database_stops_the_start_naming_it(tmp_path: Path) -> No
     assert done.returncode == 1, done.stderr
     assert f"127.0.0.1:{port}/meta" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_a_stop_is_prompt_when_postgres_is_already_down(
+    own_postgres: PostgresServer, start_server: Callable[..., Server], closing: list[Any]
+) -> None:
+    """A lambdad that has invoked functions stops promptly on SIGTERM after its PostgreSQL went
+    down: its last writes at close give up after a short bound (and are logged as lost) and the
+    change feed stops reconnecting, instead of each waiting out the pool's timeout."""
+    url = own_postgres.database()
+    server = start_server({"LAMBDAD_STORE_URL": url})
+    lam = server.client()
+    closing.append(lam)
+    name = unique()
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package("v1")},
+    )
+    assert invoke_json(lam, name, {"n": 1})[1]["tag"] == "v1"
+    own_postgres.stop()
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: server.process.poll() is not None, timeout=15)
+    assert "stopping: not written to" in server.log()

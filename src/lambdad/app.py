@@ -588,7 +588,13 @@ class Lambdad:
         await self.lifecycle.start()
 
     async def close(self) -> None:
-        """Stop every part in reverse; ``CloseFailed`` if some failed. Idempotent."""
+        """Stop every part in reverse; ``CloseFailed`` if some failed. Idempotent.
+
+        The stores are told first that a stop has begun: the parts' last writes (a node's
+        deregistration, the metrics' last flush) then give up after a short bound when the
+        database is down, instead of holding the stop for the pool's usual wait."""
+        self.store.stopping()
+        self.blobs.stopping()
         await self.lifecycle.close()
 
     def own_gauges(self) -> dict[str, float]:

@@ -163,6 +163,11 @@ class Store(abc.ABC):
         """
         return _no_subscription
 
+    def stopping(self) -> None:  # noqa: B027 (optional: a local store never waits on a network)
+        """lambdad has begun to stop: from now on, a store whose backend cannot be reached
+        gives up on a read or write after a short bound instead of its usual wait, so that a
+        database that is down cannot hold a stop hostage (docs/cluster.md)."""
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -211,6 +216,10 @@ class BlobStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Let go of the connections ``open`` made. Idempotent."""
+
+    def stopping(self) -> None:  # noqa: B027 (optional: a local store never waits on a network)
+        """lambdad has begun to stop: give up quickly on a backend that cannot be reached (see
+        ``Store.stopping``)."""
 
     @abc.abstractmethod
     async def put(self, data: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -40,6 +41,29 @@ MAX_BIGINT = 2**63 - 1
 #: Seconds to wait for a first connection, and for a pooled one.
 CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 30.0
+#: Once lambdad is stopping: seconds to wait for a pooled connection (a stop must be prompt
+#: even when the database is down), and, after one such wait failed, for every later one.
+STOP_TIMEOUT = 2.0
+STOP_TIMEOUT_DOWN = 0.1
+
+log = logging.getLogger(__name__)
+
+
+def bound_for_stop(
+    pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None,
+) -> None:
+    """Make ``pool`` give up on a connection after ``STOP_TIMEOUT`` rather than its usual wait."""
+    if pool is not None:
+        pool.timeout = min(pool.timeout, STOP_TIMEOUT)
+
+
+def found_down(
+    pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None,
+) -> None:
+    """A wait for a connection failed while stopping: the database is down, so every later
+    wait gives up at once (a stop's last writes must not each wait ``STOP_TIMEOUT``)."""
+    if pool is not None:
+        pool.timeout = STOP_TIMEOUT_DOWN
 
 
 async def open_pool(
@@ -101,6 +125,7 @@ class PostgresStore(Store):
         #: Tells this store's own notifications from other processes'.
         self._origin = uuid.uuid4().hex
         self._feed = ChangeFeed(url, self._origin, self._where)
+        self._stopping = False
         self.state = PostgresState.NEW
 
     @property
@@ -114,7 +139,7 @@ class PostgresStore(Store):
         (naming the database, never the password) if any of it fails."""
         if self.state is not PostgresState.NEW:
             raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
-        with _translated(self._where, "to open"):
+        with self._translated("to open"):
             await self._migrate()
             pool = await open_pool(self._url, self._pool_size, "lambdad-store")
         try:
@@ -140,14 +165,30 @@ class PostgresStore(Store):
         await self._feed.close()
         pool, self._pool = self._pool, None
         if pool is not None:
-            with _translated(self._where, "to close"):
+            with self._translated("to close"):
                 await pool.close()
+
+    def stopping(self) -> None:
+        self._stopping = True
+        bound_for_stop(self._pool)
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """``_translated`` for this store; while stopping, a wait for a connection that timed
+        out marks the database down (``found_down``), for reads and writes alike."""
+        try:
+            with _translated(self._where, doing):
+                yield
+        except StoreUnavailable as exc:
+            if self._stopping and isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+                found_down(self._pool)
+            raise
 
     def subscribe(self, listener: StoreChangeListener) -> Callable[[], None]:
         return self._feed.subscribe(listener)
 
     async def get(self, table: Table, key: Key) -> Document | None:
-        with _translated(self._where, "a read"):
+        with self._translated("a read"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     "SELECT doc::text FROM docs WHERE tbl = %s AND key = %s",
@@ -158,7 +199,7 @@ class PostgresStore(Store):
 
     async def scan(self, table: Table, prefix: Key = ()) -> list[tuple[Key, Document]]:
         bounds = prefix_range(prefix)
-        with _translated(self._where, "a scan"):
+        with self._translated("a scan"):
             async with self.pool.connection() as conn:
                 if bounds is None:
                     cursor = await conn.execute(
@@ -183,7 +224,7 @@ class PostgresStore(Store):
         where = "tbl = %s" if bounds is None else "tbl = %s AND key >= %s AND key < %s"
         # PostgreSQL's LIMIT and OFFSET are bigints: beyond them is past every row anyway.
         args = (table.value, *(bounds or ()), _clamped(limit), _clamped(offset))
-        with _translated(self._where, "a scan"):
+        with self._translated("a scan"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     f"SELECT key, doc::text FROM docs WHERE {where}"
@@ -199,7 +240,7 @@ class PostgresStore(Store):
         if not keys:
             return []
         encoded = [encode(key) for key in keys]
-        with _translated(self._where, "a read"):
+        with self._translated("a read"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(
                     "SELECT key, doc::text FROM docs WHERE tbl = %s AND key = ANY(%s)",
@@ -217,14 +258,20 @@ class PostgresStore(Store):
         # is stable, so writes of one key keep their order.
         ordered = sorted(writes, key=lambda w: (w.table.value, encode(w.key)))
         note = payload(self._origin, changes_of(writes))
-        with _translated(self._where, "a write"):
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    await self._write(ordered, note)
-                    return
-                except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                    if attempt == WRITE_ATTEMPTS - 1:
-                        raise
+        try:
+            with self._translated("a write"):
+                for attempt in range(WRITE_ATTEMPTS):
+                    try:
+                        await self._write(ordered, note)
+                        return
+                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                        if attempt == WRITE_ATTEMPTS - 1:
+                            raise
+        except StoreUnavailable:
+            if self._stopping:
+                written = sorted({f"{w.table.value} {'/'.join(w.key)}" for w in writes})
+                log.warning("stopping: not written to %s (unreachable): %s", self._where, written)
+            raise
 
     async def _write(self, writes: Sequence[Write], note: str) -> None:
         # Pipeline mode: the whole transaction goes out in one round trip, not one per statement.
@@ -252,7 +299,7 @@ class PostgresStore(Store):
         bounds = prefix_range(prefix)
         assert bounds is not None
         note = payload(self._origin, [(table.value, list(prefix), True)])
-        with _translated(self._where, "a delete"):
+        with self._translated("a delete"):
             async with self.pool.connection() as conn, conn.transaction():
                 cursor = await conn.execute(
                     "DELETE FROM docs WHERE tbl = %s AND key >= %s AND key < %s",

@@ -25,7 +25,7 @@ import psycopg_pool
 from lambdad.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from lambdad.store.files import FileBlobStore, _is_key
 from lambdad.store.once import single_flight
-from lambdad.store.postgres import CONNECT_TIMEOUT, describe, open_pool
+from lambdad.store.postgres import CONNECT_TIMEOUT, bound_for_stop, describe, open_pool
 from lambdad.store.postgres_schema import SchemaTooNew, migrate
 
 #: The slice of a zip one row holds.
@@ -81,6 +81,9 @@ class PostgresBlobStore(BlobStore):
             pool = await open_pool(self._url, self._pool_size, "lambdad-blobs")
         self._pool = pool
         self.state = BlobState.OPEN
+
+    def stopping(self) -> None:
+        bound_for_stop(self._pool)
 
     async def close(self) -> None:
         """Close every connection. Idempotent."""
