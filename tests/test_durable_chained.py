@@ -173,3 +173,46 @@ def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
     assert len(listed) == 1, "the restart found the same child execution"
     [started_event] = [e for e in _events(client, arn) if e["EventType"] == "ChainedInvokeStarted"]
     assert started_event["ChainedInvokeStartedDetails"]["DurableExecutionArn"] == child_arn
+
+
+@pytest.mark.slow
+def test_stopping_a_caller_stops_its_durable_child(
+    lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """StopDurableExecution of a caller whose chained invoke started a durable child execution
+    stops the child too, with the same error, and the caller's history ends with
+    ExecutionStopped (AWS: stopping an execution terminates its in-progress operations)."""
+    caller = durable_function(lam, recorder, sdk_files, CALLER)
+    child = durable_function(lam, recorder, sdk_files, TWO_STEPS)
+    lam.get_waiter("function_active_v2").wait(FunctionName=caller)
+    lam.get_waiter("function_active_v2").wait(FunctionName=child)
+    started = lam.invoke(
+        FunctionName=caller,
+        InvocationType="Event",
+        Payload=json.dumps({"target": child, "payload": {"wait": 600, "tag": "s"}}).encode(),
+    )
+    arn = started["DurableExecutionArn"]
+    children = wait_until(
+        lambda: lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"],
+        timeout=60,
+    )
+    child_arn = children[0]["DurableExecutionArn"]
+    wait_until(
+        lambda: any(e["EventType"] == "WaitStarted" for e in _events(lam, child_arn)),
+        timeout=60,
+    )
+    wait_until(
+        lambda: any(e["EventType"] == "InvocationCompleted" for e in _events(lam, arn)),
+        timeout=60,
+    )
+    error = {"ErrorType": "Cancelled", "ErrorMessage": "no longer needed"}
+    lam.stop_durable_execution(DurableExecutionArn=arn, Error=error)
+    stopped = lam.get_durable_execution(DurableExecutionArn=child_arn)
+    assert stopped["Status"] == "STOPPED"
+    assert stopped["Error"]["ErrorType"] == "Cancelled"
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "STOPPED"
+    history = [e["EventType"] for e in _events(lam, arn)]
+    assert history[-1] == "ExecutionStopped"
+    assert "ChainedInvokeStarted" in history
+    assert "ChainedInvokeStopped" not in history
+    assert steps_run(recorder) == ["one"]

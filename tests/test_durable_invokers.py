@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
+    Moto,
     Recorder,
     Server,
     create_function,
@@ -21,10 +22,11 @@ from tests.conftest import (
 )
 from tests.test_cloudwatch_logs import logs_client
 from tests.test_durable import REPORT, durable_function, sdk_files, steps_run
+from tests.test_esm_api import esm_server, queue_arn
 from tests.test_scheduler import FAST_CLOCK, OFF, fn_arn, scheduler_client, target
 from tests.url_client import call_url
 
-__all__ = ["sdk_files"]  # the SDK fixture, used by name
+__all__ = ["esm_server", "sdk_files"]  # fixtures, used by name
 
 #: One step; the result names the event it got.
 ONE_STEP = (
@@ -202,3 +204,59 @@ def test_the_execution_arn_is_in_the_function_logs(
     [record] = wait_until(logged, timeout=60)
     assert record["executionArn"] == response["DurableExecutionArn"]
     logs.close()
+
+
+@pytest.mark.slow
+def test_an_sqs_mapping_starts_an_execution_per_batch_and_deletes_its_messages(
+    esm_server: Server, moto: Moto, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """An SQS event source mapping whose function is durable starts one durable execution per
+    batch, its input the batch's ``Records``, and deletes the messages once the execution has
+    succeeded (AWS: a mapping invokes a durable function synchronously, waiting up to 15
+    minutes for the execution's end)."""
+    lam = esm_server.client()
+    name = durable_function(lam, recorder, sdk_files, ONE_STEP)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    source = queue_arn(moto)
+    sqs = moto.client("sqs")
+    url = sqs.get_queue_url(QueueName=source.rsplit(":", 1)[1])["QueueUrl"]
+    bodies = {f"m{i}" for i in range(3)}
+    for body in sorted(bodies):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    uuid = lam.create_event_source_mapping(EventSourceArn=source, FunctionName=name, BatchSize=10)[
+        "UUID"
+    ]
+    try:
+        done = wait_until(
+            lambda: (
+                (ran := _succeeded(lam, name))
+                and sum(len(_records(lam, e)) for e in ran) >= len(bodies)
+                and ran
+            ),
+            timeout=90,
+        )
+        got = [r for e in done for r in _records(lam, e)]
+        assert sorted(r["body"] for r in got) == sorted(bodies)
+        assert all(r["eventSource"] == "aws:sqs" for r in got)
+        assert steps_run(recorder) == ["one"] * len(done)
+
+        def left() -> int:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            return sum(int(value) for value in attributes.values())
+
+        wait_until(lambda: left() == 0, timeout=60)
+    finally:
+        lam.delete_event_source_mapping(UUID=uuid)
+        lam.close()
+
+
+def _records(lam: Any, execution: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SQS records an execution was started with (its result echoes its event)."""
+    found = lam.get_durable_execution(DurableExecutionArn=execution["DurableExecutionArn"])
+    return list(json.loads(found["Result"])["got"]["Records"])

@@ -48,16 +48,18 @@ def start(doc: Doc, op: Op, update: dict[str, Any], now: float) -> Event:
     """A CHAINED_INVOKE START: the target is kept for the engine; ``ChainedInvokeStarted``."""
     options = update.get("ChainedInvokeOptions") or {}
     payload = update.get("Payload")
+    resolved = update.get(RESOLVED) or {}
     doc.setdefault("chained", {})[op["Id"]] = {
         "function": options["FunctionName"],
         "payload": payload if payload is not None else "{}",
         "tenant": options.get("TenantId"),
+        "child": resolved.get("DurableExecutionArn"),
     }
     details: dict[str, Any] = {"FunctionName": options["FunctionName"]}
     if options.get("TenantId") is not None:
         details["TenantId"] = options["TenantId"]
     details["Input"] = {} if payload is None else {"Payload": payload}
-    details.update(update.get(RESOLVED) or {})
+    details.update(resolved)
     return op, "ChainedInvokeStarted", details
 
 
@@ -69,6 +71,12 @@ def open_invokes(doc: Doc) -> dict[str, dict[str, Any]]:
         for op_id, target in doc.get("chained", {}).items()
         if ops.get(op_id, {}).get("Status") == "STARTED"
     }
+
+
+def open_children(doc: Doc) -> list[str]:
+    """The ARNs of the durable child executions the execution's open chained invokes started
+    (StopDurableExecution of the caller stops them too)."""
+    return [str(t["child"]) for t in open_invokes(doc).values() if t.get("child")]
 
 
 def child_name(arn: str, op_id: str) -> str:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from lambdad import errors
+from lambdad.control import durable_chained
 from lambdad.control.arns import Scope
 from lambdad.control.changes import Change, FunctionDeleted
 from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
@@ -200,9 +201,16 @@ class DurableEngine:
         return await self.executions.get_key(key) or doc
 
     async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
-        """StopDurableExecution: the execution ends ``STOPPED``, its driver stops sleeping."""
+        """StopDurableExecution: the execution ends ``STOPPED``, its driver stops sleeping, and
+        the durable child executions its open chained invokes started are stopped with it
+        ("any in-progress operations are terminated"; the caller's history ends with
+        ``ExecutionStopped``, no ``ChainedInvokeStopped`` after it)."""
         doc = await self.executions.stop(scope, arn, error)
         self.wake(scope.key(doc["function"], doc["name"]))
+        ended = (errors.InvalidParameterValueException, errors.ResourceNotFoundException)
+        for child in durable_chained.open_children(doc):
+            with contextlib.suppress(*ended):  # the child has ended or is gone already
+                await self.stop(scope, child, error)
         return doc
 
     async def checkpoint(
