@@ -29,6 +29,10 @@ class ExporterState(enum.Enum):
     CLOSED = "closed"
 
 
+#: Spans encoded at once before the loop is given back (about 0.2-0.3 ms of work).
+ENCODE_SLICE = 64
+
+
 class SpanExporter:
     """Posts spans to ``url`` (an OTLP/HTTP traces endpoint, ``.../v1/traces``)."""
 
@@ -84,9 +88,21 @@ class SpanExporter:
     def _take(self) -> list[Span]:
         return [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
 
+    async def _encode(self, spans: list[Span]) -> bytes:
+        """One export request of ``spans``, encoded ``ENCODE_SLICE`` spans at a time with the
+        loop given back between slices (a batch of 512 took 2 ms in one go: invocations
+        waited behind it). Concatenated encodings of one message type are that message with
+        its repeated fields joined (protobuf's merge rule), so the request is one request."""
+        parts = []
+        for start in range(0, len(spans), ENCODE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            parts.append(encode_request(spans[start : start + ENCODE_SLICE], SCOPE, self._version))
+        return b"".join(parts)
+
     async def _post(self, session: aiohttp.ClientSession, spans: list[Span]) -> None:
         try:
-            body = encode_request(spans, SCOPE, self._version)
+            body = await self._encode(spans)
         except (ValueError, TypeError, OverflowError, struct.error) as exc:
             # Spans are checked when made; should one slip through, the batch is lost, not
             # the exporter.
