@@ -52,6 +52,28 @@ def package(tag: str) -> bytes:
     return make_zip({"app.py": f"TAG = {tag!r}\n" + CODE})
 
 
+def _pair(
+    start_server: Callable[..., Server], settings: dict[str, str], closing: list[Any]
+) -> tuple[Server, Server, Any, Any]:
+    """Two lambdads with ``settings`` (one database) and a Lambda client of each."""
+    one, two = start_server(settings), start_server(settings)
+    lam_one, lam_two = one.client(), two.client()
+    closing.extend([lam_one, lam_two])
+    return one, two, lam_one, lam_two
+
+
+def _create(lam: Any, name: str, code: bytes, **extra: Any) -> None:
+    """A Python function ``name`` of ``code`` (``extra``: more CreateFunction members)."""
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": code},
+        **extra,
+    )
+
+
 @pytest.fixture
 def closing() -> Iterator[list[Any]]:
     """boto3 clients to close when the test ends."""
@@ -71,15 +93,7 @@ def test_serve_on_postgres_keeps_everything_across_a_restart(
     lam = first.client()
     closing.append(lam)
     name = unique()
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-        Environment={"Variables": {"GREETING": "hi"}},
-        Publish=True,
-    )
+    _create(lam, name, package("v1"), Environment={"Variables": {"GREETING": "hi"}}, Publish=True)
     _, body = invoke_json(lam, name, {"n": 1})
     assert body == {"tag": "v1", "greeting": "hi", "event": {"n": 1}}
     lam.update_function_code(FunctionName=name, ZipFile=package("v2"))
@@ -127,18 +141,9 @@ def test_two_servers_on_one_database_share_the_metadata(
     """A function created through one lambdad is listed and described by another lambdad on
     the same database, and a delete through the second is seen by the first."""
     url = postgres.database()
-    one = start_server({"LAMBDAD_STORE_URL": url})
-    two = start_server({"LAMBDAD_STORE_URL": url})
-    lam_one, lam_two = one.client(), two.client()
-    closing.extend([lam_one, lam_two])
+    _one, _two, lam_one, lam_two = _pair(start_server, {"LAMBDAD_STORE_URL": url}, closing)
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-    )
+    _create(lam_one, name, package("v1"))
     assert [f["FunctionName"] for f in lam_two.list_functions()["Functions"]] == [name]
     described = lam_two.get_function_configuration(FunctionName=name)
     assert described["FunctionArn"].endswith(f":function:{name}")
@@ -153,19 +158,9 @@ def test_a_change_through_one_server_reaches_the_other_servers_caches(
     policy written through one lambdad take effect on another lambdad that had them cached
     (the store's change feed drops the stale entries)."""
     url = postgres.database()
-    one = start_server({"LAMBDAD_STORE_URL": url})
-    two = start_server({"LAMBDAD_STORE_URL": url})
-    lam_one, lam_two = one.client(), two.client()
-    closing.extend([lam_one, lam_two])
+    _one, _two, lam_one, lam_two = _pair(start_server, {"LAMBDAD_STORE_URL": url}, closing)
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-        Environment={"Variables": {"GREETING": "hi"}},
-    )
+    _create(lam_one, name, package("v1"), Environment={"Variables": {"GREETING": "hi"}})
     assert invoke_json(lam_two, name)[1]["greeting"] == "hi"  # now cached by the second
     lam_one.update_function_configuration(
         FunctionName=name, Environment={"Variables": {"GREETING": "hello"}}
@@ -221,14 +216,7 @@ def test_a_function_url_made_through_one_server_is_served_by_the_other(
     lam_one = one.client()
     closing.append(lam_one)
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-        Environment={"Variables": {"GREETING": "hi"}},
-    )
+    _create(lam_one, name, package("v1"), Environment={"Variables": {"GREETING": "hi"}})
     make_public(lam_one, name)
     function_url = lam_one.create_function_url_config(FunctionName=name, AuthType="NONE")[
         "FunctionUrl"
@@ -246,18 +234,9 @@ def test_a_function_deleted_through_one_server_leaves_no_environment_on_the_othe
     the same database retired at once (not at the idle timeout), and is not found there."""
     url = postgres.database()
     settings = {"LAMBDAD_STORE_URL": url, "LAMBDAD_KEEP_ALIVE": "100000"}  # no idle reaping
-    one = start_server(settings)
-    two = start_server(settings)
-    lam_one, lam_two = one.client(), two.client()
-    closing.extend([lam_one, lam_two])
+    _one, _two, lam_one, lam_two = _pair(start_server, settings, closing)
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": IDENTITY + WHO})},
-    )
+    _create(lam_one, name, make_zip({"app.py": IDENTITY + WHO}))
     identity = invoke_json(lam_two, name)[1]
     assert environment_pids(identity), "warm on the second server"
     lam_one.delete_function(FunctionName=name)
@@ -282,22 +261,12 @@ def test_code_and_layers_uploaded_through_one_server_run_on_the_other(
     zips from PostgreSQL into its own data dir once; new code through the first is run by the
     second as soon as the update is done."""
     url = postgres.database()
-    one = start_server({"LAMBDAD_STORE_URL": url})
-    two = start_server({"LAMBDAD_STORE_URL": url})
-    lam_one, lam_two = one.client(), two.client()
-    closing.extend([lam_one, lam_two])
+    one, two, lam_one, lam_two = _pair(start_server, {"LAMBDAD_STORE_URL": url}, closing)
     layer_zip = make_zip({"python/layermod.py": "WORD = 'from the layer'\n"})
     layer = lam_one.publish_layer_version(LayerName=unique(), Content={"ZipFile": layer_zip})
     code = make_zip({"app.py": "TAG = 'v1'\n" + LAYERED})
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": code},
-        Layers=[layer["LayerVersionArn"]],
-    )
+    _create(lam_one, name, code, Layers=[layer["LayerVersionArn"]])
     assert not list((two.data_dir / "code").glob("*.zip")), "nothing uploaded to the second"
     assert invoke_json(lam_two, name)[1] == {"tag": "v1", "layer": "from the layer"}
     cached = {p.name for p in (two.data_dir / "code").glob("*.zip")}
@@ -337,18 +306,9 @@ def test_two_servers_recover_from_a_postgres_restart(
     cached): its change feed reconnected and dropped what it may have missed; new code
     uploaded through one is fetched and run by the other (the code store reconnected too)."""
     url = own_postgres.database()
-    one = start_server({"LAMBDAD_STORE_URL": url})
-    two = start_server({"LAMBDAD_STORE_URL": url})
-    lam_one, lam_two = one.client(), two.client()
-    closing.extend([lam_one, lam_two])
+    _one, _two, lam_one, lam_two = _pair(start_server, {"LAMBDAD_STORE_URL": url}, closing)
     name = unique()
-    lam_one.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-    )
+    _create(lam_one, name, package("v1"))
     assert lam_two.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == (
         "Terminate"
     )
@@ -413,13 +373,7 @@ def test_a_stop_is_prompt_when_postgres_is_already_down(
     lam = server.client()
     closing.append(lam)
     name = unique()
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": package("v1")},
-    )
+    _create(lam, name, package("v1"))
     assert invoke_json(lam, name, {"n": 1})[1]["tag"] == "v1"
     own_postgres.stop()
     server.process.send_signal(signal.SIGTERM)
