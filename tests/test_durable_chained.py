@@ -126,17 +126,11 @@ def test_a_failing_target_fails_the_invoke(
     assert steps_run(recorder) == []
 
 
-@pytest.mark.slow
-def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
-    start_server: Any, recorder: Recorder, sdk_files: dict[str, bytes]
-) -> None:
-    """``context.invoke`` of a durable function starts an execution of it, named in
-    ChainedInvokeStarted's DurableExecutionArn; lambdad killed with
-    SIGKILL while that execution waits, then restarted, finishes both: the child's steps each
-    run once, and the caller gets the child's result (AWS: executions survive the service's
-    failures; a chained invoke of a durable function is a durable execution of its own)."""
-    srv: Server = start_server()
-    client = srv.client()
+def _child_waiting(
+    client: Any, recorder: Recorder, sdk_files: dict[str, bytes], wait: int, tag: str
+) -> tuple[str, str, str]:
+    """A durable caller whose chained invoke started a durable child that now waits ``wait``
+    seconds: (the child function, the caller's execution ARN, the child's)."""
     caller = durable_function(client, recorder, sdk_files, CALLER)
     child = durable_function(client, recorder, sdk_files, TWO_STEPS)
     client.get_waiter("function_active_v2").wait(FunctionName=caller)
@@ -144,7 +138,7 @@ def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
     started = client.invoke(
         FunctionName=caller,
         InvocationType="Event",
-        Payload=json.dumps({"target": child, "payload": {"wait": 4, "tag": "c"}}).encode(),
+        Payload=json.dumps({"target": child, "payload": {"wait": wait, "tag": tag}}).encode(),
     )
     arn = started["DurableExecutionArn"]
     children = wait_until(
@@ -156,6 +150,21 @@ def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
         lambda: any(e["EventType"] == "WaitStarted" for e in _events(client, child_arn)),
         timeout=60,
     )
+    return child, arn, child_arn
+
+
+@pytest.mark.slow
+def test_a_durable_target_runs_as_an_execution_of_its_own_across_a_restart(
+    start_server: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """``context.invoke`` of a durable function starts an execution of it, named in
+    ChainedInvokeStarted's DurableExecutionArn; lambdad killed with
+    SIGKILL while that execution waits, then restarted, finishes both: the child's steps each
+    run once, and the caller gets the child's result (AWS: executions survive the service's
+    failures; a chained invoke of a durable function is a durable execution of its own)."""
+    srv: Server = start_server()
+    client = srv.client()
+    child, arn, child_arn = _child_waiting(client, recorder, sdk_files, 4, "c")
     srv.stop(signal.SIGKILL)
 
     again: Server = start_server(data_dir=srv.data_dir)
@@ -182,25 +191,7 @@ def test_stopping_a_caller_stops_its_durable_child(
     """StopDurableExecution of a caller whose chained invoke started a durable child execution
     stops the child too, with the same error, and the caller's history ends with
     ExecutionStopped (AWS: stopping an execution terminates its in-progress operations)."""
-    caller = durable_function(lam, recorder, sdk_files, CALLER)
-    child = durable_function(lam, recorder, sdk_files, TWO_STEPS)
-    lam.get_waiter("function_active_v2").wait(FunctionName=caller)
-    lam.get_waiter("function_active_v2").wait(FunctionName=child)
-    started = lam.invoke(
-        FunctionName=caller,
-        InvocationType="Event",
-        Payload=json.dumps({"target": child, "payload": {"wait": 600, "tag": "s"}}).encode(),
-    )
-    arn = started["DurableExecutionArn"]
-    children = wait_until(
-        lambda: lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"],
-        timeout=60,
-    )
-    child_arn = children[0]["DurableExecutionArn"]
-    wait_until(
-        lambda: any(e["EventType"] == "WaitStarted" for e in _events(lam, child_arn)),
-        timeout=60,
-    )
+    _, arn, child_arn = _child_waiting(lam, recorder, sdk_files, 600, "s")
     wait_until(
         lambda: any(e["EventType"] == "InvocationCompleted" for e in _events(lam, arn)),
         timeout=60,
