@@ -377,10 +377,6 @@ class DurableEngine:
         return Ran.DONE
 
 
-def durable_ops_of(doc: Doc) -> dict[str, Any]:
-    return {op["Id"]: op for op in doc["ops"]}
-
-
 def _stalled(doc: Doc) -> bool:
     """A PENDING execution with nothing timed to wait for."""
     return (

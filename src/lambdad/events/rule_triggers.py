@@ -34,8 +34,7 @@ from lambdad.control.rule_model import Rule, RuleTarget
 from lambdad.control.rules import EventRules, RuleEvent
 from lambdad.control.schedule_expressions import InvalidExpression, parse_expression
 from lambdad.control.scheduled_event import scheduled_event
-from lambdad.events.schedules import RETRIED
-from lambdad.events.trigger_retries import RetryKey, TriggerRetries
+from lambdad.events.trigger_retries import RETRIED, RetryKey, TriggerRetries
 from lambdad.events.triggers import Trigger, TriggerId
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest

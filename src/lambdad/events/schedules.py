@@ -18,7 +18,7 @@ from lambdad.control.clock import SchedulerClock
 from lambdad.control.schedule_expressions import parse_expression
 from lambdad.control.schedule_model import Schedule
 from lambdad.control.schedules import Schedules
-from lambdad.events.trigger_retries import RetryKey, TriggerRetries
+from lambdad.events.trigger_retries import RETRIED, RetryKey, TriggerRetries
 from lambdad.events.triggers import Trigger, TriggerId
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
@@ -27,12 +27,6 @@ from lambdad.store.base import StoreConflict, StoreError
 log = logging.getLogger(__name__)
 
 KIND = "schedule"
-#: What Lambda answers that Scheduler tries again (throttling, a function not ready, a fault).
-RETRIED = (
-    errors.TooManyRequestsException,
-    errors.ResourceConflictException,
-    errors.ServiceException,
-)
 #: The payload of a target without ``Input``.
 EMPTY_INPUT = "{}"
 

@@ -33,9 +33,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lambdad import errors
 from lambdad.store.base import Store, StoreError, Table
 
 log = logging.getLogger(__name__)
+
+#: What Lambda answers that Scheduler and EventBridge try again (throttling, a function not
+#: ready, a fault); anything else goes to the dead-letter queue at once.
+RETRIED = (
+    errors.TooManyRequestsException,
+    errors.ResourceConflictException,
+    errors.ServiceException,
+)
 
 #: ``(*trigger id, delivery id)``: ``(account, region, kind, *name, delivery id)``.
 RetryKey = tuple[str, ...]
@@ -92,10 +101,6 @@ class TriggerRetries:
         """The delivery ``key`` needs no more attempts."""
         self._pending.pop(key, None)
         await self._store.delete(Table.TRIGGER_RETRIES, key)
-
-    def pending(self) -> int:
-        """How many deliveries wait for a retry."""
-        return len(self._pending)
 
     def _push(self, key: RetryKey, record: dict[str, Any]) -> None:
         self._seq += 1
