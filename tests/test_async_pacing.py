@@ -16,14 +16,14 @@ MEETING_AT_INIT = MEET + "\n\nNUMBER = meet()\n\ndef handler(event, context):\n 
 def test_a_burst_of_events_starts_paced_environments_and_a_sync_invoke_is_not_held(
     server: Server, lam: Any, new_function: Any
 ) -> None:
-    """Ten Event invokes of a function with no environment start only PACED_STARTS of them
-    while those are starting; a synchronous invoke meanwhile starts one of its own at once
-    (AWS starts an environment for each concurrent synchronous request; how its async pollers
-    scale up is not documented)."""
+    """More Event invokes than PACED_STARTS, of a function with no environment, start only
+    PACED_STARTS environments while those are starting; a synchronous invoke meanwhile starts
+    one of its own at once (AWS starts an environment for each concurrent synchronous
+    request; how its async pollers scale up is not documented)."""
     rendezvous = Rendezvous(parties=PACED_STARTS + 1)
     try:
         name = str(new_function(MEETING_AT_INIT, env=rendezvous.env, Timeout=30)["FunctionName"])
-        for _ in range(10):
+        for _ in range(PACED_STARTS + 8):
             assert lam.invoke(FunctionName=name, InvocationType="Event")["StatusCode"] == 202
         # The paced starts are in their init, waiting at the rendezvous.
         wait_until(lambda: rendezvous.count >= PACED_STARTS, timeout=30)

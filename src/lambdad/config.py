@@ -343,6 +343,11 @@ def load_settings(
         raise ValueError("setting store_url: expected a postgresql:// URL (or empty: SQLite)")
     if settings.role not in ROLES:
         raise ValueError(f"setting role: expected all, api or worker, got {settings.role!r}")
+    if settings.role != "all" and not settings.store_url:
+        raise ValueError(
+            f"role {settings.role} needs a shared store: set LAMBDAD_STORE_URL (or "
+            "--store-url) to the cluster's postgresql:// URL; without one, run role all"
+        )
     if settings.node_lease <= 0:
         raise ValueError("setting node_lease must be positive")
     if settings.loop_watchdog_ms < 0:

@@ -108,13 +108,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"lambdad: {exc}", file=sys.stderr)
         return 2
-    if settings.role != "all" and not settings.store_url:
-        print(
-            f"lambdad: role {settings.role} needs a shared store: set LAMBDAD_STORE_URL (or "
-            "--store-url) to the cluster's postgresql:// URL; without one, run role all",
-            file=sys.stderr,
-        )
-        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -257,7 +257,11 @@ class ProvisionedConfigs:
         if isinstance(change, VersionPublished):
             return
         scope, name = change.scope, change.name
-        if self._all_known and scope.key(name) not in self._notified:
+        if not self._all_known:
+            # Another node's writes may be missed (its feed reconnected): know them again
+            # once, so the shortcut below holds from here on.
+            await self.functions_with_configs()
+        if scope.key(name) not in self._notified:
             # A function with a config has been notified (its put did) or was found at the
             # restart: this one has none, so nothing to remove, nothing to tell, no cache to
             # drop, and no store to read (most functions; every create and its settling).

@@ -187,11 +187,13 @@ class Dispatcher:
             policy = await self._configs.policy(scope, event.function_name, event.qualifier)
         except errors.ResourceNotFoundException as exc:
             log.warning("event %s for %s dropped: %s", event.id, event.function_name, exc)
+            await slot.attempt_ended()  # no attempt: settling holds no worker slot
             await self._ack(event)
             return
         retry = self._retries.for_config(policy)
         if retry.expired(event.enqueued_at, time.time()):
             last = Response.from_attributes(event.attributes)
+            await slot.attempt_ended()
             await self._fail(scope, event, config, policy, Condition.EVENT_AGE_EXCEEDED, last)
             return
         self._invoker.metrics.async_age(

@@ -228,9 +228,11 @@ class Invoker:
 
     async def resolve(self, scope: Scope, request: InvokeRequest) -> tuple[Scope, FunctionConfig]:
         """The scope ``request`` runs in and the configuration it runs (an alias's weights
-        drawn here), whatever the function's state: for ``invoke(..., resolved)``."""
+        drawn here), refused as ``invoke`` refuses it (the function's state, the tenant):
+        for ``invoke(..., resolved)`` and for a durable execution's start."""
         scope = await self.owner_scope(scope, request)
-        config = await self._functions.resolve(scope, request.function_name, request.qualifier)
+        config = await self._target(scope, request)
+        check_tenant(scope, config, request.tenant_id)
         return scope, config
 
     async def invoke(
@@ -249,9 +251,9 @@ class Invoker:
         await self._payloads.check(request.payload, kind.value)
         if resolved is None:
             config = await self._target(scope, request)
+            check_tenant(scope, config, request.tenant_id)
         else:
-            config = _active(resolved[1])
-        check_tenant(scope, config, request.tenant_id)
+            config = resolved[1]
         request_id = request.request_id or new_request_id()
         if kind is InvocationType.DRY_RUN:
             return Accepted(request_id, config.version)

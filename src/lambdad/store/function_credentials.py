@@ -71,6 +71,8 @@ class FunctionCredentials:
     def __init__(self, data_dir: Path) -> None:
         self._path = data_dir / FILE_NAME
         self._secret: bytes | None = None
+        # Read (or made and fsynced) here, at start-up, not on the loop at a first request.
+        self._server_secret()
 
     def issue(self, account_id: str, region: str, role_arn: str, function_name: str) -> Session:
         claims = {"a": account_id, "r": region, "n": role_name_of(role_arn), "f": function_name}
