@@ -51,6 +51,11 @@ class Settings:
     #: environments; its listener answers only health and the cluster's node list). A role
     #: other than "all" needs ``store_url``.
     role: str = "all"
+    #: The cluster's NATS servers (``nats://host:4222``, several separated by commas;
+    #: docs/cluster.md; needs ``pip install 'lambdad[nats]'``). Empty: no NATS, every invoke
+    #: runs on the node that received it. With a URL (and ``store_url``), api nodes route
+    #: invocations to workers over NATS.
+    nats_url: str = ""
     #: How long a node of a shared store counts as up after its last heartbeat (it beats
     #: every third of this); a clean stop removes it at once. Not scaled.
     node_lease: float = 15.0
@@ -341,6 +346,15 @@ def load_settings(
     _check_mq(settings)
     if settings.store_url and not settings.store_url.startswith(("postgresql://", "postgres://")):
         raise ValueError("setting store_url: expected a postgresql:// URL (or empty: SQLite)")
+    if settings.nats_url and not all(
+        part.strip().startswith(("nats://", "tls://")) for part in settings.nats_url.split(",")
+    ):
+        raise ValueError("setting nats_url: expected nats:// or tls:// URLs, comma-separated")
+    if settings.nats_url and not settings.store_url:
+        raise ValueError(
+            "setting nats_url needs a shared store: set LAMBDAD_STORE_URL (or --store-url) "
+            "to the cluster's postgresql:// URL as well"
+        )
     if settings.role not in ROLES:
         raise ValueError(f"setting role: expected all, api or worker, got {settings.role!r}")
     if settings.role != "all" and not settings.store_url:

@@ -29,6 +29,10 @@ def add_parser(commands: Any) -> None:
         help="a postgresql:// URL: keep the metadata and code there (default: data dir)",
     )
     parser.add_argument(
+        "--nats-url",
+        help="the cluster's nats:// URL: route invokes between nodes (docs/cluster.md)",
+    )
+    parser.add_argument(
         "--role",
         choices=ROLES,
         help="what this node does in a cluster: all (default), api or worker (docs/cluster.md)",
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 "port": args.port,
                 "data_dir": args.data_dir,
                 "store_url": args.store_url,
+                "nats_url": args.nats_url,
                 "role": args.role,
             },
             config_file=args.config,
