@@ -24,7 +24,7 @@ import platform
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yarl
 
@@ -99,6 +99,9 @@ from lambdad.store.function_credentials import FunctionCredentials
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
+
+if TYPE_CHECKING:
+    from lambdad.store.nats_link import NatsLink
 
 log = logging.getLogger("lambdad")
 
@@ -236,6 +239,20 @@ def blob_store(settings: Settings) -> BlobStore:
     return PostgresBlobStore(settings.store_url, cache)
 
 
+def nats_link(settings: Settings) -> NatsLink | None:
+    """The node's NATS connection when ``nats_url`` names the cluster's servers (else None).
+    ``StoreUnavailable`` if the NATS client is not installed."""
+    if not settings.nats_url:
+        return None
+    try:  # imported only when asked for: the embedded default needs no NATS client
+        from lambdad.store.nats_link import NatsLink
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"cluster mode needs the NATS client ({exc}): pip install 'lambdad[nats]'"
+        ) from exc
+    return NatsLink(settings.nats_url, f"lambdad-{settings.role}")
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -245,6 +262,8 @@ class Lambdad:
         data = settings.data_dir
         self.store: Store = metadata_store(settings)
         self.blobs: BlobStore = blob_store(settings)
+        #: The cluster's NATS connection (``nats_url``), None on its own.
+        self.nats = nats_link(settings)
         self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.metrics = Metrics(
@@ -515,6 +534,7 @@ class Lambdad:
             Part("node description", self.nodes.describe, _nothing),
             Part("metadata store", self.store.open, self.store.close),
             Part("code store", self.blobs.open, self.blobs.close),
+            *self._nats_part(),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
@@ -540,6 +560,10 @@ class Lambdad:
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _nats_part(self) -> list[Part]:
+        link = self.nats
+        return [] if link is None else [Part("NATS", link.open, link.close)]
 
     def _console_part(self) -> list[Part]:
         console = self.console
@@ -647,6 +671,7 @@ class Lambdad:
                     if self.settings.store_url
                     else "none (single node: no store URL)"
                 ),
+                "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
