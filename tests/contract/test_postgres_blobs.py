@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from lambdad.store.base import BlobNotFound, StoreUnavailable
+from lambdad.store.base import BlobNotFound, StoreUnavailable, Table
+from lambdad.store.postgres import PostgresStore
 from lambdad.store.postgres_blobs import CHUNK_BYTES, PostgresBlobStore
+from lambdad.store.postgres_schema import migrations
 from tests.postgres_server import PostgresServer
 
 T = TypeVar("T")
@@ -132,6 +134,34 @@ def test_a_closed_or_unreachable_store_is_unavailable(
         assert "127.0.0.1:1/db" in str(raised.value)
         assert "s3cret" not in str(raised.value)
         await nowhere.close()
+
+    run(scenario)
+
+
+def test_the_code_store_shares_the_schema_and_its_refusal(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The code store opened first on a new database migrates it, the metadata store opened
+    after uses that schema (each migration recorded once), and on a database newer than this
+    lambdad the code store is StoreUnavailable naming itself, as the metadata store is."""
+    url = postgres.database()
+
+    async def scenario() -> None:
+        blobs = PostgresBlobStore(url, tmp_path / "c")
+        await blobs.open()
+        store = PostgresStore(url)
+        await store.open()
+        await store.put(Table.FUNCTIONS, ("a", "r", "fn"), {})
+        await store.close()
+        await blobs.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT version FROM lambdad_schema_version ORDER BY 1").fetchall()
+            assert rows == [(m.version,) for m in migrations()]
+            conn.execute("INSERT INTO lambdad_schema_version (version, name) VALUES (999, 'x')")
+        newer = PostgresBlobStore(url, tmp_path / "n")
+        with pytest.raises(StoreUnavailable, match=r"the code store .*newer than this lambdad"):
+            await newer.open()
+        await newer.close()
 
     run(scenario)
 
