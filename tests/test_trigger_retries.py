@@ -9,13 +9,12 @@ import datetime
 import re
 import signal
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import test_rule_firing as rules
-from tests.conftest import Recorder, shutdown, unique, wait_until
+from tests.conftest import Recorder, Server, shutdown, unique, wait_until
 from tests.test_scheduler import (
     FAST_CLOCK,
     OFF,
@@ -28,15 +27,8 @@ from tests.test_scheduler import (
 )
 
 #: The function stays Pending for an hour: every invoke of it is ResourceConflictException,
-#: which Scheduler and EventBridge retry. The retries' records are read from the SQLite file
-#: (also under ``--store postgres``).
-PENDING = {
-    "LAMBDAD_FUNCTION_SETTLE_DELAY": "3600",
-    "LAMBDAD_LOG_LEVEL": "INFO",
-    "LAMBDAD_STORE_URL": "",
-}
-#: The restart on the same data: the function is ready now (no settle delay).
-READY = {"LAMBDAD_STORE_URL": ""}
+#: which Scheduler and EventBridge retry.
+PENDING = {"LAMBDAD_FUNCTION_SETTLE_DELAY": "3600", "LAMBDAD_LOG_LEVEL": "INFO"}
 
 
 def refused(log: str, name: str, kind: str = "schedule/default") -> set[int]:
@@ -52,13 +44,22 @@ def refused(log: str, name: str, kind: str = "schedule/default") -> set[int]:
     }
 
 
-def retry_records(data_dir: Path) -> int:
-    """The retry records lambdad's store holds (read from its SQLite file)."""
-    with contextlib.closing(
-        sqlite3.connect(f"file:{data_dir / 'lambdad.db'}?mode=ro", uri=True)
-    ) as db:
-        (count,) = db.execute("SELECT count(*) FROM docs WHERE tbl = 'trigger_retries'").fetchone()
-    return int(count)
+def retry_records(server: Server) -> int:
+    """The retry records the store of ``server`` holds, read from its database (SQLite, or
+    PostgreSQL under ``--store postgres``)."""
+    query = "SELECT count(*) FROM docs WHERE tbl = 'trigger_retries'"
+    url = server.env.get("LAMBDAD_STORE_URL")
+    if url:
+        import psycopg  # only under --store postgres: the embedded default needs no driver
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute(query).fetchone()
+    else:
+        path = server.data_dir / "lambdad.db"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def runs_by_time(recorder: Recorder, number: int) -> dict[int, set[str]]:
@@ -91,12 +92,12 @@ def test_a_refused_invoke_is_retried_after_a_sigkill(start_server: Any, recorder
     lam.close()
     sched.close()
     waiting = refused(srv.log(), name)
-    assert retry_records(srv.data_dir) > 0
-    again = start_server({**FAST_CLOCK, **READY}, data_dir=srv.data_dir)
+    assert retry_records(srv) > 0
+    again = start_server(FAST_CLOCK, data_dir=srv.data_dir)
     wait_until(lambda: waiting <= {at for _, at in fires(recorder, 7)}, timeout=60)
     runs = runs_by_time(recorder, 7)
     assert all(len(runs[at]) == 1 for at in waiting), runs  # once each, one request id
-    wait_until(lambda: retry_records(srv.data_dir) == 0, timeout=30)
+    wait_until(lambda: retry_records(srv) == 0, timeout=30)
     shutdown(again)
 
 
@@ -120,11 +121,11 @@ def test_a_rule_targets_refused_invoke_is_retried_after_a_sigkill(
     lam.close()
     events.close()
     waiting = refused(srv.log(), name, "rule")
-    assert retry_records(srv.data_dir) > 0
-    again = start_server({**rules.FASTER_CLOCK, **READY}, data_dir=srv.data_dir)
+    assert retry_records(srv) > 0
+    again = start_server(rules.FASTER_CLOCK, data_dir=srv.data_dir)
     wait_until(lambda: waiting <= set(runs_by_time(recorder, 1)), timeout=60)
     runs = runs_by_time(recorder, 1)
     assert all(len(runs[at]) == 1 for at in waiting), runs  # once each, one request id
     assert rules.fires(recorder, 9) == []  # each a Scheduled Event of the right shape
-    wait_until(lambda: retry_records(srv.data_dir) == 0, timeout=30)
+    wait_until(lambda: retry_records(srv) == 0, timeout=30)
     shutdown(again)
