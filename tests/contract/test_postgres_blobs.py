@@ -117,7 +117,8 @@ def test_a_closed_or_unreachable_store_is_unavailable(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
     """After close, or with no server at the URL, the store raises StoreUnavailable naming the
-    database without its password; a key never stored is still BlobNotFound when it is open."""
+    database without its password, and why (the refused connection itself); a key never stored
+    is still BlobNotFound when it is open."""
     url = postgres.database()
 
     async def scenario() -> None:
@@ -133,6 +134,7 @@ def test_a_closed_or_unreachable_store_is_unavailable(
             await nowhere.open()
         assert "127.0.0.1:1/db" in str(raised.value)
         assert "s3cret" not in str(raised.value)
+        assert "Connection refused" in str(raised.value)  # the driver's reason, not a pool's wait
         await nowhere.close()
 
     run(scenario)

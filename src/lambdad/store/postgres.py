@@ -70,10 +70,18 @@ async def open_pool(
     url: str, size: int, name: str
 ) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
     """A pool of up to ``size`` autocommit connections to ``url``, checked before each use,
-    open with its first connection made and the schema brought up to date through it
+    open with its first connection made, on a schema brought up to date first
     (``postgres_schema.migrate``; ``SchemaTooNew`` if the database is newer). The metadata and
     the code store both open theirs here: whichever opens first migrates, the other finds the
-    schema current with one read."""
+    schema current with a read.
+
+    The schema is checked on a connection of its own, made before the pool: a database that
+    refuses connections fails the open at once, with the driver's reason, where the pool
+    would try again until ``POOL_TIMEOUT``."""
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+    ) as conn:
+        await migrate(conn)
     pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
     pool = psycopg_pool.AsyncConnectionPool(
         url,
@@ -86,12 +94,6 @@ async def open_pool(
         name=name,
     )
     await pool.open(wait=True, timeout=POOL_TIMEOUT)
-    try:
-        async with pool.connection() as conn:
-            await migrate(conn)
-    except BaseException:
-        await pool.close()
-        raise
     return pool
 
 
