@@ -19,7 +19,7 @@ import pytest
 from lambdad.store.base import BlobNotFound, StoreUnavailable, Table
 from lambdad.store.postgres import PostgresStore
 from lambdad.store.postgres_blobs import CHUNK_BYTES, PostgresBlobStore
-from lambdad.store.postgres_schema import migrations
+from lambdad.store.postgres_schema import MIGRATION_LOCK, migrations
 from tests.postgres_server import PostgresServer
 
 T = TypeVar("T")
@@ -164,6 +164,27 @@ def test_the_code_store_shares_the_schema_and_its_refusal(
         with pytest.raises(StoreUnavailable, match=r"the code store .*newer than this lambdad"):
             await newer.open()
         await newer.close()
+
+    run(scenario)
+
+
+def test_the_code_store_only_reads_a_schema_the_metadata_store_migrated(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Opened after the metadata store (as a node opens them), the code store reads the
+    schema's version and migrates nothing: it opens while another session holds the migration
+    lock, which a second migration would wait for."""
+    url = postgres.database()
+
+    async def scenario() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            blobs = PostgresBlobStore(url, tmp_path / "c")
+            await asyncio.wait_for(blobs.open(), 30)  # a hang guard: a migration would wait
+            await blobs.close()
+        await store.close()
 
     run(scenario)
 
