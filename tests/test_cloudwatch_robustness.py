@@ -9,12 +9,12 @@ botocore speaks) and as JSON 1.0 (what the AWS CLI v1 speaks), and raw malformat
 Every answer must come in time, be below 500, carry ``x-amzn-RequestId`` and, for an error, be
 CloudWatch's shape (``__type`` and ``message``); a request the model forbids must not be
 accepted. Afterwards ListMetrics' answers must satisfy the model's output shape, and the
-server log must hold no traceback.
+server log must hold no traceback (the harness: ``tests/service_robustness.py``).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,7 +28,17 @@ from lambdad.api import cloudwatch_api  # noqa: F401  (registers the operations)
 from lambdad.api.cloudwatch_front import operations
 from tests import wire_model
 from tests.conftest import Server
-from tests.test_event_rules_robustness import _fields_within
+from tests.service_robustness import (
+    JSON,
+    Encoding,
+    Mutation,
+    assert_quiet,
+    body_mutations,
+    check,
+    fields_within,
+    huge_content_length,
+    with_body,
+)
 from tests.test_robustness import SETTINGS, Answer, RawClient
 from tests.wire_model import HttpRequest
 
@@ -106,65 +116,18 @@ def build(name: str, values: dict[str, Any], protocol: str = "cbor") -> HttpRequ
     return HttpRequest("POST", "/", headers, wire_model.dump_json(values))
 
 
-def mutations(name: str) -> Iterator[tuple[str, dict[str, Any], bool]]:
+def mutations(name: str) -> Iterator[Mutation]:
     """(what changed, the request's values, whether the model forbids them)."""
-    shape = model().operation_model(name).input_shape
-    base = BASE[name]
-
-    def judged(label: str, values: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
-        return label, values, bool(wire_model.problems(shape, values, name))
-
-    yield judged("unknown member", {**base, "NoSuchMember": "x"})
-    for member, member_shape in shape.members.items():
-        yield from _member(member_shape, [member], base, judged, 3)
+    return body_mutations(model().operation_model(name).input_shape, name, BASE[name])
 
 
-def _member(
-    shape: Any,
-    path: list[str | int],
-    base: dict[str, Any],
-    judged: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any], bool]],
-    depth: int,
-) -> Iterator[tuple[str, dict[str, Any], bool]]:
-    label = ".".join(str(p) for p in path)
-    for kind, value in wire_model._body_values(shape):
-        yield judged(f"{label}: {kind}", wire_model._set(base, path, value))
-    if depth <= 1:
-        return
-    current = wire_model._value_at(base, path)
-    if shape.type_name == "structure":
-        seeded = base if current else wire_model._set(base, path, wire_model._example(shape))
-        for member, member_shape in shape.members.items():
-            yield from _member(member_shape, [*path, member], seeded, judged, depth - 1)
-    elif shape.type_name == "list":
-        if not current:
-            seeded = wire_model._set(base, path, [wire_model._example(shape.member)])
-        else:
-            seeded = base
-        yield from _member(shape.member, [*path, 0], seeded, judged, depth - 1)
+CBOR = Encoding("cbor", cbor2.loads, (ValueError, cbor2.CBORDecodeError))
+ENCODINGS = {"cbor": CBOR, "json": dataclasses.replace(JSON, name="json")}
 
 
-def _document(answer: Answer, protocol: str) -> Any:
-    return cbor2.loads(answer.body) if protocol == "cbor" else json.loads(answer.body)
-
-
-def check(answer: Answer, what: str, invalid: bool, protocol: str) -> list[str]:
-    if answer.status is None:
-        return [f"{what}: {answer.problem}"]
-    if answer.status >= 500:
-        return [f"{what}: 5xx {answer.body[:300]!r}"]
-    if "x-amzn-requestid" not in answer.headers:
-        return [f"{what}: no request id"]
-    if answer.status >= 400:
-        try:
-            document = _document(answer, protocol)
-        except (ValueError, cbor2.CBORDecodeError):
-            return [f"{what}: not {protocol} {answer.body[:200]!r}"]
-        if not isinstance(document, dict) or not {"__type", "message"} <= set(document):
-            return [f"{what}: not CloudWatch's error shape {answer.body[:200]!r}"]
-    elif invalid:
-        return [f"{what}: accepted invalid ({answer.status})"]
-    return []
+def answered(answer: Answer, what: str, invalid: bool, protocol: str) -> list[str]:
+    """``check``'s findings, errors in CloudWatch's shape in ``protocol``'s encoding."""
+    return check(answer, what, invalid, ENCODINGS[protocol], "CloudWatch's")
 
 
 @pytest.fixture
@@ -181,7 +144,7 @@ def test_every_struct_field_is_a_member_of_its_operation() -> None:
     """Each operation's request Struct names only members of its input shape, nested Structs
     (MetricDataQuery, MetricStat, Metric, Dimension, MetricDatum, StatisticSet) included."""
     for name, kind in operations().items():
-        _fields_within(kind, model().operation_model(name).input_shape, name)
+        fields_within(kind, model().operation_model(name).input_shape, name)
 
 
 def test_mutations_get_timely_cloudwatch_answers(robust: Server) -> None:
@@ -196,7 +159,7 @@ def test_mutations_get_timely_cloudwatch_answers(robust: Server) -> None:
             if answer.status != 200:
                 findings.append(f"{name} {protocol} valid request refused: {answer.status}")
             for what, values, invalid in mutations(name):
-                findings += check(
+                findings += answered(
                     client.send(build(name, values, protocol)),
                     f"{name} {protocol} {what}",
                     invalid,
@@ -213,21 +176,13 @@ def test_mutations_get_timely_cloudwatch_answers(robust: Server) -> None:
             ("deep", b"\x81" * 5000 + b"\x00"),
             ("bytes", cbor2.dumps({"Namespace": b"x"})),
         ]:
-            request = build(name, {})
-            request = HttpRequest(request.method, request.target, request.headers, body)
-            findings += check(client.send(request), f"{name} {what}", True, "cbor")
-        head = (
-            f"POST {PATH}{name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Content-Length: 1000000000000\r\n\r\n\xa0"
-        ).encode()
-        huge = client.exchange(head, "POST")
-        if huge.status != 413:
-            findings.append(f"{name} huge Content-Length: {huge.status} {huge.body[:200]!r}")
+            request = with_body(build(name, {}), body)
+            findings += answered(client.send(request), f"{name} {what}", True, "cbor")
+        head = f"POST {PATH}{name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        findings += huge_content_length(client, name, head, start="\xa0")
         client.close()
     findings += read_back(client)
-    log = robust.log()
-    assert "Traceback" not in log, log[-3000:]
-    assert "unhandled error" not in log, log[-3000:]
+    assert_quiet(robust.log())
     assert not findings, "\n".join(findings[:40])
 
 

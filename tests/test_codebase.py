@@ -24,7 +24,7 @@ LAYERS = [
     {"control"},
     {"runtime"},
     {"store", "observe"},
-    {"errors", "config"},
+    {"errors", "config", "runtime_ids"},
 ]
 #: Pairs that must not import each other in either direction although the ranks would allow it.
 PEERS_APART = [("control", "runtime"), ("store", "observe")]

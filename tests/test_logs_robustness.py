@@ -6,29 +6,23 @@ The twin of ``tests/test_event_rules_robustness.py`` for the ``logs`` model: for
 answer must come in time, be below 500, carry ``x-amzn-RequestId`` and, for an error, be JSON
 1.1's shape; a request the model forbids must not be accepted. Afterwards every group, stream
 list and tag list read back must satisfy the model's output shapes, and the log must hold no
-traceback.
+traceback (the harness: ``tests/service_robustness.py``).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.model import ServiceModel
 
 from lambdad.api import live_tail, logs_api  # noqa: F401  (registers the Logs_20140328.* targets)
-from lambdad.api.target_front import targets
-from tests import wire_model
 from tests.conftest import Server
-from tests.test_event_rules_robustness import _member, check
+from tests.service_robustness import JsonTargets, assert_quiet, check, with_body
 from tests.test_robustness import SETTINGS, RawClient
-from tests.wire_model import HttpRequest
 
-PREFIX = "Logs_20140328"
+LOGS = JsonTargets("logs", "Logs_20140328")
 GROUP = "/robust/group"  # exists, with a stream: reads, tags, events
 GROUP_ARN = f"arn:aws:logs:us-east-1:000000000000:log-group:{GROUP}"
 NOW = int(time.time() * 1000)
@@ -76,34 +70,6 @@ BASE: dict[str, dict[str, Any]] = {
 }
 
 
-def model() -> ServiceModel:
-    return botocore.session.get_session().get_service_model("logs")
-
-
-def build(name: str, values: dict[str, Any]) -> HttpRequest:
-    headers = {
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": f"{PREFIX}.{name}",
-    }
-    return HttpRequest("POST", "/", headers, wire_model.dump_json(values))
-
-
-def mutations(
-    name: str, base: dict[str, Any] | None = None
-) -> Iterator[tuple[str, dict[str, Any], bool]]:
-    """(what changed, the request's values, whether the model forbids them), from ``base``
-    (``BASE[name]`` unless given)."""
-    shape = model().operation_model(name).input_shape
-    base = BASE[name] if base is None else base
-
-    def judged(label: str, values: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
-        return label, values, bool(wire_model.problems(shape, values, name))
-
-    yield judged("unknown member", {**base, "NoSuchMember": "x"})
-    for member, member_shape in shape.members.items():
-        yield from _member(member_shape, [member], base, judged, 3)
-
-
 @pytest.fixture
 def robust(start_server: Callable[..., Server]) -> Server:
     server = start_server(SETTINGS)
@@ -115,7 +81,7 @@ def robust(start_server: Callable[..., Server]) -> Server:
         ("CreateLogStream", {"logGroupName": GROUP, "logStreamName": "doomed"}),
         ("PutLogEvents", BASE["PutLogEvents"]),
     ]:
-        answer = client.send(build(name, values))
+        answer = client.send(LOGS.build(name, values))
         assert answer.status == 200, answer
     client.close()
     return server
@@ -128,8 +94,7 @@ STREAMING = {"StartLiveTail"}
 
 def test_every_target_is_covered() -> None:
     """Every Logs_20140328.* target lambdad serves has a valid base request here."""
-    served = {op for key, (_, op, _) in targets().items() if key.startswith(f"{PREFIX}.")}
-    assert served == set(BASE) | STREAMING
+    assert LOGS.served() == set(BASE) | STREAMING
 
 
 def test_mutations_get_timely_json11_answers(robust: Server) -> None:
@@ -137,36 +102,9 @@ def test_mutations_get_timely_json11_answers(robust: Server) -> None:
     in JSON 1.1's shape, a request the model forbids is refused, and what is stored
     afterwards satisfies the model."""
     client = RawClient(robust.port)
-    findings: list[str] = []
-    for name in BASE:
-        answer = client.send(build(name, BASE[name]))
-        if answer.status != 200:
-            findings.append(f"{name} valid request refused: {answer.status} {answer.body!r}")
-        for what, values, invalid in mutations(name):
-            findings += check(client.send(build(name, values)), f"{name} {what}", invalid)
-        for what, body in [
-            ("not JSON", b"{nope"),
-            ("truncated", wire_model.dump_json(BASE[name])[:-1]),
-            ("array", b"[]"),
-            ("string", b'"x"'),
-            ("lone surrogate", b'{"logGroupName": "\\ud800"}'),
-            ("empty", b""),
-        ]:
-            request = build(name, {})
-            request = HttpRequest(request.method, request.target, request.headers, body)
-            findings += check(client.send(request), f"{name} {what}", what != "empty")
-        head = (
-            f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: {PREFIX}.{name}\r\n"
-            "Content-Length: 1000000000000\r\n\r\n{"
-        ).encode()
-        huge = client.exchange(head, "POST")
-        if huge.status != 413:
-            findings.append(f"{name} huge Content-Length: {huge.status} {huge.body[:200]!r}")
-        client.close()
+    findings = LOGS.sweep(client, BASE, "logGroupName")
     findings += read_back(client)
-    log = robust.log()
-    assert "Traceback" not in log, log[-3000:]
-    assert "unhandled error" not in log, log[-3000:]
+    assert_quiet(robust.log())
     assert not findings, "\n".join(findings[:40])
 
 
@@ -179,40 +117,27 @@ def test_live_tail_refusals_are_timely_json11_answers(robust: Server) -> None:
     client = RawClient(robust.port)
     findings: list[str] = []
     try:
-        for what, values, invalid in mutations(name, base):
+        for what, values, invalid in LOGS.mutations(name, base):
             if invalid:
-                findings += check(client.send(build(name, values)), f"{name} {what}", True)
+                findings += check(client.send(LOGS.build(name, values)), f"{name} {what}", True)
         for what, body in [("not JSON", b"{nope"), ("array", b"[]"), ("string", b'"x"')]:
-            request = build(name, {})
-            request = HttpRequest(request.method, request.target, request.headers, body)
+            request = with_body(LOGS.build(name, {}), body)
             findings += check(client.send(request), f"{name} {what}", True)
         for what, values in [
             ("unknown group", {"logGroupIdentifiers": [GROUP_ARN + "-never"]}),
             ("malformed pattern", {**base, "logEventFilterPattern": '"open'}),
         ]:
-            findings += check(client.send(build(name, values)), f"{name} {what}", True)
+            findings += check(client.send(LOGS.build(name, values)), f"{name} {what}", True)
     finally:
         client.close()
-    log = robust.log()
-    assert "Traceback" not in log, log[-3000:]
+    assert_quiet(robust.log())
     assert not findings, "\n".join(findings[:40])
 
 
 def read_back(client: RawClient) -> list[str]:
     """Every group, its streams and tags satisfy the model's output shapes."""
-    service = model()
     found: list[str] = []
-
-    def call(name: str, values: dict[str, Any]) -> Any:
-        answer = client.send(build(name, values))
-        assert answer.status == 200, (name, values, answer)
-        document = json.loads(answer.body)
-        found.extend(
-            f"{name} answer: {p}"
-            for p in wire_model.problems(service.operation_model(name).output_shape, document)
-        )
-        return document
-
+    call = LOGS.reader(client, found)
     token: dict[str, str] = {}
     while True:
         page = call("DescribeLogGroups", token)

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from lambdad.store.base import BlobNotFound, StoreUnavailable
+from lambdad.store.base import BlobNotFound, StoreUnavailable, Table
+from lambdad.store.postgres import PostgresStore
 from lambdad.store.postgres_blobs import CHUNK_BYTES, PostgresBlobStore
+from lambdad.store.postgres_schema import MIGRATION_LOCK, migrations
 from tests.postgres_server import PostgresServer
 
 T = TypeVar("T")
@@ -115,7 +117,8 @@ def test_a_closed_or_unreachable_store_is_unavailable(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
     """After close, or with no server at the URL, the store raises StoreUnavailable naming the
-    database without its password; a key never stored is still BlobNotFound when it is open."""
+    database without its password, and why (the refused connection itself); a key never stored
+    is still BlobNotFound when it is open."""
     url = postgres.database()
 
     async def scenario() -> None:
@@ -131,7 +134,57 @@ def test_a_closed_or_unreachable_store_is_unavailable(
             await nowhere.open()
         assert "127.0.0.1:1/db" in str(raised.value)
         assert "s3cret" not in str(raised.value)
+        assert "Connection refused" in str(raised.value)  # the driver's reason, not a pool's wait
         await nowhere.close()
+
+    run(scenario)
+
+
+def test_the_code_store_shares_the_schema_and_its_refusal(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The code store opened first on a new database migrates it, the metadata store opened
+    after uses that schema (each migration recorded once), and on a database newer than this
+    lambdad the code store is StoreUnavailable naming itself, as the metadata store is."""
+    url = postgres.database()
+
+    async def scenario() -> None:
+        blobs = PostgresBlobStore(url, tmp_path / "c")
+        await blobs.open()
+        store = PostgresStore(url)
+        await store.open()
+        await store.put(Table.FUNCTIONS, ("a", "r", "fn"), {})
+        await store.close()
+        await blobs.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT version FROM lambdad_schema_version ORDER BY 1").fetchall()
+            assert rows == [(m.version,) for m in migrations()]
+            conn.execute("INSERT INTO lambdad_schema_version (version, name) VALUES (999, 'x')")
+        newer = PostgresBlobStore(url, tmp_path / "n")
+        with pytest.raises(StoreUnavailable, match=r"the code store .*newer than this lambdad"):
+            await newer.open()
+        await newer.close()
+
+    run(scenario)
+
+
+def test_the_code_store_only_reads_a_schema_the_metadata_store_migrated(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Opened after the metadata store (as a node opens them), the code store reads the
+    schema's version and migrates nothing: it opens while another session holds the migration
+    lock, which a second migration would wait for."""
+    url = postgres.database()
+
+    async def scenario() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            blobs = PostgresBlobStore(url, tmp_path / "c")
+            await asyncio.wait_for(blobs.open(), 30)  # a hang guard: a migration would wait
+            await blobs.close()
+        await store.close()
 
     run(scenario)
 

@@ -79,7 +79,8 @@ def test_a_schema_newer_than_this_lambdad_is_refused(postgres: PostgresServer) -
 
 def test_an_unreachable_database_says_where_without_the_password() -> None:
     """A store whose server does not answer raises StoreUnavailable naming host, port and
-    database, never the password of its URL."""
+    database, never the password of its URL, and the driver's reason (the refused connection,
+    not a pool that gave up waiting)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
@@ -90,6 +91,7 @@ def test_an_unreachable_database_says_where_without_the_password() -> None:
                 await store.open()
             assert f"127.0.0.1:{port}/meta" in str(raised.value)
             assert "s3cret" not in str(raised.value)
+            assert "Connection refused" in str(raised.value)  # at once, not after a pool's wait
             assert type(raised.value).__module__ == "lambdad.store.base"
             await store.close()
             with pytest.raises(StoreUnavailable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import botocore.session
 import pytest
 
 from lambdad.control import validation as v
@@ -103,6 +104,25 @@ def test_supported_runtimes_pass() -> None:
     assert "python3.14" in v.SUPPORTED_RUNTIMES
     for runtime in v.SUPPORTED_RUNTIMES:
         v.validate_runtime(runtime, "Zip")
+
+
+def test_the_runtimes_accepted_are_the_runtimes_run_and_the_models() -> None:
+    """The ids CreateFunction accepts are the ones the runtime layer starts (python, node or
+    provided), each in botocore's Runtime enum (AWS lists them all), and an unknown id's enum
+    message names them in order: one list, ``lambdad.runtime_ids``."""
+    from lambdad.runtime import runtimes
+
+    run = {*runtimes.PYTHON_RUNTIMES, *runtimes.NODE_RUNTIMES, *runtimes.PROVIDED_RUNTIMES}
+    assert run == v.SUPPORTED_RUNTIMES
+    enum = botocore.session.get_session().get_service_model("lambda").shape_for("Runtime").enum
+    assert v.SUPPORTED_RUNTIMES.issubset(enum)
+    message = raised(InvalidParameterValueException, v.validate_runtime, "cobol85", "Zip")
+    assert message == (
+        "Value cobol85 at 'runtime' failed to satisfy constraint: Member must satisfy enum value "
+        "set: [python3.9, python3.10, python3.11, python3.12, python3.13, python3.14, "
+        "python3.15, nodejs18.x, nodejs20.x, nodejs22.x, nodejs24.x, nodejs26.x, provided, "
+        "provided.al2, provided.al2023] or be a valid ARN"
+    )
 
 
 def test_deprecated_runtime_recommends_family_successor() -> None:

@@ -30,6 +30,7 @@ from lambdad.errors import (
     ResourceNotFoundException,
     ValidationException,
 )
+from lambdad.runtime_ids import RUNTIME_IDS
 
 #: A name, partial ARN or ARN with an optional qualifier: the loosest of the model's function
 #: name patterns (GetFunction's, with dots and ``$LATEST.PUBLISHED``), with named groups. The
@@ -42,15 +43,7 @@ _FUNCTION_NAME_RE = re.compile(
 )
 
 #: Every runtime lambdad runs; python3.15 and nodejs26.x are previews (docs/runtimes.md).
-SUPPORTED_RUNTIMES: frozenset[str] = frozenset(
-    {
-        *(f"python3.{minor}" for minor in range(9, 16)),
-        *(f"nodejs{major}.x" for major in (18, 20, 22, 24, 26)),
-        "provided",
-        "provided.al2",
-        "provided.al2023",
-    }
-)
+SUPPORTED_RUNTIMES: frozenset[str] = frozenset(RUNTIME_IDS)
 #: Runtimes AWS refuses for create and update (plus the old ones of families lambdad runs).
 DEPRECATED_RUNTIMES: frozenset[str] = frozenset(
     {
@@ -78,13 +71,6 @@ DEPRECATED_RUNTIMES: frozenset[str] = frozenset(
     }
 )
 _RUNTIME_SUCCESSORS = {"python": "python3.14", "nodejs": "nodejs24.x", "go1.x": "provided.al2023"}
-_RUNTIME_ORDER = (
-    *(f"python3.{minor}" for minor in range(9, 16)),
-    *(f"nodejs{major}.x" for major in (18, 20, 22, 24, 26)),
-    "provided",
-    "provided.al2",
-    "provided.al2023",
-)
 
 #: Environment keys AWS refuses (wire spec §3).
 RESERVED_ENV_KEYS: frozenset[str] = frozenset(
@@ -266,7 +252,7 @@ def validate_runtime(runtime: str | None, package_type: str) -> None:
         raise InvalidParameterValueException(_deprecated_message(runtime))
     raise InvalidParameterValueException(
         f"Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum "
-        f"value set: [{', '.join(_RUNTIME_ORDER)}] or be a valid ARN"
+        f"value set: [{', '.join(RUNTIME_IDS)}] or be a valid ARN"
     )
 
 

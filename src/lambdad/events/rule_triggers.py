@@ -58,6 +58,10 @@ _ERROR_CODES = {
 }
 
 
+def _iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def trigger_id(rule: Rule) -> TriggerId:
     return rule.scope.key(KIND, rule.name)
 
@@ -175,9 +179,10 @@ class RuleTriggers:
             aged = self._clock.now() - float(delivery["occurrence"]) >= delivery["event_age"]
             if retried and retries < int(delivery["attempts"]) and not aged:
                 log.info(
-                    "rule %s: invoking %s was refused (%s); retry %d",
+                    "rule %s: invoking %s for %s was refused (%s); retry %d",
                     delivery["rule"],
                     delivery["target"],
+                    _iso(float(delivery["occurrence"])),
                     code,
                     retries + 1,
                 )

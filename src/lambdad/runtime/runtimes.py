@@ -5,6 +5,7 @@ so when it is not the exact one), ``nodejs*`` runs the bundled runtime client on
 ``node`` whatever its major version (and says so when it differs), ``provided*`` runs the zip's
 own ``bootstrap``. ``PREVIEW_RUNTIMES`` are ids the current Lambda model lists ahead of their
 general availability; they run the same way, on the closest interpreter (docs/runtimes.md).
+The ids themselves are listed once, in ``lambdad.runtime_ids``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lambdad.runtime.sandbox.base import Layout
+from lambdad.runtime_ids import NODE_RUNTIMES, PREVIEW_RUNTIMES, PROVIDED_RUNTIMES, PYTHON_RUNTIMES
 
 BOOTSTRAPS = Path(__file__).parent / "bootstraps"
 PYTHON_BOOTSTRAP = BOOTSTRAPS / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = BOOTSTRAPS / "nodejs" / "index.mjs"
-
-PYTHON_RUNTIMES = {f"python3.{minor}": (3, minor) for minor in range(9, 16)}
-NODE_RUNTIMES = {f"nodejs{major}.x": major for major in (18, 20, 22, 24, 26)}
-#: Accepted ahead of general availability, on the closest interpreter the host has.
-PREVIEW_RUNTIMES = frozenset({"python3.15", "nodejs26.x"})
-PROVIDED_RUNTIMES = {"provided", "provided.al2", "provided.al2023"}
 
 
 class RuntimeUnavailable(Exception):

@@ -70,7 +70,18 @@ async def open_pool(
     url: str, size: int, name: str
 ) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
     """A pool of up to ``size`` autocommit connections to ``url``, checked before each use,
-    open with its first connection made (the metadata and the code store both use one)."""
+    open with its first connection made, on a schema brought up to date first
+    (``postgres_schema.migrate``; ``SchemaTooNew`` if the database is newer). The metadata and
+    the code store both open theirs here: whichever opens first migrates, the other finds the
+    schema current with a read.
+
+    The schema is checked on a connection of its own, made before the pool: a database that
+    refuses connections fails the open at once, with the driver's reason, where the pool
+    would try again until ``POOL_TIMEOUT``."""
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+    ) as conn:
+        await migrate(conn)
     pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
     pool = psycopg_pool.AsyncConnectionPool(
         url,
@@ -104,14 +115,17 @@ class PostgresState(enum.Enum):
 
 
 @contextlib.contextmanager
-def _translated(where: str, doing: str) -> Iterator[None]:
-    """Driver errors as the store's own: a conflict, or the store being unavailable."""
+def translated(what: str, where: str, doing: str) -> Iterator[None]:
+    """Driver errors as the store's own: a conflict, or ``what`` (the metadata store, the code
+    store) at ``where`` being unavailable (its schema newer than this lambdad included)."""
     try:
         yield
     except pg_errors.UniqueViolation as exc:
         raise StoreConflict(str(exc)) from exc
     except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, OSError) as exc:
-        raise StoreUnavailable(f"the metadata store {where} failed {doing}: {exc}") from exc
+        raise StoreUnavailable(f"the {what} {where} failed {doing}: {exc}") from exc
+    except SchemaTooNew as exc:
+        raise StoreUnavailable(f"the {what} {where}: {exc}") from exc
 
 
 class PostgresStore(Store):
@@ -140,7 +154,6 @@ class PostgresStore(Store):
         if self.state is not PostgresState.NEW:
             raise StoreUnavailable(f"the metadata store {self._where} is {self.state.value}")
         with self._translated("to open"):
-            await self._migrate()
             pool = await open_pool(self._url, self._pool_size, "lambdad-store")
         try:
             await self._feed.start()
@@ -149,15 +162,6 @@ class PostgresStore(Store):
             raise
         self._pool = pool
         self.state = PostgresState.OPEN
-
-    async def _migrate(self) -> None:
-        async with await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-        ) as conn:
-            try:
-                await migrate(conn)
-            except SchemaTooNew as exc:
-                raise StoreUnavailable(f"the metadata store {self._where}: {exc}") from exc
 
     async def close(self) -> None:
         """Stop listening and close every connection. Idempotent."""
@@ -174,10 +178,10 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
-        """``_translated`` for this store; while stopping, a wait for a connection that timed
+        """``translated`` for this store; while stopping, a wait for a connection that timed
         out marks the database down (``found_down``), for reads and writes alike."""
         try:
-            with _translated(self._where, doing):
+            with translated("metadata store", self._where, doing):
                 yield
         except StoreUnavailable as exc:
             if self._stopping and isinstance(exc.__cause__, psycopg_pool.PoolTimeout):

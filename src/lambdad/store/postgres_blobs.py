@@ -7,15 +7,16 @@ transaction, says the blob is complete. Every node keeps what it has stored or f
 is unpacked once per node, as on a single node. What comes from the database is streamed to
 disk a chunk at a time (never the whole zip in memory) and kept only if it hashes to its key.
 
-The one module that imports psycopg for blobs: its errors become ``StoreUnavailable`` here.
+The one module that queries PostgreSQL for blobs; its connection pool, lifecycle states and
+error translation (psycopg's errors become ``StoreUnavailable``) are the metadata store's
+(``store/postgres.py``), and so is the schema: whichever of the two opens first migrates it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +26,18 @@ import psycopg_pool
 from lambdad.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from lambdad.store.files import FileBlobStore, _is_key
 from lambdad.store.once import single_flight
-from lambdad.store.postgres import CONNECT_TIMEOUT, bound_for_stop, describe, open_pool
-from lambdad.store.postgres_schema import SchemaTooNew, migrate
+from lambdad.store.postgres import (
+    PostgresState,
+    bound_for_stop,
+    describe,
+    open_pool,
+    translated,
+)
 
 #: The slice of a zip one row holds.
 CHUNK_BYTES = 1 << 20
 #: Connections one node holds for blobs: uploads and first fetches only, the rest is local.
 POOL_SIZE = 4
-
-
-class BlobState(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-@contextlib.contextmanager
-def _translated(where: str, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, OSError) as exc:
-        raise StoreUnavailable(f"the code store {where} failed {doing}: {exc}") from exc
 
 
 class PostgresBlobStore(BlobStore):
@@ -58,45 +50,41 @@ class PostgresBlobStore(BlobStore):
         self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self.local = FileBlobStore(cache)
         self._fetching: dict[Hashable, asyncio.Task[None]] = {}
-        self.state = BlobState.NEW
+        self.state = PostgresState.NEW
 
     @property
     def pool(self) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
-        if self.state is not BlobState.OPEN or self._pool is None:
+        if self.state is not PostgresState.OPEN or self._pool is None:
             raise StoreUnavailable(f"the code store {self._where} is {self.state.value}")
         return self._pool
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date; ``StoreUnavailable`` if either fails."""
-        if self.state is not BlobState.NEW:
+        """Connect and bring the schema up to date (``open_pool``: a version read when the
+        metadata store did); ``StoreUnavailable`` if either fails."""
+        if self.state is not PostgresState.NEW:
             raise StoreUnavailable(f"the code store {self._where} is {self.state.value}")
-        with _translated(self._where, "to open"):
-            async with await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-            ) as conn:
-                try:
-                    await migrate(conn)
-                except SchemaTooNew as exc:
-                    raise StoreUnavailable(f"the code store {self._where}: {exc}") from exc
-            pool = await open_pool(self._url, self._pool_size, "lambdad-blobs")
-        self._pool = pool
-        self.state = BlobState.OPEN
+        with self._translated("to open"):
+            self._pool = await open_pool(self._url, self._pool_size, "lambdad-blobs")
+        self.state = PostgresState.OPEN
 
     def stopping(self) -> None:
         bound_for_stop(self._pool)
 
     async def close(self) -> None:
         """Close every connection. Idempotent."""
-        self.state = BlobState.CLOSED
+        self.state = PostgresState.CLOSED
         pool, self._pool = self._pool, None
         if pool is not None:
-            with _translated(self._where, "to close"):
+            with self._translated("to close"):
                 await pool.close()
+
+    def _translated(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return translated("code store", self._where, doing)
 
     async def put(self, data: bytes) -> str:
         pool = self.pool
         key = await self.local.put(data)
-        with _translated(self._where, "to store a blob"):
+        with self._translated("to store a blob"):
             async with pool.connection() as conn, conn.transaction():
                 # Two nodes storing the same zip at once: the second waits, then finds it.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
@@ -129,7 +117,7 @@ class PostgresBlobStore(BlobStore):
             return False
         if await self.local.exists(key):
             return True
-        with _translated(self._where, "to look up a blob"):
+        with self._translated("to look up a blob"):
             async with self.pool.connection() as conn:
                 cursor = await conn.execute("SELECT 1 FROM blobs WHERE key = %s", (key,))
                 return await cursor.fetchone() is not None
@@ -161,7 +149,7 @@ class PostgresBlobStore(BlobStore):
                     rows += 1
                     yield bytes(data)
 
-        with _translated(self._where, "to read a blob"):
+        with self._translated("to read a blob"):
             async with self.pool.connection() as conn:
                 hashed = await self.local.put_stream(key, chunks(conn))
         if rows == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import re
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -54,10 +55,15 @@ def migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: AsyncConnection[tuple[object, ...]]) -> int:
+async def migrate(conn: AsyncConnection[Any]) -> int:
     """Bring the database of ``conn`` (in autocommit mode) to the newest schema; returns its
-    version. ``SchemaTooNew`` if it is newer than every migration here."""
+    version. ``SchemaTooNew`` if it is newer than every migration here. A schema already
+    current is only read: no lock, no transaction (the second store of a node to open, and
+    every node after the first)."""
     known = migrations()
+    current = await _version(conn)
+    if current == len(known):
+        return current
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         await conn.execute(
@@ -78,3 +84,14 @@ async def migrate(conn: AsyncConnection[tuple[object, ...]]) -> int:
                 (migration.version, migration.name),
             )
     return len(known)
+
+
+async def _version(conn: AsyncConnection[Any]) -> int | None:
+    """The schema version recorded in the database, or None before the first migration."""
+    cursor = await conn.execute("SELECT to_regclass('lambdad_schema_version') IS NOT NULL")
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        return None
+    cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM lambdad_schema_version")
+    row = await cursor.fetchone()
+    return int(str(row[0])) if row else 0
