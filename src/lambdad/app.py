@@ -68,9 +68,10 @@ from lambdad.events.stream_mapping import (
 from lambdad.events.trigger_retries import TriggerRetries
 from lambdad.events.triggers import TimeTriggers
 from lambdad.invoke.aws_clients import AwsClients
-from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.concurrency import Leases, SharedLeases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.grants import Grants
 from lambdad.invoke.provisioned import Provisioner
 from lambdad.invoke.remote_deletes import RetireDeletedElsewhere
 from lambdad.invoke.retries import Retries
@@ -96,6 +97,7 @@ from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
 from lambdad.store.function_credentials import FunctionCredentials
+from lambdad.store.ledger import ConcurrencyLedger
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
@@ -239,6 +241,20 @@ def blob_store(settings: Settings) -> BlobStore:
     return PostgresBlobStore(settings.store_url, cache)
 
 
+def concurrency_ledger(settings: Settings) -> ConcurrencyLedger | None:
+    """The cluster's concurrency ledger, in the PostgreSQL database of ``store_url``; None on
+    an embedded store, whose limits are counted in this process alone (docs/cluster.md)."""
+    if not settings.store_url:
+        return None
+    try:
+        from lambdad.store.postgres_ledger import PostgresLedger
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the PostgreSQL store needs psycopg ({exc}): pip install 'lambdad[postgres]'"
+        ) from exc
+    return PostgresLedger(settings.store_url)
+
+
 def nats_link(settings: Settings) -> NatsLink | None:
     """The node's NATS connection when ``nats_url`` names the cluster's servers (else None).
     ``StoreUnavailable`` if the NATS client is not installed."""
@@ -302,13 +318,25 @@ class Lambdad:
         self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
+        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
+        self.ledger = concurrency_ledger(settings)
+        self.grants = (
+            None
+            if self.ledger is None
+            else Grants(self.ledger, self._own_node_id, settings.node_lease)
+        )
+        leases = (
+            Leases(self.reservations, metrics=self.metrics)
+            if self.grants is None
+            else SharedLeases(self.reservations, self.grants, metrics=self.metrics)
+        )
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
         self.policies = FunctionPolicies(self.store, self.functions)
         self.invoker = Invoker(
             self.functions,
             self.runtime,
             self.queue,
-            Leases(self.reservations, metrics=self.metrics),
+            leases,
             self.event_configs,
             policies=self.policies,
             metrics=self.metrics,
@@ -535,6 +563,7 @@ class Lambdad:
             Part("metadata store", self.store.open, self.store.close),
             Part("code store", self.blobs.open, self.blobs.close),
             *self._nats_part(),
+            *self._ledger_parts(),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
@@ -560,6 +589,21 @@ class Lambdad:
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _ledger_parts(self) -> list[Part]:
+        ledger, grants = self.ledger, self.grants
+        if ledger is None or grants is None:
+            return []
+        # The grants close after the invoker (every invocation has given its slot back).
+        return [
+            Part("concurrency ledger", ledger.open, ledger.close),
+            Part("concurrency grants", grants.start, grants.close),
+        ]
+
+    def _own_node_id(self) -> str:
+        info = self.nodes.info
+        assert info is not None  # the node described itself before the grants start
+        return info.id
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -619,6 +663,8 @@ class Lambdad:
         database is down, instead of holding the stop for the pool's usual wait."""
         self.store.stopping()
         self.blobs.stopping()
+        if self.ledger is not None:
+            self.ledger.stopping()
         await self.lifecycle.close()
 
     def own_gauges(self) -> dict[str, float]:
