@@ -54,11 +54,6 @@ class Leases:
 
     async def _take(self, scope: Scope, name: str) -> bool:
         """Count one invocation of ``name`` (True: on the unreserved pool)."""
-        return (await self._count(scope, name))[0]
-
-    async def _count(self, scope: Scope, name: str) -> tuple[bool, int]:
-        """Count one invocation of ``name``: (True: on the unreserved pool, the limit of the
-        pool or reservation it counts against)."""
         reserved, unreserved = await self._reservations.on_demand(scope, name)
         key = (scope, name)
         pooled = reserved is None
@@ -73,7 +68,7 @@ class Leases:
             in_pool = self._pooled[scope]
             claimed = in_pool + self._reservations.limit - unreserved
             self._metrics.pool(scope.account_id, scope.region, in_pool, claimed)
-        return pooled, unreserved if pooled else (reserved or 0)
+        return pooled
 
     def _give_back(self, scope: Scope, name: str, pooled: bool) -> None:
         key = (scope, name)
@@ -112,8 +107,12 @@ class SharedLeases(Leases):
         self.grants = grants
 
     async def _take(self, scope: Scope, name: str) -> bool:
-        pooled, limit = await self._count(scope, name)
+        pooled = await super()._take(scope, name)
         try:
+            # The figures ``super()._take`` counted against, from the same cache (no store
+            # read between the two: the first call filled it).
+            reserved, unreserved = await self._reservations.on_demand(scope, name)
+            limit = unreserved if pooled else (reserved or 0)
             granted = await self.grants.take(grant_scope(scope, name, pooled), limit)
         except BaseException:
             super()._give_back(scope, name, pooled)
