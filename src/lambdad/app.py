@@ -73,6 +73,7 @@ from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
 from lambdad.invoke.grants import Grants
 from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.provisioned_spread import Spread
 from lambdad.invoke.remote_deletes import RetireDeletedElsewhere
 from lambdad.invoke.retries import Retries
 from lambdad.invoke.runtime_port import retire_deleted
@@ -364,7 +365,21 @@ class Lambdad:
         self.store.subscribe(self.durable.executions.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.store.subscribe(self.provisioned.forget_stored)
-        self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
+        #: In a cluster each node provisions its share of each config (docs/cluster.md).
+        self.provisioner = Provisioner(
+            self.functions,
+            self.provisioned,
+            self.runtime,
+            spread=(
+                Spread(lambda: self.nodes.nodes(), self._own_node_id, settings.role)
+                if settings.store_url
+                else None
+            ),
+            store=self.store,
+            interval=min(1.0, settings.node_lease / 3),
+        )
+        # After the caches: what it syncs reads them.
+        self.store.subscribe(self.provisioner.forget_stored)
         #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
         self.destinations = Destinations(
             self.invoker,
@@ -574,7 +589,7 @@ class Lambdad:
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
-            Part("provisioned concurrency", self.provisioner.start, _nothing),
+            Part("provisioned concurrency", self.provisioner.start, self.provisioner.close),
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("event source mappings", self.mappings.start, self.mappings.close),
