@@ -115,3 +115,20 @@ def test_a_grant_not_renewed_is_claimed_again() -> None:
         await two.close()
 
     run(body)
+
+
+def test_a_lowered_limit_is_not_overrun_from_a_grant_held_before() -> None:
+    """A node holding spare slots claimed under a limit of 3 does not fill them once the
+    limit it is given is 1: it claims again, and the ledger refuses a second slot."""
+
+    async def body() -> None:
+        ledger = MemoryLedger()
+        grants = Grants(ledger, lambda: "one", 600.0)
+        await grants.start()
+        assert await grants.take("s", 3)
+        assert grants.held("s") == (1, 2)  # one needed, one spare (half of what was left)
+        assert not await grants.take("s", 1)
+        assert grants.held("s")[0] == 1
+        await grants.close()
+
+    run(body)
