@@ -156,6 +156,8 @@ class Grants:
                     trimmed = now
             except StoreError as exc:  # the ledger is back soon, or the grants expire
                 log.warning("concurrency grants not kept: %s", exc)
+            except Exception:  # the keeper must go on: without it every grant expires
+                log.exception("keeping the concurrency grants failed")
 
     async def _renew(self) -> None:
         if not any(g.granted for g in self._grants.values()):

@@ -119,6 +119,8 @@ class Provisioner:
                 await self._publish()
             except StoreError as exc:  # the store is back soon
                 log.warning("provisioned concurrency not shared: %s", exc)
+            except Exception:  # the follower must go on, or a dead node's share is lost
+                log.exception("following the nodes for provisioned concurrency failed")
 
     async def _publish(self) -> None:
         """Write what this node has initialised per version, where it changed."""
