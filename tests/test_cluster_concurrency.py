@@ -137,9 +137,12 @@ def test_the_account_limit_holds_across_two_nodes(
     rendezvous: Callable[[int], Rendezvous],
 ) -> None:
     """An account limit of 2 and four invokes at once of a function with no reservation, two
-    through each node: exactly two run, two get 429 with the account's Reason."""
+    through each node: exactly two run, two get 429 with the account's Reason (and doctor
+    says the node counts on the shared ledger)."""
     one, two = two_nodes(start_server, postgres, LAMBDAD_CONCURRENCY_LIMIT="2")
     clients = [one.client(), two.client()]
+    told = one.get_json("/_lambdad/doctor")["node"]["concurrency"]
+    assert told.startswith("shared ledger in the store"), told
     service = rendezvous(3)
     name = str(
         new_function(WAITER, client=clients[0], Environment={"Variables": service.env})[

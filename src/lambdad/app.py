@@ -733,6 +733,7 @@ class Lambdad:
                     else "none (single node: no store URL)"
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
+                "concurrency": self._concurrency_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
@@ -754,6 +755,17 @@ class Lambdad:
             or {"none": "LAMBDAD_MQ_BROKERS is not set"},
             "tracing": self.traces.report(),
         }
+
+    def _concurrency_report(self) -> str:
+        """How this node counts concurrency and provisions (``lambdad doctor``)."""
+        if self.grants is None:
+            return "counted in this process (single node: no store URL)"
+        lease = self.settings.node_lease
+        sharing = len(self.provisioner.members)
+        return (
+            f"shared ledger in the store, grants renewed every {lease / 3:g} s and expiring "
+            f"after {lease:g} s; provisioned environments shared by {sharing} node(s)"
+        )
 
 
 def redact_url(url: str) -> str:

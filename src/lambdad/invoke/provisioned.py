@@ -76,6 +76,12 @@ class Provisioner:
         self._seen: dict[tuple[Scope, str, str], ProvisionedConfig] = {}
         configs.on_change(self.sync)
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The nodes this one shares provisioned environments with, itself included, as it
+        last saw them (empty on a single node)."""
+        return self._spread.members if self._spread is not None else ()
+
     async def start(self) -> None:
         """Provision again what the stored configs ask for (after a restart); in a cluster,
         begin following the registry."""
