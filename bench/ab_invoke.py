@@ -7,6 +7,8 @@ Run: ``python bench/ab_invoke.py --a-src OLD/src --b-src NEW/src [--b-env LAMBDA
 every B invoke a caller's ``Sampled=1`` trace header (every one traced: the worst case), and
 every A invoke one with ``Sampled=0``;
 ``--otlp-sink`` gives B an OTLP/HTTP receiver (a process of its own) to export to.
+``--postgres`` starts a PostgreSQL server (tests/postgres_server.py, its default durability) and
+gives each side a database of its own as ``LAMBDAD_STORE_URL`` (cluster mode's store).
 
 Both servers run at the same time, each with its own data directory and an echo function
 (``MemorySize`` 1,769 MB, as in ``invoke_latency.py``); one client sends A, B, A, B, ... over
@@ -116,7 +118,17 @@ def main() -> int:
     parser.add_argument("--b-tracing", choices=("Active", "PassThrough"))
     parser.add_argument("--b-sampled", action="store_true", help="Sampled=1 on every B invoke")
     parser.add_argument("--otlp-sink", action="store_true", help="an OTLP receiver for B")
+    parser.add_argument("--postgres", action="store_true", help="each side on a PostgreSQL store")
     args = parser.parse_args()
+    pg = None
+    if args.postgres:
+        sys.path.insert(0, str(Path(__file__).parent.parent))
+        from tests.postgres_server import PostgresServer
+
+        pg = PostgresServer(durable=True)
+        pg.start()
+        args.a_env.append(f"LAMBDAD_STORE_URL={pg.database()}")
+        args.b_env.append(f"LAMBDAD_STORE_URL={pg.database()}")
     sink = None
     if args.otlp_sink:
         sink_port = free_port()
@@ -128,6 +140,8 @@ def main() -> int:
         if sink is not None:
             sink.terminate()
             sink.wait(30)
+        if pg is not None:
+            pg.close()
 
 
 def headers_of(side: str, args: argparse.Namespace) -> dict[str, str]:

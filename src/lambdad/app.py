@@ -68,10 +68,12 @@ from lambdad.events.stream_mapping import (
 from lambdad.events.trigger_retries import TriggerRetries
 from lambdad.events.triggers import TimeTriggers
 from lambdad.invoke.aws_clients import AwsClients
-from lambdad.invoke.concurrency import Leases
+from lambdad.invoke.concurrency import Leases, SharedLeases
 from lambdad.invoke.destinations import Destinations
 from lambdad.invoke.dispatcher import Dispatcher
+from lambdad.invoke.grants import Grants
 from lambdad.invoke.provisioned import Provisioner
+from lambdad.invoke.provisioned_spread import Spread
 from lambdad.invoke.remote_deletes import RetireDeletedElsewhere
 from lambdad.invoke.retries import Retries
 from lambdad.invoke.runtime_port import retire_deleted
@@ -96,6 +98,7 @@ from lambdad.store.account_keys import move_under_accounts
 from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
 from lambdad.store.function_credentials import FunctionCredentials
+from lambdad.store.ledger import ConcurrencyLedger
 from lambdad.store.metric_rows import StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
@@ -239,6 +242,20 @@ def blob_store(settings: Settings) -> BlobStore:
     return PostgresBlobStore(settings.store_url, cache)
 
 
+def concurrency_ledger(settings: Settings) -> ConcurrencyLedger | None:
+    """The cluster's concurrency ledger, in the PostgreSQL database of ``store_url``; None on
+    an embedded store, whose limits are counted in this process alone (docs/cluster.md)."""
+    if not settings.store_url:
+        return None
+    try:
+        from lambdad.store.postgres_ledger import PostgresLedger
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the PostgreSQL store needs psycopg ({exc}): pip install 'lambdad[postgres]'"
+        ) from exc
+    return PostgresLedger(settings.store_url)
+
+
 def nats_link(settings: Settings) -> NatsLink | None:
     """The node's NATS connection when ``nats_url`` names the cluster's servers (else None).
     ``StoreUnavailable`` if the NATS client is not installed."""
@@ -302,13 +319,25 @@ class Lambdad:
         self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
+        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
+        self.ledger = concurrency_ledger(settings)
+        self.grants = (
+            None
+            if self.ledger is None
+            else Grants(self.ledger, self._own_node_id, settings.node_lease)
+        )
+        leases = (
+            Leases(self.reservations, metrics=self.metrics)
+            if self.grants is None
+            else SharedLeases(self.reservations, self.grants, metrics=self.metrics)
+        )
         self.event_configs = EventInvokeConfigs(self.store, self.functions)
         self.policies = FunctionPolicies(self.store, self.functions)
         self.invoker = Invoker(
             self.functions,
             self.runtime,
             self.queue,
-            Leases(self.reservations, metrics=self.metrics),
+            leases,
             self.event_configs,
             policies=self.policies,
             metrics=self.metrics,
@@ -336,7 +365,21 @@ class Lambdad:
         self.store.subscribe(self.durable.executions.forget_stored)
         self.provisioned = ProvisionedConfigs(self.store, self.functions, self.reservations)
         self.store.subscribe(self.provisioned.forget_stored)
-        self.provisioner = Provisioner(self.functions, self.provisioned, self.runtime)
+        #: In a cluster each node provisions its share of each config (docs/cluster.md).
+        self.provisioner = Provisioner(
+            self.functions,
+            self.provisioned,
+            self.runtime,
+            spread=(
+                Spread(lambda: self.nodes.nodes(), self._own_node_id, settings.role)
+                if settings.store_url
+                else None
+            ),
+            store=self.store,
+            interval=min(1.0, settings.node_lease / 3),
+        )
+        # After the caches: what it syncs reads them.
+        self.store.subscribe(self.provisioner.forget_stored)
         #: Destinations and dead-letter queues of async invokes, and schedules' dead letters.
         self.destinations = Destinations(
             self.invoker,
@@ -535,6 +578,7 @@ class Lambdad:
             Part("metadata store", self.store.open, self.store.close),
             Part("code store", self.blobs.open, self.blobs.close),
             *self._nats_part(),
+            *self._ledger_parts(),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
@@ -545,7 +589,7 @@ class Lambdad:
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
-            Part("provisioned concurrency", self.provisioner.start, _nothing),
+            Part("provisioned concurrency", self.provisioner.start, self.provisioner.close),
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("event source mappings", self.mappings.start, self.mappings.close),
@@ -560,6 +604,21 @@ class Lambdad:
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _ledger_parts(self) -> list[Part]:
+        ledger, grants = self.ledger, self.grants
+        if ledger is None or grants is None:
+            return []
+        # The grants close after the invoker (every invocation has given its slot back).
+        return [
+            Part("concurrency ledger", ledger.open, ledger.close),
+            Part("concurrency grants", grants.start, grants.close),
+        ]
+
+    def _own_node_id(self) -> str:
+        info = self.nodes.info
+        assert info is not None  # the node described itself before the grants start
+        return info.id
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -619,6 +678,8 @@ class Lambdad:
         database is down, instead of holding the stop for the pool's usual wait."""
         self.store.stopping()
         self.blobs.stopping()
+        if self.ledger is not None:
+            self.ledger.stopping()
         await self.lifecycle.close()
 
     def own_gauges(self) -> dict[str, float]:
@@ -672,6 +733,7 @@ class Lambdad:
                     else "none (single node: no store URL)"
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
+                "concurrency": self._concurrency_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
@@ -693,6 +755,17 @@ class Lambdad:
             or {"none": "LAMBDAD_MQ_BROKERS is not set"},
             "tracing": self.traces.report(),
         }
+
+    def _concurrency_report(self) -> str:
+        """How this node counts concurrency and provisions (``lambdad doctor``)."""
+        if self.grants is None:
+            return "counted in this process (single node: no store URL)"
+        lease = self.settings.node_lease
+        sharing = len(self.provisioner.members)
+        return (
+            f"shared ledger in the store, grants renewed every {lease / 3:g} s and expiring "
+            f"after {lease:g} s; provisioned environments shared by {sharing} node(s)"
+        )
 
 
 def redact_url(url: str) -> str:

@@ -41,7 +41,7 @@ def _shape(status: ProvisionedStatus) -> dict[str, Any]:
 async def _statuses(request: web.Request, scope: Scope, name: str) -> list[ProvisionedStatus]:
     provisioner = request.app[PROVISIONER]
     targets = await request.app[CONFIGS].targets(scope, name)
-    return [provisioner.describe(scope, target) for target in targets]
+    return [await provisioner.describe(scope, target) for target in targets]
 
 
 @routes.put(PATH)

@@ -9,6 +9,9 @@ check and the count happen with no ``await`` between them, so the event loop mak
 An invocation served by a provisioned environment holds no lease: the environment is its
 slot. On-demand invocations of a function with provisioned concurrency get what is left of its
 reservation once the provisioned amount is taken out (``Reservations.on_demand``).
+
+On a shared store (``SharedLeases``) a lease also fills a slot of this node's grant from the
+cluster's ledger (``invoke/grants.py``), so the limits hold summed over every node.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import Counter
 from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.concurrency import Reservations
+from lambdad.invoke.grants import Grants
 from lambdad.observe.metrics import Metrics
 
 RESERVED_LIMIT = "ReservedFunctionConcurrentInvocationLimitExceeded"
@@ -78,6 +82,49 @@ class Leases:
         return errors.TooManyRequestsException(
             THROTTLED, reason=reason, retry_after=self._retry_after
         )
+
+
+def grant_scope(scope: Scope, name: str, pooled: bool) -> str:
+    """The ledger's name of what an invocation counts against: the region's unreserved pool,
+    or the function's reservation."""
+    if pooled:
+        return f"pool/{scope.account_id}/{scope.region}"
+    return f"reserved/{scope.account_id}/{scope.region}/{name}"
+
+
+class SharedLeases(Leases):
+    """Leases whose limits hold across every node of a shared store: each lease also fills a
+    slot of this node's grant (``Grants``) of its pool or reservation."""
+
+    def __init__(
+        self,
+        reservations: Reservations,
+        grants: Grants,
+        retry_after: int = 1,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(reservations, retry_after, metrics)
+        self.grants = grants
+
+    async def _take(self, scope: Scope, name: str) -> bool:
+        pooled = await super()._take(scope, name)
+        try:
+            # The figures ``super()._take`` counted against, from the same cache (no store
+            # read between the two: the first call filled it).
+            reserved, unreserved = await self._reservations.on_demand(scope, name)
+            limit = unreserved if pooled else (reserved or 0)
+            granted = await self.grants.take(grant_scope(scope, name, pooled), limit)
+        except BaseException:
+            super()._give_back(scope, name, pooled)
+            raise
+        if not granted:
+            super()._give_back(scope, name, pooled)
+            raise self._throttled(ACCOUNT_LIMIT if pooled else RESERVED_LIMIT)
+        return pooled
+
+    def _give_back(self, scope: Scope, name: str, pooled: bool) -> None:
+        super()._give_back(scope, name, pooled)
+        self.grants.give(grant_scope(scope, name, pooled))
 
 
 class Lease:

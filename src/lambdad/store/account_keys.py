@@ -16,9 +16,16 @@ _ACCOUNT = re.compile(r"\d{12}")
 #: Tables no account owns: keyed by something global (a function URL's url-id, unique across
 #: accounts, names the config it belongs to). Metrics and durable executions' events came after
 #: accounts: every row has one (and the tables are the largest, so they are not scanned at every
-#: start for nothing). The node registry is the cluster's, not an account's.
+#: start for nothing), nor do provisioned shares. The node registry is the cluster's, not an
+#: account's.
 _GLOBAL_TABLES = frozenset(
-    {Table.FUNCTION_URL_IDS, Table.METRICS, Table.DURABLE_EVENTS, Table.NODES}
+    {
+        Table.FUNCTION_URL_IDS,
+        Table.METRICS,
+        Table.DURABLE_EVENTS,
+        Table.NODES,
+        Table.PROVISIONED_SHARES,
+    }
 )
 
 

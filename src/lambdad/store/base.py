@@ -85,6 +85,9 @@ class Table(enum.StrEnum):
     #: ``(node id,)``: a lambdad of a shared store, its role, address, capacity and last
     #: heartbeat (``control/nodes.py``). Not keyed by account: nodes serve every account.
     NODES = "nodes"
+    #: ``(account, region, function, version, node id)``: the provisioned environments one
+    #: node of a cluster has initialised for a version (``invoke/provisioned.py``).
+    PROVISIONED_SHARES = "provisioned_shares"
 
 
 class StoreError(Exception):
