@@ -1,0 +1,360 @@
+"""The cluster's ``Queue``: accepted ``Event`` invocations in a NATS JetStream work queue
+(cluster mode, docs/cluster.md "The async queue on JetStream").
+
+Two streams, both stored on the NATS servers' disks:
+
+- ``LAMBDAD_EVENTS`` (work-queue retention): one message per event, on the subject
+  ``lambdad.events.<key>``; the payload is the event's, everything else (attempt, not-before,
+  attributes, ...) is JSON in the header ``Lambdad-Event``. Every node that takes events pulls
+  from the one durable consumer ``lambdad-dispatchers``, so each event goes to one of them; an
+  acknowledged message leaves the stream.
+- ``LAMBDAD_EVENT_IDS`` (one message per subject, kept ``KEEP_DONE_IDS``): the id of every
+  queued event, reserved on ``lambdad.event-ids.<key>`` with "expected last subject sequence
+  0" before the event is published, so a second ``put`` of an id is ``StoreConflict`` on every
+  node. An ordinary event's reservation is purged when it is acknowledged (its id is free
+  again); a ``keep_id`` event's is replaced by a "done" mark that expires after
+  ``KEEP_DONE_IDS``.
+
+``put`` returns once JetStream acknowledged the event (its ``PubAck``). ``retry`` publishes
+the event again with its next attempt, not-before and attributes, then acknowledges the old
+message: the count and the delay live in the message, so neither a restarted node nor a
+restarted NATS server forgets them. ``take`` hands out an event only once it is due: one
+fetched early is given back with ``nak(delay)`` until its time, which holds nothing else back.
+An event a node has taken is kept from redelivery by an in-progress acknowledgement every third
+of ``ack_wait`` while the node lives; a node that dies (SIGKILL) leaves its events to be
+redelivered to another once ``ack_wait`` has passed. A clean ``close`` gives them back at once.
+
+The NATS client's errors become ``StoreUnavailable`` here (a duplicate id ``StoreConflict``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from lambdad.store.base import (
+    KEEP_DONE_IDS,
+    Queue,
+    QueuedEvent,
+    StoreConflict,
+    StoreUnavailable,
+)
+from lambdad.store.nats_link import NatsLink
+
+log = logging.getLogger(__name__)
+
+EVENTS = "LAMBDAD_EVENTS"
+IDS = "LAMBDAD_EVENT_IDS"
+CONSUMER = "lambdad-dispatchers"
+EVENT_SUBJECT = "lambdad.events"
+ID_SUBJECT = "lambdad.event-ids"
+#: The header holding everything of an event but its payload, as JSON.
+HEADER = "Lambdad-Event"
+#: Seconds an event taken by a node may go without word from it before JetStream hands it
+#: to another (the node sends word every third of it while it runs the event).
+ACK_WAIT = 30.0
+#: Seconds one pull request waits for an event before it is renewed.
+FETCH_WAIT = 5.0
+#: Seconds a JetStream API call or publish may take.
+API_TIMEOUT = 5.0
+#: Seconds between refreshes of the stream's message count (``pending``).
+COUNT_EVERY = 1.0
+#: JetStream's error code for "wrong last sequence" (the id is reserved already).
+_WRONG_LAST_SEQUENCE = 10071
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+class QueueState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def subject_key(event_id: str) -> str:
+    """The event's id as one subject token: itself when it is plain, else ``~`` and a hash."""
+    if _PLAIN_ID.fullmatch(event_id):
+        return event_id
+    return "~" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stamp:
+    """What the queue keeps with a message besides the event: the sequence of its id's
+    reservation and how many times it was published (the message id that dedupes a publish
+    is made of both)."""
+
+    reservation: int
+    generation: int
+
+    def message_id(self, key: str) -> str:
+        return f"{key}.{self.reservation}.{self.generation}"
+
+
+@dataclasses.dataclass
+class _Taken:
+    msg: Msg
+    event: QueuedEvent
+    stamp: _Stamp
+
+
+def _header(event: QueuedEvent, stamp: _Stamp) -> str:
+    fields = dataclasses.asdict(event)
+    del fields["payload"]
+    fields["reservation"] = stamp.reservation
+    fields["generation"] = stamp.generation
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def _decode(msg: Msg) -> tuple[QueuedEvent, _Stamp]:
+    fields: dict[str, Any] = json.loads((msg.headers or {})[HEADER])
+    stamp = _Stamp(int(fields.pop("reservation")), int(fields.pop("generation")))
+    return QueuedEvent(payload=msg.data, **fields), stamp
+
+
+class NatsQueue(Queue):
+    """Events in JetStream, reached through the node's ``NatsLink`` (opened and closed by its
+    owner, before and after the queue)."""
+
+    def __init__(self, link: NatsLink, *, ack_wait: float = ACK_WAIT) -> None:
+        self._link = link
+        self._ack_wait = ack_wait
+        self._js: JetStreamContext | None = None
+        self._pull: JetStreamContext.PullSubscription | None = None
+        self._taking = asyncio.Lock()
+        self._owned: dict[str, _Taken] = {}
+        self._keeper: asyncio.Task[None] | None = None
+        #: The stream's message count when last asked, and this node's puts less its acks since.
+        self._counted = 0
+        self._since = 0
+        self.state = QueueState.NEW
+
+    async def open(self) -> None:
+        """Make sure both streams and the consumer exist (as configured here)."""
+        if self.state is not QueueState.NEW:
+            raise RuntimeError(f"queue is {self.state.value}")
+        self._js = self._link.client.jetstream(timeout=API_TIMEOUT)
+        await self._guarded("setting up the event streams", self._declare())
+        self.state = QueueState.OPEN
+        self._keeper = asyncio.create_task(self._keep_forever(), name="queue-keeper")
+
+    async def _declare(self) -> None:
+        js = self._jetstream()
+        streams = [
+            StreamConfig(
+                name=EVENTS,
+                subjects=[f"{EVENT_SUBJECT}.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+            ),
+            StreamConfig(
+                name=IDS,
+                subjects=[f"{ID_SUBJECT}.>"],
+                storage=StorageType.FILE,
+                max_msgs_per_subject=1,
+                max_age=KEEP_DONE_IDS,
+                discard=DiscardPolicy.OLD,
+            ),
+        ]
+        for config in streams:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # it exists with another configuration
+                await js.update_stream(config)
+        await js.add_consumer(
+            EVENTS,
+            ConsumerConfig(
+                durable_name=CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._ack_wait,
+                max_deliver=-1,
+                max_ack_pending=-1,
+                filter_subject=f"{EVENT_SUBJECT}.>",
+            ),
+        )
+        self._counted = (await js.stream_info(EVENTS)).state.messages
+        self._since = 0
+
+    def _jetstream(self) -> JetStreamContext:
+        if self.state is QueueState.CLOSED or self._js is None:
+            raise StoreUnavailable("the event queue (JetStream) is closed")
+        return self._js
+
+    async def _guarded(self, what: str, call: Any) -> Any:
+        """Await ``call``, the client's errors as the store's."""
+        try:
+            return await call
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"{what} in JetStream failed: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Give back the events taken and not settled (JetStream hands them out again at once),
+        stop pulling. Idempotent; the link stays open (its owner closes it)."""
+        if self.state is QueueState.CLOSED:
+            return
+        self.state = QueueState.CLOSED
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        owned = list(self._owned.values())
+        self._owned.clear()
+        for taken in owned:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await taken.msg.nak()
+        if self._pull is not None:
+            with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+                await asyncio.wait_for(self._pull.unsubscribe(), API_TIMEOUT)
+            self._pull = None
+        self._js = None
+
+    async def put(self, event: QueuedEvent) -> None:
+        """Reserve the id, then publish the event; returns once JetStream acknowledged it.
+        ``StoreConflict`` if the id is queued (or, for a ``keep_id`` event, ran lately)."""
+        js = self._jetstream()
+        key = subject_key(event.id)
+        try:
+            reserved = await js.publish(
+                f"{ID_SUBJECT}.{key}",
+                b"queued",
+                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise StoreConflict(f"event {event.id} exists") from exc
+            raise StoreUnavailable(f"reserving event id {event.id} failed: {exc!r}") from exc
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reserving event id {event.id} failed: {exc!r}") from exc
+        try:
+            await self._publish(js, event, _Stamp(reserved.seq, 0))
+        except StoreUnavailable:
+            with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+                await js.purge_stream(IDS, subject=f"{ID_SUBJECT}.{key}")
+            raise
+        self._since += 1
+
+    async def _publish(self, js: JetStreamContext, event: QueuedEvent, stamp: _Stamp) -> None:
+        key = subject_key(event.id)
+        headers = {HEADER: _header(event, stamp), "Nats-Msg-Id": stamp.message_id(key)}
+        await self._guarded(
+            f"publishing event {event.id}",
+            js.publish(f"{EVENT_SUBJECT}.{key}", event.payload, headers=headers),
+        )
+
+    async def take(self) -> QueuedEvent:
+        """Wait for the next due event; it stays owned (kept from other nodes) until ``ack``
+        or ``retry``. An event not yet due goes back to JetStream until its time."""
+        async with self._taking:
+            while True:
+                msg = await self._next()
+                try:
+                    event, stamp = _decode(msg)
+                except (KeyError, TypeError, ValueError):
+                    log.error("dropping a malformed message on %s", msg.subject)
+                    await self._guarded("dropping a malformed event", msg.term())
+                    continue
+                delay = event.not_before - time.time()
+                if delay > 0:
+                    await self._guarded(f"delaying event {event.id}", msg.nak(delay))
+                    continue
+                self._owned[event.id] = _Taken(msg, event, stamp)
+                return event
+
+    async def _next(self) -> Msg:
+        while True:
+            pull = await self._subscription()
+            try:
+                return (await pull.fetch(1, timeout=FETCH_WAIT))[0]
+            except nats.errors.TimeoutError:
+                continue
+            except nats.js.errors.NotFoundError:  # the consumer is gone (a new NATS store)
+                self._pull = None
+                await self._guarded("setting up the event streams", self._declare())
+            except (nats.errors.Error, OSError) as exc:
+                raise StoreUnavailable(f"taking an event from JetStream failed: {exc!r}") from exc
+
+    async def _subscription(self) -> JetStreamContext.PullSubscription:
+        if self._pull is None:
+            js = self._jetstream()
+            self._pull = await self._guarded(
+                "subscribing to the events",
+                js.pull_subscribe_bind(CONSUMER, stream=EVENTS),
+            )
+        return self._pull
+
+    def _taken(self, event_id: str) -> _Taken:
+        self._jetstream()
+        taken = self._owned.get(event_id)
+        if taken is None:
+            raise StoreUnavailable(f"event {event_id} is not taken by this node")
+        return taken
+
+    async def ack(self, event_id: str) -> None:
+        """Remove the event from the queue; free its id, or mark it done if it is kept."""
+        taken = self._taken(event_id)
+        js = self._jetstream()
+        key = subject_key(event_id)
+        if taken.event.keep_id:
+            await self._guarded(
+                f"marking event {event_id} done", js.publish(f"{ID_SUBJECT}.{key}", b"done")
+            )
+        await self._guarded(f"acknowledging event {event_id}", taken.msg.ack_sync(API_TIMEOUT))
+        self._owned.pop(event_id, None)
+        self._since -= 1
+        if not taken.event.keep_id:
+            await self._guarded(
+                f"freeing event id {event_id}",
+                js.purge_stream(IDS, subject=f"{ID_SUBJECT}.{key}"),
+            )
+
+    async def retry(self, event: QueuedEvent, not_before: float) -> None:
+        """Publish the event again, one attempt more (with its attributes), due at
+        ``not_before``; then acknowledge the message it came in."""
+        taken = self._taken(event.id)
+        stamp = dataclasses.replace(taken.stamp, generation=taken.stamp.generation + 1)
+        await self._publish(self._jetstream(), event.retried(not_before), stamp)
+        await self._guarded(f"requeueing event {event.id}", taken.msg.ack_sync(API_TIMEOUT))
+        self._owned.pop(event.id, None)
+
+    def pending(self) -> int:
+        """Events in the stream (queued, delayed or running on any node), as of the last count
+        (every ``COUNT_EVERY`` seconds), with this node's own puts and acks since."""
+        return max(0, self._counted + self._since)
+
+    async def _keep_forever(self) -> None:
+        """Tell JetStream the events this node runs are still in progress, and count the
+        stream, until closed."""
+        beat = min(COUNT_EVERY, self._ack_wait / 3)
+        last_progress = time.monotonic()
+        while True:
+            await asyncio.sleep(beat)
+            if time.monotonic() - last_progress >= self._ack_wait / 3 - beat / 2:
+                last_progress = time.monotonic()
+                for taken in list(self._owned.values()):
+                    with contextlib.suppress(nats.errors.Error, OSError):
+                        await taken.msg.in_progress()
+            with contextlib.suppress(TimeoutError, nats.errors.Error, OSError, StoreUnavailable):
+                info = await self._jetstream().stream_info(EVENTS)
+                self._counted, self._since = info.state.messages, 0
