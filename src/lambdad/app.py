@@ -253,6 +253,16 @@ def nats_link(settings: Settings) -> NatsLink | None:
     return NatsLink(settings.nats_url, f"lambdad-{settings.role}")
 
 
+def event_queue(settings: Settings, link: NatsLink | None) -> Queue:
+    """The durable queue of async events: the cluster's JetStream work queue when the node
+    has a NATS link, else a SQLite database in the data directory."""
+    if link is None:
+        return SqliteQueue(settings.data_dir / "queue.db")
+    from lambdad.store.nats_queue import NatsQueue  # only with NATS: it imports the client
+
+    return NatsQueue(link, ack_wait=settings.queue_ack_wait)
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -264,7 +274,7 @@ class Lambdad:
         self.blobs: BlobStore = blob_store(settings)
         #: The cluster's NATS connection (``nats_url``), None on its own.
         self.nats = nats_link(settings)
-        self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
+        self.queue: Queue = queue if queue is not None else event_queue(settings, self.nats)
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.metrics = Metrics(
             StoredMetrics(self.store),
@@ -547,7 +557,7 @@ class Lambdad:
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
-            Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
+            *self._dispatcher_part(),
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", self.time_triggers.start, self.time_triggers.close),
@@ -560,6 +570,14 @@ class Lambdad:
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _dispatcher_part(self) -> list[Part]:
+        """The dispatcher takes events on every node but a cluster's api nodes, which only put
+        them in the shared queue for the workers (closing it still closes the destinations'
+        clients, which schedules use there too)."""
+        takes = not (self.settings.role == "api" and self.nats is not None)
+        start = self.dispatcher.start if takes else _nothing
+        return [Part("event dispatcher", start, self.dispatcher.close)]
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
