@@ -320,7 +320,7 @@ class NatsQueue(Queue):
             await self._guarded(
                 f"marking event {event_id} done", js.publish(f"{ID_SUBJECT}.{key}", b"done")
             )
-        await self._guarded(f"acknowledging event {event_id}", taken.msg.ack_sync(API_TIMEOUT))
+        await self._acknowledge(taken, "acknowledging")
         self._owned.pop(event_id, None)
         self._since -= 1
         if not taken.event.keep_id:
@@ -335,8 +335,21 @@ class NatsQueue(Queue):
         taken = self._taken(event.id)
         stamp = dataclasses.replace(taken.stamp, generation=taken.stamp.generation + 1)
         await self._publish(self._jetstream(), event.retried(not_before), stamp)
-        await self._guarded(f"requeueing event {event.id}", taken.msg.ack_sync(API_TIMEOUT))
+        await self._acknowledge(taken, "requeueing")
         self._owned.pop(event.id, None)
+
+    async def _acknowledge(self, taken: _Taken, what: str) -> None:
+        """Acknowledge the message ``taken`` came in, and wait for JetStream to confirm it.
+        While the link is down that is ``StoreUnavailable`` (the caller tries again). A
+        connected link with no confirmation means JetStream no longer holds that delivery for
+        this node (its ack wait passed and it went to another): the event is let go, as the
+        other delivery will run it (at least once)."""
+        try:
+            await taken.msg.ack_sync(API_TIMEOUT)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            if not self._link.connected.is_set() or not isinstance(exc, TimeoutError):
+                raise StoreUnavailable(f"{what} event {taken.event.id} failed: {exc!r}") from exc
+            log.warning("JetStream did not confirm %s event %s: let go", what, taken.event.id)
 
     def pending(self) -> int:
         """Events in the stream (queued, delayed or running on any node), as of the last count
