@@ -4,19 +4,21 @@
 Two streams, both stored on the NATS servers' disks:
 
 - ``LAMBDAD_EVENTS`` (work-queue retention): one message per event, on the subject
-  ``lambdad.events.<key>``; the payload is the event's, everything else (attempt, not-before,
-  attributes, ...) is JSON in the header ``Lambdad-Event``. Every node that takes events pulls
-  from the one durable consumer ``lambdad-dispatchers``, so each event goes to one of them; an
-  acknowledged message leaves the stream.
-- ``LAMBDAD_EVENT_IDS`` (one message per subject, kept ``KEEP_DONE_IDS``): the id of every
-  queued event, reserved on ``lambdad.event-ids.<key>`` with "expected last subject sequence
-  0" before the event is published, so a second ``put`` of an id is ``StoreConflict`` on every
-  node. An ordinary event's reservation is purged when it is acknowledged (its id is free
-  again); a ``keep_id`` event's is replaced by a "done" mark that expires after
-  ``KEEP_DONE_IDS``.
+  ``lambdad.events.<key>`` (the key is the event's id); the payload is the event's,
+  everything else (attempt, not-before, attributes, ...) is JSON in the header
+  ``Lambdad-Event``. Every node that takes events pulls from the one durable consumer
+  ``lambdad-dispatchers``, so each event goes to one of them; an acknowledged message leaves
+  the stream. ``put`` publishes with "expected last subject sequence 0": JetStream refuses it
+  while a message of that id is in the stream, so a second ``put`` of a queued id is
+  ``StoreConflict`` on every node, in the same round trip that stores the event.
+- ``LAMBDAD_EVENT_IDS`` (one message per subject, each kept ``KEEP_DONE_IDS``): a "done"
+  mark on ``lambdad.event-ids.<key>`` for each acknowledged ``keep_id`` event, written before
+  its message is acknowledged, so a ``keep_id`` put finding the mark is ``StoreConflict``
+  (and one that does not find it still meets the message until the mark exists).
 
 ``put`` returns once JetStream acknowledged the event (its ``PubAck``). ``retry`` publishes
-the event again with its next attempt, not-before and attributes, then acknowledges the old
+the event again with its next attempt, not-before and attributes (a message id made of the old
+message's sequence, so a repeated ``retry`` is stored once), then acknowledges the old
 message: the count and the delay live in the message, so neither a restarted node nor a
 restarted NATS server forgets them. ``take`` hands out an event only once it is due: one
 fetched early is given back with ``nak(delay)`` until its time, which holds nothing else back.
@@ -99,38 +101,21 @@ def subject_key(event_id: str) -> str:
     return "~" + hashlib.sha256(event_id.encode()).hexdigest()
 
 
-@dataclasses.dataclass(frozen=True)
-class _Stamp:
-    """What the queue keeps with a message besides the event: the sequence of its id's
-    reservation and how many times it was published (the message id that dedupes a publish
-    is made of both)."""
-
-    reservation: int
-    generation: int
-
-    def message_id(self, key: str) -> str:
-        return f"{key}.{self.reservation}.{self.generation}"
-
-
 @dataclasses.dataclass
 class _Taken:
     msg: Msg
     event: QueuedEvent
-    stamp: _Stamp
 
 
-def _header(event: QueuedEvent, stamp: _Stamp) -> str:
+def _header(event: QueuedEvent) -> str:
     fields = dataclasses.asdict(event)
     del fields["payload"]
-    fields["reservation"] = stamp.reservation
-    fields["generation"] = stamp.generation
     return json.dumps(fields, separators=(",", ":"))
 
 
-def _decode(msg: Msg) -> tuple[QueuedEvent, _Stamp]:
+def _decode(msg: Msg) -> QueuedEvent:
     fields: dict[str, Any] = json.loads((msg.headers or {})[HEADER])
-    stamp = _Stamp(int(fields.pop("reservation")), int(fields.pop("generation")))
-    return QueuedEvent(payload=msg.data, **fields), stamp
+    return QueuedEvent(payload=msg.data, **fields)
 
 
 class NatsQueue(Queue):
@@ -231,37 +216,32 @@ class NatsQueue(Queue):
         self._js = None
 
     async def put(self, event: QueuedEvent) -> None:
-        """Reserve the id, then publish the event; returns once JetStream acknowledged it.
-        ``StoreConflict`` if the id is queued (or, for a ``keep_id`` event, ran lately)."""
+        """Publish the event; returns once JetStream acknowledged it. ``StoreConflict`` if its
+        id is queued (or, for a ``keep_id`` event, ran lately)."""
         js = self._jetstream()
         key = subject_key(event.id)
+        if event.keep_id and await self._done(js, key):
+            raise StoreConflict(f"event {event.id} ran already")
+        headers = {HEADER: _header(event), "Nats-Expected-Last-Subject-Sequence": "0"}
         try:
-            reserved = await js.publish(
-                f"{ID_SUBJECT}.{key}",
-                b"queued",
-                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
-            )
+            await js.publish(f"{EVENT_SUBJECT}.{key}", event.payload, headers=headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == _WRONG_LAST_SEQUENCE:
                 raise StoreConflict(f"event {event.id} exists") from exc
-            raise StoreUnavailable(f"reserving event id {event.id} failed: {exc!r}") from exc
+            raise StoreUnavailable(f"publishing event {event.id} failed: {exc!r}") from exc
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise StoreUnavailable(f"reserving event id {event.id} failed: {exc!r}") from exc
-        try:
-            await self._publish(js, event, _Stamp(reserved.seq, 0))
-        except StoreUnavailable:
-            with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
-                await js.purge_stream(IDS, subject=f"{ID_SUBJECT}.{key}")
-            raise
+            raise StoreUnavailable(f"publishing event {event.id} failed: {exc!r}") from exc
         self._since += 1
 
-    async def _publish(self, js: JetStreamContext, event: QueuedEvent, stamp: _Stamp) -> None:
-        key = subject_key(event.id)
-        headers = {HEADER: _header(event, stamp), "Nats-Msg-Id": stamp.message_id(key)}
-        await self._guarded(
-            f"publishing event {event.id}",
-            js.publish(f"{EVENT_SUBJECT}.{key}", event.payload, headers=headers),
-        )
+    async def _done(self, js: JetStreamContext, key: str) -> bool:
+        """Whether the kept id ``key`` has its "done" mark."""
+        try:
+            await js.get_last_msg(IDS, f"{ID_SUBJECT}.{key}")
+        except nats.js.errors.NotFoundError:
+            return False
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reading the done mark of {key} failed: {exc!r}") from exc
+        return True
 
     async def take(self) -> QueuedEvent:
         """Wait for the next due event; it stays owned (kept from other nodes) until ``ack``
@@ -270,7 +250,7 @@ class NatsQueue(Queue):
             while True:
                 msg = await self._next()
                 try:
-                    event, stamp = _decode(msg)
+                    event = _decode(msg)
                 except (KeyError, TypeError, ValueError):
                     log.error("dropping a malformed message on %s", msg.subject)
                     await self._guarded("dropping a malformed event", msg.term())
@@ -279,7 +259,7 @@ class NatsQueue(Queue):
                 if delay > 0:
                     await self._guarded(f"delaying event {event.id}", msg.nak(delay))
                     continue
-                self._owned[event.id] = _Taken(msg, event, stamp)
+                self._owned[event.id] = _Taken(msg, event)
                 return event
 
     async def _next(self) -> Msg:
@@ -312,29 +292,30 @@ class NatsQueue(Queue):
         return taken
 
     async def ack(self, event_id: str) -> None:
-        """Remove the event from the queue; free its id, or mark it done if it is kept."""
+        """Remove the event from the queue (a kept id is marked done first)."""
         taken = self._taken(event_id)
-        js = self._jetstream()
-        key = subject_key(event_id)
         if taken.event.keep_id:
-            await self._guarded(
-                f"marking event {event_id} done", js.publish(f"{ID_SUBJECT}.{key}", b"done")
-            )
+            subject = f"{ID_SUBJECT}.{subject_key(event_id)}"
+            marking = self._jetstream().publish(subject, b"done")
+            await self._guarded(f"marking event {event_id} done", marking)
         await self._acknowledge(taken, "acknowledging")
         self._owned.pop(event_id, None)
         self._since -= 1
-        if not taken.event.keep_id:
-            await self._guarded(
-                f"freeing event id {event_id}",
-                js.purge_stream(IDS, subject=f"{ID_SUBJECT}.{key}"),
-            )
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         """Publish the event again, one attempt more (with its attributes), due at
         ``not_before``; then acknowledge the message it came in."""
         taken = self._taken(event.id)
-        stamp = dataclasses.replace(taken.stamp, generation=taken.stamp.generation + 1)
-        await self._publish(self._jetstream(), event.retried(not_before), stamp)
+        again = event.retried(not_before)
+        key = subject_key(event.id)
+        headers = {
+            HEADER: _header(again),
+            "Nats-Msg-Id": f"{key}.{taken.msg.metadata.sequence.stream}",
+        }
+        publishing = self._jetstream().publish(
+            f"{EVENT_SUBJECT}.{key}", again.payload, headers=headers
+        )
+        await self._guarded(f"requeueing event {event.id}", publishing)
         await self._acknowledge(taken, "requeueing")
         self._owned.pop(event.id, None)
 
