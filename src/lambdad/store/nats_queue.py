@@ -85,6 +85,8 @@ API_TIMEOUT = 5.0
 COUNT_EVERY = 1.0
 #: JetStream's error code for "wrong last sequence" (the id is reserved already).
 _WRONG_LAST_SEQUENCE = 10071
+#: JetStream's error code for "stream name already in use with a different configuration".
+_STREAM_EXISTS = 10058
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
@@ -165,8 +167,11 @@ class NatsQueue(Queue):
         for config in streams:
             try:
                 await js.add_stream(config)
-            except nats.js.errors.BadRequestError:  # it exists with another configuration
-                await js.update_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _STREAM_EXISTS:
+                    raise
+                # Kept as it is: an operator may have given it replicas or limits of their own.
+                log.info("JetStream stream %s exists with its own configuration", config.name)
         await js.add_consumer(
             EVENTS,
             ConsumerConfig(
