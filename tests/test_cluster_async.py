@@ -77,10 +77,11 @@ def test_an_event_accepted_by_the_api_node_runs_on_the_worker_with_its_retries(
     cluster: Callable[[str], Server], recorder: Recorder
 ) -> None:
     """An Event invoke through the api node runs on the worker (the api node runs no
-    environment); a failing one runs 1 + MaximumRetryAttempts times, then its on-failure
-    destination gets Lambda's record with the attempt count, as on AWS."""
+    environment, and its doctor says it only puts); a failing one runs 1 +
+    MaximumRetryAttempts times, then its on-failure destination gets Lambda's record with the
+    attempt count, as on AWS."""
     api = cluster("api")
-    cluster("worker")
+    worker = cluster("worker")
     lam = api.client()
     try:
         collector = Collector()
@@ -103,6 +104,9 @@ def test_an_event_accepted_by_the_api_node_runs_on_the_worker_with_its_retries(
         loads = wait_until(lambda: (seen := load_of(api))["worker"]["QueueDepth"] == 0 and seen)
         assert loads["api"]["Environments"] == 0
         assert loads["worker"]["Environments"] >= 1
+        for node, says in ((api, "put only (role api)"), (worker, "put and taken here")):
+            queue = node.get_json("/_lambdad/doctor")["node"]["event queue"]
+            assert queue == f"JetStream stream LAMBDAD_EVENTS, {says}, ack wait {ACK_WAIT} s"
         collector.close()
     finally:
         lam.close()

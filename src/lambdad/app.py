@@ -670,6 +670,14 @@ class Lambdad:
         port = self.http.port or self.settings.port
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    def _queue_report(self) -> str:
+        """Where this node's async events are kept, and whether it takes them."""
+        if self.nats is None:
+            return f"sqlite {self.settings.data_dir / 'queue.db'}"
+        takes = "put only (role api)" if self.settings.role == "api" else "put and taken here"
+        wait = self.settings.queue_ack_wait
+        return f"JetStream stream LAMBDAD_EVENTS, {takes}, ack wait {wait:g} s"
+
     def doctor(self) -> dict[str, Any]:
         code = self.settings.data_dir / "code"
         info = self.nodes.info
@@ -690,6 +698,7 @@ class Lambdad:
                     else "none (single node: no store URL)"
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
+                "event queue": self._queue_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
