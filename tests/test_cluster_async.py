@@ -77,7 +77,7 @@ def test_an_event_accepted_by_the_api_node_runs_on_the_worker_with_its_retries(
     cluster: Callable[[str], Server], recorder: Recorder
 ) -> None:
     """An Event invoke through the api node runs on the worker (the api node runs no
-    environment, and its doctor says it only puts); a failing one runs 1 +
+    environment, and its doctor says it only puts), a 1 MB one too; a failing one runs 1 +
     MaximumRetryAttempts times, then its on-failure destination gets Lambda's record with the
     attempt count, as on AWS."""
     api = cluster("api")
@@ -93,7 +93,8 @@ def test_an_event_accepted_by_the_api_node_runs_on_the_worker_with_its_retries(
             DestinationConfig={"OnFailure": {"Destination": destination}},
         )
         ok = fire(lam, name, {"seq": 1})
-        wait_until(lambda: recorder.runs_of(ok) == 1, timeout=60)
+        big = fire(lam, name, {"seq": 3, "pad": "x" * 1_000_000})  # kept in chunks
+        wait_until(lambda: recorder.runs_of(ok) == 1 and recorder.runs_of(big) == 1, timeout=60)
         failing = fire(lam, name, {"seq": 2, "do": "raise", "message": "no"})
         (record,) = collector.wait(1, timeout=60)
         assert recorder.runs_of(failing) == 2

@@ -12,7 +12,7 @@ import nats.js.errors
 
 from lambdad.store.base import Queue
 from lambdad.store.nats_link import NatsLink
-from lambdad.store.nats_queue import EVENTS, IDS, NatsQueue
+from lambdad.store.nats_queue import EVENTS, IDS, PAYLOADS, NatsQueue
 from tests.nats_server import NatsServer
 
 
@@ -43,7 +43,7 @@ async def delete_streams(url: str) -> None:
     client = await nats.connect(url)
     try:
         js = client.jetstream()
-        for stream in (EVENTS, IDS):
+        for stream in (EVENTS, IDS, PAYLOADS):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(stream)
     finally:

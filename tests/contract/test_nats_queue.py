@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 
+from lambdad.invoke.payloads import EVENT_LIMIT
 from lambdad.store.base import QueuedEvent, StoreConflict
+from lambdad.store.nats_queue import PAYLOADS
 from tests.contract.nats_queues import OwnLinkQueue, delete_streams
 from tests.nats_server import NatsServer, unavailable_reason
 
@@ -161,3 +164,27 @@ async def test_a_delayed_event_holds_nothing_back_and_comes_on_time(
 
 async def _take_all(queue: OwnLinkQueue, count: int) -> set[str]:
     return {(await asyncio.wait_for(queue.take(), 5)).id for _ in range(count)}
+
+
+@run
+async def test_a_payload_of_the_largest_event_size_is_kept_whole(nats_server: NatsServer) -> None:
+    """A 1 MiB Event payload (Lambda's async limit, NATS's default largest message) is queued,
+    taken whole, retried and taken whole again; its chunks are gone once it is acknowledged."""
+    await delete_streams(nats_server.url)
+    payload = os.urandom(EVENT_LIMIT)
+    queue = OwnLinkQueue(nats_server.url)
+    await queue.open()
+    try:
+        await queue.put(dataclasses.replace(_event("big"), payload=payload))
+        with pytest.raises(StoreConflict):
+            await queue.put(dataclasses.replace(_event("big"), payload=b"other"))
+        taken = await asyncio.wait_for(queue.take(), 10)
+        assert taken.payload == payload
+        await queue.retry(taken, time.time())
+        again = await asyncio.wait_for(queue.take(), 10)
+        assert (again.payload, again.attempt) == (payload, 1)
+        await queue.ack("big")
+        js = queue.link.client.jetstream()
+        assert (await js.stream_info(PAYLOADS)).state.messages == 0
+    finally:
+        await queue.close()

@@ -11,6 +11,10 @@ Two streams, both stored on the NATS servers' disks:
   the stream. ``put`` publishes with "expected last subject sequence 0": JetStream refuses it
   while a message of that id is in the stream, so a second ``put`` of a queued id is
   ``StoreConflict`` on every node, in the same round trip that stores the event.
+- ``LAMBDAD_EVENT_PAYLOADS``: payloads above ``CHUNK`` bytes (an Event payload may be 1 MiB,
+  NATS's default largest message), in chunks on ``lambdad.event-payloads.<token>.<n>``; the
+  event's message names them in the header ``Lambdad-Payload`` and they are purged with its
+  acknowledgement.
 - ``LAMBDAD_EVENT_IDS`` (one message per subject, each kept ``KEEP_DONE_IDS``): a "done"
   mark on ``lambdad.event-ids.<key>`` for each acknowledged ``keep_id`` event, written before
   its message is acknowledged, so a ``keep_id`` put finding the mark is ``StoreConflict``
@@ -40,6 +44,8 @@ import json
 import logging
 import re
 import time
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import nats.errors
@@ -69,11 +75,20 @@ log = logging.getLogger(__name__)
 
 EVENTS = "LAMBDAD_EVENTS"
 IDS = "LAMBDAD_EVENT_IDS"
+PAYLOADS = "LAMBDAD_EVENT_PAYLOADS"
 CONSUMER = "lambdad-dispatchers"
 EVENT_SUBJECT = "lambdad.events"
 ID_SUBJECT = "lambdad.event-ids"
+PAYLOAD_SUBJECT = "lambdad.event-payloads"
 #: The header holding everything of an event but its payload, as JSON.
 HEADER = "Lambdad-Event"
+#: The header naming a payload kept in chunks: "<token> <number of chunks>".
+PAYLOAD_HEADER = "Lambdad-Payload"
+#: Payloads larger than this go to ``LAMBDAD_EVENT_PAYLOADS`` in chunks of this size.
+CHUNK = 256 * 1024
+#: How long chunks are kept at most (an event is acknowledged long before: its maximum age is
+#: 6 hours); only those of a node that died between writing them and the event stay that long.
+KEEP_PAYLOADS = 7 * 86400.0
 #: Seconds an event taken by a node may go without word from it before JetStream hands it
 #: to another (the node sends word every third of it while it runs the event).
 ACK_WAIT = 30.0
@@ -109,9 +124,12 @@ class _Taken:
     event: QueuedEvent
 
 
+#: The fields of a ``QueuedEvent`` its header carries (all but the payload).
+_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedEvent) if f.name != "payload")
+
+
 def _header(event: QueuedEvent) -> str:
-    fields = dataclasses.asdict(event)
-    del fields["payload"]
+    fields = {name: getattr(event, name) for name in _FIELDS}
     return json.dumps(fields, separators=(",", ":"))
 
 
@@ -154,6 +172,12 @@ class NatsQueue(Queue):
                 subjects=[f"{EVENT_SUBJECT}.>"],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
+            ),
+            StreamConfig(
+                name=PAYLOADS,
+                subjects=[f"{PAYLOAD_SUBJECT}.>"],
+                storage=StorageType.FILE,
+                max_age=KEEP_PAYLOADS,
             ),
             StreamConfig(
                 name=IDS,
@@ -228,15 +252,57 @@ class NatsQueue(Queue):
         if event.keep_id and await self._done(js, key):
             raise StoreConflict(f"event {event.id} ran already")
         headers = {HEADER: _header(event), "Nats-Expected-Last-Subject-Sequence": "0"}
+        body = event.payload
+        if len(body) > CHUNK:
+            headers[PAYLOAD_HEADER] = await self._spill(js, body)
+            body = b""
         try:
-            await js.publish(f"{EVENT_SUBJECT}.{key}", event.payload, headers=headers)
+            await js.publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
         except nats.js.errors.APIError as exc:
+            await self._drop_payload(headers)
             if exc.err_code == _WRONG_LAST_SEQUENCE:
                 raise StoreConflict(f"event {event.id} exists") from exc
             raise StoreUnavailable(f"publishing event {event.id} failed: {exc!r}") from exc
         except (TimeoutError, nats.errors.Error, OSError) as exc:
+            await self._drop_payload(headers)
             raise StoreUnavailable(f"publishing event {event.id} failed: {exc!r}") from exc
         self._since += 1
+
+    async def _spill(self, js: JetStreamContext, payload: bytes) -> str:
+        """Store ``payload`` in chunks; the ``Lambdad-Payload`` header that names them."""
+        token = uuid.uuid4().hex
+        chunks = range(0, len(payload), CHUNK)
+        for n, start in enumerate(chunks):
+            subject = f"{PAYLOAD_SUBJECT}.{token}.{n}"
+            chunk = payload[start : start + CHUNK]
+            await self._guarded("storing an event's payload", js.publish(subject, chunk))
+        return f"{token} {len(chunks)}"
+
+    async def _gather(self, js: JetStreamContext, named: str) -> bytes | None:
+        """The payload the ``Lambdad-Payload`` header ``named`` names (None: it is gone)."""
+        token, count = named.split()
+        parts = []
+        for n in range(int(count)):
+            subject = f"{PAYLOAD_SUBJECT}.{token}.{n}"
+            try:
+                found = await js.get_last_msg(PAYLOADS, subject)
+            except nats.js.errors.NotFoundError:
+                return None
+            except (TimeoutError, nats.errors.Error, OSError) as exc:
+                raise StoreUnavailable(f"reading an event's payload failed: {exc!r}") from exc
+            parts.append(found.data or b"")
+        return b"".join(parts)
+
+    async def _drop_payload(self, headers: Mapping[str, str]) -> None:
+        """Purge the chunks ``headers`` name, if any (a failure leaves them to expire)."""
+        named = headers.get(PAYLOAD_HEADER)
+        if not named or self._js is None:
+            return
+        subject = f"{PAYLOAD_SUBJECT}.{named.split()[0]}.>"
+        try:
+            await self._js.purge_stream(PAYLOADS, subject=subject)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            log.warning("purging an event's payload failed (it expires): %r", exc)
 
     async def _done(self, js: JetStreamContext, key: str) -> bool:
         """Whether the kept id ``key`` has its "done" mark."""
@@ -264,6 +330,14 @@ class NatsQueue(Queue):
                 if delay > 0:
                     await self._guarded(f"delaying event {event.id}", msg.nak(delay))
                     continue
+                named = (msg.headers or {}).get(PAYLOAD_HEADER)
+                if named:
+                    payload = await self._gather(self._jetstream(), named)
+                    if payload is None:
+                        log.error("the payload of event %s is gone: event dropped", event.id)
+                        await self._guarded("dropping an event", msg.term())
+                        continue
+                    event = dataclasses.replace(event, payload=payload)
                 self._owned[event.id] = _Taken(msg, event)
                 return event
 
@@ -306,6 +380,7 @@ class NatsQueue(Queue):
         await self._acknowledge(taken, "acknowledging")
         self._owned.pop(event_id, None)
         self._since -= 1
+        await self._drop_payload(taken.msg.headers or {})
 
     async def retry(self, event: QueuedEvent, not_before: float) -> None:
         """Publish the event again, one attempt more (with its attributes), due at
@@ -317,9 +392,12 @@ class NatsQueue(Queue):
             HEADER: _header(again),
             "Nats-Msg-Id": f"{key}.{taken.msg.metadata.sequence.stream}",
         }
-        publishing = self._jetstream().publish(
-            f"{EVENT_SUBJECT}.{key}", again.payload, headers=headers
-        )
+        body = again.payload
+        named = (taken.msg.headers or {}).get(PAYLOAD_HEADER)
+        if named:  # the chunks stay, named again
+            headers[PAYLOAD_HEADER] = named
+            body = b""
+        publishing = self._jetstream().publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
         await self._guarded(f"requeueing event {event.id}", publishing)
         await self._acknowledge(taken, "requeueing")
         self._owned.pop(event.id, None)
