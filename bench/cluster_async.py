@@ -9,6 +9,9 @@ durability), a NATS server with JetStream (tests/nats_server.py, its default dur
 single process one ``lambdad serve`` with no store URL. Prints a Markdown table for
 docs/benchmarks.md.
 
+A third setup separates the queue from the store: one lambdad on the same kind of PostgreSQL
+for its metadata, its queue in SQLite.
+
 For each setup, a Python function that sends (its event's number, the time the client stamped
 in the event, the time it started) in a UDP datagram to this script:
 
@@ -171,15 +174,23 @@ def measure(port: int, collector: Collector, args: argparse.Namespace) -> dict[s
     }
 
 
-def run_single(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+def run_single(args: argparse.Namespace, home: Path, *, postgres: bool) -> dict[str, Any]:
+    """One lambdad on its SQLite queue; its metadata in SQLite, or in PostgreSQL."""
+    server = PostgresServer(durable=True) if postgres else None
+    env = {"LAMBDAD_CONSOLE_PORT": "-1"}
+    if server is not None:
+        server.start()
+        env["LAMBDAD_STORE_URL"] = server.database()
     port = free_port()
-    process = start_lambdad(port, home / "single", {"LAMBDAD_CONSOLE_PORT": "-1"})
+    process = start_lambdad(port, home / f"single-{postgres}", env)
     try:
         wait_http(f"http://127.0.0.1:{port}/_lambdad/health", 60)
         return measure(port, Collector(), args)
     finally:
         process.terminate()
         process.wait(30)
+        if server is not None:
+            server.close()
 
 
 def run_cluster(args: argparse.Namespace, home: Path) -> dict[str, Any]:
@@ -231,7 +242,8 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="lambdad-bench-"))
     try:
         results = {
-            "one lambdad, SQLite queue": run_single(args, home),
+            "one lambdad, SQLite store and queue": run_single(args, home, postgres=False),
+            "one lambdad, PostgreSQL store, SQLite queue": run_single(args, home, postgres=True),
             "api node + worker, JetStream queue": run_cluster(args, home),
         }
     finally:
