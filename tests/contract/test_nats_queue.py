@@ -188,3 +188,23 @@ async def test_a_payload_of_the_largest_event_size_is_kept_whole(nats_server: Na
         assert (await js.stream_info(PAYLOADS)).state.messages == 0
     finally:
         await queue.close()
+
+
+@run
+async def test_streams_lost_under_a_node_are_made_again(nats_server: NatsServer) -> None:
+    """When the streams and the consumer vanish under an open queue (a NATS server started on
+    an empty store), the next put makes them again and the take loop goes on."""
+    await delete_streams(nats_server.url)
+    queue = OwnLinkQueue(nats_server.url)
+    await queue.open()
+    try:
+        await queue.put(_event("before"))
+        assert (await asyncio.wait_for(queue.take(), 5)).id == "before"
+        await queue.ack("before")
+        taking = asyncio.ensure_future(queue.take())
+        await delete_streams(nats_server.url)
+        await queue.put(_event("after"))
+        assert (await asyncio.wait_for(taking, 20)).id == "after"
+        await queue.ack("after")
+    finally:
+        await queue.close()

@@ -257,7 +257,12 @@ class NatsQueue(Queue):
             headers[PAYLOAD_HEADER] = await self._spill(js, body)
             body = b""
         try:
-            await js.publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
+            try:
+                await js.publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
+            except nats.js.errors.NoStreamResponseError:  # no stream (a new NATS store?)
+                log.warning("no JetStream stream took event %s: setting up the streams", event.id)
+                await self._declare()
+                await js.publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
         except nats.js.errors.APIError as exc:
             await self._drop_payload(headers)
             if exc.err_code == _WRONG_LAST_SEQUENCE:
@@ -348,7 +353,8 @@ class NatsQueue(Queue):
                 return (await pull.fetch(1, timeout=FETCH_WAIT))[0]
             except nats.errors.TimeoutError:
                 continue
-            except nats.js.errors.NotFoundError:  # the consumer is gone (a new NATS store)
+            except nats.js.errors.APIError as exc:  # the consumer is gone (a new NATS store?)
+                log.warning("JetStream refused a pull (%r): setting up the streams again", exc)
                 self._pull = None
                 await self._guarded("setting up the event streams", self._declare())
             except (nats.errors.Error, OSError) as exc:
