@@ -337,7 +337,12 @@ class NatsQueue(Queue):
                     continue
                 named = (msg.headers or {}).get(PAYLOAD_HEADER)
                 if named:
-                    payload = await self._gather(self._jetstream(), named)
+                    try:
+                        payload = await self._gather(self._jetstream(), named)
+                    except StoreUnavailable:
+                        with contextlib.suppress(nats.errors.Error, OSError):
+                            await msg.nak()  # for whichever node can read it
+                        raise
                     if payload is None:
                         log.error("the payload of event %s is gone: event dropped", event.id)
                         await self._guarded("dropping an event", msg.term())
@@ -347,16 +352,23 @@ class NatsQueue(Queue):
                 return event
 
     async def _next(self) -> Msg:
+        """The next message for this node. A pull JetStream refuses (the consumer is gone: a
+        NATS server on a new store) sets the streams up again, once; refused again, it is
+        ``StoreUnavailable`` (the dispatcher waits before it takes again)."""
+        declared = False
         while True:
             pull = await self._subscription()
             try:
                 return (await pull.fetch(1, timeout=FETCH_WAIT))[0]
             except nats.errors.TimeoutError:
                 continue
-            except nats.js.errors.APIError as exc:  # the consumer is gone (a new NATS store?)
-                log.warning("JetStream refused a pull (%r): setting up the streams again", exc)
+            except nats.js.errors.APIError as exc:
                 self._pull = None
+                if declared:
+                    raise StoreUnavailable(f"JetStream refused a pull: {exc!r}") from exc
+                log.warning("JetStream refused a pull (%r): setting up the streams again", exc)
                 await self._guarded("setting up the event streams", self._declare())
+                declared = True
             except (nats.errors.Error, OSError) as exc:
                 raise StoreUnavailable(f"taking an event from JetStream failed: {exc!r}") from exc
 
@@ -439,5 +451,6 @@ class NatsQueue(Queue):
                     with contextlib.suppress(nats.errors.Error, OSError):
                         await taken.msg.in_progress()
             with contextlib.suppress(TimeoutError, nats.errors.Error, OSError, StoreUnavailable):
-                info = await self._jetstream().stream_info(EVENTS)
+                # Bounded: a slow answer must not hold back the next in-progress acks.
+                info = await asyncio.wait_for(self._jetstream().stream_info(EVENTS), beat)
                 self._counted, self._since = info.state.messages, 0
