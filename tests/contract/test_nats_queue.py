@@ -208,3 +208,28 @@ async def test_streams_lost_under_a_node_are_made_again(nats_server: NatsServer)
         await queue.ack("after")
     finally:
         await queue.close()
+
+
+@run
+async def test_events_pulled_ahead_by_a_busy_node_go_to_another(nats_server: NatsServer) -> None:
+    """In a burst a take pulls several events at once; those the node does not take next
+    (its slots are busy) are given back, and another node takes them long before the ack
+    wait (30 s here)."""
+    await delete_streams(nats_server.url)
+    busy, idle = OwnLinkQueue(nats_server.url), OwnLinkQueue(nats_server.url)
+    await busy.open()
+    await idle.open()
+    try:
+        for i in range(10):
+            await busy.put(_event(f"e{i}"))
+        first = await asyncio.wait_for(busy.take(), 5)
+        assert first.id == "e0"
+        # Within 20 s, so before the ack wait: given back, not redelivered.
+        rest = [await asyncio.wait_for(idle.take(), 20) for _ in range(9)]
+        assert sorted(e.id for e in rest) == sorted(f"e{i}" for i in range(1, 10))
+        for event in rest:
+            await idle.ack(event.id)
+        await busy.ack("e0")
+    finally:
+        await busy.close()
+        await idle.close()

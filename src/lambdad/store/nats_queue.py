@@ -36,6 +36,7 @@ The NATS client's errors become ``StoreUnavailable`` here (a duplicate id ``Stor
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -94,6 +95,11 @@ KEEP_PAYLOADS = 7 * 86400.0
 ACK_WAIT = 30.0
 #: Seconds one pull request waits for an event before it is renewed.
 FETCH_WAIT = 5.0
+#: While the stream holds more events than this node runs, a take pulls up to this many at
+#: once (what is available now) and hands out the rest from memory to the next takes.
+PREFETCH = 16
+#: Seconds a batch pull may wait (it waits only when the backlog has just gone).
+BATCH_WAIT = 0.05
 #: Seconds a JetStream API call or publish may take.
 API_TIMEOUT = 5.0
 #: Seconds between refreshes of the stream's message count (``pending``).
@@ -149,6 +155,8 @@ class NatsQueue(Queue):
         self._pull: JetStreamContext.PullSubscription | None = None
         self._taking = asyncio.Lock()
         self._owned: dict[str, _Taken] = {}
+        #: Messages pulled ahead and not yet handed out, with when they came.
+        self._ahead: collections.deque[tuple[Msg, float]] = collections.deque()
         self._keeper: asyncio.Task[None] | None = None
         #: The stream's message count when last asked, and this node's puts less its acks since.
         self._counted = 0
@@ -233,11 +241,13 @@ class NatsQueue(Queue):
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
-        owned = list(self._owned.values())
+        given_back = [taken.msg for taken in self._owned.values()]
+        given_back += [msg for msg, _ in self._ahead]
         self._owned.clear()
-        for taken in owned:
+        self._ahead.clear()
+        for msg in given_back:
             with contextlib.suppress(nats.errors.Error, OSError):
-                await taken.msg.nak()
+                await msg.nak()
         if self._pull is not None:
             with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
                 await asyncio.wait_for(self._pull.unsubscribe(), API_TIMEOUT)
@@ -357,8 +367,13 @@ class NatsQueue(Queue):
         ``StoreUnavailable`` (the dispatcher waits before it takes again)."""
         declared = False
         while True:
+            if self._ahead:
+                return self._ahead.popleft()[0]
             pull = await self._subscription()
             try:
+                if self._backlog():
+                    with contextlib.suppress(nats.errors.TimeoutError):
+                        return self._keep_ahead(await pull.fetch(PREFETCH, timeout=BATCH_WAIT))
                 return (await pull.fetch(1, timeout=FETCH_WAIT))[0]
             except nats.errors.TimeoutError:
                 continue
@@ -371,6 +386,26 @@ class NatsQueue(Queue):
                 declared = True
             except (nats.errors.Error, OSError) as exc:
                 raise StoreUnavailable(f"taking an event from JetStream failed: {exc!r}") from exc
+
+    def _backlog(self) -> bool:
+        """Whether the stream, as last counted, holds events no node runs yet (a burst)."""
+        return self.pending() > len(self._owned) + 1
+
+    def _keep_ahead(self, msgs: list[Msg]) -> Msg:
+        """The first of ``msgs``; the others are kept to hand out next (or to give back if no
+        take comes for them soon: ``_give_back_stale``)."""
+        now = time.monotonic()
+        self._ahead.extend((msg, now) for msg in msgs[1:])
+        return msgs[0]
+
+    async def _give_back_stale(self, older_than: float) -> None:
+        """Give back to JetStream the messages pulled ahead that no take has asked for within
+        ``older_than`` seconds (this node's slots are busy: another node can run them now)."""
+        limit = time.monotonic() - older_than
+        while self._ahead and self._ahead[0][1] < limit:
+            msg, _ = self._ahead.popleft()
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.nak()
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         if self._pull is None:
@@ -445,6 +480,7 @@ class NatsQueue(Queue):
         last_progress = time.monotonic()
         while True:
             await asyncio.sleep(beat)
+            await self._give_back_stale(beat)
             if time.monotonic() - last_progress >= self._ack_wait / 3 - beat / 2:
                 last_progress = time.monotonic()
                 for taken in list(self._owned.values()):
