@@ -1,7 +1,7 @@
 """The cluster's ``Queue``: accepted ``Event`` invocations in a NATS JetStream work queue
 (cluster mode, docs/cluster.md "The async queue on JetStream").
 
-Two streams, both stored on the NATS servers' disks:
+Three streams, all stored on the NATS servers' disks:
 
 - ``LAMBDAD_EVENTS`` (work-queue retention): one message per event, on the subject
   ``lambdad.events.<key>`` (the key is the event's id); the payload is the event's,
@@ -26,6 +26,9 @@ message's sequence, so a repeated ``retry`` is stored once), then acknowledges t
 message: the count and the delay live in the message, so neither a restarted node nor a
 restarted NATS server forgets them. ``take`` hands out an event only once it is due: one
 fetched early is given back with ``nak(delay)`` until its time, which holds nothing else back.
+A take is one long-polling pull of one event, except in a burst, when it pulls what is there
+(up to ``PREFETCH``) and keeps the rest for the next takes, giving back what no take asks for
+within a beat.
 An event a node has taken is kept from redelivery by an in-progress acknowledgement every third
 of ``ack_wait`` while the node lives; a node that dies (SIGKILL) leaves its events to be
 redelivered to another once ``ack_wait`` has passed. A clean ``close`` gives them back at once.
@@ -164,7 +167,7 @@ class NatsQueue(Queue):
         self.state = QueueState.NEW
 
     async def open(self) -> None:
-        """Make sure both streams and the consumer exist (as configured here)."""
+        """Make sure the streams and the consumer exist (an existing stream is left as it is)."""
         if self.state is not QueueState.NEW:
             raise RuntimeError(f"queue is {self.state.value}")
         self._js = self._link.client.jetstream(timeout=API_TIMEOUT)
