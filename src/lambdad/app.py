@@ -270,6 +270,16 @@ def nats_link(settings: Settings) -> NatsLink | None:
     return NatsLink(settings.nats_url, f"lambdad-{settings.role}")
 
 
+def event_queue(settings: Settings, link: NatsLink | None) -> Queue:
+    """The durable queue of async events: the cluster's JetStream work queue when the node
+    has a NATS link, else a SQLite database in the data directory."""
+    if link is None:
+        return SqliteQueue(settings.data_dir / "queue.db")
+    from lambdad.store.nats_queue import NatsQueue  # only with NATS: it imports the client
+
+    return NatsQueue(link, ack_wait=settings.queue_ack_wait)
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -281,7 +291,7 @@ class Lambdad:
         self.blobs: BlobStore = blob_store(settings)
         #: The cluster's NATS connection (``nats_url``), None on its own.
         self.nats = nats_link(settings)
-        self.queue: Queue = queue if queue is not None else SqliteQueue(data / "queue.db")
+        self.queue: Queue = queue if queue is not None else event_queue(settings, self.nats)
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         self.metrics = Metrics(
             StoredMetrics(self.store),
@@ -591,7 +601,7 @@ class Lambdad:
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, self.provisioner.close),
             Part("invoker", _nothing, self.invoker.close),
-            Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
+            *self._dispatcher_part(),
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", self.time_triggers.start, self.time_triggers.close),
@@ -619,6 +629,14 @@ class Lambdad:
         info = self.nodes.info
         assert info is not None  # the node described itself before the grants start
         return info.id
+
+    def _dispatcher_part(self) -> list[Part]:
+        """The dispatcher takes events on every node but a cluster's api nodes, which only put
+        them in the shared queue for the workers (closing it still closes the destinations'
+        clients, which schedules use there too)."""
+        takes = not (self.settings.role == "api" and self.nats is not None)
+        start = self.dispatcher.start if takes else _nothing
+        return [Part("event dispatcher", start, self.dispatcher.close)]
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -713,6 +731,14 @@ class Lambdad:
         port = self.http.port or self.settings.port
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    def _queue_report(self) -> str:
+        """Where this node's async events are kept, and whether it takes them."""
+        if self.nats is None:
+            return f"sqlite {self.settings.data_dir / 'queue.db'}"
+        takes = "put only (role api)" if self.settings.role == "api" else "put and taken here"
+        wait = self.settings.queue_ack_wait
+        return f"JetStream stream LAMBDAD_EVENTS, {takes}, ack wait {wait:g} s"
+
     def doctor(self) -> dict[str, Any]:
         code = self.settings.data_dir / "code"
         info = self.nodes.info
@@ -734,6 +760,7 @@ class Lambdad:
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
                 "concurrency": self._concurrency_report(),
+                "event queue": self._queue_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {

@@ -59,6 +59,10 @@ class Settings:
     #: How long a node of a shared store counts as up after its last heartbeat (it beats
     #: every third of this); a clean stop removes it at once. Not scaled.
     node_lease: float = 15.0
+    #: With ``nats_url``: seconds an async event taken by a node may go without word from it
+    #: before JetStream hands it to another node (a live node sends word every third of it
+    #: while the event runs). What a SIGKILLed worker's events wait. Not scaled.
+    queue_ack_wait: float = 30.0
     #: The account of every request in open mode, and of data written before accounts.
     account_id: str = "000000000000"
     #: Who may call the API: "open" (any credentials, all in ``account_id``) or "sigv4"
@@ -364,6 +368,8 @@ def load_settings(
         )
     if settings.node_lease <= 0:
         raise ValueError("setting node_lease must be positive")
+    if settings.queue_ack_wait <= 0:
+        raise ValueError("setting queue_ack_wait must be positive")
     if settings.loop_watchdog_ms < 0:
         raise ValueError("setting loop_watchdog_ms must not be negative")
     if settings.url_scheme not in ("http", "https"):

@@ -267,10 +267,16 @@ def test_blobs_are_content_addressed_and_unpack_once(make_blobs: Callable[[], Bl
     run(scenario)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "nats"])
 def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Queue]:
+    """Queues of one implementation, all on the same (new, empty) data: JetStream's on a
+    server shared by the module, its streams deleted first."""
     if request.param == "memory":
         return MemoryQueue
+    if request.param == "nats":
+        from tests.contract.nats_queues import fresh_queues
+
+        return fresh_queues(request.getfixturevalue("nats_server"))
     return lambda: SqliteQueue(tmp_path / "queue.db")
 
 
