@@ -1,0 +1,274 @@
+"""Every node's log lines on every api node (cluster mode, docs/cluster.md: logs).
+
+Each node sends the changes it makes to its own log store (the lines its functions print,
+PutLogEvents, CreateLogGroup, retention, tags, deletes: ``observe.logs.LogStore``'s outbox)
+to the JetStream stream ``LAMBDAD_LOGS``, on the subject ``lambdad.logs.<node id>``. Every node
+that serves the API (role ``api`` or ``all``) reads the stream through a durable consumer of
+its own, ``logs-<node id>``, and applies the other nodes' changes to its local log store, so
+the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, and a node
+restarted on its data dir resumes where it stopped (the consumer is durable on the server).
+
+- **Sending never blocks an invoke**: ``emit`` appends to a list; a task sends what gathered
+  as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for
+  JetStream's acknowledgement. While NATS is away the changes wait, up to ``BACKLOG`` of
+  them (then the oldest go, with a warning), and are sent once it is back; each message
+  carries a ``Nats-Msg-Id``, so one sent again after a lost acknowledgement is stored once.
+- **Bounded**: the stream keeps at most ``max_bytes`` (the node's log bound) and ``max_age``
+  seconds, discarding the oldest; a reader away longer misses what was discarded.
+- **At most once on the reader**: a batch is acknowledged once applied to the log store's
+  memory; the store writes it to disk within 0.2 s, so a reader killed in between loses
+  what it had not written, as it loses its own lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from lambdad.store.base import StoreUnavailable
+from lambdad.store.nats_link import NatsLink
+
+log = logging.getLogger(__name__)
+
+STREAM = "LAMBDAD_LOGS"
+SUBJECTS = "lambdad.logs.>"
+#: The most bytes one message carries (NATS refuses more than its ``max_payload``, 1 MB by
+#: default); a single change larger than this is sent alone.
+MAX_MESSAGE = 256 * 1024
+#: Changes waiting to be sent at most (while NATS is away); past it the oldest are dropped.
+BACKLOG = 200_000
+#: Messages a reader takes at a time.
+FETCH = 64
+#: Seconds a fetch waits for the first message (then asks again).
+FETCH_WAIT = 2.0
+#: Seconds between attempts while NATS is away.
+RETRY = 0.5
+#: Seconds a ``close`` spends sending what is left.
+CLOSE_WAIT = 2.0
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
+def subject_of(node: str) -> str:
+    return f"lambdad.logs.{node}"
+
+
+def encoded(change: dict[str, Any]) -> bytes:
+    """One change as JSON (text that is not UTF-8, as lone surrogates, replaced)."""
+    try:
+        return _encode(change)
+    except UnicodeEncodeError:
+        return _encode(_clean(change))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def pieces(change: dict[str, Any]) -> list[bytes]:
+    """``change`` encoded, a put of many events split so each piece fits ``MAX_MESSAGE``."""
+    data = encoded(change)
+    events = change.get("e")
+    if len(data) <= MAX_MESSAGE or change.get("o") != "put" or not isinstance(events, list):
+        return [data]
+    if len(events) < 2:
+        return [data]
+    half = len(events) // 2
+    return pieces({**change, "e": events[:half]}) + pieces({**change, "e": events[half:]})
+
+
+class ReplicationState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class LogReplication:
+    """This node's log changes to the stream, and (``consume``) the other nodes' from it
+    into ``apply``. ``await open(node)``, ``emit`` from the loop, ``await close()``."""
+
+    def __init__(
+        self,
+        link: NatsLink,
+        apply: Callable[[dict[str, Any]], None],
+        *,
+        consume: bool,
+        max_bytes: int,
+        max_age: float,
+    ) -> None:
+        self._link = link
+        self._apply = apply
+        self._consume = consume
+        self._max_bytes = max_bytes
+        self._max_age = max_age
+        self._node = ""
+        self._waiting: deque[bytes] = deque()
+        #: The message being sent (kept until JetStream acknowledged it) and its headers.
+        self._flight: tuple[bytes, dict[str, str]] | None = None
+        self._wake = asyncio.Event()
+        self._dropped = 0
+        self._sent = 0
+        self._boot = secrets.token_hex(6)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.state = ReplicationState.NEW
+
+    async def open(self, node: str) -> None:
+        """Make (or update) the stream, bind this node's consumer; StoreUnavailable when
+        NATS has no JetStream."""
+        if self.state is not ReplicationState.NEW:
+            return
+        self._node = node
+        js = self._link.client.jetstream()
+        config = api.StreamConfig(
+            name=STREAM,
+            subjects=[SUBJECTS],
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_bytes=self._max_bytes if self._max_bytes > 0 else -1,
+            max_age=self._max_age,
+            duplicate_window=120.0,
+        )
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # there, with another bound: take ours
+                await js.update_stream(config)
+            subscription = None
+            if self._consume:
+                subscription = await js.pull_subscribe(
+                    SUBJECTS,
+                    durable=f"logs-{node}",
+                    stream=STREAM,
+                    config=api.ConsumerConfig(
+                        ack_policy=api.AckPolicy.ALL,
+                        deliver_policy=api.DeliverPolicy.ALL,
+                        # A node gone for longer than the stream keeps anything has nothing
+                        # left to resume: its consumer goes.
+                        inactive_threshold=self._max_age,
+                        max_ack_pending=-1,
+                    ),
+                )
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"the log stream {STREAM} could not be opened on NATS at "
+                f"{self._link.describe()} (is JetStream on?): {exc}"
+            ) from exc
+        self.state = ReplicationState.OPEN
+        self._tasks.append(asyncio.create_task(self._send_forever(js), name="log-sender"))
+        if subscription is not None:
+            self._tasks.append(
+                asyncio.create_task(self._read_forever(subscription), name="log-reader")
+            )
+
+    # ------------------------------------------------------------------ sending
+
+    def emit(self, change: dict[str, Any]) -> None:
+        """Queue one change of this node's log store (the store's ``LogOutbox``)."""
+        if self.state is ReplicationState.CLOSED:
+            return
+        self._waiting.extend(pieces(change))
+        while len(self._waiting) > BACKLOG:
+            self._waiting.popleft()
+            self._dropped += 1
+            if self._dropped in (1, 1000) or self._dropped % 100_000 == 0:
+                log.warning("logs for other nodes: %d changes dropped (NATS away)", self._dropped)
+        self._wake.set()
+
+    def _take(self) -> list[bytes]:
+        """The next message's changes (at least one), at most ``MAX_MESSAGE`` bytes."""
+        taken: list[bytes] = []
+        size = 2
+        while self._waiting and (not taken or size + len(self._waiting[0]) + 1 <= MAX_MESSAGE):
+            piece = self._waiting.popleft()
+            taken.append(piece)
+            size += len(piece) + 1
+        return taken
+
+    async def _send_forever(self, js: Any) -> None:
+        subject = subject_of(self._node)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._send_waiting(js, subject)
+
+    async def _send_waiting(self, js: Any, subject: str) -> None:
+        while self._flight is not None or self._waiting:
+            if self._flight is None:
+                self._sent += 1
+                taken = self._take()
+                headers = {"Nats-Msg-Id": f"{self._node}-{self._boot}-{self._sent}"}
+                self._flight = (b"[" + b",".join(taken) + b"]", headers)
+            data, headers = self._flight
+            try:
+                await js.publish(subject, data, timeout=5.0, headers=headers)
+            except nats.errors.MaxPayloadError:
+                log.warning("a log change of %d bytes is too large for NATS: dropped", len(data))
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                if self.state is ReplicationState.CLOSED:
+                    raise
+                log.debug("sending logs to other nodes: %r; again in %s s", exc, RETRY)
+                await asyncio.sleep(RETRY)
+                continue
+            self._flight = None
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read_forever(self, subscription: Any) -> None:
+        own = subject_of(self._node)
+        while True:
+            try:
+                messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                log.debug("reading other nodes' logs: %r; again in %s s", exc, RETRY)
+                await asyncio.sleep(RETRY)
+                continue
+            for message in messages:
+                if message.subject == own:
+                    continue
+                try:
+                    changes = _decode(message.data)
+                except msgspec.DecodeError:
+                    log.warning("a malformed log message on %s: skipped", message.subject)
+                    continue
+                for change in changes:
+                    self._apply(change)
+                await asyncio.sleep(0)  # a large batch never holds the loop for long
+            if messages:
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    await messages[-1].ack()
+
+    async def close(self) -> None:
+        """Send what is waiting (for up to ``CLOSE_WAIT`` seconds), stop reading. Idempotent."""
+        if self.state is ReplicationState.CLOSED:
+            return
+        was_open = self.state is ReplicationState.OPEN
+        self.state = ReplicationState.CLOSED
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if was_open and (self._waiting or self._flight is not None):
+            with contextlib.suppress(Exception):
+                js = self._link.client.jetstream()
+                await asyncio.wait_for(self._send_waiting(js, subject_of(self._node)), CLOSE_WAIT)
