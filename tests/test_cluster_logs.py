@@ -6,6 +6,11 @@ all of them, and a reader restarted on its data dir catches up on what it missed
 from __future__ import annotations
 
 import datetime
+import queue
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +23,7 @@ from tests.conftest import Server, create_function, invoke_json, shutdown, uniqu
 from tests.nats_server import NatsServer
 from tests.nats_server import unavailable_reason as nats_unavailable
 from tests.postgres_server import PostgresServer
+from tests.test_cli import read_until
 
 pytestmark = pytest.mark.skipif(nats_unavailable() is not None, reason=str(nats_unavailable()))
 
@@ -31,6 +37,8 @@ PRINTER = (
 
 @pytest.fixture
 def nats() -> Iterator[NatsServer]:
+    """A NATS server for one test. Ask for it before ``start_server``: fixtures stop in the
+    reverse order, so the lambdads stop while it still runs."""
     server = NatsServer()
     server.start()
     yield server
@@ -74,6 +82,28 @@ def has(logs: Any, group: str, *wanted: str) -> bool:
     return all(w in found for w in wanted)
 
 
+def follow(server: Server, name: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """``lambdad logs --follow`` against ``server``; its lines arrive on the queue."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:  # the child gets the default SIGINT even when this run ignores it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lambdad.cli.main", "logs", "--follow", name,
+             "--endpoint", server.endpoint],
+            stdout=subprocess.PIPE, text=True, env=server.env,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
 def invocations(cw: Any, name: str) -> float:
     now = datetime.datetime.now(datetime.UTC)
     answer = cw.get_metric_data(
@@ -98,7 +128,7 @@ def invocations(cw: Any, name: str) -> float:
 
 
 def test_a_reader_node_answers_for_the_logs_and_metrics_of_two_others(
-    start_server: Callable[..., Server], postgres: PostgresServer, nats: NatsServer
+    nats: NatsServer, postgres: PostgresServer, start_server: Callable[..., Server]
 ) -> None:
     """A function invoked on two nodes has both nodes' lines found by FilterLogEvents on a
     third (an api node that ran nothing), its live tail sees a line printed on another node,
@@ -172,11 +202,12 @@ def test_a_reader_node_answers_for_the_logs_and_metrics_of_two_others(
 
 
 def test_a_restarted_reader_catches_up_on_what_it_missed(
-    start_server: Callable[..., Server], postgres: PostgresServer, nats: NatsServer
+    nats: NatsServer, postgres: PostgresServer, start_server: Callable[..., Server]
 ) -> None:
     """An api node stopped while another node's function prints, started again on its data
     dir, finds the lines printed while it was away (its consumer of the log stream is
-    durable) and those it had before, each once."""
+    durable) and those it had before, each once; ``lambdad logs --follow`` against it prints
+    a line printed on the other node after it began."""
     db = postgres.database()
     runner = start_node(start_server, db, nats, "all")
     reader = start_node(start_server, db, nats, "api")
@@ -197,7 +228,14 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
         logs = client(again, "logs")
         try:
             wait_until(lambda: has(logs, group, "before the stop", "while it was away"))
-            invoke_json(lam, name, {"lines": ["after it came back"]})
+            process, lines = follow(again, name)
+            try:
+                read_until(lines, "while it was away")
+                invoke_json(lam, name, {"lines": ["after it came back"]})
+                read_until(lines, "after it came back")
+            finally:
+                process.send_signal(signal.SIGINT)
+                assert process.wait(10) == 0
             wait_until(lambda: has(logs, group, "after it came back"))
             found = messages(logs, group) or []
             for line in ("before the stop", "while it was away", "after it came back"):

@@ -8,7 +8,8 @@ its own, ``logs-<node id>``, and applies the other nodes' changes to its local l
 the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, and a node
 restarted on its data dir resumes where it stopped (the consumer is durable on the server).
 
-- **Sending never blocks an invoke**: ``emit`` appends to a list; a task sends what gathered
+- **Sending never blocks an invoke**: ``emit`` appends to a list; a task encodes and sends
+  what gathered
   as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for
   JetStream's acknowledgement. While NATS is away the changes wait, up to ``BACKLOG`` of
   them (then the oldest go, with a warning), and are sent once it is back; each message
@@ -120,7 +121,9 @@ class LogReplication:
         self._max_bytes = max_bytes
         self._max_age = max_age
         self._node = ""
-        self._waiting: deque[bytes] = deque()
+        #: Changes not sent yet, and the encoded pieces of the next ones.
+        self._waiting: deque[dict[str, Any]] = deque()
+        self._ready: deque[bytes] = deque()
         #: The message being sent (kept until JetStream acknowledged it) and its headers.
         self._flight: tuple[bytes, dict[str, str]] | None = None
         self._wake = asyncio.Event()
@@ -184,7 +187,7 @@ class LogReplication:
         """Queue one change of this node's log store (the store's ``LogOutbox``)."""
         if self.state is ReplicationState.CLOSED:
             return
-        self._waiting.extend(pieces(change))
+        self._waiting.append(change)
         while len(self._waiting) > BACKLOG:
             self._waiting.popleft()
             self._dropped += 1
@@ -193,14 +196,20 @@ class LogReplication:
         self._wake.set()
 
     def _take(self) -> list[bytes]:
-        """The next message's changes (at least one), at most ``MAX_MESSAGE`` bytes."""
+        """The next message's changes (at least one), at most ``MAX_MESSAGE`` bytes; encoded
+        here, in the sender's task, not where they were emitted."""
         taken: list[bytes] = []
         size = 2
-        while self._waiting and (not taken or size + len(self._waiting[0]) + 1 <= MAX_MESSAGE):
-            piece = self._waiting.popleft()
-            taken.append(piece)
+        while True:
+            if not self._ready:
+                if not self._waiting:
+                    return taken
+                self._ready.extend(pieces(self._waiting.popleft()))
+            piece = self._ready[0]
+            if taken and size + len(piece) + 1 > MAX_MESSAGE:
+                return taken
+            taken.append(self._ready.popleft())
             size += len(piece) + 1
-        return taken
 
     async def _send_forever(self, js: Any) -> None:
         subject = subject_of(self._node)
@@ -210,7 +219,7 @@ class LogReplication:
             await self._send_waiting(js, subject)
 
     async def _send_waiting(self, js: Any, subject: str) -> None:
-        while self._flight is not None or self._waiting:
+        while self._flight is not None or self._waiting or self._ready:
             if self._flight is None:
                 self._sent += 1
                 taken = self._take()
@@ -268,7 +277,7 @@ class LogReplication:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if was_open and (self._waiting or self._flight is not None):
+        if was_open and (self._waiting or self._ready or self._flight is not None):
             with contextlib.suppress(Exception):
                 js = self._link.client.jetstream()
                 await asyncio.wait_for(self._send_waiting(js, subject_of(self._node)), CLOSE_WAIT)
