@@ -207,7 +207,8 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
     """An api node stopped while another node's function prints, started again on its data
     dir, finds the lines printed while it was away (its consumer of the log stream is
     durable) and those it had before, each once; ``lambdad logs --follow`` against it prints
-    a line printed on the other node after it began."""
+    a line printed on the other node after it began; after NATS itself is killed and
+    restarted, lines flow again."""
     db = postgres.database()
     runner = start_node(start_server, db, nats, "all")
     reader = start_node(start_server, db, nats, "api")
@@ -237,10 +238,15 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
                 process.send_signal(signal.SIGINT)
                 assert process.wait(10) == 0
             wait_until(lambda: has(logs, group, "after it came back"))
+            nats.kill()  # and back on the same port and store: both nodes reconnect
+            nats.start()
+            invoke_json(lam, name, {"lines": ["after NATS restarted"]})
+            wait_until(lambda: has(logs, group, "after NATS restarted"))
             found = messages(logs, group) or []
-            for line in ("before the stop", "while it was away", "after it came back"):
+            lines = ("before the stop", "while it was away", "after it came back")
+            for line in (*lines, "after NATS restarted"):
                 assert found.count(line) == 1
-            assert sum(m.startswith("REPORT") for m in found) == 3
+            assert sum(m.startswith("REPORT") for m in found) == 4
         finally:
             logs.close()
     finally:

@@ -301,7 +301,9 @@ class Lambdad:
             flush_interval=settings.metrics_flush_interval,
             enabled=settings.metrics,
         )
-        self.metric_peers = MetricPeers(self.metric_rows, self.store, self.metrics)
+        self.metric_peers = MetricPeers(
+            self.metric_rows, self.store, self.metrics, retention=self.metrics.retention
+        )
         url = settings.otlp_traces_url
         self.traces = Traces(
             max_traces=settings.trace_max_traces,

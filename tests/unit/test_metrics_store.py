@@ -173,8 +173,9 @@ def test_the_async_query_answers_as_the_sync_one() -> None:
 def test_two_nodes_flushing_one_minute_are_both_counted() -> None:
     """On a shared store, two nodes that flush the same account, region and minute keep a
     row each (neither overwrites the other); a third node sums both rows when read, a node
-    restarted reads back only its own rows (nothing counted twice), and a store of one node
-    keeps its rows keyed as before clusters."""
+    restarted reads back only its own rows (nothing counted twice), a gone node's rows past
+    retention are deleted by another, and a store of one node keeps its rows keyed as before
+    clusters."""
 
     def invocations(metrics: Metrics) -> list[float]:
         now = time.time()
@@ -198,12 +199,15 @@ def test_two_nodes_flushing_one_minute_are_both_counted() -> None:
         keys = [key for key, _ in await store.scan(Table.METRICS)]
         assert sorted(k[3] for k in keys) == ["node-a", "node-b"]
         assert len({k[:3] for k in keys}) == 1  # the same minute
+        gone = int(time.time() // 60) - 30 * 1440  # a node long gone, past retention
+        await store.put(Table.METRICS, (KEY[0], KEY[1], f"{gone:010d}", "node-z"), {"cells": []})
         reader_rows = StoredMetrics(store, "node-c")
         reader = Metrics(reader_rows, flush_interval=3600)
         await reader.open()
         peers = MetricPeers(reader_rows, store, reader)
         await peers.start()
         assert invocations(reader) == [5.0]
+        assert [k[3] for k, _ in await store.scan(Table.METRICS)] == ["node-a", "node-b"]
         assert invocations(nodes[0]) == [2.0]  # a node's own view without peers started
         await peers.close()
         for metrics in nodes:

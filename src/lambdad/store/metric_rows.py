@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -69,6 +70,13 @@ class StoredMetrics:
             if (row := self.peer_row(key, doc)) is not None
         ]
 
+    @staticmethod
+    def peer_key(node: str, account: str, region: str, minute: int) -> Key:
+        """The key of node ``node``'s row ("": a row of no node)."""
+        if not node:
+            return (account, region, _minute_key(minute))
+        return (account, region, _minute_key(minute), node)
+
     def peer_row(self, key: Key, doc: dict[str, Any]) -> PeerRow | None:
         if len(key) not in (3, 4) or not key[2].isdigit():
             return None
@@ -110,8 +118,11 @@ class MetricPeers:
     """Other nodes' metric rows, read at start and again as the change feed names them, one
     change after another (a late read never overwrites a newer one)."""
 
-    def __init__(self, rows: StoredMetrics, store: Store, sink: PeerSink) -> None:
+    def __init__(
+        self, rows: StoredMetrics, store: Store, sink: PeerSink, *, retention: float = 15 * 86400
+    ) -> None:
         self._rows = rows
+        self._retention = retention
         self._store = store
         self._sink = sink
         self._stale: asyncio.Queue[StoreChange] = asyncio.Queue()
@@ -124,7 +135,16 @@ class MetricPeers:
             return
         self.state = PeersState.OPEN
         self._unsubscribe = self._store.subscribe(self.changed)
-        self._sink.reset_peers(await self._rows.peers())
+        rows = await self._rows.peers()
+        self._sink.reset_peers(rows)
+        # A node that never comes back never deletes its own rows: past retention, any
+        # node may (the row is past it for every node).
+        oldest = int(time.time() - self._retention) // 60
+        expired = [(n, a, r, m) for n, a, r, m, _ in rows if m < oldest]
+        if expired:
+            await self._store.write(
+                [Write(Table.METRICS, self._rows.peer_key(*row), None) for row in expired]
+            )
         self._task = asyncio.create_task(self._follow(), name="metric-peers")
 
     def changed(self, change: StoreChange) -> None:
