@@ -16,9 +16,13 @@ restarted on its data dir resumes where it stopped (the consumer is durable on t
   carries a ``Nats-Msg-Id``, so one sent again after a lost acknowledgement is stored once.
 - **Bounded**: the stream keeps at most ``max_bytes`` (the node's log bound) and ``max_age``
   seconds, discarding the oldest; a reader away longer misses what was discarded.
-- **At most once on the reader**: a batch is acknowledged once applied to the log store's
-  memory; the store writes it to disk within 0.2 s, so a reader killed in between loses
-  what it had not written, as it loses its own lines.
+- **At most once on the reader**: each message is acknowledged once applied to the log
+  store's memory; the store writes it to disk within 0.2 s, so a reader killed in between
+  loses what it had not written, as it loses its own lines. A message delivered but not
+  applied when the reader stopped is delivered again ``ACK_WAIT`` seconds later; one
+  delivered (or stored) again because a crashed NATS server lost an acknowledgement is
+  recognised by its ``Nats-Msg-Id`` and skipped (while the reader runs: a reader restarted
+  together with a crashed NATS may apply the last of them twice).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ BACKLOG = 200_000
 FETCH = 64
 #: Seconds a fetch waits for the first message (then asks again).
 FETCH_WAIT = 2.0
+#: Seconds after which a message delivered to a reader but not acknowledged is delivered again.
+ACK_WAIT = 10.0
+#: Messages whose id a reader remembers, to apply none twice.
+REMEMBERED = 50_000
 #: Seconds between attempts while NATS is away.
 RETRY = 0.5
 #: Seconds a ``close`` spends sending what is left.
@@ -131,6 +139,9 @@ class LogReplication:
         self._sent = 0
         self._boot = secrets.token_hex(6)
         self._tasks: list[asyncio.Task[None]] = []
+        #: Ids of the messages applied lately (``_first_time``).
+        self._applied: set[str] = set()
+        self._applied_order: deque[str] = deque()
         self.state = ReplicationState.NEW
 
     async def open(self, node: str) -> None:
@@ -161,7 +172,9 @@ class LogReplication:
                     durable=f"logs-{node}",
                     stream=STREAM,
                     config=api.ConsumerConfig(
-                        ack_policy=api.AckPolicy.ALL,
+                        ack_policy=api.AckPolicy.EXPLICIT,
+                        # Delivered but never applied (the reader stopped): sent again after.
+                        ack_wait=ACK_WAIT,
                         deliver_policy=api.DeliverPolicy.ALL,
                         # A node gone for longer than the stream keeps anything has nothing
                         # left to resume: its consumer goes.
@@ -252,19 +265,37 @@ class LogReplication:
                 await asyncio.sleep(RETRY)
                 continue
             for message in messages:
-                if message.subject == own:
-                    continue
-                try:
-                    changes = _decode(message.data)
-                except msgspec.DecodeError:
-                    log.warning("a malformed log message on %s: skipped", message.subject)
-                    continue
-                for change in changes:
-                    self._apply(change)
-                await asyncio.sleep(0)  # a large batch never holds the loop for long
-            if messages:
-                with contextlib.suppress(nats.errors.Error, OSError):
-                    await messages[-1].ack()
+                if message.subject != own and self._first_time(message):
+                    self._apply_message(message)
+                # Each acknowledged once applied (not the batch's last for all: a stop
+                # halfway through a batch would acknowledge what was never applied).
+                with contextlib.suppress(nats.errors.Error, OSError, RuntimeError):
+                    await message.ack()
+
+    def _first_time(self, message: Any) -> bool:
+        """Whether ``message`` was not applied yet. A NATS server that crashed can lose
+        acknowledgements it had taken (and deliver their messages again) or the record of
+        ids it stored (and store a message sent again twice): the ids (``Nats-Msg-Id``) of
+        the last ``REMEMBERED`` messages applied are kept to tell."""
+        key = (message.headers or {}).get("Nats-Msg-Id")
+        if not key:
+            return True
+        if key in self._applied:
+            return False
+        self._applied.add(key)
+        self._applied_order.append(key)
+        if len(self._applied_order) > REMEMBERED:
+            self._applied.discard(self._applied_order.popleft())
+        return True
+
+    def _apply_message(self, message: Any) -> None:
+        try:
+            changes = _decode(message.data)
+        except msgspec.DecodeError:
+            log.warning("a malformed log message on %s: skipped", message.subject)
+            return
+        for change in changes:
+            self._apply(change)
 
     async def close(self) -> None:
         """Send what is waiting (for up to ``CLOSE_WAIT`` seconds), stop reading. Idempotent."""
