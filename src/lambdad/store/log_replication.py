@@ -63,6 +63,8 @@ ACK_WAIT = 10.0
 REMEMBERED = 50_000
 #: Seconds between attempts while NATS is away.
 RETRY = 0.5
+#: Seconds a ``close`` waits for its tasks to end (twice at most).
+STOP_WAIT = 0.5
 #: Seconds a ``close`` spends sending what is left.
 CLOSE_WAIT = 2.0
 
@@ -139,6 +141,7 @@ class LogReplication:
         self._sent = 0
         self._boot = secrets.token_hex(6)
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Any = None
         #: Ids of the messages applied lately (``_first_time``).
         self._applied: set[str] = set()
         self._applied_order: deque[str] = deque()
@@ -189,6 +192,7 @@ class LogReplication:
             ) from exc
         self.state = ReplicationState.OPEN
         self._tasks.append(asyncio.create_task(self._send_forever(js), name="log-sender"))
+        self._subscription = subscription
         if subscription is not None:
             self._tasks.append(
                 asyncio.create_task(self._read_forever(subscription), name="log-reader")
@@ -226,7 +230,7 @@ class LogReplication:
 
     async def _send_forever(self, js: Any) -> None:
         subject = subject_of(self._node)
-        while True:
+        while self.state is ReplicationState.OPEN:
             await self._wake.wait()
             self._wake.clear()
             await self._send_waiting(js, subject)
@@ -255,12 +259,16 @@ class LogReplication:
 
     async def _read_forever(self, subscription: Any) -> None:
         own = subject_of(self._node)
-        while True:
+        # Not ``while True``: nats-py turns a cancellation into ConnectionClosedError once the
+        # connection is closed, so a cancelled reader must also see that it was closed.
+        while self.state is ReplicationState.OPEN:
             try:
                 messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except (nats.errors.Error, OSError) as exc:
+                if self.state is not ReplicationState.OPEN:
+                    return
                 log.debug("reading other nodes' logs: %r; again in %s s", exc, RETRY)
                 await asyncio.sleep(RETRY)
                 continue
@@ -305,9 +313,16 @@ class LogReplication:
         self.state = ReplicationState.CLOSED
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # nats-py's fetch can miss a cancellation (its inner wait stays pending): wait a
+            # bounded time, then unsubscribe, which ends what the fetch waits for.
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_WAIT)
+            if self._subscription is not None:
+                # Also so that the link's drain does not wait on a fetch nobody reads.
+                with contextlib.suppress(Exception):
+                    await self._subscription.unsubscribe()
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_WAIT)
         if was_open and (self._waiting or self._ready or self._flight is not None):
             with contextlib.suppress(Exception):
                 js = self._link.client.jetstream()
