@@ -14,6 +14,10 @@ Readers get events by group (optionally stream), after a position (``read``, ``w
 ``lambdad logs --follow`` uses), or scan a group by stream and time with a filter pattern
 (``scan``, off the event loop). Files of the older layout (one ``*.jsonl`` per group) are
 read at start and dropped with the rest when the bound or a retention reaches them.
+
+In a cluster, every change the store makes (events, groups, streams, retention, tags) also
+goes to its ``outbox`` (``store/log_replication.py`` sends it to the other nodes), and
+``apply`` makes another node's change here without sending it on (docs/cluster.md).
 """
 
 from __future__ import annotations
