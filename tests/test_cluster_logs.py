@@ -208,10 +208,11 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
     dir, finds the lines printed while it was away (its consumer of the log stream is
     durable) and those it had before, each once; ``lambdad logs --follow`` against it prints
     a line printed on the other node after it began; after NATS itself is killed and
-    restarted, lines flow again."""
+    restarted, lines flow again; a worker node (which only sends) runs and stops cleanly."""
     db = postgres.database()
     runner = start_node(start_server, db, nats, "all")
     reader = start_node(start_server, db, nats, "api")
+    worker = start_node(start_server, db, nats, "worker")  # sends, reads nothing
     lam = client(runner, "lambda")
     try:
         name = unique("clog")
@@ -247,6 +248,7 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
             for line in (*lines, "after NATS restarted"):
                 assert found.count(line) == 1
             assert sum(m.startswith("REPORT") for m in found) == 4
+            shutdown(worker)  # a worker's log stream closes cleanly too (exit status 0)
         finally:
             logs.close()
     finally:
