@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lambdad.observe.logs import LogStore
+from lambdad.store import log_replication
 from lambdad.store.log_replication import LogReplication
 from lambdad.store.nats_link import NatsLink
 from tests.nats_server import NatsServer, unavailable_reason
@@ -138,3 +139,27 @@ async def test_no_node_applies_its_own_changes_and_a_worker_reads_none(
     finally:
         for node in (one, two, worker):
             await node.close()
+
+
+def test_changes_waiting_to_be_sent_are_bounded(
+    server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes gathering faster than they are sent (here: put without letting the sender
+    run) are bounded by bytes: the oldest go, the newest arrive, in order."""
+    monkeypatch.setattr(log_replication, "BACKLOG_BYTES", 10_000)
+
+    async def scenario() -> None:
+        writer = await Node(server.url, "writer").open()
+        reader = await Node(server.url, "reader").open()
+        try:
+            for i in range(100):  # about 1,030 bytes each: the last 9 fit
+                writer.store.put(KEY, "s", now_ms(), [f"{i:03d}" + "x" * 997])
+            found = await reader.until(9)
+            assert [line[:3] for line in found] == [f"{i:03d}" for i in range(91, 100)]
+            writer.store.put(KEY, "s", now_ms(), ["after"])
+            assert (await reader.until(10))[-1] == "after"
+        finally:
+            await writer.close()
+            await reader.close()
+
+    asyncio.run(scenario())

@@ -9,11 +9,11 @@ the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, a
 restarted on its data dir resumes where it stopped (the consumer is durable on the server).
 
 - **Sending never blocks an invoke**: ``emit`` appends to a list; a task encodes and sends
-  what gathered
-  as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for
-  JetStream's acknowledgement. While NATS is away the changes wait, up to ``BACKLOG`` of
-  them (then the oldest go, with a warning), and are sent once it is back; each message
-  carries a ``Nats-Msg-Id``, so one sent again after a lost acknowledgement is stored once.
+  what gathered as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each),
+  waiting for JetStream's acknowledgement. While NATS is away the changes wait, up to
+  ``BACKLOG`` of them and ``BACKLOG_BYTES`` of messages (then the oldest go, with a warning),
+  and are sent once it is back; each message carries a ``Nats-Msg-Id``, so one sent again
+  after a lost acknowledgement is stored once.
 - **Bounded**: the stream keeps at most ``max_bytes`` (the node's log bound) and ``max_age``
   seconds, discarding the oldest; a reader away longer misses what was discarded.
 - **At most once on the reader**: each message is acknowledged once applied to the log
@@ -53,6 +53,8 @@ SUBJECTS = "lambdad.logs.>"
 MAX_MESSAGE = 256 * 1024
 #: Changes waiting to be sent at most (while NATS is away); past it the oldest are dropped.
 BACKLOG = 200_000
+#: ... and at most this many bytes of their messages (about: characters and 30 per event).
+BACKLOG_BYTES = 64 * 1024 * 1024
 #: Messages a reader takes at a time.
 FETCH = 64
 #: Seconds a fetch waits for the first message (then asks again).
@@ -106,6 +108,14 @@ def pieces(change: dict[str, Any]) -> list[bytes]:
     return pieces({**change, "e": events[:half]}) + pieces({**change, "e": events[half:]})
 
 
+def _size_of(change: dict[str, Any]) -> int:
+    """About the bytes ``change`` takes in a message (without encoding it)."""
+    events = change.get("e")
+    if isinstance(events, list):
+        return 64 + sum(len(message) + 30 for _, message in events)
+    return 256
+
+
 class ReplicationState(enum.Enum):
     NEW = "new"
     OPEN = "open"
@@ -132,7 +142,8 @@ class LogReplication:
         self._max_age = max_age
         self._node = ""
         #: Changes not sent yet, and the encoded pieces of the next ones.
-        self._waiting: deque[dict[str, Any]] = deque()
+        self._waiting: deque[tuple[dict[str, Any], int]] = deque()
+        self._waiting_bytes = 0
         self._ready: deque[bytes] = deque()
         #: The message being sent (kept until JetStream acknowledged it) and its headers.
         self._flight: tuple[bytes, dict[str, str]] | None = None
@@ -204,9 +215,13 @@ class LogReplication:
         """Queue one change of this node's log store (the store's ``LogOutbox``)."""
         if self.state is ReplicationState.CLOSED:
             return
-        self._waiting.append(change)
-        while len(self._waiting) > BACKLOG:
-            self._waiting.popleft()
+        size = _size_of(change)
+        self._waiting.append((change, size))
+        self._waiting_bytes += size
+        while len(self._waiting) > 1 and (
+            len(self._waiting) > BACKLOG or self._waiting_bytes > BACKLOG_BYTES
+        ):
+            self._waiting_bytes -= self._waiting.popleft()[1]
             self._dropped += 1
             if self._dropped in (1, 1000) or self._dropped % 100_000 == 0:
                 log.warning("logs for other nodes: %d changes dropped (NATS away)", self._dropped)
@@ -221,7 +236,9 @@ class LogReplication:
             if not self._ready:
                 if not self._waiting:
                     return taken
-                self._ready.extend(pieces(self._waiting.popleft()))
+                change, size = self._waiting.popleft()
+                self._waiting_bytes -= size
+                self._ready.extend(pieces(change))
             piece = self._ready[0]
             if taken and size + len(piece) + 1 > MAX_MESSAGE:
                 return taken
