@@ -14,6 +14,7 @@ failure is logged and ``CloseFailed`` lists them at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import enum
@@ -99,11 +100,12 @@ from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
 from lambdad.store.files import FileBlobStore
 from lambdad.store.function_credentials import FunctionCredentials
 from lambdad.store.ledger import ConcurrencyLedger
-from lambdad.store.metric_rows import StoredMetrics
+from lambdad.store.metric_rows import MetricPeers, StoredMetrics
 from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
 
 if TYPE_CHECKING:
+    from lambdad.store.log_replication import LogReplication
     from lambdad.store.nats_link import NatsLink
 
 log = logging.getLogger("lambdad")
@@ -280,6 +282,28 @@ def event_queue(settings: Settings, link: NatsLink | None) -> Queue:
     return NatsQueue(link, ack_wait=settings.queue_ack_wait)
 
 
+#: How long the cluster's log stream keeps what nodes sent (a reader away longer misses it).
+LOG_STREAM_AGE = 7 * 86400.0
+
+
+def log_replication(
+    settings: Settings, link: NatsLink | None, logs: LogStore
+) -> LogReplication | None:
+    """Logs sent to and read from the cluster's other nodes (docs/cluster.md: logs), when
+    there is a NATS link; api and all nodes read, workers only send."""
+    if link is None:
+        return None
+    from lambdad.store.log_replication import LogReplication
+
+    return LogReplication(
+        link,
+        logs.apply,
+        consume=settings.role != "worker",
+        max_bytes=settings.log_max_bytes,
+        max_age=LOG_STREAM_AGE,
+    )
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -293,11 +317,19 @@ class Lambdad:
         self.nats = nats_link(settings)
         self.queue: Queue = queue if queue is not None else event_queue(settings, self.nats)
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
+        #: Other nodes' logs (cluster mode: a NATS link), None alone.
+        self.log_replication = log_replication(settings, self.nats, self.logs)
+        #: This node's metrics rows; on a shared store keyed by node (set at start), and the
+        #: other nodes' rows followed into ``metrics`` (docs/cluster.md: metrics).
+        self.metric_rows = StoredMetrics(self.store)
         self.metrics = Metrics(
-            StoredMetrics(self.store),
+            self.metric_rows,
             retention=settings.metrics_retention_days * 86400,
             flush_interval=settings.metrics_flush_interval,
             enabled=settings.metrics,
+        )
+        self.metric_peers = MetricPeers(
+            self.metric_rows, self.store, self.metrics, retention=self.metrics.retention
         )
         url = settings.otlp_traces_url
         self.traces = Traces(
@@ -584,6 +616,7 @@ class Lambdad:
         so ``/health`` answering means ready); they stop in reverse."""
         return [
             Part("data directory", self._make_data_dir, _nothing),
+            *self._identity_part(),
             Part("node description", self.nodes.describe, _nothing),
             Part("metadata store", self.store.open, self.store.close),
             Part("code store", self.blobs.open, self.blobs.close),
@@ -592,7 +625,9 @@ class Lambdad:
             Part("rows from before accounts", self._move_under_accounts, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
+            *self._log_replication_part(),
             Part("metrics", self.metrics.open, self.metrics.close),
+            Part("other nodes' metrics", self.metric_peers.start, self.metric_peers.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             Part("runtime", self.runtime.start, self.runtime.close),
             Part("deletes through other nodes", _nothing, self.remote_deletes.close),
@@ -641,6 +676,33 @@ class Lambdad:
     def _nats_part(self) -> list[Part]:
         link = self.nats
         return [] if link is None else [Part("NATS", link.open, link.close)]
+
+    def _identity_part(self) -> list[Part]:
+        """On a shared store, this node's id keys its metrics rows (read once, at start)."""
+        if not self.settings.store_url:
+            return []
+
+        async def identify() -> None:
+            self.metric_rows.node = await asyncio.to_thread(node_id, self.settings.data_dir)
+
+        return [Part("node identity", identify, _nothing)]
+
+    def _log_replication_part(self) -> list[Part]:
+        replication = self.log_replication
+        if replication is None:
+            return []
+
+        async def start() -> None:
+            assert replication is not None
+            await replication.open(await asyncio.to_thread(node_id, self.settings.data_dir))
+            self.logs.outbox = replication
+
+        async def stop() -> None:
+            assert replication is not None
+            self.logs.outbox = None
+            await replication.close()
+
+        return [Part("log replication", start, stop)]
 
     def _console_part(self) -> list[Part]:
         console = self.console

@@ -140,3 +140,24 @@ async def test_the_link_comes_back_after_the_server_restarts(server: NatsServer)
         assert reply.data == b"BACK"
     finally:
         await link.close()
+
+
+def test_a_link_closes_cleanly_while_the_server_is_away(server: NatsServer) -> None:
+    """A node stopping while NATS is down closes its link without an error (on uvloop, as
+    lambdad runs, the client's close trips over its own closed transport otherwise)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        link = NatsLink(server.url, "test")
+        await link.open()
+        await link.serve("echo.three", _echo)
+        server.kill()
+        deadline = asyncio.get_running_loop().time() + 15
+        while link.connected.is_set():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await link.publish("echo.three", b"pending")
+        await link.close()
+        assert link.state is LinkState.CLOSED
+
+    uvloop.run(scenario())

@@ -206,3 +206,43 @@ def test_rows_that_do_not_parse_are_skipped(tmp_path: Path) -> None:
         (5, "s", "good"),
         (8, "s", "after"),
     ]
+
+
+def test_changes_sent_through_the_outbox_make_the_same_store_elsewhere() -> None:
+    """Every change a node makes (events, groups, streams, retention, tags, deletes) goes to
+    its outbox, and applied to another node's store makes the same groups, streams and
+    events there, without being sent on; a change that no longer applies is skipped."""
+    sent: list[dict[str, object]] = []
+
+    class Outbox:
+        def emit(self, change: dict[str, object]) -> None:
+            sent.append(json.loads(json.dumps(change)))  # as it crosses the wire
+
+    here, there = LogStore(None), LogStore(None)
+    here.outbox = Outbox()
+    there.outbox = Outbox()
+    key = ("111122223333", "eu-west-1", "/app")
+    now = int(time.time() * 1000)
+    here.create_group(key, "STANDARD", {"team": "a"})
+    here.create_stream(key, "made")
+    here.put(key, "made", now, ["one", "two"])
+    here.set_retention(key, 7)
+    here.tag(key, {"b": "c"})
+    here.untag(key, ["team"])
+    here.put(("111122223333", "eu-west-1", "/gone"), "s", now, ["x"])
+    here.delete_group(("111122223333", "eu-west-1", "/gone"))
+    mine = list(sent)
+    for change in mine:
+        there.apply(change)
+    assert sent == mine  # applied changes are not sent on
+    group = there.group(key)
+    assert (group.retention_days, group.tags, sorted(group.streams)) == (7, {"b": "c"}, ["made"])
+    assert [e.message for e in there.read(key)] == ["one", "two"]
+    assert there.groups() == [key]
+    there.apply(mine[0])  # the group exists already
+    there.apply({"o": "delete_stream", "g": list(key), "s": "never"})
+    there.apply({"o": "nonsense"})
+    here.delete_stream(key, "made")
+    there.apply(sent[-1])
+    assert there.read(key) == []
+    assert not there.group(key).streams

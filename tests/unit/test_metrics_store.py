@@ -17,6 +17,9 @@ from lambdad.observe.distribution import Distribution
 from lambdad.observe.metric_cells import cell_filter, dims_of
 from lambdad.observe.metric_queries import BadQuery
 from lambdad.observe.metrics import Metrics
+from lambdad.store.base import Table
+from lambdad.store.memory import MemoryStore
+from lambdad.store.metric_rows import MetricPeers, StoredMetrics
 
 
 class Scope:
@@ -163,5 +166,63 @@ def test_the_async_query_answers_as_the_sync_one() -> None:
         assert await metrics.query_async(*args, 60, stats) == metrics.query(*args, 60, stats)
         assert await metrics.list_metrics_async(Scope()) == metrics.list_metrics(Scope())
         assert len(metrics.list_metrics(Scope(), metric="Errors")) == 3
+
+    asyncio.run(scenario())
+
+
+def test_two_nodes_flushing_one_minute_are_both_counted() -> None:
+    """On a shared store, two nodes that flush the same account, region and minute keep a
+    row each (neither overwrites the other); a third node sums both rows when read, a node
+    restarted reads back only its own rows (nothing counted twice), a gone node's rows past
+    retention are deleted by another, and a store of one node keeps its rows keyed as before
+    clusters."""
+
+    def invocations(metrics: Metrics) -> list[float]:
+        now = time.time()
+        points = metrics.query(
+            Scope(), "AWS/Lambda", "Invocations", {"FunctionName": "fn"}, now - 3600, now + 60,
+            7200, ["Sum"],
+        )  # fmt: skip
+        return [p.values["Sum"] for p in points]
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        await store.open()
+        nodes = []
+        for node, count in (("node-a", 2), ("node-b", 3)):
+            metrics = Metrics(StoredMetrics(store, node), flush_interval=3600)
+            await metrics.open()
+            for _ in range(count):
+                metrics.invoked(KEY, 5.0, False)
+            await metrics.flush()
+            nodes.append(metrics)
+        keys = [key for key, _ in await store.scan(Table.METRICS)]
+        assert sorted(k[3] for k in keys) == ["node-a", "node-b"]
+        assert len({k[:3] for k in keys}) == 1  # the same minute
+        gone = int(time.time() // 60) - 30 * 1440  # a node long gone, past retention
+        await store.put(Table.METRICS, (KEY[0], KEY[1], f"{gone:010d}", "node-z"), {"cells": []})
+        reader_rows = StoredMetrics(store, "node-c")
+        reader = Metrics(reader_rows, flush_interval=3600)
+        await reader.open()
+        peers = MetricPeers(reader_rows, store, reader)
+        await peers.start()
+        assert invocations(reader) == [5.0]
+        assert [k[3] for k, _ in await store.scan(Table.METRICS)] == ["node-a", "node-b"]
+        assert invocations(nodes[0]) == [2.0]  # a node's own view without peers started
+        await peers.close()
+        for metrics in nodes:
+            await metrics.close()
+        again = Metrics(StoredMetrics(store, "node-a"), flush_interval=3600)
+        await again.open()
+        assert invocations(again) == [2.0]
+        await again.close()
+        alone = MemoryStore()
+        await alone.open()
+        single = Metrics(StoredMetrics(alone), flush_interval=3600)
+        await single.open()
+        single.invoked(KEY, 5.0, False)
+        await single.close()
+        assert [len(key) for key, _ in await alone.scan(Table.METRICS)] == [3]
+        await reader.close()
 
     asyncio.run(scenario())

@@ -14,6 +14,10 @@ Readers get events by group (optionally stream), after a position (``read``, ``w
 ``lambdad logs --follow`` uses), or scan a group by stream and time with a filter pattern
 (``scan``, off the event loop). Files of the older layout (one ``*.jsonl`` per group) are
 read at start and dropped with the rest when the bound or a retention reaches them.
+
+In a cluster, every change the store makes (events, groups, streams, retention, tags) also
+goes to its ``outbox`` (``store/log_replication.py`` sends it to the other nodes), and
+``apply`` makes another node's change here without sending it on (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from lambdad import errors
 from lambdad.observe.log_files import Batch, row_of, write_files
@@ -162,6 +167,13 @@ class Scan:
     next_seq: int | None
 
 
+class LogOutbox(Protocol):
+    """Where a node's changes to its log store go for the cluster's other nodes
+    (``store/log_replication.py``): ``emit`` only queues, it never blocks."""
+
+    def emit(self, change: dict[str, Any]) -> None: ...
+
+
 def group_not_found() -> errors.ResourceNotFoundException:
     return errors.ResourceNotFoundException("The specified log group does not exist.")
 
@@ -194,6 +206,8 @@ class LogStore:
         #: Set at the next ``put``; made only when a follower waits (not on every put).
         self._changed: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
+        #: Where this node's changes are sent for the cluster's other nodes (None: alone).
+        self.outbox: LogOutbox | None = None
         self.state = LogStoreState.OPEN
 
     # ------------------------------------------------------------------ life
@@ -308,6 +322,12 @@ class LogStore:
         """Append ``(timestamp, message)`` events; never blocks."""
         if self.state is LogStoreState.CLOSED:
             return
+        if self.outbox is not None:
+            events = list(events)
+            self.outbox.emit({"o": "put", "g": key, "s": stream, "e": events})
+        self._put_events(key, stream, events)
+
+    def _put_events(self, key: GroupKey, stream: str, events: Iterable[tuple[int, str]]) -> None:
         now = _now_ms()
         group = self._group(key, now)
         segment = group.segments[-1] if group.segments else self._new_segment(group)
@@ -369,6 +389,11 @@ class LogStore:
             raise errors.ResourceAlreadyExistsException("The specified log group already exists")
         self._groups[key] = LogGroup(key, _now_ms(), None, group_class, dict(tags))
         self._meta_dirty = True
+        self._emit({"o": "create_group", "g": key, "c": group_class, "t": dict(tags)})
+
+    def _emit(self, change: dict[str, Any]) -> None:
+        if self.outbox is not None:
+            self.outbox.emit(change)
 
     def delete_group(self, key: GroupKey) -> None:
         group = self.group(key)
@@ -376,6 +401,7 @@ class LogStore:
             self._drop(group, segment)
         del self._groups[key]
         self._meta_dirty = True
+        self._emit({"o": "delete_group", "g": key})
 
     def create_stream(self, key: GroupKey, name: str) -> None:
         group = self.group(key)
@@ -383,6 +409,7 @@ class LogStore:
             raise errors.ResourceAlreadyExistsException("The specified log stream already exists")
         group.streams[name] = LogStream(name, _now_ms())
         self._meta_dirty = True
+        self._emit({"o": "create_stream", "g": key, "s": name})
 
     def delete_stream(self, key: GroupKey, name: str) -> None:
         """The stream and its events, from memory and (rewriting its segments) disk."""
@@ -408,21 +435,66 @@ class LogStore:
             self._bytes -= segment.bytes - fresh.bytes
             kept.append(fresh)
         group.segments = kept
+        self._emit({"o": "delete_stream", "g": key, "s": name})
 
     def set_retention(self, key: GroupKey, days: int | None) -> None:
         self.group(key).retention_days = days
         self._meta_dirty = True
         self._sweep()
+        self._emit({"o": "retention", "g": key, "d": days})
 
     def tag(self, key: GroupKey, tags: dict[str, str]) -> None:
         self.group(key).tags.update(tags)
         self._meta_dirty = True
+        self._emit({"o": "tag", "g": key, "t": dict(tags)})
 
     def untag(self, key: GroupKey, names: Iterable[str]) -> None:
         group = self.group(key)
+        names = list(names)
         for name in names:
             group.tags.pop(name, None)
         self._meta_dirty = True
+        self._emit({"o": "untag", "g": key, "k": names})
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """A change another node made to its log store (``LogOutbox.emit``'s), made here
+        without sending it on. What no longer applies (a group created twice, a stream
+        deleted twice, a malformed change) is skipped."""
+        outbox, self.outbox = self.outbox, None
+        try:
+            self._apply(change)
+        except (errors.LambdaError, KeyError, TypeError, ValueError, IndexError):
+            pass
+        finally:
+            self.outbox = outbox
+
+    def _apply(self, change: dict[str, Any]) -> None:
+        a, r, g = change["g"]
+        key: GroupKey = (str(a), str(r), str(g))
+        op = change["o"]
+        if op == "put":
+            events = [(int(t), str(m)) for t, m in change["e"]]
+            if self.state is LogStoreState.OPEN and events:
+                self.put_events(key, str(change["s"]), events)
+        elif op == "create_group":
+            if key not in self._groups:
+                self.create_group(key, str(change["c"]), dict(change["t"]))
+        elif op == "delete_group":
+            self.delete_group(key)
+        elif op == "create_stream":
+            self._group(key).streams.setdefault(
+                str(change["s"]), LogStream(str(change["s"]), _now_ms())
+            )
+            self._meta_dirty = True
+        elif op == "delete_stream":
+            self.delete_stream(key, str(change["s"]))
+        elif op == "retention":
+            days = change["d"]
+            self.set_retention(key, None if days is None else int(days))
+        elif op == "tag":
+            self.tag(key, dict(change["t"]))
+        elif op == "untag":
+            self.untag(key, [str(k) for k in change["k"]])
 
     def _sweep(self) -> None:
         """Drop every segment wholly past its group's retention."""

@@ -143,6 +143,9 @@ class Metrics:
         #: (account, region, minute) rows past retention, deleted at the next flush.
         self._expired: list[tuple[str, str, int]] = []
         self._emf: deque[tuple[str, str, str, str]] = deque(maxlen=_EMF_BACKLOG)
+        #: Other nodes' minutes (a cluster's shared store): minute -> (node, account, region)
+        #: -> what that node recorded; merged into every read, never written.
+        self._peers: dict[int, dict[tuple[str, str, str], Minute]] = {}
         self._task: asyncio.Task[None] | None = None
         self.state = MetricsState.NEW
 
@@ -207,6 +210,8 @@ class Metrics:
             gone = self._minutes.pop(m)
             if self._archive is not None:
                 self._expired.extend((a, r, m) for a, r in accounts_of(gone))
+        for m in [m for m in self._peers if m < oldest]:
+            del self._peers[m]
 
     def _cell(self, key: CellKey) -> Cell:
         cells = self._current().cells
@@ -426,6 +431,42 @@ class Metrics:
             found.add(value, count)
         minute.units[key] = point.unit
 
+    # ------------------------------------------------------------ other nodes
+
+    def set_peer(
+        self, node: str, account: str, region: str, minute_no: int, doc: dict[str, Any] | None
+    ) -> None:
+        """Another node's row of one minute, as the store has it now (None: deleted)."""
+        oldest = int(time.time() - self.retention) // MINUTE
+        rows = self._peers.setdefault(minute_no, {})
+        if doc is None or minute_no < oldest:
+            rows.pop((node, account, region), None)
+            if not rows:
+                del self._peers[minute_no]
+            return
+        minute = Minute()
+        try:
+            restore(account, region, minute, doc)
+        except (KeyError, TypeError, ValueError, IndexError):
+            log.warning("metrics of node %s, minute %d unreadable; skipped", node, minute_no)
+            return
+        rows[(node, account, region)] = minute
+
+    def reset_peers(self, rows: Sequence[tuple[str, str, str, int, dict[str, Any]]]) -> None:
+        """Every other node's rows, replacing what was known of them."""
+        self._peers = {}
+        for node, account, region, minute_no, doc in rows:
+            self.set_peer(node, account, region, minute_no, doc)
+
+    def _minute_numbers(self) -> set[int]:
+        return set(self._minutes) | set(self._peers)
+
+    def _peer_minutes(self, minute_no: int, account: str, region: str) -> list[Minute]:
+        rows = self._peers.get(minute_no)
+        if not rows:
+            return []
+        return [m for (_, a, r), m in list(rows.items()) if a == account and r == region]
+
     # ------------------------------------------------------------ reading
 
     def _series(
@@ -527,22 +568,28 @@ class Metrics:
         per = period // MINUTE
         buckets: dict[int, Distribution] = {}
         unit = "None"
-        for minute_no in sorted(m for m in self._minutes if first <= m < last):
+        for minute_no in sorted(m for m in self._minute_numbers() if first <= m < last):
+            parts: list[tuple[Distribution | None, str]] = []
             minute = self._minutes.get(minute_no)  # gone meanwhile: past retention
-            if minute is None:
-                continue
-            found, unit_found = self._series(
-                minute, scope, namespace, metric, dims, cached=minute_no != self._minute
-            )
+            if minute is not None:
+                parts.append(
+                    self._series(
+                        minute, scope, namespace, metric, dims, cached=minute_no != self._minute
+                    )
+                )
+            for peer in self._peer_minutes(minute_no, scope.account_id, scope.region):
+                # A peer's minute is never changed once made (a new row makes a new one).
+                parts.append(self._series(peer, scope, namespace, metric, dims, cached=True))
             yield
-            if found is None or not found.count:
-                continue
-            unit = unit_found
-            slot = first + (minute_no - first) // per * per
-            merged = buckets.get(slot)
-            if merged is None:
-                merged = buckets[slot] = Distribution()
-            merged.merge(found)
+            for found, unit_found in parts:
+                if found is None or not found.count:
+                    continue
+                unit = unit_found
+                slot = first + (minute_no - first) // per * per
+                merged = buckets.get(slot)
+                if merged is None:
+                    merged = buckets[slot] = Distribution()
+                merged.merge(found)
         return [
             Datapoint(slot * MINUTE, unit, statistics_of(buckets[slot], statistics))
             for slot in sorted(buckets)
@@ -598,17 +645,19 @@ class Metrics:
         found: set[MetricId] = set()
         names: dict[CellKey, set[str]] = {}
         first = -1 if since is None else int(since) // MINUTE
-        for minute_no in [m for m in self._minutes if m >= first]:
+        for minute_no in [m for m in self._minute_numbers() if m >= first]:
             minute = self._minutes.get(minute_no)
-            if minute is None:
-                continue
-            for key, cell in list(minute.cells.items()):
-                if key[0] == account and key[1] == region:
-                    names.setdefault(key, set()).update(present(cell))
-            for series in (minute.gauges, minute.custom):
-                for k in list(series):
-                    if k[0] == account and k[1] == region:
-                        found.add(MetricId(k[2], k[3], k[4]))
+            minutes = self._peer_minutes(minute_no, account, region)
+            if minute is not None:
+                minutes.append(minute)
+            for one in minutes:
+                for key, cell in list(one.cells.items()):
+                    if key[0] == account and key[1] == region:
+                        names.setdefault(key, set()).update(present(cell))
+                for series in (one.gauges, one.custom):
+                    for k in list(series):
+                        if k[0] == account and k[1] == region:
+                            found.add(MetricId(k[2], k[3], k[4]))
             yield
         for key, metrics in names.items():
             for dims in dims_of(key):
