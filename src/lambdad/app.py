@@ -462,6 +462,9 @@ class Lambdad:
         self.loop_watch = (
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
         )
+        #: Invocations across nodes (cluster mode, ``nats_url``): an api node routes them to
+        #: workers; a worker (or ``all``) runs what api nodes route to it.
+        self.routing = self._routing()
         self.lifecycle = Lifecycle(self._parts())
 
     async def role_of(self, scope: Scope, name: str, qualifier: str | None) -> str:
@@ -547,6 +550,7 @@ class Lambdad:
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, _nothing),
             Part("invoker", _nothing, self.invoker.close),
+            *self.routing,
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
@@ -560,6 +564,31 @@ class Lambdad:
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
         ]
+
+    def _routing(self) -> list[Part]:
+        """Cluster mode's routing of invocations (docs/cluster.md): imported only with NATS."""
+        link = self.nats
+        if link is None:
+            return []
+        settings = self.settings
+        if routes_invocations(settings):
+            from lambdad.invoke.remote_dispatch import RemoteDispatch
+            from lambdad.invoke.worker_choice import WorkerChoice
+
+            choice = WorkerChoice(settings.idle_timeout, settings.node_lease)
+            remote = RemoteDispatch(link, self._node_id, self.nodes.nodes, choice)
+            self.invoker.remote = remote
+            return [Part("routing to workers", remote.start, remote.close)]
+        from lambdad.invoke.remote_worker import InvokeServer
+
+        server = InvokeServer(link, self._node_id, self.functions, self.invoker.dispatch_here)
+        return [Part("routed invocations", server.start, server.close)]
+
+    def _node_id(self) -> str:
+        info = self.nodes.info
+        if info is None:
+            raise RuntimeError("the node's id is read before the NATS parts start")
+        return info.id
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -722,6 +751,11 @@ def api_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def routes_invocations(settings: Settings) -> bool:
+    """Whether this node runs no invocation itself (an api node in a cluster: docs/cluster.md)."""
+    return settings.role == "api" and bool(settings.nats_url)
+
+
 def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
     """The sandbox the settings ask for; ``auto`` takes the Linux one where it can run."""
     runs = settings.data_dir / "run" / "envs"
@@ -744,6 +778,7 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
         network=network,
-        networks_ahead=settings.cell_networks_ahead,
+        # An api node in a cluster runs no environment: no cell networks made ahead for one.
+        networks_ahead=0 if routes_invocations(settings) else settings.cell_networks_ahead,
         endpoint=(settings.host, settings.port),
     )

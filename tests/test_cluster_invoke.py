@@ -1,0 +1,266 @@
+"""Invocations across nodes (docs/cluster.md, issue 16 part 4): an api node routes every
+invocation to a worker over NATS (a warm environment of the version first, else the least
+loaded worker), passes streamed chunks, Tail logs and function errors through, and answers
+a worker lost mid-invocation promptly with Lambda's ServiceException.
+
+One PostgreSQL database, one NATS server, one api node and two workers for the module, as
+separate ``lambdad serve`` processes on loopback; the last test kills a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import (
+    MEET,
+    Rendezvous,
+    Server,
+    create_function,
+    invoke_json,
+    launch_server,
+    shutdown,
+    wait_until,
+)
+from tests.nats_server import NatsServer
+from tests.nats_server import unavailable_reason as nats_unavailable
+from tests.postgres_server import PostgresServer
+from tests.test_response_streaming import STREAMING_BOOTSTRAP, events, meet
+
+#: Who ran an invocation: a line only the function prints, found in that node's log store.
+WHO = """
+import os, uuid
+BOOT = uuid.uuid4().hex  # one per environment
+
+
+def handler(event, context):
+    print("ran", event.get("marker"))
+    if event.get("fail"):
+        raise ValueError("failed on purpose")
+    if event.get("meet"):
+        meet()
+    return {"boot": BOOT, "pid": os.getpid()}
+"""
+
+
+class Cluster:
+    def __init__(self, api: Server, workers: list[Server]) -> None:
+        self.api = api
+        self.workers = workers
+
+    def ran_on(self, marker: str) -> list[Server]:
+        """The nodes whose log store holds the line ``ran <marker>``."""
+        return [n for n in [self.api, *self.workers] if f"ran {marker}" in _logs_of(n)]
+
+
+def _logs_of(server: Server) -> str:
+    segments = server.data_dir / "logs" / "segments"
+    texts = []
+    for path in sorted(segments.glob("*.jsonl")) if segments.is_dir() else []:
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except FileNotFoundError:  # dropped meanwhile
+            continue
+    return "".join(texts)
+
+
+def _environments(server: Server) -> list[Path]:
+    """The node's live environments (``run/envs/<id>``; cells are ``<id>-<n>``)."""
+    return [p for p in _runs(server) if "-" not in p.name]
+
+
+def _runs(server: Server) -> list[Path]:
+    """Everything under ``run/envs``: environments, their cells, cell networks made ahead."""
+    runs = server.data_dir / "run" / "envs"
+    return sorted(runs.iterdir()) if runs.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+) -> Iterator[Cluster]:
+    reason = nats_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    nats = NatsServer()
+    nats.start()
+    settings = {
+        "LAMBDAD_STORE_URL": postgres.database(),
+        "LAMBDAD_NATS_URL": nats.url,
+        "LAMBDAD_NODE_LEASE": "1.5",
+        "LAMBDAD_KEEP_ALIVE": "60000",  # warm environments stay for the module
+    }
+    started: list[Server] = []
+    try:
+        for role in ("worker", "worker", "api"):
+            home = tmp_path_factory.mktemp(role)
+            started.append(launch_server(home, {**settings, "LAMBDAD_ROLE": role}))
+        *workers, api = started
+        ids = {(w.data_dir / "node-id").read_text().strip() for w in workers}
+
+        def both_up() -> bool:
+            nodes = api.get_json("/_lambdad/cluster")["Nodes"]
+            return ids <= {n["Id"] for n in nodes if n["Health"] == "up"}
+
+        wait_until(both_up, timeout=20)
+        yield Cluster(api, workers)
+    finally:
+        for server in started:
+            if server.process.poll() is None:
+                shutdown(server)
+        nats.close()
+
+
+def _who(cluster: Cluster, *, meeting: Rendezvous | None = None, **kwargs: Any) -> str:
+    lam = cluster.api.client()
+    try:
+        env = meeting.env if meeting is not None else {}
+        fn = create_function(lam, MEET + WHO, env=env, **kwargs)
+        return str(fn["FunctionName"])
+    finally:
+        lam.close()
+
+
+def test_an_invoke_through_the_api_node_runs_on_a_worker_and_warm_again(cluster: Cluster) -> None:
+    """boto3's Invoke through the api node runs on one worker, with its Tail log passed
+    through; the next invoke runs in the same warm environment there; the api node runs
+    no environment of its own."""
+    name = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        first, body = invoke_json(lam, name, {"marker": "first-" + name}, LogType="Tail")
+        assert first["StatusCode"] == 200
+        assert "FunctionError" not in first
+        log = base64.b64decode(first["LogResult"]).decode()
+        assert f"ran first-{name}" in log
+        assert "REPORT RequestId:" in log
+        again = invoke_json(lam, name, {"marker": "again-" + name})[1]
+    finally:
+        lam.close()
+    assert again["boot"] == body["boot"]  # the same environment, warm
+    (ran,) = wait_until(lambda: cluster.ran_on("first-" + name))
+    assert ran in cluster.workers
+    assert wait_until(lambda: cluster.ran_on("again-" + name)) == [ran]
+    assert _environments(cluster.api) == []
+    assert _environments(ran) != []
+
+
+def test_a_function_error_passes_through(cluster: Cluster) -> None:
+    """A function's own error is the caller's 200 with ``X-Amz-Function-Error: Unhandled`` and
+    the runtime's error body, as a single node answers it."""
+    name = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        response, body = invoke_json(lam, name, {"fail": True})
+    finally:
+        lam.close()
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "ValueError"
+    assert body["errorMessage"] == "failed on purpose"
+
+
+def test_concurrent_invokes_use_both_workers(cluster: Cluster) -> None:
+    """Two invokes at once, each waiting for the other, run on the two workers: the second
+    goes to the least loaded one, as the first one's environment is busy."""
+    meeting = Rendezvous(parties=2)
+    name = _who(cluster, meeting=meeting)
+    results: list[Any] = []
+
+    def invoke(marker: str) -> None:
+        lam = cluster.api.client()
+        try:
+            results.append(invoke_json(lam, name, {"marker": marker, "meet": True})[1])
+        finally:
+            lam.close()
+
+    threads = [threading.Thread(target=invoke, args=(f"{m}-{name}",)) for m in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2
+    assert results[0]["boot"] != results[1]["boot"]
+    on_a = wait_until(lambda: cluster.ran_on(f"a-{name}"))
+    on_b = wait_until(lambda: cluster.ran_on(f"b-{name}"))
+    assert {s.port for s in [*on_a, *on_b]} == {w.port for w in cluster.workers}
+
+
+def test_streamed_chunks_pass_through_the_api_node_in_order(cluster: Cluster) -> None:
+    """InvokeWithResponseStream through the api node: the first chunk reaches the caller
+    while the function still runs on its worker, the rest follow in order, then
+    InvokeComplete."""
+    meeting = Rendezvous(parties=2)
+    lam = cluster.api.client()
+    try:
+        python = os.path.realpath(sys.executable)
+        fn = create_function(
+            lam,
+            files={"bootstrap": STREAMING_BOOTSTRAP.format(python=python)},
+            modes={"bootstrap": 0o755},
+            runtime="provided.al2023",
+            handler="function.handler",
+            env=meeting.env,
+            Timeout=30,
+        )
+        chunks = ["one ", "two ", "three ", "four"]
+        payload = json.dumps({"chunks": chunks, "meet": True}).encode()
+        response = lam.invoke_with_response_stream(FunctionName=fn["FunctionName"], Payload=payload)
+        received = events(response)
+        assert next(received) == ("PayloadChunk", b"one ")
+        meet(meeting.port)  # the function goes on only now
+        rest = list(received)
+    finally:
+        lam.close()
+    assert rest == [*(("PayloadChunk", c.encode()) for c in chunks[1:]), ("InvokeComplete", {})]
+
+
+def test_a_worker_killed_mid_invocation_is_a_prompt_service_error(cluster: Cluster) -> None:
+    """A worker SIGKILLed while it runs an invocation: the caller gets ServiceException (500,
+    AWS's answer when Lambda fails to run an invocation) once the worker's keep-alives stop,
+    long before the function's timeout; later invokes run on the other worker."""
+    meeting = Rendezvous(parties=2)  # the function waits there: nobody else ever comes
+    name = _who(cluster, meeting=meeting, Timeout=600)
+    answer: dict[str, Any] = {}
+
+    def invoke() -> None:
+        lam = cluster.api.client()
+        try:
+            lam.invoke(FunctionName=name, Payload=json.dumps({"marker": "slow-" + name, "meet": 1}))
+        except ClientError as exc:
+            answer.update(exc.response)
+        finally:
+            lam.close()
+
+    thread = threading.Thread(target=invoke)
+    thread.start()
+    (victim,) = wait_until(lambda: cluster.ran_on("slow-" + name), timeout=30)
+    victim.stop(signal.SIGKILL)
+    thread.join(60)  # the function's timeout is 600 s: the answer comes long before
+    assert not thread.is_alive()
+    assert answer["Error"]["Code"] == "ServiceException"
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert "lost" in answer["Error"]["Message"]
+
+    (survivor,) = [w for w in cluster.workers if w is not victim]
+    other = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        for i in range(3):
+            response, _ = invoke_json(lam, other, {"marker": f"after{i}-{other}"})
+            assert response["StatusCode"] == 200
+    finally:
+        lam.close()
+    for i in range(3):
+        assert wait_until(lambda i=i: cluster.ran_on(f"after{i}-{other}")) == [survivor]
+    assert _environments(cluster.api) == []
