@@ -73,6 +73,34 @@ async def test_nobody_serving_and_nobody_answering_are_told_apart(server: NatsSe
 
 
 @run
+async def test_a_publish_with_a_reply_subject_hears_answers_or_that_nobody_listens(
+    server: NatsServer,
+) -> None:
+    """A message published with a reply subject gets its answers there, in order; published
+    to a subject nobody serves, the server's no-responders status comes there instead."""
+    link = NatsLink(server.url, "test")
+    await link.open()
+
+    async def twice(message: Message) -> None:
+        await link.publish(message.reply, b"first")
+        await link.publish(message.reply, b"second")
+
+    try:
+        assert link.max_payload >= 1024 * 1024  # the server's default is 1 MB
+        replies = await link.listen("answers.*")
+        await link.serve("twice", twice)
+        await link.publish("twice", b"x", reply="answers.1")
+        assert [(await replies.next(2)).data for _ in range(2)] == [b"first", b"second"]
+        await link.publish("nobody.here", b"x", reply="answers.2")
+        unheard = await replies.next(2)
+        assert unheard.subject == "answers.2"
+        assert unheard.is_no_responders
+        await replies.close()
+    finally:
+        await link.close()
+
+
+@run
 async def test_a_queue_group_gives_each_request_to_one_member(server: NatsServer) -> None:
     links = [NatsLink(server.url, f"member-{n}") for n in range(2)]
     caller = NatsLink(server.url, "caller")

@@ -33,7 +33,7 @@ from lambdad.observe.metric_cells import CellKey
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.streaming import ResponseSink
 from lambdad.store.base import StoreError, StoreUnavailable
-from lambdad.store.nats_link import Inbox, Message, NatsLink, ReplyTimeout
+from lambdad.store.nats_link import Message, NatsLink
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,6 @@ class RemoteDispatch:
         self._calls: dict[int, _Call] = {}
         self._tokens = itertools.count(1)
         self._prefix = ""
-        self._inbox: Inbox | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.state = DispatchState.NEW
 
@@ -140,10 +139,9 @@ class RemoteDispatch:
             return
         self.state = DispatchState.RUNNING
         self._prefix = wire.reply_prefix(self._node_id())
-        self._inbox = await self._link.listen(f"{self._prefix}.*")
+        await self._link.follow(f"{self._prefix}.*", self._received)
         await self._refresh()
         self._tasks = [
-            asyncio.create_task(self._read(self._inbox), name="routed replies"),
             asyncio.create_task(self._watch(), name="routed invocations' keep-alives"),
             asyncio.create_task(self._follow_registry(), name="worker list"),
         ]
@@ -159,8 +157,6 @@ class RemoteDispatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._inbox is not None:
-            await self._inbox.close()
         for call in list(self._calls.values()):
             call.finish(errors.ServiceException("lambdad is stopping"))
 
@@ -227,22 +223,14 @@ class RemoteDispatch:
 
     # ---------------------------------------------------------------- what comes back
 
-    async def _read(self, inbox: Inbox) -> None:
-        while True:
-            try:
-                message = await inbox.next(timeout=60.0)
-            except ReplyTimeout:
-                continue
-            except StoreUnavailable as exc:
-                log.warning("routed replies: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            try:
-                self._received(message)
-            except (msgspec.DecodeError, ValueError) as exc:
-                log.warning("a reply on %s that does not decode: %s", message.subject, exc)
-
     def _received(self, message: Message) -> None:
+        """A worker's message about one of this node's invocations (in the order sent)."""
+        try:
+            self._take(message)
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.warning("a reply on %s that does not decode: %s", message.subject, exc)
+
+    def _take(self, message: Message) -> None:
         call = self._calls.get(int(message.subject.rpartition(".")[2]))
         if call is None:
             return  # the caller went away, or gave the worker up

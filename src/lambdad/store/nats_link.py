@@ -235,6 +235,24 @@ class NatsLink:
         self._subscriptions.append(subscription)
         return subscription
 
+    async def follow(self, subject: str, callback: Callable[[Message], None]) -> None:
+        """Call ``callback`` for each message on ``subject``, one after another in the order
+        they came (no task per message: ``callback`` must not block). Unsubscribed at
+        ``close()``."""
+        client = self.client
+
+        async def received(msg: Msg) -> None:
+            try:
+                callback(Message(msg, client))
+            except Exception:
+                log.exception("handling a NATS message on %s failed", msg.subject)
+
+        try:
+            subscription = await client.subscribe(subject, cb=received)
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"NATS refused a subscription to {subject}: {exc}") from exc
+        self._subscriptions.append(subscription)
+
     async def listen(self, subject: str) -> Inbox:
         """Messages on ``subject`` in the order they came, for ``async for``: an invocation's
         streamed chunks. ``await inbox.close()`` when done."""
