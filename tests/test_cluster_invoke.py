@@ -49,6 +49,8 @@ def handler(event, context):
         raise ValueError("failed on purpose")
     if event.get("meet"):
         meet()
+    if event.get("big"):
+        return "x" * event["big"]
     return {"boot": BOOT, "pid": os.getpid()}
 """
 
@@ -168,6 +170,35 @@ def test_a_function_error_passes_through(cluster: Cluster) -> None:
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "ValueError"
     assert body["errorMessage"] == "failed on purpose"
+
+
+def test_a_large_response_and_a_worker_throttle_pass_through(cluster: Cluster) -> None:
+    """A 3 MB response (larger than one NATS message by default) reaches the caller whole; a
+    function whose reserved concurrency is 0 is refused by its worker with 429
+    ReservedFunctionConcurrentInvocationLimitExceeded, as AWS refuses it, through the api
+    node."""
+    name = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        size = 3 * 1024 * 1024
+        response, body = invoke_json(lam, name, {"big": size})
+        assert response["StatusCode"] == 200
+        assert body == "x" * size
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+
+        def refused() -> dict[str, Any] | None:
+            try:
+                invoke_json(lam, name, {})
+            except ClientError as exc:
+                return dict(exc.response)
+            return None  # the worker has not heard of the change yet
+
+        answer = wait_until(refused)
+    finally:
+        lam.close()
+    assert answer["Error"]["Code"] == "TooManyRequestsException"
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert answer["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
 
 
 def test_concurrent_invokes_use_both_workers(cluster: Cluster) -> None:
