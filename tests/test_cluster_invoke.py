@@ -29,6 +29,7 @@ from tests.conftest import (
     create_function,
     invoke_json,
     launch_server,
+    refused,
     shutdown,
     wait_until,
 )
@@ -50,7 +51,7 @@ def handler(event, context):
     if event.get("meet"):
         meet()
     if event.get("big"):
-        return "x" * event["big"]
+        return {"x": "x" * event["big"], "pad": len(event.get("pad", ""))}
     return {"boot": BOOT, "pid": os.getpid()}
 """
 
@@ -173,17 +174,17 @@ def test_a_function_error_passes_through(cluster: Cluster) -> None:
 
 
 def test_a_large_response_and_a_worker_throttle_pass_through(cluster: Cluster) -> None:
-    """A 3 MB response (larger than one NATS message by default) reaches the caller whole; a
-    function whose reserved concurrency is 0 is refused by its worker with 429
-    ReservedFunctionConcurrentInvocationLimitExceeded, as AWS refuses it, through the api
-    node."""
+    """A 3 MB request and a 3 MB response (each larger than one NATS message by default) reach
+    the function and the caller whole; a function whose reserved concurrency is 0 is refused by
+    its worker with 429 ReservedFunctionConcurrentInvocationLimitExceeded, as AWS refuses it,
+    through the api node."""
     name = _who(cluster)
     lam = cluster.api.client()
     try:
         size = 3 * 1024 * 1024
-        response, body = invoke_json(lam, name, {"big": size})
+        response, body = invoke_json(lam, name, {"big": size, "pad": "y" * size})
         assert response["StatusCode"] == 200
-        assert body == "x" * size
+        assert body == {"x": "x" * size, "pad": size}
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
 
         def refused() -> dict[str, Any] | None:
@@ -199,6 +200,21 @@ def test_a_large_response_and_a_worker_throttle_pass_through(cluster: Cluster) -
     assert answer["Error"]["Code"] == "TooManyRequestsException"
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 429
     assert answer["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+
+
+def test_an_event_invoke_through_the_api_node_runs_on_a_worker(cluster: Cluster) -> None:
+    """An ``Event`` invoke accepted by the api node (202) is run by its async dispatcher on a
+    worker, not on the api node."""
+    name = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        marker = json.dumps({"marker": "event-" + name}).encode()
+        accepted = lam.invoke(FunctionName=name, InvocationType="Event", Payload=marker)
+    finally:
+        lam.close()
+    assert accepted["StatusCode"] == 202
+    (ran,) = wait_until(lambda: cluster.ran_on("event-" + name), timeout=30)
+    assert ran in cluster.workers
 
 
 def test_concurrent_invokes_use_both_workers(cluster: Cluster) -> None:
@@ -259,7 +275,8 @@ def test_streamed_chunks_pass_through_the_api_node_in_order(cluster: Cluster) ->
 def test_a_worker_killed_mid_invocation_is_a_prompt_service_error(cluster: Cluster) -> None:
     """A worker SIGKILLed while it runs an invocation: the caller gets ServiceException (500,
     AWS's answer when Lambda fails to run an invocation) once the worker's keep-alives stop,
-    long before the function's timeout; later invokes run on the other worker."""
+    long before the function's timeout; later invokes run on the other worker; once that one
+    is killed too, an invoke is ServiceException naming that no worker is up."""
     meeting = Rendezvous(parties=2)  # the function waits there: nobody else ever comes
     name = _who(cluster, meeting=meeting, Timeout=600)
     answer: dict[str, Any] = {}
@@ -295,3 +312,14 @@ def test_a_worker_killed_mid_invocation_is_a_prompt_service_error(cluster: Clust
     for i in range(3):
         assert wait_until(lambda i=i: cluster.ran_on(f"after{i}-{other}")) == [survivor]
     assert _environments(cluster.api) == []
+
+    # The last worker, idle with a warm environment of ``other``, is killed too: nobody
+    # listens for it any more, and there is no other worker to try.
+    survivor.stop(signal.SIGKILL)
+    lam = cluster.api.client()
+    try:
+        with refused("ServiceException", 500) as error:
+            lam.invoke(FunctionName=other, Payload=b"{}")
+    finally:
+        lam.close()
+    assert "no worker node" in error["Message"]

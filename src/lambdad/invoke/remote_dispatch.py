@@ -168,12 +168,13 @@ class RemoteDispatch:
             raise errors.ServiceException("lambdad is not routing invocations now")
         version = (scope.account_id, scope.region, config.name, config.version)
         call = wire.call_of(*version, key[3], invocation)
+        size = max(1024, self._link.max_payload - wire.HEADROOM)
+        parts = [call.payload[i : i + size] for i in range(0, len(call.payload), size)]
+        if len(parts) > 1:
+            call = msgspec.structs.replace(call, payload=b"", parts=len(parts))
+        else:
+            parts = []
         data = wire.encode(call)
-        if len(data) > self._link.max_payload:
-            raise errors.ServiceException(
-                f"The invocation's payload does not fit the NATS servers' max_payload "
-                f"({self._link.max_payload} bytes): raise it to 8MB (docs/cluster.md)."
-            )
         tried: set[str] = set()
         refreshed = False
         while True:
@@ -186,7 +187,7 @@ class RemoteDispatch:
                 raise errors.ServiceException(NO_WORKER)
             tried.add(worker)
             try:
-                return await self._on(worker, version, data, invocation.sink)
+                return await self._on(worker, version, data, parts, invocation.sink)
             except _Unheard:
                 log.info("worker %s is gone (nobody listens): trying another", worker)
                 self.choice.avoid(worker)
@@ -202,16 +203,18 @@ class RemoteDispatch:
         worker: str,
         version: tuple[str, str, str, str],
         data: bytes,
+        parts: list[bytes],
         sink: ResponseSink | None,
     ) -> Outcome:
         token = next(self._tokens)
         call = _Call(sink, asyncio.get_running_loop().create_future())
         self._calls[token] = call
         self.choice.began(worker, version)
+        reply = f"{self._prefix}.{token}"
         try:
-            await self._link.publish(
-                wire.invoke_subject(worker), data, reply=f"{self._prefix}.{token}"
-            )
+            for part in parts:
+                await self._link.publish(wire.parts_subject(worker), part, reply=reply)
+            await self._link.publish(wire.invoke_subject(worker), data, reply=reply)
             return await call.future
         except StoreUnavailable as exc:
             raise errors.ServiceException(f"Lambda could not reach its workers: {exc}") from exc

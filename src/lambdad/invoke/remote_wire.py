@@ -11,6 +11,9 @@ subject, so it arrives in the order it was sent; the first byte of each message 
 - ``p`` + bytes: the next part of the outcome's payload (one too large for one message);
 - ``o`` + ``Done``: the outcome (its payload is the parts when there were any);
 - ``e`` + ``Failed``: the invocation was refused or failed on the worker (a ``LambdaError``).
+
+A request payload too large for one message goes ahead in parts on ``parts_subject``, each
+with the call's reply subject; the call then says how many parts to wait for.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ def invoke_subject(worker: str) -> str:
     return f"lambdad.invoke.{worker}"
 
 
+def parts_subject(worker: str) -> str:
+    """Where a worker takes the parts of a large payload, each sent with the reply subject
+    of its call (which names the call), in order, before the call."""
+    return f"lambdad.invoke.{worker}.part"
+
+
 def reply_prefix(node: str) -> str:
     """The subjects an api node hears its invocations' replies on (``<prefix>.<token>``)."""
     return f"lambdad.reply.{node}"
@@ -68,12 +77,18 @@ class Call(msgspec.Struct, array_like=True, frozen=True):
     tail: bool
     stream: bool
     paced: bool
+    #: How many parts of the payload were sent ahead on ``parts_subject`` (a payload larger
+    #: than one message); the call's own ``payload`` is then empty.
+    parts: int = 0
 
-    def invocation(self, sink: ResponseSink | None = None) -> Invocation:
-        """The invocation as the worker runs it (``sink``: the worker's own, when streamed)."""
+    def invocation(
+        self, sink: ResponseSink | None = None, payload: bytes | None = None
+    ) -> Invocation:
+        """The invocation as the worker runs it (``sink``: the worker's own, when streamed;
+        ``payload``: the parts joined, when it came in parts)."""
         return Invocation(
             request_id=self.request_id,
-            payload=self.payload,
+            payload=self.payload if payload is None else payload,
             invoked_arn=self.invoked_arn,
             content_type=self.content_type,
             client_context=self.client_context,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -33,6 +34,31 @@ log = logging.getLogger(__name__)
 
 #: How a worker runs an invocation here (``Invoker.dispatch``).
 Dispatch = Callable[[CellKey, Scope, FunctionConfig, Invocation], Coroutine[Any, Any, Outcome]]
+
+
+#: Seconds the parts of a payload wait for their call (an api node gone in between).
+PARTS_KEPT = 60.0
+
+
+class _Parts:
+    """The parts of one call's payload, as they come (before or after the call itself)."""
+
+    __slots__ = ("arrived", "chunks", "since")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.arrived = asyncio.Event()
+        self.since = time.monotonic()
+
+    def add(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.arrived.set()
+
+    async def joined(self, count: int) -> bytes:
+        while len(self.chunks) < count:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return b"".join(self.chunks)
 
 
 class ServerState(enum.Enum):
@@ -57,6 +83,8 @@ class InvokeServer:
         self._dispatch = dispatch
         #: Reply subjects of the invocations running here (each gets the keep-alives).
         self._running: set[str] = set()
+        #: Parts of large payloads by their call's reply subject.
+        self._parts: dict[str, _Parts] = {}
         self._ticker: asyncio.Task[None] | None = None
         self.state = ServerState.NEW
 
@@ -64,7 +92,9 @@ class InvokeServer:
         if self.state is not ServerState.NEW:
             return
         self.state = ServerState.RUNNING
-        await self._link.serve(wire.invoke_subject(self._node_id()), self._handle)
+        node = self._node_id()
+        await self._link.follow(wire.parts_subject(node), self._part)
+        await self._link.serve(wire.invoke_subject(node), self._handle)
         self._ticker = asyncio.create_task(self._keep_alive(), name="invoke keep-alives")
 
     async def close(self) -> None:
@@ -76,9 +106,17 @@ class InvokeServer:
                 await self._ticker
             self._ticker = None
 
+    def _part(self, message: Message) -> None:
+        if message.reply:
+            self._parts.setdefault(message.reply, _Parts()).add(message.data)
+
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(wire.KEEPALIVE)
+            stale = time.monotonic() - PARTS_KEPT
+            for reply, parts in list(self._parts.items()):
+                if parts.since < stale:
+                    del self._parts[reply]
             for reply in list(self._running):
                 with contextlib.suppress(StoreUnavailable):
                     await self._link.publish(reply, wire.ALIVE)
@@ -103,10 +141,24 @@ class InvokeServer:
         except StoreUnavailable as exc:
             log.warning("the outcome of %s was not sent: %s", call.request_id, exc)
 
+    async def _payload(self, call: wire.Call, reply: str) -> bytes | None:
+        """The call's payload joined from its parts (None when it came whole)."""
+        if not call.parts:
+            return None
+        parts = self._parts.setdefault(reply, _Parts())
+        try:
+            return await asyncio.wait_for(parts.joined(call.parts), wire.LOST_AFTER)
+        except TimeoutError:
+            raise errors.ServiceException(
+                "The invocation's payload did not reach its worker whole."
+            ) from None
+        finally:
+            self._parts.pop(reply, None)
+
     async def _answer(self, call: wire.Call, reply: str) -> list[bytes]:
         """The messages that end the call: its outcome (in parts if large), or its error."""
         try:
-            outcome = await self._run(call, reply)
+            outcome = await self._run(call, reply, await self._payload(call, reply))
         except errors.LambdaError as exc:
             return [wire.FAILED + wire.encode(wire.Failed.of(exc))]
         except Exception as exc:  # an unexpected failure still answers the caller
@@ -123,14 +175,14 @@ class InvokeServer:
     def _part_size(self) -> int:
         return max(1024, self._link.max_payload - wire.HEADROOM)
 
-    async def _run(self, call: wire.Call, reply: str) -> Outcome:
+    async def _run(self, call: wire.Call, reply: str, payload: bytes | None) -> Outcome:
         scope = Scope(call.account, call.region)
         config = await self._functions.resolve(scope, call.name, call.version)
         key: CellKey = (call.account, call.region, call.name, call.qualifier, config.version)
         if not call.stream:
-            return await self._dispatch(key, scope, config, call.invocation())
+            return await self._dispatch(key, scope, config, call.invocation(None, payload))
         sink = ResponseSink()
-        streamed = call.invocation(sink)
+        streamed = call.invocation(sink, payload)
         running = asyncio.create_task(self._dispatch(key, scope, config, streamed))
         running.add_done_callback(lambda _: sink.end())
         try:
