@@ -80,6 +80,9 @@ class Call(msgspec.Struct, array_like=True, frozen=True):
     #: How many parts of the payload were sent ahead on ``parts_subject`` (a payload larger
     #: than one message); the call's own ``payload`` is then empty.
     parts: int = 0
+    #: The configuration revision the api node resolved: a worker whose cache holds another
+    #: reads the function again (the change feed had not reached it yet).
+    revision: str = ""
 
     def invocation(
         self, sink: ResponseSink | None = None, payload: bytes | None = None
@@ -102,7 +105,13 @@ class Call(msgspec.Struct, array_like=True, frozen=True):
 
 
 def call_of(
-    account: str, region: str, name: str, version: str, qualifier: str | None, inv: Invocation
+    account: str,
+    region: str,
+    name: str,
+    version: str,
+    qualifier: str | None,
+    inv: Invocation,
+    revision: str,
 ) -> Call:
     return Call(
         account,
@@ -121,6 +130,8 @@ def call_of(
         inv.tail,
         inv.sink is not None,
         inv.paced,
+        0,
+        revision,
     )
 
 

@@ -27,7 +27,7 @@ from lambdad.invoke import remote_wire as wire
 from lambdad.observe.metric_cells import CellKey
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.streaming import ResponseSink
-from lambdad.store.base import StoreUnavailable
+from lambdad.store.base import StoreChange, StoreUnavailable, Table
 from lambdad.store.nats_link import Message, NatsLink
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,10 @@ class InvokeServer:
     async def _run(self, call: wire.Call, reply: str, payload: bytes | None) -> Outcome:
         scope = Scope(call.account, call.region)
         config = await self._functions.resolve(scope, call.name, call.version)
+        if call.revision and config.revision_id != call.revision:
+            # The api node saw a change this node's cache has not heard of yet: read again.
+            self._functions.forget_stored(StoreChange(Table.FUNCTIONS, scope.key(call.name)))
+            config = await self._functions.resolve(scope, call.name, call.version)
         key: CellKey = (call.account, call.region, call.name, call.qualifier, config.version)
         if not call.stream:
             return await self._dispatch(key, scope, config, call.invocation(None, payload))
