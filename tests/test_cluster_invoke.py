@@ -37,6 +37,7 @@ from tests.nats_server import NatsServer
 from tests.nats_server import unavailable_reason as nats_unavailable
 from tests.postgres_server import PostgresServer
 from tests.test_response_streaming import STREAMING_BOOTSTRAP, events, meet
+from tests.url_client import call_url, make_public
 
 #: Who ran an invocation: a line only the function prints, found in that node's log store.
 WHO = """
@@ -45,7 +46,7 @@ BOOT = uuid.uuid4().hex  # one per environment
 
 
 def handler(event, context):
-    print("ran", event.get("marker"))
+    print("ran", event.get("marker") or event.get("rawPath", "").lstrip("/"))
     if event.get("fail"):
         raise ValueError("failed on purpose")
     if event.get("meet"):
@@ -214,6 +215,23 @@ def test_an_event_invoke_through_the_api_node_runs_on_a_worker(cluster: Cluster)
         lam.close()
     assert accepted["StatusCode"] == 202
     (ran,) = wait_until(lambda: cluster.ran_on("event-" + name), timeout=30)
+    assert ran in cluster.workers
+
+
+def test_a_function_url_on_the_api_node_runs_on_a_worker(cluster: Cluster) -> None:
+    """A request to a function URL served by the api node runs the function on a worker and
+    answers its result, as a single node does."""
+    name = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        config = lam.create_function_url_config(FunctionName=name, AuthType="NONE")
+        make_public(lam, name)
+    finally:
+        lam.close()
+    answer = call_url(config["FunctionUrl"], f"/url-{name}", port=cluster.api.port)
+    assert answer.status == 200
+    assert set(answer.json()) == {"boot", "pid"}
+    (ran,) = wait_until(lambda: cluster.ran_on("url-" + name))
     assert ran in cluster.workers
 
 
