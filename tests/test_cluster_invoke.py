@@ -58,9 +58,16 @@ def handler(event, context):
 
 
 class Cluster:
-    def __init__(self, api: Server, workers: list[Server]) -> None:
+    def __init__(self, api: Server, workers: list[Server], settings: dict[str, str]) -> None:
         self.api = api
         self.workers = workers
+        #: What every node of the cluster is started with (and a worker restarted with).
+        self.settings = settings
+
+    def registered(self) -> set[str]:
+        """The ids of the nodes up in the api node's registry."""
+        nodes = self.api.get_json("/_lambdad/cluster")["Nodes"]
+        return {n["Id"] for n in nodes if n["Health"] == "up"}
 
     def ran_on(self, marker: str) -> list[Server]:
         """The nodes whose log store holds the line ``ran <marker>``."""
@@ -98,28 +105,25 @@ def cluster(
         pytest.skip(reason)
     nats = NatsServer()
     nats.start()
-    settings = {
+    common = {
         "LAMBDAD_STORE_URL": postgres.database(),
         "LAMBDAD_NATS_URL": nats.url,
         "LAMBDAD_NODE_LEASE": "1.5",
         "LAMBDAD_KEEP_ALIVE": "60000",  # warm environments stay for the module
     }
     started: list[Server] = []
+    workers: list[Server] = []
     try:
         for role in ("worker", "worker", "api"):
             home = tmp_path_factory.mktemp(role)
-            started.append(launch_server(home, {**settings, "LAMBDAD_ROLE": role}))
+            started.append(launch_server(home, {**common, "LAMBDAD_ROLE": role}))
         *workers, api = started
+        cluster = Cluster(api, workers, {**common, "LAMBDAD_ROLE": "worker"})
         ids = {(w.data_dir / "node-id").read_text().strip() for w in workers}
-
-        def both_up() -> bool:
-            nodes = api.get_json("/_lambdad/cluster")["Nodes"]
-            return ids <= {n["Id"] for n in nodes if n["Health"] == "up"}
-
-        wait_until(both_up, timeout=20)
-        yield Cluster(api, workers)
+        wait_until(lambda: ids <= cluster.registered(), timeout=20)
+        yield cluster
     finally:
-        for server in started:
+        for server in {id(s): s for s in [*started, *workers]}.values():
             if server.process.poll() is None:
                 shutdown(server)
         nats.close()
@@ -288,6 +292,49 @@ def test_streamed_chunks_pass_through_the_api_node_in_order(cluster: Cluster) ->
     finally:
         lam.close()
     assert rest == [*(("PayloadChunk", c.encode()) for c in chunks[1:]), ("InvokeComplete", {})]
+
+
+def test_a_stopped_worker_finishes_what_it_runs_and_takes_no_more(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A worker stopped with SIGTERM while it runs an invocation leaves the registry, takes no
+    new invocation (they run on the other worker) and answers the one it runs before it
+    exits; restarted on its data dir, it rejoins."""
+    meeting = Rendezvous(parties=2)
+    name = _who(cluster, meeting=meeting)
+    answer: dict[str, Any] = {}
+
+    def invoke() -> None:
+        lam = cluster.api.client()
+        try:
+            answer.update(invoke_json(lam, name, {"marker": "drained-" + name, "meet": 1})[0])
+        finally:
+            lam.close()
+
+    thread = threading.Thread(target=invoke)
+    thread.start()
+    (stopping,) = wait_until(lambda: cluster.ran_on("drained-" + name), timeout=30)
+    index = cluster.workers.index(stopping)
+    node = (stopping.data_dir / "node-id").read_text().strip()
+    stopping.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: node not in cluster.registered(), timeout=20)
+    other = _who(cluster)
+    lam = cluster.api.client()
+    try:
+        assert invoke_json(lam, other, {"marker": "meanwhile-" + other})[0]["StatusCode"] == 200
+    finally:
+        lam.close()
+    (ran,) = wait_until(lambda: cluster.ran_on("meanwhile-" + other))
+    assert ran is not stopping
+    meet(meeting.port)  # the function running on the stopping worker goes on only now
+    thread.join(60)
+    assert answer["StatusCode"] == 200
+    assert "FunctionError" not in answer
+    assert stopping.process.wait(30) == 0
+
+    again = launch_server(tmp_path, cluster.settings, stopping.data_dir)
+    cluster.workers[index] = again
+    wait_until(lambda: node in cluster.registered(), timeout=20)
 
 
 def test_a_worker_killed_mid_invocation_is_a_prompt_service_error(cluster: Cluster) -> None:

@@ -38,6 +38,9 @@ Dispatch = Callable[[CellKey, Scope, FunctionConfig, Invocation], Coroutine[Any,
 
 #: Seconds the parts of a payload wait for their call (an api node gone in between).
 PARTS_KEPT = 60.0
+#: Seconds a stopping worker waits for the invocations it runs to end (the runtime then
+#: stops the rest, and their callers get the outcome of an environment stopped under them).
+DRAIN = 10.0
 
 
 class _Parts:
@@ -86,6 +89,10 @@ class InvokeServer:
         #: Parts of large payloads by their call's reply subject.
         self._parts: dict[str, _Parts] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._subject = ""
+        #: Set while no invocation runs here (a stop waits for it).
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.state = ServerState.NEW
 
     async def start(self) -> None:
@@ -94,12 +101,21 @@ class InvokeServer:
         self.state = ServerState.RUNNING
         node = self._node_id()
         await self._link.follow(wire.parts_subject(node), self._part)
-        await self._link.serve(wire.invoke_subject(node), self._handle)
+        self._subject = wire.invoke_subject(node)
+        await self._link.serve(self._subject, self._handle)
         self._ticker = asyncio.create_task(self._keep_alive(), name="invoke keep-alives")
 
     async def close(self) -> None:
-        """Stop the keep-alives (the link unsubscribes when it closes). Idempotent."""
+        """Stop taking invocations (api nodes then hear that nobody listens here, and route
+        to another worker), wait up to ``DRAIN`` seconds for those running to end, then stop
+        the keep-alives. Idempotent."""
+        if self.state is ServerState.CLOSED:
+            return
         self.state = ServerState.CLOSED
+        if self._subject:
+            await self._link.stop_serving(self._subject)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), DRAIN)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -123,7 +139,7 @@ class InvokeServer:
 
     async def _handle(self, message: Message) -> None:
         reply = message.reply
-        if not reply or self.state is not ServerState.RUNNING:
+        if not reply:
             return
         try:
             call = wire.decode_call(message.data)
@@ -131,15 +147,18 @@ class InvokeServer:
             log.warning("a routed invocation that is not a call: %s", exc)
             return
         self._running.add(reply)
+        self._idle.clear()
         try:
             answer = await self._answer(call, reply)
+            try:
+                for part in answer:
+                    await self._link.publish(reply, part)
+            except StoreUnavailable as exc:
+                log.warning("the outcome of %s was not sent: %s", call.request_id, exc)
         finally:
             self._running.discard(reply)
-        try:
-            for part in answer:
-                await self._link.publish(reply, part)
-        except StoreUnavailable as exc:
-            log.warning("the outcome of %s was not sent: %s", call.request_id, exc)
+            if not self._running:
+                self._idle.set()
 
     async def _payload(self, call: wire.Call, reply: str) -> bytes | None:
         """The call's payload joined from its parts (None when it came whole)."""

@@ -235,6 +235,14 @@ class NatsLink:
         self._subscriptions.append(subscription)
         return subscription
 
+    async def stop_serving(self, subject: str) -> None:
+        """Stop taking messages on ``subject`` (what ``serve`` or ``follow`` subscribed); the
+        handlers under way finish."""
+        for subscription in [s for s in self._subscriptions if s.subject == subject]:
+            self._subscriptions.remove(subscription)
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
     async def follow(self, subject: str, callback: Callable[[Message], None]) -> None:
         """Call ``callback`` for each message on ``subject``, one after another in the order
         they came (no task per message: ``callback`` must not block). Unsubscribed at
