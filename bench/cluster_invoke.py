@@ -159,11 +159,12 @@ def main() -> int:
             cores = os.cpu_count() or 1
             print(
                 f"\n| sustained ({args.clients} callers, {args.seconds:g} s) | invokes/s "
-                f"| per core ({cores} cores) | lambdad CPU per invoke (µs, all nodes) |"
+                f"| per core ({cores} cores) | lambdad CPU per invoke (µs, all nodes) "
+                "| of which the api node (or the single process) |"
             )
-            print("|---|---:|---:|---:|")
-            for name, rate, cpu in rows:
-                print(f"| {name} | {rate:.0f} | {rate / cores:.0f} | {cpu:.0f} |")
+            print("|---|---:|---:|---:|---:|")
+            for name, rate, cpu, first in rows:
+                print(f"| {name} | {rate:.0f} | {rate / cores:.0f} | {cpu:.0f} | {first:.0f} |")
             print(f"\nload average {os.getloadavg()[0]:.1f}")
             stop(servers)  # before their data dirs go
     finally:
@@ -180,14 +181,18 @@ def stop(servers: list[subprocess.Popen[bytes]]) -> None:
             server.wait(30)
 
 
-def throughput_row(port: int, pids: list[int], args: argparse.Namespace) -> tuple[float, float]:
-    """(invokes/s, the lambdad processes' CPU per invoke in µs, their runtimes' not counted)."""
+def throughput_row(
+    port: int, pids: list[int], args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(invokes/s, the lambdad processes' CPU per invoke in µs, the first one's alone), their
+    runtimes' CPU not counted."""
     throughput(port, args.clients, 1.0)  # environments for every caller, warm
-    cpu = sum(cpu_seconds(pid) for pid in pids)
+    cpu = [cpu_seconds(pid) for pid in pids]
     began = time.perf_counter()
     rate = throughput(port, args.clients, args.seconds)
-    spent = sum(cpu_seconds(pid) for pid in pids) - cpu
-    return rate, spent / (rate * (time.perf_counter() - began)) * 1e6
+    spent = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
+    invokes = rate * (time.perf_counter() - began)
+    return rate, sum(spent) / invokes * 1e6, spent[0] / invokes * 1e6
 
 
 def latency(single: int, api: int, args: argparse.Namespace) -> None:
