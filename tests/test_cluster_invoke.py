@@ -142,7 +142,7 @@ def _who(cluster: Cluster, *, meeting: Rendezvous | None = None, **kwargs: Any) 
 def test_an_invoke_through_the_api_node_runs_on_a_worker_and_warm_again(cluster: Cluster) -> None:
     """boto3's Invoke through the api node runs on one worker, with its Tail log passed
     through; the next invoke runs in the same warm environment there; the api node runs
-    no environment of its own."""
+    no environment of its own; ``lambdad doctor`` says where each node's invocations run."""
     name = _who(cluster)
     lam = cluster.api.client()
     try:
@@ -161,6 +161,10 @@ def test_an_invoke_through_the_api_node_runs_on_a_worker_and_warm_again(cluster:
     assert wait_until(lambda: cluster.ran_on("again-" + name)) == [ran]
     assert _environments(cluster.api) == []
     assert _environments(ran) != []
+    doctor = cluster.api.get_json("/_lambdad/doctor")["node"]
+    assert doctor["invocations"] == "routed to workers over NATS"
+    doctor = ran.get_json("/_lambdad/doctor")["node"]
+    assert doctor["invocations"] == "run here, and routed here by api nodes"
 
 
 def test_a_function_error_passes_through(cluster: Cluster) -> None:

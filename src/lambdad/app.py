@@ -701,6 +701,12 @@ class Lambdad:
                     else "none (single node: no store URL)"
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
+                "invocations": (
+                    "routed to workers over NATS"
+                    if routes_invocations(self.settings)
+                    else "run here"
+                    + (", and routed here by api nodes" if self.nats is not None else "")
+                ),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
