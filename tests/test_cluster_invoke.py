@@ -58,9 +58,12 @@ def handler(event, context):
 
 
 class Cluster:
-    def __init__(self, api: Server, workers: list[Server], settings: dict[str, str]) -> None:
+    def __init__(
+        self, api: Server, workers: list[Server], settings: dict[str, str], nats: NatsServer
+    ) -> None:
         self.api = api
         self.workers = workers
+        self.nats = nats
         #: What every node of the cluster is started with (and a worker restarted with).
         self.settings = settings
 
@@ -118,7 +121,7 @@ def cluster(
             home = tmp_path_factory.mktemp(role)
             started.append(launch_server(home, {**common, "LAMBDAD_ROLE": role}))
         *workers, api = started
-        cluster = Cluster(api, workers, {**common, "LAMBDAD_ROLE": "worker"})
+        cluster = Cluster(api, workers, {**common, "LAMBDAD_ROLE": "worker"}, nats)
         ids = {(w.data_dir / "node-id").read_text().strip() for w in workers}
         wait_until(lambda: ids <= cluster.registered(), timeout=20)
         yield cluster
@@ -296,6 +299,28 @@ def test_streamed_chunks_pass_through_the_api_node_in_order(cluster: Cluster) ->
     finally:
         lam.close()
     assert rest == [*(("PayloadChunk", c.encode()) for c in chunks[1:]), ("InvokeComplete", {})]
+
+
+def test_invokes_run_again_once_nats_is_back(cluster: Cluster) -> None:
+    """The NATS server restarted under the cluster (killed, then started on its port): once
+    it is back, invokes through the api node run on the workers again, with no node
+    restarted."""
+    name = _who(cluster)
+    cluster.nats.kill()
+    cluster.nats.start()
+
+    def runs() -> bool:
+        lam = cluster.api.client()
+        try:
+            return invoke_json(lam, name, {"marker": "back-" + name})[0]["StatusCode"] == 200
+        except ClientError:  # not reconnected yet: ServiceException
+            return False
+        finally:
+            lam.close()
+
+    wait_until(runs, timeout=30)
+    assert cluster.api.process.poll() is None
+    assert all(w.process.poll() is None for w in cluster.workers)
 
 
 def test_a_stopped_worker_finishes_what_it_runs_and_takes_no_more(

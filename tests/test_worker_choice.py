@@ -105,3 +105,15 @@ def test_an_avoided_worker_returns_when_it_restarts_or_its_lease_passes() -> Non
     assert choice.pick(V1, None, {"b"}) is None
     clock.now += 16
     assert choice.pick(V1, None, {"b"}) == "a"
+
+
+def test_a_worker_nobody_listened_for_is_avoided_briefly_and_is_a_last_resort() -> None:
+    """A worker avoided for a few seconds (nobody listened for it) is picked again after
+    them; while avoided it is still picked when every other worker was tried."""
+    choice, clock = choice_of(record("a"), record("b"))
+    choice.avoid("a", 2.0)
+    assert choice.pick(V1, None, set()) == "b"
+    assert choice.pick(V1, None, {"b"}) is None
+    assert choice.pick(V1, None, {"b"}, avoided=True) == "a"
+    clock.now += 2.5
+    assert choice.pick(V1, None, {"b"}) == "a"

@@ -28,7 +28,7 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.invoke import remote_wire as wire
-from lambdad.invoke.worker_choice import REFRESH, WorkerChoice
+from lambdad.invoke.worker_choice import REFRESH, UNHEARD_AVOID, WorkerChoice
 from lambdad.observe.metric_cells import CellKey
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.streaming import ResponseSink
@@ -179,18 +179,20 @@ class RemoteDispatch:
         refreshed = False
         while True:
             worker = self.choice.pick(version, config.runtime, tried)
+            if worker is None and not refreshed:  # one that just joined, or came back
+                refreshed = True
+                await self._refresh()
+                continue
+            if worker is None:  # the last resort: those avoided
+                worker = self.choice.pick(version, config.runtime, tried, avoided=True)
             if worker is None:
-                if not refreshed:  # a worker that just joined, or one back from the dead
-                    refreshed = True
-                    await self._refresh()
-                    continue
                 raise errors.ServiceException(NO_WORKER)
             tried.add(worker)
             try:
                 return await self._on(worker, version, data, parts, invocation.sink)
             except _Unheard:
                 log.info("worker %s is gone (nobody listens): trying another", worker)
-                self.choice.avoid(worker)
+                self.choice.avoid(worker, UNHEARD_AVOID)
             except _Lost:
                 self.choice.avoid(worker)
                 raise errors.ServiceException(

@@ -9,8 +9,11 @@ loaded worker that can run the runtime. What this knows:
 - affinity learned from its own invocations: a worker that ran a version has had as many
   environments of it as it once ran at the same time, and keeps them warm until the idle
   timeout after its last run; fewer in flight there than that means one is idle;
-- workers to avoid: one that had nobody listening or was lost mid-invocation, until the
-  registry shows it started again, or its lease passes.
+- workers to avoid: one lost mid-invocation, until the registry shows it started again or
+  its lease passes; one that had nobody listening, for ``UNHEARD_AVOID`` seconds only (asking
+  a dead worker again costs one quick no-responders answer, and a worker that was only
+  reconnecting to NATS is used again soon). When every worker is avoided, the avoided ones
+  are tried all the same before giving up.
 
 No state is shared between api nodes: each learns from its own traffic, which is enough to
 find warm environments again (an api node sees its callers' repeated invokes) and costs no
@@ -28,6 +31,8 @@ from typing import Any
 
 #: Seconds between reads of the node registry.
 REFRESH = 1.0
+#: Seconds a worker that nobody listened for is avoided.
+UNHEARD_AVOID = 2.0
 
 #: A version as routing knows it: (account, region, name, version).
 VersionKey = tuple[str, str, str, str]
@@ -97,13 +102,16 @@ class WorkerChoice:
             if known is not None and known.started != started:
                 del self._avoided[worker_id]  # it started again since
 
-    def pick(self, version: VersionKey, runtime: str | None, tried: set[str]) -> str | None:
-        """The worker to send an invocation of ``version`` to; None when there is none."""
+    def pick(
+        self, version: VersionKey, runtime: str | None, tried: set[str], *, avoided: bool = False
+    ) -> str | None:
+        """The worker to send an invocation of ``version`` to; None when there is none.
+        ``avoided``: consider the avoided workers too (a last resort before giving up)."""
         now = self._clock()
         live = [
             w
             for w in self.workers.values()
-            if w.id not in tried and not self._is_avoided(w.id, now)
+            if w.id not in tried and (avoided or not self._is_avoided(w.id, now))
         ]
         able = [w for w in live if runtime is None or runtime in w.runtimes] or live
         if not able:
@@ -144,12 +152,13 @@ class WorkerChoice:
             state.running = max(0, state.running - 1)
             state.last_used = self._clock()
 
-    def avoid(self, worker: str) -> None:
-        """``worker`` did not answer: route around it until it restarts or its lease passes;
-        forget what it had warm."""
+    def avoid(self, worker: str, seconds: float | None = None) -> None:
+        """``worker`` did not answer: route around it for ``seconds`` (the lease when not
+        given) or until it restarts; forget what it had warm."""
         known = self.workers.get(worker)
         started = known.started if known is not None else 0.0
-        self._avoided[worker] = (started, self._clock() + self._lease)
+        until = self._clock() + (self._lease if seconds is None else seconds)
+        self._avoided[worker] = (started, until)
         for warm in self._warm.values():
             warm.pop(worker, None)
 
