@@ -101,6 +101,35 @@ async def test_a_publish_with_a_reply_subject_hears_answers_or_that_nobody_liste
 
 
 @run
+async def test_a_followed_subject_calls_back_in_order_and_serving_can_stop(
+    server: NatsServer,
+) -> None:
+    """``follow`` calls its callback for each message in the order published; after
+    ``stop_serving`` a served subject has nobody listening (the next request is
+    NoResponders)."""
+    link = NatsLink(server.url, "test")
+    await link.open()
+    seen: list[bytes] = []
+    try:
+        await link.follow("followed", lambda message: seen.append(message.data))
+        for n in range(50):
+            await link.publish("followed", b"%d" % n)
+        await link.flush()
+        for _ in range(200):  # delivered to this same connection: poll, bounded
+            if len(seen) == 50:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [b"%d" % n for n in range(50)]
+        await link.serve("echo.stop", _echo)
+        assert (await link.request("echo.stop", b"x", timeout=2)).data == b"X"
+        await link.stop_serving("echo.stop")
+        with pytest.raises(NoResponders):
+            await link.request("echo.stop", b"x", timeout=2)
+    finally:
+        await link.close()
+
+
+@run
 async def test_a_queue_group_gives_each_request_to_one_member(server: NatsServer) -> None:
     links = [NatsLink(server.url, f"member-{n}") for n in range(2)]
     caller = NatsLink(server.url, "caller")
