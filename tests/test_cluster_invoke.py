@@ -9,6 +9,7 @@ separate ``lambdad serve`` processes on loopback; the last test kills a worker.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from lambdad.store.nats_link import NatsLink
 from tests.conftest import (
     MEET,
     Rendezvous,
@@ -299,6 +301,27 @@ def test_streamed_chunks_pass_through_the_api_node_in_order(cluster: Cluster) ->
     finally:
         lam.close()
     assert rest == [*(("PayloadChunk", c.encode()) for c in chunks[1:]), ("InvokeComplete", {})]
+
+
+def test_a_call_a_worker_cannot_read_is_answered_with_a_service_error(cluster: Cluster) -> None:
+    """A message on a worker's invoke subject that is not a call (a node of another version)
+    is answered at once with an error, not left to the caller's keep-alive bound."""
+    worker = (cluster.workers[0].data_dir / "node-id").read_text().strip()
+
+    async def ask() -> bytes:
+        link = NatsLink(cluster.nats.url, "test")
+        await link.open()
+        try:
+            replies = await link.listen("test.replies")
+            await link.publish(f"lambdad.invoke.{worker}", b"not a call", reply="test.replies")
+            return (await replies.next(10)).data
+        finally:
+            await link.close()
+
+    answer = asyncio.run(ask())
+    assert answer[:1] == b"e"
+    assert b"ServiceException" in answer
+    assert b"could not read the invocation" in answer
 
 
 def test_invokes_run_again_once_nats_is_back(cluster: Cluster) -> None:

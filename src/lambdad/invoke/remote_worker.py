@@ -145,6 +145,12 @@ class InvokeServer:
             call = wire.decode_call(message.data)
         except msgspec.DecodeError as exc:
             log.warning("a routed invocation that is not a call: %s", exc)
+            refused = errors.ServiceException(
+                "The worker could not read the invocation (is it a lambdad of another version "
+                f"than the api node?): {exc}"
+            )
+            with contextlib.suppress(StoreUnavailable):
+                await self._link.publish(reply, wire.FAILED + wire.encode(wire.Failed.of(refused)))
             return
         self._running.add(reply)
         self._idle.clear()
