@@ -366,7 +366,7 @@ class Lambdad:
         self.grants = (
             None
             if self.ledger is None
-            else Grants(self.ledger, self._own_node_id, settings.node_lease)
+            else Grants(self.ledger, self._node_id, settings.node_lease)
         )
         leases = (
             Leases(self.reservations, metrics=self.metrics)
@@ -413,7 +413,7 @@ class Lambdad:
             self.provisioned,
             self.runtime,
             spread=(
-                Spread(lambda: self.nodes.nodes(), self._own_node_id, settings.role)
+                Spread(lambda: self.nodes.nodes(), self._node_id, settings.role)
                 if settings.store_url
                 else None
             ),
@@ -547,6 +547,9 @@ class Lambdad:
         self.loop_watch = (
             LoopWatch(settings.loop_watchdog_ms / 1000) if settings.loop_watchdog_ms else None
         )
+        #: Invocations across nodes (cluster mode, ``nats_url``): an api node routes them to
+        #: workers; a worker (or ``all``) runs what api nodes route to it.
+        self.routing = self._routing()
         self.lifecycle = Lifecycle(self._parts())
 
     async def role_of(self, scope: Scope, name: str, qualifier: str | None) -> str:
@@ -636,6 +639,7 @@ class Lambdad:
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, self.provisioner.close),
             Part("invoker", _nothing, self.invoker.close),
+            *self.routing,
             *self._dispatcher_part(),
             Part("event source mappings", self.mappings.start, self.mappings.close),
             Part("pollers", self.pollers.start, self.pollers.close),
@@ -660,11 +664,6 @@ class Lambdad:
             Part("concurrency grants", grants.start, grants.close),
         ]
 
-    def _own_node_id(self) -> str:
-        info = self.nodes.info
-        assert info is not None  # the node described itself before the grants start
-        return info.id
-
     def _dispatcher_part(self) -> list[Part]:
         """The dispatcher takes events on every node but a cluster's api nodes, which only put
         them in the shared queue for the workers (closing it still closes the destinations'
@@ -672,6 +671,31 @@ class Lambdad:
         takes = not (self.settings.role == "api" and self.nats is not None)
         start = self.dispatcher.start if takes else _nothing
         return [Part("event dispatcher", start, self.dispatcher.close)]
+
+    def _routing(self) -> list[Part]:
+        """Cluster mode's routing of invocations (docs/cluster.md): imported only with NATS."""
+        link = self.nats
+        if link is None:
+            return []
+        settings = self.settings
+        if routes_invocations(settings):
+            from lambdad.invoke.remote_dispatch import RemoteDispatch
+            from lambdad.invoke.worker_choice import WorkerChoice
+
+            choice = WorkerChoice(settings.idle_timeout, settings.node_lease)
+            remote = RemoteDispatch(link, self._node_id, self.nodes.nodes, choice)
+            self.invoker.remote = remote
+            return [Part("routing to workers", remote.start, remote.close)]
+        from lambdad.invoke.remote_worker import InvokeServer
+
+        server = InvokeServer(link, self._node_id, self.functions, self.invoker.dispatch_here)
+        return [Part("routed invocations", server.start, server.close)]
+
+    def _node_id(self) -> str:
+        info = self.nodes.info
+        if info is None:
+            raise RuntimeError("the node's id is read before the NATS parts start")
+        return info.id
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -823,6 +847,12 @@ class Lambdad:
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
                 "concurrency": self._concurrency_report(),
                 "event queue": self._queue_report(),
+                "invocations": (
+                    "routed to workers over NATS"
+                    if routes_invocations(self.settings)
+                    else "run here"
+                    + (", and routed here by api nodes" if self.nats is not None else "")
+                ),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {
@@ -884,6 +914,11 @@ def api_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def routes_invocations(settings: Settings) -> bool:
+    """Whether this node runs no invocation itself (an api node in a cluster: docs/cluster.md)."""
+    return settings.role == "api" and bool(settings.nats_url)
+
+
 def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
     """The sandbox the settings ask for; ``auto`` takes the Linux one where it can run."""
     runs = settings.data_dir / "run" / "envs"
@@ -906,6 +941,7 @@ def make_sandbox(settings: Settings, python_path: str) -> Sandbox:
         fork_python=settings.fork_python,
         pythons=runtimes.python_interpreters(python_path),
         network=network,
-        networks_ahead=settings.cell_networks_ahead,
+        # An api node in a cluster runs no environment: no cell networks made ahead for one.
+        networks_ahead=0 if routes_invocations(settings) else settings.cell_networks_ahead,
         endpoint=(settings.host, settings.port),
     )

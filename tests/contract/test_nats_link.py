@@ -73,6 +73,63 @@ async def test_nobody_serving_and_nobody_answering_are_told_apart(server: NatsSe
 
 
 @run
+async def test_a_publish_with_a_reply_subject_hears_answers_or_that_nobody_listens(
+    server: NatsServer,
+) -> None:
+    """A message published with a reply subject gets its answers there, in order; published
+    to a subject nobody serves, the server's no-responders status comes there instead."""
+    link = NatsLink(server.url, "test")
+    await link.open()
+
+    async def twice(message: Message) -> None:
+        await link.publish(message.reply, b"first")
+        await link.publish(message.reply, b"second")
+
+    try:
+        assert link.max_payload >= 1024 * 1024  # the server's default is 1 MB
+        replies = await link.listen("answers.*")
+        await link.serve("twice", twice)
+        await link.publish("twice", b"x", reply="answers.1")
+        assert [(await replies.next(2)).data for _ in range(2)] == [b"first", b"second"]
+        await link.publish("nobody.here", b"x", reply="answers.2")
+        unheard = await replies.next(2)
+        assert unheard.subject == "answers.2"
+        assert unheard.is_no_responders
+        await replies.close()
+    finally:
+        await link.close()
+
+
+@run
+async def test_a_followed_subject_calls_back_in_order_and_serving_can_stop(
+    server: NatsServer,
+) -> None:
+    """``follow`` calls its callback for each message in the order published; after
+    ``stop_serving`` a served subject has nobody listening (the next request is
+    NoResponders)."""
+    link = NatsLink(server.url, "test")
+    await link.open()
+    seen: list[bytes] = []
+    try:
+        await link.follow("followed", lambda message: seen.append(message.data))
+        for n in range(50):
+            await link.publish("followed", b"%d" % n)
+        await link.flush()
+        for _ in range(200):  # delivered to this same connection: poll, bounded
+            if len(seen) == 50:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [b"%d" % n for n in range(50)]
+        await link.serve("echo.stop", _echo)
+        assert (await link.request("echo.stop", b"x", timeout=2)).data == b"X"
+        await link.stop_serving("echo.stop")
+        with pytest.raises(NoResponders):
+            await link.request("echo.stop", b"x", timeout=2)
+    finally:
+        await link.close()
+
+
+@run
 async def test_a_queue_group_gives_each_request_to_one_member(server: NatsServer) -> None:
     links = [NatsLink(server.url, f"member-{n}") for n in range(2)]
     caller = NatsLink(server.url, "caller")

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import logging
 import time
+from typing import Protocol
 
 from lambdad import errors
 from lambdad.control import validation
@@ -44,6 +45,14 @@ log = logging.getLogger(__name__)
 
 #: Streamed invocations under way (a task nobody holds could be collected).
 _RUNNING: set[asyncio.Task[Outcome]] = set()
+
+
+class Placement(Protocol):
+    """Where invocations run when not here: an api node's workers (docs/cluster.md)."""
+
+    async def dispatch(
+        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+    ) -> Outcome: ...
 
 
 class InvocationType(enum.StrEnum):
@@ -188,6 +197,9 @@ class Invoker:
         self._payloads = payloads or PayloadCheck()
         #: Starts durable functions' executions (the engine; set by the composition root).
         self.durable: DurableStarter | None = None
+        #: Where invocations run instead of here (an api node in a cluster: on workers, set by
+        #: the composition root); None: here, in this node's environments.
+        self.remote: Placement | None = None
 
     async def close(self) -> None:
         """Stop what the invoker started (the payload check's helper). Idempotent."""
@@ -404,7 +416,16 @@ class Invoker:
     async def _dispatch(
         self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
     ) -> Outcome:
-        """Run ``invocation`` in a provisioned environment, else under a concurrency lease."""
+        """Run ``invocation`` where it runs: on a worker (``remote``), else here."""
+        if self.remote is not None:
+            return await self.remote.dispatch(key, scope, config, invocation)
+        return await self.dispatch_here(key, scope, config, invocation)
+
+    async def dispatch_here(
+        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+    ) -> Outcome:
+        """Run ``invocation`` in a provisioned environment of this node, else under a
+        concurrency lease (what a worker does with an invocation routed to it)."""
         spec = spec_of(config)
         place = place_of(scope)
         metrics = self.metrics

@@ -73,6 +73,12 @@ class Message:
         return self._msg.headers or {}
 
     @property
+    def is_no_responders(self) -> bool:
+        """The server's answer to a message published with a reply subject that nobody
+        serves (status 503, no data)."""
+        return not self._msg.data and (self._msg.headers or {}).get("Status") == "503"
+
+    @property
     def reply(self) -> str:
         """Where the answer goes ("" when nobody waits for one)."""
         return self._msg.reply
@@ -177,10 +183,20 @@ class NatsLink:
         return Message(msg, self.client)
 
     async def publish(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        reply: str = "",
     ) -> None:
+        """Send ``data`` on ``subject``; ``reply``: where its answers go (a subject this node
+        listens to; nobody serving ``subject`` then sends a no-responders status there, which
+        ``is_no_responders`` tells)."""
         try:
-            await self.client.publish(subject, data, headers=dict(headers) if headers else None)
+            await self.client.publish(
+                subject, data, reply=reply, headers=dict(headers) if headers else None
+            )
         except nats.errors.Error as exc:
             raise StoreUnavailable(f"NATS publish on {subject} failed: {exc}") from exc
 
@@ -190,6 +206,11 @@ class NatsLink:
             await self.client.flush(timeout=timeout)
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(f"NATS flush failed: {exc}") from exc
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the servers take, in bytes (their ``max_payload``)."""
+        return self.client.max_payload
 
     def inbox(self) -> str:
         """A new subject for replies only this node listens to."""
@@ -213,6 +234,32 @@ class NatsLink:
             raise StoreUnavailable(f"NATS refused a subscription to {subject}: {exc}") from exc
         self._subscriptions.append(subscription)
         return subscription
+
+    async def stop_serving(self, subject: str) -> None:
+        """Stop taking messages on ``subject`` (what ``serve`` or ``follow`` subscribed); the
+        handlers under way finish."""
+        for subscription in [s for s in self._subscriptions if s.subject == subject]:
+            self._subscriptions.remove(subscription)
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def follow(self, subject: str, callback: Callable[[Message], None]) -> None:
+        """Call ``callback`` for each message on ``subject``, one after another in the order
+        they came (no task per message: ``callback`` must not block). Unsubscribed at
+        ``close()``."""
+        client = self.client
+
+        async def received(msg: Msg) -> None:
+            try:
+                callback(Message(msg, client))
+            except Exception:
+                log.exception("handling a NATS message on %s failed", msg.subject)
+
+        try:
+            subscription = await client.subscribe(subject, cb=received)
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"NATS refused a subscription to {subject}: {exc}") from exc
+        self._subscriptions.append(subscription)
 
     async def listen(self, subject: str) -> Inbox:
         """Messages on ``subject`` in the order they came, for ``async for``: an invocation's
