@@ -364,9 +364,7 @@ class Lambdad:
         #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
         self.ledger = concurrency_ledger(settings)
         self.grants = (
-            None
-            if self.ledger is None
-            else Grants(self.ledger, self._node_id, settings.node_lease)
+            None if self.ledger is None else Grants(self.ledger, self._node_id, settings.node_lease)
         )
         leases = (
             Leases(self.reservations, metrics=self.metrics)
