@@ -27,7 +27,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
+from lambdad.control import (
+    durable_callbacks,
+    durable_chained,
+    durable_checks,
+    durable_ops,
+    durable_pause,
+)
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.store.base import Key, Store, StoreChange, Table, Write
@@ -275,19 +281,12 @@ class DurableExecutions:
 
     async def begin_invocation(self, key: Key) -> Doc | None:
         """Ready the execution for its next invocation: end what is due, and issue the
-        invocation's checkpoint token. None when it has ended (or is gone)."""
+        invocation's checkpoint token. None when it has ended (or is gone) or is paused."""
         async with self._editing(key):
             doc = await self._read(key)
-            if doc is None or doc["status"] != "RUNNING":
+            if doc is None or doc["status"] != "RUNNING" or durable_pause.held(doc):
                 return None
-            now = self._clock()
-            ops = _ops(doc)
-            for op in durable_ops.due(ops, now):
-                if op["Type"] == "WAIT":
-                    _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
-            for op, event_type, details in durable_callbacks.due(doc, ops, now):
-                _record(doc, event_type, op, now, details)
-            doc["ops"] = list(ops.values())
+            _end_due(doc, self._clock())
             doc["woken"] = False
             doc["seq"] += 1
             doc["invocation_seq"] = doc["seq"]
@@ -312,9 +311,15 @@ class DurableExecutions:
                 "RequestId": request_id,
                 "Error": durable_ops.data(error),
             }
+            execution = _ops(doc)[doc["invocation_id"]]
             if record:
-                execution = _ops(doc)[doc["invocation_id"]]
                 _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
+            if durable_pause.pausing(doc):  # paused at the invocation's end
+                now = details["EndTimestamp"]
+                for op, event_type, shown in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, shown)
             await self._save(key, doc)
             return doc
 
@@ -362,6 +367,86 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
+    async def pause(
+        self,
+        scope: Scope,
+        arn: str,
+        reason: str | None,
+        timeout_paused: bool | None,
+        client_token: str | None,
+    ) -> Doc:
+        """PauseDurableExecution (``durable_pause.request``)."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            now = self._clock()
+            execution = _ops(doc)[doc["invocation_id"]]
+            asked = (reason, timeout_paused, client_token)
+            for op, event_type, details in durable_pause.request(doc, execution, *asked, now):
+                _record(doc, event_type, op, now, details)
+            await self._save(key, doc)
+            return doc
+
+    async def resume(
+        self, scope: Scope, arn: str, reason: str | None, client_token: str | None
+    ) -> Doc:
+        """ResumeDurableExecution (``durable_pause.resume``)."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            now = self._clock()
+            execution = _ops(doc)[doc["invocation_id"]]
+            for op, event_type, details in durable_pause.resume(
+                doc, execution, reason, client_token, now
+            ):
+                _record(doc, event_type, op, now, details)
+            await self._save(key, doc)
+            return doc
+
+    async def hold(self, key: Key) -> Doc | None:
+        """What a paused execution does while no invocation of it runs: end its waits, step
+        retries and callback timeouts that are due (``woken`` when any did, so the resume
+        invokes the handler), and pause one still ``PAUSING`` whose invocation was cut off by
+        a restart. The execution as it is (None when gone)."""
+        async with self._editing(key):
+            doc = await self._read(key)
+            if doc is None or not durable_pause.held(doc):
+                return doc
+            now = self._clock()
+            changed = durable_pause.pausing(doc)
+            if changed:
+                execution = _ops(doc)[doc["invocation_id"]]
+                doc["invoking"] = False
+                doc["seq"] += 1  # the cut-off invocation's tokens stop working
+                for op, event_type, details in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, details)
+            if _end_due(doc, now):
+                doc["woken"] = changed = True
+            if changed:
+                await self._save(key, doc)
+            return doc
+
+    async def delete(self, scope: Scope, arn: str) -> float:
+        """DeleteDurableExecution: an execution that has ended is deleted with its history
+        (when it was asked). ResourceConflictException for one that has not ended."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            if doc["status"] == "RUNNING":
+                raise errors.ResourceConflictException(
+                    f"Cannot delete durable execution {arn} in status "
+                    f"{durable_pause.status(doc)}: only an execution that has ended can be "
+                    "deleted."
+                )
+            now = self._clock()
+            await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+            await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
+            self._live.pop(key, None)
+        self._locks.pop(key, None)
+        return now
+
     # ------------------------------------------------------------------ the SDK's side
 
     async def checkpoint(
@@ -388,6 +473,16 @@ class DurableExecutions:
                 raise errors.InvalidParameterValueException(INVALID_TOKEN)
             durable_checks.check_batch(updates, _ops(doc))
             answer = self._apply(doc, updates)
+            if durable_pause.pausing(doc):
+                # Paused at this checkpoint: its updates are kept, and the answer without a
+                # token tells the SDK to end the invocation (PENDING).
+                now = self._clock()
+                execution = _ops(doc)[doc["invocation_id"]]
+                for op, event_type, details in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, details)
+                del answer["CheckpointToken"]
             doc["last_checkpoint"] = {
                 "client_token": client_token,
                 "token": token,
@@ -481,6 +576,21 @@ def _ops(doc: Doc) -> dict[str, Any]:
     return {op["Id"]: op for op in doc["ops"]}
 
 
+def _end_due(doc: Doc, now: float) -> bool:
+    """End the execution's waits, step retries and callback timeouts that are due (recording
+    their events); whether any was."""
+    ops = _ops(doc)
+    before = len(doc["history"])
+    changed = durable_ops.due(ops, now)
+    for op in changed:
+        if op["Type"] == "WAIT":
+            _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
+    for op, event_type, details in durable_callbacks.due(doc, ops, now):
+        _record(doc, event_type, op, now, details)
+    doc["ops"] = list(ops.values())
+    return bool(changed) or len(doc["history"]) != before
+
+
 def _waited(op: dict[str, Any]) -> int:
     seconds: float = op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]
     return round(seconds)
@@ -490,6 +600,7 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     doc["status"] = status
     doc["end"] = now
     doc["invoking"] = False
+    doc.pop("pause", None)
     if result is not None:
         doc["result"] = result
     if error is not None:
