@@ -5,13 +5,17 @@ speaking the model lambdad ships (docs/durable-functions.md)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from lambdad.api.wire.model import MODELS
 from tests.conftest import (
     MEET,
     Recorder,
@@ -212,3 +216,63 @@ def test_waits_end_while_paused_and_only_the_resume_invokes_again(
         lam.get_durable_execution_history(DurableExecutionArn=arn)
     listed = lam.list_durable_executions_by_function(FunctionName=name)
     assert listed["DurableExecutions"] == []
+
+
+#: A durable handler without the SDK that suspends for ever: its execution waits on nothing
+#: timed, with no invocation under way.
+SUSPENDED = """
+def handler(event, context):
+    return {"Status": "PENDING"}
+"""
+
+
+def test_the_aws_cli_pauses_resumes_and_deletes_with_lambdads_model(
+    lam: Any, server: Server, tmp_path: Path
+) -> None:
+    """The AWS CLI, given lambdad's shipped model (``AWS_DATA_PATH``), pauses, resumes, stops
+    and deletes an execution: AWS's ``aws lambda pause-durable-execution`` and the rest."""
+    name = str(
+        create_function(
+            lam,
+            SUSPENDED,
+            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+        )["FunctionName"]
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")[
+        "DurableExecutionArn"
+    ]
+    wait_until(lambda: "InvocationCompleted" in _types(lam, arn), timeout=60)
+    env = {
+        **os.environ,
+        "AWS_DATA_PATH": str(MODELS),
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+    }
+
+    def aws(op: str, *args: str) -> str:
+        argv = ["aws", "lambda", op, "--endpoint-url", server.endpoint, *args]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, f"{op}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    aws("pause-durable-execution", "--durable-execution-arn", arn, "--reason", "cli")
+    shown = json.loads(aws("get-durable-execution", "--durable-execution-arn", arn))
+    assert shown["Status"] == "PAUSED"
+    assert shown["PauseDetails"]["Reason"] == "cli"
+    aws("resume-durable-execution", "--durable-execution-arn", arn)
+    assert _status(lam, arn) == "RUNNING"
+    aws("stop-durable-execution", "--durable-execution-arn", arn)
+    deleted = json.loads(aws("delete-durable-execution", "--durable-execution-arn", arn))
+    assert "DeletionRequestTimestamp" in deleted
+    with _refused("ResourceNotFoundException", 404):
+        lam.get_durable_execution(DurableExecutionArn=arn)
+    assert _types_ended(lam, name) == []
+
+
+def _types_ended(client: Any, function: str) -> list[str]:
+    listed = client.list_durable_executions_by_function(FunctionName=function)
+    return [e["Status"] for e in listed["DurableExecutions"]]

@@ -305,6 +305,9 @@ class DurableExecutions:
                 return None
             doc["invoking"] = False
             doc["seq"] += 1
+            #: The handler ran and answered (its PENDING waits on its operations); one that
+            #: crashed or never ran (throttled) is invoked again.
+            doc["answered"] = record and error is None
             details: Doc = {
                 "StartTimestamp": started,
                 "EndTimestamp": self._clock(),

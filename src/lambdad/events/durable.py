@@ -329,8 +329,10 @@ class DurableEngine:
             if idle and due is not None and due > now:
                 await self._sleep(key, min(due, deadline) - now)
                 continue
-            if idle and due is None and _stalled(doc) and key not in self._poked:
-                stalled = True  # resumed with nothing to do: a callback or chained invoke wakes it
+            if idle and doc.get("answered") and _stalled(doc) and key not in self._poked:
+                # Its handler answered PENDING and nothing has ended since (a resume with
+                # nothing to do, a restart): a callback or chained invoke wakes it.
+                stalled = True
                 break
             ran = await self._invoke_once(key)
             if ran is Ran.THROTTLED:
