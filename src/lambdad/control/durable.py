@@ -494,6 +494,32 @@ class DurableExecutions:
             await self._save(key, doc)
             return answer
 
+    async def check(
+        self,
+        scope: Scope,
+        arn: str,
+        token: str,
+        updates: list[dict[str, Any]],
+        client_token: str | None,
+    ) -> dict[str, Any] | None:
+        """What ``checkpoint`` would refuse, refused now, changing nothing (the token, the batch
+        rules); the first answer again for a checkpoint retried with its client token, else
+        None. The engine asks before it creates a chained invoke's child execution."""
+        key = self.key_of(scope, arn)
+        async with self._lock(key):
+            doc = await self._load(key, arn)
+            last = doc["last_checkpoint"]
+            if (
+                client_token is not None
+                and last is not None
+                and (last["client_token"], last["token"]) == (client_token, token)
+            ):
+                return dict(last["answer"])
+            if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
+                raise errors.InvalidParameterValueException(INVALID_TOKEN)
+            durable_checks.check_batch(updates, _ops(doc))
+            return None
+
     def _apply(self, doc: Doc, updates: list[dict[str, Any]]) -> dict[str, Any]:
         now = self._clock()
         ops = _ops(doc)

@@ -245,9 +245,13 @@ class DurableEngine:
         client_token: str | None,
     ) -> dict[str, Any]:
         """CheckpointDurableExecution (``DurableExecutions.checkpoint``); a chained invoke it
-        starts is launched."""
+        starts is launched. A durable target's child execution is created only once the
+        checkpoint's token and batch have passed their checks."""
         chained = any(update["Type"] == "CHAINED_INVOKE" for update in updates)
         if chained:
+            first = await self.executions.check(scope, arn, token, updates, client_token)
+            if first is not None:  # retried with its client token: answered already
+                return first
             updates = await self.chained.resolve(scope, arn, updates)
         answer = await self.executions.checkpoint(scope, arn, token, updates, client_token)
         if chained:
