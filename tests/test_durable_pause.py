@@ -276,3 +276,32 @@ def test_the_aws_cli_pauses_resumes_and_deletes_with_lambdads_model(
 def _types_ended(client: Any, function: str) -> list[str]:
     listed = client.list_durable_executions_by_function(FunctionName=function)
     return [e["Status"] for e in listed["DurableExecutions"]]
+
+
+@pytest.mark.slow
+def test_a_stop_ends_the_invocation_under_way_at_its_next_checkpoint(
+    lam: Any, recorder: Recorder, rendezvous: Any, sdk_files: dict[str, bytes]
+) -> None:
+    """StopDurableExecution while a step runs: the step's end is not recorded, the SDK is told
+    to stop checkpointing (no token) and ends the invocation PENDING, cleanly, and nothing
+    after it runs (AWS: the execution is STOPPED and its in-progress operations end)."""
+    meeting: Rendezvous = rendezvous(2)
+    name = _function(lam, recorder, sdk_files, MEETING, **meeting.env)
+    arn = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")[
+        "DurableExecutionArn"
+    ]
+    wait_until(lambda: "StepStarted" in _types(lam, arn), timeout=60)
+    lam.stop_durable_execution(DurableExecutionArn=arn)
+    with socket.create_connection(("127.0.0.1", meeting.port), timeout=30) as joined:
+        joined.recv(16)
+    wait_until(lambda: _types(lam, arn)[-1] == "InvocationCompleted", timeout=60)
+    history = _history(lam, arn)
+    assert [e["EventType"] for e in history] == [
+        "ExecutionStarted",
+        "StepStarted",
+        "ExecutionStopped",
+        "InvocationCompleted",
+    ]
+    assert not history[-1]["InvocationCompletedDetails"].get("Error"), "it ended PENDING"
+    assert _status(lam, arn) == "STOPPED"
+    assert steps_run(recorder) == ["one"]

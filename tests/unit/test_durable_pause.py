@@ -247,3 +247,26 @@ def test_only_an_ended_execution_is_deleted_and_with_its_history() -> None:
             await executions.delete(SCOPE, arn)
 
     run(scenario)
+
+
+def test_a_stop_under_an_invocation_ends_its_checkpointing_without_a_token() -> None:
+    """A checkpoint of the invocation under way when its execution was stopped is answered
+    without a token and applies nothing (the SDK then ends the invocation PENDING, as when AWS
+    ends an execution under it); a token of an earlier point stays refused."""
+
+    async def scenario(executions: DurableExecutions, doc: Doc, clock: Clock, _: Any) -> None:
+        arn = doc["arn"]
+        first = token_of(doc)
+        answer = await executions.checkpoint(SCOPE, arn, first, [step("s1", "START")], None)
+        await executions.stop(SCOPE, arn, None)
+        late = await executions.checkpoint(
+            SCOPE, arn, answer["CheckpointToken"], [step("s1", "SUCCEED", Payload="1")], None
+        )
+        assert late == {"NewExecutionState": {"Operations": []}}
+        with pytest.raises(errors.InvalidParameterValueException):
+            await executions.checkpoint(SCOPE, arn, first, [], None)
+        stopped = await executions.get(SCOPE, arn)
+        assert events(stopped)[-1] == "ExecutionStopped"
+        assert [op["Status"] for op in stopped["ops"] if op["Id"] == "s1"] == ["STARTED"]
+
+    run(scenario)

@@ -472,6 +472,8 @@ class DurableExecutions:
                 and (last["client_token"], last["token"]) == (client_token, token)
             ):
                 return dict(last["answer"])
+            if _ended_under(doc, token):
+                return _ended_answer()
             if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
                 raise errors.InvalidParameterValueException(INVALID_TOKEN)
             durable_checks.check_batch(updates, _ops(doc))
@@ -515,6 +517,8 @@ class DurableExecutions:
                 and (last["client_token"], last["token"]) == (client_token, token)
             ):
                 return dict(last["answer"])
+            if _ended_under(doc, token):
+                return _ended_answer()
             if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
                 raise errors.InvalidParameterValueException(INVALID_TOKEN)
             durable_checks.check_batch(updates, _ops(doc))
@@ -559,6 +563,19 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+def _ended_answer() -> dict[str, Any]:
+    """The answer to a checkpoint of the invocation under way when its execution was stopped:
+    no token, nothing applied (the SDK stops checkpointing and ends the invocation PENDING, as
+    it does when AWS ends an execution under an invocation)."""
+    return {"NewExecutionState": {"Operations": []}}
+
+
+def _ended_under(doc: Doc, token: str) -> bool:
+    """Whether the execution ended (stopped) while the invocation ``token`` belongs to was
+    under way: that invocation's end has not advanced the sequence yet."""
+    return bool(doc["status"] != "RUNNING" and _seq_of(doc, token) == doc["seq"])
 
 
 #: How many of a document's history events are stored as rows (kept in memory only).
