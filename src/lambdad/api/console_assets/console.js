@@ -177,7 +177,9 @@ async function configTab(name, base, body) {
 
 // ---------------------------------------------------------------- durable executions
 const EXEC_PAGE = 20;
-const STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
+const STATUSES = ["RUNNING", "PAUSING", "PAUSED", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
+// StopDurableExecution stops a running or paused execution
+const STOPPABLE = ["RUNNING", "PAUSING", "PAUSED"];
 const fmtSeconds = (s) => (s ? fmtTime(s * 1000) : "—");
 const took = (a, b) => (a && b ? (Math.round((b - a) * 1000) / 1000) + " s" : "—");
 const execHref = (arn) => "#/exec/" + enc(arn);
@@ -253,7 +255,7 @@ async function executionPage(arn) {
     h("p", {}, h("a", { href: "#/fn/" + enc(fn) }, "← " + fn)),
     h("h1", {}, x.DurableExecutionName, " ", h("span", { id: "execution-status", class: "status-" + x.Status }, x.Status)),
     h("div", { class: "bar" }, h("button", { onclick: () => executionPage(arn) }, "Refresh"),
-      x.Status === "RUNNING" ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
+      STOPPABLE.includes(x.Status) ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
     kv([["Execution ARN", x.DurableExecutionArn], ["Function", x.FunctionArn], ["Version", x.Version],
       ["Started", fmtSeconds(x.StartTimestamp)], ["Ended", fmtSeconds(x.EndTimestamp)], ["Duration", took(x.StartTimestamp, x.EndTimestamp)],
       ["Execution timeout", x.DurableConfig && x.DurableConfig.ExecutionTimeout + " s"],
