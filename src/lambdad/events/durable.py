@@ -309,10 +309,10 @@ class DurableEngine:
             log.error("durable execution driver %s failed", key, exc_info=task.exception())
 
     async def _run(self, key: Key) -> None:
-        """Drive the execution until it ends, or until it waits for nothing timed (a callback,
-        a chained invoke: ``wake`` drives it again)."""
+        """Drive the execution until it ends: invoke its handler, sleep until its next timer
+        (or, waiting for nothing timed, a callback or a chained invoke, until its execution
+        timeout; ``wake`` cuts a sleep short)."""
         failures = 0
-        stalled = False
         while True:
             self._poked.discard(key)  # what the document read next shows
             doc = await self.executions.get_key(key)
@@ -334,10 +334,10 @@ class DurableEngine:
                 await self._sleep(key, min(due, deadline) - now)
                 continue
             if idle and doc.get("answered") and _stalled(doc) and key not in self._poked:
-                # Its handler answered PENDING and nothing has ended since (a resume with
-                # nothing to do, a restart): a callback or chained invoke wakes it.
-                stalled = True
-                break
+                # Its handler answered PENDING and nothing has ended since: a callback or a
+                # chained invoke wakes it; its timeout ends it.
+                await self._sleep(key, deadline - now)
+                continue
             ran = await self._invoke_once(key)
             if ran is Ran.THROTTLED:
                 await self._sleep(key, self._retry_delay)  # not a failure: it never ran
@@ -353,23 +353,11 @@ class DurableEngine:
                 await self._sleep(key, self._retry_delay)
             else:
                 failures = 0
-                self._poked.discard(key)
-                doc = await self.executions.get_key(key)
-                if (
-                    doc is not None
-                    and doc["status"] == "RUNNING"
-                    and not durable_pause.held(doc)  # a paused one sleeps to its deadline
-                    and _stalled(doc)
-                    and key not in self._poked
-                ):
-                    stalled = True  # PENDING, nothing timed: a callback or chained invoke wakes it
-                    break
         self._poked.discard(key)
         self._ended_invocation(key)
-        if not stalled:
-            event = self._ended.pop(key, None)
-            if event is not None:
-                event.set()
+        event = self._ended.pop(key, None)
+        if event is not None:
+            event.set()
 
     async def _sleep(self, key: Key, seconds: float) -> None:
         """Sleep ``seconds``, or less when the execution is woken (``wake``; not at all when it
