@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,43 @@ def test_a_stop_ends_the_invocation_under_way_at_its_next_checkpoint(
     assert not history[-1]["InvocationCompletedDetails"].get("Error"), "it ended PENDING"
     assert _status(lam, arn) == "STOPPED"
     assert steps_run(recorder) == ["one"]
+
+
+def test_lambdad_durable_pauses_resumes_stops_and_deletes(lam: Any, server: Server) -> None:
+    """``lambdad durable pause|resume|stop|delete FUNCTION EXECUTION`` act on an execution
+    named by its name, through the public API, and print its status after."""
+    name = str(
+        create_function(
+            lam,
+            SUSPENDED,
+            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1},
+        )["FunctionName"]
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    execution = unique("cli")
+    arn = lam.invoke(
+        FunctionName=name, InvocationType="Event", Payload=b"{}", DurableExecutionName=execution
+    )["DurableExecutionArn"]
+    wait_until(lambda: "InvocationCompleted" in _types(lam, arn), timeout=60)
+
+    def lambdad(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "lambdad.cli.main", "durable", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    where = ("--endpoint", server.endpoint)
+    said = lambdad("pause", name, execution, "--reason", "by hand", *where)
+    assert said.split() == [execution, "PAUSED"]
+    paused = lam.get_durable_execution(DurableExecutionArn=arn)
+    assert paused["PauseDetails"]["Reason"] == "by hand"
+    assert lambdad("resume", name, execution, *where).split() == [execution, "RUNNING"]
+    assert lambdad("stop", name, execution, *where).split() == [execution, "STOPPED"]
+    assert "Error" not in lam.get_durable_execution(DurableExecutionArn=arn)
+    assert "DeletionRequestTimestamp" in json.loads(lambdad("delete", name, arn, *where))
+    with _refused("ResourceNotFoundException", 404):
+        lam.get_durable_execution(DurableExecutionArn=arn)
