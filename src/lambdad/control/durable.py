@@ -465,18 +465,9 @@ class DurableExecutions:
         key = self.key_of(scope, arn)
         async with self._editing(key):
             doc = await self._load(key, arn)
-            last = doc["last_checkpoint"]
-            if (
-                client_token is not None
-                and last is not None
-                and (last["client_token"], last["token"]) == (client_token, token)
-            ):
-                return dict(last["answer"])
-            if _ended_under(doc, token):
-                return _ended_answer()
-            if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
-                raise errors.InvalidParameterValueException(INVALID_TOKEN)
-            durable_checks.check_batch(updates, _ops(doc))
+            early = _screen(doc, token, updates, client_token)
+            if early is not None:
+                return early
             answer = self._apply(doc, updates)
             if durable_pause.pausing(doc):
                 # Paused at this checkpoint: its updates are kept, and the answer without a
@@ -509,20 +500,7 @@ class DurableExecutions:
         None. The engine asks before it creates a chained invoke's child execution."""
         key = self.key_of(scope, arn)
         async with self._lock(key):
-            doc = await self._load(key, arn)
-            last = doc["last_checkpoint"]
-            if (
-                client_token is not None
-                and last is not None
-                and (last["client_token"], last["token"]) == (client_token, token)
-            ):
-                return dict(last["answer"])
-            if _ended_under(doc, token):
-                return _ended_answer()
-            if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
-                raise errors.InvalidParameterValueException(INVALID_TOKEN)
-            durable_checks.check_batch(updates, _ops(doc))
-            return None
+            return _screen(await self._load(key, arn), token, updates, client_token)
 
     def _apply(self, doc: Doc, updates: list[dict[str, Any]]) -> dict[str, Any]:
         now = self._clock()
@@ -563,6 +541,28 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+def _screen(
+    doc: Doc, token: str, updates: list[dict[str, Any]], client_token: str | None
+) -> dict[str, Any] | None:
+    """A checkpoint's checks before anything is applied: its first answer again when it is
+    retried with its client token; no token when its invocation's execution was stopped under
+    it; InvalidParameterValueException for a token not current, or a batch the rules refuse
+    (``durable_checks``). None: apply it."""
+    last = doc["last_checkpoint"]
+    if (
+        client_token is not None
+        and last is not None
+        and (last["client_token"], last["token"]) == (client_token, token)
+    ):
+        return dict(last["answer"])
+    if _ended_under(doc, token):
+        return _ended_answer()
+    if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
+        raise errors.InvalidParameterValueException(INVALID_TOKEN)
+    durable_checks.check_batch(updates, _ops(doc))
+    return None
 
 
 def _ended_answer() -> dict[str, Any]:
