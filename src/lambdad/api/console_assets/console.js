@@ -242,6 +242,12 @@ async function executionPage(arn) {
     if (!s.ok) { stopOut.textContent = errorText(s); return; }
     await executionPage(arn);
   };
+  // PauseDurableExecution / ResumeDurableExecution: no confirmation (each undoes the other)
+  const act = (path) => async () => {
+    const s = await api(base + path, { method: "POST" });
+    if (!s.ok) { stopOut.textContent = errorText(s); return; }
+    await executionPage(arn);
+  };
   const stopOut = h("span", { class: "error", id: "stop-error" });
   const t0 = x.StartTimestamp;
   const details = (e) => Object.entries(e).filter(([k]) => k.endsWith("Details"));
@@ -255,6 +261,8 @@ async function executionPage(arn) {
     h("p", {}, h("a", { href: "#/fn/" + enc(fn) }, "← " + fn)),
     h("h1", {}, x.DurableExecutionName, " ", h("span", { id: "execution-status", class: "status-" + x.Status }, x.Status)),
     h("div", { class: "bar" }, h("button", { onclick: () => executionPage(arn) }, "Refresh"),
+      x.Status === "RUNNING" ? h("button", { id: "pause-execution", onclick: act("/pause") }, "Pause") : null,
+      x.Status === "PAUSING" || x.Status === "PAUSED" ? h("button", { id: "resume-execution", onclick: act("/resume") }, "Resume") : null,
       STOPPABLE.includes(x.Status) ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
     kv([["Execution ARN", x.DurableExecutionArn], ["Function", x.FunctionArn], ["Version", x.Version],
       ["Started", fmtSeconds(x.StartTimestamp)], ["Ended", fmtSeconds(x.EndTimestamp)], ["Duration", took(x.StartTimestamp, x.EndTimestamp)],
