@@ -42,10 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lambdad.api.wire.model import MODELS
 from lambdad.runtime.sandbox import linux
 from lambdad.runtime.sandbox.network import MARK as CELL_MARK
 from tests.postgres_server import PostgresServer
@@ -386,6 +388,22 @@ def fork_server() -> ForkServer | None:
     return _FORK_SERVER[0]
 
 
+_LAMBDA_SESSION: list[boto3.Session] = []
+_SESSION_LOCK = threading.Lock()
+
+
+def lambda_session() -> boto3.Session:
+    """A boto3 session whose botocore data loader searches lambdad's shipped models first, so
+    its Lambda clients know every operation lambdad serves (the installed botocore may be older:
+    docs/wire-parsing.md); other services' models are the installed botocore's."""
+    with _SESSION_LOCK:
+        if not _LAMBDA_SESSION:
+            core = botocore.session.get_session()
+            core.get_component("data_loader").search_paths.insert(0, str(MODELS))
+            _LAMBDA_SESSION.append(boto3.Session(botocore_session=core))
+        return _LAMBDA_SESSION[0]
+
+
 @dataclass
 class Server:
     """A running ``lambdad serve`` process."""
@@ -403,8 +421,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, region: str = "us-east-1", **config: Any) -> Any:
+        """A boto3 Lambda client of this server, speaking the ``lambda`` model lambdad serves
+        (``lambda_session``)."""
         retries = config.pop("retries", {"total_max_attempts": 1})
-        return boto3.client(
+        return lambda_session().client(
             "lambda",
             endpoint_url=self.endpoint,
             region_name=region,

@@ -496,6 +496,31 @@ def test_a_waiting_execution_is_stopped_from_the_console(
     assert _events(client, arn)[-1] == "ExecutionStopped"
 
 
+def test_a_waiting_execution_is_paused_and_resumed_from_the_console(
+    console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
+) -> None:
+    """Pause on a running execution's page pauses it (PAUSED, Resume offered instead); Resume
+    runs it again (AWS: PauseDurableExecution, ResumeDurableExecution)."""
+    client = console.server.client()
+    name = durable_function(client, recorder, sdk_files)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    response = client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"wait": 300}')
+    arn = response["DurableExecutionArn"]
+    wait_until(lambda: _events(client, arn)[-1:] == ["InvocationCompleted"], timeout=60)
+
+    page.goto(console.url + "#/exec/" + urllib.parse.quote(arn, safe=""))
+    page.wait_for_selector("body[data-loaded=execution]")
+    page.click("#pause-execution")
+    page.locator("#execution-status", has_text="PAUSED").wait_for()
+    assert page.locator("#pause-execution").count() == 0
+    assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "PAUSED"
+    page.click("#resume-execution")
+    page.locator("#execution-status", has_text="RUNNING").wait_for()
+    assert page.locator("#resume-execution").count() == 0
+    assert _events(client, arn)[-2:] == ["ExecutionPaused", "ExecutionResumed"]
+    client.stop_durable_execution(DurableExecutionArn=arn)
+
+
 def test_a_failed_execution_shows_its_error(
     console: Console, page: Any, recorder: Recorder, sdk_files: dict[str, bytes]
 ) -> None:

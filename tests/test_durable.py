@@ -211,6 +211,35 @@ def test_an_execution_past_its_timeout_times_out(
     assert steps_run(recorder) == ["one"]
 
 
+def test_an_execution_waiting_on_nothing_timed_times_out(lam: Any) -> None:
+    """An execution that waits for nothing timed (its handler answered PENDING with no wait,
+    retry or callback timeout: a callback without a timeout) still ends TIMED_OUT when its
+    ExecutionTimeout has passed, without a restart (AWS: the timeout covers the whole
+    execution)."""
+    name = str(
+        create_function(
+            lam,
+            "def handler(event, context):\n    return {'Status': 'PENDING'}\n",
+            DurableConfig={"ExecutionTimeout": 2, "RetentionPeriodInDays": 1},
+        )["FunctionName"]
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")[
+        "DurableExecutionArn"
+    ]
+    wait_until(
+        lambda: lam.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING",
+        timeout=60,
+    )
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "TIMED_OUT"
+    types = [e["EventType"] for e in _history_of(lam, arn)]
+    assert types == ["ExecutionStarted", "InvocationCompleted", "ExecutionTimedOut"]
+
+
+def _history_of(client: Any, arn: str) -> list[dict[str, Any]]:
+    return list(client.get_durable_execution_history(DurableExecutionArn=arn)["Events"])
+
+
 @pytest.mark.slow
 def test_a_throttled_execution_runs_once_concurrency_is_back(
     lam: Any, recorder: Recorder, sdk_files: dict[str, bytes]

@@ -207,3 +207,47 @@ def test_stopping_a_caller_stops_its_durable_child(
     assert "ChainedInvokeStarted" in history
     assert "ChainedInvokeStopped" not in history
     assert steps_run(recorder) == ["one"]
+
+
+#: A durable handler without the SDK that suspends for ever (nothing timed, nothing under way).
+SUSPENDED = """
+def handler(event, context):
+    return {"Status": "PENDING"}
+"""
+
+
+def test_a_refused_checkpoint_creates_no_child_execution(lam: Any) -> None:
+    """A CHAINED_INVOKE START in a checkpoint refused for its token creates no child execution
+    of the durable target: the token and the batch are checked before the child is made (AWS:
+    a refused checkpoint changes nothing)."""
+    durable = {"ExecutionTimeout": 600, "RetentionPeriodInDays": 1}
+    caller, target = (
+        str(create_function(lam, SUSPENDED, DurableConfig=durable)["FunctionName"])
+        for _ in range(2)
+    )
+    for name in (caller, target):
+        lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn = lam.invoke(FunctionName=caller, InvocationType="Event", Payload=b"{}")[
+        "DurableExecutionArn"
+    ]
+    wait_until(
+        lambda: any(e["EventType"] == "InvocationCompleted" for e in _events(lam, arn)),
+        timeout=60,
+    )
+    start = {
+        "Id": "call",
+        "Type": "CHAINED_INVOKE",
+        "Action": "START",
+        "Payload": "{}",
+        "ChainedInvokeOptions": {"FunctionName": target},
+    }
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.checkpoint_durable_execution(
+            DurableExecutionArn=arn, CheckpointToken="c3RhbGU6MQ==", Updates=[start]
+        )
+    listed = lam.list_durable_executions_by_function(FunctionName=target)
+    assert listed["DurableExecutions"] == []
+    assert [e["EventType"] for e in _events(lam, arn)] == [
+        "ExecutionStarted",
+        "InvocationCompleted",
+    ]

@@ -183,11 +183,12 @@ def test_publish_into_a_layer_arn(lam: Any, publish: Publish) -> None:
             {"LayerName": "bad name"},
             "ValidationException",
             400,
-            # The current model's LayerName pattern, which AWS quotes.
+            # The current model's pattern of PublishLayerVersion's LayerName (LayerNameOrArn
+            # since botocore 1.44), which AWS quotes.
             "1 validation error detected: Value 'bad name' at 'layerName' failed to satisfy "
             r"constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:"
             r"lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
-            r"[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+",
+            r"[a-zA-Z0-9-_]{1,140}|[a-zA-Z0-9-_]{1,140})",
             id="name-pattern",
         ),
     ],

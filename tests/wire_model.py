@@ -24,8 +24,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
+
+from lambdad.api.wire import model as wire_model
 
 #: Stands for a JSON ``"\ud800"`` (a lone surrogate escape) in a value; Python's json would
 #: refuse to write one.
@@ -36,7 +37,9 @@ ABSENT = object()
 
 @functools.cache
 def model(service: str = "lambda") -> ServiceModel:
-    return botocore.session.get_session().get_service_model(service)
+    """The service model lambdad serves (Lambda's is the copy lambdad ships, newer than the
+    installed botocore's)."""
+    return wire_model.service(service)
 
 
 def operation(name: str) -> OperationModel:

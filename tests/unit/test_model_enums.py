@@ -1,12 +1,12 @@
-"""The function states and reasons are the ones botocore's current ``lambda`` model lists."""
+"""The function states and reasons are the ones the ``lambda`` model lambdad serves lists."""
 
 from __future__ import annotations
 
 import enum
 
-import botocore.session
 import pytest
 
+from lambdad.api.wire import model as wire_model
 from lambdad.control import model
 
 
@@ -22,5 +22,5 @@ from lambdad.control import model
 def test_enum_has_exactly_the_model_values(shape: str, values: type[enum.StrEnum]) -> None:
     """Lambda reports ``State``, ``StateReasonCode``, ``LastUpdateStatus`` and
     ``LastUpdateStatusReasonCode`` from these value sets; lambdad knows every one, no other."""
-    service = botocore.session.get_session().get_service_model("lambda")
+    service = wire_model.service("lambda")
     assert [member.value for member in values] == service.shape_for(shape).enum

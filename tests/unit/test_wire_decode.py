@@ -347,9 +347,9 @@ def test_every_route_decodes_its_operation() -> None:
             for name in DISPATCHING[handler]:
                 assert f'"{name}"' in source, name
     assert (
-        len(routed_operations()) == 71
+        len(routed_operations()) == 74
     )  # 45, InvokeWithResponseStream, five URL config calls, six policy calls, five mapping
-    # calls, six durable execution calls, three durable callback calls
+    # calls, nine durable execution calls, three durable callback calls
     assert {"CreateFunction", "Invoke", "ListLayers", "GetLayerVersionByArn"} <= (
         routed_operations()
     )

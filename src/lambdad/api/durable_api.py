@@ -12,13 +12,17 @@ from aiohttp import web
 from lambdad import errors
 from lambdad.api.lambda_api import DURABLE, FUNCTIONS, reply, scope_of
 from lambdad.api.wire.decode import handles, read_up_to
+from lambdad.control import durable_pause
 from lambdad.control.durable import Doc, page
 from lambdad.control.durable_requests import (
     CheckpointRequest,
+    DeleteExecutionRequest,
     ErrorObject,
     ExecutionRequest,
     HistoryRequest,
     ListExecutionsRequest,
+    PauseRequest,
+    ResumeRequest,
     StateRequest,
     StopRequest,
     plain,
@@ -86,6 +90,36 @@ async def stop(request: web.Request, req: StopRequest) -> web.Response:
     return reply({"StopTimestamp": doc["end"]})
 
 
+@routes.post(_EXECUTION + "/pause")
+@handles("PauseDurableExecution", PauseRequest)
+async def pause(request: web.Request, req: PauseRequest) -> web.Response:
+    await _engine(request).pause(
+        scope_of(request),
+        req.durable_execution_arn,
+        req.reason,
+        req.execution_timeout_paused,
+        req.client_token,
+    )
+    return reply({}, status=202)
+
+
+@routes.post(_EXECUTION + "/resume")
+@handles("ResumeDurableExecution", ResumeRequest)
+async def resume(request: web.Request, req: ResumeRequest) -> web.Response:
+    await _engine(request).resume(
+        scope_of(request), req.durable_execution_arn, req.reason, req.client_token
+    )
+    return reply({}, status=202)
+
+
+@routes.delete(_EXECUTION)
+@handles("DeleteDurableExecution", DeleteExecutionRequest)
+async def delete_execution(request: web.Request, req: DeleteExecutionRequest) -> web.Response:
+    executions = _engine(request).executions
+    when = await executions.delete(scope_of(request), req.durable_execution_arn)
+    return reply({"DeletionRequestTimestamp": when}, status=202)
+
+
 @routes.get(_EXECUTION)
 @handles("GetDurableExecution", ExecutionRequest)
 async def get_execution(request: web.Request, req: ExecutionRequest) -> web.Response:
@@ -105,7 +139,7 @@ async def list_executions(request: web.Request, req: ListExecutionsRequest) -> w
     if req.durable_execution_name is not None:
         docs = [d for d in docs if d["name"] == req.durable_execution_name]
     if req.statuses:
-        docs = [d for d in docs if d["status"] in req.statuses]
+        docs = [d for d in docs if durable_pause.status(d) in req.statuses]
     if req.started_after is not None:
         after = _instant(req.started_after, "StartedAfter")
         docs = [d for d in docs if d["start"] >= after]
@@ -161,7 +195,7 @@ def execution_shape(doc: Doc, include_data: bool = True) -> dict[str, Any]:
         "DurableExecutionName": doc["name"],
         "FunctionArn": doc["function_arn"],
         "StartTimestamp": doc["start"],
-        "Status": doc["status"],
+        "Status": durable_pause.status(doc),
         "Version": doc["version"],
         "DurableConfig": {
             "ExecutionTimeout": doc["timeout"],
@@ -171,6 +205,11 @@ def execution_shape(doc: Doc, include_data: bool = True) -> dict[str, Any]:
     }
     if doc["end"] is not None:
         shape["EndTimestamp"] = doc["end"]
+    else:
+        shape["ExpectedExecutionTimeoutTimestamp"] = durable_pause.deadline(doc)
+    pause = durable_pause.details(doc, include_data)
+    if pause is not None:
+        shape["PauseDetails"] = pause
     if include_data:
         shape["InputPayload"] = doc["input"]
         if doc["result"] is not None:
@@ -185,7 +224,7 @@ def _summary(doc: Doc) -> dict[str, Any]:
         "DurableExecutionArn": doc["arn"],
         "DurableExecutionName": doc["name"],
         "FunctionArn": doc["function_arn"],
-        "Status": doc["status"],
+        "Status": durable_pause.status(doc),
         "StartTimestamp": doc["start"],
     }
     if doc["end"] is not None:
@@ -194,9 +233,12 @@ def _summary(doc: Doc) -> dict[str, Any]:
 
 
 def _without_data(event: dict[str, Any]) -> dict[str, Any]:
-    """An event without its payloads (IncludeExecutionData false)."""
+    """An event without its payloads (IncludeExecutionData false); a pause's or resume's
+    reason is marked left out (``Truncated``), as AWS documents."""
     out = dict(event)
     for key, value in event.items():
         if key.endswith("Details") and isinstance(value, dict):
             out[key] = {k: v for k, v in value.items() if k not in ("Input", "Result", "Error")}
+            if "Reason" in value:
+                out[key]["Reason"] = {"Truncated": True}
     return out

@@ -41,17 +41,20 @@ def _credentials() -> Any:
     return botocore.session.Session().get_credentials()
 
 
-def _signed_headers(url: str, region: str) -> dict[str, str]:
-    """Headers of a GET of ``url`` signed with the AWS credentials the AWS CLI would use
-    (environment, profile, ...), so that a server in SigV4 mode knows the caller and its
-    account; with none, the bare credential scope (enough in open mode)."""
+def _signed_headers(
+    url: str, region: str, method: str = "GET", body: bytes = b""
+) -> dict[str, str]:
+    """Headers of a request of ``url`` (a GET unless ``method``, with ``body``) signed with the
+    AWS credentials the AWS CLI would use (environment, profile, ...), so that a server in
+    SigV4 mode knows the caller and its account; with none, the bare credential scope (enough
+    in open mode)."""
     credentials = _credentials()
     if credentials is None:
         return _scope_header(region)
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    request = AWSRequest(method="GET", url=url)
+    request = AWSRequest(method=method, url=url, data=body)
     SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
     return dict(request.headers.items())
 
@@ -60,6 +63,19 @@ def _get(url: str, region: str, timeout: float = 30.0) -> Any:
     request = urllib.request.Request(url, headers=_signed_headers(url, region))
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def _send(url: str, region: str, method: str, document: Any, timeout: float = 30.0) -> Any:
+    """``method`` of ``url`` with the JSON ``document`` as its body (none when None); the JSON
+    answer."""
+    body = b"" if document is None else json.dumps(document).encode()
+    headers = _signed_headers(url, region, method, body)
+    if document is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body or None, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer = response.read()
+        return json.loads(answer) if answer else {}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
-"""``lambdad durable list|show|history FUNCTION [EXECUTION]``: a function's durable executions,
-through the public API (ListDurableExecutionsByFunction, GetDurableExecution,
-GetDurableExecutionHistory)."""
+"""``lambdad durable list|show|history|pause|resume|stop|delete FUNCTION [EXECUTION]``: a
+function's durable executions, through the public API (ListDurableExecutionsByFunction,
+GetDurableExecution, GetDurableExecutionHistory, Pause-, Resume-, Stop- and
+DeleteDurableExecution)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import json
 import sys
 import urllib.error
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
-from lambdad.cli.client_commands import _common, _endpoint, _get
+from lambdad.cli.client_commands import _common, _endpoint, _get, _send
 
 _API = "/2025-12-01"
 
 
 def add_parser(commands: Any) -> None:
     durable = commands.add_parser("durable", help="a function's durable executions")
-    durable.add_argument("action", choices=("list", "show", "history"))
+    durable.add_argument("action", choices=tuple(_ACTIONS))
     durable.add_argument("function", help="function name or ARN")
-    durable.add_argument("execution", nargs="?", help="execution name or ARN (show, history)")
+    durable.add_argument("execution", nargs="?", help="execution name or ARN (all but list)")
+    durable.add_argument("--reason", help="why the execution is paused or resumed")
     _common(durable)
     durable.set_defaults(run=run_durable)
 
@@ -101,6 +104,30 @@ def _history(base: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _change(method: str, suffix: str, document: Any = None) -> Callable[..., int]:
+    """An action that sends ``method`` to the execution's URL + ``suffix`` and prints what
+    the execution is then (or, once deleted, the answer)."""
+
+    def act(base: str, args: argparse.Namespace) -> int:
+        arn = _arn(base, args)
+        if arn is None:
+            return 1
+        sent = document(args) if callable(document) else document
+        answer = _send(_execution_url(base, arn) + suffix, args.region, method, sent)
+        if method == "DELETE":
+            print(json.dumps(answer, indent=2))
+            return 0
+        shown = _get(_execution_url(base, arn), args.region)
+        print(f"{shown['DurableExecutionName']} {shown['Status']}")
+        return 0
+
+    return act
+
+
+def _reason(args: argparse.Namespace) -> dict[str, Any]:
+    return {"Reason": args.reason} if args.reason is not None else {}
+
+
 def _execution_url(base: str, arn: str) -> str:
     return f"{base}{_API}/durable-executions/{urllib.parse.quote(arn, safe='')}"
 
@@ -112,4 +139,14 @@ def _time(stamp: float | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-_ACTIONS = {"list": _list, "show": _show, "history": _history}
+Action = Callable[[str, argparse.Namespace], int]
+
+_ACTIONS: dict[str, Action] = {
+    "list": _list,
+    "show": _show,
+    "history": _history,
+    "pause": _change("POST", "/pause", _reason),
+    "resume": _change("POST", "/resume", _reason),
+    "stop": _change("POST", "/stop"),
+    "delete": _change("DELETE", ""),
+}

@@ -27,7 +27,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_callbacks, durable_chained, durable_checks, durable_ops
+from lambdad.control import (
+    durable_callbacks,
+    durable_chained,
+    durable_checks,
+    durable_ops,
+    durable_pause,
+)
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
 from lambdad.store.base import Key, Store, StoreChange, Table, Write
@@ -275,19 +281,12 @@ class DurableExecutions:
 
     async def begin_invocation(self, key: Key) -> Doc | None:
         """Ready the execution for its next invocation: end what is due, and issue the
-        invocation's checkpoint token. None when it has ended (or is gone)."""
+        invocation's checkpoint token. None when it has ended (or is gone) or is paused."""
         async with self._editing(key):
             doc = await self._read(key)
-            if doc is None or doc["status"] != "RUNNING":
+            if doc is None or doc["status"] != "RUNNING" or durable_pause.held(doc):
                 return None
-            now = self._clock()
-            ops = _ops(doc)
-            for op in durable_ops.due(ops, now):
-                if op["Type"] == "WAIT":
-                    _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
-            for op, event_type, details in durable_callbacks.due(doc, ops, now):
-                _record(doc, event_type, op, now, details)
-            doc["ops"] = list(ops.values())
+            _end_due(doc, self._clock())
             doc["woken"] = False
             doc["seq"] += 1
             doc["invocation_seq"] = doc["seq"]
@@ -306,15 +305,24 @@ class DurableExecutions:
                 return None
             doc["invoking"] = False
             doc["seq"] += 1
+            #: The handler ran and answered (its PENDING waits on its operations); one that
+            #: crashed or never ran (throttled) is invoked again.
+            doc["answered"] = record and error is None
             details: Doc = {
                 "StartTimestamp": started,
                 "EndTimestamp": self._clock(),
                 "RequestId": request_id,
                 "Error": durable_ops.data(error),
             }
+            execution = _ops(doc)[doc["invocation_id"]]
             if record:
-                execution = _ops(doc)[doc["invocation_id"]]
                 _record(doc, "InvocationCompleted", execution, details["EndTimestamp"], details)
+            if durable_pause.pausing(doc):  # paused at the invocation's end
+                now = details["EndTimestamp"]
+                for op, event_type, shown in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, shown)
             await self._save(key, doc)
             return doc
 
@@ -362,6 +370,86 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
+    async def pause(
+        self,
+        scope: Scope,
+        arn: str,
+        reason: str | None,
+        timeout_paused: bool | None,
+        client_token: str | None,
+    ) -> Doc:
+        """PauseDurableExecution (``durable_pause.request``)."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            now = self._clock()
+            execution = _ops(doc)[doc["invocation_id"]]
+            asked = (reason, timeout_paused, client_token)
+            for op, event_type, details in durable_pause.request(doc, execution, *asked, now):
+                _record(doc, event_type, op, now, details)
+            await self._save(key, doc)
+            return doc
+
+    async def resume(
+        self, scope: Scope, arn: str, reason: str | None, client_token: str | None
+    ) -> Doc:
+        """ResumeDurableExecution (``durable_pause.resume``)."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            now = self._clock()
+            execution = _ops(doc)[doc["invocation_id"]]
+            for op, event_type, details in durable_pause.resume(
+                doc, execution, reason, client_token, now
+            ):
+                _record(doc, event_type, op, now, details)
+            await self._save(key, doc)
+            return doc
+
+    async def hold(self, key: Key) -> Doc | None:
+        """What a paused execution does while no invocation of it runs: end its waits, step
+        retries and callback timeouts that are due (``woken`` when any did, so the resume
+        invokes the handler), and pause one still ``PAUSING`` whose invocation was cut off by
+        a restart. The execution as it is (None when gone)."""
+        async with self._editing(key):
+            doc = await self._read(key)
+            if doc is None or not durable_pause.held(doc):
+                return doc
+            now = self._clock()
+            changed = durable_pause.pausing(doc)
+            if changed:
+                execution = _ops(doc)[doc["invocation_id"]]
+                doc["invoking"] = False
+                doc["seq"] += 1  # the cut-off invocation's tokens stop working
+                for op, event_type, details in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, details)
+            if _end_due(doc, now):
+                doc["woken"] = changed = True
+            if changed:
+                await self._save(key, doc)
+            return doc
+
+    async def delete(self, scope: Scope, arn: str) -> float:
+        """DeleteDurableExecution: an execution that has ended is deleted with its history
+        (when it was asked). ResourceConflictException for one that has not ended."""
+        key = self.key_of(scope, arn)
+        async with self._editing(key):
+            doc = await self._load(key, arn)
+            if doc["status"] == "RUNNING":
+                raise errors.ResourceConflictException(
+                    f"Cannot delete durable execution {arn} in status "
+                    f"{durable_pause.status(doc)}: only an execution that has ended can be "
+                    "deleted."
+                )
+            now = self._clock()
+            await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+            await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
+            self._live.pop(key, None)
+        self._locks.pop(key, None)
+        return now
+
     # ------------------------------------------------------------------ the SDK's side
 
     async def checkpoint(
@@ -377,17 +465,20 @@ class DurableExecutions:
         key = self.key_of(scope, arn)
         async with self._editing(key):
             doc = await self._load(key, arn)
-            last = doc["last_checkpoint"]
-            if (
-                client_token is not None
-                and last is not None
-                and (last["client_token"], last["token"]) == (client_token, token)
-            ):
-                return dict(last["answer"])
-            if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
-                raise errors.InvalidParameterValueException(INVALID_TOKEN)
-            durable_checks.check_batch(updates, _ops(doc))
+            early = _screen(doc, token, updates, client_token)
+            if early is not None:
+                return early
             answer = self._apply(doc, updates)
+            if durable_pause.pausing(doc):
+                # Paused at this checkpoint: its updates are kept, and the answer without a
+                # token tells the SDK to end the invocation (PENDING).
+                now = self._clock()
+                execution = _ops(doc)[doc["invocation_id"]]
+                for op, event_type, details in durable_pause.reach(
+                    doc, execution, now, interrupted=True
+                ):
+                    _record(doc, event_type, op, now, details)
+                del answer["CheckpointToken"]
             doc["last_checkpoint"] = {
                 "client_token": client_token,
                 "token": token,
@@ -395,6 +486,21 @@ class DurableExecutions:
             }
             await self._save(key, doc)
             return answer
+
+    async def check(
+        self,
+        scope: Scope,
+        arn: str,
+        token: str,
+        updates: list[dict[str, Any]],
+        client_token: str | None,
+    ) -> dict[str, Any] | None:
+        """What ``checkpoint`` would refuse, refused now, changing nothing (the token, the batch
+        rules); the first answer again for a checkpoint retried with its client token, else
+        None. The engine asks before it creates a chained invoke's child execution."""
+        key = self.key_of(scope, arn)
+        async with self._lock(key):
+            return _screen(await self._load(key, arn), token, updates, client_token)
 
     def _apply(self, doc: Doc, updates: list[dict[str, Any]]) -> dict[str, Any]:
         now = self._clock()
@@ -435,6 +541,41 @@ class DurableExecutions:
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
         return page(doc["ops"], "Operations", marker, max_items)
+
+
+def _screen(
+    doc: Doc, token: str, updates: list[dict[str, Any]], client_token: str | None
+) -> dict[str, Any] | None:
+    """A checkpoint's checks before anything is applied: its first answer again when it is
+    retried with its client token; no token when its invocation's execution was stopped under
+    it; InvalidParameterValueException for a token not current, or a batch the rules refuse
+    (``durable_checks``). None: apply it."""
+    last = doc["last_checkpoint"]
+    if (
+        client_token is not None
+        and last is not None
+        and (last["client_token"], last["token"]) == (client_token, token)
+    ):
+        return dict(last["answer"])
+    if _ended_under(doc, token):
+        return _ended_answer()
+    if not doc["invoking"] or _seq_of(doc, token) != doc["seq"]:
+        raise errors.InvalidParameterValueException(INVALID_TOKEN)
+    durable_checks.check_batch(updates, _ops(doc))
+    return None
+
+
+def _ended_answer() -> dict[str, Any]:
+    """The answer to a checkpoint of the invocation under way when its execution was stopped:
+    no token, nothing applied (the SDK stops checkpointing and ends the invocation PENDING, as
+    it does when AWS ends an execution under an invocation)."""
+    return {"NewExecutionState": {"Operations": []}}
+
+
+def _ended_under(doc: Doc, token: str) -> bool:
+    """Whether the execution ended (stopped) while the invocation ``token`` belongs to was
+    under way: that invocation's end has not advanced the sequence yet."""
+    return bool(doc["status"] != "RUNNING" and _seq_of(doc, token) == doc["seq"])
 
 
 #: How many of a document's history events are stored as rows (kept in memory only).
@@ -481,6 +622,21 @@ def _ops(doc: Doc) -> dict[str, Any]:
     return {op["Id"]: op for op in doc["ops"]}
 
 
+def _end_due(doc: Doc, now: float) -> bool:
+    """End the execution's waits, step retries and callback timeouts that are due (recording
+    their events); whether any was."""
+    ops = _ops(doc)
+    before = len(doc["history"])
+    changed = durable_ops.due(ops, now)
+    for op in changed:
+        if op["Type"] == "WAIT":
+            _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
+    for op, event_type, details in durable_callbacks.due(doc, ops, now):
+        _record(doc, event_type, op, now, details)
+    doc["ops"] = list(ops.values())
+    return bool(changed) or len(doc["history"]) != before
+
+
 def _waited(op: dict[str, Any]) -> int:
     seconds: float = op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]
     return round(seconds)
@@ -490,6 +646,7 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     doc["status"] = status
     doc["end"] = now
     doc["invoking"] = False
+    doc.pop("pause", None)
     if result is not None:
         doc["result"] = result
     if error is not None:

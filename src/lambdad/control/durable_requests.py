@@ -100,6 +100,23 @@ class StopRequest(Wire, frozen=True, kw_only=True):
     durable_execution_arn: str
 
 
+class PauseRequest(Wire, frozen=True, kw_only=True):
+    durable_execution_arn: str
+    client_token: str | None = None
+    reason: str | None = None
+    execution_timeout_paused: bool | None = None
+
+
+class ResumeRequest(Wire, frozen=True, kw_only=True):
+    durable_execution_arn: str
+    client_token: str | None = None
+    reason: str | None = None
+
+
+class DeleteExecutionRequest(Wire, frozen=True, kw_only=True):
+    durable_execution_arn: str
+
+
 def plain(value: Any) -> Any:
     """A request value as wire-named builtins, members not given left out."""
     built = msgspec.to_builtins(value)

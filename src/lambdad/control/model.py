@@ -73,6 +73,7 @@ class StateReasonCode(enum.StrEnum):
     FUNCTION_ERROR_INIT_RESOURCE_EXHAUSTED = "FunctionError.InitResourceExhausted"
     DISALLOWED_BY_VPC_ENCRYPTION_CONTROL = "DisallowedByVpcEncryptionControl"
     DRAINING_DURABLE_EXECUTIONS = "DrainingDurableExecutions"
+    INCOMPATIBLE_ACCELERATOR_INSTANCE_TYPES = "IncompatibleAcceleratorInstanceTypes"
     DEPENDENCY_ERROR = "DependencyError"
 
 
@@ -142,6 +143,7 @@ class LastUpdateStatusReasonCode(enum.StrEnum):
     FUNCTION_ERROR_TOO_MANY_EXTENSIONS = "FunctionError.TooManyExtensions"
     FUNCTION_ERROR_INIT_RESOURCE_EXHAUSTED = "FunctionError.InitResourceExhausted"
     DISALLOWED_BY_VPC_ENCRYPTION_CONTROL = "DisallowedByVpcEncryptionControl"
+    INCOMPATIBLE_ACCELERATOR_INSTANCE_TYPES = "IncompatibleAcceleratorInstanceTypes"
     DEPENDENCY_ERROR = "DependencyError"
 
 

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from lambdad import errors
-from lambdad.control import durable_chained
+from lambdad.control import durable_chained, durable_pause
 from lambdad.control.arns import Scope
 from lambdad.control.changes import Change, FunctionDeleted
 from lambdad.control.durable import Doc, DurableExecutions, Settle, next_due, token_of
@@ -213,6 +213,29 @@ class DurableEngine:
                 await self.stop(scope, child, error)
         return doc
 
+    async def pause(
+        self,
+        scope: Scope,
+        arn: str,
+        reason: str | None,
+        timeout_paused: bool | None,
+        client_token: str | None,
+    ) -> Doc:
+        """PauseDurableExecution: the execution is held (``durable_pause``); its driver looks
+        at it again."""
+        doc = await self.executions.pause(scope, arn, reason, timeout_paused, client_token)
+        self.wake(scope.key(doc["function"], doc["name"]))
+        return doc
+
+    async def resume(
+        self, scope: Scope, arn: str, reason: str | None, client_token: str | None
+    ) -> Doc:
+        """ResumeDurableExecution: the execution runs again; its driver invokes the handler
+        when the pause cut an invocation short or something ended meanwhile, else waits on."""
+        doc = await self.executions.resume(scope, arn, reason, client_token)
+        self.wake(scope.key(doc["function"], doc["name"]))
+        return doc
+
     async def checkpoint(
         self,
         scope: Scope,
@@ -222,9 +245,13 @@ class DurableEngine:
         client_token: str | None,
     ) -> dict[str, Any]:
         """CheckpointDurableExecution (``DurableExecutions.checkpoint``); a chained invoke it
-        starts is launched."""
+        starts is launched. A durable target's child execution is created only once the
+        checkpoint's token and batch have passed their checks."""
         chained = any(update["Type"] == "CHAINED_INVOKE" for update in updates)
         if chained:
+            first = await self.executions.check(scope, arn, token, updates, client_token)
+            if first is not None:  # retried with its client token: answered already
+                return first
             updates = await self.chained.resolve(scope, arn, updates)
         answer = await self.executions.checkpoint(scope, arn, token, updates, client_token)
         if chained:
@@ -282,22 +309,34 @@ class DurableEngine:
             log.error("durable execution driver %s failed", key, exc_info=task.exception())
 
     async def _run(self, key: Key) -> None:
-        """Drive the execution until it ends, or until it waits for nothing timed (a callback,
-        a chained invoke: ``wake`` drives it again)."""
+        """Drive the execution until it ends: invoke its handler, sleep until its next timer
+        (or, waiting for nothing timed, a callback or a chained invoke, until its execution
+        timeout; ``wake`` cuts a sleep short)."""
         failures = 0
-        stalled = False
         while True:
+            self._poked.discard(key)  # what the document read next shows
             doc = await self.executions.get_key(key)
+            if doc is not None and durable_pause.held(doc):
+                doc = await self.executions.hold(key)
             if doc is None or doc["status"] != "RUNNING":
                 break
             now = time.time()
-            if now >= doc["deadline"]:
+            deadline = durable_pause.deadline(doc)
+            if now >= deadline:
                 await self.executions.finish(key, "TIMED_OUT")
                 break
             due = next_due(doc)
+            if durable_pause.held(doc):  # paused: nothing is invoked until it is resumed
+                await self._sleep(key, min(due or deadline, deadline) - now)
+                continue
             idle = doc["seq"] > 0 and not doc["invoking"] and not doc.get("woken")
             if idle and due is not None and due > now:
-                await self._sleep(key, min(due, doc["deadline"]) - now)
+                await self._sleep(key, min(due, deadline) - now)
+                continue
+            if idle and doc.get("answered") and _stalled(doc) and key not in self._poked:
+                # Its handler answered PENDING and nothing has ended since: a callback or a
+                # chained invoke wakes it; its timeout ends it.
+                await self._sleep(key, deadline - now)
                 continue
             ran = await self._invoke_once(key)
             if ran is Ran.THROTTLED:
@@ -314,25 +353,17 @@ class DurableEngine:
                 await self._sleep(key, self._retry_delay)
             else:
                 failures = 0
-                self._poked.discard(key)
-                doc = await self.executions.get_key(key)
-                if (
-                    doc is not None
-                    and doc["status"] == "RUNNING"
-                    and _stalled(doc)
-                    and key not in self._poked
-                ):
-                    stalled = True  # PENDING, nothing timed: a callback or chained invoke wakes it
-                    break
         self._poked.discard(key)
         self._ended_invocation(key)
-        if not stalled:
-            event = self._ended.pop(key, None)
-            if event is not None:
-                event.set()
+        event = self._ended.pop(key, None)
+        if event is not None:
+            event.set()
 
     async def _sleep(self, key: Key, seconds: float) -> None:
-        """Sleep ``seconds``, or less when the execution is woken (``wake``)."""
+        """Sleep ``seconds``, or less when the execution is woken (``wake``; not at all when it
+        was woken since the driver last read it)."""
+        if key in self._poked:
+            return
         changed = self._changed.setdefault(key, asyncio.Event())
         try:
             with contextlib.suppress(TimeoutError):

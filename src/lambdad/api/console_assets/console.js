@@ -177,7 +177,9 @@ async function configTab(name, base, body) {
 
 // ---------------------------------------------------------------- durable executions
 const EXEC_PAGE = 20;
-const STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
+const STATUSES = ["RUNNING", "PAUSING", "PAUSED", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
+// StopDurableExecution stops a running or paused execution
+const STOPPABLE = ["RUNNING", "PAUSING", "PAUSED"];
 const fmtSeconds = (s) => (s ? fmtTime(s * 1000) : "—");
 const took = (a, b) => (a && b ? (Math.round((b - a) * 1000) / 1000) + " s" : "—");
 const execHref = (arn) => "#/exec/" + enc(arn);
@@ -240,6 +242,12 @@ async function executionPage(arn) {
     if (!s.ok) { stopOut.textContent = errorText(s); return; }
     await executionPage(arn);
   };
+  // PauseDurableExecution / ResumeDurableExecution: no confirmation (each undoes the other)
+  const act = (path) => async () => {
+    const s = await api(base + path, { method: "POST" });
+    if (!s.ok) { stopOut.textContent = errorText(s); return; }
+    await executionPage(arn);
+  };
   const stopOut = h("span", { class: "error", id: "stop-error" });
   const t0 = x.StartTimestamp;
   const details = (e) => Object.entries(e).filter(([k]) => k.endsWith("Details"));
@@ -253,7 +261,9 @@ async function executionPage(arn) {
     h("p", {}, h("a", { href: "#/fn/" + enc(fn) }, "← " + fn)),
     h("h1", {}, x.DurableExecutionName, " ", h("span", { id: "execution-status", class: "status-" + x.Status }, x.Status)),
     h("div", { class: "bar" }, h("button", { onclick: () => executionPage(arn) }, "Refresh"),
-      x.Status === "RUNNING" ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
+      x.Status === "RUNNING" ? h("button", { id: "pause-execution", onclick: act("/pause") }, "Pause") : null,
+      x.Status === "PAUSING" || x.Status === "PAUSED" ? h("button", { id: "resume-execution", onclick: act("/resume") }, "Resume") : null,
+      STOPPABLE.includes(x.Status) ? h("button", { id: "stop-execution", onclick: stop }, "Stop") : null, stopOut),
     kv([["Execution ARN", x.DurableExecutionArn], ["Function", x.FunctionArn], ["Version", x.Version],
       ["Started", fmtSeconds(x.StartTimestamp)], ["Ended", fmtSeconds(x.EndTimestamp)], ["Duration", took(x.StartTimestamp, x.EndTimestamp)],
       ["Execution timeout", x.DurableConfig && x.DurableConfig.ExecutionTimeout + " s"],

@@ -1,5 +1,7 @@
-"""botocore's service models (``lambda``, ``scheduler``, ``events``, ...), loaded once from the
-installed botocore (no network).
+"""botocore's service models (``lambda``, ``scheduler``, ``events``, ...), loaded once (no
+network): Lambda's from the copy shipped in ``models/`` (botocore 1.44.18's, which has the durable
+execution operations the installed botocore lacks: docs/wire-parsing.md), the others from the
+installed botocore.
 
 An :class:`Operation` is what the decoder needs of one call: where each input member travels
 (URI label, query string, header, JSON body or raw payload) and the shapes that constrain it.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any
 
 from botocore.loaders import Loader
@@ -51,10 +54,22 @@ class Operation:
 LAMBDA = "lambda"
 
 
+#: botocore data searched before the installed botocore's: the ``lambda`` model lambdad serves.
+#: A client that should speak the same model searches it first too (a botocore session's
+#: ``data_loader.search_paths``, or ``AWS_DATA_PATH`` for the AWS CLI).
+MODELS = Path(__file__).with_name("models")
+
+
+@functools.cache
+def _loader() -> Loader:
+    return Loader(extra_search_paths=[str(MODELS)])
+
+
 @functools.cache
 def service(name: str = LAMBDA) -> ServiceModel:
-    """The service model ``name`` (``lambda``, ``scheduler``) of the installed botocore."""
-    return ServiceModel(Loader().load_service_model(name, "service-2"), name)
+    """The service model ``name`` (``lambda``, ``scheduler``): the shipped copy where there is
+    one (``MODELS``), else the installed botocore's."""
+    return ServiceModel(_loader().load_service_model(name, "service-2"), name)
 
 
 @functools.cache
