@@ -518,6 +518,17 @@ class Lambdad:
             settings.port,
             HttpTimeouts.of(settings),
         )
+        #: A worker's API for its own functions only (a function's SDK calling Lambda: a
+        #: durable checkpoint, an invoke of another function), on a loopback port of its own
+        #: that the sandbox relays to the cells; the public listener serves no API there.
+        self.functions_api: HttpListener | None = None
+        if settings.role == "worker":
+            self.functions_api = HttpListener(
+                lambda: build_app(dataclasses.replace(self._services(), role="all")),
+                "127.0.0.1",
+                0,
+                HttpTimeouts.of(settings),
+            )
         #: The web console on its own port (docs/console.md); None when ``console_port`` is -1.
         self.console: HttpListener | None = None
         if settings.console_port >= 0:
@@ -630,6 +641,7 @@ class Lambdad:
             Part("metrics", self.metrics.open, self.metrics.close),
             Part("other nodes' metrics", self.metric_peers.start, self.metric_peers.close),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
+            *self._functions_api_part(),
             Part("runtime", self.runtime.start, self.runtime.close),
             Part("deletes through other nodes", _nothing, self.remote_deletes.close),
             # After the runtime: the sandbox knows the cells' gateway once it runs.
@@ -694,6 +706,21 @@ class Lambdad:
         if info is None:
             raise RuntimeError("the node's id is read before the NATS parts start")
         return info.id
+
+    def _functions_api_part(self) -> list[Part]:
+        """A worker's API for its own functions, listening before the sandbox starts (which
+        relays it to the cells)."""
+        listener = self.functions_api
+        if listener is None:
+            return []
+
+        async def start() -> None:
+            await listener.start()
+            assert listener.port is not None
+            self.sandbox.endpoint = ("127.0.0.1", listener.port)
+            self.sandbox.api_url = api_url("127.0.0.1", listener.port)
+
+        return [Part("functions' API", start, listener.close)]
 
     def _nats_part(self) -> list[Part]:
         link = self.nats

@@ -224,6 +224,9 @@ class Sandbox(abc.ABC):
 
     #: lambdad's own API URL (``Reach.api_url``), set by whoever builds the sandbox.
     api_url: str = ""
+    #: ``(host, port)`` of lambdad's API as functions reach it (a sandbox with networks of
+    #: its own relays it to them); None: not reachable. Set before the sandbox starts.
+    endpoint: tuple[str, int] | None = None
 
     def reach(self) -> Reach:
         """How environments and lambdad reach each other (loopback, by default)."""

@@ -511,7 +511,7 @@ class LinuxSandbox(Sandbox):
         self._networks_ahead = networks_ahead
         self._networks: ReadyNetworks | None = None
         #: lambdad's own API (host, port), relayed to the cells at their gateway.
-        self._endpoint = endpoint
+        self.endpoint = endpoint
         self._relay: EndpointRelay | None = None
         self._reach = Reach()
         self.state = SpawnerState.NEW
@@ -583,8 +583,8 @@ class LinuxSandbox(Sandbox):
         if not network.active:
             return
         endpoints: dict[str, str] = {}
-        if self._endpoint is not None and self._endpoint[1]:
-            host, port = self._endpoint
+        if self.endpoint is not None and self.endpoint[1]:
+            host, port = self.endpoint
             relay = EndpointRelay(network, host, port)
             try:
                 await relay.start()
