@@ -52,6 +52,8 @@ from lambdad.events.durable import DurableEngine
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
+from lambdad.events.owned_triggers import OwnedTriggers
+from lambdad.events.owners import Owners
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.rabbitmq_mapping import mq_factory
 from lambdad.events.rule_triggers import RuleTriggers
@@ -66,7 +68,7 @@ from lambdad.events.stream_mapping import (
     stream_factory,
 )
 from lambdad.events.trigger_retries import TriggerRetries
-from lambdad.events.triggers import TimeTriggers
+from lambdad.events.triggers import TimeTriggers, TriggerSource
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases
 from lambdad.invoke.destinations import Destinations
@@ -354,32 +356,22 @@ class Lambdad:
             destinations=self.destinations,
         )
         #: EventBridge Scheduler: schedules fire on the schedulers' clock (never scaled).
-        self.scheduler_clock = SchedulerClock(*settings.scheduler_clock_start)
+        self.scheduler_clock = SchedulerClock(
+            *settings.scheduler_clock_start, origin=settings.scheduler_clock_origin
+        )
         self.schedules = Schedules(self.store, now=self.scheduler_clock.now)
         #: EventBridge scheduled rules, on the same clock and the same firing engine.
         self.rules = EventRules(self.store, clock=self.scheduler_clock.now)
         #: Retries of a schedule's or a rule target's invoke, kept in the store.
-        self.trigger_retries = TriggerRetries(self.store, retry_delay=settings.scaled(1.0))
-        self.time_triggers = TimeTriggers(
-            self.store,
-            self.scheduler_clock,
-            [
-                ScheduleTriggers(
-                    self.schedules,
-                    self.invoker,
-                    self.destinations,
-                    self.scheduler_clock,
-                    self.trigger_retries,
-                ),
-                RuleTriggers(
-                    self.rules,
-                    self.invoker,
-                    self.destinations,
-                    self.scheduler_clock,
-                    self.trigger_retries,
-                ),
-            ],
-        )
+        self.trigger_retries, self.time_triggers = self._make_triggers(confirm=False)
+        #: In a cluster (``nats_url``): which node runs each poller and the time triggers
+        #: (docs/cluster.md); None on a single node, and on an ``api`` node (it runs neither).
+        self.owners = self._make_owners(settings)
+        self.owned_triggers: OwnedTriggers | None = None
+        if self.owners is not None:
+            self.owned_triggers = OwnedTriggers(
+                self.owners, lambda: self._make_triggers(confirm=True)[::-1]
+            )
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
         #: The sources' own endpoints, and the shared one for what else a poller reaches
@@ -397,7 +389,9 @@ class Lambdad:
             check_source=SourceChecker(source_clients, brokers=settings.mq_broker_urls),
             check_filters=check_filter_criteria,
         )
-        self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
+        self.pollers = Pollers(
+            self.mappings, source_clients, self.invoker, self.functions, owners=self.owners
+        )
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
         on_failure = destination_sinks(
             lambda ctx: StreamFailureDestination(ctx.clients, retry_delay=settings.scaled(1.0))
@@ -549,9 +543,7 @@ class Lambdad:
             Part("invoker", _nothing, self.invoker.close),
             Part("event dispatcher", self.dispatcher.start, self.dispatcher.close),
             Part("event source mappings", self.mappings.start, self.mappings.close),
-            Part("pollers", self.pollers.start, self.pollers.close),
-            Part("schedules", self.time_triggers.start, self.time_triggers.close),
-            Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
+            *self._poller_parts(),
             Part("HTTP listener", self.http.start, self.http.close),
             Part("durable executions", self.durable.start, self.durable.close),
             # Once listening (its address is known); it deregisters first when stopping.
@@ -559,6 +551,31 @@ class Lambdad:
             *self._console_part(),
             # Last: once listening, start-up work (imports, opening stores) is over.
             Part("loop watchdog", self._watch_loop, self._unwatch_loop),
+        ]
+
+    def _poller_parts(self) -> list[Part]:
+        """Pollers and time triggers: here on a single node; in a cluster, on the node holding
+        each one's claim (never on an ``api`` node)."""
+        if self.nats is None:
+            return [
+                Part("pollers", self.pollers.start, self.pollers.close),
+                Part("schedules", self.time_triggers.start, self.time_triggers.close),
+                Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
+            ]
+        if self.owners is None or self.owned_triggers is None:
+            return []
+        owners, triggers = self.owners, self.owned_triggers
+
+        async def follow() -> None:
+            self.store.subscribe(self.pollers.heard_stored)
+            self.store.subscribe(triggers.heard_stored)
+
+        return [
+            Part("claims bucket", self.claims.open, self.claims.close),
+            Part("pollers", self.pollers.start, self.pollers.close),
+            Part("schedules", triggers.start, triggers.close),
+            Part("changes through other nodes", follow, _nothing),
+            Part("claims", owners.start, owners.close),
         ]
 
     def _nats_part(self) -> list[Part]:
@@ -628,6 +645,35 @@ class Lambdad:
             "queue_depth": float(self.queue.pending()),
         }
 
+    def _make_triggers(self, *, confirm: bool) -> tuple[TriggerRetries, TimeTriggers]:
+        """The schedules' and scheduled rules' firing engine and its durable retries (made
+        again each time a cluster node takes the time triggers over)."""
+        retries = TriggerRetries(self.store, retry_delay=self.settings.scaled(1.0))
+        clock = self.scheduler_clock
+        sources: list[TriggerSource] = [
+            ScheduleTriggers(self.schedules, self.invoker, self.destinations, clock, retries),
+            RuleTriggers(self.rules, self.invoker, self.destinations, clock, retries),
+        ]
+        return retries, TimeTriggers(self.store, clock, sources, confirm=confirm)
+
+    def _make_owners(self, settings: Settings) -> Owners | None:
+        """The node's claims when it takes work in a cluster (roles ``worker`` and ``all``)."""
+        if self.nats is None or settings.role == "api":
+            return None
+        from lambdad.store.nats_owners import NatsClaims
+
+        self.claims = NatsClaims(self.nats, settings.node_lease)
+        return Owners(self.claims, node_id(settings.data_dir))
+
+    def _claims_report(self) -> str:
+        """What ``lambdad doctor`` says of this node's share of the pollers and schedules."""
+        if self.nats is None:
+            return "none (single node: every poller and schedule runs here)"
+        if self.owners is None:
+            return "none (role api: pollers and schedules run on workers)"
+        held = self.owners.held()
+        return ", ".join(held) if held else "none held"
+
     def _describe_node(self) -> NodeInfo:
         """What this node registers (run in a thread: it reads files and runs programs)."""
         found = runtimes.inventory(self.python_path, self.settings.node)
@@ -672,6 +718,7 @@ class Lambdad:
                     else "none (single node: no store URL)"
                 ),
                 "nats": (self.nats.describe() if self.nats is not None else "none (no NATS URL)"),
+                "claims": self._claims_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {

@@ -1,0 +1,218 @@
+"""Pollers and schedules in a cluster (docs/cluster.md, issue 16 part 5): two lambdads of role
+``all`` on one PostgreSQL database and one NATS server run each event source mapping's poller
+and the time triggers on exactly one of them, and the other takes over when that one is
+killed: a schedule's occurrences fire once each, none twice and none lost, and an SQS mapping
+is polled by one node, then by the survivor."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.aws import ACCOUNT
+from tests.conftest import (
+    Moto,
+    Recorder,
+    Server,
+    create_function,
+    unique,
+    wait_until,
+)
+from tests.nats_server import NatsServer, unavailable_reason
+from tests.postgres_server import PostgresServer
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+]
+
+#: The claims' lease (the node lease): a killed node's work moves within seconds.
+LEASE = "1.5"
+#: The schedulers' test clock runs 30 times faster: a minute's rate fires every 2 s.
+SPEED = 30
+CLOCK_START = 1893456000.0  # 2030-01-01T00:00:00Z
+
+#: Reports ``<request id> <scheduled time>`` (a schedule) or ``<body> 0`` per record (SQS).
+RECORDING = """
+import datetime, os, socket
+
+
+def report(line):
+    address = (os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0], int(os.environ["RECORDER_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(line.encode())
+        connection.recv(1)
+
+
+def handler(event, context):
+    if "Records" in event:
+        for record in event["Records"]:
+            report(f"{record['body']} 0\\n")
+        return {}
+    when = datetime.datetime.fromisoformat(event["t"].replace("Z", "+00:00")).timestamp()
+    report(f"{context.aws_request_id} {int(when)}\\n")
+    return event
+"""
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsServer]:
+    server = NatsServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def node_settings(db: str, nats: NatsServer, moto: Moto, origin: float) -> dict[str, str]:
+    return {
+        "LAMBDAD_STORE_URL": db,
+        "LAMBDAD_NATS_URL": nats.url,
+        "LAMBDAD_ROLE": "all",
+        "LAMBDAD_NODE_LEASE": LEASE,
+        "LAMBDAD_ACCOUNT_ID": ACCOUNT,
+        "LAMBDAD_AWS_ENDPOINT_URL": moto.endpoint,
+        # One test clock for both nodes: it read 2030-01-01 at ``origin`` (real time).
+        "LAMBDAD_SCHEDULER_CLOCK": f"2030-01-01T00:00:00Z,{SPEED},{origin}",
+        "LAMBDAD_CONSOLE_PORT": "-1",
+    }
+
+
+def two_nodes(
+    start_server: Callable[..., Server], postgres: PostgresServer, nats: NatsServer, moto: Moto
+) -> list[Server]:
+    settings = node_settings(postgres.database(), nats, moto, time.time())
+    return [start_server(settings), start_server(settings)]
+
+
+def claims_of(server: Server) -> set[str]:
+    """What the node holds, as ``lambdad doctor`` says."""
+    held = str(server.get_json("/_lambdad/doctor")["node"]["claims"])
+    return set() if held.startswith("none") else set(held.split(", "))
+
+
+def holder(nodes: list[Server], key: str) -> Server:
+    """The one node holding ``key``, once exactly one does."""
+    found = wait_until(lambda: [n for n in nodes if key in claims_of(n)] or None, timeout=30)
+    assert len(found) == 1, f"{key} held by {len(found)} nodes"
+    return found[0]
+
+
+def scheduler_client(server: Server) -> Any:
+    return boto3.client(
+        "scheduler",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def occurrences(recorder: Recorder) -> list[int]:
+    """Scheduled times (minutes of the test clock) of every run reported, in order of time."""
+    return sorted((at - int(CLOCK_START)) // 60 for run_id, at in list(recorder.runs) if at)
+
+
+def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_dies(
+    start_server: Callable[..., Server],
+    postgres: PostgresServer,
+    nats: NatsServer,
+    moto: Moto,
+    recorder: Recorder,
+) -> None:
+    """A ``rate(1 minute)`` schedule created through one of two nodes fires on the one that
+    holds the time triggers, each occurrence once; that node SIGKILLed, the other takes over
+    after the lease and fires the next occurrences, including any that came due meanwhile,
+    none twice and none lost (AWS: Scheduler invokes the target once per occurrence)."""
+    nodes = two_nodes(start_server, postgres, nats, moto)
+    lam = nodes[0].client()
+    fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
+    sched = scheduler_client(nodes[1])  # created through the node that may not fire it
+    sched.create_schedule(
+        Name=unique("tick"),
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": fn["FunctionArn"],
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
+            "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
+        },
+    )
+    owner = holder(nodes, "triggers")
+    survivor = next(n for n in nodes if n is not owner)
+    wait_until(lambda: len(occurrences(recorder)) >= 3, timeout=60)
+    # Kill the owner just after an occurrence ran, two real seconds before the next is due.
+    seen = len(occurrences(recorder))
+    wait_until(lambda: len(occurrences(recorder)) > seen, timeout=30)
+    before = occurrences(recorder)
+    owner.stop(signal.SIGKILL)
+    assert holder([survivor], "triggers") is survivor
+    wait_until(lambda: len(occurrences(recorder)) >= len(before) + 3, timeout=60)
+    fired = occurrences(recorder)
+    counts = Counter(fired)
+    assert [minute for minute, n in counts.items() if n > 1] == [], "fired twice"
+    assert fired == list(range(fired[0], fired[0] + len(fired))), "an occurrence was lost"
+    sched.close()
+    lam.close()
+
+
+def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
+    start_server: Callable[..., Server],
+    postgres: PostgresServer,
+    nats: NatsServer,
+    moto: Moto,
+    recorder: Recorder,
+) -> None:
+    """An SQS mapping made through one node is polled by exactly one of the two (the other
+    reports no poller for it), every message is delivered; its node SIGKILLed, the other polls
+    it and delivers what comes next (AWS: one mapping's pollers share the queue; each message
+    is delivered at least once)."""
+    nodes = two_nodes(start_server, postgres, nats, moto)
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName=unique("owned"), Attributes={"VisibilityTimeout": "5"})[
+        "QueueUrl"
+    ]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    lam = nodes[1].client()
+    fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
+    uuid = lam.create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=fn["FunctionName"], BatchSize=10
+    )["UUID"]
+    poller = holder(nodes, f"esm.{uuid}")
+    other = next(n for n in nodes if n is not poller)
+
+    def polling(server: Server) -> bool:
+        found = server.get_json("/_lambdad/esm")["EventSourceMappings"]
+        return any(m["UUID"] == uuid and m["Polling"] for m in found)
+
+    wait_until(lambda: polling(poller), timeout=30)
+    assert not polling(other)
+
+    def send(names: list[str]) -> None:
+        entries = [{"Id": str(n), "MessageBody": name} for n, name in enumerate(names)]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+
+    def delivered() -> set[str]:
+        return {body for body, _ in list(recorder.runs)}
+
+    first = [f"a{n}" for n in range(10)]
+    send(first)
+    wait_until(lambda: set(first) <= delivered(), timeout=60)
+    assert not polling(other)
+    poller.stop(signal.SIGKILL)
+    assert holder([other], f"esm.{uuid}") is other
+    wait_until(lambda: polling(other), timeout=30)
+    second = [f"b{n}" for n in range(10)]
+    send(second)
+    wait_until(lambda: set(second) <= delivered(), timeout=60)
+    lam.close()
