@@ -1,8 +1,8 @@
 """Pollers and schedules in a cluster (docs/cluster.md, issue 16 part 5): two lambdads of role
-``all`` on one PostgreSQL database and one NATS server run each event source mapping's poller
-and the time triggers on exactly one of them, and the other takes over when that one is
-killed: a schedule's occurrences fire once each, none twice and none lost, and an SQS mapping
-is polled by one node, then by the survivor."""
+``all`` (and an ``api`` node, which runs neither) on one PostgreSQL database and one NATS server run
+each event source mapping's poller and the time triggers on exactly one of them, and the other takes
+over when that one is killed: a schedule's occurrences fire once each, none twice and none lost, and
+an SQS mapping is polled by one node, then by the survivor."""
 
 from __future__ import annotations
 
@@ -85,11 +85,14 @@ def node_settings(db: str, nats: NatsServer, moto: Moto, origin: float) -> dict[
     }
 
 
-def two_nodes(
+def cluster(
     start_server: Callable[..., Server], postgres: PostgresServer, nats: NatsServer, moto: Moto
-) -> list[Server]:
+) -> tuple[Server, list[Server]]:
+    """An ``api`` node (through which the test makes everything) and two nodes of role
+    ``all`` that share the pollers and schedules."""
     settings = node_settings(postgres.database(), nats, moto, time.time())
-    return [start_server(settings), start_server(settings)]
+    api = start_server({**settings, "LAMBDAD_ROLE": "api"})
+    return api, [start_server(settings), start_server(settings)]
 
 
 def claims_of(server: Server) -> set[str]:
@@ -128,14 +131,14 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     moto: Moto,
     recorder: Recorder,
 ) -> None:
-    """A ``rate(1 minute)`` schedule created through one of two nodes fires on the one that
-    holds the time triggers, each occurrence once; that node SIGKILLed, the other takes over
-    after the lease and fires the next occurrences, including any that came due meanwhile,
-    none twice and none lost (AWS: Scheduler invokes the target once per occurrence)."""
-    nodes = two_nodes(start_server, postgres, nats, moto)
-    lam = nodes[0].client()
+    """A ``rate(1 minute)`` schedule created through an api node (which fires nothing) fires on the
+    one of two nodes that holds the time triggers, each occurrence once; that node SIGKILLed, the
+    other takes over after the lease and fires the next occurrences, including any that came due
+    meanwhile, none twice and none lost (AWS: Scheduler invokes the target once per occurrence)."""
+    api, nodes = cluster(start_server, postgres, nats, moto)
+    lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
-    sched = scheduler_client(nodes[1])  # created through the node that may not fire it
+    sched = scheduler_client(api)  # the nodes that fire hear of it through the store's feed
     sched.create_schedule(
         Name=unique("tick"),
         ScheduleExpression="rate(1 minute)",
@@ -147,6 +150,7 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
         },
     )
     owner = holder(nodes, "triggers")
+    assert claims_of(api) == set()
     survivor = next(n for n in nodes if n is not owner)
     wait_until(lambda: len(occurrences(recorder)) >= 3, timeout=60)
     # Kill the owner just after an occurrence ran, two real seconds before the next is due.
@@ -171,11 +175,11 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     moto: Moto,
     recorder: Recorder,
 ) -> None:
-    """An SQS mapping made through one node is polled by exactly one of the two (the other
-    reports no poller for it), every message is delivered; its node SIGKILLed, the other polls
-    it and delivers what comes next (AWS: one mapping's pollers share the queue; each message
-    is delivered at least once)."""
-    nodes = two_nodes(start_server, postgres, nats, moto)
+    """An SQS mapping made through an api node is polled by exactly one of the two other nodes (the
+    api node and the other report no poller for it), every message is delivered; its node SIGKILLed,
+    the other polls it and delivers what comes next (AWS: one mapping's pollers share the queue;
+    each message is delivered at least once)."""
+    api, nodes = cluster(start_server, postgres, nats, moto)
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName=unique("owned"), Attributes={"VisibilityTimeout": "5"})[
         "QueueUrl"
@@ -183,7 +187,7 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    lam = nodes[1].client()
+    lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
     uuid = lam.create_event_source_mapping(
         EventSourceArn=arn, FunctionName=fn["FunctionName"], BatchSize=10
@@ -197,6 +201,8 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
 
     wait_until(lambda: polling(poller), timeout=30)
     assert not polling(other)
+    assert not polling(api)
+    assert "role api" in str(api.get_json("/_lambdad/doctor")["node"]["claims"])
 
     def send(names: list[str]) -> None:
         entries = [{"Id": str(n), "MessageBody": name} for n, name in enumerate(names)]
