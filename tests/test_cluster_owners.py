@@ -178,7 +178,8 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     """An SQS mapping made through an api node is polled by exactly one of the two other nodes (the
     api node and the other report no poller for it), every message is delivered; its node SIGKILLed,
     the other polls it and delivers what comes next (AWS: one mapping's pollers share the queue;
-    each message is delivered at least once)."""
+    each message is delivered at least once); the function deleted through the api node, the
+    survivor stops polling and says why."""
     api, nodes = cluster(start_server, postgres, nats, moto)
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName=unique("owned"), Attributes={"VisibilityTimeout": "5"})[
@@ -221,4 +222,13 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     second = [f"b{n}" for n in range(10)]
     send(second)
     wait_until(lambda: set(second) <= delivered(), timeout=60)
+    # The function deleted through the api node: the poller stops (AWS: a mapping of a
+    # missing function consumes nothing, and its LastProcessingResult says so).
+    lam.delete_function(FunctionName=fn["FunctionName"])
+    wait_until(lambda: not polling(other), timeout=30)
+
+    def result() -> str:
+        return str(lam.get_event_source_mapping(UUID=uuid).get("LastProcessingResult", ""))
+
+    wait_until(lambda: "Function not found" in result(), timeout=30)
     lam.close()

@@ -446,7 +446,7 @@ class Pollers:
         """A change another node made (the store's feed): follow the mappings it names."""
         if self.state is not PollersState.RUNNING:
             return
-        if change.table not in (None, Table.EVENT_SOURCE_MAPPINGS):
+        if change.table not in (None, Table.EVENT_SOURCE_MAPPINGS, Table.FUNCTIONS):
             return
         task = asyncio.get_running_loop().create_task(self._heard_stored(change))
         self._feed.add(task)
@@ -457,6 +457,9 @@ class Pollers:
             if change.table is None or change.prefix or len(change.key) != 3:
                 await self._follow_all()
                 return
+            if change.table == Table.FUNCTIONS:
+                await self._function_stored(Scope(*change.key[:2]), change.key[2])
+                return
             account, region, uuid = change.key
             try:
                 mapping = await self._mappings.get(Scope(account, region), uuid)
@@ -466,6 +469,18 @@ class Pollers:
             await self._follow(mapping)
         except (StoreError, errors.LambdaError) as exc:
             log.warning("following a mapping changed elsewhere: %s", exc)
+
+    async def _function_stored(self, scope: Scope, name: str) -> None:
+        """A function written or deleted through another node: its mappings' pollers start
+        again, or stop (the node that held the claim says why in LastProcessingResult)."""
+        for mapping in await self._mappings.of_function(scope, name):
+            if await self._function_exists(mapping):
+                await self._follow(mapping)
+                continue
+            held = self._owners is not None and self._owners.holds(claim_key(mapping.uuid))
+            await self._forget(mapping.uuid)
+            if held and mapping.state == MappingState.ENABLED:
+                await self._mappings.record_result(scope, mapping.uuid, function_not_found(mapping))
 
     async def _follow_all(self) -> None:
         """Follow every mapping again (the feed could not say which changed)."""
