@@ -190,3 +190,29 @@ async def test_a_joining_node_takes_its_share_and_a_stopping_one_hands_it_back(
     finally:
         for node in (b, c):
             await node.close()
+
+
+@run
+async def test_work_that_fails_to_start_gives_its_claim_up_and_is_tried_again(
+    server: NatsServer,
+) -> None:
+    """A key whose work fails to start (its store was down) is released, not held idle, and
+    taken again at a later turn, when the work starts."""
+    node = Node(server.url, "a")
+    failures = [RuntimeError("the store is down")]
+
+    async def gained(key: str) -> None:
+        if failures:
+            raise failures.pop()
+        node.running.add(key)
+
+    node.gained = gained  # type: ignore[method-assign]
+    try:
+        await node.open()
+        node.owners.want("esm.x", node)
+        await node.owners.start()
+        assert not node.running  # the first turn's start failed (and gave the claim up)
+        await until(lambda: node.running == {"esm.x"})
+        assert node.owners.holds("esm.x")
+    finally:
+        await node.close()

@@ -58,8 +58,12 @@ class OwnedTriggers:
             return
         triggers, retries = self._make()
         self._running = (triggers, retries)
-        await triggers.start()
-        await retries.start()
+        try:
+            await triggers.start()
+            await retries.start()
+        except BaseException:  # the store failed: give the claim up (Owners drops it)
+            await self.lost(key)
+            raise
         log.info("this node runs the time triggers (%d planned)", triggers.scheduled())
 
     async def lost(self, key: str) -> None:

@@ -253,8 +253,10 @@ class Owners:
                 continue
             self._free_since.pop(key, None)
             self._held[key] = _Held(revision, now)
-            await self._call(holder.gained, key)
-            if self._wanted.get(key) is not holder:  # unwanted while it started
+            started = await self._call(holder.gained, key)
+            if not started or self._wanted.get(key) is not holder:
+                # The work did not start (tried again at a later turn, here or elsewhere),
+                # or is unwanted since.
                 await self._drop(key)
 
     async def _drop(self, key: str) -> None:
@@ -281,8 +283,11 @@ class Owners:
                 log.warning("claim %s not renewed for %.1f s: stopping its work", key, self.lease)
                 await self._lost(key)
 
-    async def _call(self, step: Callable[[str], Awaitable[None]], key: str) -> None:
+    async def _call(self, step: Callable[[str], Awaitable[None]], key: str) -> bool:
+        """Run a holder's ``gained`` or ``lost``: whether it returned without an error."""
         try:
             await step(key)
         except Exception:
             log.exception("claim %s: the work's %s failed", key, getattr(step, "__name__", ""))
+            return False
+        return True
