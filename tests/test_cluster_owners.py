@@ -40,7 +40,8 @@ LEASE = "1.5"
 SPEED = 30
 CLOCK_START = 1893456000.0  # 2030-01-01T00:00:00Z
 
-#: Reports ``<request id> <scheduled time>`` (a schedule) or ``<body> 0`` per record (SQS).
+#: Reports ``<request id> <scheduled time>`` (a schedule; plus 10**10 for a scheduled rule's
+#: event) or ``<body> 0`` per record (SQS).
 RECORDING = """
 import datetime, os, socket
 
@@ -57,8 +58,10 @@ def handler(event, context):
         for record in event["Records"]:
             report(f"{record['body']} 0\\n")
         return {}
-    when = datetime.datetime.fromisoformat(event["t"].replace("Z", "+00:00")).timestamp()
-    report(f"{context.aws_request_id} {int(when)}\\n")
+    rule = event.get("detail-type") == "Scheduled Event"
+    text = event["time"] if rule else event["t"]
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    report(f"{context.aws_request_id} {int(rule) * 10**10 + int(when)}\\n")
     return event
 """
 
@@ -108,6 +111,17 @@ def holder(nodes: list[Server], key: str) -> Server:
     return found[0]
 
 
+def events_client(server: Server) -> Any:
+    return boto3.client(
+        "events",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
 def scheduler_client(server: Server) -> Any:
     return boto3.client(
         "scheduler",
@@ -119,9 +133,11 @@ def scheduler_client(server: Server) -> Any:
     )
 
 
-def occurrences(recorder: Recorder) -> list[int]:
-    """Scheduled times (minutes of the test clock) of every run reported, in order of time."""
-    return sorted((at - int(CLOCK_START)) // 60 for run_id, at in list(recorder.runs) if at)
+def occurrences(recorder: Recorder, rule: bool = False) -> list[int]:
+    """Scheduled times (minutes of the test clock) of every run reported for the schedule (or
+    the scheduled rule), in order of time."""
+    found = [at - int(rule) * 10**10 for _, at in list(recorder.runs) if at // 10**10 == rule]
+    return sorted((at - int(CLOCK_START)) // 60 for at in found if at > 0)
 
 
 def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_dies(
@@ -131,10 +147,11 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     moto: Moto,
     recorder: Recorder,
 ) -> None:
-    """A ``rate(1 minute)`` schedule created through an api node (which fires nothing) fires on the
-    one of two nodes that holds the time triggers, each occurrence once; that node SIGKILLed, the
-    other takes over after the lease and fires the next occurrences, including any that came due
-    meanwhile, none twice and none lost (AWS: Scheduler invokes the target once per occurrence)."""
+    """A ``rate(1 minute)`` schedule and a scheduled rule created through an api node (which
+    fires nothing) fire on the one of two nodes that holds the time triggers, each occurrence
+    once; that node SIGKILLed, the other takes over after the lease and fires the next
+    occurrences, including any that came due meanwhile, none twice and none lost (AWS:
+    Scheduler and EventBridge invoke the target once per occurrence)."""
     api, nodes = cluster(start_server, postgres, nats, moto)
     lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
@@ -149,6 +166,10 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
             "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
         },
     )
+    events = events_client(api)
+    rule_name = unique("tick")
+    events.put_rule(Name=rule_name, ScheduleExpression="rate(1 minute)")
+    events.put_targets(Rule=rule_name, Targets=[{"Id": "t", "Arn": fn["FunctionArn"]}])
     owner = holder(nodes, "triggers")
     assert claims_of(api) == set()
     survivor = next(n for n in nodes if n is not owner)
@@ -160,10 +181,13 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     owner.stop(signal.SIGKILL)
     assert holder([survivor], "triggers") is survivor
     wait_until(lambda: len(occurrences(recorder)) >= len(before) + 3, timeout=60)
-    fired = occurrences(recorder)
-    counts = Counter(fired)
-    assert [minute for minute, n in counts.items() if n > 1] == [], "fired twice"
-    assert fired == list(range(fired[0], fired[0] + len(fired))), "an occurrence was lost"
+    wait_until(lambda: len(occurrences(recorder, rule=True)) >= len(before) + 3, timeout=60)
+    for rule in (False, True):
+        fired = occurrences(recorder, rule)
+        counts = Counter(fired)
+        assert [minute for minute, n in counts.items() if n > 1] == [], f"fired twice ({rule})"
+        assert fired == list(range(fired[0], fired[0] + len(fired))), f"one lost ({rule})"
+    events.close()
     sched.close()
     lam.close()
 
