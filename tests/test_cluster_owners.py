@@ -90,12 +90,12 @@ def node_settings(db: str, nats: NatsServer, moto: Moto, origin: float) -> dict[
 
 def cluster(
     start_server: Callable[..., Server], postgres: PostgresServer, nats: NatsServer, moto: Moto
-) -> tuple[Server, list[Server]]:
+) -> tuple[Server, list[Server], dict[str, str]]:
     """An ``api`` node (through which the test makes everything) and two nodes of role
-    ``all`` that share the pollers and schedules."""
+    ``all`` that share the pollers and schedules; and the settings of one more."""
     settings = node_settings(postgres.database(), nats, moto, time.time())
     api = start_server({**settings, "LAMBDAD_ROLE": "api"})
-    return api, [start_server(settings), start_server(settings)]
+    return api, [start_server(settings), start_server(settings)], settings
 
 
 def claims_of(server: Server) -> set[str]:
@@ -150,9 +150,10 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     """A ``rate(1 minute)`` schedule and a scheduled rule created through an api node (which
     fires nothing) fire on the one of two nodes that holds the time triggers, each occurrence
     once; that node SIGKILLed, the other takes over after the lease and fires the next
-    occurrences, including any that came due meanwhile, none twice and none lost (AWS:
+    occurrences, including any that came due meanwhile, none twice and none lost; then that one
+    stopped cleanly (SIGTERM) hands them to a third node, again none twice and none lost (AWS:
     Scheduler and EventBridge invoke the target once per occurrence)."""
-    api, nodes = cluster(start_server, postgres, nats, moto)
+    api, nodes, settings = cluster(start_server, postgres, nats, moto)
     lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
     sched = scheduler_client(api)  # the nodes that fire hear of it through the store's feed
@@ -182,6 +183,16 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     assert holder([survivor], "triggers") is survivor
     wait_until(lambda: len(occurrences(recorder)) >= len(before) + 3, timeout=60)
     wait_until(lambda: len(occurrences(recorder, rule=True)) >= len(before) + 3, timeout=60)
+    # A third node joins; the survivor stops cleanly just after an occurrence: the third
+    # takes the triggers over at once (the stopped node released them) and fires on.
+    third = start_server(settings)
+    seen = len(occurrences(recorder))
+    wait_until(lambda: len(occurrences(recorder)) > seen, timeout=30)
+    before = occurrences(recorder)
+    survivor.stop(signal.SIGTERM)
+    assert holder([third], "triggers") is third
+    wait_until(lambda: len(occurrences(recorder)) >= len(before) + 3, timeout=60)
+    wait_until(lambda: len(occurrences(recorder, rule=True)) >= len(before) + 3, timeout=60)
     for rule in (False, True):
         fired = occurrences(recorder, rule)
         counts = Counter(fired)
@@ -204,7 +215,7 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     the other polls it and delivers what comes next (AWS: one mapping's pollers share the queue;
     each message is delivered at least once); the function deleted through the api node, the
     survivor stops polling and says why."""
-    api, nodes = cluster(start_server, postgres, nats, moto)
+    api, nodes, _ = cluster(start_server, postgres, nats, moto)
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName=unique("owned"), Attributes={"VisibilityTimeout": "5"})[
         "QueueUrl"
