@@ -7,6 +7,7 @@ an SQS mapping is polled by one node, then by the survivor."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from lambdad.events.owned_durable import shard_of
 from tests.aws import ACCOUNT
 from tests.conftest import (
     Moto,
@@ -28,6 +30,9 @@ from tests.conftest import (
 )
 from tests.nats_server import NatsServer, unavailable_reason
 from tests.postgres_server import PostgresServer
+from tests.test_durable import _has_event, durable_function, sdk_files, steps_run
+
+__all__ = ["sdk_files"]  # the durable SDK's files, a session fixture of tests/test_durable.py
 
 pytestmark = [
     pytest.mark.slow,
@@ -267,3 +272,43 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
 
     wait_until(lambda: "Function not found" in result(), timeout=30)
     lam.close()
+
+
+def test_a_durable_execution_is_driven_by_one_node_and_resumed_by_another_when_it_dies(
+    start_server: Callable[..., Server],
+    postgres: PostgresServer,
+    nats: NatsServer,
+    moto: Moto,
+    recorder: Recorder,
+    sdk_files: dict[str, bytes],
+) -> None:
+    """A durable execution started through the api node is driven by the node holding its
+    shard; that node SIGKILLed during the execution's wait, the other resumes it after the
+    lease: the wait ends, the handler is replayed and the execution succeeds, each step run
+    once (AWS: executions survive any failure of the service)."""
+    api, nodes, _ = cluster(start_server, postgres, nats, moto)
+    client = api.client()
+    name = durable_function(client, recorder, sdk_files)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn = client.invoke(
+        FunctionName=name, InvocationType="Event", Payload=b'{"wait": 6, "tag": "c"}'
+    )["DurableExecutionArn"]
+    found = re.fullmatch(r".*:function:([^:]+):[^/]+/durable-execution/([^/]+)/.*", arn)
+    assert found is not None
+    shard = shard_of((ACCOUNT, "us-east-1", found[1], found[2]))
+    driver = holder(nodes, f"durable.{shard}")
+    survivor = next(n for n in nodes if n is not driver)
+    assert claims_of(api) == set()
+    wait_until(lambda: steps_run(recorder) == ["one"], timeout=60)
+    wait_until(lambda: _has_event(client, arn, "WaitStarted"), timeout=30)
+    driver.stop(signal.SIGKILL)
+    assert holder([survivor], f"durable.{shard}") is survivor
+    wait_until(
+        lambda: client.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING",
+        timeout=90,
+    )
+    execution = client.get_durable_execution(DurableExecutionArn=arn)
+    assert execution["Status"] == "SUCCEEDED"
+    assert json.loads(execution["Result"]) == {"sum": 3, "input": "c"}
+    assert steps_run(recorder) == ["one", "two"]
+    client.close()

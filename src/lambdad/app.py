@@ -52,6 +52,7 @@ from lambdad.events.durable import DurableEngine
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
+from lambdad.events.owned_durable import OwnedDurable, never
 from lambdad.events.owned_triggers import OwnedTriggers
 from lambdad.events.owners import Owners
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
@@ -368,10 +369,15 @@ class Lambdad:
         #: (docs/cluster.md); None on a single node, and on an ``api`` node (it runs neither).
         self.owners = self._make_owners(settings)
         self.owned_triggers: OwnedTriggers | None = None
+        self.owned_durable: OwnedDurable | None = None
         if self.owners is not None:
             self.owned_triggers = OwnedTriggers(
                 self.owners, lambda: self._make_triggers(confirm=True)[::-1]
             )
+            self.owned_durable = OwnedDurable(self.owners, self.durable)
+            self.durable.gate = self.owned_durable.drives
+        elif self.nats is not None:
+            self.durable.gate = never  # an api node drives no durable execution
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
         #: The sources' own endpoints, and the shared one for what else a poller reaches
@@ -546,6 +552,7 @@ class Lambdad:
             *self._poller_parts(),
             Part("HTTP listener", self.http.start, self.http.close),
             Part("durable executions", self.durable.start, self.durable.close),
+            *self._claims_part(),
             # Once listening (its address is known); it deregisters first when stopping.
             Part("node registry", self.nodes.start, self.nodes.close),
             *self._console_part(),
@@ -564,7 +571,10 @@ class Lambdad:
             ]
         if self.owners is None or self.owned_triggers is None:
             return []
-        owners, triggers = self.owners, self.owned_triggers
+        triggers = self.owned_triggers
+
+        durable = self.owned_durable
+        assert durable is not None
 
         async def follow() -> None:
             self.store.subscribe(self.pollers.heard_stored)
@@ -574,9 +584,23 @@ class Lambdad:
             Part("claims bucket", self.claims.open, self.claims.close),
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", triggers.start, triggers.close),
+            Part("durable shards", durable.start, durable.close),
             Part("changes through other nodes", follow, _nothing),
-            Part("claims", owners.start, owners.close),
         ]
+
+    def _claims_part(self) -> list[Part]:
+        """The node's claims, taken once everything that wants them and the engine they drive
+        run (given up first at a stop)."""
+        if self.nats is None:
+            return []
+
+        async def follow_durable() -> None:
+            self.store.subscribe(self.durable.heard_stored)
+
+        parts = [Part("durable changes through other nodes", follow_durable, _nothing)]
+        if self.owners is not None:
+            parts.append(Part("claims", self.owners.start, self.owners.close))
+        return parts
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
