@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: How many times an invocation that crashed or could not run is tried before the execution
 #: fails (AWS retries such invocations too; its count is not documented).
 MAX_ATTEMPTS = 3
+#: Seconds a hand-over to another node (``halt``) waits for invocations under way here.
+HALT_WAIT = 10.0
 #: The operations handed in the invocation's input; the SDK pages for the rest.
 INPUT_OPERATIONS = 1000
 
@@ -115,6 +117,8 @@ class DurableEngine:
         #: In a cluster: whether this node drives an execution (holds its shard's claim).
         self.gate: Callable[[Key], bool] | None = None
         self._feed: set[asyncio.Task[None]] = set()
+        #: Executions whose handler this node is invoking now.
+        self._invoking: set[Key] = set()
         self.state = EngineState.NEW
         functions.changes.subscribe(self._function_changed)
 
@@ -153,11 +157,20 @@ class DurableEngine:
                 self.chained.launch(key, doc)
 
     async def halt(self, which: Callable[[Key], bool]) -> None:
-        """Stop driving the executions ``which`` selects (another node drives them now)."""
-        drivers = [task for key, task in list(self._drivers.items()) if which(key)]
-        for task in drivers:
+        """Stop driving the executions ``which`` selects (another node drives them next; the
+        gate says no more for them): a driver between invocations stops at once, one whose
+        handler runs stops when it returns (within ``HALT_WAIT`` seconds), so the next node
+        does not replay an invocation still under way here."""
+        chosen = [(key, task) for key, task in list(self._drivers.items()) if which(key)]
+        running = [task for key, task in chosen if key in self._invoking]
+        for key, task in chosen:
+            if key not in self._invoking:
+                task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=HALT_WAIT)
+        for _, task in chosen:
             task.cancel()
-        await asyncio.gather(*drivers, return_exceptions=True)
+        await asyncio.gather(*(task for _, task in chosen), return_exceptions=True)
 
     def heard_stored(self, change: StoreChange) -> None:
         """A change another node made: the executions it names are looked at again here (the
@@ -345,6 +358,9 @@ class DurableEngine:
         failures = 0
         stalled = False
         while True:
+            if self.gate is not None and not self.gate(key):
+                stalled = True  # another node drives it now: its end is not this driver's
+                break
             doc = await self.executions.get_key(key)
             if doc is None or doc["status"] != "RUNNING":
                 break
@@ -357,7 +373,11 @@ class DurableEngine:
             if idle and due is not None and due > now:
                 await self._sleep(key, min(due, doc["deadline"]) - now)
                 continue
-            ran = await self._invoke_once(key)
+            self._invoking.add(key)
+            try:
+                ran = await self._invoke_once(key)
+            finally:
+                self._invoking.discard(key)
             if ran is Ran.THROTTLED:
                 await self._sleep(key, self._retry_delay)  # not a failure: it never ran
             elif ran is Ran.FAILED:
