@@ -218,3 +218,29 @@ async def test_work_that_fails_to_start_gives_its_claim_up_and_is_tried_again(
         assert node.owners.holds("esm.x")
     finally:
         await node.close()
+
+
+@run
+async def test_work_stops_while_nats_is_away_and_resumes_on_one_node_each_after(
+    server: NatsServer,
+) -> None:
+    """The NATS server stopped under two nodes: both stop the work they can no longer renew
+    (a request to the bucket never waits past a quarter of the lease); started again on its
+    store, every key runs again, each on one node."""
+    nodes = [Node(server.url, name) for name in ("a", "b")]
+    keys = [f"esm.{n}" for n in range(8)]
+    try:
+        for node in nodes:
+            await node.open()
+            for key in keys:
+                node.owners.want(key, node)
+            await node.owners.start()
+        await until(lambda: len(nodes[0].running) + len(nodes[1].running) == len(keys))
+        await asyncio.to_thread(server.stop)
+        await until(lambda: not nodes[0].running and not nodes[1].running)
+        await asyncio.to_thread(server.start)
+        await until(lambda: nodes[0].running | nodes[1].running == set(keys))
+        assert not nodes[0].running & nodes[1].running
+    finally:
+        for node in nodes:
+            await node.close()

@@ -40,7 +40,7 @@ MEMBER = "node."
 #: Part of the lease between two renewals (and two reads of the bucket when nothing happens).
 _TICKS_PER_LEASE = 4
 #: Part of the lease after the last renewal when a node stops work it could not renew.
-_GIVE_UP_AFTER = 0.75
+_GIVE_UP_AFTER = 0.6
 
 
 class HeldClaim(Protocol):

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 BUCKET = "LAMBDAD_OWNERS"
 #: Seconds a read of the whole bucket may take.
 READ_TIMEOUT = 5.0
+#: The longest any one request to the bucket may take (seconds): while the servers are away
+#: the client holds requests rather than failing them, and a holder that cannot renew must
+#: learn it in time to stop its work before its lease ends (a quarter of the lease, when
+#: shorter).
+OP_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class NatsClaims:
         #: Seconds a claim lasts unrenewed (the bucket's TTL: the first node to make the
         #: bucket chose it; later nodes with another lease setting follow it).
         self.lease = lease
+        self._op_timeout = min(OP_TIMEOUT, lease / 4)
         #: Set whenever another node claims, renews or releases a key (see ``watch``).
         self.changed = asyncio.Event()
 
@@ -117,6 +123,13 @@ class NatsClaims:
 
     async def claims(self) -> dict[str, Claim]:
         """Every key held now, with its holder and revision."""
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                return await self._read()
+        except TimeoutError as exc:
+            raise StoreUnavailable("reading the claims bucket: timed out") from exc
+
+    async def _read(self) -> dict[str, Claim]:
         found: dict[str, Claim] = {}
         try:
             watcher = await self._bucket.watchall()
@@ -132,7 +145,9 @@ class NatsClaims:
                     if entry.delta == 0:
                         break
             finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+                with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                    async with asyncio.timeout(self._op_timeout):
+                        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"reading the claims bucket: {exc!r}") from exc
         return found
@@ -140,7 +155,8 @@ class NatsClaims:
     async def claim(self, key: str, owner: str) -> int | None:
         """Hold ``key`` for ``owner`` if nobody does: its revision, or None when it is held."""
         try:
-            return int(await self._bucket.create(key, owner.encode()))
+            async with asyncio.timeout(self._op_timeout):
+                return int(await self._bucket.create(key, owner.encode()))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except (nats.errors.Error, TimeoutError, OSError) as exc:
@@ -150,7 +166,8 @@ class NatsClaims:
         """Renew ``owner``'s claim made or renewed at ``revision``: the new revision, or None
         when the claim is no longer that one (it expired, or another node holds it)."""
         try:
-            return int(await self._bucket.update(key, owner.encode(), last=revision))
+            async with asyncio.timeout(self._op_timeout):
+                return int(await self._bucket.update(key, owner.encode(), last=revision))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except (nats.errors.Error, TimeoutError, OSError) as exc:
@@ -159,7 +176,8 @@ class NatsClaims:
     async def release(self, key: str, revision: int) -> None:
         """Give ``key`` up, unless it changed since ``revision`` (then it is not ours)."""
         try:
-            await self._bucket.delete(key, last=revision)
+            async with asyncio.timeout(self._op_timeout):
+                await self._bucket.delete(key, last=revision)
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
         except nats.js.errors.APIError as exc:
