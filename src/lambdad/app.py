@@ -53,6 +53,9 @@ from lambdad.events.durable import DurableEngine
 from lambdad.events.dynamodb_streams import DynamoDbStreamsReader
 from lambdad.events.filters import Source, compile_criteria
 from lambdad.events.kinesis import KinesisReader
+from lambdad.events.owned_durable import OwnedDurable, never
+from lambdad.events.owned_triggers import OwnedTriggers
+from lambdad.events.owners import Owners
 from lambdad.events.pollers import SOURCE_SERVICES, Pollers
 from lambdad.events.rabbitmq_mapping import mq_factory
 from lambdad.events.rule_triggers import RuleTriggers
@@ -67,7 +70,7 @@ from lambdad.events.stream_mapping import (
     stream_factory,
 )
 from lambdad.events.trigger_retries import TriggerRetries
-from lambdad.events.triggers import TimeTriggers
+from lambdad.events.triggers import TimeTriggers, TriggerSource
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.concurrency import Leases, SharedLeases
 from lambdad.invoke.destinations import Destinations
@@ -437,32 +440,27 @@ class Lambdad:
             destinations=self.destinations,
         )
         #: EventBridge Scheduler: schedules fire on the schedulers' clock (never scaled).
-        self.scheduler_clock = SchedulerClock(*settings.scheduler_clock_start)
+        self.scheduler_clock = SchedulerClock(
+            *settings.scheduler_clock_start, origin=settings.scheduler_clock_origin
+        )
         self.schedules = Schedules(self.store, now=self.scheduler_clock.now)
         #: EventBridge scheduled rules, on the same clock and the same firing engine.
         self.rules = EventRules(self.store, clock=self.scheduler_clock.now)
         #: Retries of a schedule's or a rule target's invoke, kept in the store.
-        self.trigger_retries = TriggerRetries(self.store, retry_delay=settings.scaled(1.0))
-        self.time_triggers = TimeTriggers(
-            self.store,
-            self.scheduler_clock,
-            [
-                ScheduleTriggers(
-                    self.schedules,
-                    self.invoker,
-                    self.destinations,
-                    self.scheduler_clock,
-                    self.trigger_retries,
-                ),
-                RuleTriggers(
-                    self.rules,
-                    self.invoker,
-                    self.destinations,
-                    self.scheduler_clock,
-                    self.trigger_retries,
-                ),
-            ],
-        )
+        self.trigger_retries, self.time_triggers = self._make_triggers(confirm=False)
+        #: In a cluster (``nats_url``): which node runs each poller and the time triggers
+        #: (docs/cluster.md); None on a single node, and on an ``api`` node (it runs neither).
+        self.owners = self._make_owners(settings)
+        self.owned_triggers: OwnedTriggers | None = None
+        self.owned_durable: OwnedDurable | None = None
+        if self.owners is not None:
+            self.owned_triggers = OwnedTriggers(
+                self.owners, lambda: self._make_triggers(confirm=True)[::-1]
+            )
+            self.owned_durable = OwnedDurable(self.owners, self.durable)
+            self.durable.gate = self.owned_durable.drives
+        elif self.nats is not None:
+            self.durable.gate = never  # an api node drives no durable execution
         #: Event source mappings settle (``Creating`` -> ``Enabled``, ...) after the same delay
         #: as functions' states.
         #: The sources' own endpoints, and the shared one for what else a poller reaches
@@ -480,7 +478,9 @@ class Lambdad:
             check_source=SourceChecker(source_clients, brokers=settings.mq_broker_urls),
             check_filters=check_filter_criteria,
         )
-        self.pollers = Pollers(self.mappings, source_clients, self.invoker, self.functions)
+        self.pollers = Pollers(
+            self.mappings, source_clients, self.invoker, self.functions, owners=self.owners
+        )
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
         on_failure = destination_sinks(
             lambda ctx: StreamFailureDestination(ctx.clients, retry_delay=settings.scaled(1.0))
@@ -652,11 +652,10 @@ class Lambdad:
             *self.routing,
             *self._dispatcher_part(),
             Part("event source mappings", self.mappings.start, self.mappings.close),
-            Part("pollers", self.pollers.start, self.pollers.close),
-            Part("schedules", self.time_triggers.start, self.time_triggers.close),
-            Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
+            *self._poller_parts(),
             Part("HTTP listener", self.http.start, self.http.close),
             Part("durable executions", self.durable.start, self.durable.close),
+            *self._claims_part(),
             # Once listening (its address is known); it deregisters first when stopping.
             Part("node registry", self.nodes.start, self.nodes.close),
             *self._console_part(),
@@ -721,6 +720,48 @@ class Lambdad:
             self.sandbox.api_url = api_url("127.0.0.1", listener.port)
 
         return [Part("functions' API", start, listener.close)]
+
+    def _poller_parts(self) -> list[Part]:
+        """Pollers and time triggers: here on a single node; in a cluster, on the node holding
+        each one's claim (never on an ``api`` node)."""
+        if self.nats is None:
+            return [
+                Part("pollers", self.pollers.start, self.pollers.close),
+                Part("schedules", self.time_triggers.start, self.time_triggers.close),
+                Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
+            ]
+        if self.owners is None or self.owned_triggers is None:
+            return []
+        triggers = self.owned_triggers
+
+        durable = self.owned_durable
+        assert durable is not None
+
+        async def follow() -> None:
+            self.store.subscribe(self.pollers.heard_stored)
+            self.store.subscribe(triggers.heard_stored)
+
+        return [
+            Part("claims bucket", self.claims.open, self.claims.close),
+            Part("pollers", self.pollers.start, self.pollers.close),
+            Part("schedules", triggers.start, triggers.close),
+            Part("durable shards", durable.start, durable.close),
+            Part("changes through other nodes", follow, _nothing),
+        ]
+
+    def _claims_part(self) -> list[Part]:
+        """The node's claims, taken once everything that wants them and the engine they drive
+        run (given up first at a stop)."""
+        if self.nats is None:
+            return []
+
+        async def follow_durable() -> None:
+            self.store.subscribe(self.durable.heard_stored)
+
+        parts = [Part("durable changes through other nodes", follow_durable, _nothing)]
+        if self.owners is not None:
+            parts.append(Part("claims", self.owners.start, self.owners.close))
+        return parts
 
     def _nats_part(self) -> list[Part]:
         link = self.nats
@@ -818,6 +859,35 @@ class Lambdad:
             "queue_depth": float(self.queue.pending()),
         }
 
+    def _make_triggers(self, *, confirm: bool) -> tuple[TriggerRetries, TimeTriggers]:
+        """The schedules' and scheduled rules' firing engine and its durable retries (made
+        again each time a cluster node takes the time triggers over)."""
+        retries = TriggerRetries(self.store, retry_delay=self.settings.scaled(1.0))
+        clock = self.scheduler_clock
+        sources: list[TriggerSource] = [
+            ScheduleTriggers(self.schedules, self.invoker, self.destinations, clock, retries),
+            RuleTriggers(self.rules, self.invoker, self.destinations, clock, retries),
+        ]
+        return retries, TimeTriggers(self.store, clock, sources, confirm=confirm)
+
+    def _make_owners(self, settings: Settings) -> Owners | None:
+        """The node's claims when it takes work in a cluster (roles ``worker`` and ``all``)."""
+        if self.nats is None or settings.role == "api":
+            return None
+        from lambdad.store.nats_owners import NatsClaims
+
+        self.claims = NatsClaims(self.nats, settings.node_lease)
+        return Owners(self.claims, node_id(settings.data_dir))
+
+    def _claims_report(self) -> str:
+        """What ``lambdad doctor`` says of this node's share of the pollers and schedules."""
+        if self.nats is None:
+            return "none (single node: every poller and schedule runs here)"
+        if self.owners is None:
+            return "none (role api: pollers and schedules run on workers)"
+        held = self.owners.held()
+        return ", ".join(held) if held else "none held"
+
     def _describe_node(self) -> NodeInfo:
         """What this node registers (run in a thread: it reads files and runs programs)."""
         found = runtimes.inventory(self.python_path, self.settings.node)
@@ -878,6 +948,7 @@ class Lambdad:
                     else "run here"
                     + (", and routed here by api nodes" if self.nats is not None else "")
                 ),
+                "claims": self._claims_report(),
             },
             "auth": {"mode": self.settings.auth, "account_id": self.settings.account_id},
             "store": {

@@ -221,13 +221,16 @@ class Settings:
         ``scheduler_clock``; ValueError if it does not parse."""
         if not self.scheduler_clock.strip():
             return None, 1.0
-        instant, _, speed = self.scheduler_clock.partition(",")
+        instant, _, rest = self.scheduler_clock.partition(",")
+        speed, _, origin = rest.partition(",")
         try:
             when = datetime.datetime.fromisoformat(instant.strip().replace("Z", "+00:00"))
             rate = float(speed) if speed.strip() else 1.0
+            float(origin) if origin.strip() else None
         except ValueError as exc:
             raise ValueError(
-                "setting scheduler_clock: expected <ISO-8601 instant>[,<speed>], got "
+                "setting scheduler_clock: expected <ISO-8601 instant>[,<speed>[,<epoch seconds "
+                f"when it read the instant>]], got "
                 f"{self.scheduler_clock!r}"
             ) from exc
         if not rate > 0:
@@ -235,6 +238,14 @@ class Settings:
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
         return when.timestamp(), rate
+
+    @property
+    def scheduler_clock_origin(self) -> float | None:
+        """The real time (epoch seconds) at which the test clock read its instant, when
+        ``scheduler_clock`` gives one (nodes of a cluster then share one test clock), else None:
+        the clock reads its instant when lambdad starts."""
+        origin = self.scheduler_clock.split(",")[2:3]
+        return float(origin[0]) if origin and origin[0].strip() else None
 
     def scaled(self, seconds: float) -> float:
         """A platform-defined delay under ``time_scale``."""

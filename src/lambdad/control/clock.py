@@ -8,11 +8,14 @@ import time
 
 
 class SchedulerClock:
-    """``now()`` in epoch seconds: ``start`` when the clock was made, advancing ``speed``
-    times faster than real time (``start`` None: the real clock)."""
+    """``now()`` in epoch seconds: ``start`` when the clock was made (or at the real time
+    ``origin``, when given), advancing ``speed`` times faster than real time (``start`` None: the
+    real clock)."""
 
-    def __init__(self, start: float | None = None, speed: float = 1.0) -> None:
-        self._origin = time.time()
+    def __init__(
+        self, start: float | None = None, speed: float = 1.0, origin: float | None = None
+    ) -> None:
+        self._origin = time.time() if origin is None or start is None else origin
         self._start = self._origin if start is None else start
         self.speed = speed
 

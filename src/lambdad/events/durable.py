@@ -9,6 +9,13 @@ keeping: at start every ``RUNNING`` execution of the store gets a driver again, 
 until its next due time (or invokes at once, replaying from the checkpoints, when it was cut
 off mid-invocation). Waits and step retry delays are wall-clock: ``LAMBDAD_TIME_SCALE`` never
 changes them; it scales only the delay before an invocation that failed is retried.
+
+In a cluster (``gate`` set, events/owned_durable.py) an execution is driven only by the node
+that holds its shard's claim: ``start`` resumes nothing, the claim's holder ``resume``s the
+shard's running executions and ``halt``s them when it loses it, and a change another node made
+to an execution (it began it, a callback settled, a stop) reaches the holder through the
+store's change feed (``heard_stored``), which wakes its driver there, and every node's
+``wait_end`` on it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import enum
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lambdad import errors
@@ -31,13 +39,15 @@ from lambdad.control.model import FunctionConfig
 from lambdad.events.durable_chained import ChainedInvokes
 from lambdad.invoke.service import InvocationType, Invoker, InvokeRequest
 from lambdad.observe.request_ids import new_request_id
-from lambdad.store.base import Key
+from lambdad.store.base import Key, StoreChange, Table
 
 log = logging.getLogger(__name__)
 
 #: How many times an invocation that crashed or could not run is tried before the execution
 #: fails (AWS retries such invocations too; its count is not documented).
 MAX_ATTEMPTS = 3
+#: Seconds a hand-over to another node (``halt``) waits for invocations under way here.
+HALT_WAIT = 10.0
 #: The operations handed in the invocation's input; the SDK pages for the rest.
 INPUT_OPERATIONS = 1000
 
@@ -104,6 +114,11 @@ class DurableEngine:
         self._idle: dict[Key, asyncio.Event] = {}
         #: The chained invokes under way (events/durable_chained.py).
         self.chained = ChainedInvokes(self)
+        #: In a cluster: whether this node drives an execution (holds its shard's claim).
+        self.gate: Callable[[Key], bool] | None = None
+        self._feed: set[asyncio.Task[None]] = set()
+        #: Executions whose handler this node is invoking now.
+        self._invoking: set[Key] = set()
         self.state = EngineState.NEW
         functions.changes.subscribe(self._function_changed)
 
@@ -127,16 +142,70 @@ class DurableEngine:
             self.executions.forget(change.scope.key(change.name))
 
     async def start(self) -> None:
-        """Resume every execution that had not ended when lambdad last stopped."""
+        """Resume every execution that had not ended when lambdad last stopped (in a cluster:
+        none; the shards' holders ``resume`` theirs)."""
         self.state = EngineState.RUNNING
-        for key, doc in await self.executions.running():
-            self._drive(key)
-            self.chained.launch(key, doc)
+        if self.gate is None:
+            await self.resume(lambda key: True)
         self._sweeper = asyncio.create_task(self._sweep(), name="durable-retention")
+
+    async def resume(self, which: Callable[[Key], bool]) -> None:
+        """Drive the running executions ``which`` selects (their chained invokes too)."""
+        for key, doc in await self.executions.running():
+            if which(key):
+                self._drive(key)
+                self.chained.launch(key, doc)
+
+    async def halt(self, which: Callable[[Key], bool]) -> None:
+        """Stop driving the executions ``which`` selects (another node drives them next; the
+        gate says no more for them): a driver between invocations stops at once, one whose
+        handler runs stops when it returns (within ``HALT_WAIT`` seconds), so the next node
+        does not replay an invocation still under way here."""
+        chosen = [(key, task) for key, task in list(self._drivers.items()) if which(key)]
+        running = [task for key, task in chosen if key in self._invoking]
+        for key, task in chosen:
+            if key not in self._invoking:
+                task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=HALT_WAIT)
+        for _, task in chosen:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in chosen), return_exceptions=True)
+
+    def heard_stored(self, change: StoreChange) -> None:
+        """A change another node made: the executions it names are looked at again here (the
+        driver, if this node drives them; whoever waits for their end)."""
+        if self.state is not EngineState.RUNNING or self.gate is None:
+            return
+        if change.table not in (None, Table.DURABLE_EXECUTIONS):
+            return
+        task = asyncio.get_running_loop().create_task(self._heard_stored(change))
+        self._feed.add(task)
+        task.add_done_callback(self._feed.discard)
+
+    async def _heard_stored(self, change: StoreChange) -> None:
+        gate = self.gate
+        if gate is None:
+            return
+        if change.table is None or change.prefix:
+            keys = [key for key, _ in await self.executions.running()]
+            keys += [key for key in self._ended if key not in keys]
+        else:
+            keys = [tuple(change.key)]
+        for key in keys:
+            if gate(key):
+                self.wake(key)
+            ended = self._ended.get(key)
+            if ended is not None:
+                doc = await self.executions.get_key(key)
+                if doc is None or doc["status"] != "RUNNING":
+                    ended.set()
 
     async def close(self) -> None:
         """Stop the drivers (their executions resume at the next start). Idempotent."""
         self.state = EngineState.CLOSED
+        for task in list(self._feed):
+            task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -295,6 +364,8 @@ class DurableEngine:
     def _drive(self, key: Key) -> None:
         if self.state is not EngineState.RUNNING:
             return
+        if self.gate is not None and not self.gate(key):
+            return  # another node drives it: it hears of the change through the feed
         task = self._drivers.get(key)
         if task is not None and not task.done():
             return
@@ -314,6 +385,9 @@ class DurableEngine:
         timeout; ``wake`` cuts a sleep short)."""
         failures = 0
         while True:
+            if self.gate is not None and not self.gate(key):
+                stalled = True  # another node drives it now: its end is not this driver's
+                break
             self._poked.discard(key)  # what the document read next shows
             doc = await self.executions.get_key(key)
             if doc is not None and durable_pause.held(doc):
@@ -338,7 +412,11 @@ class DurableEngine:
                 # chained invoke wakes it; its timeout ends it.
                 await self._sleep(key, deadline - now)
                 continue
-            ran = await self._invoke_once(key)
+            self._invoking.add(key)
+            try:
+                ran = await self._invoke_once(key)
+            finally:
+                self._invoking.discard(key)
             if ran is Ran.THROTTLED:
                 await self._sleep(key, self._retry_delay)  # not a failure: it never ran
             elif ran is Ran.FAILED:

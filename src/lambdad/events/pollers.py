@@ -10,6 +10,11 @@ registered per source kind (``register("sqs", factory)``); a factory gets the ma
 close()``. A kind with no factory leaves its mappings ``Enabled`` and says so in their
 ``LastProcessingResult``.
 
+In a cluster (``owners`` given), a mapping's poller runs only on the node holding its claim
+``esm.<uuid>`` (``events/owners.py``); the others want the claim and start the poller when
+they get it. There, mappings changed through other nodes are heard through the store's change
+feed (``heard_stored``).
+
 A mapping whose function (or version, alias) does not exist consumes nothing, as on AWS: it
 stays as it is, and its ``LastProcessingResult`` says the function was not found. Pollers
 follow the functions' change stream: deleting a function (version, alias) closes its mappings'
@@ -35,9 +40,11 @@ from lambdad.control.mappings import (
     MappingEvent,
     MappingRemoved,
 )
+from lambdad.events.owners import Owners
 from lambdad.invoke.aws_clients import AwsClients
 from lambdad.invoke.service import Invoker
 from lambdad.observe.mapping_metrics import EVENT_COUNT, MappingMetrics
+from lambdad.store.base import StoreChange, StoreError, Table
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +216,11 @@ def no_poller(kind: str) -> str:
     return f"PROBLEM: no poller is available for {kind} event sources yet"
 
 
+def claim_key(uuid: str) -> str:
+    """The claim of a mapping's poller in a cluster."""
+    return f"esm.{uuid}"
+
+
 class PollersState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -230,8 +242,13 @@ class Pollers:
         clients: AwsClients,
         invoker: Invoker,
         functions: Functions | None = None,
+        owners: Owners | None = None,
     ) -> None:
         self._mappings = mappings
+        self._owners = owners
+        #: In a cluster: the enabled mappings whose claim this node wants, by claim key.
+        self._claimed: dict[str, EventSourceMapping] = {}
+        self._feed: set[asyncio.Task[None]] = set()
         self._functions = functions
         self._clients = clients
         self._invoker = invoker
@@ -306,6 +323,8 @@ class Pollers:
         if self.state is PollersState.CLOSED:
             return
         self.state = PollersState.CLOSED
+        for task in list(self._feed):
+            task.cancel()
         async with self._lock:
             running, self._running = list(self._running.values()), {}
         for entry in reversed(running):
@@ -316,7 +335,7 @@ class Pollers:
         if self.state is not PollersState.RUNNING:
             return
         if isinstance(event, MappingRemoved):
-            await self._stop(event.mapping.uuid)
+            await self._forget(event.mapping.uuid)
         else:
             await self._follow(event.mapping)
 
@@ -324,8 +343,15 @@ class Pollers:
         """Run, restart or stop the poller of ``mapping`` as its state says."""
         if mapping.state != MappingState.ENABLED:
             if mapping.state == MappingState.DISABLED:
-                await self._stop(mapping.uuid)
+                await self._forget(mapping.uuid)
             return
+        if self._owners is not None:
+            key = claim_key(mapping.uuid)
+            self._claimed[key] = mapping
+            self._owners.want(key, self)
+            if not self._owners.holds(key):
+                await self._stop(mapping.uuid)
+                return
         async with self._lock:
             if self.state is not PollersState.RUNNING:
                 return
@@ -353,7 +379,7 @@ class Pollers:
             if gone is None:
                 await self._follow(mapping)
             elif gone == "" or mapping.qualifier == gone:
-                await self._stop(mapping.uuid)
+                await self._forget(mapping.uuid)
                 if mapping.state == MappingState.ENABLED:
                     await self._mappings.record_result(
                         change.scope, mapping.uuid, function_not_found(mapping)
@@ -403,6 +429,77 @@ class Pollers:
             exc_info=exc,
         )
         await context.processing_result(f"PROBLEM: the poller did not start: {exc}")
+
+    async def gained(self, key: str) -> None:
+        """This node now holds the claim ``key``: run the mapping's poller."""
+        mapping = self._claimed.get(key)
+        if mapping is not None and self.state is PollersState.RUNNING:
+            await self._follow(mapping)
+
+    async def lost(self, key: str) -> None:
+        """This node no longer holds the claim ``key``: stop the mapping's poller."""
+        mapping = self._claimed.get(key)
+        if mapping is not None:
+            await self._stop(mapping.uuid)
+
+    def heard_stored(self, change: StoreChange) -> None:
+        """A change another node made (the store's feed): follow the mappings it names."""
+        if self.state is not PollersState.RUNNING:
+            return
+        if change.table not in (None, Table.EVENT_SOURCE_MAPPINGS, Table.FUNCTIONS):
+            return
+        task = asyncio.get_running_loop().create_task(self._heard_stored(change))
+        self._feed.add(task)
+        task.add_done_callback(self._feed.discard)
+
+    async def _heard_stored(self, change: StoreChange) -> None:
+        try:
+            if change.table is None or change.prefix or len(change.key) != 3:
+                await self._follow_all()
+                return
+            if change.table == Table.FUNCTIONS:
+                await self._function_stored(Scope(*change.key[:2]), change.key[2])
+                return
+            account, region, uuid = change.key
+            try:
+                mapping = await self._mappings.get(Scope(account, region), uuid)
+            except errors.ResourceNotFoundException:
+                await self._forget(uuid)
+                return
+            await self._follow(mapping)
+        except (StoreError, errors.LambdaError) as exc:
+            log.warning("following a mapping changed elsewhere: %s", exc)
+
+    async def _function_stored(self, scope: Scope, name: str) -> None:
+        """A function written or deleted through another node: its mappings' pollers start
+        again, or stop (the node that held the claim says why in LastProcessingResult)."""
+        for mapping in await self._mappings.of_function(scope, name):
+            if await self._function_exists(mapping):
+                await self._follow(mapping)
+                continue
+            held = self._owners is not None and self._owners.holds(claim_key(mapping.uuid))
+            await self._forget(mapping.uuid)
+            if held and mapping.state == MappingState.ENABLED:
+                await self._mappings.record_result(scope, mapping.uuid, function_not_found(mapping))
+
+    async def _follow_all(self) -> None:
+        """Follow every mapping again (the feed could not say which changed)."""
+        every = await self._mappings.all()
+        known = {m.uuid for m in every}
+        for uuid in [m.uuid for m in self._claimed.values()] + list(self._running):
+            if uuid not in known:
+                await self._forget(uuid)
+        for mapping in every:
+            await self._follow(mapping)
+
+    async def _forget(self, uuid: str) -> None:
+        """The mapping is deleted, disabled or has no function: stop its poller and (in a
+        cluster) give its claim up."""
+        if self._owners is not None:
+            key = claim_key(uuid)
+            if self._claimed.pop(key, None) is not None:
+                self._owners.unwant(key)
+        await self._stop(uuid)
 
     async def _stop(self, uuid: str) -> None:
         async with self._lock:

@@ -15,6 +15,11 @@ fired again with the same id, which the queue turns into a no-op if it got there
 occurrence due while lambdad runs is neither skipped nor doubled. Occurrences missed while
 lambdad was down: the most recent one fires once at start if it is younger than the trigger's
 ``event_age``; older ones are skipped (docs/schedules.md).
+
+In a cluster (``confirm``), the node that holds the triggers can change (events/owners.py),
+and the queue that knows which ids it took may be another node's: each record also says which
+occurrence was ``delivered`` (its source's ``fire`` returned), written by the same recorder in
+its next transaction, and a start repairs only a recorded occurrence not marked delivered.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import functools
 import hashlib
 import heapq
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -52,6 +58,8 @@ _SCAN_ABOVE = 16
 #: Occurrences handed to their sources between two yields to the loop, so that the first
 #: of a burst are queued (and run) while the rest are still being handed over.
 _HAND_OVER = 32
+#: Seconds a hand-over to another node waits for the fires under way.
+_HAND_OVER_WAIT = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,9 +152,21 @@ class TimeTriggers:
     """Fires the triggers of ``sources`` on ``clock``, recording each occurrence in ``store``."""
 
     def __init__(
-        self, store: Store, clock: SchedulerClock, sources: Sequence[TriggerSource]
+        self,
+        store: Store,
+        clock: SchedulerClock,
+        sources: Sequence[TriggerSource],
+        *,
+        confirm: bool = False,
     ) -> None:
         self._store = store
+        self._confirm = confirm
+        #: With ``confirm``: the last occurrence each trigger's source took, the real time its
+        #: record was written, and the triggers whose delivered mark is not stored yet.
+        self._delivered: dict[TriggerId, float] = {}
+        self._recorded_at: dict[TriggerId, float] = {}
+        self._confirms: set[TriggerId] = set()
+        self._reload = False
         self._clock = clock
         self._sources = {source.kind: source for source in sources}
         self._plans: dict[TriggerId, _Plan] = {}
@@ -175,7 +195,12 @@ class TimeTriggers:
                 record = records.get(trigger.id)
                 if record is not None:
                     self._last[trigger.id] = float(record["last"])
-                    if time.time() - float(record["at"]) < _REFIRE_WITHIN:
+                    self._recorded_at[trigger.id] = float(record["at"])
+                    if record.get("delivered") is not None:
+                        self._delivered[trigger.id] = float(record["delivered"])
+                    if record.get("delivered") == record["last"]:
+                        log.debug("%s: the last recorded occurrence was delivered", trigger.id)
+                    elif time.time() - float(record["at"]) < _REFIRE_WITHIN:
                         self._spawn(source, trigger, float(record["last"]), then_finish=False)
                 self._plan(source, trigger, starting=True)
         self.state = TriggersState.RUNNING
@@ -188,6 +213,8 @@ class TimeTriggers:
         if self.state is TriggersState.CLOSED:
             return
         self.state = TriggersState.CLOSED
+        if self._confirm:
+            await self._hand_over()
         tasks = [t for t in (self._task, self._recorder, *self._fires) if t is not None]
         for task in tasks:
             task.cancel()
@@ -195,9 +222,48 @@ class TimeTriggers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _hand_over(self) -> None:
+        """Before another node takes over: let the fires under way end (bounded), and store
+        which were delivered, so the next holder fires none of them again."""
+        for task in (self._task, self._recorder):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._fires:
+            await asyncio.wait(list(self._fires), timeout=_HAND_OVER_WAIT)
+        confirms, self._confirms = self._confirms, set()
+        writes = [self._record(t) for t in confirms if t in self._last]
+        if writes:
+            try:
+                await self._store.write(writes)
+            except StoreError as exc:
+                log.warning("time triggers: delivered marks not stored: %s", exc)
+
     def scheduled(self) -> int:
         """How many triggers have an occurrence planned."""
         return len(self._plans)
+
+    def changed(self, kind: str, trigger_id: TriggerId) -> None:
+        """The trigger was created, changed or deleted elsewhere (another node): read it
+        again."""
+        source = self._sources.get(kind)
+        if source is not None and self.state is TriggersState.RUNNING:
+            self._changed(source, trigger_id)
+
+    def reload(self) -> None:
+        """Triggers may have changed elsewhere without saying which: read them all again."""
+        if self.state is TriggersState.RUNNING:
+            self._reload = True
+            self._wake.set()
+
+    async def _reload_all(self) -> None:
+        self._reload = False
+        for kind, source in self._sources.items():
+            ids = {t.id for t in await source.triggers()}
+            ids |= {trigger_id for trigger_id in self._plans if trigger_id[2] == kind}
+            for trigger_id in ids:
+                self._dirty[trigger_id] = source
 
     def _changed(self, source: TriggerSource, trigger_id: TriggerId) -> None:
         self._dirty[trigger_id] = source
@@ -253,6 +319,9 @@ class TimeTriggers:
                 if trigger is None:
                     self._plans.pop(trigger_id, None)
                     self._last.pop(trigger_id, None)
+                    self._delivered.pop(trigger_id, None)
+                    self._recorded_at.pop(trigger_id, None)
+                    self._confirms.discard(trigger_id)
                     gone.append(Write(Table.TRIGGER_FIRES, trigger_id, None))
                 else:
                     self._plan(source, trigger, starting=False)
@@ -267,6 +336,8 @@ class TimeTriggers:
                 if due:
                     self._due_plans += due
                     self._due_ready.set()
+                if self._reload:
+                    await self._reload_all()
                 if self._dirty:
                     await self._refresh()
                     continue
@@ -297,23 +368,46 @@ class TimeTriggers:
             await self._due_ready.wait()
             self._due_ready.clear()
             plans, self._due_plans = self._due_plans, []
-            if not plans:
+            confirms, self._confirms = self._confirms, set()
+            if not plans and not confirms:
                 continue
             try:
-                await self._fire(plans)
+                if plans:
+                    await self._fire(plans, confirms)
+                else:
+                    await self._store.write([self._record(t) for t in confirms if t in self._last])
             except StoreError as exc:  # recorded on the next turn
                 log.error("time triggers: recording %d occurrence(s): %s", len(plans), exc)
                 self._due_plans = plans + self._due_plans
+                self._confirms |= confirms
                 await asyncio.sleep(1.0)
                 self._due_ready.set()
 
-    async def _fire(self, plans: list[_Plan]) -> None:
-        """Record every due occurrence in one transaction, then hand each to its source."""
+    def _record(self, trigger_id: TriggerId) -> Write:
+        """The fire record of a trigger as this node knows it."""
+        doc: dict[str, Any] = {
+            "last": self._last[trigger_id],
+            "at": self._recorded_at.get(trigger_id, time.time()),
+        }
+        if self._confirm:
+            doc["delivered"] = self._delivered.get(trigger_id)
+        return Write(Table.TRIGGER_FIRES, trigger_id, doc)
+
+    async def _fire(self, plans: list[_Plan], confirms: set[TriggerId] | None = None) -> None:
+        """Record every due occurrence in one transaction (with the delivered marks waiting,
+        ``confirms``), then hand each to its source."""
         at = time.time()
-        writes = [
-            Write(Table.TRIGGER_FIRES, p.trigger.id, {"last": p.nominal, "at": at}) for p in plans
-        ]
+        writes = []
+        for p in plans:
+            doc: dict[str, Any] = {"last": p.nominal, "at": at}
+            if self._confirm:
+                doc["delivered"] = self._delivered.get(p.trigger.id)
+            writes.append(Write(Table.TRIGGER_FIRES, p.trigger.id, doc))
+        named = {p.trigger.id for p in plans}
+        writes += [self._record(t) for t in confirms or () if t not in named and t in self._last]
         await self._store.write(writes)
+        for p in plans:
+            self._recorded_at[p.trigger.id] = at
         finishing: list[bool] = []
         for plan in plans:
             trigger = plan.trigger
@@ -338,6 +432,10 @@ class TimeTriggers:
         async def deliver() -> None:
             try:
                 await source.fire(trigger, occurrence, fire_id(trigger.id, occurrence))
+                if self._confirm and occurrence >= self._delivered.get(trigger.id, -math.inf):
+                    self._delivered[trigger.id] = occurrence
+                    self._confirms.add(trigger.id)
+                    self._due_ready.set()
                 if then_finish:
                     await source.finished(trigger)
             except asyncio.CancelledError:
