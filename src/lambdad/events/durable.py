@@ -146,10 +146,10 @@ class DurableEngine:
         none; the shards' holders ``resume`` theirs)."""
         self.state = EngineState.RUNNING
         if self.gate is None:
-            await self.resume(lambda key: True)
+            await self.drive(lambda key: True)
         self._sweeper = asyncio.create_task(self._sweep(), name="durable-retention")
 
-    async def resume(self, which: Callable[[Key], bool]) -> None:
+    async def drive(self, which: Callable[[Key], bool]) -> None:
         """Drive the running executions ``which`` selects (their chained invokes too)."""
         for key, doc in await self.executions.running():
             if which(key):
@@ -384,9 +384,10 @@ class DurableEngine:
         (or, waiting for nothing timed, a callback or a chained invoke, until its execution
         timeout; ``wake`` cuts a sleep short)."""
         failures = 0
+        handed_over = False
         while True:
             if self.gate is not None and not self.gate(key):
-                stalled = True  # another node drives it now: its end is not this driver's
+                handed_over = True  # another node drives it now: its end is not this driver's
                 break
             self._poked.discard(key)  # what the document read next shows
             doc = await self.executions.get_key(key)
@@ -433,9 +434,10 @@ class DurableEngine:
                 failures = 0
         self._poked.discard(key)
         self._ended_invocation(key)
-        event = self._ended.pop(key, None)
-        if event is not None:
-            event.set()
+        if not handed_over:
+            event = self._ended.pop(key, None)
+            if event is not None:
+                event.set()
 
     async def _sleep(self, key: Key, seconds: float) -> None:
         """Sleep ``seconds``, or less when the execution is woken (``wake``; not at all when it

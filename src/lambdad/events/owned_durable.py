@@ -55,7 +55,7 @@ class OwnedDurable:
 
     async def gained(self, claim: str) -> None:
         shard = int(claim.removeprefix(PREFIX))
-        await self._engine.resume(lambda key: shard_of(key) == shard)
+        await self._engine.drive(lambda key: shard_of(key) == shard)
 
     async def lost(self, claim: str) -> None:
         shard = int(claim.removeprefix(PREFIX))
