@@ -182,6 +182,43 @@ def test_an_invoke_through_the_api_node_runs_on_a_worker_and_warm_again(cluster:
     assert doctor["invocations"] == "run here, and routed here by api nodes"
 
 
+CALLER = """
+import json, os
+import boto3
+
+client = boto3.client("lambda")
+
+
+def handler(event, context):
+    answer = client.invoke(FunctionName=os.environ["CALLEE"], Payload=json.dumps(event).encode())
+    return {"callee": json.loads(answer["Payload"].read()), "status": answer["StatusCode"]}
+"""
+
+
+def test_a_function_on_a_worker_reaches_the_lambda_api(cluster: Cluster) -> None:
+    """A handler's own boto3 ``invoke`` of another function, made on a worker, is served:
+    the worker's public listener refuses the API, but its functions reach an API of their
+    own (as on AWS, where a function's SDK calls Lambda from inside the fleet)."""
+    from tests.test_recursion import boto3_layer
+
+    lam = cluster.api.client()
+    try:
+        layer = lam.publish_layer_version(
+            LayerName="boto3-" + os.urandom(4).hex(),
+            Content={"ZipFile": boto3_layer()},
+            CompatibleRuntimes=["python3.11"],
+        )["LayerVersionArn"]
+        callee = create_function(lam)["FunctionName"]
+        caller = create_function(lam, CALLER, env={"CALLEE": callee}, Layers=[layer], Timeout=30)[
+            "FunctionName"
+        ]
+        answer, body = invoke_json(lam, caller, {"hello": "from a worker"})
+    finally:
+        lam.close()
+    assert "FunctionError" not in answer, body
+    assert body == {"callee": {"hello": "from a worker"}, "status": 200}
+
+
 def test_a_function_error_passes_through(cluster: Cluster) -> None:
     """A function's own error is the caller's 200 with ``X-Amz-Function-Error: Unhandled`` and
     the runtime's error body, as a single node answers it."""
@@ -450,40 +487,3 @@ def test_a_worker_killed_mid_invocation_is_a_prompt_service_error(cluster: Clust
     finally:
         lam.close()
     assert "no worker node" in error["Message"]
-
-
-CALLER = """
-import json, os
-import boto3
-
-client = boto3.client("lambda")
-
-
-def handler(event, context):
-    answer = client.invoke(FunctionName=os.environ["CALLEE"], Payload=json.dumps(event).encode())
-    return {"callee": json.loads(answer["Payload"].read()), "status": answer["StatusCode"]}
-"""
-
-
-def test_a_function_on_a_worker_reaches_the_lambda_api(cluster: Cluster) -> None:
-    """A handler's own boto3 ``invoke`` of another function, made on a worker, is served:
-    the worker's public listener refuses the API, but its functions reach an API of their
-    own (as on AWS, where a function's SDK calls Lambda from inside the fleet)."""
-    from tests.test_recursion import boto3_layer
-
-    lam = cluster.api.client()
-    try:
-        layer = lam.publish_layer_version(
-            LayerName="boto3-" + os.urandom(4).hex(),
-            Content={"ZipFile": boto3_layer()},
-            CompatibleRuntimes=["python3.11"],
-        )["LayerVersionArn"]
-        callee = create_function(lam)["FunctionName"]
-        caller = create_function(lam, CALLER, env={"CALLEE": callee}, Layers=[layer], Timeout=30)[
-            "FunctionName"
-        ]
-        answer, body = invoke_json(lam, caller, {"hello": "from a worker"})
-    finally:
-        lam.close()
-    assert "FunctionError" not in answer, body
-    assert body == {"callee": {"hello": "from a worker"}, "status": 200}
