@@ -119,6 +119,25 @@ async def test_a_large_put_is_split_and_arrives_whole(server: NatsServer) -> Non
 
 
 @run
+async def test_many_small_puts_gathered_together_travel_in_messages_nats_takes(
+    server: NatsServer,
+) -> None:
+    """Lines of many invocations gathered while the sender lingers (20,000 puts of 3 lines of
+    100 bytes, 6 MB in all: far more than one NATS message holds) arrive whole: the sender
+    cuts them into messages of at most ``MAX_MESSAGE`` bytes, never one message of it all."""
+    writer = await Node(server.url, "writer").open()
+    reader = await Node(server.url, "reader").open()
+    try:
+        lines = [f"{i:06d}" + "y" * 94 for i in range(60_000)]
+        for i in range(0, len(lines), 3):
+            writer.store.put(KEY, "s", now_ms(), lines[i : i + 3])
+        assert await reader.until(60_000, timeout=60) == lines
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+@run
 async def test_no_node_applies_its_own_changes_and_a_worker_reads_none(
     server: NatsServer,
 ) -> None:

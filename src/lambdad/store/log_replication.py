@@ -8,8 +8,8 @@ its own, ``logs-<node id>``, and applies the other nodes' changes to its local l
 the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, and a node
 restarted on its data dir resumes where it stopped (the consumer is durable on the server).
 
-- **Sending never blocks an invoke**: ``emit`` appends to a list; a task encodes and sends
-  what gathered as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each),
+- **Sending never blocks an invoke**: ``emit`` appends to a list; a task, ``LINGER`` seconds
+  after the first change it was woken for, encodes and sends what gathered as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each),
   waiting for JetStream's acknowledgement. While NATS is away the changes wait, up to
   ``BACKLOG`` of them and ``BACKLOG_BYTES`` of messages (then the oldest go, with a warning),
   and are sent once it is back; each message carries a ``Nats-Msg-Id``, so one sent again
@@ -65,6 +65,10 @@ ACK_WAIT = 10.0
 REMEMBERED = 50_000
 #: Seconds between attempts while NATS is away.
 RETRY = 0.5
+#: Seconds the sender lets changes gather after the first before it sends them: one message
+#: (one JetStream publish and acknowledgement, one delivery and ack on each reader) carries
+#: every line of many invocations, instead of a message per line on the invoke's heels.
+LINGER = 0.1
 #: Seconds a ``close`` waits for its tasks to end (twice at most).
 STOP_WAIT = 0.5
 #: Seconds a ``close`` spends sending what is left.
@@ -236,8 +240,8 @@ class LogReplication:
             if not self._ready:
                 if not self._waiting:
                     return taken
-                change, size = self._waiting.popleft()
-                self._waiting_bytes -= size
+                change, change_size = self._waiting.popleft()
+                self._waiting_bytes -= change_size
                 self._ready.extend(pieces(change))
             piece = self._ready[0]
             if taken and size + len(piece) + 1 > MAX_MESSAGE:
@@ -249,6 +253,7 @@ class LogReplication:
         subject = subject_of(self._node)
         while self.state is ReplicationState.OPEN:
             await self._wake.wait()
+            await asyncio.sleep(LINGER)
             self._wake.clear()
             await self._send_waiting(js, subject)
 
