@@ -85,23 +85,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the metadata store of every lambdad the fixtures start: the embedded SQLite, or "
         "a database of its own on one PostgreSQL server for the session (docs/cluster.md)",
     )
+    parser.addoption(
+        "--cluster",
+        action="store_true",
+        help="every lambdad the fixtures start is the api node of a three-node cluster (one api "
+        "node, two workers, PostgreSQL and NATS; tests/cluster.py); tests marked no_cluster "
+        "skip (docs/testing.md)",
+    )
 
 
 #: ``--store``, and the PostgreSQL server and databases (by data dir, so that a restart on the
 #: same data dir finds its database) of ``--store postgres``.
-_STORE: dict[str, str] = {"kind": "sqlite"}
+_STORE: dict[str, str] = {"kind": "sqlite", "cluster": ""}
 _POSTGRES: list[PostgresServer] = []
 _DATABASES: dict[Path, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     _STORE["kind"] = config.getoption("--store")
+    _STORE["cluster"] = "yes" if config.getoption("--cluster") else ""
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for pg in _POSTGRES:
         pg.close()
     _POSTGRES.clear()
+    if "tests.cluster" in sys.modules:
+        sys.modules["tests.cluster"].close_shared()
+
+
+def cluster_mode() -> bool:
+    """Whether the fixtures' lambdads are api nodes of three-node clusters (``--cluster``)."""
+    return bool(_STORE["cluster"])
 
 
 def session_postgres() -> PostgresServer:
@@ -352,8 +367,22 @@ class ForkServer:
             answer: dict[str, Any] = json.loads(sock.makefile("rb").readline())
             return answer
 
-    def spawn(self, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path) -> ForkedProcess:
-        request = {"op": "spawn", "argv": argv, "env": dict(env), "cwd": str(cwd), "log": str(log)}
+    def spawn(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        log: Path,
+        netns: str | None = None,
+    ) -> ForkedProcess:
+        request = {
+            "op": "spawn",
+            "argv": argv,
+            "env": dict(env),
+            "cwd": str(cwd),
+            "log": str(log),
+            "netns": netns,
+        }
         pid = int(self._ask(request)["pid"])
         return ForkedProcess(self, pid, [sys.executable, "-m", "lambdad.cli.main", *argv])
 
@@ -397,10 +426,14 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     #: How much of the log ``new_loop_blocks`` has read.
     checked: int = 0
+    #: The address it listens on (a cluster node's own, in its network namespace).
+    host: str = "127.0.0.1"
+    #: The ``tests.cluster.Cluster`` whose api node this is (``--cluster``), stopped with it.
+    cluster: Any = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def client(self, region: str = "us-east-1", **config: Any) -> Any:
         retries = config.pop("retries", {"total_max_attempts": 1})
@@ -449,17 +482,43 @@ _WATCHED: list[Server] = []
 def launch_server(
     tmp: Path, settings: Mapping[str, str] | None = None, data_dir: Path | None = None
 ) -> Server:
+    """A lambdad the test drives: one process, or with ``--cluster`` the api node of a
+    three-node cluster of its own (``tests/cluster.py``), whose other nodes stop with it."""
+    if cluster_mode():
+        from tests.cluster import launch_cluster
+
+        return launch_cluster(tmp, settings, data_dir)
+    return spawn_server(tmp, settings, data_dir)
+
+
+def spawn_server(
+    tmp: Path,
+    settings: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    netns: str | None = None,
+    port: int | None = None,
+) -> Server:
+    """One ``lambdad serve`` listening on ``host`` (and ``port``, else a free one), in the
+    network namespace ``netns`` (``/run/netns/<name>``) when given; returns once it answers
+    its health check."""
     data_dir = data_dir or tmp / "data"
-    port = free_port()
-    env = {**os.environ, **FAST_SETTINGS, **_store_settings(data_dir), **(settings or {})}
+    port = port or free_port()
+    stored = {} if "LAMBDAD_STORE_URL" in (settings or {}) else _store_settings(data_dir)
+    env = {**os.environ, **FAST_SETTINGS, **stored, **(settings or {})}
     log_path = tmp / f"lambdad-{port}.log"
     argv = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
+    if host != "127.0.0.1":
+        argv += ["--host", host]
     forker = fork_server()
     process: subprocess.Popen[bytes] | ForkedProcess
     if forker is not None:
         log_path.touch()
-        process = forker.spawn(argv, env, tmp, log_path)
+        process = forker.spawn(argv, env, tmp, log_path, netns)
     else:
+        from tests.forkserver import enter_network
+
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "lambdad.cli.main", *argv],
@@ -467,8 +526,9 @@ def launch_server(
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=tmp,
+                preexec_fn=None if netns is None else lambda: enter_network(netns),
             )
-    server = Server(process, port, data_dir, log_path, env)
+    server = Server(process, port, data_dir, log_path, env, host=host)
     _WATCHED.append(server)
 
     def healthy() -> bool:
@@ -510,6 +570,8 @@ def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     cells |= _cells_of(server, set())
     left = {str(d): sorted(_cell_pids(d)) for cell in cells for d in _cell_dirs(cell)}
     assert not left, f"cgroups (and their processes) left behind: {left}"
+    if server.cluster is not None:
+        server.cluster.close()
 
 
 def _alive(pid: int) -> bool:
@@ -521,7 +583,14 @@ def _alive(pid: int) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``root`` are skipped where the Linux sandbox cannot run."""
+    """Tests marked ``root`` are skipped where the Linux sandbox cannot run; with
+    ``--cluster``, tests marked ``no_cluster`` are skipped with the marker's reason."""
+    if cluster_mode():
+        for item in items:
+            marker = item.get_closest_marker("no_cluster")
+            if marker is not None:
+                why = marker.args[0] if marker.args else "cannot run against a cluster"
+                item.add_marker(pytest.mark.skip(reason=f"not on a cluster: {why}"))
     reason = linux.unavailable_reason()
     if reason is None:
         return
@@ -568,6 +637,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for srv in started:
         if srv.process.poll() is None:
             shutdown(srv)
+        elif srv.cluster is not None:
+            srv.cluster.close()
 
 
 @pytest.fixture(scope="session")
