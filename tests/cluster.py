@@ -12,7 +12,9 @@ which, and the failure tests print it.
 Names never clash with the Linux sandbox's own (docs/sandbox.md): its cells' bridges are
 ``lbd<hash>`` with a ``/22`` of ``10.222.0.0/16``, and their namespaces have no names; here the
 bridge is ``lcb<tag>``, the node's namespaces ``lcn<tag><n>`` (``ip netns list``), the host ends
-of their veths ``lcv<tag><n>``, and the subnet a free ``/24`` of ``10.229.0.0/16``. A node's own
+of their veths ``lcv<tag><n>``, and the subnet a free ``/24`` of ``10.229.0.0/16``. Every node
+listens on a port no other node uses, so that ``tests/url_client.py`` finds a node by the port a
+function URL names (``url_client.HOSTS``). A node's own
 cells get their bridge and nftables table inside the node's namespace, where they are removed
 with it.
 
@@ -30,13 +32,15 @@ import random
 import shutil
 import signal
 import subprocess
+import urllib.error
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Server, shutdown, spawn_server, wait_until
+from tests import url_client
+from tests.conftest import Server, free_port, shutdown, spawn_server, wait_until
 from tests.nats_server import NatsServer
 from tests.nats_server import unavailable_reason as nats_unavailable
 from tests.postgres_server import PostgresServer
@@ -44,8 +48,13 @@ from tests.postgres_server import unavailable_reason as postgres_unavailable
 
 #: Where the test networks' ``/24``s come from (the cells' pool is ``10.222.0.0/16``).
 POOL = ipaddress.IPv4Network("10.229.0.0/16")
-#: The port every namespaced node listens on (each has its own address, so they never clash).
-NODE_PORT = 9000
+#: The ports each namespaced node relays from its cells to the test's namespace: what a
+#: function connects to at its cells' gateway on these ports reaches the test's service
+#: (``service_listener`` binds one of them under ``--cluster``). Below Linux's ephemeral range,
+#: where lambdad's own sockets (the Runtime API's, the node's port) are.
+RELAYED_PORTS = range(20000, 21000)
+#: The cells' pool (docs/sandbox.md), whose gateways the relay takes connections to.
+CELLS_POOL = "10.222.0.0/16"
 #: How long a node's heartbeat counts (``LAMBDAD_NODE_LEASE``): short, so a killed node is
 #: listed as gone within seconds.
 LEASE = "1.5"
@@ -65,6 +74,17 @@ def namespaces_unavailable_reason() -> str | None:
     if _ip() is None:
         return "no ip command (Debian's iproute2)"
     return None
+
+
+def relay_unavailable_reason() -> str | None:
+    """None when namespaced nodes can relay their cells' connections to the test's services."""
+    if _nft() is None:
+        return "no nft command (Debian's nftables)"
+    return None
+
+
+def _nft() -> str | None:
+    return shutil.which("nft", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin")
 
 
 def _ip() -> str | None:
@@ -146,7 +166,34 @@ class Network:
         self._run("-n", name, "addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", "eth0")
         self._run("-n", name, "link", "set", "eth0", "up")
         self._run("-n", name, "route", "add", "default", "via", self.gateway)
+        if relay_unavailable_reason() is None:
+            self._relay(name)
         return Host(address, f"/run/netns/{name}", name)
+
+    def _relay(self, name: str) -> None:
+        """In namespace ``name``: connections from the node's cells to their gateway on one of
+        ``RELAYED_PORTS`` go to the test's namespace instead (DNAT; the node's own cells' table
+        then forwards and masquerades them as any outbound connection of a cell)."""
+        first, last = RELAYED_PORTS[0], RELAYED_PORTS[-1]
+        rules = (
+            "table ip lambdad_test_relay {\n"
+            "  chain prerouting {\n"
+            "    type nat hook prerouting priority dstnat; policy accept;\n"
+            f'    iifname "lbd*" ip daddr {CELLS_POOL} tcp dport {first}-{last} '
+            f"dnat to {self.gateway}\n"
+            "  }\n"
+            "}\n"
+        )
+        done = subprocess.run(
+            [_ip() or "ip", "netns", "exec", name, _nft() or "nft", "-f", "-"],
+            input=rules,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise OSError(f"nft in {name}: {done.stderr.strip()}")
 
     def release(self, host: Host) -> None:
         """Remove ``host``'s namespace (its veth goes with it) once its node has ended."""
@@ -253,7 +300,17 @@ class Cluster:
         self.add("api", "api", data_dir=self.api_data_dir)
         for number in range(1, self.workers + 1):
             self.add(f"worker{number}", "worker")
-        self.wait_until(lambda: self.listed_up() == set(self.node_ids()), 30)
+        self.wait_until(self._formed, 30)
+
+    def _formed(self) -> bool:
+        """Whether the api node lists every node as up (or refuses to say: SigV4 mode)."""
+        try:
+            listed = {i for i, n in self.listing().items() if n["Health"] == "up"}
+        except urllib.error.HTTPError as exc:
+            return exc.code in (401, 403)
+        except OSError:
+            return False
+        return listed == set(self.node_ids())
 
     def node_settings(self, role: str) -> dict[str, str]:
         assert self.nats is not None
@@ -278,7 +335,9 @@ class Cluster:
     def _spawn(
         self, home: Path, role: str, host: Host, data_dir: Path, port: int | None = None
     ) -> Server:
-        port = port or (None if host.netns is None else NODE_PORT)
+        if port is None and host.netns is not None:
+            port = _unused_port()
+            url_client.HOSTS[port] = host.address
         settings = self.node_settings(role)
         return spawn_server(
             home, settings, data_dir, host=host.address, netns=host.netns, port=port
@@ -403,6 +462,15 @@ class Cluster:
             raise AssertionError("cluster teardown:\n" + "\n".join(errors))
 
 
+def _unused_port() -> int:
+    """A port for a namespaced node: free on the test's loopback and used by no other node
+    (``url_client`` finds a node by its port, as function URLs name only the port)."""
+    while True:
+        port = free_port()
+        if port not in url_client.HOSTS:
+            return port
+
+
 def _clients(network: Network) -> str | None:
     return None if network.subnet is None else str(network.subnet)
 
@@ -427,6 +495,7 @@ def _shared() -> tuple[Network, PostgresServer]:
         _SHARED["postgres"] = postgres
         postgres.start()
         _SHARED["databases"] = {}
+        _SHARED["clusters"] = {}
     return _SHARED["network"], _SHARED["postgres"]
 
 
@@ -441,6 +510,9 @@ def launch_cluster(
     databases: dict[Path, str] = _SHARED["databases"]
     if data_dir not in databases:
         databases[data_dir] = postgres.database()
+    earlier: Cluster | None = _SHARED["clusters"].get(data_dir)
+    if earlier is not None:  # its api node was stopped alone: the restart is the cluster's
+        earlier.close()
     cluster = Cluster(
         data_dir.parent / f"{data_dir.name}-cluster",
         settings,
@@ -450,12 +522,15 @@ def launch_cluster(
         api_data_dir=data_dir,
     ).start()
     cluster.api.cluster = cluster
+    _SHARED["clusters"][data_dir] = cluster
     return cluster.api
 
 
 def close_shared() -> None:
     """Close the session's ``--cluster`` servers and network (pytest's unconfigure)."""
     if _SHARED:
+        for cluster in _SHARED["clusters"].values():
+            cluster.close(check=False)
         _SHARED["postgres"].close()
         _SHARED["network"].close()
         _SHARED.clear()

@@ -104,6 +104,16 @@ _DATABASES: dict[Path, str] = {}
 def pytest_configure(config: pytest.Config) -> None:
     _STORE["kind"] = config.getoption("--store")
     _STORE["cluster"] = "yes" if config.getoption("--cluster") else ""
+    if cluster_mode():
+        from tests.cluster import RELAYED_PORTS, relay_unavailable_reason
+
+        if relay_unavailable_reason() is None:
+            SERVICE_PORTS.append(RELAYED_PORTS)
+
+
+#: Where ``service_listener`` binds: any free port, or (``--cluster`` with namespaced nodes)
+#: one of the ports every node relays from its cells to the test (tests/cluster.py).
+SERVICE_PORTS: list[range] = []
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -112,6 +122,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _POSTGRES.clear()
     if "tests.cluster" in sys.modules:
         sys.modules["tests.cluster"].close_shared()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """With ``--cluster``, say where the clusters' nodes run."""
+    if not config.getoption("--cluster"):
+        return None
+    from tests.cluster import namespaces_unavailable_reason
+
+    reason = namespaces_unavailable_reason()
+    where = "in network namespaces of their own" if reason is None else f"on loopback ({reason})"
+    return f"cluster mode: every lambdad is the api node of a three-node cluster, nodes {where}"
 
 
 def cluster_mode() -> bool:
@@ -586,11 +607,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``root`` are skipped where the Linux sandbox cannot run; with
     ``--cluster``, tests marked ``no_cluster`` are skipped with the marker's reason."""
     if cluster_mode():
-        for item in items:
-            marker = item.get_closest_marker("no_cluster")
-            if marker is not None:
-                why = marker.args[0] if marker.args else "cannot run against a cluster"
-                item.add_marker(pytest.mark.skip(reason=f"not on a cluster: {why}"))
+        _skip_on_clusters(items)
     reason = linux.unavailable_reason()
     if reason is None:
         return
@@ -598,6 +615,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("root") is not None:
             item.add_marker(skip)
+
+
+#: The fixtures of services that functions reach on the test's own host (``service_listener``).
+HOST_SERVICES = ("rendezvous", "recorder", "collector")
+
+
+def _skip_on_clusters(items: list[pytest.Item]) -> None:
+    """Under ``--cluster``: skip tests marked ``no_cluster`` (with the marker's reason), and,
+    where nodes have network namespaces of their own but cannot relay to the test's services
+    (no ``nft``), tests whose functions reach one (``HOST_SERVICES``: ``rendezvous``,
+    ``recorder``, the Logs API tests' ``collector``): a function finds it at its cells'
+    gateway, which is inside its node's namespace, not the test's."""
+    from tests.cluster import namespaces_unavailable_reason, relay_unavailable_reason
+
+    isolated = namespaces_unavailable_reason() is None and relay_unavailable_reason() is not None
+    for item in items:
+        marker = item.get_closest_marker("no_cluster")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "cannot run against a cluster"
+            item.add_marker(pytest.mark.skip(reason=f"not on a cluster: {why}"))
+        elif isolated and set(HOST_SERVICES) & set(getattr(item, "fixturenames", ())):
+            why = "its functions reach a service of the test's, and nodes cannot relay (no nft)"
+            item.add_marker(pytest.mark.skip(reason=f"not on a namespaced cluster: {why}"))
 
 
 @pytest.fixture(autouse=True)
@@ -780,7 +820,14 @@ def service_listener(backlog: int = 128) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with contextlib.suppress(OSError):  # not root: the plain sandbox shares the network
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CELL_MARK)
-    sock.bind(("0.0.0.0", 0))
+    for port in SERVICE_PORTS[0] if SERVICE_PORTS else [0]:
+        try:
+            sock.bind(("0.0.0.0", port))
+            break
+        except OSError:
+            continue
+    else:
+        raise AssertionError(f"no free port in {SERVICE_PORTS}")
     sock.listen(backlog)
     return sock
 
