@@ -110,8 +110,8 @@ class Network:
         self.subnet: ipaddress.IPv4Network | None = None
         #: The test's own address as the nodes see it (the bridge's), where the databases are.
         self.gateway = "127.0.0.1"
-        self._namespaces: list[str] = []
-        self._made = 0
+        #: The live hosts' namespaces, by number (address ``.1 + number``, name ``lcn<tag><n>``).
+        self._namespaces: dict[int, str] = {}
         self._closed = False
 
     @property
@@ -154,11 +154,10 @@ class Network:
         """A new host for a node: a namespace on the bridge with the next address."""
         if self.subnet is None:
             return Host("127.0.0.1")
-        self._made += 1
-        number = self._made
+        number = min(set(range(1, self.subnet.num_addresses - 2)) - set(self._namespaces))
         name, veth = f"lcn{self.tag}{number}", f"lcv{self.tag}{number}"
         address = str(self.subnet.network_address + 1 + number)
-        self._namespaces.append(name)
+        self._namespaces[number] = name
         self._run("netns", "add", name)
         self._run("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         self._run("link", "set", veth, "master", self.bridge, "up")
@@ -196,11 +195,14 @@ class Network:
             raise OSError(f"nft in {name}: {done.stderr.strip()}")
 
     def release(self, host: Host) -> None:
-        """Remove ``host``'s namespace (its veth goes with it) once its node has ended."""
-        if host.netns is not None and host.name in self._namespaces:
-            self._namespaces.remove(host.name)
-            with contextlib.suppress(OSError):
-                self._run("netns", "del", host.name)
+        """Remove ``host``'s veth pair and namespace once its node has ended (its number and
+        address are then free for another host)."""
+        number = next((n for n, name in self._namespaces.items() if name == host.name), None)
+        if number is not None:
+            del self._namespaces[number]
+            for args in (("link", "del", f"lcv{self.tag}{number}"), ("netns", "del", host.name)):
+                with contextlib.suppress(OSError):
+                    self._run(*args)
 
     def close(self) -> None:
         """Remove the namespaces (their veths go with them) and the bridge; idempotent. The
@@ -208,7 +210,7 @@ class Network:
         if self._closed:
             return
         self._closed = True
-        for name in self._namespaces:
+        for name in self._namespaces.values():
             with contextlib.suppress(OSError):
                 self._run("netns", "del", name)
         if self.reason is None or self.subnet is not None:

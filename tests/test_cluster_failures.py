@@ -10,7 +10,10 @@ One cluster serves the whole module: every test leaves it whole (all nodes up) f
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.cluster import Cluster, unavailable_reason
 from tests.conftest import create_function, invoke_json, unique
+from tests.forkserver import enter_network
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
 ]
 
-#: Echoes its event with the node's view of where it ran.
+#: Answers its event, wrapped.
 ECHO = "def handler(event, context):\n    return {'echo': event}\n"
 
 
@@ -176,9 +180,23 @@ def test_a_killed_worker_restarted_on_its_data_dir_rejoins(cluster: Cluster) -> 
     all_up(cluster)
 
 
-def test_the_harness_leaves_nothing_behind(tmp_path: Path) -> None:
-    """A cluster closed removes its nodes' processes, namespaces, veths and bridge."""
+def test_nodes_reach_each_other_and_the_harness_leaves_nothing_behind(tmp_path: Path) -> None:
+    """From the api node's host, a worker answers at the address it registered (as routing
+    between nodes will need); a cluster closed removes its nodes' processes, namespaces, veths
+    and bridge."""
     small = Cluster(tmp_path, workers=1).start()
+    api, worker = small.nodes["api"], small.nodes["worker1"]
+    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read())"
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"{worker.server.endpoint}/_lambdad/health"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=None if api.host.netns is None else partial(enter_network, api.host.netns),
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"ok"' in done.stdout
     names = [node.host.name for node in small.nodes.values() if node.host.netns]
     bridge = small.network.bridge if small.network.isolated else None
     small.close()
