@@ -161,6 +161,21 @@ def clients_of(cluster: Cluster) -> list[tuple[str, str]]:
     return sorted((c.get("name", ""), c["ip"]) for c in found)
 
 
+def test_a_stopped_worker_leaves_at_once_and_rejoins(cluster: Cluster) -> None:
+    """A SIGTERMed worker exits cleanly and is missing from the very next listing and from
+    NATS's clients; started again on its data dir it is listed up and connected again."""
+    worker_id = (cluster.server("worker2").data_dir / "node-id").read_text().strip()
+    assert cluster.terminate("worker2") == 0
+    assert worker_id not in cluster.listing()
+    expected = connected_nodes(cluster)
+    cluster.wait_until(lambda: clients_of(cluster) == expected, 30)
+
+    cluster.restart("worker2")
+    cluster.wait_until(lambda: cluster.listing().get(worker_id, {}).get("Health") == "up", 30)
+    expected = connected_nodes(cluster)
+    cluster.wait_until(lambda: clients_of(cluster) == expected, 30)
+
+
 def test_a_killed_worker_restarted_on_its_data_dir_rejoins(cluster: Cluster) -> None:
     """A SIGKILLed worker is listed as gone once its lease has passed; started again on its
     data dir and host it rejoins under the same id, up, at the same address, and reconnects
