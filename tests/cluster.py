@@ -14,9 +14,10 @@ Names never clash with the Linux sandbox's own (docs/sandbox.md): its cells' bri
 bridge is ``lcb<tag>``, the node's namespaces ``lcn<tag><n>`` (``ip netns list``), the host ends
 of their veths ``lcv<tag><n>``, and the subnet a free ``/24`` of ``10.229.0.0/16``. Every node
 listens on a port no other node uses, so that ``tests/url_client.py`` finds a node by the port a
-function URL names (``url_client.HOSTS``). A node's own
-cells get their bridge and nftables table inside the node's namespace, where they are removed
-with it.
+function URL names (``url_client.HOSTS``). A node's own cells get their bridge and nftables
+table inside the node's namespace, where they are removed with it; one more table there
+(``ip lambdad_test_relay``) relays the cells' connections on ``RELAYED_PORTS`` to the test's
+services (``service_listener`` in tests/conftest.py binds one of those under ``--cluster``).
 
 ``Cluster.close()`` stops every process and removes every namespace, veth and the bridge,
 also when a test failed (the fixtures call it; an ``atexit`` hook catches an interrupted run).
