@@ -316,11 +316,15 @@ class Cluster:
         return listed == set(self.node_ids())
 
     def node_settings(self, role: str) -> dict[str, str]:
+        """The test's settings for a node of ``role``, the URLs of a service on the test's
+        loopback (``http://127.0.0.1:<port>``, moto) naming the test's address on the bridge."""
         assert self.nats is not None
         assert self.database is not None
+        here = f"http://{self.network.gateway}:"
+        settings = {k: v.replace("http://127.0.0.1:", here) for k, v in self.settings.items()}
         return {
             "LAMBDAD_NODE_LEASE": LEASE,
-            **self.settings,
+            **settings,
             "LAMBDAD_STORE_URL": self.database,
             "LAMBDAD_NATS_URL": self.nats.url,
             "LAMBDAD_ROLE": role,

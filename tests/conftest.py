@@ -973,11 +973,16 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log = (home / "moto.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            # Under --cluster, also on the clusters' bridge (nodes have namespaces of their own).
+            [sys.executable, "-m", "moto.server", "-H", self._host(), "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         wait_until(self._up, timeout=30, interval=0.1)
+
+    @staticmethod
+    def _host() -> str:
+        return "0.0.0.0" if cluster_mode() else "127.0.0.1"
 
     def _up(self) -> bool:
         if self.process.poll() is not None:
