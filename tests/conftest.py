@@ -87,23 +87,59 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the metadata store of every lambdad the fixtures start: the embedded SQLite, or "
         "a database of its own on one PostgreSQL server for the session (docs/cluster.md)",
     )
+    parser.addoption(
+        "--cluster",
+        action="store_true",
+        help="every lambdad the fixtures start is the api node of a three-node cluster (one api "
+        "node, two workers, PostgreSQL and NATS; tests/cluster.py); tests marked no_cluster "
+        "skip (docs/testing.md)",
+    )
 
 
 #: ``--store``, and the PostgreSQL server and databases (by data dir, so that a restart on the
 #: same data dir finds its database) of ``--store postgres``.
-_STORE: dict[str, str] = {"kind": "sqlite"}
+_STORE: dict[str, str] = {"kind": "sqlite", "cluster": ""}
 _POSTGRES: list[PostgresServer] = []
 _DATABASES: dict[Path, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     _STORE["kind"] = config.getoption("--store")
+    _STORE["cluster"] = "yes" if config.getoption("--cluster") else ""
+    if cluster_mode():
+        from tests.cluster import RELAYED_PORTS, relay_unavailable_reason
+
+        if relay_unavailable_reason() is None:
+            SERVICE_PORTS.append(RELAYED_PORTS)
+
+
+#: Where ``service_listener`` binds: any free port, or (``--cluster`` with namespaced nodes)
+#: one of the ports every node relays from its cells to the test (tests/cluster.py).
+SERVICE_PORTS: list[range] = []
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for pg in _POSTGRES:
         pg.close()
     _POSTGRES.clear()
+    if "tests.cluster" in sys.modules:
+        sys.modules["tests.cluster"].close_shared()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """With ``--cluster``, say where the clusters' nodes run."""
+    if not config.getoption("--cluster"):
+        return None
+    from tests.cluster import namespaces_unavailable_reason
+
+    reason = namespaces_unavailable_reason()
+    where = "in network namespaces of their own" if reason is None else f"on loopback ({reason})"
+    return f"cluster mode: every lambdad is the api node of a three-node cluster, nodes {where}"
+
+
+def cluster_mode() -> bool:
+    """Whether the fixtures' lambdads are api nodes of three-node clusters (``--cluster``)."""
+    return bool(_STORE["cluster"])
 
 
 def session_postgres() -> PostgresServer:
@@ -354,8 +390,22 @@ class ForkServer:
             answer: dict[str, Any] = json.loads(sock.makefile("rb").readline())
             return answer
 
-    def spawn(self, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path) -> ForkedProcess:
-        request = {"op": "spawn", "argv": argv, "env": dict(env), "cwd": str(cwd), "log": str(log)}
+    def spawn(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        log: Path,
+        netns: str | None = None,
+    ) -> ForkedProcess:
+        request = {
+            "op": "spawn",
+            "argv": argv,
+            "env": dict(env),
+            "cwd": str(cwd),
+            "log": str(log),
+            "netns": netns,
+        }
         pid = int(self._ask(request)["pid"])
         return ForkedProcess(self, pid, [sys.executable, "-m", "lambdad.cli.main", *argv])
 
@@ -415,10 +465,14 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     #: How much of the log ``new_loop_blocks`` has read.
     checked: int = 0
+    #: The address it listens on (a cluster node's own, in its network namespace).
+    host: str = "127.0.0.1"
+    #: The ``tests.cluster.Cluster`` whose api node this is (``--cluster``), stopped with it.
+    cluster: Any = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def client(self, region: str = "us-east-1", **config: Any) -> Any:
         """A boto3 Lambda client of this server, speaking the ``lambda`` model lambdad serves
@@ -469,17 +523,43 @@ _WATCHED: list[Server] = []
 def launch_server(
     tmp: Path, settings: Mapping[str, str] | None = None, data_dir: Path | None = None
 ) -> Server:
+    """A lambdad the test drives: one process, or with ``--cluster`` the api node of a
+    three-node cluster of its own (``tests/cluster.py``), whose other nodes stop with it."""
+    if cluster_mode():
+        from tests.cluster import launch_cluster
+
+        return launch_cluster(tmp, settings, data_dir)
+    return spawn_server(tmp, settings, data_dir)
+
+
+def spawn_server(
+    tmp: Path,
+    settings: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    netns: str | None = None,
+    port: int | None = None,
+) -> Server:
+    """One ``lambdad serve`` listening on ``host`` (and ``port``, else a free one), in the
+    network namespace ``netns`` (``/run/netns/<name>``) when given; returns once it answers
+    its health check."""
     data_dir = data_dir or tmp / "data"
-    port = free_port()
-    env = {**os.environ, **FAST_SETTINGS, **_store_settings(data_dir), **(settings or {})}
+    port = port or free_port()
+    stored = {} if "LAMBDAD_STORE_URL" in (settings or {}) else _store_settings(data_dir)
+    env = {**os.environ, **FAST_SETTINGS, **stored, **(settings or {})}
     log_path = tmp / f"lambdad-{port}.log"
     argv = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
+    if host != "127.0.0.1":
+        argv += ["--host", host]
     forker = fork_server()
     process: subprocess.Popen[bytes] | ForkedProcess
     if forker is not None:
         log_path.touch()
-        process = forker.spawn(argv, env, tmp, log_path)
+        process = forker.spawn(argv, env, tmp, log_path, netns)
     else:
+        from tests.forkserver import enter_network
+
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "lambdad.cli.main", *argv],
@@ -487,8 +567,9 @@ def launch_server(
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=tmp,
+                preexec_fn=None if netns is None else lambda: enter_network(netns),
             )
-    server = Server(process, port, data_dir, log_path, env)
+    server = Server(process, port, data_dir, log_path, env, host=host)
     _WATCHED.append(server)
 
     def healthy() -> bool:
@@ -530,6 +611,8 @@ def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     cells |= _cells_of(server, set())
     left = {str(d): sorted(_cell_pids(d)) for cell in cells for d in _cell_dirs(cell)}
     assert not left, f"cgroups (and their processes) left behind: {left}"
+    if server.cluster is not None:
+        server.cluster.close()
 
 
 def _alive(pid: int) -> bool:
@@ -541,7 +624,10 @@ def _alive(pid: int) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``root`` are skipped where the Linux sandbox cannot run."""
+    """Tests marked ``root`` are skipped where the Linux sandbox cannot run; with
+    ``--cluster``, tests marked ``no_cluster`` are skipped with the marker's reason."""
+    if cluster_mode():
+        _skip_on_clusters(items)
     reason = linux.unavailable_reason()
     if reason is None:
         return
@@ -549,6 +635,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("root") is not None:
             item.add_marker(skip)
+
+
+#: The fixtures of services that functions reach on the test's own host (``service_listener``).
+HOST_SERVICES = ("rendezvous", "recorder", "collector")
+
+
+def _skip_on_clusters(items: list[pytest.Item]) -> None:
+    """Under ``--cluster``: skip tests marked ``no_cluster`` (with the marker's reason), and,
+    where nodes have network namespaces of their own but cannot relay to the test's services
+    (no ``nft``), tests whose functions reach one (``HOST_SERVICES``: ``rendezvous``,
+    ``recorder``, the Logs API tests' ``collector``): a function finds it at its cells'
+    gateway, which is inside its node's namespace, not the test's."""
+    from tests.cluster import namespaces_unavailable_reason, relay_unavailable_reason
+
+    isolated = namespaces_unavailable_reason() is None and relay_unavailable_reason() is not None
+    for item in items:
+        marker = item.get_closest_marker("no_cluster")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "cannot run against a cluster"
+            item.add_marker(pytest.mark.skip(reason=f"not on a cluster: {why}"))
+        elif isolated and set(HOST_SERVICES) & set(getattr(item, "fixturenames", ())):
+            why = "its functions reach a service of the test's, and nodes cannot relay (no nft)"
+            item.add_marker(pytest.mark.skip(reason=f"not on a namespaced cluster: {why}"))
 
 
 @pytest.fixture(autouse=True)
@@ -588,6 +697,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for srv in started:
         if srv.process.poll() is None:
             shutdown(srv)
+        elif srv.cluster is not None:
+            srv.cluster.close()
 
 
 @pytest.fixture(scope="session")
@@ -729,7 +840,14 @@ def service_listener(backlog: int = 128) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with contextlib.suppress(OSError):  # not root: the plain sandbox shares the network
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CELL_MARK)
-    sock.bind(("0.0.0.0", 0))
+    for port in SERVICE_PORTS[0] if SERVICE_PORTS else [0]:
+        try:
+            sock.bind(("0.0.0.0", port))
+            break
+        except OSError:
+            continue
+    else:
+        raise AssertionError(f"no free port in {SERVICE_PORTS}")
     sock.listen(backlog)
     return sock
 
@@ -875,11 +993,16 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log = (home / "moto.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            # Under --cluster, also on the clusters' bridge (nodes have namespaces of their own).
+            [sys.executable, "-m", "moto.server", "-H", self._host(), "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         wait_until(self._up, timeout=30, interval=0.1)
+
+    @staticmethod
+    def _host() -> str:
+        return "0.0.0.0" if cluster_mode() else "127.0.0.1"
 
     def _up(self) -> bool:
         if self.process.poll() is not None:

@@ -8,7 +8,9 @@ parent but imports (no event loop, no thread), so a child starts from the state 
 interpreter reaches after the same imports.
 
 Protocol: one JSON line per unix-socket connection, one JSON line answered.
-``{"op": "spawn", "argv": [...], "env": {...}, "cwd": ..., "log": ...}`` -> ``{"pid": n}``;
+``{"op": "spawn", "argv": [...], "env": {...}, "cwd": ..., "log": ..., "netns": ...}`` ->
+``{"pid": n}`` (``netns``, optional: a network namespace's file, ``/run/netns/<name>``, that the
+child enters first: a node of tests/cluster.py);
 ``{"op": "status", "pid": n}`` -> ``{"returncode": n or null}`` (a signal is ``-signum``, as
 ``subprocess`` says it). The parent reaps its children; a child it never forked is an error.
 
@@ -20,6 +22,7 @@ arguments only name what the process is (tests look for ``lambdad.cli.main`` in 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -76,9 +79,29 @@ def _reap(codes: dict[int, int | None]) -> None:
         codes[pid] = os.waitstatus_to_exitcode(status)
 
 
+#: ``setns``'s flag for a network namespace (linux/sched.h).
+CLONE_NEWNET = 0x40000000
+
+
+def enter_network(path: str) -> None:
+    """Move the calling (single-threaded) process into the network namespace ``path`` names
+    (``/run/netns/<name>``); its other namespaces stay the test's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns {path}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
 def run_child(request: dict[str, Any]) -> int:
     """Become ``python -m lambdad.cli.main <argv>`` started with ``request``'s environment,
-    working directory and output (stdout and stderr to the log, stdin from /dev/null)."""
+    working directory and output (stdout and stderr to the log, stdin from /dev/null), in the
+    network namespace ``request["netns"]`` names, if any."""
+    if request.get("netns"):
+        enter_network(request["netns"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

@@ -10,6 +10,7 @@ restart it under running nodes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -17,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT = 30.0
 
@@ -49,7 +52,9 @@ def _free_port() -> int:
 class NatsServer:
     """One NATS server with JetStream at ``host:port`` (``host`` 127.0.0.1 unless told)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, monitor: bool = False) -> None:
+        """``monitor``: serve NATS's monitoring endpoints (``connections()``) on a
+        port of their own at ``host``."""
         found = binary()
         if found is None:
             raise RuntimeError(unavailable_reason())
@@ -57,6 +62,7 @@ class NatsServer:
         self.host = host
         self.port = _free_port()
         self.home = Path(tempfile.mkdtemp(prefix="lambdad-nats-"))
+        self.monitor_port = _free_port() if monitor else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +85,7 @@ class NatsServer:
                     str(self.home / "js"),
                     "--server_name",
                     f"test-{self.port}",
+                    *self._monitoring(),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -97,6 +104,20 @@ class NatsServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nats-server did not start:\n{self.log()}")
             time.sleep(0.02)
+
+    def _monitoring(self) -> list[str]:
+        if self.monitor_port is None:
+            return []
+        return ["--http_port", str(self.monitor_port)]
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The clients connected now (``/connz``: each one's ``name``, ``ip``, ...); needs
+        ``monitor``."""
+        assert self.monitor_port is not None, "started without monitor=True"
+        url = f"http://{self.host}:{self.monitor_port}/connz"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            found: list[dict[str, Any]] = json.loads(response.read()).get("connections") or []
+        return found
 
     def log(self) -> str:
         path = self.home / "nats.log"

@@ -112,11 +112,15 @@ def _usable_by(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster of its own at ``127.0.0.1:port`` (user ``postgres``, trust)."""
+    """One PostgreSQL cluster of its own at ``host:port`` (user ``postgres``, trust)."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(
+        self, *, durable: bool = False, host: str = "127.0.0.1", clients: str | None = None
+    ) -> None:
         """``durable``: commits wait for the disk (PostgreSQL's defaults, for benchmarks);
-        otherwise fsync is off, as a test server needs nothing to survive a crash."""
+        otherwise fsync is off, as a test server needs nothing to survive a crash. ``host``:
+        the address its URLs name, listened on beside loopback (a cluster's bridge,
+        tests/cluster.py); ``clients``: the network (``10.229.7.0/24``) trusted there."""
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError(unavailable_reason())
@@ -127,9 +131,11 @@ class PostgresServer:
         self.data = self.home / "data"
         self.process: subprocess.Popen[bytes] | None = None
         self.durable = durable
+        self.host = host
+        self.clients = clients
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     def _run_as(self) -> dict[str, int]:
         user = self.user
@@ -148,13 +154,16 @@ class PostgresServer:
                 cwd=self.home,
                 **self._run_as(),  # type: ignore[arg-type]
             )
+            if self.clients is not None:
+                with (self.data / "pg_hba.conf").open("a") as hba:
+                    hba.write(f"host all all {self.clients} trust\n")
         self._spawn()
         self._wait_ready()
 
     def _spawn(self) -> None:
         log = (self.home / "postgres.log").open("ab")
         settings = {
-            "listen_addresses": "127.0.0.1",
+            "listen_addresses": ",".join(dict.fromkeys(["127.0.0.1", self.host])),
             "unix_socket_directories": str(self.home),
             "max_connections": "200",
         }

@@ -230,6 +230,7 @@ def test_layers_are_per_account(two: tuple[Server, Any, Any, dict]) -> None:
     assert f"lambda:GetLayerVersion on resource: {arn} because" in error["Message"]
 
 
+@pytest.mark.no_cluster("it rewrites one process's SQLite file into the layout before accounts")
 def test_an_old_data_dir_is_served_as_the_default_account(
     start_server: Callable[..., Server],
 ) -> None:

@@ -78,6 +78,7 @@ def aws(start_server: Any, tmp_path: Path) -> Any:
         "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         "LAMBDAD_PORT": str(srv.port),  # for a bare ``lambdad logs``, as on port 9000
+        "LAMBDAD_HOST": srv.host,  # loopback, or a cluster's api node (pytest --cluster)
     }
 
     def call(op: str, *args: str, program: tuple[str, ...] = ("aws", "lambda")) -> str:

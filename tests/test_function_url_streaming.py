@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Rendezvous
-from tests.url_client import call_url, make_public
+from tests.url_client import address_of, call_url, make_public
 
 #: A Node handler that streams through ``awslambda.streamifyResponse``: ``/plain`` writes no
 #: prelude, ``/meet`` waits at the rendezvous after its first chunk, ``/fail`` throws after it.
@@ -73,7 +73,8 @@ def streaming_url(
 
 def open_url(url: str, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection("127.0.0.1", parts.port or 80, timeout=60)
+    port = parts.port or 80
+    connection = http.client.HTTPConnection(address_of(port), port, timeout=60)
     connection.request("GET", path, headers={"Host": parts.netloc})
     return connection, connection.getresponse()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, wait_until
-from tests.url_client import call_url, make_public
+from tests.url_client import address_of, call_url, make_public
 
 ECHO_NODE = "exports.handler = async (event) => event;\n"
 
@@ -88,7 +88,9 @@ def test_the_event_is_payload_format_2(url_of: Callable[..., str], server: Serve
     context = event["requestContext"]
     assert "authorizer" not in context
     assert context["accountId"] == "anonymous"  # AWS, for AuthType NONE
-    assert event["headers"]["x-forwarded-for"] == "127.0.0.1"
+    # The test's address as lambdad sees it: loopback, or a cluster's bridge (tests/cluster.py).
+    source = server.cluster.network.gateway if server.cluster is not None else "127.0.0.1"
+    assert event["headers"]["x-forwarded-for"] == source
     assert event["headers"]["x-forwarded-proto"] == "http"
     assert event["headers"]["x-forwarded-port"] == url.rsplit(":", 1)[1].rstrip("/")
     assert event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
@@ -101,7 +103,7 @@ def test_the_event_is_payload_format_2(url_of: Callable[..., str], server: Serve
         "method": "POST",
         "path": "/my/path",
         "protocol": "HTTP/1.1",
-        "sourceIp": "127.0.0.1",
+        "sourceIp": source,
         "userAgent": "tester/1",
     }
     assert answer.header("x-amzn-RequestId") == context["requestId"]
@@ -237,7 +239,7 @@ def test_oversized_bodies_are_413(url_of: Callable[..., str]) -> None:
     host = url.split("//")[1].rstrip("/")
     done = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Transfer-Encoding: chunked",
-         "-H", f"Host: {host}", "--data-binary", "@-", f"http://127.0.0.1:{port}/"],
+         "-H", f"Host: {host}", "--data-binary", "@-", f"http://{address_of(int(port))}:{port}/"],
         input=big, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.stdout == b"413"
@@ -257,7 +259,7 @@ def test_curl_reaches_a_url_as_returned(url_of: Callable[..., str]) -> None:
     url = url_of()
     host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
     done = subprocess.run(
-        ["curl", "-s", "--resolve", f"{host}:{port}:127.0.0.1", url + "curl?q=1"],
+        ["curl", "-s", "--resolve", f"{host}:{port}:{address_of(int(port))}", url + "curl?q=1"],
         capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     assert json.loads(done.stdout)["rawQueryString"] == "q=1"
@@ -416,7 +418,7 @@ def test_a_wildcard_origin_answers_star(url_of: Callable[..., str]) -> None:
 def _raw(url: str, request: bytes) -> bytes:
     """Send raw bytes to the URL's server and read the answer until it closes or 5 s pass."""
     port = int(url.rsplit(":", 1)[1].rstrip("/"))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection((address_of(port), port), timeout=5) as sock:
         sock.sendall(request)
         data = b""
         with contextlib.suppress(TimeoutError):

@@ -40,7 +40,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def connect(server: Server) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=GUARD)
+    return socket.create_connection((server.host, server.port), timeout=GUARD)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -271,7 +271,7 @@ def test_client_disconnect_is_not_an_internal_error(edge: Server) -> None:
 
 def test_every_response_carries_one_request_id(edge: Server) -> None:
     """Success, error and unknown-path answers each carry exactly one x-amzn-RequestId."""
-    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=GUARD)
+    conn = http.client.HTTPConnection(edge.host, edge.port, timeout=GUARD)
     for method, path in [
         ("GET", "/2016-08-19/account-settings"),
         ("GET", "/2015-03-31/functions/missing"),
@@ -288,7 +288,7 @@ def test_every_response_carries_one_request_id(edge: Server) -> None:
 
 def test_unknown_paths_answer_unknown_operation(edge: Server) -> None:
     """A path or method lambdad does not route answers 404 UnknownOperationException."""
-    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=GUARD)
+    conn = http.client.HTTPConnection(edge.host, edge.port, timeout=GUARD)
     for method, path in [("GET", "/nope"), ("PATCH", "/2015-03-31/functions")]:
         conn.request(method, path)
         response = conn.getresponse()

@@ -494,6 +494,7 @@ def _stored_invocations(data_dir: Path, name: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cluster("it reads the metrics back from one process's SQLite file")
 def test_metrics_flushed_before_a_sigkill_survive_it(start_server: Callable[..., Server]) -> None:
     """Metrics are written to the store every ``metrics_flush_interval``: once written, a
     SIGKILL does not lose them (what came after the last write is lost, docs/metrics.md)."""

@@ -136,6 +136,10 @@ def test_sigterm_stops_cleanly_with_runtimes_running(
         assert_environment_gone(identity, timeout=0)
 
 
+@pytest.mark.no_cluster(
+    "the warm environment's keep-alive (3 s at the suite's time scale) is shorter than a whole "
+    "second cluster's start and stop"
+)
 def test_a_second_lambdad_leaves_the_first_ones_environments_alone(
     server: Server, lam: Any, start_server: Callable[..., Server]
 ) -> None:

@@ -412,7 +412,7 @@ def test_oversized_chunked_invoke_is_413_not_a_signature_error(
     request = AWSRequest(method="POST", url=server.endpoint + path, data=body)
     credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
     SigV4Auth(credentials, "lambda", "us-east-1").add_auth(request)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
     chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
     headers = dict(request.headers.items())
     conn.request("POST", path, body=chunks, headers=headers, encode_chunked=True)

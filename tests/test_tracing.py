@@ -323,6 +323,7 @@ def _span(data: bytes) -> dict[str, Any]:
     return span
 
 
+@pytest.mark.no_cluster("its OTLP receiver is on the test's loopback, which nodes cannot reach")
 def test_spans_are_exported_over_otlp(start_server: Any, otlp: OtlpReceiver) -> None:
     """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, lambdad's spans and the function's segments
     reach an OTLP/HTTP protobuf receiver under the X-Ray root's 32 hex digits as trace id,

@@ -1,5 +1,6 @@
-"""A plain HTTP client for function URLs: connects to lambdad on loopback and sends the URL's
-host as ``Host``, as a browser resolving ``*.localhost`` (or a DNS wildcard) would."""
+"""A plain HTTP client for function URLs: connects to lambdad on loopback (or at the address of
+a cluster's node, ``HOSTS``) and sends the URL's host as ``Host``, as a browser resolving
+``*.localhost`` (or a DNS wildcard) would."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+#: Where lambdads that are not on loopback listen, by port: the nodes of a cluster whose nodes
+#: have network namespaces of their own (tests/cluster.py). Every other port is on loopback.
+HOSTS: dict[int, str] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +32,11 @@ class Answer:
         return json.loads(self.body)
 
 
+def address_of(port: int) -> str:
+    """Where the lambdad on ``port`` listens: loopback, or a cluster node's own address."""
+    return HOSTS.get(port, "127.0.0.1")
+
+
 def call_url(
     url: str,
     path: str = "/",
@@ -41,7 +51,8 @@ def call_url(
     """Send one request to the function URL ``url`` (``path`` may carry a query); ``port``
     overrides the URL's (for a URL shown with another port), ``host`` the Host header."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection("127.0.0.1", port or parts.port or 80, timeout=timeout)
+    port = port or parts.port or 80
+    connection = http.client.HTTPConnection(address_of(port), port, timeout=timeout)
     try:
         connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         connection.putheader("Host", host or parts.netloc)

@@ -9,11 +9,12 @@ the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, a
 restarted on its data dir resumes where it stopped (the consumer is durable on the server).
 
 - **Sending never blocks an invoke**: ``emit`` appends to a list; a task, ``LINGER`` seconds
-  after the first change it was woken for, encodes and sends what gathered as messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each),
-  waiting for JetStream's acknowledgement. While NATS is away the changes wait, up to
-  ``BACKLOG`` of them and ``BACKLOG_BYTES`` of messages (then the oldest go, with a warning),
-  and are sent once it is back; each message carries a ``Nats-Msg-Id``, so one sent again
-  after a lost acknowledgement is stored once.
+  after the first change it was woken for, encodes and sends what gathered as messages of at
+  most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for JetStream's
+  acknowledgement. While NATS is away the changes wait, up to ``BACKLOG`` of them and
+  ``BACKLOG_BYTES`` of messages (then the oldest go, with a warning), and are sent once it is
+  back; each message carries a ``Nats-Msg-Id``, so one sent again after a lost
+  acknowledgement is stored once.
 - **Bounded**: the stream keeps at most ``max_bytes`` (the node's log bound) and ``max_age``
   seconds, discarding the oldest; a reader away longer misses what was discarded.
 - **At most once on the reader**: each message is acknowledged once applied to the log
