@@ -117,3 +117,20 @@ def test_a_worker_nobody_listened_for_is_avoided_briefly_and_is_a_last_resort() 
     assert choice.pick(V1, None, {"b"}, avoided=True) == "a"
     clock.now += 2.5
     assert choice.pick(V1, None, {"b"}) == "a"
+
+
+def test_a_worker_with_a_free_provisioned_environment_of_the_version_comes_first() -> None:
+    """The worker whose published share holds provisioned environments of the version gets
+    its invocations while they are not all busy (as on one node, an invocation runs in a
+    provisioned environment first), then the least loaded again; other versions ignore it."""
+    choice, _ = choice_of(record("a"), record("b"), record("c"))
+    choice.provisioned = {V1: {"b": 1}}
+    for _ in range(3):
+        assert choice.pick(V1, "python3.12", set()) == "b"
+    choice.began("b", V1)  # its one provisioned environment is busy now
+    assert choice.pick(V1, "python3.12", set()) in {"a", "c"}
+    choice.ended("b", V1)
+    assert choice.pick(V1, "python3.12", set()) == "b"
+    choice.provisioned = {}
+    picks = {choice.pick(V2, "python3.12", set()) for _ in range(30)}
+    assert picks >= {"a", "c"}

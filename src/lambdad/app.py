@@ -99,7 +99,7 @@ from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
-from lambdad.store.base import BlobStore, Queue, Store, StoreUnavailable
+from lambdad.store.base import BlobStore, Queue, Store, StoreChange, StoreUnavailable, Table
 from lambdad.store.files import FileBlobStore
 from lambdad.store.function_credentials import FunctionCredentials
 from lambdad.store.ledger import ConcurrencyLedger
@@ -318,6 +318,8 @@ class Lambdad:
         self.blobs: BlobStore = blob_store(settings)
         #: The cluster's NATS connection (``nats_url``), None on its own.
         self.nats = nats_link(settings)
+        #: Short tasks started from callbacks (held until they end).
+        self._background: set[asyncio.Task[None]] = set()
         self.queue: Queue = queue if queue is not None else event_queue(settings, self.nats)
         self.logs = LogStore(data / "logs", settings.account_id, max_bytes=settings.log_max_bytes)
         #: Other nodes' logs (cluster mode: a NATS link), None alone.
@@ -692,9 +694,28 @@ class Lambdad:
             from lambdad.invoke.worker_choice import WorkerChoice
 
             choice = WorkerChoice(settings.idle_timeout, settings.node_lease)
-            remote = RemoteDispatch(link, self._node_id, self.nodes.nodes, choice)
+            remote = RemoteDispatch(
+                link,
+                self._node_id,
+                self.nodes.nodes,
+                choice,
+                shares=lambda: self.store.scan(Table.PROVISIONED_SHARES),
+            )
             self.invoker.remote = remote
-            return [Part("routing to workers", remote.start, remote.close)]
+
+            def shares_changed(change: StoreChange) -> None:
+                # A worker published (or withdrew) provisioned environments: route to them
+                # from the next invocation on, not the next periodic refresh.
+                if change.table in (None, Table.PROVISIONED_SHARES):
+                    task = asyncio.get_running_loop().create_task(remote.refresh_shares())
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+
+            async def start() -> None:
+                await remote.start()
+                self.store.subscribe(shares_changed)
+
+            return [Part("routing to workers", start, remote.close)]
         from lambdad.invoke.remote_worker import InvokeServer
 
         server = InvokeServer(link, self._node_id, self.functions, self.invoker.dispatch_here)

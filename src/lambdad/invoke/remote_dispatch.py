@@ -32,7 +32,7 @@ from lambdad.invoke.worker_choice import REFRESH, UNHEARD_AVOID, WorkerChoice
 from lambdad.observe.metric_cells import CellKey
 from lambdad.runtime.invocation import Invocation, Outcome
 from lambdad.runtime.streaming import ResponseSink
-from lambdad.store.base import StoreError, StoreUnavailable
+from lambdad.store.base import Document, Key, StoreError, StoreUnavailable
 from lambdad.store.nats_link import Message, NatsLink
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,13 @@ class RemoteDispatch:
         node_id: Callable[[], str],
         nodes: Callable[[], Awaitable[list[dict[str, Any]]]],
         choice: WorkerChoice,
+        shares: Callable[[], Awaitable[list[tuple[Key, Document]]]] | None = None,
     ) -> None:
         self._link = link
         self._node_id = node_id
         self._nodes = nodes
+        #: The workers' published shares of provisioned concurrency (read at each refresh).
+        self._shares = shares
         self.choice = choice
         self._calls: dict[int, _Call] = {}
         self._tokens = itertools.count(1)
@@ -278,3 +281,22 @@ class RemoteDispatch:
             log.warning("reading the node registry failed: %s", exc)
             return
         self.choice.update(records, self._node_id())
+        await self.refresh_shares()
+
+    async def refresh_shares(self) -> None:
+        """Read the workers' shares of provisioned concurrency again (each refresh, and when
+        the store's feed says one changed)."""
+        if self._shares is None:
+            return
+        try:
+            rows = await self._shares()
+        except StoreError as exc:
+            log.warning("reading the provisioned shares failed: %s", exc)
+            return
+        shares: dict[tuple[str, str, str, str], dict[str, int]] = {}
+        for key, doc in rows:
+            if len(key) == 5 and int(doc.get("allocated", 0)) > 0:
+                shares.setdefault((key[0], key[1], key[2], key[3]), {})[key[4]] = int(
+                    doc["allocated"]
+                )
+        self.choice.provisioned = shares

@@ -71,6 +71,9 @@ class WorkerChoice:
         self._warm: dict[VersionKey, dict[str, _Warm]] = {}
         #: worker -> (the start time it had when avoided, avoided until).
         self._avoided: dict[str, tuple[float, float]] = {}
+        #: version -> {worker: provisioned environments it initialised} (the workers' shares
+        #: of provisioned concurrency, as they publish them in the store).
+        self.provisioned: dict[VersionKey, dict[str, int]] = {}
 
     def update(self, records: Iterable[dict[str, Any]], me: str) -> None:
         """The registry's records, as ``NodeRegistry.nodes`` lists them."""
@@ -117,6 +120,13 @@ class WorkerChoice:
         if not able:
             return None
         warm = self._warm.get(version, {})
+        shares = self.provisioned.get(version)
+        if shares:
+            # A worker with a provisioned environment of the version not all busy with this
+            # node's invocations first: there it runs initialised ahead, as on one node.
+            free = [w for w in able if shares.get(w.id, 0) > _running(warm, w.id)]
+            if free:
+                return min(free, key=lambda w: (self._load(w), random.random())).id
         idle = [
             w
             for w in able
@@ -164,3 +174,9 @@ class WorkerChoice:
 
     def in_flight(self, worker: str) -> int:
         return self._in_flight.get(worker, 0)
+
+
+def _running(warm: dict[str, _Warm], worker: str) -> int:
+    """Invocations of a version this api node has running on ``worker`` now."""
+    state = warm.get(worker)
+    return state.running if state is not None else 0
