@@ -15,6 +15,15 @@ port with a temporary data dir and prints a Markdown table for docs/benchmarks.m
   returns the times; p50/p99 over every step of ``--runs`` executions, and the whole
   execution's round trip. Also lambdad's own CPU per step (its process's user+system time
   over the runs, divided by the steps: a figure that load does not stretch).
+- floor: the same handler, SDK and botocore in a second durable function that lambdad
+  invokes alike, whose checkpoints go instead to a stub server the bench starts (raw asyncio:
+  each CheckpointDurableExecution answered with a new token and nothing else, the least the
+  SDK accepts); the function's ``AWS_ENDPOINT_URL_LAMBDA`` names the stub. Its step time is
+  the floor any service stands on; what lambdad adds is the step's time minus the floor's.
+  The rounds interleave ``--steps`` plain warm invokes, a lambdad execution and a floor
+  execution (the two in turn first), so load falls on all alike. The stub is reached at the
+  cell's gateway directly, not through lambdad's endpoint relay: the relay's hop (0.06-0.2
+  ms, measured below) counts in what lambdad adds.
 - replay: ``--waits`` executions, started ``Event`` 0.25 s apart, each waiting 1 s (after
   four run at once, to warm the environments they overlap on). The
   replay's start is the handler's entry in the invocation after the wait (the outer handler
@@ -66,8 +75,16 @@ from invoke_latency import (
 SDK = "aws-durable-execution-sdk-python==3.0.0"
 
 STEPS = """
+import os
 import threading
 import time
+
+if os.environ.get("BENCH_FLOOR_PORT"):
+    # The floor: this function's checkpoints go to the bench's stub server, at the address the
+    # function reaches lambdad's Runtime API on (a cell's gateway, or loopback), before the SDK
+    # makes its botocore client (on the first invocation).
+    HOST = os.environ["AWS_LAMBDA_RUNTIME_API"].rpartition(":")[0]
+    os.environ["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{HOST}:{os.environ['BENCH_FLOOR_PORT']}"
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.lambda_service import LambdaClient
@@ -165,6 +182,70 @@ def handler(event, context):
     return times
 """
 
+#: The floor's checkpoint server: the cheapest answer the SDK accepts to each
+#: CheckpointDurableExecution (HTTP 200 and a new ``CheckpointToken``; the SDK reads
+#: ``NewExecutionState`` as empty when it is absent), over keep-alive HTTP/1.1 on raw asyncio.
+#: It listens on every address with lambdad's cell mark (as root), so a cell reaches it at its
+#: gateway, as the test suite's services are reached (docs/sandbox.md); prints its port, then
+#: serves until killed. ``GET /count`` answers how many checkpoints it has answered.
+FLOOR_SERVER = r"""
+import asyncio, socket, sys
+
+MARK = int(sys.argv[1])
+COUNT = [0]
+
+
+class Checkpoints(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            lines = head.split(b"\r\n")
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            method, path = lines[0].split(b" ")[:2]
+            if method == b"POST" and path.endswith(b"/checkpoint"):
+                COUNT[0] += 1
+                status, body = b"200 OK", b'{"CheckpointToken":"floor-%d"}' % COUNT[0]
+            elif method == b"GET" and path == b"/count":
+                status, body = b"200 OK", b"%d" % COUNT[0]
+            else:
+                status, body = b"404 Not Found", b'{"Type":"User","message":"not the floor"}'
+            self.transport.write(
+                b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+            )
+
+
+async def main():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+    except OSError:
+        pass  # not root: the process sandbox shares the host's network
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(128)
+    server = await asyncio.get_running_loop().create_server(Checkpoints, sock=sock)
+    print(sock.getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+asyncio.run(main())
+"""
+
 DURABLE = {"ExecutionTimeout": 3600, "RetentionPeriodInDays": 1}
 
 
@@ -194,10 +275,17 @@ def sdk_files(sdk_dir: Path) -> dict[str, bytes]:
 
 
 def create_durable(
-    port: int, name: str, source: str, files: dict[str, bytes], *, durable: bool = True
+    port: int,
+    name: str,
+    source: str,
+    files: dict[str, bytes],
+    *,
+    durable: bool = True,
+    variables: dict[str, str] | None = None,
 ) -> None:
     """A Python function of ``source`` (as ``app.py``) beside ``files``: durable unless
-    ``durable`` is false; a full vCPU (``MemorySize`` 1,769), a timeout of 300 s."""
+    ``durable`` is false; a full vCPU (``MemorySize`` 1,769), a timeout of 300 s; environment
+    ``variables``."""
     import base64
     import io
     import zipfile
@@ -220,6 +308,7 @@ def create_durable(
             "Timeout": 300,
             "Code": {"ZipFile": base64.b64encode(buf.getvalue()).decode()},
             **({"DurableConfig": DURABLE} if durable else {}),
+            **({"Environment": {"Variables": variables}} if variables else {}),
         },
     )
     if status != 201:
@@ -276,32 +365,67 @@ def stats(samples: list[float]) -> str:
     return f"{percentile(samples, 50):.2f} / {percentile(samples, 99):.2f}"
 
 
-def measure_steps(port: int, pid: int, steps: int, runs: int) -> dict[str, Any]:
-    invoke(port, "steps", {"steps": 2})  # a warm environment with the SDK imported
-    per_step: list[float] = []
-    calls: list[list[float]] = []
-    whole: list[float] = []
-    cpu = cpu_seconds(pid)
-    for _ in range(runs):
-        began = time.perf_counter()
-        body, _ = invoke(port, "steps", {"steps": steps})
-        whole.append((time.perf_counter() - began) * 1000)
-        answer = json.loads(body)
-        per_step += answer["times"]
-        calls += answer["calls"]
-    lambdad_cpu = (cpu_seconds(pid) - cpu) / (steps * runs) * 1e3
+def start_floor() -> tuple[subprocess.Popen[str], int]:
+    """The floor's checkpoint server (``FLOOR_SERVER``) and its port."""
+    from lambdad.runtime.sandbox.network import MARK
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_SERVER, str(MARK)], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def floor_count(floor_port: int) -> int:
+    """How many checkpoints the floor's server has answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", floor_port, timeout=30)
+    conn.request("GET", "/count")
+    count = int(conn.getresponse().read())
+    conn.close()
+    return count
+
+
+def measure_steps(port: int, pid: int, floor_port: int, steps: int, runs: int) -> dict[str, Any]:
+    """``runs`` rounds, each of: ``steps`` plain warm invokes, an execution of ``steps`` no-op
+    steps checkpointed by lambdad, and one by the floor's server (these two in turn first), so
+    that load falls on all three alike."""
+    for name in ("steps", "floor"):
+        invoke(port, name, {"steps": 2})  # a warm environment with the SDK imported
+    plain_path = "/2015-03-31/functions/echo/invocations"
+    answered = floor_count(floor_port)
+    figures: dict[str, dict[str, list[Any]]] = {
+        name: {"per_step": [], "whole": [], "calls": []} for name in ("steps", "floor")
+    }
+    plain: list[float] = []
+    lambdad_cpu = 0.0
+    for index in range(runs):
+        plain += post_loop(port, plain_path, b"{}", steps)
+        for name in ("steps", "floor") if index % 2 == 0 else ("floor", "steps"):
+            cpu = cpu_seconds(pid)
+            began = time.perf_counter()
+            body, _ = invoke(port, name, {"steps": steps})
+            figures[name]["whole"].append((time.perf_counter() - began) * 1000)
+            if name == "steps":
+                lambdad_cpu += cpu_seconds(pid) - cpu
+            answer = json.loads(body)
+            figures[name]["per_step"] += answer["times"]
+            figures[name]["calls"] += answer["calls"]
+    floor = figures["floor"]
+    if floor_count(floor_port) - answered != len(floor["calls"]):
+        raise RuntimeError("the floor's checkpoints did not all reach the floor's server")
     empty: list[float] = []
     for _ in range(runs):
         began = time.perf_counter()
         invoke(port, "steps", {"steps": 0})
         empty.append((time.perf_counter() - began) * 1000)
+    calls = figures["steps"]["calls"]
     return {
-        "per_step": per_step,
-        "whole": whole,
-        "calls": calls,
+        **figures["steps"],
+        "floor": floor,
+        "plain": plain,
         "checkpoints_per_step": len(calls) / (steps * runs),
         "empty": empty,
-        "lambdad_cpu_ms_per_step": lambdad_cpu,
+        "lambdad_cpu_ms_per_step": lambdad_cpu / (steps * runs) * 1e3,
     }
 
 
@@ -478,26 +602,36 @@ def main() -> int:
     env = {"LAMBDAD_SANDBOX": args.sandbox} if args.sandbox else {}
     with tempfile.TemporaryDirectory(prefix="lambdad-bench-") as tmp:
         server = start_lambdad(port, Path(tmp), env)
+        floor_server, floor_port = start_floor()
         try:
             wait_http(f"http://127.0.0.1:{port}/_lambdad/health")
             create(port, "echo", ECHO, "python3.12")
             create_durable(port, "steps", STEPS, files)
+            create_durable(
+                port, "floor", STEPS, files, variables={"BENCH_FLOOR_PORT": str(floor_port)}
+            )
             create_durable(port, "replay", REPLAY, files)
             create_durable(port, "three", THREE_STEPS, files)
             create_durable(port, "probe", PROBE, {}, durable=False)
             path = "/2015-03-31/functions/echo/invocations"
             post_loop(port, path, b"{}", 100)
             plain = post_loop(port, path, b"{}", args.plain)
-            steps = measure_steps(port, server.pid, args.steps, args.runs)
+            steps = measure_steps(port, server.pid, floor_port, args.steps, args.runs)
             replay = measure_replay(port, args.waits)
             _, started = invoke(port, "three", {})
             relay = measure_relay(port, started["x-amz-durable-execution-arn"], args.plain)
             throughput = measure_throughput(port, args.executions, args.concurrency)
         finally:
+            floor_server.terminate()
+            floor_server.wait(30)
             server.terminate()
             server.wait(30)
 
+    floor = steps["floor"]
     step_p50 = percentile(steps["per_step"], 50)
+    floor_p50 = percentile(floor["per_step"], 50)
+    added_p50 = step_p50 - floor_p50
+    added_p99 = percentile(steps["per_step"], 99) - percentile(floor["per_step"], 99)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print()
@@ -505,8 +639,20 @@ def main() -> int:
     print("|---|---|---|")
     print(f"| plain warm invoke ({len(plain)}) | {stats(plain)} | |")
     print(
+        f"| plain warm invoke, interleaved with the steps below ({len(steps['plain'])}) | "
+        f"{stats(steps['plain'])} | |"
+    )
+    print(
         f"| one no-op step, timed in the handler ({len(steps['per_step'])}) | "
-        f"{stats(steps['per_step'])} | ≤ 2 ms p50: {'yes' if step_p50 <= 2 else 'no'} |"
+        f"{stats(steps['per_step'])} | |"
+    )
+    print(
+        f"| one no-op step, the floor: same SDK, botocore and function, checkpoints "
+        f"answered by a stub server ({len(floor['per_step'])}) | {stats(floor['per_step'])} | |"
+    )
+    print(
+        f"| **what lambdad adds to a step** (step minus floor) | "
+        f"{added_p50:.2f} / {added_p99:.2f} | ≤ 2 ms p50: {'yes' if added_p50 <= 2 else 'no'} |"
     )
     print(
         f"| execution of {args.steps} steps, round trip ({args.runs}) | {stats(steps['whole'])} | |"
@@ -524,6 +670,10 @@ def main() -> int:
         print(
             f"| a checkpoint call: {part} ({len(calls)}) | {stats([c[index] for c in calls])} | |"
         )
+    print(
+        f"| the floor's checkpoint call: the wire, to the stub and back ({len(floor['calls'])}) "
+        f"| {stats([c[1] for c in floor['calls']])} | |"
+    )
     print(
         f"| GetDurableExecution from inside a function, through the relay ({len(relay['inside'])}) "
         f"| {stats(relay['inside'])} | |"
