@@ -1,0 +1,311 @@
+"""A worker SIGKILLed under sync and async load (docs/cluster.md, issue 16 part 6): one api
+node and two workers (``tests/cluster.py``: as root each in a network namespace of its own) on
+real PostgreSQL and NATS servers, a function with reserved concurrency 4 invoked through the
+api node by client threads and by Event invokes while one worker is killed.
+
+One cluster for the module, with a short node lease (1.5 s, the harness's) and a short queue
+ack wait (3 s), so that the dead worker's concurrency grants and events come back within
+seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tests import conftest
+from tests.cluster import RELAYED_PORTS, Cluster, relay_unavailable_reason, unavailable_reason
+from tests.conftest import MEET, Recorder, Rendezvous, create_function, unique
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.no_cluster("starts a cluster of its own"),
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+]
+
+#: Reserved concurrency of the function under load.
+RESERVED = 4
+
+#: Sleeps a little, then reports its event's ``id`` to the test's ``Recorder`` (so a run is
+#: recorded only once it has finished); ``meet`` waits at the test's ``Rendezvous`` instead.
+FUNCTION = (
+    MEET
+    + """
+import os, socket, time
+
+
+def record(run_id):
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    address = (host, int(os.environ["RECORDER_PORT"]))
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(f"{run_id} 1\\n".encode())
+        connection.recv(1)
+
+
+def handler(event, context):
+    print("ran", event["id"])
+    if event.get("meet"):
+        return {"met": meet()}
+    time.sleep(0.2)
+    record(event["id"])
+    return {"id": event["id"]}
+"""
+)
+
+#: What a sync caller may get while a worker dies: the answer, Lambda's error for an
+#: environment lost with its worker (or no worker to try), or a throttle while the dead
+#: worker's concurrency grant has not expired yet.
+ALLOWED = {"ok", "ServiceException 500", "TooManyRequestsException 429"}
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Cluster]:
+    settings = {
+        "LAMBDAD_QUEUE_ACK_WAIT": "3",  # a dead worker's events are delivered again after 3 s
+        "LAMBDAD_TIME_SCALE": "0.1",  # throttled events are put back for 0.1 s, doubling
+    }
+    started = Cluster(tmp_path_factory.mktemp("cluster"), settings).start()
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # the test output says which network
+        print(f"\n{started.describe()}")
+    relayed = started.network.isolated and RELAYED_PORTS not in conftest.SERVICE_PORTS
+    if relayed:  # the nodes' cells reach the test's services on the relayed ports only
+        if relay_unavailable_reason() is not None:
+            started.close()
+            pytest.skip(f"functions cannot reach the test: {relay_unavailable_reason()}")
+        conftest.SERVICE_PORTS.append(RELAYED_PORTS)
+    try:
+        yield started
+    finally:
+        if relayed:
+            conftest.SERVICE_PORTS.remove(RELAYED_PORTS)
+        started.close()
+
+
+def logs_of(cluster: Cluster, name: str) -> str:
+    """The function log lines kept in node ``name``'s own log store (what ran there)."""
+    segments = cluster.server(name).data_dir / "logs" / "segments"
+    texts = []
+    for path in sorted(segments.glob("*.jsonl")) if segments.is_dir() else []:
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except FileNotFoundError:  # dropped meanwhile
+            continue
+    return "".join(texts)
+
+
+def node_id(cluster: Cluster, name: str) -> str:
+    return (cluster.server(name).data_dir / "node-id").read_text().strip()
+
+
+def health(cluster: Cluster, name: str) -> str:
+    return str(cluster.listing().get(node_id(cluster, name), {}).get("Health", "missing"))
+
+
+def outcome_of(lam: Any, name: str, run_id: str) -> str:
+    """Invoke ``name`` with the event ``{"id": run_id}``: ``ok`` for a 200 answering it,
+    ``<Code> <status>`` for an error answer."""
+    try:
+        response = lam.invoke(FunctionName=name, Payload=json.dumps({"id": run_id}).encode())
+    except ClientError as exc:
+        error = exc.response
+        return f"{error['Error']['Code']} {error['ResponseMetadata']['HTTPStatusCode']}"
+    except BotoCoreError as exc:
+        return f"no answer: {exc!r}"
+    body = response["Payload"].read()
+    answered = response["StatusCode"] == 200 and "FunctionError" not in response
+    if answered and json.loads(body) == {"id": run_id}:
+        return "ok"
+    return f"wrong answer: {response['StatusCode']} {body!r}"
+
+
+class Load:
+    """Client threads invoking ``name`` through the api node until ``stop()``: ``sync``
+    threads calling RequestResponse one after another, one thread sending Event invokes."""
+
+    def __init__(self, cluster: Cluster, name: str, sync: int) -> None:
+        self.cluster, self.name = cluster, name
+        self.prefix = unique("run")
+        self.outcomes: list[tuple[str, str]] = []  # (id, outcome) of every sync call
+        self.accepted: list[str] = []  # ids of the events answered 202
+        self.refused: list[str] = []  # anything else an Event invoke got
+        self._stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._calls, args=(n,), daemon=True) for n in range(sync)
+        ]
+        self.threads.append(threading.Thread(target=self._events, daemon=True))
+
+    def start(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _calls(self, number: int) -> None:
+        lam = self.cluster.api.client()
+        count = 0
+        while not self._stop.is_set():
+            run_id = f"{self.prefix}-sync{number}-{count}"
+            count += 1
+            self.outcomes.append((run_id, outcome_of(lam, self.name, run_id)))
+        lam.close()
+
+    def _events(self) -> None:
+        lam = self.cluster.api.client()
+        count = 0
+        while not self._stop.wait(0.05):  # about 15 events a second, paced, not synchronised
+            run_id = f"{self.prefix}-event-{count}"
+            count += 1
+            try:
+                response = lam.invoke(
+                    FunctionName=self.name,
+                    InvocationType="Event",
+                    Payload=json.dumps({"id": run_id}).encode(),
+                )
+            except (ClientError, BotoCoreError) as exc:
+                self.refused.append(f"{run_id}: {exc!r}")
+                continue
+            if response["StatusCode"] == 202:
+                self.accepted.append(run_id)
+            else:
+                self.refused.append(f"{run_id}: {response['StatusCode']}")
+        lam.close()
+
+    def succeeded(self) -> int:
+        """How many sync calls have been answered with their result so far."""
+        return sum(1 for _, outcome in list(self.outcomes) if outcome == "ok")
+
+    def stop(self, timeout: float) -> None:
+        """Stop the load; every thread must end within ``timeout`` (no call hangs)."""
+        self._stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        assert not any(thread.is_alive() for thread in self.threads), "a call hangs"
+
+
+def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
+    """A worker SIGKILLed while sync callers and Event invokes load a function of reserved
+    concurrency 4 through the api node: every sync call is answered (its result, Lambda's
+    ServiceException 500 for the environment lost with the worker, or a 429 throttle while the
+    dead worker's grant lasts), none hangs; every event acknowledged 202 runs at least once
+    (the queue delivers a dead worker's events again); once the dead worker's lease has run
+    out, all 4 reserved slots run at once on the survivor (nothing of the dead worker is still
+    counted); restarted on its data dir, the worker is listed up and runs invocations again.
+    (AWS: a sync invoke that Lambda fails to run is ServiceException; async events are
+    delivered at least once.)"""
+    recorder, meeting = Recorder(), Rendezvous(parties=RESERVED)
+    lam = cluster.api.client()
+    try:
+        env = {**meeting.env, "RECORDER_PORT": str(recorder.port)}
+        name = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED)
+        cluster.wait_until(
+            lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 30
+        )
+        load = Load(cluster, name, sync=2).start()
+        try:
+            # Both workers run the load, then one dies under it.
+            cluster.wait_until(
+                lambda: all(f"ran {load.prefix}" in logs_of(cluster, w) for w in WORKERS), 30
+            )
+            victim = node_id(cluster, "worker1")
+            cluster.kill("worker1")
+            ran_at_kill, ok_at_kill = len(recorder.runs), load.succeeded()
+            # The load goes on through the dead worker's lease and on the survivor, until
+            # both sync calls and events have run there.
+            cluster.wait_until(lambda: health(cluster, "worker1") == "gone", 30)
+            cluster.wait_until(lambda: load.succeeded() >= ok_at_kill + 4, 30)
+            cluster.wait_until(lambda: len(recorder.runs) >= ran_at_kill + 10, 30)
+        finally:
+            load.stop(timeout=30)
+
+        assert load.refused == []
+        wrong = [(run_id, o) for run_id, o in load.outcomes if o not in ALLOWED]
+        assert wrong == [], wrong
+        succeeded = {run_id for run_id, o in load.outcomes if o == "ok"}
+        assert succeeded <= recorder.ids()
+        assert len(load.accepted) >= 10
+        cluster.wait_until(lambda: set(load.accepted) <= recorder.ids(), 45)
+
+        # Nothing is left running or queued: the survivor's queue is empty (events are
+        # acknowledged; one run twice would still hold a slot).
+        survivor = node_id(cluster, "worker2")
+        cluster.wait_until(lambda: cluster.listing()[survivor]["Load"].get("QueueDepth") == 0, 30)
+        assert victim not in cluster.listed_up()
+
+        # The reservation is whole again: 4 invocations at once, all on the survivor.
+        answers = at_once(cluster, name, RESERVED)
+        assert sorted(answers) == [f"met {n}" for n in range(1, RESERVED + 1)], answers
+
+        # The killed worker, restarted on its data dir, rejoins and takes invocations again:
+        # two invocations at once of a new function run one on each worker.
+        cluster.restart("worker1")
+        cluster.wait_until(lambda: health(cluster, "worker1") == "up", 30)
+        assert node_id(cluster, "worker1") == victim
+        pair = Rendezvous(parties=2)
+        try:
+            # The api node reads the registry every second, and a worker that is just
+            # starting may not listen yet: the first pair after the restart may go to the
+            # survivor alone. Each round is a new function (no warm environment anywhere).
+            env = {**pair.env, "RECORDER_PORT": str(recorder.port)}
+            cluster.wait_until(lambda: ran_on_rejoined(cluster, lam, env), 30)
+        finally:
+            pair.close()
+    finally:
+        lam.close()
+        meeting.close()
+        recorder.close()
+    assert set(cluster.listed_up()) == set(cluster.node_ids())
+
+
+def ran_on_rejoined(cluster: Cluster, lam: Any, env: dict[str, str]) -> bool:
+    """Two invocations at once of a new function (each waits for the other, so the api node
+    sends the second to the least loaded worker, the one not running the first); whether
+    one ran on ``worker1``."""
+    name = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
+    cluster.wait_until(
+        lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 30
+    )
+    answers = at_once(cluster, name, 2, prefix=name)
+    assert len(answers) == 2
+    assert all(a.startswith("met ") for a in answers), answers
+    lines = [f"ran {name}-{n}" for n in range(2)]
+    cluster.wait_until(  # each line is in the log store of the worker that ran it
+        lambda: all(any(line in logs_of(cluster, w) for w in WORKERS) for line in lines), 30
+    )
+    return any(line in logs_of(cluster, "worker1") for line in lines)
+
+
+#: The workers of the module's cluster.
+WORKERS = ("worker1", "worker2")
+
+
+def at_once(cluster: Cluster, name: str, count: int, prefix: str = "meet") -> list[str]:
+    """``count`` invocations of ``name`` at once that meet at its ``Rendezvous``: each one's
+    ``met <number>``, or its error outcome."""
+    answers: list[str] = []
+
+    def call(number: int) -> None:
+        client = cluster.api.client()
+        try:
+            payload = json.dumps({"id": f"{prefix}-{number}", "meet": 1}).encode()
+            response = client.invoke(FunctionName=name, Payload=payload)
+            body = json.loads(response["Payload"].read())
+            answers.append(f"met {body['met']}" if "met" in body else f"wrong {body}")
+        except (ClientError, BotoCoreError) as exc:
+            answers.append(repr(exc))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=call, args=(n,), daemon=True) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
