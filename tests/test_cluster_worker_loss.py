@@ -32,7 +32,8 @@ pytestmark = [
 RESERVED = 4
 
 #: Sleeps a little, then reports its event's ``id`` to the test's ``Recorder`` (so a run is
-#: recorded only once it has finished); ``meet`` waits at the test's ``Rendezvous`` instead.
+#: recorded only once it has finished); ``meet`` waits at the test's ``Rendezvous`` instead;
+#: ``hold`` first waits until the test closes its ``HOLD_PORT`` service (or refuses it).
 FUNCTION = (
     MEET
     + """
@@ -47,10 +48,21 @@ def record(run_id):
         connection.recv(1)
 
 
+def hold():
+    host = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")[0]
+    try:
+        with socket.create_connection((host, int(os.environ["HOLD_PORT"])), timeout=60) as c:
+            c.recv(16)
+    except OSError:
+        pass
+
+
 def handler(event, context):
     print("ran", event["id"])
     if event.get("meet"):
         return {"met": meet()}
+    if event.get("hold"):
+        hold()
     time.sleep(0.2)
     record(event["id"])
     return {"id": event["id"]}
@@ -200,31 +212,45 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
     (AWS: a sync invoke that Lambda fails to run is ServiceException; async events are
     delivered at least once.)"""
     recorder, meeting = Recorder(), Rendezvous(parties=RESERVED)
+    holding = Rendezvous(parties=1000)  # nobody is let through: closed at the end
     lam = cluster.api.client()
     try:
-        env = {**meeting.env, "RECORDER_PORT": str(recorder.port)}
+        env = {
+            **meeting.env,
+            "RECORDER_PORT": str(recorder.port),
+            "HOLD_PORT": str(holding.port),
+        }
         name = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED)
         cluster.wait_until(
             lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 30
         )
         load = Load(cluster, name, sync=2).start()
+        held = Held(cluster, name, f"{load.prefix}-held")
         try:
-            # Both workers run the load, then one dies under it.
+            # Both workers run the load; one also runs a sync call that waits: it dies
+            # under them.
             cluster.wait_until(
                 lambda: all(f"ran {load.prefix}" in logs_of(cluster, w) for w in WORKERS), 30
             )
-            victim = node_id(cluster, "worker1")
-            cluster.kill("worker1")
+            held.start()
+            (dead,) = cluster.wait_until(lambda: ran_on(cluster, held.run_id), 30)
+            (alive,) = set(WORKERS) - {dead}
+            victim = node_id(cluster, dead)
+            cluster.kill(dead)
             ran_at_kill, ok_at_kill = len(recorder.runs), load.succeeded()
             # The load goes on through the dead worker's lease and on the survivor, until
             # both sync calls and events have run there.
-            cluster.wait_until(lambda: health(cluster, "worker1") == "gone", 30)
+            cluster.wait_until(lambda: health(cluster, dead) == "gone", 30)
             cluster.wait_until(lambda: load.succeeded() >= ok_at_kill + 4, 30)
             cluster.wait_until(lambda: len(recorder.runs) >= ran_at_kill + 10, 30)
         finally:
             load.stop(timeout=30)
+            held.join(timeout=30)
 
+        # The call running on the dead worker: Lambda's error for a lost environment.
+        assert held.error.get("Code") == "ServiceException", held.error
+        assert "execution environment was lost" in held.error.get("Message", ""), held.error
         assert load.refused == []
         wrong = [(run_id, o) for run_id, o in load.outcomes if o not in ALLOWED]
         assert wrong == [], wrong
@@ -235,7 +261,7 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
 
         # Nothing is left running or queued: the survivor's queue is empty (events are
         # acknowledged; one run twice would still hold a slot).
-        survivor = node_id(cluster, "worker2")
+        survivor = node_id(cluster, alive)
         cluster.wait_until(lambda: cluster.listing()[survivor]["Load"].get("QueueDepth") == 0, 30)
         assert victim not in cluster.listed_up()
 
@@ -245,29 +271,30 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
 
         # The killed worker, restarted on its data dir, rejoins and takes invocations again:
         # two invocations at once of a new function run one on each worker.
-        cluster.restart("worker1")
-        cluster.wait_until(lambda: health(cluster, "worker1") == "up", 30)
-        assert node_id(cluster, "worker1") == victim
+        cluster.restart(dead)
+        cluster.wait_until(lambda: health(cluster, dead) == "up", 30)
+        assert node_id(cluster, dead) == victim
         pair = Rendezvous(parties=2)
         try:
             # The api node reads the registry every second, and a worker that is just
             # starting may not listen yet: the first pair after the restart may go to the
             # survivor alone. Each round is a new function (no warm environment anywhere).
             env = {**pair.env, "RECORDER_PORT": str(recorder.port)}
-            cluster.wait_until(lambda: ran_on_rejoined(cluster, lam, env), 30)
+            cluster.wait_until(lambda: ran_on_rejoined(cluster, lam, env, dead), 30)
         finally:
             pair.close()
     finally:
         lam.close()
         meeting.close()
+        holding.close()
         recorder.close()
     assert set(cluster.listed_up()) == set(cluster.node_ids())
 
 
-def ran_on_rejoined(cluster: Cluster, lam: Any, env: dict[str, str]) -> bool:
+def ran_on_rejoined(cluster: Cluster, lam: Any, env: dict[str, str], rejoined: str) -> bool:
     """Two invocations at once of a new function (each waits for the other, so the api node
     sends the second to the least loaded worker, the one not running the first); whether
-    one ran on ``worker1``."""
+    one ran on the worker ``rejoined``."""
     name = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
     cluster.wait_until(
         lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 30
@@ -279,7 +306,51 @@ def ran_on_rejoined(cluster: Cluster, lam: Any, env: dict[str, str]) -> bool:
     cluster.wait_until(  # each line is in the log store of the worker that ran it
         lambda: all(any(line in logs_of(cluster, w) for w in WORKERS) for line in lines), 30
     )
-    return any(line in logs_of(cluster, "worker1") for line in lines)
+    return any(line in logs_of(cluster, rejoined) for line in lines)
+
+
+def ran_on(cluster: Cluster, run_id: str) -> list[str]:
+    """The workers whose log store says they ran ``run_id``."""
+    return [w for w in WORKERS if f"ran {run_id}" in logs_of(cluster, w)]
+
+
+class Held:
+    """One sync call of ``name`` through the api node that waits (``hold``) in the function
+    until the test's holding service closes (tried again while throttled); the error it got,
+    if any, in ``error``."""
+
+    def __init__(self, cluster: Cluster, name: str, run_id: str) -> None:
+        self.cluster, self.name, self.run_id = cluster, name, run_id
+        self.error: dict[str, str] = {}
+        self.answered = False
+        self._thread = threading.Thread(target=self._call, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _call(self) -> None:
+        lam = self.cluster.api.client()
+        payload = json.dumps({"id": self.run_id, "hold": 1}).encode()
+        try:
+            while True:  # until it runs: the load may hold all the slots
+                try:
+                    lam.invoke(FunctionName=self.name, Payload=payload)
+                    self.answered = True
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] == "TooManyRequestsException":
+                        threading.Event().wait(0.05)  # paced retries, as a client backs off
+                        continue
+                    self.error.update(exc.response["Error"])
+                except BotoCoreError as exc:
+                    self.error["Code"] = repr(exc)
+                return
+        finally:
+            lam.close()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            assert not self._thread.is_alive(), "the held call hangs"
 
 
 #: The workers of the module's cluster.
