@@ -81,7 +81,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     settings = {
         "LAMBDAD_QUEUE_ACK_WAIT": "3",  # a dead worker's events are delivered again after 3 s
-        "LAMBDAD_TIME_SCALE": "0.1",  # throttled events are put back for 0.1 s, doubling
+        "LAMBDAD_TIME_SCALE": "0.02",  # throttled events: put back 0.02 s, doubling, 6 s at most
     }
     started = Cluster(tmp_path_factory.mktemp("cluster"), settings).start()
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
@@ -212,7 +212,7 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
     (AWS: a sync invoke that Lambda fails to run is ServiceException; async events are
     delivered at least once.)"""
     recorder, meeting = Recorder(), Rendezvous(parties=RESERVED)
-    holding = Rendezvous(parties=1000)  # nobody is let through: closed at the end
+    holding = Rendezvous(parties=1000)  # nobody is let through: closed after the kill
     lam = cluster.api.client()
     try:
         env = {
@@ -222,22 +222,46 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
         }
         name = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED)
-        cluster.wait_until(
-            lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 30
-        )
+        # The calls that wait are of a function of their own, outside the reservation: they
+        # never wait for a slot, and take none of the load's.
+        holder = create_function(lam, FUNCTION, env=env, Timeout=60)["FunctionName"]
+        for function in (name, holder):
+            cluster.wait_until(
+                lambda function=function: (
+                    lam.get_function(FunctionName=function)["Configuration"]["State"] == "Active"
+                ),
+                30,
+            )
         load = Load(cluster, name, sync=2).start()
-        held = Held(cluster, name, f"{load.prefix}-held")
+        helds: list[Held] = []
         try:
-            # Both workers run the load; one also runs a sync call that waits: it dies
-            # under them.
+            # Both workers run the load; one also runs an event and a sync call that wait in
+            # the function: that worker dies under them.
             cluster.wait_until(
                 lambda: all(f"ran {load.prefix}" in logs_of(cluster, w) for w in WORKERS), 30
             )
-            held.start()
-            (dead,) = cluster.wait_until(lambda: ran_on(cluster, held.run_id), 30)
+            held_event = f"{load.prefix}-held-event"
+            response = lam.invoke(
+                FunctionName=holder,
+                InvocationType="Event",
+                Payload=json.dumps({"id": held_event, "hold": 1}).encode(),
+            )
+            assert response["StatusCode"] == 202
+            (dead,) = cluster.wait_until(lambda: ran_on(cluster, held_event), 30)
             (alive,) = set(WORKERS) - {dead}
+            # The api node sends a call to the worker with the fewest calls of its own in
+            # flight (the load's included): held calls until one runs there (those on the
+            # survivor are let go after the kill).
+            for number in range(4):
+                helds.append(Held(cluster, holder, f"{load.prefix}-held{number}"))
+                helds[-1].start()
+                where = cluster.wait_until(lambda: ran_on(cluster, helds[-1].run_id), 30)
+                if where == [dead]:
+                    break
+            assert where == [dead], f"no held call ran on {dead}"
             victim = node_id(cluster, dead)
             cluster.kill(dead)
+            holding.close()  # the held calls on the survivor go on (and later holds at once)
             ran_at_kill, ok_at_kill = len(recorder.runs), load.succeeded()
             # The load goes on through the dead worker's lease and on the survivor, until
             # both sync calls and events have run there.
@@ -246,11 +270,17 @@ def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
             cluster.wait_until(lambda: len(recorder.runs) >= ran_at_kill + 10, 30)
         finally:
             load.stop(timeout=30)
-            held.join(timeout=30)
+            for held in helds:
+                held.join(timeout=30)
 
-        # The call running on the dead worker: Lambda's error for a lost environment.
-        assert held.error.get("Code") == "ServiceException", held.error
-        assert "execution environment was lost" in held.error.get("Message", ""), held.error
+        # The call running on the dead worker: Lambda's error for a lost environment; those
+        # held on the survivor are answered.
+        *survived, cut = helds
+        assert cut.error.get("Code") == "ServiceException", cut.error
+        assert "execution environment was lost" in cut.error.get("Message", ""), cut.error
+        assert all(held.answered for held in survived), [h.error for h in survived]
+        # The event running on the dead worker is delivered again, and runs.
+        cluster.wait_until(lambda: held_event in recorder.ids(), 30)
         assert load.refused == []
         wrong = [(run_id, o) for run_id, o in load.outcomes if o not in ALLOWED]
         assert wrong == [], wrong
