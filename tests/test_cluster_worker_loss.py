@@ -203,12 +203,14 @@ class Load:
 
 def test_a_worker_killed_under_sync_and_async_load(cluster: Cluster) -> None:
     """A worker SIGKILLed while sync callers and Event invokes load a function of reserved
-    concurrency 4 through the api node: every sync call is answered (its result, Lambda's
-    ServiceException 500 for the environment lost with the worker, or a 429 throttle while the
-    dead worker's grant lasts), none hangs; every event acknowledged 202 runs at least once
-    (the queue delivers a dead worker's events again); once the dead worker's lease has run
-    out, all 4 reserved slots run at once on the survivor (nothing of the dead worker is still
-    counted); restarted on its data dir, the worker is listed up and runs invocations again.
+    concurrency 4 through the api node: the sync call running on it gets Lambda's
+    ServiceException 500 for a lost environment, every other sync call is answered (its
+    result, that error, or a 429 throttle while the dead worker's grant lasts), none hangs;
+    the event running on it runs again on the survivor, and every event acknowledged 202 runs
+    at least once (the queue delivers a dead worker's events again); once the dead worker's
+    lease has run out, all 4 reserved slots run at once on the survivor (nothing of the dead
+    worker is still counted); restarted on its data dir, the worker is listed up and runs
+    invocations again.
     (AWS: a sync invoke that Lambda fails to run is ServiceException; async events are
     delivered at least once.)"""
     recorder, meeting = Recorder(), Rendezvous(parties=RESERVED)
