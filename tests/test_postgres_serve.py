@@ -26,6 +26,7 @@ from tests.conftest import (
     assert_environment_gone,
     environment_pids,
     invoke_json,
+    launch_server,
     make_zip,
     shutdown,
     unique,
@@ -379,3 +380,35 @@ def test_a_stop_is_prompt_when_postgres_is_already_down(
     server.process.send_signal(signal.SIGTERM)
     wait_until(lambda: server.process.poll() is not None, timeout=15)
     assert "stopping: not written to" in server.log()
+
+
+def test_a_functions_credentials_are_honoured_by_every_server_of_the_store(
+    tmp_path: Path, postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """In SigV4 mode, the credentials a function got from one lambdad sign calls another
+    lambdad on the same database accepts (AWS: a function's role session is valid at any
+    Lambda endpoint of its region): the servers share the secret they derive them with."""
+    from tests.test_function_credentials import CALLER, call, session_client
+    from tests.test_sigv4 import client_of, keys
+
+    url = postgres.database()
+    data_one, data_two = tmp_path / "one" / "data", tmp_path / "two" / "data"
+    key = keys(data_one, "create", "--account-id", "111111111111", "--name", "alice")
+    data_two.mkdir(parents=True)
+    (data_two / "access-keys.json").write_bytes((data_one / "access-keys.json").read_bytes())
+    settings = {"LAMBDAD_STORE_URL": url, "LAMBDAD_AUTH": "sigv4"}
+    one = launch_server(tmp_path / "one", settings, data_one)
+    two = launch_server(tmp_path / "two", settings, data_two)
+    try:
+        lam = client_of(one, key)
+        closing.append(lam)
+        _create(lam, "caller", make_zip({"app.py": CALLER}), Timeout=30)
+        lam.get_waiter("function_active_v2").wait(FunctionName="caller")
+        creds = call(lam, "caller", {"do": "credentials"})
+        assert creds["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+        on_two = session_client(two, creds)
+        closing.append(on_two)
+        assert [f["FunctionName"] for f in on_two.list_functions()["Functions"]] == ["caller"]
+    finally:
+        shutdown(one)
+        shutdown(two)

@@ -15,6 +15,7 @@ failure is logged and ``CloseFailed`` lists them at the end.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import enum
@@ -99,7 +100,15 @@ from lambdad.runtime.sandbox.process import PlainSandbox
 from lambdad.runtime.scaling import ScaleRate
 from lambdad.store.access_keys import KeyRing
 from lambdad.store.account_keys import move_under_accounts
-from lambdad.store.base import BlobStore, Queue, Store, StoreChange, StoreUnavailable, Table
+from lambdad.store.base import (
+    BlobStore,
+    Queue,
+    Store,
+    StoreChange,
+    StoreConflict,
+    StoreUnavailable,
+    Table,
+)
 from lambdad.store.files import FileBlobStore
 from lambdad.store.function_credentials import FunctionCredentials
 from lambdad.store.ledger import ConcurrencyLedger
@@ -637,6 +646,7 @@ class Lambdad:
             *self._nats_part(),
             *self._ledger_parts(),
             Part("rows from before accounts", self._move_under_accounts, _nothing),
+            Part("shared credential secret", self._share_credential_secret, _nothing),
             Part("event queue", self.queue.open, self.queue.close),
             Part("log store", self.logs.open, self.logs.close),
             *self._log_replication_part(),
@@ -841,6 +851,25 @@ class Lambdad:
     async def _unwatch_loop(self) -> None:
         if self.loop_watch is not None:
             self.loop_watch.close()
+
+    async def _share_credential_secret(self) -> None:
+        """Nodes of a shared store derive function credentials from one secret, kept in the
+        store (the first node's, made once): a function's SDK calls are verified by any node,
+        not only the one that started its environment (docs/accounts-and-sigv4.md)."""
+        issuer = self.function_credentials
+        if issuer is None or not self.settings.store_url:
+            return
+        key = ("function-credentials",)
+        doc = await self.store.get(Table.CLUSTER_SECRETS, key)
+        if doc is None:
+            mine = {"secret": base64.b64encode(issuer.secret).decode()}
+            try:
+                await self.store.put(Table.CLUSTER_SECRETS, key, mine, create=True)
+                doc = mine
+            except StoreConflict:  # another node made it first
+                doc = await self.store.get(Table.CLUSTER_SECRETS, key)
+        if doc is not None:
+            issuer.adopt(base64.b64decode(doc["secret"]))
 
     async def _move_under_accounts(self) -> None:
         moved = await move_under_accounts(self.store, self.settings.account_id)

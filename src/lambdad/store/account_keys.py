@@ -16,8 +16,8 @@ _ACCOUNT = re.compile(r"\d{12}")
 #: Tables no account owns: keyed by something global (a function URL's url-id, unique across
 #: accounts, names the config it belongs to). Metrics and durable executions' events came after
 #: accounts: every row has one (and the tables are the largest, so they are not scanned at every
-#: start for nothing), nor do provisioned shares. The node registry is the cluster's, not an
-#: account's.
+#: start for nothing), nor do provisioned shares. The node registry and the cluster's shared
+#: secrets are the cluster's, not an account's.
 _GLOBAL_TABLES = frozenset(
     {
         Table.FUNCTION_URL_IDS,
@@ -25,6 +25,7 @@ _GLOBAL_TABLES = frozenset(
         Table.DURABLE_EVENTS,
         Table.NODES,
         Table.PROVISIONED_SHARES,
+        Table.CLUSTER_SECRETS,
     }
 )
 

@@ -88,6 +88,9 @@ class Table(enum.StrEnum):
     #: ``(account, region, function, version, node id)``: the provisioned environments one
     #: node of a cluster has initialised for a version (``invoke/provisioned.py``).
     PROVISIONED_SHARES = "provisioned_shares"
+    #: ``(name,)``: a secret every node of a cluster shares (``function-credentials``: the
+    #: key function credentials are derived with, so any node verifies any node's). Global.
+    CLUSTER_SECRETS = "cluster_secrets"
 
 
 class StoreError(Exception):

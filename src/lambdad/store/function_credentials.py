@@ -106,6 +106,18 @@ class FunctionCredentials:
         secret = base64.b64encode(secret_mac).decode()[:40]
         return Session(key_id, secret, token, claims["a"], claims["r"], claims["n"], claims["f"])
 
+    @property
+    def secret(self) -> bytes:
+        """The server secret credentials are derived with."""
+        return self._server_secret()
+
+    def adopt(self, secret: bytes) -> None:
+        """Derive credentials with ``secret`` from now on (a cluster's shared one, so that
+        every node verifies what any node issued); the data dir's stays unused."""
+        if len(secret) < 32:
+            raise ValueError("a function-credential secret has at least 32 bytes")
+        self._secret = bytes(secret)
+
     def _mac(self, message: bytes) -> bytes:
         return hmac.new(self._server_secret(), message, hashlib.sha256).digest()
 
