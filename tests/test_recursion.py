@@ -146,9 +146,14 @@ def start(lam: Any, name: str, budget: int) -> None:
 
 
 def stopped_line(server: Server, name: str) -> bool:
+    """Whether lambdad logged the loop's stop (any node's log, on a cluster: the node that
+    stopped it is the one that ran the chain's last invocation)."""
     arn = f"arn:aws:lambda:us-east-1:000000000000:function:{name} after"
+    nodes = [n.server for n in server.cluster.nodes.values()] if server.cluster else [server]
     return any(
-        "recursive loop stopped" in line and arn in line for line in server.log().split("\n")
+        "recursive loop stopped" in line and arn in line
+        for node in nodes
+        for line in node.log().split("\n")
     )
 
 
