@@ -521,7 +521,7 @@ def launch_cluster(
     if earlier is not None:  # its api node was stopped alone: the restart is the cluster's
         earlier.close()
     cluster = Cluster(
-        data_dir.parent / f"{data_dir.name}-cluster",
+        data_dir.parent / f"cluster-of-{data_dir.name}",  # never under a prefix of data_dir
         settings,
         network=network,
         postgres=postgres,

@@ -8,9 +8,9 @@ its own, ``logs-<node id>``, and applies the other nodes' changes to its local l
 the CloudWatch Logs API, live tail and ``lambdad logs --follow`` read locally, and a node
 restarted on its data dir resumes where it stopped (the consumer is durable on the server).
 
-- **Sending never blocks an invoke**: ``emit`` appends to a list; a task, ``LINGER`` seconds
-  after the first change it was woken for, encodes and sends what gathered as messages of at
-  most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for JetStream's
+- **Sending never blocks an invoke**: ``emit`` appends to a list; a task, at most once per
+  ``LINGER`` seconds (at once after a quiet spell), encodes and sends what gathered as
+  messages of at most ``MAX_MESSAGE`` bytes (a JSON array of changes each), waiting for JetStream's
   acknowledgement. While NATS is away the changes wait, up to ``BACKLOG`` of them and
   ``BACKLOG_BYTES`` of messages (then the oldest go, with a warning), and are sent once it is
   back; each message carries a ``Nats-Msg-Id``, so one sent again after a lost
@@ -66,9 +66,10 @@ ACK_WAIT = 10.0
 REMEMBERED = 50_000
 #: Seconds between attempts while NATS is away.
 RETRY = 0.5
-#: Seconds the sender lets changes gather after the first before it sends them: one message
-#: (one JetStream publish and acknowledgement, one delivery and ack on each reader) carries
-#: every line of many invocations, instead of a message per line on the invoke's heels.
+#: The sender sends at most once per this many seconds: the first change after a quiet spell
+#: goes at once, and what follows it within the spell gathers, so that one message (one
+#: JetStream publish and acknowledgement, one delivery and ack on each reader) carries every
+#: line of many invocations, instead of a message per line on the invoke's heels.
 LINGER = 0.1
 #: Seconds a ``close`` waits for its tasks to end (twice at most).
 STOP_WAIT = 0.5
@@ -252,10 +253,17 @@ class LogReplication:
 
     async def _send_forever(self, js: Any) -> None:
         subject = subject_of(self._node)
+        loop = asyncio.get_running_loop()
+        last_sent = -LINGER
         while self.state is ReplicationState.OPEN:
             await self._wake.wait()
-            await asyncio.sleep(LINGER)
+            # At most one send per LINGER: the first change after a quiet spell goes at once,
+            # those that follow it closely gather for the next.
+            wait = last_sent + LINGER - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            last_sent = loop.time()
             await self._send_waiting(js, subject)
 
     async def _send_waiting(self, js: Any, subject: str) -> None:
