@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,3 +24,25 @@ def nats_server() -> Iterator[NatsServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def server() -> Iterator[NatsServer]:
+    """A NATS server of the test's own (the tests that take it kill and restart it)."""
+    reason = nats_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    nats = NatsServer()
+    nats.start()
+    yield nats
+    nats.close()
+
+
+def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """An async test run on a loop of its own."""
+
+    @functools.wraps(test)
+    def sync(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return sync

@@ -5,10 +5,7 @@ never applies its own changes, and a worker (not reading) gets nobody's."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
 
 import pytest
 
@@ -16,29 +13,12 @@ from lambdad.observe.logs import LogStore
 from lambdad.store import log_replication
 from lambdad.store.log_replication import LogReplication
 from lambdad.store.nats_link import NatsLink
+from tests.contract.conftest import run
 from tests.nats_server import NatsServer, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
 KEY = ("111122223333", "eu-west-1", "/aws/lambda/fn")
-
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """An async test run on a loop of its own."""
-
-    @functools.wraps(test)
-    def sync(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return sync
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    nats = NatsServer()
-    nats.start()
-    yield nats
-    nats.close()
 
 
 class Node:

@@ -4,35 +4,15 @@ ordered inboxes, the client's errors as the store's, and a server restarted unde
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
 
 import pytest
 
 from lambdad.store.base import StoreUnavailable
 from lambdad.store.nats_link import LinkState, Message, NatsLink, NoResponders, ReplyTimeout
+from tests.contract.conftest import run
 from tests.nats_server import NatsServer, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
-
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """An async test run on a loop of its own."""
-
-    @functools.wraps(test)
-    def sync(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return sync
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    nats = NatsServer()
-    nats.start()
-    yield nats
-    nats.close()
 
 
 async def _echo(message: Message) -> None:

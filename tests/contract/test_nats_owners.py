@@ -5,40 +5,21 @@ dead node's keys over after the lease and a stopped node's at once, never to two
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from lambdad.events.owners import Owners
 from lambdad.store.nats_link import NatsLink
 from lambdad.store.nats_owners import NatsClaims
+from tests.contract.conftest import run
 from tests.nats_server import NatsServer, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
 #: The lease of these tests (the bucket's TTL), seconds.
 LEASE = 1.0
-
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """An async test run on a loop of its own."""
-
-    @functools.wraps(test)
-    def sync(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return sync
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    nats = NatsServer()
-    nats.start()
-    yield nats
-    nats.close()
 
 
 async def until(check: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -5,40 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
 
 import pytest
 
 from lambdad.invoke.payloads import EVENT_LIMIT
 from lambdad.store.base import QueuedEvent, StoreConflict
 from lambdad.store.nats_queue import PAYLOADS
+from tests.contract.conftest import run
 from tests.contract.nats_queues import OwnLinkQueue, delete_streams
 from tests.nats_server import NatsServer, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
-
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """An async test run on a loop of its own."""
-
-    @functools.wraps(test)
-    def sync(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return sync
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    """A NATS server of the test's own (tests here kill and restart it)."""
-    nats = NatsServer()
-    nats.start()
-    yield nats
-    nats.close()
 
 
 def _event(event_id: str, not_before: float = 0.0) -> QueuedEvent:
