@@ -12,11 +12,8 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from lambdad.events.owned_durable import shard_of
 from tests.aws import ACCOUNT
@@ -30,6 +27,7 @@ from tests.conftest import (
 )
 from tests.nats_server import NatsServer, unavailable_reason
 from tests.postgres_server import PostgresServer
+from tests.test_cluster_logs import client as aws_client
 from tests.test_durable import _has_event, durable_function, sdk_files, steps_run
 
 __all__ = ["sdk_files"]  # the durable SDK's files, a session fixture of tests/test_durable.py
@@ -116,28 +114,6 @@ def holder(nodes: list[Server], key: str) -> Server:
     return found[0]
 
 
-def events_client(server: Server) -> Any:
-    return boto3.client(
-        "events",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
-def scheduler_client(server: Server) -> Any:
-    return boto3.client(
-        "scheduler",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
 def occurrences(recorder: Recorder, rule: bool = False) -> list[int]:
     """Scheduled times (minutes of the test clock) of every run reported for the schedule (or
     the scheduled rule), in order of time."""
@@ -161,7 +137,7 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     api, nodes, settings = cluster(start_server, postgres, nats, moto)
     lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
-    sched = scheduler_client(api)  # the nodes that fire hear of it through the store's feed
+    sched = aws_client(api, "scheduler")  # the nodes that fire hear of it through the store's feed
     sched.create_schedule(
         Name=unique("tick"),
         ScheduleExpression="rate(1 minute)",
@@ -172,7 +148,7 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
             "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
         },
     )
-    events = events_client(api)
+    events = aws_client(api, "events")
     rule_name = unique("tick")
     events.put_rule(Name=rule_name, ScheduleExpression="rate(1 minute)")
     events.put_targets(Rule=rule_name, Targets=[{"Id": "t", "Arn": fn["FunctionArn"]}])
