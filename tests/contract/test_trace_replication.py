@@ -114,7 +114,8 @@ async def test_a_workers_segments_join_the_api_nodes_spans_with_the_clusters_cou
         assert [t.trace_id for t in api.traces.of_function(*OWNER)] == [otel_trace_id(root)]
         await asyncio.sleep(0.2)  # anything wrongly sent to the worker has had its chance
         mine = worker.traces.get(OWNER[0], root)
-        assert mine is not None and names(mine) == ["work"]
+        assert mine is not None
+        assert names(mine) == ["work"]
     finally:
         await api.close()
         await worker.close()
