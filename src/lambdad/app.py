@@ -1061,8 +1061,16 @@ class Lambdad:
                 arn: redact_url(url) for arn, url in self.settings.mq_broker_urls.items()
             }
             or {"none": "LAMBDAD_MQ_BROKERS is not set"},
-            "tracing": self.traces.report(),
+            "tracing": {**self.traces.report(), "other nodes' spans": self._trace_stream_report()},
         }
+
+    def _trace_stream_report(self) -> str:
+        """How this node's spans meet the other nodes' (``lambdad doctor``)."""
+        if self.trace_replication is None:
+            return "none (single node: no NATS URL)"
+        if self.settings.role == "worker":
+            return "JetStream stream LAMBDAD_TRACES, sent only (role worker)"
+        return "JetStream stream LAMBDAD_TRACES, sent and read here"
 
     def _concurrency_report(self) -> str:
         """How this node counts concurrency and provisions (``lambdad doctor``)."""
