@@ -320,7 +320,7 @@ def log_replication(
 #: How long, and how many bytes of, the spans the cluster's trace stream keeps (a restarted
 #: api node reads them again; each node's memory keeps at most ``trace_max_traces``).
 TRACE_STREAM_AGE = 86400.0
-TRACE_STREAM_BYTES = 64 * 1024 * 1024
+TRACE_STREAM_BYTES = 16 * 1024 * 1024
 
 
 def trace_replication(
