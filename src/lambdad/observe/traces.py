@@ -48,9 +48,24 @@ Owner = tuple[str, str, str]  # (account, region, function name)
 
 class SpanOutbox(Protocol):
     """Where a node's own spans and counts go for the cluster's other nodes
-    (``store/trace_replication.py``): ``emit`` only queues, it never blocks."""
+    (``store/trace_replication.py``): ``emit`` only queues, it never blocks. A change is a
+    dict of ``SpanChange``'s fields, encoded (in JSON) by the outbox's sender."""
 
     def emit(self, change: dict[str, Any]) -> None: ...
+
+
+class SpanChange(msgspec.Struct):
+    """One change of a node's trace store as other nodes read it: spans of one trace and
+    the trace's owner, or the node's listener counts (segments received, datagrams dropped)."""
+
+    o: Owner | None = None
+    s: list[Span] | None = None
+    c: tuple[int, int] | None = None
+
+
+#: A message of changes, decoded straight into spans (a tenth of the time of decoding to
+#: dicts and converting: a restarted api node reads up to the whole stream).
+_decode_changes = msgspec.json.Decoder(list[SpanChange]).decode
 
 
 def otel_trace_id(root: str) -> str:
@@ -202,26 +217,20 @@ class Traces:
         if self.outbox is not None:
             self.outbox.emit({"o": trace.owner, "s": kept})
 
-    def apply(self, change: dict[str, Any], node: str) -> None:
-        """Another node's change (cluster mode): its spans kept here (not exported again:
-        each node exports its own), or its listener's counts."""
-        counts = change.get("c")
-        if isinstance(counts, list) and len(counts) == 2:
-            self.peers[node] = (int(counts[0]), int(counts[1]))
-        spans = change.get("s")
-        if not spans:
-            return
+    def apply(self, data: bytes, node: str) -> None:
+        """Another node's changes (cluster mode: a message of ``SpanChange``s): its spans
+        kept here (not exported again: each node exports its own), its listener's counts."""
         try:
-            kept = msgspec.convert(spans, list[Span])
-        except msgspec.ValidationError:
-            log.warning("spans from node %s that do not decode: skipped", node)
+            changes = _decode_changes(data)
+        except msgspec.DecodeError as exc:
+            log.warning("spans from node %s that do not decode: skipped (%s)", node, exc)
             return
-        given = change.get("o")
-        owner: Owner | None = None
-        if isinstance(given, list) and len(given) == 3:
-            owner = (str(given[0]), str(given[1]), str(given[2]))
-        if kept and all(valid_ids(s.trace_id, s.span_id, s.parent_id) for s in kept):
-            self._keep(kept, owner)
+        for change in changes:
+            if change.c is not None:
+                self.peers[node] = change.c
+            spans = change.s
+            if spans and all(valid_ids(s.trace_id, s.span_id, s.parent_id) for s in spans):
+                self._keep(spans, change.o)
 
     def _keep(self, spans: list[Span], owner: Owner | None) -> tuple[Trace, list[Span]]:
         """Keep spans of one trace: the trace, and those kept (a full trace keeps none)."""

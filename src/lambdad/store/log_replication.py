@@ -339,6 +339,9 @@ class StreamReplication:
                 # halfway through a batch would acknowledge what was never applied).
                 with contextlib.suppress(nats.errors.Error, OSError, RuntimeError):
                     await message.ack()
+                # The loop's turn between messages: a reader catching up (a new or restarted
+                # node reading the stream) holds the loop one message at a time, not a batch.
+                await asyncio.sleep(0)
 
     def _mine(self, message: Any) -> bool:
         """Whether ``message`` is one this node sent (never applied to itself)."""

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from lambdad.store.log_replication import MAX_MESSAGE, StreamReplication, encoded
 from lambdad.store.nats_link import NatsLink
 
@@ -30,8 +28,6 @@ STREAM = "LAMBDAD_TRACES"
 IDLE = 300.0
 #: About the bytes one span takes in a message.
 SPAN_BYTES = 320
-
-_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 def pieces(change: dict[str, Any]) -> list[bytes]:
@@ -46,7 +42,7 @@ def pieces(change: dict[str, Any]) -> list[bytes]:
 
 class TraceReplication(StreamReplication):
     """This node's spans and listener counts to ``LAMBDAD_TRACES``; (``consume``) the other
-    nodes' into ``apply(change, node)`` (``Traces.apply``)."""
+    nodes' messages into ``apply(data, node)`` (``Traces.apply``, which decodes them)."""
 
     STREAM = STREAM
     PREFIX = "lambdad.traces"
@@ -55,7 +51,7 @@ class TraceReplication(StreamReplication):
     def __init__(
         self,
         link: NatsLink,
-        apply: Callable[[dict[str, Any], str], None],
+        apply: Callable[[bytes, str], None],
         *,
         consume: bool,
         max_bytes: int,
@@ -92,10 +88,4 @@ class TraceReplication(StreamReplication):
         return pieces(change)
 
     def _apply_message(self, message: Any) -> None:
-        try:
-            changes = _decode(message.data)
-        except msgspec.DecodeError:
-            return
-        node = str(message.subject)[self._prefix_length :]
-        for change in changes:
-            self._apply_from(change, node)
+        self._apply_from(message.data, str(message.subject)[self._prefix_length :])
