@@ -246,7 +246,8 @@ class StreamReplication:
     # ------------------------------------------------------------------ sending
 
     def emit(self, change: dict[str, Any]) -> None:
-        """Queue one change of this node's log store (the store's ``LogOutbox``)."""
+        """Queue one change of this node's store (a log store's ``LogOutbox``, a trace
+        store's ``SpanOutbox``)."""
         if self.state is ReplicationState.CLOSED:
             return
         size = self._size_of(change)
