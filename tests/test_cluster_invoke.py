@@ -1,7 +1,7 @@
 """Invocations across nodes (docs/cluster.md, issue 16 part 4): an api node routes every
 invocation to a worker over NATS (a warm environment of the version first, else the least
-loaded worker), passes streamed chunks, Tail logs and function errors through, and answers
-a worker lost mid-invocation promptly with Lambda's ServiceException.
+loaded worker), passes streamed chunks, Tail logs, function errors and the trace through,
+and answers a worker lost mid-invocation promptly with Lambda's ServiceException.
 
 One PostgreSQL database, one NATS server, one api node and two workers for the module, as
 separate ``lambdad serve`` processes on loopback; the last test kills a worker.
@@ -276,6 +276,44 @@ def test_an_event_invoke_through_the_api_node_runs_on_a_worker(cluster: Cluster)
     assert accepted["StatusCode"] == 202
     (ran,) = wait_until(lambda: cluster.ran_on("event-" + name), timeout=30)
     assert ran in cluster.workers
+
+
+def test_a_routed_sampled_invocation_is_one_trace_on_the_api_node(cluster: Cluster) -> None:
+    """A sampled invoke through the api node runs on a worker with the caller's trace id; the
+    api node's ``/_lambdad/traces`` holds one trace of its own spans (``AWS::Lambda``, the
+    function segment, ``Invocation``) and the segment the function sent to the worker's X-Ray
+    listener, under the function's service, and ``lambdad doctor`` there counts the worker's
+    dropped datagram. Polled: the worker's spans reach the api node through the trace stream
+    (docs/tracing.md, "In a cluster"), as X-Ray's traces too appear after the invoke."""
+    from tests.test_tracing import TRACED, fresh_root, invoke, names, trace_of
+
+    lam = cluster.api.client()
+    try:
+        name = create_function(lam, TRACED, TracingConfig={"Mode": "Active"})["FunctionName"]
+    finally:
+        lam.close()
+    api = cluster.api
+    before = api.get_json("/_lambdad/doctor")["tracing"]["datagrams dropped"]
+    root = fresh_root()
+    caller = f"Root={root};Parent=53995c3f42cd8ad8;Sampled=1"
+    fields = invoke(api, name, {"send": True, "garbage": ["not a segment"]}, caller)["fields"]
+    assert (fields["Root"], fields["Sampled"]) == (root, "1")
+    trace = trace_of(api, root, lambda s: {"work", "inner", "Invocation"} <= names(s))
+    by_id = {s["Id"]: s for s in trace["Spans"]}
+    work = next(s for s in trace["Spans"] if s["Name"] == "work")
+    assert work["ParentId"] == fields["Parent"]
+    assert work["Service"] == name
+    function_segment = by_id[fields["Parent"]]
+    assert function_segment["Attributes"]["aws.xray.origin"] == "AWS::Lambda::Function"
+    service = by_id[function_segment["ParentId"]]
+    assert service["ParentId"] == "53995c3f42cd8ad8"
+    listed = api.get_json(f"/_lambdad/traces?function={name}")["Traces"]
+    assert [t["TraceId"] for t in listed] == [root]
+    tracing = api.get_json("/_lambdad/doctor")["tracing"]
+    assert tracing["datagrams dropped"] - before >= 1
+    assert tracing["other nodes' spans"] == "JetStream stream LAMBDAD_TRACES, sent and read here"
+    worker = cluster.workers[0].get_json("/_lambdad/doctor")["tracing"]
+    assert worker["other nodes' spans"].endswith("sent only (role worker)")
 
 
 def test_a_function_url_on_the_api_node_runs_on_a_worker(cluster: Cluster) -> None:

@@ -70,6 +70,10 @@ def invoke(server: Server, name: str, event: Any, trace_header: str | None = Non
 
 
 def trace_of(server: Server, root: str, has: Callable[[list[dict[str, Any]]], bool]) -> Any:
+    """Trace ``root`` once its spans satisfy ``has``, polled: spans are recorded after the
+    answer, and in a cluster the worker's reach the api node through the trace stream
+    (docs/tracing.md, "In a cluster"), as X-Ray's traces appear seconds after the invoke."""
+
     def found() -> Any:
         with contextlib.suppress(OSError):
             trace = server.get_json(f"/_lambdad/traces/{root}")

@@ -119,6 +119,7 @@ from lambdad.store.sqlite_queue import SqliteQueue
 if TYPE_CHECKING:
     from lambdad.store.log_replication import LogReplication
     from lambdad.store.nats_link import NatsLink
+    from lambdad.store.trace_replication import TraceReplication
 
 log = logging.getLogger("lambdad")
 
@@ -316,6 +317,30 @@ def log_replication(
     )
 
 
+#: How long, and how many bytes of, the spans the cluster's trace stream keeps (a restarted
+#: api node reads them again; each node's memory keeps at most ``trace_max_traces``).
+TRACE_STREAM_AGE = 86400.0
+TRACE_STREAM_BYTES = 16 * 1024 * 1024
+
+
+def trace_replication(
+    settings: Settings, link: NatsLink | None, traces: Traces
+) -> TraceReplication | None:
+    """Spans sent to and read from the cluster's other nodes (docs/tracing.md, "In a
+    cluster"), when there is a NATS link; api and all nodes read, workers only send."""
+    if link is None:
+        return None
+    from lambdad.store.trace_replication import TraceReplication
+
+    return TraceReplication(
+        link,
+        traces.apply,
+        consume=settings.role != "worker",
+        max_bytes=TRACE_STREAM_BYTES,
+        max_age=TRACE_STREAM_AGE,
+    )
+
+
 class Lambdad:
     """Every part of one lambdad, built from ``settings``. ``queue`` replaces the durable queue
     (tests pass a queue that fails on purpose)."""
@@ -351,6 +376,8 @@ class Lambdad:
             max_spans=settings.trace_max_spans,
             exporter=SpanExporter(url) if url else None,
         )
+        #: Other nodes' spans (cluster mode: a NATS link), None alone.
+        self.trace_replication = trace_replication(settings, self.nats, self.traces)
         self.python_path = ":".join(
             p for p in (settings.python_search_path, config_module.host_path()) if p
         )
@@ -658,6 +685,7 @@ class Lambdad:
             Part("deletes through other nodes", _nothing, self.remote_deletes.close),
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
+            *self._trace_replication_part(),
             Part("snapshots", self.snapshots.start, self.snapshots.close),
             Part("provisioned concurrency", self.provisioner.start, self.provisioner.close),
             Part("invoker", _nothing, self.invoker.close),
@@ -728,7 +756,7 @@ class Lambdad:
             return [Part("routing to workers", start, remote.close)]
         from lambdad.invoke.remote_worker import InvokeServer
 
-        server = InvokeServer(link, self._node_id, self.functions, self.invoker.dispatch_here)
+        server = InvokeServer(link, self._node_id, self.functions, self.invoker.dispatch_routed)
         return [Part("routed invocations", server.start, server.close)]
 
     def _node_id(self) -> str:
@@ -824,6 +852,21 @@ class Lambdad:
             await replication.close()
 
         return [Part("log replication", start, stop)]
+
+    def _trace_replication_part(self) -> list[Part]:
+        replication = self.trace_replication
+        if replication is None:
+            return []
+
+        async def start() -> None:
+            await replication.open(await asyncio.to_thread(node_id, self.settings.data_dir))
+            self.traces.outbox = replication
+
+        async def stop() -> None:
+            self.traces.outbox = None
+            await replication.close()
+
+        return [Part("trace replication", start, stop)]
 
     def _console_part(self) -> list[Part]:
         console = self.console
@@ -1018,8 +1061,16 @@ class Lambdad:
                 arn: redact_url(url) for arn, url in self.settings.mq_broker_urls.items()
             }
             or {"none": "LAMBDAD_MQ_BROKERS is not set"},
-            "tracing": self.traces.report(),
+            "tracing": {**self.traces.report(), "other nodes' spans": self._trace_stream_report()},
         }
+
+    def _trace_stream_report(self) -> str:
+        """How this node's spans meet the other nodes' (``lambdad doctor``)."""
+        if self.trace_replication is None:
+            return "none (single node: no NATS URL)"
+        if self.settings.role == "worker":
+            return "JetStream stream LAMBDAD_TRACES, sent only (role worker)"
+        return "JetStream stream LAMBDAD_TRACES, sent and read here"
 
     def _concurrency_report(self) -> str:
         """How this node counts concurrency and provisions (``lambdad doctor``)."""

@@ -421,6 +421,18 @@ class Invoker:
             return await self.remote.dispatch(key, scope, config, invocation)
         return await self.dispatch_here(key, scope, config, invocation)
 
+    async def dispatch_routed(
+        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+    ) -> Outcome:
+        """Run an invocation an api node routed here (a worker's ``InvokeServer``): as
+        ``dispatch_here``, a sampled one's trace begun here too, so that the segments its
+        function sends to this node's listener belong to it (the api node records lambdad's
+        spans of it; docs/tracing.md, "In a cluster")."""
+        tracing = self.tracing
+        if tracing is not None and invocation.trace_id and "Sampled=1" in invocation.trace_id:
+            tracing.begin(scope, config.name, invocation.trace_id)
+        return await self.dispatch_here(key, scope, config, invocation)
+
     async def dispatch_here(
         self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
     ) -> Outcome:

@@ -9,6 +9,10 @@ Spans are kept per trace, newest traces last, at most ``max_traces`` traces of a
 ``max_spans`` spans (the oldest trace goes first), and handed to the exporter when one is set.
 A trace belongs to the account of the invocation lambdad recorded in it; a trace only a
 function's segments reached (not sampled by lambdad) is kept but never listed.
+
+In a cluster (docs/tracing.md, "In a cluster") what a node keeps of its own also goes to its
+``outbox`` (``store/trace_replication.py`` sends it to the other nodes), and the other nodes'
+spans and listener counts come in through ``apply``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from lambdad.observe.otlp import KIND_SERVER, Span, valid_ids
 from lambdad.observe.trace_export import SpanExporter
@@ -38,6 +44,28 @@ _MAX_ANNOTATIONS = 50
 #: one, and within what OTLP's fixed64 nanoseconds hold.
 _LATEST_TIME = 1e11
 Owner = tuple[str, str, str]  # (account, region, function name)
+
+
+class SpanOutbox(Protocol):
+    """Where a node's own spans and counts go for the cluster's other nodes
+    (``store/trace_replication.py``): ``emit`` only queues, it never blocks. A change is a
+    dict of ``SpanChange``'s fields, encoded (in JSON) by the outbox's sender."""
+
+    def emit(self, change: dict[str, Any]) -> None: ...
+
+
+class SpanChange(msgspec.Struct):
+    """One change of a node's trace store as other nodes read it: spans of one trace and
+    the trace's owner, or the node's listener counts (segments received, datagrams dropped)."""
+
+    o: Owner | None = None
+    s: list[Span] | None = None
+    c: tuple[int, int] | None = None
+
+
+#: A message of changes, decoded straight into spans (a tenth of the time of decoding to
+#: dicts and converting: a restarted api node reads up to the whole stream).
+_decode_changes = msgspec.json.Decoder(list[SpanChange]).decode
 
 
 def otel_trace_id(root: str) -> str:
@@ -106,6 +134,10 @@ class Traces:
         #: Datagrams dropped as not a segment document, and segments received.
         self.garbage = 0
         self.received = 0
+        #: In a cluster: where this node's own spans go, and the other nodes' counts
+        #: (segments received, datagrams dropped) by node id.
+        self.outbox: SpanOutbox | None = None
+        self.peers: dict[str, tuple[int, int]] = {}
         self.state = ListenerState.NEW
 
     @property
@@ -148,10 +180,12 @@ class Traces:
         """For ``lambdad doctor``: the listener, what it received and dropped, the export."""
         address = self.address
         exporter = self.exporter
+        peers = self.peers.values()
         return {
             "segment listener": f"udp {address[0]}:{address[1]}" if address else "not running",
-            "segments received": self.received,
-            "datagrams dropped": self.garbage,
+            # In a cluster: every node's (each node's latest count it sent).
+            "segments received": self.received + sum(received for received, _ in peers),
+            "datagrams dropped": self.garbage + sum(dropped for _, dropped in peers),
             "traces kept": len(self._traces),
             "otlp endpoint": exporter.url if exporter else "none",
             "spans exported": exporter.exported if exporter else 0,
@@ -166,12 +200,40 @@ class Traces:
             spans = None
         if not spans:
             self.garbage += 1
-            return
-        self.received += 1
-        self.add(spans)
+        else:
+            self.received += 1
+        if self.outbox is not None:
+            self.outbox.emit({"c": [self.received, self.garbage]})
+        if spans:
+            self.add(spans)
 
     def add(self, spans: list[Span], owner: Owner | None = None) -> None:
-        """Keep spans of one trace (and offer them to the exporter)."""
+        """Keep spans of one trace (and offer them to the exporter and the outbox)."""
+        trace, kept = self._keep(spans, owner)
+        if not kept:
+            return
+        if self.exporter is not None:
+            self.exporter.offer(kept)
+        if self.outbox is not None:
+            self.outbox.emit({"o": trace.owner, "s": kept})
+
+    def apply(self, data: bytes, node: str) -> None:
+        """Another node's changes (cluster mode: a message of ``SpanChange``s): its spans
+        kept here (not exported again: each node exports its own), its listener's counts."""
+        try:
+            changes = _decode_changes(data)
+        except msgspec.DecodeError as exc:
+            log.warning("spans from node %s that do not decode: skipped (%s)", node, exc)
+            return
+        for change in changes:
+            if change.c is not None:
+                self.peers[node] = change.c
+            spans = change.s
+            if spans and all(valid_ids(s.trace_id, s.span_id, s.parent_id) for s in spans):
+                self._keep(spans, change.o)
+
+    def _keep(self, spans: list[Span], owner: Owner | None) -> tuple[Trace, list[Span]]:
+        """Keep spans of one trace: the trace, and those kept (a full trace keeps none)."""
         trace_id = spans[0].trace_id
         trace = self._traces.get(trace_id)
         if trace is None:
@@ -187,8 +249,7 @@ class Traces:
         kept = spans[:room] if room > 0 else []
         trace.spans.extend(kept)
         trace.started = min(trace.started, *(s.start for s in kept)) if kept else trace.started
-        if self.exporter is not None and kept:
-            self.exporter.offer(kept)
+        return trace, kept
 
     def begin(self, root: str, owner: Owner) -> None:
         """A sampled invocation starts: its trace is ``owner``'s (the segments the function

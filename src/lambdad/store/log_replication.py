@@ -1,4 +1,6 @@
-"""Every node's log lines on every api node (cluster mode, docs/cluster.md: logs).
+"""Every node's log lines on every api node (cluster mode, docs/cluster.md: logs), and the
+stream replication machinery that the cluster's traces share (``StreamReplication``;
+``store/trace_replication.py``).
 
 Each node sends the changes it makes to its own log store (the lines its functions print,
 PutLogEvents, CreateLogGroup, retention, tags, deletes: ``observe.logs.LogStore``'s outbox)
@@ -128,9 +130,17 @@ class ReplicationState(enum.Enum):
     CLOSED = "closed"
 
 
-class LogReplication:
-    """This node's log changes to the stream, and (``consume``) the other nodes' from it
-    into ``apply``. ``await open(node)``, ``emit`` from the loop, ``await close()``."""
+class StreamReplication:
+    """A node's changes to a JetStream stream, and (``consume``) the other nodes' from it
+    into ``apply``. ``await open(node)``, ``emit`` from the loop, ``await close()``.
+
+    The machinery the cluster's logs and traces share; a subclass names its stream, its
+    subjects, its readers' consumers and how its changes are cut and weighed."""
+
+    #: The stream, the subjects' prefix (``<prefix>.<node id>``) and the consumers' prefix.
+    STREAM = ""
+    PREFIX = ""
+    CONSUMER = ""
 
     def __init__(
         self,
@@ -172,8 +182,8 @@ class LogReplication:
         self._node = node
         js = self._link.client.jetstream()
         config = api.StreamConfig(
-            name=STREAM,
-            subjects=[SUBJECTS],
+            name=self.STREAM,
+            subjects=[f"{self.PREFIX}.>"],
             storage=api.StorageType.FILE,
             discard=api.DiscardPolicy.OLD,
             max_bytes=self._max_bytes if self._max_bytes > 0 else -1,
@@ -188,40 +198,59 @@ class LogReplication:
             subscription = None
             if self._consume:
                 subscription = await js.pull_subscribe(
-                    SUBJECTS,
-                    durable=f"logs-{node}",
-                    stream=STREAM,
+                    f"{self.PREFIX}.>",
+                    durable=self._consumer_name(),
+                    stream=self.STREAM,
                     config=api.ConsumerConfig(
                         ack_policy=api.AckPolicy.EXPLICIT,
                         # Delivered but never applied (the reader stopped): sent again after.
                         ack_wait=ACK_WAIT,
                         deliver_policy=api.DeliverPolicy.ALL,
-                        # A node gone for longer than the stream keeps anything has nothing
-                        # left to resume: its consumer goes.
-                        inactive_threshold=self._max_age,
+                        inactive_threshold=self._consumer_idle(),
                         max_ack_pending=-1,
                     ),
                 )
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(
-                f"the log stream {STREAM} could not be opened on NATS at "
+                f"the stream {self.STREAM} could not be opened on NATS at "
                 f"{self._link.describe()} (is JetStream on?): {exc}"
             ) from exc
         self.state = ReplicationState.OPEN
-        self._tasks.append(asyncio.create_task(self._send_forever(js), name="log-sender"))
+        what = self.CONSUMER
+        self._tasks.append(asyncio.create_task(self._send_forever(js), name=f"{what}-sender"))
         self._subscription = subscription
         if subscription is not None:
             self._tasks.append(
-                asyncio.create_task(self._read_forever(subscription), name="log-reader")
+                asyncio.create_task(self._read_forever(subscription), name=f"{what}-reader")
             )
+
+    def _consumer_name(self) -> str:
+        """The durable consumer this node reads through."""
+        return f"{self.CONSUMER}-{self._node}"
+
+    def _consumer_idle(self) -> float:
+        """Seconds after which the server deletes this node's consumer, unread."""
+        return self._max_age
+
+    def _subject(self) -> str:
+        return f"{self.PREFIX}.{self._node}"
+
+    def _size_of(self, change: dict[str, Any]) -> int:
+        """About the bytes ``change`` takes in a message (without encoding it)."""
+        return 256
+
+    def _pieces(self, change: dict[str, Any]) -> list[bytes]:
+        """``change`` encoded, in pieces of at most ``MAX_MESSAGE`` bytes where it can be cut."""
+        return [encoded(change)]
 
     # ------------------------------------------------------------------ sending
 
     def emit(self, change: dict[str, Any]) -> None:
-        """Queue one change of this node's log store (the store's ``LogOutbox``)."""
+        """Queue one change of this node's store (a log store's ``LogOutbox``, a trace
+        store's ``SpanOutbox``)."""
         if self.state is ReplicationState.CLOSED:
             return
-        size = _size_of(change)
+        size = self._size_of(change)
         self._waiting.append((change, size))
         self._waiting_bytes += size
         while len(self._waiting) > 1 and (
@@ -230,7 +259,8 @@ class LogReplication:
             self._waiting_bytes -= self._waiting.popleft()[1]
             self._dropped += 1
             if self._dropped in (1, 1000) or self._dropped % 100_000 == 0:
-                log.warning("logs for other nodes: %d changes dropped (NATS away)", self._dropped)
+                what, dropped = self.CONSUMER, self._dropped
+                log.warning("%s for other nodes: %d changes dropped (NATS away)", what, dropped)
         self._wake.set()
 
     def _take(self) -> list[bytes]:
@@ -244,7 +274,7 @@ class LogReplication:
                     return taken
                 change, change_size = self._waiting.popleft()
                 self._waiting_bytes -= change_size
-                self._ready.extend(pieces(change))
+                self._ready.extend(self._pieces(change))
             piece = self._ready[0]
             if taken and size + len(piece) + 1 > MAX_MESSAGE:
                 return taken
@@ -252,7 +282,7 @@ class LogReplication:
             size += len(piece) + 1
 
     async def _send_forever(self, js: Any) -> None:
-        subject = subject_of(self._node)
+        subject = self._subject()
         loop = asyncio.get_running_loop()
         last_sent = -LINGER
         while self.state is ReplicationState.OPEN:
@@ -277,11 +307,12 @@ class LogReplication:
             try:
                 await js.publish(subject, data, timeout=5.0, headers=headers)
             except nats.errors.MaxPayloadError:
-                log.warning("a log change of %d bytes is too large for NATS: dropped", len(data))
+                what, size = self.CONSUMER, len(data)
+                log.warning("a %s change of %d bytes is too large for NATS: dropped", what, size)
             except (nats.errors.Error, TimeoutError, OSError) as exc:
                 if self.state is ReplicationState.CLOSED:
                     raise
-                log.debug("sending logs to other nodes: %r; again in %s s", exc, RETRY)
+                log.debug("sending %s to other nodes: %r; again in %s s", self.CONSUMER, exc, RETRY)
                 await asyncio.sleep(RETRY)
                 continue
             self._flight = None
@@ -289,7 +320,6 @@ class LogReplication:
     # ------------------------------------------------------------------ reading
 
     async def _read_forever(self, subscription: Any) -> None:
-        own = subject_of(self._node)
         # Not ``while True``: nats-py turns a cancellation into ConnectionClosedError once the
         # connection is closed, so a cancelled reader must also see that it was closed.
         while self.state is ReplicationState.OPEN:
@@ -300,16 +330,23 @@ class LogReplication:
             except (nats.errors.Error, OSError) as exc:
                 if self.state is not ReplicationState.OPEN:
                     return
-                log.debug("reading other nodes' logs: %r; again in %s s", exc, RETRY)
+                log.debug("reading other nodes' %s: %r; again in %s s", self.CONSUMER, exc, RETRY)
                 await asyncio.sleep(RETRY)
                 continue
             for message in messages:
-                if message.subject != own and self._first_time(message):
+                if not self._mine(message) and self._first_time(message):
                     self._apply_message(message)
                 # Each acknowledged once applied (not the batch's last for all: a stop
                 # halfway through a batch would acknowledge what was never applied).
                 with contextlib.suppress(nats.errors.Error, OSError, RuntimeError):
                     await message.ack()
+                # The loop's turn between messages: a reader catching up (a new or restarted
+                # node reading the stream) holds the loop one message at a time, not a batch.
+                await asyncio.sleep(0)
+
+    def _mine(self, message: Any) -> bool:
+        """Whether ``message`` is one this node sent (never applied to itself)."""
+        return bool(message.subject == self._subject())
 
     def _first_time(self, message: Any) -> bool:
         """Whether ``message`` was not applied yet. A NATS server that crashed can lose
@@ -331,7 +368,7 @@ class LogReplication:
         try:
             changes = _decode(message.data)
         except msgspec.DecodeError:
-            log.warning("a malformed log message on %s: skipped", message.subject)
+            log.warning("a malformed message on %s: skipped", message.subject)
             return
         for change in changes:
             self._apply(change)
@@ -357,4 +394,19 @@ class LogReplication:
         if was_open and (self._waiting or self._ready or self._flight is not None):
             with contextlib.suppress(Exception):
                 js = self._link.client.jetstream()
-                await asyncio.wait_for(self._send_waiting(js, subject_of(self._node)), CLOSE_WAIT)
+                await asyncio.wait_for(self._send_waiting(js, self._subject()), CLOSE_WAIT)
+
+
+class LogReplication(StreamReplication):
+    """This node's log store changes to ``LAMBDAD_LOGS``, and the other nodes' into its log
+    store (``apply``: ``LogStore.apply``)."""
+
+    STREAM = STREAM
+    PREFIX = "lambdad.logs"
+    CONSUMER = "logs"
+
+    def _size_of(self, change: dict[str, Any]) -> int:
+        return _size_of(change)
+
+    def _pieces(self, change: dict[str, Any]) -> list[bytes]:
+        return pieces(change)
