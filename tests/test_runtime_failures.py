@@ -220,7 +220,7 @@ def _assert_failed_init_logs(
     assert lines[-1].rstrip("\t").endswith(f"\tStatus: error\tError Type: {error_type}")
     assert "Init Duration" not in lines[-1], "a suppressed init is part of the invoke's Duration"
 
-    messages = function_log(server, name, until=lambda m: m and "REPORT" in m[-1])
+    messages = function_log(server, name, until=lambda m: reported(m, request_id))
     assert messages[0].startswith("INIT_START Runtime Version: ")
     phases = [m for m in messages if m.startswith("INIT_REPORT")]
     assert len(phases) == 2, messages
