@@ -61,14 +61,16 @@ def say(*parts):
 ECHO = (
     PRELUDE
     + """
+# Before registering: the runtime starts once every extension has registered, so the file is
+# there when the function's module is imported (written after, it would race the import).
+with open(os.path.join(tempfile.gettempdir(), "extension-ready"), "w") as handle:
+    handle.write(NAME)
 status, ext_id, answer = register(["INVOKE", "SHUTDOWN"])
 say("REGISTERED", status, answer.decode().strip())
 hidden = [k for k in ("_HANDLER", "AWS_LAMBDA_LOG_STREAM_NAME", "LAMBDA_TASK_ROOT",
           "AWS_EXECUTION_ENV", "AWS_XRAY_CONTEXT_MISSING") if k in os.environ]
 say("ENV", json.dumps({"hidden": hidden, "mine": os.environ.get("MY_SETTING"),
     "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}))
-with open(os.path.join(tempfile.gettempdir(), "extension-ready"), "w") as handle:
-    handle.write(NAME)
 while True:
     event = next_event(ext_id)
     if event["eventType"] == "SHUTDOWN":
