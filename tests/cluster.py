@@ -249,8 +249,12 @@ class Cluster:
 
     ``postgres`` / ``network``: shared ones to use (``--cluster`` runs share them across the
     session); by default the cluster starts and closes its own. ``database``: the store's URL
-    (by default a new database). ``api_data_dir``: the api node's data dir (to restart a
-    cluster on the data of an earlier one).
+    (by default a new database). ``nats``: a NATS server of an earlier cluster on the same data
+    (started again on its port and JetStream store, and only stopped at the close: what the
+    earlier cluster's nodes sent, their last log lines and queued events, is still there, as
+    with a real cluster restarted under its NATS); by default a new one, closed with the
+    cluster. ``api_data_dir``: the api node's data dir (to restart a cluster on the data of an
+    earlier one).
     """
 
     def __init__(
@@ -262,6 +266,7 @@ class Cluster:
         network: Network | None = None,
         postgres: PostgresServer | None = None,
         database: str | None = None,
+        nats: NatsServer | None = None,
         api_data_dir: Path | None = None,
     ) -> None:
         self.home = home
@@ -273,7 +278,8 @@ class Cluster:
         self._own_postgres = postgres is None
         self.database = database
         self.api_data_dir = api_data_dir
-        self.nats: NatsServer | None = None
+        self.nats = nats
+        self._own_nats = nats is None
         self.nodes: dict[str, Node] = {}
         self._closed = False
 
@@ -298,7 +304,8 @@ class Cluster:
             )
             self.postgres.start()
         self.database = self.database or self.postgres.database()
-        self.nats = NatsServer(self.network.gateway, monitor=True)
+        if self.nats is None:
+            self.nats = NatsServer(self.network.gateway, monitor=True)
         self.nats.start()
         self.add("api", "api", data_dir=self.api_data_dir)
         for number in range(1, self.workers + 1):
@@ -457,7 +464,10 @@ class Cluster:
             except Exception as exc:  # teardown goes on; reported below
                 errors.append(f"{node.name}: {exc!r}")
         if self.nats is not None:
-            self.nats.close()
+            if self._own_nats:
+                self.nats.close()
+            else:
+                self.nats.stop()
         if self._own_postgres and self.postgres is not None:
             self.postgres.close()
         if self._own_network:
@@ -502,6 +512,7 @@ def _shared() -> tuple[Network, PostgresServer]:
         _SHARED["postgres"] = postgres
         postgres.start()
         _SHARED["databases"] = {}
+        _SHARED["nats"] = {}
         _SHARED["clusters"] = {}
     return _SHARED["network"], _SHARED["postgres"]
 
@@ -511,12 +522,16 @@ def launch_cluster(
 ) -> Server:
     """What ``launch_server`` returns under ``--cluster``: the api node of a new cluster
     (its own NATS and nodes, a database of its own on the session's PostgreSQL). A
-    ``data_dir`` given again restarts on the same database and nodes' data dirs."""
+    ``data_dir`` given again restarts on the same database, NATS server (its JetStream store)
+    and nodes' data dirs."""
     network, postgres = _shared()
     data_dir = data_dir or tmp / "data"
     databases: dict[Path, str] = _SHARED["databases"]
     if data_dir not in databases:
         databases[data_dir] = postgres.database()
+    servers: dict[Path, NatsServer] = _SHARED["nats"]
+    if data_dir not in servers:
+        servers[data_dir] = NatsServer(network.gateway, monitor=True)
     earlier: Cluster | None = _SHARED["clusters"].get(data_dir)
     if earlier is not None:  # its api node was stopped alone: the restart is the cluster's
         earlier.close()
@@ -526,6 +541,7 @@ def launch_cluster(
         network=network,
         postgres=postgres,
         database=databases[data_dir],
+        nats=servers[data_dir],
         api_data_dir=data_dir,
     ).start()
     cluster.api.cluster = cluster
@@ -538,6 +554,8 @@ def close_shared() -> None:
     if _SHARED:
         for cluster in _SHARED["clusters"].values():
             cluster.close(check=False)
+        for nats in _SHARED["nats"].values():
+            nats.close()
         _SHARED["postgres"].close()
         _SHARED["network"].close()
         _SHARED.clear()

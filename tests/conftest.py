@@ -207,6 +207,41 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def function_log(
+    server: Any,
+    name: str,
+    until: Callable[[list[str]], Any] | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """The messages of function ``name``'s log group on ``server`` (``/_lambdad/logs``), oldest
+    first; with ``until``, read again until ``until(messages)`` holds (failing after
+    ``timeout`` seconds with the messages last read).
+
+    CloudWatch Logs shows an invocation's lines some time after it returned (seconds, on AWS).
+    A single lambdad holds them when the invoke returns; a cluster's api node receives them
+    from the worker that ran the function up to 0.1 s later (docs/cluster.md, logs), so a test
+    that reads lines right after an invoke says which it waits for."""
+
+    def read() -> list[str]:
+        events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
+        return [str(event["message"]) for event in events]
+
+    messages = read()
+    deadline = time.monotonic() + timeout
+    while until is not None and not until(messages):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}'s log, {timeout} s on, still fails {until}: {messages}")
+        time.sleep(0.02)
+        messages = read()
+    return messages
+
+
+def reported(messages: list[str], request_id: str = "") -> bool:
+    """Whether ``messages`` hold a REPORT line (of ``request_id``, when given): an
+    invocation's last, for ``function_log``'s ``until``."""
+    return any(message.startswith(f"REPORT RequestId: {request_id}") for message in messages)
+
+
 def live_processes() -> dict[int, list[bytes]]:
     """Every live (not zombie) process: pid -> the fields of ``/proc/<pid>/stat`` after its
     name (state, parent, process group, session, ...)."""
@@ -305,6 +340,15 @@ def environment_pids(identity: Mapping[str, Any]) -> list[int]:
         return sorted(pid for pid in pids if _alive(pid))
     pid = int(identity["pid"])
     return [pid] if _alive(pid) and _start_time(pid) == identity["started"] else []
+
+
+def node_of(server: Server, identity: Mapping[str, Any]) -> Server | None:
+    """The lambdad of ``server.nodes()`` whose processes include the live environment (or
+    SnapStart template) ``identity`` describes; None when it runs nowhere."""
+    pids = set(environment_pids(identity))
+    return next(
+        (n for n in server.nodes() if pids and pids <= set(descendants(n.process.pid))), None
+    )
 
 
 def assert_environment_gone(identity: Mapping[str, Any], timeout: float = 10.0) -> None:
@@ -486,6 +530,13 @@ class Server:
             aws_secret_access_key="secret",
             config=Config(retries=retries, read_timeout=120, **config),
         )
+
+    def nodes(self) -> list[Server]:
+        """Where this lambdad's functions may run: itself, or (the api node of a cluster,
+        ``--cluster``) every node of its cluster, the api node first."""
+        if self.cluster is None:
+            return [self]
+        return [node.server for node in self.cluster.nodes.values()]
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.endpoint + path, timeout=30) as response:

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, create_function, invoke_json, make_zip, unique, wait_until
+from tests.conftest import (
+    Server,
+    create_function,
+    function_log,
+    invoke_json,
+    make_zip,
+    reported,
+    unique,
+    wait_until,
+)
 
 PYTHON = os.path.realpath(sys.executable)
 
@@ -52,14 +61,16 @@ def say(*parts):
 ECHO = (
     PRELUDE
     + """
+# Before registering: the runtime starts once every extension has registered, so the file is
+# there when the function's module is imported (written after, it would race the import).
+with open(os.path.join(tempfile.gettempdir(), "extension-ready"), "w") as handle:
+    handle.write(NAME)
 status, ext_id, answer = register(["INVOKE", "SHUTDOWN"])
 say("REGISTERED", status, answer.decode().strip())
 hidden = [k for k in ("_HANDLER", "AWS_LAMBDA_LOG_STREAM_NAME", "LAMBDA_TASK_ROOT",
           "AWS_EXECUTION_ENV", "AWS_XRAY_CONTEXT_MISSING") if k in os.environ]
 say("ENV", json.dumps({"hidden": hidden, "mine": os.environ.get("MY_SETTING"),
     "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}))
-with open(os.path.join(tempfile.gettempdir(), "extension-ready"), "w") as handle:
-    handle.write(NAME)
 while True:
     event = next_event(ext_id)
     if event["eventType"] == "SHUTDOWN":
@@ -152,9 +163,10 @@ def function(
     return str(created["FunctionName"])
 
 
-def messages(srv: Server, name: str) -> list[str]:
-    events = srv.get_json(f"/_lambdad/logs?function={name}")["events"]
-    return [str(event["message"]) for event in events]
+def messages(srv: Server, name: str, request_id: str = "") -> list[str]:
+    """The function's log once it holds the REPORT line of ``request_id`` (of an invocation,
+    when not given): a cluster's api node has a worker's lines a moment later (function_log)."""
+    return function_log(srv, name, until=lambda lines: reported(lines, request_id))
 
 
 def wait_for_line(
@@ -163,7 +175,7 @@ def wait_for_line(
     """Poll the function's log until a line satisfies ``predicate``; the log then."""
     return list(
         wait_until(
-            lambda: (lines := messages(srv, name)) and any(map(predicate, lines)) and lines,
+            lambda: (lines := function_log(srv, name)) and any(map(predicate, lines)) and lines,
             timeout=timeout,
         )
     )
@@ -685,7 +697,7 @@ def test_telemetry_subscription_receives_function_and_platform_records(warm_targ
     first, _ = invoke_json(target.client, name, {})
     first_id = first["ResponseMetadata"]["RequestId"]
     second, records = invoke_json(target.client, name, {"report_of": first_id})
-    assert "FunctionError" not in second, (records, messages(target.server, name))
+    assert "FunctionError" not in second, (records, function_log(target.server, name))
     kinds = [r["type"] for r in records]
     for kind in (
         "platform.initStart",
@@ -720,7 +732,7 @@ def test_telemetry_subscription_receives_function_and_platform_records(warm_targ
     assert subscription == {"name": "telemetry", "state": "Subscribed", "types": types}
     mine = [r["record"] for r in records if r["type"] == "extension"]
     assert any(line.startswith("telemetry SUBSCRIBE 400") for line in mine), mine
-    lines = messages(target.server, name)
+    lines = messages(target.server, name, second["ResponseMetadata"]["RequestId"])
     answers = said(lines, "telemetry SUBSCRIBE")
     assert [a.split(" ", 1)[0] for a in answers] == ["400"] * 5 + ["200"]
     assert all('"errorType":"ValidationError"' in a for a in answers[:5])

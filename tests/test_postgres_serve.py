@@ -66,12 +66,14 @@ def _pair(
 def _create(lam: Any, name: str, code: bytes, **extra: Any) -> None:
     """A Python function ``name`` of ``code`` (``extra``: more CreateFunction members)."""
     lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": code},
-        **extra,
+        **{
+            "FunctionName": name,
+            "Runtime": "python3.11",
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "Code": {"ZipFile": code},
+            **extra,
+        }
     )
 
 
@@ -244,6 +246,45 @@ def test_a_function_deleted_through_one_server_leaves_no_environment_on_the_othe
     assert_environment_gone(identity)
     with pytest.raises(lam_two.exceptions.ResourceNotFoundException):
         lam_two.invoke(FunctionName=name)
+
+
+SNAPPED = """
+TEMPLATE = environment_identity()
+
+def handler(event, context):
+    return {"template": TEMPLATE, "identity": environment_identity()}
+"""
+
+
+def test_a_version_deleted_through_one_server_leaves_no_template_on_the_other(
+    start_server: Callable[..., Server], postgres: PostgresServer, closing: list[Any]
+) -> None:
+    """A SnapStart version deleted through one lambdad has its template and environments on
+    another lambdad of the same database ended at once, as a local delete does; the template
+    of the version kept lives on there."""
+    url = postgres.database()
+    settings = {"LAMBDAD_STORE_URL": url, "LAMBDAD_KEEP_ALIVE": "100000"}  # no idle reaping
+    _one, _two, lam_one, lam_two = _pair(start_server, settings, closing)
+    name = unique()
+    code = make_zip({"app.py": IDENTITY + SNAPPED})
+    snap = {"ApplyOn": "PublishedVersions"}
+    _create(lam_one, name, code, Runtime="python3.12", SnapStart=snap)
+    active = lam_one.get_waiter("published_version_active")
+    versions = []
+    for tag in ("1", "2"):
+        lam_one.update_function_configuration(
+            FunctionName=name, Environment={"Variables": {"TAG": tag}}
+        )
+        lam_one.get_waiter("function_updated_v2").wait(FunctionName=name)
+        versions.append(str(lam_one.publish_version(FunctionName=name)["Version"]))
+        active.wait(FunctionName=name, Qualifier=versions[-1], WaiterConfig={"Delay": 0.1})
+    gone, kept = (invoke_json(lam_two, name, Qualifier=v)[1] for v in versions)
+    assert environment_pids(gone["template"]), "the second server made a template of its own"
+    lam_one.delete_function(FunctionName=name, Qualifier=versions[0])
+    assert_environment_gone(gone["identity"])
+    assert_environment_gone(gone["template"])
+    assert environment_pids(kept["template"]), "the version kept keeps its template"
+    assert invoke_json(lam_two, name, Qualifier=versions[1])[1]["template"] == kept["template"]
 
 
 LAYERED = """

@@ -21,8 +21,10 @@ from tests.conftest import (
     MEET,
     ROLE,
     assert_environment_gone,
+    function_log,
     invoke_json,
     make_zip,
+    reported,
     unique,
 )
 
@@ -46,9 +48,10 @@ def invoke_tail(client: Any, name: str, payload: Any = None, **kwargs: Any) -> t
     return response, body, base64.b64decode(response["LogResult"]).decode()
 
 
-def group_messages(server: Any, name: str) -> list[str]:
-    events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
-    return [event["message"] for event in events]
+def runtime_api_host(node: Any) -> str:
+    """The host a function on ``node`` reaches lambdad at: its cells' gateway, or loopback."""
+    walls = node.get_json("/_lambdad/doctor")["sandbox"].get("network namespace", "")
+    return walls.split("gateway ")[1].split(";")[0] if walls.startswith("active") else "127.0.0.1"
 
 
 # ---------------------------------------------------------------- interpreters
@@ -66,7 +69,8 @@ def test_each_python_runtime_runs_on_its_own_interpreter(
     assert "FunctionError" not in response
     assert body["version"] == [3, minor]
     assert body["env"] == f"AWS_Lambda_python3.{minor}"
-    assert not [m for m in group_messages(server, fn["FunctionName"]) if "lambdad:" in m]
+    messages = function_log(server, fn["FunctionName"], until=reported)
+    assert not [m for m in messages if "lambdad:" in m]
 
 
 def test_a_missing_interpreter_falls_back_to_the_closest_and_says_so(
@@ -81,7 +85,7 @@ def test_a_missing_interpreter_falls_back_to_the_closest_and_says_so(
     assert "FunctionError" not in response
     assert body["version"] == [3, 13]
     assert body["env"] == "AWS_Lambda_python3.14"
-    messages = group_messages(server, name)
+    messages = function_log(server, name, until=reported)
     notices = [m for m in messages if m.startswith("lambdad: python3.14 is not installed")]
     assert len(notices) == 1, messages
     assert "running on python3.13" in notices[0]
@@ -109,7 +113,8 @@ def test_the_newest_python_runtimes_run_on_the_closest_interpreter(
     else:
         assert body["version"][0] == 3
         assert body["version"][1] < minor
-        notices = [m for m in group_messages(server, fn["FunctionName"]) if "lambdad:" in m]
+        messages = function_log(server, fn["FunctionName"], until=reported)
+        notices = [m for m in messages if "lambdad:" in m]
         assert notices
         assert f"{runtime} is not installed" in notices[0]
 
@@ -161,10 +166,11 @@ def test_process_environment_matches_lambda(server: Any, new_function: Any) -> N
     assert env["LAMBDA_TASK_ROOT"] == body["cwd"]
     assert "app.py" in body["files"]
     # Lambda's is 127.0.0.1:9001; a cell with a network of its own reaches lambdad at its
-    # gateway (docs/sandbox.md), a port per environment.
-    walls = server.get_json("/_lambdad/doctor")["sandbox"].get("network namespace", "")
-    host = walls.split("gateway ")[1].split(";")[0] if walls.startswith("active") else "127.0.0.1"
-    assert re.fullmatch(re.escape(host) + r":\d+", env["AWS_LAMBDA_RUNTIME_API"])
+    # gateway (docs/sandbox.md), a port per environment; on a cluster, the gateway of the
+    # node that ran it.
+    host, port = env["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    assert port.isdigit()
+    assert host in {runtime_api_host(node) for node in server.nodes()}
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
     assert env["AWS_LAMBDA_LOG_FORMAT"] == "Text"
     assert env["TZ"] == ":UTC"

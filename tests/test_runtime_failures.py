@@ -22,8 +22,9 @@ from tests.conftest import (
     MEET,
     assert_environment_gone,
     create_function,
+    function_log,
     invoke_json,
-    wait_until,
+    reported,
 )
 
 COUNTER = (
@@ -73,11 +74,6 @@ def platform_error(error_type: str, request_id: str, reason: str) -> bytes:
     return (
         f'{{"errorType":"{error_type}","errorMessage":"RequestId: {request_id} Error: {reason}"}}'
     ).encode()
-
-
-def group_messages(server: Any, name: str) -> list[str]:
-    events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
-    return [event["message"] for event in events]
 
 
 def request_id_of(response: Any) -> str:
@@ -224,7 +220,7 @@ def _assert_failed_init_logs(
     assert lines[-1].rstrip("\t").endswith(f"\tStatus: error\tError Type: {error_type}")
     assert "Init Duration" not in lines[-1], "a suppressed init is part of the invoke's Duration"
 
-    messages = wait_until(lambda: (m := group_messages(server, name)) and "REPORT" in m[-1] and m)
+    messages = function_log(server, name, until=lambda m: reported(m, request_id))
     assert messages[0].startswith("INIT_START Runtime Version: ")
     phases = [m for m in messages if m.startswith("INIT_REPORT")]
     assert len(phases) == 2, messages
@@ -300,7 +296,7 @@ def test_init_that_fails_once_succeeds_in_the_suppressed_init(
     token = json.loads(body)["token"]
     assert inits.count == 2, "init ran twice: failed, then retried inside the invoke"
     assert "INIT_REPORT" not in log
-    messages = group_messages(server, name)
+    messages = function_log(server, name, until=reported)
     phases = [m for m in messages if m.startswith("INIT_REPORT")]
     assert len(phases) == 1
     assert "\tPhase: init\tStatus: error\tError Type: RuntimeError" in phases[0]
@@ -320,7 +316,7 @@ def test_init_timeout_is_retried_inside_the_invoke(start_server: Any, tmp_path: 
     response, body, log = invoke_tail(client, slow)
     assert "FunctionError" not in response
     assert json.loads(body) == "ok"
-    messages = group_messages(srv, slow)
+    messages = function_log(srv, slow, until=reported)
     phases = [m for m in messages if m.startswith("INIT_REPORT")]
     assert len(phases) == 1
     assert re.fullmatch(

@@ -23,6 +23,7 @@ from tests.conftest import (
     create_function,
     environment_pids,
     invoke_json,
+    node_of,
     refused,
     shutdown,
     unique,
@@ -156,7 +157,9 @@ def test_two_environments_of_a_version_draw_different_random_numbers(
     lam: Any, server: Server, rendezvous: Callable[[int], Rendezvous]
 ) -> None:
     """Two concurrent environments restored from one template (init seeded ``random`` with 42)
-    draw different numbers, and each ran its own after-restore hooks."""
+    draw different numbers, and each ran its own after-restore hooks. On a cluster each worker
+    makes a template of its own (AWS restores one snapshot everywhere): two environments on
+    two workers come from two inits, and still draw different numbers."""
     meeting = rendezvous(2)
     name = create(lam, Environment={"Variables": {"TIME_SCALE": "0.01", **meeting.env}})
     version = publish_active(lam, name)
@@ -174,7 +177,9 @@ def test_two_environments_of_a_version_draw_different_random_numbers(
         thread.join(60)
     assert len(bodies) == 2, bodies
     first, second = bodies
-    assert first["token"] == second["token"], "both come from the same init"
+    same_node = node_of(server, first["template"]) is node_of(server, second["template"])
+    if same_node:
+        assert first["token"] == second["token"], "both come from the same init"
     assert first["pid"] != second["pid"] or first["identity"] != second["identity"]
     assert first["random"] != second["random"]
     if server.get_json("/_lambdad/doctor")["sandbox"]["kind"] == "linux":
@@ -281,8 +286,10 @@ def test_deleting_and_stopping_leave_no_template_or_fork_behind(
     assert_environment_gone(body["identity"], timeout=20)
     assert_environment_gone(body["template"], timeout=20)
     _, still = invoke_json(client, name, {}, Qualifier=kept)
-    assert still["token"] == other["token"], "the other version's template was kept"
-    assert environment_pids(other["template"]), "and its process still runs"
+    if node_of(srv, still["template"]) is node_of(srv, other["template"]):  # (a cluster's
+        # api node may route it to another worker, which makes a template of its own)
+        assert still["token"] == other["token"], "the other version's template was kept"
+    assert environment_pids(other["template"]), "the other version's template still runs"
 
     data = srv.data_dir
     client.close()
@@ -345,8 +352,9 @@ def test_a_snapshot_interrupted_by_a_stop_is_made_at_the_next_start(
 
 @pytest.mark.root
 def test_a_killed_lambdad_leaves_no_fork_behind(start_server: Callable[..., Server]) -> None:
-    """SIGKILL of lambdad: the (frozen) environments forked from a template die and their
-    cgroups go, as cells do (the sandbox helper ends them); a restart works on."""
+    """SIGKILL of lambdad (on a cluster: of the worker holding them): the (frozen)
+    environments forked from a template die and their cgroups go, as cells do (the sandbox
+    helper ends them); a restart works on."""
     srv = start_server()
     if srv.get_json("/_lambdad/doctor")["sandbox"]["kind"] != "linux":
         pytest.skip("cgroups of forks exist in the Linux sandbox only")
@@ -355,7 +363,9 @@ def test_a_killed_lambdad_leaves_no_fork_behind(start_server: Callable[..., Serv
     version = publish_active(client, name)
     _, body = invoke_json(client, name, {}, Qualifier=version)
     client.close()
-    srv.stop(signal.SIGKILL)
+    holder = node_of(srv, body["template"])
+    assert holder is not None, "the template runs under lambdad (a node of its cluster)"
+    holder.stop(signal.SIGKILL)
     assert_environment_gone(body["identity"], timeout=20)
     assert_environment_gone(body["template"], timeout=20)
     again = start_server(data_dir=srv.data_dir)

@@ -1,12 +1,16 @@
-"""Environments of functions deleted through another node of a shared store (docs/cluster.md).
+"""Environments and SnapStart templates of functions and versions deleted through another
+node of a shared store (docs/cluster.md).
 
-A function deleted here retires its environments through ``Functions.changes``
-(``runtime_port.retire_deleted``). One deleted through another node is only a store change
-here: ``RetireDeletedElsewhere`` hears it from the store's feed, looks whether the function's
-record is really gone (the change does not say written or deleted; the name may be in use
-again already), and if so asks the runtime to retire the function's environments, as a local
-delete does. After ``StoreChange(None)`` (the feed lost track) nothing is retired: what was
-missed is reaped by the idle timeout.
+A function or version deleted here retires its environments through ``Functions.changes``
+(``runtime_port.retire_deleted``) and closes the deleted versions' templates
+(``SnapshotMaker.deleted``). One deleted through another node is only a store change here:
+``RetireDeletedElsewhere`` hears it from the store's feed (a ``functions`` row for a function,
+a ``versions`` row for a version), looks whether the record is really gone (the change does
+not say written or deleted; the name may be in use again already), and if so does what a local
+delete does: asks the runtime to retire the function's environments and to close the templates
+of the versions the function no longer has. After ``StoreChange(None)`` (the feed lost track)
+nothing is retired: idle environments are reaped by the idle timeout, and a template left
+behind lives until the node stops.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from lambdad.invoke.runtime_port import RuntimePort
 from lambdad.runtime.spec import Place
@@ -28,7 +34,8 @@ class RetireState(enum.Enum):
 
 
 class RetireDeletedElsewhere:
-    """Retires this process's environments of functions other nodes delete."""
+    """Retires this process's environments and templates of functions (and versions) other
+    nodes delete."""
 
     def __init__(self, store: Store, runtime: RuntimePort) -> None:
         self._store = store
@@ -38,19 +45,29 @@ class RetireDeletedElsewhere:
         store.subscribe(self._changed)
 
     def _changed(self, change: StoreChange) -> None:
-        if self.state is RetireState.CLOSED or change.table is not Table.FUNCTIONS:
+        if self.state is RetireState.CLOSED or change.prefix:
             return
-        if change.prefix or len(change.key) != 3:
-            return
-        task = asyncio.get_running_loop().create_task(self._check(change.key))
+        if change.table is Table.FUNCTIONS and len(change.key) == 3:
+            self._spawn(self._check(Table.FUNCTIONS, change.key))
+        elif change.table is Table.VERSIONS and len(change.key) == 4:
+            self._spawn(self._check(Table.VERSIONS, change.key))
+
+    def _spawn(self, check: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(check)
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    async def _check(self, key: Key) -> None:
+    async def _check(self, table: Table, key: Key) -> None:
+        """``key`` of ``table`` (a function, or one version of it) changed elsewhere: if it
+        is gone, retire the function's environments and the templates of versions it lost."""
         try:
-            if await self._store.get(Table.FUNCTIONS, key) is None:
-                await self._runtime.function_changed(Place(key[0], key[1]), key[2])
-        except Exception:  # the environments are reaped when idle all the same
+            if await self._store.get(table, key) is not None:
+                return
+            place, name = Place(key[0], key[1]), key[2]
+            await self._runtime.function_changed(place, name)
+            kept = await self._store.scan(Table.VERSIONS, key[:3])
+            await self._runtime.drop_snapshots(place, name, {k[3] for k, _ in kept})
+        except Exception:  # environments are reaped when idle all the same
             log.exception("retiring the environments of %s, deleted elsewhere, failed", key)
 
     async def close(self) -> None:
