@@ -233,8 +233,8 @@ def test_a_cluster_sums_levels_held_at_the_same_second(monkeypatch: pytest.Monke
     """On a shared store, ConcurrentExecutions read on any node is the most running at one
     second summed over the nodes (AWS: the function's concurrent executions, however many
     hosts run them): two invocations on two nodes that overlap count 2, even when neither
-    started in the second the other did; two that do not overlap count 1."""
-    clock = [float(int(time.time()) // 60 * 60)]
+    started in the second the other did; two that do not overlap (seconds apart) count 1."""
+    clock = [float(int(time.time()) // 60 * 60 + 2)]
     monkeypatch.setattr(metric_levels, "time", SimpleNamespace(time=lambda: clock[0]))
     other = (*KEY[:2], "other", None, "$LATEST")
 
@@ -257,12 +257,14 @@ def test_a_cluster_sums_levels_held_at_the_same_second(monkeypatch: pytest.Monke
             (8, b, "end", KEY), (20, a, "start", other), (21, a, "end", other),
             (23, b, "start", other), (25, b, "end", other),
         ]  # fmt: skip
-        for second, node, what, key in steps:
-            clock[0] = clock[0] // 60 * 60 + second
-            if what == "start":
-                node.started(key)
-            else:
-                node.ended(key)
+        start = clock[0]
+        for second in range(30):  # each node samples its levels every second (0.2 s live)
+            clock[0] = start + second
+            for at, node, what, key in steps:
+                if at == second:
+                    node.started(key) if what == "start" else node.ended(key)
+            a.sample_levels()
+            b.sample_levels()
         for node in (a, b):
             await node.flush()
         assert (most(a, "fn"), most(b, "fn")) == (1, 1)  # each node alone saw one

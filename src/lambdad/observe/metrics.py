@@ -155,6 +155,10 @@ class Metrics:
         self._touched = False
         #: On a shared store, the levels' peaks per second (summed over nodes when read).
         self._levels = None if share_interval is None else Levels(self._minute_at)
+        #: ... and the invocations running on the unreserved pool now, per account, region.
+        self._pooled: dict[tuple[str, str], int] = {}
+        #: ... and what every reservation claims (ClaimedAccountConcurrency's common part).
+        self._claimed_base: dict[tuple[str, str], int] = {}
         self.enabled = enabled
         self._minutes: dict[int, Minute] = {}
         self._minute = -1
@@ -208,6 +212,7 @@ class Metrics:
             await asyncio.sleep(tick)
             try:
                 self.parse_emf()
+                self.sample_levels()
                 since = time.monotonic() - last_flush
                 if since >= self._flush_interval or (
                     share is not None and self._touched and since >= share
@@ -369,7 +374,7 @@ class Metrics:
         gauges = self._current().gauges
         h = self._handles(key)
         running = self._running
-        levels = self._levels
+        risen = None if self._levels is None else self._levels.risen
         for count_key, gauge_key in h.concurrency:
             n = running[count_key] = running.get(count_key, 0) + 1
             found = gauges.get(gauge_key)
@@ -381,16 +386,16 @@ class Metrics:
                 found.maximum = n
             if n < found.minimum:
                 found.minimum = n
-            if levels is not None:
-                levels.set(gauge_key, n)
+            if risen is not None and n > risen.get(gauge_key, 0):
+                risen[gauge_key] = n
         if provisioned is not None:
             busy, allocated = provisioned
-            held = running[h.provisioned] = running.get(h.provisioned, 0) + 1
+            running[h.provisioned] = running.get(h.provisioned, 0) + 1
             gauge = self._gauge
             for gauge_key in h.provisioned_gauges:
                 gauge(gauge_key, busy)
-                if levels is not None:
-                    levels.set(gauge_key, held)
+                if risen is not None and busy > risen.get(gauge_key, 0):
+                    risen[gauge_key] = busy
             gauge(h.utilization, busy / allocated if allocated else 0.0)
 
     def ended(self, key: CellKey, *, provisioned: bool = False) -> None:
@@ -399,31 +404,25 @@ class Metrics:
             return
         h = self._handles(key)
         running = self._running
-        levels = self._levels
-        for count_key, gauge_key in h.concurrency:
+        for count_key, _ in h.concurrency:
             left = running.get(count_key, 0) - 1
             if left > 0:
                 running[count_key] = left
             else:
                 running.pop(count_key, None)
-            if levels is not None:
-                levels.set(gauge_key, max(left, 0))
         if provisioned:
             left = running.get(h.provisioned, 0) - 1
             if left > 0:
                 running[h.provisioned] = left
             else:
                 running.pop(h.provisioned, None)
-            if levels is not None:
-                for gauge_key in h.provisioned_gauges:
-                    levels.set(gauge_key, max(left, 0))
 
     def pool(self, account: str, region: str, unreserved_running: int, claimed: int) -> None:
         """The account's pool as a lease was taken: UnreservedConcurrentExecutions and
         ClaimedAccountConcurrency."""
         if not self.enabled:
             return
-        self._current()
+        now = self._current()
         where = (account, region)
         keys = self._pools.get(where)
         if keys is None:
@@ -433,21 +432,59 @@ class Metrics:
             )
         self._gauge(keys[0], unreserved_running)
         self._gauge(keys[1], claimed)
-        if self._levels is not None:
-            self._levels.set(keys[0], unreserved_running)
+        levels = self._levels
+        if levels is not None:
             # Claimed is this node's pool plus what every reservation claims (the same on
             # each node): the pool's share is summed over nodes, the reservations' is not.
-            self._levels.set(keys[1], unreserved_running, claimed - unreserved_running)
+            self._pooled[where] = unreserved_running
+            risen = levels.risen
+            for level_key in keys:
+                if unreserved_running > risen.get(level_key, 0):
+                    risen[level_key] = unreserved_running
+            base = self._claimed_base[where] = claimed - unreserved_running
+            if base > now.bases.get(keys[1], 0):
+                now.bases[keys[1]] = base
 
     def pool_released(self, account: str, region: str, unreserved_running: int) -> None:
         """A lease of the account's pool was given back (only the levels a cluster sums
-        change: the gauges are sampled as leases are taken)."""
+        follow it: the gauges are sampled as leases are taken)."""
+        if self._levels is not None:
+            self._pooled[(account, region)] = unreserved_running
+
+    def sample_levels(self) -> None:
+        """On a shared store: write the levels held now and the highest since the last
+        sample into the seconds since then (``metric_levels``; a few times a second)."""
         levels = self._levels
-        keys = self._pools.get((account, region))
-        if levels is None or keys is None or not self.enabled:
+        if levels is None:
             return
-        levels.set(keys[0], unreserved_running)
-        levels.set(keys[1], unreserved_running)
+        held: dict[SeriesKey, float] = {}
+        concurrent = "ConcurrentExecutions"
+        provisioned = "ProvisionedConcurrentExecutions"
+        for count_key, n in self._running.items():
+            account, region = count_key[0], count_key[1]
+            if len(count_key) == 2:
+                held[(account, region, LAMBDA, concurrent, ())] = n
+                continue
+            fn: Dims = (("FunctionName", count_key[2]),)
+            if len(count_key) == 3:
+                held[(account, region, LAMBDA, concurrent, fn)] = n
+                continue
+            res: Dims = (*fn, ("Resource", count_key[3]))
+            if len(count_key) == 4:
+                held[(account, region, LAMBDA, concurrent, res)] = n
+            else:  # (account, region, name, resource, "p"): provisioned environments busy
+                held[(account, region, LAMBDA, provisioned, res)] = n
+                whole = (account, region, LAMBDA, provisioned, fn)
+                held[whole] = held.get(whole, 0) + n
+        bases = self._rolled().bases
+        for where, n in self._pooled.items():
+            keys = self._pools.get(where)
+            if keys is not None and n > 0:
+                held[keys[0]] = held[keys[1]] = n
+                base = self._claimed_base.get(where, 0)
+                if base > bases.get(keys[1], 0):
+                    bases[keys[1]] = base
+        levels.tick(held)
 
     def _minute_at(self, minute_no: int) -> Minute:
         """The minute ``minute_no`` to record in (made if missing; written at the next
@@ -766,8 +803,7 @@ class Metrics:
         if self._archive is None:
             return
         self._rolled()
-        if self._levels is not None:
-            self._levels.fill()
+        self.sample_levels()
         self._touched = False
         expired, self._expired = self._expired, []
         if expired:
