@@ -24,6 +24,7 @@ from tests.conftest import (
     invoke_json,
     make_zip,
     unique,
+    wait_until,
 )
 
 STREAM_NAME = re.compile(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}")
@@ -47,8 +48,17 @@ def invoke_tail(client: Any, name: str, payload: Any = None, **kwargs: Any) -> t
 
 
 def group_messages(server: Any, name: str) -> list[str]:
-    events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
-    return [event["message"] for event in events]
+    """The function's log lines once its invocation's REPORT is among them: CloudWatch Logs
+    delivers lines with a delay (here a cluster's worker sends them to the api node within
+    about 0.1 s)."""
+
+    def reported() -> list[str] | None:
+        events = server.get_json(f"/_lambdad/logs?function={name}")["events"]
+        messages = [event["message"] for event in events]
+        return messages if any(m.startswith("REPORT") for m in messages) else None
+
+    found: list[str] = wait_until(reported)
+    return found
 
 
 # ---------------------------------------------------------------- interpreters
