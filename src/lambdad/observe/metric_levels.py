@@ -18,9 +18,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from lambdad.observe.metric_cells import Dims
 from lambdad.observe.metric_minutes import Minute, SeriesKey
 
 MINUTE = 60
+LAMBDA = "AWS/Lambda"
+#: Levels summed over nodes second by second (``Minute.peaks``): what each node runs or holds
+#: adds up to the cluster's. ``ProvisionedConcurrencyUtilization`` (a ratio) is not one.
+SUMMED_LEVELS = frozenset(
+    {
+        "ConcurrentExecutions",
+        "UnreservedConcurrentExecutions",
+        "ClaimedAccountConcurrency",
+        "ProvisionedConcurrentExecutions",
+    }
+)
 #: The most seconds one tick fills (a tick late by more fills its last hour only).
 _FILL_MOST = 3600
 
@@ -59,6 +71,32 @@ class Levels:
         at = second % MINUTE
         if seconds.get(at, -1.0) < level:
             seconds[at] = level
+
+
+def running_levels(running: Mapping[tuple[str, ...], int]) -> dict[SeriesKey, float]:
+    """The levels held now, from ``Metrics``' running counts: per (account, region), per
+    (..., function), per (..., function, resource) ConcurrentExecutions, and per (...,
+    function, resource, "p") the provisioned environments busy
+    (ProvisionedConcurrentExecutions of the resource, and summed, of the function)."""
+    held: dict[SeriesKey, float] = {}
+    concurrent, provisioned = "ConcurrentExecutions", "ProvisionedConcurrentExecutions"
+    for count_key, n in running.items():
+        account, region = count_key[0], count_key[1]
+        if len(count_key) == 2:
+            held[(account, region, LAMBDA, concurrent, ())] = n
+            continue
+        fn: Dims = (("FunctionName", count_key[2]),)
+        if len(count_key) == 3:
+            held[(account, region, LAMBDA, concurrent, fn)] = n
+            continue
+        res: Dims = (*fn, ("Resource", count_key[3]))
+        if len(count_key) == 4:
+            held[(account, region, LAMBDA, concurrent, res)] = n
+        else:
+            held[(account, region, LAMBDA, provisioned, res)] = n
+            whole = (account, region, LAMBDA, provisioned, fn)
+            held[whole] = held.get(whole, 0) + n
+    return held
 
 
 def summed_peak(minutes: Sequence[Minute], series: SeriesKey) -> float:

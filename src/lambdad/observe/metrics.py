@@ -44,7 +44,7 @@ from lambdad.observe.metric_cells import (
     resource_of,
     series_of,
 )
-from lambdad.observe.metric_levels import Levels, summed_peak
+from lambdad.observe.metric_levels import SUMMED_LEVELS, Levels, running_levels, summed_peak
 from lambdad.observe.metric_minutes import Minute, SeriesKey, accounts_of, documents, restore
 from lambdad.observe.metric_queries import (
     MINUTE,
@@ -83,18 +83,6 @@ class MetricsArchive(Protocol):
     async def save(self, rows: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None: ...
 
     async def drop(self, keys: Sequence[tuple[str, str, int]]) -> None: ...
-
-
-#: Levels summed over nodes second by second (``Minute.peaks``): what each node runs or holds
-#: adds up to the cluster's. ``ProvisionedConcurrencyUtilization`` (a ratio) is not one.
-SUMMED_LEVELS = frozenset(
-    {
-        "ConcurrentExecutions",
-        "UnreservedConcurrentExecutions",
-        "ClaimedAccountConcurrency",
-        "ProvisionedConcurrentExecutions",
-    }
-)
 
 
 #: Cell keys whose ``_Handles`` are kept (past it the cache starts again).
@@ -457,25 +445,7 @@ class Metrics:
         levels = self._levels
         if levels is None:
             return
-        held: dict[SeriesKey, float] = {}
-        concurrent = "ConcurrentExecutions"
-        provisioned = "ProvisionedConcurrentExecutions"
-        for count_key, n in self._running.items():
-            account, region = count_key[0], count_key[1]
-            if len(count_key) == 2:
-                held[(account, region, LAMBDA, concurrent, ())] = n
-                continue
-            fn: Dims = (("FunctionName", count_key[2]),)
-            if len(count_key) == 3:
-                held[(account, region, LAMBDA, concurrent, fn)] = n
-                continue
-            res: Dims = (*fn, ("Resource", count_key[3]))
-            if len(count_key) == 4:
-                held[(account, region, LAMBDA, concurrent, res)] = n
-            else:  # (account, region, name, resource, "p"): provisioned environments busy
-                held[(account, region, LAMBDA, provisioned, res)] = n
-                whole = (account, region, LAMBDA, provisioned, fn)
-                held[whole] = held.get(whole, 0) + n
+        held = running_levels(self._running)
         bases = self._rolled().bases
         for where, n in self._pooled.items():
             keys = self._pools.get(where)
