@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lambdad.config import load_settings
 from lambdad.observe import emf, metric_levels
 from lambdad.observe.distribution import Distribution
 from lambdad.observe.metric_cells import cell_filter, dims_of
@@ -296,3 +297,13 @@ def test_a_node_on_a_shared_store_writes_what_changed_soon() -> None:
         await metrics.close()
 
     asyncio.run(scenario())
+
+
+def test_the_share_interval_is_half_a_second_unless_set() -> None:
+    """``LAMBDAD_METRICS_SHARE_INTERVAL`` sets how soon a cluster node writes what changed
+    (0.5 s by default); zero or less is refused at start."""
+    assert load_settings(environ={}).metrics_share_interval == 0.5
+    asked = load_settings(environ={"LAMBDAD_METRICS_SHARE_INTERVAL": "2"})
+    assert asked.metrics_share_interval == 2
+    with pytest.raises(ValueError, match="metrics_share_interval must be positive"):
+        load_settings(environ={"LAMBDAD_METRICS_SHARE_INTERVAL": "0"})
