@@ -72,14 +72,19 @@ def group_events(logs: Any, group: str, **kwargs: Any) -> list[dict[str, Any]]:
     return [e for page in pages for e in page["events"]]
 
 
-def until_reported(logs: Any, group: str) -> list[dict[str, Any]]:
-    """The group's events once a REPORT line is among them (writes are buffered)."""
+def until_reported(logs: Any, group: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """The group's events once a REPORT line is among them (with ``kwargs``' filter: once
+    any event matches). Asked again until then: CloudWatch Logs delivers a function's lines
+    with a delay (writes are buffered here, and a cluster's worker sends them to the api
+    node within about 0.1 s), and the group exists only once its first line arrived."""
 
     def reported() -> list[dict[str, Any]] | None:
         try:
-            events = group_events(logs, group)
+            events = group_events(logs, group, **kwargs)
         except ClientError:
             return None
+        if kwargs:
+            return events or None
         return events if any(e["message"].startswith("REPORT") for e in events) else None
 
     found: list[dict[str, Any]] = wait_until(reported)
@@ -153,7 +158,8 @@ def test_get_log_events_reads_a_function_stream(server: Server, lam: Any, logs: 
 
 def test_application_log_level_filters_json_logs(server: Server, lam: Any, logs: Any) -> None:
     """With LogFormat JSON and ApplicationLogLevel WARN, INFO records are not logged (as on
-    AWS) and FilterLogEvents' JSON patterns select records by level."""
+    AWS) and FilterLogEvents' JSON patterns select records by level (read once the REPORT
+    arrived: CloudWatch Logs is eventually consistent, ``until_reported``)."""
     name = str(
         create_function(
             lam,
@@ -164,7 +170,7 @@ def test_application_log_level_filters_json_logs(server: Server, lam: Any, logs:
     )
     invoke_json(lam, name, {"tag": "t1"})
     group = f"/aws/lambda/{name}"
-    wait_until(lambda: group_events(logs, group, filterPattern='{ $.type = "platform.report" }'))
+    until_reported(logs, group, filterPattern='{ $.type = "platform.report" }')
     assert group_events(logs, group, filterPattern='{ $.level = "INFO" }') == []
     warned = group_events(logs, group, filterPattern='{ $.level = "WARNING" }')
     assert [json.loads(e["message"])["message"] for e in warned] == ["warn t1"]

@@ -52,7 +52,6 @@ def start_node(
         "LAMBDAD_STORE_URL": db,
         "LAMBDAD_NATS_URL": nats.url,
         "LAMBDAD_ROLE": role,
-        "LAMBDAD_METRICS_FLUSH_INTERVAL": "0.5",
     }
     return start(settings, **kw)
 

@@ -92,13 +92,16 @@ def test_an_api_node_and_a_worker_list_each_other(
 def test_a_worker_serves_no_api_and_an_api_node_serves_it(
     start_server: Callable[..., Server], postgres: PostgresServer
 ) -> None:
-    """A worker answers health, doctor and the node list, and refuses the Lambda API with
-    421 Misdirected Request naming the roles that serve it; an api node serves the API."""
+    """A worker answers health, doctor, the node list and Prometheus' ``/metrics`` (its own
+    figures: the invocations run there), and refuses the Lambda API with 421 Misdirected
+    Request naming the roles that serve it; an api node serves the API."""
     url = postgres.database()
     api = start_node(start_server, url, "api")
     worker = start_node(start_server, url, "worker")
     assert worker.get_json("/_lambdad/health") == {"status": "ok"}
     assert worker.get_json("/_lambdad/doctor")["node"]["role"] == "worker"
+    with urllib.request.urlopen(f"{worker.endpoint}/metrics", timeout=10) as scraped:
+        assert b"lambdad_environments" in scraped.read()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{worker.endpoint}/2015-03-31/functions/", timeout=10)
     assert refused.value.code == 421

@@ -118,21 +118,54 @@ def query(
     return points[0] if points else {}
 
 
+def settled(
+    server: Server,
+    metric: str,
+    dimensions: dict[str, str],
+    want: Callable[[dict[str, float]], bool],
+    stats: Sequence[str] = ("Sum",),
+) -> dict[str, float]:
+    """``query``, asked again until ``want`` holds of its answer: CloudWatch's metrics are
+    eventually consistent (AWS publishes a datapoint a minute or so after the invoke), and
+    through a cluster's api node the worker's figures arrive within about a second
+    (docs/metrics.md, "In a cluster"); on one process at once."""
+    return wait_until(  # type: ignore[no-any-return]
+        lambda: (found := query(server, metric, dimensions, stats)) and want(found) and found,
+        timeout=30,
+    )
+
+
+def counted(server: Server, metric: str, dimensions: dict[str, str], total: float) -> None:
+    """Wait until ``metric``'s Sum is ``total`` (``settled``)."""
+    settled(server, metric, dimensions, lambda found: found["Sum"] == total)
+
+
 def scrape(server: Server) -> dict[str, list[Any]]:
-    """``/metrics`` parsed by prometheus_client's parser: family name -> samples."""
-    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+    """``/metrics`` parsed by prometheus_client's parser: family name -> samples. Of a
+    cluster, every node's (each node shows its own figures, as Prometheus scrapes a fleet:
+    ``sample`` sums them)."""
+    nodes = (
+        [server] if server.cluster is None else [n.server for n in server.cluster.nodes.values()]
+    )
+    families: dict[str, list[Any]] = {}
+    for node in nodes:
+        with urllib.request.urlopen(node.endpoint + "/metrics", timeout=30) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            families.setdefault(family.name, []).extend(family.samples)
+    return families
 
 
 def sample(families: dict[str, list[Any]], name: str, **labels: str) -> float | None:
-    """The value of the first sample ``name`` with ``labels``, or None."""
-    for samples in families.values():
-        for s in samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
+    """The sum of the samples ``name`` with ``labels`` (one per node scraped), or None."""
+    found = [
+        float(s.value)
+        for samples in families.values()
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    return sum(found) if found else None
 
 
 def fn_dims(name: str) -> dict[str, str]:
@@ -144,11 +177,13 @@ def test_sync_invocations_errors_and_durations(server: Server, lam: Any) -> None
     level), a function error also in Errors (AWS: Errors counts invocations that end in a
     function error, and Errors' Average is the error rate), and its run time in Duration with
     CloudWatch's statistics and percentiles; ``/metrics`` shows the same as counters and a
-    histogram."""
+    histogram (read once they arrived: CloudWatch's metrics are eventually consistent,
+    ``settled``)."""
     name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
     for event in ({}, {"sleep": 0.05}, {"sleep": 0.1}, {"fail": True}):
         invoke_json(lam, name, event)
     stats = ["SampleCount", "Sum", "Minimum", "Maximum", "Average", "p50", "p99", "p99.9"]
+    counted(server, "Invocations", fn_dims(name), 4)  # each invoke's figures arrive with it
     invocations = query(server, "Invocations", fn_dims(name))
     assert invocations["Sum"] == 4
     assert invocations["unit"] == "Count"
@@ -186,6 +221,7 @@ def test_an_alias_counts_under_its_resource_and_executed_version(server: Server,
     invoke_json(lam, name, {}, Qualifier="live")
     invoke_json(lam, name, {}, Qualifier="live")
     invoke_json(lam, name, {}, Qualifier="1")
+    counted(server, "Invocations", fn_dims(name), 3)
     live = {"FunctionName": name, "Resource": f"{name}:live"}
     assert query(server, "Invocations", live)["Sum"] == 2
     assert query(server, "Invocations", {**live, "ExecutedVersion": "1"})["Sum"] == 2
@@ -209,15 +245,16 @@ def test_an_alias_counts_under_its_resource_and_executed_version(server: Server,
 
 def test_throttled_invokes_count_as_throttles_not_invocations(server: Server, lam: Any) -> None:
     """An invoke refused for a reserved concurrency of 0 counts in Throttles and not in
-    Invocations (AWS: throttled requests are not invocations)."""
+    Invocations (AWS: throttled requests are not invocations), in a cluster once, where the
+    throttle was decided (read once they arrived, ``settled``)."""
     name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
     invoke_json(lam, name, {})
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
     for _ in range(2):
         with refused("TooManyRequestsException", 429):
             lam.invoke(FunctionName=name)
-    assert query(server, "Throttles", fn_dims(name))["Sum"] == 2
-    assert query(server, "Invocations", fn_dims(name))["Sum"] == 1
+    counted(server, "Throttles", fn_dims(name), 2)
+    counted(server, "Invocations", fn_dims(name), 1)
     labels = {"function": name, "resource": name}
     assert sample(scrape(server), "lambdad_throttles_total", **labels) == 2
 
@@ -226,12 +263,14 @@ def test_concurrent_executions_is_the_most_running_at_once(
     server: Server, lam: Any, rendezvous: Callable[[int], Rendezvous]
 ) -> None:
     """Two invokes held together make ConcurrentExecutions' Maximum 2 for the function (AWS:
-    the number of instances processing events at the same time)."""
+    the number of instances processing events at the same time), also when a cluster ran
+    them on two workers (read once they arrived, ``settled``)."""
     service = rendezvous(2)
     name = create_function(lam, MEETS, env=service.env)["FunctionName"]
     with ThreadPoolExecutor(2) as pool:
         for future in [pool.submit(invoke_json, lam, name, {}) for _ in range(2)]:
             future.result(timeout=60)
+    counted(server, "Invocations", fn_dims(name), 2)
     stats = ["Maximum", "Minimum"]
     assert query(server, "ConcurrentExecutions", fn_dims(name), stats)["Maximum"] == 2
     resource = {"FunctionName": name, "Resource": name}
@@ -277,7 +316,8 @@ def test_provisioned_invocations_and_spillover(
 ) -> None:
     """With one provisioned environment, two invokes held together run one on it
     (ProvisionedConcurrencyInvocations, ProvisionedConcurrentExecutions 1, utilization 1.0)
-    and one on demand (ProvisionedConcurrencySpilloverInvocations)."""
+    and one on demand (ProvisionedConcurrencySpilloverInvocations); read once they arrived
+    (``settled``)."""
     service = rendezvous(2)
     name = create_function(lam, MEETS, env=service.env)["FunctionName"]
     lam.publish_version(FunctionName=name)
@@ -297,6 +337,7 @@ def test_provisioned_invocations_and_spillover(
             for future in futures:
                 future.result(timeout=60)
         resource = {"FunctionName": name, "Resource": f"{name}:1"}
+        counted(server, "Invocations", resource, 2)
         assert query(server, "ProvisionedConcurrencyInvocations", resource)["Sum"] == 1
         assert query(server, "ProvisionedConcurrencySpilloverInvocations", resource)["Sum"] == 1
         assert query(server, "Invocations", resource)["Sum"] == 2
@@ -375,10 +416,12 @@ def test_a_query_for_what_cloudwatch_refuses_is_a_400(server: Server) -> None:
 
 def test_the_cli_prints_a_line_per_minute(server: Server, lam: Any) -> None:
     """``lambdad metrics FUNCTION`` prints a header and a line per minute with data, the
-    invocations and errors counted; a metric asked with ``--metric`` gets its own column."""
+    invocations and errors counted; a metric asked with ``--metric`` gets its own column
+    (asked once the invocations arrived, ``settled``)."""
     name = create_function(lam, FAILS_ON_ASK)["FunctionName"]
     invoke_json(lam, name, {})
     invoke_json(lam, name, {"fail": True})
+    counted(server, "Invocations", fn_dims(name), 2)
     base = [*CLI, "metrics", name]
     done = subprocess.run(
         [*base, "--endpoint", server.endpoint], capture_output=True, text=True, check=False
@@ -475,8 +518,10 @@ def test_each_account_sees_its_own_metrics(
         create_function(client, FAILS_ON_ASK, name="same-name")
     for client in (alice, alice, bob):
         invoke_json(client, "same-name", {})
+    # Asked until they arrived (``settled``); then neither account sees the other's.
+    wait_until(lambda: _cli_invocations(server, alice_key, "same-name") == 2, timeout=30)
+    wait_until(lambda: _cli_invocations(server, bob_key, "same-name") == 1, timeout=30)
     assert _cli_invocations(server, alice_key, "same-name") == 2
-    assert _cli_invocations(server, bob_key, "same-name") == 1
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(server.endpoint + "/metrics", timeout=30)
     assert info.value.code == 403

@@ -366,6 +366,7 @@ class Lambdad:
             retention=settings.metrics_retention_days * 86400,
             flush_interval=settings.metrics_flush_interval,
             enabled=settings.metrics,
+            share_interval=settings.metrics_share_interval if settings.store_url else None,
         )
         self.metric_peers = MetricPeers(
             self.metric_rows, self.store, self.metrics, retention=self.metrics.retention
@@ -678,7 +679,7 @@ class Lambdad:
             Part("log store", self.logs.open, self.logs.close),
             *self._log_replication_part(),
             Part("metrics", self.metrics.open, self.metrics.close),
-            Part("other nodes' metrics", self.metric_peers.start, self.metric_peers.close),
+            *self._metric_peers_part(),
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             *self._functions_api_part(),
             Part("runtime", self.runtime.start, self.runtime.close),
@@ -835,6 +836,14 @@ class Lambdad:
             self.metric_rows.node = await asyncio.to_thread(node_id, self.settings.data_dir)
 
         return [Part("node identity", identify, _nothing)]
+
+    def _metric_peers_part(self) -> list[Part]:
+        """Other nodes' metrics, on a node that answers the metrics APIs (a worker serves
+        none: it only writes its own)."""
+        if self.settings.role == "worker":
+            return []
+        peers = self.metric_peers
+        return [Part("other nodes' metrics", peers.start, peers.close)]
 
     def _log_replication_part(self) -> list[Part]:
         replication = self.log_replication

@@ -177,6 +177,10 @@ class Settings:
     metrics_retention_days: float = 15.0
     #: How often metrics are written to the store (seconds, not scaled; also at close).
     metrics_flush_interval: float = 10.0
+    #: On a shared store (a cluster): how soon the metrics a node recorded are written, so
+    #: that every api node answers with them (seconds, not scaled; only when something was
+    #: recorded; docs/metrics.md, "In a cluster").
+    metrics_share_interval: float = 0.5
     #: Traces kept in memory (spans of sampled invocations and the functions' X-Ray
     #: segments; the oldest trace goes first) and spans kept per trace (docs/tracing.md).
     trace_max_traces: int = 1000
@@ -387,9 +391,17 @@ def load_settings(
         raise ValueError(f"setting url_scheme: expected http or https, got {settings.url_scheme!r}")
     if not 0 <= settings.url_port <= 65535 or not settings.url_domain:
         raise ValueError("settings url_port (0-65535) and url_domain (not empty) are invalid")
-    if settings.metrics_retention_days <= 0 or settings.metrics_flush_interval <= 0:
+    if (
+        min(
+            settings.metrics_retention_days,
+            settings.metrics_flush_interval,
+            settings.metrics_share_interval,
+        )
+        <= 0
+    ):
         raise ValueError(
-            "settings metrics_retention_days and metrics_flush_interval must be positive"
+            "settings metrics_retention_days, metrics_flush_interval and "
+            "metrics_share_interval must be positive"
         )
     if not -1 <= settings.console_port <= 65535:
         raise ValueError("setting console_port: expected -1 (off) or 0-65535")

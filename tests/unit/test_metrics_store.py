@@ -8,11 +8,13 @@ import json
 import random
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from lambdad.observe import emf
+from lambdad.config import load_settings
+from lambdad.observe import emf, metric_levels
 from lambdad.observe.distribution import Distribution
 from lambdad.observe.metric_cells import cell_filter, dims_of
 from lambdad.observe.metric_queries import BadQuery
@@ -226,3 +228,82 @@ def test_two_nodes_flushing_one_minute_are_both_counted() -> None:
         await reader.close()
 
     asyncio.run(scenario())
+
+
+def test_a_cluster_sums_levels_held_at_the_same_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a shared store, ConcurrentExecutions read on any node is the most running at one
+    second summed over the nodes (AWS: the function's concurrent executions, however many
+    hosts run them): two invocations on two nodes that overlap count 2, even when neither
+    started in the second the other did; two that do not overlap (seconds apart) count 1."""
+    clock = [float(int(time.time()) // 60 * 60 + 2)]
+    monkeypatch.setattr(metric_levels, "time", SimpleNamespace(time=lambda: clock[0]))
+    other = (*KEY[:2], "other", None, "$LATEST")
+
+    def most(metrics: Metrics, name: str) -> float:
+        now = time.time()
+        points = metrics.query(
+            Scope(), "AWS/Lambda", "ConcurrentExecutions", {"FunctionName": name},
+            now - 3600, now + 120, 7200, ["Maximum"],
+        )  # fmt: skip
+        return max(p.values["Maximum"] for p in points)
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        await store.open()
+        a = Metrics(StoredMetrics(store, "node-a"), flush_interval=3600, share_interval=60)
+        b = Metrics(StoredMetrics(store, "node-b"), flush_interval=3600, share_interval=60)
+        # (second, node, what): fn overlaps from second 3 to 5, "other" never overlaps.
+        steps = [
+            (1, a, "start", KEY), (3, b, "start", KEY), (5, a, "end", KEY),
+            (8, b, "end", KEY), (20, a, "start", other), (21, a, "end", other),
+            (23, b, "start", other), (25, b, "end", other),
+        ]  # fmt: skip
+        start = clock[0]
+        for second in range(30):  # each node samples its levels every second (0.2 s live)
+            clock[0] = start + second
+            for at, node, what, key in steps:
+                if at == second:
+                    node.started(key) if what == "start" else node.ended(key)
+            a.sample_levels()
+            b.sample_levels()
+        for node in (a, b):
+            await node.flush()
+        assert (most(a, "fn"), most(b, "fn")) == (1, 1)  # each node alone saw one
+        reader_rows = StoredMetrics(store, "node-c")
+        reader = Metrics(reader_rows, flush_interval=3600, share_interval=60)
+        peers = MetricPeers(reader_rows, store, reader)
+        await peers.start()
+        assert most(reader, "fn") == 2
+        assert most(reader, "other") == 1
+        await peers.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_node_on_a_shared_store_writes_what_changed_soon() -> None:
+    """With ``share_interval`` (a cluster), what a node records reaches the store within
+    about that interval, not the flush interval (here an hour)."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        await store.open()
+        metrics = Metrics(StoredMetrics(store, "node-a"), flush_interval=3600, share_interval=0.05)
+        await metrics.open()
+        metrics.invoked(KEY, 5.0, False)
+        deadline = time.monotonic() + 10
+        while not await store.scan(Table.METRICS):
+            assert time.monotonic() < deadline, "never written"
+            await asyncio.sleep(0.01)
+        await metrics.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_share_interval_is_half_a_second_unless_set() -> None:
+    """``LAMBDAD_METRICS_SHARE_INTERVAL`` sets how soon a cluster node writes what changed
+    (0.5 s by default); zero or less is refused at start."""
+    assert load_settings(environ={}).metrics_share_interval == 0.5
+    asked = load_settings(environ={"LAMBDAD_METRICS_SHARE_INTERVAL": "2"})
+    assert asked.metrics_share_interval == 2
+    with pytest.raises(ValueError, match="metrics_share_interval must be positive"):
+        load_settings(environ={"LAMBDAD_METRICS_SHARE_INTERVAL": "0"})

@@ -1,5 +1,6 @@
 """What a node's listener serves for its role (docs/cluster.md): a ``worker`` answers only
-lambdad's health, doctor and cluster endpoints; ``api`` and ``all`` serve everything."""
+lambdad's health, doctor and cluster endpoints and Prometheus' ``/metrics`` (its own figures:
+the invocations it ran); ``api`` and ``all`` serve everything."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from aiohttp.typedefs import Handler
 
 from lambdad.observe.request_ids import new_request_id
 
-#: What a worker's listener still answers: enough to be checked, diagnosed and listed.
-WORKER_PATHS = frozenset({"/_lambdad/health", "/_lambdad/doctor", "/_lambdad/cluster"})
+#: What a worker's listener still answers: enough to be checked, diagnosed, listed and
+#: scraped.
+WORKER_PATHS = frozenset({"/_lambdad/health", "/_lambdad/doctor", "/_lambdad/cluster", "/metrics"})
 
 
 @web.middleware

@@ -77,6 +77,8 @@ class Leases:
             del self._running[key]
         if pooled:
             self._pooled[scope] -= 1
+            if self._metrics is not None:
+                self._metrics.pool_released(scope.account_id, scope.region, self._pooled[scope])
 
     def _throttled(self, reason: str) -> errors.TooManyRequestsException:
         return errors.TooManyRequestsException(

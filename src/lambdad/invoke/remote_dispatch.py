@@ -170,7 +170,8 @@ class RemoteDispatch:
         if self.state is not DispatchState.RUNNING:
             raise errors.ServiceException("lambdad is not routing invocations now")
         version = (scope.account_id, scope.region, config.name, config.version)
-        call = wire.call_of(*version, key[3], invocation, config.revision_id)
+        provisioned = any(self.choice.provisioned.get(version, {}).values())
+        call = wire.call_of(*version, key[3], invocation, config.revision_id, provisioned)
         size = max(1024, self._link.max_payload - wire.HEADROOM)
         parts = [call.payload[i : i + size] for i in range(0, len(call.payload), size)]
         if len(parts) > 1:

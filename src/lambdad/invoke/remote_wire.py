@@ -83,6 +83,9 @@ class Call(msgspec.Struct, array_like=True, frozen=True):
     #: The configuration revision the api node resolved: a worker whose cache holds another
     #: reads the function again (the change feed had not reached it yet).
     revision: str = ""
+    #: Whether the version has provisioned environments on some worker: one run on demand
+    #: is then a spillover (ProvisionedConcurrencySpilloverInvocations), wherever it runs.
+    provisioned: bool = False
 
     def invocation(
         self, sink: ResponseSink | None = None, payload: bytes | None = None
@@ -112,6 +115,7 @@ def call_of(
     qualifier: str | None,
     inv: Invocation,
     revision: str,
+    provisioned: bool = False,
 ) -> Call:
     return Call(
         account,
@@ -132,6 +136,7 @@ def call_of(
         inv.paced,
         0,
         revision,
+        provisioned,
     )
 
 

@@ -32,8 +32,11 @@ from lambdad.store.nats_link import Message, NatsLink
 
 log = logging.getLogger(__name__)
 
-#: How a worker runs an invocation here (``Invoker.dispatch``).
-Dispatch = Callable[[CellKey, Scope, FunctionConfig, Invocation], Coroutine[Any, Any, Outcome]]
+#: How a worker runs an invocation here (``Invoker.dispatch_here``; the last argument: the
+#: version has provisioned environments on some worker, ``Call.provisioned``).
+Dispatch = Callable[
+    [CellKey, Scope, FunctionConfig, Invocation, bool], Coroutine[Any, Any, Outcome]
+]
 
 
 #: Seconds the parts of a payload wait for their call (an api node gone in between).
@@ -209,10 +212,14 @@ class InvokeServer:
             config = await self._functions.resolve(scope, call.name, call.version)
         key: CellKey = (call.account, call.region, call.name, call.qualifier, config.version)
         if not call.stream:
-            return await self._dispatch(key, scope, config, call.invocation(None, payload))
+            return await self._dispatch(
+                key, scope, config, call.invocation(None, payload), call.provisioned
+            )
         sink = ResponseSink()
         streamed = call.invocation(sink, payload)
-        running = asyncio.create_task(self._dispatch(key, scope, config, streamed))
+        running = asyncio.create_task(
+            self._dispatch(key, scope, config, streamed, call.provisioned)
+        )
         running.add_done_callback(lambda _: sink.end())
         try:
             await self._forward(sink, running, reply)

@@ -434,10 +434,17 @@ class Invoker:
         return await self.dispatch_here(key, scope, config, invocation)
 
     async def dispatch_here(
-        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+        self,
+        key: CellKey,
+        scope: Scope,
+        config: FunctionConfig,
+        invocation: Invocation,
+        provisioned_elsewhere: bool = False,
     ) -> Outcome:
         """Run ``invocation`` in a provisioned environment of this node, else under a
-        concurrency lease (what a worker does with an invocation routed to it)."""
+        concurrency lease (what a worker does with an invocation routed to it).
+        ``provisioned_elsewhere``: the version has provisioned environments on other nodes
+        (a cluster), so running it on demand here is a spillover."""
         spec = spec_of(config)
         place = place_of(scope)
         metrics = self.metrics
@@ -449,6 +456,7 @@ class Invoker:
             view = self._runtime.provisioned(place, config.name, config.version)
             if view is None or not view.allocated:
                 outcome = await self._runtime.invoke_provisioned(place, spec, invocation)
+                spilled = provisioned_elsewhere
             else:
                 outcome = await self._provisioned(key, view, place, spec, invocation)
                 spilled = outcome is None

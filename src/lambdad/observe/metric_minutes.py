@@ -21,7 +21,7 @@ Row = tuple[str, str, int, dict[str, Any]]
 class Minute:
     """Everything recorded in one minute, all accounts together."""
 
-    __slots__ = ("cells", "custom", "gauges", "merged", "units")
+    __slots__ = ("bases", "cells", "custom", "gauges", "merged", "peaks", "units")
 
     def __init__(self) -> None:
         self.cells: dict[CellKey, Cell] = {}
@@ -32,6 +32,11 @@ class Minute:
         #: (account, region, metric, dims) -> Lambda's metric merged over the minute's cells,
         #: kept once the minute is over (``Metrics.query``).
         self.merged: dict[tuple[str, str, str, Dims], Distribution | None] = {}
+        #: Levels summed over nodes (a cluster, ``metrics.SUMMED_LEVELS``): series -> second
+        #: of the minute -> the highest level this node had in it.
+        self.peaks: dict[SeriesKey, dict[int, float]] = {}
+        #: ... and the part of a level every node counts alike (the reservations claimed).
+        self.bases: dict[SeriesKey, float] = {}
 
 
 def accounts_of(minute: Minute) -> set[tuple[str, str]]:
@@ -60,6 +65,16 @@ def documents(minute_no: int, minute: Minute) -> list[Row]:
         doc(series[0], series[1])["custom"].append(
             [series[2], series[3], [list(d) for d in series[4]], unit, dist.to_json()]
         )
+    for series, seconds in minute.peaks.items():
+        doc(series[0], series[1]).setdefault("peaks", []).append(
+            [
+                series[2],
+                series[3],
+                [list(d) for d in series[4]],
+                sorted(seconds.items()),
+                minute.bases.get(series, 0.0),
+            ]
+        )
     return [(a, r, minute_no, d) for (a, r), d in docs.items()]
 
 
@@ -75,3 +90,8 @@ def restore(account: str, region: str, minute: Minute, document: dict[str, Any])
         custom: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
         minute.custom[custom] = Distribution.from_json(row)
         minute.units[custom] = str(unit)
+    for namespace, metric, dims, seconds, base in document.get("peaks", []):
+        level: SeriesKey = (account, region, namespace, metric, tuple((n, v) for n, v in dims))
+        minute.peaks[level] = {int(s): float(n) for s, n in seconds}
+        if base:
+            minute.bases[level] = float(base)

@@ -10,6 +10,12 @@ most the seconds since the last flush.
 Reading: ``query`` answers what GetMetricStatistics and GetMetricData ask (a metric, its exact
 dimension set, a time range, a period, statistics and percentiles); ``list_metrics`` what
 ListMetrics asks. See docs/metrics.md for what each metric means and what differs from AWS.
+
+On a store shared by several nodes (``share_interval`` set: a cluster), the minutes that
+changed are also written every ``share_interval`` seconds, so other nodes read them within
+about that (``store/metric_rows.MetricPeers`` hands them to ``set_peer``), and the levels
+(ConcurrentExecutions and the like) also keep each second's peak, so the cluster's level is
+the sum of every node's at the same second rather than the highest one node saw.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from lambdad.observe.metric_cells import (
     resource_of,
     series_of,
 )
+from lambdad.observe.metric_levels import SUMMED_LEVELS, Levels, running_levels, summed_peak
 from lambdad.observe.metric_minutes import Minute, SeriesKey, accounts_of, documents, restore
 from lambdad.observe.metric_queries import (
     MINUTE,
@@ -124,10 +131,22 @@ class Metrics:
         retention: float = 15 * 86400,
         flush_interval: float = 10.0,
         enabled: bool = True,
+        share_interval: float | None = None,
     ) -> None:
         self._archive = archive
         self.retention = retention
         self._flush_interval = flush_interval
+        #: On a shared store: seconds after which what changed is written (None: alone).
+        self._share_interval = share_interval
+        #: Whether anything was recorded since the last flush (``share_interval``'s writes
+        #: happen only then).
+        self._touched = False
+        #: On a shared store, the levels' peaks per second (summed over nodes when read).
+        self._levels = None if share_interval is None else Levels(self._minute_at)
+        #: ... and the invocations running on the unreserved pool now, per account, region.
+        self._pooled: dict[tuple[str, str], int] = {}
+        #: ... and what every reservation claims (ClaimedAccountConcurrency's common part).
+        self._claimed_base: dict[tuple[str, str], int] = {}
         self.enabled = enabled
         self._minutes: dict[int, Minute] = {}
         self._minute = -1
@@ -175,11 +194,17 @@ class Metrics:
 
     async def _tick_forever(self) -> None:
         last_flush = time.monotonic()
+        share = self._share_interval
+        tick = _EMF_TICK if share is None else min(_EMF_TICK, share)
         while True:
-            await asyncio.sleep(_EMF_TICK)
+            await asyncio.sleep(tick)
             try:
                 self.parse_emf()
-                if time.monotonic() - last_flush >= self._flush_interval:
+                self.sample_levels()
+                since = time.monotonic() - last_flush
+                if since >= self._flush_interval or (
+                    share is not None and self._touched and since >= share
+                ):
                     last_flush = time.monotonic()
                     await self.flush()
             except Exception:  # a failing store: keep recording, try again next time
@@ -188,6 +213,15 @@ class Metrics:
     # ------------------------------------------------------------ the minute
 
     def _current(self) -> Minute:
+        """The current minute, to record in (marks the metrics changed)."""
+        self._touched = True
+        minute = int(time.time()) // MINUTE
+        if minute != self._minute:
+            self._roll(minute)
+        return self._now
+
+    def _rolled(self) -> Minute:
+        """The current minute, to read."""
         minute = int(time.time()) // MINUTE
         if minute != self._minute:
             self._roll(minute)
@@ -328,6 +362,7 @@ class Metrics:
         gauges = self._current().gauges
         h = self._handles(key)
         running = self._running
+        risen = None if self._levels is None else self._levels.risen
         for count_key, gauge_key in h.concurrency:
             n = running[count_key] = running.get(count_key, 0) + 1
             found = gauges.get(gauge_key)
@@ -339,12 +374,16 @@ class Metrics:
                 found.maximum = n
             if n < found.minimum:
                 found.minimum = n
+            if risen is not None and n > risen.get(gauge_key, 0):
+                risen[gauge_key] = n
         if provisioned is not None:
             busy, allocated = provisioned
             running[h.provisioned] = running.get(h.provisioned, 0) + 1
             gauge = self._gauge
             for gauge_key in h.provisioned_gauges:
                 gauge(gauge_key, busy)
+                if risen is not None and busy > risen.get(gauge_key, 0):
+                    risen[gauge_key] = busy
             gauge(h.utilization, busy / allocated if allocated else 0.0)
 
     def ended(self, key: CellKey, *, provisioned: bool = False) -> None:
@@ -371,7 +410,7 @@ class Metrics:
         ClaimedAccountConcurrency."""
         if not self.enabled:
             return
-        self._current()
+        now = self._current()
         where = (account, region)
         keys = self._pools.get(where)
         if keys is None:
@@ -381,10 +420,56 @@ class Metrics:
             )
         self._gauge(keys[0], unreserved_running)
         self._gauge(keys[1], claimed)
+        levels = self._levels
+        if levels is not None:
+            # Claimed is this node's pool plus what every reservation claims (the same on
+            # each node): the pool's share is summed over nodes, the reservations' is not.
+            self._pooled[where] = unreserved_running
+            risen = levels.risen
+            for level_key in keys:
+                if unreserved_running > risen.get(level_key, 0):
+                    risen[level_key] = unreserved_running
+            base = self._claimed_base[where] = claimed - unreserved_running
+            if base > now.bases.get(keys[1], 0):
+                now.bases[keys[1]] = base
+
+    def pool_released(self, account: str, region: str, unreserved_running: int) -> None:
+        """A lease of the account's pool was given back (only the levels a cluster sums
+        follow it: the gauges are sampled as leases are taken)."""
+        if self._levels is not None:
+            self._pooled[(account, region)] = unreserved_running
+
+    def sample_levels(self) -> None:
+        """On a shared store: write the levels held now and the highest since the last
+        sample into the seconds since then (``metric_levels``; a few times a second)."""
+        levels = self._levels
+        if levels is None:
+            return
+        held = running_levels(self._running)
+        bases = self._rolled().bases
+        for where, n in self._pooled.items():
+            keys = self._pools.get(where)
+            if keys is not None and n > 0:
+                held[keys[0]] = held[keys[1]] = n
+                base = self._claimed_base.get(where, 0)
+                if base > bases.get(keys[1], 0):
+                    bases[keys[1]] = base
+        levels.tick(held)
+
+    def _minute_at(self, minute_no: int) -> Minute:
+        """The minute ``minute_no`` to record in (made if missing; written at the next
+        flush)."""
+        self._touched = True
+        minute = self._minutes.get(minute_no)
+        if minute is None:
+            minute = self._minutes[minute_no] = Minute()
+        if minute_no != self._minute:
+            self._dirty.add(minute_no)
+        return minute
 
     def current_cells(self) -> dict[CellKey, Cell]:
         """The current minute's cells (what ``totals`` does not hold yet)."""
-        return self._current().cells
+        return self._rolled().cells
 
     def running(self, account: str, region: str, name: str | None = None) -> int:
         """Invocations running now, of a function or of the account and region."""
@@ -561,13 +646,14 @@ class Metrics:
     ) -> Generator[None, None, list[Datapoint]]:
         """``query`` one minute at a time (a yield after each)."""
         check_query(start, end, period, statistics)
-        self._current()
+        self._rolled()
         dims = tuple(sorted(dimensions.items()))
         first = int(start) // MINUTE
         last = math.ceil(end / MINUTE)
         per = period // MINUTE
         buckets: dict[int, Distribution] = {}
         unit = "None"
+        summed = namespace == LAMBDA and metric in SUMMED_LEVELS
         for minute_no in sorted(m for m in self._minute_numbers() if first <= m < last):
             parts: list[tuple[Distribution | None, str]] = []
             minute = self._minutes.get(minute_no)  # gone meanwhile: past retention
@@ -577,19 +663,25 @@ class Metrics:
                         minute, scope, namespace, metric, dims, cached=minute_no != self._minute
                     )
                 )
-            for peer in self._peer_minutes(minute_no, scope.account_id, scope.region):
+            peers = self._peer_minutes(minute_no, scope.account_id, scope.region)
+            for peer in peers:
                 # A peer's minute is never changed once made (a new row makes a new one).
                 parts.append(self._series(peer, scope, namespace, metric, dims, cached=True))
             yield
+            slot = first + (minute_no - first) // per * per
             for found, unit_found in parts:
                 if found is None or not found.count:
                     continue
                 unit = unit_found
-                slot = first + (minute_no - first) // per * per
                 merged = buckets.get(slot)
                 if merged is None:
                     merged = buckets[slot] = Distribution()
                 merged.merge(found)
+            if summed and peers and slot in buckets:
+                series: SeriesKey = (scope.account_id, scope.region, namespace, metric, dims)
+                mine = [] if minute is None else [minute]
+                top = summed_peak([*mine, *peers], series)
+                buckets[slot].maximum = max(buckets[slot].maximum, top)
         return [
             Datapoint(slot * MINUTE, unit, statistics_of(buckets[slot], statistics))
             for slot in sorted(buckets)
@@ -640,7 +732,7 @@ class Metrics:
         dimensions: Iterable[tuple[str, str | None]],
         since: float | None = None,
     ) -> Generator[None, None, list[MetricId]]:
-        self._current()
+        self._rolled()
         account, region = scope.account_id, scope.region
         found: set[MetricId] = set()
         names: dict[CellKey, set[str]] = {}
@@ -680,7 +772,9 @@ class Metrics:
         """Write the minutes that changed since the last flush (and the current one)."""
         if self._archive is None:
             return
-        self._current()
+        self._rolled()
+        self.sample_levels()
+        self._touched = False
         expired, self._expired = self._expired, []
         if expired:
             await self._archive.drop(expired)
@@ -695,6 +789,7 @@ class Metrics:
             await self._archive.save(rows)
         except BaseException:
             self._dirty |= dirty
+            self._touched = True
             raise
 
     def _restore(self, rows: list[tuple[str, str, int, dict[str, Any]]]) -> None:
