@@ -422,7 +422,12 @@ class Invoker:
         return await self.dispatch_here(key, scope, config, invocation)
 
     async def dispatch_routed(
-        self, key: CellKey, scope: Scope, config: FunctionConfig, invocation: Invocation
+        self,
+        key: CellKey,
+        scope: Scope,
+        config: FunctionConfig,
+        invocation: Invocation,
+        provisioned_elsewhere: bool = False,
     ) -> Outcome:
         """Run an invocation an api node routed here (a worker's ``InvokeServer``): as
         ``dispatch_here``, a sampled one's trace begun here too, so that the segments its
@@ -431,7 +436,7 @@ class Invoker:
         tracing = self.tracing
         if tracing is not None and invocation.trace_id and "Sampled=1" in invocation.trace_id:
             tracing.begin(scope, config.name, invocation.trace_id)
-        return await self.dispatch_here(key, scope, config, invocation)
+        return await self.dispatch_here(key, scope, config, invocation, provisioned_elsewhere)
 
     async def dispatch_here(
         self,
