@@ -270,6 +270,17 @@ def concurrency_ledger(settings: Settings) -> ConcurrencyLedger | None:
     return PostgresLedger(settings.store_url)
 
 
+def scale_rate(settings: Settings, ledger: ConcurrencyLedger | None) -> ScaleRate:
+    """Lambda's scaling rate: one bucket per function in this process, or, with the cluster's
+    ledger, one per function shared by every node (docs/cluster.md)."""
+    window = settings.scaled(settings.scale_window)
+    if ledger is None:
+        return ScaleRate(settings.scale_rate, window)
+    from lambdad.runtime.shared_scaling import SharedScaleRate
+
+    return SharedScaleRate(ledger, settings.scale_rate, window)
+
+
 def nats_link(settings: Settings) -> NatsLink | None:
     """The node's NATS connection when ``nats_url`` names the cluster's servers (else None).
     ``StoreUnavailable`` if the NATS client is not installed."""
@@ -363,11 +374,14 @@ class Lambdad:
         self.functions = Functions(
             self.store, self.blobs, settle_delay=settings.function_settle_delay
         )
+        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
+        self.ledger = concurrency_ledger(settings)
+        self.scale_rate = scale_rate(settings, self.ledger)
         self.runtime = RuntimeManager(
             self._environment_context(),
             self.blobs,
             settings.idle_timeout,
-            ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+            self.scale_rate,
             settings.max_environments,
         )
         retire_deleted(self.functions.changes, self.runtime)
@@ -375,8 +389,6 @@ class Lambdad:
         self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
-        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
-        self.ledger = concurrency_ledger(settings)
         self.grants = (
             None if self.ledger is None else Grants(self.ledger, self._node_id, settings.node_lease)
         )
@@ -683,7 +695,13 @@ class Lambdad:
         return [
             Part("concurrency ledger", ledger.open, ledger.close),
             Part("concurrency grants", grants.start, grants.close),
+            *self._scaling_part(),
         ]
+
+    def _scaling_part(self) -> list[Part]:
+        """The shared scaling rate's keeper; it gives its tokens back after the runtime stopped."""
+        rate = self.scale_rate
+        return [] if self.ledger is None else [Part("scaling tokens", rate.start, rate.close)]
 
     def _dispatcher_part(self) -> list[Part]:
         """The dispatcher takes events on every node but a cluster's api nodes, which only put
