@@ -263,7 +263,10 @@ class Cluster:
         postgres: PostgresServer | None = None,
         database: str | None = None,
         api_data_dir: Path | None = None,
+        nats: NatsServer | None = None,
     ) -> None:
+        """``nats``: a stopped NATS server to start again on its port and store (a cluster
+        started again after its api node was stopped: the queue's events are still there)."""
         self.home = home
         self.settings = dict(settings or {})
         self.workers = workers
@@ -273,7 +276,7 @@ class Cluster:
         self._own_postgres = postgres is None
         self.database = database
         self.api_data_dir = api_data_dir
-        self.nats: NatsServer | None = None
+        self.nats: NatsServer | None = nats
         self.nodes: dict[str, Node] = {}
         self._closed = False
 
@@ -298,7 +301,8 @@ class Cluster:
             )
             self.postgres.start()
         self.database = self.database or self.postgres.database()
-        self.nats = NatsServer(self.network.gateway, monitor=True)
+        if self.nats is None:
+            self.nats = NatsServer(self.network.gateway, monitor=True)
         self.nats.start()
         self.add("api", "api", data_dir=self.api_data_dir)
         for number in range(1, self.workers + 1):
@@ -351,6 +355,10 @@ class Cluster:
         )
 
     # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def api(self) -> Server:
@@ -434,10 +442,11 @@ class Cluster:
 
     # -- stopping -------------------------------------------------------------------------
 
-    def close(self, check: bool = True) -> None:
+    def close(self, check: bool = True, *, keep_nats: bool = False) -> None:
         """Stop every node (``check``: as ``shutdown`` does, failing on a node that exits
-        badly or leaves processes behind, after everything is torn down), NATS, PostgreSQL
-        when it is the cluster's own, and the network; idempotent."""
+        badly or leaves processes behind, after everything is torn down), NATS (``keep_nats``:
+        stopped with its store kept, for a cluster started again on it), PostgreSQL when it
+        is the cluster's own, and the network; idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -457,7 +466,10 @@ class Cluster:
             except Exception as exc:  # teardown goes on; reported below
                 errors.append(f"{node.name}: {exc!r}")
         if self.nats is not None:
-            self.nats.close()
+            if keep_nats:
+                self.nats.stop()
+            else:
+                self.nats.close()
         if self._own_postgres and self.postgres is not None:
             self.postgres.close()
         if self._own_network:
@@ -518,8 +530,13 @@ def launch_cluster(
     if data_dir not in databases:
         databases[data_dir] = postgres.database()
     earlier: Cluster | None = _SHARED["clusters"].get(data_dir)
-    if earlier is not None:  # its api node was stopped alone: the restart is the cluster's
-        earlier.close()
+    nats = None
+    if earlier is not None and not earlier.closed:
+        # Its api node was stopped alone (lambdad stopped or killed, as the test sees it): the
+        # restart is the cluster's, on the same database and the same NATS store, where the
+        # events the api node accepted wait in the queue.
+        earlier.close(keep_nats=True)
+        nats = earlier.nats
     cluster = Cluster(
         data_dir.parent / f"cluster-of-{data_dir.name}",  # never under a prefix of data_dir
         settings,
@@ -527,6 +544,7 @@ def launch_cluster(
         postgres=postgres,
         database=databases[data_dir],
         api_data_dir=data_dir,
+        nats=nats,
     ).start()
     cluster.api.cluster = cluster
     _SHARED["clusters"][data_dir] = cluster
