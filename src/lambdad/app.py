@@ -695,8 +695,18 @@ class Lambdad:
         return [
             Part("concurrency ledger", ledger.open, ledger.close),
             Part("concurrency grants", grants.start, grants.close),
+            *self._nudges_part(grants),
             *self._scaling_part(),
         ]
+
+    def _nudges_part(self, grants: Grants) -> list[Part]:
+        """With NATS, a refused claim asks the other nodes for their idle slots first."""
+        if self.nats is None:
+            return []
+        from lambdad.invoke.grant_nudges import GrantNudges
+
+        nudges = GrantNudges(self.nats, grants, self._node_id)
+        return [Part("concurrency nudges", nudges.start, nudges.close)]
 
     def _scaling_part(self) -> list[Part]:
         """The shared scaling rate's keeper; it gives its tokens back after the runtime stopped."""
