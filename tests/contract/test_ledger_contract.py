@@ -213,3 +213,19 @@ def test_takes_at_once_from_many_nodes_never_get_more_tokens_than_the_bucket_hol
                 await ledger.close()
 
     run(body)
+
+
+def test_a_sweep_forgets_only_buckets_untouched_for_the_age(
+    make_ledger: Callable[[], ConcurrencyLedger],
+) -> None:
+    """A sweep deletes the buckets untouched for its age, which are full again when next
+    taken; a bucket used since is kept, with its tokens."""
+
+    async def body(ledger: ConcurrencyLedger) -> None:
+        assert (await ledger.take_tokens("old", 2, 0, 2, 3600.0))[0] == 2
+        assert await ledger.sweep_tokens(0.0) >= 1
+        assert (await ledger.take_tokens("old", 2, 0, 2, 3600.0))[0] == 2  # full again
+        assert await ledger.sweep_tokens(3600.0) == 0
+        assert (await ledger.take_tokens("old", 1, 0, 2, 3600.0))[0] == 0  # kept, empty
+
+    run(lambda: _with(make_ledger, body))

@@ -6,7 +6,9 @@ environment spends a token it holds; when it holds none it takes a batch from th
 one it needs and up to ``spare`` more, never more than half of what the bucket has left after
 it, so near the limit a node takes only what it uses). Tokens a node took and did not use
 within ``linger`` go back to the bucket; a node that dies loses what it held (the bucket
-refills them within a window). Warm and provisioned environments take no token.
+refills them within a window). Warm and provisioned environments take no token. Each node's
+keeper also deletes, now and then, the buckets untouched for a window (full again: a deleted
+function's bucket goes too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 LINGER = 1.0
 #: Tokens a take asks for beyond the one it needs.
 SPARE = 4
+#: Seconds between sweeps of the buckets untouched for a window (at least a window apart).
+SWEEP_EVERY = 60.0
 
 
 class _Held:
@@ -108,12 +112,18 @@ class SharedScaleRate(ScaleRate):
         """The cluster's bucket outlives a change of the function on one node."""
 
     async def _keep(self) -> None:
+        swept = self._clock()
         while True:
             await asyncio.sleep(self._linger)
             try:
                 await self._give_back(lambda held: held.until <= self._clock())
-            except Exception:  # the keeper goes on: tokens not given back refill anyway
-                log.exception("giving back scaling tokens failed")
+                if self._clock() - swept >= max(self.window, SWEEP_EVERY):
+                    swept = self._clock()
+                    await self._ledger.sweep_tokens(self.window)
+            except StoreError as exc:  # back soon; tokens not given back refill anyway
+                log.warning("scaling tokens not kept: %s", exc)
+            except Exception:  # the keeper goes on
+                log.exception("keeping the scaling tokens failed")
 
     async def _give_back(self, due: Callable[[_Held], bool]) -> None:
         for scope, held in list(self._held.items()):

@@ -94,6 +94,11 @@ class ConcurrencyLedger(abc.ABC):
     async def give_tokens(self, scope: str, count: int, rate: int) -> None:
         """Put back ``count`` tokens taken from ``scope`` and not used (never beyond ``rate``)."""
 
+    @abc.abstractmethod
+    async def sweep_tokens(self, age: float) -> int:
+        """Forget buckets untouched for ``age`` seconds (at least a window: full again, as
+        good as none), a batch at a time; how many went."""
+
 
 class MemoryLedger(ConcurrencyLedger):
     """The ledger in this process's memory; ``clock`` is the time in seconds."""
@@ -166,3 +171,10 @@ class MemoryLedger(ConcurrencyLedger):
         if scope in self._tokens:
             have, at = self._tokens[scope]
             self._tokens[scope] = (min(float(rate), have + count), at)
+
+    async def sweep_tokens(self, age: float) -> int:
+        now = self._clock()
+        gone = [scope for scope, (_, at) in self._tokens.items() if now - at >= age]
+        for scope in gone:
+            del self._tokens[scope]
+        return len(gone)

@@ -27,6 +27,8 @@ from lambdad.store.postgres_schema import SchemaTooNew, migrate
 
 #: Connections one node holds for its grants: claims when a scope's grant grows, the renewal.
 POOL_SIZE = 4
+#: Buckets one sweep deletes at most.
+SWEEP_BATCH = 500
 
 
 class LedgerState(enum.Enum):
@@ -155,3 +157,12 @@ class PostgresLedger(ConcurrencyLedger):
         with _translated(self._where, "to give back scaling tokens"):
             async with self.pool.connection() as conn:
                 await conn.execute("SELECT lambdad_give_tokens(%s, %s, %s)", (scope, count, rate))
+
+    async def sweep_tokens(self, age: float) -> int:
+        with _translated(self._where, "to sweep scaling tokens"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT lambdad_sweep_tokens(%s, %s)", (age, SWEEP_BATCH)
+                )
+                row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])

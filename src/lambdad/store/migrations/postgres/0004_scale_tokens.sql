@@ -3,8 +3,8 @@
 -- refills at p_rate per p_window seconds, on the database's clock; a node takes tokens before
 -- it starts new environments (a cold start), so the cluster as a whole adds no more
 -- environments of a function per window than the rate allows. A bucket not touched for a
--- window is full again, so its row may be deleted at any time (lambdad_take_tokens treats a
--- missing row as full).
+-- window is full again, so its row may be deleted (lambdad_sweep_tokens; lambdad_take_tokens
+-- treats a missing row as full).
 CREATE TABLE scale_tokens (
     scope text COLLATE "C" PRIMARY KEY,
     tokens double precision NOT NULL,
@@ -24,9 +24,12 @@ DECLARE
     have double precision;
     last timestamptz;
 BEGIN
-    INSERT INTO scale_tokens (scope, tokens, at) VALUES (p_scope, p_rate, now_)
-        ON CONFLICT (scope) DO NOTHING;
-    SELECT tokens, at INTO have, last FROM scale_tokens WHERE scope = p_scope FOR UPDATE;
+    LOOP  -- a sweep may delete the row between the two statements: make it again
+        INSERT INTO scale_tokens (scope, tokens, at) VALUES (p_scope, p_rate, now_)
+            ON CONFLICT (scope) DO NOTHING;
+        SELECT tokens, at INTO have, last FROM scale_tokens WHERE scope = p_scope FOR UPDATE;
+        EXIT WHEN FOUND;
+    END LOOP;
     now_ := greatest(clock_timestamp(), last);
     have := least(p_rate::double precision,
                   have + extract(epoch FROM now_ - last) * p_rate / p_window);
@@ -46,4 +49,17 @@ CREATE FUNCTION lambdad_give_tokens(p_scope text, p_count integer, p_rate intege
 RETURNS void LANGUAGE sql AS $$
     UPDATE scale_tokens SET tokens = least(p_rate::double precision, tokens + p_count)
         WHERE scope = p_scope;
+$$;
+
+-- Delete the buckets untouched for p_age seconds (full again: as good as no row), a few at a
+-- time and never one a take holds; returns how many went.
+CREATE FUNCTION lambdad_sweep_tokens(p_age double precision, p_batch integer)
+RETURNS integer LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM scale_tokens WHERE scope IN (
+            SELECT scope FROM scale_tokens
+                WHERE at < clock_timestamp() - make_interval(secs => p_age)
+                ORDER BY at LIMIT p_batch FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone;
 $$;
