@@ -745,9 +745,7 @@ class Lambdad:
                 # A worker published (or withdrew) provisioned environments: route to them
                 # from the next invocation on, not the next periodic refresh.
                 if change.table in (None, Table.PROVISIONED_SHARES):
-                    task = asyncio.get_running_loop().create_task(remote.refresh_shares())
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                    remote.shares_changed()
 
             async def start() -> None:
                 await remote.start()
