@@ -66,6 +66,8 @@ class Provisioner:
         self._interval = interval
         #: (account, region, function, version, node) -> (allocated, failure) last published.
         self._published: dict[Key, tuple[int, str | None]] = {}
+        #: One publication at a time (the follower's and each sync's).
+        self._publishing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._closed = False
@@ -130,6 +132,12 @@ class Provisioner:
 
     async def _publish(self) -> None:
         """Write what this node has initialised per version, where it changed."""
+        if self._spread is None or self._store is None:
+            return
+        async with self._publishing:
+            await self._publish_now()
+
+    async def _publish_now(self) -> None:
         spread, store = self._spread, self._store
         if spread is None or store is None:
             return
@@ -175,6 +183,10 @@ class Provisioner:
         async with self._locks.setdefault(key, asyncio.Lock()):
             try:
                 await self._sync(scope, name)
+                # In a cluster, at once: an environment this node no longer holds must not
+                # stay in its published share, where api nodes route to it, until the
+                # follower's next look.
+                await self._publish()
             except errors.LambdaError as exc:  # the function went away meanwhile
                 log.info("provisioning %s: %s", name, exc)
             except Exception:  # the change that called us stands; its configs show no progress
