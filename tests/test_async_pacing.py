@@ -6,13 +6,24 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import pytest
+
 from lambdad.runtime.pool import PACED_STARTS
 from tests.conftest import MEET, Rendezvous, Server, invoke_json, wait_until
+
+#: Pacing guards one host's CPU: each worker of a cluster paces its own starts, and which worker
+#: takes each queued event is the queue's choice (docs/async-delivery.md, "Bursts start
+#: environments a few at a time"; docs/cluster.md, "Limits across nodes").
+PER_HOST = pytest.mark.no_cluster(
+    "pacing counts one host's environment starts (PACED_STARTS is that host's CPU count); on a "
+    "cluster each worker paces its own, and which worker takes each queued event varies"
+)
 
 #: Each environment's init meets the test's rendezvous and keeps the connection's number.
 MEETING_AT_INIT = MEET + "\n\nNUMBER = meet()\n\ndef handler(event, context):\n    return NUMBER\n"
 
 
+@PER_HOST
 def test_a_burst_of_events_starts_paced_environments_and_a_sync_invoke_is_not_held(
     server: Server, lam: Any, new_function: Any
 ) -> None:
@@ -62,6 +73,7 @@ def handler(event, context):
 """
 
 
+@PER_HOST
 def test_a_burst_of_short_events_is_served_by_the_warm_environment(
     lam: Any, new_function: Any, rendezvous: Any
 ) -> None:

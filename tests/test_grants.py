@@ -89,6 +89,41 @@ def test_a_full_scope_refuses_and_a_lingering_slot_frees_later() -> None:
     run(body)
 
 
+def test_a_refused_node_nudges_the_others_for_their_idle_slots() -> None:
+    """With nudges wired (NATS in a cluster), a slot given back on one node goes at once to
+    another node refused on the scope; a slot still in use is not given back."""
+
+    async def body() -> None:
+        ledger = MemoryLedger()
+        nodes = {name: Grants(ledger, lambda n=name: n, 600.0) for name in ("one", "two")}
+        asked: list[tuple[str, list[str]]] = []
+
+        def nudge_from(name: str) -> Callable[[str, list[str]], Coroutine[Any, Any, None]]:
+            async def nudge(scope: str, others: list[str]) -> None:
+                asked.append((name, others))
+                for other in others:
+                    await nodes[other].trim_idle(scope)
+
+            return nudge
+
+        for name, grants in nodes.items():
+            grants.nudge = nudge_from(name)
+            await grants.start()
+        one, two = nodes["one"], nodes["two"]
+        assert await one.take("s", 2)
+        assert await one.take("s", 2)
+        assert not await two.take("s", 2)  # both in use on one: nothing to give back
+        assert asked == [("two", ["one"])]
+        one.give("s")
+        assert await two.take("s", 2)  # at once, not after the linger
+        assert await ledger.grants("s") == {"one": 1, "two": 1}
+        assert one.held("s") == (1, 1)
+        await one.close()
+        await two.close()
+
+    run(body)
+
+
 class UnrenewableLedger(MemoryLedger):
     """A ledger that cannot be reached for renewals (claims still pass)."""
 

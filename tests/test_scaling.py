@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from tests.conftest import (
     MEET,
     Rendezvous,
@@ -77,6 +79,10 @@ def test_the_scaling_rate_refills_over_its_window(start_server: Any, rendezvous:
     assert {t["reason"] for t in throttles} == {"FunctionInvocationRateLimitExceeded"}
 
 
+@pytest.mark.no_cluster(
+    "LAMBDAD_MAX_ENVIRONMENTS bounds one host's environments (docs/concurrency.md): on a cluster "
+    "each worker has its own, and which worker a cold start lands on is the router's choice"
+)
 def test_at_max_environments_an_idle_one_makes_room_and_busy_ones_throttle(
     start_server: Any, rendezvous: Any
 ) -> None:

@@ -271,6 +271,17 @@ def concurrency_ledger(settings: Settings) -> ConcurrencyLedger | None:
     return PostgresLedger(settings.store_url)
 
 
+def scale_rate(settings: Settings, ledger: ConcurrencyLedger | None) -> ScaleRate:
+    """Lambda's scaling rate: one bucket per function in this process, or, with the cluster's
+    ledger, one per function shared by every node (docs/cluster.md)."""
+    window = settings.scaled(settings.scale_window)
+    if ledger is None:
+        return ScaleRate(settings.scale_rate, window)
+    from lambdad.runtime.shared_scaling import SharedScaleRate
+
+    return SharedScaleRate(ledger, settings.scale_rate, window)
+
+
 def nats_link(settings: Settings) -> NatsLink | None:
     """The node's NATS connection when ``nats_url`` names the cluster's servers (else None).
     ``StoreUnavailable`` if the NATS client is not installed."""
@@ -391,11 +402,14 @@ class Lambdad:
         self.functions = Functions(
             self.store, self.blobs, settle_delay=settings.function_settle_delay
         )
+        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
+        self.ledger = concurrency_ledger(settings)
+        self.scale_rate = scale_rate(settings, self.ledger)
         self.runtime = RuntimeManager(
             self._environment_context(),
             self.blobs,
             settings.idle_timeout,
-            ScaleRate(settings.scale_rate, settings.scaled(settings.scale_window)),
+            self.scale_rate,
             settings.max_environments,
         )
         retire_deleted(self.functions.changes, self.runtime)
@@ -403,8 +417,6 @@ class Lambdad:
         self.remote_deletes = RetireDeletedElsewhere(self.store, self.runtime)
         self.snapshots = SnapshotMaker(self.functions, self.runtime)
         self.reservations = Reservations(self.store, self.functions, settings.concurrency_limit)
-        #: Concurrency exact across the nodes of a shared store (docs/cluster.md), else None.
-        self.ledger = concurrency_ledger(settings)
         self.grants = (
             None if self.ledger is None else Grants(self.ledger, self._node_id, settings.node_lease)
         )
@@ -712,7 +724,23 @@ class Lambdad:
         return [
             Part("concurrency ledger", ledger.open, ledger.close),
             Part("concurrency grants", grants.start, grants.close),
+            *self._nudges_part(grants),
+            *self._scaling_part(),
         ]
+
+    def _nudges_part(self, grants: Grants) -> list[Part]:
+        """With NATS, a refused claim asks the other nodes for their idle slots first."""
+        if self.nats is None:
+            return []
+        from lambdad.invoke.grant_nudges import GrantNudges
+
+        nudges = GrantNudges(self.nats, grants, self._node_id)
+        return [Part("concurrency nudges", nudges.start, nudges.close)]
+
+    def _scaling_part(self) -> list[Part]:
+        """The shared scaling rate's keeper; it gives its tokens back after the runtime stopped."""
+        rate = self.scale_rate
+        return [] if self.ledger is None else [Part("scaling tokens", rate.start, rate.close)]
 
     def _dispatcher_part(self) -> list[Part]:
         """The dispatcher takes events on every node but a cluster's api nodes, which only put
@@ -746,9 +774,7 @@ class Lambdad:
                 # A worker published (or withdrew) provisioned environments: route to them
                 # from the next invocation on, not the next periodic refresh.
                 if change.table in (None, Table.PROVISIONED_SHARES):
-                    task = asyncio.get_running_loop().create_task(remote.refresh_shares())
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                    remote.shares_changed()
 
             async def start() -> None:
                 await remote.start()

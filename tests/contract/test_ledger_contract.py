@@ -156,3 +156,76 @@ def test_claims_at_once_from_many_nodes_never_pass_the_limit(
                 await ledger.close()
 
     run(body)
+
+
+def test_scaling_tokens_are_taken_in_batches_and_refill_over_the_window(
+    make_ledger: Callable[[], ConcurrencyLedger],
+) -> None:
+    """A bucket never seen is full; a take gets what it needs and at most half of what is left
+    as spare; an empty bucket takes nothing and says how long until a token is there; tokens
+    given back return (never beyond the rate); the bucket refills at rate per window."""
+
+    async def body(ledger: ConcurrencyLedger) -> None:
+        assert await ledger.take_tokens("t", 1, 4, 10, 3600.0) == (5, 0.0)
+        assert await ledger.take_tokens("t", 1, 4, 10, 3600.0) == (3, 0.0)
+        assert await ledger.take_tokens("t", 1, 4, 10, 3600.0) == (1, 0.0)
+        assert await ledger.take_tokens("t", 1, 0, 10, 3600.0) == (1, 0.0)
+        granted, wait = await ledger.take_tokens("t", 1, 4, 10, 3600.0)
+        assert granted == 0
+        assert 0 < wait <= 360.0  # one token of 10 per hour
+        await ledger.give_tokens("t", 3, 10)
+        assert (await ledger.take_tokens("t", 1, 0, 10, 3600.0))[0] == 1
+        await ledger.give_tokens("t", 50, 10)
+        assert await ledger.take_tokens("t", 10, 0, 10, 3600.0) == (10, 0.0)
+        assert await ledger.take_tokens("other", 2, 0, 2, 3600.0) == (2, 0.0)
+        # A fast bucket: 1,000 tokens a second refill one within milliseconds.
+        assert (await ledger.take_tokens("fast", 1000, 0, 1000, 1.0))[0] == 1000
+
+        async def refilled() -> bool:
+            return (await ledger.take_tokens("fast", 1, 0, 1000, 1.0))[0] == 1
+
+        for _ in range(200):
+            if await refilled():
+                return
+            await asyncio.sleep(0.01)  # polls for up to 2 s
+        raise AssertionError("the bucket never refilled")
+
+    run(lambda: _with(make_ledger, body))
+
+
+def test_takes_at_once_from_many_nodes_never_get_more_tokens_than_the_bucket_holds(
+    make_ledger: Callable[[], ConcurrencyLedger],
+) -> None:
+    """Forty takes of one token, made at once through four ledgers (four nodes' connections)
+    on a bucket of five per hour, get exactly five."""
+
+    async def body() -> None:
+        ledgers = [make_ledger() for _ in range(4)]
+        for ledger in ledgers:
+            await ledger.open()
+        try:
+            got = await asyncio.gather(
+                *(ledgers[i % 4].take_tokens("b", 1, 0, 5, 3600.0) for i in range(40))
+            )
+            assert sum(granted for granted, _ in got) == 5
+        finally:
+            for ledger in ledgers:
+                await ledger.close()
+
+    run(body)
+
+
+def test_a_sweep_forgets_only_buckets_untouched_for_the_age(
+    make_ledger: Callable[[], ConcurrencyLedger],
+) -> None:
+    """A sweep deletes the buckets untouched for its age, which are full again when next
+    taken; a bucket used since is kept, with its tokens."""
+
+    async def body(ledger: ConcurrencyLedger) -> None:
+        assert (await ledger.take_tokens("old", 2, 0, 2, 3600.0))[0] == 2
+        assert await ledger.sweep_tokens(0.0) >= 1
+        assert (await ledger.take_tokens("old", 2, 0, 2, 3600.0))[0] == 2  # full again
+        assert await ledger.sweep_tokens(3600.0) == 0
+        assert (await ledger.take_tokens("old", 1, 0, 2, 3600.0))[0] == 0  # kept, empty
+
+    run(lambda: _with(make_ledger, body))

@@ -56,6 +56,20 @@ class Reservations:
         self._cache.pop(scope, None)
         self._provisioned.pop(scope, None)
 
+    async def recheck(self, scope: Scope, name: str) -> bool:
+        """Read the function's reservation from the store again; when it differs from the
+        cached one (a write through another node whose change the feed has not brought
+        yet), forget the scope's figures. Whether they were forgotten."""
+        cached = self._cache.get(scope)
+        if cached is None:
+            return False
+        doc = await self._store.get(Table.CONCURRENCY, scope.key(name))
+        stored = None if doc is None else int(doc["reserved"])
+        if self._cache.get(scope) is not cached or cached.get(name) == stored:
+            return False
+        self.forget(scope)
+        return True
+
     def forget_stored(self, change: StoreChange) -> None:
         """Drop the figures another node's write (``Store.subscribe``) may have made stale."""
         if change.table not in (None, Table.CONCURRENCY, Table.PROVISIONED):

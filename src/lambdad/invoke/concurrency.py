@@ -109,6 +109,18 @@ class SharedLeases(Leases):
         self.grants = grants
 
     async def _take(self, scope: Scope, name: str) -> bool:
+        """A refusal reads the function's reservation from the store again (one key) and,
+        if it changed, tries once more: a reservation put or deleted through another node a
+        moment ago (its change not yet heard through the feed) applies to the next
+        invocation, as on one node."""
+        try:
+            return await self._take_once(scope, name)
+        except errors.TooManyRequestsException:
+            if not await self._reservations.recheck(scope, name):
+                raise
+        return await self._take_once(scope, name)
+
+    async def _take_once(self, scope: Scope, name: str) -> bool:
         pooled = await super()._take(scope, name)
         try:
             # The figures ``super()._take`` counted against, from the same cache (no store

@@ -12,6 +12,10 @@ the lease. A grant not renewed within the lease expires in the ledger: a node th
 nothing once its lease has run out, and a node that cannot renew stops using its grants when
 its own copy of the lease runs out (it counts from before each claim or renewal was sent,
 so it always stops first).
+
+A claim refused while other nodes hold grants on the scope asks them (``nudge``, over NATS in
+a cluster: ``invoke/grant_nudges.py``) to give back the slots they hold and do not use, then
+claims once more: a slot lingering idle on one node does not refuse an invocation on another.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from lambdad.store.base import StoreError
 from lambdad.store.ledger import ConcurrencyLedger
@@ -78,6 +82,8 @@ class Grants:
         self._clock = clock
         self._grants: dict[str, _Grant] = {}
         self._keeper: asyncio.Task[None] | None = None
+        #: Asks the nodes named to give back the idle slots of a scope (set in a cluster).
+        self.nudge: Callable[[str, list[str]], Awaitable[None]] | None = None
         self.state = GrantsState.NEW
 
     async def start(self) -> None:
@@ -121,6 +127,11 @@ class Grants:
             granted = await self._ledger.claim(
                 self._node, scope, grant.used + 1, self._spare, limit, self.lease
             )
+            if granted is None and await self._nudged(scope):
+                sent = self._clock()
+                granted = await self._ledger.claim(
+                    self._node, scope, grant.used + 1, self._spare, limit, self.lease
+                )
             if granted is None:
                 return False
             grant.granted = granted
@@ -128,6 +139,28 @@ class Grants:
             grant.valid_until = sent + self.lease
             self._fill(grant)
             return True
+
+    async def _nudged(self, scope: str) -> bool:
+        """Ask the other nodes holding grants on ``scope`` to give back their idle slots;
+        whether any was asked."""
+        if self.nudge is None:
+            return False
+        others = [node for node in await self._ledger.grants(scope) if node != self._node]
+        if others:
+            await self.nudge(scope, others)
+        return bool(others)
+
+    async def trim_idle(self, scope: str) -> None:
+        """Give back at once the slots of ``scope`` this node holds and does not use (another
+        node was refused). Not while this node claims or trims the scope itself: a node that
+        claims uses every slot it holds."""
+        grant = self._grants.get(scope)
+        if grant is None or grant.used >= grant.granted or grant.lock.locked():
+            return
+        async with grant.lock:
+            keep = grant.peak = grant.used
+            grant.granted = keep
+            await self._ledger.release(self._node, scope, keep)
 
     @staticmethod
     def _fill(grant: _Grant) -> None:

@@ -11,7 +11,10 @@ In a cluster (``spread``) each node provisions only its share of each version's 
 version or alias changed through another node is provisioned here too), looks at the node
 registry every ``interval`` seconds (a node joined or gone: every function again), and
 publishes what it has initialised in ``Table.PROVISIONED_SHARES``, so that ``describe`` on any
-node sums the live nodes' environments.
+node sums the live nodes' environments. A change made through this node (``changed``) is
+answered once the other nodes have published that they keep no more than the configs now ask
+for (``SHRINK_WAIT`` at most): an invocation right after a config was lowered or deleted, or an
+alias's weights moved, finds no environment the config no longer covers, as on one node.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import Counter
 
 from lambdad import errors
@@ -32,6 +36,11 @@ from lambdad.invoke.service import spec_of
 from lambdad.store.base import Key, Store, StoreChange, StoreError, Table, Write
 
 log = logging.getLogger(__name__)
+
+#: Seconds a change through this node waits for the others to give up environments it removed.
+SHRINK_WAIT = 2.0
+#: Seconds between looks at the others' shares while waiting (the feed usually wakes it first).
+SHRINK_LOOK = 0.1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +75,10 @@ class Provisioner:
         self._interval = interval
         #: (account, region, function, version, node) -> (allocated, failure) last published.
         self._published: dict[Key, tuple[int, str | None]] = {}
+        #: One publication at a time (the follower's and each sync's).
+        self._publishing = asyncio.Lock()
+        #: Set when the feed says another node published its shares.
+        self._shares_heard = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._closed = False
@@ -74,7 +87,7 @@ class Provisioner:
         self._versions: dict[tuple[Scope, str], set[str]] = {}
         #: (scope, function, qualifier) -> the config last provisioned for it.
         self._seen: dict[tuple[Scope, str, str], ProvisionedConfig] = {}
-        configs.on_change(self.sync)
+        configs.on_change(self.changed)
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -104,6 +117,8 @@ class Provisioner:
     def forget_stored(self, change: StoreChange) -> None:
         """Another node changed the metadata (``Store.subscribe``): sync what it may have
         changed (the caches forgot it first, being subscribed first)."""
+        if change.table in (None, Table.PROVISIONED_SHARES):
+            self._shares_heard.set()
         if self._closed or (change.table is not None and change.table not in _FOLLOWED):
             return
         if change.table is not None and len(change.key) >= 3:
@@ -130,6 +145,12 @@ class Provisioner:
 
     async def _publish(self) -> None:
         """Write what this node has initialised per version, where it changed."""
+        if self._spread is None or self._store is None:
+            return
+        async with self._publishing:
+            await self._publish_now()
+
+    async def _publish_now(self) -> None:
         spread, store = self._spread, self._store
         if spread is None or store is None:
             return
@@ -169,12 +190,52 @@ class Provisioner:
             except StoreError as exc:
                 log.warning("provisioned shares not withdrawn: %s", exc)
 
+    async def changed(self, scope: Scope, name: str) -> None:
+        """A function's configs or targets changed through this node: ``sync``, then, in a
+        cluster, wait until the other nodes keep no more than the configs ask for."""
+        await self.sync(scope, name)
+        spread, store = self._spread, self._store
+        if spread is None or store is None:
+            return
+        deadline = time.monotonic() + SHRINK_WAIT
+        while True:
+            self._shares_heard.clear()
+            try:
+                if await self._others_within(spread, store, scope, name):
+                    return
+            except StoreError as exc:  # the answer stands; the others follow the feed
+                log.warning("provisioned shares not read: %s", exc)
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.info("other nodes still keep provisioned environments of %s", name)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shares_heard.wait(), min(remaining, SHRINK_LOOK))
+
+    async def _others_within(self, spread: Spread, store: Store, scope: Scope, name: str) -> bool:
+        """Whether every other live node publishes no more environments of each version of
+        ``name`` than the configs now ask for."""
+        wanted: Counter[str] = Counter()
+        for target in await self._configs.targets(scope, name):
+            wanted.update(target.versions)
+        others = set(spread.members) - {spread.me}
+        kept: Counter[str] = Counter()
+        for key, doc in await store.scan(Table.PROVISIONED_SHARES, scope.key(name)):
+            if len(key) == 5 and key[4] in others:
+                kept[key[3]] += int(doc.get("allocated", 0))
+        return all(n <= wanted[version] for version, n in kept.items())
+
     async def sync(self, scope: Scope, name: str) -> None:
         """Make the runtime's provisioned environments of ``name`` match its configs."""
         key = (scope, name)
         async with self._locks.setdefault(key, asyncio.Lock()):
             try:
                 await self._sync(scope, name)
+                # In a cluster, at once: an environment this node no longer holds must not
+                # stay in its published share, where api nodes route to it, until the
+                # follower's next look.
+                await self._publish()
             except errors.LambdaError as exc:  # the function went away meanwhile
                 log.info("provisioning %s: %s", name, exc)
             except Exception:  # the change that called us stands; its configs show no progress

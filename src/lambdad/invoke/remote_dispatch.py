@@ -135,6 +135,9 @@ class RemoteDispatch:
         self._tokens = itertools.count(1)
         self._prefix = ""
         self._tasks: list[asyncio.Task[None]] = []
+        #: The read of the shares the store's feed asked for, while it runs.
+        self._shares_read: asyncio.Task[None] | None = None
+        self._shares_again = False
         self.state = DispatchState.NEW
 
     async def start(self) -> None:
@@ -160,6 +163,11 @@ class RemoteDispatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        reading, self._shares_read = self._shares_read, None
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
         for call in list(self._calls.values()):
             call.finish(errors.ServiceException("lambdad is stopping"))
 
@@ -179,6 +187,9 @@ class RemoteDispatch:
         else:
             parts = []
         data = wire.encode(call)
+        reading = self._shares_read
+        if reading is not None and not reading.done():
+            await asyncio.shield(reading)
         tried: set[str] = set()
         refreshed = False
         while True:
@@ -283,6 +294,25 @@ class RemoteDispatch:
             return
         self.choice.update(records, self._node_id())
         await self.refresh_shares()
+
+    def shares_changed(self) -> None:
+        """A worker published or withdrew provisioned environments (the store's feed said
+        so): read the shares again. Invocations routed meanwhile wait for the read, so a
+        client that saw a config's environments ready (the feed brings the change within a
+        millisecond of its commit) is routed to them."""
+        if self.state is not DispatchState.RUNNING:
+            return
+        reading = self._shares_read
+        if reading is not None and not reading.done():
+            self._shares_again = True  # read once more when this read ends
+            return
+        self._shares_read = asyncio.create_task(self._read_shares(), name="provisioned shares")
+
+    async def _read_shares(self) -> None:
+        self._shares_again = True
+        while self._shares_again:
+            self._shares_again = False
+            await self.refresh_shares()
 
     async def refresh_shares(self) -> None:
         """Read the workers' shares of provisioned concurrency again (each refresh, and when

@@ -224,7 +224,7 @@ class Pool:
             await asyncio.wait(
                 self._settling, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
-        self._manager.scale_rate.take(self._place, self.config.name)
+        await self._manager.scale_rate.take(self._place, self.config.name)
         await self._manager.make_room()
         env = self._new_environment(tenant)
         self._starting += 1

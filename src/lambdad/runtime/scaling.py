@@ -6,6 +6,10 @@ bucket of ``rate`` tokens refilled at ``rate`` per ``window`` seconds; a new env
 one, a warm one none. Without a token the invocation is throttled (429
 ``TooManyRequestsException``, Reason ``FunctionInvocationRateLimitExceeded``), which the
 dispatcher treats like any throttle of an ``Event`` invocation: it waits and tries again.
+
+This bucket is one process's. A cluster's nodes share one bucket per function in the
+concurrency ledger instead (``runtime/shared_scaling.py``, docs/cluster.md), so two workers
+together add no more environments per window than one would.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ DEFAULT_RATE = 1000
 DEFAULT_WINDOW = 10.0
 THROTTLED = "Rate Exceeded."
 REASON = "FunctionInvocationRateLimitExceeded"
+
+
+def throttled(wait: float) -> errors.TooManyRequestsException:
+    """The throttle of a function out of scaling tokens for ``wait`` more seconds."""
+    return errors.TooManyRequestsException(
+        THROTTLED, reason=REASON, retry_after=max(1, round(wait + 0.5))
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,8 +50,18 @@ class ScaleRate:
         self.window = window
         self._buckets: dict[tuple[Place, str], _Bucket] = {}
 
-    def take(self, place: Place, function: str) -> None:
+    async def start(self) -> None:
+        """Nothing to start in one process (the shared rate has a keeper)."""
+
+    async def close(self) -> None:
+        """Nothing to give back in one process. Idempotent."""
+
+    async def take(self, place: Place, function: str) -> None:
         """Spend one new environment of ``function``'s rate, or raise the throttle."""
+        self.take_now(place, function)
+
+    def take_now(self, place: Place, function: str) -> None:
+        """``take`` in this process's own bucket."""
         now = time.monotonic()
         bucket = self._buckets.get((place, function))
         if bucket is None:
@@ -49,10 +70,7 @@ class ScaleRate:
         bucket.tokens = min(float(self.rate), bucket.tokens + refill)
         bucket.at = now
         if bucket.tokens < 1.0:
-            wait = (1.0 - bucket.tokens) * self.window / self.rate
-            raise errors.TooManyRequestsException(
-                THROTTLED, reason=REASON, retry_after=max(1, round(wait + 0.5))
-            )
+            raise throttled((1.0 - bucket.tokens) * self.window / self.rate)
         bucket.tokens -= 1.0
 
     def forget(self, place: Place, function: str) -> None:

@@ -11,6 +11,10 @@ Two implementations pass one contract (``tests/contract/test_ledger_contract.py`
 (``store/postgres_ledger.py``, one transaction per claim under a lock of the scope, expiry on
 the database's clock). The single-process default has no ledger at all: its counters are in
 ``invoke/concurrency.py`` and never leave the process (docs/cluster.md).
+
+The ledger also holds each function's *scaling tokens* (``take_tokens``, ``give_tokens``): the
+token bucket of Lambda's scaling rate (``runtime/scaling.py``), one per function for the whole
+cluster, refilled on the ledger's clock.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ def share_of(free: int, need: int, spare: int) -> int | None:
     if need > free:
         return None
     return need + max(0, min(spare, (free - need) // 2))
+
+
+def tokens_of(have: float, need: int, spare: int, rate: int, window: float) -> tuple[int, float]:
+    """What a take of ``need`` tokens and up to ``spare`` more gets of a bucket holding
+    ``have``: (granted, 0.0), at most half of what is left after ``need`` as spare; or (0,
+    seconds until ``need`` would be there at ``rate`` per ``window``)."""
+    if have < need:
+        return 0, (need - have) * window / rate
+    return need + max(0, min(spare, int((have - need) // 2))), 0.0
 
 
 class ConcurrencyLedger(abc.ABC):
@@ -68,6 +81,24 @@ class ConcurrencyLedger(abc.ABC):
     async def grants(self, scope: str) -> dict[str, int]:
         """The live grants on ``scope``: node -> slots."""
 
+    @abc.abstractmethod
+    async def take_tokens(
+        self, scope: str, need: int, spare: int, rate: int, window: float
+    ) -> tuple[int, float]:
+        """Take ``need`` tokens and up to ``spare`` more (``tokens_of``) from the bucket of
+        ``scope``, which holds at most ``rate`` and refills at ``rate`` per ``window``
+        seconds (a bucket never seen is full): (tokens taken, 0.0), or (0, seconds until
+        ``need`` would be there), taking nothing."""
+
+    @abc.abstractmethod
+    async def give_tokens(self, scope: str, count: int, rate: int) -> None:
+        """Put back ``count`` tokens taken from ``scope`` and not used (never beyond ``rate``)."""
+
+    @abc.abstractmethod
+    async def sweep_tokens(self, age: float) -> int:
+        """Forget buckets untouched for ``age`` seconds (at least a window: full again, as
+        good as none), a batch at a time; how many went."""
+
 
 class MemoryLedger(ConcurrencyLedger):
     """The ledger in this process's memory; ``clock`` is the time in seconds."""
@@ -76,6 +107,8 @@ class MemoryLedger(ConcurrencyLedger):
         self._clock = clock
         #: scope -> node -> (slots, expires at)
         self._grants: dict[str, dict[str, tuple[int, float]]] = {}
+        #: scope -> (tokens, when counted)
+        self._tokens: dict[str, tuple[float, float]] = {}
 
     async def open(self) -> None:
         return None
@@ -123,3 +156,25 @@ class MemoryLedger(ConcurrencyLedger):
 
     async def grants(self, scope: str) -> dict[str, int]:
         return {node: slots for node, (slots, _) in self._live(scope).items()}
+
+    async def take_tokens(
+        self, scope: str, need: int, spare: int, rate: int, window: float
+    ) -> tuple[int, float]:
+        now = self._clock()
+        have, at = self._tokens.get(scope, (float(rate), now))
+        have = min(float(rate), have + (now - at) * rate / window)
+        granted, wait = tokens_of(have, need, spare, rate, window)
+        self._tokens[scope] = (have - granted, now)
+        return granted, wait
+
+    async def give_tokens(self, scope: str, count: int, rate: int) -> None:
+        if scope in self._tokens:
+            have, at = self._tokens[scope]
+            self._tokens[scope] = (min(float(rate), have + count), at)
+
+    async def sweep_tokens(self, age: float) -> int:
+        now = self._clock()
+        gone = [scope for scope, (_, at) in self._tokens.items() if now - at >= age]
+        for scope in gone:
+            del self._tokens[scope]
+        return len(gone)

@@ -2,7 +2,9 @@
 
 Grants are rows of ``concurrency_grants`` (``store/migrations/postgres/0003_...``); a claim is
 one call of ``lambdad_claim_slots``, a transaction that locks the scope, so the sum of the live
-grants on a scope never passes the limit, whichever nodes claim at once. Expiry is judged by
+grants on a scope never passes the limit, whichever nodes claim at once. Scaling tokens are
+rows of ``scale_tokens`` (``0004_...``), one bucket per function taken from under a row lock by
+``lambdad_take_tokens``. Expiry is judged by
 the database's clock (``clock_timestamp()``), the one clock every node shares: a node whose
 clock is off cannot make another's grant look expired. The one module that imports psycopg for
 the ledger: its errors become ``StoreUnavailable`` here.
@@ -25,6 +27,8 @@ from lambdad.store.postgres_schema import SchemaTooNew, migrate
 
 #: Connections one node holds for its grants: claims when a scope's grant grows, the renewal.
 POOL_SIZE = 4
+#: Buckets one sweep deletes at most.
+SWEEP_BATCH = 500
 
 
 class LedgerState(enum.Enum):
@@ -134,3 +138,31 @@ class PostgresLedger(ConcurrencyLedger):
                     (scope,),
                 )
                 return {str(n): int(s) for n, s in await cursor.fetchall()}
+
+    async def take_tokens(
+        self, scope: str, need: int, spare: int, rate: int, window: float
+    ) -> tuple[int, float]:
+        with _translated(self._where, "to take scaling tokens"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT granted, wait FROM lambdad_take_tokens(%s, %s, %s, %s, %s)",
+                    (scope, need, spare, rate, window),
+                )
+                row = await cursor.fetchone()
+        if row is None:
+            raise StoreUnavailable(f"the concurrency ledger {self._where} took no tokens")
+        return int(row[0]), float(row[1])
+
+    async def give_tokens(self, scope: str, count: int, rate: int) -> None:
+        with _translated(self._where, "to give back scaling tokens"):
+            async with self.pool.connection() as conn:
+                await conn.execute("SELECT lambdad_give_tokens(%s, %s, %s)", (scope, count, rate))
+
+    async def sweep_tokens(self, age: float) -> int:
+        with _translated(self._where, "to sweep scaling tokens"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT lambdad_sweep_tokens(%s, %s)", (age, SWEEP_BATCH)
+                )
+                row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
