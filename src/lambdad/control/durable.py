@@ -119,7 +119,7 @@ class DurableExecutions:
             doc["ops"] = [op for _, op in rows]
             doc[_OP_ROWS] = len(rows)
         if "input" not in doc:
-            doc["input"] = _input_of(doc["ops"][0])
+            doc["input"] = _input_of(doc["ops"][0] if doc["ops"] else {})
         if not history:
             return doc
         if "history" in doc:
