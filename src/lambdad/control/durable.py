@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import re
 import time
 import uuid
@@ -389,7 +390,7 @@ class DurableExecutions:
             events = change(doc, ops, now)
             for op, event_type, details in events:
                 _record(doc, event_type, op, now, details)
-            doc["ops"] = list(ops.values())
+            _synced(doc, ops)
             if events:
                 doc["woken"] = True
             await self._save(key, doc)
@@ -565,7 +566,7 @@ class DurableExecutions:
                 event = durable_chained.start(doc, op, update, now)[1:]
             if event is not None:
                 _record(doc, event[0], op, now, event[1])
-        doc["ops"] = list(ops.values())
+        _synced(doc, ops)
         execution = ops[doc["invocation_id"]]
         if execution["Status"] != "STARTED":
             status = execution["Status"]
@@ -659,9 +660,13 @@ _EVENT_ROWS = "_event_rows"
 #: (kept in memory only).
 _OP_ROWS = "_op_rows"
 _OP_POSITIONS = "_op_positions"
+#: The operations by id (kept in memory only: ``_ops``).
+_OP_INDEX = "_op_index"
 #: What of a document is not in the execution's record: rows of their own (operations, events;
 #: the input is the execution operation's), or memory only.
-_NOT_IN_RECORD = frozenset({"history", "ops", "input", _EVENT_ROWS, _OP_ROWS, _OP_POSITIONS})
+_NOT_IN_RECORD = frozenset(
+    {"history", "ops", "input", _EVENT_ROWS, _OP_ROWS, _OP_POSITIONS, _OP_INDEX}
+)
 
 
 def _position_key(position: int) -> str:
@@ -729,7 +734,23 @@ def page(items: list[Any], member: str, marker: str | None, max_items: int | Non
 
 
 def _ops(doc: Doc) -> dict[str, Any]:
-    return {op["Id"]: op for op in doc["ops"]}
+    """The execution's operations by id: an index kept with the document (in memory only),
+    so a checkpoint of a long execution does not rebuild it; a change that adds operations
+    to it hands it to ``_synced``."""
+    listed = doc["ops"]
+    index: dict[str, Any] | None = doc.get(_OP_INDEX)
+    if index is None or len(index) != len(listed):
+        index = {op["Id"]: op for op in listed}
+        doc[_OP_INDEX] = index
+    return index
+
+
+def _synced(doc: Doc, ops: dict[str, Any]) -> None:
+    """Bring the document's list of operations in step with ``ops`` (``_ops``'s index, new
+    operations added at its end: they are only ever appended)."""
+    listed = doc["ops"]
+    if len(ops) != len(listed):
+        listed.extend(itertools.islice(ops.values(), len(listed), None))
 
 
 def _end_due(doc: Doc, now: float) -> set[str]:
@@ -744,7 +765,7 @@ def _end_due(doc: Doc, now: float) -> set[str]:
     for op, event_type, details in durable_callbacks.due(doc, ops, now):
         _record(doc, event_type, op, now, details)
         ids.add(op["Id"])
-    doc["ops"] = list(ops.values())
+    _synced(doc, ops)
     return ids
 
 
@@ -767,7 +788,7 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     if execution["Status"] == "STARTED":
         execution["Status"] = status
     execution["EndTimestamp"] = now
-    doc["ops"] = list(ops.values())
+    _synced(doc, ops)
     details: Doc = {}
     if status == "SUCCEEDED":
         details = {"Result": durable_ops.data(doc["result"] or "")}
