@@ -695,6 +695,7 @@ class Lambdad:
             Part("function URLs", self.function_urls.start, self.function_urls.close),
             *self._functions_api_part(),
             Part("runtime", self.runtime.start, self.runtime.close),
+            Part("cells' endpoint", self._serve_cells_endpoint, _nothing),
             Part("deletes through other nodes", _nothing, self.remote_deletes.close),
             # After the runtime: the sandbox knows the cells' gateway once it runs.
             Part("trace listener", self._open_traces, self.traces.close),
@@ -791,6 +792,15 @@ class Lambdad:
         if info is None:
             raise RuntimeError("the node's id is read before the NATS parts start")
         return info.id
+
+    async def _serve_cells_endpoint(self) -> None:
+        """The API serves the cells' endpoint at their gateway itself (the sandbox's relay
+        hands its socket over: a checkpoint's request and answer skip a TCP hop and a copy
+        each way). The listener the sandbox's endpoint names: the functions' API of a worker,
+        else the public one (which starts listening later: it serves the socket then)."""
+        sock = self.sandbox.take_endpoint()
+        if sock is not None:
+            await (self.functions_api or self.http).serve_also(sock)
 
     def _functions_api_part(self) -> list[Part]:
         """A worker's API for its own functions, listening before the sandbox starts (which

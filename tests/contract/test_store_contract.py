@@ -136,6 +136,31 @@ def test_create_conflicts_and_transactions_are_atomic(make_store: Callable[[], S
     run(scenario)
 
 
+def test_a_transaction_of_puts_applies_in_order_across_tables(
+    make_store: Callable[[], Store],
+) -> None:
+    """A transaction of plain puts (many rows, several tables, a key put twice) applies
+    every one, the later put of a key winning; more rows than one statement holds too."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        await store.put(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "x"), {"seq": 0})
+        writes = [Write(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "x"), {"seq": 1})]
+        writes += [
+            Write(Table.DURABLE_OPERATIONS, ("a", "r", "fn", "x", f"{n:09d}"), {"n": n})
+            for n in range(1500)
+        ]
+        writes.append(Write(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "x"), {"seq": 2}))
+        await store.write(writes)
+        assert await store.get(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "x")) == {"seq": 2}
+        rows = await store.scan(Table.DURABLE_OPERATIONS, ("a", "r", "fn", "x"))
+        assert [doc["n"] for _, doc in rows] == list(range(1500))
+        await store.close()
+
+    run(scenario)
+
+
 def test_delete_and_delete_prefix(make_store: Callable[[], Store]) -> None:
     """delete removes one key; delete_prefix removes those under a prefix and counts them."""
 

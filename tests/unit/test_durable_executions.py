@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from lambdad import errors
 from lambdad.control.arns import Scope
 from lambdad.control.durable import Doc, DurableExecutions, token_of
 from lambdad.control.model import FunctionConfig
-from lambdad.store.base import StoreChange, StoreUnavailable, Table
+from lambdad.store.base import StoreChange, StoreUnavailable, Table, Write
 from lambdad.store.memory import MemoryStore
 
 SCOPE = Scope("111122223333", "eu-west-1")
@@ -324,5 +324,116 @@ def test_a_document_with_its_history_inside_is_read_and_moved_to_rows() -> None:
         assert "history" not in record
         rows = await store.scan(Table.DURABLE_EVENTS, key)
         assert [event["EventType"] for _, event in rows] == ["ExecutionStarted", "StepStarted"]
+
+    asyncio.run(main())
+
+
+class WritesKept(MemoryStore):
+    """The in-memory store, remembering the rows each transaction wrote, by table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[dict[Table, list[tuple[str, ...]]]] = []
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        await super().write(writes)
+        rows: dict[Table, list[tuple[str, ...]]] = {}
+        for w in writes:
+            rows.setdefault(w.table, []).append(w.key)
+        self.written.append(rows)
+
+
+def test_a_checkpoint_writes_only_the_operations_it_changed() -> None:
+    """Each operation is a row of its own, in its order of creation (the record keeps none,
+    nor the input); a checkpoint writes the record, the operations its answer names and its
+    new events, never the earlier operations, so its write does not grow with the steps."""
+
+    async def main() -> None:
+        store = WritesKept()
+        executions, doc = await started(store)()
+        token = token_of(doc)
+        for number in range(5):
+            updates = [step(f"s{number}", "START"), step(f"s{number}", "SUCCEED", Payload="1")]
+            answer = await executions.checkpoint(SCOPE, doc["arn"], token, updates, None)
+            token = answer["CheckpointToken"]
+        key = SCOPE.key("flow", "run-1")
+        last = store.written[-1]
+        assert last[Table.DURABLE_OPERATIONS] == [(*key, "000000005")]
+        assert len(last[Table.DURABLE_EVENTS]) == 2
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "ops" not in record
+        assert "input" not in record
+        rows = await store.scan(Table.DURABLE_OPERATIONS, key)
+        assert [op["Id"] for _, op in rows][1:] == [f"s{n}" for n in range(5)]
+        stored = await executions.get(SCOPE, doc["arn"])
+        assert stored["ops"] == [op for _, op in rows]
+        assert stored["input"] == "{}"
+        described = await executions.describe(SCOPE, doc["arn"])
+        assert (described["input"], "ops" in described) == ("{}", False)
+
+    asyncio.run(main())
+
+
+def test_state_and_history_pages_read_their_rows() -> None:
+    """GetDurableExecutionState and GetDurableExecutionHistory page over the rows: the pages
+    joined are every operation and every event in order (reversed: the events backwards)."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        token = token_of(doc)
+        for number in range(4):
+            updates = [step(f"s{number}", "START"), step(f"s{number}", "SUCCEED", Payload="1")]
+            answer = await executions.checkpoint(SCOPE, doc["arn"], token, updates, None)
+            token = answer["CheckpointToken"]
+        whole = await executions.get(SCOPE, doc["arn"])
+        for member, read, items in (
+            ("Operations", lambda m: executions.state(SCOPE, doc["arn"], token, m, 3), "ops"),
+            ("Events", lambda m: executions.history(SCOPE, doc["arn"], m, 3, False), "history"),
+            ("Events", lambda m: executions.history(SCOPE, doc["arn"], m, 3, True), "back"),
+        ):
+            got: list[Any] = []
+            marker = None
+            while True:
+                body = await read(marker)
+                got += body[member]
+                marker = body.get("NextMarker")
+                if marker is None:
+                    break
+            expected = whole["history"][::-1] if items == "back" else whole[items]
+            assert got == expected
+
+    asyncio.run(main())
+
+
+def test_a_document_with_its_operations_inside_is_read_and_moved_to_rows() -> None:
+    """An execution stored before operations had rows (them and its input inside its
+    record) reads back whole, answers its state, and its next change moves every operation
+    to rows and takes them out of the record."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        executions, doc = await started(store)()
+        key = SCOPE.key("flow", "run-1")
+        token = token_of(doc)
+        answer = await executions.checkpoint(SCOPE, doc["arn"], token, [step("s1", "START")], None)
+        token = answer["CheckpointToken"]
+        legacy = await executions.get(SCOPE, doc["arn"])
+        legacy = {k: v for k, v in legacy.items() if not k.startswith("_") and k != "history"}
+        await store.delete_prefix(Table.DURABLE_OPERATIONS, key)
+        await store.put(Table.DURABLE_EXECUTIONS, key, legacy)
+        fresh = DurableExecutions(store)
+        assert (await fresh.get(SCOPE, doc["arn"]))["ops"] == legacy["ops"]
+        state = await fresh.state(SCOPE, doc["arn"], token, None, None)
+        assert state["Operations"] == legacy["ops"]
+        await fresh.checkpoint(SCOPE, doc["arn"], token, [step("s1", "SUCCEED")], None)
+        record = await store.get(Table.DURABLE_EXECUTIONS, key)
+        assert record is not None
+        assert "ops" not in record
+        assert "input" not in record
+        rows = await store.scan(Table.DURABLE_OPERATIONS, key)
+        assert [(op["Id"], op["Status"]) for _, op in rows][1:] == [("s1", "SUCCEEDED")]
+        assert (await fresh.describe(SCOPE, doc["arn"]))["input"] == "{}"
 
     asyncio.run(main())

@@ -73,13 +73,16 @@ async def state(request: web.Request, req: StateRequest) -> web.Response:
 @routes.get(_EXECUTION + "/history")
 @handles("GetDurableExecutionHistory", HistoryRequest)
 async def history(request: web.Request, req: HistoryRequest) -> web.Response:
-    doc = await _engine(request).executions.get(scope_of(request), req.durable_execution_arn)
-    events = list(doc["history"])
-    if req.reverse_order:
-        events.reverse()
+    body = await _engine(request).executions.history(
+        scope_of(request),
+        req.durable_execution_arn,
+        req.marker,
+        req.max_items,
+        bool(req.reverse_order),
+    )
     if req.include_execution_data is False:  # AWS's default: included
-        events = [_without_data(event) for event in events]
-    return reply(page(events, "Events", req.marker, req.max_items))
+        body["Events"] = [_without_data(event) for event in body["Events"]]
+    return reply(body)
 
 
 @routes.post(_EXECUTION + "/stop")
@@ -123,7 +126,7 @@ async def delete_execution(request: web.Request, req: DeleteExecutionRequest) ->
 @routes.get(_EXECUTION)
 @handles("GetDurableExecution", ExecutionRequest)
 async def get_execution(request: web.Request, req: ExecutionRequest) -> web.Response:
-    doc = await _engine(request).executions.get(scope_of(request), req.durable_execution_arn)
+    doc = await _engine(request).executions.describe(scope_of(request), req.durable_execution_arn)
     include = req.include_execution_data is not False
     return reply(execution_shape(doc, include))
 

@@ -223,6 +223,8 @@ class HttpListener:
         #: A port already in use is not fatal: listen on a free one (and say so).
         self._any_port_if_taken = any_port_if_taken
         self._runner: web.AppRunner | None = None
+        #: Listening sockets handed over to serve too (``serve_also``), until it starts.
+        self._also: list[socket.socket] = []
         self.port: int | None = None
         self.state = ListenerState.NEW
 
@@ -243,6 +245,21 @@ class HttpListener:
         self.port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
         self.state = ListenerState.LISTENING
+        also, self._also = self._also, []
+        for other in also:
+            await self.serve_also(other)
+
+    async def serve_also(self, sock: socket.socket) -> None:
+        """Serve the application on ``sock`` too, a listening socket this listener owns from
+        now on (the cells' endpoint at their gateway: ``Sandbox.take_endpoint``): at once when
+        listening, else once it starts; closed with the listener."""
+        if self.state is ListenerState.CLOSED or self._runner is None:
+            if self.state is ListenerState.NEW:
+                self._also.append(sock)
+            else:
+                sock.close()
+            return
+        await web.SockSite(self._runner, sock).start()
 
     async def close(self) -> None:
         """Stop listening and finish the requests in flight. Idempotent."""
@@ -250,6 +267,9 @@ class HttpListener:
             return
         self.state = ListenerState.CLOSED
         runner, self._runner = self._runner, None
+        also, self._also = self._also, []
+        for sock in also:
+            sock.close()
         if runner is not None:
             await runner.cleanup()
 

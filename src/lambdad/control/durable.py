@@ -2,12 +2,15 @@
 (docs/durable-functions.md).
 
 One record per execution in ``Table.DURABLE_EXECUTIONS`` under
-``(account, region, function, execution name)`` (its state and operations), and one row per
-history event in ``Table.DURABLE_EVENTS`` under that key and the event's id. Every change of
-one execution is made under its lock (one lambdad process owns its executions), then written:
-the record and the new events, in one transaction. While an invocation
-of an execution is under way its document is also kept in memory, written through: the
-changes of that invocation (its checkpoints, its end) read it from there, not from the store.
+``(account, region, function, execution name)`` (its state: a header of a few hundred bytes),
+one row per operation in ``Table.DURABLE_OPERATIONS`` under that key and the operation's
+position (its order of creation), and one row per history event in ``Table.DURABLE_EVENTS``
+under that key and the event's id. Every change of one execution is made under its lock (one
+lambdad process owns its executions), then written: the record, the operations it changed and
+the new events, in one transaction, so a checkpoint's write does not grow with the execution.
+While an invocation of an execution is under way its document is also kept in memory, written
+through: the changes of that invocation (its checkpoints, its end) read it from there, not
+from the store.
 
 A checkpoint token names the execution's invocation and a sequence number: each invocation the
 engine starts and each accepted checkpoint advance it, so a token of an earlier invocation or
@@ -20,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from lambdad import errors
@@ -102,12 +106,23 @@ class DurableExecutions:
             return live
         return await self._stored(key)
 
-    async def _stored(self, key: Key) -> Doc | None:
-        """The execution as stored: its record, and its history from its rows (a document
-        written before events had rows of their own keeps them inside)."""
+    async def _stored(self, key: Key, *, history: bool = True) -> Doc | None:
+        """The execution as stored: its record, its operations from their rows and (with
+        ``history``) its history from its rows (a document written before operations or
+        events had rows of their own keeps them inside)."""
         doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
         if doc is None:
             return None
+        if "ops" in doc:
+            doc[_OP_ROWS] = 0  # its next change writes every operation as a row
+        else:
+            rows = await self._store.scan(Table.DURABLE_OPERATIONS, key)
+            doc["ops"] = [op for _, op in rows]
+            doc[_OP_ROWS] = len(rows)
+        if "input" not in doc:
+            doc["input"] = _input_of(doc["ops"][0] if doc["ops"] else {})
+        if not history:
+            return doc
         if "history" in doc:
             doc[_EVENT_ROWS] = 0
         else:
@@ -125,20 +140,26 @@ class DurableExecutions:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
-    async def _save(self, key: Key, doc: Doc) -> None:
-        """Write the execution (durable before anything answers): its record and the events
-        not yet stored, in one transaction; keep it in memory while an invocation of it is
-        under way."""
+    async def _save(self, key: Key, doc: Doc, changed: Collection[str] | None = None) -> None:
+        """Write the execution (durable before anything answers): its record, the operations
+        new or ``changed`` (their ids; None: every one) and the events not yet stored, in one
+        transaction; keep it in memory while an invocation of it is under way."""
         history = doc["history"]
         stored = doc.get(_EVENT_ROWS, 0)
-        record = {k: v for k, v in doc.items() if k not in ("history", _EVENT_ROWS)}
+        record = {k: v for k, v in doc.items() if k not in _NOT_IN_RECORD}
         writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        ops = doc["ops"]
+        writes += [
+            Write(Table.DURABLE_OPERATIONS, (*key, _position_key(at)), ops[at])
+            for at in _rows_to_write(doc, changed)
+        ]
         writes += [
             Write(Table.DURABLE_EVENTS, (*key, _event_key(event["EventId"])), event)
             for event in history[stored:]
         ]
         await self._store.write(writes)
         doc[_EVENT_ROWS] = len(history)
+        doc[_OP_ROWS] = len(ops)
         if doc["invoking"] and doc["status"] == "RUNNING":
             self._live[key] = doc
         else:
@@ -245,8 +266,29 @@ class DurableExecutions:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
+    async def describe(self, scope: Scope, arn: str) -> Doc:
+        """The execution's stored record and its input, without its operations or history
+        (GetDurableExecution)."""
+        key = self.key_of(scope, arn)
+        doc = await self._header(key, arn)
+        if "input" not in doc:
+            first = await self._store.get(Table.DURABLE_OPERATIONS, (*key, _position_key(0)))
+            doc["input"] = _input_of(first or {})
+        return doc
+
+    async def _header(self, key: Key, arn: str) -> Doc:
+        """The execution's stored record alone (ResourceNotFoundException as ``get``)."""
+        doc = await self._store.get(Table.DURABLE_EXECUTIONS, key)
+        if doc is None or doc["arn"] != arn or expired(doc, self._clock()):
+            raise errors.ResourceNotFoundException(NOT_FOUND)
+        return doc
+
     async def get_key(self, key: Key) -> Doc | None:
-        """The execution's stored record (without its history)."""
+        """The execution as stored: its record and operations (without its history)."""
+        return await self._stored(key, history=False)
+
+    async def record(self, key: Key) -> Doc | None:
+        """The execution's stored record alone: its state, without operations or history."""
         return await self._store.get(Table.DURABLE_EXECUTIONS, key)
 
     async def of_function(self, scope: Scope, function: str) -> list[Doc]:
@@ -264,9 +306,7 @@ class DurableExecutions:
         for key, doc in await self._store.scan(Table.DURABLE_EXECUTIONS):
             if expired(doc, now):
                 async with self._editing(key):
-                    await self._store.delete(Table.DURABLE_EXECUTIONS, key)
-                    await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
-                    self._live.pop(key, None)
+                    await self._delete(key)
                 self._locks.pop(key, None)
                 gone += 1
         return gone
@@ -286,12 +326,12 @@ class DurableExecutions:
             doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING" or durable_pause.held(doc):
                 return None
-            _end_due(doc, self._clock())
+            changed = _end_due(doc, self._clock())
             doc["woken"] = False
             doc["seq"] += 1
             doc["invocation_seq"] = doc["seq"]
             doc["invoking"] = True
-            await self._save(key, doc)
+            await self._save(key, doc, changed)
             return doc
 
     async def end_invocation(
@@ -323,7 +363,7 @@ class DurableExecutions:
                     doc, execution, now, interrupted=True
                 ):
                     _record(doc, event_type, op, now, shown)
-            await self._save(key, doc)
+            await self._save(key, doc, ())  # its events change no operation
             return doc
 
     async def finish(
@@ -335,7 +375,7 @@ class DurableExecutions:
             if doc is None or doc["status"] != "RUNNING":
                 return doc
             _end(doc, status, result, error, self._clock())
-            await self._save(key, doc)
+            await self._save(key, doc, (doc["invocation_id"],))
             return doc
 
     async def settle(self, key: Key, change: Settle) -> Doc:
@@ -350,7 +390,7 @@ class DurableExecutions:
             events = change(doc, ops, now)
             for op, event_type, details in events:
                 _record(doc, event_type, op, now, details)
-            doc["ops"] = list(ops.values())
+            _synced(doc, ops)
             if events:
                 doc["woken"] = True
             await self._save(key, doc)
@@ -367,7 +407,7 @@ class DurableExecutions:
                     f"Durable execution {arn} has already ended: {doc['status']}"
                 )
             _end(doc, "STOPPED", None, error, self._clock())
-            await self._save(key, doc)
+            await self._save(key, doc, (doc["invocation_id"],))
             return doc
 
     async def pause(
@@ -444,11 +484,16 @@ class DurableExecutions:
                     "deleted."
                 )
             now = self._clock()
-            await self._store.delete(Table.DURABLE_EXECUTIONS, key)
-            await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
-            self._live.pop(key, None)
+            await self._delete(key)
         self._locks.pop(key, None)
         return now
+
+    async def _delete(self, key: Key) -> None:
+        """Delete the execution's record, operations and history (under its lock)."""
+        await self._store.delete(Table.DURABLE_EXECUTIONS, key)
+        await self._store.delete_prefix(Table.DURABLE_OPERATIONS, key)
+        await self._store.delete_prefix(Table.DURABLE_EVENTS, key)
+        self._live.pop(key, None)
 
     # ------------------------------------------------------------------ the SDK's side
 
@@ -484,7 +529,10 @@ class DurableExecutions:
                 "token": token,
                 "answer": answer,
             }
-            await self._save(key, doc)
+            changed = [op["Id"] for op in answer["NewExecutionState"]["Operations"]]
+            if doc["status"] != "RUNNING":
+                changed.append(doc["invocation_id"])
+            await self._save(key, doc, changed)
             return answer
 
     async def check(
@@ -518,7 +566,7 @@ class DurableExecutions:
                 event = durable_chained.start(doc, op, update, now)[1:]
             if event is not None:
                 _record(doc, event[0], op, now, event[1])
-        doc["ops"] = list(ops.values())
+        _synced(doc, ops)
         execution = ops[doc["invocation_id"]]
         if execution["Status"] != "STARTED":
             status = execution["Status"]
@@ -535,12 +583,40 @@ class DurableExecutions:
         self, scope: Scope, arn: str, token: str, marker: str | None, max_items: int | None
     ) -> dict[str, Any]:
         """GetDurableExecutionState: a page of the operations, for a token of the invocation
-        under way."""
-        doc = await self.get(scope, arn)
+        under way (read from their rows: only that page)."""
+        key = self.key_of(scope, arn)
+        doc = await self._header(key, arn)
         seq = _seq_of(doc, token)
         if not doc["invoking"] or seq is None or not doc["invocation_seq"] <= seq <= doc["seq"]:
             raise errors.InvalidParameterValueException(INVALID_TOKEN)
-        return page(doc["ops"], "Operations", marker, max_items)
+        if "ops" in doc:  # stored before operations had rows of their own
+            return page(doc["ops"], "Operations", marker, max_items)
+        return await self._page(Table.DURABLE_OPERATIONS, key, "Operations", marker, max_items)
+
+    async def history(
+        self, scope: Scope, arn: str, marker: str | None, max_items: int | None, reverse: bool
+    ) -> Doc:
+        """GetDurableExecutionHistory's page of events (read from their rows: only that page
+        in order; every row in reverse order)."""
+        key = self.key_of(scope, arn)
+        doc = await self._header(key, arn)
+        if "history" in doc or reverse:
+            events = doc.get("history")
+            if events is None:
+                events = [event for _, event in await self._store.scan(Table.DURABLE_EVENTS, key)]
+            return page(events[::-1] if reverse else events, "Events", marker, max_items)
+        return await self._page(Table.DURABLE_EVENTS, key, "Events", marker, max_items)
+
+    async def _page(
+        self, table: Table, key: Key, member: str, marker: str | None, max_items: int | None
+    ) -> Doc:
+        """``page`` of the rows of ``table`` under ``key``, reading only that page's rows."""
+        start, size = _span(marker, max_items)
+        rows = await self._store.scan_page(table, key, start, size + 1)
+        body: Doc = {member: [item for _, item in rows[:size]]}
+        if len(rows) > size:
+            body["NextMarker"] = str(start + size)
+        return body
 
 
 def _screen(
@@ -580,6 +656,41 @@ def _ended_under(doc: Doc, token: str) -> bool:
 
 #: How many of a document's history events are stored as rows (kept in memory only).
 _EVENT_ROWS = "_event_rows"
+#: How many of a document's operations are stored as rows, and each one's position by id
+#: (kept in memory only).
+_OP_ROWS = "_op_rows"
+_OP_POSITIONS = "_op_positions"
+#: The operations by id (kept in memory only: ``_ops``).
+_OP_INDEX = "_op_index"
+#: What of a document is not in the execution's record: rows of their own (operations, events;
+#: the input is the execution operation's), or memory only.
+_NOT_IN_RECORD = frozenset(
+    {"history", "ops", "input", _EVENT_ROWS, _OP_ROWS, _OP_POSITIONS, _OP_INDEX}
+)
+
+
+def _position_key(position: int) -> str:
+    """An operation's row key: its position, zero-padded so that rows sort in order."""
+    return f"{position:09d}"
+
+
+def _rows_to_write(doc: Doc, changed: Collection[str] | None) -> list[int]:
+    """The positions of the operations a save writes: those not stored yet and those
+    ``changed`` (every one when None). Operations are only ever appended, never reordered."""
+    ops = doc["ops"]
+    stored = doc.get(_OP_ROWS, 0)
+    if changed is None:
+        return list(range(len(ops)))
+    positions: dict[str, int] = doc.setdefault(_OP_POSITIONS, {})
+    for at in range(len(positions), len(ops)):
+        positions[ops[at]["Id"]] = at
+    found = {positions[op_id] for op_id in changed if positions.get(op_id, stored) < stored}
+    return sorted(found) + list(range(stored, len(ops)))
+
+
+def _input_of(execution: dict[str, Any]) -> str:
+    """The execution's input: its EXECUTION operation's ``InputPayload``."""
+    return str(execution.get("ExecutionDetails", {}).get("InputPayload", "{}"))
 
 
 def _event_key(event_id: int) -> str:
@@ -608,10 +719,14 @@ def next_due(doc: Doc) -> float | None:
     return min(times) if times else None
 
 
+def _span(marker: str | None, max_items: int | None) -> tuple[int, int]:
+    """Where a page starts (``marker``, an index) and its size (1000 when 0 or absent)."""
+    return (int(marker) if marker and marker.isdigit() else 0), (max_items or 1000)
+
+
 def page(items: list[Any], member: str, marker: str | None, max_items: int | None) -> Doc:
     """``items`` from ``marker`` (an index), at most ``max_items`` (1000 when 0 or absent)."""
-    start = int(marker) if marker and marker.isdigit() else 0
-    size = max_items or 1000
+    start, size = _span(marker, max_items)
     body: Doc = {member: items[start : start + size]}
     if start + size < len(items):
         body["NextMarker"] = str(start + size)
@@ -619,22 +734,39 @@ def page(items: list[Any], member: str, marker: str | None, max_items: int | Non
 
 
 def _ops(doc: Doc) -> dict[str, Any]:
-    return {op["Id"]: op for op in doc["ops"]}
+    """The execution's operations by id: an index kept with the document (in memory only),
+    so a checkpoint of a long execution does not rebuild it; a change that adds operations
+    to it hands it to ``_synced``."""
+    listed = doc["ops"]
+    index: dict[str, Any] | None = doc.get(_OP_INDEX)
+    if index is None or len(index) != len(listed):
+        index = {op["Id"]: op for op in listed}
+        doc[_OP_INDEX] = index
+    return index
 
 
-def _end_due(doc: Doc, now: float) -> bool:
+def _synced(doc: Doc, ops: dict[str, Any]) -> None:
+    """Bring the document's list of operations in step with ``ops`` (``_ops``'s index, new
+    operations added at its end: they are only ever appended)."""
+    listed = doc["ops"]
+    if len(ops) != len(listed):
+        listed.extend(itertools.islice(ops.values(), len(listed), None))
+
+
+def _end_due(doc: Doc, now: float) -> set[str]:
     """End the execution's waits, step retries and callback timeouts that are due (recording
-    their events); whether any was."""
+    their events); the ids of the operations that changed (none: nothing was due)."""
     ops = _ops(doc)
-    before = len(doc["history"])
     changed = durable_ops.due(ops, now)
     for op in changed:
         if op["Type"] == "WAIT":
             _record(doc, "WaitSucceeded", op, now, {"Duration": _waited(op)})
+    ids = {op["Id"] for op in changed}
     for op, event_type, details in durable_callbacks.due(doc, ops, now):
         _record(doc, event_type, op, now, details)
-    doc["ops"] = list(ops.values())
-    return bool(changed) or len(doc["history"]) != before
+        ids.add(op["Id"])
+    _synced(doc, ops)
+    return ids
 
 
 def _waited(op: dict[str, Any]) -> int:
@@ -656,7 +788,7 @@ def _end(doc: Doc, status: str, result: str | None, error: Any, now: float) -> N
     if execution["Status"] == "STARTED":
         execution["Status"] = status
     execution["EndTimestamp"] = now
-    doc["ops"] = list(ops.values())
+    _synced(doc, ops)
     details: Doc = {}
     if status == "SUCCEEDED":
         details = {"Result": durable_ops.data(doc["result"] or "")}

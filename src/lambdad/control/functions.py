@@ -72,6 +72,7 @@ _FUNCTION_TABLES = (
     Table.PROVISIONED,
     Table.FUNCTION_POLICIES,
     Table.DURABLE_EXECUTIONS,
+    Table.DURABLE_OPERATIONS,
     Table.DURABLE_EVENTS,
 )
 #: The tables that keep one row per function, keyed ``(account, region, function)``.

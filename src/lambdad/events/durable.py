@@ -151,10 +151,12 @@ class DurableEngine:
 
     async def drive(self, which: Callable[[Key], bool]) -> None:
         """Drive the running executions ``which`` selects (their chained invokes too)."""
-        for key, doc in await self.executions.running():
+        for key, _ in await self.executions.running():
             if which(key):
                 self._drive(key)
-                self.chained.launch(key, doc)
+                doc = await self.executions.get_key(key)
+                if doc is not None:
+                    self.chained.launch(key, doc)
 
     async def halt(self, which: Callable[[Key], bool]) -> None:
         """Stop driving the executions ``which`` selects (another node drives them next; the
@@ -197,7 +199,7 @@ class DurableEngine:
                 self.wake(key)
             ended = self._ended.get(key)
             if ended is not None:
-                doc = await self.executions.get_key(key)
+                doc = await self.executions.record(key)
                 if doc is None or doc["status"] != "RUNNING":
                     ended.set()
 
@@ -262,12 +264,12 @@ class DurableEngine:
         """The execution once it has ended, or as it is after ``timeout`` seconds."""
         key = scope.key(doc["function"], doc["name"])
         ended = self._ended.setdefault(key, asyncio.Event())
-        current = await self.executions.get_key(key)
+        current = await self.executions.record(key)
         if current is not None and current["status"] != "RUNNING":
             return current
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ended.wait(), timeout)
-        return await self.executions.get_key(key) or doc
+        return await self.executions.record(key) or doc
 
     async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
         """StopDurableExecution: the execution ends ``STOPPED``, its driver stops sleeping, and
@@ -342,7 +344,7 @@ class DurableEngine:
         """Return once no invocation of the execution is under way (at once when none is)."""
         while True:
             idle = self._idle.setdefault(key, asyncio.Event())
-            doc = await self.executions.get_key(key)
+            doc = await self.executions.record(key)
             if doc is None or not doc["invoking"] or self.state is not EngineState.RUNNING:
                 return
             with contextlib.suppress(TimeoutError):

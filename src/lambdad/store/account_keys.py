@@ -14,14 +14,15 @@ from lambdad.store.base import Store, Table, Write
 
 _ACCOUNT = re.compile(r"\d{12}")
 #: Tables no account owns: keyed by something global (a function URL's url-id, unique across
-#: accounts, names the config it belongs to). Metrics and durable executions' events came after
-#: accounts: every row has one (and the tables are the largest, so they are not scanned at every
-#: start for nothing), nor do provisioned shares. The node registry and the cluster's shared
-#: secrets are the cluster's, not an account's.
+#: accounts, names the config it belongs to). Metrics and durable executions' operations and
+#: events came after accounts: every row has one (and the tables are the largest, so they are
+#: not scanned at every start for nothing), nor do provisioned shares. The node registry and
+#: the cluster's shared secrets are the cluster's, not an account's.
 _GLOBAL_TABLES = frozenset(
     {
         Table.FUNCTION_URL_IDS,
         Table.METRICS,
+        Table.DURABLE_OPERATIONS,
         Table.DURABLE_EVENTS,
         Table.NODES,
         Table.PROVISIONED_SHARES,

@@ -82,6 +82,12 @@ class Table(enum.StrEnum):
     #: keeps none of them (one written before this table keeps its history inside until its
     #: next change: ``control/durable.py``).
     DURABLE_EVENTS = "durable_events"
+    #: ``(account, region, function, execution name, position)``: one operation of a durable
+    #: execution (GetDurableExecutionState's shape), the position its order of creation
+    #: zero-padded to nine digits; a checkpoint writes only the operations it changed. The
+    #: execution's record above keeps none of them (one written before this table keeps them
+    #: inside until its next change: ``control/durable.py``).
+    DURABLE_OPERATIONS = "durable_operations"
     #: ``(node id,)``: a lambdad of a shared store, its role, address, capacity and last
     #: heartbeat (``control/nodes.py``). Not keyed by account: nodes serve every account.
     NODES = "nodes"

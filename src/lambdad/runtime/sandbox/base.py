@@ -232,6 +232,13 @@ class Sandbox(abc.ABC):
         """How environments and lambdad reach each other (loopback, by default)."""
         return Reach(api_url=self.api_url)
 
+    def take_endpoint(self) -> socket.socket | None:
+        """The listening socket cells reach lambdad's API at, handed over for the API's own
+        listener to serve (no relay in between: one TCP hop fewer each way), when this sandbox
+        relays one at the API's own port; None: nothing to hand over (the default: cells reach
+        the API directly). The caller owns the socket from then on."""
+        return None
+
     @abc.abstractmethod
     def protections(self) -> dict[str, str]:
         """What this sandbox enforces, as ``{protection: "active" | "not active: why"}``."""

@@ -600,6 +600,9 @@ class LinuxSandbox(Sandbox):
     def reach(self) -> Reach:
         return dataclasses.replace(self._reach, api_url=self.api_url)
 
+    def take_endpoint(self) -> socket.socket | None:
+        return self._relay.hand_over() if self._relay is not None else None
+
     def _zygote_bootstrap(self) -> Path | None:
         return self._runtime_dir / PYTHON_BOOTSTRAP_IN_RUNTIME if self._fork_python else None
 

@@ -558,6 +558,21 @@ class EndpointRelay:
         self.port = int(sock.getsockname()[1])
         self._server = await asyncio.start_server(self._serve, sock=sock)
 
+    def hand_over(self) -> socket.socket | None:
+        """Stop relaying and return the listening socket (a duplicate: the relay's own
+        closes), for lambdad's API to serve at the gateway itself, when the relay listens at
+        the API's own port (else the API would see another local port than its own: None).
+        Connections relayed already stay relayed until they end."""
+        server = self._server
+        if server is None or self.port != self._port or not server.sockets:
+            return None
+        sock = server.sockets[0]
+        taken = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+        taken.setblocking(False)
+        server.close()
+        self._server = None
+        return taken
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
