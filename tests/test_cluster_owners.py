@@ -155,7 +155,7 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     owner = holder(nodes, "triggers")
     assert claims_of(api) == set()
     survivor = next(n for n in nodes if n is not owner)
-    wait_until(lambda: len(occurrences(recorder)) >= 3, timeout=60)
+    wait_until(lambda: len(occurrences(recorder)) >= 1, timeout=60)
     # Kill the owner just after an occurrence ran, two real seconds before the next is due.
     seen = len(occurrences(recorder))
     wait_until(lambda: len(occurrences(recorder)) > seen, timeout=30)
@@ -267,7 +267,7 @@ def test_a_durable_execution_is_driven_by_one_node_and_resumed_by_another_when_i
     name = durable_function(client, recorder, sdk_files)
     client.get_waiter("function_active_v2").wait(FunctionName=name)
     arn = client.invoke(
-        FunctionName=name, InvocationType="Event", Payload=b'{"wait": 6, "tag": "c"}'
+        FunctionName=name, InvocationType="Event", Payload=b'{"wait": 4, "tag": "c"}'
     )["DurableExecutionArn"]
     found = re.fullmatch(r".*:function:([^:]+):[^/]+/durable-execution/([^/]+)/.*", arn)
     assert found is not None
