@@ -11,6 +11,7 @@ import time
 import pytest
 
 from lambdad.invoke.payloads import EVENT_LIMIT
+from lambdad.store import nats_queue
 from lambdad.store.base import QueuedEvent, StoreConflict
 from lambdad.store.nats_queue import PAYLOADS
 from tests.contract.conftest import run
@@ -170,9 +171,13 @@ async def test_a_payload_of_the_largest_event_size_is_kept_whole(nats_server: Na
 
 
 @run
-async def test_streams_lost_under_a_node_are_made_again(nats_server: NatsServer) -> None:
+async def test_streams_lost_under_a_node_are_made_again(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """When the streams and the consumer vanish under an open queue (a NATS server started on
-    an empty store), the next put makes them again and the take loop goes on."""
+    an empty store), the next put makes them again and the take waiting meanwhile pulls again
+    at once (from the consumer made again; here its pull would otherwise wait ten minutes)."""
+    monkeypatch.setattr(nats_queue, "FETCH_WAIT", 600.0)
     await delete_streams(nats_server.url)
     queue = OwnLinkQueue(nats_server.url)
     await queue.open()
