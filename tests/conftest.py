@@ -718,11 +718,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(settings: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> Server:
-        """A new lambdad; pass ``data_dir`` of a stopped one to restart on its data."""
+    def start(
+        settings: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        wait: bool = True,
+    ) -> Server:
+        """A new lambdad; pass ``data_dir`` of a stopped one to restart on its data.
+        ``wait=False``: return before it answers (then ``wait_healthy``), so that a test's
+        nodes start side by side (under ``--cluster`` it waits all the same)."""
         home = tmp_path / f"srv{len(started)}"
         home.mkdir()
-        srv = launch_server(home, settings, data_dir)
+        if wait or cluster_mode():
+            srv = launch_server(home, settings, data_dir)
+        else:
+            srv = spawn_server(home, settings, data_dir, wait=False)
         started.append(srv)
         return srv
 

@@ -20,9 +20,10 @@ import pytest
 from tests.conftest import (
     FAST_SETTINGS,
     Server,
-    launch_server,
     shutdown,
     shutdown_all,
+    spawn_server,
+    wait_healthy,
     wait_until,
 )
 from tests.postgres_server import PostgresServer
@@ -74,11 +75,14 @@ def pair(
     def start(settings: dict[str, str]) -> Server:
         home = tmp / f"srv{len(started)}"
         home.mkdir()
-        started.append(launch_server(home, settings))
+        started.append(spawn_server(home, settings, wait=False))
         return started[-1]
 
     try:
-        yield start_node(start, url, "api"), start_node(start, url, "worker")
+        api, worker = start_node(start, url, "api"), start_node(start, url, "worker")
+        for server in (api, worker):  # started side by side
+            wait_healthy(server)
+        yield api, worker
     finally:
         shutdown_all(started)
 
@@ -137,8 +141,10 @@ def test_a_killed_node_is_gone_after_the_lease_and_rejoins_under_its_id(
     """A SIGKILLed node stays listed but as gone once its heartbeat is older than the lease;
     restarted on its data dir it registers again under the same id and is up."""
     url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api = start_node(start_server, url, "api", wait=False)
+    worker = start_node(start_server, url, "worker", wait=False)
+    for server in (api, worker):  # started side by side
+        wait_healthy(server)
     worker_id = node_id_of(worker)
     wait_until(lambda: by_id(api).get(worker_id, {}).get("Health") == "up")
     worker.stop(signal.SIGKILL)
@@ -160,8 +166,10 @@ def test_a_stopped_node_leaves_at_once(
 ) -> None:
     """A SIGTERMed node deregisters as it stops: the next listing no longer has it."""
     url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api = start_node(start_server, url, "api", wait=False)
+    worker = start_node(start_server, url, "worker", wait=False)
+    for server in (api, worker):  # started side by side
+        wait_healthy(server)
     worker_id = node_id_of(worker)
     wait_until(lambda: worker_id in by_id(api))
     shutdown(worker)
