@@ -504,9 +504,15 @@ class Server:
         lines = text[:end].decode(errors="replace").splitlines()
         return [line for line in lines if LOOP_BLOCKED in line]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 20.0, *, signalled: bool = False
+    ) -> int:
+        """Send ``sig`` (unless ``signalled``: it was sent already; a second one could reach a
+        lambdad whose event loop has ended, and end it by the signal's default action) and wait
+        for the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if not signalled:
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -636,7 +642,7 @@ def shutdown_all(servers: list[Server], sig: int = signal.SIGTERM) -> None:
 
 
 def _stopped(server: Server, sig: int, children: list[int], cells: set[str]) -> None:
-    code = server.stop(sig)
+    code = server.stop(sig, signalled=True)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
     wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
     leftovers = processes_marked(str(server.data_dir))
