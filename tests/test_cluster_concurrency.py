@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.conftest import Rendezvous, Server, invoke_json, wait_healthy, wait_until
+from tests.conftest import Rendezvous, Server, invoke_json, wait_until
 from tests.postgres_server import PostgresServer
 from tests.test_concurrency import ACCOUNT, RESERVED, WAITER, release, throttle_of
 
@@ -26,10 +26,7 @@ def two_nodes(
 ) -> tuple[Server, Server]:
     url = postgres.database()
     env = {"LAMBDAD_STORE_URL": url, "LAMBDAD_NODE_LEASE": LEASE, **settings}
-    one, two = start(env, wait=False), start(env, wait=False)
-    for server in (one, two):  # started side by side
-        wait_healthy(server)
-    return one, two
+    return start(env), start(env)
 
 
 def burst(
