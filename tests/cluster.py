@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from tests import url_client
-from tests.conftest import Server, free_port, shutdown, spawn_server, wait_until
+from tests.conftest import (
+    Server,
+    free_port,
+    shutdown_all,
+    spawn_server,
+    wait_healthy,
+    wait_until,
+)
 from tests.nats_server import NatsServer
 from tests.nats_server import unavailable_reason as nats_unavailable
 from tests.postgres_server import PostgresServer
@@ -307,9 +314,13 @@ class Cluster:
         if self.nats is None:
             self.nats = NatsServer(self.network.gateway, monitor=True)
         self.nats.start()
-        self.add("api", "api", data_dir=self.api_data_dir)
+        # The nodes start side by side (the store's migrations serialise them, as on real
+        # hosts started together); each is waited for once all are on their way.
+        self.add("api", "api", data_dir=self.api_data_dir, wait=False)
         for number in range(1, self.workers + 1):
-            self.add(f"worker{number}", "worker")
+            self.add(f"worker{number}", "worker", wait=False)
+        for node in self.nodes.values():
+            wait_healthy(node.server)
         self.wait_until(self._formed, 30)
 
     def _formed(self) -> bool:
@@ -337,24 +348,34 @@ class Cluster:
             "LAMBDAD_ROLE": role,
         }
 
-    def add(self, name: str, role: str, *, data_dir: Path | None = None) -> Server:
-        """Start a node ``name`` of ``role`` on a new host (``api2``: a second api node)."""
+    def add(
+        self, name: str, role: str, *, data_dir: Path | None = None, wait: bool = True
+    ) -> Server:
+        """Start a node ``name`` of ``role`` on a new host (``api2``: a second api node);
+        ``wait=False``: return before it answers (``wait_healthy``)."""
         home = self.home / name
         home.mkdir(parents=True, exist_ok=True)
         host = self.network.host()
-        server = self._spawn(home, role, host, data_dir or home / "data")
+        server = self._spawn(home, role, host, data_dir or home / "data", wait=wait)
         self.nodes[name] = Node(name, role, host, server)
         return server
 
     def _spawn(
-        self, home: Path, role: str, host: Host, data_dir: Path, port: int | None = None
+        self,
+        home: Path,
+        role: str,
+        host: Host,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        wait: bool = True,
     ) -> Server:
         if port is None and host.netns is not None:
             port = _unused_port()
             url_client.HOSTS[port] = host.address
         settings = self.node_settings(role)
         return spawn_server(
-            home, settings, data_dir, host=host.address, netns=host.netns, port=port
+            home, settings, data_dir, host=host.address, netns=host.netns, port=port, wait=wait
         )
 
     # -- what tests use -------------------------------------------------------------------
@@ -449,20 +470,21 @@ class Cluster:
             return
         self._closed = True
         errors: list[str] = []
+        live = []
         for node in reversed(list(self.nodes.values())):
-            server = node.server
-            server.cluster = None  # shutdown() of the api node would close us again
-            try:
-                if server.process.poll() is not None:
-                    pass
-                elif check:
-                    shutdown(server)
-                else:
-                    server.stop(signal.SIGKILL)
-            except AssertionError as exc:
-                errors.append(f"{node.name}: {exc}")
-            except Exception as exc:  # teardown goes on; reported below
-                errors.append(f"{node.name}: {exc!r}")
+            node.server.cluster = None  # shutdown() of the api node would close us again
+            if node.server.process.poll() is None:
+                live.append(node)
+        try:  # side by side, as ``shutdown`` of each would (every node is stopped and checked)
+            if check:
+                shutdown_all([node.server for node in live])
+            else:
+                for node in live:
+                    node.server.stop(signal.SIGKILL)
+        except AssertionError as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # teardown goes on; reported below
+            errors.append(repr(exc))
         if self.nats is not None:
             if self._own_nats:
                 self.nats.close()

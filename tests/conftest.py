@@ -555,9 +555,15 @@ class Server:
         lines = text[:end].decode(errors="replace").splitlines()
         return [line for line in lines if LOOP_BLOCKED in line]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 20.0, *, signalled: bool = False
+    ) -> int:
+        """Send ``sig`` (unless ``signalled``: it was sent already; a second one could reach a
+        lambdad whose event loop has ended, and end it by the signal's default action) and wait
+        for the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if not signalled:
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -591,10 +597,12 @@ def spawn_server(
     host: str = "127.0.0.1",
     netns: str | None = None,
     port: int | None = None,
+    wait: bool = True,
 ) -> Server:
     """One ``lambdad serve`` listening on ``host`` (and ``port``, else a free one), in the
     network namespace ``netns`` (``/run/netns/<name>``) when given; returns once it answers
-    its health check."""
+    its health check (``wait=False``: at once; ``wait_healthy`` then waits, so that several
+    start side by side)."""
     data_dir = data_dir or tmp / "data"
     port = port or free_port()
     stored = {} if "LAMBDAD_STORE_URL" in (settings or {}) else _store_settings(data_dir)
@@ -622,16 +630,22 @@ def spawn_server(
             )
     server = Server(process, port, data_dir, log_path, env, host=host)
     _WATCHED.append(server)
+    if wait:
+        wait_healthy(server)
+    return server
+
+
+def wait_healthy(server: Server) -> None:
+    """Wait until ``server`` answers its health check; fail if it exits first."""
 
     def healthy() -> bool:
-        if process.poll() is not None:
+        if server.process.poll() is not None:
             raise AssertionError(f"lambdad exited early:\n{server.log()}")
         with contextlib.suppress(OSError):
             return bool(server.get_json("/_lambdad/health")["status"] == "ok")
         return False
 
     wait_until(healthy, timeout=30)
-    return server
 
 
 def _cells_of(server: Server, pids: set[int]) -> set[str]:
@@ -652,9 +666,34 @@ def _cells_of(server: Server, pids: set[int]) -> set[str]:
 
 def shutdown(server: Server, sig: int = signal.SIGTERM) -> None:
     """Stop ``server`` with ``sig`` and fail if it leaves any process or cell behind."""
-    children = descendants(server.process.pid)
-    cells = _cells_of(server, set(children))
-    code = server.stop(sig)
+    shutdown_all([server], sig)
+
+
+def shutdown_all(servers: list[Server], sig: int = signal.SIGTERM) -> None:
+    """``shutdown`` of every one of ``servers``, stopping side by side: each is signalled
+    before any is waited for. Every one is stopped and checked; then the failures, if any,
+    are raised together."""
+    stopping = []
+    for server in servers:
+        children = descendants(server.process.pid)
+        stopping.append((server, children, _cells_of(server, set(children))))
+    for server, _, _ in stopping:
+        server.process.send_signal(sig)
+    errors = []
+    for server, children, cells in stopping:
+        named = f"{server.endpoint}: " if len(servers) > 1 else ""
+        try:
+            _stopped(server, sig, children, cells)
+        except AssertionError as exc:
+            errors.append(f"{named}{exc}")
+        except Exception as exc:  # the others are still stopped and checked
+            errors.append(f"{named}{exc!r}")
+    if errors:
+        raise AssertionError("\n".join(errors))
+
+
+def _stopped(server: Server, sig: int, children: list[int], cells: set[str]) -> None:
+    code = server.stop(sig, signalled=True)
     assert code == 0, f"lambdad exited with {code}:\n{server.log()}"
     wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10)
     leftovers = processes_marked(str(server.data_dir))
@@ -736,20 +775,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(settings: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> Server:
-        """A new lambdad; pass ``data_dir`` of a stopped one to restart on its data."""
+    def start(
+        settings: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        wait: bool = True,
+    ) -> Server:
+        """A new lambdad; pass ``data_dir`` of a stopped one to restart on its data.
+        ``wait=False``: return before it answers (then ``wait_healthy``), so that a test's
+        nodes start side by side (under ``--cluster`` it waits all the same)."""
         home = tmp_path / f"srv{len(started)}"
         home.mkdir()
-        srv = launch_server(home, settings, data_dir)
+        if wait or cluster_mode():
+            srv = launch_server(home, settings, data_dir)
+        else:
+            srv = spawn_server(home, settings, data_dir, wait=False)
         started.append(srv)
         return srv
 
     yield start
-    for srv in started:
-        if srv.process.poll() is None:
-            shutdown(srv)
-        elif srv.cluster is not None:
-            srv.cluster.close()
+    try:  # side by side: a test's nodes of one cluster stop together, as its harness does
+        shutdown_all([srv for srv in started if srv.process.poll() is None])
+    finally:
+        for srv in started:
+            if srv.cluster is not None:
+                srv.cluster.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.aws import Collector, behaving_function, fire, forwarding_function, function_of
-from tests.conftest import Recorder, Server, wait_until
+from tests.conftest import Recorder, Server, wait_healthy, wait_until
 from tests.contract.nats_queues import delete_streams
 from tests.nats_server import NatsServer, unavailable_reason
 from tests.postgres_server import PostgresServer
@@ -51,7 +51,7 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def cluster(
     start_server: Callable[..., Server], postgres: PostgresServer, nats_server: NatsServer
-) -> Callable[[str], Server]:
+) -> Callable[..., Server]:
     """Nodes of one new cluster: a database of their own, and empty event streams."""
     asyncio.run(delete_streams(nats_server.url))
     settings = {
@@ -67,6 +67,14 @@ def cluster(
     return node
 
 
+def together(cluster: Callable[..., Server], *roles: str) -> list[Server]:
+    """Nodes of ``roles``, started side by side."""
+    nodes = [cluster(role, wait=False) for role in roles]
+    for node in nodes:
+        wait_healthy(node)
+    return nodes
+
+
 def load_of(server: Server) -> dict[str, dict[str, int]]:
     """Each node's load by role, as the node registry has it."""
     nodes = server.get_json("/_lambdad/cluster")["Nodes"]
@@ -80,8 +88,7 @@ def test_an_event_accepted_by_the_api_node_runs_on_the_worker_with_its_retries(
     environment, and its doctor says it only puts), a 1 MB one too; a failing one runs 1 +
     MaximumRetryAttempts times, then its on-failure destination gets Lambda's record with the
     attempt count, as on AWS."""
-    api = cluster("api")
-    worker = cluster("worker")
+    api, worker = together(cluster, "api", "worker")
     lam = api.client()
     try:
         collector = Collector()
@@ -118,8 +125,7 @@ def test_events_of_a_killed_worker_run_once_it_is_back(
 ) -> None:
     """Events running on a worker when it is SIGKILLed, and events accepted while it is
     dead, all run after it restarts: every event that got a 202 runs at least once."""
-    api = cluster("api")
-    worker = cluster("worker")
+    api, worker = together(cluster, "api", "worker")
     lam = api.client()
     try:
         name = function_of(

@@ -32,7 +32,9 @@ from tests.conftest import (
     invoke_json,
     launch_server,
     refused,
-    shutdown,
+    shutdown_all,
+    spawn_server,
+    wait_healthy,
     wait_until,
 )
 from tests.nats_server import NatsServer
@@ -122,18 +124,19 @@ def cluster(
     started: list[Server] = []
     workers: list[Server] = []
     try:
-        for role in ("worker", "worker", "api"):
+        for role in ("worker", "worker", "api"):  # side by side
             home = tmp_path_factory.mktemp(role)
-            started.append(launch_server(home, {**common, "LAMBDAD_ROLE": role}))
+            started.append(spawn_server(home, {**common, "LAMBDAD_ROLE": role}, wait=False))
+        for server in started:
+            wait_healthy(server)
         *workers, api = started
         cluster = Cluster(api, workers, {**common, "LAMBDAD_ROLE": "worker"}, nats)
         ids = {(w.data_dir / "node-id").read_text().strip() for w in workers}
         wait_until(lambda: ids <= cluster.registered(), timeout=20)
         yield cluster
     finally:
-        for server in {id(s): s for s in [*started, *workers]}.values():
-            if server.process.poll() is None:
-                shutdown(server)
+        live = {id(s): s for s in [*started, *workers]}.values()
+        shutdown_all([server for server in live if server.process.poll() is None])
         nats.close()
 
 

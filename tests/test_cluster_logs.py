@@ -19,7 +19,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, create_function, invoke_json, shutdown, unique, wait_until
+from tests.conftest import (
+    Server,
+    create_function,
+    invoke_json,
+    shutdown,
+    unique,
+    wait_healthy,
+    wait_until,
+)
 from tests.nats_server import NatsServer
 from tests.nats_server import unavailable_reason as nats_unavailable
 from tests.postgres_server import PostgresServer
@@ -136,9 +144,11 @@ def test_a_reader_node_answers_for_the_logs_and_metrics_of_two_others(
     retention and events through the third node is seen on the others (CloudWatch Logs is
     one service however many hosts answer it)."""
     db = postgres.database()
-    one = start_node(start_server, db, nats, "all")
-    two = start_node(start_server, db, nats, "all")
-    reader = start_node(start_server, db, nats, "api")
+    one = start_node(start_server, db, nats, "all", wait=False)
+    two = start_node(start_server, db, nats, "all", wait=False)
+    reader = start_node(start_server, db, nats, "api", wait=False)
+    for server in (one, two, reader):  # started side by side
+        wait_healthy(server)
     lam_one, lam_two = client(one, "lambda"), client(two, "lambda")
     logs = client(reader, "logs")
     tail = client(reader, "logs", inject_host_prefix=False)
@@ -209,9 +219,11 @@ def test_a_restarted_reader_catches_up_on_what_it_missed(
     a line printed on the other node after it began; after NATS itself is killed and
     restarted, lines flow again; a worker node (which only sends) runs and stops cleanly."""
     db = postgres.database()
-    runner = start_node(start_server, db, nats, "all")
-    reader = start_node(start_server, db, nats, "api")
-    worker = start_node(start_server, db, nats, "worker")  # sends, reads nothing
+    runner = start_node(start_server, db, nats, "all", wait=False)
+    reader = start_node(start_server, db, nats, "api", wait=False)
+    worker = start_node(start_server, db, nats, "worker", wait=False)  # sends, reads nothing
+    for server in (runner, reader, worker):  # started side by side
+        wait_healthy(server)
     lam = client(runner, "lambda")
     try:
         name = unique("clog")

@@ -11,13 +11,21 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_SETTINGS, Server, shutdown, wait_until
+from tests.conftest import (
+    FAST_SETTINGS,
+    Server,
+    shutdown,
+    shutdown_all,
+    spawn_server,
+    wait_healthy,
+    wait_until,
+)
 from tests.postgres_server import PostgresServer
 
 LAMBDAD = [sys.executable, "-m", "lambdad.cli.main"]
@@ -54,14 +62,35 @@ def start_node(start: Callable[..., Server], url: str, role: str, **kw: Any) -> 
     return start(settings, **kw)
 
 
-def test_an_api_node_and_a_worker_list_each_other(
-    start_server: Callable[..., Server], postgres: PostgresServer
-) -> None:
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+) -> Iterator[tuple[Server, Server]]:
+    """An api node and a worker on a database of their own, for the tests that only look at
+    them (one pair for the module: each start and stop is a second or two)."""
+    url = postgres.database()
+    tmp = tmp_path_factory.mktemp("pair")
+    started: list[Server] = []
+
+    def start(settings: dict[str, str]) -> Server:
+        home = tmp / f"srv{len(started)}"
+        home.mkdir()
+        started.append(spawn_server(home, settings, wait=False))
+        return started[-1]
+
+    try:
+        api, worker = start_node(start, url, "api"), start_node(start, url, "worker")
+        for server in (api, worker):  # started side by side
+            wait_healthy(server)
+        yield api, worker
+    finally:
+        shutdown_all(started)
+
+
+def test_an_api_node_and_a_worker_list_each_other(pair: tuple[Server, Server]) -> None:
     """Two lambdads on one database, an api node and a worker, are both listed as up with
     their role, address, capacity and load by ``lambdad cluster`` run against either."""
-    url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api, worker = pair
     ids = {node_id_of(api): "api", node_id_of(worker): "worker"}
     for server in (api, worker):
         nodes = wait_until(lambda s=server: len(cluster_of(s)) == 2 and cluster_of(s))
@@ -89,15 +118,11 @@ def test_an_api_node_and_a_worker_list_each_other(
     assert "  role: worker" in doctor.stdout
 
 
-def test_a_worker_serves_no_api_and_an_api_node_serves_it(
-    start_server: Callable[..., Server], postgres: PostgresServer
-) -> None:
+def test_a_worker_serves_no_api_and_an_api_node_serves_it(pair: tuple[Server, Server]) -> None:
     """A worker answers health, doctor, the node list and Prometheus' ``/metrics`` (its own
     figures: the invocations run there), and refuses the Lambda API with 421 Misdirected
     Request naming the roles that serve it; an api node serves the API."""
-    url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api, worker = pair
     assert worker.get_json("/_lambdad/health") == {"status": "ok"}
     assert worker.get_json("/_lambdad/doctor")["node"]["role"] == "worker"
     with urllib.request.urlopen(f"{worker.endpoint}/metrics", timeout=10) as scraped:
@@ -119,8 +144,10 @@ def test_a_killed_node_is_gone_after_the_lease_and_rejoins_under_its_id(
     """A SIGKILLed node stays listed but as gone once its heartbeat is older than the lease;
     restarted on its data dir it registers again under the same id and is up."""
     url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api = start_node(start_server, url, "api", wait=False)
+    worker = start_node(start_server, url, "worker", wait=False)
+    for server in (api, worker):  # started side by side
+        wait_healthy(server)
     worker_id = node_id_of(worker)
     wait_until(lambda: by_id(api).get(worker_id, {}).get("Health") == "up")
     worker.stop(signal.SIGKILL)
@@ -142,8 +169,10 @@ def test_a_stopped_node_leaves_at_once(
 ) -> None:
     """A SIGTERMed node deregisters as it stops: the next listing no longer has it."""
     url = postgres.database()
-    api = start_node(start_server, url, "api")
-    worker = start_node(start_server, url, "worker")
+    api = start_node(start_server, url, "api", wait=False)
+    worker = start_node(start_server, url, "worker", wait=False)
+    for server in (api, worker):  # started side by side
+        wait_healthy(server)
     worker_id = node_id_of(worker)
     wait_until(lambda: worker_id in by_id(api))
     shutdown(worker)

@@ -23,6 +23,7 @@ from tests.conftest import (
     Server,
     create_function,
     unique,
+    wait_healthy,
     wait_until,
 )
 from tests.nats_server import NatsServer, unavailable_reason
@@ -97,8 +98,11 @@ def cluster(
     """An ``api`` node (through which the test makes everything) and two nodes of role
     ``all`` that share the pollers and schedules; and the settings of one more."""
     settings = node_settings(postgres.database(), nats, moto, time.time())
-    api = start_server({**settings, "LAMBDAD_ROLE": "api"})
-    return api, [start_server(settings), start_server(settings)], settings
+    api = start_server({**settings, "LAMBDAD_ROLE": "api"}, wait=False)
+    nodes = [start_server(settings, wait=False), start_server(settings, wait=False)]
+    for server in (api, *nodes):  # started side by side
+        wait_healthy(server)
+    return api, nodes, settings
 
 
 def claims_of(server: Server) -> set[str]:
@@ -267,7 +271,7 @@ def test_a_durable_execution_is_driven_by_one_node_and_resumed_by_another_when_i
     name = durable_function(client, recorder, sdk_files)
     client.get_waiter("function_active_v2").wait(FunctionName=name)
     arn = client.invoke(
-        FunctionName=name, InvocationType="Event", Payload=b'{"wait": 6, "tag": "c"}'
+        FunctionName=name, InvocationType="Event", Payload=b'{"wait": 4, "tag": "c"}'
     )["DurableExecutionArn"]
     found = re.fullmatch(r".*:function:([^:]+):[^/]+/durable-execution/([^/]+)/.*", arn)
     assert found is not None

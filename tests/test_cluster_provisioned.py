@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import Server, invoke_json, wait_until
+from tests.conftest import Server, invoke_json, wait_healthy, wait_until
 from tests.postgres_server import PostgresServer
 from tests.test_provisioned_concurrency import PROVISIONED, published
 
@@ -37,7 +37,9 @@ def test_a_config_is_spread_over_two_nodes_and_the_survivor_takes_up_a_dead_node
     once the dead node's lease has run out, and reports 2 allocated."""
     url = postgres.database()
     env = {"LAMBDAD_STORE_URL": url, "LAMBDAD_NODE_LEASE": LEASE}
-    one, two = start_server(env), start_server(env)
+    one, two = start_server(env, wait=False), start_server(env, wait=False)
+    for server in (one, two):  # started side by side
+        wait_healthy(server)
     clients = [one.client(), two.client()]
     wait_until(lambda: len(one.get_json("/_lambdad/cluster")["Nodes"]) == 2)
     name = published(clients[0], new_function)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from lambdad.invoke.payloads import EVENT_LIMIT
+from lambdad.store import nats_queue
 from lambdad.store.base import QueuedEvent, StoreConflict
 from lambdad.store.nats_queue import PAYLOADS
 from tests.contract.conftest import run
@@ -101,9 +102,9 @@ async def test_a_dead_nodes_event_goes_to_another_node_and_a_live_ones_stays(
         assert (await asyncio.wait_for(other.take(), 10)).id == "orphan"
         assert time.monotonic() - began >= 0.5
         await other.ack("orphan")
-        # Three ack waits later "long" is still with the living node: nothing else to take.
+        # Two ack waits later "long" is still with the living node: nothing else to take.
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(other.take(), 3.0)
+            await asyncio.wait_for(other.take(), 2.0)
         await living.ack("long")
         assert living.pending() == 0
     finally:
@@ -123,7 +124,7 @@ async def test_a_delayed_event_holds_nothing_back_and_comes_on_time(
     await two.open()
     try:
         await one.put(_event("slow"))
-        due = time.time() + 3.0
+        due = time.time() + 2.0
         await one.retry(await one.take(), due)
         for i in range(5):
             await one.put(_event(f"quick{i}"))
@@ -170,9 +171,13 @@ async def test_a_payload_of_the_largest_event_size_is_kept_whole(nats_server: Na
 
 
 @run
-async def test_streams_lost_under_a_node_are_made_again(nats_server: NatsServer) -> None:
+async def test_streams_lost_under_a_node_are_made_again(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """When the streams and the consumer vanish under an open queue (a NATS server started on
-    an empty store), the next put makes them again and the take loop goes on."""
+    an empty store), the next put makes them again and the take waiting meanwhile pulls again
+    at once (from the consumer made again; here its pull would otherwise wait ten minutes)."""
+    monkeypatch.setattr(nats_queue, "FETCH_WAIT", 600.0)
     await delete_streams(nats_server.url)
     queue = OwnLinkQueue(nats_server.url)
     await queue.open()

@@ -324,7 +324,7 @@ class StreamReplication:
         # connection is closed, so a cancelled reader must also see that it was closed.
         while self.state is ReplicationState.OPEN:
             try:
-                messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT)
+                messages = await self._link.fetch(subscription, FETCH, FETCH_WAIT)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except (nats.errors.Error, OSError) as exc:

@@ -7,7 +7,9 @@ answered). Other modules of ``lambdad.store`` (the JetStream queue) reach the cl
 through ``client``; nothing above the store layer does.
 
 The connection reconnects by itself, forever, while the link is open: a NATS server restarted
-under a node costs the requests made while it was away, not the node.
+under a node costs the requests made while it was away, not the node. A JetStream pull waiting
+then (``fetch``) is renewed as soon as the connection is back: its pull request went with the
+server, and would otherwise only have expired at the pull's timeout (seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
 from lambdad.store.base import StoreUnavailable
 
@@ -110,6 +113,8 @@ class NatsLink:
         self.state = LinkState.NEW
         #: Set while connected (cleared while the servers are away, and once closed).
         self.connected = asyncio.Event()
+        #: Set, and replaced by a new one, by ``renew_pulls``: the pulls waiting on it end.
+        self._renewed = asyncio.Event()
 
     @property
     def client(self) -> Client:
@@ -134,6 +139,7 @@ class NatsLink:
 
         async def reconnected() -> None:
             self.connected.set()
+            self.renew_pulls()
             log.info("NATS connection back (%s)", self.describe())
 
         async def errored(exc: Exception) -> None:
@@ -199,6 +205,33 @@ class NatsLink:
             )
         except nats.errors.Error as exc:
             raise StoreUnavailable(f"NATS publish on {subject} failed: {exc}") from exc
+
+    def renew_pulls(self) -> None:
+        """End every ``fetch`` waiting now, to pull again at once: its pull request went to a
+        server, or a consumer, that is gone (the connection came back; the streams were made
+        again), and would otherwise be waited out to its timeout."""
+        renewed, self._renewed = self._renewed, asyncio.Event()
+        renewed.set()
+
+    async def fetch(
+        self, pull: JetStreamContext.PullSubscription, batch: int, timeout: float
+    ) -> list[Msg]:
+        """``pull.fetch(batch, timeout=timeout)`` of a JetStream pull subscription, ended with
+        ``nats.errors.TimeoutError`` (as when nothing came) by ``renew_pulls`` meanwhile."""
+        renewed = asyncio.ensure_future(self._renewed.wait())
+        fetching = asyncio.ensure_future(pull.fetch(batch, timeout=timeout))
+        try:
+            await asyncio.wait((fetching, renewed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            renewed.cancel()
+            if not fetching.done():
+                fetching.cancel()
+                # A cancelled fetch raises the client's ConnectionClosedError once it is closed.
+                with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+                    await fetching
+        if fetching.cancelled():
+            raise nats.errors.TimeoutError
+        return list(fetching.result())
 
     async def flush(self, timeout: int = 2) -> None:
         """Wait until the server has everything published so far."""

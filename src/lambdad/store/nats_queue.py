@@ -275,6 +275,7 @@ class NatsQueue(Queue):
             except nats.js.errors.NoStreamResponseError:  # no stream (a new NATS store?)
                 log.warning("no JetStream stream took event %s: setting up the streams", event.id)
                 await self._declare()
+                self._link.renew_pulls()  # a take waiting pulled from the consumer that is gone
                 await js.publish(f"{EVENT_SUBJECT}.{key}", body, headers=headers)
         except nats.js.errors.APIError as exc:
             await self._drop_payload(headers)
@@ -377,7 +378,7 @@ class NatsQueue(Queue):
                 if self._backlog():
                     with contextlib.suppress(nats.errors.TimeoutError):
                         return self._keep_ahead(await pull.fetch(PREFETCH, timeout=BATCH_WAIT))
-                return (await pull.fetch(1, timeout=FETCH_WAIT))[0]
+                return (await self._link.fetch(pull, 1, FETCH_WAIT))[0]
             except nats.errors.TimeoutError:
                 continue
             except nats.js.errors.APIError as exc:
