@@ -3,6 +3,7 @@ from it: SQS queues (also subscribed to SNS topics and targeted by EventBridge r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -152,13 +153,37 @@ def fire(client: Any, name: str, event: dict[str, Any], **kwargs: Any) -> str:
 
 
 def queued(srv: Server, request_id: str) -> tuple[int, dict[str, str]] | None:
-    """The queue row of an event, read from lambdad's queue database: its attempt count and
-    attributes, or None once it is gone (acknowledged)."""
+    """The queue row of an event, read from lambdad's queue database (a cluster's: its
+    JetStream stream): its attempt count and attributes, or None once it is gone
+    (acknowledged)."""
+    if srv.cluster is not None:
+        return asyncio.run(_queued_in_jetstream(srv.cluster.nats.url, request_id))
     with contextlib.closing(sqlite3.connect(srv.data_dir / "queue.db", timeout=10)) as db:
         row = db.execute(
             "SELECT attempt, attributes FROM events WHERE id = ?", (request_id,)
         ).fetchone()
     return None if row is None else (int(row[0]), json.loads(row[1]))
+
+
+async def _queued_in_jetstream(url: str, request_id: str) -> tuple[int, dict[str, str]] | None:
+    """``queued`` of a cluster: the event's message in the stream ``LAMBDAD_EVENTS``
+    (docs/cluster.md, "The async queue on JetStream"), read with a client of the test's own."""
+    import nats
+    import nats.js.errors
+
+    from lambdad.store.nats_queue import EVENT_SUBJECT, EVENTS, HEADER, subject_key
+
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        subject = f"{EVENT_SUBJECT}.{subject_key(request_id)}"
+        try:
+            msg = await client.jetstream().get_last_msg(EVENTS, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        fields = json.loads((msg.headers or {})[HEADER])
+        return int(fields["attempt"]), dict(fields["attributes"])
+    finally:
+        await client.close()
 
 
 #: A function that sends the event it got, as JSON, to the test's ``Collector``.

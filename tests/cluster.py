@@ -33,6 +33,7 @@ import random
 import shutil
 import signal
 import subprocess
+import time
 import urllib.error
 import uuid
 from collections.abc import Callable, Mapping
@@ -314,14 +315,29 @@ class Cluster:
         if self.nats is None:
             self.nats = NatsServer(self.network.gateway, monitor=True)
         self.nats.start()
-        # The nodes start side by side (the store's migrations serialise them, as on real
-        # hosts started together); each is waited for once all are on their way.
-        self.add("api", "api", data_dir=self.api_data_dir, wait=False)
+        self._share_test_clock()
+        # The workers first: one of them runs the schedules, whose test clock starts now. The
+        # nodes start side by side (the store's migrations serialise them, as on real hosts
+        # started together); each is waited for once all are on their way.
         for number in range(1, self.workers + 1):
             self.add(f"worker{number}", "worker", wait=False)
+        self.add("api", "api", data_dir=self.api_data_dir, wait=False)
+        self.nodes = {"api": self.nodes.pop("api"), **self.nodes}  # the api node first
         for node in self.nodes.values():
             wait_healthy(node.server)
         self.wait_until(self._formed, 30)
+
+    def _share_test_clock(self) -> None:
+        """A test clock (``LAMBDAD_SCHEDULER_CLOCK=<instant>,<speed>``) starts when lambdad
+        starts; the cluster's nodes start one after another, so they are given the start of
+        the first worker (the first node able to run the schedules, which it does at once) as
+        the clock's origin (its third field, docs/schedules.md): one clock for all, whichever
+        node holds the schedules, read as a single lambdad's from its start."""
+        clock = self.settings.get("LAMBDAD_SCHEDULER_CLOCK", "")
+        if clock.strip() and clock.count(",") < 2:
+            instant, _, speed = clock.partition(",")
+            origin = f"{time.time():.3f}"
+            self.settings["LAMBDAD_SCHEDULER_CLOCK"] = f"{instant},{speed or 1},{origin}"
 
     def _formed(self) -> bool:
         """Whether the api node lists every node as up (or refuses to say: SigV4 mode)."""
@@ -338,8 +354,7 @@ class Cluster:
         loopback (``http://127.0.0.1:<port>``, moto) naming the test's address on the bridge."""
         assert self.nats is not None
         assert self.database is not None
-        here = f"http://{self.network.gateway}:"
-        settings = {k: v.replace("http://127.0.0.1:", here) for k, v in self.settings.items()}
+        settings = {k: self.reaching(v) for k, v in self.settings.items()}
         return {
             "LAMBDAD_NODE_LEASE": LEASE,
             **settings,
@@ -347,6 +362,11 @@ class Cluster:
             "LAMBDAD_NATS_URL": self.nats.url,
             "LAMBDAD_ROLE": role,
         }
+
+    def reaching(self, url: str) -> str:
+        """A URL of the test's loopback (``http://127.0.0.1:<port>``, ``amqp://...``) as the
+        nodes reach it."""
+        return url.replace("://127.0.0.1:", f"://{self.network.gateway}:")
 
     def add(
         self, name: str, role: str, *, data_dir: Path | None = None, wait: bool = True

@@ -351,6 +351,13 @@ def node_of(server: Server, identity: Mapping[str, Any]) -> Server | None:
     )
 
 
+def kill_every_node(server: Server) -> None:
+    """SIGKILL ``server``: itself, or every node of its cluster at once (as a power cut would:
+    the node running a schedule or a poller is any of them)."""
+    for node in server.nodes():
+        node.stop(signal.SIGKILL)
+
+
 def assert_environment_gone(identity: Mapping[str, Any], timeout: float = 10.0) -> None:
     """Wait until the environment's processes (and, for a cell, its cgroups) are gone."""
 
@@ -537,6 +544,11 @@ class Server:
         if self.cluster is None:
             return [self]
         return [node.server for node in self.cluster.nodes.values()]
+
+    def reaching(self, url: str) -> str:
+        """``url`` (a test's service on loopback, such as moto's endpoint) as this lambdad is
+        given it: itself, or on a cluster's nodes the test's address on their bridge."""
+        return url if self.cluster is None else str(self.cluster.reaching(url))
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.endpoint + path, timeout=30) as response:
@@ -933,6 +945,21 @@ def meet():
 """
 
 
+#: Where the next ``service_listener`` of ``SERVICE_PORTS`` looks first.
+_NEXT_SERVICE_PORT = [0]
+
+
+def _service_ports() -> list[int]:
+    """The ports a service may bind, the one after the last bound first: a port is not bound
+    again before the others were, so a function of an earlier test (a poller still delivering
+    to it) never reaches a later test's service (any free port: the kernel's choice)."""
+    if not SERVICE_PORTS:
+        return [0]
+    ports = list(SERVICE_PORTS[0])
+    first = _NEXT_SERVICE_PORT[0] % len(ports)
+    return ports[first:] + ports[:first]
+
+
 def service_listener(backlog: int = 128) -> socket.socket:
     """A test service's listening socket that functions reach under either sandbox: on every
     address, marked (as root) so that the Linux sandbox's cells may connect to it at their
@@ -941,9 +968,11 @@ def service_listener(backlog: int = 128) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with contextlib.suppress(OSError):  # not root: the plain sandbox shares the network
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CELL_MARK)
-    for port in SERVICE_PORTS[0] if SERVICE_PORTS else [0]:
+    for port in _service_ports():
         try:
             sock.bind(("0.0.0.0", port))
+            if SERVICE_PORTS:
+                _NEXT_SERVICE_PORT[0] = SERVICE_PORTS[0].index(port) + 1
             break
         except OSError:
             continue

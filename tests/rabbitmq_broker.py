@@ -27,6 +27,12 @@ CTL = SERVER.with_name("rabbitmqctl")
 START_TIMEOUT = 90.0
 
 
+def _cluster_mode() -> bool:
+    from tests.conftest import cluster_mode
+
+    return cluster_mode()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,7 +91,8 @@ class Broker:
             "RABBITMQ_MNESIA_BASE": str(home / "data"),
             "RABBITMQ_LOG_BASE": str(home / "log"),
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            # Under --cluster, also on the clusters' bridge (nodes have namespaces of their own).
+            "RABBITMQ_NODE_IP_ADDRESS": "0.0.0.0" if _cluster_mode() else "127.0.0.1",
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_NODENAME": self.node,
             "ERL_EPMD_PORT": str(self.epmd_port),

@@ -195,11 +195,11 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     moto: Moto,
     recorder: Recorder,
 ) -> None:
-    """An SQS mapping made through an api node is polled by exactly one of the two other nodes (the
-    api node and the other report no poller for it), every message is delivered; its node SIGKILLed,
-    the other polls it and delivers what comes next (AWS: one mapping's pollers share the queue;
-    each message is delivered at least once); the function deleted through the api node, the
-    survivor stops polling and says why."""
+    """An SQS mapping made through an api node is polled by exactly one of the two other nodes
+    (every node's ``/_lambdad/esm`` names that one, asked of it), every message is delivered;
+    its node SIGKILLed, the other polls it and delivers what comes next (AWS: one mapping's
+    pollers share the queue; each message is delivered at least once); the function deleted
+    through the api node, the survivor stops polling and says why."""
     api, nodes, _ = cluster(start_server, postgres, nats, moto)
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName=unique("owned"), Attributes={"VisibilityTimeout": "5"})[
@@ -216,13 +216,16 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     poller = holder(nodes, f"esm.{uuid}")
     other = next(n for n in nodes if n is not poller)
 
-    def polling(server: Server) -> bool:
+    def polling(server: Server) -> str | None:
+        """The id of the node polling the mapping, as ``server`` says (None: no node)."""
         found = server.get_json("/_lambdad/esm")["EventSourceMappings"]
-        return any(m["UUID"] == uuid and m["Polling"] for m in found)
+        return next((m["Node"] for m in found if m["UUID"] == uuid and m["Polling"]), None)
 
-    wait_until(lambda: polling(poller), timeout=30)
-    assert not polling(other)
-    assert not polling(api)
+    def id_of(server: Server) -> str:
+        return (server.data_dir / "node-id").read_text().strip()
+
+    wait_until(lambda: polling(poller) == id_of(poller), timeout=30)
+    assert polling(other) == polling(api) == id_of(poller)
     assert "role api" in str(api.get_json("/_lambdad/doctor")["node"]["claims"])
 
     def send(names: list[str]) -> None:
@@ -235,17 +238,17 @@ def test_an_sqs_mapping_is_polled_by_one_node_then_by_the_survivor(
     first = [f"a{n}" for n in range(10)]
     send(first)
     wait_until(lambda: set(first) <= delivered(), timeout=60)
-    assert not polling(other)
+    assert polling(other) == id_of(poller)
     poller.stop(signal.SIGKILL)
     assert holder([other], f"esm.{uuid}") is other
-    wait_until(lambda: polling(other), timeout=30)
+    wait_until(lambda: polling(other) == polling(api) == id_of(other), timeout=30)
     second = [f"b{n}" for n in range(10)]
     send(second)
     wait_until(lambda: set(second) <= delivered(), timeout=60)
     # The function deleted through the api node: the poller stops (AWS: a mapping of a
     # missing function consumes nothing, and its LastProcessingResult says so).
     lam.delete_function(FunctionName=fn["FunctionName"])
-    wait_until(lambda: not polling(other), timeout=30)
+    wait_until(lambda: polling(other) is None and polling(api) is None, timeout=30)
 
     def result() -> str:
         return str(lam.get_event_source_mapping(UUID=uuid).get("LastProcessingResult", ""))

@@ -573,7 +573,7 @@ def test_lambdad_esm_lists_mappings_and_doctor_shows_the_pollers(
     assert line.split()[:4] == [uuid, "Enabled", source, fn]
     assert line.split()[4].startswith("waiting=")
     report = esm_server.get_json("/_lambdad/doctor")["event sources"]
-    assert report["endpoint sqs"] == moto.endpoint
+    assert report["endpoint sqs"] == esm_server.reaching(moto.endpoint)
     assert {"sqs", "kinesis", "dynamodb", "mq"} <= set(report["pollers"].split(", "))
     doctor = subprocess.run(
         [*cli, "doctor", "--endpoint", esm_server.endpoint],
@@ -659,7 +659,10 @@ def test_each_source_service_is_reached_at_its_own_endpoint(start_server: Any, m
     )
     assert made["State"] == "Creating"
     report = srv.get_json("/_lambdad/doctor")["event sources"]
-    assert (report["endpoint sqs"], report["endpoint kinesis"]) == (moto.endpoint, "none")
+    assert (report["endpoint sqs"], report["endpoint kinesis"]) == (
+        srv.reaching(moto.endpoint),
+        "none",
+    )
 
 
 def test_a_mapping_of_a_deleted_function_says_so(client: Any, moto: Moto) -> None:

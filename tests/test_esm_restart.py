@@ -84,10 +84,13 @@ def bodies(recorder: Recorder) -> list[str]:
 
 
 def kill(server: Server) -> None:
-    """SIGKILL ``server`` and wait until every process it had started is gone too, so that
-    nothing of it reports to the recorder afterwards."""
-    children = descendants(server.process.pid)
-    server.stop(signal.SIGKILL)
+    """SIGKILL ``server`` (a cluster: every node of it at once, as a power cut would: the
+    poller runs on one node, its batches on any) and wait until every process they had
+    started is gone too, so that nothing of them reports to the recorder afterwards."""
+    nodes = server.nodes()
+    children = [pid for node in nodes for pid in descendants(node.process.pid)]
+    for node in nodes:
+        node.stop(signal.SIGKILL)
 
     def gone() -> bool:
         return not [pid for pid in children if _alive(pid)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.conftest import (
     Recorder,
     Server,
     create_function,
+    kill_every_node,
     launch_server,
     shutdown,
     unique,
@@ -147,7 +147,7 @@ def test_a_rule_fires_once_per_occurrence_across_a_sigkill(
     events.put_rule(Name=name, ScheduleExpression="rate(1 minute)")
     events.put_targets(Rule=name, Targets=[{"Id": "t", "Arn": function}])
     wait_until(lambda: len(fires(recorder, 1)) >= 3, timeout=60)
-    srv.stop(signal.SIGKILL)
+    kill_every_node(srv)
     lam.close()
     events.close()
     last = max(at for _, at in fires(recorder, 1))

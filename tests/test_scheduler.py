@@ -7,7 +7,6 @@ import datetime
 import itertools
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from tests.conftest import (
     Recorder,
     Server,
     create_function,
+    kill_every_node,
     launch_server,
     refused,
     shutdown,
@@ -505,7 +505,7 @@ def test_no_occurrence_is_missed_or_doubled_across_sigkill(
             Target=target(fn_arn(function), Input=input_of(number)),
         )
     wait_until(lambda: all(len(fires(recorder, n)) >= 3 for n in range(10, 10 + count)), 60)
-    srv.stop(signal.SIGKILL)
+    kill_every_node(srv)
     lam.close()
     sched.close()
     before = {n: max(at for _, at in fires(recorder, n)) for n in range(10, 10 + count)}

@@ -117,6 +117,7 @@ from lambdad.store.sqlite import SqliteStore
 from lambdad.store.sqlite_queue import SqliteQueue
 
 if TYPE_CHECKING:
+    from lambdad.events.esm_peers import EsmStatusPeers
     from lambdad.store.log_replication import LogReplication
     from lambdad.store.nats_link import NatsLink
     from lambdad.store.trace_replication import TraceReplication
@@ -533,6 +534,13 @@ class Lambdad:
             self.mappings, source_clients, self.invoker, self.functions, owners=self.owners
         )
         self.pollers.register("sqs", sqs_factory(settings.time_scale))
+        #: In a cluster: a poller's status is asked of the node that runs it.
+        self.esm_peers: EsmStatusPeers | None = None
+        if self.nats is not None:
+            from lambdad.events.esm_peers import EsmStatusPeers
+
+            self.esm_peers = EsmStatusPeers(self.nats, self._node_id)
+            self.pollers.peers = self.esm_peers
         on_failure = destination_sinks(
             lambda ctx: StreamFailureDestination(ctx.clients, retry_delay=settings.scaled(1.0))
         )
@@ -826,8 +834,11 @@ class Lambdad:
                 Part("schedules", self.time_triggers.start, self.time_triggers.close),
                 Part("trigger retries", self.trigger_retries.start, self.trigger_retries.close),
             ]
+        peers = self.esm_peers
+        assert peers is not None
+        asked = [Part("pollers' status", _nothing, peers.close)]
         if self.owners is None or self.owned_triggers is None:
-            return []
+            return asked
         triggers = self.owned_triggers
 
         durable = self.owned_durable
@@ -838,6 +849,7 @@ class Lambdad:
             self.store.subscribe(triggers.heard_stored)
 
         return [
+            *asked,
             Part("claims bucket", self.claims.open, self.claims.close),
             Part("pollers", self.pollers.start, self.pollers.close),
             Part("schedules", triggers.start, triggers.close),

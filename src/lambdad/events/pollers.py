@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from lambdad import errors
@@ -81,6 +81,19 @@ class Backlogged(Protocol):
     async def backlog(self) -> dict[str, int] | None: ...
 
 
+class StatusPeers(Protocol):
+    """The other nodes of a cluster, for the status of pollers running there
+    (``events/esm_peers.py``)."""
+
+    async def offer(self, uuid: str, answer: Callable[[], Awaitable[dict[str, Any]]]) -> None: ...
+
+    async def withdraw(self, uuid: str) -> None: ...
+
+    async def ask(self, uuid: str) -> dict[str, Any] | None: ...
+
+    def node(self) -> str: ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MappingStatus:
     """How one mapping is doing, for ``lambdad esm`` and ``lambdad doctor``."""
@@ -92,6 +105,9 @@ class MappingStatus:
     behind_ms: dict[str, int] | None = None
     #: Messages waiting and in flight (queues), or None.
     backlog: dict[str, int] | None = None
+    #: In a cluster, the id of the node whose poller runs it (None: here on a single node,
+    #: or no poller).
+    node: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         m = self.mapping
@@ -106,6 +122,7 @@ class MappingStatus:
             "MillisBehind": self.behind_ms,
             "Backlog": self.backlog,
             "Lag": self.lag_text(),
+            "Node": self.node,
         }
 
     def lag_text(self) -> str:
@@ -255,6 +272,9 @@ class Pollers:
         self._factories: dict[str, PollerFactory] = {}
         self._running: dict[str, _Running] = {}
         self._lock = asyncio.Lock()
+        #: In a cluster: the nodes asked for the status of a poller running elsewhere, and
+        #: told of this node's (set by the composition root); None on a single node.
+        self.peers: StatusPeers | None = None
         self.state = PollersState.NEW
         mappings.subscribe(self._heard)
         if functions is not None:
@@ -293,9 +313,27 @@ class Pollers:
 
     async def _status(self, mapping: EventSourceMapping) -> MappingStatus:
         entry = self._running.get(mapping.uuid)
-        if entry is None:
+        found: dict[str, Any] | None
+        if entry is not None:
+            found = await self._measure(entry.poller, mapping.uuid)
+            if self.peers is not None:
+                found["Node"] = self.peers.node()
+        elif self.peers is not None and mapping.state == MappingState.ENABLED:
+            found = await self.peers.ask(mapping.uuid)  # polled on another node, or nowhere
+            if found is None:
+                return MappingStatus(mapping, polling=False)
+        else:
             return MappingStatus(mapping, polling=False)
-        poller = entry.poller
+        return MappingStatus(
+            mapping,
+            polling=True,
+            behind_ms=found.get("MillisBehind"),
+            backlog=found.get("Backlog"),
+            node=found.get("Node"),
+        )
+
+    async def _measure(self, poller: Poller, uuid: str) -> dict[str, Any]:
+        """A running poller's lag: ``{"MillisBehind": ..., "Backlog": ...}``."""
         behind = poller.lag() if isinstance(poller, Lagging) else None
         backlog: dict[str, int] | None = None
         if isinstance(poller, Backlogged):
@@ -303,8 +341,8 @@ class Pollers:
                 async with asyncio.timeout(LAG_TIMEOUT):
                     backlog = await poller.backlog()
             except Exception as exc:  # unknown (timed out, refused): not the listing's error
-                log.info("backlog of mapping %s unknown: %r", mapping.uuid, exc)
-        return MappingStatus(mapping, polling=True, behind_ms=behind, backlog=backlog)
+                log.info("backlog of mapping %s unknown: %r", uuid, exc)
+        return {"MillisBehind": behind, "Backlog": backlog}
 
     def running(self) -> list[EventSourceMapping]:
         """The mappings a poller runs for (their configuration as the poller got it)."""
@@ -421,6 +459,8 @@ class Pollers:
             await self._failed(context, exc)
             return
         self._running[mapping.uuid] = entry
+        if self.peers is not None:
+            await self.peers.offer(mapping.uuid, lambda: self._measure(poller, mapping.uuid))
 
     async def _failed(self, context: PollerContext, exc: Exception) -> None:
         log.error(
@@ -505,6 +545,8 @@ class Pollers:
         async with self._lock:
             entry = self._running.pop(uuid, None)
             if entry is not None:
+                if self.peers is not None:
+                    await self.peers.withdraw(uuid)
                 await self._close(entry)
 
     async def _close(self, entry: _Running) -> None:
