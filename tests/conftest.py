@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -883,6 +884,25 @@ def meet():
 """
 
 
+#: Where the next ``service_listener`` starts looking in ``SERVICE_PORTS`` (a random start,
+#: then onwards: a service's port is not handed to the next test's service at once).
+_NEXT_SERVICE_PORT: list[int] = []
+
+
+def _service_ports() -> list[int]:
+    """The ports a service may bind, in the order to try: any (0), or the relayed ports from
+    just after the last one given, so that a function of an earlier test still running (a
+    durable execution's next invocation, a retry) never reports to a later test's service on
+    the port it was given."""
+    if not SERVICE_PORTS:
+        return [0]
+    ports = list(SERVICE_PORTS[0])
+    if not _NEXT_SERVICE_PORT:
+        _NEXT_SERVICE_PORT.append(random.randrange(len(ports)))
+    start = _NEXT_SERVICE_PORT[0] % len(ports)
+    return ports[start:] + ports[:start]
+
+
 def service_listener(backlog: int = 128) -> socket.socket:
     """A test service's listening socket that functions reach under either sandbox: on every
     address, marked (as root) so that the Linux sandbox's cells may connect to it at their
@@ -891,9 +911,11 @@ def service_listener(backlog: int = 128) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with contextlib.suppress(OSError):  # not root: the plain sandbox shares the network
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CELL_MARK)
-    for port in SERVICE_PORTS[0] if SERVICE_PORTS else [0]:
+    for port in _service_ports():
         try:
             sock.bind(("0.0.0.0", port))
+            if SERVICE_PORTS:
+                _NEXT_SERVICE_PORT[0] = SERVICE_PORTS[0].index(port) + 1
             break
         except OSError:
             continue
