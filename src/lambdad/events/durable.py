@@ -201,6 +201,10 @@ class DurableEngine:
             if ended is not None:
                 doc = await self.executions.record(key)
                 if doc is None or doc["status"] != "RUNNING":
+                    # Forgotten once set: an execution of the same name begun later (its
+                    # function deleted and made again) is waited for afresh.
+                    if self._ended.get(key) is ended:
+                        del self._ended[key]
                     ended.set()
 
     async def close(self) -> None:

@@ -149,7 +149,8 @@ class NatsClaims:
                     async with asyncio.timeout(self._op_timeout):
                         await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
         except (nats.errors.Error, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"reading the claims bucket: {exc!r}") from exc
+            # str(), not repr(): a JetStream APIError's repr drops its code and description.
+            raise StoreUnavailable(f"reading the claims bucket: {exc}") from exc
         return found
 
     async def claim(self, key: str, owner: str) -> int | None:
