@@ -81,9 +81,16 @@ class DurableExecutions:
     """The durable executions of every account, and what CheckpointDurableExecution,
     GetDurableExecutionState and the engine do to them."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float] = time.time, *, conditional: bool = True
+    ) -> None:
         self._store = store
         self._clock = clock
+        #: Whether saves are conditional on the revision read (``_save``): needed where other
+        #: processes write the same store (a cluster's PostgreSQL); one process alone on its
+        #: SQLite file changes an execution only under its lock, and the condition would cost
+        #: a transaction per checkpoint (docs/durable-functions.md).
+        self._conditional = conditional
         self._locks: dict[Key, asyncio.Lock] = {}
         #: The documents of the executions with an invocation under way on this lambdad, as
         #: last written (write-through): a checkpoint reads none from the store.
@@ -173,19 +180,20 @@ class DurableExecutions:
         new or ``changed`` (their ids; None: every one) and the events not yet stored, in one
         transaction; keep it in memory while an invocation of it is under way.
 
-        The record's ``rev`` goes up by one at every save, and the save expects the revision
-        it read (``create``: that there is none): StoreConflict when another node wrote the
-        execution meanwhile (``_changing`` then reads it again)."""
+        The record's ``rev`` goes up by one at every save, and (``conditional``) the save
+        expects the revision it read (``create``: that there is none): StoreConflict when
+        another node wrote the execution meanwhile (``_changing`` then reads it again)."""
         history = doc["history"]
         stored = doc.get(_EVENT_ROWS, 0)
         read = doc.get("rev")  # None: new, or stored before records had revisions
         record = {k: v for k, v in doc.items() if k not in _NOT_IN_RECORD}
         record["rev"] = (read or 0) + 1
-        writes = [
-            Write(Table.DURABLE_EXECUTIONS, key, record, create=True)
-            if create
-            else Write(Table.DURABLE_EXECUTIONS, key, record, expect=("rev", read))
-        ]
+        if not self._conditional:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        elif create:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record, create=True)]
+        else:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record, expect=("rev", read))]
         ops = doc["ops"]
         writes += [
             Write(Table.DURABLE_OPERATIONS, (*key, _position_key(at)), ops[at])
