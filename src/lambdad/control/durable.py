@@ -46,7 +46,7 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 #: How many times a change of an execution is made again when another node wrote the
 #: execution between its read and its save (``DurableExecutions._changing``).
-CONFLICT_ATTEMPTS = 5
+CONFLICT_ATTEMPTS = 20
 #: A change made to an execution from outside its handler (``DurableExecutions.settle``).
 Settle = Callable[[Doc, dict[str, Any], float], list[durable_callbacks.Event]]
 
