@@ -517,7 +517,7 @@ def measure_throughput(port: int, count: int, concurrency: int) -> dict[str, flo
     return {"executions": float(done[0]), "seconds": elapsed, "per_second": done[0] / elapsed}
 
 
-def measure_share(steps: int, runs: int) -> tuple[list[float], float]:
+def measure_share(steps: int, runs: int, conditional: bool = False) -> tuple[list[float], float]:
     """lambdad's own time per checkpoint (ms), in process, over the SQLite store; and its CPU
     per checkpoint (ms, every thread: the database thread's write and fsync included), a
     figure that load stretches less than time."""
@@ -544,7 +544,9 @@ def measure_share(steps: int, runs: int) -> tuple[list[float], float]:
     async def run(path: Path) -> tuple[list[float], float]:
         store = SqliteStore(path)
         await store.open()
-        executions = DurableExecutions(store)
+        # As ``serve`` on one process (saves unconditional); ``--conditional``: as on a
+        # cluster's shared store (each save expects the revision it read).
+        executions = DurableExecutions(store, conditional=conditional)
         samples: list[float] = []
         cpu = time.process_time()
         for index in range(runs):
@@ -590,11 +592,16 @@ def main() -> int:
         action="store_true",
         help="measure only lambdad's own share of a checkpoint, in process",
     )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="with --share: saves conditional on the revision read, as on a shared store",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
     if args.share:
-        share, cpu = measure_share(args.steps, args.runs)
+        share, cpu = measure_share(args.steps, args.runs, args.conditional)
         print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(
             f"| lambdad's share of a checkpoint ({len(share)}; {args.steps} steps "

@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from tests.conftest import (
 from tests.nats_server import NatsServer, unavailable_reason
 from tests.postgres_server import PostgresServer
 from tests.test_cluster_logs import client as aws_client
-from tests.test_durable import _has_event, durable_function, sdk_files, steps_run
+from tests.test_durable import REPORT, _has_event, durable_function, sdk_files, steps_run
 
 __all__ = ["sdk_files"]  # the durable SDK's files, a session fixture of tests/test_durable.py
 
@@ -294,4 +295,74 @@ def test_a_durable_execution_is_driven_by_one_node_and_resumed_by_another_when_i
     assert execution["Status"] == "SUCCEEDED"
     assert json.loads(execution["Result"]) == {"sum": 3, "input": "c"}
     assert steps_run(recorder) == ["one", "two"]
+    client.close()
+
+
+#: Steps in a loop, as fast as the SDK checkpoints them, each reporting ``<tag> <step>``.
+LOOPING = (
+    REPORT
+    + """
+
+@durable_execution
+def handler(event, context: DurableContext):
+    for n in range(100000):
+        context.step(lambda _, n=n: report(event["tag"], n), name=f"s{n}")
+    return {}
+"""
+)
+
+
+def test_a_stop_through_the_api_node_is_never_undone_by_the_node_running_the_execution(
+    start_server: Callable[..., Server],
+    postgres: PostgresServer,
+    nats: NatsServer,
+    moto: Moto,
+    recorder: Recorder,
+    sdk_files: dict[str, bytes],
+) -> None:
+    """An execution checkpointing steps in a loop on one node, stopped through the api node
+    (six times, each at another point of the loop), ends STOPPED and stays STOPPED: the
+    running invocation's next checkpoint is refused, at most the step in flight at the stop's
+    answer runs after it, no step event follows the stop and the invocation ends (AWS: a
+    stopped execution takes no more checkpoints)."""
+    api, _, _ = cluster(start_server, postgres, nats, moto)
+    client = api.client()
+    name = durable_function(client, recorder, sdk_files, LOOPING)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+
+    def steps(tag: str) -> int:
+        return sum(1 for run_tag, _ in list(recorder.runs) if run_tag == tag)
+
+    def newest_events(arn: str) -> list[dict[str, Any]]:
+        found = client.get_durable_execution_history(DurableExecutionArn=arn, ReverseOrder=True)
+        return list(found["Events"])[::-1]
+
+    stopped: list[str] = []
+    for round_, before in enumerate((3, 6, 10, 15, 20, 30)):
+        tag = f"r{round_}"
+        arn = client.invoke(
+            FunctionName=name, InvocationType="Event", Payload=json.dumps({"tag": tag}).encode()
+        )["DurableExecutionArn"]
+        wait_until(lambda tag=tag, before=before: steps(tag) >= before, timeout=60)
+        client.stop_durable_execution(DurableExecutionArn=arn)
+        answered = steps(tag)
+
+        def ended(arn: str = arn) -> list[dict[str, Any]] | None:
+            events = newest_events(arn)
+            kinds = [e["EventType"] for e in events]
+            if "ExecutionStopped" not in kinds:
+                return events  # overwritten: fails below
+            after = kinds[kinds.index("ExecutionStopped") :]
+            return events if "InvocationCompleted" in after else None
+
+        events = wait_until(ended, timeout=60)
+        kinds = [e["EventType"] for e in events]
+        assert "ExecutionStopped" in kinds, kinds[-10:]
+        after = kinds[kinds.index("ExecutionStopped") + 1 :]
+        assert not [kind for kind in after if kind.startswith("Step")], after
+        assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "STOPPED"
+        assert steps(tag) <= answered + 1
+        stopped.append(arn)
+    for arn in stopped:  # still, after the later rounds' steps and stops
+        assert client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "STOPPED"
     client.close()

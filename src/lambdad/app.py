@@ -440,7 +440,8 @@ class Lambdad:
         )
         #: Durable executions and the engine that drives them (docs/durable-functions.md).
         self.durable = DurableEngine(
-            DurableExecutions(self.store),
+            # Saves conditional on the revision read where other nodes write the same store.
+            DurableExecutions(self.store, conditional=bool(settings.store_url)),
             self.functions,
             self.invoker,
             retry_delay=settings.scaled(1.0),

@@ -136,6 +136,89 @@ def test_create_conflicts_and_transactions_are_atomic(make_store: Callable[[], S
     run(scenario)
 
 
+def test_an_expected_field_makes_a_write_conditional(make_store: Callable[[], Store]) -> None:
+    """A write whose ``expect`` holds (the stored document's field equals the value, an absent
+    field equalling None) applies with its transaction; one whose ``expect`` fails (the field
+    changed, the document is gone) raises StoreConflict and applies none of its transaction."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.open()
+        # Another process's store on the same data (the in-memory store has no other).
+        other = store if isinstance(store, MemoryStore) else make_store()
+        if other is not store:
+            await other.open()
+        key, row = ("a", "r", "fn", "x"), ("a", "r", "fn", "x", "000000001")
+        await store.put(Table.DURABLE_EXECUTIONS, key, {"status": "RUNNING"})
+        await store.write(
+            [
+                Write(Table.DURABLE_EXECUTIONS, key, {"rev": 1}, expect=("rev", None)),
+                Write(Table.DURABLE_OPERATIONS, row, {"n": 1}),
+            ]
+        )
+        await other.write([Write(Table.DURABLE_EXECUTIONS, key, {"rev": 2}, expect=("rev", 1))])
+        for stale in (1, None, "2"):
+            with pytest.raises(StoreConflict):
+                await store.write(
+                    [
+                        Write(Table.DURABLE_OPERATIONS, row, {"n": 2}),
+                        Write(Table.DURABLE_EXECUTIONS, key, {"rev": 9}, expect=("rev", stale)),
+                    ]
+                )
+        with pytest.raises(StoreConflict):
+            await store.write([Write(Table.DURABLE_EXECUTIONS, key, None, expect=("rev", 1))])
+        assert await store.get(Table.DURABLE_EXECUTIONS, key) == {"rev": 2}
+        assert await store.get(Table.DURABLE_OPERATIONS, row) == {"n": 1}
+        with pytest.raises(StoreConflict):
+            await store.write(
+                [Write(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "y"), {}, expect=("rev", None))]
+            )
+        assert await store.get(Table.DURABLE_EXECUTIONS, ("a", "r", "fn", "y")) is None
+        await store.write([Write(Table.DURABLE_EXECUTIONS, key, None, expect=("rev", 2))])
+        assert await other.get(Table.DURABLE_EXECUTIONS, key) is None
+        await other.close()
+        await store.close()
+
+    run(scenario)
+
+
+def test_concurrent_conditional_writes_of_one_revision_admit_exactly_one(
+    make_store: Callable[[], Store],
+) -> None:
+    """Writers that all expect the revision they read, at once through stores of their own:
+    exactly one is applied, every other raises StoreConflict (a compare-and-set)."""
+
+    async def scenario() -> None:
+        first = make_store()
+        # Stores of their own on the same data (the in-memory store has no other).
+        if isinstance(first, MemoryStore):
+            stores = [first] * 4
+        else:
+            stores = [first, *(make_store() for _ in range(3))]
+        for store in set(stores):
+            await store.open()
+        key = ("a", "r", "fn", "x")
+        await stores[0].put(Table.DURABLE_EXECUTIONS, key, {"rev": 0})
+
+        async def bump(store: Store, n: int) -> bool:
+            try:
+                await store.write(
+                    [Write(Table.DURABLE_EXECUTIONS, key, {"rev": 1, "by": n}, expect=("rev", 0))]
+                )
+            except StoreConflict:
+                return False
+            return True
+
+        won = await asyncio.gather(*(bump(store, n) for n, store in enumerate(stores)))
+        assert sum(won) == 1
+        doc = await stores[0].get(Table.DURABLE_EXECUTIONS, key)
+        assert doc == {"rev": 1, "by": won.index(True)}
+        for store in set(stores):
+            await store.close()
+
+    run(scenario)
+
+
 def test_a_transaction_of_puts_applies_in_order_across_tables(
     make_store: Callable[[], Store],
 ) -> None:

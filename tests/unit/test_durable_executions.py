@@ -280,6 +280,42 @@ def test_a_deleted_execution_is_not_written_back() -> None:
     asyncio.run(main())
 
 
+def test_another_nodes_change_is_never_overwritten_by_the_kept_copy() -> None:
+    """Two nodes on one store, the change feed not yet heard: a stop written by the other node
+    while an invocation runs here is not undone by this node's next checkpoint (answered as a
+    checkpoint of a stopped execution: no token, nothing applied) nor by the invocation's end;
+    a step checkpointed here before a pause there is kept by the pause (AWS: a stopped
+    execution takes no more checkpoints; changes are serialised)."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        worker, doc = await started(store)()
+        api = DurableExecutions(store)
+        key = SCOPE.key("flow", "run-1")
+        first = await worker.checkpoint(
+            SCOPE, doc["arn"], token_of(doc), [step("s1", "START")], None
+        )
+        await api.pause(SCOPE, doc["arn"], None, None, None)
+        stopped = await api.stop(SCOPE, doc["arn"], None)
+        assert stopped["status"] == "STOPPED"
+        late = await worker.checkpoint(
+            SCOPE, doc["arn"], first["CheckpointToken"], [step("s1", "SUCCEED")], None
+        )
+        assert late == {"NewExecutionState": {"Operations": []}}
+        await worker.end_invocation(key, 0.0, "req-1")
+        stored = await api.get(SCOPE, doc["arn"])
+        assert stored["status"] == "STOPPED"
+        kinds = [e["EventType"] for e in stored["history"]]
+        assert kinds[kinds.index("StepStarted") :][-2:] == [
+            "ExecutionStopped",
+            "InvocationCompleted",
+        ]
+        assert "StepSucceeded" not in kinds
+        assert [op["Status"] for op in stored["ops"]] == ["STOPPED", "STARTED"]
+
+    asyncio.run(main())
+
+
 def test_history_events_are_rows_of_their_own() -> None:
     """A checkpoint stores its new events as rows of their own beside the execution's record
     (which holds no history); the history reads back whole and in order past nine events."""

@@ -27,8 +27,8 @@ import itertools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from lambdad import errors
 from lambdad.control import (
@@ -40,9 +40,13 @@ from lambdad.control import (
 )
 from lambdad.control.arns import Scope
 from lambdad.control.model import FunctionConfig
-from lambdad.store.base import Key, Store, StoreChange, Table, Write
+from lambdad.store.base import Key, Store, StoreChange, StoreConflict, Table, Write
 
 Doc = dict[str, Any]
+T = TypeVar("T")
+#: How many times a change of an execution is made again when another node wrote the
+#: execution between its read and its save (``DurableExecutions._changing``).
+CONFLICT_ATTEMPTS = 20
 #: A change made to an execution from outside its handler (``DurableExecutions.settle``).
 Settle = Callable[[Doc, dict[str, Any], float], list[durable_callbacks.Event]]
 
@@ -77,9 +81,16 @@ class DurableExecutions:
     """The durable executions of every account, and what CheckpointDurableExecution,
     GetDurableExecutionState and the engine do to them."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float] = time.time, *, conditional: bool = True
+    ) -> None:
         self._store = store
         self._clock = clock
+        #: Whether saves are conditional on the revision read (``_save``): needed where other
+        #: processes write the same store (a cluster's PostgreSQL); one process alone on its
+        #: SQLite file changes an execution only under its lock, and the condition would cost
+        #: a transaction per checkpoint (docs/durable-functions.md).
+        self._conditional = conditional
         self._locks: dict[Key, asyncio.Lock] = {}
         #: The documents of the executions with an invocation under way on this lambdad, as
         #: last written (write-through): a checkpoint reads none from the store.
@@ -98,6 +109,28 @@ class DurableExecutions:
             except BaseException:
                 self._live.pop(key, None)
                 raise
+
+    async def _changing(self, key: Key, edit: Callable[[], Awaitable[T]]) -> T:
+        """Run ``edit`` (a read, a change and its ``_save``) under the execution's lock. A save
+        refused because another node wrote the execution since it was read (``StoreConflict``:
+        its revision moved on) drops the kept document and runs ``edit`` again on the store's,
+        so the other node's change is never overwritten: a checkpoint after a stop finds the
+        execution stopped, a stop after a checkpoint still stops. Whatever else fails drops the
+        kept document too (``_editing``)."""
+        async with self._lock(key):
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    return await edit()
+                except StoreConflict:
+                    self._live.pop(key, None)
+                    if attempt == CONFLICT_ATTEMPTS:
+                        raise errors.ResourceConflictException(
+                            "The durable execution was changed concurrently; try again."
+                        ) from None
+                except BaseException:
+                    self._live.pop(key, None)
+                    raise
+        raise AssertionError("unreachable")
 
     async def _read(self, key: Key) -> Doc | None:
         """The execution, from memory while an invocation of it is under way here."""
@@ -140,14 +173,27 @@ class DurableExecutions:
             raise errors.ResourceNotFoundException(NOT_FOUND)
         return doc
 
-    async def _save(self, key: Key, doc: Doc, changed: Collection[str] | None = None) -> None:
+    async def _save(
+        self, key: Key, doc: Doc, changed: Collection[str] | None = None, *, create: bool = False
+    ) -> None:
         """Write the execution (durable before anything answers): its record, the operations
         new or ``changed`` (their ids; None: every one) and the events not yet stored, in one
-        transaction; keep it in memory while an invocation of it is under way."""
+        transaction; keep it in memory while an invocation of it is under way.
+
+        The record's ``rev`` goes up by one at every save, and (``conditional``) the save
+        expects the revision it read (``create``: that there is none): StoreConflict when
+        another node wrote the execution meanwhile (``_changing`` then reads it again)."""
         history = doc["history"]
         stored = doc.get(_EVENT_ROWS, 0)
+        read = doc.get("rev")  # None: new, or stored before records had revisions
         record = {k: v for k, v in doc.items() if k not in _NOT_IN_RECORD}
-        writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        record["rev"] = (read or 0) + 1
+        if not self._conditional:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record)]
+        elif create:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record, create=True)]
+        else:
+            writes = [Write(Table.DURABLE_EXECUTIONS, key, record, expect=("rev", read))]
         ops = doc["ops"]
         writes += [
             Write(Table.DURABLE_OPERATIONS, (*key, _position_key(at)), ops[at])
@@ -158,6 +204,7 @@ class DurableExecutions:
             for event in history[stored:]
         ]
         await self._store.write(writes)
+        doc["rev"] = record["rev"]
         doc[_EVENT_ROWS] = len(history)
         doc[_OP_ROWS] = len(ops)
         if doc["invoking"] and doc["status"] == "RUNNING":
@@ -197,7 +244,8 @@ class DurableExecutions:
         name = name or str(uuid.uuid4())
         key = scope.key(config.name, name)
         text = payload.decode("utf-8", "replace") if payload else "{}"
-        async with self._editing(key):
+
+        async def edit() -> tuple[Doc, bool]:
             old = await self._read(key)
             if old is not None:
                 if old["input"] != text:
@@ -207,8 +255,10 @@ class DurableExecutions:
                     )
                 return old, False
             doc = self._new(scope, config, name, text)
-            await self._save(key, doc)
+            await self._save(key, doc, create=True)
             return doc, True
+
+        return await self._changing(key, edit)
 
     def _new(self, scope: Scope, config: FunctionConfig, name: str, text: str) -> Doc:
         now = self._clock()
@@ -322,7 +372,8 @@ class DurableExecutions:
     async def begin_invocation(self, key: Key) -> Doc | None:
         """Ready the execution for its next invocation: end what is due, and issue the
         invocation's checkpoint token. None when it has ended (or is gone) or is paused."""
-        async with self._editing(key):
+
+        async def edit() -> Doc | None:
             doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING" or durable_pause.held(doc):
                 return None
@@ -334,12 +385,15 @@ class DurableExecutions:
             await self._save(key, doc, changed)
             return doc
 
+        return await self._changing(key, edit)
+
     async def end_invocation(
         self, key: Key, started: float, request_id: str, error: Any = None, *, record: bool = True
     ) -> Doc | None:
         """The invocation ended (``InvocationCompleted``, unless not ``record``: one that never
         ran): its tokens stop working. Returns the execution as it is."""
-        async with self._editing(key):
+
+        async def edit() -> Doc | None:
             doc = await self._read(key)
             if doc is None:
                 return None
@@ -366,11 +420,14 @@ class DurableExecutions:
             await self._save(key, doc, ())  # its events change no operation
             return doc
 
+        return await self._changing(key, edit)
+
     async def finish(
         self, key: Key, status: str, result: str | None = None, error: Any = None
     ) -> Doc | None:
         """End the execution with ``status`` (a no-op once it has ended)."""
-        async with self._editing(key):
+
+        async def edit() -> Doc | None:
             doc = await self._read(key)
             if doc is None or doc["status"] != "RUNNING":
                 return doc
@@ -378,12 +435,15 @@ class DurableExecutions:
             await self._save(key, doc, (doc["invocation_id"],))
             return doc
 
+        return await self._changing(key, edit)
+
     async def settle(self, key: Key, change: Settle) -> Doc:
         """Apply ``change`` to the execution under its lock (an operation that ended outside
         the handler: a callback, a chained invoke), record the events it returns and mark the
         execution ``woken`` when there are any. ResourceNotFoundException when it is gone;
         whatever ``change`` raises leaves it as it was."""
-        async with self._editing(key):
+
+        async def edit() -> Doc:
             doc = await self._load(key)
             now = self._clock()
             ops = _ops(doc)
@@ -396,11 +456,14 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
+        return await self._changing(key, edit)
+
     async def stop(self, scope: Scope, arn: str, error: Any) -> Doc:
         """StopDurableExecution: a running execution ends ``STOPPED``; an ended one is
         InvalidParameterValueException (AWS refuses to stop what has ended)."""
         key = self.key_of(scope, arn)
-        async with self._editing(key):
+
+        async def edit() -> Doc:
             doc = await self._load(key, arn)
             if doc["status"] != "RUNNING":
                 raise errors.InvalidParameterValueException(
@@ -409,6 +472,8 @@ class DurableExecutions:
             _end(doc, "STOPPED", None, error, self._clock())
             await self._save(key, doc, (doc["invocation_id"],))
             return doc
+
+        return await self._changing(key, edit)
 
     async def pause(
         self,
@@ -420,7 +485,8 @@ class DurableExecutions:
     ) -> Doc:
         """PauseDurableExecution (``durable_pause.request``)."""
         key = self.key_of(scope, arn)
-        async with self._editing(key):
+
+        async def edit() -> Doc:
             doc = await self._load(key, arn)
             now = self._clock()
             execution = _ops(doc)[doc["invocation_id"]]
@@ -430,12 +496,15 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
+        return await self._changing(key, edit)
+
     async def resume(
         self, scope: Scope, arn: str, reason: str | None, client_token: str | None
     ) -> Doc:
         """ResumeDurableExecution (``durable_pause.resume``)."""
         key = self.key_of(scope, arn)
-        async with self._editing(key):
+
+        async def edit() -> Doc:
             doc = await self._load(key, arn)
             now = self._clock()
             execution = _ops(doc)[doc["invocation_id"]]
@@ -446,12 +515,15 @@ class DurableExecutions:
             await self._save(key, doc)
             return doc
 
+        return await self._changing(key, edit)
+
     async def hold(self, key: Key) -> Doc | None:
         """What a paused execution does while no invocation of it runs: end its waits, step
         retries and callback timeouts that are due (``woken`` when any did, so the resume
         invokes the handler), and pause one still ``PAUSING`` whose invocation was cut off by
         a restart. The execution as it is (None when gone)."""
-        async with self._editing(key):
+
+        async def edit() -> Doc | None:
             doc = await self._read(key)
             if doc is None or not durable_pause.held(doc):
                 return doc
@@ -470,6 +542,8 @@ class DurableExecutions:
             if changed:
                 await self._save(key, doc)
             return doc
+
+        return await self._changing(key, edit)
 
     async def delete(self, scope: Scope, arn: str) -> float:
         """DeleteDurableExecution: an execution that has ended is deleted with its history
@@ -508,7 +582,8 @@ class DurableExecutions:
         """CheckpointDurableExecution: apply ``updates`` under the current token; the answer
         carries the next token and the operations the updates changed."""
         key = self.key_of(scope, arn)
-        async with self._editing(key):
+
+        async def edit() -> dict[str, Any]:
             doc = await self._load(key, arn)
             early = _screen(doc, token, updates, client_token)
             if early is not None:
@@ -534,6 +609,8 @@ class DurableExecutions:
                 changed.append(doc["invocation_id"])
             await self._save(key, doc, changed)
             return answer
+
+        return await self._changing(key, edit)
 
     async def check(
         self,

@@ -122,12 +122,17 @@ class BlobNotFound(StoreError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Write:
-    """One write of a transaction: ``doc`` None deletes; ``create`` demands that it is new."""
+    """One write of a transaction: ``doc`` None deletes; ``create`` demands that it is new;
+    ``expect`` ``(field, value)`` demands that the stored document exists and that its
+    top-level ``field`` equals ``value`` (an absent field equals None), a compare-and-set:
+    else the whole transaction is refused with ``StoreConflict``. ``value`` is a JSON scalar
+    (a string, an integer, None)."""
 
     table: Table
     key: Key
     doc: Document | None
     create: bool = False
+    expect: tuple[str, object] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,7 +200,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def write(self, writes: Sequence[Write]) -> None:
-        """Apply every write atomically, or none: ``StoreConflict`` if a ``create`` exists."""
+        """Apply every write atomically, or none: ``StoreConflict`` if a ``create`` exists or
+        an ``expect`` does not hold."""
 
     @abc.abstractmethod
     async def delete_prefix(self, table: Table, prefix: Key) -> int:

@@ -64,6 +64,8 @@ class MemoryStore(Store):
         for w in writes:
             if w.create and w.key in self._tables[w.table]:
                 raise StoreConflict(f"{w.table}:{'/'.join(w.key)} exists")
+            if w.expect is not None and not _holds(self._tables[w.table].get(w.key), w.expect):
+                raise StoreConflict(f"{w.table}:{'/'.join(w.key)} changed")
         for w in writes:
             if w.doc is None:
                 self._tables[w.table].pop(w.key, None)
@@ -168,3 +170,11 @@ class MemoryQueue(Queue):
 
     def pending(self) -> int:
         return len(self._heap) + len(self._owned)
+
+
+def _holds(stored: str | None, expect: tuple[str, object]) -> bool:
+    """Whether the stored document (its JSON) exists and its field equals the expected value."""
+    if stored is None:
+        return False
+    field, value = expect
+    return bool(json.loads(stored).get(field) == value)

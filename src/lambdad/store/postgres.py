@@ -128,6 +128,13 @@ def translated(what: str, where: str, doing: str) -> Iterator[None]:
         raise StoreUnavailable(f"the {what} {where}: {exc}") from exc
 
 
+#: A write's ``expect``: the stored document's field equals a JSON value (compared as
+#: ``jsonb``; an absent field is JSON null). Its row count says whether it held.
+_HOLDS = "COALESCE(doc::jsonb -> %s::text, 'null'::jsonb) = %s::jsonb"
+_DELETE_IF = f"DELETE FROM docs WHERE tbl = %s AND key = %s AND {_HOLDS}"
+_PUT_IF = f"UPDATE docs SET doc = %s::json WHERE tbl = %s AND key = %s AND {_HOLDS}"
+
+
 class PostgresStore(Store):
     """Documents in PostgreSQL. ``pool_size`` bounds the connections this process holds."""
 
@@ -278,11 +285,24 @@ class PostgresStore(Store):
             raise
 
     async def _write(self, writes: Sequence[Write], note: str) -> None:
-        # Pipeline mode: the whole transaction goes out in one round trip, not one per statement.
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+        # Pipeline mode: the whole transaction goes out in one round trip, not one per statement
+        # (a transaction with an ``expect`` takes one more: its row counts are read before the
+        # commit, and one that did not hold rolls everything back).
+        conditional: list[tuple[Write, psycopg.AsyncCursor[Any]]] = []
+        async with self.pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
             for w in writes:
                 key = encode(w.key)
-                if w.doc is None:
+                if w.expect is not None:
+                    field, value = w.expect[0], json.dumps(w.expect[1])
+                    if w.doc is None:
+                        cursor = await conn.execute(_DELETE_IF, (w.table.value, key, field, value))
+                    else:
+                        doc = json.dumps(w.doc)
+                        cursor = await conn.execute(
+                            _PUT_IF, (doc, w.table.value, key, field, value)
+                        )
+                    conditional.append((w, cursor))
+                elif w.doc is None:
                     await conn.execute(
                         "DELETE FROM docs WHERE tbl = %s AND key = %s", (w.table.value, key)
                     )
@@ -297,6 +317,11 @@ class PostgresStore(Store):
                         " ON CONFLICT (tbl, key) DO UPDATE SET doc = EXCLUDED.doc",
                         (w.table.value, key, json.dumps(w.doc)),
                     )
+            if conditional:
+                await pipeline.sync()
+                for w, cursor in conditional:
+                    if cursor.rowcount != 1:
+                        raise StoreConflict(f"{w.table}:{'/'.join(w.key)} changed")
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, note))
 
     async def delete_prefix(self, table: Table, prefix: Key) -> int:

@@ -68,15 +68,30 @@ def _translated(path: Path, doing: str) -> Iterator[None]:
 _DELETE = "DELETE FROM docs WHERE tbl = ? AND key = ?"
 _INSERT = "INSERT INTO docs (tbl, key, doc) VALUES (?, ?, ?)"
 _PUT = "INSERT OR REPLACE INTO docs (tbl, key, doc) VALUES (?, ?, ?)"
+#: A write's ``expect``: the stored document's field (a JSON path) equals a JSON value (both
+#: sides through ``json_extract``, so an absent field and null are both NULL, and ``IS``
+#: compares NULLs). Its row count says whether it held.
+_HOLDS = "json_extract(doc, ?) IS json_extract(?, '$')"
+_DELETE_IF = f"DELETE FROM docs WHERE tbl = ? AND key = ? AND {_HOLDS}"
+_PUT_IF = f"UPDATE docs SET doc = ? WHERE tbl = ? AND key = ? AND {_HOLDS}"
+_CONDITIONAL = (_DELETE_IF, _PUT_IF)
 
 
 def _statements(writes: Sequence[Write]) -> list[tuple[str, list[tuple[str, ...]]]]:
     """``writes`` as SQL statements in order, each with the rows of a run of writes of the
-    same kind (applied in order, so a later write of a key still wins)."""
+    same kind (applied in order, so a later write of a key still wins); a write with an
+    ``expect`` is a statement of its own (its row count tells whether it held)."""
     runs: list[tuple[str, list[tuple[str, ...]]]] = []
     for w in writes:
         key = encode(w.key)
         row: tuple[str, ...]
+        if w.expect is not None:
+            path, value = f'$."{w.expect[0]}"', json.dumps(w.expect[1])
+            if w.doc is None:
+                runs.append((_DELETE_IF, [(w.table.value, key, path, value)]))
+            else:
+                runs.append((_PUT_IF, [(json.dumps(w.doc), w.table.value, key, path, value)]))
+            continue
         if w.doc is None:
             sql, row = _DELETE, (w.table.value, key)
         else:
@@ -95,14 +110,15 @@ def _put_rows(count: int) -> str:
 
 
 def _one_statement(writes: Sequence[Write]) -> tuple[str, list[str]] | None:
-    """``writes`` as one statement when every one is a plain put (no delete, no ``create``):
+    """``writes`` as one statement when every one is a plain put (no delete, ``create`` or
+    ``expect``):
     a statement is atomic on its own, so it needs no transaction around it (one trip to the
     database thread instead of three). None: they need a transaction."""
     if not 0 < len(writes) <= _ROWS_PER_STATEMENT:
         return None
     args: list[str] = []
     for w in writes:
-        if w.doc is None or w.create:
+        if w.doc is None or w.create or w.expect is not None:
             return None
         args += (w.table.value, encode(w.key), json.dumps(w.doc))
     return _put_rows(len(writes)), args
@@ -219,7 +235,11 @@ class SqliteStore(Store):
             # Consecutive writes of the same kind go to the database thread as one
             # ``executemany`` (a thousand fire records at once are one hop, not a thousand).
             for sql, rows in _statements(writes):
-                if len(rows) == 1:
+                if sql in _CONDITIONAL:
+                    cursor = await db.execute(sql, rows[0])
+                    if cursor.rowcount != 1:
+                        raise StoreConflict(f"{rows[0][-4]}:{rows[0][-3]} changed")
+                elif len(rows) == 1:
                     await db.execute(sql, rows[0])
                 else:
                     await db.executemany(sql, rows)
