@@ -314,15 +314,17 @@ class Owners:
 
     async def _stale(self) -> None:
         """Stop the work of keys not renewed within the fence (others may take them soon)."""
-        limit = self._clock() - self.lease * FENCE
-        for key, held in list(self._held.items()):
-            if key != self._member and held.renewed <= limit and self._held.get(key) is held:
-                log.warning(
-                    "claim %s not renewed for %.2f s: stopping its work",
-                    key,
-                    self._clock() - held.renewed,
-                )
-                await self._lost(key)
+        now = self._clock()
+        stale = [
+            (key, held)
+            for key, held in self._held.items()
+            if key != self._member and held.renewed <= now - self.lease * FENCE
+        ]
+        for key, held in stale:
+            log.warning("claim %s not renewed for %.2f s: stopping it", key, now - held.renewed)
+        # Side by side: one key's slow stop (a durable handler waited for) must not hold up
+        # the others'.
+        await asyncio.gather(*(self._lost(key) for key, _ in stale))
 
     async def _call(self, step: Callable[[str], Awaitable[None]], key: str) -> bool:
         """Run a holder's ``gained`` or ``lost``: whether it returned without an error."""
