@@ -79,6 +79,8 @@ class NatsClaims:
         #: The last stream sequence the view reflects, and an event set as it moves.
         self._seen = 0
         self._moved = asyncio.Event()
+        #: When (``time.monotonic``) the watcher was last made.
+        self._watched = 0.0
 
     @property
     def _bucket(self) -> KeyValue:
@@ -104,7 +106,7 @@ class NatsClaims:
             status = await self._kv.status()
             if status.ttl:
                 self.lease = float(status.ttl)
-            self._watcher = await self._kv.watchall()
+            self._watcher = await self._watchall()
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"the claims bucket {BUCKET}: {exc!r}") from exc
         self._watching = asyncio.create_task(self._watch(self._watcher), name="claims-watch")
@@ -117,11 +119,17 @@ class NatsClaims:
         self._seen = 0
         try:
             async with asyncio.timeout(self._op_timeout):
-                self._watcher = await self._bucket.watchall()
+                self._watcher = await self._watchall()
         except (nats.errors.Error, TimeoutError, OSError, StoreUnavailable) as exc:
             log.warning("claims: watching the bucket again failed: %s", exc)
             return
         self._watching = asyncio.create_task(self._watch(self._watcher), name="claims-watch")
+
+    async def _watchall(self) -> KeyValue.KeyWatcher:
+        """A watcher of every key. Its consumer goes from the server soon after it stops
+        (nats-py's default keeps it five minutes: replaced watchers would pile up)."""
+        self._watched = time.monotonic()
+        return await self._bucket.watchall(inactive_threshold=max(5.0, 2 * self.lease))
 
     async def _unwatch(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -187,11 +195,15 @@ class NatsClaims:
     async def claims(self) -> dict[str, Claim]:
         """Every key held now, with its holder and revision: the view, once it has caught up
         with the stream's last sequence (one small request; no consumer is made)."""
+        if self._kv is None:
+            raise StoreUnavailable("the claims bucket is not open")
+        if self._watching is None or self._watching.done():
+            await self._rewatch()
         last: int | None = None
         try:
             async with asyncio.timeout(self._op_timeout):
-                if self._kv is None or self._watching is None:
-                    raise StoreUnavailable("the claims bucket is not open")
+                if self._watching is None:
+                    raise StoreUnavailable("reading the claims bucket: no watcher")
                 last = await self._last_sequence()
                 while self._seen < last and not self._watching.done():
                     self._moved.clear()
@@ -199,9 +211,10 @@ class NatsClaims:
                 if self._watching.done():
                     raise TimeoutError
         except TimeoutError as exc:
-            if last is not None:
+            if last is not None and time.monotonic() - self._watched > self.lease:
                 # The stream answered but the watcher is behind (its consumer was lost with
-                # a server's restart, say): make a new one for the next read.
+                # a server's restart, say): make a new one for the next read (not more than
+                # once a lease: on a slow host, the old one may only be late).
                 await self._rewatch()
             raise StoreUnavailable("reading the claims bucket: timed out") from exc
         except (nats.errors.Error, OSError) as exc:
