@@ -225,3 +225,74 @@ async def test_work_stops_while_nats_is_away_and_resumes_on_one_node_each_after(
     finally:
         for node in nodes:
             await node.close()
+
+
+@run
+async def test_reads_of_the_claims_make_no_consumer_each(server: NatsServer) -> None:
+    """Twelve hundred reads of the claims (a node reads four times a lease) all answer and
+    leave the bucket's stream with the one watcher it had: a consumer per read piled up on
+    the server until it refused them all ("maximum consumers limit reached", 1000)."""
+    node = Node(server.url, "a")
+    node.claims = NatsClaims(node.link, 60.0)  # the claim outlasts the reads
+    try:
+        await node.open()
+        revision = await node.claims.claim("esm.x", "a")
+        js = node.link.client.jetstream()
+        before = (await js.stream_info("KV_LAMBDAD_OWNERS")).state.consumer_count
+        for _ in range(1200):
+            claims = await node.claims.claims()
+            assert claims["esm.x"].revision == revision
+        after = (await js.stream_info("KV_LAMBDAD_OWNERS")).state.consumer_count
+        assert after == before == 1
+    finally:
+        await node.close()
+
+
+@run
+async def test_a_holder_whose_turn_hangs_stops_the_work_before_another_node_starts_it(
+    server: NatsServer,
+) -> None:
+    """A holder whose renewal hangs (a turn stuck on a loaded host) stops the key's work by
+    itself once its last renewal is past the fence, without waiting for its next turn; the
+    other node starts the work only after that, once the claim expired."""
+    a, b = Node(server.url, "a"), Node(server.url, "b")
+    events: list[tuple[str, str]] = []
+    stuck = asyncio.Event()
+
+    async def hang(key: str, owner: str, revision: int) -> int | None:
+        stuck.set()
+        await asyncio.Event().wait()
+        return None
+
+    for node in (a, b):
+        node.gained = (  # type: ignore[method-assign]
+            lambda key, node=node: _note(events, node, "gained", key)
+        )
+        node.lost = (  # type: ignore[method-assign]
+            lambda key, node=node: _note(events, node, "lost", key)
+        )
+    try:
+        await a.open()
+        a.owners.want("esm.x", a)
+        await a.owners.start()
+        await until(lambda: a.running == {"esm.x"})
+        a.claims.renew = hang  # type: ignore[method-assign]
+        await stuck.wait()
+        await until(lambda: not a.running)
+        assert not a.owners.holds("esm.x")
+        await b.open()
+        b.owners.want("esm.x", b)
+        await b.owners.start()
+        await until(lambda: b.running == {"esm.x"})
+        assert events.index(("a", "lost")) < events.index(("b", "gained"))
+    finally:
+        for node in (a, b):
+            await node.close()
+
+
+async def _note(events: list[tuple[str, str]], node: Node, what: str, key: str) -> None:
+    events.append((node.owners.node, what))
+    if what == "gained":
+        node.running.add(key)
+    else:
+        node.running.discard(key)

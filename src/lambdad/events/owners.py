@@ -15,8 +15,16 @@ work yet); it gives up a key whose preferred node is another live member (a node
 which then claims it. A node that dies frees its keys when their lease runs out; a node that
 stops cleanly releases them at once, and the others hear it through the bucket's watch.
 
-A node that cannot renew a claim for most of the lease (NATS unreachable) stops the work: by
-the time the lease ends another node may hold it.
+Fencing by time: the work of a key is this node's only while ``now < last renewal +
+FENCE * lease`` (``holds`` answers so, and a watchdog stops the work at that moment, whatever
+the turn is doing: a turn slowed by a loaded host or a slow bucket cannot keep work running
+past it). "Last renewal" is the time the renewing request was *sent*; the server starts the
+lease's TTL when it stores the write, later, so the claim lasts at least a whole lease past
+it and no other node can claim the key before ``last renewal + lease``. Renewals come every
+quarter lease and a request may take another quarter (``store/nats_owners.py``'s timeout), so
+a healthy holder renews by half the lease; ``FENCE`` = 0.6 leaves that one late renewal of
+slack, and the remaining 0.4 of the lease for the work to stop (a durable invocation under way
+is waited for, ``DurableEngine.halt``) before another node may start it.
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ log = logging.getLogger(__name__)
 MEMBER = "node."
 #: Part of the lease between two renewals (and two reads of the bucket when nothing happens).
 _TICKS_PER_LEASE = 4
-#: Part of the lease after the last renewal when a node stops work it could not renew.
-_GIVE_UP_AFTER = 0.6
+#: Part of the lease after the last renewal when a node stops work it could not renew
+#: (the module's docstring says why this much).
+FENCE = 0.6
 
 
 class HeldClaim(Protocol):
@@ -112,6 +121,8 @@ class Owners:
         self._held: dict[str, _Held] = {}
         self._free_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._fencing: asyncio.Task[None] | None = None
+        self._fenced = asyncio.Event()
         self._ticking = asyncio.Lock()
         self.state = OwnersState.NEW
 
@@ -131,8 +142,9 @@ class Owners:
             self._bucket.changed.set()
 
     def holds(self, key: str) -> bool:
-        """Whether this node holds ``key`` now."""
-        return key in self._held
+        """Whether this node holds ``key`` now: claimed, and renewed within the fence."""
+        held = self._held.get(key)
+        return held is not None and self._clock() < held.renewed + self.lease * FENCE
 
     def held(self) -> list[str]:
         """The work keys this node holds (not its membership)."""
@@ -148,16 +160,18 @@ class Owners:
         except StoreError as exc:
             log.error("claims: %s", exc)
         self._task = asyncio.create_task(self._run(), name="owners")
+        self._fencing = asyncio.create_task(self._fence(), name="owners-fence")
 
     async def close(self) -> None:
         """Stop every held key's work, then release the keys and leave. Idempotent."""
         if self.state is OwnersState.CLOSED:
             return
         self.state = OwnersState.CLOSED
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._fencing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         async with self._ticking:
             for key in [k for k in self._held if k != self._member]:
                 await self._drop(key)
@@ -184,6 +198,23 @@ class Owners:
             except Exception:
                 log.exception("claims: a turn failed")
                 await asyncio.sleep(self.lease / _TICKS_PER_LEASE / 2)
+
+    async def _fence(self) -> None:
+        """Stop each key's work once its last renewal is ``FENCE`` of the lease old, at that
+        moment (not at the next turn, which may be late)."""
+        while self.state is OwnersState.RUNNING:
+            work = [(k, h.renewed) for k, h in self._held.items() if k != self._member]
+            if work:
+                wait = min(renewed for _, renewed in work) + self.lease * FENCE - self._clock()
+            else:
+                wait = self.lease * FENCE
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._fenced.wait()
+                self._fenced.clear()
+                continue
+            await self._stale()
 
     async def _tick(self) -> None:
         async with self._ticking:
@@ -223,6 +254,11 @@ class Owners:
             if revision is None:
                 log.warning("claim %s could not be renewed: lost", key)
                 await self._lost(key)
+            elif self._held.get(key) is not held:
+                # Its work was stopped (fenced) while the renewal was under way: give the
+                # claim up rather than run the work again unannounced.
+                with contextlib.suppress(StoreError):
+                    await self._bucket.release(key, revision)
             else:
                 self._held[key] = _Held(revision, now)
 
@@ -253,6 +289,7 @@ class Owners:
                 continue
             self._free_since.pop(key, None)
             self._held[key] = _Held(revision, now)
+            self._fenced.set()  # the watchdog's next deadline may be this one's
             started = await self._call(holder.gained, key)
             if not started or self._wanted.get(key) is not holder:
                 # The work did not start (tried again at a later turn, here or elsewhere),
@@ -276,12 +313,18 @@ class Owners:
             await self._call(holder.lost, key)
 
     async def _stale(self) -> None:
-        """Stop the work of keys not renewed for most of the lease (others may take them)."""
-        limit = self._clock() - self.lease * _GIVE_UP_AFTER
-        for key, held in list(self._held.items()):
-            if held.renewed < limit:
-                log.warning("claim %s not renewed for %.1f s: stopping its work", key, self.lease)
-                await self._lost(key)
+        """Stop the work of keys not renewed within the fence (others may take them soon)."""
+        now = self._clock()
+        stale = [
+            (key, held)
+            for key, held in self._held.items()
+            if key != self._member and held.renewed <= now - self.lease * FENCE
+        ]
+        for key, held in stale:
+            log.warning("claim %s not renewed for %.2f s: stopping it", key, now - held.renewed)
+        # Side by side: one key's slow stop (a durable handler waited for) must not hold up
+        # the others'.
+        await asyncio.gather(*(self._lost(key) for key, _ in stale))
 
     async def _call(self, step: Callable[[str], Awaitable[None]], key: str) -> bool:
         """Run a holder's ``gained`` or ``lost``: whether it returned without an error."""

@@ -8,6 +8,15 @@ max age) is the lease: a key nobody renewed for that long is removed by the serv
 node's claims free themselves. The policy (which node should hold what, what runs while it
 does) is ``events/owners.py``'s; this module only speaks to the bucket, and turns the client's
 errors into the store's (``StoreUnavailable``).
+
+Reads come from one long-lived watcher of the whole bucket, kept for the life of the node: its
+entries make a view of every key (holder, revision, when it will expire), and a read asks the
+stream only for its last sequence and waits until the watcher has seen that far. A watcher (an
+ephemeral JetStream consumer) per read was rejected: nats-py keeps each one on the server for
+its five-minute inactive threshold after ``stop()``, so a node reading four times a lease
+reached the server's 1000 consumers of the stream within minutes, and every read after failed
+(``BadRequestError`` 10026, "maximum consumers limit reached"). A key the server expired (its
+max age) sends the watcher nothing, so the view drops a key once its last write is a lease old.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 
 import nats.errors
 import nats.js.errors
@@ -29,8 +39,8 @@ log = logging.getLogger(__name__)
 
 #: The bucket's name (its stream is ``KV_LAMBDAD_OWNERS``).
 BUCKET = "LAMBDAD_OWNERS"
-#: Seconds a read of the whole bucket may take.
-READ_TIMEOUT = 5.0
+#: The watcher's stream (the bucket's).
+STREAM = f"KV_{BUCKET}"
 #: The longest any one request to the bucket may take (seconds): while the servers are away
 #: the client holds requests rather than failing them, and a holder that cannot renew must
 #: learn it in time to stop its work before its lease ends (a quarter of the lease, when
@@ -62,6 +72,15 @@ class NatsClaims:
         self._op_timeout = min(OP_TIMEOUT, lease / 4)
         #: Set whenever another node claims, renews or releases a key (see ``watch``).
         self.changed = asyncio.Event()
+        #: The view: each key's claim and when (``time.monotonic``) it expires unrenewed.
+        self._view: dict[str, tuple[Claim, float]] = {}
+        #: Each key's last revision seen (deletes too), so a late entry never undoes a newer.
+        self._revisions: dict[str, int] = {}
+        #: The last stream sequence the view reflects, and an event set as it moves.
+        self._seen = 0
+        self._moved = asyncio.Event()
+        #: When (``time.monotonic``) the watcher was last made.
+        self._watched = 0.0
 
     @property
     def _bucket(self) -> KeyValue:
@@ -87,92 +106,147 @@ class NatsClaims:
             status = await self._kv.status()
             if status.ttl:
                 self.lease = float(status.ttl)
-            self._watcher = await self._kv.watchall(meta_only=True)
+            self._watcher = await self._watchall()
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"the claims bucket {BUCKET}: {exc!r}") from exc
         self._watching = asyncio.create_task(self._watch(self._watcher), name="claims-watch")
 
-    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
-        """Set ``changed`` when a key appears or goes (not on renewals: every node renews
-        every few seconds, and a renewal changes nobody's plan)."""
-        known: set[str] = set()
-        with contextlib.suppress(asyncio.CancelledError):
-            async for entry in watcher:
-                if entry is None:
-                    continue
-                if entry.operation in (KV_DEL, KV_PURGE):
-                    known.discard(entry.key)
-                elif entry.key in known:
-                    continue
-                else:
-                    known.add(entry.key)
-                self.changed.set()
+    async def _rewatch(self) -> None:
+        """Replace the watcher with a new one and the view with what it reads."""
+        await self._unwatch()
+        self._view.clear()
+        self._revisions.clear()
+        self._seen = 0
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                self._watcher = await self._watchall()
+        except (nats.errors.Error, TimeoutError, OSError, StoreUnavailable) as exc:
+            log.warning("claims: watching the bucket again failed: %s", exc)
+            return
+        self._watching = asyncio.create_task(self._watch(self._watcher), name="claims-watch")
 
-    async def close(self) -> None:
-        """Stop watching (claims stay: ``release`` them first). Idempotent."""
+    async def _watchall(self) -> KeyValue.KeyWatcher:
+        """A watcher of every key. Its consumer goes from the server soon after it stops
+        (nats-py's default keeps it five minutes: replaced watchers would pile up)."""
+        self._watched = time.monotonic()
+        return await self._bucket.watchall(inactive_threshold=max(5.0, 2 * self.lease))
+
+    async def _unwatch(self) -> None:
         watcher, self._watcher = self._watcher, None
-        self._kv = None
         if watcher is not None:
-            with contextlib.suppress(nats.errors.Error, TimeoutError, AttributeError):
-                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+            with contextlib.suppress(nats.errors.Error, TimeoutError, AttributeError, OSError):
+                async with asyncio.timeout(self._op_timeout):
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
         watching, self._watching = self._watching, None
         if watching is not None:
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
 
+    async def _last_sequence(self) -> int:
+        """The stream's last message's sequence (0 when it holds none). The watcher gets that
+        message (the last of its key) and every one after, in order; the ones before it are
+        either delivered before it or gone (superseded, expired). nats-py's "nothing pending"
+        marker (a ``None`` entry) is not used: it can come before entries already sent."""
+        info = await self._link.client.jetstream().stream_info(STREAM)
+        return int(info.state.last_seq) if info.state.messages else 0
+
+    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
+        """Keep the view; set ``changed`` when a key appears or goes (not on renewals: every
+        node renews every few seconds, and a renewal changes nobody's plan)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            async for entry in watcher:
+                if entry is None:
+                    continue
+                value = None if entry.operation in (KV_DEL, KV_PURGE) else entry.value
+                owner = None if value is None else value.decode()
+                age = 0.0
+                if entry.created is not None:
+                    age = min(max(time.time() - entry.created.timestamp(), 0.0), self.lease)
+                appeared, gone = self._note(entry.key, owner, entry.revision, age)
+                self._saw(entry.revision)
+                if appeared or gone:
+                    self.changed.set()
+
+    def _saw(self, sequence: int) -> None:
+        if sequence > self._seen:
+            self._seen = sequence
+            self._moved.set()
+
+    def _note(self, key: str, owner: str | None, revision: int, age: float) -> tuple[bool, bool]:
+        """Put a write (``owner`` None: a delete) of ``revision`` made ``age`` seconds ago in
+        the view, unless the view has a newer one: whether the key appeared, or went."""
+        if revision <= self._revisions.get(key, 0):
+            return False, False
+        self._revisions[key] = revision
+        had = key in self._view
+        if owner is None:
+            self._view.pop(key, None)
+            return False, had
+        expires = time.monotonic() + self.lease - age
+        self._view[key] = (Claim(key, owner, revision), expires)
+        return not had, False
+
+    async def close(self) -> None:
+        """Stop watching (claims stay: ``release`` them first). Idempotent."""
+        await self._unwatch()
+        self._kv = None
+
     async def claims(self) -> dict[str, Claim]:
-        """Every key held now, with its holder and revision."""
+        """Every key held now, with its holder and revision: the view, once it has caught up
+        with the stream's last sequence (one small request; no consumer is made)."""
+        if self._kv is None:
+            raise StoreUnavailable("the claims bucket is not open")
+        if self._watching is None or self._watching.done():
+            await self._rewatch()
+        last: int | None = None
         try:
             async with asyncio.timeout(self._op_timeout):
-                return await self._read()
+                if self._watching is None:
+                    raise StoreUnavailable("reading the claims bucket: no watcher")
+                last = await self._last_sequence()
+                while self._seen < last and not self._watching.done():
+                    self._moved.clear()
+                    await self._moved.wait()
+                if self._watching.done():
+                    raise TimeoutError
         except TimeoutError as exc:
+            if last is not None and time.monotonic() - self._watched > self.lease:
+                # The stream answered but the watcher is behind (its consumer was lost with
+                # a server's restart, say): make a new one for the next read (not more than
+                # once a lease: on a slow host, the old one may only be late).
+                await self._rewatch()
             raise StoreUnavailable("reading the claims bucket: timed out") from exc
-
-    async def _read(self) -> dict[str, Claim]:
-        found: dict[str, Claim] = {}
-        try:
-            watcher = await self._bucket.watchall()
-            try:
-                while True:
-                    entry = await watcher.updates(timeout=READ_TIMEOUT)  # type: ignore[no-untyped-call]
-                    if entry is None:
-                        break
-                    if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                        found.pop(entry.key, None)
-                    else:
-                        found[entry.key] = Claim(entry.key, entry.value.decode(), entry.revision)
-                    if entry.delta == 0:
-                        break
-            finally:
-                with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                    async with asyncio.timeout(self._op_timeout):
-                        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
+        except (nats.errors.Error, OSError) as exc:
             # str(), not repr(): a JetStream APIError's repr drops its code and description.
             raise StoreUnavailable(f"reading the claims bucket: {exc}") from exc
-        return found
+        now = time.monotonic()
+        return {key: claim for key, (claim, expires) in self._view.items() if now < expires}
 
     async def claim(self, key: str, owner: str) -> int | None:
         """Hold ``key`` for ``owner`` if nobody does: its revision, or None when it is held."""
         try:
             async with asyncio.timeout(self._op_timeout):
-                return int(await self._bucket.create(key, owner.encode()))
+                revision = int(await self._bucket.create(key, owner.encode()))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"claiming {key}: {exc!r}") from exc
+        self._note(key, owner, revision, 0.0)
+        return revision
 
     async def renew(self, key: str, owner: str, revision: int) -> int | None:
         """Renew ``owner``'s claim made or renewed at ``revision``: the new revision, or None
         when the claim is no longer that one (it expired, or another node holds it)."""
         try:
             async with asyncio.timeout(self._op_timeout):
-                return int(await self._bucket.update(key, owner.encode(), last=revision))
+                renewed = int(await self._bucket.update(key, owner.encode(), last=revision))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"renewing {key}: {exc!r}") from exc
+        self._note(key, owner, renewed, 0.0)
+        return renewed
 
     async def release(self, key: str, revision: int) -> None:
         """Give ``key`` up, unless it changed since ``revision`` (then it is not ours)."""
