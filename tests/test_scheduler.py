@@ -537,10 +537,14 @@ def test_occurrences_missed_while_stopped_fire_once(start_server: Any, recorder:
     srv = start_server(MINUTE_CLOCK)
     lam, sched = srv.client(), scheduler_client(srv)
     function = recording(lam, recorder)
+    # The occurrences fall at half past each minute of the clock: the function sees whole
+    # seconds, so none may fall within the second after the restarted clock's 00:30.
+    half_past = clock_now(sched).replace(second=30, microsecond=0)
     sched.create_schedule(
         Name="missed",
         ScheduleExpression="rate(1 minute)",
         FlexibleTimeWindow=OFF,
+        StartDate=half_past - datetime.timedelta(minutes=1),
         Target=target(fn_arn(function), Input=input_of(20)),
     )
     wait_until(lambda: len(fires(recorder, 20)) >= 2, timeout=60)
@@ -555,6 +559,8 @@ def test_occurrences_missed_while_stopped_fire_once(start_server: Any, recorder:
     # Thirty minutes of the clock later: some 25 occurrences were missed meanwhile.
     later = {"LAMBDAD_SCHEDULER_CLOCK": "2030-01-01T00:30:00Z,60"}
     again = start_server(later, data_dir=srv.data_dir)
+    # The clock began again at 00:30: every occurrence after it fires, however long lambdad
+    # (or a cluster's node holding the schedules) takes to start its triggers.
     resumed = CLOCK_START.timestamp() + 30 * 60
 
     def after_stop() -> list[int]:
