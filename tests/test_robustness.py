@@ -72,8 +72,9 @@ class Answer:
 class RawClient:
     """One keep-alive HTTP/1.1 connection, reopened whenever the server closes it."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
+        self.host = host  # a cluster's api node: its address (``Server.host``)
         self.sock: socket.socket | None = None
         self.buffer = b""
 
@@ -93,7 +94,7 @@ class RawClient:
     def exchange(self, raw: bytes, method: str = "GET") -> Answer:
         for attempt in range(2):
             if self.sock is None:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=GUARD)
+                self.sock = socket.create_connection((self.host, self.port), timeout=GUARD)
             try:
                 self.sock.sendall(raw)
                 return self._read(method)

@@ -77,7 +77,7 @@ def qualified(name: str) -> str:
 @pytest.fixture(scope="module")
 def robust_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = launch_server(tmp_path_factory.mktemp("robust-scheduler"), SETTINGS)
-    client = RawClient(srv.port)
+    client = RawClient(srv.port, srv.host)
     for name, values in [
         ("CreateScheduleGroup", {"Name": GROUP}),
         ("CreateSchedule", {"Name": "robust-schedule", **SCHEDULE}),
@@ -98,7 +98,7 @@ def test_every_scheduler_operation_is_routed_and_has_a_base_request() -> None:
 
 def test_valid_requests_succeed(robust_scheduler: Server) -> None:
     """Each base request is answered 200 (or, for an absent schedule or group, 404)."""
-    client = RawClient(robust_scheduler.port)
+    client = RawClient(robust_scheduler.port, robust_scheduler.host)
     for name, values in BASE.items():
         answer = client.send(wire_model.build(qualified(name), materialise(values)))
         expected = 404 if name.startswith("Delete") else 200
@@ -111,7 +111,7 @@ def test_mutations_of_every_member(robust_scheduler: Server) -> None:
     Scheduler's shape (``x-amzn-ErrorType``, ``{"Message"}``), nothing invalid accepted.
 
     AWS answers what its model refuses with ValidationException (400)."""
-    client = RawClient(robust_scheduler.port)
+    client = RawClient(robust_scheduler.port, robust_scheduler.host)
     findings: list[Finding] = []
     for name, base in BASE.items():
         for mutation in wire_model.mutations(qualified(name), base):
@@ -139,7 +139,7 @@ def test_mutations_of_every_member(robust_scheduler: Server) -> None:
 
 def test_malformed_bodies(robust_scheduler: Server) -> None:
     """Non-JSON, truncated and non-object bodies are Scheduler's ValidationException (400)."""
-    client = RawClient(robust_scheduler.port)
+    client = RawClient(robust_scheduler.port, robust_scheduler.host)
     findings: list[Finding] = []
     for name in ("CreateSchedule", "UpdateSchedule", "CreateScheduleGroup", "TagResource"):
         request = wire_model.build(qualified(name), materialise(BASE[name]))

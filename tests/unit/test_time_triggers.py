@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Callable
 
 from lambdad.control.clock import SchedulerClock
@@ -27,6 +28,7 @@ class Source:
         self.hang = hang
         self.fired: list[tuple[float, str]] = []
         self.called = asyncio.Event()
+        self.grew = asyncio.Event()
 
     def _trigger(self) -> Trigger:
         expression = parse_expression("rate(1 minute)")
@@ -46,6 +48,7 @@ class Source:
         if self.hang:
             await asyncio.Event().wait()  # killed before delivering
         self.fired.append((occurrence, fired_id))
+        self.grew.set()
 
     async def finished(self, trigger: Trigger) -> None:
         return None
@@ -93,6 +96,40 @@ def test_the_next_occurrence_follows_the_recorded_one() -> None:
         await asyncio.wait_for(source.called.wait(), 5)
         await engine.close()
         assert source.fired == [(START + 120, fire_id(ID, START + 120))]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+async def _fired_through(store: MemoryStore, clock: SchedulerClock, until: float) -> list[float]:
+    """Start an engine on ``store`` and ``clock`` (the trigger last fired at START + 60), wait
+    until it delivered the occurrence ``until``, and say which it delivered, in order."""
+    await store.put(Table.TRIGGER_FIRES, ID, {"last": START + 60, "at": 0.0})
+    source = Source()
+    engine = TimeTriggers(store, clock, [source])
+    await engine.start()
+    async with asyncio.timeout(5):
+        while until not in [at for at, _ in source.fired]:
+            source.grew.clear()
+            await source.grew.wait()
+    await engine.close()
+    return [at for at, _ in source.fired]
+
+
+def test_occurrences_due_since_the_engine_began_each_fire_at_its_start() -> None:
+    """An engine whose lambdad has been up since before five occurrences came due unfired
+    (another node held them, then died) fires each of them, in order, once; an engine that
+    began only now (lambdad was down) fires the latest of them only."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        await store.open()
+        up_since = START + 30  # the clock read this six real minutes ago
+        taking_over = SchedulerClock(up_since, speed=1.0, origin=time.time() - 360)
+        minutes = [START + 60 * m for m in range(2, 7)]
+        assert await _fired_through(store, taking_over, minutes[-1]) == minutes
+        restarted = SchedulerClock(START + 390, speed=1.0)
+        assert await _fired_through(store, restarted, minutes[-1]) == [minutes[-1]]
         await store.close()
 
     asyncio.run(scenario())

@@ -19,6 +19,12 @@ class SchedulerClock:
         self._start = self._origin if start is None else start
         self.speed = speed
 
+    @property
+    def began(self) -> float:
+        """What the clock read at its origin: when this lambdad started (the real clock, or a
+        test clock of its own), or the shared start of a cluster's test clock."""
+        return self._start
+
     def now(self) -> float:
         return self._start + (time.time() - self._origin) * self.speed
 

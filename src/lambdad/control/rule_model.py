@@ -59,6 +59,9 @@ class Rule:
     role_arn: str | None = None
     #: When the schedule was last put (Unix seconds): a rate's occurrences count from here.
     scheduled_at: float = 0.0
+    #: When its schedule or state last changed (Unix seconds of the schedulers' clock): no
+    #: missed occurrence before it is owed (events/triggers.py, ``_catch_up``).
+    changed_at: float = 0.0
     targets: tuple[RuleTarget, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
 
@@ -87,6 +90,7 @@ class Rule:
             "schedule_expression": self.schedule_expression,
             "state": self.state.value,
             "scheduled_at": self.scheduled_at,
+            "changed_at": self.changed_at,
             "targets": [t.to_doc() for t in self.targets],
             "tags": [list(tag) for tag in self.tags],
         }
@@ -107,6 +111,7 @@ class Rule:
             description=doc.get("description"),
             role_arn=doc.get("role_arn"),
             scheduled_at=float(doc.get("scheduled_at", 0.0)),
+            changed_at=float(doc.get("changed_at", 0.0)),
             targets=tuple(RuleTarget.from_doc(t) for t in doc.get("targets", [])),
             tags=tuple((str(k), str(v)) for k, v in doc.get("tags", [])),
         )

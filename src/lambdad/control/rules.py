@@ -140,18 +140,21 @@ class EventRules:
         check_expression(req.schedule_expression)
         async with self._lock:
             old = await self._get(scope, req.name)
-            scheduled_at = self._clock()
+            scheduled_at = changed_at = self._clock()
+            state = RuleState(req.state or RuleState.ENABLED)
             if old is not None and old.schedule_expression == req.schedule_expression:
                 scheduled_at = old.scheduled_at
+                changed_at = old.changed_at if old.state is state else changed_at
             rule = Rule(
                 account_id=scope.account_id,
                 region=scope.region,
                 name=req.name,
                 schedule_expression=req.schedule_expression,
-                state=RuleState(req.state or RuleState.ENABLED),
+                state=state,
                 description=req.description,
                 role_arn=req.role_arn,
                 scheduled_at=scheduled_at,
+                changed_at=changed_at,
                 targets=old.targets if old is not None else (),
                 tags=_merged(old.tags if old is not None else (), req.tags or []),
             )
@@ -169,7 +172,8 @@ class EventRules:
         async with self._lock:
             rule = await self._existing(scope, name)
             if rule.state is not state:
-                await self._write(dataclasses.replace(rule, state=state))
+                changed = dataclasses.replace(rule, state=state, changed_at=self._clock())
+                await self._write(changed)
 
     async def delete(self, scope: Scope, name: str, bus: str | None = None) -> None:
         """DeleteRule: refused while the rule has targets; a rule that does not exist is

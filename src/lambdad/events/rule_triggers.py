@@ -101,6 +101,7 @@ class RuleTriggers:
             window=0.0,
             event_age=EVENT_AGE,
             detail=rule,
+            changed=max(rule.scheduled_at, rule.changed_at),
         )
 
     async def triggers(self) -> list[Trigger]:

@@ -104,6 +104,7 @@ class ScheduleTriggers:
             window=window,
             event_age=float(schedule.event_age),
             detail=(scope, schedule),
+            changed=schedule.modified,
         )
 
     async def triggers(self) -> list[Trigger]:

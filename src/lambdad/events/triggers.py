@@ -14,7 +14,8 @@ A crash between the two is repaired at start: the last recorded occurrence of ev
 fired again with the same id, which the queue turns into a no-op if it got there before. So an
 occurrence due while lambdad runs is neither skipped nor doubled. Occurrences missed while
 lambdad was down: the most recent one fires once at start if it is younger than the trigger's
-``event_age``; older ones are skipped (docs/schedules.md).
+``event_age``; older ones are skipped. Occurrences missed while it ran (a cluster's node taking
+over from a dead holder) each fire, if younger than ``event_age`` (docs/schedules.md).
 
 In a cluster (``confirm``), the node that holds the triggers can change (events/owners.py),
 and the queue that knows which ids it took may be another node's: each record also says which
@@ -53,6 +54,9 @@ _REFIRE_WITHIN = KEEP_DONE_IDS / 2
 #: At most this many missed occurrences are stepped over one by one when planning (a week of
 #: a minute's rate, some milliseconds); a trigger further behind counts on from now.
 _MAX_SKIPPED = 10_000
+#: At most this many missed occurrences of one trigger fire when the triggers start (on a
+#: node taking them over, those that came due while no node held them).
+_MAX_CATCH_UP = 100
 #: More changed triggers than this at once are re-read with one scan of their source.
 _SCAN_ABOVE = 16
 #: Occurrences handed to their sources between two yields to the loop, so that the first
@@ -78,6 +82,9 @@ class Trigger:
     event_age: float
     #: The source's own description (what to invoke, with what), opaque here.
     detail: Any = None
+    #: When (epoch seconds of the clock) the trigger was last changed (created, updated): no
+    #: occurrence before it is caught up on as one missed while another node held it.
+    changed: float = -math.inf
 
 
 class TriggerSource(Protocol):
@@ -271,27 +278,47 @@ class TimeTriggers:
 
     def _plan(self, source: TriggerSource, trigger: Trigger, *, starting: bool) -> None:
         """Plan the trigger's next occurrence after its last fire (or its anchor). Occurrences
-        already past are missed: at start the latest fires if young enough; else skipped."""
+        already past are missed: at start, each one that came due while this lambdad ran (it
+        was another node's, or no node's, to fire) fires if younger than the event age (the
+        latest ``_MAX_CATCH_UP``), and of those from before it started, the latest if young
+        enough; all are skipped when not starting (a trigger enabled or changed)."""
         now = self._clock.now()
         last = self._last.get(trigger.id)
         nominal = _next(trigger, trigger.anchor if last is None else last)
-        missed: float | None = None
-        skipped = 0
+        missed: list[float] = []
         while nominal is not None and nominal <= now:
-            missed, skipped = nominal, skipped + 1
-            if skipped >= _MAX_SKIPPED:  # so far behind: none fires, counting on from now
-                missed, nominal = None, _next(trigger, now)
+            missed.append(nominal)
+            if len(missed) >= _MAX_SKIPPED:  # so far behind: none fires, counting on from now
+                missed, nominal = [], _next(trigger, now)
                 break
             nominal = _next(trigger, nominal)
-        if missed is not None and starting and now - missed <= trigger.event_age:
-            nominal, skipped = missed, skipped - 1
-        if skipped:
-            log.info("%s: %d occurrence(s) missed while stopped or disabled", trigger.id, skipped)
+        if starting:
+            due = self._catch_up(trigger, missed, now)
+            if due:
+                nominal = due[0]
+            log_skipped = len(missed) - len(due)
+        else:
+            log_skipped = len(missed)
+        if log_skipped:
+            log.info(
+                "%s: %d occurrence(s) missed while stopped or disabled", trigger.id, log_skipped
+            )
         self._plans.pop(trigger.id, None)
         if nominal is None:
             self._spawn_finished(source, trigger)
             return
         self._push(source, trigger, nominal)
+
+    def _catch_up(self, trigger: Trigger, missed: list[float], now: float) -> list[float]:
+        """The missed occurrences (ascending) that fire at start, in order: the latest from
+        before this lambdad began, then every one since, each younger than the event age and
+        after the trigger's last change, at most the latest ``_MAX_CATCH_UP``. Planning the
+        first is enough: each fire plans the next occurrence after it, already due."""
+        owed = [m for m in missed if m > trigger.changed]
+        earlier = len([m for m in owed if m <= self._clock.began])
+        firing = owed[max(0, earlier - 1) :]  # the latest from before, and every one since
+        young = [m for m in firing if now - m <= trigger.event_age]
+        return young[-_MAX_CATCH_UP:]
 
     def _push(self, source: TriggerSource, trigger: Trigger, nominal: float) -> None:
         self._seq += 1
