@@ -126,6 +126,22 @@ def occurrences(recorder: Recorder, rule: bool = False) -> list[int]:
     return sorted((at - int(CLOCK_START)) // 60 for at in found if at > 0)
 
 
+def minute_schedule(api: Server, fn: dict[str, Any]) -> None:
+    """A ``rate(1 minute)`` Scheduler schedule whose target is ``fn``, given its scheduled time."""
+    sched = aws_client(api, "scheduler")
+    sched.create_schedule(
+        Name=unique("tick"),
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": fn["FunctionArn"],
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
+            "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
+        },
+    )
+    sched.close()
+
+
 def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_dies(
     start_server: Callable[..., Server],
     postgres: PostgresServer,
@@ -142,17 +158,7 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
     api, nodes, settings = cluster(start_server, postgres, nats, moto)
     lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
-    sched = aws_client(api, "scheduler")  # the nodes that fire hear of it through the store's feed
-    sched.create_schedule(
-        Name=unique("tick"),
-        ScheduleExpression="rate(1 minute)",
-        FlexibleTimeWindow={"Mode": "OFF"},
-        Target={
-            "Arn": fn["FunctionArn"],
-            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
-            "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
-        },
-    )
+    minute_schedule(api, fn)  # the nodes that fire hear of it through the store's feed
     events = aws_client(api, "events")
     rule_name = unique("tick")
     events.put_rule(Name=rule_name, ScheduleExpression="rate(1 minute)")
@@ -185,7 +191,6 @@ def test_a_schedule_fires_each_occurrence_once_across_nodes_and_after_its_owner_
         assert [minute for minute, n in counts.items() if n > 1] == [], f"fired twice ({rule})"
         assert fired == list(range(fired[0], fired[0] + len(fired))), f"one lost ({rule})"
     events.close()
-    sched.close()
     lam.close()
 
 
@@ -205,17 +210,7 @@ def test_occurrences_due_while_no_node_held_the_schedules_each_fire_on_takeover(
     api, nodes, _ = cluster(start_server, postgres, nats, moto)
     lam = api.client()
     fn = create_function(lam, RECORDING, env={"RECORDER_PORT": str(recorder.port)})
-    sched = aws_client(api, "scheduler")
-    sched.create_schedule(
-        Name=unique("tick"),
-        ScheduleExpression="rate(1 minute)",
-        FlexibleTimeWindow={"Mode": "OFF"},
-        Target={
-            "Arn": fn["FunctionArn"],
-            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
-            "Input": json.dumps({"t": "<aws.scheduler.scheduled-time>"}),
-        },
-    )
+    minute_schedule(api, fn)
     owner = holder(nodes, "triggers")
     survivor = next(n for n in nodes if n is not owner)
     wait_until(lambda: len(occurrences(recorder)) >= 2, timeout=60)
@@ -240,7 +235,6 @@ def test_occurrences_due_while_no_node_held_the_schedules_each_fire_on_takeover(
     twice = [m for m, n in Counter(fired).items() if n > 1 and m > last]
     assert twice == [], fired
     assert sorted(set(fired)) == list(range(fired[0], fired[-1] + 1)), fired  # none lost
-    sched.close()
     lam.close()
 
 
